@@ -1,0 +1,218 @@
+//! The run state machine: events in, commands out. No I/O, no clock, no randomness.
+//!
+//! A driver (the local runner of `kiln run`, later the server) owns a [`Run`], feeds it every
+//! [`Event`] it observes, and carries out the [`Command`]s it returns. Feeding the same events
+//! to a new `Run` of the same plan gives the same state and the same commands: that is how a
+//! run is replayed after a restart.
+//!
+//! Invariants:
+//! - a job is started only when every job in its `needs` has ended and its gate (if any) was
+//!   approved;
+//! - a job is started at most `1 + retry.max` times;
+//! - every run ends in exactly one final state, announced by exactly one `Command::Finish`;
+//! - after cancel or reject nothing new starts, and every running job gets `CancelJob`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kiln_workflow::plan::{Job, JobId, ParamValue, Plan};
+use serde::{Deserialize, Serialize};
+
+mod run;
+
+pub use run::Run;
+
+/// State of a whole run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunState {
+    /// Created, not started.
+    Pending,
+    /// Jobs are being started or are running.
+    Running,
+    /// Waiting at an approval stage.
+    Paused,
+    /// Every job succeeded or was skipped.
+    Success,
+    /// A job failed or timed out.
+    Failure,
+    /// Canceled, or an approval was rejected.
+    Canceled,
+    /// The run's own timeout fired.
+    Timeout,
+}
+
+impl RunState {
+    /// Success, failure, canceled or timeout.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            RunState::Success | RunState::Failure | RunState::Canceled | RunState::Timeout
+        )
+    }
+}
+
+/// State of one job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    /// Waiting for its needs or gate.
+    Pending,
+    /// `StartJob` was issued; the executor has not reported it started.
+    Queued,
+    /// Running.
+    Running,
+    /// Exited 0.
+    Success,
+    /// Exited non-zero, or could not be run, with no retry left.
+    Failure,
+    /// Its condition was false.
+    Skipped,
+    /// Canceled before or while running.
+    Canceled,
+    /// Hit its timeout with no retry left.
+    Timeout,
+}
+
+impl JobState {
+    /// Success, failure, skipped, canceled or timeout.
+    pub fn is_final(self) -> bool {
+        !matches!(self, JobState::Pending | JobState::Queued | JobState::Running)
+    }
+}
+
+/// How one attempt ended, as the driver observed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// The main container or process exited with this code.
+    Exited(i32),
+    /// The driver killed it at the job's timeout.
+    TimedOut,
+    /// It was killed after a `CancelJob`.
+    Canceled,
+    /// It could not be run (missing image, engine error); the text says why.
+    Error(String),
+}
+
+/// Something that happened, fed to [`Run::handle`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Event {
+    /// The attempt's main container or process started.
+    JobStarted {
+        /// Job.
+        job: JobId,
+        /// Attempt number, from 1.
+        attempt: u32,
+    },
+    /// The attempt printed `JOB_OUT key=value`.
+    JobOutput {
+        /// Job.
+        job: JobId,
+        /// Attempt.
+        attempt: u32,
+        /// Output name.
+        key: String,
+        /// Output value (the last one printed wins).
+        value: String,
+    },
+    /// The attempt ended.
+    JobExited {
+        /// Job.
+        job: JobId,
+        /// Attempt.
+        attempt: u32,
+        /// How.
+        outcome: Outcome,
+    },
+    /// An approval stage was approved.
+    Approved {
+        /// Stage name.
+        stage: String,
+        /// Who.
+        by: String,
+    },
+    /// An approval stage was rejected: the run ends canceled.
+    Rejected {
+        /// Stage name.
+        stage: String,
+        /// Who.
+        by: String,
+    },
+    /// Cancel the whole run.
+    Cancel {
+        /// Who.
+        by: String,
+    },
+    /// A timer armed by `Command::ArmTimer` fired.
+    TimerFired(Timer),
+}
+
+/// Timers the engine asks the driver to keep.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Timer {
+    /// The run's `timeout`.
+    RunTimeout,
+}
+
+/// What the driver must do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    /// Start an attempt of a job.
+    StartJob(Box<StartJob>),
+    /// Kill a queued or running attempt; the driver then reports `JobExited` with
+    /// `Outcome::Canceled` (or the real outcome if it had already ended).
+    CancelJob {
+        /// Job.
+        job: JobId,
+        /// Attempt.
+        attempt: u32,
+    },
+    /// The run reached an approval stage and waits for `Approved` or `Rejected`.
+    Pause {
+        /// Stage name.
+        stage: String,
+        /// Shown to the approver.
+        description: Option<String>,
+    },
+    /// Arm a timer; fire `Event::TimerFired` after `after`.
+    ArmTimer {
+        /// Which.
+        timer: Timer,
+        /// When, from now.
+        after: Duration,
+    },
+    /// The run ended in this final state. Issued exactly once.
+    Finish(RunState),
+}
+
+/// A job ready to run: every template rendered, env complete.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StartJob {
+    /// Attempt number, from 1.
+    pub attempt: u32,
+    /// The plan's job with its strings rendered and its env merged (params, outputs of
+    /// its needs, global env, job env; later ones win).
+    pub job: Job,
+}
+
+/// What the engine knows of one job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobStatus {
+    /// State.
+    pub state: JobState,
+    /// Attempts started so far.
+    pub attempts: u32,
+    /// Outputs of the latest attempt.
+    pub outputs: BTreeMap<String, String>,
+    /// Exit code of the latest attempt, if it exited.
+    pub exit_code: Option<i32>,
+    /// Why it failed or was skipped or canceled, for people.
+    pub reason: Option<String>,
+}
+
+/// Parameters bound to values, as given to [`Run::new`].
+pub type Params = BTreeMap<String, ParamValue>;
+
+/// Shared, immutable plan.
+pub type SharedPlan = Arc<Plan>;

@@ -1,0 +1,1 @@
+//! kiln-exec-docker (being written).

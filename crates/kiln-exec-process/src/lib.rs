@@ -1,0 +1,1 @@
+//! kiln-exec-process (being written).

@@ -1,0 +1,226 @@
+//! The executor contract: how Kiln runs one fully resolved task (a job's containers or
+//! processes), plus a fake executor and the conformance suite every executor must pass.
+//!
+//! Executors know nothing of workflows, the engine, the server, a database or HTTP: they get a
+//! [`TaskSpec`] and report log lines and an exit code.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+
+pub mod conformance;
+pub mod fake;
+pub mod lines;
+
+/// Identifies one attempt of one job on an executor. Safe as a container, network or
+/// directory name: lowercase ASCII letters, digits and `-`, at most 63 characters.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TaskId(String);
+
+impl TaskId {
+    /// Builds an id from any text: lowercases it, maps other characters to `-`, squeezes
+    /// repeated `-` and trims the result to 63 characters.
+    pub fn sanitized(raw: &str) -> TaskId {
+        let mut out = String::with_capacity(raw.len());
+        for c in raw.chars() {
+            let c = c.to_ascii_lowercase();
+            let c = if c.is_ascii_alphanumeric() { c } else { '-' };
+            if c == '-' && (out.is_empty() || out.ends_with('-')) {
+                continue;
+            }
+            out.push(c);
+        }
+        out.truncate(63);
+        while out.ends_with('-') {
+            out.pop();
+        }
+        if out.is_empty() {
+            out.push_str("task");
+        }
+        TaskId(out)
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A fully resolved task: every template rendered, every env value final.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskSpec {
+    /// Unique per attempt; names everything the executor creates for it.
+    pub id: TaskId,
+    /// Put on every container, network and volume created (for clean-up and inspection).
+    pub labels: BTreeMap<String, String>,
+    /// Container image of the main container; `None` only for the process executor.
+    pub image: Option<String>,
+    /// What the main container or process runs.
+    pub entry: Entry,
+    /// Environment, final.
+    pub env: BTreeMap<String, String>,
+    /// Working directory; the workspace when `None`.
+    pub workdir: Option<String>,
+    /// Sidecars reachable from the main container by name.
+    pub services: Vec<ServiceSpec>,
+    /// Limits for the main container.
+    pub limits: Limits,
+}
+
+/// Where a job's workspace is mounted inside its containers.
+pub const WORKSPACE_PATH: &str = "/workspace";
+
+/// What the main container or process runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Entry {
+    /// A shell script run with `sh -e -c`.
+    Script(String),
+    /// The image's entrypoint (or `command` when set) with `args`.
+    Command {
+        /// Replaces the image's entrypoint.
+        command: Option<Vec<String>>,
+        /// Arguments (the container's `Cmd`).
+        args: Vec<String>,
+    },
+}
+
+/// A sidecar container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceSpec {
+    /// Host name the main container reaches it by.
+    pub name: String,
+    /// Image.
+    pub image: String,
+    /// Environment.
+    pub env: BTreeMap<String, String>,
+    /// Replaces the image's command when set.
+    pub command: Option<Vec<String>>,
+}
+
+/// Resource limits enforced on the main container.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Thousandths of a CPU.
+    pub cpu_millis: Option<u64>,
+    /// Bytes of memory.
+    pub memory_bytes: Option<u64>,
+}
+
+/// Which output stream a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Stream {
+    /// Standard output (where `JOB_OUT` lines are read from).
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// One line of a task's output, without its line ending.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// Stream.
+    pub stream: Stream,
+    /// When the engine (or the executor) saw it.
+    pub time: DateTime<Utc>,
+    /// The text, lossily decoded as UTF-8.
+    pub text: String,
+}
+
+/// How the main container or process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitStatus {
+    /// Exit code (128 + signal when killed by a signal).
+    pub code: i32,
+}
+
+impl ExitStatus {
+    /// Exit code 0.
+    pub fn success(&self) -> bool {
+        self.code == 0
+    }
+}
+
+/// Log lines of a started task; ends when its output closes.
+pub type LogStream = BoxStream<'static, Result<LogLine, ExecError>>;
+
+/// Why an executor could not do what was asked. A non-zero exit is not an error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExecError {
+    /// The task asks for something this executor cannot do (a sidecar on the process
+    /// executor, say). Raised by `check` before anything is created.
+    #[error("{executor} executor cannot run this job: {what}")]
+    Unsupported {
+        /// Executor name.
+        executor: &'static str,
+        /// What is missing.
+        what: String,
+    },
+    /// The image is not present and could not be pulled.
+    #[error("image {image:?} not found: {detail}")]
+    ImageNotFound {
+        /// The image reference.
+        image: String,
+        /// What the engine said.
+        detail: String,
+    },
+    /// The engine or the operating system failed.
+    #[error("{0}")]
+    Engine(String),
+    /// `start`, `wait` or `kill` named a task that was not set up.
+    #[error("unknown task {0}")]
+    UnknownTask(TaskId),
+}
+
+/// Runs tasks.
+///
+/// Lifecycle of one task, in this order:
+/// 1. [`check`](Executor::check): pure capability check; nothing is created.
+/// 2. [`setup`](Executor::setup): creates what the task needs apart from the main container:
+///    workspace, private network, images present, sidecars started.
+/// 3. [`start`](Executor::start): starts the main container or process and returns its log
+///    stream, which ends when the output closes.
+/// 4. [`wait`](Executor::wait): resolves with the exit status; a non-zero exit is `Ok`.
+/// 5. [`destroy`](Executor::destroy): removes everything the task created.
+///
+/// Concurrency: calls for different tasks may run concurrently. For one task the steps
+/// above are called in order, except that reading the log stream and `wait` run together,
+/// and [`kill`](Executor::kill) may be called at any time from another task (cancel,
+/// timeout); after `kill`, `wait` resolves promptly.
+///
+/// `destroy` is idempotent and safe after a failed `setup` or `start`, after `kill`, and for
+/// an id never set up: it removes whatever exists and succeeds when there is nothing left.
+#[async_trait]
+pub trait Executor: Send + Sync + 'static {
+    /// Short name for messages (`docker`, `process`, `fake`).
+    fn name(&self) -> &'static str;
+
+    /// Says whether this executor can run `task`, without side effects.
+    fn check(&self, task: &TaskSpec) -> Result<(), ExecError>;
+
+    /// Prepares everything but the main container. `Err` leaves clean-up to `destroy`.
+    async fn setup(&self, task: &TaskSpec) -> Result<(), ExecError>;
+
+    /// Starts the main container or process and returns its output, line by line.
+    async fn start(&self, task: &TaskSpec) -> Result<LogStream, ExecError>;
+
+    /// Waits for the main container or process to exit.
+    async fn wait(&self, id: &TaskId) -> Result<ExitStatus, ExecError>;
+
+    /// Kills the main container or process and its sidecars. Killing a task that already
+    /// ended is `Ok`.
+    async fn kill(&self, id: &TaskId) -> Result<(), ExecError>;
+
+    /// Removes everything created for the task. Idempotent.
+    async fn destroy(&self, id: &TaskId) -> Result<(), ExecError>;
+}
