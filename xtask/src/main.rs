@@ -1,3 +1,60 @@
-fn main() {
-    println!("Hello, world!");
+//! `cargo xtask`: the project's automation (CI, test images), in Rust rather than shell.
+//!
+//! Each subcommand lives in its own module and is one variant of [`Task`]; add a variant and
+//! a match arm to add one (`bench` is next).
+
+mod apt;
+mod ci;
+mod engine;
+mod http;
+mod images;
+mod step;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+/// Kiln's development tasks.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+/// One development task.
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Everything CI checks: fmt, clippy, a Docker engine with the test images, all tests.
+    Ci,
+    /// Makes sure a Docker engine answers and holds the test images; prints its DOCKER_HOST.
+    Images,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.task) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // `{:#}`: the whole cause chain on one line, without a backtrace.
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(task: Task) -> Result<()> {
+    std::env::set_current_dir(workspace_root())?;
+    match task {
+        Task::Ci => ci::run(),
+        Task::Images => images::run(),
+    }
+}
+
+/// The workspace root (the parent of this crate), where cargo commands must run.
+fn workspace_root() -> PathBuf {
+    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir.parent().map(PathBuf::from).unwrap_or(manifest_dir)
 }

@@ -19,9 +19,11 @@ use std::time::Duration;
 use kiln_workflow::plan::{Job, JobId, ParamValue, Plan};
 use serde::{Deserialize, Serialize};
 
+mod graph;
 mod run;
+mod scope;
 
-pub use run::Run;
+pub use run::{Approval, Decision, GateState, JobCounts, Run, StopReason};
 
 /// State of a whole run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

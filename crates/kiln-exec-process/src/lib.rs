@@ -1,1 +1,476 @@
-//! kiln-exec-process (being written).
+//! [`ProcessExecutor`]: runs tasks as plain host processes (`tokio::process`), for machines
+//! with no container engine.
+//!
+//! Each task gets a workspace directory `ROOT/kiln-TASKID` (root configurable, the system temp
+//! dir by default), exported as `KILN_WORKSPACE` and used as the working directory; a relative
+//! `workdir` is relative to it (and created by `setup`), an absolute one is used as given.
+//! `Entry::Script` runs as `/bin/sh -e -c SCRIPT`; `Entry::Command` runs `command` + `args`.
+//! The environment is the task's env over a minimal inherited one (`PATH`, `HOME`, `LANG`,
+//! `TMPDIR`).
+//!
+//! Invariants and limits:
+//! - Each task is its own process group. `kill`, `destroy` and the main process's exit all
+//!   SIGKILL the whole group, so children (`sleep` under `sh`, background jobs) never outlive
+//!   the task, as in a container. A process that leaves the group (`setsid`) escapes.
+//! - The task's `image` is ignored: scripts run on the host (the caller warns about it).
+//! - Services are refused by `check`; limits are accepted but **not enforced**.
+//! - `start` does no file system work and no waiting: it spawns the process and returns, so
+//!   the process runs well under a millisecond after `start` is called.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::io;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use kiln_exec::lines::OutputSplitter;
+use kiln_exec::{
+    Entry, ExecError, Executor, ExitStatus, LogLine, LogStream, Stream, TaskId, TaskSpec,
+};
+use rustix::process::{Pid, Signal, kill_process_group};
+use tokio::io::AsyncReadExt;
+use tokio::process::{Child, ChildStderr, ChildStdout, Command};
+use tokio::sync::{mpsc, watch};
+
+/// Exit code of a task killed before it started (128 + SIGKILL).
+const KILLED: i32 = 128 + 9;
+
+/// Lines buffered between the pipes and the log stream's reader.
+const CHANNEL_LINES: usize = 1024;
+
+/// Bytes read from a pipe at once.
+const READ_BUFFER: usize = 32 * 1024;
+
+/// How long `destroy` waits for a killed process to be reaped before removing its workspace.
+const REAP_GRACE: Duration = Duration::from_secs(5);
+
+/// Used when the host has no `PATH`.
+const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// Where and how the process executor runs tasks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessConfig {
+    /// Directory holding the task workspaces (`ROOT/kiln-TASKID`).
+    pub root: PathBuf,
+    /// Host environment variables passed to every task (under the task's own env).
+    pub inherit_env: Vec<String>,
+}
+
+impl Default for ProcessConfig {
+    /// Workspaces in the system temp dir; `PATH`, `HOME`, `LANG` and `TMPDIR` inherited.
+    fn default() -> Self {
+        ProcessConfig {
+            root: std::env::temp_dir(),
+            inherit_env: ["PATH", "HOME", "LANG", "TMPDIR"].map(str::to_string).to_vec(),
+        }
+    }
+}
+
+/// Runs tasks as host processes; see the crate docs.
+#[derive(Debug)]
+pub struct ProcessExecutor {
+    root: PathBuf,
+    /// Inherited variables, read once at construction.
+    base_env: Vec<(OsString, OsString)>,
+    tasks: Mutex<HashMap<TaskId, Arc<Mutex<ProcTask>>>>,
+}
+
+#[derive(Debug)]
+struct ProcTask {
+    workspace: PathBuf,
+    phase: Phase,
+    status: Arc<watch::Sender<Option<Result<ExitStatus, ExecError>>>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Set up, not started.
+    Ready,
+    /// Killed before it started: it never runs.
+    KilledEarly,
+    /// Spawned; the process group id is the main process's pid.
+    Running(Pid),
+    /// The main process exited.
+    Exited,
+}
+
+impl Default for ProcessExecutor {
+    fn default() -> Self {
+        ProcessExecutor::new(ProcessConfig::default())
+    }
+}
+
+impl ProcessExecutor {
+    /// An executor with `config`.
+    pub fn new(config: ProcessConfig) -> ProcessExecutor {
+        let mut base_env: Vec<(OsString, OsString)> = config
+            .inherit_env
+            .iter()
+            .filter_map(|key| Some((OsString::from(key), std::env::var_os(key)?)))
+            .collect();
+        if !base_env.iter().any(|(key, _)| key == "PATH") {
+            base_env.push(("PATH".into(), DEFAULT_PATH.into()));
+        }
+        ProcessExecutor { root: config.root, base_env, tasks: Mutex::new(HashMap::new()) }
+    }
+
+    /// The workspace directory of task `id` (whether or not it exists). Errs for an id that
+    /// is not a safe directory name (possible only through deserialization).
+    pub fn workspace_dir(&self, id: &TaskId) -> Result<PathBuf, ExecError> {
+        let name = id.as_str();
+        let safe = !name.is_empty()
+            && name.len() <= 63
+            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        match safe {
+            true => Ok(self.root.join(format!("kiln-{name}"))),
+            false => Err(ExecError::Engine(format!(
+                "process: task id {name:?} is not a safe directory name"
+            ))),
+        }
+    }
+
+    /// What still exists for task `id`: its workspace directory and its in-memory state.
+    /// Empty after `destroy`; the leak hook of the conformance suite.
+    pub fn leftovers(&self, id: &TaskId) -> Vec<String> {
+        let mut left = Vec::new();
+        if self.lock_tasks().contains_key(id) {
+            left.push(format!("state of task {id}"));
+        }
+        if let Ok(dir) = self.workspace_dir(id)
+            && dir.symlink_metadata().is_ok()
+        {
+            left.push(dir.display().to_string());
+        }
+        left
+    }
+
+    fn lock_tasks(&self) -> MutexGuard<'_, HashMap<TaskId, Arc<Mutex<ProcTask>>>> {
+        self.tasks.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn task(&self, id: &TaskId) -> Result<Arc<Mutex<ProcTask>>, ExecError> {
+        self.lock_tasks().get(id).cloned().ok_or_else(|| ExecError::UnknownTask(id.clone()))
+    }
+
+    fn command(&self, task: &TaskSpec, workspace: &Path) -> Result<Command, ExecError> {
+        let mut cmd = match &task.entry {
+            Entry::Script(script) => {
+                let mut cmd = Command::new("/bin/sh");
+                cmd.arg("-e").arg("-c").arg(script);
+                cmd
+            }
+            Entry::Command { command: Some(command), args } => {
+                let Some((program, first_args)) = command.split_first() else {
+                    return Err(empty_command());
+                };
+                let mut cmd = Command::new(program);
+                cmd.args(first_args).args(args);
+                cmd
+            }
+            Entry::Command { command: None, .. } => return Err(needs_entrypoint()),
+        };
+        let dir = match task.workdir.as_deref() {
+            None | Some("") => workspace.to_path_buf(),
+            Some(dir) => workspace.join(dir),
+        };
+        cmd.env_clear()
+            .envs(self.base_env.iter().map(|(k, v)| (k, v)))
+            .envs(&task.env)
+            .env("KILN_WORKSPACE", workspace)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        Ok(cmd)
+    }
+}
+
+impl Drop for ProcessExecutor {
+    /// Kills the process groups of tasks still running, so none outlives the executor.
+    fn drop(&mut self) {
+        for task in self.lock_tasks().values() {
+            let task = task.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Phase::Running(pgid) = task.phase {
+                let _ = kill_group(pgid);
+            }
+        }
+    }
+}
+
+fn unsupported(what: String) -> ExecError {
+    ExecError::Unsupported { executor: "process", what }
+}
+
+fn needs_entrypoint() -> ExecError {
+    unsupported(
+        "needs the image's entrypoint, which the process executor can not use; set command:"
+            .to_string(),
+    )
+}
+
+fn empty_command() -> ExecError {
+    unsupported("an empty command: nothing to run".to_string())
+}
+
+/// SIGKILLs process group `pgid`; a group that is already gone is fine.
+fn kill_group(pgid: Pid) -> Result<(), ExecError> {
+    match kill_process_group(pgid, Signal::KILL) {
+        Ok(()) => Ok(()),
+        Err(e) if e == rustix::io::Errno::SRCH => Ok(()),
+        Err(e) => Err(ExecError::Engine(format!(
+            "process: killing process group {}: {e}",
+            pgid.as_raw_pid()
+        ))),
+    }
+}
+
+fn lock(task: &Mutex<ProcTask>) -> MutexGuard<'_, ProcTask> {
+    task.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[async_trait]
+impl Executor for ProcessExecutor {
+    fn name(&self) -> &'static str {
+        "process"
+    }
+
+    fn check(&self, task: &TaskSpec) -> Result<(), ExecError> {
+        if !task.services.is_empty() {
+            let names: Vec<&str> = task.services.iter().map(|s| s.name.as_str()).collect();
+            return Err(unsupported(format!(
+                "services ({}) need containers, which the process executor does not run",
+                names.join(", ")
+            )));
+        }
+        match &task.entry {
+            Entry::Command { command: None, .. } => Err(needs_entrypoint()),
+            Entry::Command { command: Some(command), .. } if command.is_empty() => {
+                Err(empty_command())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn setup(&self, task: &TaskSpec) -> Result<(), ExecError> {
+        let workspace = self.workspace_dir(&task.id)?;
+        if self.lock_tasks().contains_key(&task.id) {
+            return Err(ExecError::Engine(format!("process: task {} is already set up", task.id)));
+        }
+        let mut dirs = vec![workspace.clone()];
+        if let Some(dir) = task.workdir.as_deref().filter(|d| Path::new(d).is_relative()) {
+            dirs.push(workspace.join(dir));
+        }
+        for dir in dirs {
+            tokio::fs::create_dir_all(&dir).await.map_err(|e| {
+                ExecError::Engine(format!("process: creating {}: {e}", dir.display()))
+            })?;
+        }
+        let (status, _) = watch::channel(None);
+        let entry = Arc::new(Mutex::new(ProcTask {
+            workspace,
+            phase: Phase::Ready,
+            status: Arc::new(status),
+        }));
+        self.lock_tasks().entry(task.id.clone()).or_insert(entry);
+        Ok(())
+    }
+
+    async fn start(&self, task: &TaskSpec) -> Result<LogStream, ExecError> {
+        let handle = self.task(&task.id)?;
+        let mut state = lock(&handle);
+        match state.phase {
+            Phase::Ready => {}
+            Phase::KilledEarly => return Ok(futures::stream::empty().boxed()),
+            Phase::Running(_) | Phase::Exited => {
+                return Err(ExecError::Engine(format!(
+                    "process: task {} was already started",
+                    task.id
+                )));
+            }
+        }
+        let mut cmd = self.command(task, &state.workspace)?;
+        let mut child = cmd.spawn().map_err(|e| {
+            let program = cmd.as_std().get_program().to_string_lossy().into_owned();
+            let dir =
+                cmd.as_std().get_current_dir().map(|d| d.display().to_string()).unwrap_or_default();
+            ExecError::Engine(format!("process: cannot run {program} in {dir}: {e}"))
+        })?;
+        let pgid = child
+            .id()
+            .and_then(|pid| Pid::from_raw(i32::try_from(pid).ok()?))
+            .filter(|pid| !pid.is_init());
+        let (Some(pgid), Some(stdout), Some(stderr)) =
+            (pgid, child.stdout.take(), child.stderr.take())
+        else {
+            // Not reachable with piped output and a fresh child; do not leave it running.
+            let _ = child.start_kill();
+            return Err(ExecError::Engine(
+                "process: spawned process has no pid or pipes".to_string(),
+            ));
+        };
+        state.phase = Phase::Running(pgid);
+        drop(state);
+
+        let (tx, mut rx) = mpsc::channel(CHANNEL_LINES);
+        tokio::spawn(pump(stdout, stderr, tx));
+        tokio::spawn(reap(child, pgid, handle));
+        Ok(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed())
+    }
+
+    async fn wait(&self, id: &TaskId) -> Result<ExitStatus, ExecError> {
+        let handle = self.task(id)?;
+        let mut status = {
+            let state = lock(&handle);
+            if state.phase == Phase::Ready {
+                return Err(ExecError::Engine(format!("process: task {id} was not started")));
+            }
+            state.status.subscribe()
+        };
+        let done = status.wait_for(Option::is_some).await;
+        match done.ok().and_then(|s| s.clone()) {
+            Some(result) => result,
+            None => Err(ExecError::Engine(format!("process: task {id} vanished"))),
+        }
+    }
+
+    async fn kill(&self, id: &TaskId) -> Result<(), ExecError> {
+        let handle = self.task(id)?;
+        let mut state = lock(&handle);
+        match state.phase {
+            Phase::Ready => {
+                state.phase = Phase::KilledEarly;
+                state.status.send_replace(Some(Ok(ExitStatus { code: KILLED })));
+                Ok(())
+            }
+            Phase::Running(pgid) => kill_group(pgid),
+            Phase::KilledEarly | Phase::Exited => Ok(()),
+        }
+    }
+
+    async fn destroy(&self, id: &TaskId) -> Result<(), ExecError> {
+        let running = self.lock_tasks().get(id).and_then(|task| {
+            let task = lock(task);
+            match task.phase {
+                Phase::Running(pgid) => Some((pgid, task.status.subscribe())),
+                _ => None,
+            }
+        });
+        let mut killed = Ok(());
+        if let Some((pgid, mut status)) = running {
+            killed = kill_group(pgid);
+            // Let the process die before its directory goes; SIGKILL makes this quick.
+            let _ = tokio::time::timeout(REAP_GRACE, status.wait_for(Option::is_some)).await;
+        }
+        let Ok(dir) = self.workspace_dir(id) else {
+            // Such an id could never be set up: nothing exists for it.
+            return Ok(());
+        };
+        let removed = tokio::task::spawn_blocking(move || remove_workspace(&dir))
+            .await
+            .unwrap_or_else(|e| Err(ExecError::Engine(format!("process: removing: {e}"))));
+        killed?;
+        removed?;
+        // Forget the task only when everything is gone, so a failed destroy can be retried.
+        self.lock_tasks().remove(id);
+        Ok(())
+    }
+}
+
+/// Removes a workspace; on failure makes every directory in it writable (read-only trees
+/// like Go's module cache) and tries once more. A missing directory is fine.
+fn remove_workspace(dir: &Path) -> Result<(), ExecError> {
+    let remove = || match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    };
+    remove()
+        .or_else(|_| {
+            make_writable(dir);
+            remove()
+        })
+        .map_err(|e| ExecError::Engine(format!("process: removing {}: {e}", dir.display())))
+}
+
+/// Gives the owner full access to `dir` and every directory below it (symlinks not followed).
+fn make_writable(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let is_dir = dir.symlink_metadata().is_ok_and(|m| m.is_dir());
+        if !is_dir {
+            continue;
+        }
+        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            stack.extend(entries.flatten().map(|entry| entry.path()));
+        }
+    }
+}
+
+/// Waits for the main process, kills what is left of its group, and publishes the status.
+async fn reap(mut child: Child, pgid: Pid, handle: Arc<Mutex<ProcTask>>) {
+    let result = match child.wait().await {
+        Ok(status) => Ok(ExitStatus {
+            code: status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
+        }),
+        Err(e) => Err(ExecError::Engine(format!("process: waiting: {e}"))),
+    };
+    // Like a container: when the main process ends, so does everything it started.
+    if let Err(e) = kill_group(pgid) {
+        tracing::warn!("{e}");
+    }
+    let mut state = lock(&handle);
+    state.phase = Phase::Exited;
+    state.status.send_replace(Some(result));
+}
+
+/// Reads both pipes into lines until both close. When the log stream is dropped, keeps
+/// draining so the process never blocks on a full pipe.
+async fn pump(
+    mut stdout: ChildStdout,
+    mut stderr: ChildStderr,
+    tx: mpsc::Sender<Result<LogLine, ExecError>>,
+) {
+    let mut tx = Some(tx);
+    let mut splitter = OutputSplitter::new();
+    let mut out_buf = vec![0u8; READ_BUFFER];
+    let mut err_buf = vec![0u8; READ_BUFFER];
+    let (mut out_open, mut err_open) = (true, true);
+    while out_open || err_open {
+        let (stream, read) = tokio::select! {
+            read = stdout.read(&mut out_buf), if out_open => (Stream::Stdout, read),
+            read = stderr.read(&mut err_buf), if err_open => (Stream::Stderr, read),
+        };
+        let buf = match stream {
+            Stream::Stdout => &out_buf,
+            Stream::Stderr => &err_buf,
+        };
+        let mut items: Vec<Result<LogLine, ExecError>> = Vec::new();
+        match read {
+            Ok(n) if n > 0 => items.extend(splitter.push(stream, &buf[..n]).into_iter().map(Ok)),
+            end => {
+                match stream {
+                    Stream::Stdout => out_open = false,
+                    Stream::Stderr => err_open = false,
+                }
+                items.extend(splitter.finish_stream(stream).map(Ok));
+                if let Err(e) = end {
+                    items.push(Err(ExecError::Engine(format!("process: reading {stream:?}: {e}"))));
+                }
+            }
+        }
+        for item in items {
+            if let Some(sender) = &tx
+                && sender.send(item).await.is_err()
+            {
+                tx = None;
+            }
+        }
+    }
+}

@@ -1,1 +1,617 @@
-//! TODO(helper): fake
+//! [`FakeExecutor`]: an in-memory executor that runs no processes. It interprets a tiny subset
+//! of shell so that the conformance suite and the runtime's tests run anywhere, fast.
+//!
+//! Understood, one command per script line (blank lines and `#` comments are skipped):
+//! `echo WORDS` (with `'…'`, `"…"`, `\` quoting and `$VAR` / `${VAR}` from the task env),
+//! `echo WORDS >&2`, `sleep SECONDS` (real, cancelled by `kill`), `exit [N]`, `pwd`, `true`,
+//! `:`, `false` and `sh [-e] -c SCRIPT`. Any other command prints
+//! `fake: unknown command: NAME` on stderr and exits 127. Scripts run as with `sh -e`: the
+//! first failing command ends them with its status. A killed task exits 137.
+//!
+//! Invariant: every call is recorded ([`FakeExecutor::calls`]), and a task "exists" from its
+//! `setup` (even a failed one, as if it had created a network before the pull failed) until
+//! its `destroy`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use tokio::sync::{mpsc, watch};
+
+use crate::lines::OutputSplitter;
+use crate::{
+    Entry, ExecError, Executor, ExitStatus, Limits, LogLine, LogStream, Stream, TaskId, TaskSpec,
+    WORKSPACE_PATH,
+};
+
+/// Exit code of a killed task (128 + SIGKILL).
+const KILLED: i32 = 137;
+
+/// Lines buffered between the script and the log stream's reader.
+const CHANNEL_LINES: usize = 256;
+
+/// The calls made to a [`FakeExecutor`], in order, whether they succeeded or not.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FakeCalls {
+    /// Ids passed to `setup`.
+    pub set_up: Vec<TaskId>,
+    /// Ids passed to `start`.
+    pub started: Vec<TaskId>,
+    /// Ids passed to `kill`.
+    pub killed: Vec<TaskId>,
+    /// Ids passed to `destroy`.
+    pub destroyed: Vec<TaskId>,
+}
+
+/// An in-memory [`Executor`] for tests; see the module docs for the shell it understands.
+#[derive(Debug, Default)]
+pub struct FakeExecutor {
+    missing_images: BTreeSet<String>,
+    no_services: bool,
+    no_limits: bool,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    tasks: HashMap<TaskId, FakeTask>,
+    calls: FakeCalls,
+}
+
+#[derive(Debug)]
+struct FakeTask {
+    /// `setup` succeeded.
+    ready: bool,
+    started: bool,
+    /// `true` once killed; dropping the sender (on destroy) also counts as a kill.
+    kill: watch::Sender<bool>,
+    status: Arc<watch::Sender<Option<ExitStatus>>>,
+}
+
+impl FakeExecutor {
+    /// A fake that supports everything and has every image.
+    pub fn new() -> FakeExecutor {
+        FakeExecutor::default()
+    }
+
+    /// Makes `setup` fail with [`ExecError::ImageNotFound`] for tasks using `image` (as main
+    /// image or as a service's image).
+    pub fn with_missing_image(mut self, image: impl Into<String>) -> FakeExecutor {
+        self.missing_images.insert(image.into());
+        self
+    }
+
+    /// Makes `check` reject tasks with services, like an executor without sidecars.
+    pub fn without_services(mut self) -> FakeExecutor {
+        self.no_services = true;
+        self
+    }
+
+    /// Makes `check` reject tasks with limits, like an executor that cannot enforce them.
+    pub fn without_limits(mut self) -> FakeExecutor {
+        self.no_limits = true;
+        self
+    }
+
+    /// The calls made so far.
+    pub fn calls(&self) -> FakeCalls {
+        self.lock().calls.clone()
+    }
+
+    /// Tasks set up (successfully or not) and not destroyed yet, sorted.
+    pub fn existing(&self) -> Vec<TaskId> {
+        let mut ids: Vec<TaskId> = self.lock().tasks.keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    /// What still exists for `id` (empty once destroyed): the hook for the conformance suite.
+    pub fn leftovers(&self, id: &TaskId) -> Vec<String> {
+        match self.lock().tasks.contains_key(id) {
+            true => vec![format!("fake task {id}")],
+            false => Vec::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn unsupported(what: String) -> ExecError {
+        ExecError::Unsupported { executor: "fake", what }
+    }
+}
+
+#[async_trait]
+impl Executor for FakeExecutor {
+    fn name(&self) -> &'static str {
+        "fake"
+    }
+
+    fn check(&self, task: &TaskSpec) -> Result<(), ExecError> {
+        if self.no_services && !task.services.is_empty() {
+            let names: Vec<&str> = task.services.iter().map(|s| s.name.as_str()).collect();
+            return Err(Self::unsupported(format!(
+                "services ({}) are turned off on this fake",
+                names.join(", ")
+            )));
+        }
+        if self.no_limits && task.limits != Limits::default() {
+            return Err(Self::unsupported("limits are turned off on this fake".to_string()));
+        }
+        Ok(())
+    }
+
+    async fn setup(&self, task: &TaskSpec) -> Result<(), ExecError> {
+        let mut state = self.lock();
+        state.calls.set_up.push(task.id.clone());
+        if state.tasks.contains_key(&task.id) {
+            return Err(ExecError::Engine(format!("fake: task {} is already set up", task.id)));
+        }
+        let (status, _) = watch::channel(None);
+        let (kill, _) = watch::channel(false);
+        let entry = state.tasks.entry(task.id.clone()).or_insert(FakeTask {
+            ready: false,
+            started: false,
+            kill,
+            status: Arc::new(status),
+        });
+        let images = task.image.iter().chain(task.services.iter().map(|s| &s.image));
+        for image in images {
+            if self.missing_images.contains(image) {
+                return Err(ExecError::ImageNotFound {
+                    image: image.clone(),
+                    detail: "fake: no such image".to_string(),
+                });
+            }
+        }
+        entry.ready = true;
+        Ok(())
+    }
+
+    async fn start(&self, task: &TaskSpec) -> Result<LogStream, ExecError> {
+        let (kill, status) = {
+            let mut state = self.lock();
+            state.calls.started.push(task.id.clone());
+            let entry = state
+                .tasks
+                .get_mut(&task.id)
+                .ok_or_else(|| ExecError::UnknownTask(task.id.clone()))?;
+            if !entry.ready {
+                return Err(ExecError::Engine(format!(
+                    "fake: setup of task {} did not complete",
+                    task.id
+                )));
+            }
+            if entry.started {
+                return Err(ExecError::Engine(format!(
+                    "fake: task {} was already started",
+                    task.id
+                )));
+            }
+            entry.started = true;
+            (entry.kill.subscribe(), entry.status.clone())
+        };
+        let entry = task.entry.clone();
+        let (tx, mut rx) = mpsc::channel(CHANNEL_LINES);
+        let mut shell = Shell {
+            env: task.env.clone(),
+            workdir: task.workdir.clone(),
+            out: OutputSplitter::new(),
+            tx,
+            kill,
+        };
+        tokio::spawn(async move {
+            let code = match entry {
+                Entry::Script(script) => shell.run(&script, true).await,
+                Entry::Command { command, args } => {
+                    let argv: Vec<String> = command.into_iter().flatten().chain(args).collect();
+                    shell.run_argv(argv).await
+                }
+            };
+            drop(shell);
+            status.send_replace(Some(ExitStatus { code }));
+        });
+        Ok(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed())
+    }
+
+    async fn wait(&self, id: &TaskId) -> Result<ExitStatus, ExecError> {
+        let mut status = {
+            let state = self.lock();
+            let entry = state.tasks.get(id).ok_or_else(|| ExecError::UnknownTask(id.clone()))?;
+            if !entry.started {
+                return Err(ExecError::Engine(format!("fake: task {id} was not started")));
+            }
+            entry.status.subscribe()
+        };
+        let done = status.wait_for(Option::is_some).await;
+        match done.ok().and_then(|s| *s) {
+            Some(exit) => Ok(exit),
+            None => Err(ExecError::Engine(format!("fake: task {id} vanished"))),
+        }
+    }
+
+    async fn kill(&self, id: &TaskId) -> Result<(), ExecError> {
+        let mut state = self.lock();
+        state.calls.killed.push(id.clone());
+        let entry = state.tasks.get(id).ok_or_else(|| ExecError::UnknownTask(id.clone()))?;
+        entry.kill.send_replace(true);
+        Ok(())
+    }
+
+    async fn destroy(&self, id: &TaskId) -> Result<(), ExecError> {
+        let mut state = self.lock();
+        state.calls.destroyed.push(id.clone());
+        if let Some(entry) = state.tasks.remove(id) {
+            entry.kill.send_replace(true);
+        }
+        Ok(())
+    }
+}
+
+/// What a command did.
+enum Flow {
+    /// Finished with this status.
+    Status(i32),
+    /// `exit N` or a kill: the script ends with this code.
+    Exit(i32),
+}
+
+/// The interpreter of one task.
+struct Shell {
+    env: BTreeMap<String, String>,
+    workdir: Option<String>,
+    out: OutputSplitter,
+    tx: mpsc::Sender<Result<LogLine, ExecError>>,
+    kill: watch::Receiver<bool>,
+}
+
+impl Shell {
+    fn killed(&self) -> bool {
+        self.kill.has_changed().is_err() || *self.kill.borrow()
+    }
+
+    /// Resolves when the task is killed or destroyed.
+    async fn kill_signal(kill: &mut watch::Receiver<bool>) {
+        // An error means the sender is gone: the task was destroyed, which also kills it.
+        let _ = kill.wait_for(|&killed| killed).await;
+    }
+
+    /// Runs `script`; with `errexit` (as `sh -e`) the first failing command ends it.
+    fn run<'a>(
+        &'a mut self,
+        script: &'a str,
+        errexit: bool,
+    ) -> Pin<Box<dyn Future<Output = i32> + Send + 'a>> {
+        Box::pin(async move {
+            let mut last = 0;
+            for line in script.lines() {
+                if self.killed() {
+                    return KILLED;
+                }
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                let flow = self.command(line).await;
+                if self.killed() {
+                    return KILLED;
+                }
+                match flow {
+                    Flow::Exit(code) => return code,
+                    Flow::Status(code) if code != 0 && errexit => return code,
+                    Flow::Status(code) => last = code,
+                }
+            }
+            last
+        })
+    }
+
+    /// Runs one command given as words, as `Entry::Command` does (no expansion).
+    async fn run_argv(&mut self, argv: Vec<String>) -> i32 {
+        if self.killed() {
+            return KILLED;
+        }
+        let flow = self.exec(argv, Stream::Stdout).await;
+        if self.killed() {
+            return KILLED;
+        }
+        match flow {
+            Flow::Exit(code) | Flow::Status(code) => code,
+        }
+    }
+
+    /// Runs one script line.
+    async fn command(&mut self, line: &str) -> Flow {
+        let words = match split_words(line, &self.env) {
+            Ok(words) => words,
+            Err(e) => {
+                self.print(Stream::Stderr, &format!("fake: {e}")).await;
+                return Flow::Status(2);
+            }
+        };
+        let mut stream = Stream::Stdout;
+        let mut args = Vec::new();
+        for word in words {
+            match word.plain && (word.text == ">&2" || word.text == "1>&2") {
+                true => stream = Stream::Stderr,
+                false => args.push(word.text),
+            }
+        }
+        self.exec(args, stream).await
+    }
+
+    /// Runs a command with its output on `stream`.
+    async fn exec(&mut self, args: Vec<String>, stream: Stream) -> Flow {
+        let Some(name) = args.first() else {
+            return Flow::Status(0);
+        };
+        match name.as_str() {
+            "echo" => {
+                self.print(stream, &args[1..].join(" ")).await;
+                Flow::Status(0)
+            }
+            "pwd" => {
+                let workdir = self.workdir.as_deref().unwrap_or("");
+                let base = if workdir.starts_with('/') { "" } else { WORKSPACE_PATH };
+                let parts = workdir.split('/').filter(|p| !p.is_empty() && *p != ".");
+                let dir = std::iter::once(base).chain(parts).collect::<Vec<_>>().join("/");
+                let dir = if dir.is_empty() { "/".to_string() } else { dir };
+                self.print(stream, &dir).await;
+                Flow::Status(0)
+            }
+            "true" | ":" => Flow::Status(0),
+            "false" => Flow::Status(1),
+            "exit" => match args.get(1).map(|n| n.parse::<i64>()) {
+                None => Flow::Exit(0),
+                Some(Ok(n)) => Flow::Exit(n.rem_euclid(256) as i32),
+                Some(Err(_)) => {
+                    let msg = format!("fake: exit: Illegal number: {}", args[1]);
+                    self.print(Stream::Stderr, &msg).await;
+                    Flow::Exit(2)
+                }
+            },
+            "sleep" => self.sleep(&args[1..]).await,
+            "sh" => self.sh(&args[1..]).await,
+            other => {
+                let msg = format!("fake: unknown command: {other}");
+                self.print(Stream::Stderr, &msg).await;
+                Flow::Status(127)
+            }
+        }
+    }
+
+    async fn sleep(&mut self, args: &[String]) -> Flow {
+        let seconds = match args {
+            [arg] => arg.parse::<f64>().ok(),
+            _ => None,
+        };
+        let Some(duration) = seconds.and_then(|s| Duration::try_from_secs_f64(s).ok()) else {
+            let msg = format!("fake: sleep: invalid time interval {:?}", args.join(" "));
+            self.print(Stream::Stderr, &msg).await;
+            return Flow::Status(1);
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(duration) => Flow::Status(0),
+            _ = Self::kill_signal(&mut self.kill) => Flow::Exit(KILLED),
+        }
+    }
+
+    async fn sh(&mut self, args: &[String]) -> Flow {
+        let mut errexit = false;
+        let mut args = args.iter();
+        while let Some(flag) = args.next() {
+            match flag.as_str() {
+                "-e" => errexit = true,
+                "-c" | "-ec" | "-ce" => {
+                    errexit |= flag != "-c";
+                    let Some(script) = args.next() else {
+                        break;
+                    };
+                    let script = script.clone();
+                    return Flow::Status(self.run(&script, errexit).await);
+                }
+                _ => break,
+            }
+        }
+        self.print(Stream::Stderr, "fake: sh: only `sh [-e] -c SCRIPT` is understood").await;
+        Flow::Status(2)
+    }
+
+    /// Prints `text` and a newline on `stream`; a killed task or a dropped reader stops waiting.
+    async fn print(&mut self, stream: Stream, text: &str) {
+        let mut bytes = Vec::with_capacity(text.len() + 1);
+        bytes.extend_from_slice(text.as_bytes());
+        bytes.push(b'\n');
+        for line in self.out.push(stream, &bytes) {
+            tokio::select! {
+                sent = self.tx.send(Ok(line)) => if sent.is_err() { return },
+                _ = Self::kill_signal(&mut self.kill) => return,
+            }
+        }
+    }
+}
+
+/// One word of a command line.
+#[derive(Debug, PartialEq)]
+struct Word {
+    text: String,
+    /// No quoting or expansion took part (so `>&2` is a redirection, not text).
+    plain: bool,
+}
+
+/// Splits a command line into words the way `sh` would for the subset the fake understands.
+fn split_words(line: &str, env: &BTreeMap<String, String>) -> Result<Vec<Word>, String> {
+    let mut words = Vec::new();
+    let mut text = String::new();
+    let mut started = false;
+    let mut plain = true;
+    let mut chars = line.chars().peekable();
+    let mut end_word = |text: &mut String, started: &mut bool, plain: &mut bool| {
+        if *started {
+            words.push(Word { text: std::mem::take(text), plain: *plain });
+        }
+        *started = false;
+        *plain = true;
+    };
+    while let Some(c) = chars.next() {
+        match c {
+            c if c.is_whitespace() => end_word(&mut text, &mut started, &mut plain),
+            '\'' => {
+                started = true;
+                plain = false;
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) => text.push(c),
+                        None => return Err("unterminated quote".to_string()),
+                    }
+                }
+            }
+            '"' => {
+                started = true;
+                plain = false;
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.peek() {
+                            Some(&c) if "$\"\\`".contains(c) => {
+                                text.push(c);
+                                chars.next();
+                            }
+                            _ => text.push('\\'),
+                        },
+                        Some('$') => match expand(&mut chars, env)? {
+                            Some(value) => text.push_str(&value),
+                            None => text.push('$'),
+                        },
+                        Some(c) => text.push(c),
+                        None => return Err("unterminated quote".to_string()),
+                    }
+                }
+            }
+            '\\' => {
+                started = true;
+                plain = false;
+                if let Some(c) = chars.next() {
+                    text.push(c);
+                }
+            }
+            '$' => {
+                plain = false;
+                match expand(&mut chars, env)? {
+                    // Unquoted: the value is split into words on whitespace.
+                    Some(value) => {
+                        for c in value.chars() {
+                            if c.is_whitespace() {
+                                end_word(&mut text, &mut started, &mut plain);
+                                plain = false;
+                            } else {
+                                text.push(c);
+                                started = true;
+                            }
+                        }
+                    }
+                    None => {
+                        text.push('$');
+                        started = true;
+                    }
+                }
+            }
+            c => {
+                text.push(c);
+                started = true;
+            }
+        }
+    }
+    end_word(&mut text, &mut started, &mut plain);
+    Ok(words)
+}
+
+/// Reads a variable name after `$` and returns its value (empty when unset), or `None` when
+/// no name follows (a literal `$`).
+fn expand(
+    chars: &mut std::iter::Peekable<std::str::Chars<'_>>,
+    env: &BTreeMap<String, String>,
+) -> Result<Option<String>, String> {
+    let is_name = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let mut name = String::new();
+    match chars.peek() {
+        Some('{') => {
+            chars.next();
+            loop {
+                match chars.next() {
+                    Some('}') => break,
+                    Some(c) => name.push(c),
+                    None => return Err("bad substitution: missing }".to_string()),
+                }
+            }
+            if name.is_empty() || !name.chars().all(is_name) {
+                return Err(format!("bad substitution: ${{{name}}}"));
+            }
+        }
+        Some(&c) if c.is_ascii_alphabetic() || c == '_' => {
+            while let Some(&c) = chars.peek() {
+                if !is_name(c) {
+                    break;
+                }
+                name.push(c);
+                chars.next();
+            }
+        }
+        _ => return Ok(None),
+    }
+    Ok(Some(env.get(&name).cloned().unwrap_or_default()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(line: &str) -> Vec<String> {
+        let env = BTreeMap::from([
+            ("A".to_string(), "x y".to_string()),
+            ("B".to_string(), "b".to_string()),
+            ("EMPTY".to_string(), String::new()),
+        ]);
+        match split_words(line, &env) {
+            Ok(words) => words.into_iter().map(|w| w.text).collect(),
+            Err(e) => vec![format!("ERR {e}")],
+        }
+    }
+
+    #[test]
+    fn splits_and_expands_like_sh() {
+        assert_eq!(words("echo  a   b"), ["echo", "a", "b"]);
+        assert_eq!(words("echo \"a  b\" 'c  d'"), ["echo", "a  b", "c  d"]);
+        assert_eq!(words("echo $A"), ["echo", "x", "y"]);
+        assert_eq!(words("echo \"$A\""), ["echo", "x y"]);
+        assert_eq!(words("echo pre${B}post"), ["echo", "prebpost"]);
+        assert_eq!(words("echo $B-$B"), ["echo", "b-b"]);
+        assert_eq!(words("echo '$B'"), ["echo", "$B"]);
+        assert_eq!(words("echo $EMPTY"), ["echo"]);
+        assert_eq!(words("echo \"$EMPTY\""), ["echo", ""]);
+        assert_eq!(words("echo $UNSET."), ["echo", "."]);
+        assert_eq!(words("echo cost: $ 5"), ["echo", "cost:", "$", "5"]);
+        assert_eq!(words("echo 'it'\\''s'"), ["echo", "it's"]);
+        assert_eq!(words("echo \"q\\\"q\""), ["echo", "q\"q"]);
+        assert_eq!(words("echo 'open"), ["ERR unterminated quote"]);
+        assert_eq!(words("echo ${B"), ["ERR bad substitution: missing }"]);
+        assert_eq!(words("echo ${B-x}"), ["ERR bad substitution: ${B-x}"]);
+    }
+
+    #[test]
+    fn only_plain_redirections_count() {
+        let env = BTreeMap::new();
+        let plain: Vec<bool> = split_words("echo x >&2 '>&2'", &env)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|w| w.plain)
+            .collect();
+        assert_eq!(plain, [true, true, true, false]);
+    }
+}

@@ -70,7 +70,8 @@ pub struct TaskSpec {
     pub entry: Entry,
     /// Environment, final.
     pub env: BTreeMap<String, String>,
-    /// Working directory; the workspace when `None`.
+    /// Working directory; the workspace when `None`. A relative path is relative to the
+    /// workspace; an absolute one is used as given.
     pub workdir: Option<String>,
     /// Sidecars reachable from the main container by name.
     pub services: Vec<ServiceSpec>,
@@ -197,6 +198,9 @@ pub enum ExecError {
 /// above are called in order, except that reading the log stream and `wait` run together,
 /// and [`kill`](Executor::kill) may be called at any time from another task (cancel,
 /// timeout); after `kill`, `wait` resolves promptly.
+///
+/// A task killed after `setup` but before `start` never runs: `start` then returns an empty
+/// log stream (and `wait` a non-zero status) or an error.
 ///
 /// `destroy` is idempotent and safe after a failed `setup` or `start`, after `kill`, and for
 /// an id never set up: it removes whatever exists and succeeds when there is nothing left.

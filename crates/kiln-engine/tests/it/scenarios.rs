@@ -1,0 +1,502 @@
+//! Scenario tests: a plan, a scripted driver, a snapshot of every event, command and final state.
+
+use kiln_engine::{Command, Decision, Event, GateState, JobState, Outcome, Run, RunState, Timer};
+use kiln_workflow::plan::{JobId, ParamKind, ParamSpec, ParamValue, RetryOn, RunSpec};
+
+use crate::support::*;
+
+fn state(t: &Transcript, id: &str) -> JobState {
+    t.run.job(&JobId::from(id)).expect("job").state
+}
+
+#[test]
+fn build_test_deploy_passes_outputs_downstream() {
+    let plan = PlanDef::new("btd")
+        .param(ParamSpec {
+            name: "target".to_owned(),
+            kind: ParamKind::String,
+            default: Some(ParamValue::String("staging".to_owned())),
+            required: false,
+            description: None,
+        })
+        .env("REGISTRY", "reg.local")
+        .env("TARGET_ENV", "${{ params.target }}")
+        .stage("build", vec![job("build").script(&["cargo build"])])
+        .stage("test", vec![job("test").script(&["cargo test"])])
+        .stage(
+            "deploy",
+            vec![
+                job("deploy")
+                    .needs(&["build", "test"])
+                    .image("${{ params.base }}:${{ jobs.build.outputs.version }}")
+                    .script(&["deploy --digest ${{ jobs.build.outputs.digest }}"])
+                    .env("TAG", "v${{ jobs.build.outputs.version }}"),
+            ],
+        )
+        .build();
+    let t = Driver::new()
+        .param("base", ParamValue::String("app".to_owned()))
+        .on("build", vec![exits(0).out("version", "1.2.3").out("digest", "sha256:abc")])
+        .on("test", vec![exits(0).out("passed", "42")])
+        .drive(plan);
+    insta::assert_snapshot!(t.text);
+
+    let deploy = started(&t.commands, "deploy");
+    assert_eq!(deploy.image.as_deref(), Some("app:1.2.3"));
+    assert_eq!(
+        deploy.run,
+        RunSpec::Script(vec!["deploy --digest sha256:abc".to_owned()]),
+        "the script is rendered with the upstream output"
+    );
+    for (k, v) in [
+        ("version", "1.2.3"),
+        ("digest", "sha256:abc"),
+        ("passed", "42"),
+        ("base", "app"),
+        ("target", "staging"),
+        ("REGISTRY", "reg.local"),
+        ("TARGET_ENV", "staging"),
+        ("TAG", "v1.2.3"),
+    ] {
+        assert_eq!(deploy.env.get(k).map(String::as_str), Some(v), "env {k}");
+    }
+    // `test` needs only `build`: it sees build's outputs but not its own future ones.
+    let test = started(&t.commands, "test");
+    assert_eq!(test.env.get("version").map(String::as_str), Some("1.2.3"));
+    assert!(!test.env.contains_key("passed"));
+    assert_eq!(t.run.state(), RunState::Success);
+}
+
+#[test]
+fn env_merge_later_wins() {
+    let plan = PlanDef::new("merge")
+        .env("A", "global")
+        .env("B", "global")
+        .stage("one", vec![job("one")])
+        .stage("two", vec![job("two").env("B", "job")])
+        .build();
+    let t = Driver::new()
+        .param("A", ParamValue::Number(1.0))
+        .param("C", ParamValue::Bool(true))
+        .param("D", ParamValue::String("param".to_owned()))
+        .on("one", vec![exits(0).out("C", "output").out("D", "output").out("A", "output")])
+        .drive(plan);
+    let two = started(&t.commands, "two");
+    let env: Vec<(&str, &str)> = two.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_eq!(env, [("A", "global"), ("B", "job"), ("C", "output"), ("D", "output")]);
+}
+
+fn gated_plan() -> kiln_engine::SharedPlan {
+    PlanDef::new("gated")
+        .stage("build", vec![job("build"), job("lint")])
+        .approval("release", Some("Ship it?"))
+        .stage("deploy", vec![job("deploy")])
+        .stage("verify", vec![job("verify")])
+        .build()
+}
+
+#[test]
+fn approval_approved() {
+    let t = Driver::new().answer("release", Answer::Approve("alice")).drive(gated_plan());
+    insta::assert_snapshot!(t.text);
+    assert_eq!(t.run.state(), RunState::Success);
+    assert_eq!(t.run.gates().collect::<Vec<_>>(), [("release", GateState::Approved)]);
+    assert_eq!(t.run.approvals()[0].decision, Decision::Approved);
+}
+
+#[test]
+fn approval_rejected() {
+    let t = Driver::new().answer("release", Answer::Reject("bob")).drive(gated_plan());
+    insta::assert_snapshot!(t.text);
+    assert_eq!(t.run.state(), RunState::Canceled);
+    assert_eq!(state(&t, "deploy"), JobState::Canceled);
+    let reason = t.run.job(&JobId::from("deploy")).unwrap().reason.clone().unwrap();
+    assert!(reason.contains("release") && reason.contains("bob"), "{reason}");
+    assert_eq!(t.run.gates().collect::<Vec<_>>(), [("release", GateState::Rejected)]);
+}
+
+#[test]
+fn cancel_while_paused_finishes_at_once() {
+    let t = Driver::new().answer("release", Answer::Cancel("carol")).drive(gated_plan());
+    insta::assert_snapshot!(t.text);
+    assert_eq!(t.run.state(), RunState::Canceled);
+    assert_eq!(t.run.gates().collect::<Vec<_>>(), [("release", GateState::Canceled)]);
+    assert!(t.run.approvals().is_empty());
+}
+
+#[test]
+fn paused_run_reports_where_it_waits() {
+    let mut run = Run::new(gated_plan(), Default::default());
+    run.start();
+    for id in ["build", "lint"] {
+        run.handle(Event::JobStarted { job: JobId::from(id), attempt: 1 });
+        run.handle(Event::JobExited {
+            job: JobId::from(id),
+            attempt: 1,
+            outcome: Outcome::Exited(0),
+        });
+    }
+    assert_eq!(run.state(), RunState::Paused);
+    assert_eq!(run.paused_at(), Some("release"));
+    assert_eq!(run.counts().pending, 2);
+    assert_eq!(run.counts().done(), 2);
+    // A decision for another stage, or for no stage, changes nothing.
+    let wrong = Event::Approved { stage: "other".to_owned(), by: "eve".to_owned() };
+    assert!(run.handle(wrong).is_empty());
+    let wrong = Event::Rejected { stage: "build".to_owned(), by: "eve".to_owned() };
+    assert!(run.handle(wrong).is_empty());
+    assert_eq!(run.state(), RunState::Paused);
+    let ok = Event::Approved { stage: "release".to_owned(), by: "alice".to_owned() };
+    let commands = run.handle(ok.clone());
+    assert_eq!(starts(&commands), [("deploy".to_owned(), 1)]);
+    assert_eq!(run.state(), RunState::Running);
+    assert_eq!(run.paused_at(), None);
+    // Approving again is ignored.
+    assert!(run.handle(ok).is_empty());
+    assert_eq!(run.approvals().len(), 1);
+}
+
+#[test]
+fn failure_before_an_approval_skips_it() {
+    let plan = PlanDef::new("skip-gate")
+        .stage("build", vec![job("build"), job("lint")])
+        .approval("release", None)
+        .stage("deploy", vec![job("deploy").needs(&["lint"]), job("notify").when("always()")])
+        .build();
+    let t = Driver::new().on("build", vec![exits(1)]).drive(plan);
+    insta::assert_snapshot!(t.text);
+    assert!(!t.commands.iter().any(|c| matches!(c, Command::Pause { .. })));
+    // `deploy` needs only `lint`, which passed, but the skipped gate still counts as failure.
+    assert_eq!(state(&t, "deploy"), JobState::Skipped);
+    assert_eq!(state(&t, "notify"), JobState::Success);
+    assert_eq!(t.run.gates().collect::<Vec<_>>(), [("release", GateState::Skipped)]);
+    assert_eq!(t.run.state(), RunState::Failure);
+}
+
+#[test]
+fn two_approvals_in_a_row() {
+    let plan = PlanDef::new("two")
+        .stage("build", vec![job("build")])
+        .approval("qa", None)
+        .approval("prod", None)
+        .stage("deploy", vec![job("deploy")])
+        .build();
+    let t = Driver::new()
+        .answer("qa", Answer::Approve("alice"))
+        .answer("prod", Answer::Approve("bob"))
+        .drive(plan);
+    insta::assert_snapshot!(t.text);
+    assert_eq!(t.run.state(), RunState::Success);
+}
+
+#[test]
+fn trailing_approval_is_asked_before_finishing() {
+    let plan = PlanDef::new("trailing")
+        .stage("build", vec![job("build")])
+        .approval("sign-off", None)
+        .build();
+    let t = Driver::new().answer("sign-off", Answer::Approve("alice")).drive(plan.clone());
+    assert_eq!(t.run.state(), RunState::Success);
+    let t = Driver::new().answer("sign-off", Answer::Reject("bob")).drive(plan);
+    assert_eq!(t.run.state(), RunState::Canceled);
+    assert_eq!(state(&t, "build"), JobState::Success);
+}
+
+#[test]
+fn retry_exhausted() {
+    let plan = PlanDef::new("retry")
+        .stage("flaky", vec![job("flaky").retry(2, &[])])
+        .stage("after", vec![job("after")])
+        .build();
+    let t = Driver::new().on("flaky", vec![exits(1), exits(2), exits(3)]).drive(plan);
+    insta::assert_snapshot!(t.text);
+    assert_eq!(
+        starts(&t.commands),
+        [("flaky".to_owned(), 1), ("flaky".to_owned(), 2), ("flaky".to_owned(), 3)]
+    );
+    assert_eq!(state(&t, "flaky"), JobState::Failure);
+    assert_eq!(t.run.job(&JobId::from("flaky")).unwrap().exit_code, Some(3));
+    assert_eq!(state(&t, "after"), JobState::Skipped);
+    assert_eq!(t.run.state(), RunState::Failure);
+}
+
+#[test]
+fn retry_succeeds_on_second_attempt() {
+    let plan = PlanDef::new("retry")
+        .stage("flaky", vec![job("flaky").retry(2, &[])])
+        .stage("after", vec![job("after")])
+        .build();
+    let t = Driver::new()
+        .on("flaky", vec![exits(1).out("try", "one"), exits(0).out("second", "yes")])
+        .drive(plan);
+    insta::assert_snapshot!(t.text);
+    assert_eq!(starts(&t.commands).len(), 3);
+    let flaky = t.run.job(&JobId::from("flaky")).unwrap();
+    assert_eq!((flaky.state, flaky.attempts), (JobState::Success, 2));
+    // Outputs are those of the latest attempt only.
+    assert_eq!(flaky.outputs.keys().collect::<Vec<_>>(), ["second"]);
+    assert!(!started(&t.commands, "after").env.contains_key("try"));
+    assert_eq!(t.run.state(), RunState::Success);
+}
+
+#[test]
+fn retry_only_on_listed_kinds() {
+    let plan = PlanDef::new("retry-on")
+        .stage("a", vec![job("a").retry(3, &[RetryOn::Timeout])])
+        .stage("b", vec![job("b").retry(3, &[RetryOn::Error]).needs(&[])])
+        .build();
+    let t = Driver::new()
+        .on("a", vec![ends(Outcome::TimedOut), exits(1)])
+        .on("b", vec![ends(Outcome::Error("no such image".to_owned())), exits(0)])
+        .drive(plan);
+    insta::assert_snapshot!(t.text);
+    assert_eq!(state(&t, "a"), JobState::Failure);
+    assert_eq!(t.run.job(&JobId::from("a")).unwrap().attempts, 2);
+    assert_eq!(state(&t, "b"), JobState::Success);
+}
+
+#[test]
+fn cleanup_runs_only_after_a_failure() {
+    let plan = || {
+        PlanDef::new("cleanup")
+            .stage("build", vec![job("build")])
+            .stage("cleanup", vec![job("cleanup").when("failure()")])
+            .build()
+    };
+    let failed = Driver::new().on("build", vec![exits(1)]).drive(plan());
+    insta::assert_snapshot!("cleanup_after_failure", failed.text);
+    assert_eq!(state(&failed, "cleanup"), JobState::Success);
+    assert_eq!(failed.run.state(), RunState::Failure, "a handled failure still fails the run");
+
+    let passed = Driver::new().drive(plan());
+    insta::assert_snapshot!("cleanup_after_success", passed.text);
+    assert_eq!(state(&passed, "cleanup"), JobState::Skipped);
+    assert_eq!(passed.run.state(), RunState::Success);
+}
+
+#[test]
+fn always_runs_after_success_and_failure() {
+    let plan = || {
+        PlanDef::new("always")
+            .stage("build", vec![job("build")])
+            .stage("report", vec![job("report").when("always()")])
+            .build()
+    };
+    for code in [0, 1] {
+        let t = Driver::new().on("build", vec![exits(code)]).drive(plan());
+        assert_eq!(state(&t, "report"), JobState::Success, "build exited {code}");
+    }
+}
+
+#[test]
+fn skipped_propagates_down_the_chain() {
+    let plan = PlanDef::new("chain")
+        .stage("a", vec![job("a")])
+        .stage("b", vec![job("b")])
+        .stage("c", vec![job("c")])
+        .stage(
+            "d",
+            vec![
+                job("d-always").when("always()"),
+                job("d-failure").when("failure()"),
+                job("d-success"),
+            ],
+        )
+        .build();
+    let t = Driver::new().on("a", vec![exits(1)]).drive(plan);
+    insta::assert_snapshot!(t.text);
+    assert_eq!(state(&t, "b"), JobState::Skipped);
+    assert_eq!(state(&t, "c"), JobState::Skipped);
+    assert_eq!(state(&t, "d-always"), JobState::Success);
+    assert_eq!(state(&t, "d-failure"), JobState::Success, "failure() looks through skipped jobs");
+    assert_eq!(state(&t, "d-success"), JobState::Skipped);
+}
+
+#[test]
+fn matrix_fan_in() {
+    let plan = PlanDef::new("matrix")
+        .stage(
+            "test",
+            vec![
+                job("test[linux]").matrix("os", "linux").script(&["test on ${{ matrix.os }}"]),
+                job("test[mac]").matrix("os", "mac").script(&["test on ${{ matrix.os }}"]),
+            ],
+        )
+        .stage(
+            "report",
+            vec![job("report").when("always()").script(&["echo tests: ${{ jobs.test.result }}"])],
+        )
+        .build();
+    let t = Driver::new()
+        .on("test[linux]", vec![exits(0).out("linux_ok", "yes")])
+        .on("test[mac]", vec![exits(1).out("mac_ok", "no")])
+        .drive(plan);
+    insta::assert_snapshot!(t.text);
+    let report = started(&t.commands, "report");
+    assert_eq!(report.env.get("linux_ok").map(String::as_str), Some("yes"));
+    assert_eq!(report.env.get("mac_ok").map(String::as_str), Some("no"));
+    assert_eq!(report.run, RunSpec::Script(vec!["echo tests: failure".to_owned()]));
+    assert_eq!(t.run.state(), RunState::Failure);
+}
+
+#[test]
+fn run_timeout() {
+    let plan = PlanDef::new("slow")
+        .timeout(600)
+        .stage("work", vec![job("slow"), job("quick")])
+        .stage("after", vec![job("after").when("always()")])
+        .build();
+    let t = Driver::new().on("slow", vec![hangs()]).drive(plan);
+    insta::assert_snapshot!(t.text);
+    assert_eq!(t.run.state(), RunState::Timeout);
+    assert_eq!(state(&t, "slow"), JobState::Canceled);
+    assert_eq!(state(&t, "after"), JobState::Canceled, "nothing new starts, even always()");
+    assert_eq!(finish(&t.commands), Some(RunState::Timeout));
+}
+
+#[test]
+fn job_timeout_outcome() {
+    let plan = PlanDef::new("job-timeout")
+        .stage("work", vec![job("slow").timeout(30), job("retried").timeout(30).retry(1, &[])])
+        .build();
+    let t = Driver::new()
+        .on("slow", vec![ends(Outcome::TimedOut)])
+        .on("retried", vec![ends(Outcome::TimedOut), ends(Outcome::TimedOut)])
+        .drive(plan);
+    insta::assert_snapshot!(t.text);
+    assert_eq!(state(&t, "slow"), JobState::Timeout);
+    assert_eq!(state(&t, "retried"), JobState::Timeout);
+    assert_eq!(t.run.state(), RunState::Failure);
+}
+
+#[test]
+fn cancel_while_running() {
+    let plan = PlanDef::new("cancel")
+        .stage("work", vec![job("long"), job("short")])
+        .stage("after", vec![job("after")])
+        .build();
+    let t = Driver::new().on("long", vec![hangs()]).cancel_when_started("long").drive(plan);
+    insta::assert_snapshot!(t.text);
+    assert_eq!(t.run.state(), RunState::Canceled);
+    assert_eq!(state(&t, "long"), JobState::Canceled);
+    assert_eq!(state(&t, "after"), JobState::Canceled);
+}
+
+#[test]
+fn render_and_condition_errors_fail_the_job() {
+    let plan = PlanDef::new("errors")
+        .stage(
+            "one",
+            vec![job("bad-image").image("${{ nonsense here }}"), job("bad-if").when("what(")],
+        )
+        .stage("two", vec![job("cleanup").when("failure()")])
+        .build();
+    let t = Driver::new().drive(plan);
+    for id in ["bad-image", "bad-if"] {
+        assert_eq!(state(&t, id), JobState::Failure, "{id}");
+        let reason = t.run.job(&JobId::from(id)).unwrap().reason.clone().unwrap();
+        assert!(reason.starts_with("cannot "), "{reason}");
+        assert!(!starts(&t.commands).iter().any(|(j, _)| j == id));
+    }
+    assert_eq!(state(&t, "cleanup"), JobState::Success);
+    assert_eq!(t.run.state(), RunState::Failure);
+}
+
+#[test]
+fn stale_unknown_and_late_events_are_ignored() {
+    let plan = PlanDef::new("stale").stage("one", vec![job("a").retry(1, &[])]).build();
+    let mut run = Run::new(plan, Default::default());
+    assert!(run.handle(Event::TimerFired(Timer::RunTimeout)).is_empty(), "before start");
+    assert_eq!(run.state(), RunState::Pending);
+    run.start();
+    let a = JobId::from("a");
+    let exited = |attempt, code| Event::JobExited {
+        job: a.clone(),
+        attempt,
+        outcome: Outcome::Exited(code),
+    };
+    assert!(run.handle(exited(2, 0)).is_empty(), "attempt not started yet");
+    let unknown =
+        Event::JobExited { job: JobId::from("nope"), attempt: 1, outcome: Outcome::Exited(0) };
+    assert!(run.handle(unknown).is_empty());
+    assert_eq!(starts(&run.handle(exited(1, 1))), [("a".to_owned(), 2)]);
+    assert!(run.handle(exited(1, 0)).is_empty(), "stale attempt");
+    let out = Event::JobOutput { job: a.clone(), attempt: 1, key: "k".into(), value: "v".into() };
+    assert!(run.handle(out).is_empty());
+    assert!(run.job(&a).unwrap().outputs.is_empty());
+    assert_eq!(run.handle(exited(2, 0)), [Command::Finish(RunState::Success)]);
+    for late in [
+        exited(2, 1),
+        Event::Cancel { by: "x".into() },
+        Event::TimerFired(Timer::RunTimeout),
+        Event::JobStarted { job: a.clone(), attempt: 3 },
+    ] {
+        assert!(run.handle(late).is_empty());
+    }
+    assert_eq!(run.state(), RunState::Success);
+    assert!(run.start().is_empty(), "start twice");
+}
+
+#[test]
+fn cancel_before_start_and_empty_plan() {
+    let plan = PlanDef::new("one").stage("one", vec![job("a")]).build();
+    let mut run = Run::new(plan, Default::default());
+    let c = run.handle(Event::Cancel { by: "x".into() });
+    assert_eq!(c, [Command::Finish(RunState::Canceled)]);
+    assert!(run.start().is_empty());
+    assert_eq!(run.job(&JobId::from("a")).unwrap().state, JobState::Canceled);
+
+    let mut empty = Run::new(PlanDef::new("empty").build(), Default::default());
+    assert_eq!(empty.start(), [Command::Finish(RunState::Success)]);
+}
+
+#[test]
+fn executor_cancel_without_run_cancel_ends_canceled() {
+    let plan =
+        PlanDef::new("lost").stage("one", vec![job("a")]).stage("two", vec![job("b")]).build();
+    let t = Driver::new().on("a", vec![ends(Outcome::Canceled)]).drive(plan);
+    assert_eq!(state(&t, "a"), JobState::Canceled);
+    assert_eq!(t.run.state(), RunState::Canceled);
+}
+
+#[test]
+fn plan_defects_fail_the_job_without_running_it() {
+    let plan = PlanDef::new("defects")
+        .stage("one", vec![job("ghost-need").needs(&["ghost"]), job("ok").needs(&[])])
+        .stage("two", vec![job("forward").needs(&["later"]), job("after").needs(&["ok"])])
+        .stage("three", vec![job("later").needs(&[])])
+        .build();
+    let t = Driver::new().drive(plan);
+    insta::assert_snapshot!(t.text);
+    assert_eq!(state(&t, "ghost-need"), JobState::Failure);
+    assert_eq!(state(&t, "forward"), JobState::Failure);
+    assert_eq!(state(&t, "after"), JobState::Success);
+    assert_eq!(t.run.state(), RunState::Failure);
+}
+
+#[test]
+fn errors_name_the_field() {
+    let plan = PlanDef::new("errors")
+        .stage("one", vec![job("a").script(&["ok", "echo ${{ jobs. }}"]), job("b").when("(")])
+        .build();
+    let t = Driver::new().drive(plan);
+    let reasons: Vec<String> =
+        t.run.jobs().map(|(id, s)| format!("{id}: {}", s.reason.clone().unwrap())).collect();
+    insta::assert_snapshot!(reasons.join("\n"));
+}
+
+#[test]
+fn an_approval_can_not_be_bypassed_by_a_missing_gate() {
+    let plan = PlanDef::new("bypass")
+        .stage("build", vec![job("build")])
+        .approval("release", None)
+        .stage("deploy", vec![job("deploy").needs(&[])])
+        .build();
+    let mut plan = (*plan).clone();
+    plan.jobs[1].gate = None;
+    let mut run = Run::new(std::sync::Arc::new(plan), Default::default());
+    assert_eq!(starts(&run.start()), [("build".to_owned(), 1)]);
+    let build = JobId::from("build");
+    let c = run.handle(Event::JobExited { job: build, attempt: 1, outcome: Outcome::Exited(0) });
+    assert_eq!(c, [Command::Pause { stage: "release".to_owned(), description: None }]);
+}

@@ -1,0 +1,276 @@
+//! Pure translation of a [`TaskSpec`] into Docker Engine API request bodies.
+//!
+//! Invariant: no I/O here; everything the engine is asked to create is described by these
+//! functions, so they can be tested without an engine.
+
+use std::collections::{BTreeMap, HashMap};
+
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, HostConfig, HostConfigLogConfig, Mount, MountType,
+    NetworkCreateRequest, NetworkingConfig, VolumeCreateRequest,
+};
+use kiln_exec::{Entry, ServiceSpec, TaskSpec, WORKSPACE_PATH};
+
+use crate::names;
+
+/// Labels for one object of the task: the task's own labels, then Kiln's (which win).
+pub(crate) fn labels(task: &TaskSpec, extra: &[(&str, &str)]) -> HashMap<String, String> {
+    let mut out: HashMap<String, String> =
+        task.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    out.insert(names::LABEL_TASK.to_owned(), task.id.to_string());
+    for (k, v) in extra {
+        out.insert((*k).to_owned(), (*v).to_owned());
+    }
+    out
+}
+
+/// The task's private bridge network.
+pub(crate) fn network(task: &TaskSpec) -> NetworkCreateRequest {
+    NetworkCreateRequest {
+        name: names::network(&task.id),
+        driver: Some("bridge".to_owned()),
+        labels: Some(labels(task, &[])),
+        ..Default::default()
+    }
+}
+
+/// The task's workspace volume.
+pub(crate) fn workspace_volume(task: &TaskSpec) -> VolumeCreateRequest {
+    VolumeCreateRequest {
+        name: Some(names::workspace_volume(&task.id)),
+        driver: Some("local".to_owned()),
+        labels: Some(labels(task, &[])),
+        ..Default::default()
+    }
+}
+
+/// `KEY=value` lines, in key order.
+fn env(vars: &BTreeMap<String, String>) -> Option<Vec<String>> {
+    Some(vars.iter().map(|(k, v)| format!("{k}={v}")).collect())
+}
+
+/// The workspace volume mounted at [`WORKSPACE_PATH`].
+fn workspace_mount(task: &TaskSpec) -> Mount {
+    Mount {
+        target: Some(WORKSPACE_PATH.to_owned()),
+        source: Some(names::workspace_volume(&task.id)),
+        typ: Some(MountType::VOLUME),
+        ..Default::default()
+    }
+}
+
+/// Attaches a container to the task network, reachable under `aliases`.
+fn networking(task: &TaskSpec, aliases: Option<Vec<String>>) -> NetworkingConfig {
+    let endpoint = EndpointSettings { aliases, ..Default::default() };
+    NetworkingConfig {
+        endpoints_config: Some(HashMap::from([(names::network(&task.id), endpoint)])),
+    }
+}
+
+/// A sidecar: on the task network under its service name, with the workspace mounted.
+pub(crate) fn service_container(task: &TaskSpec, service: &ServiceSpec) -> ContainerCreateBody {
+    let labels = labels(
+        task,
+        &[(names::LABEL_ROLE, names::ROLE_SERVICE), (names::LABEL_SERVICE, &service.name)],
+    );
+    ContainerCreateBody {
+        image: Some(service.image.clone()),
+        hostname: Some(service.name.clone()),
+        env: env(&service.env),
+        cmd: service.command.clone(),
+        labels: Some(labels),
+        host_config: Some(HostConfig {
+            network_mode: Some(names::network(&task.id)),
+            mounts: Some(vec![workspace_mount(task)]),
+            ..Default::default()
+        }),
+        networking_config: Some(networking(task, Some(vec![service.name.clone()]))),
+        ..Default::default()
+    }
+}
+
+/// Entrypoint and command of the main container.
+///
+/// A script runs as `sh -e -c SCRIPT`. A command replaces the image's entrypoint when set
+/// (an empty list clears it); empty `args` keep the image's default command, as `docker run`
+/// does.
+fn entry(entry: &Entry) -> (Option<Vec<String>>, Option<Vec<String>>) {
+    match entry {
+        Entry::Script(script) => (
+            Some(vec!["sh".to_owned(), "-e".to_owned(), "-c".to_owned()]),
+            Some(vec![script.clone()]),
+        ),
+        Entry::Command { command, args } => {
+            let cmd = if args.is_empty() { None } else { Some(args.clone()) };
+            (command.clone(), cmd)
+        }
+    }
+}
+
+/// The container's working directory: the workspace by default, relative paths inside it.
+fn workdir(workdir: Option<&str>) -> String {
+    match workdir.map(|d| d.trim_start_matches("./")) {
+        None | Some("" | ".") => WORKSPACE_PATH.to_owned(),
+        Some(dir) if dir.starts_with('/') => dir.to_owned(),
+        Some(dir) => format!("{WORKSPACE_PATH}/{dir}"),
+    }
+}
+
+/// Nanoseconds of CPU time per second for `cpu_millis` thousandths of a CPU.
+fn nano_cpus(cpu_millis: u64) -> i64 {
+    i64::try_from(cpu_millis.saturating_mul(1_000_000)).unwrap_or(i64::MAX)
+}
+
+/// The main container. `image` is the task's image (checked present by the caller).
+pub(crate) fn main_container(task: &TaskSpec, image: &str) -> ContainerCreateBody {
+    let (entrypoint, cmd) = entry(&task.entry);
+    let memory = task.limits.memory_bytes.map(|m| i64::try_from(m).unwrap_or(i64::MAX));
+    ContainerCreateBody {
+        image: Some(image.to_owned()),
+        entrypoint,
+        cmd,
+        env: env(&task.env),
+        working_dir: Some(workdir(task.workdir.as_deref())),
+        labels: Some(labels(task, &[(names::LABEL_ROLE, names::ROLE_MAIN)])),
+        tty: Some(false),
+        open_stdin: Some(false),
+        attach_stdin: Some(false),
+        host_config: Some(HostConfig {
+            network_mode: Some(names::network(&task.id)),
+            mounts: Some(vec![workspace_mount(task)]),
+            nano_cpus: task.limits.cpu_millis.map(nano_cpus),
+            memory,
+            // Equal to `memory`: no swap on top of the limit.
+            memory_swap: memory,
+            // `logs` with `follow` must replay everything even when the container exited
+            // before we asked; a daemon-wide driver such as `none` or `syslog` would not.
+            log_config: Some(HostConfigLogConfig {
+                typ: Some("json-file".to_owned()),
+                config: None,
+            }),
+            ..Default::default()
+        }),
+        networking_config: Some(networking(task, None)),
+        ..Default::default()
+    }
+}
+
+/// The reference to pull: Docker pulls every tag of a repository when none is named, so a
+/// reference without tag or digest gets `:latest`.
+pub(crate) fn pull_reference(image: &str) -> String {
+    let last = image.rsplit('/').next().unwrap_or(image);
+    if image.contains('@') || last.contains(':') {
+        image.to_owned()
+    } else {
+        format!("{image}:latest")
+    }
+}
+
+/// Whether `name` can be a host name on the task network: one DNS label.
+pub(crate) fn is_host_label(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kiln_exec::{Limits, TaskId};
+
+    fn task(entry: Entry) -> TaskSpec {
+        TaskSpec {
+            id: TaskId::sanitized("t1"),
+            labels: BTreeMap::from([("kiln.run".to_owned(), "r1".to_owned())]),
+            image: Some("busybox:latest".to_owned()),
+            entry,
+            env: BTreeMap::from([("A".to_owned(), "1".to_owned())]),
+            workdir: None,
+            services: vec![],
+            limits: Limits { cpu_millis: Some(500), memory_bytes: Some(64 << 20) },
+        }
+    }
+
+    #[test]
+    fn script_runs_under_sh_e_c() {
+        let body = main_container(&task(Entry::Script("echo hi".into())), "busybox:latest");
+        assert_eq!(body.entrypoint.unwrap(), ["sh", "-e", "-c"]);
+        assert_eq!(body.cmd.unwrap(), ["echo hi"]);
+        assert_eq!(body.working_dir.as_deref(), Some(WORKSPACE_PATH));
+        assert_eq!(body.env.unwrap(), ["A=1"]);
+        let labels = body.labels.unwrap();
+        assert_eq!(labels["kiln.task"], "t1");
+        assert_eq!(labels["kiln.run"], "r1");
+        assert_eq!(labels["kiln.role"], "main");
+    }
+
+    #[test]
+    fn command_overrides_entrypoint_only_when_set() {
+        let entry = Entry::Command { command: None, args: vec!["a".into()] };
+        let body = main_container(&task(entry), "i");
+        assert_eq!(body.entrypoint, None);
+        assert_eq!(body.cmd.unwrap(), ["a"]);
+        let entry = Entry::Command { command: Some(vec!["/bin/x".into()]), args: vec![] };
+        let body = main_container(&task(entry), "i");
+        assert_eq!(body.entrypoint.unwrap(), ["/bin/x"]);
+        assert_eq!(body.cmd, None);
+    }
+
+    #[test]
+    fn limits_become_nano_cpus_and_memory_without_swap() {
+        let host = main_container(&task(Entry::Script(String::new())), "i").host_config.unwrap();
+        assert_eq!(host.nano_cpus, Some(500_000_000));
+        assert_eq!(host.memory, Some(64 << 20));
+        assert_eq!(host.memory_swap, Some(64 << 20));
+        assert_eq!(host.network_mode.as_deref(), Some("kiln-t1"));
+        let mount = &host.mounts.unwrap()[0];
+        assert_eq!(mount.source.as_deref(), Some("kiln-t1-ws"));
+        assert_eq!(mount.target.as_deref(), Some(WORKSPACE_PATH));
+    }
+
+    #[test]
+    fn service_is_reachable_by_its_name() {
+        let t = task(Entry::Script(String::new()));
+        let service = ServiceSpec {
+            name: "db".into(),
+            image: "busybox".into(),
+            env: BTreeMap::new(),
+            command: Some(vec!["nc".into(), "-l".into()]),
+        };
+        let body = service_container(&t, &service);
+        let endpoints = body.networking_config.unwrap().endpoints_config.unwrap();
+        assert_eq!(endpoints["kiln-t1"].aliases.as_deref(), Some(&["db".to_owned()][..]));
+        assert_eq!(body.cmd.unwrap(), ["nc", "-l"]);
+        assert_eq!(body.labels.unwrap()["kiln.service"], "db");
+    }
+
+    #[test]
+    fn relative_workdirs_are_inside_the_workspace() {
+        assert_eq!(workdir(None), "/workspace");
+        assert_eq!(workdir(Some("/tmp")), "/tmp");
+        assert_eq!(workdir(Some("sub/dir")), "/workspace/sub/dir");
+        assert_eq!(workdir(Some("./sub")), "/workspace/sub");
+        assert_eq!(workdir(Some(".")), "/workspace");
+    }
+
+    #[test]
+    fn pull_reference_names_a_tag() {
+        assert_eq!(pull_reference("busybox"), "busybox:latest");
+        assert_eq!(pull_reference("busybox:1.36"), "busybox:1.36");
+        assert_eq!(pull_reference("localhost:5000/x"), "localhost:5000/x:latest");
+        assert_eq!(pull_reference("localhost:5000/x:2"), "localhost:5000/x:2");
+        assert_eq!(pull_reference("x@sha256:ab"), "x@sha256:ab");
+    }
+
+    #[test]
+    fn host_labels() {
+        assert!(is_host_label("db"));
+        assert!(is_host_label("redis-1"));
+        assert!(!is_host_label(""));
+        assert!(!is_host_label("-a"));
+        assert!(!is_host_label("a_b"));
+        assert!(!is_host_label("a.b"));
+    }
+}

@@ -1,0 +1,168 @@
+//! Tests of [`FakeExecutor`] beyond the conformance suite: its call record, knobs and shell.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use kiln_exec::conformance::{command_task, run_task, script_task};
+use kiln_exec::fake::{FakeCalls, FakeExecutor};
+use kiln_exec::{ExecError, Executor, ExitStatus, Stream, TaskId};
+
+fn ids(raw: &[&str]) -> Vec<TaskId> {
+    raw.iter().map(|s| TaskId::sanitized(s)).collect()
+}
+
+#[tokio::test]
+async fn records_calls_and_what_exists() {
+    let fake = FakeExecutor::new().with_missing_image("missing:latest");
+    let ok = script_task("ok", &["echo hi"]);
+    let mut bad = script_task("bad", &["echo hi"]);
+    bad.image = Some("missing:latest".to_string());
+
+    let run = run_task(&fake, &ok).await.expect("run");
+    assert_eq!(run.stdout(), ["hi"]);
+    match fake.setup(&bad).await {
+        Err(ExecError::ImageNotFound { image, .. }) => assert_eq!(image, "missing:latest"),
+        other => panic!("expected ImageNotFound, got {other:?}"),
+    }
+    // A failed setup still leaves something for destroy to remove.
+    assert_eq!(fake.existing(), ids(&["bad"]));
+    assert_eq!(fake.leftovers(&bad.id), ["fake task bad"]);
+    assert!(matches!(fake.start(&bad).await, Err(ExecError::Engine(_))));
+    fake.destroy(&bad.id).await.expect("destroy");
+    assert!(fake.existing().is_empty());
+    assert_eq!(
+        fake.calls(),
+        FakeCalls {
+            set_up: ids(&["ok", "bad"]),
+            started: ids(&["ok", "bad"]),
+            killed: vec![],
+            destroyed: ids(&["ok", "bad"]),
+        }
+    );
+}
+
+#[tokio::test]
+async fn shell_subset() {
+    let fake = FakeExecutor::new();
+    let mut task = script_task(
+        "shell",
+        &[
+            "# a comment",
+            "",
+            "echo  plain   words",
+            "echo \"$NAME\" ${NAME} $UNSET.",
+            "echo to-stderr >&2",
+            "pwd",
+            "true",
+            ":",
+            "sh -c 'echo nested; exit 0'",
+            "sh -c 'false'",
+        ],
+    );
+    task.env = BTreeMap::from([("NAME".to_string(), "kiln".to_string())]);
+    task.workdir = Some("./src/".to_string());
+    let run = run_task(&fake, &task).await.expect("run");
+    assert_eq!(run.stdout(), ["plain words", "kiln kiln .", "/workspace/src", "nested; exit 0"]);
+    assert_eq!(run.stderr(), ["to-stderr"]);
+    assert_eq!(run.status, ExitStatus { code: 1 });
+    for (workdir, pwd) in [(".", "/workspace"), ("/", "/"), ("//a/./b/", "/a/b")] {
+        let mut task = script_task("pwd", &["pwd"]);
+        task.workdir = Some(workdir.to_string());
+        let run = run_task(&fake, &task).await.expect("run");
+        assert_eq!(run.stdout(), [pwd], "{workdir}");
+    }
+}
+
+#[tokio::test]
+async fn unknown_commands_and_bad_input() {
+    let fake = FakeExecutor::new();
+    let cases: &[(&str, i32, &str)] = &[
+        ("curl example.com", 127, "fake: unknown command: curl"),
+        ("exit 300", 44, ""),
+        ("exit -1", 255, ""),
+        ("exit x", 2, "fake: exit: Illegal number: x"),
+        ("sleep forever", 1, "fake: sleep: invalid time interval \"forever\""),
+        ("sleep -1", 1, "fake: sleep: invalid time interval \"-1\""),
+        ("echo 'open", 2, "fake: unterminated quote"),
+        ("echo ${", 2, "fake: bad substitution: missing }"),
+        ("sh -x", 2, "fake: sh: only `sh [-e] -c SCRIPT` is understood"),
+    ];
+    for (line, code, stderr) in cases {
+        let run = run_task(&fake, &script_task("bad", &[line])).await.expect("run");
+        assert_eq!(run.status.code, *code, "{line}");
+        let expected: Vec<&str> = [*stderr].into_iter().filter(|s| !s.is_empty()).collect();
+        assert_eq!(run.stderr(), expected, "{line}");
+    }
+}
+
+#[tokio::test]
+async fn command_entry_is_not_expanded() {
+    let fake = FakeExecutor::new();
+    let task = command_task("cmd", &["echo"], &["$HOME", "a  b", ">&2"]);
+    let run = run_task(&fake, &task).await.expect("run");
+    assert_eq!(run.stdout(), ["$HOME a  b >&2"]);
+    let task = command_task("cmd", &["nope"], &[]);
+    let run = run_task(&fake, &task).await.expect("run");
+    assert_eq!(run.status.code, 127);
+}
+
+#[tokio::test]
+async fn env_values_with_newlines_become_lines() {
+    let fake = FakeExecutor::new();
+    let mut task = script_task("nl", &["echo \"$V\""]);
+    task.env.insert("V".to_string(), "one\ntwo".to_string());
+    let run = run_task(&fake, &task).await.expect("run");
+    assert_eq!(run.stdout(), ["one", "two"]);
+}
+
+#[tokio::test]
+async fn destroy_kills_a_running_task() {
+    let fake = FakeExecutor::new();
+    let task = script_task("running", &["sleep 30"]);
+    fake.setup(&task).await.expect("setup");
+    let stream = fake.start(&task).await.expect("start");
+    let started = Instant::now();
+    fake.destroy(&task.id).await.expect("destroy");
+    assert_eq!(stream.count().await, 0);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(fake.wait(&task.id).await, Err(ExecError::UnknownTask(task.id.clone())));
+}
+
+#[tokio::test]
+async fn wrong_call_order_is_an_error() {
+    let fake = FakeExecutor::new();
+    let task = script_task("order", &["echo x"]);
+    assert_eq!(fake.start(&task).await.err(), Some(ExecError::UnknownTask(task.id.clone())));
+    fake.setup(&task).await.expect("setup");
+    assert!(matches!(fake.setup(&task).await, Err(ExecError::Engine(_))));
+    assert!(matches!(fake.wait(&task.id).await, Err(ExecError::Engine(_))));
+    let stream = fake.start(&task).await.expect("start");
+    assert!(matches!(fake.start(&task).await, Err(ExecError::Engine(_))));
+    let lines: Vec<_> = stream.collect().await;
+    assert_eq!(lines.len(), 1);
+    assert!(matches!(&lines[0], Ok(l) if l.stream == Stream::Stdout && l.text == "x"));
+    // `wait` may be called more than once.
+    assert_eq!(fake.wait(&task.id).await, Ok(ExitStatus { code: 0 }));
+    assert_eq!(fake.wait(&task.id).await, Ok(ExitStatus { code: 0 }));
+    fake.destroy(&task.id).await.expect("destroy");
+}
+
+#[tokio::test]
+async fn output_waits_for_a_slow_reader_without_losing_lines() {
+    let fake = FakeExecutor::new();
+    let lines: Vec<String> = (0..2000).map(|i| format!("echo {i}")).collect();
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let task = script_task("slow", &lines);
+    fake.setup(&task).await.expect("setup");
+    let mut stream = fake.start(&task).await.expect("start");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut n = 0;
+    while let Some(line) = stream.next().await {
+        assert_eq!(line.expect("line").text, n.to_string());
+        n += 1;
+    }
+    assert_eq!(n, 2000);
+    assert!(fake.wait(&task.id).await.expect("wait").success());
+    fake.destroy(&task.id).await.expect("destroy");
+}

@@ -1,0 +1,332 @@
+//! A whole run on one machine, as `kiln run` does it: the engine decides, every started job
+//! becomes a task driven through one executor, and the caller watches [`Update`]s and steers
+//! with [`Control`]s (approve, reject, cancel).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kiln_engine::{Command, Event, JobState, JobStatus, Params, Run, RunState, StartJob};
+use kiln_exec::{Entry, Executor, Limits, LogLine, ServiceSpec, TaskId, TaskSpec};
+use kiln_workflow::plan::{JobId, Plan, RunSpec};
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::task::{TaskEvent, TaskRequest, drive_task};
+
+/// What a watcher of a local run sees.
+#[derive(Debug, Clone)]
+pub enum Update {
+    /// A job changed state (or started a new attempt).
+    Job {
+        /// Which job.
+        job: JobId,
+        /// Its status now.
+        status: JobStatus,
+    },
+    /// One line of a job's output.
+    Log {
+        /// Which job.
+        job: JobId,
+        /// The line.
+        line: LogLine,
+    },
+    /// The run waits at an approval stage: answer with `Control::Approve` or `Reject`.
+    Paused {
+        /// Stage name.
+        stage: String,
+        /// Shown to the approver.
+        description: Option<String>,
+    },
+    /// The run ended.
+    Finished(RunState),
+}
+
+/// How a watcher steers a local run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Control {
+    /// Approve the paused stage.
+    Approve {
+        /// Stage name.
+        stage: String,
+        /// Who.
+        by: String,
+    },
+    /// Reject the paused stage; the run ends canceled.
+    Reject {
+        /// Stage name.
+        stage: String,
+        /// Who.
+        by: String,
+    },
+    /// Cancel the run; running jobs are killed and cleaned up.
+    Cancel {
+        /// Who.
+        by: String,
+    },
+}
+
+/// The end of a run, for the summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The run's id (also the `kiln.run` label on everything it created).
+    pub run_id: String,
+    /// Final state.
+    pub state: RunState,
+    /// Every job, in plan order.
+    pub jobs: Vec<JobReport>,
+}
+
+/// One job in a [`Report`].
+#[derive(Debug, Clone, Serialize)]
+pub struct JobReport {
+    /// Job id.
+    pub id: JobId,
+    /// Final state.
+    pub state: JobState,
+    /// Attempts started.
+    pub attempts: u32,
+    /// From the start of its first attempt to the end of its last.
+    pub duration: Option<Duration>,
+    /// Outputs (`JOB_OUT`).
+    pub outputs: BTreeMap<String, String>,
+    /// Exit code of the last attempt.
+    pub exit_code: Option<i32>,
+    /// Why it failed, was skipped or canceled.
+    pub reason: Option<String>,
+}
+
+/// A run of one plan with one executor.
+pub struct LocalRun {
+    /// Run id; names and labels everything the run creates.
+    pub run_id: String,
+    /// The compiled workflow.
+    pub plan: Arc<Plan>,
+    /// Bound parameters.
+    pub params: Params,
+    /// Where tasks run.
+    pub executor: Arc<dyn Executor>,
+}
+
+/// Builds the executor task for one job attempt.
+pub fn task_spec(run_id: &str, job_index: usize, start: &StartJob) -> TaskSpec {
+    let job = &start.job;
+    let entry = match &job.run {
+        RunSpec::Script(lines) => Entry::Script(lines.join("\n")),
+        RunSpec::Command { command, args } => {
+            Entry::Command { command: command.clone(), args: args.clone() }
+        }
+    };
+    let short: String = run_id.chars().filter(|c| c.is_ascii_alphanumeric()).take(12).collect();
+    let labels = BTreeMap::from([
+        ("kiln.run".to_string(), run_id.to_string()),
+        ("kiln.job".to_string(), job.id.to_string()),
+        ("kiln.attempt".to_string(), start.attempt.to_string()),
+    ]);
+    TaskSpec {
+        id: TaskId::sanitized(&format!("kiln-{short}-{job_index}-{}-{}", job.id, start.attempt)),
+        labels,
+        image: job.image.clone(),
+        entry,
+        env: job.env.clone(),
+        workdir: job.workdir.clone(),
+        services: job
+            .services
+            .iter()
+            .map(|s| ServiceSpec {
+                name: s.name.clone(),
+                image: s.image.clone(),
+                env: s.env.clone(),
+                command: s.command.clone(),
+            })
+            .collect(),
+        limits: Limits {
+            cpu_millis: job.resources.cpu_millis,
+            memory_bytes: job.resources.memory_bytes,
+        },
+    }
+}
+
+/// A new run id: 16 hex digits, time-ordered.
+pub fn new_run_id() -> String {
+    uuid::Uuid::now_v7().simple().to_string()[..16].to_string()
+}
+
+struct Driver {
+    run_id: String,
+    plan: Arc<Plan>,
+    executor: Arc<dyn Executor>,
+    engine: Run,
+    events: mpsc::UnboundedSender<Event>,
+    updates: mpsc::UnboundedSender<Update>,
+    tasks: HashMap<(JobId, u32), CancellationToken>,
+    known: Vec<JobStatus>,
+    first_start: HashMap<JobId, Instant>,
+    durations: HashMap<JobId, Duration>,
+    finished: Option<RunState>,
+}
+
+impl LocalRun {
+    /// Runs to a final state. Updates go to `updates` (dropped receivers are fine);
+    /// `control` steers. Returns when the run has ended and every task was destroyed.
+    pub async fn run(
+        self,
+        updates: mpsc::UnboundedSender<Update>,
+        mut control: mpsc::UnboundedReceiver<Control>,
+    ) -> Report {
+        let (events, mut event_rx) = mpsc::unbounded_channel();
+        let engine = Run::new(self.plan.clone(), self.params);
+        let known = engine.jobs().map(|(_, s)| s.clone()).collect();
+        let mut d = Driver {
+            run_id: self.run_id,
+            plan: self.plan,
+            executor: self.executor,
+            engine,
+            events,
+            updates,
+            tasks: HashMap::new(),
+            known,
+            first_start: HashMap::new(),
+            durations: HashMap::new(),
+            finished: None,
+        };
+        let commands = d.engine.start();
+        d.apply(commands);
+        let mut control_open = true;
+        while d.finished.is_none() || !d.tasks.is_empty() {
+            tokio::select! {
+                Some(event) = event_rx.recv() => d.on_event(event),
+                c = control.recv(), if control_open => match c {
+                    Some(c) => d.on_control(c),
+                    None => control_open = false,
+                },
+            }
+        }
+        d.report()
+    }
+}
+
+impl Driver {
+    fn on_control(&mut self, c: Control) {
+        let event = match c {
+            Control::Approve { stage, by } => Event::Approved { stage, by },
+            Control::Reject { stage, by } => Event::Rejected { stage, by },
+            Control::Cancel { by } => Event::Cancel { by },
+        };
+        self.on_event(event);
+    }
+
+    fn on_event(&mut self, event: Event) {
+        let now = Instant::now();
+        match &event {
+            Event::JobStarted { job, .. } => {
+                self.first_start.entry(job.clone()).or_insert(now);
+            }
+            Event::JobExited { job, attempt, .. } => {
+                self.tasks.remove(&(job.clone(), *attempt));
+                if let Some(start) = self.first_start.get(job) {
+                    self.durations.insert(job.clone(), now - *start);
+                }
+            }
+            _ => {}
+        }
+        let commands = self.engine.handle(event);
+        self.apply(commands);
+    }
+
+    fn apply(&mut self, commands: Vec<Command>) {
+        // Job changes first, so a watcher sees them before a pause or the end they lead to.
+        self.publish_changes();
+        for command in commands {
+            match command {
+                Command::StartJob(start) => self.start(*start),
+                Command::CancelJob { job, attempt } => {
+                    if let Some(token) = self.tasks.get(&(job, attempt)) {
+                        token.cancel();
+                    }
+                }
+                Command::Pause { stage, description } => {
+                    let _ = self.updates.send(Update::Paused { stage, description });
+                }
+                Command::ArmTimer { timer, after } => {
+                    let events = self.events.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(after).await;
+                        let _ = events.send(Event::TimerFired(timer));
+                    });
+                }
+                Command::Finish(state) => {
+                    self.finished = Some(state);
+                }
+            }
+        }
+        self.publish_changes();
+        if let Some(state) = self.finished
+            && self.tasks.is_empty()
+        {
+            let _ = self.updates.send(Update::Finished(state));
+        }
+    }
+
+    /// Sends an update for every job whose status changed since the last call.
+    fn publish_changes(&mut self) {
+        for (i, (id, status)) in self.engine.jobs().enumerate() {
+            if self.known[i] != *status {
+                self.known[i] = status.clone();
+                let _ = self.updates.send(Update::Job { job: id.clone(), status: status.clone() });
+            }
+        }
+    }
+
+    fn start(&mut self, start: StartJob) {
+        let job = start.job.id.clone();
+        let attempt = start.attempt;
+        let index = self.plan.job_index(&job).unwrap_or(0);
+        let request = TaskRequest {
+            spec: task_spec(&self.run_id, index, &start),
+            timeout: start.job.timeout,
+        };
+        let token = CancellationToken::new();
+        self.tasks.insert((job.clone(), attempt), token.clone());
+        let executor = self.executor.clone();
+        let events = self.events.clone();
+        let updates = self.updates.clone();
+        tokio::spawn(async move {
+            let outcome = drive_task(&*executor, request, token, |e| match e {
+                TaskEvent::Started => {
+                    let _ = events.send(Event::JobStarted { job: job.clone(), attempt });
+                }
+                TaskEvent::Output { key, value } => {
+                    let _ = events.send(Event::JobOutput { job: job.clone(), attempt, key, value });
+                }
+                TaskEvent::Log(line) => {
+                    let _ = updates.send(Update::Log { job: job.clone(), line });
+                }
+            })
+            .await;
+            let _ = events.send(Event::JobExited { job, attempt, outcome });
+        });
+    }
+
+    fn report(&self) -> Report {
+        let jobs = self
+            .engine
+            .jobs()
+            .map(|(id, s)| JobReport {
+                id: id.clone(),
+                state: s.state,
+                attempts: s.attempts,
+                duration: self.durations.get(id).copied(),
+                outputs: s.outputs.clone(),
+                exit_code: s.exit_code,
+                reason: s.reason.clone(),
+            })
+            .collect();
+        Report {
+            run_id: self.run_id.clone(),
+            state: self.finished.unwrap_or(self.engine.state()),
+            jobs,
+        }
+    }
+}

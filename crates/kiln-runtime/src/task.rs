@@ -1,0 +1,172 @@
+//! Drives one task through an executor: check, set up, start, stream logs, wait, destroy.
+//!
+//! This is the wrapper every job runs in, whoever asked for it (`kiln run`, later the
+//! embedded and remote agents). It enforces the job's timeout and cancellation, reads
+//! `JOB_OUT key=value` lines from stdout, and always destroys what the executor created.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use kiln_engine::Outcome;
+use kiln_exec::{Executor, LogLine, Stream, TaskSpec};
+use tokio_util::sync::CancellationToken;
+
+/// What happens while a task runs, in order: `Started`, then `Log`/`Output` interleaved.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TaskEvent {
+    /// The main container or process started.
+    Started,
+    /// One line of output.
+    Log(LogLine),
+    /// A `JOB_OUT key=value` line was printed on stdout.
+    Output {
+        /// Output name.
+        key: String,
+        /// Output value.
+        value: String,
+    },
+}
+
+/// One task to run.
+#[derive(Debug, Clone)]
+pub struct TaskRequest {
+    /// Fully resolved task.
+    pub spec: TaskSpec,
+    /// Kill it after this long.
+    pub timeout: Option<Duration>,
+}
+
+/// Parses a `JOB_OUT key=value` line. The key is letters, digits, `_`, `-` or `.`, starting
+/// with a letter or `_`; the value is the rest of the line (it may be empty or hold `=`).
+pub fn parse_job_out(line: &str) -> Option<(&str, &str)> {
+    let rest = line.trim_start().strip_prefix("JOB_OUT ")?;
+    let (key, value) = rest.trim_start().split_once('=')?;
+    let mut chars = key.chars();
+    let first = chars.next()?;
+    if !(first.is_ascii_alphabetic() || first == '_') {
+        return None;
+    }
+    if !chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')) {
+        return None;
+    }
+    Some((key, value.trim_end_matches('\r')))
+}
+
+/// Runs `req` to the end and reports how it ended. Never fails: executor errors become
+/// `Outcome::Error`. Whatever happens, `destroy` is called before returning.
+pub async fn drive_task(
+    executor: &dyn Executor,
+    req: TaskRequest,
+    cancel: CancellationToken,
+    mut on_event: impl FnMut(TaskEvent) + Send,
+) -> Outcome {
+    let outcome = run_until_exit(executor, &req, &cancel, &mut on_event).await;
+    if let Err(e) = executor.destroy(&req.spec.id).await {
+        tracing::warn!(task = %req.spec.id, "clean-up failed: {e}");
+        on_event(TaskEvent::Log(LogLine {
+            stream: Stream::Stderr,
+            time: chrono::Utc::now(),
+            text: format!("kiln: clean-up of {} failed: {e}", req.spec.id),
+        }));
+    }
+    outcome
+}
+
+async fn run_until_exit(
+    executor: &dyn Executor,
+    req: &TaskRequest,
+    cancel: &CancellationToken,
+    on_event: &mut (impl FnMut(TaskEvent) + Send),
+) -> Outcome {
+    let spec = &req.spec;
+    if let Err(e) = executor.check(spec) {
+        return Outcome::Error(e.to_string());
+    }
+    let prepared = tokio::select! {
+        r = async {
+            executor.setup(spec).await?;
+            executor.start(spec).await
+        } => r,
+        () = cancel.cancelled() => return Outcome::Canceled,
+    };
+    let mut logs = match prepared {
+        Ok(logs) => logs,
+        Err(e) => return Outcome::Error(e.to_string()),
+    };
+    on_event(TaskEvent::Started);
+
+    let deadline = async {
+        match req.timeout {
+            Some(t) => tokio::time::sleep(t).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(deadline);
+
+    // Read the output to its end, unless a timeout or cancel comes first.
+    let stop = loop {
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => break Some(Outcome::Canceled),
+            () = &mut deadline => break Some(Outcome::TimedOut),
+            item = logs.next() => match item {
+                Some(Ok(line)) => {
+                    if line.stream == Stream::Stdout
+                        && let Some((key, value)) = parse_job_out(&line.text)
+                    {
+                        on_event(TaskEvent::Output { key: key.to_string(), value: value.to_string() });
+                    }
+                    on_event(TaskEvent::Log(line));
+                }
+                Some(Err(e)) => {
+                    let _ = executor.kill(&spec.id).await;
+                    return Outcome::Error(format!("reading output failed: {e}"));
+                }
+                None => break None,
+            },
+        }
+    };
+    if let Some(outcome) = stop {
+        if let Err(e) = executor.kill(&spec.id).await {
+            return Outcome::Error(format!("could not kill {}: {e}", spec.id));
+        }
+        // Reap it so destroy finds it stopped; the outcome is ours, not its exit code.
+        let _ = tokio::time::timeout(Duration::from_secs(10), executor.wait(&spec.id)).await;
+        return outcome;
+    }
+    let waited = tokio::select! {
+        biased;
+        () = cancel.cancelled() => None,
+        () = &mut deadline => Some(Err(Outcome::TimedOut)),
+        r = executor.wait(&spec.id) => Some(Ok(r)),
+    };
+    match waited {
+        Some(Ok(Ok(status))) => Outcome::Exited(status.code),
+        Some(Ok(Err(e))) => Outcome::Error(e.to_string()),
+        Some(Err(timeout)) => {
+            let _ = executor.kill(&spec.id).await;
+            timeout
+        }
+        None => {
+            let _ = executor.kill(&spec.id).await;
+            Outcome::Canceled
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_job_out;
+
+    #[test]
+    fn job_out_lines() {
+        assert_eq!(parse_job_out("JOB_OUT version=1.2.3"), Some(("version", "1.2.3")));
+        assert_eq!(parse_job_out("  JOB_OUT url=http://x/?a=b"), Some(("url", "http://x/?a=b")));
+        assert_eq!(parse_job_out("JOB_OUT empty="), Some(("empty", "")));
+        assert_eq!(parse_job_out("JOB_OUT noequals"), None);
+        assert_eq!(parse_job_out("JOB_OUT =v"), None);
+        assert_eq!(parse_job_out("JOB_OUT 1x=v"), None);
+        assert_eq!(parse_job_out("echo JOB_OUT a=b"), None);
+        assert_eq!(parse_job_out("JOB_OUTPUT a=b"), None);
+    }
+}

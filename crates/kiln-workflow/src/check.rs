@@ -1,0 +1,1006 @@
+//! [`RawWorkflow`] -> [`Plan`]: names, types and units, the job graph (`needs`, gates),
+//! matrix expansion and the references of every `${{ }}` expression.
+//!
+//! The checker goes on after a problem and always returns its best plan; the caller keeps
+//! it only when no error was reported. Invariants of the returned plan (when error-free) are
+//! those documented in `plan.rs`: needs point to earlier jobs only, matrices are expanded,
+//! gates are set.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::diag::{Diagnostic, Severity};
+use crate::expr::{self, Reference};
+use crate::params::param_value;
+use crate::plan::{
+    Job, JobId, ParamKind, ParamSpec, Plan, Resources, RetryOn, RetryPolicy, RunSpec, Service,
+    Stage, StageKind,
+};
+use crate::raw::{
+    Entries, ParamType, RawJob, RawMatrix, RawParam, RawRetry, RawStage, RawWorkflow, RetryOnText,
+    Sp, StageType,
+};
+use crate::read::suggest;
+use crate::units;
+use crate::yaml::Pos;
+
+/// Most instances one matrix job may expand to.
+pub const MAX_MATRIX_INSTANCES: usize = 256;
+
+/// Checks one file, adding diagnostics to `diags`.
+pub struct Checker<'d> {
+    file: &'d str,
+    diags: &'d mut Vec<Diagnostic>,
+}
+
+/// A declared job before expansion.
+struct Base<'r> {
+    id: &'r Sp<String>,
+    stage: usize,
+    raw: &'r RawJob,
+    /// Axis names and instance values (one `Vec` per instance, in axis order); `None` for a
+    /// plain job.
+    matrix: Option<(Vec<String>, Vec<Vec<String>>)>,
+    /// Indexes (into the bases) of the jobs this one waits for, in order.
+    needs: Vec<usize>,
+}
+
+/// What an expression may read where it stands.
+struct RefScope<'a> {
+    /// Declared params, in file order.
+    params: &'a [String],
+    job: Option<JobScope<'a>>,
+}
+
+struct JobScope<'a> {
+    id: &'a str,
+    /// This job's index in `graph`.
+    at: usize,
+    /// Axes of this job's matrix, if any.
+    axes: Option<&'a [String]>,
+    graph: &'a Graph<'a>,
+}
+
+/// The graph of declared (base) jobs.
+struct Graph<'a> {
+    /// Ids in file order.
+    ids: Vec<&'a str>,
+    index: HashMap<&'a str, usize>,
+    /// Indexes each job needs.
+    needs: Vec<Vec<usize>>,
+    stage: Vec<usize>,
+    matrix: Vec<bool>,
+}
+
+impl Graph<'_> {
+    /// Whether job `from` needs job `to`, directly or not. Edges point to earlier stages, so
+    /// only jobs of stages after `to`'s can lead to it.
+    fn reaches(&self, from: usize, to: usize) -> bool {
+        let mut seen = vec![false; self.needs.len()];
+        let mut stack = vec![from];
+        while let Some(n) = stack.pop() {
+            for &m in self.needs.get(n).map_or(&[][..], Vec::as_slice) {
+                if m == to {
+                    return true;
+                }
+                if !seen[m] && self.stage[m] > self.stage[to] {
+                    seen[m] = true;
+                    stack.push(m);
+                }
+            }
+        }
+        false
+    }
+}
+
+/// `[A-Za-z_][A-Za-z0-9_]*`: env variable and param names.
+fn is_env_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// `[A-Za-z0-9_-]+`: job ids and matrix axes.
+fn is_job_id(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// A DNS label: service names.
+fn is_host_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+fn listing(items: &[&str]) -> String {
+    if items.is_empty() { "none".into() } else { items.join(", ") }
+}
+
+impl<'d> Checker<'d> {
+    /// A checker for `file` that adds its problems to `diags`.
+    pub fn new(file: &'d str, diags: &'d mut Vec<Diagnostic>) -> Self {
+        Checker { file, diags }
+    }
+
+    fn report(&mut self, severity: Severity, pos: Pos, message: impl Into<String>) {
+        self.diags.push(Diagnostic {
+            severity,
+            file: self.file.to_owned(),
+            line: pos.line,
+            column: pos.column,
+            message: message.into(),
+        });
+    }
+
+    fn error(&mut self, pos: Pos, message: impl Into<String>) {
+        self.report(Severity::Error, pos, message);
+    }
+
+    fn warning(&mut self, pos: Pos, message: impl Into<String>) {
+        self.report(Severity::Warning, pos, message);
+    }
+
+    /// A duration, or an error at its position.
+    pub fn duration(&mut self, text: &Sp<String>, what: &str) -> Option<std::time::Duration> {
+        units::duration(&text.value)
+            .map_err(|e| self.error(text.at.pos, format!("{what}: {e}")))
+            .ok()
+    }
+
+    /// Checks a whole workflow (a file without `uses`).
+    pub fn plan(&mut self, raw: &RawWorkflow) -> Plan {
+        let timeout = raw.timeout.as_ref().and_then(|t| self.duration(t, "timeout"));
+        let params = raw.params.as_ref().map(|p| self.params(p)).unwrap_or_default();
+        let env = raw.env.as_ref().map(|e| self.global_env(e, &params)).unwrap_or_default();
+        if let Some((key, _)) = raw.with.as_ref().and_then(|w| w.0.first()) {
+            self.error(key.at.pos, "'with' gives values to a template: it needs 'uses'");
+        }
+        let (stages, jobs) = match &raw.stages {
+            Some(stages) => self.stages(stages, &params),
+            None => (Vec::new(), Vec::new()),
+        };
+        Plan { name: raw.name.value.clone(), params, env, stages, jobs, timeout }
+    }
+
+    fn params(&mut self, raw: &Entries<RawParam>) -> Vec<ParamSpec> {
+        let mut out = Vec::new();
+        for (name, p) in &raw.0 {
+            let what = format!("param '{}'", name.value);
+            if !is_env_name(&name.value) {
+                self.error(
+                    name.at.pos,
+                    format!(
+                        "{what}: a param name has letters, digits and _ and does not start with \
+                         a digit (it is also an env variable)"
+                    ),
+                );
+            }
+            let kind = match p.kind.as_ref().map(|k| k.value) {
+                None | Some(ParamType::String) => ParamKind::String,
+                Some(ParamType::Number) => ParamKind::Number,
+                Some(ParamType::Bool) => ParamKind::Bool,
+                Some(ParamType::Choice) => ParamKind::Choice(self.choice_options(p, &what)),
+            };
+            if let (Some(options), false) = (&p.options, matches!(kind, ParamKind::Choice(_))) {
+                self.error(options.at.pos, format!("{what}: options apply only to type: choice"));
+            }
+            let default = p.default.as_ref().and_then(|d| {
+                if let ParamKind::Choice(o) = &kind
+                    && o.is_empty()
+                {
+                    return None; // the missing options were reported
+                }
+                param_value(&kind, &d.value)
+                    .map_err(|e| self.error(d.at.pos, format!("{what} default: {e}")))
+                    .ok()
+            });
+            out.push(ParamSpec {
+                name: name.value.clone(),
+                kind,
+                default,
+                required: p.required.as_ref().is_some_and(|r| r.value),
+                description: p.description.as_ref().map(|d| d.value.clone()),
+            });
+        }
+        out
+    }
+
+    fn choice_options(&mut self, p: &RawParam, what: &str) -> Vec<String> {
+        let Some(options) = &p.options else {
+            let pos = p.kind.as_ref().map(|k| k.at.pos).unwrap_or_default();
+            self.error(pos, format!("{what}: type choice needs options: [a, b, …]"));
+            return Vec::new();
+        };
+        if options.value.is_empty() {
+            self.error(options.at.pos, format!("{what}: options is empty"));
+        }
+        let mut seen = BTreeSet::new();
+        for o in &options.value {
+            if !seen.insert(o.value.as_str()) {
+                self.error(o.at.pos, format!("{what}: option '{}' is listed twice", o.value));
+            }
+        }
+        options.value.iter().map(|o| o.value.clone()).collect()
+    }
+
+    /// The global env (also the env a `uses` file adds): valid names, params-only templates.
+    pub fn global_env(
+        &mut self,
+        raw: &Entries<Sp<String>>,
+        params: &[ParamSpec],
+    ) -> BTreeMap<String, String> {
+        let names: Vec<String> = params.iter().map(|p| p.name.clone()).collect();
+        let scope = RefScope { params: &names, job: None };
+        self.env(raw, &scope)
+    }
+
+    fn env(&mut self, raw: &Entries<Sp<String>>, scope: &RefScope<'_>) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        for (key, value) in &raw.0 {
+            if !is_env_name(&key.value) {
+                self.error(
+                    key.at.pos,
+                    format!(
+                        "env name '{}': expected letters, digits and _, not starting with a digit",
+                        key.value
+                    ),
+                );
+            }
+            self.template(value, scope, false);
+            out.insert(key.value.clone(), value.value.clone());
+        }
+        out
+    }
+
+    /// Checks the syntax and references of a template (or of a condition).
+    fn template(&mut self, text: &Sp<String>, scope: &RefScope<'_>, condition: bool) {
+        let found = if condition {
+            expr::condition_references(&text.value)
+        } else {
+            expr::references(&text.value)
+        };
+        let refs = match found {
+            Ok(refs) => refs,
+            Err(e) => {
+                let pos = text.at.locate(&text.value, e.offset);
+                self.error(pos, format!("invalid expression: {}", e.message));
+                return;
+            }
+        };
+        for r in refs {
+            let pos = text.at.locate(&text.value, r.offset);
+            if let Err(message) = check_reference(&r.reference, scope) {
+                self.error(pos, message);
+            }
+        }
+    }
+
+    fn stages(&mut self, raw: &Sp<Vec<RawStage>>, params: &[ParamSpec]) -> (Vec<Stage>, Vec<Job>) {
+        if raw.value.is_empty() {
+            self.error(raw.at.pos, "stages is empty: a workflow needs at least one stage");
+        }
+        // Stages and the jobs they declare.
+        let mut stage_names: HashMap<&str, Pos> = HashMap::new();
+        let mut job_ids: HashMap<&str, (Pos, &str)> = HashMap::new();
+        let mut bases: Vec<Base<'_>> = Vec::new();
+        let mut kinds: Vec<StageType> = Vec::new();
+        for (si, stage) in raw.value.iter().enumerate() {
+            let name = stage.name.value.as_str();
+            if name.trim().is_empty() {
+                self.error(stage.name.at.pos, "a stage name must not be empty");
+            } else if let Some(first) = stage_names.get(name) {
+                self.error(
+                    stage.name.at.pos,
+                    format!("duplicate stage name '{name}' (first at line {})", first.line),
+                );
+            } else {
+                stage_names.insert(name, stage.name.at.pos);
+            }
+            let kind = stage.kind.as_ref().map_or(StageType::Jobs, |k| k.value);
+            kinds.push(kind);
+            match kind {
+                StageType::Approval => {
+                    if let Some(jobs) = &stage.jobs {
+                        let pos = jobs.0.first().map_or(stage.name.at.pos, |(k, _)| k.at.pos);
+                        self.error(
+                            pos,
+                            format!(
+                                "approval stage '{name}' can not have jobs: put them in a stage \
+                                 of their own"
+                            ),
+                        );
+                    }
+                }
+                StageType::Jobs => {
+                    if let Some(d) = &stage.description {
+                        self.error(
+                            d.at.pos,
+                            format!(
+                                "stage '{name}': description is for approval stages (add \
+                                 type: approval, or remove it)"
+                            ),
+                        );
+                    }
+                    match &stage.jobs {
+                        Some(jobs) if !jobs.0.is_empty() => {
+                            for (id, job) in &jobs.0 {
+                                if !is_job_id(&id.value) {
+                                    self.error(
+                                        id.at.pos,
+                                        format!(
+                                            "job id '{}': expected letters, digits, _ and -",
+                                            id.value
+                                        ),
+                                    );
+                                }
+                                if let Some((first, other)) = job_ids.get(id.value.as_str()) {
+                                    self.error(
+                                        id.at.pos,
+                                        format!(
+                                            "duplicate job id '{}' (first in stage '{other}', \
+                                             line {}): job ids are unique in the workflow",
+                                            id.value, first.line
+                                        ),
+                                    );
+                                    continue;
+                                }
+                                job_ids.insert(&id.value, (id.at.pos, name));
+                                bases.push(Base {
+                                    id,
+                                    stage: si,
+                                    raw: job,
+                                    matrix: None,
+                                    needs: Vec::new(),
+                                });
+                            }
+                        }
+                        _ => self.error(
+                            stage.name.at.pos,
+                            format!(
+                                "stage '{name}' has no jobs: add jobs, or type: approval for an \
+                                 approval stage"
+                            ),
+                        ),
+                    }
+                }
+            }
+        }
+        for (si, stage) in raw.value.iter().enumerate() {
+            if kinds[si] == StageType::Approval && !bases.iter().any(|b| b.stage > si) {
+                self.warning(
+                    stage.name.at.pos,
+                    format!(
+                        "approval stage '{}' gates nothing: no jobs come after it",
+                        stage.name.value
+                    ),
+                );
+            }
+        }
+
+        let ids: Vec<&str> = bases.iter().map(|b| b.id.value.as_str()).collect();
+        let index: HashMap<&str, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        let stage_of: Vec<usize> = bases.iter().map(|b| b.stage).collect();
+        // Jobs per stage, and the implicit needs of each stage: every job of the nearest
+        // earlier stage that has jobs.
+        let mut by_stage: Vec<Vec<usize>> = vec![Vec::new(); raw.value.len()];
+        for (i, b) in bases.iter().enumerate() {
+            if let Some(list) = by_stage.get_mut(b.stage) {
+                list.push(i);
+            }
+        }
+        let implicit: Vec<&[usize]> = (0..by_stage.len())
+            .map(|si| {
+                (0..si)
+                    .rev()
+                    .find(|&s| !by_stage[s].is_empty())
+                    .map_or(&[][..], |s| by_stage[s].as_slice())
+            })
+            .collect();
+        for b in &mut bases {
+            b.needs = match &b.raw.needs {
+                None => implicit.get(b.stage).map_or_else(Vec::new, |n| n.to_vec()),
+                Some(needs) => self.needs(b, needs, &index, &stage_of, &ids, raw),
+            };
+            b.matrix = b.raw.matrix.as_ref().and_then(|m| self.matrix(m, b.id));
+        }
+
+        let graph = Graph {
+            ids: ids.clone(),
+            needs: bases.iter().map(|b| b.needs.clone()).collect(),
+            stage: stage_of.clone(),
+            matrix: bases.iter().map(|b| b.raw.matrix.is_some()).collect(),
+            index: index.clone(),
+        };
+
+        let param_names: Vec<String> = params.iter().map(|p| p.name.clone()).collect();
+        let gates: Vec<Option<usize>> = (0..kinds.len())
+            .map(|si| (0..si).rev().find(|&s| kinds[s] == StageType::Approval))
+            .collect();
+
+        // Instance ids per base, for expanding needs.
+        let instance_ids: Vec<Vec<String>> = bases
+            .iter()
+            .map(|b| match &b.matrix {
+                None => vec![b.id.value.clone()],
+                Some((_, instances)) => {
+                    instances.iter().map(|v| format!("{}[{}]", b.id.value, v.join(","))).collect()
+                }
+            })
+            .collect();
+
+        let mut jobs = Vec::new();
+        for (bi, b) in bases.iter().enumerate() {
+            let scope = RefScope {
+                params: &param_names,
+                job: Some(JobScope {
+                    id: &b.id.value,
+                    at: bi,
+                    axes: b.matrix.as_ref().map(|(axes, _)| axes.as_slice()),
+                    graph: &graph,
+                }),
+            };
+            let Some(template) = self.job(b, &scope) else { continue };
+            let needs: Vec<JobId> = b
+                .needs
+                .iter()
+                .flat_map(|&j| instance_ids[j].iter().map(|id| JobId(id.clone())))
+                .collect();
+            let gate = gates.get(b.stage).copied().flatten();
+            match &b.matrix {
+                None => jobs.push(Job { needs, gate, ..template }),
+                Some((axes, instances)) => {
+                    for (values, id) in instances.iter().zip(&instance_ids[bi]) {
+                        jobs.push(Job {
+                            id: JobId(id.clone()),
+                            needs: needs.clone(),
+                            gate,
+                            matrix: axes.iter().cloned().zip(values.iter().cloned()).collect(),
+                            ..template.clone()
+                        });
+                    }
+                }
+            }
+        }
+
+        let stages = raw
+            .value
+            .iter()
+            .enumerate()
+            .map(|(si, s)| Stage {
+                name: s.name.value.clone(),
+                kind: match kinds[si] {
+                    StageType::Approval => StageKind::Approval {
+                        description: s.description.as_ref().map(|d| d.value.clone()),
+                    },
+                    StageType::Jobs => StageKind::Jobs(
+                        jobs.iter().filter(|j| j.stage == si).map(|j| j.id.clone()).collect(),
+                    ),
+                },
+            })
+            .collect();
+        (stages, jobs)
+    }
+
+    /// The jobs (indexes) an explicit `needs` names, after checking each.
+    fn needs(
+        &mut self,
+        b: &Base<'_>,
+        needs: &Sp<Vec<Sp<String>>>,
+        index: &HashMap<&str, usize>,
+        stage_of: &[usize],
+        ids: &[&str],
+        stages: &Sp<Vec<RawStage>>,
+    ) -> Vec<usize> {
+        let id = &b.id.value;
+        let stage_name = |s: usize| stages.value.get(s).map_or("", |st| st.name.value.as_str());
+        let mut out: Vec<usize> = Vec::new();
+        for n in &needs.value {
+            let name = n.value.as_str();
+            let found = index.get(name).map(|&i| (i, stage_of[i]));
+            match found.as_ref().map(|(_, s)| s) {
+                None => {
+                    let hint = suggest(name, ids)
+                        .map(|s| format!(" (did you mean '{s}'?)"))
+                        .unwrap_or_default();
+                    self.error(
+                        n.at.pos,
+                        format!("job '{id}' needs '{name}', which does not exist{hint}"),
+                    );
+                }
+                Some(_) if name == id => {
+                    self.error(n.at.pos, format!("job '{id}' can not need itself"));
+                }
+                Some(&s) if s == b.stage => self.error(
+                    n.at.pos,
+                    format!(
+                        "job '{id}' needs '{name}' of the same stage '{}': jobs of a stage run \
+                         in parallel, so needs may name only jobs of earlier stages",
+                        stage_name(s)
+                    ),
+                ),
+                Some(&s) if s > b.stage => self.error(
+                    n.at.pos,
+                    format!(
+                        "job '{id}' needs '{name}' of the later stage '{}': needs may name only \
+                         jobs of earlier stages",
+                        stage_name(s)
+                    ),
+                ),
+                Some(_) => {
+                    if let Some((i, _)) = found
+                        && !out.contains(&i)
+                    {
+                        out.push(i);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Expands a matrix: axes in written order, the cross product (first axis outermost)
+    /// minus `exclude`, plus `include`.
+    fn matrix(
+        &mut self,
+        m: &Sp<RawMatrix>,
+        job: &Sp<String>,
+    ) -> Option<(Vec<String>, Vec<Vec<String>>)> {
+        let id = &job.value;
+        let raw = &m.value;
+        let mut ok = true;
+        let mut axes: Vec<String> = Vec::new();
+        for (name, values) in &raw.axes.0 {
+            if !is_job_id(&name.value) {
+                self.error(
+                    name.at.pos,
+                    format!("matrix axis '{}': expected letters, digits, _ and -", name.value),
+                );
+                ok = false;
+            }
+            if values.value.is_empty() {
+                self.error(values.at.pos, format!("matrix axis '{}' has no values", name.value));
+                ok = false;
+            }
+            let mut seen = BTreeSet::new();
+            for v in &values.value {
+                if !seen.insert(v.value.as_str()) {
+                    self.error(
+                        v.at.pos,
+                        format!("matrix axis '{}' lists '{}' twice", name.value, v.value),
+                    );
+                    ok = false;
+                }
+            }
+            axes.push(name.value.clone());
+        }
+        let from_include = axes.is_empty();
+        if from_include {
+            match raw.include.first() {
+                Some(first) => axes = first.value.0.iter().map(|(k, _)| k.value.clone()).collect(),
+                None => {
+                    self.error(
+                        m.at.pos,
+                        format!(
+                            "matrix of job '{id}' has no axes: add name: [values], or include \
+                             entries"
+                        ),
+                    );
+                    return None;
+                }
+            }
+        }
+        let axis_list = axes.join(", ");
+        // Cross product, bounded before it is built.
+        let mut instances: Vec<Vec<String>> = Vec::new();
+        if !from_include {
+            let count = raw
+                .axes
+                .0
+                .iter()
+                .try_fold(1usize, |acc, (_, v)| acc.checked_mul(v.value.len()))
+                .unwrap_or(usize::MAX);
+            if count > MAX_MATRIX_INSTANCES {
+                self.error(
+                    m.at.pos,
+                    format!(
+                        "matrix of job '{id}' has {} combinations; at most \
+                         {MAX_MATRIX_INSTANCES} are allowed",
+                        if count == usize::MAX {
+                            "too many".to_string()
+                        } else {
+                            count.to_string()
+                        }
+                    ),
+                );
+                return None;
+            }
+            instances.push(Vec::new());
+            for (_, values) in &raw.axes.0 {
+                instances = instances
+                    .iter()
+                    .flat_map(|prefix| {
+                        values.value.iter().map(move |v| {
+                            let mut next = prefix.clone();
+                            next.push(v.value.clone());
+                            next
+                        })
+                    })
+                    .collect();
+            }
+        }
+        for entry in &raw.exclude {
+            let mut valid = true;
+            for (k, _) in &entry.value.0 {
+                if !axes.contains(&k.value) {
+                    self.error(
+                        k.at.pos,
+                        format!(
+                            "matrix exclude names '{}', which is not an axis (axes: {axis_list})",
+                            k.value
+                        ),
+                    );
+                    valid = false;
+                    ok = false;
+                }
+            }
+            if !valid {
+                continue;
+            }
+            let matches = |inst: &Vec<String>| {
+                entry.value.0.iter().all(|(k, v)| {
+                    axes.iter().position(|a| *a == k.value).is_some_and(|i| inst[i] == v.value)
+                })
+            };
+            let before = instances.len();
+            instances.retain(|inst| !matches(inst));
+            if before == instances.len() {
+                self.warning(entry.at.pos, "this matrix exclude entry matches no combination");
+            }
+        }
+        for entry in &raw.include {
+            let keys: Vec<&str> = entry.value.0.iter().map(|(k, _)| k.value.as_str()).collect();
+            let mut valid = true;
+            for (k, _) in &entry.value.0 {
+                if !axes.contains(&k.value) {
+                    self.error(
+                        k.at.pos,
+                        format!(
+                            "matrix include sets '{}', which is not an axis (axes: {axis_list}); \
+                             an include entry sets exactly the axes",
+                            k.value
+                        ),
+                    );
+                    valid = false;
+                }
+            }
+            let missing: Vec<&str> =
+                axes.iter().map(String::as_str).filter(|a| !keys.contains(a)).collect();
+            if !missing.is_empty() {
+                self.error(
+                    entry.at.pos,
+                    format!(
+                        "matrix include entry must set every axis: missing {}",
+                        missing.join(", ")
+                    ),
+                );
+                valid = false;
+            }
+            if !valid {
+                ok = false;
+                continue;
+            }
+            let values: Vec<String> = axes
+                .iter()
+                .map(|a| {
+                    entry
+                        .value
+                        .0
+                        .iter()
+                        .find(|(k, _)| k.value == *a)
+                        .map(|(_, v)| v.value.clone())
+                        .unwrap_or_default()
+                })
+                .collect();
+            if !instances.contains(&values) {
+                instances.push(values);
+            }
+        }
+        if !ok {
+            return None;
+        }
+        if instances.is_empty() {
+            self.error(m.at.pos, format!("matrix of job '{id}' has no combinations left"));
+            return None;
+        }
+        if instances.len() > MAX_MATRIX_INSTANCES {
+            self.error(
+                m.at.pos,
+                format!(
+                    "matrix of job '{id}' has {} instances; at most {MAX_MATRIX_INSTANCES} are \
+                     allowed",
+                    instances.len()
+                ),
+            );
+            return None;
+        }
+        Some((axes, instances))
+    }
+
+    /// Checks a job's fields and builds its plan entry (without needs, gate or matrix).
+    fn job(&mut self, b: &Base<'_>, scope: &RefScope<'_>) -> Option<Job> {
+        let raw = b.raw;
+        let id = &b.id.value;
+        let check_all = |this: &mut Self, items: &[Sp<String>]| {
+            for item in items {
+                this.template(item, scope, false);
+            }
+        };
+        if let Some(image) = &raw.image {
+            check_all(self, std::slice::from_ref(image));
+        }
+        let run = if let Some(script) = &raw.script {
+            if script.value.is_empty() {
+                self.error(script.at.pos, "script is empty");
+            }
+            check_all(self, &script.value);
+            RunSpec::Script(script.value.iter().map(|l| l.value.clone()).collect())
+        } else {
+            if let Some(command) = &raw.command {
+                if command.value.is_empty() {
+                    self.error(command.at.pos, "command is empty: remove it to use the image's");
+                }
+                check_all(self, &command.value);
+            }
+            if let Some(args) = &raw.args {
+                check_all(self, &args.value);
+            }
+            RunSpec::Command {
+                command: raw
+                    .command
+                    .as_ref()
+                    .map(|c| c.value.iter().map(|s| s.value.clone()).collect()),
+                args: raw
+                    .args
+                    .as_ref()
+                    .map(|a| a.value.iter().map(|s| s.value.clone()).collect())
+                    .unwrap_or_default(),
+            }
+        };
+        let env = raw.env.as_ref().map(|e| self.env(e, scope)).unwrap_or_default();
+        if let Some(w) = &raw.workdir {
+            check_all(self, std::slice::from_ref(w));
+        }
+        let timeout = raw.timeout.as_ref().and_then(|t| self.duration(t, "timeout"));
+        let retry = raw.retry.as_ref().map(|r| self.retry(r)).unwrap_or_default();
+        let resources = raw
+            .resources
+            .as_ref()
+            .map(|r| Resources {
+                cpu_millis: r.value.cpu.as_ref().and_then(|c| {
+                    units::cpu_millis(&c.value)
+                        .map_err(|e| self.error(c.at.pos, format!("cpu: {e}")))
+                        .ok()
+                }),
+                memory_bytes: r.value.memory.as_ref().and_then(|m| {
+                    units::memory_bytes(&m.value)
+                        .map_err(|e| self.error(m.at.pos, format!("memory: {e}")))
+                        .ok()
+                }),
+            })
+            .unwrap_or_default();
+        let condition = match &raw.condition {
+            Some(c) => {
+                self.template(c, scope, true);
+                expr::condition_body(&c.value).to_owned()
+            }
+            None => "success()".to_owned(),
+        };
+        let mut services = Vec::new();
+        let mut service_names: BTreeMap<&str, Pos> = BTreeMap::new();
+        for s in raw.services.iter().flat_map(|s| s.value.iter()) {
+            let name = s.name.value.as_str();
+            if !is_host_name(name) {
+                self.error(
+                    s.name.at.pos,
+                    format!(
+                        "service name '{name}': expected a host name (letters, digits and -, \
+                         not at either end)"
+                    ),
+                );
+            } else if let Some(first) = service_names.get(name) {
+                self.error(
+                    s.name.at.pos,
+                    format!("duplicate service name '{name}' (first at line {})", first.line),
+                );
+            } else {
+                service_names.insert(name, s.name.at.pos);
+            }
+            check_all(self, std::slice::from_ref(&s.image));
+            if let Some(c) = &s.command {
+                check_all(self, &c.value);
+            }
+            services.push(Service {
+                name: name.to_owned(),
+                image: s.image.value.clone(),
+                env: s.env.as_ref().map(|e| self.env(e, scope)).unwrap_or_default(),
+                command: s
+                    .command
+                    .as_ref()
+                    .map(|c| c.value.iter().map(|x| x.value.clone()).collect()),
+            });
+        }
+        Some(Job {
+            id: JobId(id.clone()),
+            base: id.clone(),
+            stage: b.stage,
+            needs: Vec::new(),
+            gate: None,
+            condition,
+            image: raw.image.as_ref().map(|i| i.value.clone()),
+            run,
+            env,
+            workdir: raw.workdir.as_ref().map(|w| w.value.clone()),
+            timeout,
+            retry,
+            matrix: BTreeMap::new(),
+            services,
+            resources,
+        })
+    }
+
+    fn retry(&mut self, r: &Sp<RawRetry>) -> RetryPolicy {
+        let max = match &r.value.max {
+            Some(m) => m.value,
+            None => {
+                self.error(r.at.pos, "retry: add max: <extra attempts>");
+                0
+            }
+        };
+        let on = match &r.value.on {
+            None => RetryPolicy::default().on,
+            Some(list) => {
+                if list.value.is_empty() {
+                    self.error(
+                        list.at.pos,
+                        "retry on: name at least one of failure, timeout, error",
+                    );
+                }
+                let mut on = Vec::new();
+                for item in &list.value {
+                    let v = match item.value {
+                        RetryOnText::Failure => RetryOn::Failure,
+                        RetryOnText::Timeout => RetryOn::Timeout,
+                        RetryOnText::Error => RetryOn::Error,
+                    };
+                    if !on.contains(&v) {
+                        on.push(v);
+                    }
+                }
+                on
+            }
+        };
+        RetryPolicy { max, on }
+    }
+}
+
+/// Whether an expression may read `reference` where it stands; if not, why.
+fn check_reference(reference: &Reference, scope: &RefScope<'_>) -> Result<(), String> {
+    let unknown_job = |job: &str, graph: &Graph<'_>| {
+        let hint =
+            suggest(job, &graph.ids).map(|s| format!(" (did you mean '{s}'?)")).unwrap_or_default();
+        format!("unknown job '{job}'{hint}")
+    };
+    match reference {
+        Reference::Param(name) => {
+            if scope.params.iter().any(|p| p == name) {
+                return Ok(());
+            }
+            let names: Vec<&str> = scope.params.iter().map(String::as_str).collect();
+            let hint = suggest(name, &names)
+                .map(|s| format!(" (did you mean '{s}'?)"))
+                .unwrap_or_default();
+            Err(format!("unknown param '{name}'{hint}; declared params: {}", listing(&names)))
+        }
+        Reference::Output { job, key } => {
+            let Some(j) = &scope.job else {
+                return Err(format!(
+                    "the global env can only read params; jobs.{job}.outputs.{key} belongs in the \
+                     env of a job that needs '{job}'"
+                ));
+            };
+            let Some(&target) = j.graph.index.get(job.as_str()) else {
+                return Err(unknown_job(job, j.graph));
+            };
+            if j.graph.matrix[target] {
+                Err(format!(
+                    "job '{}' reads outputs of matrix job '{job}': each instance has its own \
+                     outputs, so there is no way to say which one",
+                    j.id
+                ))
+            } else if !j.graph.reaches(j.at, target) {
+                Err(format!(
+                    "job '{}' reads outputs of '{job}', which it does not need: add needs: [{job}]",
+                    j.id
+                ))
+            } else {
+                Ok(())
+            }
+        }
+        Reference::Result(job) => {
+            let Some(j) = &scope.job else {
+                return Err(format!(
+                    "the global env can only read params; jobs.{job}.result belongs in the env \
+                     or if: of a job that needs '{job}'"
+                ));
+            };
+            match j.graph.index.get(job.as_str()) {
+                None => Err(unknown_job(job, j.graph)),
+                Some(&target) if !j.graph.reaches(j.at, target) => Err(format!(
+                    "job '{}' reads the result of '{job}', which it does not need: add needs: \
+                     [{job}]",
+                    j.id
+                )),
+                Some(_) => Ok(()),
+            }
+        }
+        Reference::Matrix(key) => {
+            let Some(j) = &scope.job else {
+                return Err(format!(
+                    "the global env can only read params; matrix.{key} belongs in the env of a \
+                     matrix job"
+                ));
+            };
+            match j.axes {
+                None => Err(format!("matrix.{key}: job '{}' has no matrix", j.id)),
+                Some(axes) if axes.iter().any(|a| a == key) => Ok(()),
+                Some(axes) => {
+                    let names: Vec<&str> = axes.iter().map(String::as_str).collect();
+                    Err(format!(
+                        "matrix.{key}: the matrix of job '{}' has no axis '{key}' (axes: {})",
+                        j.id,
+                        listing(&names)
+                    ))
+                }
+            }
+        }
+    }
+}
+
+/// Typed `with:` values become the defaults of a template's params.
+pub fn bind_with(
+    checker: &mut Checker<'_>,
+    with: &Entries<Sp<String>>,
+    params: &mut [ParamSpec],
+    template: &str,
+) {
+    let names: Vec<String> = params.iter().map(|p| p.name.clone()).collect();
+    for (key, value) in &with.0 {
+        let Some(spec) = params.iter_mut().find(|p| p.name == key.value) else {
+            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+            let hint = suggest(&key.value, &refs)
+                .map(|s| format!(" (did you mean '{s}'?)"))
+                .unwrap_or_default();
+            checker.error(
+                key.at.pos,
+                format!(
+                    "template '{template}' has no param '{}'{hint}; its params: {}",
+                    key.value,
+                    listing(&refs)
+                ),
+            );
+            continue;
+        };
+        if value.value.contains("${{") {
+            checker.error(
+                value.at.pos,
+                "with: values are literal; expressions are not evaluated here",
+            );
+            continue;
+        }
+        match param_value(&spec.kind, &value.value) {
+            Ok(v) => spec.default = Some(v),
+            Err(e) => checker.error(value.at.pos, format!("with '{}': {e}", key.value)),
+        }
+    }
+}

@@ -1,0 +1,527 @@
+//! The workflow file as written (`RawWorkflow` and its parts): what `read` fills from the
+//! YAML tree, with the position of every value, and what the JSON Schema is derived from.
+//!
+//! Invariant: each struct's `KEYS` lists exactly the keys `read` accepts, and equals the
+//! struct's schema properties (a test checks it), so editor completion and the compiler agree.
+//! Doc comments on fields become the schema's descriptions.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+
+use crate::yaml::Origin;
+
+/// A value and where it was written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sp<T> {
+    /// The value.
+    pub value: T,
+    /// Where it was written (for text, precise enough to locate offsets inside it).
+    pub at: Origin,
+}
+
+impl<T> Sp<T> {
+    /// Pairs a value with its origin.
+    pub fn new(value: T, at: Origin) -> Self {
+        Sp { value, at }
+    }
+}
+
+impl<T: JsonSchema> JsonSchema for Sp<T> {
+    fn inline_schema() -> bool {
+        T::inline_schema()
+    }
+    fn schema_name() -> Cow<'static, str> {
+        T::schema_name()
+    }
+    fn schema_id() -> Cow<'static, str> {
+        T::schema_id()
+    }
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        T::json_schema(generator)
+    }
+}
+
+/// A mapping as written: entries in file order, keys with their positions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entries<T>(pub Vec<(Sp<String>, T)>);
+
+impl<T> Default for Entries<T> {
+    fn default() -> Self {
+        Entries(Vec::new())
+    }
+}
+
+impl<T: JsonSchema> JsonSchema for Entries<T> {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> Cow<'static, str> {
+        format!("Map_of_{}", T::schema_name()).into()
+    }
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        <BTreeMap<String, T>>::json_schema(generator)
+    }
+}
+
+/// Schema of a scalar that is read as text: YAML may write it as a number or boolean.
+pub struct ScalarText;
+
+impl JsonSchema for ScalarText {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> Cow<'static, str> {
+        "ScalarText".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({ "type": ["string", "number", "boolean"] })
+    }
+}
+
+/// Schema of one text or a list of texts (`script`, `needs`).
+pub struct TextOrList;
+
+impl JsonSchema for TextOrList {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> Cow<'static, str> {
+        "TextOrList".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "anyOf": [
+                { "type": "string" },
+                { "type": "array", "items": { "type": ["string", "number", "boolean"] } }
+            ]
+        })
+    }
+}
+
+/// Schema of a list of texts (`command`, `args`, choice `options`).
+pub struct TextList;
+
+impl JsonSchema for TextList {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> Cow<'static, str> {
+        "TextList".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({ "type": "array", "items": { "type": ["string", "number", "boolean"] } })
+    }
+}
+
+/// Schema of an env mapping.
+pub struct EnvMap;
+
+impl JsonSchema for EnvMap {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> Cow<'static, str> {
+        "EnvMap".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "object",
+            "propertyNames": { "pattern": "^[A-Za-z_][A-Za-z0-9_]*$" },
+            "additionalProperties": {
+                "description": "Text (numbers and booleans are read as written; null is empty).",
+                "type": ["string", "number", "boolean", "null"]
+            }
+        })
+    }
+}
+
+/// Schema of a duration such as `30s`, `10m` or `1h30m`.
+pub struct DurationText;
+
+impl JsonSchema for DurationText {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> Cow<'static, str> {
+        "Duration".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "description": "A duration such as 30s, 10m, 1h30m or 2h 15m.",
+            "pattern": "^\\s*([0-9]+\\s*[a-zA-Z]+\\s*)+$"
+        })
+    }
+}
+
+/// The whole file. Either `stages` (a workflow) or `uses` (run a template) must be present.
+#[derive(Debug, Clone, PartialEq, JsonSchema)]
+#[schemars(
+    title = "Kiln workflow (spec v1)",
+    deny_unknown_fields,
+    extend("oneOf" = [{ "required": ["stages"] }, { "required": ["uses"] }])
+)]
+pub struct RawWorkflow {
+    /// The workflow's name.
+    pub name: Sp<String>,
+    /// Limit for the whole run, such as `30s`, `10m` or `1h30m`.
+    #[schemars(with = "Option<DurationText>")]
+    pub timeout: Option<Sp<String>>,
+    /// Typed parameters, by name. Read them as `${{ params.NAME }}`; jobs also get them as
+    /// env variables.
+    pub params: Option<Entries<RawParam>>,
+    /// Env for every job. Values may use `${{ params.NAME }}`.
+    #[schemars(with = "Option<EnvMap>")]
+    pub env: Option<Entries<Sp<String>>>,
+    /// Stages, run one after another. Not allowed with `uses`.
+    pub stages: Option<Sp<Vec<RawStage>>>,
+    /// Run a template workflow instead: its path, relative to this file.
+    pub uses: Option<Sp<String>>,
+    /// Values for the template's params (only with `uses`).
+    #[schemars(with = "Option<BTreeMap<String, ScalarText>>")]
+    pub with: Option<Entries<Sp<String>>>,
+}
+
+impl RawWorkflow {
+    /// The keys of a workflow file.
+    pub const KEYS: &[&str] = &["name", "timeout", "params", "env", "stages", "uses", "with"];
+}
+
+/// The type of a parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
+#[schemars(rename_all = "lowercase")]
+pub enum ParamType {
+    /// Any text.
+    String,
+    /// A number.
+    Number,
+    /// `true` or `false`.
+    Bool,
+    /// One of `options`.
+    Choice,
+}
+
+impl ParamType {
+    /// The names of the types, as written.
+    pub const NAMES: &[&str] = &["string", "number", "bool", "choice"];
+}
+
+/// A parameter declaration.
+#[derive(Debug, Clone, PartialEq, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawParam {
+    /// `string` (the default), `number`, `bool` or `choice`.
+    #[schemars(rename = "type")]
+    pub kind: Option<Sp<ParamType>>,
+    /// The value when none is given; checked against the type.
+    #[schemars(with = "Option<ScalarText>")]
+    pub default: Option<Sp<String>>,
+    /// The allowed values of a `choice`.
+    #[schemars(with = "Option<TextList>")]
+    pub options: Option<Sp<Vec<Sp<String>>>>,
+    /// A value must be given when there is no default (default `false`).
+    pub required: Option<Sp<bool>>,
+    /// Help text, shown when asking for a value.
+    pub description: Option<Sp<String>>,
+}
+
+impl RawParam {
+    /// The keys of a parameter.
+    pub const KEYS: &[&str] = &["type", "default", "options", "required", "description"];
+}
+
+/// What a stage does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
+#[schemars(rename_all = "lowercase")]
+pub enum StageType {
+    /// Runs jobs (the default).
+    Jobs,
+    /// Pauses the run until someone approves it.
+    Approval,
+}
+
+/// A stage.
+#[derive(Debug, Clone, PartialEq, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawStage {
+    /// The stage's name, unique in the workflow.
+    pub name: Sp<String>,
+    /// `jobs` (the default) or `approval`.
+    #[schemars(rename = "type")]
+    pub kind: Option<Sp<StageType>>,
+    /// Shown to the approver (approval stages only).
+    pub description: Option<Sp<String>>,
+    /// The stage's jobs by id (`[A-Za-z0-9_-]+`, unique in the workflow); they run in
+    /// parallel. Not allowed in an approval stage.
+    pub jobs: Option<Entries<RawJob>>,
+}
+
+impl RawStage {
+    /// The keys of a stage.
+    pub const KEYS: &[&str] = &["name", "type", "description", "jobs"];
+}
+
+/// A job.
+#[derive(Debug, Clone, PartialEq, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawJob {
+    /// Container image (optional for the process executor).
+    pub image: Option<Sp<String>>,
+    /// Shell lines run as one `sh -e` script: a list, or one text with one line per line.
+    /// Not with `command`/`args`.
+    #[schemars(with = "Option<TextOrList>")]
+    pub script: Option<Sp<Vec<Sp<String>>>>,
+    /// Replaces the image's entrypoint (component style). Not with `script`.
+    #[schemars(with = "Option<TextList>")]
+    pub command: Option<Sp<Vec<Sp<String>>>>,
+    /// Arguments for the entrypoint or `command`. Not with `script`.
+    #[schemars(with = "Option<TextList>")]
+    pub args: Option<Sp<Vec<Sp<String>>>>,
+    /// Env of this job; wins over the global env.
+    #[schemars(with = "Option<EnvMap>")]
+    pub env: Option<Entries<Sp<String>>>,
+    /// Working directory inside the container (default: the workspace).
+    pub workdir: Option<Sp<String>>,
+    /// Limit for each attempt, such as `5m`.
+    #[schemars(with = "Option<DurationText>")]
+    pub timeout: Option<Sp<String>>,
+    /// Extra attempts after a failure: a count, or `{ max, on }`.
+    #[schemars(with = "Option<RetrySchema>")]
+    pub retry: Option<Sp<RawRetry>>,
+    /// Container limits.
+    pub resources: Option<Sp<RawResources>>,
+    /// Jobs of earlier stages this one waits for. Without it: every job of the nearest
+    /// earlier stage that has jobs. `[]` waits for none.
+    #[schemars(with = "Option<TextOrList>")]
+    pub needs: Option<Sp<Vec<Sp<String>>>>,
+    /// Run condition, with or without `${{ }}` (default `success()`).
+    #[schemars(rename = "if", with = "Option<ScalarText>")]
+    pub condition: Option<Sp<String>>,
+    /// Run one instance per combination of values.
+    pub matrix: Option<Sp<RawMatrix>>,
+    /// Sidecar containers reachable by their `name`.
+    pub services: Option<Sp<Vec<RawService>>>,
+}
+
+impl RawJob {
+    /// The keys of a job.
+    pub const KEYS: &[&str] = &[
+        "image",
+        "script",
+        "command",
+        "args",
+        "env",
+        "workdir",
+        "timeout",
+        "retry",
+        "resources",
+        "needs",
+        "if",
+        "matrix",
+        "services",
+    ];
+}
+
+/// A retry policy.
+#[derive(Debug, Clone, PartialEq, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawRetry {
+    /// Extra attempts after the first.
+    pub max: Option<Sp<u32>>,
+    /// Which failures are retried (default: all three).
+    pub on: Option<Sp<Vec<Sp<RetryOnText>>>>,
+}
+
+impl RawRetry {
+    /// The keys of a retry policy.
+    pub const KEYS: &[&str] = &["max", "on"];
+}
+
+/// A kind of failure, as written in `retry.on`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
+#[schemars(rename_all = "lowercase")]
+pub enum RetryOnText {
+    /// The job exited non-zero.
+    Failure,
+    /// The attempt hit its timeout.
+    Timeout,
+    /// The executor could not run it.
+    Error,
+}
+
+/// Schema of `retry`: a count or a policy.
+#[derive(JsonSchema)]
+#[expect(dead_code, reason = "describes the schema only; the reader builds `RawRetry`")]
+#[schemars(untagged)]
+pub enum RetrySchema {
+    /// Extra attempts, on any failure.
+    Count(u32),
+    /// Attempts and which failures count.
+    Policy(RawRetry),
+}
+
+/// Container limits.
+#[derive(Debug, Clone, PartialEq, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawResources {
+    /// CPU cores: a number (`0.5`) or millicores (`500m`).
+    #[schemars(with = "Option<CpuText>")]
+    pub cpu: Option<Sp<String>>,
+    /// Memory: bytes, or a number with Ki, Mi, Gi, Ti (powers of 1024) or K, M, G, T.
+    #[schemars(with = "Option<MemoryText>")]
+    pub memory: Option<Sp<String>>,
+}
+
+impl RawResources {
+    /// The keys of `resources`.
+    pub const KEYS: &[&str] = &["cpu", "memory"];
+}
+
+/// Schema of a CPU amount.
+pub struct CpuText;
+
+impl JsonSchema for CpuText {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> Cow<'static, str> {
+        "Cpu".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "anyOf": [
+                { "type": "number", "exclusiveMinimum": 0 },
+                { "type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?m?$" }
+            ]
+        })
+    }
+}
+
+/// Schema of a memory amount.
+pub struct MemoryText;
+
+impl JsonSchema for MemoryText {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> Cow<'static, str> {
+        "Memory".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "anyOf": [
+                { "type": "integer", "exclusiveMinimum": 0 },
+                { "type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?([KMGT]i?)?$" }
+            ]
+        })
+    }
+}
+
+/// A matrix: axes (name -> values), plus `include` and `exclude`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RawMatrix {
+    /// Axes in written order, each with its values.
+    pub axes: Entries<Sp<Vec<Sp<String>>>>,
+    /// Extra instances, each setting every axis.
+    pub include: Vec<Sp<Entries<Sp<String>>>>,
+    /// Removes the combinations that match every key given.
+    pub exclude: Vec<Sp<Entries<Sp<String>>>>,
+}
+
+impl JsonSchema for RawMatrix {
+    fn schema_name() -> Cow<'static, str> {
+        "Matrix".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        let combo = json_schema!({
+            "type": "object",
+            "additionalProperties": { "type": ["string", "number", "boolean"] }
+        });
+        json_schema!({
+            "type": "object",
+            "description": "Axes (name: list of values); every combination runs as its own job \
+                            instance, named `id[v1,v2]` in axis order.",
+            "properties": {
+                "include": {
+                    "description": "Extra instances; each sets every axis.",
+                    "type": "array",
+                    "items": combo.clone()
+                },
+                "exclude": {
+                    "description": "Removes the combinations that match every key given.",
+                    "type": "array",
+                    "items": combo
+                }
+            },
+            "additionalProperties": {
+                "type": "array",
+                "minItems": 1,
+                "items": { "type": ["string", "number", "boolean"] }
+            }
+        })
+    }
+}
+
+/// A sidecar container.
+#[derive(Debug, Clone, PartialEq, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawService {
+    /// Host name on the job's network (`[A-Za-z0-9-]+`), unique in the job.
+    pub name: Sp<String>,
+    /// Image.
+    pub image: Sp<String>,
+    /// Env.
+    #[schemars(with = "Option<EnvMap>")]
+    pub env: Option<Entries<Sp<String>>>,
+    /// Replaces the image's command.
+    #[schemars(with = "Option<TextList>")]
+    pub command: Option<Sp<Vec<Sp<String>>>>,
+}
+
+impl RawService {
+    /// The keys of a service.
+    pub const KEYS: &[&str] = &["name", "image", "env", "command"];
+}
+
+/// The JSON Schema of workflow files (draft 7, which editors support best).
+pub fn json_schema() -> serde_json::Value {
+    let mut generator = schemars::generate::SchemaSettings::draft07().into_generator();
+    generator.root_schema_for::<RawWorkflow>().to_value()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The properties the schema declares for a definition (or the root).
+    fn properties(schema: &serde_json::Value, def: Option<&str>) -> Vec<String> {
+        let node = match def {
+            None => schema,
+            Some(d) => &schema["definitions"][d],
+        };
+        let mut keys: Vec<String> =
+            node["properties"].as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default();
+        keys.sort();
+        keys
+    }
+
+    fn sorted(keys: &[&str]) -> Vec<String> {
+        let mut v: Vec<String> = keys.iter().map(|s| s.to_string()).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn keys_match_schema() {
+        let schema = json_schema();
+        assert_eq!(properties(&schema, None), sorted(RawWorkflow::KEYS));
+        assert_eq!(properties(&schema, Some("RawParam")), sorted(RawParam::KEYS));
+        assert_eq!(properties(&schema, Some("RawStage")), sorted(RawStage::KEYS));
+        assert_eq!(properties(&schema, Some("RawJob")), sorted(RawJob::KEYS));
+        assert_eq!(properties(&schema, Some("RawRetry")), sorted(RawRetry::KEYS));
+        assert_eq!(properties(&schema, Some("RawResources")), sorted(RawResources::KEYS));
+        assert_eq!(properties(&schema, Some("RawService")), sorted(RawService::KEYS));
+    }
+}

@@ -1,0 +1,600 @@
+//! YAML tree ([`Node`]) -> [`RawWorkflow`]: shapes and scalar types, every problem reported.
+//!
+//! The reader goes on after a problem (the bad value is left out), so one pass reports all of
+//! a file's shape errors. Meaning (names resolve, durations parse, needs point backwards) is
+//! checked later, by `check`. A `null` value counts as absent.
+
+use crate::diag::{Diagnostic, Severity};
+use crate::raw::{
+    Entries, ParamType, RawJob, RawMatrix, RawParam, RawResources, RawRetry, RawService, RawStage,
+    RawWorkflow, RetryOnText, Sp, StageType,
+};
+use crate::yaml::{Kind, Node, Origin, Pos};
+
+/// Reads one file's tree, adding diagnostics to `diags`.
+pub struct Reader<'d> {
+    file: &'d str,
+    diags: &'d mut Vec<Diagnostic>,
+}
+
+/// The non-null values of a mapping, by key, after unknown keys were reported.
+struct Fields<'n> {
+    node: &'n Node,
+    entries: Vec<(&'n str, &'n Node, &'n Node)>,
+}
+
+impl<'n> Fields<'n> {
+    /// The value of `key`, unless absent or null.
+    fn get(&self, key: &str) -> Option<&'n Node> {
+        self.entries.iter().find(|(k, _, v)| *k == key && !v.is_null()).map(|(_, _, v)| *v)
+    }
+
+    /// The key node of `key`, when present (for locating "not both" errors).
+    fn key(&self, key: &str) -> Option<&'n Node> {
+        self.entries.iter().find(|(k, _, v)| *k == key && !v.is_null()).map(|(_, k, _)| *k)
+    }
+
+    fn pos(&self) -> Pos {
+        self.node.pos()
+    }
+}
+
+/// The closest of `candidates` to `word`, if it is close enough to be a likely typo.
+pub fn suggest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    let lower = word.to_ascii_lowercase();
+    candidates
+        .iter()
+        .map(|c| (edit_distance(&lower, &c.to_ascii_lowercase()), *c))
+        .filter(|(d, _)| *d <= (word.chars().count() / 3).max(1))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// Edit distance counting a swap of two neighbours as one edit (optimal string alignment);
+/// short strings only: keys and ids.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = best;
+        }
+    }
+    d[a.len()][b.len()]
+}
+
+impl<'d> Reader<'d> {
+    /// A reader for `file` that adds its problems to `diags`.
+    pub fn new(file: &'d str, diags: &'d mut Vec<Diagnostic>) -> Self {
+        Reader { file, diags }
+    }
+
+    fn error(&mut self, pos: Pos, message: impl Into<String>) {
+        self.diags.push(Diagnostic {
+            severity: Severity::Error,
+            file: self.file.to_owned(),
+            line: pos.line,
+            column: pos.column,
+            message: message.into(),
+        });
+    }
+
+    /// Checks that `node` is a mapping, reports keys not in `keys`, and returns its fields.
+    fn fields<'n>(&mut self, node: &'n Node, what: &str, keys: &[&str]) -> Option<Fields<'n>> {
+        let Kind::Map(map) = &node.kind else {
+            self.error(
+                node.pos(),
+                format!("{what}: expected a mapping (key: value), found {}", node.describe()),
+            );
+            return None;
+        };
+        let mut entries = Vec::with_capacity(map.len());
+        for (k, v) in map {
+            let name = k.scalar().unwrap_or_default();
+            if keys.contains(&name) {
+                entries.push((name, k, v));
+            } else {
+                let hint = suggest(name, keys)
+                    .map(|s| format!(" (did you mean '{s}'?)"))
+                    .unwrap_or_default();
+                self.error(
+                    k.pos(),
+                    format!(
+                        "unknown key '{name}' in {what}{hint}; expected one of: {}",
+                        keys.join(", ")
+                    ),
+                );
+            }
+        }
+        Some(Fields { node, entries })
+    }
+
+    /// A scalar as text.
+    fn text(&mut self, node: &Node, what: &str) -> Option<Sp<String>> {
+        match &node.kind {
+            Kind::Scalar { text, .. } if !node.is_null() => {
+                Some(Sp::new(text.clone(), node.origin))
+            }
+            _ => {
+                self.error(node.pos(), format!("{what}: expected text, found {}", node.describe()));
+                None
+            }
+        }
+    }
+
+    /// A list of scalars as texts; non-scalar items are reported and left out.
+    fn text_list(&mut self, node: &Node, what: &str) -> Option<Sp<Vec<Sp<String>>>> {
+        let Kind::Seq(items) = &node.kind else {
+            self.error(
+                node.pos(),
+                format!("{what}: expected a list such as [a, b], found {}", node.describe()),
+            );
+            return None;
+        };
+        let values = items.iter().filter_map(|item| self.text(item, what)).collect();
+        Some(Sp::new(values, node.origin))
+    }
+
+    /// One text or a list of texts. With `split_lines`, one text becomes one item per line.
+    fn text_or_list(
+        &mut self,
+        node: &Node,
+        what: &str,
+        split_lines: bool,
+    ) -> Option<Sp<Vec<Sp<String>>>> {
+        match &node.kind {
+            Kind::Seq(_) => self.text_list(node, what),
+            Kind::Scalar { text, .. } if split_lines => {
+                let body = text.strip_suffix('\n').unwrap_or(text);
+                if body.trim().is_empty() {
+                    return Some(Sp::new(Vec::new(), node.origin));
+                }
+                let lines = body
+                    .split('\n')
+                    .enumerate()
+                    .map(|(i, line)| Sp::new(line.to_owned(), node.origin.line(i)))
+                    .collect();
+                Some(Sp::new(lines, node.origin))
+            }
+            Kind::Scalar { .. } => {
+                let one = self.text(node, what)?;
+                Some(Sp::new(vec![one], node.origin))
+            }
+            Kind::Map(_) => {
+                self.error(
+                    node.pos(),
+                    format!("{what}: expected text or a list, found {}", node.describe()),
+                );
+                None
+            }
+        }
+    }
+
+    /// A mapping of name -> text (env, `with`, matrix combinations). Null values are empty text.
+    fn text_map(&mut self, node: &Node, what: &str) -> Option<Entries<Sp<String>>> {
+        let Kind::Map(map) = &node.kind else {
+            self.error(
+                node.pos(),
+                format!("{what}: expected a mapping (name: value), found {}", node.describe()),
+            );
+            return None;
+        };
+        let mut out = Vec::with_capacity(map.len());
+        for (k, v) in map {
+            let key = Sp::new(k.scalar().unwrap_or_default().to_owned(), k.origin);
+            let value = if v.is_null() {
+                Some(Sp::new(String::new(), v.origin))
+            } else {
+                self.text(v, &format!("{what} '{}'", key.value))
+            };
+            if let Some(value) = value {
+                out.push((key, value));
+            }
+        }
+        Some(Entries(out))
+    }
+
+    /// `true` or `false` (also `True`, `TRUE`, `False`, `FALSE`, as YAML 1.2 core).
+    fn bool(&mut self, node: &Node, what: &str) -> Option<Sp<bool>> {
+        let value = match node.scalar() {
+            Some("true" | "True" | "TRUE") => Some(true),
+            Some("false" | "False" | "FALSE") => Some(false),
+            _ => None,
+        };
+        if value.is_none() {
+            self.error(
+                node.pos(),
+                format!("{what}: expected true or false, found {}", node.describe()),
+            );
+        }
+        value.map(|v| Sp::new(v, node.origin))
+    }
+
+    /// A whole number that fits in `u32`.
+    fn count(&mut self, node: &Node, what: &str) -> Option<Sp<u32>> {
+        let value = node.scalar().and_then(|s| s.trim().parse::<u32>().ok());
+        if value.is_none() {
+            self.error(
+                node.pos(),
+                format!("{what}: expected a whole number such as 2, found {}", node.describe()),
+            );
+        }
+        value.map(|v| Sp::new(v, node.origin))
+    }
+
+    /// One of the `names`, mapped to the matching entry of `values`.
+    fn one_of<T: Copy>(
+        &mut self,
+        node: &Node,
+        what: &str,
+        names: &[&str],
+        values: &[T],
+    ) -> Option<Sp<T>> {
+        let found = node.scalar().and_then(|s| names.iter().position(|n| *n == s));
+        match found.and_then(|i| values.get(i)) {
+            Some(v) => Some(Sp::new(*v, node.origin)),
+            None => {
+                let hint = node
+                    .scalar()
+                    .and_then(|s| suggest(s, names))
+                    .map(|s| format!(" (did you mean '{s}'?)"))
+                    .unwrap_or_default();
+                self.error(
+                    node.pos(),
+                    format!(
+                        "{what}: expected one of {}, found {}{hint}",
+                        names.join(", "),
+                        node.describe()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// Reads the whole file. `None` when the top level is not a mapping.
+    pub fn workflow(&mut self, root: &Node) -> Option<RawWorkflow> {
+        let f = self.fields(root, "the workflow file", RawWorkflow::KEYS)?;
+        let name = match f.get("name") {
+            Some(n) => self.text(n, "name").inspect(|name| {
+                if name.value.trim().is_empty() {
+                    self.error(name.at.pos, "name: must not be empty");
+                }
+            }),
+            None => {
+                self.error(f.pos(), "the workflow has no 'name': add name: <text>");
+                None
+            }
+        }
+        .unwrap_or_else(|| Sp::new(String::new(), Origin::at(f.pos())));
+        let timeout = f.get("timeout").and_then(|n| self.text(n, "timeout"));
+        let params = f.get("params").and_then(|n| self.params(n));
+        let env = f.get("env").and_then(|n| self.text_map(n, "env"));
+        let stages = f.get("stages").and_then(|n| self.stages(n));
+        let uses = f.get("uses").and_then(|n| self.text(n, "uses"));
+        let with = f.get("with").and_then(|n| self.text_map(n, "with"));
+        if stages.is_none() && uses.is_none() && f.get("stages").is_none() {
+            self.error(
+                f.pos(),
+                "the workflow has no 'stages' (or 'uses' to run a template): add stages: [...]",
+            );
+        }
+        Some(RawWorkflow { name, timeout, params, env, stages, uses, with })
+    }
+
+    fn params(&mut self, node: &Node) -> Option<Entries<RawParam>> {
+        let Kind::Map(map) = &node.kind else {
+            self.error(
+                node.pos(),
+                format!(
+                    "params: expected a mapping of name -> {{ type, default, … }}, found {}",
+                    node.describe()
+                ),
+            );
+            return None;
+        };
+        let mut out = Vec::new();
+        for (k, v) in map {
+            let name = k.scalar().unwrap_or_default().to_owned();
+            let what = format!("param '{name}'");
+            let Some(f) = self.fields(v, &what, RawParam::KEYS) else { continue };
+            let kind = f.get("type").and_then(|n| {
+                self.one_of(
+                    n,
+                    &format!("{what} type"),
+                    ParamType::NAMES,
+                    &[ParamType::String, ParamType::Number, ParamType::Bool, ParamType::Choice],
+                )
+            });
+            let default = f.get("default").and_then(|n| self.text(n, &format!("{what} default")));
+            let options =
+                f.get("options").and_then(|n| self.text_list(n, &format!("{what} options")));
+            let required =
+                f.get("required").and_then(|n| self.bool(n, &format!("{what} required")));
+            let description =
+                f.get("description").and_then(|n| self.text(n, &format!("{what} description")));
+            out.push((
+                Sp::new(name, k.origin),
+                RawParam { kind, default, options, required, description },
+            ));
+        }
+        Some(Entries(out))
+    }
+
+    fn stages(&mut self, node: &Node) -> Option<Sp<Vec<RawStage>>> {
+        let Kind::Seq(items) = &node.kind else {
+            self.error(
+                node.pos(),
+                format!("stages: expected a list of stages (- name: …), found {}", node.describe()),
+            );
+            return None;
+        };
+        let stages = items.iter().enumerate().filter_map(|(i, n)| self.stage(n, i)).collect();
+        Some(Sp::new(stages, node.origin))
+    }
+
+    fn stage(&mut self, node: &Node, index: usize) -> Option<RawStage> {
+        // Name the stage in messages about its keys when it has a usable name.
+        let label = match &node.kind {
+            Kind::Map(m) => m
+                .iter()
+                .find(|(k, _)| k.scalar() == Some("name"))
+                .and_then(|(_, v)| v.scalar().filter(|_| !v.is_null()))
+                .map(|n| format!("stage '{n}'")),
+            _ => None,
+        }
+        .unwrap_or_else(|| format!("stage {}", index + 1));
+        let f = self.fields(node, &label, RawStage::KEYS)?;
+        let name = match f.get("name") {
+            Some(n) => self.text(n, "stage name"),
+            None => {
+                self.error(f.pos(), format!("stage {} has no 'name'", index + 1));
+                None
+            }
+        }
+        .unwrap_or_else(|| Sp::new(format!("#{}", index + 1), Origin::at(f.pos())));
+        let what = format!("stage '{}'", name.value);
+        let kind = f.get("type").and_then(|n| {
+            self.one_of(
+                n,
+                &format!("{what} type"),
+                &["jobs", "approval"],
+                &[StageType::Jobs, StageType::Approval],
+            )
+        });
+        let description =
+            f.get("description").and_then(|n| self.text(n, &format!("{what} description")));
+        let jobs = f.get("jobs").and_then(|n| self.jobs(n, &what));
+        Some(RawStage { name, kind, description, jobs })
+    }
+
+    fn jobs(&mut self, node: &Node, stage: &str) -> Option<Entries<RawJob>> {
+        let Kind::Map(map) = &node.kind else {
+            self.error(
+                node.pos(),
+                format!(
+                    "jobs of {stage}: expected a mapping of job id -> job, found {}",
+                    node.describe()
+                ),
+            );
+            return None;
+        };
+        let mut out = Vec::new();
+        for (k, v) in map {
+            let id = k.scalar().unwrap_or_default().to_owned();
+            if let Some(job) = self.job(v, &id, k.pos()) {
+                out.push((Sp::new(id, k.origin), job));
+            }
+        }
+        Some(Entries(out))
+    }
+
+    fn job(&mut self, node: &Node, id: &str, at: Pos) -> Option<RawJob> {
+        let what = format!("job '{id}'");
+        let f = self.fields(node, &what, RawJob::KEYS)?;
+        let image = f.get("image").and_then(|n| self.text(n, "image"));
+        let script = f.get("script").and_then(|n| self.text_or_list(n, "script", true));
+        let command = f.get("command").and_then(|n| self.text_list(n, "command"));
+        let args = f.get("args").and_then(|n| self.text_list(n, "args"));
+        if let (Some(_), Some(k)) = (f.get("script"), f.key("command").or(f.key("args"))) {
+            self.error(
+                k.pos(),
+                format!(
+                    "{what} has both script and {}: use script (shell lines) or command/args \
+                     (component style), not both",
+                    k.scalar().unwrap_or_default()
+                ),
+            );
+        }
+        if f.get("script").is_none() && f.get("command").is_none() && f.get("args").is_none() {
+            self.error(at, format!("{what} has nothing to run: add script, or command/args"));
+        }
+        let env = f.get("env").and_then(|n| self.text_map(n, "env"));
+        let workdir = f.get("workdir").and_then(|n| self.text(n, "workdir"));
+        let timeout = f.get("timeout").and_then(|n| self.text(n, "timeout"));
+        let retry = f.get("retry").and_then(|n| self.retry(n));
+        let resources = f.get("resources").and_then(|n| self.resources(n));
+        // `needs: []` is an empty list, not null: it means "wait for nothing".
+        let needs = f.get("needs").and_then(|n| self.text_or_list(n, "needs", false));
+        let condition = f.get("if").and_then(|n| self.text(n, "if"));
+        let matrix = f.get("matrix").and_then(|n| self.matrix(n));
+        let services = f.get("services").and_then(|n| self.services(n));
+        Some(RawJob {
+            image,
+            script,
+            command,
+            args,
+            env,
+            workdir,
+            timeout,
+            retry,
+            resources,
+            needs,
+            condition,
+            matrix,
+            services,
+        })
+    }
+
+    fn retry(&mut self, node: &Node) -> Option<Sp<RawRetry>> {
+        match node.kind {
+            Kind::Scalar { .. } => {
+                let max = self.count(node, "retry")?;
+                return Some(Sp::new(RawRetry { max: Some(max), on: None }, node.origin));
+            }
+            Kind::Seq(_) => {
+                self.error(
+                    node.pos(),
+                    "retry: expected a count such as 2, or { max: 2, on: [failure, timeout] }, \
+                     found a list",
+                );
+                return None;
+            }
+            Kind::Map(_) => {}
+        }
+        let f = self.fields(node, "retry", RawRetry::KEYS)?;
+        let max = f.get("max").and_then(|n| self.count(n, "retry max"));
+        let on = f.get("on").and_then(|n| {
+            let list = self.text_or_list(n, "retry on", false)?;
+            let items = list
+                .value
+                .iter()
+                .filter_map(|item| {
+                    let names = ["failure", "timeout", "error"];
+                    match names.iter().position(|x| *x == item.value) {
+                        Some(i) => Some(Sp::new(
+                            [RetryOnText::Failure, RetryOnText::Timeout, RetryOnText::Error][i],
+                            item.at,
+                        )),
+                        None => {
+                            self.error(
+                                item.at.pos,
+                                format!(
+                                    "retry on: expected failure, timeout or error, found '{}'",
+                                    item.value
+                                ),
+                            );
+                            None
+                        }
+                    }
+                })
+                .collect();
+            Some(Sp::new(items, list.at))
+        });
+        Some(Sp::new(RawRetry { max, on }, node.origin))
+    }
+
+    fn resources(&mut self, node: &Node) -> Option<Sp<RawResources>> {
+        let f = self.fields(node, "resources", RawResources::KEYS)?;
+        let cpu = f.get("cpu").and_then(|n| self.text(n, "cpu"));
+        let memory = f.get("memory").and_then(|n| self.text(n, "memory"));
+        Some(Sp::new(RawResources { cpu, memory }, node.origin))
+    }
+
+    fn matrix(&mut self, node: &Node) -> Option<Sp<RawMatrix>> {
+        let Kind::Map(map) = &node.kind else {
+            self.error(
+                node.pos(),
+                format!(
+                    "matrix: expected a mapping of axis -> list of values, found {}",
+                    node.describe()
+                ),
+            );
+            return None;
+        };
+        let mut matrix = RawMatrix::default();
+        for (k, v) in map {
+            let key = k.scalar().unwrap_or_default();
+            if key == "include" || key == "exclude" {
+                let Kind::Seq(items) = &v.kind else {
+                    self.error(
+                        v.pos(),
+                        format!(
+                            "matrix {key}: expected a list of mappings such as \
+                             [{{os: linux}}], found {}",
+                            v.describe()
+                        ),
+                    );
+                    continue;
+                };
+                let combos = items
+                    .iter()
+                    .filter_map(|item| {
+                        let m = self.text_map(item, &format!("matrix {key} entry"))?;
+                        Some(Sp::new(m, item.origin))
+                    })
+                    .collect();
+                if key == "include" {
+                    matrix.include = combos;
+                } else {
+                    matrix.exclude = combos;
+                }
+            } else if let Some(values) = self.text_list(v, &format!("matrix axis '{key}'")) {
+                matrix.axes.0.push((Sp::new(key.to_owned(), k.origin), values));
+            }
+        }
+        Some(Sp::new(matrix, node.origin))
+    }
+
+    fn services(&mut self, node: &Node) -> Option<Sp<Vec<RawService>>> {
+        let Kind::Seq(items) = &node.kind else {
+            self.error(
+                node.pos(),
+                format!(
+                    "services: expected a list of services (- name: …, image: …), found {}",
+                    node.describe()
+                ),
+            );
+            return None;
+        };
+        let mut out = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let what = format!("service {}", i + 1);
+            let Some(f) = self.fields(item, &what, RawService::KEYS) else { continue };
+            let name = f.get("name").and_then(|n| self.text(n, "service name"));
+            let image = f.get("image").and_then(|n| self.text(n, "service image"));
+            if f.get("name").is_none() {
+                self.error(f.pos(), format!("{what} has no 'name'"));
+            }
+            if f.get("image").is_none() {
+                self.error(f.pos(), format!("{what} has no 'image'"));
+            }
+            let env = f.get("env").and_then(|n| self.text_map(n, "env"));
+            let command = f.get("command").and_then(|n| self.text_list(n, "command"));
+            if let (Some(name), Some(image)) = (name, image) {
+                out.push(RawService { name, image, env, command });
+            }
+        }
+        Some(Sp::new(out, node.origin))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggestions() {
+        assert_eq!(suggest("scrpit", RawJob::KEYS), Some("script"));
+        assert_eq!(suggest("stepz", RawJob::KEYS), None);
+        assert_eq!(suggest("Image", RawJob::KEYS), Some("image"));
+        assert_eq!(suggest("x", RawJob::KEYS), None);
+        assert_eq!(suggest("imgae", RawJob::KEYS), Some("image"));
+        assert_eq!(suggest("on", RawJob::KEYS), None);
+        assert_eq!(suggest("jobz", RawStage::KEYS), Some("jobs"));
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("scrpit", "script"), 1);
+    }
+}

@@ -1,0 +1,304 @@
+//! The `check(input, expect)` helper over small workflows: one rule per test. The rendering
+//! is the plan summary (stages, then `job id <- [needs] gate if | run`) or the diagnostics.
+
+use crate::support::{check, check_files};
+
+#[test]
+fn minimal() {
+    insta::assert_snapshot!(check("name: x\nstages:\n  - name: s\n    jobs: { a: { script: echo } }\n"), @r#"
+    plan x
+    stage 0 s: a
+    job a <- [] gate - if success() | script ["echo"]
+    "#);
+}
+
+#[test]
+fn implicit_needs_skip_approval_stages_and_gates_apply() {
+    insta::assert_snapshot!(check(r#"
+name: g
+stages:
+  - name: one
+    jobs: { a: { script: echo }, b: { script: echo } }
+  - name: ok?
+    type: approval
+  - name: two
+    jobs: { c: { script: echo } }
+  - name: three
+    jobs: { d: { script: echo }, e: { script: echo, needs: [a] } }
+"#), @r#"
+    plan g
+    stage 0 one: a b
+    stage 1 ok?: approval (-)
+    stage 2 two: c
+    stage 3 three: d e
+    job a <- [] gate - if success() | script ["echo"]
+    job b <- [] gate - if success() | script ["echo"]
+    job c <- [a b] gate 1 if success() | script ["echo"]
+    job d <- [c] gate 1 if success() | script ["echo"]
+    job e <- [a] gate 1 if success() | script ["echo"]
+    "#);
+}
+
+#[test]
+fn needs_as_text_and_matrix_expansion() {
+    insta::assert_snapshot!(check(r#"
+name: m
+stages:
+  - name: one
+    jobs:
+      t:
+        matrix: { os: [linux, mac], v: [1, 2] }
+        script: echo
+  - name: two
+    jobs:
+      u: { needs: t, script: echo }
+"#), @r#"
+    plan m
+    stage 0 one: t[linux,1] t[linux,2] t[mac,1] t[mac,2]
+    stage 1 two: u
+    job t[linux,1] <- [] gate - if success() | script ["echo"]
+    job t[linux,2] <- [] gate - if success() | script ["echo"]
+    job t[mac,1] <- [] gate - if success() | script ["echo"]
+    job t[mac,2] <- [] gate - if success() | script ["echo"]
+    job u <- [t[linux,1] t[linux,2] t[mac,1] t[mac,2]] gate - if success() | script ["echo"]
+    "#);
+}
+
+#[test]
+fn script_text_is_split_into_lines() {
+    insta::assert_snapshot!(check("name: s\nstages:\n  - name: s\n    jobs:\n      a:\n        script: |\n          echo one\n          if true; then\n            echo two\n          fi\n"), @r#"
+    plan s
+    stage 0 s: a
+    job a <- [] gate - if success() | script ["echo one", "if true; then", "  echo two", "fi"]
+    "#);
+}
+
+#[test]
+fn conditions_are_stored_without_braces() {
+    insta::assert_snapshot!(check(r#"
+name: c
+params: { p: { default: x } }
+stages:
+  - name: s
+    jobs:
+      a: { script: echo, if: "${{ params.p == 'x' }}" }
+      b: { script: echo, if: always() }
+      c: { script: echo, if: false }
+      d: { script: echo }
+"#), @r#"
+    plan c
+    param p: String = x
+    stage 0 s: a b c d
+    job a <- [] gate - if params.p == 'x' | script ["echo"]
+    job b <- [] gate - if always() | script ["echo"]
+    job c <- [] gate - if false | script ["echo"]
+    job d <- [] gate - if success() | script ["echo"]
+    "#);
+}
+
+#[test]
+fn outputs_of_transitive_needs_are_readable() {
+    insta::assert_snapshot!(check(r#"
+name: t
+stages:
+  - name: one
+    jobs: { a: { script: echo JOB_OUT k=v } }
+  - name: two
+    jobs: { b: { script: echo } }
+  - name: three
+    jobs: { c: { script: "echo ${{ jobs.a.outputs.k }} ${{ jobs['b'].result }}" } }
+"#), @r#"
+    plan t
+    stage 0 one: a
+    stage 1 two: b
+    stage 2 three: c
+    job a <- [] gate - if success() | script ["echo JOB_OUT k=v"]
+    job b <- [a] gate - if success() | script ["echo"]
+    job c <- [b] gate - if success() | script ["echo ${{ jobs.a.outputs.k }} ${{ jobs['b'].result }}"]
+    "#);
+}
+
+#[test]
+fn matrix_include_only_and_partial_exclude() {
+    insta::assert_snapshot!(check(r#"
+name: m
+stages:
+  - name: s
+    jobs:
+      inc:
+        matrix: { include: [{ os: a, v: 1 }, { os: b, v: 2 }, { os: a, v: 1 }] }
+        script: echo ${{ matrix.v }}
+      exc:
+        matrix: { os: [a, b], v: [1, 2, 3], exclude: [{ v: 2 }, { os: b, v: 3 }], include: [{ os: c, v: 9 }] }
+        script: echo
+"#), @r#"
+    plan m
+    stage 0 s: inc[a,1] inc[b,2] exc[a,1] exc[a,3] exc[b,1] exc[c,9]
+    job inc[a,1] <- [] gate - if success() | script ["echo ${{ matrix.v }}"]
+    job inc[b,2] <- [] gate - if success() | script ["echo ${{ matrix.v }}"]
+    job exc[a,1] <- [] gate - if success() | script ["echo"]
+    job exc[a,3] <- [] gate - if success() | script ["echo"]
+    job exc[b,1] <- [] gate - if success() | script ["echo"]
+    job exc[c,9] <- [] gate - if success() | script ["echo"]
+    "#);
+}
+
+#[test]
+fn every_unknown_key_is_reported_with_the_expected_keys() {
+    insta::assert_snapshot!(check(r#"
+name: u
+on: push
+jobs: {}
+stages:
+  - name: s
+    runs-on: linux
+    jobs:
+      a: { script: echo, steps: [], imgae: x }
+"#), @"
+    main.yml:3:1: error: unknown key 'on' in the workflow file; expected one of: name, timeout, params, env, stages, uses, with
+    main.yml:4:1: error: unknown key 'jobs' in the workflow file; expected one of: name, timeout, params, env, stages, uses, with
+    main.yml:7:5: error: unknown key 'runs-on' in stage 's'; expected one of: name, type, description, jobs
+    main.yml:9:26: error: unknown key 'steps' in job 'a'; expected one of: image, script, command, args, env, workdir, timeout, retry, resources, needs, if, matrix, services
+    main.yml:9:37: error: unknown key 'imgae' in job 'a' (did you mean 'image'?); expected one of: image, script, command, args, env, workdir, timeout, retry, resources, needs, if, matrix, services
+    ");
+}
+
+#[test]
+fn with_needs_uses() {
+    insta::assert_snapshot!(check("name: w\nwith: { a: 1 }\nstages:\n  - name: s\n    jobs: { a: { script: echo } }\n"), @"main.yml:2:9: error: 'with' gives values to a template: it needs 'uses'");
+}
+
+#[test]
+fn empty_names_are_errors() {
+    insta::assert_snapshot!(check("name: ''\nstages:\n  - name: ' '\n    jobs: { a: { script: echo } }\n"), @"
+    main.yml:1:7: error: name: must not be empty
+    main.yml:3:11: error: a stage name must not be empty
+    ");
+}
+
+#[test]
+fn expression_errors_point_inside_block_scalars() {
+    insta::assert_snapshot!(check("name: e\nstages:\n  - name: s\n    jobs:\n      a:\n        script: |\n          echo ok\n          echo ${{ params.x }} ${{ 1 = 2 }}\n"), @"main.yml:8:38: error: invalid expression: expected '}}' to close '${{', found '='");
+}
+
+#[test]
+fn stages_missing_entirely() {
+    insta::assert_snapshot!(check("name: nothing\n"), @"main.yml:1:1: error: the workflow has no 'stages' (or 'uses' to run a template): add stages: [...]");
+}
+
+#[test]
+fn stage_without_name_and_with_bad_type() {
+    insta::assert_snapshot!(check("name: n\nstages:\n  - jobs: { a: { script: echo } }\n  - name: x\n    type: [approval]\n"), @"
+    main.yml:3:5: error: stage 1 has no 'name'
+    main.yml:4:11: error: stage 'x' has no jobs: add jobs, or type: approval for an approval stage
+    main.yml:5:11: error: stage 'x' type: expected one of jobs, approval, found a list
+    ");
+}
+
+#[test]
+fn retry_and_resources_forms() {
+    insta::assert_snapshot!(check(r#"
+name: r
+stages:
+  - name: s
+    jobs:
+      a: { script: echo, retry: 3, resources: { cpu: 1.5 } }
+      b: { script: echo, retry: { max: 1, on: timeout }, resources: { memory: 64Ki } }
+      c: { script: echo, retry: -1 }
+      d: { script: echo, retry: [1] }
+"#), @"
+    main.yml:8:33: error: retry: expected a whole number such as 2, found '-1'
+    main.yml:9:33: error: retry: expected a count such as 2, or { max: 2, on: [failure, timeout] }, found a list
+    ");
+}
+
+#[test]
+fn template_caller_may_not_have_stages_and_with_values_are_literal() {
+    insta::assert_snapshot!(check_files(&[
+        ("main.yml", "name: m\nuses: t.yml\nwith: { p: '${{ params.p }}' }\n"),
+        ("t.yml", "name: t\nparams: { p: {} }\nstages:\n  - name: s\n    jobs: { a: { script: echo } }\n"),
+    ]), @"main.yml:3:12: error: with: values are literal; expressions are not evaluated here");
+}
+
+#[test]
+fn template_load_errors_are_located_at_uses() {
+    insta::assert_snapshot!(check_files(&[("main.yml", "name: m\nuses: nope.yml\n")]), @"main.yml:2:7: error: can not read template 'nope.yml': no such file nope.yml");
+}
+
+#[test]
+fn unreadable_entry() {
+    insta::assert_snapshot!(check_files(&[]), @"main.yml:1:1: error: can not read the workflow: no such file main.yml");
+}
+
+#[test]
+fn duplicate_job_across_stages_and_reserved_characters() {
+    insta::assert_snapshot!(check(r#"
+name: d
+stages:
+  - name: a
+    jobs: { x: { script: echo } }
+  - name: b
+    jobs: { x: { script: echo }, "y[1]": { script: echo } }
+"#), @"
+    main.yml:7:13: error: duplicate job id 'x' (first in stage 'a', line 5): job ids are unique in the workflow
+    main.yml:7:34: error: job id 'y[1]': expected letters, digits, _ and -
+    ");
+}
+
+#[test]
+fn tags_and_quoted_scalars_stay_text() {
+    insta::assert_snapshot!(check(r#"
+name: !!str 123
+params:
+  a: { default: !!str true }
+  b: { type: bool, default: "true" }
+stages:
+  - name: s
+    jobs: { a: { script: [1, true, "~", 1.10] } }
+"#), @r#"
+    plan 123
+    param a: String = true
+    param b: Bool = true
+    stage 0 s: a
+    job a <- [] gate - if success() | script ["1", "true", "~", "1.10"]
+    "#);
+}
+
+#[test]
+fn blank_script_text_is_empty() {
+    insta::assert_snapshot!(check("name: b\nstages:\n  - name: s\n    jobs: { a: { script: '  ' } }\n"), @"main.yml:4:26: error: script is empty");
+}
+
+#[test]
+fn null_is_not_text() {
+    insta::assert_snapshot!(check("name: n\nstages:\n  - name: s\n    jobs: { a: { script: [echo, null, ~] } }\n"), @"
+    main.yml:4:33: error: script: expected text, found nothing (null)
+    main.yml:4:39: error: script: expected text, found nothing (null)
+    ");
+}
+
+#[test]
+fn ten_thousand_jobs_compile_quickly() {
+    use std::fmt::Write as _;
+    let mut text = String::from("name: big\nparams: { v: { default: '1' } }\nstages:\n");
+    for s in 0..100 {
+        let _ = write!(text, "  - name: s{s}\n    jobs:\n");
+        for j in 0..100 {
+            let read = if s > 0 {
+                format!(" ${{{{ jobs.j{}_{j}.outputs.k }}}}", s - 1)
+            } else {
+                String::new()
+            };
+            let _ =
+                writeln!(text, "      j{s}_{j}: {{ script: 'echo ${{{{ params.v }}}}{read}' }}");
+        }
+    }
+    let started = std::time::Instant::now();
+    let compiled =
+        kiln_workflow::compile("main.yml", &crate::support::MapLoader::new(&[("main.yml", &text)]));
+    let elapsed = started.elapsed();
+    assert!(compiled.diagnostics.is_empty(), "{:?}", compiled.diagnostics.first());
+    assert_eq!(compiled.plan.map(|p| p.jobs.len()), Some(10_000));
+    eprintln!("compiled 10,000 jobs in {elapsed:?}");
+    assert!(elapsed < std::time::Duration::from_secs(20), "took {elapsed:?}");
+}

@@ -1,0 +1,91 @@
+//! `kiln run` on the process executor: the path a machine without a container engine takes.
+
+use crate::support::{assert_code, example, kiln, run};
+
+#[test]
+fn build_test_deploy_passes_outputs_downstream() {
+    let out = run(&[
+        "run",
+        &example("build-test-deploy.yml"),
+        "--executor",
+        "process",
+        "--yes",
+        "-p",
+        "version=2.0.1",
+    ]);
+    let (stdout, stderr) = assert_code(&out, 0);
+    assert!(stdout.contains("compile | building hello 2.0.1"), "{stdout}");
+    assert!(stdout.contains("deploying hello-2.0.1.tar (12 tests passed) to staging"), "{stdout}");
+    assert!(stderr.contains("approved"), "{stderr}");
+    // Summary table: every job with its state and outputs.
+    for needle in [
+        "compile",
+        "unit",
+        "lint",
+        "ship",
+        "success",
+        "artifact=hello-2.0.1.tar",
+        "url=https://staging.example.com/hello",
+    ] {
+        assert!(stdout.contains(needle), "summary lacks {needle:?}:\n{stdout}");
+    }
+}
+
+#[test]
+fn approval_without_a_terminal_or_flag_rejects() {
+    let out = run(&["run", &example("build-test-deploy.yml"), "--executor", "process"]);
+    let (stdout, stderr) = assert_code(&out, 1);
+    assert!(stderr.contains("--approve approve"), "{stderr}");
+    assert!(!stdout.contains("deploying"), "{stdout}");
+    assert!(stdout.contains("canceled"), "{stdout}");
+}
+
+#[test]
+fn json_summary() {
+    let out = run(&[
+        "run",
+        &example("build-test-deploy.yml"),
+        "--executor",
+        "process",
+        "--approve",
+        "approve",
+        "-o",
+        "json",
+    ]);
+    let (stdout, _) = assert_code(&out, 0);
+    let doc: serde_json::Value = serde_json::from_str(&stdout).expect("json on stdout");
+    assert_eq!(doc["state"], "success");
+    let ship = doc["jobs"].as_array().unwrap().iter().find(|j| j["id"] == "ship").unwrap();
+    assert_eq!(ship["outputs"]["url"], "https://staging.example.com/hello");
+}
+
+#[test]
+fn failure_runs_cleanup_and_exits_one() {
+    let out = run(&["run", &example("cleanup-on-failure.yml"), "--executor", "process"]);
+    let (stdout, _) = assert_code(&out, 1);
+    assert!(stdout.contains("tearing down env-42 after a failure"), "{stdout}");
+    assert!(!stdout.contains("never runs"), "{stdout}");
+}
+
+#[test]
+fn services_are_refused_by_the_process_executor() {
+    let out = run(&["run", &example("service-test.yml"), "--executor", "process"]);
+    let (stdout, stderr) = assert_code(&out, 1);
+    let all = format!("{stdout}{stderr}");
+    assert!(all.contains("process executor cannot run this job") && all.contains("db"), "{all}");
+}
+
+#[test]
+fn a_job_timeout_kills_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("slow.yml");
+    std::fs::write(&file, "name: slow\nstages:\n  - name: s\n    jobs:\n      slow:\n        timeout: 1s\n        script: sleep 30\n").unwrap();
+    let started = std::time::Instant::now();
+    let out = kiln()
+        .args(["run", &file.display().to_string(), "--executor", "process"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = assert_code(&out, 1);
+    assert!(started.elapsed().as_secs() < 15, "took {:?}", started.elapsed());
+    assert!(stdout.contains("timeout") || stderr.contains("timed out"), "{stdout}{stderr}");
+}

@@ -1,0 +1,110 @@
+//! `kiln validate` and bad input to `kiln run`: clear errors, exit code 2, never a panic.
+
+use crate::support::{assert_code, example, run};
+
+#[test]
+fn every_example_is_valid() {
+    for name in [
+        "build-test-deploy.yml",
+        "service-test.yml",
+        "matrix.yml",
+        "cleanup-on-failure.yml",
+        "projects/api.yml",
+        "projects/web.yml",
+        "templates/service-pipeline.yml",
+    ] {
+        let out = run(&["validate", &example(name)]);
+        let (stdout, _) = assert_code(&out, 0);
+        assert!(stdout.contains(": ok ("), "{name}: {stdout}");
+    }
+}
+
+#[test]
+fn all_problems_are_reported_with_positions() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.yml");
+    std::fs::write(
+        &file,
+        "name: bad\nstages:\n  - name: build\n    jobs:\n      compile:\n        image: busybox\n        scritp: echo hi\n        timeout: soon\n  - name: test\n    jobs:\n      unit:\n        image: busybox\n        needs: [nope]\n        script: echo ${{ params.missing }}\n",
+    )
+    .unwrap();
+    let path = file.display().to_string();
+    let out = run(&["validate", &path]);
+    let (_, stderr) = assert_code(&out, 2);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains(": error: ")).collect();
+    assert!(errors.len() >= 4, "expected every problem at once, got:\n{stderr}");
+    for (line, what) in [(7, "scritp"), (8, "soon"), (13, "nope"), (14, "missing")] {
+        assert!(
+            errors.iter().any(|e| e.starts_with(&format!("{path}:{line}:")) && e.contains(what)),
+            "no diagnostic at line {line} naming {what:?} in:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn validate_json_lists_diagnostics() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.yml");
+    std::fs::write(&file, "name: x\nstages: 3\n").unwrap();
+    let out = run(&["validate", "-o", "json", &file.display().to_string()]);
+    let (stdout, _) = assert_code(&out, 2);
+    let doc: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(doc["valid"], false);
+    let first = &doc["diagnostics"][0];
+    assert_eq!(first["line"], 2, "{doc}");
+    assert!(first["message"].as_str().unwrap().contains("stages"), "{doc}");
+}
+
+#[test]
+fn garbage_and_missing_files_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage.yml");
+    std::fs::write(&garbage, "name: [unclosed\n\t- : : {\n").unwrap();
+    for path in [garbage.display().to_string(), dir.path().join("absent.yml").display().to_string()]
+    {
+        for cmd in ["validate", "run"] {
+            let out =
+                run(&[cmd, &path, "--executor", "process"][..if cmd == "run" { 4 } else { 2 }]);
+            let (_, stderr) = assert_code(&out, 2);
+            assert!(stderr.contains("error"), "{cmd} {path}: {stderr}");
+            assert!(!stderr.contains("panicked"), "{cmd} {path}: {stderr}");
+        }
+    }
+}
+
+#[test]
+fn bad_params_are_rejected_before_anything_runs() {
+    let file = example("build-test-deploy.yml");
+    let out = run(&["run", &file, "--executor", "process", "-p", "target=qa"]);
+    let (_, stderr) = assert_code(&out, 2);
+    assert!(stderr.contains("target") && stderr.contains("staging"), "{stderr}");
+    let out = run(&["run", &file, "--executor", "process", "-p", "novalue"]);
+    let (_, stderr) = assert_code(&out, 2);
+    assert!(stderr.contains("KEY=VALUE"), "{stderr}");
+    let out = run(&["run", &file, "--executor", "process", "-p", "nope=1"]);
+    let (_, stderr) = assert_code(&out, 2);
+    assert!(stderr.contains("nope"), "{stderr}");
+    let out = run(&["run", &file, "--executor", "process", "--approve", "deploy-prod"]);
+    let (_, stderr) = assert_code(&out, 2);
+    assert!(stderr.contains("approve"), "{stderr}");
+}
+
+#[test]
+fn no_engine_with_executor_docker_is_a_one_line_error() {
+    let out = crate::support::kiln()
+        .args(["run", &example("matrix.yml"), "--executor", "docker"])
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()
+        .unwrap();
+    let (_, stderr) = assert_code(&out, 2);
+    assert!(stderr.contains("/nonexistent/docker.sock"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn schema_is_printed() {
+    let out = run(&["schema"]);
+    let (stdout, _) = assert_code(&out, 0);
+    let schema: serde_json::Value = serde_json::from_str(&stdout).expect("json schema");
+    assert!(schema.to_string().contains("stages"));
+}
