@@ -1,9 +1,10 @@
 //! `cargo xtask`: the project's automation (CI, test images), in Rust rather than shell.
 //!
 //! Each subcommand lives in its own module and is one variant of [`Task`]; add a variant and
-//! a match arm to add one (`bench` is next).
+//! a match arm to add one.
 
 mod apt;
+mod bench;
 mod ci;
 mod engine;
 mod http;
@@ -31,6 +32,11 @@ enum Task {
     Ci,
     /// Makes sure a Docker engine answers and holds the test images; prints its DOCKER_HOST.
     Images,
+    /// The benchmarks, side by side with their floors: docker, engine, gap (or one of them).
+    Bench {
+        /// Only this benchmark: `docker`, `engine` or `gap`.
+        only: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -50,6 +56,7 @@ fn run(task: Task) -> Result<()> {
     match task {
         Task::Ci => ci::run(),
         Task::Images => images::run(),
+        Task::Bench { only } => bench::run(only.as_deref()),
     }
 }
 

@@ -1,7 +1,7 @@
 //! The Docker executor: runs a task's main container and sidecars through the Docker Engine
 //! API (bollard), speaking whatever API version the engine offers.
 //!
-//! Per task it creates a bridge network `kiln-<id>`, a volume `kiln-<id>-ws` mounted at
+//! Per task it creates a bridge network `kiln-<id>` (only when the task has sidecars), a volume `kiln-<id>-ws` mounted at
 //! [`kiln_exec::WORKSPACE_PATH`], sidecars `kiln-<id>-svc-<service>` reachable by their service
 //! name, and the main container `kiln-<id>`; see [`names`].
 //!
@@ -509,12 +509,14 @@ impl Executor for DockerExecutor {
             tasks.insert(task.id.clone(), TaskState::default());
         }
 
-        let what = format!("creating network {}", names::network(&task.id));
-        let network = self
-            .timed(&what, self.docker.create_network(spec::network(task)))
-            .await?
-            .map_err(|e| engine(&what, &e))?;
-        self.with_state(&task.id, |s| s.network = Some(network.id))?;
+        if spec::has_network(task) {
+            let what = format!("creating network {}", names::network(&task.id));
+            let network = self
+                .timed(&what, self.docker.create_network(spec::network(task)))
+                .await?
+                .map_err(|e| engine(&what, &e))?;
+            self.with_state(&task.id, |s| s.network = Some(network.id))?;
+        }
 
         let what = format!("creating volume {}", names::workspace_volume(&task.id));
         let volume = self

@@ -136,7 +136,7 @@ pub(crate) fn main_container(task: &TaskSpec, image: &str) -> ContainerCreateBod
         open_stdin: Some(false),
         attach_stdin: Some(false),
         host_config: Some(HostConfig {
-            network_mode: Some(names::network(&task.id)),
+            network_mode: has_network(task).then(|| names::network(&task.id)),
             mounts: Some(vec![workspace_mount(task)]),
             nano_cpus: task.limits.cpu_millis.map(nano_cpus),
             memory,
@@ -150,9 +150,15 @@ pub(crate) fn main_container(task: &TaskSpec, image: &str) -> ContainerCreateBod
             }),
             ..Default::default()
         }),
-        networking_config: Some(networking(task, None)),
+        networking_config: has_network(task).then(|| networking(task, None)),
         ..Default::default()
     }
+}
+
+/// Whether the task gets a private network: only when it has sidecars to reach. A job alone
+/// uses the engine's default network, as `docker run` does, and saves creating a bridge.
+pub(crate) fn has_network(task: &TaskSpec) -> bool {
+    !task.services.is_empty()
 }
 
 /// The reference to pull: Docker pulls every tag of a repository when none is named, so a
@@ -224,7 +230,8 @@ mod tests {
         assert_eq!(host.nano_cpus, Some(500_000_000));
         assert_eq!(host.memory, Some(64 << 20));
         assert_eq!(host.memory_swap, Some(64 << 20));
-        assert_eq!(host.network_mode.as_deref(), Some("kiln-t1"));
+        // A job without sidecars uses the engine's default network, like `docker run`.
+        assert_eq!(host.network_mode, None);
         let mount = &host.mounts.unwrap()[0];
         assert_eq!(mount.source.as_deref(), Some("kiln-t1-ws"));
         assert_eq!(mount.target.as_deref(), Some(WORKSPACE_PATH));

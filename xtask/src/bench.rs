@@ -1,0 +1,98 @@
+//! `cargo xtask bench`: the benchmarks kept in the repo, run side by side with their floors.
+//!
+//! - `kiln run` of a one-job pipeline vs `docker run --rm` of the same image and command,
+//!   alternated in one run; the figure is the ratio of medians (target <= 1.15);
+//! - the engine planning and stepping a 10,000-job DAG (criterion, `kiln-engine/benches`);
+//! - the gap between a job's end and its dependent's start on the process executor
+//!   (`kiln-runtime/benches/gap.rs`, beside the floor of spawning `sh -c true`).
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+
+use crate::apt::Apt;
+use crate::{engine, images, step};
+
+/// Rounds of the side-by-side container benchmark (after one warm-up each).
+const ROUNDS: usize = 21;
+
+/// Runs every benchmark and prints the figures.
+pub fn run(only: Option<&str>) -> Result<()> {
+    let want = |name: &str| only.is_none_or(|o| o == name);
+    if want("docker") {
+        docker_vs_kiln()?;
+    }
+    if want("engine") {
+        println!("==> engine: plan and step a 10,000-job DAG (criterion)");
+        cargo(&["bench", "-p", "kiln-engine", "--bench", "engine", "--", "--noplot"])?;
+    }
+    if want("gap") {
+        println!("==> gap: job end to dependent start, process executor");
+        cargo(&["bench", "-p", "kiln-runtime", "--bench", "gap"])?;
+    }
+    Ok(())
+}
+
+fn cargo(args: &[&str]) -> Result<()> {
+    step::run(step::cargo().args(args))
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn time(cmd: &mut Command) -> Result<Duration> {
+    let start = Instant::now();
+    let out = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).output()?;
+    let took = start.elapsed();
+    if !out.status.success() {
+        bail!("{:?} failed: {}", cmd, String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(took)
+}
+
+fn docker_vs_kiln() -> Result<()> {
+    let mut apt = Apt::default();
+    let docker_host = engine::ensure(&mut apt)?;
+    images::ensure(&docker_host, &mut apt)?;
+    println!(
+        "==> docker: `kiln run` of a one-job pipeline vs `docker run --rm`, same image and command"
+    );
+    cargo(&["build", "--release", "-p", "kiln"])?;
+    let kiln = Path::new("target/release/kiln");
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("one.yml");
+    std::fs::write(
+        &file,
+        "name: one\nstages:\n  - name: s\n    jobs:\n      hello:\n        image: busybox\n        script: echo hello\n",
+    )?;
+    let kiln_cmd = || {
+        let mut c = Command::new(kiln);
+        c.args(["run", &file.display().to_string(), "--executor", "docker"])
+            .env("DOCKER_HOST", &docker_host)
+            .env("NO_COLOR", "1");
+        c
+    };
+    let docker_cmd = || {
+        let mut c = Command::new("docker");
+        c.args(["run", "--rm", "busybox", "sh", "-e", "-c", "echo hello"])
+            .env("DOCKER_HOST", &docker_host);
+        c
+    };
+    time(&mut kiln_cmd())?;
+    time(&mut docker_cmd())?;
+    let (mut k, mut d) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        k.push(time(&mut kiln_cmd())?);
+        d.push(time(&mut docker_cmd())?);
+    }
+    let (km, dm) = (median(k), median(d));
+    let ratio = km.as_secs_f64() / dm.as_secs_f64();
+    println!("  kiln run        median {:>7.1} ms", km.as_secs_f64() * 1e3);
+    println!("  docker run --rm median {:>7.1} ms", dm.as_secs_f64() * 1e3);
+    println!("  ratio kiln/docker {ratio:.3} (target <= 1.15), {ROUNDS} alternating rounds");
+    Ok(())
+}
