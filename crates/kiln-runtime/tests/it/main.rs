@@ -1,0 +1,206 @@
+//! The runtime against the fake executor: one task driven to each kind of end (always
+//! destroyed), and whole local runs steered through approvals, rejection and cancel.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kiln_engine::{JobState, Outcome, RunState};
+use kiln_exec::conformance::script_task;
+use kiln_exec::fake::FakeExecutor;
+use kiln_runtime::{Control, LocalRun, Report, TaskEvent, TaskRequest, Update, drive_task};
+use kiln_workflow::{Loader, Source};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+async fn drive(
+    fake: &FakeExecutor,
+    lines: &[&str],
+    timeout: Option<Duration>,
+    cancel: CancellationToken,
+) -> (Outcome, Vec<TaskEvent>) {
+    let mut spec = script_task("t", lines);
+    spec.image = Some("busybox".into());
+    let mut events = Vec::new();
+    let outcome = drive_task(fake, TaskRequest { spec, timeout }, cancel, |e| events.push(e)).await;
+    (outcome, events)
+}
+
+#[tokio::test]
+async fn outputs_are_read_and_the_task_is_destroyed() {
+    let fake = FakeExecutor::new();
+    let (outcome, events) = drive(
+        &fake,
+        &["echo hello", "echo JOB_OUT version=1.2", "exit 4"],
+        None,
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(outcome, Outcome::Exited(4));
+    assert_eq!(events[0], TaskEvent::Started);
+    assert!(events.contains(&TaskEvent::Output { key: "version".into(), value: "1.2".into() }));
+    let logs: Vec<_> = events
+        .iter()
+        .filter_map(|e| if let TaskEvent::Log(l) = e { Some(l.text.as_str()) } else { None })
+        .collect();
+    assert_eq!(logs, ["hello", "JOB_OUT version=1.2"]);
+    assert!(fake.existing().is_empty(), "not destroyed: {:?}", fake.existing());
+}
+
+#[tokio::test]
+async fn timeout_kills_and_destroys() {
+    let fake = FakeExecutor::new();
+    let t = Instant::now();
+    let (outcome, _) =
+        drive(&fake, &["sleep 30"], Some(Duration::from_millis(200)), CancellationToken::new())
+            .await;
+    assert_eq!(outcome, Outcome::TimedOut);
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    assert_eq!(fake.calls().killed.len(), 1);
+    assert!(fake.existing().is_empty());
+}
+
+#[tokio::test]
+async fn cancel_kills_and_destroys() {
+    let fake = FakeExecutor::new();
+    let cancel = CancellationToken::new();
+    let c = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        c.cancel();
+    });
+    let (outcome, _) = drive(&fake, &["echo before", "sleep 30"], None, cancel).await;
+    assert_eq!(outcome, Outcome::Canceled);
+    assert!(fake.existing().is_empty());
+}
+
+#[tokio::test]
+async fn a_failed_setup_is_an_error_outcome_and_still_destroyed() {
+    let fake = FakeExecutor::new().with_missing_image("busybox");
+    let (outcome, events) = drive(&fake, &["echo never"], None, CancellationToken::new()).await;
+    match outcome {
+        Outcome::Error(msg) => assert!(msg.contains("busybox"), "{msg}"),
+        other => panic!("expected an error, got {other:?}"),
+    }
+    assert!(events.is_empty(), "{events:?}");
+    assert_eq!(fake.calls().destroyed.len(), 1);
+    assert!(fake.existing().is_empty());
+}
+
+struct Text(&'static str);
+
+impl Loader for Text {
+    fn load(&self, _from: &str, path: &str) -> Result<Source, String> {
+        Ok(Source { name: path.to_string(), text: self.0.to_string() })
+    }
+}
+
+const PIPELINE: &str = r#"
+name: p
+stages:
+  - name: build
+    jobs:
+      build:
+        image: busybox
+        script: ["echo JOB_OUT version=7"]
+  - name: gate
+    type: approval
+  - name: deploy
+    jobs:
+      deploy:
+        image: busybox
+        script: ["echo deploying ${{ jobs.build.outputs.version }} $version", "sleep ${{ params.nap }}"]
+params:
+  nap: { type: number, default: 0 }
+"#;
+
+/// Runs PIPELINE on the fake; `answer` decides what to send at the pause.
+async fn local(
+    nap: &str,
+    answer: Option<Control>,
+    cancel_after: Option<Duration>,
+) -> (Report, Vec<Update>, Arc<FakeExecutor>) {
+    let compiled = kiln_workflow::compile("p.yml", &Text(PIPELINE));
+    let plan = Arc::new(compiled.plan.unwrap_or_else(|| panic!("{:?}", compiled.diagnostics)));
+    let params = kiln_workflow::bind_params(&plan, &[("nap".into(), nap.into())]).unwrap();
+    let fake = Arc::new(FakeExecutor::new());
+    let shared = fake.clone();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (control, control_rx) = mpsc::unbounded_channel();
+    let run = LocalRun { run_id: "r1".into(), plan, params, executor: shared };
+    let handle = tokio::spawn(run.run(tx, control_rx));
+    let mut seen = Vec::new();
+    let mut cancel_at = cancel_after.map(|d| Instant::now() + d);
+    loop {
+        let wait = cancel_at
+            .map(|t| t.saturating_duration_since(Instant::now()))
+            .unwrap_or(Duration::from_secs(3600));
+        tokio::select! {
+            u = rx.recv() => match u {
+                Some(u) => {
+                    if let (Update::Paused { .. }, Some(a)) = (&u, &answer) {
+                        control.send(a.clone()).unwrap();
+                    }
+                    seen.push(u);
+                }
+                None => break,
+            },
+            () = tokio::time::sleep(wait) => {
+                control.send(Control::Cancel { by: "test".into() }).unwrap();
+                cancel_at = None;
+            }
+        }
+    }
+    (handle.await.unwrap(), seen, fake)
+}
+
+fn log_texts(updates: &[Update]) -> Vec<String> {
+    updates
+        .iter()
+        .filter_map(
+            |u| if let Update::Log { line, .. } = u { Some(line.text.clone()) } else { None },
+        )
+        .collect()
+}
+
+#[tokio::test]
+async fn approved_run_passes_outputs_downstream() {
+    let approve = Control::Approve { stage: "gate".into(), by: "ann".into() };
+    let (report, updates, fake) = local("0", Some(approve), None).await;
+    assert_eq!(report.state, RunState::Success);
+    assert!(
+        log_texts(&updates).contains(&"deploying 7 7".to_string()),
+        "{:?}",
+        log_texts(&updates)
+    );
+    assert!(updates.iter().any(|u| matches!(u, Update::Paused { stage, .. } if stage == "gate")));
+    assert!(matches!(updates.last(), Some(Update::Finished(RunState::Success))));
+    let build = report.jobs.iter().find(|j| j.id.as_str() == "build").unwrap();
+    assert_eq!(build.outputs.get("version").map(String::as_str), Some("7"));
+    assert!(build.duration.is_some());
+    assert!(fake.existing().is_empty());
+}
+
+#[tokio::test]
+async fn rejected_run_is_canceled_and_deploy_never_starts() {
+    let reject = Control::Reject { stage: "gate".into(), by: "bob".into() };
+    let (report, updates, fake) = local("0", Some(reject), None).await;
+    assert_eq!(report.state, RunState::Canceled);
+    let deploy = report.jobs.iter().find(|j| j.id.as_str() == "deploy").unwrap();
+    assert_eq!(deploy.state, JobState::Canceled);
+    assert_eq!(deploy.attempts, 0);
+    assert!(!log_texts(&updates).iter().any(|l| l.starts_with("deploying")));
+    assert_eq!(fake.calls().started.len(), 1);
+}
+
+#[tokio::test]
+async fn cancel_kills_the_running_job_and_cleans_up() {
+    let approve = Control::Approve { stage: "gate".into(), by: "ann".into() };
+    let t = Instant::now();
+    let (report, _, fake) = local("30", Some(approve), Some(Duration::from_millis(300))).await;
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    assert_eq!(report.state, RunState::Canceled);
+    let deploy = report.jobs.iter().find(|j| j.id.as_str() == "deploy").unwrap();
+    assert_eq!(deploy.state, JobState::Canceled);
+    assert_eq!(fake.calls().killed.len(), 1);
+    assert!(fake.existing().is_empty(), "{:?}", fake.existing());
+}
