@@ -203,7 +203,10 @@ fn wait_until_answering(
 fn running_dockerd(pid_file: &Path) -> Option<u32> {
     let pid: u32 = fs::read_to_string(pid_file).ok()?.trim().parse().ok()?;
     let comm = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-    (comm.trim() == "dockerd").then_some(pid)
+    // A killed dockerd whose parent has not reaped it is a zombie: it will never answer.
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
+    (comm.trim() == "dockerd" && state != Some("Z")).then_some(pid)
 }
 
 /// The last lines of a log file, indented.

@@ -37,6 +37,9 @@ pub struct RunArgs {
     /// Where jobs run: a Docker engine, host processes, or Docker when one answers.
     #[arg(long, value_enum, default_value_t = ExecutorChoice::Auto, env = "KILN_EXECUTOR")]
     executor: ExecutorChoice,
+    /// Show the time of each log line (as the executor saw it).
+    #[arg(short = 't', long)]
+    timestamps: bool,
     /// Output format of the summary.
     #[arg(short, long, value_enum, default_value_t = Format::Table)]
     output: Format,
@@ -145,7 +148,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
     };
     let plan = Arc::new(plan);
     let run_id = new_run_id();
-    let mut view = View::new(&plan, args.output);
+    let mut view = View::new(&plan, args.output, args.timestamps);
     view.note(&format!(
         "run {run_id} of {} ({} jobs) on the {} executor",
         plan.name,

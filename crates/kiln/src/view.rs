@@ -28,6 +28,7 @@ const PALETTE: [console::Color; 6] = [
 /// Live view of one run.
 pub struct View {
     format: Format,
+    timestamps: bool,
     bar: Option<ProgressBar>,
     width: usize,
     styles: BTreeMap<JobId, Style>,
@@ -36,7 +37,7 @@ pub struct View {
 
 impl View {
     /// A view of `plan`'s jobs; draws a progress bar when stderr is a terminal.
-    pub fn new(plan: &Plan, format: Format) -> View {
+    pub fn new(plan: &Plan, format: Format, timestamps: bool) -> View {
         let styles = plan
             .jobs
             .iter()
@@ -54,7 +55,7 @@ impl View {
             bar.enable_steady_tick(Duration::from_millis(120));
             bar
         });
-        let view = View { format, bar, width, styles, states };
+        let view = View { format, timestamps, bar, width, styles, states };
         view.refresh();
         view
     }
@@ -109,8 +110,14 @@ impl View {
             Stream::Stdout => line.text.clone(),
             Stream::Stderr => Style::new().dim().apply_to(&line.text).to_string(),
         };
+        let time = if self.timestamps {
+            let local = line.time.with_timezone(&chrono::Local);
+            format!("{} ", Style::new().dim().apply_to(local.format("%H:%M:%S%.3f")))
+        } else {
+            String::new()
+        };
         // Logs go to stdout, unless stdout is reserved for the JSON report.
-        self.out(self.format == Format::Json, &format!("{prefix} {text}"));
+        self.out(self.format == Format::Json, &format!("{prefix} {time}{text}"));
     }
 
     /// A job changed state.

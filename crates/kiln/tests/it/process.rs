@@ -89,3 +89,20 @@ fn a_job_timeout_kills_it() {
     assert!(started.elapsed().as_secs() < 15, "took {:?}", started.elapsed());
     assert!(stdout.contains("timeout") || stderr.contains("timed out"), "{stdout}{stderr}");
 }
+
+#[test]
+fn timestamps_prefix_log_lines_on_request() {
+    let out = run(&["run", &example("matrix.yml"), "--executor", "process", "--timestamps"]);
+    let (stdout, _) = assert_code(&out, 0);
+    let line = stdout.lines().find(|l| l.contains("testing on linux/amd64")).expect("log line");
+    let after = line.split(" | ").nth(1).expect("job prefix");
+    let stamp = &after[..12];
+    assert!(
+        stamp.as_bytes().iter().enumerate().all(|(i, b)| match i {
+            2 | 5 => *b == b':',
+            8 => *b == b'.',
+            _ => b.is_ascii_digit(),
+        }),
+        "no HH:MM:SS.mmm stamp in {line:?}"
+    );
+}

@@ -1,0 +1,69 @@
+//! Job log storage for Kiln: secret masking ([`Masker`]), one append-only file per log
+//! ([`LogStore`], keyed by [`LogKey`]) and gap-free live following ([`LogStore::follow`]).
+//!
+//! Invariants: records of one log have sequence numbers 1, 2, 3, … with no gap; a record is
+//! visible to readers and followers only once it is completely written; a follower sees every
+//! record from where it started exactly once, in order, and ends when the log is closed.
+
+mod follow;
+mod format;
+mod key;
+mod mask;
+mod store;
+
+use std::io;
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+pub use kiln_exec::{LogLine, Stream};
+
+pub use follow::Follow;
+pub use key::{LogKey, MAX_KEY_LEN, MAX_SEGMENT_LEN, MAX_SEGMENTS};
+pub use mask::{MASK, MIN_SECRET_CHARS, Masker};
+pub use store::{LogInfo, LogStore, LogStoreConfig};
+
+/// One stored line of a log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Position in its log: 1 for the first line, then strictly increasing by one. Use it as
+    /// the SSE event `id`; `Last-Event-ID: n` resumes with `from_seq = n + 1`.
+    pub seq: u64,
+    /// When the line was produced (taken from the [`LogLine`]).
+    pub time: DateTime<Utc>,
+    /// Which stream it came from.
+    pub stream: Stream,
+    /// The text, as stored (masked if it went through [`LogStore::append_masked`]).
+    pub text: String,
+}
+
+/// What can go wrong in this crate.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// The text is not a valid [`LogKey`].
+    #[error("invalid log key {key:?}: {reason}")]
+    InvalidKey {
+        /// The rejected text.
+        key: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// An append to a log that was already closed.
+    #[error("log {0} is closed")]
+    Closed(LogKey),
+    /// A file operation failed.
+    #[error("log store I/O on {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl LogError {
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> LogError {
+        let path = path.into();
+        move |source| LogError::Io { path, source }
+    }
+}

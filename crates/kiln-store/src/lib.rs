@@ -1,0 +1,176 @@
+//! Kiln's persistence: projects, pipelines, runs and their event logs, jobs, approvals and API
+//! tokens, in SQLite (the default) or PostgreSQL, through one [`Store`].
+//!
+//! One implementation serves both databases: [`Db`] holds a typed pool per backend and the
+//! `with_db!`/`with_tx!` macros compile every query once per driver. The SQL text is the same
+//! for both (`$n` placeholders, `INSERT … RETURNING`, `ON CONFLICT … DO UPDATE`); only the
+//! column types differ between `migrations/sqlite` and `migrations/postgres` (TEXT vs
+//! TIMESTAMPTZ, TEXT vs JSONB, INTEGER vs BIGINT). Ids are uuid v7 stored as TEXT on both.
+//!
+//! Status: SQLite is what every test run exercises. The integration tests also run on
+//! PostgreSQL when `KILN_STORE_TEST_POSTGRES` names a server (they pass on PostgreSQL 15), but
+//! nothing runs them there automatically yet. No TLS is compiled in for PostgreSQL.
+//!
+//! Invariants:
+//! - every multi-step change runs in one transaction (on SQLite `BEGIN IMMEDIATE`, so writers
+//!   queue on the busy timeout instead of failing a read-to-write upgrade);
+//! - run numbers per pipeline and event sequence numbers per run are allocated from a counter
+//!   row in the same transaction as the insert: no gaps, no duplicates, strictly increasing;
+//! - a token's secret is never stored, only its SHA-256;
+//! - a run in a final state never changes state again;
+//! - no log lines live here (a later crate keeps logs in files).
+
+use std::path::Path;
+use std::time::Duration;
+
+use sqlx::postgres::PgPool;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+/// Runs `$body` with `$p` bound to the backend's pool; each arm is type-checked against its
+/// own driver.
+macro_rules! with_db {
+    ($db:expr, $p:ident => $body:expr) => {
+        match $db {
+            $crate::Db::Sqlite($p) => $body,
+            $crate::Db::Postgres($p) => $body,
+        }
+    };
+}
+
+/// Runs `$body` inside a transaction bound to `$tx` and commits it if `$body` evaluates
+/// (an early `?` return drops the transaction, which rolls it back).
+macro_rules! with_tx {
+    ($db:expr, $what:expr, $tx:ident => $body:expr) => {
+        match $db {
+            $crate::Db::Sqlite(p) => {
+                let mut $tx = p.begin_with("BEGIN IMMEDIATE").await.ctx($what)?;
+                let value = $body;
+                $tx.commit().await.ctx($what)?;
+                value
+            }
+            $crate::Db::Postgres(p) => {
+                let mut $tx = p.begin().await.ctx($what)?;
+                let value = $body;
+                $tx.commit().await.ctx($what)?;
+                value
+            }
+        }
+    };
+}
+
+mod error;
+mod ids;
+mod model;
+mod projects;
+mod runs;
+mod tokens;
+
+pub use error::{Result, StoreError};
+pub use ids::{PipelineId, ProjectId, RunId, TokenId};
+pub use model::{
+    ApprovalDecision, ApprovalRecord, JobRecord, NewRun, NewToken, Pipeline, Project, Role, Run,
+    RunFilter, StoredEvent, Token, TokenSecret,
+};
+
+use error::Ctx;
+
+/// The database behind a [`Store`]: one typed pool per backend.
+#[derive(Debug, Clone)]
+pub enum Db {
+    /// SQLite (the default; a file, or memory in tests).
+    Sqlite(SqlitePool),
+    /// PostgreSQL (for larger installations; tested only on request, see the crate doc).
+    Postgres(PgPool),
+}
+
+/// Kiln's persistent state. Cheap to clone (the pool is shared); every method may be called
+/// concurrently.
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: Db,
+}
+
+/// How long a SQLite connection waits for another writer before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Store {
+    /// Opens (creating it if missing) the SQLite database at `path` in WAL mode with foreign
+    /// keys on, and applies pending migrations. Opening an up-to-date database changes nothing.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Store> {
+        let path = path.as_ref();
+        let what = || format!("open SQLite database `{}`", path.display());
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool =
+            SqlitePoolOptions::new().max_connections(8).connect_with(options).await.ctx(what)?;
+        Store::with_db(Db::Sqlite(pool)).await
+    }
+
+    /// A fresh private in-memory SQLite database, for tests. One connection, so every caller
+    /// sees the same database; it lives as long as the store (and its clones).
+    pub async fn memory() -> Result<Store> {
+        let what = || "open in-memory SQLite database".to_string();
+        let options = SqliteConnectOptions::new()
+            .in_memory(true)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await
+            .ctx(what)?;
+        Store::with_db(Db::Sqlite(pool)).await
+    }
+
+    /// Connects to PostgreSQL at `url` (`postgres://user@host/db`) and applies pending
+    /// migrations. No TLS support is compiled in: use a local socket or a trusted network.
+    pub async fn connect_postgres(url: &str) -> Result<Store> {
+        let what = || "connect to PostgreSQL".to_string();
+        let pool = PgPool::connect(url).await.ctx(what)?;
+        Store::with_db(Db::Postgres(pool)).await
+    }
+
+    /// Wraps an existing pool and applies pending migrations.
+    pub async fn with_db(db: Db) -> Result<Store> {
+        let what = || "apply database migrations".to_string();
+        match &db {
+            Db::Sqlite(p) => sqlx::migrate!("./migrations/sqlite")
+                .run(p)
+                .await
+                .map_err(sqlx::Error::from)
+                .ctx(what)?,
+            Db::Postgres(p) => sqlx::migrate!("./migrations/postgres")
+                .run(p)
+                .await
+                .map_err(sqlx::Error::from)
+                .ctx(what)?,
+        }
+        Ok(Store { db })
+    }
+
+    /// The underlying pools, for callers that need a backend-specific query.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Closes every connection; later calls fail.
+    pub async fn close(&self) {
+        with_db!(&self.db, p => p.close().await)
+    }
+}
+
+/// The current time, truncated to microseconds so that it round-trips through PostgreSQL.
+fn now() -> chrono::DateTime<chrono::Utc> {
+    use chrono::SubsecRound;
+    chrono::Utc::now().trunc_subsecs(6)
+}

@@ -1,0 +1,312 @@
+//! Records the store hands out and takes in, and the text form of enums in the database.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use kiln_engine::{Event, JobState, RunState};
+use kiln_workflow::plan::JobId;
+use serde::{Deserialize, Serialize};
+
+use crate::{PipelineId, ProjectId, RunId, StoreError, TokenId};
+
+/// A project: a namespace of pipelines.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Project {
+    /// Id.
+    pub id: ProjectId,
+    /// Unique name.
+    pub name: String,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A pipeline: a named workflow in a project, versioned on every change of its YAML.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pipeline {
+    /// Id.
+    pub id: PipelineId,
+    /// Its project.
+    pub project_id: ProjectId,
+    /// Its project's name.
+    pub project: String,
+    /// Name, unique in its project.
+    pub name: String,
+    /// The workflow as written.
+    pub yaml: String,
+    /// 1 when created, plus one for every change of `yaml`.
+    pub version: u32,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When `yaml` last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Pipeline {
+    /// `project/name`, as shown to people.
+    pub fn full_name(&self) -> String {
+        format!("{}/{}", self.project, self.name)
+    }
+}
+
+/// What is needed to create a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewRun {
+    /// The pipeline to run; its current YAML and version are copied into the run.
+    pub pipeline: PipelineId,
+    /// Bound parameters, as JSON (the server decides the shape; usually an object).
+    pub params: serde_json::Value,
+    /// Who or what started it (`user:alice`, `cron`, `webhook:github`).
+    pub triggered_by: String,
+}
+
+/// A run of a pipeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    /// Id.
+    pub id: RunId,
+    /// Its pipeline.
+    pub pipeline_id: PipelineId,
+    /// Its project's name.
+    pub project: String,
+    /// Its pipeline's name.
+    pub pipeline: String,
+    /// 1, 2, 3… per pipeline, without gaps.
+    pub number: u64,
+    /// The pipeline version it runs (its YAML is in [`crate::Store::run_yaml`]).
+    pub pipeline_version: u32,
+    /// State.
+    pub state: RunState,
+    /// Bound parameters.
+    pub params: serde_json::Value,
+    /// Who or what started it.
+    pub triggered_by: String,
+    /// Why it ended or paused, for people.
+    pub reason: Option<String>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it first entered `running`.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it entered a final state.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl Run {
+    /// `project/pipeline#number`, as shown to people.
+    pub fn full_name(&self) -> String {
+        format!("{}/{}#{}", self.project, self.pipeline, self.number)
+    }
+}
+
+/// Which runs [`crate::Store::runs`] returns.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RunFilter {
+    /// Only this pipeline's.
+    pub pipeline: Option<PipelineId>,
+    /// Only runs in this state.
+    pub state: Option<RunState>,
+    /// At most this many (the newest); `None` is 100.
+    pub limit: Option<u32>,
+}
+
+/// One entry of a run's event log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredEvent {
+    /// 1, 2, 3… per run, strictly increasing, in the order appended.
+    pub seq: u64,
+    /// The engine event.
+    pub event: Event,
+    /// When it was appended.
+    pub at: DateTime<Utc>,
+}
+
+/// What is known of one job of a run (the engine's `JobStatus` plus times).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// Job id in the plan.
+    pub job: JobId,
+    /// State.
+    pub state: JobState,
+    /// Attempts started so far.
+    pub attempts: u32,
+    /// Exit code of the latest attempt, if it exited.
+    pub exit_code: Option<i32>,
+    /// Outputs of the latest attempt.
+    pub outputs: BTreeMap<String, String>,
+    /// Why it failed or was skipped or canceled, for people.
+    pub reason: Option<String>,
+    /// When its first attempt started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it reached a final state.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// The decision on an approval stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApprovalDecision {
+    /// The run may go on.
+    Approved,
+    /// The run ends canceled.
+    Rejected,
+}
+
+/// A recorded decision on an approval stage of a run; a stage is decided once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalRecord {
+    /// Run.
+    pub run: RunId,
+    /// Stage name.
+    pub stage: String,
+    /// Decision.
+    pub decision: ApprovalDecision,
+    /// Who decided.
+    pub by: String,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// What an API token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Read.
+    Viewer,
+    /// Read, run, approve.
+    Developer,
+    /// Everything, including tokens.
+    Admin,
+}
+
+/// What is needed to create a token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewToken {
+    /// A label for people (`ci-bot`, `alice laptop`).
+    pub name: String,
+    /// Role.
+    pub role: Role,
+    /// Limit the token to one project; `None` for all.
+    pub project: Option<ProjectId>,
+}
+
+/// An API token, without its secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Token {
+    /// Id.
+    pub id: TokenId,
+    /// Label.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+    /// The only project it may touch, if limited.
+    pub project: Option<ProjectId>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it was last verified.
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// When it was revoked; a revoked token never verifies.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// A token's plaintext secret (`kiln_` + 64 hex digits), shown once at creation. `Debug`
+/// does not print it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenSecret(pub(crate) String);
+
+impl TokenSecret {
+    /// The secret, to hand to the user once.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for TokenSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TokenSecret(kiln_…)")
+    }
+}
+
+/// Database text of an enum, and back.
+pub(crate) trait DbText: Sized + Copy + 'static {
+    /// Every value with its text.
+    const ALL: &'static [(Self, &'static str)];
+    /// What it is, for errors.
+    const WHAT: &'static str;
+
+    /// The text stored.
+    fn text(self) -> &'static str
+    where
+        Self: PartialEq,
+    {
+        Self::ALL.iter().find(|(v, _)| *v == self).map_or("", |(_, s)| s)
+    }
+
+    /// Reads the stored text.
+    fn from_db(s: &str) -> Result<Self, StoreError> {
+        Self::ALL
+            .iter()
+            .find(|(_, t)| *t == s)
+            .map(|(v, _)| *v)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown {} `{s}`", Self::WHAT)))
+    }
+}
+
+impl DbText for RunState {
+    const ALL: &'static [(Self, &'static str)] = &[
+        (RunState::Pending, "pending"),
+        (RunState::Running, "running"),
+        (RunState::Paused, "paused"),
+        (RunState::Success, "success"),
+        (RunState::Failure, "failure"),
+        (RunState::Canceled, "canceled"),
+        (RunState::Timeout, "timeout"),
+    ];
+    const WHAT: &'static str = "run state";
+}
+
+impl DbText for JobState {
+    const ALL: &'static [(Self, &'static str)] = &[
+        (JobState::Pending, "pending"),
+        (JobState::Queued, "queued"),
+        (JobState::Running, "running"),
+        (JobState::Success, "success"),
+        (JobState::Failure, "failure"),
+        (JobState::Skipped, "skipped"),
+        (JobState::Canceled, "canceled"),
+        (JobState::Timeout, "timeout"),
+    ];
+    const WHAT: &'static str = "job state";
+}
+
+impl DbText for ApprovalDecision {
+    const ALL: &'static [(Self, &'static str)] =
+        &[(ApprovalDecision::Approved, "approved"), (ApprovalDecision::Rejected, "rejected")];
+    const WHAT: &'static str = "approval decision";
+}
+
+impl DbText for Role {
+    const ALL: &'static [(Self, &'static str)] =
+        &[(Role::Viewer, "viewer"), (Role::Developer, "developer"), (Role::Admin, "admin")];
+    const WHAT: &'static str = "role";
+}
+
+/// Converts a stored integer to a narrower type.
+pub(crate) fn int<T: TryFrom<i64>>(v: i64, what: &str) -> Result<T, StoreError> {
+    T::try_from(v).map_err(|_| StoreError::Corrupt(format!("{what} {v} out of range")))
+}
+
+/// Checks a project or pipeline name: 1 to 64 of `[A-Za-z0-9._-]`, starting with a letter or
+/// digit (so `project/pipeline#number` is unambiguous and names are safe in URLs).
+pub(crate) fn check_name(kind: &str, name: &str) -> Result<(), StoreError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!(
+            "{kind} name `{name}` is not valid: use 1 to 64 letters, digits, `.`, `_` or `-`, starting with a letter or digit"
+        )))
+    }
+}

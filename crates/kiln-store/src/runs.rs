@@ -1,0 +1,450 @@
+//! Runs, their event logs, their jobs and their approvals.
+//!
+//! Run numbers come from `pipelines.last_run_number` and event sequence numbers from
+//! `runs.last_event_seq`, each bumped by an `UPDATE … RETURNING` in the transaction that
+//! inserts the row: the row lock (PostgreSQL) or the write lock (SQLite) serialises
+//! concurrent callers, so numbers have no gaps and never repeat.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use kiln_engine::{Event, JobState, RunState};
+use kiln_workflow::plan::JobId;
+use sqlx::types::Json;
+
+use crate::error::{Ctx, is_foreign_key, is_unique};
+use crate::model::{DbText, int};
+use crate::{
+    ApprovalDecision, ApprovalRecord, JobRecord, NewRun, PipelineId, Result, Run, RunFilter, RunId,
+    Store, StoreError, StoredEvent, now,
+};
+
+/// Default and ceiling of [`RunFilter::limit`].
+const DEFAULT_LIMIT: u32 = 100;
+const MAX_LIMIT: u32 = 10_000;
+
+#[derive(sqlx::FromRow)]
+struct RunRow {
+    id: String,
+    pipeline_id: String,
+    project: String,
+    pipeline: String,
+    number: i64,
+    pipeline_version: i64,
+    state: String,
+    params: Json<serde_json::Value>,
+    triggered_by: String,
+    reason: Option<String>,
+    created_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+}
+
+impl RunRow {
+    fn into_run(self) -> Result<Run> {
+        Ok(Run {
+            id: RunId::from_db(&self.id)?,
+            pipeline_id: PipelineId::from_db(&self.pipeline_id)?,
+            project: self.project,
+            pipeline: self.pipeline,
+            number: int(self.number, "run number")?,
+            pipeline_version: int(self.pipeline_version, "pipeline version")?,
+            state: RunState::from_db(&self.state)?,
+            params: self.params.0,
+            triggered_by: self.triggered_by,
+            reason: self.reason,
+            created_at: self.created_at,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+        })
+    }
+}
+
+/// `SELECT` of a [`RunRow`]; append the `WHERE`.
+macro_rules! run_select {
+    ($rest:literal) => {
+        concat!(
+            "SELECT r.id, r.pipeline_id, pr.name AS project, pl.name AS pipeline, r.number, \
+             r.pipeline_version, r.state, r.params, r.triggered_by, r.reason, r.created_at, \
+             r.started_at, r.finished_at \
+             FROM runs r JOIN pipelines pl ON pl.id = r.pipeline_id \
+             JOIN projects pr ON pr.id = pl.project_id ",
+            $rest
+        )
+    };
+}
+
+#[derive(sqlx::FromRow)]
+struct Allocated {
+    last_run_number: i64,
+    version: i64,
+    yaml: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    seq: i64,
+    event: Json<serde_json::Value>,
+    at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+struct JobRow {
+    job_id: String,
+    state: String,
+    attempts: i64,
+    exit_code: Option<i64>,
+    outputs: Json<serde_json::Value>,
+    reason: Option<String>,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+}
+
+impl JobRow {
+    fn into_job(self) -> Result<JobRecord> {
+        let outputs: BTreeMap<String, String> = serde_json::from_value(self.outputs.0)
+            .map_err(|e| StoreError::Corrupt(format!("outputs of job `{}`: {e}", self.job_id)))?;
+        Ok(JobRecord {
+            state: JobState::from_db(&self.state)?,
+            attempts: int(self.attempts, "job attempts")?,
+            exit_code: self.exit_code.map(|c| int(c, "exit code")).transpose()?,
+            outputs,
+            reason: self.reason,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            job: JobId(self.job_id),
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct ApprovalRow {
+    run_id: String,
+    stage: String,
+    decision: String,
+    decided_by: String,
+    at: DateTime<Utc>,
+}
+
+impl ApprovalRow {
+    fn into_approval(self) -> Result<ApprovalRecord> {
+        Ok(ApprovalRecord {
+            run: RunId::from_db(&self.run_id)?,
+            stage: self.stage,
+            decision: ApprovalDecision::from_db(&self.decision)?,
+            by: self.decided_by,
+            at: self.at,
+        })
+    }
+}
+
+impl Store {
+    /// Creates a run of `new.pipeline` in state `pending` with the next number of that
+    /// pipeline (1 for the first), copying the pipeline's current YAML and version.
+    pub async fn create_run(&self, new: &NewRun) -> Result<Run> {
+        if new.triggered_by.trim().is_empty() {
+            return Err(StoreError::Invalid("a run needs a non-empty `triggered_by`".to_string()));
+        }
+        let pipeline = &new.pipeline;
+        let what = || format!("create a run of pipeline {pipeline}");
+        let id = RunId::new().text();
+        let row = with_tx!(&self.db, what, tx => {
+            let allocated = sqlx::query_as::<_, Allocated>(
+                "UPDATE pipelines SET last_run_number = last_run_number + 1 WHERE id = $1 \
+                 RETURNING last_run_number, version, yaml")
+                .bind(pipeline.text())
+                .fetch_optional(&mut *tx)
+                .await
+                .ctx(what)?
+                .ok_or_else(|| StoreError::NotFound(format!("pipeline {pipeline}")))?;
+            sqlx::query(
+                "INSERT INTO runs (id, pipeline_id, number, pipeline_version, yaml, state, \
+                 params, triggered_by, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8)")
+                .bind(&id)
+                .bind(pipeline.text())
+                .bind(allocated.last_run_number)
+                .bind(allocated.version)
+                .bind(&allocated.yaml)
+                .bind(Json(&new.params))
+                .bind(&new.triggered_by)
+                .bind(now())
+                .execute(&mut *tx)
+                .await
+                .ctx(what)?;
+            sqlx::query_as::<_, RunRow>(run_select!("WHERE r.id = $1"))
+                .bind(&id)
+                .fetch_one(&mut *tx)
+                .await
+                .ctx(what)?
+        });
+        row.into_run()
+    }
+
+    /// The run with this id.
+    pub async fn run(&self, id: &RunId) -> Result<Run> {
+        let what = || format!("get run {id}");
+        let row = with_db!(&self.db, p => sqlx::query_as::<_, RunRow>(
+            run_select!("WHERE r.id = $1"))
+            .bind(id.text())
+            .fetch_optional(p)
+            .await)
+        .ctx(what)?;
+        row.ok_or_else(|| StoreError::NotFound(format!("run {id}")))?.into_run()
+    }
+
+    /// The workflow YAML a run was created with (the pipeline may have changed since).
+    pub async fn run_yaml(&self, id: &RunId) -> Result<String> {
+        let what = || format!("get the workflow of run {id}");
+        let yaml: Option<String> = with_db!(&self.db, p =>
+            sqlx::query_scalar("SELECT yaml FROM runs WHERE id = $1")
+                .bind(id.text())
+                .fetch_optional(p)
+                .await)
+        .ctx(what)?;
+        yaml.ok_or_else(|| StoreError::NotFound(format!("run {id}")))
+    }
+
+    /// Runs matching `filter`, newest first.
+    pub async fn runs(&self, filter: &RunFilter) -> Result<Vec<Run>> {
+        let what = || "list runs".to_string();
+        let limit = filter.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
+        let rows = with_db!(&self.db, p => sqlx::query_as::<_, RunRow>(run_select!(
+            "WHERE ($1 IS NULL OR r.pipeline_id = $1) AND ($2 IS NULL OR r.state = $2) \
+             ORDER BY r.created_at DESC, r.id DESC LIMIT $3"))
+            .bind(filter.pipeline.map(|p| p.text()))
+            .bind(filter.state.map(|s| s.text()))
+            .bind(i64::from(limit))
+            .fetch_all(p)
+            .await)
+        .ctx(what)?;
+        rows.into_iter().map(RunRow::into_run).collect()
+    }
+
+    /// Runs not in a final state (pending, running, paused), oldest first: at start-up, each
+    /// must be replayed from its events and resumed, or ended, so that nothing stays running
+    /// forever.
+    pub async fn unfinished_runs(&self) -> Result<Vec<Run>> {
+        let what = || "list unfinished runs".to_string();
+        let rows = with_db!(&self.db, p => sqlx::query_as::<_, RunRow>(run_select!(
+            "WHERE r.state IN ('pending', 'running', 'paused') ORDER BY r.created_at, r.id"))
+            .fetch_all(p)
+            .await)
+        .ctx(what)?;
+        rows.into_iter().map(RunRow::into_run).collect()
+    }
+
+    /// Sets a run's state, and its reason if `reason` is given. Leaving `pending` sets
+    /// `started_at` (once); entering a final state sets `finished_at`. A run in a final state
+    /// is never changed again: that is a `Conflict`.
+    pub async fn set_run_state(
+        &self,
+        id: &RunId,
+        state: RunState,
+        reason: Option<&str>,
+    ) -> Result<Run> {
+        let what = || format!("set the state of run {id} to {}", state.text());
+        let at = now();
+        let started = (state != RunState::Pending).then_some(at);
+        let finished = state.is_final().then_some(at);
+        let row = with_tx!(&self.db, what, tx => {
+            let updated: Option<String> = sqlx::query_scalar(
+                "UPDATE runs SET state = $2, reason = COALESCE($3, reason), \
+                 started_at = COALESCE(started_at, $4), finished_at = $5 \
+                 WHERE id = $1 AND state NOT IN ('success', 'failure', 'canceled', 'timeout') \
+                 RETURNING id")
+                .bind(id.text())
+                .bind(state.text())
+                .bind(reason)
+                .bind(started)
+                .bind(finished)
+                .fetch_optional(&mut *tx)
+                .await
+                .ctx(what)?;
+            if updated.is_none() {
+                let current: Option<String> =
+                    sqlx::query_scalar("SELECT state FROM runs WHERE id = $1")
+                        .bind(id.text())
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .ctx(what)?;
+                return Err(match current {
+                    None => StoreError::NotFound(format!("run {id}")),
+                    Some(s) => StoreError::Conflict(format!(
+                        "run {id} already ended as {s}; it cannot become {}",
+                        state.text()
+                    )),
+                });
+            }
+            sqlx::query_as::<_, RunRow>(run_select!("WHERE r.id = $1"))
+                .bind(id.text())
+                .fetch_one(&mut *tx)
+                .await
+                .ctx(what)?
+        });
+        row.into_run()
+    }
+
+    /// Appends an engine event to a run's log and returns its sequence number (1 for the
+    /// first; strictly increasing per run, without gaps, also under concurrent appends).
+    pub async fn append_event(&self, run: &RunId, event: &Event) -> Result<u64> {
+        let what = || format!("append an event to run {run}");
+        let seq: i64 = with_tx!(&self.db, what, tx => {
+            let seq: i64 = sqlx::query_scalar(
+                "UPDATE runs SET last_event_seq = last_event_seq + 1 WHERE id = $1 \
+                 RETURNING last_event_seq")
+                .bind(run.text())
+                .fetch_optional(&mut *tx)
+                .await
+                .ctx(what)?
+                .ok_or_else(|| StoreError::NotFound(format!("run {run}")))?;
+            sqlx::query("INSERT INTO run_events (run_id, seq, event, at) VALUES ($1, $2, $3, $4)")
+                .bind(run.text())
+                .bind(seq)
+                .bind(Json(event))
+                .bind(now())
+                .execute(&mut *tx)
+                .await
+                .ctx(what)?;
+            seq
+        });
+        int(seq, "event sequence number")
+    }
+
+    /// A run's event log in order, to replay the engine after a restart.
+    pub async fn events(&self, run: &RunId) -> Result<Vec<StoredEvent>> {
+        let what = || format!("load the events of run {run}");
+        let rows = with_db!(&self.db, p => sqlx::query_as::<_, EventRow>(
+            "SELECT seq, event, at FROM run_events WHERE run_id = $1 ORDER BY seq")
+            .bind(run.text())
+            .fetch_all(p)
+            .await)
+        .ctx(what)?;
+        if rows.is_empty() {
+            self.run(run).await?;
+        }
+        rows.into_iter()
+            .map(|row| {
+                let event = serde_json::from_value(row.event.0).map_err(|e| {
+                    StoreError::Corrupt(format!("event {} of run {run}: {e}", row.seq))
+                })?;
+                Ok(StoredEvent { seq: int(row.seq, "event sequence number")?, event, at: row.at })
+            })
+            .collect()
+    }
+
+    /// Inserts or replaces what is known of one job of a run.
+    pub async fn upsert_job(&self, run: &RunId, job: &JobRecord) -> Result<()> {
+        self.upsert_jobs(run, std::slice::from_ref(job)).await
+    }
+
+    /// Inserts or replaces several jobs of a run in one transaction (all or none).
+    pub async fn upsert_jobs(&self, run: &RunId, jobs: &[JobRecord]) -> Result<()> {
+        if let Some(bad) = jobs.iter().find(|j| j.job.as_str().is_empty()) {
+            return Err(StoreError::Invalid(format!(
+                "a job of run {run} has an empty id (state {})",
+                bad.state.text()
+            )));
+        }
+        let what = || format!("save jobs of run {run}");
+        with_tx!(&self.db, what, tx => {
+            for job in jobs {
+                let saved = sqlx::query(
+                    "INSERT INTO jobs (run_id, job_id, state, attempts, exit_code, outputs, \
+                     reason, started_at, finished_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                     ON CONFLICT (run_id, job_id) DO UPDATE SET state = excluded.state, \
+                     attempts = excluded.attempts, exit_code = excluded.exit_code, \
+                     outputs = excluded.outputs, reason = excluded.reason, \
+                     started_at = excluded.started_at, finished_at = excluded.finished_at")
+                    .bind(run.text())
+                    .bind(job.job.as_str())
+                    .bind(job.state.text())
+                    .bind(i64::from(job.attempts))
+                    .bind(job.exit_code.map(i64::from))
+                    .bind(Json(&job.outputs))
+                    .bind(job.reason.as_deref())
+                    .bind(job.started_at)
+                    .bind(job.finished_at)
+                    .execute(&mut *tx)
+                    .await;
+                match saved {
+                    Ok(_) => {}
+                    Err(e) if is_foreign_key(&e) => {
+                        return Err(StoreError::NotFound(format!("run {run}")));
+                    }
+                    Err(e) => return Err(e).ctx(what),
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// The jobs of a run, by job id.
+    pub async fn jobs(&self, run: &RunId) -> Result<Vec<JobRecord>> {
+        let what = || format!("list jobs of run {run}");
+        let rows = with_db!(&self.db, p => sqlx::query_as::<_, JobRow>(
+            "SELECT job_id, state, attempts, exit_code, outputs, reason, started_at, \
+             finished_at FROM jobs WHERE run_id = $1 ORDER BY job_id")
+            .bind(run.text())
+            .fetch_all(p)
+            .await)
+        .ctx(what)?;
+        if rows.is_empty() {
+            self.run(run).await?;
+        }
+        rows.into_iter().map(JobRow::into_job).collect()
+    }
+
+    /// Records the decision on approval stage `stage` of a run. A stage is decided once: a
+    /// second decision is a `Conflict`. (Whether the run waits at that stage is the engine's
+    /// business.)
+    pub async fn record_approval(
+        &self,
+        run: &RunId,
+        stage: &str,
+        decision: ApprovalDecision,
+        by: &str,
+    ) -> Result<ApprovalRecord> {
+        if stage.is_empty() || by.trim().is_empty() {
+            return Err(StoreError::Invalid(format!(
+                "an approval of run {run} needs a stage and who decided"
+            )));
+        }
+        let what = || format!("record the decision on stage `{stage}` of run {run}");
+        let row = with_db!(&self.db, p => sqlx::query_as::<_, ApprovalRow>(
+            "INSERT INTO approvals (run_id, stage, decision, decided_by, at) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING run_id, stage, decision, decided_by, at")
+            .bind(run.text())
+            .bind(stage)
+            .bind(decision.text())
+            .bind(by)
+            .bind(now())
+            .fetch_one(p)
+            .await);
+        match row {
+            Ok(row) => row.into_approval(),
+            Err(e) if is_unique(&e) => Err(StoreError::Conflict(format!(
+                "stage `{stage}` of run {run} was already decided"
+            ))),
+            Err(e) if is_foreign_key(&e) => Err(StoreError::NotFound(format!("run {run}"))),
+            Err(e) => Err(e).ctx(what),
+        }
+    }
+
+    /// The decisions recorded for a run, oldest first.
+    pub async fn approvals(&self, run: &RunId) -> Result<Vec<ApprovalRecord>> {
+        let what = || format!("list approvals of run {run}");
+        let rows = with_db!(&self.db, p => sqlx::query_as::<_, ApprovalRow>(
+            "SELECT run_id, stage, decision, decided_by, at FROM approvals \
+             WHERE run_id = $1 ORDER BY at, stage")
+            .bind(run.text())
+            .fetch_all(p)
+            .await)
+        .ctx(what)?;
+        if rows.is_empty() {
+            self.run(run).await?;
+        }
+        rows.into_iter().map(ApprovalRow::into_approval).collect()
+    }
+}
