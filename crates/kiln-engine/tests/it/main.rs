@@ -4,3 +4,4 @@
 mod props;
 mod scenarios;
 mod support;
+mod wire;

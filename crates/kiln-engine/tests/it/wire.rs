@@ -1,0 +1,33 @@
+//! The JSON of every `Event`: it is stored in each run's event log and replayed after a
+//! restart, so a change of shape must show in review (and needs a migration).
+
+use kiln_engine::{Event, Outcome, Timer};
+use kiln_workflow::plan::JobId;
+
+#[test]
+fn event_json_is_stable() {
+    let job = JobId::from("build");
+    let events = vec![
+        Event::JobStarted { job: job.clone(), attempt: 1 },
+        Event::JobOutput {
+            job: job.clone(),
+            attempt: 1,
+            key: "version".into(),
+            value: "1.2".into(),
+        },
+        Event::JobExited { job: job.clone(), attempt: 1, outcome: Outcome::Exited(3) },
+        Event::JobExited { job: job.clone(), attempt: 2, outcome: Outcome::TimedOut },
+        Event::JobExited { job: job.clone(), attempt: 3, outcome: Outcome::Canceled },
+        Event::JobExited { job, attempt: 4, outcome: Outcome::Error("image not found".into()) },
+        Event::Approved { stage: "prod".into(), by: "ann".into() },
+        Event::Rejected { stage: "prod".into(), by: "bob".into() },
+        Event::Cancel { by: "cli".into() },
+        Event::TimerFired(Timer::RunTimeout),
+    ];
+    let lines: Vec<String> = events.iter().map(|e| serde_json::to_string(e).unwrap()).collect();
+    insta::assert_snapshot!(lines.join("\n"));
+    for (event, line) in events.iter().zip(&lines) {
+        let back: Event = serde_json::from_str(line).unwrap();
+        assert_eq!(&back, event);
+    }
+}
