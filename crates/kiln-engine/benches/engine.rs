@@ -49,6 +49,8 @@ fn plan() -> Plan {
                 matrix: BTreeMap::new(),
                 services: Vec::new(),
                 resources: Resources::default(),
+                cache: None,
+                artifacts: None,
             };
             ids.push(job.id.clone());
             jobs.push(job);
@@ -62,6 +64,7 @@ fn plan() -> Plan {
         stages,
         jobs,
         timeout: None,
+        concurrency: None,
     }
 }
 

@@ -10,7 +10,8 @@
 //!   approved;
 //! - a job is started at most `1 + retry.max` times;
 //! - every run ends in exactly one final state, announced by exactly one `Command::Finish`;
-//! - after cancel or reject nothing new starts, and every running job gets `CancelJob`.
+//! - after cancel or reject nothing new starts, and every running job gets `CancelJob`;
+//! - a job announced with [`Event::JobReused`] before the run started never gets `StartJob`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,7 +24,7 @@ mod graph;
 mod run;
 mod scope;
 
-pub use run::{Approval, Decision, GateState, JobCounts, Run, StopReason};
+pub use run::{Approval, Decision, GateState, JobCounts, REUSED_REASON, Run, StopReason};
 
 /// State of a whole run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -148,6 +149,20 @@ pub enum Event {
     },
     /// A timer armed by `Command::ArmTimer` fired.
     TimerFired(Timer),
+    /// This job already succeeded in an earlier run of the same plan (a retry of a failed
+    /// run keeps what passed): do not start it. When it becomes ready and its condition is
+    /// true, it ends `Success` with these outputs, no attempt and no `StartJob`, and the run
+    /// goes on as if it had exited 0; a false condition skips it as usual.
+    ///
+    /// Only fed before [`Run::start`] (a driver that replays a run feeds them before `start`
+    /// again); after `start` it is ignored. An unknown job is ignored; a later one for the
+    /// same job replaces the earlier.
+    JobReused {
+        /// Job.
+        job: JobId,
+        /// Its outputs in the earlier run.
+        outputs: BTreeMap<String, String>,
+    },
 }
 
 /// Timers the engine asks the driver to keep.
@@ -203,13 +218,14 @@ pub struct StartJob {
 pub struct JobStatus {
     /// State.
     pub state: JobState,
-    /// Attempts started so far.
+    /// Attempts started so far (0 for a job reused from an earlier run).
     pub attempts: u32,
     /// Outputs of the latest attempt.
     pub outputs: BTreeMap<String, String>,
-    /// Exit code of the latest attempt, if it exited.
+    /// Exit code of the latest attempt, if it exited (`None` for a reused job).
     pub exit_code: Option<i32>,
-    /// Why it failed or was skipped or canceled, for people.
+    /// Why it failed or was skipped or canceled, or that it was reused from an earlier run,
+    /// for people.
     pub reason: Option<String>,
 }
 

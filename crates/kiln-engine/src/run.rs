@@ -19,11 +19,13 @@
 //!   (a job that had already succeeded stays `Success`) and nothing is retried.
 //! - `Outcome::Canceled` with no run cancel (the executor gave up) makes the job `Canceled`;
 //!   the run then ends `Canceled` unless a job failed.
+//! - A reused job (`Event::JobReused`) waits for its needs and gate like any other, and its
+//!   condition is evaluated as usual; only the start is replaced by an immediate `Success`.
 //! - Expressions may name a matrix job by its key: `result` combines the instances (failure,
 //!   then timeout, then canceled, then skipped if all were, else success), `output` takes the
 //!   first instance in plan order that has the key.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use kiln_workflow::plan::{JobId, RetryOn, StageKind};
@@ -34,6 +36,9 @@ use crate::scope::JobScope;
 use crate::{
     Command, Event, JobState, JobStatus, Outcome, Params, RunState, SharedPlan, StartJob, Timer,
 };
+
+/// The `reason` of a job that ended `Success` because it was reused.
+pub const REUSED_REASON: &str = "reused from an earlier run";
 
 /// How many jobs are in each state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -201,6 +206,8 @@ pub struct Run {
     stop: Option<StopReason>,
     state: RunState,
     approvals: Vec<Approval>,
+    /// Outputs of each job reused from an earlier run (`Event::JobReused`), until considered.
+    reused: Vec<Option<BTreeMap<String, String>>>,
 }
 
 /// Whether a job behind `gate` may be considered.
@@ -259,6 +266,7 @@ impl Run {
             stop: None,
             state: RunState::Pending,
             approvals: Vec::new(),
+            reused: vec![None; n],
             plan,
         }
     }
@@ -291,7 +299,8 @@ impl Run {
         out
     }
 
-    /// Applies one event. Events that do not fit (stale attempt, unknown job, a stage not
+    /// Applies one event. Before [`Run::start`] only `Cancel` and `JobReused` count; after it
+    /// `JobReused` is ignored. Events that do not fit (stale attempt, unknown job, a stage not
     /// waiting, anything after `Finish`) are ignored: no commands, no change.
     pub fn handle(&mut self, event: Event) -> Vec<Command> {
         let mut out = Vec::new();
@@ -299,9 +308,15 @@ impl Run {
             return out;
         }
         if self.state == RunState::Pending {
-            // Only a cancel means something before the run started.
-            if let Event::Cancel { by } = event {
-                self.halt(StopReason::Canceled { by }, &mut out);
+            // Only a cancel and reused jobs mean something before the run started.
+            match event {
+                Event::Cancel { by } => self.halt(StopReason::Canceled { by }, &mut out),
+                Event::JobReused { job, outputs } => {
+                    if let Some(&i) = self.graph.index.get(job.as_str()) {
+                        self.reused[i] = Some(outputs);
+                    }
+                }
+                _ => {}
             }
             return out;
         }
@@ -347,6 +362,8 @@ impl Run {
             }
             Event::Cancel { by } => self.halt(StopReason::Canceled { by }, &mut out),
             Event::TimerFired(Timer::RunTimeout) => self.halt(StopReason::TimedOut, &mut out),
+            // Too late: the job it would spare may already be running.
+            Event::JobReused { .. } => {}
         }
         out
     }
@@ -468,7 +485,13 @@ impl Run {
                     || matches!(self.status[n].state, JobState::Failure | JobState::Timeout)
             });
         match self.scope(i).condition() {
-            Ok(true) => self.start_attempt(i, 1, out),
+            Ok(true) => match self.reused[i].take() {
+                Some(outputs) => {
+                    self.status[i].outputs = outputs;
+                    self.finalize(i, JobState::Success, Some(REUSED_REASON.to_owned()));
+                }
+                None => self.start_attempt(i, 1, out),
+            },
             Ok(false) => {
                 let reason = format!("condition `{}` was false", self.plan.jobs[i].condition);
                 self.finalize(i, JobState::Skipped, Some(reason));

@@ -7,7 +7,9 @@
 use std::collections::BTreeMap;
 
 use kiln_workflow::expr::{ExprError, Scope, Value, eval_condition, render};
-use kiln_workflow::plan::{Job, Plan, RunSpec, Service};
+use kiln_workflow::plan::{
+    ArtifactSpec, CacheSpec, Job, Plan, RunSpec, Service, workspace_path_problem,
+};
 
 use crate::graph::Graph;
 use crate::{JobState, JobStatus, Params};
@@ -75,6 +77,18 @@ impl JobScope<'_> {
             .collect()
     }
 
+    /// Renders paths of `cache` or `artifacts` and checks that each stays in the workspace
+    /// (a template may render to one that does not).
+    fn paths(&self, templates: &[String], field: &str) -> Result<Vec<String>, String> {
+        let paths = self.texts(templates, field)?;
+        for (n, path) in paths.iter().enumerate() {
+            if let Some(problem) = workspace_path_problem(path) {
+                return Err(format!("{field} {} `{path}` {problem}", n + 1));
+            }
+        }
+        Ok(paths)
+    }
+
     fn env(
         &self,
         env: &BTreeMap<String, String>,
@@ -132,6 +146,30 @@ impl JobScope<'_> {
                 })
             })
             .collect::<Result<Vec<_>, String>>()?;
+        let cache = job
+            .cache
+            .as_ref()
+            .map(|c| {
+                let key = self.text(&c.key, || "cache key".to_owned())?;
+                Ok::<_, String>(CacheSpec {
+                    // As on GitLab, a key that renders empty is the default one.
+                    key: if key.trim().is_empty() { "default".to_owned() } else { key },
+                    files: self.paths(&c.files, "cache file")?,
+                    paths: self.paths(&c.paths, "cache path")?,
+                    policy: c.policy,
+                })
+            })
+            .transpose()?;
+        let artifacts = job
+            .artifacts
+            .as_ref()
+            .map(|a| {
+                Ok::<_, String>(ArtifactSpec {
+                    paths: self.paths(&a.paths, "artifact path")?,
+                    when: a.when,
+                })
+            })
+            .transpose()?;
         Ok(Job {
             id: job.id.clone(),
             base: job.base.clone(),
@@ -148,6 +186,8 @@ impl JobScope<'_> {
             matrix: job.matrix.clone(),
             services,
             resources: job.resources,
+            cache,
+            artifacts,
         })
     }
 }

@@ -3,13 +3,16 @@
 //!
 //! Per task it creates a bridge network `kiln-<id>` (only when the task has sidecars), a volume `kiln-<id>-ws` mounted at
 //! [`kiln_exec::WORKSPACE_PATH`], sidecars `kiln-<id>-svc-<service>` reachable by their service
-//! name, and the main container `kiln-<id>`; see [`names`].
+//! name, and the main container `kiln-<id>`; see [`names`]. A task's seed is uploaded into the
+//! volume through the created main container before it starts, and `export_workspace`
+//! downloads the volume's contents through the stopped main container (`archive`).
 //!
 //! Invariants: everything created carries the label `kiln.task=<id>` (plus the task's labels),
 //! so `destroy` and [`DockerExecutor::cleanup_labelled`] work from a fresh process; every call
 //! that can hang is bounded by a timeout, except the log stream and `wait`, which are watched
 //! by pinging the engine instead of being cut.
 
+mod archive;
 mod error;
 mod logs;
 pub mod names;
@@ -18,6 +21,7 @@ mod spec;
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Display;
 use std::future::Future;
+use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -54,6 +58,8 @@ pub struct DockerConfig {
     /// While following logs or waiting, the engine is pinged this often (each ping may take
     /// as long); three failures in a row end the stream or the wait with an error.
     pub liveness_interval: Duration,
+    /// Limit for copying a seed into a container, or a workspace out of one.
+    pub transfer_timeout: Duration,
 }
 
 impl Default for DockerConfig {
@@ -64,6 +70,7 @@ impl Default for DockerConfig {
             call_timeout: Duration::from_secs(60),
             pull_timeout: Duration::from_secs(600),
             liveness_interval: Duration::from_secs(5),
+            transfer_timeout: Duration::from_secs(600),
         }
     }
 }
@@ -572,6 +579,9 @@ impl Executor for DockerExecutor {
             .map_err(|e| engine(&what, &e))?;
         let container = created.id;
         self.with_state(&task.id, |s| s.main = Some(container.clone()))?;
+        if let Some(seed) = &task.seed {
+            self.upload_seed(&container, &name, seed).await?;
+        }
 
         let what = format!("starting container {name}");
         self.timed(&what, self.docker.start_container(&container, None))
@@ -643,6 +653,15 @@ impl Executor for DockerExecutor {
             .collect();
         let kills = others.iter().map(|c| self.kill_container(c));
         futures::future::join_all(kills).await.into_iter().collect()
+    }
+
+    async fn export_workspace(&self, id: &TaskId, dest: &Path) -> Result<(), ExecError> {
+        let Some(container) = self.with_state(id, |s| s.main.clone())? else {
+            return Err(ExecError::Engine(format!(
+                "docker: task {id} has no main container to export the workspace from"
+            )));
+        };
+        self.download_workspace(id, &container, dest).await
     }
 
     async fn destroy(&self, id: &TaskId) -> Result<(), ExecError> {

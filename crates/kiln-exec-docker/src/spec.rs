@@ -196,6 +196,7 @@ mod tests {
             workdir: None,
             services: vec![],
             limits: Limits { cpu_millis: Some(500), memory_bytes: Some(64 << 20) },
+            seed: None,
         }
     }
 

@@ -5,6 +5,8 @@
 //! dir by default), exported as `KILN_WORKSPACE` and used as the working directory; a relative
 //! `workdir` is relative to it (and created by `setup`), an absolute one is used as given.
 //! `Entry::Script` runs as `/bin/sh -e -c SCRIPT`; `Entry::Command` runs `command` + `args`.
+//! `setup` copies the task's seed into the workspace; `export_workspace` tars it
+//! ([`kiln_exec::workspace`]).
 //! The environment is the task's env over a minimal inherited one (`PATH`, `HOME`, `LANG`,
 //! `TMPDIR`).
 //!
@@ -271,6 +273,15 @@ impl Executor for ProcessExecutor {
                 ExecError::Engine(format!("process: creating {}: {e}", dir.display()))
             })?;
         }
+        if let Some(seed) = task.seed.clone() {
+            let dest = workspace.clone();
+            tokio::task::spawn_blocking(move || {
+                kiln_exec::workspace::copy_dir_contents(&seed, &dest)
+            })
+            .await
+            .unwrap_or_else(|e| Err(io::Error::other(e)))
+            .map_err(|e| ExecError::Engine(format!("process: copying the seed: {e}")))?;
+        }
         let (status, _) = watch::channel(None);
         let entry = Arc::new(Mutex::new(ProcTask {
             workspace,
@@ -351,6 +362,16 @@ impl Executor for ProcessExecutor {
             Phase::Running(pgid) => kill_group(pgid),
             Phase::KilledEarly | Phase::Exited => Ok(()),
         }
+    }
+
+    async fn export_workspace(&self, id: &TaskId, dest: &Path) -> Result<(), ExecError> {
+        let handle = self.task(id)?;
+        let workspace = lock(&handle).workspace.clone();
+        let dest = dest.to_path_buf();
+        tokio::task::spawn_blocking(move || kiln_exec::workspace::write_tar(&workspace, &dest))
+            .await
+            .unwrap_or_else(|e| Err(io::Error::other(e)))
+            .map_err(|e| ExecError::Engine(format!("process: exporting the workspace: {e}")))
     }
 
     async fn destroy(&self, id: &TaskId) -> Result<(), ExecError> {

@@ -40,14 +40,18 @@
 //! never clash with a new one. Each case fails after [`CASE_TIMEOUT`].
 //!
 //! Scripts use only what the [`FakeExecutor`](crate::fake::FakeExecutor) understands (`echo`,
-//! `echo … >&2`, `sleep`, `exit`, `pwd`, `true`, `false`, `sh -c`), which behaves like
-//! `sh -e -c`. What the cases pin down beyond the trait docs: a relative `workdir` is relative
-//! to the workspace (`/workspace` in containers); a task killed before `start` exits without
-//! running; `wait` and `kill` of an id never set up are [`ExecError::UnknownTask`]; a missing
-//! image is [`ExecError::ImageNotFound`] from `setup`, with `image` as written in the task.
+//! `echo … >&2`, `sleep`, `exit`, `pwd`, `true`, `false`, `sh -c`, `cat`, `mkdir -p`,
+//! `> FILE`), which behaves like `sh -e -c`. What the cases pin down beyond the trait docs: a
+//! relative `workdir` is relative to the workspace (`/workspace` in containers); a task killed
+//! before `start` exits without running; `wait`, `kill` and `export_workspace` of an id never
+//! set up are [`ExecError::UnknownTask`]; a missing image is [`ExecError::ImageNotFound`] from
+//! `setup`, with `image` as written in the task; the workspace starts empty apart from the
+//! seed, and its export lists exactly what the script left there.
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::io::Read;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -210,6 +214,7 @@ fn task(id: &str, entry: Entry) -> TaskSpec {
         workdir: None,
         services: Vec::new(),
         limits: Limits::default(),
+        seed: None,
     }
 }
 
@@ -260,6 +265,11 @@ macro_rules! conformance_tests {
             unsupported_features_fail_check,
             services_are_cleaned_up,
             limits_are_accepted,
+            seed_is_in_the_workspace,
+            written_files_are_exported,
+            export_works_after_a_failure,
+            workspace_without_seed_starts_empty,
+            export_of_unknown_task_is_an_error,
         );
     };
 }
@@ -749,6 +759,214 @@ pub async fn limits_are_accepted(subject: Subject) {
         let run = run_ok(&subject, &task).await;
         assert_eq!(run.stdout(), ["limited"], "{}", subject.name());
         assert!(run.status.success(), "{}", subject.name());
+    })
+    .await;
+}
+
+/// One entry of a tar archive, as [`tar_entries`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TarEntry {
+    /// A directory.
+    Dir,
+    /// A regular file with these contents.
+    File(Vec<u8>),
+    /// A symbolic link to this target.
+    Symlink(String),
+    /// Anything else, by its tar type flag.
+    Other(u8),
+}
+
+/// Reads the uncompressed tar at `path` into a map from entry path (as written, but without a
+/// trailing `/`) to entry. Panics on a broken archive or a repeated path.
+pub fn tar_entries(path: &Path) -> BTreeMap<String, TarEntry> {
+    let file =
+        std::fs::File::open(path).unwrap_or_else(|e| panic!("opening tar {}: {e}", path.display()));
+    let mut archive = tar::Archive::new(file);
+    let mut out = BTreeMap::new();
+    let entries = archive.entries().unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    for entry in entries {
+        let mut entry = entry.unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let name = name.trim_end_matches('/').to_string();
+        let kind = entry.header().entry_type();
+        let item = if kind.is_dir() {
+            TarEntry::Dir
+        } else if kind.is_file() {
+            let mut data = Vec::new();
+            entry.read_to_end(&mut data).unwrap_or_else(|e| panic!("reading {name}: {e}"));
+            TarEntry::File(data)
+        } else if kind.is_symlink() {
+            let target = entry.link_name_bytes().unwrap_or_default();
+            TarEntry::Symlink(String::from_utf8_lossy(&target).into_owned())
+        } else {
+            TarEntry::Other(kind.as_byte())
+        };
+        if out.insert(name.clone(), item).is_some() {
+            panic!("{}: entry {name:?} appears twice", path.display());
+        }
+    }
+    out
+}
+
+/// Like [`run_ok`], but exports the workspace to `dest` after `wait` and before `destroy`.
+async fn run_and_export(subject: &Subject, task: &TaskSpec, dest: &Path) -> TaskRun {
+    let ex = subject.executor.as_ref();
+    let run = async {
+        ex.check(task)?;
+        ex.setup(task).await?;
+        let stream = ex.start(task).await?;
+        let (lines, status) =
+            futures::future::join(stream.collect::<Vec<_>>(), ex.wait(&task.id)).await;
+        let lines = lines.into_iter().collect::<Result<Vec<_>, _>>()?;
+        let status = status?;
+        ex.export_workspace(&task.id, dest).await?;
+        Ok::<_, ExecError>(TaskRun { lines, status })
+    }
+    .await;
+    let destroyed = ex.destroy(&task.id).await;
+    subject.assert_no_leaks(&task.id).await;
+    let run = run.unwrap_or_else(|e| panic!("{}: task {} failed: {e}", subject.name(), task.id));
+    destroyed.unwrap_or_else(|e| panic!("{}: destroy of {} failed: {e}", subject.name(), task.id));
+    run
+}
+
+/// A scratch directory for one case: seeds and exported archives.
+fn scratch(subject: &Subject) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("kiln-conformance-")
+        .tempdir()
+        .unwrap_or_else(|e| panic!("{}: creating a temp dir: {e}", subject.name()))
+}
+
+/// Writes `files` (path, contents) below `dir`, creating parent directories.
+fn write_files(dir: &Path, files: &[(&str, &str)]) {
+    for (path, contents) in files {
+        let path = dir.join(path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("creating seed dirs");
+        }
+        std::fs::write(&path, contents).expect("writing a seed file");
+    }
+}
+
+fn file(contents: &str) -> TarEntry {
+    TarEntry::File(contents.as_bytes().to_vec())
+}
+
+/// The seed's files, a nested one included, are in the workspace when the script runs, and
+/// in the export afterwards.
+pub async fn seed_is_in_the_workspace(subject: Subject) {
+    within(&subject, "seed_is_in_the_workspace", async {
+        let tmp = scratch(&subject);
+        let seed = tmp.path().join("seed");
+        write_files(
+            &seed,
+            &[("seeded.txt", "from seed\n"), ("nested/deeper/inner.txt", "inner\n")],
+        );
+        let mut task = subject.script_task(
+            "seed",
+            &["cat seeded.txt", "cat nested/deeper/inner.txt", "echo more > nested/more.txt"],
+        );
+        task.seed = Some(seed);
+        let dest = tmp.path().join("export.tar");
+        let run = run_and_export(&subject, &task, &dest).await;
+        assert_eq!(run.stdout(), ["from seed", "inner"], "{}: {run:?}", subject.name());
+        assert!(run.status.success(), "{}: {run:?}", subject.name());
+        let expected = BTreeMap::from([
+            ("nested".to_string(), TarEntry::Dir),
+            ("nested/deeper".to_string(), TarEntry::Dir),
+            ("nested/deeper/inner.txt".to_string(), file("inner\n")),
+            ("nested/more.txt".to_string(), file("more\n")),
+            ("seeded.txt".to_string(), file("from seed\n")),
+        ]);
+        assert_eq!(tar_entries(&dest), expected, "{}", subject.name());
+    })
+    .await;
+}
+
+/// Files and directories the script writes, nested ones and an empty directory included,
+/// are in the export under paths relative to the workspace, with their contents.
+pub async fn written_files_are_exported(subject: Subject) {
+    within(&subject, "written_files_are_exported", async {
+        let tmp = scratch(&subject);
+        let task = subject.script_task(
+            "export",
+            &[
+                "mkdir -p dist/sub empty",
+                "echo hello > dist/app.txt",
+                "echo deep > dist/sub/deep.txt",
+                "echo top > top.txt",
+                "echo again >> top.txt",
+            ],
+        );
+        let dest = tmp.path().join("export.tar");
+        let run = run_and_export(&subject, &task, &dest).await;
+        assert!(run.status.success(), "{}: {run:?}", subject.name());
+        let expected = BTreeMap::from([
+            ("dist".to_string(), TarEntry::Dir),
+            ("dist/app.txt".to_string(), file("hello\n")),
+            ("dist/sub".to_string(), TarEntry::Dir),
+            ("dist/sub/deep.txt".to_string(), file("deep\n")),
+            ("empty".to_string(), TarEntry::Dir),
+            ("top.txt".to_string(), file("top\nagain\n")),
+        ]);
+        assert_eq!(tar_entries(&dest), expected, "{}", subject.name());
+    })
+    .await;
+}
+
+/// The workspace can be exported after the script failed (a non-zero exit).
+pub async fn export_works_after_a_failure(subject: Subject) {
+    within(&subject, "export_works_after_a_failure", async {
+        let tmp = scratch(&subject);
+        let task = subject.script_task("exportfail", &["echo partial > partial.txt", "exit 3"]);
+        let dest = tmp.path().join("export.tar");
+        let run = run_and_export(&subject, &task, &dest).await;
+        assert_eq!(run.status, ExitStatus { code: 3 }, "{}", subject.name());
+        let expected = BTreeMap::from([("partial.txt".to_string(), file("partial\n"))]);
+        assert_eq!(tar_entries(&dest), expected, "{}", subject.name());
+    })
+    .await;
+}
+
+/// Without a seed the workspace starts empty: the export holds only what the script wrote.
+pub async fn workspace_without_seed_starts_empty(subject: Subject) {
+    within(&subject, "workspace_without_seed_starts_empty", async {
+        let tmp = scratch(&subject);
+        let task = subject.script_task("noseed", &["echo ok > ok.txt", "cat ok.txt"]);
+        assert_eq!(task.seed, None);
+        let dest = tmp.path().join("export.tar");
+        let run = run_and_export(&subject, &task, &dest).await;
+        assert_eq!(run.stdout(), ["ok"], "{}: {run:?}", subject.name());
+        let expected = BTreeMap::from([("ok.txt".to_string(), file("ok\n"))]);
+        assert_eq!(tar_entries(&dest), expected, "{}", subject.name());
+    })
+    .await;
+}
+
+/// `export_workspace` of an id never set up, or already destroyed, is `UnknownTask`.
+pub async fn export_of_unknown_task_is_an_error(subject: Subject) {
+    within(&subject, "export_of_unknown_task_is_an_error", async {
+        let tmp = scratch(&subject);
+        let dest = tmp.path().join("export.tar");
+        let ex = subject.executor.clone();
+        let id = TaskId::sanitized(&unique_id("unknownexport"));
+        assert_eq!(
+            ex.export_workspace(&id, &dest).await,
+            Err(ExecError::UnknownTask(id.clone())),
+            "{}",
+            subject.name()
+        );
+        subject.assert_no_leaks(&id).await;
+
+        let task = subject.script_task("destroyedexport", &["echo x > x.txt"]);
+        run_ok(&subject, &task).await;
+        assert_eq!(
+            ex.export_workspace(&task.id, &dest).await,
+            Err(ExecError::UnknownTask(task.id.clone())),
+            "{}",
+            subject.name()
+        );
     })
     .await;
 }

@@ -4,9 +4,16 @@
 //! Understood, one command per script line (blank lines and `#` comments are skipped):
 //! `echo WORDS` (with `'…'`, `"…"`, `\` quoting and `$VAR` / `${VAR}` from the task env),
 //! `echo WORDS >&2`, `sleep SECONDS` (real, cancelled by `kill`), `exit [N]`, `pwd`, `true`,
-//! `:`, `false` and `sh [-e] -c SCRIPT`. Any other command prints
+//! `:`, `false`, `sh [-e] -c SCRIPT`, `cat FILE…`, `mkdir [-p] DIR…`, and output redirection
+//! to a file with `> FILE` or `>> FILE` (also `>FILE`). Any other command prints
 //! `fake: unknown command: NAME` on stderr and exits 127. Scripts run as with `sh -e`: the
 //! first failing command ends them with its status. A killed task exits 137.
+//!
+//! Each task has a real workspace: a temporary directory standing for
+//! [`WORKSPACE_PATH`], created by `setup` (with the task's seed copied in and a relative
+//! `workdir` created) and removed by `destroy`. File paths in scripts resolve against the
+//! working directory as in a container; a path outside the workspace is an error, since the
+//! workspace is all the file system the fake has.
 //!
 //! Invariant: every call is recorded ([`FakeExecutor::calls`]), and a task "exists" from its
 //! `setup` (even a failed one, as if it had created a network before the pull failed) until
@@ -14,6 +21,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
+use std::path::{Component, Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -45,6 +53,8 @@ pub struct FakeCalls {
     pub killed: Vec<TaskId>,
     /// Ids passed to `destroy`.
     pub destroyed: Vec<TaskId>,
+    /// Ids passed to `export_workspace`.
+    pub exported: Vec<TaskId>,
 }
 
 /// An in-memory [`Executor`] for tests; see the module docs for the shell it understands.
@@ -67,6 +77,8 @@ struct FakeTask {
     /// `setup` succeeded.
     ready: bool,
     started: bool,
+    /// The workspace; removed when the task is dropped (on destroy).
+    workspace: tempfile::TempDir,
     /// `true` once killed; dropping the sender (on destroy) also counts as a kill.
     kill: watch::Sender<bool>,
     status: Arc<watch::Sender<Option<ExitStatus>>>,
@@ -147,34 +159,70 @@ impl Executor for FakeExecutor {
     }
 
     async fn setup(&self, task: &TaskSpec) -> Result<(), ExecError> {
-        let mut state = self.lock();
-        state.calls.set_up.push(task.id.clone());
-        if state.tasks.contains_key(&task.id) {
-            return Err(ExecError::Engine(format!("fake: task {} is already set up", task.id)));
-        }
-        let (status, _) = watch::channel(None);
-        let (kill, _) = watch::channel(false);
-        let entry = state.tasks.entry(task.id.clone()).or_insert(FakeTask {
-            ready: false,
-            started: false,
-            kill,
-            status: Arc::new(status),
-        });
-        let images = task.image.iter().chain(task.services.iter().map(|s| &s.image));
-        for image in images {
-            if self.missing_images.contains(image) {
-                return Err(ExecError::ImageNotFound {
-                    image: image.clone(),
-                    detail: "fake: no such image".to_string(),
-                });
+        let engine = |what: &str, e: std::io::Error| {
+            ExecError::Engine(format!("fake: {what} for task {}: {e}", task.id))
+        };
+        let workspace = tempfile::Builder::new()
+            .prefix(&format!("kiln-fake-{}-", task.id))
+            .tempdir()
+            .map_err(|e| engine("creating the workspace", e))?;
+        let dir = workspace.path().to_path_buf();
+        {
+            let mut state = self.lock();
+            state.calls.set_up.push(task.id.clone());
+            if state.tasks.contains_key(&task.id) {
+                return Err(ExecError::Engine(format!("fake: task {} is already set up", task.id)));
+            }
+            let (status, _) = watch::channel(None);
+            let (kill, _) = watch::channel(false);
+            state.tasks.insert(
+                task.id.clone(),
+                FakeTask {
+                    ready: false,
+                    started: false,
+                    workspace,
+                    kill,
+                    status: Arc::new(status),
+                },
+            );
+            let images = task.image.iter().chain(task.services.iter().map(|s| &s.image));
+            for image in images {
+                if self.missing_images.contains(image) {
+                    return Err(ExecError::ImageNotFound {
+                        image: image.clone(),
+                        detail: "fake: no such image".to_string(),
+                    });
+                }
             }
         }
+        let seed = task.seed.clone();
+        // Relative and staying inside: anything else is not the fake's to create.
+        let workdir = task.workdir.clone().filter(|d| {
+            Path::new(d).components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+        });
+        let prepared = tokio::task::spawn_blocking(move || {
+            if let Some(seed) = seed {
+                crate::workspace::copy_dir_contents(&seed, &dir)
+                    .map_err(|e| ("copying the seed", e))?;
+            }
+            if let Some(workdir) = workdir {
+                std::fs::create_dir_all(dir.join(workdir))
+                    .map_err(|e| ("creating the workdir", e))?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap_or_else(|e| Err(("preparing the workspace", std::io::Error::other(e))));
+        prepared.map_err(|(what, e)| engine(what, e))?;
+        let mut state = self.lock();
+        let entry =
+            state.tasks.get_mut(&task.id).ok_or_else(|| ExecError::UnknownTask(task.id.clone()))?;
         entry.ready = true;
         Ok(())
     }
 
     async fn start(&self, task: &TaskSpec) -> Result<LogStream, ExecError> {
-        let (kill, status) = {
+        let (kill, status, workspace) = {
             let mut state = self.lock();
             state.calls.started.push(task.id.clone());
             let entry = state
@@ -194,13 +242,15 @@ impl Executor for FakeExecutor {
                 )));
             }
             entry.started = true;
-            (entry.kill.subscribe(), entry.status.clone())
+            (entry.kill.subscribe(), entry.status.clone(), entry.workspace.path().to_path_buf())
         };
         let entry = task.entry.clone();
         let (tx, mut rx) = mpsc::channel(CHANNEL_LINES);
         let mut shell = Shell {
             env: task.env.clone(),
             workdir: task.workdir.clone(),
+            workspace,
+            default_out: Out::Stream(Stream::Stdout),
             out: OutputSplitter::new(),
             tx,
             kill,
@@ -213,6 +263,7 @@ impl Executor for FakeExecutor {
                     shell.run_argv(argv).await
                 }
             };
+            shell.flush().await;
             drop(shell);
             status.send_replace(Some(ExitStatus { code }));
         });
@@ -243,6 +294,20 @@ impl Executor for FakeExecutor {
         Ok(())
     }
 
+    async fn export_workspace(&self, id: &TaskId, dest: &Path) -> Result<(), ExecError> {
+        let dir = {
+            let mut state = self.lock();
+            state.calls.exported.push(id.clone());
+            let entry = state.tasks.get(id).ok_or_else(|| ExecError::UnknownTask(id.clone()))?;
+            entry.workspace.path().to_path_buf()
+        };
+        let dest = dest.to_path_buf();
+        tokio::task::spawn_blocking(move || crate::workspace::write_tar(&dir, &dest))
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+            .map_err(|e| ExecError::Engine(format!("fake: exporting the workspace of {id}: {e}")))
+    }
+
     async fn destroy(&self, id: &TaskId) -> Result<(), ExecError> {
         let mut state = self.lock();
         state.calls.destroyed.push(id.clone());
@@ -261,10 +326,23 @@ enum Flow {
     Exit(i32),
 }
 
+/// Where a command's output goes.
+#[derive(Debug, Clone, PartialEq)]
+enum Out {
+    /// A stream of the log.
+    Stream(Stream),
+    /// Appended to this file on the host (created or truncated by the redirection).
+    File(PathBuf),
+}
+
 /// The interpreter of one task.
 struct Shell {
     env: BTreeMap<String, String>,
     workdir: Option<String>,
+    /// The host directory standing for [`WORKSPACE_PATH`].
+    workspace: PathBuf,
+    /// Output of commands without a redirection (changed by `sh -c … > FILE`).
+    default_out: Out,
     out: OutputSplitter,
     tx: mpsc::Sender<Result<LogLine, ExecError>>,
     kill: watch::Receiver<bool>,
@@ -316,7 +394,7 @@ impl Shell {
         if self.killed() {
             return KILLED;
         }
-        let flow = self.exec(argv, Stream::Stdout).await;
+        let flow = self.exec(argv, Out::Stream(Stream::Stdout)).await;
         if self.killed() {
             return KILLED;
         }
@@ -334,36 +412,121 @@ impl Shell {
                 return Flow::Status(2);
             }
         };
-        let mut stream = Stream::Stdout;
+        let mut out = self.default_out.clone();
         let mut args = Vec::new();
-        for word in words {
-            match word.plain && (word.text == ">&2" || word.text == "1>&2") {
-                true => stream = Stream::Stderr,
-                false => args.push(word.text),
+        let mut words = words.into_iter();
+        while let Some(word) = words.next() {
+            if !word.plain {
+                args.push(word.text);
+                continue;
+            }
+            let target = match word.text.as_str() {
+                ">&2" | "1>&2" => {
+                    out = Out::Stream(Stream::Stderr);
+                    continue;
+                }
+                ">" | ">>" => match words.next() {
+                    Some(target) => (target.text, word.text == ">>"),
+                    None => {
+                        self.print(
+                            Stream::Stderr,
+                            "fake: syntax error: redirection without a file",
+                        )
+                        .await;
+                        return Flow::Status(2);
+                    }
+                },
+                text => match text.strip_prefix(">>").or_else(|| text.strip_prefix('>')) {
+                    Some(target) => (target.to_string(), text.starts_with(">>")),
+                    None => {
+                        args.push(word.text);
+                        continue;
+                    }
+                },
+            };
+            match self.open_redirect(&target.0, target.1).await {
+                Ok(path) => out = Out::File(path),
+                Err(e) => {
+                    self.print(Stream::Stderr, &format!("fake: cannot create {}: {e}", target.0))
+                        .await;
+                    return Flow::Status(1);
+                }
             }
         }
-        self.exec(args, stream).await
+        self.exec(args, out).await
     }
 
-    /// Runs a command with its output on `stream`.
-    async fn exec(&mut self, args: Vec<String>, stream: Stream) -> Flow {
+    /// Creates (or, unless `append`, truncates) the file a redirection names.
+    async fn open_redirect(&self, name: &str, append: bool) -> Result<PathBuf, String> {
+        let path = self.resolve(name)?;
+        let mut options = tokio::fs::OpenOptions::new();
+        options.create(true).write(true);
+        match append {
+            true => options.append(true),
+            false => options.truncate(true),
+        };
+        options.open(&path).await.map_err(|e| e.to_string())?;
+        Ok(path)
+    }
+
+    /// The working directory as the script sees it (`/workspace/…`).
+    fn cwd(&self) -> String {
+        let workdir = self.workdir.as_deref().unwrap_or("");
+        let base = if workdir.starts_with('/') { "" } else { WORKSPACE_PATH };
+        let parts = workdir.split('/').filter(|p| !p.is_empty() && *p != ".");
+        let dir = std::iter::once(base).chain(parts).collect::<Vec<_>>().join("/");
+        if dir.is_empty() { "/".to_string() } else { dir }
+    }
+
+    /// The host path of `name` (relative to the working directory, or absolute), which must
+    /// lie in the workspace.
+    fn resolve(&self, name: &str) -> Result<PathBuf, String> {
+        if name.is_empty() {
+            return Err("No such file or directory".to_string());
+        }
+        let full = match name.starts_with('/') {
+            true => PathBuf::from(name),
+            false => Path::new(&self.cwd()).join(name),
+        };
+        let mut parts: Vec<&std::ffi::OsStr> = Vec::new();
+        for part in full.components() {
+            match part {
+                Component::Normal(p) => parts.push(p),
+                Component::ParentDir => {
+                    parts.pop();
+                }
+                Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+            }
+        }
+        let root = WORKSPACE_PATH.trim_start_matches('/');
+        match parts.split_first() {
+            Some((first, rest)) if *first == root => {
+                Ok(rest.iter().fold(self.workspace.clone(), |path, p| path.join(p)))
+            }
+            _ => Err("outside the workspace, which is all the fake's file system".to_string()),
+        }
+    }
+
+    /// Runs a command with its output to `out`.
+    async fn exec(&mut self, args: Vec<String>, out: Out) -> Flow {
         let Some(name) = args.first() else {
             return Flow::Status(0);
         };
         match name.as_str() {
             "echo" => {
-                self.print(stream, &args[1..].join(" ")).await;
+                let mut text = args[1..].join(" ").into_bytes();
+                text.push(b'\n');
+                self.write(&out, &text).await;
                 Flow::Status(0)
             }
             "pwd" => {
-                let workdir = self.workdir.as_deref().unwrap_or("");
-                let base = if workdir.starts_with('/') { "" } else { WORKSPACE_PATH };
-                let parts = workdir.split('/').filter(|p| !p.is_empty() && *p != ".");
-                let dir = std::iter::once(base).chain(parts).collect::<Vec<_>>().join("/");
-                let dir = if dir.is_empty() { "/".to_string() } else { dir };
-                self.print(stream, &dir).await;
+                let mut dir = self.cwd().into_bytes();
+                dir.push(b'\n');
+                self.write(&out, &dir).await;
                 Flow::Status(0)
             }
+            "cat" => self.cat(&args[1..], &out).await,
+            "mkdir" => self.mkdir(&args[1..]).await,
             "true" | ":" => Flow::Status(0),
             "false" => Flow::Status(1),
             "exit" => match args.get(1).map(|n| n.parse::<i64>()) {
@@ -376,13 +539,56 @@ impl Shell {
                 }
             },
             "sleep" => self.sleep(&args[1..]).await,
-            "sh" => self.sh(&args[1..]).await,
+            "sh" => {
+                let outer = std::mem::replace(&mut self.default_out, out);
+                let flow = self.sh(&args[1..]).await;
+                self.default_out = outer;
+                flow
+            }
             other => {
                 let msg = format!("fake: unknown command: {other}");
                 self.print(Stream::Stderr, &msg).await;
                 Flow::Status(127)
             }
         }
+    }
+
+    /// `cat FILE…`: each file's bytes, in order; a file that cannot be read is reported and
+    /// makes the status 1.
+    async fn cat(&mut self, names: &[String], out: &Out) -> Flow {
+        let mut status = 0;
+        for name in names {
+            let read = match self.resolve(name) {
+                Ok(path) => tokio::fs::read(&path).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            };
+            match read {
+                Ok(bytes) => self.write(out, &bytes).await,
+                Err(e) => {
+                    self.print(Stream::Stderr, &format!("fake: cat: {name}: {e}")).await;
+                    status = 1;
+                }
+            }
+        }
+        Flow::Status(status)
+    }
+
+    /// `mkdir [-p] DIR…`.
+    async fn mkdir(&mut self, args: &[String]) -> Flow {
+        let parents = args.iter().any(|a| a == "-p");
+        let mut status = 0;
+        for name in args.iter().filter(|a| *a != "-p") {
+            let made = match self.resolve(name) {
+                Ok(path) if parents => tokio::fs::create_dir_all(&path).await,
+                Ok(path) => tokio::fs::create_dir(&path).await,
+                Err(e) => Err(std::io::Error::other(e)),
+            };
+            if let Err(e) = made {
+                self.print(Stream::Stderr, &format!("fake: mkdir: {name}: {e}")).await;
+                status = 1;
+            }
+        }
+        Flow::Status(status)
     }
 
     async fn sleep(&mut self, args: &[String]) -> Flow {
@@ -422,12 +628,50 @@ impl Shell {
         Flow::Status(2)
     }
 
-    /// Prints `text` and a newline on `stream`; a killed task or a dropped reader stops waiting.
+    /// Prints `text` and a newline on `stream`.
     async fn print(&mut self, stream: Stream, text: &str) {
         let mut bytes = Vec::with_capacity(text.len() + 1);
         bytes.extend_from_slice(text.as_bytes());
         bytes.push(b'\n');
-        for line in self.out.push(stream, &bytes) {
+        self.write(&Out::Stream(stream), &bytes).await;
+    }
+
+    /// Writes `bytes` to `out`: appends them to a file, or sends the lines they complete.
+    async fn write(&mut self, out: &Out, bytes: &[u8]) {
+        match out {
+            Out::Stream(stream) => {
+                let lines = self.out.push(*stream, bytes);
+                self.send(lines).await;
+            }
+            Out::File(path) => {
+                use tokio::io::AsyncWriteExt;
+                let mut options = tokio::fs::OpenOptions::new();
+                let written = match options.append(true).open(path).await {
+                    // tokio's `File` writes in the background until flushed.
+                    Ok(mut file) => match file.write_all(bytes).await {
+                        Ok(()) => file.flush().await,
+                        Err(e) => Err(e),
+                    },
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = written {
+                    let msg = format!("fake: writing {}: {e}\n", path.display());
+                    let lines = self.out.push(Stream::Stderr, msg.as_bytes());
+                    self.send(lines).await;
+                }
+            }
+        }
+    }
+
+    /// Sends the partial last lines (output without a final newline).
+    async fn flush(&mut self) {
+        let lines = self.out.finish();
+        self.send(lines).await;
+    }
+
+    /// Sends `lines` to the log; a killed task or a dropped reader stops waiting.
+    async fn send(&mut self, lines: Vec<LogLine>) {
+        for line in lines {
             tokio::select! {
                 sent = self.tx.send(Ok(line)) => if sent.is_err() { return },
                 _ = Self::kill_signal(&mut self.kill) => return,

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 pub mod conformance;
 pub mod fake;
 pub mod lines;
+pub mod workspace;
 
 /// Identifies one attempt of one job on an executor. Safe as a container, network or
 /// directory name: lowercase ASCII letters, digits and `-`, at most 63 characters.
@@ -77,6 +79,12 @@ pub struct TaskSpec {
     pub services: Vec<ServiceSpec>,
     /// Limits for the main container.
     pub limits: Limits,
+    /// A directory on the executor's host whose contents are copied into the task's workspace
+    /// before the main container or process starts: restored caches and the artifacts of
+    /// needed jobs. Its own name is not kept (`SEED/a/b` becomes `WORKSPACE/a/b`); files
+    /// already in the workspace are overwritten.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<PathBuf>,
 }
 
 /// Where a job's workspace is mounted inside its containers.
@@ -178,7 +186,7 @@ pub enum ExecError {
     /// The engine or the operating system failed.
     #[error("{0}")]
     Engine(String),
-    /// `start`, `wait` or `kill` named a task that was not set up.
+    /// `start`, `wait`, `kill` or `export_workspace` named a task that was not set up.
     #[error("unknown task {0}")]
     UnknownTask(TaskId),
 }
@@ -192,7 +200,12 @@ pub enum ExecError {
 /// 3. [`start`](Executor::start): starts the main container or process and returns its log
 ///    stream, which ends when the output closes.
 /// 4. [`wait`](Executor::wait): resolves with the exit status; a non-zero exit is `Ok`.
-/// 5. [`destroy`](Executor::destroy): removes everything the task created.
+/// 5. Optionally [`export_workspace`](Executor::export_workspace), once `wait` has resolved:
+///    a tar of the workspace (for caches and artifacts).
+/// 6. [`destroy`](Executor::destroy): removes everything the task created.
+///
+/// The main container or process finds the contents of [`TaskSpec::seed`] in its workspace,
+/// copied there before it starts (by `setup` or `start`).
 ///
 /// Concurrency: calls for different tasks may run concurrently. For one task the steps
 /// above are called in order, except that reading the log stream and `wait` run together,
@@ -224,6 +237,20 @@ pub trait Executor: Send + Sync + 'static {
     /// Kills the main container or process and its sidecars. Killing a task that already
     /// ended is `Ok`.
     async fn kill(&self, id: &TaskId) -> Result<(), ExecError>;
+
+    /// Writes an uncompressed tar of the workspace's contents to the file `dest` (created or
+    /// truncated; its directory must exist).
+    ///
+    /// Called after the main container or process has exited (whatever its exit code) and
+    /// before `destroy`. Entry paths are relative to the workspace root (`dist/app.txt`): no
+    /// `workspace/` prefix, no absolute path, no entry for the root itself. Directories (empty
+    /// ones too), regular files and symlinks are kept, the latter as links (not followed).
+    /// [`workspace::write_tar`] does this for a workspace that is a host directory.
+    ///
+    /// `Err(UnknownTask)` for an id not set up (or already destroyed); `Err(Engine)` when the
+    /// workspace cannot be read or `dest` written, in which case `dest` may hold a partial
+    /// archive. May run concurrently with calls for other tasks.
+    async fn export_workspace(&self, id: &TaskId, dest: &Path) -> Result<(), ExecError>;
 
     /// Removes everything created for the task. Idempotent.
     async fn destroy(&self, id: &TaskId) -> Result<(), ExecError>;

@@ -145,6 +145,7 @@ pub fn task_spec(run_id: &str, job_index: usize, start: &StartJob) -> TaskSpec {
             cpu_millis: job.resources.cpu_millis,
             memory_bytes: job.resources.memory_bytes,
         },
+        seed: None,
     }
 }
 
@@ -286,6 +287,7 @@ impl Driver {
         let request = TaskRequest {
             spec: task_spec(&self.run_id, index, &start),
             timeout: start.job.timeout,
+            export: None,
         };
         let token = CancellationToken::new();
         self.tasks.insert((job.clone(), attempt), token.clone());
@@ -293,7 +295,7 @@ impl Driver {
         let events = self.events.clone();
         let updates = self.updates.clone();
         tokio::spawn(async move {
-            let outcome = drive_task(&*executor, request, token, |e| match e {
+            let result = drive_task(&*executor, request, token, |e| match e {
                 TaskEvent::Started => {
                     let _ = events.send(Event::JobStarted { job: job.clone(), attempt });
                 }
@@ -305,7 +307,7 @@ impl Driver {
                 }
             })
             .await;
-            let _ = events.send(Event::JobExited { job, attempt, outcome });
+            let _ = events.send(Event::JobExited { job, attempt, outcome: result.outcome });
         });
     }
 

@@ -2,8 +2,10 @@
 //!
 //! This is the wrapper every job runs in, whoever asked for it (`kiln run`, later the
 //! embedded and remote agents). It enforces the job's timeout and cancellation, reads
-//! `JOB_OUT key=value` lines from stdout, and always destroys what the executor created.
+//! `JOB_OUT key=value` lines from stdout, exports the workspace when asked (for caches and
+//! artifacts, see [`crate::archive`]) and always destroys what the executor created.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -34,6 +36,19 @@ pub struct TaskRequest {
     pub spec: TaskSpec,
     /// Kill it after this long.
     pub timeout: Option<Duration>,
+    /// Where to write an uncompressed tar of the workspace once the task has exited (with any
+    /// exit code), before it is destroyed; see [`Executor::export_workspace`].
+    pub export: Option<PathBuf>,
+}
+
+/// How a task driven by [`drive_task`] ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskResult {
+    /// How the task ended.
+    pub outcome: Outcome,
+    /// The export of the workspace: `None` when not requested or not reached (the task did
+    /// not get to an exit: error, timeout, cancel), else whether it worked (the error as text).
+    pub export: Option<Result<(), String>>,
 }
 
 /// Parses a `JOB_OUT key=value` line. The key is letters, digits, `_`, `-` or `.`, starting
@@ -53,14 +68,24 @@ pub fn parse_job_out(line: &str) -> Option<(&str, &str)> {
 }
 
 /// Runs `req` to the end and reports how it ended. Never fails: executor errors become
-/// `Outcome::Error`. Whatever happens, `destroy` is called before returning.
+/// `Outcome::Error`, a failed export is `TaskResult::export` `Some(Err(_))` (the outcome is
+/// kept). When [`TaskRequest::export`] is set and the task exited (`Outcome::Exited`, any
+/// code), the workspace is exported there; a cancel during the export abandons it.
+/// Whatever happens, `destroy` is called before returning.
 pub async fn drive_task(
     executor: &dyn Executor,
     req: TaskRequest,
     cancel: CancellationToken,
     mut on_event: impl FnMut(TaskEvent) + Send,
-) -> Outcome {
+) -> TaskResult {
     let outcome = run_until_exit(executor, &req, &cancel, &mut on_event).await;
+    let export = match (&outcome, &req.export) {
+        (Outcome::Exited(_), Some(dest)) => Some(tokio::select! {
+            r = executor.export_workspace(&req.spec.id, dest) => r.map_err(|e| e.to_string()),
+            () = cancel.cancelled() => Err("canceled while exporting the workspace".to_string()),
+        }),
+        _ => None,
+    };
     if let Err(e) = executor.destroy(&req.spec.id).await {
         tracing::warn!(task = %req.spec.id, "clean-up failed: {e}");
         on_event(TaskEvent::Log(LogLine {
@@ -69,7 +94,7 @@ pub async fn drive_task(
             text: format!("kiln: clean-up of {} failed: {e}", req.spec.id),
         }));
     }
-    outcome
+    TaskResult { outcome, export }
 }
 
 async fn run_until_exit(

@@ -1,11 +1,12 @@
-//! Kiln's persistence: projects, pipelines, runs and their event logs, jobs, approvals and API
-//! tokens, in SQLite (the default) or PostgreSQL, through one [`Store`].
+//! Kiln's persistence: projects, pipelines, runs and their event logs, jobs, approvals, API
+//! tokens, sealed secrets, artifact and cache records, in SQLite (the default) or PostgreSQL,
+//! through one [`Store`].
 //!
 //! One implementation serves both databases: [`Db`] holds a typed pool per backend and the
-//! `with_db!`/`with_tx!` macros compile every query once per driver. The SQL text is the same
+//! `with_db!`/`with_write!`/`with_tx!` macros compile every query once per driver. The SQL text is the same
 //! for both (`$n` placeholders, `INSERT … RETURNING`, `ON CONFLICT … DO UPDATE`); only the
 //! column types differ between `migrations/sqlite` and `migrations/postgres` (TEXT vs
-//! TIMESTAMPTZ, TEXT vs JSONB, INTEGER vs BIGINT). Ids are uuid v7 stored as TEXT on both.
+//! TIMESTAMPTZ, TEXT vs JSONB, INTEGER vs BIGINT, BLOB vs BYTEA). Ids are uuid v7 stored as TEXT on both.
 //!
 //! Status: SQLite is what every test run exercises. The integration tests also run on
 //! PostgreSQL when `KILN_STORE_TEST_POSTGRES` names a server (they pass on PostgreSQL 15), but
@@ -13,14 +14,22 @@
 //!
 //! Invariants:
 //! - every multi-step change runs in one transaction (on SQLite `BEGIN IMMEDIATE`, so writers
-//!   queue on the busy timeout instead of failing a read-to-write upgrade);
+//!   queue instead of failing a read-to-write upgrade);
+//! - on SQLite, every write of this process (`with_tx!`, `with_write!`) holds the store's
+//!   writer lock, so writers queue in order instead of polling SQLite's lock; other processes
+//!   wait on the busy timeout;
 //! - run numbers per pipeline and event sequence numbers per run are allocated from a counter
 //!   row in the same transaction as the insert: no gaps, no duplicates, strictly increasing;
-//! - a token's secret is never stored, only its SHA-256;
+//! - a token's secret is never stored, only its SHA-256; a project secret only sealed by the
+//!   server (the store never sees its plaintext);
+//! - one engine step ([`Store::record_step`]) is one transaction: its events, the run's state
+//!   and its jobs are stored together or not at all;
 //! - a run in a final state never changes state again;
-//! - no log lines live here (a later crate keeps logs in files).
+//! - no log lines and no blobs live here (logs are files; artifact and cache rows name a blob by
+//!   its path relative to the blob directory, never outside it).
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::PgPool;
@@ -39,12 +48,29 @@ macro_rules! with_db {
     };
 }
 
-/// Runs `$body` inside a transaction bound to `$tx` and commits it if `$body` evaluates
-/// (an early `?` return drops the transaction, which rolls it back).
+/// Like `with_db!` for a statement that writes: on SQLite it holds the store's writer lock
+/// (see `with_tx!`).
+macro_rules! with_write {
+    ($store:expr, $p:ident => $body:expr) => {
+        match &$store.db {
+            $crate::Db::Sqlite($p) => {
+                let _writer = $store.writer.lock().await;
+                $body
+            }
+            $crate::Db::Postgres($p) => $body,
+        }
+    };
+}
+
+/// Runs `$body` inside a transaction of the store `$store`, bound to `$tx`, and commits it if
+/// `$body` evaluates (an early `?` return drops the transaction, which rolls it back). On
+/// SQLite the store's writer lock is held first, so that this process's transactions queue in
+/// order instead of polling SQLite's write lock.
 macro_rules! with_tx {
-    ($db:expr, $what:expr, $tx:ident => $body:expr) => {
-        match $db {
+    ($store:expr, $what:expr, $tx:ident => $body:expr) => {
+        match &$store.db {
             $crate::Db::Sqlite(p) => {
+                let _writer = $store.writer.lock().await;
                 let mut $tx = p.begin_with("BEGIN IMMEDIATE").await.ctx($what)?;
                 let value = $body;
                 $tx.commit().await.ctx($what)?;
@@ -60,18 +86,22 @@ macro_rules! with_tx {
     };
 }
 
+mod artifacts;
+mod caches;
 mod error;
 mod ids;
 mod model;
 mod projects;
 mod runs;
+mod secrets;
 mod tokens;
 
 pub use error::{Result, StoreError};
 pub use ids::{PipelineId, ProjectId, RunId, TokenId};
 pub use model::{
-    ApprovalDecision, ApprovalRecord, JobRecord, NewRun, NewToken, Pipeline, Project, Role, Run,
-    RunFilter, StoredEvent, Token, TokenSecret,
+    ApprovalDecision, ApprovalRecord, ArtifactFile, ArtifactRecord, CacheRecord, JobRecord,
+    NewArtifact, NewRun, NewToken, Pipeline, PipelineSource, Project, Role, Run, RunFilter,
+    SealedSecret, SecretInfo, Step, StoredEvent, Token, TokenSecret,
 };
 
 use error::Ctx;
@@ -90,6 +120,11 @@ pub enum Db {
 #[derive(Debug, Clone)]
 pub struct Store {
     db: Db,
+    /// Held around every SQLite write. SQLite has one writer at a time, and a writer
+    /// waiting in its busy handler sleeps and polls (1 ms, 2 ms, 5 ms… up to 100 ms): waiting
+    /// here instead is a fair queue that wakes the next writer at once. Unused on PostgreSQL,
+    /// whose writers lock rows.
+    writer: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// How long a SQLite connection waits for another writer before giving up.
@@ -155,10 +190,11 @@ impl Store {
                 .map_err(sqlx::Error::from)
                 .ctx(what)?,
         }
-        Ok(Store { db })
+        Ok(Store { db, writer: Arc::default() })
     }
 
-    /// The underlying pools, for callers that need a backend-specific query.
+    /// The underlying pools, for callers that need a backend-specific query. Writes through
+    /// them bypass the store's SQLite writer lock (and wait on the busy timeout instead).
     pub fn db(&self) -> &Db {
         &self.db
     }

@@ -34,6 +34,10 @@ pub struct Pipeline {
     pub name: String,
     /// The workflow as written.
     pub yaml: String,
+    /// The file name diagnostics name (`<name>.yml` when none was given).
+    pub file: String,
+    /// Template files its `uses:` reads, by resolved path.
+    pub files: BTreeMap<String, String>,
     /// 1 when created, plus one for every change of `yaml`.
     pub version: u32,
     /// When it was created.
@@ -49,6 +53,17 @@ impl Pipeline {
     }
 }
 
+/// A workflow as stored: the entry file's name and text, and the template files it uses.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PipelineSource {
+    /// The entry file's name (diagnostics name it).
+    pub file: String,
+    /// The entry file's text.
+    pub yaml: String,
+    /// Template files by the path `uses:` resolves to.
+    pub files: BTreeMap<String, String>,
+}
+
 /// What is needed to create a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NewRun {
@@ -58,6 +73,10 @@ pub struct NewRun {
     pub params: serde_json::Value,
     /// Who or what started it (`user:alice`, `cron`, `webhook:github`).
     pub triggered_by: String,
+    /// The run this one retries: an earlier run of the same pipeline, whose successful jobs
+    /// (and their artifacts, see [`crate::Store::copy_artifacts`]) it may reuse.
+    #[serde(default)]
+    pub retry_of: Option<RunId>,
 }
 
 /// A run of a pipeline.
@@ -89,6 +108,9 @@ pub struct Run {
     pub started_at: Option<DateTime<Utc>>,
     /// When it entered a final state.
     pub finished_at: Option<DateTime<Utc>>,
+    /// The run it retries, if it is a retry (cleared if that run is deleted).
+    #[serde(default)]
+    pub retry_of: Option<RunId>,
 }
 
 impl Run {
@@ -139,6 +161,19 @@ pub struct JobRecord {
     pub started_at: Option<DateTime<Utc>>,
     /// When it reached a final state.
     pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// What one step of the engine changed in a run, written by [`crate::Store::record_step`] in
+/// one transaction: the events it handled, the run's new state if it changed, and the jobs
+/// whose records changed.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Step {
+    /// Events to append to the run's log, in order.
+    pub events: Vec<Event>,
+    /// The run's new state and, if given, its new reason (as [`crate::Store::set_run_state`]).
+    pub state: Option<(RunState, Option<String>)>,
+    /// Job records to insert or replace.
+    pub jobs: Vec<JobRecord>,
 }
 
 /// The decision on an approval stage.
@@ -226,6 +261,102 @@ impl fmt::Debug for TokenSecret {
     }
 }
 
+/// A secret's value sealed by the server (AES-GCM): the store keeps these bytes and never sees
+/// the plaintext. `Debug` prints only the key id: not the bytes, nor their length.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedSecret {
+    /// Which of the server's keys sealed it (so that keys can be rotated).
+    pub key_id: String,
+    /// The nonce used to seal it.
+    pub nonce: Vec<u8>,
+    /// The sealed value (with its authentication tag).
+    pub ciphertext: Vec<u8>,
+}
+
+impl fmt::Debug for SealedSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SealedSecret").field("key_id", &self.key_id).finish_non_exhaustive()
+    }
+}
+
+/// What may be shown of a secret: its name and times, never its value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretInfo {
+    /// Name (`[A-Z_][A-Z0-9_]*`, the environment variable a job sees).
+    pub name: String,
+    /// When it was first set.
+    pub created_at: DateTime<Utc>,
+    /// When its value last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One file inside a job's artifact archive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactFile {
+    /// Path inside the archive (relative, `/`-separated).
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// What is needed to record a job's artifacts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewArtifact {
+    /// Run.
+    pub run: RunId,
+    /// Job of the run.
+    pub job: JobId,
+    /// The attempt that uploaded them (1 for the first).
+    pub attempt: u32,
+    /// Path of the archive relative to the blob directory (no `.` or `..` parts).
+    pub blob: String,
+    /// Size of the archive in bytes.
+    pub size: u64,
+    /// Hex SHA-256 of the archive (64 lower-case hex digits).
+    pub sha256: String,
+    /// The files inside the archive.
+    pub files: Vec<ArtifactFile>,
+}
+
+/// A job's recorded artifacts (its latest attempt's).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactRecord {
+    /// Run.
+    pub run: RunId,
+    /// Job of the run.
+    pub job: JobId,
+    /// The attempt that uploaded them.
+    pub attempt: u32,
+    /// Path of the archive relative to the blob directory; rows copied to a retried run share
+    /// the blob of the original.
+    pub blob: String,
+    /// Size of the archive in bytes.
+    pub size: u64,
+    /// Hex SHA-256 of the archive.
+    pub sha256: String,
+    /// The files inside the archive.
+    pub files: Vec<ArtifactFile>,
+    /// When they were recorded (for a copied row: when the original was).
+    pub created_at: DateTime<Utc>,
+}
+
+/// A job cache of a project: a blob stored under a key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheRecord {
+    /// Project.
+    pub project_id: ProjectId,
+    /// Key, unique in the project.
+    pub key: String,
+    /// Path of the blob relative to the blob directory.
+    pub blob: String,
+    /// Size of the blob in bytes.
+    pub size: u64,
+    /// When this blob was stored under the key.
+    pub created_at: DateTime<Utc>,
+    /// When it was last stored or looked up (for eviction).
+    pub last_used_at: DateTime<Utc>,
+}
+
 /// Database text of an enum, and back.
 pub(crate) trait DbText: Sized + Copy + 'static {
     /// Every value with its text.
@@ -307,6 +438,29 @@ pub(crate) fn check_name(kind: &str, name: &str) -> Result<(), StoreError> {
     } else {
         Err(StoreError::Invalid(format!(
             "{kind} name `{name}` is not valid: use 1 to 64 letters, digits, `.`, `_` or `-`, starting with a letter or digit"
+        )))
+    }
+}
+
+/// Converts a size or count to the database's signed integer.
+pub(crate) fn db_int(v: u64, what: &str) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| StoreError::Invalid(format!("{what} {v} is too large")))
+}
+
+/// Checks a path relative to the blob directory: non-empty, `/`-separated, no empty, `.` or
+/// `..` part, no `\` or control character, at most 1024 bytes. A row must not be able to
+/// point outside the blob directory.
+pub(crate) fn check_blob(what: &str, blob: &str) -> Result<(), StoreError> {
+    let ok = !blob.is_empty()
+        && blob.len() <= 1024
+        && !blob.contains('\\')
+        && !blob.chars().any(char::is_control)
+        && blob.split('/').all(|part| !matches!(part, "" | "." | ".."));
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!(
+            "blob path `{blob}` of {what} is not valid: use a relative `/`-separated path inside the blob directory, without empty, `.` or `..` parts"
         )))
     }
 }

@@ -1,11 +1,16 @@
-//! Projects and pipelines. A pipeline's version goes up by one on every change of its YAML and
-//! never otherwise.
+//! Projects and pipelines. A pipeline's version goes up by one on every change of its source
+//! (YAML, file name or template files) and never otherwise.
+
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use sqlx::types::Json;
 
 use crate::error::{Ctx, is_unique};
 use crate::model::{check_name, int};
-use crate::{Pipeline, PipelineId, Project, ProjectId, Result, Store, StoreError, now};
+use crate::{
+    Pipeline, PipelineId, PipelineSource, Project, ProjectId, Result, Store, StoreError, now,
+};
 
 #[derive(sqlx::FromRow)]
 struct ProjectRow {
@@ -31,6 +36,8 @@ struct PipelineRow {
     project: String,
     name: String,
     yaml: String,
+    file: String,
+    files: Json<BTreeMap<String, String>>,
     version: i64,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
@@ -38,12 +45,15 @@ struct PipelineRow {
 
 impl PipelineRow {
     fn into_pipeline(self) -> Result<Pipeline> {
+        let file = if self.file.is_empty() { format!("{}.yml", self.name) } else { self.file };
         Ok(Pipeline {
             id: PipelineId::from_db(&self.id)?,
             project_id: ProjectId::from_db(&self.project_id)?,
             project: self.project,
             name: self.name,
+            file,
             yaml: self.yaml,
+            files: self.files.0,
             version: int(self.version, "pipeline version")?,
             created_at: self.created_at,
             updated_at: self.updated_at,
@@ -55,7 +65,8 @@ impl PipelineRow {
 macro_rules! pipeline_select {
     ($rest:literal) => {
         concat!(
-            "SELECT pl.id, pl.project_id, pr.name AS project, pl.name, pl.yaml, pl.version, \
+            "SELECT pl.id, pl.project_id, pr.name AS project, pl.name, pl.yaml, pl.file, pl.files, \
+             pl.version, \
              pl.created_at, pl.updated_at \
              FROM pipelines pl JOIN projects pr ON pr.id = pl.project_id ",
             $rest
@@ -67,6 +78,8 @@ macro_rules! pipeline_select {
 struct ExistingPipeline {
     id: String,
     yaml: String,
+    file: String,
+    files: Json<BTreeMap<String, String>>,
 }
 
 impl Store {
@@ -75,7 +88,7 @@ impl Store {
         check_name("project", name)?;
         let what = || format!("create project `{name}`");
         let id = ProjectId::new();
-        let row = with_db!(&self.db, p => sqlx::query_as::<_, ProjectRow>(
+        let row = with_write!(self, p => sqlx::query_as::<_, ProjectRow>(
             "INSERT INTO projects (id, name, created_at) VALUES ($1, $2, $3) \
              RETURNING id, name, created_at")
             .bind(id.text())
@@ -115,19 +128,20 @@ impl Store {
         rows.into_iter().map(ProjectRow::into_project).collect()
     }
 
-    /// Creates the pipeline `project/name` with `yaml` at version 1, or replaces its YAML.
+    /// Creates the pipeline `project/name` from `source` at version 1, or replaces its source.
     /// Returns the pipeline and whether anything changed: the same YAML again changes nothing
     /// (neither the version nor `updated_at`); a different one bumps the version by one.
     pub async fn upsert_pipeline(
         &self,
         project: &str,
         name: &str,
-        yaml: &str,
+        source: &PipelineSource,
     ) -> Result<(Pipeline, bool)> {
+        let (yaml, file, files) = (&source.yaml, &source.file, &source.files);
         check_name("pipeline", name)?;
         let what = || format!("save pipeline `{project}/{name}`");
         let at = now();
-        let result = with_tx!(&self.db, what, tx => {
+        let result = with_tx!(self, what, tx => {
             let project_id: Option<String> =
                 sqlx::query_scalar("SELECT id FROM projects WHERE name = $1")
                     .bind(project)
@@ -137,21 +151,25 @@ impl Store {
             let project_id = project_id
                 .ok_or_else(|| StoreError::NotFound(format!("project `{project}`")))?;
             let existing = sqlx::query_as::<_, ExistingPipeline>(
-                "SELECT id, yaml FROM pipelines WHERE project_id = $1 AND name = $2")
+                "SELECT id, yaml, file, files FROM pipelines WHERE project_id = $1 AND name = $2")
                 .bind(&project_id)
                 .bind(name)
                 .fetch_optional(&mut *tx)
                 .await
                 .ctx(what)?;
             let (id, changed) = match existing {
-                Some(old) if old.yaml == yaml => (old.id, false),
+                Some(old) if &old.yaml == yaml && &old.file == file && &old.files.0 == files => {
+                    (old.id, false)
+                }
                 Some(old) => {
                     sqlx::query(
-                        "UPDATE pipelines SET yaml = $2, version = version + 1, updated_at = $3 \
-                         WHERE id = $1")
+                        "UPDATE pipelines SET yaml = $2, file = $4, files = $5, version = version + 1, \
+                         updated_at = $3 WHERE id = $1")
                         .bind(&old.id)
                         .bind(yaml)
                         .bind(at)
+                        .bind(file)
+                        .bind(Json(files))
                         .execute(&mut *tx)
                         .await
                         .ctx(what)?;
@@ -161,13 +179,15 @@ impl Store {
                     let id = PipelineId::new().text();
                     let inserted = sqlx::query(
                         "INSERT INTO pipelines \
-                         (id, project_id, name, yaml, version, created_at, updated_at) \
-                         VALUES ($1, $2, $3, $4, 1, $5, $5)")
+                         (id, project_id, name, yaml, file, files, version, created_at, updated_at) \
+                         VALUES ($1, $2, $3, $4, $6, $7, 1, $5, $5)")
                         .bind(&id)
                         .bind(&project_id)
                         .bind(name)
                         .bind(yaml)
                         .bind(at)
+                        .bind(file)
+                        .bind(Json(files))
                         .execute(&mut *tx)
                         .await;
                     match inserted {

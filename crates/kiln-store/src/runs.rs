@@ -4,6 +4,10 @@
 //! `runs.last_event_seq`, each bumped by an `UPDATE … RETURNING` in the transaction that
 //! inserts the row: the row lock (PostgreSQL) or the write lock (SQLite) serialises
 //! concurrent callers, so numbers have no gaps and never repeat.
+//!
+//! The statements that change a run (append events, set its state, save jobs) live once in
+//! [`RunTx`], at transaction level: the one-change methods and [`Store::record_step`], which
+//! writes a whole engine step in one transaction, run the same code.
 
 use std::collections::BTreeMap;
 
@@ -15,8 +19,8 @@ use sqlx::types::Json;
 use crate::error::{Ctx, is_foreign_key, is_unique};
 use crate::model::{DbText, int};
 use crate::{
-    ApprovalDecision, ApprovalRecord, JobRecord, NewRun, PipelineId, Result, Run, RunFilter, RunId,
-    Store, StoreError, StoredEvent, now,
+    ApprovalDecision, ApprovalRecord, JobRecord, NewRun, PipelineId, PipelineSource, Result, Run,
+    RunFilter, RunId, Step, Store, StoreError, StoredEvent, now,
 };
 
 /// Default and ceiling of [`RunFilter::limit`].
@@ -38,6 +42,7 @@ struct RunRow {
     created_at: DateTime<Utc>,
     started_at: Option<DateTime<Utc>>,
     finished_at: Option<DateTime<Utc>>,
+    retry_of: Option<String>,
 }
 
 impl RunRow {
@@ -56,6 +61,7 @@ impl RunRow {
             created_at: self.created_at,
             started_at: self.started_at,
             finished_at: self.finished_at,
+            retry_of: self.retry_of.as_deref().map(RunId::from_db).transpose()?,
         })
     }
 }
@@ -66,7 +72,7 @@ macro_rules! run_select {
         concat!(
             "SELECT r.id, r.pipeline_id, pr.name AS project, pl.name AS pipeline, r.number, \
              r.pipeline_version, r.state, r.params, r.triggered_by, r.reason, r.created_at, \
-             r.started_at, r.finished_at \
+             r.started_at, r.finished_at, r.retry_of \
              FROM runs r JOIN pipelines pl ON pl.id = r.pipeline_id \
              JOIN projects pr ON pr.id = pl.project_id ",
             $rest
@@ -79,6 +85,17 @@ struct Allocated {
     last_run_number: i64,
     version: i64,
     yaml: String,
+    file: String,
+    files: Json<BTreeMap<String, String>>,
+    name: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct SourceRow {
+    yaml: String,
+    file: String,
+    files: Json<BTreeMap<String, String>>,
+    pipeline: String,
 }
 
 #[derive(sqlx::FromRow)]
@@ -138,20 +155,202 @@ impl ApprovalRow {
     }
 }
 
+/// The statements that change a run, run inside the caller's transaction so that several of
+/// them commit or roll back together. Implemented once per driver's connection by `run_tx!`
+/// (like `with_db!`, each copy is type-checked against its own driver); a transaction reaches
+/// them through `Deref`.
+trait RunTx {
+    /// Appends `events` to the run's log and returns their sequence numbers. They are
+    /// stamped once the run's row is locked, so that times follow sequence numbers. No
+    /// events: no statement, an empty list.
+    async fn append_events(&mut self, run: &RunId, events: &[Event]) -> Result<Vec<u64>>;
+
+    /// Sets the run's state as [`Store::set_run_state`] documents.
+    async fn set_state(&mut self, run: &RunId, state: RunState, reason: Option<&str>)
+    -> Result<()>;
+
+    /// Inserts or replaces job records (checked by [`check_jobs`] beforehand).
+    async fn upsert_jobs(&mut self, run: &RunId, jobs: &[JobRecord]) -> Result<()>;
+
+    /// The run as it is now in this transaction.
+    async fn run_row(&mut self, run: &RunId) -> Result<RunRow>;
+}
+
+macro_rules! run_tx {
+    ($($conn:ty),+) => {$(
+        impl RunTx for $conn {
+            async fn append_events(&mut self, run: &RunId, events: &[Event]) -> Result<Vec<u64>> {
+                if events.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let what = || format!("append events to run {run}");
+                let count = i64::try_from(events.len())
+                    .map_err(|_| StoreError::Invalid(format!("too many events for run {run}")))?;
+                // One bump for the whole batch: the run's row stays locked until commit.
+                let last: i64 = sqlx::query_scalar(
+                    "UPDATE runs SET last_event_seq = last_event_seq + $2 WHERE id = $1 \
+                     RETURNING last_event_seq")
+                    .bind(run.text())
+                    .bind(count)
+                    .fetch_optional(&mut *self)
+                    .await
+                    .ctx(what)?
+                    .ok_or_else(|| StoreError::NotFound(format!("run {run}")))?;
+                let at = now();
+                let mut seqs = Vec::with_capacity(events.len());
+                for (seq, event) in (last - count + 1..).zip(events) {
+                    sqlx::query(
+                        "INSERT INTO run_events (run_id, seq, event, at) VALUES ($1, $2, $3, $4)")
+                        .bind(run.text())
+                        .bind(seq)
+                        .bind(Json(event))
+                        .bind(at)
+                        .execute(&mut *self)
+                        .await
+                        .ctx(what)?;
+                    seqs.push(int(seq, "event sequence number")?);
+                }
+                Ok(seqs)
+            }
+
+            async fn set_state(
+                &mut self,
+                run: &RunId,
+                state: RunState,
+                reason: Option<&str>,
+            ) -> Result<()> {
+                let what = || format!("set the state of run {run} to {}", state.text());
+                let at = now();
+                let started = (state != RunState::Pending).then_some(at);
+                let finished = state.is_final().then_some(at);
+                let updated: Option<String> = sqlx::query_scalar(
+                    "UPDATE runs SET state = $2, reason = COALESCE($3, reason), \
+                     started_at = COALESCE(started_at, $4), finished_at = $5 \
+                     WHERE id = $1 AND state NOT IN ('success', 'failure', 'canceled', 'timeout') \
+                     RETURNING id")
+                    .bind(run.text())
+                    .bind(state.text())
+                    .bind(reason)
+                    .bind(started)
+                    .bind(finished)
+                    .fetch_optional(&mut *self)
+                    .await
+                    .ctx(what)?;
+                if updated.is_some() {
+                    return Ok(());
+                }
+                let current: Option<String> =
+                    sqlx::query_scalar("SELECT state FROM runs WHERE id = $1")
+                        .bind(run.text())
+                        .fetch_optional(&mut *self)
+                        .await
+                        .ctx(what)?;
+                Err(match current {
+                    None => StoreError::NotFound(format!("run {run}")),
+                    Some(s) => StoreError::Conflict(format!(
+                        "run {run} already ended as {s}; it cannot become {}",
+                        state.text()
+                    )),
+                })
+            }
+
+            async fn upsert_jobs(&mut self, run: &RunId, jobs: &[JobRecord]) -> Result<()> {
+                let what = || format!("save jobs of run {run}");
+                for job in jobs {
+                    let saved = sqlx::query(
+                        "INSERT INTO jobs (run_id, job_id, state, attempts, exit_code, outputs, \
+                         reason, started_at, finished_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                         ON CONFLICT (run_id, job_id) DO UPDATE SET state = excluded.state, \
+                         attempts = excluded.attempts, exit_code = excluded.exit_code, \
+                         outputs = excluded.outputs, reason = excluded.reason, \
+                         started_at = excluded.started_at, finished_at = excluded.finished_at")
+                        .bind(run.text())
+                        .bind(job.job.as_str())
+                        .bind(job.state.text())
+                        .bind(i64::from(job.attempts))
+                        .bind(job.exit_code.map(i64::from))
+                        .bind(Json(&job.outputs))
+                        .bind(job.reason.as_deref())
+                        .bind(job.started_at)
+                        .bind(job.finished_at)
+                        .execute(&mut *self)
+                        .await;
+                    match saved {
+                        Ok(_) => {}
+                        Err(e) if is_foreign_key(&e) => {
+                            return Err(StoreError::NotFound(format!("run {run}")));
+                        }
+                        Err(e) => return Err(e).ctx(what),
+                    }
+                }
+                Ok(())
+            }
+
+            async fn run_row(&mut self, run: &RunId) -> Result<RunRow> {
+                let what = || format!("get run {run}");
+                sqlx::query_as::<_, RunRow>(run_select!("WHERE r.id = $1"))
+                    .bind(run.text())
+                    .fetch_optional(&mut *self)
+                    .await
+                    .ctx(what)?
+                    .ok_or_else(|| StoreError::NotFound(format!("run {run}")))
+            }
+        }
+    )+};
+}
+
+run_tx!(sqlx::SqliteConnection, sqlx::PgConnection);
+
+/// Refuses job records that cannot be stored, before any transaction starts.
+fn check_jobs(run: &RunId, jobs: &[JobRecord]) -> Result<()> {
+    match jobs.iter().find(|j| j.job.as_str().is_empty()) {
+        Some(bad) => Err(StoreError::Invalid(format!(
+            "a job of run {run} has an empty id (state {})",
+            bad.state.text()
+        ))),
+        None => Ok(()),
+    }
+}
+
 impl Store {
     /// Creates a run of `new.pipeline` in state `pending` with the next number of that
-    /// pipeline (1 for the first), copying the pipeline's current YAML and version.
+    /// pipeline (1 for the first), copying the pipeline's current YAML and version. A retry
+    /// (`new.retry_of`) must name a run of the same pipeline: `NotFound` if there is no such
+    /// run, `Invalid` if it belongs to another pipeline.
     pub async fn create_run(&self, new: &NewRun) -> Result<Run> {
         if new.triggered_by.trim().is_empty() {
             return Err(StoreError::Invalid("a run needs a non-empty `triggered_by`".to_string()));
         }
         let pipeline = &new.pipeline;
         let what = || format!("create a run of pipeline {pipeline}");
-        let id = RunId::new().text();
-        let row = with_tx!(&self.db, what, tx => {
+        let id = RunId::new();
+        let row = with_tx!(self, what, tx => {
+            if let Some(original) = &new.retry_of {
+                let of: Option<String> =
+                    sqlx::query_scalar("SELECT pipeline_id FROM runs WHERE id = $1")
+                        .bind(original.text())
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .ctx(what)?;
+                match of {
+                    None => {
+                        return Err(StoreError::NotFound(format!(
+                            "run {original} (the run to retry)"
+                        )));
+                    }
+                    Some(of) if of != pipeline.text() => {
+                        return Err(StoreError::Invalid(format!(
+                            "run {original} is of pipeline {of}, not {pipeline}: a retry runs \
+                             the same pipeline"
+                        )));
+                    }
+                    Some(_) => {}
+                }
+            }
             let allocated = sqlx::query_as::<_, Allocated>(
                 "UPDATE pipelines SET last_run_number = last_run_number + 1 WHERE id = $1 \
-                 RETURNING last_run_number, version, yaml")
+                 RETURNING last_run_number, version, yaml, file, files, name")
                 .bind(pipeline.text())
                 .fetch_optional(&mut *tx)
                 .await
@@ -159,9 +358,9 @@ impl Store {
                 .ok_or_else(|| StoreError::NotFound(format!("pipeline {pipeline}")))?;
             sqlx::query(
                 "INSERT INTO runs (id, pipeline_id, number, pipeline_version, yaml, state, \
-                 params, triggered_by, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8)")
-                .bind(&id)
+                 params, triggered_by, created_at, retry_of, file, files) \
+                 VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8, $9, $10, $11)")
+                .bind(id.text())
                 .bind(pipeline.text())
                 .bind(allocated.last_run_number)
                 .bind(allocated.version)
@@ -169,14 +368,17 @@ impl Store {
                 .bind(Json(&new.params))
                 .bind(&new.triggered_by)
                 .bind(now())
+                .bind(new.retry_of.map(|r| r.text()))
+                .bind(if allocated.file.is_empty() {
+                    format!("{}.yml", allocated.name)
+                } else {
+                    allocated.file.clone()
+                })
+                .bind(&allocated.files)
                 .execute(&mut *tx)
                 .await
                 .ctx(what)?;
-            sqlx::query_as::<_, RunRow>(run_select!("WHERE r.id = $1"))
-                .bind(&id)
-                .fetch_one(&mut *tx)
-                .await
-                .ctx(what)?
+            tx.run_row(&id).await?
         });
         row.into_run()
     }
@@ -203,6 +405,25 @@ impl Store {
                 .await)
         .ctx(what)?;
         yaml.ok_or_else(|| StoreError::NotFound(format!("run {id}")))
+    }
+
+    /// The workflow source a run was created with: its YAML, file name and template files
+    /// (the pipeline may have changed since). What a replay compiles.
+    pub async fn run_source(&self, id: &RunId) -> Result<PipelineSource> {
+        let what = || format!("get the workflow of run {id}");
+        let row = with_db!(&self.db, p => sqlx::query_as::<_, SourceRow>(
+            "SELECT r.yaml, r.file, r.files, pl.name AS pipeline FROM runs r \
+             JOIN pipelines pl ON pl.id = r.pipeline_id WHERE r.id = $1")
+            .bind(id.text())
+            .fetch_optional(p)
+            .await)
+        .ctx(what)?
+        .ok_or_else(|| StoreError::NotFound(format!("run {id}")))?;
+        Ok(PipelineSource {
+            file: if row.file.is_empty() { format!("{}.yml", row.pipeline) } else { row.file },
+            yaml: row.yaml,
+            files: row.files.0,
+        })
     }
 
     /// Runs matching `filter`, newest first.
@@ -234,6 +455,76 @@ impl Store {
         rows.into_iter().map(RunRow::into_run).collect()
     }
 
+    /// The run `project/pipeline#number`.
+    pub async fn run_by_number(&self, project: &str, pipeline: &str, number: u64) -> Result<Run> {
+        let what = || format!("get run `{project}/{pipeline}#{number}`");
+        let not_found = || StoreError::NotFound(format!("run `{project}/{pipeline}#{number}`"));
+        let Ok(n) = i64::try_from(number) else {
+            return Err(not_found());
+        };
+        let row = with_db!(&self.db, p => sqlx::query_as::<_, RunRow>(run_select!(
+            "WHERE pr.name = $1 AND pl.name = $2 AND r.number = $3"))
+            .bind(project)
+            .bind(pipeline)
+            .bind(n)
+            .fetch_optional(p)
+            .await)
+        .ctx(what)?;
+        row.ok_or_else(not_found)?.into_run()
+    }
+
+    /// The pending runs of a pipeline in the order they were created (by number): the
+    /// pipeline's queue. `NotFound` if the pipeline does not exist.
+    pub async fn pending_runs(&self, pipeline: &PipelineId) -> Result<Vec<Run>> {
+        let what = || format!("list pending runs of pipeline {pipeline}");
+        let rows = with_db!(&self.db, p => sqlx::query_as::<_, RunRow>(run_select!(
+            "WHERE r.pipeline_id = $1 AND r.state = 'pending' ORDER BY r.number"))
+            .bind(pipeline.text())
+            .fetch_all(p)
+            .await)
+        .ctx(what)?;
+        if rows.is_empty() {
+            self.pipeline_by_id(pipeline).await?;
+        }
+        rows.into_iter().map(RunRow::into_run).collect()
+    }
+
+    /// How many runs of a pipeline are active (running or paused), for concurrency limits.
+    /// `NotFound` if the pipeline does not exist.
+    pub async fn active_run_count(&self, pipeline: &PipelineId) -> Result<u64> {
+        let what = || format!("count active runs of pipeline {pipeline}");
+        let count: Option<i64> = with_db!(&self.db, p => sqlx::query_scalar(
+            "SELECT (SELECT COUNT(*) FROM runs r \
+                     WHERE r.pipeline_id = pl.id AND r.state IN ('running', 'paused')) \
+             FROM pipelines pl WHERE pl.id = $1")
+            .bind(pipeline.text())
+            .fetch_optional(p)
+            .await)
+        .ctx(what)?;
+        let count = count.ok_or_else(|| StoreError::NotFound(format!("pipeline {pipeline}")))?;
+        int(count, "run count")
+    }
+
+    /// How many runs are in each state, over all pipelines, for metrics: every state once, in
+    /// a fixed order (pending, running, paused, success, failure, canceled, timeout), zero
+    /// counts included so that a gauge drops back to 0.
+    pub async fn run_state_counts(&self) -> Result<Vec<(RunState, u64)>> {
+        let what = || "count runs by state".to_string();
+        let rows: Vec<(String, i64)> = with_db!(&self.db, p => sqlx::query_as(
+            "SELECT state, COUNT(*) FROM runs GROUP BY state")
+            .fetch_all(p)
+            .await)
+        .ctx(what)?;
+        let mut counts: Vec<(RunState, u64)> = RunState::ALL.iter().map(|(s, _)| (*s, 0)).collect();
+        for (state, count) in rows {
+            let state = RunState::from_db(&state)?;
+            if let Some(slot) = counts.iter_mut().find(|(s, _)| *s == state) {
+                slot.1 = int(count, "run count")?;
+            }
+        }
+        Ok(counts)
+    }
+
     /// Sets a run's state, and its reason if `reason` is given. Leaving `pending` sets
     /// `started_at` (once); entering a final state sets `finished_at`. A run in a final state
     /// is never changed again: that is a `Conflict`.
@@ -244,43 +535,9 @@ impl Store {
         reason: Option<&str>,
     ) -> Result<Run> {
         let what = || format!("set the state of run {id} to {}", state.text());
-        let at = now();
-        let started = (state != RunState::Pending).then_some(at);
-        let finished = state.is_final().then_some(at);
-        let row = with_tx!(&self.db, what, tx => {
-            let updated: Option<String> = sqlx::query_scalar(
-                "UPDATE runs SET state = $2, reason = COALESCE($3, reason), \
-                 started_at = COALESCE(started_at, $4), finished_at = $5 \
-                 WHERE id = $1 AND state NOT IN ('success', 'failure', 'canceled', 'timeout') \
-                 RETURNING id")
-                .bind(id.text())
-                .bind(state.text())
-                .bind(reason)
-                .bind(started)
-                .bind(finished)
-                .fetch_optional(&mut *tx)
-                .await
-                .ctx(what)?;
-            if updated.is_none() {
-                let current: Option<String> =
-                    sqlx::query_scalar("SELECT state FROM runs WHERE id = $1")
-                        .bind(id.text())
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .ctx(what)?;
-                return Err(match current {
-                    None => StoreError::NotFound(format!("run {id}")),
-                    Some(s) => StoreError::Conflict(format!(
-                        "run {id} already ended as {s}; it cannot become {}",
-                        state.text()
-                    )),
-                });
-            }
-            sqlx::query_as::<_, RunRow>(run_select!("WHERE r.id = $1"))
-                .bind(id.text())
-                .fetch_one(&mut *tx)
-                .await
-                .ctx(what)?
+        let row = with_tx!(self, what, tx => {
+            tx.set_state(id, state, reason).await?;
+            tx.run_row(id).await?
         });
         row.into_run()
     }
@@ -289,26 +546,33 @@ impl Store {
     /// first; strictly increasing per run, without gaps, also under concurrent appends).
     pub async fn append_event(&self, run: &RunId, event: &Event) -> Result<u64> {
         let what = || format!("append an event to run {run}");
-        let seq: i64 = with_tx!(&self.db, what, tx => {
-            let seq: i64 = sqlx::query_scalar(
-                "UPDATE runs SET last_event_seq = last_event_seq + 1 WHERE id = $1 \
-                 RETURNING last_event_seq")
-                .bind(run.text())
-                .fetch_optional(&mut *tx)
-                .await
-                .ctx(what)?
-                .ok_or_else(|| StoreError::NotFound(format!("run {run}")))?;
-            sqlx::query("INSERT INTO run_events (run_id, seq, event, at) VALUES ($1, $2, $3, $4)")
-                .bind(run.text())
-                .bind(seq)
-                .bind(Json(event))
-                .bind(now())
-                .execute(&mut *tx)
-                .await
-                .ctx(what)?;
-            seq
+        let seqs = with_tx!(self, what, tx => {
+            tx.append_events(run, std::slice::from_ref(event)).await?
         });
-        int(seq, "event sequence number")
+        seqs.first().copied().ok_or_else(|| StoreError::Corrupt(format!("no seq for run {run}")))
+    }
+
+    /// Writes one engine step of a run in one transaction: appends `step.events` (numbered as
+    /// [`Store::append_event`] numbers them), sets `step.state` (as [`Store::set_run_state`]
+    /// does, a run in a final state is a `Conflict`) and inserts or replaces `step.jobs`.
+    /// Returns the events' sequence numbers. All or nothing: on any error nothing of the step
+    /// is stored. An empty step changes nothing (`NotFound` if the run does not exist).
+    pub async fn record_step(&self, run: &RunId, step: &Step) -> Result<Vec<u64>> {
+        check_jobs(run, &step.jobs)?;
+        if step.events.is_empty() && step.state.is_none() && step.jobs.is_empty() {
+            self.run(run).await?;
+            return Ok(Vec::new());
+        }
+        let what = || format!("record a step of run {run}");
+        let seqs = with_tx!(self, what, tx => {
+            let seqs = tx.append_events(run, &step.events).await?;
+            if let Some((state, reason)) = &step.state {
+                tx.set_state(run, *state, reason.as_deref()).await?;
+            }
+            tx.upsert_jobs(run, &step.jobs).await?;
+            seqs
+        });
+        Ok(seqs)
     }
 
     /// A run's event log in order, to replay the engine after a restart.
@@ -340,43 +604,9 @@ impl Store {
 
     /// Inserts or replaces several jobs of a run in one transaction (all or none).
     pub async fn upsert_jobs(&self, run: &RunId, jobs: &[JobRecord]) -> Result<()> {
-        if let Some(bad) = jobs.iter().find(|j| j.job.as_str().is_empty()) {
-            return Err(StoreError::Invalid(format!(
-                "a job of run {run} has an empty id (state {})",
-                bad.state.text()
-            )));
-        }
+        check_jobs(run, jobs)?;
         let what = || format!("save jobs of run {run}");
-        with_tx!(&self.db, what, tx => {
-            for job in jobs {
-                let saved = sqlx::query(
-                    "INSERT INTO jobs (run_id, job_id, state, attempts, exit_code, outputs, \
-                     reason, started_at, finished_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-                     ON CONFLICT (run_id, job_id) DO UPDATE SET state = excluded.state, \
-                     attempts = excluded.attempts, exit_code = excluded.exit_code, \
-                     outputs = excluded.outputs, reason = excluded.reason, \
-                     started_at = excluded.started_at, finished_at = excluded.finished_at")
-                    .bind(run.text())
-                    .bind(job.job.as_str())
-                    .bind(job.state.text())
-                    .bind(i64::from(job.attempts))
-                    .bind(job.exit_code.map(i64::from))
-                    .bind(Json(&job.outputs))
-                    .bind(job.reason.as_deref())
-                    .bind(job.started_at)
-                    .bind(job.finished_at)
-                    .execute(&mut *tx)
-                    .await;
-                match saved {
-                    Ok(_) => {}
-                    Err(e) if is_foreign_key(&e) => {
-                        return Err(StoreError::NotFound(format!("run {run}")));
-                    }
-                    Err(e) => return Err(e).ctx(what),
-                }
-            }
-        });
+        with_tx!(self, what, tx => tx.upsert_jobs(run, jobs).await?);
         Ok(())
     }
 
@@ -412,7 +642,7 @@ impl Store {
             )));
         }
         let what = || format!("record the decision on stage `{stage}` of run {run}");
-        let row = with_db!(&self.db, p => sqlx::query_as::<_, ApprovalRow>(
+        let row = with_write!(self, p => sqlx::query_as::<_, ApprovalRow>(
             "INSERT INTO approvals (run_id, stage, decision, decided_by, at) \
              VALUES ($1, $2, $3, $4, $5) RETURNING run_id, stage, decision, decided_by, at")
             .bind(run.text())

@@ -54,7 +54,7 @@ impl Store {
         getrandom::fill(&mut bytes).map_err(|e| StoreError::Entropy(e.to_string()))?;
         let secret = TokenSecret(format!("{PREFIX}{}", hex::encode(bytes)));
         let what = || format!("create token `{}`", new.name);
-        let row = with_db!(&self.db, p => sqlx::query_as::<_, TokenRow>(
+        let row = with_write!(self, p => sqlx::query_as::<_, TokenRow>(
             "INSERT INTO tokens (id, name, hash, role, project_id, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6) \
              RETURNING id, name, role, project_id, created_at, last_used_at, revoked_at")
@@ -85,7 +85,7 @@ impl Store {
             return Ok(None);
         }
         let what = || "verify a token".to_string();
-        let row = with_db!(&self.db, p => sqlx::query_as::<_, TokenRow>(
+        let row = with_write!(self, p => sqlx::query_as::<_, TokenRow>(
             "UPDATE tokens SET last_used_at = $2 WHERE hash = $1 AND revoked_at IS NULL \
              RETURNING id, name, role, project_id, created_at, last_used_at, revoked_at")
             .bind(hash(secret))
@@ -112,7 +112,7 @@ impl Store {
     /// first revocation time.
     pub async fn revoke_token(&self, id: &TokenId) -> Result<Token> {
         let what = || format!("revoke token {id}");
-        let row = with_db!(&self.db, p => sqlx::query_as::<_, TokenRow>(
+        let row = with_write!(self, p => sqlx::query_as::<_, TokenRow>(
             "UPDATE tokens SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1 \
              RETURNING id, name, role, project_id, created_at, last_used_at, revoked_at")
             .bind(id.text())

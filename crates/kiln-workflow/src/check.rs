@@ -12,12 +12,12 @@ use crate::diag::{Diagnostic, Severity};
 use crate::expr::{self, Reference};
 use crate::params::param_value;
 use crate::plan::{
-    Job, JobId, ParamKind, ParamSpec, Plan, Resources, RetryOn, RetryPolicy, RunSpec, Service,
-    Stage, StageKind,
+    ArtifactSpec, ArtifactWhen, CachePolicy, CacheSpec, Job, JobId, ParamKind, ParamSpec, Plan,
+    Resources, RetryOn, RetryPolicy, RunSpec, Service, Stage, StageKind, workspace_path_problem,
 };
 use crate::raw::{
-    Entries, ParamType, RawJob, RawMatrix, RawParam, RawRetry, RawStage, RawWorkflow, RetryOnText,
-    Sp, StageType,
+    ArtifactWhenText, CachePolicyText, Entries, ParamType, RawArtifacts, RawCache, RawJob,
+    RawMatrix, RawParam, RawRetry, RawStage, RawWorkflow, RetryOnText, Sp, StageType,
 };
 use crate::read::suggest;
 use crate::units;
@@ -113,6 +113,20 @@ fn is_host_name(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
+/// `text` with every `${{ … }}` replaced by as many `x` bytes: checks of the literal text
+/// (paths) neither look into templates nor lose their offsets.
+fn mask_templates(text: &str) -> String {
+    let mut out = text.as_bytes().to_vec();
+    let mut from = 0;
+    while let Some(start) = text[from..].find("${{").map(|i| i + from) {
+        let end = text[start..].find("}}").map_or(text.len(), |i| start + i + 2);
+        out[start..end].fill(b'x');
+        from = end;
+    }
+    // Only whole ASCII-delimited spans were replaced, so this is still UTF-8.
+    String::from_utf8(out).unwrap_or_else(|_| text.to_owned())
+}
+
 fn listing(items: &[&str]) -> String {
     if items.is_empty() { "none".into() } else { items.join(", ") }
 }
@@ -148,9 +162,22 @@ impl<'d> Checker<'d> {
             .ok()
     }
 
+    /// `concurrency`, or an error at its position when it is 0.
+    pub fn concurrency(&mut self, count: &Sp<u32>) -> Option<u32> {
+        if count.value == 0 {
+            self.error(
+                count.at.pos,
+                "concurrency: must be at least 1 (how many runs of this workflow may run at once)",
+            );
+            return None;
+        }
+        Some(count.value)
+    }
+
     /// Checks a whole workflow (a file without `uses`).
     pub fn plan(&mut self, raw: &RawWorkflow) -> Plan {
         let timeout = raw.timeout.as_ref().and_then(|t| self.duration(t, "timeout"));
+        let concurrency = raw.concurrency.as_ref().and_then(|c| self.concurrency(c));
         let params = raw.params.as_ref().map(|p| self.params(p)).unwrap_or_default();
         let env = raw.env.as_ref().map(|e| self.global_env(e, &params)).unwrap_or_default();
         if let Some((key, _)) = raw.with.as_ref().and_then(|w| w.0.first()) {
@@ -160,7 +187,7 @@ impl<'d> Checker<'d> {
             Some(stages) => self.stages(stages, &params),
             None => (Vec::new(), Vec::new()),
         };
-        Plan { name: raw.name.value.clone(), params, env, stages, jobs, timeout }
+        Plan { name: raw.name.value.clone(), params, env, stages, jobs, timeout, concurrency }
     }
 
     fn params(&mut self, raw: &Entries<RawParam>) -> Vec<ParamSpec> {
@@ -830,6 +857,8 @@ impl<'d> Checker<'d> {
                     .map(|c| c.value.iter().map(|x| x.value.clone()).collect()),
             });
         }
+        let cache = raw.cache.as_ref().map(|c| self.cache(c, scope));
+        let artifacts = raw.artifacts.as_ref().map(|a| self.artifacts(a, scope));
         Some(Job {
             id: JobId(id.clone()),
             base: id.clone(),
@@ -846,7 +875,95 @@ impl<'d> Checker<'d> {
             matrix: BTreeMap::new(),
             services,
             resources,
+            cache,
+            artifacts,
         })
+    }
+
+    /// Checks `cache`: its key and paths may hold templates; paths stay in the workspace.
+    fn cache(&mut self, c: &Sp<RawCache>, scope: &RefScope<'_>) -> CacheSpec {
+        let raw = &c.value;
+        let key = match &raw.key {
+            Some(key) => {
+                if key.value.trim().is_empty() {
+                    self.error(
+                        key.at.pos,
+                        "cache key: must not be empty (leave it out to use 'default')",
+                    );
+                }
+                self.template(key, scope, false);
+                key.value.clone()
+            }
+            None => "default".to_owned(),
+        };
+        let files = match &raw.files {
+            Some(files) => {
+                if files.value.is_empty() {
+                    self.error(
+                        files.at.pos,
+                        "cache files is empty: name the files whose contents make the key, or \
+                         remove it",
+                    );
+                }
+                self.paths(&files.value, "cache files", scope)
+            }
+            None => Vec::new(),
+        };
+        let paths = match &raw.paths {
+            Some(paths) => {
+                if paths.value.is_empty() {
+                    self.error(
+                        paths.at.pos,
+                        "cache paths is empty: name at least one path to keep",
+                    );
+                }
+                self.paths(&paths.value, "cache paths", scope)
+            }
+            None => Vec::new(), // reported by the reader
+        };
+        let policy = match raw.policy.as_ref().map(|p| p.value) {
+            None | Some(CachePolicyText::PullPush) => CachePolicy::PullPush,
+            Some(CachePolicyText::Pull) => CachePolicy::Pull,
+            Some(CachePolicyText::Push) => CachePolicy::Push,
+        };
+        CacheSpec { key, files, paths, policy }
+    }
+
+    /// Checks `artifacts`: paths may hold templates and stay in the workspace.
+    fn artifacts(&mut self, a: &Sp<RawArtifacts>, scope: &RefScope<'_>) -> ArtifactSpec {
+        let raw = &a.value;
+        let paths = match &raw.paths {
+            Some(paths) => {
+                if paths.value.is_empty() {
+                    self.error(
+                        paths.at.pos,
+                        "artifacts paths is empty: name at least one path to save",
+                    );
+                }
+                self.paths(&paths.value, "artifacts paths", scope)
+            }
+            None => Vec::new(), // reported by the reader
+        };
+        let when = match raw.when.as_ref().map(|w| w.value) {
+            None | Some(ArtifactWhenText::OnSuccess) => ArtifactWhen::OnSuccess,
+            Some(ArtifactWhenText::OnFailure) => ArtifactWhen::OnFailure,
+            Some(ArtifactWhenText::Always) => ArtifactWhen::Always,
+        };
+        ArtifactSpec { paths, when }
+    }
+
+    /// Paths of `cache` or `artifacts`: templates checked, then the literal text must be a
+    /// relative path that stays in the workspace (templates are checked again once rendered).
+    fn paths(&mut self, items: &[Sp<String>], what: &str, scope: &RefScope<'_>) -> Vec<String> {
+        for item in items {
+            self.template(item, scope, false);
+            if let Some(problem) = workspace_path_problem(&mask_templates(&item.value)) {
+                let pos = item.at.locate(&item.value, problem.offset());
+                let shown = item.value.replace('\n', "\\n").replace('\r', "\\r");
+                self.error(pos, format!("{what}: '{shown}' {problem}"));
+            }
+        }
+        items.iter().map(|i| i.value.clone()).collect()
     }
 
     fn retry(&mut self, r: &Sp<RawRetry>) -> RetryPolicy {

@@ -3,7 +3,8 @@
 //!
 //! A file with `uses` runs its template: the template is compiled on its own (its problems
 //! name the template file), then the caller's `with` values become the defaults of the
-//! template's params, and the caller's `name`, `env` and `timeout` apply over it.
+//! template's params, and the caller's `name`, `env`, `timeout` and `concurrency` apply over
+//! it.
 
 use crate::check::{Checker, bind_with};
 use crate::diag::{Diagnostic, Severity};
@@ -84,8 +85,8 @@ impl Compiler<'_> {
         }
     }
 
-    /// A file with `uses`: compiles the template, then applies `with`, `name`, `env` and
-    /// `timeout` over it.
+    /// A file with `uses`: compiles the template, then applies `with`, `name`, `env`,
+    /// `timeout` and `concurrency` over it.
     fn caller(
         &mut self,
         raw: &RawWorkflow,
@@ -160,6 +161,9 @@ impl Compiler<'_> {
         }
         if let Some(t) = &raw.timeout {
             plan.timeout = checker.duration(t, "timeout").or(plan.timeout);
+        }
+        if let Some(c) = &raw.concurrency {
+            plan.concurrency = checker.concurrency(c).or(plan.concurrency);
         }
         plan.name = raw.name.value.clone();
         Some(plan)

@@ -130,6 +130,7 @@ mod tests {
             stages: vec![],
             jobs: vec![],
             timeout: None,
+            concurrency: None,
         }
     }
 

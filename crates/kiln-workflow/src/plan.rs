@@ -7,7 +7,10 @@
 //! - a job in a stage after an approval stage has `gate` set to the nearest such stage,
 //!   whatever its `needs` say: an approval can not be bypassed;
 //! - string fields may still hold `${{ … }}` templates; they were checked at compile time
-//!   and are rendered by [`crate::expr::render`] when the job starts.
+//!   and are rendered by [`crate::expr::render`] when the job starts;
+//! - the paths of `cache` and `artifacts`, as written, are relative and stay inside the
+//!   workspace ([`workspace_path_problem`] finds none); a template in them may still render
+//!   to one that does not, so whoever renders them checks again.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -54,6 +57,9 @@ pub struct Plan {
     pub jobs: Vec<Job>,
     /// Whole-run `timeout`, if any.
     pub timeout: Option<Duration>,
+    /// At most this many runs of the pipeline run at once (`concurrency`, at least 1);
+    /// further runs wait, pending, in FIFO order. `None`: no limit.
+    pub concurrency: Option<u32>,
 }
 
 impl Plan {
@@ -168,6 +174,11 @@ pub struct Job {
     pub services: Vec<Service>,
     /// Container limits.
     pub resources: Resources,
+    /// Files kept between runs (`cache`); strings may hold templates.
+    pub cache: Option<CacheSpec>,
+    /// Files saved when the job ends and placed into the workspace of the jobs that need it
+    /// (`artifacts`); paths may hold templates.
+    pub artifacts: Option<ArtifactSpec>,
 }
 
 /// What a job runs.
@@ -230,4 +241,138 @@ pub struct Resources {
     pub cpu_millis: Option<u64>,
     /// Memory in bytes (`256Mi`).
     pub memory_bytes: Option<u64>,
+}
+
+/// A job's cache: paths restored before the job runs and saved after it, under a key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheSpec {
+    /// The cache's name (`default` when not written; may hold templates).
+    pub key: String,
+    /// Files whose contents are hashed into the key (GitLab `cache:key:files`): relative
+    /// paths or globs; empty when the key is `key` alone.
+    pub files: Vec<String>,
+    /// What is saved and restored: relative paths or globs, at least one.
+    pub paths: Vec<String>,
+    /// Whether the job restores, saves, or both.
+    pub policy: CachePolicy,
+}
+
+/// Whether a job restores its cache, saves it, or both.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CachePolicy {
+    /// Restore before the job, save after it (the default).
+    #[default]
+    PullPush,
+    /// Restore only.
+    Pull,
+    /// Save only.
+    Push,
+}
+
+/// A job's artifacts: paths saved when the job ends, then placed into the workspace of
+/// every job that needs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactSpec {
+    /// What is saved: relative paths or globs, at least one (may hold templates).
+    pub paths: Vec<String>,
+    /// After which endings they are saved.
+    pub when: ArtifactWhen,
+}
+
+/// After which endings of a job its artifacts are saved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ArtifactWhen {
+    /// Only when the job succeeded (the default).
+    #[default]
+    OnSuccess,
+    /// Only when it failed or timed out.
+    OnFailure,
+    /// Whatever the outcome.
+    Always,
+}
+
+/// Why a text can not name files of a job's workspace (a path of `cache` or `artifacts`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathProblem {
+    /// Empty (or blank) text.
+    Empty,
+    /// Starts with `/`.
+    Absolute,
+    /// Starts with `~`, which is not expanded.
+    Home,
+    /// Has a `..` component, starting at this byte offset.
+    ParentDir(usize),
+    /// Holds a line break (such as the last one of a `|` block) at this byte offset.
+    LineBreak(usize),
+}
+
+impl PathProblem {
+    /// Byte offset of the problem in the path.
+    pub fn offset(self) -> usize {
+        match self {
+            PathProblem::ParentDir(at) | PathProblem::LineBreak(at) => at,
+            PathProblem::Empty | PathProblem::Absolute | PathProblem::Home => 0,
+        }
+    }
+}
+
+impl fmt::Display for PathProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Reads after the path it is about: "'/x' is absolute: …".
+        f.write_str(match self {
+            PathProblem::Empty => "is empty",
+            PathProblem::Absolute => "is absolute: paths are relative to the workspace",
+            PathProblem::Home => {
+                "starts with '~', which is not expanded: paths are relative to the workspace"
+            }
+            PathProblem::ParentDir(_) => "leaves the workspace with '..'",
+            PathProblem::LineBreak(_) => "holds a line break",
+        })
+    }
+}
+
+/// The first problem of `path` as a path of `cache` or `artifacts`: it must be a relative
+/// path or glob (`target`, `dist/*.tar.gz`, `**/*.log`) that stays inside the workspace.
+pub fn workspace_path_problem(path: &str) -> Option<PathProblem> {
+    if path.trim().is_empty() {
+        return Some(PathProblem::Empty);
+    }
+    if path.starts_with('/') {
+        return Some(PathProblem::Absolute);
+    }
+    if path == "~" || path.starts_with("~/") {
+        return Some(PathProblem::Home);
+    }
+    if let Some(at) = path.find(['\n', '\r']) {
+        return Some(PathProblem::LineBreak(at));
+    }
+    let mut offset = 0;
+    for part in path.split('/') {
+        if part == ".." {
+            return Some(PathProblem::ParentDir(offset));
+        }
+        offset += part.len() + 1;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workspace_paths() {
+        for ok in ["target", "./target/", "dist/*.tar.gz", "**/*.log", "a/.../b", "..a", "~x"] {
+            assert_eq!(workspace_path_problem(ok), None, "{ok}");
+        }
+        assert_eq!(workspace_path_problem(" "), Some(PathProblem::Empty));
+        assert_eq!(workspace_path_problem("/etc"), Some(PathProblem::Absolute));
+        assert_eq!(workspace_path_problem("~/.cargo"), Some(PathProblem::Home));
+        assert_eq!(workspace_path_problem(".."), Some(PathProblem::ParentDir(0)));
+        assert_eq!(workspace_path_problem("a/b/../../x"), Some(PathProblem::ParentDir(4)));
+        assert_eq!(workspace_path_problem("a/.."), Some(PathProblem::ParentDir(2)));
+        assert_eq!(workspace_path_problem("dist\n"), Some(PathProblem::LineBreak(4)));
+    }
 }

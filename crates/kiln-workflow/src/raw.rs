@@ -169,6 +169,10 @@ pub struct RawWorkflow {
     /// Limit for the whole run, such as `30s`, `10m` or `1h30m`.
     #[schemars(with = "Option<DurationText>")]
     pub timeout: Option<Sp<String>>,
+    /// At most this many runs of this workflow run at once (at least 1); further runs wait,
+    /// pending, in the order they were started.
+    #[schemars(with = "Option<ConcurrencyCount>")]
+    pub concurrency: Option<Sp<u32>>,
     /// Typed parameters, by name. Read them as `${{ params.NAME }}`; jobs also get them as
     /// env variables.
     pub params: Option<Entries<RawParam>>,
@@ -186,7 +190,8 @@ pub struct RawWorkflow {
 
 impl RawWorkflow {
     /// The keys of a workflow file.
-    pub const KEYS: &[&str] = &["name", "timeout", "params", "env", "stages", "uses", "with"];
+    pub const KEYS: &[&str] =
+        &["name", "timeout", "concurrency", "params", "env", "stages", "uses", "with"];
 }
 
 /// The type of a parameter.
@@ -303,6 +308,11 @@ pub struct RawJob {
     pub matrix: Option<Sp<RawMatrix>>,
     /// Sidecar containers reachable by their `name`.
     pub services: Option<Sp<Vec<RawService>>>,
+    /// Files kept between runs under a key (GitLab `cache`).
+    pub cache: Option<Sp<RawCache>>,
+    /// Files saved when the job ends and placed into the workspace of the jobs that need it
+    /// (GitLab `artifacts`).
+    pub artifacts: Option<Sp<RawArtifacts>>,
 }
 
 impl RawJob {
@@ -321,6 +331,8 @@ impl RawJob {
         "if",
         "matrix",
         "services",
+        "cache",
+        "artifacts",
     ];
 }
 
@@ -417,6 +429,116 @@ impl JsonSchema for MemoryText {
             ]
         })
     }
+}
+
+/// Schema of `concurrency`.
+pub struct ConcurrencyCount;
+
+impl JsonSchema for ConcurrencyCount {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> Cow<'static, str> {
+        "Concurrency".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({ "type": "integer", "minimum": 1 })
+    }
+}
+
+/// Schema of a non-empty list of paths or globs relative to the workspace.
+pub struct PathList;
+
+impl JsonSchema for PathList {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> Cow<'static, str> {
+        "PathList".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "description": "A path or glob relative to the workspace (no leading / or ~, \
+                                no ..).",
+                "type": ["string", "number", "boolean"]
+            }
+        })
+    }
+}
+
+/// A job's cache.
+#[derive(Debug, Clone, PartialEq, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawCache {
+    /// The cache's name (default `default`); may use `${{ }}`.
+    #[schemars(with = "Option<ScalarText>")]
+    pub key: Option<Sp<String>>,
+    /// Files whose contents are hashed into the key (GitLab `cache:key:files`).
+    #[schemars(with = "Option<PathList>")]
+    pub files: Option<Sp<Vec<Sp<String>>>>,
+    /// Paths or globs to save and restore, relative to the workspace.
+    #[schemars(with = "PathList")]
+    pub paths: Option<Sp<Vec<Sp<String>>>>,
+    /// `pull-push` (the default): restore and save; `pull`: restore only; `push`: save only.
+    pub policy: Option<Sp<CachePolicyText>>,
+}
+
+impl RawCache {
+    /// The keys of `cache`.
+    pub const KEYS: &[&str] = &["key", "files", "paths", "policy"];
+}
+
+/// A cache policy, as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
+#[schemars(rename_all = "kebab-case")]
+pub enum CachePolicyText {
+    /// Restore before the job, save after it.
+    PullPush,
+    /// Restore only.
+    Pull,
+    /// Save only.
+    Push,
+}
+
+impl CachePolicyText {
+    /// The names of the policies, as written.
+    pub const NAMES: &[&str] = &["pull-push", "pull", "push"];
+}
+
+/// A job's artifacts.
+#[derive(Debug, Clone, PartialEq, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawArtifacts {
+    /// Paths or globs to save, relative to the workspace.
+    #[schemars(with = "PathList")]
+    pub paths: Option<Sp<Vec<Sp<String>>>>,
+    /// `on_success` (the default), `on_failure` or `always`.
+    pub when: Option<Sp<ArtifactWhenText>>,
+}
+
+impl RawArtifacts {
+    /// The keys of `artifacts`.
+    pub const KEYS: &[&str] = &["paths", "when"];
+}
+
+/// When artifacts are saved, as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
+#[schemars(rename_all = "snake_case")]
+pub enum ArtifactWhenText {
+    /// Only when the job succeeded.
+    OnSuccess,
+    /// Only when it failed or timed out.
+    OnFailure,
+    /// Whatever the outcome.
+    Always,
+}
+
+impl ArtifactWhenText {
+    /// The names, as written.
+    pub const NAMES: &[&str] = &["on_success", "on_failure", "always"];
 }
 
 /// A matrix: axes (name -> values), plus `include` and `exclude`.
@@ -523,5 +645,7 @@ mod tests {
         assert_eq!(properties(&schema, Some("RawRetry")), sorted(RawRetry::KEYS));
         assert_eq!(properties(&schema, Some("RawResources")), sorted(RawResources::KEYS));
         assert_eq!(properties(&schema, Some("RawService")), sorted(RawService::KEYS));
+        assert_eq!(properties(&schema, Some("RawCache")), sorted(RawCache::KEYS));
+        assert_eq!(properties(&schema, Some("RawArtifacts")), sorted(RawArtifacts::KEYS));
     }
 }

@@ -6,8 +6,9 @@
 
 use crate::diag::{Diagnostic, Severity};
 use crate::raw::{
-    Entries, ParamType, RawJob, RawMatrix, RawParam, RawResources, RawRetry, RawService, RawStage,
-    RawWorkflow, RetryOnText, Sp, StageType,
+    ArtifactWhenText, CachePolicyText, Entries, ParamType, RawArtifacts, RawCache, RawJob,
+    RawMatrix, RawParam, RawResources, RawRetry, RawService, RawStage, RawWorkflow, RetryOnText,
+    Sp, StageType,
 };
 use crate::yaml::{Kind, Node, Origin, Pos};
 
@@ -280,6 +281,7 @@ impl<'d> Reader<'d> {
         }
         .unwrap_or_else(|| Sp::new(String::new(), Origin::at(f.pos())));
         let timeout = f.get("timeout").and_then(|n| self.text(n, "timeout"));
+        let concurrency = f.get("concurrency").and_then(|n| self.count(n, "concurrency"));
         let params = f.get("params").and_then(|n| self.params(n));
         let env = f.get("env").and_then(|n| self.text_map(n, "env"));
         let stages = f.get("stages").and_then(|n| self.stages(n));
@@ -291,7 +293,7 @@ impl<'d> Reader<'d> {
                 "the workflow has no 'stages' (or 'uses' to run a template): add stages: [...]",
             );
         }
-        Some(RawWorkflow { name, timeout, params, env, stages, uses, with })
+        Some(RawWorkflow { name, timeout, concurrency, params, env, stages, uses, with })
     }
 
     fn params(&mut self, node: &Node) -> Option<Entries<RawParam>> {
@@ -431,6 +433,8 @@ impl<'d> Reader<'d> {
         let condition = f.get("if").and_then(|n| self.text(n, "if"));
         let matrix = f.get("matrix").and_then(|n| self.matrix(n));
         let services = f.get("services").and_then(|n| self.services(n));
+        let cache = f.get("cache").and_then(|n| self.cache(n));
+        let artifacts = f.get("artifacts").and_then(|n| self.artifacts(n));
         Some(RawJob {
             image,
             script,
@@ -445,7 +449,49 @@ impl<'d> Reader<'d> {
             condition,
             matrix,
             services,
+            cache,
+            artifacts,
         })
+    }
+
+    fn cache(&mut self, node: &Node) -> Option<Sp<RawCache>> {
+        let f = self.fields(node, "cache", RawCache::KEYS)?;
+        let key = f.get("key").and_then(|n| self.text(n, "cache key"));
+        let files = f.get("files").and_then(|n| self.text_list(n, "cache files"));
+        let paths = f.get("paths").and_then(|n| self.text_list(n, "cache paths"));
+        if f.get("paths").is_none() {
+            self.error(f.pos(), "cache has no 'paths': add paths: [<path or glob to keep>]");
+        }
+        let policy = f.get("policy").and_then(|n| {
+            self.one_of(
+                n,
+                "cache policy",
+                CachePolicyText::NAMES,
+                &[CachePolicyText::PullPush, CachePolicyText::Pull, CachePolicyText::Push],
+            )
+        });
+        Some(Sp::new(RawCache { key, files, paths, policy }, node.origin))
+    }
+
+    fn artifacts(&mut self, node: &Node) -> Option<Sp<RawArtifacts>> {
+        let f = self.fields(node, "artifacts", RawArtifacts::KEYS)?;
+        let paths = f.get("paths").and_then(|n| self.text_list(n, "artifacts paths"));
+        if f.get("paths").is_none() {
+            self.error(f.pos(), "artifacts has no 'paths': add paths: [<path or glob to save>]");
+        }
+        let when = f.get("when").and_then(|n| {
+            self.one_of(
+                n,
+                "artifacts when",
+                ArtifactWhenText::NAMES,
+                &[
+                    ArtifactWhenText::OnSuccess,
+                    ArtifactWhenText::OnFailure,
+                    ArtifactWhenText::Always,
+                ],
+            )
+        });
+        Some(Sp::new(RawArtifacts { paths, when }, node.origin))
     }
 
     fn retry(&mut self, node: &Node) -> Option<Sp<RawRetry>> {

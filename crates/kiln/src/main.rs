@@ -3,10 +3,12 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{FromArgMatches, Parser, Subcommand, ValueEnum};
 
 mod load;
+mod remote;
 mod run_cmd;
+mod server_cmd;
 mod view;
 
 /// Kiln: self-hosted build and delivery pipelines that run as containers.
@@ -19,8 +21,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run a workflow file here, now, without a server.
-    Run(run_cmd::RunArgs),
+    /// Run a workflow file here, now, without a server (or `run show`: a server's run).
+    Run(RunCmd),
     /// Check a workflow file and print every problem found.
     Validate {
         /// The workflow file.
@@ -31,6 +33,71 @@ enum Cmd {
     },
     /// Print the JSON Schema of workflow files (for editors).
     Schema,
+    /// Run the Kiln server with its embedded agent.
+    Server(server_cmd::ServerArgs),
+    /// Run an agent that takes jobs from a Kiln server.
+    Agent(server_cmd::AgentArgs),
+    /// Store workflows on a server as pipelines (apply, list).
+    Pipeline(remote::pipelines::PipelineCmd),
+    /// A server's projects (list, create).
+    Project(remote::pipelines::ProjectCmd),
+    /// Start a run of a pipeline on a server.
+    Trigger(remote::runs::TriggerArgs),
+    /// List a server's runs, newest first.
+    Runs(remote::runs::RunsArgs),
+    /// Print a run's log (every job's, or one job's), or follow it live.
+    Logs(remote::logs::LogsArgs),
+    /// Approve an approval stage a run waits at.
+    Approve(remote::runs::DecideArgs),
+    /// Reject an approval stage a run waits at (the run ends canceled).
+    Reject(remote::runs::DecideArgs),
+    /// Cancel a run.
+    Cancel(remote::runs::RunArg),
+    /// Retry a run's failed jobs in a new run.
+    Retry(remote::runs::RetryArgs),
+    /// List a run's artifacts, or download and extract them.
+    Artifacts(remote::artifacts::ArtifactsArgs),
+    /// API tokens (create, list, revoke).
+    Token(remote::access::TokenCmd),
+    /// Project secrets (set, list, rm).
+    Secret(remote::access::SecretCmd),
+}
+
+/// `kiln run`: either the local runner (`kiln run FILE [flags]`) or a subcommand about a
+/// server's runs (`kiln run show RUN`). A first argument that names a subcommand selects it;
+/// anything else is the local runner's file.
+enum RunCmd {
+    Local(run_cmd::RunArgs),
+    Remote(remote::runs::RunSub),
+}
+
+impl clap::FromArgMatches for RunCmd {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        if matches.subcommand_name().is_some() {
+            Ok(RunCmd::Remote(<remote::runs::RunSub as FromArgMatches>::from_arg_matches(matches)?))
+        } else {
+            Ok(RunCmd::Local(<run_cmd::RunArgs as FromArgMatches>::from_arg_matches(matches)?))
+        }
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = RunCmd::from_arg_matches(matches)?;
+        Ok(())
+    }
+}
+
+impl clap::Args for RunCmd {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        let cmd = <run_cmd::RunArgs as clap::Args>::augment_args(cmd);
+        remote::runs::RunSub::augment_subcommands(cmd)
+            .args_conflicts_with_subcommands(true)
+            .subcommand_negates_reqs(true)
+            .disable_help_subcommand(true)
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        RunCmd::augment_args(cmd)
+    }
 }
 
 /// How a command prints its result.
@@ -57,16 +124,22 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
-        Cmd::Run(args) => {
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("error: cannot start the async runtime: {e}");
-                    return ExitCode::from(EXIT_INVALID);
-                }
-            };
-            runtime.block_on(run_cmd::run(args))
-        }
+        Cmd::Run(RunCmd::Local(args)) => block_on(run_cmd::run(args)),
+        Cmd::Run(RunCmd::Remote(cmd)) => block_on(remote::exit(remote::runs::run_sub(cmd))),
+        Cmd::Pipeline(cmd) => block_on(remote::exit(remote::pipelines::pipeline(cmd))),
+        Cmd::Project(cmd) => block_on(remote::exit(remote::pipelines::project(cmd))),
+        Cmd::Trigger(args) => block_on(remote::exit(remote::runs::trigger(args))),
+        Cmd::Runs(args) => block_on(remote::exit(remote::runs::runs(args))),
+        Cmd::Logs(args) => block_on(remote::exit(remote::logs::logs(args))),
+        Cmd::Approve(args) => block_on(remote::exit(remote::runs::decide(args, true))),
+        Cmd::Reject(args) => block_on(remote::exit(remote::runs::decide(args, false))),
+        Cmd::Cancel(args) => block_on(remote::exit(remote::runs::cancel(args))),
+        Cmd::Retry(args) => block_on(remote::exit(remote::runs::retry(args))),
+        Cmd::Artifacts(args) => block_on(remote::exit(remote::artifacts::artifacts(args))),
+        Cmd::Token(cmd) => block_on(remote::exit(remote::access::token(cmd))),
+        Cmd::Secret(cmd) => block_on(remote::exit(remote::access::secret(cmd))),
+        Cmd::Server(args) => block_on(server_cmd::server(args)),
+        Cmd::Agent(args) => block_on(server_cmd::agent(args)),
         Cmd::Validate { file, output } => load::validate(&file, output),
         Cmd::Schema => {
             match serde_json::to_string_pretty(&kiln_workflow::json_schema()) {
@@ -77,6 +150,17 @@ fn main() -> ExitCode {
                 }
             }
             ExitCode::SUCCESS
+        }
+    }
+}
+
+/// Runs `f` on a multi-threaded tokio runtime.
+fn block_on(f: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt.block_on(f),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            ExitCode::from(EXIT_INVALID)
         }
     }
 }

@@ -16,7 +16,7 @@ use kiln_workflow::plan::{JobId, Plan};
 use crate::Format;
 
 /// Colours cycled over jobs (red and green are kept for status).
-const PALETTE: [console::Color; 6] = [
+pub const PALETTE: [console::Color; 6] = [
     console::Color::Cyan,
     console::Color::Magenta,
     console::Color::Blue,

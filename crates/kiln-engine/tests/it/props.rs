@@ -1,6 +1,7 @@
 //! Property tests: random DAG plans driven by a random (seeded) driver, with cancels,
-//! approvals, rejections, hangs, retries and junk events; the engine's invariants are checked
-//! after every step, and the whole run is replayed into a fresh `Run`.
+//! approvals, rejections, hangs, retries, jobs reused from an earlier run and junk events; the
+//! engine's invariants are checked after every step, and the whole run is replayed into a
+//! fresh `Run`.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -75,6 +76,7 @@ fn build(spec: &PlanSpec) -> SharedPlan {
         stages: Vec::new(),
         jobs: Vec::new(),
         timeout: spec.timeout.then(|| Duration::from_secs(3600)),
+        concurrency: None,
     };
     let mut previous: Vec<JobId> = Vec::new();
     let mut gate = None;
@@ -182,6 +184,10 @@ struct Sim {
     approved: BTreeSet<String>,
     stopped: Option<StopReason>,
     canceled_pending: Vec<usize>,
+    /// Outputs of the jobs reused from an earlier run (`JobReused` before `start`).
+    reused: BTreeMap<usize, BTreeMap<String, String>>,
+    /// `JobReused` events fed before `start`, for the replay.
+    before: Vec<Event>,
     /// Events fed after `start`, for the replay.
     fed: Vec<Event>,
     /// Commands of `start`, then of each fed event.
@@ -205,9 +211,44 @@ impl Sim {
             approved: BTreeSet::new(),
             stopped: None,
             canceled_pending: Vec::new(),
+            reused: BTreeMap::new(),
+            before: Vec::new(),
             fed: Vec::new(),
             out: Vec::new(),
             finishes: Vec::new(),
+        }
+    }
+
+    /// Marks the picked jobs as reused from an earlier run, each with one output.
+    fn reuse(mut self, picks: &[Index]) -> Sim {
+        let n = self.plan.jobs.len();
+        if n == 0 {
+            return self;
+        }
+        for p in picks {
+            let i = p.index(n);
+            let outputs = BTreeMap::from([(key(i), format!("old{i}"))]);
+            self.before.push(Event::JobReused {
+                job: self.plan.jobs[i].id.clone(),
+                outputs: outputs.clone(),
+            });
+            self.reused.insert(i, outputs);
+        }
+        self
+    }
+
+    /// The outputs job `m` must have: delivered by its latest attempt, or, for a reused job
+    /// that ended `Success` without an attempt, those it was reused with.
+    fn expected_outputs(&self, m: usize) -> BTreeMap<String, String> {
+        match self.reused.get(&m) {
+            Some(outputs) if self.starts[m] == 0 => {
+                if self.status(m).state == JobState::Success {
+                    outputs.clone()
+                } else {
+                    BTreeMap::new()
+                }
+            }
+            _ => self.delivered[m].clone(),
         }
     }
 
@@ -221,6 +262,11 @@ impl Sim {
 
     /// Runs to the end, checking every step. Returns the number of steps.
     fn drive(&mut self) -> Result<(), TestCaseError> {
+        for event in &self.before {
+            let commands = self.run.handle(event.clone());
+            prop_assert!(commands.is_empty(), "JobReused gave {:?}", commands);
+            prop_assert_eq!(self.run.state(), RunState::Pending);
+        }
         let commands = self.run.start();
         self.apply(&commands, None)?;
         self.out.push(commands);
@@ -410,6 +456,7 @@ impl Sim {
     ) -> Result<(), TestCaseError> {
         let i = self.index(&s.job.id);
         let plan_job = &self.plan.jobs[i];
+        prop_assert!(!self.reused.contains_key(&i), "reused job {} was started", s.job.id);
         // (3) nothing starts once the run is stopping.
         prop_assert!(self.stopped.is_none(), "StartJob after a stop");
         prop_assert_eq!(s.attempt, self.starts[i] + 1);
@@ -442,7 +489,7 @@ impl Sim {
         for (n, need) in plan_job.needs.iter().enumerate() {
             let m = self.index(need);
             let outputs = &self.run.job(need).unwrap().outputs;
-            prop_assert_eq!(outputs, &self.delivered[m]);
+            prop_assert_eq!(outputs, &self.expected_outputs(m));
             for (k, v) in outputs {
                 prop_assert_eq!(s.job.env.get(k), Some(v));
             }
@@ -528,14 +575,21 @@ impl Sim {
             });
             failed[i] = gate_skipped
                 || j.needs.iter().map(|n| self.index(n)).any(|n| failed[n] || bad(states[n]));
-            let considered = self.starts[i] > 0 || states[i] == JobState::Skipped;
-            if considered {
+            // A reused job that ended `Success` ran as far as conditions go.
+            let reused_success = self.reused.contains_key(&i) && states[i] == JobState::Success;
+            let ran = self.starts[i] > 0 || reused_success;
+            if ran || states[i] == JobState::Skipped {
                 let expected = match j.condition.as_str() {
                     "success()" => !failed[i],
                     "failure()" => failed[i],
                     _ => true,
                 };
-                prop_assert_eq!(self.starts[i] > 0, expected, "{} ({})", j.id, j.condition);
+                prop_assert_eq!(ran, expected, "{} ({})", j.id, j.condition);
+            }
+            if reused_success {
+                let status = self.status(i);
+                prop_assert_eq!(status.attempts, 0);
+                prop_assert_eq!(&status.outputs, &self.reused[&i]);
             }
         }
         let counts = self.run.counts();
@@ -555,6 +609,9 @@ impl Sim {
         }
         // (6) replaying the events gives the same commands and the same statuses.
         let mut replay = Run::new(self.plan.clone(), Default::default());
+        for event in &self.before {
+            prop_assert!(replay.handle(event.clone()).is_empty());
+        }
         prop_assert_eq!(&replay.start(), &self.out[0]);
         for (event, expected) in self.fed.iter().zip(&self.out[1..]) {
             prop_assert_eq!(&replay.handle(event.clone()), expected);
@@ -582,6 +639,18 @@ proptest! {
     fn failing_attempts_are_retried_exactly(spec in plan_spec(5, 3), seed in any::<u64>()) {
         let plan = build(&spec);
         Sim::new(plan, seed, Mode::AllFail).drive()?;
+    }
+
+    #[test]
+    fn reused_jobs_never_start_and_replay(
+        spec in plan_spec(7, 4),
+        seed in any::<u64>(),
+        picks in proptest::collection::vec(any::<Index>(), 0..6),
+        all_fail in any::<bool>(),
+    ) {
+        let plan = build(&spec);
+        let mode = if all_fail { Mode::AllFail } else { Mode::Chaos };
+        Sim::new(plan, seed, mode).reuse(&picks).drive()?;
     }
 }
 

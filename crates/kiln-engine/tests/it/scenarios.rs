@@ -500,3 +500,207 @@ fn an_approval_can_not_be_bypassed_by_a_missing_gate() {
     let c = run.handle(Event::JobExited { job: build, attempt: 1, outcome: Outcome::Exited(0) });
     assert_eq!(c, [Command::Pause { stage: "release".to_owned(), description: None }]);
 }
+
+/// build -> test -> deploy, where `test` and `deploy` read build's outputs.
+fn retry_plan() -> kiln_engine::SharedPlan {
+    PlanDef::new("retry-run")
+        .stage("build", vec![job("build").script(&["make"])])
+        .stage(
+            "test",
+            vec![job("test").script(&["test ${{ jobs.build.outputs.digest }}"]), job("lint")],
+        )
+        .stage("deploy", vec![job("deploy").script(&["ship ${{ jobs.build.outputs.digest }}"])])
+        .build()
+}
+
+#[test]
+fn retry_of_a_failed_run_reuses_what_passed() {
+    // The first run: build passes, test fails, deploy is skipped.
+    let first = Driver::new()
+        .on("build", vec![exits(0).out("digest", "sha256:abc")])
+        .on("test", vec![exits(1)])
+        .drive(retry_plan());
+    assert_eq!(first.run.state(), RunState::Failure);
+    // The retry: a new run seeded with what passed, with its outputs.
+    let passed: Vec<(String, Vec<(String, String)>)> = first
+        .run
+        .jobs()
+        .filter(|(_, s)| s.state == JobState::Success)
+        .map(|(id, s)| (id.to_string(), s.outputs.clone().into_iter().collect()))
+        .collect();
+    assert_eq!(passed.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(), ["build", "lint"]);
+    let mut driver = Driver::new();
+    for (id, outputs) in &passed {
+        let outputs: Vec<(&str, &str)> =
+            outputs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        driver = driver.reuse(id, &outputs);
+    }
+    let t = driver.drive(retry_plan());
+    insta::assert_snapshot!(t.text);
+    assert_eq!(starts(&t.commands), [("test".to_owned(), 1), ("deploy".to_owned(), 1)]);
+    let build = t.run.job(&JobId::from("build")).unwrap();
+    assert_eq!((build.state, build.attempts, build.exit_code), (JobState::Success, 0, None));
+    assert_eq!(build.reason.as_deref(), Some(kiln_engine::REUSED_REASON));
+    let test = started(&t.commands, "test");
+    assert_eq!(test.run, RunSpec::Script(vec!["test sha256:abc".to_owned()]));
+    assert_eq!(test.env.get("digest").map(String::as_str), Some("sha256:abc"));
+    let deploy = started(&t.commands, "deploy");
+    assert_eq!(deploy.run, RunSpec::Script(vec!["ship sha256:abc".to_owned()]));
+    assert_eq!(t.run.state(), RunState::Success);
+}
+
+#[test]
+fn a_reused_job_behind_an_approval_still_waits_for_it() {
+    let plan = PlanDef::new("gated-retry")
+        .stage("build", vec![job("build")])
+        .approval("release", Some("Ship it?"))
+        .stage("deploy", vec![job("deploy")])
+        .stage("verify", vec![job("verify").script(&["check ${{ jobs.deploy.outputs.url }}"])])
+        .build();
+    let approved = Driver::new()
+        .reuse("build", &[])
+        .reuse("deploy", &[("url", "https://prod")])
+        .answer("release", Answer::Approve("alice"))
+        .drive(plan.clone());
+    insta::assert_snapshot!(approved.text);
+    assert!(approved.commands.iter().any(|c| matches!(c, Command::Pause { .. })));
+    assert_eq!(starts(&approved.commands), [("verify".to_owned(), 1)]);
+    let verify = started(&approved.commands, "verify");
+    assert_eq!(verify.run, RunSpec::Script(vec!["check https://prod".to_owned()]));
+    assert_eq!(approved.run.state(), RunState::Success);
+
+    // Rejected: the reused job behind the gate is canceled like any pending job.
+    let rejected = Driver::new()
+        .reuse("build", &[])
+        .reuse("deploy", &[("url", "https://prod")])
+        .answer("release", Answer::Reject("bob"))
+        .drive(plan);
+    assert!(starts(&rejected.commands).is_empty());
+    assert_eq!(state(&rejected, "build"), JobState::Success);
+    assert_eq!(state(&rejected, "deploy"), JobState::Canceled);
+    assert_eq!(rejected.run.state(), RunState::Canceled);
+}
+
+#[test]
+fn a_reused_job_whose_condition_is_false_is_skipped() {
+    let plan = PlanDef::new("cond")
+        .stage("build", vec![job("build")])
+        .stage("cleanup", vec![job("cleanup").when("failure()")])
+        .stage("after", vec![job("after").when("always()")])
+        .build();
+    let t = Driver::new().reuse("build", &[]).reuse("cleanup", &[("x", "1")]).drive(plan);
+    assert_eq!(state(&t, "cleanup"), JobState::Skipped);
+    assert!(t.run.job(&JobId::from("cleanup")).unwrap().outputs.is_empty());
+    assert_eq!(starts(&t.commands), [("after".to_owned(), 1)]);
+    assert_eq!(t.run.state(), RunState::Success);
+}
+
+#[test]
+fn job_reused_counts_only_before_start() {
+    let plan =
+        PlanDef::new("late").stage("one", vec![job("a")]).stage("two", vec![job("b")]).build();
+    let mut run = Run::new(plan, Default::default());
+    let reuse = |id: &str| Event::JobReused { job: JobId::from(id), outputs: Default::default() };
+    assert!(run.handle(reuse("nobody")).is_empty(), "an unknown job is ignored");
+    assert_eq!(starts(&run.start()), [("a".to_owned(), 1)]);
+    assert!(run.handle(reuse("b")).is_empty(), "ignored after start");
+    let a = JobId::from("a");
+    let c = run.handle(Event::JobExited { job: a, attempt: 1, outcome: Outcome::Exited(0) });
+    assert_eq!(starts(&c), [("b".to_owned(), 1)]);
+}
+
+#[test]
+fn reused_runs_replay_to_the_same_commands() {
+    let drive = || {
+        Driver::new()
+            .reuse("build", &[("digest", "sha256:abc")])
+            .reuse("lint", &[])
+            .on("test", vec![exits(1), exits(0).out("report", "ok")])
+            .drive(retry_plan())
+    };
+    let (one, two) = (drive(), drive());
+    assert_eq!(one.text, two.text);
+    assert_eq!(one.commands, two.commands);
+
+    // A run recorded event by event, then replayed into a fresh `Run` (reused jobs fed
+    // before `start` again): the same commands at every step, the same statuses at the end.
+    let before_start = [
+        Event::JobReused {
+            job: JobId::from("build"),
+            outputs: [("digest".to_owned(), "sha256:abc".to_owned())].into(),
+        },
+        Event::JobReused { job: JobId::from("lint"), outputs: Default::default() },
+    ];
+    let job = |id: &str| JobId::from(id);
+    let after_start = [
+        Event::JobStarted { job: job("test"), attempt: 1 },
+        Event::JobExited { job: job("test"), attempt: 1, outcome: Outcome::Exited(0) },
+        Event::JobStarted { job: job("deploy"), attempt: 1 },
+        Event::JobOutput { job: job("deploy"), attempt: 1, key: "url".into(), value: "u".into() },
+        Event::JobExited { job: job("deploy"), attempt: 1, outcome: Outcome::Exited(0) },
+    ];
+    let record = || {
+        let mut run = Run::new(retry_plan(), Default::default());
+        let mut out: Vec<Vec<Command>> =
+            before_start.iter().map(|e| run.handle(e.clone())).collect();
+        out.push(run.start());
+        out.extend(after_start.iter().map(|e| run.handle(e.clone())));
+        let statuses: Vec<_> = run.jobs().map(|(id, s)| (id.clone(), s.clone())).collect();
+        (out, statuses)
+    };
+    let (recorded, replayed) = (record(), record());
+    assert_eq!(recorded, replayed);
+    let commands = recorded.0.concat();
+    assert_eq!(starts(&commands), [("test".to_owned(), 1), ("deploy".to_owned(), 1)]);
+    assert_eq!(finish(&commands), Some(RunState::Success));
+}
+
+#[test]
+fn cache_and_artifacts_are_rendered_when_the_job_starts() {
+    use kiln_workflow::plan::{ArtifactSpec, ArtifactWhen, CachePolicy, CacheSpec};
+    let plan = PlanDef::new("paths")
+        .stage("build", vec![job("build")])
+        .stage(
+            "test",
+            vec![
+                job("test[linux]")
+                    .matrix("os", "linux")
+                    .cache(CacheSpec {
+                        key: "deps-${{ matrix.os }}-${{ jobs.build.outputs.lock }}".to_owned(),
+                        files: vec!["Cargo.lock".to_owned()],
+                        paths: vec!["target/${{ matrix.os }}".to_owned()],
+                        policy: CachePolicy::Pull,
+                    })
+                    .artifacts(ArtifactSpec {
+                        paths: vec!["report-${{ matrix.os }}.xml".to_owned()],
+                        when: ArtifactWhen::Always,
+                    }),
+                job("empty-key").cache(CacheSpec {
+                    key: "${{ jobs.build.outputs.missing }}".to_owned(),
+                    files: Vec::new(),
+                    paths: vec!["x".to_owned()],
+                    policy: CachePolicy::PullPush,
+                }),
+                job("escapes").artifacts(ArtifactSpec {
+                    paths: vec!["ok".to_owned(), "${{ jobs.build.outputs.dir }}/x".to_owned()],
+                    when: ArtifactWhen::OnSuccess,
+                }),
+            ],
+        )
+        .build();
+    let t =
+        Driver::new().on("build", vec![exits(0).out("lock", "abc").out("dir", "/etc")]).drive(plan);
+    let test = started(&t.commands, "test[linux]");
+    let cache = test.cache.as_ref().expect("cache");
+    assert_eq!(cache.key, "deps-linux-abc");
+    assert_eq!(cache.files, ["Cargo.lock"]);
+    assert_eq!(cache.paths, ["target/linux"]);
+    assert_eq!(cache.policy, CachePolicy::Pull);
+    let artifacts = test.artifacts.as_ref().expect("artifacts");
+    assert_eq!(artifacts.paths, ["report-linux.xml"]);
+    assert_eq!(artifacts.when, ArtifactWhen::Always);
+    assert_eq!(started(&t.commands, "empty-key").cache.as_ref().unwrap().key, "default");
+    assert_eq!(state(&t, "escapes"), JobState::Failure);
+    let reason = t.run.job(&JobId::from("escapes")).unwrap().reason.clone().unwrap();
+    insta::assert_snapshot!(reason, @"artifact path 2 `/etc/x` is absolute: paths are relative to the workspace");
+}

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use kiln_engine::{Command, Event, Outcome, Params, Run, RunState, SharedPlan, Timer};
 use kiln_workflow::plan::{
-    Job, JobId, ParamSpec, Plan, Resources, RetryOn, RetryPolicy, RunSpec, Stage, StageKind,
+    ArtifactSpec, CacheSpec, Job, JobId, ParamSpec, Plan, Resources, RetryOn, RetryPolicy, RunSpec,
+    Stage, StageKind,
 };
 
 /// A job with defaults: a one-line script, `success()`, no retry.
@@ -29,6 +30,8 @@ pub fn job(id: &str) -> JobDef {
             matrix: BTreeMap::new(),
             services: Vec::new(),
             resources: Resources::default(),
+            cache: None,
+            artifacts: None,
         },
         explicit_needs: false,
     }
@@ -92,6 +95,18 @@ impl JobDef {
         self.job
     }
 
+    /// `cache`.
+    pub fn cache(mut self, cache: CacheSpec) -> Self {
+        self.job.cache = Some(cache);
+        self
+    }
+
+    /// `artifacts`.
+    pub fn artifacts(mut self, artifacts: ArtifactSpec) -> Self {
+        self.job.artifacts = Some(artifacts);
+        self
+    }
+
     /// One matrix value.
     pub fn matrix(mut self, key: &str, value: &str) -> Self {
         self.job.matrix.insert(key.to_owned(), value.to_owned());
@@ -119,6 +134,7 @@ impl PlanDef {
                 stages: Vec::new(),
                 jobs: Vec::new(),
                 timeout: None,
+                concurrency: None,
             }),
             ..PlanDef::default()
         }
@@ -235,6 +251,8 @@ pub struct Driver {
     answers: BTreeMap<String, Answer>,
     cancel_when_started: Option<String>,
     params: Params,
+    /// `JobReused` events fed before `start`.
+    reused: Vec<Event>,
 }
 
 /// What a driven run did.
@@ -277,11 +295,23 @@ impl Driver {
         self
     }
 
+    /// Marks `job` as reused from an earlier run with `outputs` (fed before `start`).
+    pub fn reuse(mut self, job: &str, outputs: &[(&str, &str)]) -> Self {
+        let outputs = outputs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        self.reused.push(Event::JobReused { job: JobId::from(job), outputs });
+        self
+    }
+
     /// Runs `plan` to its end.
     pub fn drive(self, plan: SharedPlan) -> Transcript {
         let mut run = Run::new(plan, self.params.clone());
         let mut text = String::new();
         let mut all = Vec::new();
+        for event in &self.reused {
+            writeln!(text, "> {}", show_event(event)).unwrap();
+            let commands = run.handle(event.clone());
+            assert!(commands.is_empty(), "JobReused before start gave {commands:?}");
+        }
         let mut queue: VecDeque<Event> = VecDeque::new();
         let mut hanging: Vec<(JobId, u32)> = Vec::new();
         let mut timer_armed = false;
@@ -401,6 +431,13 @@ pub fn show(c: &Command) -> String {
             if !s.job.env.is_empty() {
                 write!(line, " env={:?}", s.job.env).unwrap();
             }
+            if let Some(c) = &s.job.cache {
+                write!(line, " cache={}:{:?}:{:?}:{:?}", c.key, c.files, c.paths, c.policy)
+                    .unwrap();
+            }
+            if let Some(a) = &s.job.artifacts {
+                write!(line, " artifacts={:?}:{:?}", a.paths, a.when).unwrap();
+            }
             line
         }
         Command::CancelJob { job, attempt } => format!("CancelJob {job}#{attempt}"),
@@ -424,6 +461,7 @@ pub fn show_event(e: &Event) -> String {
         Event::Rejected { stage, by } => format!("Rejected {stage} by {by}"),
         Event::Cancel { by } => format!("Cancel by {by}"),
         Event::TimerFired(t) => format!("TimerFired {t:?}"),
+        Event::JobReused { job, outputs } => format!("JobReused {job} outputs={outputs:?}"),
     }
 }
 

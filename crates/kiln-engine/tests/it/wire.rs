@@ -23,6 +23,11 @@ fn event_json_is_stable() {
         Event::Rejected { stage: "prod".into(), by: "bob".into() },
         Event::Cancel { by: "cli".into() },
         Event::TimerFired(Timer::RunTimeout),
+        Event::JobReused {
+            job: JobId::from("build"),
+            outputs: [("digest".to_owned(), "sha256:abc".to_owned())].into(),
+        },
+        Event::JobReused { job: JobId::from("lint"), outputs: Default::default() },
     ];
     let lines: Vec<String> = events.iter().map(|e| serde_json::to_string(e).unwrap()).collect();
     insta::assert_snapshot!(lines.join("\n"));

@@ -47,6 +47,7 @@ pub fn script_task(name: &str, script: &str) -> TaskSpec {
         workdir: None,
         services: Vec::new(),
         limits: Default::default(),
+        seed: None,
     }
 }
 

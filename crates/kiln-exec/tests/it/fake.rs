@@ -38,6 +38,7 @@ async fn records_calls_and_what_exists() {
             started: ids(&["ok", "bad"]),
             killed: vec![],
             destroyed: ids(&["ok", "bad"]),
+            exported: vec![],
         }
     );
 }
@@ -165,4 +166,98 @@ async fn output_waits_for_a_slow_reader_without_losing_lines() {
     assert_eq!(n, 2000);
     assert!(fake.wait(&task.id).await.expect("wait").success());
     fake.destroy(&task.id).await.expect("destroy");
+}
+
+#[tokio::test]
+async fn files_live_in_a_per_task_workspace() {
+    let fake = FakeExecutor::new();
+    let mut task = script_task(
+        "files",
+        &[
+            "mkdir -p a/b",
+            "echo one >a/b/f.txt",
+            "echo two >> /workspace/a/b/f.txt",
+            "cat a/b/f.txt",
+            "sh -c 'echo inner' > nested.txt",
+            "sh -c 'echo inner-err >&2' >> nested.txt",
+            "cat nested.txt",
+            ": > empty.txt",
+            "cat empty.txt",
+            "pwd",
+        ],
+    );
+    task.workdir = Some(".".to_string());
+    let run = run_task(&fake, &task).await.expect("run");
+    assert_eq!(run.stdout(), ["one", "two", "inner", "/workspace"]);
+    assert_eq!(run.stderr(), ["inner-err"]);
+    assert!(run.status.success());
+
+    let cases: &[(&str, i32, &str)] = &[
+        ("cat missing.txt", 1, "fake: cat: missing.txt: No such file or directory (os error 2)"),
+        (
+            "echo x > /etc/passwd",
+            1,
+            "fake: cannot create /etc/passwd: outside the workspace, which is all the fake's file system",
+        ),
+        (
+            "cat ../../x",
+            1,
+            "fake: cat: ../../x: outside the workspace, which is all the fake's file system",
+        ),
+        ("mkdir a/b", 1, "fake: mkdir: a/b: No such file or directory (os error 2)"),
+        ("echo x >", 2, "fake: syntax error: redirection without a file"),
+    ];
+    for (line, code, stderr) in cases {
+        let run = run_task(&fake, &script_task("badfiles", &[line])).await.expect("run");
+        assert_eq!(run.status.code, *code, "{line}");
+        assert_eq!(run.stderr(), [*stderr], "{line}");
+    }
+}
+
+#[tokio::test]
+async fn a_last_line_without_newline_is_not_lost() {
+    let fake = FakeExecutor::new();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::write(tmp.path().join("f"), "a\nno-newline").expect("write");
+    let mut task = script_task("partial", &["cat f"]);
+    task.seed = Some(tmp.path().to_path_buf());
+    let run = run_task(&fake, &task).await.expect("run");
+    assert_eq!(run.stdout(), ["a", "no-newline"]);
+}
+
+#[tokio::test]
+async fn export_is_recorded_and_needs_the_task() {
+    let fake = FakeExecutor::new();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let task = script_task("exported", &["echo x > x.txt"]);
+    fake.setup(&task).await.expect("setup");
+    let stream = fake.start(&task).await.expect("start");
+    assert_eq!(stream.count().await, 0);
+    fake.wait(&task.id).await.expect("wait");
+    let dest = tmp.path().join("out.tar");
+    fake.export_workspace(&task.id, &dest).await.expect("export");
+    fake.destroy(&task.id).await.expect("destroy");
+    assert_eq!(
+        fake.export_workspace(&task.id, &dest).await,
+        Err(ExecError::UnknownTask(task.id.clone()))
+    );
+    assert_eq!(fake.calls().exported, ids(&["exported", "exported"]));
+    let entries = kiln_exec::conformance::tar_entries(&dest);
+    assert_eq!(
+        entries.into_iter().collect::<Vec<_>>(),
+        [("x.txt".to_string(), kiln_exec::conformance::TarEntry::File(b"x\n".to_vec()))]
+    );
+}
+
+#[tokio::test]
+async fn a_bad_seed_fails_setup() {
+    let fake = FakeExecutor::new();
+    let mut task = script_task("badseed", &["true"]);
+    task.seed = Some("/nonexistent/kiln/seed".into());
+    match fake.setup(&task).await {
+        Err(ExecError::Engine(msg)) => assert!(msg.contains("/nonexistent/kiln/seed"), "{msg}"),
+        other => panic!("expected Engine, got {other:?}"),
+    }
+    fake.destroy(&task.id).await.expect("destroy");
+    assert!(fake.existing().is_empty());
 }

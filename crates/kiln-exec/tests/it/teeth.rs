@@ -1,6 +1,7 @@
 //! The suite catches broken executors: a fake that leaks on `destroy` and one whose `kill`
 //! does nothing must fail it.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -37,6 +38,9 @@ impl Executor for Broken {
             true => self.inner.kill(id).await,
             false => Ok(()),
         }
+    }
+    async fn export_workspace(&self, id: &TaskId, dest: &Path) -> Result<(), ExecError> {
+        self.inner.export_workspace(id, dest).await
     }
     async fn destroy(&self, id: &TaskId) -> Result<(), ExecError> {
         match self.destroy {

@@ -21,8 +21,10 @@ async fn drive(
     let mut spec = script_task("t", lines);
     spec.image = Some("busybox".into());
     let mut events = Vec::new();
-    let outcome = drive_task(fake, TaskRequest { spec, timeout }, cancel, |e| events.push(e)).await;
-    (outcome, events)
+    let request = TaskRequest { spec, timeout, export: None };
+    let result = drive_task(fake, request, cancel, |e| events.push(e)).await;
+    assert_eq!(result.export, None);
+    (result.outcome, events)
 }
 
 #[tokio::test]
@@ -203,4 +205,60 @@ async fn cancel_kills_the_running_job_and_cleans_up() {
     assert_eq!(deploy.state, JobState::Canceled);
     assert_eq!(fake.calls().killed.len(), 1);
     assert!(fake.existing().is_empty(), "{:?}", fake.existing());
+}
+
+#[tokio::test]
+async fn the_workspace_is_exported_after_any_exit_and_before_destroy() {
+    use kiln_exec::conformance::{TarEntry, tar_entries};
+    let fake = FakeExecutor::new();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dest = tmp.path().join("ws.tar");
+    let mut spec = script_task("export", &["mkdir -p dist", "echo built > dist/app.txt", "exit 2"]);
+    spec.image = Some("busybox".into());
+    let request = TaskRequest { spec, timeout: None, export: Some(dest.clone()) };
+    let result = drive_task(&fake, request, CancellationToken::new(), |_| {}).await;
+    assert_eq!(result.outcome, Outcome::Exited(2));
+    assert_eq!(result.export, Some(Ok(())));
+    assert_eq!(
+        tar_entries(&dest).into_iter().collect::<Vec<_>>(),
+        [
+            ("dist".to_string(), TarEntry::Dir),
+            ("dist/app.txt".to_string(), TarEntry::File(b"built\n".to_vec())),
+        ]
+    );
+    assert_eq!(fake.calls().exported.len(), 1);
+    assert!(fake.existing().is_empty());
+}
+
+#[tokio::test]
+async fn a_failed_export_keeps_the_outcome_and_still_destroys() {
+    let fake = FakeExecutor::new();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dest = tmp.path().join("missing-dir/ws.tar");
+    let mut spec = script_task("badexport", &["echo x"]);
+    spec.image = Some("busybox".into());
+    let request = TaskRequest { spec, timeout: None, export: Some(dest) };
+    let result = drive_task(&fake, request, CancellationToken::new(), |_| {}).await;
+    assert_eq!(result.outcome, Outcome::Exited(0));
+    match result.export {
+        Some(Err(e)) => assert!(e.contains("missing-dir"), "{e}"),
+        other => panic!("expected a failed export, got {other:?}"),
+    }
+    assert!(fake.existing().is_empty());
+}
+
+#[tokio::test]
+async fn no_export_without_an_exit() {
+    let fake = FakeExecutor::new();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dest = tmp.path().join("ws.tar");
+    let mut spec = script_task("timeoutexport", &["sleep 30"]);
+    spec.image = Some("busybox".into());
+    let timeout = Some(Duration::from_millis(100));
+    let request = TaskRequest { spec, timeout, export: Some(dest.clone()) };
+    let result = drive_task(&fake, request, CancellationToken::new(), |_| {}).await;
+    assert_eq!(result.outcome, Outcome::TimedOut);
+    assert_eq!(result.export, None);
+    assert!(fake.calls().exported.is_empty());
+    assert!(!dest.exists());
 }

@@ -14,6 +14,11 @@ use kiln_store::{
 use kiln_workflow::plan::JobId;
 use tempfile::TempDir;
 
+mod artifacts;
+mod caches;
+mod secrets;
+mod steps;
+
 const YAML_V1: &str = "version: 1\njobs:\n  build:\n    image: busybox\n    run: echo one\n";
 const YAML_V2: &str = "version: 1\njobs:\n  build:\n    image: busybox\n    run: echo two\n";
 
@@ -49,7 +54,7 @@ async fn pipeline(store: &Store, project: &str, name: &str) -> Pipeline {
     if store.project(project).await.is_err() {
         store.create_project(project).await.expect("project");
     }
-    store.upsert_pipeline(project, name, YAML_V1).await.expect("pipeline").0
+    store.upsert_pipeline(project, name, &src(YAML_V1)).await.expect("pipeline").0
 }
 
 fn new_run(p: &Pipeline) -> NewRun {
@@ -57,6 +62,7 @@ fn new_run(p: &Pipeline) -> NewRun {
         pipeline: p.id,
         params: serde_json::json!({ "env": "staging", "n": 3 }),
         triggered_by: "user:alice".to_string(),
+        retry_of: None,
     }
 }
 
@@ -86,26 +92,26 @@ async fn projects() {
 async fn pipeline_versions() {
     on_both(|store| async move {
         store.create_project("api").await.unwrap();
-        let (v1, changed) = store.upsert_pipeline("api", "build", YAML_V1).await.unwrap();
+        let (v1, changed) = store.upsert_pipeline("api", "build", &src(YAML_V1)).await.unwrap();
         assert!(changed);
         assert_eq!((v1.version, v1.yaml.as_str()), (1, YAML_V1));
         assert_eq!(v1.full_name(), "api/build");
 
-        let (same, changed) = store.upsert_pipeline("api", "build", YAML_V1).await.unwrap();
+        let (same, changed) = store.upsert_pipeline("api", "build", &src(YAML_V1)).await.unwrap();
         assert!(!changed, "unchanged YAML must not bump the version");
         assert_eq!(same, v1);
 
-        let (v2, changed) = store.upsert_pipeline("api", "build", YAML_V2).await.unwrap();
+        let (v2, changed) = store.upsert_pipeline("api", "build", &src(YAML_V2)).await.unwrap();
         assert!(changed);
         assert_eq!((v2.id, v2.version), (v1.id, 2));
         assert!(v2.updated_at >= v1.updated_at);
         assert_eq!(v2.created_at, v1.created_at);
 
-        let (back, changed) = store.upsert_pipeline("api", "build", YAML_V1).await.unwrap();
+        let (back, changed) = store.upsert_pipeline("api", "build", &src(YAML_V1)).await.unwrap();
         assert!(changed);
         assert_eq!(back.version, 3, "going back to old YAML is a change too");
 
-        store.upsert_pipeline("api", "deploy", YAML_V1).await.unwrap();
+        store.upsert_pipeline("api", "deploy", &src(YAML_V1)).await.unwrap();
         assert_eq!(store.pipeline("api", "build").await.unwrap(), back);
         assert_eq!(store.pipeline_by_id(&v1.id).await.unwrap(), back);
         let names: Vec<_> =
@@ -118,10 +124,34 @@ async fn pipeline_versions() {
         assert_eq!(err.to_string(), "project `nope` not found");
         let err = store.pipeline("api", "nope").await.unwrap_err();
         assert_eq!(err.to_string(), "pipeline `api/nope` not found");
-        let err = store.upsert_pipeline("nope", "build", YAML_V1).await.unwrap_err();
+        let err = store.upsert_pipeline("nope", "build", &src(YAML_V1)).await.unwrap_err();
         assert!(matches!(err, StoreError::NotFound(_)), "{err}");
-        let err = store.upsert_pipeline("api", "a b", YAML_V1).await.unwrap_err();
+        let err = store.upsert_pipeline("api", "a b", &src(YAML_V1)).await.unwrap_err();
         assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn runs_keep_the_source_they_were_created_with_including_templates() {
+    on_both(|store| async move {
+        store.create_project("api").await.unwrap();
+        let mut source = src(YAML_V1);
+        source.file = "ci/api.yml".into();
+        source.files.insert("ci/../templates/t.yml".into(), "name: t\n".into());
+        let (p, _) = store.upsert_pipeline("api", "build", &source).await.unwrap();
+        assert_eq!((p.file.as_str(), p.files.len()), ("ci/api.yml", 1));
+        // Only a template change is a change too.
+        let mut changed = source.clone();
+        changed.files.insert("ci/../templates/t.yml".into(), "name: t2\n".into());
+        let (p2, bumped) = store.upsert_pipeline("api", "build", &changed).await.unwrap();
+        assert!(bumped);
+        assert_eq!(p2.version, 2);
+        let run = store.create_run(&new_run(&p2)).await.unwrap();
+        store.upsert_pipeline("api", "build", &source).await.unwrap();
+        assert_eq!(store.run_source(&run.id).await.unwrap(), changed, "the run keeps its own copy");
+        let missing = store.run_source(&kiln_store::RunId::new()).await.unwrap_err();
+        assert!(matches!(missing, StoreError::NotFound(_)));
     })
     .await;
 }
@@ -142,7 +172,7 @@ async fn runs_lifecycle() {
         assert_eq!(store.run(&first.id).await.unwrap(), first);
 
         // The run keeps the YAML it was created with.
-        store.upsert_pipeline("api", "build", YAML_V2).await.unwrap();
+        store.upsert_pipeline("api", "build", &src(YAML_V2)).await.unwrap();
         assert_eq!(store.run_yaml(&first.id).await.unwrap(), YAML_V1);
         let second = store.create_run(&new_run(&build)).await.unwrap();
         assert_eq!((second.number, second.pipeline_version), (2, 2));
@@ -481,8 +511,17 @@ async fn file_persists_and_migrations_are_idempotent() {
         assert_eq!(store.run(&run.id).await.unwrap(), run);
         assert_eq!(store.events(&run.id).await.unwrap()[0].event, events()[0]);
         assert!(store.verify_token(secret.expose()).await.unwrap().is_some());
-        let (_, changed) = store.upsert_pipeline("api", "build", YAML_V1).await.unwrap();
+        let (_, changed) = store.upsert_pipeline("api", "build", &src(YAML_V1)).await.unwrap();
         assert!(!changed);
         store.close().await;
+    }
+}
+
+/// A source with no template files, named like the CLI names it.
+pub fn src(yaml: &str) -> kiln_store::PipelineSource {
+    kiln_store::PipelineSource {
+        file: "kiln.yml".into(),
+        yaml: yaml.into(),
+        files: Default::default(),
     }
 }

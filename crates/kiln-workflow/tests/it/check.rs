@@ -155,11 +155,11 @@ stages:
     jobs:
       a: { script: echo, steps: [], imgae: x }
 "#), @"
-    main.yml:3:1: error: unknown key 'on' in the workflow file; expected one of: name, timeout, params, env, stages, uses, with
-    main.yml:4:1: error: unknown key 'jobs' in the workflow file; expected one of: name, timeout, params, env, stages, uses, with
+    main.yml:3:1: error: unknown key 'on' in the workflow file; expected one of: name, timeout, concurrency, params, env, stages, uses, with
+    main.yml:4:1: error: unknown key 'jobs' in the workflow file; expected one of: name, timeout, concurrency, params, env, stages, uses, with
     main.yml:7:5: error: unknown key 'runs-on' in stage 's'; expected one of: name, type, description, jobs
-    main.yml:9:26: error: unknown key 'steps' in job 'a'; expected one of: image, script, command, args, env, workdir, timeout, retry, resources, needs, if, matrix, services
-    main.yml:9:37: error: unknown key 'imgae' in job 'a' (did you mean 'image'?); expected one of: image, script, command, args, env, workdir, timeout, retry, resources, needs, if, matrix, services
+    main.yml:9:26: error: unknown key 'steps' in job 'a'; expected one of: image, script, command, args, env, workdir, timeout, retry, resources, needs, if, matrix, services, cache, artifacts
+    main.yml:9:37: error: unknown key 'imgae' in job 'a' (did you mean 'image'?); expected one of: image, script, command, args, env, workdir, timeout, retry, resources, needs, if, matrix, services, cache, artifacts
     ");
 }
 
@@ -301,4 +301,67 @@ fn ten_thousand_jobs_compile_quickly() {
     assert_eq!(compiled.plan.map(|p| p.jobs.len()), Some(10_000));
     eprintln!("compiled 10,000 jobs in {elapsed:?}");
     assert!(elapsed < std::time::Duration::from_secs(20), "took {elapsed:?}");
+}
+
+#[test]
+fn concurrency_is_a_whole_number_of_at_least_one() {
+    let with = |value: &str| {
+        check(&format!(
+            "name: c\nconcurrency: {value}\nstages:\n  - name: s\n    jobs: {{ a: {{ script: echo }} }}\n"
+        ))
+    };
+    insta::assert_snapshot!(with("3").lines().next().unwrap_or_default(), @"plan c");
+    insta::assert_snapshot!(
+        ["0", "-1", "1.5", "two", "[1]", "99999999999"].map(with).concat(),
+        @"
+    main.yml:2:14: error: concurrency: must be at least 1 (how many runs of this workflow may run at once)
+    main.yml:2:14: error: concurrency: expected a whole number such as 2, found '-1'
+    main.yml:2:14: error: concurrency: expected a whole number such as 2, found '1.5'
+    main.yml:2:14: error: concurrency: expected a whole number such as 2, found 'two'
+    main.yml:2:14: error: concurrency: expected a whole number such as 2, found a list
+    main.yml:2:14: error: concurrency: expected a whole number such as 2, found '99999999999'
+    "
+    );
+}
+
+#[test]
+fn a_template_caller_may_set_concurrency() {
+    let template =
+        "name: t\nconcurrency: 4\nstages:\n  - name: s\n    jobs: { a: { script: echo } }\n";
+    let compile = |main: &str| {
+        kiln_workflow::compile(
+            "main.yml",
+            &crate::support::MapLoader::new(&[("main.yml", main), ("t.yml", template)]),
+        )
+    };
+    let inherited = compile("name: m\nuses: t.yml\n");
+    assert_eq!(inherited.plan.map(|p| p.concurrency), Some(Some(4)));
+    let replaced = compile("name: m\nuses: t.yml\nconcurrency: 1\n");
+    assert_eq!(replaced.plan.map(|p| p.concurrency), Some(Some(1)));
+    insta::assert_snapshot!(check_files(&[("main.yml", "name: m\nuses: t.yml\nconcurrency: 0\n"), ("t.yml", template)]), @"main.yml:3:14: error: concurrency: must be at least 1 (how many runs of this workflow may run at once)");
+}
+
+#[test]
+fn cache_and_artifact_paths_are_checked_around_templates() {
+    insta::assert_snapshot!(check(r#"
+name: p
+params: { dir: { default: x } }
+stages:
+  - name: s
+    jobs:
+      a:
+        script: echo
+        matrix: { os: [linux] }
+        cache:
+          key: ${{ matrix.os }}
+          paths: ["${{ '../x' }}/y", "a/${{ params.dir }}/../../b", "${{ matrix.osx }}"]
+        artifacts:
+          paths:
+            - |
+              dist/${{ params.dir }}
+"#), @r"
+    main.yml:12:59: error: cache paths: 'a/${{ params.dir }}/../../b' leaves the workspace with '..'
+    main.yml:12:74: error: matrix.osx: the matrix of job 'a' has no axis 'osx' (axes: os)
+    main.yml:16:37: error: artifacts paths: 'dist/${{ params.dir }}\n' holds a line break
+    ");
 }

@@ -1,0 +1,462 @@
+//! Kiln's agent: registers with a server, long-polls for leases, and runs each leased attempt
+//! through an [`Executor`] inside the PreStart/PostStop wrapper:
+//!
+//! 1. PreStart: the artifacts of the jobs it needs and its restored `cache:` are unpacked into a
+//!    seed directory that the executor copies into the workspace;
+//! 2. the task runs through [`kiln_runtime::task::drive_task`] (timeout, cancel, `JOB_OUT`);
+//!    its lines and events stream to the server in batches, in order;
+//! 3. PostStop: `artifacts:` paths are packed from the workspace and uploaded, then `cache:`
+//!    paths (on success). The job's exit code passes through; a failed artifact upload fails a
+//!    job that had exited 0 (downstream jobs would miss the files), a failed cache save is a
+//!    warning in the log. Every step says what it did in the job's log (`kiln: …` lines).
+//!
+//! The embedded agent of `kiln server` is this same code over loopback HTTP.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use kiln_api::agent::{AgentEvent, Lease, LeaseRequest, RegisterAgent};
+use kiln_client::{Client, ClientError};
+use kiln_engine::Outcome;
+use kiln_exec::{Executor, Stream, TaskId};
+use kiln_runtime::archive;
+use kiln_runtime::task::{TaskEvent, TaskRequest, drive_task};
+use kiln_workflow::plan::{ArtifactWhen, CachePolicy};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// How an agent presents itself and where it works.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// Unique name (the host name by default).
+    pub name: String,
+    /// Jobs at once.
+    pub capacity: u32,
+    /// Scratch space for seeds, workspace exports and archives (one directory per lease).
+    pub work_dir: PathBuf,
+}
+
+/// Why the agent stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The server refused us (bad token, no permission).
+    #[error("the server refused the agent: {0}")]
+    Refused(ClientError),
+    /// The scratch directory is unusable.
+    #[error("work directory `{path}`: {source}")]
+    WorkDir {
+        /// Directory.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+}
+
+struct Held {
+    cancel: CancellationToken,
+}
+
+/// Runs the agent until `stop` is cancelled: registers, polls, runs leases. Transport errors
+/// are retried with a pause (the server may be restarting); auth errors end it.
+pub async fn run(
+    client: Client,
+    executor: Arc<dyn Executor>,
+    config: AgentConfig,
+    stop: CancellationToken,
+) -> Result<(), AgentError> {
+    std::fs::create_dir_all(&config.work_dir).map_err(|source| AgentError::WorkDir {
+        path: config.work_dir.display().to_string(),
+        source,
+    })?;
+    let held: Arc<Mutex<HashMap<String, Held>>> = Arc::default();
+    let register = RegisterAgent {
+        name: config.name.clone(),
+        executor: executor.name().to_string(),
+        capacity: config.capacity.max(1),
+    };
+    'session: loop {
+        let info = loop {
+            tokio::select! {
+                () = stop.cancelled() => return Ok(()),
+                r = client.register_agent(&register) => match r {
+                    Ok(info) => break info,
+                    Err(e @ ClientError::Api { status: 401 | 403, .. }) => return Err(AgentError::Refused(e)),
+                    Err(e) => {
+                        tracing::warn!("agent {}: register: {e}; retrying", config.name);
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                },
+            }
+        };
+        tracing::info!("agent {} registered as {}", config.name, info.id);
+        loop {
+            let (ids, free) = {
+                let h = held.lock().unwrap_or_else(|p| p.into_inner());
+                let ids: Vec<String> = h.keys().cloned().collect();
+                let free =
+                    register.capacity.saturating_sub(u32::try_from(ids.len()).unwrap_or(u32::MAX));
+                (ids, free)
+            };
+            let req = LeaseRequest { held: ids, free, wait_ms: 20_000 };
+            let resp = tokio::select! {
+                () = stop.cancelled() => break 'session,
+                r = client.lease(&info.id, &req) => r,
+            };
+            let resp = match resp {
+                Ok(r) => r,
+                Err(ClientError::Api { status: 404, .. }) => continue 'session,
+                Err(e @ ClientError::Api { status: 401 | 403, .. }) => {
+                    return Err(AgentError::Refused(e));
+                }
+                Err(e) => {
+                    tracing::warn!("agent {}: lease poll: {e}; retrying", config.name);
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            };
+            let h = held.lock().unwrap_or_else(|p| p.into_inner());
+            for id in resp.cancel.iter().chain(&resp.unknown) {
+                if let Some(x) = h.get(id) {
+                    x.cancel.cancel();
+                }
+            }
+            drop(h);
+            for lease in resp.leases {
+                let cancel = stop.child_token();
+                held.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(lease.id.clone(), Held { cancel: cancel.clone() });
+                let (client, executor, held, config) =
+                    (client.clone(), executor.clone(), held.clone(), config.clone());
+                tokio::spawn(async move {
+                    let id = lease.id.clone();
+                    run_lease(&client, executor.as_ref(), &config, lease, cancel).await;
+                    held.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                });
+            }
+        }
+    }
+    // Stopping: cancel what runs and give it a moment to report.
+    for h in held.lock().unwrap_or_else(|p| p.into_inner()).values() {
+        h.cancel.cancel();
+    }
+    for _ in 0..50 {
+        if held.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+/// Sends a lease's events in order, batching whatever queued up while the last post was in
+/// flight. Ends after `exited`, or when the server no longer knows the lease.
+async fn send_events(
+    client: Client,
+    lease: String,
+    mut rx: mpsc::UnboundedReceiver<AgentEvent>,
+    cancel: CancellationToken,
+) {
+    let mut gone = false;
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < 1000 {
+            match rx.try_recv() {
+                Ok(e) => batch.push(e),
+                Err(_) => break,
+            }
+        }
+        if gone {
+            continue;
+        }
+        let mut tries = 0;
+        loop {
+            match client.lease_events(&lease, &batch).await {
+                Ok(r) => {
+                    if r.cancel {
+                        cancel.cancel();
+                    }
+                    break;
+                }
+                Err(ClientError::Api { status: 404, .. }) => {
+                    // The server forgot the lease (lost, or it restarted): stop the task.
+                    gone = true;
+                    cancel.cancel();
+                    break;
+                }
+                Err(e) => {
+                    tries += 1;
+                    if tries > 20 {
+                        tracing::warn!("lease {lease}: giving up reporting: {e}");
+                        gone = true;
+                        cancel.cancel();
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            }
+        }
+    }
+}
+
+/// A `kiln: …` line in the job's log.
+fn note(tx: &mpsc::UnboundedSender<AgentEvent>, text: impl Into<String>) {
+    let _ = tx.send(AgentEvent::Log {
+        stream: "stderr".into(),
+        time: Utc::now(),
+        text: format!("kiln: {}", text.into()),
+    });
+}
+
+fn human_bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / f64::from(1u32 << 20)),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{n} B"),
+    }
+}
+
+/// One leased attempt, wrapped: PreStart, run, PostStop, `exited`.
+async fn run_lease(
+    client: &Client,
+    executor: &dyn Executor,
+    config: &AgentConfig,
+    lease: Lease,
+    cancel: CancellationToken,
+) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let sender = tokio::spawn(send_events(client.clone(), lease.id.clone(), rx, cancel.clone()));
+    let dir = config.work_dir.join(&lease.id);
+    let outcome = match wrapped(client, executor, config, &lease, &dir, &tx, &cancel).await {
+        Ok(o) => o,
+        Err(e) => {
+            note(&tx, format!("error: {e}"));
+            Outcome::Error(e)
+        }
+    };
+    let _ = tx.send(AgentEvent::Exited { outcome });
+    drop(tx);
+    let _ = sender.await;
+    let _ = tokio::fs::remove_dir_all(&dir).await;
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, archive::ArchiveError> + Send + 'static,
+) -> Result<T, String> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| format!("worker failed: {e}"))?
+        .map_err(|e| e.to_string())
+}
+
+async fn wrapped(
+    client: &Client,
+    executor: &dyn Executor,
+    config: &AgentConfig,
+    lease: &Lease,
+    dir: &Path,
+    tx: &mpsc::UnboundedSender<AgentEvent>,
+    cancel: &CancellationToken,
+) -> Result<Outcome, String> {
+    let job = &lease.start.job;
+    let seed = dir.join("seed");
+    tokio::fs::create_dir_all(&seed)
+        .await
+        .map_err(|e| format!("create {}: {e}", seed.display()))?;
+
+    // PreStart: artifacts of needed jobs, then the cache.
+    for input in &lease.inputs {
+        match client.lease_input(&lease.id, input).await {
+            Ok(Some(bytes)) => {
+                let archive_path = dir.join("input.tar.gz");
+                tokio::fs::write(&archive_path, &bytes)
+                    .await
+                    .map_err(|e| format!("write input: {e}"))?;
+                let seed2 = seed.clone();
+                let files = blocking(move || archive::unpack(&archive_path, &seed2))
+                    .await
+                    .map_err(|e| format!("unpacking the artifacts of `{input}`: {e}"))?;
+                note(tx, format!("placed {} file(s) from the artifacts of `{input}`", files.len()));
+            }
+            Ok(None) => note(tx, format!("job `{input}` stored no artifacts")),
+            Err(e) => return Err(format!("downloading the artifacts of `{input}`: {e}")),
+        }
+    }
+    let cache_key = match &job.cache {
+        Some(c) => {
+            let mut key = c.key.clone();
+            if !c.files.is_empty() {
+                let (s, files) = (seed.clone(), c.files.clone());
+                let hash = blocking(move || archive::hash_files(&s, &files))
+                    .await
+                    .map_err(|e| format!("cache key files: {e}"))?;
+                key = format!("{key}-{hash}");
+            }
+            if c.policy != CachePolicy::Push {
+                match client.lease_cache(&lease.id, &key).await {
+                    Ok(Some(bytes)) => {
+                        let archive_path = dir.join("cache-in.tar.gz");
+                        tokio::fs::write(&archive_path, &bytes)
+                            .await
+                            .map_err(|e| format!("write cache: {e}"))?;
+                        let s = seed.clone();
+                        match blocking(move || archive::unpack(&archive_path, &s)).await {
+                            Ok(files) => note(
+                                tx,
+                                format!(
+                                    "restored cache `{key}` ({} file(s), {})",
+                                    files.len(),
+                                    human_bytes(bytes.len() as u64)
+                                ),
+                            ),
+                            Err(e) => note(
+                                tx,
+                                format!("warning: cache `{key}` could not be restored: {e}"),
+                            ),
+                        }
+                    }
+                    Ok(None) => {
+                        note(tx, format!("cache `{key}` not found; the job starts without it"))
+                    }
+                    Err(e) => note(tx, format!("warning: cache `{key}` could not be fetched: {e}")),
+                }
+            }
+            Some(key)
+        }
+        None => None,
+    };
+
+    let mut spec = kiln_runtime::local::task_spec(&lease.run, lease.job_index, &lease.start);
+    let tail = &lease.id[lease.id.len().saturating_sub(12)..];
+    spec.id = TaskId::sanitized(&format!("kiln-{tail}-{}-{}", job.id, lease.start.attempt));
+    spec.env.extend(lease.env.clone());
+    spec.labels.insert("kiln.agent".into(), config.name.clone());
+    spec.labels.insert("kiln.lease".into(), lease.id.clone());
+    spec.seed = Some(seed.clone());
+    let wants_cache_save = job.cache.as_ref().is_some_and(|c| c.policy != CachePolicy::Pull);
+    let export = (job.artifacts.is_some() || wants_cache_save).then(|| dir.join("workspace.tar"));
+
+    let sink = tx.clone();
+    let result = drive_task(
+        executor,
+        TaskRequest { spec, timeout: job.timeout, export: export.clone() },
+        cancel.clone(),
+        move |ev| {
+            let _ = sink.send(match ev {
+                TaskEvent::Started => AgentEvent::Started,
+                TaskEvent::Log(l) => AgentEvent::Log {
+                    stream: match l.stream {
+                        Stream::Stdout => "stdout",
+                        Stream::Stderr => "stderr",
+                    }
+                    .into(),
+                    time: l.time,
+                    text: l.text,
+                },
+                TaskEvent::Output { key, value } => AgentEvent::Output { key, value },
+            });
+        },
+    )
+    .await;
+    let mut outcome = result.outcome;
+    let exported = match (&export, &result.export) {
+        (Some(path), Some(Ok(()))) => Some(path.clone()),
+        (Some(_), Some(Err(e))) => {
+            note(tx, format!("reading the workspace failed: {e}"));
+            if job.artifacts.is_some() && outcome == Outcome::Exited(0) {
+                outcome = Outcome::Error(format!(
+                    "the job exited 0, but its artifacts could not be read: {e}"
+                ));
+            }
+            None
+        }
+        _ => None,
+    };
+
+    // PostStop: artifacts, then the cache.
+    if let (Some(spec), Some(ws)) = (&job.artifacts, &exported) {
+        let wanted = match spec.when {
+            ArtifactWhen::OnSuccess => outcome == Outcome::Exited(0),
+            ArtifactWhen::OnFailure => matches!(outcome, Outcome::Exited(c) if c != 0),
+            ArtifactWhen::Always => true,
+        };
+        if wanted {
+            let out = dir.join("artifacts.tar.gz");
+            let (ws2, out2, paths) = (ws.clone(), out.clone(), spec.paths.clone());
+            let saved = match blocking(move || archive::select(&ws2, &paths, &out2)).await {
+                Ok(files) if files.is_empty() => {
+                    note(
+                        tx,
+                        format!("warning: no files match the artifacts paths {:?}", spec.paths),
+                    );
+                    Ok(())
+                }
+                Ok(files) => match tokio::fs::read(&out).await {
+                    Ok(body) => {
+                        let size = body.len() as u64;
+                        match client.put_lease_artifacts(&lease.id, body).await {
+                            Ok(_) => {
+                                note(
+                                    tx,
+                                    format!(
+                                        "stored artifacts: {} file(s), {}",
+                                        files.len(),
+                                        human_bytes(size)
+                                    ),
+                                );
+                                Ok(())
+                            }
+                            Err(e) => Err(format!("uploading artifacts failed: {e}")),
+                        }
+                    }
+                    Err(e) => Err(format!("reading the artifact archive failed: {e}")),
+                },
+                Err(e) => Err(format!("packing artifacts failed: {e}")),
+            };
+            if let Err(e) = saved {
+                note(tx, format!("error: {e}"));
+                if outcome == Outcome::Exited(0) {
+                    outcome = Outcome::Error(format!("the job exited 0, but {e}"));
+                }
+            }
+        }
+    }
+    if let (Some(c), Some(key), Some(ws)) = (&job.cache, &cache_key, &exported)
+        && c.policy != CachePolicy::Pull
+        && outcome == Outcome::Exited(0)
+    {
+        let out = dir.join("cache-out.tar.gz");
+        let (ws2, out2, paths) = (ws.clone(), out.clone(), c.paths.clone());
+        let saved = match blocking(move || archive::select(&ws2, &paths, &out2)).await {
+            Ok(files) if files.is_empty() => {
+                Err(format!("no files match the cache paths {:?}", c.paths))
+            }
+            Ok(files) => match tokio::fs::read(&out).await {
+                Ok(body) => {
+                    let size = body.len() as u64;
+                    client
+                        .put_lease_cache(&lease.id, key, body)
+                        .await
+                        .map(|()| {
+                            format!(
+                                "saved cache `{key}` ({} file(s), {})",
+                                files.len(),
+                                human_bytes(size)
+                            )
+                        })
+                        .map_err(|e| format!("uploading cache `{key}` failed: {e}"))
+                }
+                Err(e) => Err(format!("reading the cache archive failed: {e}")),
+            },
+            Err(e) => Err(format!("packing cache `{key}` failed: {e}")),
+        };
+        match saved {
+            Ok(msg) => note(tx, msg),
+            Err(e) => note(tx, format!("warning: {e}")),
+        }
+    }
+    Ok(outcome)
+}

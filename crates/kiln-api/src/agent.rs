@@ -1,0 +1,143 @@
+//! The lease protocol between the server and its agents (the embedded one speaks it too).
+//!
+//! 1. `POST /api/v1/agents` registers an agent and returns its id.
+//! 2. The agent keeps one `POST /api/v1/agents/{id}/lease` long poll open. The server answers
+//!    when it has work for the agent's free slots, when a lease the agent holds is to be
+//!    canceled, or after `wait_ms`. Every poll renews the leases the agent lists as `held`;
+//!    a lease not renewed for [`LEASE_TTL_MS`] is lost and its attempt fails with an error
+//!    (the job's retry policy decides what follows).
+//! 3. Per lease, the agent posts `POST /api/v1/leases/{lease}/events` batches in order:
+//!    `started`, then `log`/`output` lines, then exactly one `exited`. Files go through
+//!    `GET /api/v1/leases/{lease}/inputs/{job}` (artifacts of needed jobs),
+//!    `GET|PUT /api/v1/leases/{lease}/cache` and `PUT /api/v1/leases/{lease}/artifacts`.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use kiln_engine::{Outcome, StartJob};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// A lease not renewed for this long is lost.
+pub const LEASE_TTL_MS: u64 = 30_000;
+
+/// Body of `POST /api/v1/agents`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RegisterAgent {
+    /// Unique name (host name by default); re-registering a name replaces the old session
+    /// and fails its leases.
+    pub name: String,
+    /// `docker` or `process`.
+    pub executor: String,
+    /// How many jobs it runs at once.
+    pub capacity: u32,
+}
+
+/// A connected agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AgentInfo {
+    /// Session id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Executor.
+    pub executor: String,
+    /// Slots.
+    pub capacity: u32,
+    /// Leases it holds.
+    pub running: u32,
+    /// Registered.
+    pub connected_at: DateTime<Utc>,
+}
+
+/// Body of a lease poll.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct LeaseRequest {
+    /// Leases the agent still works on (renewed by this poll).
+    #[serde(default)]
+    pub held: Vec<String>,
+    /// Slots free for new work.
+    pub free: u32,
+    /// Answer after at most this long when nothing happens.
+    pub wait_ms: u64,
+}
+
+/// Answer to a lease poll.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct LeaseResponse {
+    /// New work.
+    #[serde(default)]
+    pub leases: Vec<Lease>,
+    /// Held leases to cancel now (kill the task, report `exited` with `canceled`).
+    #[serde(default)]
+    pub cancel: Vec<String>,
+    /// Held leases the server does not know (lost or ended): stop them, report nothing.
+    #[serde(default)]
+    pub unknown: Vec<String>,
+}
+
+/// One attempt of one job, leased to an agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Lease {
+    /// Lease id.
+    pub id: String,
+    /// Run id.
+    pub run: String,
+    /// `project/pipeline#number`, for logs and labels.
+    pub run_name: String,
+    /// Project name (caches are per project).
+    pub project: String,
+    /// Index of the job in the plan.
+    pub job_index: usize,
+    /// The rendered job and its attempt number.
+    #[schema(value_type = Object)]
+    pub start: StartJob,
+    /// Env added on top of the job's (project secrets, `KILN_*` variables).
+    pub env: BTreeMap<String, String>,
+    /// Jobs whose artifacts to place into the workspace first.
+    pub inputs: Vec<String>,
+}
+
+/// One thing that happened to a leased attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AgentEvent {
+    /// The main container or process started.
+    Started,
+    /// A line of output.
+    Log {
+        /// `stdout` or `stderr`.
+        stream: String,
+        /// When the agent saw it.
+        time: DateTime<Utc>,
+        /// The raw text (the server masks secrets before storing).
+        text: String,
+    },
+    /// A `JOB_OUT key=value` line.
+    Output {
+        /// Name.
+        key: String,
+        /// Value.
+        value: String,
+    },
+    /// The attempt ended; the last event of a lease.
+    Exited {
+        /// How.
+        #[schema(value_type = Object)]
+        outcome: Outcome,
+    },
+}
+
+/// Answer to an events post.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct EventsResponse {
+    /// The lease was canceled: kill the task.
+    pub cancel: bool,
+}
+
+/// Query of `GET|PUT /api/v1/leases/{lease}/cache`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema, utoipa::IntoParams)]
+pub struct CacheQuery {
+    /// The final cache key (templated key plus the hash of `cache.files`).
+    pub key: String,
+}

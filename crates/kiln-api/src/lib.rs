@@ -1,0 +1,410 @@
+//! The wire types of Kiln's REST API (`/api/v1`) and of the agent lease protocol: what the
+//! server sends and accepts, what the CLI and agents parse. Plain serde data, with OpenAPI
+//! schemas (utoipa) so `/api/openapi.json` describes exactly these shapes.
+//!
+//! Nothing here does I/O. Times are RFC 3339 UTC; durations are milliseconds.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+pub mod agent;
+
+/// The body of every 4xx and 5xx answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ApiError,
+}
+
+/// A stable error code and a message for people.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ApiError {
+    /// Stable, machine-readable: see [`codes`].
+    pub code: String,
+    /// What was wrong and what was expected.
+    pub message: String,
+    /// For `invalid_workflow` and `invalid_params`: every problem found, with its position.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// The stable error codes.
+pub mod codes {
+    /// 400: the request is malformed (bad JSON, bad query, bad name).
+    pub const BAD_REQUEST: &str = "bad_request";
+    /// 401: no token, or an unknown or revoked one.
+    pub const UNAUTHORIZED: &str = "unauthorized";
+    /// 403: the token's role or project does not allow this.
+    pub const FORBIDDEN: &str = "forbidden";
+    /// 404: no such project, pipeline, run, job, artifact or secret.
+    pub const NOT_FOUND: &str = "not_found";
+    /// 409: the thing is in a state that does not allow this (run already ended, stage not
+    /// waiting, name taken).
+    pub const CONFLICT: &str = "conflict";
+    /// 422: the workflow YAML has errors; `diagnostics` lists them.
+    pub const INVALID_WORKFLOW: &str = "invalid_workflow";
+    /// 422: trigger parameters do not fit the pipeline's `params`.
+    pub const INVALID_PARAMS: &str = "invalid_params";
+    /// 413: the body is too large.
+    pub const TOO_LARGE: &str = "too_large";
+    /// 500: a fault on the server's side; the message says what failed.
+    pub const INTERNAL: &str = "internal";
+}
+
+/// One problem in a workflow file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Diagnostic {
+    /// `error` or `warning`.
+    pub severity: String,
+    /// File name as given.
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// What is wrong and what was expected.
+    pub message: String,
+}
+
+impl std::fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}: {}",
+            self.file, self.line, self.column, self.severity, self.message
+        )
+    }
+}
+
+/// A project: a namespace of pipelines, secrets and caches.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Project {
+    /// Name.
+    pub name: String,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Body of `POST /api/v1/projects`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CreateProject {
+    /// 1 to 64 letters, digits, `.`, `_` or `-`.
+    pub name: String,
+}
+
+/// Body of `PUT /api/v1/projects/{project}/pipelines/{pipeline}`: the workflow to store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ApplyPipeline {
+    /// The workflow file's text.
+    pub yaml: String,
+    /// The file name diagnostics should name (default `<pipeline>.yml`).
+    #[serde(default)]
+    pub file: Option<String>,
+    /// Template files the workflow's `uses:` refer to, by the path written there.
+    #[serde(default)]
+    pub files: BTreeMap<String, String>,
+}
+
+/// A stored pipeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Pipeline {
+    /// Project name.
+    pub project: String,
+    /// Pipeline name.
+    pub name: String,
+    /// Bumped on every change of its YAML.
+    pub version: u32,
+    /// Stage names in order.
+    pub stages: Vec<String>,
+    /// Number of jobs (matrix expanded).
+    pub jobs: usize,
+    /// Declared parameters.
+    pub params: Vec<ParamInfo>,
+    /// At most this many runs at once (`concurrency:`); none means no limit.
+    pub concurrency: Option<u32>,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A declared parameter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ParamInfo {
+    /// Name.
+    pub name: String,
+    /// `string`, `number`, `bool` or `choice`.
+    pub kind: String,
+    /// Allowed values of a `choice`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub choices: Vec<String>,
+    /// Default, as text.
+    pub default: Option<String>,
+    /// Must be given.
+    pub required: bool,
+    /// Help text.
+    pub description: Option<String>,
+}
+
+/// Answer to an apply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ApplyResult {
+    /// The pipeline as stored now.
+    pub pipeline: Pipeline,
+    /// `created`, `updated` or `unchanged`.
+    pub change: String,
+    /// Warnings found while compiling (errors make the apply fail).
+    #[serde(default)]
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Body of `POST /api/v1/projects/{project}/pipelines/{pipeline}/runs`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TriggerRequest {
+    /// Parameter values as text (`count=3`, `dry_run=true`); checked against `params`.
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+}
+
+/// A run in lists.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RunSummary {
+    /// Id (a uuid).
+    pub id: String,
+    /// Project name.
+    pub project: String,
+    /// Pipeline name.
+    pub pipeline: String,
+    /// Number within the pipeline, from 1.
+    pub number: u64,
+    /// `pending` (queued for a concurrency slot), `running`, `paused`, `success`, `failure`,
+    /// `canceled` or `timeout`.
+    pub state: String,
+    /// Who triggered it (a token's name).
+    pub triggered_by: String,
+    /// Why it ended the way it did, if not success.
+    pub reason: Option<String>,
+    /// The run this one retries.
+    pub retry_of: Option<String>,
+    /// Created (triggered).
+    pub created_at: DateTime<Utc>,
+    /// Left the queue.
+    pub started_at: Option<DateTime<Utc>>,
+    /// Ended.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// From start to end (or to now while it runs).
+    pub duration_ms: Option<u64>,
+}
+
+impl RunSummary {
+    /// `project/pipeline#number`.
+    pub fn full_name(&self) -> String {
+        format!("{}/{}#{}", self.project, self.pipeline, self.number)
+    }
+}
+
+/// A run with its stages, jobs and approvals.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RunDetail {
+    /// The summary.
+    #[serde(flatten)]
+    pub run: RunSummary,
+    /// Parameter values bound at trigger time.
+    #[schema(value_type = Object)]
+    pub params: serde_json::Value,
+    /// The stage the run waits at, when paused.
+    pub paused_at: Option<String>,
+    /// Stages in order.
+    pub stages: Vec<StageInfo>,
+    /// Jobs in plan order.
+    pub jobs: Vec<JobInfo>,
+}
+
+/// A stage of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct StageInfo {
+    /// Name.
+    pub name: String,
+    /// `jobs` or `approval`.
+    pub kind: String,
+    /// For approval stages: `pending`, `waiting`, `approved`, `rejected`, `skipped` or
+    /// `canceled`.
+    pub gate: Option<String>,
+    /// For approval stages: the question shown to approvers.
+    pub description: Option<String>,
+    /// Who decided, and when.
+    pub decision: Option<ApprovalInfo>,
+}
+
+/// A recorded approval decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ApprovalInfo {
+    /// `approved` or `rejected`.
+    pub decision: String,
+    /// Who (a token's name).
+    pub by: String,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// A job of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct JobInfo {
+    /// Job id (`test[linux]` for a matrix instance).
+    pub id: String,
+    /// Stage name.
+    pub stage: String,
+    /// Jobs it waits for.
+    pub needs: Vec<String>,
+    /// `pending`, `queued`, `running`, `success`, `failure`, `skipped`, `canceled`, `timeout`.
+    pub state: String,
+    /// Attempts started (0 when reused from the retried run).
+    pub attempts: u32,
+    /// Exit code of the latest attempt.
+    pub exit_code: Option<i32>,
+    /// `JOB_OUT` outputs of the latest attempt.
+    pub outputs: BTreeMap<String, String>,
+    /// Why it failed, was skipped or canceled.
+    pub reason: Option<String>,
+    /// First started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// Ended.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// From start to end (or to now while it runs).
+    pub duration_ms: Option<u64>,
+}
+
+/// Body of `POST /api/v1/runs/{run}/approvals/{stage}` (approve or reject).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DecisionRequest {
+    /// `approve` (default) or `reject`.
+    #[serde(default)]
+    pub decision: Option<String>,
+}
+
+/// One stored log line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct LogLine {
+    /// Sequence number in its log, from 1, without gaps (the SSE event id).
+    pub seq: u64,
+    /// When it was seen.
+    pub time: DateTime<Utc>,
+    /// `stdout` or `stderr`.
+    pub stream: String,
+    /// The job it came from (set in a whole-run log).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    /// The text, secrets masked as `***`.
+    pub text: String,
+}
+
+/// A page of a log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct LogPage {
+    /// Lines in order.
+    pub lines: Vec<LogLine>,
+    /// Ask for `from=next` to go on.
+    pub next: u64,
+    /// The log is complete (the job ended).
+    pub closed: bool,
+}
+
+/// A job's stored artifacts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Artifact {
+    /// Job id.
+    pub job: String,
+    /// Attempt that stored them.
+    pub attempt: u32,
+    /// Size of the archive (tar.gz) in bytes.
+    pub size: u64,
+    /// `sha256:<hex>` of the archive.
+    pub digest: String,
+    /// Files inside.
+    pub files: Vec<ArtifactFile>,
+    /// Stored.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A file inside an artifact archive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ArtifactFile {
+    /// Path relative to the workspace.
+    pub path: String,
+    /// Bytes.
+    pub size: u64,
+}
+
+/// Body of `POST /api/v1/tokens`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CreateToken {
+    /// A name people recognise; it is what runs and approvals record as "by".
+    pub name: String,
+    /// `viewer`, `developer` or `admin`.
+    pub role: String,
+    /// Limit the token to one project; none means every project.
+    #[serde(default)]
+    pub project: Option<String>,
+}
+
+/// A token (never its secret, except once on creation).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Token {
+    /// Id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Role.
+    pub role: String,
+    /// Project it is limited to.
+    pub project: Option<String>,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last used.
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// Revoked.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// Answer to a token creation: the only time the secret is shown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CreatedToken {
+    /// The token.
+    pub token: Token,
+    /// The bearer secret (`kiln_…`).
+    pub secret: String,
+}
+
+/// Body of `PUT /api/v1/projects/{project}/secrets/{name}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SetSecret {
+    /// The value; stored encrypted, injected as env `<name>`, masked in logs.
+    pub value: String,
+}
+
+/// A project secret (never its value).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Secret {
+    /// Env name.
+    pub name: String,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last set.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// `GET /api/v1/info`: who the caller is and what the server runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ServerInfo {
+    /// Kiln version.
+    pub version: String,
+    /// The caller's token name.
+    pub token: String,
+    /// The caller's role.
+    pub role: String,
+    /// Connected agents.
+    pub agents: Vec<agent::AgentInfo>,
+}

@@ -1,0 +1,454 @@
+//! A typed client of Kiln's REST API (`/api/v1`) and of the agent lease protocol, over
+//! reqwest. The CLI, the agents (the embedded one too) and the benchmarks use it.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use kiln_api::agent::{
+    AgentEvent, AgentInfo, EventsResponse, LeaseRequest, LeaseResponse, RegisterAgent,
+};
+use kiln_api::{
+    ApiError, ApplyPipeline, ApplyResult, Artifact, CreateProject, CreateToken, CreatedToken,
+    DecisionRequest, ErrorBody, LogLine, LogPage, Pipeline, Project, RunDetail, RunSummary, Secret,
+    ServerInfo, SetSecret, Token, TriggerRequest,
+};
+use reqwest::{Method, RequestBuilder, StatusCode, Url};
+use serde::de::DeserializeOwned;
+
+/// What can go wrong talking to the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with an error.
+    #[error("{} ({status}): {}", .error.code, .error.message)]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// The server's error body.
+        error: ApiError,
+    },
+    /// No answer, or not one we understand.
+    #[error("{0}")]
+    Transport(String),
+}
+
+impl ClientError {
+    /// The stable error code when the server answered with one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Api { error, .. } => Some(&error.code),
+            ClientError::Transport(_) => None,
+        }
+    }
+}
+
+/// Result of a client call.
+pub type Result<T> = std::result::Result<T, ClientError>;
+
+/// A connection to one Kiln server with one bearer token.
+#[derive(Debug, Clone)]
+pub struct Client {
+    base: Url,
+    token: String,
+    http: reqwest::Client,
+}
+
+/// Filters of `GET /api/v1/runs`.
+#[derive(Debug, Clone, Default)]
+pub struct RunQuery {
+    /// Project name.
+    pub project: Option<String>,
+    /// Pipeline name (with `project`).
+    pub pipeline: Option<String>,
+    /// Run state.
+    pub state: Option<String>,
+    /// At most this many, newest first.
+    pub limit: Option<u32>,
+}
+
+impl Client {
+    /// A client of the server at `base` (`http://127.0.0.1:7171`) using `token`.
+    pub fn new(base: &str, token: &str) -> Result<Client> {
+        let mut base = Url::parse(base)
+            .map_err(|e| ClientError::Transport(format!("server URL `{base}`: {e}")))?;
+        if !base.path().ends_with('/') {
+            let path = format!("{}/", base.path());
+            base.set_path(&path);
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        Ok(Client { base, token: token.to_string(), http })
+    }
+
+    /// The server's base URL.
+    pub fn base(&self) -> &Url {
+        &self.base
+    }
+
+    /// `base` + `api/v1/` + the segments, each percent-encoded.
+    pub fn url(&self, segments: &[&str]) -> Url {
+        let mut url = self.base.clone();
+        {
+            let mut path = url.path_segments_mut().expect("http URLs have paths");
+            path.pop_if_empty().push("api").push("v1");
+            for s in segments {
+                path.push(s);
+            }
+        }
+        url
+    }
+
+    fn request(&self, method: Method, url: Url) -> RequestBuilder {
+        self.http.request(method, url).bearer_auth(&self.token)
+    }
+
+    async fn send(&self, req: RequestBuilder) -> Result<reqwest::Response> {
+        let resp = req.send().await.map_err(|e| ClientError::Transport(transport(&e)))?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let body = resp.bytes().await.unwrap_or_default();
+        let error = match serde_json::from_slice::<ErrorBody>(&body) {
+            Ok(b) => b.error,
+            Err(_) => ApiError {
+                code: status_code_name(status).to_string(),
+                message: String::from_utf8_lossy(&body).trim().to_string(),
+                diagnostics: Vec::new(),
+            },
+        };
+        Err(ClientError::Api { status: status.as_u16(), error })
+    }
+
+    async fn json<T: DeserializeOwned>(&self, req: RequestBuilder) -> Result<T> {
+        let resp = self.send(req).await?;
+        resp.json::<T>().await.map_err(|e| ClientError::Transport(format!("bad answer: {e}")))
+    }
+
+    async fn get<T: DeserializeOwned>(&self, segments: &[&str]) -> Result<T> {
+        self.json(self.request(Method::GET, self.url(segments))).await
+    }
+
+    /// `GET /info`: the caller's identity and the connected agents.
+    pub async fn info(&self) -> Result<ServerInfo> {
+        self.get(&["info"]).await
+    }
+
+    /// Lists projects.
+    pub async fn projects(&self) -> Result<Vec<Project>> {
+        self.get(&["projects"]).await
+    }
+
+    /// Creates a project.
+    pub async fn create_project(&self, name: &str) -> Result<Project> {
+        let body = CreateProject { name: name.to_string() };
+        self.json(self.request(Method::POST, self.url(&["projects"])).json(&body)).await
+    }
+
+    /// Creates or updates a pipeline from YAML.
+    pub async fn apply_pipeline(
+        &self,
+        project: &str,
+        pipeline: &str,
+        body: &ApplyPipeline,
+    ) -> Result<ApplyResult> {
+        let url = self.url(&["projects", project, "pipelines", pipeline]);
+        self.json(self.request(Method::PUT, url).json(body)).await
+    }
+
+    /// Lists a project's pipelines.
+    pub async fn pipelines(&self, project: &str) -> Result<Vec<Pipeline>> {
+        self.get(&["projects", project, "pipelines"]).await
+    }
+
+    /// One pipeline.
+    pub async fn pipeline(&self, project: &str, pipeline: &str) -> Result<Pipeline> {
+        self.get(&["projects", project, "pipelines", pipeline]).await
+    }
+
+    /// Triggers a run.
+    pub async fn trigger(
+        &self,
+        project: &str,
+        pipeline: &str,
+        req: &TriggerRequest,
+    ) -> Result<RunSummary> {
+        let url = self.url(&["projects", project, "pipelines", pipeline, "runs"]);
+        self.json(self.request(Method::POST, url).json(req)).await
+    }
+
+    /// Lists runs, newest first.
+    pub async fn runs(&self, q: &RunQuery) -> Result<Vec<RunSummary>> {
+        let mut url = self.url(&["runs"]);
+        {
+            let mut pairs = url.query_pairs_mut();
+            for (k, v) in [
+                ("project", q.project.clone()),
+                ("pipeline", q.pipeline.clone()),
+                ("state", q.state.clone()),
+                ("limit", q.limit.map(|l| l.to_string())),
+            ] {
+                if let Some(v) = v {
+                    pairs.append_pair(k, &v);
+                }
+            }
+        }
+        self.json(self.request(Method::GET, url)).await
+    }
+
+    /// One run by id, or by `project/pipeline#number`.
+    pub async fn run(&self, run: &str) -> Result<RunDetail> {
+        match parse_run_name(run) {
+            Some((project, pipeline, number)) => {
+                self.get(&["projects", project, "pipelines", pipeline, "runs", number]).await
+            }
+            None => self.get(&["runs", run]).await,
+        }
+    }
+
+    /// Resolves `project/pipeline#number` (or an id) to a run id.
+    pub async fn run_id(&self, run: &str) -> Result<String> {
+        if parse_run_name(run).is_none() {
+            return Ok(run.to_string());
+        }
+        Ok(self.run(run).await?.run.id)
+    }
+
+    async fn post_run(&self, run: &str, tail: &[&str]) -> Result<RunSummary> {
+        let id = self.run_id(run).await?;
+        let mut segs = vec!["runs", id.as_str()];
+        segs.extend_from_slice(tail);
+        self.json(self.request(Method::POST, self.url(&segs)).json(&serde_json::json!({}))).await
+    }
+
+    /// Cancels a run.
+    pub async fn cancel(&self, run: &str) -> Result<RunSummary> {
+        self.post_run(run, &["cancel"]).await
+    }
+
+    /// Retries a run's failed jobs in a new run that keeps the passed jobs' outputs.
+    pub async fn retry(&self, run: &str) -> Result<RunSummary> {
+        self.post_run(run, &["retry"]).await
+    }
+
+    /// Approves (`approve = true`) or rejects a waiting approval stage.
+    pub async fn decide(&self, run: &str, stage: &str, approve: bool) -> Result<RunSummary> {
+        let id = self.run_id(run).await?;
+        let url = self.url(&["runs", &id, "stages", stage, "decision"]);
+        let body = DecisionRequest {
+            decision: Some(if approve { "approve" } else { "reject" }.to_string()),
+        };
+        self.json(self.request(Method::POST, url).json(&body)).await
+    }
+
+    fn log_url(&self, run_id: &str, job: Option<&str>, attempt: Option<u32>, tail: &[&str]) -> Url {
+        let mut segs = vec!["runs", run_id];
+        if let Some(job) = job {
+            segs.extend_from_slice(&["jobs", job]);
+        }
+        segs.push("logs");
+        segs.extend_from_slice(tail);
+        let mut url = self.url(&segs);
+        if let Some(a) = attempt {
+            url.query_pairs_mut().append_pair("attempt", &a.to_string());
+        }
+        url
+    }
+
+    /// A page of a run's log (`job: None`: every job, interleaved) from line `from`.
+    pub async fn logs(
+        &self,
+        run_id: &str,
+        job: Option<&str>,
+        attempt: Option<u32>,
+        from: u64,
+        limit: u32,
+    ) -> Result<LogPage> {
+        let mut url = self.log_url(run_id, job, attempt, &[]);
+        url.query_pairs_mut()
+            .append_pair("from", &from.to_string())
+            .append_pair("limit", &limit.to_string());
+        self.json(self.request(Method::GET, url)).await
+    }
+
+    /// Follows a log live over SSE from line `from` (resuming with `Last-Event-ID`): yields
+    /// lines until the log is closed.
+    pub async fn follow(
+        &self,
+        run_id: &str,
+        job: Option<&str>,
+        attempt: Option<u32>,
+        from: u64,
+    ) -> Result<impl Stream<Item = Result<LogLine>> + use<>> {
+        use eventsource_stream::Eventsource;
+        let url = self.log_url(run_id, job, attempt, &["stream"]);
+        let mut req = self.request(Method::GET, url);
+        if from > 1 {
+            req = req.header("Last-Event-ID", (from - 1).to_string());
+        }
+        let resp = self.send(req).await?;
+        let events = resp.bytes_stream().eventsource();
+        Ok(events
+            .take_while(|e| {
+                let go = !matches!(e, Ok(ev) if ev.event == "end");
+                async move { go }
+            })
+            .filter_map(|e| async move {
+                match e {
+                    Ok(ev) if ev.event == "line" || ev.event == "message" => Some(
+                        serde_json::from_str::<LogLine>(&ev.data)
+                            .map_err(|e| ClientError::Transport(format!("bad log event: {e}"))),
+                    ),
+                    Ok(_) => None,
+                    Err(e) => Some(Err(ClientError::Transport(format!("log stream: {e}")))),
+                }
+            }))
+    }
+
+    /// A run's artifacts.
+    pub async fn artifacts(&self, run: &str) -> Result<Vec<Artifact>> {
+        let id = self.run_id(run).await?;
+        self.get(&["runs", &id, "artifacts"]).await
+    }
+
+    /// Downloads a job's artifact archive (tar.gz) as a byte stream.
+    pub async fn download_artifact(
+        &self,
+        run_id: &str,
+        job: &str,
+    ) -> Result<impl Stream<Item = Result<Bytes>> + use<>> {
+        let url = self.url(&["runs", run_id, "artifacts", job]);
+        let resp = self.send(self.request(Method::GET, url)).await?;
+        Ok(resp.bytes_stream().map(|r| r.map_err(|e| ClientError::Transport(e.to_string()))))
+    }
+
+    /// Lists tokens.
+    pub async fn tokens(&self) -> Result<Vec<Token>> {
+        self.get(&["tokens"]).await
+    }
+
+    /// Creates a token; the secret is in the answer, once.
+    pub async fn create_token(&self, req: &CreateToken) -> Result<CreatedToken> {
+        self.json(self.request(Method::POST, self.url(&["tokens"])).json(req)).await
+    }
+
+    /// Revokes a token.
+    pub async fn revoke_token(&self, id: &str) -> Result<Token> {
+        self.json(self.request(Method::DELETE, self.url(&["tokens", id]))).await
+    }
+
+    /// Lists a project's secrets (names only).
+    pub async fn secrets(&self, project: &str) -> Result<Vec<Secret>> {
+        self.get(&["projects", project, "secrets"]).await
+    }
+
+    /// Sets a project secret.
+    pub async fn set_secret(&self, project: &str, name: &str, value: &str) -> Result<Secret> {
+        let url = self.url(&["projects", project, "secrets", name]);
+        self.json(self.request(Method::PUT, url).json(&SetSecret { value: value.to_string() }))
+            .await
+    }
+
+    /// Deletes a project secret.
+    pub async fn delete_secret(&self, project: &str, name: &str) -> Result<()> {
+        let url = self.url(&["projects", project, "secrets", name]);
+        self.send(self.request(Method::DELETE, url)).await.map(|_| ())
+    }
+
+    // ---- agent protocol ----
+
+    /// Registers an agent session.
+    pub async fn register_agent(&self, req: &RegisterAgent) -> Result<AgentInfo> {
+        self.json(self.request(Method::POST, self.url(&["agents"])).json(req)).await
+    }
+
+    /// One lease long poll.
+    pub async fn lease(&self, agent: &str, req: &LeaseRequest) -> Result<LeaseResponse> {
+        let url = self.url(&["agents", agent, "lease"]);
+        let timeout = Duration::from_millis(req.wait_ms) + Duration::from_secs(30);
+        self.json(self.request(Method::POST, url).timeout(timeout).json(req)).await
+    }
+
+    /// Reports a batch of events of one lease, in order.
+    pub async fn lease_events(&self, lease: &str, events: &[AgentEvent]) -> Result<EventsResponse> {
+        let url = self.url(&["leases", lease, "events"]);
+        self.json(self.request(Method::POST, url).json(events)).await
+    }
+
+    /// Downloads the artifacts of `job` for a lease's workspace; `None` if it stored none.
+    pub async fn lease_input(&self, lease: &str, job: &str) -> Result<Option<Bytes>> {
+        let url = self.url(&["leases", lease, "inputs", job]);
+        self.optional_bytes(url).await
+    }
+
+    /// Downloads a cache archive; `None` on a miss.
+    pub async fn lease_cache(&self, lease: &str, key: &str) -> Result<Option<Bytes>> {
+        let mut url = self.url(&["leases", lease, "cache"]);
+        url.query_pairs_mut().append_pair("key", key);
+        self.optional_bytes(url).await
+    }
+
+    async fn optional_bytes(&self, url: Url) -> Result<Option<Bytes>> {
+        match self.send(self.request(Method::GET, url)).await {
+            Ok(resp) => resp
+                .bytes()
+                .await
+                .map(Some)
+                .map_err(|e| ClientError::Transport(format!("download: {e}"))),
+            Err(ClientError::Api { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Uploads a cache archive (tar.gz) under `key`.
+    pub async fn put_lease_cache(&self, lease: &str, key: &str, body: Vec<u8>) -> Result<()> {
+        let mut url = self.url(&["leases", lease, "cache"]);
+        url.query_pairs_mut().append_pair("key", key);
+        self.send(self.request(Method::PUT, url).body(body)).await.map(|_| ())
+    }
+
+    /// Uploads a job's artifact archive (tar.gz).
+    pub async fn put_lease_artifacts(&self, lease: &str, body: Vec<u8>) -> Result<Artifact> {
+        let url = self.url(&["leases", lease, "artifacts"]);
+        self.json(self.request(Method::PUT, url).body(body)).await
+    }
+}
+
+/// Splits `project/pipeline#number`.
+pub fn parse_run_name(s: &str) -> Option<(&str, &str, &str)> {
+    let (path, number) = s.split_once('#')?;
+    let (project, pipeline) = path.split_once('/')?;
+    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((project, pipeline, number))
+}
+
+fn status_code_name(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => kiln_api::codes::BAD_REQUEST,
+        401 => kiln_api::codes::UNAUTHORIZED,
+        403 => kiln_api::codes::FORBIDDEN,
+        404 => kiln_api::codes::NOT_FOUND,
+        409 => kiln_api::codes::CONFLICT,
+        413 => kiln_api::codes::TOO_LARGE,
+        _ => kiln_api::codes::INTERNAL,
+    }
+}
+
+fn transport(e: &reqwest::Error) -> String {
+    let url = e.url().map(|u| format!("{}://{}", u.scheme(), u.authority())).unwrap_or_default();
+    if e.is_connect() {
+        format!(
+            "cannot reach the Kiln server at {url}: is `kiln server` running? (set --server or KILN_SERVER)"
+        )
+    } else if e.is_timeout() {
+        format!("the Kiln server at {url} did not answer in time")
+    } else {
+        format!("talking to {url}: {e}")
+    }
+}

@@ -1,0 +1,161 @@
+//! Bearer-token authentication and role checks.
+//!
+//! Roles grow: a viewer reads; a developer also applies pipelines, triggers, cancels, retries,
+//! approves and rejects; an admin also creates projects, tokens and secrets and runs agents.
+//! A token limited to a project has its role on that project only. Verified tokens are cached
+//! for [`CACHE_TTL`] so a busy client does not cost a database write per request; revoking a
+//! token clears the cache.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use kiln_store::{ProjectId, Role, Token};
+use sha2::{Digest, Sha256};
+
+use crate::App;
+use crate::error::{ApiErr, ApiResult};
+
+/// How long a verified token is trusted without asking the store again.
+pub const CACHE_TTL: Duration = Duration::from_secs(10);
+
+/// Who is calling.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The token's name (recorded as "triggered by", "approved by").
+    pub name: String,
+    /// Its role.
+    pub role: Role,
+    /// The project it is limited to.
+    pub project: Option<ProjectId>,
+    /// The embedded agent's session token.
+    pub internal: bool,
+}
+
+impl Caller {
+    /// Requires `role` on every project (unscoped tokens only).
+    pub fn require(&self, role: Role) -> ApiResult<()> {
+        if self.project.is_some() {
+            return Err(ApiErr::forbidden(format!(
+                "token `{}` is limited to one project; this needs a {} token for all projects",
+                self.name,
+                role_text(role)
+            )));
+        }
+        self.require_role(role)
+    }
+
+    /// Requires `role` on `project`.
+    pub fn require_on(&self, role: Role, project: &kiln_store::Project) -> ApiResult<()> {
+        if let Some(p) = &self.project
+            && p != &project.id
+        {
+            return Err(ApiErr::forbidden(format!(
+                "token `{}` is not valid for project `{}`",
+                self.name, project.name
+            )));
+        }
+        self.require_role(role)
+    }
+
+    fn require_role(&self, role: Role) -> ApiResult<()> {
+        if self.role >= role {
+            Ok(())
+        } else {
+            Err(ApiErr::forbidden(format!(
+                "token `{}` has role {}; this needs {}",
+                self.name,
+                role_text(self.role),
+                role_text(role)
+            )))
+        }
+    }
+}
+
+/// The text of a role.
+pub fn role_text(r: Role) -> &'static str {
+    match r {
+        Role::Viewer => "viewer",
+        Role::Developer => "developer",
+        Role::Admin => "admin",
+    }
+}
+
+/// Parses a role name.
+pub fn parse_role(s: &str) -> ApiResult<Role> {
+    match s {
+        "viewer" => Ok(Role::Viewer),
+        "developer" => Ok(Role::Developer),
+        "admin" => Ok(Role::Admin),
+        other => Err(ApiErr::bad_request(format!(
+            "role `{other}` is not one of viewer, developer, admin"
+        ))),
+    }
+}
+
+/// Verified tokens, by the hash of their secret.
+#[derive(Debug, Default)]
+pub struct TokenCache {
+    entries: Mutex<HashMap<String, (Token, Instant)>>,
+}
+
+impl TokenCache {
+    /// Forgets every cached token (after a revoke).
+    pub fn clear(&self) {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
+
+impl FromRequestParts<App> for Caller {
+    type Rejection = ApiErr;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> ApiResult<Caller> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| {
+                ApiErr::unauthorized(
+                    "no token: send `Authorization: Bearer <token>` (the CLI reads KILN_TOKEN)",
+                )
+            })?;
+        let secret = header
+            .strip_prefix("Bearer ")
+            .ok_or_else(|| {
+                ApiErr::unauthorized("the Authorization header must be `Bearer <token>`")
+            })?
+            .trim();
+        if secret == app.agent_secret {
+            return Ok(Caller {
+                name: "embedded-agent".into(),
+                role: Role::Admin,
+                project: None,
+                internal: true,
+            });
+        }
+        let hash = hex::encode(Sha256::digest(secret.as_bytes()));
+        let cached = {
+            let entries = app.tokens.entries.lock().unwrap_or_else(|p| p.into_inner());
+            entries.get(&hash).filter(|(_, at)| at.elapsed() < CACHE_TTL).map(|(t, _)| t.clone())
+        };
+        let token = match cached {
+            Some(t) => t,
+            None => {
+                let t = app
+                    .store
+                    .verify_token(secret)
+                    .await?
+                    .ok_or_else(|| ApiErr::unauthorized("the token is unknown or revoked"))?;
+                app.tokens
+                    .entries
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(hash, (t.clone(), Instant::now()));
+                t
+            }
+        };
+        Ok(Caller { name: token.name, role: token.role, project: token.project, internal: false })
+    }
+}

@@ -1,0 +1,113 @@
+//! Errors at the HTTP edge: every failure becomes a status, a stable code and a message.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use kiln_api::{ApiError, Diagnostic, ErrorBody, codes};
+use kiln_store::StoreError;
+
+/// An API failure: status, stable code, message, and diagnostics for workflow errors.
+#[derive(Debug)]
+pub struct ApiErr {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable code from [`kiln_api::codes`].
+    pub code: &'static str,
+    /// What was wrong and what was expected.
+    pub message: String,
+    /// Workflow problems with positions.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Result of a handler.
+pub type ApiResult<T> = Result<T, ApiErr>;
+
+impl ApiErr {
+    /// An error with no diagnostics.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiErr {
+        ApiErr { status, code, message: message.into(), diagnostics: Vec::new() }
+    }
+
+    /// 400 `bad_request`.
+    pub fn bad_request(message: impl Into<String>) -> ApiErr {
+        ApiErr::new(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, message)
+    }
+
+    /// 404 `not_found`.
+    pub fn not_found(message: impl Into<String>) -> ApiErr {
+        ApiErr::new(StatusCode::NOT_FOUND, codes::NOT_FOUND, message)
+    }
+
+    /// 409 `conflict`.
+    pub fn conflict(message: impl Into<String>) -> ApiErr {
+        ApiErr::new(StatusCode::CONFLICT, codes::CONFLICT, message)
+    }
+
+    /// 403 `forbidden`.
+    pub fn forbidden(message: impl Into<String>) -> ApiErr {
+        ApiErr::new(StatusCode::FORBIDDEN, codes::FORBIDDEN, message)
+    }
+
+    /// 401 `unauthorized`.
+    pub fn unauthorized(message: impl Into<String>) -> ApiErr {
+        ApiErr::new(StatusCode::UNAUTHORIZED, codes::UNAUTHORIZED, message)
+    }
+
+    /// 500 `internal`.
+    pub fn internal(message: impl Into<String>) -> ApiErr {
+        ApiErr::new(StatusCode::INTERNAL_SERVER_ERROR, codes::INTERNAL, message)
+    }
+}
+
+impl From<StoreError> for ApiErr {
+    fn from(e: StoreError) -> ApiErr {
+        match &e {
+            StoreError::NotFound(what) => ApiErr::not_found(format!("{what} does not exist")),
+            StoreError::Conflict(m) => ApiErr::conflict(m.clone()),
+            StoreError::Invalid(m) => ApiErr::bad_request(m.clone()),
+            _ => {
+                tracing::error!("store: {e}");
+                ApiErr::internal(e.to_string())
+            }
+        }
+    }
+}
+
+impl From<kiln_logs::LogError> for ApiErr {
+    fn from(e: kiln_logs::LogError) -> ApiErr {
+        tracing::error!("logs: {e}");
+        ApiErr::internal(format!("log storage: {e}"))
+    }
+}
+
+impl From<std::io::Error> for ApiErr {
+    fn from(e: std::io::Error) -> ApiErr {
+        tracing::error!("io: {e}");
+        ApiErr::internal(format!("blob storage: {e}"))
+    }
+}
+
+impl IntoResponse for ApiErr {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ApiError {
+                code: self.code.to_string(),
+                message: self.message,
+                diagnostics: self.diagnostics,
+            },
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<axum::extract::rejection::JsonRejection> for ApiErr {
+    fn from(r: axum::extract::rejection::JsonRejection) -> ApiErr {
+        ApiErr::bad_request(format!("request body: {}", r.body_text()))
+    }
+}
+
+impl From<axum::extract::rejection::QueryRejection> for ApiErr {
+    fn from(r: axum::extract::rejection::QueryRejection) -> ApiErr {
+        ApiErr::bad_request(format!("query: {}", r.body_text()))
+    }
+}

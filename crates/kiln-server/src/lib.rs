@@ -1,0 +1,207 @@
+//! Kiln's server: pipelines and runs kept in the store, run coordination through the engine,
+//! job attempts leased to agents, logs with live follow, artifacts and caches in a blob
+//! directory, project secrets, bearer-token auth, the REST API under `/api/v1` with its
+//! OpenAPI document, and Prometheus metrics.
+//!
+//! The server never runs a container itself and depends on no executor: agents (the embedded
+//! one included, wired by the `kiln` binary) lease attempts over HTTP. See ARCHITECTURE.md.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use kiln_logs::LogStore;
+use kiln_store::{NewToken, Role, Store};
+use tokio_util::sync::CancellationToken;
+
+pub mod auth;
+pub mod blobs;
+pub mod coord;
+pub mod dispatch;
+pub mod error;
+pub mod metrics;
+pub mod plans;
+pub mod routes;
+pub mod secrets;
+
+use coord::Coord;
+use dispatch::Dispatch;
+use metrics::Metrics;
+use secrets::SecretBox;
+
+/// Everything a request handler can reach.
+#[derive(Debug)]
+pub struct AppState {
+    /// Database.
+    pub store: Store,
+    /// Job logs.
+    pub logs: LogStore,
+    /// Artifacts and caches.
+    pub blobs: blobs::Blobs,
+    /// Runs.
+    pub coord: Coord,
+    /// Leases.
+    pub dispatch: Arc<Dispatch>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Secret encryption.
+    pub secrets: Arc<SecretBox>,
+    /// Verified tokens.
+    pub tokens: auth::TokenCache,
+    /// The embedded agent's bearer secret (this process only, never stored).
+    pub agent_secret: String,
+}
+
+/// Shared state of the API.
+pub type App = Arc<AppState>;
+
+/// How to start a server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Data directory: `kiln.db`, `logs/`, `blobs/`, `secret.key`.
+    pub data: PathBuf,
+    /// Address to listen on.
+    pub listen: SocketAddr,
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Server {
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    /// `http://addr`.
+    pub url: String,
+    /// On the first start only: the admin token's secret (also in `<data>/admin.token`).
+    pub first_admin_token: Option<String>,
+    /// The secret the embedded agent authenticates with.
+    pub agent_token: String,
+    /// Runs resumed from an earlier start.
+    pub resumed: usize,
+    /// The state, for tests and the binary.
+    pub app: App,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    /// Stops accepting requests and waits for the listener to close.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.task.await;
+    }
+
+    /// Waits until the server stops (it runs until [`Server::stop`] or an error).
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// Opens (or creates) the data directory, recovers unfinished runs and starts serving.
+pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
+    let data = &config.data;
+    std::fs::create_dir_all(data)
+        .with_context(|| format!("create data directory `{}`", data.display()))?;
+    let store = Store::open(data.join("kiln.db")).await?;
+    let logs = LogStore::open(data.join("logs"))?;
+    let blobs = blobs::Blobs::open(data.join("blobs"))?;
+    let secrets = Arc::new(SecretBox::load_or_create(data)?);
+    let metrics = Arc::new(Metrics::new());
+    let dispatch = Arc::new(Dispatch::default());
+    let coord =
+        Coord::new(store.clone(), logs.clone(), dispatch.clone(), metrics.clone(), secrets.clone());
+    let first_admin_token = first_admin(&store, data).await?;
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut secret).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    let agent_secret = format!("kiln_agent_{}", hex::encode(secret));
+    let app = Arc::new(AppState {
+        store,
+        logs,
+        blobs,
+        coord: coord.clone(),
+        dispatch: dispatch.clone(),
+        metrics,
+        secrets,
+        tokens: auth::TokenCache::default(),
+        agent_secret: agent_secret.clone(),
+    });
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let resumed = coord.recover().await?;
+    let shutdown = CancellationToken::new();
+    spawn_reaper(app.clone(), shutdown.clone());
+    let router = routes::router(app.clone());
+    let stop = shutdown.clone();
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+        if let Err(e) = served {
+            tracing::error!("server stopped: {e}");
+        }
+    });
+    Ok(Server {
+        addr,
+        url: format!("http://{addr}"),
+        first_admin_token,
+        agent_token: agent_secret,
+        resumed,
+        app,
+        shutdown,
+        task,
+    })
+}
+
+/// On an empty database: creates the `admin` token and writes its secret to
+/// `<data>/admin.token` (mode 0600), like Jenkins' initial admin password.
+async fn first_admin(store: &Store, data: &Path) -> anyhow::Result<Option<String>> {
+    if !store.tokens().await?.is_empty() {
+        return Ok(None);
+    }
+    let (_, secret) = store
+        .create_token(&NewToken { name: "admin".into(), role: Role::Admin, project: None })
+        .await?;
+    let path = data.join("admin.token");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&path).with_context(|| format!("write `{}`", path.display()))?;
+    std::io::Write::write_all(&mut file, format!("{}\n", secret.expose()).as_bytes())?;
+    Ok(Some(secret.expose().to_string()))
+}
+
+/// Every few seconds: fails attempts whose agent stopped renewing their lease.
+fn spawn_reaper(app: App, stop: CancellationToken) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            for (ctx, agent) in app.dispatch.reap() {
+                let _ = ctx.actor.send(coord::RunMsg::Event {
+                    event: kiln_engine::Event::JobExited {
+                        job: ctx.job.clone(),
+                        attempt: ctx.attempt,
+                        outcome: kiln_engine::Outcome::Error(format!(
+                            "agent lost: `{agent}` stopped renewing its lease"
+                        )),
+                    },
+                    reply: None,
+                });
+            }
+            app.metrics.agents.set(app.dispatch.agents().len() as i64);
+            app.metrics.leases.set(app.dispatch.lease_count() as i64);
+        }
+    });
+}
+
+/// Time since `at`, in milliseconds.
+pub fn elapsed_ms(at: Instant) -> u64 {
+    u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,154 @@
+//! Prometheus metrics (OpenMetrics text at `/metrics`): runs by state, queue depths, job
+//! durations, log bytes, agents and leases, API latency.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels of a state gauge or counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabel {
+    /// Run or job state.
+    pub state: String,
+}
+
+/// Labels of the queue gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueLabel {
+    /// `runs` (waiting for a concurrency slot) or `jobs` (waiting for an agent).
+    pub queue: String,
+}
+
+/// Labels of the API latency histogram.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabel {
+    /// HTTP method.
+    pub method: String,
+    /// Route pattern (`/api/v1/runs/{run}`), never the raw path.
+    pub route: String,
+    /// Status code.
+    pub status: String,
+}
+
+/// Every metric the server keeps.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    /// Runs per state (set from the store at each scrape).
+    pub runs: Family<StateLabel, Gauge>,
+    /// Runs that ended since start, per final state.
+    pub runs_finished: Family<StateLabel, Counter>,
+    /// Queue depths.
+    pub queue: Family<QueueLabel, Gauge>,
+    /// Job attempt durations per final state.
+    pub job_duration: Family<StateLabel, Histogram>,
+    /// Bytes of log text stored.
+    pub log_bytes: Counter,
+    /// Log lines stored.
+    pub log_lines: Counter,
+    /// Connected agents.
+    pub agents: Gauge,
+    /// Leases held by agents.
+    pub leases: Gauge,
+    /// API request durations.
+    pub http: Family<HttpLabel, Histogram>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric under the `kiln` prefix.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("kiln");
+        let runs = Family::<StateLabel, Gauge>::default();
+        let runs_finished = Family::<StateLabel, Counter>::default();
+        let queue = Family::<QueueLabel, Gauge>::default();
+        let job_duration = Family::<StateLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.05, 2.0, 16))
+        });
+        let log_bytes = Counter::default();
+        let log_lines = Counter::default();
+        let agents = Gauge::default();
+        let leases = Gauge::default();
+        let http = Family::<HttpLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+        });
+        registry.register("runs", "Runs by state", runs.clone());
+        registry.register(
+            "runs_finished",
+            "Runs ended since the server started",
+            runs_finished.clone(),
+        );
+        registry.register(
+            "queue_depth",
+            "Runs waiting for a concurrency slot, jobs waiting for an agent",
+            queue.clone(),
+        );
+        registry.register("job_duration_seconds", "Job attempt durations", job_duration.clone());
+        registry.register("log_bytes", "Bytes of job log text stored", log_bytes.clone());
+        registry.register("log_lines", "Job log lines stored", log_lines.clone());
+        registry.register("agents", "Connected agents", agents.clone());
+        registry.register("leases", "Job attempts leased to agents", leases.clone());
+        registry.register("http_request_duration_seconds", "API request durations", http.clone());
+        Metrics {
+            registry: Mutex::new(registry),
+            runs,
+            runs_finished,
+            queue,
+            job_duration,
+            log_bytes,
+            log_lines,
+            agents,
+            leases,
+            http,
+        }
+    }
+
+    /// A job attempt ended in `state` after `took`.
+    pub fn job_finished(&self, state: &str, took: Duration) {
+        self.job_duration
+            .get_or_create(&StateLabel { state: state.to_string() })
+            .observe(took.as_secs_f64());
+    }
+
+    /// A run ended in `state`.
+    pub fn run_finished(&self, state: &str) {
+        self.runs_finished.get_or_create(&StateLabel { state: state.to_string() }).inc();
+    }
+
+    /// A log line of `bytes` was stored.
+    pub fn log_line(&self, bytes: usize) {
+        self.log_lines.inc();
+        self.log_bytes.inc_by(bytes as u64);
+    }
+
+    /// An API request finished.
+    pub fn request(&self, method: &str, route: &str, status: u16, took: Duration) {
+        self.http
+            .get_or_create(&HttpLabel {
+                method: method.to_string(),
+                route: route.to_string(),
+                status: status.to_string(),
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    /// The OpenMetrics text of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        prometheus_client::encoding::text::encode(&mut out, &registry)
+            .expect("writing to a String");
+        out
+    }
+}

@@ -1,0 +1,311 @@
+//! The agent side of the lease protocol (see [`kiln_api::agent`]): register, lease poll,
+//! event reports, and the files of a lease (inputs, cache, artifacts).
+
+use axum::Json;
+use axum::body::Body as RawBody;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use kiln_api::agent::{
+    AgentEvent, AgentInfo, CacheQuery, EventsResponse, LeaseRequest, LeaseResponse, RegisterAgent,
+};
+use kiln_api::{Artifact, ArtifactFile, ErrorBody};
+use kiln_engine::{Event, Outcome};
+use kiln_logs::{LogLine as ExecLine, Stream as OutStream};
+use kiln_store::{NewArtifact, Role};
+
+use super::Body;
+use crate::App;
+use crate::auth::Caller;
+use crate::blobs::{self, Blobs};
+use crate::coord::{RunMsg, job_log_key, run_log_key};
+use crate::dispatch::TaskCtx;
+use crate::error::{ApiErr, ApiResult};
+
+/// Largest artifact or cache archive accepted.
+pub const MAX_ARCHIVE: u64 = 2 << 30;
+
+fn agent_caller(caller: &Caller) -> ApiResult<()> {
+    if caller.internal {
+        return Ok(());
+    }
+    caller.require(Role::Admin)
+}
+
+/// Registers an agent session (admin token, or the embedded agent's).
+#[utoipa::path(post, path = "/api/v1/agents", tag = "agents", request_body = RegisterAgent,
+    responses((status = 200, body = AgentInfo), (status = 403, body = ErrorBody)))]
+pub async fn register(
+    State(app): State<App>,
+    caller: Caller,
+    Body(req): Body<RegisterAgent>,
+) -> ApiResult<Json<AgentInfo>> {
+    agent_caller(&caller)?;
+    if req.name.trim().is_empty() {
+        return Err(ApiErr::bad_request("an agent needs a name"));
+    }
+    let (info, lost) = app.dispatch.register(&req);
+    for ctx in lost {
+        lose(
+            &ctx,
+            &format!("agent lost: `{}` registered again, so its old session ended", req.name),
+        );
+    }
+    app.metrics.agents.set(app.dispatch.agents().len() as i64);
+    Ok(Json(info))
+}
+
+fn lose(ctx: &TaskCtx, why: &str) {
+    let _ = ctx.actor.send(RunMsg::Event {
+        event: Event::JobExited {
+            job: ctx.job.clone(),
+            attempt: ctx.attempt,
+            outcome: Outcome::Error(why.to_string()),
+        },
+        reply: None,
+    });
+}
+
+/// Lists connected agents.
+#[utoipa::path(get, path = "/api/v1/agents", tag = "agents",
+    responses((status = 200, body = Vec<AgentInfo>)))]
+pub async fn list(State(app): State<App>, _caller: Caller) -> Json<Vec<AgentInfo>> {
+    Json(app.dispatch.agents())
+}
+
+/// One lease long poll: renews held leases, answers with work, cancels and unknown leases.
+#[utoipa::path(post, path = "/api/v1/agents/{agent}/lease", tag = "agents",
+    params(("agent" = String, Path)), request_body = LeaseRequest,
+    responses((status = 200, body = LeaseResponse),
+              (status = 404, description = "unknown session: register again", body = ErrorBody)))]
+pub async fn lease(
+    State(app): State<App>,
+    caller: Caller,
+    Path(agent): Path<String>,
+    Body(req): Body<LeaseRequest>,
+) -> ApiResult<Json<LeaseResponse>> {
+    agent_caller(&caller)?;
+    let resp = app
+        .dispatch
+        .poll(&agent, &req)
+        .await
+        .ok_or_else(|| ApiErr::not_found(format!("agent session `{agent}`: register again")))?;
+    app.metrics.leases.set(app.dispatch.lease_count() as i64);
+    Ok(Json(resp))
+}
+
+fn live_lease(app: &App, lease: &str) -> ApiResult<(std::sync::Arc<TaskCtx>, bool)> {
+    app.dispatch.lease(lease).ok_or_else(|| {
+        ApiErr::not_found(format!("lease `{lease}` is not live (lost, canceled or ended)"))
+    })
+}
+
+/// Reports events of a lease, in order: `started`, `log`/`output` lines, one `exited`.
+#[utoipa::path(post, path = "/api/v1/leases/{lease}/events", tag = "agents",
+    params(("lease" = String, Path)), request_body = Vec<AgentEvent>,
+    responses((status = 200, body = EventsResponse), (status = 404, body = ErrorBody)))]
+pub async fn events(
+    State(app): State<App>,
+    caller: Caller,
+    Path(lease): Path<String>,
+    Body(events): Body<Vec<AgentEvent>>,
+) -> ApiResult<Json<EventsResponse>> {
+    agent_caller(&caller)?;
+    let (ctx, cancel) = live_lease(&app, &lease)?;
+    let job_key = job_log_key(&ctx.run, ctx.job_index, ctx.attempt);
+    let run_key = run_log_key(&ctx.run);
+    for ev in events {
+        let event = match ev {
+            AgentEvent::Started => Event::JobStarted { job: ctx.job.clone(), attempt: ctx.attempt },
+            AgentEvent::Log { stream, time, text } => {
+                let stream = if stream == "stderr" { OutStream::Stderr } else { OutStream::Stdout };
+                let masked = ctx.masker.mask(&text);
+                let line = ExecLine { stream, time, text: masked.to_string() };
+                if app.logs.append(&job_key, &line).is_ok() {
+                    app.metrics.log_line(line.text.len());
+                    let tagged = ExecLine { text: format!("{}\t{}", ctx.job, line.text), ..line };
+                    let _ = app.logs.append(&run_key, &tagged);
+                }
+                continue;
+            }
+            AgentEvent::Output { key, value } => {
+                Event::JobOutput { job: ctx.job.clone(), attempt: ctx.attempt, key, value }
+            }
+            AgentEvent::Exited { outcome } => {
+                app.dispatch.finish(&lease);
+                Event::JobExited { job: ctx.job.clone(), attempt: ctx.attempt, outcome }
+            }
+        };
+        let _ = ctx.actor.send(RunMsg::Event { event, reply: None });
+    }
+    Ok(Json(EventsResponse { cancel }))
+}
+
+fn file_response(file: tokio::fs::File) -> Response {
+    let stream = tokio_util::io::ReaderStream::new(file);
+    ([(axum::http::header::CONTENT_TYPE, "application/gzip")], RawBody::from_stream(stream))
+        .into_response()
+}
+
+async fn open_blob(app: &App, rel: &str) -> ApiResult<Option<Response>> {
+    let path = app.blobs.path(rel);
+    match tokio::fs::File::open(&path).await {
+        Ok(f) => Ok(Some(file_response(f))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Downloads the artifacts of a needed job into a lease's workspace.
+#[utoipa::path(get, path = "/api/v1/leases/{lease}/inputs/{job}", tag = "agents",
+    params(("lease" = String, Path), ("job" = String, Path)),
+    responses((status = 200, content_type = "application/gzip", description = "tar.gz"),
+              (status = 404, body = ErrorBody)))]
+pub async fn input(
+    State(app): State<App>,
+    caller: Caller,
+    Path((lease, job)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    agent_caller(&caller)?;
+    let (ctx, _) = live_lease(&app, &lease)?;
+    let rec = app.store.artifact(&ctx.run, &job.as_str().into()).await?;
+    open_blob(&app, &rec.blob).await?.ok_or_else(|| {
+        ApiErr::not_found(format!("the artifacts of job `{job}` are gone from the blob store"))
+    })
+}
+
+/// Downloads a project cache for a lease (404 on a miss).
+#[utoipa::path(get, path = "/api/v1/leases/{lease}/cache", tag = "agents",
+    params(("lease" = String, Path), CacheQuery),
+    responses((status = 200, content_type = "application/gzip", description = "tar.gz"),
+              (status = 404, description = "cache miss", body = ErrorBody)))]
+pub async fn get_cache(
+    State(app): State<App>,
+    caller: Caller,
+    Path(lease): Path<String>,
+    Query(q): Query<CacheQuery>,
+) -> ApiResult<Response> {
+    agent_caller(&caller)?;
+    let (ctx, _) = live_lease(&app, &lease)?;
+    let miss = || ApiErr::not_found(format!("no cache `{}`", q.key));
+    let rec = app.store.cache(&ctx.project, &q.key).await?.ok_or_else(miss)?;
+    open_blob(&app, &rec.blob).await?.ok_or_else(miss)
+}
+
+/// Stores a project cache from a lease (replacing an older one of the same key).
+#[utoipa::path(put, path = "/api/v1/leases/{lease}/cache", tag = "agents",
+    params(("lease" = String, Path), CacheQuery), request_body(content = Vec<u8>, content_type = "application/gzip"),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)))]
+pub async fn put_cache(
+    State(app): State<App>,
+    caller: Caller,
+    Path(lease): Path<String>,
+    Query(q): Query<CacheQuery>,
+    body: RawBody,
+) -> ApiResult<StatusCode> {
+    agent_caller(&caller)?;
+    let (ctx, _) = live_lease(&app, &lease)?;
+    if q.key.is_empty() || q.key.len() > 512 {
+        return Err(ApiErr::bad_request("a cache key has 1 to 512 characters"));
+    }
+    let rel = Blobs::cache_rel(&ctx.project.to_string(), &q.key);
+    let written = write_blob(&app, &rel, body).await?;
+    app.store.put_cache(&ctx.project, &q.key, &rel, written.size).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn write_blob(app: &App, rel: &str, body: RawBody) -> ApiResult<blobs::Written> {
+    app.blobs.write(rel, body.into_data_stream(), MAX_ARCHIVE).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::FileTooLarge {
+            ApiErr::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                kiln_api::codes::TOO_LARGE,
+                format!("archive {e}"),
+            )
+        } else {
+            ApiErr::internal(format!("store archive: {e}"))
+        }
+    })
+}
+
+/// Stores a job's artifacts (tar.gz) from its lease; the server lists the files itself.
+#[utoipa::path(put, path = "/api/v1/leases/{lease}/artifacts", tag = "agents",
+    params(("lease" = String, Path)), request_body(content = Vec<u8>, content_type = "application/gzip"),
+    responses((status = 200, body = Artifact), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn put_artifacts(
+    State(app): State<App>,
+    caller: Caller,
+    Path(lease): Path<String>,
+    body: RawBody,
+) -> ApiResult<Json<Artifact>> {
+    agent_caller(&caller)?;
+    let (ctx, _) = live_lease(&app, &lease)?;
+    let rel = Blobs::artifact_rel(&ctx.run.to_string(), ctx.job_index, ctx.attempt);
+    let written = write_blob(&app, &rel, body).await?;
+    let path = app.blobs.path(&rel);
+    let files = tokio::task::spawn_blocking(move || blobs::list_tar_gz(&path))
+        .await
+        .map_err(|e| ApiErr::internal(e.to_string()))?
+        .map_err(|e| {
+            ApiErr::bad_request(format!("the artifact archive is not a readable tar.gz: {e}"))
+        })?;
+    let rec = app
+        .store
+        .record_artifact(&NewArtifact {
+            run: ctx.run,
+            job: ctx.job.clone(),
+            attempt: ctx.attempt,
+            blob: rel,
+            size: written.size,
+            sha256: written.digest.trim_start_matches("sha256:").to_string(),
+            files: files
+                .iter()
+                .map(|(p, s)| kiln_store::ArtifactFile { path: p.clone(), size: *s })
+                .collect(),
+        })
+        .await?;
+    Ok(Json(artifact_dto(rec)))
+}
+
+/// The API form of an artifact record.
+pub fn artifact_dto(rec: kiln_store::ArtifactRecord) -> Artifact {
+    Artifact {
+        job: rec.job.to_string(),
+        attempt: rec.attempt,
+        size: rec.size,
+        digest: format!("sha256:{}", rec.sha256),
+        files: rec.files.into_iter().map(|f| ArtifactFile { path: f.path, size: f.size }).collect(),
+        created_at: rec.created_at,
+    }
+}
+
+/// Lists a run's artifacts.
+#[utoipa::path(get, path = "/api/v1/runs/{run}/artifacts", tag = "artifacts",
+    params(("run" = String, Path)),
+    responses((status = 200, body = Vec<Artifact>), (status = 404, body = ErrorBody)))]
+pub async fn run_artifacts(
+    State(app): State<App>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Vec<Artifact>>> {
+    let run = super::runs::run_for(&app, &caller, &id, Role::Viewer).await?;
+    let list = app.store.artifacts(&run.id).await?;
+    Ok(Json(list.into_iter().map(artifact_dto).collect()))
+}
+
+/// Downloads a job's artifacts as tar.gz.
+#[utoipa::path(get, path = "/api/v1/runs/{run}/artifacts/{job}", tag = "artifacts",
+    params(("run" = String, Path), ("job" = String, Path)),
+    responses((status = 200, content_type = "application/gzip", description = "tar.gz"),
+              (status = 404, body = ErrorBody)))]
+pub async fn download(
+    State(app): State<App>,
+    caller: Caller,
+    Path((id, job)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let run = super::runs::run_for(&app, &caller, &id, Role::Viewer).await?;
+    let rec = app.store.artifact(&run.id, &job.as_str().into()).await?;
+    open_blob(&app, &rec.blob).await?.ok_or_else(|| {
+        ApiErr::not_found(format!("the artifacts of job `{job}` are gone from the blob store"))
+    })
+}

@@ -1,0 +1,194 @@
+//! Job and run logs: pages by line number, and live follow over SSE (`id:` is the line's seq,
+//! so a client that reconnects with `Last-Event-ID` resumes after the last line it saw).
+
+use std::convert::Infallible;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use futures::{Stream, StreamExt, stream};
+use kiln_api::{ErrorBody, LogLine, LogPage};
+use kiln_logs::{LogKey, Record, Stream as OutStream};
+use kiln_store::Role;
+use serde::Deserialize;
+
+use super::runs::run_for;
+use crate::App;
+use crate::auth::Caller;
+use crate::coord::{job_log_key, run_log_key};
+use crate::error::{ApiErr, ApiResult};
+
+/// Most lines in one page.
+const MAX_PAGE: usize = 10_000;
+
+/// Range of a log page.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct PageQuery {
+    /// First line (seq), from 1.
+    from: Option<u64>,
+    /// At most this many lines (default 1000, at most 10000).
+    limit: Option<usize>,
+    /// Attempt of the job (default: the latest).
+    attempt: Option<u32>,
+}
+
+/// Where a stream resumes.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct StreamQuery {
+    /// First line (seq); `Last-Event-ID: n` means `from=n+1` and wins.
+    from: Option<u64>,
+    /// Attempt of the job (default: the latest).
+    attempt: Option<u32>,
+}
+
+fn line(r: Record, whole_run: bool) -> LogLine {
+    let (job, text) = match (whole_run, r.text.split_once('\t')) {
+        (true, Some((job, text))) => (Some(job.to_string()), text.to_string()),
+        _ => (None, r.text),
+    };
+    LogLine {
+        seq: r.seq,
+        time: r.time,
+        stream: match r.stream {
+            OutStream::Stdout => "stdout",
+            OutStream::Stderr => "stderr",
+        }
+        .to_string(),
+        job,
+        text,
+    }
+}
+
+async fn job_key(
+    app: &App,
+    run: &kiln_store::Run,
+    job: &str,
+    attempt: Option<u32>,
+) -> ApiResult<LogKey> {
+    let plan = app.coord.plan_of_run(run).await?;
+    let index =
+        plan.jobs.iter().position(|j| j.id.as_str() == job).ok_or_else(|| {
+            ApiErr::not_found(format!("run {} has no job `{job}`", run.full_name()))
+        })?;
+    let jobs = app.store.jobs(&run.id).await?;
+    let attempts = jobs.iter().find(|r| r.job.as_str() == job).map_or(0, |r| r.attempts);
+    let attempt = match attempt {
+        Some(a) if a >= 1 && a <= attempts.max(1) => a,
+        Some(a) => {
+            return Err(ApiErr::not_found(format!(
+                "job `{job}` of run {} has no attempt {a} (it has {attempts})",
+                run.full_name()
+            )));
+        }
+        None => attempts.max(1),
+    };
+    Ok(job_log_key(&run.id, index, attempt))
+}
+
+fn page(app: &App, key: &LogKey, q: &PageQuery, whole_run: bool) -> ApiResult<Json<LogPage>> {
+    let from = q.from.unwrap_or(1).max(1);
+    let limit = q.limit.unwrap_or(1000).clamp(1, MAX_PAGE);
+    let records = app.logs.read(key, from, limit)?;
+    let info = app.logs.info(key)?;
+    let next = records.last().map_or(from, |r| r.seq + 1);
+    Ok(Json(LogPage {
+        closed: info.closed && next > info.last_seq,
+        lines: records.into_iter().map(|r| line(r, whole_run)).collect(),
+        next,
+    }))
+}
+
+fn resume_from(headers: &HeaderMap, from: Option<u64>) -> ApiResult<u64> {
+    if let Some(v) = headers.get("last-event-id") {
+        let text = v.to_str().unwrap_or("");
+        let seq: u64 = text.trim().parse().map_err(|_| {
+            ApiErr::bad_request(format!("Last-Event-ID `{text}` is not a line number"))
+        })?;
+        return Ok(seq + 1);
+    }
+    Ok(from.unwrap_or(1).max(1))
+}
+
+fn sse(
+    app: &App,
+    key: &LogKey,
+    from: u64,
+    whole_run: bool,
+) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>> + use<>>> {
+    let follow = app.logs.follow(key, from)?;
+    let lines = follow.map(move |r| match r {
+        Ok(rec) => {
+            let seq = rec.seq;
+            let data = serde_json::to_string(&line(rec, whole_run)).expect("a log line is JSON");
+            Ok(SseEvent::default().id(seq.to_string()).event("line").data(data))
+        }
+        Err(e) => Ok(SseEvent::default().event("error").data(e.to_string())),
+    });
+    let end = stream::once(async { Ok(SseEvent::default().event("end").data("{}")) });
+    Ok(Sse::new(lines.chain(end)).keep_alive(KeepAlive::default()))
+}
+
+/// A page of a job's log.
+#[utoipa::path(get, path = "/api/v1/runs/{run}/jobs/{job}/logs", tag = "logs",
+    params(("run" = String, Path), ("job" = String, Path), PageQuery),
+    responses((status = 200, body = LogPage), (status = 404, body = ErrorBody)))]
+pub async fn job_page(
+    State(app): State<App>,
+    caller: Caller,
+    Path((id, job)): Path<(String, String)>,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<Json<LogPage>> {
+    let run = run_for(&app, &caller, &id, Role::Viewer).await?;
+    let key = job_key(&app, &run, &job, q.attempt).await?;
+    page(&app, &key, &q, false)
+}
+
+/// A job's log, live (SSE): `line` events (`id` = seq, data = a LogLine), then `end`.
+#[utoipa::path(get, path = "/api/v1/runs/{run}/jobs/{job}/logs/stream", tag = "logs",
+    params(("run" = String, Path), ("job" = String, Path), StreamQuery,
+           ("Last-Event-ID" = Option<u64>, Header, description = "resume after this line")),
+    responses((status = 200, content_type = "text/event-stream", description = "SSE of LogLine"),
+              (status = 404, body = ErrorBody)))]
+pub async fn job_stream(
+    State(app): State<App>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path((id, job)): Path<(String, String)>,
+    Query(q): Query<StreamQuery>,
+) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
+    let run = run_for(&app, &caller, &id, Role::Viewer).await?;
+    let key = job_key(&app, &run, &job, q.attempt).await?;
+    sse(&app, &key, resume_from(&headers, q.from)?, false)
+}
+
+/// A page of a run's log: every job's lines interleaved, each with its job.
+#[utoipa::path(get, path = "/api/v1/runs/{run}/logs", tag = "logs",
+    params(("run" = String, Path), PageQuery),
+    responses((status = 200, body = LogPage), (status = 404, body = ErrorBody)))]
+pub async fn run_page(
+    State(app): State<App>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<Json<LogPage>> {
+    let run = run_for(&app, &caller, &id, Role::Viewer).await?;
+    page(&app, &run_log_key(&run.id), &q, true)
+}
+
+/// A run's log, live (SSE), every job interleaved; ends when the run ends.
+#[utoipa::path(get, path = "/api/v1/runs/{run}/logs/stream", tag = "logs",
+    params(("run" = String, Path), StreamQuery,
+           ("Last-Event-ID" = Option<u64>, Header, description = "resume after this line")),
+    responses((status = 200, content_type = "text/event-stream", description = "SSE of LogLine"),
+              (status = 404, body = ErrorBody)))]
+pub async fn run_stream(
+    State(app): State<App>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<StreamQuery>,
+) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
+    let run = run_for(&app, &caller, &id, Role::Viewer).await?;
+    sse(&app, &run_log_key(&run.id), resume_from(&headers, q.from)?, true)
+}

@@ -1,0 +1,142 @@
+//! The HTTP surface: `/api/v1` (described by `/api/openapi.json`), `/metrics`, `/healthz`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{FromRequest, MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::App;
+use crate::error::ApiErr;
+
+pub mod agents;
+pub mod logs;
+pub mod projects;
+pub mod runs;
+pub mod tokens;
+
+/// A JSON body whose errors come back in the API's error shape.
+#[derive(Debug, FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiErr))]
+pub struct Body<T>(pub T);
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Kiln API",
+        description = "Pipelines, runs, logs, approvals, artifacts, secrets, tokens and the agent lease protocol. Every call needs `Authorization: Bearer <token>`. Errors are `{\"error\": {\"code\", \"message\", \"diagnostics\"}}` with a stable code."
+    ),
+    modifiers(&Bearer),
+    security(("bearer" = [])),
+    tags(
+        (name = "projects"), (name = "pipelines"), (name = "runs"), (name = "logs"),
+        (name = "artifacts"), (name = "secrets"), (name = "tokens"), (name = "agents"),
+        (name = "server")
+    )
+)]
+struct ApiDoc;
+
+struct Bearer;
+
+impl Modify for Bearer {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The OpenAPI document of the API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_router().split_for_parts().1
+}
+
+fn api_router() -> OpenApiRouter<App> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(tokens::info))
+        .routes(routes!(projects::list, projects::create))
+        .routes(routes!(projects::pipelines))
+        .routes(routes!(projects::pipeline, projects::apply))
+        .routes(routes!(projects::secrets))
+        .routes(routes!(projects::set_secret, projects::delete_secret))
+        .routes(routes!(runs::trigger))
+        .routes(routes!(runs::show_by_number))
+        .routes(routes!(runs::list))
+        .routes(routes!(runs::show))
+        .routes(routes!(runs::cancel))
+        .routes(routes!(runs::retry))
+        .routes(routes!(runs::decide))
+        .routes(routes!(logs::run_page))
+        .routes(routes!(logs::run_stream))
+        .routes(routes!(logs::job_page))
+        .routes(routes!(logs::job_stream))
+        .routes(routes!(agents::run_artifacts))
+        .routes(routes!(agents::download))
+        .routes(routes!(tokens::list, tokens::create))
+        .routes(routes!(tokens::revoke))
+        .routes(routes!(agents::register, agents::list))
+        .routes(routes!(agents::lease))
+        .routes(routes!(agents::events))
+        .routes(routes!(agents::input))
+        .routes(routes!(agents::get_cache, agents::put_cache))
+        .routes(routes!(agents::put_artifacts))
+}
+
+/// The whole router.
+pub fn router(app: App) -> Router {
+    let (api, doc) = api_router().split_for_parts();
+    let doc = Arc::new(doc);
+    api.route("/api/openapi.json", get(move || async move { Json(doc.as_ref().clone()) }))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .fallback(|| async { ApiErr::not_found("no such endpoint; see /api/openapi.json") })
+        .layer(middleware::from_fn_with_state(app.clone(), track))
+        .with_state(app)
+}
+
+async fn metrics(State(app): State<App>) -> Response {
+    if let Ok(counts) = app.store.run_state_counts().await {
+        for (state, n) in counts {
+            let label =
+                crate::metrics::StateLabel { state: crate::coord::state_text(state).into() };
+            app.metrics.runs.get_or_create(&label).set(i64::try_from(n).unwrap_or(i64::MAX));
+            if state == kiln_engine::RunState::Pending {
+                let q = crate::metrics::QueueLabel { queue: "runs".into() };
+                app.metrics.queue.get_or_create(&q).set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
+        }
+    }
+    let q = crate::metrics::QueueLabel { queue: "jobs".into() };
+    app.metrics.queue.get_or_create(&q).set(app.dispatch.queue_len() as i64);
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        app.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn track(State(app): State<App>, req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string());
+    let method = req.method().to_string();
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    if let Some(route) = route
+        && route.starts_with("/api/")
+        && !route.ends_with("/stream")
+    {
+        app.metrics.request(&method, &route, resp.status().as_u16(), started.elapsed());
+    }
+    resp
+}

@@ -1,0 +1,306 @@
+//! Runs: trigger, list, show, cancel, retry, approve and reject.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use chrono::Utc;
+use kiln_api::{
+    ApprovalInfo, DecisionRequest, ErrorBody, JobInfo, RunDetail, RunSummary, StageInfo,
+    TriggerRequest,
+};
+use kiln_engine::{Event, JobState, RunState};
+use kiln_store::{ApprovalDecision, Role, RunFilter, RunId};
+use kiln_workflow::plan::StageKind;
+use serde::Deserialize;
+
+use super::Body;
+use super::projects::project_for;
+use crate::App;
+use crate::auth::Caller;
+use crate::coord::{job_state_text, state_text};
+use crate::error::{ApiErr, ApiResult};
+
+fn ms(from: Option<chrono::DateTime<Utc>>, to: Option<chrono::DateTime<Utc>>) -> Option<u64> {
+    let from = from?;
+    let to = to.unwrap_or_else(Utc::now);
+    u64::try_from((to - from).num_milliseconds()).ok()
+}
+
+/// The API summary of a stored run.
+pub fn summary(r: &kiln_store::Run) -> RunSummary {
+    RunSummary {
+        id: r.id.to_string(),
+        project: r.project.clone(),
+        pipeline: r.pipeline.clone(),
+        number: r.number,
+        state: state_text(r.state).to_string(),
+        triggered_by: r.triggered_by.clone(),
+        reason: r.reason.clone(),
+        retry_of: r.retry_of.map(|id| id.to_string()),
+        created_at: r.created_at,
+        started_at: r.started_at,
+        finished_at: r.finished_at,
+        duration_ms: ms(r.started_at, r.finished_at),
+    }
+}
+
+/// Parses a run id from a path.
+pub fn run_id(text: &str) -> ApiResult<RunId> {
+    text.parse().map_err(|_| {
+        ApiErr::bad_request(format!("`{text}` is not a run id (a uuid); use /projects/{{project}}/pipelines/{{pipeline}}/runs/{{number}} for a run number"))
+    })
+}
+
+/// Loads a run and checks the caller's role on its project.
+pub async fn run_for(
+    app: &App,
+    caller: &Caller,
+    id: &str,
+    role: Role,
+) -> ApiResult<kiln_store::Run> {
+    let run = app.store.run(&run_id(id)?).await?;
+    project_for(app, caller, &run.project, role).await?;
+    Ok(run)
+}
+
+/// Triggers a run with params. It starts at once, or waits `pending` in the pipeline's FIFO
+/// queue while `concurrency:` runs are active.
+#[utoipa::path(post, path = "/api/v1/projects/{project}/pipelines/{pipeline}/runs", tag = "runs",
+    params(("project" = String, Path), ("pipeline" = String, Path)), request_body = TriggerRequest,
+    responses((status = 201, body = RunSummary),
+              (status = 422, description = "`invalid_params`", body = ErrorBody),
+              (status = 404, body = ErrorBody)))]
+pub async fn trigger(
+    State(app): State<App>,
+    caller: Caller,
+    Path((project, pipeline)): Path<(String, String)>,
+    Body(req): Body<TriggerRequest>,
+) -> ApiResult<(StatusCode, Json<RunSummary>)> {
+    project_for(&app, &caller, &project, Role::Developer).await?;
+    let p = app.store.pipeline(&project, &pipeline).await?;
+    let run = app.coord.trigger(&p, &req.params, &caller.name).await?;
+    Ok((StatusCode::CREATED, Json(summary(&run))))
+}
+
+/// Filters of the run list.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct ListQuery {
+    /// Project name.
+    project: Option<String>,
+    /// Pipeline name (needs `project`).
+    pipeline: Option<String>,
+    /// Run state.
+    state: Option<String>,
+    /// At most this many (default 50, at most 500).
+    limit: Option<u32>,
+}
+
+fn parse_state(s: &str) -> ApiResult<RunState> {
+    Ok(match s {
+        "pending" => RunState::Pending,
+        "running" => RunState::Running,
+        "paused" => RunState::Paused,
+        "success" => RunState::Success,
+        "failure" => RunState::Failure,
+        "canceled" => RunState::Canceled,
+        "timeout" => RunState::Timeout,
+        other => {
+            return Err(ApiErr::bad_request(format!(
+                "state `{other}` is not one of pending, running, paused, success, failure, canceled, timeout"
+            )));
+        }
+    })
+}
+
+/// Lists runs, newest first.
+#[utoipa::path(get, path = "/api/v1/runs", tag = "runs", params(ListQuery),
+    responses((status = 200, body = Vec<RunSummary>), (status = 400, body = ErrorBody)))]
+pub async fn list(
+    State(app): State<App>,
+    caller: Caller,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Vec<RunSummary>>> {
+    let mut filter = RunFilter {
+        limit: q.limit,
+        state: q.state.as_deref().map(parse_state).transpose()?,
+        ..RunFilter::default()
+    };
+    match (&q.project, &q.pipeline) {
+        (Some(project), Some(pipeline)) => {
+            project_for(&app, &caller, project, Role::Viewer).await?;
+            filter.pipeline = Some(app.store.pipeline(project, pipeline).await?.id);
+        }
+        (None, Some(_)) => return Err(ApiErr::bad_request("`pipeline` needs `project` too")),
+        (Some(project), None) => {
+            project_for(&app, &caller, project, Role::Viewer).await?;
+        }
+        (None, None) => {}
+    }
+    let runs = app.store.runs(&filter).await?;
+    let scope = match &caller.project {
+        Some(id) => {
+            Some(app.store.projects().await?.into_iter().find(|p| &p.id == id).map(|p| p.name))
+        }
+        None => None,
+    };
+    Ok(Json(
+        runs.iter()
+            .filter(|r| q.project.as_ref().is_none_or(|p| &r.project == p))
+            .filter(|r| scope.as_ref().is_none_or(|s| s.as_deref() == Some(r.project.as_str())))
+            .map(summary)
+            .collect(),
+    ))
+}
+
+/// A run with its stages, jobs (state, attempts, exit code, outputs, durations) and approvals.
+#[utoipa::path(get, path = "/api/v1/runs/{run}", tag = "runs", params(("run" = String, Path)),
+    responses((status = 200, body = RunDetail), (status = 404, body = ErrorBody)))]
+pub async fn show(
+    State(app): State<App>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<RunDetail>> {
+    let run = run_for(&app, &caller, &id, Role::Viewer).await?;
+    Ok(Json(detail(&app, run).await?))
+}
+
+/// A run by its number in a pipeline.
+#[utoipa::path(get, path = "/api/v1/projects/{project}/pipelines/{pipeline}/runs/{number}", tag = "runs",
+    params(("project" = String, Path), ("pipeline" = String, Path), ("number" = u64, Path)),
+    responses((status = 200, body = RunDetail), (status = 404, body = ErrorBody)))]
+pub async fn show_by_number(
+    State(app): State<App>,
+    caller: Caller,
+    Path((project, pipeline, number)): Path<(String, String, u64)>,
+) -> ApiResult<Json<RunDetail>> {
+    project_for(&app, &caller, &project, Role::Viewer).await?;
+    let run = app.store.run_by_number(&project, &pipeline, number).await?;
+    Ok(Json(detail(&app, run).await?))
+}
+
+/// Builds the detail view from the store (jobs, approvals) and the run's plan (stages).
+pub async fn detail(app: &App, run: kiln_store::Run) -> ApiResult<RunDetail> {
+    let plan = app.coord.plan_of_run(&run).await?;
+    let records = app.store.jobs(&run.id).await?;
+    let approvals = app.store.approvals(&run.id).await?;
+    let jobs: Vec<JobInfo> = plan
+        .jobs
+        .iter()
+        .map(|j| {
+            let rec = records.iter().find(|r| r.job == j.id);
+            JobInfo {
+                id: j.id.to_string(),
+                stage: plan.stages[j.stage].name.clone(),
+                needs: j.needs.iter().map(|n| n.to_string()).collect(),
+                state: job_state_text(rec.map_or(JobState::Pending, |r| r.state)).to_string(),
+                attempts: rec.map_or(0, |r| r.attempts),
+                exit_code: rec.and_then(|r| r.exit_code),
+                outputs: rec.map(|r| r.outputs.clone()).unwrap_or_default(),
+                reason: rec.and_then(|r| r.reason.clone()),
+                started_at: rec.and_then(|r| r.started_at),
+                finished_at: rec.and_then(|r| r.finished_at),
+                duration_ms: rec.and_then(|r| ms(r.started_at, r.finished_at)),
+            }
+        })
+        .collect();
+    // The stage a paused run waits at: the first undecided approval whose earlier jobs ended.
+    let mut paused_at = None;
+    if run.state == RunState::Paused {
+        for (i, s) in plan.stages.iter().enumerate() {
+            if matches!(s.kind, StageKind::Approval { .. })
+                && !approvals.iter().any(|a| a.stage == s.name)
+                && jobs
+                    .iter()
+                    .zip(&plan.jobs)
+                    .filter(|(_, pj)| pj.stage < i)
+                    .all(|(j, _)| !matches!(j.state.as_str(), "pending" | "queued" | "running"))
+            {
+                paused_at = Some(s.name.clone());
+                break;
+            }
+        }
+    }
+    let stages = plan
+        .stages
+        .iter()
+        .map(|s| {
+            let decision = approvals.iter().find(|a| a.stage == s.name).map(|a| ApprovalInfo {
+                decision: match a.decision {
+                    ApprovalDecision::Approved => "approved",
+                    ApprovalDecision::Rejected => "rejected",
+                }
+                .to_string(),
+                by: a.by.clone(),
+                at: a.at,
+            });
+            let (kind, description, gate) = match &s.kind {
+                StageKind::Jobs(_) => ("jobs", None, None),
+                StageKind::Approval { description } => {
+                    let gate = match &decision {
+                        Some(d) => d.decision.clone(),
+                        None if paused_at.as_deref() == Some(s.name.as_str()) => "waiting".into(),
+                        None if run.state.is_final() => "skipped".into(),
+                        None => "pending".into(),
+                    };
+                    ("approval", description.clone(), Some(gate))
+                }
+            };
+            StageInfo { name: s.name.clone(), kind: kind.to_string(), gate, description, decision }
+        })
+        .collect();
+    Ok(RunDetail { run: summary(&run), params: run.params.clone(), paused_at, stages, jobs })
+}
+
+/// Cancels a run: nothing new starts, running jobs are killed; a queued run ends at once.
+#[utoipa::path(post, path = "/api/v1/runs/{run}/cancel", tag = "runs", params(("run" = String, Path)),
+    responses((status = 200, body = RunSummary), (status = 409, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn cancel(
+    State(app): State<App>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<RunSummary>> {
+    let run = run_for(&app, &caller, &id, Role::Developer).await?;
+    app.coord.send(&run, Event::Cancel { by: caller.name.clone() }).await?;
+    Ok(Json(summary(&app.store.run(&run.id).await?)))
+}
+
+/// Retries a failed, canceled or timed-out run: a new run (`retry_of` set) that reuses the
+/// jobs that succeeded, with their outputs and artifacts, and runs the rest.
+#[utoipa::path(post, path = "/api/v1/runs/{run}/retry", tag = "runs", params(("run" = String, Path)),
+    responses((status = 201, body = RunSummary), (status = 409, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn retry(
+    State(app): State<App>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<RunSummary>)> {
+    let run = run_for(&app, &caller, &id, Role::Developer).await?;
+    let new = app.coord.retry(&run, &caller.name).await?;
+    Ok((StatusCode::CREATED, Json(summary(&new))))
+}
+
+/// Approves or rejects the approval stage a paused run waits at; who and when are recorded.
+#[utoipa::path(post, path = "/api/v1/runs/{run}/stages/{stage}/decision", tag = "runs",
+    params(("run" = String, Path), ("stage" = String, Path)), request_body = DecisionRequest,
+    responses((status = 200, body = RunSummary),
+              (status = 409, description = "the stage is not waiting", body = ErrorBody),
+              (status = 404, body = ErrorBody)))]
+pub async fn decide(
+    State(app): State<App>,
+    caller: Caller,
+    Path((id, stage)): Path<(String, String)>,
+    Body(req): Body<DecisionRequest>,
+) -> ApiResult<Json<RunSummary>> {
+    let run = run_for(&app, &caller, &id, Role::Developer).await?;
+    let by = caller.name.clone();
+    let event = match req.decision.as_deref().unwrap_or("approve") {
+        "approve" => Event::Approved { stage, by },
+        "reject" => Event::Rejected { stage, by },
+        other => {
+            return Err(ApiErr::bad_request(format!(
+                "decision `{other}` is not `approve` or `reject`"
+            )));
+        }
+    };
+    app.coord.send(&run, event).await?;
+    Ok(Json(summary(&app.store.run(&run.id).await?)))
+}

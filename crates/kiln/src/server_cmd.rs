@@ -1,0 +1,217 @@
+//! `kiln server` (the server with its embedded agent) and `kiln agent` (a remote agent).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Args;
+use kiln_client::Client;
+use kiln_exec::Executor;
+use kiln_exec_docker::DockerExecutor;
+use kiln_exec_process::{ProcessConfig, ProcessExecutor};
+use tokio_util::sync::CancellationToken;
+
+use crate::EXIT_INVALID;
+use crate::run_cmd::ExecutorChoice;
+
+/// `kiln server`.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Data directory (database, logs, artifacts, caches, secret key).
+    #[arg(long, env = "KILN_DATA", default_value = "./kiln-data")]
+    data: PathBuf,
+    /// Address to listen on.
+    #[arg(long, env = "KILN_LISTEN", default_value = "127.0.0.1:7171")]
+    listen: SocketAddr,
+    /// Executor of the embedded agent.
+    #[arg(long, value_enum, default_value_t = ExecutorChoice::Auto, env = "KILN_EXECUTOR")]
+    executor: ExecutorChoice,
+    /// Jobs the embedded agent runs at once (0: no embedded agent).
+    #[arg(long, env = "KILN_AGENT_CAPACITY", default_value_t = 4)]
+    capacity: u32,
+}
+
+/// `kiln agent`.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// Server URL.
+    #[arg(long, env = "KILN_SERVER", default_value = "http://127.0.0.1:7171")]
+    server: String,
+    /// Admin token (agents use the admin role until agent tokens exist).
+    #[arg(long, env = "KILN_TOKEN", hide_env_values = true)]
+    token: String,
+    /// Agent name (default: the host name).
+    #[arg(long)]
+    name: Option<String>,
+    /// Executor.
+    #[arg(long, value_enum, default_value_t = ExecutorChoice::Auto, env = "KILN_EXECUTOR")]
+    executor: ExecutorChoice,
+    /// Jobs at once.
+    #[arg(long, default_value_t = 4)]
+    capacity: u32,
+    /// Scratch directory.
+    #[arg(long, default_value_os_t = std::env::temp_dir().join("kiln-agent"))]
+    work_dir: PathBuf,
+}
+
+fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("{} {msg}", console::style("error:").red().bold());
+    ExitCode::from(EXIT_INVALID)
+}
+
+/// Picks the executor; a Docker one first removes what a previous agent of this name left.
+async fn executor(choice: ExecutorChoice, agent: &str) -> Result<Arc<dyn Executor>, String> {
+    let process =
+        || -> Arc<dyn Executor> { Arc::new(ProcessExecutor::new(ProcessConfig::default())) };
+    let docker = match choice {
+        ExecutorChoice::Process => return Ok(process()),
+        ExecutorChoice::Docker => {
+            DockerExecutor::connect_default().await.map_err(|e| e.to_string())?
+        }
+        ExecutorChoice::Auto => match DockerExecutor::connect_default().await {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!(
+                    "{} {e}; the agent runs jobs as host processes (their images are not used)",
+                    console::style("warning:").yellow().bold()
+                );
+                return Ok(process());
+            }
+        },
+    };
+    // Containers of attempts the previous incarnation ran were failed by the server on
+    // restart (or will be, when their lease expires): remove them.
+    match docker.cleanup_labelled("kiln.agent", agent).await {
+        Ok(r) if r.containers + r.networks + r.volumes == 0 => {}
+        Ok(r) => eprintln!(
+            "removed {} container(s), {} network(s), {} volume(s) left by an earlier run of agent `{agent}`",
+            r.containers, r.networks, r.volumes
+        ),
+        Err(e) => {
+            eprintln!("{} clean-up of old containers: {e}", console::style("warning:").yellow())
+        }
+    }
+    Ok(Arc::new(docker))
+}
+
+/// `embedded-<8 hex digits of the data directory's path>`.
+fn embedded_name(data: &std::path::Path) -> String {
+    let path = std::fs::canonicalize(data).unwrap_or_else(|_| data.to_path_buf());
+    let mut h: u32 = 0x811c_9dc5;
+    for b in path.to_string_lossy().bytes() {
+        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    }
+    format!("embedded-{h:08x}")
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "agent".to_string())
+}
+
+/// Runs `kiln server` until Ctrl-C.
+pub async fn server(args: ServerArgs) -> ExitCode {
+    let started = std::time::Instant::now();
+    let server = match kiln_server::start(kiln_server::ServerConfig {
+        data: args.data.clone(),
+        listen: args.listen,
+    })
+    .await
+    {
+        Ok(s) => s,
+        Err(e) => return fail(format!("{e:#}")),
+    };
+    let stop = CancellationToken::new();
+    let mut agent_task = None;
+    if args.capacity > 0 {
+        // Unique per data directory, so two servers sharing a Docker engine never clean up
+        // each other's containers.
+        let name = embedded_name(&args.data);
+        let exec = match executor(args.executor, &name).await {
+            Ok(e) => e,
+            Err(e) => return fail(e),
+        };
+        let exec_name = exec.name();
+        let client = match Client::new(&server.url, &server.agent_token) {
+            Ok(c) => c,
+            Err(e) => return fail(e),
+        };
+        let config = kiln_agent::AgentConfig {
+            name,
+            capacity: args.capacity,
+            work_dir: args.data.join("agent"),
+        };
+        let stop = stop.clone();
+        agent_task = Some(tokio::spawn(kiln_agent::run(client, exec, config, stop)));
+        println!(
+            "kiln server {} listening on {} (data in {}, embedded agent on the {exec_name} executor, {} slots)",
+            env!("CARGO_PKG_VERSION"),
+            server.url,
+            args.data.display(),
+            args.capacity
+        );
+    } else {
+        println!("kiln server listening on {} (no embedded agent)", server.url);
+    }
+    if server.resumed > 0 {
+        println!("resumed {} unfinished run(s)", server.resumed);
+    }
+    if let Some(token) = &server.first_admin_token {
+        println!();
+        println!(
+            "First start: an admin token was created (also saved in {}):",
+            args.data.join("admin.token").display()
+        );
+        println!();
+        println!("  export KILN_SERVER={}", server.url);
+        println!("  export KILN_TOKEN={token}");
+        println!();
+    }
+    println!("ready in {} ms", started.elapsed().as_millis());
+    let _ = tokio::signal::ctrl_c().await;
+    eprintln!("stopping…");
+    stop.cancel();
+    if let Some(t) = agent_task {
+        let _ = t.await;
+    }
+    server.stop().await;
+    ExitCode::SUCCESS
+}
+
+/// Runs `kiln agent` until Ctrl-C.
+pub async fn agent(args: AgentArgs) -> ExitCode {
+    let name = args.name.clone().unwrap_or_else(host_name);
+    let exec = match executor(args.executor, &name).await {
+        Ok(e) => e,
+        Err(e) => return fail(e),
+    };
+    let client = match Client::new(&args.server, &args.token) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    println!(
+        "agent `{name}` ({} executor, {} slots) serving {}",
+        exec.name(),
+        args.capacity,
+        args.server
+    );
+    let stop = CancellationToken::new();
+    let config = kiln_agent::AgentConfig { name, capacity: args.capacity, work_dir: args.work_dir };
+    let mut task = tokio::spawn(kiln_agent::run(client, exec, config, stop.clone()));
+    let ended = tokio::select! {
+        _ = tokio::signal::ctrl_c() => {
+            stop.cancel();
+            (&mut task).await
+        }
+        r = &mut task => r,
+    };
+    match ended {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => fail(e),
+        Err(e) => fail(e),
+    }
+}

@@ -1,0 +1,435 @@
+//! The client commands against a real `kiln server` (a child process on the process executor,
+//! in a temporary data directory): apply, trigger and follow, failures and retries,
+//! approvals, run lists, logs, artifacts, tokens and secrets.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::support::assert_code;
+
+/// A `kiln server` child process, killed when dropped.
+struct Server {
+    child: Child,
+    url: String,
+    token: String,
+    data: tempfile::TempDir,
+    /// Where workflow files of the test are written, and the CLI's working directory.
+    work: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    /// Starts a server on a free port and waits until it says where it listens.
+    fn start() -> Server {
+        let data = tempfile::tempdir().unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(["server", "--data"])
+            .arg(data.path())
+            .args(["--listen", "127.0.0.1:0", "--executor", "process"])
+            .env_remove("KILN_EXECUTOR")
+            .env_remove("KILN_DATA")
+            .env_remove("KILN_LISTEN")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("kiln server starts");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        // Reads stdout to the end so the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(at) = line.find("listening on http://") {
+                    let url = line[at + "listening on ".len()..]
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_string();
+                    let _ = tx.send(url);
+                }
+            }
+        });
+        let mut server = Server { child, url: String::new(), token: String::new(), data, work };
+        server.url = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(url) => url,
+            Err(_) => {
+                let status = server.child.try_wait();
+                panic!("kiln server did not say where it listens within 60s (status {status:?})")
+            }
+        };
+        let token_file = server.data.path().join("admin.token");
+        server.token = std::fs::read_to_string(&token_file)
+            .unwrap_or_else(|e| panic!("{}: {e}", token_file.display()))
+            .trim()
+            .to_string();
+        server
+    }
+
+    /// A `kiln` command aimed at this server with the admin token.
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
+        cmd.args(args)
+            .current_dir(self.work.path())
+            .env("KILN_SERVER", &self.url)
+            .env("KILN_TOKEN", &self.token)
+            .env("NO_COLOR", "1")
+            .env_remove("KILN_PROJECT")
+            .env_remove("KILN_DATA")
+            .env_remove("KILN_EXECUTOR")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs `kiln ARGS` against this server.
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("kiln runs")
+    }
+
+    /// Runs `kiln ARGS` and asserts its exit code.
+    fn ok(&self, args: &[&str], code: i32) -> (String, String) {
+        assert_code(&self.run(args), code)
+    }
+
+    /// Writes a workflow file into the working directory and returns its name there.
+    fn file(&self, name: &str, yaml: &str) -> String {
+        std::fs::write(self.work.path().join(name), yaml).unwrap();
+        name.to_string()
+    }
+
+    /// Applies `yaml` as pipeline `name` of project `default`.
+    fn pipeline(&self, name: &str, yaml: &str) {
+        let file = self.file(&format!("{name}.yml"), yaml);
+        let (stdout, _) = self.ok(&["pipeline", "apply", &file], 0);
+        assert!(stdout.contains(&format!("pipeline default/{name} created")), "{stdout}");
+    }
+
+    /// `kiln run show RUN -o json`.
+    fn show(&self, run: &str) -> serde_json::Value {
+        let (stdout, _) = self.ok(&["run", "show", run, "-o", "json"], 0);
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+    }
+
+    /// Polls the run until `done` holds of it (at most a minute).
+    fn wait(
+        &self,
+        run: &str,
+        what: &str,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let started = Instant::now();
+        loop {
+            let doc = self.show(run);
+            if done(&doc) {
+                return doc;
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "run {run} never {what}: {doc:#}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+const BUILD: &str = "\
+name: build
+params:
+  greeting: { type: string, default: hello }
+stages:
+  - name: build
+    jobs:
+      compile:
+        script:
+          - echo \"${{ params.greeting }} from compile\"
+          - echo \"JOB_OUT version=1.2.3\"
+";
+
+const FLAKY: &str = "\
+name: flaky
+stages:
+  - name: test
+    jobs:
+      fine:
+        script: echo fine
+      broken:
+        script:
+          - echo about to fail
+          - exit 3
+";
+
+const GATED: &str = "\
+name: gated
+stages:
+  - name: build
+    jobs:
+      make:
+        script: echo built
+  - name: ship-it
+    type: approval
+    description: Deploy?
+  - name: deploy
+    jobs:
+      ship:
+        script: echo shipped
+";
+
+#[test]
+fn apply_creates_then_leaves_unchanged_then_updates() {
+    let s = Server::start();
+    let file = s.file("build.yml", BUILD);
+    let (stdout, stderr) = s.ok(&["pipeline", "apply", &file], 0);
+    assert!(stdout.contains("pipeline default/build created (version 1, 1 job)"), "{stdout}");
+    assert!(stderr.contains("created project default"), "{stderr}");
+    let (stdout, _) = s.ok(&["pipeline", "apply", &file], 0);
+    assert!(stdout.contains("pipeline default/build unchanged (version 1, 1 job)"), "{stdout}");
+    s.file("build.yml", &BUILD.replace("from compile", "from the compiler"));
+    let (stdout, _) = s.ok(&["pipeline", "apply", &file], 0);
+    assert!(stdout.contains("pipeline default/build updated (version 2, 1 job)"), "{stdout}");
+
+    // Another name and project; the list shows it.
+    let (stdout, _) =
+        s.ok(&["pipeline", "apply", &file, "--project", "team", "--name", "nightly"], 0);
+    assert!(stdout.contains("pipeline team/nightly created"), "{stdout}");
+    let (stdout, _) = s.ok(&["pipeline", "list", "--project", "team", "-o", "json"], 0);
+    let list: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(list[0]["name"], "nightly", "{list:#}");
+    let (stdout, _) = s.ok(&["project", "list"], 0);
+    assert!(stdout.contains("default") && stdout.contains("team"), "{stdout}");
+}
+
+#[test]
+fn apply_sends_the_templates_uses_names() {
+    let s = Server::start();
+    let examples = crate::support::root().join("examples");
+    let api = examples.join("projects/api.yml").display().to_string();
+    let (stdout, _) = s.ok(&["pipeline", "apply", &api, "--project", "shop"], 0);
+    assert!(stdout.contains("pipeline shop/api created (version 1, 3 jobs)"), "{stdout}");
+}
+
+#[test]
+fn an_invalid_file_is_refused_with_positions() {
+    let s = Server::start();
+    s.ok(&["project", "create", "default"], 0);
+    let file = s.file(
+        "bad.yml",
+        "name: bad\nstages:\n  - name: s\n    jobs:\n      a:\n        scritp: echo hi\n        timeout: soon\n",
+    );
+    let (stdout, stderr) = s.ok(&["pipeline", "apply", &file], 2);
+    assert!(stdout.is_empty(), "{stdout}");
+    for (line, what) in [(6, "scritp"), (7, "soon")] {
+        assert!(
+            stderr.lines().any(|l| l.starts_with(&format!("bad.yml:{line}:"))
+                && l.contains(": error: ")
+                && l.contains(what)),
+            "no `bad.yml:{line}:col: error:` naming {what:?} in:\n{stderr}"
+        );
+    }
+    let (stdout, _) = s.ok(&["pipeline", "list", "-o", "json"], 0);
+    assert_eq!(stdout.trim(), "[]");
+}
+
+#[test]
+fn trigger_with_params_and_follow_prints_the_log_and_succeeds() {
+    let s = Server::start();
+    s.pipeline("build", BUILD);
+    let (stdout, stderr) = s.ok(&["trigger", "default/build", "-p", "greeting=hi", "--follow"], 0);
+    assert!(stdout.contains("started default/build#1 (id "), "{stdout}");
+    assert!(stdout.contains("compile | hi from compile"), "{stdout}\n{stderr}");
+    assert!(stdout.contains("run default/build#1 success"), "{stdout}");
+    // A run is named by its id as well as by `project/pipeline#number`.
+    let id = stdout.split("(id ").nth(1).and_then(|r| r.split(')').next()).unwrap();
+    assert_eq!(s.show(id)["number"], 1);
+
+    // The job's own log has no prefix; the whole run's has.
+    let (stdout, _) = s.ok(&["logs", "default/build#1", "compile"], 0);
+    assert!(stdout.lines().any(|l| l == "hi from compile"), "{stdout}");
+    let (stdout, _) = s.ok(&["logs", "default/build#1"], 0);
+    assert!(stdout.contains("compile | hi from compile"), "{stdout}");
+    let (stdout, _) = s.ok(&["logs", "default/build#1", "compile", "-o", "json"], 0);
+    let first: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(first["seq"], 1, "{first}");
+    assert_eq!(first["text"], "hi from compile", "{first}");
+
+    let (stdout, _) = s.ok(&["run", "show", "default/build#1"], 0);
+    assert!(stdout.contains("version=1.2.3") && stdout.contains("greeting=hi"), "{stdout}");
+
+    // Without --follow: prints the run and returns at once.
+    let (stdout, _) = s.ok(&["trigger", "default/build"], 0);
+    assert!(stdout.contains("default/build#2 (id "), "{stdout}");
+    let (stdout, _) = s.ok(&["runs", "-o", "json"], 0);
+    let runs: serde_json::Value = serde_json::from_str(&stdout).expect("runs -o json is JSON");
+    let runs = runs.as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert!(runs.iter().all(|r| r["project"] == "default" && r["triggered_by"] == "admin"));
+    let (stdout, _) = s.ok(&["runs", "--pipeline", "default/build", "--state", "success"], 0);
+    assert!(stdout.contains("default/build#1") && stdout.contains("success"), "{stdout}");
+}
+
+#[test]
+fn a_failed_run_exits_one_shows_the_failed_job_and_can_be_retried() {
+    let s = Server::start();
+    s.pipeline("flaky", FLAKY);
+    let (stdout, _) = s.ok(&["trigger", "default/flaky", "-f"], 1);
+    assert!(stdout.contains("broken | about to fail"), "{stdout}");
+    assert!(stdout.contains("run default/flaky#1 failure"), "{stdout}");
+
+    let (stdout, _) = s.ok(&["run", "show", "default/flaky#1"], 0);
+    let broken = stdout.lines().find(|l| l.starts_with("│ broken ")).expect("broken job row");
+    assert!(broken.contains("failure") && broken.contains(" 3 "), "{stdout}");
+    let fine = stdout.lines().find(|l| l.starts_with("│ fine ")).expect("fine job row");
+    assert!(fine.contains("success"), "{stdout}");
+
+    let (stdout, _) = s.ok(&["retry", "default/flaky#1"], 0);
+    assert!(stdout.contains("default/flaky#2"), "{stdout}");
+    let first = s.show("default/flaky#1");
+    let second = s.wait("default/flaky#2", "ended", |r| r["finished_at"].is_string());
+    assert_eq!(second["retry_of"], first["id"], "{second:#}");
+    assert_eq!(second["state"], "failure", "{second:#}");
+    let (stdout, _) = s.ok(&["run", "show", "default/flaky#2"], 0);
+    assert!(stdout.contains("retry of"), "{stdout}");
+}
+
+#[test]
+fn approval_stages_are_approved_and_rejected() {
+    let s = Server::start();
+    s.pipeline("gated", GATED);
+    s.ok(&["trigger", "default/gated"], 0);
+    s.wait("default/gated#1", "paused", |r| r["state"] == "paused");
+    let (stdout, _) = s.ok(&["run", "show", "default/gated#1"], 0);
+    assert!(stdout.contains("waiting"), "{stdout}");
+    let (stdout, _) = s.ok(&["approve", "default/gated#1", "ship-it"], 0);
+    assert!(stdout.contains("approved stage ship-it of default/gated#1"), "{stdout}");
+    let run = s.wait("default/gated#1", "succeeded", |r| r["state"] == "success");
+    let stage = run["stages"].as_array().unwrap().iter().find(|s| s["name"] == "ship-it").unwrap();
+    assert_eq!(stage["gate"], "approved", "{run:#}");
+    assert_eq!(stage["decision"]["by"], "admin", "{run:#}");
+    let (stdout, _) = s.ok(&["run", "show", "default/gated#1"], 0);
+    assert!(stdout.contains("approved") && stdout.contains("admin"), "{stdout}");
+
+    s.ok(&["trigger", "default/gated"], 0);
+    s.wait("default/gated#2", "paused", |r| r["state"] == "paused");
+    let (stdout, _) = s.ok(&["reject", "default/gated#2", "ship-it"], 0);
+    assert!(stdout.contains("rejected stage ship-it"), "{stdout}");
+    let run = s.wait("default/gated#2", "ended", |r| r["finished_at"].is_string());
+    assert_eq!(run["state"], "canceled", "{run:#}");
+    let ship = run["jobs"].as_array().unwrap().iter().find(|j| j["id"] == "ship").unwrap();
+    assert_ne!(ship["state"], "success", "{run:#}");
+    // A stage that is not waiting: a clear 4xx.
+    let (_, stderr) = s.ok(&["approve", "default/gated#2", "ship-it"], 2);
+    assert!(stderr.starts_with("error: "), "{stderr}");
+}
+
+#[test]
+fn artifacts_are_listed_and_downloaded() {
+    let s = Server::start();
+    s.pipeline(
+        "art",
+        "name: art\nstages:\n  - name: s\n    jobs:\n      make:\n        script:\n          - mkdir -p out/sub\n          - echo \"artifact content\" > out/sub/result.txt\n        artifacts: { paths: [out/] }\n",
+    );
+    s.ok(&["trigger", "default/art", "-f"], 0);
+    let (stdout, _) = s.ok(&["artifacts", "default/art#1"], 0);
+    assert!(stdout.contains("make") && stdout.contains("out/sub/result.txt"), "{stdout}");
+    let (stdout, _) = s.ok(&["artifacts", "default/art#1", "-o", "json"], 0);
+    let list: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(list[0]["job"], "make", "{list:#}");
+
+    let (stdout, _) = s.ok(&["artifacts", "default/art#1", "--download", "got"], 0);
+    let file = s.work.path().join("got/make/out/sub/result.txt");
+    assert_eq!(
+        std::fs::read_to_string(&file)
+            .unwrap_or_else(|e| panic!("{}: {e}\n{stdout}", file.display())),
+        "artifact content\n"
+    );
+    assert!(stdout.contains("got/make/out/sub/result.txt"), "{stdout}");
+    // Default directory: the working directory.
+    s.ok(&["artifacts", "default/art#1", "--download", "--job", "make"], 0);
+    assert!(s.work.path().join("make/out/sub/result.txt").is_file());
+}
+
+#[test]
+fn a_viewer_token_cannot_trigger() {
+    let s = Server::start();
+    s.pipeline("build", BUILD);
+    let (stdout, _) = s.ok(&["token", "create", "watcher", "--role", "viewer"], 0);
+    let secret = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("export KILN_TOKEN="))
+        .unwrap_or_else(|| panic!("no export hint in {stdout}"))
+        .to_string();
+    let out = s.cmd(&["trigger", "default/build"]).env("KILN_TOKEN", &secret).output().unwrap();
+    let (_, stderr) = assert_code(&out, 2);
+    assert!(stderr.contains("error: forbidden") && stderr.contains("viewer"), "{stderr}");
+    // Reading is allowed.
+    let out = s.cmd(&["pipeline", "list"]).env("KILN_TOKEN", &secret).output().unwrap();
+    assert_code(&out, 0);
+    let (stdout, _) = s.ok(&["token", "list", "-o", "json"], 0);
+    let tokens: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let watcher = tokens.as_array().unwrap().iter().find(|t| t["name"] == "watcher").unwrap();
+    let id = watcher["id"].as_str().unwrap();
+    s.ok(&["token", "revoke", id], 0);
+    let out = s.cmd(&["pipeline", "list"]).env("KILN_TOKEN", &secret).output().unwrap();
+    let (_, stderr) = assert_code(&out, 2);
+    assert!(stderr.contains("unauthorized"), "{stderr}");
+}
+
+#[test]
+fn secrets_are_masked_in_logs() {
+    let s = Server::start();
+    s.pipeline(
+        "leak",
+        "name: leak\nstages:\n  - name: s\n    jobs:\n      talk:\n        script: echo \"the key is $API_KEY\"\n",
+    );
+    let mut child = s
+        .cmd(&["secret", "set", "default", "API_KEY"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"s3cr3t-value\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_code(&out, 0);
+    let (stdout, _) = s.ok(&["secret", "list", "default"], 0);
+    assert!(stdout.contains("API_KEY"), "{stdout}");
+
+    let (stdout, _) = s.ok(&["trigger", "default/leak", "-f"], 0);
+    assert!(!stdout.contains("s3cr3t-value"), "{stdout}");
+    let (stdout, _) = s.ok(&["logs", "default/leak#1"], 0);
+    assert!(stdout.contains("talk | the key is ***"), "{stdout}");
+    assert!(!stdout.contains("s3cr3t"), "{stdout}");
+    s.ok(&["secret", "rm", "default", "API_KEY"], 0);
+    let (stdout, _) = s.ok(&["secret", "list", "default", "-o", "json"], 0);
+    assert_eq!(stdout.trim(), "[]");
+}
+
+#[test]
+fn connection_problems_say_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let kiln = || {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
+        cmd.current_dir(dir.path())
+            .env("NO_COLOR", "1")
+            .env_remove("KILN_TOKEN")
+            .env_remove("KILN_DATA")
+            .env_remove("KILN_SERVER");
+        cmd
+    };
+    let out = kiln().args(["runs"]).output().unwrap();
+    let (_, stderr) = assert_code(&out, 2);
+    assert!(stderr.contains("KILN_TOKEN"), "{stderr}");
+
+    // The token file a local server writes is found.
+    std::fs::create_dir(dir.path().join("kiln-data")).unwrap();
+    std::fs::write(dir.path().join("kiln-data/admin.token"), "kiln_x\n").unwrap();
+    let out = kiln().args(["runs", "--server", "http://127.0.0.1:9"]).output().unwrap();
+    let (_, stderr) = assert_code(&out, 2);
+    assert!(stderr.contains("cannot reach") && stderr.contains("KILN_SERVER"), "{stderr}");
+}
