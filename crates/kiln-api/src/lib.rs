@@ -48,6 +48,8 @@ pub mod codes {
     pub const INVALID_WORKFLOW: &str = "invalid_workflow";
     /// 422: trigger parameters do not fit the pipeline's `params`.
     pub const INVALID_PARAMS: &str = "invalid_params";
+    /// 405: the path exists, the method does not.
+    pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
     /// 413: the body is too large.
     pub const TOO_LARGE: &str = "too_large";
     /// 500: a fault on the server's side; the message says what failed.

@@ -55,7 +55,8 @@ pub struct LogInfo {
 /// call from async code on a local disk; use `spawn_blocking` for large reads if the disk is
 /// slow. All methods may be called concurrently from any thread, for the same or different
 /// keys. The first use of a key in a process scans its file once (to find the last seq and
-/// build the index); the store then keeps a small state per key used, for the life of the store.
+/// build the index); the store then keeps a small state (open file, live channel) per key
+/// until the log is closed.
 #[derive(Debug, Clone)]
 pub struct LogStore {
     inner: Arc<Inner>,
@@ -158,6 +159,8 @@ impl LogStore {
         let log = self.log(key);
         let mut writer = log.lock()?;
         if writer.closed {
+            drop(writer);
+            self.evict(key, &log);
             return Err(LogError::Closed(key.clone()));
         }
         let seq = writer.last_seq + 1;
@@ -181,27 +184,67 @@ impl LogStore {
 
     /// Marks `key`'s log complete: later appends fail and followers end once they have
     /// everything. Idempotent; closing a log that has no line creates an empty, closed log.
+    ///
+    /// A closed log's state (its open file, its channel) is dropped from the store: a closed
+    /// log never changes, and readers rebuild what they need from the file.
     pub fn close(&self, key: &LogKey) -> Result<(), LogError> {
         let log = self.log(key);
-        let mut writer = log.lock()?;
-        if writer.closed {
-            return Ok(());
+        {
+            let mut writer = log.lock()?;
+            if !writer.closed {
+                writer.write(&log.path, &format::encode_closed(Utc::now()))?;
+                writer.closed = true;
+                writer.file = None;
+                let _ = log.tx.send(Event::Closed);
+            }
         }
-        writer.write(&log.path, &format::encode_closed(Utc::now()))?;
-        writer.closed = true;
-        let _ = log.tx.send(Event::Closed);
+        self.evict(key, &log);
         Ok(())
+    }
+
+    /// Forgets `key`'s state if it is still `log` (followers keep their own reference).
+    fn evict(&self, key: &LogKey, log: &Arc<KeyLog>) {
+        let mut logs = self.inner.logs.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if logs.get(key).is_some_and(|cached| Arc::ptr_eq(cached, log)) {
+            logs.remove(key);
+        }
+    }
+
+    /// How many logs the store keeps state for (open logs, and logs being followed).
+    pub fn cached(&self) -> usize {
+        self.inner.logs.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).len()
+    }
+
+    /// The cached state of `key`, or a throwaway one for reading (not cached, tiny channel):
+    /// reading a closed log must not bring its state back for good.
+    fn log_for_read(&self, key: &LogKey) -> Arc<KeyLog> {
+        let logs = self.inner.logs.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(log) = logs.get(key) {
+            return log.clone();
+        }
+        drop(logs);
+        Arc::new(self.new_log(key, 1))
+    }
+
+    fn new_log(&self, key: &LogKey, capacity: usize) -> KeyLog {
+        let (tx, _) = broadcast::channel(capacity);
+        KeyLog {
+            path: key.file_in(&self.inner.root),
+            index_every: self.inner.config.index_every,
+            state: Mutex::new(Writer::default()),
+            tx,
+        }
     }
 
     /// Up to `limit` records with `seq >= from_seq`, in order (`from_seq` 0 and 1 both mean
     /// from the start). Empty for a log that does not exist.
     pub fn read(&self, key: &LogKey, from_seq: u64, limit: usize) -> Result<Vec<Record>, LogError> {
-        self.log(key).read(from_seq, limit)
+        self.log_for_read(key).read(from_seq, limit)
     }
 
     /// Last seq, closed flag and size of `key`'s log (all zero/false when it does not exist).
     pub fn info(&self, key: &LogKey) -> Result<LogInfo, LogError> {
-        let log = self.log(key);
+        let log = self.log_for_read(key);
         let writer = log.lock()?;
         Ok(LogInfo { last_seq: writer.last_seq, closed: writer.closed, bytes: writer.len })
     }
@@ -217,21 +260,17 @@ impl LogStore {
     pub fn follow(&self, key: &LogKey, from_seq: u64) -> Result<Follow, LogError> {
         let log = self.log(key);
         let snapshot = log.snapshot()?;
+        if snapshot.closed {
+            // Nothing will be appended: the follower replays the file and ends.
+            self.evict(key, &log);
+        }
         Ok(Follow::new(log, from_seq, snapshot))
     }
 
     fn log(&self, key: &LogKey) -> Arc<KeyLog> {
         let mut logs = self.inner.logs.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         logs.entry(key.clone())
-            .or_insert_with(|| {
-                let (tx, _) = broadcast::channel(self.inner.config.channel_capacity);
-                Arc::new(KeyLog {
-                    path: key.file_in(&self.inner.root),
-                    index_every: self.inner.config.index_every,
-                    state: Mutex::new(Writer::default()),
-                    tx,
-                })
-            })
+            .or_insert_with(|| Arc::new(self.new_log(key, self.inner.config.channel_capacity)))
             .clone()
     }
 }

@@ -827,6 +827,11 @@ impl Actor {
     }
 
     async fn finish(self) {
+        // Every job's latest log ends here too (jobs that never ran get an empty one), so no
+        // follower waits for lines that will not come.
+        for (i, (_, status)) in self.engine.jobs().enumerate() {
+            let _ = self.sh.logs.close(&job_log_key(&self.run.id, i, status.attempts.max(1)));
+        }
         let _ = self.sh.logs.close(&run_log_key(&self.run.id));
         lock(&self.sh.actors).remove(&self.run.id);
         if let Some(n) = lock(&self.sh.active).get_mut(&self.run.pipeline_id) {

@@ -277,3 +277,32 @@ async fn a_lagging_follower_rereads_the_file_without_loss() {
     let records = collect(follow).await;
     assert_eq!(seqs(&records), (1..=500).collect::<Vec<_>>());
 }
+
+#[tokio::test]
+async fn closed_logs_hold_no_file_or_channel_and_stay_readable() {
+    let (_dir, store) = store();
+    // More logs than a process may have open files: each is closed after its lines.
+    for i in 0..2000 {
+        let k = key(&format!("runs/r{i}/0/1"));
+        store.append(&k, &line(format!("only line of {i}"))).unwrap();
+        store.close(&k).unwrap();
+    }
+    assert_eq!(store.cached(), 0, "closed logs are forgotten");
+    let k = key("runs/r1999/0/1");
+    let read = store.read(&k, 1, 10).unwrap();
+    assert_eq!(read.iter().map(|r| r.text.as_str()).collect::<Vec<_>>(), ["only line of 1999"]);
+    assert!(store.info(&k).unwrap().closed);
+    let followed = collect(store.follow(&k, 1).unwrap()).await;
+    assert_eq!(seqs(&followed), [1]);
+    assert_eq!(store.cached(), 0, "reading and following a closed log does not bring it back");
+    assert!(matches!(store.append(&k, &line("late")), Err(LogError::Closed(_))));
+    // A log being written stays cached until it is closed; its follower sees everything.
+    let open = key("runs/live/0/1");
+    store.append(&open, &line("a")).unwrap();
+    let follower = store.follow(&open, 1).unwrap();
+    assert_eq!(store.cached(), 1);
+    store.append(&open, &line("b")).unwrap();
+    store.close(&open).unwrap();
+    assert_eq!(seqs(&collect(follower).await), [1, 2]);
+    assert_eq!(store.cached(), 0);
+}

@@ -99,8 +99,43 @@ pub fn router(app: App) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .fallback(|| async { ApiErr::not_found("no such endpoint; see /api/openapi.json") })
+        .layer(middleware::map_response(json_errors))
         .layer(middleware::from_fn_with_state(app.clone(), track))
         .with_state(app)
+}
+
+/// Gives every error answer the API's JSON shape, including the plain-text ones axum's own
+/// extractors and router produce (a malformed path or query, a wrong method).
+async fn json_errors(resp: Response) -> Response {
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let json = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if json {
+        return resp;
+    }
+    let body = axum::body::to_bytes(resp.into_body(), 64 * 1024).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&body).trim().to_string();
+    let code = match status.as_u16() {
+        401 => kiln_api::codes::UNAUTHORIZED,
+        403 => kiln_api::codes::FORBIDDEN,
+        404 => kiln_api::codes::NOT_FOUND,
+        405 => kiln_api::codes::METHOD_NOT_ALLOWED,
+        409 => kiln_api::codes::CONFLICT,
+        413 => kiln_api::codes::TOO_LARGE,
+        400..=499 => kiln_api::codes::BAD_REQUEST,
+        _ => kiln_api::codes::INTERNAL,
+    };
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        text
+    };
+    ApiErr::new(status, code, message).into_response()
 }
 
 async fn metrics(State(app): State<App>) -> Response {

@@ -171,8 +171,13 @@ pub async fn show(
 pub async fn show_by_number(
     State(app): State<App>,
     caller: Caller,
-    Path((project, pipeline, number)): Path<(String, String, u64)>,
+    Path((project, pipeline, number)): Path<(String, String, String)>,
 ) -> ApiResult<Json<RunDetail>> {
+    let number: u64 = number.parse().map_err(|_| {
+        ApiErr::bad_request(format!(
+            "run number `{number}` is not a whole number (runs count from 1)"
+        ))
+    })?;
     project_for(&app, &caller, &project, Role::Viewer).await?;
     let run = app.store.run_by_number(&project, &pipeline, number).await?;
     Ok(Json(detail(&app, run).await?))

@@ -434,3 +434,78 @@ async fn metrics_and_openapi_describe_the_server() {
     assert!(doc["components"]["schemas"].get("RunDetail").is_some());
     s.stop().await;
 }
+
+#[tokio::test]
+async fn every_error_has_a_stable_code_and_a_message() {
+    let s = TestServer::start().await;
+    s.apply("api", "bt", BUILD_TEST).await;
+    let http = reqwest::Client::new();
+    let call = |method: reqwest::Method, path: &str, body: Option<&str>| {
+        let mut req = http.request(method, format!("{}{path}", s.url)).bearer_auth(&s.admin_token);
+        if let Some(b) = body {
+            req = req.header("content-type", "application/json").body(b.to_string());
+        }
+        req.send()
+    };
+    for (method, path, body, status, code, says) in [
+        (
+            reqwest::Method::GET,
+            "/api/v1/projects/api/pipelines/bt/runs/abc",
+            None,
+            400,
+            "bad_request",
+            "number",
+        ),
+        (reqwest::Method::GET, "/api/v1/runs/not-a-uuid", None, 400, "bad_request", "not a run id"),
+        (reqwest::Method::GET, "/api/v1/runs?limit=lots", None, 400, "bad_request", "limit"),
+        (reqwest::Method::GET, "/api/v1/runs?state=done", None, 400, "bad_request", "state `done`"),
+        (
+            reqwest::Method::POST,
+            "/api/v1/projects/api/pipelines/bt/runs",
+            Some("{\"params\": 3}"),
+            400,
+            "bad_request",
+            "params",
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/v1/projects/api/pipelines/bt/runs",
+            Some("{not json"),
+            400,
+            "bad_request",
+            "request body",
+        ),
+        (reqwest::Method::DELETE, "/api/v1/runs", None, 405, "method_not_allowed", ""),
+        (reqwest::Method::GET, "/api/v1/nothing/here", None, 404, "not_found", "openapi"),
+        (reqwest::Method::GET, "/api/v1/projects/nope/pipelines", None, 404, "not_found", "nope"),
+        (
+            reqwest::Method::POST,
+            "/api/v1/projects",
+            Some("{\"name\": \"a b\"}"),
+            400,
+            "bad_request",
+            "a b",
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/v1/projects",
+            Some("{\"name\": \"api\"}"),
+            409,
+            "conflict",
+            "api",
+        ),
+    ] {
+        let resp = call(method.clone(), path, body).await.unwrap();
+        assert_eq!(resp.status().as_u16(), status, "{method} {path}");
+        let e: kiln_api::ErrorBody = resp
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: not the error shape: {e}"));
+        assert_eq!(e.error.code, code, "{method} {path}: {}", e.error.message);
+        assert!(e.error.message.contains(says), "{method} {path}: {}", e.error.message);
+    }
+    // None of that changed what is stored.
+    assert_eq!(s.admin.pipeline("api", "bt").await.unwrap().version, 1);
+    assert!(s.admin.runs(&Default::default()).await.unwrap().is_empty());
+    s.stop().await;
+}
