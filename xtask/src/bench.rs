@@ -4,9 +4,11 @@
 //!   alternated in one run; the figure is the ratio of medians (target <= 1.15);
 //! - the engine planning and stepping a 10,000-job DAG (criterion, `kiln-engine/benches`);
 //! - the gap between a job's end and its dependent's start on the process executor
-//!   (`kiln-runtime/benches/gap.rs`, beside the floor of spawning `sh -c true`).
+//!   (`kiln-runtime/benches/gap.rs`, beside the floor of spawning `sh -c true`);
+//! - the server end to end (`kiln/benches/server.rs`): trigger to container start, log line
+//!   to SSE viewers, runs per second, idle memory, each beside its floor.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -32,6 +34,9 @@ pub fn run(only: Option<&str>) -> Result<()> {
         println!("==> gap: job end to dependent start, process executor");
         cargo(&["bench", "-p", "kiln-runtime", "--bench", "gap"])?;
     }
+    if want("server") {
+        server()?;
+    }
     Ok(())
 }
 
@@ -54,15 +59,41 @@ fn time(cmd: &mut Command) -> Result<Duration> {
     Ok(took)
 }
 
-fn docker_vs_kiln() -> Result<()> {
+/// A Docker engine that answers and holds `busybox`; its DOCKER_HOST.
+fn docker_host() -> Result<String> {
     let mut apt = Apt::default();
     let docker_host = engine::ensure(&mut apt)?;
     images::ensure(&docker_host, &mut apt)?;
+    Ok(docker_host)
+}
+
+/// Where cargo puts release binaries (`CARGO_TARGET_DIR` is honoured).
+fn release_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| PathBuf::from("target"), PathBuf::from)
+        .join("release")
+}
+
+/// The server benchmark (`crates/kiln/benches/server.rs`) against the engine `docker_host`.
+fn server() -> Result<()> {
+    let docker_host = docker_host()?;
+    println!(
+        "==> server: trigger to container start, log line to 100 SSE viewers, 1,000 runs, idle RSS"
+    );
+    step::run(
+        step::cargo()
+            .args(["bench", "-p", "kiln", "--bench", "server"])
+            .env("DOCKER_HOST", &docker_host),
+    )
+}
+
+fn docker_vs_kiln() -> Result<()> {
+    let docker_host = docker_host()?;
     println!(
         "==> docker: `kiln run` of a one-job pipeline vs `docker run --rm`, same image and command"
     );
     cargo(&["build", "--release", "-p", "kiln"])?;
-    let kiln = Path::new("target/release/kiln");
+    let kiln = release_dir().join("kiln");
     let dir = tempfile::tempdir()?;
     let file = dir.path().join("one.yml");
     std::fs::write(
@@ -70,7 +101,7 @@ fn docker_vs_kiln() -> Result<()> {
         "name: one\nstages:\n  - name: s\n    jobs:\n      hello:\n        image: busybox\n        script: echo hello\n",
     )?;
     let kiln_cmd = || {
-        let mut c = Command::new(kiln);
+        let mut c = Command::new(&kiln);
         c.args(["run", &file.display().to_string(), "--executor", "docker"])
             .env("DOCKER_HOST", &docker_host)
             .env("NO_COLOR", "1");

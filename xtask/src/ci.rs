@@ -1,15 +1,18 @@
-//! `cargo xtask ci`: formatting, lints, a Docker engine with the test images, then every
-//! test with `KILN_REQUIRE_DOCKER=1` and `DOCKER_HOST` set; stops at the first failing step.
+//! `cargo xtask ci`: formatting, lints, a Docker engine with the test images, a PostgreSQL
+//! server, then every test with `KILN_REQUIRE_DOCKER=1` and `DOCKER_HOST` set, and
+//! `KILN_STORE_TEST_POSTGRES` with `KILN_REQUIRE_POSTGRES=1` (so the store's and the server's
+//! tests also run on PostgreSQL); stops at the first failing step. `KILN_SKIP_POSTGRES=1`
+//! skips PostgreSQL: those tests then run on SQLite only.
 
 use anyhow::Result;
 
 use crate::apt::Apt;
 use crate::step::{self, Steps, cargo};
-use crate::{engine, images};
+use crate::{engine, images, postgres};
 
 /// Runs the CI steps in order.
 pub fn run() -> Result<()> {
-    let mut steps = Steps::new(5);
+    let mut steps = Steps::new(6);
     let result = run_steps(&mut steps);
     steps.summary();
     result
@@ -25,14 +28,29 @@ fn run_steps(steps: &mut Steps) -> Result<()> {
     let mut apt = Apt::default();
     let host = steps.run("Docker engine", || engine::ensure(&mut apt))?;
     steps.run("test images", || images::ensure(&host, &mut apt))?;
-    steps.run("cargo test --workspace (KILN_REQUIRE_DOCKER=1)", || {
+    let skip_postgres = std::env::var("KILN_SKIP_POSTGRES").is_ok_and(|v| v == "1");
+    let postgres = steps.run("PostgreSQL", || {
+        if skip_postgres {
+            println!("KILN_SKIP_POSTGRES=1: the store's and the server's tests run on SQLite only");
+            return Ok(None);
+        }
+        postgres::ensure(&mut apt).map(Some)
+    })?;
+    let title = match postgres {
+        Some(_) => "cargo test --workspace (KILN_REQUIRE_DOCKER=1, KILN_REQUIRE_POSTGRES=1)",
+        None => "cargo test --workspace (KILN_REQUIRE_DOCKER=1)",
+    };
+    steps.run(title, || {
         println!("DOCKER_HOST={host}");
-        step::run(
-            cargo()
-                // Every failing test binary is reported, not just the first.
-                .args(["test", "--workspace", "--no-fail-fast"])
-                .env("KILN_REQUIRE_DOCKER", "1")
-                .env("DOCKER_HOST", &host),
-        )
+        let mut test = cargo();
+        // Every failing test binary is reported, not just the first.
+        test.args(["test", "--workspace", "--no-fail-fast"])
+            .env("KILN_REQUIRE_DOCKER", "1")
+            .env("DOCKER_HOST", &host);
+        if let Some(url) = &postgres {
+            println!("{}={url}", postgres::URL_VAR);
+            test.env(postgres::URL_VAR, url).env("KILN_REQUIRE_POSTGRES", "1");
+        }
+        step::run(&mut test)
     })
 }

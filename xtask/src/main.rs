@@ -9,6 +9,7 @@ mod ci;
 mod engine;
 mod http;
 mod images;
+mod postgres;
 mod step;
 
 use std::path::PathBuf;
@@ -32,9 +33,9 @@ enum Task {
     Ci,
     /// Makes sure a Docker engine answers and holds the test images; prints its DOCKER_HOST.
     Images,
-    /// The benchmarks, side by side with their floors: docker, engine, gap (or one of them).
+    /// The benchmarks, side by side with their floors: docker, engine, gap, server (or one).
     Bench {
-        /// Only this benchmark: `docker`, `engine` or `gap`.
+        /// Only this benchmark: `docker`, `engine`, `gap` or `server`.
         only: Option<String>,
     },
 }

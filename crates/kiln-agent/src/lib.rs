@@ -335,7 +335,9 @@ async fn wrapped(
     spec.env.extend(lease.env.clone());
     spec.labels.insert("kiln.agent".into(), config.name.clone());
     spec.labels.insert("kiln.lease".into(), lease.id.clone());
-    spec.seed = Some(seed.clone());
+    // An empty seed is not handed over: copying nothing into a container still costs an
+    // archive round trip to the engine on every job start.
+    spec.seed = non_empty(&seed).await;
     let wants_cache_save = job.cache.as_ref().is_some_and(|c| c.policy != CachePolicy::Pull);
     let export = (job.artifacts.is_some() || wants_cache_save).then(|| dir.join("workspace.tar"));
 
@@ -459,4 +461,29 @@ async fn wrapped(
         }
     }
     Ok(outcome)
+}
+
+/// `dir` if it holds anything, else `None` (also when it cannot be read: the executor would
+/// fail on it just the same, and an unreadable seed is better reported there).
+async fn non_empty(dir: &Path) -> Option<PathBuf> {
+    match tokio::fs::read_dir(dir).await {
+        Ok(mut entries) => match entries.next_entry().await {
+            Ok(None) => None,
+            _ => Some(dir.to_path_buf()),
+        },
+        Err(_) => Some(dir.to_path_buf()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::non_empty;
+
+    #[tokio::test]
+    async fn only_a_seed_with_files_is_handed_to_the_executor() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(non_empty(dir.path()).await, None);
+        std::fs::write(dir.path().join("restored.txt"), "cache").unwrap();
+        assert_eq!(non_empty(dir.path()).await.as_deref(), Some(dir.path()));
+    }
 }

@@ -60,10 +60,15 @@ pub type App = Arc<AppState>;
 /// How to start a server.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// Data directory: `kiln.db`, `logs/`, `blobs/`, `secret.key`.
+    /// Data directory: `kiln.db` (unless [`ServerConfig::database`] is set), `logs/`,
+    /// `blobs/`, `secret.key`.
     pub data: PathBuf,
     /// Address to listen on.
     pub listen: SocketAddr,
+    /// A PostgreSQL database (`postgres://user[:password]@host[:port]/db`) to keep the state
+    /// in instead of SQLite at `<data>/kiln.db`; its schema is migrated on start. Logs, blobs
+    /// and the secret key stay in the data directory either way.
+    pub database: Option<String>,
 }
 
 /// A running server.
@@ -98,12 +103,21 @@ impl Server {
     }
 }
 
-/// Opens (or creates) the data directory, recovers unfinished runs and starts serving.
+/// Opens (or creates) the data directory and the database (SQLite in it, or the PostgreSQL
+/// one of [`ServerConfig::database`]), recovers unfinished runs and starts serving.
 pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
     let data = &config.data;
     std::fs::create_dir_all(data)
         .with_context(|| format!("create data directory `{}`", data.display()))?;
-    let store = Store::open(data.join("kiln.db")).await?;
+    let store = match &config.database {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Store::connect_postgres(url).await?
+        }
+        Some(_) => anyhow::bail!(
+            "the database must be a postgres:// URL (leave it unset for SQLite in the data directory)"
+        ),
+        None => Store::open(data.join("kiln.db")).await?,
+    };
     let logs = LogStore::open(data.join("logs"))?;
     let blobs = blobs::Blobs::open(data.join("blobs"))?;
     let secrets = Arc::new(SecretBox::load_or_create(data)?);

@@ -9,8 +9,9 @@
 //! TIMESTAMPTZ, TEXT vs JSONB, INTEGER vs BIGINT, BLOB vs BYTEA). Ids are uuid v7 stored as TEXT on both.
 //!
 //! Status: SQLite is what every test run exercises. The integration tests also run on
-//! PostgreSQL when `KILN_STORE_TEST_POSTGRES` names a server (they pass on PostgreSQL 15), but
-//! nothing runs them there automatically yet. No TLS is compiled in for PostgreSQL.
+//! PostgreSQL when `KILN_STORE_TEST_POSTGRES` names a server, which `cargo xtask ci` starts
+//! (Debian's PostgreSQL 15) and sets, as it does for the server's tests. No TLS is compiled in
+//! for PostgreSQL.
 //!
 //! Invariants:
 //! - every multi-step change runs in one transaction (on SQLite `BEGIN IMMEDIATE`, so writers
@@ -111,7 +112,7 @@ use error::Ctx;
 pub enum Db {
     /// SQLite (the default; a file, or memory in tests).
     Sqlite(SqlitePool),
-    /// PostgreSQL (for larger installations; tested only on request, see the crate doc).
+    /// PostgreSQL (for larger installations; tested by `cargo xtask ci`, see the crate doc).
     Postgres(PgPool),
 }
 

@@ -30,6 +30,10 @@ pub struct ServerArgs {
     /// Jobs the embedded agent runs at once (0: no embedded agent).
     #[arg(long, env = "KILN_AGENT_CAPACITY", default_value_t = 4)]
     capacity: u32,
+    /// PostgreSQL database to keep the state in (`postgres://user:password@host:port/db`)
+    /// instead of SQLite in the data directory; its schema is migrated on start.
+    #[arg(long, value_name = "URL", env = "KILN_DATABASE_URL", hide_env_values = true)]
+    database: Option<String>,
 }
 
 /// `kiln agent`.
@@ -113,17 +117,32 @@ fn host_name() -> String {
         .unwrap_or_else(|| "agent".to_string())
 }
 
+/// A database URL as it may be shown: `postgres://host:port/db`, without the user, the
+/// password or the options (which may hold a password too).
+fn shown_database(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("postgres", url));
+    let rest = rest.split_once('?').map_or(rest, |(before, _)| before);
+    let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
+    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    format!("{scheme}://{host}/{path}")
+}
+
 /// Runs `kiln server` until Ctrl-C.
 pub async fn server(args: ServerArgs) -> ExitCode {
     let started = std::time::Instant::now();
     let server = match kiln_server::start(kiln_server::ServerConfig {
         data: args.data.clone(),
         listen: args.listen,
+        database: args.database.clone(),
     })
     .await
     {
         Ok(s) => s,
         Err(e) => return fail(format!("{e:#}")),
+    };
+    let database = match &args.database {
+        Some(url) => format!(", database {}", shown_database(url)),
+        None => String::new(),
     };
     let stop = CancellationToken::new();
     let mut agent_task = None;
@@ -148,14 +167,19 @@ pub async fn server(args: ServerArgs) -> ExitCode {
         let stop = stop.clone();
         agent_task = Some(tokio::spawn(kiln_agent::run(client, exec, config, stop)));
         println!(
-            "kiln server {} listening on {} (data in {}, embedded agent on the {exec_name} executor, {} slots)",
+            "kiln server {} listening on {} (data in {}{database}, embedded agent on the {exec_name} executor, {} slots)",
             env!("CARGO_PKG_VERSION"),
             server.url,
             args.data.display(),
             args.capacity
         );
     } else {
-        println!("kiln server listening on {} (no embedded agent)", server.url);
+        println!(
+            "kiln server {} listening on {} (data in {}{database}, no embedded agent)",
+            env!("CARGO_PKG_VERSION"),
+            server.url,
+            args.data.display()
+        );
     }
     if server.resumed > 0 {
         println!("resumed {} unfinished run(s)", server.resumed);
@@ -213,5 +237,22 @@ pub async fn agent(args: AgentArgs) -> ExitCode {
         Ok(Ok(())) => ExitCode::SUCCESS,
         Ok(Err(e)) => fail(e),
         Err(e) => fail(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown_database;
+
+    #[test]
+    fn a_shown_database_url_has_no_credentials_or_options() {
+        for (url, shown) in [
+            ("postgres://kiln:s3cret@db.example:5433/kiln", "postgres://db.example:5433/kiln"),
+            ("postgresql://db/kiln?password=s3cret&sslmode=disable", "postgresql://db/kiln"),
+            ("postgres://p%40ss@127.0.0.1/k", "postgres://127.0.0.1/k"),
+            ("postgres://localhost", "postgres://localhost/"),
+        ] {
+            assert_eq!(shown_database(url), shown, "{url}");
+        }
     }
 }

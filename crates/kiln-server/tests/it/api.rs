@@ -6,7 +6,7 @@ use futures::StreamExt;
 use kiln_api::{CreateToken, TriggerRequest};
 use kiln_client::Client;
 
-use crate::support::{TestServer, job, log_text};
+use crate::support::{Backend, TestServer, job, log_text};
 
 const BUILD_TEST: &str = r#"
 name: build-test
@@ -31,7 +31,12 @@ stages:
 
 #[tokio::test]
 async fn invalid_workflow_is_refused_with_positions_and_nothing_is_stored() {
-    let s = TestServer::start().await;
+    invalid_workflow_is_refused_with_positions_and_nothing_is_stored_on(Backend::Sqlite).await;
+}
+
+/// The test above on `backend` (`postgres.rs` runs it on PostgreSQL).
+pub async fn invalid_workflow_is_refused_with_positions_and_nothing_is_stored_on(backend: Backend) {
+    let s = TestServer::start_on(backend).await;
     s.admin.create_project("api").await.unwrap();
     let bad = "name: x\nstages:\n  - name: b\n    jobs:\n      j:\n        scritp: [echo]\n        timeout: soon\n";
     let err = s
@@ -72,7 +77,12 @@ async fn invalid_workflow_is_refused_with_positions_and_nothing_is_stored() {
 
 #[tokio::test]
 async fn trigger_runs_jobs_and_records_states_outputs_durations_and_who() {
-    let s = TestServer::start().await;
+    trigger_runs_jobs_and_records_states_outputs_durations_and_who_on(Backend::Sqlite).await;
+}
+
+/// The test above on `backend` (`postgres.rs` runs it on PostgreSQL).
+pub async fn trigger_runs_jobs_and_records_states_outputs_durations_and_who_on(backend: Backend) {
+    let s = TestServer::start_on(backend).await;
     s.apply("api", "bt", BUILD_TEST).await;
     let run = s.trigger("api", "bt", &[("version", "2.5")]).await;
     assert_eq!(run.number, 1);
@@ -125,7 +135,15 @@ stages:
 
 #[tokio::test]
 async fn approval_stage_pauses_until_approved_or_rejected_and_records_who_and_when() {
-    let s = TestServer::start().await;
+    approval_stage_pauses_until_approved_or_rejected_and_records_who_and_when_on(Backend::Sqlite)
+        .await;
+}
+
+/// The test above on `backend` (`postgres.rs` runs it on PostgreSQL).
+pub async fn approval_stage_pauses_until_approved_or_rejected_and_records_who_and_when_on(
+    backend: Backend,
+) {
+    let s = TestServer::start_on(backend).await;
     s.apply("api", "gated", GATED).await;
     let run = s.trigger("api", "gated", &[]).await;
     let d = s.wait_for(&run.id, "paused", |d| d.run.state == "paused").await;
@@ -164,7 +182,12 @@ async fn approval_stage_pauses_until_approved_or_rejected_and_records_who_and_wh
 
 #[tokio::test]
 async fn cancel_kills_running_jobs() {
-    let s = TestServer::start().await;
+    cancel_kills_running_jobs_on(Backend::Sqlite).await;
+}
+
+/// The test above on `backend` (`postgres.rs` runs it on PostgreSQL).
+pub async fn cancel_kills_running_jobs_on(backend: Backend) {
+    let s = TestServer::start_on(backend).await;
     s.apply("api", "slow", "name: slow\nstages:\n  - name: s\n    jobs:\n      sleep: { script: [\"echo started\", \"sleep 30\"] }\n").await;
     let run = s.trigger("api", "slow", &[]).await;
     s.wait_for(&run.id, "its job running", |d| job(d, "sleep").state == "running").await;
@@ -179,7 +202,12 @@ async fn cancel_kills_running_jobs() {
 
 #[tokio::test]
 async fn retry_reruns_failed_jobs_and_keeps_the_outputs_of_passed_ones() {
-    let s = TestServer::start().await;
+    retry_reruns_failed_jobs_and_keeps_the_outputs_of_passed_ones_on(Backend::Sqlite).await;
+}
+
+/// The test above on `backend` (`postgres.rs` runs it on PostgreSQL).
+pub async fn retry_reruns_failed_jobs_and_keeps_the_outputs_of_passed_ones_on(backend: Backend) {
+    let s = TestServer::start_on(backend).await;
     s.apply("api", "bt", BUILD_TEST).await;
     let marker = s.dir().join("marker");
     let marker = marker.to_str().unwrap();
@@ -206,7 +234,12 @@ async fn retry_reruns_failed_jobs_and_keeps_the_outputs_of_passed_ones() {
 
 #[tokio::test]
 async fn concurrency_limit_queues_runs_fifo() {
-    let s = TestServer::start().await;
+    concurrency_limit_queues_runs_fifo_on(Backend::Sqlite).await;
+}
+
+/// The test above on `backend` (`postgres.rs` runs it on PostgreSQL).
+pub async fn concurrency_limit_queues_runs_fifo_on(backend: Backend) {
+    let s = TestServer::start_on(backend).await;
     let gate = s.dir().join("gate");
     let yaml = format!(
         "name: one\nconcurrency: 1\nstages:\n  - name: s\n    jobs:\n      wait:\n        script:\n          - 'while [ ! -f {} ]; do sleep 0.05; done'\n",
@@ -308,7 +341,12 @@ async fn logs_by_range_and_live_follow_resuming_from_last_event_id() {
 
 #[tokio::test]
 async fn every_call_needs_a_token_and_roles_limit_what_it_may_do() {
-    let s = TestServer::start().await;
+    every_call_needs_a_token_and_roles_limit_what_it_may_do_on(Backend::Sqlite).await;
+}
+
+/// The test above on `backend` (`postgres.rs` runs it on PostgreSQL).
+pub async fn every_call_needs_a_token_and_roles_limit_what_it_may_do_on(backend: Backend) {
+    let s = TestServer::start_on(backend).await;
     s.apply("api", "bt", BUILD_TEST).await;
     s.apply("web", "bt", BUILD_TEST).await;
     let none = reqwest::get(format!("{}/api/v1/runs", s.url)).await.unwrap();
@@ -349,9 +387,9 @@ async fn every_call_needs_a_token_and_roles_limit_what_it_may_do() {
     assert_eq!(dave.create_project("x").await.unwrap_err().code(), Some("forbidden"));
     assert!(dave.runs(&Default::default()).await.unwrap().iter().all(|r| r.project == "api"));
 
-    // Tokens are stored hashed: the secret is nowhere in the database file.
-    let db = std::fs::read(s.data.join("kiln.db")).unwrap();
-    assert!(!db.windows(dev.secret.len()).any(|w| w == dev.secret.as_bytes()));
+    // Tokens are stored hashed: the secret is nowhere in the database.
+    assert!(s.database_contains(dev.token.id.as_bytes()).await, "the search finds what is there");
+    assert!(!s.database_contains(dev.secret.as_bytes()).await);
     // Revoked: refused at once.
     s.admin.revoke_token(&dev.token.id).await.unwrap();
     assert_eq!(dave.runs(&Default::default()).await.unwrap_err().code(), Some("unauthorized"));
@@ -360,7 +398,12 @@ async fn every_call_needs_a_token_and_roles_limit_what_it_may_do() {
 
 #[tokio::test]
 async fn secrets_are_encrypted_injected_and_masked_in_logs() {
-    let s = TestServer::start().await;
+    secrets_are_encrypted_injected_and_masked_in_logs_on(Backend::Sqlite).await;
+}
+
+/// The test above on `backend` (`postgres.rs` runs it on PostgreSQL).
+pub async fn secrets_are_encrypted_injected_and_masked_in_logs_on(backend: Backend) {
+    let s = TestServer::start_on(backend).await;
     s.apply(
         "api",
         "sec",
@@ -396,6 +439,9 @@ async fn secrets_are_encrypted_injected_and_masked_in_logs() {
             }
         }
     }
+    // Nor anywhere in a PostgreSQL database.
+    assert!(s.database_contains(b"DB_PASSWORD").await, "the search finds what is there");
+    assert!(!s.database_contains(b"hunter2-very-secret").await, "the secret is in the database");
     s.stop().await;
 }
 

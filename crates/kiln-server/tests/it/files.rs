@@ -2,7 +2,7 @@
 
 use futures::StreamExt;
 
-use crate::support::{TestServer, job, log_text};
+use crate::support::{Backend, TestServer, job, log_text};
 
 const ARTIFACTS: &str = r#"
 name: art
@@ -26,7 +26,14 @@ stages:
 
 #[tokio::test]
 async fn artifacts_are_stored_listed_downloaded_and_placed_into_needing_jobs() {
-    let s = TestServer::start().await;
+    artifacts_are_stored_listed_downloaded_and_placed_into_needing_jobs_on(Backend::Sqlite).await;
+}
+
+/// The test above on `backend` (`postgres.rs` runs it on PostgreSQL).
+pub async fn artifacts_are_stored_listed_downloaded_and_placed_into_needing_jobs_on(
+    backend: Backend,
+) {
+    let s = TestServer::start_on(backend).await;
     s.apply("api", "art", ARTIFACTS).await;
     let run = s.trigger("api", "art", &[]).await;
     let d = s.wait_final(&run.id).await;
@@ -107,7 +114,12 @@ stages:
 
 #[tokio::test]
 async fn caches_are_restored_before_and_saved_after_the_job() {
-    let s = TestServer::start().await;
+    caches_are_restored_before_and_saved_after_the_job_on(Backend::Sqlite).await;
+}
+
+/// The test above on `backend` (`postgres.rs` runs it on PostgreSQL).
+pub async fn caches_are_restored_before_and_saved_after_the_job_on(backend: Backend) {
+    let s = TestServer::start_on(backend).await;
     s.apply("api", "cached", CACHED).await;
     let first = s.trigger("api", "cached", &[]).await;
     let d = s.wait_final(&first.id).await;

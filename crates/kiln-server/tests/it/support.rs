@@ -1,5 +1,6 @@
 //! A real server on loopback with a temporary data directory and its agent on the process
-//! executor (host processes: real, fast, no images needed).
+//! executor (host processes: real, fast, no images needed), on SQLite in the data directory or
+//! on a fresh PostgreSQL database ([`Backend`]).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -12,8 +13,71 @@ use kiln_exec_process::{ProcessConfig, ProcessExecutor};
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 
+/// Where a test server keeps its state.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// SQLite at `<data>/kiln.db`.
+    Sqlite,
+    /// A fresh database of the PostgreSQL server of `KILN_STORE_TEST_POSTGRES`.
+    Postgres {
+        /// The server, without a database (`postgres://postgres@127.0.0.1:55432`).
+        server: String,
+        /// The database, made for one test.
+        name: String,
+    },
+}
+
+impl Backend {
+    /// A fresh database `kiln_test_server_<uuid>` on the server `KILN_STORE_TEST_POSTGRES`
+    /// names (created like the store's tests do), or `None` with a note when it is unset, in
+    /// which case the test passes without running. With `KILN_REQUIRE_POSTGRES=1` (as in
+    /// `cargo xtask ci`), an unset variable fails the test instead.
+    pub async fn postgres(test: &str) -> Option<Backend> {
+        let Some(server) = std::env::var("KILN_STORE_TEST_POSTGRES").ok().filter(|s| !s.is_empty())
+        else {
+            assert!(
+                std::env::var("KILN_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+                "{test}: KILN_REQUIRE_POSTGRES=1 but KILN_STORE_TEST_POSTGRES names no server"
+            );
+            // Once per test binary, past the harness's capture of `eprintln!`.
+            static NOTE: std::sync::Once = std::sync::Once::new();
+            NOTE.call_once(|| {
+                let note = "note: KILN_STORE_TEST_POSTGRES is unset: the server's PostgreSQL \
+                            tests pass without running (set it to postgres://USER@HOST:PORT)\n";
+                let _ = std::io::Write::write_all(&mut std::io::stderr(), note.as_bytes());
+            });
+            return None;
+        };
+        let server = server.trim_end_matches('/').to_string();
+        let name = format!("kiln_test_server_{}", uuid::Uuid::now_v7().simple());
+        let admin = admin_pool(&server).await;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&admin)
+            .await
+            .expect("create test database");
+        admin.close().await;
+        Some(Backend::Postgres { server, name })
+    }
+
+    /// The URL the server gets as its database, if not SQLite.
+    pub fn database_url(&self) -> Option<String> {
+        match self {
+            Backend::Sqlite => None,
+            Backend::Postgres { server, name } => Some(format!("{server}/{name}")),
+        }
+    }
+}
+
+/// A connection pool to the `postgres` database of `server`.
+async fn admin_pool(server: &str) -> sqlx::PgPool {
+    sqlx::PgPool::connect(&format!("{server}/postgres"))
+        .await
+        .unwrap_or_else(|e| panic!("connect to PostgreSQL at {server}: {e}"))
+}
+
 pub struct TestServer {
     pub server: Option<kiln_server::Server>,
+    pub backend: Backend,
     pub admin: Client,
     pub admin_token: String,
     pub url: String,
@@ -29,11 +93,20 @@ impl TestServer {
     }
 
     pub async fn start_with(capacity: u32) -> TestServer {
+        TestServer::start_on_with(Backend::Sqlite, capacity).await
+    }
+
+    pub async fn start_on(backend: Backend) -> TestServer {
+        TestServer::start_on_with(backend, 4).await
+    }
+
+    pub async fn start_on_with(backend: Backend, capacity: u32) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let server = kiln_server::start(kiln_server::ServerConfig {
             data: data.clone(),
             listen: "127.0.0.1:0".parse().unwrap(),
+            database: backend.database_url(),
         })
         .await
         .unwrap();
@@ -61,6 +134,7 @@ impl TestServer {
         let url = server.url.clone();
         TestServer {
             server: Some(server),
+            backend,
             admin,
             admin_token,
             url,
@@ -134,15 +208,69 @@ impl TestServer {
         .await
     }
 
+    /// Whether the database holds `needle` anywhere: the bytes of the SQLite files, or every
+    /// row of every table of the PostgreSQL database as text (`bytea` as hex, so `needle` is
+    /// looked for in hex too).
+    pub async fn database_contains(&self, needle: &[u8]) -> bool {
+        let Backend::Postgres { server, name } = &self.backend else {
+            // Recent writes may still be in the write-ahead log.
+            return ["kiln.db", "kiln.db-wal"].iter().any(|file| {
+                let db = std::fs::read(self.data.join(file)).unwrap_or_default();
+                db.windows(needle.len()).any(|w| w == needle)
+            });
+        };
+        let pool = sqlx::PgPool::connect(&format!("{server}/{name}")).await.unwrap();
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        assert!(tables.iter().any(|t| t == "runs"), "no Kiln tables in {name}: {tables:?}");
+        let hex = hex_of(needle);
+        let mut found = false;
+        for table in tables {
+            let text: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT coalesce(string_agg(t::text, E'\\n'), '') FROM \"{table}\" t"
+            )))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            let text = text.as_bytes();
+            found |= text.windows(needle.len()).any(|w| w == needle)
+                || text.windows(hex.len()).any(|w| w == hex.as_bytes());
+        }
+        pool.close().await;
+        found
+    }
+
+    /// Stops the agent and the server; on PostgreSQL, drops the test's database (a failed
+    /// test keeps it for a look; `cargo xtask ci` drops those after an hour).
     pub async fn stop(mut self) {
         self.stop_agent.cancel();
         if let Some(a) = self.agent.take() {
             let _ = a.await;
         }
         if let Some(s) = self.server.take() {
+            let store = s.app.store.clone();
             s.stop().await;
+            if matches!(self.backend, Backend::Postgres { .. }) {
+                let _ = tokio::time::timeout(Duration::from_secs(5), store.close()).await;
+            }
+        }
+        if let Backend::Postgres { server, name } = &self.backend {
+            let admin = admin_pool(server).await;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE {name} WITH (FORCE)")))
+                .execute(&admin)
+                .await
+                .expect("drop test database");
+            admin.close().await;
         }
     }
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 pub fn job<'a>(d: &'a RunDetail, id: &str) -> &'a kiln_api::JobInfo {

@@ -1,0 +1,80 @@
+//! The main scenarios again, each on a fresh PostgreSQL database, when
+//! `KILN_STORE_TEST_POSTGRES` names a server (`cargo xtask ci` starts one and sets it, with
+//! `KILN_REQUIRE_POSTGRES=1` so that these fail rather than skip without it).
+
+use crate::support::{Backend, TestServer};
+use crate::{api, files};
+
+/// `#[tokio::test] fn NAME` running `SCENARIO` on a fresh PostgreSQL database, or skipping it.
+macro_rules! on_postgres {
+    ($($name:ident => $scenario:path;)*) => {$(
+        #[tokio::test]
+        async fn $name() {
+            if let Some(backend) = Backend::postgres(stringify!($name)).await {
+                $scenario(backend).await;
+            }
+        }
+    )*};
+}
+
+on_postgres! {
+    apply_keeps_versions_on_postgres =>
+        api::invalid_workflow_is_refused_with_positions_and_nothing_is_stored_on;
+    trigger_records_outputs_on_postgres =>
+        api::trigger_runs_jobs_and_records_states_outputs_durations_and_who_on;
+    approvals_on_postgres =>
+        api::approval_stage_pauses_until_approved_or_rejected_and_records_who_and_when_on;
+    cancel_on_postgres => api::cancel_kills_running_jobs_on;
+    retry_on_postgres => api::retry_reruns_failed_jobs_and_keeps_the_outputs_of_passed_ones_on;
+    concurrency_on_postgres => api::concurrency_limit_queues_runs_fifo_on;
+    tokens_and_roles_on_postgres => api::every_call_needs_a_token_and_roles_limit_what_it_may_do_on;
+    secrets_on_postgres => api::secrets_are_encrypted_injected_and_masked_in_logs_on;
+    artifacts_on_postgres =>
+        files::artifacts_are_stored_listed_downloaded_and_placed_into_needing_jobs_on;
+    caches_on_postgres => files::caches_are_restored_before_and_saved_after_the_job_on;
+}
+
+/// On PostgreSQL nothing of the state is in the data directory: a second server on the same
+/// database finds the first one's admin token and pipelines, and a paused run it resumes.
+#[tokio::test]
+async fn a_restarted_server_finds_its_state_in_postgres_not_in_the_data_directory() {
+    let Some(backend) = Backend::postgres("restart_on_postgres").await else { return };
+    let s = TestServer::start_on(backend.clone()).await;
+    assert!(!s.data.join("kiln.db").exists(), "no SQLite database beside PostgreSQL");
+    s.apply("api", "gated", GATED).await;
+    let run = s.trigger("api", "gated", &[]).await;
+    s.wait_for(&run.id, "paused", |d| d.run.state == "paused").await;
+    let data = s.data.clone();
+    // Stop the first server without dropping the database (`stop` would).
+    let mut s = s;
+    let first = s.server.take().unwrap();
+    first.stop().await;
+
+    let again = kiln_server::start(kiln_server::ServerConfig {
+        data,
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database: backend.database_url(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(again.first_admin_token, None, "the admin token is in the database already");
+    assert_eq!(again.resumed, 1, "the paused run is resumed");
+    let admin = kiln_client::Client::new(&again.url, &s.admin_token).unwrap();
+    assert_eq!(admin.pipeline("api", "gated").await.unwrap().version, 1);
+    assert_eq!(admin.run(&run.id).await.unwrap().run.state, "paused");
+    again.stop().await;
+    s.stop().await;
+}
+
+const GATED: &str = r#"
+name: gated
+stages:
+  - name: build
+    jobs:
+      build: { script: "echo JOB_OUT v=7" }
+  - name: approve
+    type: approval
+  - name: deploy
+    jobs:
+      deploy: { script: "echo deploying v$v" }
+"#;
