@@ -12,6 +12,8 @@
 //!
 //! The embedded agent of `kiln server` is this same code over loopback HTTP.
 
+pub mod host;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -37,6 +39,24 @@ pub struct AgentConfig {
     pub capacity: u32,
     /// Scratch space for seeds, workspace exports and archives (one directory per lease).
     pub work_dir: PathBuf,
+    /// What the agent declares of its host: host name, IP (empty: the address the server
+    /// sees), resources, host ports and attributes (`held` is filled in by [`run`]).
+    pub host: HostFacts,
+}
+
+/// What an agent declares of its host when it registers.
+#[derive(Debug, Clone, Default)]
+pub struct HostFacts {
+    /// Host name.
+    pub hostname: String,
+    /// IP the node is reached at; empty: the address the server sees.
+    pub ip: String,
+    /// Resources (`None`: undeclared, only slots count).
+    pub resources: Option<kiln_api::pool::Resources>,
+    /// Host ports to hand out.
+    pub ports: Option<kiln_api::pool::PortRange>,
+    /// Attributes.
+    pub attributes: std::collections::BTreeMap<String, kiln_api::pool::AttrValue>,
 }
 
 /// Why the agent stopped.
@@ -72,12 +92,23 @@ pub async fn run(
         source,
     })?;
     let held: Arc<Mutex<HashMap<String, Held>>> = Arc::default();
-    let register = RegisterAgent {
+    let mut register = RegisterAgent {
         name: config.name.clone(),
         executor: executor.name().to_string(),
         capacity: config.capacity.max(1),
+        hostname: config.host.hostname.clone(),
+        ip: config.host.ip.clone(),
+        resources: config.host.resources,
+        ports: config.host.ports,
+        attributes: config.host.attributes.clone(),
+        held: Vec::new(),
     };
+    // The live session's id (set before any `break 'session`).
+    let mut session: String;
     'session: loop {
+        // Attempts still running from the last session: the server keeps those it still
+        // knows and the first poll answers the rest as `unknown` (they are stopped).
+        register.held = held.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect();
         let info = loop {
             tokio::select! {
                 () = stop.cancelled() => return Ok(()),
@@ -92,6 +123,7 @@ pub async fn run(
             }
         };
         tracing::info!("agent {} registered as {}", config.name, info.id);
+        session = info.id.clone();
         loop {
             let (ids, free) = {
                 let h = held.lock().unwrap_or_else(|p| p.into_inner());
@@ -139,7 +171,8 @@ pub async fn run(
             }
         }
     }
-    // Stopping: cancel what runs and give it a moment to report.
+    // Stopping: cancel what runs and give it a moment to report, then say goodbye so the
+    // node shows `down` rather than `lost`.
     for h in held.lock().unwrap_or_else(|p| p.into_inner()).values() {
         h.cancel.cancel();
     }
@@ -149,6 +182,7 @@ pub async fn run(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let _ = tokio::time::timeout(Duration::from_secs(2), client.leave_agent(&session)).await;
     Ok(())
 }
 

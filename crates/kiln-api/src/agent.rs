@@ -31,6 +31,27 @@ pub struct RegisterAgent {
     pub executor: String,
     /// How many jobs it runs at once.
     pub capacity: u32,
+    /// Host name.
+    #[serde(default)]
+    pub hostname: String,
+    /// The IP the node is reached at (its host ports are published there); empty: the
+    /// address the server sees the agent's requests come from.
+    #[serde(default)]
+    pub ip: String,
+    /// What the host has in all (none declared: the node takes any job that fits its slots).
+    #[serde(default)]
+    pub resources: Option<crate::pool::Resources>,
+    /// Host ports it hands out for `ports:` with host port 0 (default 31000-32000).
+    #[serde(default)]
+    pub ports: Option<crate::pool::PortRange>,
+    /// Its own attributes (operators can set more, or override these, on the server).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub attributes: BTreeMap<String, crate::pool::AttrValue>,
+    /// Leases it still runs from an earlier session (after a lost connection or a server
+    /// restart): the server answers which of them to keep and which to stop.
+    #[serde(default)]
+    pub held: Vec<String>,
 }
 
 /// A connected agent.

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 pub mod agent;
+pub mod pool;
 
 /// The body of every 4xx and 5xx answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -271,6 +272,10 @@ pub struct JobInfo {
     pub outputs: BTreeMap<String, String>,
     /// Why it failed, was skipped or canceled.
     pub reason: Option<String>,
+    /// While `queued`: why no node takes it yet ("2 nodes: disabled; 1 node: 8 CPUs asked,
+    /// 6 free").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
     /// First started.
     pub started_at: Option<DateTime<Utc>>,
     /// Ended.

@@ -8,6 +8,7 @@ use futures::{Stream, StreamExt};
 use kiln_api::agent::{
     AgentEvent, AgentInfo, EventsResponse, LeaseRequest, LeaseResponse, RegisterAgent,
 };
+use kiln_api::pool::{NodeInfo, NodeUpdate, Offer};
 use kiln_api::{
     ApiError, ApplyPipeline, ApplyResult, Artifact, CreateProject, CreateToken, CreatedToken,
     DecisionRequest, ErrorBody, LogLine, LogPage, Pipeline, Project, RunDetail, RunSummary, Secret,
@@ -364,6 +365,31 @@ impl Client {
     /// Registers an agent session.
     pub async fn register_agent(&self, req: &RegisterAgent) -> Result<AgentInfo> {
         self.json(self.request(Method::POST, self.url(&["agents"])).json(req)).await
+    }
+
+    /// Ends an agent session (the agent stops).
+    pub async fn leave_agent(&self, agent: &str) -> Result<()> {
+        self.send(self.request(Method::DELETE, self.url(&["agents", agent]))).await.map(|_| ())
+    }
+
+    /// The nodes of the pool.
+    pub async fn nodes(&self) -> Result<Vec<NodeInfo>> {
+        self.json(self.request(Method::GET, self.url(&["nodes"]))).await
+    }
+
+    /// Changes a node (by name or IP): attributes, disabled.
+    pub async fn update_node(&self, node: &str, update: &NodeUpdate) -> Result<NodeInfo> {
+        self.json(self.request(Method::PATCH, self.url(&["nodes", node])).json(update)).await
+    }
+
+    /// Forgets a node whose agent is not connected.
+    pub async fn forget_node(&self, node: &str) -> Result<()> {
+        self.send(self.request(Method::DELETE, self.url(&["nodes", node]))).await.map(|_| ())
+    }
+
+    /// The free capacity of each connected, enabled node.
+    pub async fn offers(&self) -> Result<Vec<Offer>> {
+        self.json(self.request(Method::GET, self.url(&["offers"]))).await
     }
 
     /// One lease long poll.

@@ -6,9 +6,16 @@
 //! job's retry policy decides). Everything here is in memory: after a restart every lease is
 //! gone, and the coordinator fails or re-queues the attempts it finds unfinished.
 //!
+//! A poll hands an agent the queued attempts, oldest first, that fit its node now (see
+//! [`crate::pool::Node::fits`]: connected, not disabled, a free slot, the CPUs and memory the
+//! job's `resources:` ask); an attempt that fits nowhere waits, and [`Dispatch::waiting`] says
+//! why. A node's reservations are taken when a lease is handed out and given back when it ends,
+//! under the same lock, so concurrent polls never overcommit a node.
+//!
 //! Invariants: an attempt is in the queue or in one lease, never both; a lease is known to
 //! exactly one agent session; every lost lease is reported exactly once (by [`Dispatch::reap`],
-//! [`Dispatch::register`] or [`Dispatch::finish`]).
+//! [`Dispatch::register`] or [`Dispatch::finish`]); a node's `used` is the sum of the asks of
+//! its live leases.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -16,12 +23,14 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use kiln_api::agent::{AgentInfo, LEASE_TTL_MS, Lease, LeaseRequest, LeaseResponse, RegisterAgent};
+use kiln_api::pool::{NodeInfo, Offer};
 use kiln_logs::Masker;
-use kiln_store::{ProjectId, RunId};
+use kiln_store::{NodeRecord, ProjectId, RunId};
 use kiln_workflow::plan::JobId;
 use tokio::sync::Notify;
 
 use crate::coord::RunTx;
+use crate::pool::{Ask, Node, NodeFacts, NodeState, why_waiting};
 
 /// Longest lease poll the server holds open.
 const MAX_WAIT: Duration = Duration::from_secs(30);
@@ -62,6 +71,8 @@ pub struct Queued {
 struct Leased {
     ctx: Arc<TaskCtx>,
     agent: String,
+    node: String,
+    ask: Ask,
     renewed: Instant,
     cancel: bool,
 }
@@ -78,12 +89,39 @@ struct State {
     queue: VecDeque<Queued>,
     leases: HashMap<String, Leased>,
     agents: HashMap<String, Session>,
+    /// Nodes by agent name.
+    nodes: std::collections::BTreeMap<String, Node>,
 }
 
-/// The queue of attempts and the leases of connected agents.
-#[derive(Debug, Default)]
+/// The queue of attempts, the nodes of the pool and the leases of connected agents.
+#[derive(Debug)]
 pub struct Dispatch {
     state: Mutex<State>,
+    /// An agent silent this long is lost (its leases too).
+    lost_after: Duration,
+}
+
+impl Default for Dispatch {
+    fn default() -> Self {
+        Dispatch::new(Duration::from_millis(LEASE_TTL_MS))
+    }
+}
+
+/// What a lookup of a node by name or IP found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NodeLookup {
+    /// The node's name.
+    Found(String),
+    /// No node has that name or IP.
+    Missing,
+    /// Several nodes have that IP: their names.
+    Ambiguous(Vec<String>),
+}
+
+/// What the ask of a job's `resources:` is.
+fn ask_of(lease: &Lease) -> Ask {
+    let r = &lease.start.job.resources;
+    Ask { cpu_millis: r.cpu_millis.unwrap_or(0), memory_bytes: r.memory_bytes.unwrap_or(0) }
 }
 
 /// What [`Dispatch::cancel`] found.
@@ -98,8 +136,97 @@ pub enum Canceled {
 }
 
 impl Dispatch {
+    /// An empty dispatcher whose agents are lost after `lost_after` without a poll.
+    pub fn new(lost_after: Duration) -> Dispatch {
+        Dispatch { state: Mutex::default(), lost_after }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Loads the stored nodes (all `down` until their agents register).
+    pub fn load_nodes(&self, records: &[NodeRecord]) {
+        let mut st = self.lock();
+        for r in records {
+            st.nodes.entry(r.name.clone()).or_insert_with(|| Node::from_record(r));
+        }
+    }
+
+    /// Takes an operator's change of a node (its stored record after the change) and wakes
+    /// its agent, which may now take work it could not.
+    pub fn node_changed(&self, record: &NodeRecord) {
+        let mut st = self.lock();
+        let fresh = Node::from_record(record);
+        let session = match st.nodes.get_mut(&record.name) {
+            Some(n) => {
+                n.operator = fresh.operator;
+                n.disabled = fresh.disabled;
+                n.session.clone()
+            }
+            None => {
+                st.nodes.insert(record.name.clone(), fresh);
+                None
+            }
+        };
+        if let Some(s) = session.and_then(|id| st.agents.get(&id)) {
+            s.notify.notify_one();
+        }
+    }
+
+    /// Forgets a node whose agent is not connected; `false` if it is connected (or unknown).
+    pub fn forget_node(&self, name: &str) -> bool {
+        let mut st = self.lock();
+        match st.nodes.get(name) {
+            Some(n) if n.state != NodeState::Ready => {
+                st.nodes.remove(name);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Finds a node by its name, else by its IP.
+    pub fn lookup(&self, name_or_ip: &str) -> NodeLookup {
+        let st = self.lock();
+        if st.nodes.contains_key(name_or_ip) {
+            return NodeLookup::Found(name_or_ip.to_string());
+        }
+        let by_ip: Vec<String> = st
+            .nodes
+            .values()
+            .filter(|n| n.facts.ip == name_or_ip)
+            .map(|n| n.name.clone())
+            .collect();
+        match by_ip.len() {
+            0 => NodeLookup::Missing,
+            1 => NodeLookup::Found(by_ip.into_iter().next().expect("one")),
+            _ => NodeLookup::Ambiguous(by_ip),
+        }
+    }
+
+    /// Every node, by name.
+    pub fn nodes(&self) -> Vec<NodeInfo> {
+        let st = self.lock();
+        st.nodes.values().enumerate().map(|(i, n)| n.info(i)).collect()
+    }
+
+    /// The free capacity of every connected, enabled node, by name.
+    pub fn offers(&self) -> Vec<Offer> {
+        let st = self.lock();
+        st.nodes
+            .values()
+            .filter(|n| n.state == NodeState::Ready && !n.disabled)
+            .enumerate()
+            .map(|(i, n)| n.offer(i))
+            .collect()
+    }
+
+    /// Why the queued attempt of `job` of `run` waits for a node; `None` if none is queued.
+    pub fn waiting(&self, run: &RunId, job: &JobId) -> Option<String> {
+        let st = self.lock();
+        let q = st.queue.iter().find(|q| &q.ctx.run == run && &q.ctx.job == job)?;
+        Some(why_waiting(st.nodes.values(), &ask_of(&q.lease)))
     }
 
     /// Queues an attempt and wakes every waiting agent.
@@ -137,8 +264,10 @@ impl Dispatch {
         }
     }
 
-    /// Registers an agent session. A session of the same name is replaced; its leases are
-    /// returned as lost.
+    /// Registers an agent session and makes its node `ready` with the facts it declared. A
+    /// session of the same name is replaced: the leases it held that the agent lists in
+    /// `held` (it still runs them) move to the new session; its other leases are returned as
+    /// lost.
     pub fn register(&self, req: &RegisterAgent) -> (AgentInfo, Vec<Arc<TaskCtx>>) {
         let mut st = self.lock();
         let old: Vec<String> = st
@@ -148,9 +277,19 @@ impl Dispatch {
             .map(|(k, _)| k.clone())
             .collect();
         let mut lost = Vec::new();
+        let mut kept = Vec::new();
         for id in old {
             st.agents.remove(&id);
-            lost.extend(take_leases_of(&mut st, &id));
+            let ids: Vec<String> =
+                st.leases.iter().filter(|(_, l)| l.agent == id).map(|(k, _)| k.clone()).collect();
+            for lease in ids {
+                if req.held.contains(&lease) {
+                    kept.push(lease);
+                } else if let Some(l) = st.leases.remove(&lease) {
+                    release(&mut st, &l);
+                    lost.push(l.ctx);
+                }
+            }
         }
         let info = AgentInfo {
             id: uuid::Uuid::now_v7().simple().to_string(),
@@ -164,6 +303,29 @@ impl Dispatch {
             info.id.clone(),
             Session { info: info.clone(), notify: Arc::new(Notify::new()), seen: Instant::now() },
         );
+        let now = Instant::now();
+        for lease in kept {
+            if let Some(l) = st.leases.get_mut(&lease) {
+                l.agent = info.id.clone();
+                l.renewed = now;
+            }
+        }
+        let node = st.nodes.entry(req.name.clone()).or_insert_with(|| Node {
+            name: req.name.clone(),
+            facts: NodeFacts::default(),
+            operator: Default::default(),
+            disabled: false,
+            state: NodeState::Down,
+            session: None,
+            last_seen: None,
+            used: Ask::default(),
+            running: 0,
+            ports_used: Default::default(),
+        });
+        node.facts = NodeFacts::of(req);
+        node.state = NodeState::Ready;
+        node.session = Some(info.id.clone());
+        node.last_seen = Some(Utc::now());
         (info, lost)
     }
 
@@ -196,7 +358,10 @@ impl Dispatch {
     /// leases and new work as soon as there is any, or empty after `wait_ms`.
     /// `None` when the agent session is unknown (re-register).
     pub async fn poll(&self, agent: &str, req: &LeaseRequest) -> Option<LeaseResponse> {
-        let deadline = Instant::now() + Duration::from_millis(req.wait_ms).min(MAX_WAIT);
+        // A poll is the agent's heartbeat: it answers within half of `lost_after`, so a live
+        // agent never looks silent while it waits.
+        let longest = MAX_WAIT.min(self.lost_after / 2);
+        let deadline = Instant::now() + Duration::from_millis(req.wait_ms).min(longest);
         let mut woken = false;
         loop {
             let notify = {
@@ -205,6 +370,10 @@ impl Dispatch {
                 let session = st.agents.get_mut(agent)?;
                 session.seen = now;
                 let notify = session.notify.clone();
+                let node_name = session.info.name.clone();
+                if let Some(n) = st.nodes.get_mut(&node_name) {
+                    n.last_seen = Some(Utc::now());
+                }
                 let mut resp = LeaseResponse::default();
                 for id in &req.held {
                     match st.leases.get_mut(id) {
@@ -217,15 +386,33 @@ impl Dispatch {
                         _ => resp.unknown.push(id.clone()),
                     }
                 }
+                // Oldest first, every queued attempt that fits this node now.
                 let mut free = req.free;
-                while free > 0 {
-                    let Some(mut q) = st.queue.pop_front() else { break };
+                let mut i = 0;
+                while free > 0 && i < st.queue.len() {
+                    let ask = ask_of(&st.queue[i].lease);
+                    let fits = st.nodes.get(&node_name).is_some_and(|n| n.fits(&ask).is_ok());
+                    if !fits {
+                        i += 1;
+                        continue;
+                    }
+                    let mut q = st.queue.remove(i).expect("index is in range");
+                    if let Some(n) = st.nodes.get_mut(&node_name) {
+                        n.reserve(&ask);
+                        // Where it runs, as Jenkins' NODE_NAME and BCS's host IP env.
+                        q.lease.env.insert("KILN_NODE".into(), node_name.clone());
+                        if !n.facts.ip.is_empty() {
+                            q.lease.env.insert("KILN_HOST_IP".into(), n.facts.ip.clone());
+                        }
+                    }
                     q.lease.id = uuid::Uuid::now_v7().simple().to_string();
                     st.leases.insert(
                         q.lease.id.clone(),
                         Leased {
                             ctx: q.ctx,
                             agent: agent.to_string(),
+                            node: node_name.clone(),
+                            ask,
                             renewed: now,
                             cancel: false,
                         },
@@ -259,16 +446,24 @@ impl Dispatch {
     pub fn finish(&self, id: &str) -> Option<Arc<TaskCtx>> {
         let mut st = self.lock();
         let l = st.leases.remove(id)?;
+        release(&mut st, &l);
         if let Some(s) = st.agents.get(&l.agent) {
             s.notify.notify_one();
+        }
+        // Its resources are free again: another queued attempt may fit there or elsewhere.
+        if !st.queue.is_empty() {
+            for s in st.agents.values() {
+                s.notify.notify_one();
+            }
         }
         Some(l.ctx)
     }
 
-    /// Drops leases not renewed for [`LEASE_TTL_MS`] and agents silent that long; returns the
-    /// lost attempts with the agent's name.
+    /// Drops agents silent for the `lost_after` of [`Dispatch::new`] (their nodes become
+    /// `lost`) and leases not renewed that long; returns the lost attempts with the agent's
+    /// name.
     pub fn reap(&self) -> Vec<(Arc<TaskCtx>, String)> {
-        let ttl = Duration::from_millis(LEASE_TTL_MS);
+        let ttl = self.lost_after;
         let mut st = self.lock();
         let now = Instant::now();
         let expired: Vec<String> = st
@@ -280,17 +475,47 @@ impl Dispatch {
         let mut lost = Vec::new();
         for id in expired {
             if let Some(l) = st.leases.remove(&id) {
-                let name = st.agents.get(&l.agent).map_or(l.agent.clone(), |s| s.info.name.clone());
-                lost.push((l.ctx, name));
+                release(&mut st, &l);
+                lost.push((l.ctx, l.node));
             }
         }
-        st.agents.retain(|_, s| now.duration_since(s.seen) <= ttl);
+        let silent: Vec<String> = st
+            .agents
+            .iter()
+            .filter(|(_, s)| now.duration_since(s.seen) > ttl)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in silent {
+            if let Some(s) = st.agents.remove(&id) {
+                if let Some(n) = st.nodes.get_mut(&s.info.name) {
+                    if n.session.as_deref() == Some(id.as_str()) {
+                        n.state = NodeState::Lost;
+                        n.session = None;
+                    }
+                }
+            }
+        }
         lost
+    }
+
+    /// Ends the session `agent` (its agent said it stops): its node goes `down`; its leases
+    /// stay until they end or expire.
+    pub fn leave(&self, agent: &str) {
+        let mut st = self.lock();
+        if let Some(s) = st.agents.remove(agent) {
+            if let Some(n) = st.nodes.get_mut(&s.info.name) {
+                if n.session.as_deref() == Some(agent) {
+                    n.state = NodeState::Down;
+                    n.session = None;
+                }
+            }
+        }
     }
 }
 
-fn take_leases_of(st: &mut State, agent: &str) -> Vec<Arc<TaskCtx>> {
-    let ids: Vec<String> =
-        st.leases.iter().filter(|(_, l)| l.agent == agent).map(|(k, _)| k.clone()).collect();
-    ids.into_iter().filter_map(|id| st.leases.remove(&id)).map(|l| l.ctx).collect()
+/// Gives a lease's reservation back to its node.
+fn release(st: &mut State, l: &Leased) {
+    if let Some(n) = st.nodes.get_mut(&l.node) {
+        n.release(&l.ask);
+    }
 }

@@ -23,6 +23,7 @@ pub mod dispatch;
 pub mod error;
 pub mod metrics;
 pub mod plans;
+pub mod pool;
 pub mod routes;
 pub mod secrets;
 
@@ -69,6 +70,22 @@ pub struct ServerConfig {
     /// in instead of SQLite at `<data>/kiln.db`; its schema is migrated on start. Logs, blobs
     /// and the secret key stay in the data directory either way.
     pub database: Option<String>,
+    /// An agent that has not polled for this long is lost: its node shows `lost` and its
+    /// attempts fail as "agent lost" (their jobs' retry policy decides what follows).
+    pub agent_lost_after: Duration,
+}
+
+impl ServerConfig {
+    /// The defaults for `data` and `listen`: SQLite in the data directory, agents lost after
+    /// 30 s.
+    pub fn new(data: PathBuf, listen: SocketAddr) -> ServerConfig {
+        ServerConfig {
+            data,
+            listen,
+            database: None,
+            agent_lost_after: Duration::from_millis(kiln_api::agent::LEASE_TTL_MS),
+        }
+    }
 }
 
 /// A running server.
@@ -122,7 +139,8 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
     let blobs = blobs::Blobs::open(data.join("blobs"))?;
     let secrets = Arc::new(SecretBox::load_or_create(data)?);
     let metrics = Arc::new(Metrics::new());
-    let dispatch = Arc::new(Dispatch::default());
+    let dispatch = Arc::new(Dispatch::new(config.agent_lost_after));
+    dispatch.load_nodes(&store.nodes().await?);
     let coord =
         Coord::new(store.clone(), logs.clone(), dispatch.clone(), metrics.clone(), secrets.clone());
     let first_admin_token = first_admin(&store, data).await?;

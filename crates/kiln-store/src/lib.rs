@@ -92,6 +92,7 @@ mod caches;
 mod error;
 mod ids;
 mod model;
+mod nodes;
 mod projects;
 mod runs;
 mod secrets;
@@ -104,6 +105,7 @@ pub use model::{
     NewArtifact, NewRun, NewToken, Pipeline, PipelineSource, Project, Role, Run, RunFilter,
     SealedSecret, SecretInfo, Step, StoredEvent, Token, TokenSecret,
 };
+pub use nodes::{NodeChange, NodeRecord};
 
 use error::Ctx;
 

@@ -61,6 +61,10 @@ enum Cmd {
     Token(remote::access::TokenCmd),
     /// Project secrets (set, list, rm).
     Secret(remote::access::SecretCmd),
+    /// The pool's nodes: list, set and unset attributes, disable, enable, forget.
+    Nodes(remote::pool::NodesCmd),
+    /// Free capacity per node: CPUs, memory, disk, slots, host ports, attributes.
+    Offers(remote::pool::OffersArgs),
 }
 
 /// `kiln run`: either the local runner (`kiln run FILE [flags]`) or a subcommand about a
@@ -138,6 +142,8 @@ fn main() -> ExitCode {
         Cmd::Artifacts(args) => block_on(remote::exit(remote::artifacts::artifacts(args))),
         Cmd::Token(cmd) => block_on(remote::exit(remote::access::token(cmd))),
         Cmd::Secret(cmd) => block_on(remote::exit(remote::access::secret(cmd))),
+        Cmd::Nodes(cmd) => block_on(remote::exit(remote::pool::nodes(cmd))),
+        Cmd::Offers(args) => block_on(remote::exit(remote::pool::offers(args))),
         Cmd::Server(args) => block_on(server_cmd::server(args)),
         Cmd::Agent(args) => block_on(server_cmd::agent(args)),
         Cmd::Validate { file, output } => load::validate(&file, output),

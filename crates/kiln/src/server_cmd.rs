@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Args;
+use kiln_api::pool::{AttrValue, PortRange, parse_attr};
 use kiln_client::Client;
 use kiln_exec::Executor;
 use kiln_exec_docker::DockerExecutor;
@@ -34,6 +35,13 @@ pub struct ServerArgs {
     /// instead of SQLite in the data directory; its schema is migrated on start.
     #[arg(long, value_name = "URL", env = "KILN_DATABASE_URL", hide_env_values = true)]
     database: Option<String>,
+    /// An agent that has not polled for this long is lost: its running jobs fail as "agent
+    /// lost" and are retried under their retry policy (`30s`, `2m`).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    agent_lost_after: std::time::Duration,
+    /// Attribute of the embedded agent's node, `key=value` (repeatable; see `kiln agent`).
+    #[arg(long = "agent-attribute", value_name = "KEY=VALUE", value_parser = parse_attribute)]
+    agent_attributes: Vec<(String, AttrValue)>,
 }
 
 /// `kiln agent`.
@@ -57,6 +65,56 @@ pub struct AgentArgs {
     /// Scratch directory.
     #[arg(long, default_value_os_t = std::env::temp_dir().join("kiln-agent"))]
     work_dir: PathBuf,
+    /// Attribute of this node, `key=value`, repeatable (like Mesos agents' `--attributes`):
+    /// a number if it parses as one (`cores=8`), a set written `{a,b}`, else text
+    /// (`city=shenzhen`). Operators can add or override attributes with `kiln nodes set`.
+    #[arg(long = "attribute", short = 'a', value_name = "KEY=VALUE", value_parser = parse_attribute)]
+    attributes: Vec<(String, AttrValue)>,
+    /// Host ports this node hands out to jobs asking for a dynamic port.
+    #[arg(long, value_name = "START-END", default_value = "31000-32000", value_parser = PortRange::parse)]
+    ports: PortRange,
+    /// IP at which jobs on this node are reached [default: the local address this host uses
+    /// to reach the server].
+    #[arg(long)]
+    ip: Option<std::net::IpAddr>,
+}
+
+/// The socket address of a server URL (`http://host[:port]/…`), resolved.
+fn server_addr(url: &str) -> Option<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split('/').next()?;
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let default_port = if scheme == "https" { 443 } else { 80 };
+    let with_port = if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+        authority.to_string()
+    } else {
+        format!("{authority}:{default_port}")
+    };
+    with_port.to_socket_addrs().ok()?.next()
+}
+
+fn parse_attribute(text: &str) -> Result<(String, AttrValue), String> {
+    parse_attr(text).map_err(|e| e.to_string())
+}
+
+/// What the agent declares of its host: detected resources, host name, IP towards `server`.
+fn host_facts(
+    server: &str,
+    work_dir: &std::path::Path,
+    ip: Option<std::net::IpAddr>,
+    ports: PortRange,
+    attributes: Vec<(String, AttrValue)>,
+) -> kiln_agent::HostFacts {
+    let ip = ip.or_else(|| kiln_agent::host::ip_towards(server_addr(server)?));
+    let _ = std::fs::create_dir_all(work_dir);
+    kiln_agent::HostFacts {
+        hostname: host_name(),
+        ip: ip.map(|i| i.to_string()).unwrap_or_default(),
+        resources: Some(kiln_agent::host::resources(work_dir)),
+        ports: Some(ports),
+        attributes: attributes.into_iter().collect(),
+    }
 }
 
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
@@ -131,9 +189,9 @@ fn shown_database(url: &str) -> String {
 pub async fn server(args: ServerArgs) -> ExitCode {
     let started = std::time::Instant::now();
     let server = match kiln_server::start(kiln_server::ServerConfig {
-        data: args.data.clone(),
-        listen: args.listen,
         database: args.database.clone(),
+        agent_lost_after: args.agent_lost_after,
+        ..kiln_server::ServerConfig::new(args.data.clone(), args.listen)
     })
     .await
     {
@@ -159,11 +217,15 @@ pub async fn server(args: ServerArgs) -> ExitCode {
             Ok(c) => c,
             Err(e) => return fail(e),
         };
-        let config = kiln_agent::AgentConfig {
-            name,
-            capacity: args.capacity,
-            work_dir: args.data.join("agent"),
-        };
+        let work_dir = args.data.join("agent");
+        let host = host_facts(
+            &server.url,
+            &work_dir,
+            None,
+            PortRange::DEFAULT,
+            args.agent_attributes.clone(),
+        );
+        let config = kiln_agent::AgentConfig { name, capacity: args.capacity, work_dir, host };
         let stop = stop.clone();
         agent_task = Some(tokio::spawn(kiln_agent::run(client, exec, config, stop)));
         println!(
@@ -217,14 +279,22 @@ pub async fn agent(args: AgentArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
+    let host = host_facts(&args.server, &args.work_dir, args.ip, args.ports, args.attributes);
+    let cpus = host.resources.map_or(0, |r| r.cpu_millis / 1000);
+    let attrs: Vec<String> = host.attributes.iter().map(|(k, v)| format!("{k}={v}")).collect();
     println!(
-        "agent `{name}` ({} executor, {} slots) serving {}",
+        "agent `{name}` ({} executor, {} slots; {} at {}, {cpus} CPUs, ports {}{}) serving {}",
         exec.name(),
         args.capacity,
+        host.hostname,
+        if host.ip.is_empty() { "?" } else { &host.ip },
+        args.ports,
+        if attrs.is_empty() { String::new() } else { format!(", {}", attrs.join(" ")) },
         args.server
     );
     let stop = CancellationToken::new();
-    let config = kiln_agent::AgentConfig { name, capacity: args.capacity, work_dir: args.work_dir };
+    let config =
+        kiln_agent::AgentConfig { name, capacity: args.capacity, work_dir: args.work_dir, host };
     let mut task = tokio::spawn(kiln_agent::run(client, exec, config, stop.clone()));
     let ended = tokio::select! {
         _ = tokio::signal::ctrl_c() => {
@@ -242,7 +312,15 @@ pub async fn agent(args: AgentArgs) -> ExitCode {
 
 #[cfg(test)]
 mod tests {
-    use super::shown_database;
+    use super::{server_addr, shown_database};
+
+    #[test]
+    fn a_server_url_resolves_with_its_default_port() {
+        assert_eq!(server_addr("http://127.0.0.1:7171"), Some("127.0.0.1:7171".parse().unwrap()));
+        assert_eq!(server_addr("http://127.0.0.1/x"), Some("127.0.0.1:80".parse().unwrap()));
+        assert_eq!(server_addr("https://127.0.0.1"), Some("127.0.0.1:443".parse().unwrap()));
+        assert_eq!(server_addr("127.0.0.1:7171"), None);
+    }
 
     #[test]
     fn a_shown_database_url_has_no_credentials_or_options() {

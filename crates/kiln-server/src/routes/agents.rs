@@ -44,6 +44,25 @@ pub async fn register(
     if req.name.trim().is_empty() {
         return Err(ApiErr::bad_request("an agent needs a name"));
     }
+    for key in req.attributes.keys() {
+        kiln_api::pool::check_attr_key(key).map_err(|e| {
+            tracing::warn!("agent `{}` refused: {e}", req.name);
+            ApiErr::bad_request(format!("agent `{}`: {e}", req.name))
+        })?;
+    }
+    if let Some(p) = req.ports
+        && (p.start == 0 || p.start > p.end)
+    {
+        return Err(ApiErr::bad_request(format!(
+            "agent `{}`: port range {p} is not valid (start-end, start >= 1)",
+            req.name
+        )));
+    }
+    // Stored first: a node is never half-registered (known in memory but not stored).
+    let facts = serde_json::to_value(crate::pool::NodeFacts::of(&req))
+        .map_err(|e| ApiErr::bad_request(format!("agent `{}`: {e}", req.name)))?;
+    let record = app.store.register_node(&req.name, &facts).await?;
+    app.dispatch.node_changed(&record);
     let (info, lost) = app.dispatch.register(&req);
     for ctx in lost {
         lose(
@@ -64,6 +83,22 @@ fn lose(ctx: &TaskCtx, why: &str) {
         },
         reply: None,
     });
+}
+
+/// Ends an agent session (the agent stops): its node shows `down` at once instead of `lost`
+/// later. Attempts it still reports on finish normally; those it drops are lost when their
+/// leases expire.
+#[utoipa::path(delete, path = "/api/v1/agents/{agent}", tag = "agents",
+    params(("agent" = String, Path)), responses((status = 204), (status = 403, body = ErrorBody)))]
+pub async fn leave(
+    State(app): State<App>,
+    caller: Caller,
+    Path(agent): Path<String>,
+) -> ApiResult<StatusCode> {
+    agent_caller(&caller)?;
+    app.dispatch.leave(&agent);
+    app.metrics.agents.set(app.dispatch.agents().len() as i64);
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Lists connected agents.

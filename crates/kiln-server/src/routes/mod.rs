@@ -18,6 +18,7 @@ use crate::error::ApiErr;
 
 pub mod agents;
 pub mod logs;
+pub mod nodes;
 pub mod projects;
 pub mod runs;
 pub mod tokens;
@@ -37,7 +38,7 @@ pub struct Body<T>(pub T);
     security(("bearer" = [])),
     tags(
         (name = "projects"), (name = "pipelines"), (name = "runs"), (name = "logs"),
-        (name = "artifacts"), (name = "secrets"), (name = "tokens"), (name = "agents"),
+        (name = "artifacts"), (name = "secrets"), (name = "tokens"), (name = "agents"), (name = "pool"),
         (name = "server")
     )
 )]
@@ -84,7 +85,11 @@ fn api_router() -> OpenApiRouter<App> {
         .routes(routes!(tokens::list, tokens::create))
         .routes(routes!(tokens::revoke))
         .routes(routes!(agents::register, agents::list))
+        .routes(routes!(agents::leave))
         .routes(routes!(agents::lease))
+        .routes(routes!(nodes::list))
+        .routes(routes!(nodes::show, nodes::update, nodes::forget))
+        .routes(routes!(nodes::offers))
         .routes(routes!(agents::events))
         .routes(routes!(agents::input))
         .routes(routes!(agents::get_cache, agents::put_cache))

@@ -202,6 +202,9 @@ pub async fn detail(app: &App, run: kiln_store::Run) -> ApiResult<RunDetail> {
                 exit_code: rec.and_then(|r| r.exit_code),
                 outputs: rec.map(|r| r.outputs.clone()).unwrap_or_default(),
                 reason: rec.and_then(|r| r.reason.clone()),
+                waiting: rec
+                    .filter(|r| r.state == JobState::Queued)
+                    .and_then(|_| app.dispatch.waiting(&run.id, &j.id)),
                 started_at: rec.and_then(|r| r.started_at),
                 finished_at: rec.and_then(|r| r.finished_at),
                 duration_ms: rec.and_then(|r| ms(r.started_at, r.finished_at)),

@@ -3,5 +3,6 @@
 
 mod api;
 mod files;
+mod pool;
 mod postgres;
 mod support;

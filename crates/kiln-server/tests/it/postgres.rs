@@ -51,9 +51,8 @@ async fn a_restarted_server_finds_its_state_in_postgres_not_in_the_data_director
     first.stop().await;
 
     let again = kiln_server::start(kiln_server::ServerConfig {
-        data,
-        listen: "127.0.0.1:0".parse().unwrap(),
         database: backend.database_url(),
+        ..kiln_server::ServerConfig::new(data, "127.0.0.1:0".parse().unwrap())
     })
     .await
     .unwrap();

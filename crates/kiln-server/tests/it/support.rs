@@ -84,6 +84,7 @@ pub struct TestServer {
     pub data: PathBuf,
     stop_agent: CancellationToken,
     agent: Option<tokio::task::JoinHandle<()>>,
+    lost_after: Duration,
     _dir: TempDir,
 }
 
@@ -101,12 +102,18 @@ impl TestServer {
     }
 
     pub async fn start_on_with(backend: Backend, capacity: u32) -> TestServer {
+        TestServer::start_full(backend, capacity, Duration::from_secs(30)).await
+    }
+
+    /// A server whose agents are lost after `lost_after`, with an embedded agent of
+    /// `capacity` slots (none for 0).
+    pub async fn start_full(backend: Backend, capacity: u32, lost_after: Duration) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let server = kiln_server::start(kiln_server::ServerConfig {
-            data: data.clone(),
-            listen: "127.0.0.1:0".parse().unwrap(),
             database: backend.database_url(),
+            agent_lost_after: lost_after,
+            ..kiln_server::ServerConfig::new(data.clone(), "127.0.0.1:0".parse().unwrap())
         })
         .await
         .unwrap();
@@ -124,12 +131,16 @@ impl TestServer {
         std::fs::create_dir_all(dir.path().join("ws")).unwrap();
         let config = kiln_agent::AgentConfig {
             name: "embedded".into(),
-            capacity,
+            capacity: capacity.max(1),
             work_dir: data.join("agent"),
+            host: kiln_agent::HostFacts::default(),
         };
         let stop = stop_agent.clone();
-        let agent = tokio::spawn(async move {
-            kiln_agent::run(agent_client, exec, config, stop).await.unwrap();
+        // Capacity 0: no agent (tests that bring their own).
+        let agent = (capacity > 0).then(|| {
+            tokio::spawn(async move {
+                kiln_agent::run(agent_client, exec, config, stop).await.unwrap();
+            })
         });
         let url = server.url.clone();
         TestServer {
@@ -140,13 +151,52 @@ impl TestServer {
             url,
             data,
             stop_agent,
-            agent: Some(agent),
+            agent,
+            lost_after,
             _dir: dir,
         }
     }
 
     pub fn dir(&self) -> &std::path::Path {
         self._dir.path()
+    }
+
+    /// Stops the server (not the agents of [`TestServer::agent`]) and starts it again on the
+    /// same data directory and database, on a new port.
+    pub async fn restart(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.stop().await;
+        }
+        let server = kiln_server::start(kiln_server::ServerConfig {
+            database: self.backend.database_url(),
+            agent_lost_after: self.lost_after,
+            ..kiln_server::ServerConfig::new(self.data.clone(), "127.0.0.1:0".parse().unwrap())
+        })
+        .await
+        .unwrap();
+        self.url = server.url.clone();
+        self.admin = Client::new(&server.url, &self.admin_token).unwrap();
+        self.server = Some(server);
+    }
+
+    /// Starts another agent on the process executor, named `name`, declaring `host`; it runs
+    /// until the handle is stopped or dropped.
+    pub fn agent(&self, name: &str, capacity: u32, host: kiln_agent::HostFacts) -> TestAgent {
+        let token = self.server.as_ref().expect("server runs").agent_token.clone();
+        let client = Client::new(&self.url, &token).unwrap();
+        let root = self.dir().join(format!("ws-{name}"));
+        std::fs::create_dir_all(&root).unwrap();
+        let exec =
+            Arc::new(ProcessExecutor::new(ProcessConfig { root, ..ProcessConfig::default() }));
+        let config = kiln_agent::AgentConfig {
+            name: name.into(),
+            capacity,
+            work_dir: self.dir().join(format!("agent-{name}")),
+            host,
+        };
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(kiln_agent::run(client, exec, config, stop.clone()));
+        TestAgent { stop, task: Some(task) }
     }
 
     pub async fn apply(&self, project: &str, name: &str, yaml: &str) -> kiln_api::ApplyResult {
@@ -265,6 +315,43 @@ impl TestServer {
                 .await
                 .expect("drop test database");
             admin.close().await;
+        }
+    }
+}
+
+/// Whether a run state is final.
+pub fn is_final(state: &str) -> bool {
+    matches!(state, "success" | "failure" | "canceled" | "timeout")
+}
+
+/// An agent started by [`TestServer::agent`].
+pub struct TestAgent {
+    stop: CancellationToken,
+    task: Option<tokio::task::JoinHandle<Result<(), kiln_agent::AgentError>>>,
+}
+
+impl TestAgent {
+    /// Stops it as Ctrl-C would: running attempts are canceled and it says goodbye.
+    pub async fn stop(mut self) {
+        self.stop.cancel();
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+
+    /// Kills it the hard way: it stops polling and reports nothing more, like a host that
+    /// lost power (its processes are left to the executor's clean-up).
+    pub fn kill(mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for TestAgent {
+    fn drop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
         }
     }
 }

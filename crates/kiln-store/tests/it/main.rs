@@ -16,6 +16,7 @@ use tempfile::TempDir;
 
 mod artifacts;
 mod caches;
+mod nodes;
 mod secrets;
 mod steps;
 

@@ -25,6 +25,7 @@ pub mod access;
 pub mod artifacts;
 pub mod logs;
 pub mod pipelines;
+pub mod pool;
 pub mod runs;
 
 /// `println!` for results: stops the process quietly when stdout is closed (`kiln logs RUN |

@@ -279,8 +279,14 @@ fn print_detail(run: &RunDetail) {
     print_failed_jobs(run);
 }
 
-/// One line per job that failed, timed out, was skipped or canceled with a reason.
+/// One line per job that waits for a node (and why), or that failed, timed out, was skipped
+/// or canceled with a reason.
 fn print_failed_jobs(run: &RunDetail) {
+    for j in &run.jobs {
+        if let Some(why) = &j.waiting {
+            outln!("job {} waits for a node: {why}", j.id);
+        }
+    }
     for j in &run.jobs {
         if let Some(reason) = &j.reason
             && j.state != "success"

@@ -1,0 +1,276 @@
+//! The pool through the real server: agents declaring hosts and attributes, operators setting
+//! attributes and disabling nodes (kept across restarts), jobs that wait for a node with the
+//! reason shown, resources never overcommitted, and failover when an agent is lost.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use kiln_agent::HostFacts;
+use kiln_api::pool::{AttrValue, NodeUpdate, PortRange, Resources};
+
+use crate::support::{Backend, TestServer, job, log_text};
+
+const GI: u64 = 1 << 30;
+
+fn host(ip: &str, cpus: u64, attrs: &[(&str, AttrValue)]) -> HostFacts {
+    HostFacts {
+        hostname: format!("host-{ip}"),
+        ip: ip.into(),
+        resources: Some(Resources {
+            cpu_millis: cpus * 1000,
+            memory_bytes: 16 * GI,
+            disk_bytes: 100 * GI,
+        }),
+        ports: Some(PortRange { start: 31000, end: 31099 }),
+        attributes: attrs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+    }
+}
+
+fn text(s: &str) -> AttrValue {
+    AttrValue::Text(s.into())
+}
+
+/// Polls `GET /nodes` until `done` holds (at most 20 s).
+async fn wait_nodes(
+    s: &TestServer,
+    what: &str,
+    done: impl Fn(&[kiln_api::pool::NodeInfo]) -> bool,
+) -> Vec<kiln_api::pool::NodeInfo> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let nodes = s.admin.nodes().await.unwrap();
+        if done(&nodes) {
+            return nodes;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}: nodes are {nodes:#?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+const BIG: &str = "\
+name: big
+stages:
+  - name: s
+    jobs:
+      crunch:
+        image: busybox
+        resources: { cpu: 6, memory: 1Gi }
+        script: echo \"on $KILN_NODE at $KILN_HOST_IP\"
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nodes_show_what_agents_declare_and_operators_set_survives_a_restart() {
+    let mut s = TestServer::start_on_with(Backend::Sqlite, 0).await;
+    let sz = s.agent("sz-1", 2, host("10.0.0.1", 8, &[("city", text("shenzhen"))]));
+    let sh = s.agent("sh-1", 2, host("10.0.0.2", 4, &[("city", text("shanghai"))]));
+    let nodes =
+        wait_nodes(&s, "two ready nodes", |n| n.len() == 2 && n.iter().all(|n| n.state == "ready"))
+            .await;
+    assert_eq!(nodes[0].name, "sh-1");
+    assert_eq!(nodes[0].ip, "10.0.0.2");
+    assert_eq!(nodes[0].resources.cpu_millis, 4000);
+    assert_eq!(nodes[1].attributes["city"], text("shenzhen"));
+
+    // Operators address a node by IP or name; values keep their type.
+    let update = NodeUpdate {
+        set: BTreeMap::from([
+            ("rack".to_string(), AttrValue::Number(3.0)),
+            ("city".to_string(), text("guangzhou")),
+        ]),
+        disabled: Some(true),
+        ..NodeUpdate::default()
+    };
+    let changed = s.admin.update_node("10.0.0.1", &update).await.unwrap();
+    assert_eq!(changed.name, "sz-1");
+    assert!(changed.disabled);
+    assert_eq!(changed.attributes["city"], text("guangzhou"), "the operator's value wins");
+    assert_eq!(changed.attributes["rack"], AttrValue::Number(3.0));
+
+    // Offers list only enabled, connected nodes, with their free capacity.
+    let offers = s.admin.offers().await.unwrap();
+    assert_eq!(offers.len(), 1, "{offers:#?}");
+    assert_eq!(offers[0].name, "sh-1");
+    assert_eq!(offers[0].free.cpu_millis, 4000);
+    assert_eq!(offers[0].free_ports, vec![PortRange { start: 31000, end: 31099 }]);
+
+    // A bad attribute name is refused and nothing changes.
+    let bad = NodeUpdate {
+        set: BTreeMap::from([("9city".to_string(), text("x"))]),
+        ..NodeUpdate::default()
+    };
+    let err = s.admin.update_node("sz-1", &bad).await.unwrap_err().to_string();
+    assert!(err.contains("attribute name `9city` is not valid"), "{err}");
+    let err = s.admin.update_node("10.9.9.9", &update).await.unwrap_err().to_string();
+    assert!(err.contains("no node is named `10.9.9.9` or has that IP"), "{err}");
+
+    // A gentle stop marks the node down; after a server restart operators' settings remain.
+    sz.stop().await;
+    sh.stop().await;
+    wait_nodes(&s, "both down", |n| n.iter().all(|n| n.state == "down")).await;
+    s.restart().await;
+    let nodes = s.admin.nodes().await.unwrap();
+    let sz = nodes.iter().find(|n| n.name == "sz-1").unwrap();
+    assert_eq!(sz.state, "down");
+    assert!(sz.disabled);
+    assert_eq!(sz.attributes["rack"], AttrValue::Number(3.0));
+    let _again = s.agent("sz-1", 2, host("10.0.0.1", 8, &[("city", text("shenzhen"))]));
+    let nodes =
+        wait_nodes(&s, "sz-1 back", |n| n.iter().any(|n| n.name == "sz-1" && n.state == "ready"))
+            .await;
+    let sz = nodes.iter().find(|n| n.name == "sz-1").unwrap();
+    assert!(sz.disabled, "still disabled after it re-registered");
+    assert_eq!(sz.attributes["city"], text("guangzhou"));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_waits_with_the_reason_until_a_node_fits_it() {
+    let s = TestServer::start_on_with(Backend::Sqlite, 0).await;
+    let small = s.agent("small", 2, host("10.0.0.1", 4, &[]));
+    let big = s.agent("big", 2, host("10.0.0.2", 8, &[]));
+    wait_nodes(&s, "both ready", |n| n.len() == 2 && n.iter().all(|n| n.state == "ready")).await;
+    s.admin
+        .update_node("big", &NodeUpdate { disabled: Some(true), ..NodeUpdate::default() })
+        .await
+        .unwrap();
+    s.apply("pool", "big", BIG).await;
+    let run = s.trigger("pool", "big", &[]).await;
+    let id = run.id.clone();
+    let detail = s
+        .wait_for(&id, "the job waits with a reason", |d| job(d, "crunch").waiting.is_some())
+        .await;
+    let crunch = job(&detail, "crunch");
+    assert_eq!(crunch.state, "queued");
+    assert_eq!(
+        crunch.waiting.as_deref(),
+        Some("1 node: 6 CPUs asked, the node has 4; 1 node: disabled")
+    );
+
+    // Enabled, the big node takes it.
+    s.admin
+        .update_node("big", &NodeUpdate { disabled: Some(false), ..NodeUpdate::default() })
+        .await
+        .unwrap();
+    let done = s.wait_final(&id).await;
+    assert_eq!(done.run.state, "success", "{done:#?}");
+    assert!(job(&done, "crunch").waiting.is_none());
+    let log = log_text(&s, &id, Some("crunch")).await;
+    assert!(log.iter().any(|l| l == "on big at 10.0.0.2"), "{log:#?}");
+    small.stop().await;
+    big.stop().await;
+    s.stop().await;
+}
+
+const HALF: &str = "\
+name: half
+stages:
+  - name: s
+    jobs:
+      a: { image: busybox, resources: { cpu: 3 }, script: \"sleep 1; echo a on $KILN_NODE\" }
+      b: { image: busybox, resources: { cpu: 3 }, script: \"sleep 1; echo b on $KILN_NODE\" }
+      c: { image: busybox, resources: { cpu: 3 }, script: \"sleep 1; echo c on $KILN_NODE\" }
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_is_never_given_more_than_it_has() {
+    let s = TestServer::start_on_with(Backend::Sqlite, 0).await;
+    // 8 slots but 4 CPUs: only one 3-CPU job at a time.
+    let a = s.agent("only", 8, host("10.0.0.1", 4, &[]));
+    wait_nodes(&s, "ready", |n| n.len() == 1 && n[0].state == "ready").await;
+    s.apply("pool", "half", HALF).await;
+    let run = s.trigger("pool", "half", &[]).await;
+    // While the jobs run, the offer never shows more than one at a time.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut saw_busy = false;
+    loop {
+        let offers = s.admin.offers().await.unwrap();
+        if let Some(o) = offers.first() {
+            assert!(o.free.cpu_millis == 4000 || o.free.cpu_millis == 1000, "{o:#?}");
+            saw_busy |= o.free.cpu_millis == 1000;
+        }
+        let d = s.admin.run(&run.id).await.unwrap();
+        let running = d.jobs.iter().filter(|j| j.state == "running").count();
+        assert!(running <= 1, "{d:#?}");
+        if crate::support::is_final(&d.run.state) {
+            assert_eq!(d.run.state, "success", "{d:#?}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{d:#?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(saw_busy, "an offer showed the reservation");
+    assert_eq!(s.admin.offers().await.unwrap()[0].free.cpu_millis, 4000, "all released");
+    a.stop().await;
+    s.stop().await;
+}
+
+const RETRIED: &str = "\
+name: retried
+stages:
+  - name: s
+    jobs:
+      long:
+        image: busybox
+        retry: 1
+        script:
+          - echo \"attempt $KILN_ATTEMPT on $KILN_NODE\"
+          - sleep 3
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lost_agent_s_job_is_retried_on_another_node_and_the_node_shows_lost() {
+    let s = TestServer::start_full(Backend::Sqlite, 0, Duration::from_millis(1500)).await;
+    let first = s.agent("first", 1, host("10.0.0.1", 4, &[]));
+    wait_nodes(&s, "first ready", |n| n.len() == 1 && n[0].state == "ready").await;
+    s.apply("pool", "retried", RETRIED).await;
+    let run = s.trigger("pool", "retried", &[]).await;
+    s.wait_for(&run.id, "the first attempt runs", |d| job(d, "long").state == "running").await;
+    // The host dies: no more polls, no more reports.
+    first.kill();
+    let second = s.agent("second", 1, host("10.0.0.2", 4, &[]));
+    wait_nodes(&s, "first lost", |n| n.iter().any(|n| n.name == "first" && n.state == "lost"))
+        .await;
+    let done = s.wait_final(&run.id).await;
+    assert_eq!(done.run.state, "success", "{done:#?}");
+    assert_eq!(job(&done, "long").attempts, 2);
+    let log = log_text(&s, &run.id, Some("long")).await;
+    assert!(log.iter().any(|l| l == "attempt 2 on second"), "{log:#?}");
+    // A node that comes back is ready again.
+    let _back = s.agent("first", 1, host("10.0.0.1", 4, &[]));
+    wait_nodes(&s, "first back", |n| n.iter().all(|n| n.state == "ready")).await;
+    second.stop().await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn an_agent_with_a_bad_attribute_is_refused_and_not_stored() {
+    let s = TestServer::start_on_with(Backend::Sqlite, 0).await;
+    let token = s.server.as_ref().unwrap().agent_token.clone();
+    let client = kiln_client::Client::new(&s.url, &token).unwrap();
+    let mut req = registration("odd");
+    req.attributes.insert("bad key".into(), text("x"));
+    let err = client.register_agent(&req).await.unwrap_err().to_string();
+    assert!(err.contains("attribute name `bad key` is not valid"), "{err}");
+    assert!(s.admin.nodes().await.unwrap().is_empty());
+    // A wrong token is refused too.
+    let wrong = kiln_client::Client::new(&s.url, "kiln_not_a_token").unwrap();
+    let err = wrong.register_agent(&registration("fine")).await.unwrap_err().to_string();
+    assert!(err.contains("401") || err.contains("unknown"), "{err}");
+    assert!(s.admin.nodes().await.unwrap().is_empty());
+    s.stop().await;
+}
+
+/// A well-formed registration.
+fn registration(name: &str) -> kiln_api::agent::RegisterAgent {
+    kiln_api::agent::RegisterAgent {
+        name: name.into(),
+        executor: "process".into(),
+        capacity: 1,
+        hostname: name.into(),
+        ip: "10.0.0.8".into(),
+        resources: None,
+        ports: None,
+        attributes: BTreeMap::new(),
+        held: vec![],
+    }
+}

@@ -1,0 +1,210 @@
+//! The pool, for operators: `kiln nodes` (list, set, unset, disable, enable, forget) and
+//! `kiln offers`, shaped like `bcs-client as -l` and `bcs-client offer`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use comfy_table::Cell;
+use kiln_api::pool::{AttrValue, NodeInfo, NodeUpdate, Offer, PortRange, parse_attr};
+
+use super::{CmdResult, Conn, Fail, human_size, outln, print_json, state_cell, table};
+use crate::Format;
+
+/// `kiln nodes`.
+#[derive(Debug, Args)]
+pub struct NodesCmd {
+    #[command(subcommand)]
+    cmd: Option<NodesSub>,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+#[derive(Debug, Subcommand)]
+enum NodesSub {
+    /// List the nodes (the default): index, IP, host name, state, disabled, one column per
+    /// attribute.
+    #[command(alias = "ls")]
+    List,
+    /// Set attributes of a node (admin): `key=value`, a number if it parses as one, a set
+    /// written `{a,b}`, else text. They override the agent's own and outlive restarts.
+    Set {
+        /// The node's name or IP.
+        node: String,
+        /// `key=value` pairs.
+        #[arg(required = true, value_name = "KEY=VALUE")]
+        attributes: Vec<String>,
+    },
+    /// Remove attributes operators set on a node (admin).
+    Unset {
+        /// The node's name or IP.
+        node: String,
+        /// Attribute names.
+        #[arg(required = true, value_name = "KEY")]
+        keys: Vec<String>,
+    },
+    /// Place no new work on a node (admin); what runs there finishes.
+    Disable {
+        /// The node's name or IP.
+        node: String,
+    },
+    /// Place work on a node again (admin).
+    Enable {
+        /// The node's name or IP.
+        node: String,
+    },
+    /// Forget a node whose agent is gone, with its attributes (admin).
+    #[command(alias = "rm")]
+    Forget {
+        /// The node's name or IP.
+        node: String,
+    },
+}
+
+/// `kiln offers`.
+#[derive(Debug, Args)]
+pub struct OffersArgs {
+    #[command(flatten)]
+    conn: Conn,
+}
+
+/// Runs `kiln nodes …`.
+pub async fn nodes(cmd: NodesCmd) -> CmdResult {
+    let client = cmd.conn.client()?;
+    let json = cmd.conn.output == Format::Json;
+    let update = |node: String, update: NodeUpdate| {
+        let client = client.clone();
+        async move {
+            let n = client.update_node(&node, &update).await?;
+            if json {
+                print_json(&n)?;
+            } else {
+                print_nodes(std::slice::from_ref(&n));
+            }
+            Ok::<_, Fail>(ExitCode::SUCCESS)
+        }
+    };
+    match cmd.cmd.unwrap_or(NodesSub::List) {
+        NodesSub::List => {
+            let nodes = client.nodes().await?;
+            if json {
+                print_json(&nodes)?;
+            } else if nodes.is_empty() {
+                outln!("no nodes: start an agent with `kiln agent --server URL --token T`");
+            } else {
+                print_nodes(&nodes);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        NodesSub::Set { node, attributes } => {
+            let mut set = BTreeMap::new();
+            for a in &attributes {
+                let (k, v) = parse_attr(a).map_err(|e| Fail::invalid(e.to_string()))?;
+                set.insert(k, v);
+            }
+            update(node, NodeUpdate { set, ..NodeUpdate::default() }).await
+        }
+        NodesSub::Unset { node, keys } => {
+            update(node, NodeUpdate { unset: keys, ..NodeUpdate::default() }).await
+        }
+        NodesSub::Disable { node } => {
+            update(node, NodeUpdate { disabled: Some(true), ..NodeUpdate::default() }).await
+        }
+        NodesSub::Enable { node } => {
+            update(node, NodeUpdate { disabled: Some(false), ..NodeUpdate::default() }).await
+        }
+        NodesSub::Forget { node } => {
+            client.forget_node(&node).await?;
+            if json {
+                print_json(&serde_json::json!({ "forgotten": node }))?;
+            } else {
+                outln!("node {node} forgotten");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Runs `kiln offers`.
+pub async fn offers(args: OffersArgs) -> CmdResult {
+    let client = args.conn.client()?;
+    let offers = client.offers().await?;
+    if args.conn.output == Format::Json {
+        print_json(&offers)?;
+    } else if offers.is_empty() {
+        outln!("no offers: no connected, enabled node (see `kiln nodes`)");
+    } else {
+        print_offers(&offers);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Every attribute name of `attrs`, sorted: one column each.
+fn attribute_keys<'a>(attrs: impl Iterator<Item = &'a BTreeMap<String, AttrValue>>) -> Vec<String> {
+    let keys: BTreeSet<String> = attrs.flat_map(|a| a.keys().cloned()).collect();
+    keys.into_iter().collect()
+}
+
+fn attr_cell(attrs: &BTreeMap<String, AttrValue>, key: &str) -> String {
+    attrs.get(key).map_or_else(|| "-".to_string(), ToString::to_string)
+}
+
+fn print_nodes(nodes: &[NodeInfo]) {
+    let keys = attribute_keys(nodes.iter().map(|n| &n.attributes));
+    let mut headers = vec!["INDEX", "IP", "HOSTNAME", "NAME", "STATE", "DISABLED", "RUNNING"];
+    let upper: Vec<String> = keys.iter().map(|k| k.to_uppercase()).collect();
+    headers.extend(upper.iter().map(String::as_str));
+    let mut t = table(&headers);
+    for n in nodes {
+        let mut row = vec![
+            Cell::new(n.index),
+            Cell::new(if n.ip.is_empty() { "-" } else { &n.ip }),
+            Cell::new(&n.hostname),
+            Cell::new(&n.name),
+            state_cell(&n.state),
+            Cell::new(n.disabled),
+            Cell::new(format!("{}/{}", n.running, n.capacity)),
+        ];
+        row.extend(keys.iter().map(|k| Cell::new(attr_cell(&n.attributes, k))));
+        t.add_row(row);
+    }
+    outln!("{t}");
+}
+
+fn ports_text(ranges: &[PortRange]) -> String {
+    if ranges.is_empty() {
+        return "-".into();
+    }
+    ranges.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+}
+
+fn cpus_text(millis: u64) -> String {
+    if millis % 1000 == 0 {
+        format!("{}", millis / 1000)
+    } else {
+        format!("{:.2}", millis as f64 / 1000.0)
+    }
+}
+
+fn print_offers(offers: &[Offer]) {
+    let keys = attribute_keys(offers.iter().map(|o| &o.attributes));
+    let mut headers = vec!["INDEX", "IP", "HOSTNAME", "CPUS", "MEMORY", "DISK", "SLOTS", "PORTS"];
+    let upper: Vec<String> = keys.iter().map(|k| k.to_uppercase()).collect();
+    headers.extend(upper.iter().map(String::as_str));
+    let mut t = table(&headers);
+    for o in offers {
+        let mut row = vec![
+            Cell::new(o.index),
+            Cell::new(if o.ip.is_empty() { "-" } else { &o.ip }),
+            Cell::new(&o.hostname),
+            Cell::new(cpus_text(o.free.cpu_millis)),
+            Cell::new(human_size(o.free.memory_bytes)),
+            Cell::new(human_size(o.free.disk_bytes)),
+            Cell::new(o.free_slots),
+            Cell::new(ports_text(&o.free_ports)),
+        ];
+        row.extend(keys.iter().map(|k| Cell::new(attr_cell(&o.attributes, k))));
+        t.add_row(row);
+    }
+    outln!("{t}");
+}
