@@ -39,6 +39,8 @@
     }
   }
   function clear(el) { while (el.firstChild) el.removeChild(el.firstChild); return el; }
+  /** Replaces el's children (null and false children are left out, unlike Element.append). */
+  function put(el, ...children) { append(clear(el), children); return el; }
   const enc = encodeURIComponent;
 
   function fmtDuration(ms) {
@@ -188,6 +190,9 @@
       }
       document.getElementById('nav').hidden = !token();
       renderWho();
+      if (token() && !whoami && nav) {
+        api('GET', '/info', undefined, { signal: p.ctl.signal }).then((w) => { whoami = w; renderWho(); }).catch(() => {});
+      }
       const el = clear(main());
       try {
         await view(p, el, ...m.slice(1).map(decodeURIComponent));
@@ -273,13 +278,6 @@
     input.focus();
   }
 
-  async function ensureWho(p) {
-    if (!whoami) {
-      whoami = await api('GET', '/info', undefined, { signal: p.ctl.signal });
-      renderWho();
-    }
-  }
-
   // ---------------------------------------------------------------- pipelines
 
   async function loadPipelines(p) {
@@ -290,7 +288,6 @@
 
   async function viewPipelines(p, el) {
     setTitle('Pipelines');
-    ensureWho(p).catch(() => {});
     el.append(h('div', { class: 'head' }, h('h1', {}, 'Pipelines')));
     const body = h('div');
     el.append(body);
@@ -367,21 +364,23 @@
     if (!pts.length) return h('div', { class: 'empty' }, 'No data yet.');
     let x0 = Math.min(...pts.map((q) => q[0])), x1 = Math.max(...pts.map((q) => q[0]));
     if (x1 === x0) { x0 -= 60000; x1 += 60000; }
-    const y1 = niceMax(Math.max(...pts.map((q) => q[1])));
+    const [y1, ticks] = niceMax(Math.max(...pts.map((q) => q[1])));
     const X = (x) => L + ((x - x0) / (x1 - x0)) * (W - L - R);
     const Y = (y) => T + (1 - y / y1) * (H - T - B);
     const svg = s('svg', { class: 'plot', viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': label });
-    for (let i = 0; i <= 4; i++) {
-      const y = (y1 * i) / 4;
+    for (let i = 0; i <= ticks; i++) {
+      const y = (y1 * i) / ticks;
       svg.append(s('line', { class: 'grid', x1: L, x2: W - R, y1: Y(y), y2: Y(y) }),
         s('text', { x: L - 6, y: Y(y) + 4, 'text-anchor': 'end' }, fmtY(y)));
     }
     for (let i = 0; i <= 3; i++) {
       const x = x0 + ((x1 - x0) * i) / 3;
       const d = new Date(x);
-      const same = x1 - x0 < 86400000;
-      svg.append(s('text', { x: X(x), y: H - 8, 'text-anchor': i === 0 ? 'start' : i === 3 ? 'end' : 'middle' },
-        same ? d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }) : d.toLocaleDateString([], { month: 'short', day: 'numeric' })));
+      const span = x1 - x0;
+      const label = span < 600000 ? d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' })
+        : span < 86400000 ? d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })
+          : d.toLocaleDateString([], { month: 'short', day: 'numeric' });
+      svg.append(s('text', { x: X(x), y: H - 8, 'text-anchor': i === 0 ? 'start' : i === 3 ? 'end' : 'middle' }, label));
     }
     svg.append(s('line', { class: 'axis', x1: L, x2: W - R, y1: Y(0), y2: Y(0) }));
     series.forEach((se, i) => {
@@ -399,11 +398,12 @@
       svg,
       h('figcaption', { class: 'plot-legend' }, series.map((se, i) => h('span', {}, h('i', { 'data-c': i }), se.name))));
   }
+  /** A round top for an axis and how many steps to cut it into (round steps too). */
   function niceMax(v) {
-    if (v <= 0) return 1;
+    if (v <= 0) return [1, 1];
     const p = Math.pow(10, Math.floor(Math.log10(v)));
-    for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= v) return m * p;
-    return 10 * p;
+    for (const [m, t] of [[1, 5], [2, 4], [2.5, 5], [5, 5], [10, 5]]) if (m * p >= v) return [m * p, t];
+    return [10 * p, 5];
   }
   // Legend swatches get their colour through the CSSOM (the page's CSP allows no inline styles).
   new MutationObserver(() => {
@@ -445,7 +445,7 @@
       h('p', { class: 'muted' }, 'One sample every ' + (st.interval_ms / 1000) + ' s, kept for the last hour.'));
     }).catch((e) => {
       if (e.name === 'AbortError') return;
-      clear(body).append(e.status === 404
+      put(body, e.status === 404
         ? h('div', { class: 'notice' }, 'Not available on this server yet.')
         : errorBox('Could not load the queue history', e));
     });
@@ -552,10 +552,10 @@
         runs = await api('GET', '/runs?limit=200' + (state ? '&state=' + enc(state) : ''), undefined, { signal: p.ctl.signal });
       } catch (e) {
         if (e.name === 'AbortError') return;
-        clear(panel).append(errorBox('Could not load the runs', e));
+        put(panel, errorBox('Could not load the runs', e));
         return;
       }
-      clear(panel).append(runTable(runs, true));
+      put(panel, runTable(runs, true));
       later(p, 3000, load);
     };
     await load();
@@ -591,25 +591,26 @@
       } finally {
         busy = false;
         lastKey = null;
-        refresh();
+        refresh(false);
       }
     };
 
-    const refresh = async () => {
+    // `loop`: schedule the next refresh (only the polling loop does; an action's refresh not).
+    const refresh = async (loop = true) => {
       let d;
       try {
         d = await api('GET', '/runs/' + enc(id), undefined, { signal: p.ctl.signal });
       } catch (e) {
         if (e.name === 'AbortError') return;
         if (!head.firstChild) { el.prepend(errorBox('Could not load run ' + id, e)); return; }
-        clear(problem).append(errorBox('Live updates stopped: could not reload the run', e));
-        later(p, 5000, refresh);
+        put(problem, errorBox('Live updates stopped: could not reload the run', e));
+        if (loop) later(p, 5000, refresh);
         return;
       }
       const r = d;
       const key = JSON.stringify([r.state, r.paused_at, r.jobs.map((j) => [j.state, j.attempts, j.duration_ms === null]), r.stages.map((x) => x.gate)]);
       setTitle(r.pipeline + ' #' + r.number + ' ' + r.state);
-      clear(crumbs).append(h('a', { href: '/' }, 'Pipelines'), ' / ', r.project, ' / ', h('a', { href: '/p/' + enc(r.project) + '/' + enc(r.pipeline) }, r.pipeline));
+      put(crumbs, h('a', { href: '/' }, 'Pipelines'), ' / ', r.project, ' / ', h('a', { href: '/p/' + enc(r.project) + '/' + enc(r.pipeline) }, r.pipeline));
       const actions = h('div', { class: 'actions' });
       if (!FINAL.includes(r.state)) {
         actions.append(h('button', { class: 'danger', type: 'button', id: 'cancel-run', onclick: () => {
@@ -618,8 +619,8 @@
       } else if (r.state !== 'success') {
         actions.append(h('button', { type: 'button', id: 'retry-run', onclick: () => act('Retry', 'POST', '/runs/' + enc(id) + '/retry', undefined, (n) => go('/runs/' + n.id)) }, 'Retry'));
       }
-      clear(head).append(h('h1', {}, r.pipeline + ' #' + r.number), badge(r.state, r.state === 'paused' ? 'waiting for approval' : r.state), actions);
-      clear(meta).append(
+      put(head, h('h1', {}, r.pipeline + ' #' + r.number), badge(r.state, r.state === 'paused' ? 'waiting for approval' : r.state), actions);
+      put(meta, 
         h('span', {}, 'triggered by ', h('b', {}, r.triggered_by), ' ', h('span', { title: fmtTime(r.created_at) }, fmtAgo(r.created_at))),
         h('span', {}, 'duration ', h('b', { id: 'run-duration' }, fmtDuration(r.duration_ms))),
         Object.keys(r.params || {}).length ? h('span', {}, 'params ', h('b', { class: 'mono' }, Object.entries(r.params).map(([k, v]) => k + '=' + (typeof v === 'string' ? v : JSON.stringify(v))).join(' '))) : null,
@@ -637,11 +638,11 @@
               if (confirm('Reject stage ' + r.paused_at + '? The run stops.')) act('Rejected', 'POST', '/runs/' + enc(id) + '/stages/' + enc(r.paused_at) + '/decision', { decision: 'reject' });
             } }, 'Reject')));
         }
-        clear(graph).append(runGraph(r));
-        clear(jobs).append(jobTable(r));
+        put(graph, runGraph(r));
+        put(jobs, jobTable(r));
       }
       if (!artsLoaded || !FINAL.includes(r.state)) loadArtifacts(p, id, r, arts).then((ok) => { artsLoaded = ok && FINAL.includes(r.state); });
-      if (!FINAL.includes(r.state)) later(p, 1000, refresh);
+      if (loop && !FINAL.includes(r.state)) later(p, 1000, refresh);
     };
     await refresh();
   }
@@ -684,7 +685,7 @@
         const gate = c.st.gate || 'pending';
         const state = { waiting: 'waiting', approved: 'approved', rejected: 'rejected', skipped: 'skipped', canceled: 'canceled' }[gate] || 'pending';
         const sub = c.st.decision ? c.st.decision.decision + ' by ' + c.st.decision.by : gate === 'waiting' ? 'waiting for approval' : 'approval gate';
-        svg.append(node(pos.get('stage:' + c.st.name), state, '⏸ ' + c.st.name, sub, null, 'approval ' + c.st.name + ': ' + gate));
+        svg.append(node(pos.get('stage:' + c.st.name), state, c.st.name, sub, null, 'approval ' + c.st.name + ': ' + gate, true));
         // Every job of the stage before feeds the gate; the gate feeds every job of the stage after.
         const prev = cols[ci - 1], next = cols[ci + 1];
         if (prev) for (const j of prev.jobs) if (pos.has(j.id)) edge(pos.get(j.id), pos.get('stage:' + c.st.name), true);
@@ -706,14 +707,18 @@
     });
     return svg;
 
-    function node(at, state, title, sub, href, label) {
+    function node(at, state, title, sub, href, label, gate) {
       const g = href
         ? s('a', { class: 'node n-' + state, href, 'data-job': title, 'data-state': state, 'aria-label': label })
-        : s('g', { class: 'node n-' + state, 'data-state': state, role: 'img', 'aria-label': label, 'data-gate': title.replace(/^⏸ /, '') });
+        : s('g', { class: 'node n-' + state, 'data-state': state, role: 'img', 'aria-label': label, 'data-gate': title });
       g.append(s('title', {}, label),
         s('rect', { class: 'box', x: at.x, y: at.y, width: NW, height: NH, rx: 8 }),
         s('rect', { class: 'stripe', x: at.x, y: at.y + 1, width: 5, height: NH - 2, rx: 2 }),
-        s('circle', { class: 'dot', cx: at.x + 18, cy: at.y + 18, r: 5 }),
+        // A job is a dot; an approval gate is a pause sign.
+        gate
+          ? s('g', {}, s('rect', { class: 'dot', x: at.x + 13, y: at.y + 12, width: 3.5, height: 12, rx: 1 }),
+            s('rect', { class: 'dot', x: at.x + 19.5, y: at.y + 12, width: 3.5, height: 12, rx: 1 }))
+          : s('circle', { class: 'dot', cx: at.x + 18, cy: at.y + 18, r: 5 }),
         s('text', { class: 'name', x: at.x + 30, y: at.y + 22 }, truncate(title, 22)),
         s('text', { class: 'sub', x: at.x + 30, y: at.y + 39 }, truncate(sub, 28)));
       return g;
@@ -741,7 +746,7 @@
       list = await api('GET', '/runs/' + enc(id) + '/artifacts', undefined, { signal: p.ctl.signal });
     } catch (e) {
       if (e.name === 'AbortError') return false;
-      clear(box).append(errorBox('Could not load the artifacts', e));
+      put(box, errorBox('Could not load the artifacts', e));
       return false;
     }
     clear(box);
@@ -932,7 +937,7 @@
       el.append(h('div', { class: 'error', role: 'alert' }, h('b', {}, 'No such job'), 'Run ' + d.pipeline + ' #' + d.number + ' has no job “' + job + '”.'));
       return;
     }
-    clear(crumbs).append(h('a', { href: '/' }, 'Pipelines'), ' / ', d.project, ' / ',
+    put(crumbs, h('a', { href: '/' }, 'Pipelines'), ' / ', d.project, ' / ',
       h('a', { href: '/p/' + enc(d.project) + '/' + enc(d.pipeline) }, d.pipeline), ' / ',
       h('a', { href: '/runs/' + d.id }, '#' + d.number));
     const q = new URLSearchParams(location.search);
@@ -1021,18 +1026,23 @@
         return;
       }
       const j = d.jobs.find((x) => x.id === job);
-      clear(state).append(badge(j.state));
-      clear(info).append(h('span', {}, 'stage ', h('b', {}, j.stage)),
+      put(state, badge(j.state));
+      put(info, h('span', {}, 'stage ', h('b', {}, j.stage)),
         h('span', {}, 'attempt ', h('b', {}, attempt || j.attempts || '–')),
         h('span', {}, 'duration ', h('b', {}, fmtDuration(j.duration_ms))),
         j.exit_code !== null ? h('span', {}, 'exit code ', h('b', {}, j.exit_code)) : null,
         j.reason ? h('span', {}, h('b', {}, j.reason)) : null);
-      if (!FINAL.includes(j.state) && !['skipped'].includes(j.state)) later(p, 1500, refreshJob);
+      if (j.attempts === 0 && (FINAL.includes(j.state) || j.state === 'skipped')) {
+        status.textContent = 'This job did not run' + (j.reason ? ': ' + j.reason : '.');
+        status.dataset.state = 'not-run';
+      }
+      if (!FINAL.includes(j.state) && j.state !== 'skipped') later(p, 1500, refreshJob);
     };
     refreshJob();
 
     const url = '/api/v1/runs/' + enc(id) + '/jobs/' + enc(job) + '/logs/stream' + (attempt ? '?attempt=' + enc(attempt) : '');
     followSse(p, url, (type, data) => {
+      if (status.dataset.state === 'not-run') return;
       if (type === 'line') {
         pending.push(JSON.parse(data));
         if (!scheduled) { scheduled = true; requestAnimationFrame(paint); }
@@ -1040,6 +1050,7 @@
         problem.append(h('div', { class: 'error', role: 'alert' }, h('b', {}, 'The log stream reported an error'), data));
       }
     }, (st, msg) => {
+      if (status.dataset.state === 'not-run') return;
       status.textContent = {
         live: 'Live: new lines appear as the job writes them.',
         ended: 'End of log.',

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
@@ -163,6 +165,15 @@ impl Browser {
         el.send_keys(text).await.unwrap();
     }
 
+    /// Presses Tab.
+    async fn tab(&self) {
+        let tab: char = Key::Tab.into();
+        let keys = KeyActions::new("keyboard".into())
+            .then(KeyAction::Down { value: tab })
+            .then(KeyAction::Up { value: tab });
+        self.c.perform_actions(keys).await.unwrap();
+    }
+
     async fn sign_in(&self, url: &str, token: &str) {
         self.c.goto(&format!("{url}/")).await.unwrap();
         self.wait("the sign-in form", "return !!document.querySelector('#token')").await;
@@ -202,6 +213,7 @@ stages:
         script:
           - printf '\033[32mcompiling\033[0m version %s\n' "${{ params.version }}"
           - mkdir -p out && echo binary > out/app
+          - echo '<b>markup</b> stays text'
           - echo "waiting for the go file"
           - while [ ! -f GATE ]; do sleep 0.05; done
           - echo "build done"
@@ -277,15 +289,19 @@ async fn sign_in_trigger_with_params_watch_the_graph_and_a_live_log_then_approve
     b.click("svg.graph a.node[data-job=\"compile\"]").await;
     b.wait("the log page", "return location.pathname.endsWith('/jobs/compile')").await;
     b.wait(
-        "the first log line",
-        "return [...document.querySelectorAll('#log .ln')].some(l => l.textContent.includes('compiling version 2.5'))",
+        "the lines before the job waits",
+        "return [...document.querySelectorAll('#log .ln')].some(l => l.textContent.includes('waiting for the go file'))",
     )
     .await;
+    let first = b.js("return document.querySelector('#L1 .txt').textContent").await;
+    assert_eq!(first, json!("compiling version 2.5"), "the param reached the job");
     let d = s.admin.run(&run_id).await.unwrap();
     assert_eq!(d.jobs[0].state, "running", "the line was seen while the job ran");
     let green = b.js("const e = document.querySelector('#log .ln .f2'); return e && e.textContent").await;
     assert_eq!(green, json!("compiling"), "ANSI green is a span of class f2");
     assert_eq!(b.js("return document.querySelector('#log .ln .num').textContent").await, json!("1"));
+    let markup = b.js("return [!!document.querySelector('#log b'), document.querySelector('#L2 .txt').textContent]").await;
+    assert_eq!(markup, json!([false, "<b>markup</b> stays text"]), "log text is never markup");
     b.wait("the live status", "return document.querySelector('.log-panel .status').dataset.state === 'live'").await;
     b.shot("04-log-live").await;
     std::fs::write(&gate, "go").unwrap();
@@ -351,8 +367,15 @@ async fn errors_say_what_failed_missing_apis_say_so_and_a_phone_width_fits() {
     b.sign_in(&s.url, &s.admin_token).await;
 
     // Keyboard: the first Tab lands on the skip link; focus is visible.
-    b.c.find(Locator::Css("body")).await.unwrap().send_keys("\u{E004}").await.unwrap();
+    b.c.goto(&format!("{}/", s.url)).await.unwrap();
+    b.wait("the pipelines", "return !!document.querySelector('tr[data-pipeline=\"web/quick\"]')").await;
+    b.tab().await;
     assert_eq!(b.js("return document.activeElement.className").await, json!("skip"));
+    b.tab().await;
+    let focused = b.js("return document.activeElement.getAttribute('aria-label')").await;
+    assert_eq!(focused, json!("Kiln home"));
+    let outline = b.js("return getComputedStyle(document.activeElement).outlineStyle").await;
+    assert_eq!(outline, json!("solid"), "focus is visible");
 
     // A run that does not exist: the page says which call failed and what the server said.
     b.c.goto(&format!("{}/runs/0190f0a1-aaaa-7bbb-8ccc-000000000001", s.url)).await.unwrap();
