@@ -120,10 +120,7 @@ fn serve(a: &Asset, headers: &HeaderMap) -> Response {
                  script-src 'self'; connect-src 'self'; frame-ancestors 'none'",
             ),
         );
-        resp.headers_mut().insert(
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
-        );
+        resp.headers_mut().insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     }
     resp
 }

@@ -358,13 +358,13 @@
    * A line plot: series [{name, points: [[x(ms since epoch), y]]}], y formatted by fmtY.
    * Returns a figure with the SVG and a legend.
    */
-  function linePlot(series, fmtY, label) {
+  function linePlot(series, fmtY, label, minTop) {
     const W = 560, H = 200, L = 52, R = 12, T = 10, B = 26;
     const pts = series.flatMap((s_) => s_.points);
     if (!pts.length) return h('div', { class: 'empty' }, 'No data yet.');
     let x0 = Math.min(...pts.map((q) => q[0])), x1 = Math.max(...pts.map((q) => q[0]));
     if (x1 === x0) { x0 -= 60000; x1 += 60000; }
-    const [y1, ticks] = niceMax(Math.max(...pts.map((q) => q[1])));
+    const [y1, ticks] = niceMax(Math.max(minTop || 0, ...pts.map((q) => q[1])));
     const X = (x) => L + ((x - x0) / (x1 - x0)) * (W - L - R);
     const Y = (y) => T + (1 - y / y1) * (H - T - B);
     const svg = s('svg', { class: 'plot', viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': label });
@@ -389,7 +389,8 @@
       if (sorted.length > 1) {
         svg.append(s('polyline', { class: 'series', stroke: c, points: sorted.map((q) => X(q[0]).toFixed(1) + ',' + Y(q[1]).toFixed(1)).join(' ') }));
       }
-      for (const q of sorted) {
+      // Dots for few points (each with a tooltip); a dense series is a line only.
+      if (sorted.length <= 60) for (const q of sorted) {
         svg.append(s('circle', { cx: X(q[0]), cy: Y(q[1]), r: 3, fill: q[2] ? stateColour(q[2]) : c, stroke: c, 'stroke-width': 1 },
           s('title', {}, se.name + ': ' + fmtY(q[1]) + (q[3] ? ' (' + q[3] + ')' : ''))));
       }
@@ -441,7 +442,7 @@
         { name: 'runs waiting', points: st.samples.map((x) => [t(x), x.pending_runs]) },
         { name: 'slots busy', points: st.samples.map((x) => [t(x), x.busy_slots]) },
         { name: 'slots total', points: st.samples.map((x) => [t(x), x.total_slots]) },
-      ], (v) => String(Math.round(v * 10) / 10), 'queue depth and pool use over time'),
+      ], (v) => String(Math.round(v * 10) / 10), 'queue depth and pool use over time', 4),
       h('p', { class: 'muted' }, 'One sample every ' + (st.interval_ms / 1000) + ' s, kept for the last hour.'));
     }).catch((e) => {
       if (e.name === 'AbortError') return;
@@ -602,7 +603,7 @@
         d = await api('GET', '/runs/' + enc(id), undefined, { signal: p.ctl.signal });
       } catch (e) {
         if (e.name === 'AbortError') return;
-        if (!head.firstChild) { el.prepend(errorBox('Could not load run ' + id, e)); return; }
+        if (!head.firstChild) { put(el, errorBox('Could not load run ' + id, e)); return; }
         put(problem, errorBox('Live updates stopped: could not reload the run', e));
         if (loop) later(p, 5000, refresh);
         return;
@@ -1018,11 +1019,11 @@
     };
     viewLog.jumped = false;
 
-    const refreshJob = async () => {
+    const refreshJob = async (loop = true) => {
       try {
         d = await api('GET', '/runs/' + enc(id), undefined, { signal: p.ctl.signal });
       } catch (e) {
-        if (e.name !== 'AbortError') later(p, 5000, refreshJob);
+        if (e.name !== 'AbortError' && loop) later(p, 5000, refreshJob);
         return;
       }
       const j = d.jobs.find((x) => x.id === job);
@@ -1036,7 +1037,7 @@
         status.textContent = 'This job did not run' + (j.reason ? ': ' + j.reason : '.');
         status.dataset.state = 'not-run';
       }
-      if (!FINAL.includes(j.state) && j.state !== 'skipped') later(p, 1500, refreshJob);
+      if (loop && !FINAL.includes(j.state) && j.state !== 'skipped') later(p, 1500, refreshJob);
     };
     refreshJob();
 
@@ -1057,7 +1058,10 @@
         reconnecting: 'Connection lost; reconnecting…',
       }[st] || '';
       status.dataset.state = st;
-      if (st === 'ended') { if (!lines.length && !pending.length) status.textContent = 'This job wrote no output.'; }
+      if (st === 'ended') {
+        if (!lines.length && !pending.length) status.textContent = 'This job wrote no output.';
+        refreshJob(false); // the job's final state, without waiting for the next poll
+      }
       if (st === 'error') {
         status.textContent = '';
         problem.append(h('div', { class: 'error', role: 'alert' }, h('b', {}, 'Could not load the log'), msg));

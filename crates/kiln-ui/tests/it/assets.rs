@@ -18,12 +18,8 @@ async fn the_app_page_is_served_at_the_root_and_every_deep_link_with_an_etag() {
         let etag = r.headers()[ETAG].clone();
         let body = r.text().await.unwrap();
         assert!(body.contains("/assets/app.js") && body.contains("<main"), "{path}: {body}");
-        let again = http
-            .get(format!("{}{path}", s.url))
-            .header(IF_NONE_MATCH, etag)
-            .send()
-            .await
-            .unwrap();
+        let again =
+            http.get(format!("{}{path}", s.url)).header(IF_NONE_MATCH, etag).send().await.unwrap();
         assert_eq!(again.status(), StatusCode::NOT_MODIFIED, "{path}");
         assert!(again.bytes().await.unwrap().is_empty());
     }
@@ -78,8 +74,12 @@ async fn the_api_metrics_and_registry_paths_are_not_the_uis() {
 async fn queue_history_shows_a_job_waiting_for_an_agent() {
     // No agent: the run's job waits in the queue.
     let s = TestServer::start(0).await;
-    s.apply("web", "build", "name: build\nstages:\n  - name: b\n    jobs:\n      j: { script: echo hi }\n")
-        .await;
+    s.apply(
+        "web",
+        "build",
+        "name: build\nstages:\n  - name: b\n    jobs:\n      j: { script: echo hi }\n",
+    )
+    .await;
     let run = s.admin.trigger("web", "build", &Default::default()).await.unwrap();
     s.wait_for(&run.id, "its job queued", |d| d.jobs[0].state == "queued").await;
     let http = reqwest::Client::new();

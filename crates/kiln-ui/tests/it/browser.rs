@@ -156,7 +156,13 @@ impl Browser {
     }
 
     async fn click(&self, css: &str) {
-        self.c.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).click().await.unwrap();
+        self.c
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css}: {e}"))
+            .click()
+            .await
+            .unwrap();
     }
 
     async fn type_into(&self, css: &str, text: &str) {
@@ -297,12 +303,20 @@ async fn sign_in_trigger_with_params_watch_the_graph_and_a_live_log_then_approve
     assert_eq!(first, json!("compiling version 2.5"), "the param reached the job");
     let d = s.admin.run(&run_id).await.unwrap();
     assert_eq!(d.jobs[0].state, "running", "the line was seen while the job ran");
-    let green = b.js("const e = document.querySelector('#log .ln .f2'); return e && e.textContent").await;
+    let green =
+        b.js("const e = document.querySelector('#log .ln .f2'); return e && e.textContent").await;
     assert_eq!(green, json!("compiling"), "ANSI green is a span of class f2");
-    assert_eq!(b.js("return document.querySelector('#log .ln .num').textContent").await, json!("1"));
+    assert_eq!(
+        b.js("return document.querySelector('#log .ln .num').textContent").await,
+        json!("1")
+    );
     let markup = b.js("return [!!document.querySelector('#log b'), document.querySelector('#L2 .txt').textContent]").await;
     assert_eq!(markup, json!([false, "<b>markup</b> stays text"]), "log text is never markup");
-    b.wait("the live status", "return document.querySelector('.log-panel .status').dataset.state === 'live'").await;
+    b.wait(
+        "the live status",
+        "return document.querySelector('.log-panel .status').dataset.state === 'live'",
+    )
+    .await;
     b.shot("04-log-live").await;
     std::fs::write(&gate, "go").unwrap();
     b.wait(
@@ -312,7 +326,11 @@ async fn sign_in_trigger_with_params_watch_the_graph_and_a_live_log_then_approve
     )
     .await;
     b.type_into("#log-search", "build").await;
-    b.wait("a search hit", "return document.querySelector('.log-tools .count').textContent === '1 of 1'").await;
+    b.wait(
+        "a search hit",
+        "return document.querySelector('.log-tools .count').textContent === '1 of 1'",
+    )
+    .await;
     assert_eq!(b.js("return document.querySelectorAll('#log .ln.hit').length").await, json!(1));
     b.shot("05-log-done").await;
 
@@ -337,7 +355,10 @@ async fn sign_in_trigger_with_params_watch_the_graph_and_a_live_log_then_approve
     assert_eq!(d.params["version"], json!("2.5"));
     assert_eq!(d.params["target"], json!("prod"));
     let gate = d.stages.iter().find(|st| st.name == "approve").unwrap();
-    assert_eq!(gate.decision.as_ref().map(|a| (a.decision.as_str(), a.by.as_str())), Some(("approved", "admin")));
+    assert_eq!(
+        gate.decision.as_ref().map(|a| (a.decision.as_str(), a.by.as_str())),
+        Some(("approved", "admin"))
+    );
     let ship = s.admin.logs(&run_id, Some("ship"), None, 1, 100).await.unwrap();
     assert!(ship.lines.iter().any(|l| l.text == "deploying 2.5 to prod"), "{ship:?}");
 
@@ -355,9 +376,14 @@ async fn sign_in_trigger_with_params_watch_the_graph_and_a_live_log_then_approve
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn errors_say_what_failed_missing_apis_say_so_and_a_phone_width_fits() {
+async fn cancel_retry_errors_that_say_what_failed_missing_apis_keyboard_and_a_phone_width() {
     let s = TestServer::start(1).await;
-    s.apply("web", "quick", "name: quick\nstages:\n  - name: b\n    jobs:\n      hello: { script: \"echo hello\" }\n").await;
+    s.apply(
+        "web",
+        "quick",
+        "name: quick\nstages:\n  - name: b\n    jobs:\n      hello: { script: \"echo hello\" }\n",
+    )
+    .await;
     let run = s.admin.trigger("web", "quick", &Default::default()).await.unwrap();
     s.wait_for(&run.id, "success", |d| d.run.state == "success").await;
     let Some(b) = Browser::start("checks").await else {
@@ -368,7 +394,8 @@ async fn errors_say_what_failed_missing_apis_say_so_and_a_phone_width_fits() {
 
     // Keyboard: the first Tab lands on the skip link; focus is visible.
     b.c.goto(&format!("{}/", s.url)).await.unwrap();
-    b.wait("the pipelines", "return !!document.querySelector('tr[data-pipeline=\"web/quick\"]')").await;
+    b.wait("the pipelines", "return !!document.querySelector('tr[data-pipeline=\"web/quick\"]')")
+        .await;
     b.tab().await;
     assert_eq!(b.js("return document.activeElement.className").await, json!("skip"));
     b.tab().await;
@@ -379,14 +406,20 @@ async fn errors_say_what_failed_missing_apis_say_so_and_a_phone_width_fits() {
 
     // A run that does not exist: the page says which call failed and what the server said.
     b.c.goto(&format!("{}/runs/0190f0a1-aaaa-7bbb-8ccc-000000000001", s.url)).await.unwrap();
-    let err = b.wait("the error", "const e = document.querySelector('.error'); return e && e.textContent").await;
+    let err = b
+        .wait("the error", "const e = document.querySelector('.error'); return e && e.textContent")
+        .await;
     let err = err.as_str().unwrap();
-    assert!(err.contains("GET /runs/0190f0a1-aaaa-7bbb-8ccc-000000000001 answered 404 not_found"), "{err}");
+    assert!(
+        err.contains("GET /runs/0190f0a1-aaaa-7bbb-8ccc-000000000001 answered 404 not_found"),
+        "{err}"
+    );
     b.shot("error").await;
 
     // The registry and the pool's nodes are not on this server yet, and say so.
     b.c.goto(&format!("{}/registry", s.url)).await.unwrap();
-    b.wait("the registry notice", "return !!document.querySelector('[data-unavailable=registry]')").await;
+    b.wait("the registry notice", "return !!document.querySelector('[data-unavailable=registry]')")
+        .await;
     b.c.goto(&format!("{}/pool", s.url)).await.unwrap();
     b.wait(
         "the agents and the pool notice",
@@ -394,20 +427,54 @@ async fn errors_say_what_failed_missing_apis_say_so_and_a_phone_width_fits() {
             && [...document.querySelectorAll('td')].some(t => t.textContent === 'embedded')",
     )
     .await;
-    b.wait("the queue plot", "return !!document.querySelector('svg.plot polyline, svg.plot circle')").await;
+    b.wait(
+        "the queue plot",
+        "return !!document.querySelector('svg.plot polyline, svg.plot circle')",
+    )
+    .await;
     b.shot("pool").await;
+
+    // Cancel a running run from its page (after confirming), then retry it.
+    s.apply("web", "slow", "name: slow\nstages:\n  - name: b\n    jobs:\n      wait: { script: \"echo waiting; sleep 30\" }\n").await;
+    let slow = s.admin.trigger("web", "slow", &Default::default()).await.unwrap();
+    b.c.goto(&format!("{}/runs/{}", s.url, slow.id)).await.unwrap();
+    b.wait(
+        "the running job",
+        "return !!document.querySelector('svg.graph a.node[data-state=running]')",
+    )
+    .await;
+    b.click("#cancel-run").await;
+    assert!(b.c.get_alert_text().await.unwrap().contains("Cancel slow #1"));
+    b.c.accept_alert().await.unwrap();
+    b.wait("the canceled run", "return !!document.querySelector('.head .badge[data-state=canceled]') && !!document.querySelector('#retry-run')").await;
+    assert_eq!(s.admin.run(&slow.id).await.unwrap().run.state, "canceled");
+    b.shot("canceled").await;
+    b.click("#retry-run").await;
+    let retry_path = format!("/runs/{}", slow.id);
+    b.wait("the retry's page", &format!("return location.pathname.startsWith('/runs/') && location.pathname !== '{retry_path}' && !!document.querySelector('.head h1')")).await;
+    let retry_id = b.path().await.trim_start_matches("/runs/").to_string();
+    let retry = s.admin.run(&retry_id).await.unwrap();
+    assert_eq!((retry.run.number, retry.run.retry_of.as_deref()), (2, Some(slow.id.as_str())));
+    b.wait(
+        "the retry's heading",
+        "return document.querySelector('.head h1').textContent === 'slow #2'",
+    )
+    .await;
+    s.admin.cancel(&retry_id).await.unwrap();
 
     // A phone: the run page fits 390 px without scrolling sideways (the graph scrolls in its box).
     b.c.set_window_size(390, 844).await.unwrap();
     b.c.goto(&format!("{}/runs/{}", s.url, run.id)).await.unwrap();
-    b.wait("the graph", "return !!document.querySelector('svg.graph a.node[data-state=success]')").await;
+    b.wait("the graph", "return !!document.querySelector('svg.graph a.node[data-state=success]')")
+        .await;
     let widths = b.js("return [window.innerWidth, document.documentElement.scrollWidth]").await;
     let (inner, scroll) = (widths[0].as_u64().unwrap(), widths[1].as_u64().unwrap());
     assert!(inner <= 400, "the window is phone-sized: {widths}");
     assert!(scroll <= inner, "nothing sticks out sideways at {inner} px: {scroll}");
     b.shot("phone-run").await;
     b.c.goto(&format!("{}/", s.url)).await.unwrap();
-    b.wait("the pipelines", "return !!document.querySelector('tr[data-pipeline=\"web/quick\"]')").await;
+    b.wait("the pipelines", "return !!document.querySelector('tr[data-pipeline=\"web/quick\"]')")
+        .await;
     let widths = b.js("return [window.innerWidth, document.documentElement.scrollWidth]").await;
     assert!(widths[1].as_u64() <= widths[0].as_u64(), "pipelines fit: {widths}");
     b.shot("phone-pipelines").await;

@@ -55,15 +55,7 @@ impl TestServer {
             }));
         }
         let url = server.url.clone();
-        TestServer {
-            server: Some(server),
-            admin,
-            admin_token,
-            url,
-            stop_agent,
-            agent,
-            dir,
-        }
+        TestServer { server: Some(server), admin, admin_token, url, stop_agent, agent, dir }
     }
 
     pub async fn apply(&self, project: &str, name: &str, yaml: &str) {
