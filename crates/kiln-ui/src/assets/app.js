@@ -1081,9 +1081,11 @@
     el.append(h('div', { class: 'head' }, h('h1', {}, 'Pool')));
     const agents = h('section', { class: 'panel', 'aria-label': 'Agents' }, h('h2', {}, 'Agents'), h('div', { class: 'body muted' }, 'Loading…'));
     const nodes = h('section', { class: 'panel', 'aria-label': 'Nodes and offers' }, h('h2', {}, 'Nodes and offers'), h('div', { class: 'body muted' }, 'Loading…'));
-    el.append(agents, nodes, h('div', { class: 'grid2' }, statsPanel(p)));
+    const waiting = h('section', { class: 'panel', 'aria-label': 'Waiting work' }, h('h2', {}, 'Waiting work'), h('div', { class: 'body muted' }, 'Loading…'));
+    el.append(agents, waiting, nodes, h('div', { class: 'grid2' }, statsPanel(p)));
+    let list = null;
     try {
-      const list = await api('GET', '/agents', undefined, { signal: p.ctl.signal });
+      list = await api('GET', '/agents', undefined, { signal: p.ctl.signal });
       agents.lastChild.replaceWith(list.length ? h('div', { class: 'scroll' }, h('table', {},
         h('thead', {}, h('tr', {}, h('th', {}, 'Agent'), h('th', {}, 'Executor'), h('th', {}, 'Slots in use'), h('th', { class: 'hide-sm' }, 'Connected'))),
         h('tbody', {}, list.map((a) => h('tr', {},
@@ -1097,15 +1099,54 @@
       agents.lastChild.replaceWith(h('div', { class: 'body' }, errorBox('Could not load the agents', e)));
     }
     try {
+      waiting.lastChild.replaceWith(await waitingWork(p, list));
+    } catch (e) {
+      if (e.name === 'AbortError') throw e;
+      waiting.lastChild.replaceWith(h('div', { class: 'body' }, errorBox('Could not load the waiting work', e)));
+    }
+    try {
       const paths = await openapiPaths(p);
       const pool = paths.filter((x) => /\/(nodes|offers|pool)(\/|$)/.test(x));
       nodes.lastChild.replaceWith(h('div', { class: 'body' }, pool.length
         ? h('div', { class: 'notice' }, 'This server has a pool API (', pool.join(', '), ') that this version of the web UI does not show yet.')
-        : h('div', { class: 'notice', 'data-unavailable': 'pool' }, h('b', {}, 'Not available on this server yet. '), 'Node attributes, CPU and memory offers and why queued jobs wait appear here once the server has a pool.')));
+        : h('div', { class: 'notice', 'data-unavailable': 'pool' }, h('b', {}, 'Not available on this server yet. '), 'Nodes with their attributes and CPU and memory offers appear here once the server has a pool API.')));
     } catch (e) {
       if (e.name === 'AbortError') throw e;
       nodes.lastChild.replaceWith(h('div', { class: 'body' }, errorBox('Could not read the API description', e)));
     }
+  }
+
+  /**
+   * Runs waiting for a concurrency slot and jobs waiting for an agent, each with why: read
+   * from the runs and the agents the API lists (no pool API needed).
+   */
+  async function waitingWork(p, agents) {
+    const opts = { signal: p.ctl.signal };
+    const [pending, active] = await Promise.all([
+      api('GET', '/runs?state=pending&limit=100', undefined, opts),
+      api('GET', '/runs?state=running&limit=30', undefined, opts)]);
+    const details = await Promise.all(active.map((r) => api('GET', '/runs/' + enc(r.id), undefined, opts)));
+    const total = agents ? agents.reduce((n, a) => n + a.capacity, 0) : null;
+    const busy = agents ? agents.reduce((n, a) => n + Math.min(a.running, a.capacity), 0) : null;
+    const why = agents === null ? 'waits for an agent'
+      : !agents.length ? 'no agent is connected'
+        : busy >= total ? 'all agent slots are busy (' + busy + ' of ' + total + ' in use)'
+          : 'being handed to an agent (' + (total - busy) + ' slots free)';
+    const rows = [];
+    for (const r of pending.slice().reverse()) {
+      rows.push([r, null, 'the pipeline’s concurrency: limit is reached; it starts when an earlier run ends', r.created_at]);
+    }
+    for (const d of details) {
+      for (const j of d.jobs) if (j.state === 'queued') rows.push([d, j, why, d.created_at]);
+    }
+    if (!rows.length) return h('div', { class: 'empty' }, 'Nothing is waiting.');
+    return h('div', { class: 'scroll' }, h('table', {},
+      h('thead', {}, h('tr', {}, h('th', {}, 'Run'), h('th', {}, 'Job'), h('th', {}, 'Why it waits'), h('th', { class: 'hide-sm' }, 'Since'))),
+      h('tbody', {}, rows.map(([r, j, reason, since]) => h('tr', { 'data-waiting': r.pipeline + '#' + r.number + (j ? '/' + j.id : '') },
+        h('td', {}, h('a', { href: '/runs/' + r.id }, r.project + '/' + r.pipeline + ' #' + r.number)),
+        h('td', {}, j ? h('a', { href: '/runs/' + r.id + '/jobs/' + enc(j.id) }, j.id) : h('span', { class: 'muted' }, 'whole run')),
+        h('td', {}, reason),
+        h('td', { class: 'hide-sm' }, since ? fmtAgo(since) : '–'))))));
   }
 
   async function viewRegistry(p, el) {

@@ -416,7 +416,14 @@ async fn cancel_retry_errors_that_say_what_failed_missing_apis_keyboard_and_a_ph
     );
     b.shot("error").await;
 
-    // The registry and the pool's nodes are not on this server yet, and say so.
+    // One slot, taken by a long job: the next run's job waits.
+    s.apply("web", "slow", "name: slow\nstages:\n  - name: b\n    jobs:\n      wait: { script: \"echo waiting; sleep 30\" }\n").await;
+    let slow = s.admin.trigger("web", "slow", &Default::default()).await.unwrap();
+    s.wait_for(&slow.id, "its job running", |d| d.jobs[0].state == "running").await;
+    let second = s.admin.trigger("web", "slow", &Default::default()).await.unwrap();
+    s.wait_for(&second.id, "its job queued", |d| d.jobs[0].state == "queued").await;
+    // The registry and the pool's nodes are not on this server yet, and say so; the pool page
+    // lists the waiting job and why it waits.
     b.c.goto(&format!("{}/registry", s.url)).await.unwrap();
     b.wait("the registry notice", "return !!document.querySelector('[data-unavailable=registry]')")
         .await;
@@ -427,6 +434,13 @@ async fn cancel_retry_errors_that_say_what_failed_missing_apis_keyboard_and_a_ph
             && [...document.querySelectorAll('td')].some(t => t.textContent === 'embedded')",
     )
     .await;
+    let why = b
+        .wait(
+            "the waiting job",
+            "const r = document.querySelector('tr[data-waiting=\"slow#2/wait\"]'); return r && r.textContent",
+        )
+        .await;
+    assert!(why.as_str().unwrap().contains("all agent slots are busy (1 of 1 in use)"), "{why}");
     b.wait(
         "the queue plot",
         "return !!document.querySelector('svg.plot polyline, svg.plot circle')",
@@ -434,9 +448,7 @@ async fn cancel_retry_errors_that_say_what_failed_missing_apis_keyboard_and_a_ph
     .await;
     b.shot("pool").await;
 
-    // Cancel a running run from its page (after confirming), then retry it.
-    s.apply("web", "slow", "name: slow\nstages:\n  - name: b\n    jobs:\n      wait: { script: \"echo waiting; sleep 30\" }\n").await;
-    let slow = s.admin.trigger("web", "slow", &Default::default()).await.unwrap();
+    // Cancel the running run from its page (after confirming), then retry it.
     b.c.goto(&format!("{}/runs/{}", s.url, slow.id)).await.unwrap();
     b.wait(
         "the running job",
@@ -454,13 +466,14 @@ async fn cancel_retry_errors_that_say_what_failed_missing_apis_keyboard_and_a_ph
     b.wait("the retry's page", &format!("return location.pathname.startsWith('/runs/') && location.pathname !== '{retry_path}' && !!document.querySelector('.head h1')")).await;
     let retry_id = b.path().await.trim_start_matches("/runs/").to_string();
     let retry = s.admin.run(&retry_id).await.unwrap();
-    assert_eq!((retry.run.number, retry.run.retry_of.as_deref()), (2, Some(slow.id.as_str())));
+    assert_eq!((retry.run.number, retry.run.retry_of.as_deref()), (3, Some(slow.id.as_str())));
     b.wait(
         "the retry's heading",
-        "return document.querySelector('.head h1').textContent === 'slow #2'",
+        "return document.querySelector('.head h1').textContent === 'slow #3'",
     )
     .await;
     s.admin.cancel(&retry_id).await.unwrap();
+    s.admin.cancel(&second.id).await.unwrap();
 
     // A phone: the run page fits 390 px without scrolling sideways (the graph scrolls in its box).
     b.c.set_window_size(390, 844).await.unwrap();
