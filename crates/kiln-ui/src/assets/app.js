@@ -547,6 +547,7 @@
     el.append(h('div', { class: 'head' }, h('h1', {}, 'Runs'), h('div', { class: 'actions' }, sel)));
     const panel = h('section', { class: 'panel' });
     el.append(panel);
+    let shown = null;
     const load = async () => {
       let runs;
       try {
@@ -556,7 +557,10 @@
         put(panel, errorBox('Could not load the runs', e));
         return;
       }
-      put(panel, runTable(runs, true));
+      // Redraw only on a change, so keyboard focus in the table survives the refresh.
+      // (and once a minute, for the times shown as "N min ago").
+      const key = JSON.stringify([Math.floor(Date.now() / 60000), runs.map((r) => [r.id, r.state])]);
+      if (key !== shown) { shown = key; put(panel, runTable(runs, true)); }
       later(p, 3000, load);
     };
     await load();

@@ -475,6 +475,23 @@ async fn cancel_retry_errors_that_say_what_failed_missing_apis_keyboard_and_a_ph
     s.admin.cancel(&retry_id).await.unwrap();
     s.admin.cancel(&second.id).await.unwrap();
 
+    // Reject a paused stage: the run ends canceled, saying who rejected it.
+    s.apply("web", "gated", "name: gated\nstages:\n  - name: build\n    jobs:\n      build: { script: echo built }\n  - name: approve\n    type: approval\n  - name: deploy\n    jobs:\n      deploy: { script: echo deployed }\n").await;
+    let gated = s.admin.trigger("web", "gated", &Default::default()).await.unwrap();
+    b.c.goto(&format!("{}/runs/{}", s.url, gated.id)).await.unwrap();
+    b.wait("the reject button", "return !!document.querySelector('#reject')").await;
+    b.click("#reject").await;
+    b.c.accept_alert().await.unwrap();
+    let head = b
+        .wait(
+            "the rejected run",
+            "return document.querySelector('.head .badge[data-state=canceled]') && document.querySelector('.meta').textContent",
+        )
+        .await;
+    assert!(head.as_str().unwrap().contains("rejected by admin"), "{head}");
+    b.wait("the gate shown rejected", "return !!document.querySelector('svg.graph g.node[data-gate=approve][data-state=rejected]')").await;
+    assert_eq!(s.admin.run(&gated.id).await.unwrap().run.state, "canceled");
+
     // A phone: the run page fits 390 px without scrolling sideways (the graph scrolls in its box).
     b.c.set_window_size(390, 844).await.unwrap();
     b.c.goto(&format!("{}/runs/{}", s.url, run.id)).await.unwrap();
