@@ -220,6 +220,7 @@ stages:
           - printf '\033[32mcompiling\033[0m version %s\n' "${{ params.version }}"
           - mkdir -p out && echo binary > out/app
           - echo '<b>markup</b> stays text'
+          - printf '\033[1;31mbold red\033[0m \033[38;5;208morange\033[0m plain\033[K\n'
           - echo "waiting for the go file"
           - while [ ! -f GATE ]; do sleep 0.05; done
           - echo "build done"
@@ -312,6 +313,16 @@ async fn sign_in_trigger_with_params_watch_the_graph_and_a_live_log_then_approve
     );
     let markup = b.js("return [!!document.querySelector('#log b'), document.querySelector('#L2 .txt').textContent]").await;
     assert_eq!(markup, json!([false, "<b>markup</b> stays text"]), "log text is never markup");
+    let colours = b
+        .js("const l = document.querySelector('#L3 .txt'); return [l.textContent,
+            l.querySelector('.a-b.f1').textContent, l.querySelector('span[style]').textContent,
+            l.querySelector('span[style]').style.color]")
+        .await;
+    assert_eq!(
+        colours,
+        json!(["bold red orange plain", "bold red", "orange", "rgb(255, 135, 0)"]),
+        "SGR bold, red and 256 colours are spans; other escapes are dropped"
+    );
     b.wait(
         "the live status",
         "return document.querySelector('.log-panel .status').dataset.state === 'live'",
@@ -492,7 +503,7 @@ async fn cancel_retry_errors_that_say_what_failed_missing_apis_keyboard_and_a_ph
     b.wait("the gate shown rejected", "return !!document.querySelector('svg.graph g.node[data-gate=approve][data-state=rejected]')").await;
     assert_eq!(s.admin.run(&gated.id).await.unwrap().run.state, "canceled");
 
-    // A phone: the run page fits 390 px without scrolling sideways (the graph scrolls in its box).
+    // A phone: the log page and the run page fit 390 px without scrolling sideways (the graph scrolls in its box).
     b.c.set_window_size(390, 844).await.unwrap();
     b.c.goto(&format!("{}/runs/{}", s.url, run.id)).await.unwrap();
     b.wait("the graph", "return !!document.querySelector('svg.graph a.node[data-state=success]')")
@@ -502,6 +513,15 @@ async fn cancel_retry_errors_that_say_what_failed_missing_apis_keyboard_and_a_ph
     assert!(inner <= 400, "the window is phone-sized: {widths}");
     assert!(scroll <= inner, "nothing sticks out sideways at {inner} px: {scroll}");
     b.shot("phone-run").await;
+    b.c.goto(&format!("{}/runs/{}/jobs/hello", s.url, run.id)).await.unwrap();
+    b.wait(
+        "the log",
+        "return document.querySelector('.log-panel .status').dataset.state === 'ended'",
+    )
+    .await;
+    let widths = b.js("return [window.innerWidth, document.documentElement.scrollWidth]").await;
+    assert!(widths[1].as_u64() <= widths[0].as_u64(), "the log fits: {widths}");
+    b.shot("phone-log").await;
     b.c.goto(&format!("{}/", s.url)).await.unwrap();
     b.wait("the pipelines", "return !!document.querySelector('tr[data-pipeline=\"web/quick\"]')")
         .await;
