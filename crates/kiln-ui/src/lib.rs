@@ -143,6 +143,20 @@ mod tests {
     }
 
     #[test]
+    fn every_asset_the_page_names_is_served() {
+        let page = std::str::from_utf8(INDEX.body).unwrap();
+        let named: Vec<&str> = page
+            .split("/assets/")
+            .skip(1)
+            .map(|rest| rest.split(['"', '\'']).next().unwrap())
+            .collect();
+        assert!(named.contains(&"app.js") && named.contains(&"app.css"), "{named:?}");
+        for name in named {
+            assert!(ASSETS.iter().any(|a| a.name == name), "index.html names /assets/{name}");
+        }
+    }
+
+    #[test]
     fn every_asset_has_a_distinct_etag() {
         let mut tags: Vec<_> = ASSETS.iter().map(|a| a.etag.clone()).collect();
         tags.push(INDEX.etag.clone());
