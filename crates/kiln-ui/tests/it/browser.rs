@@ -531,3 +531,52 @@ async fn cancel_retry_errors_that_say_what_failed_missing_apis_keyboard_and_a_ph
     b.c.clone().close().await.unwrap();
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_followed_log_resumes_after_a_dropped_connection_without_losing_or_repeating_lines() {
+    let s = TestServer::start(1).await;
+    let one = s.dir.path().join("one");
+    let two = s.dir.path().join("two");
+    let yaml = format!(
+        "name: drip\nstages:\n  - name: b\n    jobs:\n      drip:\n        script:\n          - echo first\n          - while [ ! -f {one} ]; do sleep 0.05; done\n          - echo second\n          - while [ ! -f {two} ]; do sleep 0.05; done\n          - echo third\n",
+        one = one.display(),
+        two = two.display()
+    );
+    s.apply("web", "drip", &yaml).await;
+    let run = s.admin.trigger("web", "drip", &Default::default()).await.unwrap();
+    let proxy = crate::support::CuttableProxy::start(s.server.as_ref().unwrap().addr).await;
+    let Some(b) = Browser::start("resume").await else {
+        s.stop().await;
+        return;
+    };
+    b.sign_in(&proxy.url, &s.admin_token).await;
+    b.c.goto(&format!("{}/runs/{}/jobs/drip", proxy.url, run.id)).await.unwrap();
+    b.wait(
+        "the first line, live",
+        "return document.querySelectorAll('#log .ln').length === 1
+            && document.querySelector('.log-panel .status').dataset.state === 'live'",
+    )
+    .await;
+
+    // The network drops; the job writes a line meanwhile.
+    proxy.cut();
+    std::fs::write(&one, "").unwrap();
+    b.wait("the second line", "return document.querySelectorAll('#log .ln').length >= 2").await;
+    std::fs::write(&two, "").unwrap();
+    b.wait(
+        "the end of the log",
+        "return document.querySelector('.log-panel .status').dataset.state === 'ended'",
+    )
+    .await;
+    let rows = b
+        .js("return [...document.querySelectorAll('#log .ln')].map(l => l.dataset.seq + ' ' + l.querySelector('.txt').textContent)")
+        .await;
+    assert_eq!(rows, json!(["1 first", "2 second", "3 third"]), "no line lost or repeated");
+    let resumed = proxy.requests.lock().unwrap().iter().any(|r| {
+        r.contains("/logs/stream") && r.to_ascii_lowercase().contains("last-event-id: 1\r\n")
+    });
+    assert!(resumed, "the stream was asked again from after line 1");
+    b.c.clone().close().await.unwrap();
+    drop(proxy);
+    s.stop().await;
+}
