@@ -6,16 +6,12 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use axum::Json;
-use axum::extract::State;
 use chrono::Utc;
-use kiln_api::{ErrorBody, QueueHistory, QueueSample};
+use kiln_api::QueueSample;
 use kiln_engine::RunState;
 use tokio_util::sync::CancellationToken;
 
 use crate::App;
-use crate::auth::Caller;
-use crate::error::ApiResult;
 
 /// Time between samples.
 pub const INTERVAL: Duration = Duration::from_secs(5);
@@ -78,16 +74,6 @@ pub fn spawn_sampler(app: App, stop: CancellationToken) {
             app.stats.record(s);
         }
     });
-}
-
-/// Queue depth and pool use over the last hour: one sample every 5 s, oldest first, and a
-/// last one taken now.
-#[utoipa::path(get, path = "/api/v1/stats/queue", tag = "server",
-    responses((status = 200, body = QueueHistory), (status = 401, body = ErrorBody)))]
-pub async fn queue(State(app): State<App>, _caller: Caller) -> ApiResult<Json<QueueHistory>> {
-    let mut samples = app.stats.samples();
-    samples.push(sample(&app).await);
-    Ok(Json(QueueHistory { interval_ms: INTERVAL.as_millis() as u64, samples }))
 }
 
 #[cfg(test)]

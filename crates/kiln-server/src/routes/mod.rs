@@ -22,6 +22,7 @@ pub mod agents;
 pub mod logs;
 pub mod projects;
 pub mod runs;
+pub mod stats;
 pub mod tokens;
 
 /// A JSON body whose errors come back in the API's error shape.
@@ -65,7 +66,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 fn api_router() -> OpenApiRouter<App> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(tokens::info))
-        .routes(routes!(crate::stats::queue))
+        .routes(routes!(stats::queue))
         .routes(routes!(projects::list, projects::create))
         .routes(routes!(projects::pipelines))
         .routes(routes!(projects::pipeline, projects::apply))
