@@ -583,13 +583,14 @@
       h('section', { class: 'panel', 'aria-label': 'Artifacts' }, h('h2', {}, 'Artifacts'), arts));
     let lastKey = null, artsLoaded = false, busy = false;
 
-    const act = async (label, method, path, body, after) => {
+    // `label` names the action in an error ("Cancel failed"); `done` is the toast after it.
+    const act = async (label, done, method, path, body, after) => {
       if (busy) return;
       busy = true;
       clear(problem);
       try {
         const r = await api(method, path, body);
-        toast(label);
+        toast(done);
         if (after) after(r);
       } catch (e) {
         problem.append(errorBox(label + ' failed', e));
@@ -619,10 +620,10 @@
       const actions = h('div', { class: 'actions' });
       if (!FINAL.includes(r.state)) {
         actions.append(h('button', { class: 'danger', type: 'button', id: 'cancel-run', onclick: () => {
-          if (confirm('Cancel ' + r.pipeline + ' #' + r.number + '? Running jobs are stopped.')) act('Cancel', 'POST', '/runs/' + enc(id) + '/cancel');
+          if (confirm('Cancel ' + r.pipeline + ' #' + r.number + '? Running jobs are stopped.')) act('Cancel', 'Canceled', 'POST', '/runs/' + enc(id) + '/cancel');
         } }, 'Cancel'));
       } else if (r.state !== 'success') {
-        actions.append(h('button', { type: 'button', id: 'retry-run', onclick: () => act('Retry', 'POST', '/runs/' + enc(id) + '/retry', undefined, (n) => go('/runs/' + n.id)) }, 'Retry'));
+        actions.append(h('button', { type: 'button', id: 'retry-run', onclick: () => act('Retry', 'Retried as a new run', 'POST', '/runs/' + enc(id) + '/retry', undefined, (n) => go('/runs/' + n.id)) }, 'Retry'));
       }
       put(head, h('h1', {}, r.pipeline + ' #' + r.number), badge(r.state, r.state === 'paused' ? 'waiting for approval' : r.state), actions);
       put(meta, 
@@ -638,13 +639,20 @@
           const st = r.stages.find((x) => x.name === r.paused_at) || {};
           banner.append(h('div', { class: 'approval', role: 'region', 'aria-label': 'Approval' },
             h('div', { class: 'q' }, h('b', {}, 'Stage “' + r.paused_at + '” waits for approval'), st.description || 'Approve to go on, reject to stop the run.'),
-            h('button', { class: 'primary', type: 'button', id: 'approve', onclick: () => act('Approved', 'POST', '/runs/' + enc(id) + '/stages/' + enc(r.paused_at) + '/decision', { decision: 'approve' }) }, 'Approve'),
+            h('button', { class: 'primary', type: 'button', id: 'approve', onclick: () => act('Approve', 'Approved', 'POST', '/runs/' + enc(id) + '/stages/' + enc(r.paused_at) + '/decision', { decision: 'approve' }) }, 'Approve'),
             h('button', { class: 'danger', type: 'button', id: 'reject', onclick: () => {
-              if (confirm('Reject stage ' + r.paused_at + '? The run stops.')) act('Rejected', 'POST', '/runs/' + enc(id) + '/stages/' + enc(r.paused_at) + '/decision', { decision: 'reject' });
+              if (confirm('Reject stage ' + r.paused_at + '? The run stops.')) act('Reject', 'Rejected', 'POST', '/runs/' + enc(id) + '/stages/' + enc(r.paused_at) + '/decision', { decision: 'reject' });
             } }, 'Reject')));
         }
         put(graph, runGraph(r));
         put(jobs, jobTable(r));
+      } else {
+        // Same states: only the clocks of running jobs move, updated in place (keeps focus).
+        for (const j of r.jobs) {
+          if (j.state !== 'running') continue;
+          const t = graph.querySelector('a.node[data-job="' + CSS.escape(j.id) + '"] text.sub');
+          if (t) t.textContent = truncate('running · ' + fmtDuration(j.duration_ms), 28);
+        }
       }
       if (!artsLoaded || !FINAL.includes(r.state)) loadArtifacts(p, id, r, arts).then((ok) => { artsLoaded = ok && FINAL.includes(r.state); });
       if (loop && !FINAL.includes(r.state)) later(p, 1000, refresh);
