@@ -5,6 +5,7 @@
 
 mod apt;
 mod bench;
+mod browser;
 mod ci;
 mod engine;
 mod http;

@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod plans;
 pub mod routes;
 pub mod secrets;
+pub mod stats;
 
 use coord::Coord;
 use dispatch::Dispatch;
@@ -52,6 +53,8 @@ pub struct AppState {
     pub tokens: auth::TokenCache,
     /// The embedded agent's bearer secret (this process only, never stored).
     pub agent_secret: String,
+    /// Queue and pool samples of the last hour.
+    pub stats: stats::History,
 }
 
 /// Shared state of the API.
@@ -139,6 +142,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         secrets,
         tokens: auth::TokenCache::default(),
         agent_secret: agent_secret.clone(),
+        stats: stats::History::default(),
     });
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -147,6 +151,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
     let resumed = coord.recover().await?;
     let shutdown = CancellationToken::new();
     spawn_reaper(app.clone(), shutdown.clone());
+    stats::spawn_sampler(app.clone(), shutdown.clone());
     let router = routes::router(app.clone());
     let stop = shutdown.clone();
     let task = tokio::spawn(async move {
