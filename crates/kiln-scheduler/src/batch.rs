@@ -15,10 +15,11 @@
 //!    the way to put it first.
 
 use std::cmp::{Ordering, Reverse};
-use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::fmt;
 
 use crate::explain::Unplaced;
+use crate::hash::HashMap;
 use crate::model::{Ask, GroupKey, Placement, Resources, TaskId, format_bytes, format_cpu};
 use crate::pool::Pool;
 
@@ -157,8 +158,8 @@ impl Pool {
         let mut out = Batch::default();
         // Within one batch nothing is released, so an ask that failed keeps failing until its
         // group changes: remember failures by the ask's shape.
-        let mut failed: HashMap<String, Unplaced> = HashMap::new();
-        let mut group_epoch: HashMap<GroupKey, u32> = HashMap::new();
+        let mut failed: HashMap<String, Unplaced> = HashMap::default();
+        let mut group_epoch: HashMap<GroupKey, u32> = HashMap::default();
         for (_, mut projects) in levels {
             let mut turns: BinaryHeap<Reverse<Turn>> = projects
                 .keys()

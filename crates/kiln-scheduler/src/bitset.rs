@@ -53,9 +53,6 @@ impl Bitset {
         b
     }
 
-    pub fn count(&self) -> usize {
-        self.words.iter().map(|w| w.count_ones() as usize).sum()
-    }
 
     /// The indices set, in increasing order.
     pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {

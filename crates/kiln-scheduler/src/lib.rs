@@ -19,6 +19,7 @@ mod batch;
 mod bitset;
 pub mod constraint;
 mod explain;
+mod hash;
 pub mod model;
 mod pool;
 

@@ -271,6 +271,9 @@ impl Ask {
     /// names; fixed host ports distinct; a container port in bridge mode; in host mode a
     /// container port, if given, equal to a fixed host port.
     pub fn validate(&self) -> Result<(), AskError> {
+        if self.ports.is_empty() {
+            return Ok(());
+        }
         let mut env_names = BTreeMap::new();
         let mut fixed = BTreeSet::new();
         for p in &self.ports {

@@ -7,20 +7,23 @@
 //! node only has room for one, and a placement on a node that changed (new resources,
 //! attributes, disabled) since it was computed is refused.
 //!
-//! Filter: each constraint's node-only tests become a bitmask of nodes, computed from an
-//! index of attribute values (a regex runs once per distinct value, not per node) and cached
-//! until a node changes. Select: nodes are kept ordered by free CPU; bin-pack walks up from
-//! the smallest free CPU that fits, spread walks down from the largest; each node on the
-//! walk that passes the mask is checked in full (memory, disk, ports, group constraints), and
-//! the first `score_limit` that fit are scored on CPU and memory left, the best taken. When
-//! the mask is small the masked nodes are all checked and scored instead.
+//! Filter: the node-only tests of an ask's constraints become a bitmask of nodes, computed
+//! from an index of attribute values (a regex runs once per distinct value, not per node).
+//! Asks with equal constraints share this "class", cached until a node changes; each class
+//! keeps its nodes ordered by free CPU, updated by every reservation and release. Select:
+//! bin-pack walks the class up from the smallest free CPU that fits, spread walks down from
+//! the largest; each node on the walk is checked in full (memory, disk, ports, group
+//! constraints) and the first `score_limit` that fit are scored on the CPU and memory they
+//! would have left, the best taken (ties: the first met). A task that fits nowhere gets a
+//! reason from every node.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use crate::bitset::Bitset;
+use crate::hash::HashMap;
 use crate::constraint::{Constraints, Op, Predicate, group_text};
 use crate::explain::{Reason, Unplaced};
 use crate::model::{
@@ -132,13 +135,15 @@ struct GroupUse {
     tracked: HashMap<String, HashMap<String, u32>>,
 }
 
-/// Node-only feasibility of one `Constraints`, cached per snapshot.
+/// Node-only feasibility of one `Constraints` (a "class" of asks), cached until a node
+/// changes, with its own free-CPU order kept current by every reservation and release.
 struct Feasible {
     /// Live nodes passing every all-static OR-group.
     mask: Bitset,
-    count: usize,
     /// For OR-groups with a group test: the nodes passing one of its static tests.
     mixed: Vec<(usize, Bitset)>,
+    /// (free CPU, node) of the nodes in `mask`.
+    by_free: BTreeSet<(u64, usize)>,
 }
 
 /// The node snapshot and the reservation ledger; see the module docs.
@@ -150,14 +155,11 @@ pub struct Pool {
     index: HashMap<String, HashMap<String, (AttrValue, Vec<usize>)>>,
     /// Present and enabled nodes.
     live: Bitset,
-    live_count: usize,
-    /// (free CPU, node) for live nodes.
-    by_free: BTreeSet<(u64, usize)>,
     allocs: HashMap<TaskId, Alloc>,
     groups: HashMap<GroupKey, GroupUse>,
     projects: BTreeMap<String, ProjectUsage>,
     next_version: u64,
-    masks: Mutex<HashMap<String, Arc<Feasible>>>,
+    masks: Mutex<HashMap<String, Feasible>>,
 }
 
 impl Default for Pool {
@@ -175,7 +177,8 @@ impl std::fmt::Debug for Pool {
     }
 }
 
-const MASK_CACHE_MAX: usize = 1024;
+/// Classes kept at once; every reservation updates each class holding its node.
+const MASK_CACHE_MAX: usize = 64;
 
 impl Pool {
     /// An empty pool.
@@ -183,16 +186,14 @@ impl Pool {
         Pool {
             options,
             slots: Vec::new(),
-            by_id: HashMap::new(),
-            index: HashMap::new(),
+            by_id: HashMap::default(),
+            index: HashMap::default(),
             live: Bitset::empty(0),
-            live_count: 0,
-            by_free: BTreeSet::new(),
-            allocs: HashMap::new(),
-            groups: HashMap::new(),
+            allocs: HashMap::default(),
+            groups: HashMap::default(),
             projects: BTreeMap::new(),
             next_version: 1,
-            masks: Mutex::new(HashMap::new()),
+            masks: Mutex::new(HashMap::default()),
         }
     }
 
@@ -292,8 +293,6 @@ impl Pool {
         }
         if !node.disabled {
             self.live.insert(i);
-            self.live_count += 1;
-            self.by_free.insert((slot.free().cpu_millis, i));
         }
     }
 
@@ -316,8 +315,6 @@ impl Pool {
         }
         if self.live.contains(i) {
             self.live.remove(i);
-            self.live_count -= 1;
-            self.by_free.remove(&(slot.free().cpu_millis, i));
         }
     }
 
@@ -369,11 +366,20 @@ impl Pool {
 
     // ---- filter ------------------------------------------------------------------------
 
-    fn feasible(&self, c: &Constraints) -> Arc<Feasible> {
+    /// Runs `f` on the class of `c`, computing it first if it is not cached.
+    fn with_class<R>(&self, c: &Constraints, f: impl FnOnce(&Feasible) -> R) -> R {
         let mut cache = self.masks.lock().expect("mask cache");
-        if let Some(f) = cache.get(c.key()) {
-            return f.clone();
+        if !cache.contains_key(c.key()) {
+            if cache.len() >= MASK_CACHE_MAX {
+                cache.clear();
+            }
+            let class = self.class(c);
+            cache.insert(c.key().to_string(), class);
         }
+        f(cache.get(c.key()).expect("class just cached"))
+    }
+
+    fn class(&self, c: &Constraints) -> Feasible {
         let mut mask = self.live.clone();
         let mut mixed = Vec::new();
         for (gi, g) in c.groups().iter().enumerate() {
@@ -387,13 +393,24 @@ impl Pool {
                 mixed.push((gi, gm));
             }
         }
-        let count = mask.count();
-        let f = Arc::new(Feasible { mask, count, mixed });
-        if cache.len() >= MASK_CACHE_MAX {
-            cache.clear();
+        let by_free = mask
+            .iter()
+            .filter_map(|i| self.slots[i].as_ref().map(|s| (s.free().cpu_millis, i)))
+            .collect();
+        Feasible { mask, mixed, by_free }
+    }
+
+    /// Node `i`'s free CPU changed from `old` to `new`: reorder it in every class.
+    fn moved(&mut self, i: usize, old: u64, new: u64) {
+        if old == new {
+            return;
         }
-        cache.insert(c.key().to_string(), f.clone());
-        f
+        for class in self.masks.get_mut().expect("mask cache").values_mut() {
+            if class.mask.contains(i) {
+                class.by_free.remove(&(old, i));
+                class.by_free.insert((new, i));
+            }
+        }
     }
 
     fn predicate_mask(&self, p: &Predicate) -> Bitset {
@@ -431,7 +448,7 @@ impl Pool {
     /// Tasks of `group` per value of `attr`.
     fn group_counts(&self, group: &GroupKey, attr: &str) -> Cow<'_, HashMap<String, u32>> {
         let Some(g) = self.groups.get(group) else {
-            return Cow::Owned(HashMap::new());
+            return Cow::Owned(HashMap::default());
         };
         if let Some(t) = g.tracked.get(attr) {
             return Cow::Borrowed(t);
@@ -440,7 +457,7 @@ impl Pool {
     }
 
     fn count_values(&self, g: &GroupUse, attr: &str) -> HashMap<String, u32> {
-        let mut counts = HashMap::new();
+        let mut counts = HashMap::default();
         for (&n, &k) in &g.per_node {
             if let Some(slot) = &self.slots[n]
                 && let Some(v) = Self::attr_key(&slot.node, attr)
@@ -544,27 +561,52 @@ impl Pool {
         Ok(out)
     }
 
+    /// Whether `ask`'s ports fit on `slot`, without building them (`choose_ports` does).
+    fn ports_fit(ask: &Ask, slot: &Slot) -> bool {
+        if ask.ports.is_empty() {
+            return true;
+        }
+        let mut dynamic = 0;
+        for p in &ask.ports {
+            if p.host == 0 {
+                dynamic += 1;
+            } else if slot.ports.contains(&p.host)
+                || !slot.node.ports.iter().any(|r| r.contains(p.host))
+            {
+                return false;
+            }
+        }
+        let fixed = |h: u16| ask.ports.iter().any(|p| p.host == h);
+        let mut free = slot
+            .node
+            .ports
+            .iter()
+            .flat_map(|r| r.start..=r.end)
+            .filter(|h| !slot.ports.contains(h) && !fixed(*h));
+        (0..dynamic).all(|_| free.next().is_some())
+    }
+
     /// Full check of node `i` (already known to pass the static mask).
-    fn fits(&self, f: &Feasible, ask: &Ask, i: usize) -> Option<Vec<AssignedPort>> {
-        let slot = self.slots[i].as_ref()?;
-        if Self::resource_failure(ask, slot.free()).is_some() {
-            return None;
-        }
-        if self.group_failure(f, ask, i, &slot.node).is_some() {
-            return None;
-        }
-        Self::choose_ports(ask, slot).ok()
+    fn fits(&self, f: &Feasible, ask: &Ask, i: usize) -> bool {
+        let Some(slot) = self.slots[i].as_ref() else {
+            return false;
+        };
+        Self::resource_failure(ask, slot.free()).is_none()
+            && self.group_failure(f, ask, i, &slot.node).is_none()
+            && Self::ports_fit(ask, slot)
     }
 
     /// Why node `i` can not take `ask`, in a fixed order: disabled, constraints, CPU,
     /// memory, disk, ports.
     fn reason(&self, f: &Feasible, ask: &Ask, i: usize) -> Option<Reason> {
         let slot = self.slots[i].as_ref()?;
-        if slot.node.disabled {
-            return Some(Reason::Disabled);
-        }
-        if let Some(g) = Self::static_failure(&ask.constraints, &slot.node) {
-            return Some(Reason::Constraint(g));
+        if !f.mask.contains(i) {
+            if slot.node.disabled {
+                return Some(Reason::Disabled);
+            }
+            if let Some(g) = Self::static_failure(&ask.constraints, &slot.node) {
+                return Some(Reason::Constraint(g));
+            }
         }
         if let Some(g) = self.group_failure(f, ask, i, &slot.node) {
             return Some(Reason::Constraint(g));
@@ -572,7 +614,7 @@ impl Pool {
         if let Some(r) = Self::resource_failure(ask, slot.free()) {
             return Some(r);
         }
-        Self::choose_ports(ask, slot).err()
+        if Self::ports_fit(ask, slot) { None } else { Self::choose_ports(ask, slot).err() }
     }
 
     fn score(&self, ask: &Ask, i: usize) -> f64 {
@@ -599,49 +641,45 @@ impl Pool {
         if let Some(node) = self.task_node(&ask.task) {
             return Err(Unplaced::invalid(ask.task.clone(), format!("already placed on {node}")));
         }
-        let f = self.feasible(&ask.constraints);
-        match self.select(&f, ask) {
-            Some((i, ports)) => Ok(self.placement(ask, i, ports)),
-            None => Err(self.explain(&f, ask)),
-        }
+        self.with_class(&ask.constraints, |f| match self.select(f, ask) {
+            Some(i) => {
+                let slot = self.slots[i].as_ref().expect("chosen slot");
+                let ports = Self::choose_ports(ask, slot).expect("ports checked by select");
+                Ok(self.placement(ask, i, ports))
+            }
+            None => Err(self.explain(f, ask)),
+        })
     }
 
-    fn select(&self, f: &Feasible, ask: &Ask) -> Option<(usize, Vec<AssignedPort>)> {
+    fn select(&self, f: &Feasible, ask: &Ask) -> Option<usize> {
         let limit = self.options.score_limit.max(1);
-        let mut best: Option<(f64, usize, Vec<AssignedPort>)> = None;
+        let mut best: Option<(f64, usize)> = None;
         let mut seen = 0;
-        let consider = |i: usize, best: &mut Option<(f64, usize, Vec<AssignedPort>)>| {
-            if let Some(ports) = self.fits(f, ask, i) {
+        let consider = |i: usize, best: &mut Option<(f64, usize)>| {
+            if self.fits(f, ask, i) {
                 let s = self.score(ask, i);
-                if best.as_ref().is_none_or(|(b, _, _)| s > *b) {
-                    *best = Some((s, i, ports));
+                if best.is_none_or(|(b, _)| s > b) {
+                    *best = Some((s, i));
                 }
                 true
             } else {
                 false
             }
         };
-        if f.count.saturating_mul(8) <= self.live_count {
-            // Few feasible nodes: check them all (exact best score).
-            for i in f.mask.iter() {
-                consider(i, &mut best);
-            }
-        } else {
-            let from = (Bound::Included((ask.resources.cpu_millis, 0)), Bound::Unbounded);
-            let walk: Box<dyn Iterator<Item = &(u64, usize)>> = match ask.strategy {
-                Strategy::BinPack => Box::new(self.by_free.range(from)),
-                Strategy::Spread => Box::new(self.by_free.range(from).rev()),
-            };
-            for &(_, i) in walk {
-                if f.mask.contains(i) && consider(i, &mut best) {
-                    seen += 1;
-                    if seen >= limit {
-                        break;
-                    }
+        let from = (Bound::Included((ask.resources.cpu_millis, 0)), Bound::Unbounded);
+        let walk: Box<dyn Iterator<Item = &(u64, usize)>> = match ask.strategy {
+            Strategy::BinPack => Box::new(f.by_free.range(from)),
+            Strategy::Spread => Box::new(f.by_free.range(from).rev()),
+        };
+        for &(_, i) in walk {
+            if consider(i, &mut best) {
+                seen += 1;
+                if seen >= limit {
+                    break;
                 }
             }
         }
-        best.map(|(_, i, p)| (i, p))
+        best.map(|(_, i)| i)
     }
 
     fn placement(&self, ask: &Ask, i: usize, ports: Vec<AssignedPort>) -> Placement {
@@ -667,8 +705,7 @@ impl Pool {
     /// Why `ask` can not go on `node` now (`None`: it fits). For "why not there?" questions.
     pub fn why_not(&self, ask: &Ask, node: &NodeId) -> Option<Reason> {
         let &i = self.by_id.get(node)?;
-        let f = self.feasible(&ask.constraints);
-        self.reason(&f, ask, i)
+        self.with_class(&ask.constraints, |f| self.reason(f, ask, i))
     }
 
     // ---- ledger ------------------------------------------------------------------------
@@ -709,9 +746,8 @@ impl Pool {
         {
             return Err(CommitError::Mismatch("ports differ".to_string()));
         }
-        let f = self.feasible(&ask.constraints);
         let no_longer = |reason| CommitError::NoLongerFits { node: placement.node.clone(), reason };
-        if let Some(r) = self.reason(&f, ask, i) {
+        if let Some(r) = self.with_class(&ask.constraints, |f| self.reason(f, ask, i)) {
             return Err(no_longer(r));
         }
         // The chosen ports themselves (dynamic ones may differ from what `place` would pick
@@ -729,52 +765,58 @@ impl Pool {
         Ok(())
     }
 
-    /// `place` then `commit`: what a caller holding the pool exclusively usually wants.
+    /// `place` then `commit` in one step: what a caller holding the pool exclusively
+    /// usually wants. (Nothing can change between the two under `&mut self`, so the
+    /// commit's re-check is skipped.)
     pub fn reserve(&mut self, ask: &Ask) -> Result<Placement, Unplaced> {
         let p = self.place(ask)?;
-        self.commit(ask, &p).expect("a fresh placement commits");
+        let i = self.by_id[&p.node];
+        self.record(ask, i, p.ports.iter().map(|p| p.host).collect());
         Ok(p)
     }
 
     fn record(&mut self, ask: &Ask, i: usize, ports: Vec<u16>) {
         let slot = self.slots[i].as_mut().expect("slot");
-        let live = !slot.node.disabled;
-        if live {
-            self.by_free.remove(&(slot.free().cpu_millis, i));
-        }
+        let old = slot.free().cpu_millis;
         slot.used = slot.used.saturating_add(ask.resources);
         slot.tasks += 1;
         slot.ports.extend(ports.iter().copied());
-        if live {
-            self.by_free.insert((slot.free().cpu_millis, i));
+        let new = slot.free().cpu_millis;
+        self.moved(i, old, new);
+        if let Some(p) = self.projects.get_mut(&ask.project) {
+            p.resources = p.resources.saturating_add(ask.resources);
+            p.jobs += 1;
+        } else {
+            let usage = ProjectUsage { resources: ask.resources, jobs: 1 };
+            self.projects.insert(ask.project.clone(), usage);
         }
-        let p = self.projects.entry(ask.project.clone()).or_default();
-        p.resources = p.resources.saturating_add(ask.resources);
-        p.jobs += 1;
         // Group counts: track the attributes this ask's group tests name.
-        let attrs: Vec<&str> = ask
-            .constraints
-            .groups()
-            .iter()
-            .flatten()
-            .filter(|p| !p.is_static())
-            .map(|p| p.attribute.as_str())
-            .collect();
-        let mut g = self.groups.remove(&ask.group).unwrap_or_default();
-        for a in attrs {
-            if !g.tracked.contains_key(a) {
-                let counts = self.count_values(&g, a);
-                g.tracked.insert(a.to_string(), counts);
+        let mut attrs =
+            ask.constraints.groups().iter().flatten().filter(|p| !p.is_static()).map(|p| p.attribute.as_str());
+        let tracked = self.groups.get(&ask.group).is_some_and(|g| attrs.all(|a| g.tracked.contains_key(a)));
+        if !tracked {
+            let mut g = self.groups.remove(&ask.group).unwrap_or_default();
+            for p in ask.constraints.groups().iter().flatten().filter(|p| !p.is_static()) {
+                if !g.tracked.contains_key(&p.attribute) {
+                    let counts = self.count_values(&g, &p.attribute);
+                    g.tracked.insert(p.attribute.clone(), counts);
+                }
             }
+            self.groups.insert(ask.group.clone(), g);
         }
+        let g = self.groups.get_mut(&ask.group).expect("group just made");
         *g.per_node.entry(i).or_insert(0) += 1;
         let node = &self.slots[i].as_ref().expect("slot").node;
         for (a, counts) in g.tracked.iter_mut() {
             if let Some(v) = Self::attr_key(node, a) {
-                *counts.entry(v.into_owned()).or_insert(0) += 1;
+                match counts.get_mut(v.as_ref()) {
+                    Some(c) => *c += 1,
+                    None => {
+                        counts.insert(v.into_owned(), 1);
+                    }
+                }
             }
         }
-        self.groups.insert(ask.group.clone(), g);
         self.allocs.insert(
             ask.task.clone(),
             Alloc {
@@ -792,18 +834,14 @@ impl Pool {
         let a = self.allocs.remove(task)?;
         let i = a.node;
         if let Some(slot) = self.slots[i].as_mut() {
-            let live = !slot.node.disabled;
-            if live {
-                self.by_free.remove(&(slot.free().cpu_millis, i));
-            }
+            let old = slot.free().cpu_millis;
             slot.used = slot.used.saturating_sub(a.resources);
             slot.tasks -= 1;
             for p in &a.ports {
                 slot.ports.remove(p);
             }
-            if live {
-                self.by_free.insert((slot.free().cpu_millis, i));
-            }
+            let new = slot.free().cpu_millis;
+            self.moved(i, old, new);
         }
         if let Some(p) = self.projects.get_mut(&a.project) {
             p.resources = p.resources.saturating_sub(a.resources);
