@@ -203,7 +203,8 @@ fn like(p: &Pattern, v: &AttrValue) -> bool {
 
 fn first_line(s: &str) -> String {
     // regex errors are multi-line with a caret diagram; the last line says what is wrong.
-    s.lines().rfind(|l| !l.trim().is_empty()).unwrap_or(s).trim().to_string()
+    let last = s.lines().rfind(|l| !l.trim().is_empty()).unwrap_or(s).trim();
+    last.strip_prefix("error: ").unwrap_or(last).to_string()
 }
 
 impl fmt::Display for Op {

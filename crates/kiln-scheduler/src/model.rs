@@ -309,7 +309,7 @@ pub enum AskError {
     #[error("port name '{0}': expected letters, digits, '_' or '-'")]
     PortName(String),
     /// Two ports whose env names (`KILN_PORT_<NAME>`) collide.
-    #[error("ports '{0}' and '{1}' would both be exported as KILN_PORT_{name}", name = port_env_name(.1))]
+    #[error("ports '{0}' and '{1}' would both be exported as {name}", name = port_env_name(.1))]
     DuplicatePort(String, String),
     /// The same fixed host port asked twice.
     #[error("host port {0} is asked twice")]
