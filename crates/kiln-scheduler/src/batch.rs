@@ -115,7 +115,8 @@ pub fn check_quota(pool: &Pool, quotas: &BTreeMap<String, Quota>, ask: &Ask) -> 
 
 struct Turn {
     share: f64,
-    project: String,
+    /// Index of the project in name order (ties go to the lower).
+    project: usize,
 }
 
 impl PartialEq for Turn {
@@ -131,7 +132,7 @@ impl PartialOrd for Turn {
 }
 impl Ord for Turn {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.share.total_cmp(&other.share).then_with(|| self.project.cmp(&other.project))
+        self.share.total_cmp(&other.share).then(self.project.cmp(&other.project))
     }
 }
 
@@ -155,18 +156,20 @@ impl Pool {
                 .or_default()
                 .push_back(i);
         }
-        let mut out = Batch::default();
+        let mut out = Batch { placed: Vec::with_capacity(queue.len()), waiting: Vec::new() };
         // Within one batch nothing is released, so an ask that failed keeps failing until its
         // group changes: remember failures by the ask's shape.
         let mut failed: HashMap<String, Unplaced> = HashMap::default();
         let mut group_epoch: HashMap<GroupKey, u32> = HashMap::default();
-        for (_, mut projects) in levels {
-            let mut turns: BinaryHeap<Reverse<Turn>> = projects
-                .keys()
-                .map(|p| Reverse(Turn { share: dominant_share(self, capacity, p), project: p.to_string() }))
+        for (_, projects) in levels {
+            let (names, mut queues): (Vec<&str>, Vec<VecDeque<usize>>) = projects.into_iter().unzip();
+            let mut turns: BinaryHeap<Reverse<Turn>> = names
+                .iter()
+                .enumerate()
+                .map(|(i, p)| Reverse(Turn { share: dominant_share(self, capacity, p), project: i }))
                 .collect();
             while let Some(Reverse(turn)) = turns.pop() {
-                let tasks = projects.get_mut(turn.project.as_str()).expect("queued project");
+                let tasks = &mut queues[turn.project];
                 let Some(i) = tasks.pop_front() else { continue };
                 let ask = &queue[i];
                 if let Some(q) = check_quota(self, quotas, ask) {
@@ -197,7 +200,7 @@ impl Pool {
                 }
                 if !tasks.is_empty() {
                     turns.push(Reverse(Turn {
-                        share: dominant_share(self, capacity, &turn.project),
+                        share: dominant_share(self, capacity, names[turn.project]),
                         project: turn.project,
                     }));
                 }

@@ -14,6 +14,7 @@
 //! - `hostname` and `ip` are attributes of every node unless it sets them itself.
 
 use std::fmt;
+use std::sync::Arc;
 
 use regex::Regex;
 
@@ -231,11 +232,11 @@ impl fmt::Display for Predicate {
 }
 
 /// An AND of OR-groups of predicates: a node is feasible when every group has a predicate
-/// that holds on it. Empty: every node.
+/// that holds on it. Empty: every node. Cheap to clone (shared).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Constraints {
-    groups: Vec<Vec<Predicate>>,
-    key: String,
+    groups: Arc<[Vec<Predicate>]>,
+    key: Arc<str>,
 }
 
 impl Constraints {
@@ -245,8 +246,8 @@ impl Constraints {
         if let Some(i) = groups.iter().position(Vec::is_empty) {
             return Err(ConstraintError::EmptyGroup { index: i });
         }
-        let mut c = Constraints { groups, key: String::new() };
-        c.key = c.to_string();
+        let mut c = Constraints { groups: groups.into(), key: Arc::from("") };
+        c.key = c.to_string().into();
         Ok(c)
     }
 

@@ -274,18 +274,23 @@ impl Ask {
         if self.ports.is_empty() {
             return Ok(());
         }
-        let mut env_names = BTreeMap::new();
-        let mut fixed = BTreeSet::new();
-        for p in &self.ports {
+        for (i, p) in self.ports.iter().enumerate() {
             if p.name.is_empty()
                 || !p.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
             {
                 return Err(AskError::PortName(p.name.clone()));
             }
-            if let Some(other) = env_names.insert(port_env_name(&p.name), p.name.clone()) {
-                return Err(AskError::DuplicatePort(other, p.name.clone()));
+            let same_env = |a: &str, b: &str| {
+                a.len() == b.len()
+                    && a.bytes().zip(b.bytes()).all(|(x, y)| {
+                        let norm = |c: u8| if c == b'-' { b'_' } else { c.to_ascii_uppercase() };
+                        norm(x) == norm(y)
+                    })
+            };
+            if let Some(other) = self.ports[..i].iter().find(|o| same_env(&o.name, &p.name)) {
+                return Err(AskError::DuplicatePort(other.name.clone(), p.name.clone()));
             }
-            if p.host != 0 && !fixed.insert(p.host) {
+            if p.host != 0 && self.ports[..i].iter().any(|o| o.host == p.host) {
                 return Err(AskError::DuplicateHostPort(p.host));
             }
             match (self.network, p.container) {

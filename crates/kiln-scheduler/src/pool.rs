@@ -446,8 +446,8 @@ impl Pool {
     }
 
     /// Tasks of `group` per value of `attr`.
-    fn group_counts(&self, group: &GroupKey, attr: &str) -> Cow<'_, HashMap<String, u32>> {
-        let Some(g) = self.groups.get(group) else {
+    fn group_counts<'a>(&self, g: Option<&'a GroupUse>, attr: &str) -> Cow<'a, HashMap<String, u32>> {
+        let Some(g) = g else {
             return Cow::Owned(HashMap::default());
         };
         if let Some(t) = g.tracked.get(attr) {
@@ -468,7 +468,7 @@ impl Pool {
         counts
     }
 
-    fn group_test(&self, p: &Predicate, node: &Node, group: &GroupKey) -> bool {
+    fn group_test(&self, p: &Predicate, node: &Node, group: Option<&GroupUse>) -> bool {
         if p.is_static() {
             return p.matches_value(node.attribute(&p.attribute).as_ref());
         }
@@ -503,13 +503,20 @@ impl Pool {
     }
 
     /// The group-dependent OR-group that fails on `i`, if any.
-    fn group_failure(&self, f: &Feasible, ask: &Ask, i: usize, node: &Node) -> Option<String> {
+    fn group_failure(
+        &self,
+        f: &Feasible,
+        ask: &Ask,
+        group: Option<&GroupUse>,
+        i: usize,
+        node: &Node,
+    ) -> Option<String> {
         for (gi, static_part) in &f.mixed {
             if static_part.contains(i) {
                 continue;
             }
             let g = &ask.constraints.groups()[*gi];
-            if !g.iter().filter(|p| !p.is_static()).any(|p| self.group_test(p, node, &ask.group)) {
+            if !g.iter().filter(|p| !p.is_static()).any(|p| self.group_test(p, node, group)) {
                 return Some(group_text(g));
             }
         }
@@ -587,18 +594,19 @@ impl Pool {
     }
 
     /// Full check of node `i` (already known to pass the static mask).
-    fn fits(&self, f: &Feasible, ask: &Ask, i: usize) -> bool {
+    fn fits(&self, f: &Feasible, ask: &Ask, group: Option<&GroupUse>, i: usize) -> bool {
         let Some(slot) = self.slots[i].as_ref() else {
             return false;
         };
         Self::resource_failure(ask, slot.free()).is_none()
-            && self.group_failure(f, ask, i, &slot.node).is_none()
+            && self.group_failure(f, ask, group, i, &slot.node).is_none()
             && Self::ports_fit(ask, slot)
     }
 
     /// Why node `i` can not take `ask`, in a fixed order: disabled, constraints, CPU,
     /// memory, disk, ports.
     fn reason(&self, f: &Feasible, ask: &Ask, i: usize) -> Option<Reason> {
+        let group = self.groups.get(&ask.group);
         let slot = self.slots[i].as_ref()?;
         if !f.mask.contains(i) {
             if slot.node.disabled {
@@ -608,7 +616,7 @@ impl Pool {
                 return Some(Reason::Constraint(g));
             }
         }
-        if let Some(g) = self.group_failure(f, ask, i, &slot.node) {
+        if let Some(g) = self.group_failure(f, ask, group, i, &slot.node) {
             return Some(Reason::Constraint(g));
         }
         if let Some(r) = Self::resource_failure(ask, slot.free()) {
@@ -653,10 +661,11 @@ impl Pool {
 
     fn select(&self, f: &Feasible, ask: &Ask) -> Option<usize> {
         let limit = self.options.score_limit.max(1);
+        let group = if f.mixed.is_empty() { None } else { self.groups.get(&ask.group) };
         let mut best: Option<(f64, usize)> = None;
         let mut seen = 0;
         let consider = |i: usize, best: &mut Option<(f64, usize)>| {
-            if self.fits(f, ask, i) {
+            if self.fits(f, ask, group, i) {
                 let s = self.score(ask, i);
                 if best.is_none_or(|(b, _)| s > b) {
                     *best = Some((s, i));
@@ -667,17 +676,15 @@ impl Pool {
             }
         };
         let from = (Bound::Included((ask.resources.cpu_millis, 0)), Bound::Unbounded);
-        let walk: Box<dyn Iterator<Item = &(u64, usize)>> = match ask.strategy {
-            Strategy::BinPack => Box::new(f.by_free.range(from)),
-            Strategy::Spread => Box::new(f.by_free.range(from).rev()),
-        };
-        for &(_, i) in walk {
+        let mut walk = |i: usize| {
             if consider(i, &mut best) {
                 seen += 1;
-                if seen >= limit {
-                    break;
-                }
             }
+            seen < limit
+        };
+        match ask.strategy {
+            Strategy::BinPack => _ = f.by_free.range(from).map(|e| e.1).all(&mut walk),
+            Strategy::Spread => _ = f.by_free.range(from).rev().map(|e| e.1).all(&mut walk),
         }
         best.map(|(_, i)| i)
     }
