@@ -139,10 +139,7 @@ fn report() {
     );
     if let (Some(a), Some(b)) = (cpu0, cpu1) {
         let cpu = (b - a).as_secs_f64();
-        println!(
-            "  on-CPU time {cpu:.3} s ({:.0} placements per CPU-second)",
-            TASKS as f64 / cpu
-        );
+        println!("  on-CPU time {cpu:.3} s ({:.0} placements per CPU-second)", TASKS as f64 / cpu);
     }
     println!(
         "  vs kube-scheduler 680-810 pods/s: x{:.0}-x{:.0}; vs Nomad C1M 3,750/s: x{:.0}",

@@ -96,7 +96,11 @@ pub struct Batch {
 }
 
 /// Checks `ask` against its project's quota given what the project holds.
-pub fn check_quota(pool: &Pool, quotas: &BTreeMap<String, Quota>, ask: &Ask) -> Option<QuotaExceeded> {
+pub fn check_quota(
+    pool: &Pool,
+    quotas: &BTreeMap<String, Quota>,
+    ask: &Ask,
+) -> Option<QuotaExceeded> {
     let q = quotas.get(&ask.project)?;
     let u = pool.project_usage(&ask.project);
     let over = |resource, used: u64, asked: u64, limit: Option<u64>| {
@@ -109,7 +113,9 @@ pub fn check_quota(pool: &Pool, quotas: &BTreeMap<String, Quota>, ask: &Ask) -> 
         })
     };
     over("CPU", u.resources.cpu_millis, ask.resources.cpu_millis, q.cpu_millis)
-        .or_else(|| over("memory", u.resources.memory_bytes, ask.resources.memory_bytes, q.memory_bytes))
+        .or_else(|| {
+            over("memory", u.resources.memory_bytes, ask.resources.memory_bytes, q.memory_bytes)
+        })
         .or_else(|| over("concurrent jobs", u.jobs.into(), 1, q.jobs.map(u64::from)))
 }
 
@@ -162,11 +168,14 @@ impl Pool {
         let mut failed: HashMap<String, Unplaced> = HashMap::default();
         let mut group_epoch: HashMap<GroupKey, u32> = HashMap::default();
         for (_, projects) in levels {
-            let (names, mut queues): (Vec<&str>, Vec<VecDeque<usize>>) = projects.into_iter().unzip();
+            let (names, mut queues): (Vec<&str>, Vec<VecDeque<usize>>) =
+                projects.into_iter().unzip();
             let mut turns: BinaryHeap<Reverse<Turn>> = names
                 .iter()
                 .enumerate()
-                .map(|(i, p)| Reverse(Turn { share: dominant_share(self, capacity, p), project: i }))
+                .map(|(i, p)| {
+                    Reverse(Turn { share: dominant_share(self, capacity, p), project: i })
+                })
                 .collect();
             while let Some(Reverse(turn)) = turns.pop() {
                 let tasks = &mut queues[turn.project];

@@ -53,7 +53,6 @@ impl Bitset {
         b
     }
 
-
     /// The indices set, in increasing order.
     pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
         self.words.iter().enumerate().flat_map(|(wi, &w)| {

@@ -61,9 +61,8 @@ pub struct Pattern {
 impl Pattern {
     /// Compiles `text` anchored to the whole value.
     pub fn new(text: &str) -> Result<Pattern, regex::Error> {
-        let regex = regex::RegexBuilder::new(&format!("^(?:{text})$"))
-            .size_limit(1 << 20)
-            .build()?;
+        let regex =
+            regex::RegexBuilder::new(&format!("^(?:{text})$")).size_limit(1 << 20).build()?;
         Ok(Pattern { text: text.to_string(), regex })
     }
 
@@ -276,9 +275,8 @@ impl Constraints {
     /// (Marathon's form) or `{"attribute": "city", "operator": "LIKE", "value": "sh.*"}`, or an
     /// OR of tests, `{"any": [test, ...]}`. Numbers may be written as JSON numbers.
     pub fn from_json(value: &serde_json::Value) -> Result<Constraints, ConstraintError> {
-        let items = value
-            .as_array()
-            .ok_or_else(|| shape("constraints", "a list of constraints"))?;
+        let items =
+            value.as_array().ok_or_else(|| shape("constraints", "a list of constraints"))?;
         let mut groups = Vec::new();
         for (i, item) in items.iter().enumerate() {
             let at = format!("constraints[{i}]");
@@ -286,9 +284,8 @@ impl Constraints {
                 if item.as_object().is_some_and(|o| o.len() > 1) {
                     return Err(shape(&at, "only the key 'any' in an OR-group"));
                 }
-                let alts = any
-                    .as_array()
-                    .ok_or_else(|| shape(&format!("{at}.any"), "a list of tests"))?;
+                let alts =
+                    any.as_array().ok_or_else(|| shape(&format!("{at}.any"), "a list of tests"))?;
                 let mut group = Vec::new();
                 for (j, alt) in alts.iter().enumerate() {
                     group.push(json_predicate(alt, &format!("{at}.any[{j}]"))?);
@@ -315,9 +312,8 @@ impl Constraints {
             .ok_or_else(|| shape("constraint", "an object with 'intersectionItem'"))?;
         let mut groups = Vec::new();
         if let Some(items) = obj.get("intersectionItem") {
-            let items = items
-                .as_array()
-                .ok_or_else(|| shape("constraint.intersectionItem", "a list"))?;
+            let items =
+                items.as_array().ok_or_else(|| shape("constraint.intersectionItem", "a list"))?;
             for (i, item) in items.iter().enumerate() {
                 let at = format!("constraint.intersectionItem[{i}].unionData");
                 let union = item
@@ -332,9 +328,8 @@ impl Constraints {
             }
         }
         if let Some(sel) = obj.get("nodeSelector").filter(|v| !v.is_null()) {
-            let sel = sel
-                .as_object()
-                .ok_or_else(|| shape("constraint.nodeSelector", "a map of text"))?;
+            let sel =
+                sel.as_object().ok_or_else(|| shape("constraint.nodeSelector", "a map of text"))?;
             for (k, v) in sel {
                 let v = v
                     .as_str()
@@ -360,7 +355,8 @@ fn json_text(v: &serde_json::Value) -> Option<String> {
 }
 
 fn json_predicate(v: &serde_json::Value, at: &str) -> Result<Predicate, ConstraintError> {
-    let expected = "[attribute, OPERATOR] or [attribute, OPERATOR, value], or {attribute, operator, value}";
+    let expected =
+        "[attribute, OPERATOR] or [attribute, OPERATOR, value], or {attribute, operator, value}";
     let (attr, op, value) = match v {
         serde_json::Value::Array(a) if (2..=3).contains(&a.len()) => {
             let attr = a[0].as_str().ok_or_else(|| shape(at, expected))?;
@@ -372,14 +368,25 @@ fn json_predicate(v: &serde_json::Value, at: &str) -> Result<Predicate, Constrai
             (attr.to_string(), op.to_string(), value)
         }
         serde_json::Value::Object(o) => {
-            if let Some(k) = o.keys().find(|k| !["attribute", "operator", "value"].contains(&k.as_str())) {
+            if let Some(k) =
+                o.keys().find(|k| !["attribute", "operator", "value"].contains(&k.as_str()))
+            {
                 return Err(shape(&format!("{at}.{k}"), "only attribute, operator and value"));
             }
-            let attr = o.get("attribute").and_then(|v| v.as_str()).ok_or_else(|| shape(&format!("{at}.attribute"), "text"))?;
-            let op = o.get("operator").and_then(|v| v.as_str()).ok_or_else(|| shape(&format!("{at}.operator"), "text"))?;
+            let attr = o
+                .get("attribute")
+                .and_then(|v| v.as_str())
+                .ok_or_else(|| shape(&format!("{at}.attribute"), "text"))?;
+            let op = o
+                .get("operator")
+                .and_then(|v| v.as_str())
+                .ok_or_else(|| shape(&format!("{at}.operator"), "text"))?;
             let value = match o.get("value") {
                 None | Some(serde_json::Value::Null) => None,
-                Some(v) => Some(json_text(v).ok_or_else(|| shape(&format!("{at}.value"), "text or a number"))?),
+                Some(v) => Some(
+                    json_text(v)
+                        .ok_or_else(|| shape(&format!("{at}.value"), "text or a number"))?,
+                ),
             };
             (attr.to_string(), op.to_string(), value)
         }
@@ -390,8 +397,14 @@ fn json_predicate(v: &serde_json::Value, at: &str) -> Result<Predicate, Constrai
 
 /// One BCS `unionData` entry; a set value under CLUSTER gives one predicate per item.
 fn bcs_predicate(v: &serde_json::Value, at: &str) -> Result<Vec<Predicate>, ConstraintError> {
-    let name = v.get("name").and_then(|n| n.as_str()).ok_or_else(|| shape(&format!("{at}.name"), "text"))?;
-    let operate = v.get("operate").and_then(|n| n.as_str()).ok_or_else(|| shape(&format!("{at}.operate"), "text"))?;
+    let name = v
+        .get("name")
+        .and_then(|n| n.as_str())
+        .ok_or_else(|| shape(&format!("{at}.name"), "text"))?;
+    let operate = v
+        .get("operate")
+        .and_then(|n| n.as_str())
+        .ok_or_else(|| shape(&format!("{at}.operate"), "text"))?;
     let upper = operate.to_ascii_uppercase();
     if upper == "EXCLUDE" || upper == "TOLERATION" {
         return Err(ConstraintError::Unsupported {
@@ -401,30 +414,47 @@ fn bcs_predicate(v: &serde_json::Value, at: &str) -> Result<Vec<Predicate>, Cons
         });
     }
     let ty = v.get("type").and_then(|t| t.as_u64());
-    let field = |key: &str, inner: &str| v.get(key).and_then(|o| o.get(inner)).filter(|x| !x.is_null());
+    let field =
+        |key: &str, inner: &str| v.get(key).and_then(|o| o.get(inner)).filter(|x| !x.is_null());
     let needs_value = !matches!(upper.as_str(), "UNIQUE" | "EXISTS");
     let value: Option<BcsValue> = match ty {
-        Some(1) => field("scalar", "value").map(|s| {
-            s.as_f64().map(|n| BcsValue::One(format_number(n))).ok_or_else(|| shape(&format!("{at}.scalar.value"), "a number"))
-        }).transpose()?,
-        Some(3) => field("text", "value").map(|s| {
-            s.as_str().map(|t| BcsValue::One(t.to_string())).ok_or_else(|| shape(&format!("{at}.text.value"), "text"))
-        }).transpose()?,
-        Some(4) => field("set", "item").map(|s| {
-            s.as_array()
-                .and_then(|a| a.iter().map(|i| i.as_str().map(str::to_string)).collect::<Option<Vec<_>>>())
-                .map(BcsValue::Set)
-                .ok_or_else(|| shape(&format!("{at}.set.item"), "a list of text"))
-        }).transpose()?,
+        Some(1) => field("scalar", "value")
+            .map(|s| {
+                s.as_f64()
+                    .map(|n| BcsValue::One(format_number(n)))
+                    .ok_or_else(|| shape(&format!("{at}.scalar.value"), "a number"))
+            })
+            .transpose()?,
+        Some(3) => field("text", "value")
+            .map(|s| {
+                s.as_str()
+                    .map(|t| BcsValue::One(t.to_string()))
+                    .ok_or_else(|| shape(&format!("{at}.text.value"), "text"))
+            })
+            .transpose()?,
+        Some(4) => field("set", "item")
+            .map(|s| {
+                s.as_array()
+                    .and_then(|a| {
+                        a.iter().map(|i| i.as_str().map(str::to_string)).collect::<Option<Vec<_>>>()
+                    })
+                    .map(BcsValue::Set)
+                    .ok_or_else(|| shape(&format!("{at}.set.item"), "a list of text"))
+            })
+            .transpose()?,
         Some(0) | None if !needs_value => None,
-        Some(2) => return Err(shape(&format!("{at}.type"), "1 (scalar), 3 (text) or 4 (set); 2 (ranges) is not supported in constraints")),
+        Some(2) => {
+            return Err(shape(
+                &format!("{at}.type"),
+                "1 (scalar), 3 (text) or 4 (set); 2 (ranges) is not supported in constraints",
+            ));
+        }
         _ => return Err(shape(&format!("{at}.type"), "1 (scalar), 3 (text) or 4 (set)")),
     };
     match (upper.as_str(), value) {
-        ("CLUSTER", Some(BcsValue::Set(items))) => items
-            .iter()
-            .map(|i| Predicate::new(name, "CLUSTER", Some(i)))
-            .collect(),
+        ("CLUSTER", Some(BcsValue::Set(items))) => {
+            items.iter().map(|i| Predicate::new(name, "CLUSTER", Some(i))).collect()
+        }
         ("LIKE" | "UNLIKE", Some(BcsValue::Set(items))) => {
             let alt = items.iter().map(|i| format!("(?:{i})")).collect::<Vec<_>>().join("|");
             Ok(vec![Predicate::new(name, operate, Some(&alt))?])
@@ -432,7 +462,9 @@ fn bcs_predicate(v: &serde_json::Value, at: &str) -> Result<Vec<Predicate>, Cons
         ("GROUPBY" | "GROUP_BY", Some(BcsValue::Set(items))) => {
             Ok(vec![Predicate::new(name, operate, Some(&items.len().to_string()))?])
         }
-        (_, Some(BcsValue::Set(_))) => Err(shape(&format!("{at}.type"), "a scalar or text value for this operator")),
+        (_, Some(BcsValue::Set(_))) => {
+            Err(shape(&format!("{at}.type"), "a scalar or text value for this operator"))
+        }
         (_, Some(BcsValue::One(t))) => Ok(vec![Predicate::new(name, operate, Some(&t))?]),
         (_, None) => Ok(vec![Predicate::new(name, operate, None)?]),
     }
@@ -497,7 +529,9 @@ pub enum ConstraintError {
         expected: &'static str,
     },
     /// A LIKE/UNLIKE value that is not a valid regular expression.
-    #[error("constraint '{attribute} {operator}': '{value}' is not a valid regular expression: {error}")]
+    #[error(
+        "constraint '{attribute} {operator}': '{value}' is not a valid regular expression: {error}"
+    )]
     Regex {
         /// The attribute.
         attribute: String,

@@ -133,7 +133,7 @@ impl Unplaced {
         let mut reasons: Vec<(Reason, usize)> = by_kind.into_values().collect();
         // Most nodes first; among equals, the order of `kind` (constraints, then resources,
         // ports, disabled). The sort is stable over the BTreeMap's order.
-        reasons.sort_by(|a, b| b.1.cmp(&a.1));
+        reasons.sort_by_key(|r| std::cmp::Reverse(r.1));
         Unplaced { task, nodes, reasons, invalid: None }
     }
 

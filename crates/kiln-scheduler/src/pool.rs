@@ -23,11 +23,11 @@ use std::ops::Bound;
 use std::sync::Mutex;
 
 use crate::bitset::Bitset;
-use crate::hash::HashMap;
 use crate::constraint::{Constraints, Op, Predicate, group_text};
 use crate::explain::{Reason, Unplaced};
+use crate::hash::HashMap;
 use crate::model::{
-    AssignedPort, Ask, AttrValue, GroupKey, Network, Node, NodeId, Placement, Resources, Strategy,
+    Ask, AssignedPort, AttrValue, GroupKey, Network, Node, NodeId, Placement, Resources, Strategy,
     TaskId,
 };
 
@@ -446,7 +446,11 @@ impl Pool {
     }
 
     /// Tasks of `group` per value of `attr`.
-    fn group_counts<'a>(&self, g: Option<&'a GroupUse>, attr: &str) -> Cow<'a, HashMap<String, u32>> {
+    fn group_counts<'a>(
+        &self,
+        g: Option<&'a GroupUse>,
+        attr: &str,
+    ) -> Cow<'a, HashMap<String, u32>> {
         let Some(g) = g else {
             return Cow::Owned(HashMap::default());
         };
@@ -629,8 +633,10 @@ impl Pool {
         let slot = self.slots[i].as_ref().expect("candidate slot");
         let alloc = slot.node.allocatable();
         let free = slot.free().saturating_sub(ask.resources);
-        let frac = |free: u64, total: u64| if total == 0 { 0.0 } else { free as f64 / total as f64 };
-        let left = frac(free.cpu_millis, alloc.cpu_millis) + frac(free.memory_bytes, alloc.memory_bytes);
+        let frac =
+            |free: u64, total: u64| if total == 0 { 0.0 } else { free as f64 / total as f64 };
+        let left =
+            frac(free.cpu_millis, alloc.cpu_millis) + frac(free.memory_bytes, alloc.memory_bytes);
         match ask.strategy {
             Strategy::BinPack => -left,
             Strategy::Spread => left,
@@ -798,9 +804,15 @@ impl Pool {
             self.projects.insert(ask.project.clone(), usage);
         }
         // Group counts: track the attributes this ask's group tests name.
-        let mut attrs =
-            ask.constraints.groups().iter().flatten().filter(|p| !p.is_static()).map(|p| p.attribute.as_str());
-        let tracked = self.groups.get(&ask.group).is_some_and(|g| attrs.all(|a| g.tracked.contains_key(a)));
+        let mut attrs = ask
+            .constraints
+            .groups()
+            .iter()
+            .flatten()
+            .filter(|p| !p.is_static())
+            .map(|p| p.attribute.as_str());
+        let tracked =
+            self.groups.get(&ask.group).is_some_and(|g| attrs.all(|a| g.tracked.contains_key(a)));
         if !tracked {
             let mut g = self.groups.remove(&ask.group).unwrap_or_default();
             for p in ask.constraints.groups().iter().flatten().filter(|p| !p.is_static()) {

@@ -818,7 +818,9 @@ impl<'d> Checker<'d> {
                 }),
                 disk_bytes: r.value.disk.as_ref().and_then(|d| {
                     units::memory_bytes(&d.value)
-                        .map_err(|e| self.error(d.at.pos, format!("disk: {}", e.replace("memory", "disk"))))
+                        .map_err(|e| {
+                            self.error(d.at.pos, format!("disk: {}", e.replace("memory", "disk")))
+                        })
                         .ok()
                 }),
             })
@@ -918,22 +920,31 @@ impl<'d> Checker<'d> {
             }
         }
         if let Some(ports) = &raw.ports {
-            let port = |c: &mut Self, v: &Option<Sp<String>>, what: &str, min: u16| -> Option<u16> {
+            let port = |c: &mut Self,
+                        v: &Option<Sp<String>>,
+                        what: &str,
+                        min: u16|
+             -> Option<u16> {
                 let v = v.as_ref()?;
                 match v.value.trim().parse::<u16>() {
                     Ok(n) if n >= min => Some(n),
                     _ => {
                         c.error(
                             v.at.pos,
-                            format!("{what}: expected a port number from {min} to 65535, found '{}'", v.value),
+                            format!(
+                                "{what}: expected a port number from {min} to 65535, found '{}'",
+                                v.value
+                            ),
                         );
                         None
                     }
                 }
             };
             for p in &ports.value {
-                let host = port(self, &p.host, &format!("port '{}' host", p.name.value), 0).unwrap_or(0);
-                let container = port(self, &p.container, &format!("port '{}' container", p.name.value), 1);
+                let host =
+                    port(self, &p.host, &format!("port '{}' host", p.name.value), 0).unwrap_or(0);
+                let container =
+                    port(self, &p.container, &format!("port '{}' container", p.name.value), 1);
                 out.ports.push(PortSpec { name: p.name.value.clone(), host, container });
             }
         }
@@ -944,25 +955,41 @@ impl<'d> Checker<'d> {
                 Ok(n) => out.priority = n,
                 Err(_) => self.error(
                     p.at.pos,
-                    format!("priority: expected a whole number such as 10 or -5, found '{}'", p.value),
+                    format!(
+                        "priority: expected a whole number such as 10 or -5, found '{}'",
+                        p.value
+                    ),
                 ),
             }
         }
         if let Some(ports) = &raw.ports {
-            let mut probe = kiln_scheduler::Ask::new("check", "check", "check", kiln_scheduler::Resources::default());
-            probe.network =
-                if out.host_network { kiln_scheduler::Network::Host } else { kiln_scheduler::Network::Bridge };
+            let mut probe = kiln_scheduler::Ask::new(
+                "check",
+                "check",
+                "check",
+                kiln_scheduler::Resources::default(),
+            );
+            probe.network = if out.host_network {
+                kiln_scheduler::Network::Host
+            } else {
+                kiln_scheduler::Network::Bridge
+            };
             probe.ports = out
                 .ports
                 .iter()
-                .map(|p| kiln_scheduler::PortAsk { name: p.name.clone(), host: p.host, container: p.container })
+                .map(|p| kiln_scheduler::PortAsk {
+                    name: p.name.clone(),
+                    host: p.host,
+                    container: p.container,
+                })
                 .collect();
             if let Err(e) = probe.validate() {
                 use kiln_scheduler::AskError as E;
                 let name = match &e {
-                    E::PortName(n) | E::DuplicatePort(_, n) | E::ContainerPortNeeded(n) | E::HostModePort(n, _) => {
-                        Some(n.as_str())
-                    }
+                    E::PortName(n)
+                    | E::DuplicatePort(_, n)
+                    | E::ContainerPortNeeded(n)
+                    | E::HostModePort(n, _) => Some(n.as_str()),
                     E::DuplicateHostPort(_) => None,
                 };
                 let at = name

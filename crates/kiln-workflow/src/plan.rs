@@ -284,13 +284,21 @@ impl Scheduling {
 
     /// The scheduler's constraints. Never fails for a plan `compile` produced (each test
     /// was checked with the same parser).
-    pub fn constraints(&self) -> Result<kiln_scheduler::Constraints, kiln_scheduler::ConstraintError> {
+    pub fn constraints(
+        &self,
+    ) -> Result<kiln_scheduler::Constraints, kiln_scheduler::ConstraintError> {
         let groups = self
             .constraints
             .iter()
             .map(|g| {
                 g.iter()
-                    .map(|t| kiln_scheduler::Predicate::new(&t.attribute, &t.operator, t.value.as_deref()))
+                    .map(|t| {
+                        kiln_scheduler::Predicate::new(
+                            &t.attribute,
+                            &t.operator,
+                            t.value.as_deref(),
+                        )
+                    })
                     .collect::<Result<Vec<_>, _>>()
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -355,7 +363,11 @@ impl Job {
         ask.ports = s
             .ports
             .iter()
-            .map(|p| kiln_scheduler::PortAsk { name: p.name.clone(), host: p.host, container: p.container })
+            .map(|p| kiln_scheduler::PortAsk {
+                name: p.name.clone(),
+                host: p.host,
+                container: p.container,
+            })
             .collect();
         Ok(ask)
     }

@@ -499,7 +499,10 @@ impl<'d> Reader<'d> {
             let Kind::Seq(alts) = &any.kind else {
                 self.error(
                     any.pos(),
-                    format!("constraint group any: expected a list of tests, found {}", any.describe()),
+                    format!(
+                        "constraint group any: expected a list of tests, found {}",
+                        any.describe()
+                    ),
                 );
                 continue;
             };
@@ -531,7 +534,8 @@ impl<'d> Reader<'d> {
             }
             Kind::Map(_) => {
                 let f = self.fields(node, "constraint", &["attribute", "operator", "value"])?;
-                let attribute = f.get("attribute").and_then(|n| self.text(n, "constraint attribute"));
+                let attribute =
+                    f.get("attribute").and_then(|n| self.text(n, "constraint attribute"));
                 let operator = f.get("operator").and_then(|n| self.text(n, "constraint operator"));
                 let value = f.get("value").and_then(|n| self.text(n, "constraint value"));
                 for key in ["attribute", "operator"] {
@@ -542,7 +546,10 @@ impl<'d> Reader<'d> {
                 Some(RawTerm { attribute: attribute?, operator: operator?, value })
             }
             _ => {
-                self.error(node.pos(), format!("constraint: {EXPECTED}, found {}", node.describe()));
+                self.error(
+                    node.pos(),
+                    format!("constraint: {EXPECTED}, found {}", node.describe()),
+                );
                 None
             }
         }

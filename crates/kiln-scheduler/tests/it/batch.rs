@@ -55,7 +55,7 @@ fn priority_goes_first() {
     let out = p.place_batch(&queue, &BTreeMap::new());
     let names: Vec<String> = out.placed.iter().map(|p| p.task.0.clone()).collect();
     assert_eq!(names, vec!["high", "low1"]);
-    assert_eq!(out.waiting[0].0 .0, "low2");
+    assert_eq!(out.waiting[0].0.0, "low2");
 }
 
 #[test]

@@ -52,7 +52,9 @@ fn numbers_and_sets() {
 
 #[test]
 fn operator_spellings() {
-    for (written, shown) in [("group_by", "GROUP_BY 3"), ("GROUPBY", "GROUP_BY 3"), ("maxper", "MAX_PER 3")] {
+    for (written, shown) in
+        [("group_by", "GROUP_BY 3"), ("GROUPBY", "GROUP_BY 3"), ("maxper", "MAX_PER 3")]
+    {
         assert_eq!(Predicate::new("rack", written, Some("3")).unwrap().op.to_string(), shown);
     }
 }
@@ -82,11 +84,15 @@ fn errors_name_attribute_operator_value_and_what_was_expected() {
     );
     let regex = err("city", "LIKE", Some("shen(zhen"));
     assert!(
-        regex.starts_with("constraint 'city LIKE': 'shen(zhen' is not a valid regular expression: "),
+        regex
+            .starts_with("constraint 'city LIKE': 'shen(zhen' is not a valid regular expression: "),
         "{regex}"
     );
     assert!(regex.contains("unclosed group"), "{regex}");
-    assert_eq!(err(" ", "LIKE", Some("x")), "constraint with operator 'LIKE' has no attribute name");
+    assert_eq!(
+        err(" ", "LIKE", Some("x")),
+        "constraint with operator 'LIKE' has no attribute name"
+    );
 }
 
 #[test]
@@ -109,7 +115,10 @@ fn kiln_json_shape() {
         bad(json!([["city"]])),
         "constraints[0]: expected [attribute, OPERATOR] or [attribute, OPERATOR, value], or {attribute, operator, value}"
     );
-    assert_eq!(bad(json!([{"any": []}])), "constraint group 0 is empty: an OR of nothing never holds");
+    assert_eq!(
+        bad(json!([{"any": []}])),
+        "constraint group 0 is empty: an OR of nothing never holds"
+    );
     assert_eq!(
         bad(json!([{"attribute": "a", "operator": "LIKE", "valeu": "x"}])),
         "constraints[0].valeu: expected only attribute, operator and value"
@@ -149,19 +158,27 @@ fn bcs_scalar_set_and_operators() {
     );
     let bad = |v| Constraints::from_bcs(&v).unwrap_err().to_string();
     assert_eq!(
-        bad(json!({"intersectionItem": [{"unionData": [{"name": "app", "operate": "EXCLUDE", "type": 3, "text": {"value": "x"}}]}]})),
+        bad(
+            json!({"intersectionItem": [{"unionData": [{"name": "app", "operate": "EXCLUDE", "type": 3, "text": {"value": "x"}}]}]})
+        ),
         "constraint 'app EXCLUDE' is not supported: it refers to other applications or to taints, which Kiln does not model; use UNLIKE or MAX_PER"
     );
     assert_eq!(
-        bad(json!({"intersectionItem": [{"unionData": [{"name": "city", "operate": "LIKE", "type": 3, "scalar": {"value": 3}}]}]})),
+        bad(
+            json!({"intersectionItem": [{"unionData": [{"name": "city", "operate": "LIKE", "type": 3, "scalar": {"value": 3}}]}]})
+        ),
         "constraint 'city LIKE': no value, expected a regular expression such as 'shenzhen|shanghai'"
     );
     assert_eq!(
-        bad(json!({"intersectionItem": [{"unionData": [{"name": "city", "operate": "LIKE", "type": 7}]}]})),
+        bad(
+            json!({"intersectionItem": [{"unionData": [{"name": "city", "operate": "LIKE", "type": 7}]}]})
+        ),
         "constraint.intersectionItem[0].unionData[0].type: expected 1 (scalar), 3 (text) or 4 (set)"
     );
     assert_eq!(
-        bad(json!({"intersectionItem": [{"unionData": [{"name": "n", "operate": "MAXPER", "type": 1, "scalar": {"value": "two"}}]}]})),
+        bad(
+            json!({"intersectionItem": [{"unionData": [{"name": "n", "operate": "MAXPER", "type": 1, "scalar": {"value": "two"}}]}]})
+        ),
         "constraint.intersectionItem[0].unionData[0].scalar.value: expected a number"
     );
 }

@@ -45,7 +45,10 @@ fn unplaced_says_why_per_node() {
         u.summary(),
         "2 nodes: city LIKE shenzhen failed; 1 node: 8 CPUs asked, 6 free; 1 node: disabled"
     );
-    assert_eq!(pool.why_not(&a, &NodeId::from("slave1")), Some(Reason::Cpu { asked: 8000, free: 6000 }));
+    assert_eq!(
+        pool.why_not(&a, &NodeId::from("slave1")),
+        Some(Reason::Cpu { asked: 8000, free: 6000 })
+    );
 }
 
 #[test]
@@ -55,8 +58,14 @@ fn summary_of_many_shortages_gives_the_most_free() {
         [node("a", 4, 8, &[]), node("b", 6, 8, &[]), node("c", 64, 8, &[])],
     );
     let u = pool.place(&ask("t", "g", 8, 16)).unwrap_err();
-    assert_eq!(u.summary(), "2 nodes: 8 CPUs asked, at most 6 free; 1 node: 16Gi memory asked, 8Gi free");
-    assert_eq!(Pool::default().place(&ask("t", "g", 1, 1)).unwrap_err().summary(), "no nodes in the pool");
+    assert_eq!(
+        u.summary(),
+        "2 nodes: 8 CPUs asked, at most 6 free; 1 node: 16Gi memory asked, 8Gi free"
+    );
+    assert_eq!(
+        Pool::default().place(&ask("t", "g", 1, 1)).unwrap_err().summary(),
+        "no nodes in the pool"
+    );
 }
 
 #[test]
@@ -126,7 +135,10 @@ fn fixed_ports_and_bridge_mode() {
     b.task = TaskId::from("t2");
     assert_eq!(pool.place(&b).unwrap_err().summary(), "1 node: host port 31500 in use");
     b.ports[0].host = 80;
-    assert_eq!(pool.place(&b).unwrap_err().summary(), "1 node: host port 80 outside the node's port ranges");
+    assert_eq!(
+        pool.place(&b).unwrap_err().summary(),
+        "1 node: host port 80 outside the node's port ranges"
+    );
     b.ports[0].container = None;
     assert_eq!(
         pool.place(&b).unwrap_err().summary(),

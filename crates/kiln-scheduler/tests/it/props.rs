@@ -29,7 +29,11 @@ fn step() -> impl Strategy<Value = Step> {
 }
 
 fn make_node(i: usize, cores: u64) -> Node {
-    let mut n = Node::new(&format!("n{i}"), &format!("10.0.0.{i}"), Resources::new(cores * 1000, 16 << 30, 100 << 30));
+    let mut n = Node::new(
+        &format!("n{i}"),
+        &format!("10.0.0.{i}"),
+        Resources::new(cores * 1000, 16 << 30, 100 << 30),
+    );
     n.ports = vec![PortRange { start: 31000, end: 31003 }];
     n.attributes.insert("rack".into(), AttrValue::Text(format!("r{}", i % 3)));
     n
@@ -48,23 +52,36 @@ fn constraints(kind: u8) -> Constraints {
 }
 
 fn ask(n: usize, cores: u64, mem: u64, ports: usize, cons: u8, spread: bool, group: u8) -> Ask {
-    let mut a = Ask::new(&format!("t{n}"), &format!("g{group}"), &format!("p{}", group % 2), Resources::new(cores * 1000, mem << 30, 1 << 30));
+    let mut a = Ask::new(
+        &format!("t{n}"),
+        &format!("g{group}"),
+        &format!("p{}", group % 2),
+        Resources::new(cores * 1000, mem << 30, 1 << 30),
+    );
     a.network = Network::Host;
-    a.ports = (0..ports).map(|i| PortAsk { name: format!("p{i}"), host: 0, container: None }).collect();
+    a.ports =
+        (0..ports).map(|i| PortAsk { name: format!("p{i}"), host: 0, container: None }).collect();
     a.constraints = constraints(cons);
     a.strategy = if spread { Packing::Spread } else { Packing::BinPack };
     a
 }
 
 /// Checks every invariant against the pool's own report of its tasks.
-fn check(pool: &Pool, asks: &BTreeMap<TaskId, (Ask, kiln_scheduler::Placement)>) -> Result<(), TestCaseError> {
+fn check(
+    pool: &Pool,
+    asks: &BTreeMap<TaskId, (Ask, kiln_scheduler::Placement)>,
+) -> Result<(), TestCaseError> {
     let mut used: BTreeMap<String, Resources> = BTreeMap::new();
     let mut ports: BTreeMap<(String, u16), &TaskId> = BTreeMap::new();
     for (t, (a, p)) in asks {
         let e = used.entry(p.node.0.clone()).or_default();
         *e = e.saturating_add(a.resources);
         for port in &p.ports {
-            prop_assert!(ports.insert((p.node.0.clone(), port.host), t).is_none(), "port {} handed out twice", port.host);
+            prop_assert!(
+                ports.insert((p.node.0.clone(), port.host), t).is_none(),
+                "port {} handed out twice",
+                port.host
+            );
         }
     }
     for u in pool.nodes() {
@@ -75,14 +92,19 @@ fn check(pool: &Pool, asks: &BTreeMap<TaskId, (Ask, kiln_scheduler::Placement)>)
     let mut seen = std::collections::BTreeSet::new();
     for (a, p) in asks.values() {
         if a.constraints.to_string().contains("hostname UNIQUE") {
-            prop_assert!(seen.insert((a.group.clone(), p.node.clone())), "UNIQUE violated on {}", p.node);
+            prop_assert!(
+                seen.insert((a.group.clone(), p.node.clone())),
+                "UNIQUE violated on {}",
+                p.node
+            );
         }
     }
     Ok(())
 }
 
 fn run(steps: &[Step]) -> Result<Vec<String>, TestCaseError> {
-    let mut pool = Pool::with_nodes(Options::default(), (0..6).map(|i| make_node(i, 8 + 2 * i as u64)));
+    let mut pool =
+        Pool::with_nodes(Options::default(), (0..6).map(|i| make_node(i, 8 + 2 * i as u64)));
     let mut live: BTreeMap<TaskId, (Ask, kiln_scheduler::Placement)> = BTreeMap::new();
     let mut log = Vec::new();
     let mut next = 0;
@@ -135,7 +157,10 @@ fn run(steps: &[Step]) -> Result<Vec<String>, TestCaseError> {
         for u in pool.nodes() {
             prop_assert!(u.free.fits_in(u.node.allocatable()));
             if !u.used.fits_in(u.node.allocatable()) {
-                prop_assert_eq!(u.free.cpu_millis.min(u.free.memory_bytes).min(u.free.disk_bytes), 0);
+                prop_assert_eq!(
+                    u.free.cpu_millis.min(u.free.memory_bytes).min(u.free.disk_bytes),
+                    0
+                );
             }
         }
     }

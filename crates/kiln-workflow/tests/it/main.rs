@@ -5,7 +5,7 @@
 mod check;
 mod fixtures;
 mod fuzz;
-mod schema;
 mod scheduling;
+mod schema;
 mod support;
 mod templates;

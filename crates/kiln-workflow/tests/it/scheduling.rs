@@ -6,7 +6,8 @@ use kiln_scheduler::{AttrValue, Network, Node, Options, Pool, Resources};
 use crate::support::FsLoader;
 
 fn machine(id: &str, city: &str) -> Node {
-    let mut n = Node::new(id, &format!("10.0.0.{}", id.len()), Resources::new(24_000, 76 << 30, 200 << 30));
+    let mut n =
+        Node::new(id, &format!("10.0.0.{}", id.len()), Resources::new(24_000, 76 << 30, 200 << 30));
     for (k, v) in [("city", city), ("storageType", "SSD"), ("rack", id), ("gcc", "12")] {
         n.attributes.insert(k.into(), AttrValue::Text(v.into()));
     }
@@ -19,7 +20,9 @@ fn compiled_job_places_on_the_pool() {
     let plan = compiled.plan.expect("compiles");
     let job = plan.jobs.iter().find(|j| j.id.as_str() == "distcc").expect("distcc job");
     let defaults = Resources::new(1000, 1 << 30, 0);
-    let ask = |n: usize| job.ask(&format!("run-1/distcc/{n}"), "run-1/distcc", "build", defaults).unwrap();
+    let ask = |n: usize| {
+        job.ask(&format!("run-1/distcc/{n}"), "run-1/distcc", "build", defaults).unwrap()
+    };
     let first = ask(0);
     assert_eq!(
         first.constraints.to_string(),
@@ -39,7 +42,10 @@ fn compiled_job_places_on_the_pool() {
     assert_eq!(p0.env()["KILN_PORT_SERVICE_PORT"], "31000");
     assert_eq!(p0.env()["KILN_PORT_STATS_PORT"], "31001");
     let waits = pool.place(&ask(2)).unwrap_err();
-    assert_eq!(waits.summary(), "2 nodes: hostname UNIQUE failed; 1 node: city LIKE shenzhen failed");
+    assert_eq!(
+        waits.summary(),
+        "2 nodes: hostname UNIQUE failed; 1 node: city LIKE shenzhen failed"
+    );
 
     // A job with no scheduling keys asks the defaults, anywhere.
     let plain = kiln_workflow::compile("test_data/ok/minimal.yml", &FsLoader).plan.unwrap();
