@@ -27,7 +27,7 @@ pub use batch::{Batch, Quota, QuotaExceeded, Wait, check_quota};
 pub use constraint::{ConstraintError, Constraints, Op, Predicate};
 pub use explain::{Reason, Unplaced};
 pub use model::{
-    Ask, AskError, AssignedPort, AttrValue, GroupKey, Network, Node, NodeId, Placement, PortAsk,
-    PortRange, Resources, Strategy, TaskId, port_env_name,
+    Ask, AskError, AssignedPort, AttrError, AttrValue, GroupKey, Network, Node, NodeId, Placement,
+    PortAsk, PortRange, Resources, Strategy, TaskId, port_env_name,
 };
 pub use pool::{CommitError, NodeUsage, Options, Pool, ProjectUsage};

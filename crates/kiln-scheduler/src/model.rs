@@ -112,6 +112,104 @@ impl AttrValue {
     }
 }
 
+/// Why an attribute as an agent wrote it can not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AttrError {
+    /// An empty name, or one with spaces or `=`.
+    #[error("attribute name '{0}': expected a non-empty name without spaces or '='")]
+    Name(String),
+    /// A kind other than string, number or set.
+    #[error("attribute '{name}': unknown kind '{kind}', expected string, number or set")]
+    Kind {
+        /// The attribute.
+        name: String,
+        /// The kind written.
+        kind: String,
+    },
+    /// A value that does not fit its kind.
+    #[error("attribute '{name}': value '{value}' is not {expected}")]
+    Value {
+        /// The attribute.
+        name: String,
+        /// The value written.
+        value: String,
+        /// What the kind takes.
+        expected: &'static str,
+    },
+}
+
+impl AttrValue {
+    /// Reads an attribute as an agent's flags write it (BCS's `--string`, `--scalar`,
+    /// `--set`): `kind` is `string` (or `text`), `number` (or `scalar`), or `set` (items
+    /// separated by commas, blanks trimmed, empty items dropped).
+    pub fn parse(name: &str, kind: &str, value: &str) -> Result<AttrValue, AttrError> {
+        check_attr_name(name)?;
+        match kind.to_ascii_lowercase().as_str() {
+            "string" | "text" => Ok(AttrValue::Text(value.to_string())),
+            "number" | "scalar" => value
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|n| n.is_finite())
+                .map(AttrValue::Number)
+                .ok_or_else(|| AttrError::Value {
+                    name: name.to_string(),
+                    value: value.to_string(),
+                    expected: "a number",
+                }),
+            "set" => Ok(AttrValue::Set(
+                value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|i| !i.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+            )),
+            _ => Err(AttrError::Kind { name: name.to_string(), kind: kind.to_string() }),
+        }
+    }
+
+    /// Reads attributes from JSON: an object whose values are text, a number, or a list of
+    /// texts (a set).
+    pub fn map_from_json(v: &serde_json::Value) -> Result<BTreeMap<String, AttrValue>, AttrError> {
+        let obj = v.as_object().ok_or_else(|| AttrError::Value {
+            name: "attributes".to_string(),
+            value: v.to_string(),
+            expected: "an object of name -> text, number or list of texts",
+        })?;
+        let mut out = BTreeMap::new();
+        for (name, value) in obj {
+            check_attr_name(name)?;
+            let bad = || AttrError::Value {
+                name: name.clone(),
+                value: value.to_string(),
+                expected: "text, a number or a list of texts",
+            };
+            let parsed = match value {
+                serde_json::Value::String(s) => AttrValue::Text(s.clone()),
+                serde_json::Value::Number(n) => AttrValue::Number(n.as_f64().ok_or_else(bad)?),
+                serde_json::Value::Array(items) => AttrValue::Set(
+                    items
+                        .iter()
+                        .map(|i| i.as_str().map(str::to_string))
+                        .collect::<Option<_>>()
+                        .ok_or_else(bad)?,
+                ),
+                _ => return Err(bad()),
+            };
+            out.insert(name.clone(), parsed);
+        }
+        Ok(out)
+    }
+}
+
+fn check_attr_name(name: &str) -> Result<(), AttrError> {
+    if name.is_empty() || name.contains(|c: char| c.is_whitespace() || c == '=') {
+        return Err(AttrError::Name(name.to_string()));
+    }
+    Ok(())
+}
+
 /// `12` for 12.0, `12.5` for 12.5.
 pub(crate) fn format_number(n: f64) -> String {
     format!("{n}")

@@ -249,7 +249,7 @@ impl Pool {
             self.index_node(i);
         }
         self.next_version += 1;
-        self.masks.lock().expect("mask cache").clear();
+        self.masks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
         version
     }
 
@@ -269,7 +269,7 @@ impl Pool {
         self.slots[i] = None;
         self.by_id.remove(id);
         self.next_version += 1;
-        self.masks.lock().expect("mask cache").clear();
+        self.masks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
         lost
     }
 
@@ -368,7 +368,7 @@ impl Pool {
 
     /// Runs `f` on the class of `c`, computing it first if it is not cached.
     fn with_class<R>(&self, c: &Constraints, f: impl FnOnce(&Feasible) -> R) -> R {
-        let mut cache = self.masks.lock().expect("mask cache");
+        let mut cache = self.masks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if !cache.contains_key(c.key()) {
             if cache.len() >= MASK_CACHE_MAX {
                 cache.clear();
@@ -405,7 +405,9 @@ impl Pool {
         if old == new {
             return;
         }
-        for class in self.masks.get_mut().expect("mask cache").values_mut() {
+        for class in
+            self.masks.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner).values_mut()
+        {
             if class.mask.contains(i) {
                 class.by_free.remove(&(old, i));
                 class.by_free.insert((new, i));

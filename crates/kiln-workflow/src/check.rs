@@ -920,26 +920,23 @@ impl<'d> Checker<'d> {
             }
         }
         if let Some(ports) = &raw.ports {
-            let port = |c: &mut Self,
-                        v: &Option<Sp<String>>,
-                        what: &str,
-                        min: u16|
-             -> Option<u16> {
-                let v = v.as_ref()?;
-                match v.value.trim().parse::<u16>() {
-                    Ok(n) if n >= min => Some(n),
-                    _ => {
-                        c.error(
+            let port =
+                |c: &mut Self, v: &Option<Sp<String>>, what: &str, min: u16| -> Option<u16> {
+                    let v = v.as_ref()?;
+                    match v.value.trim().parse::<u16>() {
+                        Ok(n) if n >= min => Some(n),
+                        _ => {
+                            c.error(
                             v.at.pos,
                             format!(
                                 "{what}: expected a port number from {min} to 65535, found '{}'",
                                 v.value
                             ),
                         );
-                        None
+                            None
+                        }
                     }
-                }
-            };
+                };
             for p in &ports.value {
                 let host =
                     port(self, &p.host, &format!("port '{}' host", p.name.value), 0).unwrap_or(0);

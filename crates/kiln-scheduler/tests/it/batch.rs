@@ -82,3 +82,34 @@ fn quotas_of_cpu_and_jobs() {
     assert_eq!(why["a3"], "project a quota of 20 CPU reached (16 used, 8 asked)");
     assert_eq!(why["b2"], "project b quota of 1 concurrent jobs reached (1 used, 1 asked)");
 }
+
+#[test]
+fn batch_keeps_group_constraints_and_says_why() {
+    let mut p = pool(3, 64);
+    let unique = kiln_scheduler::Constraints::new(vec![vec![
+        kiln_scheduler::Predicate::new("hostname", "UNIQUE", None).unwrap(),
+    ]])
+    .unwrap();
+    let mut queue = Vec::new();
+    for (g, n) in [("daemons", 5), ("other", 2)] {
+        for i in 0..n {
+            let mut a = task(&format!("{g}{i}"), "distcc", 1, 0);
+            a.group = g.into();
+            a.constraints = unique.clone();
+            queue.push(a);
+        }
+    }
+    let out = p.place_batch(&queue, &BTreeMap::new());
+    let mut placed: Vec<String> = out.placed.iter().map(|p| p.task.0.clone()).collect();
+    placed.sort();
+    assert_eq!(placed, vec!["daemons0", "daemons1", "daemons2", "other0", "other1"]);
+    let why: Vec<(String, String)> =
+        out.waiting.iter().map(|(t, w)| (t.0.clone(), w.to_string())).collect();
+    assert_eq!(
+        why,
+        vec![
+            ("daemons3".to_string(), "3 nodes: hostname UNIQUE failed".to_string()),
+            ("daemons4".to_string(), "3 nodes: hostname UNIQUE failed".to_string()),
+        ]
+    );
+}

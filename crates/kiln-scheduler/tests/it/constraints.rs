@@ -182,3 +182,31 @@ fn bcs_scalar_set_and_operators() {
         "constraint.intersectionItem[0].unionData[0].scalar.value: expected a number"
     );
 }
+
+#[test]
+fn attributes_as_agents_write_them() {
+    assert_eq!(AttrValue::parse("city", "string", "shenzhen"), Ok(text("shenzhen")));
+    assert_eq!(AttrValue::parse("cores", "scalar", " 96 "), Ok(AttrValue::Number(96.0)));
+    assert_eq!(
+        AttrValue::parse("gcc", "set", "9, 12,,"),
+        Ok(AttrValue::Set(BTreeSet::from(["9".to_string(), "12".to_string()])))
+    );
+    let err = |n: &str, k: &str, v: &str| AttrValue::parse(n, k, v).unwrap_err().to_string();
+    assert_eq!(err("cores", "number", "many"), "attribute 'cores': value 'many' is not a number");
+    assert_eq!(
+        err("city", "txt", "x"),
+        "attribute 'city': unknown kind 'txt', expected string, number or set"
+    );
+    assert_eq!(
+        err("my city", "string", "x"),
+        "attribute name 'my city': expected a non-empty name without spaces or '='"
+    );
+    let map =
+        AttrValue::map_from_json(&json!({"city": "shenzhen", "cores": 96, "gcc": ["9", "12"]}))
+            .unwrap();
+    assert_eq!(map["cores"], AttrValue::Number(96.0));
+    assert_eq!(
+        AttrValue::map_from_json(&json!({"gcc": [9]})).unwrap_err().to_string(),
+        "attribute 'gcc': value '[9]' is not text, a number or a list of texts"
+    );
+}
