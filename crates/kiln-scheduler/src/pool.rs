@@ -150,6 +150,8 @@ struct Feasible {
 pub struct Pool {
     options: Options,
     slots: Vec<Option<Slot>>,
+    /// Places of removed nodes, reused first.
+    vacant: Vec<usize>,
     by_id: HashMap<NodeId, usize>,
     /// attribute -> canonical value -> (value, nodes having it).
     index: HashMap<String, HashMap<String, (AttrValue, Vec<usize>)>>,
@@ -186,6 +188,7 @@ impl Pool {
         Pool {
             options,
             slots: Vec::new(),
+            vacant: Vec::new(),
             by_id: HashMap::default(),
             index: HashMap::default(),
             live: Bitset::empty(0),
@@ -234,18 +237,30 @@ impl Pool {
                 self.recount_groups();
             }
         } else {
-            let i = self.slots.len();
-            self.by_id.insert(node.id.clone(), i);
-            self.slots.push(Some(Slot {
+            let slot = Slot {
                 node,
                 version,
                 used: Resources::default(),
                 ports: BTreeSet::new(),
                 tasks: 0,
-            }));
-            let mut live = Bitset::empty(self.slots.len());
-            live.or_with(&self.live);
-            self.live = live;
+            };
+            // Reuse the place of a removed node, so that agents coming and going do not grow
+            // the pool.
+            let i = match self.vacant.pop() {
+                Some(i) => {
+                    self.slots[i] = Some(slot);
+                    i
+                }
+                None => {
+                    self.slots.push(Some(slot));
+                    let mut live = Bitset::empty(self.slots.len());
+                    live.or_with(&self.live);
+                    self.live = live;
+                    self.slots.len() - 1
+                }
+            };
+            let id = self.slots[i].as_ref().expect("slot just filled").node.id.clone();
+            self.by_id.insert(id, i);
             self.index_node(i);
         }
         self.next_version += 1;
@@ -267,6 +282,7 @@ impl Pool {
         }
         self.unindex(i);
         self.slots[i] = None;
+        self.vacant.push(i);
         self.by_id.remove(id);
         self.next_version += 1;
         self.masks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();

@@ -289,3 +289,21 @@ fn shrunk_node_reads_zero_free_until_tasks_end() {
     assert!(pool.place(&ask("b", "g", 1, 1)).is_err());
     let _ = res(1, 1);
 }
+
+#[test]
+fn agents_coming_and_going_reuse_their_place() {
+    let mut pool = Pool::with_nodes(Options::default(), [node("a", 8, 8, &[("city", "sz")])]);
+    for round in 0..50 {
+        let id = format!("n{round}");
+        pool.upsert_node(node(&id, 8, 8, &[("city", "sh")]));
+        let mut a = ask(&format!("t{round}"), "g", 8, 1);
+        a.constraints = all(&[("city", "LIKE", Some("sh"))]);
+        assert_eq!(pool.reserve(&a).unwrap().node, NodeId(id.clone()));
+        assert_eq!(pool.remove_node(&NodeId(id)), vec![TaskId(format!("t{round}"))]);
+    }
+    assert_eq!(pool.node_count(), 1);
+    assert_eq!(pool.nodes().count(), 1);
+    let mut a = ask("last", "g", 8, 1);
+    a.constraints = all(&[("city", "LIKE", Some("sz"))]);
+    assert_eq!(pool.reserve(&a).unwrap().node, NodeId::from("a"));
+}
