@@ -6,7 +6,10 @@
 //! - the gap between a job's end and its dependent's start on the process executor
 //!   (`kiln-runtime/benches/gap.rs`, beside the floor of spawning `sh -c true`);
 //! - the server end to end (`kiln/benches/server.rs`): trigger to container start, log line
-//!   to SSE viewers, runs per second, idle memory, each beside its floor.
+//!   to SSE viewers, runs per second, idle memory, each beside its floor;
+//! - pure placement of 100,000 queued 8-CPU tasks with constraints on 10,000 simulated nodes
+//!   (criterion, `kiln-scheduler/benches/placement.rs`), with its ratio to kube-scheduler's and
+//!   Nomad's published rates.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -36,6 +39,10 @@ pub fn run(only: Option<&str>) -> Result<()> {
     }
     if want("server") {
         server()?;
+    }
+    if want("placement") {
+        println!("==> placement: 100,000 8-CPU tasks with constraints on 10,000 nodes (criterion)");
+        cargo(&["bench", "-p", "kiln-scheduler", "--bench", "placement", "--", "--noplot"])?;
     }
     Ok(())
 }

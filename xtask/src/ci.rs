@@ -2,17 +2,18 @@
 //! server, then every test with `KILN_REQUIRE_DOCKER=1` and `DOCKER_HOST` set, and
 //! `KILN_STORE_TEST_POSTGRES` with `KILN_REQUIRE_POSTGRES=1` (so the store's and the server's
 //! tests also run on PostgreSQL); stops at the first failing step. `KILN_SKIP_POSTGRES=1`
-//! skips PostgreSQL: those tests then run on SQLite only.
+//! skips PostgreSQL: those tests then run on SQLite only. Chromium and chromedriver are
+//! installed for the web UI's browser tests, which run with `KILN_REQUIRE_BROWSER=1`.
 
 use anyhow::Result;
 
 use crate::apt::Apt;
 use crate::step::{self, Steps, cargo};
-use crate::{engine, images, postgres};
+use crate::{browser, engine, images, postgres};
 
 /// Runs the CI steps in order.
 pub fn run() -> Result<()> {
-    let mut steps = Steps::new(6);
+    let mut steps = Steps::new(7);
     let result = run_steps(&mut steps);
     steps.summary();
     result
@@ -28,6 +29,7 @@ fn run_steps(steps: &mut Steps) -> Result<()> {
     let mut apt = Apt::default();
     let host = steps.run("Docker engine", || engine::ensure(&mut apt))?;
     steps.run("test images", || images::ensure(&host, &mut apt))?;
+    steps.run("Chromium and chromedriver", || browser::ensure(&mut apt))?;
     let skip_postgres = std::env::var("KILN_SKIP_POSTGRES").is_ok_and(|v| v == "1");
     let postgres = steps.run("PostgreSQL", || {
         if skip_postgres {
@@ -37,8 +39,10 @@ fn run_steps(steps: &mut Steps) -> Result<()> {
         postgres::ensure(&mut apt).map(Some)
     })?;
     let title = match postgres {
-        Some(_) => "cargo test --workspace (KILN_REQUIRE_DOCKER=1, KILN_REQUIRE_POSTGRES=1)",
-        None => "cargo test --workspace (KILN_REQUIRE_DOCKER=1)",
+        Some(_) => {
+            "cargo test --workspace (KILN_REQUIRE_DOCKER=1, KILN_REQUIRE_POSTGRES=1, KILN_REQUIRE_BROWSER=1)"
+        }
+        None => "cargo test --workspace (KILN_REQUIRE_DOCKER=1, KILN_REQUIRE_BROWSER=1)",
     };
     steps.run(title, || {
         println!("DOCKER_HOST={host}");
@@ -46,6 +50,7 @@ fn run_steps(steps: &mut Steps) -> Result<()> {
         // Every failing test binary is reported, not just the first.
         test.args(["test", "--workspace", "--no-fail-fast"])
             .env("KILN_REQUIRE_DOCKER", "1")
+            .env("KILN_REQUIRE_BROWSER", "1")
             .env("DOCKER_HOST", &host);
         if let Some(url) = &postgres {
             println!("{}={url}", postgres::URL_VAR);

@@ -5,6 +5,7 @@
 
 mod apt;
 mod bench;
+mod browser;
 mod ci;
 mod engine;
 mod http;
@@ -33,9 +34,10 @@ enum Task {
     Ci,
     /// Makes sure a Docker engine answers and holds the test images; prints its DOCKER_HOST.
     Images,
-    /// The benchmarks, side by side with their floors: docker, engine, gap, server (or one).
+    /// The benchmarks, side by side with their floors: docker, engine, gap, server, placement
+    /// (or one).
     Bench {
-        /// Only this benchmark: `docker`, `engine`, `gap` or `server`.
+        /// Only this benchmark: `docker`, `engine`, `gap`, `server` or `placement`.
         only: Option<String>,
     },
 }

@@ -415,3 +415,29 @@ pub struct ServerInfo {
     /// Connected agents.
     pub agents: Vec<agent::AgentInfo>,
 }
+
+/// `GET /api/v1/stats/queue`: queue depth and pool use over the last hour.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct QueueHistory {
+    /// Time between samples.
+    pub interval_ms: u64,
+    /// Samples, oldest first; the last one is taken at the request.
+    pub samples: Vec<QueueSample>,
+}
+
+/// The queue and the pool at one moment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct QueueSample {
+    /// When.
+    pub time: DateTime<Utc>,
+    /// Job attempts waiting for an agent.
+    pub queued_jobs: u64,
+    /// Runs waiting for a `concurrency:` slot.
+    pub pending_runs: u64,
+    /// Agent slots running an attempt.
+    pub busy_slots: u64,
+    /// Agent slots in all.
+    pub total_slots: u64,
+    /// Connected agents.
+    pub agents: u64,
+}

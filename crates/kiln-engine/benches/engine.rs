@@ -49,6 +49,7 @@ fn plan() -> Plan {
                 matrix: BTreeMap::new(),
                 services: Vec::new(),
                 resources: Resources::default(),
+                scheduling: Default::default(),
                 cache: None,
                 artifacts: None,
             };

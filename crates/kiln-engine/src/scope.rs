@@ -186,6 +186,7 @@ impl JobScope<'_> {
             matrix: job.matrix.clone(),
             services,
             resources: job.resources,
+            scheduling: job.scheduling.clone(),
             cache,
             artifacts,
         })

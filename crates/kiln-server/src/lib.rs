@@ -26,6 +26,7 @@ pub mod plans;
 pub mod pool;
 pub mod routes;
 pub mod secrets;
+pub mod stats;
 
 use coord::Coord;
 use dispatch::Dispatch;
@@ -53,6 +54,8 @@ pub struct AppState {
     pub tokens: auth::TokenCache,
     /// The embedded agent's bearer secret (this process only, never stored).
     pub agent_secret: String,
+    /// Queue and pool samples of the last hour.
+    pub stats: stats::History,
 }
 
 /// Shared state of the API.
@@ -157,6 +160,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         secrets,
         tokens: auth::TokenCache::default(),
         agent_secret: agent_secret.clone(),
+        stats: stats::History::default(),
     });
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -165,6 +169,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
     let resumed = coord.recover().await?;
     let shutdown = CancellationToken::new();
     spawn_reaper(app.clone(), shutdown.clone());
+    stats::spawn_sampler(app.clone(), shutdown.clone());
     let router = routes::router(app.clone());
     let stop = shutdown.clone();
     let task = tokio::spawn(async move {

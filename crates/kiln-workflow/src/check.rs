@@ -12,12 +12,14 @@ use crate::diag::{Diagnostic, Severity};
 use crate::expr::{self, Reference};
 use crate::params::param_value;
 use crate::plan::{
-    ArtifactSpec, ArtifactWhen, CachePolicy, CacheSpec, Job, JobId, ParamKind, ParamSpec, Plan,
-    Resources, RetryOn, RetryPolicy, RunSpec, Service, Stage, StageKind, workspace_path_problem,
+    ArtifactSpec, ArtifactWhen, CachePolicy, CacheSpec, ConstraintTerm, Job, JobId, ParamKind,
+    ParamSpec, Plan, PortSpec, Resources, RetryOn, RetryPolicy, RunSpec, Scheduling, Service,
+    Stage, StageKind, workspace_path_problem,
 };
 use crate::raw::{
-    ArtifactWhenText, CachePolicyText, Entries, ParamType, RawArtifacts, RawCache, RawJob,
-    RawMatrix, RawParam, RawRetry, RawStage, RawWorkflow, RetryOnText, Sp, StageType,
+    ArtifactWhenText, CachePolicyText, Entries, NetworkText, ParamType, PlacementText,
+    RawArtifacts, RawCache, RawJob, RawMatrix, RawParam, RawRetry, RawStage, RawWorkflow,
+    RetryOnText, Sp, StageType,
 };
 use crate::read::suggest;
 use crate::units;
@@ -814,6 +816,13 @@ impl<'d> Checker<'d> {
                         .map_err(|e| self.error(m.at.pos, format!("memory: {e}")))
                         .ok()
                 }),
+                disk_bytes: r.value.disk.as_ref().and_then(|d| {
+                    units::memory_bytes(&d.value)
+                        .map_err(|e| {
+                            self.error(d.at.pos, format!("disk: {}", e.replace("memory", "disk")))
+                        })
+                        .ok()
+                }),
             })
             .unwrap_or_default();
         let condition = match &raw.condition {
@@ -877,7 +886,116 @@ impl<'d> Checker<'d> {
             resources,
             cache,
             artifacts,
+            scheduling: self.scheduling(raw),
         })
+    }
+
+    /// `constraints`, `ports`, `network`, `priority`, `placement`, checked with the
+    /// scheduler's own parser so that a compiled plan always converts.
+    fn scheduling(&mut self, raw: &RawJob) -> Scheduling {
+        let mut out = Scheduling::default();
+        for group in raw.constraints.iter().flat_map(|c| c.value.iter()) {
+            let mut terms = Vec::new();
+            for t in &group.value {
+                let value = t.value.as_ref().map(|v| v.value.as_str());
+                match kiln_scheduler::Predicate::new(&t.attribute.value, &t.operator.value, value) {
+                    Ok(p) => terms.push(ConstraintTerm {
+                        attribute: p.attribute.clone(),
+                        operator: p.op.to_string().split(' ').next().unwrap_or_default().to_owned(),
+                        value: t.value.as_ref().map(|v| v.value.clone()),
+                    }),
+                    Err(e) => {
+                        use kiln_scheduler::ConstraintError as E;
+                        let at = match &e {
+                            E::Operator { .. } => t.operator.at.pos,
+                            E::EmptyAttribute { .. } => t.attribute.at.pos,
+                            _ => t.value.as_ref().map_or(t.operator.at.pos, |v| v.at.pos),
+                        };
+                        self.error(at, e.to_string());
+                    }
+                }
+            }
+            if terms.len() == group.value.len() {
+                out.constraints.push(terms);
+            }
+        }
+        if let Some(ports) = &raw.ports {
+            let port =
+                |c: &mut Self, v: &Option<Sp<String>>, what: &str, min: u16| -> Option<u16> {
+                    let v = v.as_ref()?;
+                    match v.value.trim().parse::<u16>() {
+                        Ok(n) if n >= min => Some(n),
+                        _ => {
+                            c.error(
+                            v.at.pos,
+                            format!(
+                                "{what}: expected a port number from {min} to 65535, found '{}'",
+                                v.value
+                            ),
+                        );
+                            None
+                        }
+                    }
+                };
+            for p in &ports.value {
+                let host =
+                    port(self, &p.host, &format!("port '{}' host", p.name.value), 0).unwrap_or(0);
+                let container =
+                    port(self, &p.container, &format!("port '{}' container", p.name.value), 1);
+                out.ports.push(PortSpec { name: p.name.value.clone(), host, container });
+            }
+        }
+        out.host_network = raw.network.as_ref().is_some_and(|n| n.value == NetworkText::Host);
+        out.spread = raw.placement.as_ref().is_some_and(|p| p.value == PlacementText::Spread);
+        if let Some(p) = &raw.priority {
+            match p.value.trim().parse::<i32>() {
+                Ok(n) => out.priority = n,
+                Err(_) => self.error(
+                    p.at.pos,
+                    format!(
+                        "priority: expected a whole number such as 10 or -5, found '{}'",
+                        p.value
+                    ),
+                ),
+            }
+        }
+        if let Some(ports) = &raw.ports {
+            let mut probe = kiln_scheduler::Ask::new(
+                "check",
+                "check",
+                "check",
+                kiln_scheduler::Resources::default(),
+            );
+            probe.network = if out.host_network {
+                kiln_scheduler::Network::Host
+            } else {
+                kiln_scheduler::Network::Bridge
+            };
+            probe.ports = out
+                .ports
+                .iter()
+                .map(|p| kiln_scheduler::PortAsk {
+                    name: p.name.clone(),
+                    host: p.host,
+                    container: p.container,
+                })
+                .collect();
+            if let Err(e) = probe.validate() {
+                use kiln_scheduler::AskError as E;
+                let name = match &e {
+                    E::PortName(n)
+                    | E::DuplicatePort(_, n)
+                    | E::ContainerPortNeeded(n)
+                    | E::HostModePort(n, _) => Some(n.as_str()),
+                    E::DuplicateHostPort(_) => None,
+                };
+                let at = name
+                    .and_then(|n| ports.value.iter().rev().find(|p| p.name.value == n))
+                    .map_or(ports.at.pos, |p| p.name.at.pos);
+                self.error(at, format!("ports: {e}"));
+            }
+        }
+        out
     }
 
     /// Checks `cache`: its key and paths may hold templates; paths stay in the workspace.

@@ -179,6 +179,9 @@ pub struct Job {
     /// Files saved when the job ends and placed into the workspace of the jobs that need it
     /// (`artifacts`); paths may hold templates.
     pub artifacts: Option<ArtifactSpec>,
+    /// Constraints, ports, network, priority and placement on the server's pool.
+    #[serde(default, skip_serializing_if = "Scheduling::is_default")]
+    pub scheduling: Scheduling,
 }
 
 /// What a job runs.
@@ -234,13 +237,140 @@ pub struct Service {
     pub command: Option<Vec<String>>,
 }
 
-/// Container limits.
+/// Container limits, and what the job asks of the pool's machines.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Resources {
     /// CPU in thousandths of a core (`0.5` or `500m` = 500).
     pub cpu_millis: Option<u64>,
     /// Memory in bytes (`256Mi`).
     pub memory_bytes: Option<u64>,
+    /// Disk in bytes (`10Gi`); scheduling only, not a container limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_bytes: Option<u64>,
+}
+
+/// Where a job may run on the server's pool and what it needs there besides resources:
+/// `constraints`, `ports`, `network`, `priority`, `placement`. Checked at compile time
+/// against the scheduler's language (`kiln_scheduler`); kept here as plain data so the plan
+/// stays serialisable, and turned into the scheduler's request by [`Job::ask`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scheduling {
+    /// An AND of OR-groups of tests.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub constraints: Vec<Vec<ConstraintTerm>>,
+    /// Named host ports.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortSpec>,
+    /// `network: host`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub host_network: bool,
+    /// Higher first when the pool is short.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub priority: i32,
+    /// `placement: spread` (bin-pack otherwise).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub spread: bool,
+}
+
+fn is_zero(n: &i32) -> bool {
+    *n == 0
+}
+
+impl Scheduling {
+    /// Nothing written: any machine, no port, bridge network, priority 0, bin-pack.
+    pub fn is_default(&self) -> bool {
+        *self == Scheduling::default()
+    }
+
+    /// The scheduler's constraints. Never fails for a plan `compile` produced (each test
+    /// was checked with the same parser).
+    pub fn constraints(
+        &self,
+    ) -> Result<kiln_scheduler::Constraints, kiln_scheduler::ConstraintError> {
+        let groups = self
+            .constraints
+            .iter()
+            .map(|g| {
+                g.iter()
+                    .map(|t| {
+                        kiln_scheduler::Predicate::new(
+                            &t.attribute,
+                            &t.operator,
+                            t.value.as_deref(),
+                        )
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        kiln_scheduler::Constraints::new(groups)
+    }
+}
+
+/// One constraint test, as checked (`operator` upper-cased, BCS spellings normalised).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConstraintTerm {
+    /// The node attribute.
+    pub attribute: String,
+    /// `LIKE`, `UNLIKE`, `UNIQUE`, `CLUSTER`, `GROUP_BY`, `MAX_PER`, `GREATER`, `LESS`, `EXISTS`.
+    pub operator: String,
+    /// The value, when the operator takes one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
+/// A named host port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortSpec {
+    /// Name; the job sees `KILN_PORT_<NAME>`.
+    pub name: String,
+    /// Host port; 0 = any free port of the machine's range.
+    pub host: u16,
+    /// Container port (`None` with the host network: the host port).
+    pub container: Option<u16>,
+}
+
+impl Job {
+    /// The scheduler's request for one attempt of this job: `task` (unique), `group` (what
+    /// UNIQUE, GROUP_BY... count together, such as `<run id>/<job base>`), `project`, and the
+    /// resources to ask when the job writes none (`defaults`, per amount).
+    pub fn ask(
+        &self,
+        task: &str,
+        group: &str,
+        project: &str,
+        defaults: kiln_scheduler::Resources,
+    ) -> Result<kiln_scheduler::Ask, kiln_scheduler::ConstraintError> {
+        let r = &self.resources;
+        let resources = kiln_scheduler::Resources {
+            cpu_millis: r.cpu_millis.unwrap_or(defaults.cpu_millis),
+            memory_bytes: r.memory_bytes.unwrap_or(defaults.memory_bytes),
+            disk_bytes: r.disk_bytes.unwrap_or(defaults.disk_bytes),
+        };
+        let s = &self.scheduling;
+        let mut ask = kiln_scheduler::Ask::new(task, group, project, resources);
+        ask.priority = s.priority;
+        ask.constraints = s.constraints()?;
+        ask.network = if s.host_network {
+            kiln_scheduler::Network::Host
+        } else {
+            kiln_scheduler::Network::Bridge
+        };
+        ask.strategy = if s.spread {
+            kiln_scheduler::Strategy::Spread
+        } else {
+            kiln_scheduler::Strategy::BinPack
+        };
+        ask.ports = s
+            .ports
+            .iter()
+            .map(|p| kiln_scheduler::PortAsk {
+                name: p.name.clone(),
+                host: p.host,
+                container: p.container,
+            })
+            .collect();
+        Ok(ask)
+    }
 }
 
 /// A job's cache: paths restored before the job runs and saved after it, under a key.

@@ -313,6 +313,138 @@ pub struct RawJob {
     /// Files saved when the job ends and placed into the workspace of the jobs that need it
     /// (GitLab `artifacts`).
     pub artifacts: Option<Sp<RawArtifacts>>,
+    /// Which machines of the server's pool may run the job: every item must hold. An item is
+    /// one test, `[attribute, OPERATOR, value]` (Marathon's form) or `{attribute, operator,
+    /// value}`, or an OR of tests, `{any: [test, ...]}`. See docs/scheduling.md.
+    #[schemars(with = "Option<ConstraintsSchema>")]
+    pub constraints: Option<Sp<Vec<Sp<Vec<RawTerm>>>>>,
+    /// Named host ports: `{name, host, container}`; host `0` (the default) takes a free
+    /// port of the machine's range, exported to the job as `KILN_PORT_<NAME>`.
+    pub ports: Option<Sp<Vec<RawPort>>>,
+    /// `bridge` (the default) or `host` (the job uses the machine's network; its ports are
+    /// the host ports).
+    pub network: Option<Sp<NetworkText>>,
+    /// Higher runs first when the pool is short (a whole number, default 0).
+    #[schemars(with = "Option<i32>")]
+    pub priority: Option<Sp<String>>,
+    /// `binpack` (the default: fill the fullest machine that fits) or `spread` (the
+    /// emptiest).
+    pub placement: Option<Sp<PlacementText>>,
+}
+
+/// One constraint test as written (any of its forms).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawTerm {
+    /// The node attribute.
+    pub attribute: Sp<String>,
+    /// The operator, as written.
+    pub operator: Sp<String>,
+    /// The value, if written.
+    pub value: Option<Sp<String>>,
+}
+
+/// Schema of `constraints`.
+pub struct ConstraintsSchema;
+
+impl JsonSchema for ConstraintsSchema {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> Cow<'static, str> {
+        "Constraints".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        let scalar = json_schema!({ "type": ["string", "number", "boolean"] });
+        let operator = json_schema!({
+            "type": "string",
+            "description": "LIKE, UNLIKE, UNIQUE, CLUSTER, GROUP_BY, MAX_PER, GREATER, LESS or EXISTS (any case; GROUPBY and MAXPER too)."
+        });
+        let term = json_schema!({
+            "anyOf": [
+                {
+                    "type": "array",
+                    "minItems": 2,
+                    "maxItems": 3,
+                    "items": [{ "type": "string" }, operator, scalar],
+                    "description": "[attribute, OPERATOR] or [attribute, OPERATOR, value]"
+                },
+                {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["attribute", "operator"],
+                    "properties": {
+                        "attribute": { "type": "string" },
+                        "operator": operator,
+                        "value": scalar
+                    }
+                }
+            ]
+        });
+        json_schema!({
+            "type": "array",
+            "items": {
+                "anyOf": [
+                    term,
+                    {
+                        "type": "object",
+                        "additionalProperties": false,
+                        "required": ["any"],
+                        "properties": { "any": { "type": "array", "minItems": 1, "items": term } }
+                    }
+                ]
+            }
+        })
+    }
+}
+
+/// A named host port.
+#[derive(Debug, Clone, PartialEq, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawPort {
+    /// Name (letters, digits, `_`, `-`), exported as `KILN_PORT_<NAME>`.
+    pub name: Sp<String>,
+    /// The host port; `0` (the default) takes a free one from the machine's range.
+    #[schemars(with = "Option<u16>")]
+    pub host: Option<Sp<String>>,
+    /// The port inside the container (needed with the bridge network; with `network:
+    /// host` it is the host port).
+    #[schemars(with = "Option<u16>")]
+    pub container: Option<Sp<String>>,
+}
+
+impl RawPort {
+    /// The keys of a port.
+    pub const KEYS: &[&str] = &["name", "host", "container"];
+}
+
+/// A network mode, as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
+#[schemars(rename_all = "lowercase")]
+pub enum NetworkText {
+    /// Its own network, host ports mapped.
+    Bridge,
+    /// The machine's network.
+    Host,
+}
+
+impl NetworkText {
+    /// The names, as written.
+    pub const NAMES: &[&str] = &["bridge", "host"];
+}
+
+/// A placement strategy, as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
+#[schemars(rename_all = "lowercase")]
+pub enum PlacementText {
+    /// Fill the fullest machine that fits.
+    Binpack,
+    /// Prefer the emptiest machine.
+    Spread,
+}
+
+impl PlacementText {
+    /// The names, as written.
+    pub const NAMES: &[&str] = &["binpack", "spread"];
 }
 
 impl RawJob {
@@ -333,6 +465,11 @@ impl RawJob {
         "services",
         "cache",
         "artifacts",
+        "constraints",
+        "ports",
+        "network",
+        "priority",
+        "placement",
     ];
 }
 
@@ -384,11 +521,14 @@ pub struct RawResources {
     /// Memory: bytes, or a number with Ki, Mi, Gi, Ti (powers of 1024) or K, M, G, T.
     #[schemars(with = "Option<MemoryText>")]
     pub memory: Option<Sp<String>>,
+    /// Disk the job needs on the machine (scheduling only), written as memory is.
+    #[schemars(with = "Option<MemoryText>")]
+    pub disk: Option<Sp<String>>,
 }
 
 impl RawResources {
     /// The keys of `resources`.
-    pub const KEYS: &[&str] = &["cpu", "memory"];
+    pub const KEYS: &[&str] = &["cpu", "memory", "disk"];
 }
 
 /// Schema of a CPU amount.
@@ -647,5 +787,6 @@ mod tests {
         assert_eq!(properties(&schema, Some("RawService")), sorted(RawService::KEYS));
         assert_eq!(properties(&schema, Some("RawCache")), sorted(RawCache::KEYS));
         assert_eq!(properties(&schema, Some("RawArtifacts")), sorted(RawArtifacts::KEYS));
+        assert_eq!(properties(&schema, Some("RawPort")), sorted(RawPort::KEYS));
     }
 }

@@ -6,9 +6,9 @@
 
 use crate::diag::{Diagnostic, Severity};
 use crate::raw::{
-    ArtifactWhenText, CachePolicyText, Entries, ParamType, RawArtifacts, RawCache, RawJob,
-    RawMatrix, RawParam, RawResources, RawRetry, RawService, RawStage, RawWorkflow, RetryOnText,
-    Sp, StageType,
+    ArtifactWhenText, CachePolicyText, Entries, NetworkText, ParamType, PlacementText,
+    RawArtifacts, RawCache, RawJob, RawMatrix, RawParam, RawPort, RawResources, RawRetry,
+    RawService, RawStage, RawTerm, RawWorkflow, RetryOnText, Sp, StageType,
 };
 use crate::yaml::{Kind, Node, Origin, Pos};
 
@@ -435,6 +435,20 @@ impl<'d> Reader<'d> {
         let services = f.get("services").and_then(|n| self.services(n));
         let cache = f.get("cache").and_then(|n| self.cache(n));
         let artifacts = f.get("artifacts").and_then(|n| self.artifacts(n));
+        let constraints = f.get("constraints").and_then(|n| self.constraints(n));
+        let ports = f.get("ports").and_then(|n| self.ports(n));
+        let network = f.get("network").and_then(|n| {
+            self.one_of(n, "network", NetworkText::NAMES, &[NetworkText::Bridge, NetworkText::Host])
+        });
+        let priority = f.get("priority").and_then(|n| self.text(n, "priority"));
+        let placement = f.get("placement").and_then(|n| {
+            self.one_of(
+                n,
+                "placement",
+                PlacementText::NAMES,
+                &[PlacementText::Binpack, PlacementText::Spread],
+            )
+        });
         Some(RawJob {
             image,
             script,
@@ -451,7 +465,122 @@ impl<'d> Reader<'d> {
             services,
             cache,
             artifacts,
+            constraints,
+            ports,
+            network,
+            priority,
+            placement,
         })
+    }
+
+    /// `constraints:`, a list whose items are tests or `{any: [tests]}`.
+    fn constraints(&mut self, node: &Node) -> Option<Sp<Vec<Sp<Vec<RawTerm>>>>> {
+        let Kind::Seq(items) = &node.kind else {
+            self.error(
+                node.pos(),
+                format!(
+                    "constraints: expected a list such as [[city, LIKE, shenzhen]], found {}",
+                    node.describe()
+                ),
+            );
+            return None;
+        };
+        let mut groups = Vec::new();
+        for item in items {
+            let is_any = matches!(&item.kind, Kind::Map(m) if m.iter().any(|(k, _)| k.scalar() == Some("any")));
+            if !is_any {
+                if let Some(t) = self.term(item) {
+                    groups.push(Sp::new(vec![t], item.origin));
+                }
+                continue;
+            }
+            let Some(f) = self.fields(item, "constraint group", &["any"]) else { continue };
+            let Some(any) = f.get("any") else { continue };
+            let Kind::Seq(alts) = &any.kind else {
+                self.error(
+                    any.pos(),
+                    format!(
+                        "constraint group any: expected a list of tests, found {}",
+                        any.describe()
+                    ),
+                );
+                continue;
+            };
+            if alts.is_empty() {
+                self.error(any.pos(), "constraint group any: expected at least one test");
+                continue;
+            }
+            let terms: Vec<RawTerm> = alts.iter().filter_map(|a| self.term(a)).collect();
+            if terms.len() == alts.len() {
+                groups.push(Sp::new(terms, item.origin));
+            }
+        }
+        Some(Sp::new(groups, node.origin))
+    }
+
+    /// One test: `[attribute, OPERATOR, value?]` or `{attribute, operator, value?}`.
+    fn term(&mut self, node: &Node) -> Option<RawTerm> {
+        const EXPECTED: &str = "expected [attribute, OPERATOR] or [attribute, OPERATOR, value], \
+                                or {attribute: ..., operator: ..., value: ...}";
+        match &node.kind {
+            Kind::Seq(parts) if (2..=3).contains(&parts.len()) => {
+                let attribute = self.text(&parts[0], "constraint attribute")?;
+                let operator = self.text(&parts[1], "constraint operator")?;
+                let value = match parts.get(2) {
+                    Some(v) => Some(self.text(v, "constraint value")?),
+                    None => None,
+                };
+                Some(RawTerm { attribute, operator, value })
+            }
+            Kind::Map(_) => {
+                let f = self.fields(node, "constraint", &["attribute", "operator", "value"])?;
+                let attribute =
+                    f.get("attribute").and_then(|n| self.text(n, "constraint attribute"));
+                let operator = f.get("operator").and_then(|n| self.text(n, "constraint operator"));
+                let value = f.get("value").and_then(|n| self.text(n, "constraint value"));
+                for key in ["attribute", "operator"] {
+                    if f.get(key).is_none() {
+                        self.error(f.pos(), format!("constraint has no '{key}'"));
+                    }
+                }
+                Some(RawTerm { attribute: attribute?, operator: operator?, value })
+            }
+            _ => {
+                self.error(
+                    node.pos(),
+                    format!("constraint: {EXPECTED}, found {}", node.describe()),
+                );
+                None
+            }
+        }
+    }
+
+    fn ports(&mut self, node: &Node) -> Option<Sp<Vec<RawPort>>> {
+        let Kind::Seq(items) = &node.kind else {
+            self.error(
+                node.pos(),
+                format!(
+                    "ports: expected a list such as [{{name: http, container: 8080}}], found {}",
+                    node.describe()
+                ),
+            );
+            return None;
+        };
+        let mut out = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let what = format!("port {}", i + 1);
+            let Some(f) = self.fields(item, &what, RawPort::KEYS) else { continue };
+            let name = f.get("name").and_then(|n| self.text(n, "port name"));
+            if f.get("name").is_none() {
+                self.error(f.pos(), format!("{what} has no 'name'"));
+            }
+            let host = f.get("host").and_then(|n| self.text(n, "port host"));
+            let container = f.get("container").and_then(|n| self.text(n, "port container"));
+            if let Some(name) = name {
+                out.push(RawPort { name, host, container });
+            }
+        }
+        Some(Sp::new(out, node.origin))
     }
 
     fn cache(&mut self, node: &Node) -> Option<Sp<RawCache>> {
@@ -546,7 +675,8 @@ impl<'d> Reader<'d> {
         let f = self.fields(node, "resources", RawResources::KEYS)?;
         let cpu = f.get("cpu").and_then(|n| self.text(n, "cpu"));
         let memory = f.get("memory").and_then(|n| self.text(n, "memory"));
-        Some(Sp::new(RawResources { cpu, memory }, node.origin))
+        let disk = f.get("disk").and_then(|n| self.text(n, "disk"));
+        Some(Sp::new(RawResources { cpu, memory, disk }, node.origin))
     }
 
     fn matrix(&mut self, node: &Node) -> Option<Sp<RawMatrix>> {

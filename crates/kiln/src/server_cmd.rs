@@ -257,6 +257,7 @@ pub async fn server(args: ServerArgs) -> ExitCode {
         println!("  export KILN_TOKEN={token}");
         println!();
     }
+    println!("web UI: {}/ (sign in with a token)", server.url);
     println!("ready in {} ms", started.elapsed().as_millis());
     let _ = tokio::signal::ctrl_c().await;
     eprintln!("stopping…");

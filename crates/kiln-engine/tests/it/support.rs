@@ -30,6 +30,7 @@ pub fn job(id: &str) -> JobDef {
             matrix: BTreeMap::new(),
             services: Vec::new(),
             resources: Resources::default(),
+            scheduling: Default::default(),
             cache: None,
             artifacts: None,
         },

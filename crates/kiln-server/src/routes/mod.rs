@@ -1,9 +1,11 @@
-//! The HTTP surface: `/api/v1` (described by `/api/openapi.json`), `/metrics`, `/healthz`.
+//! The HTTP surface: `/api/v1` (described by `/api/openapi.json`), `/metrics`, `/healthz`,
+//! and the web UI (`kiln-ui`) at `/` and every other GET path.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{FromRequest, MatchedPath, Request, State};
+use axum::http::{HeaderMap, Method, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -21,6 +23,7 @@ pub mod logs;
 pub mod nodes;
 pub mod projects;
 pub mod runs;
+pub mod stats;
 pub mod tokens;
 
 /// A JSON body whose errors come back in the API's error shape.
@@ -64,6 +67,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 fn api_router() -> OpenApiRouter<App> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(tokens::info))
+        .routes(routes!(stats::queue))
         .routes(routes!(projects::list, projects::create))
         .routes(routes!(projects::pipelines))
         .routes(routes!(projects::pipeline, projects::apply))
@@ -103,10 +107,20 @@ pub fn router(app: App) -> Router {
     api.route("/api/openapi.json", get(move || async move { Json(doc.as_ref().clone()) }))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
-        .fallback(|| async { ApiErr::not_found("no such endpoint; see /api/openapi.json") })
+        .merge(kiln_ui::router())
+        .fallback(fallback)
         .layer(middleware::map_response(json_errors))
         .layer(middleware::from_fn_with_state(app.clone(), track))
         .with_state(app)
+}
+
+/// A GET of a client-side route of the web UI gets the UI's page; anything else is the API's
+/// JSON 404.
+async fn fallback(method: Method, uri: Uri, headers: HeaderMap) -> Response {
+    if (method == Method::GET || method == Method::HEAD) && kiln_ui::is_ui_path(uri.path()) {
+        return kiln_ui::page(&headers);
+    }
+    ApiErr::not_found("no such endpoint; see /api/openapi.json").into_response()
 }
 
 /// Gives every error answer the API's JSON shape, including the plain-text ones axum's own

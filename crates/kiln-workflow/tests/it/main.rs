@@ -1,9 +1,11 @@
 //! Integration tests of kiln-workflow: the `check` helper, the fixture folders
-//! (`test_data/ok`, `test_data/err`), templates, the JSON Schema file, and fuzzing.
+//! (`test_data/ok`, `test_data/err`), templates, the JSON Schema file, fuzzing, and the
+//! scheduling keys turned into the scheduler's request.
 
 mod check;
 mod fixtures;
 mod fuzz;
+mod scheduling;
 mod schema;
 mod support;
 mod templates;

@@ -36,7 +36,9 @@ enum PipelineSub {
         /// Project to store it in (created if missing, which needs an admin token).
         #[arg(long, env = "KILN_PROJECT", default_value = DEFAULT_PROJECT)]
         project: String,
-        /// Pipeline name [default: the file name without its extension].
+        /// Pipeline name [default: the workflow's `name:` if it is a valid pipeline name
+        /// (1 to 64 letters, digits, `.`, `_` or `-`), else the file name without its
+        /// extension].
         #[arg(long)]
         name: Option<String>,
     },
@@ -84,14 +86,24 @@ impl Loader for RecordingLoader {
     }
 }
 
-/// The templates `file` uses, by the names the server's loader will ask for.
-fn template_files(file: &str) -> BTreeMap<String, String> {
+/// The templates `file` uses, by the names the server's loader will ask for, and the
+/// workflow's `name:` if the file compiles.
+fn template_files(file: &str) -> (BTreeMap<String, String>, Option<String>) {
     let recorder = RecordingLoader { files: RefCell::new(BTreeMap::new()) };
     // Diagnostics are the server's to give: it compiles the same text again.
-    let _ = kiln_workflow::compile(file, &recorder);
+    let name = kiln_workflow::compile(file, &recorder).plan.map(|p| p.name);
     let mut files = recorder.files.into_inner();
     files.remove(file);
-    files
+    (files, name)
+}
+
+/// Whether `name` can name a pipeline as it is (the server's rule: 1 to 64 of
+/// `[A-Za-z0-9._-]`, starting with a letter or digit).
+fn usable_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 /// Runs `kiln pipeline …`.
@@ -157,7 +169,8 @@ async fn apply(
 ) -> CmdResult {
     let yaml = std::fs::read_to_string(file)
         .map_err(|e| Fail::invalid(format!("cannot read {file}: {e}")))?;
-    let name = match name {
+    let (files, workflow_name) = template_files(file);
+    let name = match name.or(workflow_name.filter(|n| usable_name(n))) {
         Some(n) => n,
         None => Path::new(file)
             .file_stem()
@@ -167,7 +180,7 @@ async fn apply(
                 Fail::invalid(format!("{file}: cannot name a pipeline after it; pass --name"))
             })?,
     };
-    let body = ApplyPipeline { yaml, file: Some(file.to_string()), files: template_files(file) };
+    let body = ApplyPipeline { yaml, file: Some(file.to_string()), files };
     let result = match client.apply_pipeline(project, &name, &body).await {
         Err(e) if missing_project(&e, project) => {
             client.create_project(project).await.map_err(|e| {

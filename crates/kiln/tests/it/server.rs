@@ -206,6 +206,19 @@ fn apply_creates_then_leaves_unchanged_then_updates() {
 }
 
 #[test]
+fn apply_names_the_pipeline_after_the_workflow_then_the_file() {
+    let s = Server::start();
+    // The workflow's `name:` wins over the file name.
+    let file = s.file("ci-main.yml", BUILD);
+    let (stdout, _) = s.ok(&["pipeline", "apply", &file], 0);
+    assert!(stdout.contains("pipeline default/build created"), "{stdout}");
+    // A workflow name that cannot name a pipeline falls back to the file name.
+    let file = s.file("nightly.yml", &BUILD.replace("name: build", "name: Nightly build"));
+    let (stdout, _) = s.ok(&["pipeline", "apply", &file], 0);
+    assert!(stdout.contains("pipeline default/nightly created"), "{stdout}");
+}
+
+#[test]
 fn apply_sends_the_templates_uses_names() {
     let s = Server::start();
     let examples = crate::support::root().join("examples");

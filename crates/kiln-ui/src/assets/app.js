@@ -1,0 +1,1189 @@
+// Kiln web UI: a small single-page app over the REST API (/api/v1). Hand-written, no
+// dependencies, no build step. Every element is built with DOM calls (never innerHTML from
+// data), so nothing a pipeline prints can inject markup.
+'use strict';
+
+(function () {
+  const TOKEN_KEY = 'kiln.token';
+  const FINAL = ['success', 'failure', 'canceled', 'timeout'];
+  const SVGNS = 'http://www.w3.org/2000/svg';
+
+  // ---------------------------------------------------------------- helpers
+
+  /** Builds an element: h('a', {href: '/', class: 'x', onclick: f}, 'text', child). */
+  function h(tag, attrs, ...children) {
+    const el = document.createElement(tag);
+    setAttrs(el, attrs);
+    append(el, children);
+    return el;
+  }
+  /** Builds an SVG element. */
+  function s(tag, attrs, ...children) {
+    const el = document.createElementNS(SVGNS, tag);
+    setAttrs(el, attrs);
+    append(el, children);
+    return el;
+  }
+  function setAttrs(el, attrs) {
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === undefined || v === null || v === false) continue;
+      if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+      else if (k === 'text') el.textContent = v;
+      else el.setAttribute(k, v === true ? '' : String(v));
+    }
+  }
+  function append(el, children) {
+    for (const c of children.flat(Infinity)) {
+      if (c === undefined || c === null || c === false) continue;
+      el.appendChild(c instanceof Node ? c : document.createTextNode(String(c)));
+    }
+  }
+  function clear(el) { while (el.firstChild) el.removeChild(el.firstChild); return el; }
+  /** Replaces el's children (null and false children are left out, unlike Element.append). */
+  function put(el, ...children) { append(clear(el), children); return el; }
+  const enc = encodeURIComponent;
+
+  function fmtDuration(ms) {
+    if (ms === null || ms === undefined) return '–';
+    const sec = Math.round(ms / 1000);
+    if (ms < 1000) return ms + ' ms';
+    if (sec < 60) return (ms / 1000).toFixed(sec < 10 ? 1 : 0) + ' s';
+    const m = Math.floor(sec / 60), r = sec % 60;
+    if (m < 60) return m + 'm ' + String(r).padStart(2, '0') + 's';
+    return Math.floor(m / 60) + 'h ' + String(m % 60).padStart(2, '0') + 'm';
+  }
+  function fmtAgo(iso) {
+    if (!iso) return '–';
+    const d = (Date.now() - new Date(iso).getTime()) / 1000;
+    if (d < 5) return 'just now';
+    if (d < 60) return Math.floor(d) + ' s ago';
+    if (d < 3600) return Math.floor(d / 60) + ' min ago';
+    if (d < 86400) return Math.floor(d / 3600) + ' h ago';
+    return Math.floor(d / 86400) + ' d ago';
+  }
+  function fmtTime(iso) { return iso ? new Date(iso).toLocaleString() : '–'; }
+  function fmtBytes(n) {
+    if (n < 1024) return n + ' B';
+    const u = ['KiB', 'MiB', 'GiB', 'TiB'];
+    let i = -1;
+    do { n /= 1024; i++; } while (n >= 1024 && i < u.length - 1);
+    return n.toFixed(n < 10 ? 1 : 0) + ' ' + u[i];
+  }
+  function badge(state, label) {
+    return h('span', { class: 'badge s-' + state, 'data-state': state }, label || state);
+  }
+  function toast(msg) {
+    const t = document.getElementById('toast');
+    t.textContent = msg;
+    t.classList.add('show');
+    clearTimeout(toast.timer);
+    toast.timer = setTimeout(() => t.classList.remove('show'), 2500);
+  }
+
+  // ---------------------------------------------------------------- API
+
+  class ApiError extends Error {
+    constructor(what, status, code, message, diagnostics) {
+      super(message);
+      this.what = what; this.status = status; this.code = code; this.diagnostics = diagnostics || [];
+    }
+  }
+  function token() { return sessionStorage.getItem(TOKEN_KEY); }
+
+  /** Calls the API; throws ApiError saying which call failed and what the server said. */
+  async function api(method, path, body, opts) {
+    const what = method + ' ' + path;
+    const headers = { Authorization: 'Bearer ' + token() };
+    if (body !== undefined) headers['Content-Type'] = 'application/json';
+    let resp;
+    try {
+      resp = await fetch(path.startsWith('/') && !path.startsWith('/api/') && !path.startsWith('/v2/') ? '/api/v1' + path : path, {
+        method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+        signal: opts && opts.signal,
+      });
+    } catch (e) {
+      if (e.name === 'AbortError') throw e;
+      throw new ApiError(what, 0, 'network', 'the server did not answer (' + e.message + ')');
+    }
+    if (resp.status === 401 && !(opts && opts.noSignOut)) {
+      signOut('Your token was not accepted (it may have been revoked). Sign in again.');
+      throw new ApiError(what, 401, 'unauthorized', 'not signed in');
+    }
+    if (!resp.ok) {
+      let code = 'http_' + resp.status, message = resp.statusText || 'error', diags = [];
+      try {
+        const j = await resp.json();
+        if (j && j.error) { code = j.error.code; message = j.error.message; diags = j.error.diagnostics; }
+      } catch (_) { /* not JSON */ }
+      throw new ApiError(what, resp.status, code, message, diags);
+    }
+    if (opts && opts.raw) return resp;
+    if (resp.status === 204) return null;
+    return resp.json();
+  }
+
+  /** A box that says which call failed, with the server's message. */
+  function errorBox(title, e) {
+    const box = h('div', { class: 'error', role: 'alert' }, h('b', {}, title));
+    if (e instanceof ApiError) {
+      box.append(e.what + (e.status ? ' answered ' + e.status + ' ' + e.code : ' failed') + ': ' + e.message);
+      if (e.diagnostics && e.diagnostics.length) {
+        box.append(h('ul', {}, e.diagnostics.map((d) => h('li', {}, d.file + ':' + d.line + ':' + d.column + ': ' + d.message))));
+      }
+    } else {
+      box.append(String(e && e.message || e));
+    }
+    return box;
+  }
+
+  // ---------------------------------------------------------------- routing
+
+  let page = null; // { ctl: AbortController, timers: [] } of the page on screen
+  const main = () => document.getElementById('main');
+
+  function leave() {
+    if (!page) return;
+    page.ctl.abort();
+    page.timers.forEach(clearTimeout);
+    page = null;
+  }
+  function newPage() {
+    leave();
+    page = { ctl: new AbortController(), timers: [] };
+    return page;
+  }
+  /** Runs f again after ms while the page is still on screen. */
+  function later(p, ms, f) {
+    if (p.ctl.signal.aborted) return;
+    p.timers.push(setTimeout(() => { if (!p.ctl.signal.aborted) f(); }, ms));
+  }
+
+  function go(path, replace) {
+    if (replace) history.replaceState(null, '', path); else history.pushState(null, '', path);
+    render();
+  }
+
+  const routes = [
+    [/^\/signin$/, viewSignIn, null],
+    [/^\/$/, viewPipelines, 'pipelines'],
+    [/^\/runs$/, viewRuns, 'runs'],
+    [/^\/p\/([^/]+)\/([^/]+)$/, viewPipeline, 'pipelines'],
+    [/^\/runs\/([^/]+)$/, viewRun, 'runs'],
+    [/^\/runs\/([^/]+)\/jobs\/([^/]+)$/, viewLog, 'runs'],
+    [/^\/pool$/, viewPool, 'pool'],
+    [/^\/registry$/, viewRegistry, 'registry'],
+  ];
+
+  async function render() {
+    const path = location.pathname;
+    if (!token() && path !== '/signin') {
+      sessionStorage.setItem('kiln.next', path + location.search + location.hash);
+      history.replaceState(null, '', '/signin');
+      return render();
+    }
+    const p = newPage();
+    for (const [re, view, nav] of routes) {
+      const m = path.match(re);
+      if (!m) continue;
+      for (const a of document.querySelectorAll('#nav a')) {
+        if (a.dataset.nav === nav) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
+      }
+      document.getElementById('nav').hidden = !token();
+      renderWho();
+      if (token() && !whoami && nav) {
+        api('GET', '/info', undefined, { signal: p.ctl.signal }).then((w) => { whoami = w; renderWho(); }).catch(() => {});
+      }
+      const el = clear(main());
+      try {
+        await view(p, el, ...m.slice(1).map(decodeURIComponent));
+      } catch (e) {
+        if (e.name === 'AbortError' || p.ctl.signal.aborted) return;
+        if (e instanceof ApiError && e.status === 401) return;
+        el.append(errorBox('This page could not be shown', e));
+      }
+      return;
+    }
+    clear(main()).append(h('div', { class: 'notice' }, h('b', {}, 'No such page: '), path, ' — ', h('a', { href: '/' }, 'go to the pipelines')));
+  }
+
+  function setTitle(t) { document.title = t ? t + ' · Kiln' : 'Kiln'; }
+
+  document.addEventListener('click', (ev) => {
+    const a = ev.target.closest && ev.target.closest('a');
+    if (!a || ev.defaultPrevented || ev.button !== 0 || ev.metaKey || ev.ctrlKey || ev.shiftKey || ev.altKey) return;
+    const href = a.getAttribute('href');
+    if (!href || !href.startsWith('/') || href.startsWith('/api/') || a.hasAttribute('download') || a.getAttribute('target')) return;
+    ev.preventDefault();
+    if (href.startsWith('#')) return;
+    go(href);
+  });
+  window.addEventListener('popstate', render);
+
+  // ---------------------------------------------------------------- sign in
+
+  let whoami = null;
+  function renderWho() {
+    const w = clear(document.getElementById('who'));
+    if (!token()) return;
+    if (whoami) w.append(h('span', { class: 'name', title: 'role: ' + whoami.role }, whoami.token + ' · ' + whoami.role));
+    w.append(h('button', { type: 'button', onclick: () => signOut() }, 'Sign out'));
+  }
+  function signOut(why) {
+    sessionStorage.removeItem(TOKEN_KEY);
+    whoami = null;
+    if (why) sessionStorage.setItem('kiln.why', why);
+    if (location.pathname !== '/signin') sessionStorage.setItem('kiln.next', location.pathname);
+    go('/signin', true);
+  }
+
+  async function viewSignIn(p, el) {
+    setTitle('Sign in');
+    document.getElementById('nav').hidden = true;
+    const why = sessionStorage.getItem('kiln.why');
+    sessionStorage.removeItem('kiln.why');
+    const input = h('input', { id: 'token', type: 'password', autocomplete: 'current-password', required: true, placeholder: 'kiln_…', 'aria-describedby': 'token-help' });
+    const err = h('div');
+    const form = h('form', {
+      onsubmit: async (ev) => {
+        ev.preventDefault();
+        clear(err);
+        const secret = input.value.trim();
+        if (!secret) return;
+        sessionStorage.setItem(TOKEN_KEY, secret);
+        try {
+          whoami = await api('GET', '/info', undefined, { noSignOut: true });
+        } catch (e) {
+          sessionStorage.removeItem(TOKEN_KEY);
+          err.append(e.status === 401
+            ? h('div', { class: 'error', role: 'alert' }, h('b', {}, 'That token was not accepted.'), 'Check it was copied whole and has not been revoked.')
+            : errorBox('Could not sign in', e));
+          input.focus();
+          return;
+        }
+        const next = sessionStorage.getItem('kiln.next') || '/';
+        sessionStorage.removeItem('kiln.next');
+        go(next === '/signin' ? '/' : next, true);
+      },
+    },
+    h('div', { class: 'field' }, h('label', { for: 'token' }, 'API token'), input,
+      h('span', { class: 'help', id: 'token-help' },
+        'On its first start the server writes the admin token to ', h('code', {}, '<data>/admin.token'),
+        '. Make more with ', h('code', {}, 'kiln token create NAME --role developer'), '. It is kept in this tab only.')),
+    err,
+    h('button', { class: 'primary', type: 'submit' }, 'Sign in'));
+    el.append(h('div', { class: 'signin' },
+      why ? h('div', { class: 'error', role: 'alert' }, why) : null,
+      h('div', { class: 'panel' }, h('div', { class: 'body' }, h('h1', {}, 'Sign in to Kiln'),
+        h('p', { class: 'muted' }, 'Paste an API token.'), form))));
+    input.focus();
+  }
+
+  // ---------------------------------------------------------------- pipelines
+
+  async function loadPipelines(p) {
+    const projects = await api('GET', '/projects', undefined, { signal: p.ctl.signal });
+    const lists = await Promise.all(projects.map((pr) => api('GET', '/projects/' + enc(pr.name) + '/pipelines', undefined, { signal: p.ctl.signal })));
+    return lists.flat();
+  }
+
+  async function viewPipelines(p, el) {
+    setTitle('Pipelines');
+    el.append(h('div', { class: 'head' }, h('h1', {}, 'Pipelines')));
+    const body = h('div');
+    el.append(body);
+    let pipelines, runs;
+    try {
+      [pipelines, runs] = await Promise.all([loadPipelines(p), api('GET', '/runs?limit=500', undefined, { signal: p.ctl.signal })]);
+    } catch (e) {
+      if (e.name === 'AbortError') throw e;
+      body.append(errorBox('Could not load the pipelines', e));
+      return;
+    }
+    if (!pipelines.length) {
+      body.append(h('div', { class: 'notice' }, h('b', {}, 'No pipelines yet. '),
+        'Store one with ', h('code', {}, 'kiln pipeline apply PROJECT NAME workflow.yml'), '.'));
+      return;
+    }
+    const byPipe = new Map();
+    for (const r of runs) {
+      const k = r.project + '/' + r.pipeline;
+      if (!byPipe.has(k)) byPipe.set(k, []);
+      byPipe.get(k).push(r);
+    }
+    const rows = pipelines.map((pl) => {
+      const rs = byPipe.get(pl.project + '/' + pl.name) || [];
+      const last = rs[0];
+      return h('tr', { 'data-pipeline': pl.project + '/' + pl.name },
+        h('td', {}, last ? h('a', { href: '/runs/' + last.id, 'aria-label': 'last run ' + last.state }, badge(last.state)) : h('span', { class: 'muted' }, 'never run')),
+        h('td', {}, h('a', { class: 'pl-name', href: '/p/' + enc(pl.project) + '/' + enc(pl.name) }, pl.name),
+          h('div', { class: 'muted' }, pl.project)),
+        h('td', { class: 'hide-sm' }, last ? h('a', { href: '/runs/' + last.id }, '#' + last.number) : '–',
+          last ? h('div', { class: 'muted' }, fmtAgo(last.created_at)) : null),
+        h('td', { class: 'num hide-sm' }, last ? fmtDuration(last.duration_ms) : '–'),
+        h('td', { class: 'trend-cell hide-sm' }, sparkline(rs.slice(0, 20).reverse())),
+        h('td', { class: 'num' }, h('a', { class: 'btn', href: '/p/' + enc(pl.project) + '/' + enc(pl.name) + '#trigger' }, 'Trigger')));
+    });
+    body.append(h('div', { class: 'panel' }, h('div', { class: 'scroll' }, h('table', {},
+      h('thead', {}, h('tr', {}, h('th', {}, 'Last run'), h('th', {}, 'Pipeline'), h('th', { class: 'hide-sm' }, 'Latest'),
+        h('th', { class: 'num hide-sm' }, 'Duration'), h('th', { class: 'hide-sm' }, 'Duration trend'), h('th', { class: 'num' }, h('span', { class: 'hide-sm' }, 'Run')))),
+      h('tbody', {}, rows)))));
+    body.append(h('div', { class: 'grid2' },
+      h('section', { class: 'panel', 'aria-label': 'Run durations' }, h('h2', {}, 'Run durations per pipeline'),
+        h('div', { class: 'body' }, durationPlot(runs))),
+      statsPanel(p)));
+  }
+
+  /** Bars of the last runs' durations, coloured by state. */
+  function sparkline(runs) {
+    const W = 140, H = 28, n = 20, bw = W / n;
+    const max = Math.max(1, ...runs.map((r) => r.duration_ms || 0));
+    const svg = s('svg', { class: 'spark', width: W, height: H, viewBox: `0 0 ${W} ${H}`, role: 'img',
+      'aria-label': runs.length ? 'durations of the last ' + runs.length + ' runs' : 'no runs' });
+    runs.forEach((r, i) => {
+      const hgt = Math.max(2, ((r.duration_ms || 0) / max) * (H - 2));
+      svg.append(s('rect', { x: i * bw + 1, y: H - hgt, width: bw - 2, height: hgt, rx: 1, fill: stateColour(r.state) },
+        s('title', {}, '#' + r.number + ' ' + r.state + ' ' + fmtDuration(r.duration_ms))));
+    });
+    return svg;
+  }
+
+  function stateColour(state) {
+    const v = getComputedStyle(document.documentElement).getPropertyValue('--st-' + (state === 'waiting' ? 'paused' : state)).trim();
+    return v || '#8c959f';
+  }
+
+  const PALETTE = ['#0b5cad', '#c4231c', '#1a7f37', '#8250df', '#b04500', '#1b7c83', '#bf3989', '#57606a'];
+
+  /**
+   * A line plot: series [{name, points: [[x(ms since epoch), y]]}], y formatted by fmtY.
+   * Returns a figure with the SVG and a legend.
+   */
+  function linePlot(series, fmtY, label, minTop) {
+    const W = 560, H = 200, L = 52, R = 12, T = 10, B = 26;
+    const pts = series.flatMap((s_) => s_.points);
+    if (!pts.length) return h('div', { class: 'empty' }, 'No data yet.');
+    let x0 = Math.min(...pts.map((q) => q[0])), x1 = Math.max(...pts.map((q) => q[0]));
+    if (x1 === x0) { x0 -= 60000; x1 += 60000; }
+    const [y1, ticks] = niceMax(Math.max(minTop || 0, ...pts.map((q) => q[1])));
+    const X = (x) => L + ((x - x0) / (x1 - x0)) * (W - L - R);
+    const Y = (y) => T + (1 - y / y1) * (H - T - B);
+    const svg = s('svg', { class: 'plot', viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': label });
+    for (let i = 0; i <= ticks; i++) {
+      const y = (y1 * i) / ticks;
+      svg.append(s('line', { class: 'grid', x1: L, x2: W - R, y1: Y(y), y2: Y(y) }),
+        s('text', { x: L - 6, y: Y(y) + 4, 'text-anchor': 'end' }, fmtY(y)));
+    }
+    for (let i = 0; i <= 3; i++) {
+      const x = x0 + ((x1 - x0) * i) / 3;
+      const d = new Date(x);
+      const span = x1 - x0;
+      const label = span < 600000 ? d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' })
+        : span < 86400000 ? d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })
+          : d.toLocaleDateString([], { month: 'short', day: 'numeric' });
+      svg.append(s('text', { x: X(x), y: H - 8, 'text-anchor': i === 0 ? 'start' : i === 3 ? 'end' : 'middle' }, label));
+    }
+    svg.append(s('line', { class: 'axis', x1: L, x2: W - R, y1: Y(0), y2: Y(0) }));
+    series.forEach((se, i) => {
+      const c = se.colour || PALETTE[i % PALETTE.length];
+      const sorted = se.points.slice().sort((a, b) => a[0] - b[0]);
+      if (sorted.length > 1) {
+        svg.append(s('polyline', { class: 'series', stroke: c, points: sorted.map((q) => X(q[0]).toFixed(1) + ',' + Y(q[1]).toFixed(1)).join(' ') }));
+      }
+      // Dots for few points (each with a tooltip); a dense series is a line only.
+      if (sorted.length <= 60) for (const q of sorted) {
+        svg.append(s('circle', { cx: X(q[0]), cy: Y(q[1]), r: 3, fill: q[2] ? stateColour(q[2]) : c, stroke: c, 'stroke-width': 1 },
+          s('title', {}, se.name + ': ' + fmtY(q[1]) + (q[3] ? ' (' + q[3] + ')' : ''))));
+      }
+    });
+    return h('figure', { class: 'fig', style: null },
+      svg,
+      h('figcaption', { class: 'plot-legend' }, series.map((se, i) => h('span', {}, h('i', { 'data-c': i }), se.name))));
+  }
+  /** A round top for an axis and how many steps to cut it into (round steps too). */
+  function niceMax(v) {
+    if (v <= 0) return [1, 1];
+    const p = Math.pow(10, Math.floor(Math.log10(v)));
+    for (const [m, t] of [[1, 5], [2, 4], [2.5, 5], [5, 5], [10, 5]]) if (m * p >= v) return [m * p, t];
+    return [10 * p, 5];
+  }
+  // Legend swatches get their colour through the CSSOM (the page's CSP allows no inline styles).
+  new MutationObserver(() => {
+    for (const i of document.querySelectorAll('.plot-legend i[data-c]:not([data-done])')) {
+      i.style.background = PALETTE[Number(i.dataset.c) % PALETTE.length];
+      i.dataset.done = '1';
+    }
+    for (const b of document.querySelectorAll('.bar > span[data-w]:not([data-done])')) {
+      b.style.width = b.dataset.w + '%';
+      b.dataset.done = '1';
+    }
+  }).observe(document.documentElement, { childList: true, subtree: true });
+
+  function durationPlot(runs) {
+    const by = new Map();
+    for (const r of runs) {
+      if (r.duration_ms === null || !FINAL.includes(r.state)) continue;
+      const k = r.project + '/' + r.pipeline;
+      if (!by.has(k)) by.set(k, []);
+      by.get(k).push([new Date(r.created_at).getTime(), r.duration_ms, r.state, '#' + r.number + ' ' + r.state]);
+    }
+    const series = [...by.entries()].slice(0, PALETTE.length).map(([name, points]) => ({ name, points }));
+    return linePlot(series, (ms) => fmtDuration(ms), 'run durations per pipeline over time');
+  }
+
+  /** Queue depth and pool use over time, when the server keeps that history. */
+  function statsPanel(p) {
+    const body = h('div', { class: 'body' }, h('p', { class: 'muted' }, 'Loading…'));
+    const panel = h('section', { class: 'panel', 'aria-label': 'Queue and pool' }, h('h2', {}, 'Queue depth and pool use'), body);
+    api('GET', '/stats/queue', undefined, { signal: p.ctl.signal }).then((st) => {
+      clear(body);
+      const t = (x) => new Date(x.time).getTime();
+      body.append(linePlot([
+        { name: 'jobs queued', points: st.samples.map((x) => [t(x), x.queued_jobs]) },
+        { name: 'runs waiting', points: st.samples.map((x) => [t(x), x.pending_runs]) },
+        { name: 'slots busy', points: st.samples.map((x) => [t(x), x.busy_slots]) },
+        { name: 'slots total', points: st.samples.map((x) => [t(x), x.total_slots]) },
+      ], (v) => String(Math.round(v * 10) / 10), 'queue depth and pool use over time', 4),
+      h('p', { class: 'muted' }, 'One sample every ' + (st.interval_ms / 1000) + ' s, kept for the last hour.'));
+    }).catch((e) => {
+      if (e.name === 'AbortError') return;
+      put(body, e.status === 404
+        ? h('div', { class: 'notice' }, 'Not available on this server yet.')
+        : errorBox('Could not load the queue history', e));
+    });
+    return panel;
+  }
+
+  // ---------------------------------------------------------------- one pipeline
+
+  async function viewPipeline(p, el, project, name) {
+    setTitle(project + '/' + name);
+    el.append(h('div', { class: 'crumbs' }, h('a', { href: '/' }, 'Pipelines'), ' / ', project));
+    const head = h('div', { class: 'head' }, h('h1', {}, name));
+    el.append(head);
+    const base = '/projects/' + enc(project) + '/pipelines/' + enc(name);
+    let pl, runs;
+    try {
+      [pl, runs] = await Promise.all([api('GET', base, undefined, { signal: p.ctl.signal }),
+        api('GET', '/runs?project=' + enc(project) + '&pipeline=' + enc(name) + '&limit=100', undefined, { signal: p.ctl.signal })]);
+    } catch (e) {
+      if (e.name === 'AbortError') throw e;
+      el.append(errorBox('Could not load pipeline ' + project + '/' + name, e));
+      return;
+    }
+    el.append(h('div', { class: 'meta' },
+      h('span', {}, 'version ', h('b', {}, pl.version)),
+      h('span', {}, 'stages ', h('b', {}, pl.stages.join(' → '))),
+      h('span', {}, h('b', {}, pl.jobs), ' jobs'),
+      pl.concurrency ? h('span', {}, 'at most ', h('b', {}, pl.concurrency), ' at once') : null,
+      h('span', {}, 'updated ', h('b', {}, fmtAgo(pl.updated_at)))));
+
+    // Trigger form.
+    const err = h('div');
+    const inputs = {};
+    const fields = pl.params.map((pa) => {
+      const id = 'param-' + pa.name;
+      let input;
+      if (pa.kind === 'choice') {
+        input = h('select', { id, name: pa.name }, pa.choices.map((c) => h('option', { value: c, selected: c === pa.default }, c)));
+      } else if (pa.kind === 'bool') {
+        input = h('select', { id, name: pa.name }, ['true', 'false'].map((c) => h('option', { value: c, selected: c === (pa.default || 'false') }, c)));
+      } else {
+        input = h('input', { id, name: pa.name, type: pa.kind === 'number' ? 'number' : 'text', step: pa.kind === 'number' ? 'any' : null,
+          value: pa.default || '', required: pa.required && pa.default === null });
+      }
+      inputs[pa.name] = input;
+      return h('div', { class: 'field' },
+        h('label', { for: id }, pa.name, pa.required && pa.default === null ? h('span', { class: 'req', 'aria-hidden': 'true' }, '*') : null,
+          ' ', h('span', { class: 'help' }, pa.kind)),
+        input,
+        pa.description ? h('span', { class: 'help' }, pa.description) : null);
+    });
+    const submit = h('button', { class: 'primary', type: 'submit', id: 'trigger-submit' }, 'Run pipeline');
+    const form = h('form', {
+      id: 'trigger-form', 'aria-label': 'Trigger ' + name,
+      onsubmit: async (ev) => {
+        ev.preventDefault();
+        clear(err);
+        const params = {};
+        for (const [k, input] of Object.entries(inputs)) if (input.value !== '') params[k] = input.value;
+        submit.disabled = true;
+        try {
+          const run = await api('POST', base + '/runs', { params });
+          go('/runs/' + run.id);
+        } catch (e) {
+          submit.disabled = false;
+          err.append(errorBox('The run was not started', e));
+        }
+      },
+    }, fields.length ? h('div', { class: 'form-grid' }, fields) : h('p', { class: 'muted' }, 'This pipeline takes no parameters.'), err, submit);
+    el.append(h('section', { class: 'panel', id: 'trigger', 'aria-label': 'Trigger' }, h('h2', {}, 'Trigger a run'), h('div', { class: 'body' }, form)));
+    if (location.hash === '#trigger') (fields.length ? Object.values(inputs)[0] : submit).focus();
+
+    el.append(h('div', { class: 'grid2' },
+      h('section', { class: 'panel', 'aria-label': 'Runs' }, h('h2', {}, 'Runs'), runTable(runs, false)),
+      h('section', { class: 'panel', 'aria-label': 'Run durations' }, h('h2', {}, 'Run durations'), h('div', { class: 'body' }, durationPlot(runs)))));
+  }
+
+  function runTable(runs, showPipeline) {
+    if (!runs.length) return h('div', { class: 'empty' }, 'No runs yet.');
+    return h('div', { class: 'scroll' }, h('table', {},
+      h('thead', {}, h('tr', {}, h('th', {}, 'State'), h('th', {}, 'Run'), h('th', { class: 'hide-sm' }, 'By'),
+        h('th', {}, 'Started'), h('th', { class: 'num' }, 'Duration'))),
+      h('tbody', {}, runs.map((r) => h('tr', {},
+        h('td', {}, badge(r.state)),
+        h('td', {}, h('a', { href: '/runs/' + r.id }, (showPipeline ? r.project + '/' + r.pipeline : '') + '#' + r.number),
+          r.retry_of ? h('span', { class: 'muted' }, ' retry') : null),
+        h('td', { class: 'hide-sm' }, r.triggered_by),
+        h('td', { title: fmtTime(r.created_at) }, fmtAgo(r.created_at)),
+        h('td', { class: 'num' }, fmtDuration(r.duration_ms)))))));
+  }
+
+  async function viewRuns(p, el) {
+    setTitle('Runs');
+    const q = new URLSearchParams(location.search);
+    const state = q.get('state') || '';
+    const sel = h('select', { id: 'state-filter', 'aria-label': 'Filter by state', onchange: () => go('/runs' + (sel.value ? '?state=' + sel.value : '')) },
+      ['', 'pending', 'running', 'paused', 'success', 'failure', 'canceled', 'timeout'].map((v) => h('option', { value: v, selected: v === state }, v || 'any state')));
+    el.append(h('div', { class: 'head' }, h('h1', {}, 'Runs'), h('div', { class: 'actions' }, sel)));
+    const panel = h('section', { class: 'panel' });
+    el.append(panel);
+    let shown = null;
+    const load = async () => {
+      let runs;
+      try {
+        runs = await api('GET', '/runs?limit=200' + (state ? '&state=' + enc(state) : ''), undefined, { signal: p.ctl.signal });
+      } catch (e) {
+        if (e.name === 'AbortError') return;
+        put(panel, errorBox('Could not load the runs', e));
+        return;
+      }
+      // Redraw only on a change, so keyboard focus in the table survives the refresh.
+      // (and once a minute, for the times shown as "N min ago").
+      const key = JSON.stringify([Math.floor(Date.now() / 60000), runs.map((r) => [r.id, r.state])]);
+      if (key !== shown) { shown = key; put(panel, runTable(runs, true)); }
+      later(p, 3000, load);
+    };
+    await load();
+  }
+
+  // ---------------------------------------------------------------- one run
+
+  async function viewRun(p, el, id) {
+    const crumbs = h('div', { class: 'crumbs' });
+    const head = h('div', { class: 'head' });
+    const meta = h('div', { class: 'meta' });
+    const banner = h('div');
+    const problem = h('div');
+    const graph = h('div', { class: 'graph-wrap' });
+    const jobs = h('div');
+    const arts = h('div', { class: 'body' }, h('p', { class: 'muted' }, 'Loading…'));
+    el.append(crumbs, head, meta, problem, banner,
+      h('section', { class: 'panel', 'aria-label': 'Graph' }, h('h2', {}, 'Graph'), graph, legend()),
+      h('section', { class: 'panel', 'aria-label': 'Jobs' }, h('h2', {}, 'Jobs'), jobs),
+      h('section', { class: 'panel', 'aria-label': 'Artifacts' }, h('h2', {}, 'Artifacts'), arts));
+    let lastKey = null, artsLoaded = false, busy = false;
+
+    // `label` names the action in an error ("Cancel failed"); `done` is the toast after it.
+    const act = async (label, done, method, path, body, after) => {
+      if (busy) return;
+      busy = true;
+      clear(problem);
+      try {
+        const r = await api(method, path, body);
+        toast(done);
+        if (after) after(r);
+      } catch (e) {
+        problem.append(errorBox(label + ' failed', e));
+      } finally {
+        busy = false;
+        lastKey = null;
+        refresh(false);
+      }
+    };
+
+    // `loop`: schedule the next refresh (only the polling loop does; an action's refresh not).
+    const refresh = async (loop = true) => {
+      let d;
+      try {
+        d = await api('GET', '/runs/' + enc(id), undefined, { signal: p.ctl.signal });
+      } catch (e) {
+        if (e.name === 'AbortError') return;
+        if (!head.firstChild) { put(el, errorBox('Could not load run ' + id, e)); return; }
+        put(problem, errorBox('Live updates stopped: could not reload the run', e));
+        if (loop) later(p, 5000, refresh);
+        return;
+      }
+      const r = d;
+      const key = JSON.stringify([r.state, r.paused_at, r.jobs.map((j) => [j.state, j.attempts, j.duration_ms === null]), r.stages.map((x) => x.gate)]);
+      setTitle(r.pipeline + ' #' + r.number + ' ' + r.state);
+      put(crumbs, h('a', { href: '/' }, 'Pipelines'), ' / ', r.project, ' / ', h('a', { href: '/p/' + enc(r.project) + '/' + enc(r.pipeline) }, r.pipeline));
+      const actions = h('div', { class: 'actions' });
+      if (!FINAL.includes(r.state)) {
+        actions.append(h('button', { class: 'danger', type: 'button', id: 'cancel-run', onclick: () => {
+          if (confirm('Cancel ' + r.pipeline + ' #' + r.number + '? Running jobs are stopped.')) act('Cancel', 'Canceled', 'POST', '/runs/' + enc(id) + '/cancel');
+        } }, 'Cancel'));
+      } else if (r.state !== 'success') {
+        actions.append(h('button', { type: 'button', id: 'retry-run', onclick: () => act('Retry', 'Retried as a new run', 'POST', '/runs/' + enc(id) + '/retry', undefined, (n) => go('/runs/' + n.id)) }, 'Retry'));
+      }
+      put(head, h('h1', {}, r.pipeline + ' #' + r.number), badge(r.state, r.state === 'paused' ? 'waiting for approval' : r.state), actions);
+      put(meta, 
+        h('span', {}, 'triggered by ', h('b', {}, r.triggered_by), ' ', h('span', { title: fmtTime(r.created_at) }, fmtAgo(r.created_at))),
+        h('span', {}, 'duration ', h('b', { id: 'run-duration' }, fmtDuration(r.duration_ms))),
+        Object.keys(r.params || {}).length ? h('span', {}, 'params ', h('b', { class: 'mono' }, Object.entries(r.params).map(([k, v]) => k + '=' + (typeof v === 'string' ? v : JSON.stringify(v))).join(' '))) : null,
+        r.retry_of ? h('span', {}, 'retry of ', h('a', { href: '/runs/' + r.retry_of }, 'an earlier run')) : null,
+        r.reason ? h('span', {}, 'reason ', h('b', {}, r.reason)) : null);
+      if (key !== lastKey) {
+        lastKey = key;
+        clear(banner);
+        if (r.paused_at) {
+          const st = r.stages.find((x) => x.name === r.paused_at) || {};
+          banner.append(h('div', { class: 'approval', role: 'region', 'aria-label': 'Approval' },
+            h('div', { class: 'q' }, h('b', {}, 'Stage “' + r.paused_at + '” waits for approval'), st.description || 'Approve to go on, reject to stop the run.'),
+            h('button', { class: 'primary', type: 'button', id: 'approve', onclick: () => act('Approve', 'Approved', 'POST', '/runs/' + enc(id) + '/stages/' + enc(r.paused_at) + '/decision', { decision: 'approve' }) }, 'Approve'),
+            h('button', { class: 'danger', type: 'button', id: 'reject', onclick: () => {
+              if (confirm('Reject stage ' + r.paused_at + '? The run stops.')) act('Reject', 'Rejected', 'POST', '/runs/' + enc(id) + '/stages/' + enc(r.paused_at) + '/decision', { decision: 'reject' });
+            } }, 'Reject')));
+        }
+        put(graph, runGraph(r));
+        put(jobs, jobTable(r));
+      } else {
+        // Same states: only the clocks of running jobs move, updated in place (keeps focus).
+        for (const j of r.jobs) {
+          if (j.state !== 'running') continue;
+          const t = graph.querySelector('a.node[data-job="' + CSS.escape(j.id) + '"] text.sub');
+          if (t) t.textContent = truncate('running · ' + fmtDuration(j.duration_ms), 28);
+        }
+      }
+      if (!artsLoaded || !FINAL.includes(r.state)) loadArtifacts(p, id, r, arts).then((ok) => { artsLoaded = ok && FINAL.includes(r.state); });
+      if (loop && !FINAL.includes(r.state)) later(p, 1000, refresh);
+    };
+    await refresh();
+  }
+
+  function legend() {
+    return h('div', { class: 'legend', 'aria-label': 'Colours' },
+      ['success', 'failure', 'running', 'queued', 'pending', 'waiting', 'skipped', 'canceled', 'timeout'].map((x) => badge(x)));
+  }
+
+  /** The run as a graph: stages as columns, jobs as nodes coloured by state, edges for needs. */
+  function runGraph(r) {
+    const NW = 196, NH = 50, CG = 64, RG = 14, TOP = 30, PAD = 8;
+    const cols = r.stages.map((st) => ({ st, jobs: r.jobs.filter((j) => j.stage === st.name) }));
+    const pos = new Map();
+    const colOf = new Map();
+    cols.forEach((c, ci) => c.jobs.forEach((j) => colOf.set(j.id, ci)));
+    let maxRows = 1;
+    cols.forEach((c, ci) => {
+      const x = PAD + ci * (NW + CG);
+      if (c.st.kind === 'approval') {
+        pos.set('stage:' + c.st.name, { x, y: TOP });
+      } else {
+        c.jobs.forEach((j, ri) => pos.set(j.id, { x, y: TOP + ri * (NH + RG) }));
+        maxRows = Math.max(maxRows, c.jobs.length);
+      }
+    });
+    const W = PAD * 2 + cols.length * NW + (cols.length - 1) * CG;
+    const H = TOP + maxRows * (NH + RG) - RG + PAD;
+    const svg = s('svg', { class: 'graph', width: W, height: H, viewBox: `0 0 ${W} ${H}`, role: 'group', 'aria-label': 'Run graph' });
+    const edges = s('g', { 'aria-hidden': 'true' });
+    svg.append(edges);
+    const edge = (a, b, gate) => {
+      const x1 = a.x + NW, y1 = a.y + NH / 2, x2 = b.x, y2 = b.y + NH / 2, mx = (x1 + x2) / 2;
+      edges.append(s('path', { class: 'edge' + (gate ? ' gate' : ''), d: `M${x1},${y1} C${mx},${y1} ${mx},${y2} ${x2},${y2}` }));
+    };
+    cols.forEach((c, ci) => {
+      const x = PAD + ci * (NW + CG);
+      svg.append(s('text', { class: 'stage-title', x, y: 16 }, truncate(c.st.name, 26)));
+      if (c.st.kind === 'approval') {
+        const gate = c.st.gate || 'pending';
+        const state = { waiting: 'waiting', approved: 'approved', rejected: 'rejected', skipped: 'skipped', canceled: 'canceled' }[gate] || 'pending';
+        const sub = c.st.decision ? c.st.decision.decision + ' by ' + c.st.decision.by : gate === 'waiting' ? 'waiting for approval' : 'approval gate';
+        svg.append(node(pos.get('stage:' + c.st.name), state, c.st.name, sub, null, 'approval ' + c.st.name + ': ' + gate, true));
+        // Every job of the stage before feeds the gate; the gate feeds every job of the stage after.
+        const prev = cols[ci - 1], next = cols[ci + 1];
+        if (prev) for (const j of prev.jobs) if (pos.has(j.id)) edge(pos.get(j.id), pos.get('stage:' + c.st.name), true);
+        if (next) for (const j of next.jobs) if (pos.has(j.id)) edge(pos.get('stage:' + c.st.name), pos.get(j.id), true);
+        return;
+      }
+      for (const j of c.jobs) {
+        for (const n of j.needs) {
+          // A need across an approval gate is drawn through the gate (its dashed edges).
+          const from = colOf.get(n);
+          const gated = cols.some((g, gi) => g.st.kind === 'approval' && gi > from && gi < ci);
+          if (pos.has(n) && !gated) edge(pos.get(n), pos.get(j.id), false);
+        }
+        const sub = j.state === 'running' ? 'running · ' + fmtDuration(j.duration_ms)
+          : j.duration_ms !== null ? j.state + ' · ' + fmtDuration(j.duration_ms)
+            : j.state + (j.attempts > 1 ? ' · attempt ' + j.attempts : '');
+        svg.append(node(pos.get(j.id), j.state, j.id, sub, '/runs/' + r.id + '/jobs/' + enc(j.id), 'job ' + j.id + ': ' + j.state));
+      }
+    });
+    return svg;
+
+    function node(at, state, title, sub, href, label, gate) {
+      const g = href
+        ? s('a', { class: 'node n-' + state, href, 'data-job': title, 'data-state': state, 'aria-label': label })
+        : s('g', { class: 'node n-' + state, 'data-state': state, role: 'img', 'aria-label': label, 'data-gate': title });
+      g.append(s('title', {}, label),
+        s('rect', { class: 'box', x: at.x, y: at.y, width: NW, height: NH, rx: 8 }),
+        s('rect', { class: 'stripe', x: at.x, y: at.y + 1, width: 5, height: NH - 2, rx: 2 }),
+        // A job is a dot; an approval gate is a pause sign.
+        gate
+          ? s('g', {}, s('rect', { class: 'dot', x: at.x + 13, y: at.y + 12, width: 3.5, height: 12, rx: 1 }),
+            s('rect', { class: 'dot', x: at.x + 19.5, y: at.y + 12, width: 3.5, height: 12, rx: 1 }))
+          : s('circle', { class: 'dot', cx: at.x + 18, cy: at.y + 18, r: 5 }),
+        s('text', { class: 'name', x: at.x + 30, y: at.y + 22 }, truncate(title, 22)),
+        s('text', { class: 'sub', x: at.x + 30, y: at.y + 39 }, truncate(sub, 28)));
+      return g;
+    }
+  }
+  function truncate(t, n) { return t.length > n ? t.slice(0, n - 1) + '…' : t; }
+
+  function jobTable(r) {
+    return h('div', { class: 'scroll' }, h('table', {},
+      h('thead', {}, h('tr', {}, h('th', {}, 'Job'), h('th', {}, 'State'), h('th', { class: 'hide-sm' }, 'Stage'),
+        h('th', { class: 'num hide-sm' }, 'Attempts'), h('th', { class: 'num hide-sm' }, 'Exit'), h('th', { class: 'num' }, 'Duration'), h('th', { class: 'hide-sm' }, 'Note'))),
+      h('tbody', {}, r.jobs.map((j) => h('tr', {},
+        h('td', {}, h('a', { href: '/runs/' + r.id + '/jobs/' + enc(j.id) }, j.id)),
+        h('td', {}, badge(j.state)),
+        h('td', { class: 'hide-sm' }, j.stage),
+        h('td', { class: 'num hide-sm' }, j.attempts),
+        h('td', { class: 'num hide-sm' }, j.exit_code === null ? '–' : j.exit_code),
+        h('td', { class: 'num' }, fmtDuration(j.duration_ms)),
+        h('td', { class: 'hide-sm muted' }, j.reason || Object.entries(j.outputs || {}).map(([k, v]) => k + '=' + v).join(' ')))))));
+  }
+
+  async function loadArtifacts(p, id, r, box) {
+    let list;
+    try {
+      list = await api('GET', '/runs/' + enc(id) + '/artifacts', undefined, { signal: p.ctl.signal });
+    } catch (e) {
+      if (e.name === 'AbortError') return false;
+      put(box, errorBox('Could not load the artifacts', e));
+      return false;
+    }
+    clear(box);
+    if (!list.length) {
+      box.append(h('p', { class: 'muted' }, FINAL.includes(r.state) ? 'This run stored no artifacts.' : 'None yet.'));
+      return true;
+    }
+    box.append(h('div', { class: 'scroll' }, h('table', {},
+      h('thead', {}, h('tr', {}, h('th', {}, 'Job'), h('th', {}, 'Files'), h('th', { class: 'num' }, 'Size'), h('th', { class: 'hide-sm' }, 'Digest'), h('th', {}, ''))),
+      h('tbody', {}, list.map((a) => h('tr', {},
+        h('td', {}, a.job),
+        h('td', {}, a.files.slice(0, 6).map((f) => h('div', { class: 'mono' }, f.path, ' ', h('span', { class: 'muted' }, fmtBytes(f.size)))),
+          a.files.length > 6 ? h('div', { class: 'muted' }, '… and ' + (a.files.length - 6) + ' more') : null),
+        h('td', { class: 'num' }, fmtBytes(a.size)),
+        h('td', { class: 'hide-sm mono', title: a.digest }, a.digest.slice(0, 19) + '…'),
+        h('td', { class: 'num' }, h('button', { type: 'button', onclick: () => downloadArtifact(id, r, a) }, 'Download'))))))));
+    return true;
+  }
+
+  async function downloadArtifact(id, r, a) {
+    try {
+      const resp = await api('GET', '/runs/' + enc(id) + '/artifacts/' + enc(a.job), undefined, { raw: true });
+      saveBlob(await resp.blob(), r.pipeline + '-' + r.number + '-' + a.job + '.tar.gz');
+    } catch (e) {
+      toast('Download failed: ' + e.message);
+    }
+  }
+  function saveBlob(blob, name) {
+    const url = URL.createObjectURL(blob);
+    const a = h('a', { href: url, download: name });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+  }
+
+  // ---------------------------------------------------------------- logs
+
+  /** Appends text with ANSI SGR colours as spans to `parent`; other escapes are dropped. */
+  function ansi(parent, text) {
+    // eslint-disable-next-line no-control-regex
+    const re = /\x1b\[([0-9;]*)([A-Za-z])|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[()][0-9A-Za-z]|\x1b[=>]/g;
+    let st = { fg: null, bg: null, b: false, d: false, i: false, u: false, fgRgb: null, bgRgb: null };
+    let last = 0, m;
+    const flush = (chunk) => {
+      if (!chunk) return;
+      const plain = st.fg === null && st.bg === null && !st.b && !st.d && !st.i && !st.u && !st.fgRgb && !st.bgRgb;
+      if (plain) { parent.append(chunk); return; }
+      const cls = [];
+      if (st.fg !== null) cls.push('f' + st.fg);
+      if (st.bg !== null) cls.push('b' + st.bg);
+      if (st.b) cls.push('a-b');
+      if (st.d) cls.push('a-d');
+      if (st.i) cls.push('a-i');
+      if (st.u) cls.push('a-u');
+      const sp = h('span', { class: cls.join(' ') || null }, chunk);
+      if (st.fgRgb) sp.style.color = st.fgRgb;
+      if (st.bgRgb) sp.style.background = st.bgRgb;
+      parent.append(sp);
+    };
+    while ((m = re.exec(text))) {
+      flush(text.slice(last, m.index));
+      last = re.lastIndex;
+      if (m[2] !== 'm') continue;
+      const codes = (m[1] === '' ? '0' : m[1]).split(';').map(Number);
+      for (let k = 0; k < codes.length; k++) {
+        const c = codes[k];
+        if (c === 0) st = { fg: null, bg: null, b: false, d: false, i: false, u: false, fgRgb: null, bgRgb: null };
+        else if (c === 1) st.b = true;
+        else if (c === 2) st.d = true;
+        else if (c === 3) st.i = true;
+        else if (c === 4) st.u = true;
+        else if (c === 22) { st.b = false; st.d = false; }
+        else if (c === 23) st.i = false;
+        else if (c === 24) st.u = false;
+        else if (c >= 30 && c <= 37) { st.fg = c - 30; st.fgRgb = null; }
+        else if (c >= 90 && c <= 97) { st.fg = c - 90 + 8; st.fgRgb = null; }
+        else if (c === 39) { st.fg = null; st.fgRgb = null; }
+        else if (c >= 40 && c <= 47) { st.bg = c - 40; st.bgRgb = null; }
+        else if (c >= 100 && c <= 107) { st.bg = c - 100 + 8; st.bgRgb = null; }
+        else if (c === 49) { st.bg = null; st.bgRgb = null; }
+        else if (c === 38 || c === 48) {
+          let colour = null;
+          if (codes[k + 1] === 5 && k + 2 < codes.length) { colour = xterm256(codes[k + 2]); k += 2; }
+          else if (codes[k + 1] === 2 && k + 4 < codes.length) { colour = rgb(codes[k + 2], codes[k + 3], codes[k + 4]); k += 4; }
+          if (colour && c === 38) { st.fg = colour.idx === undefined ? null : colour.idx; st.fgRgb = colour.idx === undefined ? colour.css : null; }
+          if (colour && c === 48) { st.bg = colour.idx === undefined ? null : colour.idx; st.bgRgb = colour.idx === undefined ? colour.css : null; }
+        }
+      }
+    }
+    flush(text.slice(last));
+  }
+  function rgb(r, g, b) {
+    const c = (v) => Math.max(0, Math.min(255, v | 0));
+    return { css: 'rgb(' + c(r) + ',' + c(g) + ',' + c(b) + ')' };
+  }
+  function xterm256(n) {
+    if (n < 16) return { idx: n };
+    if (n < 232) {
+      n -= 16;
+      const v = (x) => (x ? 55 + x * 40 : 0);
+      return rgb(v(Math.floor(n / 36)), v(Math.floor(n / 6) % 6), v(n % 6));
+    }
+    const g = 8 + (n - 232) * 10;
+    return rgb(g, g, g);
+  }
+  function stripAnsi(t) {
+    // eslint-disable-next-line no-control-regex
+    return t.replace(/\x1b\[[0-9;]*[A-Za-z]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[()][0-9A-Za-z]|\x1b[=>]/g, '');
+  }
+
+  /**
+   * Reads an SSE stream through fetch() (so the Authorization header is sent), calling
+   * onEvent(type, data, id); resumes with Last-Event-ID after a dropped connection until an
+   * `end` event, the page leaving, or a refusal.
+   */
+  async function followSse(p, url, onEvent, onState) {
+    let lastId = null, tries = 0;
+    for (;;) {
+      if (p.ctl.signal.aborted) return;
+      const headers = { Authorization: 'Bearer ' + token(), Accept: 'text/event-stream' };
+      if (lastId !== null) headers['Last-Event-ID'] = lastId;
+      let ended = false;
+      try {
+        const resp = await fetch(url, { headers, signal: p.ctl.signal });
+        if (!resp.ok) {
+          let msg = resp.statusText;
+          try { msg = (await resp.json()).error.message; } catch (_) { /* not JSON */ }
+          onState('error', 'GET ' + url + ' answered ' + resp.status + ': ' + msg);
+          return;
+        }
+        onState('live');
+        tries = 0;
+        const reader = resp.body.getReader();
+        const dec = new TextDecoder();
+        let buf = '';
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buf += dec.decode(value, { stream: true });
+          let cut;
+          while ((cut = buf.search(/\r?\n\r?\n/)) >= 0) {
+            const block = buf.slice(0, cut);
+            buf = buf.slice(cut + (buf[cut] === '\r' ? 4 : 2));
+            let type = 'message', data = [], id = null;
+            for (const line of block.split(/\r?\n/)) {
+              if (!line || line.startsWith(':')) continue;
+              const i = line.indexOf(':');
+              const f = i < 0 ? line : line.slice(0, i);
+              let v = i < 0 ? '' : line.slice(i + 1);
+              if (v.startsWith(' ')) v = v.slice(1);
+              if (f === 'event') type = v; else if (f === 'data') data.push(v); else if (f === 'id') id = v;
+            }
+            if (id !== null) lastId = id;
+            if (type === 'end') ended = true;
+            if (data.length || type === 'end') onEvent(type, data.join('\n'), id);
+          }
+        }
+      } catch (e) {
+        if (e.name === 'AbortError' || p.ctl.signal.aborted) return;
+      }
+      if (ended) { onState('ended'); return; }
+      tries++;
+      onState('reconnecting');
+      await new Promise((res) => later(p, Math.min(5000, 300 * tries), res));
+    }
+  }
+
+  async function viewLog(p, el, id, job) {
+    setTitle(job + ' log');
+    const crumbs = h('div', { class: 'crumbs' }, h('a', { href: '/' }, 'Pipelines'), ' / …');
+    const state = h('span');
+    const head = h('div', { class: 'head' }, h('h1', {}, job), state);
+    const info = h('div', { class: 'meta' });
+    const problem = h('div');
+    el.append(crumbs, head, info, problem);
+
+    let d;
+    try {
+      d = await api('GET', '/runs/' + enc(id), undefined, { signal: p.ctl.signal });
+    } catch (e) {
+      if (e.name === 'AbortError') throw e;
+      el.append(errorBox('Could not load run ' + id, e));
+      return;
+    }
+    const j0 = d.jobs.find((x) => x.id === job);
+    if (!j0) {
+      el.append(h('div', { class: 'error', role: 'alert' }, h('b', {}, 'No such job'), 'Run ' + d.pipeline + ' #' + d.number + ' has no job “' + job + '”.'));
+      return;
+    }
+    put(crumbs, h('a', { href: '/' }, 'Pipelines'), ' / ', d.project, ' / ',
+      h('a', { href: '/p/' + enc(d.project) + '/' + enc(d.pipeline) }, d.pipeline), ' / ',
+      h('a', { href: '/runs/' + d.id }, '#' + d.number));
+    const q = new URLSearchParams(location.search);
+    const attempt = q.get('attempt');
+
+    const log = h('div', { class: 'log', id: 'log', role: 'log', 'aria-label': 'Log of ' + job, tabindex: '0' });
+    const status = h('div', { class: 'status', 'aria-live': 'polite' }, 'Connecting…');
+    const search = h('input', { type: 'search', id: 'log-search', placeholder: 'Search the log  (press / )', 'aria-label': 'Search the log' });
+    const count = h('span', { class: 'count', 'aria-live': 'polite' });
+    const follow = h('input', { type: 'checkbox', id: 'follow', checked: true });
+    const wrap = h('input', { type: 'checkbox', id: 'wrap', checked: true });
+    const lines = []; // {seq, text, row}
+    let hits = [], cur = -1;
+
+    const runSearch = (jump) => {
+      const needle = search.value.toLowerCase();
+      for (const r of hits) r.row.classList.remove('hit', 'cur');
+      hits = needle ? lines.filter((l) => stripAnsi(l.text).toLowerCase().includes(needle)) : [];
+      for (const r of hits) r.row.classList.add('hit');
+      if (!hits.length) { cur = -1; count.textContent = needle ? 'no match' : ''; return; }
+      if (jump) cur = (cur + 1) % hits.length; else cur = Math.min(Math.max(cur, 0), hits.length - 1);
+      hits[cur].row.classList.add('cur');
+      count.textContent = (cur + 1) + ' of ' + hits.length;
+      if (jump) { follow.checked = false; hits[cur].row.scrollIntoView({ block: 'center' }); }
+    };
+    search.addEventListener('input', () => { cur = -1; runSearch(true); });
+    search.addEventListener('keydown', (ev) => { if (ev.key === 'Enter') { ev.preventDefault(); runSearch(true); } });
+    wrap.addEventListener('change', () => log.classList.toggle('nowrap', !wrap.checked));
+    follow.addEventListener('change', () => { if (follow.checked) log.scrollTop = log.scrollHeight; });
+    log.addEventListener('scroll', () => {
+      const atEnd = log.scrollHeight - log.scrollTop - log.clientHeight < 24;
+      if (!atEnd && follow.checked && log.dataset.auto !== '1') follow.checked = false;
+      log.dataset.auto = '';
+    });
+    const download = h('button', { type: 'button', id: 'download', onclick: () => {
+      const text = lines.map((l) => stripAnsi(l.text)).join('\n') + '\n';
+      saveBlob(new Blob([text], { type: 'text/plain' }), d.pipeline + '-' + d.number + '-' + job + '.log');
+    } }, 'Download');
+    const attemptSel = j0.attempts > 1
+      ? h('select', { 'aria-label': 'Attempt', onchange: (ev) => go('/runs/' + id + '/jobs/' + enc(job) + '?attempt=' + ev.target.value) },
+        Array.from({ length: j0.attempts }, (_, i) => h('option', { value: i + 1, selected: String(i + 1) === (attempt || String(j0.attempts)) }, 'attempt ' + (i + 1))))
+      : null;
+    el.append(h('div', { class: 'log-panel' },
+      h('div', { class: 'log-tools' }, search, count,
+        h('label', { for: 'follow' }, follow, 'Follow'), h('label', { for: 'wrap' }, wrap, 'Wrap'), attemptSel, download),
+      log, status));
+    document.addEventListener('keydown', function slash(ev) {
+      if (p.ctl.signal.aborted) { document.removeEventListener('keydown', slash); return; }
+      if (ev.key === '/' && document.activeElement !== search && !/INPUT|SELECT|TEXTAREA/.test(document.activeElement.tagName)) { ev.preventDefault(); search.focus(); }
+    });
+
+    const target = location.hash.match(/^#L(\d+)$/);
+    let pending = [], scheduled = false;
+    const paint = () => {
+      scheduled = false;
+      const frag = document.createDocumentFragment();
+      for (const l of pending) {
+        const txt = h('span', { class: 'txt' });
+        ansi(txt, l.text);
+        const row = h('div', { class: 'ln' + (l.stream === 'stderr' ? ' err' : ''), id: 'L' + l.seq, 'data-seq': l.seq },
+          h('a', { class: 'num', href: '#L' + l.seq, tabindex: '-1', 'aria-hidden': 'true', onclick: (ev) => { ev.preventDefault(); history.replaceState(null, '', '#L' + l.seq); markTarget(l.seq); } }, l.seq), txt);
+        lines.push({ seq: l.seq, text: l.text, row });
+        frag.append(row);
+      }
+      pending = [];
+      log.append(frag);
+      if (search.value) runSearch(false);
+      if (follow.checked) { log.dataset.auto = '1'; log.scrollTop = log.scrollHeight; }
+      if (target && !viewLog.jumped) {
+        const row = document.getElementById('L' + target[1]);
+        if (row) { viewLog.jumped = true; follow.checked = false; markTarget(target[1]); row.scrollIntoView({ block: 'center' }); }
+      }
+    };
+    const markTarget = (seq) => {
+      for (const r of log.querySelectorAll('.target')) r.classList.remove('target');
+      const row = document.getElementById('L' + seq);
+      if (row) row.classList.add('target');
+    };
+    viewLog.jumped = false;
+
+    const refreshJob = async (loop = true) => {
+      try {
+        d = await api('GET', '/runs/' + enc(id), undefined, { signal: p.ctl.signal });
+      } catch (e) {
+        if (e.name !== 'AbortError' && loop) later(p, 5000, refreshJob);
+        return;
+      }
+      const j = d.jobs.find((x) => x.id === job);
+      put(state, badge(j.state));
+      put(info, h('span', {}, 'stage ', h('b', {}, j.stage)),
+        h('span', {}, 'attempt ', h('b', {}, attempt || j.attempts || '–')),
+        h('span', {}, 'duration ', h('b', {}, fmtDuration(j.duration_ms))),
+        j.exit_code !== null ? h('span', {}, 'exit code ', h('b', {}, j.exit_code)) : null,
+        j.reason ? h('span', {}, h('b', {}, j.reason)) : null);
+      if (j.attempts === 0 && (FINAL.includes(j.state) || j.state === 'skipped')) {
+        status.textContent = 'This job did not run' + (j.reason ? ': ' + j.reason : '.');
+        status.dataset.state = 'not-run';
+      }
+      if (loop && !FINAL.includes(j.state) && j.state !== 'skipped') later(p, 1500, refreshJob);
+    };
+    refreshJob();
+
+    const url = '/api/v1/runs/' + enc(id) + '/jobs/' + enc(job) + '/logs/stream' + (attempt ? '?attempt=' + enc(attempt) : '');
+    followSse(p, url, (type, data) => {
+      if (status.dataset.state === 'not-run') return;
+      if (type === 'line') {
+        pending.push(JSON.parse(data));
+        if (!scheduled) { scheduled = true; requestAnimationFrame(paint); }
+      } else if (type === 'error') {
+        problem.append(h('div', { class: 'error', role: 'alert' }, h('b', {}, 'The log stream reported an error'), data));
+      }
+    }, (st, msg) => {
+      if (status.dataset.state === 'not-run') return;
+      status.textContent = {
+        live: 'Live: new lines appear as the job writes them.',
+        ended: 'End of log.',
+        reconnecting: 'Connection lost; reconnecting…',
+      }[st] || '';
+      status.dataset.state = st;
+      if (st === 'ended') {
+        if (!lines.length && !pending.length) status.textContent = 'This job wrote no output.';
+        refreshJob(false); // the job's final state, without waiting for the next poll
+      }
+      if (st === 'error') {
+        status.textContent = '';
+        problem.append(h('div', { class: 'error', role: 'alert' }, h('b', {}, 'Could not load the log'), msg));
+      }
+    });
+  }
+
+  // ---------------------------------------------------------------- pool and registry
+
+  async function openapiPaths(p) {
+    const doc = await api('GET', '/api/openapi.json', undefined, { signal: p.ctl.signal });
+    return Object.keys(doc.paths || {});
+  }
+
+  async function viewPool(p, el) {
+    setTitle('Pool');
+    el.append(h('div', { class: 'head' }, h('h1', {}, 'Pool')));
+    const agents = h('section', { class: 'panel', 'aria-label': 'Agents' }, h('h2', {}, 'Agents'), h('div', { class: 'body muted' }, 'Loading…'));
+    const nodes = h('section', { class: 'panel', 'aria-label': 'Nodes and offers' }, h('h2', {}, 'Nodes and offers'), h('div', { class: 'body muted' }, 'Loading…'));
+    const waiting = h('section', { class: 'panel', 'aria-label': 'Waiting work' }, h('h2', {}, 'Waiting work'), h('div', { class: 'body muted' }, 'Loading…'));
+    el.append(agents, waiting, nodes, h('div', { class: 'grid2' }, statsPanel(p)));
+    let list = null;
+    try {
+      list = await api('GET', '/agents', undefined, { signal: p.ctl.signal });
+      agents.lastChild.replaceWith(list.length ? h('div', { class: 'scroll' }, h('table', {},
+        h('thead', {}, h('tr', {}, h('th', {}, 'Agent'), h('th', {}, 'Executor'), h('th', {}, 'Slots in use'), h('th', { class: 'hide-sm' }, 'Connected'))),
+        h('tbody', {}, list.map((a) => h('tr', {},
+          h('td', {}, a.name), h('td', {}, a.executor),
+          h('td', {}, h('div', { class: 'bar', role: 'img', 'aria-label': a.running + ' of ' + a.capacity + ' slots in use' },
+            h('span', { 'data-w': a.capacity ? Math.round((100 * a.running) / a.capacity) : 0 })), h('span', { class: 'muted' }, a.running + ' / ' + a.capacity)),
+          h('td', { class: 'hide-sm' }, fmtAgo(a.connected_at)))))))
+        : h('div', { class: 'empty' }, 'No agent is connected: jobs wait in the queue until one registers.'));
+    } catch (e) {
+      if (e.name === 'AbortError') throw e;
+      agents.lastChild.replaceWith(h('div', { class: 'body' }, errorBox('Could not load the agents', e)));
+    }
+    try {
+      waiting.lastChild.replaceWith(await waitingWork(p, list));
+    } catch (e) {
+      if (e.name === 'AbortError') throw e;
+      waiting.lastChild.replaceWith(h('div', { class: 'body' }, errorBox('Could not load the waiting work', e)));
+    }
+    try {
+      const paths = await openapiPaths(p);
+      const pool = paths.filter((x) => /\/(nodes|offers|pool)(\/|$)/.test(x));
+      nodes.lastChild.replaceWith(h('div', { class: 'body' }, pool.length
+        ? h('div', { class: 'notice' }, 'This server has a pool API (', pool.join(', '), ') that this version of the web UI does not show yet.')
+        : h('div', { class: 'notice', 'data-unavailable': 'pool' }, h('b', {}, 'Not available on this server yet. '), 'Nodes with their attributes and CPU and memory offers appear here once the server has a pool API.')));
+    } catch (e) {
+      if (e.name === 'AbortError') throw e;
+      nodes.lastChild.replaceWith(h('div', { class: 'body' }, errorBox('Could not read the API description', e)));
+    }
+  }
+
+  /**
+   * Runs waiting for a concurrency slot and jobs waiting for an agent, each with why: read
+   * from the runs and the agents the API lists (no pool API needed).
+   */
+  async function waitingWork(p, agents) {
+    const opts = { signal: p.ctl.signal };
+    const [pending, active] = await Promise.all([
+      api('GET', '/runs?state=pending&limit=100', undefined, opts),
+      api('GET', '/runs?state=running&limit=30', undefined, opts)]);
+    const details = await Promise.all(active.map((r) => api('GET', '/runs/' + enc(r.id), undefined, opts)));
+    const total = agents ? agents.reduce((n, a) => n + a.capacity, 0) : null;
+    const busy = agents ? agents.reduce((n, a) => n + Math.min(a.running, a.capacity), 0) : null;
+    const why = agents === null ? 'waits for an agent'
+      : !agents.length ? 'no agent is connected'
+        : busy >= total ? 'all agent slots are busy (' + busy + ' of ' + total + ' in use)'
+          : 'being handed to an agent (' + (total - busy) + ' slots free)';
+    const rows = [];
+    for (const r of pending.slice().reverse()) {
+      rows.push([r, null, 'the pipeline’s concurrency: limit is reached; it starts when an earlier run ends', r.created_at]);
+    }
+    for (const d of details) {
+      for (const j of d.jobs) if (j.state === 'queued') rows.push([d, j, why, d.created_at]);
+    }
+    if (!rows.length) return h('div', { class: 'empty' }, 'Nothing is waiting.');
+    return h('div', { class: 'scroll' }, h('table', {},
+      h('thead', {}, h('tr', {}, h('th', {}, 'Run'), h('th', {}, 'Job'), h('th', {}, 'Why it waits'), h('th', { class: 'hide-sm' }, 'Since'))),
+      h('tbody', {}, rows.map(([r, j, reason, since]) => h('tr', { 'data-waiting': r.pipeline + '#' + r.number + (j ? '/' + j.id : '') },
+        h('td', {}, h('a', { href: '/runs/' + r.id }, r.project + '/' + r.pipeline + ' #' + r.number)),
+        h('td', {}, j ? h('a', { href: '/runs/' + r.id + '/jobs/' + enc(j.id) }, j.id) : h('span', { class: 'muted' }, 'whole run')),
+        h('td', {}, reason),
+        h('td', { class: 'hide-sm' }, since ? fmtAgo(since) : '–'))))));
+  }
+
+  async function viewRegistry(p, el) {
+    setTitle('Registry');
+    el.append(h('div', { class: 'head' }, h('h1', {}, 'Registry')));
+    const body = h('section', { class: 'panel' }, h('div', { class: 'body muted' }, 'Loading…'));
+    el.append(body);
+    let resp;
+    try {
+      resp = await fetch('/v2/', { headers: { Authorization: 'Bearer ' + token() }, signal: p.ctl.signal });
+    } catch (e) {
+      if (e.name === 'AbortError') throw e;
+      body.lastChild.replaceWith(h('div', { class: 'body' }, errorBox('Could not reach the registry', e)));
+      return;
+    }
+    if (resp.status === 404) {
+      body.lastChild.replaceWith(h('div', { class: 'body' }, h('div', { class: 'notice', 'data-unavailable': 'registry' },
+        h('b', {}, 'Not available on this server yet. '), 'Repositories, tags, digests, sizes and the pull command appear here once the server has a registry.')));
+      return;
+    }
+    body.lastChild.replaceWith(h('div', { class: 'body' }, h('div', { class: 'notice' },
+      'This server answers the registry API (GET /v2/ gave ' + resp.status + '); this version of the web UI does not list it yet.')));
+  }
+
+  // ---------------------------------------------------------------- start
+
+  render();
+})();

@@ -1,0 +1,582 @@
+//! The web UI in a real headless Chromium (Debian's `chromium` and `chromium-driver`) over
+//! WebDriver, against a real server whose agent runs jobs as host processes. Screenshots are
+//! kept under `<target>/ui-screenshots/` and checked not to be blank.
+//!
+//! Without `/usr/bin/chromedriver` these tests pass without running, with a note; with
+//! `KILN_REQUIRE_BROWSER=1` (as in `cargo xtask ci`) they fail instead.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+use fantoccini::key::Key;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+
+use crate::support::TestServer;
+
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// A chromedriver process and a browser session of it; the process is killed on drop.
+struct Browser {
+    c: Client,
+    driver: Child,
+    test: &'static str,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn screenshots_dir() -> PathBuf {
+    // `<target>/tmp` is where cargo lets integration tests write; keep the shots beside it.
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().join("ui-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+impl Browser {
+    /// Starts chromedriver and a headless Chromium, or returns `None` (with a note) when
+    /// they are not installed and not required.
+    async fn start(test: &'static str) -> Option<Browser> {
+        if !Path::new(CHROMEDRIVER).exists() || !Path::new(CHROMIUM).exists() {
+            assert!(
+                std::env::var("KILN_REQUIRE_BROWSER").as_deref() != Ok("1"),
+                "{test}: KILN_REQUIRE_BROWSER=1 but {CHROMEDRIVER} or {CHROMIUM} is missing \
+                 (apt-get install chromium chromium-driver)"
+            );
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                format!(
+                    "note: {test}: {CHROMEDRIVER} or {CHROMIUM} is missing: the browser test \
+                     passes without running (apt-get install chromium chromium-driver)\n"
+                )
+                .as_bytes(),
+            );
+            return None;
+        }
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let driver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(started.elapsed() < Duration::from_secs(20), "chromedriver never listened");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let profile = tempfile::tempdir().unwrap();
+        let mut caps = serde_json::Map::new();
+        caps.insert("browserName".into(), json!("chrome"));
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync",
+                    "--disable-dev-shm-usage", "--hide-scrollbars", "--force-device-scale-factor=1",
+                    "--window-size=1280,800",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ]
+            }),
+        );
+        let c = ClientBuilder::native()
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .expect("a WebDriver session of headless chromium");
+        Some(Browser { c, driver, test, _profile: profile })
+    }
+
+    /// Runs `script` (a function body) until it returns something truthy; returns that.
+    async fn wait(&self, what: &str, script: &str) -> Value {
+        let started = Instant::now();
+        loop {
+            let v = self.c.execute(script, vec![]).await.unwrap();
+            let ok = match &v {
+                Value::Null => false,
+                Value::Bool(b) => *b,
+                Value::String(s) => !s.is_empty(),
+                _ => true,
+            };
+            if ok {
+                return v;
+            }
+            if started.elapsed() > Duration::from_secs(45) {
+                let shot = self.shot_unchecked("timeout").await;
+                let text = self.js("return document.body.innerText").await;
+                panic!(
+                    "{}: waited 45 s for {what}; screenshot {}; the page said:\n{text}",
+                    self.test,
+                    shot.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn js(&self, script: &str) -> Value {
+        self.c.execute(script, vec![]).await.unwrap()
+    }
+
+    async fn path(&self) -> String {
+        self.c.current_url().await.unwrap().path().to_string()
+    }
+
+    async fn shot_unchecked(&self, name: &str) -> PathBuf {
+        let png = self.c.screenshot().await.unwrap();
+        let path = screenshots_dir().join(format!("{}-{name}.png", self.test));
+        std::fs::write(&path, &png).unwrap();
+        path
+    }
+
+    /// Saves a screenshot and checks it is not blank: many colours, no one colour filling
+    /// nearly all of it.
+    async fn shot(&self, name: &str) -> PathBuf {
+        let path = self.shot_unchecked(name).await;
+        let (colours, dominant) = colour_stats(&std::fs::read(&path).unwrap());
+        assert!(
+            colours >= 16 && dominant < 0.97,
+            "{} looks blank: {colours} colours, the commonest covers {:.1}%",
+            path.display(),
+            dominant * 100.0
+        );
+        path
+    }
+
+    async fn click(&self, css: &str) {
+        self.c
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css}: {e}"))
+            .click()
+            .await
+            .unwrap();
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let el = self.c.find(Locator::Css(css)).await.unwrap();
+        el.clear().await.unwrap();
+        el.send_keys(text).await.unwrap();
+    }
+
+    /// Presses Tab.
+    async fn tab(&self) {
+        let tab: char = Key::Tab.into();
+        let keys = KeyActions::new("keyboard".into())
+            .then(KeyAction::Down { value: tab })
+            .then(KeyAction::Up { value: tab });
+        self.c.perform_actions(keys).await.unwrap();
+    }
+
+    async fn sign_in(&self, url: &str, token: &str) {
+        self.c.goto(&format!("{url}/")).await.unwrap();
+        self.wait("the sign-in form", "return !!document.querySelector('#token')").await;
+        self.type_into("#token", token).await;
+        self.click("form button[type=submit]").await;
+        self.wait("the pipelines page", "return location.pathname === '/' && !!document.querySelector('h1') && document.querySelector('h1').textContent === 'Pipelines'").await;
+    }
+}
+
+/// Distinct colours (of an RGB(A) 8-bit PNG) and the share of the commonest one.
+fn colour_stats(png_bytes: &[u8]) -> (usize, f64) {
+    let decoder = png::Decoder::new(std::io::Cursor::new(png_bytes));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let channels = info.color_type.samples();
+    assert_eq!(info.bit_depth, png::BitDepth::Eight);
+    let mut counts = std::collections::HashMap::new();
+    let px = &buf[..info.buffer_size()];
+    for p in px.chunks(channels) {
+        *counts.entry((p[0], p[1], p[2.min(channels - 1)])).or_insert(0usize) += 1;
+    }
+    let total = px.len() / channels;
+    let max = counts.values().copied().max().unwrap_or(0);
+    (counts.len(), max as f64 / total.max(1) as f64)
+}
+
+const SHIP: &str = r#"
+name: ship
+params:
+  version: { type: string, default: "1.0", description: Version to build }
+  target: { type: choice, options: [staging, prod], default: staging, description: Where to deploy }
+stages:
+  - name: build
+    jobs:
+      compile:
+        script:
+          - printf '\033[32mcompiling\033[0m version %s\n' "${{ params.version }}"
+          - mkdir -p out && echo binary > out/app
+          - echo '<b>markup</b> stays text'
+          - printf '\033[1;31mbold red\033[0m \033[38;5;208morange\033[0m plain\033[K\n'
+          - echo "waiting for the go file"
+          - while [ ! -f GATE ]; do sleep 0.05; done
+          - echo "build done"
+        artifacts: { paths: [out/] }
+      lint: { script: echo lint ok }
+  - name: test
+    jobs:
+      unit: { needs: [compile], script: echo unit ok }
+  - name: approve
+    type: approval
+    description: Deploy to the target environment?
+  - name: deploy
+    jobs:
+      ship: { script: "echo deploying ${{ params.version }} to ${{ params.target }}" }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_trigger_with_params_watch_the_graph_and_a_live_log_then_approve() {
+    let s = TestServer::start(4).await;
+    let gate = s.dir.path().join("go");
+    s.apply("web", "ship", &SHIP.replace("GATE", &gate.display().to_string())).await;
+    let Some(b) = Browser::start("main-flow").await else {
+        s.stop().await;
+        return;
+    };
+
+    // Sign in: any page leads there; a wrong token is refused with a message.
+    b.c.goto(&format!("{}/p/web/ship", s.url)).await.unwrap();
+    b.wait("the sign-in form", "return !!document.querySelector('#token')").await;
+    assert_eq!(b.path().await, "/signin");
+    b.shot("01-signin").await;
+    b.type_into("#token", "kiln_not_a_token").await;
+    b.click("form button[type=submit]").await;
+    b.wait(
+        "the refusal",
+        "const e = document.querySelector('.error'); return e && e.textContent.includes('not accepted')",
+    )
+    .await;
+    b.type_into("#token", &s.admin_token).await;
+    b.click("form button[type=submit]").await;
+
+    // Back to the page asked for first: the pipeline, with its trigger form.
+    b.wait("the trigger form", "return !!document.querySelector('#trigger-form')").await;
+    assert_eq!(b.path().await, "/p/web/ship");
+    let labels = b.js("return [...document.querySelectorAll('#trigger-form label')].map(l => l.textContent).join('|')").await;
+    assert!(labels.as_str().unwrap().contains("version"), "{labels}");
+    b.type_into("#param-version", "2.5").await;
+    b.c.find(Locator::Css("#param-target")).await.unwrap().select_by_value("prod").await.unwrap();
+    b.shot("02-trigger-form").await;
+    b.click("#trigger-submit").await;
+
+    // The run page: the graph shows compile running while it waits for the gate file.
+    b.wait("the run page", "return location.pathname.startsWith('/runs/')").await;
+    let run_id = b.path().await.trim_start_matches("/runs/").to_string();
+    b.wait(
+        "compile running in the graph",
+        "return !!document.querySelector('svg.graph a.node[data-job=\"compile\"][data-state=\"running\"]')",
+    )
+    .await;
+    let graph = b
+        .js("return {
+            nodes: [...document.querySelectorAll('svg.graph .node')].map(n => n.getAttribute('data-job') || n.getAttribute('data-gate')),
+            edges: document.querySelectorAll('svg.graph path.edge').length,
+            titles: [...document.querySelectorAll('svg.graph .stage-title')].map(t => t.textContent) }")
+        .await;
+    assert_eq!(graph["nodes"], json!(["compile", "lint", "unit", "approve", "ship"]), "{graph}");
+    assert_eq!(graph["titles"], json!(["build", "test", "approve", "deploy"]), "{graph}");
+    // unit needs compile (1), the gate has two jobs before it (unit) and after it (ship): 3.
+    assert_eq!(graph["edges"], json!(3), "{graph}");
+    b.shot("03-run-running").await;
+
+    // The job's log: a line appears while the job runs, colours rendered.
+    b.click("svg.graph a.node[data-job=\"compile\"]").await;
+    b.wait("the log page", "return location.pathname.endsWith('/jobs/compile')").await;
+    b.wait(
+        "the lines before the job waits",
+        "return [...document.querySelectorAll('#log .ln')].some(l => l.textContent.includes('waiting for the go file'))",
+    )
+    .await;
+    let first = b.js("return document.querySelector('#L1 .txt').textContent").await;
+    assert_eq!(first, json!("compiling version 2.5"), "the param reached the job");
+    let d = s.admin.run(&run_id).await.unwrap();
+    assert_eq!(d.jobs[0].state, "running", "the line was seen while the job ran");
+    let green =
+        b.js("const e = document.querySelector('#log .ln .f2'); return e && e.textContent").await;
+    assert_eq!(green, json!("compiling"), "ANSI green is a span of class f2");
+    assert_eq!(
+        b.js("return document.querySelector('#log .ln .num').textContent").await,
+        json!("1")
+    );
+    let markup = b.js("return [!!document.querySelector('#log b'), document.querySelector('#L2 .txt').textContent]").await;
+    assert_eq!(markup, json!([false, "<b>markup</b> stays text"]), "log text is never markup");
+    let colours = b
+        .js("const l = document.querySelector('#L3 .txt'); return [l.textContent,
+            l.querySelector('.a-b.f1').textContent, l.querySelector('span[style]').textContent,
+            l.querySelector('span[style]').style.color]")
+        .await;
+    assert_eq!(
+        colours,
+        json!(["bold red orange plain", "bold red", "orange", "rgb(255, 135, 0)"]),
+        "SGR bold, red and 256 colours are spans; other escapes are dropped"
+    );
+    b.wait(
+        "the live status",
+        "return document.querySelector('.log-panel .status').dataset.state === 'live'",
+    )
+    .await;
+    b.shot("04-log-live").await;
+    std::fs::write(&gate, "go").unwrap();
+    b.wait(
+        "the last line and the end of the log",
+        "return [...document.querySelectorAll('#log .ln')].some(l => l.textContent.includes('build done'))
+            && document.querySelector('.log-panel .status').dataset.state === 'ended'",
+    )
+    .await;
+    b.type_into("#log-search", "build").await;
+    b.wait(
+        "a search hit",
+        "return document.querySelector('.log-tools .count').textContent === '1 of 1'",
+    )
+    .await;
+    assert_eq!(b.js("return document.querySelectorAll('#log .ln.hit').length").await, json!(1));
+    b.shot("05-log-done").await;
+
+    // Back on the run: it pauses at the approval; approve it from the page.
+    b.click(&format!(".crumbs a[href=\"/runs/{run_id}\"]")).await;
+    b.wait("the approve button", "return !!document.querySelector('#approve')").await;
+    let banner = b.js("return document.querySelector('.approval').textContent").await;
+    assert!(banner.as_str().unwrap().contains("Deploy to the target environment?"), "{banner}");
+    b.shot("06-paused").await;
+    b.click("#approve").await;
+    b.wait(
+        "the run to succeed on the page",
+        "return !!document.querySelector('.head .badge[data-state=\"success\"]')
+            && !!document.querySelector('svg.graph a.node[data-job=\"ship\"][data-state=\"success\"]')",
+    )
+    .await;
+    b.wait("the artifact", "return [...document.querySelectorAll('section[aria-label=Artifacts] td')].some(t => t.textContent === 'compile')").await;
+    b.shot("07-success").await;
+
+    let d = s.admin.run(&run_id).await.unwrap();
+    assert_eq!(d.run.state, "success");
+    assert_eq!(d.params["version"], json!("2.5"));
+    assert_eq!(d.params["target"], json!("prod"));
+    let gate = d.stages.iter().find(|st| st.name == "approve").unwrap();
+    assert_eq!(
+        gate.decision.as_ref().map(|a| (a.decision.as_str(), a.by.as_str())),
+        Some(("approved", "admin"))
+    );
+    let ship = s.admin.logs(&run_id, Some("ship"), None, 1, 100).await.unwrap();
+    assert!(ship.lines.iter().any(|l| l.text == "deploying 2.5 to prod"), "{ship:?}");
+
+    // The pipelines page now shows the run's state and its duration plot.
+    b.click("#nav a[data-nav=pipelines]").await;
+    b.wait(
+        "the last run's state",
+        "return !!document.querySelector('tr[data-pipeline=\"web/ship\"] .badge[data-state=\"success\"]')
+            && !!document.querySelector('svg.plot circle')",
+    )
+    .await;
+    b.shot("08-pipelines").await;
+    b.c.clone().close().await.unwrap();
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_retry_errors_that_say_what_failed_missing_apis_keyboard_and_a_phone_width() {
+    let s = TestServer::start(1).await;
+    s.apply(
+        "web",
+        "quick",
+        "name: quick\nstages:\n  - name: b\n    jobs:\n      hello: { script: \"echo hello\" }\n",
+    )
+    .await;
+    let run = s.admin.trigger("web", "quick", &Default::default()).await.unwrap();
+    s.wait_for(&run.id, "success", |d| d.run.state == "success").await;
+    let Some(b) = Browser::start("checks").await else {
+        s.stop().await;
+        return;
+    };
+    b.sign_in(&s.url, &s.admin_token).await;
+
+    // Keyboard: the first Tab lands on the skip link; focus is visible.
+    b.c.goto(&format!("{}/", s.url)).await.unwrap();
+    b.wait("the pipelines", "return !!document.querySelector('tr[data-pipeline=\"web/quick\"]')")
+        .await;
+    b.tab().await;
+    assert_eq!(b.js("return document.activeElement.className").await, json!("skip"));
+    b.tab().await;
+    let focused = b.js("return document.activeElement.getAttribute('aria-label')").await;
+    assert_eq!(focused, json!("Kiln home"));
+    let outline = b.js("return getComputedStyle(document.activeElement).outlineStyle").await;
+    assert_eq!(outline, json!("solid"), "focus is visible");
+
+    // A run that does not exist: the page says which call failed and what the server said.
+    b.c.goto(&format!("{}/runs/0190f0a1-aaaa-7bbb-8ccc-000000000001", s.url)).await.unwrap();
+    let err = b
+        .wait("the error", "const e = document.querySelector('.error'); return e && e.textContent")
+        .await;
+    let err = err.as_str().unwrap();
+    assert!(
+        err.contains("GET /runs/0190f0a1-aaaa-7bbb-8ccc-000000000001 answered 404 not_found"),
+        "{err}"
+    );
+    b.shot("error").await;
+
+    // One slot, taken by a long job: the next run's job waits.
+    s.apply("web", "slow", "name: slow\nstages:\n  - name: b\n    jobs:\n      wait: { script: \"echo waiting; sleep 30\" }\n").await;
+    let slow = s.admin.trigger("web", "slow", &Default::default()).await.unwrap();
+    s.wait_for(&slow.id, "its job running", |d| d.jobs[0].state == "running").await;
+    let second = s.admin.trigger("web", "slow", &Default::default()).await.unwrap();
+    s.wait_for(&second.id, "its job queued", |d| d.jobs[0].state == "queued").await;
+    // The registry and the pool's nodes are not on this server yet, and say so; the pool page
+    // lists the waiting job and why it waits.
+    b.c.goto(&format!("{}/registry", s.url)).await.unwrap();
+    b.wait("the registry notice", "return !!document.querySelector('[data-unavailable=registry]')")
+        .await;
+    b.c.goto(&format!("{}/pool", s.url)).await.unwrap();
+    b.wait(
+        "the agents and the pool notice",
+        "return !!document.querySelector('[data-unavailable=pool]')
+            && [...document.querySelectorAll('td')].some(t => t.textContent === 'embedded')",
+    )
+    .await;
+    let why = b
+        .wait(
+            "the waiting job",
+            "const r = document.querySelector('tr[data-waiting=\"slow#2/wait\"]'); return r && r.textContent",
+        )
+        .await;
+    assert!(why.as_str().unwrap().contains("all agent slots are busy (1 of 1 in use)"), "{why}");
+    b.wait(
+        "the queue plot",
+        "return !!document.querySelector('svg.plot polyline, svg.plot circle')",
+    )
+    .await;
+    b.shot("pool").await;
+
+    // Cancel the running run from its page (after confirming), then retry it.
+    b.c.goto(&format!("{}/runs/{}", s.url, slow.id)).await.unwrap();
+    b.wait(
+        "the running job",
+        "return !!document.querySelector('svg.graph a.node[data-state=running]')",
+    )
+    .await;
+    b.click("#cancel-run").await;
+    assert!(b.c.get_alert_text().await.unwrap().contains("Cancel slow #1"));
+    b.c.accept_alert().await.unwrap();
+    b.wait("the canceled run", "return !!document.querySelector('.head .badge[data-state=canceled]') && !!document.querySelector('#retry-run')").await;
+    assert_eq!(s.admin.run(&slow.id).await.unwrap().run.state, "canceled");
+    b.shot("canceled").await;
+    b.click("#retry-run").await;
+    let retry_path = format!("/runs/{}", slow.id);
+    b.wait("the retry's page", &format!("return location.pathname.startsWith('/runs/') && location.pathname !== '{retry_path}' && !!document.querySelector('.head h1')")).await;
+    let retry_id = b.path().await.trim_start_matches("/runs/").to_string();
+    let retry = s.admin.run(&retry_id).await.unwrap();
+    assert_eq!((retry.run.number, retry.run.retry_of.as_deref()), (3, Some(slow.id.as_str())));
+    b.wait(
+        "the retry's heading",
+        "return document.querySelector('.head h1').textContent === 'slow #3'",
+    )
+    .await;
+    s.admin.cancel(&retry_id).await.unwrap();
+    s.admin.cancel(&second.id).await.unwrap();
+
+    // Reject a paused stage: the run ends canceled, saying who rejected it.
+    s.apply("web", "gated", "name: gated\nstages:\n  - name: build\n    jobs:\n      build: { script: echo built }\n  - name: approve\n    type: approval\n  - name: deploy\n    jobs:\n      deploy: { script: echo deployed }\n").await;
+    let gated = s.admin.trigger("web", "gated", &Default::default()).await.unwrap();
+    b.c.goto(&format!("{}/runs/{}", s.url, gated.id)).await.unwrap();
+    b.wait("the reject button", "return !!document.querySelector('#reject')").await;
+    b.click("#reject").await;
+    b.c.accept_alert().await.unwrap();
+    let head = b
+        .wait(
+            "the rejected run",
+            "return document.querySelector('.head .badge[data-state=canceled]') && document.querySelector('.meta').textContent",
+        )
+        .await;
+    assert!(head.as_str().unwrap().contains("rejected by admin"), "{head}");
+    b.wait("the gate shown rejected", "return !!document.querySelector('svg.graph g.node[data-gate=approve][data-state=rejected]')").await;
+    assert_eq!(s.admin.run(&gated.id).await.unwrap().run.state, "canceled");
+
+    // A phone: the log page and the run page fit 390 px without scrolling sideways (the graph scrolls in its box).
+    b.c.set_window_size(390, 844).await.unwrap();
+    b.c.goto(&format!("{}/runs/{}", s.url, run.id)).await.unwrap();
+    b.wait("the graph", "return !!document.querySelector('svg.graph a.node[data-state=success]')")
+        .await;
+    let widths = b.js("return [window.innerWidth, document.documentElement.scrollWidth]").await;
+    let (inner, scroll) = (widths[0].as_u64().unwrap(), widths[1].as_u64().unwrap());
+    assert!(inner <= 400, "the window is phone-sized: {widths}");
+    assert!(scroll <= inner, "nothing sticks out sideways at {inner} px: {scroll}");
+    b.shot("phone-run").await;
+    b.c.goto(&format!("{}/runs/{}/jobs/hello", s.url, run.id)).await.unwrap();
+    b.wait(
+        "the log",
+        "return document.querySelector('.log-panel .status').dataset.state === 'ended'",
+    )
+    .await;
+    let widths = b.js("return [window.innerWidth, document.documentElement.scrollWidth]").await;
+    assert!(widths[1].as_u64() <= widths[0].as_u64(), "the log fits: {widths}");
+    b.shot("phone-log").await;
+    b.c.goto(&format!("{}/", s.url)).await.unwrap();
+    b.wait("the pipelines", "return !!document.querySelector('tr[data-pipeline=\"web/quick\"]')")
+        .await;
+    let widths = b.js("return [window.innerWidth, document.documentElement.scrollWidth]").await;
+    assert!(widths[1].as_u64() <= widths[0].as_u64(), "pipelines fit: {widths}");
+    b.shot("phone-pipelines").await;
+    b.c.clone().close().await.unwrap();
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_followed_log_resumes_after_a_dropped_connection_without_losing_or_repeating_lines() {
+    let s = TestServer::start(1).await;
+    let one = s.dir.path().join("one");
+    let two = s.dir.path().join("two");
+    let yaml = format!(
+        "name: drip\nstages:\n  - name: b\n    jobs:\n      drip:\n        script:\n          - echo first\n          - while [ ! -f {one} ]; do sleep 0.05; done\n          - echo second\n          - while [ ! -f {two} ]; do sleep 0.05; done\n          - echo third\n",
+        one = one.display(),
+        two = two.display()
+    );
+    s.apply("web", "drip", &yaml).await;
+    let run = s.admin.trigger("web", "drip", &Default::default()).await.unwrap();
+    let proxy = crate::support::CuttableProxy::start(s.server.as_ref().unwrap().addr).await;
+    let Some(b) = Browser::start("resume").await else {
+        s.stop().await;
+        return;
+    };
+    b.sign_in(&proxy.url, &s.admin_token).await;
+    b.c.goto(&format!("{}/runs/{}/jobs/drip", proxy.url, run.id)).await.unwrap();
+    b.wait(
+        "the first line, live",
+        "return document.querySelectorAll('#log .ln').length === 1
+            && document.querySelector('.log-panel .status').dataset.state === 'live'",
+    )
+    .await;
+
+    // The network drops; the job writes a line meanwhile.
+    proxy.cut();
+    std::fs::write(&one, "").unwrap();
+    b.wait("the second line", "return document.querySelectorAll('#log .ln').length >= 2").await;
+    std::fs::write(&two, "").unwrap();
+    b.wait(
+        "the end of the log",
+        "return document.querySelector('.log-panel .status').dataset.state === 'ended'",
+    )
+    .await;
+    let rows = b
+        .js("return [...document.querySelectorAll('#log .ln')].map(l => l.dataset.seq + ' ' + l.querySelector('.txt').textContent)")
+        .await;
+    assert_eq!(rows, json!(["1 first", "2 second", "3 third"]), "no line lost or repeated");
+    let resumed = proxy.requests.lock().unwrap().iter().any(|r| {
+        r.contains("/logs/stream") && r.to_ascii_lowercase().contains("last-event-id: 1\r\n")
+    });
+    assert!(resumed, "the stream was asked again from after line 1");
+    b.c.clone().close().await.unwrap();
+    drop(proxy);
+    s.stop().await;
+}
