@@ -15,10 +15,9 @@ pub fn resources(work_dir: &Path) -> Resources {
     if let Some(limit) = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
         .ok()
         .and_then(|s| s.trim().parse::<u64>().ok())
+        && (memory == 0 || limit < memory)
     {
-        if memory == 0 || limit < memory {
-            memory = limit;
-        }
+        memory = limit;
     }
     let disk =
         rustix::fs::statvfs(work_dir).map(|s| s.f_blocks.saturating_mul(s.f_frsize)).unwrap_or(0);

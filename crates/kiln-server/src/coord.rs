@@ -823,7 +823,13 @@ impl Actor {
             env,
             inputs,
         };
-        self.sh.dispatch.enqueue(Queued { lease, ctx });
+        if let Err((ctx, why)) = self.sh.dispatch.enqueue(Queued { lease, ctx }) {
+            self.self_send(Event::JobExited {
+                job: ctx.job.clone(),
+                attempt: ctx.attempt,
+                outcome: Outcome::Error(format!("cannot be placed: {why}")),
+            });
+        }
     }
 
     async fn finish(self) {

@@ -6,18 +6,23 @@
 //! job's retry policy decides). Everything here is in memory: after a restart every lease is
 //! gone, and the coordinator fails or re-queues the attempts it finds unfinished.
 //!
-//! A poll hands an agent the queued attempts, oldest first, that fit its node now (see
-//! [`crate::pool::Node::fits`]: connected, not disabled, a free slot, the CPUs and memory the
-//! job's `resources:` ask); an attempt that fits nowhere waits, and [`Dispatch::waiting`] says
-//! why. A node's reservations are taken when a lease is handed out and given back when it ends,
-//! under the same lock, so concurrent polls never overcommit a node.
+//! Placement: every change (an attempt queued, one ended, a node registered, changed, lost or
+//! gone) runs a placement pass under the dispatcher's lock. Queued attempts are tried by
+//! priority, then oldest first; `kiln_scheduler::Pool::reserve` filters the nodes (resources,
+//! constraints, host ports; a node whose agent is not connected, that is disabled or has no
+//! free slot is off), scores them (bin-pack, or spread on request) and reserves on the chosen
+//! one in its one ledger. A placed attempt waits in its node's list until that agent's next
+//! poll takes it, with `KILN_NODE`, `KILN_HOST_IP`, `KILN_HOSTNAME` and `KILN_PORT_<NAME>` in
+//! its env. An attempt that fits nowhere stays queued and [`Dispatch::waiting`] says why, node
+//! by node. Reservations are given back when the attempt ends, is canceled or lost.
 //!
-//! Invariants: an attempt is in the queue or in one lease, never both; a lease is known to
-//! exactly one agent session; every lost lease is reported exactly once (by [`Dispatch::reap`],
-//! [`Dispatch::register`] or [`Dispatch::finish`]); a node's `used` is the sum of the asks of
-//! its live leases.
+//! Invariants: an attempt is queued, placed on one node, or in one lease, never two of these;
+//! a lease is known to exactly one agent session; every lost lease is reported exactly once
+//! (by [`Dispatch::reap`], [`Dispatch::register`] or [`Dispatch::finish`]); a node's
+//! `running` counts its placed and leased attempts, and the scheduler holds a reservation for
+//! exactly those.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,7 +35,7 @@ use kiln_workflow::plan::JobId;
 use tokio::sync::Notify;
 
 use crate::coord::RunTx;
-use crate::pool::{Ask, Node, NodeFacts, NodeState, why_waiting};
+use crate::pool::{Node, NodeFacts, NodeState, group_reasons};
 
 /// Longest lease poll the server holds open.
 const MAX_WAIT: Duration = Duration::from_secs(30);
@@ -67,12 +72,24 @@ pub struct Queued {
     pub ctx: Arc<TaskCtx>,
 }
 
+/// A queued attempt with what it asks of a node.
+#[derive(Debug)]
+struct Waiting {
+    q: Queued,
+    ask: kiln_scheduler::Ask,
+    /// Same for asks that fit the same nodes (a pass skips the rest of a class once one
+    /// of it found no node).
+    class: String,
+}
+
 #[derive(Debug)]
 struct Leased {
     ctx: Arc<TaskCtx>,
     agent: String,
     node: String,
-    ask: Ask,
+    task: kiln_scheduler::TaskId,
+    /// Host ports it holds.
+    ports: Vec<u16>,
     renewed: Instant,
     cancel: bool,
 }
@@ -86,11 +103,16 @@ struct Session {
 
 #[derive(Debug, Default)]
 struct State {
-    queue: VecDeque<Queued>,
+    /// Attempts not placed yet.
+    queue: VecDeque<Waiting>,
+    /// Attempts placed on a node, waiting for its agent's next poll, by node.
+    placed: HashMap<String, VecDeque<Waiting>>,
     leases: HashMap<String, Leased>,
     agents: HashMap<String, Session>,
     /// Nodes by agent name.
-    nodes: std::collections::BTreeMap<String, Node>,
+    nodes: BTreeMap<String, Node>,
+    /// The placement snapshot and its reservation ledger.
+    sched: kiln_scheduler::Pool,
 }
 
 /// The queue of attempts, the nodes of the pool and the leases of connected agents.
@@ -118,21 +140,140 @@ pub enum NodeLookup {
     Ambiguous(Vec<String>),
 }
 
-/// What the ask of a job's `resources:` is.
-fn ask_of(lease: &Lease) -> Ask {
-    let r = &lease.start.job.resources;
-    Ask { cpu_millis: r.cpu_millis.unwrap_or(0), memory_bytes: r.memory_bytes.unwrap_or(0) }
-}
-
 /// What [`Dispatch::cancel`] found.
 #[derive(Debug)]
 pub enum Canceled {
-    /// The attempt was still queued and is dropped: report it canceled yourself.
+    /// The attempt was still queued (or placed, not yet taken) and is dropped: report it
+    /// canceled yourself.
     Dequeued(Arc<TaskCtx>),
     /// An agent runs it and was told to kill it; it will report `exited`.
     Signalled,
     /// Not known here (already ended, or lost).
     Unknown,
+}
+
+/// The scheduler's task id of an attempt.
+fn task_id(ctx: &TaskCtx) -> kiln_scheduler::TaskId {
+    kiln_scheduler::TaskId(format!("{}/{}/{}", ctx.run, ctx.job, ctx.attempt))
+}
+
+/// The scheduler's request of a queued attempt; UNIQUE, GROUP_BY and MAX_PER count the
+/// instances of one job of one run together (matrix instances included).
+fn ask_of(q: &Queued) -> Result<kiln_scheduler::Ask, String> {
+    let job = &q.lease.start.job;
+    let id = job.id.to_string();
+    let base = id.split('[').next().unwrap_or(&id);
+    let group = format!("{}/{base}", q.ctx.run);
+    let task = task_id(&q.ctx);
+    job.ask(&task.0, &group, &q.lease.project, kiln_scheduler::Resources::default())
+        .map_err(|e| format!("job `{id}`: {e}"))
+}
+
+/// Keeps the scheduler's copy of `name` in step with the server's node.
+fn sync_node(st: &mut State, name: &str) {
+    if let Some(n) = st.nodes.get(name) {
+        let node = n.sched_node();
+        st.sched.upsert_node(node);
+    }
+}
+
+/// Gives the reservation of `task` on `node` back.
+fn unreserve(st: &mut State, node: &str, task: &kiln_scheduler::TaskId, ports: &[u16]) {
+    st.sched.release(task);
+    let was_full = if let Some(n) = st.nodes.get_mut(node) {
+        let full = n.running >= n.capacity();
+        n.running = n.running.saturating_sub(1);
+        for p in ports {
+            n.ports_used.remove(p);
+        }
+        full
+    } else {
+        false
+    };
+    if was_full {
+        sync_node(st, node);
+    }
+}
+
+/// Host ports a lease's env says it holds (`KILN_PORT_*`).
+fn ports_of(env: &BTreeMap<String, String>) -> Vec<u16> {
+    env.iter()
+        .filter(|(k, _)| k.starts_with("KILN_PORT_"))
+        .filter_map(|(_, v)| v.parse().ok())
+        .collect()
+}
+
+/// One placement pass: places what fits, by priority then age; wakes the agents that got
+/// work.
+fn place_queued(st: &mut State) {
+    if st.queue.is_empty() {
+        return;
+    }
+    let mut order: Vec<usize> = (0..st.queue.len()).collect();
+    // Stable: equal priorities keep queue order.
+    order.sort_by_key(|&i| std::cmp::Reverse(st.queue[i].ask.priority));
+    let mut failed: HashSet<String> = HashSet::new();
+    let mut taken: Vec<usize> = Vec::new();
+    let mut woken: HashSet<String> = HashSet::new();
+    for i in order {
+        let w = &st.queue[i];
+        if failed.contains(&w.class) {
+            continue;
+        }
+        match st.sched.reserve(&w.ask) {
+            Ok(placement) => {
+                let node = placement.node.0.clone();
+                let ports: Vec<u16> = placement.ports.iter().map(|p| p.host).collect();
+                let env = placement.env();
+                let full = match st.nodes.get_mut(&node) {
+                    Some(n) => {
+                        n.running += 1;
+                        n.ports_used.extend(ports);
+                        n.running >= n.capacity()
+                    }
+                    None => false,
+                };
+                if full {
+                    sync_node(st, &node);
+                }
+                st.queue[i].q.lease.env.extend(env);
+                taken.push(i);
+                woken.insert(node);
+            }
+            Err(_) => {
+                failed.insert(w.class.clone());
+            }
+        }
+    }
+    taken.sort_unstable();
+    for i in taken.into_iter().rev() {
+        let w = st.queue.remove(i).expect("index is in range");
+        let node = w.q.lease.env.get("KILN_NODE").cloned().unwrap_or_default();
+        st.placed.entry(node).or_default().push_back(w);
+    }
+    // Placed lists keep placement order per node (FIFO within equal priority).
+    for node in woken {
+        let session = st.nodes.get(&node).and_then(|n| n.session.clone());
+        if let Some(s) = session.and_then(|id| st.agents.get(&id)) {
+            s.notify.notify_one();
+        }
+    }
+}
+
+/// Takes every attempt placed on `node` off it and queues it again (its agent left or was
+/// lost before taking them).
+fn unplace_node(st: &mut State, node: &str) {
+    let Some(list) = st.placed.remove(node) else { return };
+    for mut w in list.into_iter().rev() {
+        let task = task_id(&w.q.ctx);
+        let ports = ports_of(&w.q.lease.env);
+        unreserve(st, node, &task, &ports);
+        w.q.lease.env.retain(|k, _| {
+            !(k.starts_with("KILN_PORT_")
+                || matches!(k.as_str(), "KILN_NODE" | "KILN_HOST_IP" | "KILN_HOSTNAME"))
+        });
+        st.queue.push_front(w);
+    }
 }
 
 impl Dispatch {
@@ -153,24 +294,23 @@ impl Dispatch {
         }
     }
 
-    /// Takes an operator's change of a node (its stored record after the change) and wakes
-    /// its agent, which may now take work it could not.
+    /// Takes an operator's change of a node (its stored record after the change); work may
+    /// now be placed there, or no longer.
     pub fn node_changed(&self, record: &NodeRecord) {
         let mut st = self.lock();
         let fresh = Node::from_record(record);
-        let session = match st.nodes.get_mut(&record.name) {
+        match st.nodes.get_mut(&record.name) {
             Some(n) => {
                 n.operator = fresh.operator;
                 n.disabled = fresh.disabled;
-                n.session.clone()
             }
             None => {
                 st.nodes.insert(record.name.clone(), fresh);
-                None
             }
-        };
-        if let Some(s) = session.and_then(|id| st.agents.get(&id)) {
-            s.notify.notify_one();
+        }
+        if st.nodes.get(&record.name).is_some_and(|n| n.state == NodeState::Ready) {
+            sync_node(&mut st, &record.name);
+            place_queued(&mut st);
         }
     }
 
@@ -180,6 +320,7 @@ impl Dispatch {
         match st.nodes.get(name) {
             Some(n) if n.state != NodeState::Ready => {
                 st.nodes.remove(name);
+                st.sched.remove_node(&kiln_scheduler::NodeId(name.to_string()));
                 true
             }
             _ => false,
@@ -214,37 +355,73 @@ impl Dispatch {
     /// The free capacity of every connected, enabled node, by name.
     pub fn offers(&self) -> Vec<Offer> {
         let st = self.lock();
+        let free: HashMap<String, kiln_scheduler::Resources> =
+            st.sched.nodes().map(|u| (u.node.id.0.clone(), u.free)).collect();
         st.nodes
             .values()
             .filter(|n| n.state == NodeState::Ready && !n.disabled)
             .enumerate()
-            .map(|(i, n)| n.offer(i))
+            .map(|(i, n)| {
+                let f = free.get(&n.name).copied().unwrap_or_default();
+                let free = kiln_api::pool::Resources {
+                    cpu_millis: f.cpu_millis,
+                    memory_bytes: f.memory_bytes,
+                    disk_bytes: f.disk_bytes,
+                };
+                n.offer(i, free)
+            })
             .collect()
     }
 
-    /// Why the queued attempt of `job` of `run` waits for a node; `None` if none is queued.
+    /// Why the queued attempt of `job` of `run` waits for a node, node by node; `None` if none
+    /// is queued.
     pub fn waiting(&self, run: &RunId, job: &JobId) -> Option<String> {
         let st = self.lock();
-        let q = st.queue.iter().find(|q| &q.ctx.run == run && &q.ctx.job == job)?;
-        Some(why_waiting(st.nodes.values(), &ask_of(&q.lease)))
+        let w = st.queue.iter().find(|w| &w.q.ctx.run == run && &w.q.ctx.job == job)?;
+        let reasons = st.nodes.values().map(|n| match n.gate() {
+            Err(why) => why,
+            Ok(()) => match st.sched.why_not(&w.ask, &kiln_scheduler::NodeId(n.name.clone())) {
+                Some(reason) => reason.to_string(),
+                None => "fits; placed at the next change".to_string(),
+            },
+        });
+        Some(group_reasons(reasons))
     }
 
-    /// Queues an attempt and wakes every waiting agent.
-    pub fn enqueue(&self, task: Queued) {
+    /// Queues an attempt and places what fits. An attempt whose placement request cannot be
+    /// built (a constraint the scheduler refuses) is not queued: its context comes back with
+    /// the reason.
+    pub fn enqueue(&self, task: Queued) -> Result<(), (Arc<TaskCtx>, String)> {
+        let ask = match ask_of(&task) {
+            Ok(a) => a,
+            Err(why) => return Err((task.ctx, why)),
+        };
+        let class =
+            format!("{:?}|{:?}|{:?}", ask.resources, task.lease.start.job.scheduling, ask.project);
         let mut st = self.lock();
-        st.queue.push_back(task);
-        for s in st.agents.values() {
-            s.notify.notify_one();
-        }
+        st.queue.push_back(Waiting { q: task, ask, class });
+        place_queued(&mut st);
+        Ok(())
     }
 
     /// Cancels the attempt `(run, job, attempt)` wherever it is.
     pub fn cancel(&self, run: &RunId, job: &JobId, attempt: u32) -> Canceled {
         let mut st = self.lock();
         let same = |c: &TaskCtx| &c.run == run && &c.job == job && c.attempt == attempt;
-        if let Some(pos) = st.queue.iter().position(|q| same(&q.ctx)) {
-            let q = st.queue.remove(pos).expect("position is in range");
-            return Canceled::Dequeued(q.ctx);
+        if let Some(pos) = st.queue.iter().position(|w| same(&w.q.ctx)) {
+            let w = st.queue.remove(pos).expect("position is in range");
+            return Canceled::Dequeued(w.q.ctx);
+        }
+        let placed = st.placed.iter().find_map(|(node, list)| {
+            list.iter().position(|w| same(&w.q.ctx)).map(|pos| (node.clone(), pos))
+        });
+        if let Some((node, pos)) = placed {
+            let w =
+                st.placed.get_mut(&node).and_then(|l| l.remove(pos)).expect("position is in range");
+            let ports = ports_of(&w.q.lease.env);
+            unreserve(&mut st, &node, &task_id(&w.q.ctx), &ports);
+            place_queued(&mut st);
+            return Canceled::Dequeued(w.q.ctx);
         }
         let mut agent = None;
         for l in st.leases.values_mut() {
@@ -318,7 +495,6 @@ impl Dispatch {
             state: NodeState::Down,
             session: None,
             last_seen: None,
-            used: Ask::default(),
             running: 0,
             ports_used: Default::default(),
         });
@@ -326,6 +502,8 @@ impl Dispatch {
         node.state = NodeState::Ready;
         node.session = Some(info.id.clone());
         node.last_seen = Some(Utc::now());
+        sync_node(&mut st, &req.name);
+        place_queued(&mut st);
         (info, lost)
     }
 
@@ -344,9 +522,10 @@ impl Dispatch {
         out
     }
 
-    /// Attempts waiting for an agent.
+    /// Attempts waiting for a node or for their node's agent to take them.
     pub fn queue_len(&self) -> usize {
-        self.lock().queue.len()
+        let st = self.lock();
+        st.queue.len() + st.placed.values().map(VecDeque::len).sum::<usize>()
     }
 
     /// Leases held by agents.
@@ -355,8 +534,8 @@ impl Dispatch {
     }
 
     /// One lease poll of agent `agent`: renews `held`, then answers with cancels, unknown
-    /// leases and new work as soon as there is any, or empty after `wait_ms`.
-    /// `None` when the agent session is unknown (re-register).
+    /// leases and the attempts placed on its node as soon as there are any, or empty after
+    /// `wait_ms`. `None` when the agent session is unknown (re-register).
     pub async fn poll(&self, agent: &str, req: &LeaseRequest) -> Option<LeaseResponse> {
         // A poll is the agent's heartbeat: it answers within half of `lost_after`, so a live
         // agent never looks silent while it waits.
@@ -386,38 +565,27 @@ impl Dispatch {
                         _ => resp.unknown.push(id.clone()),
                     }
                 }
-                // Oldest first, every queued attempt that fits this node now.
                 let mut free = req.free;
-                let mut i = 0;
-                while free > 0 && i < st.queue.len() {
-                    let ask = ask_of(&st.queue[i].lease);
-                    let fits = st.nodes.get(&node_name).is_some_and(|n| n.fits(&ask).is_ok());
-                    if !fits {
-                        i += 1;
-                        continue;
-                    }
-                    let mut q = st.queue.remove(i).expect("index is in range");
-                    if let Some(n) = st.nodes.get_mut(&node_name) {
-                        n.reserve(&ask);
-                        // Where it runs, as Jenkins' NODE_NAME and BCS's host IP env.
-                        q.lease.env.insert("KILN_NODE".into(), node_name.clone());
-                        if !n.facts.ip.is_empty() {
-                            q.lease.env.insert("KILN_HOST_IP".into(), n.facts.ip.clone());
-                        }
-                    }
-                    q.lease.id = uuid::Uuid::now_v7().simple().to_string();
+                while free > 0 {
+                    let Some(w) = st.placed.get_mut(&node_name).and_then(VecDeque::pop_front)
+                    else {
+                        break;
+                    };
+                    let mut lease = w.q.lease;
+                    lease.id = uuid::Uuid::now_v7().simple().to_string();
                     st.leases.insert(
-                        q.lease.id.clone(),
+                        lease.id.clone(),
                         Leased {
-                            ctx: q.ctx,
+                            ports: ports_of(&lease.env),
+                            task: task_id(&w.q.ctx),
+                            ctx: w.q.ctx,
                             agent: agent.to_string(),
                             node: node_name.clone(),
-                            ask,
                             renewed: now,
                             cancel: false,
                         },
                     );
-                    resp.leases.push(q.lease);
+                    resp.leases.push(lease);
                     free -= 1;
                 }
                 // A wake-up with nothing for this agent still answers: something changed
@@ -442,7 +610,8 @@ impl Dispatch {
         self.lock().leases.get(id).map(|l| (l.ctx.clone(), l.cancel))
     }
 
-    /// Ends a lease (its attempt exited) and wakes its agent, whose slot is free again.
+    /// Ends a lease (its attempt exited): its node's reservation is given back and what now
+    /// fits is placed.
     pub fn finish(&self, id: &str) -> Option<Arc<TaskCtx>> {
         let mut st = self.lock();
         let l = st.leases.remove(id)?;
@@ -450,18 +619,13 @@ impl Dispatch {
         if let Some(s) = st.agents.get(&l.agent) {
             s.notify.notify_one();
         }
-        // Its resources are free again: another queued attempt may fit there or elsewhere.
-        if !st.queue.is_empty() {
-            for s in st.agents.values() {
-                s.notify.notify_one();
-            }
-        }
+        place_queued(&mut st);
         Some(l.ctx)
     }
 
     /// Drops agents silent for the `lost_after` of [`Dispatch::new`] (their nodes become
-    /// `lost`) and leases not renewed that long; returns the lost attempts with the agent's
-    /// name.
+    /// `lost`, what was placed there is queued again) and leases not renewed that long;
+    /// returns the lost attempts with the node's name.
     pub fn reap(&self) -> Vec<(Arc<TaskCtx>, String)> {
         let ttl = self.lost_after;
         let mut st = self.lock();
@@ -486,36 +650,37 @@ impl Dispatch {
             .map(|(id, _)| id.clone())
             .collect();
         for id in silent {
-            if let Some(s) = st.agents.remove(&id) {
-                if let Some(n) = st.nodes.get_mut(&s.info.name) {
-                    if n.session.as_deref() == Some(id.as_str()) {
-                        n.state = NodeState::Lost;
-                        n.session = None;
-                    }
-                }
-            }
+            self.end_session(&mut st, &id, NodeState::Lost);
         }
+        place_queued(&mut st);
         lost
     }
 
-    /// Ends the session `agent` (its agent said it stops): its node goes `down`; its leases
-    /// stay until they end or expire.
+    /// Ends the session `agent` (its agent said it stops): its node goes `down` and what was
+    /// placed there but not taken is queued again; its leases stay until they end or expire.
     pub fn leave(&self, agent: &str) {
         let mut st = self.lock();
-        if let Some(s) = st.agents.remove(agent) {
-            if let Some(n) = st.nodes.get_mut(&s.info.name) {
-                if n.session.as_deref() == Some(agent) {
-                    n.state = NodeState::Down;
-                    n.session = None;
-                }
-            }
+        self.end_session(&mut st, agent, NodeState::Down);
+        place_queued(&mut st);
+    }
+
+    fn end_session(&self, st: &mut State, agent: &str, state: NodeState) {
+        let Some(s) = st.agents.remove(agent) else { return };
+        let name = s.info.name;
+        let current = st.nodes.get(&name).is_some_and(|n| n.session.as_deref() == Some(agent));
+        if !current {
+            return;
         }
+        if let Some(n) = st.nodes.get_mut(&name) {
+            n.state = state;
+            n.session = None;
+        }
+        unplace_node(st, &name);
+        sync_node(st, &name);
     }
 }
 
 /// Gives a lease's reservation back to its node.
 fn release(st: &mut State, l: &Leased) {
-    if let Some(n) = st.nodes.get_mut(&l.node) {
-        n.release(&l.ask);
-    }
+    unreserve(st, &l.node, &l.task, &l.ports);
 }

@@ -1,5 +1,7 @@
 //! The nodes of the resource pool as the dispatcher sees them: what each agent declared, what
-//! operators set, whether its agent is connected, and whether a queued attempt fits on it now.
+//! operators set, whether its agent is connected and how many of its slots are taken. Where an
+//! attempt goes (resources, constraints, host ports) is `kiln_scheduler`'s decision over
+//! [`Node::sched_node`]s; this module adds what only the server knows (sessions and slots).
 //!
 //! A node is an agent name. It is `ready` while a session of that agent polls, `lost` when the
 //! session missed its heartbeats (its attempts failed as "agent lost" and were retried under
@@ -78,15 +80,6 @@ impl NodeState {
     }
 }
 
-/// What one attempt asks of a node.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Ask {
-    /// Millicores (0: not declared).
-    pub cpu_millis: u64,
-    /// Bytes (0: not declared).
-    pub memory_bytes: u64,
-}
-
 /// A node of the pool.
 #[derive(Debug, Clone)]
 pub struct Node {
@@ -104,9 +97,7 @@ pub struct Node {
     pub session: Option<String>,
     /// Last poll (or registration, from the store).
     pub last_seen: Option<DateTime<Utc>>,
-    /// Asks of the attempts leased to it now.
-    pub used: Ask,
-    /// Attempts leased to it now.
+    /// Attempts placed on it now (handed out or waiting for its next poll).
     pub running: u32,
     /// Host ports handed out now.
     pub ports_used: BTreeSet<u16>,
@@ -131,7 +122,6 @@ impl Node {
             state: NodeState::Down,
             session: None,
             last_seen: Some(r.last_seen),
-            used: Ask::default(),
             running: 0,
             ports_used: BTreeSet::new(),
         }
@@ -149,18 +139,14 @@ impl Node {
         self.facts.ports.unwrap_or(PortRange::DEFAULT)
     }
 
-    /// Free resources (a node that declared none has none to count: `None`).
-    pub fn free(&self) -> Option<Resources> {
-        self.facts.resources.map(|r| Resources {
-            cpu_millis: r.cpu_millis.saturating_sub(self.used.cpu_millis),
-            memory_bytes: r.memory_bytes.saturating_sub(self.used.memory_bytes),
-            disk_bytes: r.disk_bytes,
-        })
+    /// Slots.
+    pub fn capacity(&self) -> u32 {
+        self.facts.capacity.max(1)
     }
 
-    /// Whether an attempt asking `ask` can start here now; the reason when not, in the words
-    /// `kiln run show` prints ("8 CPUs asked, 6 free").
-    pub fn fits(&self, ask: &Ask) -> Result<(), String> {
+    /// Whether the server lets anything be placed here now, before resources and constraints
+    /// are looked at: the agent is connected, the node is enabled and has a free slot.
+    pub fn gate(&self) -> Result<(), String> {
         match self.state {
             NodeState::Ready => {}
             NodeState::Lost => return Err("agent lost".into()),
@@ -169,54 +155,38 @@ impl Node {
         if self.disabled {
             return Err("disabled".into());
         }
-        if self.running >= self.facts.capacity.max(1) {
-            return Err(format!("all {} slots busy", self.facts.capacity.max(1)));
-        }
-        if let (Some(total), Some(free)) = (self.facts.resources, self.free()) {
-            if ask.cpu_millis > total.cpu_millis {
-                return Err(format!(
-                    "{} CPUs asked, the node has {}",
-                    cpus(ask.cpu_millis),
-                    cpus(total.cpu_millis)
-                ));
-            }
-            if ask.memory_bytes > total.memory_bytes {
-                return Err(format!(
-                    "{} memory asked, the node has {}",
-                    bytes(ask.memory_bytes),
-                    bytes(total.memory_bytes)
-                ));
-            }
-            if ask.cpu_millis > free.cpu_millis {
-                return Err(format!(
-                    "{} CPUs asked, {} free",
-                    cpus(ask.cpu_millis),
-                    cpus(free.cpu_millis)
-                ));
-            }
-            if ask.memory_bytes > free.memory_bytes {
-                return Err(format!(
-                    "{} memory asked, {} free",
-                    bytes(ask.memory_bytes),
-                    bytes(free.memory_bytes)
-                ));
-            }
+        if self.running >= self.capacity() {
+            return Err(format!("all {} slots busy", self.capacity()));
         }
         Ok(())
     }
 
-    /// Takes `ask` from the node.
-    pub fn reserve(&mut self, ask: &Ask) {
-        self.used.cpu_millis += ask.cpu_millis;
-        self.used.memory_bytes += ask.memory_bytes;
-        self.running += 1;
-    }
-
-    /// Gives `ask` back.
-    pub fn release(&mut self, ask: &Ask) {
-        self.used.cpu_millis = self.used.cpu_millis.saturating_sub(ask.cpu_millis);
-        self.used.memory_bytes = self.used.memory_bytes.saturating_sub(ask.memory_bytes);
-        self.running = self.running.saturating_sub(1);
+    /// The node as the scheduler sees it: disabled unless [`Node::gate`] passes. A node that
+    /// declared no resources counts as having plenty (only its slots limit it).
+    pub fn sched_node(&self) -> kiln_scheduler::Node {
+        let total = match self.facts.resources {
+            Some(r) => kiln_scheduler::Resources {
+                cpu_millis: r.cpu_millis,
+                memory_bytes: r.memory_bytes,
+                disk_bytes: r.disk_bytes,
+            },
+            None => kiln_scheduler::Resources {
+                cpu_millis: 1 << 40,
+                memory_bytes: 1 << 60,
+                disk_bytes: 1 << 60,
+            },
+        };
+        let range = self.port_range();
+        kiln_scheduler::Node {
+            id: kiln_scheduler::NodeId(self.name.clone()),
+            hostname: self.facts.hostname.clone(),
+            ip: self.facts.ip.clone(),
+            disabled: self.gate().is_err(),
+            total,
+            reserved: kiln_scheduler::Resources::default(),
+            ports: vec![kiln_scheduler::PortRange { start: range.start, end: range.end }],
+            attributes: self.attributes().into_iter().map(|(k, v)| (k, sched_value(v))).collect(),
+        }
     }
 
     /// The operators' view of it.
@@ -239,15 +209,15 @@ impl Node {
         }
     }
 
-    /// Its free capacity.
-    pub fn offer(&self, index: usize) -> Offer {
+    /// Its free capacity, `free` being what the scheduler has not reserved.
+    pub fn offer(&self, index: usize, free: Resources) -> Offer {
         Offer {
             index,
             name: self.name.clone(),
             ip: self.facts.ip.clone(),
             hostname: self.facts.hostname.clone(),
-            free: self.free().unwrap_or_default(),
-            free_slots: self.facts.capacity.max(1).saturating_sub(self.running),
+            free: if self.facts.resources.is_some() { free } else { Resources::default() },
+            free_slots: self.capacity().saturating_sub(self.running),
             free_ports: free_ranges(self.port_range(), &self.ports_used),
             attributes: self.attributes(),
         }
@@ -273,45 +243,32 @@ pub fn free_ranges(range: PortRange, used: &BTreeSet<u16>) -> Vec<PortRange> {
     out
 }
 
-/// Why an attempt waits: the reasons of every node, grouped ("2 nodes: disabled; 1 node: 8
-/// CPUs asked, 6 free"), or that there are no nodes.
-pub fn why_waiting<'a>(nodes: impl Iterator<Item = &'a Node>, ask: &Ask) -> String {
-    let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
-    let mut total = 0;
-    for n in nodes {
-        total += 1;
-        let reason = match n.fits(ask) {
-            Ok(()) => "fits, waiting for its agent's next poll".to_string(),
-            Err(r) => r,
-        };
-        *reasons.entry(reason).or_default() += 1;
+/// An attribute value as the scheduler takes it.
+pub fn sched_value(v: AttrValue) -> kiln_scheduler::AttrValue {
+    match v {
+        AttrValue::Text(t) => kiln_scheduler::AttrValue::Text(t),
+        AttrValue::Number(n) => kiln_scheduler::AttrValue::Number(n),
+        AttrValue::Set(items) => kiln_scheduler::AttrValue::Set(items.into_iter().collect()),
     }
-    if total == 0 {
+}
+
+/// Groups per-node reasons: "2 nodes: disabled; 1 node: 8 CPUs asked, 6 free" (most nodes
+/// first), or that there are no nodes.
+pub fn group_reasons(reasons: impl IntoIterator<Item = String>) -> String {
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for r in reasons {
+        *counts.entry(r).or_default() += 1;
+    }
+    if counts.is_empty() {
         return "no agent has registered".into();
     }
-    let mut groups: Vec<(String, usize)> = reasons.into_iter().collect();
+    let mut groups: Vec<(String, usize)> = counts.into_iter().collect();
     groups.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     groups
         .iter()
         .map(|(r, n)| format!("{n} node{}: {r}", if *n == 1 { "" } else { "s" }))
         .collect::<Vec<_>>()
         .join("; ")
-}
-
-fn cpus(millis: u64) -> String {
-    if millis % 1000 == 0 { format!("{}", millis / 1000) } else { format!("{}m", millis) }
-}
-
-fn bytes(n: u64) -> String {
-    const GI: u64 = 1 << 30;
-    const MI: u64 = 1 << 20;
-    if n >= GI && n % GI == 0 {
-        format!("{}Gi", n / GI)
-    } else if n >= MI {
-        format!("{}Mi", n / MI)
-    } else {
-        format!("{n}B")
-    }
 }
 
 #[cfg(test)]
@@ -335,51 +292,40 @@ mod tests {
             state: NodeState::Ready,
             session: Some("s".into()),
             last_seen: None,
-            used: Ask::default(),
             running: 0,
             ports_used: BTreeSet::new(),
         }
     }
 
     #[test]
-    fn an_attempt_fits_only_where_resources_and_slots_are_free() {
+    fn the_gate_checks_connection_disabled_and_slots() {
         let mut n = node("a", 8, 16, 2);
-        let big = Ask { cpu_millis: 6000, memory_bytes: 1 << 30 };
-        assert_eq!(n.fits(&big), Ok(()));
-        n.reserve(&big);
-        assert_eq!(n.fits(&big), Err("6 CPUs asked, 2 free".into()));
-        let small = Ask { cpu_millis: 500, memory_bytes: 0 };
-        assert_eq!(n.fits(&small), Ok(()));
-        n.reserve(&small);
-        assert_eq!(n.fits(&small), Err("all 2 slots busy".into()));
-        n.release(&big);
-        assert_eq!(n.fits(&Ask { cpu_millis: 7500, memory_bytes: 0 }), Ok(()));
-        assert_eq!(
-            n.fits(&Ask { cpu_millis: 9000, memory_bytes: 0 }),
-            Err("9 CPUs asked, the node has 8".into())
-        );
-        assert_eq!(
-            n.fits(&Ask { cpu_millis: 0, memory_bytes: 20 << 30 }),
-            Err("20Gi memory asked, the node has 16Gi".into())
-        );
+        assert_eq!(n.gate(), Ok(()));
+        n.running = 2;
+        assert_eq!(n.gate(), Err("all 2 slots busy".into()));
+        assert!(n.sched_node().disabled);
+        n.running = 1;
+        n.disabled = true;
+        assert_eq!(n.gate(), Err("disabled".into()));
+        n.disabled = false;
+        n.state = NodeState::Lost;
+        assert_eq!(n.gate(), Err("agent lost".into()));
+        n.state = NodeState::Ready;
+        let s = n.sched_node();
+        assert!(!s.disabled);
+        assert_eq!(s.total.cpu_millis, 8000);
+        assert_eq!(s.ports, vec![kiln_scheduler::PortRange { start: 31000, end: 32000 }]);
     }
 
     #[test]
-    fn the_waiting_reason_groups_nodes_by_reason() {
-        let mut a = node("a", 8, 16, 4);
-        a.disabled = true;
-        let mut b = node("b", 8, 16, 4);
-        b.disabled = true;
-        let mut c = node("c", 8, 16, 4);
-        c.reserve(&Ask { cpu_millis: 2000, memory_bytes: 0 });
-        let mut d = node("d", 8, 16, 4);
-        d.state = NodeState::Lost;
-        let ask = Ask { cpu_millis: 8000, memory_bytes: 0 };
+    fn reasons_are_grouped_most_nodes_first() {
+        let reasons =
+            ["disabled", "8 CPUs asked, 6 free", "disabled", "agent lost"].map(String::from);
         assert_eq!(
-            why_waiting([&a, &b, &c, &d].into_iter(), &ask),
+            group_reasons(reasons),
             "2 nodes: disabled; 1 node: 8 CPUs asked, 6 free; 1 node: agent lost"
         );
-        assert_eq!(why_waiting(std::iter::empty(), &ask), "no agent has registered");
+        assert_eq!(group_reasons(Vec::new()), "no agent has registered");
     }
 
     #[test]

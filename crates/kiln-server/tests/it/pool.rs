@@ -141,10 +141,7 @@ async fn a_job_waits_with_the_reason_until_a_node_fits_it() {
         .await;
     let crunch = job(&detail, "crunch");
     assert_eq!(crunch.state, "queued");
-    assert_eq!(
-        crunch.waiting.as_deref(),
-        Some("1 node: 6 CPUs asked, the node has 4; 1 node: disabled")
-    );
+    assert_eq!(crunch.waiting.as_deref(), Some("1 node: 6 CPUs asked, 4 free; 1 node: disabled"));
 
     // Enabled, the big node takes it.
     s.admin
@@ -273,4 +270,79 @@ fn registration(name: &str) -> kiln_api::agent::RegisterAgent {
         attributes: BTreeMap::new(),
         held: vec![],
     }
+}
+
+const PLACED: &str = "\
+name: placed
+stages:
+  - name: s
+    jobs:
+      daemon:
+        image: busybox
+        matrix: { n: [1, 2, 3] }
+        constraints:
+          - [city, LIKE, \"shenzhen|shanghai\"]
+          - [hostname, UNIQUE]
+        network: host
+        ports:
+          - { name: service }
+        script:
+          - echo \"${{ matrix.n }} on $KILN_NODE port $KILN_PORT_SERVICE\"
+          - while [ ! -f GATE ]; do sleep 0.05; done
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn constraints_and_ports_place_jobs_where_they_must_and_say_why_the_rest_waits() {
+    let s = TestServer::start_on_with(Backend::Sqlite, 0).await;
+    let _sz = s.agent("sz", 4, host("10.0.0.1", 8, &[("city", text("shenzhen"))]));
+    let _sh = s.agent("sh", 4, host("10.0.0.2", 8, &[("city", text("shanghai"))]));
+    let _cd = s.agent("cd", 4, host("10.0.0.3", 8, &[("city", text("chengdu"))]));
+    wait_nodes(&s, "three ready", |n| n.len() == 3 && n.iter().all(|n| n.state == "ready")).await;
+    // The instances hold their place until the test opens the gate.
+    let gate = s.dir().join("gate");
+    let yaml = PLACED.replace("GATE", &gate.display().to_string());
+    s.apply("pool", "placed", &yaml).await;
+    let run = s.trigger("pool", "placed", &[]).await;
+    // Two instances run (one per matching city, one per host); the third waits, saying why.
+    let detail = s
+        .wait_for(&run.id, "two running, one waiting", |d| {
+            d.jobs.iter().filter(|j| j.state == "running").count() == 2
+                && d.jobs.iter().any(|j| j.waiting.is_some())
+        })
+        .await;
+    let waiting = detail.jobs.iter().find_map(|j| j.waiting.clone()).unwrap();
+    assert!(waiting.contains("1 node: city LIKE shenzhen|shanghai failed"), "{waiting}");
+    assert!(waiting.contains("2 nodes:"), "{waiting}");
+    let mut nodes = Vec::new();
+    for j in detail.jobs.iter().filter(|j| j.state == "running") {
+        let log = loop {
+            let log = log_text(&s, &run.id, Some(&j.id)).await;
+            if log.iter().any(|l| l.contains(" on ")) {
+                break log;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let line = log.iter().find(|l| l.contains(" on ")).unwrap().clone();
+        let port: u16 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!((31000..=31099).contains(&port), "{line}");
+        nodes.push(line.split(" on ").nth(1).unwrap().split(' ').next().unwrap().to_string());
+    }
+    nodes.sort();
+    assert_eq!(nodes, ["sh", "sz"]);
+    // An operator moves chengdu's node to shenzhen: the third instance runs there.
+    s.admin
+        .update_node(
+            "10.0.0.3",
+            &NodeUpdate {
+                set: BTreeMap::from([("city".to_string(), text("shenzhen"))]),
+                ..NodeUpdate::default()
+            },
+        )
+        .await
+        .unwrap();
+    s.wait_for(&run.id, "three running", |d| d.jobs.iter().all(|j| j.state == "running")).await;
+    std::fs::write(&gate, "").unwrap();
+    let done = s.wait_final(&run.id).await;
+    assert_eq!(done.run.state, "success", "{done:#?}");
+    s.stop().await;
 }

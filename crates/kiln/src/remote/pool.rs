@@ -179,7 +179,7 @@ fn ports_text(ranges: &[PortRange]) -> String {
 }
 
 fn cpus_text(millis: u64) -> String {
-    if millis % 1000 == 0 {
+    if millis.is_multiple_of(1000) {
         format!("{}", millis / 1000)
     } else {
         format!("{:.2}", millis as f64 / 1000.0)

@@ -446,3 +446,51 @@ fn connection_problems_say_what_to_do() {
     let (_, stderr) = assert_code(&out, 2);
     assert!(stderr.contains("cannot reach") && stderr.contains("KILN_SERVER"), "{stderr}");
 }
+
+#[test]
+fn nodes_and_offers_show_the_embedded_agent_and_take_operators_attributes() {
+    let s = Server::start();
+    // The embedded agent registers right after the server starts.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let nodes = loop {
+        let (stdout, _) = s.ok(&["nodes", "-o", "json"], 0);
+        let nodes: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        if nodes.as_array().is_some_and(|n| n.len() == 1 && n[0]["state"] == "ready") {
+            break nodes;
+        }
+        assert!(std::time::Instant::now() < deadline, "{nodes:#}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let name = nodes[0]["name"].as_str().unwrap().to_string();
+    assert!(name.starts_with("embedded-"), "{name}");
+    assert!(nodes[0]["resources"]["cpu_millis"].as_u64().unwrap() >= 1000, "{nodes:#}");
+
+    let (stdout, _) =
+        s.ok(&["nodes", "set", &name, "city=shenzhen", "cores=8", "zones={gz,sz}"], 0);
+    assert!(stdout.contains("CITY") && stdout.contains("shenzhen"), "{stdout}");
+    let (stdout, _) = s.ok(&["nodes"], 0);
+    for column in ["INDEX", "IP", "HOSTNAME", "STATE", "DISABLED", "CITY", "CORES", "ZONES"] {
+        assert!(stdout.contains(column), "{column} in {stdout}");
+    }
+    assert!(stdout.contains("{gz,sz}") && stdout.contains("ready"), "{stdout}");
+    let (stdout, _) = s.ok(&["offers"], 0);
+    for column in ["CPUS", "MEMORY", "DISK", "SLOTS", "PORTS", "CITY"] {
+        assert!(stdout.contains(column), "{column} in {stdout}");
+    }
+    assert!(stdout.contains("31000-32000"), "{stdout}");
+    let (stdout, _) = s.ok(&["nodes", "disable", &name], 0);
+    assert!(stdout.contains("true"), "{stdout}");
+    let (stdout, _) = s.ok(&["offers"], 0);
+    assert!(stdout.contains("no offers"), "{stdout}");
+    s.ok(&["nodes", "enable", &name], 0);
+    let (stdout, _) = s.ok(&["nodes", "unset", &name, "cores", "-o", "json"], 0);
+    let node: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert!(node["attributes"].get("cores").is_none(), "{node:#}");
+    assert_eq!(node["attributes"]["zones"], serde_json::json!(["gz", "sz"]));
+
+    // Bad input says what was wrong and changes nothing.
+    let (_, stderr) = s.ok(&["nodes", "set", &name, "city"], 2);
+    assert!(stderr.contains("attribute `city` is not key=value"), "{stderr}");
+    let (_, stderr) = s.ok(&["nodes", "set", "10.255.0.1", "city=x"], 2);
+    assert!(stderr.contains("no node is named `10.255.0.1`"), "{stderr}");
+}
