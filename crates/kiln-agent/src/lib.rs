@@ -367,6 +367,15 @@ async fn wrapped(
     let tail = &lease.id[lease.id.len().saturating_sub(12)..];
     spec.id = TaskId::sanitized(&format!("kiln-{tail}-{}-{}", job.id, lease.start.attempt));
     spec.env.extend(lease.env.clone());
+    // The host ports the scheduler gave the job (`KILN_PORT_<NAME>`), published to the
+    // container ports it named; with the host network it listens on them itself.
+    spec.host_network = job.scheduling.host_network;
+    for p in &job.scheduling.ports {
+        let var = kiln_scheduler::port_env_name(&p.name);
+        if let Some(host) = lease.env.get(&var).and_then(|v| v.parse::<u16>().ok()) {
+            spec.ports.push(kiln_exec::PortMap { host, container: p.container.unwrap_or(host) });
+        }
+    }
     spec.labels.insert("kiln.agent".into(), config.name.clone());
     spec.labels.insert("kiln.lease".into(), lease.id.clone());
     // An empty seed is not handed over: copying nothing into a container still costs an

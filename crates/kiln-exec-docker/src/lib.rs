@@ -485,6 +485,12 @@ impl Executor for DockerExecutor {
         if task.image.as_deref().is_none_or(|i| i.trim().is_empty()) {
             return Err(unsupported("a job without an image (it runs containers)".to_owned()));
         }
+        if task.host_network && !task.services.is_empty() {
+            return Err(unsupported(
+                "services beside a job on the host network (they share a private network)"
+                    .to_owned(),
+            ));
+        }
         let mut seen = BTreeSet::new();
         for service in &task.services {
             if !spec::is_host_label(&service.name) {

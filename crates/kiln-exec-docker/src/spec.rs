@@ -135,8 +135,16 @@ pub(crate) fn main_container(task: &TaskSpec, image: &str) -> ContainerCreateBod
         tty: Some(false),
         open_stdin: Some(false),
         attach_stdin: Some(false),
+        exposed_ports: (!task.host_network && !task.ports.is_empty())
+            .then(|| task.ports.iter().map(|p| format!("{}/tcp", p.container)).collect()),
         host_config: Some(HostConfig {
-            network_mode: has_network(task).then(|| names::network(&task.id)),
+            network_mode: if task.host_network {
+                Some("host".to_owned())
+            } else {
+                has_network(task).then(|| names::network(&task.id))
+            },
+            port_bindings: (!task.host_network && !task.ports.is_empty())
+                .then(|| port_bindings(&task.ports)),
             mounts: Some(vec![workspace_mount(task)]),
             nano_cpus: task.limits.cpu_millis.map(nano_cpus),
             memory,
@@ -155,10 +163,26 @@ pub(crate) fn main_container(task: &TaskSpec, image: &str) -> ContainerCreateBod
     }
 }
 
-/// Whether the task gets a private network: only when it has sidecars to reach. A job alone
-/// uses the engine's default network, as `docker run` does, and saves creating a bridge.
+/// `-p HOST:CONTAINER` for each port, on all the host's addresses.
+fn port_bindings(ports: &[kiln_exec::PortMap]) -> bollard::models::PortMap {
+    ports
+        .iter()
+        .map(|p| {
+            let binding = bollard::models::PortBinding {
+                host_ip: Some(String::new()),
+                host_port: Some(p.host.to_string()),
+            };
+            (format!("{}/tcp", p.container), Some(vec![binding]))
+        })
+        .collect()
+}
+
+/// Whether the task gets a private network: when it has sidecars to reach, or ports to
+/// publish (a private bridge publishes them even where the engine's default bridge is off,
+/// as with `dockerd --bridge=none`). A job alone uses the engine's default network, as
+/// `docker run` does, and saves creating a bridge; a job on the host network has none.
 pub(crate) fn has_network(task: &TaskSpec) -> bool {
-    !task.services.is_empty()
+    !task.host_network && (!task.services.is_empty() || !task.ports.is_empty())
 }
 
 /// The reference to pull: Docker pulls every tag of a repository when none is named, so a
@@ -197,6 +221,8 @@ mod tests {
             services: vec![],
             limits: Limits { cpu_millis: Some(500), memory_bytes: Some(64 << 20) },
             seed: None,
+            ports: Vec::new(),
+            host_network: false,
         }
     }
 
@@ -233,6 +259,7 @@ mod tests {
         assert_eq!(host.memory_swap, Some(64 << 20));
         // A job without sidecars uses the engine's default network, like `docker run`.
         assert_eq!(host.network_mode, None);
+        assert_eq!(host.port_bindings, None);
         let mount = &host.mounts.unwrap()[0];
         assert_eq!(mount.source.as_deref(), Some("kiln-t1-ws"));
         assert_eq!(mount.target.as_deref(), Some(WORKSPACE_PATH));
@@ -280,5 +307,23 @@ mod tests {
         assert!(!is_host_label("-a"));
         assert!(!is_host_label("a_b"));
         assert!(!is_host_label("a.b"));
+    }
+
+    #[test]
+    fn ports_are_published_and_the_host_network_replaces_them() {
+        let mut t = task(Entry::Script("true".into()));
+        t.ports = vec![kiln_exec::PortMap { host: 31005, container: 8080 }];
+        let body = main_container(&t, "busybox");
+        assert_eq!(body.exposed_ports, Some(vec!["8080/tcp".to_owned()]));
+        let bindings = body.host_config.unwrap().port_bindings.unwrap();
+        let b = bindings["8080/tcp"].as_ref().unwrap();
+        assert_eq!(b[0].host_port.as_deref(), Some("31005"));
+
+        t.host_network = true;
+        let body = main_container(&t, "busybox");
+        assert_eq!(body.exposed_ports, None);
+        let host = body.host_config.unwrap();
+        assert_eq!(host.network_mode.as_deref(), Some("host"));
+        assert_eq!(host.port_bindings, None);
     }
 }

@@ -215,6 +215,8 @@ fn task(id: &str, entry: Entry) -> TaskSpec {
         services: Vec::new(),
         limits: Limits::default(),
         seed: None,
+        ports: Vec::new(),
+        host_network: false,
     }
 }
 

@@ -85,6 +85,22 @@ pub struct TaskSpec {
     /// already in the workspace are overwritten.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<PathBuf>,
+    /// Host ports published to the main container (`-p HOST:CONTAINER`); ignored with
+    /// `host_network` and by executors whose tasks already use the host's network.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortMap>,
+    /// The main container uses the host's network namespace (`--network host`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub host_network: bool,
+}
+
+/// A host port published to a container port (TCP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortMap {
+    /// Port on the host, on all its addresses.
+    pub host: u16,
+    /// Port inside the container.
+    pub container: u16,
 }
 
 /// Where a job's workspace is mounted inside its containers.

@@ -146,6 +146,8 @@ pub fn task_spec(run_id: &str, job_index: usize, start: &StartJob) -> TaskSpec {
             memory_bytes: job.resources.memory_bytes,
         },
         seed: None,
+        ports: Vec::new(),
+        host_network: false,
     }
 }
 

@@ -357,6 +357,8 @@ async fn raw_start(exec: &DockerExecutor, n: usize, seed: Option<&Path>) -> Resu
         services: Vec::new(),
         limits: Limits::default(),
         seed: seed.map(Path::to_path_buf),
+        ports: Vec::new(),
+        host_network: false,
     };
     let t = Instant::now();
     let started = async {

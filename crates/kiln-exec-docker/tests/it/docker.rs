@@ -285,3 +285,68 @@ async fn a_last_line_without_newline_is_never_lost() {
         assert_eq!(texts(&lines), ["first", "last"]);
     }
 }
+
+/// A free TCP port on the host (bound, then released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// GETs `/` from `127.0.0.1:port` until it answers (at most 20 s); the body.
+async fn get_until_up(port: u16) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(mut c) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+            let _ = c.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n").await;
+            let mut body = String::new();
+            if c.read_to_string(&mut body).await.is_ok() && body.contains("200") {
+                return body;
+            }
+        }
+        assert!(Instant::now() < deadline, "nothing answered on port {port}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Serves `text` with busybox httpd on `port` inside the container, until killed.
+fn server_script(text: &str, port: u16) -> String {
+    format!("mkdir -p www && echo {text} > www/index.html && exec httpd -f -p {port} -h www")
+}
+
+#[tokio::test]
+async fn a_published_port_reaches_the_container_and_the_host_network_is_the_host_s() {
+    let exec = executor().await;
+    // Bridge network: host port -> container port 8080.
+    let host = free_port();
+    let mut task = script_task("ports", &server_script("published", 8080));
+    task.ports = vec![kiln_exec::PortMap { host, container: 8080 }];
+    exec.setup(&task).await.unwrap();
+    let _stream = exec.start(&task).await.unwrap();
+    let body = get_until_up(host).await;
+    assert!(body.contains("published"), "{body}");
+    exec.kill(&task.id).await.unwrap();
+    exec.destroy(&task.id).await.unwrap();
+
+    // Host network: the job listens on the host's port itself.
+    let port = free_port();
+    let mut task = script_task("hostnet", &server_script("hostnet", port));
+    task.host_network = true;
+    exec.setup(&task).await.unwrap();
+    let _stream = exec.start(&task).await.unwrap();
+    let body = get_until_up(port).await;
+    assert!(body.contains("hostnet"), "{body}");
+    exec.kill(&task.id).await.unwrap();
+    exec.destroy(&task.id).await.unwrap();
+
+    // Sidecars cannot share a host-network job's network: refused before anything is made.
+    let mut task = script_task("hostnet-svc", "true");
+    task.host_network = true;
+    task.services = vec![ServiceSpec {
+        name: "db".into(),
+        image: IMAGE.into(),
+        env: BTreeMap::new(),
+        command: None,
+    }];
+    let err = exec.setup(&task).await.unwrap_err().to_string();
+    assert!(err.contains("host network"), "{err}");
+}

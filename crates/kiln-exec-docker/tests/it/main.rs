@@ -48,6 +48,8 @@ pub fn script_task(name: &str, script: &str) -> TaskSpec {
         services: Vec::new(),
         limits: Default::default(),
         seed: None,
+        ports: Vec::new(),
+        host_network: false,
     }
 }
 
