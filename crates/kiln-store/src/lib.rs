@@ -1,5 +1,6 @@
 //! Kiln's persistence: projects, pipelines, runs and their event logs, jobs, approvals, API
-//! tokens, sealed secrets, artifact and cache records, in SQLite (the default) or PostgreSQL,
+//! tokens, sealed secrets, artifact and cache records, the OCI registry's repositories,
+//! manifests, tags, push events and webhook outbox, in SQLite (the default) or PostgreSQL,
 //! through one [`Store`].
 //!
 //! One implementation serves both databases: [`Db`] holds a typed pool per backend and the
@@ -93,11 +94,16 @@ mod error;
 mod ids;
 mod model;
 mod projects;
+mod registry;
 mod runs;
 mod secrets;
 mod tokens;
 
 pub use error::{Result, StoreError};
+pub use registry::{
+    ManifestPut, NewRegistryManifest, RegistryDelivery, RegistryDeliveryInfo, RegistryEvent,
+    RegistryGcRows, RegistryManifest, RegistryReferrer, RegistryRepository, RegistryWebhook,
+};
 pub use ids::{PipelineId, ProjectId, RunId, TokenId};
 pub use model::{
     ApprovalDecision, ApprovalRecord, ArtifactFile, ArtifactRecord, CacheRecord, JobRecord,
