@@ -100,15 +100,15 @@ mod secrets;
 mod tokens;
 
 pub use error::{Result, StoreError};
-pub use registry::{
-    ManifestPut, NewRegistryManifest, RegistryDelivery, RegistryDeliveryInfo, RegistryEvent,
-    RegistryGcRows, RegistryManifest, RegistryReferrer, RegistryRepository, RegistryWebhook,
-};
 pub use ids::{PipelineId, ProjectId, RunId, TokenId};
 pub use model::{
     ApprovalDecision, ApprovalRecord, ArtifactFile, ArtifactRecord, CacheRecord, JobRecord,
     NewArtifact, NewRun, NewToken, Pipeline, PipelineSource, Project, Role, Run, RunFilter,
     SealedSecret, SecretInfo, Step, StoredEvent, Token, TokenSecret,
+};
+pub use registry::{
+    ManifestPut, NewRegistryManifest, RegistryDelivery, RegistryDeliveryInfo, RegistryEvent,
+    RegistryGcRows, RegistryManifest, RegistryReferrer, RegistryRepository, RegistryWebhook,
 };
 
 use error::Ctx;

@@ -234,7 +234,6 @@ impl WebhookRow {
     }
 }
 
-
 impl Store {
     /// The repository `name`, if it exists.
     pub async fn registry_repository(&self, name: &str) -> Result<Option<RegistryRepository>> {

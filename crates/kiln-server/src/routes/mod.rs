@@ -1,4 +1,5 @@
-//! The HTTP surface: `/api/v1` (described by `/api/openapi.json`), `/metrics`, `/healthz`.
+//! The HTTP surface: `/api/v1` (described by `/api/openapi.json`), `/metrics`, `/healthz`,
+//! and the registry's `/v2/` and `/auth/token`.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -100,6 +101,9 @@ pub fn router(app: App) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .fallback(|| async { ApiErr::not_found("no such endpoint; see /api/openapi.json") })
         .layer(middleware::map_response(json_errors))
+        // The registry answers in the distribution spec's error shape: merged after the
+        // layer above, so that it does not rewrite them.
+        .merge(app.registry.router())
         .layer(middleware::from_fn_with_state(app.clone(), track))
         .with_state(app)
 }
