@@ -61,6 +61,8 @@ enum Cmd {
     Token(remote::access::TokenCmd),
     /// Project secrets (set, list, rm).
     Secret(remote::access::SecretCmd),
+    /// The server's OCI registry (repos, tags, public, gc, events, webhooks).
+    Registry(remote::registry::RegistryCmd),
 }
 
 /// `kiln run`: either the local runner (`kiln run FILE [flags]`) or a subcommand about a
@@ -138,6 +140,7 @@ fn main() -> ExitCode {
         Cmd::Artifacts(args) => block_on(remote::exit(remote::artifacts::artifacts(args))),
         Cmd::Token(cmd) => block_on(remote::exit(remote::access::token(cmd))),
         Cmd::Secret(cmd) => block_on(remote::exit(remote::access::secret(cmd))),
+        Cmd::Registry(cmd) => block_on(remote::exit(remote::registry::registry(cmd))),
         Cmd::Server(args) => block_on(server_cmd::server(args)),
         Cmd::Agent(args) => block_on(server_cmd::agent(args)),
         Cmd::Validate { file, output } => load::validate(&file, output),

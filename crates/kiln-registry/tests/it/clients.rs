@@ -20,7 +20,10 @@ fn available(test: &str, program: &str, args: &[&str]) -> bool {
             "{test}: `{program}` is not available but KILN_REQUIRE_DOCKER=1 \
              (run `cargo xtask images`, which starts an engine and installs the clients)"
         );
-        let note = format!("skipped {test}: `{program} {}` failed (not installed or no engine)\n", args.join(" "));
+        let note = format!(
+            "skipped {test}: `{program} {}` failed (not installed or no engine)\n",
+            args.join(" ")
+        );
         let _ = std::io::Write::write_all(&mut std::io::stderr(), note.as_bytes());
     }
     ok
@@ -92,15 +95,27 @@ async fn docker_login_push_pull_run_and_concurrent_pushes_sharing_layers() {
     let (i1, i2, i3) = (image.clone(), image2.clone(), image3.clone());
     tokio::task::spawn_blocking(move || {
         // A wrong password is refused; the Kiln token logs in.
-        let bad = run("docker", &["--config", &cfg2, "login", &host2, "-u", "kiln", "--password-stdin"], Some("kiln_wrong\n"));
+        let bad = run(
+            "docker",
+            &["--config", &cfg2, "login", &host2, "-u", "kiln", "--password-stdin"],
+            Some("kiln_wrong\n"),
+        );
         assert!(!bad.status.success());
-        ok("docker", &["--config", &cfg2, "login", &host2, "-u", "kiln", "--password-stdin"], Some(&format!("{dev2}\n")));
+        ok(
+            "docker",
+            &["--config", &cfg2, "login", &host2, "-u", "kiln", "--password-stdin"],
+            Some(&format!("{dev2}\n")),
+        );
 
         build(&work_path.join("one"), &i1, "one");
         ok("docker", &["--config", &cfg2, "push", &i1], None);
         ok("docker", &["rmi", &i1], None);
         ok("docker", &["--config", &cfg2, "pull", &i1], None);
-        let out = ok("docker", &["run", "--rm", &i1, "cat", "/data/a.txt", "/data/b.txt", "/data/c.txt"], None);
+        let out = ok(
+            "docker",
+            &["run", "--rm", &i1, "cat", "/data/a.txt", "/data/b.txt", "/data/c.txt"],
+            None,
+        );
         assert_eq!(out, "first one\nbuilt first one\nthird one\n");
 
         // Two images sharing the busybox layer, pushed at the same time.
@@ -133,10 +148,18 @@ async fn docker_login_push_pull_run_and_concurrent_pushes_sharing_layers() {
     .unwrap();
 
     // The registry saw three repositories sharing the base layer, stored once.
-    let body: serde_json::Value = reg.req(Method::GET, "/v2/_catalog", Some(&reg.admin)).send().await.unwrap().json().await.unwrap();
+    let body: serde_json::Value = reg
+        .req(Method::GET, "/v2/_catalog", Some(&reg.admin))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(body["repositories"], serde_json::json!(["team/app", "team/app2", "team/app3"]));
     let manifest = |repo: &str| {
-        let r = reg.req(Method::GET, &format!("/v2/{repo}/manifests/v1"), Some(&reg.admin))
+        let r = reg
+            .req(Method::GET, &format!("/v2/{repo}/manifests/v1"), Some(&reg.admin))
             .header("Accept", "application/vnd.docker.distribution.manifest.v2+json")
             .send();
         async move { r.await.unwrap().json::<serde_json::Value>().await.unwrap() }
@@ -145,7 +168,8 @@ async fn docker_login_push_pull_run_and_concurrent_pushes_sharing_layers() {
     assert_eq!(m1["mediaType"], "application/vnd.docker.distribution.manifest.v2+json");
     assert_eq!(m1["layers"].as_array().unwrap().len(), 4, "busybox + COPY + RUN + COPY");
     assert_eq!(m1["layers"][0]["digest"], m3["layers"][0]["digest"]);
-    let base = m1["layers"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string();
+    let base =
+        m1["layers"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string();
     assert_eq!(reg.blob_files().iter().filter(|f| **f == base).count(), 1);
     let events = reg.app().store.registry_events(None, 10).await.unwrap();
     assert_eq!(events.len(), 3);
@@ -154,7 +178,9 @@ async fn docker_login_push_pull_run_and_concurrent_pushes_sharing_layers() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn skopeo_copy_inspect_delete() {
-    if !docker_ok("skopeo_copy_inspect_delete") || !available("skopeo_copy_inspect_delete", "skopeo", &["--version"]) {
+    if !docker_ok("skopeo_copy_inspect_delete")
+        || !available("skopeo_copy_inspect_delete", "skopeo", &["--version"])
+    {
         return;
     }
     let reg = Reg::start().await;
@@ -166,17 +192,48 @@ async fn skopeo_copy_inspect_delete() {
     let out = tokio::task::spawn_blocking(move || {
         ok("docker", &["save", "-o", &archive, "busybox:latest"], None);
         let src = format!("docker://{host}/team/busybox:1");
-        ok("skopeo", &["copy", "--dest-tls-verify=false", "--dest-creds", &creds, &format!("docker-archive:{archive}"), &src], None);
+        ok(
+            "skopeo",
+            &[
+                "copy",
+                "--dest-tls-verify=false",
+                "--dest-creds",
+                &creds,
+                &format!("docker-archive:{archive}"),
+                &src,
+            ],
+            None,
+        );
         // Registry to registry, converted to OCI on the way.
         let oci = format!("docker://{host}/other/busybox:oci");
-        ok("skopeo", &["copy", "--src-tls-verify=false", "--dest-tls-verify=false", "--src-creds", &creds, "--dest-creds", &creds, "--format", "oci", &src, &oci], None);
+        ok(
+            "skopeo",
+            &[
+                "copy",
+                "--src-tls-verify=false",
+                "--dest-tls-verify=false",
+                "--src-creds",
+                &creds,
+                "--dest-creds",
+                &creds,
+                "--format",
+                "oci",
+                &src,
+                &oci,
+            ],
+            None,
+        );
         let inspect = |r: &str| {
             let out = ok("skopeo", &["inspect", "--tls-verify=false", "--creds", &creds, r], None);
             serde_json::from_str::<serde_json::Value>(&out).unwrap()
         };
         let (a, b) = (inspect(&src), inspect(&oci));
         assert_eq!(a["Layers"].as_array().unwrap().len(), 1);
-        let raw = ok("skopeo", &["inspect", "--raw", "--tls-verify=false", "--creds", &creds, &oci], None);
+        let raw = ok(
+            "skopeo",
+            &["inspect", "--raw", "--tls-verify=false", "--creds", &creds, &oci],
+            None,
+        );
         let raw: serde_json::Value = serde_json::from_str(&raw).unwrap();
         assert_eq!(raw["mediaType"], "application/vnd.oci.image.manifest.v1+json");
         ok("skopeo", &["delete", "--tls-verify=false", "--creds", &creds, &oci], None);
@@ -188,9 +245,14 @@ async fn skopeo_copy_inspect_delete() {
     .unwrap();
     let (a, _) = out;
     let digest = a["Digest"].as_str().unwrap();
-    let resp = reg.req(Method::HEAD, &format!("/v2/team/busybox/manifests/{digest}"), Some(&reg.admin)).send().await.unwrap();
+    let resp = reg
+        .req(Method::HEAD, &format!("/v2/team/busybox/manifests/{digest}"), Some(&reg.admin))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
-    let resp = reg.req(Method::GET, "/v2/other/busybox/tags/list", Some(&reg.admin)).send().await.unwrap();
+    let resp =
+        reg.req(Method::GET, "/v2/other/busybox/tags/list", Some(&reg.admin)).send().await.unwrap();
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["tags"], serde_json::json!([]));
 }

@@ -671,16 +671,42 @@ async fn the_registry_on_postgresql() {
     let layer = vec![3u8; 3000];
     let old = reg.push_image("team/app", "v1", &admin, &[&layer, b"old only"]).await;
     let m = reg.push_image("team/app", "v2", &admin, &[&layer]).await;
-    let resp = reg.req(Method::GET, "/v2/team/app/manifests/v2", Some(&admin)).send().await.unwrap();
+    let resp =
+        reg.req(Method::GET, "/v2/team/app/manifests/v2", Some(&admin)).send().await.unwrap();
     assert_eq!(resp.headers()["docker-content-digest"], m.as_str());
-    let resp = reg.req(Method::POST, &format!("/v2/team/b/blobs/uploads/?mount={}&from=team/app", digest(&layer)), Some(&admin)).send().await.unwrap();
+    let resp = reg
+        .req(
+            Method::POST,
+            &format!("/v2/team/b/blobs/uploads/?mount={}&from=team/app", digest(&layer)),
+            Some(&admin),
+        )
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 201);
-    let body: serde_json::Value = reg.req(Method::GET, "/v2/team/app/tags/list?n=1", Some(&admin)).send().await.unwrap().json().await.unwrap();
+    let body: serde_json::Value = reg
+        .req(Method::GET, "/v2/team/app/tags/list?n=1", Some(&admin))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(body["tags"], serde_json::json!(["v1"]));
-    let body: serde_json::Value = reg.req(Method::GET, "/v2/_catalog", Some(&admin)).send().await.unwrap().json().await.unwrap();
+    let body: serde_json::Value = reg
+        .req(Method::GET, "/v2/_catalog", Some(&admin))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(body["repositories"], serde_json::json!(["team/app", "team/b"]));
     reg.app().registry.set_public("team/app", true).await.unwrap();
-    assert_eq!(reg.req(Method::GET, "/v2/team/app/manifests/v2", None).send().await.unwrap().status(), 200);
+    assert_eq!(
+        reg.req(Method::GET, "/v2/team/app/manifests/v2", None).send().await.unwrap().status(),
+        200
+    );
     reg.req(Method::DELETE, "/v2/team/app/manifests/v1", Some(&admin)).send().await.unwrap();
     let report = reg.app().registry.gc(std::time::Duration::ZERO).await.unwrap();
     assert_eq!(report.manifests, vec![format!("team/app@{old}")]);

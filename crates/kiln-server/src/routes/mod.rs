@@ -20,6 +20,7 @@ use crate::error::ApiErr;
 pub mod agents;
 pub mod logs;
 pub mod projects;
+pub mod registry;
 pub mod runs;
 pub mod tokens;
 
@@ -39,7 +40,7 @@ pub struct Body<T>(pub T);
     tags(
         (name = "projects"), (name = "pipelines"), (name = "runs"), (name = "logs"),
         (name = "artifacts"), (name = "secrets"), (name = "tokens"), (name = "agents"),
-        (name = "server")
+        (name = "server"), (name = "registry")
     )
 )]
 struct ApiDoc;
@@ -90,6 +91,13 @@ fn api_router() -> OpenApiRouter<App> {
         .routes(routes!(agents::input))
         .routes(routes!(agents::get_cache, agents::put_cache))
         .routes(routes!(agents::put_artifacts))
+        .routes(routes!(registry::repositories))
+        .routes(routes!(registry::tags))
+        .routes(routes!(registry::visibility))
+        .routes(routes!(registry::gc))
+        .routes(routes!(registry::events))
+        .routes(routes!(registry::webhooks, registry::add_webhook))
+        .routes(routes!(registry::delete_webhook))
 }
 
 /// The whole router.
