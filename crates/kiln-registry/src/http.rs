@@ -160,10 +160,17 @@ impl Registry {
                 if claims.grants(repo, action) {
                     Ok(claims.sub)
                 } else {
-                    Err(denied_401(format!(
-                        "the registry token does not grant `{}` on `{repo}`",
-                        action.as_str()
-                    )))
+                    // RFC 6750: a valid token lacking the scope is 403 `insufficient_scope`;
+                    // the challenge names the scope to ask for.
+                    let mut e = RegError::new(
+                        Code::Denied,
+                        format!(
+                            "the registry token does not grant `{}` on `{repo}`",
+                            action.as_str()
+                        ),
+                    );
+                    e.challenge = Some(format!("{challenge},error=\"insufficient_scope\""));
+                    Err(e)
                 }
             }
             Cred::Basic(p) => {

@@ -4,5 +4,6 @@
 mod api;
 mod clients;
 mod gc_events;
+mod oras;
 mod protocol;
 mod support;
