@@ -6,7 +6,9 @@
 //! - the gap between a job's end and its dependent's start on the process executor
 //!   (`kiln-runtime/benches/gap.rs`, beside the floor of spawning `sh -c true`);
 //! - the server end to end (`kiln/benches/server.rs`): trigger to container start, log line
-//!   to SSE viewers, runs per second, idle memory, each beside its floor.
+//!   to SSE viewers, runs per second, idle memory, each beside its floor;
+//! - the registry beside CNCF distribution 2.8.2 (`kiln-registry/benches/registry.rs`):
+//!   manifest GETs/s, blob GET throughput, pushes/s, as ratios.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -36,6 +38,9 @@ pub fn run(only: Option<&str>) -> Result<()> {
     }
     if want("server") {
         server()?;
+    }
+    if want("registry") {
+        registry()?;
     }
     Ok(())
 }
@@ -85,6 +90,16 @@ fn server() -> Result<()> {
             .args(["bench", "-p", "kiln", "--bench", "server"])
             .env("DOCKER_HOST", &docker_host),
     )
+}
+
+/// The registry beside CNCF distribution (`crates/kiln-registry/benches/registry.rs`).
+fn registry() -> Result<()> {
+    let mut apt = Apt::default();
+    images::ensure_registry_clients(&mut apt)?;
+    println!(
+        "==> registry: manifest GET at 32 connections, 200 MB blob GET at 8, 100 small-image pushes from 8 clients, vs distribution 2.8.2"
+    );
+    cargo(&["bench", "-p", "kiln-registry", "--bench", "registry"])
 }
 
 fn docker_vs_kiln() -> Result<()> {

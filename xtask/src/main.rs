@@ -33,9 +33,9 @@ enum Task {
     Ci,
     /// Makes sure a Docker engine answers and holds the test images; prints its DOCKER_HOST.
     Images,
-    /// The benchmarks, side by side with their floors: docker, engine, gap, server (or one).
+    /// The benchmarks, side by side with their floors: docker, engine, gap, server, registry (or one).
     Bench {
-        /// Only this benchmark: `docker`, `engine`, `gap` or `server`.
+        /// Only this benchmark: `docker`, `engine`, `gap`, `server` or `registry`.
         only: Option<String>,
     },
 }

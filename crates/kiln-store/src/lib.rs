@@ -28,7 +28,8 @@
 //!   and its jobs are stored together or not at all;
 //! - a run in a final state never changes state again;
 //! - no log lines and no blobs live here (logs are files; artifact and cache rows name a blob by
-//!   its path relative to the blob directory, never outside it).
+//!   its path relative to the blob directory, never outside it; registry blobs are named by
+//!   digest only, while registry manifests, small, are kept whole).
 
 use std::path::Path;
 use std::sync::Arc;

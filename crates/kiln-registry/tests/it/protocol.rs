@@ -213,6 +213,17 @@ async fn chunked_upload_in_order_out_of_order_and_status() {
     assert_eq!(resp.status(), 404);
     assert_eq!(code(resp).await, "BLOB_UPLOAD_UNKNOWN");
 
+    // A blob larger than axum's default body limit, in one PATCH.
+    let large: Vec<u8> = (0..5_000_000u32).map(|i| (i % 253) as u8).collect();
+    let resp = reg.req(Method::POST, "/v2/team/app/blobs/uploads/", Some(&dev)).send().await.unwrap();
+    let loc = resp.headers()["location"].to_str().unwrap().to_string();
+    let resp = reg.req(Method::PATCH, &loc, Some(&dev)).body(large.clone()).send().await.unwrap();
+    assert_eq!(resp.status(), 202);
+    assert_eq!(resp.headers()["range"], "0-4999999");
+    let d = digest(&large);
+    let resp = reg.req(Method::PUT, &format!("{loc}?digest={d}"), Some(&dev)).send().await.unwrap();
+    assert_eq!(resp.status(), 201);
+
     // Monolithic POST with ?digest=.
     let small = b"monolithic".to_vec();
     let d = digest(&small);
