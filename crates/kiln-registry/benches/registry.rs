@@ -36,8 +36,17 @@ struct Target {
 }
 
 impl Target {
-    fn req(&self, http: &reqwest::Client, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let url = if path.starts_with("http") { path.to_string() } else { format!("{}{path}", self.base) };
+    fn req(
+        &self,
+        http: &reqwest::Client,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        let url = if path.starts_with("http") {
+            path.to_string()
+        } else {
+            format!("{}{path}", self.base)
+        };
         let r = http.request(method, url);
         match &self.auth {
             Some(a) => r.header("Authorization", a),
@@ -48,11 +57,19 @@ impl Target {
     /// HEAD, then POST + PUT if missing (what docker push does per blob).
     async fn push_blob(&self, http: &reqwest::Client, repo: &str, data: Vec<u8>) -> String {
         let d = digest(&data);
-        let head = self.req(http, reqwest::Method::HEAD, &format!("/v2/{repo}/blobs/{d}")).send().await.unwrap();
+        let head = self
+            .req(http, reqwest::Method::HEAD, &format!("/v2/{repo}/blobs/{d}"))
+            .send()
+            .await
+            .unwrap();
         if head.status().is_success() {
             return d;
         }
-        let resp = self.req(http, reqwest::Method::POST, &format!("/v2/{repo}/blobs/uploads/")).send().await.unwrap();
+        let resp = self
+            .req(http, reqwest::Method::POST, &format!("/v2/{repo}/blobs/uploads/"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 202, "{}: start upload", self.name);
         let loc = resp.headers()["location"].to_str().unwrap().to_string();
         let loc = if loc.starts_with("http") { loc } else { format!("{}{loc}", self.base) };
@@ -69,7 +86,9 @@ impl Target {
     }
 
     async fn push_image(&self, http: &reqwest::Client, repo: &str, tag: &str, layer: Vec<u8>) {
-        let config = format!(r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers"}},"tag":"{tag}"}}"#);
+        let config = format!(
+            r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers"}},"tag":"{tag}"}}"#
+        );
         let (config_len, layer_len) = (config.len(), layer.len());
         let c = self.push_blob(http, repo, config.into_bytes()).await;
         let l = self.push_blob(http, repo, layer).await;
@@ -208,9 +227,13 @@ async fn main() {
     .unwrap();
     let admin = server.first_admin_token.clone().unwrap();
     server.app.store.create_project("bench").await.unwrap();
-    let basic = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("kiln:{admin}")));
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("kiln:{admin}"))
+    );
     let kiln = Target { name: "kiln", base: server.url.clone(), auth: Some(basic) };
-    let dist = Target { name: "distribution", base: format!("http://127.0.0.1:{dist_port}"), auth: None };
+    let dist =
+        Target { name: "distribution", base: format!("http://127.0.0.1:{dist_port}"), auth: None };
     wait_up(&http, &format!("{}/v2/", dist.base)).await;
 
     // The same data in both: one small image, one big blob.
@@ -231,7 +254,9 @@ async fn main() {
     drop(big);
     server.app.registry.set_public("bench/app", true).await.unwrap();
 
-    println!("registry benchmark: kiln (in-process, release) vs distribution 2.8.2, same machine, one run");
+    println!(
+        "registry benchmark: kiln (in-process, release) vs distribution 2.8.2, same machine, one run"
+    );
     let mut rows = Vec::new();
     if want("manifest") {
         let path = "/v2/bench/app/manifests/v1";
@@ -250,7 +275,10 @@ async fn main() {
         let d = pushes(&dist, &http, n_pushes, 8).await;
         rows.push(("small-image pushes/s, 8 clients, one repository", k, d, 2.0));
     }
-    println!("{:<50} {:>12} {:>14} {:>8} {:>8}", "figure", "kiln", "distribution", "ratio", "target");
+    println!(
+        "{:<50} {:>12} {:>14} {:>8} {:>8}",
+        "figure", "kiln", "distribution", "ratio", "target"
+    );
     for (name, k, d, target) in rows {
         let ratio = k / d;
         let mark = if ratio >= target { "ok" } else { "MISSED" };

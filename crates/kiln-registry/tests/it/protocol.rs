@@ -215,7 +215,8 @@ async fn chunked_upload_in_order_out_of_order_and_status() {
 
     // A blob larger than axum's default body limit, in one PATCH.
     let large: Vec<u8> = (0..5_000_000u32).map(|i| (i % 253) as u8).collect();
-    let resp = reg.req(Method::POST, "/v2/team/app/blobs/uploads/", Some(&dev)).send().await.unwrap();
+    let resp =
+        reg.req(Method::POST, "/v2/team/app/blobs/uploads/", Some(&dev)).send().await.unwrap();
     let loc = resp.headers()["location"].to_str().unwrap().to_string();
     let resp = reg.req(Method::PATCH, &loc, Some(&dev)).body(large.clone()).send().await.unwrap();
     assert_eq!(resp.status(), 202);
