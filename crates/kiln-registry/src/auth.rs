@@ -270,7 +270,7 @@ impl Keys {
             return None;
         }
         let claims: JobClaims = serde_json::from_slice(&B64.decode(payload).ok()?).ok()?;
-        (claims.exp > now_secs()).then(|| Principal {
+        (claims.exp > now_secs()).then_some(Principal {
             name: claims.name,
             role: Role::Developer,
             project: Some(claims.project),

@@ -265,7 +265,7 @@ async fn issue_token(reg: &Registry, req: Request) -> RegResult<Response> {
                     "the Kiln token (the password) is unknown or revoked",
                 )
             })?;
-            return Ok(grant(reg, Some(&p), &pairs).await?);
+            return grant(reg, Some(&p), &pairs).await;
         }
         return Err(RegError::new(Code::Unsupported, "POST /auth/token needs a `password`"));
     }

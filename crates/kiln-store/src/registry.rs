@@ -169,6 +169,11 @@ pub struct RegistryGcRows {
     pub blobs: Vec<(String, u64)>,
 }
 
+/// digest, media type, size, artifact type, annotations.
+type ReferrerRow = (String, String, i64, Option<String>, Option<String>);
+/// id, webhook, event, state, attempts, last error, updated at.
+type DeliveryRow = (String, String, String, String, i64, Option<String>, DateTime<Utc>);
+
 #[derive(sqlx::FromRow)]
 struct RepoRow {
     name: String,
@@ -677,8 +682,7 @@ impl Store {
         digest: &str,
     ) -> Result<Vec<RegistryReferrer>> {
         let what = || format!("list referrers of {digest} in `{repo}`");
-        let rows: Vec<(String, String, i64, Option<String>, Option<String>)> =
-            with_db!(&self.db, p => sqlx::query_as(
+        let rows: Vec<ReferrerRow> = with_db!(&self.db, p => sqlx::query_as(
                 "SELECT digest, media_type, size, artifact_type, annotations \
                  FROM registry_manifests WHERE repository = $1 AND subject = $2 \
                  ORDER BY created_at, digest")
@@ -686,7 +690,7 @@ impl Store {
                 .bind(digest)
                 .fetch_all(p)
                 .await)
-            .ctx(what)?;
+        .ctx(what)?;
         rows.into_iter()
             .map(|(digest, media_type, size, artifact_type, annotations)| {
                 Ok(RegistryReferrer {
@@ -908,15 +912,14 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<RegistryDeliveryInfo>> {
         let what = || format!("list deliveries of webhook {webhook_id}");
-        let rows: Vec<(String, String, String, String, i64, Option<String>, DateTime<Utc>)> =
-            with_db!(&self.db, p => sqlx::query_as(
+        let rows: Vec<DeliveryRow> = with_db!(&self.db, p => sqlx::query_as(
                 "SELECT id, webhook_id, event_id, state, attempts, last_error, updated_at \
                  FROM registry_outbox WHERE webhook_id = $1 ORDER BY id DESC LIMIT $2")
                 .bind(webhook_id)
                 .bind(i64::from(limit))
                 .fetch_all(p)
                 .await)
-            .ctx(what)?;
+        .ctx(what)?;
         rows.into_iter()
             .map(|(id, webhook_id, event_id, state, attempts, last_error, updated_at)| {
                 Ok(RegistryDeliveryInfo {

@@ -37,7 +37,7 @@ fn docker_ok(test: &str) -> bool {
 fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Output {
     let mut cmd = Command::new(program);
     cmd.args(args).env("DOCKER_BUILDKIT", "0");
-    let out = if let Some(input) = stdin {
+    if let Some(input) = stdin {
         use std::io::Write;
         cmd.stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
@@ -47,8 +47,7 @@ fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Output {
         child.wait_with_output().unwrap()
     } else {
         cmd.output().unwrap()
-    };
-    out
+    }
 }
 
 fn ok(program: &str, args: &[&str], stdin: Option<&str>) -> String {
