@@ -201,3 +201,52 @@ async fn an_undelivered_webhook_survives_a_restart() {
     }
     assert_eq!(got.lock().unwrap()[0]["event"]["digest"], m.as_str());
 }
+
+#[tokio::test]
+async fn what_a_crash_leaves_is_never_served_and_gc_removes_it() {
+    let reg = Reg::start().await;
+    let admin = reg.admin.clone();
+    // A crash between the rename into the blob store and the database record leaves a blob
+    // file nothing names; a crash mid-upload leaves a staged file.
+    let data = b"committed but never recorded".to_vec();
+    let d = digest(&data);
+    let hex = d.trim_start_matches("sha256:");
+    let dir = reg.data.join("registry/blobs/sha256").join(&hex[..2]);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(hex), &data).unwrap();
+    let staged = reg.data.join("registry/uploads/0123456789abcdef0123456789abcdef");
+    std::fs::write(&staged, b"half an upl").unwrap();
+    std::fs::write(staged.with_extension("repo"), "team/app").unwrap();
+    let reg = reg.restart().await;
+    reg.push_image("team/app", "v1", &admin, &[b"real"]).await;
+    // Neither is visible.
+    let resp = reg
+        .req(Method::HEAD, &format!("/v2/team/app/blobs/{d}"), Some(&admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    let report = reg.app().registry.gc(Duration::ZERO).await.unwrap();
+    assert_eq!((report.orphans, report.uploads, report.blobs), (1, 1, 0), "{report:?}");
+    assert!(!dir.join(hex).exists());
+    assert!(!staged.exists());
+    assert_eq!(
+        reg.req(Method::GET, "/v2/team/app/manifests/v1", Some(&admin))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // Pushing the same content again makes it visible, verified.
+    reg.push_blob("team/app", &admin, &data).await;
+    let got = reg
+        .req(Method::GET, &format!("/v2/team/app/blobs/{d}"), Some(&admin))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(got.as_ref(), data.as_slice());
+}
