@@ -10,6 +10,8 @@
 //! - pure placement of 100,000 queued 8-CPU tasks with constraints on 10,000 simulated nodes
 //!   (criterion, `kiln-scheduler/benches/placement.rs`), with its ratio to kube-scheduler's and
 //!   Nomad's published rates.
+//! - the registry beside CNCF distribution 2.8.2 (`kiln-registry/benches/registry.rs`):
+//!   manifest GETs/s, blob GET throughput, pushes/s, as ratios.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -43,6 +45,9 @@ pub fn run(only: Option<&str>) -> Result<()> {
     if want("placement") {
         println!("==> placement: 100,000 8-CPU tasks with constraints on 10,000 nodes (criterion)");
         cargo(&["bench", "-p", "kiln-scheduler", "--bench", "placement", "--", "--noplot"])?;
+    }
+    if want("registry") {
+        registry()?;
     }
     Ok(())
 }
@@ -92,6 +97,16 @@ fn server() -> Result<()> {
             .args(["bench", "-p", "kiln", "--bench", "server"])
             .env("DOCKER_HOST", &docker_host),
     )
+}
+
+/// The registry beside CNCF distribution (`crates/kiln-registry/benches/registry.rs`).
+fn registry() -> Result<()> {
+    let mut apt = Apt::default();
+    images::ensure_registry_clients(&mut apt)?;
+    println!(
+        "==> registry: manifest GET at 32 connections, 200 MB blob GET at 8, 100 small-image pushes from 8 clients, vs distribution 2.8.2"
+    );
+    cargo(&["bench", "-p", "kiln-registry", "--bench", "registry"])
 }
 
 fn docker_vs_kiln() -> Result<()> {

@@ -33,8 +33,38 @@ pub fn run() -> Result<()> {
     Ok(())
 }
 
-/// Makes sure the engine at `host` has every test image, building the missing ones.
+/// Debian packages of the registry's client tests and benchmark: skopeo, CNCF distribution
+/// (the benchmark's anchor), wrk (its load generator).
+const REGISTRY_PACKAGES: [&str; 3] = ["skopeo", "docker-registry", "wrk"];
+
+/// Installs the registry's test clients that are missing: the Debian packages above and the
+/// `oras` Python package (oras-py, from PyPI through pip).
+pub fn ensure_registry_clients(apt: &mut Apt) -> Result<()> {
+    let missing: Vec<&str> =
+        REGISTRY_PACKAGES.iter().copied().filter(|p| !apt::is_installed(p)).collect();
+    if missing.is_empty() {
+        println!("{} are installed", REGISTRY_PACKAGES.join(", "));
+    } else {
+        println!("installing {}", missing.join(", "));
+        apt.install(&missing)?;
+    }
+    let has_oras = Command::new("python3")
+        .args(["-c", "import oras.client"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if has_oras {
+        println!("oras (Python) is installed");
+    } else {
+        println!("installing oras (Python) with pip");
+        step::run(Command::new("python3").args(["-m", "pip", "install", "--quiet", "oras"]))?;
+    }
+    Ok(())
+}
+
+/// Makes sure the engine at `host` has every test image, building the missing ones, and that
+/// the registry's test clients are installed.
 pub fn ensure(host: &str, apt: &mut Apt) -> Result<()> {
+    ensure_registry_clients(apt)?;
     let endpoint = Endpoint::parse(host)?;
     let (repo, tag) = BUSYBOX;
     if image_exists(&endpoint, repo, tag)? {

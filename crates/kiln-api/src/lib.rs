@@ -441,3 +441,95 @@ pub struct QueueSample {
     /// Connected agents.
     pub agents: u64,
 }
+
+/// A repository of the registry (`<project>/<name>`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RegistryRepository {
+    /// `<project>/<name>`.
+    pub name: String,
+    /// Its project.
+    pub project: String,
+    /// Anyone may pull.
+    pub public: bool,
+    /// When its first push came.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A tag of a repository.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RegistryTag {
+    /// Tag.
+    pub tag: String,
+    /// The manifest digest it names.
+    pub digest: String,
+}
+
+/// Makes a repository public or private.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SetVisibility {
+    /// `<project>/<name>`.
+    pub repository: String,
+    /// Anyone may pull.
+    pub public: bool,
+}
+
+/// Asks for a garbage collection of the registry.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RegistryGcRequest {
+    /// Leave alone what was pushed or touched within this many seconds (default 3600).
+    pub grace_seconds: Option<u64>,
+}
+
+/// What a garbage collection freed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RegistryGcReport {
+    /// Untagged manifests deleted (`repository@digest`).
+    pub manifests: Vec<String>,
+    /// Blobs deleted.
+    pub blobs: u64,
+    /// Bytes freed.
+    pub bytes_freed: u64,
+    /// Blob files no record named, deleted.
+    pub orphans: u64,
+    /// Abandoned uploads removed.
+    pub uploads: u64,
+}
+
+/// A manifest push.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RegistryEvent {
+    /// Id.
+    pub id: String,
+    /// Repository.
+    pub repository: String,
+    /// The tag pushed, if any.
+    pub tag: Option<String>,
+    /// Manifest digest.
+    pub digest: String,
+    /// Manifest media type.
+    pub media_type: String,
+    /// Who pushed.
+    pub actor: String,
+    /// When.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A project's webhook: push events are POSTed to it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Webhook {
+    /// Id.
+    pub id: String,
+    /// Project.
+    pub project: String,
+    /// Target URL.
+    pub url: String,
+    /// When it was added.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Adds a webhook.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CreateWebhook {
+    /// Target URL (`http://` or `https://`).
+    pub url: String,
+}

@@ -14,6 +14,10 @@ use kiln_api::{
     DecisionRequest, ErrorBody, LogLine, LogPage, Pipeline, Project, RunDetail, RunSummary, Secret,
     ServerInfo, SetSecret, Token, TriggerRequest,
 };
+use kiln_api::{
+    CreateWebhook, RegistryEvent, RegistryGcReport, RegistryGcRequest, RegistryRepository,
+    RegistryTag, SetVisibility, Webhook,
+};
 use reqwest::{Method, RequestBuilder, StatusCode, Url};
 use serde::de::DeserializeOwned;
 
@@ -357,6 +361,68 @@ impl Client {
     /// Deletes a project secret.
     pub async fn delete_secret(&self, project: &str, name: &str) -> Result<()> {
         let url = self.url(&["projects", project, "secrets", name]);
+        self.send(self.request(Method::DELETE, url)).await.map(|_| ())
+    }
+
+    // ---- registry ----
+
+    /// The registry's repositories the caller can see.
+    pub async fn registry_repositories(&self) -> Result<Vec<RegistryRepository>> {
+        self.get(&["registry", "repositories"]).await
+    }
+
+    /// The tags of a repository.
+    pub async fn registry_tags(&self, repository: &str) -> Result<Vec<RegistryTag>> {
+        let mut url = self.url(&["registry", "tags"]);
+        url.query_pairs_mut().append_pair("repository", repository);
+        self.json(self.request(Method::GET, url)).await
+    }
+
+    /// Makes a repository public or private.
+    pub async fn registry_visibility(&self, req: &SetVisibility) -> Result<RegistryRepository> {
+        let url = self.url(&["registry", "visibility"]);
+        self.json(self.request(Method::PUT, url).json(req)).await
+    }
+
+    /// Collects the registry's garbage now.
+    pub async fn registry_gc(&self, req: &RegistryGcRequest) -> Result<RegistryGcReport> {
+        self.json(self.request(Method::POST, self.url(&["registry", "gc"])).json(req)).await
+    }
+
+    /// Push events, newest first.
+    pub async fn registry_events(
+        &self,
+        project: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<Vec<RegistryEvent>> {
+        let mut url = self.url(&["registry", "events"]);
+        {
+            let mut pairs = url.query_pairs_mut();
+            if let Some(p) = project {
+                pairs.append_pair("project", p);
+            }
+            if let Some(l) = limit {
+                pairs.append_pair("limit", &l.to_string());
+            }
+        }
+        self.json(self.request(Method::GET, url)).await
+    }
+
+    /// A project's webhooks.
+    pub async fn webhooks(&self, project: &str) -> Result<Vec<Webhook>> {
+        self.get(&["projects", project, "webhooks"]).await
+    }
+
+    /// Adds a webhook to a project.
+    pub async fn add_webhook(&self, project: &str, url: &str) -> Result<Webhook> {
+        let body = CreateWebhook { url: url.to_string() };
+        let u = self.url(&["projects", project, "webhooks"]);
+        self.json(self.request(Method::POST, u).json(&body)).await
+    }
+
+    /// Removes a webhook of a project.
+    pub async fn delete_webhook(&self, project: &str, id: &str) -> Result<()> {
+        let url = self.url(&["projects", project, "webhooks", id]);
         self.send(self.request(Method::DELETE, url)).await.map(|_| ())
     }
 

@@ -1,7 +1,7 @@
 //! Kiln's server: pipelines and runs kept in the store, run coordination through the engine,
 //! job attempts leased to agents, logs with live follow, artifacts and caches in a blob
 //! directory, project secrets, bearer-token auth, the REST API under `/api/v1` with its
-//! OpenAPI document, and Prometheus metrics.
+//! OpenAPI document, Prometheus metrics, and the OCI registry (`kiln-registry`) at `/v2/`.
 //!
 //! The server never runs a container itself and depends on no executor: agents (the embedded
 //! one included, wired by the `kiln` binary) lease attempts over HTTP. See ARCHITECTURE.md.
@@ -24,6 +24,7 @@ pub mod error;
 pub mod metrics;
 pub mod plans;
 pub mod pool;
+pub mod registry;
 pub mod routes;
 pub mod secrets;
 pub mod stats;
@@ -56,6 +57,10 @@ pub struct AppState {
     pub agent_secret: String,
     /// Queue and pool samples of the last hour.
     pub stats: stats::History,
+    /// The OCI registry (`/v2/`, `/auth/token`).
+    pub registry: Arc<kiln_registry::Registry>,
+    /// `host:port` of the registry as jobs reach it (`KILN_REGISTRY`).
+    pub registry_host: String,
 }
 
 /// Shared state of the API.
@@ -150,6 +155,21 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
     let mut secret = [0u8; 32];
     getrandom::fill(&mut secret).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
     let agent_secret = format!("kiln_agent_{}", hex::encode(secret));
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let registry = kiln_registry::Registry::open(
+        store.clone(),
+        Arc::new(registry::TokenAuth::new(store.clone())),
+        kiln_registry::RegistryConfig::new(data.join("registry")),
+    )
+    .context("open the registry")?;
+    let registry_host = if addr.ip().is_unspecified() {
+        format!("127.0.0.1:{}", addr.port())
+    } else {
+        addr.to_string()
+    };
     let app = Arc::new(AppState {
         store,
         logs,
@@ -161,15 +181,14 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         tokens: auth::TokenCache::default(),
         agent_secret: agent_secret.clone(),
         stats: stats::History::default(),
+        registry,
+        registry_host,
     });
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("listen on {}", config.listen))?;
-    let addr = listener.local_addr()?;
     let resumed = coord.recover().await?;
     let shutdown = CancellationToken::new();
     spawn_reaper(app.clone(), shutdown.clone());
     stats::spawn_sampler(app.clone(), shutdown.clone());
+    app.registry.spawn_workers(shutdown.clone());
     let router = routes::router(app.clone());
     let stop = shutdown.clone();
     let task = tokio::spawn(async move {

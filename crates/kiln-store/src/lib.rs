@@ -1,5 +1,6 @@
 //! Kiln's persistence: projects, pipelines, runs and their event logs, jobs, approvals, API
-//! tokens, sealed secrets, artifact and cache records, in SQLite (the default) or PostgreSQL,
+//! tokens, sealed secrets, artifact and cache records, the OCI registry's repositories,
+//! manifests, tags, push events and webhook outbox, in SQLite (the default) or PostgreSQL,
 //! through one [`Store`].
 //!
 //! One implementation serves both databases: [`Db`] holds a typed pool per backend and the
@@ -27,7 +28,8 @@
 //!   and its jobs are stored together or not at all;
 //! - a run in a final state never changes state again;
 //! - no log lines and no blobs live here (logs are files; artifact and cache rows name a blob by
-//!   its path relative to the blob directory, never outside it).
+//!   its path relative to the blob directory, never outside it; registry blobs are named by
+//!   digest only, while registry manifests, small, are kept whole).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -94,6 +96,7 @@ mod ids;
 mod model;
 mod nodes;
 mod projects;
+mod registry;
 mod runs;
 mod secrets;
 mod tokens;
@@ -106,6 +109,10 @@ pub use model::{
     SealedSecret, SecretInfo, Step, StoredEvent, Token, TokenSecret,
 };
 pub use nodes::{NodeChange, NodeRecord};
+pub use registry::{
+    ManifestPut, NewRegistryManifest, RegistryDelivery, RegistryDeliveryInfo, RegistryEvent,
+    RegistryGcRows, RegistryManifest, RegistryReferrer, RegistryRepository, RegistryWebhook,
+};
 
 use error::Ctx;
 

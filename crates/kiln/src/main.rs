@@ -65,6 +65,8 @@ enum Cmd {
     Nodes(remote::pool::NodesCmd),
     /// Free capacity per node: CPUs, memory, disk, slots, host ports, attributes.
     Offers(remote::pool::OffersArgs),
+    /// The server's OCI registry (repos, tags, public, gc, events, webhooks).
+    Registry(remote::registry::RegistryCmd),
 }
 
 /// `kiln run`: either the local runner (`kiln run FILE [flags]`) or a subcommand about a
@@ -144,6 +146,7 @@ fn main() -> ExitCode {
         Cmd::Secret(cmd) => block_on(remote::exit(remote::access::secret(cmd))),
         Cmd::Nodes(cmd) => block_on(remote::exit(remote::pool::nodes(cmd))),
         Cmd::Offers(args) => block_on(remote::exit(remote::pool::offers(args))),
+        Cmd::Registry(cmd) => block_on(remote::exit(remote::registry::registry(cmd))),
         Cmd::Server(args) => block_on(server_cmd::server(args)),
         Cmd::Agent(args) => block_on(server_cmd::agent(args)),
         Cmd::Validate { file, output } => load::validate(&file, output),

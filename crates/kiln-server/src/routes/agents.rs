@@ -120,11 +120,14 @@ pub async fn lease(
     Body(req): Body<LeaseRequest>,
 ) -> ApiResult<Json<LeaseResponse>> {
     agent_caller(&caller)?;
-    let resp = app
+    let mut resp = app
         .dispatch
         .poll(&agent, &req)
         .await
         .ok_or_else(|| ApiErr::not_found(format!("agent session `{agent}`: register again")))?;
+    for lease in &mut resp.leases {
+        crate::registry::job_env(&app, lease);
+    }
     app.metrics.leases.set(app.dispatch.lease_count() as i64);
     Ok(Json(resp))
 }

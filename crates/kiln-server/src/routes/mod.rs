@@ -1,5 +1,6 @@
 //! The HTTP surface: `/api/v1` (described by `/api/openapi.json`), `/metrics`, `/healthz`,
-//! and the web UI (`kiln-ui`) at `/` and every other GET path.
+//! the web UI (`kiln-ui`) at `/` and every other GET path, and the registry's `/v2/` and
+//! `/auth/token`.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -22,6 +23,7 @@ pub mod agents;
 pub mod logs;
 pub mod nodes;
 pub mod projects;
+pub mod registry;
 pub mod runs;
 pub mod stats;
 pub mod tokens;
@@ -42,7 +44,7 @@ pub struct Body<T>(pub T);
     tags(
         (name = "projects"), (name = "pipelines"), (name = "runs"), (name = "logs"),
         (name = "artifacts"), (name = "secrets"), (name = "tokens"), (name = "agents"), (name = "pool"),
-        (name = "server")
+        (name = "server"), (name = "registry")
     )
 )]
 struct ApiDoc;
@@ -98,6 +100,13 @@ fn api_router() -> OpenApiRouter<App> {
         .routes(routes!(agents::input))
         .routes(routes!(agents::get_cache, agents::put_cache))
         .routes(routes!(agents::put_artifacts))
+        .routes(routes!(registry::repositories))
+        .routes(routes!(registry::tags))
+        .routes(routes!(registry::visibility))
+        .routes(routes!(registry::gc))
+        .routes(routes!(registry::events))
+        .routes(routes!(registry::webhooks, registry::add_webhook))
+        .routes(routes!(registry::delete_webhook))
 }
 
 /// The whole router.
@@ -110,6 +119,9 @@ pub fn router(app: App) -> Router {
         .merge(kiln_ui::router())
         .fallback(fallback)
         .layer(middleware::map_response(json_errors))
+        // The registry answers in the distribution spec's error shape: merged after the
+        // layer above, so that it does not rewrite them.
+        .merge(app.registry.router())
         .layer(middleware::from_fn_with_state(app.clone(), track))
         .with_state(app)
 }

@@ -474,6 +474,9 @@ async fn metrics_and_openapi_describe_the_server() {
         "/api/v1/runs/{run}/artifacts/{job}",
         "/api/v1/tokens",
         "/api/v1/agents/{agent}/lease",
+        "/api/v1/registry/repositories",
+        "/api/v1/registry/gc",
+        "/api/v1/projects/{project}/webhooks",
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path} is not in the OpenAPI document");
     }
@@ -553,5 +556,58 @@ async fn every_error_has_a_stable_code_and_a_message() {
     // None of that changed what is stored.
     assert_eq!(s.admin.pipeline("api", "bt").await.unwrap().version, 1);
     assert!(s.admin.runs(&Default::default()).await.unwrap().is_empty());
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn jobs_get_a_registry_token_that_pushes_to_their_project_only() {
+    let s = TestServer::start().await;
+    s.apply(
+        "team",
+        "image",
+        r#"
+name: image
+stages:
+  - name: push
+    jobs:
+      push:
+        script:
+          - echo "JOB_OUT registry=$KILN_REGISTRY"
+          - echo "JOB_OUT token=$KILN_REGISTRY_TOKEN"
+"#,
+    )
+    .await;
+    s.admin.create_project("other").await.unwrap();
+    let run = s.trigger("team", "image", &[]).await;
+    let detail = s.wait_final(&run.id).await;
+    let job = &detail.jobs[0];
+    let registry = job.outputs.get("registry").unwrap();
+    let token = job.outputs.get("token").unwrap();
+    assert_eq!(registry.as_str(), s.url.trim_start_matches("http://"));
+    assert!(token.starts_with("kiln_job_"), "{token}");
+    // The token gets push rights on the job's project, nothing on another one.
+    let http = reqwest::Client::new();
+    let ask = |scope: &str| {
+        http.get(format!("http://{registry}/auth/token?service=kiln&scope={scope}"))
+            .basic_auth("kiln", Some(token))
+            .send()
+    };
+    let body: serde_json::Value =
+        ask("repository:team/app:pull,push").await.unwrap().json().await.unwrap();
+    let claims = body["token"].as_str().unwrap().split('.').nth(1).unwrap().to_string();
+    use base64::Engine as _;
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(claims).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["access"][0]["actions"], serde_json::json!(["pull", "push"]));
+    let body: serde_json::Value =
+        ask("repository:other/app:pull,push").await.unwrap().json().await.unwrap();
+    let claims = body["token"].as_str().unwrap().split('.').nth(1).unwrap().to_string();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(claims).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["access"], serde_json::json!([]));
     s.stop().await;
 }

@@ -1,6 +1,6 @@
 //! The client commands against a real `kiln server` (a child process on the process executor,
 //! in a temporary data directory): apply, trigger and follow, failures and retries,
-//! approvals, run lists, logs, artifacts, tokens and secrets.
+//! approvals, run lists, logs, artifacts, tokens, secrets and the registry commands.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Output, Stdio};
@@ -493,4 +493,36 @@ fn nodes_and_offers_show_the_embedded_agent_and_take_operators_attributes() {
     assert!(stderr.contains("attribute `city` is not key=value"), "{stderr}");
     let (_, stderr) = s.ok(&["nodes", "set", "10.255.0.1", "city=x"], 2);
     assert!(stderr.contains("no node is named `10.255.0.1`"), "{stderr}");
+}
+
+#[test]
+fn registry_commands_list_as_tables_and_json() {
+    let s = Server::start();
+    s.ok(&["project", "create", "team"], 0);
+    let (stdout, _) = s.ok(&["registry", "repos"], 0);
+    assert!(stdout.contains("REPOSITORY") && stdout.contains("VISIBILITY"), "{stdout}");
+    let (stdout, _) = s.ok(&["registry", "repos", "-o", "json"], 0);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&stdout).unwrap(), serde_json::json!([]));
+
+    let (stdout, _) = s.ok(&["registry", "webhooks", "add", "team", "http://127.0.0.1:9/hook"], 0);
+    assert!(stdout.contains("added webhook"), "{stdout}");
+    let (stdout, _) = s.ok(&["registry", "webhooks", "list", "team", "-o", "json"], 0);
+    let hooks: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(hooks[0]["url"], "http://127.0.0.1:9/hook");
+    let id = hooks[0]["id"].as_str().unwrap().to_string();
+    let (stdout, _) = s.ok(&["registry", "webhooks", "list", "team"], 0);
+    assert!(stdout.contains(&id) && stdout.contains("URL"), "{stdout}");
+    let (_, stderr) = s.ok(&["registry", "webhooks", "add", "team", "not-a-url"], 2);
+    assert!(stderr.contains("http:// or https://"), "{stderr}");
+    s.ok(&["registry", "webhooks", "rm", "team", &id], 0);
+
+    let (stdout, _) = s.ok(&["registry", "gc", "--grace", "0s"], 0);
+    assert!(stdout.contains("blobs") && stdout.contains("untagged manifests"), "{stdout}");
+    let (stdout, _) = s.ok(&["registry", "gc", "-o", "json"], 0);
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["blobs"], 0);
+    let (_, stderr) = s.ok(&["registry", "tags", "team/nothing"], 2);
+    assert!(stderr.contains("team/nothing"), "{stderr}");
+    let (stdout, _) = s.ok(&["registry", "events", "-o", "json"], 0);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&stdout).unwrap(), serde_json::json!([]));
 }

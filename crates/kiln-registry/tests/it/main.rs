@@ -1,0 +1,9 @@
+//! Integration tests of Kiln's registry: the protocol through the real server on loopback,
+//! garbage collection, events and webhooks, and real clients (docker, skopeo, oras).
+
+mod api;
+mod clients;
+mod gc_events;
+mod oras;
+mod protocol;
+mod support;
