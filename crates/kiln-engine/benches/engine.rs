@@ -66,6 +66,7 @@ fn plan() -> Plan {
         jobs,
         timeout: None,
         concurrency: None,
+        triggers: Default::default(),
     }
 }
 

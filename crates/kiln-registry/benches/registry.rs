@@ -218,11 +218,10 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let dist_port = free_port();
     let _dist = start_distribution(dir.path(), dist_port);
-    let server = kiln_server::start(kiln_server::ServerConfig {
-        data: dir.path().join("kiln"),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        database: None,
-    })
+    let server = kiln_server::start(kiln_server::ServerConfig::new(
+        dir.path().join("kiln"),
+        "127.0.0.1:0".parse().unwrap(),
+    ))
     .await
     .unwrap();
     let admin = server.first_admin_token.clone().unwrap();

@@ -28,6 +28,7 @@ pub mod registry;
 pub mod routes;
 pub mod secrets;
 pub mod stats;
+pub mod triggers;
 
 use coord::Coord;
 use dispatch::Dispatch;
@@ -189,6 +190,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
     spawn_reaper(app.clone(), shutdown.clone());
     stats::spawn_sampler(app.clone(), shutdown.clone());
     app.registry.spawn_workers(shutdown.clone());
+    triggers::spawn_image_triggers(app.clone(), shutdown.clone());
     let router = routes::router(app.clone());
     let stop = shutdown.clone();
     let task = tokio::spawn(async move {

@@ -12,13 +12,13 @@ use crate::diag::{Diagnostic, Severity};
 use crate::expr::{self, Reference};
 use crate::params::param_value;
 use crate::plan::{
-    ArtifactSpec, ArtifactWhen, CachePolicy, CacheSpec, ConstraintTerm, Job, JobId, ParamKind,
-    ParamSpec, Plan, PortSpec, Resources, RetryOn, RetryPolicy, RunSpec, Scheduling, Service,
-    Stage, StageKind, workspace_path_problem,
+    ArtifactSpec, ArtifactWhen, CachePolicy, CacheSpec, ConstraintTerm, ImageTrigger, Job, JobId,
+    ParamKind, ParamSpec, Plan, PortSpec, Resources, RetryOn, RetryPolicy, RunSpec, Scheduling,
+    Service, Stage, StageKind, Triggers, workspace_path_problem,
 };
 use crate::raw::{
     ArtifactWhenText, CachePolicyText, Entries, NetworkText, ParamType, PlacementText,
-    RawArtifacts, RawCache, RawJob, RawMatrix, RawParam, RawRetry, RawStage, RawWorkflow,
+    RawArtifacts, RawCache, RawJob, RawMatrix, RawOn, RawParam, RawRetry, RawStage, RawWorkflow,
     RetryOnText, Sp, StageType,
 };
 use crate::read::suggest;
@@ -189,7 +189,56 @@ impl<'d> Checker<'d> {
             Some(stages) => self.stages(stages, &params),
             None => (Vec::new(), Vec::new()),
         };
-        Plan { name: raw.name.value.clone(), params, env, stages, jobs, timeout, concurrency }
+        let triggers = raw.on.as_ref().map(|on| self.triggers(on)).unwrap_or_default();
+        Plan {
+            name: raw.name.value.clone(),
+            params,
+            env,
+            stages,
+            jobs,
+            timeout,
+            concurrency,
+            triggers,
+        }
+    }
+
+    /// `on:`: every glob is checked.
+    pub fn triggers(&mut self, on: &Sp<RawOn>) -> Triggers {
+        let mut out = Triggers::default();
+        for t in on.value.image.iter().flat_map(|list| &list.value) {
+            let Some(repo) = &t.value.repository else { continue };
+            let mut ok = self.glob(repo, "image repository");
+            if repo.value.trim().is_empty() {
+                self.error(repo.at.pos, "image repository: must not be empty");
+                ok = false;
+            }
+            let tags: Vec<String> = t
+                .value
+                .tags
+                .iter()
+                .flat_map(|l| &l.value)
+                .filter(|tag| self.glob(tag, "image tag"))
+                .map(|tag| tag.value.clone())
+                .collect();
+            if ok {
+                out.image.push(ImageTrigger { repository: repo.value.clone(), tags });
+            }
+        }
+        out
+    }
+
+    /// Whether `text` is a valid glob; an error at its position when not.
+    fn glob(&mut self, text: &Sp<String>, what: &str) -> bool {
+        match globset::Glob::new(&text.value) {
+            Ok(_) => true,
+            Err(e) => {
+                self.error(
+                    text.at.pos,
+                    format!("{what} '{}' is not a valid glob: {}", text.value, e.kind()),
+                );
+                false
+            }
+        }
     }
 
     fn params(&mut self, raw: &Entries<RawParam>) -> Vec<ParamSpec> {

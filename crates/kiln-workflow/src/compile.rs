@@ -165,6 +165,9 @@ impl Compiler<'_> {
         if let Some(c) = &raw.concurrency {
             plan.concurrency = checker.concurrency(c).or(plan.concurrency);
         }
+        if let Some(on) = &raw.on {
+            plan.triggers = checker.triggers(on);
+        }
         plan.name = raw.name.value.clone();
         Some(plan)
     }

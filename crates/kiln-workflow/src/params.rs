@@ -131,6 +131,7 @@ mod tests {
             jobs: vec![],
             timeout: None,
             concurrency: None,
+            triggers: Default::default(),
         }
     }
 

@@ -60,6 +60,59 @@ pub struct Plan {
     /// At most this many runs of the pipeline run at once (`concurrency`, at least 1);
     /// further runs wait, pending, in FIFO order. `None`: no limit.
     pub concurrency: Option<u32>,
+    /// What starts runs besides an API call (`on:`).
+    #[serde(default, skip_serializing_if = "Triggers::is_empty")]
+    pub triggers: Triggers,
+}
+
+/// What starts runs of a pipeline besides an API call.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Triggers {
+    /// Image pushes to Kiln's registry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image: Vec<ImageTrigger>,
+}
+
+impl Triggers {
+    /// No trigger at all.
+    pub fn is_empty(&self) -> bool {
+        self.image.is_empty()
+    }
+}
+
+/// A push to a repository of Kiln's registry that starts a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageTrigger {
+    /// Repository glob; one without `/` names a repository of the pipeline's own project.
+    pub repository: String,
+    /// Tag globs; empty: every tag.
+    pub tags: Vec<String>,
+}
+
+impl ImageTrigger {
+    /// Whether a push of `repository:tag` starts a run of a pipeline of `project`. Only
+    /// repositories of the pipeline's own project count (a pipeline never learns of another
+    /// project's pushes). Globs were checked when the workflow compiled; a bad one matches
+    /// nothing.
+    pub fn matches(&self, project: &str, repository: &str, tag: &str) -> bool {
+        let Some((repo_project, _)) = repository.split_once('/') else { return false };
+        if repo_project != project {
+            return false;
+        }
+        let pattern = if self.repository.contains('/') {
+            self.repository.clone()
+        } else {
+            format!("{project}/{}", self.repository)
+        };
+        let glob = |p: &str, text: &str| {
+            globset::GlobBuilder::new(p)
+                .literal_separator(true)
+                .build()
+                .is_ok_and(|g| g.compile_matcher().is_match(text))
+        };
+        glob(&pattern, repository)
+            && (self.tags.is_empty() || self.tags.iter().any(|t| glob(t, tag)))
+    }
 }
 
 impl Plan {

@@ -186,12 +186,56 @@ pub struct RawWorkflow {
     /// Values for the template's params (only with `uses`).
     #[schemars(with = "Option<BTreeMap<String, ScalarText>>")]
     pub with: Option<Entries<Sp<String>>>,
+    /// What starts runs besides an API call: `image` pushes to Kiln's registry.
+    pub on: Option<Sp<RawOn>>,
 }
 
 impl RawWorkflow {
     /// The keys of a workflow file.
     pub const KEYS: &[&str] =
-        &["name", "timeout", "concurrency", "params", "env", "stages", "uses", "with"];
+        &["name", "timeout", "concurrency", "params", "env", "stages", "uses", "with", "on"];
+}
+
+/// The triggers of a workflow (`on:`).
+#[derive(Debug, Clone, PartialEq, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawOn {
+    /// Image pushes to Kiln's registry that start a run: one `{ repository, tags }` or a list.
+    #[schemars(with = "Option<ImageTriggerSchema>")]
+    pub image: Option<Sp<Vec<Sp<RawImageTrigger>>>>,
+}
+
+impl RawOn {
+    /// The keys of `on`.
+    pub const KEYS: &[&str] = &["image"];
+}
+
+/// One image trigger.
+#[derive(Debug, Clone, PartialEq, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawImageTrigger {
+    /// Repository, a glob: `app` (in the pipeline's project), `team/app`, `team/*`.
+    #[schemars(with = "String")]
+    pub repository: Option<Sp<String>>,
+    /// Tag globs that start a run (default: every tag); a push by digest alone starts none.
+    #[schemars(with = "Option<Vec<String>>")]
+    pub tags: Option<Sp<Vec<Sp<String>>>>,
+}
+
+impl RawImageTrigger {
+    /// The keys of an image trigger.
+    pub const KEYS: &[&str] = &["repository", "tags"];
+}
+
+/// Schema of `on.image`: one trigger or a list.
+#[derive(JsonSchema)]
+#[expect(dead_code, reason = "describes the schema only; the reader builds `RawImageTrigger`s")]
+#[schemars(untagged)]
+pub enum ImageTriggerSchema {
+    /// One trigger.
+    One(RawImageTrigger),
+    /// Several.
+    Many(Vec<RawImageTrigger>),
 }
 
 /// The type of a parameter.
@@ -782,6 +826,8 @@ mod tests {
         assert_eq!(properties(&schema, Some("RawParam")), sorted(RawParam::KEYS));
         assert_eq!(properties(&schema, Some("RawStage")), sorted(RawStage::KEYS));
         assert_eq!(properties(&schema, Some("RawJob")), sorted(RawJob::KEYS));
+        assert_eq!(properties(&schema, Some("RawOn")), sorted(RawOn::KEYS));
+        assert_eq!(properties(&schema, Some("RawImageTrigger")), sorted(RawImageTrigger::KEYS));
         assert_eq!(properties(&schema, Some("RawRetry")), sorted(RawRetry::KEYS));
         assert_eq!(properties(&schema, Some("RawResources")), sorted(RawResources::KEYS));
         assert_eq!(properties(&schema, Some("RawService")), sorted(RawService::KEYS));

@@ -7,8 +7,8 @@
 use crate::diag::{Diagnostic, Severity};
 use crate::raw::{
     ArtifactWhenText, CachePolicyText, Entries, NetworkText, ParamType, PlacementText,
-    RawArtifacts, RawCache, RawJob, RawMatrix, RawParam, RawPort, RawResources, RawRetry,
-    RawService, RawStage, RawTerm, RawWorkflow, RetryOnText, Sp, StageType,
+    RawArtifacts, RawCache, RawImageTrigger, RawJob, RawMatrix, RawOn, RawParam, RawPort,
+    RawResources, RawRetry, RawService, RawStage, RawTerm, RawWorkflow, RetryOnText, Sp, StageType,
 };
 use crate::yaml::{Kind, Node, Origin, Pos};
 
@@ -287,13 +287,40 @@ impl<'d> Reader<'d> {
         let stages = f.get("stages").and_then(|n| self.stages(n));
         let uses = f.get("uses").and_then(|n| self.text(n, "uses"));
         let with = f.get("with").and_then(|n| self.text_map(n, "with"));
+        let on = f.get("on").and_then(|n| self.on(n));
         if stages.is_none() && uses.is_none() && f.get("stages").is_none() {
             self.error(
                 f.pos(),
                 "the workflow has no 'stages' (or 'uses' to run a template): add stages: [...]",
             );
         }
-        Some(RawWorkflow { name, timeout, concurrency, params, env, stages, uses, with })
+        Some(RawWorkflow { name, timeout, concurrency, params, env, stages, uses, with, on })
+    }
+
+    fn on(&mut self, node: &Node) -> Option<Sp<RawOn>> {
+        let f = self.fields(node, "on", RawOn::KEYS)?;
+        let image = f.get("image").map(|n| {
+            let items: Vec<&Node> = match &n.kind {
+                Kind::Seq(items) => items.iter().collect(),
+                _ => vec![n],
+            };
+            let triggers = items.into_iter().filter_map(|item| self.image_trigger(item)).collect();
+            Sp::new(triggers, n.origin)
+        });
+        Some(Sp::new(RawOn { image }, node.origin))
+    }
+
+    fn image_trigger(&mut self, node: &Node) -> Option<Sp<RawImageTrigger>> {
+        let f = self.fields(node, "image trigger", RawImageTrigger::KEYS)?;
+        let repository = f.get("repository").and_then(|n| self.text(n, "image repository"));
+        if f.get("repository").is_none() {
+            self.error(
+                f.pos(),
+                "image trigger has no 'repository': add repository: <name or glob>",
+            );
+        }
+        let tags = f.get("tags").and_then(|n| self.text_or_list(n, "image tags", false));
+        Some(Sp::new(RawImageTrigger { repository, tags }, node.origin))
     }
 
     fn params(&mut self, node: &Node) -> Option<Entries<RawParam>> {

@@ -77,6 +77,7 @@ fn build(spec: &PlanSpec) -> SharedPlan {
         jobs: Vec::new(),
         timeout: spec.timeout.then(|| Duration::from_secs(3600)),
         concurrency: None,
+        triggers: Default::default(),
     };
     let mut previous: Vec<JobId> = Vec::new();
     let mut gate = None;

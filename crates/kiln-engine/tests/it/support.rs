@@ -136,6 +136,7 @@ impl PlanDef {
                 jobs: Vec::new(),
                 timeout: None,
                 concurrency: None,
+                triggers: Default::default(),
             }),
             ..PlanDef::default()
         }

@@ -250,3 +250,67 @@ async fn what_a_crash_leaves_is_never_served_and_gc_removes_it() {
         .unwrap();
     assert_eq!(got.as_ref(), data.as_slice());
 }
+
+const ON_PUSH: &str = "\
+name: deploy
+params:
+  tag: { type: string }
+  image: { type: string }
+on:
+  image: { repository: app, tags: ['v*'] }
+stages:
+  - name: s
+    jobs: { ship: { script: echo deploying $image } }
+";
+
+const OTHER: &str = "\
+name: spy
+on:
+  image: { repository: 'team/*' }
+stages:
+  - name: s
+    jobs: { a: { script: echo } }
+";
+
+#[tokio::test]
+async fn a_push_starts_the_pipelines_whose_image_trigger_matches_with_the_push_as_params() {
+    let reg = Reg::start().await;
+    let store = &reg.app().store;
+    let source = |yaml: &str| kiln_store::PipelineSource {
+        file: "p.yml".into(),
+        yaml: yaml.into(),
+        files: Default::default(),
+    };
+    let (deploy, _) = store.upsert_pipeline("team", "deploy", &source(ON_PUSH)).await.unwrap();
+    let (spy, _) = store.upsert_pipeline("other", "spy", &source(OTHER)).await.unwrap();
+    let runs_of = |id| {
+        let filter = kiln_store::RunFilter { pipeline: Some(id), state: None, limit: None };
+        async move { store.runs(&filter).await.unwrap() }
+    };
+
+    let admin = reg.admin.clone();
+    let digest = reg.push_image("team/app", "v3", &admin, &[b"layer"]).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let runs = loop {
+        let runs = runs_of(deploy.id).await;
+        if !runs.is_empty() || std::time::Instant::now() > deadline {
+            break runs;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(runs.len(), 1, "one run for the push of v3");
+    let run = &runs[0];
+    assert_eq!(run.params["tag"], "v3");
+    assert_eq!(run.params["image"], "team/app:v3");
+    assert!(run.params.get("digest").is_none(), "only declared params are given");
+    assert_eq!(run.triggered_by, "admin (image push team/app:v3)");
+    let _ = digest;
+
+    // A tag the trigger does not want, another repository, and another project's pipeline:
+    // nothing more starts.
+    reg.push_image("team/app", "dev", &admin, &[b"layer"]).await;
+    reg.push_image("team/api", "v1", &admin, &[b"layer"]).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(runs_of(deploy.id).await.len(), 1);
+    assert!(runs_of(spy.id).await.is_empty(), "another project never hears of team's pushes");
+}

@@ -30,9 +30,8 @@ impl Reg {
 
     pub async fn start_in(dir: TempDir, data: PathBuf, database: Option<String>) -> Reg {
         let server = kiln_server::start(kiln_server::ServerConfig {
-            data: data.clone(),
-            listen: "127.0.0.1:0".parse().unwrap(),
             database,
+            ..kiln_server::ServerConfig::new(data.clone(), "127.0.0.1:0".parse().unwrap())
         })
         .await
         .unwrap();
@@ -59,13 +58,9 @@ impl Reg {
         let server = self.server.take().unwrap();
         let addr = server.addr;
         server.stop().await;
-        let server = kiln_server::start(kiln_server::ServerConfig {
-            data: self.data.clone(),
-            listen: addr,
-            database: None,
-        })
-        .await
-        .unwrap();
+        let server = kiln_server::start(kiln_server::ServerConfig::new(self.data.clone(), addr))
+            .await
+            .unwrap();
         self.server = Some(server);
         self
     }

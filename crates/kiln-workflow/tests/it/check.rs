@@ -147,7 +147,7 @@ stages:
 fn every_unknown_key_is_reported_with_the_expected_keys() {
     insta::assert_snapshot!(check(r#"
 name: u
-on: push
+on: { image: { repository: app, tgas: v1 } }
 jobs: {}
 stages:
   - name: s
@@ -155,8 +155,8 @@ stages:
     jobs:
       a: { script: echo, steps: [], imgae: x }
 "#), @"
-    main.yml:3:1: error: unknown key 'on' in the workflow file; expected one of: name, timeout, concurrency, params, env, stages, uses, with
-    main.yml:4:1: error: unknown key 'jobs' in the workflow file; expected one of: name, timeout, concurrency, params, env, stages, uses, with
+    main.yml:3:33: error: unknown key 'tgas' in image trigger (did you mean 'tags'?); expected one of: repository, tags
+    main.yml:4:1: error: unknown key 'jobs' in the workflow file; expected one of: name, timeout, concurrency, params, env, stages, uses, with, on
     main.yml:7:5: error: unknown key 'runs-on' in stage 's'; expected one of: name, type, description, jobs
     main.yml:9:26: error: unknown key 'steps' in job 'a'; expected one of: image, script, command, args, env, workdir, timeout, retry, resources, needs, if, matrix, services, cache, artifacts, constraints, ports, network, priority, placement
     main.yml:9:37: error: unknown key 'imgae' in job 'a' (did you mean 'image'?); expected one of: image, script, command, args, env, workdir, timeout, retry, resources, needs, if, matrix, services, cache, artifacts, constraints, ports, network, priority, placement
@@ -363,5 +363,44 @@ stages:
     main.yml:12:59: error: cache paths: 'a/${{ params.dir }}/../../b' leaves the workspace with '..'
     main.yml:12:74: error: matrix.osx: the matrix of job 'a' has no axis 'osx' (axes: os)
     main.yml:16:37: error: artifacts paths: 'dist/${{ params.dir }}\n' holds a line break
+    ");
+}
+
+#[test]
+fn image_triggers_compile_and_match_their_own_project_s_pushes() {
+    use kiln_workflow::plan::ImageTrigger;
+    let files = [(
+        "main.yml",
+        "name: t\non:\n  image:\n    - { repository: app, tags: ['v*', latest] }\n    - repository: 'shop/*'\nstages:\n  - name: s\n    jobs: { a: { script: echo } }\n",
+    )];
+    let loader = crate::support::MapLoader::new(&files);
+    let compiled = kiln_workflow::compile("main.yml", &loader);
+    let plan = compiled.plan.expect("compiles");
+    assert_eq!(
+        plan.triggers.image,
+        vec![
+            ImageTrigger { repository: "app".into(), tags: vec!["v*".into(), "latest".into()] },
+            ImageTrigger { repository: "shop/*".into(), tags: vec![] },
+        ]
+    );
+    let [app, any] = [&plan.triggers.image[0], &plan.triggers.image[1]];
+    assert!(app.matches("shop", "shop/app", "v1.2"));
+    assert!(app.matches("shop", "shop/app", "latest"));
+    assert!(!app.matches("shop", "shop/app", "dev"));
+    assert!(!app.matches("shop", "shop/api", "v1"));
+    assert!(!app.matches("other", "shop/app", "v1"), "another project's pushes never count");
+    assert!(any.matches("shop", "shop/web", "anything"));
+    assert!(!any.matches("shop", "shop/web/sub", "x"), "* stops at /");
+
+    // One trigger without a list, and the errors.
+    insta::assert_snapshot!(check("name: t\non: { image: { repository: app } }\nstages:\n  - name: s\n    jobs: { a: { script: echo } }\n"), @"
+    plan t
+    stage 0 s: a
+    job a <- [] gate - if success() | script [\"echo\"]
+    ");
+    insta::assert_snapshot!(check("name: t\non:\n  image:\n    - { tags: [v1] }\n    - { repository: 'a[' }\n    - { repository: b, tags: ['[x'] }\nstages:\n  - name: s\n    jobs: { a: { script: echo } }\n"), @"
+    main.yml:4:7: error: image trigger has no 'repository': add repository: <name or glob>
+    main.yml:5:21: error: image repository 'a[' is not a valid glob: unclosed character class; missing ']'
+    main.yml:6:31: error: image tag '[x' is not a valid glob: unclosed character class; missing ']'
     ");
 }
