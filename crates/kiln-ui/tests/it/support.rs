@@ -18,6 +18,7 @@ pub struct TestServer {
     pub url: String,
     stop_agent: CancellationToken,
     agent: Option<tokio::task::JoinHandle<()>>,
+    extra: Vec<tokio::task::JoinHandle<()>>,
     pub dir: TempDir,
 }
 
@@ -26,11 +27,10 @@ impl TestServer {
     pub async fn start(capacity: u32) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        let server = kiln_server::start(kiln_server::ServerConfig {
-            data: data.clone(),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            database: None,
-        })
+        let server = kiln_server::start(kiln_server::ServerConfig::new(
+            data.clone(),
+            "127.0.0.1:0".parse().unwrap(),
+        ))
         .await
         .unwrap();
         let admin_token = server.first_admin_token.clone().expect("first start makes a token");
@@ -48,6 +48,7 @@ impl TestServer {
                 name: "embedded".into(),
                 capacity,
                 work_dir: data.join("agent"),
+                host: kiln_agent::HostFacts::default(),
             };
             let stop = stop_agent.clone();
             agent = Some(tokio::spawn(async move {
@@ -55,7 +56,37 @@ impl TestServer {
             }));
         }
         let url = server.url.clone();
-        TestServer { server: Some(server), admin, admin_token, url, stop_agent, agent, dir }
+        TestServer {
+            server: Some(server),
+            admin,
+            admin_token,
+            url,
+            stop_agent,
+            agent,
+            extra: Vec::new(),
+            dir,
+        }
+    }
+
+    /// Starts another agent on the process executor, named `name`, declaring `host` (its
+    /// host name, IP, resources, ports and attributes); it stops with the server.
+    pub fn agent(&mut self, name: &str, capacity: u32, host: kiln_agent::HostFacts) {
+        let token = self.server.as_ref().expect("server runs").agent_token.clone();
+        let client = Client::new(&self.url, &token).unwrap();
+        let root = self.dir.path().join(format!("ws-{name}"));
+        std::fs::create_dir_all(&root).unwrap();
+        let exec =
+            Arc::new(ProcessExecutor::new(ProcessConfig { root, ..ProcessConfig::default() }));
+        let config = kiln_agent::AgentConfig {
+            name: name.into(),
+            capacity,
+            work_dir: self.dir.path().join(format!("agent-{name}")),
+            host,
+        };
+        let stop = self.stop_agent.clone();
+        self.extra.push(tokio::spawn(async move {
+            kiln_agent::run(client, exec, config, stop).await.unwrap();
+        }));
     }
 
     pub async fn apply(&self, project: &str, name: &str, yaml: &str) {
@@ -97,6 +128,9 @@ impl TestServer {
     pub async fn stop(mut self) {
         self.stop_agent.cancel();
         if let Some(a) = self.agent.take() {
+            let _ = a.await;
+        }
+        for a in self.extra.drain(..) {
             let _ = a.await;
         }
         if let Some(s) = self.server.take() {
