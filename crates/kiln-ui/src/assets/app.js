@@ -1310,7 +1310,7 @@
     return h('div', { class: 'offers' }, nodes.map((n) => {
       const o = by.get(n.name) || null;
       const f = o ? o.free : null;
-      const why = o ? null : n.disabled ? 'disabled: offers nothing' : n.state !== 'ready' ? n.state + ': offers nothing' : 'offers nothing';
+      const why = o ? null : n.state !== 'ready' ? n.state + ': offers nothing' : n.disabled ? 'disabled: offers nothing' : 'offers nothing';
       return h('div', { class: 'offer' + (o ? '' : ' none'), 'data-offer': n.name },
         h('div', { class: 'offer-head' }, h('b', {}, n.name), h('span', { class: 'muted small mono' }, n.ip), why ? h('span', { class: 'badge s-canceled' }, why) : null),
         bar('CPU', n.resources.cpu_millis, f && f.cpu_millis, cpus),

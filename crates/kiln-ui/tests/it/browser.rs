@@ -453,6 +453,31 @@ async fn cancel_retry_errors_that_say_what_failed_missing_apis_keyboard_and_a_ph
         .await;
     let reason = s.admin.run(&second.id).await.unwrap().jobs[0].waiting.clone().unwrap();
     assert_eq!(why, json!(format!("waits for a node: {reason}")), "the server's reason");
+    // A server whose API description lists no `/api/v1/nodes` (an older one): the connected
+    // agents and the "not available" note. Stand-in: the page's fetch of the description is
+    // rewritten in the browser to drop the pool paths; every other call reaches the server.
+    b.js("const f = window.fetch;
+          window.fetch = async (u, o) => {
+            const r = await f(u, o);
+            if (String(u) !== '/api/openapi.json') return r;
+            const d = await r.json();
+            for (const k of Object.keys(d.paths)) if (/\\/(nodes|offers)/.test(k)) delete d.paths[k];
+            return new Response(JSON.stringify(d), { status: 200, headers: { 'Content-Type': 'application/json' } });
+          };
+          return true")
+        .await;
+    b.click("#nav a[data-nav=pool]").await;
+    b.wait(
+        "the agents and the pool notice",
+        "return !!document.querySelector('[data-unavailable=pool]')
+            && !document.querySelector('table.nodes')
+            && [...document.querySelectorAll('section[aria-label=Agents] td')].some(t => t.textContent === 'embedded')
+            && !!document.querySelector('tr[data-waiting=\"slow#2/wait\"]')",
+    )
+    .await;
+    b.shot("pool-without-nodes-api").await;
+    b.c.goto(&format!("{}/pool", s.url)).await.unwrap();
+    b.wait("the nodes table", "return !!document.querySelector('table.nodes')").await;
     b.wait(
         "the queue plot",
         "return !!document.querySelector('svg.plot polyline, svg.plot circle')",
@@ -605,7 +630,7 @@ async fn the_pool_page_shows_nodes_with_attributes_offers_as_bars_and_why_a_job_
     use kiln_api::pool::AttrValue;
     let mut s = TestServer::start(0).await;
     let text = |v: &str| AttrValue::Text(v.into());
-    s.agent(
+    let _sz_agent = s.agent(
         "sz-build-01",
         2,
         host(
@@ -618,7 +643,7 @@ async fn the_pool_page_shows_nodes_with_attributes_offers_as_bars_and_why_a_job_
             ],
         ),
     );
-    s.agent("gz-build-02", 1, host("10.1.2.4", 8, &[("city", text("guangzhou"))]));
+    let gz_agent = s.agent("gz-build-02", 1, host("10.1.2.4", 8, &[("city", text("guangzhou"))]));
     let started = Instant::now();
     while s.admin.nodes().await.unwrap().iter().filter(|n| n.state == "ready").count() < 2 {
         assert!(started.elapsed() < Duration::from_secs(20), "the two agents never registered");
@@ -806,6 +831,20 @@ async fn the_pool_page_shows_nodes_with_attributes_offers_as_bars_and_why_a_job_
     assert_eq!(note[huge], json!(format!("waits for a node: {reason}")), "{note}");
     b.shot("run-waiting").await;
 
+    // gz-build-02's agent stops (it says goodbye): its node goes down, in the grey of canceled.
+    gz_agent.cancel();
+    b.c.goto(&format!("{}/pool", s.url)).await.unwrap();
+    let colour = b
+        .wait(
+            "gz-build-02 down",
+            "const e = document.querySelector('tr[data-node=\"gz-build-02\"][data-state=down] .badge[data-state=down]');
+             return e && getComputedStyle(e).color",
+        )
+        .await;
+    assert_eq!(colour, json!("rgb(75, 83, 93)"), "down is the canceled grey");
+    let gz = s.admin.nodes().await.unwrap().into_iter().find(|n| n.name == "gz-build-02").unwrap();
+    assert_eq!((gz.state.as_str(), gz.disabled), ("down", true));
+
     // A phone: the pool page fits (its tables scroll in their boxes).
     b.c.set_window_size(390, 844).await.unwrap();
     b.c.goto(&format!("{}/pool", s.url)).await.unwrap();
@@ -824,6 +863,29 @@ async fn the_pool_page_shows_nodes_with_attributes_offers_as_bars_and_why_a_job_
         "the pool fits: {widths}; sticking out: {wide}; see {}",
         shot.display()
     );
+
+    // A developer sees the pool but cannot change it: no buttons, no attribute form.
+    let dev = s
+        .admin
+        .create_token(&kiln_api::CreateToken {
+            name: "dev".into(),
+            role: "developer".into(),
+            project: None,
+        })
+        .await
+        .unwrap();
+    b.click(".who button").await;
+    b.sign_in(&s.url, &dev.secret).await;
+    b.c.goto(&format!("{}/pool", s.url)).await.unwrap();
+    b.wait(
+        "the nodes",
+        "return document.querySelectorAll('table.nodes tr[data-node]').length === 2",
+    )
+    .await;
+    let controls = b
+        .js("return document.querySelectorAll('button.node-toggle, #attr-node, #attr-set').length")
+        .await;
+    assert_eq!(controls, json!(0), "only admins change nodes");
 
     s.admin.cancel(&run.id).await.unwrap();
     std::fs::write(&gate, "").unwrap();
