@@ -614,7 +614,7 @@
         return;
       }
       const r = d;
-      const key = JSON.stringify([r.state, r.paused_at, r.jobs.map((j) => [j.state, j.attempts, j.duration_ms === null]), r.stages.map((x) => x.gate)]);
+      const key = JSON.stringify([r.state, r.paused_at, r.jobs.map((j) => [j.state, j.attempts, j.duration_ms === null, j.waiting]), r.stages.map((x) => x.gate)]);
       setTitle(r.pipeline + ' #' + r.number + ' ' + r.state);
       put(crumbs, h('a', { href: '/' }, 'Pipelines'), ' / ', r.project, ' / ', h('a', { href: '/p/' + enc(r.project) + '/' + enc(r.pipeline) }, r.pipeline));
       const actions = h('div', { class: 'actions' });
@@ -712,10 +712,13 @@
           const gated = cols.some((g, gi) => g.st.kind === 'approval' && gi > from && gi < ci);
           if (pos.has(n) && !gated) edge(pos.get(n), pos.get(j.id), false);
         }
+        const waits = j.state === 'queued' && j.waiting;
         const sub = j.state === 'running' ? 'running · ' + fmtDuration(j.duration_ms)
           : j.duration_ms !== null ? j.state + ' · ' + fmtDuration(j.duration_ms)
-            : j.state + (j.attempts > 1 ? ' · attempt ' + j.attempts : '');
-        svg.append(node(pos.get(j.id), j.state, j.id, sub, '/runs/' + r.id + '/jobs/' + enc(j.id), 'job ' + j.id + ': ' + j.state));
+            : waits ? truncate('waits: ' + j.waiting, 25) // the whole reason is in the tooltip
+              : j.state + (j.attempts > 1 ? ' · attempt ' + j.attempts : '');
+        const label = 'job ' + j.id + ': ' + j.state + (waits ? '; waits for a node: ' + j.waiting : '');
+        svg.append(node(pos.get(j.id), j.state, j.id, sub, '/runs/' + r.id + '/jobs/' + enc(j.id), label));
       }
     });
     return svg;
@@ -750,7 +753,9 @@
         h('td', { class: 'num hide-sm' }, j.attempts),
         h('td', { class: 'num hide-sm' }, j.exit_code === null ? '–' : j.exit_code),
         h('td', { class: 'num' }, fmtDuration(j.duration_ms)),
-        h('td', { class: 'hide-sm muted' }, j.reason || Object.entries(j.outputs || {}).map(([k, v]) => k + '=' + v).join(' ')))))));
+        h('td', { class: 'hide-sm muted note' }, j.reason
+          || (j.state === 'queued' && j.waiting ? 'waits for a node: ' + j.waiting : '')
+          || Object.entries(j.outputs || {}).map(([k, v]) => k + '=' + v).join(' ')))))));
   }
 
   async function loadArtifacts(p, id, r, box) {
@@ -1091,57 +1096,247 @@
   async function viewPool(p, el) {
     setTitle('Pool');
     el.append(h('div', { class: 'head' }, h('h1', {}, 'Pool')));
-    const agents = h('section', { class: 'panel', 'aria-label': 'Agents' }, h('h2', {}, 'Agents'), h('div', { class: 'body muted' }, 'Loading…'));
-    const nodes = h('section', { class: 'panel', 'aria-label': 'Nodes and offers' }, h('h2', {}, 'Nodes and offers'), h('div', { class: 'body muted' }, 'Loading…'));
+    const opts = { signal: p.ctl.signal };
+    let paths = null;
+    try {
+      paths = await openapiPaths(p);
+    } catch (e) {
+      if (e.name === 'AbortError') throw e;
+      el.append(errorBox('Could not read the API description', e));
+    }
+    if (!whoami) {
+      try { whoami = await api('GET', '/info', undefined, opts); renderWho(); } catch (e) { if (e.name === 'AbortError') throw e; }
+    }
     const waiting = h('section', { class: 'panel', 'aria-label': 'Waiting work' }, h('h2', {}, 'Waiting work'), h('div', { class: 'body muted' }, 'Loading…'));
-    el.append(agents, waiting, nodes, h('div', { class: 'grid2' }, statsPanel(p)));
-    let list = null;
-    try {
-      list = await api('GET', '/agents', undefined, { signal: p.ctl.signal });
-      agents.lastChild.replaceWith(list.length ? h('div', { class: 'scroll' }, h('table', {},
-        h('thead', {}, h('tr', {}, h('th', {}, 'Agent'), h('th', {}, 'Executor'), h('th', {}, 'Slots in use'), h('th', { class: 'hide-sm' }, 'Connected'))),
-        h('tbody', {}, list.map((a) => h('tr', {},
-          h('td', {}, a.name), h('td', {}, a.executor),
-          h('td', {}, h('div', { class: 'bar', role: 'img', 'aria-label': a.running + ' of ' + a.capacity + ' slots in use' },
-            h('span', { 'data-w': a.capacity ? Math.round((100 * a.running) / a.capacity) : 0 })), h('span', { class: 'muted' }, a.running + ' / ' + a.capacity)),
-          h('td', { class: 'hide-sm' }, fmtAgo(a.connected_at)))))))
-        : h('div', { class: 'empty' }, 'No agent is connected: jobs wait in the queue until one registers.'));
-    } catch (e) {
-      if (e.name === 'AbortError') throw e;
-      agents.lastChild.replaceWith(h('div', { class: 'body' }, errorBox('Could not load the agents', e)));
+    if (!paths || !paths.includes('/api/v1/nodes')) {
+      // A server without the pool API: connected agents only, and a note for the rest.
+      const agents = h('section', { class: 'panel', 'aria-label': 'Agents' }, h('h2', {}, 'Agents'), h('div', { class: 'body muted' }, 'Loading…'));
+      const nodes = h('section', { class: 'panel', 'aria-label': 'Nodes and offers' }, h('h2', {}, 'Nodes and offers'),
+        h('div', { class: 'body' }, h('div', { class: 'notice', 'data-unavailable': 'pool' }, h('b', {}, 'Not available on this server yet. '),
+          'Nodes with their attributes and CPU and memory offers appear here once the server has a pool API.')));
+      el.append(agents, waiting, nodes, h('div', { class: 'grid2' }, statsPanel(p)));
+      let list = null;
+      try {
+        list = await api('GET', '/agents', undefined, opts);
+        agents.lastChild.replaceWith(agentTable(list));
+      } catch (e) {
+        if (e.name === 'AbortError') throw e;
+        agents.lastChild.replaceWith(h('div', { class: 'body' }, errorBox('Could not load the agents', e)));
+      }
+      try {
+        waiting.lastChild.replaceWith(await waitingWork(p, list));
+      } catch (e) {
+        if (e.name === 'AbortError') throw e;
+        waiting.lastChild.replaceWith(h('div', { class: 'body' }, errorBox('Could not load the waiting work', e)));
+      }
+      return;
     }
-    try {
-      waiting.lastChild.replaceWith(await waitingWork(p, list));
-    } catch (e) {
-      if (e.name === 'AbortError') throw e;
-      waiting.lastChild.replaceWith(h('div', { class: 'body' }, errorBox('Could not load the waiting work', e)));
+
+    const admin = !!whoami && whoami.role === 'admin';
+    const problem = h('div');
+    const nodesBody = h('div', { class: 'body muted' }, 'Loading…');
+    const offersBody = h('div', { class: 'body muted' }, 'Loading…');
+    let nodes = [];
+    const editor = admin ? attributeForm(() => nodes, (...a) => act(...a)) : null;
+    el.append(problem,
+      h('section', { class: 'panel', 'aria-label': 'Nodes' }, h('h2', {}, 'Nodes'), nodesBody, editor),
+      h('section', { class: 'panel', 'aria-label': 'Offers' }, h('h2', {}, 'Offers ', h('span', { class: 'muted small' }, 'what each node has free')), offersBody),
+      waiting, h('div', { class: 'grid2' }, statsPanel(p)));
+
+    let busy = false, shown = null;
+    const act = async (label, done, node, body) => {
+      if (busy) return false;
+      busy = true;
+      clear(problem);
+      try {
+        await api('PATCH', '/nodes/' + enc(node), body);
+        toast(done);
+        return true;
+      } catch (e) {
+        problem.append(errorBox(label + ' failed', e));
+        return false;
+      } finally {
+        busy = false;
+        refresh(false);
+      }
+    };
+
+    const refresh = async (loop = true) => {
+      let offers;
+      try {
+        [nodes, offers] = await Promise.all([api('GET', '/nodes', undefined, opts), api('GET', '/offers', undefined, opts)]);
+        // Redrawn only when something changed (a redraw would take the focus off a button).
+        const key = JSON.stringify([nodes.map((n) => Object.assign({}, n, { last_seen: null })), offers]);
+        if (key !== shown) {
+          shown = key;
+          put(nodesBody, nodeTable(nodes, admin, act)).className = 'body flush';
+          put(offersBody, offerCards(nodes, offers)).className = 'body';
+          if (editor) editor.fill();
+        }
+      } catch (e) {
+        if (e.name === 'AbortError') return;
+        shown = null;
+        put(nodesBody, errorBox('Could not load the nodes', e)).className = 'body';
+      }
+      try {
+        const w = await waitingWork(p, null, nodes);
+        waiting.lastChild.replaceWith(w);
+      } catch (e) {
+        if (e.name === 'AbortError') return;
+        waiting.lastChild.replaceWith(h('div', { class: 'body' }, errorBox('Could not load the waiting work', e)));
+      }
+      if (loop) later(p, 3000, refresh);
+    };
+    await refresh();
+  }
+
+  function agentTable(list) {
+    if (!list.length) return h('div', { class: 'empty' }, 'No agent is connected: jobs wait in the queue until one registers.');
+    return h('div', { class: 'scroll' }, h('table', {},
+      h('thead', {}, h('tr', {}, h('th', {}, 'Agent'), h('th', {}, 'Executor'), h('th', {}, 'Slots in use'), h('th', { class: 'hide-sm' }, 'Connected'))),
+      h('tbody', {}, list.map((a) => h('tr', {},
+        h('td', {}, a.name), h('td', {}, a.executor),
+        h('td', {}, slotBar(a.running, a.capacity)),
+        h('td', { class: 'hide-sm' }, fmtAgo(a.connected_at)))))));
+  }
+  function slotBar(running, capacity) {
+    return h('div', { class: 'slots' }, h('div', { class: 'bar', role: 'img', 'aria-label': running + ' of ' + capacity + ' slots in use' },
+      h('span', { 'data-w': capacity ? Math.min(100, Math.round((100 * running) / capacity)) : 0 })), h('span', { class: 'muted' }, running + ' / ' + capacity));
+  }
+
+  /** An attribute's value as `kiln nodes` prints it: 8, shenzhen, {gz,sz}. */
+  function fmtAttr(v) {
+    if (Array.isArray(v)) return '{' + v.join(',') + '}';
+    return String(v);
+  }
+  /** A value typed by an operator, read as the server and Mesos read it: a number, {a,b} a set, else text. */
+  function parseAttr(text) {
+    const v = text.trim();
+    if (v.startsWith('{')) {
+      if (!v.endsWith('}')) throw new Error('a set is written {a,b,c}');
+      const inner = v.slice(1, -1);
+      if (!inner.trim()) return [];
+      const members = inner.split(',').map((m) => m.trim());
+      if (members.some((m) => !m)) throw new Error('a set is written {a,b,c} with non-empty members');
+      return [...new Set(members)].sort();
     }
-    try {
-      const paths = await openapiPaths(p);
-      const pool = paths.filter((x) => /\/(nodes|offers|pool)(\/|$)/.test(x));
-      nodes.lastChild.replaceWith(h('div', { class: 'body' }, pool.length
-        ? h('div', { class: 'notice' }, 'This server has a pool API (', pool.join(', '), ') that this version of the web UI does not show yet.')
-        : h('div', { class: 'notice', 'data-unavailable': 'pool' }, h('b', {}, 'Not available on this server yet. '), 'Nodes with their attributes and CPU and memory offers appear here once the server has a pool API.')));
-    } catch (e) {
-      if (e.name === 'AbortError') throw e;
-      nodes.lastChild.replaceWith(h('div', { class: 'body' }, errorBox('Could not read the API description', e)));
-    }
+    if (/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(v) && Number.isFinite(Number(v))) return Number(v);
+    return v;
+  }
+  const NODE_STATE = { ready: 'success', lost: 'failure', down: 'canceled' };
+
+  /** The nodes as `kiln nodes` lists them, with one column per attribute. */
+  function nodeTable(nodes, admin, act) {
+    if (!nodes.length) return h('div', { class: 'empty' }, 'No node has joined: start one with ', h('code', {}, 'kiln agent --server … --token …'), '.');
+    const keys = [...new Set(nodes.flatMap((n) => Object.keys(n.attributes)))].sort();
+    return h('div', { class: 'scroll' }, h('table', { class: 'nodes' },
+      h('thead', {}, h('tr', {}, h('th', { class: 'num' }, '#'), h('th', {}, 'Name'), h('th', { class: 'hide-sm' }, 'IP'), h('th', { class: 'hide-sm' }, 'Hostname'),
+        h('th', {}, 'State'), h('th', {}, 'Disabled'), h('th', {}, 'Running'),
+        keys.map((k) => h('th', { class: 'attr', 'data-attr': k }, k)),
+        h('th', { class: 'hide-sm' }, 'Last seen'), admin ? h('th', {}, h('span', { class: 'sr' }, 'Actions')) : null)),
+      h('tbody', {}, nodes.map((n) => h('tr', { 'data-node': n.name, 'data-state': n.state, 'data-disabled': n.disabled ? 'true' : 'false' },
+        h('td', { class: 'num' }, n.index),
+        h('td', { class: 'name' }, h('b', {}, n.name), h('div', { class: 'muted small' }, n.executor)),
+        h('td', { class: 'hide-sm mono' }, n.ip || '–'),
+        h('td', { class: 'hide-sm' }, n.hostname || '–'),
+        h('td', {}, h('span', { class: 'badge s-' + (NODE_STATE[n.state] || 'pending'), 'data-state': n.state }, n.state)),
+        h('td', { class: 'disabled-cell' }, n.disabled ? h('span', { class: 'badge s-waiting', 'data-state': 'disabled' }, 'disabled') : h('span', { class: 'muted' }, 'no')),
+        h('td', {}, slotBar(n.running, n.capacity)),
+        keys.map((k) => {
+          const has = Object.prototype.hasOwnProperty.call(n.attributes, k);
+          const op = Object.prototype.hasOwnProperty.call(n.operator_attributes || {}, k);
+          return h('td', { class: 'attr mono' + (op ? ' op' : ''), 'data-attr': k, title: op ? 'set by an operator' : null },
+            has ? fmtAttr(n.attributes[k]) : h('span', { class: 'muted' }, '–'));
+        }),
+        h('td', { class: 'hide-sm' }, n.last_seen ? h('span', { title: fmtTime(n.last_seen) }, fmtAgo(n.last_seen)) : '–'),
+        admin ? h('td', {}, n.disabled
+          ? h('button', { type: 'button', class: 'node-toggle', 'data-action': 'enable', onclick: () => act('Enable', 'Enabled ' + n.name, n.name, { disabled: false }) }, 'Enable')
+          : h('button', { type: 'button', class: 'danger node-toggle', 'data-action': 'disable', onclick: () => {
+            if (confirm('Disable node ' + n.name + '? No new work is placed on it; what runs there finishes.')) act('Disable', 'Disabled ' + n.name, n.name, { disabled: true });
+          } }, 'Disable')) : null)))));
+  }
+
+  /** Admins set or unset an attribute of a node (`kiln nodes set/unset`). */
+  function attributeForm(nodesNow, act) {
+    const node = h('select', { id: 'attr-node', 'aria-label': 'Node' });
+    const key = h('input', { id: 'attr-key', placeholder: 'city', 'aria-label': 'Attribute', autocomplete: 'off', required: true });
+    const value = h('input', { id: 'attr-value', placeholder: 'shenzhen, 8 or {gz,sz}', 'aria-label': 'Value', autocomplete: 'off' });
+    const err = h('div');
+    const fill = () => {
+      const keep = node.value;
+      put(node, nodesNow().map((n) => h('option', { value: n.name, selected: n.name === keep }, n.name)));
+    };
+    const send = async (unset) => {
+      clear(err);
+      const k = key.value.trim();
+      if (!k) { key.focus(); return; }
+      let body;
+      if (unset) body = { unset: [k] };
+      else {
+        try { body = { set: { [k]: parseAttr(value.value) } }; } catch (e) {
+          err.append(h('div', { class: 'error', role: 'alert' }, h('b', {}, 'Value of ' + k + ' is not valid'), e.message));
+          return;
+        }
+      }
+      if (await act(unset ? 'Unset' : 'Set', (unset ? 'Unset ' : 'Set ') + k + ' on ' + node.value, node.value, body) && !unset) value.value = '';
+    };
+    const form = h('form', { class: 'attr-form', 'aria-label': 'Set an attribute', onsubmit: (ev) => { ev.preventDefault(); send(false); } },
+      h('span', { class: 'label' }, 'Attribute'), node, key, h('span', { 'aria-hidden': 'true' }, '='), value,
+      h('button', { type: 'submit', id: 'attr-set' }, 'Set'),
+      h('button', { type: 'button', id: 'attr-unset', title: 'Remove the value an operator set (the agent’s own shows again)', onclick: () => send(true) }, 'Unset'));
+    const box = h('div', { class: 'attr-box' }, form, err);
+    box.fill = fill; // called with each new list of nodes
+    return box;
+  }
+
+  /** Each node's CPUs, memory and disk as bars (in use of all), its free slots and host ports. */
+  function offerCards(nodes, offers) {
+    if (!nodes.length) return h('div', { class: 'empty' }, 'No node, no offer.');
+    const by = new Map(offers.map((o) => [o.name, o]));
+    const num = (m) => { const c = m / 1000; return Number.isInteger(c) ? String(c) : c.toFixed(1); };
+    const cpus = [(m) => num(m) + (m === 1000 ? ' CPU' : ' CPUs'), (u, t) => num(u) + ' of ' + num(t) + (t === 1000 ? ' CPU' : ' CPUs')];
+    const bytes = [fmtBytes, (u, t) => fmtBytes(u) + ' of ' + fmtBytes(t)];
+    const ports = (rs) => rs.map((r) => r.start === r.end ? String(r.start) : r.start + '–' + r.end).join(', ');
+    const bar = (what, total, free, [all, part]) => {
+      if (!total) return h('div', { class: 'res', 'data-res': what }, h('span', { class: 'rl' }, what), h('span', { class: 'muted small' }, 'not declared'));
+      const used = free === null ? null : Math.max(0, total - free);
+      const pct = used === null ? 0 : Math.round((100 * used) / total);
+      const text = used === null ? all(total) + ' in all' : part(used, total) + ' in use';
+      return h('div', { class: 'res', 'data-res': what, 'data-used': used === null ? '' : used, 'data-total': total },
+        h('span', { class: 'rl' }, what),
+        h('div', { class: 'bar' + (pct >= 90 ? ' full' : '') + (used === null ? ' off' : ''), role: 'img', 'aria-label': what + ': ' + text }, h('span', { 'data-w': pct })),
+        h('span', { class: 'rv small' }, text));
+    };
+    return h('div', { class: 'offers' }, nodes.map((n) => {
+      const o = by.get(n.name) || null;
+      const f = o ? o.free : null;
+      const why = o ? null : n.state !== 'ready' ? n.state + ': offers nothing' : n.disabled ? 'disabled: offers nothing' : 'offers nothing';
+      return h('div', { class: 'offer' + (o ? '' : ' none'), 'data-offer': n.name },
+        h('div', { class: 'offer-head' }, h('b', {}, n.name), h('span', { class: 'muted small mono' }, n.ip), why ? h('span', { class: 'badge s-canceled' }, why) : null),
+        bar('CPU', n.resources.cpu_millis, f && f.cpu_millis, cpus),
+        bar('Memory', n.resources.memory_bytes, f && f.memory_bytes, bytes),
+        bar('Disk', n.resources.disk_bytes, f && f.disk_bytes, bytes),
+        h('div', { class: 'offer-foot small' },
+          h('span', {}, 'free slots ', h('b', { class: 'free-slots' }, o ? o.free_slots + ' of ' + n.capacity : '–')),
+          h('span', {}, 'free ports ', h('b', { class: 'free-ports mono' }, o ? (ports(o.free_ports) || 'none') : '–'))));
+    }));
   }
 
   /**
-   * Runs waiting for a concurrency slot and jobs waiting for an agent, each with why: read
-   * from the runs and the agents the API lists (no pool API needed).
+   * Runs waiting for a concurrency slot and jobs waiting for a node, each with why: the job's
+   * own `waiting` reason when the server gives one, else what the agents' slots say.
    */
-  async function waitingWork(p, agents) {
+  async function waitingWork(p, agents, nodes) {
     const opts = { signal: p.ctl.signal };
     const [pending, active] = await Promise.all([
       api('GET', '/runs?state=pending&limit=100', undefined, opts),
       api('GET', '/runs?state=running&limit=30', undefined, opts)]);
     const details = await Promise.all(active.map((r) => api('GET', '/runs/' + enc(r.id), undefined, opts)));
-    const total = agents ? agents.reduce((n, a) => n + a.capacity, 0) : null;
-    const busy = agents ? agents.reduce((n, a) => n + Math.min(a.running, a.capacity), 0) : null;
-    const why = agents === null ? 'waits for an agent'
-      : !agents.length ? 'no agent is connected'
+    const pool = nodes ? nodes.filter((n) => n.state === 'ready' && !n.disabled) : agents;
+    const total = pool ? pool.reduce((n, a) => n + a.capacity, 0) : null;
+    const busy = pool ? pool.reduce((n, a) => n + Math.min(a.running, a.capacity), 0) : null;
+    const why = pool === null ? 'waits for an agent'
+      : !pool.length ? (nodes ? 'no node is ready and enabled' : 'no agent is connected')
         : busy >= total ? 'all agent slots are busy (' + busy + ' of ' + total + ' in use)'
           : 'being handed to an agent (' + (total - busy) + ' slots free)';
     const rows = [];
@@ -1149,7 +1344,7 @@
       rows.push([r, null, 'the pipeline’s concurrency: limit is reached; it starts when an earlier run ends', r.created_at]);
     }
     for (const d of details) {
-      for (const j of d.jobs) if (j.state === 'queued') rows.push([d, j, why, d.created_at]);
+      for (const j of d.jobs) if (j.state === 'queued') rows.push([d, j, j.waiting ? 'waits for a node: ' + j.waiting : why, d.created_at]);
     }
     if (!rows.length) return h('div', { class: 'empty' }, 'Nothing is waiting.');
     return h('div', { class: 'scroll' }, h('table', {},
@@ -1157,7 +1352,7 @@
       h('tbody', {}, rows.map(([r, j, reason, since]) => h('tr', { 'data-waiting': r.pipeline + '#' + r.number + (j ? '/' + j.id : '') },
         h('td', {}, h('a', { href: '/runs/' + r.id }, r.project + '/' + r.pipeline + ' #' + r.number)),
         h('td', {}, j ? h('a', { href: '/runs/' + r.id + '/jobs/' + enc(j.id) }, j.id) : h('span', { class: 'muted' }, 'whole run')),
-        h('td', {}, reason),
+        h('td', { class: 'why' }, reason),
         h('td', { class: 'hide-sm' }, since ? fmtAgo(since) : '–'))))));
   }
 

@@ -433,25 +433,51 @@ async fn cancel_retry_errors_that_say_what_failed_missing_apis_keyboard_and_a_ph
     s.wait_for(&slow.id, "its job running", |d| d.jobs[0].state == "running").await;
     let second = s.admin.trigger("web", "slow", &Default::default()).await.unwrap();
     s.wait_for(&second.id, "its job queued", |d| d.jobs[0].state == "queued").await;
-    // The registry and the pool's nodes are not on this server yet, and say so; the pool page
-    // lists the waiting job and why it waits.
+    // The registry is not on this server yet, and says so; the pool page lists the node and
+    // the waiting job with the server's reason.
     b.c.goto(&format!("{}/registry", s.url)).await.unwrap();
     b.wait("the registry notice", "return !!document.querySelector('[data-unavailable=registry]')")
         .await;
     b.c.goto(&format!("{}/pool", s.url)).await.unwrap();
     b.wait(
-        "the agents and the pool notice",
-        "return !!document.querySelector('[data-unavailable=pool]')
-            && [...document.querySelectorAll('td')].some(t => t.textContent === 'embedded')",
+        "the embedded node",
+        "return !!document.querySelector('tr[data-node=embedded][data-state=ready]')
+            && !document.querySelector('[data-unavailable=pool]')",
     )
     .await;
     let why = b
         .wait(
             "the waiting job",
-            "const r = document.querySelector('tr[data-waiting=\"slow#2/wait\"]'); return r && r.textContent",
+            "const r = document.querySelector('tr[data-waiting=\"slow#2/wait\"] td.why'); return r && r.textContent",
         )
         .await;
-    assert!(why.as_str().unwrap().contains("all agent slots are busy (1 of 1 in use)"), "{why}");
+    let reason = s.admin.run(&second.id).await.unwrap().jobs[0].waiting.clone().unwrap();
+    assert_eq!(why, json!(format!("waits for a node: {reason}")), "the server's reason");
+    // A server whose API description lists no `/api/v1/nodes` (an older one): the connected
+    // agents and the "not available" note. Stand-in: the page's fetch of the description is
+    // rewritten in the browser to drop the pool paths; every other call reaches the server.
+    b.js("const f = window.fetch;
+          window.fetch = async (u, o) => {
+            const r = await f(u, o);
+            if (String(u) !== '/api/openapi.json') return r;
+            const d = await r.json();
+            for (const k of Object.keys(d.paths)) if (/\\/(nodes|offers)/.test(k)) delete d.paths[k];
+            return new Response(JSON.stringify(d), { status: 200, headers: { 'Content-Type': 'application/json' } });
+          };
+          return true")
+        .await;
+    b.click("#nav a[data-nav=pool]").await;
+    b.wait(
+        "the agents and the pool notice",
+        "return !!document.querySelector('[data-unavailable=pool]')
+            && !document.querySelector('table.nodes')
+            && [...document.querySelectorAll('section[aria-label=Agents] td')].some(t => t.textContent === 'embedded')
+            && !!document.querySelector('tr[data-waiting=\"slow#2/wait\"]')",
+    )
+    .await;
+    b.shot("pool-without-nodes-api").await;
+    b.c.goto(&format!("{}/pool", s.url)).await.unwrap();
+    b.wait("the nodes table", "return !!document.querySelector('table.nodes')").await;
     b.wait(
         "the queue plot",
         "return !!document.querySelector('svg.plot polyline, svg.plot circle')",
@@ -578,5 +604,291 @@ async fn a_followed_log_resumes_after_a_dropped_connection_without_losing_or_rep
     assert!(resumed, "the stream was asked again from after line 1");
     b.c.clone().close().await.unwrap();
     drop(proxy);
+    s.stop().await;
+}
+
+const GI: u64 = 1 << 30;
+
+/// A host as `kiln agent` declares it: `cpus` CPUs, 16 GiB, 100 GiB of disk, 100 ports.
+fn host(ip: &str, cpus: u64, attrs: &[(&str, kiln_api::pool::AttrValue)]) -> kiln_agent::HostFacts {
+    use kiln_api::pool::{PortRange, Resources};
+    kiln_agent::HostFacts {
+        hostname: format!("host-{}", ip.rsplit('.').next().unwrap()),
+        ip: ip.into(),
+        resources: Some(Resources {
+            cpu_millis: cpus * 1000,
+            memory_bytes: 16 * GI,
+            disk_bytes: 100 * GI,
+        }),
+        ports: Some(PortRange { start: 31000, end: 31099 }),
+        attributes: attrs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pool_page_shows_nodes_with_attributes_offers_as_bars_and_why_a_job_waits() {
+    use kiln_api::pool::AttrValue;
+    let mut s = TestServer::start(0).await;
+    let text = |v: &str| AttrValue::Text(v.into());
+    let _sz_agent = s.agent(
+        "sz-build-01",
+        2,
+        host(
+            "10.1.2.3",
+            4,
+            &[
+                ("city", text("shenzhen")),
+                ("cores", AttrValue::Number(32.0)),
+                ("zones", AttrValue::Set(vec!["gz".into(), "sz".into()])),
+            ],
+        ),
+    );
+    let gz_agent = s.agent("gz-build-02", 1, host("10.1.2.4", 8, &[("city", text("guangzhou"))]));
+    let started = Instant::now();
+    while s.admin.nodes().await.unwrap().iter().filter(|n| n.state == "ready").count() < 2 {
+        assert!(started.elapsed() < Duration::from_secs(20), "the two agents never registered");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+
+    // One job holds 3 CPUs and 4 GiB until told to end (only sz-build-01's 4 or gz-build-02's
+    // 8 CPUs take it); another asks for 64 CPUs, which no node has.
+    let gate = s.dir.path().join("gate");
+    let yaml = format!(
+        "name: crunch\nstages:\n  - name: b\n    jobs:\n      hold:\n        resources: {{ cpu: 3, memory: 4Gi }}\n        script: \"while [ ! -f {g} ]; do sleep 0.05; done\"\n      huge:\n        resources: {{ cpu: 64 }}\n        script: echo never\n",
+        g = gate.display()
+    );
+    s.apply("web", "crunch", &yaml).await;
+    let run = s.admin.trigger("web", "crunch", &Default::default()).await.unwrap();
+    let d = s
+        .wait_for(&run.id, "hold running and huge waiting", |d| {
+            d.jobs.iter().any(|j| j.id == "hold" && j.state == "running")
+                && d.jobs.iter().any(|j| j.id == "huge" && j.waiting.is_some())
+        })
+        .await;
+    let reason = d.jobs.iter().find(|j| j.id == "huge").unwrap().waiting.clone().unwrap();
+    assert!(reason.contains("64 CPUs asked"), "{reason}");
+    let holder = s
+        .admin
+        .nodes()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|n| n.running == 1)
+        .expect("a node runs hold")
+        .name;
+
+    let Some(b) = Browser::start("pool").await else {
+        s.stop().await;
+        return;
+    };
+    b.sign_in(&s.url, &s.admin_token).await;
+    b.c.goto(&format!("{}/pool", s.url)).await.unwrap();
+    b.wait(
+        "the nodes table",
+        "return document.querySelectorAll('table.nodes tr[data-node][data-state=ready]').length === 2",
+    )
+    .await;
+
+    // One column per attribute, as `kiln nodes` prints them; states in the state colours.
+    let heads = b
+        .js("return [...document.querySelectorAll('table.nodes th.attr')].map(t => t.textContent)")
+        .await;
+    assert_eq!(heads, json!(["city", "cores", "zones"]));
+    let row = |node: &str| {
+        format!(
+            "return [...document.querySelectorAll('table.nodes tr[data-node=\"{node}\"] td')].map(t => t.textContent)"
+        )
+    };
+    let sz = b.js(&row("sz-build-01")).await;
+    let sz: Vec<&str> = sz.as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert_eq!(
+        &sz[..6],
+        ["1", "sz-build-01process", "10.1.2.3", "host-3", "ready", "no"],
+        "{sz:?}"
+    );
+    assert_eq!(&sz[7..10], ["shenzhen", "32", "{gz,sz}"], "{sz:?}");
+    let gz = b.js(&row("gz-build-02")).await;
+    assert_eq!(gz[9], json!("–"), "gz-build-02 has no zones: {gz}");
+    let colour = b
+        .js("return getComputedStyle(document.querySelector('tr[data-node=\"sz-build-01\"] .badge[data-state=ready]')).color")
+        .await;
+    assert_eq!(colour, json!("rgb(26, 127, 55)"), "ready is the success green");
+
+    // Offers: CPU, memory and disk bars, used of all, with free slots and ports.
+    let cpu = b
+        .wait(
+            "the holder's CPU bar",
+            &format!(
+                "const r = document.querySelector('[data-offer=\"{holder}\"] [data-res=CPU]');
+                 const s = r && r.querySelector('.bar > span');
+                 return r && s && s.style.width && [r.dataset.used, r.dataset.total, s.style.width, r.textContent]"
+            ),
+        )
+        .await;
+    let total = if holder == "sz-build-01" { 4 } else { 8 };
+    assert_eq!(cpu[0], json!("3000"), "{cpu}");
+    assert_eq!(cpu[1], json!((total * 1000).to_string()), "{cpu}");
+    assert_eq!(cpu[2], json!(format!("{}%", (300.0 / total as f64).round())), "{cpu}");
+    assert!(cpu[3].as_str().unwrap().contains(&format!("3 of {total} CPUs in use")), "{cpu}");
+    let mem = b
+        .js(&format!(
+            "return document.querySelector('[data-offer=\"{holder}\"] [data-res=Memory]').textContent"
+        ))
+        .await;
+    assert!(mem.as_str().unwrap().contains("4.0 GiB of 16 GiB in use"), "{mem}");
+    let foot = b
+        .js("return [...document.querySelectorAll('[data-offer=\"sz-build-01\"] .offer-foot b')].map(t => t.textContent)")
+        .await;
+    let slots = if holder == "sz-build-01" { "1 of 2" } else { "2 of 2" };
+    assert_eq!(foot, json!([slots, "31000–31099"]));
+
+    // The waiting job, with the server's reason.
+    let why = b
+        .wait(
+            "the waiting job",
+            "const r = document.querySelector('tr[data-waiting=\"crunch#1/huge\"] td.why'); return r && r.textContent",
+        )
+        .await;
+    assert_eq!(why, json!(format!("waits for a node: {reason}")));
+    b.shot("1280").await;
+
+    // Disable gz-build-02 from the page, after confirming.
+    b.click("tr[data-node=\"gz-build-02\"] button[data-action=disable]").await;
+    let ask = b.c.get_alert_text().await.unwrap();
+    assert!(ask.contains("Disable node gz-build-02?"), "{ask}");
+    b.c.accept_alert().await.unwrap();
+    b.wait(
+        "gz-build-02 shown disabled",
+        "return !!document.querySelector('tr[data-node=\"gz-build-02\"][data-disabled=true] .badge[data-state=disabled]')
+            && !!document.querySelector('tr[data-node=\"gz-build-02\"] button[data-action=enable]')",
+    )
+    .await;
+    let nodes = s.admin.nodes().await.unwrap();
+    assert!(nodes.iter().find(|n| n.name == "gz-build-02").unwrap().disabled, "{nodes:?}");
+    assert!(!nodes.iter().find(|n| n.name == "sz-build-01").unwrap().disabled);
+    let none = b
+        .js("return document.querySelector('[data-offer=\"gz-build-02\"] .offer-head').textContent")
+        .await;
+    assert!(none.as_str().unwrap().contains("disabled: offers nothing"), "{none}");
+    // The waiting reason follows: one node is now disabled.
+    let why = b
+        .wait(
+            "the reason naming the disabled node",
+            "const r = document.querySelector('tr[data-waiting=\"crunch#1/huge\"] td.why');
+             return r && r.textContent.includes('disabled') && r.textContent",
+        )
+        .await;
+    let d = s.admin.run(&run.id).await.unwrap();
+    let huge = d.jobs.iter().position(|j| j.id == "huge").unwrap();
+    let reason = d.jobs[huge].waiting.clone().unwrap();
+    assert_eq!(why, json!(format!("waits for a node: {reason}")));
+
+    // Set an attribute on sz-build-01 (a number), then unset it; a bad name shows the API's error.
+    b.js("document.querySelector('#attr-node').value = 'sz-build-01'").await;
+    b.type_into("#attr-key", "rack").await;
+    b.type_into("#attr-value", "3").await;
+    b.click("#attr-set").await;
+    b.wait(
+        "the rack column",
+        "const c = document.querySelector('tr[data-node=\"sz-build-01\"] td.attr.op[data-attr=rack]'); return c && c.textContent === '3'",
+    )
+    .await;
+    let sz = s.admin.nodes().await.unwrap().into_iter().find(|n| n.name == "sz-build-01").unwrap();
+    assert_eq!(sz.operator_attributes.get("rack"), Some(&AttrValue::Number(3.0)));
+    b.shot("attributes").await;
+    b.click("#attr-unset").await;
+    b.wait("the rack column gone", "return !document.querySelector('th.attr[data-attr=rack]')")
+        .await;
+    assert!(s.admin.nodes().await.unwrap().iter().all(|n| !n.attributes.contains_key("rack")));
+    b.type_into("#attr-key", "9lives").await;
+    b.type_into("#attr-value", "x").await;
+    b.click("#attr-set").await;
+    let err = b
+        .wait("the error", "const e = document.querySelector('.error'); return e && e.textContent")
+        .await;
+    let err = err.as_str().unwrap();
+    assert!(
+        err.contains("Set failed")
+            && err.contains("PATCH /nodes/sz-build-01 answered 400")
+            && err.contains("9lives"),
+        "{err}"
+    );
+
+    // The run page: the queued job says why it waits, in the table and on its graph node.
+    b.c.goto(&format!("{}/runs/{}", s.url, run.id)).await.unwrap();
+    let node = b
+        .wait(
+            "the waiting node",
+            "const n = document.querySelector('svg.graph a.node[data-job=huge]');
+             return n && [n.querySelector('title').textContent, n.querySelector('text.sub').textContent]",
+        )
+        .await;
+    assert_eq!(node[0], json!(format!("job huge: queued; waits for a node: {reason}")));
+    assert!(node[1].as_str().unwrap().starts_with("waits: "), "{node}");
+    let note = b
+        .js("return [...document.querySelectorAll('section[aria-label=Jobs] td.note')].map(t => t.textContent)")
+        .await;
+    assert_eq!(note[huge], json!(format!("waits for a node: {reason}")), "{note}");
+    b.shot("run-waiting").await;
+
+    // gz-build-02's agent stops (it says goodbye): its node goes down, in the grey of canceled.
+    gz_agent.cancel();
+    b.c.goto(&format!("{}/pool", s.url)).await.unwrap();
+    let colour = b
+        .wait(
+            "gz-build-02 down",
+            "const e = document.querySelector('tr[data-node=\"gz-build-02\"][data-state=down] .badge[data-state=down]');
+             return e && getComputedStyle(e).color",
+        )
+        .await;
+    assert_eq!(colour, json!("rgb(75, 83, 93)"), "down is the canceled grey");
+    let gz = s.admin.nodes().await.unwrap().into_iter().find(|n| n.name == "gz-build-02").unwrap();
+    assert_eq!((gz.state.as_str(), gz.disabled), ("down", true));
+
+    // A phone: the pool page fits (its tables scroll in their boxes).
+    b.c.set_window_size(390, 844).await.unwrap();
+    b.c.goto(&format!("{}/pool", s.url)).await.unwrap();
+    b.wait(
+        "the nodes",
+        "return document.querySelectorAll('table.nodes tr[data-node]').length === 2",
+    )
+    .await;
+    let widths = b.js("return [window.innerWidth, document.documentElement.scrollWidth]").await;
+    let shot = b.shot("phone").await;
+    let wide = b
+        .js("return [...document.querySelectorAll('main *')].filter(e => e.getBoundingClientRect().right > window.innerWidth + 1 && !e.closest('.scroll')).map(e => e.tagName + '.' + e.className).slice(0, 5)")
+        .await;
+    assert!(
+        widths[1].as_u64() <= widths[0].as_u64(),
+        "the pool fits: {widths}; sticking out: {wide}; see {}",
+        shot.display()
+    );
+
+    // A developer sees the pool but cannot change it: no buttons, no attribute form.
+    let dev = s
+        .admin
+        .create_token(&kiln_api::CreateToken {
+            name: "dev".into(),
+            role: "developer".into(),
+            project: None,
+        })
+        .await
+        .unwrap();
+    b.click(".who button").await;
+    b.sign_in(&s.url, &dev.secret).await;
+    b.c.goto(&format!("{}/pool", s.url)).await.unwrap();
+    b.wait(
+        "the nodes",
+        "return document.querySelectorAll('table.nodes tr[data-node]').length === 2",
+    )
+    .await;
+    let controls = b
+        .js("return document.querySelectorAll('button.node-toggle, #attr-node, #attr-set').length")
+        .await;
+    assert_eq!(controls, json!(0), "only admins change nodes");
+
+    s.admin.cancel(&run.id).await.unwrap();
+    std::fs::write(&gate, "").unwrap();
+    b.c.clone().close().await.unwrap();
     s.stop().await;
 }

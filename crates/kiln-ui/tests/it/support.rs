@@ -69,8 +69,14 @@ impl TestServer {
     }
 
     /// Starts another agent on the process executor, named `name`, declaring `host` (its
-    /// host name, IP, resources, ports and attributes); it stops with the server.
-    pub fn agent(&mut self, name: &str, capacity: u32, host: kiln_agent::HostFacts) {
+    /// host name, IP, resources, ports and attributes); it stops when the returned token is
+    /// cancelled (saying goodbye: its node goes `down`) or with the server.
+    pub fn agent(
+        &mut self,
+        name: &str,
+        capacity: u32,
+        host: kiln_agent::HostFacts,
+    ) -> CancellationToken {
         let token = self.server.as_ref().expect("server runs").agent_token.clone();
         let client = Client::new(&self.url, &token).unwrap();
         let root = self.dir.path().join(format!("ws-{name}"));
@@ -83,10 +89,12 @@ impl TestServer {
             work_dir: self.dir.path().join(format!("agent-{name}")),
             host,
         };
-        let stop = self.stop_agent.clone();
+        let stop = self.stop_agent.child_token();
+        let stop2 = stop.clone();
         self.extra.push(tokio::spawn(async move {
-            kiln_agent::run(client, exec, config, stop).await.unwrap();
+            kiln_agent::run(client, exec, config, stop2).await.unwrap();
         }));
+        stop
     }
 
     pub async fn apply(&self, project: &str, name: &str, yaml: &str) {
