@@ -64,6 +64,10 @@ struct Shared {
     dispatch: Arc<Dispatch>,
     metrics: Arc<Metrics>,
     secrets: Arc<SecretBox>,
+    /// Mints each run's registry token.
+    registry: Arc<kiln_registry::Registry>,
+    /// `host:port` of the registry as jobs reach it (`KILN_REGISTRY`).
+    registry_host: String,
     actors: Mutex<HashMap<RunId, ActorRef>>,
     active: Mutex<HashMap<PipelineId, usize>>,
     admission: tokio::sync::Mutex<()>,
@@ -118,6 +122,7 @@ impl Coord {
         dispatch: Arc<Dispatch>,
         metrics: Arc<Metrics>,
         secrets: Arc<SecretBox>,
+        registry: (Arc<kiln_registry::Registry>, String),
     ) -> Coord {
         Coord {
             sh: Arc::new(Shared {
@@ -126,6 +131,8 @@ impl Coord {
                 dispatch,
                 metrics,
                 secrets,
+                registry: registry.0,
+                registry_host: registry.1,
                 actors: Mutex::new(HashMap::new()),
                 active: Mutex::new(HashMap::new()),
                 admission: tokio::sync::Mutex::new(()),
@@ -379,7 +386,16 @@ impl Coord {
     ) -> ApiResult<()> {
         let params = bind(&plan, &run.params).map_err(|e| ApiErr::internal(e.join("; ")))?;
         let pipeline = self.sh.store.pipeline_by_id(&run.pipeline_id).await?;
-        let (masker, secret_env) = self.project_secrets(&run.project).await?;
+        let (secret_env, mut masked) = self.project_secrets(&run.project).await?;
+        // The run's jobs may push to their project's repositories: one registry token per
+        // run, masked in its logs like a secret.
+        let registry_token = self.sh.registry.job_token(
+            pipeline.project_id,
+            &format!("run {}", run.full_name()),
+            crate::registry::JOB_TOKEN_TTL,
+        );
+        masked.push(registry_token.clone());
+        let masker = Masker::new(masked);
         let prior = match run.retry_of {
             Some(orig) => self
                 .sh
@@ -394,6 +410,8 @@ impl Coord {
         };
         let (tx, rx) = mpsc::unbounded_channel();
         let mut env = secret_env;
+        env.insert("KILN_REGISTRY".into(), self.sh.registry_host.clone());
+        env.insert("KILN_REGISTRY_TOKEN".into(), registry_token);
         env.insert("KILN_RUN_ID".into(), run.id.to_string());
         env.insert("KILN_RUN_NUMBER".into(), run.number.to_string());
         env.insert("KILN_PROJECT".into(), run.project.clone());
@@ -440,11 +458,11 @@ impl Coord {
         Ok(())
     }
 
-    /// The decrypted secrets of a project: a masker for its logs and the env for its jobs.
+    /// The decrypted secrets of a project: the env for its jobs and the values to mask.
     async fn project_secrets(
         &self,
         project: &str,
-    ) -> ApiResult<(Masker, BTreeMap<String, String>)> {
+    ) -> ApiResult<(BTreeMap<String, String>, Vec<String>)> {
         let sealed = self.sh.store.sealed_secrets(project).await?;
         let mut env = BTreeMap::new();
         for (name, s) in sealed {
@@ -453,7 +471,8 @@ impl Coord {
             })?;
             env.insert(name, value);
         }
-        Ok((Masker::new(env.values().cloned()), env))
+        let values = env.values().cloned().collect();
+        Ok((env, values))
     }
 }
 

@@ -82,6 +82,10 @@ pub struct ServerConfig {
     /// An agent that has not polled for this long is lost: its node shows `lost` and its
     /// attempts fail as "agent lost" (their jobs' retry policy decides what follows).
     pub agent_lost_after: Duration,
+    /// `host:port` at which jobs reach the registry (`KILN_REGISTRY`); default: the listen
+    /// address (`127.0.0.1:port` when listening on every address). Set it to an address
+    /// containers can reach when jobs push images.
+    pub registry_host: Option<String>,
 }
 
 impl ServerConfig {
@@ -93,6 +97,7 @@ impl ServerConfig {
             listen,
             database: None,
             agent_lost_after: Duration::from_millis(kiln_api::agent::LEASE_TTL_MS),
+            registry_host: None,
         }
     }
 }
@@ -150,8 +155,6 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
     let metrics = Arc::new(Metrics::new());
     let dispatch = Arc::new(Dispatch::new(config.agent_lost_after));
     dispatch.load_nodes(&store.nodes().await?);
-    let coord =
-        Coord::new(store.clone(), logs.clone(), dispatch.clone(), metrics.clone(), secrets.clone());
     let first_admin_token = first_admin(&store, data).await?;
     let mut secret = [0u8; 32];
     getrandom::fill(&mut secret).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
@@ -166,11 +169,19 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         kiln_registry::RegistryConfig::new(data.join("registry")),
     )
     .context("open the registry")?;
-    let registry_host = if addr.ip().is_unspecified() {
-        format!("127.0.0.1:{}", addr.port())
-    } else {
-        addr.to_string()
+    let registry_host = match &config.registry_host {
+        Some(host) => host.clone(),
+        None if addr.ip().is_unspecified() => format!("127.0.0.1:{}", addr.port()),
+        None => addr.to_string(),
     };
+    let coord = Coord::new(
+        store.clone(),
+        logs.clone(),
+        dispatch.clone(),
+        metrics.clone(),
+        secrets.clone(),
+        (registry.clone(), registry_host.clone()),
+    );
     let app = Arc::new(AppState {
         store,
         logs,

@@ -49,12 +49,3 @@ impl Authenticator for TokenAuth {
 /// How long a job's registry token is valid.
 pub const JOB_TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
 
-/// Adds `KILN_REGISTRY` (`host:port`) and `KILN_REGISTRY_TOKEN` (a token that pushes to the
-/// job's project's repositories, the password for `docker login`) to a lease's env.
-pub fn job_env(app: &crate::App, lease: &mut kiln_api::agent::Lease) {
-    let Some((ctx, _)) = app.dispatch.lease(&lease.id) else { return };
-    let name = format!("job {}/{}", lease.run_name, ctx.job);
-    let token = app.registry.job_token(ctx.project, &name, JOB_TOKEN_TTL);
-    lease.env.insert("KILN_REGISTRY".into(), app.registry_host.clone());
-    lease.env.insert("KILN_REGISTRY_TOKEN".into(), token);
-}

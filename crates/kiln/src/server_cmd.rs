@@ -39,6 +39,10 @@ pub struct ServerArgs {
     /// lost" and are retried under their retry policy (`30s`, `2m`).
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
     agent_lost_after: std::time::Duration,
+    /// `host:port` at which jobs reach the registry (`KILN_REGISTRY`) [default: the listen
+    /// address]. Set it when jobs push images from containers that cannot reach loopback.
+    #[arg(long, value_name = "HOST:PORT", env = "KILN_REGISTRY_HOST")]
+    registry_host: Option<String>,
     /// Attribute of the embedded agent's node, `key=value` (repeatable; see `kiln agent`).
     #[arg(long = "agent-attribute", value_name = "KEY=VALUE", value_parser = parse_attribute)]
     agent_attributes: Vec<(String, AttrValue)>,
@@ -191,6 +195,7 @@ pub async fn server(args: ServerArgs) -> ExitCode {
     let server = match kiln_server::start(kiln_server::ServerConfig {
         database: args.database.clone(),
         agent_lost_after: args.agent_lost_after,
+        registry_host: args.registry_host.clone(),
         ..kiln_server::ServerConfig::new(args.data.clone(), args.listen)
     })
     .await

@@ -120,14 +120,11 @@ pub async fn lease(
     Body(req): Body<LeaseRequest>,
 ) -> ApiResult<Json<LeaseResponse>> {
     agent_caller(&caller)?;
-    let mut resp = app
+    let resp = app
         .dispatch
         .poll(&agent, &req)
         .await
         .ok_or_else(|| ApiErr::not_found(format!("agent session `{agent}`: register again")))?;
-    for lease in &mut resp.leases {
-        crate::registry::job_env(&app, lease);
-    }
     app.metrics.leases.set(app.dispatch.lease_count() as i64);
     Ok(Json(resp))
 }
@@ -167,6 +164,8 @@ pub async fn events(
                 continue;
             }
             AgentEvent::Output { key, value } => {
+                // An output is stored and shown like a log line: secrets in it are masked.
+                let value = ctx.masker.mask(&value).into_owned();
                 Event::JobOutput { job: ctx.job.clone(), attempt: ctx.attempt, key, value }
             }
             AgentEvent::Exited { outcome } => {

@@ -562,10 +562,8 @@ async fn every_error_has_a_stable_code_and_a_message() {
 #[tokio::test]
 async fn jobs_get_a_registry_token_that_pushes_to_their_project_only() {
     let s = TestServer::start().await;
-    s.apply(
-        "team",
-        "image",
-        r#"
+    let saved = s.dir().join("token");
+    let yaml = r#"
 name: image
 stages:
   - name: push
@@ -574,17 +572,24 @@ stages:
         script:
           - echo "JOB_OUT registry=$KILN_REGISTRY"
           - echo "JOB_OUT token=$KILN_REGISTRY_TOKEN"
-"#,
-    )
-    .await;
+          - echo "token is $KILN_REGISTRY_TOKEN"
+          - printf %s "$KILN_REGISTRY_TOKEN" > SAVED
+"#
+    .replace("SAVED", &saved.display().to_string());
+    s.apply("team", "image", &yaml).await;
     s.admin.create_project("other").await.unwrap();
     let run = s.trigger("team", "image", &[]).await;
     let detail = s.wait_final(&run.id).await;
     let job = &detail.jobs[0];
     let registry = job.outputs.get("registry").unwrap();
-    let token = job.outputs.get("token").unwrap();
     assert_eq!(registry.as_str(), s.url.trim_start_matches("http://"));
+    // The token is a secret: masked in outputs and logs.
+    assert_eq!(job.outputs.get("token").map(String::as_str), Some("***"));
+    let log = log_text(&s, &run.id, Some("push")).await;
+    assert!(log.iter().any(|l| l == "token is ***"), "{log:#?}");
+    let token = &std::fs::read_to_string(&saved).unwrap();
     assert!(token.starts_with("kiln_job_"), "{token}");
+    assert!(!s.database_contains(token.as_bytes()).await, "the token is not stored");
     // The token gets push rights on the job's project, nothing on another one.
     let http = reqwest::Client::new();
     let ask = |scope: &str| {
