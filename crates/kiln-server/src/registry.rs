@@ -48,4 +48,3 @@ impl Authenticator for TokenAuth {
 
 /// How long a job's registry token is valid.
 pub const JOB_TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
-
