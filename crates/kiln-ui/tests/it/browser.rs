@@ -433,11 +433,20 @@ async fn cancel_retry_errors_that_say_what_failed_missing_apis_keyboard_and_a_ph
     s.wait_for(&slow.id, "its job running", |d| d.jobs[0].state == "running").await;
     let second = s.admin.trigger("web", "slow", &Default::default()).await.unwrap();
     s.wait_for(&second.id, "its job queued", |d| d.jobs[0].state == "queued").await;
-    // The registry is not on this server yet, and says so; the pool page lists the node and
-    // the waiting job with the server's reason.
-    b.c.goto(&format!("{}/registry", s.url)).await.unwrap();
+    // A server without a registry (`GET /v2/` answers 404, as older ones do) says so. Stand-in:
+    // the page's fetch of `/v2/` is answered 404 in the browser; every other call reaches the
+    // server. The pool page lists the node and the waiting job with the server's reason.
+    b.c.goto(&format!("{}/", s.url)).await.unwrap();
+    b.wait("the pipelines", "return !!document.querySelector('tr[data-pipeline]')").await;
+    b.js("const f = window.fetch;
+          window.fetch = (u, o) => String(u) === '/v2/'
+            ? Promise.resolve(new Response('{}', { status: 404 })) : f(u, o);
+          return true")
+        .await;
+    b.click("#nav a[data-nav=registry]").await;
     b.wait("the registry notice", "return !!document.querySelector('[data-unavailable=registry]')")
         .await;
+    assert_eq!(b.js("return document.querySelectorAll('table.repos').length").await, json!(0));
     b.c.goto(&format!("{}/pool", s.url)).await.unwrap();
     b.wait(
         "the embedded node",
@@ -889,6 +898,169 @@ async fn the_pool_page_shows_nodes_with_attributes_offers_as_bars_and_why_a_job_
 
     s.admin.cancel(&run.id).await.unwrap();
     std::fs::write(&gate, "").unwrap();
+    b.c.clone().close().await.unwrap();
+    s.stop().await;
+}
+
+/// Pushes a one-layer image to `repo:tag` through the distribution API (monolithic blob
+/// uploads, then the manifest), with basic auth and a Kiln token as the password, as `docker
+/// login` would. Returns the manifest's digest and the image's size (config and layer).
+async fn push_image(url: &str, token: &str, repo: &str, tag: &str, layer: &[u8]) -> (String, u64) {
+    use sha2::Digest;
+    let http = reqwest::Client::new();
+    let digest = |b: &[u8]| format!("sha256:{}", hex::encode(sha2::Sha256::digest(b)));
+    let config = format!(r#"{{"architecture":"amd64","os":"linux","tag":"{tag}"}}"#);
+    for blob in [config.as_bytes(), layer] {
+        let resp = http
+            .post(format!("{url}/v2/{repo}/blobs/uploads/?digest={}", digest(blob)))
+            .basic_auth("kiln", Some(token))
+            .header("Content-Type", "application/octet-stream")
+            .body(blob.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201, "push a blob: {}", resp.text().await.unwrap());
+    }
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest(config.as_bytes()), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest(layer), "size": layer.len()}],
+    }))
+    .unwrap();
+    let resp = http
+        .put(format!("{url}/v2/{repo}/manifests/{tag}"))
+        .basic_auth("kiln", Some(token))
+        .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+        .body(manifest.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201, "push the manifest: {}", resp.text().await.unwrap());
+    (digest(&manifest), (config.len() + layer.len()) as u64)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_registry_page_lists_repositories_tags_with_digests_sizes_pull_commands_and_pushes() {
+    let s = TestServer::start(0).await;
+    s.admin.create_project("team").await.unwrap();
+    let pusher = s
+        .admin
+        .create_token(&kiln_api::CreateToken {
+            name: "laptop".into(),
+            role: "developer".into(),
+            project: Some("team".into()),
+        })
+        .await
+        .unwrap();
+    let layer = vec![7u8; 3 * 1024 + 17];
+    let (d1, size) = push_image(&s.url, &pusher.secret, "team/app", "1.0", &layer).await;
+    let (d2, _) = push_image(&s.url, &pusher.secret, "team/app", "latest", b"a small second layer").await;
+    push_image(&s.url, &pusher.secret, "team/tools/lint", "v2", b"lint").await;
+
+    let Some(b) = Browser::start("registry").await else {
+        s.stop().await;
+        return;
+    };
+    b.sign_in(&s.url, &s.admin_token).await;
+    b.click("#nav a[data-nav=registry]").await;
+    b.wait("the repositories", "return document.querySelectorAll('table.repos tr[data-repo]').length === 2")
+        .await;
+    let rows = b
+        .js("return [...document.querySelectorAll('table.repos tr[data-repo]')].map(r => [...r.querySelectorAll('td')].slice(0, 3).map(t => t.textContent))")
+        .await;
+    assert_eq!(
+        rows,
+        json!([["team/app", "team", "private"], ["team/tools/lint", "team", "private"]])
+    );
+    // The pushes, newest first, with who pushed.
+    b.wait("the pushes", "return document.querySelectorAll('table.events tr[data-event]').length === 3").await;
+    let pushes = b
+        .js("return [...document.querySelectorAll('table.events tr[data-event]')].map(r => [r.querySelector('td').textContent, r.querySelector('.tag').textContent, r.querySelector('.digest').title, r.querySelector('.actor').textContent])")
+        .await;
+    assert_eq!(pushes[1], json!(["team/app", "latest", d2, "laptop"]));
+    assert_eq!(pushes[2], json!(["team/app", "1.0", d1, "laptop"]));
+    b.shot("repositories").await;
+
+    // The repository: its tags, short digests with the full one in the tooltip, the image's
+    // size from its manifest, when and by whom it was pushed, the pull command.
+    b.click("tr[data-repo=\"team/app\"] a").await;
+    b.wait("the tags", "return document.querySelectorAll('table.tags tr[data-tag]').length === 2").await;
+    assert_eq!(b.path().await, "/registry/team/app");
+    let row = b
+        .wait(
+            "the size of 1.0",
+            "const r = document.querySelector('tr[data-tag=\"1.0\"]'); const z = r && r.querySelector('.size [data-bytes]');
+             return z && { digest: r.querySelector('.digest').textContent, full: r.querySelector('.digest').title,
+               bytes: z.dataset.bytes, size: z.textContent, pushed: r.querySelectorAll('td')[3].textContent,
+               pull: r.querySelector('.pull-cmd').textContent }",
+        )
+        .await;
+    let host = s.url.trim_start_matches("http://");
+    assert_eq!(row["full"], json!(d1));
+    assert_eq!(row["digest"], json!(format!("sha256:{}", &d1[7..19])));
+    assert_eq!(row["bytes"], json!(size.to_string()));
+    assert_eq!(row["size"], json!("3.1 KiB"));
+    assert!(row["pushed"].as_str().unwrap().ends_with(" by laptop"), "{row}");
+    assert_eq!(row["pull"], json!(format!("docker pull {host}/team/app:1.0")));
+    assert_eq!(
+        b.js("return document.querySelectorAll('section[aria-label=\"Recent pushes\"] tr[data-event]').length").await,
+        json!(2),
+        "only this repository's pushes"
+    );
+
+    // Copy: the command lands in the clipboard (what the browser's clipboard accepted is
+    // recorded: a headless browser will not let a script read it back), or, where the
+    // browser refuses, is selected for Ctrl+C (the refusal is a stand-in made in the page).
+    let cmd = json!(format!("docker pull {host}/team/app:1.0"));
+    b.js("const w = navigator.clipboard.writeText.bind(navigator.clipboard);
+          navigator.clipboard.writeText = (t) => w(t).then(() => { window.copied = t; });
+          return true")
+        .await;
+    b.click("tr[data-tag=\"1.0\"] button.copy").await;
+    b.wait("the copy toast", "return /^(Copied|Selected)/.test(document.getElementById('toast').textContent)").await;
+    let copied = b.js("return [window.copied || null, String(window.getSelection())]").await;
+    assert!(copied[0] == cmd || copied[1] == cmd, "neither copied nor selected: {copied}");
+    b.js("navigator.clipboard.writeText = () => Promise.reject(new DOMException('denied', 'NotAllowedError'));
+          document.execCommand = () => false; window.getSelection().removeAllRanges();
+          document.getElementById('toast').textContent = ''; return true")
+        .await;
+    b.click("tr[data-tag=\"1.0\"] button.copy").await;
+    b.wait("the select toast", "return document.getElementById('toast').textContent.startsWith('Selected')").await;
+    assert_eq!(b.js("return String(window.getSelection())").await, cmd, "the command is selected");
+    b.shot("repository").await;
+
+    // Admins make it public, and private again (checked over the API).
+    b.click("#visibility").await;
+    b.wait("public", "return !!document.querySelector('.meta [data-visibility=public]') && document.querySelector('#visibility').dataset.public === 'true'").await;
+    let public = |list: Vec<kiln_api::RegistryRepository>| {
+        list.into_iter().find(|r| r.name == "team/app").unwrap().public
+    };
+    assert!(public(s.admin.registry_repositories().await.unwrap()));
+    b.click("#visibility").await;
+    b.wait("private", "return document.querySelector('#visibility').dataset.public === 'false'").await;
+    assert!(!public(s.admin.registry_repositories().await.unwrap()));
+
+    // A phone: the tags fit (the table scrolls in its box).
+    b.c.set_window_size(390, 844).await.unwrap();
+    b.c.refresh().await.unwrap();
+    b.wait("the tags", "return document.querySelectorAll('table.tags tr[data-tag]').length === 2").await;
+    let widths = b.js("return [window.innerWidth, document.documentElement.scrollWidth]").await;
+    let shot = b.shot("phone").await;
+    assert!(widths[1].as_u64() <= widths[0].as_u64(), "the page fits: {widths}; see {}", shot.display());
+
+    // A repository that does not exist: the page says which call failed.
+    b.c.goto(&format!("{}/registry/team/nope", s.url)).await.unwrap();
+    let err = b.wait("the error", "const e = document.querySelector('.error'); return e && e.textContent").await;
+    assert!(err.as_str().unwrap().contains("answered 404 not_found"), "{err}");
+
+    // A developer sees the repositories but no visibility toggle.
+    b.click(".who button").await;
+    b.sign_in(&s.url, &pusher.secret).await;
+    b.c.goto(&format!("{}/registry/team/app", s.url)).await.unwrap();
+    b.wait("the tags", "return document.querySelectorAll('table.tags tr[data-tag]').length === 2").await;
+    assert_eq!(b.js("return document.querySelectorAll('#visibility').length").await, json!(0));
+
     b.c.clone().close().await.unwrap();
     s.stop().await;
 }
