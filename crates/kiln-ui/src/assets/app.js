@@ -1398,7 +1398,7 @@
   }
   function shortDigest(d) {
     const [alg, hex] = String(d).split(':');
-    return h('span', { class: 'mono digest', title: d, 'data-digest': d }, hex ? alg + ':' + hex.slice(0, 12) : d);
+    return h('span', { class: 'mono digest', title: d, 'data-digest': d }, hex ? [h('span', { class: 'hide-sm' }, alg + ':'), hex.slice(0, 12)] : d);
   }
   function visibilityBadge(pub) {
     return pub ? h('span', { class: 'badge s-success', 'data-visibility': 'public' }, 'public')

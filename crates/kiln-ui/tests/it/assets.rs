@@ -52,13 +52,22 @@ async fn assets_have_their_content_types_and_unknown_ones_are_json_404s() {
 async fn the_api_metrics_and_registry_paths_are_not_the_uis() {
     let s = TestServer::start(0).await;
     let http = reqwest::Client::new();
-    for path in ["/api/v1/nothing/here", "/api", "/v2/", "/v2/app/tags/list"] {
+    for path in ["/api/v1/nothing/here", "/api"] {
         let r = http.get(format!("{}{path}", s.url)).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
         assert!(
             r.headers()[CONTENT_TYPE].to_str().unwrap().starts_with("application/json"),
             "{path}"
         );
+    }
+    // `/v2/` is the registry's: without credentials it asks for them (the Docker token
+    // flow), in the distribution spec's JSON error shape, never with the UI's page.
+    for path in ["/v2/", "/v2/team/app/tags/list"] {
+        let r = http.get(format!("{}{path}", s.url)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{path}");
+        assert!(r.headers()["www-authenticate"].to_str().unwrap().starts_with("Bearer realm="));
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["errors"][0]["code"], "UNAUTHORIZED", "{path}: {body}");
     }
     // A POST to a UI path is no page.
     let r = http.post(format!("{}/runs", s.url)).send().await.unwrap();

@@ -955,7 +955,8 @@ async fn the_registry_page_lists_repositories_tags_with_digests_sizes_pull_comma
         .unwrap();
     let layer = vec![7u8; 3 * 1024 + 17];
     let (d1, size) = push_image(&s.url, &pusher.secret, "team/app", "1.0", &layer).await;
-    let (d2, _) = push_image(&s.url, &pusher.secret, "team/app", "latest", b"a small second layer").await;
+    let (d2, _) =
+        push_image(&s.url, &pusher.secret, "team/app", "latest", b"a small second layer").await;
     push_image(&s.url, &pusher.secret, "team/tools/lint", "v2", b"lint").await;
 
     let Some(b) = Browser::start("registry").await else {
@@ -964,8 +965,11 @@ async fn the_registry_page_lists_repositories_tags_with_digests_sizes_pull_comma
     };
     b.sign_in(&s.url, &s.admin_token).await;
     b.click("#nav a[data-nav=registry]").await;
-    b.wait("the repositories", "return document.querySelectorAll('table.repos tr[data-repo]').length === 2")
-        .await;
+    b.wait(
+        "the repositories",
+        "return document.querySelectorAll('table.repos tr[data-repo]').length === 2",
+    )
+    .await;
     let rows = b
         .js("return [...document.querySelectorAll('table.repos tr[data-repo]')].map(r => [...r.querySelectorAll('td')].slice(0, 3).map(t => t.textContent))")
         .await;
@@ -974,7 +978,11 @@ async fn the_registry_page_lists_repositories_tags_with_digests_sizes_pull_comma
         json!([["team/app", "team", "private"], ["team/tools/lint", "team", "private"]])
     );
     // The pushes, newest first, with who pushed.
-    b.wait("the pushes", "return document.querySelectorAll('table.events tr[data-event]').length === 3").await;
+    b.wait(
+        "the pushes",
+        "return document.querySelectorAll('table.events tr[data-event]').length === 3",
+    )
+    .await;
     let pushes = b
         .js("return [...document.querySelectorAll('table.events tr[data-event]')].map(r => [r.querySelector('td').textContent, r.querySelector('.tag').textContent, r.querySelector('.digest').title, r.querySelector('.actor').textContent])")
         .await;
@@ -985,7 +993,8 @@ async fn the_registry_page_lists_repositories_tags_with_digests_sizes_pull_comma
     // The repository: its tags, short digests with the full one in the tooltip, the image's
     // size from its manifest, when and by whom it was pushed, the pull command.
     b.click("tr[data-repo=\"team/app\"] a").await;
-    b.wait("the tags", "return document.querySelectorAll('table.tags tr[data-tag]').length === 2").await;
+    b.wait("the tags", "return document.querySelectorAll('table.tags tr[data-tag]').length === 2")
+        .await;
     assert_eq!(b.path().await, "/registry/team/app");
     let row = b
         .wait(
@@ -1018,7 +1027,11 @@ async fn the_registry_page_lists_repositories_tags_with_digests_sizes_pull_comma
           return true")
         .await;
     b.click("tr[data-tag=\"1.0\"] button.copy").await;
-    b.wait("the copy toast", "return /^(Copied|Selected)/.test(document.getElementById('toast').textContent)").await;
+    b.wait(
+        "the copy toast",
+        "return /^(Copied|Selected)/.test(document.getElementById('toast').textContent)",
+    )
+    .await;
     let copied = b.js("return [window.copied || null, String(window.getSelection())]").await;
     assert!(copied[0] == cmd || copied[1] == cmd, "neither copied nor selected: {copied}");
     b.js("navigator.clipboard.writeText = () => Promise.reject(new DOMException('denied', 'NotAllowedError'));
@@ -1026,7 +1039,11 @@ async fn the_registry_page_lists_repositories_tags_with_digests_sizes_pull_comma
           document.getElementById('toast').textContent = ''; return true")
         .await;
     b.click("tr[data-tag=\"1.0\"] button.copy").await;
-    b.wait("the select toast", "return document.getElementById('toast').textContent.startsWith('Selected')").await;
+    b.wait(
+        "the select toast",
+        "return document.getElementById('toast').textContent.startsWith('Selected')",
+    )
+    .await;
     assert_eq!(b.js("return String(window.getSelection())").await, cmd, "the command is selected");
     b.shot("repository").await;
 
@@ -1038,27 +1055,40 @@ async fn the_registry_page_lists_repositories_tags_with_digests_sizes_pull_comma
     };
     assert!(public(s.admin.registry_repositories().await.unwrap()));
     b.click("#visibility").await;
-    b.wait("private", "return document.querySelector('#visibility').dataset.public === 'false'").await;
+    b.wait("private", "return document.querySelector('#visibility').dataset.public === 'false'")
+        .await;
     assert!(!public(s.admin.registry_repositories().await.unwrap()));
 
     // A phone: the tags fit (the table scrolls in its box).
     b.c.set_window_size(390, 844).await.unwrap();
     b.c.refresh().await.unwrap();
-    b.wait("the tags", "return document.querySelectorAll('table.tags tr[data-tag]').length === 2").await;
+    b.wait("the tags", "return document.querySelectorAll('table.tags tr[data-tag]').length === 2")
+        .await;
     let widths = b.js("return [window.innerWidth, document.documentElement.scrollWidth]").await;
     let shot = b.shot("phone").await;
-    assert!(widths[1].as_u64() <= widths[0].as_u64(), "the page fits: {widths}; see {}", shot.display());
+    assert!(
+        widths[1].as_u64() <= widths[0].as_u64(),
+        "the page fits: {widths}; see {}",
+        shot.display()
+    );
+    let copy = b
+        .js("const r = document.querySelector('tr[data-tag=\"1.0\"] button.copy').getBoundingClientRect(); return r.right <= window.innerWidth && r.width > 0")
+        .await;
+    assert_eq!(copy, json!(true), "the copy button is in view on a phone; see {}", shot.display());
 
     // A repository that does not exist: the page says which call failed.
     b.c.goto(&format!("{}/registry/team/nope", s.url)).await.unwrap();
-    let err = b.wait("the error", "const e = document.querySelector('.error'); return e && e.textContent").await;
+    let err = b
+        .wait("the error", "const e = document.querySelector('.error'); return e && e.textContent")
+        .await;
     assert!(err.as_str().unwrap().contains("answered 404 not_found"), "{err}");
 
     // A developer sees the repositories but no visibility toggle.
     b.click(".who button").await;
     b.sign_in(&s.url, &pusher.secret).await;
     b.c.goto(&format!("{}/registry/team/app", s.url)).await.unwrap();
-    b.wait("the tags", "return document.querySelectorAll('table.tags tr[data-tag]').length === 2").await;
+    b.wait("the tags", "return document.querySelectorAll('table.tags tr[data-tag]').length === 2")
+        .await;
     assert_eq!(b.js("return document.querySelectorAll('#visibility').length").await, json!(0));
 
     b.c.clone().close().await.unwrap();
