@@ -1407,13 +1407,13 @@
   function eventTable(events, withRepo) {
     if (!events.length) return h('div', { class: 'empty' }, 'No push yet.');
     return h('div', { class: 'scroll' }, h('table', { class: 'events' },
-      h('thead', {}, h('tr', {}, withRepo ? h('th', {}, 'Repository') : null, h('th', {}, 'Tag'), h('th', {}, 'Digest'), h('th', {}, 'Who'), h('th', {}, 'When'))),
+      h('thead', {}, h('tr', {}, withRepo ? h('th', {}, 'Repository') : null, h('th', {}, 'Tag'), h('th', { class: withRepo ? 'hide-sm' : null }, 'Digest'), h('th', {}, 'Who'), h('th', {}, 'When'))),
       h('tbody', {}, events.map((e) => h('tr', { 'data-event': e.id },
         withRepo ? h('td', {}, h('a', { href: '/registry/' + e.repository }, e.repository)) : null,
         h('td', { class: 'tag' }, e.tag || h('span', { class: 'muted' }, 'by digest')),
-        h('td', {}, shortDigest(e.digest)),
+        h('td', { class: withRepo ? 'hide-sm' : null }, shortDigest(e.digest)),
         h('td', { class: 'actor' }, e.actor),
-        h('td', {}, h('span', { title: fmtTime(e.created_at) }, fmtAgo(e.created_at))))))));
+        h('td', { class: 'nowrap' }, h('span', { title: fmtTime(e.created_at) }, fmtAgo(e.created_at))))))));
   }
 
   /** Whether the server has a registry: `GET /v2/` answers 404 on one without. */

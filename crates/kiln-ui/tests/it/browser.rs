@@ -1076,6 +1076,20 @@ async fn the_registry_page_lists_repositories_tags_with_digests_sizes_pull_comma
         .await;
     assert_eq!(copy, json!(true), "the copy button is in view on a phone; see {}", shot.display());
 
+    b.c.goto(&format!("{}/registry", s.url)).await.unwrap();
+    b.wait(
+        "the pushes",
+        "return document.querySelectorAll('table.events tr[data-event]').length === 3",
+    )
+    .await;
+    let widths = b.js("return [window.innerWidth, document.documentElement.scrollWidth]").await;
+    let shot = b.shot("phone-repositories").await;
+    assert!(
+        widths[1].as_u64() <= widths[0].as_u64(),
+        "the list fits: {widths}; see {}",
+        shot.display()
+    );
+
     // A repository that does not exist: the page says which call failed.
     b.c.goto(&format!("{}/registry/team/nope", s.url)).await.unwrap();
     let err = b
