@@ -155,14 +155,22 @@ impl Browser {
         path
     }
 
+    /// Clicks the element `css` names. Pages redraw live (the run graph every second), so an
+    /// element found just before a redraw can be stale by the click: it is found again, up to
+    /// five times.
     async fn click(&self, css: &str) {
-        self.c
-            .find(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("{css}: {e}"))
-            .click()
-            .await
-            .unwrap();
+        let mut tries = 0;
+        loop {
+            let el = self.c.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}"));
+            match el.click().await {
+                Ok(()) => return,
+                Err(e) if tries < 5 && e.to_string().contains("stale element") => {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("clicking {css}: {e}"),
+            }
+        }
     }
 
     async fn type_into(&self, css: &str, text: &str) {

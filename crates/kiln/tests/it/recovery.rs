@@ -127,6 +127,20 @@ async fn kill_9_while_a_job_runs_then_restart_finishes_every_run() {
     let once = client.trigger("p", "once", &TriggerRequest::default()).await.unwrap();
     wait_line(&client, &slow.id, "slow", "attempt 1 started").await;
     wait_line(&client, &once.id, "once", "started").await;
+    // A line can be on disk a moment before the server has stored that the attempt started
+    // (logs are written as they come, the run's events by its actor): the kill must come when
+    // the server knows both jobs run, as when an operator sees them running.
+    for (run, job) in [(&slow.id, "slow"), (&once.id, "once")] {
+        let t = Instant::now();
+        loop {
+            let d = client.run(run).await.unwrap();
+            if d.jobs.iter().any(|j| j.id == job && j.state == "running") {
+                break;
+            }
+            assert!(t.elapsed() < Duration::from_secs(30), "{job} never ran: {d:#?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 
     server.kill9();
     assert!(!leftovers(&slow.id).is_empty(), "the container outlived the server, as it should");
