@@ -80,6 +80,13 @@ struct Waiting {
     /// Same for asks that fit the same nodes (a pass skips the rest of a class once one
     /// of it found no node).
     class: String,
+    /// Where the scheduler put it, once placed (its env goes into the lease at hand-out).
+    placement: Option<kiln_scheduler::Placement>,
+}
+
+/// The host ports a placement holds.
+fn host_ports(p: Option<&kiln_scheduler::Placement>) -> Vec<u16> {
+    p.map(|p| p.ports.iter().map(|a| a.host).collect()).unwrap_or_default()
 }
 
 #[derive(Debug)]
@@ -195,14 +202,6 @@ fn unreserve(st: &mut State, node: &str, task: &kiln_scheduler::TaskId, ports: &
     }
 }
 
-/// Host ports a lease's env says it holds (`KILN_PORT_*`).
-fn ports_of(env: &BTreeMap<String, String>) -> Vec<u16> {
-    env.iter()
-        .filter(|(k, _)| k.starts_with("KILN_PORT_"))
-        .filter_map(|(_, v)| v.parse().ok())
-        .collect()
-}
-
 /// One placement pass: places what fits, by priority then age; wakes the agents that got
 /// work.
 fn place_queued(st: &mut State) {
@@ -223,8 +222,7 @@ fn place_queued(st: &mut State) {
         match st.sched.reserve(&w.ask) {
             Ok(placement) => {
                 let node = placement.node.0.clone();
-                let ports: Vec<u16> = placement.ports.iter().map(|p| p.host).collect();
-                let env = placement.env();
+                let ports = host_ports(Some(&placement));
                 let full = match st.nodes.get_mut(&node) {
                     Some(n) => {
                         n.running += 1;
@@ -236,7 +234,7 @@ fn place_queued(st: &mut State) {
                 if full {
                     sync_node(st, &node);
                 }
-                st.queue[i].q.lease.env.extend(env);
+                st.queue[i].placement = Some(placement);
                 taken.push(i);
                 woken.insert(node);
             }
@@ -248,7 +246,7 @@ fn place_queued(st: &mut State) {
     taken.sort_unstable();
     for i in taken.into_iter().rev() {
         let w = st.queue.remove(i).expect("index is in range");
-        let node = w.q.lease.env.get("KILN_NODE").cloned().unwrap_or_default();
+        let node = w.placement.as_ref().map(|p| p.node.0.clone()).unwrap_or_default();
         st.placed.entry(node).or_default().push_back(w);
     }
     // Placed lists keep placement order per node (FIFO within equal priority).
@@ -265,13 +263,8 @@ fn place_queued(st: &mut State) {
 fn unplace_node(st: &mut State, node: &str) {
     let Some(list) = st.placed.remove(node) else { return };
     for mut w in list.into_iter().rev() {
-        let task = task_id(&w.q.ctx);
-        let ports = ports_of(&w.q.lease.env);
-        unreserve(st, node, &task, &ports);
-        w.q.lease.env.retain(|k, _| {
-            !(k.starts_with("KILN_PORT_")
-                || matches!(k.as_str(), "KILN_NODE" | "KILN_HOST_IP" | "KILN_HOSTNAME"))
-        });
+        let ports = host_ports(w.placement.take().as_ref());
+        unreserve(st, node, &task_id(&w.q.ctx), &ports);
         st.queue.push_front(w);
     }
 }
@@ -399,7 +392,7 @@ impl Dispatch {
         let class =
             format!("{:?}|{:?}|{:?}", ask.resources, task.lease.start.job.scheduling, ask.project);
         let mut st = self.lock();
-        st.queue.push_back(Waiting { q: task, ask, class });
+        st.queue.push_back(Waiting { q: task, ask, class, placement: None });
         place_queued(&mut st);
         Ok(())
     }
@@ -418,7 +411,7 @@ impl Dispatch {
         if let Some((node, pos)) = placed {
             let w =
                 st.placed.get_mut(&node).and_then(|l| l.remove(pos)).expect("position is in range");
-            let ports = ports_of(&w.q.lease.env);
+            let ports = host_ports(w.placement.as_ref());
             unreserve(&mut st, &node, &task_id(&w.q.ctx), &ports);
             place_queued(&mut st);
             return Canceled::Dequeued(w.q.ctx);
@@ -573,10 +566,13 @@ impl Dispatch {
                     };
                     let mut lease = w.q.lease;
                     lease.id = uuid::Uuid::now_v7().simple().to_string();
+                    if let Some(p) = &w.placement {
+                        lease.env.extend(p.env());
+                    }
                     st.leases.insert(
                         lease.id.clone(),
                         Leased {
-                            ports: ports_of(&lease.env),
+                            ports: host_ports(w.placement.as_ref()),
                             task: task_id(&w.q.ctx),
                             ctx: w.q.ctx,
                             agent: agent.to_string(),

@@ -45,25 +45,19 @@ pub fn spawn_image_triggers(app: App, stop: CancellationToken) {
 pub async fn on_push(app: &App, event: &PushEvent) -> Vec<String> {
     let Some(tag) = &event.tag else { return Vec::new() };
     let mut done = Vec::new();
-    let project = match app.store.projects().await {
-        Ok(all) => all.into_iter().find(|p| p.id == event.project_id),
-        Err(e) => {
-            tracing::error!("image triggers: listing projects: {e}");
-            return done;
-        }
-    };
-    let Some(project) = project else { return done };
-    let pipelines = match app.store.pipelines(&project.name).await {
+    // A repository is named `<project>/<name>`: its project is the first segment.
+    let Some((project, _)) = event.repository.split_once('/') else { return done };
+    let pipelines = match app.store.pipelines(project).await {
         Ok(p) => p,
         Err(e) => {
-            tracing::error!("image triggers: listing pipelines of `{}`: {e}", project.name);
+            tracing::error!("image triggers: listing pipelines of `{project}`: {e}");
             return done;
         }
     };
     let image = format!("{}:{tag}", event.repository);
     for pipeline in pipelines {
         let Ok(plan) = app.coord.plan_of(&pipeline) else { continue };
-        if !plan.triggers.image.iter().any(|t| t.matches(&project.name, &event.repository, tag)) {
+        if !plan.triggers.image.iter().any(|t| t.matches(project, &event.repository, tag)) {
             continue;
         }
         let offered = [

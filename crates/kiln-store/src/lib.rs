@@ -106,7 +106,7 @@ pub use ids::{PipelineId, ProjectId, RunId, TokenId};
 pub use model::{
     ApprovalDecision, ApprovalRecord, ArtifactFile, ArtifactRecord, CacheRecord, JobRecord,
     NewArtifact, NewRun, NewToken, Pipeline, PipelineSource, Project, Role, Run, RunFilter,
-    SealedSecret, SecretInfo, Step, StoredEvent, Token, TokenSecret,
+    SealedSecret, SecretInfo, Step, StoredEvent, Token, TokenSecret, is_valid_name,
 };
 pub use nodes::{NodeChange, NodeRecord};
 pub use registry::{

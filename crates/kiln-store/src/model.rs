@@ -426,14 +426,18 @@ pub(crate) fn int<T: TryFrom<i64>>(v: i64, what: &str) -> Result<T, StoreError> 
     T::try_from(v).map_err(|_| StoreError::Corrupt(format!("{what} {v} out of range")))
 }
 
-/// Checks a project or pipeline name: 1 to 64 of `[A-Za-z0-9._-]`, starting with a letter or
-/// digit (so `project/pipeline#number` is unambiguous and names are safe in URLs).
-pub(crate) fn check_name(kind: &str, name: &str) -> Result<(), StoreError> {
-    let ok = !name.is_empty()
+/// Whether `name` can name a project or pipeline: 1 to 64 of `[A-Za-z0-9._-]`, starting with
+/// a letter or digit (so `project/pipeline#number` is unambiguous and names are safe in URLs).
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
         && name.len() <= 64
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if ok {
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+/// Checks a project or pipeline name (see [`is_valid_name`]).
+pub(crate) fn check_name(kind: &str, name: &str) -> Result<(), StoreError> {
+    if is_valid_name(name) {
         Ok(())
     } else {
         Err(StoreError::Invalid(format!(

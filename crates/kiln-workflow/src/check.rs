@@ -1015,20 +1015,8 @@ impl<'d> Checker<'d> {
                 "check",
                 kiln_scheduler::Resources::default(),
             );
-            probe.network = if out.host_network {
-                kiln_scheduler::Network::Host
-            } else {
-                kiln_scheduler::Network::Bridge
-            };
-            probe.ports = out
-                .ports
-                .iter()
-                .map(|p| kiln_scheduler::PortAsk {
-                    name: p.name.clone(),
-                    host: p.host,
-                    container: p.container,
-                })
-                .collect();
+            probe.network = out.network();
+            probe.ports = out.port_asks();
             if let Err(e) = probe.validate() {
                 use kiln_scheduler::AskError as E;
                 let name = match &e {

@@ -335,6 +335,27 @@ impl Scheduling {
         *self == Scheduling::default()
     }
 
+    /// The scheduler's network mode.
+    pub fn network(&self) -> kiln_scheduler::Network {
+        if self.host_network {
+            kiln_scheduler::Network::Host
+        } else {
+            kiln_scheduler::Network::Bridge
+        }
+    }
+
+    /// The scheduler's port requests, in the order written.
+    pub fn port_asks(&self) -> Vec<kiln_scheduler::PortAsk> {
+        self.ports
+            .iter()
+            .map(|p| kiln_scheduler::PortAsk {
+                name: p.name.clone(),
+                host: p.host,
+                container: p.container,
+            })
+            .collect()
+    }
+
     /// The scheduler's constraints. Never fails for a plan `compile` produced (each test
     /// was checked with the same parser).
     pub fn constraints(
@@ -403,25 +424,13 @@ impl Job {
         let mut ask = kiln_scheduler::Ask::new(task, group, project, resources);
         ask.priority = s.priority;
         ask.constraints = s.constraints()?;
-        ask.network = if s.host_network {
-            kiln_scheduler::Network::Host
-        } else {
-            kiln_scheduler::Network::Bridge
-        };
+        ask.network = s.network();
         ask.strategy = if s.spread {
             kiln_scheduler::Strategy::Spread
         } else {
             kiln_scheduler::Strategy::BinPack
         };
-        ask.ports = s
-            .ports
-            .iter()
-            .map(|p| kiln_scheduler::PortAsk {
-                name: p.name.clone(),
-                host: p.host,
-                container: p.container,
-            })
-            .collect();
+        ask.ports = s.port_asks();
         Ok(ask)
     }
 }

@@ -97,15 +97,6 @@ fn template_files(file: &str) -> (BTreeMap<String, String>, Option<String>) {
     (files, name)
 }
 
-/// Whether `name` can name a pipeline as it is (the server's rule: 1 to 64 of
-/// `[A-Za-z0-9._-]`, starting with a letter or digit).
-fn usable_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-}
-
 /// Runs `kiln pipeline …`.
 pub async fn pipeline(cmd: PipelineCmd) -> CmdResult {
     let client = cmd.conn.client()?;
@@ -170,7 +161,7 @@ async fn apply(
     let yaml = std::fs::read_to_string(file)
         .map_err(|e| Fail::invalid(format!("cannot read {file}: {e}")))?;
     let (files, workflow_name) = template_files(file);
-    let name = match name.or(workflow_name.filter(|n| usable_name(n))) {
+    let name = match name.or(workflow_name.filter(|n| kiln_store::is_valid_name(n))) {
         Some(n) => n,
         None => Path::new(file)
             .file_stem()

@@ -178,14 +178,6 @@ fn ports_text(ranges: &[PortRange]) -> String {
     ranges.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
 }
 
-fn cpus_text(millis: u64) -> String {
-    if millis.is_multiple_of(1000) {
-        format!("{}", millis / 1000)
-    } else {
-        format!("{:.2}", millis as f64 / 1000.0)
-    }
-}
-
 fn print_offers(offers: &[Offer]) {
     let keys = attribute_keys(offers.iter().map(|o| &o.attributes));
     let mut headers = vec!["INDEX", "IP", "HOSTNAME", "CPUS", "MEMORY", "DISK", "SLOTS", "PORTS"];
@@ -197,7 +189,7 @@ fn print_offers(offers: &[Offer]) {
             Cell::new(o.index),
             Cell::new(if o.ip.is_empty() { "-" } else { &o.ip }),
             Cell::new(&o.hostname),
-            Cell::new(cpus_text(o.free.cpu_millis)),
+            Cell::new(kiln_scheduler::model::format_cpu(o.free.cpu_millis)),
             Cell::new(human_size(o.free.memory_bytes)),
             Cell::new(human_size(o.free.disk_bytes)),
             Cell::new(o.free_slots),
