@@ -350,7 +350,7 @@ pub struct ArtifactFile {
 pub struct CreateToken {
     /// A name people recognise; it is what runs and approvals record as "by".
     pub name: String,
-    /// `viewer`, `developer` or `admin`.
+    /// `viewer`, `developer`, `admin`, or `agent` (runs agents only; never limited to a project).
     pub role: String,
     /// Limit the token to one project; none means every project.
     #[serde(default)]

@@ -278,3 +278,41 @@ mod tests {
         assert!(PortRange::parse("31000").is_err());
     }
 }
+
+/// What one project may hold on the pool at once; `None` = no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct QuotaLimits {
+    /// CPU in millicores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_millis: Option<u64>,
+    /// Memory in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
+    /// Jobs running at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jobs: Option<u32>,
+}
+
+/// What a project holds on the pool now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct QuotaUsage {
+    /// CPU in millicores reserved by its running jobs.
+    pub cpu_millis: u64,
+    /// Memory in bytes reserved by its running jobs.
+    pub memory_bytes: u64,
+    /// Its jobs placed on nodes (running or about to).
+    pub jobs: u32,
+    /// Its jobs waiting for a node.
+    pub waiting: u32,
+}
+
+/// A project's quota and use (`kiln quota`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct QuotaInfo {
+    /// The project.
+    pub project: String,
+    /// Its limits (all `None` when it has no quota).
+    pub limits: QuotaLimits,
+    /// What it holds now.
+    pub used: QuotaUsage,
+}

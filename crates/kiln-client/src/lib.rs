@@ -8,7 +8,7 @@ use futures::{Stream, StreamExt};
 use kiln_api::agent::{
     AgentEvent, AgentInfo, EventsResponse, LeaseRequest, LeaseResponse, RegisterAgent,
 };
-use kiln_api::pool::{NodeInfo, NodeUpdate, Offer};
+use kiln_api::pool::{NodeInfo, NodeUpdate, Offer, QuotaInfo, QuotaLimits};
 use kiln_api::{
     ApiError, ApplyPipeline, ApplyResult, Artifact, CreateProject, CreateToken, CreatedToken,
     DecisionRequest, ErrorBody, LogLine, LogPage, Pipeline, Project, RunDetail, RunSummary, Secret,
@@ -456,6 +456,23 @@ impl Client {
     /// The free capacity of each connected, enabled node.
     pub async fn offers(&self) -> Result<Vec<Offer>> {
         self.json(self.request(Method::GET, self.url(&["offers"]))).await
+    }
+
+    /// Every project's quota and use (projects with a quota or with work on the pool).
+    pub async fn quotas(&self) -> Result<Vec<QuotaInfo>> {
+        self.json(self.request(Method::GET, self.url(&["quotas"]))).await
+    }
+
+    /// Sets a project's quota (replacing the one it had).
+    pub async fn set_quota(&self, project: &str, limits: &QuotaLimits) -> Result<QuotaInfo> {
+        let url = self.url(&["projects", project, "quota"]);
+        self.json(self.request(Method::PUT, url).json(limits)).await
+    }
+
+    /// Removes a project's quota.
+    pub async fn delete_quota(&self, project: &str) -> Result<()> {
+        let url = self.url(&["projects", project, "quota"]);
+        self.send(self.request(Method::DELETE, url)).await.map(|_| ())
     }
 
     /// One lease long poll.

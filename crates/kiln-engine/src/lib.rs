@@ -32,6 +32,9 @@ pub use run::{Approval, Decision, GateState, JobCounts, REUSED_REASON, Run, Stop
 pub enum RunState {
     /// Created, not started.
     Pending,
+    /// Started, and every active job waits for a place to run (queued on the pool); none
+    /// runs yet.
+    Scheduling,
     /// Jobs are being started or are running.
     Running,
     /// Waiting at an approval stage.

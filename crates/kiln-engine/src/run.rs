@@ -368,9 +368,15 @@ impl Run {
         out
     }
 
-    /// The run's state. A canceling run stays `Running` until its last job has ended.
+    /// The run's state. A running run whose active jobs all wait for a place to run (queued,
+    /// none running) is `Scheduling`. A canceling run stays `Running` until its last job has
+    /// ended.
     pub fn state(&self) -> RunState {
-        self.state
+        let scheduling = self.state == RunState::Running
+            && self.stop.is_none()
+            && self.counts.running == 0
+            && self.counts.queued > 0;
+        if scheduling { RunState::Scheduling } else { self.state }
     }
 
     /// A job's status.

@@ -128,7 +128,7 @@ fn report() {
         out.placed.len(),
         TASKS,
         "every task must be placed; first waiting: {:?}",
-        out.waiting.first().map(|(t, w)| format!("{t}: {w}"))
+        out.waiting.first().map(|(i, w)| format!("{}: {w}", queue[*i].task))
     );
     let rate = TASKS as f64 / took.as_secs_f64();
     println!(

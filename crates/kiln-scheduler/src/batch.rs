@@ -14,13 +14,16 @@
 //!    placed (backfill). A big task can thus wait while small ones pass it; a priority is
 //!    the way to put it first.
 
+use std::borrow::Borrow;
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use crate::explain::Unplaced;
-use crate::hash::HashMap;
-use crate::model::{Ask, GroupKey, Placement, Resources, TaskId, format_bytes, format_cpu};
+use crate::hash::{Fx, HashMap};
+use crate::model::{Ask, GroupKey, Placement, Resources, format_bytes, format_cpu};
 use crate::pool::Pool;
 
 /// Limits on what one project may hold at once; `None` = no limit.
@@ -73,8 +76,9 @@ impl fmt::Display for QuotaExceeded {
 pub enum Wait {
     /// Its project's quota.
     Quota(QuotaExceeded),
-    /// No node can take it.
-    Unplaced(Unplaced),
+    /// No node can take it. Asks of one shape share one answer: its `task` is the first of
+    /// them that was tried.
+    Unplaced(Arc<Unplaced>),
 }
 
 impl fmt::Display for Wait {
@@ -86,13 +90,13 @@ impl fmt::Display for Wait {
     }
 }
 
-/// The outcome of [`Pool::place_batch`].
+/// The outcome of [`Pool::place_batch`]; tasks are named by their index in the queue.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Batch {
     /// Placed (and reserved) tasks, in the order they were placed.
-    pub placed: Vec<Placement>,
+    pub placed: Vec<(usize, Placement)>,
     /// Tasks left waiting, in the order they were tried, each with why.
-    pub waiting: Vec<(TaskId, Wait)>,
+    pub waiting: Vec<(usize, Wait)>,
 }
 
 /// Checks `ask` against its project's quota given what the project holds.
@@ -151,10 +155,15 @@ fn dominant_share(pool: &Pool, capacity: Resources, project: &str) -> f64 {
 impl Pool {
     /// Places as much of `queue` as fits, reserving each placement as it goes, by the policy
     /// of this module (priority, then DRF between projects, quotas, backfill). Deterministic.
-    pub fn place_batch(&mut self, queue: &[Ask], quotas: &BTreeMap<String, Quota>) -> Batch {
+    pub fn place_batch<A: Borrow<Ask>>(
+        &mut self,
+        queue: &[A],
+        quotas: &BTreeMap<String, Quota>,
+    ) -> Batch {
         let capacity = self.capacity();
         let mut levels: BTreeMap<Reverse<i32>, BTreeMap<&str, VecDeque<usize>>> = BTreeMap::new();
         for (i, ask) in queue.iter().enumerate() {
+            let ask = ask.borrow();
             levels
                 .entry(Reverse(ask.priority))
                 .or_default()
@@ -162,10 +171,10 @@ impl Pool {
                 .or_default()
                 .push_back(i);
         }
-        let mut out = Batch { placed: Vec::with_capacity(queue.len()), waiting: Vec::new() };
+        let mut out = Batch { placed: Vec::new(), waiting: Vec::new() };
         // Within one batch nothing is released, so an ask that failed keeps failing until its
         // group changes: remember failures by the ask's shape.
-        let mut failed: HashMap<String, Unplaced> = HashMap::default();
+        let mut failed: HashMap<u64, Arc<Unplaced>> = HashMap::default();
         let mut group_epoch: HashMap<GroupKey, u32> = HashMap::default();
         for (_, projects) in levels {
             let (names, mut queues): (Vec<&str>, Vec<VecDeque<usize>>) =
@@ -180,38 +189,40 @@ impl Pool {
             while let Some(Reverse(turn)) = turns.pop() {
                 let tasks = &mut queues[turn.project];
                 let Some(i) = tasks.pop_front() else { continue };
-                let ask = &queue[i];
+                let ask = queue[i].borrow();
                 if let Some(q) = check_quota(self, quotas, ask) {
-                    out.waiting.push((ask.task.clone(), Wait::Quota(q)));
+                    out.waiting.push((i, Wait::Quota(q)));
                 } else {
                     let key = (!failed.is_empty()).then(|| shape_key(ask, &group_epoch));
                     if let Some(u) = key.as_ref().and_then(|k| failed.get(k)) {
-                        let mut u = u.clone();
-                        u.task = ask.task.clone();
-                        out.waiting.push((ask.task.clone(), Wait::Unplaced(u)));
+                        out.waiting.push((i, Wait::Unplaced(u.clone())));
                     } else {
                         match self.reserve(ask) {
                             Ok(p) => {
                                 if ask.constraints.has_group_terms() {
                                     *group_epoch.entry(ask.group.clone()).or_insert(0) += 1;
                                 }
-                                out.placed.push(p);
+                                out.placed.push((i, p));
                             }
                             Err(u) => {
+                                let u = Arc::new(u);
                                 if u.invalid.is_none() {
                                     let k = key.unwrap_or_else(|| shape_key(ask, &group_epoch));
                                     failed.insert(k, u.clone());
                                 }
-                                out.waiting.push((ask.task.clone(), Wait::Unplaced(u)));
+                                out.waiting.push((i, Wait::Unplaced(u)));
                             }
                         }
                     }
                 }
                 if !tasks.is_empty() {
-                    turns.push(Reverse(Turn {
-                        share: dominant_share(self, capacity, names[turn.project]),
-                        project: turn.project,
-                    }));
+                    // One project alone needs no turns.
+                    let share = if names.len() == 1 {
+                        0.0
+                    } else {
+                        dominant_share(self, capacity, names[turn.project])
+                    };
+                    turns.push(Reverse(Turn { share, project: turn.project }));
                 }
             }
         }
@@ -219,21 +230,21 @@ impl Pool {
     }
 }
 
-/// Asks with equal keys get the same answer from the same pool.
-fn shape_key(ask: &Ask, epochs: &HashMap<GroupKey, u32>) -> String {
-    let ports: Vec<(u16, Option<u16>)> = ask.ports.iter().map(|p| (p.host, p.container)).collect();
-    let group = if ask.constraints.has_group_terms() {
-        format!("{}#{}", ask.group, epochs.get(&ask.group).copied().unwrap_or(0))
-    } else {
-        String::new()
-    };
-    format!(
-        "{:?}|{:?}|{:?}|{:?}|{}|{}",
-        ask.resources,
-        ports,
-        ask.network,
-        ask.strategy,
-        ask.constraints.key(),
-        group
-    )
+/// Asks with equal keys get the same answer from the same pool (a hash of what placement
+/// reads: resources, ports, network, strategy, constraints and, for group constraints, the
+/// group as it stands).
+fn shape_key(ask: &Ask, epochs: &HashMap<GroupKey, u32>) -> u64 {
+    let mut h = Fx::default();
+    ask.resources.hash(&mut h);
+    for p in &ask.ports {
+        (p.host, p.container).hash(&mut h);
+    }
+    ask.network.hash(&mut h);
+    ask.strategy.hash(&mut h);
+    ask.constraints.key().hash(&mut h);
+    if ask.constraints.has_group_terms() {
+        ask.group.hash(&mut h);
+        epochs.get(&ask.group).copied().unwrap_or(0).hash(&mut h);
+    }
+    h.finish()
 }

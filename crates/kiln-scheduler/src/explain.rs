@@ -40,6 +40,8 @@ pub enum Reason {
     NoFreePort,
     /// Disabled by an operator.
     Disabled,
+    /// Every slot of the node runs a task (its number of slots).
+    SlotsFull(u32),
 }
 
 impl Reason {
@@ -54,6 +56,7 @@ impl Reason {
             Reason::PortOutOfRange(p) => (5, p.to_string()),
             Reason::NoFreePort => (6, String::new()),
             Reason::Disabled => (7, String::new()),
+            Reason::SlotsFull(n) => (8, n.to_string()),
         }
     }
 
@@ -93,6 +96,7 @@ impl Reason {
             Reason::PortOutOfRange(p) => format!("host port {p} outside the node's port ranges"),
             Reason::NoFreePort => "no free host port".to_string(),
             Reason::Disabled => "disabled".to_string(),
+            Reason::SlotsFull(n) => format!("all {n} slots busy"),
         }
     }
 }

@@ -259,6 +259,8 @@ pub struct Node {
     pub ports: Vec<PortRange>,
     /// Attributes (`city`, `storageType`, `gcc`...), matched by constraints.
     pub attributes: BTreeMap<String, AttrValue>,
+    /// Tasks it runs at once at most (an agent's slots); `None`: only resources limit it.
+    pub slots: Option<u32>,
 }
 
 impl Node {
@@ -274,6 +276,7 @@ impl Node {
             reserved: Resources::default(),
             ports: vec![PortRange::DEFAULT],
             attributes: BTreeMap::new(),
+            slots: None,
         }
     }
 

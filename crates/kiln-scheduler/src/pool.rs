@@ -117,6 +117,11 @@ impl Slot {
     fn free(&self) -> Resources {
         self.node.allocatable().saturating_sub(self.used)
     }
+
+    /// `Some(slots)` when every task slot of the node is taken.
+    fn slots_full(&self) -> Option<u32> {
+        self.node.slots.filter(|&n| self.tasks >= n as usize)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -372,6 +377,11 @@ impl Pool {
         self.projects.get(project).copied().unwrap_or_default()
     }
 
+    /// Every project holding something, by name, with what it holds.
+    pub fn projects(&self) -> impl Iterator<Item = (&str, ProjectUsage)> {
+        self.projects.iter().map(|(p, u)| (p.as_str(), *u))
+    }
+
     /// Sum of allocatable resources of enabled nodes.
     pub fn capacity(&self) -> Resources {
         self.live
@@ -620,12 +630,13 @@ impl Pool {
         let Some(slot) = self.slots[i].as_ref() else {
             return false;
         };
-        Self::resource_failure(ask, slot.free()).is_none()
+        slot.slots_full().is_none()
+            && Self::resource_failure(ask, slot.free()).is_none()
             && self.group_failure(f, ask, group, i, &slot.node).is_none()
             && Self::ports_fit(ask, slot)
     }
 
-    /// Why node `i` can not take `ask`, in a fixed order: disabled, constraints, CPU,
+    /// Why node `i` can not take `ask`, in a fixed order: disabled, constraints, slots, CPU,
     /// memory, disk, ports.
     fn reason(&self, f: &Feasible, ask: &Ask, i: usize) -> Option<Reason> {
         let group = self.groups.get(&ask.group);
@@ -640,6 +651,9 @@ impl Pool {
         }
         if let Some(g) = self.group_failure(f, ask, group, i, &slot.node) {
             return Some(Reason::Constraint(g));
+        }
+        if let Some(n) = slot.slots_full() {
+            return Some(Reason::SlotsFull(n));
         }
         if let Some(r) = Self::resource_failure(ask, slot.free()) {
             return Some(r);

@@ -2,7 +2,9 @@
 //!
 //! Roles grow: a viewer reads; a developer also applies pipelines, triggers, cancels, retries,
 //! approves and rejects; an admin also creates projects, tokens and secrets and runs agents.
-//! A token limited to a project has its role on that project only. Verified tokens are cached
+//! A token limited to a project has its role on that project only. An `agent` token stands
+//! apart: it may run an agent (the `/api/v1/agents` and `/api/v1/leases` paths) and nothing
+//! else, not even read. A request with an unknown or revoked token is refused and logged. Verified tokens are cached
 //! for [`CACHE_TTL`] so a busy client does not cost a database write per request; revoking a
 //! token clears the cache.
 
@@ -77,6 +79,7 @@ impl Caller {
 /// The text of a role.
 pub fn role_text(r: Role) -> &'static str {
     match r {
+        Role::Agent => "agent",
         Role::Viewer => "viewer",
         Role::Developer => "developer",
         Role::Admin => "admin",
@@ -89,10 +92,16 @@ pub fn parse_role(s: &str) -> ApiResult<Role> {
         "viewer" => Ok(Role::Viewer),
         "developer" => Ok(Role::Developer),
         "admin" => Ok(Role::Admin),
+        "agent" => Ok(Role::Agent),
         other => Err(ApiErr::bad_request(format!(
-            "role `{other}` is not one of viewer, developer, admin"
+            "role `{other}` is not one of viewer, developer, admin, agent"
         ))),
     }
+}
+
+/// The paths an agent token may call: registration, lease polls and what a lease reports.
+fn is_agent_path(path: &str) -> bool {
+    ["/api/v1/agents", "/api/v1/leases/"].iter().any(|p| path.starts_with(p))
 }
 
 /// Verified tokens, by the hash of their secret.
@@ -143,11 +152,14 @@ impl FromRequestParts<App> for Caller {
         let token = match cached {
             Some(t) => t,
             None => {
-                let t = app
-                    .store
-                    .verify_token(secret)
-                    .await?
-                    .ok_or_else(|| ApiErr::unauthorized("the token is unknown or revoked"))?;
+                let Some(t) = app.store.verify_token(secret).await? else {
+                    tracing::warn!(
+                        "refused {} {}: the token is unknown or revoked",
+                        parts.method,
+                        parts.uri.path()
+                    );
+                    return Err(ApiErr::unauthorized("the token is unknown or revoked"));
+                };
                 app.tokens
                     .entries
                     .lock()
@@ -156,6 +168,12 @@ impl FromRequestParts<App> for Caller {
                 t
             }
         };
+        if token.role == Role::Agent && !is_agent_path(parts.uri.path()) {
+            return Err(ApiErr::forbidden(format!(
+                "token `{}` is an agent token: it may only run an agent",
+                token.name
+            )));
+        }
         Ok(Caller { name: token.name, role: token.role, project: token.project, internal: false })
     }
 }

@@ -495,6 +495,7 @@ fn plan_or_error(compiled: kiln_workflow::Compiled) -> ApiResult<Arc<Plan>> {
 pub fn state_text(s: RunState) -> &'static str {
     match s {
         RunState::Pending => "pending",
+        RunState::Scheduling => "scheduling",
         RunState::Running => "running",
         RunState::Paused => "paused",
         RunState::Success => "success",

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use kiln_api::agent::{AgentInfo, LEASE_TTL_MS, Lease, LeaseRequest, LeaseResponse, RegisterAgent};
-use kiln_api::pool::{NodeInfo, Offer};
+use kiln_api::pool::{NodeInfo, Offer, QuotaUsage};
 use kiln_logs::Masker;
 use kiln_store::{NodeRecord, ProjectId, RunId};
 use kiln_workflow::plan::JobId;
@@ -77,9 +77,6 @@ pub struct Queued {
 struct Waiting {
     q: Queued,
     ask: kiln_scheduler::Ask,
-    /// Same for asks that fit the same nodes (a pass skips the rest of a class once one
-    /// of it found no node).
-    class: String,
     /// Where the scheduler put it, once placed (its env goes into the lease at hand-out).
     placement: Option<kiln_scheduler::Placement>,
 }
@@ -120,6 +117,8 @@ struct State {
     nodes: BTreeMap<String, Node>,
     /// The placement snapshot and its reservation ledger.
     sched: kiln_scheduler::Pool,
+    /// Per-project quotas, by project name.
+    quotas: BTreeMap<String, kiln_scheduler::Quota>,
 }
 
 /// The queue of attempts, the nodes of the pool and the leases of connected agents.
@@ -187,69 +186,42 @@ fn sync_node(st: &mut State, name: &str) {
 /// Gives the reservation of `task` on `node` back.
 fn unreserve(st: &mut State, node: &str, task: &kiln_scheduler::TaskId, ports: &[u16]) {
     st.sched.release(task);
-    let was_full = if let Some(n) = st.nodes.get_mut(node) {
-        let full = n.running >= n.capacity();
+    if let Some(n) = st.nodes.get_mut(node) {
         n.running = n.running.saturating_sub(1);
         for p in ports {
             n.ports_used.remove(p);
         }
-        full
-    } else {
-        false
-    };
-    if was_full {
-        sync_node(st, node);
     }
 }
 
-/// One placement pass: places what fits, by priority then age; wakes the agents that got
-/// work.
+/// One placement pass over the whole queue (`Pool::place_batch`: priorities, fair share
+/// between projects, quotas); wakes the agents that got work.
 fn place_queued(st: &mut State) {
     if st.queue.is_empty() {
         return;
     }
-    let mut order: Vec<usize> = (0..st.queue.len()).collect();
-    // Stable: equal priorities keep queue order.
-    order.sort_by_key(|&i| std::cmp::Reverse(st.queue[i].ask.priority));
-    let mut failed: HashSet<String> = HashSet::new();
-    let mut taken: Vec<usize> = Vec::new();
+    let batch = {
+        let asks: Vec<&kiln_scheduler::Ask> = st.queue.iter().map(|w| &w.ask).collect();
+        st.sched.place_batch(&asks, &st.quotas)
+    };
+    if batch.placed.is_empty() {
+        return;
+    }
+    let mut queue: Vec<Option<Waiting>> = st.queue.drain(..).map(Some).collect();
     let mut woken: HashSet<String> = HashSet::new();
-    for i in order {
-        let w = &st.queue[i];
-        if failed.contains(&w.class) {
-            continue;
+    // Placed lists keep placement order per node.
+    for (i, placement) in batch.placed {
+        let Some(mut w) = queue[i].take() else { continue };
+        let node = placement.node.0.clone();
+        if let Some(n) = st.nodes.get_mut(&node) {
+            n.running += 1;
+            n.ports_used.extend(host_ports(Some(&placement)));
         }
-        match st.sched.reserve(&w.ask) {
-            Ok(placement) => {
-                let node = placement.node.0.clone();
-                let ports = host_ports(Some(&placement));
-                let full = match st.nodes.get_mut(&node) {
-                    Some(n) => {
-                        n.running += 1;
-                        n.ports_used.extend(ports);
-                        n.running >= n.capacity()
-                    }
-                    None => false,
-                };
-                if full {
-                    sync_node(st, &node);
-                }
-                st.queue[i].placement = Some(placement);
-                taken.push(i);
-                woken.insert(node);
-            }
-            Err(_) => {
-                failed.insert(w.class.clone());
-            }
-        }
+        w.placement = Some(placement);
+        st.placed.entry(node.clone()).or_default().push_back(w);
+        woken.insert(node);
     }
-    taken.sort_unstable();
-    for i in taken.into_iter().rev() {
-        let w = st.queue.remove(i).expect("index is in range");
-        let node = w.placement.as_ref().map(|p| p.node.0.clone()).unwrap_or_default();
-        st.placed.entry(node).or_default().push_back(w);
-    }
-    // Placed lists keep placement order per node (FIFO within equal priority).
+    st.queue = queue.into_iter().flatten().collect();
     for node in woken {
         let session = st.nodes.get(&node).and_then(|n| n.session.clone());
         if let Some(s) = session.and_then(|id| st.agents.get(&id)) {
@@ -305,6 +277,38 @@ impl Dispatch {
             sync_node(&mut st, &record.name);
             place_queued(&mut st);
         }
+    }
+
+    /// Sets (`Some`) or removes (`None`) the quota of `project`; what now fits is placed.
+    pub fn set_quota(&self, project: &str, quota: Option<kiln_scheduler::Quota>) {
+        let mut st = self.lock();
+        match quota {
+            Some(q) => st.quotas.insert(project.to_string(), q),
+            None => st.quotas.remove(project),
+        };
+        place_queued(&mut st);
+    }
+
+    /// What each project with work on the pool holds and has waiting, by project name.
+    pub fn project_usage(&self) -> BTreeMap<String, QuotaUsage> {
+        let st = self.lock();
+        let mut out: BTreeMap<String, QuotaUsage> = st
+            .sched
+            .projects()
+            .map(|(p, u)| {
+                let usage = QuotaUsage {
+                    cpu_millis: u.resources.cpu_millis,
+                    memory_bytes: u.resources.memory_bytes,
+                    jobs: u.jobs,
+                    waiting: 0,
+                };
+                (p.to_string(), usage)
+            })
+            .collect();
+        for w in &st.queue {
+            out.entry(w.ask.project.clone()).or_default().waiting += 1;
+        }
+        out
     }
 
     /// Forgets a node whose agent is not connected; `false` if it is connected (or unknown).
@@ -371,6 +375,9 @@ impl Dispatch {
     pub fn waiting(&self, run: &RunId, job: &JobId) -> Option<String> {
         let st = self.lock();
         let w = st.queue.iter().find(|w| &w.q.ctx.run == run && &w.q.ctx.job == job)?;
+        if let Some(q) = kiln_scheduler::check_quota(&st.sched, &st.quotas, &w.ask) {
+            return Some(q.to_string());
+        }
         let reasons = st.nodes.values().map(|n| match n.gate() {
             Err(why) => why,
             Ok(()) => match st.sched.why_not(&w.ask, &kiln_scheduler::NodeId(n.name.clone())) {
@@ -389,10 +396,8 @@ impl Dispatch {
             Ok(a) => a,
             Err(why) => return Err((task.ctx, why)),
         };
-        let class =
-            format!("{:?}|{:?}|{:?}", ask.resources, task.lease.start.job.scheduling, ask.project);
         let mut st = self.lock();
-        st.queue.push_back(Waiting { q: task, ask, class, placement: None });
+        st.queue.push_back(Waiting { q: task, ask, placement: None });
         place_queued(&mut st);
         Ok(())
     }

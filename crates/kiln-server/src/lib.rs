@@ -196,6 +196,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         registry,
         registry_host,
     });
+    routes::quotas::load(&app).await?;
     let resumed = coord.recover().await?;
     let shutdown = CancellationToken::new();
     spawn_reaper(app.clone(), shutdown.clone());

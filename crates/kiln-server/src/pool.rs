@@ -144,8 +144,8 @@ impl Node {
         self.facts.capacity.max(1)
     }
 
-    /// Whether the server lets anything be placed here now, before resources and constraints
-    /// are looked at: the agent is connected, the node is enabled and has a free slot.
+    /// Whether the server lets anything be placed here now, before slots, resources and
+    /// constraints are looked at: the agent is connected and the node is enabled.
     pub fn gate(&self) -> Result<(), String> {
         match self.state {
             NodeState::Ready => {}
@@ -155,14 +155,12 @@ impl Node {
         if self.disabled {
             return Err("disabled".into());
         }
-        if self.running >= self.capacity() {
-            return Err(format!("all {} slots busy", self.capacity()));
-        }
         Ok(())
     }
 
-    /// The node as the scheduler sees it: disabled unless [`Node::gate`] passes. A node that
-    /// declared no resources counts as having plenty (only its slots limit it).
+    /// The node as the scheduler sees it: disabled unless [`Node::gate`] passes, with the
+    /// agent's slots. A node that declared no resources counts as having plenty (only its
+    /// slots limit it).
     pub fn sched_node(&self) -> kiln_scheduler::Node {
         let total = match self.facts.resources {
             Some(r) => kiln_scheduler::Resources {
@@ -186,6 +184,7 @@ impl Node {
             reserved: kiln_scheduler::Resources::default(),
             ports: vec![kiln_scheduler::PortRange { start: range.start, end: range.end }],
             attributes: self.attributes().into_iter().map(|(k, v)| (k, sched_value(v))).collect(),
+            slots: Some(self.capacity()),
         }
     }
 
@@ -298,14 +297,12 @@ mod tests {
     }
 
     #[test]
-    fn the_gate_checks_connection_disabled_and_slots() {
+    fn the_gate_checks_connection_and_disabled_and_slots_go_to_the_scheduler() {
         let mut n = node("a", 8, 16, 2);
         assert_eq!(n.gate(), Ok(()));
-        n.running = 2;
-        assert_eq!(n.gate(), Err("all 2 slots busy".into()));
-        assert!(n.sched_node().disabled);
-        n.running = 1;
+        assert_eq!(n.sched_node().slots, Some(2));
         n.disabled = true;
+        assert!(n.sched_node().disabled);
         assert_eq!(n.gate(), Err("disabled".into()));
         n.disabled = false;
         n.state = NodeState::Lost;

@@ -96,6 +96,7 @@ mod ids;
 mod model;
 mod nodes;
 mod projects;
+mod quotas;
 mod registry;
 mod runs;
 mod secrets;
@@ -109,6 +110,7 @@ pub use model::{
     SealedSecret, SecretInfo, Step, StoredEvent, Token, TokenSecret, is_valid_name,
 };
 pub use nodes::{NodeChange, NodeRecord};
+pub use quotas::{ProjectQuota, QuotaLimits};
 pub use registry::{
     ManifestPut, NewRegistryManifest, RegistryDelivery, RegistryDeliveryInfo, RegistryEvent,
     RegistryGcRows, RegistryManifest, RegistryReferrer, RegistryRepository, RegistryWebhook,

@@ -205,6 +205,8 @@ pub struct ApprovalRecord {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
+    /// Runs an agent: the agent API only (register, leases, logs, reports), nothing else.
+    Agent,
     /// Read.
     Viewer,
     /// Read, run, approve.
@@ -385,6 +387,7 @@ pub(crate) trait DbText: Sized + Copy + 'static {
 impl DbText for RunState {
     const ALL: &'static [(Self, &'static str)] = &[
         (RunState::Pending, "pending"),
+        (RunState::Scheduling, "scheduling"),
         (RunState::Running, "running"),
         (RunState::Paused, "paused"),
         (RunState::Success, "success"),
@@ -416,8 +419,12 @@ impl DbText for ApprovalDecision {
 }
 
 impl DbText for Role {
-    const ALL: &'static [(Self, &'static str)] =
-        &[(Role::Viewer, "viewer"), (Role::Developer, "developer"), (Role::Admin, "admin")];
+    const ALL: &'static [(Self, &'static str)] = &[
+        (Role::Agent, "agent"),
+        (Role::Viewer, "viewer"),
+        (Role::Developer, "developer"),
+        (Role::Admin, "admin"),
+    ];
     const WHAT: &'static str = "role";
 }
 

@@ -448,7 +448,7 @@ impl Store {
     pub async fn unfinished_runs(&self) -> Result<Vec<Run>> {
         let what = || "list unfinished runs".to_string();
         let rows = with_db!(&self.db, p => sqlx::query_as::<_, RunRow>(run_select!(
-            "WHERE r.state IN ('pending', 'running', 'paused') ORDER BY r.created_at, r.id"))
+            "WHERE r.state IN ('pending', 'scheduling', 'running', 'paused') ORDER BY r.created_at, r.id"))
             .fetch_all(p)
             .await)
         .ctx(what)?;
@@ -495,7 +495,7 @@ impl Store {
         let what = || format!("count active runs of pipeline {pipeline}");
         let count: Option<i64> = with_db!(&self.db, p => sqlx::query_scalar(
             "SELECT (SELECT COUNT(*) FROM runs r \
-                     WHERE r.pipeline_id = pl.id AND r.state IN ('running', 'paused')) \
+                     WHERE r.pipeline_id = pl.id AND r.state IN ('scheduling', 'running', 'paused')) \
              FROM pipelines pl WHERE pl.id = $1")
             .bind(pipeline.text())
             .fetch_optional(p)

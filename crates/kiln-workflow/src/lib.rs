@@ -16,7 +16,7 @@ mod params;
 pub mod plan;
 mod raw;
 mod read;
-mod units;
+pub mod units;
 mod yaml;
 
 pub use compile::MAX_TEMPLATE_DEPTH;

@@ -65,6 +65,8 @@ enum Cmd {
     Nodes(remote::pool::NodesCmd),
     /// Free capacity per node: CPUs, memory, disk, slots, host ports, attributes.
     Offers(remote::pool::OffersArgs),
+    /// Per-project quotas on the pool (CPU, memory, jobs at once): list, set, unset.
+    Quota(remote::pool::QuotaCmd),
     /// The server's OCI registry (repos, tags, public, gc, events, webhooks).
     Registry(remote::registry::RegistryCmd),
 }
@@ -146,6 +148,7 @@ fn main() -> ExitCode {
         Cmd::Secret(cmd) => block_on(remote::exit(remote::access::secret(cmd))),
         Cmd::Nodes(cmd) => block_on(remote::exit(remote::pool::nodes(cmd))),
         Cmd::Offers(args) => block_on(remote::exit(remote::pool::offers(args))),
+        Cmd::Quota(cmd) => block_on(remote::exit(remote::pool::quota(cmd))),
         Cmd::Registry(cmd) => block_on(remote::exit(remote::registry::registry(cmd))),
         Cmd::Server(args) => block_on(server_cmd::server(args)),
         Cmd::Agent(args) => block_on(server_cmd::agent(args)),

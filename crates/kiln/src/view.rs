@@ -248,6 +248,7 @@ pub fn state_name(s: JobState) -> &'static str {
 pub fn run_state_name(s: RunState) -> &'static str {
     match s {
         RunState::Pending => "pending",
+        RunState::Scheduling => "scheduling",
         RunState::Running => "running",
         RunState::Paused => "paused",
         RunState::Success => "success",

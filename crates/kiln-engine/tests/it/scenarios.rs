@@ -149,8 +149,11 @@ fn paused_run_reports_where_it_waits() {
     let ok = Event::Approved { stage: "release".to_owned(), by: "alice".to_owned() };
     let commands = run.handle(ok.clone());
     assert_eq!(starts(&commands), [("deploy".to_owned(), 1)]);
-    assert_eq!(run.state(), RunState::Running);
+    // `deploy` waits for a place to run, and nothing else runs.
+    assert_eq!(run.state(), RunState::Scheduling);
     assert_eq!(run.paused_at(), None);
+    run.handle(Event::JobStarted { job: JobId::from("deploy"), attempt: 1 });
+    assert_eq!(run.state(), RunState::Running);
     // Approving again is ignored.
     assert!(run.handle(ok).is_empty());
     assert_eq!(run.approvals().len(), 1);

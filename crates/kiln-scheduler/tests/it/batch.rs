@@ -44,7 +44,7 @@ fn fair_share_counts_what_already_runs() {
     queue.extend((0..4).map(|i| task(&format!("b{i}"), "b", 8, 0)));
     let out = p.place_batch(&queue, &BTreeMap::new());
     // Two slots were left: both go to b, which held nothing.
-    let names: Vec<String> = out.placed.iter().map(|p| p.task.0.clone()).collect();
+    let names: Vec<String> = out.placed.iter().map(|(_, p)| p.task.0.clone()).collect();
     assert_eq!(names, vec!["b0", "b1"]);
 }
 
@@ -53,9 +53,9 @@ fn priority_goes_first() {
     let mut p = pool(1, 16);
     let queue = vec![task("low1", "a", 8, 0), task("low2", "a", 8, 0), task("high", "b", 8, 10)];
     let out = p.place_batch(&queue, &BTreeMap::new());
-    let names: Vec<String> = out.placed.iter().map(|p| p.task.0.clone()).collect();
+    let names: Vec<String> = out.placed.iter().map(|(_, p)| p.task.0.clone()).collect();
     assert_eq!(names, vec!["high", "low1"]);
-    assert_eq!(out.waiting[0].0.0, "low2");
+    assert_eq!(queue[out.waiting[0].0].task.0, "low2");
 }
 
 #[test]
@@ -74,11 +74,11 @@ fn quotas_of_cpu_and_jobs() {
         task("b2", "b", 1, 0),
     ];
     let out = p.place_batch(&queue, &quotas);
-    let mut placed: Vec<String> = out.placed.iter().map(|p| p.task.0.clone()).collect();
+    let mut placed: Vec<String> = out.placed.iter().map(|(_, p)| p.task.0.clone()).collect();
     placed.sort();
     assert_eq!(placed, vec!["a1", "a2", "a4", "b1"]);
     let why: BTreeMap<String, String> =
-        out.waiting.iter().map(|(t, w)| (t.0.clone(), w.to_string())).collect();
+        out.waiting.iter().map(|(i, w)| (queue[*i].task.0.clone(), w.to_string())).collect();
     assert_eq!(why["a3"], "project a quota of 20 CPU reached (16 used, 8 asked)");
     assert_eq!(why["b2"], "project b quota of 1 concurrent jobs reached (1 used, 1 asked)");
 }
@@ -100,11 +100,11 @@ fn batch_keeps_group_constraints_and_says_why() {
         }
     }
     let out = p.place_batch(&queue, &BTreeMap::new());
-    let mut placed: Vec<String> = out.placed.iter().map(|p| p.task.0.clone()).collect();
+    let mut placed: Vec<String> = out.placed.iter().map(|(_, p)| p.task.0.clone()).collect();
     placed.sort();
     assert_eq!(placed, vec!["daemons0", "daemons1", "daemons2", "other0", "other1"]);
     let why: Vec<(String, String)> =
-        out.waiting.iter().map(|(t, w)| (t.0.clone(), w.to_string())).collect();
+        out.waiting.iter().map(|(i, w)| (queue[*i].task.0.clone(), w.to_string())).collect();
     assert_eq!(
         why,
         vec![

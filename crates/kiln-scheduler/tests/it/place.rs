@@ -307,3 +307,23 @@ fn agents_coming_and_going_reuse_their_place() {
     a.constraints = all(&[("city", "LIKE", Some("sz"))]);
     assert_eq!(pool.reserve(&a).unwrap().node, NodeId::from("a"));
 }
+
+#[test]
+fn slots_limit_tasks_whatever_the_resources() {
+    let mut agent = node("agent1", 64, 64, &[]);
+    agent.slots = Some(2);
+    let mut pool = Pool::with_nodes(Options::default(), [agent, node("agent2", 1, 64, &[])]);
+    let on_agent1 = |t: &str| {
+        let mut a = ask(t, "g", 1, 1);
+        a.constraints = all(&[("hostname", "LIKE", Some("agent1"))]);
+        a
+    };
+    pool.reserve(&on_agent1("a")).unwrap();
+    pool.reserve(&on_agent1("b")).unwrap();
+    // 62 CPUs free but both slots taken.
+    let u = pool.place(&on_agent1("c")).unwrap_err();
+    assert_eq!(u.summary(), "1 node: hostname LIKE agent1 failed; 1 node: all 2 slots busy");
+    assert_eq!(pool.place(&ask("c", "g", 1, 1)).unwrap().node, NodeId::from("agent2"));
+    pool.release(&TaskId::from("a"));
+    assert_eq!(pool.place(&on_agent1("c")).unwrap().node, NodeId::from("agent1"));
+}

@@ -25,14 +25,15 @@ use crate::error::{ApiErr, ApiResult};
 /// Largest artifact or cache archive accepted.
 pub const MAX_ARCHIVE: u64 = 2 << 30;
 
+/// The agent API takes an agent token, an admin token or the embedded agent's.
 fn agent_caller(caller: &Caller) -> ApiResult<()> {
-    if caller.internal {
+    if caller.internal || caller.role == Role::Agent {
         return Ok(());
     }
     caller.require(Role::Admin)
 }
 
-/// Registers an agent session (admin token, or the embedded agent's).
+/// Registers an agent session (agent or admin token, or the embedded agent's).
 #[utoipa::path(post, path = "/api/v1/agents", tag = "agents", request_body = RegisterAgent,
     responses((status = 200, body = AgentInfo), (status = 403, body = ErrorBody)))]
 pub async fn register(

@@ -23,6 +23,7 @@ pub mod agents;
 pub mod logs;
 pub mod nodes;
 pub mod projects;
+pub mod quotas;
 pub mod registry;
 pub mod runs;
 pub mod stats;
@@ -96,6 +97,8 @@ fn api_router() -> OpenApiRouter<App> {
         .routes(routes!(nodes::list))
         .routes(routes!(nodes::show, nodes::update, nodes::forget))
         .routes(routes!(nodes::offers))
+        .routes(routes!(quotas::list))
+        .routes(routes!(quotas::set, quotas::remove))
         .routes(routes!(agents::events))
         .routes(routes!(agents::input))
         .routes(routes!(agents::get_cache, agents::put_cache))

@@ -98,6 +98,7 @@ pub struct ListQuery {
 fn parse_state(s: &str) -> ApiResult<RunState> {
     Ok(match s {
         "pending" => RunState::Pending,
+        "scheduling" => RunState::Scheduling,
         "running" => RunState::Running,
         "paused" => RunState::Paused,
         "success" => RunState::Success,
@@ -106,7 +107,7 @@ fn parse_state(s: &str) -> ApiResult<RunState> {
         "timeout" => RunState::Timeout,
         other => {
             return Err(ApiErr::bad_request(format!(
-                "state `{other}` is not one of pending, running, paused, success, failure, canceled, timeout"
+                "state `{other}` is not one of pending, scheduling, running, paused, success, failure, canceled, timeout"
             )));
         }
     })

@@ -49,6 +49,11 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
     caller.require(Role::Admin)?;
     let role = parse_role(&req.role)?;
+    if role == Role::Agent && req.project.is_some() {
+        return Err(ApiErr::bad_request(
+            "an agent token serves the whole pool: create it without a project",
+        ));
+    }
     let project = match &req.project {
         Some(name) => Some(app.store.project(name).await?.id),
         None => None,

@@ -346,3 +346,123 @@ async fn constraints_and_ports_place_jobs_where_they_must_and_say_why_the_rest_w
     assert_eq!(done.run.state, "success", "{done:#?}");
     s.stop().await;
 }
+
+const SHARE: &str = "\
+name: share
+stages:
+  - name: s
+    jobs:
+      work:
+        image: busybox
+        resources: { cpu: 1 }
+        matrix: { n: [1, 2, 3, 4] }
+        script:
+          - while [ ! -f GATE ]; do sleep 0.05; done
+";
+
+/// Jobs of `run` in `state`.
+fn count(d: &kiln_api::RunDetail, state: &str) -> usize {
+    d.jobs.iter().filter(|j| j.state == state).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_pool_is_shared_between_projects_and_quotas_hold_one_back() {
+    let s = TestServer::start_on_with(Backend::Sqlite, 0).await;
+    let gate = s.dir().join("gate");
+    let yaml = SHARE.replace("GATE", &gate.display().to_string());
+    let agent = s.agent("four", 4, host("10.0.0.1", 8, &[]));
+    wait_nodes(&s, "ready", |n| n.len() == 1 && n[0].state == "ready").await;
+    // Both projects queue four jobs while the node takes nothing: the runs are `scheduling`.
+    s.admin
+        .update_node("four", &NodeUpdate { disabled: Some(true), ..NodeUpdate::default() })
+        .await
+        .unwrap();
+    s.apply("ads", "share", &yaml).await;
+    s.apply("shop", "share", &yaml).await;
+    let ads = s.trigger("ads", "share", &[]).await;
+    let shop = s.trigger("shop", "share", &[]).await;
+    for run in [&ads, &shop] {
+        let d = s.wait_for(&run.id, "scheduling", |d| d.run.state == "scheduling").await;
+        assert_eq!(count(&d, "queued"), 4, "{d:#?}");
+    }
+    // Four slots for eight jobs: each project gets two, though `ads` queued first.
+    s.admin
+        .update_node("four", &NodeUpdate { disabled: Some(false), ..NodeUpdate::default() })
+        .await
+        .unwrap();
+    for run in [&ads, &shop] {
+        let d = s.wait_for(&run.id, "two running", |d| count(d, "running") == 2).await;
+        assert_eq!(d.run.state, "running");
+    }
+    let quotas = s.admin.quotas().await.unwrap();
+    let used: Vec<_> =
+        quotas.iter().map(|q| (q.project.as_str(), q.used.jobs, q.used.waiting)).collect();
+    assert_eq!(used, [("ads", 2, 2), ("shop", 2, 2)]);
+
+    // A quota of one job on `ads`: as its jobs end, `shop` takes the slots.
+    let one = kiln_api::pool::QuotaLimits { jobs: Some(1), ..Default::default() };
+    let q = s.admin.set_quota("ads", &one).await.unwrap();
+    assert_eq!(q.limits.jobs, Some(1));
+    let err = s.admin.set_quota("ads", &Default::default()).await.unwrap_err().to_string();
+    assert!(err.contains("at least one of cpu_millis, memory_bytes, jobs"), "{err}");
+    std::fs::write(&gate, "").unwrap();
+    let done = s.wait_final(&shop.id).await;
+    assert_eq!(done.run.state, "success", "{done:#?}");
+    let done = s.wait_final(&ads.id).await;
+    assert_eq!(done.run.state, "success", "{done:#?}");
+
+    // Held back by its quota, a job says so.
+    std::fs::remove_file(&gate).unwrap();
+    let ads = s.trigger("ads", "share", &[]).await;
+    let d = s
+        .wait_for(&ads.id, "one running, three held", |d| {
+            count(d, "running") == 1 && d.jobs.iter().filter(|j| j.waiting.is_some()).count() == 3
+        })
+        .await;
+    let held = d.jobs.iter().find_map(|j| j.waiting.clone()).unwrap();
+    assert_eq!(held, "project ads quota of 1 concurrent jobs reached (1 used, 1 asked)");
+    // Removing the quota lets the rest run at once.
+    s.admin.delete_quota("ads").await.unwrap();
+    s.wait_for(&ads.id, "four running", |d| count(d, "running") == 4).await;
+    assert!(s.admin.quotas().await.unwrap().iter().all(|q| q.limits.jobs.is_none()));
+    std::fs::write(&gate, "").unwrap();
+    assert_eq!(s.wait_final(&ads.id).await.run.state, "success");
+    agent.stop().await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_agent_token_runs_an_agent_and_nothing_else() {
+    let s = TestServer::start_on_with(Backend::Sqlite, 0).await;
+    let create = |project: Option<&str>| kiln_api::CreateToken {
+        name: "pool".into(),
+        role: "agent".into(),
+        project: project.map(String::from),
+    };
+    s.admin.create_project("shop").await.unwrap();
+    let err = s.admin.create_token(&create(Some("shop"))).await.unwrap_err().to_string();
+    assert!(err.contains("an agent token serves the whole pool"), "{err}");
+    let token = s.admin.create_token(&create(None)).await.unwrap();
+    assert_eq!(token.token.role, "agent");
+
+    let agent = s.agent_with(&token.secret, "pooled", 2, host("10.0.0.7", 4, &[]));
+    wait_nodes(&s, "ready", |n| n.len() == 1 && n[0].state == "ready").await;
+    s.apply("shop", "big", &BIG.replace("cpu: 6", "cpu: 1")).await;
+    let run = s.trigger("shop", "big", &[]).await;
+    let done = s.wait_final(&run.id).await;
+    assert_eq!(done.run.state, "success", "{done:#?}");
+    let log = log_text(&s, &run.id, Some("crunch")).await;
+    assert!(log.iter().any(|l| l == "on pooled at 10.0.0.7"), "{log:#?}");
+
+    // The same token reads nothing and changes nothing else.
+    let as_agent = kiln_client::Client::new(&s.url, &token.secret).unwrap();
+    for err in [
+        as_agent.nodes().await.map(|_| ()).unwrap_err().to_string(),
+        as_agent.run(&run.id).await.map(|_| ()).unwrap_err().to_string(),
+        as_agent.create_project("mine").await.map(|_| ()).unwrap_err().to_string(),
+    ] {
+        assert!(err.contains("token `pool` is an agent token: it may only run an agent"), "{err}");
+    }
+    agent.stop().await;
+    s.stop().await;
+}

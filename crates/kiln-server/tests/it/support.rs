@@ -183,7 +183,18 @@ impl TestServer {
     /// until the handle is stopped or dropped.
     pub fn agent(&self, name: &str, capacity: u32, host: kiln_agent::HostFacts) -> TestAgent {
         let token = self.server.as_ref().expect("server runs").agent_token.clone();
-        let client = Client::new(&self.url, &token).unwrap();
+        self.agent_with(&token, name, capacity, host)
+    }
+
+    /// [`TestServer::agent`] authenticating with `token`.
+    pub fn agent_with(
+        &self,
+        token: &str,
+        name: &str,
+        capacity: u32,
+        host: kiln_agent::HostFacts,
+    ) -> TestAgent {
+        let client = Client::new(&self.url, token).unwrap();
         let root = self.dir().join(format!("ws-{name}"));
         std::fs::create_dir_all(&root).unwrap();
         let exec =

@@ -17,6 +17,7 @@ use tempfile::TempDir;
 mod artifacts;
 mod caches;
 mod nodes;
+mod quotas;
 mod secrets;
 mod steps;
 

@@ -349,7 +349,7 @@
   }
 
   function stateColour(state) {
-    const v = getComputedStyle(document.documentElement).getPropertyValue('--st-' + (state === 'waiting' ? 'paused' : state)).trim();
+    const v = getComputedStyle(document.documentElement).getPropertyValue('--st-' + (state === 'waiting' ? 'paused' : state === 'scheduling' ? 'queued' : state)).trim();
     return v || '#8c959f';
   }
 
@@ -544,7 +544,7 @@
     const q = new URLSearchParams(location.search);
     const state = q.get('state') || '';
     const sel = h('select', { id: 'state-filter', 'aria-label': 'Filter by state', onchange: () => go('/runs' + (sel.value ? '?state=' + sel.value : '')) },
-      ['', 'pending', 'running', 'paused', 'success', 'failure', 'canceled', 'timeout'].map((v) => h('option', { value: v, selected: v === state }, v || 'any state')));
+      ['', 'pending', 'scheduling', 'running', 'paused', 'success', 'failure', 'canceled', 'timeout'].map((v) => h('option', { value: v, selected: v === state }, v || 'any state')));
     el.append(h('div', { class: 'head' }, h('h1', {}, 'Runs'), h('div', { class: 'actions' }, sel)));
     const panel = h('section', { class: 'panel' });
     el.append(panel);

@@ -50,6 +50,8 @@ enum RoleArg {
     Developer,
     /// Also creates projects, tokens and secrets.
     Admin,
+    /// Only runs agents (`kiln agent --token`): registers, takes work, reports; reads nothing.
+    Agent,
 }
 
 impl RoleArg {
@@ -58,6 +60,7 @@ impl RoleArg {
             RoleArg::Viewer => "viewer",
             RoleArg::Developer => "developer",
             RoleArg::Admin => "admin",
+            RoleArg::Agent => "agent",
         }
     }
 }

@@ -222,7 +222,7 @@ fn state_color(state: &str) -> Option<Color> {
     match state {
         "success" | "approved" => Some(Color::Green),
         "failure" | "timeout" | "rejected" => Some(Color::Red),
-        "running" | "queued" => Some(Color::Cyan),
+        "running" | "queued" | "scheduling" => Some(Color::Cyan),
         "paused" | "waiting" | "pending" => Some(Color::Yellow),
         "canceled" | "skipped" => Some(Color::DarkGrey),
         _ => None,
@@ -235,7 +235,7 @@ pub fn styled_state(state: &str) -> String {
     let style = match state {
         "success" | "approved" => style.green(),
         "failure" | "timeout" | "rejected" => style.red(),
-        "running" | "queued" => style.cyan(),
+        "running" | "queued" | "scheduling" => style.cyan(),
         "paused" | "waiting" | "pending" => style.yellow(),
         _ => style,
     };

@@ -1,12 +1,14 @@
 //! The pool, for operators: `kiln nodes` (list, set, unset, disable, enable, forget) and
-//! `kiln offers`, shaped like `bcs-client as -l` and `bcs-client offer`.
+//! `kiln offers`, shaped like `bcs-client as -l` and `bcs-client offer`; `kiln quota`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 use comfy_table::Cell;
-use kiln_api::pool::{AttrValue, NodeInfo, NodeUpdate, Offer, PortRange, parse_attr};
+use kiln_api::pool::{
+    AttrValue, NodeInfo, NodeUpdate, Offer, PortRange, QuotaInfo, QuotaLimits, parse_attr,
+};
 
 use super::{CmdResult, Conn, Fail, human_size, outln, print_json, state_cell, table};
 use crate::Format;
@@ -59,6 +61,104 @@ enum NodesSub {
         /// The node's name or IP.
         node: String,
     },
+}
+
+/// `kiln quota`.
+#[derive(Debug, Args)]
+pub struct QuotaCmd {
+    #[command(subcommand)]
+    cmd: Option<QuotaSub>,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+#[derive(Debug, Subcommand)]
+enum QuotaSub {
+    /// List quotas and what each project holds and has waiting (the default).
+    #[command(alias = "ls")]
+    List,
+    /// Set a project's quota (admin), replacing the one it had; a limit left out is none.
+    Set {
+        /// The project.
+        project: String,
+        /// CPU at once: cores (`8`, `0.5`) or millicores (`500m`).
+        #[arg(long, value_parser = kiln_workflow::units::cpu_millis)]
+        cpu: Option<u64>,
+        /// Memory at once: `16Gi`, `512Mi`, `2G`.
+        #[arg(long, value_parser = kiln_workflow::units::memory_bytes)]
+        memory: Option<u64>,
+        /// Jobs running at once.
+        #[arg(long)]
+        jobs: Option<u32>,
+    },
+    /// Remove a project's quota (admin).
+    #[command(alias = "rm")]
+    Unset {
+        /// The project.
+        project: String,
+    },
+}
+
+/// Runs `kiln quota …`.
+pub async fn quota(cmd: QuotaCmd) -> CmdResult {
+    let client = cmd.conn.client()?;
+    let json = cmd.conn.output == Format::Json;
+    match cmd.cmd.unwrap_or(QuotaSub::List) {
+        QuotaSub::List => {
+            let quotas = client.quotas().await?;
+            if json {
+                print_json(&quotas)?;
+            } else if quotas.is_empty() {
+                outln!(
+                    "no quotas and no work on the pool (set one with `kiln quota set PROJECT --cpu 8 --memory 16Gi --jobs 4`)"
+                );
+            } else {
+                print_quotas(&quotas);
+            }
+        }
+        QuotaSub::Set { project, cpu, memory, jobs } => {
+            if cpu.is_none() && memory.is_none() && jobs.is_none() {
+                return Err(Fail::invalid(
+                    "give at least one of --cpu, --memory, --jobs (`kiln quota unset` removes a quota)",
+                ));
+            }
+            let limits = QuotaLimits { cpu_millis: cpu, memory_bytes: memory, jobs };
+            let q = client.set_quota(&project, &limits).await?;
+            if json {
+                print_json(&q)?;
+            } else {
+                print_quotas(std::slice::from_ref(&q));
+            }
+        }
+        QuotaSub::Unset { project } => {
+            client.delete_quota(&project).await?;
+            if json {
+                print_json(&serde_json::json!({ "project": project, "quota": null }))?;
+            } else {
+                outln!("project {project} has no quota now");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_quotas(quotas: &[QuotaInfo]) {
+    let mut t = table(&["PROJECT", "CPU", "MEMORY", "JOBS", "WAITING"]);
+    let of = |used: String, limit: Option<String>| match limit {
+        Some(l) => format!("{used} / {l}"),
+        None => format!("{used} / -"),
+    };
+    for q in quotas {
+        let cpu = kiln_scheduler::model::format_cpu;
+        t.add_row(vec![
+            Cell::new(&q.project),
+            Cell::new(of(cpu(q.used.cpu_millis), q.limits.cpu_millis.map(cpu))),
+            Cell::new(of(human_size(q.used.memory_bytes), q.limits.memory_bytes.map(human_size))),
+            Cell::new(of(q.used.jobs.to_string(), q.limits.jobs.map(|j| j.to_string()))),
+            Cell::new(q.used.waiting),
+        ]);
+    }
+    outln!("{t}");
 }
 
 /// `kiln offers`.
