@@ -97,6 +97,8 @@ struct Leased {
     task: kiln_scheduler::TaskId,
     /// Host ports it holds.
     ports: Vec<u16>,
+    /// Where it was placed (reported by the API while it runs).
+    placement: Option<kiln_scheduler::Placement>,
     renewed: Instant,
     cancel: bool,
 }
@@ -381,6 +383,23 @@ impl Dispatch {
         Some(group_reasons(reasons))
     }
 
+    /// Where the latest attempt of `job` of `run` is placed or runs; `None` while it is
+    /// queued, or once it ended.
+    pub fn placement(&self, run: &RunId, job: &JobId) -> Option<kiln_api::pool::JobPlacement> {
+        let st = self.lock();
+        let same = |c: &TaskCtx| &c.run == run && &c.job == job;
+        let leased =
+            st.leases.values().filter(|l| same(&l.ctx)).map(|l| (l.ctx.attempt, &l.placement));
+        let placed = st
+            .placed
+            .values()
+            .flatten()
+            .filter(|w| same(&w.q.ctx))
+            .map(|w| (w.q.ctx.attempt, &w.placement));
+        let (_, p) = leased.chain(placed).max_by_key(|(attempt, _)| *attempt)?;
+        p.as_ref().map(job_placement)
+    }
+
     /// Queues an attempt and places what fits. An attempt whose placement request cannot be
     /// built (a constraint the scheduler refuses) is not queued: its context comes back with
     /// the reason.
@@ -573,6 +592,7 @@ impl Dispatch {
                         lease.id.clone(),
                         Leased {
                             ports: host_ports(w.placement.as_ref()),
+                            placement: w.placement,
                             task: task_id(&w.q.ctx),
                             ctx: w.q.ctx,
                             agent: agent.to_string(),
@@ -673,6 +693,24 @@ impl Dispatch {
         }
         unplace_node(st, &name);
         sync_node(st, &name);
+    }
+}
+
+/// The API's view of a placement.
+fn job_placement(p: &kiln_scheduler::Placement) -> kiln_api::pool::JobPlacement {
+    kiln_api::pool::JobPlacement {
+        node: p.node.0.clone(),
+        hostname: p.hostname.clone(),
+        ip: p.ip.clone(),
+        ports: p
+            .ports
+            .iter()
+            .map(|a| kiln_api::pool::PlacedPort {
+                name: a.name.clone(),
+                host: a.host,
+                container: a.container,
+            })
+            .collect(),
     }
 }
 
