@@ -60,10 +60,23 @@ struct Cluster {
     network: String,
     containers: Vec<String>,
     mounts: Vec<String>,
+    /// The admin token, masked in the output shown on a failure.
+    token: Option<String>,
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        // On a failure, what the server and the agents said is the first thing to read.
+        if std::thread::panicking() {
+            for name in &self.containers {
+                let host = name.strip_prefix(&format!("{}-", self.network)).unwrap_or(name);
+                let mut output = self.logs(host);
+                if let Some(token) = self.token.as_deref().filter(|t| !t.is_empty()) {
+                    output = output.replace(token, "***");
+                }
+                eprintln!("--- output of {host} ---\n{output}");
+            }
+        }
         if !self.containers.is_empty() {
             let mut args = vec!["rm", "-f", "-v"];
             args.extend(self.containers.iter().map(String::as_str));
@@ -80,7 +93,7 @@ impl Cluster {
             .map_or(0, |d| d.subsec_nanos());
         let network = format!("kiln-multihost-{}-{nanos:08x}", std::process::id());
         docker(&["network", "create", "--label", "kiln.test=multihost", &network]);
-        Cluster { network, containers: Vec::new(), mounts: binary_mounts() }
+        Cluster { network, containers: Vec::new(), mounts: binary_mounts(), token: None }
     }
 
     /// Container name of host `host`.
@@ -285,8 +298,10 @@ async fn three_hosts_place_by_city_serve_a_dynamic_port_and_fail_over() {
         out.ok()
             .filter(|o| o.status.success())
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .filter(|token| !token.is_empty())
     })
     .await;
+    cluster.token = Some(token.clone());
     let client = Client::new(&url, &token).expect("client");
     until("the server to answer", || async { client.info().await.ok() }).await;
 
