@@ -276,6 +276,10 @@ pub struct JobInfo {
     /// 6 free").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting: Option<String>,
+    /// While its latest attempt is placed or running: the node, its IP and the host ports
+    /// given (a port is reached at `ip:host`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<pool::JobPlacement>,
     /// First started.
     pub started_at: Option<DateTime<Utc>>,
     /// Ended.

@@ -217,6 +217,32 @@ pub struct Offer {
     pub attributes: BTreeMap<String, AttrValue>,
 }
 
+/// Where an attempt was placed: its node and the host ports it was given. Reach a port at
+/// `ip:host` (the job sees them as `KILN_HOST_IP` and `KILN_PORT_<NAME>`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct JobPlacement {
+    /// The node's name (`KILN_NODE`).
+    pub node: String,
+    /// Its host name (`KILN_HOSTNAME`).
+    pub hostname: String,
+    /// Its IP (`KILN_HOST_IP`), where the ports are published.
+    pub ip: String,
+    /// The named ports, in the order the job lists them.
+    #[serde(default)]
+    pub ports: Vec<PlacedPort>,
+}
+
+/// A named port of a placed attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PlacedPort {
+    /// The port's name in the job.
+    pub name: String,
+    /// The host port given (`KILN_PORT_<NAME>`).
+    pub host: u16,
+    /// The container port it maps to (equal to `host` with `network: host`).
+    pub container: u16,
+}
+
 /// Body of `PATCH /api/v1/nodes/{node}`: what operators change.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct NodeUpdate {

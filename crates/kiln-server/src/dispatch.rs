@@ -92,8 +92,8 @@ struct Leased {
     agent: String,
     node: String,
     task: kiln_scheduler::TaskId,
-    /// Host ports it holds.
-    ports: Vec<u16>,
+    /// Where it was placed, with the host ports it holds (reported by the API while it runs).
+    placement: Option<kiln_scheduler::Placement>,
     renewed: Instant,
     cancel: bool,
 }
@@ -388,6 +388,23 @@ impl Dispatch {
         Some(group_reasons(reasons))
     }
 
+    /// Where the latest attempt of `job` of `run` is placed or runs; `None` while it is
+    /// queued, or once it ended.
+    pub fn placement(&self, run: &RunId, job: &JobId) -> Option<kiln_api::pool::JobPlacement> {
+        let st = self.lock();
+        let same = |c: &TaskCtx| &c.run == run && &c.job == job;
+        let leased =
+            st.leases.values().filter(|l| same(&l.ctx)).map(|l| (l.ctx.attempt, &l.placement));
+        let placed = st
+            .placed
+            .values()
+            .flatten()
+            .filter(|w| same(&w.q.ctx))
+            .map(|w| (w.q.ctx.attempt, &w.placement));
+        let (_, p) = leased.chain(placed).max_by_key(|(attempt, _)| *attempt)?;
+        p.as_ref().map(job_placement)
+    }
+
     /// Queues an attempt and places what fits. An attempt whose placement request cannot be
     /// built (a constraint the scheduler refuses) is not queued: its context comes back with
     /// the reason.
@@ -577,7 +594,7 @@ impl Dispatch {
                     st.leases.insert(
                         lease.id.clone(),
                         Leased {
-                            ports: host_ports(w.placement.as_ref()),
+                            placement: w.placement,
                             task: task_id(&w.q.ctx),
                             ctx: w.q.ctx,
                             agent: agent.to_string(),
@@ -681,7 +698,25 @@ impl Dispatch {
     }
 }
 
+/// The API's view of a placement.
+fn job_placement(p: &kiln_scheduler::Placement) -> kiln_api::pool::JobPlacement {
+    kiln_api::pool::JobPlacement {
+        node: p.node.0.clone(),
+        hostname: p.hostname.clone(),
+        ip: p.ip.clone(),
+        ports: p
+            .ports
+            .iter()
+            .map(|a| kiln_api::pool::PlacedPort {
+                name: a.name.clone(),
+                host: a.host,
+                container: a.container,
+            })
+            .collect(),
+    }
+}
+
 /// Gives a lease's reservation back to its node.
 fn release(st: &mut State, l: &Leased) {
-    unreserve(st, &l.node, &l.task, &l.ports);
+    unreserve(st, &l.node, &l.task, &host_ports(l.placement.as_ref()));
 }

@@ -206,6 +206,9 @@ pub async fn detail(app: &App, run: kiln_store::Run) -> ApiResult<RunDetail> {
                 waiting: rec
                     .filter(|r| r.state == JobState::Queued)
                     .and_then(|_| app.dispatch.waiting(&run.id, &j.id)),
+                placement: rec
+                    .filter(|r| matches!(r.state, JobState::Queued | JobState::Running))
+                    .and_then(|_| app.dispatch.placement(&run.id, &j.id)),
                 started_at: rec.and_then(|r| r.started_at),
                 finished_at: rec.and_then(|r| r.finished_at),
                 duration_ms: rec.and_then(|r| ms(r.started_at, r.finished_at)),

@@ -325,7 +325,15 @@ async fn constraints_and_ports_place_jobs_where_they_must_and_say_why_the_rest_w
         let line = log.iter().find(|l| l.contains(" on ")).unwrap().clone();
         let port: u16 = line.rsplit(' ').next().unwrap().parse().unwrap();
         assert!((31000..=31099).contains(&port), "{line}");
-        nodes.push(line.split(" on ").nth(1).unwrap().split(' ').next().unwrap().to_string());
+        let node = line.split(" on ").nth(1).unwrap().split(' ').next().unwrap().to_string();
+        // The API reports the same placement the job was given: node, host IP, port.
+        let placed = j.placement.as_ref().unwrap_or_else(|| panic!("no placement: {j:#?}"));
+        assert_eq!(placed.node, node, "{placed:?}");
+        let ip = if node == "sz" { "10.0.0.1" } else { "10.0.0.2" };
+        assert_eq!(placed.ip, ip, "{placed:?}");
+        assert_eq!(placed.ports.len(), 1, "{placed:?}");
+        assert_eq!((placed.ports[0].name.as_str(), placed.ports[0].host), ("service", port));
+        nodes.push(node);
     }
     nodes.sort();
     assert_eq!(nodes, ["sh", "sz"]);
@@ -344,6 +352,7 @@ async fn constraints_and_ports_place_jobs_where_they_must_and_say_why_the_rest_w
     std::fs::write(&gate, "").unwrap();
     let done = s.wait_final(&run.id).await;
     assert_eq!(done.run.state, "success", "{done:#?}");
+    assert!(done.jobs.iter().all(|j| j.placement.is_none()), "ended jobs hold no place: {done:#?}");
     s.stop().await;
 }
 

@@ -279,9 +279,24 @@ fn print_detail(run: &RunDetail) {
     print_failed_jobs(run);
 }
 
-/// One line per job that waits for a node (and why), or that failed, timed out, was skipped
-/// or canceled with a reason.
+/// One line per job placed on a node (where, and its ports), per job that waits for a node
+/// (and why), and per job that failed, timed out, was skipped or canceled with a reason.
 fn print_failed_jobs(run: &RunDetail) {
+    for j in &run.jobs {
+        if let Some(p) = &j.placement {
+            let ports: Vec<String> = p
+                .ports
+                .iter()
+                .map(|port| format!("{}={}:{}", port.name, p.ip, port.host))
+                .collect();
+            let ports = if ports.is_empty() {
+                String::new()
+            } else {
+                format!(", ports {}", ports.join(" "))
+            };
+            outln!("job {} {} on node {} at {}{ports}", j.id, j.state, p.node, p.ip);
+        }
+    }
     for j in &run.jobs {
         if let Some(why) = &j.waiting {
             outln!("job {} waits for a node: {why}", j.id);
