@@ -206,6 +206,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
     let router = routes::router(app.clone());
     let stop = shutdown.clone();
     let task = tokio::spawn(async move {
+        let router = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
         let served = axum::serve(listener, router)
             .with_graceful_shutdown(async move { stop.cancelled().await })
             .await;

@@ -39,9 +39,16 @@ fn agent_caller(caller: &Caller) -> ApiResult<()> {
 pub async fn register(
     State(app): State<App>,
     caller: Caller,
-    Body(req): Body<RegisterAgent>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+    Body(mut req): Body<RegisterAgent>,
 ) -> ApiResult<Json<AgentInfo>> {
     agent_caller(&caller)?;
+    // An agent that could not tell its own address is reached at the one it called from.
+    if req.ip.is_empty()
+        && let Some(axum::Extension(axum::extract::ConnectInfo(addr))) = peer
+    {
+        req.ip = addr.ip().to_canonical().to_string();
+    }
     if req.name.trim().is_empty() {
         return Err(ApiErr::bad_request("an agent needs a name"));
     }

@@ -254,6 +254,12 @@ async fn an_agent_with_a_bad_attribute_is_refused_and_not_stored() {
     let err = wrong.register_agent(&registration("fine")).await.unwrap_err().to_string();
     assert!(err.contains("401") || err.contains("unknown"), "{err}");
     assert!(s.admin.nodes().await.unwrap().is_empty());
+    // An agent that leaves its IP out is reached where it called from.
+    let mut quiet = registration("quiet");
+    quiet.ip.clear();
+    client.register_agent(&quiet).await.unwrap();
+    let nodes = s.admin.nodes().await.unwrap();
+    assert_eq!((nodes[0].name.as_str(), nodes[0].ip.as_str()), ("quiet", "127.0.0.1"));
     s.stop().await;
 }
 
