@@ -59,12 +59,15 @@ impl fmt::Display for QuotaExceeded {
             "memory" => format_bytes(v),
             _ => v.to_string(),
         };
+        let resource = match (self.resource, self.limit) {
+            ("concurrent jobs", 1) => "concurrent job",
+            (r, _) => r,
+        };
         write!(
             f,
-            "project {} quota of {} {} reached ({} used, {} asked)",
+            "project {} quota of {} {resource} reached ({} used, {} asked)",
             self.project,
             show(self.limit),
-            self.resource,
             show(self.used),
             show(self.asked)
         )

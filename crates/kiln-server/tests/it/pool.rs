@@ -435,7 +435,7 @@ async fn a_full_pool_is_shared_between_projects_and_quotas_hold_one_back() {
         })
         .await;
     let held = d.jobs.iter().find_map(|j| j.waiting.clone()).unwrap();
-    assert_eq!(held, "project ads quota of 1 concurrent jobs reached (1 used, 1 asked)");
+    assert_eq!(held, "project ads quota of 1 concurrent job reached (1 used, 1 asked)");
     // Removing the quota lets the rest run at once.
     s.admin.delete_quota("ads").await.unwrap();
     s.wait_for(&ads.id, "four running", |d| count(d, "running") == 4).await;
