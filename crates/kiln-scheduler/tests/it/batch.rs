@@ -80,7 +80,7 @@ fn quotas_of_cpu_and_jobs() {
     let why: BTreeMap<String, String> =
         out.waiting.iter().map(|(i, w)| (queue[*i].task.0.clone(), w.to_string())).collect();
     assert_eq!(why["a3"], "project a quota of 20 CPU reached (16 used, 8 asked)");
-    assert_eq!(why["b2"], "project b quota of 1 concurrent jobs reached (1 used, 1 asked)");
+    assert_eq!(why["b2"], "project b quota of 1 concurrent job reached (1 used, 1 asked)");
 }
 
 #[test]
