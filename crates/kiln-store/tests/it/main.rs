@@ -17,6 +17,7 @@ use tempfile::TempDir;
 mod artifacts;
 mod caches;
 mod nodes;
+mod schedules;
 mod secrets;
 mod steps;
 
