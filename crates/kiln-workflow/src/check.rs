@@ -205,9 +205,11 @@ impl<'d> Checker<'d> {
     /// `on:`: every glob, cron expression, time zone and param value is checked against
     /// the workflow's `params`.
     pub fn triggers(&mut self, on: &Sp<RawOn>, params: &[ParamSpec]) -> Triggers {
-        let mut out = Triggers::default();
-        out.schedule = schedules(self, on.value.schedule.iter().flat_map(|l| &l.value), params);
-        out.api = on.value.api.as_ref().is_none_or(|a| a.value);
+        let mut out = Triggers {
+            schedule: schedules(self, on.value.schedule.iter().flat_map(|l| &l.value), params),
+            api: on.value.api.as_ref().is_none_or(|a| a.value),
+            ..Triggers::default()
+        };
         for t in on.value.image.iter().flat_map(|list| &list.value) {
             let Some(repo) = &t.value.repository else { continue };
             let mut ok = self.glob(repo, "image repository");

@@ -65,7 +65,7 @@ pub struct Schedule {
 /// Reads a cron expression of 5 fields, or 6 with seconds first.
 pub fn parse_cron(text: &str) -> Result<Cron, String> {
     let fields = text.split_whitespace().count();
-    if !text.trim_start().starts_with('@') && !(fields == 5 || fields == 6) {
+    if !(text.trim_start().starts_with('@') || fields == 5 || fields == 6) {
         return Err(format!(
             "expected 5 fields (minute hour day-of-month month day-of-week) or 6 with seconds \
              first, found {fields}"
