@@ -101,6 +101,31 @@ async fn a_per_second_schedule_starts_runs_with_its_params_until_it_is_removed()
     let detail = s.admin.pipeline("clock", "tick").await.unwrap();
     assert_eq!(detail.triggers, all, "the pipeline shows the same triggers");
 
+    // A token of another project sees only that project's triggers.
+    s.apply(
+        "other",
+        "plain",
+        "name: plain\nstages:\n  - name: s\n    jobs: { a: { script: echo } }\n",
+    )
+    .await;
+    let token = s
+        .admin
+        .create_token(&kiln_api::CreateToken {
+            name: "viewer".into(),
+            role: "viewer".into(),
+            project: Some("other".into()),
+        })
+        .await
+        .unwrap();
+    let viewer = kiln_client::Client::new(&s.url, &token.secret).unwrap();
+    let seen = viewer.triggers(None).await.unwrap();
+    assert_eq!(
+        seen.iter().map(|t| (t.pipeline.as_str(), t.kind)).collect::<Vec<_>>(),
+        [("plain", TriggerKind::Api)]
+    );
+    let denied = viewer.triggers(Some("clock")).await.unwrap_err();
+    assert_eq!(denied.code(), Some(kiln_api::codes::FORBIDDEN), "{denied}");
+
     // Re-applied without the schedule (and open to the API): no more scheduled runs. Another
     // per-second schedule firing twice shows that the scheduler went on meanwhile.
     let without = EVERY_SECOND.replace(
