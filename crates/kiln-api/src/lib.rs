@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 
 pub mod agent;
 pub mod pool;
+pub mod triggers;
 
 /// The body of every 4xx and 5xx answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -128,6 +129,9 @@ pub struct Pipeline {
     pub params: Vec<ParamInfo>,
     /// At most this many runs at once (`concurrency:`); none means no limit.
     pub concurrency: Option<u32>,
+    /// What starts its runs (`on:`), schedules with their next fire times.
+    #[serde(default)]
+    pub triggers: Vec<triggers::TriggerInfo>,
     /// Created.
     pub created_at: DateTime<Utc>,
     /// Last changed.

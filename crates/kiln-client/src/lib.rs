@@ -9,6 +9,7 @@ use kiln_api::agent::{
     AgentEvent, AgentInfo, EventsResponse, LeaseRequest, LeaseResponse, RegisterAgent,
 };
 use kiln_api::pool::{NodeInfo, NodeUpdate, Offer, QuotaInfo, QuotaLimits};
+use kiln_api::triggers::TriggerInfo;
 use kiln_api::{
     ApiError, ApplyPipeline, ApplyResult, Artifact, CreateProject, CreateToken, CreatedToken,
     DecisionRequest, ErrorBody, LogLine, LogPage, Pipeline, Project, RunDetail, RunSummary, Secret,
@@ -173,6 +174,16 @@ impl Client {
     /// One pipeline.
     pub async fn pipeline(&self, project: &str, pipeline: &str) -> Result<Pipeline> {
         self.get(&["projects", project, "pipelines", pipeline]).await
+    }
+
+    /// Every trigger of every pipeline the token can see (of one project when given), with
+    /// schedules' next fire times.
+    pub async fn triggers(&self, project: Option<&str>) -> Result<Vec<TriggerInfo>> {
+        let mut url = self.url(&["triggers"]);
+        if let Some(project) = project {
+            url.query_pairs_mut().append_pair("project", project);
+        }
+        self.json(self.request(Method::GET, url)).await
     }
 
     /// Triggers a run.

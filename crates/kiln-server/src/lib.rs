@@ -1,6 +1,6 @@
 //! Kiln's server: pipelines and runs kept in the store, run coordination through the engine,
 //! job attempts leased to agents, logs with live follow, artifacts and caches in a blob
-//! directory, project secrets, bearer-token auth, the REST API under `/api/v1` with its
+//! directory, project secrets, schedules, bearer-token auth, the REST API under `/api/v1` with its
 //! OpenAPI document, Prometheus metrics, and the OCI registry (`kiln-registry`) at `/v2/`.
 //!
 //! The server never runs a container itself and depends on no executor: agents (the embedded
@@ -26,6 +26,7 @@ pub mod plans;
 pub mod pool;
 pub mod registry;
 pub mod routes;
+pub mod schedules;
 pub mod secrets;
 pub mod stats;
 pub mod triggers;
@@ -62,6 +63,8 @@ pub struct AppState {
     pub registry: Arc<kiln_registry::Registry>,
     /// `host:port` of the registry as jobs reach it (`KILN_REGISTRY`).
     pub registry_host: String,
+    /// The schedules' task (`on: schedule:`).
+    pub scheduler: schedules::Scheduler,
 }
 
 /// Shared state of the API.
@@ -119,6 +122,7 @@ pub struct Server {
     pub app: App,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<()>,
+    scheduler: tokio::task::JoinHandle<()>,
 }
 
 impl Server {
@@ -126,11 +130,14 @@ impl Server {
     pub async fn stop(self) {
         self.shutdown.cancel();
         let _ = self.task.await;
+        let _ = self.scheduler.await;
     }
 
     /// Waits until the server stops (it runs until [`Server::stop`] or an error).
     pub async fn wait(self) {
         let _ = self.task.await;
+        self.shutdown.cancel();
+        let _ = self.scheduler.await;
     }
 }
 
@@ -195,6 +202,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         stats: stats::History::default(),
         registry,
         registry_host,
+        scheduler: schedules::Scheduler::default(),
     });
     routes::quotas::load(&app).await?;
     let resumed = coord.recover().await?;
@@ -203,6 +211,8 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
     stats::spawn_sampler(app.clone(), shutdown.clone());
     app.registry.spawn_workers(shutdown.clone());
     triggers::spawn_image_triggers(app.clone(), shutdown.clone());
+    schedules::reconcile(&app).await?;
+    let scheduler = schedules::spawn(app.clone(), shutdown.clone());
     let router = routes::router(app.clone());
     let stop = shutdown.clone();
     let task = tokio::spawn(async move {
@@ -223,6 +233,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         app,
         shutdown,
         task,
+        scheduler,
     })
 }
 

@@ -1,5 +1,5 @@
 //! Kiln's persistence: projects, pipelines, runs and their event logs, jobs, approvals, API
-//! tokens, sealed secrets, artifact and cache records, the OCI registry's repositories,
+//! tokens, sealed secrets, artifact and cache records, pipelines' schedules, the OCI registry's repositories,
 //! manifests, tags, push events and webhook outbox, in SQLite (the default) or PostgreSQL,
 //! through one [`Store`].
 //!
@@ -99,6 +99,7 @@ mod projects;
 mod quotas;
 mod registry;
 mod runs;
+mod schedules;
 mod secrets;
 mod tokens;
 
@@ -115,6 +116,7 @@ pub use registry::{
     ManifestPut, NewRegistryManifest, RegistryDelivery, RegistryDeliveryInfo, RegistryEvent,
     RegistryGcRows, RegistryManifest, RegistryReferrer, RegistryRepository, RegistryWebhook,
 };
+pub use schedules::{ScheduleEntry, ScheduleRecord};
 
 use error::Ctx;
 

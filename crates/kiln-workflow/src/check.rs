@@ -13,13 +13,13 @@ use crate::expr::{self, Reference};
 use crate::params::param_value;
 use crate::plan::{
     ArtifactSpec, ArtifactWhen, CachePolicy, CacheSpec, ConstraintTerm, ImageTrigger, Job, JobId,
-    ParamKind, ParamSpec, Plan, PortSpec, Resources, RetryOn, RetryPolicy, RunSpec, Scheduling,
-    Service, Stage, StageKind, Triggers, workspace_path_problem,
+    ParamKind, ParamSpec, Plan, PortSpec, Resources, RetryOn, RetryPolicy, RunSpec,
+    ScheduleTrigger, Scheduling, Service, Stage, StageKind, Triggers, workspace_path_problem,
 };
 use crate::raw::{
-    ArtifactWhenText, CachePolicyText, Entries, NetworkText, ParamType, PlacementText,
-    RawArtifacts, RawCache, RawJob, RawMatrix, RawOn, RawParam, RawRetry, RawStage, RawWorkflow,
-    RetryOnText, Sp, StageType,
+    ArtifactWhenText, CachePolicyText, Entries, MissedText, NetworkText, ParamType, PlacementText,
+    RawArtifacts, RawCache, RawJob, RawMatrix, RawOn, RawParam, RawRetry, RawSchedule, RawStage,
+    RawWorkflow, RetryOnText, Sp, StageType,
 };
 use crate::read::suggest;
 use crate::units;
@@ -189,7 +189,7 @@ impl<'d> Checker<'d> {
             Some(stages) => self.stages(stages, &params),
             None => (Vec::new(), Vec::new()),
         };
-        let triggers = raw.on.as_ref().map(|on| self.triggers(on)).unwrap_or_default();
+        let triggers = raw.on.as_ref().map(|on| self.triggers(on, &params)).unwrap_or_default();
         Plan {
             name: raw.name.value.clone(),
             params,
@@ -202,9 +202,14 @@ impl<'d> Checker<'d> {
         }
     }
 
-    /// `on:`: every glob is checked.
-    pub fn triggers(&mut self, on: &Sp<RawOn>) -> Triggers {
-        let mut out = Triggers::default();
+    /// `on:`: every glob, cron expression, time zone and param value is checked against
+    /// the workflow's `params`.
+    pub fn triggers(&mut self, on: &Sp<RawOn>, params: &[ParamSpec]) -> Triggers {
+        let mut out = Triggers {
+            schedule: schedules(self, on.value.schedule.iter().flat_map(|l| &l.value), params),
+            api: on.value.api.as_ref().is_none_or(|a| a.value),
+            ..Triggers::default()
+        };
         for t in on.value.image.iter().flat_map(|list| &list.value) {
             let Some(repo) = &t.value.repository else { continue };
             let mut ok = self.glob(repo, "image repository");
@@ -1275,4 +1280,96 @@ pub fn bind_with(
             Err(e) => checker.error(value.at.pos, format!("with '{}': {e}", key.value)),
         }
     }
+}
+
+/// `on.schedule`: each entry's cron expression, time zone and params (declared names, typed
+/// values, every required param given); an entry that repeats an earlier one is an error.
+fn schedules<'r>(
+    checker: &mut Checker<'_>,
+    raw: impl Iterator<Item = &'r Sp<RawSchedule>>,
+    params: &[ParamSpec],
+) -> Vec<ScheduleTrigger> {
+    use crate::schedule::{DEFAULT_TIMEZONE, Missed, parse_cron, parse_timezone};
+    let names: Vec<&str> = params.iter().map(|p| p.name.as_str()).collect();
+    let mut out: Vec<ScheduleTrigger> = Vec::new();
+    for entry in raw {
+        let s = &entry.value;
+        let mut ok = true;
+        let Some(cron) = &s.cron else { continue };
+        if let Err(e) = parse_cron(&cron.value) {
+            checker.error(cron.at.pos, format!("schedule cron '{}': {e}", cron.value));
+            ok = false;
+        }
+        let timezone = match &s.timezone {
+            Some(tz) => {
+                if let Err(e) = parse_timezone(&tz.value) {
+                    checker.error(tz.at.pos, format!("schedule timezone: {e}"));
+                    ok = false;
+                }
+                tz.value.clone()
+            }
+            None => DEFAULT_TIMEZONE.to_string(),
+        };
+        let mut given = BTreeMap::new();
+        for (key, value) in s.params.iter().flat_map(|p| &p.0) {
+            let Some(spec) = params.iter().find(|p| p.name == key.value) else {
+                let hint = suggest(&key.value, &names)
+                    .map(|s| format!(" (did you mean '{s}'?)"))
+                    .unwrap_or_default();
+                checker.error(
+                    key.at.pos,
+                    format!(
+                        "schedule params: the workflow has no param '{}'{hint}; its params: {}",
+                        key.value,
+                        listing(&names)
+                    ),
+                );
+                ok = false;
+                continue;
+            };
+            if value.value.contains("${{") {
+                checker.error(
+                    value.at.pos,
+                    "schedule params are literal values; expressions are not evaluated here",
+                );
+                ok = false;
+                continue;
+            }
+            if let Err(e) = param_value(&spec.kind, &value.value) {
+                checker.error(value.at.pos, format!("schedule param '{}': {e}", key.value));
+                ok = false;
+                continue;
+            }
+            given.insert(key.value.clone(), value.value.clone());
+        }
+        for spec in params.iter().filter(|p| p.required && p.default.is_none()) {
+            if s.params.iter().flat_map(|p| &p.0).all(|(k, _)| k.value != spec.name) {
+                checker.error(
+                    entry.at.pos,
+                    format!(
+                        "schedule: param '{}' is required and has no default; give it in the \
+                         schedule's params: {{ {}: ... }}",
+                        spec.name, spec.name
+                    ),
+                );
+                ok = false;
+            }
+        }
+        let missed = match s.missed.as_ref().map(|m| m.value) {
+            None | Some(MissedText::Skip) => Missed::Skip,
+            Some(MissedText::RunOnce) => Missed::RunOnce,
+        };
+        let trigger = ScheduleTrigger { cron: cron.value.clone(), timezone, params: given, missed };
+        if ok && out.iter().any(|t| t.key() == trigger.key()) {
+            checker.error(
+                entry.at.pos,
+                "this schedule repeats an earlier one (same cron, timezone and params): remove one",
+            );
+            continue;
+        }
+        if ok {
+            out.push(trigger);
+        }
+    }
+    out
 }

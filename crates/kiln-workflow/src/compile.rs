@@ -166,7 +166,7 @@ impl Compiler<'_> {
             plan.concurrency = checker.concurrency(c).or(plan.concurrency);
         }
         if let Some(on) = &raw.on {
-            plan.triggers = checker.triggers(on);
+            plan.triggers = checker.triggers(on, &plan.params);
         }
         plan.name = raw.name.value.clone();
         Some(plan)

@@ -16,6 +16,7 @@ mod params;
 pub mod plan;
 mod raw;
 mod read;
+pub mod schedule;
 pub mod units;
 mod yaml;
 

@@ -60,23 +60,77 @@ pub struct Plan {
     /// At most this many runs of the pipeline run at once (`concurrency`, at least 1);
     /// further runs wait, pending, in FIFO order. `None`: no limit.
     pub concurrency: Option<u32>,
-    /// What starts runs besides an API call (`on:`).
+    /// What starts runs (`on:`).
     #[serde(default, skip_serializing_if = "Triggers::is_empty")]
     pub triggers: Triggers,
 }
 
-/// What starts runs of a pipeline besides an API call.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// What starts runs of a pipeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Triggers {
     /// Image pushes to Kiln's registry.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub image: Vec<ImageTrigger>,
+    /// Cron schedules.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schedule: Vec<ScheduleTrigger>,
+    /// Runs may be started by hand (API, CLI, web UI); `on: { api: false }` turns it off.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub api: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+impl Default for Triggers {
+    fn default() -> Self {
+        Triggers { image: Vec::new(), schedule: Vec::new(), api: true }
+    }
 }
 
 impl Triggers {
-    /// No trigger at all.
+    /// Nothing but the default: no trigger, and runs may be started through the API.
     pub fn is_empty(&self) -> bool {
-        self.image.is_empty()
+        self.image.is_empty() && self.schedule.is_empty() && self.api
+    }
+}
+
+/// A cron schedule that starts runs (`on.schedule`); checked when the workflow compiled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleTrigger {
+    /// The cron expression as written (5 fields, or 6 with seconds first).
+    pub cron: String,
+    /// IANA time zone name (`UTC` when the file names none).
+    pub timezone: String,
+    /// Param values (as text) for the runs it starts.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub params: BTreeMap<String, String>,
+    /// What to do with fires missed while the server was down.
+    #[serde(default)]
+    pub missed: crate::schedule::Missed,
+}
+
+impl ScheduleTrigger {
+    /// The parsed schedule; `None` only for a trigger that did not come from `compile`.
+    pub fn schedule(&self) -> Option<crate::schedule::Schedule> {
+        crate::schedule::Schedule::parse(&self.cron, &self.timezone).ok()
+    }
+
+    /// Identifies the schedule among a pipeline's: its expression, zone and params (not
+    /// `missed`, so that changing the policy keeps what was stored about it).
+    pub fn key(&self) -> String {
+        let params = serde_json::to_string(&self.params).unwrap_or_default();
+        format!("{}\n{}\n{params}", self.cron, self.timezone)
+    }
+
+    /// How runs it starts are recorded: `schedule "*/5 * * * *" (Asia/Shanghai)`.
+    pub fn triggered_by(&self) -> String {
+        format!("schedule \"{}\" ({})", self.cron, self.timezone)
     }
 }
 

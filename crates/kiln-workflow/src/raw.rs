@@ -186,7 +186,8 @@ pub struct RawWorkflow {
     /// Values for the template's params (only with `uses`).
     #[schemars(with = "Option<BTreeMap<String, ScalarText>>")]
     pub with: Option<Entries<Sp<String>>>,
-    /// What starts runs besides an API call: `image` pushes to Kiln's registry.
+    /// What starts runs: `image` pushes to Kiln's registry, `schedule`s, and whether the API
+    /// may (`api`, default true).
     pub on: Option<Sp<RawOn>>,
 }
 
@@ -203,11 +204,62 @@ pub struct RawOn {
     /// Image pushes to Kiln's registry that start a run: one `{ repository, tags }` or a list.
     #[schemars(with = "Option<ImageTriggerSchema>")]
     pub image: Option<Sp<Vec<Sp<RawImageTrigger>>>>,
+    /// Cron schedules that start a run: one `{ cron, timezone, params, missed }` or a list.
+    #[schemars(with = "Option<ScheduleSchema>")]
+    pub schedule: Option<Sp<Vec<Sp<RawSchedule>>>>,
+    /// Whether runs may also be started by hand: the API, `kiln trigger`, the web UI
+    /// (default true). `false`: only the other triggers start runs.
+    pub api: Option<Sp<bool>>,
 }
 
 impl RawOn {
     /// The keys of `on`.
-    pub const KEYS: &[&str] = &["image"];
+    pub const KEYS: &[&str] = &["image", "schedule", "api"];
+}
+
+/// One schedule (`on.schedule`).
+#[derive(Debug, Clone, PartialEq, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawSchedule {
+    /// Cron expression: 5 fields (minute hour day-of-month month day-of-week), or 6 with
+    /// seconds first; `@daily`-style aliases.
+    #[schemars(with = "String")]
+    pub cron: Option<Sp<String>>,
+    /// IANA time zone the expression is read in, such as `Asia/Shanghai` (default `UTC`).
+    #[schemars(with = "Option<String>")]
+    pub timezone: Option<Sp<String>>,
+    /// Values of the workflow's params for the runs this schedule starts.
+    #[schemars(with = "Option<BTreeMap<String, ScalarText>>")]
+    pub params: Option<Entries<Sp<String>>>,
+    /// Fires missed while the server was down: `skip` (default) starts none, `run-once` starts
+    /// one run for all of them when the server is back.
+    pub missed: Option<Sp<MissedText>>,
+}
+
+impl RawSchedule {
+    /// The keys of a schedule.
+    pub const KEYS: &[&str] = &["cron", "timezone", "params", "missed"];
+}
+
+/// A missed-schedule policy, as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
+#[schemars(rename_all = "kebab-case")]
+pub enum MissedText {
+    /// Start nothing for missed fires.
+    Skip,
+    /// Start one run for all missed fires.
+    RunOnce,
+}
+
+/// Schema of `on.schedule`: one schedule or a list.
+#[derive(JsonSchema)]
+#[expect(dead_code, reason = "describes the schema only; the reader builds `RawSchedule`s")]
+#[schemars(untagged)]
+pub enum ScheduleSchema {
+    /// One schedule.
+    One(RawSchedule),
+    /// Several.
+    Many(Vec<RawSchedule>),
 }
 
 /// One image trigger.
@@ -828,6 +880,7 @@ mod tests {
         assert_eq!(properties(&schema, Some("RawJob")), sorted(RawJob::KEYS));
         assert_eq!(properties(&schema, Some("RawOn")), sorted(RawOn::KEYS));
         assert_eq!(properties(&schema, Some("RawImageTrigger")), sorted(RawImageTrigger::KEYS));
+        assert_eq!(properties(&schema, Some("RawSchedule")), sorted(RawSchedule::KEYS));
         assert_eq!(properties(&schema, Some("RawRetry")), sorted(RawRetry::KEYS));
         assert_eq!(properties(&schema, Some("RawResources")), sorted(RawResources::KEYS));
         assert_eq!(properties(&schema, Some("RawService")), sorted(RawService::KEYS));

@@ -6,9 +6,10 @@
 
 use crate::diag::{Diagnostic, Severity};
 use crate::raw::{
-    ArtifactWhenText, CachePolicyText, Entries, NetworkText, ParamType, PlacementText,
+    ArtifactWhenText, CachePolicyText, Entries, MissedText, NetworkText, ParamType, PlacementText,
     RawArtifacts, RawCache, RawImageTrigger, RawJob, RawMatrix, RawOn, RawParam, RawPort,
-    RawResources, RawRetry, RawService, RawStage, RawTerm, RawWorkflow, RetryOnText, Sp, StageType,
+    RawResources, RawRetry, RawSchedule, RawService, RawStage, RawTerm, RawWorkflow, RetryOnText,
+    Sp, StageType,
 };
 use crate::yaml::{Kind, Node, Origin, Pos};
 
@@ -307,7 +308,38 @@ impl<'d> Reader<'d> {
             let triggers = items.into_iter().filter_map(|item| self.image_trigger(item)).collect();
             Sp::new(triggers, n.origin)
         });
-        Some(Sp::new(RawOn { image }, node.origin))
+        let schedule = f.get("schedule").map(|n| {
+            let items: Vec<&Node> = match &n.kind {
+                Kind::Seq(items) => items.iter().collect(),
+                _ => vec![n],
+            };
+            let schedules = items.into_iter().filter_map(|item| self.schedule(item)).collect();
+            Sp::new(schedules, n.origin)
+        });
+        let api = f.get("api").and_then(|n| self.bool(n, "on.api"));
+        Some(Sp::new(RawOn { image, schedule, api }, node.origin))
+    }
+
+    fn schedule(&mut self, node: &Node) -> Option<Sp<RawSchedule>> {
+        let f = self.fields(node, "schedule", RawSchedule::KEYS)?;
+        let cron = f.get("cron").and_then(|n| self.text(n, "schedule cron"));
+        if f.get("cron").is_none() {
+            self.error(
+                f.pos(),
+                "schedule has no 'cron': add cron: \"<minute hour day month weekday>\"",
+            );
+        }
+        let timezone = f.get("timezone").and_then(|n| self.text(n, "schedule timezone"));
+        let params = f.get("params").and_then(|n| self.text_map(n, "schedule params"));
+        let missed = f.get("missed").and_then(|n| {
+            self.one_of(
+                n,
+                "schedule missed",
+                crate::schedule::Missed::NAMES,
+                &[MissedText::Skip, MissedText::RunOnce],
+            )
+        });
+        Some(Sp::new(RawSchedule { cron, timezone, params, missed }, node.origin))
     }
 
     fn image_trigger(&mut self, node: &Node) -> Option<Sp<RawImageTrigger>> {

@@ -43,6 +43,8 @@ enum Cmd {
     Project(remote::pipelines::ProjectCmd),
     /// Start a run of a pipeline on a server.
     Trigger(remote::runs::TriggerArgs),
+    /// List what starts the runs of a server's pipelines, with schedules' next fire times.
+    Triggers(remote::triggers::TriggersArgs),
     /// List a server's runs, newest first.
     Runs(remote::runs::RunsArgs),
     /// Print a run's log (every job's, or one job's), or follow it live.
@@ -137,6 +139,7 @@ fn main() -> ExitCode {
         Cmd::Pipeline(cmd) => block_on(remote::exit(remote::pipelines::pipeline(cmd))),
         Cmd::Project(cmd) => block_on(remote::exit(remote::pipelines::project(cmd))),
         Cmd::Trigger(args) => block_on(remote::exit(remote::runs::trigger(args))),
+        Cmd::Triggers(args) => block_on(remote::exit(remote::triggers::triggers(args))),
         Cmd::Runs(args) => block_on(remote::exit(remote::runs::runs(args))),
         Cmd::Logs(args) => block_on(remote::exit(remote::logs::logs(args))),
         Cmd::Approve(args) => block_on(remote::exit(remote::runs::decide(args, true))),

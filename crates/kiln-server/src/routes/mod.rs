@@ -28,6 +28,7 @@ pub mod registry;
 pub mod runs;
 pub mod stats;
 pub mod tokens;
+pub mod triggers;
 
 /// A JSON body whose errors come back in the API's error shape.
 #[derive(Debug, FromRequest)]
@@ -74,6 +75,7 @@ fn api_router() -> OpenApiRouter<App> {
         .routes(routes!(projects::list, projects::create))
         .routes(routes!(projects::pipelines))
         .routes(routes!(projects::pipeline, projects::apply))
+        .routes(routes!(triggers::list))
         .routes(routes!(projects::secrets))
         .routes(routes!(projects::set_secret, projects::delete_secret))
         .routes(routes!(runs::trigger))

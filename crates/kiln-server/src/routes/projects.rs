@@ -18,8 +18,13 @@ fn project_dto(p: kiln_store::Project) -> Project {
     Project { name: p.name, created_at: p.created_at }
 }
 
-/// The API form of a stored pipeline (its plan compiled, or taken from the cache).
-pub fn pipeline_dto(app: &App, p: &kiln_store::Pipeline) -> ApiResult<Pipeline> {
+/// The API form of a stored pipeline (its plan compiled, or taken from the cache); its
+/// schedules are completed from the stored `schedules` (of its project).
+pub fn pipeline_dto(
+    app: &App,
+    p: &kiln_store::Pipeline,
+    schedules: &[kiln_store::ScheduleRecord],
+) -> ApiResult<Pipeline> {
     let plan = app.coord.plan_of(p)?;
     Ok(Pipeline {
         project: p.project.clone(),
@@ -29,6 +34,7 @@ pub fn pipeline_dto(app: &App, p: &kiln_store::Pipeline) -> ApiResult<Pipeline> 
         jobs: plan.jobs.len(),
         params: plans::params(&plan),
         concurrency: plan.concurrency,
+        triggers: super::triggers::infos(p, &plan, schedules),
         created_at: p.created_at,
         updated_at: p.updated_at,
     })
@@ -85,9 +91,10 @@ pub async fn pipelines(
 ) -> ApiResult<Json<Vec<Pipeline>>> {
     project_for(&app, &caller, &project, Role::Viewer).await?;
     let list = app.store.pipelines(&project).await?;
+    let schedules = app.store.schedules(Some(&project)).await?;
     let mut out = Vec::with_capacity(list.len());
     for p in &list {
-        out.push(pipeline_dto(&app, p)?);
+        out.push(pipeline_dto(&app, p, &schedules)?);
     }
     Ok(Json(out))
 }
@@ -103,11 +110,13 @@ pub async fn pipeline(
 ) -> ApiResult<Json<Pipeline>> {
     project_for(&app, &caller, &project, Role::Viewer).await?;
     let p = app.store.pipeline(&project, &name).await?;
-    Ok(Json(pipeline_dto(&app, &p)?))
+    let schedules = app.store.schedules(Some(&project)).await?;
+    Ok(Json(pipeline_dto(&app, &p, &schedules)?))
 }
 
 /// Creates or updates a pipeline from YAML. A workflow with errors is refused with every
-/// diagnostic (file, line, column) and nothing stored changes.
+/// diagnostic (file, line, column) and nothing stored changes. Its schedules follow the new
+/// version at once: removed ones start no more runs, unchanged ones keep their fire times.
 #[utoipa::path(put, path = "/api/v1/projects/{project}/pipelines/{pipeline}", tag = "pipelines",
     params(("project" = String, Path), ("pipeline" = String, Path)), request_body = ApplyPipeline,
     responses((status = 200, body = ApplyResult),
@@ -140,6 +149,9 @@ pub async fn apply(
     }
     let source = kiln_store::PipelineSource { file, yaml: req.yaml, files: req.files };
     let (p, change) = app.store.upsert_pipeline(&project, &name, &source).await?;
+    let plan = app.coord.plan_of(&p)?;
+    crate::schedules::sync(&app, &p.id, &plan).await?;
+    let schedules = app.store.schedules(Some(&project)).await?;
     let existed = p.version > 1 || !change;
     let change = match (change, existed) {
         (false, _) => "unchanged",
@@ -147,7 +159,7 @@ pub async fn apply(
         (true, false) => "created",
     };
     Ok(Json(ApplyResult {
-        pipeline: pipeline_dto(&app, &p)?,
+        pipeline: pipeline_dto(&app, &p, &schedules)?,
         change: change.to_string(),
         warnings: diagnostics,
     }))

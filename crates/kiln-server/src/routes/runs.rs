@@ -64,11 +64,13 @@ pub async fn run_for(
 }
 
 /// Triggers a run with params. It starts at once, or waits `pending` in the pipeline's FIFO
-/// queue while `concurrency:` runs are active.
+/// queue while `concurrency:` runs are active. A pipeline with `on: { api: false }` is
+/// started only by its triggers: 409 `conflict`.
 #[utoipa::path(post, path = "/api/v1/projects/{project}/pipelines/{pipeline}/runs", tag = "runs",
     params(("project" = String, Path), ("pipeline" = String, Path)), request_body = TriggerRequest,
     responses((status = 201, body = RunSummary),
               (status = 422, description = "`invalid_params`", body = ErrorBody),
+              (status = 409, description = "the pipeline has `on: { api: false }`", body = ErrorBody),
               (status = 404, body = ErrorBody)))]
 pub async fn trigger(
     State(app): State<App>,
@@ -78,6 +80,12 @@ pub async fn trigger(
 ) -> ApiResult<(StatusCode, Json<RunSummary>)> {
     project_for(&app, &caller, &project, Role::Developer).await?;
     let p = app.store.pipeline(&project, &pipeline).await?;
+    if !app.coord.plan_of(&p)?.triggers.api {
+        return Err(ApiErr::conflict(format!(
+            "pipeline {project}/{pipeline} is started only by its triggers (`on: {{ api: false }}`); \
+             `kiln triggers --project {project}` lists them"
+        )));
+    }
     let run = app.coord.trigger(&p, &req.params, &caller.name).await?;
     Ok((StatusCode::CREATED, Json(summary(&run))))
 }

@@ -477,10 +477,12 @@ async fn metrics_and_openapi_describe_the_server() {
         "/api/v1/registry/repositories",
         "/api/v1/registry/gc",
         "/api/v1/projects/{project}/webhooks",
+        "/api/v1/triggers",
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path} is not in the OpenAPI document");
     }
     assert!(doc["components"]["schemas"].get("RunDetail").is_some());
+    assert!(doc["components"]["schemas"].get("TriggerInfo").is_some());
     s.stop().await;
 }
 

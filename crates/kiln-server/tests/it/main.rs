@@ -5,4 +5,5 @@ mod api;
 mod files;
 mod pool;
 mod postgres;
+mod schedules;
 mod support;

@@ -3,7 +3,7 @@
 //! `KILN_REQUIRE_POSTGRES=1` so that these fail rather than skip without it).
 
 use crate::support::{Backend, TestServer};
-use crate::{api, files};
+use crate::{api, files, schedules};
 
 /// `#[tokio::test] fn NAME` running `SCENARIO` on a fresh PostgreSQL database, or skipping it.
 macro_rules! on_postgres {
@@ -32,6 +32,7 @@ on_postgres! {
     artifacts_on_postgres =>
         files::artifacts_are_stored_listed_downloaded_and_placed_into_needing_jobs_on;
     caches_on_postgres => files::caches_are_restored_before_and_saved_after_the_job_on;
+    missed_schedules_on_postgres => schedules::missed_fires_are_skipped_or_run_once_on;
 }
 
 /// On PostgreSQL nothing of the state is in the data directory: a second server on the same

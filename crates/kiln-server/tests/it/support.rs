@@ -164,9 +164,19 @@ impl TestServer {
     /// Stops the server (not the agents of [`TestServer::agent`]) and starts it again on the
     /// same data directory and database, on a new port.
     pub async fn restart(&mut self) {
+        self.stop_server().await;
+        self.start_again().await;
+    }
+
+    /// Stops the server (not the agents), as [`TestServer::restart`] does first.
+    pub async fn stop_server(&mut self) {
         if let Some(s) = self.server.take() {
             s.stop().await;
         }
+    }
+
+    /// Starts the server again after [`TestServer::stop_server`].
+    pub async fn start_again(&mut self) {
         let server = kiln_server::start(kiln_server::ServerConfig {
             database: self.backend.database_url(),
             agent_lost_after: self.lost_after,

@@ -18,6 +18,7 @@ mod artifacts;
 mod caches;
 mod nodes;
 mod quotas;
+mod schedules;
 mod secrets;
 mod steps;
 

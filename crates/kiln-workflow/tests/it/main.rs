@@ -5,6 +5,7 @@
 mod check;
 mod fixtures;
 mod fuzz;
+mod schedules;
 mod scheduling;
 mod schema;
 mod support;

@@ -1,5 +1,5 @@
 //! The client commands: `kiln pipeline`, `project`, `trigger`, `runs`, `run show`, `logs`,
-//! `approve`, `reject`, `cancel`, `retry`, `artifacts`, `token`, `secret` and `registry` talk to a Kiln
+//! `approve`, `reject`, `cancel`, `retry`, `artifacts`, `token`, `secret`, `registry` and `triggers` talk to a Kiln
 //! server through `kiln_client::Client`. This module holds what they share: the connection
 //! options, the error type with its exit codes, and table and time formatting.
 //!
@@ -28,6 +28,7 @@ pub mod pipelines;
 pub mod pool;
 pub mod registry;
 pub mod runs;
+pub mod triggers;
 
 /// `println!` for results: stops the process quietly when stdout is closed (`kiln logs RUN |
 /// head`) instead of panicking.

@@ -526,3 +526,56 @@ fn registry_commands_list_as_tables_and_json() {
     let (stdout, _) = s.ok(&["registry", "events", "-o", "json"], 0);
     assert_eq!(serde_json::from_str::<serde_json::Value>(&stdout).unwrap(), serde_json::json!([]));
 }
+
+#[test]
+fn triggers_list_schedules_with_next_fires_and_api_false_refuses_trigger() {
+    let s = Server::start();
+    s.pipeline(
+        "nightly",
+        r#"name: nightly
+params:
+  target: { type: string, default: dev }
+on:
+  schedule:
+    - { cron: "0 2 * * *", timezone: Asia/Shanghai, params: { target: prod }, missed: run-once }
+  api: false
+stages:
+  - name: s
+    jobs: { a: { script: echo } }
+"#,
+    );
+    s.pipeline("plain", "name: plain\nstages:\n  - name: s\n    jobs: { a: { script: echo } }\n");
+    let (stdout, _) = s.ok(&["triggers"], 0);
+    for want in [
+        "PIPELINE",
+        "NEXT FIRES",
+        "default/nightly",
+        "schedule",
+        "\"0 2 * * *\" in Asia/Shanghai, missed: run-once",
+        "params: target=prod",
+        "02:00:00 +08:00 (",
+        " 18:00:00 UTC)",
+        "default/plain",
+        "api",
+    ] {
+        assert!(stdout.contains(want), "{want:?} missing:\n{stdout}");
+    }
+    let (stdout, _) = s.ok(&["triggers", "--project", "default", "-o", "json"], 0);
+    let list: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let kinds: Vec<(&str, &str)> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["pipeline"].as_str().unwrap(), t["kind"].as_str().unwrap()))
+        .collect();
+    assert_eq!(kinds, [("nightly", "schedule"), ("plain", "api")], "api: false lists no api");
+    let next = list[0]["schedule"]["next"].as_array().unwrap();
+    assert_eq!(next.len(), 3);
+    assert!(next[0]["local"].as_str().unwrap().ends_with("T02:00:00+08:00"), "{next:?}");
+    assert!(next[0]["at"].as_str().unwrap().contains("T18:00:00"), "{next:?}");
+
+    let (_, stderr) = s.ok(&["trigger", "default/nightly"], 2);
+    assert!(stderr.contains("started only by its triggers"), "{stderr}");
+    let (_, stderr) = s.ok(&["triggers", "--project", "nope"], 2);
+    assert!(stderr.contains("nope"), "{stderr}");
+}
