@@ -276,6 +276,7 @@ async fn queue_counts_and_lookup_by_number() {
         let deploy = pipeline(&store, "api", "deploy").await;
         let zero: Vec<(RunState, u64)> = [
             RunState::Pending,
+            RunState::Scheduling,
             RunState::Running,
             RunState::Paused,
             RunState::Success,
@@ -291,18 +292,19 @@ async fn queue_counts_and_lookup_by_number() {
         assert_eq!(store.active_run_count(&build.id).await.unwrap(), 0);
 
         let mut runs = Vec::new();
-        for _ in 0..5 {
+        for _ in 0..6 {
             runs.push(store.create_run(&new_run(&build)).await.unwrap());
         }
         let other = store.create_run(&new_run(&deploy)).await.unwrap();
         store.set_run_state(&runs[0].id, RunState::Running, None).await.unwrap();
         store.set_run_state(&runs[1].id, RunState::Paused, None).await.unwrap();
         store.set_run_state(&runs[3].id, RunState::Failure, None).await.unwrap();
+        store.set_run_state(&runs[5].id, RunState::Scheduling, None).await.unwrap();
 
         let pending = store.pending_runs(&build.id).await.unwrap();
         assert_eq!(pending.iter().map(|r| r.number).collect::<Vec<_>>(), [3, 5], "FIFO by number");
         assert_eq!(store.pending_runs(&deploy.id).await.unwrap(), std::slice::from_ref(&other));
-        assert_eq!(store.active_run_count(&build.id).await.unwrap(), 2);
+        assert_eq!(store.active_run_count(&build.id).await.unwrap(), 3);
         assert_eq!(store.active_run_count(&deploy.id).await.unwrap(), 0);
 
         let counts = store.run_state_counts().await.unwrap();
@@ -311,7 +313,10 @@ async fn queue_counts_and_lookup_by_number() {
             .map(|&(s, _)| {
                 let n = match s {
                     RunState::Pending => 3,
-                    RunState::Running | RunState::Paused | RunState::Failure => 1,
+                    RunState::Scheduling
+                    | RunState::Running
+                    | RunState::Paused
+                    | RunState::Failure => 1,
                     _ => 0,
                 };
                 (s, n)
@@ -323,7 +328,7 @@ async fn queue_counts_and_lookup_by_number() {
         assert_eq!(third, runs[2]);
         assert_eq!(store.run_by_number("api", "deploy", 1).await.unwrap(), other);
         for (project, name, number) in [
-            ("api", "build", 6),
+            ("api", "build", 7),
             ("api", "nope", 1),
             ("nope", "build", 1),
             ("api", "build", u64::MAX),
