@@ -165,9 +165,13 @@ impl Compiler<'_> {
         if let Some(c) = &raw.concurrency {
             plan.concurrency = checker.concurrency(c).or(plan.concurrency);
         }
+        if let Some(source) = &raw.source {
+            plan.source = checker.source(source);
+        }
         if let Some(on) = &raw.on {
             plan.triggers = checker.triggers(on);
         }
+        checker.git_triggers_need_source(&plan.triggers, plan.source.as_ref(), raw.on.as_ref());
         plan.name = raw.name.value.clone();
         Some(plan)
     }

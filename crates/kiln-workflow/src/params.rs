@@ -132,6 +132,7 @@ mod tests {
             timeout: None,
             concurrency: None,
             triggers: Default::default(),
+            source: None,
         }
     }
 

@@ -63,6 +63,10 @@ pub struct Plan {
     /// What starts runs besides an API call (`on:`).
     #[serde(default, skip_serializing_if = "Triggers::is_empty")]
     pub triggers: Triggers,
+    /// The git repository the workflow builds (`source:`), checked out into each job's
+    /// workspace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<crate::git::Source>,
 }
 
 /// What starts runs of a pipeline besides an API call.
@@ -71,12 +75,18 @@ pub struct Triggers {
     /// Image pushes to Kiln's registry.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub image: Vec<ImageTrigger>,
+    /// Pushes to the `source` repository (`on.push`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push: Option<crate::git::PushTrigger>,
+    /// Pull/merge requests on the `source` repository (`on.pull_request`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_request: Option<crate::git::PullRequestTrigger>,
 }
 
 impl Triggers {
     /// No trigger at all.
     pub fn is_empty(&self) -> bool {
-        self.image.is_empty()
+        self.image.is_empty() && self.push.is_none() && self.pull_request.is_none()
     }
 }
 
@@ -235,6 +245,18 @@ pub struct Job {
     /// Constraints, ports, network, priority and placement on the server's pool.
     #[serde(default, skip_serializing_if = "Scheduling::is_default")]
     pub scheduling: Scheduling,
+    /// Whether the run's `source` commit is checked out into the workspace first (`checkout`,
+    /// default true; without a `source` there is nothing to check out).
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub checkout: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// What a job runs.

@@ -186,14 +186,28 @@ pub struct RawWorkflow {
     /// Values for the template's params (only with `uses`).
     #[schemars(with = "Option<BTreeMap<String, ScalarText>>")]
     pub with: Option<Entries<Sp<String>>>,
-    /// What starts runs besides an API call: `image` pushes to Kiln's registry.
+    /// What starts runs besides an API call: `image` pushes to Kiln's registry, `push` and
+    /// `pull_request` on the `source` repository.
     pub on: Option<Sp<RawOn>>,
+    /// The git repository the workflow builds (checked out into every job's workspace).
+    #[schemars(with = "Option<crate::git::SourceSchema>")]
+    pub source: Option<Sp<crate::git::RawSource>>,
 }
 
 impl RawWorkflow {
     /// The keys of a workflow file.
-    pub const KEYS: &[&str] =
-        &["name", "timeout", "concurrency", "params", "env", "stages", "uses", "with", "on"];
+    pub const KEYS: &[&str] = &[
+        "name",
+        "timeout",
+        "concurrency",
+        "params",
+        "env",
+        "stages",
+        "uses",
+        "with",
+        "on",
+        "source",
+    ];
 }
 
 /// The triggers of a workflow (`on:`).
@@ -203,11 +217,19 @@ pub struct RawOn {
     /// Image pushes to Kiln's registry that start a run: one `{ repository, tags }` or a list.
     #[schemars(with = "Option<ImageTriggerSchema>")]
     pub image: Option<Sp<Vec<Sp<RawImageTrigger>>>>,
+    // Git triggers (see `git.rs`).
+    /// Pushes to the `source` repository (`push:` alone: every push).
+    pub push: Option<Sp<crate::git::RawPushTrigger>>,
+    /// Pull/merge requests on the `source` repository (`pull_request:` alone: opened,
+    /// synchronize, reopened into any branch).
+    pub pull_request: Option<Sp<crate::git::RawPullRequestTrigger>>,
+    /// Same as `pull_request` (GitLab's name); not both.
+    pub merge_request: Option<Sp<crate::git::RawPullRequestTrigger>>,
 }
 
 impl RawOn {
     /// The keys of `on`.
-    pub const KEYS: &[&str] = &["image"];
+    pub const KEYS: &[&str] = &["image", "push", "pull_request", "merge_request"];
 }
 
 /// One image trigger.
@@ -374,6 +396,9 @@ pub struct RawJob {
     /// `binpack` (the default: fill the fullest machine that fits) or `spread` (the
     /// emptiest).
     pub placement: Option<Sp<PlacementText>>,
+    /// `false`: the workflow's `source` commit is not checked out into this job's workspace
+    /// (default `true`).
+    pub checkout: Option<Sp<bool>>,
 }
 
 /// One constraint test as written (any of its forms).
@@ -514,6 +539,7 @@ impl RawJob {
         "network",
         "priority",
         "placement",
+        "checkout",
     ];
 }
 
@@ -828,6 +854,13 @@ mod tests {
         assert_eq!(properties(&schema, Some("RawJob")), sorted(RawJob::KEYS));
         assert_eq!(properties(&schema, Some("RawOn")), sorted(RawOn::KEYS));
         assert_eq!(properties(&schema, Some("RawImageTrigger")), sorted(RawImageTrigger::KEYS));
+        use crate::git::{RawPullRequestTrigger, RawPushTrigger, RawSource};
+        assert_eq!(properties(&schema, Some("RawPushTrigger")), sorted(RawPushTrigger::KEYS));
+        assert_eq!(
+            properties(&schema, Some("RawPullRequestTrigger")),
+            sorted(RawPullRequestTrigger::KEYS)
+        );
+        assert_eq!(properties(&schema, Some("RawSource")), sorted(RawSource::KEYS));
         assert_eq!(properties(&schema, Some("RawRetry")), sorted(RawRetry::KEYS));
         assert_eq!(properties(&schema, Some("RawResources")), sorted(RawResources::KEYS));
         assert_eq!(properties(&schema, Some("RawService")), sorted(RawService::KEYS));
