@@ -78,6 +78,7 @@ fn build(spec: &PlanSpec) -> SharedPlan {
         timeout: spec.timeout.then(|| Duration::from_secs(3600)),
         concurrency: None,
         triggers: Default::default(),
+        source: None,
     };
     let mut previous: Vec<JobId> = Vec::new();
     let mut gate = None;
