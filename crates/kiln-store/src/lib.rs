@@ -100,19 +100,22 @@ mod registry;
 mod runs;
 mod secrets;
 mod tokens;
+mod webhooks;
 
 pub use error::{Result, StoreError};
 pub use ids::{PipelineId, ProjectId, RunId, TokenId};
 pub use model::{
     ApprovalDecision, ApprovalRecord, ArtifactFile, ArtifactRecord, CacheRecord, JobRecord,
-    NewArtifact, NewRun, NewToken, Pipeline, PipelineSource, Project, Role, Run, RunFilter,
-    SealedSecret, SecretInfo, Step, StoredEvent, Token, TokenSecret, is_valid_name,
+    NewArtifact, NewRun, NewToken, Pipeline, PipelineSource, Project, PullRequestRef, Role, Run,
+    RunFilter, RunSource, SealedSecret, SecretInfo, Step, StoredEvent, Token, TokenSecret,
+    is_valid_name,
 };
 pub use nodes::{NodeChange, NodeRecord};
 pub use registry::{
     ManifestPut, NewRegistryManifest, RegistryDelivery, RegistryDeliveryInfo, RegistryEvent,
     RegistryGcRows, RegistryManifest, RegistryReferrer, RegistryRepository, RegistryWebhook,
 };
+pub use webhooks::{Delivery, NewDelivery};
 
 use error::Ctx;
 
