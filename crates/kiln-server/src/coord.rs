@@ -178,6 +178,17 @@ impl Coord {
         given: &BTreeMap<String, String>,
         by: &str,
     ) -> ApiResult<kiln_store::Run> {
+        self.trigger_from(pipeline, given, by, None).await
+    }
+
+    /// [`Coord::trigger`] for a run that builds a git commit (`source`).
+    pub async fn trigger_from(
+        &self,
+        pipeline: &kiln_store::Pipeline,
+        given: &BTreeMap<String, String>,
+        by: &str,
+        source: Option<kiln_store::RunSource>,
+    ) -> ApiResult<kiln_store::Run> {
         let plan = self.plan_of(pipeline)?;
         let pairs: Vec<(String, String)> =
             given.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
@@ -199,6 +210,7 @@ impl Coord {
                 params,
                 triggered_by: by.to_string(),
                 retry_of: None,
+                source,
             })
             .await?;
         self.admit(pipeline.id).await;
@@ -232,6 +244,7 @@ impl Coord {
                 params: run.params.clone(),
                 triggered_by: by.to_string(),
                 retry_of: Some(run.id),
+                source: run.source.clone(),
             })
             .await?;
         let events: Vec<Event> = reused
@@ -417,6 +430,10 @@ impl Coord {
         env.insert("KILN_PROJECT".into(), run.project.clone());
         env.insert("KILN_PIPELINE".into(), run.pipeline.clone());
         env.insert("KILN_TRIGGERED_BY".into(), run.triggered_by.clone());
+        let checkout = checkout_of(&plan, &run, &env)?;
+        if let Some(source) = &run.source {
+            source_env(source, &mut env);
+        }
 
         let mut engine = Run::new(plan.clone(), params);
         let job_count = plan.jobs.len();
@@ -433,6 +450,7 @@ impl Coord {
             prior,
             tx: tx.clone(),
             started: HashMap::new(),
+            checkout,
             run,
             engine: Run::new(plan, BTreeMap::new()),
         };
@@ -473,6 +491,62 @@ impl Coord {
         }
         let values = env.values().cloned().collect();
         Ok((env, values))
+    }
+}
+
+/// What a run's jobs check out: the plan's `source` at the run's commit (a run started
+/// otherwise than by git gets the remote's default branch), with the credentials secret.
+fn checkout_of(
+    plan: &Plan,
+    run: &kiln_store::Run,
+    secrets: &BTreeMap<String, String>,
+) -> ApiResult<Option<kiln_api::agent::Checkout>> {
+    let Some(source) = &plan.source else { return Ok(None) };
+    let credentials = match &source.credentials {
+        None => None,
+        Some(name) => Some(secrets.get(name).cloned().ok_or_else(|| {
+            ApiErr::conflict(format!(
+                "source credentials: project `{}` has no secret `{name}` (set it with kiln \
+                 secret set)",
+                run.project
+            ))
+        })?),
+    };
+    // `owner/name` is no URL: clone what the provider said.
+    let written = kiln_workflow::git::repository_key(&source.repository);
+    let repository = match &run.source {
+        Some(s) if written.host.is_empty() && !s.clone_url.is_empty() => s.clone_url.clone(),
+        _ => source.repository.clone(),
+    };
+    Ok(Some(kiln_api::agent::Checkout {
+        repository,
+        git_ref: run.source.as_ref().map(|s| s.git_ref.clone()).unwrap_or_default(),
+        commit: run.source.as_ref().map(|s| s.commit.clone()).unwrap_or_default(),
+        credentials,
+    }))
+}
+
+/// The `KILN_*` variables of a run's commit (like GitLab's `CI_COMMIT_*`, GitHub's
+/// `GITHUB_SHA`/`GITHUB_REF`).
+fn source_env(s: &kiln_store::RunSource, env: &mut BTreeMap<String, String>) {
+    let mut set = |k: &str, v: &str| {
+        env.insert(k.to_string(), v.to_string());
+    };
+    set("KILN_REPOSITORY", &s.repository);
+    set("KILN_REF", &s.git_ref);
+    set("KILN_COMMIT_SHA", &s.commit);
+    set("KILN_COMMIT_MESSAGE", &s.message);
+    set("KILN_COMMIT_AUTHOR", &s.author);
+    set("KILN_EVENT", &s.event);
+    if let Some(b) = &s.branch {
+        set("KILN_BRANCH", b);
+    }
+    if let Some(t) = &s.tag {
+        set("KILN_TAG", t);
+    }
+    if let Some(pr) = &s.pull_request {
+        set("KILN_PULL_REQUEST", &pr.number.to_string());
+        set("KILN_TARGET_BRANCH", &pr.target);
     }
 }
 
@@ -540,6 +614,8 @@ struct Actor {
     prior: HashMap<String, String>,
     tx: RunTx,
     /// When each running job started, for the duration histogram.
+    /// What each job checks out first (`source:`), unless the job says `checkout: false`.
+    checkout: Option<kiln_api::agent::Checkout>,
     started: HashMap<usize, Instant>,
 }
 
@@ -832,6 +908,7 @@ impl Actor {
             cache_prefix: sj.job.cache.as_ref().map(|c| c.key.clone()),
             queued_at: Instant::now(),
         });
+        let checkout = if sj.job.checkout { self.checkout.clone() } else { None };
         let lease = Lease {
             id: String::new(),
             run: self.run.id.to_string(),
@@ -841,6 +918,7 @@ impl Actor {
             start: sj,
             env,
             inputs,
+            checkout,
         };
         if let Err((ctx, why)) = self.sh.dispatch.enqueue(Queued { lease, ctx }) {
             self.self_send(Event::JobExited {

@@ -29,6 +29,7 @@ pub mod routes;
 pub mod secrets;
 pub mod stats;
 pub mod triggers;
+pub mod webhooks;
 
 use coord::Coord;
 use dispatch::Dispatch;

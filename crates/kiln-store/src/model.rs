@@ -91,6 +91,9 @@ pub struct RunSource {
     pub event: String,
     /// The repository as the provider names it (`owner/name`).
     pub repository: String,
+    /// Its clone URL as the provider gave it (used when `source:` names `owner/name` only).
+    #[serde(default)]
+    pub clone_url: String,
     /// The full ref (`refs/heads/main`, `refs/tags/v1`, `refs/pull/4/head`).
     pub git_ref: String,
     /// Branch name, for branch pushes and pull requests (their source branch).

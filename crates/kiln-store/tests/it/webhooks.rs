@@ -39,6 +39,7 @@ async fn a_run_keeps_its_source_commit() {
             provider: "gitlab".into(),
             event: "pull_request".into(),
             repository: "shop/app".into(),
+            clone_url: "https://gitlab.example.com/shop/app.git".into(),
             git_ref: "refs/heads/feature".into(),
             branch: Some("feature".into()),
             tag: None,
