@@ -463,3 +463,83 @@ async fn one_delivery_fans_out_to_pipelines_in_several_projects() {
     assert!(runs_of(&s, "other").await.is_empty(), "a project with another secret is not started");
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_merge_request_runs_its_head_commit_and_its_merge() {
+    let gits = GitServer::start().await;
+    let url = gits.create("shop/app");
+    let s = TestServer::start().await;
+    let yaml = format!(
+        "name: mr\nsource: {{ repository: '{url}', credentials: GIT_TOKEN }}\non:\n  \
+         merge_request: {{ branches: [main], types: [opened, merged] }}\nstages:\n  - name: s\n    \
+         jobs:\n      check: {{ script: 'cat version.txt; echo \"mr=$KILN_PULL_REQUEST into \
+         $KILN_TARGET_BRANCH\"' }}\n"
+    );
+    s.apply("shop", "mr", &yaml).await;
+    s.admin.set_secret("shop", "GIT_TOKEN", &format!("{USER}:{TOKEN}")).await.unwrap();
+    s.admin.set_secret("shop", "WEBHOOK_SECRET", HOOK_SECRET).await.unwrap();
+    let work = WorkingCopy::new(&gits.path("shop/app"));
+    work.push("main", &[("version.txt", "main")], "Base");
+    let head = work.push("feature", &[("version.txt", "feature")], "Feature");
+    let merge_request = |action: &str, last: &str, merge: Option<&str>| {
+        json!({
+            "object_kind": "merge_request", "user": { "username": "ada" },
+            "project": { "path_with_namespace": "shop/app", "git_http_url": url },
+            "object_attributes": { "iid": 3, "action": action, "title": "Feature",
+                "source_branch": "feature", "target_branch": "main",
+                "last_commit": { "id": last }, "merge_commit_sha": merge }
+        })
+    };
+    let hook = "Merge Request Hook";
+    let (_, answer) = deliver(
+        &s,
+        Provider::GitLab,
+        hook,
+        "mr-1",
+        &merge_request("open", &head.after, None),
+        HOOK_SECRET,
+    )
+    .await;
+    assert_eq!(answer["runs"], json!(["shop/mr#1"]), "{answer}");
+    let (_, answer) = deliver(
+        &s,
+        Provider::GitLab,
+        hook,
+        "mr-2",
+        &merge_request("update", &head.after, None),
+        HOOK_SECRET,
+    )
+    .await;
+    assert_eq!(answer["runs"], json!([]), "synchronize is not among the types: {answer}");
+
+    // The merge lands on main as its own commit.
+    let d = work.dir.path();
+    git(d, &["checkout", "-q", "main"]);
+    git(d, &["merge", "-q", "--no-ff", "-m", "Merge feature", "feature"]);
+    git(d, &["push", "-q", "origin", "main"]);
+    let merged = git(d, &["rev-parse", "HEAD"]);
+    let (_, answer) = deliver(
+        &s,
+        Provider::GitLab,
+        hook,
+        "mr-3",
+        &merge_request("merge", &head.after, Some(&merged)),
+        HOOK_SECRET,
+    )
+    .await;
+    assert_eq!(answer["runs"], json!(["shop/mr#2"]), "{answer}");
+
+    for (run, commit, branch) in
+        [("shop/mr#1", &head.after, "feature"), ("shop/mr#2", &merged, "main")]
+    {
+        let d = s.wait_final(run).await;
+        assert_eq!(d.run.state, "success", "{d:#?}");
+        let src = d.run.source.clone().unwrap();
+        assert_eq!((&src.commit, src.branch.as_deref()), (commit, Some(branch)));
+        assert_eq!((src.pull_request, src.target_branch.as_deref()), (Some(3), Some("main")));
+        let log = log_text(&s, &d.run.id, Some("check")).await;
+        assert!(log.contains(&"feature".to_string()), "{log:#?}");
+        assert!(log.contains(&"mr=3 into main".to_string()), "{log:#?}");
+    }
+    s.stop().await;
+}
