@@ -479,8 +479,8 @@ async fn a_merge_request_runs_its_head_commit_and_its_merge() {
     s.admin.set_secret("shop", "GIT_TOKEN", &format!("{USER}:{TOKEN}")).await.unwrap();
     s.admin.set_secret("shop", "WEBHOOK_SECRET", HOOK_SECRET).await.unwrap();
     let work = WorkingCopy::new(&gits.path("shop/app"));
-    work.push("main", &[("version.txt", "main")], "Base");
-    let head = work.push("feature", &[("version.txt", "feature")], "Feature");
+    work.push("main", &[("version.txt", "main\n")], "Base");
+    let head = work.push("feature", &[("version.txt", "feature\n")], "Feature");
     let merge_request = |action: &str, last: &str, merge: Option<&str>| {
         json!({
             "object_kind": "merge_request", "user": { "username": "ada" },
