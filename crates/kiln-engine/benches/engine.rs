@@ -69,6 +69,7 @@ fn plan() -> Plan {
         concurrency: None,
         triggers: Default::default(),
         source: None,
+        concurrency_group: None,
     }
 }
 

@@ -10,7 +10,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::diag::{Diagnostic, Severity};
 use crate::expr::{self, Reference};
-use crate::git::{PullRequestAction, PullRequestTrigger, PushTrigger, RawSource, Source};
+use crate::git::{
+    ConcurrencyGroup, PullRequestAction, PullRequestTrigger, PushTrigger, RawSource, Source,
+};
 use crate::params::param_value;
 use crate::plan::{
     ArtifactSpec, ArtifactWhen, CachePolicy, CacheSpec, ConstraintTerm, ImageTrigger, Job, JobId,
@@ -192,6 +194,8 @@ impl<'d> Checker<'d> {
         };
         let triggers = raw.on.as_ref().map(|on| self.triggers(on)).unwrap_or_default();
         let source = raw.source.as_ref().and_then(|s| self.source(s));
+        let concurrency_group =
+            raw.concurrency_group.as_ref().and_then(|g| self.concurrency_group(g, &params));
         self.git_triggers_need_source(&triggers, source.as_ref(), raw.on.as_ref());
         Plan {
             name: raw.name.value.clone(),
@@ -203,6 +207,7 @@ impl<'d> Checker<'d> {
             concurrency,
             triggers,
             source,
+            concurrency_group,
         }
     }
 
@@ -282,6 +287,51 @@ impl<'d> Checker<'d> {
             }
             out.pull_request = Some(PullRequestTrigger { branches, types });
         }
+    }
+
+    /// `concurrency: { group, … }`: the group template reads only `source.*` and declared
+    /// params.
+    pub fn concurrency_group(
+        &mut self,
+        raw: &Sp<crate::git::RawConcurrencyGroup>,
+        params: &[ParamSpec],
+    ) -> Option<ConcurrencyGroup> {
+        use crate::git::GROUP_SOURCE_FIELDS;
+        let group = raw.value.group.as_ref()?;
+        let refs = match ConcurrencyGroup::references(&group.value) {
+            Ok(r) => r,
+            Err(e) => {
+                self.error(group.at.pos, format!("concurrency group: {e}"));
+                return None;
+            }
+        };
+        let mut ok = !group.value.trim().is_empty();
+        if !ok {
+            self.error(group.at.pos, "concurrency group: must not be empty");
+        }
+        for r in refs {
+            let known = match r.split_once('.') {
+                Some(("source", f)) => GROUP_SOURCE_FIELDS.contains(&f),
+                Some(("params", p)) => params.iter().any(|x| x.name == p),
+                _ => false,
+            };
+            if !known {
+                ok = false;
+                self.error(
+                    group.at.pos,
+                    format!(
+                        "concurrency group: '${{{{ {r} }}}}' is not known here; use source.{} or \
+                         params.NAME",
+                        GROUP_SOURCE_FIELDS.join(", source.")
+                    ),
+                );
+            }
+        }
+        // `limit` is checked as `concurrency` (the reader put it there).
+        ok.then(|| ConcurrencyGroup {
+            group: group.value.clone(),
+            cancel_in_progress: raw.value.cancel_in_progress.as_ref().is_some_and(|c| c.value),
+        })
     }
 
     /// `source:`: a non-empty repository and, if named, a credentials secret name.

@@ -164,6 +164,10 @@ impl Compiler<'_> {
         }
         if let Some(c) = &raw.concurrency {
             plan.concurrency = checker.concurrency(c).or(plan.concurrency);
+            plan.concurrency_group = raw
+                .concurrency_group
+                .as_ref()
+                .and_then(|g| checker.concurrency_group(g, &plan.params));
         }
         if let Some(source) = &raw.source {
             plan.source = checker.source(source);

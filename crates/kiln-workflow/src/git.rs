@@ -89,8 +89,74 @@ pub enum SourceSchema {
     Full(RawSource),
 }
 
+/// `concurrency` per group, as GitHub Actions writes it.
+#[derive(Debug, Clone, PartialEq, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawConcurrencyGroup {
+    /// The group of a run, such as `${{ source.branch }}`: runs of this workflow in the same
+    /// group share the `limit`. May read `source.branch`, `source.tag`, `source.ref`,
+    /// `source.event`, `source.repository` and `params.NAME`.
+    #[schemars(with = "String")]
+    pub group: Option<Sp<String>>,
+    /// At most this many runs of a group at once (default 1).
+    #[schemars(with = "Option<u32>")]
+    pub limit: Option<Sp<u32>>,
+    /// A new run cancels the unfinished older runs of its group (default false).
+    #[schemars(rename = "cancel-in-progress", with = "Option<bool>")]
+    pub cancel_in_progress: Option<Sp<bool>>,
+}
+
+impl RawConcurrencyGroup {
+    /// The keys of `concurrency` as a mapping.
+    pub const KEYS: &[&str] = &["group", "limit", "cancel-in-progress"];
+}
+
 // ---------------------------------------------------------------------------------------------
 // Checked (in the plan)
+
+/// `concurrency` per group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConcurrencyGroup {
+    /// The group template (`${{ source.branch }}`).
+    pub group: String,
+    /// A new run cancels the older unfinished runs of its group.
+    pub cancel_in_progress: bool,
+}
+
+/// The `source.*` names a concurrency group may read.
+pub const GROUP_SOURCE_FIELDS: &[&str] = &["branch", "tag", "ref", "event", "repository"];
+
+impl ConcurrencyGroup {
+    /// The `${{ … }}` references of a group template (trimmed), or the unclosed rest.
+    pub fn references(template: &str) -> Result<Vec<String>, String> {
+        let mut out = Vec::new();
+        let mut rest = template;
+        while let Some(start) = rest.find("${{") {
+            let after = &rest[start + 3..];
+            let Some(end) = after.find("}}") else {
+                return Err(format!("'{}' has no closing }}}}", &rest[start..]));
+            };
+            out.push(after[..end].trim().to_string());
+            rest = &after[end + 2..];
+        }
+        Ok(out)
+    }
+
+    /// The group of a run: each reference replaced by `value(name)` (empty when none).
+    pub fn render(&self, value: &dyn Fn(&str) -> Option<String>) -> String {
+        let mut out = String::new();
+        let mut rest = self.group.as_str();
+        while let Some(start) = rest.find("${{") {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + 3..];
+            let Some(end) = after.find("}}") else { break };
+            out.push_str(&value(after[..end].trim()).unwrap_or_default());
+            rest = &after[end + 2..];
+        }
+        out.push_str(rest);
+        out
+    }
+}
 
 /// The repository a workflow builds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

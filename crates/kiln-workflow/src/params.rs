@@ -133,6 +133,7 @@ mod tests {
             concurrency: None,
             triggers: Default::default(),
             source: None,
+            concurrency_group: None,
         }
     }
 

@@ -67,6 +67,9 @@ pub struct Plan {
     /// workspace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<crate::git::Source>,
+    /// `concurrency` per group: `concurrency` is then the limit of each group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency_group: Option<crate::git::ConcurrencyGroup>,
 }
 
 /// What starts runs of a pipeline besides an API call.

@@ -170,9 +170,13 @@ pub struct RawWorkflow {
     #[schemars(with = "Option<DurationText>")]
     pub timeout: Option<Sp<String>>,
     /// At most this many runs of this workflow run at once (at least 1); further runs wait,
-    /// pending, in the order they were started.
-    #[schemars(with = "Option<ConcurrencyCount>")]
+    /// pending, in the order they were started. Or per group: `{ group, limit,
+    /// cancel-in-progress }`.
+    #[schemars(with = "Option<ConcurrencySchema>")]
     pub concurrency: Option<Sp<u32>>,
+    /// The group form of `concurrency` (its `limit` is `concurrency`).
+    #[schemars(skip)]
+    pub concurrency_group: Option<Sp<crate::git::RawConcurrencyGroup>>,
     /// Typed parameters, by name. Read them as `${{ params.NAME }}`; jobs also get them as
     /// env variables.
     pub params: Option<Entries<RawParam>>,
@@ -641,6 +645,17 @@ impl JsonSchema for MemoryText {
     }
 }
 
+/// Schema of `concurrency`: a count, or a group.
+#[derive(JsonSchema)]
+#[expect(dead_code, reason = "describes the schema only; the reader reads either form")]
+#[schemars(untagged)]
+pub enum ConcurrencySchema {
+    /// At most this many runs at once.
+    Count(ConcurrencyCount),
+    /// Per group.
+    Group(crate::git::RawConcurrencyGroup),
+}
+
 /// Schema of `concurrency`.
 pub struct ConcurrencyCount;
 
@@ -861,6 +876,10 @@ mod tests {
             sorted(RawPullRequestTrigger::KEYS)
         );
         assert_eq!(properties(&schema, Some("RawSource")), sorted(RawSource::KEYS));
+        assert_eq!(
+            properties(&schema, Some("RawConcurrencyGroup")),
+            sorted(crate::git::RawConcurrencyGroup::KEYS)
+        );
         assert_eq!(properties(&schema, Some("RawRetry")), sorted(RawRetry::KEYS));
         assert_eq!(properties(&schema, Some("RawResources")), sorted(RawResources::KEYS));
         assert_eq!(properties(&schema, Some("RawService")), sorted(RawService::KEYS));

@@ -5,7 +5,7 @@
 //! checked later, by `check`. A `null` value counts as absent.
 
 use crate::diag::{Diagnostic, Severity};
-use crate::git::{RawPullRequestTrigger, RawPushTrigger, RawSource};
+use crate::git::{RawConcurrencyGroup, RawPullRequestTrigger, RawPushTrigger, RawSource};
 use crate::raw::{
     ArtifactWhenText, CachePolicyText, Entries, NetworkText, ParamType, PlacementText,
     RawArtifacts, RawCache, RawImageTrigger, RawJob, RawMatrix, RawOn, RawParam, RawPort,
@@ -287,7 +287,11 @@ impl<'d> Reader<'d> {
         }
         .unwrap_or_else(|| Sp::new(String::new(), Origin::at(f.pos())));
         let timeout = f.get("timeout").and_then(|n| self.text(n, "timeout"));
-        let concurrency = f.get("concurrency").and_then(|n| self.count(n, "concurrency"));
+        let (concurrency, concurrency_group) = match f.get("concurrency") {
+            Some(n) if matches!(n.kind, Kind::Map(_)) => self.concurrency_group(n),
+            Some(n) => (self.count(n, "concurrency"), None),
+            None => (None, None),
+        };
         let params = f.get("params").and_then(|n| self.params(n));
         let env = f.get("env").and_then(|n| self.text_map(n, "env"));
         let stages = f.get("stages").and_then(|n| self.stages(n));
@@ -305,6 +309,7 @@ impl<'d> Reader<'d> {
             name,
             timeout,
             concurrency,
+            concurrency_group,
             params,
             env,
             stages,
@@ -339,7 +344,28 @@ impl<'d> Reader<'d> {
         Some(Sp::new(RawOn { image, push, pull_request, merge_request }, node.origin))
     }
 
-    // Git triggers and `source` (see `git.rs`).
+    // Git triggers, `source` and concurrency groups (see `git.rs`).
+
+    /// `concurrency: { group, limit, cancel-in-progress }`: the limit (default 1) and the group.
+    fn concurrency_group(
+        &mut self,
+        node: &Node,
+    ) -> (Option<Sp<u32>>, Option<Sp<RawConcurrencyGroup>>) {
+        let Some(f) = self.fields(node, "concurrency", RawConcurrencyGroup::KEYS) else {
+            return (None, None);
+        };
+        let group = f.get("group").and_then(|n| self.text(n, "concurrency group"));
+        if f.get("group").is_none() {
+            self.error(f.pos(), "concurrency has no 'group': add group: ${{ source.branch }}");
+        }
+        let limit = f.get("limit").and_then(|n| self.count(n, "concurrency limit"));
+        let cancel_in_progress = f
+            .get("cancel-in-progress")
+            .and_then(|n| self.bool(n, "concurrency cancel-in-progress"));
+        let count = limit.clone().unwrap_or_else(|| Sp::new(1, node.origin));
+        let raw = RawConcurrencyGroup { group, limit, cancel_in_progress };
+        (Some(count), Some(Sp::new(raw, node.origin)))
+    }
 
     fn push_trigger(&mut self, node: &Node) -> Option<Sp<RawPushTrigger>> {
         if node.is_null() {

@@ -79,6 +79,7 @@ fn build(spec: &PlanSpec) -> SharedPlan {
         concurrency: None,
         triggers: Default::default(),
         source: None,
+        concurrency_group: None,
     };
     let mut previous: Vec<JobId> = Vec::new();
     let mut gate = None;

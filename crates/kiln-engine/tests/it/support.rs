@@ -139,6 +139,7 @@ impl PlanDef {
                 concurrency: None,
                 triggers: Default::default(),
                 source: None,
+                concurrency_group: None,
             }),
             ..PlanDef::default()
         }

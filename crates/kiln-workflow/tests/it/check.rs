@@ -455,3 +455,34 @@ fn git_triggers_and_source_compile() {
     main.yml:2:41: error: source credentials: expected the name of a project secret (letters, digits and _), found 'not a name'
     ");
 }
+
+#[test]
+fn concurrency_groups_compile_and_render() {
+    use kiln_workflow::git::ConcurrencyGroup;
+    let files = [(
+        "main.yml",
+        "name: t\nparams: { env: { default: dev } }\nconcurrency:\n  group: 'deploy-${{ params.env }}-${{ source.branch }}'\n  cancel-in-progress: true\nstages:\n  - name: s\n    jobs: { a: { script: echo } }\n",
+    )];
+    let loader = crate::support::MapLoader::new(&files);
+    let plan = kiln_workflow::compile("main.yml", &loader).plan.expect("compiles");
+    assert_eq!(plan.concurrency, Some(1), "a group's limit defaults to 1");
+    let group = plan.concurrency_group.expect("group");
+    assert!(group.cancel_in_progress);
+    let value = |name: &str| match name {
+        "params.env" => Some("prod".to_string()),
+        "source.branch" => Some("main".to_string()),
+        _ => None,
+    };
+    assert_eq!(group.render(&value), "deploy-prod-main");
+    assert_eq!(
+        ConcurrencyGroup { group: "x-${{ source.tag }}".into(), cancel_in_progress: false }
+            .render(&value),
+        "x-"
+    );
+
+    insta::assert_snapshot!(check("name: t\nconcurrency: { group: '${{ jobs.a.outputs.x }}', limit: 0, cancel: true }\nstages:\n  - name: s\n    jobs: { a: { script: echo } }\n"), @"
+    main.yml:2:23: error: concurrency group: '${{ jobs.a.outputs.x }}' is not known here; use source.branch, source.tag, source.ref, source.event, source.repository or params.NAME
+    main.yml:2:57: error: concurrency: must be at least 1 (how many runs of this workflow may run at once)
+    main.yml:2:60: error: unknown key 'cancel' in concurrency; expected one of: group, limit, cancel-in-progress
+    ");
+}
