@@ -69,7 +69,8 @@ struct Shared {
     /// `host:port` of the registry as jobs reach it (`KILN_REGISTRY`).
     registry_host: String,
     actors: Mutex<HashMap<RunId, ActorRef>>,
-    active: Mutex<HashMap<PipelineId, usize>>,
+    /// Active runs per pipeline and concurrency group (`""` without groups).
+    active: Mutex<HashMap<(PipelineId, String), usize>>,
     admission: tokio::sync::Mutex<()>,
     plans: Mutex<HashMap<(PipelineId, u32), Arc<Plan>>>,
 }
@@ -213,6 +214,7 @@ impl Coord {
                 source,
             })
             .await?;
+        self.cancel_older_in_group(&plan, &run).await?;
         self.admit(pipeline.id).await;
         Ok(self.sh.store.run(&run.id).await?)
     }
@@ -303,10 +305,11 @@ impl Coord {
         lock(&self.sh.actors).contains_key(run)
     }
 
-    /// Starts pending runs of `pipeline` while it has free slots, oldest first.
+    /// Starts pending runs of `pipeline` while their groups have free slots, oldest first
+    /// within each group (a pipeline without `concurrency: { group }` is one group).
     pub async fn admit(&self, pipeline: PipelineId) {
         let _guard = self.sh.admission.lock().await;
-        loop {
+        'pass: loop {
             let pending = match self.sh.store.pending_runs(&pipeline).await {
                 Ok(p) => p,
                 Err(e) => {
@@ -314,23 +317,55 @@ impl Coord {
                     return;
                 }
             };
-            let Some(head) = pending.into_iter().find(|r| !self.is_active(&r.id)) else { return };
-            let plan = match self.plan_of_run(&head).await {
-                Ok(p) => p,
-                Err(e) => {
-                    self.fail_unstartable(&head, &e.message).await;
+            let mut full: Vec<String> = Vec::new();
+            for head in pending.into_iter().filter(|r| !self.is_active(&r.id)) {
+                let plan = match self.plan_of_run(&head).await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        self.fail_unstartable(&head, &e.message).await;
+                        continue 'pass;
+                    }
+                };
+                let group = group_of(&plan, &head);
+                if full.contains(&group) {
                     continue;
                 }
-            };
-            let active = lock(&self.sh.active).get(&pipeline).copied().unwrap_or(0);
-            if plan.concurrency.is_some_and(|limit| active >= limit as usize) {
-                return;
+                let key = (pipeline, group.clone());
+                let active = lock(&self.sh.active).get(&key).copied().unwrap_or(0);
+                if plan.concurrency.is_some_and(|limit| active >= limit as usize) {
+                    full.push(group);
+                    continue;
+                }
+                if let Err(e) = self.start_actor(head.clone(), plan, None).await {
+                    tracing::error!("start run {}: {}", head.full_name(), e.message);
+                    self.fail_unstartable(&head, &e.message).await;
+                }
+                continue 'pass;
             }
-            if let Err(e) = self.start_actor(head.clone(), plan, None).await {
-                tracing::error!("start run {}: {}", head.full_name(), e.message);
-                self.fail_unstartable(&head, &e.message).await;
+            return;
+        }
+    }
+
+    /// `cancel-in-progress`: cancels the unfinished runs of `run`'s group older than it.
+    async fn cancel_older_in_group(&self, plan: &Plan, run: &kiln_store::Run) -> ApiResult<()> {
+        if !plan.concurrency_group.as_ref().is_some_and(|g| g.cancel_in_progress) {
+            return Ok(());
+        }
+        let group = group_of(plan, run);
+        for older in self.sh.store.unfinished_runs().await? {
+            if older.pipeline_id != run.pipeline_id || older.number >= run.number {
+                continue;
+            }
+            let Ok(older_plan) = self.plan_of_run(&older).await else { continue };
+            if group_of(&older_plan, &older) != group {
+                continue;
+            }
+            let by = format!("newer run {} of group `{group}`", run.full_name());
+            if let Err(e) = self.send(&older, Event::Cancel { by }).await {
+                tracing::info!("cancel-in-progress of {}: {}", older.full_name(), e.message);
             }
         }
+        Ok(())
     }
 
     async fn fail_unstartable(&self, run: &kiln_store::Run, why: &str) {
@@ -451,6 +486,7 @@ impl Coord {
             tx: tx.clone(),
             started: HashMap::new(),
             checkout,
+            group: group_of(&plan, &run),
             run,
             engine: Run::new(plan, BTreeMap::new()),
         };
@@ -471,7 +507,8 @@ impl Coord {
             Some(events) => actor.replay(engine, events).await?,
         };
         lock(&self.sh.actors).insert(actor.run.id, ActorRef { tx });
-        *lock(&self.sh.active).entry(actor.run.pipeline_id).or_default() += 1;
+        *lock(&self.sh.active).entry((actor.run.pipeline_id, actor.group.clone())).or_default() +=
+            1;
         tokio::spawn(actor.main(rx, first));
         Ok(())
     }
@@ -492,6 +529,26 @@ impl Coord {
         let values = env.values().cloned().collect();
         Ok((env, values))
     }
+}
+
+/// The concurrency group of a run: its plan's `concurrency.group` rendered with the run's
+/// commit and params; `""` for a plan without groups.
+pub fn group_of(plan: &Plan, run: &kiln_store::Run) -> String {
+    let Some(g) = &plan.concurrency_group else { return String::new() };
+    let params = bind(plan, &run.params).unwrap_or_default();
+    let src = run.source.as_ref();
+    g.render(&|name: &str| match name.split_once('.') {
+        Some(("source", field)) => src.and_then(|s| match field {
+            "branch" => s.branch.clone(),
+            "tag" => s.tag.clone(),
+            "ref" => Some(s.git_ref.clone()),
+            "event" => Some(s.event.clone()),
+            "repository" => Some(s.repository.clone()),
+            _ => None,
+        }),
+        Some(("params", p)) => params.get(p).map(ToString::to_string),
+        _ => None,
+    })
 }
 
 /// What a run's jobs check out: the plan's `source` at the run's commit (a run started
@@ -616,6 +673,8 @@ struct Actor {
     /// When each running job started, for the duration histogram.
     /// What each job checks out first (`source:`), unless the job says `checkout: false`.
     checkout: Option<kiln_api::agent::Checkout>,
+    /// The run's concurrency group (`""` without groups).
+    group: String,
     started: HashMap<usize, Instant>,
 }
 
@@ -937,7 +996,8 @@ impl Actor {
         }
         let _ = self.sh.logs.close(&run_log_key(&self.run.id));
         lock(&self.sh.actors).remove(&self.run.id);
-        if let Some(n) = lock(&self.sh.active).get_mut(&self.run.pipeline_id) {
+        if let Some(n) = lock(&self.sh.active).get_mut(&(self.run.pipeline_id, self.group.clone()))
+        {
             *n = n.saturating_sub(1);
         }
         self.sh.metrics.run_finished(state_text(self.engine.state()));
@@ -949,7 +1009,8 @@ impl Actor {
     async fn restart(self, mut rx: mpsc::UnboundedReceiver<RunMsg>) {
         rx.close();
         lock(&self.sh.actors).remove(&self.run.id);
-        if let Some(n) = lock(&self.sh.active).get_mut(&self.run.pipeline_id) {
+        if let Some(n) = lock(&self.sh.active).get_mut(&(self.run.pipeline_id, self.group.clone()))
+        {
             *n = n.saturating_sub(1);
         }
         let coord = self.coord.clone();

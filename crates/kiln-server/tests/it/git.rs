@@ -543,3 +543,52 @@ async fn a_merge_request_runs_its_head_commit_and_its_merge() {
     }
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_newer_push_cancels_the_run_in_progress_of_its_branch_only() {
+    let gits = GitServer::start().await;
+    let url = gits.create("shop/app");
+    let s = TestServer::start().await;
+    // `slow` runs until canceled; anything else ends at once.
+    let yaml = format!(
+        "name: deploy\nsource: {{ repository: '{url}', credentials: GIT_TOKEN }}\non:\n  push:\n\
+         concurrency:\n  group: 'deploy-${{{{ source.branch }}}}'\n  cancel-in-progress: true\n\
+         stages:\n  - name: s\n    jobs:\n      deploy:\n        script: |\n          \
+         echo \"v=$(cat version.txt)\"\n          \
+         if [ \"$(cat version.txt)\" = slow ]; then while true; do sleep 1; done; fi\n"
+    );
+    s.apply("shop", "deploy", &yaml).await;
+    s.admin.set_secret("shop", "GIT_TOKEN", &format!("{USER}:{TOKEN}")).await.unwrap();
+    s.admin.set_secret("shop", "WEBHOOK_SECRET", HOOK_SECRET).await.unwrap();
+    let work = WorkingCopy::new(&gits.path("shop/app"));
+    let mut n = 0;
+    let mut push = |branch: &str, version: &str| {
+        n += 1;
+        let p = work.push(branch, &[("version.txt", version)], version);
+        (format!("push-{n}"), push_payload(Provider::GitHub, "shop/app", &url, &p))
+    };
+
+    let (id, body) = push("main", "slow");
+    let (_, answer) = deliver(&s, Provider::GitHub, "push", &id, &body, HOOK_SECRET).await;
+    assert_eq!(answer["runs"], json!(["shop/deploy#1"]));
+    s.wait_for("shop/deploy#1", "its job running", |d| d.jobs[0].state == "running").await;
+
+    // Another branch is another group: it runs at once, limit 1 notwithstanding.
+    let (id, body) = push("dev", "fast");
+    deliver(&s, Provider::GitHub, "push", &id, &body, HOOK_SECRET).await;
+    assert_eq!(s.wait_final("shop/deploy#2").await.run.state, "success");
+    assert_eq!(s.admin.run("shop/deploy#1").await.unwrap().run.state, "running");
+
+    // A newer push to main cancels #1, then runs.
+    let (id, body) = push("main", "fast");
+    let (_, answer) = deliver(&s, Provider::GitHub, "push", &id, &body, HOOK_SECRET).await;
+    assert_eq!(answer["runs"], json!(["shop/deploy#3"]));
+    let first = s.wait_final("shop/deploy#1").await;
+    assert_eq!(first.run.state, "canceled", "{first:#?}");
+    let reason = first.run.reason.clone().unwrap_or_default();
+    assert!(reason.contains("newer run shop/deploy#3 of group `deploy-main`"), "{reason}");
+    let third = s.wait_final("shop/deploy#3").await;
+    assert_eq!(third.run.state, "success", "{third:#?}");
+    assert!(log_text(&s, &third.run.id, Some("deploy")).await.contains(&"v=fast".to_string()));
+    s.stop().await;
+}
