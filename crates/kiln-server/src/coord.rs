@@ -1,14 +1,15 @@
 //! Run coordination: one actor task per active run owns its [`kiln_engine::Run`], persists
 //! every event it applies (in one store transaction with the state and job changes it causes),
 //! and carries out the engine's commands (queue attempts for agents, cancel them, pause, arm
-//! timers, finish). Admission keeps each pipeline under its `concurrency:` limit, starting
-//! queued runs in FIFO order as slots free up. Recovery replays unfinished runs at start-up.
+//! timers, finish). Admission keeps each pipeline (each concurrency group of it, with
+//! `concurrency: { group }`) under its `concurrency:` limit, starting queued runs in FIFO order
+//! as slots free up; `cancel-in-progress` cancels a new run's older group mates. Recovery replays unfinished runs at start-up.
 //!
 //! Invariants:
 //! - an event reaches the engine only through its run's actor, and is stored in the same
 //!   transaction as the state it produces: replaying the stored events rebuilds the run;
-//! - a run has at most one actor; a pipeline never has more active (running or paused) runs
-//!   than its limit, and pending runs start oldest first;
+//! - a run has at most one actor; a pipeline's group never has more active (running or
+//!   paused) runs than its limit, and pending runs of a group start oldest first;
 //! - after a restart no attempt stays running: a started one fails with an "agent lost" error
 //!   (its retry policy may rerun it), a queued one is queued again.
 
