@@ -1,8 +1,9 @@
 //! Kiln's agent: registers with a server, long-polls for leases, and runs each leased attempt
 //! through an [`Executor`] inside the PreStart/PostStop wrapper:
 //!
-//! 1. PreStart: the artifacts of the jobs it needs and its restored `cache:` are unpacked into a
-//!    seed directory that the executor copies into the workspace;
+//! 1. PreStart: the workflow's `source` commit is checked out with the host's git
+//!    (`checkout.rs`), then the artifacts of the jobs it needs and its restored `cache:` are
+//!    unpacked, all into a seed directory that the executor copies into the workspace;
 //! 2. the task runs through [`kiln_runtime::task::drive_task`] (timeout, cancel, `JOB_OUT`);
 //!    its lines and events stream to the server in batches, in order;
 //! 3. PostStop: `artifacts:` paths are packed from the workspace and uploaded, then `cache:`
@@ -12,6 +13,7 @@
 //!
 //! The embedded agent of `kiln server` is this same code over loopback HTTP.
 
+pub mod checkout;
 pub mod host;
 
 use std::collections::HashMap;
@@ -301,7 +303,14 @@ async fn wrapped(
         .await
         .map_err(|e| format!("create {}: {e}", seed.display()))?;
 
-    // PreStart: artifacts of needed jobs, then the cache.
+    // PreStart: the source commit, then artifacts of needed jobs, then the cache.
+    if let Some(c) = &lease.checkout {
+        let done = checkout::checkout(c, &seed)
+            .await
+            .map_err(|e| format!("checking out {}: {e}", c.repository))?;
+        let at = if c.git_ref.is_empty() { String::new() } else { format!(" ({})", c.git_ref) };
+        note(tx, format!("checked out {} of {}{at}", done.commit, c.repository));
+    }
     for input in &lease.inputs {
         match client.lease_input(&lease.id, input).await {
             Ok(Some(bytes)) => {

@@ -117,6 +117,34 @@ pub struct Lease {
     pub env: BTreeMap<String, String>,
     /// Jobs whose artifacts to place into the workspace first.
     pub inputs: Vec<String>,
+    /// The git commit to check out into the workspace before anything else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkout: Option<Checkout>,
+}
+
+/// A commit to check out into a job's workspace (the workflow's `source`).
+#[derive(Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Checkout {
+    /// Clone URL, as the workflow's `source` wrote it.
+    pub repository: String,
+    /// The ref it was pushed as (`refs/heads/main`); empty: the remote's default branch.
+    pub git_ref: String,
+    /// The commit; empty: whatever `git_ref` points at now.
+    pub commit: String,
+    /// HTTP credentials: a token, or `user:token` (a project secret; never logged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<String>,
+}
+
+impl std::fmt::Debug for Checkout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checkout")
+            .field("repository", &self.repository)
+            .field("git_ref", &self.git_ref)
+            .field("commit", &self.commit)
+            .field("credentials", &self.credentials.as_ref().map(|_| "***"))
+            .finish()
+    }
 }
 
 /// One thing that happened to a leased attempt.

@@ -204,6 +204,48 @@ pub struct RunSummary {
     pub finished_at: Option<DateTime<Utc>>,
     /// From start to end (or to now while it runs).
     pub duration_ms: Option<u64>,
+    /// The commit it builds, when a git push or pull request started it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceInfo>,
+}
+
+/// The commit a run builds and what in its repository started it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SourceInfo {
+    /// `github`, `gitlab` or `gitea`.
+    pub provider: String,
+    /// `push` or `pull_request`.
+    pub event: String,
+    /// The repository (`owner/name`).
+    pub repository: String,
+    /// The full ref (`refs/heads/main`).
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+    /// Branch (of a branch push; a pull request's source branch).
+    pub branch: Option<String>,
+    /// Tag (of a tag push).
+    pub tag: Option<String>,
+    /// The commit (40 hex digits).
+    pub commit: String,
+    /// Its message.
+    pub message: String,
+    /// Its author.
+    pub author: String,
+    /// The pull/merge request number, when one started the run.
+    pub pull_request: Option<u64>,
+    /// The pull/merge request's target branch.
+    pub target_branch: Option<String>,
+}
+
+/// Answer to a webhook delivery (`POST /api/v1/hooks/{provider}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HookOutcome {
+    /// The provider's delivery id.
+    pub delivery: String,
+    /// What Kiln did, for people: the runs it started, or why none.
+    pub outcome: String,
+    /// Runs started (`project/pipeline#number`); empty when none.
+    pub runs: Vec<String>,
 }
 
 impl RunSummary {

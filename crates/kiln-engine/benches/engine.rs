@@ -52,6 +52,7 @@ fn plan() -> Plan {
                 scheduling: Default::default(),
                 cache: None,
                 artifacts: None,
+                checkout: true,
             };
             ids.push(job.id.clone());
             jobs.push(job);
@@ -67,6 +68,8 @@ fn plan() -> Plan {
         timeout: None,
         concurrency: None,
         triggers: Default::default(),
+        source: None,
+        concurrency_group: None,
     }
 }
 

@@ -189,6 +189,7 @@ impl JobScope<'_> {
             scheduling: job.scheduling.clone(),
             cache,
             artifacts,
+            checkout: job.checkout,
         })
     }
 }

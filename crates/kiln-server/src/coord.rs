@@ -1,14 +1,15 @@
 //! Run coordination: one actor task per active run owns its [`kiln_engine::Run`], persists
 //! every event it applies (in one store transaction with the state and job changes it causes),
 //! and carries out the engine's commands (queue attempts for agents, cancel them, pause, arm
-//! timers, finish). Admission keeps each pipeline under its `concurrency:` limit, starting
-//! queued runs in FIFO order as slots free up. Recovery replays unfinished runs at start-up.
+//! timers, finish). Admission keeps each pipeline (each concurrency group of it, with
+//! `concurrency: { group }`) under its `concurrency:` limit, starting queued runs in FIFO order
+//! as slots free up; `cancel-in-progress` cancels a new run's older group mates. Recovery replays unfinished runs at start-up.
 //!
 //! Invariants:
 //! - an event reaches the engine only through its run's actor, and is stored in the same
 //!   transaction as the state it produces: replaying the stored events rebuilds the run;
-//! - a run has at most one actor; a pipeline never has more active (running or paused) runs
-//!   than its limit, and pending runs start oldest first;
+//! - a run has at most one actor; a pipeline's group never has more active (running or
+//!   paused) runs than its limit, and pending runs of a group start oldest first;
 //! - after a restart no attempt stays running: a started one fails with an "agent lost" error
 //!   (its retry policy may rerun it), a queued one is queued again.
 
@@ -69,7 +70,8 @@ struct Shared {
     /// `host:port` of the registry as jobs reach it (`KILN_REGISTRY`).
     registry_host: String,
     actors: Mutex<HashMap<RunId, ActorRef>>,
-    active: Mutex<HashMap<PipelineId, usize>>,
+    /// Active runs per pipeline and concurrency group (`""` without groups).
+    active: Mutex<HashMap<(PipelineId, String), usize>>,
     admission: tokio::sync::Mutex<()>,
     plans: Mutex<HashMap<(PipelineId, u32), Arc<Plan>>>,
 }
@@ -178,6 +180,17 @@ impl Coord {
         given: &BTreeMap<String, String>,
         by: &str,
     ) -> ApiResult<kiln_store::Run> {
+        self.trigger_from(pipeline, given, by, None).await
+    }
+
+    /// [`Coord::trigger`] for a run that builds a git commit (`source`).
+    pub async fn trigger_from(
+        &self,
+        pipeline: &kiln_store::Pipeline,
+        given: &BTreeMap<String, String>,
+        by: &str,
+        source: Option<kiln_store::RunSource>,
+    ) -> ApiResult<kiln_store::Run> {
         let plan = self.plan_of(pipeline)?;
         let pairs: Vec<(String, String)> =
             given.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
@@ -199,8 +212,10 @@ impl Coord {
                 params,
                 triggered_by: by.to_string(),
                 retry_of: None,
+                source,
             })
             .await?;
+        self.cancel_older_in_group(&plan, &run).await?;
         self.admit(pipeline.id).await;
         Ok(self.sh.store.run(&run.id).await?)
     }
@@ -232,6 +247,7 @@ impl Coord {
                 params: run.params.clone(),
                 triggered_by: by.to_string(),
                 retry_of: Some(run.id),
+                source: run.source.clone(),
             })
             .await?;
         let events: Vec<Event> = reused
@@ -290,10 +306,11 @@ impl Coord {
         lock(&self.sh.actors).contains_key(run)
     }
 
-    /// Starts pending runs of `pipeline` while it has free slots, oldest first.
+    /// Starts pending runs of `pipeline` while their groups have free slots, oldest first
+    /// within each group (a pipeline without `concurrency: { group }` is one group).
     pub async fn admit(&self, pipeline: PipelineId) {
         let _guard = self.sh.admission.lock().await;
-        loop {
+        'pass: loop {
             let pending = match self.sh.store.pending_runs(&pipeline).await {
                 Ok(p) => p,
                 Err(e) => {
@@ -301,23 +318,55 @@ impl Coord {
                     return;
                 }
             };
-            let Some(head) = pending.into_iter().find(|r| !self.is_active(&r.id)) else { return };
-            let plan = match self.plan_of_run(&head).await {
-                Ok(p) => p,
-                Err(e) => {
-                    self.fail_unstartable(&head, &e.message).await;
+            let mut full: Vec<String> = Vec::new();
+            for head in pending.into_iter().filter(|r| !self.is_active(&r.id)) {
+                let plan = match self.plan_of_run(&head).await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        self.fail_unstartable(&head, &e.message).await;
+                        continue 'pass;
+                    }
+                };
+                let group = group_of(&plan, &head);
+                if full.contains(&group) {
                     continue;
                 }
-            };
-            let active = lock(&self.sh.active).get(&pipeline).copied().unwrap_or(0);
-            if plan.concurrency.is_some_and(|limit| active >= limit as usize) {
-                return;
+                let key = (pipeline, group.clone());
+                let active = lock(&self.sh.active).get(&key).copied().unwrap_or(0);
+                if plan.concurrency.is_some_and(|limit| active >= limit as usize) {
+                    full.push(group);
+                    continue;
+                }
+                if let Err(e) = self.start_actor(head.clone(), plan, None).await {
+                    tracing::error!("start run {}: {}", head.full_name(), e.message);
+                    self.fail_unstartable(&head, &e.message).await;
+                }
+                continue 'pass;
             }
-            if let Err(e) = self.start_actor(head.clone(), plan, None).await {
-                tracing::error!("start run {}: {}", head.full_name(), e.message);
-                self.fail_unstartable(&head, &e.message).await;
+            return;
+        }
+    }
+
+    /// `cancel-in-progress`: cancels the unfinished runs of `run`'s group older than it.
+    async fn cancel_older_in_group(&self, plan: &Plan, run: &kiln_store::Run) -> ApiResult<()> {
+        if !plan.concurrency_group.as_ref().is_some_and(|g| g.cancel_in_progress) {
+            return Ok(());
+        }
+        let group = group_of(plan, run);
+        for older in self.sh.store.unfinished_runs().await? {
+            if older.pipeline_id != run.pipeline_id || older.number >= run.number {
+                continue;
+            }
+            let Ok(older_plan) = self.plan_of_run(&older).await else { continue };
+            if group_of(&older_plan, &older) != group {
+                continue;
+            }
+            let by = format!("newer run {} of group `{group}`", run.full_name());
+            if let Err(e) = self.send(&older, Event::Cancel { by }).await {
+                tracing::info!("cancel-in-progress of {}: {}", older.full_name(), e.message);
             }
         }
+        Ok(())
     }
 
     async fn fail_unstartable(&self, run: &kiln_store::Run, why: &str) {
@@ -417,6 +466,10 @@ impl Coord {
         env.insert("KILN_PROJECT".into(), run.project.clone());
         env.insert("KILN_PIPELINE".into(), run.pipeline.clone());
         env.insert("KILN_TRIGGERED_BY".into(), run.triggered_by.clone());
+        let checkout = checkout_of(&plan, &run, &env)?;
+        if let Some(source) = &run.source {
+            source_env(source, &mut env);
+        }
 
         let mut engine = Run::new(plan.clone(), params);
         let job_count = plan.jobs.len();
@@ -433,6 +486,8 @@ impl Coord {
             prior,
             tx: tx.clone(),
             started: HashMap::new(),
+            checkout,
+            group: group_of(&plan, &run),
             run,
             engine: Run::new(plan, BTreeMap::new()),
         };
@@ -453,7 +508,8 @@ impl Coord {
             Some(events) => actor.replay(engine, events).await?,
         };
         lock(&self.sh.actors).insert(actor.run.id, ActorRef { tx });
-        *lock(&self.sh.active).entry(actor.run.pipeline_id).or_default() += 1;
+        *lock(&self.sh.active).entry((actor.run.pipeline_id, actor.group.clone())).or_default() +=
+            1;
         tokio::spawn(actor.main(rx, first));
         Ok(())
     }
@@ -473,6 +529,82 @@ impl Coord {
         }
         let values = env.values().cloned().collect();
         Ok((env, values))
+    }
+}
+
+/// The concurrency group of a run: its plan's `concurrency.group` rendered with the run's
+/// commit and params; `""` for a plan without groups.
+pub fn group_of(plan: &Plan, run: &kiln_store::Run) -> String {
+    let Some(g) = &plan.concurrency_group else { return String::new() };
+    let params = bind(plan, &run.params).unwrap_or_default();
+    let src = run.source.as_ref();
+    g.render(&|name: &str| match name.split_once('.') {
+        Some(("source", field)) => src.and_then(|s| match field {
+            "branch" => s.branch.clone(),
+            "tag" => s.tag.clone(),
+            "ref" => Some(s.git_ref.clone()),
+            "event" => Some(s.event.clone()),
+            "repository" => Some(s.repository.clone()),
+            _ => None,
+        }),
+        Some(("params", p)) => params.get(p).map(ToString::to_string),
+        _ => None,
+    })
+}
+
+/// What a run's jobs check out: the plan's `source` at the run's commit (a run started
+/// otherwise than by git gets the remote's default branch), with the credentials secret.
+fn checkout_of(
+    plan: &Plan,
+    run: &kiln_store::Run,
+    secrets: &BTreeMap<String, String>,
+) -> ApiResult<Option<kiln_api::agent::Checkout>> {
+    let Some(source) = &plan.source else { return Ok(None) };
+    let credentials = match &source.credentials {
+        None => None,
+        Some(name) => Some(secrets.get(name).cloned().ok_or_else(|| {
+            ApiErr::conflict(format!(
+                "source credentials: project `{}` has no secret `{name}` (set it with kiln \
+                 secret set)",
+                run.project
+            ))
+        })?),
+    };
+    // `owner/name` is no URL: clone what the provider said.
+    let written = kiln_workflow::git::repository_key(&source.repository);
+    let repository = match &run.source {
+        Some(s) if written.host.is_empty() && !s.clone_url.is_empty() => s.clone_url.clone(),
+        _ => source.repository.clone(),
+    };
+    Ok(Some(kiln_api::agent::Checkout {
+        repository,
+        git_ref: run.source.as_ref().map(|s| s.git_ref.clone()).unwrap_or_default(),
+        commit: run.source.as_ref().map(|s| s.commit.clone()).unwrap_or_default(),
+        credentials,
+    }))
+}
+
+/// The `KILN_*` variables of a run's commit (like GitLab's `CI_COMMIT_*`, GitHub's
+/// `GITHUB_SHA`/`GITHUB_REF`).
+fn source_env(s: &kiln_store::RunSource, env: &mut BTreeMap<String, String>) {
+    let mut set = |k: &str, v: &str| {
+        env.insert(k.to_string(), v.to_string());
+    };
+    set("KILN_REPOSITORY", &s.repository);
+    set("KILN_REF", &s.git_ref);
+    set("KILN_COMMIT_SHA", &s.commit);
+    set("KILN_COMMIT_MESSAGE", &s.message);
+    set("KILN_COMMIT_AUTHOR", &s.author);
+    set("KILN_EVENT", &s.event);
+    if let Some(b) = &s.branch {
+        set("KILN_BRANCH", b);
+    }
+    if let Some(t) = &s.tag {
+        set("KILN_TAG", t);
+    }
+    if let Some(pr) = &s.pull_request {
+        set("KILN_PULL_REQUEST", &pr.number.to_string());
+        set("KILN_TARGET_BRANCH", &pr.target);
     }
 }
 
@@ -541,6 +673,10 @@ struct Actor {
     prior: HashMap<String, String>,
     tx: RunTx,
     /// When each running job started, for the duration histogram.
+    /// What each job checks out first (`source:`), unless the job says `checkout: false`.
+    checkout: Option<kiln_api::agent::Checkout>,
+    /// The run's concurrency group (`""` without groups).
+    group: String,
     started: HashMap<usize, Instant>,
 }
 
@@ -833,6 +969,7 @@ impl Actor {
             cache_prefix: sj.job.cache.as_ref().map(|c| c.key.clone()),
             queued_at: Instant::now(),
         });
+        let checkout = if sj.job.checkout { self.checkout.clone() } else { None };
         let lease = Lease {
             id: String::new(),
             run: self.run.id.to_string(),
@@ -842,6 +979,7 @@ impl Actor {
             start: sj,
             env,
             inputs,
+            checkout,
         };
         if let Err((ctx, why)) = self.sh.dispatch.enqueue(Queued { lease, ctx }) {
             self.self_send(Event::JobExited {
@@ -860,7 +998,8 @@ impl Actor {
         }
         let _ = self.sh.logs.close(&run_log_key(&self.run.id));
         lock(&self.sh.actors).remove(&self.run.id);
-        if let Some(n) = lock(&self.sh.active).get_mut(&self.run.pipeline_id) {
+        if let Some(n) = lock(&self.sh.active).get_mut(&(self.run.pipeline_id, self.group.clone()))
+        {
             *n = n.saturating_sub(1);
         }
         self.sh.metrics.run_finished(state_text(self.engine.state()));
@@ -872,7 +1011,8 @@ impl Actor {
     async fn restart(self, mut rx: mpsc::UnboundedReceiver<RunMsg>) {
         rx.close();
         lock(&self.sh.actors).remove(&self.run.id);
-        if let Some(n) = lock(&self.sh.active).get_mut(&self.run.pipeline_id) {
+        if let Some(n) = lock(&self.sh.active).get_mut(&(self.run.pipeline_id, self.group.clone()))
+        {
             *n = n.saturating_sub(1);
         }
         let coord = self.coord.clone();

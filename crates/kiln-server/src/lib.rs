@@ -30,6 +30,7 @@ pub mod schedules;
 pub mod secrets;
 pub mod stats;
 pub mod triggers;
+pub mod webhooks;
 
 use coord::Coord;
 use dispatch::Dispatch;

@@ -68,6 +68,7 @@ async fn runs(store: &Store, count: u64) -> Vec<RunId> {
             params: serde_json::json!({}),
             triggered_by: "bench".to_string(),
             retry_of: None,
+            source: None,
         };
         ids.push(store.create_run(&new).await.unwrap().id);
     }

@@ -102,13 +102,15 @@ mod runs;
 mod schedules;
 mod secrets;
 mod tokens;
+mod webhooks;
 
 pub use error::{Result, StoreError};
 pub use ids::{PipelineId, ProjectId, RunId, TokenId};
 pub use model::{
     ApprovalDecision, ApprovalRecord, ArtifactFile, ArtifactRecord, CacheRecord, JobRecord,
-    NewArtifact, NewRun, NewToken, Pipeline, PipelineSource, Project, Role, Run, RunFilter,
-    SealedSecret, SecretInfo, Step, StoredEvent, Token, TokenSecret, is_valid_name,
+    NewArtifact, NewRun, NewToken, Pipeline, PipelineSource, Project, PullRequestRef, Role, Run,
+    RunFilter, RunSource, SealedSecret, SecretInfo, Step, StoredEvent, Token, TokenSecret,
+    is_valid_name,
 };
 pub use nodes::{NodeChange, NodeRecord};
 pub use quotas::{ProjectQuota, QuotaLimits};
@@ -117,6 +119,7 @@ pub use registry::{
     RegistryGcRows, RegistryManifest, RegistryReferrer, RegistryRepository, RegistryWebhook,
 };
 pub use schedules::{ScheduleEntry, ScheduleRecord};
+pub use webhooks::{Delivery, NewDelivery};
 
 use error::Ctx;
 

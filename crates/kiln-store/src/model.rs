@@ -77,6 +77,53 @@ pub struct NewRun {
     /// (and their artifacts, see [`crate::Store::copy_artifacts`]) it may reuse.
     #[serde(default)]
     pub retry_of: Option<RunId>,
+    /// The commit it builds, when git started it (a retry keeps its run's).
+    #[serde(default)]
+    pub source: Option<RunSource>,
+}
+
+/// The commit a run builds and what in the repository started it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunSource {
+    /// `github`, `gitlab` or `gitea`.
+    pub provider: String,
+    /// `push` or `pull_request`.
+    pub event: String,
+    /// The repository as the provider names it (`owner/name`).
+    pub repository: String,
+    /// Its clone URL as the provider gave it (used when `source:` names `owner/name` only).
+    #[serde(default)]
+    pub clone_url: String,
+    /// The full ref (`refs/heads/main`, `refs/tags/v1`, `refs/pull/4/head`).
+    pub git_ref: String,
+    /// Branch name, for branch pushes and pull requests (their source branch).
+    #[serde(default)]
+    pub branch: Option<String>,
+    /// Tag name, for tag pushes.
+    #[serde(default)]
+    pub tag: Option<String>,
+    /// The commit to build (40 hex digits).
+    pub commit: String,
+    /// Its message.
+    #[serde(default)]
+    pub message: String,
+    /// Its author (`Name <email>`).
+    #[serde(default)]
+    pub author: String,
+    /// Pull/merge request number, its target branch and the activity.
+    #[serde(default)]
+    pub pull_request: Option<PullRequestRef>,
+}
+
+/// The pull/merge request a run builds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullRequestRef {
+    /// Number (GitLab's `iid`).
+    pub number: u64,
+    /// Target branch.
+    pub target: String,
+    /// `opened`, `synchronize`, `reopened`, `closed` or `merged`.
+    pub action: String,
 }
 
 /// A run of a pipeline.
@@ -111,6 +158,9 @@ pub struct Run {
     /// The run it retries, if it is a retry (cleared if that run is deleted).
     #[serde(default)]
     pub retry_of: Option<RunId>,
+    /// The commit it builds, when git started it.
+    #[serde(default)]
+    pub source: Option<RunSource>,
 }
 
 impl Run {

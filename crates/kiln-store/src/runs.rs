@@ -43,6 +43,7 @@ struct RunRow {
     started_at: Option<DateTime<Utc>>,
     finished_at: Option<DateTime<Utc>>,
     retry_of: Option<String>,
+    source: Option<Json<crate::RunSource>>,
 }
 
 impl RunRow {
@@ -62,6 +63,7 @@ impl RunRow {
             started_at: self.started_at,
             finished_at: self.finished_at,
             retry_of: self.retry_of.as_deref().map(RunId::from_db).transpose()?,
+            source: self.source.map(|s| s.0),
         })
     }
 }
@@ -72,7 +74,7 @@ macro_rules! run_select {
         concat!(
             "SELECT r.id, r.pipeline_id, pr.name AS project, pl.name AS pipeline, r.number, \
              r.pipeline_version, r.state, r.params, r.triggered_by, r.reason, r.created_at, \
-             r.started_at, r.finished_at, r.retry_of \
+             r.started_at, r.finished_at, r.retry_of, r.source \
              FROM runs r JOIN pipelines pl ON pl.id = r.pipeline_id \
              JOIN projects pr ON pr.id = pl.project_id ",
             $rest
@@ -358,8 +360,8 @@ impl Store {
                 .ok_or_else(|| StoreError::NotFound(format!("pipeline {pipeline}")))?;
             sqlx::query(
                 "INSERT INTO runs (id, pipeline_id, number, pipeline_version, yaml, state, \
-                 params, triggered_by, created_at, retry_of, file, files) \
-                 VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8, $9, $10, $11)")
+                 params, triggered_by, created_at, retry_of, file, files, source) \
+                 VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8, $9, $10, $11, $12)")
                 .bind(id.text())
                 .bind(pipeline.text())
                 .bind(allocated.last_run_number)
@@ -375,6 +377,7 @@ impl Store {
                     allocated.file.clone()
                 })
                 .bind(&allocated.files)
+                .bind(new.source.as_ref().map(Json))
                 .execute(&mut *tx)
                 .await
                 .ctx(what)?;

@@ -10,6 +10,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::diag::{Diagnostic, Severity};
 use crate::expr::{self, Reference};
+use crate::git::{
+    ConcurrencyGroup, PullRequestAction, PullRequestTrigger, PushTrigger, RawSource, Source,
+};
 use crate::params::param_value;
 use crate::plan::{
     ArtifactSpec, ArtifactWhen, CachePolicy, CacheSpec, ConstraintTerm, ImageTrigger, Job, JobId,
@@ -190,6 +193,10 @@ impl<'d> Checker<'d> {
             None => (Vec::new(), Vec::new()),
         };
         let triggers = raw.on.as_ref().map(|on| self.triggers(on, &params)).unwrap_or_default();
+        let source = raw.source.as_ref().and_then(|s| self.source(s));
+        let concurrency_group =
+            raw.concurrency_group.as_ref().and_then(|g| self.concurrency_group(g, &params));
+        self.git_triggers_need_source(&triggers, source.as_ref(), raw.on.as_ref());
         Plan {
             name: raw.name.value.clone(),
             params,
@@ -199,6 +206,8 @@ impl<'d> Checker<'d> {
             timeout,
             concurrency,
             triggers,
+            source,
+            concurrency_group,
         }
     }
 
@@ -229,7 +238,157 @@ impl<'d> Checker<'d> {
                 out.image.push(ImageTrigger { repository: repo.value.clone(), tags });
             }
         }
+        self.git_triggers(on, &mut out);
         out
+    }
+
+    // Git triggers and `source` (see `git.rs`).
+
+    /// Checks a list of globs, keeping the valid ones.
+    fn globs(&mut self, list: Option<&Sp<Vec<Sp<String>>>>, what: &str) -> Option<Vec<String>> {
+        let list = list?;
+        Some(list.value.iter().filter(|g| self.glob(g, what)).map(|g| g.value.clone()).collect())
+    }
+
+    fn git_triggers(&mut self, on: &Sp<RawOn>, out: &mut Triggers) {
+        if let Some(push) = &on.value.push {
+            let p = &push.value;
+            out.push = Some(PushTrigger {
+                branches: self.globs(p.branches.as_ref(), "on.push branch"),
+                tags: self.globs(p.tags.as_ref(), "on.push tag"),
+                paths: self.globs(p.paths.as_ref(), "on.push path").unwrap_or_default(),
+                paths_ignore: self
+                    .globs(p.paths_ignore.as_ref(), "on.push paths-ignore")
+                    .unwrap_or_default(),
+            });
+        }
+        let pr = on.value.pull_request.as_ref().or(on.value.merge_request.as_ref());
+        if let Some(pr) = pr {
+            let branches = self
+                .globs(pr.value.branches.as_ref(), "on.pull_request branch")
+                .unwrap_or_default();
+            let mut types = Vec::new();
+            for t in pr.value.types.iter().flat_map(|l| &l.value) {
+                match PullRequestAction::from_name(&t.value) {
+                    Some(a) if !types.contains(&a) => types.push(a),
+                    Some(_) => {}
+                    None => {
+                        let hint = suggest(&t.value, PullRequestAction::NAMES)
+                            .map(|s| format!(" (did you mean '{s}'?)"))
+                            .unwrap_or_default();
+                        self.error(
+                            t.at.pos,
+                            format!(
+                                "on.pull_request types: expected one of {}, found '{}'{hint}",
+                                PullRequestAction::NAMES.join(", "),
+                                t.value
+                            ),
+                        );
+                    }
+                }
+            }
+            if pr.value.types.is_none() {
+                types = PullRequestAction::DEFAULT.to_vec();
+            }
+            out.pull_request = Some(PullRequestTrigger { branches, types });
+        }
+    }
+
+    /// `concurrency: { group, … }`: the group template reads only `source.*` and declared
+    /// params.
+    pub fn concurrency_group(
+        &mut self,
+        raw: &Sp<crate::git::RawConcurrencyGroup>,
+        params: &[ParamSpec],
+    ) -> Option<ConcurrencyGroup> {
+        use crate::git::GROUP_SOURCE_FIELDS;
+        let group = raw.value.group.as_ref()?;
+        let refs = match ConcurrencyGroup::references(&group.value) {
+            Ok(r) => r,
+            Err(e) => {
+                self.error(group.at.pos, format!("concurrency group: {e}"));
+                return None;
+            }
+        };
+        let mut ok = !group.value.trim().is_empty();
+        if !ok {
+            self.error(group.at.pos, "concurrency group: must not be empty");
+        }
+        for r in refs {
+            let known = match r.split_once('.') {
+                Some(("source", f)) => GROUP_SOURCE_FIELDS.contains(&f),
+                Some(("params", p)) => params.iter().any(|x| x.name == p),
+                _ => false,
+            };
+            if !known {
+                ok = false;
+                self.error(
+                    group.at.pos,
+                    format!(
+                        "concurrency group: '${{{{ {r} }}}}' is not known here; use source.{} or \
+                         params.NAME",
+                        GROUP_SOURCE_FIELDS.join(", source.")
+                    ),
+                );
+            }
+        }
+        // `limit` is checked as `concurrency` (the reader put it there).
+        ok.then(|| ConcurrencyGroup {
+            group: group.value.clone(),
+            cancel_in_progress: raw.value.cancel_in_progress.as_ref().is_some_and(|c| c.value),
+        })
+    }
+
+    /// `source:`: a non-empty repository and, if named, a credentials secret name.
+    pub fn source(&mut self, raw: &Sp<RawSource>) -> Option<Source> {
+        let repo = raw.value.repository.as_ref()?;
+        if repo.value.trim().is_empty() {
+            self.error(repo.at.pos, "source repository: must not be empty");
+            return None;
+        }
+        if repo.value.chars().any(char::is_whitespace) {
+            self.error(repo.at.pos, "source repository: a clone URL or owner/name has no spaces");
+            return None;
+        }
+        let credentials = raw.value.credentials.as_ref().map(|c| c.value.clone());
+        if let Some(c) = &raw.value.credentials
+            && !is_env_name(&c.value)
+        {
+            self.error(
+                c.at.pos,
+                format!(
+                    "source credentials: expected the name of a project secret (letters, digits and _), found '{}'",
+                    c.value
+                ),
+            );
+            return None;
+        }
+        Some(Source { repository: repo.value.clone(), credentials })
+    }
+
+    /// `on.push`/`on.pull_request` start runs of the `source` repository: without one they
+    /// could never fire.
+    pub fn git_triggers_need_source(
+        &mut self,
+        triggers: &Triggers,
+        source: Option<&Source>,
+        on: Option<&Sp<RawOn>>,
+    ) {
+        if source.is_some() || (triggers.push.is_none() && triggers.pull_request.is_none()) {
+            return;
+        }
+        let Some(on) = on else { return };
+        let v = &on.value;
+        let at = match (&v.push, v.pull_request.as_ref().or(v.merge_request.as_ref())) {
+            (Some(p), _) => p.at.pos,
+            (None, Some(p)) => p.at.pos,
+            (None, None) => on.at.pos,
+        };
+        self.error(
+            at,
+            "on.push and on.pull_request start runs for the workflow's repository: add \
+             source: { repository: <clone URL or owner/name> }",
+        );
     }
 
     /// Whether `text` is a valid glob; an error at its position when not.
@@ -941,6 +1100,7 @@ impl<'d> Checker<'d> {
             cache,
             artifacts,
             scheduling: self.scheduling(raw),
+            checkout: raw.checkout.as_ref().is_none_or(|c| c.value),
         })
     }
 

@@ -164,10 +164,18 @@ impl Compiler<'_> {
         }
         if let Some(c) = &raw.concurrency {
             plan.concurrency = checker.concurrency(c).or(plan.concurrency);
+            plan.concurrency_group = raw
+                .concurrency_group
+                .as_ref()
+                .and_then(|g| checker.concurrency_group(g, &plan.params));
+        }
+        if let Some(source) = &raw.source {
+            plan.source = checker.source(source);
         }
         if let Some(on) = &raw.on {
             plan.triggers = checker.triggers(on, &plan.params);
         }
+        checker.git_triggers_need_source(&plan.triggers, plan.source.as_ref(), raw.on.as_ref());
         plan.name = raw.name.value.clone();
         Some(plan)
     }

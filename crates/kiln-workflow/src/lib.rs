@@ -12,6 +12,7 @@ mod check;
 mod compile;
 pub mod diag;
 pub mod expr;
+pub mod git;
 mod params;
 pub mod plan;
 mod raw;

@@ -132,6 +132,8 @@ mod tests {
             timeout: None,
             concurrency: None,
             triggers: Default::default(),
+            source: None,
+            concurrency_group: None,
         }
     }
 

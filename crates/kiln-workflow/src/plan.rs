@@ -63,6 +63,13 @@ pub struct Plan {
     /// What starts runs (`on:`).
     #[serde(default, skip_serializing_if = "Triggers::is_empty")]
     pub triggers: Triggers,
+    /// The git repository the workflow builds (`source:`), checked out into each job's
+    /// workspace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<crate::git::Source>,
+    /// `concurrency` per group: `concurrency` is then the limit of each group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency_group: Option<crate::git::ConcurrencyGroup>,
 }
 
 /// What starts runs of a pipeline.
@@ -71,6 +78,12 @@ pub struct Triggers {
     /// Image pushes to Kiln's registry.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub image: Vec<ImageTrigger>,
+    /// Pushes to the `source` repository (`on.push`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push: Option<crate::git::PushTrigger>,
+    /// Pull/merge requests on the `source` repository (`on.pull_request`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_request: Option<crate::git::PullRequestTrigger>,
     /// Cron schedules.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub schedule: Vec<ScheduleTrigger>,
@@ -89,14 +102,24 @@ fn is_true(b: &bool) -> bool {
 
 impl Default for Triggers {
     fn default() -> Self {
-        Triggers { image: Vec::new(), schedule: Vec::new(), api: true }
+        Triggers {
+            image: Vec::new(),
+            push: None,
+            pull_request: None,
+            schedule: Vec::new(),
+            api: true,
+        }
     }
 }
 
 impl Triggers {
     /// Nothing but the default: no trigger, and runs may be started through the API.
     pub fn is_empty(&self) -> bool {
-        self.image.is_empty() && self.schedule.is_empty() && self.api
+        self.image.is_empty()
+            && self.push.is_none()
+            && self.pull_request.is_none()
+            && self.schedule.is_empty()
+            && self.api
     }
 }
 
@@ -289,6 +312,10 @@ pub struct Job {
     /// Constraints, ports, network, priority and placement on the server's pool.
     #[serde(default, skip_serializing_if = "Scheduling::is_default")]
     pub scheduling: Scheduling,
+    /// Whether the run's `source` commit is checked out into the workspace first (`checkout`,
+    /// default true; without a `source` there is nothing to check out).
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub checkout: bool,
 }
 
 /// What a job runs.

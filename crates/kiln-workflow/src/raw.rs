@@ -170,9 +170,13 @@ pub struct RawWorkflow {
     #[schemars(with = "Option<DurationText>")]
     pub timeout: Option<Sp<String>>,
     /// At most this many runs of this workflow run at once (at least 1); further runs wait,
-    /// pending, in the order they were started.
-    #[schemars(with = "Option<ConcurrencyCount>")]
+    /// pending, in the order they were started. Or per group: `{ group, limit,
+    /// cancel-in-progress }`.
+    #[schemars(with = "Option<ConcurrencySchema>")]
     pub concurrency: Option<Sp<u32>>,
+    /// The group form of `concurrency` (its `limit` is `concurrency`).
+    #[schemars(skip)]
+    pub concurrency_group: Option<Sp<crate::git::RawConcurrencyGroup>>,
     /// Typed parameters, by name. Read them as `${{ params.NAME }}`; jobs also get them as
     /// env variables.
     pub params: Option<Entries<RawParam>>,
@@ -186,15 +190,28 @@ pub struct RawWorkflow {
     /// Values for the template's params (only with `uses`).
     #[schemars(with = "Option<BTreeMap<String, ScalarText>>")]
     pub with: Option<Entries<Sp<String>>>,
-    /// What starts runs: `image` pushes to Kiln's registry, `schedule`s, and whether the API
-    /// may (`api`, default true).
+    /// What starts runs: `image` pushes to Kiln's registry, `push` and `pull_request` on the
+    /// `source` repository, `schedule`s, and whether the API may (`api`, default true).
     pub on: Option<Sp<RawOn>>,
+    /// The git repository the workflow builds (checked out into every job's workspace).
+    #[schemars(with = "Option<crate::git::SourceSchema>")]
+    pub source: Option<Sp<crate::git::RawSource>>,
 }
 
 impl RawWorkflow {
     /// The keys of a workflow file.
-    pub const KEYS: &[&str] =
-        &["name", "timeout", "concurrency", "params", "env", "stages", "uses", "with", "on"];
+    pub const KEYS: &[&str] = &[
+        "name",
+        "timeout",
+        "concurrency",
+        "params",
+        "env",
+        "stages",
+        "uses",
+        "with",
+        "on",
+        "source",
+    ];
 }
 
 /// The triggers of a workflow (`on:`).
@@ -210,11 +227,20 @@ pub struct RawOn {
     /// Whether runs may also be started by hand: the API, `kiln trigger`, the web UI
     /// (default true). `false`: only the other triggers start runs.
     pub api: Option<Sp<bool>>,
+    // Git triggers (see `git.rs`).
+    /// Pushes to the `source` repository (`push:` alone: every push).
+    pub push: Option<Sp<crate::git::RawPushTrigger>>,
+    /// Pull/merge requests on the `source` repository (`pull_request:` alone: opened,
+    /// synchronize, reopened into any branch).
+    pub pull_request: Option<Sp<crate::git::RawPullRequestTrigger>>,
+    /// Same as `pull_request` (GitLab's name); not both.
+    pub merge_request: Option<Sp<crate::git::RawPullRequestTrigger>>,
 }
 
 impl RawOn {
     /// The keys of `on`.
-    pub const KEYS: &[&str] = &["image", "schedule", "api"];
+    pub const KEYS: &[&str] =
+        &["image", "push", "pull_request", "merge_request", "schedule", "api"];
 }
 
 /// One schedule (`on.schedule`).
@@ -426,6 +452,9 @@ pub struct RawJob {
     /// `binpack` (the default: fill the fullest machine that fits) or `spread` (the
     /// emptiest).
     pub placement: Option<Sp<PlacementText>>,
+    /// `false`: the workflow's `source` commit is not checked out into this job's workspace
+    /// (default `true`).
+    pub checkout: Option<Sp<bool>>,
 }
 
 /// One constraint test as written (any of its forms).
@@ -566,6 +595,7 @@ impl RawJob {
         "network",
         "priority",
         "placement",
+        "checkout",
     ];
 }
 
@@ -665,6 +695,17 @@ impl JsonSchema for MemoryText {
             ]
         })
     }
+}
+
+/// Schema of `concurrency`: a count, or a group.
+#[derive(JsonSchema)]
+#[expect(dead_code, reason = "describes the schema only; the reader reads either form")]
+#[schemars(untagged)]
+pub enum ConcurrencySchema {
+    /// At most this many runs at once.
+    Count(ConcurrencyCount),
+    /// Per group.
+    Group(crate::git::RawConcurrencyGroup),
 }
 
 /// Schema of `concurrency`.
@@ -881,6 +922,17 @@ mod tests {
         assert_eq!(properties(&schema, Some("RawOn")), sorted(RawOn::KEYS));
         assert_eq!(properties(&schema, Some("RawImageTrigger")), sorted(RawImageTrigger::KEYS));
         assert_eq!(properties(&schema, Some("RawSchedule")), sorted(RawSchedule::KEYS));
+        use crate::git::{RawPullRequestTrigger, RawPushTrigger, RawSource};
+        assert_eq!(properties(&schema, Some("RawPushTrigger")), sorted(RawPushTrigger::KEYS));
+        assert_eq!(
+            properties(&schema, Some("RawPullRequestTrigger")),
+            sorted(RawPullRequestTrigger::KEYS)
+        );
+        assert_eq!(properties(&schema, Some("RawSource")), sorted(RawSource::KEYS));
+        assert_eq!(
+            properties(&schema, Some("RawConcurrencyGroup")),
+            sorted(crate::git::RawConcurrencyGroup::KEYS)
+        );
         assert_eq!(properties(&schema, Some("RawRetry")), sorted(RawRetry::KEYS));
         assert_eq!(properties(&schema, Some("RawResources")), sorted(RawResources::KEYS));
         assert_eq!(properties(&schema, Some("RawService")), sorted(RawService::KEYS));

@@ -5,6 +5,7 @@
 //! checked later, by `check`. A `null` value counts as absent.
 
 use crate::diag::{Diagnostic, Severity};
+use crate::git::{RawConcurrencyGroup, RawPullRequestTrigger, RawPushTrigger, RawSource};
 use crate::raw::{
     ArtifactWhenText, CachePolicyText, Entries, MissedText, NetworkText, ParamType, PlacementText,
     RawArtifacts, RawCache, RawImageTrigger, RawJob, RawMatrix, RawOn, RawParam, RawPort,
@@ -29,6 +30,11 @@ impl<'n> Fields<'n> {
     /// The value of `key`, unless absent or null.
     fn get(&self, key: &str) -> Option<&'n Node> {
         self.entries.iter().find(|(k, _, v)| *k == key && !v.is_null()).map(|(_, _, v)| *v)
+    }
+
+    /// The value of `key` when present, null included (`push:` alone means "every push").
+    fn present(&self, key: &str) -> Option<&'n Node> {
+        self.entries.iter().find(|(k, _, _)| *k == key).map(|(_, _, v)| *v)
     }
 
     /// The key node of `key`, when present (for locating "not both" errors).
@@ -282,20 +288,37 @@ impl<'d> Reader<'d> {
         }
         .unwrap_or_else(|| Sp::new(String::new(), Origin::at(f.pos())));
         let timeout = f.get("timeout").and_then(|n| self.text(n, "timeout"));
-        let concurrency = f.get("concurrency").and_then(|n| self.count(n, "concurrency"));
+        let (concurrency, concurrency_group) = match f.get("concurrency") {
+            Some(n) if matches!(n.kind, Kind::Map(_)) => self.concurrency_group(n),
+            Some(n) => (self.count(n, "concurrency"), None),
+            None => (None, None),
+        };
         let params = f.get("params").and_then(|n| self.params(n));
         let env = f.get("env").and_then(|n| self.text_map(n, "env"));
         let stages = f.get("stages").and_then(|n| self.stages(n));
         let uses = f.get("uses").and_then(|n| self.text(n, "uses"));
         let with = f.get("with").and_then(|n| self.text_map(n, "with"));
         let on = f.get("on").and_then(|n| self.on(n));
+        let source = f.get("source").and_then(|n| self.source(n));
         if stages.is_none() && uses.is_none() && f.get("stages").is_none() {
             self.error(
                 f.pos(),
                 "the workflow has no 'stages' (or 'uses' to run a template): add stages: [...]",
             );
         }
-        Some(RawWorkflow { name, timeout, concurrency, params, env, stages, uses, with, on })
+        Some(RawWorkflow {
+            name,
+            timeout,
+            concurrency,
+            concurrency_group,
+            params,
+            env,
+            stages,
+            uses,
+            with,
+            on,
+            source,
+        })
     }
 
     fn on(&mut self, node: &Node) -> Option<Sp<RawOn>> {
@@ -317,7 +340,21 @@ impl<'d> Reader<'d> {
             Sp::new(schedules, n.origin)
         });
         let api = f.get("api").and_then(|n| self.bool(n, "on.api"));
-        Some(Sp::new(RawOn { image, schedule, api }, node.origin))
+        let push = f.present("push").and_then(|n| self.push_trigger(n));
+        let pull_request =
+            f.present("pull_request").and_then(|n| self.pull_request_trigger(n, "pull_request"));
+        let merge_request =
+            f.present("merge_request").and_then(|n| self.pull_request_trigger(n, "merge_request"));
+        if let (Some(_), Some(_)) = (&pull_request, &merge_request) {
+            self.error(
+                merge_request.as_ref().map_or(f.pos(), |m| m.at.pos),
+                "on: merge_request is another name for pull_request: write one of them",
+            );
+        }
+        Some(Sp::new(
+            RawOn { image, push, pull_request, merge_request, schedule, api },
+            node.origin,
+        ))
     }
 
     fn schedule(&mut self, node: &Node) -> Option<Sp<RawSchedule>> {
@@ -340,6 +377,87 @@ impl<'d> Reader<'d> {
             )
         });
         Some(Sp::new(RawSchedule { cron, timezone, params, missed }, node.origin))
+    }
+
+    // Git triggers, `source` and concurrency groups (see `git.rs`).
+
+    /// `concurrency: { group, limit, cancel-in-progress }`: the limit (default 1) and the group.
+    fn concurrency_group(
+        &mut self,
+        node: &Node,
+    ) -> (Option<Sp<u32>>, Option<Sp<RawConcurrencyGroup>>) {
+        let Some(f) = self.fields(node, "concurrency", RawConcurrencyGroup::KEYS) else {
+            return (None, None);
+        };
+        let group = f.get("group").and_then(|n| self.text(n, "concurrency group"));
+        if f.get("group").is_none() {
+            self.error(f.pos(), "concurrency has no 'group': add group: ${{ source.branch }}");
+        }
+        let limit = f.get("limit").and_then(|n| self.count(n, "concurrency limit"));
+        let cancel_in_progress = f
+            .get("cancel-in-progress")
+            .and_then(|n| self.bool(n, "concurrency cancel-in-progress"));
+        let count = limit.clone().unwrap_or_else(|| Sp::new(1, node.origin));
+        let raw = RawConcurrencyGroup { group, limit, cancel_in_progress };
+        (Some(count), Some(Sp::new(raw, node.origin)))
+    }
+
+    fn push_trigger(&mut self, node: &Node) -> Option<Sp<RawPushTrigger>> {
+        if node.is_null() {
+            let empty =
+                RawPushTrigger { branches: None, tags: None, paths: None, paths_ignore: None };
+            return Some(Sp::new(empty, node.origin));
+        }
+        let f = self.fields(node, "on.push", RawPushTrigger::KEYS)?;
+        let mut list = |key: &str| {
+            f.get(key).and_then(|n| self.text_or_list(n, &format!("on.push {key}"), false))
+        };
+        let (branches, tags, paths, paths_ignore) =
+            (list("branches"), list("tags"), list("paths"), list("paths-ignore"));
+        if let (Some(_), Some(k)) = (&paths, f.key("paths-ignore")) {
+            self.error(k.pos(), "on.push: use paths or paths-ignore, not both");
+        }
+        Some(Sp::new(RawPushTrigger { branches, tags, paths, paths_ignore }, node.origin))
+    }
+
+    fn pull_request_trigger(
+        &mut self,
+        node: &Node,
+        what: &str,
+    ) -> Option<Sp<RawPullRequestTrigger>> {
+        if node.is_null() {
+            return Some(Sp::new(
+                RawPullRequestTrigger { branches: None, types: None },
+                node.origin,
+            ));
+        }
+        let f = self.fields(node, &format!("on.{what}"), RawPullRequestTrigger::KEYS)?;
+        let branches = f
+            .get("branches")
+            .and_then(|n| self.text_or_list(n, &format!("on.{what} branches"), false));
+        let types =
+            f.get("types").and_then(|n| self.text_or_list(n, &format!("on.{what} types"), false));
+        Some(Sp::new(RawPullRequestTrigger { branches, types }, node.origin))
+    }
+
+    fn source(&mut self, node: &Node) -> Option<Sp<RawSource>> {
+        if let Kind::Scalar { .. } = node.kind {
+            let repository = self.text(node, "source")?;
+            return Some(Sp::new(
+                RawSource { repository: Some(repository), credentials: None },
+                node.origin,
+            ));
+        }
+        let f = self.fields(node, "source", RawSource::KEYS)?;
+        let repository = f.get("repository").and_then(|n| self.text(n, "source repository"));
+        if f.get("repository").is_none() {
+            self.error(
+                f.pos(),
+                "source has no 'repository': add repository: <clone URL or owner/name>",
+            );
+        }
+        let credentials = f.get("credentials").and_then(|n| self.text(n, "source credentials"));
+        Some(Sp::new(RawSource { repository, credentials }, node.origin))
     }
 
     fn image_trigger(&mut self, node: &Node) -> Option<Sp<RawImageTrigger>> {
@@ -529,6 +647,7 @@ impl<'d> Reader<'d> {
             network,
             priority,
             placement,
+            checkout: f.get("checkout").and_then(|n| self.bool(n, "checkout")),
         })
     }
 

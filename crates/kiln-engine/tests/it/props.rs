@@ -78,6 +78,8 @@ fn build(spec: &PlanSpec) -> SharedPlan {
         timeout: spec.timeout.then(|| Duration::from_secs(3600)),
         concurrency: None,
         triggers: Default::default(),
+        source: None,
+        concurrency_group: None,
     };
     let mut previous: Vec<JobId> = Vec::new();
     let mut gate = None;

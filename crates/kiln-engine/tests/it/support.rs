@@ -33,6 +33,7 @@ pub fn job(id: &str) -> JobDef {
             scheduling: Default::default(),
             cache: None,
             artifacts: None,
+            checkout: true,
         },
         explicit_needs: false,
     }
@@ -137,6 +138,8 @@ impl PlanDef {
                 timeout: None,
                 concurrency: None,
                 triggers: Default::default(),
+                source: None,
+                concurrency_group: None,
             }),
             ..PlanDef::default()
         }

@@ -20,6 +20,7 @@ use crate::App;
 use crate::error::ApiErr;
 
 pub mod agents;
+pub mod hooks;
 pub mod logs;
 pub mod nodes;
 pub mod projects;
@@ -46,7 +47,7 @@ pub struct Body<T>(pub T);
     tags(
         (name = "projects"), (name = "pipelines"), (name = "runs"), (name = "logs"),
         (name = "artifacts"), (name = "secrets"), (name = "tokens"), (name = "agents"), (name = "pool"),
-        (name = "server"), (name = "registry")
+        (name = "server"), (name = "registry"), (name = "hooks")
     )
 )]
 struct ApiDoc;
@@ -112,6 +113,7 @@ fn api_router() -> OpenApiRouter<App> {
         .routes(routes!(registry::events))
         .routes(routes!(registry::webhooks, registry::add_webhook))
         .routes(routes!(registry::delete_webhook))
+        .routes(routes!(hooks::deliver))
 }
 
 /// The whole router.

@@ -41,6 +41,24 @@ pub fn summary(r: &kiln_store::Run) -> RunSummary {
         started_at: r.started_at,
         finished_at: r.finished_at,
         duration_ms: ms(r.started_at, r.finished_at),
+        source: r.source.as_ref().map(source_info),
+    }
+}
+
+/// The API form of a run's commit.
+fn source_info(s: &kiln_store::RunSource) -> kiln_api::SourceInfo {
+    kiln_api::SourceInfo {
+        provider: s.provider.clone(),
+        event: s.event.clone(),
+        repository: s.repository.clone(),
+        git_ref: s.git_ref.clone(),
+        branch: s.branch.clone(),
+        tag: s.tag.clone(),
+        commit: s.commit.clone(),
+        message: s.message.clone(),
+        author: s.author.clone(),
+        pull_request: s.pull_request.as_ref().map(|p| p.number),
+        target_branch: s.pull_request.as_ref().map(|p| p.target.clone()),
     }
 }
 

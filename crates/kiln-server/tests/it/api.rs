@@ -478,6 +478,8 @@ async fn metrics_and_openapi_describe_the_server() {
         "/api/v1/registry/gc",
         "/api/v1/projects/{project}/webhooks",
         "/api/v1/triggers",
+        "/api/v1/hooks/{provider}",
+        "/api/v1/quotas",
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path} is not in the OpenAPI document");
     }

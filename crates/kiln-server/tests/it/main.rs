@@ -3,6 +3,7 @@
 
 mod api;
 mod files;
+mod git;
 mod pool;
 mod postgres;
 mod schedules;

@@ -21,6 +21,7 @@ mod quotas;
 mod schedules;
 mod secrets;
 mod steps;
+mod webhooks;
 
 const YAML_V1: &str = "version: 1\njobs:\n  build:\n    image: busybox\n    run: echo one\n";
 const YAML_V2: &str = "version: 1\njobs:\n  build:\n    image: busybox\n    run: echo two\n";
@@ -66,6 +67,7 @@ fn new_run(p: &Pipeline) -> NewRun {
         params: serde_json::json!({ "env": "staging", "n": 3 }),
         triggered_by: "user:alice".to_string(),
         retry_of: None,
+        source: None,
     }
 }
 

@@ -46,6 +46,7 @@ async fn sync_keeps_unchanged_entries_and_claims_fire_once() {
                 params: serde_json::json!({}),
                 triggered_by: "schedule".into(),
                 retry_of: None,
+                source: None,
             })
             .await
             .unwrap();

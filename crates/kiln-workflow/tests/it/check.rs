@@ -156,10 +156,10 @@ stages:
       a: { script: echo, steps: [], imgae: x }
 "#), @"
     main.yml:3:33: error: unknown key 'tgas' in image trigger (did you mean 'tags'?); expected one of: repository, tags
-    main.yml:4:1: error: unknown key 'jobs' in the workflow file; expected one of: name, timeout, concurrency, params, env, stages, uses, with, on
+    main.yml:4:1: error: unknown key 'jobs' in the workflow file; expected one of: name, timeout, concurrency, params, env, stages, uses, with, on, source
     main.yml:7:5: error: unknown key 'runs-on' in stage 's'; expected one of: name, type, description, jobs
-    main.yml:9:26: error: unknown key 'steps' in job 'a'; expected one of: image, script, command, args, env, workdir, timeout, retry, resources, needs, if, matrix, services, cache, artifacts, constraints, ports, network, priority, placement
-    main.yml:9:37: error: unknown key 'imgae' in job 'a' (did you mean 'image'?); expected one of: image, script, command, args, env, workdir, timeout, retry, resources, needs, if, matrix, services, cache, artifacts, constraints, ports, network, priority, placement
+    main.yml:9:26: error: unknown key 'steps' in job 'a'; expected one of: image, script, command, args, env, workdir, timeout, retry, resources, needs, if, matrix, services, cache, artifacts, constraints, ports, network, priority, placement, checkout
+    main.yml:9:37: error: unknown key 'imgae' in job 'a' (did you mean 'image'?); expected one of: image, script, command, args, env, workdir, timeout, retry, resources, needs, if, matrix, services, cache, artifacts, constraints, ports, network, priority, placement, checkout
     ");
 }
 
@@ -402,5 +402,87 @@ fn image_triggers_compile_and_match_their_own_project_s_pushes() {
     main.yml:4:7: error: image trigger has no 'repository': add repository: <name or glob>
     main.yml:5:21: error: image repository 'a[' is not a valid glob: unclosed character class; missing ']'
     main.yml:6:31: error: image tag '[x' is not a valid glob: unclosed character class; missing ']'
+    ");
+}
+
+#[test]
+fn git_triggers_and_source_compile() {
+    use kiln_workflow::git::{PullRequestAction, PushTrigger, Source};
+    let compile = |text: &str| {
+        let files = [("main.yml", text)];
+        let loader = crate::support::MapLoader::new(&files);
+        kiln_workflow::compile("main.yml", &loader)
+    };
+    let yaml = "name: t\nsource: { repository: 'git@git.example.com:shop/app.git', credentials: GIT_TOKEN }\non:\n  push: { branches: [main, 'release/*'], paths-ignore: ['docs/**'] }\n  merge_request: { types: [opened, merged] }\nstages:\n  - name: s\n    jobs:\n      a: { script: echo }\n      b: { script: echo, checkout: false }\n";
+    let plan = compile(yaml).plan.expect("compiles");
+    assert_eq!(
+        plan.source,
+        Some(Source {
+            repository: "git@git.example.com:shop/app.git".into(),
+            credentials: Some("GIT_TOKEN".into())
+        })
+    );
+    assert_eq!(
+        plan.triggers.push,
+        Some(PushTrigger {
+            branches: Some(vec!["main".into(), "release/*".into()]),
+            tags: None,
+            paths: vec![],
+            paths_ignore: vec!["docs/**".into()],
+        })
+    );
+    let pr = plan.triggers.pull_request.expect("merge_request is pull_request");
+    assert_eq!(pr.types, vec![PullRequestAction::Opened, PullRequestAction::Merged]);
+    assert!(plan.jobs[0].checkout && !plan.jobs[1].checkout);
+
+    // `push:` alone is every push; `source` may be the repository alone.
+    let plan = compile("name: t\nsource: shop/app\non:\n  push:\n  pull_request:\nstages:\n  - name: s\n    jobs: { a: { script: echo } }\n").plan.expect("compiles");
+    assert_eq!(plan.triggers.push, Some(PushTrigger::default()));
+    assert_eq!(plan.triggers.pull_request.unwrap().types, PullRequestAction::DEFAULT);
+
+    insta::assert_snapshot!(check("name: t\non:\n  push: { branches: ['a['], paths: [x], paths-ignore: [y] }\n  pull_request: { types: [open] }\n  merge_request:\nstages:\n  - name: s\n    jobs: { a: { script: echo, checkout: maybe } }\n"), @"
+    main.yml:3:9: error: on.push and on.pull_request start runs for the workflow's repository: add source: { repository: <clone URL or owner/name> }
+    main.yml:3:22: error: on.push branch 'a[' is not a valid glob: unclosed character class; missing ']'
+    main.yml:3:41: error: on.push: use paths or paths-ignore, not both
+    main.yml:4:27: error: on.pull_request types: expected one of opened, synchronize, reopened, closed, merged, found 'open'
+    main.yml:5:16: error: on: merge_request is another name for pull_request: write one of them
+    main.yml:8:42: error: checkout: expected true or false, found 'maybe'
+    ");
+    insta::assert_snapshot!(check("name: t\nsource: { credentials: GIT }\nstages:\n  - name: s\n    jobs: { a: { script: echo } }\n"), @"
+    main.yml:2:9: error: source has no 'repository': add repository: <clone URL or owner/name>
+    ");
+    insta::assert_snapshot!(check("name: t\nsource: { repository: a/b, credentials: 'not a name' }\nstages:\n  - name: s\n    jobs: { a: { script: echo } }\n"), @"
+    main.yml:2:41: error: source credentials: expected the name of a project secret (letters, digits and _), found 'not a name'
+    ");
+}
+
+#[test]
+fn concurrency_groups_compile_and_render() {
+    use kiln_workflow::git::ConcurrencyGroup;
+    let files = [(
+        "main.yml",
+        "name: t\nparams: { env: { default: dev } }\nconcurrency:\n  group: 'deploy-${{ params.env }}-${{ source.branch }}'\n  cancel-in-progress: true\nstages:\n  - name: s\n    jobs: { a: { script: echo } }\n",
+    )];
+    let loader = crate::support::MapLoader::new(&files);
+    let plan = kiln_workflow::compile("main.yml", &loader).plan.expect("compiles");
+    assert_eq!(plan.concurrency, Some(1), "a group's limit defaults to 1");
+    let group = plan.concurrency_group.expect("group");
+    assert!(group.cancel_in_progress);
+    let value = |name: &str| match name {
+        "params.env" => Some("prod".to_string()),
+        "source.branch" => Some("main".to_string()),
+        _ => None,
+    };
+    assert_eq!(group.render(&value), "deploy-prod-main");
+    assert_eq!(
+        ConcurrencyGroup { group: "x-${{ source.tag }}".into(), cancel_in_progress: false }
+            .render(&value),
+        "x-"
+    );
+
+    insta::assert_snapshot!(check("name: t\nconcurrency: { group: '${{ jobs.a.outputs.x }}', limit: 0, cancel: true }\nstages:\n  - name: s\n    jobs: { a: { script: echo } }\n"), @"
+    main.yml:2:23: error: concurrency group: '${{ jobs.a.outputs.x }}' is not known here; use source.branch, source.tag, source.ref, source.event, source.repository or params.NAME
+    main.yml:2:57: error: concurrency: must be at least 1 (how many runs of this workflow may run at once)
+    main.yml:2:60: error: unknown key 'cancel' in concurrency; expected one of: group, limit, cancel-in-progress
     ");
 }

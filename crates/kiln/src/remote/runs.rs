@@ -204,6 +204,31 @@ async fn show(args: ShowArgs) -> CmdResult {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The lines `kiln run show` prints for a run's commit.
+fn source_fields(src: &kiln_api::SourceInfo) -> Vec<(&'static str, String)> {
+    let at = match (&src.branch, &src.tag) {
+        (_, Some(tag)) => format!("tag {tag}"),
+        (Some(branch), None) => format!("branch {branch}"),
+        (None, None) => src.git_ref.clone(),
+    };
+    let mut out = vec![
+        ("repository", format!("{} ({})", src.repository, src.provider)),
+        ("ref", at),
+        ("commit", src.commit.clone()),
+    ];
+    if let Some(first) = src.message.lines().next().filter(|l| !l.is_empty()) {
+        out.push(("message", first.to_string()));
+    }
+    if !src.author.is_empty() {
+        out.push(("author", src.author.clone()));
+    }
+    if let Some(n) = src.pull_request {
+        let into = src.target_branch.as_deref().unwrap_or("?");
+        out.push(("pull request", format!("#{n} into {into}")));
+    }
+    out
+}
+
 /// Prints a run: header, stages with their approvals, jobs.
 fn print_detail(run: &RunDetail) {
     let s = &run.run;
@@ -220,6 +245,9 @@ fn print_detail(run: &RunDetail) {
     }
     if let Some(retry_of) = &s.retry_of {
         fields.push(("retry of", retry_of.clone()));
+    }
+    if let Some(src) = &s.source {
+        fields.extend(source_fields(src));
     }
     if let Some(stage) = &run.paused_at {
         fields.push((
@@ -359,4 +387,39 @@ pub async fn retry(args: RetryArgs) -> CmdResult {
     }
     print_started(&run, json);
     follow_new(&client, &run, args.conn.output).await
+}
+
+#[cfg(test)]
+mod source_tests {
+    use super::source_fields;
+
+    #[test]
+    fn run_show_names_repository_ref_commit_and_request() {
+        let src = kiln_api::SourceInfo {
+            provider: "gitlab".into(),
+            event: "pull_request".into(),
+            repository: "shop/app".into(),
+            git_ref: "refs/heads/feature".into(),
+            branch: Some("feature".into()),
+            tag: None,
+            commit: "c".repeat(40),
+            message: "Add the cart\n\nDetails.".into(),
+            author: "Ada <ada@example.com>".into(),
+            pull_request: Some(12),
+            target_branch: Some("main".into()),
+        };
+        let text: Vec<String> =
+            source_fields(&src).into_iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        assert_eq!(
+            text,
+            [
+                "repository: shop/app (gitlab)".to_string(),
+                "ref: branch feature".into(),
+                format!("commit: {}", "c".repeat(40)),
+                "message: Add the cart".into(),
+                "author: Ada <ada@example.com>".into(),
+                "pull request: #12 into main".into(),
+            ]
+        );
+    }
 }

@@ -1,0 +1,102 @@
+//! PreStart's first step: the workflow's `source` commit checked out into the seed directory
+//! with the host's `git` (job images need no git; the executor copies the seed, `.git`
+//! included, into the workspace).
+//!
+//! Credentials go to git only through its environment (`GIT_CONFIG_COUNT`: an
+//! `http.extraHeader` with basic auth), never on its command line, in the remote URL or in
+//! `.git/config`; any error text is masked before it is returned. Git never prompts and reads
+//! neither the system's nor the user's configuration.
+
+use std::path::Path;
+
+use base64::Engine as _;
+use kiln_api::agent::Checkout;
+use tokio::process::Command;
+
+/// User name sent with a token that has none (`user:token` sends its own): GitHub and Gitea
+/// accept any name with a token, GitLab with a personal or project access token too.
+const TOKEN_USER: &str = "x-access-token";
+
+/// What was checked out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedOut {
+    /// The commit (`git rev-parse HEAD`).
+    pub commit: String,
+}
+
+/// Checks out `c` into `dir` (created empty by the caller). Tries a shallow fetch of the
+/// exact commit first, then the ref (servers that refuse unadvertised commits), and checks
+/// that HEAD is the commit asked for.
+pub async fn checkout(c: &Checkout, dir: &Path) -> Result<CheckedOut, String> {
+    let git = Git { dir, credentials: c.credentials.as_deref() };
+    git.run(&["init", "-q"]).await?;
+    git.run(&["remote", "add", "origin", &c.repository]).await?;
+    let fetched = if !c.commit.is_empty() {
+        match git.run(&["fetch", "-q", "--depth=1", "origin", &c.commit]).await {
+            Ok(_) => true,
+            Err(_) if !c.git_ref.is_empty() => {
+                git.run(&["fetch", "-q", "origin", &c.git_ref]).await?;
+                false
+            }
+            Err(e) => return Err(e),
+        }
+    } else {
+        let what = if c.git_ref.is_empty() { "HEAD" } else { c.git_ref.as_str() };
+        git.run(&["fetch", "-q", "--depth=1", "origin", what]).await?;
+        true
+    };
+    let target = if c.commit.is_empty() || fetched { "FETCH_HEAD" } else { c.commit.as_str() };
+    git.run(&["checkout", "-q", "--detach", target]).await.map_err(|e| {
+        if fetched { e } else { format!("commit {} is not on {}: {e}", c.commit, c.git_ref) }
+    })?;
+    let head = git.run(&["rev-parse", "HEAD"]).await?.trim().to_string();
+    if !c.commit.is_empty() && !head.eq_ignore_ascii_case(&c.commit) {
+        return Err(format!("checked out {head}, not the commit asked for ({})", c.commit));
+    }
+    Ok(CheckedOut { commit: head })
+}
+
+struct Git<'a> {
+    dir: &'a Path,
+    credentials: Option<&'a str>,
+}
+
+impl Git<'_> {
+    /// Runs `git <args>` in the directory; stdout, or an error with git's message (masked).
+    async fn run(&self, args: &[&str]) -> Result<String, String> {
+        let mut cmd = Command::new("git");
+        cmd.arg("-C").arg(self.dir).args(args);
+        cmd.env("GIT_TERMINAL_PROMPT", "0")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_ASKPASS", "true")
+            .env_remove("GIT_DIR")
+            .env_remove("GIT_WORK_TREE")
+            .kill_on_drop(true);
+        let mut secrets = Vec::new();
+        if let Some(creds) = self.credentials {
+            let pair = if creds.contains(':') {
+                creds.to_string()
+            } else {
+                format!("{TOKEN_USER}:{creds}")
+            };
+            let encoded = base64::engine::general_purpose::STANDARD.encode(&pair);
+            cmd.env("GIT_CONFIG_COUNT", "1")
+                .env("GIT_CONFIG_KEY_0", "http.extraHeader")
+                .env("GIT_CONFIG_VALUE_0", format!("Authorization: Basic {encoded}"));
+            secrets = vec![creds.to_string(), encoded];
+        }
+        let out = cmd
+            .output()
+            .await
+            .map_err(|e| format!("running git: {e} (is git installed on the agent's host?)"))?;
+        if out.status.success() {
+            return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+        }
+        let mut text = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        for s in secrets.iter().filter(|s| !s.is_empty()) {
+            text = text.replace(s.as_str(), "***");
+        }
+        Err(format!("git {} failed: {text}", args.first().copied().unwrap_or_default()))
+    }
+}

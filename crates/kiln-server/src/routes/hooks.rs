@@ -1,0 +1,60 @@
+//! Webhook endpoints for git providers: `POST /api/v1/hooks/{github,gitlab,gitea}`. No Kiln
+//! token: a delivery is trusted for the projects whose `WEBHOOK_SECRET` secret checks its
+//! signature (GitHub `X-Hub-Signature-256`, Gitea `X-Gitea-Signature`) or token (GitLab
+//! `X-Gitlab-Token`). See `webhooks.rs` (reading, signatures) and `triggers.rs` (what starts).
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use kiln_api::{ErrorBody, HookOutcome};
+
+use crate::App;
+use crate::error::{ApiErr, ApiResult};
+use crate::triggers::{GitOutcome, on_git};
+use crate::webhooks::{Provider, parse};
+
+/// Receives a webhook delivery from GitHub, GitLab or Gitea and starts the runs it triggers:
+/// every pipeline (in any project that trusts the delivery) whose `source:` is the delivered
+/// repository and whose `on.push`/`on.pull_request` wants the event. A delivery id seen
+/// before starts nothing again.
+#[utoipa::path(post, path = "/api/v1/hooks/{provider}", tag = "hooks",
+    params(("provider" = String, Path, description = "`github`, `gitlab` or `gitea`")),
+    security(()),
+    request_body(content = Object, description = "The provider's JSON payload, as sent"),
+    responses(
+        (status = 200, body = HookOutcome, description = "Runs started, or why none"),
+        (status = 400, body = ErrorBody, description = "Not a webhook of this provider"),
+        (status = 401, body = ErrorBody, description = "Signature or token does not match"),
+        (status = 404, body = ErrorBody, description = "Unknown provider")))]
+pub async fn deliver(
+    State(app): State<App>,
+    Path(provider): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<HookOutcome>> {
+    let provider = Provider::from_name(&provider).ok_or_else(|| {
+        ApiErr::not_found(format!(
+            "no webhook endpoint for `{provider}`: use github, gitlab or gitea"
+        ))
+    })?;
+    let delivery =
+        parse(provider, &headers, &body).map_err(|e| ApiErr::bad_request(e.to_string()))?;
+    match on_git(&app, &delivery, &headers, &body).await? {
+        GitOutcome::NoPipeline(outcome) => {
+            Ok(Json(HookOutcome { delivery: delivery.id, outcome, runs: Vec::new() }))
+        }
+        GitOutcome::BadSignature(why) => {
+            tracing::warn!(
+                "{} webhook delivery {} for {} refused: {why}",
+                provider.name(),
+                delivery.id,
+                delivery.repository
+            );
+            Err(ApiErr::unauthorized(why))
+        }
+        GitOutcome::Done(outcome, runs) => {
+            Ok(Json(HookOutcome { delivery: delivery.id, outcome, runs }))
+        }
+    }
+}
