@@ -17,6 +17,11 @@ pub enum TriggerKind {
     Image,
     /// A cron schedule (`on.schedule`).
     Schedule,
+    /// A git push to the pipeline's `source` repository (`on.push`), through a webhook.
+    Push,
+    /// A pull or merge request on the `source` repository (`on.pull_request`), through a
+    /// webhook.
+    PullRequest,
 }
 
 impl TriggerKind {
@@ -26,6 +31,8 @@ impl TriggerKind {
             TriggerKind::Api => "api",
             TriggerKind::Image => "image",
             TriggerKind::Schedule => "schedule",
+            TriggerKind::Push => "push",
+            TriggerKind::PullRequest => "pull_request",
         }
     }
 }

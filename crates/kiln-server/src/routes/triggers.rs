@@ -86,6 +86,32 @@ pub fn infos(
             ..info(TriggerKind::Image, format!("push of {} ({tags})", t.repository))
         });
     }
+    let repo = plan.source.as_ref().map_or("(no source)", |s| s.repository.as_str());
+    if let Some(p) = &plan.triggers.push {
+        let mut what = Vec::new();
+        for (name, globs) in [("branches", &p.branches), ("tags", &p.tags)] {
+            if let Some(g) = globs {
+                what.push(format!("{name} {}", g.join(", ")));
+            }
+        }
+        if !p.paths.is_empty() {
+            what.push(format!("paths {}", p.paths.join(", ")));
+        }
+        if !p.paths_ignore.is_empty() {
+            what.push(format!("paths-ignore {}", p.paths_ignore.join(", ")));
+        }
+        let filter = if what.is_empty() { "every push".to_string() } else { what.join("; ") };
+        out.push(info(TriggerKind::Push, format!("push to {repo}: {filter}")));
+    }
+    if let Some(pr) = &plan.triggers.pull_request {
+        let into =
+            if pr.branches.is_empty() { "any branch".to_string() } else { pr.branches.join(", ") };
+        let types: Vec<&str> = pr.types.iter().map(|t| t.name()).collect();
+        out.push(info(
+            TriggerKind::PullRequest,
+            format!("pull request on {repo} into {into}: {}", types.join(", ")),
+        ));
+    }
     for t in &plan.triggers.schedule {
         let row = rows.iter().find(|r| r.pipeline_id == pipeline.id && r.key == t.key());
         out.push(TriggerInfo {

@@ -11,6 +11,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::Response;
 use base64::Engine as _;
+use kiln_api::triggers::TriggerKind;
 use kiln_client::RunQuery;
 use kiln_server::webhooks::{Provider, sign};
 use serde_json::{Value, json};
@@ -282,6 +283,9 @@ async fn linked_project(s: &TestServer, project: &str, repository: &str, script:
         script.lines().map(|l| format!("          {l}")).collect::<Vec<_>>().join("\n")
     );
     s.apply(project, "build", &yaml).await;
+    let kinds: Vec<_> =
+        s.admin.triggers(Some(project)).await.unwrap().into_iter().map(|t| t.kind).collect();
+    assert_eq!(kinds, [TriggerKind::Api, TriggerKind::Push]);
     s.admin.set_secret(project, "GIT_TOKEN", &format!("{USER}:{TOKEN}")).await.unwrap();
     s.admin.set_secret(project, "WEBHOOK_SECRET", HOOK_SECRET).await.unwrap();
 }
@@ -476,6 +480,22 @@ async fn a_merge_request_runs_its_head_commit_and_its_merge() {
          $KILN_TARGET_BRANCH\"' }}\n"
     );
     s.apply("shop", "mr", &yaml).await;
+    // `kiln triggers` lists what starts it.
+    let listed: Vec<(String, String)> = s
+        .admin
+        .triggers(Some("shop"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.kind.as_str().to_string(), t.details))
+        .collect();
+    assert!(
+        listed.contains(&(
+            "pull_request".into(),
+            format!("pull request on {url} into main: opened, merged")
+        )),
+        "{listed:#?}"
+    );
     s.admin.set_secret("shop", "GIT_TOKEN", &format!("{USER}:{TOKEN}")).await.unwrap();
     s.admin.set_secret("shop", "WEBHOOK_SECRET", HOOK_SECRET).await.unwrap();
     let work = WorkingCopy::new(&gits.path("shop/app"));
