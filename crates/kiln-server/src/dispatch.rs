@@ -208,6 +208,18 @@ fn place_queued(st: &mut State) {
     if st.queue.is_empty() {
         return;
     }
+    // Nothing is placed without a free slot: while a long queue drains through a full pool
+    // (each ended attempt frees one slot) a pass stops as soon as the free slots are taken,
+    // instead of walking the whole queue.
+    let mut room: u32 = st
+        .nodes
+        .values()
+        .filter(|n| n.state == NodeState::Ready && !n.disabled)
+        .map(|n| n.capacity().saturating_sub(n.running))
+        .sum();
+    if room == 0 {
+        return;
+    }
     let mut order: Vec<usize> = (0..st.queue.len()).collect();
     // Stable: equal priorities keep queue order.
     order.sort_by_key(|&i| std::cmp::Reverse(st.queue[i].ask.priority));
@@ -237,6 +249,10 @@ fn place_queued(st: &mut State) {
                 st.queue[i].placement = Some(placement);
                 taken.push(i);
                 woken.insert(node);
+                room -= 1;
+                if room == 0 {
+                    break;
+                }
             }
             Err(_) => {
                 failed.insert(w.class.clone());

@@ -97,6 +97,7 @@ fn api_router() -> OpenApiRouter<App> {
         .routes(routes!(nodes::show, nodes::update, nodes::forget))
         .routes(routes!(nodes::offers))
         .routes(routes!(agents::events))
+        .routes(routes!(agents::reports))
         .routes(routes!(agents::input))
         .routes(routes!(agents::get_cache, agents::put_cache))
         .routes(routes!(agents::put_artifacts))
