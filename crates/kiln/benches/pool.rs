@@ -216,8 +216,11 @@ async fn wait_final(server: &Server, since: Instant) -> Result<()> {
     }
 }
 
+/// Median and max of a sample, MB.
+type MedMax = (f64, f64);
+
 /// Median and max of a sample.
-fn med_max(v: &[f64]) -> (f64, f64) {
+fn med_max(v: &[f64]) -> MedMax {
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
     (s[s.len() / 2], s[s.len() - 1])
@@ -230,7 +233,7 @@ struct Report {
     pool: Option<Tasks>,
     embedded: Option<Tasks>,
     /// VmRSS (median, max) of the agents idle, then idle again after the tasks, MB.
-    rss: Option<((f64, f64), Option<(f64, f64)>)>,
+    rss: Option<(MedMax, Option<MedMax>)>,
 }
 
 async fn run(want: impl Fn(&str) -> bool) -> Result<Report> {

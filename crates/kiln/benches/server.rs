@@ -25,6 +25,8 @@
 //! `KILN_BENCH_BIN` (another `kiln` binary to measure).
 //! Without `--bench` (as under `cargo test --all-targets`) it does nothing.
 
+// Shared with the pool benchmark, which uses more of it.
+#[allow(dead_code)]
 mod common;
 
 use std::collections::BTreeMap;
