@@ -7,6 +7,8 @@
 //!   (`kiln-runtime/benches/gap.rs`, beside the floor of spawning `sh -c true`);
 //! - the server end to end (`kiln/benches/server.rs`): trigger to container start, log line
 //!   to SSE viewers, runs per second, idle memory, each beside its floor;
+//! - the pool through the server (`kiln/benches/pool.rs`): 10,000 matrix tasks on 50 `kiln
+//!   agent` processes (no-op executor), beside the embedded agent alone; idle agent memory;
 //! - pure placement of 100,000 queued 8-CPU tasks with constraints on 10,000 simulated nodes
 //!   (criterion, `kiln-scheduler/benches/placement.rs`), with its ratio to kube-scheduler's and
 //!   Nomad's published rates.
@@ -41,6 +43,12 @@ pub fn run(only: Option<&str>) -> Result<()> {
     }
     if want("server") {
         server()?;
+    }
+    if want("pool") {
+        println!(
+            "==> pool: 10,000 matrix tasks on 50 agent processes (noop executor), idle agent RSS"
+        );
+        cargo(&["bench", "-p", "kiln", "--bench", "pool"])?;
     }
     if want("placement") {
         println!("==> placement: 100,000 8-CPU tasks with constraints on 10,000 nodes (criterion)");

@@ -34,10 +34,11 @@ enum Task {
     Ci,
     /// Makes sure a Docker engine answers and holds the test images; prints its DOCKER_HOST.
     Images,
-    /// The benchmarks, side by side with their floors: docker, engine, gap, server, placement,
-    /// registry (or one).
+    /// The benchmarks, side by side with their floors: docker, engine, gap, server, pool,
+    /// placement, registry (or one).
     Bench {
-        /// Only this benchmark: `docker`, `engine`, `gap`, `server`, `placement` or `registry`.
+        /// Only this benchmark: `docker`, `engine`, `gap`, `server`, `pool`, `placement` or
+        /// `registry`.
         only: Option<String>,
     },
 }

@@ -16,20 +16,20 @@
 pub mod checkout;
 pub mod host;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use kiln_api::agent::{AgentEvent, Lease, LeaseRequest, RegisterAgent};
+use kiln_api::agent::{AgentEvent, Lease, LeaseReport, LeaseRequest, RegisterAgent};
 use kiln_client::{Client, ClientError};
 use kiln_engine::Outcome;
 use kiln_exec::{Executor, Stream, TaskId};
 use kiln_runtime::archive;
 use kiln_runtime::task::{TaskEvent, TaskRequest, drive_task};
 use kiln_workflow::plan::{ArtifactWhen, CachePolicy};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 /// How an agent presents itself and where it works.
@@ -94,6 +94,10 @@ pub async fn run(
         source,
     })?;
     let held: Arc<Mutex<HashMap<String, Held>>> = Arc::default();
+    // One reporter sends the events of every lease, several leases per request.
+    let live: Arc<Mutex<String>> = Arc::default();
+    let (reports, rx) = mpsc::unbounded_channel();
+    let reporter = tokio::spawn(report_events(client.clone(), live.clone(), rx));
     let mut register = RegisterAgent {
         name: config.name.clone(),
         executor: executor.name().to_string(),
@@ -126,6 +130,7 @@ pub async fn run(
         };
         tracing::info!("agent {} registered as {}", config.name, info.id);
         session = info.id.clone();
+        *live.lock().unwrap_or_else(|p| p.into_inner()) = session.clone();
         loop {
             let (ids, free) = {
                 let h = held.lock().unwrap_or_else(|p| p.into_inner());
@@ -163,11 +168,16 @@ pub async fn run(
                 held.lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .insert(lease.id.clone(), Held { cancel: cancel.clone() });
-                let (client, executor, held, config) =
-                    (client.clone(), executor.clone(), held.clone(), config.clone());
+                let (client, executor, held, config, reports) = (
+                    client.clone(),
+                    executor.clone(),
+                    held.clone(),
+                    config.clone(),
+                    reports.clone(),
+                );
                 tokio::spawn(async move {
                     let id = lease.id.clone();
-                    run_lease(&client, executor.as_ref(), &config, lease, cancel).await;
+                    run_lease(&client, &reports, executor.as_ref(), &config, lease, cancel).await;
                     held.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
                 });
             }
@@ -184,57 +194,113 @@ pub async fn run(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    drop(reports);
+    let _ = tokio::time::timeout(Duration::from_secs(2), reporter).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), client.leave_agent(&session)).await;
     Ok(())
 }
 
-/// Sends a lease's events in order, batching whatever queued up while the last post was in
-/// flight. Ends after `exited`, or when the server no longer knows the lease.
-async fn send_events(
-    client: Client,
+/// One event of a lease, on its way to the server.
+struct Report {
     lease: String,
-    mut rx: mpsc::UnboundedReceiver<AgentEvent>,
+    event: AgentEvent,
+    /// Cancels the lease's task (the server canceled or forgot the lease).
     cancel: CancellationToken,
+    /// With the lease's last event (`exited`): told once it was delivered or given up.
+    done: Option<oneshot::Sender<()>>,
+}
+
+/// Reports events to the server in order, batching whatever queued up while the last post
+/// was in flight, of every lease, into one request (`live` is the current session). A lease
+/// the server no longer knows has its task canceled and its later events dropped.
+async fn report_events(
+    client: Client,
+    live: Arc<Mutex<String>>,
+    mut rx: mpsc::UnboundedReceiver<Report>,
 ) {
-    let mut gone = false;
+    let mut gone: HashSet<String> = HashSet::new();
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < 1000 {
             match rx.try_recv() {
-                Ok(e) => batch.push(e),
+                Ok(r) => batch.push(r),
                 Err(_) => break,
             }
         }
-        if gone {
-            continue;
+        let mut reports: Vec<LeaseReport> = Vec::new();
+        let mut at: HashMap<String, usize> = HashMap::new();
+        let mut tokens: HashMap<String, CancellationToken> = HashMap::new();
+        let mut done = Vec::new();
+        for r in batch {
+            if let Some(d) = r.done {
+                done.push((r.lease.clone(), d));
+            }
+            if gone.contains(&r.lease) {
+                continue;
+            }
+            let i = *at.entry(r.lease.clone()).or_insert_with(|| {
+                reports.push(LeaseReport { lease: r.lease.clone(), events: Vec::new() });
+                reports.len() - 1
+            });
+            reports[i].events.push(r.event);
+            tokens.entry(r.lease).or_insert(r.cancel);
         }
         let mut tries = 0;
-        loop {
-            match client.lease_events(&lease, &batch).await {
-                Ok(r) => {
-                    if r.cancel {
-                        cancel.cancel();
+        while !reports.is_empty() {
+            let session = live.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            match client.lease_reports(&session, &reports).await {
+                Ok(resp) => {
+                    for lease in &resp.cancel {
+                        tokens.get(lease).map(CancellationToken::cancel);
                     }
-                    break;
-                }
-                Err(ClientError::Api { status: 404, .. }) => {
-                    // The server forgot the lease (lost, or it restarted): stop the task.
-                    gone = true;
-                    cancel.cancel();
+                    // The server forgot these (lost, or it restarted): stop their tasks.
+                    for lease in resp.unknown {
+                        tokens.get(&lease).map(CancellationToken::cancel);
+                        gone.insert(lease);
+                    }
                     break;
                 }
                 Err(e) => {
                     tries += 1;
                     if tries > 20 {
-                        tracing::warn!("lease {lease}: giving up reporting: {e}");
-                        gone = true;
-                        cancel.cancel();
+                        tracing::warn!("giving up reporting {} lease(s): {e}", reports.len());
+                        for (lease, token) in tokens.drain() {
+                            token.cancel();
+                            gone.insert(lease);
+                        }
                         break;
                     }
                     tokio::time::sleep(Duration::from_millis(250)).await;
                 }
             }
         }
+        for (lease, d) in done {
+            // Nothing of a lease comes after its `exited`.
+            gone.remove(&lease);
+            let _ = d.send(());
+        }
+    }
+}
+
+/// Hands a lease's events to the reporter, in order; returns once its `exited` was
+/// delivered (or given up).
+async fn forward_events(
+    lease: String,
+    mut rx: mpsc::UnboundedReceiver<AgentEvent>,
+    reports: mpsc::UnboundedSender<Report>,
+    cancel: CancellationToken,
+) {
+    let (done_tx, done_rx) = oneshot::channel();
+    let mut done_tx = Some(done_tx);
+    while let Some(event) = rx.recv().await {
+        let done = if matches!(event, AgentEvent::Exited { .. }) { done_tx.take() } else { None };
+        let r = Report { lease: lease.clone(), event, cancel: cancel.clone(), done };
+        if reports.send(r).is_err() {
+            return;
+        }
+    }
+    if done_tx.is_none() {
+        let _ = done_rx.await;
     }
 }
 
@@ -258,13 +324,15 @@ fn human_bytes(n: u64) -> String {
 /// One leased attempt, wrapped: PreStart, run, PostStop, `exited`.
 async fn run_lease(
     client: &Client,
+    reports: &mpsc::UnboundedSender<Report>,
     executor: &dyn Executor,
     config: &AgentConfig,
     lease: Lease,
     cancel: CancellationToken,
 ) {
     let (tx, rx) = mpsc::unbounded_channel();
-    let sender = tokio::spawn(send_events(client.clone(), lease.id.clone(), rx, cancel.clone()));
+    let sender =
+        tokio::spawn(forward_events(lease.id.clone(), rx, reports.clone(), cancel.clone()));
     let dir = config.work_dir.join(&lease.id);
     let outcome = match wrapped(client, executor, config, &lease, &dir, &tx, &cancel).await {
         Ok(o) => o,
@@ -299,9 +367,19 @@ async fn wrapped(
 ) -> Result<Outcome, String> {
     let job = &lease.start.job;
     let seed = dir.join("seed");
-    tokio::fs::create_dir_all(&seed)
-        .await
-        .map_err(|e| format!("create {}: {e}", seed.display()))?;
+    let wants_cache_save = job.cache.as_ref().is_some_and(|c| c.policy != CachePolicy::Pull);
+    let export = (job.artifacts.is_some() || wants_cache_save).then(|| dir.join("workspace.tar"));
+    // Scratch space only for a job that receives or keeps files: most jobs need none, and
+    // creating and removing directories per job is not free.
+    let scratch = lease.checkout.is_some()
+        || !lease.inputs.is_empty()
+        || job.cache.is_some()
+        || export.is_some();
+    if scratch {
+        tokio::fs::create_dir_all(&seed)
+            .await
+            .map_err(|e| format!("create {}: {e}", seed.display()))?;
+    }
 
     // PreStart: the source commit, then artifacts of needed jobs, then the cache.
     if let Some(c) = &lease.checkout {
@@ -389,9 +467,7 @@ async fn wrapped(
     spec.labels.insert("kiln.lease".into(), lease.id.clone());
     // An empty seed is not handed over: copying nothing into a container still costs an
     // archive round trip to the engine on every job start.
-    spec.seed = non_empty(&seed).await;
-    let wants_cache_save = job.cache.as_ref().is_some_and(|c| c.policy != CachePolicy::Pull);
-    let export = (job.artifacts.is_some() || wants_cache_save).then(|| dir.join("workspace.tar"));
+    spec.seed = if scratch { non_empty(&seed).await } else { None };
 
     let sink = tx.clone();
     let result = drive_task(
@@ -515,14 +591,16 @@ async fn wrapped(
     Ok(outcome)
 }
 
-/// `dir` if it holds anything, else `None` (also when it cannot be read: the executor would
-/// fail on it just the same, and an unreadable seed is better reported there).
+/// `dir` if it holds anything, else `None`: also when it does not exist, and `Some` when it
+/// cannot be read otherwise (the executor would fail on it just the same, and an unreadable
+/// seed is better reported there).
 async fn non_empty(dir: &Path) -> Option<PathBuf> {
     match tokio::fs::read_dir(dir).await {
         Ok(mut entries) => match entries.next_entry().await {
             Ok(None) => None,
             _ => Some(dir.to_path_buf()),
         },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(_) => Some(dir.to_path_buf()),
     }
 }
@@ -537,5 +615,6 @@ mod tests {
         assert_eq!(non_empty(dir.path()).await, None);
         std::fs::write(dir.path().join("restored.txt"), "cache").unwrap();
         assert_eq!(non_empty(dir.path()).await.as_deref(), Some(dir.path()));
+        assert_eq!(non_empty(&dir.path().join("never-made")).await, None);
     }
 }

@@ -6,8 +6,10 @@
 //!    canceled, or after `wait_ms`. Every poll renews the leases the agent lists as `held`;
 //!    a lease not renewed for [`LEASE_TTL_MS`] is lost and its attempt fails with an error
 //!    (the job's retry policy decides what follows).
-//! 3. Per lease, the agent posts `POST /api/v1/leases/{lease}/events` batches in order:
-//!    `started`, then `log`/`output` lines, then exactly one `exited`. Files go through
+//! 3. Per lease, the agent reports events in order: `started`, then `log`/`output` lines,
+//!    then exactly one `exited`, either with `POST /api/v1/leases/{lease}/events` (one lease)
+//!    or, for several leases in one request, `POST /api/v1/agents/{id}/events` (a list of
+//!    [`LeaseReport`]s; what the agent uses). Files go through
 //!    `GET /api/v1/leases/{lease}/inputs/{job}` (artifacts of needed jobs),
 //!    `GET|PUT /api/v1/leases/{lease}/cache` and `PUT /api/v1/leases/{lease}/artifacts`.
 
@@ -175,6 +177,27 @@ pub enum AgentEvent {
         #[schema(value_type = Object)]
         outcome: Outcome,
     },
+}
+
+/// The events of one lease in a batch report (`POST /api/v1/agents/{id}/events`), in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct LeaseReport {
+    /// Lease id.
+    pub lease: String,
+    /// Its events since the last report, in order.
+    pub events: Vec<AgentEvent>,
+}
+
+/// Answer to a batch report.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ReportsResponse {
+    /// Reported leases that were canceled: kill their tasks.
+    #[serde(default)]
+    pub cancel: Vec<String>,
+    /// Reported leases the server does not know (lost, canceled or ended): their events were
+    /// dropped; stop their tasks and report nothing more of them.
+    #[serde(default)]
+    pub unknown: Vec<String>,
 }
 
 /// Answer to an events post.

@@ -6,7 +6,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use kiln_api::agent::{
-    AgentEvent, AgentInfo, EventsResponse, LeaseRequest, LeaseResponse, RegisterAgent,
+    AgentEvent, AgentInfo, EventsResponse, LeaseReport, LeaseRequest, LeaseResponse, RegisterAgent,
+    ReportsResponse,
 };
 use kiln_api::pool::{NodeInfo, NodeUpdate, Offer, QuotaInfo, QuotaLimits};
 use kiln_api::triggers::TriggerInfo;
@@ -497,6 +498,16 @@ impl Client {
     pub async fn lease_events(&self, lease: &str, events: &[AgentEvent]) -> Result<EventsResponse> {
         let url = self.url(&["leases", lease, "events"]);
         self.json(self.request(Method::POST, url).json(events)).await
+    }
+
+    /// Reports the events of several leases of agent session `agent` in one request.
+    pub async fn lease_reports(
+        &self,
+        agent: &str,
+        reports: &[LeaseReport],
+    ) -> Result<ReportsResponse> {
+        let url = self.url(&["agents", agent, "events"]);
+        self.json(self.request(Method::POST, url).json(reports)).await
     }
 
     /// Downloads the artifacts of `job` for a lease's workspace; `None` if it stored none.

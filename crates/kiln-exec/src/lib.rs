@@ -1,5 +1,6 @@
 //! The executor contract: how Kiln runs one fully resolved task (a job's containers or
-//! processes), plus a fake executor and the conformance suite every executor must pass.
+//! processes), plus a fake executor, a no-op one for benchmarks and the conformance suite every
+//! executor must pass.
 //!
 //! Executors know nothing of workflows, the engine, the server, a database or HTTP: they get a
 //! [`TaskSpec`] and report log lines and an exit code.
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 pub mod conformance;
 pub mod fake;
 pub mod lines;
+pub mod noop;
 pub mod workspace;
 
 /// Identifies one attempt of one job on an executor. Safe as a container, network or
@@ -235,7 +237,7 @@ pub enum ExecError {
 /// an id never set up: it removes whatever exists and succeeds when there is nothing left.
 #[async_trait]
 pub trait Executor: Send + Sync + 'static {
-    /// Short name for messages (`docker`, `process`, `fake`).
+    /// Short name for messages (`docker`, `process`, `fake`, `noop`).
     fn name(&self) -> &'static str;
 
     /// Says whether this executor can run `task`, without side effects.

@@ -93,7 +93,8 @@ impl fmt::Display for Wait {
     }
 }
 
-/// The outcome of [`Pool::place_batch`]; tasks are named by their index in the queue.
+/// The outcome of [`Pool::place_batch`]; tasks are named by their index in the queue. Tasks
+/// in neither list were not tried: every node's slots were taken before their turn.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Batch {
     /// Placed (and reserved) tasks, in the order they were placed.
@@ -163,6 +164,12 @@ impl Pool {
         queue: &[A],
         quotas: &BTreeMap<String, Quota>,
     ) -> Batch {
+        let mut out = Batch { placed: Vec::new(), waiting: Vec::new() };
+        // Once every slot is taken nothing more can go: the rest is not tried.
+        let mut room = self.free_slots();
+        if room == Some(0) {
+            return out;
+        }
         let capacity = self.capacity();
         let mut levels: BTreeMap<Reverse<i32>, BTreeMap<&str, VecDeque<usize>>> = BTreeMap::new();
         for (i, ask) in queue.iter().enumerate() {
@@ -174,7 +181,6 @@ impl Pool {
                 .or_default()
                 .push_back(i);
         }
-        let mut out = Batch { placed: Vec::new(), waiting: Vec::new() };
         // Within one batch nothing is released, so an ask that failed keeps failing until its
         // group changes: remember failures by the ask's shape.
         let mut failed: HashMap<u64, Arc<Unplaced>> = HashMap::default();
@@ -206,6 +212,12 @@ impl Pool {
                                     *group_epoch.entry(ask.group.clone()).or_insert(0) += 1;
                                 }
                                 out.placed.push((i, p));
+                                if let Some(r) = room.as_mut() {
+                                    *r -= 1;
+                                    if *r == 0 {
+                                        return out;
+                                    }
+                                }
                             }
                             Err(u) => {
                                 let u = Arc::new(u);

@@ -377,6 +377,17 @@ impl Pool {
         self.projects.get(project).copied().unwrap_or_default()
     }
 
+    /// Task slots free on enabled nodes; `None` when an enabled node has no slot limit.
+    pub fn free_slots(&self) -> Option<u64> {
+        let mut free = 0u64;
+        for i in self.live.iter() {
+            let Some(slot) = self.slots[i].as_ref() else { continue };
+            let limit = u64::from(slot.node.slots?);
+            free += limit.saturating_sub(slot.tasks as u64);
+        }
+        Some(free)
+    }
+
     /// Every project holding something, by name, with what it holds.
     pub fn projects(&self) -> impl Iterator<Item = (&str, ProjectUsage)> {
         self.projects.iter().map(|(p, u)| (p.as_str(), *u))

@@ -48,6 +48,9 @@ pub enum RunMsg {
 /// Sends messages to a run's actor.
 pub type RunTx = mpsc::UnboundedSender<RunMsg>;
 
+/// Most messages a run's actor applies and stores in one step.
+const MAX_BATCH: usize = 512;
+
 /// Why a run that was running when the server stopped lost its attempt.
 pub const LOST_ON_RESTART: &str =
     "agent lost: the server restarted while this attempt ran; its container was cleaned up";
@@ -488,6 +491,7 @@ impl Coord {
             started: HashMap::new(),
             checkout,
             group: group_of(&plan, &run),
+            closed: vec![0; job_count],
             run,
             engine: Run::new(plan, BTreeMap::new()),
         };
@@ -678,6 +682,8 @@ struct Actor {
     /// The run's concurrency group (`""` without groups).
     group: String,
     started: HashMap<usize, Instant>,
+    /// Per job, the attempt whose log was closed when it exited (0: none).
+    closed: Vec<u32>,
 }
 
 impl Actor {
@@ -827,21 +833,22 @@ impl Actor {
     async fn main(mut self, mut rx: mpsc::UnboundedReceiver<RunMsg>, first: Vec<Command>) {
         let mut done = self.exec(first);
         while !done {
-            let Some(RunMsg::Event { event, reply }) = rx.recv().await else { break };
-            match self.apply(event).await {
-                Ok(cmds) => {
-                    if let Some(r) = reply {
-                        let _ = r.send(Ok(()));
-                    }
-                    done = self.exec(cmds);
+            let Some(first) = rx.recv().await else { break };
+            // Whatever else queued up meanwhile (agents' reports of a wide matrix arrive
+            // together) is applied with it and stored in one transaction.
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(m) => batch.push(m),
+                    Err(_) => break,
                 }
+            }
+            let batch = batch.into_iter().map(|RunMsg::Event { event, reply }| (event, reply));
+            match self.apply(batch.collect()).await {
+                Ok(cmds) => done = self.exec(cmds),
                 Err(e) => {
                     tracing::warn!("run {}: {}", self.run.full_name(), e.message);
-                    let fatal = e.status.is_server_error();
-                    if let Some(r) = reply {
-                        let _ = r.send(Err(e));
-                    }
-                    if fatal {
+                    if e.status.is_server_error() {
                         // The engine moved ahead of the store: rebuild from what is stored.
                         self.restart(rx).await;
                         return;
@@ -852,10 +859,10 @@ impl Actor {
         self.finish().await;
     }
 
-    /// Checks an API event against the run's state, applies it and stores it.
-    async fn apply(&mut self, event: Event) -> ApiResult<Vec<Command>> {
+    /// Why an API event does not apply to the run as it is now; `None` if it does.
+    fn refuse(&self, event: &Event) -> Option<ApiErr> {
         let name = self.run.full_name();
-        match &event {
+        match event {
             Event::Approved { stage, .. } | Event::Rejected { stage, .. }
                 if self.engine.paused_at() != Some(stage.as_str()) =>
             {
@@ -864,40 +871,126 @@ impl Actor {
                     None => format!("it is {}", state_text(self.engine.state())),
                 };
                 let known = self.plan.stages.iter().any(|s| &s.name == stage);
-                return Err(if known {
+                Some(if known {
                     ApiErr::conflict(format!(
                         "stage `{stage}` of run {name} is not waiting for a decision: {now}"
                     ))
                 } else {
                     ApiErr::not_found(format!("run {name} has no stage `{stage}`"))
-                });
+                })
             }
             Event::Cancel { .. } if self.engine.stop_reason().is_some() => {
-                return Err(ApiErr::conflict(format!("run {name} is already stopping")));
-            }
-            _ => {}
-        }
-        let cmds = self.engine.handle(event.clone());
-        let decision = match &event {
-            Event::Approved { stage, by } => {
-                Some((stage.clone(), ApprovalDecision::Approved, by.clone()))
-            }
-            Event::Rejected { stage, by } => {
-                Some((stage.clone(), ApprovalDecision::Rejected, by.clone()))
+                Some(ApiErr::conflict(format!("run {name} is already stopping")))
             }
             _ => None,
+        }
+    }
+
+    /// Checks each event against the run's state, applies those that fit, in order, and
+    /// stores them in one step; answers each event's `reply` once stored (or refused). The
+    /// error is that of the store, after every reply got it too. Events that come after the
+    /// run ended are dropped (their callers hear that the run has just ended).
+    async fn apply(
+        &mut self,
+        batch: Vec<(Event, Option<oneshot::Sender<ApiResult<()>>>)>,
+    ) -> ApiResult<Vec<Command>> {
+        let mut cmds = Vec::new();
+        let mut applied = Vec::with_capacity(batch.len());
+        let mut replies = Vec::new();
+        let mut decisions = Vec::new();
+        let mut closes = Vec::new();
+        for (event, reply) in batch {
+            if self.engine.state().is_final() {
+                break;
+            }
+            if let Some(e) = self.refuse(&event) {
+                if let Some(r) = reply {
+                    let _ = r.send(Err(e));
+                }
+                continue;
+            }
+            cmds.extend(self.engine.handle(event.clone()));
+            match &event {
+                Event::Approved { stage, by } => {
+                    decisions.push((stage.clone(), ApprovalDecision::Approved, by.clone()));
+                }
+                Event::Rejected { stage, by } => {
+                    decisions.push((stage.clone(), ApprovalDecision::Rejected, by.clone()));
+                }
+                Event::JobStarted { job, .. } => {
+                    // Noted here: the job may be over by the end of the batch.
+                    if let Some(i) = self.plan.job_index(job)
+                        && self.times[i].0.is_none()
+                        && self
+                            .engine
+                            .jobs()
+                            .nth(i)
+                            .is_some_and(|(_, s)| s.state != JobState::Queued)
+                    {
+                        self.times[i].0 = Some(Utc::now());
+                        self.started.insert(i, Instant::now());
+                    }
+                }
+                Event::JobExited { job, attempt, .. } => {
+                    if let Some(i) = self.plan.job_index(job) {
+                        closes.push(job_log_key(&self.run.id, i, *attempt));
+                        self.closed[i] = self.closed[i].max(*attempt);
+                    }
+                }
+                _ => {}
+            }
+            applied.push(event);
+            replies.extend(reply);
+        }
+        // File work (a closed log is a file, created if the job printed nothing) is done off
+        // the runtime's workers, while the step is stored.
+        let closing = (!closes.is_empty()).then(|| {
+            let logs = self.sh.logs.clone();
+            tokio::task::spawn_blocking(move || {
+                for key in closes {
+                    let _ = logs.close(&key);
+                }
+            })
+        });
+        let step = self.step(applied);
+        let stored = self.persist(step).await;
+        if let Some(c) = closing {
+            let _ = c.await;
+        }
+        let stored = match stored {
+            Ok(()) => {
+                let mut result = Ok(());
+                for (stage, decision, by) in decisions {
+                    if let Err(e) =
+                        self.sh.store.record_approval(&self.run.id, &stage, decision, &by).await
+                    {
+                        result = Err(ApiErr::from(e));
+                        break;
+                    }
+                }
+                result
+            }
+            Err(e) => Err(e),
         };
-        if let Event::JobExited { job, attempt, .. } = &event
-            && let Some(i) = self.plan.job_index(job)
-        {
-            let _ = self.sh.logs.close(&job_log_key(&self.run.id, i, *attempt));
+        match stored {
+            Ok(()) => {
+                for r in replies {
+                    let _ = r.send(Ok(()));
+                }
+                Ok(cmds)
+            }
+            Err(e) => {
+                for r in replies {
+                    let _ = r.send(Err(ApiErr {
+                        status: e.status,
+                        code: e.code,
+                        message: e.message.clone(),
+                        diagnostics: Vec::new(),
+                    }));
+                }
+                Err(e)
+            }
         }
-        let step = self.step(vec![event]);
-        self.persist(step).await?;
-        if let Some((stage, decision, by)) = decision {
-            self.sh.store.record_approval(&self.run.id, &stage, decision, &by).await?;
-        }
-        Ok(cmds)
     }
 
     /// Carries out commands; true once the run finished.
@@ -993,10 +1086,21 @@ impl Actor {
     async fn finish(self) {
         // Every job's latest log ends here too (jobs that never ran get an empty one), so no
         // follower waits for lines that will not come.
-        for (i, (_, status)) in self.engine.jobs().enumerate() {
-            let _ = self.sh.logs.close(&job_log_key(&self.run.id, i, status.attempts.max(1)));
-        }
-        let _ = self.sh.logs.close(&run_log_key(&self.run.id));
+        let keys: Vec<LogKey> = self
+            .engine
+            .jobs()
+            .enumerate()
+            .filter(|(i, (_, status))| self.closed[*i] != status.attempts.max(1))
+            .map(|(i, (_, status))| job_log_key(&self.run.id, i, status.attempts.max(1)))
+            .chain([run_log_key(&self.run.id)])
+            .collect();
+        let logs = self.sh.logs.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            for key in keys {
+                let _ = logs.close(&key);
+            }
+        })
+        .await;
         lock(&self.sh.actors).remove(&self.run.id);
         if let Some(n) = lock(&self.sh.active).get_mut(&(self.run.pipeline_id, self.group.clone()))
         {

@@ -207,11 +207,19 @@ fn place_queued(st: &mut State) {
     if batch.placed.is_empty() {
         return;
     }
-    let mut queue: Vec<Option<Waiting>> = st.queue.drain(..).map(Some).collect();
+    // Out of the queue, back to front (placed attempts are mostly near its front, where a
+    // removal is cheap); then into their nodes' lists in placement order.
+    let mut at: Vec<usize> = batch.placed.iter().map(|(i, _)| *i).collect();
+    at.sort_unstable();
+    let mut taken: HashMap<usize, Waiting> = HashMap::new();
+    for i in at.into_iter().rev() {
+        if let Some(w) = st.queue.remove(i) {
+            taken.insert(i, w);
+        }
+    }
     let mut woken: HashSet<String> = HashSet::new();
-    // Placed lists keep placement order per node.
     for (i, placement) in batch.placed {
-        let Some(mut w) = queue[i].take() else { continue };
+        let Some(mut w) = taken.remove(&i) else { continue };
         let node = placement.node.0.clone();
         if let Some(n) = st.nodes.get_mut(&node) {
             n.running += 1;
@@ -221,7 +229,6 @@ fn place_queued(st: &mut State) {
         st.placed.entry(node.clone()).or_default().push_back(w);
         woken.insert(node);
     }
-    st.queue = queue.into_iter().flatten().collect();
     for node in woken {
         let session = st.nodes.get(&node).and_then(|n| n.session.clone());
         if let Some(s) = session.and_then(|id| st.agents.get(&id)) {

@@ -25,16 +25,20 @@
 //! `KILN_BENCH_BIN` (another `kiln` binary to measure).
 //! Without `--bench` (as under `cargo test --all-targets`) it does nothing.
 
+// Shared with the pool benchmark, which uses more of it.
+#[allow(dead_code)]
+mod common;
+
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
+use common::{Server, diff_ms, env_usize, ms, verdict};
 use futures::StreamExt;
-use kiln_api::{ApplyPipeline, RunDetail, TriggerRequest};
+use kiln_api::{RunDetail, TriggerRequest};
 use kiln_client::{Client, RunQuery};
 use kiln_exec::{Entry, Executor, Limits, TaskId, TaskSpec};
 use kiln_exec_docker::DockerExecutor;
@@ -89,19 +93,6 @@ stages:
     )
 }
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(default)
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-/// `a - b` in milliseconds.
-fn diff_ms(a: DateTime<Utc>, b: DateTime<Utc>) -> f64 {
-    (a - b).num_microseconds().unwrap_or(i64::MAX) as f64 / 1e3
-}
-
 /// Percentiles of a sample, in milliseconds.
 #[derive(Debug, Clone, Copy)]
 struct Dist {
@@ -127,102 +118,6 @@ impl Dist {
             self.p50, self.p95, self.p99, self.max, self.n
         )
     }
-}
-
-/// A `kiln server` child process (release build), killed when dropped.
-struct Server {
-    child: Child,
-    client: Client,
-    dir: tempfile::TempDir,
-}
-
-impl Server {
-    /// Starts `kiln server` on a fresh data directory and waits until its agent registered.
-    async fn start(executor: &str, capacity: u32) -> Result<Server> {
-        let dir = tempfile::tempdir()?;
-        let data = dir.path().join("data");
-        let log = std::fs::File::create(dir.path().join("server.log"))?;
-        let mut child = Command::new(kiln_bin())
-            .args(["server", "--listen", "127.0.0.1:0", "--executor", executor, "--capacity"])
-            .arg(capacity.to_string())
-            .arg("--data")
-            .arg(&data)
-            .env_remove("KILN_EXECUTOR")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .context("starting kiln server")?;
-        let stdout = child.stdout.take().context("server stdout")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let url = loop {
-            let Some(line) = lines.next() else {
-                let log = std::fs::read_to_string(dir.path().join("server.log"))?;
-                bail!("kiln server exited before listening:\n{log}");
-            };
-            if let Some(rest) = line?.split("listening on ").nth(1) {
-                break rest.split_whitespace().next().context("server URL")?.to_string();
-            }
-        };
-        // Keep draining stdout so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        let token = std::fs::read_to_string(data.join("admin.token"))?.trim().to_string();
-        let client = Client::new(&url, &token)?;
-        let server = Server { child, client, dir };
-        let t = Instant::now();
-        while server.client.info().await?.agents.is_empty() {
-            if t.elapsed() > Duration::from_secs(30) {
-                bail!("the embedded agent never registered:\n{}", server.log());
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Ok(server)
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// The server's stderr so far.
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
-    }
-
-    /// Resident memory in MB (VmRSS of /proc/PID/status).
-    fn rss_mb(&self) -> Result<f64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
-        let kb: f64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .context("no VmRSS in /proc/PID/status")?;
-        Ok(kb / 1024.0)
-    }
-
-    async fn pipeline(&self, name: &str, yaml: &str) -> Result<()> {
-        if self.client.projects().await?.iter().all(|p| p.name != "bench") {
-            self.client.create_project("bench").await?;
-        }
-        let body = ApplyPipeline { yaml: yaml.into(), file: None, files: Default::default() };
-        self.client.apply_pipeline("bench", name, &body).await?;
-        Ok(())
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The binary under test: this package's (release under `cargo bench`), or `KILN_BENCH_BIN`
-/// (to measure another build, e.g. with a candidate fix, against the same floors).
-fn kiln_bin() -> PathBuf {
-    std::env::var_os("KILN_BENCH_BIN")
-        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_kiln")), PathBuf::from)
 }
 
 fn is_final(state: &str) -> bool {
@@ -530,7 +425,8 @@ impl Throughput {
 }
 
 async fn throughput_at(capacity: u32, runs: usize, in_flight: usize) -> Result<Throughput> {
-    let server = Server::start("process", capacity).await?;
+    let server =
+        Server::start(&["--executor", "process", "--capacity", &capacity.to_string()], 1).await?;
     server.pipeline("trivial", TRIVIAL).await?;
     let client = &server.client;
     // Warm-up.
@@ -632,10 +528,6 @@ async fn bench_throughput(
         runs as f64 / (floor_ms / 1e3)
     );
     Ok(ThroughputFigures { best, floor_ms, in_flight })
-}
-
-fn verdict(ok: bool) -> &'static str {
-    if ok { "**met**" } else { "**missed**" }
 }
 
 /// `p50 / p95 / p99 ms`.
@@ -754,7 +646,7 @@ async fn run(want: impl Fn(&str) -> bool) -> Result<Report> {
         if let Err(e) = DockerExecutor::connect_default().await {
             bail!("{e}: run `cargo xtask bench server`, which starts an engine with busybox");
         }
-        let server = Server::start("docker", 4).await?;
+        let server = Server::start(&["--executor", "docker", "--capacity", "4"], 1).await?;
         tokio::time::sleep(Duration::from_secs(2)).await;
         let idle = server.rss_mb()?;
         println!("==> idle server (docker executor, embedded agent): VmRSS {idle:.1} MB");

@@ -54,6 +54,9 @@ pub enum ExecutorChoice {
     Docker,
     /// Host processes in a temporary workspace; no images, no sidecars.
     Process,
+    /// Runs nothing: every job starts and exits 0 at once, with no output. For benchmarks
+    /// and pool tests (what is measured is leases, reports and the store, not the job).
+    Noop,
 }
 
 fn invalid(msg: impl std::fmt::Display) -> ExitCode {
@@ -84,6 +87,9 @@ async fn choose_executor(choice: ExecutorChoice, plan: &Plan) -> Result<Chosen, 
     };
     match choice {
         ExecutorChoice::Process => process(),
+        ExecutorChoice::Noop => {
+            Ok(Chosen { executor: Arc::new(kiln_exec::noop::NoopExecutor::new()), docker: None })
+        }
         ExecutorChoice::Docker => {
             let d = Arc::new(DockerExecutor::connect_default().await.map_err(|e| e.to_string())?);
             Ok(Chosen { executor: d.clone(), docker: Some(d) })

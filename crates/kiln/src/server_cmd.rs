@@ -132,6 +132,7 @@ async fn executor(choice: ExecutorChoice, agent: &str) -> Result<Arc<dyn Executo
         || -> Arc<dyn Executor> { Arc::new(ProcessExecutor::new(ProcessConfig::default())) };
     let docker = match choice {
         ExecutorChoice::Process => return Ok(process()),
+        ExecutorChoice::Noop => return Ok(Arc::new(kiln_exec::noop::NoopExecutor::new())),
         ExecutorChoice::Docker => {
             DockerExecutor::connect_default().await.map_err(|e| e.to_string())?
         }

@@ -113,3 +113,17 @@ fn batch_keeps_group_constraints_and_says_why() {
         ]
     );
 }
+
+#[test]
+fn a_batch_stops_once_every_slot_is_taken() {
+    let mut n = crate::support::node("agent", 64, 64, &[]);
+    n.slots = Some(2);
+    let mut p = Pool::with_nodes(Options::default(), [n]);
+    let queue: Vec<Ask> = (0..5).map(|i| task(&format!("t{i}"), "a", 1, 0)).collect();
+    let out = p.place_batch(&queue, &BTreeMap::new());
+    let placed: Vec<usize> = out.placed.iter().map(|(i, _)| *i).collect();
+    assert_eq!(placed, [0, 1]);
+    assert!(out.waiting.is_empty(), "the rest is not tried: {:?}", out.waiting);
+    assert_eq!(p.free_slots(), Some(0));
+    assert!(p.place_batch(&queue[2..], &BTreeMap::new()).placed.is_empty());
+}

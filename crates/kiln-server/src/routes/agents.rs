@@ -7,7 +7,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use kiln_api::agent::{
-    AgentEvent, AgentInfo, CacheQuery, EventsResponse, LeaseRequest, LeaseResponse, RegisterAgent,
+    AgentEvent, AgentInfo, CacheQuery, EventsResponse, LeaseReport, LeaseRequest, LeaseResponse,
+    RegisterAgent, ReportsResponse,
 };
 use kiln_api::{Artifact, ArtifactFile, ErrorBody};
 use kiln_engine::{Event, Outcome};
@@ -154,7 +155,38 @@ pub async fn events(
     Body(events): Body<Vec<AgentEvent>>,
 ) -> ApiResult<Json<EventsResponse>> {
     agent_caller(&caller)?;
-    let (ctx, cancel) = live_lease(&app, &lease)?;
+    let cancel = report(&app, &lease, events)?;
+    Ok(Json(EventsResponse { cancel }))
+}
+
+/// Reports the events of several leases in one request (each lease's in order), as
+/// `POST /api/v1/leases/{lease}/events` does for one; leases that are not live are listed
+/// as `unknown` and their events dropped.
+#[utoipa::path(post, path = "/api/v1/agents/{agent}/events", tag = "agents",
+    params(("agent" = String, Path)), request_body = Vec<LeaseReport>,
+    responses((status = 200, body = ReportsResponse), (status = 403, body = ErrorBody)))]
+pub async fn reports(
+    State(app): State<App>,
+    caller: Caller,
+    Path(_agent): Path<String>,
+    Body(reports): Body<Vec<LeaseReport>>,
+) -> ApiResult<Json<ReportsResponse>> {
+    agent_caller(&caller)?;
+    let mut resp = ReportsResponse::default();
+    for r in reports {
+        match report(&app, &r.lease, r.events) {
+            Ok(true) => resp.cancel.push(r.lease),
+            Ok(false) => {}
+            Err(_) => resp.unknown.push(r.lease),
+        }
+    }
+    Ok(Json(resp))
+}
+
+/// Takes a lease's events in order; whether the lease is to be canceled. Not found when the
+/// lease is not live.
+fn report(app: &App, lease: &str, events: Vec<AgentEvent>) -> ApiResult<bool> {
+    let (ctx, cancel) = live_lease(app, lease)?;
     let job_key = job_log_key(&ctx.run, ctx.job_index, ctx.attempt);
     let run_key = run_log_key(&ctx.run);
     for ev in events {
@@ -177,13 +209,16 @@ pub async fn events(
                 Event::JobOutput { job: ctx.job.clone(), attempt: ctx.attempt, key, value }
             }
             AgentEvent::Exited { outcome } => {
-                app.dispatch.finish(&lease);
+                // Reported once: a second `exited` (or anything after it) finds no lease.
+                if app.dispatch.finish(lease).is_none() {
+                    break;
+                }
                 Event::JobExited { job: ctx.job.clone(), attempt: ctx.attempt, outcome }
             }
         };
         let _ = ctx.actor.send(RunMsg::Event { event, reply: None });
     }
-    Ok(Json(EventsResponse { cancel }))
+    Ok(cancel)
 }
 
 fn file_response(file: tokio::fs::File) -> Response {

@@ -103,6 +103,7 @@ fn api_router() -> OpenApiRouter<App> {
         .routes(routes!(quotas::list))
         .routes(routes!(quotas::set, quotas::remove))
         .routes(routes!(agents::events))
+        .routes(routes!(agents::reports))
         .routes(routes!(agents::input))
         .routes(routes!(agents::get_cache, agents::put_cache))
         .routes(routes!(agents::put_artifacts))

@@ -481,3 +481,54 @@ async fn an_agent_token_runs_an_agent_and_nothing_else() {
     agent.stop().await;
     s.stop().await;
 }
+
+const FAN: &str = "\
+name: fan
+stages:
+  - name: s
+    jobs:
+      t:
+        matrix: { n: [1, 2, 3] }
+        script: \"true\"
+";
+
+/// An agent reporting the events of several leases in one request (what `kiln agent` does):
+/// each lease ends once, a lease the server does not know is named as such, and a second
+/// `exited` of an ended lease is refused rather than counted again.
+#[tokio::test]
+async fn a_batch_report_ends_each_lease_once_and_names_unknown_ones() {
+    use kiln_api::agent::{AgentEvent, LeaseReport, LeaseRequest};
+    use kiln_engine::Outcome;
+
+    let s = TestServer::start_on_with(Backend::Sqlite, 0).await;
+    s.apply("pool", "fan", FAN).await;
+    let run = s.trigger("pool", "fan", &[]).await;
+    let mut req = registration("batch");
+    req.capacity = 3;
+    let info = s.admin.register_agent(&req).await.unwrap();
+    let mut leases = Vec::new();
+    while leases.len() < 3 {
+        let poll = LeaseRequest { held: vec![], free: 3 - leases.len() as u32, wait_ms: 5000 };
+        leases.extend(s.admin.lease(&info.id, &poll).await.unwrap().leases);
+    }
+    let done = |lease: &str| LeaseReport {
+        lease: lease.to_string(),
+        events: vec![AgentEvent::Started, AgentEvent::Exited { outcome: Outcome::Exited(0) }],
+    };
+    let mut batch: Vec<LeaseReport> = leases.iter().map(|l| done(&l.id)).collect();
+    batch.push(done("no-such-lease"));
+    let resp = s.admin.lease_reports(&info.id, &batch).await.unwrap();
+    assert_eq!(resp.unknown, vec!["no-such-lease".to_string()]);
+    assert!(resp.cancel.is_empty(), "{resp:?}");
+    // Reported again: the lease ended, so nothing is taken.
+    let again = s.admin.lease_reports(&info.id, &[done(&leases[0].id)]).await.unwrap();
+    assert_eq!(again.unknown, vec![leases[0].id.clone()]);
+    let d = s.wait_final(&run.id).await;
+    assert_eq!(d.run.state, "success", "{d:#?}");
+    assert_eq!(d.jobs.len(), 3);
+    for j in &d.jobs {
+        assert_eq!((j.state.as_str(), j.attempts), ("success", 1), "{j:#?}");
+        assert!(j.started_at.is_some() && j.finished_at.is_some(), "{j:#?}");
+    }
+    s.stop().await;
+}

@@ -579,3 +579,43 @@ stages:
     let (_, stderr) = s.ok(&["triggers", "--project", "nope"], 2);
     assert!(stderr.contains("nope"), "{stderr}");
 }
+
+#[test]
+fn a_noop_agent_ends_the_jobs_placed_on_it_without_running_them() {
+    let s = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    let mut agent = s
+        .cmd(&["agent", "--executor", "noop", "--name", "bench-noop", "-a", "kind=noop"])
+        .arg("--work-dir")
+        .arg(work.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("kiln agent starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (stdout, _) = s.ok(&["nodes", "-o", "json"], 0);
+        let nodes: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        let noop = nodes.as_array().and_then(|n| n.iter().find(|n| n["name"] == "bench-noop"));
+        if noop.is_some_and(|n| n["state"] == "ready") {
+            assert_eq!(noop.unwrap()["executor"], "noop", "{nodes:#}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the noop agent never joined: {nodes:#}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Placed on the noop node only; the script would fail if it ran.
+    s.pipeline(
+        "skipped",
+        "name: skipped\nstages:\n  - name: s\n    jobs:\n      j:\n        matrix: { n: [1, 2, 3] }\n        constraints: [[kind, LIKE, noop]]\n        script:\n          - echo ran\n          - exit 3\n",
+    );
+    let (stdout, _) = s.ok(&["trigger", "default/skipped", "-f"], 0);
+    assert!(stdout.contains("run default/skipped#1 success"), "{stdout}");
+    assert!(!stdout.contains("| ran"), "nothing ran: {stdout}");
+    let run = s.show("default/skipped#1");
+    let jobs = run["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 3, "{run:#}");
+    assert!(jobs.iter().all(|j| j["exit_code"] == 0 && j["attempts"] == 1), "{run:#}");
+    let _ = agent.kill();
+    let _ = agent.wait();
+}
