@@ -1329,9 +1329,12 @@
    */
   async function waitingWork(p, agents, nodes) {
     const opts = { signal: p.ctl.signal };
-    const [pending, active] = await Promise.all([
+    // A run whose jobs all wait for a node is `scheduling`; one with some running, `running`.
+    const [pending, scheduling, running] = await Promise.all([
       api('GET', '/runs?state=pending&limit=100', undefined, opts),
+      api('GET', '/runs?state=scheduling&limit=30', undefined, opts),
       api('GET', '/runs?state=running&limit=30', undefined, opts)]);
+    const active = scheduling.concat(running);
     const details = await Promise.all(active.map((r) => api('GET', '/runs/' + enc(r.id), undefined, opts)));
     const pool = nodes ? nodes.filter((n) => n.state === 'ready' && !n.disabled) : agents;
     const total = pool ? pool.reduce((n, a) => n + a.capacity, 0) : null;
