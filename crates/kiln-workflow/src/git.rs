@@ -171,10 +171,11 @@ pub struct Source {
 impl Source {
     /// Whether a repository known by these clone URLs and full name is this source: URLs are
     /// compared by host and path (scheme, user, port and `.git` ignored, host in any case);
-    /// a source written as `owner/name` matches the full name.
+    /// a source written as `owner/name` matches the full name. A `file://` URL (no host)
+    /// is compared as a URL too.
     pub fn is_repository(&self, urls: &[&str], full_name: &str) -> bool {
         let mine = repository_key(&self.repository);
-        if mine.host.is_empty() {
+        if mine.host.is_empty() && !self.repository.contains("://") {
             return !full_name.is_empty()
                 && mine.path.eq_ignore_ascii_case(full_name.trim_matches('/'));
         }
@@ -410,6 +411,9 @@ mod tests {
         let short = Source { repository: "Shop/App".into(), credentials: None };
         assert!(short.is_repository(&["https://anything/x.git"], "shop/app"));
         assert!(!short.is_repository(&["https://git.example.com/shop/app.git"], ""));
+        let local = Source { repository: "file:///srv/git/app.git".into(), credentials: None };
+        assert!(local.is_repository(&["file:///srv/git/app"], "shop/app"));
+        assert!(!local.is_repository(&["file:///srv/git/api.git"], "srv/git/app"));
     }
 
     #[test]
