@@ -478,47 +478,56 @@
       pl.concurrency ? h('span', {}, 'at most ', h('b', {}, pl.concurrency), ' at once') : null,
       h('span', {}, 'updated ', h('b', {}, fmtAgo(pl.updated_at)))));
 
-    // Trigger form.
-    const err = h('div');
-    const inputs = {};
-    const fields = pl.params.map((pa) => {
-      const id = 'param-' + pa.name;
-      let input;
-      if (pa.kind === 'choice') {
-        input = h('select', { id, name: pa.name }, pa.choices.map((c) => h('option', { value: c, selected: c === pa.default }, c)));
-      } else if (pa.kind === 'bool') {
-        input = h('select', { id, name: pa.name }, ['true', 'false'].map((c) => h('option', { value: c, selected: c === (pa.default || 'false') }, c)));
-      } else {
-        input = h('input', { id, name: pa.name, type: pa.kind === 'number' ? 'number' : 'text', step: pa.kind === 'number' ? 'any' : null,
-          value: pa.default || '', required: pa.required && pa.default === null });
-      }
-      inputs[pa.name] = input;
-      return h('div', { class: 'field' },
-        h('label', { for: id }, pa.name, pa.required && pa.default === null ? h('span', { class: 'req', 'aria-hidden': 'true' }, '*') : null,
-          ' ', h('span', { class: 'help' }, pa.kind)),
-        input,
-        pa.description ? h('span', { class: 'help' }, pa.description) : null);
-    });
-    const submit = h('button', { class: 'primary', type: 'submit', id: 'trigger-submit' }, 'Run pipeline');
-    const form = h('form', {
-      id: 'trigger-form', 'aria-label': 'Trigger ' + name,
-      onsubmit: async (ev) => {
-        ev.preventDefault();
-        clear(err);
-        const params = {};
-        for (const [k, input] of Object.entries(inputs)) if (input.value !== '') params[k] = input.value;
-        submit.disabled = true;
-        try {
-          const run = await api('POST', base + '/runs', { params });
-          go('/runs/' + run.id);
-        } catch (e) {
-          submit.disabled = false;
-          err.append(errorBox('The run was not started', e));
+    // A pipeline with `on: { api: false }` is started only by its triggers: list them instead
+    // of a form the server would refuse.
+    if (pl.triggers && !pl.triggers.some((t) => t.kind === 'api')) {
+      el.append(h('section', { class: 'panel', id: 'trigger', 'aria-label': 'Triggers', 'data-manual': 'off' },
+        h('h2', {}, 'Started by its triggers only'),
+        h('div', { class: 'body' }, h('p', { class: 'muted' }, 'This pipeline says on: { api: false }: runs start from these, not by hand.'),
+          h('ul', {}, pl.triggers.map((t) => h('li', { 'data-kind': t.kind }, h('b', {}, t.kind), ' ', t.details))))));
+    } else {
+      // Trigger form.
+      const err = h('div');
+      const inputs = {};
+      const fields = pl.params.map((pa) => {
+        const id = 'param-' + pa.name;
+        let input;
+        if (pa.kind === 'choice') {
+          input = h('select', { id, name: pa.name }, pa.choices.map((c) => h('option', { value: c, selected: c === pa.default }, c)));
+        } else if (pa.kind === 'bool') {
+          input = h('select', { id, name: pa.name }, ['true', 'false'].map((c) => h('option', { value: c, selected: c === (pa.default || 'false') }, c)));
+        } else {
+          input = h('input', { id, name: pa.name, type: pa.kind === 'number' ? 'number' : 'text', step: pa.kind === 'number' ? 'any' : null,
+            value: pa.default || '', required: pa.required && pa.default === null });
         }
-      },
-    }, fields.length ? h('div', { class: 'form-grid' }, fields) : h('p', { class: 'muted' }, 'This pipeline takes no parameters.'), err, submit);
-    el.append(h('section', { class: 'panel', id: 'trigger', 'aria-label': 'Trigger' }, h('h2', {}, 'Trigger a run'), h('div', { class: 'body' }, form)));
-    if (location.hash === '#trigger') (fields.length ? Object.values(inputs)[0] : submit).focus();
+        inputs[pa.name] = input;
+        return h('div', { class: 'field' },
+          h('label', { for: id }, pa.name, pa.required && pa.default === null ? h('span', { class: 'req', 'aria-hidden': 'true' }, '*') : null,
+            ' ', h('span', { class: 'help' }, pa.kind)),
+          input,
+          pa.description ? h('span', { class: 'help' }, pa.description) : null);
+      });
+      const submit = h('button', { class: 'primary', type: 'submit', id: 'trigger-submit' }, 'Run pipeline');
+      const form = h('form', {
+        id: 'trigger-form', 'aria-label': 'Trigger ' + name,
+        onsubmit: async (ev) => {
+          ev.preventDefault();
+          clear(err);
+          const params = {};
+          for (const [k, input] of Object.entries(inputs)) if (input.value !== '') params[k] = input.value;
+          submit.disabled = true;
+          try {
+            const run = await api('POST', base + '/runs', { params });
+            go('/runs/' + run.id);
+          } catch (e) {
+            submit.disabled = false;
+            err.append(errorBox('The run was not started', e));
+          }
+        },
+      }, fields.length ? h('div', { class: 'form-grid' }, fields) : h('p', { class: 'muted' }, 'This pipeline takes no parameters.'), err, submit);
+      el.append(h('section', { class: 'panel', id: 'trigger', 'aria-label': 'Trigger' }, h('h2', {}, 'Trigger a run'), h('div', { class: 'body' }, form)));
+      if (location.hash === '#trigger') (fields.length ? Object.values(inputs)[0] : submit).focus();
+    }
 
     el.append(h('div', { class: 'grid2' },
       h('section', { class: 'panel', 'aria-label': 'Runs' }, h('h2', {}, 'Runs'), runTable(runs, false)),

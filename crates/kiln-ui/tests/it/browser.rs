@@ -529,6 +529,15 @@ async fn cancel_retry_errors_that_say_what_failed_missing_apis_keyboard_and_a_ph
     s.admin.cancel(&retry_id).await.unwrap();
     s.admin.cancel(&second.id).await.unwrap();
 
+    // A pipeline started only by its triggers shows them instead of a trigger form.
+    s.apply("web", "nightly", "name: nightly\non:\n  schedule: { cron: \"0 2 * * *\" }\n  api: false\nstages:\n  - name: s\n    jobs:\n      a: { script: echo }\n").await;
+    b.c.goto(&format!("{}/p/web/nightly", s.url)).await.unwrap();
+    let listed = b
+        .wait("the triggers", "const p = document.querySelector('#trigger[data-manual=off]'); return p && p.textContent")
+        .await;
+    assert!(listed.as_str().unwrap().contains("schedule \"0 2 * * *\" in UTC"), "{listed}");
+    assert_eq!(b.js("return document.querySelectorAll('#trigger-form').length").await, json!(0));
+
     // Reject a paused stage: the run ends canceled, saying who rejected it.
     s.apply("web", "gated", "name: gated\nstages:\n  - name: build\n    jobs:\n      build: { script: echo built }\n  - name: approve\n    type: approval\n  - name: deploy\n    jobs:\n      deploy: { script: echo deployed }\n").await;
     let gated = s.admin.trigger("web", "gated", &Default::default()).await.unwrap();
