@@ -31,7 +31,6 @@ use chrono::{DateTime, Utc};
 use common::{Server, diff_ms, env_usize, kiln_bin, rss_mb, verdict};
 use futures::StreamExt;
 use kiln_api::TriggerRequest;
-use kiln_client::RunQuery;
 
 /// Target of benchmark 1: tasks per second.
 const TARGET_TASKS_PER_S: f64 = 2000.0;
@@ -150,7 +149,7 @@ async fn run_tasks(
     let client = &server.client;
     // Warm-up: one run, not counted.
     let warm = client.trigger("bench", "fan", &TriggerRequest::default()).await?;
-    wait_final(server, Instant::now()).await?;
+    server.wait_idle("fan", Instant::now()).await?;
     let d = client.run(&warm.id).await?;
     if d.run.state != "success" {
         bail!("the warm-up run ended {}: {:?}", d.run.state, d.run.reason);
@@ -167,7 +166,7 @@ async fn run_tasks(
         .into_iter()
         .collect::<Result<_, _>>()?;
     let triggering = common::ms(t.elapsed());
-    wait_final(server, t).await?;
+    server.wait_idle("fan", t).await?;
     let mut last = start;
     let mut tasks = 0;
     for id in &ids {
@@ -193,27 +192,6 @@ async fn run_tasks(
         }
     }
     Ok(Tasks { tasks, wall: diff_ms(last, start), triggering })
-}
-
-/// Waits until no run of `fan` is pending or running.
-async fn wait_final(server: &Server, since: Instant) -> Result<()> {
-    let query = |state: &str| RunQuery {
-        project: Some("bench".into()),
-        pipeline: Some("fan".into()),
-        state: Some(state.into()),
-        limit: Some(1),
-    };
-    loop {
-        let pending = server.client.runs(&query("pending")).await?;
-        let running = server.client.runs(&query("running")).await?;
-        if pending.is_empty() && running.is_empty() {
-            return Ok(());
-        }
-        if since.elapsed() > Duration::from_secs(600) {
-            bail!("runs still unfinished after 10 minutes:\n{}", server.log());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Median and max of a sample, MB.

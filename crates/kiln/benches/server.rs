@@ -446,23 +446,7 @@ async fn throughput_at(capacity: u32, runs: usize, in_flight: usize) -> Result<T
         .into_iter()
         .collect::<Result<_, _>>()?;
     let triggering = ms(t.elapsed());
-    let query = |state: &str| RunQuery {
-        project: Some("bench".into()),
-        pipeline: Some("trivial".into()),
-        state: Some(state.into()),
-        limit: Some(1),
-    };
-    loop {
-        let pending = client.runs(&query("pending")).await?;
-        let running = client.runs(&query("running")).await?;
-        if pending.is_empty() && running.is_empty() {
-            break;
-        }
-        if t.elapsed() > Duration::from_secs(600) {
-            bail!("runs still unfinished after 10 minutes:\n{}", server.log());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    server.wait_idle("trivial", t).await?;
     let mut last = start;
     let details = futures::stream::iter(&ids)
         .map(|id| client.run(id))

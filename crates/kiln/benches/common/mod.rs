@@ -112,6 +112,30 @@ impl Server {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
+    /// Waits until no run of `bench/pipeline` is pending, scheduling or running (10 minutes
+    /// at most from `since`).
+    pub async fn wait_idle(&self, pipeline: &str, since: Instant) -> Result<()> {
+        let query = |state: &str| kiln_client::RunQuery {
+            project: Some("bench".into()),
+            pipeline: Some(pipeline.into()),
+            state: Some(state.into()),
+            limit: Some(1),
+        };
+        loop {
+            let mut busy = false;
+            for state in ["pending", "scheduling", "running"] {
+                busy |= !self.client.runs(&query(state)).await?.is_empty();
+            }
+            if !busy {
+                return Ok(());
+            }
+            if since.elapsed() > Duration::from_secs(600) {
+                bail!("runs still unfinished after 10 minutes:\n{}", self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Resident memory in MB.
     pub fn rss_mb(&self) -> Result<f64> {
         rss_mb(self.child.id())
