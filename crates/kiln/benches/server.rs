@@ -39,7 +39,7 @@ use chrono::{DateTime, Utc};
 use common::{Server, diff_ms, env_usize, ms, verdict};
 use futures::StreamExt;
 use kiln_api::{RunDetail, TriggerRequest};
-use kiln_client::{Client, RunQuery};
+use kiln_client::Client;
 use kiln_exec::{Entry, Executor, Limits, TaskId, TaskSpec};
 use kiln_exec_docker::DockerExecutor;
 
