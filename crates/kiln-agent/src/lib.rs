@@ -67,6 +67,10 @@ pub enum AgentError {
     /// The server refused us (bad token, no permission).
     #[error("the server refused the agent: {0}")]
     Refused(ClientError),
+    /// The agent and the server speak different versions of the lease protocol; the text
+    /// says which one to upgrade.
+    #[error("{0}")]
+    Protocol(String),
     /// The scratch directory is unusable.
     #[error("work directory `{path}`: {source}")]
     WorkDir {
@@ -108,6 +112,8 @@ pub async fn run(
         ports: config.host.ports,
         attributes: config.host.attributes.clone(),
         held: Vec::new(),
+        protocol: kiln_api::agent::PROTOCOL,
+        version: env!("CARGO_PKG_VERSION").to_string(),
     };
     // The live session's id (set before any `break 'session`).
     let mut session: String;
@@ -121,6 +127,9 @@ pub async fn run(
                 r = client.register_agent(&register) => match r {
                     Ok(info) => break info,
                     Err(e @ ClientError::Api { status: 401 | 403, .. }) => return Err(AgentError::Refused(e)),
+                    Err(ClientError::Api { error, .. }) if error.code == kiln_api::codes::AGENT_PROTOCOL => {
+                        return Err(AgentError::Protocol(error.message));
+                    }
                     Err(e) => {
                         tracing::warn!("agent {}: register: {e}; retrying", config.name);
                         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -128,6 +137,15 @@ pub async fn run(
                 },
             }
         };
+        // A server older than this agent accepts it without a word: say it here.
+        if let Some(why) = kiln_api::agent::protocol_mismatch(
+            &register.version,
+            register.protocol,
+            &info.version,
+            info.protocol,
+        ) {
+            return Err(AgentError::Protocol(why));
+        }
         tracing::info!("agent {} registered as {}", config.name, info.id);
         session = info.id.clone();
         *live.lock().unwrap_or_else(|p| p.into_inner()) = session.clone();

@@ -23,6 +23,46 @@ use utoipa::ToSchema;
 /// A lease not renewed for this long is lost.
 pub const LEASE_TTL_MS: u64 = 30_000;
 
+/// The version of this protocol. An agent sends it when it registers, the server answers
+/// with its own, and a server refuses an agent that speaks another version (with
+/// [`crate::codes::AGENT_PROTOCOL`] and a message that says which side to upgrade).
+///
+/// 1: the first protocol (agents that send no `protocol` speak it). 2: `RegisterAgent`
+/// and `AgentInfo` carry `protocol` and `version`.
+pub const PROTOCOL: u32 = 2;
+
+/// The protocol of an agent that sends no `protocol` field (it predates versioning).
+pub const UNVERSIONED_PROTOCOL: u32 = 1;
+
+fn unversioned() -> u32 {
+    UNVERSIONED_PROTOCOL
+}
+
+/// Why an agent and a server cannot talk, in words that say which one to upgrade; `None`
+/// when they speak the same protocol.
+pub fn protocol_mismatch(
+    agent_version: &str,
+    agent_protocol: u32,
+    server_version: &str,
+    server_protocol: u32,
+) -> Option<String> {
+    use std::cmp::Ordering;
+    let agent = if agent_version.is_empty() {
+        "the agent".to_string()
+    } else {
+        format!("agent {agent_version}")
+    };
+    let side = match agent_protocol.cmp(&server_protocol) {
+        Ordering::Equal => return None,
+        Ordering::Less => "upgrade the agent",
+        Ordering::Greater => "upgrade the server",
+    };
+    Some(format!(
+        "{agent} speaks protocol {agent_protocol}, server {server_version} protocol \
+         {server_protocol}: {side}"
+    ))
+}
+
 /// Body of `POST /api/v1/agents`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct RegisterAgent {
@@ -54,6 +94,12 @@ pub struct RegisterAgent {
     /// restart): the server answers which of them to keep and which to stop.
     #[serde(default)]
     pub held: Vec<String>,
+    /// The protocol it speaks ([`PROTOCOL`]; absent: 1).
+    #[serde(default = "unversioned")]
+    pub protocol: u32,
+    /// Its Kiln version, for messages (`0.1.0`).
+    #[serde(default)]
+    pub version: String,
 }
 
 /// A connected agent.
@@ -71,6 +117,12 @@ pub struct AgentInfo {
     pub running: u32,
     /// Registered.
     pub connected_at: DateTime<Utc>,
+    /// The protocol the server speaks ([`PROTOCOL`]; absent: 1).
+    #[serde(default = "unversioned")]
+    pub protocol: u32,
+    /// The server's Kiln version.
+    #[serde(default)]
+    pub version: String,
 }
 
 /// Body of a lease poll.

@@ -54,6 +54,9 @@ pub mod codes {
     pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
     /// 413: the body is too large.
     pub const TOO_LARGE: &str = "too_large";
+    /// 409: an agent speaks another version of the lease protocol than the server; the
+    /// message says which side to upgrade.
+    pub const AGENT_PROTOCOL: &str = "agent_protocol";
     /// 500: a fault on the server's side; the message says what failed.
     pub const INTERNAL: &str = "internal";
 }

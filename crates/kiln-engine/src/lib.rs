@@ -88,6 +88,86 @@ impl JobState {
     }
 }
 
+/// `as_str`, `ALL`, `Display` and `FromStr` of a state enum: the one place its names are
+/// written (they equal the serde names, which a test checks).
+macro_rules! state_names {
+    ($ty:ident, $what:literal, { $($variant:ident => $name:literal),+ $(,)? }) => {
+        impl $ty {
+            /// Every state, in lifecycle order.
+            pub const ALL: &'static [$ty] = &[$($ty::$variant),+];
+
+            /// The lowercase name, as stored, served by the API and printed.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $name),+
+                }
+            }
+        }
+
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $ty {
+            type Err = UnknownState;
+
+            fn from_str(s: &str) -> Result<Self, UnknownState> {
+                match s {
+                    $($name => Ok($ty::$variant),)+
+                    _ => Err(UnknownState {
+                        what: $what,
+                        given: s.to_string(),
+                        known: $ty::ALL.iter().map(|v| v.as_str()).collect(),
+                    }),
+                }
+            }
+        }
+    };
+}
+
+state_names!(RunState, "run state", {
+    Pending => "pending",
+    Scheduling => "scheduling",
+    Running => "running",
+    Paused => "paused",
+    Success => "success",
+    Failure => "failure",
+    Canceled => "canceled",
+    Timeout => "timeout",
+});
+
+state_names!(JobState, "job state", {
+    Pending => "pending",
+    Queued => "queued",
+    Running => "running",
+    Success => "success",
+    Failure => "failure",
+    Skipped => "skipped",
+    Canceled => "canceled",
+    Timeout => "timeout",
+});
+
+/// A state name that is not one of its enum's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownState {
+    /// `run state` or `job state`.
+    pub what: &'static str,
+    /// The text given.
+    pub given: String,
+    /// The names there are.
+    pub known: Vec<&'static str>,
+}
+
+impl std::fmt::Display for UnknownState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} `{}` is not one of {}", self.what, self.given, self.known.join(", "))
+    }
+}
+
+impl std::error::Error for UnknownState {}
+
 /// How one attempt ended, as the driver observed it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {

@@ -63,6 +63,13 @@ pub struct TaskCtx {
     pub queued_at: Instant,
 }
 
+impl TaskCtx {
+    /// Tells the run's actor that this attempt ended (see [`crate::coord::attempt_exited`]).
+    pub fn exited(&self, outcome: kiln_engine::Outcome) {
+        crate::coord::attempt_exited(&self.actor, self.job.clone(), self.attempt, outcome);
+    }
+}
+
 /// An attempt waiting for an agent.
 #[derive(Debug)]
 pub struct Queued {
@@ -497,6 +504,8 @@ impl Dispatch {
             capacity: req.capacity.max(1),
             running: 0,
             connected_at: Utc::now(),
+            protocol: kiln_api::agent::PROTOCOL,
+            version: env!("CARGO_PKG_VERSION").to_string(),
         };
         st.agents.insert(
             info.id.clone(),

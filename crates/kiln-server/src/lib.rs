@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod plans;
 pub mod pool;
 pub mod registry;
+pub mod reports;
 pub mod routes;
 pub mod schedules;
 pub mod secrets;
@@ -267,16 +268,10 @@ fn spawn_reaper(app: App, stop: CancellationToken) {
                 _ = tick.tick() => {}
             }
             for (ctx, agent) in app.dispatch.reap() {
-                let _ = ctx.actor.send(coord::RunMsg::Event {
-                    event: kiln_engine::Event::JobExited {
-                        job: ctx.job.clone(),
-                        attempt: ctx.attempt,
-                        outcome: kiln_engine::Outcome::Error(format!(
-                            "agent lost: `{agent}` stopped renewing its lease"
-                        )),
-                    },
-                    reply: None,
-                });
+                reports::lose(
+                    [&*ctx],
+                    &format!("agent lost: `{agent}` stopped renewing its lease"),
+                );
             }
             app.metrics.agents.set(app.dispatch.agents().len() as i64);
             app.metrics.leases.set(app.dispatch.lease_count() as i64);

@@ -434,33 +434,26 @@ pub(crate) trait DbText: Sized + Copy + 'static {
     }
 }
 
-impl DbText for RunState {
-    const ALL: &'static [(Self, &'static str)] = &[
-        (RunState::Pending, "pending"),
-        (RunState::Scheduling, "scheduling"),
-        (RunState::Running, "running"),
-        (RunState::Paused, "paused"),
-        (RunState::Success, "success"),
-        (RunState::Failure, "failure"),
-        (RunState::Canceled, "canceled"),
-        (RunState::Timeout, "timeout"),
-    ];
-    const WHAT: &'static str = "run state";
+/// The engine's states are stored by their one set of names (`as_str`).
+macro_rules! engine_state_db_text {
+    ($ty:ty, $what:literal) => {
+        impl DbText for $ty {
+            const ALL: &'static [(Self, &'static str)] = &[];
+            const WHAT: &'static str = $what;
+
+            fn text(self) -> &'static str {
+                self.as_str()
+            }
+
+            fn from_db(s: &str) -> Result<Self, StoreError> {
+                s.parse().map_err(|e: kiln_engine::UnknownState| StoreError::Corrupt(e.to_string()))
+            }
+        }
+    };
 }
 
-impl DbText for JobState {
-    const ALL: &'static [(Self, &'static str)] = &[
-        (JobState::Pending, "pending"),
-        (JobState::Queued, "queued"),
-        (JobState::Running, "running"),
-        (JobState::Success, "success"),
-        (JobState::Failure, "failure"),
-        (JobState::Skipped, "skipped"),
-        (JobState::Canceled, "canceled"),
-        (JobState::Timeout, "timeout"),
-    ];
-    const WHAT: &'static str = "job state";
-}
+engine_state_db_text!(RunState, "run state");
+engine_state_db_text!(JobState, "job state");
 
 impl DbText for ApprovalDecision {
     const ALL: &'static [(Self, &'static str)] =

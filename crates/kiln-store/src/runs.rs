@@ -518,7 +518,7 @@ impl Store {
             .fetch_all(p)
             .await)
         .ctx(what)?;
-        let mut counts: Vec<(RunState, u64)> = RunState::ALL.iter().map(|(s, _)| (*s, 0)).collect();
+        let mut counts: Vec<(RunState, u64)> = RunState::ALL.iter().map(|s| (*s, 0)).collect();
         for (state, count) in rows {
             let state = RunState::from_db(&state)?;
             if let Some(slot) = counts.iter_mut().find(|(s, _)| *s == state) {

@@ -210,7 +210,7 @@ impl View {
             .set_header(vec!["JOB", "STATUS", "DURATION", "OUTPUTS"]);
         for j in &report.jobs {
             let outputs: Vec<String> = j.outputs.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            let mut status = state_name(j.state).to_string();
+            let mut status = j.state.as_str().to_string();
             if j.attempts > 1 {
                 status.push_str(&format!(" ({} attempts)", j.attempts));
             }
@@ -226,35 +226,7 @@ impl View {
             RunState::Success => Style::new().green().bold(),
             _ => Style::new().red().bold(),
         };
-        println!("run {} {}", report.run_id, style.apply_to(run_state_name(report.state)));
-    }
-}
-
-/// Lowercase name of a job state.
-pub fn state_name(s: JobState) -> &'static str {
-    match s {
-        JobState::Pending => "pending",
-        JobState::Queued => "queued",
-        JobState::Running => "running",
-        JobState::Success => "success",
-        JobState::Failure => "failure",
-        JobState::Skipped => "skipped",
-        JobState::Canceled => "canceled",
-        JobState::Timeout => "timeout",
-    }
-}
-
-/// Lowercase name of a run state.
-pub fn run_state_name(s: RunState) -> &'static str {
-    match s {
-        RunState::Pending => "pending",
-        RunState::Scheduling => "scheduling",
-        RunState::Running => "running",
-        RunState::Paused => "paused",
-        RunState::Success => "success",
-        RunState::Failure => "failure",
-        RunState::Canceled => "canceled",
-        RunState::Timeout => "timeout",
+        println!("run {} {}", report.run_id, style.apply_to(report.state.as_str()));
     }
 }
 

@@ -36,3 +36,24 @@ fn event_json_is_stable() {
         assert_eq!(&back, event);
     }
 }
+
+#[test]
+fn state_names_are_the_serde_names_and_read_back() {
+    use kiln_engine::{JobState, RunState};
+    for s in RunState::ALL {
+        assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        assert_eq!(s.as_str().parse::<RunState>(), Ok(*s));
+    }
+    for s in JobState::ALL {
+        assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        assert_eq!(s.to_string().parse::<JobState>(), Ok(*s));
+    }
+    assert_eq!(RunState::ALL.len(), 8);
+    assert_eq!(JobState::ALL.len(), 8);
+    let err = "done".parse::<RunState>().unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "run state `done` is not one of pending, scheduling, running, paused, success, failure, \
+         canceled, timeout"
+    );
+}

@@ -11,15 +11,12 @@ use kiln_api::agent::{
     RegisterAgent, ReportsResponse,
 };
 use kiln_api::{Artifact, ArtifactFile, ErrorBody};
-use kiln_engine::{Event, Outcome};
-use kiln_logs::{LogLine as ExecLine, Stream as OutStream};
 use kiln_store::{NewArtifact, Role};
 
 use super::Body;
 use crate::App;
 use crate::auth::Caller;
 use crate::blobs::{self, Blobs};
-use crate::coord::{RunMsg, job_log_key, run_log_key};
 use crate::dispatch::TaskCtx;
 use crate::error::{ApiErr, ApiResult};
 
@@ -36,7 +33,8 @@ fn agent_caller(caller: &Caller) -> ApiResult<()> {
 
 /// Registers an agent session (agent or admin token, or the embedded agent's).
 #[utoipa::path(post, path = "/api/v1/agents", tag = "agents", request_body = RegisterAgent,
-    responses((status = 200, body = AgentInfo), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = AgentInfo), (status = 403, body = ErrorBody),
+              (status = 409, description = "the agent speaks another protocol version (`agent_protocol`)", body = ErrorBody)))]
 pub async fn register(
     State(app): State<App>,
     caller: Caller,
@@ -44,6 +42,15 @@ pub async fn register(
     Body(mut req): Body<RegisterAgent>,
 ) -> ApiResult<Json<AgentInfo>> {
     agent_caller(&caller)?;
+    if let Some(why) = kiln_api::agent::protocol_mismatch(
+        &req.version,
+        req.protocol,
+        env!("CARGO_PKG_VERSION"),
+        kiln_api::agent::PROTOCOL,
+    ) {
+        tracing::warn!("agent `{}` refused: {why}", req.name);
+        return Err(ApiErr::new(StatusCode::CONFLICT, kiln_api::codes::AGENT_PROTOCOL, why));
+    }
     // An agent that could not tell its own address is reached at the one it called from.
     if req.ip.is_empty()
         && let Some(axum::Extension(axum::extract::ConnectInfo(addr))) = peer
@@ -73,25 +80,12 @@ pub async fn register(
     let record = app.store.register_node(&req.name, &facts).await?;
     app.dispatch.node_changed(&record);
     let (info, lost) = app.dispatch.register(&req);
-    for ctx in lost {
-        lose(
-            &ctx,
-            &format!("agent lost: `{}` registered again, so its old session ended", req.name),
-        );
-    }
+    crate::reports::lose(
+        lost.iter().map(|c| &**c),
+        &format!("agent lost: `{}` registered again, so its old session ended", req.name),
+    );
     app.metrics.agents.set(app.dispatch.agents().len() as i64);
     Ok(Json(info))
-}
-
-fn lose(ctx: &TaskCtx, why: &str) {
-    let _ = ctx.actor.send(RunMsg::Event {
-        event: Event::JobExited {
-            job: ctx.job.clone(),
-            attempt: ctx.attempt,
-            outcome: Outcome::Error(why.to_string()),
-        },
-        reply: None,
-    });
 }
 
 /// Ends an agent session (the agent stops): its node shows `down` at once instead of `lost`
@@ -183,42 +177,12 @@ pub async fn reports(
     Ok(Json(resp))
 }
 
-/// Takes a lease's events in order; whether the lease is to be canceled. Not found when the
-/// lease is not live.
+/// Takes a lease's events through [`crate::reports::Reports`]; not found when the lease is
+/// not live.
 fn report(app: &App, lease: &str, events: Vec<AgentEvent>) -> ApiResult<bool> {
-    let (ctx, cancel) = live_lease(app, lease)?;
-    let job_key = job_log_key(&ctx.run, ctx.job_index, ctx.attempt);
-    let run_key = run_log_key(&ctx.run);
-    for ev in events {
-        let event = match ev {
-            AgentEvent::Started => Event::JobStarted { job: ctx.job.clone(), attempt: ctx.attempt },
-            AgentEvent::Log { stream, time, text } => {
-                let stream = if stream == "stderr" { OutStream::Stderr } else { OutStream::Stdout };
-                let masked = ctx.masker.mask(&text);
-                let line = ExecLine { stream, time, text: masked.to_string() };
-                if app.logs.append(&job_key, &line).is_ok() {
-                    app.metrics.log_line(line.text.len());
-                    let tagged = ExecLine { text: format!("{}\t{}", ctx.job, line.text), ..line };
-                    let _ = app.logs.append(&run_key, &tagged);
-                }
-                continue;
-            }
-            AgentEvent::Output { key, value } => {
-                // An output is stored and shown like a log line: secrets in it are masked.
-                let value = ctx.masker.mask(&value).into_owned();
-                Event::JobOutput { job: ctx.job.clone(), attempt: ctx.attempt, key, value }
-            }
-            AgentEvent::Exited { outcome } => {
-                // Reported once: a second `exited` (or anything after it) finds no lease.
-                if app.dispatch.finish(lease).is_none() {
-                    break;
-                }
-                Event::JobExited { job: ctx.job.clone(), attempt: ctx.attempt, outcome }
-            }
-        };
-        let _ = ctx.actor.send(RunMsg::Event { event, reply: None });
-    }
-    Ok(cancel)
+    let reports =
+        crate::reports::Reports { logs: &app.logs, dispatch: &app.dispatch, metrics: &app.metrics };
+    reports.take(lease, events).map_err(|e| ApiErr::not_found(e.to_string()))
 }
 
 fn file_response(file: tokio::fs::File) -> Response {

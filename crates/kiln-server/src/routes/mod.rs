@@ -180,8 +180,7 @@ async fn json_errors(resp: Response) -> Response {
 async fn metrics(State(app): State<App>) -> Response {
     if let Ok(counts) = app.store.run_state_counts().await {
         for (state, n) in counts {
-            let label =
-                crate::metrics::StateLabel { state: crate::coord::state_text(state).into() };
+            let label = crate::metrics::StateLabel { state: state.as_str().into() };
             app.metrics.runs.get_or_create(&label).set(i64::try_from(n).unwrap_or(i64::MAX));
             if state == kiln_engine::RunState::Pending {
                 let q = crate::metrics::QueueLabel { queue: "runs".into() };

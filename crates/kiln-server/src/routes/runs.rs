@@ -17,7 +17,6 @@ use super::Body;
 use super::projects::project_for;
 use crate::App;
 use crate::auth::Caller;
-use crate::coord::{job_state_text, state_text};
 use crate::error::{ApiErr, ApiResult};
 
 fn ms(from: Option<chrono::DateTime<Utc>>, to: Option<chrono::DateTime<Utc>>) -> Option<u64> {
@@ -33,7 +32,7 @@ pub fn summary(r: &kiln_store::Run) -> RunSummary {
         project: r.project.clone(),
         pipeline: r.pipeline.clone(),
         number: r.number,
-        state: state_text(r.state).to_string(),
+        state: r.state.to_string(),
         triggered_by: r.triggered_by.clone(),
         reason: r.reason.clone(),
         retry_of: r.retry_of.map(|id| id.to_string()),
@@ -122,21 +121,7 @@ pub struct ListQuery {
 }
 
 fn parse_state(s: &str) -> ApiResult<RunState> {
-    Ok(match s {
-        "pending" => RunState::Pending,
-        "scheduling" => RunState::Scheduling,
-        "running" => RunState::Running,
-        "paused" => RunState::Paused,
-        "success" => RunState::Success,
-        "failure" => RunState::Failure,
-        "canceled" => RunState::Canceled,
-        "timeout" => RunState::Timeout,
-        other => {
-            return Err(ApiErr::bad_request(format!(
-                "state `{other}` is not one of pending, scheduling, running, paused, success, failure, canceled, timeout"
-            )));
-        }
-    })
+    s.parse().map_err(|e: kiln_engine::UnknownState| ApiErr::bad_request(e.to_string()))
 }
 
 /// Lists runs, newest first.
@@ -224,7 +209,7 @@ pub async fn detail(app: &App, run: kiln_store::Run) -> ApiResult<RunDetail> {
                 id: j.id.to_string(),
                 stage: plan.stages[j.stage].name.clone(),
                 needs: j.needs.iter().map(|n| n.to_string()).collect(),
-                state: job_state_text(rec.map_or(JobState::Pending, |r| r.state)).to_string(),
+                state: rec.map_or(JobState::Pending, |r| r.state).to_string(),
                 attempts: rec.map_or(0, |r| r.attempts),
                 exit_code: rec.and_then(|r| r.exit_code),
                 outputs: rec.map(|r| r.outputs.clone()).unwrap_or_default(),

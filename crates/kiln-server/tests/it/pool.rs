@@ -263,6 +263,43 @@ async fn an_agent_with_a_bad_attribute_is_refused_and_not_stored() {
     s.stop().await;
 }
 
+#[tokio::test]
+async fn an_agent_of_another_protocol_is_told_which_side_to_upgrade() {
+    let s = TestServer::start_on_with(Backend::Sqlite, 0).await;
+    let token = s.server.as_ref().unwrap().agent_token.clone();
+    // An agent from before protocol versions sends no `protocol`: it speaks protocol 1.
+    let http = reqwest::Client::new();
+    let resp = http
+        .post(format!("{}/api/v1/agents", s.url))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"name": "old", "executor": "process", "capacity": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 409);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "agent_protocol");
+    let server = env!("CARGO_PKG_VERSION");
+    assert_eq!(
+        body["error"]["message"],
+        format!("the agent speaks protocol 1, server {server} protocol 2: upgrade the agent")
+    );
+    // A newer agent is told to upgrade the server.
+    let client = kiln_client::Client::new(&s.url, &token).unwrap();
+    let mut newer = registration("newer");
+    newer.protocol = kiln_api::agent::PROTOCOL + 1;
+    newer.version = "9.0.0".into();
+    let err = client.register_agent(&newer).await.unwrap_err();
+    assert_eq!(err.code(), Some("agent_protocol"));
+    assert!(err.to_string().contains("agent 9.0.0 speaks protocol 3"), "{err}");
+    assert!(err.to_string().ends_with("upgrade the server"), "{err}");
+    assert!(s.admin.nodes().await.unwrap().is_empty(), "a refused agent is not stored");
+    // The same protocol registers, and the server says which it speaks.
+    let info = client.register_agent(&registration("same")).await.unwrap();
+    assert_eq!((info.protocol, info.version.as_str()), (kiln_api::agent::PROTOCOL, server));
+    s.stop().await;
+}
+
 /// A well-formed registration.
 fn registration(name: &str) -> kiln_api::agent::RegisterAgent {
     kiln_api::agent::RegisterAgent {
@@ -275,6 +312,8 @@ fn registration(name: &str) -> kiln_api::agent::RegisterAgent {
         ports: None,
         attributes: BTreeMap::new(),
         held: vec![],
+        protocol: kiln_api::agent::PROTOCOL,
+        version: "0.1.0".into(),
     }
 }
 

@@ -1,0 +1,3 @@
+//! kiln-api's tests: the JSON of every wire type, pinned.
+
+mod wire;

@@ -1,0 +1,181 @@
+//! The JSON of the agent lease protocol, pinned by snapshots: agents and servers of one
+//! protocol version must agree on every byte, so a change of shape shows in review (and,
+//! when it breaks old agents, bumps `kiln_api::agent::PROTOCOL`).
+
+use std::collections::BTreeMap;
+
+use chrono::{TimeZone, Utc};
+use kiln_api::agent::{
+    AgentEvent, AgentInfo, CacheQuery, Checkout, EventsResponse, Lease, LeaseReport, LeaseRequest,
+    LeaseResponse, PROTOCOL, RegisterAgent, ReportsResponse,
+};
+use kiln_api::pool::{AttrValue, PortRange, Resources};
+use kiln_engine::{Command, Outcome, Run, StartJob};
+use kiln_workflow::{Loader, Source};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Pretty JSON of `value`, after checking it reads back as the same value.
+fn json<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(value: &T) -> String {
+    let text = serde_json::to_string_pretty(value).expect("wire types serialize");
+    let back: T = serde_json::from_str(&text).expect("wire types read back");
+    assert_eq!(&back, value, "{text}");
+    text
+}
+
+struct Text(&'static str);
+
+impl Loader for Text {
+    fn load(&self, _from: &str, path: &str) -> Result<Source, String> {
+        Ok(Source { name: path.to_string(), text: self.0.to_string() })
+    }
+}
+
+const WORKFLOW: &str = r#"
+name: shop
+params:
+  version: { default: "1.0" }
+stages:
+  - name: build
+    jobs:
+      build:
+        image: busybox
+        script: ["make VERSION=${{ params.version }}", "echo JOB_OUT digest=sha256:abc"]
+        env: { CC: gcc }
+        timeout: 10m
+        retry: 2
+        resources: { cpu: 2, memory: 512Mi }
+        constraints:
+          - [city, LIKE, shenzhen]
+        ports:
+          - { name: web, container: 8080 }
+        cache:
+          key: deps
+          paths: [target/]
+        artifacts:
+          paths: [dist/]
+        services:
+          - name: db
+            image: postgres:15
+"#;
+
+/// The `StartJob` the engine hands the server for the workflow above: a real one, so the
+/// snapshot shows what an agent really gets.
+fn start_job() -> StartJob {
+    let compiled = kiln_workflow::compile("shop.yml", &Text(WORKFLOW));
+    let plan = compiled.plan.unwrap_or_else(|| panic!("{:?}", compiled.diagnostics));
+    let params = kiln_workflow::bind_params(&plan, &[]).expect("defaults bind");
+    let mut run = Run::new(std::sync::Arc::new(plan), params);
+    run.start()
+        .into_iter()
+        .find_map(|c| match c {
+            Command::StartJob(sj) => Some(*sj),
+            _ => None,
+        })
+        .expect("the first stage starts a job")
+}
+
+#[test]
+fn register_and_session() {
+    let register = RegisterAgent {
+        name: "sz-1".into(),
+        executor: "docker".into(),
+        capacity: 4,
+        hostname: "build-07".into(),
+        ip: "10.1.2.3".into(),
+        resources: Some(Resources {
+            cpu_millis: 8000,
+            memory_bytes: 16 << 30,
+            disk_bytes: 100 << 30,
+        }),
+        ports: Some(PortRange { start: 31000, end: 31999 }),
+        attributes: BTreeMap::from([
+            ("city".to_string(), AttrValue::Text("shenzhen".into())),
+            ("zones".to_string(), AttrValue::Set(vec!["gz".into(), "sz".into()])),
+        ]),
+        held: vec!["0190a1b2c3d4".into()],
+        protocol: PROTOCOL,
+        version: "0.1.0".into(),
+    };
+    insta::assert_snapshot!("register_agent", json(&register));
+    let info = AgentInfo {
+        id: "0190a1b2c3d4e5f6".into(),
+        name: "sz-1".into(),
+        executor: "docker".into(),
+        capacity: 4,
+        running: 1,
+        connected_at: Utc.with_ymd_and_hms(2026, 12, 7, 6, 0, 0).unwrap(),
+        protocol: PROTOCOL,
+        version: "0.1.0".into(),
+    };
+    insta::assert_snapshot!("agent_info", json(&info));
+}
+
+#[test]
+fn an_agent_from_before_versions_speaks_protocol_1() {
+    let old: RegisterAgent =
+        serde_json::from_str(r#"{"name":"old","executor":"process","capacity":1}"#).unwrap();
+    assert_eq!((old.protocol, old.version.as_str()), (1, ""));
+    let msg = kiln_api::agent::protocol_mismatch("", old.protocol, "0.2.0", 2).unwrap();
+    assert_eq!(msg, "the agent speaks protocol 1, server 0.2.0 protocol 2: upgrade the agent");
+    let msg = kiln_api::agent::protocol_mismatch("0.3.0", 3, "0.2.0", 2).unwrap();
+    assert_eq!(msg, "agent 0.3.0 speaks protocol 3, server 0.2.0 protocol 2: upgrade the server");
+    assert_eq!(kiln_api::agent::protocol_mismatch("0.2.0", 2, "0.2.1", 2), None);
+}
+
+#[test]
+fn lease_poll_and_a_typed_start_job() {
+    insta::assert_snapshot!(
+        "lease_request",
+        json(&LeaseRequest { held: vec!["l1".into()], free: 3, wait_ms: 20_000 })
+    );
+    let lease = Lease {
+        id: "0190a1b2c3d4".into(),
+        run: "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b".into(),
+        run_name: "shop/shop#7".into(),
+        project: "shop".into(),
+        job_index: 0,
+        start: start_job(),
+        env: BTreeMap::from([
+            ("KILN_JOB".to_string(), "build".to_string()),
+            ("KILN_RUN_NUMBER".to_string(), "7".to_string()),
+        ]),
+        inputs: vec![],
+        checkout: Some(Checkout {
+            repository: "https://git.example/shop/app.git".into(),
+            git_ref: "refs/heads/main".into(),
+            commit: "4b825dc642cb6eb9a060e54bf8d69288fbee4904".into(),
+            credentials: None,
+        }),
+    };
+    let resp = LeaseResponse {
+        leases: vec![lease],
+        cancel: vec!["l2".into()],
+        unknown: vec!["l3".into()],
+    };
+    insta::assert_snapshot!("lease_response", json(&resp));
+}
+
+#[test]
+fn events_and_reports() {
+    let time = Utc.with_ymd_and_hms(2026, 12, 7, 6, 0, 1).unwrap();
+    let events = vec![
+        AgentEvent::Started,
+        AgentEvent::Log { stream: "stdout".into(), time, text: "cc -c a.c".into() },
+        AgentEvent::Log { stream: "stderr".into(), time, text: "warning: unused".into() },
+        AgentEvent::Output { key: "digest".into(), value: "sha256:abc".into() },
+        AgentEvent::Exited { outcome: Outcome::Exited(0) },
+        AgentEvent::Exited { outcome: Outcome::Exited(2) },
+        AgentEvent::Exited { outcome: Outcome::TimedOut },
+        AgentEvent::Exited { outcome: Outcome::Canceled },
+        AgentEvent::Exited { outcome: Outcome::Error("image not found".into()) },
+    ];
+    let report = vec![LeaseReport { lease: "l1".into(), events }];
+    insta::assert_snapshot!("lease_reports", json(&report));
+    insta::assert_snapshot!(
+        "reports_response",
+        json(&ReportsResponse { cancel: vec!["l1".into()], unknown: vec!["l9".into()] })
+    );
+    insta::assert_snapshot!("events_response", json(&EventsResponse { cancel: true }));
+    insta::assert_snapshot!("cache_query", json(&CacheQuery { key: "deps-3f2a".into() }));
+}

@@ -1,0 +1,558 @@
+//! A run's actor: owns its [`kiln_engine::Run`], applies events in batches and stores each
+//! batch in one transaction with the state and job records it produces, then carries out the
+//! engine's commands (queue attempts on the dispatcher, cancel them, arm timers, finish).
+//!
+//! Invariant: an event reaches the engine only here, and is stored in the same transaction
+//! as the state it produces, so replaying the stored events rebuilds the run.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use kiln_api::agent::Lease;
+use kiln_engine::{Command, Event, JobState, JobStatus, Outcome, Run, RunState, StartJob};
+use kiln_logs::{LogKey, Masker};
+use kiln_store::{ApprovalDecision, JobRecord, ProjectId, Step};
+use kiln_workflow::plan::{JobId, Plan};
+use tokio::sync::{mpsc, oneshot};
+
+use super::env::{RunEnv, job_env};
+use super::{
+    Coord, LOST_ON_RESTART, MAX_BATCH, RunMsg, RunTx, Shared, attempt_exited, group_of,
+    job_log_key, lock, run_log_key,
+};
+use crate::dispatch::{Canceled, Queued, TaskCtx};
+use crate::error::{ApiErr, ApiResult};
+
+/// When a job first started and when it ended.
+type Span = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+pub(super) struct Actor {
+    sh: Arc<Shared>,
+    coord: Coord,
+    run: kiln_store::Run,
+    project_id: ProjectId,
+    plan: Arc<Plan>,
+    engine: Run,
+    /// Job statuses as last stored (None: never stored).
+    persisted: Vec<Option<JobStatus>>,
+    /// First start and end of each job.
+    times: Vec<Span>,
+    /// Run state as last stored.
+    state: RunState,
+    masker: Arc<Masker>,
+    env: BTreeMap<String, String>,
+    /// Stages approved in the run this one retries, with who approved them.
+    prior: HashMap<String, String>,
+    tx: RunTx,
+    /// When each running job started, for the duration histogram.
+    /// What each job checks out first (`source:`), unless the job says `checkout: false`.
+    checkout: Option<kiln_api::agent::Checkout>,
+    /// The run's concurrency group (`""` without groups).
+    group: String,
+    started: HashMap<usize, Instant>,
+    /// Per job, the attempt whose log was closed when it exited (0: none).
+    closed: Vec<u32>,
+}
+
+impl Actor {
+    /// The actor of `run`, with its engine still to be started or replayed.
+    pub(super) fn new(
+        coord: Coord,
+        run: kiln_store::Run,
+        plan: Arc<Plan>,
+        project_id: ProjectId,
+        run_env: RunEnv,
+        prior: HashMap<String, String>,
+        tx: RunTx,
+    ) -> Actor {
+        let job_count = plan.jobs.len();
+        Actor {
+            sh: coord.sh.clone(),
+            coord,
+            project_id,
+            persisted: vec![None; job_count],
+            times: vec![(None, None); job_count],
+            state: run.state,
+            masker: Arc::new(Masker::new(run_env.masked)),
+            env: run_env.env,
+            prior,
+            tx,
+            started: HashMap::new(),
+            checkout: run_env.checkout,
+            group: group_of(&plan, &run),
+            closed: vec![0; job_count],
+            run,
+            engine: Run::new(plan.clone(), BTreeMap::new()),
+            plan,
+        }
+    }
+
+    /// The run's id and its concurrency group (`""` without groups).
+    pub(super) fn key(&self) -> (kiln_store::RunId, kiln_store::PipelineId, String) {
+        (self.run.id, self.run.pipeline_id, self.group.clone())
+    }
+
+    /// Starts a fresh run (jobs reused from the run it retries first), stores its first
+    /// step, and returns the engine's first commands.
+    pub(super) async fn start(&mut self, mut engine: Run) -> ApiResult<Vec<Command>> {
+        let stored = self.sh.store.events(&self.run.id).await?;
+        for e in stored {
+            if matches!(e.event, Event::JobReused { .. }) {
+                engine.handle(e.event);
+            }
+        }
+        let cmds = engine.start();
+        self.engine = engine;
+        let step = self.step(Vec::new());
+        self.persist(step).await?;
+        Ok(cmds)
+    }
+
+    /// Ends an attempt through the actor's own queue (stored with the next batch).
+    fn exited(&self, job: JobId, attempt: u32, outcome: Outcome) {
+        attempt_exited(&self.tx, job, attempt, outcome);
+    }
+
+    /// What changed since the last store: job records, and the run state with its reason.
+    fn step(&mut self, events: Vec<Event>) -> Step {
+        let now = Utc::now();
+        let mut jobs = Vec::new();
+        for (i, (id, status)) in self.engine.jobs().enumerate() {
+            if self.persisted[i].as_ref() == Some(status) {
+                continue;
+            }
+            let t = &mut self.times[i];
+            if matches!(status.state, JobState::Running) && t.0.is_none() {
+                t.0 = Some(now);
+                self.started.insert(i, Instant::now());
+            }
+            if status.state.is_final() && t.1.is_none() {
+                t.1 = Some(now);
+                if let Some(at) = self.started.remove(&i) {
+                    self.sh.metrics.job_finished(status.state.as_str(), at.elapsed());
+                }
+            }
+            jobs.push(JobRecord {
+                job: id.clone(),
+                state: status.state,
+                attempts: status.attempts,
+                exit_code: status.exit_code,
+                outputs: status.outputs.clone(),
+                reason: status.reason.clone(),
+                started_at: t.0,
+                finished_at: t.1,
+            });
+            self.persisted[i] = Some(status.clone());
+        }
+        let state = self.engine.state();
+        let state = (state != self.state).then(|| (state, self.reason(state)));
+        Step { events, state, jobs }
+    }
+
+    fn reason(&self, state: RunState) -> Option<String> {
+        if let Some(stop) = self.engine.stop_reason() {
+            return Some(stop.to_string());
+        }
+        if state == RunState::Failure {
+            for (id, st) in self.engine.jobs() {
+                if matches!(st.state, JobState::Failure | JobState::Timeout) {
+                    let why = st.reason.clone().unwrap_or_else(|| st.state.as_str().into());
+                    return Some(format!("job `{id}` failed: {why}"));
+                }
+            }
+        }
+        None
+    }
+
+    async fn persist(&mut self, step: Step) -> ApiResult<()> {
+        if step.events.is_empty() && step.state.is_none() && step.jobs.is_empty() {
+            return Ok(());
+        }
+        let new_state = step.state.as_ref().map(|(s, _)| *s);
+        self.sh.store.record_step(&self.run.id, &step).await?;
+        if let Some(s) = new_state {
+            self.state = s;
+            self.run.state = s;
+        }
+        Ok(())
+    }
+
+    /// Rebuilds the engine from stored events and decides what to do with attempts that
+    /// were in flight when the server stopped.
+    pub(super) async fn replay(
+        &mut self,
+        mut engine: Run,
+        events: Vec<Event>,
+    ) -> ApiResult<Vec<Command>> {
+        let mut events = events.into_iter().peekable();
+        while let Some(e) = events.next_if(|e| matches!(e, Event::JobReused { .. })) {
+            engine.handle(e);
+        }
+        let mut starts: HashMap<JobId, StartJob> = HashMap::new();
+        let mut note = |cmds: Vec<Command>| {
+            for c in cmds {
+                if let Command::StartJob(sj) = c {
+                    starts.insert(sj.job.id.clone(), *sj);
+                }
+            }
+        };
+        note(engine.start());
+        for e in events {
+            note(engine.handle(e));
+        }
+        self.engine = engine;
+        // What the store knows of each job, so only real changes are written.
+        let stored = self.sh.store.jobs(&self.run.id).await?;
+        for (i, (id, status)) in self.engine.jobs().enumerate() {
+            if let Some(rec) = stored.iter().find(|r| &r.job == id) {
+                self.times[i] = (rec.started_at, rec.finished_at);
+                if rec.state == status.state && rec.attempts == status.attempts {
+                    self.persisted[i] = Some(status.clone());
+                }
+            }
+        }
+        let mut cmds = Vec::new();
+        let stopping = self.engine.stop_reason().is_some();
+        let inflight: Vec<(JobId, JobState, u32)> = self
+            .engine
+            .jobs()
+            .filter(|(_, s)| matches!(s.state, JobState::Queued | JobState::Running))
+            .map(|(id, s)| (id.clone(), s.state, s.attempts))
+            .collect();
+        for (job, state, attempt) in inflight {
+            match state {
+                JobState::Queued if !stopping => match starts.remove(&job) {
+                    Some(sj) if sj.attempt == attempt => cmds.push(Command::StartJob(Box::new(sj))),
+                    _ => self.exited(job, attempt, Outcome::Error(LOST_ON_RESTART.into())),
+                },
+                JobState::Queued => self.exited(job, attempt, Outcome::Canceled),
+                _ => self.exited(job, attempt, Outcome::Error(LOST_ON_RESTART.into())),
+            }
+        }
+        if let (Some(timeout), Some(started)) = (self.plan.timeout, self.run.started_at)
+            && !self.engine.state().is_final()
+        {
+            let elapsed = (Utc::now() - started).to_std().unwrap_or_default();
+            cmds.push(Command::ArmTimer {
+                timer: kiln_engine::Timer::RunTimeout,
+                after: timeout.saturating_sub(elapsed),
+            });
+        }
+        let step = self.step(Vec::new());
+        self.persist(step).await?;
+        if self.engine.state().is_final() {
+            cmds.push(Command::Finish(self.engine.state()));
+        }
+        Ok(cmds)
+    }
+
+    fn self_send(&self, event: Event) {
+        let _ = self.tx.send(RunMsg::Event { event, reply: None });
+    }
+
+    pub(super) async fn main(
+        mut self,
+        mut rx: mpsc::UnboundedReceiver<RunMsg>,
+        first: Vec<Command>,
+    ) {
+        let mut done = self.exec(first);
+        while !done {
+            let Some(first) = rx.recv().await else { break };
+            // Whatever else queued up meanwhile (agents' reports of a wide matrix arrive
+            // together) is applied with it and stored in one transaction.
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(m) => batch.push(m),
+                    Err(_) => break,
+                }
+            }
+            let batch = batch.into_iter().map(|RunMsg::Event { event, reply }| (event, reply));
+            match self.apply(batch.collect()).await {
+                Ok(cmds) => done = self.exec(cmds),
+                Err(e) => {
+                    tracing::warn!("run {}: {}", self.run.full_name(), e.message);
+                    if e.status.is_server_error() {
+                        // The engine moved ahead of the store: rebuild from what is stored.
+                        self.restart(rx).await;
+                        return;
+                    }
+                }
+            }
+        }
+        self.finish().await;
+    }
+
+    /// Why an API event does not apply to the run as it is now; `None` if it does.
+    fn refuse(&self, event: &Event) -> Option<ApiErr> {
+        let name = self.run.full_name();
+        match event {
+            Event::Approved { stage, .. } | Event::Rejected { stage, .. }
+                if self.engine.paused_at() != Some(stage.as_str()) =>
+            {
+                let now = match self.engine.paused_at() {
+                    Some(s) => format!("it waits at stage `{s}`"),
+                    None => format!("it is {}", self.engine.state().as_str()),
+                };
+                let known = self.plan.stages.iter().any(|s| &s.name == stage);
+                Some(if known {
+                    ApiErr::conflict(format!(
+                        "stage `{stage}` of run {name} is not waiting for a decision: {now}"
+                    ))
+                } else {
+                    ApiErr::not_found(format!("run {name} has no stage `{stage}`"))
+                })
+            }
+            Event::Cancel { .. } if self.engine.stop_reason().is_some() => {
+                Some(ApiErr::conflict(format!("run {name} is already stopping")))
+            }
+            _ => None,
+        }
+    }
+
+    /// Checks each event against the run's state, applies those that fit, in order, and
+    /// stores them in one step; answers each event's `reply` once stored (or refused). The
+    /// error is that of the store, after every reply got it too. Events that come after the
+    /// run ended are dropped (their callers hear that the run has just ended).
+    async fn apply(
+        &mut self,
+        batch: Vec<(Event, Option<oneshot::Sender<ApiResult<()>>>)>,
+    ) -> ApiResult<Vec<Command>> {
+        let mut cmds = Vec::new();
+        let mut applied = Vec::with_capacity(batch.len());
+        let mut replies = Vec::new();
+        let mut decisions = Vec::new();
+        let mut closes = Vec::new();
+        for (event, reply) in batch {
+            if self.engine.state().is_final() {
+                break;
+            }
+            if let Some(e) = self.refuse(&event) {
+                if let Some(r) = reply {
+                    let _ = r.send(Err(e));
+                }
+                continue;
+            }
+            cmds.extend(self.engine.handle(event.clone()));
+            match &event {
+                Event::Approved { stage, by } => {
+                    decisions.push((stage.clone(), ApprovalDecision::Approved, by.clone()));
+                }
+                Event::Rejected { stage, by } => {
+                    decisions.push((stage.clone(), ApprovalDecision::Rejected, by.clone()));
+                }
+                Event::JobStarted { job, .. } => {
+                    // Noted here: the job may be over by the end of the batch.
+                    if let Some(i) = self.plan.job_index(job)
+                        && self.times[i].0.is_none()
+                        && self
+                            .engine
+                            .jobs()
+                            .nth(i)
+                            .is_some_and(|(_, s)| s.state != JobState::Queued)
+                    {
+                        self.times[i].0 = Some(Utc::now());
+                        self.started.insert(i, Instant::now());
+                    }
+                }
+                Event::JobExited { job, attempt, .. } => {
+                    if let Some(i) = self.plan.job_index(job) {
+                        closes.push(job_log_key(&self.run.id, i, *attempt));
+                        self.closed[i] = self.closed[i].max(*attempt);
+                    }
+                }
+                _ => {}
+            }
+            applied.push(event);
+            replies.extend(reply);
+        }
+        // File work (a closed log is a file, created if the job printed nothing) is done off
+        // the runtime's workers, while the step is stored.
+        let closing = (!closes.is_empty()).then(|| {
+            let logs = self.sh.logs.clone();
+            tokio::task::spawn_blocking(move || {
+                for key in closes {
+                    let _ = logs.close(&key);
+                }
+            })
+        });
+        let step = self.step(applied);
+        let stored = self.persist(step).await;
+        if let Some(c) = closing {
+            let _ = c.await;
+        }
+        let stored = match stored {
+            Ok(()) => {
+                let mut result = Ok(());
+                for (stage, decision, by) in decisions {
+                    if let Err(e) =
+                        self.sh.store.record_approval(&self.run.id, &stage, decision, &by).await
+                    {
+                        result = Err(ApiErr::from(e));
+                        break;
+                    }
+                }
+                result
+            }
+            Err(e) => Err(e),
+        };
+        match stored {
+            Ok(()) => {
+                for r in replies {
+                    let _ = r.send(Ok(()));
+                }
+                Ok(cmds)
+            }
+            Err(e) => {
+                for r in replies {
+                    let _ = r.send(Err(ApiErr {
+                        status: e.status,
+                        code: e.code,
+                        message: e.message.clone(),
+                        diagnostics: Vec::new(),
+                    }));
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Carries out commands; true once the run finished.
+    fn exec(&mut self, cmds: Vec<Command>) -> bool {
+        let mut done = false;
+        for c in cmds {
+            match c {
+                Command::StartJob(sj) => self.queue(*sj),
+                Command::CancelJob { job, attempt } => {
+                    match self.sh.dispatch.cancel(&self.run.id, &job, attempt) {
+                        Canceled::Dequeued(_) => self.exited(job, attempt, Outcome::Canceled),
+                        Canceled::Signalled => {}
+                        Canceled::Unknown => {
+                            // Lost between lease and report: nobody will report it.
+                            self.exited(job, attempt, Outcome::Canceled)
+                        }
+                    }
+                }
+                Command::Pause { stage, .. } => {
+                    if let Some(by) = self.prior.get(&stage) {
+                        let by = format!("{by} (approved in the retried run)");
+                        self.self_send(Event::Approved { stage, by });
+                    }
+                }
+                Command::ArmTimer { timer, after } => {
+                    let tx = self.tx.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(after).await;
+                        let _ =
+                            tx.send(RunMsg::Event { event: Event::TimerFired(timer), reply: None });
+                    });
+                }
+                Command::Finish(_) => done = true,
+            }
+        }
+        done
+    }
+
+    fn queue(&mut self, sj: StartJob) {
+        let Some(index) = self.plan.job_index(&sj.job.id) else { return };
+        let inputs: Vec<String> = sj
+            .job
+            .needs
+            .iter()
+            .filter(|n| {
+                self.plan.job_index(n).is_some_and(|i| self.plan.jobs[i].artifacts.is_some())
+            })
+            .map(|n| n.to_string())
+            .collect();
+        let env = job_env(&self.env, &sj.job.id, sj.attempt);
+        let ctx = Arc::new(TaskCtx {
+            run: self.run.id,
+            project: self.project_id,
+            job: sj.job.id.clone(),
+            job_index: index,
+            attempt: sj.attempt,
+            masker: self.masker.clone(),
+            actor: self.tx.clone(),
+            cache_prefix: sj.job.cache.as_ref().map(|c| c.key.clone()),
+            queued_at: Instant::now(),
+        });
+        let checkout = if sj.job.checkout { self.checkout.clone() } else { None };
+        let lease = Lease {
+            id: String::new(),
+            run: self.run.id.to_string(),
+            run_name: self.run.full_name(),
+            project: self.run.project.clone(),
+            job_index: index,
+            start: sj,
+            env,
+            inputs,
+            checkout,
+        };
+        if let Err((ctx, why)) = self.sh.dispatch.enqueue(Queued { lease, ctx }) {
+            ctx.exited(Outcome::Error(format!("cannot be placed: {why}")));
+        }
+    }
+
+    async fn finish(self) {
+        // Every job's latest log ends here too (jobs that never ran get an empty one), so no
+        // follower waits for lines that will not come.
+        let keys: Vec<LogKey> = self
+            .engine
+            .jobs()
+            .enumerate()
+            .filter(|(i, (_, status))| self.closed[*i] != status.attempts.max(1))
+            .map(|(i, (_, status))| job_log_key(&self.run.id, i, status.attempts.max(1)))
+            .chain([run_log_key(&self.run.id)])
+            .collect();
+        let logs = self.sh.logs.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            for key in keys {
+                let _ = logs.close(&key);
+            }
+        })
+        .await;
+        lock(&self.sh.actors).remove(&self.run.id);
+        if let Some(n) = lock(&self.sh.active).get_mut(&(self.run.pipeline_id, self.group.clone()))
+        {
+            *n = n.saturating_sub(1);
+        }
+        self.sh.metrics.run_finished(self.engine.state().as_str());
+        let coord = self.coord.clone();
+        let pipeline = self.run.pipeline_id;
+        tokio::spawn(async move { coord.admit(pipeline).await });
+    }
+
+    async fn restart(self, mut rx: mpsc::UnboundedReceiver<RunMsg>) {
+        rx.close();
+        lock(&self.sh.actors).remove(&self.run.id);
+        if let Some(n) = lock(&self.sh.active).get_mut(&(self.run.pipeline_id, self.group.clone()))
+        {
+            *n = n.saturating_sub(1);
+        }
+        let coord = self.coord.clone();
+        let run_id = self.run.id;
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            match coord.sh.store.run(&run_id).await {
+                Ok(run) => {
+                    let plan = match coord.plan_of_run(&run).await {
+                        Ok(p) => p,
+                        Err(e) => return coord.fail_unstartable(&run, &e.message).await,
+                    };
+                    match coord.sh.store.events(&run_id).await {
+                        Ok(events) => {
+                            let events = events.into_iter().map(|e| e.event).collect();
+                            if let Err(e) = coord.start_actor(run, plan, Some(events)).await {
+                                tracing::error!("restart run {run_id}: {}", e.message);
+                            }
+                        }
+                        Err(e) => tracing::error!("restart run {run_id}: {e}"),
+                    }
+                }
+                Err(e) => tracing::error!("restart run {run_id}: {e}"),
+            }
+        });
+    }
+}

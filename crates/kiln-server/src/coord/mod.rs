@@ -1,0 +1,430 @@
+//! Run coordination: [`Coord`] creates runs (trigger, retry), delivers API events to them,
+//! and recovers unfinished runs at start-up; one actor task per active run (`actor.rs`) owns
+//! its [`kiln_engine::Run`], stores every event it applies and carries out the engine's
+//! commands. `admission.rs` keeps each pipeline's concurrency groups under their limits;
+//! `env.rs` builds what every job of a run gets (secrets, `KILN_*` variables, checkout).
+//! Every way an attempt ends reaches its actor through [`attempt_exited`].
+//!
+//! Invariants:
+//! - an event reaches the engine only through its run's actor, and is stored in the same
+//!   transaction as the state it produces: replaying the stored events rebuilds the run;
+//! - a run has at most one actor; a pipeline's group never has more active (running or
+//!   paused) runs than its limit, and pending runs of a group start oldest first;
+//! - after a restart no attempt stays running: a started one fails with an "agent lost" error
+//!   (its retry policy may rerun it), a queued one is queued again.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use kiln_engine::{Event, JobState, Outcome, Params, Run, RunState};
+use kiln_logs::{LogKey, LogStore};
+use kiln_store::{ApprovalDecision, JobRecord, NewRun, PipelineId, RunId, Step, Store, StoreError};
+use kiln_workflow::plan::{JobId, Plan};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::dispatch::Dispatch;
+use crate::error::{ApiErr, ApiResult};
+use crate::metrics::Metrics;
+use crate::plans;
+use crate::secrets::SecretBox;
+
+mod actor;
+mod admission;
+mod env;
+
+use actor::Actor;
+pub use admission::group_of;
+
+/// Tells a run's actor that an attempt ended: the one way back for an attempt's end, whether
+/// its agent reported it, the agent was lost, its lease expired, or it never left the queue.
+/// A run that has ended meanwhile ignores it.
+pub fn attempt_exited(actor: &RunTx, job: JobId, attempt: u32, outcome: Outcome) {
+    let _ = actor
+        .send(RunMsg::Event { event: Event::JobExited { job, attempt, outcome }, reply: None });
+}
+
+/// A message to a run's actor.
+#[derive(Debug)]
+pub enum RunMsg {
+    /// Apply an event; answer on `reply` once it is stored (or refused).
+    Event {
+        /// The event.
+        event: Event,
+        /// Where to answer, for API calls that wait.
+        reply: Option<oneshot::Sender<ApiResult<()>>>,
+    },
+}
+
+/// Sends messages to a run's actor.
+pub type RunTx = mpsc::UnboundedSender<RunMsg>;
+
+/// Most messages a run's actor applies and stores in one step.
+const MAX_BATCH: usize = 512;
+
+/// Why a run that was running when the server stopped lost its attempt.
+pub const LOST_ON_RESTART: &str =
+    "agent lost: the server restarted while this attempt ran; its container was cleaned up";
+
+#[derive(Debug)]
+struct ActorRef {
+    tx: RunTx,
+}
+
+/// Shared by the coordinator and its actors.
+#[derive(Debug)]
+struct Shared {
+    store: Store,
+    logs: LogStore,
+    dispatch: Arc<Dispatch>,
+    metrics: Arc<Metrics>,
+    secrets: Arc<SecretBox>,
+    /// Mints each run's registry token.
+    registry: Arc<kiln_registry::Registry>,
+    /// `host:port` of the registry as jobs reach it (`KILN_REGISTRY`).
+    registry_host: String,
+    actors: Mutex<HashMap<RunId, ActorRef>>,
+    /// Active runs per pipeline and concurrency group (`""` without groups).
+    active: Mutex<HashMap<(PipelineId, String), usize>>,
+    admission: tokio::sync::Mutex<()>,
+    plans: Mutex<HashMap<(PipelineId, u32), Arc<Plan>>>,
+}
+
+/// Starts, steers and recovers runs. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Coord {
+    sh: Arc<Shared>,
+}
+
+/// The log of one attempt of one job.
+pub fn job_log_key(run: &RunId, job_index: usize, attempt: u32) -> LogKey {
+    LogKey::from_segments([
+        "runs".to_string(),
+        run.to_string(),
+        job_index.to_string(),
+        attempt.to_string(),
+    ])
+    .expect("uuid and numbers make a valid key")
+}
+
+/// The whole-run log (every job's lines, each prefixed by its job id and a tab).
+pub fn run_log_key(run: &RunId) -> LogKey {
+    LogKey::from_segments(["runs".to_string(), run.to_string(), "all".to_string()])
+        .expect("uuid makes a valid key")
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Params of a run are stored as the text the trigger gave; this binds them again.
+fn bind(plan: &Plan, stored: &serde_json::Value) -> Result<Params, Vec<String>> {
+    let given: Vec<(String, String)> = stored
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_string)))
+                .collect()
+        })
+        .unwrap_or_default();
+    kiln_workflow::bind_params(plan, &given)
+}
+
+impl Coord {
+    /// A coordinator over these parts. Call [`Coord::recover`] once before serving.
+    pub fn new(
+        store: Store,
+        logs: LogStore,
+        dispatch: Arc<Dispatch>,
+        metrics: Arc<Metrics>,
+        secrets: Arc<SecretBox>,
+        registry: (Arc<kiln_registry::Registry>, String),
+    ) -> Coord {
+        Coord {
+            sh: Arc::new(Shared {
+                store,
+                logs,
+                dispatch,
+                metrics,
+                secrets,
+                registry: registry.0,
+                registry_host: registry.1,
+                actors: Mutex::new(HashMap::new()),
+                active: Mutex::new(HashMap::new()),
+                admission: tokio::sync::Mutex::new(()),
+                plans: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The compiled plan of a pipeline version (cached).
+    pub fn plan_of(&self, pipeline: &kiln_store::Pipeline) -> ApiResult<Arc<Plan>> {
+        let key = (pipeline.id, pipeline.version);
+        if let Some(p) = lock(&self.sh.plans).get(&key) {
+            return Ok(p.clone());
+        }
+        let compiled = plans::compile(&pipeline.file, &pipeline.yaml, &pipeline.files);
+        let plan = plan_or_error(compiled)?;
+        lock(&self.sh.plans).insert(key, plan.clone());
+        Ok(plan)
+    }
+
+    /// The compiled plan of a run (the workflow as it was when the run was created; cached).
+    pub async fn plan_of_run(&self, run: &kiln_store::Run) -> ApiResult<Arc<Plan>> {
+        let key = (run.pipeline_id, run.pipeline_version);
+        if let Some(p) = lock(&self.sh.plans).get(&key) {
+            return Ok(p.clone());
+        }
+        let source = self.sh.store.run_source(&run.id).await?;
+        let compiled = plans::compile(&source.file, &source.yaml, &source.files);
+        let plan = plan_or_error(compiled)?;
+        lock(&self.sh.plans).insert(key, plan.clone());
+        Ok(plan)
+    }
+
+    /// Runs waiting for a concurrency slot, and attempts waiting for an agent.
+    pub fn queue_depths(&self) -> usize {
+        self.sh.dispatch.queue_len()
+    }
+
+    /// Creates a run of `pipeline` with `given` params and starts it when a slot is free.
+    pub async fn trigger(
+        &self,
+        pipeline: &kiln_store::Pipeline,
+        given: &BTreeMap<String, String>,
+        by: &str,
+    ) -> ApiResult<kiln_store::Run> {
+        self.trigger_from(pipeline, given, by, None).await
+    }
+
+    /// [`Coord::trigger`] for a run that builds a git commit (`source`).
+    pub async fn trigger_from(
+        &self,
+        pipeline: &kiln_store::Pipeline,
+        given: &BTreeMap<String, String>,
+        by: &str,
+        source: Option<kiln_store::RunSource>,
+    ) -> ApiResult<kiln_store::Run> {
+        let plan = self.plan_of(pipeline)?;
+        let pairs: Vec<(String, String)> =
+            given.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        if let Err(errors) = kiln_workflow::bind_params(&plan, &pairs) {
+            let mut e = ApiErr::new(
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                kiln_api::codes::INVALID_PARAMS,
+                errors.join("; "),
+            );
+            e.diagnostics = Vec::new();
+            return Err(e);
+        }
+        let params = serde_json::to_value(given).expect("a string map is JSON");
+        let run = self
+            .sh
+            .store
+            .create_run(&NewRun {
+                pipeline: pipeline.id,
+                params,
+                triggered_by: by.to_string(),
+                retry_of: None,
+                source,
+            })
+            .await?;
+        self.cancel_older_in_group(&plan, &run).await?;
+        self.admit(pipeline.id).await;
+        Ok(self.sh.store.run(&run.id).await?)
+    }
+
+    /// Retries a failed, canceled or timed-out run: a new run of the same workflow and params
+    /// that reuses every job that succeeded (outputs and artifacts kept) and runs the others.
+    pub async fn retry(&self, run: &kiln_store::Run, by: &str) -> ApiResult<kiln_store::Run> {
+        if !run.state.is_final() {
+            return Err(ApiErr::conflict(format!(
+                "run {} is still {}; cancel it or wait for it to end before retrying",
+                run.full_name(),
+                run.state.as_str()
+            )));
+        }
+        if run.state == RunState::Success {
+            return Err(ApiErr::conflict(format!(
+                "run {} succeeded; there is nothing to retry (trigger a new run instead)",
+                run.full_name()
+            )));
+        }
+        let jobs = self.sh.store.jobs(&run.id).await?;
+        let reused: Vec<&JobRecord> =
+            jobs.iter().filter(|j| j.state == JobState::Success).collect();
+        let new = self
+            .sh
+            .store
+            .create_run(&NewRun {
+                pipeline: run.pipeline_id,
+                params: run.params.clone(),
+                triggered_by: by.to_string(),
+                retry_of: Some(run.id),
+                source: run.source.clone(),
+            })
+            .await?;
+        let events: Vec<Event> = reused
+            .iter()
+            .map(|j| Event::JobReused { job: j.job.clone(), outputs: j.outputs.clone() })
+            .collect();
+        if !events.is_empty() {
+            self.sh
+                .store
+                .record_step(&new.id, &Step { events, state: None, jobs: Vec::new() })
+                .await?;
+            let ids: Vec<JobId> = reused.iter().map(|j| j.job.clone()).collect();
+            self.sh.store.copy_artifacts(&run.id, &new.id, &ids).await?;
+        }
+        self.admit(new.pipeline_id).await;
+        Ok(self.sh.store.run(&new.id).await?)
+    }
+
+    /// Delivers an API event (approve, reject, cancel) to a run and waits until it is stored.
+    pub async fn send(&self, run: &kiln_store::Run, event: Event) -> ApiResult<()> {
+        let tx = lock(&self.sh.actors).get(&run.id).map(|a| a.tx.clone());
+        let Some(tx) = tx else {
+            // Not active: a queued run can be canceled; anything else has ended.
+            if run.state == RunState::Pending
+                && let Event::Cancel { by } = &event
+            {
+                let reason = format!("run canceled by {by} while queued");
+                self.sh
+                    .store
+                    .record_step(
+                        &run.id,
+                        &Step {
+                            events: vec![event.clone()],
+                            state: Some((RunState::Canceled, Some(reason))),
+                            jobs: Vec::new(),
+                        },
+                    )
+                    .await?;
+                self.sh.logs.close(&run_log_key(&run.id)).ok();
+                return Ok(());
+            }
+            return Err(ApiErr::conflict(format!(
+                "run {} is {}: it does not take this any more",
+                run.full_name(),
+                run.state.as_str()
+            )));
+        };
+        let (reply, rx) = oneshot::channel();
+        tx.send(RunMsg::Event { event, reply: Some(reply) })
+            .map_err(|_| ApiErr::conflict(format!("run {} has just ended", run.full_name())))?;
+        rx.await.map_err(|_| ApiErr::conflict(format!("run {} has just ended", run.full_name())))?
+    }
+
+    /// The stage a run waits at, as its actor knows it (None when not active or not paused).
+    pub fn is_active(&self, run: &RunId) -> bool {
+        lock(&self.sh.actors).contains_key(run)
+    }
+
+    async fn fail_unstartable(&self, run: &kiln_store::Run, why: &str) {
+        let step = Step {
+            events: Vec::new(),
+            state: Some((RunState::Failure, Some(format!("could not start: {why}")))),
+            jobs: Vec::new(),
+        };
+        if let Err(e) = self.sh.store.record_step(&run.id, &step).await {
+            tracing::error!("mark run {} failed: {e}", run.full_name());
+        }
+    }
+
+    /// Resumes every unfinished run after a start: replays running and paused ones, fails or
+    /// re-queues their unfinished attempts, then admits pending runs.
+    pub async fn recover(&self) -> Result<usize, StoreError> {
+        let runs = self.sh.store.unfinished_runs().await?;
+        let mut pipelines = Vec::new();
+        let mut resumed = 0;
+        for run in runs {
+            if run.state == RunState::Pending {
+                if !pipelines.contains(&run.pipeline_id) {
+                    pipelines.push(run.pipeline_id);
+                }
+                continue;
+            }
+            let plan = match self.plan_of_run(&run).await {
+                Ok(p) => p,
+                Err(e) => {
+                    self.fail_unstartable(&run, &e.message).await;
+                    continue;
+                }
+            };
+            let events = self.sh.store.events(&run.id).await?;
+            let events: Vec<Event> = events.into_iter().map(|e| e.event).collect();
+            match self.start_actor(run.clone(), plan, Some(events)).await {
+                Ok(()) => resumed += 1,
+                Err(e) => self.fail_unstartable(&run, &e.message).await,
+            }
+        }
+        for p in pipelines {
+            self.admit(p).await;
+        }
+        Ok(resumed)
+    }
+
+    /// Builds the actor of `run` and spawns it. Fresh runs are started (and stored as such)
+    /// before this returns; `replay` rebuilds a run from its stored events instead.
+    ///
+    /// Boxed: actors start actors again (admission after a finish, rebuild after a store
+    /// error), and a named future type breaks that cycle for the compiler.
+    fn start_actor(
+        &self,
+        run: kiln_store::Run,
+        plan: Arc<Plan>,
+        replay: Option<Vec<Event>>,
+    ) -> futures::future::BoxFuture<'_, ApiResult<()>> {
+        Box::pin(self.start_actor_inner(run, plan, replay))
+    }
+
+    async fn start_actor_inner(
+        &self,
+        run: kiln_store::Run,
+        plan: Arc<Plan>,
+        replay: Option<Vec<Event>>,
+    ) -> ApiResult<()> {
+        let params = bind(&plan, &run.params).map_err(|e| ApiErr::internal(e.join("; ")))?;
+        let pipeline = self.sh.store.pipeline_by_id(&run.pipeline_id).await?;
+        let run_env = self.run_env(&run, &plan, pipeline.project_id).await?;
+        let prior = match run.retry_of {
+            Some(orig) => self
+                .sh
+                .store
+                .approvals(&orig)
+                .await?
+                .into_iter()
+                .filter(|a| a.decision == ApprovalDecision::Approved)
+                .map(|a| (a.stage, a.by))
+                .collect(),
+            None => HashMap::new(),
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let engine = Run::new(plan.clone(), params);
+        let mut actor =
+            Actor::new(self.clone(), run, plan, pipeline.project_id, run_env, prior, tx.clone());
+        let first = match replay {
+            None => actor.start(engine).await?,
+            Some(events) => actor.replay(engine, events).await?,
+        };
+        let (run_id, pipeline_id, group) = actor.key();
+        lock(&self.sh.actors).insert(run_id, ActorRef { tx });
+        *lock(&self.sh.active).entry((pipeline_id, group)).or_default() += 1;
+        tokio::spawn(actor.main(rx, first));
+        Ok(())
+    }
+}
+
+fn plan_or_error(compiled: kiln_workflow::Compiled) -> ApiResult<Arc<Plan>> {
+    match compiled.plan {
+        Some(p) => Ok(Arc::new(p)),
+        None => {
+            let mut e = ApiErr::new(
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                kiln_api::codes::INVALID_WORKFLOW,
+                "the stored workflow no longer compiles",
+            );
+            e.diagnostics = compiled.diagnostics.iter().map(plans::diagnostic).collect();
+            Err(e)
+        }
+    }
+}
