@@ -1,4 +1,5 @@
-//! Repository names, tags and digests as the distribution spec defines them.
+//! Repository names, tags and digests as the distribution spec defines them; the digest
+//! algorithms this registry computes and verifies (sha256, the canonical one, and sha512).
 
 use sha2::{Digest as _, Sha256, Sha512};
 
