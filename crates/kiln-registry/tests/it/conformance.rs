@@ -606,3 +606,49 @@ async fn gc_collects_sha512_blobs_by_their_own_paths() {
         .unwrap();
     assert_eq!(resp.status(), 404);
 }
+
+#[tokio::test]
+async fn a_sha512_upload_resumes_after_a_restart() {
+    let reg = Reg::start().await;
+    let admin = reg.admin.clone();
+    let data: Vec<u8> = (0..8000u32).map(|i| (i * 13 % 256) as u8).collect();
+    let resp = reg
+        .req(Method::POST, "/v2/team/app/blobs/uploads/?digest-algorithm=sha512", Some(&admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    let loc = resp.headers()["location"].to_str().unwrap().to_string();
+    let resp = reg
+        .req(Method::PATCH, &loc, Some(&admin))
+        .header("Content-Range", "0-3999")
+        .body(data[..4000].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    // The running hash is lost with the process: the staged file is hashed again at the end.
+    let reg = reg.restart().await;
+    let resp = reg
+        .req(Method::PATCH, &loc, Some(&admin))
+        .header("Content-Range", "4000-7999")
+        .body(data[4000..].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    let d = sha512(&data);
+    let resp =
+        reg.req(Method::PUT, &format!("{loc}?digest={d}"), Some(&admin)).send().await.unwrap();
+    assert_eq!(resp.status(), 201, "{}", text(resp).await);
+    assert_eq!(resp.headers()["docker-content-digest"], d.as_str());
+    let got = reg
+        .req(Method::GET, &format!("/v2/team/app/blobs/{d}"), Some(&admin))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(got.as_ref(), data.as_slice());
+}
