@@ -4,6 +4,8 @@
 //! holding it. A blob only enters the store whole and verified: uploads are staged as local
 //! files by the registry, digest-checked, then handed to [`BlobStore::commit`], which makes them
 //! visible atomically (a rename on the filesystem; an S3 store would upload then complete).
+//! Digests are `sha256:<hex>` or `sha512:<hex>`; the same bytes under both algorithms are two
+//! blobs.
 
 use std::fmt::Debug;
 use std::io;
@@ -14,6 +16,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+use crate::names::{Algorithm, parse_digest};
 
 /// The bytes of a blob (or of a range of it).
 pub struct BlobRead {
@@ -29,7 +33,8 @@ impl Debug for BlobRead {
     }
 }
 
-/// A plug-in store of blob bytes, by digest (`sha256:<hex>`, checked by the caller).
+/// A plug-in store of blob bytes, by digest (`sha256:<hex>` or `sha512:<hex>`, checked by the
+/// caller).
 #[async_trait]
 pub trait BlobStore: Send + Sync + Debug {
     /// The size of blob `digest`, if stored.
@@ -48,7 +53,8 @@ pub trait BlobStore: Send + Sync + Debug {
     async fn list(&self) -> io::Result<Vec<(String, SystemTime)>>;
 }
 
-/// Blobs as files `<root>/sha256/<first two hex digits>/<hex>`.
+/// Blobs as files `<root>/<algorithm>/<first two hex digits>/<hex>` (`sha256/ab/ab…`,
+/// `sha512/cd/cd…`).
 #[derive(Debug, Clone)]
 pub struct FsBlobStore {
     root: PathBuf,
@@ -64,11 +70,11 @@ impl FsBlobStore {
     }
 
     fn path(&self, digest: &str) -> io::Result<PathBuf> {
-        let hex = digest
-            .strip_prefix("sha256:")
-            .filter(|h| h.len() == 64 && h.bytes().all(|c| c.is_ascii_hexdigit()))
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a sha256 digest"))?;
-        Ok(self.root.join("sha256").join(&hex[..2]).join(hex))
+        let algorithm = parse_digest(digest).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, format!("`{digest}` is not a digest"))
+        })?;
+        let hex = &digest[algorithm.as_str().len() + 1..];
+        Ok(self.root.join(algorithm.as_str()).join(&hex[..2]).join(hex))
     }
 }
 
@@ -125,22 +131,29 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn list(&self) -> io::Result<Vec<(String, SystemTime)>> {
-        let root = self.root.join("sha256");
+        let root = self.root.clone();
         tokio::task::spawn_blocking(move || {
             let mut out = Vec::new();
-            for dir in std::fs::read_dir(&root)? {
-                let dir = dir?;
-                if !dir.file_type()?.is_dir() {
-                    continue;
-                }
-                for file in std::fs::read_dir(dir.path())? {
-                    let file = file?;
-                    let name = file.file_name().to_string_lossy().to_string();
-                    if name.len() == 64
-                        && name.bytes().all(|c| c.is_ascii_hexdigit())
-                        && let Ok(modified) = file.metadata().and_then(|m| m.modified())
-                    {
-                        out.push((format!("sha256:{name}"), modified));
+            for algorithm in Algorithm::ALL {
+                let dirs = match std::fs::read_dir(root.join(algorithm.as_str())) {
+                    Ok(d) => d,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                };
+                for dir in dirs {
+                    let dir = dir?;
+                    if !dir.file_type()?.is_dir() {
+                        continue;
+                    }
+                    for file in std::fs::read_dir(dir.path())? {
+                        let file = file?;
+                        let name = file.file_name().to_string_lossy().to_string();
+                        let digest = format!("{}:{name}", algorithm.as_str());
+                        if parse_digest(&digest) == Some(algorithm)
+                            && let Ok(modified) = file.metadata().and_then(|m| m.modified())
+                        {
+                            out.push((digest, modified));
+                        }
                     }
                 }
             }

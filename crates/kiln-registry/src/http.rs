@@ -15,7 +15,7 @@ use crate::Registry;
 use crate::auth::{self, Access, Action, Claims, Principal};
 use crate::error::{Code, RegError, RegResult};
 use crate::manifest::{self, OCI_INDEX};
-use crate::names::{check_digest, check_repository, is_tag, sha256_digest};
+use crate::names::{Algorithm, check_digest, check_repository, is_tag, parse_digest};
 use crate::upload::{self, parse_content_range};
 
 type Reg = Arc<Registry>;
@@ -114,7 +114,9 @@ impl Registry {
         self.auth.authenticate(secret).await
     }
 
-    fn challenge(&self, headers: &HeaderMap, scope: Option<(&str, &str)>) -> String {
+    /// The `WWW-Authenticate` challenge naming `scopes` (repository, actions), all in one
+    /// space-separated `scope` parameter as CNCF distribution writes them.
+    fn challenge(&self, headers: &HeaderMap, scopes: &[(&str, &str)]) -> String {
         let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
         let proto =
             headers.get("x-forwarded-proto").and_then(|h| h.to_str().ok()).unwrap_or("http");
@@ -122,8 +124,12 @@ impl Registry {
             "Bearer realm=\"{proto}://{host}/auth/token\",service=\"{}\"",
             self.keys.service()
         );
-        if let Some((repo, actions)) = scope {
-            c.push_str(&format!(",scope=\"repository:{repo}:{actions}\""));
+        if !scopes.is_empty() {
+            let list: Vec<String> = scopes
+                .iter()
+                .map(|(repo, actions)| format!("repository:{repo}:{actions}"))
+                .collect();
+            c.push_str(&format!(",scope=\"{}\"", list.join(" ")));
         }
         c
     }
@@ -143,13 +149,28 @@ impl Registry {
         repo: &str,
         action: Action,
     ) -> RegResult<String> {
+        self.authorize_with(headers, repo, action, &[]).await
+    }
+
+    /// [`Registry::authorize`], with the challenge of a refusal also naming the scopes `also`
+    /// (a mount's source repository: a client following the challenge gets a token that can
+    /// mount).
+    async fn authorize_with(
+        &self,
+        headers: &HeaderMap,
+        repo: &str,
+        action: Action,
+        also: &[(&str, &str)],
+    ) -> RegResult<String> {
         check_repository(repo)?;
         let scope_actions = match action {
             Action::Pull => "pull",
             Action::Push => "pull,push",
             Action::Delete => "delete",
         };
-        let challenge = self.challenge(headers, Some((repo, scope_actions)));
+        let mut scopes = vec![(repo, scope_actions)];
+        scopes.extend_from_slice(also);
+        let challenge = self.challenge(headers, &scopes);
         let denied_401 = |m: String| {
             let mut e = RegError::new(Code::Unauthorized, m);
             e.challenge = Some(challenge.clone());
@@ -160,12 +181,14 @@ impl Registry {
                 if claims.grants(repo, action) {
                     Ok(claims.sub)
                 } else {
-                    // RFC 6750: a valid token lacking the scope is 403 `insufficient_scope`;
-                    // the challenge names the scope to ask for.
+                    // A valid token lacking the scope is 401 `insufficient_scope`, as CNCF
+                    // distribution answers: clients ask for a new token only after a 401, and
+                    // the challenge names the scopes to ask for.
                     let mut e = RegError::new(
-                        Code::Denied,
+                        Code::Unauthorized,
                         format!(
-                            "the registry token does not grant `{}` on `{repo}`",
+                            "the registry token does not grant `{}` on `{repo}`: ask \
+                             /auth/token for the scope the challenge names",
                             action.as_str()
                         ),
                     );
@@ -228,7 +251,7 @@ fn hv(s: &str) -> HeaderValue {
 
 /// `GET /v2/`: 200 for any valid credentials, else the challenge.
 async fn base(State(reg): State<Reg>, headers: HeaderMap) -> Response {
-    let challenge = reg.challenge(&headers, None);
+    let challenge = reg.challenge(&headers, &[]);
     let result = match reg.credentials(&headers, &challenge).await {
         Ok(Cred::None) => {
             let mut e = RegError::new(Code::Unauthorized, "authentication required");
@@ -270,7 +293,7 @@ async fn issue_token(reg: &Registry, req: Request) -> RegResult<Response> {
         return Err(RegError::new(Code::Unsupported, "POST /auth/token needs a `password`"));
     }
     let headers = req.headers().clone();
-    let challenge = reg.challenge(&headers, None);
+    let challenge = reg.challenge(&headers, &[]);
     let who = match reg.credentials(&headers, &challenge).await {
         Ok(Cred::Basic(p)) => Some(p),
         Ok(Cred::Bearer(c)) => c.kiln,
@@ -451,7 +474,7 @@ fn encode(s: &str) -> String {
 async fn catalog(reg: &Registry, req: Request) -> RegResult<Response> {
     let q = query_pairs(&req);
     let n = page_size(&q)?;
-    let challenge = reg.challenge(req.headers(), None);
+    let challenge = reg.challenge(req.headers(), &[]);
     let who = match reg.credentials(req.headers(), &challenge).await? {
         Cred::Basic(p) => Some(p),
         Cred::Bearer(c) => c.kiln,
@@ -504,15 +527,36 @@ async fn tags(reg: &Registry, name: &str, req: Request) -> RegResult<Response> {
     Ok(resp)
 }
 
-fn check_reference(reference: &str) -> RegResult<()> {
+/// Checks the reference of a manifest to look up (GET, HEAD, DELETE): one that is neither a
+/// tag nor a digest names no manifest, so it is `MANIFEST_UNKNOWN` (404) as the spec's
+/// endpoint table gives, not a 400.
+fn check_lookup_reference(name: &str, reference: &str) -> RegResult<()> {
+    if is_tag(reference) || parse_digest(reference).is_some() {
+        return Ok(());
+    }
+    Err(RegError::new(
+        Code::ManifestUnknown,
+        format!(
+            "manifest `{reference}` not found in `{name}`: it is neither a tag \
+             (`[a-zA-Z0-9_][a-zA-Z0-9._-]{{0,127}}`) nor a sha256 or sha512 digest"
+        ),
+    ))
+}
+
+/// Checks the reference of a manifest push and returns the algorithm its digest is computed
+/// with: a digest's own, sha256 (canonical) for a tag. A bad digest is `DIGEST_INVALID`, a bad
+/// tag `MANIFEST_INVALID` (the spec's codes have no `TAG_INVALID`); both 400.
+fn check_push_reference(reference: &str) -> RegResult<Algorithm> {
     if reference.contains(':') {
         check_digest(reference)
     } else if is_tag(reference) {
-        Ok(())
+        Ok(Algorithm::Sha256)
     } else {
         Err(RegError::new(
             Code::ManifestInvalid,
-            format!("reference `{reference}` is neither a tag nor a sha256 digest"),
+            format!(
+                "tag `{reference}` is not valid: tags match `[a-zA-Z0-9_][a-zA-Z0-9._-]{{0,127}}`"
+            ),
         ))
     }
 }
@@ -524,7 +568,7 @@ async fn get_manifest(
     req: Request,
 ) -> RegResult<Response> {
     reg.authorize(req.headers(), name, Action::Pull).await?;
-    check_reference(reference)?;
+    check_lookup_reference(name, reference)?;
     let m = reg.store.registry_manifest(name, reference).await?.ok_or_else(|| {
         RegError::new(
             Code::ManifestUnknown,
@@ -552,7 +596,7 @@ async fn put_manifest(
     req: Request,
 ) -> RegResult<Response> {
     let actor = reg.authorize(req.headers(), name, Action::Push).await?;
-    check_reference(reference)?;
+    let algorithm = check_push_reference(reference)?;
     let content_type =
         req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
     let body =
@@ -565,7 +609,8 @@ async fn put_manifest(
                 ),
             )
         })?;
-    let digest = sha256_digest(&body);
+    // Pushed by tag: the canonical sha256 digest; by digest: stored under that digest.
+    let digest = algorithm.digest(&body);
     if reference.contains(':') && reference != digest {
         return Err(RegError::new(
             Code::DigestInvalid,
@@ -622,7 +667,7 @@ async fn delete_manifest(
     req: Request,
 ) -> RegResult<Response> {
     reg.authorize(req.headers(), name, Action::Delete).await?;
-    check_reference(reference)?;
+    check_lookup_reference(name, reference)?;
     let gone = if reference.contains(':') {
         reg.store.registry_delete_manifest(name, reference).await?
     } else {
@@ -738,9 +783,25 @@ fn upload_accepted(name: &str, u: &upload::Upload, status: StatusCode) -> Respon
 }
 
 async fn start_upload(reg: &Registry, name: &str, req: Request) -> RegResult<Response> {
-    reg.authorize(req.headers(), name, Action::Push).await?;
-    reg.ensure_repository(name).await?;
     let q = query_pairs(&req);
+    // A mount's challenge also names the source's pull scope, so the token a client gets by
+    // following it can mount.
+    let from = param(&q, "from")
+        .filter(|f| param(&q, "mount").is_some() && *f != name && check_repository(f).is_ok());
+    let also: Vec<(&str, &str)> = from.map(|f| (f, "pull")).into_iter().collect();
+    reg.authorize_with(req.headers(), name, Action::Push, &also).await?;
+    // The algorithm a resumable upload hashes with as chunks arrive (`end-4c`).
+    let algorithm = match param(&q, "digest-algorithm").filter(|a| !a.is_empty()) {
+        None => Algorithm::Sha256,
+        Some(a) => Algorithm::from_name(a).ok_or_else(|| {
+            RegError::new(
+                Code::Unsupported,
+                format!("digest algorithm `{a}` is not supported: use sha256 or sha512"),
+            )
+            .with_status(StatusCode::BAD_REQUEST)
+        })?,
+    };
+    reg.ensure_repository(name).await?;
     if let Some(digest) = param(&q, "mount") {
         check_digest(digest)?;
         let mounted = match param(&q, "from") {
@@ -767,16 +828,16 @@ async fn start_upload(reg: &Registry, name: &str, req: Request) -> RegResult<Res
         // Not mountable: fall back to an ordinary upload, as the spec asks.
     }
     if let Some(digest) = param(&q, "digest").map(str::to_string) {
-        check_digest(&digest)?;
+        let algorithm = check_digest(&digest)?;
         let path = reg.temp_path();
         tokio::fs::File::create(&path).await?;
-        let mut u = upload::Upload::staged(name, path);
+        let mut u = upload::Upload::staged(name, path, algorithm);
         let result = commit_upload(reg, name, &mut u, &digest, req.into_body()).await;
         let _ = tokio::fs::remove_file(&u.path).await;
         result?;
         return Ok(blob_created(name, &digest));
     }
-    let u = reg.new_upload(name).await?;
+    let u = reg.new_upload(name, algorithm).await?;
     let u = u.lock().await;
     Ok(upload_accepted(name, &u, StatusCode::ACCEPTED))
 }
@@ -789,8 +850,9 @@ async fn commit_upload(
     digest: &str,
     body: Body,
 ) -> RegResult<()> {
+    let algorithm = check_digest(digest)?;
     upload::append(u, body).await?;
-    let actual = upload::finish(u).await?;
+    let actual = upload::finish(u, algorithm).await?;
     if actual != digest {
         return Err(RegError::new(
             Code::DigestInvalid,

@@ -1,6 +1,7 @@
-//! Repository names, tags and digests as the distribution spec defines them.
+//! Repository names, tags and digests as the distribution spec defines them; the digest
+//! algorithms this registry computes and verifies (sha256, the canonical one, and sha512).
 
-use sha2::{Digest as _, Sha256};
+use sha2::{Digest as _, Sha256, Sha512};
 
 use crate::error::{Code, RegError, RegResult};
 
@@ -66,25 +67,150 @@ pub fn is_tag(tag: &str) -> bool {
         && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
 }
 
-/// Checks a digest: `sha256:` and 64 lowercase hex digits (the only algorithm stored).
-pub fn check_digest(digest: &str) -> RegResult<()> {
-    if let Some(hex) = digest.strip_prefix("sha256:")
-        && hex.len() == 64
-        && hex.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
-    {
-        return Ok(());
+/// A digest algorithm this registry computes and verifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Algorithm {
+    /// `sha256`: the canonical algorithm (manifests pushed by tag, the default of uploads).
+    Sha256,
+    /// `sha512`.
+    Sha512,
+}
+
+impl Algorithm {
+    /// Every supported algorithm.
+    pub const ALL: [Algorithm; 2] = [Algorithm::Sha256, Algorithm::Sha512];
+
+    /// The algorithm named `name` (`sha256`, `sha512`), if supported.
+    pub fn from_name(name: &str) -> Option<Algorithm> {
+        match name {
+            "sha256" => Some(Algorithm::Sha256),
+            "sha512" => Some(Algorithm::Sha512),
+            _ => None,
+        }
     }
-    let message = if digest.starts_with("sha512:") || digest.starts_with("blake3:") {
-        format!("digest `{digest}`: only sha256 digests are supported")
-    } else {
-        format!("digest `{digest}` is not valid: expected `sha256:` and 64 lowercase hex digits")
+
+    /// Its name, as written before the `:` of a digest.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Algorithm::Sha256 => "sha256",
+            Algorithm::Sha512 => "sha512",
+        }
+    }
+
+    /// The number of hex digits of its digests.
+    pub fn hex_len(self) -> usize {
+        match self {
+            Algorithm::Sha256 => 64,
+            Algorithm::Sha512 => 128,
+        }
+    }
+
+    /// A fresh incremental hasher.
+    pub fn hasher(self) -> Hasher {
+        match self {
+            Algorithm::Sha256 => Hasher::Sha256(Sha256::new()),
+            Algorithm::Sha512 => Hasher::Sha512(Sha512::new()),
+        }
+    }
+
+    /// `<algorithm>:<hex>` of `bytes`.
+    pub fn digest(self, bytes: &[u8]) -> String {
+        let mut h = self.hasher();
+        h.update(bytes);
+        h.finish()
+    }
+}
+
+/// An incremental hash of one of the supported algorithms.
+#[derive(Clone)]
+pub enum Hasher {
+    /// sha256.
+    Sha256(Sha256),
+    /// sha512.
+    Sha512(Sha512),
+}
+
+impl std::fmt::Debug for Hasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Hasher({})", self.algorithm().as_str())
+    }
+}
+
+impl Hasher {
+    /// Its algorithm.
+    pub fn algorithm(&self) -> Algorithm {
+        match self {
+            Hasher::Sha256(_) => Algorithm::Sha256,
+            Hasher::Sha512(_) => Algorithm::Sha512,
+        }
+    }
+
+    /// Hashes `bytes` after what it already hashed.
+    pub fn update(&mut self, bytes: &[u8]) {
+        match self {
+            Hasher::Sha256(h) => h.update(bytes),
+            Hasher::Sha512(h) => h.update(bytes),
+        }
+    }
+
+    /// The digest, `<algorithm>:<lowercase hex>`.
+    pub fn finish(self) -> String {
+        match self {
+            Hasher::Sha256(h) => format!("sha256:{}", hex::encode(h.finalize())),
+            Hasher::Sha512(h) => format!("sha512:{}", hex::encode(h.finalize())),
+        }
+    }
+}
+
+/// The algorithm of a well-formed digest of a supported algorithm: `sha256:` and 64, or
+/// `sha512:` and 128, lowercase hex digits. `None` for anything else.
+pub fn parse_digest(digest: &str) -> Option<Algorithm> {
+    let (name, hex) = digest.split_once(':')?;
+    let algorithm = Algorithm::from_name(name)?;
+    let ok = hex.len() == algorithm.hex_len()
+        && hex.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
+    ok.then_some(algorithm)
+}
+
+/// Whether `digest` has the grammar of the image spec (`algorithm ":" encoded`), whatever its
+/// algorithm.
+fn is_digest_shaped(digest: &str) -> bool {
+    let Some((algorithm, encoded)) = digest.split_once(':') else { return false };
+    let components_ok = algorithm
+        .split(['+', '.', '_', '-'])
+        .all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
+    components_ok
+        && !encoded.is_empty()
+        && encoded.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'=' | b'_' | b'-'))
+}
+
+/// Checks a digest (see [`parse_digest`]) and returns its algorithm. A malformed digest, and
+/// one of an algorithm this registry cannot verify, are `DIGEST_INVALID` (400).
+pub fn check_digest(digest: &str) -> RegResult<Algorithm> {
+    if let Some(algorithm) = parse_digest(digest) {
+        return Ok(algorithm);
+    }
+    let message = match digest.split_once(':').map(|(a, _)| Algorithm::from_name(a)) {
+        Some(Some(a)) => format!(
+            "digest `{digest}` is not valid: expected `{}:` and {} lowercase hex digits",
+            a.as_str(),
+            a.hex_len()
+        ),
+        Some(None) if is_digest_shaped(digest) => format!(
+            "digest `{digest}`: algorithm `{}` is not supported (use sha256 or sha512)",
+            digest.split_once(':').map_or("", |(a, _)| a)
+        ),
+        _ => format!(
+            "digest `{digest}` is not valid: expected `sha256:` and 64 or `sha512:` and 128 \
+             lowercase hex digits"
+        ),
     };
     Err(RegError::new(Code::DigestInvalid, message))
 }
 
-/// `sha256:<hex>` of `bytes`.
+/// `sha256:<hex>` of `bytes` (the canonical digest).
 pub fn sha256_digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+    Algorithm::Sha256.digest(bytes)
 }
 
 #[cfg(test)]
@@ -109,5 +235,30 @@ mod tests {
         assert!(check_digest(&sha256_digest(b"x")).is_ok());
         assert!(check_digest("sha256:ABC").is_err());
         assert_eq!(check_digest("sha512:00").unwrap_err().code, Code::DigestInvalid);
+        let long = Algorithm::Sha512.digest(b"x");
+        assert_eq!(long.len(), "sha512:".len() + 128);
+        assert_eq!(check_digest(&long).unwrap(), Algorithm::Sha512);
+        assert_eq!(check_digest(&sha256_digest(b"x")).unwrap(), Algorithm::Sha256);
+        let e = check_digest("blake3:abcd").unwrap_err();
+        assert_eq!(e.code, Code::DigestInvalid);
+        assert!(e.message.contains("not supported"), "{}", e.message);
+        assert!(check_digest(&long.to_uppercase()).is_err());
+        assert!(check_digest("nocolon").is_err());
+        assert!(parse_digest("sha512:abc").is_none());
+    }
+
+    #[test]
+    fn hashers_match_one_shot_digests() {
+        for a in Algorithm::ALL {
+            let mut h = a.hasher();
+            h.update(b"hello ");
+            h.update(b"world");
+            assert_eq!(h.algorithm(), a);
+            assert_eq!(h.finish(), a.digest(b"hello world"));
+        }
+        assert_eq!(
+            Algorithm::Sha256.digest(b""),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
     }
 }

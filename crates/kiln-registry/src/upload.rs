@@ -1,6 +1,10 @@
 //! Upload sessions: each is a staged file `uploads/<id>` (plus `uploads/<id>.repo` naming its
 //! repository) that grows with every chunk, hashed as it grows. A session survives a restart:
 //! its file is found again and re-hashed when the upload completes.
+//!
+//! A session hashes with the algorithm it was started with (`?digest-algorithm=`, sha256 by
+//! default); a final digest of another algorithm re-hashes the staged file with that one, so
+//! the digest a client names is always checked with its own algorithm.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -8,11 +12,11 @@ use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use futures::StreamExt;
-use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::Registry;
 use crate::error::{Code, RegError, RegResult};
+use crate::names::{Algorithm, Hasher};
 
 /// One upload in progress.
 #[derive(Debug)]
@@ -24,19 +28,20 @@ pub struct Upload {
     /// Bytes received so far.
     pub size: u64,
     /// Hash of those bytes, unless lost (restart, failed write): then recomputed at the end.
-    hasher: Option<Sha256>,
+    hasher: Option<Hasher>,
     /// The staged file.
     pub path: PathBuf,
 }
 
 impl Upload {
-    /// A one-request upload into the (empty, existing) staged file `path`.
-    pub(crate) fn staged(repo: &str, path: PathBuf) -> Upload {
+    /// A one-request upload into the (empty, existing) staged file `path`, hashed with
+    /// `algorithm`.
+    pub(crate) fn staged(repo: &str, path: PathBuf, algorithm: Algorithm) -> Upload {
         Upload {
             id: String::new(),
             repo: repo.to_string(),
             size: 0,
-            hasher: Some(Sha256::new()),
+            hasher: Some(algorithm.hasher()),
             path,
         }
     }
@@ -56,10 +61,11 @@ fn unknown(id: &str) -> RegError {
 }
 
 impl Registry {
-    /// Starts a session for `repo`.
+    /// Starts a session for `repo`, hashing with `algorithm` as chunks arrive.
     pub(crate) async fn new_upload(
         &self,
         repo: &str,
+        algorithm: Algorithm,
     ) -> RegResult<Arc<tokio::sync::Mutex<Upload>>> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let path = self.uploads_dir.join(&id);
@@ -69,7 +75,7 @@ impl Registry {
             id: id.clone(),
             repo: repo.to_string(),
             size: 0,
-            hasher: Some(Sha256::new()),
+            hasher: Some(algorithm.hasher()),
             path,
         }));
         crate::lock(&self.uploads.live).insert(id, upload.clone());
@@ -190,20 +196,20 @@ pub(crate) async fn append(u: &mut Upload, body: Body) -> RegResult<u64> {
     Ok(written)
 }
 
-/// The digest of everything `u` received, and syncs its file to disk.
-pub(crate) async fn finish(u: &mut Upload) -> RegResult<String> {
+/// The `algorithm` digest of everything `u` received, and syncs its file to disk.
+pub(crate) async fn finish(u: &mut Upload, algorithm: Algorithm) -> RegResult<String> {
     let hasher = match u.hasher.take() {
-        Some(h) => h,
-        None => hash_file(&u.path).await?,
+        Some(h) if h.algorithm() == algorithm => h,
+        _ => hash_file(&u.path, algorithm).await?,
     };
     let file = tokio::fs::OpenOptions::new().write(true).open(&u.path).await?;
     file.sync_all().await?;
-    Ok(format!("sha256:{}", hex::encode(hasher.finalize())))
+    Ok(hasher.finish())
 }
 
-async fn hash_file(path: &Path) -> std::io::Result<Sha256> {
+async fn hash_file(path: &Path, algorithm: Algorithm) -> std::io::Result<Hasher> {
     let mut file = tokio::fs::File::open(path).await?;
-    let mut h = Sha256::new();
+    let mut h = algorithm.hasher();
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = file.read(&mut buf).await?;

@@ -3,6 +3,7 @@
 
 mod api;
 mod clients;
+mod conformance;
 mod gc_events;
 mod oras;
 mod protocol;

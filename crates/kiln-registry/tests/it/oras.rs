@@ -12,7 +12,9 @@ import json, os, sys
 import oras.client, oras.oci
 host, token, work = sys.argv[1], sys.argv[2], sys.argv[3]
 os.chdir(work)
-c = oras.client.OrasClient(hostname=host, insecure=True)
+# Basic auth on every request: oras-py's token backend (0.2.43) asks for a new token only after
+# a 403, while a token lacking a scope gets 401 `insufficient_scope` here, as in distribution.
+c = oras.client.OrasClient(hostname=host, insecure=True, auth_backend="basic")
 c.auth.set_basic_auth("kiln", token)
 with open("artifact.txt", "w") as f:
     f.write("hello from oras\n")

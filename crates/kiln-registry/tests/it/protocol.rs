@@ -65,14 +65,14 @@ async fn token_flow_challenge_token_bearer() {
     assert_eq!(resp.status(), 404);
     assert_eq!(code(resp).await, "MANIFEST_UNKNOWN");
     let resp = bearer(Method::POST, "/v2/team/app/blobs/uploads/").send().await.unwrap();
-    assert_eq!(resp.status(), 403);
+    assert_eq!(resp.status(), 401);
     assert!(
         resp.headers()["www-authenticate"]
             .to_str()
             .unwrap()
             .ends_with("scope=\"repository:team/app:pull,push\",error=\"insufficient_scope\"")
     );
-    assert_eq!(code(resp).await, "DENIED");
+    assert_eq!(code(resp).await, "UNAUTHORIZED");
     // A tampered token is refused.
     let resp = reg
         .http
