@@ -194,32 +194,9 @@ impl Reg {
     /// names, or `None` with a note when it is unset (a failure under
     /// `KILN_REQUIRE_POSTGRES=1`).
     pub async fn start_postgres(test: &str) -> Option<Reg> {
-        let Some(server) = std::env::var("KILN_STORE_TEST_POSTGRES").ok().filter(|s| !s.is_empty())
-        else {
-            assert!(
-                std::env::var("KILN_REQUIRE_POSTGRES").as_deref() != Ok("1"),
-                "{test}: KILN_REQUIRE_POSTGRES=1 but KILN_STORE_TEST_POSTGRES names no server"
-            );
-            let note = format!("skipped {test}: KILN_STORE_TEST_POSTGRES is unset\n");
-            let _ = std::io::Write::write_all(&mut std::io::stderr(), note.as_bytes());
-            return None;
-        };
-        let server = server.trim_end_matches('/').to_string();
-        let name = format!("kiln_test_registry_{}", uuid_like());
-        let admin = sqlx::PgPool::connect(&format!("{server}/postgres")).await.unwrap();
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&admin)
-            .await
-            .unwrap();
-        admin.close().await;
+        let db = kiln_testkit::postgres::fresh_database("kiln_test_registry", test).await?;
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        Some(Reg::start_in(dir, data, Some(format!("{server}/{name}"))).await)
+        Some(Reg::start_in(dir, data, Some(db.url())).await)
     }
-}
-
-fn uuid_like() -> String {
-    let mut b = [0u8; 8];
-    getrandom::fill(&mut b).unwrap();
-    hex::encode(b)
 }

@@ -5,26 +5,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use kiln_agent::HostFacts;
-use kiln_api::pool::{AttrValue, NodeUpdate, PortRange, Resources};
+use kiln_api::pool::{AttrValue, NodeUpdate, PortRange};
 
-use crate::support::{Backend, TestServer, job, log_text};
-
-const GI: u64 = 1 << 30;
-
-fn host(ip: &str, cpus: u64, attrs: &[(&str, AttrValue)]) -> HostFacts {
-    HostFacts {
-        hostname: format!("host-{ip}"),
-        ip: ip.into(),
-        resources: Some(Resources {
-            cpu_millis: cpus * 1000,
-            memory_bytes: 16 * GI,
-            disk_bytes: 100 * GI,
-        }),
-        ports: Some(PortRange { start: 31000, end: 31099 }),
-        attributes: attrs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
-    }
-}
+use crate::support::{Backend, TestServer, host, job, log_text};
 
 fn text(s: &str) -> AttrValue {
     AttrValue::Text(s.into())

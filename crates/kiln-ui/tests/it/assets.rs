@@ -7,7 +7,7 @@ use crate::support::TestServer;
 
 #[tokio::test]
 async fn the_app_page_is_served_at_the_root_and_every_deep_link_with_an_etag() {
-    let s = TestServer::start(0).await;
+    let s = TestServer::start_with(0).await;
     let http = reqwest::Client::new();
     for path in ["/", "/runs/0190f0a1-aaaa-7bbb-8ccc-000000000001", "/p/web/build", "/signin"] {
         let r = http.get(format!("{}{path}", s.url)).send().await.unwrap();
@@ -28,7 +28,7 @@ async fn the_app_page_is_served_at_the_root_and_every_deep_link_with_an_etag() {
 
 #[tokio::test]
 async fn assets_have_their_content_types_and_unknown_ones_are_json_404s() {
-    let s = TestServer::start(0).await;
+    let s = TestServer::start_with(0).await;
     let http = reqwest::Client::new();
     for (file, ty, needle) in [
         ("app.js", "text/javascript; charset=utf-8", "followSse"),
@@ -50,7 +50,7 @@ async fn assets_have_their_content_types_and_unknown_ones_are_json_404s() {
 
 #[tokio::test]
 async fn the_api_metrics_and_registry_paths_are_not_the_uis() {
-    let s = TestServer::start(0).await;
+    let s = TestServer::start_with(0).await;
     let http = reqwest::Client::new();
     for path in ["/api/v1/nothing/here", "/api"] {
         let r = http.get(format!("{}{path}", s.url)).send().await.unwrap();
@@ -82,7 +82,7 @@ async fn the_api_metrics_and_registry_paths_are_not_the_uis() {
 #[tokio::test]
 async fn queue_history_shows_a_job_waiting_for_an_agent() {
     // No agent: the run's job waits in the queue.
-    let s = TestServer::start(0).await;
+    let s = TestServer::start_with(0).await;
     s.apply(
         "web",
         "build",

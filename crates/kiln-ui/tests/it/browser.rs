@@ -15,7 +15,7 @@ use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
-use crate::support::TestServer;
+use crate::support::{CuttableProxy, TestServer, host};
 
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -247,8 +247,8 @@ stages:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_in_trigger_with_params_watch_the_graph_and_a_live_log_then_approve() {
-    let s = TestServer::start(4).await;
-    let gate = s.dir.path().join("go");
+    let s = TestServer::start_with(4).await;
+    let gate = s.dir().join("go");
     s.apply("web", "ship", &SHIP.replace("GATE", &gate.display().to_string())).await;
     let Some(b) = Browser::start("main-flow").await else {
         s.stop().await;
@@ -396,7 +396,7 @@ async fn sign_in_trigger_with_params_watch_the_graph_and_a_live_log_then_approve
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_retry_errors_that_say_what_failed_missing_apis_keyboard_and_a_phone_width() {
-    let s = TestServer::start(1).await;
+    let s = TestServer::start_with(1).await;
     s.apply(
         "web",
         "quick",
@@ -586,9 +586,9 @@ async fn cancel_retry_errors_that_say_what_failed_missing_apis_keyboard_and_a_ph
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_followed_log_resumes_after_a_dropped_connection_without_losing_or_repeating_lines() {
-    let s = TestServer::start(1).await;
-    let one = s.dir.path().join("one");
-    let two = s.dir.path().join("two");
+    let s = TestServer::start_with(1).await;
+    let one = s.dir().join("one");
+    let two = s.dir().join("two");
     let yaml = format!(
         "name: drip\nstages:\n  - name: b\n    jobs:\n      drip:\n        script:\n          - echo first\n          - while [ ! -f {one} ]; do sleep 0.05; done\n          - echo second\n          - while [ ! -f {two} ]; do sleep 0.05; done\n          - echo third\n",
         one = one.display(),
@@ -596,7 +596,7 @@ async fn a_followed_log_resumes_after_a_dropped_connection_without_losing_or_rep
     );
     s.apply("web", "drip", &yaml).await;
     let run = s.admin.trigger("web", "drip", &Default::default()).await.unwrap();
-    let proxy = crate::support::CuttableProxy::start(s.server.as_ref().unwrap().addr).await;
+    let proxy = CuttableProxy::start(s.server.as_ref().unwrap().addr).await;
     let Some(b) = Browser::start("resume").await else {
         s.stop().await;
         return;
@@ -633,28 +633,10 @@ async fn a_followed_log_resumes_after_a_dropped_connection_without_losing_or_rep
     s.stop().await;
 }
 
-const GI: u64 = 1 << 30;
-
-/// A host as `kiln agent` declares it: `cpus` CPUs, 16 GiB, 100 GiB of disk, 100 ports.
-fn host(ip: &str, cpus: u64, attrs: &[(&str, kiln_api::pool::AttrValue)]) -> kiln_agent::HostFacts {
-    use kiln_api::pool::{PortRange, Resources};
-    kiln_agent::HostFacts {
-        hostname: format!("host-{}", ip.rsplit('.').next().unwrap()),
-        ip: ip.into(),
-        resources: Some(Resources {
-            cpu_millis: cpus * 1000,
-            memory_bytes: 16 * GI,
-            disk_bytes: 100 * GI,
-        }),
-        ports: Some(PortRange { start: 31000, end: 31099 }),
-        attributes: attrs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pool_page_shows_nodes_with_attributes_offers_as_bars_and_why_a_job_waits() {
     use kiln_api::pool::AttrValue;
-    let mut s = TestServer::start(0).await;
+    let s = TestServer::start_with(0).await;
     let text = |v: &str| AttrValue::Text(v.into());
     let _sz_agent = s.agent(
         "sz-build-01",
@@ -678,7 +660,7 @@ async fn the_pool_page_shows_nodes_with_attributes_offers_as_bars_and_why_a_job_
 
     // One job holds 3 CPUs and 4 GiB until told to end (only sz-build-01's 4 or gz-build-02's
     // 8 CPUs take it); another asks for 64 CPUs, which no node has.
-    let gate = s.dir.path().join("gate");
+    let gate = s.dir().join("gate");
     let yaml = format!(
         "name: crunch\nstages:\n  - name: b\n    jobs:\n      hold:\n        resources: {{ cpu: 3, memory: 4Gi }}\n        script: \"while [ ! -f {g} ]; do sleep 0.05; done\"\n      huge:\n        resources: {{ cpu: 64 }}\n        script: echo never\n",
         g = gate.display()
@@ -858,7 +840,7 @@ async fn the_pool_page_shows_nodes_with_attributes_offers_as_bars_and_why_a_job_
     b.shot("run-waiting").await;
 
     // gz-build-02's agent stops (it says goodbye): its node goes down, in the grey of canceled.
-    gz_agent.cancel();
+    gz_agent.stop().await;
     b.c.goto(&format!("{}/pool", s.url)).await.unwrap();
     let colour = b
         .wait(
@@ -959,7 +941,7 @@ async fn push_image(url: &str, token: &str, repo: &str, tag: &str, layer: &[u8])
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_registry_page_lists_repositories_tags_with_digests_sizes_pull_commands_and_pushes() {
-    let s = TestServer::start(0).await;
+    let s = TestServer::start_with(0).await;
     s.admin.create_project("team").await.unwrap();
     let pusher = s
         .admin

@@ -1,0 +1,34 @@
+//! Test support shared by every suite that needs a running Kiln: [`TestServer`] (a real
+//! server on loopback with a temporary data directory and an agent on the process executor),
+//! fresh PostgreSQL databases ([`postgres`]), host facts as agents declare them ([`host`]),
+//! waiting with a deadline ([`wait`]) and a TCP proxy whose connections a test can cut
+//! ([`CuttableProxy`]). A dev-dependency only: no library or binary depends on it.
+
+pub mod postgres;
+mod proxy;
+mod server;
+pub mod wait;
+
+use kiln_api::pool::{AttrValue, PortRange, Resources};
+
+pub use proxy::CuttableProxy;
+pub use server::{Backend, TestAgent, TestServer};
+pub use wait::is_final;
+
+const GI: u64 = 1 << 30;
+
+/// A host as `kiln agent` declares it: `cpus` CPUs, 16 GiB, 100 GiB of disk, ports
+/// 31000-31099, these attributes, named `host-<last part of the IP>`.
+pub fn host(ip: &str, cpus: u64, attrs: &[(&str, AttrValue)]) -> kiln_agent::HostFacts {
+    kiln_agent::HostFacts {
+        hostname: format!("host-{}", ip.rsplit('.').next().unwrap_or(ip)),
+        ip: ip.into(),
+        resources: Some(Resources {
+            cpu_millis: cpus * 1000,
+            memory_bytes: 16 * GI,
+            disk_bytes: 100 * GI,
+        }),
+        ports: Some(PortRange { start: 31000, end: 31099 }),
+        attributes: attrs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+    }
+}
