@@ -1,5 +1,5 @@
-//! `cargo xtask ci`: formatting, lints, a Docker engine with the test images, a PostgreSQL
-//! server, then every test with `KILN_REQUIRE_DOCKER=1` and `DOCKER_HOST` set, and
+//! `cargo xtask ci`: formatting, lints, `cargo xtask tidy`, a Docker engine with the test
+//! images, a PostgreSQL server, then every test with `KILN_REQUIRE_DOCKER=1` and `DOCKER_HOST` set, and
 //! `KILN_STORE_TEST_POSTGRES` with `KILN_REQUIRE_POSTGRES=1` (so the store's and the server's
 //! tests also run on PostgreSQL); stops at the first failing step. `KILN_SKIP_POSTGRES=1`
 //! skips PostgreSQL: those tests then run on SQLite only. Chromium and chromedriver are
@@ -9,11 +9,11 @@ use anyhow::Result;
 
 use crate::apt::Apt;
 use crate::step::{self, Steps, cargo};
-use crate::{browser, engine, images, postgres};
+use crate::{browser, engine, images, postgres, tidy};
 
 /// Runs the CI steps in order.
 pub fn run() -> Result<()> {
-    let mut steps = Steps::new(7);
+    let mut steps = Steps::new(8);
     let result = run_steps(&mut steps);
     steps.summary();
     result
@@ -26,6 +26,7 @@ fn run_steps(steps: &mut Steps) -> Result<()> {
     steps.run("cargo clippy --workspace --all-targets -- -D warnings", || {
         step::run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))
     })?;
+    steps.run("cargo xtask tidy", tidy::run)?;
     let mut apt = Apt::default();
     let host = steps.run("Docker engine", || engine::ensure(&mut apt))?;
     steps.run("test images", || images::ensure(&host, &mut apt))?;

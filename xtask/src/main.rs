@@ -1,4 +1,5 @@
-//! `cargo xtask`: the project's automation (CI, test images), in Rust rather than shell.
+//! `cargo xtask`: the project's automation (CI, tidy, test images, benchmarks), in Rust rather
+//! than shell.
 //!
 //! Each subcommand lives in its own module and is one variant of [`Task`]; add a variant and
 //! a match arm to add one.
@@ -12,6 +13,7 @@ mod http;
 mod images;
 mod postgres;
 mod step;
+mod tidy;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,8 +32,12 @@ struct Cli {
 /// One development task.
 #[derive(Debug, Subcommand)]
 enum Task {
-    /// Everything CI checks: fmt, clippy, a Docker engine with the test images, all tests.
+    /// Everything CI checks: fmt, clippy, tidy, a Docker engine with the test images, all
+    /// tests.
     Ci,
+    /// Checks the invariants of ARCHITECTURE.md a program can: dependency rules (pure crates,
+    /// a server without executors), no anyhow in libraries, a module doc atop every file.
+    Tidy,
     /// Makes sure a Docker engine answers and holds the test images; prints its DOCKER_HOST.
     Images,
     /// The benchmarks, side by side with their floors: docker, engine, gap, server, pool,
@@ -59,6 +65,7 @@ fn run(task: Task) -> Result<()> {
     std::env::set_current_dir(workspace_root())?;
     match task {
         Task::Ci => ci::run(),
+        Task::Tidy => tidy::run(),
         Task::Images => images::run(),
         Task::Bench { only } => bench::run(only.as_deref()),
     }

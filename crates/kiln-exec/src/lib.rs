@@ -10,9 +10,12 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
+
+/// A task's output lines: defined in `kiln-logs`, below both the executors that produce them
+/// and the server that stores them, so that the server needs no executor crate.
+pub use kiln_logs::{LogLine, Stream};
 
 pub mod conformance;
 pub mod fake;
@@ -142,26 +145,6 @@ pub struct Limits {
     pub cpu_millis: Option<u64>,
     /// Bytes of memory.
     pub memory_bytes: Option<u64>,
-}
-
-/// Which output stream a line came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Stream {
-    /// Standard output (where `JOB_OUT` lines are read from).
-    Stdout,
-    /// Standard error.
-    Stderr,
-}
-
-/// One line of a task's output, without its line ending.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LogLine {
-    /// Stream.
-    pub stream: Stream,
-    /// When the engine (or the executor) saw it.
-    pub time: DateTime<Utc>,
-    /// The text, lossily decoded as UTF-8.
-    pub text: String,
 }
 
 /// How the main container or process ended.

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Record, Stream};
 
-/// A stream as written in the file; kept apart from `kiln_exec::Stream` so renaming that enum
+/// A stream as written in the file; kept apart from [`Stream`] so renaming that enum
 /// cannot change the file format.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 enum FileStream {

@@ -1,4 +1,5 @@
-//! Job log storage for Kiln: secret masking ([`Masker`]), one append-only file per log
+//! Job log lines and their storage for Kiln: the line type ([`LogLine`], shared with the
+//! executors), secret masking ([`Masker`]), one append-only file per log
 //! ([`LogStore`], keyed by [`LogKey`]) and gap-free live following ([`LogStore::follow`]).
 //!
 //! Invariants: records of one log have sequence numbers 1, 2, 3, … with no gap; a record is
@@ -8,6 +9,7 @@
 mod follow;
 mod format;
 mod key;
+mod line;
 mod mask;
 mod store;
 
@@ -15,10 +17,10 @@ use std::io;
 use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
-pub use kiln_exec::{LogLine, Stream};
 
 pub use follow::Follow;
 pub use key::{LogKey, MAX_KEY_LEN, MAX_SEGMENT_LEN, MAX_SEGMENTS};
+pub use line::{LogLine, Stream};
 pub use mask::{MASK, MIN_SECRET_CHARS, Masker};
 pub use store::{LogInfo, LogStore, LogStoreConfig};
 

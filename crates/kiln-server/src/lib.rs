@@ -11,9 +11,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-use kiln_logs::LogStore;
-use kiln_store::{NewToken, Role, Store};
+use kiln_logs::{LogError, LogStore};
+use kiln_store::{NewToken, Role, Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
 pub mod auth;
@@ -36,7 +35,67 @@ pub mod webhooks;
 use coord::Coord;
 use dispatch::Dispatch;
 use metrics::Metrics;
-use secrets::SecretBox;
+use secrets::{SecretBox, SecretError};
+
+/// Why [`start`] could not start a server.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data directory could not be created.
+    #[error("create data directory `{}`: {source}", path.display())]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// [`ServerConfig::database`] is not a PostgreSQL URL.
+    #[error(
+        "the database must be a postgres:// URL (leave it unset for SQLite in the data directory)"
+    )]
+    DatabaseUrl,
+    /// The database could not be opened, migrated or read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The log directory could not be opened.
+    #[error(transparent)]
+    Logs(#[from] LogError),
+    /// The blob directory could not be opened.
+    #[error("blob directory: {0}")]
+    Blobs(std::io::Error),
+    /// The secret key could not be loaded or created.
+    #[error(transparent)]
+    Secrets(#[from] SecretError),
+    /// The first admin token could not be written.
+    #[error("write `{}`: {source}", path.display())]
+    AdminToken {
+        /// The token file.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The system gave no random bytes for the agent secret.
+    #[error("no randomness: {0}")]
+    Randomness(String),
+    /// The listen address could not be bound.
+    #[error("listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The registry's directories could not be opened.
+    #[error("open the registry: {0}")]
+    Registry(std::io::Error),
+    /// A pipeline's stored schedules could not be brought in step with it.
+    #[error("schedules of pipeline {pipeline}: {message}")]
+    Schedules {
+        /// `project/name`.
+        pipeline: String,
+        /// What went wrong.
+        message: String,
+    },
+}
 
 /// Everything a request handler can reach.
 #[derive(Debug)]
@@ -145,39 +204,39 @@ impl Server {
 
 /// Opens (or creates) the data directory and the database (SQLite in it, or the PostgreSQL
 /// one of [`ServerConfig::database`]), recovers unfinished runs and starts serving.
-pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
+pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
     let data = &config.data;
     std::fs::create_dir_all(data)
-        .with_context(|| format!("create data directory `{}`", data.display()))?;
+        .map_err(|source| StartError::DataDir { path: data.clone(), source })?;
     let store = match &config.database {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
             Store::connect_postgres(url).await?
         }
-        Some(_) => anyhow::bail!(
-            "the database must be a postgres:// URL (leave it unset for SQLite in the data directory)"
-        ),
+        Some(_) => return Err(StartError::DatabaseUrl),
         None => Store::open(data.join("kiln.db")).await?,
     };
     let logs = LogStore::open(data.join("logs"))?;
-    let blobs = blobs::Blobs::open(data.join("blobs"))?;
+    let blobs = blobs::Blobs::open(data.join("blobs")).map_err(StartError::Blobs)?;
     let secrets = Arc::new(SecretBox::load_or_create(data)?);
     let metrics = Arc::new(Metrics::new());
     let dispatch = Arc::new(Dispatch::new(config.agent_lost_after));
     dispatch.load_nodes(&store.nodes().await?);
     let first_admin_token = first_admin(&store, data).await?;
     let mut secret = [0u8; 32];
-    getrandom::fill(&mut secret).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    getrandom::fill(&mut secret).map_err(|e| StartError::Randomness(e.to_string()))?;
     let agent_secret = format!("kiln_agent_{}", hex::encode(secret));
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
-        .with_context(|| format!("listen on {}", config.listen))?;
-    let addr = listener.local_addr()?;
+        .map_err(|source| StartError::Listen { addr: config.listen, source })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| StartError::Listen { addr: config.listen, source })?;
     let registry = kiln_registry::Registry::open(
         store.clone(),
         Arc::new(registry::TokenAuth::new(store.clone())),
         kiln_registry::RegistryConfig::new(data.join("registry")),
     )
-    .context("open the registry")?;
+    .map_err(StartError::Registry)?;
     let registry_host = match &config.registry_host {
         Some(host) => host.clone(),
         None if addr.ip().is_unspecified() => format!("127.0.0.1:{}", addr.port()),
@@ -241,7 +300,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
 
 /// On an empty database: creates the `admin` token and writes its secret to
 /// `<data>/admin.token` (mode 0600), like Jenkins' initial admin password.
-async fn first_admin(store: &Store, data: &Path) -> anyhow::Result<Option<String>> {
+async fn first_admin(store: &Store, data: &Path) -> Result<Option<String>, StartError> {
     if !store.tokens().await?.is_empty() {
         return Ok(None);
     }
@@ -253,8 +312,10 @@ async fn first_admin(store: &Store, data: &Path) -> anyhow::Result<Option<String
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&path).with_context(|| format!("write `{}`", path.display()))?;
-    std::io::Write::write_all(&mut file, format!("{}\n", secret.expose()).as_bytes())?;
+    let written = options.open(&path).and_then(|mut file| {
+        std::io::Write::write_all(&mut file, format!("{}\n", secret.expose()).as_bytes())
+    });
+    written.map_err(|source| StartError::AdminToken { path, source })?;
     Ok(Some(secret.expose().to_string()))
 }
 

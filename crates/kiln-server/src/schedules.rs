@@ -17,8 +17,8 @@ use kiln_workflow::plan::Plan;
 use kiln_workflow::schedule::{self, Decision, Missed, Schedule};
 use tokio_util::sync::CancellationToken;
 
-use crate::App;
 use crate::error::ApiResult;
+use crate::{App, StartError};
 
 /// The longest the scheduler sleeps without looking at the store again.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
@@ -64,16 +64,14 @@ pub async fn sync(app: &App, pipeline: &PipelineId, plan: &Plan) -> ApiResult<()
 
 /// Brings every pipeline's stored schedules in step with its current version (pipelines
 /// applied before schedules existed, or an apply cut short between its two writes).
-pub async fn reconcile(app: &App) -> anyhow::Result<()> {
+pub async fn reconcile(app: &App) -> Result<(), StartError> {
     for pipeline in app.store.all_pipelines().await? {
         let Ok(plan) = app.coord.plan_of(&pipeline) else { continue };
         if let Err(e) = sync(app, &pipeline.id, &plan).await {
-            anyhow::bail!(
-                "schedules of pipeline {}/{}: {}",
-                pipeline.project,
-                pipeline.name,
-                e.message
-            );
+            return Err(StartError::Schedules {
+                pipeline: format!("{}/{}", pipeline.project, pipeline.name),
+                message: e.message,
+            });
         }
     }
     Ok(())

@@ -26,7 +26,7 @@ fn api_limits(l: &kiln_store::QuotaLimits) -> QuotaLimits {
 }
 
 /// Hands every stored quota to the dispatcher (at start).
-pub async fn load(app: &App) -> anyhow::Result<()> {
+pub async fn load(app: &App) -> Result<(), kiln_store::StoreError> {
     for q in app.store.quotas().await? {
         app.dispatch.set_quota(&q.project, Some(sched_quota(&api_limits(&q.limits))));
     }

@@ -1,0 +1,4 @@
+//! Run states.
+
+/// A state.
+pub struct State;

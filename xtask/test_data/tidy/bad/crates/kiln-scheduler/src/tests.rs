@@ -1,0 +1,6 @@
+//! Unit tests, out of line.
+
+#[test]
+fn now() {
+    let _ = std::time::SystemTime::now();
+}

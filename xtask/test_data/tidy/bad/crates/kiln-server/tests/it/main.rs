@@ -1,0 +1,2 @@
+#![allow(missing_docs)]
+//! Tests, with an attribute before the module doc.

@@ -1,0 +1,1 @@
+//! Workflows, fetched over HTTP (which a pure crate must not do).

@@ -1,0 +1,5 @@
+//! The binary may use anyhow.
+
+fn main() -> anyhow::Result<()> {
+    Ok(())
+}

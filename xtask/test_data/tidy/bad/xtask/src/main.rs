@@ -1,0 +1,5 @@
+//! xtask may use anyhow.
+
+fn main() -> anyhow::Result<()> {
+    Ok(())
+}
