@@ -128,7 +128,13 @@ async fn local(
     let shared = fake.clone();
     let (tx, mut rx) = mpsc::unbounded_channel();
     let (control, control_rx) = mpsc::unbounded_channel();
-    let run = LocalRun { run_id: "r1".into(), plan, params, executor: shared };
+    let run = LocalRun {
+        run_id: "r1".into(),
+        plan,
+        params,
+        executor: shared,
+        setup: kiln_runtime::LocalSetup::default(),
+    };
     let handle = tokio::spawn(run.run(tx, control_rx));
     let mut seen = Vec::new();
     let mut cancel_at = cancel_after.map(|d| Instant::now() + d);

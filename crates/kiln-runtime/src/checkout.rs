@@ -1,6 +1,7 @@
 //! PreStart's first step: the workflow's `source` commit checked out into the seed directory
 //! with the host's `git` (job images need no git; the executor copies the seed, `.git`
-//! included, into the workspace).
+//! included, into the workspace). Used by the agent and by `kiln run` alike, through
+//! [`crate::wrapper`].
 //!
 //! Credentials go to git only through its environment (`GIT_CONFIG_COUNT`: an
 //! `http.extraHeader` with basic auth), never on its command line, in the remote URL or in
@@ -10,12 +11,35 @@
 use std::path::Path;
 
 use base64::Engine as _;
-use kiln_api::agent::Checkout;
 use tokio::process::Command;
 
 /// User name sent with a token that has none (`user:token` sends its own): GitHub and Gitea
 /// accept any name with a token, GitLab with a personal or project access token too.
 const TOKEN_USER: &str = "x-access-token";
+
+/// A commit to check out into a job's workspace (the workflow's `source`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Checkout {
+    /// Clone URL (or a local path), as the workflow's `source` wrote it.
+    pub repository: String,
+    /// The ref (`refs/heads/main`); empty: the remote's default branch.
+    pub git_ref: String,
+    /// The commit; empty: whatever `git_ref` points at now.
+    pub commit: String,
+    /// HTTP credentials: a token, or `user:token` (never logged).
+    pub credentials: Option<String>,
+}
+
+impl std::fmt::Debug for Checkout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checkout")
+            .field("repository", &self.repository)
+            .field("git_ref", &self.git_ref)
+            .field("commit", &self.commit)
+            .field("credentials", &self.credentials.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
 
 /// What was checked out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,7 +113,7 @@ impl Git<'_> {
         let out = cmd
             .output()
             .await
-            .map_err(|e| format!("running git: {e} (is git installed on the agent's host?)"))?;
+            .map_err(|e| format!("running git: {e} (is git installed on this host?)"))?;
         if out.status.success() {
             return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
         }
