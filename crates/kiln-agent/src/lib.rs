@@ -394,14 +394,8 @@ async fn wrapped(
         commit: c.commit.clone(),
         credentials: c.credentials.clone(),
     });
-    let attempt = Attempt {
-        job,
-        spec,
-        inputs: &lease.inputs,
-        checkout: checkout.as_ref(),
-        cache: true,
-        dir,
-    };
+    let attempt =
+        Attempt { job, spec, inputs: &lease.inputs, checkout: checkout.as_ref(), cache: true, dir };
     let files = LeaseFiles { client, lease: &lease.id };
     run_attempt(executor, &files, attempt, cancel, |ev| {
         let _ = tx.send(match ev {

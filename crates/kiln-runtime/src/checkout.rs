@@ -124,3 +124,79 @@ impl Git<'_> {
         Err(format!("git {} failed: {text}", args.first().copied().unwrap_or_default()))
     }
 }
+
+/// A commit found in a repository on this machine, described as a git event would.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalCommit {
+    /// The repository's top directory.
+    pub toplevel: String,
+    /// HEAD's commit.
+    pub commit: String,
+    /// The branch HEAD is on (`refs/heads/main`); empty when detached.
+    pub git_ref: String,
+    /// Its message (trailing blank lines trimmed).
+    pub message: String,
+    /// Its author, `Name <email>`.
+    pub author: String,
+    /// Whether the work tree has changes HEAD does not hold (they are not checked out).
+    pub dirty: bool,
+}
+
+/// HEAD of the git repository that holds `dir`.
+pub async fn local_head(dir: &Path) -> Result<LocalCommit, String> {
+    let git = Git { dir, credentials: None };
+    let toplevel = git.run(&["rev-parse", "--show-toplevel"]).await?.trim().to_string();
+    let commit = git.run(&["rev-parse", "HEAD"]).await?.trim().to_string();
+    let git_ref = git.run(&["symbolic-ref", "-q", "HEAD"]).await.unwrap_or_default();
+    let message = git.run(&["log", "-1", "--format=%B", "HEAD"]).await?;
+    let author = git.run(&["log", "-1", "--format=%an <%ae>", "HEAD"]).await?;
+    let status = git.run(&["status", "--porcelain", "--untracked-files=no"]).await?;
+    Ok(LocalCommit {
+        toplevel,
+        commit,
+        git_ref: git_ref.trim().to_string(),
+        message: message.trim_end().to_string(),
+        author: author.trim().to_string(),
+        dirty: !status.trim().is_empty(),
+    })
+}
+
+/// What `git_ref` (a branch, tag or full ref; empty: the remote's HEAD) of `repository`
+/// points at now: its full ref name (empty if HEAD is detached) and commit.
+pub async fn remote_ref(
+    repository: &str,
+    git_ref: &str,
+    credentials: Option<&str>,
+) -> Result<(String, String), String> {
+    let here = std::env::temp_dir();
+    let git = Git { dir: &here, credentials };
+    let what = if git_ref.is_empty() { "HEAD" } else { git_ref };
+    let out = git.run(&["ls-remote", "--symref", repository, what]).await?;
+    let mut symref = None;
+    let mut found: Vec<(String, String)> = Vec::new();
+    for line in out.lines() {
+        if let Some(rest) = line.strip_prefix("ref: ") {
+            symref = rest.split_whitespace().next().map(str::to_string);
+        } else if let Some((sha, name)) = line.split_once('\t') {
+            found.push((name.to_string(), sha.to_string()));
+        }
+    }
+    // An exact full ref first, then a branch, then a tag (`git fetch`'s order).
+    let pick = [what.to_string(), format!("refs/heads/{what}"), format!("refs/tags/{what}")]
+        .into_iter()
+        .find_map(|want| found.iter().find(|(name, _)| *name == want).cloned());
+    let Some((name, mut sha)) = pick else {
+        return Err(format!("{repository} has no ref `{what}`"));
+    };
+    // An annotated tag names a tag object; its commit is listed as `<tag>^{}`.
+    let peeled = format!("{name}^{{}}");
+    if let Some((_, commit)) = found.iter().find(|(n, _)| *n == peeled) {
+        sha = commit.clone();
+    }
+    let name = match (name.as_str(), symref) {
+        ("HEAD", Some(target)) => target,
+        ("HEAD", None) => String::new(),
+        _ => name,
+    };
+    Ok((name, sha))
+}

@@ -306,6 +306,9 @@ impl LocalRun {
             let _ = tokio::fs::remove_dir_all(&d.run_dir).await;
         } else if tokio::fs::metadata(&artifacts).await.is_ok() {
             report.artifacts = Some(artifacts);
+        } else {
+            // Nothing kept: no empty directory left behind (`remove_dir` keeps a full one).
+            let _ = tokio::fs::remove_dir(&d.run_dir).await;
         }
         report
     }

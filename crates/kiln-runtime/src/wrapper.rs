@@ -211,10 +211,9 @@ async fn wrapped<F: Files>(
                         on_event,
                         format!("cache `{key}` not found; the job starts without it"),
                     ),
-                    Err(e) => note(
-                        on_event,
-                        format!("warning: cache `{key}` could not be fetched: {e}"),
-                    ),
+                    Err(e) => {
+                        note(on_event, format!("warning: cache `{key}` could not be fetched: {e}"))
+                    }
                 }
             }
             Some(key)

@@ -141,12 +141,8 @@ mod tests {
                 ("KILN_TRIGGERED_BY", "local"),
             ]
         );
-        let tag = CommitFacts {
-            git_ref: "refs/tags/v1".into(),
-            branch: None,
-            ..commit
-        }
-        .with_names_from_ref();
+        let tag = CommitFacts { git_ref: "refs/tags/v1".into(), branch: None, ..commit }
+            .with_names_from_ref();
         let env = run_env(&run, Some(&tag));
         assert_eq!(env.get("KILN_TAG").map(String::as_str), Some("v1"));
         assert!(!env.contains_key("KILN_BRANCH"));
