@@ -132,15 +132,17 @@ async fn resolve_source(
     };
     // On a server `credentials` names a project secret; here, a variable of the environment.
     let credentials = source.credentials.as_ref().and_then(|name| std::env::var(name).ok());
-    if let Some(name) = &source.credentials
-        && credentials.is_none()
-    {
-        warn(format!(
-            "`source:` names the secret {name}: set {name} in the environment to clone with it"
-        ));
-    }
     let repository = kiln_workflow::git::repository_key(&source.repository).path;
     let remote = |url: &str, git_ref: &str| {
+        // Only a clone needs them; a repository on this machine does not.
+        if let Some(name) = &source.credentials
+            && credentials.is_none()
+        {
+            warn(format!(
+                "`source:` names the secret {name}: set {name} in the environment to clone \
+                 with it"
+            ));
+        }
         remote_source(url.to_string(), git_ref.to_string(), credentials.clone(), &repository)
     };
     let resolved = match arg {
