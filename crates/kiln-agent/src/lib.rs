@@ -1,19 +1,13 @@
 //! Kiln's agent: registers with a server, long-polls for leases, and runs each leased attempt
-//! through an [`Executor`] inside the PreStart/PostStop wrapper:
-//!
-//! 1. PreStart: the workflow's `source` commit is checked out with the host's git
-//!    (`checkout.rs`), then the artifacts of the jobs it needs and its restored `cache:` are
-//!    unpacked, all into a seed directory that the executor copies into the workspace;
-//! 2. the task runs through [`kiln_runtime::task::drive_task`] (timeout, cancel, `JOB_OUT`);
-//!    its lines and events stream to the server in batches, in order;
-//! 3. PostStop: `artifacts:` paths are packed from the workspace and uploaded, then `cache:`
-//!    paths (on success). The job's exit code passes through; a failed artifact upload fails a
-//!    job that had exited 0 (downstream jobs would miss the files), a failed cache save is a
-//!    warning in the log. Every step says what it did in the job's log (`kiln: …` lines).
+//! through an [`Executor`] inside the runtime's PreStart/PostStop wrapper
+//! ([`kiln_runtime::wrapper`], the same `kiln run` uses): the `source` checkout, the
+//! artifacts of needed jobs and the cache placed into the workspace first, artifacts and
+//! cache kept afterwards. Here the wrapper's files come from and go to the server's lease
+//! endpoints (`LeaseFiles`); the attempt's lines and events stream to the server in
+//! batches, in order.
 //!
 //! The embedded agent of `kiln server` is this same code over loopback HTTP.
 
-pub mod checkout;
 pub mod host;
 
 use std::collections::{HashMap, HashSet};
@@ -21,14 +15,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::Utc;
 use kiln_api::agent::{AgentEvent, Lease, LeaseReport, LeaseRequest, RegisterAgent};
 use kiln_client::{Client, ClientError};
 use kiln_engine::Outcome;
 use kiln_exec::{Executor, Stream, TaskId};
-use kiln_runtime::archive;
-use kiln_runtime::task::{TaskEvent, TaskRequest, drive_task};
-use kiln_workflow::plan::{ArtifactWhen, CachePolicy};
+use kiln_runtime::checkout::Checkout;
+use kiln_runtime::task::TaskEvent;
+use kiln_runtime::wrapper::{Attempt, Files, FilesError, run_attempt};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -322,23 +315,6 @@ async fn forward_events(
     }
 }
 
-/// A `kiln: …` line in the job's log.
-fn note(tx: &mpsc::UnboundedSender<AgentEvent>, text: impl Into<String>) {
-    let _ = tx.send(AgentEvent::Log {
-        stream: "stderr".into(),
-        time: Utc::now(),
-        text: format!("kiln: {}", text.into()),
-    });
-}
-
-fn human_bytes(n: u64) -> String {
-    match n {
-        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / f64::from(1u32 << 20)),
-        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
-        n => format!("{n} B"),
-    }
-}
-
 /// One leased attempt, wrapped: PreStart, run, PostStop, `exited`.
 async fn run_lease(
     client: &Client,
@@ -352,28 +328,59 @@ async fn run_lease(
     let sender =
         tokio::spawn(forward_events(lease.id.clone(), rx, reports.clone(), cancel.clone()));
     let dir = config.work_dir.join(&lease.id);
-    let outcome = match wrapped(client, executor, config, &lease, &dir, &tx, &cancel).await {
-        Ok(o) => o,
-        Err(e) => {
-            note(&tx, format!("error: {e}"));
-            Outcome::Error(e)
-        }
-    };
+    let outcome = wrapped(client, executor, config, &lease, &dir, &tx, &cancel).await;
     let _ = tx.send(AgentEvent::Exited { outcome });
     drop(tx);
     let _ = sender.await;
     let _ = tokio::fs::remove_dir_all(&dir).await;
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, archive::ArchiveError> + Send + 'static,
-) -> Result<T, String> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| format!("worker failed: {e}"))?
-        .map_err(|e| e.to_string())
+/// The lease endpoints of the server, as the wrapper's [`Files`]: inputs and caches are
+/// downloaded, artifacts and caches uploaded, all under the lease's id.
+struct LeaseFiles<'a> {
+    client: &'a Client,
+    lease: &'a str,
 }
 
+impl Files for LeaseFiles<'_> {
+    async fn fetch_input(&self, job: &str, dest: &Path) -> Result<bool, FilesError> {
+        match self.client.lease_input(self.lease, job).await? {
+            Some(bytes) => {
+                tokio::fs::write(dest, &bytes).await.map_err(|e| format!("write input: {e}"))?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    async fn fetch_cache(&self, key: &str, dest: &Path) -> Result<bool, FilesError> {
+        match self.client.lease_cache(self.lease, key).await? {
+            Some(bytes) => {
+                tokio::fs::write(dest, &bytes).await.map_err(|e| format!("write cache: {e}"))?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    async fn put_artifacts(&self, archive: &Path) -> Result<(), FilesError> {
+        let body = tokio::fs::read(archive)
+            .await
+            .map_err(|e| format!("reading the artifact archive failed: {e}"))?;
+        self.client.put_lease_artifacts(self.lease, body).await?;
+        Ok(())
+    }
+
+    async fn put_cache(&self, key: &str, archive: &Path) -> Result<(), FilesError> {
+        let body = tokio::fs::read(archive)
+            .await
+            .map_err(|e| format!("reading the cache archive failed: {e}"))?;
+        self.client.put_lease_cache(self.lease, key, body).await?;
+        Ok(())
+    }
+}
+
+/// The lease's attempt inside the runtime's wrapper; its events go to `tx`.
 async fn wrapped(
     client: &Client,
     executor: &dyn Executor,
@@ -382,92 +389,8 @@ async fn wrapped(
     dir: &Path,
     tx: &mpsc::UnboundedSender<AgentEvent>,
     cancel: &CancellationToken,
-) -> Result<Outcome, String> {
+) -> Outcome {
     let job = &lease.start.job;
-    let seed = dir.join("seed");
-    let wants_cache_save = job.cache.as_ref().is_some_and(|c| c.policy != CachePolicy::Pull);
-    let export = (job.artifacts.is_some() || wants_cache_save).then(|| dir.join("workspace.tar"));
-    // Scratch space only for a job that receives or keeps files: most jobs need none, and
-    // creating and removing directories per job is not free.
-    let scratch = lease.checkout.is_some()
-        || !lease.inputs.is_empty()
-        || job.cache.is_some()
-        || export.is_some();
-    if scratch {
-        tokio::fs::create_dir_all(&seed)
-            .await
-            .map_err(|e| format!("create {}: {e}", seed.display()))?;
-    }
-
-    // PreStart: the source commit, then artifacts of needed jobs, then the cache.
-    if let Some(c) = &lease.checkout {
-        let done = checkout::checkout(c, &seed)
-            .await
-            .map_err(|e| format!("checking out {}: {e}", c.repository))?;
-        let at = if c.git_ref.is_empty() { String::new() } else { format!(" ({})", c.git_ref) };
-        note(tx, format!("checked out {} of {}{at}", done.commit, c.repository));
-    }
-    for input in &lease.inputs {
-        match client.lease_input(&lease.id, input).await {
-            Ok(Some(bytes)) => {
-                let archive_path = dir.join("input.tar.gz");
-                tokio::fs::write(&archive_path, &bytes)
-                    .await
-                    .map_err(|e| format!("write input: {e}"))?;
-                let seed2 = seed.clone();
-                let files = blocking(move || archive::unpack(&archive_path, &seed2))
-                    .await
-                    .map_err(|e| format!("unpacking the artifacts of `{input}`: {e}"))?;
-                note(tx, format!("placed {} file(s) from the artifacts of `{input}`", files.len()));
-            }
-            Ok(None) => note(tx, format!("job `{input}` stored no artifacts")),
-            Err(e) => return Err(format!("downloading the artifacts of `{input}`: {e}")),
-        }
-    }
-    let cache_key = match &job.cache {
-        Some(c) => {
-            let mut key = c.key.clone();
-            if !c.files.is_empty() {
-                let (s, files) = (seed.clone(), c.files.clone());
-                let hash = blocking(move || archive::hash_files(&s, &files))
-                    .await
-                    .map_err(|e| format!("cache key files: {e}"))?;
-                key = format!("{key}-{hash}");
-            }
-            if c.policy != CachePolicy::Push {
-                match client.lease_cache(&lease.id, &key).await {
-                    Ok(Some(bytes)) => {
-                        let archive_path = dir.join("cache-in.tar.gz");
-                        tokio::fs::write(&archive_path, &bytes)
-                            .await
-                            .map_err(|e| format!("write cache: {e}"))?;
-                        let s = seed.clone();
-                        match blocking(move || archive::unpack(&archive_path, &s)).await {
-                            Ok(files) => note(
-                                tx,
-                                format!(
-                                    "restored cache `{key}` ({} file(s), {})",
-                                    files.len(),
-                                    human_bytes(bytes.len() as u64)
-                                ),
-                            ),
-                            Err(e) => note(
-                                tx,
-                                format!("warning: cache `{key}` could not be restored: {e}"),
-                            ),
-                        }
-                    }
-                    Ok(None) => {
-                        note(tx, format!("cache `{key}` not found; the job starts without it"))
-                    }
-                    Err(e) => note(tx, format!("warning: cache `{key}` could not be fetched: {e}")),
-                }
-            }
-            Some(key)
-        }
-        None => None,
-    };
-
     let mut spec = kiln_runtime::local::task_spec(&lease.run, lease.job_index, &lease.start);
     let tail = &lease.id[lease.id.len().saturating_sub(12)..];
     spec.id = TaskId::sanitized(&format!("kiln-{tail}-{}-{}", job.id, lease.start.attempt));
@@ -483,156 +406,29 @@ async fn wrapped(
     }
     spec.labels.insert("kiln.agent".into(), config.name.clone());
     spec.labels.insert("kiln.lease".into(), lease.id.clone());
-    // An empty seed is not handed over: copying nothing into a container still costs an
-    // archive round trip to the engine on every job start.
-    spec.seed = if scratch { non_empty(&seed).await } else { None };
-
-    let sink = tx.clone();
-    let result = drive_task(
-        executor,
-        TaskRequest { spec, timeout: job.timeout, export: export.clone() },
-        cancel.clone(),
-        move |ev| {
-            let _ = sink.send(match ev {
-                TaskEvent::Started => AgentEvent::Started,
-                TaskEvent::Log(l) => AgentEvent::Log {
-                    stream: match l.stream {
-                        Stream::Stdout => "stdout",
-                        Stream::Stderr => "stderr",
-                    }
-                    .into(),
-                    time: l.time,
-                    text: l.text,
-                },
-                TaskEvent::Output { key, value } => AgentEvent::Output { key, value },
-            });
-        },
-    )
-    .await;
-    let mut outcome = result.outcome;
-    let exported = match (&export, &result.export) {
-        (Some(path), Some(Ok(()))) => Some(path.clone()),
-        (Some(_), Some(Err(e))) => {
-            note(tx, format!("reading the workspace failed: {e}"));
-            if job.artifacts.is_some() && outcome == Outcome::Exited(0) {
-                outcome = Outcome::Error(format!(
-                    "the job exited 0, but its artifacts could not be read: {e}"
-                ));
-            }
-            None
-        }
-        _ => None,
-    };
-
-    // PostStop: artifacts, then the cache.
-    if let (Some(spec), Some(ws)) = (&job.artifacts, &exported) {
-        let wanted = match spec.when {
-            ArtifactWhen::OnSuccess => outcome == Outcome::Exited(0),
-            ArtifactWhen::OnFailure => matches!(outcome, Outcome::Exited(c) if c != 0),
-            ArtifactWhen::Always => true,
-        };
-        if wanted {
-            let out = dir.join("artifacts.tar.gz");
-            let (ws2, out2, paths) = (ws.clone(), out.clone(), spec.paths.clone());
-            let saved = match blocking(move || archive::select(&ws2, &paths, &out2)).await {
-                Ok(files) if files.is_empty() => {
-                    note(
-                        tx,
-                        format!("warning: no files match the artifacts paths {:?}", spec.paths),
-                    );
-                    Ok(())
+    let checkout = lease.checkout.as_ref().map(|c| Checkout {
+        repository: c.repository.clone(),
+        git_ref: c.git_ref.clone(),
+        commit: c.commit.clone(),
+        credentials: c.credentials.clone(),
+    });
+    let attempt =
+        Attempt { job, spec, inputs: &lease.inputs, checkout: checkout.as_ref(), cache: true, dir };
+    let files = LeaseFiles { client, lease: &lease.id };
+    run_attempt(executor, &files, attempt, cancel, |ev| {
+        let _ = tx.send(match ev {
+            TaskEvent::Started => AgentEvent::Started,
+            TaskEvent::Log(l) => AgentEvent::Log {
+                stream: match l.stream {
+                    Stream::Stdout => "stdout",
+                    Stream::Stderr => "stderr",
                 }
-                Ok(files) => match tokio::fs::read(&out).await {
-                    Ok(body) => {
-                        let size = body.len() as u64;
-                        match client.put_lease_artifacts(&lease.id, body).await {
-                            Ok(_) => {
-                                note(
-                                    tx,
-                                    format!(
-                                        "stored artifacts: {} file(s), {}",
-                                        files.len(),
-                                        human_bytes(size)
-                                    ),
-                                );
-                                Ok(())
-                            }
-                            Err(e) => Err(format!("uploading artifacts failed: {e}")),
-                        }
-                    }
-                    Err(e) => Err(format!("reading the artifact archive failed: {e}")),
-                },
-                Err(e) => Err(format!("packing artifacts failed: {e}")),
-            };
-            if let Err(e) = saved {
-                note(tx, format!("error: {e}"));
-                if outcome == Outcome::Exited(0) {
-                    outcome = Outcome::Error(format!("the job exited 0, but {e}"));
-                }
-            }
-        }
-    }
-    if let (Some(c), Some(key), Some(ws)) = (&job.cache, &cache_key, &exported)
-        && c.policy != CachePolicy::Pull
-        && outcome == Outcome::Exited(0)
-    {
-        let out = dir.join("cache-out.tar.gz");
-        let (ws2, out2, paths) = (ws.clone(), out.clone(), c.paths.clone());
-        let saved = match blocking(move || archive::select(&ws2, &paths, &out2)).await {
-            Ok(files) if files.is_empty() => {
-                Err(format!("no files match the cache paths {:?}", c.paths))
-            }
-            Ok(files) => match tokio::fs::read(&out).await {
-                Ok(body) => {
-                    let size = body.len() as u64;
-                    client
-                        .put_lease_cache(&lease.id, key, body)
-                        .await
-                        .map(|()| {
-                            format!(
-                                "saved cache `{key}` ({} file(s), {})",
-                                files.len(),
-                                human_bytes(size)
-                            )
-                        })
-                        .map_err(|e| format!("uploading cache `{key}` failed: {e}"))
-                }
-                Err(e) => Err(format!("reading the cache archive failed: {e}")),
+                .into(),
+                time: l.time,
+                text: l.text,
             },
-            Err(e) => Err(format!("packing cache `{key}` failed: {e}")),
-        };
-        match saved {
-            Ok(msg) => note(tx, msg),
-            Err(e) => note(tx, format!("warning: {e}")),
-        }
-    }
-    Ok(outcome)
-}
-
-/// `dir` if it holds anything, else `None`: also when it does not exist, and `Some` when it
-/// cannot be read otherwise (the executor would fail on it just the same, and an unreadable
-/// seed is better reported there).
-async fn non_empty(dir: &Path) -> Option<PathBuf> {
-    match tokio::fs::read_dir(dir).await {
-        Ok(mut entries) => match entries.next_entry().await {
-            Ok(None) => None,
-            _ => Some(dir.to_path_buf()),
-        },
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(_) => Some(dir.to_path_buf()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::non_empty;
-
-    #[tokio::test]
-    async fn only_a_seed_with_files_is_handed_to_the_executor() {
-        let dir = tempfile::tempdir().unwrap();
-        assert_eq!(non_empty(dir.path()).await, None);
-        std::fs::write(dir.path().join("restored.txt"), "cache").unwrap();
-        assert_eq!(non_empty(dir.path()).await.as_deref(), Some(dir.path()));
-        assert_eq!(non_empty(&dir.path().join("never-made")).await, None);
-    }
+            TaskEvent::Output { key, value } => AgentEvent::Output { key, value },
+        });
+    })
+    .await
 }

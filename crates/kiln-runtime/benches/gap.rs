@@ -59,6 +59,7 @@ fn main() {
             plan: plan.clone(),
             params: Default::default(),
             executor: executor.clone(),
+            setup: Default::default(),
         };
         let report = rt.block_on(async move {
             let handle = tokio::spawn(run.run(tx, control_rx));

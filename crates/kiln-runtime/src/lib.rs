@@ -1,13 +1,18 @@
-//! Runs jobs: the wrapper around one task ([`task`]), a whole run on one machine ([`local`],
-//! what `kiln run` uses), and the file-system side of caches and artifacts ([`archive`]).
-//! Shared by `kiln run` and, later, the agents.
+//! Runs jobs: the wrapper around one task ([`task`]), the PreStart/PostStop wrapper around a
+//! job attempt ([`wrapper`]: the `source` checkout ([`checkout`]), artifacts of needed jobs,
+//! caches), a whole run on one machine ([`local`], what `kiln run` uses), and the file-system
+//! side of caches and artifacts ([`archive`]). Shared by `kiln run` and the agents, so a job
+//! gets the same workspace on a laptop as on the server.
 //!
 //! Invariant: every task started through [`task::drive_task`] is destroyed before it returns,
-//! whether it succeeded, failed, timed out or was canceled.
+//! whether it succeeded, failed, timed out or was canceled. Nothing here speaks HTTP: where
+//! archives come from and go to is the caller's [`wrapper::Files`].
 
 pub mod archive;
+pub mod checkout;
 pub mod local;
 pub mod task;
+pub mod wrapper;
 
-pub use local::{Control, JobReport, LocalRun, Report, Update};
+pub use local::{Control, JobReport, LocalRun, LocalSetup, Report, Update};
 pub use task::{TaskEvent, TaskRequest, TaskResult, drive_task, parse_job_out};

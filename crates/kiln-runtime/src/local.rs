@@ -1,8 +1,11 @@
 //! A whole run on one machine, as `kiln run` does it: the engine decides, every started job
-//! becomes a task driven through one executor, and the caller watches [`Update`]s and steers
-//! with [`Control`]s (approve, reject, cancel).
+//! becomes an attempt run inside the same PreStart/PostStop wrapper as on an agent
+//! ([`crate::wrapper`]: `source` checkout, artifacts of needed jobs, caches) with the same
+//! `KILN_*` variables, and the caller watches [`Update`]s and steers with [`Control`]s
+//! (approve, reject, cancel). What one machine cannot do is listed by [`local_limits`].
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,7 +16,9 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::task::{TaskEvent, TaskRequest, drive_task};
+use crate::checkout::Checkout;
+use crate::task::TaskEvent;
+use crate::wrapper::{Attempt, DirFiles, run_attempt};
 
 /// What a watcher of a local run sees.
 #[derive(Debug, Clone)]
@@ -76,6 +81,10 @@ pub struct Report {
     pub state: RunState,
     /// Every job, in plan order.
     pub jobs: Vec<JobReport>,
+    /// Where the jobs' artifacts were kept (`<job>.tar.gz` and `<job>/`), if any job kept
+    /// some.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub artifacts: Option<PathBuf>,
 }
 
 /// One job in a [`Report`].
@@ -107,6 +116,80 @@ pub struct LocalRun {
     pub params: Params,
     /// Where tasks run.
     pub executor: Arc<dyn Executor>,
+    /// What every job gets around it: variables, checkout, artifacts, caches.
+    pub setup: LocalSetup,
+}
+
+/// What a local run puts around each job, as an agent does on the server.
+#[derive(Debug, Clone, Default)]
+pub struct LocalSetup {
+    /// Added to every job's env, over the job's own (the `KILN_*` variables of
+    /// [`kiln_workflow::run_env`]); `KILN_JOB` and `KILN_ATTEMPT` are added per attempt.
+    pub env: BTreeMap<String, String>,
+    /// The `source` commit checked out into the workspace of every job that has `checkout`.
+    pub checkout: Option<Checkout>,
+    /// Where artifacts are kept (`artifacts/`) and attempts' scratch space lives (`work/`,
+    /// removed as each attempt ends). `None`: a directory under the system's temporary
+    /// directory, removed when the run ends.
+    pub run_dir: Option<PathBuf>,
+    /// The cache directory (one project's caches, laid out as on the server); `None`: `cache:`
+    /// is neither restored nor saved.
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// What `kiln run` cannot do as the server does, one line per workflow key that asks for it
+/// (and the jobs that do), for a warning at start. Empty when the plan needs nothing of the
+/// server.
+pub fn local_limits(plan: &Plan) -> Vec<String> {
+    let mut out = Vec::new();
+    let jobs_where = |f: &dyn Fn(&kiln_workflow::plan::Job) -> bool| -> Option<String> {
+        let ids: Vec<&str> = plan.jobs.iter().filter(|j| f(j)).map(|j| j.id.as_str()).collect();
+        (!ids.is_empty()).then(|| ids.join(", "))
+    };
+    if plan.concurrency.is_some() || plan.concurrency_group.is_some() {
+        out.push(
+            "`concurrency:` has no effect: kiln run runs this one run and queues nothing"
+                .to_string(),
+        );
+    }
+    if let Some(jobs) = jobs_where(&|j| !j.scheduling.constraints.is_empty()) {
+        out.push(format!(
+            "`constraints:` are not checked: there is no pool, every job runs on this machine \
+             (jobs {jobs})"
+        ));
+    }
+    if let Some(jobs) = jobs_where(&|j| !j.scheduling.ports.is_empty()) {
+        out.push(format!(
+            "`ports:` are not handed out: no host port is published and KILN_PORT_*, \
+             KILN_HOST_IP, KILN_HOSTNAME and KILN_NODE are not set (jobs {jobs})"
+        ));
+    }
+    if let Some(jobs) = jobs_where(&|j| {
+        j.scheduling.priority != 0 || j.scheduling.spread || j.resources.disk_bytes.is_some()
+    }) {
+        out.push(format!(
+            "`priority:`, `placement:` and `resources.disk` only choose a machine of a pool: \
+             ignored here (jobs {jobs})"
+        ));
+    }
+    let registry = |t: &str| t.contains("KILN_REGISTRY");
+    if let Some(jobs) = jobs_where(&|j| {
+        let run = match &j.run {
+            RunSpec::Script(lines) => lines.iter().any(|l| registry(l)),
+            RunSpec::Command { command, args } => {
+                command.iter().flatten().chain(args).any(|a| registry(a))
+            }
+        };
+        run || j.env.values().any(|v| registry(v))
+            || plan.env.values().any(|v| registry(v))
+            || j.services.iter().any(|s| s.env.values().any(|v| registry(v)))
+    }) {
+        out.push(format!(
+            "there is no registry here: KILN_REGISTRY and KILN_REGISTRY_TOKEN are not set \
+             (jobs {jobs})"
+        ));
+    }
+    out
 }
 
 /// Builds the executor task for one job attempt.
@@ -160,6 +243,8 @@ struct Driver {
     run_id: String,
     plan: Arc<Plan>,
     executor: Arc<dyn Executor>,
+    setup: Arc<LocalSetup>,
+    run_dir: PathBuf,
     engine: Run,
     events: mpsc::UnboundedSender<Event>,
     updates: mpsc::UnboundedSender<Update>,
@@ -181,10 +266,18 @@ impl LocalRun {
         let (events, mut event_rx) = mpsc::unbounded_channel();
         let engine = Run::new(self.plan.clone(), self.params);
         let known = engine.jobs().map(|(_, s)| s.clone()).collect();
+        let temporary = self.setup.run_dir.is_none();
+        let run_dir = self
+            .setup
+            .run_dir
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join(format!("kiln-run-{}", self.run_id)));
         let mut d = Driver {
             run_id: self.run_id,
             plan: self.plan,
             executor: self.executor,
+            setup: Arc::new(self.setup),
+            run_dir,
             engine,
             events,
             updates,
@@ -206,7 +299,18 @@ impl LocalRun {
                 },
             }
         }
-        d.report()
+        let _ = tokio::fs::remove_dir_all(d.run_dir.join("work")).await;
+        let mut report = d.report();
+        let artifacts = d.run_dir.join("artifacts");
+        if temporary {
+            let _ = tokio::fs::remove_dir_all(&d.run_dir).await;
+        } else if tokio::fs::metadata(&artifacts).await.is_ok() {
+            report.artifacts = Some(artifacts);
+        } else {
+            // Nothing kept: no empty directory left behind (`remove_dir` keeps a full one).
+            let _ = tokio::fs::remove_dir(&d.run_dir).await;
+        }
+        report
     }
 }
 
@@ -286,18 +390,46 @@ impl Driver {
         let job = start.job.id.clone();
         let attempt = start.attempt;
         let index = self.plan.job_index(&job).unwrap_or(0);
-        let request = TaskRequest {
-            spec: task_spec(&self.run_id, index, &start),
-            timeout: start.job.timeout,
-            export: None,
+        let mut spec = task_spec(&self.run_id, index, &start);
+        spec.env.extend(self.setup.env.clone());
+        spec.env.extend(kiln_workflow::run_env::attempt_env(job.as_str(), attempt));
+        spec.host_network = start.job.scheduling.host_network;
+        // As on the server: the artifacts of needed jobs that keep some, in `needs` order.
+        let inputs: Vec<String> = start
+            .job
+            .needs
+            .iter()
+            .filter(|n| {
+                self.plan.job_index(n).is_some_and(|i| self.plan.jobs[i].artifacts.is_some())
+            })
+            .map(|n| n.to_string())
+            .collect();
+        let dir = self.run_dir.join("work").join(format!(
+            "{}-{attempt}",
+            job.as_str().replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_")
+        ));
+        let files = DirFiles {
+            artifacts: self.run_dir.join("artifacts"),
+            cache: self.setup.cache_dir.clone().unwrap_or_default(),
+            job: job.to_string(),
         };
         let token = CancellationToken::new();
         self.tasks.insert((job.clone(), attempt), token.clone());
         let executor = self.executor.clone();
+        let setup = self.setup.clone();
         let events = self.events.clone();
         let updates = self.updates.clone();
         tokio::spawn(async move {
-            let result = drive_task(&*executor, request, token, |e| match e {
+            let checkout = if start.job.checkout { setup.checkout.as_ref() } else { None };
+            let wrapped = Attempt {
+                job: &start.job,
+                spec,
+                inputs: &inputs,
+                checkout,
+                cache: setup.cache_dir.is_some(),
+                dir: &dir,
+            };
+            let outcome = run_attempt(&*executor, &files, wrapped, &token, |e| match e {
                 TaskEvent::Started => {
                     let _ = events.send(Event::JobStarted { job: job.clone(), attempt });
                 }
@@ -309,7 +441,8 @@ impl Driver {
                 }
             })
             .await;
-            let _ = events.send(Event::JobExited { job, attempt, outcome: result.outcome });
+            let _ = tokio::fs::remove_dir_all(&dir).await;
+            let _ = events.send(Event::JobExited { job, attempt, outcome });
         });
     }
 
@@ -331,6 +464,7 @@ impl Driver {
             run_id: self.run_id.clone(),
             state: self.finished.unwrap_or(self.engine.state()),
             jobs,
+            artifacts: None,
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Drives one task through an executor: check, set up, start, stream logs, wait, destroy.
 //!
-//! This is the wrapper every job runs in, whoever asked for it (`kiln run`, later the
+//! This is the wrapper every job runs in, whoever asked for it (`kiln run`, the
 //! embedded and remote agents). It enforces the job's timeout and cancellation, reads
 //! `JOB_OUT key=value` lines from stdout, exports the workspace when asked (for caches and
 //! artifacts, see [`crate::archive`]) and always destroys what the executor created.

@@ -17,6 +17,7 @@ mod params;
 pub mod plan;
 mod raw;
 mod read;
+pub mod run_env;
 pub mod schedule;
 pub mod units;
 mod yaml;

@@ -1,7 +1,10 @@
-//! `kiln run FILE`: compile, bind parameters, pick an executor, run, show, summarise.
+//! `kiln run FILE`: compile, bind parameters, pick an executor, resolve the `source` commit,
+//! set up what the server's agent would (variables, artifacts, caches), run, show, summarise.
+//! What one machine cannot do is said at start, one warning line each.
 
 use std::collections::BTreeSet;
 use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -10,8 +13,10 @@ use kiln_engine::RunState;
 use kiln_exec::Executor;
 use kiln_exec_docker::DockerExecutor;
 use kiln_exec_process::ProcessExecutor;
-use kiln_runtime::{Control, LocalRun, Update, local::new_run_id};
+use kiln_runtime::checkout::{self, Checkout};
+use kiln_runtime::{Control, LocalRun, LocalSetup, Update, local::new_run_id};
 use kiln_workflow::plan::Plan;
+use kiln_workflow::run_env::{CommitFacts, RunFacts, run_env};
 use tokio::sync::mpsc;
 
 use crate::view::View;
@@ -43,6 +48,24 @@ pub struct RunArgs {
     /// Output format of the summary.
     #[arg(short, long, value_enum, default_value_t = Format::Table)]
     output: Format,
+    /// The project the jobs see (`KILN_PROJECT`); caches are kept per project.
+    #[arg(long, value_name = "NAME", default_value = "local")]
+    project: String,
+    /// Where caches are kept [default: $XDG_CACHE_HOME/kiln, else ~/.cache/kiln].
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Neither restore nor save any job's `cache:`.
+    #[arg(long)]
+    no_cache: bool,
+    /// The commit a workflow with `source:` checks out: a git repository's directory (its
+    /// HEAD), or a repository and a ref, `URL@REF` (`URL` alone: its default branch)
+    /// [default: the git repository of the working directory, else the `source:` itself].
+    #[arg(long, value_name = "DIR|URL@REF")]
+    source: Option<String>,
+    /// Where the run keeps its artifacts
+    /// [default: $XDG_STATE_HOME/kiln/runs/RUN, else ~/.local/state/kiln/runs/RUN].
+    #[arg(long, value_name = "DIR")]
+    run_dir: Option<PathBuf>,
 }
 
 /// Which executor runs the jobs.
@@ -57,6 +80,147 @@ pub enum ExecutorChoice {
     /// Runs nothing: every job starts and exits 0 at once, with no output. For benchmarks
     /// and pool tests (what is measured is leases, reports and the store, not the job).
     Noop,
+}
+
+fn warn(msg: impl std::fmt::Display) {
+    eprintln!("{} {msg}", console::style("warning:").yellow().bold());
+}
+
+/// `$VAR/kiln` when `VAR` holds an absolute path, else `~/<fallback>/kiln`.
+fn user_dir(var: &str, fallback: &str) -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os(var).map(PathBuf::from)
+        && dir.is_absolute()
+    {
+        return Some(dir.join("kiln"));
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).filter(|h| h.is_absolute())?;
+    Some(home.join(fallback).join("kiln"))
+}
+
+/// The commit a local run checks out, and what its jobs are told of it.
+struct Source {
+    checkout: Checkout,
+    facts: CommitFacts,
+}
+
+/// Splits `URL@REF` (`git@host:a/b.git@v1`, `https://host/a/b.git@main`); `URL` alone has
+/// an empty ref. An `@` inside the URL's user part is not a ref.
+fn split_ref(text: &str) -> (&str, &str) {
+    if let Some((url, git_ref)) = text.rsplit_once('@')
+        && !git_ref.is_empty()
+        && !git_ref.contains(':')
+        && !url.is_empty()
+        && url.split_once("://").is_none_or(|(_, rest)| rest.contains('/'))
+    {
+        return (url, git_ref);
+    }
+    (text, "")
+}
+
+/// Resolves the commit `source:` checks out (see `RunArgs::source`), once for the whole run
+/// so that every job gets the same one. `Ok(None)`: the workflow has no `source:`.
+async fn resolve_source(
+    plan: &Plan,
+    arg: Option<&str>,
+    view: &View,
+) -> Result<Option<Source>, String> {
+    let Some(source) = &plan.source else {
+        if let Some(a) = arg {
+            warn(format!("--source {a}: the workflow has no `source:`; nothing is checked out"));
+        }
+        return Ok(None);
+    };
+    // On a server `credentials` names a project secret; here, a variable of the environment.
+    let credentials = source.credentials.as_ref().and_then(|name| std::env::var(name).ok());
+    let repository = kiln_workflow::git::repository_key(&source.repository).path;
+    let remote = |url: &str, git_ref: &str| {
+        // Only a clone needs them; a repository on this machine does not.
+        if let Some(name) = &source.credentials
+            && credentials.is_none()
+        {
+            warn(format!(
+                "`source:` names the secret {name}: set {name} in the environment to clone \
+                 with it"
+            ));
+        }
+        remote_source(url.to_string(), git_ref.to_string(), credentials.clone(), &repository)
+    };
+    let resolved = match arg {
+        Some(a) if Path::new(a).is_dir() => local_source(Path::new(a), &repository).await,
+        Some(a) => {
+            let (url, git_ref) = split_ref(a);
+            remote(url, git_ref).await
+        }
+        None => match std::env::current_dir() {
+            Ok(cwd) if checkout::local_head(&cwd).await.is_ok() => {
+                local_source(&cwd, &repository).await
+            }
+            _ => {
+                view.note(&format!(
+                    "not in a git repository: checking out the default branch of {}, as a run \
+                     started by hand on a server does (--source DIR|URL@REF to choose)",
+                    source.repository
+                ));
+                remote(&source.repository, "").await
+            }
+        },
+    }?;
+    Ok(Some(Source { facts: resolved.facts.with_names_from_ref(), ..resolved }))
+}
+
+/// HEAD of the git repository holding `dir`.
+async fn local_source(dir: &Path, repository: &str) -> Result<Source, String> {
+    let head =
+        checkout::local_head(dir).await.map_err(|e| format!("source {}: {e}", dir.display()))?;
+    if head.dirty {
+        warn(format!(
+            "{} has uncommitted changes: jobs get HEAD ({}) without them",
+            head.toplevel,
+            &head.commit[..head.commit.len().min(12)]
+        ));
+    }
+    Ok(Source {
+        checkout: Checkout {
+            repository: head.toplevel,
+            git_ref: head.git_ref.clone(),
+            commit: head.commit.clone(),
+            credentials: None,
+        },
+        facts: CommitFacts {
+            repository: repository.to_string(),
+            git_ref: head.git_ref,
+            commit: head.commit,
+            message: head.message,
+            author: head.author,
+            ..CommitFacts::default()
+        },
+    })
+}
+
+/// What `git_ref` of the repository at `url` points at now.
+async fn remote_source(
+    url: String,
+    git_ref: String,
+    credentials: Option<String>,
+    repository: &str,
+) -> Result<Source, String> {
+    let (full_ref, commit) = checkout::remote_ref(&url, &git_ref, credentials.as_deref())
+        .await
+        .map_err(|e| format!("source {url}: {e}"))?;
+    Ok(Source {
+        checkout: Checkout {
+            repository: url,
+            git_ref: full_ref.clone(),
+            commit: commit.clone(),
+            credentials,
+        },
+        facts: CommitFacts {
+            repository: repository.to_string(),
+            git_ref: full_ref,
+            commit,
+            ..CommitFacts::default()
+        },
+    })
 }
 
 fn invalid(msg: impl std::fmt::Display) -> ExitCode {
@@ -148,6 +312,12 @@ pub async fn run(args: RunArgs) -> ExitCode {
             }
         ));
     }
+    if args.project.is_empty()
+        || args.project.contains(['/', '\\'])
+        || args.project.starts_with('.')
+    {
+        return invalid(format!("--project {:?}: not a usable project name", args.project));
+    }
     let chosen = match choose_executor(args.executor, &plan).await {
         Ok(c) => c,
         Err(e) => return invalid(e),
@@ -161,6 +331,55 @@ pub async fn run(args: RunArgs) -> ExitCode {
         plan.jobs.len(),
         chosen.executor.name()
     ));
+    for limit in kiln_runtime::local::local_limits(&plan) {
+        warn(limit);
+    }
+    let source = match resolve_source(&plan, args.source.as_deref(), &view).await {
+        Ok(s) => s,
+        Err(e) => return invalid(e),
+    };
+    if let Some(s) = &source {
+        view.note(&format!(
+            "source: {} of {}{}",
+            s.checkout.commit,
+            s.checkout.repository,
+            if s.checkout.git_ref.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", s.checkout.git_ref)
+            }
+        ));
+    }
+    let facts = RunFacts {
+        run_id: &run_id,
+        number: 1,
+        project: &args.project,
+        pipeline: &plan.name,
+        triggered_by: "local",
+    };
+    let env = run_env(&facts, source.as_ref().map(|s| &s.facts));
+    let caches = plan.jobs.iter().any(|j| j.cache.is_some());
+    let cache_dir = if args.no_cache {
+        if caches {
+            view.note("--no-cache: no cache is restored or saved");
+        }
+        None
+    } else {
+        match args.cache_dir.clone().or_else(|| user_dir("XDG_CACHE_HOME", ".cache")) {
+            Some(dir) => Some(dir.join(&args.project)),
+            None => {
+                if caches {
+                    warn("no cache directory (HOME is not set): caches are off; pass --cache-dir");
+                }
+                None
+            }
+        }
+    };
+    let run_dir = args
+        .run_dir
+        .clone()
+        .or_else(|| user_dir("XDG_STATE_HOME", ".local/state").map(|d| d.join("runs")))
+        .map(|d| if args.run_dir.is_some() { d } else { d.join(&run_id) });
 
     let (updates_tx, mut updates) = mpsc::unbounded_channel();
     let (control, control_rx) = mpsc::unbounded_channel();
@@ -169,6 +388,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
         plan: plan.clone(),
         params,
         executor: chosen.executor.clone(),
+        setup: LocalSetup { env, checkout: source.map(|s| s.checkout), run_dir, cache_dir },
     };
     let handle = tokio::spawn(local.run(updates_tx, control_rx));
     let user = std::env::var("USER").unwrap_or_else(|_| "cli".into());
@@ -225,6 +445,9 @@ pub async fn run(args: RunArgs) -> ExitCode {
         let _ = d.cleanup_labelled("kiln.run", &run_id).await;
     }
     view.summary(&report);
+    if let Some(dir) = &report.artifacts {
+        view.note(&format!("artifacts kept in {}", dir.display()));
+    }
     match report.state {
         RunState::Success => ExitCode::SUCCESS,
         _ if interrupted => ExitCode::from(EXIT_INTERRUPTED),

@@ -198,8 +198,11 @@ impl View {
                     })
                 })
                 .collect();
-            let doc =
+            let mut doc =
                 serde_json::json!({ "run": report.run_id, "state": report.state, "jobs": jobs });
+            if let Some(dir) = &report.artifacts {
+                doc["artifacts"] = serde_json::json!(dir);
+            }
             println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
             return;
         }

@@ -128,7 +128,13 @@ async fn local(
     let shared = fake.clone();
     let (tx, mut rx) = mpsc::unbounded_channel();
     let (control, control_rx) = mpsc::unbounded_channel();
-    let run = LocalRun { run_id: "r1".into(), plan, params, executor: shared };
+    let run = LocalRun {
+        run_id: "r1".into(),
+        plan,
+        params,
+        executor: shared,
+        setup: kiln_runtime::LocalSetup::default(),
+    };
     let handle = tokio::spawn(run.run(tx, control_rx));
     let mut seen = Vec::new();
     let mut cancel_at = cancel_after.map(|d| Instant::now() + d);
@@ -261,4 +267,102 @@ async fn no_export_without_an_exit() {
     assert_eq!(result.export, None);
     assert!(fake.calls().exported.is_empty());
     assert!(!dest.exists());
+}
+
+fn plan_of(yaml: &'static str) -> Arc<kiln_workflow::plan::Plan> {
+    let compiled = kiln_workflow::compile("p.yml", &Text(yaml));
+    Arc::new(compiled.plan.unwrap_or_else(|| panic!("{:?}", compiled.diagnostics)))
+}
+
+#[test]
+fn what_one_machine_cannot_do_is_listed_once_per_key() {
+    let plan = plan_of(
+        r#"
+name: pool
+concurrency: 1
+stages:
+  - name: s
+    jobs:
+      pinned:
+        script: docker push "$KILN_REGISTRY/app"
+        constraints: [[city, LIKE, shenzhen]]
+      served:
+        script: echo
+        ports: [{ name: http, container: 80 }]
+        priority: 5
+"#,
+    );
+    let limits = kiln_runtime::local::local_limits(&plan);
+    assert_eq!(limits.len(), 5, "{limits:#?}");
+    for (want, jobs) in [
+        ("`concurrency:`", ""),
+        ("`constraints:`", "(jobs pinned)"),
+        ("`ports:`", "(jobs served)"),
+        ("`priority:`", "(jobs served)"),
+        ("KILN_REGISTRY", "(jobs pinned)"),
+    ] {
+        let line = limits.iter().find(|l| l.contains(want)).unwrap_or_else(|| panic!("{want}"));
+        assert!(line.contains(jobs), "{line}");
+    }
+    let plain = plan_of("name: plain\nstages:\n  - name: s\n    jobs: { a: { script: echo } }\n");
+    assert!(kiln_runtime::local::local_limits(&plain).is_empty());
+}
+
+/// A local run on host processes: artifacts reach the job that needs them, a cache saved by
+/// one run is restored in the next, the `KILN_*` variables of the setup are set.
+#[tokio::test]
+async fn local_runs_pass_artifacts_and_keep_caches() {
+    let plan = plan_of(
+        r#"
+name: files
+stages:
+  - name: a
+    jobs:
+      make:
+        script:
+          - mkdir -p out .cache
+          - echo made > out/thing.txt
+          - if [ -f .cache/c.txt ]; then echo "JOB_OUT cache=hit"; else echo "JOB_OUT cache=miss"; fi
+          - echo warm > .cache/c.txt
+        cache: { key: k, paths: [.cache] }
+        artifacts: { paths: [out] }
+  - name: b
+    jobs:
+      use:
+        script:
+          - echo "JOB_OUT thing=$(cat out/thing.txt) run=$KILN_RUN_ID job=$KILN_JOB"
+"#,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let exec: Arc<dyn kiln_exec::Executor> = Arc::new(kiln_exec_process::ProcessExecutor::new(
+        kiln_exec_process::ProcessConfig::default(),
+    ));
+    let once = |run_id: &str| {
+        let setup = kiln_runtime::LocalSetup {
+            env: [("KILN_RUN_ID".to_string(), run_id.to_string())].into(),
+            checkout: None,
+            run_dir: Some(dir.path().join(run_id)),
+            cache_dir: Some(dir.path().join("cache")),
+        };
+        let run = LocalRun {
+            run_id: run_id.into(),
+            plan: plan.clone(),
+            params: Default::default(),
+            executor: exec.clone(),
+            setup,
+        };
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let (_control, control_rx) = mpsc::unbounded_channel();
+        run.run(tx, control_rx)
+    };
+    let first = once("r1").await;
+    assert_eq!(first.state, RunState::Success, "{first:#?}");
+    assert_eq!(first.jobs[0].outputs["cache"], "miss");
+    assert_eq!(first.jobs[1].outputs["thing"], "made run=r1 job=use");
+    let kept = dir.path().join("r1/artifacts");
+    assert_eq!(first.artifacts.as_deref(), Some(kept.as_path()));
+    assert_eq!(std::fs::read_to_string(kept.join("make/out/thing.txt")).unwrap(), "made\n");
+    assert!(!dir.path().join("r1/work").exists(), "scratch space is removed");
+    let second = once("r2").await;
+    assert_eq!(second.jobs[0].outputs["cache"], "hit", "{second:#?}");
 }

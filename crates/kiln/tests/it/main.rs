@@ -1,9 +1,11 @@
 //! End-to-end tests of the `kiln` binary: validation, runs on the process executor, runs
-//! of every example in real containers, the client commands against a real server, and the
+//! of every example in real containers, the client commands against a real server, the
+//! parity of `kiln run` with the server (artifacts, caches, `source:`, the examples), and the
 //! pool across hosts (a server and three agents in containers).
 
 mod docker;
 mod multihost;
+mod parity;
 mod process;
 mod recovery;
 mod server;

@@ -9,14 +9,15 @@ use std::time::{Duration, Instant};
 
 use crate::support::assert_code;
 
-/// A `kiln server` child process, killed when dropped.
-struct Server {
+/// A `kiln server` child process, killed when dropped (also used by `parity.rs`).
+pub(crate) struct Server {
     child: Child,
-    url: String,
+    /// Base URL.
+    pub(crate) url: String,
     token: String,
     data: tempfile::TempDir,
     /// Where workflow files of the test are written, and the CLI's working directory.
-    work: tempfile::TempDir,
+    pub(crate) work: tempfile::TempDir,
 }
 
 impl Drop for Server {
@@ -29,12 +30,17 @@ impl Drop for Server {
 impl Server {
     /// Starts a server on a free port and waits until it says where it listens.
     fn start() -> Server {
+        Server::start_on("process")
+    }
+
+    /// [`Server::start`] with the embedded agent on `executor` (`process`, `docker`).
+    pub(crate) fn start_on(executor: &str) -> Server {
         let data = tempfile::tempdir().unwrap();
         let work = tempfile::tempdir().unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
             .args(["server", "--data"])
             .arg(data.path())
-            .args(["--listen", "127.0.0.1:0", "--executor", "process"])
+            .args(["--listen", "127.0.0.1:0", "--executor", executor])
             .env_remove("KILN_EXECUTOR")
             .env_remove("KILN_DATA")
             .env_remove("KILN_LISTEN")
@@ -77,7 +83,7 @@ impl Server {
     }
 
     /// A `kiln` command aimed at this server with the admin token.
-    fn cmd(&self, args: &[&str]) -> Command {
+    pub(crate) fn cmd(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
         cmd.args(args)
             .current_dir(self.work.path())
@@ -92,36 +98,36 @@ impl Server {
     }
 
     /// Runs `kiln ARGS` against this server.
-    fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         self.cmd(args).output().expect("kiln runs")
     }
 
     /// Runs `kiln ARGS` and asserts its exit code.
-    fn ok(&self, args: &[&str], code: i32) -> (String, String) {
+    pub(crate) fn ok(&self, args: &[&str], code: i32) -> (String, String) {
         assert_code(&self.run(args), code)
     }
 
     /// Writes a workflow file into the working directory and returns its name there.
-    fn file(&self, name: &str, yaml: &str) -> String {
+    pub(crate) fn file(&self, name: &str, yaml: &str) -> String {
         std::fs::write(self.work.path().join(name), yaml).unwrap();
         name.to_string()
     }
 
     /// Applies `yaml` as pipeline `name` of project `default`.
-    fn pipeline(&self, name: &str, yaml: &str) {
+    pub(crate) fn pipeline(&self, name: &str, yaml: &str) {
         let file = self.file(&format!("{name}.yml"), yaml);
         let (stdout, _) = self.ok(&["pipeline", "apply", &file], 0);
         assert!(stdout.contains(&format!("pipeline default/{name} created")), "{stdout}");
     }
 
     /// `kiln run show RUN -o json`.
-    fn show(&self, run: &str) -> serde_json::Value {
+    pub(crate) fn show(&self, run: &str) -> serde_json::Value {
         let (stdout, _) = self.ok(&["run", "show", run, "-o", "json"], 0);
         serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
     }
 
     /// Polls the run until `done` holds of it (at most a minute).
-    fn wait(
+    pub(crate) fn wait(
         &self,
         run: &str,
         what: &str,
