@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use kiln_workflow::plan::{JobId, Plan};
+use kiln_workflow::run_env::{CommitFacts, RunFacts, run_env};
 
 use super::Coord;
 use crate::error::{ApiErr, ApiResult};
@@ -38,15 +39,17 @@ impl Coord {
         masked.push(registry_token.clone());
         env.insert("KILN_REGISTRY".into(), self.sh.registry_host.clone());
         env.insert("KILN_REGISTRY_TOKEN".into(), registry_token);
-        env.insert("KILN_RUN_ID".into(), run.id.to_string());
-        env.insert("KILN_RUN_NUMBER".into(), run.number.to_string());
-        env.insert("KILN_PROJECT".into(), run.project.clone());
-        env.insert("KILN_PIPELINE".into(), run.pipeline.clone());
-        env.insert("KILN_TRIGGERED_BY".into(), run.triggered_by.clone());
         let checkout = checkout_of(plan, run, &env)?;
-        if let Some(source) = &run.source {
-            source_env(source, &mut env);
-        }
+        let run_id = run.id.to_string();
+        let facts = RunFacts {
+            run_id: &run_id,
+            number: run.number,
+            project: &run.project,
+            pipeline: &run.pipeline,
+            triggered_by: &run.triggered_by,
+        };
+        let commit = run.source.as_ref().map(commit_facts);
+        env.extend(run_env(&facts, commit.as_ref()));
         Ok(RunEnv { env, masked, checkout })
     }
 
@@ -112,26 +115,18 @@ fn checkout_of(
     }))
 }
 
-/// The `KILN_*` variables of a run's commit (like GitLab's `CI_COMMIT_*`, GitHub's
-/// `GITHUB_SHA`/`GITHUB_REF`).
-fn source_env(s: &kiln_store::RunSource, env: &mut BTreeMap<String, String>) {
-    let mut set = |k: &str, v: &str| {
-        env.insert(k.to_string(), v.to_string());
-    };
-    set("KILN_REPOSITORY", &s.repository);
-    set("KILN_REF", &s.git_ref);
-    set("KILN_COMMIT_SHA", &s.commit);
-    set("KILN_COMMIT_MESSAGE", &s.message);
-    set("KILN_COMMIT_AUTHOR", &s.author);
-    set("KILN_EVENT", &s.event);
-    if let Some(b) = &s.branch {
-        set("KILN_BRANCH", b);
-    }
-    if let Some(t) = &s.tag {
-        set("KILN_TAG", t);
-    }
-    if let Some(pr) = &s.pull_request {
-        set("KILN_PULL_REQUEST", &pr.number.to_string());
-        set("KILN_TARGET_BRANCH", &pr.target);
+/// The commit a run builds, as its jobs' `KILN_*` variables name it (like GitLab's
+/// `CI_COMMIT_*`, GitHub's `GITHUB_SHA`/`GITHUB_REF`).
+fn commit_facts(s: &kiln_store::RunSource) -> CommitFacts {
+    CommitFacts {
+        repository: s.repository.clone(),
+        git_ref: s.git_ref.clone(),
+        commit: s.commit.clone(),
+        message: s.message.clone(),
+        author: s.author.clone(),
+        event: s.event.clone(),
+        branch: s.branch.clone(),
+        tag: s.tag.clone(),
+        pull_request: s.pull_request.as_ref().map(|pr| (pr.number, pr.target.clone())),
     }
 }
