@@ -28,8 +28,9 @@ pub const LEASE_TTL_MS: u64 = 30_000;
 /// [`crate::codes::AGENT_PROTOCOL`] and a message that says which side to upgrade).
 ///
 /// 1: the first protocol (agents that send no `protocol` speak it). 2: `RegisterAgent`
-/// and `AgentInfo` carry `protocol` and `version`.
-pub const PROTOCOL: u32 = 2;
+/// and `AgentInfo` carry `protocol` and `version`. 3: leases of service instances
+/// ([`Lease::instance`]: run until stopped, health checked on the agent, `health` events).
+pub const PROTOCOL: u32 = 3;
 
 /// The protocol of an agent that sends no `protocol` field (it predates versioning).
 pub const UNVERSIONED_PROTOCOL: u32 = 1;
@@ -174,6 +175,65 @@ pub struct Lease {
     /// The git commit to check out into the workspace before anything else.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkout: Option<Checkout>,
+    /// Set for an instance of a service: it runs until the lease is canceled (no timeout,
+    /// no artifacts or caches), its health checked by the agent (`health` events).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<InstanceLease>,
+}
+
+/// What makes a lease an instance of a service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct InstanceLease {
+    /// `project/service`.
+    pub service: String,
+    /// The instance's id.
+    pub instance: String,
+    /// Its slot.
+    pub slot: u32,
+    /// The service version it runs.
+    pub version: u32,
+    /// How the agent checks its health; none: healthy once running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthCheck>,
+}
+
+/// A health check the agent runs next to an instance (as Marathon's and Nomad's local
+/// checks are), reporting each change as a `health` event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HealthCheck {
+    /// What is checked.
+    pub probe: Probe,
+    /// After the start, failures do not count for this long.
+    pub grace_ms: u64,
+    /// Between checks.
+    pub interval_ms: u64,
+    /// One check fails after this long.
+    pub timeout_ms: u64,
+    /// Consecutive failures that make the instance unhealthy.
+    pub failures: u32,
+}
+
+/// One health probe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Probe {
+    /// A TCP connection to the named port (its host port) succeeds.
+    Tcp {
+        /// The port's name.
+        port: String,
+    },
+    /// An HTTP GET of `path` on the named port answers 2xx or 3xx.
+    Http {
+        /// The port's name.
+        port: String,
+        /// The path, from `/`.
+        path: String,
+    },
+    /// The command exits 0 (run in the instance's container, or next to its process).
+    Command {
+        /// Program and arguments.
+        argv: Vec<String>,
+    },
 }
 
 /// A commit to check out into a job's workspace (the workflow's `source`).
@@ -215,6 +275,13 @@ pub enum AgentEvent {
         time: DateTime<Utc>,
         /// The raw text (the server masks secrets before storing).
         text: String,
+    },
+    /// A service instance's health changed (or was first established).
+    Health {
+        /// Passing or not.
+        healthy: bool,
+        /// What the last check saw (`connection refused`, `HTTP 503`, `exit 1`).
+        detail: String,
     },
     /// A `JOB_OUT key=value` line.
     Output {

@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 
 pub mod agent;
 pub mod pool;
+pub mod service;
 pub mod triggers;
 
 /// The body of every 4xx and 5xx answer.

@@ -147,6 +147,7 @@ fn lease_poll_and_a_typed_start_job() {
             commit: "4b825dc642cb6eb9a060e54bf8d69288fbee4904".into(),
             credentials: None,
         }),
+        instance: None,
     };
     let resp = LeaseResponse {
         leases: vec![lease],

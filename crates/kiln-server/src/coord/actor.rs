@@ -489,6 +489,7 @@ impl Actor {
             env,
             inputs,
             checkout,
+            instance: None,
         };
         if let Err((ctx, why)) = self.sh.dispatch.enqueue(Queued { lease, ctx }) {
             ctx.exited(Outcome::Error(format!("cannot be placed: {why}")));

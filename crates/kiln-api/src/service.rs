@@ -1,0 +1,118 @@
+//! Services in the REST API: applying a service file, its state with its instances (what
+//! discovery serves), its versions, scaling and rolling back.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Body of `PUT /api/v1/projects/{project}/services/{service}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ApplyService {
+    /// The service file (`kind: service`).
+    pub yaml: String,
+    /// Its file name, for diagnostics.
+    #[serde(default)]
+    pub file: Option<String>,
+    /// Why, kept with the version.
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// Body of `POST .../services/{service}/scale`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ScaleService {
+    /// The new number of replicas (0 to 1000).
+    pub replicas: u32,
+}
+
+/// Body of `POST .../services/{service}/rollback`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RollbackService {
+    /// The version to return to; the one before the current when absent.
+    #[serde(default)]
+    pub to: Option<u32>,
+}
+
+/// A service and its instances.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ServiceInfo {
+    /// Project name.
+    pub project: String,
+    /// Service name.
+    pub name: String,
+    /// The latest version (every apply, scale and rollback makes one).
+    pub version: u32,
+    /// The version whose spec every slot should run.
+    pub template: u32,
+    /// The last template every slot ran healthy.
+    pub stable: u32,
+    /// Slots.
+    pub replicas: u32,
+    /// `running`, `updating`, `rolling back` or `stopped`.
+    pub state: String,
+    /// Healthy instances of the desired template.
+    pub healthy: u32,
+    /// Its labels.
+    pub labels: BTreeMap<String, String>,
+    /// Its instances, by slot.
+    pub instances: Vec<InstanceInfo>,
+    /// Slots that are not what they should be, and why.
+    pub waits: Vec<SlotWait>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One instance of a service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct InstanceInfo {
+    /// Id.
+    pub id: String,
+    /// Slot.
+    pub slot: u32,
+    /// The template version it runs.
+    pub version: u32,
+    /// `staging`, `starting`, `healthy`, `unhealthy`, `stopping`, `lost` or `failed`.
+    pub state: String,
+    /// Why it is in that state (the last health check, the exit, the node lost).
+    pub reason: Option<String>,
+    /// The node it runs on.
+    pub node: Option<String>,
+    /// The node's IP.
+    pub host_ip: Option<String>,
+    /// Named ports and their host ports.
+    pub ports: BTreeMap<String, u16>,
+    /// Consecutive failures of its slot before it.
+    pub restarts: u32,
+    /// When it entered its state.
+    pub since: DateTime<Utc>,
+}
+
+/// Why a slot waits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SlotWait {
+    /// Slot.
+    pub slot: u32,
+    /// Why.
+    pub reason: String,
+}
+
+/// One version of a service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ServiceVersion {
+    /// Version number, from 1.
+    pub version: u32,
+    /// The version whose spec it runs (itself for an apply that changed the spec).
+    pub template: u32,
+    /// Replicas.
+    pub replicas: u32,
+    /// `apply`, `scale`, `restart`, `rollback`, `auto-rollback` or `stop`.
+    pub kind: String,
+    /// The note given, or why it was made.
+    pub note: Option<String>,
+    /// Who.
+    pub by: String,
+    /// When.
+    pub at: DateTime<Utc>,
+}
