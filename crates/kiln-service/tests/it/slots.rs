@@ -104,7 +104,7 @@ fn restart_policies_say_which_endings_are_replaced() {
         &d,
         1,
         None,
-        &[exited.clone()],
+        std::slice::from_ref(&exited),
         "wait slot 0: instance a exited with code 3; restart policy `never`",
     );
     d.restart.policy = RestartPolicy::OnFailure;
