@@ -55,6 +55,8 @@ pub mod codes {
     pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
     /// 413: the body is too large.
     pub const TOO_LARGE: &str = "too_large";
+    /// 422: the service file has errors; `diagnostics` lists them.
+    pub const INVALID_SERVICE: &str = "invalid_service";
     /// 409: an agent speaks another version of the lease protocol than the server; the
     /// message says which side to upgrade.
     pub const AGENT_PROTOCOL: &str = "agent_protocol";

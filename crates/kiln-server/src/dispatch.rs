@@ -1,4 +1,4 @@
-//! Hands job attempts to agents through leases.
+//! Hands tasks (job attempts and service instances) to agents through leases.
 //!
 //! A started attempt waits in a FIFO queue until an agent's lease poll takes it; the lease then
 //! lives until the agent reports `exited`, the server cancels it and the agent confirms, or the
@@ -40,33 +40,102 @@ use crate::pool::{Node, NodeFacts, NodeState, group_reasons};
 /// Longest lease poll the server holds open.
 const MAX_WAIT: Duration = Duration::from_secs(30);
 
-/// What the server keeps about one attempt while it is queued or leased.
+/// What the server keeps about one task (a job attempt or a service instance) while it is
+/// queued, placed or leased.
 #[derive(Debug)]
 pub struct TaskCtx {
+    /// Project (caches and quotas are per project).
+    pub project: ProjectId,
+    /// Masks the project's secrets in the task's log lines.
+    pub masker: Arc<Masker>,
+    /// When the task was queued.
+    pub queued_at: Instant,
+    /// Whose task it is, and where its end is told.
+    pub owner: Owner,
+}
+
+/// Whose task a lease carries.
+#[derive(Debug)]
+pub enum Owner {
+    /// An attempt of a job of a run.
+    Attempt(AttemptCtx),
+    /// An instance of a service.
+    Instance(InstanceCtx),
+}
+
+/// A job attempt's side of a task.
+#[derive(Debug)]
+pub struct AttemptCtx {
     /// Run.
     pub run: RunId,
-    /// Project (caches are per project).
-    pub project: ProjectId,
     /// Job.
     pub job: JobId,
     /// Index of the job in the plan (log keys use it).
     pub job_index: usize,
     /// Attempt.
     pub attempt: u32,
-    /// Masks the project's secrets in the attempt's log lines.
-    pub masker: Arc<Masker>,
     /// The run's actor.
     pub actor: RunTx,
     /// `cache:` of the job, rendered (checked against the agent's cache requests).
     pub cache_prefix: Option<String>,
-    /// When the attempt was queued.
-    pub queued_at: Instant,
+}
+
+/// A service instance's side of a task.
+#[derive(Debug)]
+pub struct InstanceCtx {
+    /// The service.
+    pub service: kiln_store::ServiceId,
+    /// The instance's id.
+    pub instance: String,
+    /// The service's actor.
+    pub actor: crate::services::ServiceTx,
 }
 
 impl TaskCtx {
-    /// Tells the run's actor that this attempt ended (see [`crate::coord::attempt_exited`]).
+    /// The job attempt, when the task is one.
+    pub fn attempt(&self) -> Option<&AttemptCtx> {
+        match &self.owner {
+            Owner::Attempt(a) => Some(a),
+            Owner::Instance(_) => None,
+        }
+    }
+
+    /// The service instance, when the task is one.
+    pub fn instance(&self) -> Option<&InstanceCtx> {
+        match &self.owner {
+            Owner::Instance(i) => Some(i),
+            Owner::Attempt(_) => None,
+        }
+    }
+
+    /// The task's key: the scheduler's task id, unique among live tasks.
+    pub fn key(&self) -> String {
+        match &self.owner {
+            Owner::Attempt(a) => format!("{}/{}/{}", a.run, a.job, a.attempt),
+            Owner::Instance(i) => format!("svc/{}/{}", i.service, i.instance),
+        }
+    }
+
+    /// Tells the owner that the task ended: the run's actor (see
+    /// [`crate::coord::attempt_exited`]) or the service's.
     pub fn exited(&self, outcome: kiln_engine::Outcome) {
-        crate::coord::attempt_exited(&self.actor, self.job.clone(), self.attempt, outcome);
+        match &self.owner {
+            Owner::Attempt(a) => {
+                crate::coord::attempt_exited(&a.actor, a.job.clone(), a.attempt, outcome);
+            }
+            Owner::Instance(i) => crate::services::instance_ended(i, outcome, false),
+        }
+    }
+
+    /// Tells the owner that the task was lost with its agent (`why` says how): an attempt
+    /// fails with that error, an instance is `lost` and replaced at once.
+    pub fn lost(&self, why: &str) {
+        match &self.owner {
+            Owner::Attempt(_) => self.exited(kiln_engine::Outcome::Error(why.to_string())),
+            Owner::Instance(i) => {
+                crate::services::instance_ended(i, kiln_engine::Outcome::Error(why.to_string()), true);
+            }
+        }
     }
 }
 
@@ -165,18 +234,22 @@ pub enum Canceled {
     Unknown,
 }
 
-/// The scheduler's task id of an attempt.
+/// The scheduler's task id of a task.
 fn task_id(ctx: &TaskCtx) -> kiln_scheduler::TaskId {
-    kiln_scheduler::TaskId(format!("{}/{}/{}", ctx.run, ctx.job, ctx.attempt))
+    kiln_scheduler::TaskId(ctx.key())
 }
 
-/// The scheduler's request of a queued attempt; UNIQUE, GROUP_BY and MAX_PER count the
-/// instances of one job of one run together (matrix instances included).
+/// The scheduler's request of a queued task; UNIQUE, GROUP_BY and MAX_PER count the
+/// instances of one job of one run together (matrix instances included), and the instances
+/// of one service together.
 fn ask_of(q: &Queued) -> Result<kiln_scheduler::Ask, String> {
     let job = &q.lease.start.job;
     let id = job.id.to_string();
     let base = id.split('[').next().unwrap_or(&id);
-    let group = format!("{}/{base}", q.ctx.run);
+    let group = match &q.ctx.owner {
+        Owner::Attempt(a) => format!("{}/{base}", a.run),
+        Owner::Instance(i) => format!("svc/{}", i.service),
+    };
     let task = task_id(&q.ctx);
     job.ask(&task.0, &group, &q.lease.project, kiln_scheduler::Resources::default())
         .map_err(|e| format!("job `{id}`: {e}"))
@@ -388,7 +461,8 @@ impl Dispatch {
     /// is queued.
     pub fn waiting(&self, run: &RunId, job: &JobId) -> Option<String> {
         let st = self.lock();
-        let w = st.queue.iter().find(|w| &w.q.ctx.run == run && &w.q.ctx.job == job)?;
+        let same = |c: &TaskCtx| c.attempt().is_some_and(|a| &a.run == run && &a.job == job);
+        let w = st.queue.iter().find(|w| same(&w.q.ctx))?;
         if let Some(q) = kiln_scheduler::check_quota(&st.sched, &st.quotas, &w.ask) {
             return Some(q.to_string());
         }
@@ -406,15 +480,16 @@ impl Dispatch {
     /// queued, or once it ended.
     pub fn placement(&self, run: &RunId, job: &JobId) -> Option<kiln_api::pool::JobPlacement> {
         let st = self.lock();
-        let same = |c: &TaskCtx| &c.run == run && &c.job == job;
+        let attempt_of = |c: &TaskCtx| {
+            c.attempt().filter(|a| &a.run == run && &a.job == job).map(|a| a.attempt)
+        };
         let leased =
-            st.leases.values().filter(|l| same(&l.ctx)).map(|l| (l.ctx.attempt, &l.placement));
+            st.leases.values().filter_map(|l| Some((attempt_of(&l.ctx)?, &l.placement)));
         let placed = st
             .placed
             .values()
             .flatten()
-            .filter(|w| same(&w.q.ctx))
-            .map(|w| (w.q.ctx.attempt, &w.placement));
+            .filter_map(|w| Some((attempt_of(&w.q.ctx)?, &w.placement)));
         let (_, p) = leased.chain(placed).max_by_key(|(attempt, _)| *attempt)?;
         p.as_ref().map(job_placement)
     }
@@ -435,8 +510,13 @@ impl Dispatch {
 
     /// Cancels the attempt `(run, job, attempt)` wherever it is.
     pub fn cancel(&self, run: &RunId, job: &JobId, attempt: u32) -> Canceled {
+        self.cancel_task(&format!("{run}/{job}/{attempt}"))
+    }
+
+    /// Cancels the task whose [`TaskCtx::key`] is `key` wherever it is.
+    pub fn cancel_task(&self, key: &str) -> Canceled {
         let mut st = self.lock();
-        let same = |c: &TaskCtx| &c.run == run && &c.job == job && c.attempt == attempt;
+        let same = |c: &TaskCtx| c.key() == key;
         if let Some(pos) = st.queue.iter().position(|w| same(&w.q.ctx)) {
             let w = st.queue.remove(pos).expect("position is in range");
             return Canceled::Dequeued(w.q.ctx);
@@ -644,6 +724,13 @@ impl Dispatch {
         self.lock().leases.get(id).map(|l| (l.ctx.clone(), l.cancel))
     }
 
+    /// Where a live lease runs: its node, and its placement (IP and host ports).
+    pub fn lease_placement(&self, id: &str) -> Option<(String, Option<kiln_api::pool::JobPlacement>)> {
+        let st = self.lock();
+        let l = st.leases.get(id)?;
+        Some((l.node.clone(), l.placement.as_ref().map(job_placement)))
+    }
+
     /// Ends a lease (its attempt exited): its node's reservation is given back and what now
     /// fits is placed.
     pub fn finish(&self, id: &str) -> Option<Arc<TaskCtx>> {
@@ -670,69 +757,4 @@ impl Dispatch {
             .filter(|(_, l)| now.duration_since(l.renewed) > ttl)
             .map(|(id, _)| id.clone())
             .collect();
-        let mut lost = Vec::new();
-        for id in expired {
-            if let Some(l) = st.leases.remove(&id) {
-                release(&mut st, &l);
-                lost.push((l.ctx, l.node));
-            }
-        }
-        let silent: Vec<String> = st
-            .agents
-            .iter()
-            .filter(|(_, s)| now.duration_since(s.seen) > ttl)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in silent {
-            self.end_session(&mut st, &id, NodeState::Lost);
-        }
-        place_queued(&mut st);
-        lost
-    }
-
-    /// Ends the session `agent` (its agent said it stops): its node goes `down` and what was
-    /// placed there but not taken is queued again; its leases stay until they end or expire.
-    pub fn leave(&self, agent: &str) {
-        let mut st = self.lock();
-        self.end_session(&mut st, agent, NodeState::Down);
-        place_queued(&mut st);
-    }
-
-    fn end_session(&self, st: &mut State, agent: &str, state: NodeState) {
-        let Some(s) = st.agents.remove(agent) else { return };
-        let name = s.info.name;
-        let current = st.nodes.get(&name).is_some_and(|n| n.session.as_deref() == Some(agent));
-        if !current {
-            return;
-        }
-        if let Some(n) = st.nodes.get_mut(&name) {
-            n.state = state;
-            n.session = None;
-        }
-        unplace_node(st, &name);
-        sync_node(st, &name);
-    }
-}
-
-/// The API's view of a placement.
-fn job_placement(p: &kiln_scheduler::Placement) -> kiln_api::pool::JobPlacement {
-    kiln_api::pool::JobPlacement {
-        node: p.node.0.clone(),
-        hostname: p.hostname.clone(),
-        ip: p.ip.clone(),
-        ports: p
-            .ports
-            .iter()
-            .map(|a| kiln_api::pool::PlacedPort {
-                name: a.name.clone(),
-                host: a.host,
-                container: a.container,
-            })
-            .collect(),
-    }
-}
-
-/// Gives a lease's reservation back to its node.
-fn release(st: &mut State, l: &Leased) {
-    unreserve(st, &l.node, &l.task, &host_ports(l.placement.as_ref()));
-}
+        let mut lost

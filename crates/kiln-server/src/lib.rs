@@ -28,6 +28,7 @@ pub mod reports;
 pub mod routes;
 pub mod schedules;
 pub mod secrets;
+pub mod services;
 pub mod stats;
 pub mod triggers;
 pub mod webhooks;
@@ -126,6 +127,8 @@ pub struct AppState {
     pub registry_host: String,
     /// The schedules' task (`on: schedule:`).
     pub scheduler: schedules::Scheduler,
+    /// Services and their instances.
+    pub services: services::Services,
 }
 
 /// Shared state of the API.
@@ -250,7 +253,9 @@ pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
         secrets.clone(),
         (registry.clone(), registry_host.clone()),
     );
+    let services = services::Services::new(store.clone(), logs.clone(), dispatch.clone());
     let app = Arc::new(AppState {
+        services: services.clone(),
         store,
         logs,
         blobs,
@@ -267,6 +272,7 @@ pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
     });
     routes::quotas::load(&app).await?;
     let resumed = coord.recover().await?;
+    services.recover().await?;
     let shutdown = CancellationToken::new();
     spawn_reaper(app.clone(), shutdown.clone());
     stats::spawn_sampler(app.clone(), shutdown.clone());

@@ -1,5 +1,5 @@
 //! The one door back from the agents: what an agent reports of a lease becomes masked log
-//! lines and engine events here, for the single-lease and the batch route alike. Every other
+//! lines and engine events (or service instance changes) here, for the single-lease and the batch route alike. Every other
 //! way an attempt ends without its agent's word (lost, registered again, lease expired)
 //! goes through [`TaskCtx::exited`] too.
 //!
@@ -8,11 +8,11 @@
 //! a log line is masked before it is stored, and stored before anyone can follow it.
 
 use kiln_api::agent::AgentEvent;
-use kiln_engine::{Event, Outcome};
+use kiln_engine::Event;
 use kiln_logs::{LogLine, LogStore, Stream};
 
 use crate::coord::{RunMsg, job_log_key, run_log_key};
-use crate::dispatch::{Dispatch, TaskCtx};
+use crate::dispatch::{AttemptCtx, Dispatch, InstanceCtx, Owner, TaskCtx};
 use crate::metrics::Metrics;
 
 /// The lease named in a report is not live (lost, canceled or ended).
@@ -35,21 +35,22 @@ impl Reports<'_> {
     /// Takes a lease's events in order; answers whether the lease is to be canceled.
     pub fn take(&self, lease: &str, events: Vec<AgentEvent>) -> Result<bool, NotLive> {
         let (ctx, cancel) = self.dispatch.lease(lease).ok_or_else(|| NotLive(lease.into()))?;
-        let job_key = job_log_key(&ctx.run, ctx.job_index, ctx.attempt);
-        let run_key = run_log_key(&ctx.run);
+        match &ctx.owner {
+            Owner::Attempt(a) => self.attempt(lease, &ctx, a, events),
+            Owner::Instance(i) => self.instance(lease, &ctx, i, events),
+        }
+        Ok(cancel)
+    }
+
+    fn attempt(&self, lease: &str, ctx: &TaskCtx, a: &AttemptCtx, events: Vec<AgentEvent>) {
+        let job_key = job_log_key(&a.run, a.job_index, a.attempt);
+        let run_key = run_log_key(&a.run);
         for ev in events {
             let event = match ev {
-                AgentEvent::Started => {
-                    Event::JobStarted { job: ctx.job.clone(), attempt: ctx.attempt }
-                }
+                AgentEvent::Started => Event::JobStarted { job: a.job.clone(), attempt: a.attempt },
                 AgentEvent::Log { stream, time, text } => {
-                    let stream = if stream == "stderr" { Stream::Stderr } else { Stream::Stdout };
-                    let masked = ctx.masker.mask(&text);
-                    let line = LogLine { stream, time, text: masked.to_string() };
-                    if self.logs.append(&job_key, &line).is_ok() {
-                        self.metrics.log_line(line.text.len());
-                        let tagged =
-                            LogLine { text: format!("{}\t{}", ctx.job, line.text), ..line };
+                    if let Some(line) = self.log(ctx, &job_key, &stream, time, &text) {
+                        let tagged = LogLine { text: format!("{}\t{}", a.job, line.text), ..line };
                         let _ = self.logs.append(&run_key, &tagged);
                     }
                     continue;
@@ -57,8 +58,10 @@ impl Reports<'_> {
                 AgentEvent::Output { key, value } => {
                     // An output is stored and shown like a log line: secrets in it are masked.
                     let value = ctx.masker.mask(&value).into_owned();
-                    Event::JobOutput { job: ctx.job.clone(), attempt: ctx.attempt, key, value }
+                    Event::JobOutput { job: a.job.clone(), attempt: a.attempt, key, value }
                 }
+                // Only instances have health checks.
+                AgentEvent::Health { .. } => continue,
                 AgentEvent::Exited { outcome } => {
                     // Reported once: a second `exited` (or anything after it) finds no lease.
                     if self.dispatch.finish(lease).is_none() {
@@ -68,15 +71,56 @@ impl Reports<'_> {
                     continue;
                 }
             };
-            let _ = ctx.actor.send(RunMsg::Event { event, reply: None });
+            let _ = a.actor.send(RunMsg::Event { event, reply: None });
         }
-        Ok(cancel)
+    }
+
+    fn instance(&self, lease: &str, ctx: &TaskCtx, i: &InstanceCtx, events: Vec<AgentEvent>) {
+        let key = crate::services::instance_log_key(&i.service, &i.instance);
+        for ev in events {
+            match ev {
+                AgentEvent::Started => {
+                    let (node, placement) = self.dispatch.lease_placement(lease).unzip();
+                    crate::services::instance_started(i, lease, node, placement.flatten());
+                }
+                AgentEvent::Log { stream, time, text } => {
+                    self.log(ctx, &key, &stream, time, &text);
+                }
+                AgentEvent::Health { healthy, detail } => {
+                    crate::services::instance_health(i, healthy, ctx.masker.mask(&detail).into_owned());
+                }
+                AgentEvent::Output { .. } => {}
+                AgentEvent::Exited { outcome } => {
+                    if self.dispatch.finish(lease).is_none() {
+                        break;
+                    }
+                    ctx.exited(outcome);
+                }
+            }
+        }
+    }
+
+    /// Masks and stores one log line; the stored line, if it was stored.
+    fn log(
+        &self,
+        ctx: &TaskCtx,
+        key: &kiln_logs::LogKey,
+        stream: &str,
+        time: chrono::DateTime<chrono::Utc>,
+        text: &str,
+    ) -> Option<LogLine> {
+        let stream = if stream == "stderr" { Stream::Stderr } else { Stream::Stdout };
+        let line = LogLine { stream, time, text: ctx.masker.mask(text).into_owned() };
+        self.logs.append(key, &line).ok()?;
+        self.metrics.log_line(line.text.len());
+        Some(line)
     }
 }
 
-/// Ends attempts whose agent is gone, each with `why` as its error.
+/// Ends tasks whose agent is gone, `why` saying how: attempts fail with it as their error,
+/// instances are `lost` (and replaced at once).
 pub fn lose<'a>(lost: impl IntoIterator<Item = &'a TaskCtx>, why: &str) {
     for ctx in lost {
-        ctx.exited(Outcome::Error(why.to_string()));
+        ctx.lost(why);
     }
 }

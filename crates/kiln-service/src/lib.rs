@@ -121,6 +121,22 @@ impl InstanceState {
         matches!(self, InstanceState::Lost | InstanceState::Failed)
     }
 
+    /// Every state.
+    pub const ALL: [InstanceState; 7] = [
+        InstanceState::Staging,
+        InstanceState::Starting,
+        InstanceState::Healthy,
+        InstanceState::Unhealthy,
+        InstanceState::Stopping,
+        InstanceState::Lost,
+        InstanceState::Failed,
+    ];
+
+    /// The state named `name` ([`InstanceState::as_str`]).
+    pub fn parse(name: &str) -> Option<InstanceState> {
+        InstanceState::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
     /// The lowercase name, as stored and shown.
     pub fn as_str(self) -> &'static str {
         match self {

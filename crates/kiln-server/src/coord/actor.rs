@@ -22,7 +22,7 @@ use super::{
     Coord, LOST_ON_RESTART, MAX_BATCH, RunMsg, RunTx, Shared, attempt_exited, group_of,
     job_log_key, lock, run_log_key,
 };
-use crate::dispatch::{Canceled, Queued, TaskCtx};
+use crate::dispatch::{AttemptCtx, Canceled, Owner, Queued, TaskCtx};
 use crate::error::{ApiErr, ApiResult};
 
 /// When a job first started and when it ended.
@@ -468,15 +468,17 @@ impl Actor {
             .collect();
         let env = job_env(&self.env, &sj.job.id, sj.attempt);
         let ctx = Arc::new(TaskCtx {
-            run: self.run.id,
             project: self.project_id,
-            job: sj.job.id.clone(),
-            job_index: index,
-            attempt: sj.attempt,
             masker: self.masker.clone(),
-            actor: self.tx.clone(),
-            cache_prefix: sj.job.cache.as_ref().map(|c| c.key.clone()),
             queued_at: Instant::now(),
+            owner: Owner::Attempt(AttemptCtx {
+                run: self.run.id,
+                job: sj.job.id.clone(),
+                job_index: index,
+                attempt: sj.attempt,
+                actor: self.tx.clone(),
+                cache_prefix: sj.job.cache.as_ref().map(|c| c.key.clone()),
+            }),
         });
         let checkout = if sj.job.checkout { self.checkout.clone() } else { None };
         let lease = Lease {

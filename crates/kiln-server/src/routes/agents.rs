@@ -132,10 +132,22 @@ pub async fn lease(
     Ok(Json(resp))
 }
 
+/// The context of a live lease of a job attempt (files belong to attempts only).
 fn live_lease(app: &App, lease: &str) -> ApiResult<(std::sync::Arc<TaskCtx>, bool)> {
-    app.dispatch.lease(lease).ok_or_else(|| {
+    let (ctx, cancel) = app.dispatch.lease(lease).ok_or_else(|| {
         ApiErr::not_found(format!("lease `{lease}` is not live (lost, canceled or ended)"))
-    })
+    })?;
+    if ctx.attempt().is_none() {
+        return Err(ApiErr::not_found(format!(
+            "lease `{lease}` is a service instance: it has no inputs, caches or artifacts"
+        )));
+    }
+    Ok((ctx, cancel))
+}
+
+/// The attempt of a context [`live_lease`] returned.
+fn attempt_of(ctx: &TaskCtx) -> &crate::dispatch::AttemptCtx {
+    ctx.attempt().expect("live_lease returns attempts only")
 }
 
 /// Reports events of a lease, in order: `started`, `log`/`output` lines, one `exited`.
@@ -212,7 +224,7 @@ pub async fn input(
 ) -> ApiResult<Response> {
     agent_caller(&caller)?;
     let (ctx, _) = live_lease(&app, &lease)?;
-    let rec = app.store.artifact(&ctx.run, &job.as_str().into()).await?;
+    let rec = app.store.artifact(&attempt_of(&ctx).run, &job.as_str().into()).await?;
     open_blob(&app, &rec.blob).await?.ok_or_else(|| {
         ApiErr::not_found(format!("the artifacts of job `{job}` are gone from the blob store"))
     })
@@ -284,7 +296,8 @@ pub async fn put_artifacts(
 ) -> ApiResult<Json<Artifact>> {
     agent_caller(&caller)?;
     let (ctx, _) = live_lease(&app, &lease)?;
-    let rel = Blobs::artifact_rel(&ctx.run.to_string(), ctx.job_index, ctx.attempt);
+    let a = attempt_of(&ctx);
+    let rel = Blobs::artifact_rel(&a.run.to_string(), a.job_index, a.attempt);
     let written = write_blob(&app, &rel, body).await?;
     let path = app.blobs.path(&rel);
     let files = tokio::task::spawn_blocking(move || blobs::list_tar_gz(&path))
@@ -296,9 +309,9 @@ pub async fn put_artifacts(
     let rec = app
         .store
         .record_artifact(&NewArtifact {
-            run: ctx.run,
-            job: ctx.job.clone(),
-            attempt: ctx.attempt,
+            run: a.run,
+            job: a.job.clone(),
+            attempt: a.attempt,
             blob: rel,
             size: written.size,
             sha256: written.digest.trim_start_matches("sha256:").to_string(),

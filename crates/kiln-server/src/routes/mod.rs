@@ -27,6 +27,7 @@ pub mod projects;
 pub mod quotas;
 pub mod registry;
 pub mod runs;
+pub mod services;
 pub mod stats;
 pub mod tokens;
 pub mod triggers;
@@ -47,7 +48,7 @@ pub struct Body<T>(pub T);
     tags(
         (name = "projects"), (name = "pipelines"), (name = "runs"), (name = "logs"),
         (name = "artifacts"), (name = "secrets"), (name = "tokens"), (name = "agents"), (name = "pool"),
-        (name = "server"), (name = "registry"), (name = "hooks")
+        (name = "server"), (name = "registry"), (name = "hooks"), (name = "services")
     )
 )]
 struct ApiDoc;
@@ -79,6 +80,13 @@ fn api_router() -> OpenApiRouter<App> {
         .routes(routes!(triggers::list))
         .routes(routes!(projects::secrets))
         .routes(routes!(projects::set_secret, projects::delete_secret))
+        .routes(routes!(services::list))
+        .routes(routes!(services::get, services::apply, services::delete))
+        .routes(routes!(services::scale))
+        .routes(routes!(services::restart))
+        .routes(routes!(services::stop))
+        .routes(routes!(services::rollback))
+        .routes(routes!(services::history))
         .routes(routes!(runs::trigger))
         .routes(routes!(runs::show_by_number))
         .routes(routes!(runs::list))

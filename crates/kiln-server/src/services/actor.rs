@@ -1,0 +1,506 @@
+//! A service's actor: keeps the service's record, the spec of its template and its live
+//! instances; after every change (an agent's report, a new version, a timer) it asks
+//! `kiln_service::reconcile` what to do and does it: places instances through the
+//! dispatcher, cancels their leases, records roll-backs and completed updates.
+//!
+//! Invariant: every instance change is stored before the next decision is taken, so what
+//! discovery serves is what the controller decided on.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use kiln_api::agent::{InstanceLease, Lease};
+use kiln_engine::{Outcome, StartJob};
+use kiln_logs::Masker;
+use kiln_service::{Action, Desired, Instance, InstanceId, InstanceState, Observed, Restart};
+use kiln_store::{InstanceRecord, NewServiceVersion, ServiceId, ServiceRecord};
+use kiln_workflow::plan::{Job, JobId, RetryPolicy};
+use kiln_workflow::service::ServiceSpec;
+use tokio::sync::mpsc;
+
+use super::{ServiceMsg, ServiceTx, Shared, View, lock, with_replicas};
+use crate::dispatch::{Canceled, InstanceCtx, Owner, Queued, TaskCtx};
+
+/// Most passes in a row without a message (a roll-back or a completed update asks for
+/// another at once).
+const MAX_PASSES: usize = 4;
+
+/// Runs the actor of service `id` until it is deleted.
+pub(super) async fn run(
+    sh: Arc<Shared>,
+    id: ServiceId,
+    tx: ServiceTx,
+    mut rx: mpsc::UnboundedReceiver<ServiceMsg>,
+    view: Arc<Mutex<View>>,
+) {
+    let mut actor = match Actor::load(sh, id.clone(), tx, view).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!("service {id}: {e}");
+            return;
+        }
+    };
+    loop {
+        let wake = match actor.pass().await {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!("service {}: {e}; trying again in 1s", actor.name());
+                Some(Utc::now() + chrono::Duration::seconds(1))
+            }
+        };
+        let first = match wake {
+            None => rx.recv().await,
+            Some(at) => {
+                let wait = (at - Utc::now()).to_std().unwrap_or_default();
+                match tokio::time::timeout(wait.max(Duration::from_millis(5)), rx.recv()).await {
+                    Ok(m) => m,
+                    Err(_) => continue,
+                }
+            }
+        };
+        let Some(first) = first else { return };
+        let mut batch = vec![first];
+        while let Ok(m) = rx.try_recv() {
+            batch.push(m);
+        }
+        for msg in batch {
+            match actor.handle(msg).await {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => tracing::warn!("service {}: {e}", actor.name()),
+            }
+        }
+    }
+}
+
+struct Actor {
+    sh: Arc<Shared>,
+    id: ServiceId,
+    tx: ServiceTx,
+    view: Arc<Mutex<View>>,
+    record: ServiceRecord,
+    spec: ServiceSpec,
+    /// Instances not forgotten.
+    instances: Vec<InstanceRecord>,
+    /// Instances being stopped because they failed their health check (their end counts
+    /// as a failure, with backoff).
+    unhealthy: HashSet<String>,
+}
+
+type Result<T> = std::result::Result<T, kiln_store::StoreError>;
+
+fn ms(t: DateTime<Utc>) -> u64 {
+    u64::try_from(t.timestamp_millis()).unwrap_or(0)
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Actor {
+    async fn load(
+        sh: Arc<Shared>,
+        id: ServiceId,
+        tx: ServiceTx,
+        view: Arc<Mutex<View>>,
+    ) -> Result<Actor> {
+        let record = sh.store.service_by_id(&id).await?;
+        let spec = spec_of(&sh, &record).await?;
+        let instances = sh.store.instances(&id, false).await?;
+        Ok(Actor { sh, id, tx, view, record, spec, instances, unhealthy: HashSet::new() })
+    }
+
+    fn name(&self) -> String {
+        format!("{}/{}", self.record.project, self.record.name)
+    }
+
+    async fn reload(&mut self) -> Result<()> {
+        self.record = self.sh.store.service_by_id(&self.id).await?;
+        self.spec = spec_of(&self.sh, &self.record).await?;
+        Ok(())
+    }
+
+    fn desired(&self) -> Desired {
+        let f = self.spec.update.resolve(self.record.replicas);
+        let restart = &self.spec.restart;
+        Desired {
+            version: self.record.template,
+            replicas: self.record.replicas,
+            max_surge: f.surge,
+            max_unavailable: f.unavailable,
+            deadline_ms: millis(self.spec.update.deadline),
+            restart: Restart {
+                policy: match restart.policy {
+                    kiln_workflow::service::Restart::Always => kiln_service::RestartPolicy::Always,
+                    kiln_workflow::service::Restart::OnFailure => {
+                        kiln_service::RestartPolicy::OnFailure
+                    }
+                    kiln_workflow::service::Restart::Never => kiln_service::RestartPolicy::Never,
+                },
+                initial_ms: millis(restart.initial_backoff),
+                max_ms: millis(restart.max_backoff),
+            },
+        }
+    }
+
+    fn observed(&self) -> Vec<Instance> {
+        self.instances
+            .iter()
+            .filter_map(|i| {
+                Some(Instance {
+                    id: InstanceId(i.id.clone()),
+                    slot: i.slot,
+                    version: i.version,
+                    state: InstanceState::parse(&i.state)?,
+                    since_ms: ms(i.since),
+                    started_ms: i.started_at.map(ms),
+                    restarts: i.restarts,
+                    exit_code: i.exit_code,
+                })
+            })
+            .collect()
+    }
+
+    /// Reconciles and carries out the decision (again at once after a roll-back or a
+    /// completed update); when to pass again without a message.
+    async fn pass(&mut self) -> Result<Option<DateTime<Utc>>> {
+        let mut wake = None;
+        for _ in 0..MAX_PASSES {
+            let desired = self.desired();
+            let observed = self.observed();
+            let decision = kiln_service::reconcile(Observed {
+                desired: &desired,
+                stable_version: self.record.stable,
+                update_started_ms: self.record.update_started_at.map(ms),
+                instances: &observed,
+                now_ms: ms(Utc::now()),
+            });
+            let mut again = false;
+            for action in decision.actions {
+                again |= self.carry_out(action).await?;
+            }
+            wake = decision
+                .wake_at_ms
+                .and_then(|at| DateTime::from_timestamp_millis(i64::try_from(at).ok()?));
+            *lock(&self.view) =
+                View { instances: self.instances.clone(), waits: decision.waits.clone() };
+            if !again {
+                break;
+            }
+        }
+        Ok(wake)
+    }
+
+    /// Does one action; whether the service's record changed (decide again).
+    async fn carry_out(&mut self, action: Action) -> Result<bool> {
+        match action {
+            Action::Start { slot, version, restarts } => {
+                self.start(slot, version, restarts).await?;
+            }
+            Action::Stop { instance, reason } => self.stop(&instance.0, reason).await?,
+            Action::Forget { instance } => {
+                if let Some(mut i) = self.take(&instance.0) {
+                    i.forgotten = true;
+                    self.sh.store.put_instance(&i, "forgotten").await?;
+                }
+            }
+            Action::RollBack { to_version, reason } => {
+                tracing::warn!("service {}: {reason}; rolling back to version {to_version}", self.name());
+                let source = self.sh.store.service_version(&self.id, to_version).await?;
+                let version = NewServiceVersion {
+                    kind: "auto-rollback".into(),
+                    replicas: self.record.replicas,
+                    template: Some(to_version),
+                    spec: source.spec,
+                    yaml: source.yaml,
+                    file: source.file,
+                    note: Some(reason),
+                    by: "kiln".into(),
+                };
+                self.sh
+                    .store
+                    .add_service_version(&self.record.project, &self.record.name, &version)
+                    .await?;
+                self.reload().await?;
+                return Ok(true);
+            }
+            Action::Completed { version } => {
+                self.sh.store.set_service_stable(&self.id, version).await?;
+                self.reload().await?;
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn take(&mut self, id: &str) -> Option<InstanceRecord> {
+        let pos = self.instances.iter().position(|i| i.id == id)?;
+        Some(self.instances.remove(pos))
+    }
+
+    async fn put(&mut self, i: InstanceRecord, kind: &str) -> Result<()> {
+        self.sh.store.put_instance(&i, kind).await?;
+        match self.instances.iter_mut().find(|x| x.id == i.id) {
+            Some(slot) => *slot = i,
+            None => self.instances.push(i),
+        }
+        Ok(())
+    }
+
+    async fn start(&mut self, slot: u32, version: u32, restarts: u32) -> Result<()> {
+        let spec = if version == self.record.template {
+            self.spec.clone()
+        } else {
+            spec_of_version(&self.sh, &self.id, version, self.record.replicas).await?
+        };
+        let id = uuid::Uuid::now_v7().simple().to_string()[..16].to_string();
+        let now = Utc::now();
+        let record = InstanceRecord {
+            id: id.clone(),
+            service_id: self.id.clone(),
+            slot,
+            version,
+            state: InstanceState::Staging.as_str().into(),
+            reason: None,
+            node: None,
+            host_ip: None,
+            ports: BTreeMap::new(),
+            lease: None,
+            since: now,
+            started_at: None,
+            restarts,
+            exit_code: None,
+            forgotten: false,
+        };
+        self.put(record.clone(), "staging").await?;
+        let lease = self.lease_for(&spec, &record);
+        let ctx = Arc::new(TaskCtx {
+            project: self.record.project_id,
+            masker: Arc::new(Masker::new(Vec::new())),
+            queued_at: Instant::now(),
+            owner: Owner::Instance(InstanceCtx {
+                service: self.id.clone(),
+                instance: id,
+                actor: self.tx.clone(),
+            }),
+        });
+        if let Err((_, why)) = self.sh.dispatch.enqueue(Queued { lease, ctx }) {
+            let failed = InstanceRecord {
+                state: InstanceState::Failed.as_str().into(),
+                reason: Some(format!("cannot be placed: {why}")),
+                since: Utc::now(),
+                ..record
+            };
+            self.put(failed, "failed").await?;
+        }
+        Ok(())
+    }
+
+    fn lease_for(&self, spec: &ServiceSpec, i: &InstanceRecord) -> Lease {
+        let service = self.name();
+        let env = BTreeMap::from([
+            ("KILN_PROJECT".to_string(), self.record.project.clone()),
+            ("KILN_SERVICE".to_string(), self.record.name.clone()),
+            ("KILN_INSTANCE".to_string(), i.id.clone()),
+            ("KILN_SLOT".to_string(), i.slot.to_string()),
+            ("KILN_SERVICE_VERSION".to_string(), i.version.to_string()),
+        ]);
+        let job = Job {
+            id: JobId::from(i.id.as_str()),
+            base: spec.name.clone(),
+            stage: 0,
+            needs: Vec::new(),
+            gate: None,
+            condition: "success()".into(),
+            image: spec.image.clone(),
+            run: spec.run.run_spec(),
+            env: spec.env.clone(),
+            workdir: None,
+            timeout: None,
+            retry: RetryPolicy::default(),
+            matrix: BTreeMap::new(),
+            services: Vec::new(),
+            resources: spec.resources.clone(),
+            scheduling: spec.scheduling.clone(),
+            cache: None,
+            artifacts: None,
+            checkout: false,
+        };
+        Lease {
+            id: String::new(),
+            run: i.id.clone(),
+            run_name: format!("{service}/{}", i.slot),
+            project: self.record.project.clone(),
+            job_index: 0,
+            start: StartJob { attempt: 1, job },
+            env,
+            inputs: Vec::new(),
+            checkout: None,
+            instance: Some(InstanceLease {
+                service,
+                instance: i.id.clone(),
+                slot: i.slot,
+                version: i.version,
+                health: spec.health.as_ref().map(health_wire),
+            }),
+        }
+    }
+
+    async fn stop(&mut self, id: &str, reason: String) -> Result<()> {
+        let Some(i) = self.instances.iter().find(|i| i.id == id).cloned() else { return Ok(()) };
+        if i.state == InstanceState::Unhealthy.as_str() {
+            self.unhealthy.insert(i.id.clone());
+        }
+        match self.sh.dispatch.cancel_task(&format!("svc/{}/{}", self.id, i.id)) {
+            Canceled::Signalled => {
+                let stopping = InstanceRecord {
+                    state: InstanceState::Stopping.as_str().into(),
+                    reason: Some(reason),
+                    since: Utc::now(),
+                    ..i
+                };
+                self.put(stopping, "stopping").await
+            }
+            // Never handed to an agent (or already gone): nothing runs.
+            Canceled::Dequeued(_) | Canceled::Unknown => self.ended(i, Outcome::Canceled, false).await,
+        }
+    }
+
+    /// Records how instance `i` ended.
+    async fn ended(&mut self, i: InstanceRecord, outcome: Outcome, lost: bool) -> Result<()> {
+        let unhealthy = self.unhealthy.remove(&i.id);
+        let now = Utc::now();
+        let stopped_on_purpose = i.state == InstanceState::Stopping.as_str() && !unhealthy
+            || (matches!(outcome, Outcome::Canceled) && !unhealthy && !lost);
+        if stopped_on_purpose {
+            self.take(&i.id);
+            let done = InstanceRecord {
+                state: "stopped".into(),
+                lease: None,
+                since: now,
+                forgotten: true,
+                ..i
+            };
+            return self.sh.store.put_instance(&done, "stopped").await.map(|_| ());
+        }
+        let (state, reason, exit_code) = match (&outcome, lost) {
+            (Outcome::Error(e), true) => (InstanceState::Lost, e.clone(), None),
+            _ if unhealthy => {
+                let last = i.reason.clone().unwrap_or_default();
+                (InstanceState::Failed, format!("failed its health check: {last}"), None)
+            }
+            (Outcome::Exited(code), _) => {
+                (InstanceState::Failed, format!("exited with code {code}"), Some(*code))
+            }
+            (Outcome::Error(e), false) => (InstanceState::Failed, e.clone(), None),
+            (Outcome::TimedOut, _) => (InstanceState::Failed, "timed out".to_string(), None),
+            (Outcome::Canceled, _) => (InstanceState::Failed, "canceled".to_string(), None),
+        };
+        let done = InstanceRecord {
+            state: state.as_str().into(),
+            reason: Some(reason),
+            exit_code,
+            lease: None,
+            since: now,
+            ..i
+        };
+        self.put(done, state.as_str()).await
+    }
+
+    /// Applies one message; false once the service is deleted.
+    async fn handle(&mut self, msg: ServiceMsg) -> Result<bool> {
+        match msg {
+            ServiceMsg::Started { instance, lease, node, placement } => {
+                let Some(i) = self.instances.iter().find(|i| i.id == instance).cloned() else {
+                    return Ok(true);
+                };
+                let now = Utc::now();
+                let ports = placement
+                    .as_ref()
+                    .map(|p| p.ports.iter().map(|x| (x.name.clone(), x.host)).collect())
+                    .unwrap_or_default();
+                let started = InstanceRecord {
+                    state: InstanceState::Starting.as_str().into(),
+                    reason: None,
+                    lease: Some(lease),
+                    node,
+                    host_ip: placement.map(|p| p.ip),
+                    ports,
+                    since: now,
+                    started_at: Some(now),
+                    ..i
+                };
+                self.put(started, "started").await?;
+            }
+            ServiceMsg::Health { instance, healthy, detail } => {
+                let Some(i) = self.instances.iter().find(|i| i.id == instance).cloned() else {
+                    return Ok(true);
+                };
+                let running = matches!(
+                    InstanceState::parse(&i.state),
+                    Some(InstanceState::Starting | InstanceState::Healthy | InstanceState::Unhealthy)
+                );
+                if running {
+                    let state = if healthy { InstanceState::Healthy } else { InstanceState::Unhealthy };
+                    let changed = InstanceRecord {
+                        state: state.as_str().into(),
+                        reason: (!detail.is_empty()).then_some(detail),
+                        since: Utc::now(),
+                        ..i
+                    };
+                    self.put(changed, state.as_str()).await?;
+                }
+            }
+            ServiceMsg::Ended { instance, outcome, lost } => {
+                if let Some(i) = self.instances.iter().find(|i| i.id == instance).cloned() {
+                    self.ended(i, outcome, lost).await?;
+                }
+            }
+            ServiceMsg::Changed => self.reload().await?,
+            ServiceMsg::Delete => {
+                for i in std::mem::take(&mut self.instances) {
+                    self.sh.dispatch.cancel_task(&format!("svc/{}/{}", self.id, i.id));
+                }
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// The spec of a service's template, with its current replicas.
+async fn spec_of(sh: &Shared, record: &ServiceRecord) -> Result<ServiceSpec> {
+    spec_of_version(sh, &record.id, record.template, record.replicas).await
+}
+
+async fn spec_of_version(
+    sh: &Shared,
+    id: &ServiceId,
+    version: u32,
+    replicas: u32,
+) -> Result<ServiceSpec> {
+    let v = sh.store.service_version(id, version).await?;
+    serde_json::from_value(with_replicas(v.spec, replicas)).map_err(|e| {
+        kiln_store::StoreError::Corrupt(format!("service {id} version {version}: {e}"))
+    })
+}
+
+/// The agent's form of a health check.
+fn health_wire(h: &kiln_workflow::service::HealthCheck) -> kiln_api::agent::HealthCheck {
+    use kiln_workflow::service::Probe;
+    kiln_api::agent::HealthCheck {
+        probe: match &h.probe {
+            Probe::Tcp { port } => kiln_api::agent::Probe::Tcp { port: port.clone() },
+            Probe::Http { port, path } => {
+                kiln_api::agent::Probe::Http { port: port.clone(), path: path.clone() }
+            }
+            Probe::Command(argv) => kiln_api::agent::Probe::Command { argv: argv.clone() },
+        },
+        grace_ms: millis(h.grace),
+        interval_ms: millis(h.interval),
+        timeout_ms: millis(h.timeout),
+        failures: h.failures,
+    }
+}

@@ -1,0 +1,468 @@
+//! Services: long-running replicated workloads on the pool. [`Services`] takes the API's
+//! requests (apply a service file, scale, restart, stop, roll back, delete) as new versions
+//! in the store, and runs one actor per service (`actor.rs`) that reconciles it with
+//! `kiln_service::reconcile` and carries out the decisions: instances are placed by the same
+//! dispatcher and scheduler as job attempts and run by agents as long leases; agents report
+//! their starts, health and ends back through `reports.rs`, which calls the functions below.
+//!
+//! Invariants: every change of an instance is stored (with a revision, for discovery) before
+//! the next decision is taken; a service has at most one actor; instances are placed only
+//! through the dispatcher (never overcommitting a node).
+
+mod actor;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use kiln_api::service::{InstanceInfo, ServiceInfo, ServiceVersion, SlotWait};
+use kiln_engine::Outcome;
+use kiln_logs::{LogKey, LogStore};
+use kiln_store::{InstanceRecord, NewServiceVersion, ServiceId, ServiceRecord, Store};
+use tokio::sync::mpsc;
+
+use crate::dispatch::{Dispatch, InstanceCtx};
+use crate::error::{ApiErr, ApiResult};
+
+/// A message to a service's actor.
+#[derive(Debug)]
+pub enum ServiceMsg {
+    /// An instance's agent started it.
+    Started {
+        /// Instance id.
+        instance: String,
+        /// Its lease.
+        lease: String,
+        /// The node it runs on.
+        node: Option<String>,
+        /// Where: IP and host ports.
+        placement: Option<kiln_api::pool::JobPlacement>,
+    },
+    /// An instance's health changed.
+    Health {
+        /// Instance id.
+        instance: String,
+        /// Passing or not.
+        healthy: bool,
+        /// What the check saw.
+        detail: String,
+    },
+    /// An instance ended: it exited, was stopped, or was lost with its agent (`lost`).
+    Ended {
+        /// Instance id.
+        instance: String,
+        /// How.
+        outcome: Outcome,
+        /// Lost with its node.
+        lost: bool,
+    },
+    /// The service's desired state changed in the store: read it again.
+    Changed,
+    /// The service was deleted: stop every instance, then end.
+    Delete,
+}
+
+/// Sends messages to a service's actor.
+pub type ServiceTx = mpsc::UnboundedSender<ServiceMsg>;
+
+/// Tells the actor of `i`'s service that the instance's agent started it.
+pub fn instance_started(
+    i: &InstanceCtx,
+    lease: &str,
+    node: Option<String>,
+    placement: Option<kiln_api::pool::JobPlacement>,
+) {
+    let _ = i.actor.send(ServiceMsg::Started {
+        instance: i.instance.clone(),
+        lease: lease.to_string(),
+        node,
+        placement,
+    });
+}
+
+/// Tells the actor of `i`'s service that the instance's health changed.
+pub fn instance_health(i: &InstanceCtx, healthy: bool, detail: String) {
+    let _ = i.actor.send(ServiceMsg::Health { instance: i.instance.clone(), healthy, detail });
+}
+
+/// Tells the actor of `i`'s service that the instance ended (`lost`: with its agent).
+pub fn instance_ended(i: &InstanceCtx, outcome: Outcome, lost: bool) {
+    let _ = i.actor.send(ServiceMsg::Ended { instance: i.instance.clone(), outcome, lost });
+}
+
+/// The log of one instance.
+pub fn instance_log_key(service: &ServiceId, instance: &str) -> LogKey {
+    LogKey::from_segments(["services".to_string(), service.to_string(), instance.to_string()])
+        .expect("ids make a valid key")
+}
+
+/// What the API reads of a running service: its instances and why slots wait, as its actor
+/// last saw them.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct View {
+    instances: Vec<InstanceRecord>,
+    waits: Vec<kiln_service::Wait>,
+}
+
+#[derive(Debug)]
+struct ActorRef {
+    tx: ServiceTx,
+    view: Arc<Mutex<View>>,
+}
+
+/// Shared by [`Services`] and the actors.
+#[derive(Debug)]
+struct Shared {
+    store: Store,
+    logs: LogStore,
+    dispatch: Arc<Dispatch>,
+    actors: Mutex<HashMap<ServiceId, ActorRef>>,
+}
+
+/// Applies, steers and shows services. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Services {
+    sh: Arc<Shared>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What a request changes: a new version of the service, with who and why.
+struct Change {
+    kind: &'static str,
+    replicas: Option<u32>,
+    template: Template,
+    note: Option<String>,
+}
+
+/// Which spec a new version runs.
+enum Template {
+    /// The current template's.
+    Same,
+    /// A new one (a restart: the same spec, every instance replaced).
+    Fresh,
+    /// Version N's.
+    Of(u32),
+}
+
+impl Services {
+    /// The services of this store, placed through `dispatch`. Call [`Services::recover`]
+    /// once before serving.
+    pub fn new(store: Store, logs: LogStore, dispatch: Arc<Dispatch>) -> Services {
+        Services {
+            sh: Arc::new(Shared { store, logs, dispatch, actors: Mutex::new(HashMap::new()) }),
+        }
+    }
+
+    /// Starts an actor for every stored service. Instances that ran before the server
+    /// stopped are marked lost and replaced (their agents stop them: the leases are gone).
+    pub async fn recover(&self) -> Result<usize, kiln_store::StoreError> {
+        let services = self.sh.store.services(None).await?;
+        for s in &services {
+            for mut i in self.sh.store.instances(&s.id, false).await? {
+                let state = kiln_service::InstanceState::parse(&i.state);
+                if state.is_some_and(kiln_service::InstanceState::holds_room) {
+                    i.state = "lost".into();
+                    i.reason = Some("the server restarted while it ran".into());
+                    i.lease = None;
+                    i.since = chrono::Utc::now();
+                    self.sh.store.put_instance(&i, "lost").await?;
+                }
+            }
+            self.ensure_actor(s);
+        }
+        Ok(services.len())
+    }
+
+    fn ensure_actor(&self, record: &ServiceRecord) -> ServiceTx {
+        let mut actors = lock(&self.sh.actors);
+        if let Some(a) = actors.get(&record.id) {
+            return a.tx.clone();
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let view = Arc::new(Mutex::new(View::default()));
+        actors.insert(record.id.clone(), ActorRef { tx: tx.clone(), view: view.clone() });
+        tokio::spawn(actor::run(self.sh.clone(), record.id.clone(), tx.clone(), rx, view));
+        tx
+    }
+
+    fn notify(&self, record: &ServiceRecord) {
+        let tx = self.ensure_actor(record);
+        let _ = tx.send(ServiceMsg::Changed);
+    }
+
+    /// Applies a service file to `project`: a new version when anything changed (the same
+    /// spec with other replicas keeps its template: no instance is replaced), nothing when
+    /// nothing did. Bad files are refused with every diagnostic; nothing is stored then.
+    pub async fn apply(
+        &self,
+        project: &str,
+        file: &str,
+        yaml: &str,
+        note: Option<String>,
+        by: &str,
+    ) -> ApiResult<(ServiceInfo, &'static str)> {
+        let compiled = kiln_workflow::compile_service(file, yaml);
+        let Some(spec) = compiled.spec else {
+            let diagnostics: Vec<_> =
+                compiled.diagnostics.iter().map(crate::plans::diagnostic).collect();
+            let count = diagnostics.iter().filter(|d| d.severity == "error").count();
+            let first = diagnostics
+                .iter()
+                .find(|d| d.severity == "error")
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            let mut e = ApiErr::new(
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                kiln_api::codes::INVALID_SERVICE,
+                format!("the service file has {count} error(s); the first: {first}"),
+            );
+            e.diagnostics = diagnostics;
+            return Err(e);
+        };
+        let json = serde_json::to_value(&spec).map_err(|e| ApiErr::internal(e.to_string()))?;
+        let existing = match self.sh.store.service(project, &spec.name).await {
+            Ok(s) => Some(s),
+            Err(kiln_store::StoreError::NotFound(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        // The template ignores replicas: a change of replicas alone is a scale.
+        let template_json = template_of(&json);
+        let same = match &existing {
+            Some(s) => self.sh.store.service_version_with_spec(&s.id, &template_json).await?,
+            None => None,
+        };
+        if let (Some(s), Some(v)) = (&existing, &same)
+            && v.template == s.template
+            && s.replicas == spec.replicas
+        {
+            return Ok((self.info(s).await?, "unchanged"));
+        }
+        let version = NewServiceVersion {
+            kind: "apply".into(),
+            replicas: spec.replicas,
+            template: same.map(|v| v.template),
+            spec: template_json,
+            yaml: yaml.to_string(),
+            file: file.to_string(),
+            note,
+            by: by.to_string(),
+        };
+        let (record, _) = self.sh.store.add_service_version(project, &spec.name, &version).await?;
+        self.notify(&record);
+        let change = if existing.is_some() { "updated" } else { "created" };
+        Ok((self.info(&record).await?, change))
+    }
+
+    async fn change(
+        &self,
+        project: &str,
+        name: &str,
+        change: Change,
+        by: &str,
+    ) -> ApiResult<ServiceInfo> {
+        let s = self.sh.store.service(project, name).await?;
+        let template = match change.template {
+            Template::Same => Some(s.template),
+            Template::Fresh => None,
+            Template::Of(n) => Some(self.sh.store.service_version(&s.id, n).await?.template),
+        };
+        let source = self.sh.store.service_version(&s.id, template.unwrap_or(s.template)).await?;
+        let version = NewServiceVersion {
+            kind: change.kind.into(),
+            replicas: change.replicas.unwrap_or(s.replicas),
+            template,
+            spec: source.spec,
+            yaml: source.yaml,
+            file: source.file,
+            note: change.note,
+            by: by.to_string(),
+        };
+        let (record, _) = self.sh.store.add_service_version(project, name, &version).await?;
+        self.notify(&record);
+        self.info(&record).await
+    }
+
+    /// Sets the replicas of a service (0 to 1000); its instances are not replaced.
+    pub async fn scale(&self, project: &str, name: &str, replicas: u32, by: &str) -> ApiResult<ServiceInfo> {
+        if replicas > kiln_workflow::service::MAX_REPLICAS {
+            return Err(ApiErr::bad_request(format!(
+                "replicas: expected 0 to {}, found {replicas}",
+                kiln_workflow::service::MAX_REPLICAS
+            )));
+        }
+        let note = Some(format!("scaled to {replicas}"));
+        self.change(project, name, Change { kind: "scale", replicas: Some(replicas), template: Template::Same, note }, by)
+            .await
+    }
+
+    /// Replaces every instance (a rolling update to the same spec).
+    pub async fn restart(&self, project: &str, name: &str, by: &str) -> ApiResult<ServiceInfo> {
+        self.change(project, name, Change { kind: "restart", replicas: None, template: Template::Fresh, note: None }, by)
+            .await
+    }
+
+    /// Stops every instance (replicas 0; `scale` starts it again).
+    pub async fn stop(&self, project: &str, name: &str, by: &str) -> ApiResult<ServiceInfo> {
+        self.change(project, name, Change { kind: "stop", replicas: Some(0), template: Template::Same, note: None }, by)
+            .await
+    }
+
+    /// Returns to version `to` (the one before the current template when `None`): a new
+    /// version running that version's spec and replicas.
+    pub async fn rollback(&self, project: &str, name: &str, to: Option<u32>, by: &str) -> ApiResult<ServiceInfo> {
+        let s = self.sh.store.service(project, name).await?;
+        let versions = self.sh.store.service_versions(&s.id).await?;
+        let target = match to {
+            Some(n) => versions.iter().find(|v| v.version == n).ok_or_else(|| {
+                ApiErr::not_found(format!(
+                    "service `{project}/{name}` has no version {n} (it has 1 to {})",
+                    s.version
+                ))
+            })?,
+            None => versions
+                .iter()
+                .rev()
+                .find(|v| v.template != s.template)
+                .ok_or_else(|| {
+                    ApiErr::conflict(format!(
+                        "service `{project}/{name}` has no earlier version to roll back to"
+                    ))
+                })?,
+        };
+        let change = Change {
+            kind: "rollback",
+            replicas: Some(target.replicas),
+            template: Template::Of(target.version),
+            note: Some(format!("rolled back to version {}", target.version)),
+        };
+        self.change(project, name, change, by).await
+    }
+
+    /// Deletes a service: every instance is stopped, then its records are removed.
+    pub async fn delete(&self, project: &str, name: &str) -> ApiResult<()> {
+        let s = self.sh.store.service(project, name).await?;
+        let tx = lock(&self.sh.actors).remove(&s.id).map(|a| a.tx);
+        if let Some(tx) = tx {
+            let _ = tx.send(ServiceMsg::Delete);
+        }
+        for i in self.sh.store.instances(&s.id, false).await? {
+            self.sh.dispatch.cancel_task(&format!("svc/{}/{}", s.id, i.id));
+        }
+        self.sh.store.delete_service(&s.id).await?;
+        Ok(())
+    }
+
+    /// A service with its instances, as its actor last saw them.
+    pub async fn get(&self, project: &str, name: &str) -> ApiResult<ServiceInfo> {
+        let s = self.sh.store.service(project, name).await?;
+        self.info(&s).await
+    }
+
+    /// The services of `project` (all when `None`).
+    pub async fn list(&self, project: Option<&str>) -> ApiResult<Vec<ServiceInfo>> {
+        let mut out = Vec::new();
+        for s in self.sh.store.services(project).await? {
+            out.push(self.info(&s).await?);
+        }
+        Ok(out)
+    }
+
+    /// Every version of a service, oldest first.
+    pub async fn history(&self, project: &str, name: &str) -> ApiResult<Vec<ServiceVersion>> {
+        let s = self.sh.store.service(project, name).await?;
+        Ok(self
+            .sh
+            .store
+            .service_versions(&s.id)
+            .await?
+            .into_iter()
+            .map(|v| ServiceVersion {
+                version: v.version,
+                template: v.template,
+                replicas: v.replicas,
+                kind: v.kind,
+                note: v.note,
+                by: v.by,
+                at: v.at,
+            })
+            .collect())
+    }
+
+    async fn info(&self, s: &ServiceRecord) -> ApiResult<ServiceInfo> {
+        let view = lock(&self.sh.actors).get(&s.id).map(|a| lock(&a.view).clone());
+        let view = match view {
+            Some(v) if !v.instances.is_empty() || !v.waits.is_empty() => v,
+            _ => View { instances: self.sh.store.instances(&s.id, false).await?, waits: Vec::new() },
+        };
+        let labels = self
+            .sh
+            .store
+            .service_version(&s.id, s.template)
+            .await
+            .ok()
+            .and_then(|v| serde_json::from_value::<kiln_workflow::service::ServiceSpec>(with_replicas(v.spec, s.replicas)).ok())
+            .map(|spec| spec.labels)
+            .unwrap_or_default();
+        let healthy = view
+            .instances
+            .iter()
+            .filter(|i| i.version == s.template && i.state == "healthy")
+            .count();
+        let state = if s.replicas == 0 {
+            "stopped"
+        } else if s.template != s.stable && s.update_started_at.is_some() {
+            "updating"
+        } else {
+            "running"
+        };
+        Ok(ServiceInfo {
+            project: s.project.clone(),
+            name: s.name.clone(),
+            version: s.version,
+            template: s.template,
+            stable: s.stable,
+            replicas: s.replicas,
+            state: state.to_string(),
+            healthy: u32::try_from(healthy).unwrap_or(u32::MAX),
+            labels,
+            instances: view.instances.iter().map(instance_info).collect(),
+            waits: view.waits.iter().map(|w| SlotWait { slot: w.slot, reason: w.reason.clone() }).collect(),
+            updated_at: s.updated_at,
+        })
+    }
+}
+
+/// The API form of an instance.
+pub fn instance_info(i: &InstanceRecord) -> InstanceInfo {
+    InstanceInfo {
+        id: i.id.clone(),
+        slot: i.slot,
+        version: i.version,
+        state: i.state.clone(),
+        reason: i.reason.clone(),
+        node: i.node.clone(),
+        host_ip: i.host_ip.clone(),
+        ports: i.ports.clone(),
+        restarts: i.restarts,
+        since: i.since,
+    }
+}
+
+/// A spec's JSON without its replicas: what a template is.
+fn template_of(spec: &serde_json::Value) -> serde_json::Value {
+    let mut t = spec.clone();
+    if let Some(m) = t.as_object_mut() {
+        m.remove("replicas");
+    }
+    t
+}
+
+/// A template's JSON with `replicas` put back, as `ServiceSpec` reads it.
+fn with_replicas(mut spec: serde_json::Value, replicas: u32) -> serde_json::Value {
+    if let Some(m) = spec.as_object_mut() {
+        m.insert("replicas".into(), serde_json::Value::from(replicas.max(1)));
+    }
+    spec
+}
