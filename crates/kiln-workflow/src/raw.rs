@@ -199,7 +199,8 @@ pub struct RawWorkflow {
 }
 
 impl RawWorkflow {
-    /// The keys of a workflow file.
+    /// The keys of a workflow file, besides `kind` (read before the file is; see
+    /// `read::Reader::workflow`).
     pub const KEYS: &[&str] = &[
         "name",
         "timeout",
@@ -887,7 +888,18 @@ impl RawService {
 /// The JSON Schema of workflow files (draft 7, which editors support best).
 pub fn json_schema() -> serde_json::Value {
     let mut generator = schemars::generate::SchemaSettings::draft07().into_generator();
-    generator.root_schema_for::<RawWorkflow>().to_value()
+    let mut schema = generator.root_schema_for::<RawWorkflow>().to_value();
+    // `kind` tells file kinds apart before any is read; it has no field of its own.
+    if let Some(props) = schema.get_mut("properties").and_then(|p| p.as_object_mut()) {
+        props.insert(
+            "kind".into(),
+            serde_json::json!({
+                "description": "`workflow` (the default when absent); a service file says `service`.",
+                "const": "workflow"
+            }),
+        );
+    }
+    schema
 }
 
 #[cfg(test)]
@@ -915,7 +927,9 @@ mod tests {
     #[test]
     fn keys_match_schema() {
         let schema = json_schema();
-        assert_eq!(properties(&schema, None), sorted(RawWorkflow::KEYS));
+        let mut top = properties(&schema, None);
+        top.retain(|k| k != "kind");
+        assert_eq!(top, sorted(RawWorkflow::KEYS));
         assert_eq!(properties(&schema, Some("RawParam")), sorted(RawParam::KEYS));
         assert_eq!(properties(&schema, Some("RawStage")), sorted(RawStage::KEYS));
         assert_eq!(properties(&schema, Some("RawJob")), sorted(RawJob::KEYS));
