@@ -702,7 +702,17 @@ impl Checker<'_> {
     /// A port a probe names: one of the service's.
     fn probe_port(&mut self, port: &Sp<String>, what: &str, ports: &[PortSpec]) -> bool {
         let names: Vec<&str> = ports.iter().map(|p| p.name.as_str()).collect();
-        let listed = if names.is_empty() { "it has none".to_owned() } else { names.join(", ") };
+        if names.is_empty() {
+            self.error(
+                port.at.pos,
+                format!(
+                    "{what}: the service declares no ports to check; add ports: [{{ name: \
+                     <name>, container: <port> }}] and name one here"
+                ),
+            );
+            return false;
+        }
+        let listed = names.join(", ");
         if port.value.trim().is_empty() {
             self.error(
                 port.at.pos,
