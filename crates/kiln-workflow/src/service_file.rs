@@ -107,7 +107,11 @@ impl JsonSchema for LabelsSchema {
 
 /// A service file as written.
 #[derive(Debug, Clone, PartialEq, JsonSchema)]
-#[schemars(title = "Kiln service", deny_unknown_fields)]
+#[schemars(
+    title = "Kiln service",
+    deny_unknown_fields,
+    extend("anyOf" = [{ "required": ["image"] }, { "required": ["command"] }])
+)]
 pub struct RawServiceFile {
     /// `service`: this file describes a long-running service, not a workflow.
     #[schemars(with = "ServiceKindSchema")]
@@ -171,7 +175,10 @@ impl RawServiceFile {
 
 /// A health check as written.
 #[derive(Debug, Clone, PartialEq, JsonSchema)]
-#[schemars(deny_unknown_fields)]
+#[schemars(
+    deny_unknown_fields,
+    extend("oneOf" = [{ "required": ["tcp"] }, { "required": ["http"] }, { "required": ["command"] }])
+)]
 pub struct RawHealth {
     /// A TCP connection to this port (by name) succeeds.
     #[schemars(with = "Option<String>")]
