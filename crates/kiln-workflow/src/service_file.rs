@@ -802,17 +802,17 @@ impl Checker<'_> {
             Some(f) => Some(f.value),
             None => Some(HealthCheck::DEFAULT_FAILURES),
         };
-        if let (Some(i), Some(t), Some(at)) = (interval, timeout, raw.timeout.as_ref()) {
-            if t > i {
-                self.warning(
-                    at.at.pos,
-                    format!(
-                        "health timeout ({}) is longer than interval ({}): checks will overlap",
-                        humantime::format_duration(t),
-                        humantime::format_duration(i)
-                    ),
-                );
-            }
+        if let (Some(i), Some(t), Some(at)) = (interval, timeout, raw.timeout.as_ref())
+            && t > i
+        {
+            self.warning(
+                at.at.pos,
+                format!(
+                    "health timeout ({}) is longer than interval ({}): checks will overlap",
+                    humantime::format_duration(t),
+                    humantime::format_duration(i)
+                ),
+            );
         }
         Some(HealthCheck {
             probe: probe?,
