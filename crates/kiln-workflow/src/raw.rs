@@ -438,7 +438,8 @@ pub struct RawJob {
     pub artifacts: Option<Sp<RawArtifacts>>,
     /// Which machines of the server's pool may run the job: every item must hold. An item is
     /// one test, `[attribute, OPERATOR, value]` (Marathon's form) or `{attribute, operator,
-    /// value}`, or an OR of tests, `{any: [test, ...]}`. See docs/scheduling.md.
+    /// value}`, or an OR of tests, `{any: [test, ...]}`; or BCS's object, `{intersectionItem:
+    /// [{unionData: [...]}], nodeSelector}`. See docs/scheduling.md.
     #[schemars(with = "Option<ConstraintsSchema>")]
     pub constraints: Option<Sp<Vec<Sp<Vec<RawTerm>>>>>,
     /// Named host ports: `{name, host, container}`; host `0` (the default) takes a free
@@ -506,19 +507,62 @@ impl JsonSchema for ConstraintsSchema {
                 }
             ]
         });
-        json_schema!({
-            "type": "array",
-            "items": {
-                "anyOf": [
-                    term,
-                    {
-                        "type": "object",
-                        "additionalProperties": false,
-                        "required": ["any"],
-                        "properties": { "any": { "type": "array", "minItems": 1, "items": term } }
-                    }
-                ]
+        let union_data = json_schema!({
+            "type": "object",
+            "required": ["name", "operate"],
+            "properties": {
+                "name": { "type": "string" },
+                "operate": { "type": "string" },
+                "type": { "type": "integer", "description": "1 scalar, 3 text, 4 set." },
+                "scalar": { "type": "object", "properties": { "value": { "type": "number" } } },
+                "text": { "type": "object", "properties": { "value": { "type": "string" } } },
+                "set": {
+                    "type": "object",
+                    "properties": { "item": { "type": "array", "items": { "type": "string" } } }
+                }
             }
+        });
+        json_schema!({
+            "anyOf": [
+                {
+                    "type": "array",
+                    "items": {
+                        "anyOf": [
+                            term,
+                            {
+                                "type": "object",
+                                "additionalProperties": false,
+                                "required": ["any"],
+                                "properties": {
+                                    "any": { "type": "array", "minItems": 1, "items": term }
+                                }
+                            }
+                        ]
+                    }
+                },
+                {
+                    "type": "object",
+                    "description": "BCS's shape: an AND of `intersectionItem`s, each an OR of \
+                                    `unionData` tests; `nodeSelector` entries are exact matches.",
+                    "additionalProperties": false,
+                    "properties": {
+                        "intersectionItem": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["unionData"],
+                                "properties": {
+                                    "unionData": { "type": "array", "items": union_data }
+                                }
+                            }
+                        },
+                        "nodeSelector": {
+                            "type": "object",
+                            "additionalProperties": { "type": "string" }
+                        }
+                    }
+                }
+            ]
         })
     }
 }

@@ -681,6 +681,13 @@ impl<'d> Reader<'d> {
 
     /// `constraints:`, a list whose items are tests or `{any: [tests]}`.
     pub(crate) fn constraints(&mut self, node: &Node) -> Option<Sp<Vec<Sp<Vec<RawTerm>>>>> {
+        if let Kind::Map(entries) = &node.kind
+            && entries
+                .iter()
+                .any(|(k, _)| matches!(k.scalar(), Some("intersectionItem" | "nodeSelector")))
+        {
+            return self.bcs_constraints(node);
+        }
         let Kind::Seq(items) = &node.kind else {
             self.error(
                 node.pos(),
@@ -722,6 +729,52 @@ impl<'d> Reader<'d> {
             }
         }
         Some(Sp::new(groups, node.origin))
+    }
+
+    /// BCS's constraint object (`{intersectionItem: [{unionData: [...]}], nodeSelector}`),
+    /// read by the scheduler's own `Constraints::from_bcs`; its tests become terms located at
+    /// the object. A problem is reported where its path (or its attribute) leads.
+    fn bcs_constraints(&mut self, node: &Node) -> Option<Sp<Vec<Sp<Vec<RawTerm>>>>> {
+        match kiln_scheduler::Constraints::from_bcs(&json_value(node)) {
+            Ok(c) => {
+                let groups = c
+                    .groups()
+                    .iter()
+                    .map(|g| {
+                        let terms = g
+                            .iter()
+                            .map(|p| {
+                                let op = p.op.to_string();
+                                let (operator, value) = match op.split_once(' ') {
+                                    Some((o, v)) => (o.to_owned(), Some(v.to_owned())),
+                                    None => (op, None),
+                                };
+                                RawTerm {
+                                    attribute: Sp::new(p.attribute.clone(), node.origin),
+                                    operator: Sp::new(operator, node.origin),
+                                    value: value.map(|v| Sp::new(v, node.origin)),
+                                }
+                            })
+                            .collect();
+                        Sp::new(terms, node.origin)
+                    })
+                    .collect();
+                Some(Sp::new(groups, node.origin))
+            }
+            Err(e) => {
+                use kiln_scheduler::ConstraintError as E;
+                let at = match &e {
+                    E::Shape { at, .. } => locate_path(node, at),
+                    E::Operator { attribute, .. }
+                    | E::Value { attribute, .. }
+                    | E::Regex { attribute, .. }
+                    | E::Unsupported { attribute, .. } => locate_name(node, attribute),
+                    _ => None,
+                };
+                self.error(at.unwrap_or(node.pos()), e.to_string());
+                None
+            }
+        }
     }
 
     /// One test: `[attribute, OPERATOR, value?]` or `{attribute, operator, value?}`.
@@ -960,6 +1013,81 @@ impl<'d> Reader<'d> {
             }
         }
         Some(Sp::new(out, node.origin))
+    }
+}
+
+/// The JSON a YAML tree stands for, for parsers of JSON shapes: plain `true`/`false`,
+/// null and numbers are typed; everything else (quoted text included) is text.
+fn json_value(node: &Node) -> serde_json::Value {
+    use serde_json::Value;
+    match &node.kind {
+        _ if node.is_null() => Value::Null,
+        Kind::Scalar { text, plain: true } => match text.as_str() {
+            "true" | "True" | "TRUE" => Value::Bool(true),
+            "false" | "False" | "FALSE" => Value::Bool(false),
+            t => t
+                .parse::<i64>()
+                .map(Value::from)
+                .ok()
+                .or_else(|| {
+                    t.parse::<f64>()
+                        .ok()
+                        .and_then(|f| serde_json::Number::from_f64(f).map(Value::Number))
+                })
+                .unwrap_or_else(|| Value::String(t.to_owned())),
+        },
+        Kind::Scalar { text, .. } => Value::String(text.clone()),
+        Kind::Seq(items) => Value::Array(items.iter().map(json_value).collect()),
+        Kind::Map(entries) => Value::Object(
+            entries
+                .iter()
+                .map(|(k, v)| (k.scalar().unwrap_or_default().to_owned(), json_value(v)))
+                .collect(),
+        ),
+    }
+}
+
+/// The position a JSON path such as `constraint.intersectionItem[0].unionData[1].type` names
+/// in `node` (the first segment names `node` itself), or the deepest part of it that exists.
+fn locate_path(node: &Node, path: &str) -> Option<Pos> {
+    let mut at = node;
+    for (i, part) in path.split('.').enumerate() {
+        let (key, indexes) = match part.find('[') {
+            Some(b) => (&part[..b], &part[b..]),
+            None => (part, ""),
+        };
+        if i > 0 {
+            let Kind::Map(entries) = &at.kind else { break };
+            let Some((_, v)) = entries.iter().find(|(k, _)| k.scalar() == Some(key)) else {
+                break;
+            };
+            at = v;
+        }
+        for index in indexes.split(['[', ']']).filter(|s| !s.is_empty()) {
+            let (Kind::Seq(items), Ok(n)) = (&at.kind, index.parse::<usize>()) else { break };
+            let Some(item) = items.get(n) else { break };
+            at = item;
+        }
+    }
+    Some(at.pos())
+}
+
+/// The position of the `operate` (or the entry) of the first `unionData` entry named
+/// `attribute`, searched depth-first.
+fn locate_name(node: &Node, attribute: &str) -> Option<Pos> {
+    match &node.kind {
+        Kind::Map(entries) => {
+            let named = entries
+                .iter()
+                .any(|(k, v)| k.scalar() == Some("name") && v.scalar() == Some(attribute));
+            if named {
+                let operate = entries.iter().find(|(k, _)| k.scalar() == Some("operate"));
+                return Some(operate.map_or(node.pos(), |(_, v)| v.pos()));
+            }
+            entries.iter().find_map(|(_, v)| locate_name(v, attribute))
+        }
+        Kind::Seq(items) => items.iter().find_map(|i| locate_name(i, attribute)),
+        Kind::Scalar { .. } => None,
     }
 }
 

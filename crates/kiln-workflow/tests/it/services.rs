@@ -79,3 +79,27 @@ fn a_spec_asks_the_scheduler_as_a_job_does() {
     assert_eq!(ports, [("distcc", 0, Some(3632)), ("stats", 0, Some(3633))]);
     assert_eq!(ask.validate(), Ok(()));
 }
+
+#[test]
+fn jobs_read_bcs_constraints_too() {
+    let text = r#"
+name: w
+stages:
+  - name: s
+    jobs:
+      a:
+        script: echo
+        constraints:
+          intersectionItem:
+            - unionData: [{ name: city, operate: LIKE, type: 3, text: { value: "shen.*" } }]
+          nodeSelector: { disk: ssd }
+"#;
+    let compiled =
+        kiln_workflow::compile("main.yml", &crate::support::MapLoader::new(&[("main.yml", text)]));
+    let Some(plan) = compiled.plan else { panic!("{:?}", compiled.diagnostics) };
+    let ask = plan.jobs[0].ask("t", "g", "p", Default::default());
+    assert_eq!(
+        ask.map(|a| a.constraints.to_string()).ok().as_deref(),
+        Some("city LIKE shen.* AND disk LIKE ssd")
+    );
+}
