@@ -21,8 +21,8 @@ use crate::plan::{
 };
 use crate::raw::{
     ArtifactWhenText, CachePolicyText, Entries, MissedText, NetworkText, ParamType, PlacementText,
-    RawArtifacts, RawCache, RawJob, RawMatrix, RawOn, RawParam, RawRetry, RawSchedule, RawStage,
-    RawWorkflow, RetryOnText, Sp, StageType,
+    RawArtifacts, RawCache, RawJob, RawMatrix, RawOn, RawParam, RawPort, RawResources, RawRetry,
+    RawSchedule, RawStage, RawTerm, RawWorkflow, RetryOnText, Sp, StageType,
 };
 use crate::read::suggest;
 use crate::units;
@@ -98,7 +98,7 @@ impl Graph<'_> {
 }
 
 /// `[A-Za-z_][A-Za-z0-9_]*`: env variable and param names.
-fn is_env_name(s: &str) -> bool {
+pub(crate) fn is_env_name(s: &str) -> bool {
     let mut chars = s.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
@@ -152,11 +152,11 @@ impl<'d> Checker<'d> {
         });
     }
 
-    fn error(&mut self, pos: Pos, message: impl Into<String>) {
+    pub(crate) fn error(&mut self, pos: Pos, message: impl Into<String>) {
         self.report(Severity::Error, pos, message);
     }
 
-    fn warning(&mut self, pos: Pos, message: impl Into<String>) {
+    pub(crate) fn warning(&mut self, pos: Pos, message: impl Into<String>) {
         self.report(Severity::Warning, pos, message);
     }
 
@@ -1015,29 +1015,7 @@ impl<'d> Checker<'d> {
         }
         let timeout = raw.timeout.as_ref().and_then(|t| self.duration(t, "timeout"));
         let retry = raw.retry.as_ref().map(|r| self.retry(r)).unwrap_or_default();
-        let resources = raw
-            .resources
-            .as_ref()
-            .map(|r| Resources {
-                cpu_millis: r.value.cpu.as_ref().and_then(|c| {
-                    units::cpu_millis(&c.value)
-                        .map_err(|e| self.error(c.at.pos, format!("cpu: {e}")))
-                        .ok()
-                }),
-                memory_bytes: r.value.memory.as_ref().and_then(|m| {
-                    units::memory_bytes(&m.value)
-                        .map_err(|e| self.error(m.at.pos, format!("memory: {e}")))
-                        .ok()
-                }),
-                disk_bytes: r.value.disk.as_ref().and_then(|d| {
-                    units::memory_bytes(&d.value)
-                        .map_err(|e| {
-                            self.error(d.at.pos, format!("disk: {}", e.replace("memory", "disk")))
-                        })
-                        .ok()
-                }),
-            })
-            .unwrap_or_default();
+        let resources = raw.resources.as_ref().map(|r| self.resources(r)).unwrap_or_default();
         let condition = match &raw.condition {
             Some(c) => {
                 self.template(c, scope, true);
@@ -1107,8 +1085,61 @@ impl<'d> Checker<'d> {
     /// `constraints`, `ports`, `network`, `priority`, `placement`, checked with the
     /// scheduler's own parser so that a compiled plan always converts.
     fn scheduling(&mut self, raw: &RawJob) -> Scheduling {
-        let mut out = Scheduling::default();
-        for group in raw.constraints.iter().flat_map(|c| c.value.iter()) {
+        let mut out = Scheduling {
+            constraints: raw.constraints.as_ref().map(|c| self.constraints(c)).unwrap_or_default(),
+            host_network: raw.network.as_ref().is_some_and(|n| n.value == NetworkText::Host),
+            spread: raw.placement.as_ref().is_some_and(|p| p.value == PlacementText::Spread),
+            ..Scheduling::default()
+        };
+        if let Some(p) = &raw.priority {
+            match p.value.trim().parse::<i32>() {
+                Ok(n) => out.priority = n,
+                Err(_) => self.error(
+                    p.at.pos,
+                    format!(
+                        "priority: expected a whole number such as 10 or -5, found '{}'",
+                        p.value
+                    ),
+                ),
+            }
+        }
+        if let Some(ports) = &raw.ports {
+            out.ports = self.ports(ports, out.network());
+        }
+        out
+    }
+
+    /// `resources`: CPU, memory and disk amounts.
+    pub(crate) fn resources(&mut self, r: &Sp<RawResources>) -> Resources {
+        Resources {
+            cpu_millis: r.value.cpu.as_ref().and_then(|c| {
+                units::cpu_millis(&c.value)
+                    .map_err(|e| self.error(c.at.pos, format!("cpu: {e}")))
+                    .ok()
+            }),
+            memory_bytes: r.value.memory.as_ref().and_then(|m| {
+                units::memory_bytes(&m.value)
+                    .map_err(|e| self.error(m.at.pos, format!("memory: {e}")))
+                    .ok()
+            }),
+            disk_bytes: r.value.disk.as_ref().and_then(|d| {
+                units::memory_bytes(&d.value)
+                    .map_err(|e| {
+                        self.error(d.at.pos, format!("disk: {}", e.replace("memory", "disk")))
+                    })
+                    .ok()
+            }),
+        }
+    }
+
+    /// `constraints`, each test parsed with the scheduler's parser; a group with a bad test
+    /// is left out (the test is reported at its place).
+    pub(crate) fn constraints(
+        &mut self,
+        raw: &Sp<Vec<Sp<Vec<RawTerm>>>>,
+    ) -> Vec<Vec<ConstraintTerm>> {
+        let mut out = Vec::new();
+        for group in &raw.value {
             let mut terms = Vec::new();
             for t in &group.value {
                 let value = t.value.as_ref().map(|v| v.value.as_str());
@@ -1130,72 +1161,71 @@ impl<'d> Checker<'d> {
                 }
             }
             if terms.len() == group.value.len() {
-                out.constraints.push(terms);
+                out.push(terms);
             }
         }
-        if let Some(ports) = &raw.ports {
-            let port =
-                |c: &mut Self, v: &Option<Sp<String>>, what: &str, min: u16| -> Option<u16> {
-                    let v = v.as_ref()?;
-                    match v.value.trim().parse::<u16>() {
-                        Ok(n) if n >= min => Some(n),
-                        _ => {
-                            c.error(
-                            v.at.pos,
-                            format!(
-                                "{what}: expected a port number from {min} to 65535, found '{}'",
-                                v.value
-                            ),
-                        );
-                            None
-                        }
-                    }
-                };
-            for p in &ports.value {
-                let host =
-                    port(self, &p.host, &format!("port '{}' host", p.name.value), 0).unwrap_or(0);
-                let container =
-                    port(self, &p.container, &format!("port '{}' container", p.name.value), 1);
-                out.ports.push(PortSpec { name: p.name.value.clone(), host, container });
+        out
+    }
+
+    /// `ports`: numbers in range, then the scheduler's own checks of the list (names,
+    /// duplicates once turned into env names, container ports for `network`).
+    pub(crate) fn ports(
+        &mut self,
+        ports: &Sp<Vec<RawPort>>,
+        network: kiln_scheduler::Network,
+    ) -> Vec<PortSpec> {
+        let port = |c: &mut Self, v: &Option<Sp<String>>, what: &str, min: u16| -> Option<u16> {
+            let v = v.as_ref()?;
+            match v.value.trim().parse::<u16>() {
+                Ok(n) if n >= min => Some(n),
+                _ => {
+                    c.error(
+                        v.at.pos,
+                        format!(
+                            "{what}: expected a port number from {min} to 65535, found '{}'",
+                            v.value
+                        ),
+                    );
+                    None
+                }
             }
+        };
+        let mut out = Vec::new();
+        for p in &ports.value {
+            let host =
+                port(self, &p.host, &format!("port '{}' host", p.name.value), 0).unwrap_or(0);
+            let container =
+                port(self, &p.container, &format!("port '{}' container", p.name.value), 1);
+            out.push(PortSpec { name: p.name.value.clone(), host, container });
         }
-        out.host_network = raw.network.as_ref().is_some_and(|n| n.value == NetworkText::Host);
-        out.spread = raw.placement.as_ref().is_some_and(|p| p.value == PlacementText::Spread);
-        if let Some(p) = &raw.priority {
-            match p.value.trim().parse::<i32>() {
-                Ok(n) => out.priority = n,
-                Err(_) => self.error(
-                    p.at.pos,
-                    format!(
-                        "priority: expected a whole number such as 10 or -5, found '{}'",
-                        p.value
-                    ),
-                ),
-            }
-        }
-        if let Some(ports) = &raw.ports {
-            let mut probe = kiln_scheduler::Ask::new(
-                "check",
-                "check",
-                "check",
-                kiln_scheduler::Resources::default(),
-            );
-            probe.network = out.network();
-            probe.ports = out.port_asks();
-            if let Err(e) = probe.validate() {
-                use kiln_scheduler::AskError as E;
-                let name = match &e {
-                    E::PortName(n)
-                    | E::DuplicatePort(_, n)
-                    | E::ContainerPortNeeded(n)
-                    | E::HostModePort(n, _) => Some(n.as_str()),
-                    E::DuplicateHostPort(_) => None,
-                };
-                let at = name
-                    .and_then(|n| ports.value.iter().rev().find(|p| p.name.value == n))
-                    .map_or(ports.at.pos, |p| p.name.at.pos);
-                self.error(at, format!("ports: {e}"));
-            }
+        let mut probe = kiln_scheduler::Ask::new(
+            "check",
+            "check",
+            "check",
+            kiln_scheduler::Resources::default(),
+        );
+        probe.network = network;
+        probe.ports = out
+            .iter()
+            .map(|p| kiln_scheduler::PortAsk {
+                name: p.name.clone(),
+                host: p.host,
+                container: p.container,
+            })
+            .collect();
+        if let Err(e) = probe.validate() {
+            use kiln_scheduler::AskError as E;
+            let name = match &e {
+                E::PortName(n)
+                | E::DuplicatePort(_, n)
+                | E::ContainerPortNeeded(n)
+                | E::HostModePort(n, _) => Some(n.as_str()),
+                E::DuplicateHostPort(_) => None,
+            };
+            let at = name
+                .and_then(|n| ports.value.iter().rev().find(|p| p.name.value == n))
+                .map_or(ports.at.pos, |p| p.name.at.pos);
+            self.error(at, format!("ports: {e}"));
         }
         out
     }

@@ -1,4 +1,5 @@
-//! Workflow spec v1: YAML text -> diagnostics -> [`plan::Plan`].
+//! Workflow spec v1: YAML text -> diagnostics -> [`plan::Plan`]; and service files
+//! (`kind: service`) -> diagnostics -> [`service::ServiceSpec`], read by the same reader.
 //!
 //! Pure: no file system, no clock, no tokio. Templates (`uses:`) are read through the
 //! [`Loader`] the caller passes in.
@@ -19,6 +20,8 @@ mod raw;
 mod read;
 pub mod run_env;
 pub mod schedule;
+pub mod service;
+mod service_file;
 pub mod units;
 mod yaml;
 
@@ -66,4 +69,59 @@ pub fn compile(entry: &str, loader: &dyn Loader) -> Compiled {
 /// this value, pretty-printed.
 pub fn json_schema() -> serde_json::Value {
     raw::json_schema()
+}
+
+/// What a file describes, from its top-level `kind:` ([`file_kind`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// A workflow (`kind: workflow`, or no `kind`): [`compile`] it.
+    Workflow,
+    /// A long-running service (`kind: service`): [`compile_service`] it.
+    Service,
+}
+
+impl Kind {
+    /// The kinds, as written.
+    pub const NAMES: &[&str] = &["workflow", "service"];
+}
+
+/// The kind of the file `file_name` holding `text`, read from its top-level `kind:`; no
+/// `kind` means a workflow. An unknown `kind` is an error diagnostic at its place. Text that
+/// is not YAML, or whose top level is not a mapping, counts as a workflow: compiling it
+/// reports what is wrong.
+pub fn file_kind(file_name: &str, text: &str) -> Result<Kind, Diagnostic> {
+    let (root, _) = yaml::parse(text);
+    match root.as_ref().and_then(service_file::declared_kind) {
+        None => Ok(Kind::Workflow),
+        Some((_, Ok(kind))) => Ok(kind),
+        Some((pos, Err(message))) => Err(Diagnostic {
+            severity: Severity::Error,
+            file: file_name.to_owned(),
+            line: pos.line,
+            column: pos.column,
+            message,
+        }),
+    }
+}
+
+/// The result of [`compile_service`]: a spec when there were no errors, and every
+/// diagnostic found.
+#[derive(Debug, Clone)]
+pub struct CompiledService {
+    /// The spec; `None` when any diagnostic is an error.
+    pub spec: Option<service::ServiceSpec>,
+    /// All problems found in one pass, in file order.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Compiles the service file `file_name` (used in diagnostics) holding `text`. A file that
+/// is not `kind: service` is an error. Never panics; every problem is a diagnostic.
+pub fn compile_service(file_name: &str, text: &str) -> CompiledService {
+    service_file::compile(file_name, text)
+}
+
+/// The JSON Schema (draft 7) of service files, for editors. `docs/service.schema.json` is
+/// this value, pretty-printed.
+pub fn service_json_schema() -> serde_json::Value {
+    service_file::json_schema()
 }

@@ -495,23 +495,37 @@ impl Job {
         project: &str,
         defaults: kiln_scheduler::Resources,
     ) -> Result<kiln_scheduler::Ask, kiln_scheduler::ConstraintError> {
-        let r = &self.resources;
+        self.scheduling.ask(&self.resources, task, group, project, defaults)
+    }
+}
+
+impl Scheduling {
+    /// The scheduler's request for one task with these keys and `resources` (jobs and
+    /// service instances alike): `defaults` fill the amounts `resources` leaves out.
+    pub fn ask(
+        &self,
+        resources: &Resources,
+        task: &str,
+        group: &str,
+        project: &str,
+        defaults: kiln_scheduler::Resources,
+    ) -> Result<kiln_scheduler::Ask, kiln_scheduler::ConstraintError> {
+        let r = resources;
         let resources = kiln_scheduler::Resources {
             cpu_millis: r.cpu_millis.unwrap_or(defaults.cpu_millis),
             memory_bytes: r.memory_bytes.unwrap_or(defaults.memory_bytes),
             disk_bytes: r.disk_bytes.unwrap_or(defaults.disk_bytes),
         };
-        let s = &self.scheduling;
         let mut ask = kiln_scheduler::Ask::new(task, group, project, resources);
-        ask.priority = s.priority;
-        ask.constraints = s.constraints()?;
-        ask.network = s.network();
-        ask.strategy = if s.spread {
+        ask.priority = self.priority;
+        ask.constraints = self.constraints()?;
+        ask.network = self.network();
+        ask.strategy = if self.spread {
             kiln_scheduler::Strategy::Spread
         } else {
             kiln_scheduler::Strategy::BinPack
         };
-        ask.ports = s.port_asks();
+        ask.ports = self.port_asks();
         Ok(ask)
     }
 }

@@ -199,7 +199,8 @@ pub struct RawWorkflow {
 }
 
 impl RawWorkflow {
-    /// The keys of a workflow file.
+    /// The keys of a workflow file, besides `kind` (read before the file is; see
+    /// `read::Reader::workflow`).
     pub const KEYS: &[&str] = &[
         "name",
         "timeout",
@@ -437,7 +438,8 @@ pub struct RawJob {
     pub artifacts: Option<Sp<RawArtifacts>>,
     /// Which machines of the server's pool may run the job: every item must hold. An item is
     /// one test, `[attribute, OPERATOR, value]` (Marathon's form) or `{attribute, operator,
-    /// value}`, or an OR of tests, `{any: [test, ...]}`. See docs/scheduling.md.
+    /// value}`, or an OR of tests, `{any: [test, ...]}`; or BCS's object, `{intersectionItem:
+    /// [{unionData: [...]}], nodeSelector}`. See docs/scheduling.md.
     #[schemars(with = "Option<ConstraintsSchema>")]
     pub constraints: Option<Sp<Vec<Sp<Vec<RawTerm>>>>>,
     /// Named host ports: `{name, host, container}`; host `0` (the default) takes a free
@@ -505,19 +507,62 @@ impl JsonSchema for ConstraintsSchema {
                 }
             ]
         });
-        json_schema!({
-            "type": "array",
-            "items": {
-                "anyOf": [
-                    term,
-                    {
-                        "type": "object",
-                        "additionalProperties": false,
-                        "required": ["any"],
-                        "properties": { "any": { "type": "array", "minItems": 1, "items": term } }
-                    }
-                ]
+        let union_data = json_schema!({
+            "type": "object",
+            "required": ["name", "operate"],
+            "properties": {
+                "name": { "type": "string" },
+                "operate": { "type": "string" },
+                "type": { "type": "integer", "description": "1 scalar, 3 text, 4 set." },
+                "scalar": { "type": "object", "properties": { "value": { "type": "number" } } },
+                "text": { "type": "object", "properties": { "value": { "type": "string" } } },
+                "set": {
+                    "type": "object",
+                    "properties": { "item": { "type": "array", "items": { "type": "string" } } }
+                }
             }
+        });
+        json_schema!({
+            "anyOf": [
+                {
+                    "type": "array",
+                    "items": {
+                        "anyOf": [
+                            term,
+                            {
+                                "type": "object",
+                                "additionalProperties": false,
+                                "required": ["any"],
+                                "properties": {
+                                    "any": { "type": "array", "minItems": 1, "items": term }
+                                }
+                            }
+                        ]
+                    }
+                },
+                {
+                    "type": "object",
+                    "description": "BCS's shape: an AND of `intersectionItem`s, each an OR of \
+                                    `unionData` tests; `nodeSelector` entries are exact matches.",
+                    "additionalProperties": false,
+                    "properties": {
+                        "intersectionItem": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["unionData"],
+                                "properties": {
+                                    "unionData": { "type": "array", "items": union_data }
+                                }
+                            }
+                        },
+                        "nodeSelector": {
+                            "type": "object",
+                            "additionalProperties": { "type": "string" }
+                        }
+                    }
+                }
+            ]
         })
     }
 }
@@ -887,7 +932,18 @@ impl RawService {
 /// The JSON Schema of workflow files (draft 7, which editors support best).
 pub fn json_schema() -> serde_json::Value {
     let mut generator = schemars::generate::SchemaSettings::draft07().into_generator();
-    generator.root_schema_for::<RawWorkflow>().to_value()
+    let mut schema = generator.root_schema_for::<RawWorkflow>().to_value();
+    // `kind` tells file kinds apart before any is read; it has no field of its own.
+    if let Some(props) = schema.get_mut("properties").and_then(|p| p.as_object_mut()) {
+        props.insert(
+            "kind".into(),
+            serde_json::json!({
+                "description": "`workflow` (the default when absent); a service file says `service`.",
+                "const": "workflow"
+            }),
+        );
+    }
+    schema
 }
 
 #[cfg(test)]
@@ -915,7 +971,9 @@ mod tests {
     #[test]
     fn keys_match_schema() {
         let schema = json_schema();
-        assert_eq!(properties(&schema, None), sorted(RawWorkflow::KEYS));
+        let mut top = properties(&schema, None);
+        top.retain(|k| k != "kind");
+        assert_eq!(top, sorted(RawWorkflow::KEYS));
         assert_eq!(properties(&schema, Some("RawParam")), sorted(RawParam::KEYS));
         assert_eq!(properties(&schema, Some("RawStage")), sorted(RawStage::KEYS));
         assert_eq!(properties(&schema, Some("RawJob")), sorted(RawJob::KEYS));

@@ -21,28 +21,28 @@ pub struct Reader<'d> {
 }
 
 /// The non-null values of a mapping, by key, after unknown keys were reported.
-struct Fields<'n> {
+pub(crate) struct Fields<'n> {
     node: &'n Node,
     entries: Vec<(&'n str, &'n Node, &'n Node)>,
 }
 
 impl<'n> Fields<'n> {
     /// The value of `key`, unless absent or null.
-    fn get(&self, key: &str) -> Option<&'n Node> {
+    pub(crate) fn get(&self, key: &str) -> Option<&'n Node> {
         self.entries.iter().find(|(k, _, v)| *k == key && !v.is_null()).map(|(_, _, v)| *v)
     }
 
     /// The value of `key` when present, null included (`push:` alone means "every push").
-    fn present(&self, key: &str) -> Option<&'n Node> {
+    pub(crate) fn present(&self, key: &str) -> Option<&'n Node> {
         self.entries.iter().find(|(k, _, _)| *k == key).map(|(_, _, v)| *v)
     }
 
     /// The key node of `key`, when present (for locating "not both" errors).
-    fn key(&self, key: &str) -> Option<&'n Node> {
+    pub(crate) fn key(&self, key: &str) -> Option<&'n Node> {
         self.entries.iter().find(|(k, _, v)| *k == key && !v.is_null()).map(|(_, k, _)| *k)
     }
 
-    fn pos(&self) -> Pos {
+    pub(crate) fn pos(&self) -> Pos {
         self.node.pos()
     }
 }
@@ -89,7 +89,7 @@ impl<'d> Reader<'d> {
         Reader { file, diags }
     }
 
-    fn error(&mut self, pos: Pos, message: impl Into<String>) {
+    pub(crate) fn error(&mut self, pos: Pos, message: impl Into<String>) {
         self.diags.push(Diagnostic {
             severity: Severity::Error,
             file: self.file.to_owned(),
@@ -100,7 +100,12 @@ impl<'d> Reader<'d> {
     }
 
     /// Checks that `node` is a mapping, reports keys not in `keys`, and returns its fields.
-    fn fields<'n>(&mut self, node: &'n Node, what: &str, keys: &[&str]) -> Option<Fields<'n>> {
+    pub(crate) fn fields<'n>(
+        &mut self,
+        node: &'n Node,
+        what: &str,
+        keys: &[&str],
+    ) -> Option<Fields<'n>> {
         let Kind::Map(map) = &node.kind else {
             self.error(
                 node.pos(),
@@ -130,7 +135,7 @@ impl<'d> Reader<'d> {
     }
 
     /// A scalar as text.
-    fn text(&mut self, node: &Node, what: &str) -> Option<Sp<String>> {
+    pub(crate) fn text(&mut self, node: &Node, what: &str) -> Option<Sp<String>> {
         match &node.kind {
             Kind::Scalar { text, .. } if !node.is_null() => {
                 Some(Sp::new(text.clone(), node.origin))
@@ -143,7 +148,7 @@ impl<'d> Reader<'d> {
     }
 
     /// A list of scalars as texts; non-scalar items are reported and left out.
-    fn text_list(&mut self, node: &Node, what: &str) -> Option<Sp<Vec<Sp<String>>>> {
+    pub(crate) fn text_list(&mut self, node: &Node, what: &str) -> Option<Sp<Vec<Sp<String>>>> {
         let Kind::Seq(items) = &node.kind else {
             self.error(
                 node.pos(),
@@ -156,7 +161,7 @@ impl<'d> Reader<'d> {
     }
 
     /// One text or a list of texts. With `split_lines`, one text becomes one item per line.
-    fn text_or_list(
+    pub(crate) fn text_or_list(
         &mut self,
         node: &Node,
         what: &str,
@@ -191,7 +196,7 @@ impl<'d> Reader<'d> {
     }
 
     /// A mapping of name -> text (env, `with`, matrix combinations). Null values are empty text.
-    fn text_map(&mut self, node: &Node, what: &str) -> Option<Entries<Sp<String>>> {
+    pub(crate) fn text_map(&mut self, node: &Node, what: &str) -> Option<Entries<Sp<String>>> {
         let Kind::Map(map) = &node.kind else {
             self.error(
                 node.pos(),
@@ -215,7 +220,7 @@ impl<'d> Reader<'d> {
     }
 
     /// `true` or `false` (also `True`, `TRUE`, `False`, `FALSE`, as YAML 1.2 core).
-    fn bool(&mut self, node: &Node, what: &str) -> Option<Sp<bool>> {
+    pub(crate) fn bool(&mut self, node: &Node, what: &str) -> Option<Sp<bool>> {
         let value = match node.scalar() {
             Some("true" | "True" | "TRUE") => Some(true),
             Some("false" | "False" | "FALSE") => Some(false),
@@ -231,7 +236,7 @@ impl<'d> Reader<'d> {
     }
 
     /// A whole number that fits in `u32`.
-    fn count(&mut self, node: &Node, what: &str) -> Option<Sp<u32>> {
+    pub(crate) fn count(&mut self, node: &Node, what: &str) -> Option<Sp<u32>> {
         let value = node.scalar().and_then(|s| s.trim().parse::<u32>().ok());
         if value.is_none() {
             self.error(
@@ -243,7 +248,7 @@ impl<'d> Reader<'d> {
     }
 
     /// One of the `names`, mapped to the matching entry of `values`.
-    fn one_of<T: Copy>(
+    pub(crate) fn one_of<T: Copy>(
         &mut self,
         node: &Node,
         what: &str,
@@ -274,6 +279,29 @@ impl<'d> Reader<'d> {
 
     /// Reads the whole file. `None` when the top level is not a mapping.
     pub fn workflow(&mut self, root: &Node) -> Option<RawWorkflow> {
+        // Another kind of file is said as such, not as a list of unknown keys.
+        match crate::service_file::declared_kind(root) {
+            None | Some((_, Ok(crate::Kind::Workflow))) => {}
+            Some((pos, Ok(crate::Kind::Service))) => {
+                self.error(pos, crate::service_file::SERVICE_IN_WORKFLOW);
+                return None;
+            }
+            Some((pos, Err(message))) => {
+                self.error(pos, message);
+                return None;
+            }
+        }
+        // `kind: workflow` was read above; it is not one of the keys listed in messages.
+        let without_kind;
+        let root = match &root.kind {
+            Kind::Map(entries) if entries.iter().any(|(k, _)| k.scalar() == Some("kind")) => {
+                let entries =
+                    entries.iter().filter(|(k, _)| k.scalar() != Some("kind")).cloned().collect();
+                without_kind = Node { origin: root.origin, kind: Kind::Map(entries) };
+                &without_kind
+            }
+            _ => root,
+        };
         let f = self.fields(root, "the workflow file", RawWorkflow::KEYS)?;
         let name = match f.get("name") {
             Some(n) => self.text(n, "name").inspect(|name| {
@@ -652,7 +680,14 @@ impl<'d> Reader<'d> {
     }
 
     /// `constraints:`, a list whose items are tests or `{any: [tests]}`.
-    fn constraints(&mut self, node: &Node) -> Option<Sp<Vec<Sp<Vec<RawTerm>>>>> {
+    pub(crate) fn constraints(&mut self, node: &Node) -> Option<Sp<Vec<Sp<Vec<RawTerm>>>>> {
+        if let Kind::Map(entries) = &node.kind
+            && entries
+                .iter()
+                .any(|(k, _)| matches!(k.scalar(), Some("intersectionItem" | "nodeSelector")))
+        {
+            return self.bcs_constraints(node);
+        }
         let Kind::Seq(items) = &node.kind else {
             self.error(
                 node.pos(),
@@ -696,6 +731,52 @@ impl<'d> Reader<'d> {
         Some(Sp::new(groups, node.origin))
     }
 
+    /// BCS's constraint object (`{intersectionItem: [{unionData: [...]}], nodeSelector}`),
+    /// read by the scheduler's own `Constraints::from_bcs`; its tests become terms located at
+    /// the object. A problem is reported where its path (or its attribute) leads.
+    fn bcs_constraints(&mut self, node: &Node) -> Option<Sp<Vec<Sp<Vec<RawTerm>>>>> {
+        match kiln_scheduler::Constraints::from_bcs(&json_value(node)) {
+            Ok(c) => {
+                let groups = c
+                    .groups()
+                    .iter()
+                    .map(|g| {
+                        let terms = g
+                            .iter()
+                            .map(|p| {
+                                let op = p.op.to_string();
+                                let (operator, value) = match op.split_once(' ') {
+                                    Some((o, v)) => (o.to_owned(), Some(v.to_owned())),
+                                    None => (op, None),
+                                };
+                                RawTerm {
+                                    attribute: Sp::new(p.attribute.clone(), node.origin),
+                                    operator: Sp::new(operator, node.origin),
+                                    value: value.map(|v| Sp::new(v, node.origin)),
+                                }
+                            })
+                            .collect();
+                        Sp::new(terms, node.origin)
+                    })
+                    .collect();
+                Some(Sp::new(groups, node.origin))
+            }
+            Err(e) => {
+                use kiln_scheduler::ConstraintError as E;
+                let at = match &e {
+                    E::Shape { at, .. } => locate_path(node, at),
+                    E::Operator { attribute, .. }
+                    | E::Value { attribute, .. }
+                    | E::Regex { attribute, .. }
+                    | E::Unsupported { attribute, .. } => locate_name(node, attribute),
+                    _ => None,
+                };
+                self.error(at.unwrap_or(node.pos()), e.to_string());
+                None
+            }
+        }
+    }
+
     /// One test: `[attribute, OPERATOR, value?]` or `{attribute, operator, value?}`.
     fn term(&mut self, node: &Node) -> Option<RawTerm> {
         const EXPECTED: &str = "expected [attribute, OPERATOR] or [attribute, OPERATOR, value], \
@@ -733,7 +814,7 @@ impl<'d> Reader<'d> {
         }
     }
 
-    fn ports(&mut self, node: &Node) -> Option<Sp<Vec<RawPort>>> {
+    pub(crate) fn ports(&mut self, node: &Node) -> Option<Sp<Vec<RawPort>>> {
         let Kind::Seq(items) = &node.kind else {
             self.error(
                 node.pos(),
@@ -849,7 +930,7 @@ impl<'d> Reader<'d> {
         Some(Sp::new(RawRetry { max, on }, node.origin))
     }
 
-    fn resources(&mut self, node: &Node) -> Option<Sp<RawResources>> {
+    pub(crate) fn resources(&mut self, node: &Node) -> Option<Sp<RawResources>> {
         let f = self.fields(node, "resources", RawResources::KEYS)?;
         let cpu = f.get("cpu").and_then(|n| self.text(n, "cpu"));
         let memory = f.get("memory").and_then(|n| self.text(n, "memory"));
@@ -932,6 +1013,81 @@ impl<'d> Reader<'d> {
             }
         }
         Some(Sp::new(out, node.origin))
+    }
+}
+
+/// The JSON a YAML tree stands for, for parsers of JSON shapes: plain `true`/`false`,
+/// null and numbers are typed; everything else (quoted text included) is text.
+fn json_value(node: &Node) -> serde_json::Value {
+    use serde_json::Value;
+    match &node.kind {
+        _ if node.is_null() => Value::Null,
+        Kind::Scalar { text, plain: true } => match text.as_str() {
+            "true" | "True" | "TRUE" => Value::Bool(true),
+            "false" | "False" | "FALSE" => Value::Bool(false),
+            t => t
+                .parse::<i64>()
+                .map(Value::from)
+                .ok()
+                .or_else(|| {
+                    t.parse::<f64>()
+                        .ok()
+                        .and_then(|f| serde_json::Number::from_f64(f).map(Value::Number))
+                })
+                .unwrap_or_else(|| Value::String(t.to_owned())),
+        },
+        Kind::Scalar { text, .. } => Value::String(text.clone()),
+        Kind::Seq(items) => Value::Array(items.iter().map(json_value).collect()),
+        Kind::Map(entries) => Value::Object(
+            entries
+                .iter()
+                .map(|(k, v)| (k.scalar().unwrap_or_default().to_owned(), json_value(v)))
+                .collect(),
+        ),
+    }
+}
+
+/// The position a JSON path such as `constraint.intersectionItem[0].unionData[1].type` names
+/// in `node` (the first segment names `node` itself), or the deepest part of it that exists.
+fn locate_path(node: &Node, path: &str) -> Option<Pos> {
+    let mut at = node;
+    for (i, part) in path.split('.').enumerate() {
+        let (key, indexes) = match part.find('[') {
+            Some(b) => (&part[..b], &part[b..]),
+            None => (part, ""),
+        };
+        if i > 0 {
+            let Kind::Map(entries) = &at.kind else { break };
+            let Some((_, v)) = entries.iter().find(|(k, _)| k.scalar() == Some(key)) else {
+                break;
+            };
+            at = v;
+        }
+        for index in indexes.split(['[', ']']).filter(|s| !s.is_empty()) {
+            let (Kind::Seq(items), Ok(n)) = (&at.kind, index.parse::<usize>()) else { break };
+            let Some(item) = items.get(n) else { break };
+            at = item;
+        }
+    }
+    Some(at.pos())
+}
+
+/// The position of the `operate` (or the entry) of the first `unionData` entry named
+/// `attribute`, searched depth-first.
+fn locate_name(node: &Node, attribute: &str) -> Option<Pos> {
+    match &node.kind {
+        Kind::Map(entries) => {
+            let named = entries
+                .iter()
+                .any(|(k, v)| k.scalar() == Some("name") && v.scalar() == Some(attribute));
+            if named {
+                let operate = entries.iter().find(|(k, _)| k.scalar() == Some("operate"));
+                return Some(operate.map_or(node.pos(), |(_, v)| v.pos()));
+            }
+            entries.iter().find_map(|(_, v)| locate_name(v, attribute))
+        }
+        Kind::Seq(items) => items.iter().find_map(|i| locate_name(i, attribute)),
+        Kind::Scalar { .. } => None,
     }
 }
 

@@ -1,5 +1,6 @@
 //! Fixture folders: every `test_data/ok/*.yml` compiles (snapshot of its plan), every
-//! `test_data/err/*.yml` fails (snapshot of all its diagnostics).
+//! `test_data/err/*.yml` fails (snapshot of all its diagnostics); the same for service files
+//! in `test_data/service/{ok,err}` (snapshots in `test_data/service/snapshots`).
 
 use std::path::PathBuf;
 
@@ -29,8 +30,12 @@ fn fixtures(dir: &str) -> Vec<(String, String)> {
 }
 
 fn settings() -> insta::Settings {
+    settings_in("test_data/snapshots")
+}
+
+fn settings_in(dir: &str) -> insta::Settings {
     let mut s = insta::Settings::clone_current();
-    s.set_snapshot_path(crate_dir().join("test_data/snapshots"));
+    s.set_snapshot_path(crate_dir().join(dir));
     s.set_prepend_module_to_snapshot(false);
     s
 }
@@ -80,4 +85,55 @@ fn several_problems_in_one_file_are_all_reported() {
     let mut sorted = compiled.diagnostics.clone();
     sorted.sort_by_key(|d| (d.line, d.column));
     assert_eq!(sorted, compiled.diagnostics, "diagnostics come in file order");
+}
+
+/// Diagnostics of a service compile, one per line.
+fn service_diagnostics(c: &kiln_workflow::CompiledService) -> String {
+    c.diagnostics.iter().map(|d| format!("{d}\n")).collect()
+}
+
+fn read(file: &str) -> String {
+    std::fs::read_to_string(crate_dir().join(file)).unwrap_or_else(|e| panic!("{file}: {e}"))
+}
+
+#[test]
+fn ok_service_fixtures_compile() {
+    for (stem, file) in fixtures("service/ok") {
+        let compiled = kiln_workflow::compile_service(&file, &read(&file));
+        let errors: Vec<String> = compiled
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .map(|d| d.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{file} should compile:\n{}", errors.join("\n"));
+        let Some(spec) = &compiled.spec else { panic!("{file}: no spec") };
+        settings_in("test_data/service/snapshots").bind(|| {
+            insta::assert_yaml_snapshot!(format!("ok__{stem}"), spec);
+            if !compiled.diagnostics.is_empty() {
+                insta::assert_snapshot!(
+                    format!("ok__{stem}__warnings"),
+                    service_diagnostics(&compiled)
+                );
+            }
+        });
+    }
+}
+
+#[test]
+fn err_service_fixtures_fail_with_every_problem() {
+    for (stem, file) in fixtures("service/err") {
+        let compiled = kiln_workflow::compile_service(&file, &read(&file));
+        assert!(compiled.spec.is_none(), "{file} should not compile");
+        assert!(
+            compiled.diagnostics.iter().any(|d| d.severity == Severity::Error),
+            "{file}: no error reported"
+        );
+        let mut sorted = compiled.diagnostics.clone();
+        sorted.sort_by_key(|d| (d.line, d.column));
+        assert_eq!(sorted, compiled.diagnostics, "{file}: diagnostics come in file order");
+        settings_in("test_data/service/snapshots").bind(|| {
+            insta::assert_snapshot!(format!("err__{stem}"), service_diagnostics(&compiled))
+        });
+    }
 }
