@@ -757,4 +757,69 @@ impl Dispatch {
             .filter(|(_, l)| now.duration_since(l.renewed) > ttl)
             .map(|(id, _)| id.clone())
             .collect();
-        let mut lost
+        let mut lost = Vec::new();
+        for id in expired {
+            if let Some(l) = st.leases.remove(&id) {
+                release(&mut st, &l);
+                lost.push((l.ctx, l.node));
+            }
+        }
+        let silent: Vec<String> = st
+            .agents
+            .iter()
+            .filter(|(_, s)| now.duration_since(s.seen) > ttl)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in silent {
+            self.end_session(&mut st, &id, NodeState::Lost);
+        }
+        place_queued(&mut st);
+        lost
+    }
+
+    /// Ends the session `agent` (its agent said it stops): its node goes `down` and what was
+    /// placed there but not taken is queued again; its leases stay until they end or expire.
+    pub fn leave(&self, agent: &str) {
+        let mut st = self.lock();
+        self.end_session(&mut st, agent, NodeState::Down);
+        place_queued(&mut st);
+    }
+
+    fn end_session(&self, st: &mut State, agent: &str, state: NodeState) {
+        let Some(s) = st.agents.remove(agent) else { return };
+        let name = s.info.name;
+        let current = st.nodes.get(&name).is_some_and(|n| n.session.as_deref() == Some(agent));
+        if !current {
+            return;
+        }
+        if let Some(n) = st.nodes.get_mut(&name) {
+            n.state = state;
+            n.session = None;
+        }
+        unplace_node(st, &name);
+        sync_node(st, &name);
+    }
+}
+
+/// The API's view of a placement.
+fn job_placement(p: &kiln_scheduler::Placement) -> kiln_api::pool::JobPlacement {
+    kiln_api::pool::JobPlacement {
+        node: p.node.0.clone(),
+        hostname: p.hostname.clone(),
+        ip: p.ip.clone(),
+        ports: p
+            .ports
+            .iter()
+            .map(|a| kiln_api::pool::PlacedPort {
+                name: a.name.clone(),
+                host: a.host,
+                container: a.container,
+            })
+            .collect(),
+    }
+}
+
+/// Gives a lease's reservation back to its node.
+fn release(st: &mut State, l: &Leased) {
+    unreserve(st, &l.node, &l.task, &host_ports(l.placement.as_ref()));
+}
