@@ -78,3 +78,8 @@ id_type!(
     TokenId,
     "token"
 );
+id_type!(
+    /// Identifies a service.
+    ServiceId,
+    "service"
+);

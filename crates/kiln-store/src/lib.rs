@@ -1,7 +1,8 @@
 //! Kiln's persistence: projects, pipelines, runs and their event logs, jobs, approvals, API
-//! tokens, sealed secrets, artifact and cache records, pipelines' schedules, the OCI registry's repositories,
-//! manifests, tags, push events and webhook outbox, in SQLite (the default) or PostgreSQL,
-//! through one [`Store`].
+//! tokens, sealed secrets, artifact and cache records, pipelines' schedules, services (their
+//! versions, instances and store-wide event log), the OCI registry's repositories, manifests,
+//! tags, push events and webhook outbox, in SQLite (the default) or PostgreSQL, through one
+//! [`Store`].
 //!
 //! One implementation serves both databases: [`Db`] holds a typed pool per backend and the
 //! `with_db!`/`with_write!`/`with_tx!` macros compile every query once per driver. The SQL text is the same
@@ -101,11 +102,12 @@ mod registry;
 mod runs;
 mod schedules;
 mod secrets;
+mod services;
 mod tokens;
 mod webhooks;
 
 pub use error::{Result, StoreError};
-pub use ids::{PipelineId, ProjectId, RunId, TokenId};
+pub use ids::{PipelineId, ProjectId, RunId, ServiceId, TokenId};
 pub use model::{
     ApprovalDecision, ApprovalRecord, ArtifactFile, ArtifactRecord, CacheRecord, JobRecord,
     NewArtifact, NewRun, NewToken, Pipeline, PipelineSource, Project, PullRequestRef, Role, Run,
@@ -119,6 +121,9 @@ pub use registry::{
     RegistryGcRows, RegistryManifest, RegistryReferrer, RegistryRepository, RegistryWebhook,
 };
 pub use schedules::{ScheduleEntry, ScheduleRecord};
+pub use services::{
+    InstanceRecord, NewServiceVersion, ServiceEvent, ServiceRecord, ServiceVersionRecord,
+};
 pub use webhooks::{Delivery, NewDelivery};
 
 use error::Ctx;

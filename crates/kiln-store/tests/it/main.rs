@@ -20,6 +20,7 @@ mod nodes;
 mod quotas;
 mod schedules;
 mod secrets;
+mod services;
 mod steps;
 mod webhooks;
 
