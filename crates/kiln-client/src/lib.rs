@@ -438,6 +438,69 @@ impl Client {
         self.send(self.request(Method::DELETE, url)).await.map(|_| ())
     }
 
+    // ---- services ----
+
+    /// Applies a service file to `project` as service `name`.
+    pub async fn apply_service(
+        &self,
+        project: &str,
+        name: &str,
+        body: &kiln_api::service::ApplyService,
+    ) -> Result<kiln_api::service::ServiceInfo> {
+        let u = self.url(&["projects", project, "services", name]);
+        self.json(self.request(Method::PUT, u).json(body)).await
+    }
+
+    /// The services of `project` (every visible one when `None`).
+    pub async fn services(
+        &self,
+        project: Option<&str>,
+    ) -> Result<Vec<kiln_api::service::ServiceInfo>> {
+        let mut url = self.url(&["services"]);
+        if let Some(p) = project {
+            url.query_pairs_mut().append_pair("project", p);
+        }
+        self.json(self.request(Method::GET, url)).await
+    }
+
+    /// A service with its instances.
+    pub async fn service(
+        &self,
+        project: &str,
+        name: &str,
+    ) -> Result<kiln_api::service::ServiceInfo> {
+        self.json(self.request(Method::GET, self.url(&["projects", project, "services", name])))
+            .await
+    }
+
+    /// `POST .../services/{name}/{action}` (`scale`, `restart`, `stop`, `rollback`) with `body`.
+    pub async fn service_action<B: serde::Serialize + ?Sized>(
+        &self,
+        project: &str,
+        name: &str,
+        action: &str,
+        body: &B,
+    ) -> Result<kiln_api::service::ServiceInfo> {
+        let u = self.url(&["projects", project, "services", name, action]);
+        self.json(self.request(Method::POST, u).json(body)).await
+    }
+
+    /// Every version of a service.
+    pub async fn service_history(
+        &self,
+        project: &str,
+        name: &str,
+    ) -> Result<Vec<kiln_api::service::ServiceVersion>> {
+        let u = self.url(&["projects", project, "services", name, "history"]);
+        self.json(self.request(Method::GET, u)).await
+    }
+
+    /// Deletes a service (its instances are stopped first).
+    pub async fn delete_service(&self, project: &str, name: &str) -> Result<()> {
+        let u = self.url(&["projects", project, "services", name]);
+        self.send(self.request(Method::DELETE, u)).await.map(|_| ())
+    }
+
     // ---- agent protocol ----
 
     /// Registers an agent session.

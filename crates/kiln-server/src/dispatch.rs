@@ -133,7 +133,11 @@ impl TaskCtx {
         match &self.owner {
             Owner::Attempt(_) => self.exited(kiln_engine::Outcome::Error(why.to_string())),
             Owner::Instance(i) => {
-                crate::services::instance_ended(i, kiln_engine::Outcome::Error(why.to_string()), true);
+                crate::services::instance_ended(
+                    i,
+                    kiln_engine::Outcome::Error(why.to_string()),
+                    true,
+                );
             }
         }
     }
@@ -480,11 +484,9 @@ impl Dispatch {
     /// queued, or once it ended.
     pub fn placement(&self, run: &RunId, job: &JobId) -> Option<kiln_api::pool::JobPlacement> {
         let st = self.lock();
-        let attempt_of = |c: &TaskCtx| {
-            c.attempt().filter(|a| &a.run == run && &a.job == job).map(|a| a.attempt)
-        };
-        let leased =
-            st.leases.values().filter_map(|l| Some((attempt_of(&l.ctx)?, &l.placement)));
+        let attempt_of =
+            |c: &TaskCtx| c.attempt().filter(|a| &a.run == run && &a.job == job).map(|a| a.attempt);
+        let leased = st.leases.values().filter_map(|l| Some((attempt_of(&l.ctx)?, &l.placement)));
         let placed = st
             .placed
             .values()
@@ -725,7 +727,10 @@ impl Dispatch {
     }
 
     /// Where a live lease runs: its node, and its placement (IP and host ports).
-    pub fn lease_placement(&self, id: &str) -> Option<(String, Option<kiln_api::pool::JobPlacement>)> {
+    pub fn lease_placement(
+        &self,
+        id: &str,
+    ) -> Option<(String, Option<kiln_api::pool::JobPlacement>)> {
         let st = self.lock();
         let l = st.leases.get(id)?;
         Some((l.node.clone(), l.placement.as_ref().map(job_placement)))

@@ -87,7 +87,11 @@ impl Reports<'_> {
                     self.log(ctx, &key, &stream, time, &text);
                 }
                 AgentEvent::Health { healthy, detail } => {
-                    crate::services::instance_health(i, healthy, ctx.masker.mask(&detail).into_owned());
+                    crate::services::instance_health(
+                        i,
+                        healthy,
+                        ctx.masker.mask(&detail).into_owned(),
+                    );
                 }
                 AgentEvent::Output { .. } => {}
                 AgentEvent::Exited { outcome } => {

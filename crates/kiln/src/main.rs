@@ -71,6 +71,9 @@ enum Cmd {
     Quota(remote::pool::QuotaCmd),
     /// The server's OCI registry (repos, tags, public, gc, events, webhooks).
     Registry(remote::registry::RegistryCmd),
+    /// Services: long-running replicated workloads (apply, list, show, scale, restart, stop,
+    /// delete, history, rollback).
+    Service(remote::services::ServiceCmd),
 }
 
 /// `kiln run`: either the local runner (`kiln run FILE [flags]`) or a subcommand about a
@@ -153,6 +156,7 @@ fn main() -> ExitCode {
         Cmd::Offers(args) => block_on(remote::exit(remote::pool::offers(args))),
         Cmd::Quota(cmd) => block_on(remote::exit(remote::pool::quota(cmd))),
         Cmd::Registry(cmd) => block_on(remote::exit(remote::registry::registry(cmd))),
+        Cmd::Service(cmd) => block_on(remote::exit(remote::services::service(cmd))),
         Cmd::Server(args) => block_on(server_cmd::server(args)),
         Cmd::Agent(args) => block_on(server_cmd::agent(args)),
         Cmd::Validate { file, output } => load::validate(&file, output),

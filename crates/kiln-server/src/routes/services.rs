@@ -5,9 +5,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use kiln_api::ErrorBody;
-use kiln_api::service::{
-    ApplyService, RollbackService, ScaleService, ServiceInfo, ServiceVersion,
-};
+use kiln_api::service::{ApplyService, RollbackService, ScaleService, ServiceInfo, ServiceVersion};
 use kiln_store::Role;
 use serde::Deserialize;
 

@@ -207,7 +207,10 @@ impl Actor {
                 }
             }
             Action::RollBack { to_version, reason } => {
-                tracing::warn!("service {}: {reason}; rolling back to version {to_version}", self.name());
+                tracing::warn!(
+                    "service {}: {reason}; rolling back to version {to_version}",
+                    self.name()
+                );
                 let source = self.sh.store.service_version(&self.id, to_version).await?;
                 let version = NewServiceVersion {
                     kind: "auto-rollback".into(),
@@ -278,7 +281,7 @@ impl Actor {
         let lease = self.lease_for(&spec, &record);
         let ctx = Arc::new(TaskCtx {
             project: self.record.project_id,
-            masker: Arc::new(Masker::new(Vec::new())),
+            masker: Arc::new(Masker::new(Vec::<String>::new())),
             queued_at: Instant::now(),
             owner: Owner::Instance(InstanceCtx {
                 service: self.id.clone(),
@@ -364,13 +367,17 @@ impl Actor {
                 self.put(stopping, "stopping").await
             }
             // Never handed to an agent (or already gone): nothing runs.
-            Canceled::Dequeued(_) | Canceled::Unknown => self.ended(i, Outcome::Canceled, false).await,
+            Canceled::Dequeued(_) | Canceled::Unknown => {
+                self.ended(i, Outcome::Canceled, false).await
+            }
         }
     }
 
     /// Records how instance `i` ended.
     async fn ended(&mut self, i: InstanceRecord, outcome: Outcome, lost: bool) -> Result<()> {
         let unhealthy = self.unhealthy.remove(&i.id);
+        // Its log ends here: whoever follows it hears the end.
+        let _ = self.sh.logs.close(&super::instance_log_key(&self.id, &i.id));
         let now = Utc::now();
         let stopped_on_purpose = i.state == InstanceState::Stopping.as_str() && !unhealthy
             || (matches!(outcome, Outcome::Canceled) && !unhealthy && !lost);
@@ -440,10 +447,13 @@ impl Actor {
                 };
                 let running = matches!(
                     InstanceState::parse(&i.state),
-                    Some(InstanceState::Starting | InstanceState::Healthy | InstanceState::Unhealthy)
+                    Some(
+                        InstanceState::Starting | InstanceState::Healthy | InstanceState::Unhealthy
+                    )
                 );
                 if running {
-                    let state = if healthy { InstanceState::Healthy } else { InstanceState::Unhealthy };
+                    let state =
+                        if healthy { InstanceState::Healthy } else { InstanceState::Unhealthy };
                     let changed = InstanceRecord {
                         state: state.as_str().into(),
                         reason: (!detail.is_empty()).then_some(detail),

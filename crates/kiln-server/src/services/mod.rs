@@ -285,7 +285,13 @@ impl Services {
     }
 
     /// Sets the replicas of a service (0 to 1000); its instances are not replaced.
-    pub async fn scale(&self, project: &str, name: &str, replicas: u32, by: &str) -> ApiResult<ServiceInfo> {
+    pub async fn scale(
+        &self,
+        project: &str,
+        name: &str,
+        replicas: u32,
+        by: &str,
+    ) -> ApiResult<ServiceInfo> {
         if replicas > kiln_workflow::service::MAX_REPLICAS {
             return Err(ApiErr::bad_request(format!(
                 "replicas: expected 0 to {}, found {replicas}",
@@ -293,25 +299,46 @@ impl Services {
             )));
         }
         let note = Some(format!("scaled to {replicas}"));
-        self.change(project, name, Change { kind: "scale", replicas: Some(replicas), template: Template::Same, note }, by)
-            .await
+        self.change(
+            project,
+            name,
+            Change { kind: "scale", replicas: Some(replicas), template: Template::Same, note },
+            by,
+        )
+        .await
     }
 
     /// Replaces every instance (a rolling update to the same spec).
     pub async fn restart(&self, project: &str, name: &str, by: &str) -> ApiResult<ServiceInfo> {
-        self.change(project, name, Change { kind: "restart", replicas: None, template: Template::Fresh, note: None }, by)
-            .await
+        self.change(
+            project,
+            name,
+            Change { kind: "restart", replicas: None, template: Template::Fresh, note: None },
+            by,
+        )
+        .await
     }
 
     /// Stops every instance (replicas 0; `scale` starts it again).
     pub async fn stop(&self, project: &str, name: &str, by: &str) -> ApiResult<ServiceInfo> {
-        self.change(project, name, Change { kind: "stop", replicas: Some(0), template: Template::Same, note: None }, by)
-            .await
+        self.change(
+            project,
+            name,
+            Change { kind: "stop", replicas: Some(0), template: Template::Same, note: None },
+            by,
+        )
+        .await
     }
 
     /// Returns to version `to` (the one before the current template when `None`): a new
     /// version running that version's spec and replicas.
-    pub async fn rollback(&self, project: &str, name: &str, to: Option<u32>, by: &str) -> ApiResult<ServiceInfo> {
+    pub async fn rollback(
+        &self,
+        project: &str,
+        name: &str,
+        to: Option<u32>,
+        by: &str,
+    ) -> ApiResult<ServiceInfo> {
         let s = self.sh.store.service(project, name).await?;
         let versions = self.sh.store.service_versions(&s.id).await?;
         let target = match to {
@@ -321,15 +348,11 @@ impl Services {
                     s.version
                 ))
             })?,
-            None => versions
-                .iter()
-                .rev()
-                .find(|v| v.template != s.template)
-                .ok_or_else(|| {
-                    ApiErr::conflict(format!(
-                        "service `{project}/{name}` has no earlier version to roll back to"
-                    ))
-                })?,
+            None => versions.iter().rev().find(|v| v.template != s.template).ok_or_else(|| {
+                ApiErr::conflict(format!(
+                    "service `{project}/{name}` has no earlier version to roll back to"
+                ))
+            })?,
         };
         let change = Change {
             kind: "rollback",
@@ -394,7 +417,9 @@ impl Services {
         let view = lock(&self.sh.actors).get(&s.id).map(|a| lock(&a.view).clone());
         let view = match view {
             Some(v) if !v.instances.is_empty() || !v.waits.is_empty() => v,
-            _ => View { instances: self.sh.store.instances(&s.id, false).await?, waits: Vec::new() },
+            _ => {
+                View { instances: self.sh.store.instances(&s.id, false).await?, waits: Vec::new() }
+            }
         };
         let labels = self
             .sh
@@ -402,7 +427,12 @@ impl Services {
             .service_version(&s.id, s.template)
             .await
             .ok()
-            .and_then(|v| serde_json::from_value::<kiln_workflow::service::ServiceSpec>(with_replicas(v.spec, s.replicas)).ok())
+            .and_then(|v| {
+                serde_json::from_value::<kiln_workflow::service::ServiceSpec>(with_replicas(
+                    v.spec, s.replicas,
+                ))
+                .ok()
+            })
             .map(|spec| spec.labels)
             .unwrap_or_default();
         let healthy = view
@@ -428,7 +458,11 @@ impl Services {
             healthy: u32::try_from(healthy).unwrap_or(u32::MAX),
             labels,
             instances: view.instances.iter().map(instance_info).collect(),
-            waits: view.waits.iter().map(|w| SlotWait { slot: w.slot, reason: w.reason.clone() }).collect(),
+            waits: view
+                .waits
+                .iter()
+                .map(|w| SlotWait { slot: w.slot, reason: w.reason.clone() })
+                .collect(),
             updated_at: s.updated_at,
         })
     }

@@ -75,7 +75,10 @@ async fn versions_templates_and_the_update_clock() {
         assert_eq!((s1.project.as_str(), s1.name.as_str()), ("shop", "web"));
         assert!(s1.update_started_at.is_some(), "the first version starts an update");
         assert_eq!((v1.version, v1.template, v1.kind.as_str()), (1, 1, "apply"));
-        assert_eq!((v1.spec.clone(), v1.by.as_str(), v1.file.as_str()), (spec("web:1"), "user:alice", "web.yml"));
+        assert_eq!(
+            (v1.spec.clone(), v1.by.as_str(), v1.file.as_str()),
+            (spec("web:1"), "user:alice", "web.yml")
+        );
         assert_eq!(store.service("shop", "web").await.unwrap(), s1);
         assert_eq!(store.service_by_id(&s1.id).await.unwrap(), s1);
 
@@ -88,9 +91,10 @@ async fn versions_templates_and_the_update_clock() {
         // An apply that changes nothing but replicas reuses its template: a scale.
         let found = store.service_version_with_spec(&s1.id, &spec("web:1")).await.unwrap();
         assert_eq!(found.map(|v| v.version), Some(1));
-        let reordered: serde_json::Value =
-            serde_json::from_str(r#"{"env":{"B":"2","A":"1"},"ports":{"http":8080},"image":"web:1"}"#)
-                .unwrap();
+        let reordered: serde_json::Value = serde_json::from_str(
+            r#"{"env":{"B":"2","A":"1"},"ports":{"http":8080},"image":"web:1"}"#,
+        )
+        .unwrap();
         let found = store.service_version_with_spec(&s1.id, &reordered).await.unwrap();
         assert_eq!(found.map(|v| v.version), Some(1), "JSON equality, not text");
         assert!(store.service_version_with_spec(&s1.id, &spec("web:9")).await.unwrap().is_none());
@@ -98,7 +102,10 @@ async fn versions_templates_and_the_update_clock() {
         assert_eq!((s2.version, s2.template, s2.stable, s2.replicas), (2, 1, 1, 5));
         assert_eq!(s2.update_started_at, None, "same template: no update");
         assert_eq!((v2.template, v2.replicas, v2.note.as_deref()), (1, 5, Some("scale to 5")));
-        assert_eq!((&v2.spec, v2.yaml.as_str(), v2.file.as_str()), (&v1.spec, v1.yaml.as_str(), "web.yml"));
+        assert_eq!(
+            (&v2.spec, v2.yaml.as_str(), v2.file.as_str()),
+            (&v1.spec, v1.yaml.as_str(), "web.yml")
+        );
 
         // A new spec: its own template, an update starts.
         let (s3, v3) = store.add_service_version("shop", "web", &apply("web:2", 5)).await.unwrap();
@@ -128,10 +135,7 @@ async fn versions_templates_and_the_update_clock() {
 
         let versions = store.service_versions(&s1.id).await.unwrap();
         assert_eq!(versions.iter().map(|v| v.version).collect::<Vec<_>>(), [1, 2, 3, 4, 5, 6]);
-        assert_eq!(
-            versions.iter().map(|v| v.template).collect::<Vec<_>>(),
-            [1, 1, 3, 3, 1, 6]
-        );
+        assert_eq!(versions.iter().map(|v| v.template).collect::<Vec<_>>(), [1, 1, 3, 3, 1, 6]);
         assert_eq!(store.service_version(&s1.id, 3).await.unwrap(), v3);
 
         // Refused: nothing changes.
@@ -349,7 +353,10 @@ async fn delete_cascades_and_is_an_event() {
         assert_eq!(live, ["b"]);
         let events = store.service_events_after(put, 10).await.unwrap();
         let last = events.last().expect("a deleted event");
-        assert_eq!((last.kind.as_str(), last.service_id, last.instance.as_ref()), ("deleted", web.id, None));
+        assert_eq!(
+            (last.kind.as_str(), last.service_id, last.instance.as_ref()),
+            ("deleted", web.id, None)
+        );
         assert_eq!((last.project.as_str(), last.service.as_str()), ("shop", "web"));
         assert_eq!(store.service_revision().await.unwrap(), last.revision);
         assert_eq!(
@@ -359,7 +366,8 @@ async fn delete_cascades_and_is_an_event() {
         );
 
         // Its name can be used again, from version 1.
-        let (again, _) = store.add_service_version("shop", "web", &apply("web:1", 1)).await.unwrap();
+        let (again, _) =
+            store.add_service_version("shop", "web", &apply("web:1", 1)).await.unwrap();
         assert_ne!(again.id, web.id);
         assert_eq!(again.version, 1);
         let err = store.put_instance(&instance(web.id, "late", 0, 1), "instance").await;

@@ -28,6 +28,7 @@ pub mod pipelines;
 pub mod pool;
 pub mod registry;
 pub mod runs;
+pub mod services;
 pub mod triggers;
 
 /// `println!` for results: stops the process quietly when stdout is closed (`kiln logs RUN |
