@@ -75,7 +75,10 @@ async fn versions_templates_and_the_update_clock() {
         assert_eq!((s1.project.as_str(), s1.name.as_str()), ("shop", "web"));
         assert!(s1.update_started_at.is_some(), "the first version starts an update");
         assert_eq!((v1.version, v1.template, v1.kind.as_str()), (1, 1, "apply"));
-        assert_eq!((v1.spec.clone(), v1.by.as_str(), v1.file.as_str()), (spec("web:1"), "user:alice", "web.yml"));
+        assert_eq!(
+            (v1.spec.clone(), v1.by.as_str(), v1.file.as_str()),
+            (spec("web:1"), "user:alice", "web.yml")
+        );
         assert_eq!(store.service("shop", "web").await.unwrap(), s1);
         assert_eq!(store.service_by_id(&s1.id).await.unwrap(), s1);
 
@@ -88,9 +91,10 @@ async fn versions_templates_and_the_update_clock() {
         // An apply that changes nothing but replicas reuses its template: a scale.
         let found = store.service_version_with_spec(&s1.id, &spec("web:1")).await.unwrap();
         assert_eq!(found.map(|v| v.version), Some(1));
-        let reordered: serde_json::Value =
-            serde_json::from_str(r#"{"env":{"B":"2","A":"1"},"ports":{"http":8080},"image":"web:1"}"#)
-                .unwrap();
+        let reordered: serde_json::Value = serde_json::from_str(
+            r#"{"env":{"B":"2","A":"1"},"ports":{"http":8080},"image":"web:1"}"#,
+        )
+        .unwrap();
         let found = store.service_version_with_spec(&s1.id, &reordered).await.unwrap();
         assert_eq!(found.map(|v| v.version), Some(1), "JSON equality, not text");
         assert!(store.service_version_with_spec(&s1.id, &spec("web:9")).await.unwrap().is_none());
@@ -98,7 +102,10 @@ async fn versions_templates_and_the_update_clock() {
         assert_eq!((s2.version, s2.template, s2.stable, s2.replicas), (2, 1, 1, 5));
         assert_eq!(s2.update_started_at, None, "same template: no update");
         assert_eq!((v2.template, v2.replicas, v2.note.as_deref()), (1, 5, Some("scale to 5")));
-        assert_eq!((&v2.spec, v2.yaml.as_str(), v2.file.as_str()), (&v1.spec, v1.yaml.as_str(), "web.yml"));
+        assert_eq!(
+            (&v2.spec, v2.yaml.as_str(), v2.file.as_str()),
+            (&v1.spec, v1.yaml.as_str(), "web.yml")
+        );
 
         // A new spec: its own template, an update starts.
         let (s3, v3) = store.add_service_version("shop", "web", &apply("web:2", 5)).await.unwrap();
@@ -128,10 +135,7 @@ async fn versions_templates_and_the_update_clock() {
 
         let versions = store.service_versions(&s1.id).await.unwrap();
         assert_eq!(versions.iter().map(|v| v.version).collect::<Vec<_>>(), [1, 2, 3, 4, 5, 6]);
-        assert_eq!(
-            versions.iter().map(|v| v.template).collect::<Vec<_>>(),
-            [1, 1, 3, 3, 1, 6]
-        );
+        assert_eq!(versions.iter().map(|v| v.template).collect::<Vec<_>>(), [1, 1, 3, 3, 1, 6]);
         assert_eq!(store.service_version(&s1.id, 3).await.unwrap(), v3);
 
         // Refused: nothing changes.
@@ -301,7 +305,7 @@ async fn instances_upsert_and_events_resume_exactly() {
         let err = store.put_instance(&instance(api.id, "y", 0, 1), " ").await;
         assert!(matches!(err, Err(StoreError::Invalid(_))), "{err:?}");
         assert_eq!(store.service_revision().await.unwrap(), r6, "refusals append nothing");
-        assert_eq!(store.instances(&api.id, true).await.unwrap(), [c.clone()]);
+        assert_eq!(store.instances(&api.id, true).await.unwrap(), [c]);
     })
     .await;
 }
@@ -311,10 +315,27 @@ async fn concurrent_puts_get_distinct_increasing_revisions() {
     on_both(|store| async move {
         store.create_project("shop").await.unwrap();
         let (web, _) = store.add_service_version("shop", "web", &apply("web:1", 20)).await.unwrap();
-        let mut tasks = Vec::new();
-        for slot in 0..20 {
+        // A watch tails the log while the writes happen: it must see every one exactly once.
+        let watch = {
             let store = store.clone();
-            let i = instance(web.id, &format!("i{slot}"), slot, 1);
+            tokio::spawn(async move {
+                let (mut after, mut seen) = (0, Vec::new());
+                while seen.len() < 40 {
+                    let page = store.service_events_after(after, 3).await.unwrap();
+                    if let Some(last) = page.last() {
+                        after = last.revision;
+                    } else {
+                        tokio::task::yield_now().await;
+                    }
+                    seen.extend(page);
+                }
+                seen
+            })
+        };
+        let mut tasks = Vec::new();
+        for slot in 0..40 {
+            let store = store.clone();
+            let i = instance(web.id, &format!("i{slot}"), slot % 20, 1);
             tasks.push(tokio::spawn(async move { store.put_instance(&i, "instance").await }));
         }
         let mut revisions = BTreeSet::new();
@@ -324,7 +345,37 @@ async fn concurrent_puts_get_distinct_increasing_revisions() {
         let events = store.service_events_after(0, 100).await.unwrap();
         let logged: BTreeSet<u64> = events.iter().map(|e| e.revision).collect();
         assert_eq!(logged, revisions);
+        let watched = tokio::time::timeout(std::time::Duration::from_secs(30), watch)
+            .await
+            .expect("the watch saw every event")
+            .unwrap();
+        assert_eq!(watched, events, "no gap, no duplicate");
         assert_eq!(store.service_revision().await.unwrap(), *revisions.last().unwrap());
+
+        // On PostgreSQL, a writer holding a revision it has not committed yet makes the next
+        // one wait, so no reader sees revision n + 1 before n.
+        if let kiln_store::Db::Postgres(p) = store.db() {
+            let mut open = p.begin().await.unwrap();
+            let held: i64 = sqlx::query_scalar(
+                "INSERT INTO service_events (service_id, project, service, kind, at) \
+                 VALUES ($1, 'shop', 'web', 'test', now()) RETURNING revision",
+            )
+            .bind(web.id.to_string())
+            .fetch_one(&mut *open)
+            .await
+            .unwrap();
+            let put = {
+                let store = store.clone();
+                let i = instance(web.id, "late", 0, 1);
+                tokio::spawn(async move { store.put_instance(&i, "instance").await })
+            };
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            assert!(!put.is_finished(), "a later revision committed before an earlier one");
+            open.commit().await.unwrap();
+            let next = put.await.unwrap().unwrap();
+            assert!(next > u64::try_from(held).unwrap());
+            assert_eq!(store.service_revision().await.unwrap(), next);
+        }
     })
     .await;
 }
@@ -349,7 +400,10 @@ async fn delete_cascades_and_is_an_event() {
         assert_eq!(live, ["b"]);
         let events = store.service_events_after(put, 10).await.unwrap();
         let last = events.last().expect("a deleted event");
-        assert_eq!((last.kind.as_str(), last.service_id, last.instance.as_ref()), ("deleted", web.id, None));
+        assert_eq!(
+            (last.kind.as_str(), last.service_id, last.instance.as_ref()),
+            ("deleted", web.id, None)
+        );
         assert_eq!((last.project.as_str(), last.service.as_str()), ("shop", "web"));
         assert_eq!(store.service_revision().await.unwrap(), last.revision);
         assert_eq!(
@@ -359,7 +413,8 @@ async fn delete_cascades_and_is_an_event() {
         );
 
         // Its name can be used again, from version 1.
-        let (again, _) = store.add_service_version("shop", "web", &apply("web:1", 1)).await.unwrap();
+        let (again, _) =
+            store.add_service_version("shop", "web", &apply("web:1", 1)).await.unwrap();
         assert_ne!(again.id, web.id);
         assert_eq!(again.version, 1);
         let err = store.put_instance(&instance(web.id, "late", 0, 1), "instance").await;
@@ -405,7 +460,7 @@ async fn services_persist_across_reopening() {
         let store = Store::open(&path).await.unwrap();
         assert_eq!(store.service("shop", "web").await.unwrap(), service);
         assert_eq!(store.service_versions(&service.id).await.unwrap(), versions);
-        assert_eq!(store.instances(&service.id, false).await.unwrap(), [inst.clone()]);
+        assert_eq!(store.instances(&service.id, false).await.unwrap(), std::slice::from_ref(&inst));
         let mut stored = store.service_events_after(0, 10).await.unwrap();
         assert_eq!(stored.drain(..1).collect::<Vec<_>>(), events);
         // Revisions go on from where they were.
