@@ -353,6 +353,7 @@ macro_rules! append_event {
     };
 }
 
+/// A count or number as the database's signed integer (every `u32` fits).
 fn u32_of(v: u32) -> i64 {
     i64::from(v)
 }

@@ -305,7 +305,7 @@ async fn instances_upsert_and_events_resume_exactly() {
         let err = store.put_instance(&instance(api.id, "y", 0, 1), " ").await;
         assert!(matches!(err, Err(StoreError::Invalid(_))), "{err:?}");
         assert_eq!(store.service_revision().await.unwrap(), r6, "refusals append nothing");
-        assert_eq!(store.instances(&api.id, true).await.unwrap(), [c.clone()]);
+        assert_eq!(store.instances(&api.id, true).await.unwrap(), [c]);
     })
     .await;
 }
@@ -315,10 +315,27 @@ async fn concurrent_puts_get_distinct_increasing_revisions() {
     on_both(|store| async move {
         store.create_project("shop").await.unwrap();
         let (web, _) = store.add_service_version("shop", "web", &apply("web:1", 20)).await.unwrap();
-        let mut tasks = Vec::new();
-        for slot in 0..20 {
+        // A watch tails the log while the writes happen: it must see every one exactly once.
+        let watch = {
             let store = store.clone();
-            let i = instance(web.id, &format!("i{slot}"), slot, 1);
+            tokio::spawn(async move {
+                let (mut after, mut seen) = (0, Vec::new());
+                while seen.len() < 40 {
+                    let page = store.service_events_after(after, 3).await.unwrap();
+                    if let Some(last) = page.last() {
+                        after = last.revision;
+                    } else {
+                        tokio::task::yield_now().await;
+                    }
+                    seen.extend(page);
+                }
+                seen
+            })
+        };
+        let mut tasks = Vec::new();
+        for slot in 0..40 {
+            let store = store.clone();
+            let i = instance(web.id, &format!("i{slot}"), slot % 20, 1);
             tasks.push(tokio::spawn(async move { store.put_instance(&i, "instance").await }));
         }
         let mut revisions = BTreeSet::new();
@@ -328,7 +345,37 @@ async fn concurrent_puts_get_distinct_increasing_revisions() {
         let events = store.service_events_after(0, 100).await.unwrap();
         let logged: BTreeSet<u64> = events.iter().map(|e| e.revision).collect();
         assert_eq!(logged, revisions);
+        let watched = tokio::time::timeout(std::time::Duration::from_secs(30), watch)
+            .await
+            .expect("the watch saw every event")
+            .unwrap();
+        assert_eq!(watched, events, "no gap, no duplicate");
         assert_eq!(store.service_revision().await.unwrap(), *revisions.last().unwrap());
+
+        // On PostgreSQL, a writer holding a revision it has not committed yet makes the next
+        // one wait, so no reader sees revision n + 1 before n.
+        if let kiln_store::Db::Postgres(p) = store.db() {
+            let mut open = p.begin().await.unwrap();
+            let held: i64 = sqlx::query_scalar(
+                "INSERT INTO service_events (service_id, project, service, kind, at) \
+                 VALUES ($1, 'shop', 'web', 'test', now()) RETURNING revision",
+            )
+            .bind(web.id.to_string())
+            .fetch_one(&mut *open)
+            .await
+            .unwrap();
+            let put = {
+                let store = store.clone();
+                let i = instance(web.id, "late", 0, 1);
+                tokio::spawn(async move { store.put_instance(&i, "instance").await })
+            };
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            assert!(!put.is_finished(), "a later revision committed before an earlier one");
+            open.commit().await.unwrap();
+            let next = put.await.unwrap().unwrap();
+            assert!(next > u64::try_from(held).unwrap());
+            assert_eq!(store.service_revision().await.unwrap(), next);
+        }
     })
     .await;
 }
@@ -413,7 +460,7 @@ async fn services_persist_across_reopening() {
         let store = Store::open(&path).await.unwrap();
         assert_eq!(store.service("shop", "web").await.unwrap(), service);
         assert_eq!(store.service_versions(&service.id).await.unwrap(), versions);
-        assert_eq!(store.instances(&service.id, false).await.unwrap(), [inst.clone()]);
+        assert_eq!(store.instances(&service.id, false).await.unwrap(), std::slice::from_ref(&inst));
         let mut stored = store.service_events_after(0, 10).await.unwrap();
         assert_eq!(stored.drain(..1).collect::<Vec<_>>(), events);
         // Revisions go on from where they were.
