@@ -8,4 +8,5 @@ mod openapi;
 mod pool;
 mod postgres;
 mod schedules;
+mod services;
 mod support;

@@ -3,7 +3,7 @@
 //! read of a run.
 
 use kiln_api::RunDetail;
-pub use kiln_testkit::{Backend, TestServer, host, is_final};
+pub use kiln_testkit::{Backend, TestAgent, TestServer, host, is_final};
 
 /// Job `id` of a run, or a panic that shows the run.
 pub fn job<'a>(d: &'a RunDetail, id: &str) -> &'a kiln_api::JobInfo {

@@ -1,0 +1,270 @@
+//! Services through the real server with agents on the process executor: real HTTP servers
+//! (python3) as instances, placed by constraints, health-checked by their agents, replaced
+//! when they exit, fail their check or lose their agent, updated by rolling updates that never
+//! dip below the floor, and rolled back by themselves when the new version never gets healthy.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use kiln_api::pool::AttrValue;
+use kiln_api::service::{ApplyService, ServiceInfo};
+
+use crate::support::{Backend, TestServer, host};
+
+/// An HTTP server on `$KILN_PORT_WEB`: `/` answers `<instance> v<VERSION>`, `/healthz` answers
+/// 200 until the file `sick-<slot>` appears in `$DIR`; the process exits with code 3 when
+/// `die-<slot>` appears.
+const SERVER: &str = r#"
+import http.server, os, threading, time
+d, slot = os.environ["DIR"], os.environ["KILN_SLOT"]
+def watch():
+    while not os.path.exists(f"{d}/die-{slot}"):
+        time.sleep(0.05)
+    os.remove(f"{d}/die-{slot}")
+    os._exit(3)
+threading.Thread(target=watch, daemon=True).start()
+class H(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *a): pass
+    def do_GET(self):
+        sick = os.path.exists(f"{d}/sick-{slot}")
+        code = 503 if self.path == "/healthz" and sick else 200
+        body = f"{os.environ['KILN_INSTANCE']} v{os.environ.get('VERSION', '1')}".encode()
+        self.send_response(code)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["KILN_PORT_WEB"])), H).serve_forever()
+"#;
+
+fn service_yaml(name: &str, dir: &Path, extra: &str, version: &str, health_path: &str) -> String {
+    format!(
+        r#"kind: service
+name: {name}
+command: [python3, -c, {script}]
+env:
+  DIR: "{dir}"
+  VERSION: "{version}"
+ports:
+  - {{ name: web, container: 8080 }}
+health:
+  http: {{ port: web, path: {health_path} }}
+  interval: 100ms
+  timeout: 1s
+  failures: 2
+restart:
+  policy: always
+  backoff: {{ initial: 200ms, max: 2s }}
+{extra}"#,
+        script = serde_json::to_string(SERVER).unwrap(),
+        dir = dir.display(),
+    )
+}
+
+async fn apply(s: &TestServer, project: &str, yaml: &str) -> ServiceInfo {
+    if s.admin.projects().await.unwrap().iter().all(|p| p.name != project) {
+        s.admin.create_project(project).await.unwrap();
+    }
+    let name = yaml.lines().find_map(|l| l.strip_prefix("name: ")).unwrap();
+    s.admin
+        .apply_service(project, name, &ApplyService { yaml: yaml.into(), file: None, note: None })
+        .await
+        .unwrap()
+}
+
+/// Polls the service until `done` holds (at most 60 s), checking `always` on every look.
+async fn wait_service(
+    s: &TestServer,
+    name: &str,
+    what: &str,
+    always: impl Fn(&ServiceInfo),
+    done: impl Fn(&ServiceInfo) -> bool,
+) -> ServiceInfo {
+    let started = Instant::now();
+    loop {
+        let info = s.admin.service("shop", name).await.unwrap();
+        always(&info);
+        if done(&info) {
+            return info;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{what}: {info:#?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn healthy(info: &ServiceInfo, version: u32) -> usize {
+    info.instances.iter().filter(|i| i.state == "healthy" && i.version == version).count()
+}
+
+async fn get(port: u16) -> String {
+    reqwest::get(format!("http://127.0.0.1:{port}/")).await.unwrap().text().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_spread_serve_and_are_replaced_when_they_exit_fail_or_lose_their_node() {
+    let s = TestServer::start_full(Backend::Sqlite, 0, Duration::from_secs(3)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let city = |c: &str| [("city", AttrValue::Text(c.into()))];
+    let mut agents: HashMap<String, crate::support::TestAgent> = HashMap::new();
+    for (name, c) in
+        [("sz", "shenzhen"), ("sh", "shanghai"), ("bj", "beijing"), ("gz", "guangzhou")]
+    {
+        agents.insert(name.into(), s.agent(name, 2, host("127.0.0.1", 4, &city(c))));
+    }
+    let yaml = service_yaml(
+        "web",
+        dir.path(),
+        "replicas: 3\nconstraints:\n  - [city, UNIQUE]\nlabels: { app: web }\n",
+        "1",
+        "/healthz",
+    );
+    let applied = apply(&s, "shop", &yaml).await;
+    assert_eq!((applied.version, applied.replicas), (1, 3));
+
+    let info = wait_service(&s, "web", "3 healthy", |_| {}, |i| healthy(i, 1) == 3).await;
+    let nodes: BTreeSet<_> = info.instances.iter().map(|i| i.node.clone().unwrap()).collect();
+    assert_eq!(nodes.len(), 3, "one instance per city: {info:#?}");
+    for i in &info.instances {
+        let port = i.ports["web"];
+        assert_eq!(get(port).await, format!("{} v1", i.id), "discovery names where it serves");
+        assert_eq!(i.host_ip.as_deref(), Some("127.0.0.1"));
+    }
+
+    // An instance that exits is replaced in its slot, after its backoff.
+    let old = info.instances.iter().find(|i| i.slot == 1).unwrap().id.clone();
+    std::fs::write(dir.path().join("die-1"), "").unwrap();
+    let info = wait_service(
+        &s,
+        "web",
+        "slot 1 replaced",
+        |_| {},
+        |i| i.instances.iter().any(|x| x.slot == 1 && x.id != old && x.state == "healthy"),
+    )
+    .await;
+    let replaced = info.instances.iter().find(|i| i.slot == 1).unwrap();
+    assert_eq!(replaced.restarts, 1, "{info:#?}");
+
+    // One that fails its health check is stopped and replaced.
+    let old = info.instances.iter().find(|i| i.slot == 2).unwrap().id.clone();
+    std::fs::write(dir.path().join("sick-2"), "").unwrap();
+    wait_service(
+        &s,
+        "web",
+        "slot 2 unhealthy",
+        |_| {},
+        |i| i.instances.iter().any(|x| x.id == old && x.state != "healthy"),
+    )
+    .await;
+    std::fs::remove_file(dir.path().join("sick-2")).unwrap();
+    wait_service(
+        &s,
+        "web",
+        "slot 2 replaced",
+        |_| {},
+        |i| i.instances.iter().any(|x| x.slot == 2 && x.id != old && x.state == "healthy"),
+    )
+    .await;
+
+    // An agent killed: its instance is lost and replaced on the free city's node.
+    let info = s.admin.service("shop", "web").await.unwrap();
+    let victim = info.instances.iter().find(|i| i.slot == 0).unwrap().clone();
+    let killed = victim.node.clone().unwrap();
+    agents.remove(&killed).unwrap().kill();
+    let info = wait_service(
+        &s,
+        "web",
+        "slot 0 elsewhere",
+        |_| {},
+        |i| {
+            i.instances.iter().any(|x| {
+                x.slot == 0
+                    && x.id != victim.id
+                    && x.state == "healthy"
+                    && x.node.as_deref() != Some(&killed)
+            })
+        },
+    )
+    .await;
+    let nodes: BTreeSet<_> = info
+        .instances
+        .iter()
+        .filter(|i| i.state == "healthy")
+        .map(|i| i.node.clone().unwrap())
+        .collect();
+    assert_eq!(nodes.len(), 3, "still one per city: {info:#?}");
+    assert!(!nodes.contains(&killed));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rolling_update_never_dips_below_the_floor_and_a_bad_one_rolls_back_by_itself() {
+    let s = TestServer::start_full(Backend::Sqlite, 0, Duration::from_secs(30)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let _a = s.agent("a", 4, host("127.0.0.1", 8, &[]));
+    let _b = s.agent("b", 4, host("127.0.0.1", 8, &[]));
+    let update = "replicas: 4\nupdate: { max-surge: 1, max-unavailable: 0, deadline: 3s }\n";
+    apply(&s, "shop", &service_yaml("api", dir.path(), update, "1", "/healthz")).await;
+    wait_service(&s, "api", "4 healthy", |_| {}, |i| healthy(i, 1) == 4).await;
+
+    // Version 2: replaced one by one, never fewer than 4 healthy (max-unavailable 0).
+    let v2 = apply(&s, "shop", &service_yaml("api", dir.path(), update, "2", "/healthz")).await;
+    assert_eq!(v2.template, 2);
+    let floor = |i: &ServiceInfo| {
+        let up = i.instances.iter().filter(|x| x.state == "healthy").count();
+        assert!(up >= 4, "{up} healthy during the update: {i:#?}");
+        assert!(
+            i.instances.iter().filter(|x| x.state != "stopped").count() <= 5,
+            "over surge: {i:#?}"
+        );
+    };
+    let info =
+        wait_service(&s, "api", "all on v2", floor, |i| healthy(i, 2) == 4 && i.stable == 2).await;
+    for i in &info.instances {
+        assert_eq!(get(i.ports["web"]).await, format!("{} v2", i.id));
+    }
+
+    // Version 3 never passes its check: after its 3 s deadline it rolls back by itself.
+    apply(&s, "shop", &service_yaml("api", dir.path(), update, "3", "/never-healthy")).await;
+    let info = wait_service(
+        &s,
+        "api",
+        "rolled back",
+        |_| {},
+        |i| i.template == 2 && healthy(i, 2) == 4 && i.instances.iter().all(|x| x.version == 2),
+    )
+    .await;
+    assert!(info.version >= 4);
+    let history = s.admin.service_history("shop", "api").await.unwrap();
+    let kinds: Vec<&str> = history.iter().map(|v| v.kind.as_str()).collect();
+    assert_eq!(kinds, ["apply", "apply", "apply", "auto-rollback"]);
+    assert!(
+        history[3].note.as_deref().unwrap().contains("version 3 was not healthy"),
+        "{history:#?}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_bad_service_file_is_refused_with_positions_and_nothing_is_stored() {
+    let s = TestServer::start_with(0).await;
+    s.admin.create_project("shop").await.unwrap();
+    let yaml = "kind: service\nname: web\ncommand: [x]\nreplicas: 1000000\nports:\n  - { name: a, container: 1 }\n  - { name: a, container: 2 }\nhealth:\n  tcp: b\nbogus: 1\n";
+    let err = s
+        .admin
+        .apply_service(
+            "shop",
+            "web",
+            &ApplyService { yaml: yaml.into(), file: Some("web.yml".into()), note: None },
+        )
+        .await
+        .unwrap_err();
+    let kiln_client::ClientError::Api { status, error } = err else { panic!("{err}") };
+    assert_eq!((status, error.code.as_str()), (422, "invalid_service"));
+    let lines: Vec<String> = error.diagnostics.iter().map(|d| d.to_string()).collect();
+    let text = lines.join("\n");
+    for want in ["web.yml:4:", "web.yml:7:", "web.yml:9:", "web.yml:10:1"] {
+        assert!(text.contains(want), "{want} missing in:\n{text}");
+    }
+    assert!(s.admin.services(Some("shop")).await.unwrap().is_empty());
+    s.stop().await;
+}
