@@ -301,11 +301,15 @@ async fn report_events(
             match client.lease_reports(&session, &reports).await {
                 Ok(resp) => {
                     for lease in &resp.cancel {
-                        tokens.get(lease).map(|(t, _)| t.cancel());
+                        if let Some((t, _)) = tokens.get(lease) {
+                            t.cancel();
+                        }
                     }
                     // The server forgot these (lost, or it restarted): stop their tasks.
                     for lease in resp.unknown {
-                        tokens.get(&lease).map(|(t, _)| t.cancel());
+                        if let Some((t, _)) = tokens.get(&lease) {
+                            t.cancel();
+                        }
                         gone.insert(lease);
                     }
                     break;

@@ -142,7 +142,7 @@ pub fn timed_out(limit: Duration) -> String {
     let ms = limit.as_millis();
     if ms < 1000 {
         format!("timed out after {ms}ms")
-    } else if ms % 1000 == 0 {
+    } else if ms.is_multiple_of(1000) {
         format!("timed out after {}s", ms / 1000)
     } else {
         format!("timed out after {}s", limit.as_secs_f64())
