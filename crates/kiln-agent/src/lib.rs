@@ -6,11 +6,17 @@
 //! endpoints (`LeaseFiles`); the attempt's lines and events stream to the server in
 //! batches, in order.
 //!
+//! A lease of a service instance ([`Lease::instance`]) runs without the wrapper through
+//! [`kiln_runtime::run_instance`]: no timeout, its health checked here, next to it, and
+//! each change reported as a `health` event; it holds its slot until it is canceled or
+//! exits, and stays listed as held when the agent registers again.
+//!
 //! The embedded agent of `kiln server` is this same code over loopback HTTP.
 
 pub mod host;
 
 use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,8 +26,10 @@ use kiln_client::{Client, ClientError};
 use kiln_engine::Outcome;
 use kiln_exec::{Executor, Stream, TaskId};
 use kiln_runtime::checkout::Checkout;
+use kiln_runtime::instance::{HealthCheck, Ports, Probe};
 use kiln_runtime::task::TaskEvent;
 use kiln_runtime::wrapper::{Attempt, Files, FilesError, run_attempt};
+use kiln_runtime::{InstanceEvent, InstanceRequest, run_instance};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -76,6 +84,9 @@ pub enum AgentError {
 
 struct Held {
     cancel: CancellationToken,
+    /// For a service instance: its last reported health, sent again after the agent
+    /// registers anew (the server may have restarted and missed it).
+    health: Option<Arc<Mutex<Option<AgentEvent>>>>,
 }
 
 /// Runs the agent until `stop` is cancelled: registers, polls, runs leases. Transport errors
@@ -113,6 +124,8 @@ pub async fn run(
     'session: loop {
         // Attempts still running from the last session: the server keeps those it still
         // knows and the first poll answers the rest as `unknown` (they are stopped).
+        // Service instances are listed too: a server restart adopts them rather than
+        // starting copies.
         register.held = held.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect();
         let info = loop {
             tokio::select! {
@@ -142,6 +155,16 @@ pub async fn run(
         tracing::info!("agent {} registered as {}", config.name, info.id);
         session = info.id.clone();
         *live.lock().unwrap_or_else(|p| p.into_inner()) = session.clone();
+        // Tell the (perhaps restarted) server how each instance it keeps is doing.
+        for (lease, h) in held.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let last =
+                h.health.as_ref().and_then(|x| x.lock().unwrap_or_else(|p| p.into_inner()).clone());
+            if let Some(event) = last {
+                let cancel = h.cancel.clone();
+                let r = Report { lease: lease.clone(), event, cancel, done: None, instance: true };
+                let _ = reports.send(r);
+            }
+        }
         loop {
             let (ids, free) = {
                 let h = held.lock().unwrap_or_else(|p| p.into_inner());
@@ -176,9 +199,11 @@ pub async fn run(
             drop(h);
             for lease in resp.leases {
                 let cancel = stop.child_token();
-                held.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(lease.id.clone(), Held { cancel: cancel.clone() });
+                let health = lease.instance.as_ref().map(|_| Arc::new(Mutex::new(None)));
+                held.lock().unwrap_or_else(|p| p.into_inner()).insert(
+                    lease.id.clone(),
+                    Held { cancel: cancel.clone(), health: health.clone() },
+                );
                 let (client, executor, held, config, reports) = (
                     client.clone(),
                     executor.clone(),
@@ -188,7 +213,16 @@ pub async fn run(
                 );
                 tokio::spawn(async move {
                     let id = lease.id.clone();
-                    run_lease(&client, &reports, executor.as_ref(), &config, lease, cancel).await;
+                    match health {
+                        Some(health) => {
+                            let ex = executor.as_ref();
+                            run_instance_lease(&reports, ex, &config, lease, cancel, health).await;
+                        }
+                        None => {
+                            let ex = executor.as_ref();
+                            run_lease(&client, &reports, ex, &config, lease, cancel).await;
+                        }
+                    }
                     held.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
                 });
             }
@@ -219,11 +253,16 @@ struct Report {
     cancel: CancellationToken,
     /// With the lease's last event (`exited`): told once it was delivered or given up.
     done: Option<oneshot::Sender<()>>,
+    /// A service instance's: not canceled when reports cannot be delivered (the server may
+    /// be restarting; it adopts the instance when the agent registers again).
+    instance: bool,
 }
 
 /// Reports events to the server in order, batching whatever queued up while the last post
 /// was in flight, of every lease, into one request (`live` is the current session). A lease
-/// the server no longer knows has its task canceled and its later events dropped.
+/// the server no longer knows has its task canceled and its later events dropped. When a
+/// batch cannot be delivered, job attempts in it are canceled; service instances keep
+/// running (their events in it are lost).
 async fn report_events(
     client: Client,
     live: Arc<Mutex<String>>,
@@ -240,7 +279,7 @@ async fn report_events(
         }
         let mut reports: Vec<LeaseReport> = Vec::new();
         let mut at: HashMap<String, usize> = HashMap::new();
-        let mut tokens: HashMap<String, CancellationToken> = HashMap::new();
+        let mut tokens: HashMap<String, (CancellationToken, bool)> = HashMap::new();
         let mut done = Vec::new();
         for r in batch {
             if let Some(d) = r.done {
@@ -254,7 +293,7 @@ async fn report_events(
                 reports.len() - 1
             });
             reports[i].events.push(r.event);
-            tokens.entry(r.lease).or_insert(r.cancel);
+            tokens.entry(r.lease).or_insert((r.cancel, r.instance));
         }
         let mut tries = 0;
         while !reports.is_empty() {
@@ -262,11 +301,15 @@ async fn report_events(
             match client.lease_reports(&session, &reports).await {
                 Ok(resp) => {
                     for lease in &resp.cancel {
-                        tokens.get(lease).map(CancellationToken::cancel);
+                        if let Some((t, _)) = tokens.get(lease) {
+                            t.cancel();
+                        }
                     }
                     // The server forgot these (lost, or it restarted): stop their tasks.
                     for lease in resp.unknown {
-                        tokens.get(&lease).map(CancellationToken::cancel);
+                        if let Some((t, _)) = tokens.get(&lease) {
+                            t.cancel();
+                        }
                         gone.insert(lease);
                     }
                     break;
@@ -275,9 +318,11 @@ async fn report_events(
                     tries += 1;
                     if tries > 20 {
                         tracing::warn!("giving up reporting {} lease(s): {e}", reports.len());
-                        for (lease, token) in tokens.drain() {
-                            token.cancel();
-                            gone.insert(lease);
+                        for (lease, (token, instance)) in tokens.drain() {
+                            if !instance {
+                                token.cancel();
+                                gone.insert(lease);
+                            }
                         }
                         break;
                     }
@@ -300,12 +345,13 @@ async fn forward_events(
     mut rx: mpsc::UnboundedReceiver<AgentEvent>,
     reports: mpsc::UnboundedSender<Report>,
     cancel: CancellationToken,
+    instance: bool,
 ) {
     let (done_tx, done_rx) = oneshot::channel();
     let mut done_tx = Some(done_tx);
     while let Some(event) = rx.recv().await {
         let done = if matches!(event, AgentEvent::Exited { .. }) { done_tx.take() } else { None };
-        let r = Report { lease: lease.clone(), event, cancel: cancel.clone(), done };
+        let r = Report { lease: lease.clone(), event, cancel: cancel.clone(), done, instance };
         if reports.send(r).is_err() {
             return;
         }
@@ -326,7 +372,7 @@ async fn run_lease(
 ) {
     let (tx, rx) = mpsc::unbounded_channel();
     let sender =
-        tokio::spawn(forward_events(lease.id.clone(), rx, reports.clone(), cancel.clone()));
+        tokio::spawn(forward_events(lease.id.clone(), rx, reports.clone(), cancel.clone(), false));
     let dir = config.work_dir.join(&lease.id);
     let outcome = wrapped(client, executor, config, &lease, &dir, &tx, &cancel).await;
     let _ = tx.send(AgentEvent::Exited { outcome });
@@ -380,6 +426,121 @@ impl Files for LeaseFiles<'_> {
     }
 }
 
+/// The task of a lease: the job's, with the lease's env, its id and labels, and the host
+/// ports the scheduler gave it.
+fn lease_spec(config: &AgentConfig, lease: &Lease) -> kiln_exec::TaskSpec {
+    let job = &lease.start.job;
+    let mut spec = kiln_runtime::local::task_spec(&lease.run, lease.job_index, &lease.start);
+    let tail = &lease.id[lease.id.len().saturating_sub(12)..];
+    spec.id = TaskId::sanitized(&format!("kiln-{tail}-{}-{}", job.id, lease.start.attempt));
+    spec.env.extend(lease.env.clone());
+    // The host ports the scheduler gave the job (`KILN_PORT_<NAME>`), published to the
+    // container ports it named; with the host network it listens on them itself.
+    spec.host_network = job.scheduling.host_network;
+    for (_, host, container) in lease_ports(lease) {
+        spec.ports.push(kiln_exec::PortMap { host, container });
+    }
+    spec.labels.insert("kiln.agent".into(), config.name.clone());
+    spec.labels.insert("kiln.lease".into(), lease.id.clone());
+    spec
+}
+
+/// The job's named ports with the host port the lease gives each (`KILN_PORT_<NAME>`) and
+/// the container port (the host port when it names none).
+fn lease_ports(lease: &Lease) -> Vec<(String, u16, u16)> {
+    let mut out = Vec::new();
+    for p in &lease.start.job.scheduling.ports {
+        let var = kiln_scheduler::port_env_name(&p.name);
+        if let Some(host) = lease.env.get(&var).and_then(|v| v.parse::<u16>().ok()) {
+            out.push((p.name.clone(), host, p.container.unwrap_or(host)));
+        }
+    }
+    out
+}
+
+/// Where an instance's health checks reach its named ports: the host port on loopback for
+/// the process executor (the process listens on the port it was told, on this host), else
+/// on the node's IP (`KILN_HOST_IP`, where the engine publishes them; loopback when unset).
+pub fn instance_ports(executor: &str, lease: &Lease) -> Ports {
+    let node_ip = lease.env.get("KILN_HOST_IP").and_then(|ip| ip.parse::<IpAddr>().ok());
+    let ip = match executor {
+        "process" => None,
+        _ => node_ip,
+    }
+    .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    lease_ports(lease)
+        .into_iter()
+        .map(|(name, host, _)| (name, SocketAddr::new(ip, host)))
+        .collect()
+}
+
+/// The runtime's form of a lease's health check.
+pub fn health_check(check: &kiln_api::agent::HealthCheck) -> HealthCheck {
+    use kiln_api::agent::Probe as P;
+    HealthCheck {
+        probe: match &check.probe {
+            P::Tcp { port } => Probe::Tcp { port: port.clone() },
+            P::Http { port, path } => Probe::Http { port: port.clone(), path: path.clone() },
+            P::Command { argv } => Probe::Command { argv: argv.clone() },
+        },
+        grace: Duration::from_millis(check.grace_ms),
+        interval: Duration::from_millis(check.interval_ms),
+        timeout: Duration::from_millis(check.timeout_ms),
+        failures: check.failures,
+    }
+}
+
+/// A line of output as the lease protocol carries it.
+fn log_event(line: kiln_exec::LogLine) -> AgentEvent {
+    let stream = match line.stream {
+        Stream::Stdout => "stdout",
+        Stream::Stderr => "stderr",
+    };
+    AgentEvent::Log { stream: stream.into(), time: line.time, text: line.text }
+}
+
+/// A service instance's lease: no wrapper (no checkout, artifacts or caches) and no
+/// timeout; it runs until the lease is canceled or it exits, reporting `started`, `log`
+/// lines, `health` changes (the last kept in `last_health`) and `exited`.
+async fn run_instance_lease(
+    reports: &mpsc::UnboundedSender<Report>,
+    executor: &dyn Executor,
+    config: &AgentConfig,
+    lease: Lease,
+    cancel: CancellationToken,
+    last_health: Arc<Mutex<Option<AgentEvent>>>,
+) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let sender =
+        tokio::spawn(forward_events(lease.id.clone(), rx, reports.clone(), cancel.clone(), true));
+    let mut spec = lease_spec(config, &lease);
+    let instance = lease.instance.as_ref();
+    if let Some(i) = instance {
+        spec.labels.insert("kiln.service".into(), i.service.clone());
+        spec.labels.insert("kiln.instance".into(), i.instance.clone());
+    }
+    let req = InstanceRequest {
+        spec,
+        health: instance.and_then(|i| i.health.as_ref()).map(health_check),
+        ports: instance_ports(executor.name(), &lease),
+    };
+    let outcome = run_instance(executor, req, cancel.clone(), |ev| {
+        let _ = tx.send(match ev {
+            InstanceEvent::Started => AgentEvent::Started,
+            InstanceEvent::Log(line) => log_event(line),
+            InstanceEvent::Health(h) => {
+                let event = AgentEvent::Health { healthy: h.healthy, detail: h.detail };
+                *last_health.lock().unwrap_or_else(|p| p.into_inner()) = Some(event.clone());
+                event
+            }
+        });
+    })
+    .await;
+    let _ = tx.send(AgentEvent::Exited { outcome });
+    drop(tx);
+    let _ = sender.await;
+}
+
 /// The lease's attempt inside the runtime's wrapper; its events go to `tx`.
 async fn wrapped(
     client: &Client,
@@ -391,21 +552,7 @@ async fn wrapped(
     cancel: &CancellationToken,
 ) -> Outcome {
     let job = &lease.start.job;
-    let mut spec = kiln_runtime::local::task_spec(&lease.run, lease.job_index, &lease.start);
-    let tail = &lease.id[lease.id.len().saturating_sub(12)..];
-    spec.id = TaskId::sanitized(&format!("kiln-{tail}-{}-{}", job.id, lease.start.attempt));
-    spec.env.extend(lease.env.clone());
-    // The host ports the scheduler gave the job (`KILN_PORT_<NAME>`), published to the
-    // container ports it named; with the host network it listens on them itself.
-    spec.host_network = job.scheduling.host_network;
-    for p in &job.scheduling.ports {
-        let var = kiln_scheduler::port_env_name(&p.name);
-        if let Some(host) = lease.env.get(&var).and_then(|v| v.parse::<u16>().ok()) {
-            spec.ports.push(kiln_exec::PortMap { host, container: p.container.unwrap_or(host) });
-        }
-    }
-    spec.labels.insert("kiln.agent".into(), config.name.clone());
-    spec.labels.insert("kiln.lease".into(), lease.id.clone());
+    let spec = lease_spec(config, lease);
     let checkout = lease.checkout.as_ref().map(|c| Checkout {
         repository: c.repository.clone(),
         git_ref: c.git_ref.clone(),
@@ -418,17 +565,194 @@ async fn wrapped(
     run_attempt(executor, &files, attempt, cancel, |ev| {
         let _ = tx.send(match ev {
             TaskEvent::Started => AgentEvent::Started,
-            TaskEvent::Log(l) => AgentEvent::Log {
-                stream: match l.stream {
-                    Stream::Stdout => "stdout",
-                    Stream::Stderr => "stderr",
-                }
-                .into(),
-                time: l.time,
-                text: l.text,
-            },
+            TaskEvent::Log(l) => log_event(l),
             TaskEvent::Output { key, value } => AgentEvent::Output { key, value },
         });
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use kiln_api::agent::{HealthCheck as WireCheck, InstanceLease, Probe as WireProbe};
+    use kiln_engine::{Command, Run, StartJob};
+    use kiln_exec_process::{ProcessConfig, ProcessExecutor};
+    use kiln_workflow::{Loader, Source};
+
+    use super::*;
+
+    struct Text(&'static str);
+
+    impl Loader for Text {
+        fn load(&self, _from: &str, path: &str) -> Result<Source, String> {
+            Ok(Source { name: path.to_string(), text: self.0.to_string() })
+        }
+    }
+
+    /// A service instance as the server would lease it: python's HTTP server on
+    /// `KILN_PORT_WEB`.
+    const SERVICE: &str = r#"
+name: shop
+stages:
+  - name: run
+    jobs:
+      web:
+        image: busybox
+        command: ["sh", "-c", "exec python3 -m http.server --bind 127.0.0.1 $KILN_PORT_WEB"]
+        timeout: 1s
+        network: host
+        ports:
+          - { name: web }
+"#;
+
+    fn start_job() -> StartJob {
+        let compiled = kiln_workflow::compile("shop.yml", &Text(SERVICE));
+        let plan = compiled.plan.unwrap_or_else(|| panic!("{:?}", compiled.diagnostics));
+        let params = kiln_workflow::bind_params(&plan, &[]).expect("defaults bind");
+        let mut run = Run::new(Arc::new(plan), params);
+        run.start()
+            .into_iter()
+            .find_map(|c| match c {
+                Command::StartJob(sj) => Some(*sj),
+                _ => None,
+            })
+            .expect("the job starts")
+    }
+
+    fn instance_lease(port: u16) -> Lease {
+        let check = WireCheck {
+            probe: WireProbe::Http { port: "web".into(), path: "/".into() },
+            grace_ms: 10_000,
+            interval_ms: 100,
+            timeout_ms: 1_000,
+            failures: 3,
+        };
+        Lease {
+            id: "0190a1b2c3d4e5f6".into(),
+            run: "svc".into(),
+            run_name: "shop/web".into(),
+            project: "shop".into(),
+            job_index: 0,
+            start: start_job(),
+            env: BTreeMap::from([
+                ("KILN_PORT_WEB".to_string(), port.to_string()),
+                ("KILN_HOST_IP".to_string(), "10.1.2.3".to_string()),
+            ]),
+            inputs: Vec::new(),
+            checkout: None,
+            instance: Some(InstanceLease {
+                service: "shop/web".into(),
+                instance: "web-1".into(),
+                slot: 0,
+                version: 1,
+                health: Some(check),
+            }),
+        }
+    }
+
+    #[test]
+    fn checks_reach_ports_on_loopback_for_processes_and_on_the_node_ip_for_containers() {
+        let lease = instance_lease(31005);
+        let web = |ports: Ports| ports.get("web").copied().map(|a| a.to_string());
+        assert_eq!(web(instance_ports("process", &lease)).as_deref(), Some("127.0.0.1:31005"));
+        assert_eq!(web(instance_ports("docker", &lease)).as_deref(), Some("10.1.2.3:31005"));
+        let check = health_check(lease.instance.as_ref().unwrap().health.as_ref().unwrap());
+        assert_eq!(check.probe, Probe::Http { port: "web".into(), path: "/".into() });
+        assert_eq!(check.interval, Duration::from_millis(100));
+        assert_eq!((check.grace, check.failures), (Duration::from_secs(10), 3));
+    }
+
+    #[tokio::test]
+    async fn an_instance_lease_reports_started_health_and_canceled_with_no_timeout() {
+        let root = tempfile::tempdir().unwrap();
+        let executor = ProcessExecutor::new(ProcessConfig {
+            root: root.path().to_path_buf(),
+            ..ProcessConfig::default()
+        });
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let config = AgentConfig {
+            name: "a1".into(),
+            capacity: 1,
+            work_dir: root.path().join("work"),
+            host: HostFacts::default(),
+        };
+        let (reports, mut rx) = mpsc::unbounded_channel();
+        let cancel = CancellationToken::new();
+        let last = Arc::new(Mutex::new(None));
+        let lease = instance_lease(port);
+        let id = lease_spec(&config, &lease).id;
+        let run = {
+            let (cancel, last) = (cancel.clone(), last.clone());
+            async move {
+                run_instance_lease(&reports, &executor, &config, lease, cancel, last).await;
+                executor
+            }
+        };
+        let watch = async {
+            let mut events = Vec::new();
+            loop {
+                let r: Report = rx.recv().await.expect("reports until exited");
+                assert_eq!(r.lease, "0190a1b2c3d4e5f6");
+                assert!(r.instance, "{:?}", r.event);
+                let healthy = matches!(r.event, AgentEvent::Health { healthy: true, .. });
+                let exited = matches!(r.event, AgentEvent::Exited { .. });
+                events.push(r.event);
+                if healthy {
+                    // Well past the job's `timeout: 1s`: an instance has none.
+                    tokio::time::sleep(Duration::from_millis(1500)).await;
+                    cancel.cancel();
+                }
+                if exited {
+                    r.done.expect("exited waits for delivery").send(()).unwrap();
+                    return events;
+                }
+            }
+        };
+        let (executor, events) =
+            tokio::time::timeout(Duration::from_secs(60), async { tokio::join!(run, watch) })
+                .await
+                .expect("the lease ends once canceled");
+        assert_eq!(events.first(), Some(&AgentEvent::Started), "{events:?}");
+        let health = AgentEvent::Health { healthy: true, detail: "HTTP 200".into() };
+        let healths: Vec<_> =
+            events.iter().filter(|e| matches!(e, AgentEvent::Health { .. })).collect();
+        assert_eq!(healths, [&health], "{events:?}");
+        assert_eq!(
+            events.last(),
+            Some(&AgentEvent::Exited { outcome: Outcome::Canceled }),
+            "{events:?}"
+        );
+        assert_eq!(*last.lock().unwrap(), Some(health));
+        assert!(executor.leftovers(&id).is_empty(), "{:?}", executor.leftovers(&id));
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        assert!(
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_err(),
+            "the instance still answers"
+        );
+    }
+
+    #[tokio::test]
+    async fn undeliverable_reports_cancel_attempts_but_not_instances() {
+        // Nothing listens there: every report fails, as while the server restarts.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let client = Client::new(&format!("http://127.0.0.1:{port}"), "t").unwrap();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let reporter = tokio::spawn(report_events(client, Arc::default(), rx));
+        let (job, instance) = (CancellationToken::new(), CancellationToken::new());
+        for (lease, cancel, is_instance) in [("job", &job, false), ("svc", &instance, true)] {
+            let event = AgentEvent::Health { healthy: true, detail: "HTTP 200".into() };
+            let cancel = cancel.clone();
+            let r =
+                Report { lease: lease.into(), event, cancel, done: None, instance: is_instance };
+            tx.send(r).unwrap();
+        }
+        tokio::time::timeout(Duration::from_secs(60), job.cancelled())
+            .await
+            .expect("the attempt is canceled once its reports are given up");
+        assert!(!instance.is_cancelled(), "the instance keeps running");
+        drop(tx);
+        reporter.await.unwrap();
+    }
 }

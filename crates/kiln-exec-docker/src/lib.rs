@@ -5,7 +5,8 @@
 //! [`kiln_exec::WORKSPACE_PATH`], sidecars `kiln-<id>-svc-<service>` reachable by their service
 //! name, and the main container `kiln-<id>`; see [`names`]. A task's seed is uploaded into the
 //! volume through the created main container before it starts, and `export_workspace`
-//! downloads the volume's contents through the stopped main container (`archive`).
+//! downloads the volume's contents through the stopped main container (`archive`). `exec`
+//! is `docker exec` in the running main container (command health checks).
 //!
 //! Invariants: everything created carries the label `kiln.task=<id>` (plus the task's labels),
 //! so `destroy` and [`DockerExecutor::cleanup_labelled`] work from a fresh process; every call
@@ -668,6 +669,41 @@ impl Executor for DockerExecutor {
             )));
         };
         self.download_workspace(id, &container, dest).await
+    }
+
+    /// `docker exec` in the main container: created, started attached, its output drained,
+    /// then its exit code inspected.
+    async fn exec(&self, id: &TaskId, argv: &[String]) -> Result<ExitStatus, ExecError> {
+        use bollard::exec::{CreateExecOptions, StartExecResults};
+        let Some(container) = self.with_state(id, |s| s.main.clone())? else {
+            return Err(ExecError::Engine(format!("docker: task {id} has no main container")));
+        };
+        let what = format!("running {argv:?} in container {}", names::main_container(id));
+        let options = CreateExecOptions {
+            cmd: Some(argv.to_vec()),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            ..Default::default()
+        };
+        let created = self
+            .timed(&what, self.docker.create_exec(&container, options))
+            .await?
+            .map_err(|e| engine(&what, &e))?;
+        let started = self
+            .timed(&what, self.docker.start_exec(&created.id, None))
+            .await?
+            .map_err(|e| engine(&what, &e))?;
+        if let StartExecResults::Attached { mut output, .. } = started {
+            while let Some(item) = output.next().await {
+                item.map_err(|e| engine(&what, &e))?;
+            }
+        }
+        let inspected = self
+            .timed(&what, self.docker.inspect_exec(&created.id))
+            .await?
+            .map_err(|e| engine(&what, &e))?;
+        let code = inspected.exit_code.unwrap_or(-1);
+        Ok(ExitStatus { code: i32::try_from(code).unwrap_or(i32::MAX) })
     }
 
     async fn destroy(&self, id: &TaskId) -> Result<(), ExecError> {

@@ -9,6 +9,8 @@
 //! ([`kiln_exec::workspace`]).
 //! The environment is the task's env over a minimal inherited one (`PATH`, `HOME`, `LANG`,
 //! `TMPDIR`).
+//! `exec` (a service instance's command health check) spawns its argv the same way, in the
+//! task's process group.
 //!
 //! Invariants and limits:
 //! - Each task is its own process group. `kill`, `destroy` and the main process's exit all
@@ -85,6 +87,9 @@ pub struct ProcessExecutor {
 #[derive(Debug)]
 struct ProcTask {
     workspace: PathBuf,
+    /// The task's env and working directory, for `exec`.
+    env: std::collections::BTreeMap<String, String>,
+    workdir: PathBuf,
     phase: Phase,
     status: Arc<watch::Sender<Option<Result<ExitStatus, ExecError>>>>,
 }
@@ -159,6 +164,14 @@ impl ProcessExecutor {
         self.lock_tasks().get(id).cloned().ok_or_else(|| ExecError::UnknownTask(id.clone()))
     }
 
+    /// The working directory of a task whose workspace is `workspace`.
+    fn workdir(task: &TaskSpec, workspace: &Path) -> PathBuf {
+        match task.workdir.as_deref() {
+            None | Some("") => workspace.to_path_buf(),
+            Some(dir) => workspace.join(dir),
+        }
+    }
+
     fn command(&self, task: &TaskSpec, workspace: &Path) -> Result<Command, ExecError> {
         let mut cmd = match &task.entry {
             Entry::Script(script) => {
@@ -176,10 +189,7 @@ impl ProcessExecutor {
             }
             Entry::Command { command: None, .. } => return Err(needs_entrypoint()),
         };
-        let dir = match task.workdir.as_deref() {
-            None | Some("") => workspace.to_path_buf(),
-            Some(dir) => workspace.join(dir),
-        };
+        let dir = Self::workdir(task, workspace);
         cmd.env_clear()
             .envs(self.base_env.iter().map(|(k, v)| (k, v)))
             .envs(&task.env)
@@ -284,6 +294,8 @@ impl Executor for ProcessExecutor {
         }
         let (status, _) = watch::channel(None);
         let entry = Arc::new(Mutex::new(ProcTask {
+            env: task.env.clone(),
+            workdir: Self::workdir(task, &workspace),
             workspace,
             phase: Phase::Ready,
             status: Arc::new(status),
@@ -372,6 +384,38 @@ impl Executor for ProcessExecutor {
             .await
             .unwrap_or_else(|e| Err(io::Error::other(e)))
             .map_err(|e| ExecError::Engine(format!("process: exporting the workspace: {e}")))
+    }
+
+    /// Spawns `argv` in the task's process group (so `kill` and `destroy` end it too), in
+    /// its working directory with its env; killed when the future is dropped.
+    async fn exec(&self, id: &TaskId, argv: &[String]) -> Result<ExitStatus, ExecError> {
+        let Some((program, args)) = argv.split_first() else {
+            return Err(empty_command());
+        };
+        let mut cmd = Command::new(program);
+        {
+            let handle = self.task(id)?;
+            let state = lock(&handle);
+            let Phase::Running(pgid) = state.phase else {
+                return Err(ExecError::Engine(format!("process: task {id} is not running")));
+            };
+            cmd.args(args)
+                .env_clear()
+                .envs(self.base_env.iter().map(|(k, v)| (k, v)))
+                .envs(&state.env)
+                .env("KILN_WORKSPACE", &state.workspace)
+                .current_dir(&state.workdir)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .process_group(pgid.as_raw_pid())
+                .kill_on_drop(true);
+        }
+        let status = cmd
+            .status()
+            .await
+            .map_err(|e| ExecError::Engine(format!("process: cannot run {program}: {e}")))?;
+        Ok(ExitStatus { code: status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)) })
     }
 
     async fn destroy(&self, id: &TaskId) -> Result<(), ExecError> {

@@ -15,6 +15,8 @@
 //! working directory as in a container; a path outside the workspace is an error, since the
 //! workspace is all the file system the fake has.
 //!
+//! `exec` interprets its argv as `Entry::Command` does, beside a started task.
+//!
 //! Invariant: every call is recorded ([`FakeExecutor::calls`]), and a task "exists" from its
 //! `setup` (even a failed one, as if it had created a network before the pull failed) until
 //! its `destroy`.
@@ -79,6 +81,9 @@ struct FakeTask {
     started: bool,
     /// The workspace; removed when the task is dropped (on destroy).
     workspace: tempfile::TempDir,
+    /// The task's env and workdir, for `exec`.
+    env: BTreeMap<String, String>,
+    workdir: Option<String>,
     /// `true` once killed; dropping the sender (on destroy) also counts as a kill.
     kill: watch::Sender<bool>,
     status: Arc<watch::Sender<Option<ExitStatus>>>,
@@ -181,6 +186,8 @@ impl Executor for FakeExecutor {
                     ready: false,
                     started: false,
                     workspace,
+                    env: task.env.clone(),
+                    workdir: task.workdir.clone(),
                     kill,
                     status: Arc::new(status),
                 },
@@ -306,6 +313,28 @@ impl Executor for FakeExecutor {
             .await
             .unwrap_or_else(|e| Err(std::io::Error::other(e)))
             .map_err(|e| ExecError::Engine(format!("fake: exporting the workspace of {id}: {e}")))
+    }
+
+    /// Interprets `argv` as `Entry::Command` does, with the task's env and workdir; its
+    /// output is dropped.
+    async fn exec(&self, id: &TaskId, argv: &[String]) -> Result<ExitStatus, ExecError> {
+        let mut shell = {
+            let state = self.lock();
+            let entry = state.tasks.get(id).ok_or_else(|| ExecError::UnknownTask(id.clone()))?;
+            if !entry.started || entry.status.borrow().is_some() {
+                return Err(ExecError::Engine(format!("fake: task {id} is not running")));
+            }
+            Shell {
+                env: entry.env.clone(),
+                workdir: entry.workdir.clone(),
+                workspace: entry.workspace.path().to_path_buf(),
+                default_out: Out::Stream(Stream::Stdout),
+                out: OutputSplitter::new(),
+                tx: mpsc::channel(1).0,
+                kill: entry.kill.subscribe(),
+            }
+        };
+        Ok(ExitStatus { code: shell.run_argv(argv.to_vec()).await })
     }
 
     async fn destroy(&self, id: &TaskId) -> Result<(), ExecError> {

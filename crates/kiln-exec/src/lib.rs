@@ -211,7 +211,8 @@ pub enum ExecError {
 /// Concurrency: calls for different tasks may run concurrently. For one task the steps
 /// above are called in order, except that reading the log stream and `wait` run together,
 /// and [`kill`](Executor::kill) may be called at any time from another task (cancel,
-/// timeout); after `kill`, `wait` resolves promptly.
+/// timeout); after `kill`, `wait` resolves promptly. [`exec`](Executor::exec) may be called
+/// while the main container or process runs, alongside the rest.
 ///
 /// A task killed after `setup` but before `start` never runs: `start` then returns an empty
 /// log stream (and `wait` a non-zero status) or an error.
@@ -255,4 +256,18 @@ pub trait Executor: Send + Sync + 'static {
 
     /// Removes everything created for the task. Idempotent.
     async fn destroy(&self, id: &TaskId) -> Result<(), ExecError>;
+
+    /// Runs `argv` beside the task's running main container or process (a service
+    /// instance's command health check): inside the main container (`docker exec`), or as a
+    /// host process in the task's working directory with its env. Resolves with its exit
+    /// status (a non-zero exit is `Ok`); its output is discarded. The caller bounds it with a
+    /// timeout by dropping the future. Executors that cannot answer `Unsupported` (the
+    /// default).
+    async fn exec(&self, id: &TaskId, argv: &[String]) -> Result<ExitStatus, ExecError> {
+        let _ = (id, argv);
+        Err(ExecError::Unsupported {
+            executor: self.name(),
+            what: "commands run beside a task (exec)".to_string(),
+        })
+    }
 }

@@ -78,7 +78,34 @@ pub async fn drive_task(
     cancel: CancellationToken,
     mut on_event: impl FnMut(TaskEvent) + Send,
 ) -> TaskResult {
-    let outcome = run_until_exit(executor, &req, &cancel, &mut on_event).await;
+    let beside = futures::stream::pending::<std::convert::Infallible>();
+    drive_beside(executor, req, cancel, beside, |ev| match ev {
+        Driven::Task(ev) => on_event(ev),
+        Driven::Beside(never) => match never {},
+    })
+    .await
+}
+
+/// An event of a task driven with a stream beside it ([`drive_beside`]).
+pub(crate) enum Driven<X> {
+    /// The task's own.
+    Task(TaskEvent),
+    /// An item of the stream beside it.
+    Beside(X),
+}
+
+/// [`drive_task`], with `beside` polled from the task's start until its main container or
+/// process exits (or is killed): each item it yields goes to `on_event`, in order with the
+/// task's own events. A service instance's health checks run this way.
+pub(crate) async fn drive_beside<X>(
+    executor: &dyn Executor,
+    req: TaskRequest,
+    cancel: CancellationToken,
+    beside: impl futures::Stream<Item = X> + Send,
+    mut on_event: impl FnMut(Driven<X>) + Send,
+) -> TaskResult {
+    let beside = std::pin::pin!(beside.fuse());
+    let outcome = run_until_exit(executor, &req, &cancel, beside, &mut on_event).await;
     let export = match (&outcome, &req.export) {
         (Outcome::Exited(_), Some(dest)) => Some(tokio::select! {
             r = executor.export_workspace(&req.spec.id, dest) => r.map_err(|e| e.to_string()),
@@ -88,20 +115,21 @@ pub async fn drive_task(
     };
     if let Err(e) = executor.destroy(&req.spec.id).await {
         tracing::warn!(task = %req.spec.id, "clean-up failed: {e}");
-        on_event(TaskEvent::Log(LogLine {
+        on_event(Driven::Task(TaskEvent::Log(LogLine {
             stream: Stream::Stderr,
             time: chrono::Utc::now(),
             text: format!("kiln: clean-up of {} failed: {e}", req.spec.id),
-        }));
+        })));
     }
     TaskResult { outcome, export }
 }
 
-async fn run_until_exit(
+async fn run_until_exit<X>(
     executor: &dyn Executor,
     req: &TaskRequest,
     cancel: &CancellationToken,
-    on_event: &mut (impl FnMut(TaskEvent) + Send),
+    mut beside: std::pin::Pin<&mut futures::stream::Fuse<impl futures::Stream<Item = X>>>,
+    on_event: &mut (impl FnMut(Driven<X>) + Send),
 ) -> Outcome {
     let spec = &req.spec;
     if let Err(e) = executor.check(spec) {
@@ -118,7 +146,7 @@ async fn run_until_exit(
         Ok(logs) => logs,
         Err(e) => return Outcome::Error(e.to_string()),
     };
-    on_event(TaskEvent::Started);
+    on_event(Driven::Task(TaskEvent::Started));
 
     let deadline = async {
         match req.timeout {
@@ -134,14 +162,18 @@ async fn run_until_exit(
             biased;
             () = cancel.cancelled() => break Some(Outcome::Canceled),
             () = &mut deadline => break Some(Outcome::TimedOut),
+            Some(x) = beside.next() => on_event(Driven::Beside(x)),
             item = logs.next() => match item {
                 Some(Ok(line)) => {
                     if line.stream == Stream::Stdout
                         && let Some((key, value)) = parse_job_out(&line.text)
                     {
-                        on_event(TaskEvent::Output { key: key.to_string(), value: value.to_string() });
+                        on_event(Driven::Task(TaskEvent::Output {
+                            key: key.to_string(),
+                            value: value.to_string(),
+                        }));
                     }
-                    on_event(TaskEvent::Log(line));
+                    on_event(Driven::Task(TaskEvent::Log(line)));
                 }
                 Some(Err(e)) => {
                     let _ = executor.kill(&spec.id).await;
@@ -159,11 +191,16 @@ async fn run_until_exit(
         let _ = tokio::time::timeout(Duration::from_secs(10), executor.wait(&spec.id)).await;
         return outcome;
     }
-    let waited = tokio::select! {
-        biased;
-        () = cancel.cancelled() => None,
-        () = &mut deadline => Some(Err(Outcome::TimedOut)),
-        r = executor.wait(&spec.id) => Some(Ok(r)),
+    let wait = executor.wait(&spec.id);
+    tokio::pin!(wait);
+    let waited = loop {
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => break None,
+            () = &mut deadline => break Some(Err(Outcome::TimedOut)),
+            r = &mut wait => break Some(Ok(r)),
+            Some(x) = beside.next() => on_event(Driven::Beside(x)),
+        }
     };
     match waited {
         Some(Ok(Ok(status))) => Outcome::Exited(status.code),

@@ -1,5 +1,10 @@
 //! The runtime against the fake executor: one task driven to each kind of end (always
 //! destroyed), and whole local runs steered through approvals, rejection and cancel.
+//! Service instances with their health checks: on the process executor with real listeners
+//! (`instance`), and in a Docker container (`docker`).
+
+mod docker;
+mod instance;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
