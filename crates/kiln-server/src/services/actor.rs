@@ -353,14 +353,17 @@ impl Actor {
 
     async fn stop(&mut self, id: &str, reason: String) -> Result<()> {
         let Some(i) = self.instances.iter().find(|i| i.id == id).cloned() else { return Ok(()) };
-        if i.state == InstanceState::Unhealthy.as_str() {
+        let unhealthy = i.state == InstanceState::Unhealthy.as_str();
+        if unhealthy {
             self.unhealthy.insert(i.id.clone());
         }
+        // An unhealthy instance keeps what its check saw as its reason.
+        let reason = if unhealthy { i.reason.clone().or(Some(reason)) } else { Some(reason) };
         match self.sh.dispatch.cancel_task(&format!("svc/{}/{}", self.id, i.id)) {
             Canceled::Signalled => {
                 let stopping = InstanceRecord {
                     state: InstanceState::Stopping.as_str().into(),
-                    reason: Some(reason),
+                    reason,
                     since: Utc::now(),
                     ..i
                 };

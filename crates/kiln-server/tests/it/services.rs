@@ -13,8 +13,8 @@ use kiln_api::service::{ApplyService, ServiceInfo};
 use crate::support::{Backend, TestServer, host};
 
 /// An HTTP server on `$KILN_PORT_WEB`: `/` answers `<instance> v<VERSION>`, `/healthz` answers
-/// 200 until the file `sick-<slot>` appears in `$DIR`; the process exits with code 3 when
-/// `die-<slot>` appears.
+/// 200 until the file `sick-<slot>` appears in `$DIR`, any other path 503; the process exits
+/// with code 3 when `die-<slot>` appears.
 const SERVER: &str = r#"
 import http.server, os, threading, time
 d, slot = os.environ["DIR"], os.environ["KILN_SLOT"]
@@ -28,7 +28,8 @@ class H(http.server.BaseHTTPRequestHandler):
     def log_message(self, *a): pass
     def do_GET(self):
         sick = os.path.exists(f"{d}/sick-{slot}")
-        code = 503 if self.path == "/healthz" and sick else 200
+        ok = self.path == "/" or (self.path == "/healthz" and not sick)
+        code = 200 if ok else 503
         body = f"{os.environ['KILN_INSTANCE']} v{os.environ.get('VERSION', '1')}".encode()
         self.send_response(code)
         self.send_header("Content-Length", str(len(body)))
@@ -49,6 +50,7 @@ ports:
   - {{ name: web, container: 8080 }}
 health:
   http: {{ port: web, path: {health_path} }}
+  grace: 2s
   interval: 100ms
   timeout: 1s
   failures: 2
@@ -59,6 +61,14 @@ restart:
         script = serde_json::to_string(SERVER).unwrap(),
         dir = dir.display(),
     )
+}
+
+/// A host on 127.0.0.1 (every test agent shares it) with its own range of 100 host ports,
+/// as separate machines would not collide.
+fn on_loopback(attrs: &[(&str, AttrValue)], first_port: u16) -> kiln_agent::HostFacts {
+    let mut h = host("127.0.0.1", 8, attrs);
+    h.ports = Some(kiln_api::pool::PortRange { start: first_port, end: first_port + 99 });
+    h
 }
 
 async fn apply(s: &TestServer, project: &str, yaml: &str) -> ServiceInfo {
@@ -106,10 +116,10 @@ async fn replicas_spread_serve_and_are_replaced_when_they_exit_fail_or_lose_thei
     let dir = tempfile::tempdir().unwrap();
     let city = |c: &str| [("city", AttrValue::Text(c.into()))];
     let mut agents: HashMap<String, crate::support::TestAgent> = HashMap::new();
-    for (name, c) in
-        [("sz", "shenzhen"), ("sh", "shanghai"), ("bj", "beijing"), ("gz", "guangzhou")]
-    {
-        agents.insert(name.into(), s.agent(name, 2, host("127.0.0.1", 4, &city(c))));
+    let cities = [("sz", "shenzhen"), ("sh", "shanghai"), ("bj", "beijing"), ("gz", "guangzhou")];
+    for (n, (name, c)) in cities.into_iter().enumerate() {
+        let first = 41000 + 100 * u16::try_from(n).unwrap();
+        agents.insert(name.into(), s.agent(name, 2, on_loopback(&city(c), first)));
     }
     let yaml = service_yaml(
         "web",
@@ -126,7 +136,11 @@ async fn replicas_spread_serve_and_are_replaced_when_they_exit_fail_or_lose_thei
     assert_eq!(nodes.len(), 3, "one instance per city: {info:#?}");
     for i in &info.instances {
         let port = i.ports["web"];
-        assert_eq!(get(port).await, format!("{} v1", i.id), "discovery names where it serves");
+        assert_eq!(
+            get(port).await,
+            format!("{} v1", i.id),
+            "discovery names where it serves: {info:#?}"
+        );
         assert_eq!(i.host_ip.as_deref(), Some("127.0.0.1"));
     }
 
@@ -200,8 +214,8 @@ async fn replicas_spread_serve_and_are_replaced_when_they_exit_fail_or_lose_thei
 async fn a_rolling_update_never_dips_below_the_floor_and_a_bad_one_rolls_back_by_itself() {
     let s = TestServer::start_full(Backend::Sqlite, 0, Duration::from_secs(30)).await;
     let dir = tempfile::tempdir().unwrap();
-    let _a = s.agent("a", 4, host("127.0.0.1", 8, &[]));
-    let _b = s.agent("b", 4, host("127.0.0.1", 8, &[]));
+    let _a = s.agent("a", 4, on_loopback(&[], 42000));
+    let _b = s.agent("b", 4, on_loopback(&[], 42100));
     let update = "replicas: 4\nupdate: { max-surge: 1, max-unavailable: 0, deadline: 3s }\n";
     apply(&s, "shop", &service_yaml("api", dir.path(), update, "1", "/healthz")).await;
     wait_service(&s, "api", "4 healthy", |_| {}, |i| healthy(i, 1) == 4).await;
