@@ -158,6 +158,49 @@ fn lease_poll_and_a_typed_start_job() {
 }
 
 #[test]
+fn an_instance_lease_and_its_health() {
+    let mut start = start_job();
+    start.job.timeout = None;
+    let lease = Lease {
+        id: "0190a1b2c3d5".into(),
+        run: "01a24f56664d72e1".into(),
+        run_name: "shop/distccd/0".into(),
+        project: "shop".into(),
+        job_index: 0,
+        start,
+        env: BTreeMap::from([("KILN_SLOT".to_string(), "0".to_string())]),
+        inputs: vec![],
+        checkout: None,
+        instance: Some(kiln_api::agent::InstanceLease {
+            service: "shop/distccd".into(),
+            instance: "01a24f56664d72e1".into(),
+            slot: 0,
+            version: 2,
+            health: Some(kiln_api::agent::HealthCheck {
+                probe: kiln_api::agent::Probe::Http { port: "stats".into(), path: "/".into() },
+                grace_ms: 2000,
+                interval_ms: 5000,
+                timeout_ms: 1000,
+                failures: 3,
+            }),
+        }),
+    };
+    insta::assert_snapshot!("instance_lease", json(&lease));
+    let health = vec![
+        AgentEvent::Health { healthy: true, detail: "HTTP 200".into() },
+        AgentEvent::Health { healthy: false, detail: "connection refused".into() },
+    ];
+    insta::assert_snapshot!("health_events", json(&health));
+    for probe in [
+        kiln_api::agent::Probe::Tcp { port: "distcc".into() },
+        kiln_api::agent::Probe::Command { argv: vec!["pgrep".into(), "distccd".into()] },
+    ] {
+        let text = serde_json::to_string(&probe).unwrap();
+        assert_eq!(serde_json::from_str::<kiln_api::agent::Probe>(&text).unwrap(), probe);
+    }
+}
+
+#[test]
 fn events_and_reports() {
     let time = Utc.with_ymd_and_hms(2026, 12, 7, 6, 0, 1).unwrap();
     let events = vec![

@@ -265,7 +265,10 @@ async fn an_agent_of_another_protocol_is_told_which_side_to_upgrade() {
     let server = env!("CARGO_PKG_VERSION");
     assert_eq!(
         body["error"]["message"],
-        format!("the agent speaks protocol 1, server {server} protocol 2: upgrade the agent")
+        format!(
+            "the agent speaks protocol 1, server {server} protocol {}: upgrade the agent",
+            kiln_api::agent::PROTOCOL
+        )
     );
     // A newer agent is told to upgrade the server.
     let client = kiln_client::Client::new(&s.url, &token).unwrap();
@@ -274,7 +277,8 @@ async fn an_agent_of_another_protocol_is_told_which_side_to_upgrade() {
     newer.version = "9.0.0".into();
     let err = client.register_agent(&newer).await.unwrap_err();
     assert_eq!(err.code(), Some("agent_protocol"));
-    assert!(err.to_string().contains("agent 9.0.0 speaks protocol 3"), "{err}");
+    let newer_text = format!("agent 9.0.0 speaks protocol {}", kiln_api::agent::PROTOCOL + 1);
+    assert!(err.to_string().contains(&newer_text), "{err}");
     assert!(err.to_string().ends_with("upgrade the server"), "{err}");
     assert!(s.admin.nodes().await.unwrap().is_empty(), "a refused agent is not stored");
     // The same protocol registers, and the server says which it speaks.
