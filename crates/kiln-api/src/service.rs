@@ -50,7 +50,8 @@ pub struct ServiceInfo {
     pub stable: u32,
     /// Slots.
     pub replicas: u32,
-    /// `running`, `updating`, `rolling back` or `stopped`.
+    /// `deploying` (the first version is not yet healthy everywhere), `running`, `updating`
+    /// or `stopped`.
     pub state: String,
     /// Healthy instances of the desired template.
     pub healthy: u32,

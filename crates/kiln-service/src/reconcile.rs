@@ -254,6 +254,10 @@ enum Refill {
 }
 
 fn refill(d: &Desired, last: &Instance, now: u64) -> Refill {
+    if last.version != d.version {
+        // An ending of an older version says nothing of the new one (which may fix it).
+        return Refill::Now(0);
+    }
     if last.state == InstanceState::Lost {
         // The node's fault, not the instance's: replaced elsewhere at once.
         return Refill::Now(last.restarts);

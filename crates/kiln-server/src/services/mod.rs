@@ -442,6 +442,8 @@ impl Services {
             .count();
         let state = if s.replicas == 0 {
             "stopped"
+        } else if s.stable == 0 {
+            "deploying"
         } else if s.template != s.stable && s.update_started_at.is_some() {
             "updating"
         } else {

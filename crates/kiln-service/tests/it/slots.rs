@@ -84,6 +84,14 @@ fn a_failed_instance_is_replaced_after_its_backoff() {
 }
 
 #[test]
+fn a_failure_of_an_older_version_does_not_hold_the_new_one_back() {
+    let mut d = desired(1);
+    d.version = 2;
+    let failed = Instance { restarts: 4, exit_code: Some(1), ..inst("a", 0, 1, Failed, NOW - 10) };
+    check(&d, 1, Some(NOW), &[failed], "forget a\nstart slot 0 v2 (restarts 0)\nwake at 1300000");
+}
+
+#[test]
 fn an_instance_that_ran_long_starts_its_slots_count_again() {
     // 5 failures before, but it ran for 2 minutes (longer than the 1 min maximum backoff).
     let failed = Instance {
