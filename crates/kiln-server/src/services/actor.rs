@@ -35,7 +35,7 @@ pub(super) async fn run(
     mut rx: mpsc::UnboundedReceiver<ServiceMsg>,
     view: Arc<Mutex<View>>,
 ) {
-    let mut actor = match Actor::load(sh, id.clone(), tx, view).await {
+    let mut actor = match Actor::load(sh, id, tx, view).await {
         Ok(a) => a,
         Err(e) => {
             tracing::error!("service {id}: {e}");
@@ -262,7 +262,7 @@ impl Actor {
         let now = Utc::now();
         let record = InstanceRecord {
             id: id.clone(),
-            service_id: self.id.clone(),
+            service_id: self.id,
             slot,
             version,
             state: InstanceState::Staging.as_str().into(),
@@ -284,7 +284,7 @@ impl Actor {
             masker: Arc::new(Masker::new(Vec::<String>::new())),
             queued_at: Instant::now(),
             owner: Owner::Instance(InstanceCtx {
-                service: self.id.clone(),
+                service: self.id,
                 instance: id,
                 actor: self.tx.clone(),
             }),
@@ -325,7 +325,7 @@ impl Actor {
             retry: RetryPolicy::default(),
             matrix: BTreeMap::new(),
             services: Vec::new(),
-            resources: spec.resources.clone(),
+            resources: spec.resources,
             scheduling: spec.scheduling.clone(),
             cache: None,
             artifacts: None,

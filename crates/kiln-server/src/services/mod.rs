@@ -182,8 +182,8 @@ impl Services {
         }
         let (tx, rx) = mpsc::unbounded_channel();
         let view = Arc::new(Mutex::new(View::default()));
-        actors.insert(record.id.clone(), ActorRef { tx: tx.clone(), view: view.clone() });
-        tokio::spawn(actor::run(self.sh.clone(), record.id.clone(), tx.clone(), rx, view));
+        actors.insert(record.id, ActorRef { tx: tx.clone(), view: view.clone() });
+        tokio::spawn(actor::run(self.sh.clone(), record.id, tx.clone(), rx, view));
         tx
     }
 
