@@ -1,5 +1,5 @@
 -- Services (long-running replicated workloads), PostgreSQL flavour. Keep in step with
--- ../sqlite/0009_services.sql: same tables, columns and constraints; only column types differ
+-- ../sqlite/0012_services.sql: same tables, columns and constraints; only column types differ
 -- (timestamps are TIMESTAMPTZ, JSON is JSONB, booleans BOOLEAN). Never edit a migration once
 -- released: add the next one.
 

@@ -1,5 +1,5 @@
 -- Services (long-running replicated workloads), SQLite flavour. Keep in step with
--- ../postgres/0009_services.sql: same tables, columns and constraints; only column types
+-- ../postgres/0012_services.sql: same tables, columns and constraints; only column types
 -- differ (timestamps are RFC 3339 TEXT in UTC, JSON is TEXT, booleans INTEGER). Never edit a
 -- migration once released: add the next one.
 
