@@ -115,6 +115,19 @@ pub struct ApplyPipeline {
     pub files: BTreeMap<String, String>,
 }
 
+/// The workflow a run ran (`GET /api/v1/runs/{run}/source`): the pipeline's source as it was
+/// when the run was created, whatever was applied since.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RunWorkflow {
+    /// The entry file's name (diagnostics name it).
+    pub file: String,
+    /// The workflow file's text.
+    pub yaml: String,
+    /// Template files the workflow's `uses:` refer to, by the path written there.
+    #[serde(default)]
+    pub files: BTreeMap<String, String>,
+}
+
 /// A stored pipeline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Pipeline {

@@ -13,8 +13,8 @@ use kiln_api::pool::{NodeInfo, NodeUpdate, Offer, QuotaInfo, QuotaLimits};
 use kiln_api::triggers::TriggerInfo;
 use kiln_api::{
     ApiError, ApplyPipeline, ApplyResult, Artifact, CreateProject, CreateToken, CreatedToken,
-    DecisionRequest, ErrorBody, LogLine, LogPage, Pipeline, Project, RunDetail, RunSummary, Secret,
-    ServerInfo, SetSecret, Token, TriggerRequest,
+    DecisionRequest, ErrorBody, LogLine, LogPage, Pipeline, Project, RunDetail, RunSummary,
+    RunWorkflow, Secret, ServerInfo, SetSecret, Token, TriggerRequest,
 };
 use kiln_api::{
     CreateWebhook, RegistryEvent, RegistryGcReport, RegistryGcRequest, RegistryRepository,
@@ -225,6 +225,11 @@ impl Client {
             }
             None => self.get(&["runs", run]).await,
         }
+    }
+
+    /// The workflow a run ran (entry file and template files, as when it was created).
+    pub async fn run_source(&self, run_id: &str) -> Result<RunWorkflow> {
+        self.get(&["runs", run_id, "source"]).await
     }
 
     /// Resolves `project/pipeline#number` (or an id) to a run id.

@@ -7,8 +7,10 @@ use clap::{FromArgMatches, Parser, Subcommand, ValueEnum};
 
 mod load;
 mod remote;
+mod replay;
 mod run_cmd;
 mod server_cmd;
+mod shell;
 mod view;
 
 /// Kiln: self-hosted build and delivery pipelines that run as containers.

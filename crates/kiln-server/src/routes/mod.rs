@@ -83,6 +83,7 @@ fn api_router() -> OpenApiRouter<App> {
         .routes(routes!(runs::show_by_number))
         .routes(routes!(runs::list))
         .routes(routes!(runs::show))
+        .routes(routes!(runs::source))
         .routes(routes!(runs::cancel))
         .routes(routes!(runs::retry))
         .routes(routes!(runs::decide))

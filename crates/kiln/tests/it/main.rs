@@ -8,6 +8,7 @@ mod multihost;
 mod parity;
 mod process;
 mod recovery;
+mod replay;
 mod server;
 mod support;
 mod validate;
