@@ -1,4 +1,4 @@
-//! `kiln validate` and bad input to `kiln run`: clear errors, exit code 2, never a panic.
+//! `kiln validate`, bad input to `kiln run` (clear errors, exit code 2, never a panic) and help texts.
 
 use crate::support::{assert_code, example, run};
 
@@ -107,4 +107,12 @@ fn schema_is_printed() {
     let (stdout, _) = assert_code(&out, 0);
     let schema: serde_json::Value = serde_json::from_str(&stdout).expect("json schema");
     assert!(schema.to_string().contains("stages"));
+}
+
+#[test]
+fn agent_help_recommends_an_agent_token() {
+    let out = run(&["agent", "--help"]);
+    let (stdout, _) = assert_code(&out, 0);
+    assert!(stdout.contains("kiln token create NAME --role agent"), "{stdout}");
+    assert!(!stdout.contains("until agent tokens exist"), "{stdout}");
 }
