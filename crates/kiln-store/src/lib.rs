@@ -35,7 +35,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -147,6 +147,30 @@ pub struct Store {
 /// How long a SQLite connection waits for another writer before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a connection to PostgreSQL may take before the server gives up.
+pub const PG_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a connection to PostgreSQL at `at` failed, in one line a person can act on.
+fn connect_cause(e: &sqlx::Error, at: &str, options: &PgConnectOptions) -> String {
+    match e {
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            format!("connection refused at {at} (is PostgreSQL running there?)")
+        }
+        sqlx::Error::Io(io) => format!("{at}: {io}"),
+        sqlx::Error::Database(db) => match db.code().as_deref() {
+            Some("28P01") | Some("28000") => {
+                format!("authentication failed for user {} at {at}", options.get_username())
+            }
+            Some("3D000") => format!(
+                "database {} does not exist at {at}",
+                options.get_database().unwrap_or(options.get_username())
+            ),
+            _ => format!("{at}: {}", db.message()),
+        },
+        other => format!("{at}: {other}"),
+    }
+}
+
 impl Store {
     /// Opens (creating it if missing) the SQLite database at `path` in WAL mode with foreign
     /// keys on, and applies pending migrations. Opening an up-to-date database changes nothing.
@@ -186,9 +210,34 @@ impl Store {
 
     /// Connects to PostgreSQL at `url` (`postgres://user@host/db`) and applies pending
     /// migrations. No TLS support is compiled in: use a local socket or a trusted network.
+    ///
+    /// A first connection is tried once, for at most [`PG_CONNECT_TIMEOUT`], so that a server
+    /// that is down, a wrong password or a missing database fails at once with its cause
+    /// ([`StoreError::Connect`]) rather than after the pool's retries.
     pub async fn connect_postgres(url: &str) -> Result<Store> {
-        let what = || "connect to PostgreSQL".to_string();
-        let pool = PgPool::connect(url).await.ctx(what)?;
+        use sqlx::{ConnectOptions, Connection};
+        use std::str::FromStr;
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Connect(format!("bad URL: {e}")))?;
+        let at = format!("{}:{}", options.get_host(), options.get_port());
+        match tokio::time::timeout(PG_CONNECT_TIMEOUT, options.connect()).await {
+            Err(_) => {
+                return Err(StoreError::Connect(format!(
+                    "no answer from {at} within {}s",
+                    PG_CONNECT_TIMEOUT.as_secs()
+                )));
+            }
+            Ok(Err(e)) => return Err(StoreError::Connect(connect_cause(&e, &at, &options))),
+            Ok(Ok(conn)) => {
+                let _ = conn.close().await;
+            }
+        }
+        let what = || format!("connect to PostgreSQL at {at}");
+        let pool = PgPoolOptions::new()
+            .acquire_timeout(PG_CONNECT_TIMEOUT)
+            .connect_with(options)
+            .await
+            .ctx(what)?;
         Store::with_db(Db::Postgres(pool)).await
     }
 

@@ -54,7 +54,9 @@ pub struct AgentArgs {
     /// Server URL.
     #[arg(long, env = "KILN_SERVER", default_value = "http://127.0.0.1:7171")]
     server: String,
-    /// Admin token (agents use the admin role until agent tokens exist).
+    /// Agent token: create one with `kiln token create NAME --role agent` (it reaches only the
+    /// agent paths). An admin token also works, but gives the agent's host far more than it
+    /// needs.
     #[arg(long, env = "KILN_TOKEN", hide_env_values = true)]
     token: String,
     /// Agent name (default: the host name).

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{FromRequest, MatchedPath, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Request, State};
 use axum::http::{HeaderMap, Method, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -13,7 +13,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
-use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
 use crate::App;
@@ -115,7 +115,8 @@ fn api_router() -> OpenApiRouter<App> {
         .routes(routes!(registry::events))
         .routes(routes!(registry::webhooks, registry::add_webhook))
         .routes(routes!(registry::delete_webhook))
-        .routes(routes!(hooks::deliver))
+        // GitHub sends deliveries of up to 25 MB; every other body keeps axum's 2 MB cap.
+        .routes(routes!(hooks::deliver).layer(DefaultBodyLimit::max(hooks::MAX_BODY)))
 }
 
 /// The whole router.

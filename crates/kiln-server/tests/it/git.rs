@@ -612,3 +612,40 @@ async fn a_newer_push_cancels_the_run_in_progress_of_its_branch_only() {
     assert!(log_text(&s, &third.run.id, Some("deploy")).await.contains(&"v=fast".to_string()));
     s.stop().await;
 }
+
+/// Issue 18: GitHub sends deliveries of up to 25 MB; Kiln took 2 MB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_delivery_over_two_megabytes_is_accepted_other_bodies_keep_their_cap() {
+    let s = TestServer::start().await;
+    // A push of many commits: a payload of about 3 MB (one padded commit message).
+    let big = json!({ "ref": "refs/heads/main", "after": "a".repeat(40),
+                      "repository": { "full_name": "else/where", "clone_url": "http://x/else/where.git" },
+                      "head_commit": { "id": "a".repeat(40), "message": "x".repeat(3 << 20) } });
+    let (status, answer) = deliver(&s, Provider::GitHub, "push", "big-1", &big, HOOK_SECRET).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["outcome"], "no pipeline's source is else/where: nothing to do");
+    assert_eq!(answer["delivery"], "big-1");
+
+    // Over 25 MB is still refused, and so is a 3 MB body anywhere else in the API.
+    let client = reqwest::Client::new();
+    let huge = client
+        .post(format!("{}/api/v1/hooks/github", s.url))
+        .header("content-type", "application/json")
+        .body(vec![b' '; 26 << 20])
+        .send()
+        .await
+        .unwrap();
+    let code = huge.status().as_u16();
+    let text = huge.text().await.unwrap();
+    assert_eq!(code, 413, "{text}");
+    let other = client
+        .post(format!("{}/api/v1/projects", s.url))
+        .bearer_auth(&s.admin_token)
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&json!({ "name": "x".repeat(3 << 20) })).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status().as_u16(), 413);
+    s.stop().await;
+}

@@ -366,7 +366,17 @@ pub async fn cancel(args: RunArg) -> CmdResult {
     if args.conn.output == Format::Json {
         print_json(&run)?;
     } else {
-        outln!("canceling {} (now {})", run.full_name(), styled_state(&run.state));
+        // The state the server answers after the cancel: a run with nothing running (queued,
+        // scheduling) has ended; a running one stops once its jobs are killed.
+        if super::is_final(&run.state) {
+            outln!("{} is {}", run.full_name(), styled_state(&run.state));
+        } else {
+            outln!(
+                "canceling {}: it is {} until its running jobs are stopped",
+                run.full_name(),
+                styled_state(&run.state)
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -346,6 +346,44 @@ fn approval_stages_are_approved_and_rejected() {
     assert!(stderr.starts_with("error: "), "{stderr}");
 }
 
+/// Issue 18: `kiln cancel` of a run that waits for a place printed "(now running)".
+#[test]
+fn cancel_prints_the_state_the_run_is_in_after_the_cancel() {
+    let s = Server::start();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let node = loop {
+        let (stdout, _) = s.ok(&["nodes", "-o", "json"], 0);
+        let nodes: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        if nodes.as_array().is_some_and(|n| n.len() == 1 && n[0]["state"] == "ready") {
+            break nodes[0]["name"].as_str().unwrap().to_string();
+        }
+        assert!(Instant::now() < deadline, "{nodes:#}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    s.pipeline(
+        "slow",
+        "name: slow\nstages:\n  - name: s\n    jobs:\n      wait:\n        script: sleep 30\n",
+    );
+    // Nowhere to run: the run is `scheduling`, and a cancel ends it at once.
+    s.ok(&["nodes", "disable", &node], 0);
+    s.ok(&["trigger", "default/slow"], 0);
+    s.wait("default/slow#1", "scheduling", |r| r["state"] == "scheduling");
+    let (stdout, _) = s.ok(&["cancel", "default/slow#1"], 0);
+    assert_eq!(stdout.trim(), "default/slow#1 is canceled");
+
+    // A running job is killed first: the run says so.
+    s.ok(&["nodes", "enable", &node], 0);
+    s.ok(&["trigger", "default/slow"], 0);
+    s.wait("default/slow#2", "running", |r| r["jobs"][0]["state"] == "running");
+    let (stdout, _) = s.ok(&["cancel", "default/slow#2"], 0);
+    assert_eq!(
+        stdout.trim(),
+        "canceling default/slow#2: it is running until its running jobs are stopped"
+    );
+    let run = s.wait("default/slow#2", "ended", |r| r["finished_at"].is_string());
+    assert_eq!(run["state"], "canceled", "{run:#}");
+}
+
 #[test]
 fn artifacts_are_listed_and_downloaded() {
     let s = Server::start();
