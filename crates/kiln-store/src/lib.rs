@@ -93,6 +93,7 @@ mod artifacts;
 mod caches;
 mod error;
 mod ids;
+mod intents;
 mod model;
 mod nodes;
 mod projects;
@@ -106,6 +107,7 @@ mod webhooks;
 
 pub use error::{Result, StoreError};
 pub use ids::{PipelineId, ProjectId, RunId, TokenId};
+pub use intents::{IntentRun, RunIntent};
 pub use model::{
     ApprovalDecision, ApprovalRecord, ArtifactFile, ArtifactRecord, CacheRecord, JobRecord,
     NewArtifact, NewRun, NewToken, Pipeline, PipelineSource, Project, PullRequestRef, Role, Run,

@@ -28,7 +28,7 @@ const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 10_000;
 
 #[derive(sqlx::FromRow)]
-struct RunRow {
+pub(crate) struct RunRow {
     id: String,
     pipeline_id: String,
     project: String,
@@ -47,7 +47,7 @@ struct RunRow {
 }
 
 impl RunRow {
-    fn into_run(self) -> Result<Run> {
+    pub(crate) fn into_run(self) -> Result<Run> {
         Ok(Run {
             id: RunId::from_db(&self.id)?,
             pipeline_id: PipelineId::from_db(&self.pipeline_id)?,
@@ -81,6 +81,7 @@ macro_rules! run_select {
         )
     };
 }
+pub(crate) use run_select;
 
 #[derive(sqlx::FromRow)]
 struct Allocated {
@@ -161,7 +162,12 @@ impl ApprovalRow {
 /// them commit or roll back together. Implemented once per driver's connection by `run_tx!`
 /// (like `with_db!`, each copy is type-checked against its own driver); a transaction reaches
 /// them through `Deref`.
-trait RunTx {
+pub(crate) trait RunTx {
+    /// Inserts run `id` as [`Store::create_run`] documents, for the trigger `trigger_key` if
+    /// given: a `Conflict` if a run for that trigger exists already (the unique index).
+    async fn insert_run(&mut self, id: &RunId, new: &NewRun, trigger_key: Option<&str>)
+    -> Result<()>;
+
     /// Appends `events` to the run's log and returns their sequence numbers. They are
     /// stamped once the run's row is locked, so that times follow sequence numbers. No
     /// events: no statement, an empty list.
@@ -181,6 +187,80 @@ trait RunTx {
 macro_rules! run_tx {
     ($($conn:ty),+) => {$(
         impl RunTx for $conn {
+            async fn insert_run(
+                &mut self,
+                id: &RunId,
+                new: &NewRun,
+                trigger_key: Option<&str>,
+            ) -> Result<()> {
+                let pipeline = &new.pipeline;
+                let what = || format!("create a run of pipeline {pipeline}");
+                if let Some(original) = &new.retry_of {
+                    let of: Option<String> =
+                        sqlx::query_scalar("SELECT pipeline_id FROM runs WHERE id = $1")
+                            .bind(original.text())
+                            .fetch_optional(&mut *self)
+                            .await
+                            .ctx(what)?;
+                    match of {
+                        None => {
+                            return Err(StoreError::NotFound(format!(
+                                "run {original} (the run to retry)"
+                            )));
+                        }
+                        Some(of) if of != pipeline.text() => {
+                            return Err(StoreError::Invalid(format!(
+                                "run {original} is of pipeline {of}, not {pipeline}: a retry runs \
+                                 the same pipeline"
+                            )));
+                        }
+                        Some(_) => {}
+                    }
+                }
+                let allocated = sqlx::query_as::<_, Allocated>(
+                    "UPDATE pipelines SET last_run_number = last_run_number + 1 WHERE id = $1 \
+                     RETURNING last_run_number, version, yaml, file, files, name")
+                    .bind(pipeline.text())
+                    .fetch_optional(&mut *self)
+                    .await
+                    .ctx(what)?
+                    .ok_or_else(|| StoreError::NotFound(format!("pipeline {pipeline}")))?;
+                let inserted = sqlx::query(
+                    "INSERT INTO runs (id, pipeline_id, number, pipeline_version, yaml, state, \
+                     params, triggered_by, created_at, retry_of, file, files, source, \
+                     trigger_key) \
+                     VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8, $9, $10, $11, $12, $13)")
+                    .bind(id.text())
+                    .bind(pipeline.text())
+                    .bind(allocated.last_run_number)
+                    .bind(allocated.version)
+                    .bind(&allocated.yaml)
+                    .bind(Json(&new.params))
+                    .bind(&new.triggered_by)
+                    .bind(now())
+                    .bind(new.retry_of.map(|r| r.text()))
+                    .bind(if allocated.file.is_empty() {
+                        format!("{}.yml", allocated.name)
+                    } else {
+                        allocated.file.clone()
+                    })
+                    .bind(&allocated.files)
+                    .bind(new.source.as_ref().map(Json))
+                    .bind(trigger_key)
+                    .execute(&mut *self)
+                    .await;
+                match inserted {
+                    Ok(_) => Ok(()),
+                    Err(e) if trigger_key.is_some() && is_unique(&e) => {
+                        Err(StoreError::Conflict(format!(
+                            "trigger `{}` has its run already",
+                            trigger_key.unwrap_or_default()
+                        )))
+                    }
+                    Err(e) => Err(e).ctx(what),
+                }
+            }
+
             async fn append_events(&mut self, run: &RunId, events: &[Event]) -> Result<Vec<u64>> {
                 if events.is_empty() {
                     return Ok(Vec::new());
@@ -328,59 +408,7 @@ impl Store {
         let what = || format!("create a run of pipeline {pipeline}");
         let id = RunId::new();
         let row = with_tx!(self, what, tx => {
-            if let Some(original) = &new.retry_of {
-                let of: Option<String> =
-                    sqlx::query_scalar("SELECT pipeline_id FROM runs WHERE id = $1")
-                        .bind(original.text())
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .ctx(what)?;
-                match of {
-                    None => {
-                        return Err(StoreError::NotFound(format!(
-                            "run {original} (the run to retry)"
-                        )));
-                    }
-                    Some(of) if of != pipeline.text() => {
-                        return Err(StoreError::Invalid(format!(
-                            "run {original} is of pipeline {of}, not {pipeline}: a retry runs \
-                             the same pipeline"
-                        )));
-                    }
-                    Some(_) => {}
-                }
-            }
-            let allocated = sqlx::query_as::<_, Allocated>(
-                "UPDATE pipelines SET last_run_number = last_run_number + 1 WHERE id = $1 \
-                 RETURNING last_run_number, version, yaml, file, files, name")
-                .bind(pipeline.text())
-                .fetch_optional(&mut *tx)
-                .await
-                .ctx(what)?
-                .ok_or_else(|| StoreError::NotFound(format!("pipeline {pipeline}")))?;
-            sqlx::query(
-                "INSERT INTO runs (id, pipeline_id, number, pipeline_version, yaml, state, \
-                 params, triggered_by, created_at, retry_of, file, files, source) \
-                 VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8, $9, $10, $11, $12)")
-                .bind(id.text())
-                .bind(pipeline.text())
-                .bind(allocated.last_run_number)
-                .bind(allocated.version)
-                .bind(&allocated.yaml)
-                .bind(Json(&new.params))
-                .bind(&new.triggered_by)
-                .bind(now())
-                .bind(new.retry_of.map(|r| r.text()))
-                .bind(if allocated.file.is_empty() {
-                    format!("{}.yml", allocated.name)
-                } else {
-                    allocated.file.clone()
-                })
-                .bind(&allocated.files)
-                .bind(new.source.as_ref().map(Json))
-                .execute(&mut *tx)
-                .await
-                .ctx(what)?;
+            tx.insert_run(&id, new, None).await?;
             tx.run_row(&id).await?
         });
         row.into_run()
