@@ -126,6 +126,9 @@ pub struct AppState {
     pub registry_host: String,
     /// The schedules' task (`on: schedule:`).
     pub scheduler: schedules::Scheduler,
+    /// [`ServerConfig::crash_after_claim`]: a fault for tests only.
+    #[doc(hidden)]
+    pub crash_after_claim: bool,
 }
 
 /// Shared state of the API.
@@ -150,6 +153,12 @@ pub struct ServerConfig {
     /// address (`127.0.0.1:port` when listening on every address). Set it to an address
     /// containers can reach when jobs push images.
     pub registry_host: Option<String>,
+    /// A fault for tests only: the server stops handling a trigger right after its claim is
+    /// stored, before the claimed runs are created, as if the process died there (a webhook
+    /// delivery is answered 500; the scheduler task ends). What a start after such a crash
+    /// does is what the tests check. Never set outside tests.
+    #[doc(hidden)]
+    pub crash_after_claim: bool,
 }
 
 impl ServerConfig {
@@ -162,6 +171,7 @@ impl ServerConfig {
             database: None,
             agent_lost_after: Duration::from_millis(kiln_api::agent::LEASE_TTL_MS),
             registry_host: None,
+            crash_after_claim: false,
         }
     }
 }
@@ -203,7 +213,8 @@ impl Server {
 }
 
 /// Opens (or creates) the data directory and the database (SQLite in it, or the PostgreSQL
-/// one of [`ServerConfig::database`]), recovers unfinished runs and starts serving.
+/// one of [`ServerConfig::database`]), recovers unfinished runs, creates the runs of triggers
+/// claimed before a crash (webhook deliveries, schedule fires) and starts serving.
 pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
     let data = &config.data;
     std::fs::create_dir_all(data)
@@ -264,9 +275,11 @@ pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
         registry,
         registry_host,
         scheduler: schedules::Scheduler::default(),
+        crash_after_claim: config.crash_after_claim,
     });
     routes::quotas::load(&app).await?;
     let resumed = coord.recover().await?;
+    triggers::recover_intents(&app).await?;
     let shutdown = CancellationToken::new();
     spawn_reaper(app.clone(), shutdown.clone());
     stats::spawn_sampler(app.clone(), shutdown.clone());

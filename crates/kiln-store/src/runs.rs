@@ -165,8 +165,12 @@ impl ApprovalRow {
 pub(crate) trait RunTx {
     /// Inserts run `id` as [`Store::create_run`] documents, for the trigger `trigger_key` if
     /// given: a `Conflict` if a run for that trigger exists already (the unique index).
-    async fn insert_run(&mut self, id: &RunId, new: &NewRun, trigger_key: Option<&str>)
-    -> Result<()>;
+    async fn insert_run(
+        &mut self,
+        id: &RunId,
+        new: &NewRun,
+        trigger_key: Option<&str>,
+    ) -> Result<()>;
 
     /// Appends `events` to the run's log and returns their sequence numbers. They are
     /// stamped once the run's row is locked, so that times follow sequence numbers. No

@@ -157,13 +157,22 @@ impl TestServer {
 
     /// Starts the server again after [`TestServer::stop_server`].
     pub async fn start_again(&mut self) {
-        let server = kiln_server::start(kiln_server::ServerConfig {
+        self.start_again_with(|_| {}).await;
+    }
+
+    /// [`TestServer::start_again`] with its configuration changed by `configure` first (a
+    /// test fault such as `crash_after_claim`, say).
+    pub async fn start_again_with(
+        &mut self,
+        configure: impl FnOnce(&mut kiln_server::ServerConfig),
+    ) {
+        let mut config = kiln_server::ServerConfig {
             database: self.backend.database_url(),
             agent_lost_after: self.lost_after,
             ..kiln_server::ServerConfig::new(self.data.clone(), "127.0.0.1:0".parse().unwrap())
-        })
-        .await
-        .unwrap();
+        };
+        configure(&mut config);
+        let server = kiln_server::start(config).await.unwrap();
         self.url = server.url.clone();
         self.admin = Client::new(&server.url, &self.admin_token).unwrap();
         self.server = Some(server);

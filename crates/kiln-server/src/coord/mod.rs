@@ -18,7 +18,10 @@ use std::sync::{Arc, Mutex};
 
 use kiln_engine::{Event, JobState, Outcome, Params, Run, RunState};
 use kiln_logs::{LogKey, LogStore};
-use kiln_store::{ApprovalDecision, JobRecord, NewRun, PipelineId, RunId, Step, Store, StoreError};
+use kiln_store::{
+    ApprovalDecision, IntentRun, JobRecord, NewRun, PipelineId, RunId, RunIntent, Step, Store,
+    StoreError,
+};
 use kiln_workflow::plan::{JobId, Plan};
 use tokio::sync::{mpsc, oneshot};
 
@@ -205,17 +208,7 @@ impl Coord {
         source: Option<kiln_store::RunSource>,
     ) -> ApiResult<kiln_store::Run> {
         let plan = self.plan_of(pipeline)?;
-        let pairs: Vec<(String, String)> =
-            given.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        if let Err(errors) = kiln_workflow::bind_params(&plan, &pairs) {
-            let mut e = ApiErr::new(
-                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-                kiln_api::codes::INVALID_PARAMS,
-                errors.join("; "),
-            );
-            e.diagnostics = Vec::new();
-            return Err(e);
-        }
+        check_params(&plan, given)?;
         let params = serde_json::to_value(given).expect("a string map is JSON");
         let run = self
             .sh
@@ -231,6 +224,36 @@ impl Coord {
         self.cancel_older_in_group(&plan, &run).await?;
         self.admit(pipeline.id).await;
         Ok(self.sh.store.run(&run.id).await?)
+    }
+
+    /// Creates the run a claimed trigger intends (see [`kiln_store::Store::start_intent`])
+    /// and starts it when a slot is free; an intent that has its run already gives that run,
+    /// and nothing is created twice. An intent its pipeline no longer accepts (its params do
+    /// not bind, the workflow no longer compiles) is given up with that error.
+    pub async fn start_intent(&self, intent: &RunIntent) -> ApiResult<kiln_store::Run> {
+        if let Some(run) = self.sh.store.run_by_trigger(&intent.key).await? {
+            return Ok(run);
+        }
+        let pipeline = self.sh.store.pipeline_by_id(&intent.pipeline).await?;
+        let plan = match self.plan_of(&pipeline).and_then(|plan| {
+            check_params(&plan, &intent.params)?;
+            Ok(plan)
+        }) {
+            Ok(plan) => plan,
+            Err(e) => {
+                self.sh.store.abandon_intent(&intent.key, &e.message).await?;
+                return Err(e);
+            }
+        };
+        match self.sh.store.start_intent(&intent.key).await? {
+            IntentRun::Created(run) => {
+                self.cancel_older_in_group(&plan, &run).await?;
+                self.admit(pipeline.id).await;
+                Ok(self.sh.store.run(&run.id).await?)
+            }
+            IntentRun::Existed(run) => Ok(run),
+            IntentRun::Abandoned(why) => Err(ApiErr::conflict(why)),
+        }
     }
 
     /// Retries a failed, canceled or timed-out run: a new run of the same workflow and params
@@ -412,6 +435,21 @@ impl Coord {
         tokio::spawn(actor.main(rx, first));
         Ok(())
     }
+}
+
+/// Refuses `given` params that do not bind to `plan`'s (`invalid_params`).
+fn check_params(plan: &Plan, given: &BTreeMap<String, String>) -> ApiResult<()> {
+    let pairs: Vec<(String, String)> = given.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    if let Err(errors) = kiln_workflow::bind_params(plan, &pairs) {
+        let mut e = ApiErr::new(
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            kiln_api::codes::INVALID_PARAMS,
+            errors.join("; "),
+        );
+        e.diagnostics = Vec::new();
+        return Err(e);
+    }
+    Ok(())
 }
 
 fn plan_or_error(compiled: kiln_workflow::Compiled) -> ApiResult<Arc<Plan>> {

@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 
 use chrono::{TimeDelta, TimeZone, Utc};
-use kiln_store::{IntentRun, NewDelivery, Pipeline, RunFilter, RunIntent, RunSource, ScheduleEntry};
+use kiln_store::{
+    IntentRun, NewDelivery, Pipeline, RunFilter, RunIntent, RunSource, ScheduleEntry,
+};
 
 use crate::{new_run, on_both, pipeline};
 
