@@ -1,5 +1,6 @@
 //! Kiln's persistence: projects, pipelines, runs and their event logs, jobs, approvals, API
-//! tokens, sealed secrets, artifact and cache records, pipelines' schedules, the OCI registry's repositories,
+//! tokens, sealed secrets, artifact and cache records, pipelines' schedules, webhook deliveries
+//! and the runs triggers intend (the trigger outbox), the OCI registry's repositories,
 //! manifests, tags, push events and webhook outbox, in SQLite (the default) or PostgreSQL,
 //! through one [`Store`].
 //!
@@ -27,6 +28,9 @@
 //! - one engine step ([`Store::record_step`]) is one transaction: its events, the run's state
 //!   and its jobs are stored together or not at all;
 //! - a run in a final state never changes state again;
+//! - a trigger's claim (webhook delivery, schedule fire) and the runs it intends are stored in
+//!   one transaction, and a run made for an intent carries its unique trigger key: one run per
+//!   intent, however often or from however many servers it is started;
 //! - no log lines and no blobs live here (logs are files; artifact and cache rows name a blob by
 //!   its path relative to the blob directory, never outside it; registry blobs are named by
 //!   digest only, while registry manifests, small, are kept whole).
