@@ -20,6 +20,7 @@ pub mod blobs;
 pub mod coord;
 pub mod dispatch;
 pub mod error;
+pub mod gc;
 pub mod metrics;
 pub mod plans;
 pub mod pool;
@@ -34,6 +35,7 @@ pub mod webhooks;
 
 use coord::Coord;
 use dispatch::Dispatch;
+pub use gc::GcConfig;
 use metrics::Metrics;
 use secrets::{SecretBox, SecretError};
 
@@ -126,6 +128,10 @@ pub struct AppState {
     pub registry_host: String,
     /// The schedules' task (`on: schedule:`).
     pub scheduler: schedules::Scheduler,
+    /// The garbage collector's limits.
+    pub gc: GcConfig,
+    /// Held by a garbage collection pass.
+    pub gc_lock: gc::GcLock,
 }
 
 /// Shared state of the API.
@@ -150,11 +156,13 @@ pub struct ServerConfig {
     /// address (`127.0.0.1:port` when listening on every address). Set it to an address
     /// containers can reach when jobs push images.
     pub registry_host: Option<String>,
+    /// Limits of the caches and artifacts, and the garbage collector that keeps them.
+    pub gc: GcConfig,
 }
 
 impl ServerConfig {
     /// The defaults for `data` and `listen`: SQLite in the data directory, agents lost after
-    /// 30 s.
+    /// 30 s, the garbage collector's defaults ([`GcConfig::default`]).
     pub fn new(data: PathBuf, listen: SocketAddr) -> ServerConfig {
         ServerConfig {
             data,
@@ -162,6 +170,7 @@ impl ServerConfig {
             database: None,
             agent_lost_after: Duration::from_millis(kiln_api::agent::LEASE_TTL_MS),
             registry_host: None,
+            gc: GcConfig::default(),
         }
     }
 }
@@ -184,6 +193,7 @@ pub struct Server {
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<()>,
     scheduler: tokio::task::JoinHandle<()>,
+    gc: tokio::task::JoinHandle<()>,
 }
 
 impl Server {
@@ -192,6 +202,7 @@ impl Server {
         self.shutdown.cancel();
         let _ = self.task.await;
         let _ = self.scheduler.await;
+        let _ = self.gc.await;
     }
 
     /// Waits until the server stops (it runs until [`Server::stop`] or an error).
@@ -199,6 +210,7 @@ impl Server {
         let _ = self.task.await;
         self.shutdown.cancel();
         let _ = self.scheduler.await;
+        let _ = self.gc.await;
     }
 }
 
@@ -264,6 +276,8 @@ pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
         registry,
         registry_host,
         scheduler: schedules::Scheduler::default(),
+        gc: config.gc.clone(),
+        gc_lock: gc::GcLock::default(),
     });
     routes::quotas::load(&app).await?;
     let resumed = coord.recover().await?;
@@ -274,6 +288,7 @@ pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
     triggers::spawn_image_triggers(app.clone(), shutdown.clone());
     schedules::reconcile(&app).await?;
     let scheduler = schedules::spawn(app.clone(), shutdown.clone());
+    let gc = gc::spawn(app.clone(), shutdown.clone());
     let router = routes::router(app.clone());
     let stop = shutdown.clone();
     let task = tokio::spawn(async move {
@@ -295,6 +310,7 @@ pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
         shutdown,
         task,
         scheduler,
+        gc,
     })
 }
 
