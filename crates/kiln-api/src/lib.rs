@@ -57,6 +57,9 @@ pub mod codes {
     /// 409: an agent speaks another version of the lease protocol than the server; the
     /// message says which side to upgrade.
     pub const AGENT_PROTOCOL: &str = "agent_protocol";
+    /// 404: the artifacts asked for existed but the garbage collector removed them (their
+    /// run ended longer ago than the server's `--artifact-max-age`); the message says when.
+    pub const ARTIFACTS_EXPIRED: &str = "artifacts_expired";
     /// 500: a fault on the server's side; the message says what failed.
     pub const INTERNAL: &str = "internal";
 }
@@ -559,6 +562,24 @@ pub struct RegistryGcReport {
     pub orphans: u64,
     /// Abandoned uploads removed.
     pub uploads: u64,
+}
+
+/// What a garbage collection of caches and artifacts removed (`POST /api/v1/gc`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct GcReport {
+    /// Caches evicted (`project/key`), least recently used first: past the age limit or over
+    /// the size budget.
+    pub caches: Vec<String>,
+    /// Artifacts expired (`run/job`): their run ended longer ago than the age limit.
+    pub artifacts: Vec<String>,
+    /// Files of the blob directory that no record named, older than the grace, deleted.
+    pub orphans: u64,
+    /// Bytes of files deleted.
+    pub bytes_freed: u64,
+    /// Bytes of the caches kept.
+    pub cache_bytes: u64,
+    /// The caches' size budget in bytes.
+    pub cache_budget: u64,
 }
 
 /// A manifest push.

@@ -13,8 +13,8 @@ use kiln_api::pool::{NodeInfo, NodeUpdate, Offer, QuotaInfo, QuotaLimits};
 use kiln_api::triggers::TriggerInfo;
 use kiln_api::{
     ApiError, ApplyPipeline, ApplyResult, Artifact, CreateProject, CreateToken, CreatedToken,
-    DecisionRequest, ErrorBody, LogLine, LogPage, Pipeline, Project, RunDetail, RunSummary,
-    RunWorkflow, Secret, ServerInfo, SetSecret, Token, TriggerRequest,
+    DecisionRequest, ErrorBody, GcReport, LogLine, LogPage, Pipeline, Project, RunDetail,
+    RunSummary, RunWorkflow, Secret, ServerInfo, SetSecret, Token, TriggerRequest,
 };
 use kiln_api::{
     CreateWebhook, RegistryEvent, RegistryGcReport, RegistryGcRequest, RegistryRepository,
@@ -406,6 +406,11 @@ impl Client {
         self.json(self.request(Method::POST, self.url(&["registry", "gc"])).json(req)).await
     }
 
+    /// Collects caches' and artifacts' garbage now (admin): what was removed.
+    pub async fn gc(&self) -> Result<GcReport> {
+        self.json(self.request(Method::POST, self.url(&["gc"]))).await
+    }
+
     /// Push events, newest first.
     pub async fn registry_events(
         &self,
@@ -516,9 +521,20 @@ impl Client {
     }
 
     /// Downloads the artifacts of `job` for a lease's workspace; `None` if it stored none.
+    /// Artifacts that expired are an error (`artifacts_expired`), not `None`: the job needs
+    /// them and cannot have them.
     pub async fn lease_input(&self, lease: &str, job: &str) -> Result<Option<Bytes>> {
         let url = self.url(&["leases", lease, "inputs", job]);
-        self.optional_bytes(url).await
+        match self.send(self.request(Method::GET, url)).await {
+            Ok(resp) => resp
+                .bytes()
+                .await
+                .map(Some)
+                .map_err(|e| ClientError::Transport(format!("download: {e}"))),
+            Err(e) if e.code() == Some(kiln_api::codes::ARTIFACTS_EXPIRED) => Err(e),
+            Err(ClientError::Api { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Downloads a cache archive; `None` on a miss.

@@ -20,6 +20,7 @@ pub mod blobs;
 pub mod coord;
 pub mod dispatch;
 pub mod error;
+pub mod gc;
 pub mod metrics;
 pub mod plans;
 pub mod pool;
@@ -34,6 +35,7 @@ pub mod webhooks;
 
 use coord::Coord;
 use dispatch::Dispatch;
+pub use gc::GcConfig;
 use metrics::Metrics;
 use secrets::{SecretBox, SecretError};
 
@@ -129,6 +131,10 @@ pub struct AppState {
     /// [`ServerConfig::crash_after_claim`]: a fault for tests only.
     #[doc(hidden)]
     pub crash_after_claim: bool,
+    /// The garbage collector's limits.
+    pub gc: GcConfig,
+    /// Held by a garbage collection pass.
+    pub gc_lock: gc::GcLock,
 }
 
 /// Shared state of the API.
@@ -159,11 +165,13 @@ pub struct ServerConfig {
     /// does is what the tests check. Never set outside tests.
     #[doc(hidden)]
     pub crash_after_claim: bool,
+    /// Limits of the caches and artifacts, and the garbage collector that keeps them.
+    pub gc: GcConfig,
 }
 
 impl ServerConfig {
     /// The defaults for `data` and `listen`: SQLite in the data directory, agents lost after
-    /// 30 s.
+    /// 30 s, the garbage collector's defaults ([`GcConfig::default`]).
     pub fn new(data: PathBuf, listen: SocketAddr) -> ServerConfig {
         ServerConfig {
             data,
@@ -172,6 +180,7 @@ impl ServerConfig {
             agent_lost_after: Duration::from_millis(kiln_api::agent::LEASE_TTL_MS),
             registry_host: None,
             crash_after_claim: false,
+            gc: GcConfig::default(),
         }
     }
 }
@@ -194,6 +203,7 @@ pub struct Server {
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<()>,
     scheduler: tokio::task::JoinHandle<()>,
+    gc: tokio::task::JoinHandle<()>,
 }
 
 impl Server {
@@ -202,6 +212,7 @@ impl Server {
         self.shutdown.cancel();
         let _ = self.task.await;
         let _ = self.scheduler.await;
+        let _ = self.gc.await;
     }
 
     /// Waits until the server stops (it runs until [`Server::stop`] or an error).
@@ -209,6 +220,7 @@ impl Server {
         let _ = self.task.await;
         self.shutdown.cancel();
         let _ = self.scheduler.await;
+        let _ = self.gc.await;
     }
 }
 
@@ -276,6 +288,8 @@ pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
         registry_host,
         scheduler: schedules::Scheduler::default(),
         crash_after_claim: config.crash_after_claim,
+        gc: config.gc.clone(),
+        gc_lock: gc::GcLock::default(),
     });
     routes::quotas::load(&app).await?;
     let resumed = coord.recover().await?;
@@ -287,6 +301,7 @@ pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
     triggers::spawn_image_triggers(app.clone(), shutdown.clone());
     schedules::reconcile(&app).await?;
     let scheduler = schedules::spawn(app.clone(), shutdown.clone());
+    let gc = gc::spawn(app.clone(), shutdown.clone());
     let router = routes::router(app.clone());
     let stop = shutdown.clone();
     let task = tokio::spawn(async move {
@@ -308,6 +323,7 @@ pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
         shutdown,
         task,
         scheduler,
+        gc,
     })
 }
 

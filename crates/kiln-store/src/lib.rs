@@ -113,10 +113,10 @@ pub use error::{Result, StoreError};
 pub use ids::{PipelineId, ProjectId, RunId, TokenId};
 pub use intents::{IntentRun, RunIntent};
 pub use model::{
-    ApprovalDecision, ApprovalRecord, ArtifactFile, ArtifactRecord, CacheRecord, JobRecord,
-    NewArtifact, NewRun, NewToken, Pipeline, PipelineSource, Project, PullRequestRef, Role, Run,
-    RunFilter, RunSource, SealedSecret, SecretInfo, Step, StoredEvent, Token, TokenSecret,
-    is_valid_name,
+    ApprovalDecision, ApprovalRecord, ArtifactFile, ArtifactRecord, CacheRecord, ExpiredArtifacts,
+    JobRecord, NewArtifact, NewRun, NewToken, Pipeline, PipelineSource, Project, PullRequestRef,
+    Role, Run, RunFilter, RunSource, SealedSecret, SecretInfo, Step, StoredEvent, Token,
+    TokenSecret, is_valid_name,
 };
 pub use nodes::{NodeChange, NodeRecord};
 pub use quotas::{ProjectQuota, QuotaLimits};

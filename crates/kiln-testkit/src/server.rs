@@ -60,6 +60,7 @@ pub struct TestServer {
     stop_agent: CancellationToken,
     agent: Option<tokio::task::JoinHandle<()>>,
     lost_after: Duration,
+    gc: kiln_server::GcConfig,
     _dir: TempDir,
 }
 
@@ -87,11 +88,23 @@ impl TestServer {
     /// A server whose agents are lost after `lost_after`, with an embedded agent of
     /// `capacity` slots (none for 0).
     pub async fn start_full(backend: Backend, capacity: u32, lost_after: Duration) -> TestServer {
+        TestServer::start_gc(backend, capacity, lost_after, kiln_server::GcConfig::default()).await
+    }
+
+    /// A server like [`TestServer::start_full`] whose garbage collector has the limits of
+    /// `gc` (small ones, for the tests of eviction and expiry).
+    pub async fn start_gc(
+        backend: Backend,
+        capacity: u32,
+        lost_after: Duration,
+        gc: kiln_server::GcConfig,
+    ) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let server = kiln_server::start(kiln_server::ServerConfig {
             database: backend.database_url(),
             agent_lost_after: lost_after,
+            gc: gc.clone(),
             ..kiln_server::ServerConfig::new(data.clone(), "127.0.0.1:0".parse().unwrap())
         })
         .await
@@ -132,6 +145,7 @@ impl TestServer {
             stop_agent,
             agent,
             lost_after,
+            gc,
             _dir: dir,
         }
     }
@@ -169,6 +183,7 @@ impl TestServer {
         let mut config = kiln_server::ServerConfig {
             database: self.backend.database_url(),
             agent_lost_after: self.lost_after,
+            gc: self.gc.clone(),
             ..kiln_server::ServerConfig::new(self.data.clone(), "127.0.0.1:0".parse().unwrap())
         };
         configure(&mut config);

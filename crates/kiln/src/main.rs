@@ -73,6 +73,9 @@ enum Cmd {
     Quota(remote::pool::QuotaCmd),
     /// The server's OCI registry (repos, tags, public, gc, events, webhooks).
     Registry(remote::registry::RegistryCmd),
+    /// Evict caches and expire artifacts past the server's limits now (admin); prints what
+    /// was removed.
+    Gc(remote::gc::GcArgs),
 }
 
 /// `kiln run`: either the local runner (`kiln run FILE [flags]`) or a subcommand about a
@@ -155,6 +158,7 @@ fn main() -> ExitCode {
         Cmd::Offers(args) => block_on(remote::exit(remote::pool::offers(args))),
         Cmd::Quota(cmd) => block_on(remote::exit(remote::pool::quota(cmd))),
         Cmd::Registry(cmd) => block_on(remote::exit(remote::registry::registry(cmd))),
+        Cmd::Gc(args) => block_on(remote::exit(remote::gc::gc(args))),
         Cmd::Server(args) => block_on(server_cmd::server(args)),
         Cmd::Agent(args) => block_on(server_cmd::agent(args)),
         Cmd::Validate { file, output } => load::validate(&file, output),

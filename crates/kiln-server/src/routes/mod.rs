@@ -20,6 +20,7 @@ use crate::App;
 use crate::error::ApiErr;
 
 pub mod agents;
+pub mod gc;
 pub mod hooks;
 pub mod logs;
 pub mod nodes;
@@ -73,6 +74,7 @@ fn api_router() -> OpenApiRouter<App> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(tokens::info))
         .routes(routes!(stats::queue))
+        .routes(routes!(gc::collect))
         .routes(routes!(projects::list, projects::create))
         .routes(routes!(projects::pipelines))
         .routes(routes!(projects::pipeline, projects::apply))
@@ -189,6 +191,9 @@ async fn metrics(State(app): State<App>) -> Response {
                 app.metrics.queue.get_or_create(&q).set(i64::try_from(n).unwrap_or(i64::MAX));
             }
         }
+    }
+    if let Ok((_, bytes)) = app.store.cache_usage().await {
+        app.metrics.cache_bytes.set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
     let q = crate::metrics::QueueLabel { queue: "jobs".into() };
     app.metrics.queue.get_or_create(&q).set(app.dispatch.queue_len() as i64);

@@ -3,6 +3,7 @@
 
 mod api;
 mod files;
+mod gc;
 mod git;
 mod openapi;
 mod pool;

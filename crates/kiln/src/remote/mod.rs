@@ -23,6 +23,7 @@ use crate::{EXIT_FAILED, EXIT_INVALID, Format};
 
 pub mod access;
 pub mod artifacts;
+pub mod gc;
 pub mod logs;
 pub mod pipelines;
 pub mod pool;

@@ -35,12 +35,18 @@ impl Server {
 
     /// [`Server::start`] with the embedded agent on `executor` (`process`, `docker`).
     pub(crate) fn start_on(executor: &str) -> Server {
+        Server::start_with(executor, &[])
+    }
+
+    /// [`Server::start_on`] with more `kiln server` flags.
+    pub(crate) fn start_with(executor: &str, flags: &[&str]) -> Server {
         let data = tempfile::tempdir().unwrap();
         let work = tempfile::tempdir().unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
             .args(["server", "--data"])
             .arg(data.path())
             .args(["--listen", "127.0.0.1:0", "--executor", executor])
+            .args(flags)
             .env_remove("KILN_EXECUTOR")
             .env_remove("KILN_DATA")
             .env_remove("KILN_LISTEN")
@@ -537,6 +543,42 @@ fn nodes_and_offers_show_the_embedded_agent_and_take_operators_attributes() {
     assert!(stderr.contains("attribute `city` is not key=value"), "{stderr}");
     let (_, stderr) = s.ok(&["nodes", "set", "10.255.0.1", "city=x"], 2);
     assert!(stderr.contains("no node is named `10.255.0.1`"), "{stderr}");
+}
+
+#[test]
+fn gc_prints_what_it_removed_and_refuses_a_viewer() {
+    // A budget of one byte: every cache is over it.
+    let s = Server::start_with("process", &["--cache-max-size", "1B", "--blob-gc-grace", "1h"]);
+    s.pipeline(
+        "cached",
+        "name: cached\nstages:\n  - name: s\n    jobs:\n      deps:\n        script: [\"mkdir -p .cache && echo x > .cache/x\"]\n        cache: { key: deps, paths: [.cache/] }\n",
+    );
+    s.ok(&["trigger", "default/cached", "-f"], 0);
+    let (stdout, _) = s.ok(&["gc"], 0);
+    assert!(stdout.contains("caches evicted") && stdout.contains("bytes freed"), "{stdout}");
+    assert!(stdout.contains("evicted cache default/deps"), "{stdout}");
+    assert!(stdout.contains("caches now hold 0 B of a 1 B budget"), "{stdout}");
+    let (stdout, _) = s.ok(&["gc", "-o", "json"], 0);
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["caches"], serde_json::json!([]), "{report:#}");
+    assert_eq!(report["cache_budget"], 1, "{report:#}");
+
+    let (stdout, _) = s.ok(&["token", "create", "watcher", "--role", "viewer"], 0);
+    let secret = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("export KILN_TOKEN="))
+        .unwrap_or_else(|| panic!("no export hint in {stdout}"))
+        .to_string();
+    let out = s.cmd(&["gc"]).env("KILN_TOKEN", &secret).output().unwrap();
+    let (_, stderr) = assert_code(&out, 2);
+    assert!(stderr.contains("error: forbidden"), "{stderr}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["server", "--cache-max-size", "lots"])
+        .output()
+        .unwrap();
+    let (_, stderr) = assert_code(&out, 2);
+    assert!(stderr.contains("expected a size such as 10GiB"), "{stderr}");
 }
 
 #[test]
