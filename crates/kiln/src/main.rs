@@ -71,6 +71,22 @@ enum Cmd {
     Quota(remote::pool::QuotaCmd),
     /// The server's OCI registry (repos, tags, public, gc, events, webhooks).
     Registry(remote::registry::RegistryCmd),
+    /// Print a shell completion script (bash, zsh or fish) on stdout.
+    Completions {
+        /// The shell.
+        shell: CompletionShell,
+    },
+}
+
+/// The shells `kiln completions` writes scripts for.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum CompletionShell {
+    /// Bash: `source <(kiln completions bash)`.
+    Bash,
+    /// Zsh: into a file on `$fpath`, named `_kiln`.
+    Zsh,
+    /// Fish: into `~/.config/fish/completions/kiln.fish`.
+    Fish,
 }
 
 /// `kiln run`: either the local runner (`kiln run FILE [flags]`) or a subcommand about a
@@ -156,6 +172,16 @@ fn main() -> ExitCode {
         Cmd::Server(args) => block_on(server_cmd::server(args)),
         Cmd::Agent(args) => block_on(server_cmd::agent(args)),
         Cmd::Validate { file, output } => load::validate(&file, output),
+        Cmd::Completions { shell } => {
+            let shell = match shell {
+                CompletionShell::Bash => clap_complete::Shell::Bash,
+                CompletionShell::Zsh => clap_complete::Shell::Zsh,
+                CompletionShell::Fish => clap_complete::Shell::Fish,
+            };
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "kiln", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
         Cmd::Schema => {
             match serde_json::to_string_pretty(&kiln_workflow::json_schema()) {
                 Ok(s) => println!("{s}"),
