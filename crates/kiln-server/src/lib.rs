@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod plans;
 pub mod pool;
 pub mod registry;
+pub mod run_events;
 pub mod reports;
 pub mod routes;
 pub mod schedules;
@@ -150,6 +151,9 @@ pub struct ServerConfig {
     /// address (`127.0.0.1:port` when listening on every address). Set it to an address
     /// containers can reach when jobs push images.
     pub registry_host: Option<String>,
+    /// The first wait before a failed webhook delivery is tried again (it doubles with each
+    /// failure, up to 10 minutes); default 1 s. Tests shorten it.
+    pub webhook_backoff: Duration,
 }
 
 impl ServerConfig {
@@ -162,6 +166,7 @@ impl ServerConfig {
             database: None,
             agent_lost_after: Duration::from_millis(kiln_api::agent::LEASE_TTL_MS),
             registry_host: None,
+            webhook_backoff: Duration::from_secs(1),
         }
     }
 }
@@ -234,7 +239,10 @@ pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
     let registry = kiln_registry::Registry::open(
         store.clone(),
         Arc::new(registry::TokenAuth::new(store.clone())),
-        kiln_registry::RegistryConfig::new(data.join("registry")),
+        kiln_registry::RegistryConfig {
+            webhook_backoff: config.webhook_backoff,
+            ..kiln_registry::RegistryConfig::new(data.join("registry"))
+        },
     )
     .map_err(StartError::Registry)?;
     let registry_host = match &config.registry_host {

@@ -95,6 +95,7 @@ mod error;
 mod ids;
 mod model;
 mod nodes;
+mod notices;
 mod projects;
 mod quotas;
 mod registry;
@@ -113,10 +114,12 @@ pub use model::{
     is_valid_name,
 };
 pub use nodes::{NodeChange, NodeRecord};
+pub use notices::{NoticeRun, Recorded, RunEventKind, RunNotice};
 pub use quotas::{ProjectQuota, QuotaLimits};
 pub use registry::{
-    ManifestPut, NewRegistryManifest, RegistryDelivery, RegistryDeliveryInfo, RegistryEvent,
+    DeliveryPayload, ManifestPut, NewRegistryManifest, RegistryDelivery, RegistryDeliveryInfo, RegistryEvent,
     RegistryGcRows, RegistryManifest, RegistryReferrer, RegistryRepository, RegistryWebhook,
+    WEBHOOK_EVENTS,
 };
 pub use schedules::{ScheduleEntry, ScheduleRecord};
 pub use webhooks::{Delivery, NewDelivery};

@@ -71,6 +71,8 @@ enum Cmd {
     Quota(remote::pool::QuotaCmd),
     /// The server's OCI registry (repos, tags, public, gc, events, webhooks).
     Registry(remote::registry::RegistryCmd),
+    /// A project's webhooks: signed POSTs of run events and registry pushes (add, list, rm).
+    Webhook(remote::webhooks::WebhookCmd),
     /// Print a shell completion script (bash, zsh or fish) on stdout.
     Completions {
         /// The shell.
@@ -169,6 +171,7 @@ fn main() -> ExitCode {
         Cmd::Offers(args) => block_on(remote::exit(remote::pool::offers(args))),
         Cmd::Quota(cmd) => block_on(remote::exit(remote::pool::quota(cmd))),
         Cmd::Registry(cmd) => block_on(remote::exit(remote::registry::registry(cmd))),
+        Cmd::Webhook(cmd) => block_on(remote::exit(remote::webhooks::webhook(cmd))),
         Cmd::Server(args) => block_on(server_cmd::server(args)),
         Cmd::Agent(args) => block_on(server_cmd::agent(args)),
         Cmd::Validate { file, output } => load::validate(&file, output),
