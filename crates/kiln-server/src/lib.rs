@@ -282,6 +282,13 @@ pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
     triggers::spawn_image_triggers(app.clone(), shutdown.clone());
     schedules::reconcile(&app).await?;
     let scheduler = schedules::spawn(app.clone(), shutdown.clone());
+    let feed_app = app.clone();
+    let closing = shutdown.clone();
+    tokio::spawn(async move {
+        closing.cancelled().await;
+        // Open `runs/events` streams never end by themselves: end them so shutdown can finish.
+        feed_app.coord.run_feed().close();
+    });
     let router = routes::router(app.clone());
     let stop = shutdown.clone();
     let task = tokio::spawn(async move {

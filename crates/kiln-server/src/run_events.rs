@@ -10,6 +10,7 @@ use std::sync::Mutex;
 
 use kiln_store::RunNotice;
 use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
 
 /// Recent events kept for resuming clients.
 const RING: usize = 1024;
@@ -37,6 +38,7 @@ pub struct RunFeed {
     boot: String,
     ring: Mutex<Ring>,
     tx: broadcast::Sender<FeedItem>,
+    closed: CancellationToken,
 }
 
 impl Default for RunFeed {
@@ -52,7 +54,18 @@ impl RunFeed {
             boot: chrono::Utc::now().timestamp_millis().to_string(),
             ring: Mutex::new(Ring { next: 1, items: VecDeque::new() }),
             tx: broadcast::channel(RING).0,
+            closed: CancellationToken::new(),
         }
+    }
+
+    /// Ends every stream of the feed (the server is stopping: it waits for open connections).
+    pub fn close(&self) {
+        self.closed.cancel();
+    }
+
+    /// Cancelled once the feed is closed.
+    pub fn closed(&self) -> CancellationToken {
+        self.closed.clone()
     }
 
     /// Publishes recorded events, in order.

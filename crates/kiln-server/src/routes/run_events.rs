@@ -96,5 +96,7 @@ pub async fn stream(
         };
         std::future::ready(out)
     });
-    Ok(Sse::new(replayed.chain(live)).keep_alive(KeepAlive::default()))
+    let closed = app.coord.run_feed().closed();
+    let events = replayed.chain(live).take_until(closed.cancelled_owned());
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }

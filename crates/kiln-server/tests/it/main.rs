@@ -4,6 +4,7 @@
 mod api;
 mod files;
 mod git;
+mod notify;
 mod openapi;
 mod pool;
 mod postgres;
