@@ -90,7 +90,10 @@ impl RunFeed {
     /// Subscribes: the kept events after `last_id` (a `Last-Event-ID` of this boot; none for
     /// anything else), then a receiver of the events published from now on. Items of the
     /// receiver numbered at or below the last replayed one are duplicates to skip.
-    pub fn subscribe(&self, last_id: Option<&str>) -> (Vec<FeedItem>, broadcast::Receiver<FeedItem>) {
+    pub fn subscribe(
+        &self,
+        last_id: Option<&str>,
+    ) -> (Vec<FeedItem>, broadcast::Receiver<FeedItem>) {
         let ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
         let rx = self.tx.subscribe();
         let after = last_id

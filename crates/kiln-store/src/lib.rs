@@ -117,9 +117,9 @@ pub use nodes::{NodeChange, NodeRecord};
 pub use notices::{NoticeRun, Recorded, RunEventKind, RunNotice};
 pub use quotas::{ProjectQuota, QuotaLimits};
 pub use registry::{
-    DeliveryPayload, ManifestPut, NewRegistryManifest, RegistryDelivery, RegistryDeliveryInfo, RegistryEvent,
-    RegistryGcRows, RegistryManifest, RegistryReferrer, RegistryRepository, RegistryWebhook,
-    WEBHOOK_EVENTS,
+    DeliveryPayload, ManifestPut, NewRegistryManifest, RegistryDelivery, RegistryDeliveryInfo,
+    RegistryEvent, RegistryGcRows, RegistryManifest, RegistryReferrer, RegistryRepository,
+    RegistryWebhook, WEBHOOK_EVENTS,
 };
 pub use schedules::{ScheduleEntry, ScheduleRecord};
 pub use webhooks::{Delivery, NewDelivery};

@@ -105,8 +105,12 @@ fn delivered<'a>(got: &'a [Got], event: &str) -> Option<&'a Got> {
 #[tokio::test]
 async fn a_failing_run_delivers_started_then_failed_signed() {
     let s = TestServer::start().await;
-    s.apply("api", "broken", "name: broken\nstages:\n  - name: t\n    jobs:\n      unit: { script: exit 3 }\n")
-        .await;
+    s.apply(
+        "api",
+        "broken",
+        "name: broken\nstages:\n  - name: t\n    jobs:\n      unit: { script: exit 3 }\n",
+    )
+    .await;
     let hook = Receiver::start(0).await;
     let secret = run_hook(&s, "api", &hook.url).await;
     let run = s.trigger("api", "broken", &[]).await;
@@ -135,8 +139,12 @@ async fn a_failing_run_delivers_started_then_failed_signed() {
 #[tokio::test]
 async fn a_receiver_that_answers_500_gets_the_same_delivery_again_until_it_takes_it() {
     let s = TestServer::start().await;
-    s.apply("api", "fine", "name: fine\nstages:\n  - name: t\n    jobs:\n      unit: { script: echo ok }\n")
-        .await;
+    s.apply(
+        "api",
+        "fine",
+        "name: fine\nstages:\n  - name: t\n    jobs:\n      unit: { script: echo ok }\n",
+    )
+    .await;
     let hook = Receiver::start(2).await;
     let secret = run_hook(&s, "api", &hook.url).await;
     let run = s.trigger("api", "fine", &[]).await;
