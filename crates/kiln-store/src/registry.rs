@@ -608,7 +608,7 @@ impl Store {
                     "INSERT INTO registry_outbox (id, webhook_id, kind, event_id, attempts, \
                      next_at, state, updated_at) VALUES ($1, $2, 'push', $3, 0, $4, 'pending', $4)")
                     .bind(uuid::Uuid::now_v7().to_string())
-                    .bind(&hook)
+                    .bind(hook)
                     .bind(&id)
                     .bind(at)
                     .execute(&mut *tx)

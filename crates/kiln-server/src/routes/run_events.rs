@@ -79,13 +79,11 @@ pub async fn stream(
     let keep2 = keep.clone();
     let replayed = stream::iter(replay.into_iter().filter(keep).map(|i| Ok(sse_event(&i))));
     let live = stream::unfold(rx, |mut rx| async move {
-        loop {
-            match rx.recv().await {
-                Ok(item) => return Some((Some(item), rx)),
-                // Too slow: the oldest were dropped. Say so, then go on with what is left.
-                Err(RecvError::Lagged(_)) => return Some((None, rx)),
-                Err(RecvError::Closed) => return None,
-            }
+        match rx.recv().await {
+            Ok(item) => Some((Some(item), rx)),
+            // Too slow: the oldest were dropped. Say so, then go on with what is left.
+            Err(RecvError::Lagged(_)) => Some((None, rx)),
+            Err(RecvError::Closed) => None,
         }
     })
     .filter_map(move |item| {
