@@ -182,8 +182,16 @@ fn main() -> ExitCode {
                 CompletionShell::Fish => clap_complete::Shell::Fish,
             };
             let mut cmd = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(shell, &mut cmd, "kiln", &mut std::io::stdout());
-            ExitCode::SUCCESS
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "kiln", &mut script);
+            // `kiln completions bash | head` is fine: a closed stdout is not an error.
+            match std::io::Write::write_all(&mut std::io::stdout(), &script) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    eprintln!("error: write the completion script: {e}");
+                    ExitCode::from(EXIT_INVALID)
+                }
+                _ => ExitCode::SUCCESS,
+            }
         }
         Cmd::Schema => {
             match serde_json::to_string_pretty(&kiln_workflow::json_schema()) {
