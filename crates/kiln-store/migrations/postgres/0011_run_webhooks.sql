@@ -1,5 +1,5 @@
 -- Project webhooks for run events too, PostgreSQL flavour. Keep in step with
--- ../sqlite/0009_run_webhooks.sql: same tables, columns and constraints; only column types
+-- ../sqlite/0011_run_webhooks.sql: same tables, columns and constraints; only column types
 -- differ. Never edit a migration once released: add the next one.
 
 -- What a webhook receives: a comma-separated list of `push` (registry pushes) and `run`

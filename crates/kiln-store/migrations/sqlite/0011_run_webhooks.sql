@@ -1,5 +1,5 @@
 -- Project webhooks for run events too, SQLite flavour. Keep in step with
--- ../postgres/0009_run_webhooks.sql: same tables, columns and constraints; only column types
+-- ../postgres/0011_run_webhooks.sql: same tables, columns and constraints; only column types
 -- differ (timestamps are RFC 3339 TEXT in UTC, JSON is TEXT). Never edit a migration once
 -- released: add the next one.
 
