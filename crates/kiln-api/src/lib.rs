@@ -601,7 +601,7 @@ pub struct RegistryEvent {
     pub created_at: DateTime<Utc>,
 }
 
-/// A project's webhook: push events are POSTed to it.
+/// A project's webhook: the events it takes are POSTed to it as JSON.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Webhook {
     /// Id.
@@ -610,6 +610,15 @@ pub struct Webhook {
     pub project: String,
     /// Target URL.
     pub url: String,
+    /// What it takes: `push` (registry pushes), `run` (runs started, waiting, ended).
+    #[serde(default)]
+    pub events: Vec<String>,
+    /// Whether its deliveries carry `X-Kiln-Signature`.
+    #[serde(default)]
+    pub signed: bool,
+    /// The signing secret: in the answer to its creation only, never again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
     /// When it was added.
     pub created_at: DateTime<Utc>,
 }
@@ -619,4 +628,46 @@ pub struct Webhook {
 pub struct CreateWebhook {
     /// Target URL (`http://` or `https://`).
     pub url: String,
+    /// What it takes: `push`, `run` or both (default: `push`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<Vec<String>>,
+    /// The key deliveries are signed with (HMAC-SHA256, `X-Kiln-Signature: sha256=<hex>`);
+    /// default: one generated and returned once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+/// A run event: what `GET /api/v1/runs/events` streams (SSE `data:`) and what a project's
+/// `run` webhooks receive as their body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RunEvent {
+    /// `run.started`, `run.waiting`, `run.succeeded`, `run.failed`, `run.canceled` or
+    /// `run.timed_out`.
+    pub event: String,
+    /// The run after the event.
+    pub run: RunEventRun,
+    /// When it was recorded.
+    pub at: DateTime<Utc>,
+}
+
+/// The run a [`RunEvent`] is about.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RunEventRun {
+    /// Id (a uuid).
+    pub id: String,
+    /// Project name.
+    pub project: String,
+    /// Pipeline name.
+    pub pipeline: String,
+    /// Number within the pipeline.
+    pub number: u64,
+    /// Its state after the event (as in [`RunSummary::state`]).
+    pub state: String,
+    /// Why it ended or paused, for people.
+    pub reason: Option<String>,
+    /// Who or what started it.
+    pub triggered_by: String,
+    /// Where people see it, when the server knows its public address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }

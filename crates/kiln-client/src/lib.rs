@@ -18,7 +18,7 @@ use kiln_api::{
 };
 use kiln_api::{
     CreateWebhook, RegistryEvent, RegistryGcReport, RegistryGcRequest, RegistryRepository,
-    RegistryTag, SetVisibility, Webhook,
+    RegistryTag, RunEvent, SetVisibility, Webhook,
 };
 use reqwest::{Method, RequestBuilder, StatusCode, Url};
 use serde::de::DeserializeOwned;
@@ -331,6 +331,37 @@ impl Client {
             }))
     }
 
+    /// Run events (started, waiting, ended) as they happen, of every project the token sees
+    /// or of `project` only, over SSE; `last_id` (an id this stream yielded) resumes after it.
+    /// Yields `(id, event)` until the server goes away.
+    pub async fn run_events(
+        &self,
+        project: Option<&str>,
+        last_id: Option<&str>,
+    ) -> Result<impl Stream<Item = Result<(String, RunEvent)>> + use<>> {
+        use eventsource_stream::Eventsource;
+        let mut url = self.url(&["runs", "events"]);
+        if let Some(p) = project {
+            url.query_pairs_mut().append_pair("project", p);
+        }
+        let mut req = self.request(Method::GET, url);
+        if let Some(id) = last_id {
+            req = req.header("Last-Event-ID", id);
+        }
+        let resp = self.send(req).await?;
+        Ok(resp.bytes_stream().eventsource().filter_map(|e| async move {
+            match e {
+                Ok(ev) if ev.event == "run" => Some(
+                    serde_json::from_str::<RunEvent>(&ev.data)
+                        .map(|r| (ev.id, r))
+                        .map_err(|e| ClientError::Transport(format!("bad run event: {e}"))),
+                ),
+                Ok(_) => None,
+                Err(e) => Some(Err(ClientError::Transport(format!("run events: {e}")))),
+            }
+        }))
+    }
+
     /// A run's artifacts.
     pub async fn artifacts(&self, run: &str) -> Result<Vec<Artifact>> {
         let id = self.run_id(run).await?;
@@ -435,11 +466,10 @@ impl Client {
         self.get(&["projects", project, "webhooks"]).await
     }
 
-    /// Adds a webhook to a project.
-    pub async fn add_webhook(&self, project: &str, url: &str) -> Result<Webhook> {
-        let body = CreateWebhook { url: url.to_string() };
+    /// Adds a webhook to a project; the answer holds its signing secret (shown only here).
+    pub async fn add_webhook(&self, project: &str, req: &CreateWebhook) -> Result<Webhook> {
         let u = self.url(&["projects", project, "webhooks"]);
-        self.json(self.request(Method::POST, u).json(&body)).await
+        self.json(self.request(Method::POST, u).json(req)).await
     }
 
     /// Removes a webhook of a project.

@@ -27,6 +27,7 @@ pub mod pool;
 pub mod registry;
 pub mod reports;
 pub mod routes;
+pub mod run_events;
 pub mod schedules;
 pub mod secrets;
 pub mod stats;
@@ -167,6 +168,9 @@ pub struct ServerConfig {
     pub crash_after_claim: bool,
     /// Limits of the caches and artifacts, and the garbage collector that keeps them.
     pub gc: GcConfig,
+    /// The first wait before a failed webhook delivery is tried again (it doubles with each
+    /// failure, up to 10 minutes); default 1 s. Tests shorten it.
+    pub webhook_backoff: Duration,
 }
 
 impl ServerConfig {
@@ -181,6 +185,7 @@ impl ServerConfig {
             registry_host: None,
             crash_after_claim: false,
             gc: GcConfig::default(),
+            webhook_backoff: Duration::from_secs(1),
         }
     }
 }
@@ -257,7 +262,10 @@ pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
     let registry = kiln_registry::Registry::open(
         store.clone(),
         Arc::new(registry::TokenAuth::new(store.clone())),
-        kiln_registry::RegistryConfig::new(data.join("registry")),
+        kiln_registry::RegistryConfig {
+            webhook_backoff: config.webhook_backoff,
+            ..kiln_registry::RegistryConfig::new(data.join("registry"))
+        },
     )
     .map_err(StartError::Registry)?;
     let registry_host = match &config.registry_host {
@@ -302,6 +310,13 @@ pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
     schedules::reconcile(&app).await?;
     let scheduler = schedules::spawn(app.clone(), shutdown.clone());
     let gc = gc::spawn(app.clone(), shutdown.clone());
+    let feed_app = app.clone();
+    let closing = shutdown.clone();
+    tokio::spawn(async move {
+        closing.cancelled().await;
+        // Open `runs/events` streams never end by themselves: end them so shutdown can finish.
+        feed_app.coord.run_feed().close();
+    });
     let router = routes::router(app.clone());
     let stop = shutdown.clone();
     let task = tokio::spawn(async move {

@@ -100,6 +100,7 @@ mod ids;
 mod intents;
 mod model;
 mod nodes;
+mod notices;
 mod projects;
 mod quotas;
 mod registry;
@@ -119,10 +120,12 @@ pub use model::{
     TokenSecret, is_valid_name,
 };
 pub use nodes::{NodeChange, NodeRecord};
+pub use notices::{NoticeRun, Recorded, RunEventKind, RunNotice};
 pub use quotas::{ProjectQuota, QuotaLimits};
 pub use registry::{
-    ManifestPut, NewRegistryManifest, RegistryDelivery, RegistryDeliveryInfo, RegistryEvent,
-    RegistryGcRows, RegistryManifest, RegistryReferrer, RegistryRepository, RegistryWebhook,
+    DeliveryPayload, ManifestPut, NewRegistryManifest, RegistryDelivery, RegistryDeliveryInfo,
+    RegistryEvent, RegistryGcRows, RegistryManifest, RegistryReferrer, RegistryRepository,
+    RegistryWebhook, WEBHOOK_EVENTS,
 };
 pub use schedules::{ScheduleEntry, ScheduleRecord};
 pub use webhooks::{Delivery, NewDelivery};

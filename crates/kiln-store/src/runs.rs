@@ -18,6 +18,7 @@ use sqlx::types::Json;
 
 use crate::error::{Ctx, is_foreign_key, is_unique};
 use crate::model::{DbText, int};
+use crate::notices::{NoticeRun, Recorded, RunEventKind, RunNotice};
 use crate::{
     ApprovalDecision, ApprovalRecord, JobRecord, NewRun, PipelineId, PipelineSource, Result, Run,
     RunFilter, RunId, Step, Store, StoreError, StoredEvent, now,
@@ -186,6 +187,13 @@ pub(crate) trait RunTx {
 
     /// The run as it is now in this transaction.
     async fn run_row(&mut self, run: &RunId) -> Result<RunRow>;
+
+    /// The run's state now (`NotFound` if there is no such run).
+    async fn state_of(&mut self, run: &RunId) -> Result<RunState>;
+
+    /// Puts `notice` in the webhook outbox, one row per webhook of `run`'s project that takes
+    /// `run` events.
+    async fn enqueue_notice(&mut self, run: &RunId, notice: &RunNotice) -> Result<()>;
 }
 
 macro_rules! run_tx {
@@ -381,6 +389,47 @@ macro_rules! run_tx {
                     .await
                     .ctx(what)?
                     .ok_or_else(|| StoreError::NotFound(format!("run {run}")))
+            }
+
+            async fn state_of(&mut self, run: &RunId) -> Result<RunState> {
+                let what = || format!("get the state of run {run}");
+                let state: Option<String> = sqlx::query_scalar("SELECT state FROM runs WHERE id = $1")
+                    .bind(run.text())
+                    .fetch_optional(&mut *self)
+                    .await
+                    .ctx(what)?;
+                let state = state.ok_or_else(|| StoreError::NotFound(format!("run {run}")))?;
+                RunState::from_db(&state)
+            }
+
+            async fn enqueue_notice(&mut self, run: &RunId, notice: &RunNotice) -> Result<()> {
+                let what = || format!("queue the webhooks of run {run}");
+                let hooks: Vec<(String, String)> = sqlx::query_as(
+                    "SELECT w.id, w.events FROM registry_webhooks w \
+                     JOIN pipelines pl ON pl.project_id = w.project_id \
+                     JOIN runs r ON r.pipeline_id = pl.id WHERE r.id = $1 ORDER BY w.id")
+                    .bind(run.text())
+                    .fetch_all(&mut *self)
+                    .await
+                    .ctx(what)?;
+                let body = serde_json::to_string(notice)
+                    .map_err(|e| StoreError::Invalid(format!("run event of run {run}: {e}")))?;
+                for (hook, events) in hooks {
+                    if !crate::registry::takes(&events, "run") {
+                        continue;
+                    }
+                    sqlx::query(
+                        "INSERT INTO registry_outbox (id, webhook_id, kind, payload, attempts, \
+                         next_at, state, updated_at) VALUES ($1, $2, 'run', $3, 0, $4, 'pending', $4)")
+                        .bind(uuid::Uuid::now_v7().to_string())
+                        .bind(&hook)
+                        .bind(&body)
+                        .bind(notice.at)
+                        .execute(&mut *self)
+                        .await
+                        .ctx(what)?;
+                }
+                Ok(())
             }
         }
     )+};
@@ -593,21 +642,41 @@ impl Store {
     /// Returns the events' sequence numbers. All or nothing: on any error nothing of the step
     /// is stored. An empty step changes nothing (`NotFound` if the run does not exist).
     pub async fn record_step(&self, run: &RunId, step: &Step) -> Result<Vec<u64>> {
+        Ok(self.record_step_notified(run, step).await?.seqs)
+    }
+
+    /// [`Store::record_step`], also returning the run events the step caused
+    /// ([`RunEventKind::between`] the states before and after). In the same transaction,
+    /// each event is put in the webhook outbox for every webhook of the run's project that
+    /// takes `run` events: a step stored is a notification queued, once.
+    pub async fn record_step_notified(&self, run: &RunId, step: &Step) -> Result<Recorded> {
         check_jobs(run, &step.jobs)?;
         if step.events.is_empty() && step.state.is_none() && step.jobs.is_empty() {
             self.run(run).await?;
-            return Ok(Vec::new());
+            return Ok(Recorded::default());
         }
         let what = || format!("record a step of run {run}");
-        let seqs = with_tx!(self, what, tx => {
+        let recorded = with_tx!(self, what, tx => {
             let seqs = tx.append_events(run, &step.events).await?;
+            let mut notices = Vec::new();
             if let Some((state, reason)) = &step.state {
+                let before = tx.state_of(run).await?;
                 tx.set_state(run, *state, reason.as_deref()).await?;
+                let kinds = RunEventKind::between(before, *state);
+                if !kinds.is_empty() {
+                    let now_run = tx.run_row(run).await?.into_run()?;
+                    for event in kinds {
+                        let notice =
+                            RunNotice { event, run: NoticeRun::of(&now_run), at: now() };
+                        tx.enqueue_notice(run, &notice).await?;
+                        notices.push(notice);
+                    }
+                }
             }
             tx.upsert_jobs(run, &step.jobs).await?;
-            seqs
+            Recorded { seqs, notices }
         });
-        Ok(seqs)
+        Ok(recorded)
     }
 
     /// A run's event log in order, to replay the engine after a restart.

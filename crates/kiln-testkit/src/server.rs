@@ -42,6 +42,9 @@ impl Backend {
     }
 }
 
+/// The first retry wait of webhook deliveries in test servers (1 s in real ones).
+pub const WEBHOOK_BACKOFF: Duration = Duration::from_millis(50);
+
 /// A real server on loopback with a temporary data directory, and (unless started with
 /// capacity 0) an embedded agent on the process executor. Stop it with [`TestServer::stop`].
 pub struct TestServer {
@@ -105,6 +108,7 @@ impl TestServer {
             database: backend.database_url(),
             agent_lost_after: lost_after,
             gc: gc.clone(),
+            webhook_backoff: WEBHOOK_BACKOFF,
             ..kiln_server::ServerConfig::new(data.clone(), "127.0.0.1:0".parse().unwrap())
         })
         .await
@@ -184,6 +188,7 @@ impl TestServer {
             database: self.backend.database_url(),
             agent_lost_after: self.lost_after,
             gc: self.gc.clone(),
+            webhook_backoff: WEBHOOK_BACKOFF,
             ..kiln_server::ServerConfig::new(self.data.clone(), "127.0.0.1:0".parse().unwrap())
         };
         configure(&mut config);

@@ -181,7 +181,7 @@ impl Actor {
             return Ok(());
         }
         let new_state = step.state.as_ref().map(|(s, _)| *s);
-        self.sh.store.record_step(&self.run.id, &step).await?;
+        self.sh.record(&self.run.id, &step).await?;
         if let Some(s) = new_state {
             self.state = s;
             self.run.state = s;

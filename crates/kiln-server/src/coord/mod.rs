@@ -29,6 +29,7 @@ use crate::dispatch::Dispatch;
 use crate::error::{ApiErr, ApiResult};
 use crate::metrics::Metrics;
 use crate::plans;
+use crate::run_events::RunFeed;
 use crate::secrets::SecretBox;
 
 mod actor;
@@ -90,6 +91,22 @@ struct Shared {
     active: Mutex<HashMap<(PipelineId, String), usize>>,
     admission: tokio::sync::Mutex<()>,
     plans: Mutex<HashMap<(PipelineId, u32), Arc<Plan>>>,
+    /// Run events recorded, for `GET /api/v1/runs/events`.
+    feed: RunFeed,
+}
+
+impl Shared {
+    /// Stores one step of a run (`Store::record_step_notified`: the run events it causes are
+    /// queued for the project's webhooks in the same transaction), then publishes those
+    /// events and wakes the webhook delivery.
+    async fn record(&self, run: &RunId, step: &Step) -> Result<Vec<u64>, StoreError> {
+        let recorded = self.store.record_step_notified(run, step).await?;
+        if !recorded.notices.is_empty() {
+            self.feed.publish(recorded.notices);
+            self.registry.wake_webhooks();
+        }
+        Ok(recorded.seqs)
+    }
 }
 
 /// Starts, steers and recovers runs. Cheap to clone.
@@ -155,8 +172,14 @@ impl Coord {
                 active: Mutex::new(HashMap::new()),
                 admission: tokio::sync::Mutex::new(()),
                 plans: Mutex::new(HashMap::new()),
+                feed: RunFeed::new(),
             }),
         }
+    }
+
+    /// The run events recorded since this server started.
+    pub fn run_feed(&self) -> &RunFeed {
+        &self.sh.feed
     }
 
     /// The compiled plan of a pipeline version (cached).
@@ -291,10 +314,7 @@ impl Coord {
             .map(|j| Event::JobReused { job: j.job.clone(), outputs: j.outputs.clone() })
             .collect();
         if !events.is_empty() {
-            self.sh
-                .store
-                .record_step(&new.id, &Step { events, state: None, jobs: Vec::new() })
-                .await?;
+            self.sh.record(&new.id, &Step { events, state: None, jobs: Vec::new() }).await?;
             let ids: Vec<JobId> = reused.iter().map(|j| j.job.clone()).collect();
             self.sh.store.copy_artifacts(&run.id, &new.id, &ids).await?;
         }
@@ -312,8 +332,7 @@ impl Coord {
             {
                 let reason = format!("run canceled by {by} while queued");
                 self.sh
-                    .store
-                    .record_step(
+                    .record(
                         &run.id,
                         &Step {
                             events: vec![event.clone()],
@@ -348,7 +367,7 @@ impl Coord {
             state: Some((RunState::Failure, Some(format!("could not start: {why}")))),
             jobs: Vec::new(),
         };
-        if let Err(e) = self.sh.store.record_step(&run.id, &step).await {
+        if let Err(e) = self.sh.record(&run.id, &step).await {
             tracing::error!("mark run {} failed: {e}", run.full_name());
         }
     }

@@ -27,6 +27,7 @@ pub mod nodes;
 pub mod projects;
 pub mod quotas;
 pub mod registry;
+pub mod run_events;
 pub mod runs;
 pub mod stats;
 pub mod tokens;
@@ -84,6 +85,7 @@ fn api_router() -> OpenApiRouter<App> {
         .routes(routes!(runs::trigger))
         .routes(routes!(runs::show_by_number))
         .routes(routes!(runs::list))
+        .routes(routes!(run_events::stream))
         .routes(routes!(runs::show))
         .routes(routes!(runs::source))
         .routes(routes!(runs::cancel))

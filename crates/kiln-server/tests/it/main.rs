@@ -5,6 +5,7 @@ mod api;
 mod files;
 mod gc;
 mod git;
+mod notify;
 mod openapi;
 mod pool;
 mod postgres;

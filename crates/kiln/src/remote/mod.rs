@@ -30,6 +30,8 @@ pub mod pool;
 pub mod registry;
 pub mod runs;
 pub mod triggers;
+pub mod watch;
+pub mod webhooks;
 
 /// `println!` for results: stops the process quietly when stdout is closed (`kiln logs RUN |
 /// head`) instead of panicking.

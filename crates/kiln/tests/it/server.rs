@@ -705,3 +705,97 @@ fn a_noop_agent_ends_the_jobs_placed_on_it_without_running_them() {
     let _ = agent.kill();
     let _ = agent.wait();
 }
+
+/// Reads `child`'s stdout lines on a thread; lines arrive on the returned channel.
+fn stdout_lines(child: &mut Child) -> mpsc::Receiver<String> {
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits (at most a minute) for a line of `lines` that contains every one of `parts`.
+fn line_with(lines: &mpsc::Receiver<String>, parts: &[&str], seen: &mut Vec<String>) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => {
+                seen.push(line.clone());
+                if parts.iter().all(|p| line.contains(p)) {
+                    return line;
+                }
+            }
+            Err(_) => panic!("no line with {parts:?}; printed so far:\n{}", seen.join("\n")),
+        }
+    }
+}
+
+#[test]
+fn runs_watch_prints_a_line_when_a_run_starts_and_one_when_it_ends() {
+    let s = Server::start();
+    s.pipeline("flaky", FLAKY);
+    let mut watcher = s
+        .cmd(&["runs", "--watch"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kiln runs --watch starts");
+    // It says on stderr once it is subscribed: what happens from then on is printed.
+    let stderr = BufReader::new(watcher.stderr.take().unwrap());
+    let mut err_lines = stderr.lines();
+    loop {
+        match err_lines.next() {
+            Some(Ok(line)) if line.contains("watching run events") => break,
+            Some(Ok(_)) => continue,
+            other => panic!("kiln runs --watch stopped before watching: {other:?}"),
+        }
+    }
+    std::thread::spawn(move || for _ in err_lines {});
+    let lines = stdout_lines(&mut watcher);
+    s.ok(&["trigger", "default/flaky"], 0);
+    let mut seen = Vec::new();
+    let started = line_with(&lines, &["default/flaky#1"], &mut seen);
+    assert!(started.contains("scheduling") || started.contains("running"), "{started}");
+    let ended = line_with(&lines, &["default/flaky#1", "failure"], &mut seen);
+    assert!(ended.contains("broken"), "the reason names the failed job: {ended}");
+    assert!(ended.starts_with("20"), "each line starts with the time: {ended}");
+    assert_eq!(seen.iter().filter(|l| l.contains("flaky#1")).count(), 2, "{seen:?}");
+    let _ = watcher.kill();
+    let _ = watcher.wait();
+}
+
+#[test]
+fn webhook_commands_add_list_and_remove_run_webhooks() {
+    let s = Server::start();
+    s.ok(&["project", "create", "team"], 0);
+    let (stdout, _) = s.ok(&["webhook", "add", "team", "http://127.0.0.1:9/hook"], 0);
+    assert!(stdout.contains("added webhook") && stdout.contains("(push,run)"), "{stdout}");
+    assert!(stdout.contains("signing secret (shown once): whsec_"), "{stdout}");
+    let (stdout, _) =
+        s.ok(&["webhook", "add", "team", "http://127.0.0.1:9/runs", "--events", "run"], 0);
+    assert!(stdout.contains("(run)"), "{stdout}");
+    let (stdout, _) = s.ok(&["webhook", "list", "team"], 0);
+    assert!(stdout.contains("EVENTS") && stdout.contains("SIGNED"), "{stdout}");
+    assert!(!stdout.contains("whsec_"), "the secret is never listed: {stdout}");
+    let (stdout, _) = s.ok(&["webhook", "list", "team", "-o", "json"], 0);
+    let hooks: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(hooks[1]["events"], serde_json::json!(["run"]));
+    assert_eq!(hooks[1]["signed"], true);
+    let id = hooks[0]["id"].as_str().unwrap().to_string();
+    let (_, stderr) = s.ok(&["webhook", "add", "team", "http://x", "--events", "deploy"], 2);
+    assert!(stderr.contains("deploy"), "{stderr}");
+    s.ok(&["webhook", "rm", "team", &id], 0);
+    let (stdout, _) = s.ok(&["webhook", "list", "team", "-o", "json"], 0);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&stdout).unwrap().as_array().unwrap().len(),
+        1
+    );
+}
