@@ -60,6 +60,9 @@ pub mod codes {
     /// 409: an agent speaks another version of the lease protocol than the server; the
     /// message says which side to upgrade.
     pub const AGENT_PROTOCOL: &str = "agent_protocol";
+    /// 404: the artifacts asked for existed but the garbage collector removed them (their
+    /// run ended longer ago than the server's `--artifact-max-age`); the message says when.
+    pub const ARTIFACTS_EXPIRED: &str = "artifacts_expired";
     /// 500: a fault on the server's side; the message says what failed.
     pub const INTERNAL: &str = "internal";
 }
@@ -113,6 +116,19 @@ pub struct ApplyPipeline {
     /// The file name diagnostics should name (default `<pipeline>.yml`).
     #[serde(default)]
     pub file: Option<String>,
+    /// Template files the workflow's `uses:` refer to, by the path written there.
+    #[serde(default)]
+    pub files: BTreeMap<String, String>,
+}
+
+/// The workflow a run ran (`GET /api/v1/runs/{run}/source`): the pipeline's source as it was
+/// when the run was created, whatever was applied since.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RunWorkflow {
+    /// The entry file's name (diagnostics name it).
+    pub file: String,
+    /// The workflow file's text.
+    pub yaml: String,
     /// Template files the workflow's `uses:` refer to, by the path written there.
     #[serde(default)]
     pub files: BTreeMap<String, String>,
@@ -551,6 +567,24 @@ pub struct RegistryGcReport {
     pub uploads: u64,
 }
 
+/// What a garbage collection of caches and artifacts removed (`POST /api/v1/gc`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct GcReport {
+    /// Caches evicted (`project/key`), least recently used first: past the age limit or over
+    /// the size budget.
+    pub caches: Vec<String>,
+    /// Artifacts expired (`run/job`): their run ended longer ago than the age limit.
+    pub artifacts: Vec<String>,
+    /// Files of the blob directory that no record named, older than the grace, deleted.
+    pub orphans: u64,
+    /// Bytes of files deleted.
+    pub bytes_freed: u64,
+    /// Bytes of the caches kept.
+    pub cache_bytes: u64,
+    /// The caches' size budget in bytes.
+    pub cache_budget: u64,
+}
+
 /// A manifest push.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct RegistryEvent {
@@ -570,7 +604,7 @@ pub struct RegistryEvent {
     pub created_at: DateTime<Utc>,
 }
 
-/// A project's webhook: push events are POSTed to it.
+/// A project's webhook: the events it takes are POSTed to it as JSON.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Webhook {
     /// Id.
@@ -579,6 +613,15 @@ pub struct Webhook {
     pub project: String,
     /// Target URL.
     pub url: String,
+    /// What it takes: `push` (registry pushes), `run` (runs started, waiting, ended).
+    #[serde(default)]
+    pub events: Vec<String>,
+    /// Whether its deliveries carry `X-Kiln-Signature`.
+    #[serde(default)]
+    pub signed: bool,
+    /// The signing secret: in the answer to its creation only, never again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
     /// When it was added.
     pub created_at: DateTime<Utc>,
 }
@@ -588,4 +631,46 @@ pub struct Webhook {
 pub struct CreateWebhook {
     /// Target URL (`http://` or `https://`).
     pub url: String,
+    /// What it takes: `push`, `run` or both (default: `push`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<Vec<String>>,
+    /// The key deliveries are signed with (HMAC-SHA256, `X-Kiln-Signature: sha256=<hex>`);
+    /// default: one generated and returned once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+/// A run event: what `GET /api/v1/runs/events` streams (SSE `data:`) and what a project's
+/// `run` webhooks receive as their body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RunEvent {
+    /// `run.started`, `run.waiting`, `run.succeeded`, `run.failed`, `run.canceled` or
+    /// `run.timed_out`.
+    pub event: String,
+    /// The run after the event.
+    pub run: RunEventRun,
+    /// When it was recorded.
+    pub at: DateTime<Utc>,
+}
+
+/// The run a [`RunEvent`] is about.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RunEventRun {
+    /// Id (a uuid).
+    pub id: String,
+    /// Project name.
+    pub project: String,
+    /// Pipeline name.
+    pub pipeline: String,
+    /// Number within the pipeline.
+    pub number: u64,
+    /// Its state after the event (as in [`RunSummary::state`]).
+    pub state: String,
+    /// Why it ended or paused, for people.
+    pub reason: Option<String>,
+    /// Who or what started it.
+    pub triggered_by: String,
+    /// Where people see it, when the server knows its public address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }

@@ -13,12 +13,12 @@ use kiln_api::pool::{NodeInfo, NodeUpdate, Offer, QuotaInfo, QuotaLimits};
 use kiln_api::triggers::TriggerInfo;
 use kiln_api::{
     ApiError, ApplyPipeline, ApplyResult, Artifact, CreateProject, CreateToken, CreatedToken,
-    DecisionRequest, ErrorBody, LogLine, LogPage, Pipeline, Project, RunDetail, RunSummary, Secret,
-    ServerInfo, SetSecret, Token, TriggerRequest,
+    DecisionRequest, ErrorBody, GcReport, LogLine, LogPage, Pipeline, Project, RunDetail,
+    RunSummary, RunWorkflow, Secret, ServerInfo, SetSecret, Token, TriggerRequest,
 };
 use kiln_api::{
     CreateWebhook, RegistryEvent, RegistryGcReport, RegistryGcRequest, RegistryRepository,
-    RegistryTag, SetVisibility, Webhook,
+    RegistryTag, RunEvent, SetVisibility, Webhook,
 };
 use reqwest::{Method, RequestBuilder, StatusCode, Url};
 use serde::de::DeserializeOwned;
@@ -227,6 +227,11 @@ impl Client {
         }
     }
 
+    /// The workflow a run ran (entry file and template files, as when it was created).
+    pub async fn run_source(&self, run_id: &str) -> Result<RunWorkflow> {
+        self.get(&["runs", run_id, "source"]).await
+    }
+
     /// Resolves `project/pipeline#number` (or an id) to a run id.
     pub async fn run_id(&self, run: &str) -> Result<String> {
         if parse_run_name(run).is_none() {
@@ -326,6 +331,37 @@ impl Client {
             }))
     }
 
+    /// Run events (started, waiting, ended) as they happen, of every project the token sees
+    /// or of `project` only, over SSE; `last_id` (an id this stream yielded) resumes after it.
+    /// Yields `(id, event)` until the server goes away.
+    pub async fn run_events(
+        &self,
+        project: Option<&str>,
+        last_id: Option<&str>,
+    ) -> Result<impl Stream<Item = Result<(String, RunEvent)>> + use<>> {
+        use eventsource_stream::Eventsource;
+        let mut url = self.url(&["runs", "events"]);
+        if let Some(p) = project {
+            url.query_pairs_mut().append_pair("project", p);
+        }
+        let mut req = self.request(Method::GET, url);
+        if let Some(id) = last_id {
+            req = req.header("Last-Event-ID", id);
+        }
+        let resp = self.send(req).await?;
+        Ok(resp.bytes_stream().eventsource().filter_map(|e| async move {
+            match e {
+                Ok(ev) if ev.event == "run" => Some(
+                    serde_json::from_str::<RunEvent>(&ev.data)
+                        .map(|r| (ev.id, r))
+                        .map_err(|e| ClientError::Transport(format!("bad run event: {e}"))),
+                ),
+                Ok(_) => None,
+                Err(e) => Some(Err(ClientError::Transport(format!("run events: {e}")))),
+            }
+        }))
+    }
+
     /// A run's artifacts.
     pub async fn artifacts(&self, run: &str) -> Result<Vec<Artifact>> {
         let id = self.run_id(run).await?;
@@ -401,6 +437,11 @@ impl Client {
         self.json(self.request(Method::POST, self.url(&["registry", "gc"])).json(req)).await
     }
 
+    /// Collects caches' and artifacts' garbage now (admin): what was removed.
+    pub async fn gc(&self) -> Result<GcReport> {
+        self.json(self.request(Method::POST, self.url(&["gc"]))).await
+    }
+
     /// Push events, newest first.
     pub async fn registry_events(
         &self,
@@ -425,11 +466,10 @@ impl Client {
         self.get(&["projects", project, "webhooks"]).await
     }
 
-    /// Adds a webhook to a project.
-    pub async fn add_webhook(&self, project: &str, url: &str) -> Result<Webhook> {
-        let body = CreateWebhook { url: url.to_string() };
+    /// Adds a webhook to a project; the answer holds its signing secret (shown only here).
+    pub async fn add_webhook(&self, project: &str, req: &CreateWebhook) -> Result<Webhook> {
         let u = self.url(&["projects", project, "webhooks"]);
-        self.json(self.request(Method::POST, u).json(&body)).await
+        self.json(self.request(Method::POST, u).json(req)).await
     }
 
     /// Removes a webhook of a project.
@@ -574,9 +614,20 @@ impl Client {
     }
 
     /// Downloads the artifacts of `job` for a lease's workspace; `None` if it stored none.
+    /// Artifacts that expired are an error (`artifacts_expired`), not `None`: the job needs
+    /// them and cannot have them.
     pub async fn lease_input(&self, lease: &str, job: &str) -> Result<Option<Bytes>> {
         let url = self.url(&["leases", lease, "inputs", job]);
-        self.optional_bytes(url).await
+        match self.send(self.request(Method::GET, url)).await {
+            Ok(resp) => resp
+                .bytes()
+                .await
+                .map(Some)
+                .map_err(|e| ClientError::Transport(format!("download: {e}"))),
+            Err(e) if e.code() == Some(kiln_api::codes::ARTIFACTS_EXPIRED) => Err(e),
+            Err(ClientError::Api { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Downloads a cache archive; `None` on a miss.

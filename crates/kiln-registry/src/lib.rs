@@ -58,6 +58,9 @@ pub struct RegistryConfig {
     pub gc_grace: Duration,
     /// How often the background collection runs (`None`: only on request).
     pub gc_interval: Option<Duration>,
+    /// The first wait before a failed webhook delivery is tried again; it doubles with each
+    /// failure, up to 10 minutes (see [`webhooks::backoff`]).
+    pub webhook_backoff: Duration,
 }
 
 impl RegistryConfig {
@@ -69,6 +72,7 @@ impl RegistryConfig {
             service: "kiln".into(),
             gc_grace: Duration::from_secs(3600),
             gc_interval: Some(Duration::from_secs(6 * 3600)),
+            webhook_backoff: Duration::from_secs(1),
         }
     }
 }
@@ -138,6 +142,12 @@ impl Registry {
     /// The `/v2/` API and the token endpoint `/auth/token`, with their own error bodies.
     pub fn router<S: Clone + Send + Sync + 'static>(self: &Arc<Self>) -> axum::Router<S> {
         http::router(self.clone())
+    }
+
+    /// Delivers due webhook deliveries now rather than at the next poll (call it after
+    /// queueing some outside the registry, e.g. run events).
+    pub fn wake_webhooks(&self) {
+        self.webhook_wake.notify_one();
     }
 
     /// Every manifest push from now on (a slow subscriber misses the oldest ones).

@@ -3,6 +3,9 @@
 //! ([`crate::wrapper`]: `source` checkout, artifacts of needed jobs, caches) with the same
 //! `KILN_*` variables, and the caller watches [`Update`]s and steers with [`Control`]s
 //! (approve, reject, cancel). What one machine cannot do is listed by [`local_limits`].
+//! For `kiln run --replay`, jobs can count as done with given outputs
+//! ([`LocalSetup::reused`]) and a failed script can wait for a look around
+//! ([`LocalSetup::pause_on_failure`], [`pausing_script`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -135,6 +138,65 @@ pub struct LocalSetup {
     /// The cache directory (one project's caches, laid out as on the server); `None`: `cache:`
     /// is neither restored nor saved.
     pub cache_dir: Option<PathBuf>,
+    /// Jobs that do not run but count as succeeded with these outputs, as a server's retry
+    /// reuses jobs (`Event::JobReused`): `kiln run --replay` gives the needed jobs of the
+    /// replayed one the outputs they had on the server (and puts their artifacts into
+    /// `run_dir/artifacts` itself).
+    pub reused: BTreeMap<JobId, BTreeMap<String, String>>,
+    /// A failed `script:` job does not end: its script stops at the failing step and waits
+    /// (see [`pausing_script`]) until the watcher, told by a log line starting with
+    /// [`PAUSED`], has let someone look around and created `done` in the control directory.
+    pub pause_on_failure: bool,
+}
+
+/// Start of the log line (stderr, followed by the control directory) a job paused by
+/// [`LocalSetup::pause_on_failure`] writes once it waits. The control directory (inside the
+/// task: on the host for host processes, in the container for Docker) holds `env` (`export
+/// -p` at the failing step), `pwd` (the directory it ran in), `command` (the failing step's
+/// text) and `rc` (its exit code); creating `done` there lets the job end with that code.
+pub const PAUSED: &str = "kiln: replay: paused; control directory ";
+
+/// A job's script lines as one `sh -e` script that behaves the same, except that when a step
+/// fails the script does not end: it writes its control files (see [`PAUSED`]) into a fresh
+/// temporary directory, prints the failing step and the [`PAUSED`] line on stderr, and waits
+/// for `done` there before exiting with the step's code. A step is one entry of `script:`
+/// (one list item may hold several lines).
+pub fn pausing_script(lines: &[String]) -> String {
+    const END: &str = "KILN_REPLAY_STEP_END_7f3a";
+    let mut s = String::from("__kiln_step=0\n__kiln_failed() {\n  case \"$__kiln_step\" in\n");
+    for (i, line) in lines.iter().enumerate() {
+        s.push_str(&format!("  {}) cat <<'{END}'\n{line}\n{END}\n  ;;\n", i + 1));
+    }
+    s.push_str(
+        r#"  esac
+}
+__kiln_paused() {
+  __kiln_rc=$?
+  trap - EXIT
+  if [ "$__kiln_rc" -ne 0 ]; then
+    __kiln_ctl=$(mktemp -d "${TMPDIR:-/tmp}/kiln-replay.XXXXXX")
+    export -p > "$__kiln_ctl/env"
+    pwd > "$__kiln_ctl/pwd"
+    echo "$__kiln_rc" > "$__kiln_ctl/rc"
+    __kiln_failed > "$__kiln_ctl/command"
+    echo "kiln: replay: step $__kiln_step failed with exit code $__kiln_rc:" >&2
+    while IFS= read -r __kiln_l; do echo "kiln: replay: > $__kiln_l" >&2; done < "$__kiln_ctl/command"
+"#,
+    );
+    s.push_str(&format!("    echo \"{PAUSED}$__kiln_ctl\" >&2\n"));
+    s.push_str(
+        r#"    while [ ! -e "$__kiln_ctl/done" ]; do sleep 1; done
+    rm -rf "$__kiln_ctl"
+  fi
+  exit "$__kiln_rc"
+}
+trap __kiln_paused EXIT
+"#,
+    );
+    for (i, line) in lines.iter().enumerate() {
+        s.push_str(&format!("__kiln_step={}\n{line}\n", i + 1));
+    }
+    s
 }
 
 /// What `kiln run` cannot do as the server does, one line per workflow key that asks for it
@@ -264,7 +326,10 @@ impl LocalRun {
         mut control: mpsc::UnboundedReceiver<Control>,
     ) -> Report {
         let (events, mut event_rx) = mpsc::unbounded_channel();
-        let engine = Run::new(self.plan.clone(), self.params);
+        let mut engine = Run::new(self.plan.clone(), self.params);
+        for (job, outputs) in &self.setup.reused {
+            engine.handle(Event::JobReused { job: job.clone(), outputs: outputs.clone() });
+        }
         let known = engine.jobs().map(|(_, s)| s.clone()).collect();
         let temporary = self.setup.run_dir.is_none();
         let run_dir = self
@@ -391,6 +456,11 @@ impl Driver {
         let attempt = start.attempt;
         let index = self.plan.job_index(&job).unwrap_or(0);
         let mut spec = task_spec(&self.run_id, index, &start);
+        if self.setup.pause_on_failure
+            && let RunSpec::Script(lines) = &start.job.run
+        {
+            spec.entry = Entry::Script(pausing_script(lines));
+        }
         spec.env.extend(self.setup.env.clone());
         spec.env.extend(kiln_workflow::run_env::attempt_env(job.as_str(), attempt));
         spec.host_network = start.job.scheduling.host_network;

@@ -1,6 +1,6 @@
 //! The local blob directory: artifact and cache archives (tar.gz), written to a temporary file
 //! and renamed into place, so a reader never sees half a blob and a failed upload leaves the
-//! previous one intact.
+//! previous one intact. The garbage collector (`gc.rs`) deletes the files no record names.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -43,9 +43,15 @@ impl Blobs {
         format!("artifacts/{run}/{job_index}-{attempt}.tar.gz")
     }
 
-    /// Where a project's cache of `key` lives.
+    /// A new path for a project's cache of `key`: each upload gets its own file, so that
+    /// evicting a cache never deletes the file of the same key stored again meanwhile (the
+    /// replaced file is an orphan the garbage collector deletes).
     pub fn cache_rel(project: &str, key: &str) -> String {
-        format!("caches/{project}/{}.tar.gz", hex::encode(Sha256::digest(key.as_bytes())))
+        format!(
+            "caches/{project}/{}-{}.tar.gz",
+            hex::encode(Sha256::digest(key.as_bytes())),
+            uuid::Uuid::now_v7().simple()
+        )
     }
 
     /// Writes a body to `rel` (at most `limit` bytes), atomically.
@@ -59,7 +65,14 @@ impl Blobs {
         tokio::fs::create_dir_all(&dir).await?;
         let tmp = dir.join(format!(".upload-{}", uuid::Uuid::now_v7().simple()));
         let result = async {
-            let mut file = tokio::fs::File::create(&tmp).await?;
+            let mut file = match tokio::fs::File::create(&tmp).await {
+                // The garbage collector removed the directory, empty and old, meanwhile.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    tokio::fs::create_dir_all(&dir).await?;
+                    tokio::fs::File::create(&tmp).await?
+                }
+                other => other?,
+            };
             let mut hasher = Sha256::new();
             let mut size = 0u64;
             let mut body = body;

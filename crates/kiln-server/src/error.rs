@@ -102,6 +102,14 @@ impl IntoResponse for ApiErr {
 
 impl From<axum::extract::rejection::JsonRejection> for ApiErr {
     fn from(r: axum::extract::rejection::JsonRejection) -> ApiErr {
+        // A body over the size cap is 413 (`too_large`), not a malformed one.
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return ApiErr::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                codes::TOO_LARGE,
+                format!("request body: {}", r.body_text()),
+            );
+        }
         ApiErr::bad_request(format!("request body: {}", r.body_text()))
     }
 }

@@ -20,12 +20,14 @@ pub mod blobs;
 pub mod coord;
 pub mod dispatch;
 pub mod error;
+pub mod gc;
 pub mod metrics;
 pub mod plans;
 pub mod pool;
 pub mod registry;
 pub mod reports;
 pub mod routes;
+pub mod run_events;
 pub mod schedules;
 pub mod secrets;
 pub mod services;
@@ -35,6 +37,7 @@ pub mod webhooks;
 
 use coord::Coord;
 use dispatch::Dispatch;
+pub use gc::GcConfig;
 use metrics::Metrics;
 use secrets::{SecretBox, SecretError};
 
@@ -129,6 +132,13 @@ pub struct AppState {
     pub scheduler: schedules::Scheduler,
     /// Services and their instances.
     pub services: services::Services,
+    /// [`ServerConfig::crash_after_claim`]: a fault for tests only.
+    #[doc(hidden)]
+    pub crash_after_claim: bool,
+    /// The garbage collector's limits.
+    pub gc: GcConfig,
+    /// Held by a garbage collection pass.
+    pub gc_lock: gc::GcLock,
 }
 
 /// Shared state of the API.
@@ -153,11 +163,22 @@ pub struct ServerConfig {
     /// address (`127.0.0.1:port` when listening on every address). Set it to an address
     /// containers can reach when jobs push images.
     pub registry_host: Option<String>,
+    /// A fault for tests only: the server stops handling a trigger right after its claim is
+    /// stored, before the claimed runs are created, as if the process died there (a webhook
+    /// delivery is answered 500; the scheduler task ends). What a start after such a crash
+    /// does is what the tests check. Never set outside tests.
+    #[doc(hidden)]
+    pub crash_after_claim: bool,
+    /// Limits of the caches and artifacts, and the garbage collector that keeps them.
+    pub gc: GcConfig,
+    /// The first wait before a failed webhook delivery is tried again (it doubles with each
+    /// failure, up to 10 minutes); default 1 s. Tests shorten it.
+    pub webhook_backoff: Duration,
 }
 
 impl ServerConfig {
     /// The defaults for `data` and `listen`: SQLite in the data directory, agents lost after
-    /// 30 s.
+    /// 30 s, the garbage collector's defaults ([`GcConfig::default`]).
     pub fn new(data: PathBuf, listen: SocketAddr) -> ServerConfig {
         ServerConfig {
             data,
@@ -165,6 +186,9 @@ impl ServerConfig {
             database: None,
             agent_lost_after: Duration::from_millis(kiln_api::agent::LEASE_TTL_MS),
             registry_host: None,
+            crash_after_claim: false,
+            gc: GcConfig::default(),
+            webhook_backoff: Duration::from_secs(1),
         }
     }
 }
@@ -187,6 +211,7 @@ pub struct Server {
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<()>,
     scheduler: tokio::task::JoinHandle<()>,
+    gc: tokio::task::JoinHandle<()>,
 }
 
 impl Server {
@@ -195,6 +220,7 @@ impl Server {
         self.shutdown.cancel();
         let _ = self.task.await;
         let _ = self.scheduler.await;
+        let _ = self.gc.await;
     }
 
     /// Waits until the server stops (it runs until [`Server::stop`] or an error).
@@ -202,11 +228,13 @@ impl Server {
         let _ = self.task.await;
         self.shutdown.cancel();
         let _ = self.scheduler.await;
+        let _ = self.gc.await;
     }
 }
 
 /// Opens (or creates) the data directory and the database (SQLite in it, or the PostgreSQL
-/// one of [`ServerConfig::database`]), recovers unfinished runs and starts serving.
+/// one of [`ServerConfig::database`]), recovers unfinished runs, creates the runs of triggers
+/// claimed before a crash (webhook deliveries, schedule fires) and starts serving.
 pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
     let data = &config.data;
     std::fs::create_dir_all(data)
@@ -237,7 +265,10 @@ pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
     let registry = kiln_registry::Registry::open(
         store.clone(),
         Arc::new(registry::TokenAuth::new(store.clone())),
-        kiln_registry::RegistryConfig::new(data.join("registry")),
+        kiln_registry::RegistryConfig {
+            webhook_backoff: config.webhook_backoff,
+            ..kiln_registry::RegistryConfig::new(data.join("registry"))
+        },
     )
     .map_err(StartError::Registry)?;
     let registry_host = match &config.registry_host {
@@ -269,10 +300,14 @@ pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
         registry,
         registry_host,
         scheduler: schedules::Scheduler::default(),
+        crash_after_claim: config.crash_after_claim,
+        gc: config.gc.clone(),
+        gc_lock: gc::GcLock::default(),
     });
     routes::quotas::load(&app).await?;
     let resumed = coord.recover().await?;
     services.recover().await?;
+    triggers::recover_intents(&app).await?;
     let shutdown = CancellationToken::new();
     spawn_reaper(app.clone(), shutdown.clone());
     stats::spawn_sampler(app.clone(), shutdown.clone());
@@ -280,6 +315,14 @@ pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
     triggers::spawn_image_triggers(app.clone(), shutdown.clone());
     schedules::reconcile(&app).await?;
     let scheduler = schedules::spawn(app.clone(), shutdown.clone());
+    let gc = gc::spawn(app.clone(), shutdown.clone());
+    let feed_app = app.clone();
+    let closing = shutdown.clone();
+    tokio::spawn(async move {
+        closing.cancelled().await;
+        // Open `runs/events` streams never end by themselves: end them so shutdown can finish.
+        feed_app.coord.run_feed().close();
+    });
     let router = routes::router(app.clone());
     let stop = shutdown.clone();
     let task = tokio::spawn(async move {
@@ -301,6 +344,7 @@ pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
         shutdown,
         task,
         scheduler,
+        gc,
     })
 }
 

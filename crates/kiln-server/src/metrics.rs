@@ -1,5 +1,6 @@
 //! Prometheus metrics (OpenMetrics text at `/metrics`): runs by state, queue depths, job
-//! durations, log bytes, agents and leases, API latency.
+//! durations, log bytes, agents and leases, API latency, cache bytes and what the garbage
+//! collector removed.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -23,6 +24,13 @@ pub struct StateLabel {
 pub struct QueueLabel {
     /// `runs` (waiting for a concurrency slot) or `jobs` (waiting for an agent).
     pub queue: String,
+}
+
+/// Labels of the garbage collector's counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GcLabel {
+    /// `cache` (evicted), `artifact` (expired) or `orphan` (a file no record named).
+    pub kind: String,
 }
 
 /// Labels of the API latency histogram.
@@ -58,6 +66,12 @@ pub struct Metrics {
     pub leases: Gauge,
     /// API request durations.
     pub http: Family<HttpLabel, Histogram>,
+    /// Bytes of all projects' caches (set at each scrape and garbage collection).
+    pub cache_bytes: Gauge,
+    /// What the garbage collector removed since start, by kind.
+    pub gc_removed: Family<GcLabel, Counter>,
+    /// Bytes of blob files the garbage collector deleted since start.
+    pub gc_freed_bytes: Counter,
 }
 
 impl Default for Metrics {
@@ -83,6 +97,20 @@ impl Metrics {
         let http = Family::<HttpLabel, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.0005, 2.0, 16))
         });
+        let cache_bytes = Gauge::default();
+        let gc_removed = Family::<GcLabel, Counter>::default();
+        let gc_freed_bytes = Counter::default();
+        registry.register("cache_bytes", "Bytes of all projects' caches", cache_bytes.clone());
+        registry.register(
+            "gc_removed",
+            "Caches evicted, artifacts expired and orphan blob files deleted since start",
+            gc_removed.clone(),
+        );
+        registry.register(
+            "gc_freed_bytes",
+            "Bytes of blob files deleted by the garbage collector since start",
+            gc_freed_bytes.clone(),
+        );
         registry.register("runs", "Runs by state", runs.clone());
         registry.register(
             "runs_finished",
@@ -111,7 +139,18 @@ impl Metrics {
             agents,
             leases,
             http,
+            cache_bytes,
+            gc_removed,
+            gc_freed_bytes,
         }
+    }
+
+    /// A garbage collection removed `caches`, `artifacts` and `orphans`, freeing `bytes`.
+    pub fn gc_removed(&self, caches: u64, artifacts: u64, orphans: u64, bytes: u64) {
+        for (kind, n) in [("cache", caches), ("artifact", artifacts), ("orphan", orphans)] {
+            self.gc_removed.get_or_create(&GcLabel { kind: kind.to_string() }).inc_by(n);
+        }
+        self.gc_freed_bytes.inc_by(bytes);
     }
 
     /// A job attempt ended in `state` after `took`.

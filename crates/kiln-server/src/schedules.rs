@@ -6,13 +6,16 @@
 //! pipeline when the server starts. One task sleeps until the earliest next fire time (or
 //! until an apply wakes it), then handles every due row: [`kiln_workflow::schedule::decide`]
 //! says whether a run starts (at most one per row and pass: never a burst after a downtime)
-//! and the next fire time; the fire is claimed (the row moved to its next time) before the run
-//! is created, so a crash between the two loses that fire and never doubles it.
+//! and the next fire time; the fire is claimed (the row moved to its next time) in the same
+//! store transaction as the run it is to start (`kiln_store::RunIntent`, keyed
+//! `schedule:<pipeline>:<entry>:<fire time>`), then that run is created; after a crash in
+//! between, the server's start creates it (`triggers::recover_intents`), once: never lost,
+//! never doubled.
 
 use std::time::Duration;
 
 use chrono::Utc;
-use kiln_store::{PipelineId, ScheduleEntry, ScheduleRecord};
+use kiln_store::{PipelineId, RunIntent, ScheduleEntry, ScheduleRecord};
 use kiln_workflow::plan::Plan;
 use kiln_workflow::schedule::{self, Decision, Missed, Schedule};
 use tokio_util::sync::CancellationToken;
@@ -77,14 +80,22 @@ pub async fn reconcile(app: &App) -> Result<(), StartError> {
     Ok(())
 }
 
-/// Starts the scheduler task; it runs until `stop`.
+/// Starts the scheduler task; it runs until `stop` (or until the test fault
+/// [`crate::ServerConfig::crash_after_claim`] is reached).
 pub fn spawn(app: App, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             let mut pause = Duration::ZERO;
-            if let Err(e) = pass(&app).await {
-                tracing::error!("scheduler: {}", e.message);
-                pause = Duration::from_secs(1);
+            match pass(&app).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::error!("scheduler: stopped after a claim (crash_after_claim)");
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!("scheduler: {}", e.message);
+                    pause = Duration::from_secs(1);
+                }
             }
             let sleep = match app.store.next_schedule_fire().await {
                 Ok(Some(next)) => (next - Utc::now()).to_std().unwrap_or_default().min(MAX_SLEEP),
@@ -107,18 +118,21 @@ fn policy(text: &str) -> Missed {
     if text == Missed::RunOnce.as_str() { Missed::RunOnce } else { Missed::Skip }
 }
 
-/// Handles every schedule due now.
-async fn pass(app: &App) -> ApiResult<()> {
+/// Handles every schedule due now. False when the test fault stopped it after a claim.
+async fn pass(app: &App) -> ApiResult<bool> {
     let now = Utc::now();
     for row in app.store.due_schedules(now).await? {
-        fire(app, &row, now).await?;
+        if !fire(app, &row, now).await? {
+            return Ok(false);
+        }
     }
-    Ok(())
+    Ok(true)
 }
 
-/// Decides, claims and starts the run of one due schedule.
-async fn fire(app: &App, row: &ScheduleRecord, now: chrono::DateTime<Utc>) -> ApiResult<()> {
-    let Some(due) = row.next_fire_at else { return Ok(()) };
+/// Decides, claims and starts the run of one due schedule. False when the test fault
+/// stopped it right after the claim.
+async fn fire(app: &App, row: &ScheduleRecord, now: chrono::DateTime<Utc>) -> ApiResult<bool> {
+    let Some(due) = row.next_fire_at else { return Ok(true) };
     let name = format!("{}/{}", row.project, row.pipeline);
     let by = format!("schedule \"{}\" ({})", row.cron, row.timezone);
     let decision = match Schedule::parse(&row.cron, &row.timezone) {
@@ -130,8 +144,24 @@ async fn fire(app: &App, row: &ScheduleRecord, now: chrono::DateTime<Utc>) -> Ap
     };
     let _held = app.scheduler.lock.lock().await;
     let fired_at = decision.fire.then_some(now);
-    if !app.store.claim_schedule(&row.pipeline_id, &row.key, due, decision.next, fired_at).await? {
-        return Ok(()); // removed or re-applied meanwhile
+    let claim = format!("schedule:{}:{}", row.pipeline_id, row.key);
+    let intent = decision.fire.then(|| RunIntent {
+        key: format!("{claim}:{}", due.to_rfc3339()),
+        claim: claim.clone(),
+        pipeline: row.pipeline_id,
+        params: row.params.clone(),
+        triggered_by: by.clone(),
+        source: None,
+    });
+    let claimed = app
+        .store
+        .claim_schedule(&row.pipeline_id, &row.key, due, decision.next, fired_at, intent.as_ref())
+        .await?;
+    if !claimed {
+        return Ok(true); // removed or re-applied meanwhile
+    }
+    if app.crash_after_claim {
+        return Ok(false);
     }
     if decision.skipped > 0 {
         let what = if decision.fire { "folded into one run" } else { "skipped" };
@@ -141,16 +171,13 @@ async fn fire(app: &App, row: &ScheduleRecord, now: chrono::DateTime<Utc>) -> Ap
             row.missed
         );
     }
-    if !decision.fire {
-        return Ok(());
-    }
-    let pipeline = app.store.pipeline_by_id(&row.pipeline_id).await?;
-    match app.coord.trigger(&pipeline, &row.params, &by).await {
+    let Some(intent) = intent else { return Ok(true) };
+    match app.coord.start_intent(&intent).await {
         Ok(run) => {
             app.store.schedule_started(&row.pipeline_id, &row.key, &run.id).await?;
             tracing::info!("{by} started {}", run.full_name());
         }
         Err(e) => tracing::warn!("{by} did not start {name}: {}", e.message),
     }
-    Ok(())
+    Ok(true)
 }

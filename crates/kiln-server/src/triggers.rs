@@ -1,11 +1,17 @@
 //! Runs started by something other than an API call: image pushes to the registry (`on:
-//! image:`).
+//! image:`) and git webhook deliveries (`on: push`, `on: pull_request`).
 //!
 //! Every manifest push with a tag is matched against the image triggers of the pipelines of
 //! the repository's project (a pipeline never hears of another project's pushes); each
 //! pipeline that matches gets one run. The push is passed as the params the pipeline declares
 //! among `image` (`repository:tag`), `repository`, `tag` and `digest`; a pipeline with another
 //! required param cannot be started this way and the push is logged as skipped.
+//!
+//! A git delivery is claimed by its id together with the runs it is to start (the trigger
+//! outbox, `kiln_store::RunIntent`, one store transaction), then those runs are created, each
+//! only if no run has its trigger key yet; [`recover_intents`] does the same at start for
+//! whatever a crash left claimed without its runs (schedule fires too): never lost, never
+//! doubled.
 
 use std::collections::BTreeMap;
 
@@ -105,8 +111,9 @@ struct Candidate {
 }
 
 /// Handles one delivery: finds the pipelines that build its repository, trusts it for the
-/// projects whose `WEBHOOK_SECRET` checks its signature, records its id (a replay stops
-/// here), and starts a run of every such pipeline whose `on:` wants the event.
+/// projects whose `WEBHOOK_SECRET` checks its signature, records its id together with the
+/// runs it is to start (one store transaction: a replay stops here), then creates those runs
+/// (see [`recover_intents`] for a crash in between).
 pub async fn on_git(
     app: &App,
     delivery: &crate::webhooks::Delivery,
@@ -166,13 +173,14 @@ pub async fn on_git(
         }
         return Ok(GitOutcome::BadSignature(why));
     }
+    let plan = git_runs(delivery, &candidates, &trusted);
     let claim = kiln_store::NewDelivery {
         provider: provider.name().to_string(),
         id: delivery.id.clone(),
         event: delivery.event_name.clone(),
         repository: delivery.repository.clone(),
     };
-    if let Some(earlier) = app.store.claim_delivery(&claim).await? {
+    if let Some(earlier) = app.store.claim_delivery(&claim, &plan.intents).await? {
         return Ok(GitOutcome::Done(
             format!(
                 "delivery {} was already received at {} ({}): nothing started again",
@@ -183,29 +191,71 @@ pub async fn on_git(
             Vec::new(),
         ));
     }
-    let (outcome, runs) = start_git_runs(app, delivery, &candidates, &trusted).await;
+    if app.crash_after_claim {
+        return Err(crate::error::ApiErr::internal(format!(
+            "stopped after claiming delivery {} (crash_after_claim, a fault for tests)",
+            delivery.id
+        )));
+    }
+    let mut runs = Vec::new();
+    let mut problems = Vec::new();
+    for intent in &plan.intents {
+        match app.coord.start_intent(intent).await {
+            Ok(run) => {
+                tracing::info!("{} started {}", intent.triggered_by, run.full_name());
+                runs.push(run.full_name());
+            }
+            Err(e) => {
+                let name = candidates
+                    .iter()
+                    .find(|c| c.pipeline.id == intent.pipeline)
+                    .map_or_else(|| intent.pipeline.to_string(), |c| c.pipeline.full_name());
+                tracing::warn!("{} did not start {name}: {}", intent.triggered_by, e.message);
+                problems.push(format!("{name}: {}", e.message));
+            }
+        }
+    }
+    let outcome = match &plan.what {
+        None => plan.nothing,
+        Some(what) => git_outcome(what, &runs, &problems),
+    };
     app.store.finish_delivery(provider.name(), &delivery.id, &outcome, &runs).await?;
     Ok(GitOutcome::Done(outcome, runs))
 }
 
-async fn start_git_runs(
-    app: &App,
+/// The claim of a webhook delivery: `webhook:<provider>:<delivery id>`.
+fn webhook_claim(provider: &str, id: &str) -> String {
+    format!("webhook:{provider}:{id}")
+}
+
+/// What a delivery is to start: an intended run per pipeline that wants it.
+struct GitRuns {
+    intents: Vec<kiln_store::RunIntent>,
+    /// What the event is (`push to branch main`); `None` for an event Kiln does not act on.
+    what: Option<String>,
+    /// The outcome when `what` is `None`.
+    nothing: String,
+}
+
+fn git_runs(
     delivery: &crate::webhooks::Delivery,
     candidates: &[Candidate],
     trusted: &[String],
-) -> (String, Vec<String>) {
+) -> GitRuns {
     use kiln_workflow::git::{GitEvent, GitRef};
     let Some((event, source)) = &delivery.event else {
-        return (
-            format!(
+        return GitRuns {
+            intents: Vec::new(),
+            what: None,
+            nothing: format!(
                 "event `{}` starts no pipeline (Kiln acts on pushes and pull requests)",
                 delivery.event_name
             ),
-            Vec::new(),
-        );
+        };
     };
-    let mut runs = Vec::new();
-    let mut problems = Vec::new();
+    let claim = webhook_claim(delivery.provider.name(), &delivery.id);
+    let by = format!("{} {} of {}", delivery.provider.name(), source.event, delivery.repository);
+    let mut intents = Vec::new();
     for c in candidates.iter().filter(|c| trusted.contains(&c.pipeline.project)) {
         let t = &c.plan.triggers;
         let wanted = match event {
@@ -216,22 +266,15 @@ async fn start_git_runs(
                 t.pull_request.as_ref().is_some_and(|p| p.matches(*action, target))
             }
         };
-        if !wanted {
-            continue;
-        }
-        let name = format!("{}/{}", c.pipeline.project, c.pipeline.name);
-        let by =
-            format!("{} {} of {}", delivery.provider.name(), source.event, delivery.repository);
-        match app.coord.trigger_from(&c.pipeline, &BTreeMap::new(), &by, Some(source.clone())).await
-        {
-            Ok(run) => {
-                tracing::info!("{by} at {} started {}", source.commit, run.full_name());
-                runs.push(run.full_name());
-            }
-            Err(e) => {
-                tracing::warn!("{by} did not start {name}: {}", e.message);
-                problems.push(format!("{name}: {}", e.message));
-            }
+        if wanted {
+            intents.push(kiln_store::RunIntent {
+                key: format!("{claim}:{}", c.pipeline.id),
+                claim: claim.clone(),
+                pipeline: c.pipeline.id,
+                params: BTreeMap::new(),
+                triggered_by: by.clone(),
+                source: Some(source.clone()),
+            });
         }
     }
     let what = match event {
@@ -244,6 +287,11 @@ async fn start_git_runs(
             format!("pull request {} into {target}", action.name())
         }
     };
+    GitRuns { intents, what: Some(what), nothing: String::new() }
+}
+
+/// A delivery's outcome for people: what it was, the runs it started, what could not start.
+fn git_outcome(what: &str, runs: &[String], problems: &[String]) -> String {
     let mut outcome = if runs.is_empty() && problems.is_empty() {
         format!("no pipeline wants this {what}")
     } else {
@@ -252,5 +300,68 @@ async fn start_git_runs(
     if !problems.is_empty() {
         outcome.push_str(&format!("; not started: {}", problems.join("; ")));
     }
-    (outcome, runs)
+    outcome
+}
+
+// ---------------------------------------------------------------------------------------------
+// Claimed triggers whose runs a crash kept from being created.
+
+/// At start: creates the run of every intent a trigger claimed before the server stopped
+/// (a webhook delivery or a schedule fire claimed, then a crash before its runs existed).
+/// Each is created only if no run has its trigger key yet, so this never doubles a run. A
+/// delivery's outcome and a schedule's last run are brought up to date. Returns how many
+/// runs it created.
+pub async fn recover_intents(app: &App) -> Result<usize, kiln_store::StoreError> {
+    let pending = app.store.pending_intents().await?;
+    let mut started = 0;
+    let mut deliveries: Vec<(String, Vec<String>)> = Vec::new();
+    for intent in &pending {
+        let by = &intent.triggered_by;
+        let problem = match app.coord.start_intent(intent).await {
+            Ok(run) => {
+                tracing::info!(
+                    "{by} started {} (claimed before the server stopped)",
+                    run.full_name()
+                );
+                started += 1;
+                let entry = intent
+                    .claim
+                    .strip_prefix(&format!("schedule:{}:", intent.pipeline))
+                    .map(str::to_string);
+                if let Some(entry) = entry {
+                    app.store.schedule_started(&intent.pipeline, &entry, &run.id).await?;
+                }
+                None
+            }
+            Err(e) => {
+                tracing::warn!("{by} did not start pipeline {}: {}", intent.pipeline, e.message);
+                Some(format!("pipeline {}: {}", intent.pipeline, e.message))
+            }
+        };
+        if intent.claim.starts_with("webhook:") {
+            match deliveries.iter_mut().find(|(c, _)| *c == intent.claim) {
+                Some((_, problems)) => problems.extend(problem),
+                None => deliveries.push((intent.claim.clone(), problem.into_iter().collect())),
+            }
+        }
+    }
+    for (claim, problems) in deliveries {
+        let Some((provider, id)) =
+            claim.strip_prefix("webhook:").and_then(|rest| rest.split_once(':'))
+        else {
+            continue;
+        };
+        let runs: Vec<String> =
+            app.store.claim_runs(&claim).await?.iter().map(|r| r.full_name()).collect();
+        let mut outcome = format!(
+            "started {} run(s) (the server stopped after receiving it and started them when it \
+             started again)",
+            runs.len()
+        );
+        if !problems.is_empty() {
+            outcome.push_str(&format!("; not started: {}", problems.join("; ")));
+        }
+        app.store.finish_delivery(provider, id, &outcome, &runs).await?;
+    }
+    Ok(started)
 }

@@ -1,7 +1,9 @@
 //! Artifact records: for each job of a run, the archive its latest attempt uploaded, by its
 //! path in the blob directory, with its size, SHA-256 and file list. The bytes live in the blob
 //! directory, never here. A retried run copies the rows of the jobs it reuses; the copies
-//! point at the same blob, so a blob may be named by several rows.
+//! point at the same blob, so a blob may be named by several rows. The garbage collector
+//! expires the rows of runs that ended long ago ([`Store::expire_artifacts`]): an expired row
+//! names no live blob and stays only so that the API can say the artifacts expired.
 
 use chrono::{DateTime, Utc};
 use kiln_workflow::plan::JobId;
@@ -9,7 +11,10 @@ use sqlx::types::Json;
 
 use crate::error::{Ctx, is_foreign_key};
 use crate::model::{check_blob, db_int, int};
-use crate::{ArtifactFile, ArtifactRecord, NewArtifact, Result, RunId, Store, StoreError, now};
+use crate::{
+    ArtifactFile, ArtifactRecord, ExpiredArtifacts, NewArtifact, Result, RunId, Store, StoreError,
+    now,
+};
 
 #[derive(sqlx::FromRow)]
 struct ArtifactRow {
@@ -21,6 +26,7 @@ struct ArtifactRow {
     sha256: String,
     files: Json<Vec<ArtifactFile>>,
     created_at: DateTime<Utc>,
+    expired_at: Option<DateTime<Utc>>,
 }
 
 impl ArtifactRow {
@@ -34,6 +40,7 @@ impl ArtifactRow {
             sha256: self.sha256,
             files: self.files.0,
             created_at: self.created_at,
+            expired_at: self.expired_at,
         })
     }
 }
@@ -42,7 +49,7 @@ impl ArtifactRow {
 macro_rules! artifact_select {
     ($rest:literal) => {
         concat!(
-            "SELECT run_id, job_id, attempt, blob, size, sha256, files, created_at \
+            "SELECT run_id, job_id, attempt, blob, size, sha256, files, created_at, expired_at \
              FROM artifacts ",
             $rest
         )
@@ -83,9 +90,9 @@ impl Store {
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
              ON CONFLICT (run_id, job_id) DO UPDATE SET attempt = excluded.attempt, \
              blob = excluded.blob, size = excluded.size, sha256 = excluded.sha256, \
-             files = excluded.files, created_at = excluded.created_at \
+             files = excluded.files, created_at = excluded.created_at, expired_at = NULL \
              WHERE artifacts.attempt <= excluded.attempt \
-             RETURNING run_id, job_id, attempt, blob, size, sha256, files, created_at")
+             RETURNING run_id, job_id, attempt, blob, size, sha256, files, created_at, expired_at")
             .bind(run.text())
             .bind(job.as_str())
             .bind(i64::from(new.attempt))
@@ -107,7 +114,8 @@ impl Store {
         }
     }
 
-    /// The artifact records of a run, by job id. `NotFound` if the run does not exist.
+    /// The artifact records of a run, by job id, expired ones included. `NotFound` if the run
+    /// does not exist.
     pub async fn artifacts(&self, run: &RunId) -> Result<Vec<ArtifactRecord>> {
         let what = || format!("list the artifacts of run {run}");
         let rows = with_db!(&self.db, p => sqlx::query_as::<_, ArtifactRow>(
@@ -122,8 +130,8 @@ impl Store {
         rows.into_iter().map(ArtifactRow::into_record).collect()
     }
 
-    /// The artifact record of job `job` of a run. `NotFound` if the job has none (or the run
-    /// does not exist).
+    /// The artifact record of job `job` of a run, perhaps expired. `NotFound` if the job has
+    /// none (or the run does not exist).
     pub async fn artifact(&self, run: &RunId, job: &JobId) -> Result<ArtifactRecord> {
         let what = || format!("get the artifacts of job `{job}` of run {run}");
         let row = with_db!(&self.db, p => sqlx::query_as::<_, ArtifactRow>(
@@ -139,7 +147,8 @@ impl Store {
 
     /// Copies the artifact records of `jobs` from run `from` to run `to` (a retry reusing
     /// those jobs), in one transaction; the copies name the same blobs and keep their attempt
-    /// and time. A job with no artifacts in `from` is skipped, and one that already has
+    /// and time. A job with no live artifacts in `from` (none, or expired) is skipped, and one
+    /// that already has
     /// artifacts in `to` keeps them. Returns how many rows were copied. `NotFound` if either
     /// run does not exist.
     pub async fn copy_artifacts(&self, from: &RunId, to: &RunId, jobs: &[JobId]) -> Result<u64> {
@@ -161,7 +170,7 @@ impl Store {
                     "INSERT INTO artifacts \
                      (run_id, job_id, attempt, blob, size, sha256, files, created_at) \
                      SELECT $2, job_id, attempt, blob, size, sha256, files, created_at \
-                     FROM artifacts WHERE run_id = $1 AND job_id = $3 \
+                     FROM artifacts WHERE run_id = $1 AND job_id = $3 AND expired_at IS NULL \
                      ON CONFLICT (run_id, job_id) DO NOTHING")
                     .bind(from.text())
                     .bind(to.text())
@@ -175,5 +184,66 @@ impl Store {
             copied
         });
         Ok(copied)
+    }
+
+    /// Expires the artifacts of every run that ended before `ended_before` (runs still going
+    /// keep theirs), in one transaction: their rows are marked expired, and the blobs they
+    /// named that no live artifact or cache row still names are returned for the caller to
+    /// delete (a retried run's copies keep a shared blob alive).
+    pub async fn expire_artifacts(&self, ended_before: DateTime<Utc>) -> Result<ExpiredArtifacts> {
+        let what = || "expire old artifacts".to_string();
+        let expired = with_tx!(self, what, tx => {
+            let ended: Vec<(String, Option<DateTime<Utc>>)> = sqlx::query_as(
+                "SELECT DISTINCT r.id, r.finished_at FROM artifacts a JOIN runs r ON r.id = a.run_id \
+                 WHERE a.expired_at IS NULL AND r.finished_at IS NOT NULL")
+                .fetch_all(&mut *tx)
+                .await
+                .ctx(what)?;
+            let at = now();
+            let mut records = Vec::new();
+            for (run, _) in ended.iter().filter(|(_, f)| f.is_some_and(|f| f < ended_before)) {
+                let rows = sqlx::query_as::<_, ArtifactRow>(
+                    "UPDATE artifacts SET expired_at = $2 WHERE run_id = $1 AND expired_at IS NULL \
+                     RETURNING run_id, job_id, attempt, blob, size, sha256, files, created_at, expired_at")
+                    .bind(run)
+                    .bind(at)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .ctx(what)?;
+                for row in rows {
+                    records.push(row.into_record()?);
+                }
+            }
+            let mut blobs: Vec<String> = records.iter().map(|r| r.blob.clone()).collect();
+            blobs.sort();
+            blobs.dedup();
+            let mut unnamed_blobs = Vec::new();
+            for blob in blobs {
+                let named: Option<String> = sqlx::query_scalar(
+                    "SELECT blob FROM artifacts WHERE blob = $1 AND expired_at IS NULL \
+                     UNION ALL SELECT blob FROM caches WHERE blob = $1 LIMIT 1")
+                    .bind(&blob)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .ctx(what)?;
+                if named.is_none() {
+                    unnamed_blobs.push(blob);
+                }
+            }
+            records.sort_by(|a, b| (a.run.text(), a.job.as_str()).cmp(&(b.run.text(), b.job.as_str())));
+            ExpiredArtifacts { records, unnamed_blobs }
+        });
+        Ok(expired)
+    }
+
+    /// Every blob path a live record names: the caches' and the unexpired artifacts'. The
+    /// garbage collector never deletes these.
+    pub async fn named_blobs(&self) -> Result<Vec<String>> {
+        let what = || "list the blobs records name".to_string();
+        with_db!(&self.db, p => sqlx::query_scalar::<_, String>(
+            "SELECT blob FROM artifacts WHERE expired_at IS NULL UNION SELECT blob FROM caches")
+            .fetch_all(p)
+            .await)
+        .ctx(what)
     }
 }

@@ -125,4 +125,56 @@ impl Store {
         }
         rows.into_iter().map(CacheRow::into_record).collect()
     }
+
+    /// Every project's caches, least recently used first (the garbage collector's view).
+    pub async fn all_caches(&self) -> Result<Vec<CacheRecord>> {
+        let what = || "list all caches".to_string();
+        let rows = with_db!(&self.db, p => sqlx::query_as::<_, CacheRow>(
+            "SELECT project_id, key, blob, size, created_at, last_used_at FROM caches \
+             ORDER BY last_used_at, project_id, key")
+            .fetch_all(p)
+            .await)
+        .ctx(what)?;
+        rows.into_iter().map(CacheRow::into_record).collect()
+    }
+
+    /// Removes these cache records, each only if its key still names the same blob (a cache
+    /// stored again meanwhile stays), in one transaction. Returns the records removed: their
+    /// blobs are the caller's to delete.
+    pub async fn remove_caches(&self, caches: &[CacheRecord]) -> Result<Vec<CacheRecord>> {
+        let what = || format!("remove {} cache(s)", caches.len());
+        if caches.is_empty() {
+            return Ok(Vec::new());
+        }
+        let removed = with_tx!(self, what, tx => {
+            let mut removed = Vec::new();
+            for c in caches {
+                let row = sqlx::query_as::<_, CacheRow>(
+                    "DELETE FROM caches WHERE project_id = $1 AND key = $2 AND blob = $3 \
+                     RETURNING project_id, key, blob, size, created_at, last_used_at")
+                    .bind(c.project_id.text())
+                    .bind(&c.key)
+                    .bind(&c.blob)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .ctx(what)?;
+                if let Some(row) = row {
+                    removed.push(row.into_record()?);
+                }
+            }
+            removed
+        });
+        Ok(removed)
+    }
+
+    /// The caches of every project: how many, and their total size in bytes.
+    pub async fn cache_usage(&self) -> Result<(u64, u64)> {
+        let what = || "sum the caches' sizes".to_string();
+        let (n, bytes): (i64, i64) = with_db!(&self.db, p => sqlx::query_as(
+            "SELECT CAST(COUNT(*) AS BIGINT), CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM caches")
+            .fetch_one(p)
+            .await)
+        .ctx(what)?;
+        Ok((int(n, "cache count")?, int(bytes, "cache bytes")?))
+    }
 }

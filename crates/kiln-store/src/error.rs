@@ -23,6 +23,11 @@ pub enum StoreError {
     /// The operating system could not provide random bytes for a token.
     #[error("no randomness for a new token: {0}")]
     Entropy(String),
+    /// The database server could not be reached or refused the connection; the message names
+    /// the cause (refused at host:port, authentication failed for user X, database Y does not
+    /// exist, no answer in time).
+    #[error("cannot connect to PostgreSQL: {0}")]
+    Connect(String),
     /// The database failed.
     #[error("{what}: {source}")]
     Db {

@@ -1,8 +1,9 @@
 //! Kiln's persistence: projects, pipelines, runs and their event logs, jobs, approvals, API
-//! tokens, sealed secrets, artifact and cache records, pipelines' schedules, services (their
-//! versions, instances and store-wide event log), the OCI registry's repositories, manifests,
-//! tags, push events and webhook outbox, in SQLite (the default) or PostgreSQL, through one
-//! [`Store`].
+//! tokens, sealed secrets, artifact and cache records, pipelines' schedules, webhook deliveries
+//! and the runs triggers intend (the trigger outbox), services (their versions, instances and
+//! store-wide event log), the OCI registry's repositories,
+//! manifests, tags, push events and webhook outbox, in SQLite (the default) or PostgreSQL,
+//! through one [`Store`].
 //!
 //! One implementation serves both databases: [`Db`] holds a typed pool per backend and the
 //! `with_db!`/`with_write!`/`with_tx!` macros compile every query once per driver. The SQL text is the same
@@ -28,6 +29,9 @@
 //! - one engine step ([`Store::record_step`]) is one transaction: its events, the run's state
 //!   and its jobs are stored together or not at all;
 //! - a run in a final state never changes state again;
+//! - a trigger's claim (webhook delivery, schedule fire) and the runs it intends are stored in
+//!   one transaction, and a run made for an intent carries its unique trigger key: one run per
+//!   intent, however often or from however many servers it is started;
 //! - no log lines and no blobs live here (logs are files; artifact and cache rows name a blob by
 //!   its path relative to the blob directory, never outside it; registry blobs are named by
 //!   digest only, while registry manifests, small, are kept whole).
@@ -36,7 +40,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -94,8 +98,10 @@ mod artifacts;
 mod caches;
 mod error;
 mod ids;
+mod intents;
 mod model;
 mod nodes;
+mod notices;
 mod projects;
 mod quotas;
 mod registry;
@@ -108,17 +114,20 @@ mod webhooks;
 
 pub use error::{Result, StoreError};
 pub use ids::{PipelineId, ProjectId, RunId, ServiceId, TokenId};
+pub use intents::{IntentRun, RunIntent};
 pub use model::{
-    ApprovalDecision, ApprovalRecord, ArtifactFile, ArtifactRecord, CacheRecord, JobRecord,
-    NewArtifact, NewRun, NewToken, Pipeline, PipelineSource, Project, PullRequestRef, Role, Run,
-    RunFilter, RunSource, SealedSecret, SecretInfo, Step, StoredEvent, Token, TokenSecret,
-    is_valid_name,
+    ApprovalDecision, ApprovalRecord, ArtifactFile, ArtifactRecord, CacheRecord, ExpiredArtifacts,
+    JobRecord, NewArtifact, NewRun, NewToken, Pipeline, PipelineSource, Project, PullRequestRef,
+    Role, Run, RunFilter, RunSource, SealedSecret, SecretInfo, Step, StoredEvent, Token,
+    TokenSecret, is_valid_name,
 };
 pub use nodes::{NodeChange, NodeRecord};
+pub use notices::{NoticeRun, Recorded, RunEventKind, RunNotice};
 pub use quotas::{ProjectQuota, QuotaLimits};
 pub use registry::{
-    ManifestPut, NewRegistryManifest, RegistryDelivery, RegistryDeliveryInfo, RegistryEvent,
-    RegistryGcRows, RegistryManifest, RegistryReferrer, RegistryRepository, RegistryWebhook,
+    DeliveryPayload, ManifestPut, NewRegistryManifest, RegistryDelivery, RegistryDeliveryInfo,
+    RegistryEvent, RegistryGcRows, RegistryManifest, RegistryReferrer, RegistryRepository,
+    RegistryWebhook, WEBHOOK_EVENTS,
 };
 pub use schedules::{ScheduleEntry, ScheduleRecord};
 pub use services::{
@@ -151,6 +160,30 @@ pub struct Store {
 
 /// How long a SQLite connection waits for another writer before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a connection to PostgreSQL may take before the server gives up.
+pub const PG_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a connection to PostgreSQL at `at` failed, in one line a person can act on.
+fn connect_cause(e: &sqlx::Error, at: &str, options: &PgConnectOptions) -> String {
+    match e {
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            format!("connection refused at {at} (is PostgreSQL running there?)")
+        }
+        sqlx::Error::Io(io) => format!("{at}: {io}"),
+        sqlx::Error::Database(db) => match db.code().as_deref() {
+            Some("28P01") | Some("28000") => {
+                format!("authentication failed for user {} at {at}", options.get_username())
+            }
+            Some("3D000") => format!(
+                "database {} does not exist at {at}",
+                options.get_database().unwrap_or(options.get_username())
+            ),
+            _ => format!("{at}: {}", db.message()),
+        },
+        other => format!("{at}: {other}"),
+    }
+}
 
 impl Store {
     /// Opens (creating it if missing) the SQLite database at `path` in WAL mode with foreign
@@ -191,9 +224,34 @@ impl Store {
 
     /// Connects to PostgreSQL at `url` (`postgres://user@host/db`) and applies pending
     /// migrations. No TLS support is compiled in: use a local socket or a trusted network.
+    ///
+    /// A first connection is tried once, for at most [`PG_CONNECT_TIMEOUT`], so that a server
+    /// that is down, a wrong password or a missing database fails at once with its cause
+    /// ([`StoreError::Connect`]) rather than after the pool's retries.
     pub async fn connect_postgres(url: &str) -> Result<Store> {
-        let what = || "connect to PostgreSQL".to_string();
-        let pool = PgPool::connect(url).await.ctx(what)?;
+        use sqlx::{ConnectOptions, Connection};
+        use std::str::FromStr;
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Connect(format!("bad URL: {e}")))?;
+        let at = format!("{}:{}", options.get_host(), options.get_port());
+        match tokio::time::timeout(PG_CONNECT_TIMEOUT, options.connect()).await {
+            Err(_) => {
+                return Err(StoreError::Connect(format!(
+                    "no answer from {at} within {}s",
+                    PG_CONNECT_TIMEOUT.as_secs()
+                )));
+            }
+            Ok(Err(e)) => return Err(StoreError::Connect(connect_cause(&e, &at, &options))),
+            Ok(Ok(conn)) => {
+                let _ = conn.close().await;
+            }
+        }
+        let what = || format!("connect to PostgreSQL at {at}");
+        let pool = PgPoolOptions::new()
+            .acquire_timeout(PG_CONNECT_TIMEOUT)
+            .connect_with(options)
+            .await
+            .ctx(what)?;
         Store::with_db(Db::Postgres(pool)).await
     }
 

@@ -390,6 +390,19 @@ pub struct ArtifactRecord {
     pub files: Vec<ArtifactFile>,
     /// When they were recorded (for a copied row: when the original was).
     pub created_at: DateTime<Utc>,
+    /// When the garbage collector expired them (their run ended too long ago): the row no
+    /// longer names a live blob and stays only to say so.
+    pub expired_at: Option<DateTime<Utc>>,
+}
+
+/// What [`crate::Store::expire_artifacts`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExpiredArtifacts {
+    /// The rows expired by this call.
+    pub records: Vec<ArtifactRecord>,
+    /// Their blobs that no live row (artifact or cache) names any more: the caller deletes
+    /// these files, and only these.
+    pub unnamed_blobs: Vec<String>,
 }
 
 /// A job cache of a project: a blob stored under a key.

@@ -115,6 +115,15 @@ pub struct RegistryEvent {
     pub created_at: DateTime<Utc>,
 }
 
+/// The kinds of events a webhook may take: `push` (registry pushes) and `run` (runs
+/// started, waiting for approval, ended).
+pub const WEBHOOK_EVENTS: [&str; 2] = ["push", "run"];
+
+/// Whether a webhook whose stored `events` list is `events` takes `kind`.
+pub(crate) fn takes(events: &str, kind: &str) -> bool {
+    events.split(',').any(|e| e.trim() == kind)
+}
+
 /// A webhook of a project.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RegistryWebhook {
@@ -122,10 +131,25 @@ pub struct RegistryWebhook {
     pub id: String,
     /// Project.
     pub project_id: ProjectId,
-    /// Where push events are POSTed.
+    /// Where events are POSTed.
     pub url: String,
+    /// What it takes, from [`WEBHOOK_EVENTS`].
+    pub events: Vec<String>,
+    /// The key of its deliveries' `X-Kiln-Signature` (none: unsigned, for webhooks made
+    /// before signatures).
+    #[serde(skip_serializing)]
+    pub secret: Option<String>,
     /// When it was added.
     pub created_at: DateTime<Utc>,
+}
+
+/// What a delivery carries, by kind of outbox row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryPayload {
+    /// A registry push.
+    Push(RegistryEvent),
+    /// A run event.
+    Run(crate::RunNotice),
 }
 
 /// A webhook delivery still to make.
@@ -135,10 +159,12 @@ pub struct RegistryDelivery {
     pub id: String,
     /// Target.
     pub url: String,
+    /// The key to sign the body with, if the webhook has one.
+    pub secret: Option<String>,
     /// Attempts made so far.
     pub attempts: u32,
-    /// The event to send.
-    pub event: RegistryEvent,
+    /// What to send.
+    pub payload: DeliveryPayload,
 }
 
 /// A webhook delivery's state, for listings.
@@ -148,8 +174,10 @@ pub struct RegistryDeliveryInfo {
     pub id: String,
     /// Webhook.
     pub webhook_id: String,
-    /// Event.
-    pub event_id: String,
+    /// `push` or `run`.
+    pub kind: String,
+    /// The registry event of a `push` delivery.
+    pub event_id: Option<String>,
     /// `pending`, `delivered` or `failed`.
     pub state: String,
     /// Attempts made.
@@ -171,8 +199,9 @@ pub struct RegistryGcRows {
 
 /// digest, media type, size, artifact type, annotations.
 type ReferrerRow = (String, String, i64, Option<String>, Option<String>);
-/// id, webhook, event, state, attempts, last error, updated at.
-type DeliveryRow = (String, String, String, String, i64, Option<String>, DateTime<Utc>);
+/// id, webhook, kind, event, state, attempts, last error, updated at.
+type DeliveryRow =
+    (String, String, String, Option<String>, String, i64, Option<String>, DateTime<Utc>);
 
 #[derive(sqlx::FromRow)]
 struct RepoRow {
@@ -225,6 +254,8 @@ struct WebhookRow {
     id: String,
     project_id: String,
     url: String,
+    events: String,
+    secret: Option<String>,
     created_at: DateTime<Utc>,
 }
 
@@ -234,6 +265,8 @@ impl WebhookRow {
             id: self.id,
             project_id: ProjectId::from_db(&self.project_id)?,
             url: self.url,
+            events: self.events.split(',').map(|e| e.trim().to_string()).collect(),
+            secret: self.secret,
             created_at: self.created_at,
         })
     }
@@ -564,18 +597,18 @@ impl Store {
                 .fetch_one(&mut *tx)
                 .await
                 .ctx(what)?;
-            let hooks: Vec<String> = sqlx::query_scalar(
-                "SELECT id FROM registry_webhooks WHERE project_id = $1 ORDER BY id")
+            let hooks: Vec<(String, String)> = sqlx::query_as(
+                "SELECT id, events FROM registry_webhooks WHERE project_id = $1 ORDER BY id")
                 .bind(&project)
                 .fetch_all(&mut *tx)
                 .await
                 .ctx(what)?;
-            for hook in hooks {
+            for (hook, _) in hooks.iter().filter(|(_, events)| takes(events, "push")) {
                 sqlx::query(
-                    "INSERT INTO registry_outbox (id, webhook_id, event_id, attempts, next_at, \
-                     state, updated_at) VALUES ($1, $2, $3, 0, $4, 'pending', $4)")
+                    "INSERT INTO registry_outbox (id, webhook_id, kind, event_id, attempts, \
+                     next_at, state, updated_at) VALUES ($1, $2, 'push', $3, 0, $4, 'pending', $4)")
                     .bind(uuid::Uuid::now_v7().to_string())
-                    .bind(&hook)
+                    .bind(hook)
                     .bind(&id)
                     .bind(at)
                     .execute(&mut *tx)
@@ -777,24 +810,54 @@ impl Store {
         rows.into_iter().map(EventRow::into_event).collect()
     }
 
-    /// Adds a webhook to a project.
+    /// Adds an unsigned webhook taking `push` events to a project.
     pub async fn registry_add_webhook(
         &self,
         project_id: &ProjectId,
         url: &str,
+    ) -> Result<RegistryWebhook> {
+        self.add_webhook(project_id, url, &["push".to_string()], None).await
+    }
+
+    /// Adds a webhook to a project taking `events` (from [`WEBHOOK_EVENTS`], at least one),
+    /// its deliveries signed with `secret` if given.
+    pub async fn add_webhook(
+        &self,
+        project_id: &ProjectId,
+        url: &str,
+        events: &[String],
+        secret: Option<&str>,
     ) -> Result<RegistryWebhook> {
         if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() > 2048 {
             return Err(StoreError::Invalid(format!(
                 "webhook URL `{url}` is not valid: use an http:// or https:// URL"
             )));
         }
+        if let Some(bad) = events.iter().find(|e| !WEBHOOK_EVENTS.contains(&e.as_str())) {
+            return Err(StoreError::Invalid(format!(
+                "webhook event `{bad}` is not known: use {}",
+                WEBHOOK_EVENTS.join(", ")
+            )));
+        }
+        let mut kinds: Vec<&str> =
+            WEBHOOK_EVENTS.iter().copied().filter(|k| events.iter().any(|e| e == k)).collect();
+        kinds.dedup();
+        if kinds.is_empty() {
+            return Err(StoreError::Invalid(format!(
+                "a webhook takes at least one kind of event: {}",
+                WEBHOOK_EVENTS.join(", ")
+            )));
+        }
         let what = || format!("add webhook to project {project_id}");
         let row = with_write!(self, p => sqlx::query_as::<_, WebhookRow>(
-            "INSERT INTO registry_webhooks (id, project_id, url, created_at) \
-             VALUES ($1, $2, $3, $4) RETURNING id, project_id, url, created_at")
+            "INSERT INTO registry_webhooks (id, project_id, url, events, secret, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             RETURNING id, project_id, url, events, secret, created_at")
             .bind(uuid::Uuid::now_v7().to_string())
             .bind(project_id.text())
             .bind(url)
+            .bind(kinds.join(","))
+            .bind(secret)
             .bind(now())
             .fetch_one(p)
             .await);
@@ -811,7 +874,7 @@ impl Store {
     pub async fn registry_webhooks(&self, project_id: &ProjectId) -> Result<Vec<RegistryWebhook>> {
         let what = || format!("list webhooks of project {project_id}");
         let rows = with_db!(&self.db, p => sqlx::query_as::<_, WebhookRow>(
-            "SELECT id, project_id, url, created_at FROM registry_webhooks \
+            "SELECT id, project_id, url, events, secret, created_at FROM registry_webhooks \
              WHERE project_id = $1 ORDER BY id")
             .bind(project_id.text())
             .fetch_all(p)
@@ -837,7 +900,8 @@ impl Store {
         Ok(())
     }
 
-    /// Pending deliveries due at `at`, oldest first, at most `limit`.
+    /// Pending deliveries due at `at`, oldest first, at most `limit`: registry pushes and run
+    /// events alike.
     pub async fn registry_due_deliveries(
         &self,
         at: DateTime<Utc>,
@@ -846,33 +910,55 @@ impl Store {
         let what = || "list due webhook deliveries".to_string();
         #[derive(sqlx::FromRow)]
         struct Row {
-            outbox_id: String,
+            id: String,
             url: String,
+            secret: Option<String>,
             attempts: i64,
-            #[sqlx(flatten)]
-            event: EventRow,
+            kind: String,
+            event_id: Option<String>,
+            payload: Option<String>,
         }
         let rows = with_db!(&self.db, p => sqlx::query_as::<_, Row>(
-            "SELECT o.id AS outbox_id, w.url, o.attempts, e.id, e.project_id, e.repository, \
-             e.tag, e.digest, e.media_type, e.actor, e.created_at \
+            "SELECT o.id, w.url, w.secret, o.attempts, o.kind, o.event_id, o.payload \
              FROM registry_outbox o JOIN registry_webhooks w ON w.id = o.webhook_id \
-             JOIN registry_events e ON e.id = o.event_id \
              WHERE o.state = 'pending' AND o.next_at <= $1 ORDER BY o.next_at, o.id LIMIT $2")
             .bind(at)
             .bind(i64::from(limit))
             .fetch_all(p)
             .await)
         .ctx(what)?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(RegistryDelivery {
-                    id: r.outbox_id,
-                    url: r.url,
-                    attempts: int(r.attempts, "attempts")?,
-                    event: r.event.into_event()?,
-                })
-            })
-            .collect()
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let corrupt = |why: &str| StoreError::Corrupt(format!("outbox row {}: {why}", r.id));
+            let payload = match (r.kind.as_str(), &r.event_id, &r.payload) {
+                ("push", Some(event), _) => {
+                    let row = with_db!(&self.db, p => sqlx::query_as::<_, EventRow>(
+                        "SELECT id, project_id, repository, tag, digest, media_type, actor, \
+                         created_at FROM registry_events WHERE id = $1")
+                        .bind(event)
+                        .fetch_optional(p)
+                        .await)
+                    .ctx(what)?;
+                    match row {
+                        Some(row) => DeliveryPayload::Push(row.into_event()?),
+                        // Deleted since (with its project): the row goes with it.
+                        None => continue,
+                    }
+                }
+                ("run", _, Some(json)) => DeliveryPayload::Run(
+                    serde_json::from_str(json).map_err(|e| corrupt(&e.to_string()))?,
+                ),
+                (kind, _, _) => return Err(corrupt(&format!("kind `{kind}` without its payload"))),
+            };
+            out.push(RegistryDelivery {
+                id: r.id,
+                url: r.url,
+                secret: r.secret,
+                attempts: int(r.attempts, "attempts")?,
+                payload,
+            });
+        }
+        Ok(out)
     }
 
     /// Records the outcome of one delivery attempt: delivered (`error` is `None`), to retry at
@@ -913,7 +999,7 @@ impl Store {
     ) -> Result<Vec<RegistryDeliveryInfo>> {
         let what = || format!("list deliveries of webhook {webhook_id}");
         let rows: Vec<DeliveryRow> = with_db!(&self.db, p => sqlx::query_as(
-                "SELECT id, webhook_id, event_id, state, attempts, last_error, updated_at \
+                "SELECT id, webhook_id, kind, event_id, state, attempts, last_error, updated_at \
                  FROM registry_outbox WHERE webhook_id = $1 ORDER BY id DESC LIMIT $2")
                 .bind(webhook_id)
                 .bind(i64::from(limit))
@@ -921,10 +1007,11 @@ impl Store {
                 .await)
         .ctx(what)?;
         rows.into_iter()
-            .map(|(id, webhook_id, event_id, state, attempts, last_error, updated_at)| {
+            .map(|(id, webhook_id, kind, event_id, state, attempts, last_error, updated_at)| {
                 Ok(RegistryDeliveryInfo {
                     id,
                     webhook_id,
+                    kind,
                     event_id,
                     state,
                     attempts: int(attempts, "attempts")?,

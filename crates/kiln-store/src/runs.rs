@@ -18,6 +18,7 @@ use sqlx::types::Json;
 
 use crate::error::{Ctx, is_foreign_key, is_unique};
 use crate::model::{DbText, int};
+use crate::notices::{NoticeRun, Recorded, RunEventKind, RunNotice};
 use crate::{
     ApprovalDecision, ApprovalRecord, JobRecord, NewRun, PipelineId, PipelineSource, Result, Run,
     RunFilter, RunId, Step, Store, StoreError, StoredEvent, now,
@@ -28,7 +29,7 @@ const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 10_000;
 
 #[derive(sqlx::FromRow)]
-struct RunRow {
+pub(crate) struct RunRow {
     id: String,
     pipeline_id: String,
     project: String,
@@ -47,7 +48,7 @@ struct RunRow {
 }
 
 impl RunRow {
-    fn into_run(self) -> Result<Run> {
+    pub(crate) fn into_run(self) -> Result<Run> {
         Ok(Run {
             id: RunId::from_db(&self.id)?,
             pipeline_id: PipelineId::from_db(&self.pipeline_id)?,
@@ -81,6 +82,7 @@ macro_rules! run_select {
         )
     };
 }
+pub(crate) use run_select;
 
 #[derive(sqlx::FromRow)]
 struct Allocated {
@@ -161,7 +163,16 @@ impl ApprovalRow {
 /// them commit or roll back together. Implemented once per driver's connection by `run_tx!`
 /// (like `with_db!`, each copy is type-checked against its own driver); a transaction reaches
 /// them through `Deref`.
-trait RunTx {
+pub(crate) trait RunTx {
+    /// Inserts run `id` as [`Store::create_run`] documents, for the trigger `trigger_key` if
+    /// given: a `Conflict` if a run for that trigger exists already (the unique index).
+    async fn insert_run(
+        &mut self,
+        id: &RunId,
+        new: &NewRun,
+        trigger_key: Option<&str>,
+    ) -> Result<()>;
+
     /// Appends `events` to the run's log and returns their sequence numbers. They are
     /// stamped once the run's row is locked, so that times follow sequence numbers. No
     /// events: no statement, an empty list.
@@ -176,11 +187,92 @@ trait RunTx {
 
     /// The run as it is now in this transaction.
     async fn run_row(&mut self, run: &RunId) -> Result<RunRow>;
+
+    /// The run's state now (`NotFound` if there is no such run).
+    async fn state_of(&mut self, run: &RunId) -> Result<RunState>;
+
+    /// Puts `notice` in the webhook outbox, one row per webhook of `run`'s project that takes
+    /// `run` events.
+    async fn enqueue_notice(&mut self, run: &RunId, notice: &RunNotice) -> Result<()>;
 }
 
 macro_rules! run_tx {
     ($($conn:ty),+) => {$(
         impl RunTx for $conn {
+            async fn insert_run(
+                &mut self,
+                id: &RunId,
+                new: &NewRun,
+                trigger_key: Option<&str>,
+            ) -> Result<()> {
+                let pipeline = &new.pipeline;
+                let what = || format!("create a run of pipeline {pipeline}");
+                if let Some(original) = &new.retry_of {
+                    let of: Option<String> =
+                        sqlx::query_scalar("SELECT pipeline_id FROM runs WHERE id = $1")
+                            .bind(original.text())
+                            .fetch_optional(&mut *self)
+                            .await
+                            .ctx(what)?;
+                    match of {
+                        None => {
+                            return Err(StoreError::NotFound(format!(
+                                "run {original} (the run to retry)"
+                            )));
+                        }
+                        Some(of) if of != pipeline.text() => {
+                            return Err(StoreError::Invalid(format!(
+                                "run {original} is of pipeline {of}, not {pipeline}: a retry runs \
+                                 the same pipeline"
+                            )));
+                        }
+                        Some(_) => {}
+                    }
+                }
+                let allocated = sqlx::query_as::<_, Allocated>(
+                    "UPDATE pipelines SET last_run_number = last_run_number + 1 WHERE id = $1 \
+                     RETURNING last_run_number, version, yaml, file, files, name")
+                    .bind(pipeline.text())
+                    .fetch_optional(&mut *self)
+                    .await
+                    .ctx(what)?
+                    .ok_or_else(|| StoreError::NotFound(format!("pipeline {pipeline}")))?;
+                let inserted = sqlx::query(
+                    "INSERT INTO runs (id, pipeline_id, number, pipeline_version, yaml, state, \
+                     params, triggered_by, created_at, retry_of, file, files, source, \
+                     trigger_key) \
+                     VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8, $9, $10, $11, $12, $13)")
+                    .bind(id.text())
+                    .bind(pipeline.text())
+                    .bind(allocated.last_run_number)
+                    .bind(allocated.version)
+                    .bind(&allocated.yaml)
+                    .bind(Json(&new.params))
+                    .bind(&new.triggered_by)
+                    .bind(now())
+                    .bind(new.retry_of.map(|r| r.text()))
+                    .bind(if allocated.file.is_empty() {
+                        format!("{}.yml", allocated.name)
+                    } else {
+                        allocated.file.clone()
+                    })
+                    .bind(&allocated.files)
+                    .bind(new.source.as_ref().map(Json))
+                    .bind(trigger_key)
+                    .execute(&mut *self)
+                    .await;
+                match inserted {
+                    Ok(_) => Ok(()),
+                    Err(e) if trigger_key.is_some() && is_unique(&e) => {
+                        Err(StoreError::Conflict(format!(
+                            "trigger `{}` has its run already",
+                            trigger_key.unwrap_or_default()
+                        )))
+                    }
+                    Err(e) => Err(e).ctx(what),
+                }
+            }
+
             async fn append_events(&mut self, run: &RunId, events: &[Event]) -> Result<Vec<u64>> {
                 if events.is_empty() {
                     return Ok(Vec::new());
@@ -298,6 +390,47 @@ macro_rules! run_tx {
                     .ctx(what)?
                     .ok_or_else(|| StoreError::NotFound(format!("run {run}")))
             }
+
+            async fn state_of(&mut self, run: &RunId) -> Result<RunState> {
+                let what = || format!("get the state of run {run}");
+                let state: Option<String> = sqlx::query_scalar("SELECT state FROM runs WHERE id = $1")
+                    .bind(run.text())
+                    .fetch_optional(&mut *self)
+                    .await
+                    .ctx(what)?;
+                let state = state.ok_or_else(|| StoreError::NotFound(format!("run {run}")))?;
+                RunState::from_db(&state)
+            }
+
+            async fn enqueue_notice(&mut self, run: &RunId, notice: &RunNotice) -> Result<()> {
+                let what = || format!("queue the webhooks of run {run}");
+                let hooks: Vec<(String, String)> = sqlx::query_as(
+                    "SELECT w.id, w.events FROM registry_webhooks w \
+                     JOIN pipelines pl ON pl.project_id = w.project_id \
+                     JOIN runs r ON r.pipeline_id = pl.id WHERE r.id = $1 ORDER BY w.id")
+                    .bind(run.text())
+                    .fetch_all(&mut *self)
+                    .await
+                    .ctx(what)?;
+                let body = serde_json::to_string(notice)
+                    .map_err(|e| StoreError::Invalid(format!("run event of run {run}: {e}")))?;
+                for (hook, events) in hooks {
+                    if !crate::registry::takes(&events, "run") {
+                        continue;
+                    }
+                    sqlx::query(
+                        "INSERT INTO registry_outbox (id, webhook_id, kind, payload, attempts, \
+                         next_at, state, updated_at) VALUES ($1, $2, 'run', $3, 0, $4, 'pending', $4)")
+                        .bind(uuid::Uuid::now_v7().to_string())
+                        .bind(&hook)
+                        .bind(&body)
+                        .bind(notice.at)
+                        .execute(&mut *self)
+                        .await
+                        .ctx(what)?;
+                }
+                Ok(())
+            }
         }
     )+};
 }
@@ -328,59 +461,7 @@ impl Store {
         let what = || format!("create a run of pipeline {pipeline}");
         let id = RunId::new();
         let row = with_tx!(self, what, tx => {
-            if let Some(original) = &new.retry_of {
-                let of: Option<String> =
-                    sqlx::query_scalar("SELECT pipeline_id FROM runs WHERE id = $1")
-                        .bind(original.text())
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .ctx(what)?;
-                match of {
-                    None => {
-                        return Err(StoreError::NotFound(format!(
-                            "run {original} (the run to retry)"
-                        )));
-                    }
-                    Some(of) if of != pipeline.text() => {
-                        return Err(StoreError::Invalid(format!(
-                            "run {original} is of pipeline {of}, not {pipeline}: a retry runs \
-                             the same pipeline"
-                        )));
-                    }
-                    Some(_) => {}
-                }
-            }
-            let allocated = sqlx::query_as::<_, Allocated>(
-                "UPDATE pipelines SET last_run_number = last_run_number + 1 WHERE id = $1 \
-                 RETURNING last_run_number, version, yaml, file, files, name")
-                .bind(pipeline.text())
-                .fetch_optional(&mut *tx)
-                .await
-                .ctx(what)?
-                .ok_or_else(|| StoreError::NotFound(format!("pipeline {pipeline}")))?;
-            sqlx::query(
-                "INSERT INTO runs (id, pipeline_id, number, pipeline_version, yaml, state, \
-                 params, triggered_by, created_at, retry_of, file, files, source) \
-                 VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8, $9, $10, $11, $12)")
-                .bind(id.text())
-                .bind(pipeline.text())
-                .bind(allocated.last_run_number)
-                .bind(allocated.version)
-                .bind(&allocated.yaml)
-                .bind(Json(&new.params))
-                .bind(&new.triggered_by)
-                .bind(now())
-                .bind(new.retry_of.map(|r| r.text()))
-                .bind(if allocated.file.is_empty() {
-                    format!("{}.yml", allocated.name)
-                } else {
-                    allocated.file.clone()
-                })
-                .bind(&allocated.files)
-                .bind(new.source.as_ref().map(Json))
-                .execute(&mut *tx)
-                .await
-                .ctx(what)?;
+            tx.insert_run(&id, new, None).await?;
             tx.run_row(&id).await?
         });
         row.into_run()
@@ -561,21 +642,41 @@ impl Store {
     /// Returns the events' sequence numbers. All or nothing: on any error nothing of the step
     /// is stored. An empty step changes nothing (`NotFound` if the run does not exist).
     pub async fn record_step(&self, run: &RunId, step: &Step) -> Result<Vec<u64>> {
+        Ok(self.record_step_notified(run, step).await?.seqs)
+    }
+
+    /// [`Store::record_step`], also returning the run events the step caused
+    /// ([`RunEventKind::between`] the states before and after). In the same transaction,
+    /// each event is put in the webhook outbox for every webhook of the run's project that
+    /// takes `run` events: a step stored is a notification queued, once.
+    pub async fn record_step_notified(&self, run: &RunId, step: &Step) -> Result<Recorded> {
         check_jobs(run, &step.jobs)?;
         if step.events.is_empty() && step.state.is_none() && step.jobs.is_empty() {
             self.run(run).await?;
-            return Ok(Vec::new());
+            return Ok(Recorded::default());
         }
         let what = || format!("record a step of run {run}");
-        let seqs = with_tx!(self, what, tx => {
+        let recorded = with_tx!(self, what, tx => {
             let seqs = tx.append_events(run, &step.events).await?;
+            let mut notices = Vec::new();
             if let Some((state, reason)) = &step.state {
+                let before = tx.state_of(run).await?;
                 tx.set_state(run, *state, reason.as_deref()).await?;
+                let kinds = RunEventKind::between(before, *state);
+                if !kinds.is_empty() {
+                    let now_run = tx.run_row(run).await?.into_run()?;
+                    for event in kinds {
+                        let notice =
+                            RunNotice { event, run: NoticeRun::of(&now_run), at: now() };
+                        tx.enqueue_notice(run, &notice).await?;
+                        notices.push(notice);
+                    }
+                }
             }
             tx.upsert_jobs(run, &step.jobs).await?;
-            seqs
+            Recorded { seqs, notices }
         });
-        Ok(seqs)
+        Ok(recorded)
     }
 
     /// A run's event log in order, to replay the engine after a restart.

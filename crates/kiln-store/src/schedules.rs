@@ -8,8 +8,9 @@ use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 
 use crate::error::Ctx;
+use crate::intents::IntentTx;
 use crate::model::int;
-use crate::{PipelineId, Result, RunId, Store, now};
+use crate::{PipelineId, Result, RunId, RunIntent, Store, now};
 
 /// A schedule entry as the server wants it stored for a pipeline.
 #[derive(Debug, Clone, PartialEq)]
@@ -200,7 +201,9 @@ impl Store {
 
     /// Claims the fire of schedule `key` of `pipeline` due at `due`: moves its next fire time
     /// to `next` (and its last fire to `fired_at`, when a run is to start) if it is still
-    /// `due`. False when the schedule is gone or another claim moved it first.
+    /// `due`, and records `intent`, the run this fire is to start (see
+    /// [`Store::start_intent`]), in the same transaction. False when the schedule is gone or
+    /// another claim moved it first (then nothing is recorded).
     pub async fn claim_schedule(
         &self,
         pipeline: &PipelineId,
@@ -208,20 +211,28 @@ impl Store {
         due: DateTime<Utc>,
         next: Option<DateTime<Utc>>,
         fired_at: Option<DateTime<Utc>>,
+        intent: Option<&RunIntent>,
     ) -> Result<bool> {
         let what = || format!("claim a schedule of pipeline {pipeline}");
-        let done = with_write!(self, p => sqlx::query(
-            "UPDATE schedules SET next_fire_at = $4, last_fired_at = COALESCE($5, last_fired_at) \
-             WHERE pipeline_id = $1 AND key = $2 AND next_fire_at = $3")
-            .bind(pipeline.text())
-            .bind(key)
-            .bind(due)
-            .bind(next)
-            .bind(fired_at)
-            .execute(p)
-            .await
-            .map(|r| r.rows_affected()))
-        .ctx(what)?;
+        let done = with_tx!(self, what, tx => {
+            let done = sqlx::query(
+                "UPDATE schedules SET next_fire_at = $4, \
+                 last_fired_at = COALESCE($5, last_fired_at) \
+                 WHERE pipeline_id = $1 AND key = $2 AND next_fire_at = $3")
+                .bind(pipeline.text())
+                .bind(key)
+                .bind(due)
+                .bind(next)
+                .bind(fired_at)
+                .execute(&mut *tx)
+                .await
+                .ctx(what)?
+                .rows_affected();
+            if done == 1 {
+                tx.insert_intents(intent.map(std::slice::from_ref).unwrap_or_default()).await?;
+            }
+            done
+        });
         Ok(done == 1)
     }
 

@@ -1,12 +1,14 @@
 //! Webhook deliveries from git providers: one row per delivery id whose signature or token
 //! checked out. Claiming an id is an insert, so of two deliveries with the same id (a replay,
-//! or a provider's retry racing the first) exactly one goes on.
+//! or a provider's retry racing the first) exactly one goes on; the runs it is to start are
+//! recorded in the same transaction (the trigger outbox, `intents.rs`).
 
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 
 use crate::error::Ctx;
-use crate::{Result, Store, now};
+use crate::intents::IntentTx;
+use crate::{Result, RunIntent, Store, now};
 
 /// A delivery to record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,24 +68,35 @@ impl From<DeliveryRow> for Delivery {
 }
 
 impl Store {
-    /// Records a delivery as being handled. `None`: it is new and the caller goes on;
-    /// `Some(earlier)`: this id was delivered before (a replay), nothing is changed.
-    pub async fn claim_delivery(&self, new: &NewDelivery) -> Result<Option<Delivery>> {
+    /// Records a delivery as being handled and, in the same transaction, the runs it is to
+    /// start (`intents`, see [`Store::start_intent`]). `None`: it is new and the caller goes
+    /// on; `Some(earlier)`: this id was delivered before (a replay), nothing is changed.
+    pub async fn claim_delivery(
+        &self,
+        new: &NewDelivery,
+        intents: &[RunIntent],
+    ) -> Result<Option<Delivery>> {
         let what = || format!("record {} delivery {}", new.provider, new.id);
-        let inserted = with_write!(self, p => sqlx::query(
-            "INSERT INTO webhook_deliveries (provider, id, event, repository, outcome, runs, \
-             received_at) VALUES ($1, $2, $3, $4, 'received', $5, $6) \
-             ON CONFLICT (provider, id) DO NOTHING")
-            .bind(&new.provider)
-            .bind(&new.id)
-            .bind(&new.event)
-            .bind(&new.repository)
-            .bind(Json(Vec::<String>::new()))
-            .bind(now())
-            .execute(p)
-            .await
-            .map(|r| r.rows_affected()))
-        .ctx(what)?;
+        let inserted = with_tx!(self, what, tx => {
+            let inserted = sqlx::query(
+                "INSERT INTO webhook_deliveries (provider, id, event, repository, outcome, runs, \
+                 received_at) VALUES ($1, $2, $3, $4, 'received', $5, $6) \
+                 ON CONFLICT (provider, id) DO NOTHING")
+                .bind(&new.provider)
+                .bind(&new.id)
+                .bind(&new.event)
+                .bind(&new.repository)
+                .bind(Json(Vec::<String>::new()))
+                .bind(now())
+                .execute(&mut *tx)
+                .await
+                .ctx(what)?
+                .rows_affected();
+            if inserted == 1 {
+                tx.insert_intents(intents).await?;
+            }
+            inserted
+        });
         if inserted == 1 {
             return Ok(None);
         }

@@ -42,6 +42,9 @@ impl Backend {
     }
 }
 
+/// The first retry wait of webhook deliveries in test servers (1 s in real ones).
+pub const WEBHOOK_BACKOFF: Duration = Duration::from_millis(50);
+
 /// A real server on loopback with a temporary data directory, and (unless started with
 /// capacity 0) an embedded agent on the process executor. Stop it with [`TestServer::stop`].
 pub struct TestServer {
@@ -60,6 +63,7 @@ pub struct TestServer {
     stop_agent: CancellationToken,
     agent: Option<tokio::task::JoinHandle<()>>,
     lost_after: Duration,
+    gc: kiln_server::GcConfig,
     _dir: TempDir,
 }
 
@@ -87,11 +91,24 @@ impl TestServer {
     /// A server whose agents are lost after `lost_after`, with an embedded agent of
     /// `capacity` slots (none for 0).
     pub async fn start_full(backend: Backend, capacity: u32, lost_after: Duration) -> TestServer {
+        TestServer::start_gc(backend, capacity, lost_after, kiln_server::GcConfig::default()).await
+    }
+
+    /// A server like [`TestServer::start_full`] whose garbage collector has the limits of
+    /// `gc` (small ones, for the tests of eviction and expiry).
+    pub async fn start_gc(
+        backend: Backend,
+        capacity: u32,
+        lost_after: Duration,
+        gc: kiln_server::GcConfig,
+    ) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let server = kiln_server::start(kiln_server::ServerConfig {
             database: backend.database_url(),
             agent_lost_after: lost_after,
+            gc: gc.clone(),
+            webhook_backoff: WEBHOOK_BACKOFF,
             ..kiln_server::ServerConfig::new(data.clone(), "127.0.0.1:0".parse().unwrap())
         })
         .await
@@ -132,6 +149,7 @@ impl TestServer {
             stop_agent,
             agent,
             lost_after,
+            gc,
             _dir: dir,
         }
     }
@@ -157,13 +175,24 @@ impl TestServer {
 
     /// Starts the server again after [`TestServer::stop_server`].
     pub async fn start_again(&mut self) {
-        let server = kiln_server::start(kiln_server::ServerConfig {
+        self.start_again_with(|_| {}).await;
+    }
+
+    /// [`TestServer::start_again`] with its configuration changed by `configure` first (a
+    /// test fault such as `crash_after_claim`, say).
+    pub async fn start_again_with(
+        &mut self,
+        configure: impl FnOnce(&mut kiln_server::ServerConfig),
+    ) {
+        let mut config = kiln_server::ServerConfig {
             database: self.backend.database_url(),
             agent_lost_after: self.lost_after,
+            gc: self.gc.clone(),
+            webhook_backoff: WEBHOOK_BACKOFF,
             ..kiln_server::ServerConfig::new(self.data.clone(), "127.0.0.1:0".parse().unwrap())
-        })
-        .await
-        .unwrap();
+        };
+        configure(&mut config);
+        let server = kiln_server::start(config).await.unwrap();
         self.url = server.url.clone();
         self.admin = Client::new(&server.url, &self.admin_token).unwrap();
         self.server = Some(server);

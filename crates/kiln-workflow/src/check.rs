@@ -3,8 +3,9 @@
 //!
 //! The checker goes on after a problem and always returns its best plan; the caller keeps
 //! it only when no error was reported. Invariants of the returned plan (when error-free) are
-//! those documented in `plan.rs`: needs point to earlier jobs only, matrices are expanded,
-//! gates are set.
+//! those documented in `plan.rs`: needs point to earlier jobs only (jobs of a stage are
+//! ordered after those of the stage they need; a cycle of needs is an error), matrices are
+//! expanded, gates are set.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -77,8 +78,8 @@ struct Graph<'a> {
 }
 
 impl Graph<'_> {
-    /// Whether job `from` needs job `to`, directly or not. Edges point to earlier stages, so
-    /// only jobs of stages after `to`'s can lead to it.
+    /// Whether job `from` needs job `to`, directly or not. Edges point to the same or earlier
+    /// stages, so only jobs of `to`'s stage or later ones can lead to it.
     fn reaches(&self, from: usize, to: usize) -> bool {
         let mut seen = vec![false; self.needs.len()];
         let mut stack = vec![from];
@@ -87,7 +88,7 @@ impl Graph<'_> {
                 if m == to {
                     return true;
                 }
-                if !seen[m] && self.stage[m] > self.stage[to] {
+                if !seen[m] && self.stage[m] >= self.stage[to] {
                     seen[m] = true;
                     stack.push(m);
                 }
@@ -95,6 +96,24 @@ impl Graph<'_> {
         }
         false
     }
+}
+
+/// The order of the jobs in the plan: stage by stage, and within a stage every job after
+/// the jobs of its stage it needs, otherwise in file order. `bases` must be acyclic.
+fn stage_topological_order(bases: &[Base<'_>], stages: usize) -> Vec<usize> {
+    let mut order = Vec::with_capacity(bases.len());
+    let mut placed = vec![false; bases.len()];
+    for stage in 0..stages {
+        let mine: Vec<usize> = (0..bases.len()).filter(|&i| bases[i].stage == stage).collect();
+        // The first job in file order whose needs of this stage are all placed, each time.
+        while let Some(&i) = mine.iter().find(|&&i| {
+            !placed[i] && bases[i].needs.iter().all(|&m| placed[m] || bases[m].stage != stage)
+        }) {
+            placed[i] = true;
+            order.push(i);
+        }
+    }
+    order
 }
 
 /// `[A-Za-z_][A-Za-z0-9_]*`: env variable and param names.
@@ -646,6 +665,8 @@ impl<'d> Checker<'d> {
             };
             b.matrix = b.raw.matrix.as_ref().and_then(|m| self.matrix(m, b.id));
         }
+        self.break_cycles(&mut bases);
+        let order = stage_topological_order(&bases, raw.value.len());
 
         let graph = Graph {
             ids: ids.clone(),
@@ -672,7 +693,8 @@ impl<'d> Checker<'d> {
             .collect();
 
         let mut jobs = Vec::new();
-        for (bi, b) in bases.iter().enumerate() {
+        for bi in order {
+            let b = &bases[bi];
             let scope = RefScope {
                 params: &param_names,
                 job: Some(JobScope {
@@ -724,6 +746,62 @@ impl<'d> Checker<'d> {
         (stages, jobs)
     }
 
+    /// Reports every cycle of `needs` (only jobs of one stage can form one: other edges point
+    /// to earlier stages) at the need that closes it, and drops that need, so the graph
+    /// left is acyclic.
+    fn break_cycles(&mut self, bases: &mut [Base<'_>]) {
+        // Depth-first in file order; 0: unvisited, 1: on the path, 2: done.
+        let mut mark = vec![0u8; bases.len()];
+        for root in 0..bases.len() {
+            if mark[root] != 0 {
+                continue;
+            }
+            // (job, index of the next need to follow)
+            let mut path: Vec<(usize, usize)> = vec![(root, 0)];
+            mark[root] = 1;
+            while let Some(&(n, next)) = path.last() {
+                let Some(&m) = bases[n].needs.get(next) else {
+                    mark[n] = 2;
+                    path.pop();
+                    continue;
+                };
+                let top = path.len() - 1;
+                match mark[m] {
+                    0 => {
+                        path[top].1 += 1;
+                        mark[m] = 1;
+                        path.push((m, 0));
+                    }
+                    1 => {
+                        let from = path.iter().position(|&(j, _)| j == m).unwrap_or(0);
+                        let cycle: Vec<&str> = path[from..]
+                            .iter()
+                            .map(|&(j, _)| bases[j].id.value.as_str())
+                            .chain([bases[m].id.value.as_str()])
+                            .collect();
+                        let (id, name) = (&bases[n].id.value, &bases[m].id.value);
+                        let message = format!(
+                            "job '{id}' needs '{name}', which itself waits for '{id}': needs \
+                             form a cycle ({}); jobs of a stage may need each other, but not in \
+                             a circle",
+                            cycle.join(" needs ")
+                        );
+                        let pos = bases[n]
+                            .raw
+                            .needs
+                            .as_ref()
+                            .and_then(|ns| ns.value.iter().find(|x| &x.value == name))
+                            .map_or(bases[n].id.at.pos, |x| x.at.pos);
+                        self.error(pos, message);
+                        // The next need now sits at `next`.
+                        bases[n].needs.remove(next);
+                    }
+                    _ => path[top].1 += 1,
+                }
+            }
+        }
+    }
+
     /// The jobs (indexes) an explicit `needs` names, after checking each.
     fn needs(
         &mut self,
@@ -753,19 +831,11 @@ impl<'d> Checker<'d> {
                 Some(_) if name == id => {
                     self.error(n.at.pos, format!("job '{id}' can not need itself"));
                 }
-                Some(&s) if s == b.stage => self.error(
-                    n.at.pos,
-                    format!(
-                        "job '{id}' needs '{name}' of the same stage '{}': jobs of a stage run \
-                         in parallel, so needs may name only jobs of earlier stages",
-                        stage_name(s)
-                    ),
-                ),
                 Some(&s) if s > b.stage => self.error(
                     n.at.pos,
                     format!(
                         "job '{id}' needs '{name}' of the later stage '{}': needs may name only \
-                         jobs of earlier stages",
+                         jobs of the same or earlier stages",
                         stage_name(s)
                     ),
                 ),

@@ -197,6 +197,46 @@ impl Plan {
     pub fn job_index(&self, id: &JobId) -> Option<usize> {
         self.jobs.iter().position(|j| &j.id == id)
     }
+
+    /// The plan cut down to `job` and the jobs it needs, directly or not (in plan order), with
+    /// the stages after `job`'s dropped: what a run needs to reach `job` and nothing after
+    /// it. The plan's invariants hold for the result. `None`: no such job.
+    pub fn only(&self, job: &JobId) -> Option<Plan> {
+        let target = self.job_index(job)?;
+        let mut keep = vec![false; self.jobs.len()];
+        keep[target] = true;
+        // Needs point only backwards: one pass from the target down marks every ancestor.
+        for i in (0..=target).rev() {
+            if keep[i] {
+                for need in &self.jobs[i].needs {
+                    if let Some(n) = self.job_index(need) {
+                        keep[n] = true;
+                    }
+                }
+            }
+        }
+        let jobs: Vec<Job> =
+            self.jobs.iter().zip(&keep).filter(|(_, k)| **k).map(|(j, _)| j.clone()).collect();
+        let last = self.jobs[target].stage;
+        let stages = self
+            .stages
+            .iter()
+            .take(last + 1)
+            .map(|s| Stage {
+                name: s.name.clone(),
+                kind: match &s.kind {
+                    StageKind::Jobs(ids) => StageKind::Jobs(
+                        ids.iter()
+                            .filter(|id| jobs.iter().any(|j| &j.id == *id))
+                            .cloned()
+                            .collect(),
+                    ),
+                    other => other.clone(),
+                },
+            })
+            .collect();
+        Some(Plan { stages, jobs, ..self.clone() })
+    }
 }
 
 /// A declared parameter.
@@ -648,6 +688,40 @@ pub fn workspace_path_problem(path: &str) -> Option<PathProblem> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_keeps_a_job_and_what_it_needs() {
+        let yaml = r#"
+name: cut
+stages:
+  - name: one
+    jobs:
+      a: { script: [a] }
+      b: { script: [b] }
+  - name: two
+    jobs:
+      c: { needs: [a], script: [c] }
+      d: { needs: [b], script: [d] }
+  - name: three
+    jobs:
+      e: { needs: [c], script: [e] }
+"#;
+        struct One(&'static str);
+        impl crate::Loader for One {
+            fn load(&self, _: &str, path: &str) -> Result<crate::Source, String> {
+                Ok(crate::Source { name: path.to_string(), text: self.0.to_string() })
+            }
+        }
+        let plan = crate::compile("cut.yml", &One(yaml)).plan.expect("compiles");
+        let cut = plan.only(&JobId::from("c")).unwrap();
+        let ids: Vec<&str> = cut.jobs.iter().map(|j| j.id.as_str()).collect();
+        assert_eq!(ids, ["a", "c"]);
+        let stages: Vec<&str> = cut.stages.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(stages, ["one", "two"]);
+        assert_eq!(cut.stages[0].kind, StageKind::Jobs(vec![JobId::from("a")]));
+        assert_eq!(plan.only(&JobId::from("e")).unwrap().jobs.len(), 3);
+        assert!(plan.only(&JobId::from("zz")).is_none());
+    }
 
     #[test]
     fn workspace_paths() {

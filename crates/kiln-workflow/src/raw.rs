@@ -420,8 +420,8 @@ pub struct RawJob {
     pub retry: Option<Sp<RawRetry>>,
     /// Container limits.
     pub resources: Option<Sp<RawResources>>,
-    /// Jobs of earlier stages this one waits for. Without it: every job of the nearest
-    /// earlier stage that has jobs. `[]` waits for none.
+    /// Jobs of this or earlier stages this one waits for (no cycles). Without it: every job
+    /// of the nearest earlier stage that has jobs. `[]` waits for none.
     #[schemars(with = "Option<TextOrList>")]
     pub needs: Option<Sp<Vec<Sp<String>>>>,
     /// Run condition, with or without `${{ }}` (default `success()`).

@@ -7,8 +7,10 @@ use clap::{FromArgMatches, Parser, Subcommand, ValueEnum};
 
 mod load;
 mod remote;
+mod replay;
 mod run_cmd;
 mod server_cmd;
+mod shell;
 mod view;
 
 /// Kiln: self-hosted build and delivery pipelines that run as containers.
@@ -74,6 +76,27 @@ enum Cmd {
     /// Services: long-running replicated workloads (apply, list, show, scale, restart, stop,
     /// delete, history, rollback).
     Service(remote::services::ServiceCmd),
+    /// Evict caches and expire artifacts past the server's limits now (admin); prints what
+    /// was removed.
+    Gc(remote::gc::GcArgs),
+    /// A project's webhooks: signed POSTs of run events and registry pushes (add, list, rm).
+    Webhook(remote::webhooks::WebhookCmd),
+    /// Print a shell completion script (bash, zsh or fish) on stdout.
+    Completions {
+        /// The shell.
+        shell: CompletionShell,
+    },
+}
+
+/// The shells `kiln completions` writes scripts for.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum CompletionShell {
+    /// Bash: `source <(kiln completions bash)`.
+    Bash,
+    /// Zsh: into a file on `$fpath`, named `_kiln`.
+    Zsh,
+    /// Fish: into `~/.config/fish/completions/kiln.fish`.
+    Fish,
 }
 
 /// `kiln run`: either the local runner (`kiln run FILE [flags]`) or a subcommand about a
@@ -157,9 +180,29 @@ fn main() -> ExitCode {
         Cmd::Quota(cmd) => block_on(remote::exit(remote::pool::quota(cmd))),
         Cmd::Registry(cmd) => block_on(remote::exit(remote::registry::registry(cmd))),
         Cmd::Service(cmd) => block_on(remote::exit(remote::services::service(cmd))),
+        Cmd::Gc(args) => block_on(remote::exit(remote::gc::gc(args))),
+        Cmd::Webhook(cmd) => block_on(remote::exit(remote::webhooks::webhook(cmd))),
         Cmd::Server(args) => block_on(server_cmd::server(args)),
         Cmd::Agent(args) => block_on(server_cmd::agent(args)),
         Cmd::Validate { file, output } => load::validate(&file, output),
+        Cmd::Completions { shell } => {
+            let shell = match shell {
+                CompletionShell::Bash => clap_complete::Shell::Bash,
+                CompletionShell::Zsh => clap_complete::Shell::Zsh,
+                CompletionShell::Fish => clap_complete::Shell::Fish,
+            };
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "kiln", &mut script);
+            // `kiln completions bash | head` is fine: a closed stdout is not an error.
+            match std::io::Write::write_all(&mut std::io::stdout(), &script) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    eprintln!("error: write the completion script: {e}");
+                    ExitCode::from(EXIT_INVALID)
+                }
+                _ => ExitCode::SUCCESS,
+            }
+        }
         Cmd::Schema => {
             match serde_json::to_string_pretty(&kiln_workflow::json_schema()) {
                 Ok(s) => println!("{s}"),

@@ -29,7 +29,26 @@ const EXIT_INTERRUPTED: u8 = 130;
 #[derive(clap::Args)]
 pub struct RunArgs {
     /// The workflow file.
-    file: String,
+    #[arg(required_unless_present = "replay")]
+    pub(crate) file: Option<String>,
+    /// Run ONE job of a server's run here, with the inputs it had there: the workflow it ran,
+    /// its params, its commit, the outputs and artifacts of the jobs it needs
+    /// (`project/pipeline#N` or a run id; KILN_SERVER and KILN_TOKEN as for client commands).
+    #[arg(long, value_name = "RUN", conflicts_with_all = ["file", "params", "approve"])]
+    pub(crate) replay: Option<String>,
+    /// With --replay: the job to run [default: the first job that failed on the server].
+    #[arg(long, value_name = "JOB", requires = "replay")]
+    pub(crate) job: Option<String>,
+    /// With --replay: when a step of the job fails, open a shell where it failed (the job's
+    /// container or workspace, its env and directory) instead of ending.
+    #[arg(long, requires = "replay")]
+    pub(crate) shell: bool,
+    /// With --replay: the URL of the Kiln server.
+    #[arg(long, env = "KILN_SERVER", default_value = crate::remote::DEFAULT_SERVER, requires = "replay")]
+    pub(crate) server: String,
+    /// With --replay: the API token (as for client commands).
+    #[arg(long, env = "KILN_TOKEN", hide_env_values = true, requires = "replay")]
+    pub(crate) token: Option<String>,
     /// Set a parameter (repeatable): `-p version=1.2 -p dry_run=true`.
     #[arg(short = 'p', long = "param", value_name = "KEY=VALUE")]
     params: Vec<String>,
@@ -41,31 +60,31 @@ pub struct RunArgs {
     yes: bool,
     /// Where jobs run: a Docker engine, host processes, or Docker when one answers.
     #[arg(long, value_enum, default_value_t = ExecutorChoice::Auto, env = "KILN_EXECUTOR")]
-    executor: ExecutorChoice,
+    pub(crate) executor: ExecutorChoice,
     /// Show the time of each log line (as the executor saw it).
     #[arg(short = 't', long)]
-    timestamps: bool,
+    pub(crate) timestamps: bool,
     /// Output format of the summary.
     #[arg(short, long, value_enum, default_value_t = Format::Table)]
-    output: Format,
+    pub(crate) output: Format,
     /// The project the jobs see (`KILN_PROJECT`); caches are kept per project.
     #[arg(long, value_name = "NAME", default_value = "local")]
-    project: String,
+    pub(crate) project: String,
     /// Where caches are kept [default: $XDG_CACHE_HOME/kiln, else ~/.cache/kiln].
     #[arg(long, value_name = "DIR")]
-    cache_dir: Option<PathBuf>,
+    pub(crate) cache_dir: Option<PathBuf>,
     /// Neither restore nor save any job's `cache:`.
     #[arg(long)]
-    no_cache: bool,
+    pub(crate) no_cache: bool,
     /// The commit a workflow with `source:` checks out: a git repository's directory (its
     /// HEAD), or a repository and a ref, `URL@REF` (`URL` alone: its default branch)
     /// [default: the git repository of the working directory, else the `source:` itself].
     #[arg(long, value_name = "DIR|URL@REF")]
-    source: Option<String>,
+    pub(crate) source: Option<String>,
     /// Where the run keeps its artifacts
     /// [default: $XDG_STATE_HOME/kiln/runs/RUN, else ~/.local/state/kiln/runs/RUN].
     #[arg(long, value_name = "DIR")]
-    run_dir: Option<PathBuf>,
+    pub(crate) run_dir: Option<PathBuf>,
 }
 
 /// Which executor runs the jobs.
@@ -82,12 +101,12 @@ pub enum ExecutorChoice {
     Noop,
 }
 
-fn warn(msg: impl std::fmt::Display) {
+pub(crate) fn warn(msg: impl std::fmt::Display) {
     eprintln!("{} {msg}", console::style("warning:").yellow().bold());
 }
 
 /// `$VAR/kiln` when `VAR` holds an absolute path, else `~/<fallback>/kiln`.
-fn user_dir(var: &str, fallback: &str) -> Option<PathBuf> {
+pub(crate) fn user_dir(var: &str, fallback: &str) -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os(var).map(PathBuf::from)
         && dir.is_absolute()
     {
@@ -98,14 +117,14 @@ fn user_dir(var: &str, fallback: &str) -> Option<PathBuf> {
 }
 
 /// The commit a local run checks out, and what its jobs are told of it.
-struct Source {
-    checkout: Checkout,
-    facts: CommitFacts,
+pub(crate) struct Source {
+    pub(crate) checkout: Checkout,
+    pub(crate) facts: CommitFacts,
 }
 
 /// Splits `URL@REF` (`git@host:a/b.git@v1`, `https://host/a/b.git@main`); `URL` alone has
 /// an empty ref. An `@` inside the URL's user part is not a ref.
-fn split_ref(text: &str) -> (&str, &str) {
+pub(crate) fn split_ref(text: &str) -> (&str, &str) {
     if let Some((url, git_ref)) = text.rsplit_once('@')
         && !git_ref.is_empty()
         && !git_ref.contains(':')
@@ -169,7 +188,7 @@ async fn resolve_source(
 }
 
 /// HEAD of the git repository holding `dir`.
-async fn local_source(dir: &Path, repository: &str) -> Result<Source, String> {
+pub(crate) async fn local_source(dir: &Path, repository: &str) -> Result<Source, String> {
     let head =
         checkout::local_head(dir).await.map_err(|e| format!("source {}: {e}", dir.display()))?;
     if head.dirty {
@@ -198,7 +217,7 @@ async fn local_source(dir: &Path, repository: &str) -> Result<Source, String> {
 }
 
 /// What `git_ref` of the repository at `url` points at now.
-async fn remote_source(
+pub(crate) async fn remote_source(
     url: String,
     git_ref: String,
     credentials: Option<String>,
@@ -223,7 +242,7 @@ async fn remote_source(
     })
 }
 
-fn invalid(msg: impl std::fmt::Display) -> ExitCode {
+pub(crate) fn invalid(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("{} {msg}", console::style("error:").red().bold());
     ExitCode::from(EXIT_INVALID)
 }
@@ -239,12 +258,12 @@ fn parse_params(raw: &[String]) -> Result<Vec<(String, String)>, String> {
 }
 
 /// The chosen executor, and the Docker one when it is Docker (for label clean-up).
-struct Chosen {
-    executor: Arc<dyn Executor>,
-    docker: Option<Arc<DockerExecutor>>,
+pub(crate) struct Chosen {
+    pub(crate) executor: Arc<dyn Executor>,
+    pub(crate) docker: Option<Arc<DockerExecutor>>,
 }
 
-async fn choose_executor(choice: ExecutorChoice, plan: &Plan) -> Result<Chosen, String> {
+pub(crate) async fn choose_executor(choice: ExecutorChoice, plan: &Plan) -> Result<Chosen, String> {
     let process = || -> Result<Chosen, String> {
         let exec = ProcessExecutor::new(kiln_exec_process::ProcessConfig::default());
         Ok(Chosen { executor: Arc::new(exec), docker: None })
@@ -278,7 +297,13 @@ async fn choose_executor(choice: ExecutorChoice, plan: &Plan) -> Result<Chosen, 
 
 /// Runs `kiln run` and returns the process exit code.
 pub async fn run(args: RunArgs) -> ExitCode {
-    let compiled = load::compile(&args.file);
+    if args.replay.is_some() {
+        return crate::remote::exit(crate::replay::replay(args)).await;
+    }
+    let Some(file) = args.file.as_deref() else {
+        return invalid("a workflow file (or --replay RUN) is needed");
+    };
+    let compiled = load::compile(file);
     load::print_diagnostics(&compiled.diagnostics);
     let Some(plan) = compiled.plan else {
         return ExitCode::from(EXIT_INVALID);
@@ -381,15 +406,38 @@ pub async fn run(args: RunArgs) -> ExitCode {
         .or_else(|| user_dir("XDG_STATE_HOME", ".local/state").map(|d| d.join("runs")))
         .map(|d| if args.run_dir.is_some() { d } else { d.join(&run_id) });
 
-    let (updates_tx, mut updates) = mpsc::unbounded_channel();
-    let (control, control_rx) = mpsc::unbounded_channel();
     let local = LocalRun {
         run_id: run_id.clone(),
         plan: plan.clone(),
         params,
         executor: chosen.executor.clone(),
-        setup: LocalSetup { env, checkout: source.map(|s| s.checkout), run_dir, cache_dir },
+        setup: LocalSetup {
+            env,
+            checkout: source.map(|s| s.checkout),
+            run_dir,
+            cache_dir,
+            ..LocalSetup::default()
+        },
     };
+    let decide = |view: &View, stage: &str, description: Option<&str>| {
+        decide(&args, view, stage, description)
+    };
+    watch(local, &chosen, &mut view, &decide).await
+}
+
+/// Runs `local` to its end, showing it in `view`: approvals answered by `decide` (`true`:
+/// approve), Ctrl-C cancels (twice: removes what the run created and exits), a job paused by
+/// `LocalSetup::pause_on_failure` gets a shell (`shell::open`). Prints the summary; returns
+/// the exit code.
+pub(crate) async fn watch(
+    local: LocalRun,
+    chosen: &Chosen,
+    view: &mut View,
+    decide: &(dyn Fn(&View, &str, Option<&str>) -> bool + Sync),
+) -> ExitCode {
+    let run_id = local.run_id.clone();
+    let (updates_tx, mut updates) = mpsc::unbounded_channel();
+    let (control, control_rx) = mpsc::unbounded_channel();
     let handle = tokio::spawn(local.run(updates_tx, control_rx));
     let user = std::env::var("USER").unwrap_or_else(|_| "cli".into());
     let mut interrupted = false;
@@ -401,10 +449,17 @@ pub async fn run(args: RunArgs) -> ExitCode {
     loop {
         tokio::select! {
             update = updates.recv() => match update {
-                Some(Update::Log { job, line }) => view.log(&job, &line),
+                Some(Update::Log { job, line }) => {
+                    view.log(&job, &line);
+                    if let Some(ctl) = line.text.trim_end().strip_prefix(kiln_runtime::local::PAUSED)
+                        && !crate::shell::open(view, chosen, &run_id, &job, ctl)
+                    {
+                        let _ = control.send(Control::Cancel { by: user.clone() });
+                    }
+                }
                 Some(Update::Job { job, status }) => view.job(&job, &status),
                 Some(Update::Paused { stage, description }) => {
-                    let decision = decide(&args, &view, &stage, description.as_deref());
+                    let decision = decide(view, &stage, description.as_deref());
                     let c = if decision {
                         view.note(&format!("✔ stage {stage} approved by {user}"));
                         Control::Approve { stage, by: user.clone() }

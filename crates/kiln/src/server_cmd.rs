@@ -43,6 +43,21 @@ pub struct ServerArgs {
     /// address]. Set it when jobs push images from containers that cannot reach loopback.
     #[arg(long, value_name = "HOST:PORT", env = "KILN_REGISTRY_HOST")]
     registry_host: Option<String>,
+    /// Total size of all projects' caches: past it, the least recently used are evicted
+    /// (`10GiB`, `500MiB`, `2G`).
+    #[arg(long, value_name = "SIZE", default_value = "10GiB", value_parser = parse_size)]
+    cache_max_size: u64,
+    /// A cache not used (stored or restored) for this long is evicted (`30d`, `12h`).
+    #[arg(long, value_name = "DURATION", default_value = "30d", value_parser = kiln_workflow::units::duration)]
+    cache_max_age: std::time::Duration,
+    /// The artifacts of a run that ended longer ago than this are removed; their downloads
+    /// then answer that they expired (`30d`, `7d`).
+    #[arg(long, value_name = "DURATION", default_value = "30d", value_parser = kiln_workflow::units::duration)]
+    artifact_max_age: std::time::Duration,
+    /// Files of the blob directory that no cache or artifact names are deleted once this
+    /// old (younger ones may be uploads in flight) (`1h`).
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = kiln_workflow::units::duration)]
+    blob_gc_grace: std::time::Duration,
     /// Attribute of the embedded agent's node, `key=value` (repeatable; see `kiln agent`).
     #[arg(long = "agent-attribute", value_name = "KEY=VALUE", value_parser = parse_attribute)]
     agent_attributes: Vec<(String, AttrValue)>,
@@ -54,7 +69,9 @@ pub struct AgentArgs {
     /// Server URL.
     #[arg(long, env = "KILN_SERVER", default_value = "http://127.0.0.1:7171")]
     server: String,
-    /// Admin token (agents use the admin role until agent tokens exist).
+    /// Agent token: create one with `kiln token create NAME --role agent` (it reaches only the
+    /// agent paths). An admin token also works, but gives the agent's host far more than it
+    /// needs.
     #[arg(long, env = "KILN_TOKEN", hide_env_values = true)]
     token: String,
     /// Agent name (default: the host name).
@@ -96,6 +113,16 @@ fn server_addr(url: &str) -> Option<SocketAddr> {
         format!("{authority}:{default_port}")
     };
     with_port.to_socket_addrs().ok()?.next()
+}
+
+/// A size in bytes: `10GiB`, `512MiB`, `2G`, `1Gi` or a number of bytes (the memory units of
+/// workflows, with an optional `B`).
+fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let t = t.strip_suffix('B').filter(|r| !r.is_empty() && !r.ends_with('B')).unwrap_or(t);
+    kiln_workflow::units::memory_bytes(t).map_err(|_| {
+        format!("expected a size such as 10GiB, 500MiB, 2G or a number of bytes, found '{text}'")
+    })
 }
 
 fn parse_attribute(text: &str) -> Result<(String, AttrValue), String> {
@@ -197,6 +224,13 @@ pub async fn server(args: ServerArgs) -> ExitCode {
         database: args.database.clone(),
         agent_lost_after: args.agent_lost_after,
         registry_host: args.registry_host.clone(),
+        gc: kiln_server::GcConfig {
+            cache_max_size: args.cache_max_size,
+            cache_max_age: args.cache_max_age,
+            artifact_max_age: args.artifact_max_age,
+            blob_gc_grace: args.blob_gc_grace,
+            ..kiln_server::GcConfig::default()
+        },
         ..kiln_server::ServerConfig::new(args.data.clone(), args.listen)
     })
     .await
@@ -319,7 +353,20 @@ pub async fn agent(args: AgentArgs) -> ExitCode {
 
 #[cfg(test)]
 mod tests {
-    use super::{server_addr, shown_database};
+    use super::{parse_size, server_addr, shown_database};
+
+    #[test]
+    fn sizes_take_binary_and_decimal_units_with_or_without_b() {
+        assert_eq!(parse_size("10GiB"), Ok(10 << 30));
+        assert_eq!(parse_size("10Gi"), Ok(10 << 30));
+        assert_eq!(parse_size("500MiB"), Ok(500 << 20));
+        assert_eq!(parse_size("2G"), Ok(2_000_000_000));
+        assert_eq!(parse_size("2GB"), Ok(2_000_000_000));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        for bad in ["", "B", "10GiBB", "ten", "0", "-1GiB"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn a_server_url_resolves_with_its_default_port() {

@@ -707,3 +707,39 @@ fn cache_and_artifacts_are_rendered_when_the_job_starts() {
     let reason = t.run.job(&JobId::from("escapes")).unwrap().reason.clone().unwrap();
     insta::assert_snapshot!(reason, @"artifact path 2 `/etc/x` is absolute: paths are relative to the workspace");
 }
+
+/// `needs:` inside a stage (compiled from YAML, as the compiler orders it): `package` starts
+/// only once `compile` and `lint` of its own stage have ended; `docs` starts with them.
+#[test]
+fn needs_inside_a_stage_wait_for_their_need() {
+    struct One(&'static str);
+    impl kiln_workflow::Loader for One {
+        fn load(&self, _: &str, path: &str) -> Result<kiln_workflow::Source, String> {
+            Ok(kiln_workflow::Source { name: path.to_owned(), text: self.0.to_owned() })
+        }
+    }
+    let yaml = "\
+name: dag
+stages:
+  - name: build
+    jobs:
+      package: { script: echo package, needs: [compile, lint] }
+      compile: { script: echo compile }
+      lint: { script: echo lint }
+      docs: { script: echo docs }
+  - name: ship
+    jobs:
+      publish: { script: echo publish }
+";
+    let compiled = kiln_workflow::compile("dag.yml", &One(yaml));
+    assert!(compiled.diagnostics.is_empty(), "{:?}", compiled.diagnostics);
+    let plan = std::sync::Arc::new(compiled.plan.expect("plan"));
+    let t = Driver::new().on("compile", vec![exits(0).out("version", "1.0")]).drive(plan);
+    insta::assert_snapshot!(t.text);
+    let order: Vec<String> = starts(&t.commands).into_iter().map(|(id, _)| id).collect();
+    assert_eq!(order, ["compile", "lint", "docs", "package", "publish"]);
+    // `package` saw the output of the job of its stage it needed.
+    let package = started(&t.commands, "package");
+    assert_eq!(package.env.get("version").map(String::as_str), Some("1.0"));
+    assert_eq!(t.run.state(), RunState::Success);
+}

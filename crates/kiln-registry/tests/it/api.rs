@@ -49,9 +49,15 @@ async fn repositories_tags_visibility_gc_events_and_webhooks() {
     assert_eq!(admin.registry_events(None, None).await.unwrap().len(), 2);
 
     // Webhooks.
-    let w = admin.add_webhook("team", "http://127.0.0.1:9/hook").await.unwrap();
-    assert_eq!(admin.webhooks("team").await.unwrap(), vec![w.clone()]);
-    let err = admin.add_webhook("team", "ftp://x").await.unwrap_err();
+    let hook = |url: &str| kiln_api::CreateWebhook { url: url.into(), events: None, secret: None };
+    let w = admin.add_webhook("team", &hook("http://127.0.0.1:9/hook")).await.unwrap();
+    assert_eq!(w.events, ["push"], "a webhook takes pushes unless told otherwise");
+    let secret = w.secret.clone().expect("the secret is shown at creation");
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    let listed = admin.webhooks("team").await.unwrap();
+    assert_eq!(listed, vec![kiln_api::Webhook { secret: None, ..w.clone() }], "shown once only");
+    assert!(listed[0].signed);
+    let err = admin.add_webhook("team", &hook("ftp://x")).await.unwrap_err();
     assert!(matches!(err, ClientError::Api { status: 400, .. }));
     admin.delete_webhook("team", &w.id).await.unwrap();
     assert!(admin.webhooks("team").await.unwrap().is_empty());

@@ -348,6 +348,7 @@ stages:
             checkout: None,
             run_dir: Some(dir.path().join(run_id)),
             cache_dir: Some(dir.path().join("cache")),
+            ..Default::default()
         };
         let run = LocalRun {
             run_id: run_id.into(),
@@ -370,4 +371,62 @@ stages:
     assert!(!dir.path().join("r1/work").exists(), "scratch space is removed");
     let second = once("r2").await;
     assert_eq!(second.jobs[0].outputs["cache"], "hit", "{second:#?}");
+}
+
+/// `kiln run --replay --shell`'s script stops at the failing step, says where its control
+/// files are, keeps the step's env and directory there, and ends with the step's code once
+/// `done` is created; a script that succeeds is not changed in what it does.
+#[test]
+fn a_pausing_script_waits_at_the_failing_step_then_exits_with_its_code() {
+    use std::io::{BufRead, BufReader};
+    let lines: Vec<String> = [
+        "export GREETING=hi",
+        "mkdir -p sub && cd sub",
+        "echo 'it''s' \"$GREETING\"; exit 3",
+        "echo never",
+    ]
+    .map(String::from)
+    .into();
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new("/bin/sh")
+        .args(["-e", "-c", &kiln_runtime::local::pausing_script(&lines)])
+        .current_dir(dir.path())
+        .env("TMPDIR", dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    let ctl = loop {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "no pause announced:\n{seen}");
+        seen.push_str(&line);
+        if let Some(ctl) = line.trim_end().strip_prefix(kiln_runtime::local::PAUSED) {
+            break std::path::PathBuf::from(ctl);
+        }
+    };
+    assert!(seen.contains("step 3 failed with exit code 3"), "{seen}");
+    assert!(seen.contains("kiln: replay: > echo 'it''s' \"$GREETING\"; exit 3"), "{seen}");
+    let read = |f: &str| std::fs::read_to_string(ctl.join(f)).unwrap();
+    assert!(read("env").contains("GREETING"), "{}", read("env"));
+    assert_eq!(
+        read("pwd").trim(),
+        dir.path().join("sub").canonicalize().unwrap().display().to_string()
+    );
+    assert_eq!(read("rc").trim(), "3");
+    assert_eq!(read("command"), "echo 'it''s' \"$GREETING\"; exit 3\n");
+    assert!(child.try_wait().unwrap().is_none(), "the script must wait");
+    std::fs::write(ctl.join("done"), "").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "its hi\n");
+    assert!(!ctl.exists(), "the control directory is removed");
+
+    let ok = kiln_runtime::local::pausing_script(&["echo fine".to_string()]);
+    let out = std::process::Command::new("/bin/sh").args(["-e", "-c", &ok]).output().unwrap();
+    assert_eq!(
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned()),
+        (Some(0), "fine\n".into())
+    );
 }

@@ -25,6 +25,16 @@ use super::{
 use crate::dispatch::{AttemptCtx, Canceled, Owner, Queued, TaskCtx};
 use crate::error::{ApiErr, ApiResult};
 
+/// Where the caller of an API event hears whether it was stored.
+type Reply = oneshot::Sender<ApiResult<()>>;
+
+/// Answers `Ok` to every held reply (their events are stored).
+fn answer(held: &mut Vec<Reply>) {
+    for r in held.drain(..) {
+        let _ = r.send(Ok(()));
+    }
+}
+
 /// When a job first started and when it ended.
 type Span = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
 
@@ -171,7 +181,7 @@ impl Actor {
             return Ok(());
         }
         let new_state = step.state.as_ref().map(|(s, _)| *s);
-        self.sh.store.record_step(&self.run.id, &step).await?;
+        self.sh.record(&self.run.id, &step).await?;
         if let Some(s) = new_state {
             self.state = s;
             self.run.state = s;
@@ -258,8 +268,19 @@ impl Actor {
         first: Vec<Command>,
     ) {
         let mut done = self.exec(first);
+        // Callers of the last batch, answered once the events their events led to at once
+        // (a canceled attempt that was still queued exits on the spot) are stored too, so
+        // that they read the state the run is really in: `canceled`, not `running`.
+        let mut held = Vec::new();
         while !done {
-            let Some(first) = rx.recv().await else { break };
+            let first = match rx.try_recv() {
+                Ok(m) => m,
+                Err(_) => {
+                    answer(&mut held);
+                    let Some(m) = rx.recv().await else { break };
+                    m
+                }
+            };
             // Whatever else queued up meanwhile (agents' reports of a wide matrix arrive
             // together) is applied with it and stored in one transaction.
             let mut batch = vec![first];
@@ -270,8 +291,14 @@ impl Actor {
                 }
             }
             let batch = batch.into_iter().map(|RunMsg::Event { event, reply }| (event, reply));
-            match self.apply(batch.collect()).await {
-                Ok(cmds) => done = self.exec(cmds),
+            let result = self.apply(batch.collect()).await;
+            // The previous batch is stored whatever became of this one.
+            answer(&mut held);
+            match result {
+                Ok((cmds, replies)) => {
+                    held = replies;
+                    done = self.exec(cmds);
+                }
                 Err(e) => {
                     tracing::warn!("run {}: {}", self.run.full_name(), e.message);
                     if e.status.is_server_error() {
@@ -282,6 +309,7 @@ impl Actor {
                 }
             }
         }
+        answer(&mut held);
         self.finish().await;
     }
 
@@ -313,13 +341,14 @@ impl Actor {
     }
 
     /// Checks each event against the run's state, applies those that fit, in order, and
-    /// stores them in one step; answers each event's `reply` once stored (or refused). The
-    /// error is that of the store, after every reply got it too. Events that come after the
-    /// run ended are dropped (their callers hear that the run has just ended).
+    /// stores them in one step; answers a refused event's `reply` at once and returns the
+    /// replies of the stored ones, to be answered `Ok` by the caller. The error is that of
+    /// the store, after every reply got it too. Events that come after the run ended are
+    /// dropped (their callers hear that the run has just ended).
     async fn apply(
         &mut self,
-        batch: Vec<(Event, Option<oneshot::Sender<ApiResult<()>>>)>,
-    ) -> ApiResult<Vec<Command>> {
+        batch: Vec<(Event, Option<Reply>)>,
+    ) -> ApiResult<(Vec<Command>, Vec<Reply>)> {
         let mut cmds = Vec::new();
         let mut applied = Vec::with_capacity(batch.len());
         let mut replies = Vec::new();
@@ -399,12 +428,7 @@ impl Actor {
             Err(e) => Err(e),
         };
         match stored {
-            Ok(()) => {
-                for r in replies {
-                    let _ = r.send(Ok(()));
-                }
-                Ok(cmds)
-            }
+            Ok(()) => Ok((cmds, replies)),
             Err(e) => {
                 for r in replies {
                     let _ = r.send(Err(ApiErr {

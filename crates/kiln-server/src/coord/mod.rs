@@ -18,7 +18,10 @@ use std::sync::{Arc, Mutex};
 
 use kiln_engine::{Event, JobState, Outcome, Params, Run, RunState};
 use kiln_logs::{LogKey, LogStore};
-use kiln_store::{ApprovalDecision, JobRecord, NewRun, PipelineId, RunId, Step, Store, StoreError};
+use kiln_store::{
+    ApprovalDecision, IntentRun, JobRecord, NewRun, PipelineId, RunId, RunIntent, Step, Store,
+    StoreError,
+};
 use kiln_workflow::plan::{JobId, Plan};
 use tokio::sync::{mpsc, oneshot};
 
@@ -26,6 +29,7 @@ use crate::dispatch::Dispatch;
 use crate::error::{ApiErr, ApiResult};
 use crate::metrics::Metrics;
 use crate::plans;
+use crate::run_events::RunFeed;
 use crate::secrets::SecretBox;
 
 mod actor;
@@ -87,6 +91,22 @@ struct Shared {
     active: Mutex<HashMap<(PipelineId, String), usize>>,
     admission: tokio::sync::Mutex<()>,
     plans: Mutex<HashMap<(PipelineId, u32), Arc<Plan>>>,
+    /// Run events recorded, for `GET /api/v1/runs/events`.
+    feed: RunFeed,
+}
+
+impl Shared {
+    /// Stores one step of a run (`Store::record_step_notified`: the run events it causes are
+    /// queued for the project's webhooks in the same transaction), then publishes those
+    /// events and wakes the webhook delivery.
+    async fn record(&self, run: &RunId, step: &Step) -> Result<Vec<u64>, StoreError> {
+        let recorded = self.store.record_step_notified(run, step).await?;
+        if !recorded.notices.is_empty() {
+            self.feed.publish(recorded.notices);
+            self.registry.wake_webhooks();
+        }
+        Ok(recorded.seqs)
+    }
 }
 
 /// Starts, steers and recovers runs. Cheap to clone.
@@ -152,8 +172,14 @@ impl Coord {
                 active: Mutex::new(HashMap::new()),
                 admission: tokio::sync::Mutex::new(()),
                 plans: Mutex::new(HashMap::new()),
+                feed: RunFeed::new(),
             }),
         }
+    }
+
+    /// The run events recorded since this server started.
+    pub fn run_feed(&self) -> &RunFeed {
+        &self.sh.feed
     }
 
     /// The compiled plan of a pipeline version (cached).
@@ -205,17 +231,7 @@ impl Coord {
         source: Option<kiln_store::RunSource>,
     ) -> ApiResult<kiln_store::Run> {
         let plan = self.plan_of(pipeline)?;
-        let pairs: Vec<(String, String)> =
-            given.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        if let Err(errors) = kiln_workflow::bind_params(&plan, &pairs) {
-            let mut e = ApiErr::new(
-                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-                kiln_api::codes::INVALID_PARAMS,
-                errors.join("; "),
-            );
-            e.diagnostics = Vec::new();
-            return Err(e);
-        }
+        check_params(&plan, given)?;
         let params = serde_json::to_value(given).expect("a string map is JSON");
         let run = self
             .sh
@@ -231,6 +247,36 @@ impl Coord {
         self.cancel_older_in_group(&plan, &run).await?;
         self.admit(pipeline.id).await;
         Ok(self.sh.store.run(&run.id).await?)
+    }
+
+    /// Creates the run a claimed trigger intends (see [`kiln_store::Store::start_intent`])
+    /// and starts it when a slot is free; an intent that has its run already gives that run,
+    /// and nothing is created twice. An intent its pipeline no longer accepts (its params do
+    /// not bind, the workflow no longer compiles) is given up with that error.
+    pub async fn start_intent(&self, intent: &RunIntent) -> ApiResult<kiln_store::Run> {
+        if let Some(run) = self.sh.store.run_by_trigger(&intent.key).await? {
+            return Ok(run);
+        }
+        let pipeline = self.sh.store.pipeline_by_id(&intent.pipeline).await?;
+        let plan = match self.plan_of(&pipeline).and_then(|plan| {
+            check_params(&plan, &intent.params)?;
+            Ok(plan)
+        }) {
+            Ok(plan) => plan,
+            Err(e) => {
+                self.sh.store.abandon_intent(&intent.key, &e.message).await?;
+                return Err(e);
+            }
+        };
+        match self.sh.store.start_intent(&intent.key).await? {
+            IntentRun::Created(run) => {
+                self.cancel_older_in_group(&plan, &run).await?;
+                self.admit(pipeline.id).await;
+                Ok(self.sh.store.run(&run.id).await?)
+            }
+            IntentRun::Existed(run) => Ok(run),
+            IntentRun::Abandoned(why) => Err(ApiErr::conflict(why)),
+        }
     }
 
     /// Retries a failed, canceled or timed-out run: a new run of the same workflow and params
@@ -268,10 +314,7 @@ impl Coord {
             .map(|j| Event::JobReused { job: j.job.clone(), outputs: j.outputs.clone() })
             .collect();
         if !events.is_empty() {
-            self.sh
-                .store
-                .record_step(&new.id, &Step { events, state: None, jobs: Vec::new() })
-                .await?;
+            self.sh.record(&new.id, &Step { events, state: None, jobs: Vec::new() }).await?;
             let ids: Vec<JobId> = reused.iter().map(|j| j.job.clone()).collect();
             self.sh.store.copy_artifacts(&run.id, &new.id, &ids).await?;
         }
@@ -289,8 +332,7 @@ impl Coord {
             {
                 let reason = format!("run canceled by {by} while queued");
                 self.sh
-                    .store
-                    .record_step(
+                    .record(
                         &run.id,
                         &Step {
                             events: vec![event.clone()],
@@ -325,7 +367,7 @@ impl Coord {
             state: Some((RunState::Failure, Some(format!("could not start: {why}")))),
             jobs: Vec::new(),
         };
-        if let Err(e) = self.sh.store.record_step(&run.id, &step).await {
+        if let Err(e) = self.sh.record(&run.id, &step).await {
             tracing::error!("mark run {} failed: {e}", run.full_name());
         }
     }
@@ -412,6 +454,21 @@ impl Coord {
         tokio::spawn(actor.main(rx, first));
         Ok(())
     }
+}
+
+/// Refuses `given` params that do not bind to `plan`'s (`invalid_params`).
+fn check_params(plan: &Plan, given: &BTreeMap<String, String>) -> ApiResult<()> {
+    let pairs: Vec<(String, String)> = given.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    if let Err(errors) = kiln_workflow::bind_params(plan, &pairs) {
+        let mut e = ApiErr::new(
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            kiln_api::codes::INVALID_PARAMS,
+            errors.join("; "),
+        );
+        e.diagnostics = Vec::new();
+        return Err(e);
+    }
+    Ok(())
 }
 
 fn plan_or_error(compiled: kiln_workflow::Compiled) -> ApiResult<Arc<Plan>> {

@@ -11,7 +11,7 @@ use kiln_api::agent::{
     RegisterAgent, ReportsResponse,
 };
 use kiln_api::{Artifact, ArtifactFile, ErrorBody};
-use kiln_store::{NewArtifact, Role};
+use kiln_store::{ArtifactRecord, NewArtifact, Role, StoreError};
 
 use super::Body;
 use crate::App;
@@ -212,11 +212,12 @@ async fn open_blob(app: &App, rel: &str) -> ApiResult<Option<Response>> {
     }
 }
 
-/// Downloads the artifacts of a needed job into a lease's workspace.
+/// Downloads the artifacts of a needed job into a lease's workspace; 404
+/// `artifacts_expired` if they expired (also those a retry would have reused).
 #[utoipa::path(get, path = "/api/v1/leases/{lease}/inputs/{job}", tag = "agents",
     params(("lease" = String, Path), ("job" = String, Path)),
     responses((status = 200, content_type = "application/gzip", description = "tar.gz"),
-              (status = 404, body = ErrorBody)))]
+              (status = 404, description = "none, or expired (`artifacts_expired`)", body = ErrorBody)))]
 pub async fn input(
     State(app): State<App>,
     caller: Caller,
@@ -224,9 +225,52 @@ pub async fn input(
 ) -> ApiResult<Response> {
     agent_caller(&caller)?;
     let (ctx, _) = live_lease(&app, &lease)?;
-    let rec = app.store.artifact(&attempt_of(&ctx).run, &job.as_str().into()).await?;
-    open_blob(&app, &rec.blob).await?.ok_or_else(|| {
-        ApiErr::not_found(format!("the artifacts of job `{job}` are gone from the blob store"))
+    let job_id = job.as_str().into();
+    let run_id = attempt_of(&ctx).run;
+    let rec = match app.store.artifact(&run_id, &job_id).await {
+        Ok(rec) => rec,
+        Err(StoreError::NotFound(m)) => {
+            // A retry copies the live artifacts of the jobs it reuses: if there were none to
+            // copy because they expired, say so (the job needs them and fails).
+            let run = app.store.run(&run_id).await?;
+            if let Some(from) = run.retry_of
+                && let Ok(old) = app.store.artifact(&from, &job_id).await
+                && old.expired_at.is_some()
+            {
+                return Err(expired(&app, &from.to_string(), &old));
+            }
+            return Err(ApiErr::not_found(m));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    live_blob(&app, &run_id.to_string(), &rec).await
+}
+
+/// The answer for artifacts the garbage collector removed.
+fn expired(app: &App, run: &str, rec: &ArtifactRecord) -> ApiErr {
+    let when = rec.expired_at.map(|t| format!(" on {}", t.format("%Y-%m-%d %H:%M UTC")));
+    ApiErr::new(
+        StatusCode::NOT_FOUND,
+        kiln_api::codes::ARTIFACTS_EXPIRED,
+        format!(
+            "the artifacts of job `{}` of run {run} expired: they are removed {} after the run ends (removed{})",
+            rec.job,
+            crate::gc::short(app.gc.artifact_max_age),
+            when.unwrap_or_default()
+        ),
+    )
+}
+
+/// The archive of an artifact record, or why not (expired, or its file gone).
+async fn live_blob(app: &App, run: &str, rec: &ArtifactRecord) -> ApiResult<Response> {
+    if rec.expired_at.is_some() {
+        return Err(expired(app, run, rec));
+    }
+    open_blob(app, &rec.blob).await?.ok_or_else(|| {
+        ApiErr::not_found(format!(
+            "the artifacts of job `{}` of run {run} are gone from the blob store",
+            rec.job
+        ))
     })
 }
 
@@ -336,10 +380,11 @@ pub fn artifact_dto(rec: kiln_store::ArtifactRecord) -> Artifact {
     }
 }
 
-/// Lists a run's artifacts.
+/// Lists a run's artifacts; 404 `artifacts_expired` once the garbage collector removed them.
 #[utoipa::path(get, path = "/api/v1/runs/{run}/artifacts", tag = "artifacts",
     params(("run" = String, Path)),
-    responses((status = 200, body = Vec<Artifact>), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Vec<Artifact>),
+              (status = 404, description = "no such run, or its artifacts expired (`artifacts_expired`)", body = ErrorBody)))]
 pub async fn run_artifacts(
     State(app): State<App>,
     caller: Caller,
@@ -347,14 +392,31 @@ pub async fn run_artifacts(
 ) -> ApiResult<Json<Vec<Artifact>>> {
     let run = super::runs::run_for(&app, &caller, &id, Role::Viewer).await?;
     let list = app.store.artifacts(&run.id).await?;
-    Ok(Json(list.into_iter().map(artifact_dto).collect()))
+    if let Some(gone) = list.iter().find(|a| a.expired_at.is_some())
+        && list.iter().all(|a| a.expired_at.is_some())
+    {
+        let jobs: Vec<String> = list.iter().map(|a| format!("`{}`", a.job)).collect();
+        let when = gone.expired_at.map(|t| format!(" on {}", t.format("%Y-%m-%d %H:%M UTC")));
+        return Err(ApiErr::new(
+            StatusCode::NOT_FOUND,
+            kiln_api::codes::ARTIFACTS_EXPIRED,
+            format!(
+                "the artifacts of run {id} (jobs {}) expired: they are removed {} after the run ends (removed{})",
+                jobs.join(", "),
+                crate::gc::short(app.gc.artifact_max_age),
+                when.unwrap_or_default()
+            ),
+        ));
+    }
+    Ok(Json(list.into_iter().filter(|a| a.expired_at.is_none()).map(artifact_dto).collect()))
 }
 
-/// Downloads a job's artifacts as tar.gz.
+/// Downloads a job's artifacts as tar.gz; 404 `artifacts_expired` once the garbage
+/// collector removed them.
 #[utoipa::path(get, path = "/api/v1/runs/{run}/artifacts/{job}", tag = "artifacts",
     params(("run" = String, Path), ("job" = String, Path)),
     responses((status = 200, content_type = "application/gzip", description = "tar.gz"),
-              (status = 404, body = ErrorBody)))]
+              (status = 404, description = "none, or expired (`artifacts_expired`)", body = ErrorBody)))]
 pub async fn download(
     State(app): State<App>,
     caller: Caller,
@@ -362,7 +424,5 @@ pub async fn download(
 ) -> ApiResult<Response> {
     let run = super::runs::run_for(&app, &caller, &id, Role::Viewer).await?;
     let rec = app.store.artifact(&run.id, &job.as_str().into()).await?;
-    open_blob(&app, &rec.blob).await?.ok_or_else(|| {
-        ApiErr::not_found(format!("the artifacts of job `{job}` are gone from the blob store"))
-    })
+    live_blob(&app, &id, &rec).await
 }

@@ -14,6 +14,10 @@ use crate::error::{ApiErr, ApiResult};
 use crate::triggers::{GitOutcome, on_git};
 use crate::webhooks::{Provider, parse};
 
+/// The largest delivery accepted: GitHub caps its payloads at 25 MB (other API bodies keep
+/// the default 2 MB).
+pub const MAX_BODY: usize = 25 * 1024 * 1024;
+
 /// Receives a webhook delivery from GitHub, GitLab or Gitea and starts the runs it triggers:
 /// every pipeline (in any project that trusts the delivery) whose `source:` is the delivered
 /// repository and whose `on.push`/`on.pull_request` wants the event. A delivery id seen

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{FromRequest, MatchedPath, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Request, State};
 use axum::http::{HeaderMap, Method, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -13,19 +13,21 @@ use axum::routing::get;
 use axum::{Json, Router};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
-use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
 use crate::App;
 use crate::error::ApiErr;
 
 pub mod agents;
+pub mod gc;
 pub mod hooks;
 pub mod logs;
 pub mod nodes;
 pub mod projects;
 pub mod quotas;
 pub mod registry;
+pub mod run_events;
 pub mod runs;
 pub mod services;
 pub mod stats;
@@ -74,6 +76,7 @@ fn api_router() -> OpenApiRouter<App> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(tokens::info))
         .routes(routes!(stats::queue))
+        .routes(routes!(gc::collect))
         .routes(routes!(projects::list, projects::create))
         .routes(routes!(projects::pipelines))
         .routes(routes!(projects::pipeline, projects::apply))
@@ -90,7 +93,9 @@ fn api_router() -> OpenApiRouter<App> {
         .routes(routes!(runs::trigger))
         .routes(routes!(runs::show_by_number))
         .routes(routes!(runs::list))
+        .routes(routes!(run_events::stream))
         .routes(routes!(runs::show))
+        .routes(routes!(runs::source))
         .routes(routes!(runs::cancel))
         .routes(routes!(runs::retry))
         .routes(routes!(runs::decide))
@@ -122,7 +127,8 @@ fn api_router() -> OpenApiRouter<App> {
         .routes(routes!(registry::events))
         .routes(routes!(registry::webhooks, registry::add_webhook))
         .routes(routes!(registry::delete_webhook))
-        .routes(routes!(hooks::deliver))
+        // GitHub sends deliveries of up to 25 MB; every other body keeps axum's 2 MB cap.
+        .routes(routes!(hooks::deliver).layer(DefaultBodyLimit::max(hooks::MAX_BODY)))
 }
 
 /// The whole router.
@@ -195,6 +201,9 @@ async fn metrics(State(app): State<App>) -> Response {
                 app.metrics.queue.get_or_create(&q).set(i64::try_from(n).unwrap_or(i64::MAX));
             }
         }
+    }
+    if let Ok((_, bytes)) = app.store.cache_usage().await {
+        app.metrics.cache_bytes.set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
     let q = crate::metrics::QueueLabel { queue: "jobs".into() };
     app.metrics.queue.get_or_create(&q).set(app.dispatch.queue_len() as i64);

@@ -170,7 +170,15 @@ pub async fn events(
 }
 
 fn webhook_dto(project: &str, w: kiln_store::RegistryWebhook) -> Webhook {
-    Webhook { id: w.id, project: project.to_string(), url: w.url, created_at: w.created_at }
+    Webhook {
+        id: w.id,
+        project: project.to_string(),
+        url: w.url,
+        events: w.events,
+        signed: w.secret.is_some(),
+        secret: None,
+        created_at: w.created_at,
+    }
 }
 
 /// A project's webhooks (admin of the project).
@@ -186,7 +194,9 @@ pub async fn webhooks(
     Ok(Json(list.into_iter().map(|w| webhook_dto(&project, w)).collect()))
 }
 
-/// Adds a webhook to a project (admin of the project): every push is POSTed to it.
+/// Adds a webhook to a project (admin of the project): the events it takes (`push`, `run`;
+/// default `push`) are POSTed to it, signed with its secret (given, or generated); the
+/// answer is the only one that shows the secret.
 #[utoipa::path(post, path = "/api/v1/projects/{project}/webhooks", tag = "registry",
     params(("project" = String, Path)), request_body = CreateWebhook,
     responses((status = 201, body = Webhook), (status = 400, body = ErrorBody)))]
@@ -197,8 +207,23 @@ pub async fn add_webhook(
     Body(req): Body<CreateWebhook>,
 ) -> ApiResult<(StatusCode, Json<Webhook>)> {
     let p = project_for(&app, &caller, &project, Role::Admin).await?;
-    let w = app.store.registry_add_webhook(&p.id, &req.url).await?;
-    Ok((StatusCode::CREATED, Json(webhook_dto(&project, w))))
+    let events = req.events.unwrap_or_else(|| vec!["push".to_string()]);
+    let secret = match req.secret {
+        Some(s) if s.trim().is_empty() => {
+            return Err(ApiErr::bad_request("a webhook secret cannot be empty"));
+        }
+        Some(s) => s,
+        None => {
+            let mut bytes = [0u8; 24];
+            getrandom::fill(&mut bytes)
+                .map_err(|e| ApiErr::internal(format!("no randomness for a secret: {e}")))?;
+            format!("whsec_{}", hex::encode(bytes))
+        }
+    };
+    let w = app.store.add_webhook(&p.id, &req.url, &events, Some(&secret)).await?;
+    let mut dto = webhook_dto(&project, w);
+    dto.secret = Some(secret);
+    Ok((StatusCode::CREATED, Json(dto)))
 }
 
 /// Removes a webhook of a project (admin of the project).

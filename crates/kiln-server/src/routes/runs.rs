@@ -1,12 +1,12 @@
-//! Runs: trigger, list, show, cancel, retry, approve and reject.
+//! Runs: trigger, list, show, the workflow a run ran, cancel, retry, approve and reject.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use chrono::Utc;
 use kiln_api::{
-    ApprovalInfo, DecisionRequest, ErrorBody, JobInfo, RunDetail, RunSummary, StageInfo,
-    TriggerRequest,
+    ApprovalInfo, DecisionRequest, ErrorBody, JobInfo, RunDetail, RunSummary, RunWorkflow,
+    StageInfo, TriggerRequest,
 };
 use kiln_engine::{Event, JobState, RunState};
 use kiln_store::{ApprovalDecision, Role, RunFilter, RunId};
@@ -193,6 +193,20 @@ pub async fn show_by_number(
     project_for(&app, &caller, &project, Role::Viewer).await?;
     let run = app.store.run_by_number(&project, &pipeline, number).await?;
     Ok(Json(detail(&app, run).await?))
+}
+
+/// The workflow a run ran: the pipeline's source (entry file and template files) as it was
+/// when the run was created, whatever was applied since (`kiln run --replay` compiles it).
+#[utoipa::path(get, path = "/api/v1/runs/{run}/source", tag = "runs", params(("run" = String, Path)),
+    responses((status = 200, body = RunWorkflow), (status = 404, body = ErrorBody)))]
+pub async fn source(
+    State(app): State<App>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<RunWorkflow>> {
+    let run = run_for(&app, &caller, &id, Role::Viewer).await?;
+    let s = app.store.run_source(&run.id).await?;
+    Ok(Json(RunWorkflow { file: s.file, yaml: s.yaml, files: s.files }))
 }
 
 /// Builds the detail view from the store (jobs, approvals) and the run's plan (stages).

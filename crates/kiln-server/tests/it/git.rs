@@ -1,7 +1,8 @@
 //! Git sources and webhooks with real git: bare repositories served over HTTP on loopback by
 //! `git http-backend` (behind basic auth, so a clone without the project's credentials
 //! fails), commits pushed with `git push`, and deliveries posted as GitHub, GitLab and Gitea
-//! send them, signed like they sign them.
+//! send them, signed like they sign them; a crash between a delivery's claim and its runs
+//! neither loses nor doubles them.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -17,7 +18,7 @@ use kiln_server::webhooks::{Provider, sign};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
-use crate::support::{TestServer, log_text};
+use crate::support::{Backend, TestServer, host, log_text};
 
 const USER: &str = "kiln-bot";
 const TOKEN: &str = "glpat-s3cr3t-clone-token";
@@ -611,4 +612,95 @@ async fn a_newer_push_cancels_the_run_in_progress_of_its_branch_only() {
     assert_eq!(third.run.state, "success", "{third:#?}");
     assert!(log_text(&s, &third.run.id, Some("deploy")).await.contains(&"v=fast".to_string()));
     s.stop().await;
+}
+
+/// Issue 18: GitHub sends deliveries of up to 25 MB; Kiln took 2 MB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_delivery_over_two_megabytes_is_accepted_other_bodies_keep_their_cap() {
+    let s = TestServer::start().await;
+    // A push of many commits: a payload of about 3 MB (one padded commit message).
+    let big = json!({ "ref": "refs/heads/main", "after": "a".repeat(40),
+                      "repository": { "full_name": "else/where", "clone_url": "http://x/else/where.git" },
+                      "head_commit": { "id": "a".repeat(40), "message": "x".repeat(3 << 20) } });
+    let (status, answer) = deliver(&s, Provider::GitHub, "push", "big-1", &big, HOOK_SECRET).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["outcome"], "no pipeline's source is else/where: nothing to do");
+    assert_eq!(answer["delivery"], "big-1");
+
+    // Over 25 MB is still refused, and so is a 3 MB body anywhere else in the API.
+    let client = reqwest::Client::new();
+    let huge = client
+        .post(format!("{}/api/v1/hooks/github", s.url))
+        .header("content-type", "application/json")
+        .body(vec![b' '; 26 << 20])
+        .send()
+        .await
+        .unwrap();
+    let code = huge.status().as_u16();
+    let text = huge.text().await.unwrap();
+    assert_eq!(code, 413, "{text}");
+    let other = client
+        .post(format!("{}/api/v1/projects", s.url))
+        .bearer_auth(&s.admin_token)
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&json!({ "name": "x".repeat(3 << 20) })).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status().as_u16(), 413);
+    s.stop().await;
+}
+
+pub async fn a_crash_after_a_delivery_is_claimed_loses_and_doubles_nothing_on(backend: Backend) {
+    let gits = GitServer::start().await;
+    let url = gits.create("shop/app");
+    let mut s = TestServer::start_on(backend).await;
+    linked_project(&s, "shop", &url, "cat version.txt").await;
+    linked_project(&s, "ops", "shop/app", "cat version.txt").await;
+    let pushed =
+        WorkingCopy::new(&gits.path("shop/app")).push("main", &[("version.txt", "9")], "Nine");
+    let payload = push_payload(Provider::GitHub, "shop/app", &url, &pushed);
+
+    // The server dies right after the delivery's claim is stored, before any run exists.
+    s.stop_server().await;
+    s.start_again_with(|c| c.crash_after_claim = true).await;
+    let (status, answer) =
+        deliver(&s, Provider::GitHub, "push", "crash-1", &payload, HOOK_SECRET).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{answer}");
+    assert!(runs_of(&s, "shop").await.is_empty(), "the crash came before the runs");
+    assert!(runs_of(&s, "ops").await.is_empty());
+
+    // Started again: exactly one run per pipeline the delivery wanted, not zero, not two.
+    s.restart().await;
+    for project in ["shop", "ops"] {
+        let runs = runs_of(&s, project).await;
+        assert_eq!(runs.len(), 1, "{project}: {runs:#?}");
+        assert_eq!(runs[0].triggered_by, "github push of shop/app");
+    }
+    // The same delivery again is a duplicate: nothing starts, and it says what it started.
+    let (status, answer) =
+        deliver(&s, Provider::GitHub, "push", "crash-1", &payload, HOOK_SECRET).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["runs"], json!([]), "{answer}");
+    let outcome = answer["outcome"].as_str().unwrap();
+    assert!(outcome.contains("already received"), "{answer}");
+    assert!(outcome.contains("started 2 run(s)"), "{answer}");
+
+    // The runs build the pushed commit (an agent for the restarted server).
+    let _agent = s.agent("after-crash", 2, host("127.0.0.1", 4, &[]));
+    for run in ["shop/build#1", "ops/build#1"] {
+        let d = s.wait_final(run).await;
+        assert_eq!(d.run.state, "success", "{d:#?}");
+        assert_eq!(d.run.source.unwrap().commit, pushed.after);
+    }
+    // Another start finds nothing left to do.
+    s.restart().await;
+    assert_eq!(runs_of(&s, "shop").await.len(), 1);
+    assert_eq!(runs_of(&s, "ops").await.len(), 1);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_crash_after_a_delivery_is_claimed_loses_and_doubles_nothing() {
+    a_crash_after_a_delivery_is_claimed_loses_and_doubles_nothing_on(Backend::Sqlite).await;
 }

@@ -3,7 +3,9 @@
 
 mod api;
 mod files;
+mod gc;
 mod git;
+mod notify;
 mod openapi;
 mod pool;
 mod postgres;

@@ -3,7 +3,7 @@
 //! `KILN_REQUIRE_POSTGRES=1` so that these fail rather than skip without it).
 
 use crate::support::{Backend, TestServer};
-use crate::{api, files, schedules};
+use crate::{api, files, git, schedules};
 
 /// `#[tokio::test] fn NAME` running `SCENARIO` on a fresh PostgreSQL database, or skipping it.
 macro_rules! on_postgres {
@@ -33,6 +33,10 @@ on_postgres! {
         files::artifacts_are_stored_listed_downloaded_and_placed_into_needing_jobs_on;
     caches_on_postgres => files::caches_are_restored_before_and_saved_after_the_job_on;
     missed_schedules_on_postgres => schedules::missed_fires_are_skipped_or_run_once_on;
+    crash_after_fire_claim_on_postgres =>
+        schedules::a_crash_after_a_fire_is_claimed_loses_and_doubles_nothing_on;
+    crash_after_delivery_claim_on_postgres =>
+        git::a_crash_after_a_delivery_is_claimed_loses_and_doubles_nothing_on;
 }
 
 /// On PostgreSQL nothing of the state is in the data directory: a second server on the same

@@ -1,6 +1,7 @@
 //! Schedules (`on: schedule:`) and `on: { api: false }`: a per-second schedule starts runs
 //! with its params, stops when the pipeline is re-applied without it, its fires outlive a
-//! restart, and fires missed while the server was down are skipped or run once.
+//! restart, fires missed while the server was down are skipped or run once, and a crash
+//! between a fire's claim and its run neither loses nor doubles that run.
 
 use std::time::{Duration, Instant};
 
@@ -160,8 +161,9 @@ async fn schedules_and_their_last_fire_outlive_a_restart() {
     s.stop().await;
 }
 
-/// Moves every stored next fire time of the server's database to `at` (the server is down).
-async fn move_next_fires(s: &TestServer, at: chrono::DateTime<Utc>) {
+/// Moves every stored next fire time of the server's database to `at` (the server is down);
+/// there are `rows` of them.
+async fn move_next_fires(s: &TestServer, at: chrono::DateTime<Utc>, rows: u64) {
     let store = match s.backend.database_url() {
         Some(url) => Store::connect_postgres(&url).await.unwrap(),
         None => Store::open(s.data.join("kiln.db")).await.unwrap(),
@@ -171,7 +173,7 @@ async fn move_next_fires(s: &TestServer, at: chrono::DateTime<Utc>) {
         Db::Sqlite(p) => sqlx::query(sql).bind(at).execute(p).await.map(|r| r.rows_affected()),
         Db::Postgres(p) => sqlx::query(sql).bind(at).execute(p).await.map(|r| r.rows_affected()),
     };
-    assert_eq!(moved.unwrap(), 2);
+    assert_eq!(moved.unwrap(), rows);
     store.close().await;
 }
 
@@ -194,7 +196,7 @@ pub async fn missed_fires_are_skipped_or_run_once_on(backend: Backend) {
 
     // Down over a fire time: two hours ago, long past on time.
     s.stop_server().await;
-    move_next_fires(&s, Utc::now() - TimeDelta::hours(2)).await;
+    move_next_fires(&s, Utc::now() - TimeDelta::hours(2), 2).await;
     s.start_again().await;
 
     let list = wait_runs(&s, "cal", "catchup", 1).await;
@@ -225,4 +227,44 @@ pub async fn missed_fires_are_skipped_or_run_once_on(backend: Backend) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn missed_fires_are_skipped_or_run_once() {
     missed_fires_are_skipped_or_run_once_on(Backend::Sqlite).await;
+}
+
+pub async fn a_crash_after_a_fire_is_claimed_loses_and_doubles_nothing_on(backend: Backend) {
+    let mut s = TestServer::start_on(backend).await;
+    s.apply("cal", "yearly", &YEARLY.replace("NAME", "yearly").replace("POLICY", "run-once")).await;
+    // Due now; the server dies right after claiming the fire (before creating its run).
+    s.stop_server().await;
+    move_next_fires(&s, Utc::now() - TimeDelta::seconds(1), 1).await;
+    s.start_again_with(|c| c.crash_after_claim = true).await;
+    let started = Instant::now();
+    loop {
+        let info = schedules(&s, "cal").await[0].schedule.clone().unwrap();
+        if info.last_fired_at.is_some() && info.next[0].at > Utc::now() {
+            assert_eq!(info.last_run, None, "{info:?}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "never claimed: {info:#?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(runs(&s, "cal", "yearly").await.is_empty(), "the crash came before the run");
+
+    // Started again: exactly one run of that fire, recorded as the schedule's last run.
+    s.restart().await;
+    let list = runs(&s, "cal", "yearly").await;
+    assert_eq!(list.len(), 1, "one run of the claimed fire: {list:#?}");
+    assert_eq!(list[0].triggered_by, r#"schedule "0 0 1 1 *" (Asia/Shanghai)"#);
+    let info = schedules(&s, "cal").await[0].schedule.clone().unwrap();
+    assert_eq!(info.last_run.as_deref(), Some("cal/yearly#1"));
+    assert!(info.next[0].at > Utc::now(), "the fire is not due again");
+
+    // And again: the fire has its run, nothing is added.
+    s.restart().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(runs(&s, "cal", "yearly").await.len(), 1);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_crash_after_a_fire_is_claimed_loses_and_doubles_nothing() {
+    a_crash_after_a_fire_is_claimed_loses_and_doubles_nothing_on(Backend::Sqlite).await;
 }

@@ -150,3 +150,48 @@ async fn artifacts_are_copied_to_a_retry() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn artifacts_of_ended_runs_expire_and_shared_blobs_stay() {
+    on_both(|store| async move {
+        let build = pipeline(&store, "api", "build").await;
+        let old = store.create_run(&new_run(&build)).await.unwrap();
+        store.record_artifact(&artifact(old.id, "lib", 1, "l/lib.tar")).await.unwrap();
+        store.record_artifact(&artifact(old.id, "app", 1, "a/app.tar")).await.unwrap();
+        // A retry reuses `lib`: its copy names the same blob.
+        let retry =
+            store.create_run(&NewRun { retry_of: Some(old.id), ..new_run(&build) }).await.unwrap();
+        store.copy_artifacts(&old.id, &retry.id, &[JobId::from("lib")]).await.unwrap();
+        // A run still going keeps its artifacts whatever its age.
+        let going = store.create_run(&new_run(&build)).await.unwrap();
+        store.record_artifact(&artifact(going.id, "lib", 1, "g/lib.tar")).await.unwrap();
+        store.set_run_state(&old.id, kiln_engine::RunState::Running, None).await.unwrap();
+        store.set_run_state(&old.id, kiln_engine::RunState::Success, None).await.unwrap();
+
+        // Nothing ended before an hour ago.
+        let past = chrono::Utc::now() - chrono::Duration::hours(1);
+        assert_eq!(store.expire_artifacts(past).await.unwrap(), Default::default());
+
+        let later = chrono::Utc::now() + chrono::Duration::days(1);
+        let expired = store.expire_artifacts(later).await.unwrap();
+        let jobs: Vec<_> = expired.records.iter().map(|r| (r.run, r.job.as_str())).collect();
+        assert_eq!(jobs, [(old.id, "app"), (old.id, "lib")]);
+        assert!(expired.records.iter().all(|r| r.expired_at.is_some()));
+        assert_eq!(expired.unnamed_blobs, ["a/app.tar"], "the retry's copy still names lib");
+
+        // The expired rows stay, marked; they name no live blob and are not copied.
+        let app = store.artifact(&old.id, &JobId::from("app")).await.unwrap();
+        assert!(app.expired_at.is_some());
+        assert!(store.artifacts(&old.id).await.unwrap().iter().all(|r| r.expired_at.is_some()));
+        let mut named = store.named_blobs().await.unwrap();
+        named.sort();
+        assert_eq!(named, ["g/lib.tar", "l/lib.tar"]);
+        let again =
+            store.create_run(&NewRun { retry_of: Some(old.id), ..new_run(&build) }).await.unwrap();
+        let jobs = [JobId::from("lib"), JobId::from("app")];
+        assert_eq!(store.copy_artifacts(&old.id, &again.id, &jobs).await.unwrap(), 0);
+        // Expiring again finds nothing new.
+        assert_eq!(store.expire_artifacts(later).await.unwrap(), Default::default());
+    })
+    .await;
+}

@@ -70,3 +70,36 @@ async fn cache_errors() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn caches_are_listed_by_use_and_removed_only_if_unchanged() {
+    on_both(|store| async move {
+        let api = store.create_project("api").await.unwrap();
+        let web = store.create_project("web").await.unwrap();
+        assert_eq!(store.cache_usage().await.unwrap(), (0, 0));
+        store.put_cache(&api.id, "a", "c/a.tar", 100).await.unwrap();
+        store.put_cache(&web.id, "b", "c/b.tar", 20).await.unwrap();
+        store.put_cache(&api.id, "c", "c/c.tar", 3).await.unwrap();
+        store.cache(&api.id, "a").await.unwrap().expect("hit");
+        assert_eq!(store.cache_usage().await.unwrap(), (3, 123));
+
+        let all = store.all_caches().await.unwrap();
+        let keys: Vec<_> = all.iter().map(|c| c.key.as_str()).collect();
+        assert_eq!(keys, ["b", "c", "a"], "least recently used first");
+
+        // `c` is stored again meanwhile: its old record is not removed.
+        store.put_cache(&api.id, "c", "c/c2.tar", 4).await.unwrap();
+        let removed = store.remove_caches(&all[..2]).await.unwrap();
+        assert_eq!(removed, all[..1]);
+        let left: Vec<_> =
+            store.all_caches().await.unwrap().into_iter().map(|c| (c.key, c.blob)).collect();
+        assert_eq!(
+            left,
+            [("a".to_string(), "c/a.tar".to_string()), ("c".to_string(), "c/c2.tar".to_string())]
+        );
+        assert_eq!(store.cache_usage().await.unwrap(), (2, 104));
+        assert!(store.remove_caches(&[]).await.unwrap().is_empty());
+        assert!(store.named_blobs().await.unwrap().contains(&"c/c2.tar".to_string()));
+    })
+    .await;
+}

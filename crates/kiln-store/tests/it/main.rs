@@ -16,6 +16,7 @@ use tempfile::TempDir;
 
 mod artifacts;
 mod caches;
+mod intents;
 mod nodes;
 mod quotas;
 mod schedules;

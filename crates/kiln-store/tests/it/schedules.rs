@@ -38,8 +38,12 @@ async fn sync_keeps_unchanged_entries_and_claims_fire_once() {
         let due = store.due_schedules(t0).await.unwrap();
         assert_eq!(due.len(), 2);
         let t1 = t0 + TimeDelta::days(1);
-        assert!(store.claim_schedule(&p.id, "0 8 * * *", t0, Some(t1), Some(t0)).await.unwrap());
-        assert!(!store.claim_schedule(&p.id, "0 8 * * *", t0, Some(t1), Some(t0)).await.unwrap());
+        assert!(
+            store.claim_schedule(&p.id, "0 8 * * *", t0, Some(t1), Some(t0), None).await.unwrap()
+        );
+        assert!(
+            !store.claim_schedule(&p.id, "0 8 * * *", t0, Some(t1), Some(t0), None).await.unwrap()
+        );
         let run = store
             .create_run(&NewRun {
                 pipeline: p.id,

@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use kiln_engine::{Event, JobState, Outcome, RunState};
-use kiln_store::{JobRecord, NewRun, PipelineId, RunId, Step, Store, StoreError};
+use kiln_store::{
+    DeliveryPayload, JobRecord, NewRun, PipelineId, RunEventKind, RunId, Step, Store, StoreError,
+};
 use kiln_workflow::plan::JobId;
 
 use crate::{events, new_run, on_both, pipeline};
@@ -427,4 +429,51 @@ async fn a_0001_database_is_upgraded_in_place() {
         old.close().await;
         check_upgrade(Store::connect_postgres(&url).await.unwrap()).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_step_that_starts_or_ends_a_run_queues_its_run_webhooks_in_the_same_transaction() {
+    on_both(|store| async move {
+        let build = pipeline(&store, "api", "build").await;
+        let project = store.project("api").await.unwrap().id;
+        let runs = store
+            .add_webhook(&project, "http://127.0.0.1:9/runs", &["run".into()], Some("s3cret"))
+            .await
+            .unwrap();
+        store.registry_add_webhook(&project, "http://127.0.0.1:9/pushes").await.unwrap();
+        let run = store.create_run(&new_run(&build)).await.unwrap();
+        let start = Step { state: Some((RunState::Running, None)), ..Step::default() };
+        let recorded = store.record_step_notified(&run.id, &start).await.unwrap();
+        let kinds: Vec<_> = recorded.notices.iter().map(|n| n.event).collect();
+        assert_eq!(kinds, [RunEventKind::Started]);
+        // A step that changes no run state is no event.
+        let quiet = Step { jobs: vec![job("build", JobState::Running)], ..Step::default() };
+        assert!(store.record_step_notified(&run.id, &quiet).await.unwrap().notices.is_empty());
+        let end = Step {
+            state: Some((RunState::Failure, Some("job `build` failed".into()))),
+            ..Step::default()
+        };
+        let recorded = store.record_step_notified(&run.id, &end).await.unwrap();
+        let failed = &recorded.notices[0];
+        assert_eq!(failed.event, RunEventKind::Failed);
+        assert_eq!(failed.run.reason.as_deref(), Some("job `build` failed"));
+        let due = store.registry_due_deliveries(chrono::Utc::now(), 10).await.unwrap();
+        assert_eq!(due.len(), 2, "one delivery per event, to the run webhook only: {due:?}");
+        for d in &due {
+            assert_eq!((d.url.as_str(), d.secret.as_deref()), (runs.url.as_str(), Some("s3cret")));
+        }
+        let sent: Vec<_> = due
+            .iter()
+            .map(|d| match &d.payload {
+                DeliveryPayload::Run(n) => n.event,
+                other => panic!("not a run event: {other:?}"),
+            })
+            .collect();
+        assert_eq!(sent, [RunEventKind::Started, RunEventKind::Failed]);
+        // A step refused (the run has ended) queues nothing.
+        let late = Step { state: Some((RunState::Success, None)), ..Step::default() };
+        store.record_step_notified(&run.id, &late).await.unwrap_err();
+        assert_eq!(store.registry_due_deliveries(chrono::Utc::now(), 10).await.unwrap().len(), 2);
+    })
+    .await;
 }

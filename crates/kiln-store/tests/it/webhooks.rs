@@ -13,18 +13,18 @@ async fn a_delivery_id_is_claimed_once_and_keeps_its_outcome() {
             event: "push".into(),
             repository: "shop/app".into(),
         };
-        assert_eq!(store.claim_delivery(&new).await.unwrap(), None, "first delivery is new");
+        assert_eq!(store.claim_delivery(&new, &[]).await.unwrap(), None, "first delivery is new");
         let runs = vec!["shop/app#1".to_string(), "ops/deploy#4".to_string()];
         store.finish_delivery("github", &new.id, "started 2 run(s)", &runs).await.unwrap();
 
-        let again = store.claim_delivery(&new).await.unwrap().expect("a replay is recognised");
+        let again = store.claim_delivery(&new, &[]).await.unwrap().expect("a replay is recognised");
         assert_eq!(again.outcome, "started 2 run(s)");
         assert_eq!(again.runs, runs);
         assert_eq!(again.event, "push");
 
         // The same id from another provider is another delivery.
         let gitea = NewDelivery { provider: "gitea".into(), ..new.clone() };
-        assert_eq!(store.claim_delivery(&gitea).await.unwrap(), None);
+        assert_eq!(store.claim_delivery(&gitea, &[]).await.unwrap(), None);
         let listed = store.deliveries(10).await.unwrap();
         assert_eq!(listed.len(), 2);
     })

@@ -23,6 +23,7 @@ use crate::{EXIT_FAILED, EXIT_INVALID, Format};
 
 pub mod access;
 pub mod artifacts;
+pub mod gc;
 pub mod logs;
 pub mod pipelines;
 pub mod pool;
@@ -30,6 +31,8 @@ pub mod registry;
 pub mod runs;
 pub mod services;
 pub mod triggers;
+pub mod watch;
+pub mod webhooks;
 
 /// `println!` for results: stops the process quietly when stdout is closed (`kiln logs RUN |
 /// head`) instead of panicking.

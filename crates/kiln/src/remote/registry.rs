@@ -7,6 +7,7 @@ use clap::{Args, Subcommand};
 use comfy_table::Cell;
 use kiln_api::{RegistryGcRequest, SetVisibility};
 
+use super::webhooks::WebhookSub;
 use super::{CmdResult, Conn, local_time, outln, print_json, table};
 use crate::Format;
 
@@ -51,33 +52,9 @@ enum RegistrySub {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
-    /// A project's webhooks: every push is POSTed to them (list, add, rm).
+    /// A project's webhooks (list, add, rm): `kiln webhook`, adding push-only webhooks.
     #[command(subcommand)]
     Webhooks(WebhookSub),
-}
-
-#[derive(Debug, Subcommand)]
-enum WebhookSub {
-    /// List a project's webhooks.
-    List {
-        /// Project.
-        project: String,
-    },
-    /// Add a webhook to a project.
-    Add {
-        /// Project.
-        project: String,
-        /// Target URL.
-        url: String,
-    },
-    /// Remove a webhook.
-    #[command(alias = "delete")]
-    Rm {
-        /// Project.
-        project: String,
-        /// The webhook's id (see `kiln registry webhooks list`).
-        id: String,
-    },
 }
 
 fn size(bytes: u64) -> String {
@@ -167,45 +144,8 @@ pub async fn registry(cmd: RegistryCmd) -> CmdResult {
             }
             outln!("{t}");
         }
-        RegistrySub::Webhooks(sub) => return webhooks(&client, sub, json).await,
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn webhooks(client: &kiln_client::Client, sub: WebhookSub, json: bool) -> CmdResult {
-    match sub {
-        WebhookSub::List { project } => {
-            let list = client.webhooks(&project).await?;
-            if json {
-                print_json(&list)?;
-                return Ok(ExitCode::SUCCESS);
-            }
-            let mut t = table(&["ID", "PROJECT", "URL", "CREATED"]);
-            for w in &list {
-                t.add_row(vec![
-                    Cell::new(&w.id),
-                    Cell::new(&w.project),
-                    Cell::new(&w.url),
-                    Cell::new(local_time(w.created_at)),
-                ]);
-            }
-            outln!("{t}");
-        }
-        WebhookSub::Add { project, url } => {
-            let w = client.add_webhook(&project, &url).await?;
-            if json {
-                print_json(&w)?;
-            } else {
-                outln!("added webhook {} to project {project}: {}", w.id, w.url);
-            }
-        }
-        WebhookSub::Rm { project, id } => {
-            client.delete_webhook(&project, &id).await?;
-            if json {
-                print_json(&serde_json::json!({"deleted": id}))?;
-            } else {
-                outln!("removed webhook {id} of project {project}");
-            }
+        RegistrySub::Webhooks(sub) => {
+            return super::webhooks::run(&client, sub, json, &["push"]).await;
         }
     }
     Ok(ExitCode::SUCCESS)

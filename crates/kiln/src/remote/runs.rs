@@ -9,6 +9,7 @@ use kiln_api::{RunDetail, RunSummary, TriggerRequest};
 use kiln_client::{Client, RunQuery};
 
 use super::logs::{LogPrinter, final_run, follow, print_outcome};
+use super::watch::WatchFilter;
 use super::{
     CmdResult, Conn, Fail, check_run, duration, local_time, opt_time, outln, parse_params,
     print_json, run_exit, state_cell, styled_state, table,
@@ -45,6 +46,10 @@ pub struct RunsArgs {
     /// At most this many, newest first.
     #[arg(long, default_value_t = 20)]
     limit: u32,
+    /// Then keep printing a line per run event as it happens (started, waiting for approval,
+    /// ended: time, run, state, reason) until Ctrl-C; with `-o json`, one JSON object a line.
+    #[arg(short, long)]
+    watch: bool,
     #[command(flatten)]
     conn: Conn,
 }
@@ -162,13 +167,26 @@ pub async fn runs(args: RunsArgs) -> CmdResult {
     let client = args.conn.client()?;
     let query = RunQuery { project, pipeline, state: args.state.clone(), limit: Some(args.limit) };
     let list = client.runs(&query).await?;
-    if args.conn.output == Format::Json {
-        print_json(&list)?;
+    let json = args.conn.output == Format::Json;
+    let watch = args.watch.then(|| WatchFilter {
+        project: query.project.clone(),
+        pipeline: query.pipeline.clone(),
+        state: args.state.clone(),
+    });
+    if json {
+        // Watching prints JSON lines: the list is not printed first.
+        match watch {
+            Some(filter) => return super::watch::watch(&client, filter, true).await,
+            None => print_json(&list)?,
+        }
         return Ok(ExitCode::SUCCESS);
     }
     if list.is_empty() {
         eprintln!("no runs");
-        return Ok(ExitCode::SUCCESS);
+        return match watch {
+            Some(filter) => super::watch::watch(&client, filter, false).await,
+            None => Ok(ExitCode::SUCCESS),
+        };
     }
     let mut t = table(&["RUN", "STATE", "TRIGGERED BY", "CREATED", "DURATION", "ID"]);
     for r in &list {
@@ -182,7 +200,10 @@ pub async fn runs(args: RunsArgs) -> CmdResult {
         ]);
     }
     outln!("{t}");
-    Ok(ExitCode::SUCCESS)
+    match watch {
+        Some(filter) => super::watch::watch(&client, filter, false).await,
+        None => Ok(ExitCode::SUCCESS),
+    }
 }
 
 /// Runs `kiln run <COMMAND>`.
@@ -366,7 +387,17 @@ pub async fn cancel(args: RunArg) -> CmdResult {
     if args.conn.output == Format::Json {
         print_json(&run)?;
     } else {
-        outln!("canceling {} (now {})", run.full_name(), styled_state(&run.state));
+        // The state the server answers after the cancel: a run with nothing running (queued,
+        // scheduling) has ended; a running one stops once its jobs are killed.
+        if super::is_final(&run.state) {
+            outln!("{} is {}", run.full_name(), styled_state(&run.state));
+        } else {
+            outln!(
+                "canceling {}: it is {} until its running jobs are stopped",
+                run.full_name(),
+                styled_state(&run.state)
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -3,11 +3,13 @@
 //! parity of `kiln run` with the server (artifacts, caches, `source:`, the examples), and the
 //! pool across hosts (a server and three agents in containers).
 
+mod completions;
 mod docker;
 mod multihost;
 mod parity;
 mod process;
 mod recovery;
+mod replay;
 mod server;
 mod support;
 mod validate;

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use crate::server::Server;
 use crate::support::{assert_code, example, kiln, require_docker};
 
-const HOOK_SECRET: &str = "parity-hook-secret";
+pub(crate) const HOOK_SECRET: &str = "parity-hook-secret";
 
 /// The pipeline: `make` checks out the source, restores and saves a cache keyed by a lock
 /// file, keeps artifacts; `read` (no checkout) reads them.
@@ -56,7 +56,7 @@ stages:
     )
 }
 
-fn git(dir: &Path, args: &[&str]) -> String {
+pub(crate) fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
         .arg("-C")
         .arg(dir)
@@ -95,7 +95,7 @@ fn repository() -> (tempfile::TempDir, String) {
 }
 
 /// Each job's outputs, by job id, from a `-o json` summary or a server's run.
-fn outputs(run: &Value) -> BTreeMap<String, Value> {
+pub(crate) fn outputs(run: &Value) -> BTreeMap<String, Value> {
     run["jobs"]
         .as_array()
         .unwrap_or_else(|| panic!("no jobs in {run:#}"))
@@ -120,7 +120,7 @@ fn run_local(file: &Path, cwd: &Path, executor: &str, extra: &[&str]) -> (Value,
 }
 
 /// Posts a signed Gitea push of `sha` to `main` of `url` to the server.
-fn push(s: &Server, url: &str, sha: &str, delivery: &str) {
+pub(crate) fn push(s: &Server, url: &str, sha: &str, delivery: &str) {
     let commit = json!({
         "id": sha, "message": "First commit", "timestamp": "2026-11-30T10:00:00Z",
         "author": { "name": "Ada Lovelace", "email": "ada@example.com" },
@@ -152,7 +152,7 @@ fn push(s: &Server, url: &str, sha: &str, delivery: &str) {
 }
 
 /// Sets a project secret through the CLI (the value on stdin).
-fn secret(s: &Server, name: &str, value: &str) {
+pub(crate) fn secret(s: &Server, name: &str, value: &str) {
     use std::io::Write;
     let mut child = s
         .cmd(&["secret", "set", "default", name])
@@ -166,7 +166,7 @@ fn secret(s: &Server, name: &str, value: &str) {
 }
 
 /// The run `name` once it ended (it may not exist yet right after the delivery).
-fn ended(s: &Server, name: &str) -> Value {
+pub(crate) fn ended(s: &Server, name: &str) -> Value {
     let started = Instant::now();
     loop {
         let out = s.run(&["run", "show", name, "-o", "json"]);

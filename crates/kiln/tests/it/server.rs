@@ -35,12 +35,18 @@ impl Server {
 
     /// [`Server::start`] with the embedded agent on `executor` (`process`, `docker`).
     pub(crate) fn start_on(executor: &str) -> Server {
+        Server::start_with(executor, &[])
+    }
+
+    /// [`Server::start_on`] with more `kiln server` flags.
+    pub(crate) fn start_with(executor: &str, flags: &[&str]) -> Server {
         let data = tempfile::tempdir().unwrap();
         let work = tempfile::tempdir().unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
             .args(["server", "--data"])
             .arg(data.path())
             .args(["--listen", "127.0.0.1:0", "--executor", executor])
+            .args(flags)
             .env_remove("KILN_EXECUTOR")
             .env_remove("KILN_DATA")
             .env_remove("KILN_LISTEN")
@@ -346,6 +352,44 @@ fn approval_stages_are_approved_and_rejected() {
     assert!(stderr.starts_with("error: "), "{stderr}");
 }
 
+/// Issue 18: `kiln cancel` of a run that waits for a place printed "(now running)".
+#[test]
+fn cancel_prints_the_state_the_run_is_in_after_the_cancel() {
+    let s = Server::start();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let node = loop {
+        let (stdout, _) = s.ok(&["nodes", "-o", "json"], 0);
+        let nodes: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        if nodes.as_array().is_some_and(|n| n.len() == 1 && n[0]["state"] == "ready") {
+            break nodes[0]["name"].as_str().unwrap().to_string();
+        }
+        assert!(Instant::now() < deadline, "{nodes:#}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    s.pipeline(
+        "slow",
+        "name: slow\nstages:\n  - name: s\n    jobs:\n      wait:\n        script: sleep 30\n",
+    );
+    // Nowhere to run: the run is `scheduling`, and a cancel ends it at once.
+    s.ok(&["nodes", "disable", &node], 0);
+    s.ok(&["trigger", "default/slow"], 0);
+    s.wait("default/slow#1", "scheduling", |r| r["state"] == "scheduling");
+    let (stdout, _) = s.ok(&["cancel", "default/slow#1"], 0);
+    assert_eq!(stdout.trim(), "default/slow#1 is canceled");
+
+    // A running job is killed first: the run says so.
+    s.ok(&["nodes", "enable", &node], 0);
+    s.ok(&["trigger", "default/slow"], 0);
+    s.wait("default/slow#2", "running", |r| r["jobs"][0]["state"] == "running");
+    let (stdout, _) = s.ok(&["cancel", "default/slow#2"], 0);
+    assert_eq!(
+        stdout.trim(),
+        "canceling default/slow#2: it is running until its running jobs are stopped"
+    );
+    let run = s.wait("default/slow#2", "ended", |r| r["finished_at"].is_string());
+    assert_eq!(run["state"], "canceled", "{run:#}");
+}
+
 #[test]
 fn artifacts_are_listed_and_downloaded() {
     let s = Server::start();
@@ -502,6 +546,42 @@ fn nodes_and_offers_show_the_embedded_agent_and_take_operators_attributes() {
 }
 
 #[test]
+fn gc_prints_what_it_removed_and_refuses_a_viewer() {
+    // A budget of one byte: every cache is over it.
+    let s = Server::start_with("process", &["--cache-max-size", "1B", "--blob-gc-grace", "1h"]);
+    s.pipeline(
+        "cached",
+        "name: cached\nstages:\n  - name: s\n    jobs:\n      deps:\n        script: [\"mkdir -p .cache && echo x > .cache/x\"]\n        cache: { key: deps, paths: [.cache/] }\n",
+    );
+    s.ok(&["trigger", "default/cached", "-f"], 0);
+    let (stdout, _) = s.ok(&["gc"], 0);
+    assert!(stdout.contains("caches evicted") && stdout.contains("bytes freed"), "{stdout}");
+    assert!(stdout.contains("evicted cache default/deps"), "{stdout}");
+    assert!(stdout.contains("caches now hold 0 B of a 1 B budget"), "{stdout}");
+    let (stdout, _) = s.ok(&["gc", "-o", "json"], 0);
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["caches"], serde_json::json!([]), "{report:#}");
+    assert_eq!(report["cache_budget"], 1, "{report:#}");
+
+    let (stdout, _) = s.ok(&["token", "create", "watcher", "--role", "viewer"], 0);
+    let secret = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("export KILN_TOKEN="))
+        .unwrap_or_else(|| panic!("no export hint in {stdout}"))
+        .to_string();
+    let out = s.cmd(&["gc"]).env("KILN_TOKEN", &secret).output().unwrap();
+    let (_, stderr) = assert_code(&out, 2);
+    assert!(stderr.contains("error: forbidden"), "{stderr}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["server", "--cache-max-size", "lots"])
+        .output()
+        .unwrap();
+    let (_, stderr) = assert_code(&out, 2);
+    assert!(stderr.contains("expected a size such as 10GiB"), "{stderr}");
+}
+
+#[test]
 fn registry_commands_list_as_tables_and_json() {
     let s = Server::start();
     s.ok(&["project", "create", "team"], 0);
@@ -624,4 +704,98 @@ fn a_noop_agent_ends_the_jobs_placed_on_it_without_running_them() {
     assert!(jobs.iter().all(|j| j["exit_code"] == 0 && j["attempts"] == 1), "{run:#}");
     let _ = agent.kill();
     let _ = agent.wait();
+}
+
+/// Reads `child`'s stdout lines on a thread; lines arrive on the returned channel.
+fn stdout_lines(child: &mut Child) -> mpsc::Receiver<String> {
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits (at most a minute) for a line of `lines` that contains every one of `parts`.
+fn line_with(lines: &mpsc::Receiver<String>, parts: &[&str], seen: &mut Vec<String>) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => {
+                seen.push(line.clone());
+                if parts.iter().all(|p| line.contains(p)) {
+                    return line;
+                }
+            }
+            Err(_) => panic!("no line with {parts:?}; printed so far:\n{}", seen.join("\n")),
+        }
+    }
+}
+
+#[test]
+fn runs_watch_prints_a_line_when_a_run_starts_and_one_when_it_ends() {
+    let s = Server::start();
+    s.pipeline("flaky", FLAKY);
+    let mut watcher = s
+        .cmd(&["runs", "--watch"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kiln runs --watch starts");
+    // It says on stderr once it is subscribed: what happens from then on is printed.
+    let stderr = BufReader::new(watcher.stderr.take().unwrap());
+    let mut err_lines = stderr.lines();
+    loop {
+        match err_lines.next() {
+            Some(Ok(line)) if line.contains("watching run events") => break,
+            Some(Ok(_)) => continue,
+            other => panic!("kiln runs --watch stopped before watching: {other:?}"),
+        }
+    }
+    std::thread::spawn(move || for _ in err_lines {});
+    let lines = stdout_lines(&mut watcher);
+    s.ok(&["trigger", "default/flaky"], 0);
+    let mut seen = Vec::new();
+    let started = line_with(&lines, &["default/flaky#1"], &mut seen);
+    assert!(started.contains("scheduling") || started.contains("running"), "{started}");
+    let ended = line_with(&lines, &["default/flaky#1", "failure"], &mut seen);
+    assert!(ended.contains("broken"), "the reason names the failed job: {ended}");
+    assert!(ended.starts_with("20"), "each line starts with the time: {ended}");
+    assert_eq!(seen.iter().filter(|l| l.contains("flaky#1")).count(), 2, "{seen:?}");
+    let _ = watcher.kill();
+    let _ = watcher.wait();
+}
+
+#[test]
+fn webhook_commands_add_list_and_remove_run_webhooks() {
+    let s = Server::start();
+    s.ok(&["project", "create", "team"], 0);
+    let (stdout, _) = s.ok(&["webhook", "add", "team", "http://127.0.0.1:9/hook"], 0);
+    assert!(stdout.contains("added webhook") && stdout.contains("(push,run)"), "{stdout}");
+    assert!(stdout.contains("signing secret (shown once): whsec_"), "{stdout}");
+    let (stdout, _) =
+        s.ok(&["webhook", "add", "team", "http://127.0.0.1:9/runs", "--events", "run"], 0);
+    assert!(stdout.contains("(run)"), "{stdout}");
+    let (stdout, _) = s.ok(&["webhook", "list", "team"], 0);
+    assert!(stdout.contains("EVENTS") && stdout.contains("SIGNED"), "{stdout}");
+    assert!(!stdout.contains("whsec_"), "the secret is never listed: {stdout}");
+    let (stdout, _) = s.ok(&["webhook", "list", "team", "-o", "json"], 0);
+    let hooks: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(hooks[1]["events"], serde_json::json!(["run"]));
+    assert_eq!(hooks[1]["signed"], true);
+    let id = hooks[0]["id"].as_str().unwrap().to_string();
+    let (_, stderr) = s.ok(&["webhook", "add", "team", "http://x", "--events", "deploy"], 2);
+    assert!(stderr.contains("deploy"), "{stderr}");
+    s.ok(&["webhook", "rm", "team", &id], 0);
+    let (stdout, _) = s.ok(&["webhook", "list", "team", "-o", "json"], 0);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&stdout).unwrap().as_array().unwrap().len(),
+        1
+    );
 }

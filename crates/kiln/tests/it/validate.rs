@@ -1,4 +1,4 @@
-//! `kiln validate` and bad input to `kiln run`: clear errors, exit code 2, never a panic.
+//! `kiln validate`, bad input to `kiln run` (clear errors, exit code 2, never a panic) and help texts.
 
 use crate::support::{assert_code, example, run};
 
@@ -107,4 +107,41 @@ fn schema_is_printed() {
     let (stdout, _) = assert_code(&out, 0);
     let schema: serde_json::Value = serde_json::from_str(&stdout).expect("json schema");
     assert!(schema.to_string().contains("stages"));
+}
+
+#[test]
+fn agent_help_recommends_an_agent_token() {
+    let out = run(&["agent", "--help"]);
+    let (stdout, _) = assert_code(&out, 0);
+    assert!(stdout.contains("kiln token create NAME --role agent"), "{stdout}");
+    assert!(!stdout.contains("until agent tokens exist"), "{stdout}");
+}
+
+/// Issue 18: an unreachable PostgreSQL made `kiln server` wait 30 s and say something
+/// generic. Now it fails at once, naming the cause and the address, in one line.
+#[test]
+fn server_on_an_unreachable_postgres_fails_fast_with_the_cause() {
+    // A loopback port nothing listens on (bound, then released).
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let data = tempfile::tempdir().unwrap();
+    let url = format!("postgres://kiln:secret@127.0.0.1:{port}/kiln");
+    let started = std::time::Instant::now();
+    let out = crate::support::kiln()
+        .args(["server", "--listen", "127.0.0.1:0", "--capacity", "0", "--database", &url])
+        .arg("--data")
+        .arg(data.path())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let elapsed = started.elapsed();
+    let (_, stderr) = assert_code(&out, 2);
+    assert_eq!(
+        stderr.trim(),
+        format!(
+            "error: cannot connect to PostgreSQL: connection refused at 127.0.0.1:{port} (is \
+             PostgreSQL running there?)"
+        )
+    );
+    assert!(!stderr.contains("secret"), "{stderr}");
+    assert!(elapsed < std::time::Duration::from_secs(10), "took {elapsed:?}");
 }
