@@ -209,8 +209,9 @@ pub struct RunSummary {
     pub pipeline: String,
     /// Number within the pipeline, from 1.
     pub number: u64,
-    /// `pending` (queued for a concurrency slot), `running`, `paused`, `success`, `failure`,
-    /// `canceled` or `timeout`.
+    /// `pending` (queued for a concurrency slot), `scheduling`, `running`, `paused`,
+    /// `success`, `failure`, `canceled` or `timeout` (`kiln_engine::RunState`'s names).
+    #[schema(schema_with = run_state_schema)]
     pub state: String,
     /// Who triggered it (a token's name).
     pub triggered_by: String,
@@ -330,7 +331,9 @@ pub struct JobInfo {
     pub stage: String,
     /// Jobs it waits for.
     pub needs: Vec<String>,
-    /// `pending`, `queued`, `running`, `success`, `failure`, `skipped`, `canceled`, `timeout`.
+    /// `pending`, `queued`, `running`, `success`, `failure`, `skipped`, `canceled`, `timeout`
+    /// (`kiln_engine::JobState`'s names).
+    #[schema(schema_with = job_state_schema)]
     pub state: String,
     /// Attempts started (0 when reused from the retried run).
     pub attempts: u32,
@@ -673,4 +676,25 @@ pub struct RunEventRun {
     /// Where people see it, when the server knows its public address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+}
+
+/// The API's one enum of run states: the engine's names ([`kiln_engine::RunState::as_str`]).
+fn run_state_schema() -> utoipa::openapi::schema::Object {
+    state_schema(kiln_engine::RunState::ALL.iter().map(|s| s.as_str()), "A run's state.")
+}
+
+/// The API's one enum of job states: the engine's names ([`kiln_engine::JobState::as_str`]).
+fn job_state_schema() -> utoipa::openapi::schema::Object {
+    state_schema(kiln_engine::JobState::ALL.iter().map(|s| s.as_str()), "A job's state.")
+}
+
+fn state_schema<'a>(
+    names: impl Iterator<Item = &'a str>,
+    what: &str,
+) -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(names.map(str::to_string)))
+        .description(Some(what))
+        .build()
 }

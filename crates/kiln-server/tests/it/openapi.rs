@@ -34,3 +34,16 @@ fn openapi_file_describes_the_agent_protocol() {
     let register = &doc["components"]["schemas"]["RegisterAgent"]["properties"];
     assert!(register.get("protocol").is_some(), "RegisterAgent has no protocol: {register}");
 }
+
+#[test]
+fn run_and_job_states_are_one_enum_each_with_the_engines_names() {
+    let doc: serde_json::Value = serde_json::to_value(kiln_server::routes::openapi()).unwrap();
+    let schemas = &doc["components"]["schemas"];
+    let names = |v: &serde_json::Value| -> Vec<String> {
+        v["enum"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect()
+    };
+    let runs: Vec<String> = kiln_engine::RunState::ALL.iter().map(|s| s.to_string()).collect();
+    let jobs: Vec<String> = kiln_engine::JobState::ALL.iter().map(|s| s.to_string()).collect();
+    assert_eq!(names(&schemas["RunSummary"]["properties"]["state"]), runs);
+    assert_eq!(names(&schemas["JobInfo"]["properties"]["state"]), jobs);
+}
