@@ -217,7 +217,7 @@ fn shown_database(url: &str) -> String {
     format!("{scheme}://{host}/{path}")
 }
 
-/// Runs `kiln server` until Ctrl-C.
+/// Runs `kiln server` until Ctrl-C or SIGTERM.
 pub async fn server(args: ServerArgs) -> ExitCode {
     let started = std::time::Instant::now();
     let server = match kiln_server::start(kiln_server::ServerConfig {
@@ -299,7 +299,7 @@ pub async fn server(args: ServerArgs) -> ExitCode {
     }
     println!("web UI: {}/ (sign in with a token)", server.url);
     println!("ready in {} ms", started.elapsed().as_millis());
-    let _ = tokio::signal::ctrl_c().await;
+    shutdown_signal().await;
     eprintln!("stopping…");
     stop.cancel();
     if let Some(t) = agent_task {
@@ -309,7 +309,32 @@ pub async fn server(args: ServerArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Runs `kiln agent` until Ctrl-C.
+/// Ctrl-C, or SIGTERM (what `systemctl stop`, `docker stop` and `kill` send): either stops a
+/// server or agent the same graceful way, so what it runs (service instances included) is
+/// stopped and cleaned up rather than left behind.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Runs `kiln agent` until Ctrl-C or SIGTERM.
 pub async fn agent(args: AgentArgs) -> ExitCode {
     let name = args.name.clone().unwrap_or_else(host_name);
     let exec = match executor(args.executor, &name).await {
@@ -338,7 +363,7 @@ pub async fn agent(args: AgentArgs) -> ExitCode {
         kiln_agent::AgentConfig { name, capacity: args.capacity, work_dir: args.work_dir, host };
     let mut task = tokio::spawn(kiln_agent::run(client, exec, config, stop.clone()));
     let ended = tokio::select! {
-        _ = tokio::signal::ctrl_c() => {
+        () = shutdown_signal() => {
             stop.cancel();
             (&mut task).await
         }

@@ -799,3 +799,40 @@ fn webhook_commands_add_list_and_remove_run_webhooks() {
         1
     );
 }
+
+/// `kiln service apply|show` as a user runs them, then SIGTERM (what `systemctl stop` and
+/// `docker stop` send): the server stops gracefully and its instances with it, nothing left
+/// listening on their ports.
+#[test]
+fn service_commands_run_an_instance_and_sigterm_stops_it_with_the_server() {
+    let mut s = Server::start_on("process");
+    s.ok(&["project", "create", "shop"], 0);
+    let file = s.file(
+        "web.yml",
+        "kind: service\nname: web\ncommand: [sh, -c, \"exec python3 -m http.server --bind 127.0.0.1 $KILN_PORT_WEB\"]\nports:\n  - { name: web, container: 8000 }\nhealth:\n  tcp: web\n  grace: 3s\n  interval: 200ms\n",
+    );
+    let (out, _) = s.ok(&["service", "apply", &file, "--project", "shop"], 0);
+    assert!(out.contains("service shop/web at version 1 (template 1), 1 replica"), "{out}");
+    let started = std::time::Instant::now();
+    let port = loop {
+        let (json, _) = s.ok(&["service", "show", "web", "--project", "shop", "-o", "json"], 0);
+        let info: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let i = &info["instances"][0];
+        if i["state"] == "healthy" {
+            break i["ports"]["web"].as_u64().unwrap();
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "never healthy: {info:#}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let (table, _) = s.ok(&["service", "show", "web", "--project", "shop"], 0);
+    assert!(table.contains("healthy") && table.contains(&format!("web={port}")), "{table}");
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port as u16)).is_ok());
+    let killed = Command::new("kill").args(["-TERM", &s.child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let status = s.child.wait().unwrap();
+    assert!(status.success(), "a SIGTERM stops the server gracefully: {status:?}");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port as u16)).is_err(),
+        "the instance stopped with the server"
+    );
+}
