@@ -117,3 +117,31 @@ pub struct ServiceVersion {
     /// When.
     pub at: DateTime<Utc>,
 }
+
+/// One Prometheus `http_sd` target group: an instance's address and its labels.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SdTarget {
+    /// `host:port`.
+    pub targets: Vec<String>,
+    /// `project`, `service`, `instance`, `node`, `slot`, `version`, and the service's labels
+    /// (names made Prometheus-safe: other characters than letters, digits and `_` become `_`).
+    pub labels: BTreeMap<String, String>,
+}
+
+/// One change of the service event log, as a discovery watch streams it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DiscoveryEvent {
+    /// Its revision (the SSE event id; resume after it with `Last-Event-ID` or `after`).
+    pub revision: u64,
+    /// Project name.
+    pub project: String,
+    /// Service name.
+    pub service: String,
+    /// What happened (`staging`, `started`, `healthy`, `unhealthy`, `stopping`, `stopped`,
+    /// `failed`, `lost`, `forgotten`, `deleted`).
+    pub kind: String,
+    /// The instance as it is after the change (none for `deleted`).
+    pub instance: Option<InstanceInfo>,
+    /// When.
+    pub at: DateTime<Utc>,
+}

@@ -21,8 +21,10 @@
 //! - an update that is not complete by its deadline is rolled back ([`Action::RollBack`]).
 
 mod reconcile;
+pub mod selector;
 
 pub use reconcile::reconcile;
+pub use selector::Selector;
 
 use serde::{Deserialize, Serialize};
 

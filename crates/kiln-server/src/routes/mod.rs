@@ -20,6 +20,7 @@ use crate::App;
 use crate::error::ApiErr;
 
 pub mod agents;
+pub mod discovery;
 pub mod gc;
 pub mod hooks;
 pub mod logs;
@@ -84,6 +85,8 @@ fn api_router() -> OpenApiRouter<App> {
         .routes(routes!(projects::secrets))
         .routes(routes!(projects::set_secret, projects::delete_secret))
         .routes(routes!(services::list))
+        .routes(routes!(discovery::targets))
+        .routes(routes!(discovery::watch))
         .routes(routes!(services::get, services::apply, services::delete))
         .routes(routes!(services::scale))
         .routes(routes!(services::restart))

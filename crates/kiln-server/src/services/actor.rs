@@ -203,7 +203,8 @@ impl Actor {
             Action::Forget { instance } => {
                 if let Some(mut i) = self.take(&instance.0) {
                     i.forgotten = true;
-                    self.sh.store.put_instance(&i, "forgotten").await?;
+                    let revision = self.sh.store.put_instance(&i, "forgotten").await?;
+                    self.sh.revision.send_replace(revision);
                 }
             }
             Action::RollBack { to_version, reason } => {
@@ -244,7 +245,8 @@ impl Actor {
     }
 
     async fn put(&mut self, i: InstanceRecord, kind: &str) -> Result<()> {
-        self.sh.store.put_instance(&i, kind).await?;
+        let revision = self.sh.store.put_instance(&i, kind).await?;
+        self.sh.revision.send_replace(revision);
         match self.instances.iter_mut().find(|x| x.id == i.id) {
             Some(slot) => *slot = i,
             None => self.instances.push(i),
@@ -393,7 +395,9 @@ impl Actor {
                 forgotten: true,
                 ..i
             };
-            return self.sh.store.put_instance(&done, "stopped").await.map(|_| ());
+            let revision = self.sh.store.put_instance(&done, "stopped").await?;
+            self.sh.revision.send_replace(revision);
+            return Ok(());
         }
         let (state, reason, exit_code) = match (&outcome, lost) {
             (Outcome::Error(e), true) => (InstanceState::Lost, e.clone(), None),

@@ -116,6 +116,8 @@ struct Shared {
     logs: LogStore,
     dispatch: Arc<Dispatch>,
     actors: Mutex<HashMap<ServiceId, ActorRef>>,
+    /// The newest revision of the service event log, for discovery watches.
+    revision: tokio::sync::watch::Sender<u64>,
 }
 
 /// Applies, steers and shows services. Cheap to clone.
@@ -151,7 +153,13 @@ impl Services {
     /// once before serving.
     pub fn new(store: Store, logs: LogStore, dispatch: Arc<Dispatch>) -> Services {
         Services {
-            sh: Arc::new(Shared { store, logs, dispatch, actors: Mutex::new(HashMap::new()) }),
+            sh: Arc::new(Shared {
+                store,
+                logs,
+                dispatch,
+                actors: Mutex::new(HashMap::new()),
+                revision: tokio::sync::watch::Sender::new(0),
+            }),
         }
     }
 
@@ -374,7 +382,16 @@ impl Services {
             self.sh.dispatch.cancel_task(&format!("svc/{}/{}", s.id, i.id));
         }
         self.sh.store.delete_service(&s.id).await?;
+        if let Ok(r) = self.sh.store.service_revision().await {
+            self.sh.revision.send_replace(r);
+        }
         Ok(())
+    }
+
+    /// A receiver of the newest revision of the service event log: discovery watches wake
+    /// when it changes.
+    pub fn revisions(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.sh.revision.subscribe()
     }
 
     /// A service with its instances, as its actor last saw them.

@@ -106,6 +106,34 @@ fn healthy(info: &ServiceInfo, version: u32) -> usize {
     info.instances.iter().filter(|i| i.state == "healthy" && i.version == version).count()
 }
 
+/// Reads the discovery watch after revision `after` until `count` events came, or 2 s passed
+/// without one.
+async fn watch(s: &TestServer, after: u64, count: usize) -> Vec<serde_json::Value> {
+    let mut resp = reqwest::Client::new()
+        .get(format!("{}/api/v1/discovery/watch", s.url))
+        .bearer_auth(&s.admin_token)
+        .header("Last-Event-ID", after.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let (mut text, mut events) = (String::new(), Vec::new());
+    while events.len() < count {
+        let chunk = tokio::time::timeout(Duration::from_secs(2), resp.chunk()).await;
+        let Ok(Ok(Some(bytes))) = chunk else { break };
+        text.push_str(&String::from_utf8_lossy(&bytes));
+        while let Some(end) = text.find("\n\n") {
+            let block: String = text.drain(..end + 2).collect();
+            for line in block.lines() {
+                if let Some(data) = line.strip_prefix("data:") {
+                    events.push(serde_json::from_str(data.trim()).unwrap());
+                }
+            }
+        }
+    }
+    events
+}
+
 async fn get(port: u16) -> String {
     reqwest::get(format!("http://127.0.0.1:{port}/")).await.unwrap().text().await.unwrap()
 }
@@ -144,6 +172,33 @@ async fn replicas_spread_serve_and_are_replaced_when_they_exit_fail_or_lose_thei
         assert_eq!(i.host_ip.as_deref(), Some("127.0.0.1"));
     }
 
+    // Discovery: Prometheus http_sd targets for a selector, with the instance's labels.
+    let sd = |selector: &str| {
+        let url = format!("{}/api/v1/discovery/targets?selector={selector}", s.url);
+        let token = s.admin_token.clone();
+        async move { reqwest::Client::new().get(url).bearer_auth(token).send().await.unwrap() }
+    };
+    let groups: serde_json::Value = sd("app%3Dweb").await.json().await.unwrap();
+    let mut want: Vec<String> =
+        info.instances.iter().map(|i| format!("127.0.0.1:{}", i.ports["web"])).collect();
+    let mut got: Vec<String> = groups
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["targets"][0].as_str().unwrap().to_string())
+        .collect();
+    want.sort();
+    got.sort();
+    assert_eq!(got, want, "{groups:#}");
+    let g0 = &groups[0]["labels"];
+    assert_eq!((g0["service"].as_str(), g0["app"].as_str()), (Some("web"), Some("web")));
+    assert!(info.instances.iter().any(|i| Some(i.id.as_str()) == g0["instance"].as_str()));
+    let none: serde_json::Value = sd("app%20notin%20(web)").await.json().await.unwrap();
+    assert_eq!(none, serde_json::json!([]));
+    let bad = sd("app%20in%20web").await;
+    assert_eq!(bad.status(), 400);
+    let watch_from = watch(&s, 0, 1).await[0]["revision"].as_u64().unwrap();
+
     // An instance that exits is replaced in its slot, after its backoff.
     let old = info.instances.iter().find(|i| i.slot == 1).unwrap().id.clone();
     std::fs::write(dir.path().join("die-1"), "").unwrap();
@@ -157,6 +212,17 @@ async fn replicas_spread_serve_and_are_replaced_when_they_exit_fail_or_lose_thei
     .await;
     let replaced = info.instances.iter().find(|i| i.slot == 1).unwrap();
     assert_eq!(replaced.restarts, 1, "{info:#?}");
+    // The watch, resumed after its first event, tells every change in order, with no gap:
+    // the old instance failing and its replacement becoming healthy included.
+    let events = watch(&s, watch_from, 400).await;
+    let revisions: Vec<u64> = events.iter().map(|e| e["revision"].as_u64().unwrap()).collect();
+    assert_eq!(revisions[0], watch_from + 1);
+    assert!(revisions.windows(2).all(|w| w[1] == w[0] + 1), "{revisions:?}");
+    let saw = |id: &str, kind: &str| {
+        events.iter().any(|e| e["instance"]["id"] == id && e["kind"] == kind)
+    };
+    assert!(saw(&old, "failed"), "{events:#?}");
+    assert!(saw(&replaced.id, "healthy"), "{events:#?}");
 
     // One that fails its health check is stopped and replaced.
     let old = info.instances.iter().find(|i| i.slot == 2).unwrap().id.clone();
