@@ -284,7 +284,8 @@ pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
         secrets.clone(),
         (registry.clone(), registry_host.clone()),
     );
-    let services = services::Services::new(store.clone(), logs.clone(), dispatch.clone());
+    let services =
+        services::Services::new(store.clone(), logs.clone(), dispatch.clone(), metrics.clone());
     let app = Arc::new(AppState {
         services: services.clone(),
         store,

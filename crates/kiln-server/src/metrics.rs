@@ -1,6 +1,6 @@
 //! Prometheus metrics (OpenMetrics text at `/metrics`): runs by state, queue depths, job
 //! durations, log bytes, agents and leases, API latency, cache bytes and what the garbage
-//! collector removed.
+//! collector removed, service instances by state, their restarts and health failures.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -31,6 +31,26 @@ pub struct QueueLabel {
 pub struct GcLabel {
     /// `cache` (evicted), `artifact` (expired) or `orphan` (a file no record named).
     pub kind: String,
+}
+
+/// Labels of a service's metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServiceLabel {
+    /// Project name.
+    pub project: String,
+    /// Service name.
+    pub service: String,
+}
+
+/// Labels of the service instances gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InstanceStateLabel {
+    /// Project name.
+    pub project: String,
+    /// Service name.
+    pub service: String,
+    /// Instance state.
+    pub state: String,
 }
 
 /// Labels of the API latency histogram.
@@ -72,6 +92,13 @@ pub struct Metrics {
     pub gc_removed: Family<GcLabel, Counter>,
     /// Bytes of blob files the garbage collector deleted since start.
     pub gc_freed_bytes: Counter,
+    /// Live instances of each service, by state.
+    pub service_instances: Family<InstanceStateLabel, Gauge>,
+    /// Instances that ended on their own (exited, failed their check, lost with their
+    /// agent): each is replaced unless its restart policy says not.
+    pub service_restarts: Family<ServiceLabel, Counter>,
+    /// Health checks that turned an instance unhealthy.
+    pub service_health_failures: Family<ServiceLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -100,6 +127,24 @@ impl Metrics {
         let cache_bytes = Gauge::default();
         let gc_removed = Family::<GcLabel, Counter>::default();
         let gc_freed_bytes = Counter::default();
+        let service_instances = Family::<InstanceStateLabel, Gauge>::default();
+        let service_restarts = Family::<ServiceLabel, Counter>::default();
+        let service_health_failures = Family::<ServiceLabel, Counter>::default();
+        registry.register(
+            "service_instances",
+            "Live instances of each service, by state",
+            service_instances.clone(),
+        );
+        registry.register(
+            "service_restarts",
+            "Instances that exited, failed their check or were lost (each is replaced unless its restart policy says not)",
+            service_restarts.clone(),
+        );
+        registry.register(
+            "service_health_failures",
+            "Health checks that turned an instance unhealthy",
+            service_health_failures.clone(),
+        );
         registry.register("cache_bytes", "Bytes of all projects' caches", cache_bytes.clone());
         registry.register(
             "gc_removed",
@@ -142,6 +187,9 @@ impl Metrics {
             cache_bytes,
             gc_removed,
             gc_freed_bytes,
+            service_instances,
+            service_restarts,
+            service_health_failures,
         }
     }
 
@@ -151,6 +199,31 @@ impl Metrics {
             self.gc_removed.get_or_create(&GcLabel { kind: kind.to_string() }).inc_by(n);
         }
         self.gc_freed_bytes.inc_by(bytes);
+    }
+
+    /// The live instances of a service now: how many per state (every state is set, so a
+    /// state no instance is in any more reads 0).
+    pub fn service_states<'a>(
+        &self,
+        project: &str,
+        service: &str,
+        states: impl Iterator<Item = &'a str>,
+    ) {
+        let mut counts: std::collections::BTreeMap<&str, i64> =
+            kiln_service::InstanceState::ALL.iter().map(|s| (s.as_str(), 0)).collect();
+        for s in states {
+            if let Some(n) = counts.get_mut(s) {
+                *n += 1;
+            }
+        }
+        for (state, n) in counts {
+            let label = InstanceStateLabel {
+                project: project.to_string(),
+                service: service.to_string(),
+                state: state.to_string(),
+            };
+            self.service_instances.get_or_create(&label).set(n);
+        }
     }
 
     /// A job attempt ended in `state` after `took`.

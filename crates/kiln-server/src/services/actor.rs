@@ -112,6 +112,13 @@ impl Actor {
         Ok(Actor { sh, id, tx, view, record, spec, instances, unhealthy: HashSet::new() })
     }
 
+    fn label(&self) -> crate::metrics::ServiceLabel {
+        crate::metrics::ServiceLabel {
+            project: self.record.project.clone(),
+            service: self.record.name.clone(),
+        }
+    }
+
     fn name(&self) -> String {
         format!("{}/{}", self.record.project, self.record.name)
     }
@@ -186,6 +193,11 @@ impl Actor {
                 .and_then(|at| DateTime::from_timestamp_millis(i64::try_from(at).ok()?));
             *lock(&self.view) =
                 View { instances: self.instances.clone(), waits: decision.waits.clone() };
+            self.sh.metrics.service_states(
+                &self.record.project,
+                &self.record.name,
+                self.instances.iter().map(|i| i.state.as_str()),
+            );
             if !again {
                 break;
             }
@@ -412,6 +424,7 @@ impl Actor {
             (Outcome::TimedOut, _) => (InstanceState::Failed, "timed out".to_string(), None),
             (Outcome::Canceled, _) => (InstanceState::Failed, "canceled".to_string(), None),
         };
+        self.sh.metrics.service_restarts.get_or_create(&self.label()).inc();
         let done = InstanceRecord {
             state: state.as_str().into(),
             reason: Some(reason),
@@ -461,6 +474,9 @@ impl Actor {
                 if running {
                     let state =
                         if healthy { InstanceState::Healthy } else { InstanceState::Unhealthy };
+                    if !healthy && i.state != InstanceState::Unhealthy.as_str() {
+                        self.sh.metrics.service_health_failures.get_or_create(&self.label()).inc();
+                    }
                     let changed = InstanceRecord {
                         state: state.as_str().into(),
                         reason: (!detail.is_empty()).then_some(detail),

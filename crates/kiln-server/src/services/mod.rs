@@ -118,6 +118,7 @@ struct Shared {
     actors: Mutex<HashMap<ServiceId, ActorRef>>,
     /// The newest revision of the service event log, for discovery watches.
     revision: tokio::sync::watch::Sender<u64>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Applies, steers and shows services. Cheap to clone.
@@ -151,7 +152,12 @@ enum Template {
 impl Services {
     /// The services of this store, placed through `dispatch`. Call [`Services::recover`]
     /// once before serving.
-    pub fn new(store: Store, logs: LogStore, dispatch: Arc<Dispatch>) -> Services {
+    pub fn new(
+        store: Store,
+        logs: LogStore,
+        dispatch: Arc<Dispatch>,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Services {
         Services {
             sh: Arc::new(Shared {
                 store,
@@ -159,6 +165,7 @@ impl Services {
                 dispatch,
                 actors: Mutex::new(HashMap::new()),
                 revision: tokio::sync::watch::Sender::new(0),
+                metrics,
             }),
         }
     }

@@ -265,6 +265,19 @@ async fn replicas_spread_serve_and_are_replaced_when_they_exit_fail_or_lose_thei
         },
     )
     .await;
+    // The server's own metrics count what happened to the service.
+    let metrics = reqwest::get(format!("{}/metrics", s.url)).await.unwrap().text().await.unwrap();
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no {name} in:\n{metrics}"))
+    };
+    let svc = r#"project="shop",service="web""#;
+    assert!(value(&format!("kiln_service_restarts_total{{{svc}}}")) >= 3.0, "{metrics}");
+    assert!(value(&format!("kiln_service_health_failures_total{{{svc}}}")) >= 1.0, "{metrics}");
     let nodes: BTreeSet<_> = info
         .instances
         .iter()
