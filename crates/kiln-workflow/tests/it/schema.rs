@@ -3,10 +3,10 @@
 
 use crate::support::crate_dir;
 
-#[test]
-fn schema_file_is_fresh() {
-    let path = crate_dir().join("../../docs/workflow.schema.json");
-    let want = match serde_json::to_string_pretty(&kiln_workflow::json_schema()) {
+/// Fails unless `docs/<name>` holds `schema` pretty-printed; with `KILN_BLESS=1`, writes it.
+fn assert_fresh(name: &str, schema: &serde_json::Value) {
+    let path = crate_dir().join("../../docs").join(name);
+    let want = match serde_json::to_string_pretty(schema) {
         Ok(text) => text + "\n",
         Err(e) => panic!("schema does not serialize: {e}"),
     };
@@ -19,9 +19,14 @@ fn schema_file_is_fresh() {
     let have = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
         have == want,
-        "docs/workflow.schema.json is stale (or missing). Refresh it with:\n\n    \
+        "docs/{name} is stale (or missing). Refresh it with:\n\n    \
          KILN_BLESS=1 cargo test -p kiln-workflow --test it schema\n"
     );
+}
+
+#[test]
+fn schema_file_is_fresh() {
+    assert_fresh("workflow.schema.json", &kiln_workflow::json_schema());
 }
 
 #[test]
@@ -37,23 +42,7 @@ fn schema_describes_the_spec() {
 
 #[test]
 fn service_schema_file_is_fresh() {
-    let path = crate_dir().join("../../docs/service.schema.json");
-    let want = match serde_json::to_string_pretty(&kiln_workflow::service_json_schema()) {
-        Ok(text) => text + "\n",
-        Err(e) => panic!("schema does not serialize: {e}"),
-    };
-    if std::env::var_os("KILN_BLESS").is_some_and(|v| v == "1") {
-        if let Err(e) = std::fs::write(&path, &want) {
-            panic!("can not write {}: {e}", path.display());
-        }
-        return;
-    }
-    let have = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(
-        have == want,
-        "docs/service.schema.json is stale (or missing). Refresh it with:\n\n    \
-         KILN_BLESS=1 cargo test -p kiln-workflow --test it schema\n"
-    );
+    assert_fresh("service.schema.json", &kiln_workflow::service_json_schema());
 }
 
 #[test]
