@@ -50,6 +50,15 @@ fn challenge_scope(challenge: &str) -> String {
     challenge[start..start + len].to_string()
 }
 
+/// A 401 whose challenge asks for `scope` with `error="insufficient_scope"`.
+fn assert_insufficient_scope(resp: &reqwest::Response, realm: &str, scope: &str) {
+    assert_eq!(resp.status(), 401);
+    assert_eq!(
+        www_authenticate(resp),
+        format!("{realm},scope=\"{scope}\",error=\"insufficient_scope\"")
+    );
+}
+
 fn www_authenticate(resp: &reqwest::Response) -> String {
     resp.headers()["www-authenticate"].to_str().unwrap().to_string()
 }
@@ -237,11 +246,7 @@ async fn a_token_lacking_the_scope_gets_401_insufficient_scope_and_basic_auth_40
     assert_eq!(resp.status(), 200);
     let resp =
         bearer(&reg, Method::POST, "/v2/team/app/blobs/uploads/", &token).send().await.unwrap();
-    assert_eq!(resp.status(), 401);
-    assert_eq!(
-        www_authenticate(&resp),
-        format!("{realm},scope=\"repository:team/app:pull,push\",error=\"insufficient_scope\"")
-    );
+    assert_insufficient_scope(&resp, &realm, "repository:team/app:pull,push");
     assert_eq!(code(resp).await, "UNAUTHORIZED");
 
     // A developer's pull-and-push token does not delete.
@@ -250,21 +255,13 @@ async fn a_token_lacking_the_scope_gets_401_insufficient_scope_and_basic_auth_40
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 401);
-    assert_eq!(
-        www_authenticate(&resp),
-        format!("{realm},scope=\"repository:team/app:delete\",error=\"insufficient_scope\"")
-    );
+    assert_insufficient_scope(&resp, &realm, "repository:team/app:delete");
     assert_eq!(code(resp).await, "UNAUTHORIZED");
 
     // A token for another repository.
     let token = registry_token(&reg, &dev, &["repository:team/other:pull"]).await;
     let resp = bearer(&reg, Method::GET, "/v2/team/app/manifests/v1", &token).send().await.unwrap();
-    assert_eq!(resp.status(), 401);
-    assert_eq!(
-        www_authenticate(&resp),
-        format!("{realm},scope=\"repository:team/app:pull\",error=\"insufficient_scope\"")
-    );
+    assert_insufficient_scope(&resp, &realm, "repository:team/app:pull");
 
     // Following the challenge with a role that allows it gives a token that works.
     let token = registry_token(&reg, &dev, &["repository:team/app:pull,push"]).await;
