@@ -3,17 +3,18 @@
 //! `KILN_STORE_TEST_POSTGRES` with `KILN_REQUIRE_POSTGRES=1` (so the store's and the server's
 //! tests also run on PostgreSQL); stops at the first failing step. `KILN_SKIP_POSTGRES=1`
 //! skips PostgreSQL: those tests then run on SQLite only. Chromium and chromedriver are
-//! installed for the web UI's browser tests, which run with `KILN_REQUIRE_BROWSER=1`.
+//! installed for the web UI's browser tests, which run with `KILN_REQUIRE_BROWSER=1`;
+//! Debian's prometheus and distcc for the services' tests, which run with `KILN_REQUIRE_PEERS=1`.
 
 use anyhow::Result;
 
 use crate::apt::Apt;
 use crate::step::{self, Steps, cargo};
-use crate::{browser, engine, images, postgres, tidy};
+use crate::{browser, engine, images, peers, postgres, tidy};
 
 /// Runs the CI steps in order.
 pub fn run() -> Result<()> {
-    let mut steps = Steps::new(8);
+    let mut steps = Steps::new(9);
     let result = run_steps(&mut steps);
     steps.summary();
     result
@@ -31,6 +32,7 @@ fn run_steps(steps: &mut Steps) -> Result<()> {
     let host = steps.run("Docker engine", || engine::ensure(&mut apt))?;
     steps.run("test images", || images::ensure(&host, &mut apt))?;
     steps.run("Chromium and chromedriver", || browser::ensure(&mut apt))?;
+    steps.run("test peers (prometheus, distcc)", || peers::ensure(&mut apt))?;
     let skip_postgres = std::env::var("KILN_SKIP_POSTGRES").is_ok_and(|v| v == "1");
     let postgres = steps.run("PostgreSQL", || {
         if skip_postgres {
@@ -52,6 +54,7 @@ fn run_steps(steps: &mut Steps) -> Result<()> {
         test.args(["test", "--workspace", "--no-fail-fast"])
             .env("KILN_REQUIRE_DOCKER", "1")
             .env("KILN_REQUIRE_BROWSER", "1")
+            .env("KILN_REQUIRE_PEERS", "1")
             .env("DOCKER_HOST", &host);
         if let Some(url) = &postgres {
             println!("{}={url}", postgres::URL_VAR);

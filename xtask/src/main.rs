@@ -11,6 +11,7 @@ mod ci;
 mod engine;
 mod http;
 mod images;
+mod peers;
 mod postgres;
 mod step;
 mod tidy;

@@ -1,8 +1,8 @@
 //! Test support shared by every suite that needs a running Kiln: [`TestServer`] (a real
 //! server on loopback with a temporary data directory and an agent on the process executor),
 //! fresh PostgreSQL databases ([`postgres`]), host facts as agents declare them ([`host`]),
-//! waiting with a deadline ([`wait`]) and a TCP proxy whose connections a test can cut
-//! ([`CuttableProxy`]). A dev-dependency only: no library or binary depends on it.
+//! waiting with a deadline ([`wait`]), a TCP proxy whose connections a test can cut
+//! ([`CuttableProxy`]) and the real peers some tests run against ([`peer`]). A dev-dependency only: no library or binary depends on it.
 
 pub mod postgres;
 mod proxy;
@@ -31,4 +31,20 @@ pub fn host(ip: &str, cpus: u64, attrs: &[(&str, AttrValue)]) -> kiln_agent::Hos
         ports: Some(PortRange { start: 31000, end: 31099 }),
         attributes: attrs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
     }
+}
+
+/// The path of a real peer's binary (`/usr/bin/prometheus`, `/usr/bin/distccd`), or `None`
+/// after printing why `test` skips when it is not installed. With `KILN_REQUIRE_PEERS=1` (as
+/// in `cargo xtask ci`, which installs them) a missing peer fails the test instead.
+pub fn peer(test: &str, bin: &str) -> Option<std::path::PathBuf> {
+    let path = std::path::Path::new(bin);
+    if path.exists() {
+        return Some(path.to_path_buf());
+    }
+    assert!(
+        std::env::var("KILN_REQUIRE_PEERS").as_deref() != Ok("1"),
+        "{test}: KILN_REQUIRE_PEERS=1 but {bin} is missing (cargo xtask ci installs it)"
+    );
+    eprintln!("{test}: skipped, {bin} is not installed (cargo xtask ci installs it)");
+    None
 }
