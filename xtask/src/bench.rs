@@ -12,6 +12,9 @@
 //! - pure placement of 100,000 queued 8-CPU tasks with constraints on 10,000 simulated nodes
 //!   (criterion, `kiln-scheduler/benches/placement.rs`), with its ratio to kube-scheduler's and
 //!   Nomad's published rates.
+//! - services through the server (`kiln/benches/services.rs`): an agent lost to its
+//!   instance's replacement healthy elsewhere, an instance change to discovery watchers, a
+//!   rolling update of 10 instances, each beside its target;
 //! - the registry beside CNCF distribution 2.8.2 (`kiln-registry/benches/registry.rs`):
 //!   manifest GETs/s, blob GET throughput, pushes/s, as ratios.
 
@@ -49,6 +52,12 @@ pub fn run(only: Option<&str>) -> Result<()> {
             "==> pool: 10,000 matrix tasks on 50 agent processes (noop executor), idle agent RSS"
         );
         cargo(&["bench", "-p", "kiln", "--bench", "pool"])?;
+    }
+    if want("services") {
+        println!(
+            "==> services: failover after a lost agent, discovery watch latency, rolling update of 10"
+        );
+        cargo(&["bench", "-p", "kiln", "--bench", "services"])?;
     }
     if want("placement") {
         println!("==> placement: 100,000 8-CPU tasks with constraints on 10,000 nodes (criterion)");

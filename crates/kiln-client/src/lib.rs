@@ -535,6 +535,31 @@ impl Client {
         self.json(self.request(Method::GET, u)).await
     }
 
+    /// Every change of every visible service's instances as it happens (the discovery watch,
+    /// over SSE), after revision `after` (from the start when `None`). Yields events until
+    /// the server goes away.
+    pub async fn discovery_watch(
+        &self,
+        after: Option<u64>,
+    ) -> Result<impl Stream<Item = Result<kiln_api::service::DiscoveryEvent>> + use<>> {
+        use eventsource_stream::Eventsource;
+        let mut url = self.url(&["discovery", "watch"]);
+        if let Some(after) = after {
+            url.query_pairs_mut().append_pair("after", &after.to_string());
+        }
+        let resp = self.send(self.request(Method::GET, url)).await?;
+        Ok(resp.bytes_stream().eventsource().filter_map(|e| async move {
+            match e {
+                Ok(ev) if ev.event == "change" => Some(
+                    serde_json::from_str(&ev.data)
+                        .map_err(|e| ClientError::Transport(format!("bad discovery event: {e}"))),
+                ),
+                Ok(_) => None,
+                Err(e) => Some(Err(ClientError::Transport(format!("discovery watch: {e}")))),
+            }
+        }))
+    }
+
     /// Deletes a service (its instances are stopped first).
     pub async fn delete_service(&self, project: &str, name: &str) -> Result<()> {
         let u = self.url(&["projects", project, "services", name]);

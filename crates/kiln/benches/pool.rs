@@ -21,6 +21,8 @@
 //! (8), `KILN_BENCH_BIN` (another `kiln` binary to measure).
 //! Without `--bench` (as under `cargo test --all-targets`) it does nothing.
 
+// Shared with the server and services benchmarks.
+#[allow(dead_code)]
 mod common;
 
 use std::process::{Child, Command, Stdio};

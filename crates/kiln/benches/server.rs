@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
-use common::{Server, diff_ms, env_usize, ms, verdict};
+use common::{Dist, Server, diff_ms, env_usize, ms, verdict};
 use futures::StreamExt;
 use kiln_api::{RunDetail, TriggerRequest};
 use kiln_client::Client;
@@ -91,33 +91,6 @@ stages:
           while [ $i -lt {LINES} ]; do echo line $i; i=$((i+1)); usleep 20000; done
 "#
     )
-}
-
-/// Percentiles of a sample, in milliseconds.
-#[derive(Debug, Clone, Copy)]
-struct Dist {
-    n: usize,
-    p50: f64,
-    p95: f64,
-    p99: f64,
-    max: f64,
-}
-
-impl Dist {
-    fn of(mut v: Vec<f64>) -> Dist {
-        assert!(!v.is_empty(), "an empty sample");
-        v.sort_by(f64::total_cmp);
-        // Nearest rank: the smallest value with at least p of the sample at or below it.
-        let at = |p: f64| v[((p * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1];
-        Dist { n: v.len(), p50: at(0.50), p95: at(0.95), p99: at(0.99), max: v[v.len() - 1] }
-    }
-
-    fn line(&self) -> String {
-        format!(
-            "p50 {:>8.2} ms  p95 {:>8.2} ms  p99 {:>8.2} ms  max {:>8.2} ms  (n={})",
-            self.p50, self.p95, self.p99, self.max, self.n
-        )
-    }
 }
 
 fn is_final(state: &str) -> bool {

@@ -158,3 +158,37 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// Percentiles of a sample, in milliseconds.
+#[derive(Debug, Clone, Copy)]
+pub struct Dist {
+    /// Sample size.
+    pub n: usize,
+    /// Median.
+    pub p50: f64,
+    /// 95th percentile.
+    pub p95: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Largest value.
+    pub max: f64,
+}
+
+impl Dist {
+    /// The percentiles of `v` (nearest rank); `v` must not be empty.
+    pub fn of(mut v: Vec<f64>) -> Dist {
+        assert!(!v.is_empty(), "an empty sample");
+        v.sort_by(f64::total_cmp);
+        // Nearest rank: the smallest value with at least p of the sample at or below it.
+        let at = |p: f64| v[((p * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1];
+        Dist { n: v.len(), p50: at(0.50), p95: at(0.95), p99: at(0.99), max: v[v.len() - 1] }
+    }
+
+    /// `p50 … p95 … p99 … max … (n=…)` on one line.
+    pub fn line(&self) -> String {
+        format!(
+            "p50 {:>8.2} ms  p95 {:>8.2} ms  p99 {:>8.2} ms  max {:>8.2} ms  (n={})",
+            self.p50, self.p95, self.p99, self.max, self.n
+        )
+    }
+}

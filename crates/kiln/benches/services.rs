@@ -1,0 +1,358 @@
+//! Benchmark: services through real `kiln server` and `kiln agent` processes (release
+//! builds, over loopback HTTP) on the process executor. Every instance is a real
+//! `busybox httpd` on its dynamic port, checked over TCP by its agent every 100 ms.
+//!
+//! 1. `failover`: three agents, a service of 2 replicas at most one per node. Each round
+//!    `kill -9`s the agent of slot 0's instance together with that instance's process (the
+//!    machine dies), and times, on a discovery watch, the instance's `lost` event (the agent
+//!    declared lost, `--agent-lost-after 2s`) to the `healthy` event of its replacement on
+//!    another node; then starts the agent again. Target: p99 < 15 s (Marathon's defaults wait
+//!    75 s + 300 s before replacing a task of a lost agent).
+//! 2. `watch`: 20 discovery watchers (SSE) while a service is scaled between 2 and 4
+//!    replicas; for every event each watcher gets, the time from the change being recorded
+//!    (the event's `at`, server clock, same host) to the watcher reading it. Target: p99 <
+//!    100 ms (Prometheus' `http_sd` refreshes every 60 s by default).
+//! 3. `rolling`: `kiln service restart` of a 10-replica service (defaults: surge 25%,
+//!    unavailable 25%) whose check passes at once, from the request to every slot healthy at
+//!    the new template with no old instance left. Target: < 5 s (median of 5).
+//!
+//! Run with `cargo xtask bench services` or `cargo bench -p kiln --bench services [-- failover|watch|rolling]`.
+//! Knobs (environment): `KILN_BENCH_FAILOVERS` (20), `KILN_BENCH_WATCHERS` (20),
+//! `KILN_BENCH_WATCH_CHANGES` (40 scale requests), `KILN_BENCH_ROLLS` (5), `KILN_BENCH_BIN`.
+//! Without `--bench` (as under `cargo test --all-targets`) it does nothing.
+
+#[allow(dead_code)]
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use chrono::Utc;
+use common::{Dist, Server, diff_ms, env_usize, kiln_bin, ms, verdict};
+use futures::StreamExt;
+use kiln_api::service::{ApplyService, DiscoveryEvent, ServiceInfo};
+
+/// Target of benchmark 1: agent declared lost to replacement healthy, p99, ms.
+const TARGET_FAILOVER_MS: f64 = 15_000.0;
+/// Target of benchmark 2: change recorded to watcher, p99, ms.
+const TARGET_WATCH_MS: f64 = 100.0;
+/// Target of benchmark 3: a rolling update of 10 instances, ms.
+const TARGET_ROLLING_MS: f64 = 5_000.0;
+
+/// A service of busybox httpd instances on the port named `web`, checked over TCP.
+fn service_yaml(name: &str, replicas: u32, extra: &str) -> String {
+    format!(
+        r#"kind: service
+name: {name}
+command: [sh, -c, 'exec busybox httpd -f -p 127.0.0.1:$KILN_PORT_WEB -h /tmp']
+replicas: {replicas}
+ports:
+  - {{ name: web, container: 8080 }}
+health:
+  tcp: web
+  interval: 100ms
+  timeout: 500ms
+  failures: 2
+restart:
+  backoff: {{ initial: 100ms, max: 2s }}
+{extra}"#
+    )
+}
+
+/// One `kiln agent` process on the process executor, killed when dropped.
+struct Agent {
+    name: String,
+    ports: String,
+    child: Child,
+}
+
+impl Agent {
+    fn start(server: &Server, name: &str, ports: &str, work: &std::path::Path) -> Result<Agent> {
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(work.join(format!("{name}.log")))?;
+        let child = Command::new(kiln_bin())
+            .args(["agent", "--executor", "process", "--server", &server.url])
+            .args(["--token", &server.token, "--name", name, "--capacity", "8"])
+            .args(["--ip", "127.0.0.1", "--ports", ports, "-a", &format!("box={name}")])
+            .arg("--work-dir")
+            .arg(work.join(name))
+            .env_remove("KILN_EXECUTOR")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("starting kiln agent")?;
+        Ok(Agent { name: name.into(), ports: ports.into(), child })
+    }
+
+    /// `kill -9`.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Agents `svc-0..n` with port ranges of their own, registered.
+async fn agents(server: &Server, n: usize, work: &std::path::Path) -> Result<Vec<Agent>> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let start = 32000 + 100 * i;
+        out.push(Agent::start(server, &format!("svc-{i}"), &format!("{start}-{}", start + 99), work)?);
+    }
+    wait_agents(server, n).await?;
+    Ok(out)
+}
+
+/// Waits until `n` agents are connected (`--capacity 0`: the server runs none itself).
+async fn wait_agents(server: &Server, n: usize) -> Result<()> {
+    let t = Instant::now();
+    while server.client.info().await?.agents.len() < n {
+        if t.elapsed() > Duration::from_secs(30) {
+            bail!("agents did not register within 30 s:\n{}", server.log());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+async fn apply(server: &Server, name: &str, yaml: String) -> Result<ServiceInfo> {
+    if server.client.projects().await?.iter().all(|p| p.name != "bench") {
+        server.client.create_project("bench").await?;
+    }
+    let body = ApplyService { yaml, file: None, note: None };
+    Ok(server.client.apply_service("bench", name, &body).await?)
+}
+
+/// Polls the service until `done` says so (`within` at most).
+async fn wait_service(
+    server: &Server,
+    name: &str,
+    within: Duration,
+    done: impl Fn(&ServiceInfo) -> bool,
+) -> Result<ServiceInfo> {
+    let t = Instant::now();
+    loop {
+        let s = server.client.service("bench", name).await?;
+        if done(&s) {
+            return Ok(s);
+        }
+        if t.elapsed() > within {
+            bail!("service {name} not there after {within:?}: {s:#?}\n{}", server.log());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Healthy instances of the current template.
+fn healthy_now(s: &ServiceInfo) -> usize {
+    s.instances.iter().filter(|i| i.state == "healthy" && i.version == s.template).count()
+}
+
+/// Kills every process whose environment names instance `id` (what a dead machine does to
+/// the processes an agent started).
+fn kill_instance_processes(id: &str) {
+    let needle = format!("KILN_INSTANCE={id}");
+    let Ok(dir) = std::fs::read_dir("/proc") else { return };
+    for entry in dir.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else { continue };
+        if env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()) {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+    }
+}
+
+async fn failover(rounds: usize) -> Result<Dist> {
+    println!("==> failover: agent kill -9 -> declared lost -> replacement healthy elsewhere ({rounds} rounds)");
+    let server =
+        Server::start(&["--capacity", "0", "--agent-lost-after", "2s"], 0).await?;
+    let work = tempfile::tempdir()?;
+    let mut agents = agents(&server, 3, work.path()).await?;
+    apply(&server, "web", service_yaml("web", 2, "constraints: [[box, UNIQUE]]")).await?;
+    wait_service(&server, "web", Duration::from_secs(30), |s| healthy_now(s) == 2).await?;
+    let mut events = Box::pin(server.client.discovery_watch(None).await?);
+    let mut sample = Vec::new();
+    for round in 0..rounds {
+        let s = server.client.service("bench", "web").await?;
+        let victim = s
+            .instances
+            .iter()
+            .find(|i| i.slot == 0 && i.state == "healthy")
+            .context("slot 0 has no healthy instance")?
+            .clone();
+        let node = victim.node.clone().context("an instance with no node")?;
+        let agent = agents.iter_mut().find(|a| a.name == node).context("unknown node")?;
+        agent.kill();
+        kill_instance_processes(&victim.id);
+        // The lost event of the victim, then the replacement's healthy event in its slot.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut lost_at = None;
+        while let Some(ev) = tokio::time::timeout_at(deadline.into(), events.next())
+            .await
+            .context("no failover within 60 s")?
+        {
+            let ev: DiscoveryEvent = ev?;
+            let Some(i) = &ev.instance else { continue };
+            if ev.kind == "lost" && i.id == victim.id {
+                lost_at = Some(Instant::now());
+            }
+            if let Some(t) = lost_at
+                && ev.kind == "healthy"
+                && i.slot == 0
+                && i.id != victim.id
+            {
+                if i.node.as_deref() == Some(node.as_str()) {
+                    bail!("the replacement ran on the lost node {node}");
+                }
+                sample.push(ms(t.elapsed()));
+                break;
+            }
+        }
+        if lost_at.is_none() {
+            bail!("the watch ended before round {round} finished");
+        }
+        // The machine comes back.
+        let ports = agent.ports.clone();
+        *agent = Agent::start(&server, &node, &ports, work.path())?;
+        wait_agents(&server, 3).await?;
+        wait_service(&server, "web", Duration::from_secs(30), |s| {
+            healthy_now(s) == 2 && s.instances.len() == 2
+        })
+        .await?;
+    }
+    Ok(Dist::of(sample))
+}
+
+async fn watch(watchers: usize, changes: usize) -> Result<Dist> {
+    println!("==> watch: instance change -> {watchers} discovery watchers, {changes} scale requests");
+    let server = Server::start(&["--capacity", "0"], 0).await?;
+    let work = tempfile::tempdir()?;
+    let _agents = agents(&server, 2, work.path()).await?;
+    apply(&server, "web", service_yaml("web", 2, "")).await?;
+    wait_service(&server, "web", Duration::from_secs(30), |s| healthy_now(s) == 2).await?;
+    let since = Utc::now();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<f64>();
+    let mut tasks = Vec::new();
+    for _ in 0..watchers {
+        let mut events = Box::pin(server.client.discovery_watch(None).await?);
+        let tx = tx.clone();
+        tasks.push(tokio::spawn(async move {
+            while let Some(Ok(ev)) = events.next().await {
+                let now = Utc::now();
+                if ev.at > since {
+                    let _ = tx.send(diff_ms(now, ev.at));
+                }
+            }
+        }));
+    }
+    drop(tx);
+    for n in 0..changes {
+        let replicas = if n % 2 == 0 { 4 } else { 2 };
+        server
+            .client
+            .service_action("bench", "web", "scale", &serde_json::json!({ "replicas": replicas }))
+            .await?;
+        wait_service(&server, "web", Duration::from_secs(30), |s| {
+            healthy_now(s) == replicas as usize && s.instances.len() == replicas as usize
+        })
+        .await?;
+    }
+    // Let the last events arrive.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for t in &tasks {
+        t.abort();
+    }
+    let mut sample = Vec::new();
+    while let Ok(v) = rx.try_recv() {
+        sample.push(v);
+    }
+    if sample.len() < watchers * changes {
+        bail!("only {} events reached the watchers", sample.len());
+    }
+    Ok(Dist::of(sample))
+}
+
+async fn rolling(rounds: usize) -> Result<Dist> {
+    println!("==> rolling: restart of a 10-replica service (surge 25%, unavailable 25%), {rounds} rounds");
+    let server = Server::start(&["--capacity", "0"], 0).await?;
+    let work = tempfile::tempdir()?;
+    let _agents = agents(&server, 2, work.path()).await?;
+    apply(&server, "web", service_yaml("web", 10, "")).await?;
+    wait_service(&server, "web", Duration::from_secs(60), |s| healthy_now(s) == 10).await?;
+    let mut sample = Vec::new();
+    for _ in 0..rounds {
+        let t = Instant::now();
+        let s = server.client.service_action("bench", "web", "restart", &serde_json::json!({})).await?;
+        let template = s.template;
+        wait_service(&server, "web", Duration::from_secs(60), |s| {
+            s.template == template
+                && healthy_now(s) == 10
+                && s.instances.iter().all(|i| i.version == template)
+        })
+        .await?;
+        sample.push(ms(t.elapsed()));
+    }
+    Ok(Dist::of(sample))
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if !args.iter().any(|a| a == "--bench") {
+        return Ok(());
+    }
+    let want = |name: &str| {
+        let names: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+        names.is_empty() || names.iter().any(|a| *a == name)
+    };
+    let mut report = Vec::new();
+    if want("failover") {
+        let d = failover(env_usize("KILN_BENCH_FAILOVERS", 20)).await?;
+        println!("  {}", d.line());
+        report.push(format!(
+            "| agent declared lost -> replacement healthy elsewhere | p99 {:.0} ms | < {:.0} ms | {} (Marathon: 75 s + 300 s) |",
+            d.p99,
+            TARGET_FAILOVER_MS,
+            verdict(d.p99 < TARGET_FAILOVER_MS)
+        ));
+    }
+    if want("watch") {
+        let watchers = env_usize("KILN_BENCH_WATCHERS", 20);
+        let d = watch(watchers, env_usize("KILN_BENCH_WATCH_CHANGES", 40)).await?;
+        println!("  {}", d.line());
+        report.push(format!(
+            "| instance change -> {watchers} discovery watchers | p99 {:.1} ms | < {:.0} ms | {} (http_sd refresh: 60 s) |",
+            d.p99,
+            TARGET_WATCH_MS,
+            verdict(d.p99 < TARGET_WATCH_MS)
+        ));
+    }
+    if want("rolling") {
+        let d = rolling(env_usize("KILN_BENCH_ROLLS", 5)).await?;
+        println!("  {}", d.line());
+        report.push(format!(
+            "| rolling update of 10 instances | median {:.0} ms (max {:.0}) | < {:.0} ms | {} |",
+            d.p50,
+            d.max,
+            TARGET_ROLLING_MS,
+            verdict(d.max < TARGET_ROLLING_MS)
+        ));
+    }
+    println!("\n| benchmark | figure | target | verdict |\n|---|---|---|---|");
+    for line in report {
+        println!("{line}");
+    }
+    Ok(())
+}
