@@ -40,12 +40,19 @@ const TARGET_WATCH_MS: f64 = 100.0;
 /// Target of benchmark 3: a rolling update of 10 instances, ms.
 const TARGET_ROLLING_MS: f64 = 5_000.0;
 
+/// The environment entry that marks this benchmark's instance processes.
+fn marker() -> String {
+    format!("KILN_BENCH_MARK={}", std::process::id())
+}
+
 /// A service of busybox httpd instances on the port named `web`, checked over TCP.
 fn service_yaml(name: &str, replicas: u32, extra: &str) -> String {
+    let mark = std::process::id();
     format!(
         r#"kind: service
 name: {name}
 command: [sh, -c, 'exec busybox httpd -f -p 127.0.0.1:$KILN_PORT_WEB -h /tmp']
+env: {{ KILN_BENCH_MARK: "{mark}" }}
 replicas: {replicas}
 ports:
   - {{ name: web, container: 8080 }}
@@ -107,7 +114,12 @@ async fn agents(server: &Server, n: usize, work: &std::path::Path) -> Result<Vec
     let mut out = Vec::new();
     for i in 0..n {
         let start = 32000 + 100 * i;
-        out.push(Agent::start(server, &format!("svc-{i}"), &format!("{start}-{}", start + 99), work)?);
+        out.push(Agent::start(
+            server,
+            &format!("svc-{i}"),
+            &format!("{start}-{}", start + 99),
+            work,
+        )?);
     }
     wait_agents(server, n).await?;
     Ok(out)
@@ -158,10 +170,19 @@ fn healthy_now(s: &ServiceInfo) -> usize {
     s.instances.iter().filter(|i| i.state == "healthy" && i.version == s.template).count()
 }
 
-/// Kills every process whose environment names instance `id` (what a dead machine does to
-/// the processes an agent started).
-fn kill_instance_processes(id: &str) {
-    let needle = format!("KILN_INSTANCE={id}");
+/// Kills every instance process of this benchmark when dropped: a killed agent leaves its
+/// instances running (as a real one `kill -9`ed would), and they would hold the host ports
+/// of the next benchmark's agents.
+struct Reaper;
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        kill_processes_with(&marker());
+    }
+}
+
+/// Kills every process whose environment has the entry `needle` (`KEY=value`).
+fn kill_processes_with(needle: &str) {
     let Ok(dir) = std::fs::read_dir("/proc") else { return };
     for entry in dir.flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<i32>().ok()) else {
@@ -175,9 +196,11 @@ fn kill_instance_processes(id: &str) {
 }
 
 async fn failover(rounds: usize) -> Result<Dist> {
-    println!("==> failover: agent kill -9 -> declared lost -> replacement healthy elsewhere ({rounds} rounds)");
-    let server =
-        Server::start(&["--capacity", "0", "--agent-lost-after", "2s"], 0).await?;
+    let _reaper = Reaper;
+    println!(
+        "==> failover: agent kill -9 -> declared lost -> replacement healthy elsewhere ({rounds} rounds)"
+    );
+    let server = Server::start(&["--capacity", "0", "--agent-lost-after", "2s"], 0).await?;
     let work = tempfile::tempdir()?;
     let mut agents = agents(&server, 3, work.path()).await?;
     apply(&server, "web", service_yaml("web", 2, "constraints: [[box, UNIQUE]]")).await?;
@@ -195,7 +218,8 @@ async fn failover(rounds: usize) -> Result<Dist> {
         let node = victim.node.clone().context("an instance with no node")?;
         let agent = agents.iter_mut().find(|a| a.name == node).context("unknown node")?;
         agent.kill();
-        kill_instance_processes(&victim.id);
+        // What a dead machine does to the processes its agent started.
+        kill_processes_with(&format!("KILN_INSTANCE={}", victim.id));
         // The lost event of the victim, then the replacement's healthy event in its slot.
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut lost_at = None;
@@ -236,7 +260,10 @@ async fn failover(rounds: usize) -> Result<Dist> {
 }
 
 async fn watch(watchers: usize, changes: usize) -> Result<Dist> {
-    println!("==> watch: instance change -> {watchers} discovery watchers, {changes} scale requests");
+    let _reaper = Reaper;
+    println!(
+        "==> watch: instance change -> {watchers} discovery watchers, {changes} scale requests"
+    );
     let server = Server::start(&["--capacity", "0"], 0).await?;
     let work = tempfile::tempdir()?;
     let _agents = agents(&server, 2, work.path()).await?;
@@ -285,7 +312,10 @@ async fn watch(watchers: usize, changes: usize) -> Result<Dist> {
 }
 
 async fn rolling(rounds: usize) -> Result<Dist> {
-    println!("==> rolling: restart of a 10-replica service (surge 25%, unavailable 25%), {rounds} rounds");
+    let _reaper = Reaper;
+    println!(
+        "==> rolling: restart of a 10-replica service (surge 25%, unavailable 25%), {rounds} rounds"
+    );
     let server = Server::start(&["--capacity", "0"], 0).await?;
     let work = tempfile::tempdir()?;
     let _agents = agents(&server, 2, work.path()).await?;
@@ -294,7 +324,8 @@ async fn rolling(rounds: usize) -> Result<Dist> {
     let mut sample = Vec::new();
     for _ in 0..rounds {
         let t = Instant::now();
-        let s = server.client.service_action("bench", "web", "restart", &serde_json::json!({})).await?;
+        let s =
+            server.client.service_action("bench", "web", "restart", &serde_json::json!({})).await?;
         let template = s.template;
         wait_service(&server, "web", Duration::from_secs(60), |s| {
             s.template == template
