@@ -57,12 +57,32 @@ pub struct ServiceInfo {
     pub healthy: u32,
     /// Its labels.
     pub labels: BTreeMap<String, String>,
+    /// How a new template replaces its instances (absent when its spec could not be read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<UpdateSettings>,
     /// Its instances, by slot.
     pub instances: Vec<InstanceInfo>,
     /// Slots that are not what they should be, and why.
     pub waits: Vec<SlotWait>,
     /// Last change.
     pub updated_at: DateTime<Utc>,
+}
+
+/// A service's rolling-update settings: as its file writes them, and resolved for its
+/// replicas as the controller uses them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct UpdateSettings {
+    /// `max-surge` as written: a count (`1`) or a percentage of replicas (`25%`).
+    pub max_surge: String,
+    /// `max-unavailable` as written.
+    pub max_unavailable: String,
+    /// Instances that may run above `replicas` during an update, for the current replicas.
+    pub surge: u32,
+    /// Instances of `replicas` that may be unavailable during an update, for the current
+    /// replicas.
+    pub unavailable: u32,
+    /// An update not healthy by then rolls back by itself, in milliseconds.
+    pub deadline_ms: u64,
 }
 
 /// One instance of a service.

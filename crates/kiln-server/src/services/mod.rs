@@ -14,7 +14,7 @@ mod actor;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use kiln_api::service::{InstanceInfo, ServiceInfo, ServiceVersion, SlotWait};
+use kiln_api::service::{InstanceInfo, ServiceInfo, ServiceVersion, SlotWait, UpdateSettings};
 use kiln_engine::Outcome;
 use kiln_logs::{LogKey, LogStore};
 use kiln_store::{InstanceRecord, NewServiceVersion, ServiceId, ServiceRecord, Store};
@@ -445,20 +445,14 @@ impl Services {
                 View { instances: self.sh.store.instances(&s.id, false).await?, waits: Vec::new() }
             }
         };
-        let labels = self
-            .sh
-            .store
-            .service_version(&s.id, s.template)
-            .await
+        let spec = self.sh.store.service_version(&s.id, s.template).await.ok().and_then(|v| {
+            serde_json::from_value::<kiln_workflow::service::ServiceSpec>(with_replicas(
+                v.spec, s.replicas,
+            ))
             .ok()
-            .and_then(|v| {
-                serde_json::from_value::<kiln_workflow::service::ServiceSpec>(with_replicas(
-                    v.spec, s.replicas,
-                ))
-                .ok()
-            })
-            .map(|spec| spec.labels)
-            .unwrap_or_default();
+        });
+        let update = spec.as_ref().map(|spec| update_settings(&spec.update, s.replicas));
+        let labels = spec.map(|spec| spec.labels).unwrap_or_default();
         let healthy = view
             .instances
             .iter()
@@ -483,6 +477,7 @@ impl Services {
             state: state.to_string(),
             healthy: u32::try_from(healthy).unwrap_or(u32::MAX),
             labels,
+            update,
             instances: view.instances.iter().map(instance_info).collect(),
             waits: view
                 .waits
@@ -491,6 +486,18 @@ impl Services {
                 .collect(),
             updated_at: s.updated_at,
         })
+    }
+}
+
+/// The API form of a rolling-update policy, resolved for `replicas`.
+fn update_settings(u: &kiln_workflow::service::UpdatePolicy, replicas: u32) -> UpdateSettings {
+    let f = u.resolve(replicas);
+    UpdateSettings {
+        max_surge: u.max_surge.to_string(),
+        max_unavailable: u.max_unavailable.to_string(),
+        surge: f.surge,
+        unavailable: f.unavailable,
+        deadline_ms: u64::try_from(u.deadline.as_millis()).unwrap_or(u64::MAX),
     }
 }
 

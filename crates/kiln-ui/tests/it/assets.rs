@@ -9,7 +9,13 @@ use crate::support::TestServer;
 async fn the_app_page_is_served_at_the_root_and_every_deep_link_with_an_etag() {
     let s = TestServer::start_with(0).await;
     let http = reqwest::Client::new();
-    for path in ["/", "/runs/0190f0a1-aaaa-7bbb-8ccc-000000000001", "/p/web/build", "/signin"] {
+    for path in [
+        "/",
+        "/runs/0190f0a1-aaaa-7bbb-8ccc-000000000001",
+        "/p/web/build",
+        "/services/shop/web",
+        "/signin",
+    ] {
         let r = http.get(format!("{}{path}", s.url)).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::OK, "{path}");
         assert_eq!(r.headers()[CONTENT_TYPE], "text/html; charset=utf-8", "{path}");
