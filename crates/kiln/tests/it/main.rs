@@ -3,6 +3,7 @@
 //! parity of `kiln run` with the server (artifacts, caches, `source:`, the examples), and the
 //! pool across hosts (a server and three agents in containers).
 
+mod adoption;
 mod completions;
 mod docker;
 mod multihost;
