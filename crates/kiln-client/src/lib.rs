@@ -306,8 +306,16 @@ impl Client {
         attempt: Option<u32>,
         from: u64,
     ) -> Result<impl Stream<Item = Result<LogLine>> + use<>> {
+        self.follow_url(self.log_url(run_id, job, attempt, &["stream"]), from).await
+    }
+
+    /// Follows the log stream at `url` (any of the API's `.../logs/stream`) from line `from`.
+    async fn follow_url(
+        &self,
+        url: Url,
+        from: u64,
+    ) -> Result<impl Stream<Item = Result<LogLine>> + use<>> {
         use eventsource_stream::Eventsource;
-        let url = self.log_url(run_id, job, attempt, &["stream"]);
         let mut req = self.request(Method::GET, url);
         if from > 1 {
             req = req.header("Last-Event-ID", (from - 1).to_string());
@@ -558,6 +566,41 @@ impl Client {
                 Err(e) => Some(Err(ClientError::Transport(format!("discovery watch: {e}")))),
             }
         }))
+    }
+
+    fn instance_log_url(&self, project: &str, service: &str, instance: &str, tail: &[&str]) -> Url {
+        let mut segs =
+            vec!["projects", project, "services", service, "instances", instance, "logs"];
+        segs.extend_from_slice(tail);
+        self.url(&segs)
+    }
+
+    /// A page of a service instance's log from line `from`.
+    pub async fn instance_logs(
+        &self,
+        project: &str,
+        service: &str,
+        instance: &str,
+        from: u64,
+        limit: u32,
+    ) -> Result<LogPage> {
+        let mut url = self.instance_log_url(project, service, instance, &[]);
+        url.query_pairs_mut()
+            .append_pair("from", &from.to_string())
+            .append_pair("limit", &limit.to_string());
+        self.json(self.request(Method::GET, url)).await
+    }
+
+    /// Follows a service instance's log live over SSE from line `from`: yields lines until
+    /// the instance ends.
+    pub async fn follow_instance(
+        &self,
+        project: &str,
+        service: &str,
+        instance: &str,
+        from: u64,
+    ) -> Result<impl Stream<Item = Result<LogLine>> + use<>> {
+        self.follow_url(self.instance_log_url(project, service, instance, &["stream"]), from).await
     }
 
     /// Deletes a service (its instances are stopped first).

@@ -821,6 +821,49 @@ impl Pool {
         Ok(())
     }
 
+    /// Records a reservation the world already holds: `ask`'s task found running on `node`
+    /// with these host ports (in the order of `ask.ports`), placed by an earlier keeper of
+    /// the ledger (a server that restarted). Unlike [`Pool::commit`], the node may be
+    /// disabled (its agent has not come back yet) and constraints are not checked again
+    /// (they held when the task was placed); room is: a task that no longer fits (its node
+    /// shrank, a port is taken or out of the node's ranges, every slot is taken) is refused,
+    /// so the ledger never overcommits. On error nothing changed.
+    pub fn hold(&mut self, ask: &Ask, node: &NodeId, ports: &[u16]) -> Result<(), CommitError> {
+        if self.allocs.contains_key(&ask.task) {
+            return Err(CommitError::AlreadyPlaced(ask.task.clone()));
+        }
+        let Some(&i) = self.by_id.get(node) else {
+            return Err(CommitError::NodeGone(node.clone()));
+        };
+        if ports.len() != ask.ports.len()
+            || ports.iter().zip(&ask.ports).any(|(&p, a)| a.host != 0 && a.host != p)
+        {
+            return Err(CommitError::Mismatch(format!(
+                "host ports {ports:?} do not answer the {} port(s) asked",
+                ask.ports.len()
+            )));
+        }
+        let slot = self.slots[i].as_ref().expect("indexed slot");
+        let no_longer = |reason| CommitError::NoLongerFits { node: node.clone(), reason };
+        if let Some(n) = slot.slots_full() {
+            return Err(no_longer(Reason::SlotsFull(n)));
+        }
+        if let Some(r) = Self::resource_failure(ask, slot.free()) {
+            return Err(no_longer(r));
+        }
+        let mut seen = BTreeSet::new();
+        for &p in ports {
+            if !slot.node.ports.iter().any(|r| r.contains(p)) {
+                return Err(no_longer(Reason::PortOutOfRange(p)));
+            }
+            if slot.ports.contains(&p) || !seen.insert(p) {
+                return Err(no_longer(Reason::PortTaken(p)));
+            }
+        }
+        self.record(ask, i, ports.to_vec());
+        Ok(())
+    }
+
     /// `place` then `commit` in one step: what a caller holding the pool exclusively
     /// usually wants. (Nothing can change between the two under `&mut self`, so the
     /// commit's re-check is skipped.)

@@ -4,7 +4,8 @@
 //! approves and rejects; an admin also creates projects, tokens and secrets and runs agents.
 //! A token limited to a project has its role on that project only. An `agent` token stands
 //! apart: it may run an agent (the `/api/v1/agents` and `/api/v1/leases` paths) and nothing
-//! else, not even read. A request with an unknown or revoked token is refused and logged. Verified tokens are cached
+//! else, not even read. A job's or an instance's discovery token (`task_token.rs`) reads its
+//! own project's discovery only, while its task holds a lease. A request with an unknown or revoked token is refused and logged. Verified tokens are cached
 //! for [`CACHE_TTL`] so a busy client does not cost a database write per request; revoking a
 //! token clears the cache.
 
@@ -144,6 +145,9 @@ impl FromRequestParts<App> for Caller {
                 internal: true,
             });
         }
+        if let Some(claims) = app.task_tokens.verify(secret) {
+            return task_caller(app, parts, claims);
+        }
         let hash = hex::encode(Sha256::digest(secret.as_bytes()));
         let cached = {
             let entries = app.tokens.entries.lock().unwrap_or_else(|p| p.into_inner());
@@ -176,4 +180,31 @@ impl FromRequestParts<App> for Caller {
         }
         Ok(Caller { name: token.name, role: token.role, project: token.project, internal: false })
     }
+}
+
+/// The caller of a job's or an instance's discovery token: a viewer of its project, on the
+/// discovery paths only, while its task holds a lease.
+fn task_caller(app: &App, parts: &Parts, c: crate::task_token::TaskClaims) -> ApiResult<Caller> {
+    if !app.dispatch.task_live(&c.task) {
+        return Err(ApiErr::unauthorized(format!(
+            "the discovery token of {} is no longer valid: its lease ended",
+            c.name
+        )));
+    }
+    if !crate::task_token::allowed(&parts.method, parts.uri.path()) {
+        return Err(ApiErr::forbidden(format!(
+            "the discovery token of {} only reads its project's discovery (GET \
+             /api/v1/discovery/targets, /api/v1/discovery/watch, \
+             /api/v1/projects/{{project}}/services[/{{service}}]), not {} {}",
+            c.name,
+            parts.method,
+            parts.uri.path()
+        )));
+    }
+    Ok(Caller {
+        name: format!("discovery token of {}", c.name),
+        role: Role::Viewer,
+        project: Some(c.project),
+        internal: false,
+    })
 }

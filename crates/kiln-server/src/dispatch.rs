@@ -3,8 +3,13 @@
 //! A started attempt waits in a FIFO queue until an agent's lease poll takes it; the lease then
 //! lives until the agent reports `exited`, the server cancels it and the agent confirms, or the
 //! agent stops renewing it for [`LEASE_TTL_MS`] (then the attempt fails with an error and the
-//! job's retry policy decides). Everything here is in memory: after a restart every lease is
-//! gone, and the coordinator fails or re-queues the attempts it finds unfinished.
+//! job's retry policy decides). Everything here is in memory: after a restart every lease of
+//! a job attempt is gone, and the coordinator fails or re-queues the attempts it finds
+//! unfinished. Service instances are taken back instead ([`Dispatch::adopt`]): each one stored
+//! as running waits, with its lease id, on its node for that node's agent to register again
+//! and list it as held; its resources and host ports are held in the node's ledger
+//! meanwhile, so nothing is placed over it. One no agent claims within the agent-lost window
+//! is lost as if its agent were.
 //!
 //! Placement: every change (an attempt queued, one ended, a node registered, changed, lost or
 //! gone) runs a placement pass under the dispatcher's lock. Queued attempts are tried by
@@ -17,10 +22,11 @@
 //! by node. Reservations are given back when the attempt ends, is canceled or lost.
 //!
 //! Invariants: an attempt is queued, placed on one node, or in one lease, never two of these;
-//! a lease is known to exactly one agent session; every lost lease is reported exactly once
+//! a lease is known to exactly one agent session, or (after a restart, until its node's agent
+//! registers) to none while it awaits adoption; every lost lease is reported exactly once
 //! (by [`Dispatch::reap`], [`Dispatch::register`] or [`Dispatch::finish`]); a node's
-//! `running` counts its placed and leased attempts, and the scheduler holds a reservation for
-//! exactly those.
+//! `running` counts its placed and leased attempts (adopted or awaiting adoption too), and
+//! the scheduler holds a reservation for exactly those.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -28,6 +34,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use kiln_api::agent::{AgentInfo, LEASE_TTL_MS, Lease, LeaseRequest, LeaseResponse, RegisterAgent};
+use kiln_api::pool::JobPlacement;
 use kiln_api::pool::{NodeInfo, Offer, QuotaUsage};
 use kiln_logs::Masker;
 use kiln_store::{NodeRecord, ProjectId, RunId};
@@ -111,8 +118,8 @@ impl TaskCtx {
     /// The task's key: the scheduler's task id, unique among live tasks.
     pub fn key(&self) -> String {
         match &self.owner {
-            Owner::Attempt(a) => format!("{}/{}/{}", a.run, a.job, a.attempt),
-            Owner::Instance(i) => format!("svc/{}/{}", i.service, i.instance),
+            Owner::Attempt(a) => attempt_key(&a.run, &a.job, a.attempt),
+            Owner::Instance(i) => instance_key(&i.service, &i.instance),
         }
     }
 
@@ -124,6 +131,14 @@ impl TaskCtx {
                 crate::coord::attempt_exited(&a.actor, a.job.clone(), a.attempt, outcome);
             }
             Owner::Instance(i) => crate::services::instance_ended(i, outcome, false),
+        }
+    }
+
+    /// Tells the owner that the agent of its node took the task back after a server restart
+    /// (only instances are adopted).
+    pub fn adopted(&self) {
+        if let Owner::Instance(i) = &self.owner {
+            crate::services::instance_adopted(i);
         }
     }
 
@@ -141,6 +156,16 @@ impl TaskCtx {
             }
         }
     }
+}
+
+/// The [`TaskCtx::key`] of attempt `attempt` of `job` of `run`.
+pub fn attempt_key(run: &RunId, job: &JobId, attempt: u32) -> String {
+    format!("{run}/{job}/{attempt}")
+}
+
+/// The [`TaskCtx::key`] of instance `instance` of `service`.
+pub fn instance_key(service: &kiln_store::ServiceId, instance: &str) -> String {
+    format!("svc/{service}/{instance}")
 }
 
 /// An attempt waiting for an agent.
@@ -166,10 +191,39 @@ fn host_ports(p: Option<&kiln_scheduler::Placement>) -> Vec<u16> {
     p.map(|p| p.ports.iter().map(|a| a.host).collect()).unwrap_or_default()
 }
 
+/// A task found running after a restart, for its node's agent to take back
+/// ([`Dispatch::adopt`]).
+#[derive(Debug)]
+pub struct Adoption {
+    /// The lease as it was handed out (its `id` is the one the agent holds).
+    pub lease: Lease,
+    /// Server-side context.
+    pub ctx: Arc<TaskCtx>,
+    /// The node it runs on.
+    pub node: String,
+    /// The host ports it holds, by port name.
+    pub ports: BTreeMap<String, u16>,
+    /// It was being stopped: its agent is told to cancel it once it is back.
+    pub cancel: bool,
+}
+
+/// What [`Dispatch::register`] did with an agent's leases.
+#[derive(Debug)]
+pub struct Registered {
+    /// The new session.
+    pub info: AgentInfo,
+    /// Leases that ended with the registration, each with why: those of the agent's old
+    /// session it no longer holds, and those awaiting adoption on its node it does not list.
+    pub lost: Vec<(Arc<TaskCtx>, String)>,
+    /// Leases awaiting adoption on its node that it listed as held: now its session's.
+    pub adopted: Vec<Arc<TaskCtx>>,
+}
+
 #[derive(Debug)]
 struct Leased {
     ctx: Arc<TaskCtx>,
-    agent: String,
+    /// The agent session that holds it; `None` while it awaits adoption after a restart.
+    agent: Option<String>,
     node: String,
     task: kiln_scheduler::TaskId,
     /// Where it was placed, with the host ports it holds (reported by the API while it runs).
@@ -246,16 +300,16 @@ fn task_id(ctx: &TaskCtx) -> kiln_scheduler::TaskId {
 /// The scheduler's request of a queued task; UNIQUE, GROUP_BY and MAX_PER count the
 /// instances of one job of one run together (matrix instances included), and the instances
 /// of one service together.
-fn ask_of(q: &Queued) -> Result<kiln_scheduler::Ask, String> {
-    let job = &q.lease.start.job;
+fn ask_of(lease: &Lease, ctx: &TaskCtx) -> Result<kiln_scheduler::Ask, String> {
+    let job = &lease.start.job;
     let id = job.id.to_string();
     let base = id.split('[').next().unwrap_or(&id);
-    let group = match &q.ctx.owner {
+    let group = match &ctx.owner {
         Owner::Attempt(a) => format!("{}/{base}", a.run),
         Owner::Instance(i) => format!("svc/{}", i.service),
     };
-    let task = task_id(&q.ctx);
-    job.ask(&task.0, &group, &q.lease.project, kiln_scheduler::Resources::default())
+    let task = task_id(ctx);
+    job.ask(&task.0, &group, &lease.project, kiln_scheduler::Resources::default())
         .map_err(|e| format!("job `{id}`: {e}"))
 }
 
@@ -402,9 +456,13 @@ impl Dispatch {
         out
     }
 
-    /// Forgets a node whose agent is not connected; `false` if it is connected (or unknown).
+    /// Forgets a node whose agent is not connected and that holds no lease (one awaiting
+    /// adoption included); `false` if it is connected, holds one (or is unknown).
     pub fn forget_node(&self, name: &str) -> bool {
         let mut st = self.lock();
+        if st.leases.values().any(|l| l.node == name) {
+            return false;
+        }
         match st.nodes.get(name) {
             Some(n) if n.state != NodeState::Ready => {
                 st.nodes.remove(name);
@@ -482,7 +540,7 @@ impl Dispatch {
 
     /// Where the latest attempt of `job` of `run` is placed or runs; `None` while it is
     /// queued, or once it ended.
-    pub fn placement(&self, run: &RunId, job: &JobId) -> Option<kiln_api::pool::JobPlacement> {
+    pub fn placement(&self, run: &RunId, job: &JobId) -> Option<JobPlacement> {
         let st = self.lock();
         let attempt_of =
             |c: &TaskCtx| c.attempt().filter(|a| &a.run == run && &a.job == job).map(|a| a.attempt);
@@ -500,7 +558,7 @@ impl Dispatch {
     /// built (a constraint the scheduler refuses) is not queued: its context comes back with
     /// the reason.
     pub fn enqueue(&self, task: Queued) -> Result<(), (Arc<TaskCtx>, String)> {
-        let ask = match ask_of(&task) {
+        let ask = match ask_of(&task.lease, &task.ctx) {
             Ok(a) => a,
             Err(why) => return Err((task.ctx, why)),
         };
@@ -512,7 +570,7 @@ impl Dispatch {
 
     /// Cancels the attempt `(run, job, attempt)` wherever it is.
     pub fn cancel(&self, run: &RunId, job: &JobId, attempt: u32) -> Canceled {
-        self.cancel_task(&format!("{run}/{job}/{attempt}"))
+        self.cancel_task(&attempt_key(run, job, attempt))
     }
 
     /// Cancels the task whose [`TaskCtx::key`] is `key` wherever it is.
@@ -534,16 +592,17 @@ impl Dispatch {
             place_queued(&mut st);
             return Canceled::Dequeued(w.q.ctx);
         }
-        let mut agent = None;
+        let mut found = None;
         for l in st.leases.values_mut() {
             if same(&l.ctx) {
                 l.cancel = true;
-                agent = Some(l.agent.clone());
+                found = Some(l.agent.clone());
             }
         }
-        match agent {
-            Some(a) => {
-                if let Some(s) = st.agents.get(&a) {
+        match found {
+            // Awaiting adoption: its agent hears of the cancel once it is back.
+            Some(agent) => {
+                if let Some(s) = agent.and_then(|a| st.agents.get(&a)) {
                     s.notify.notify_one();
                 }
                 Canceled::Signalled
@@ -555,8 +614,9 @@ impl Dispatch {
     /// Registers an agent session and makes its node `ready` with the facts it declared. A
     /// session of the same name is replaced: the leases it held that the agent lists in
     /// `held` (it still runs them) move to the new session; its other leases are returned as
-    /// lost.
-    pub fn register(&self, req: &RegisterAgent) -> (AgentInfo, Vec<Arc<TaskCtx>>) {
+    /// lost. So are the leases awaiting adoption on its node: those it lists are adopted
+    /// into the new session, the others are lost (it no longer runs them).
+    pub fn register(&self, req: &RegisterAgent) -> Registered {
         let mut st = self.lock();
         let old: Vec<String> = st
             .agents
@@ -566,17 +626,47 @@ impl Dispatch {
             .collect();
         let mut lost = Vec::new();
         let mut kept = Vec::new();
+        let mut adopted = Vec::new();
         for id in old {
             st.agents.remove(&id);
-            let ids: Vec<String> =
-                st.leases.iter().filter(|(_, l)| l.agent == id).map(|(k, _)| k.clone()).collect();
+            let ids: Vec<String> = st
+                .leases
+                .iter()
+                .filter(|(_, l)| l.agent.as_deref() == Some(id.as_str()))
+                .map(|(k, _)| k.clone())
+                .collect();
             for lease in ids {
                 if req.held.contains(&lease) {
                     kept.push(lease);
                 } else if let Some(l) = st.leases.remove(&lease) {
                     release(&mut st, &l);
-                    lost.push(l.ctx);
+                    let why = format!(
+                        "agent lost: `{}` registered again, so its old session ended",
+                        req.name
+                    );
+                    lost.push((l.ctx, why));
                 }
+            }
+        }
+        let waiting: Vec<String> = st
+            .leases
+            .iter()
+            .filter(|(_, l)| l.agent.is_none() && l.node == req.name)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for lease in waiting {
+            if req.held.contains(&lease) {
+                if let Some(l) = st.leases.get(&lease) {
+                    adopted.push(l.ctx.clone());
+                }
+                kept.push(lease);
+            } else if let Some(l) = st.leases.remove(&lease) {
+                release(&mut st, &l);
+                let why = format!(
+                    "agent lost: `{}` came back after the server restarted without it",
+                    req.name
+                );
+                lost.push((l.ctx, why));
             }
         }
         let info = AgentInfo {
@@ -596,7 +686,7 @@ impl Dispatch {
         let now = Instant::now();
         for lease in kept {
             if let Some(l) = st.leases.get_mut(&lease) {
-                l.agent = info.id.clone();
+                l.agent = Some(info.id.clone());
                 l.renewed = now;
             }
         }
@@ -617,7 +707,75 @@ impl Dispatch {
         node.last_seen = Some(Utc::now());
         sync_node(&mut st, &req.name);
         place_queued(&mut st);
-        (info, lost)
+        Registered { info, lost, adopted }
+    }
+
+    /// Takes back a task found running after a restart: its lease (with the id its agent
+    /// holds) awaits adoption on its node, its resources and host ports held in the node's
+    /// ledger, until the node's agent registers listing it ([`Dispatch::register`]) or the
+    /// agent-lost window passes ([`Dispatch::reap`]). Refused, with why, when the node is
+    /// unknown or the task no longer fits there (the ledger never overcommits).
+    pub fn adopt(&self, a: Adoption) -> Result<(), (Arc<TaskCtx>, String)> {
+        let ask = match ask_of(&a.lease, &a.ctx) {
+            Ok(ask) => ask,
+            Err(why) => return Err((a.ctx, why)),
+        };
+        let mut st = self.lock();
+        let Some(node) = st.nodes.get(&a.node) else {
+            return Err((a.ctx, format!("its node `{}` is not known", a.node)));
+        };
+        let (hostname, ip) = (node.facts.hostname.clone(), node.facts.ip.clone());
+        let mut ports = Vec::new();
+        for p in &ask.ports {
+            let Some(&host) = a.ports.get(&p.name) else {
+                return Err((a.ctx, format!("its host port `{}` is not known", p.name)));
+            };
+            ports.push(kiln_scheduler::AssignedPort {
+                name: p.name.clone(),
+                host,
+                container: p.container.unwrap_or(host),
+            });
+        }
+        let hosts: Vec<u16> = ports.iter().map(|p| p.host).collect();
+        // The scheduler learns of the node (disabled while its agent is away) to hold it.
+        sync_node(&mut st, &a.node);
+        let node_id = kiln_scheduler::NodeId(a.node.clone());
+        if let Err(e) = st.sched.hold(&ask, &node_id, &hosts) {
+            return Err((a.ctx, e.to_string()));
+        }
+        if let Some(n) = st.nodes.get_mut(&a.node) {
+            n.running += 1;
+            n.ports_used.extend(hosts.iter().copied());
+        }
+        let placement = kiln_scheduler::Placement {
+            task: ask.task.clone(),
+            node: node_id,
+            hostname,
+            ip,
+            node_version: 0,
+            resources: ask.resources,
+            ports,
+            network: ask.network,
+        };
+        st.leases.insert(
+            a.lease.id.clone(),
+            Leased {
+                ctx: a.ctx,
+                agent: None,
+                node: a.node,
+                task: ask.task,
+                placement: Some(placement),
+                renewed: Instant::now(),
+                cancel: a.cancel,
+            },
+        );
+        Ok(())
+    }
+
+    /// Whether the task whose [`TaskCtx::key`] is `key` holds a live lease (one awaiting
+    /// adoption included).
+    pub fn task_live(&self, key: &str) -> bool {
+        self.lock().leases.values().any(|l| l.ctx.key() == key)
     }
 
     /// Connected agents with their current lease counts.
@@ -627,7 +785,7 @@ impl Dispatch {
             .agents
             .iter()
             .map(|(id, s)| {
-                let running = st.leases.values().filter(|l| &l.agent == id).count();
+                let running = st.leases.values().filter(|l| l.agent.as_deref() == Some(id)).count();
                 AgentInfo { running: u32::try_from(running).unwrap_or(u32::MAX), ..s.info.clone() }
             })
             .collect();
@@ -669,7 +827,7 @@ impl Dispatch {
                 let mut resp = LeaseResponse::default();
                 for id in &req.held {
                     match st.leases.get_mut(id) {
-                        Some(l) if l.agent == agent => {
+                        Some(l) if l.agent.as_deref() == Some(agent) => {
                             l.renewed = now;
                             if l.cancel {
                                 resp.cancel.push(id.clone());
@@ -695,7 +853,7 @@ impl Dispatch {
                             placement: w.placement,
                             task: task_id(&w.q.ctx),
                             ctx: w.q.ctx,
-                            agent: agent.to_string(),
+                            agent: Some(agent.to_string()),
                             node: node_name.clone(),
                             renewed: now,
                             cancel: false,
@@ -727,10 +885,7 @@ impl Dispatch {
     }
 
     /// Where a live lease runs: its node, and its placement (IP and host ports).
-    pub fn lease_placement(
-        &self,
-        id: &str,
-    ) -> Option<(String, Option<kiln_api::pool::JobPlacement>)> {
+    pub fn lease_placement(&self, id: &str) -> Option<(String, Option<JobPlacement>)> {
         let st = self.lock();
         let l = st.leases.get(id)?;
         Some((l.node.clone(), l.placement.as_ref().map(job_placement)))
@@ -742,7 +897,7 @@ impl Dispatch {
         let mut st = self.lock();
         let l = st.leases.remove(id)?;
         release(&mut st, &l);
-        if let Some(s) = st.agents.get(&l.agent) {
+        if let Some(s) = l.agent.as_ref().and_then(|a| st.agents.get(a)) {
             s.notify.notify_one();
         }
         place_queued(&mut st);
@@ -750,8 +905,9 @@ impl Dispatch {
     }
 
     /// Drops agents silent for the `lost_after` of [`Dispatch::new`] (their nodes become
-    /// `lost`, what was placed there is queued again) and leases not renewed that long;
-    /// returns the lost attempts with the node's name.
+    /// `lost`, what was placed there is queued again) and leases not renewed that long
+    /// (those awaiting adoption that no agent claimed too); returns the lost tasks, each
+    /// with why.
     pub fn reap(&self) -> Vec<(Arc<TaskCtx>, String)> {
         let ttl = self.lost_after;
         let mut st = self.lock();
@@ -766,7 +922,15 @@ impl Dispatch {
         for id in expired {
             if let Some(l) = st.leases.remove(&id) {
                 release(&mut st, &l);
-                lost.push((l.ctx, l.node));
+                let why = match l.agent {
+                    Some(_) => format!("agent lost: `{}` stopped renewing its lease", l.node),
+                    None => format!(
+                        "agent lost: `{}` did not come back within {} of the server's restart",
+                        l.node,
+                        crate::gc::short(ttl)
+                    ),
+                };
+                lost.push((l.ctx, why));
             }
         }
         let silent: Vec<String> = st
@@ -807,8 +971,8 @@ impl Dispatch {
 }
 
 /// The API's view of a placement.
-fn job_placement(p: &kiln_scheduler::Placement) -> kiln_api::pool::JobPlacement {
-    kiln_api::pool::JobPlacement {
+fn job_placement(p: &kiln_scheduler::Placement) -> JobPlacement {
+    JobPlacement {
         node: p.node.0.clone(),
         hostname: p.hostname.clone(),
         ip: p.ip.clone(),

@@ -32,6 +32,7 @@ pub mod schedules;
 pub mod secrets;
 pub mod services;
 pub mod stats;
+pub mod task_token;
 pub mod triggers;
 pub mod webhooks;
 
@@ -132,6 +133,8 @@ pub struct AppState {
     pub scheduler: schedules::Scheduler,
     /// Services and their instances.
     pub services: services::Services,
+    /// Checks the discovery tokens of jobs and instances.
+    pub task_tokens: task_token::TaskTokens,
     /// [`ServerConfig::crash_after_claim`]: a fault for tests only.
     #[doc(hidden)]
     pub crash_after_claim: bool,
@@ -284,10 +287,18 @@ pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
         secrets.clone(),
         (registry.clone(), registry_host.clone()),
     );
-    let services =
-        services::Services::new(store.clone(), logs.clone(), dispatch.clone(), metrics.clone());
+    // Tasks reach the server where they reach its registry.
+    let task_tokens = task_token::TaskTokens::new(&secrets, format!("http://{registry_host}"));
+    let services = services::Services::new(
+        store.clone(),
+        logs.clone(),
+        dispatch.clone(),
+        metrics.clone(),
+        task_tokens.clone(),
+    );
     let app = Arc::new(AppState {
         services: services.clone(),
+        task_tokens,
         store,
         logs,
         blobs,
@@ -379,11 +390,8 @@ fn spawn_reaper(app: App, stop: CancellationToken) {
                 () = stop.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            for (ctx, agent) in app.dispatch.reap() {
-                reports::lose(
-                    [&*ctx],
-                    &format!("agent lost: `{agent}` stopped renewing its lease"),
-                );
+            for (ctx, why) in app.dispatch.reap() {
+                reports::lose([&*ctx], &why);
             }
             app.metrics.agents.set(app.dispatch.agents().len() as i64);
             app.metrics.leases.set(app.dispatch.lease_count() as i64);

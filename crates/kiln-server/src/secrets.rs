@@ -45,6 +45,8 @@ pub enum SecretError {
 pub struct SecretBox {
     cipher: Aes256Gcm,
     key_id: String,
+    /// The key, for [`SecretBox::derive_key`] only.
+    key: [u8; 32],
 }
 
 impl std::fmt::Debug for SecretBox {
@@ -58,7 +60,7 @@ impl SecretBox {
     pub fn new(key: &[u8; 32]) -> SecretBox {
         let cipher = Aes256Gcm::new_from_slice(key).expect("32 bytes is an AES-256 key");
         let key_id = hex::encode(&Sha256::digest(key)[..4]);
-        SecretBox { cipher, key_id }
+        SecretBox { cipher, key_id, key: *key }
     }
 
     /// The key from `KILN_SECRET_KEY` if set, else from `dir/secret.key`, created with a
@@ -86,6 +88,17 @@ impl SecretBox {
             }
             Err(e) => Err(err(e)),
         }
+    }
+
+    /// A key for `purpose` derived from this one (HMAC-SHA256 of the purpose): other
+    /// purposes, such as signing tokens, never use the sealing key itself, and what they
+    /// sign stays valid as long as the server keeps its key.
+    pub fn derive_key(&self, purpose: &str) -> [u8; 32] {
+        use hmac::Mac;
+        let mut mac = <hmac::Hmac<Sha256> as hmac::KeyInit>::new_from_slice(&self.key)
+            .expect("any key length");
+        mac.update(format!("kiln-derive/v1/{purpose}").as_bytes());
+        mac.finalize().into_bytes().into()
     }
 
     /// This key's id (stored beside every value it seals).

@@ -265,6 +265,54 @@ fn commit_rechecks_what_it_reserves() {
 }
 
 #[test]
+fn hold_takes_back_what_runs_on_a_disabled_node_but_never_overcommits() {
+    // A restarted keeper of the ledger: the node's agent is not back yet (disabled).
+    let mut n = node("n", 8, 64, &[]);
+    n.disabled = true;
+    n.ports = vec![PortRange { start: 31000, end: 31009 }];
+    n.slots = Some(3);
+    let mut pool = Pool::with_nodes(Options::default(), [n]);
+    let web = |task: &str| {
+        let mut a = ask(task, "svc", 3, 1);
+        a.ports = vec![PortAsk { name: "web".into(), host: 0, container: Some(8080) }];
+        a
+    };
+    let n = NodeId::from("n");
+    pool.hold(&web("a"), &n, &[31004]).unwrap();
+    pool.hold(&web("b"), &n, &[31005]).unwrap();
+    let usage = pool.nodes().next().unwrap();
+    assert_eq!((usage.tasks, usage.used.cpu_millis, usage.ports_used), (2, 6000, 2));
+    // Held ports are taken, room is counted, a task is held once.
+    let mut small = web("c");
+    small.resources.cpu_millis = 1000;
+    let taken = CommitError::NoLongerFits { node: n.clone(), reason: Reason::PortTaken(31004) };
+    assert_eq!(pool.hold(&small, &n, &[31004]), Err(taken));
+    let short = Reason::Cpu { asked: 3000, free: 2000 };
+    assert_eq!(
+        pool.hold(&web("c"), &n, &[31006]),
+        Err(CommitError::NoLongerFits { node: n.clone(), reason: short })
+    );
+    assert_eq!(pool.hold(&web("a"), &n, &[31007]), Err(CommitError::AlreadyPlaced("a".into())));
+    let out = CommitError::NoLongerFits { node: n.clone(), reason: Reason::PortOutOfRange(40000) };
+    assert_eq!(pool.hold(&small, &n, &[40000]), Err(out));
+    assert!(matches!(pool.hold(&web("e"), &n, &[]), Err(CommitError::Mismatch(_))));
+    assert_eq!(
+        pool.hold(&web("f"), &NodeId::from("gone"), &[31001]),
+        Err(CommitError::NodeGone(NodeId::from("gone")))
+    );
+    // Once the node is back, placement works around what is held; released, it is free.
+    let mut back = node("n", 8, 64, &[]);
+    back.ports = vec![PortRange { start: 31004, end: 31006 }];
+    back.slots = Some(3);
+    pool.upsert_node(back);
+    let mut one = ask("g", "svc", 1, 1);
+    one.ports = vec![PortAsk { name: "web".into(), host: 0, container: Some(8080) }];
+    assert_eq!(pool.reserve(&one).unwrap().ports[0].host, 31006);
+    pool.release(&TaskId::from("a"));
+    assert_eq!(pool.nodes().next().unwrap().tasks, 2);
+}
+
+#[test]
 fn disabling_and_removing_nodes() {
     let mut pool = Pool::with_nodes(Options::default(), [node("n", 8, 64, &[])]);
     pool.reserve(&ask("a", "g", 2, 1)).unwrap();

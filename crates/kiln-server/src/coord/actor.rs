@@ -51,7 +51,8 @@ pub(super) struct Actor {
     times: Vec<Span>,
     /// Run state as last stored.
     state: RunState,
-    masker: Arc<Masker>,
+    /// Values masked in every job's logs and outputs (each attempt adds its own token).
+    masked: Vec<String>,
     env: BTreeMap<String, String>,
     /// Stages approved in the run this one retries, with who approved them.
     prior: HashMap<String, String>,
@@ -85,7 +86,7 @@ impl Actor {
             persisted: vec![None; job_count],
             times: vec![(None, None); job_count],
             state: run.state,
-            masker: Arc::new(Masker::new(run_env.masked)),
+            masked: run_env.masked,
             env: run_env.env,
             prior,
             tx,
@@ -490,10 +491,16 @@ impl Actor {
             })
             .map(|n| n.to_string())
             .collect();
-        let env = job_env(&self.env, &sj.job.id, sj.attempt);
+        let mut env = job_env(&self.env, &sj.job.id, sj.attempt);
+        // Its own discovery token, valid while this attempt's lease lives, masked in its log.
+        let key = crate::dispatch::attempt_key(&self.run.id, &sj.job.id, sj.attempt);
+        let name = format!("job {} of run {}", sj.job.id, self.run.full_name());
+        let (token_env, token) = self.sh.tasks.env(self.project_id, &key, &name, &sj.job.env);
+        env.extend(token_env);
+        let masked = self.masked.iter().map(String::as_str).chain([token.as_str()]);
         let ctx = Arc::new(TaskCtx {
             project: self.project_id,
-            masker: self.masker.clone(),
+            masker: Arc::new(Masker::new(masked)),
             queued_at: Instant::now(),
             owner: Owner::Attempt(AttemptCtx {
                 run: self.run.id,

@@ -86,6 +86,8 @@ struct Shared {
     registry: Arc<kiln_registry::Registry>,
     /// `host:port` of the registry as jobs reach it (`KILN_REGISTRY`).
     registry_host: String,
+    /// Mints each attempt's discovery token.
+    tasks: crate::task_token::TaskTokens,
     actors: Mutex<HashMap<RunId, ActorRef>>,
     /// Active runs per pipeline and concurrency group (`""` without groups).
     active: Mutex<HashMap<(PipelineId, String), usize>>,
@@ -159,6 +161,8 @@ impl Coord {
         secrets: Arc<SecretBox>,
         registry: (Arc<kiln_registry::Registry>, String),
     ) -> Coord {
+        // Tasks reach the server where they reach its registry.
+        let tasks = crate::task_token::TaskTokens::new(&secrets, format!("http://{}", registry.1));
         Coord {
             sh: Arc::new(Shared {
                 store,
@@ -166,6 +170,7 @@ impl Coord {
                 dispatch,
                 metrics,
                 secrets,
+                tasks,
                 registry: registry.0,
                 registry_host: registry.1,
                 actors: Mutex::new(HashMap::new()),

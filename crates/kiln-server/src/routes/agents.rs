@@ -79,13 +79,22 @@ pub async fn register(
         .map_err(|e| ApiErr::bad_request(format!("agent `{}`: {e}", req.name)))?;
     let record = app.store.register_node(&req.name, &facts).await?;
     app.dispatch.node_changed(&record);
-    let (info, lost) = app.dispatch.register(&req);
-    crate::reports::lose(
-        lost.iter().map(|c| &**c),
-        &format!("agent lost: `{}` registered again, so its old session ended", req.name),
-    );
+    let registered = app.dispatch.register(&req);
+    for (ctx, why) in &registered.lost {
+        ctx.lost(why);
+    }
+    for ctx in &registered.adopted {
+        ctx.adopted();
+    }
+    if !registered.adopted.is_empty() {
+        tracing::info!(
+            "agent `{}` took back {} task(s) it ran before the server restarted",
+            req.name,
+            registered.adopted.len()
+        );
+    }
     app.metrics.agents.set(app.dispatch.agents().len() as i64);
-    Ok(Json(info))
+    Ok(Json(registered.info))
 }
 
 /// Ends an agent session (the agent stops): its node shows `down` at once instead of `lost`

@@ -1,5 +1,6 @@
-//! Job and run logs: pages by line number, and live follow over SSE (`id:` is the line's seq,
-//! so a client that reconnects with `Last-Event-ID` resumes after the last line it saw).
+//! Job, run and service instance logs: pages by line number, and live follow over SSE (`id:`
+//! is the line's seq, so a client that reconnects with `Last-Event-ID` resumes after the last
+//! line it saw). Every kind of log is served by the same two functions, [`page`] and [`sse`].
 
 use std::convert::Infallible;
 
@@ -86,9 +87,16 @@ async fn job_key(
     Ok(job_log_key(&run.id, index, attempt))
 }
 
-fn page(app: &App, key: &LogKey, q: &PageQuery, whole_run: bool) -> ApiResult<Json<LogPage>> {
-    let from = q.from.unwrap_or(1).max(1);
-    let limit = q.limit.unwrap_or(1000).clamp(1, MAX_PAGE);
+/// A page of the log `key`: up to `limit` lines (default 1000) from line `from` (default 1).
+fn page(
+    app: &App,
+    key: &LogKey,
+    from: Option<u64>,
+    limit: Option<usize>,
+    whole_run: bool,
+) -> ApiResult<Json<LogPage>> {
+    let from = from.unwrap_or(1).max(1);
+    let limit = limit.unwrap_or(1000).clamp(1, MAX_PAGE);
     let records = app.logs.read(key, from, limit)?;
     let info = app.logs.info(key)?;
     let next = records.last().map_or(from, |r| r.seq + 1);
@@ -141,7 +149,7 @@ pub async fn job_page(
 ) -> ApiResult<Json<LogPage>> {
     let run = run_for(&app, &caller, &id, Role::Viewer).await?;
     let key = job_key(&app, &run, &job, q.attempt).await?;
-    page(&app, &key, &q, false)
+    page(&app, &key, q.from, q.limit, false)
 }
 
 /// A job's log, live (SSE): `line` events (`id` = seq, data = a LogLine), then `end`.
@@ -173,7 +181,7 @@ pub async fn run_page(
     Query(q): Query<PageQuery>,
 ) -> ApiResult<Json<LogPage>> {
     let run = run_for(&app, &caller, &id, Role::Viewer).await?;
-    page(&app, &run_log_key(&run.id), &q, true)
+    page(&app, &run_log_key(&run.id), q.from, q.limit, true)
 }
 
 /// A run's log, live (SSE), every job interleaved; ends when the run ends.
@@ -191,4 +199,71 @@ pub async fn run_stream(
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
     let run = run_for(&app, &caller, &id, Role::Viewer).await?;
     sse(&app, &run_log_key(&run.id), resume_from(&headers, q.from)?, true)
+}
+
+/// Range of a page of an instance's log.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct InstancePageQuery {
+    /// First line (seq), from 1.
+    from: Option<u64>,
+    /// At most this many lines (default 1000, at most 10000).
+    limit: Option<usize>,
+}
+
+/// Where an instance's stream resumes.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct InstanceStreamQuery {
+    /// First line (seq); `Last-Event-ID: n` means `from=n+1` and wins.
+    from: Option<u64>,
+}
+
+/// The log of `instance` of service `project/service`, if the caller may read it.
+async fn instance_key(
+    app: &App,
+    caller: &Caller,
+    project: &str,
+    service: &str,
+    instance: &str,
+) -> ApiResult<LogKey> {
+    super::projects::project_for(app, caller, project, Role::Viewer).await?;
+    let s = app.store.service(project, service).await?;
+    let instances = app.store.instances(&s.id, true).await?;
+    if !instances.iter().any(|i| i.id == instance) {
+        return Err(ApiErr::not_found(format!(
+            "service `{project}/{service}` has no instance `{instance}` (`kiln service show {service}` lists them)"
+        )));
+    }
+    Ok(crate::services::instance_log_key(&s.id, instance))
+}
+
+/// A page of a service instance's log (its stdout and stderr, as its agent sent them).
+#[utoipa::path(get, path = "/api/v1/projects/{project}/services/{service}/instances/{instance}/logs", tag = "logs",
+    params(("project" = String, Path), ("service" = String, Path), ("instance" = String, Path), InstancePageQuery),
+    responses((status = 200, body = LogPage), (status = 404, body = ErrorBody)))]
+pub async fn instance_page(
+    State(app): State<App>,
+    caller: Caller,
+    Path((project, service, instance)): Path<(String, String, String)>,
+    Query(q): Query<InstancePageQuery>,
+) -> ApiResult<Json<LogPage>> {
+    let key = instance_key(&app, &caller, &project, &service, &instance).await?;
+    page(&app, &key, q.from, q.limit, false)
+}
+
+/// A service instance's log, live (SSE): `line` events (`id` = seq, data = a LogLine), then
+/// `end` once the instance ended.
+#[utoipa::path(get, path = "/api/v1/projects/{project}/services/{service}/instances/{instance}/logs/stream", tag = "logs",
+    params(("project" = String, Path), ("service" = String, Path), ("instance" = String, Path), InstanceStreamQuery,
+           ("Last-Event-ID" = Option<u64>, Header, description = "resume after this line")),
+    responses((status = 200, content_type = "text/event-stream", description = "SSE of LogLine"),
+              (status = 404, body = ErrorBody)))]
+pub async fn instance_stream(
+    State(app): State<App>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path((project, service, instance)): Path<(String, String, String)>,
+    Query(q): Query<InstanceStreamQuery>,
+) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
+    let key = instance_key(&app, &caller, &project, &service, &instance).await?;
+    sse(&app, &key, resume_from(&headers, q.from)?, false)
 }

@@ -100,7 +100,7 @@ pub async fn forget(
     let name = resolve(&app, &node)?;
     if !app.dispatch.forget_node(&name) {
         return Err(ApiErr::conflict(format!(
-            "node `{name}` is connected: stop its agent first (or `kiln nodes disable` it)"
+            "node `{name}` is connected or still holds tasks: stop its agent first (or `kiln nodes disable` it), and wait until its tasks ended or were lost"
         )));
     }
     app.store.delete_node(&name).await?;

@@ -43,6 +43,19 @@ pub async fn list(
     Ok(Json(out))
 }
 
+/// Lists the services of a project with their instances.
+#[utoipa::path(get, path = "/api/v1/projects/{project}/services", tag = "services",
+    params(("project" = String, Path)),
+    responses((status = 200, body = Vec<ServiceInfo>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn project_list(
+    State(app): State<App>,
+    caller: Caller,
+    Path(project): Path<String>,
+) -> ApiResult<Json<Vec<ServiceInfo>>> {
+    project_for(&app, &caller, &project, Role::Viewer).await?;
+    Ok(Json(app.services.list(Some(&project)).await?))
+}
+
 /// A service, its instances (node, host IP, ports, health) and why slots wait.
 #[utoipa::path(get, path = "/api/v1/projects/{project}/services/{service}", tag = "services",
     params(("project" = String, Path), ("service" = String, Path)),

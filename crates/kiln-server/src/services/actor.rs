@@ -21,7 +21,7 @@ use kiln_workflow::service::ServiceSpec;
 use tokio::sync::mpsc;
 
 use super::{ServiceMsg, ServiceTx, Shared, View, lock, with_replicas};
-use crate::dispatch::{Canceled, InstanceCtx, Owner, Queued, TaskCtx};
+use crate::dispatch::{Canceled, InstanceCtx, Owner, Queued, TaskCtx, instance_key};
 
 /// Most passes in a row without a message (a roll-back or a completed update asks for
 /// another at once).
@@ -292,18 +292,8 @@ impl Actor {
             forgotten: false,
         };
         self.put(record.clone(), "staging").await?;
-        let lease = self.lease_for(&spec, &record);
-        let ctx = Arc::new(TaskCtx {
-            project: self.record.project_id,
-            masker: Arc::new(Masker::new(Vec::<String>::new())),
-            queued_at: Instant::now(),
-            owner: Owner::Instance(InstanceCtx {
-                service: self.id,
-                instance: id,
-                actor: self.tx.clone(),
-            }),
-        });
-        if let Err((_, why)) = self.sh.dispatch.enqueue(Queued { lease, ctx }) {
+        let task = instance_task(&self.sh, &self.record, &spec, &record, &self.tx);
+        if let Err((_, why)) = self.sh.dispatch.enqueue(task) {
             let failed = InstanceRecord {
                 state: InstanceState::Failed.as_str().into(),
                 reason: Some(format!("cannot be placed: {why}")),
@@ -315,56 +305,6 @@ impl Actor {
         Ok(())
     }
 
-    fn lease_for(&self, spec: &ServiceSpec, i: &InstanceRecord) -> Lease {
-        let service = self.name();
-        let env = BTreeMap::from([
-            ("KILN_PROJECT".to_string(), self.record.project.clone()),
-            ("KILN_SERVICE".to_string(), self.record.name.clone()),
-            ("KILN_INSTANCE".to_string(), i.id.clone()),
-            ("KILN_SLOT".to_string(), i.slot.to_string()),
-            ("KILN_SERVICE_VERSION".to_string(), i.version.to_string()),
-        ]);
-        let job = Job {
-            id: JobId::from(i.id.as_str()),
-            base: spec.name.clone(),
-            stage: 0,
-            needs: Vec::new(),
-            gate: None,
-            condition: "success()".into(),
-            image: spec.image.clone(),
-            run: spec.run.run_spec(),
-            env: spec.env.clone(),
-            workdir: None,
-            timeout: None,
-            retry: RetryPolicy::default(),
-            matrix: BTreeMap::new(),
-            services: Vec::new(),
-            resources: spec.resources,
-            scheduling: spec.scheduling.clone(),
-            cache: None,
-            artifacts: None,
-            checkout: false,
-        };
-        Lease {
-            id: String::new(),
-            run: i.id.clone(),
-            run_name: format!("{service}/{}", i.slot),
-            project: self.record.project.clone(),
-            job_index: 0,
-            start: StartJob { attempt: 1, job },
-            env,
-            inputs: Vec::new(),
-            checkout: None,
-            instance: Some(InstanceLease {
-                service,
-                instance: i.id.clone(),
-                slot: i.slot,
-                version: i.version,
-                health: spec.health.as_ref().map(health_wire),
-            }),
-        }
-    }
-
     async fn stop(&mut self, id: &str, reason: String) -> Result<()> {
         let Some(i) = self.instances.iter().find(|i| i.id == id).cloned() else { return Ok(()) };
         let unhealthy = i.state == InstanceState::Unhealthy.as_str();
@@ -373,7 +313,7 @@ impl Actor {
         }
         // An unhealthy instance keeps what its check saw as its reason.
         let reason = if unhealthy { i.reason.clone().or(Some(reason)) } else { Some(reason) };
-        match self.sh.dispatch.cancel_task(&format!("svc/{}/{}", self.id, i.id)) {
+        match self.sh.dispatch.cancel_task(&instance_key(&self.id, &i.id)) {
             Canceled::Signalled => {
                 let stopping = InstanceRecord {
                     state: InstanceState::Stopping.as_str().into(),
@@ -471,15 +411,18 @@ impl Actor {
                         InstanceState::Starting | InstanceState::Healthy | InstanceState::Unhealthy
                     )
                 );
-                if running {
-                    let state =
-                        if healthy { InstanceState::Healthy } else { InstanceState::Unhealthy };
+                let state = if healthy { InstanceState::Healthy } else { InstanceState::Unhealthy };
+                let reason = (!detail.is_empty()).then_some(detail);
+                // The same health again (an agent re-sends it when it registers anew, as
+                // after a server restart) changes nothing.
+                let same = i.state == state.as_str() && i.reason == reason;
+                if running && !same {
                     if !healthy && i.state != InstanceState::Unhealthy.as_str() {
                         self.sh.metrics.service_health_failures.get_or_create(&self.label()).inc();
                     }
                     let changed = InstanceRecord {
                         state: state.as_str().into(),
-                        reason: (!detail.is_empty()).then_some(detail),
+                        reason,
                         since: Utc::now(),
                         ..i
                     };
@@ -491,10 +434,23 @@ impl Actor {
                     self.ended(i, outcome, lost).await?;
                 }
             }
+            ServiceMsg::Adopted { instance } => {
+                // Taken back by its agent after a server restart: the same instance, in the
+                // same state, told to discovery watchers.
+                if let Some(i) = self.instances.iter().find(|i| i.id == instance).cloned() {
+                    tracing::info!(
+                        "service {}: instance {} adopted on {}",
+                        self.name(),
+                        i.id,
+                        i.node.as_deref().unwrap_or("?")
+                    );
+                    self.put(i, "adopted").await?;
+                }
+            }
             ServiceMsg::Changed => self.reload().await?,
             ServiceMsg::Delete => {
                 for i in std::mem::take(&mut self.instances) {
-                    self.sh.dispatch.cancel_task(&format!("svc/{}/{}", self.id, i.id));
+                    self.sh.dispatch.cancel_task(&instance_key(&self.id, &i.id));
                 }
                 return Ok(false);
             }
@@ -503,12 +459,85 @@ impl Actor {
     }
 }
 
+/// The task of instance `i` of service `record` running `spec`: its lease (as handed out at
+/// its start, the same again when it is adopted after a restart) and its context, with its
+/// discovery token in its env and masked in its log.
+pub(super) fn instance_task(
+    sh: &Shared,
+    record: &ServiceRecord,
+    spec: &ServiceSpec,
+    i: &InstanceRecord,
+    tx: &ServiceTx,
+) -> Queued {
+    let service = format!("{}/{}", record.project, record.name);
+    let key = instance_key(&record.id, &i.id);
+    let name = format!("instance {} of service {service}", i.id);
+    let (mut env, token) = sh.tasks.env(record.project_id, &key, &name, &spec.env);
+    env.extend([
+        ("KILN_PROJECT".to_string(), record.project.clone()),
+        ("KILN_SERVICE".to_string(), record.name.clone()),
+        ("KILN_INSTANCE".to_string(), i.id.clone()),
+        ("KILN_SLOT".to_string(), i.slot.to_string()),
+        ("KILN_SERVICE_VERSION".to_string(), i.version.to_string()),
+    ]);
+    let job = Job {
+        id: JobId::from(i.id.as_str()),
+        base: spec.name.clone(),
+        stage: 0,
+        needs: Vec::new(),
+        gate: None,
+        condition: "success()".into(),
+        image: spec.image.clone(),
+        run: spec.run.run_spec(),
+        env: spec.env.clone(),
+        workdir: None,
+        timeout: None,
+        retry: RetryPolicy::default(),
+        matrix: BTreeMap::new(),
+        services: Vec::new(),
+        resources: spec.resources,
+        scheduling: spec.scheduling.clone(),
+        cache: None,
+        artifacts: None,
+        checkout: false,
+    };
+    let lease = Lease {
+        id: i.lease.clone().unwrap_or_default(),
+        run: i.id.clone(),
+        run_name: format!("{service}/{}", i.slot),
+        project: record.project.clone(),
+        job_index: 0,
+        start: StartJob { attempt: 1, job },
+        env,
+        inputs: Vec::new(),
+        checkout: None,
+        instance: Some(InstanceLease {
+            service,
+            instance: i.id.clone(),
+            slot: i.slot,
+            version: i.version,
+            health: spec.health.as_ref().map(health_wire),
+        }),
+    };
+    let ctx = Arc::new(TaskCtx {
+        project: record.project_id,
+        masker: Arc::new(Masker::new([token])),
+        queued_at: Instant::now(),
+        owner: Owner::Instance(InstanceCtx {
+            service: record.id,
+            instance: i.id.clone(),
+            actor: tx.clone(),
+        }),
+    });
+    Queued { lease, ctx }
+}
+
 /// The spec of a service's template, with its current replicas.
 async fn spec_of(sh: &Shared, record: &ServiceRecord) -> Result<ServiceSpec> {
     spec_of_version(sh, &record.id, record.template, record.replicas).await
 }
 
-async fn spec_of_version(
+pub(super) async fn spec_of_version(
     sh: &Shared,
     id: &ServiceId,
     version: u32,

@@ -5,11 +5,18 @@
 //! dispatcher and scheduler as job attempts and run by agents as long leases; agents report
 //! their starts, health and ends back through `reports.rs`, which calls the functions below.
 //!
+//! After a server restart (`adopt.rs`), the instances stored as running are not replaced:
+//! their leases await adoption by their nodes' agents in the dispatcher, and each keeps its
+//! id, slot, state and health when its agent registers again listing it.
+//!
 //! Invariants: every change of an instance is stored (with a revision, for discovery) before
 //! the next decision is taken; a service has at most one actor; instances are placed only
-//! through the dispatcher (never overcommitting a node).
+//! through the dispatcher (never overcommitting a node); instances found running at start
+//! are handed to the dispatcher before their service's actor runs and before the server
+//! serves, so no agent is told its instance is unknown and no decision is taken without it.
 
 mod actor;
+mod adopt;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -55,6 +62,11 @@ pub enum ServiceMsg {
         /// Lost with its node.
         lost: bool,
     },
+    /// An instance that ran before the server restarted was taken back by its agent.
+    Adopted {
+        /// Instance id.
+        instance: String,
+    },
     /// The service's desired state changed in the store: read it again.
     Changed,
     /// The service was deleted: stop every instance, then end.
@@ -82,6 +94,12 @@ pub fn instance_started(
 /// Tells the actor of `i`'s service that the instance's health changed.
 pub fn instance_health(i: &InstanceCtx, healthy: bool, detail: String) {
     let _ = i.actor.send(ServiceMsg::Health { instance: i.instance.clone(), healthy, detail });
+}
+
+/// Tells the actor of `i`'s service that its agent took the instance back after a server
+/// restart.
+pub fn instance_adopted(i: &InstanceCtx) {
+    let _ = i.actor.send(ServiceMsg::Adopted { instance: i.instance.clone() });
 }
 
 /// Tells the actor of `i`'s service that the instance ended (`lost`: with its agent).
@@ -119,6 +137,8 @@ struct Shared {
     /// The newest revision of the service event log, for discovery watches.
     revision: tokio::sync::watch::Sender<u64>,
     metrics: Arc<crate::metrics::Metrics>,
+    /// Mints each instance's discovery token.
+    tasks: crate::task_token::TaskTokens,
 }
 
 /// Applies, steers and shows services. Cheap to clone.
@@ -157,6 +177,7 @@ impl Services {
         logs: LogStore,
         dispatch: Arc<Dispatch>,
         metrics: Arc<crate::metrics::Metrics>,
+        tasks: crate::task_token::TaskTokens,
     ) -> Services {
         Services {
             sh: Arc::new(Shared {
@@ -166,36 +187,43 @@ impl Services {
                 actors: Mutex::new(HashMap::new()),
                 revision: tokio::sync::watch::Sender::new(0),
                 metrics,
+                tasks,
             }),
         }
     }
 
     /// Starts an actor for every stored service. Instances that ran before the server
-    /// stopped are marked lost and replaced (their agents stop them: the leases are gone).
+    /// stopped await adoption by their agents (see `adopt.rs`); those that cannot (never
+    /// started, or no longer fitting their node) are marked lost and replaced.
     pub async fn recover(&self) -> Result<usize, kiln_store::StoreError> {
         let services = self.sh.store.services(None).await?;
         for s in &services {
-            for mut i in self.sh.store.instances(&s.id, false).await? {
-                let state = kiln_service::InstanceState::parse(&i.state);
-                if state.is_some_and(kiln_service::InstanceState::holds_room) {
-                    i.state = "lost".into();
-                    i.reason = Some("the server restarted while it ran".into());
-                    i.lease = None;
-                    i.since = chrono::Utc::now();
-                    self.sh.store.put_instance(&i, "lost").await?;
-                }
-            }
-            self.ensure_actor(s);
+            let (tx, rx) = mpsc::unbounded_channel();
+            adopt::recover(&self.sh, s, &tx).await?;
+            self.spawn_actor(s, tx, rx);
         }
         Ok(services.len())
     }
 
     fn ensure_actor(&self, record: &ServiceRecord) -> ServiceTx {
+        if let Some(a) = lock(&self.sh.actors).get(&record.id) {
+            return a.tx.clone();
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.spawn_actor(record, tx, rx)
+    }
+
+    /// Starts the actor of `record` on the channel `tx`/`rx`, unless it has one.
+    fn spawn_actor(
+        &self,
+        record: &ServiceRecord,
+        tx: ServiceTx,
+        rx: mpsc::UnboundedReceiver<ServiceMsg>,
+    ) -> ServiceTx {
         let mut actors = lock(&self.sh.actors);
         if let Some(a) = actors.get(&record.id) {
             return a.tx.clone();
         }
-        let (tx, rx) = mpsc::unbounded_channel();
         let view = Arc::new(Mutex::new(View::default()));
         actors.insert(record.id, ActorRef { tx: tx.clone(), view: view.clone() });
         tokio::spawn(actor::run(self.sh.clone(), record.id, tx.clone(), rx, view));
@@ -386,7 +414,7 @@ impl Services {
             let _ = tx.send(ServiceMsg::Delete);
         }
         for i in self.sh.store.instances(&s.id, false).await? {
-            self.sh.dispatch.cancel_task(&format!("svc/{}/{}", s.id, i.id));
+            self.sh.dispatch.cancel_task(&crate::dispatch::instance_key(&s.id, &i.id));
         }
         self.sh.store.delete_service(&s.id).await?;
         if let Ok(r) = self.sh.store.service_revision().await {

@@ -10,5 +10,6 @@ mod openapi;
 mod pool;
 mod postgres;
 mod schedules;
+mod service_access;
 mod services;
 mod support;

@@ -53,12 +53,23 @@ impl LogPrinter {
     /// A printer for the lines of `jobs` (for prefix widths and colours). Text goes to
     /// stdout unless `to_stderr` (when stdout is kept for a JSON result).
     pub fn new(jobs: &[JobInfo], format: Format, to_stderr: bool) -> LogPrinter {
-        let styles = jobs
+        LogPrinter::for_prefixes(jobs.iter().map(|j| j.id.as_str()), format, to_stderr)
+    }
+
+    /// A printer for lines prefixed by one of `prefixes` (the `job` of each line: a job, or
+    /// a service's instance), each with its own colour.
+    pub fn for_prefixes<'a>(
+        prefixes: impl IntoIterator<Item = &'a str>,
+        format: Format,
+        to_stderr: bool,
+    ) -> LogPrinter {
+        let prefixes: Vec<&str> = prefixes.into_iter().collect();
+        let styles = prefixes
             .iter()
             .enumerate()
-            .map(|(i, j)| (j.id.clone(), Style::new().fg(PALETTE[i % PALETTE.len()]).bold()))
+            .map(|(i, p)| (p.to_string(), Style::new().fg(PALETTE[i % PALETTE.len()]).bold()))
             .collect();
-        let width = jobs.iter().map(|j| j.id.len()).max().unwrap_or(4).min(28);
+        let width = prefixes.iter().map(|p| p.len()).max().unwrap_or(4).min(28);
         LogPrinter { format, to_stderr, width, styles }
     }
 

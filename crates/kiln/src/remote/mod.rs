@@ -29,6 +29,7 @@ pub mod pipelines;
 pub mod pool;
 pub mod registry;
 pub mod runs;
+pub mod service_logs;
 pub mod services;
 pub mod triggers;
 pub mod watch;

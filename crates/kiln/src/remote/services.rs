@@ -1,6 +1,7 @@
 //! `kiln service`: apply a service file, list and show services with their instances (node,
 //! host IP, ports, health: what discovery serves), scale, restart, stop, roll back, delete,
-//! and the history of versions. Tables, or the API's objects with `-o json`.
+//! the history of versions, and the instances' logs (`service_logs.rs`). Tables, or the
+//! API's objects with `-o json`.
 
 use std::process::ExitCode;
 
@@ -64,6 +65,18 @@ enum ServiceSub {
     Delete {
         /// The service.
         name: String,
+    },
+    /// The stdout and stderr of the service's instances: every instance's, prefixed by its
+    /// id, or one instance's.
+    Logs {
+        /// The service.
+        name: String,
+        /// Only this instance's log (an id `show` lists).
+        #[arg(long)]
+        instance: Option<String>,
+        /// Keep following the logs until the instances end.
+        #[arg(short, long)]
+        follow: bool,
     },
     /// Every version: number, template, replicas, kind, who, when, note.
     History {
@@ -181,6 +194,11 @@ pub async fn service(cmd: ServiceCmd) -> CmdResult {
                 outln!("service {project}/{name} deleted; its instances are stopping");
             }
             Ok(ExitCode::SUCCESS)
+        }
+        ServiceSub::Logs { name, instance, follow } => {
+            let project = project()?;
+            super::service_logs::logs(&client, &project, &name, instance, follow, cmd.conn.output)
+                .await
         }
         ServiceSub::History { name } => {
             let versions = client.service_history(&project()?, &name).await?;

@@ -12,17 +12,24 @@ use kiln_client::Client;
 
 use crate::support::{kiln, leftovers, require_docker};
 
-/// A `kiln server` child process, killed with SIGKILL when dropped.
-struct ServerProc {
+/// A `kiln server` child process, killed with SIGKILL when dropped (also used by
+/// `adoption.rs`).
+pub(crate) struct ServerProc {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl ServerProc {
     fn start(data: &Path) -> ServerProc {
+        ServerProc::launch(data, &["--listen", "127.0.0.1:0", "--executor", "docker"])
+    }
+
+    /// `kiln server --data DATA ARGS…`, once it says where it listens.
+    pub(crate) fn launch(data: &Path, args: &[&str]) -> ServerProc {
         let mut child = kiln()
-            .args(["server", "--listen", "127.0.0.1:0", "--executor", "docker", "--data"])
+            .args(["server", "--data"])
             .arg(data)
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -40,7 +47,8 @@ impl ServerProc {
         ServerProc { child, url }
     }
 
-    fn kill9(&mut self) {
+    /// SIGKILL, and wait for it to be gone.
+    pub(crate) fn kill9(&mut self) {
         self.child.kill().expect("SIGKILL the server");
         self.child.wait().unwrap();
     }

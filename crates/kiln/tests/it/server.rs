@@ -836,3 +836,85 @@ fn service_commands_run_an_instance_and_sigterm_stops_it_with_the_server() {
         "the instance stopped with the server"
     );
 }
+
+/// `kiln service logs`: every instance's lines prefixed by its id (like `docker compose
+/// logs`), one instance's unprefixed, JSON lines with `-o json`, and `-f` following an
+/// instance until it stops.
+#[test]
+fn service_logs_show_each_instance_and_follow_one_until_it_stops() {
+    let s = Server::start_on("process");
+    s.ok(&["project", "create", "shop"], 0);
+    let file = s.file(
+        "echo.yml",
+        "kind: service\nname: echo\nreplicas: 2\ncommand: [sh, -c, \"echo hello from $KILN_INSTANCE; echo oops >&2; exec sleep 600\"]\n",
+    );
+    s.ok(&["service", "apply", &file, "--project", "shop"], 0);
+    let logs = |args: &[&str]| {
+        let mut all = vec!["service", "logs", "echo", "--project", "shop"];
+        all.extend_from_slice(args);
+        s.ok(&all, 0).0
+    };
+    // Both instances run and have printed both lines.
+    let started = Instant::now();
+    let ids: Vec<String> = loop {
+        let (json, _) = s.ok(&["service", "show", "echo", "--project", "shop", "-o", "json"], 0);
+        let info: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let ids: Vec<String> = info["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_str().unwrap().to_string())
+            .collect();
+        let text = logs(&[]);
+        if ids.len() == 2 && text.lines().count() == 4 {
+            break ids;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{info:#}\n{text}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let text = logs(&[]);
+    for id in &ids {
+        assert!(text.lines().any(|l| l == format!("{id} | hello from {id}")), "{text}");
+        assert!(text.lines().any(|l| l == format!("{id} | oops")), "{text}");
+    }
+    // Stdout and stderr are read apart: their lines come in either order.
+    let mut one: Vec<String> = logs(&["--instance", &ids[0]]).lines().map(String::from).collect();
+    one.sort();
+    assert_eq!(one, [format!("hello from {}", ids[0]), "oops".into()]);
+    let json = logs(&["--instance", &ids[1], "-o", "json"]);
+    let lines: Vec<serde_json::Value> =
+        json.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2, "{json}");
+    assert!(lines.iter().all(|l| l["instance"] == ids[1].as_str()), "{json}");
+    let out = lines.iter().find(|l| l["stream"] == "stdout").unwrap();
+    assert_eq!(out["text"], format!("hello from {}", ids[1]));
+    let (_, stderr) =
+        s.ok(&["service", "logs", "echo", "--instance", "nope", "--project", "shop"], 2);
+    assert!(stderr.contains("has no instance `nope`"), "{stderr}");
+
+    // Followed, the log ends when the instance stops.
+    let mut follow = s
+        .cmd(&["service", "logs", "echo", "-f", "--instance", &ids[0], "--project", "shop"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = follow.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let _ = tx.send(line.unwrap());
+        }
+    });
+    let line = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    assert!([format!("hello from {}", ids[0]), "oops".into()].contains(&line), "{line}");
+    s.ok(&["service", "stop", "echo", "--project", "shop"], 0);
+    let until = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = follow.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < until, "`service logs -f` never ended");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "{status:?}");
+}
