@@ -10,6 +10,7 @@
 //! through the dispatcher (never overcommitting a node).
 
 mod actor;
+pub mod targets;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
