@@ -10,5 +10,6 @@ mod openapi;
 mod pool;
 mod postgres;
 mod schedules;
+mod scrape;
 mod services;
 mod support;
