@@ -92,6 +92,6 @@ pub struct MetricSeries {
     pub labels: BTreeMap<String, String>,
     /// `[unix ms, value]` pairs, oldest first; a value that is not a finite number (`NaN`,
     /// `±Inf`) is `null`.
-    #[schema(value_type = Vec<Vec<f64>>)]
+    #[schema(value_type = Vec<Vec<Option<f64>>>)]
     pub points: Vec<(i64, Option<f64>)>,
 }
