@@ -343,7 +343,13 @@ async fn a_rule_scrapes_the_instances_its_selector_picks_and_keeps_their_history
 
 #[tokio::test]
 async fn a_bad_rule_file_is_refused_with_positions_and_nothing_is_stored() {
-    let s = TestServer::start_with(0).await;
+    a_bad_rule_file_is_refused_with_positions_and_nothing_is_stored_on(Backend::Sqlite).await;
+}
+
+/// Bad files refused with every problem's position, nothing stored; a good one stored,
+/// listed, applied again unchanged, deleted.
+pub async fn a_bad_rule_file_is_refused_with_positions_and_nothing_is_stored_on(backend: Backend) {
+    let s = TestServer::start_on_with(backend, 0).await;
     s.admin.create_project("shop").await.unwrap();
     let yaml = "kind: metric\nname: m\nselector: app in distcc\nport: stats\ninterval: 100ms\nformat: json\nevery: 1s\n";
     let err = s
@@ -376,6 +382,18 @@ async fn a_bad_rule_file_is_refused_with_positions_and_nothing_is_stored() {
         .unwrap_err();
     assert!(matches!(err, kiln_client::ClientError::Api { status: 400, .. }), "{err}");
     assert!(s.admin.metric_rules("shop").await.unwrap().is_empty());
+
+    let good = "kind: metric\nname: m\nselector: app=x\nport: p\n";
+    let body = ApplyMetricRule { yaml: good.into(), file: Some("m.yml".into()) };
+    let applied = s.admin.apply_metric_rule("shop", "m", &body).await.unwrap();
+    assert_eq!((applied.interval_ms, applied.format.as_str()), (15_000, "prometheus"));
+    assert_eq!(s.admin.apply_metric_rule("shop", "m", &body).await.unwrap(), applied);
+    let listed = s.admin.metric_rules("shop").await.unwrap();
+    assert_eq!(listed.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["m"]);
+    assert!(listed[0].targets.is_empty(), "no service has app=x");
+    s.admin.delete_metric_rule("shop", "m").await.unwrap();
+    let gone = s.admin.metric_rule("shop", "m").await.unwrap_err();
+    assert!(matches!(gone, kiln_client::ClientError::Api { status: 404, .. }), "{gone}");
     s.stop().await;
 }
 
