@@ -151,8 +151,8 @@ async fn a_rule_scrapes_the_instances_its_selector_picks_and_keeps_their_history
     let distccd = kiln_testkit::peer("scrape", "/usr/bin/distccd").is_some();
     let s = TestServer::start_full(Backend::Sqlite, 0, Duration::from_secs(30)).await;
     let dir = tempfile::tempdir().unwrap();
-    let _a = s.agent("a", 4, on_loopback(&[], 43000));
-    let _b = s.agent("b", 4, on_loopback(&[], 43100));
+    let a = s.agent("a", 4, on_loopback(&[], 43000));
+    let b = s.agent("b", 4, on_loopback(&[], 43100));
     apply(&s, "shop", &exporter_yaml("exporter", dir.path(), 2, "{ app: exporter, team: build }"))
         .await;
     apply(&s, "shop", &exporter_yaml("other", dir.path(), 1, "{ app: exporter, team: web }")).await;
@@ -338,6 +338,9 @@ async fn a_rule_scrapes_the_instances_its_selector_picks_and_keeps_their_history
     let (text, _) = scraped(&s).await;
     assert!(!text.contains("requests_total"), "{text}");
     assert!(s.admin.service_metrics("shop", "exporter", None).await.unwrap().series.is_empty());
+    // The agents first: the server's graceful stop would wait for their lease polls.
+    a.stop().await;
+    b.stop().await;
     s.stop().await;
 }
 
@@ -459,8 +462,8 @@ async fn prometheus_follows_kiln_s_targets_and_reads_the_scraped_endpoint() {
     let Some(bin) = kiln_testkit::peer("prometheus", "/usr/bin/prometheus") else { return };
     let s = TestServer::start_full(Backend::Sqlite, 0, Duration::from_secs(30)).await;
     let dir = tempfile::tempdir().unwrap();
-    let _a = s.agent("a", 4, on_loopback(&[], 44000));
-    let _b = s.agent("b", 4, on_loopback(&[], 44100));
+    let a = s.agent("a", 4, on_loopback(&[], 44000));
+    let b = s.agent("b", 4, on_loopback(&[], 44100));
     apply(&s, "shop", &exporter_yaml("exporter", dir.path(), 2, "{ app: exporter, team: build }"))
         .await;
     wait_service(&s, "exporter", "2 healthy", |_| {}, |i| i.healthy == 2).await;
@@ -589,5 +592,7 @@ scrape_configs:
         .unwrap();
     follows(1).await;
     drop(prom);
+    a.stop().await;
+    b.stop().await;
     s.stop().await;
 }
