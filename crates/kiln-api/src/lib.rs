@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 pub mod agent;
+pub mod metric;
 pub mod pool;
 pub mod service;
 pub mod triggers;
@@ -57,6 +58,8 @@ pub mod codes {
     pub const TOO_LARGE: &str = "too_large";
     /// 422: the service file has errors; `diagnostics` lists them.
     pub const INVALID_SERVICE: &str = "invalid_service";
+    /// 422: the metric rule file has errors; `diagnostics` lists them.
+    pub const INVALID_METRIC: &str = "invalid_metric";
     /// 409: an agent speaks another version of the lease protocol than the server; the
     /// message says which side to upgrade.
     pub const AGENT_PROTOCOL: &str = "agent_protocol";

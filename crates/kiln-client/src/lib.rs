@@ -609,6 +609,62 @@ impl Client {
         self.send(self.request(Method::DELETE, u)).await.map(|_| ())
     }
 
+    // ---- metrics scraping ----
+
+    /// Applies a metric rule file to `project` as rule `name`.
+    pub async fn apply_metric_rule(
+        &self,
+        project: &str,
+        name: &str,
+        body: &kiln_api::metric::ApplyMetricRule,
+    ) -> Result<kiln_api::metric::MetricRuleInfo> {
+        let u = self.url(&["projects", project, "metrics", name]);
+        self.json(self.request(Method::PUT, u).json(body)).await
+    }
+
+    /// The metric rules of `project`.
+    pub async fn metric_rules(
+        &self,
+        project: &str,
+    ) -> Result<Vec<kiln_api::metric::MetricRuleInfo>> {
+        self.get(&["projects", project, "metrics"]).await
+    }
+
+    /// A metric rule with its targets as the scraper last saw them.
+    pub async fn metric_rule(
+        &self,
+        project: &str,
+        name: &str,
+    ) -> Result<kiln_api::metric::MetricRuleInfo> {
+        self.get(&["projects", project, "metrics", name]).await
+    }
+
+    /// Deletes a metric rule (its samples and history go with it).
+    pub async fn delete_metric_rule(&self, project: &str, name: &str) -> Result<()> {
+        let u = self.url(&["projects", project, "metrics", name]);
+        self.send(self.request(Method::DELETE, u)).await.map(|_| ())
+    }
+
+    /// The scraped series of a service's instances, points at or after `since` (unix ms).
+    pub async fn service_metrics(
+        &self,
+        project: &str,
+        service: &str,
+        since: Option<i64>,
+    ) -> Result<kiln_api::metric::ServiceMetrics> {
+        let mut u = self.url(&["projects", project, "services", service, "metrics"]);
+        if let Some(since) = since {
+            u.query_pairs_mut().append_pair("since", &since.to_string());
+        }
+        self.json(self.request(Method::GET, u)).await
+    }
+
+    /// The latest samples of every rule the caller can read, in Prometheus' text format.
+    pub async fn scraped(&self) -> Result<String> {
+        let resp = self.send(self.request(Method::GET, self.url(&["metrics", "scraped"]))).await?;
+        resp.text().await.map_err(|e| ClientError::Transport(format!("bad answer: {e}")))
+    }
+
     // ---- agent protocol ----
 
     /// Registers an agent session.

@@ -1,6 +1,7 @@
 //! Kiln's server: pipelines and runs kept in the store, run coordination through the engine,
 //! job attempts leased to agents, logs with live follow, artifacts and caches in a blob
-//! directory, project secrets, schedules, bearer-token auth, the REST API under `/api/v1` with its
+//! directory, project secrets, schedules, services and the scraping of their metrics,
+//! bearer-token auth, the REST API under `/api/v1` with its
 //! OpenAPI document, Prometheus metrics, and the OCI registry (`kiln-registry`) at `/v2/`.
 //!
 //! The server never runs a container itself and depends on no executor: agents (the embedded
@@ -29,6 +30,7 @@ pub mod reports;
 pub mod routes;
 pub mod run_events;
 pub mod schedules;
+pub mod scrape;
 pub mod secrets;
 pub mod services;
 pub mod stats;
@@ -135,6 +137,8 @@ pub struct AppState {
     pub services: services::Services,
     /// Checks the discovery tokens of jobs and instances.
     pub task_tokens: task_token::TaskTokens,
+    /// Metric rules and what they scraped.
+    pub scraper: scrape::Scraper,
     /// [`ServerConfig::crash_after_claim`]: a fault for tests only.
     #[doc(hidden)]
     pub crash_after_claim: bool,
@@ -215,6 +219,7 @@ pub struct Server {
     task: tokio::task::JoinHandle<()>,
     scheduler: tokio::task::JoinHandle<()>,
     gc: tokio::task::JoinHandle<()>,
+    scrapes: tokio::task::JoinHandle<()>,
 }
 
 impl Server {
@@ -224,6 +229,7 @@ impl Server {
         let _ = self.task.await;
         let _ = self.scheduler.await;
         let _ = self.gc.await;
+        let _ = self.scrapes.await;
     }
 
     /// Waits until the server stops (it runs until [`Server::stop`] or an error).
@@ -232,6 +238,7 @@ impl Server {
         self.shutdown.cancel();
         let _ = self.scheduler.await;
         let _ = self.gc.await;
+        let _ = self.scrapes.await;
     }
 }
 
@@ -296,9 +303,11 @@ pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
         metrics.clone(),
         task_tokens.clone(),
     );
+    let scraper = scrape::Scraper::new(store.clone(), services.clone(), metrics.clone());
     let app = Arc::new(AppState {
         services: services.clone(),
         task_tokens,
+        scraper: scraper.clone(),
         store,
         logs,
         blobs,
@@ -328,6 +337,7 @@ pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
     schedules::reconcile(&app).await?;
     let scheduler = schedules::spawn(app.clone(), shutdown.clone());
     let gc = gc::spawn(app.clone(), shutdown.clone());
+    let scrapes = scrape::spawn(scraper, shutdown.clone());
     let feed_app = app.clone();
     let closing = shutdown.clone();
     tokio::spawn(async move {
@@ -357,6 +367,7 @@ pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
         task,
         scheduler,
         gc,
+        scrapes,
     })
 }
 

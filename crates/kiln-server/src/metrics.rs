@@ -1,6 +1,7 @@
 //! Prometheus metrics (OpenMetrics text at `/metrics`): runs by state, queue depths, job
 //! durations, log bytes, agents and leases, API latency, cache bytes and what the garbage
-//! collector removed, service instances by state, their restarts and health failures.
+//! collector removed, service instances by state, their restarts and health failures, and
+//! the metrics scraper's scrapes, errors, samples and durations.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -53,6 +54,15 @@ pub struct InstanceStateLabel {
     pub state: String,
 }
 
+/// Labels of a metric rule's counters.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleLabel {
+    /// Project name.
+    pub project: String,
+    /// Metric rule name.
+    pub rule: String,
+}
+
 /// Labels of the API latency histogram.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabel {
@@ -99,6 +109,14 @@ pub struct Metrics {
     pub service_restarts: Family<ServiceLabel, Counter>,
     /// Health checks that turned an instance unhealthy.
     pub service_health_failures: Family<ServiceLabel, Counter>,
+    /// Scrapes of instances by metric rules (one per target and interval).
+    pub scrapes: Family<RuleLabel, Counter>,
+    /// Scrapes that failed (no answer, not 2xx, timed out, a page that does not parse).
+    pub scrape_errors: Family<RuleLabel, Counter>,
+    /// Samples read by successful scrapes.
+    pub scrape_samples: Family<RuleLabel, Counter>,
+    /// How long each scrape took.
+    pub scrape_duration: Histogram,
 }
 
 impl Default for Metrics {
@@ -130,6 +148,30 @@ impl Metrics {
         let service_instances = Family::<InstanceStateLabel, Gauge>::default();
         let service_restarts = Family::<ServiceLabel, Counter>::default();
         let service_health_failures = Family::<ServiceLabel, Counter>::default();
+        let scrapes = Family::<RuleLabel, Counter>::default();
+        let scrape_errors = Family::<RuleLabel, Counter>::default();
+        let scrape_samples = Family::<RuleLabel, Counter>::default();
+        let scrape_duration = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        registry.register(
+            "scrapes",
+            "Scrapes of instances by metric rules (one per target and interval)",
+            scrapes.clone(),
+        );
+        registry.register(
+            "scrape_errors",
+            "Scrapes that failed: no answer, not 2xx, timed out, or a page that does not parse",
+            scrape_errors.clone(),
+        );
+        registry.register(
+            "scrape_samples",
+            "Samples read by successful scrapes",
+            scrape_samples.clone(),
+        );
+        registry.register(
+            "scrape_duration_seconds",
+            "How long each scrape of an instance took",
+            scrape_duration.clone(),
+        );
         registry.register(
             "service_instances",
             "Live instances of each service, by state",
@@ -190,7 +232,27 @@ impl Metrics {
             service_instances,
             service_restarts,
             service_health_failures,
+            scrapes,
+            scrape_errors,
+            scrape_samples,
+            scrape_duration,
         }
+    }
+
+    /// Rule `rule` of `project` scraped one target in `took`: `Some(samples)` read, or `None`
+    /// when the scrape failed.
+    pub fn scraped(&self, project: &str, rule: &str, samples: Option<u64>, took: Duration) {
+        let label = RuleLabel { project: project.to_string(), rule: rule.to_string() };
+        self.scrapes.get_or_create(&label).inc();
+        match samples {
+            Some(n) => {
+                self.scrape_samples.get_or_create(&label).inc_by(n);
+            }
+            None => {
+                self.scrape_errors.get_or_create(&label).inc();
+            }
+        }
+        self.scrape_duration.observe(took.as_secs_f64());
     }
 
     /// A garbage collection removed `caches`, `artifacts` and `orphans`, freeing `bytes`.

@@ -1,7 +1,7 @@
 //! Kiln's persistence: projects, pipelines, runs and their event logs, jobs, approvals, API
 //! tokens, sealed secrets, artifact and cache records, pipelines' schedules, webhook deliveries
 //! and the runs triggers intend (the trigger outbox), services (their versions, instances and
-//! store-wide event log), the OCI registry's repositories,
+//! store-wide event log), metric scraping rules, the OCI registry's repositories,
 //! manifests, tags, push events and webhook outbox, in SQLite (the default) or PostgreSQL,
 //! through one [`Store`].
 //!
@@ -99,6 +99,7 @@ mod caches;
 mod error;
 mod ids;
 mod intents;
+mod metric_rules;
 mod model;
 mod nodes;
 mod notices;
@@ -115,6 +116,7 @@ mod webhooks;
 pub use error::{Result, StoreError};
 pub use ids::{PipelineId, ProjectId, RunId, ServiceId, TokenId};
 pub use intents::{IntentRun, RunIntent};
+pub use metric_rules::{MetricRuleRecord, RuleChange};
 pub use model::{
     ApprovalDecision, ApprovalRecord, ArtifactFile, ArtifactRecord, CacheRecord, ExpiredArtifacts,
     JobRecord, NewArtifact, NewRun, NewToken, Pipeline, PipelineSource, Project, PullRequestRef,

@@ -1,5 +1,6 @@
-//! Workflow spec v1: YAML text -> diagnostics -> [`plan::Plan`]; and service files
-//! (`kind: service`) -> diagnostics -> [`service::ServiceSpec`], read by the same reader.
+//! Workflow spec v1: YAML text -> diagnostics -> [`plan::Plan`]; service files
+//! (`kind: service`) -> diagnostics -> [`service::ServiceSpec`]; and metric rule files
+//! (`kind: metric`) -> diagnostics -> [`metric::MetricRule`], read by the same reader.
 //!
 //! Pure: no file system, no clock, no tokio. Templates (`uses:`) are read through the
 //! [`Loader`] the caller passes in.
@@ -14,6 +15,8 @@ mod compile;
 pub mod diag;
 pub mod expr;
 pub mod git;
+pub mod metric;
+mod metric_file;
 mod params;
 pub mod plan;
 mod raw;
@@ -78,11 +81,13 @@ pub enum Kind {
     Workflow,
     /// A long-running service (`kind: service`): [`compile_service`] it.
     Service,
+    /// A metric scraping rule (`kind: metric`): [`compile_metric`] it.
+    Metric,
 }
 
 impl Kind {
     /// The kinds, as written.
-    pub const NAMES: &[&str] = &["workflow", "service"];
+    pub const NAMES: &[&str] = &["workflow", "service", "metric"];
 }
 
 /// The kind of the file `file_name` holding `text`, read from its top-level `kind:`; no
@@ -124,4 +129,26 @@ pub fn compile_service(file_name: &str, text: &str) -> CompiledService {
 /// this value, pretty-printed.
 pub fn service_json_schema() -> serde_json::Value {
     service_file::json_schema()
+}
+
+/// The result of [`compile_metric`]: a rule when there were no errors, and every diagnostic
+/// found.
+#[derive(Debug, Clone)]
+pub struct CompiledMetric {
+    /// The rule; `None` when any diagnostic is an error.
+    pub rule: Option<metric::MetricRule>,
+    /// All problems found in one pass, in file order.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Compiles the metric rule file `file_name` (used in diagnostics) holding `text`. A file
+/// that is not `kind: metric` is an error. Never panics; every problem is a diagnostic.
+pub fn compile_metric(file_name: &str, text: &str) -> CompiledMetric {
+    metric_file::compile(file_name, text)
+}
+
+/// The JSON Schema (draft 7) of metric rule files, for editors. `docs/metric.schema.json` is
+/// this value, pretty-printed.
+pub fn metric_json_schema() -> serde_json::Value {
+    metric_file::json_schema()
 }

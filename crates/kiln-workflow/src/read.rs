@@ -286,6 +286,10 @@ impl<'d> Reader<'d> {
                 self.error(pos, crate::service_file::SERVICE_IN_WORKFLOW);
                 return None;
             }
+            Some((pos, Ok(crate::Kind::Metric))) => {
+                self.error(pos, crate::metric_file::METRIC_ELSEWHERE);
+                return None;
+            }
             Some((pos, Err(message))) => {
                 self.error(pos, message);
                 return None;

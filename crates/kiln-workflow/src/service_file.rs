@@ -296,12 +296,16 @@ pub(crate) fn declared_kind(root: &Node) -> Option<(Pos, Result<Kind, String>)> 
     let found = match value.scalar().filter(|_| !value.is_null()) {
         Some("workflow") => Ok(Kind::Workflow),
         Some("service") => Ok(Kind::Service),
+        Some("metric") => Ok(Kind::Metric),
         other => {
             let hint = other
                 .and_then(|s| suggest(s, Kind::NAMES))
                 .map(|s| format!(" (did you mean '{s}'?)"))
                 .unwrap_or_default();
-            Err(format!("kind: expected workflow or service, found {}{hint}", value.describe()))
+            Err(format!(
+                "kind: expected workflow, service or metric, found {}{hint}",
+                value.describe()
+            ))
         }
     };
     Some((value.pos(), found))
@@ -349,6 +353,10 @@ fn spec(file: &str, text: &str, diags: &mut Vec<Diagnostic>) -> Option<ServiceSp
     if matches!(root.kind, NodeKind::Map(_)) {
         match declared_kind(&root) {
             Some((_, Ok(Kind::Service))) => {}
+            Some((pos, Ok(Kind::Metric))) => {
+                error(diags, pos, crate::metric_file::METRIC_ELSEWHERE.into());
+                return None;
+            }
             Some((pos, Ok(Kind::Workflow))) => {
                 error(
                     diags,
@@ -497,7 +505,7 @@ impl Reader<'_> {
 
 /// `[a-z0-9-]`, 1 to 63, a letter or digit at both ends: a service name (a DNS label, as a
 /// Kubernetes object name).
-fn is_service_name(s: &str) -> bool {
+pub(crate) fn is_service_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
         && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
@@ -975,7 +983,7 @@ mod tests {
         let Some((_, _, Err(e))) = kind("kind: servce\n") else { panic!("no error") };
         assert_eq!(
             e,
-            "kind: expected workflow or service, found 'servce' (did you mean 'service'?)"
+            "kind: expected workflow, service or metric, found 'servce' (did you mean 'service'?)"
         );
         let Some((_, _, Err(e))) = kind("kind:\n") else { panic!("no error") };
         assert!(e.contains("nothing (null)"), "{e}");

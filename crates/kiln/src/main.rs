@@ -76,6 +76,9 @@ enum Cmd {
     /// Services: long-running replicated workloads (apply, list, show, scale, restart, stop,
     /// delete, history, rollback).
     Service(remote::services::ServiceCmd),
+    /// Metric rules: scrape the instances of services picked by labels (apply, list, show,
+    /// delete).
+    Metric(remote::metrics::MetricCmd),
     /// Evict caches and expire artifacts past the server's limits now (admin); prints what
     /// was removed.
     Gc(remote::gc::GcArgs),
@@ -180,6 +183,7 @@ fn main() -> ExitCode {
         Cmd::Quota(cmd) => block_on(remote::exit(remote::pool::quota(cmd))),
         Cmd::Registry(cmd) => block_on(remote::exit(remote::registry::registry(cmd))),
         Cmd::Service(cmd) => block_on(remote::exit(remote::services::service(cmd))),
+        Cmd::Metric(cmd) => block_on(remote::exit(remote::metrics::metric(cmd))),
         Cmd::Gc(args) => block_on(remote::exit(remote::gc::gc(args))),
         Cmd::Webhook(cmd) => block_on(remote::exit(remote::webhooks::webhook(cmd))),
         Cmd::Server(args) => block_on(server_cmd::server(args)),

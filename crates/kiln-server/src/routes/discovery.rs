@@ -66,28 +66,21 @@ pub async fn targets(
     let selector = Selector::parse(q.selector.as_deref().unwrap_or(""))
         .map_err(|e| ApiErr::bad_request(format!("selector: {e}")))?;
     let only = visible(&app, &caller, q.project.as_deref()).await?;
-    let mut out = Vec::new();
-    for s in app.services.list(only.as_deref()).await? {
-        if !selector.matches(&s.labels) {
-            continue;
-        }
-        for i in s.instances.iter().filter(|i| i.state == "healthy") {
-            let port = match &q.port {
-                Some(name) => i.ports.get(name).copied(),
-                None => i.ports.values().next().copied(),
-            };
-            let (Some(ip), Some(port)) = (&i.host_ip, port) else { continue };
+    let services = app.services.list(only.as_deref()).await?;
+    let out = crate::services::targets::targets(&services, &selector, q.port.as_deref())
+        .into_iter()
+        .map(|t| {
             let mut labels: BTreeMap<String, String> =
-                s.labels.iter().map(|(k, v)| (label_name(k), v.clone())).collect();
-            labels.insert("project".into(), s.project.clone());
-            labels.insert("service".into(), s.name.clone());
-            labels.insert("instance".into(), i.id.clone());
-            labels.insert("node".into(), i.node.clone().unwrap_or_default());
-            labels.insert("slot".into(), i.slot.to_string());
-            labels.insert("version".into(), i.version.to_string());
-            out.push(SdTarget { targets: vec![format!("{ip}:{port}")], labels });
-        }
-    }
+                t.service_labels.iter().map(|(k, v)| (label_name(k), v.clone())).collect();
+            labels.insert("project".into(), t.project.clone());
+            labels.insert("service".into(), t.service.clone());
+            labels.insert("instance".into(), t.instance.clone());
+            labels.insert("node".into(), t.node.clone());
+            labels.insert("slot".into(), t.slot.to_string());
+            labels.insert("version".into(), t.version.to_string());
+            SdTarget { targets: vec![t.address()], labels }
+        })
+        .collect();
     Ok(Json(out))
 }
 

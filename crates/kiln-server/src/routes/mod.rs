@@ -30,6 +30,7 @@ pub mod quotas;
 pub mod registry;
 pub mod run_events;
 pub mod runs;
+pub mod scrape;
 pub mod services;
 pub mod stats;
 pub mod tokens;
@@ -94,6 +95,10 @@ fn api_router() -> OpenApiRouter<App> {
         .routes(routes!(services::stop))
         .routes(routes!(services::rollback))
         .routes(routes!(services::history))
+        .routes(routes!(scrape::list))
+        .routes(routes!(scrape::get, scrape::apply, scrape::delete))
+        .routes(routes!(scrape::scraped))
+        .routes(routes!(scrape::service_metrics))
         .routes(routes!(runs::trigger))
         .routes(routes!(runs::show_by_number))
         .routes(routes!(runs::list))

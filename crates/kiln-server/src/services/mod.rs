@@ -17,6 +17,7 @@
 
 mod actor;
 mod adopt;
+pub mod targets;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -11,5 +11,6 @@ mod pool;
 mod postgres;
 mod schedules;
 mod service_access;
+mod scrape;
 mod services;
 mod support;

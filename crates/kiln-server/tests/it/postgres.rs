@@ -3,7 +3,7 @@
 //! `KILN_REQUIRE_POSTGRES=1` so that these fail rather than skip without it).
 
 use crate::support::{Backend, TestServer};
-use crate::{api, files, git, schedules};
+use crate::{api, files, git, schedules, scrape};
 
 /// `#[tokio::test] fn NAME` running `SCENARIO` on a fresh PostgreSQL database, or skipping it.
 macro_rules! on_postgres {
@@ -37,6 +37,8 @@ on_postgres! {
         schedules::a_crash_after_a_fire_is_claimed_loses_and_doubles_nothing_on;
     crash_after_delivery_claim_on_postgres =>
         git::a_crash_after_a_delivery_is_claimed_loses_and_doubles_nothing_on;
+    metric_rules_on_postgres =>
+        scrape::a_bad_rule_file_is_refused_with_positions_and_nothing_is_stored_on;
 }
 
 /// On PostgreSQL nothing of the state is in the data directory: a second server on the same

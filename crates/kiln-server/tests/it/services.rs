@@ -5,12 +5,12 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kiln_api::pool::AttrValue;
 use kiln_api::service::{ApplyService, ServiceInfo};
 
-use crate::support::{Backend, TestServer, host};
+use crate::support::{Backend, TestServer, apply, healthy, on_loopback, wait_service};
 
 /// An HTTP server on `$KILN_PORT_WEB`: `/` answers `<instance> v<VERSION>`, `/healthz` answers
 /// 200 until the file `sick-<slot>` appears in `$DIR`, any other path 503; the process exits
@@ -61,49 +61,6 @@ restart:
         script = serde_json::to_string(SERVER).unwrap(),
         dir = dir.display(),
     )
-}
-
-/// A host on 127.0.0.1 (every test agent shares it) with its own range of 100 host ports,
-/// as separate machines would not collide.
-fn on_loopback(attrs: &[(&str, AttrValue)], first_port: u16) -> kiln_agent::HostFacts {
-    let mut h = host("127.0.0.1", 8, attrs);
-    h.ports = Some(kiln_api::pool::PortRange { start: first_port, end: first_port + 99 });
-    h
-}
-
-async fn apply(s: &TestServer, project: &str, yaml: &str) -> ServiceInfo {
-    if s.admin.projects().await.unwrap().iter().all(|p| p.name != project) {
-        s.admin.create_project(project).await.unwrap();
-    }
-    let name = yaml.lines().find_map(|l| l.strip_prefix("name: ")).unwrap();
-    s.admin
-        .apply_service(project, name, &ApplyService { yaml: yaml.into(), file: None, note: None })
-        .await
-        .unwrap()
-}
-
-/// Polls the service until `done` holds (at most 60 s), checking `always` on every look.
-async fn wait_service(
-    s: &TestServer,
-    name: &str,
-    what: &str,
-    always: impl Fn(&ServiceInfo),
-    done: impl Fn(&ServiceInfo) -> bool,
-) -> ServiceInfo {
-    let started = Instant::now();
-    loop {
-        let info = s.admin.service("shop", name).await.unwrap();
-        always(&info);
-        if done(&info) {
-            return info;
-        }
-        assert!(started.elapsed() < Duration::from_secs(60), "{what}: {info:#?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn healthy(info: &ServiceInfo, version: u32) -> usize {
-    info.instances.iter().filter(|i| i.state == "healthy" && i.version == version).count()
 }
 
 /// Reads the discovery watch after revision `after` until `count` events came, or 2 s passed

@@ -1,8 +1,13 @@
 //! The shared test kit (`kiln-testkit`: a real server on loopback with its agent on the
-//! process executor, on SQLite or a fresh PostgreSQL database), and what only these tests
-//! read of a run.
+//! process executor, on SQLite or a fresh PostgreSQL database), what only these tests read of
+//! a run, and the services suites' helpers (`services.rs`, `scrape.rs`): loopback hosts with
+//! their own port ranges, applying a service, waiting for its instances.
+
+use std::time::{Duration, Instant};
 
 use kiln_api::RunDetail;
+use kiln_api::pool::AttrValue;
+use kiln_api::service::{ApplyService, ServiceInfo};
 pub use kiln_testkit::{Backend, TestAgent, TestServer, host, is_final};
 
 /// Job `id` of a run, or a panic that shows the run.
@@ -14,4 +19,50 @@ pub fn job<'a>(d: &'a RunDetail, id: &str) -> &'a kiln_api::JobInfo {
 pub async fn log_text(s: &TestServer, run: &str, job: Option<&str>) -> Vec<String> {
     let page = s.admin.logs(run, job, None, 1, 10_000).await.unwrap();
     page.lines.into_iter().map(|l| l.text).collect()
+}
+
+/// A host on 127.0.0.1 (every test agent shares it) with its own range of 100 host ports,
+/// as separate machines would not collide.
+pub fn on_loopback(attrs: &[(&str, AttrValue)], first_port: u16) -> kiln_agent::HostFacts {
+    let mut h = host("127.0.0.1", 8, attrs);
+    h.ports = Some(kiln_api::pool::PortRange { start: first_port, end: first_port + 99 });
+    h
+}
+
+/// Applies a service file to `project` (created when missing); the service's name is the
+/// file's `name:` line.
+pub async fn apply(s: &TestServer, project: &str, yaml: &str) -> ServiceInfo {
+    if s.admin.projects().await.unwrap().iter().all(|p| p.name != project) {
+        s.admin.create_project(project).await.unwrap();
+    }
+    let name = yaml.lines().find_map(|l| l.strip_prefix("name: ")).unwrap();
+    s.admin
+        .apply_service(project, name, &ApplyService { yaml: yaml.into(), file: None, note: None })
+        .await
+        .unwrap()
+}
+
+/// Polls service `name` of project `shop` until `done` holds (at most 60 s), checking `always` on every look.
+pub async fn wait_service(
+    s: &TestServer,
+    name: &str,
+    what: &str,
+    always: impl Fn(&ServiceInfo),
+    done: impl Fn(&ServiceInfo) -> bool,
+) -> ServiceInfo {
+    let started = Instant::now();
+    loop {
+        let info = s.admin.service("shop", name).await.unwrap();
+        always(&info);
+        if done(&info) {
+            return info;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{what}: {info:#?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Healthy instances of the service at template `version`.
+pub fn healthy(info: &ServiceInfo, version: u32) -> usize {
+    info.instances.iter().filter(|i| i.state == "healthy" && i.version == version).count()
 }

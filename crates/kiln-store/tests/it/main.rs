@@ -17,6 +17,7 @@ use tempfile::TempDir;
 mod artifacts;
 mod caches;
 mod intents;
+mod metric_rules;
 mod nodes;
 mod quotas;
 mod schedules;

@@ -137,3 +137,28 @@ fn err_service_fixtures_fail_with_every_problem() {
         });
     }
 }
+
+#[test]
+fn ok_metric_fixtures_compile() {
+    for (stem, file) in fixtures("metric/ok") {
+        let compiled = kiln_workflow::compile_metric(&file, &read(&file));
+        let Some(rule) = &compiled.rule else {
+            panic!("{file} should compile:\n{:?}", compiled.diagnostics)
+        };
+        assert!(compiled.diagnostics.is_empty(), "{file}: {:?}", compiled.diagnostics);
+        settings_in("test_data/metric/snapshots")
+            .bind(|| insta::assert_yaml_snapshot!(format!("ok__{stem}"), rule));
+    }
+}
+
+#[test]
+fn err_metric_fixtures_fail_with_every_problem() {
+    for (stem, file) in fixtures("metric/err") {
+        let compiled = kiln_workflow::compile_metric(&file, &read(&file));
+        assert!(compiled.rule.is_none(), "{file} should not compile");
+        let text: String = compiled.diagnostics.iter().map(|d| format!("{d}\n")).collect();
+        assert!(text.contains(": error: "), "{file}: no error reported");
+        settings_in("test_data/metric/snapshots")
+            .bind(|| insta::assert_snapshot!(format!("err__{stem}"), text));
+    }
+}

@@ -1,5 +1,6 @@
-//! `docs/workflow.schema.json` and `docs/service.schema.json` are generated from the Rust
-//! types that describe the file formats; these tests fail when a committed file is stale.
+//! `docs/workflow.schema.json`, `docs/service.schema.json` and `docs/metric.schema.json` are
+//! generated from the Rust types that describe the file formats; these tests fail when a
+//! committed file is stale.
 
 use crate::support::crate_dir;
 
@@ -58,4 +59,19 @@ fn service_schema_describes_the_spec() {
     }
     let workflow = kiln_workflow::json_schema();
     assert_eq!(workflow["properties"]["kind"]["const"], "workflow");
+}
+
+#[test]
+fn metric_schema_file_is_fresh() {
+    assert_fresh("metric.schema.json", &kiln_workflow::metric_json_schema());
+}
+
+#[test]
+fn metric_schema_describes_the_rule() {
+    let schema = kiln_workflow::metric_json_schema();
+    assert_eq!(schema["additionalProperties"], false);
+    assert_eq!(schema["properties"]["kind"]["const"], "metric");
+    assert_eq!(schema["required"], serde_json::json!(["kind", "name", "selector", "port"]));
+    let formats = schema["properties"]["format"]["enum"].as_array().cloned().unwrap_or_default();
+    assert!(formats.contains(&"prometheus".into()) && formats.contains(&"plain".into()));
 }

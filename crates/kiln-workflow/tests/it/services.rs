@@ -20,6 +20,7 @@ fn file_kinds() {
     assert_eq!(kiln_workflow::file_kind("a.yml", "name: x\nstages: []\n"), Ok(Kind::Workflow));
     assert_eq!(kiln_workflow::file_kind("a.yml", "kind: workflow\n"), Ok(Kind::Workflow));
     assert_eq!(kiln_workflow::file_kind("a.yml", "name: x\nkind: service\n"), Ok(Kind::Service));
+    assert_eq!(kiln_workflow::file_kind("a.yml", "kind: metric\n"), Ok(Kind::Metric));
     // Not YAML, or not a mapping: compiling says what is wrong.
     assert_eq!(kiln_workflow::file_kind("a.yml", "a: [\n"), Ok(Kind::Workflow));
     assert_eq!(kiln_workflow::file_kind("a.yml", "- x\n"), Ok(Kind::Workflow));
@@ -28,7 +29,7 @@ fn file_kinds() {
     };
     assert_eq!(
         d.to_string(),
-        "a.yml:2:7: error: kind: expected workflow or service, found 'Deployment'"
+        "a.yml:2:7: error: kind: expected workflow, service or metric, found 'Deployment'"
     );
     assert_eq!(d.severity, Severity::Error);
 }
@@ -36,7 +37,7 @@ fn file_kinds() {
 #[test]
 fn the_workflow_compiler_says_a_service_file_is_one() {
     insta::assert_snapshot!(check("kind: service\nname: web\nimage: nginx\nreplicas: 2\n"), @"main.yml:1:7: error: this is a service file (kind: service): apply it with kiln service apply; workflows are run with kiln run or stored as pipelines");
-    insta::assert_snapshot!(check("kind: servise\nname: web\n"), @"main.yml:1:7: error: kind: expected workflow or service, found 'servise' (did you mean 'service'?)");
+    insta::assert_snapshot!(check("kind: servise\nname: web\n"), @"main.yml:1:7: error: kind: expected workflow, service or metric, found 'servise' (did you mean 'service'?)");
     insta::assert_snapshot!(check("kind: workflow\nname: w\nstages: [{ name: s, jobs: { a: { script: echo } } }]\n"), @r#"
     plan w
     stage 0 s: a

@@ -25,6 +25,7 @@ pub mod access;
 pub mod artifacts;
 pub mod gc;
 pub mod logs;
+pub mod metrics;
 pub mod pipelines;
 pub mod pool;
 pub mod registry;

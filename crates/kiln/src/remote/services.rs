@@ -224,7 +224,7 @@ pub async fn service(cmd: ServiceCmd) -> CmdResult {
     }
 }
 
-fn diagnostic(d: &kiln_workflow::Diagnostic) -> kiln_api::Diagnostic {
+pub(crate) fn diagnostic(d: &kiln_workflow::Diagnostic) -> kiln_api::Diagnostic {
     kiln_api::Diagnostic {
         severity: match d.severity {
             kiln_workflow::Severity::Error => "error".into(),

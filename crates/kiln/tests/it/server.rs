@@ -918,3 +918,60 @@ fn service_logs_show_each_instance_and_follow_one_until_it_stops() {
     };
     assert!(status.success(), "{status:?}");
 }
+
+/// `kiln metric apply|list|show|delete` as a user runs them: a rule scraping a service's
+/// instance shows it up with its samples; a bad rule file is refused with positions.
+#[test]
+fn metric_commands_apply_show_and_delete_a_scraping_rule() {
+    let mut s = Server::start_on("process");
+    s.ok(&["project", "create", "shop"], 0);
+    let service = s.file(
+        "web.yml",
+        "kind: service\nname: web\ncommand: [sh, -c, \"printf 'builds_total 3\\\\n' > metrics && exec python3 -m http.server --bind 127.0.0.1 $KILN_PORT_WEB\"]\nports:\n  - { name: web, container: 8000 }\nlabels: { app: web }\nhealth:\n  tcp: web\n  grace: 3s\n  interval: 200ms\n",
+    );
+    s.ok(&["service", "apply", &service, "--project", "shop"], 0);
+    let rule = s.file(
+        "web-metrics.yml",
+        "kind: metric\nname: web-metrics\nselector: app=web\nport: web\ninterval: 1s\n",
+    );
+    let (out, _) = s.ok(&["metric", "apply", &rule, "--project", "shop"], 0);
+    assert!(
+        out.contains("metric rule shop/web-metrics: /metrics every 1s on port web of the services with app=web"),
+        "{out}"
+    );
+    let started = std::time::Instant::now();
+    let target = loop {
+        let (json, _) = s.ok(&["metric", "show", "web-metrics", "-p", "shop", "-o", "json"], 0);
+        let info: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let t = &info["targets"][0];
+        if t["up"] == true && t["samples"] == 1 {
+            break t.clone();
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "never scraped: {info:#}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let (table, _) = s.ok(&["metric", "list", "-p", "shop"], 0);
+    assert!(table.contains("web-metrics") && table.contains("1/1"), "{table}");
+    let (table, _) = s.ok(&["metric", "show", "web-metrics", "-p", "shop"], 0);
+    assert!(table.contains(target["url"].as_str().unwrap()) && table.contains(" up "), "{table}");
+
+    let bad =
+        s.file("bad.yml", "kind: metric\nname: bad\nselector: app=web\nport: web\ntimeout: 30s\n");
+    let (_, err) = s.ok(&["metric", "apply", &bad, "-p", "shop"], 2);
+    assert!(
+        err.contains("bad.yml:5:10: error: timeout (30s) is longer than interval (15s)"),
+        "{err}"
+    );
+    let (json, _) = s.ok(&["metric", "list", "-p", "shop", "-o", "json"], 0);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&json).unwrap().as_array().unwrap().len(),
+        1
+    );
+
+    s.ok(&["metric", "delete", "web-metrics", "-p", "shop"], 0);
+    let (out, _) = s.ok(&["metric", "list", "-p", "shop"], 0);
+    assert!(out.contains("no metric rules"), "{out}");
+    let killed = Command::new("kill").args(["-TERM", &s.child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    assert!(s.child.wait().unwrap().success());
+}
