@@ -276,6 +276,8 @@ pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
         None if addr.ip().is_unspecified() => format!("127.0.0.1:{}", addr.port()),
         None => addr.to_string(),
     };
+    let services =
+        services::Services::new(store.clone(), logs.clone(), dispatch.clone(), metrics.clone());
     let coord = Coord::new(
         store.clone(),
         logs.clone(),
@@ -283,9 +285,8 @@ pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
         metrics.clone(),
         secrets.clone(),
         (registry.clone(), registry_host.clone()),
+        services.clone(),
     );
-    let services =
-        services::Services::new(store.clone(), logs.clone(), dispatch.clone(), metrics.clone());
     let app = Arc::new(AppState {
         services: services.clone(),
         store,
@@ -306,8 +307,11 @@ pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
         gc_lock: gc::GcLock::default(),
     });
     routes::quotas::load(&app).await?;
-    let resumed = coord.recover().await?;
+    // Services first: a recovered run takes its service pools back, and pools whose run
+    // ended while the server was down are deleted before any run resumes.
     services.recover().await?;
+    coord.sweep_pools().await?;
+    let resumed = coord.recover().await?;
     triggers::recover_intents(&app).await?;
     let shutdown = CancellationToken::new();
     spawn_reaper(app.clone(), shutdown.clone());

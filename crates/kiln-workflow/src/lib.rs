@@ -16,6 +16,7 @@ pub mod expr;
 pub mod git;
 mod params;
 pub mod plan;
+pub mod pool;
 mod raw;
 mod read;
 pub mod run_env;

@@ -35,6 +35,7 @@ use crate::secrets::SecretBox;
 mod actor;
 mod admission;
 mod env;
+mod pools;
 
 use actor::Actor;
 pub use admission::group_of;
@@ -57,6 +58,8 @@ pub enum RunMsg {
         /// Where to answer, for API calls that wait.
         reply: Option<oneshot::Sender<ApiResult<()>>>,
     },
+    /// News of one of the run's service pools (`pools.rs`).
+    Pool(pools::PoolMsg),
 }
 
 /// Sends messages to a run's actor.
@@ -93,6 +96,8 @@ struct Shared {
     plans: Mutex<HashMap<(PipelineId, u32), Arc<Plan>>>,
     /// Run events recorded, for `GET /api/v1/runs/events`.
     feed: RunFeed,
+    /// Services, for the runs' service pools.
+    services: crate::services::Services,
 }
 
 impl Shared {
@@ -158,6 +163,7 @@ impl Coord {
         metrics: Arc<Metrics>,
         secrets: Arc<SecretBox>,
         registry: (Arc<kiln_registry::Registry>, String),
+        services: crate::services::Services,
     ) -> Coord {
         Coord {
             sh: Arc::new(Shared {
@@ -173,6 +179,7 @@ impl Coord {
                 admission: tokio::sync::Mutex::new(()),
                 plans: Mutex::new(HashMap::new()),
                 feed: RunFeed::new(),
+                services,
             }),
         }
     }
@@ -372,6 +379,12 @@ impl Coord {
         }
     }
 
+    /// Deletes the service pools of runs (and jobs) that ended while the server was down;
+    /// call it before [`Coord::recover`] (and after the services recovered). How many.
+    pub async fn sweep_pools(&self) -> Result<usize, StoreError> {
+        pools::sweep(&self.sh.store, &self.sh.services).await
+    }
+
     /// Resumes every unfinished run after a start: replays running and paused ones, fails or
     /// re-queues their unfinished attempts, then admits pending runs.
     pub async fn recover(&self) -> Result<usize, StoreError> {
@@ -441,9 +454,32 @@ impl Coord {
             None => HashMap::new(),
         };
         let (tx, rx) = mpsc::unbounded_channel();
+        let uses_pools = !plan.pools.is_empty() || plan.jobs.iter().any(|j| !j.pools.is_empty());
+        let source = if uses_pools {
+            let s = self.sh.store.run_source(&run.id).await?;
+            (s.file, s.yaml)
+        } else {
+            Default::default()
+        };
+        let pools = pools::RunPools::new(pools::PoolCtx {
+            services: self.sh.services.clone(),
+            dispatch: self.sh.dispatch.clone(),
+            project: run.project.clone(),
+            run: run.clone(),
+            source,
+            tx: tx.clone(),
+        });
         let engine = Run::new(plan.clone(), params);
-        let mut actor =
-            Actor::new(self.clone(), run, plan, pipeline.project_id, run_env, prior, tx.clone());
+        let mut actor = Actor::new(
+            self.clone(),
+            run,
+            plan,
+            pipeline.project_id,
+            run_env,
+            prior,
+            tx.clone(),
+            pools,
+        );
         let first = match replay {
             None => actor.start(engine).await?,
             Some(events) => actor.replay(engine, events).await?,

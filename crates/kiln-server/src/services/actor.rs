@@ -234,6 +234,7 @@ impl Actor {
                     file: source.file,
                     note: Some(reason),
                     by: "kiln".into(),
+                    owner: None,
                 };
                 self.sh
                     .store
@@ -344,6 +345,7 @@ impl Actor {
             cache: None,
             artifacts: None,
             checkout: false,
+            pools: Vec::new(),
         };
         Lease {
             id: String::new(),

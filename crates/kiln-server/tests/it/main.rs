@@ -2,6 +2,7 @@
 //! main scenarios also on PostgreSQL (`postgres.rs`).
 
 mod api;
+mod distcc;
 mod files;
 mod gc;
 mod git;

@@ -65,7 +65,7 @@ restart:
 
 /// A host on 127.0.0.1 (every test agent shares it) with its own range of 100 host ports,
 /// as separate machines would not collide.
-fn on_loopback(attrs: &[(&str, AttrValue)], first_port: u16) -> kiln_agent::HostFacts {
+pub(crate) fn on_loopback(attrs: &[(&str, AttrValue)], first_port: u16) -> kiln_agent::HostFacts {
     let mut h = host("127.0.0.1", 8, attrs);
     h.ports = Some(kiln_api::pool::PortRange { start: first_port, end: first_port + 99 });
     h
