@@ -47,7 +47,7 @@ service-pools:
         - {{ name: distcc, container: 3632 }}
         - {{ name: stats, container: 3633 }}
       constraints: [[city, UNIQUE]]
-      health: {{ tcp: distcc, interval: 200ms, timeout: 1s }}
+      health: {{ tcp: distcc, interval: 200ms, timeout: 1s, grace: 10s }}
       labels: {{ app: distcc }}
     timeout: 1m
     export:

@@ -9,6 +9,7 @@ mod git;
 mod notify;
 mod openapi;
 mod pool;
+mod pools;
 mod postgres;
 mod schedules;
 mod services;
