@@ -18,7 +18,7 @@ use kiln_workflow::plan::{JobId, Plan};
 use tokio::sync::{mpsc, oneshot};
 
 use super::env::{RunEnv, job_env};
-use super::pools::{Admit, PoolMsg, RunPools};
+use super::pools::{Admit, PoolCtx, PoolMsg, RunPools};
 use super::{
     Coord, LOST_ON_RESTART, MAX_BATCH, RunMsg, RunTx, Shared, attempt_exited, group_of,
     job_log_key, lock, run_log_key,
@@ -79,9 +79,15 @@ impl Actor {
         run_env: RunEnv,
         prior: HashMap<String, String>,
         tx: RunTx,
-        pools: RunPools,
     ) -> Actor {
         let job_count = plan.jobs.len();
+        let pools = RunPools::new(PoolCtx {
+            services: coord.sh.services.clone(),
+            dispatch: coord.sh.dispatch.clone(),
+            store: coord.sh.store.clone(),
+            run: run.clone(),
+            tx: tx.clone(),
+        });
         Actor {
             sh: coord.sh.clone(),
             coord,

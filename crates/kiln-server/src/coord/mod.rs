@@ -454,32 +454,9 @@ impl Coord {
             None => HashMap::new(),
         };
         let (tx, rx) = mpsc::unbounded_channel();
-        let uses_pools = !plan.pools.is_empty() || plan.jobs.iter().any(|j| !j.pools.is_empty());
-        let source = if uses_pools {
-            let s = self.sh.store.run_source(&run.id).await?;
-            (s.file, s.yaml)
-        } else {
-            Default::default()
-        };
-        let pools = pools::RunPools::new(pools::PoolCtx {
-            services: self.sh.services.clone(),
-            dispatch: self.sh.dispatch.clone(),
-            project: run.project.clone(),
-            run: run.clone(),
-            source,
-            tx: tx.clone(),
-        });
         let engine = Run::new(plan.clone(), params);
-        let mut actor = Actor::new(
-            self.clone(),
-            run,
-            plan,
-            pipeline.project_id,
-            run_env,
-            prior,
-            tx.clone(),
-            pools,
-        );
+        let mut actor =
+            Actor::new(self.clone(), run, plan, pipeline.project_id, run_env, prior, tx.clone());
         let first = match replay {
             None => actor.start(engine).await?,
             Some(events) => actor.replay(engine, events).await?,

@@ -106,12 +106,10 @@ pub struct PoolCtx {
     pub services: Services,
     /// Where queued instances say why they wait.
     pub dispatch: Arc<Dispatch>,
-    /// The run's project.
-    pub project: String,
+    /// Where the run's workflow is read (kept as its pools' source).
+    pub store: Store,
     /// The run.
     pub run: kiln_store::Run,
-    /// The workflow's file name and text (kept as the pool's source).
-    pub source: (String, String),
     /// The run's actor.
     pub tx: RunTx,
 }
@@ -246,19 +244,19 @@ async fn run_pool(
     stop: CancellationToken,
 ) {
     let name = spec.name.clone();
+    let project = &ctx.run.project;
     let tell = |view: PoolView| ctx.tx.send(RunMsg::Pool(PoolMsg::News { index, view })).is_ok();
     let by = format!("run {}", ctx.run.full_name());
+    let create = async {
+        // The workflow is kept as the pool's source (`kiln service history`).
+        let source = ctx.store.run_source(&ctx.run.id).await.map_err(crate::error::ApiErr::from)?;
+        ctx.services.ensure_owned(project, &spec, &owner, (&source.file, &source.yaml), &by).await
+    };
     let created = tokio::select! {
-        r = ctx.services.ensure_owned(
-            &ctx.project,
-            &spec,
-            &owner,
-            (&ctx.source.0, &ctx.source.1),
-            &by,
-        ) => r,
+        r = create => r,
         () = stop.cancelled() => {
             // The creation may have committed: it is ours either way.
-            let _ = ctx.services.delete_if_present(&ctx.project, &name).await;
+            let _ = ctx.services.delete_if_present(project, &name).await;
             return;
         }
     };
@@ -280,7 +278,7 @@ async fn run_pool(
     let mut revisions = ctx.services.revisions();
     let mut last: Option<PoolView> = None;
     loop {
-        let view = match ctx.services.get(&ctx.project, &name).await {
+        let view = match ctx.services.get(project, &name).await {
             Ok(info) => Some(view_of(&info, &ctx.dispatch, Some(&id))),
             Err(e) if e.status == axum::http::StatusCode::NOT_FOUND => Some(PoolView {
                 failed: Some(format!("its service `{name}` was deleted")),
@@ -309,7 +307,7 @@ async fn run_pool(
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }
-    if let Err(e) = ctx.services.delete_if_present(&ctx.project, &name).await {
+    if let Err(e) = ctx.services.delete_if_present(project, &name).await {
         tracing::warn!("delete pool {name} of run {}: {}", ctx.run.full_name(), e.message);
     }
 }

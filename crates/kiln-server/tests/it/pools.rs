@@ -133,7 +133,7 @@ async fn a_pool_keeps_its_name_and_is_deleted_at_start_when_its_run_ended_meanwh
         .await;
     assert!(fetched.exists(), "{d:#?}");
     let name = format!("held-{}-web", run.number);
-    assert_eq!(services(&s).await, [name.clone()]);
+    assert_eq!(services(&s).await, std::slice::from_ref(&name));
 
     // A service applied by hand can not take the pool's name.
     let hand = format!("kind: service\nname: {name}\ncommand: [sleep, '60']\n");
