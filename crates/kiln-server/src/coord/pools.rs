@@ -303,7 +303,12 @@ async fn run_pool(
         }
         tokio::select! {
             () = stop.cancelled() => break,
-            _ = revisions.changed() => {}
+            changed = revisions.changed() => {
+                if changed.is_err() {
+                    // The server is stopping: look again later (or never).
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }
