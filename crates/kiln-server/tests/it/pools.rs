@@ -23,7 +23,7 @@ fn web_pool(dir: &Path, indent: usize) -> String {
       command: [python3, -m, http.server, --bind, 127.0.0.1, --directory, "{dir}", "$(KILN_PORT_WEB)"]
       ports: [{{ name: web, container: 8080 }}]
       health: {{ http: {{ port: web, path: /hello.txt }}, interval: 100ms, grace: 20s }}
-    timeout: 30s
+    timeout: 2m
     export:
       WEB_URL: "http://{{{{ instances[0].ip }}}}:{{{{ instances[0].ports.web }}}}/hello.txt"
 "#,

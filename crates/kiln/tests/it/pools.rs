@@ -19,7 +19,7 @@ fn workflow(dir: &Path) -> String {
       replicas: {replicas}
       ports: [{{ name: web, container: 8080 }}]
       health: {{ http: {{ port: web, path: /hello.txt }}, interval: 100ms, grace: 20s }}
-    timeout: 30s
+    timeout: 2m
     export:
       {export}
 "#,
