@@ -66,6 +66,24 @@ pub struct ServiceInfo {
     pub waits: Vec<SlotWait>,
     /// Last change.
     pub updated_at: DateTime<Utc>,
+    /// The run that owns it, for a build-scoped pool (`service-pools` of a workflow): it is
+    /// deleted when that run (or job) ends. Absent for a service applied by hand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<ServiceOwner>,
+}
+
+/// The run (and job) that owns a service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ServiceOwner {
+    /// The run's id.
+    pub run: String,
+    /// `project/pipeline#number`.
+    pub run_name: String,
+    /// The job, for a job's own pool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    /// The pool's name in the workflow.
+    pub pool: String,
 }
 
 /// A service's rolling-update settings: as its file writes them, and resolved for its

@@ -53,6 +53,7 @@ fn plan() -> Plan {
                 cache: None,
                 artifacts: None,
                 checkout: true,
+                pools: Vec::new(),
             };
             ids.push(job.id.clone());
             jobs.push(job);
@@ -70,6 +71,7 @@ fn plan() -> Plan {
         triggers: Default::default(),
         source: None,
         concurrency_group: None,
+        pools: Vec::new(),
     }
 }
 

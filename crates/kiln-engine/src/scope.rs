@@ -190,6 +190,7 @@ impl JobScope<'_> {
             cache,
             artifacts,
             checkout: job.checkout,
+            pools: job.pools.clone(),
         })
     }
 }

@@ -313,7 +313,8 @@ pub async fn run_instance(
     cancel: CancellationToken,
     mut on_event: impl FnMut(InstanceEvent) + Send,
 ) -> Outcome {
-    let InstanceRequest { spec, health, ports } = req;
+    let InstanceRequest { mut spec, health, ports } = req;
+    expand_entry(&mut spec);
     let id = spec.id.clone();
     let checks: BoxStream<'_, HealthChange> = match &health {
         Some(check) => health_changes(executor, &id, check, &ports),
@@ -339,9 +340,86 @@ pub async fn run_instance(
     result.outcome
 }
 
+/// Expands `$(NAME)` in `text` with `env`, as Kubernetes expands a container's command
+/// and args: a defined variable is replaced by its value, an undefined one is left as
+/// written, `$$` is one `$` (so `$$(NAME)` stays `$(NAME)`), any other `$` is kept. The
+/// result is one argument whatever the value holds (no word splitting).
+pub fn expand_vars(text: &str, env: &BTreeMap<String, String>) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(inner) = after.strip_prefix('(') {
+            match inner.find(')') {
+                Some(end) => {
+                    let name = &inner[..end];
+                    match env.get(name) {
+                        Some(value) => out.push_str(value),
+                        None => {
+                            out.push_str("$(");
+                            out.push_str(name);
+                            out.push(')');
+                        }
+                    }
+                    rest = &inner[end + 1..];
+                }
+                None => {
+                    out.push_str("$(");
+                    rest = inner;
+                }
+            }
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Expands `$(NAME)` in the command and args of an instance with its env
+/// ([`expand_vars`]); a script is left alone (its shell expands `$NAME`).
+fn expand_entry(spec: &mut TaskSpec) {
+    if let kiln_exec::Entry::Command { command, args } = &mut spec.entry {
+        for arg in command.iter_mut().flatten().chain(args.iter_mut()) {
+            *arg = expand_vars(arg, &spec.env);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn variables_expand_as_kubernetes_expands_them() {
+        let env: BTreeMap<String, String> =
+            [("KILN_PORT_DISTCC", "31000"), ("CLIENTS", "10.0.0.1/32 10.0.0.2/32"), ("EMPTY", "")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+        let cases = [
+            ("--port=$(KILN_PORT_DISTCC)", "--port=31000"),
+            ("$(CLIENTS)", "10.0.0.1/32 10.0.0.2/32"),
+            ("a$(EMPTY)b", "ab"),
+            ("$(MISSING)", "$(MISSING)"),
+            ("$$(KILN_PORT_DISTCC)", "$(KILN_PORT_DISTCC)"),
+            ("$$$(KILN_PORT_DISTCC)", "$31000"),
+            ("cost $5 and $$", "cost $5 and $"),
+            ("$HOME $(", "$HOME $("),
+            ("$(unclosed", "$(unclosed"),
+            ("$", "$"),
+            ("$(KILN_PORT_DISTCC)$(KILN_PORT_DISTCC)", "3100031000"),
+            ("ünï$(EMPTY)cödé", "ünïcödé"),
+        ];
+        for (text, want) in cases {
+            assert_eq!(expand_vars(text, &env), want, "{text}");
+        }
+    }
 
     fn check(grace_ms: u64, failures: u32) -> HealthCheck {
         HealthCheck {

@@ -2,7 +2,8 @@
 //! job attempt ([`wrapper`]: the `source` checkout ([`checkout`]), artifacts of needed jobs,
 //! caches), a whole run on one machine ([`local`], what `kiln run` uses), the file-system
 //! side of caches and artifacts ([`archive`]), and service instances with their health
-//! checks ([`instance`], what agents run for long leases). Shared by `kiln run` and the
+//! checks ([`instance`], what agents run for long leases), and service pools on one machine
+//! ([`pools`], what `kiln run` starts for `service-pools`). Shared by `kiln run` and the
 //! agents, so a job gets the same workspace on a laptop as on the server.
 //!
 //! Invariant: every task started through [`task::drive_task`] (or
@@ -14,6 +15,7 @@ pub mod archive;
 pub mod checkout;
 pub mod instance;
 pub mod local;
+pub mod pools;
 pub mod task;
 pub mod wrapper;
 

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kiln_engine::{Command, Event, JobState, JobStatus, Params, Run, RunState, StartJob};
+use kiln_engine::{Command, Event, JobState, JobStatus, Outcome, Params, Run, RunState, StartJob};
 use kiln_exec::{Entry, Executor, Limits, LogLine, ServiceSpec, TaskId, TaskSpec};
 use kiln_workflow::plan::{JobId, Plan, RunSpec};
 use serde::Serialize;
@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::checkout::Checkout;
+use crate::pools;
 use crate::task::TaskEvent;
 use crate::wrapper::{Attempt, DirFiles, run_attempt};
 
@@ -234,6 +235,15 @@ pub fn local_limits(plan: &Plan) -> Vec<String> {
              ignored here (jobs {jobs})"
         ));
     }
+    let pooled = jobs_where(&|j| !j.pools.is_empty());
+    if !plan.pools.is_empty() || pooled.is_some() {
+        out.push(
+            "`service-pools:` start on this machine: their constraints are not checked (every \
+             replica runs here), an instance that exits is not restarted, and \
+             KILN_POOL_CLIENTS is 127.0.0.1/32"
+                .to_string(),
+        );
+    }
     let registry = |t: &str| t.contains("KILN_REGISTRY");
     if let Some(jobs) = jobs_where(&|j| {
         let run = match &j.run {
@@ -315,6 +325,18 @@ struct Driver {
     first_start: HashMap<JobId, Instant>,
     durations: HashMap<JobId, Duration>,
     finished: Option<RunState>,
+    /// Why every job fails at once: the run's service pools never got ready.
+    pool_failure: Option<String>,
+}
+
+/// A pool instance's output as a watcher sees it: a line of the "job" `pool <name>/<slot>`.
+fn pool_log(
+    updates: &mpsc::UnboundedSender<Update>,
+) -> impl Fn(&str, LogLine) + Clone + Send + Sync + 'static {
+    let updates = updates.clone();
+    move |name: &str, line: LogLine| {
+        let _ = updates.send(Update::Log { job: JobId(format!("pool {name}")), line });
+    }
 }
 
 impl LocalRun {
@@ -326,14 +348,54 @@ impl LocalRun {
         mut control: mpsc::UnboundedReceiver<Control>,
     ) -> Report {
         let (events, mut event_rx) = mpsc::unbounded_channel();
+        let mut setup = self.setup;
+        // The run's service pools first: every job waits for them and gets their exports.
+        let mut control_open = true;
+        let mut held = Vec::new();
+        let (run_pools, ready) = if self.plan.pools.is_empty() {
+            (Vec::new(), Ok(BTreeMap::new()))
+        } else if let Some(why) = pools::supported(self.executor.name()) {
+            (Vec::new(), Err(why))
+        } else {
+            let stop_waiting = CancellationToken::new();
+            let wait = pools::start_all(
+                &self.executor,
+                &self.run_id,
+                "",
+                &self.plan.pools,
+                &stop_waiting,
+                pool_log(&updates),
+            );
+            tokio::pin!(wait);
+            loop {
+                tokio::select! {
+                    r = &mut wait => break r,
+                    c = control.recv(), if control_open => match c {
+                        Some(c) => {
+                            if matches!(c, Control::Cancel { .. }) {
+                                stop_waiting.cancel();
+                            }
+                            held.push(c);
+                        }
+                        None => control_open = false,
+                    },
+                }
+            }
+        };
+        let pool_failure = match ready {
+            Ok(env) => {
+                setup.env.extend(env);
+                None
+            }
+            Err(why) => Some(why),
+        };
         let mut engine = Run::new(self.plan.clone(), self.params);
-        for (job, outputs) in &self.setup.reused {
+        for (job, outputs) in &setup.reused {
             engine.handle(Event::JobReused { job: job.clone(), outputs: outputs.clone() });
         }
         let known = engine.jobs().map(|(_, s)| s.clone()).collect();
-        let temporary = self.setup.run_dir.is_none();
-        let run_dir = self
-            .setup
+        let temporary = setup.run_dir.is_none();
+        let run_dir = setup
             .run_dir
             .clone()
             .unwrap_or_else(|| std::env::temp_dir().join(format!("kiln-run-{}", self.run_id)));
@@ -341,7 +403,7 @@ impl LocalRun {
             run_id: self.run_id,
             plan: self.plan,
             executor: self.executor,
-            setup: Arc::new(self.setup),
+            setup: Arc::new(setup),
             run_dir,
             engine,
             events,
@@ -351,10 +413,13 @@ impl LocalRun {
             first_start: HashMap::new(),
             durations: HashMap::new(),
             finished: None,
+            pool_failure,
         };
         let commands = d.engine.start();
         d.apply(commands);
-        let mut control_open = true;
+        for c in held {
+            d.on_control(c);
+        }
         while d.finished.is_none() || !d.tasks.is_empty() {
             tokio::select! {
                 Some(event) = event_rx.recv() => d.on_event(event),
@@ -364,6 +429,7 @@ impl LocalRun {
                 },
             }
         }
+        pools::stop_all(run_pools).await;
         let _ = tokio::fs::remove_dir_all(d.run_dir.join("work")).await;
         let mut report = d.report();
         let artifacts = d.run_dir.join("artifacts");
@@ -454,6 +520,14 @@ impl Driver {
     fn start(&mut self, start: StartJob) {
         let job = start.job.id.clone();
         let attempt = start.attempt;
+        if let Some(why) = &self.pool_failure {
+            let _ = self.events.send(Event::JobExited {
+                job,
+                attempt,
+                outcome: Outcome::Error(why.clone()),
+            });
+            return;
+        }
         let index = self.plan.job_index(&job).unwrap_or(0);
         let mut spec = task_spec(&self.run_id, index, &start);
         if self.setup.pause_on_failure
@@ -489,7 +563,31 @@ impl Driver {
         let setup = self.setup.clone();
         let events = self.events.clone();
         let updates = self.updates.clone();
+        let run_id = self.run_id.clone();
         tokio::spawn(async move {
+            let mut spec = spec;
+            // The job's own service pools, for this attempt.
+            let (job_pools, ready) = if start.job.pools.is_empty() {
+                (Vec::new(), Ok(BTreeMap::new()))
+            } else if let Some(why) = pools::supported(executor.name()) {
+                (Vec::new(), Err(why))
+            } else {
+                let scope = job.as_str();
+                let log = pool_log(&updates);
+                pools::start_all(&executor, &run_id, scope, &start.job.pools, &token, log).await
+            };
+            match ready {
+                Ok(env) => spec.env.extend(env),
+                Err(why) => {
+                    pools::stop_all(job_pools).await;
+                    let _ = events.send(Event::JobExited {
+                        job,
+                        attempt,
+                        outcome: Outcome::Error(why),
+                    });
+                    return;
+                }
+            }
             let checkout = if start.job.checkout { setup.checkout.as_ref() } else { None };
             let wrapped = Attempt {
                 job: &start.job,
@@ -511,6 +609,7 @@ impl Driver {
                 }
             })
             .await;
+            pools::stop_all(job_pools).await;
             let _ = tokio::fs::remove_dir_all(&dir).await;
             let _ = events.send(Event::JobExited { job, attempt, outcome });
         });

@@ -498,6 +498,31 @@ impl Dispatch {
         st.nodes.values().enumerate().map(|(i, n)| n.info(i)).collect()
     }
 
+    /// The IPs (sorted, once each) of the enabled nodes, connected or not, on which every
+    /// node test of at least one of `constraints` holds (group tests such as UNIQUE hold
+    /// anywhere here): the machines a run's jobs may run on. Empty `constraints`: none.
+    pub fn node_ips_matching(&self, constraints: &[kiln_scheduler::Constraints]) -> Vec<String> {
+        let st = self.lock();
+        let mut ips: Vec<String> = st
+            .nodes
+            .values()
+            .filter(|n| !n.disabled)
+            .filter(|n| {
+                let node = n.sched_node();
+                constraints.iter().any(|c| {
+                    c.groups().iter().all(|g| {
+                        g.iter().any(|p| p.matches_value(node.attribute(&p.attribute).as_ref()))
+                    })
+                })
+            })
+            .map(|n| n.facts.ip.clone())
+            .filter(|ip| !ip.is_empty())
+            .collect();
+        ips.sort();
+        ips.dedup();
+        ips
+    }
+
     /// The free capacity of every connected, enabled node, by name.
     pub fn offers(&self) -> Vec<Offer> {
         let st = self.lock();
@@ -522,8 +547,18 @@ impl Dispatch {
     /// Why the queued attempt of `job` of `run` waits for a node, node by node; `None` if none
     /// is queued.
     pub fn waiting(&self, run: &RunId, job: &JobId) -> Option<String> {
-        let st = self.lock();
         let same = |c: &TaskCtx| c.attempt().is_some_and(|a| &a.run == run && &a.job == job);
+        self.waiting_where(same)
+    }
+
+    /// Why the queued task whose [`TaskCtx::key`] is `key` (a service instance's
+    /// `svc/<service>/<instance>`) waits for a node; `None` if it is not queued.
+    pub fn task_waiting(&self, key: &str) -> Option<String> {
+        self.waiting_where(|c| c.key() == key)
+    }
+
+    fn waiting_where(&self, same: impl Fn(&TaskCtx) -> bool) -> Option<String> {
+        let st = self.lock();
         let w = st.queue.iter().find(|w| same(&w.q.ctx))?;
         if let Some(q) = kiln_scheduler::check_quota(&st.sched, &st.quotas, &w.ask) {
             return Some(q.to_string());

@@ -286,14 +286,6 @@ pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
         None if addr.ip().is_unspecified() => format!("127.0.0.1:{}", addr.port()),
         None => addr.to_string(),
     };
-    let coord = Coord::new(
-        store.clone(),
-        logs.clone(),
-        dispatch.clone(),
-        metrics.clone(),
-        secrets.clone(),
-        (registry.clone(), registry_host.clone()),
-    );
     // Tasks reach the server where they reach its registry.
     let task_tokens = task_token::TaskTokens::new(&secrets, format!("http://{registry_host}"));
     let services = services::Services::new(
@@ -304,6 +296,15 @@ pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
         task_tokens.clone(),
     );
     let scraper = scrape::Scraper::new(store.clone(), services.clone(), metrics.clone());
+    let coord = Coord::new(
+        store.clone(),
+        logs.clone(),
+        dispatch.clone(),
+        metrics.clone(),
+        secrets.clone(),
+        (registry.clone(), registry_host.clone()),
+        services.clone(),
+    );
     let app = Arc::new(AppState {
         services: services.clone(),
         task_tokens,
@@ -326,8 +327,11 @@ pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
         gc_lock: gc::GcLock::default(),
     });
     routes::quotas::load(&app).await?;
-    let resumed = coord.recover().await?;
+    // Services first: a recovered run takes its service pools back, and pools whose run
+    // ended while the server was down are deleted before any run resumes.
     services.recover().await?;
+    coord.sweep_pools().await?;
+    let resumed = coord.recover().await?;
     triggers::recover_intents(&app).await?;
     let shutdown = CancellationToken::new();
     spawn_reaper(app.clone(), shutdown.clone());

@@ -133,7 +133,8 @@ pub use registry::{
 };
 pub use schedules::{ScheduleEntry, ScheduleRecord};
 pub use services::{
-    InstanceRecord, NewServiceVersion, ServiceEvent, ServiceRecord, ServiceVersionRecord,
+    InstanceRecord, NewServiceVersion, ServiceEvent, ServiceOwner, ServiceRecord,
+    ServiceVersionRecord,
 };
 pub use webhooks::{Delivery, NewDelivery};
 

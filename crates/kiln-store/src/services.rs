@@ -21,7 +21,7 @@ use sqlx::types::Json;
 
 use crate::error::{Ctx, is_foreign_key};
 use crate::model::{check_name, int};
-use crate::{Db, ProjectId, Result, ServiceId, Store, StoreError, now};
+use crate::{Db, ProjectId, Result, RunId, ServiceId, Store, StoreError, now};
 
 /// The kinds of version [`Store::add_service_version`] accepts.
 pub(crate) const VERSION_KINDS: [&str; 6] =
@@ -52,6 +52,18 @@ pub struct ServiceRecord {
     pub created_at: DateTime<Utc>,
     /// When it last changed.
     pub updated_at: DateTime<Utc>,
+    /// The run (and job) that owns it, for a build-scoped pool; `None` for a service applied
+    /// by hand.
+    pub owner: Option<ServiceOwner>,
+}
+
+/// The run, and the job of it, that owns a service (a workflow's `service-pools`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceOwner {
+    /// The run.
+    pub run: RunId,
+    /// The job, for a job's own pool; `None` for a pool of the whole run.
+    pub job: Option<String>,
 }
 
 /// One version of a service, as stored.
@@ -101,6 +113,8 @@ pub struct NewServiceVersion {
     pub note: Option<String>,
     /// Who makes it.
     pub by: String,
+    /// The owner of a service this version creates (ignored for an existing service).
+    pub owner: Option<ServiceOwner>,
 }
 
 /// An instance of a service, as stored.
@@ -171,6 +185,8 @@ struct ServiceRow {
     update_started_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    owner_run: Option<String>,
+    owner_job: Option<String>,
 }
 
 impl ServiceRow {
@@ -187,6 +203,10 @@ impl ServiceRow {
             update_started_at: self.update_started_at,
             created_at: self.created_at,
             updated_at: self.updated_at,
+            owner: match self.owner_run {
+                Some(run) => Some(ServiceOwner { run: RunId::from_db(&run)?, job: self.owner_job }),
+                None => None,
+            },
         })
     }
 }
@@ -196,7 +216,8 @@ macro_rules! service_select {
     ($rest:literal) => {
         concat!(
             "SELECT s.id, s.project_id, p.name AS project, s.name, s.version, s.template, \
-             s.stable, s.replicas, s.update_started_at, s.created_at, s.updated_at \
+             s.stable, s.replicas, s.update_started_at, s.created_at, s.updated_at, \
+             s.owner_run, s.owner_job \
              FROM services s JOIN projects p ON p.id = s.project_id ",
             $rest
         )
@@ -398,13 +419,15 @@ impl Store {
                 project_id.ok_or_else(|| StoreError::NotFound(format!("project `{project}`")))?;
             sqlx::query(
                 "INSERT INTO services (id, project_id, name, version, template, stable, replicas, \
-                 update_started_at, created_at, updated_at) \
-                 VALUES ($1, $2, $3, 0, 0, 0, 0, NULL, $4, $4) \
+                 update_started_at, created_at, updated_at, owner_run, owner_job) \
+                 VALUES ($1, $2, $3, 0, 0, 0, 0, NULL, $4, $4, $5, $6) \
                  ON CONFLICT (project_id, name) DO NOTHING")
                 .bind(ServiceId::new().text())
                 .bind(&project_id)
                 .bind(name)
                 .bind(at)
+                .bind(v.owner.as_ref().map(|o| o.run.text()))
+                .bind(v.owner.as_ref().and_then(|o| o.job.clone()))
                 .execute(&mut *tx)
                 .await
                 .ctx(what)?;
@@ -553,6 +576,17 @@ impl Store {
             // An empty list must still tell a missing project from one without services.
             self.project(project).await?;
         }
+        rows.into_iter().map(ServiceRow::into_record).collect()
+    }
+
+    /// Every service a run owns (build-scoped pools), by project then name.
+    pub async fn owned_services(&self) -> Result<Vec<ServiceRecord>> {
+        let what = || "list services owned by runs".to_string();
+        let rows = with_db!(&self.db, p => sqlx::query_as::<_, ServiceRow>(service_select!(
+            "WHERE s.owner_run IS NOT NULL ORDER BY p.name, s.name"))
+            .fetch_all(p)
+            .await)
+        .ctx(what)?;
         rows.into_iter().map(ServiceRow::into_record).collect()
     }
 

@@ -2,8 +2,10 @@
 //! server on loopback with a temporary data directory and an agent on the process executor),
 //! fresh PostgreSQL databases ([`postgres`]), host facts as agents declare them ([`host`]),
 //! waiting with a deadline ([`wait`]), a TCP proxy whose connections a test can cut
-//! ([`CuttableProxy`]) and the real peers some tests run against ([`peer`]). A dev-dependency only: no library or binary depends on it.
+//! ([`CuttableProxy`]), the real peers some tests run against ([`peer`]) and a generated C
+//! project to build ([`c_project`]). A dev-dependency only: no library or binary depends on it.
 
+mod cproject;
 pub mod postgres;
 mod proxy;
 mod server;
@@ -11,6 +13,7 @@ pub mod wait;
 
 use kiln_api::pool::{AttrValue, PortRange, Resources};
 
+pub use cproject::c_project;
 pub use proxy::CuttableProxy;
 pub use server::{Backend, TestAgent, TestServer};
 pub use wait::is_final;

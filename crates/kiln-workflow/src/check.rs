@@ -20,12 +20,14 @@ use crate::plan::{
     ParamKind, ParamSpec, Plan, PortSpec, Resources, RetryOn, RetryPolicy, RunSpec,
     ScheduleTrigger, Scheduling, Service, Stage, StageKind, Triggers, workspace_path_problem,
 };
+use crate::pool::Pool;
 use crate::raw::{
     ArtifactWhenText, CachePolicyText, Entries, MissedText, NetworkText, ParamType, PlacementText,
-    RawArtifacts, RawCache, RawJob, RawMatrix, RawOn, RawParam, RawPort, RawResources, RawRetry,
-    RawSchedule, RawStage, RawTerm, RawWorkflow, RetryOnText, Sp, StageType,
+    RawArtifacts, RawCache, RawJob, RawMatrix, RawOn, RawParam, RawPool, RawPort, RawResources,
+    RawRetry, RawSchedule, RawStage, RawTerm, RawWorkflow, RetryOnText, Sp, StageType,
 };
 use crate::read::suggest;
+use crate::service_file::is_service_name;
 use crate::units;
 use crate::yaml::Pos;
 
@@ -36,6 +38,18 @@ pub const MAX_MATRIX_INSTANCES: usize = 256;
 pub struct Checker<'d> {
     file: &'d str,
     diags: &'d mut Vec<Diagnostic>,
+    /// What every job gets besides its own env: the names the workflow's pools export (with
+    /// the pool and where), and the global env's names (with where).
+    shared_env: SharedEnv,
+}
+
+/// Env names every job gets, for the checks of name clashes with pools' exports.
+#[derive(Debug, Default)]
+struct SharedEnv {
+    /// Exported by the workflow's pools: name -> (pool, where).
+    exports: BTreeMap<String, (String, Pos)>,
+    /// Set by the workflow's `env`: name -> where.
+    global: BTreeMap<String, Pos>,
 }
 
 /// A declared job before expansion.
@@ -158,7 +172,7 @@ fn listing(items: &[&str]) -> String {
 impl<'d> Checker<'d> {
     /// A checker for `file` that adds its problems to `diags`.
     pub fn new(file: &'d str, diags: &'d mut Vec<Diagnostic>) -> Self {
-        Checker { file, diags }
+        Checker { file, diags, shared_env: SharedEnv::default() }
     }
 
     fn report(&mut self, severity: Severity, pos: Pos, message: impl Into<String>) {
@@ -204,6 +218,19 @@ impl<'d> Checker<'d> {
         let concurrency = raw.concurrency.as_ref().and_then(|c| self.concurrency(c));
         let params = raw.params.as_ref().map(|p| self.params(p)).unwrap_or_default();
         let env = raw.env.as_ref().map(|e| self.global_env(e, &params)).unwrap_or_default();
+        let pools = match &raw.service_pools {
+            Some(p) => {
+                let mut exports = BTreeMap::new();
+                let pools = self.pools(p, &mut exports);
+                self.shared_env.exports = exports;
+                pools
+            }
+            None => Vec::new(),
+        };
+        for (key, _) in raw.env.iter().flat_map(|e| &e.0) {
+            self.shared_env.global.insert(key.value.clone(), key.at.pos);
+            self.exported_clash(&key.value, key.at.pos, "env");
+        }
         if let Some((key, _)) = raw.with.as_ref().and_then(|w| w.0.first()) {
             self.error(key.at.pos, "'with' gives values to a template: it needs 'uses'");
         }
@@ -227,6 +254,126 @@ impl<'d> Checker<'d> {
             triggers,
             source,
             concurrency_group,
+            pools,
+        }
+    }
+
+    /// Checks `service-pools` (of the workflow or of a job); the names they export go into
+    /// `exports` (name -> pool and where), a name exported twice is an error.
+    fn pools(
+        &mut self,
+        raw: &Entries<Sp<RawPool>>,
+        exports: &mut BTreeMap<String, (String, Pos)>,
+    ) -> Vec<Pool> {
+        let mut out = Vec::new();
+        for (name, p) in &raw.0 {
+            let label = format!("service pool '{}'", name.value);
+            if !is_service_name(&name.value) {
+                self.error(
+                    name.at.pos,
+                    format!(
+                        "{label}: expected a name of 1 to 63 lowercase letters, digits and -, not \
+                         at either end (it names the pool's service)"
+                    ),
+                );
+            }
+            // A missing `service` was reported by the reader.
+            let Some(service) = &p.value.service else { continue };
+            let mut spec = self.service(&service.value);
+            spec.name = name.value.clone();
+            let ready = match &p.value.ready {
+                Some(r) if r.value == 0 || r.value > spec.replicas => {
+                    self.error(
+                        r.at.pos,
+                        format!(
+                            "{label} ready: expected 1 to {} (the pool's replicas), found {}",
+                            spec.replicas, r.value
+                        ),
+                    );
+                    spec.replicas
+                }
+                Some(r) => r.value,
+                None => spec.replicas,
+            };
+            let timeout = match &p.value.timeout {
+                Some(t) => self.duration(t, &format!("{label} timeout")),
+                None => Some(crate::pool::DEFAULT_TIMEOUT),
+            };
+            let mut export = BTreeMap::new();
+            for (key, value) in p.value.export.iter().flat_map(|e| &e.0) {
+                if !is_env_name(&key.value) {
+                    self.error(
+                        key.at.pos,
+                        format!(
+                            "{label} export '{}': expected an env name (letters, digits and _, \
+                             not starting with a digit)",
+                            key.value
+                        ),
+                    );
+                } else if key.value.starts_with("KILN_") {
+                    self.error(
+                        key.at.pos,
+                        format!(
+                            "{label} export '{}': names starting with KILN_ are Kiln's own; pick \
+                             another name",
+                            key.value
+                        ),
+                    );
+                } else if let Some((other, at)) = exports.get(&key.value) {
+                    self.error(
+                        key.at.pos,
+                        format!(
+                            "{label} export '{}' is also exported by service pool '{other}' \
+                             (line {}): a job gets one value per name",
+                            key.value, at.line
+                        ),
+                    );
+                } else {
+                    exports.insert(key.value.clone(), (name.value.clone(), key.at.pos));
+                }
+                if let Some(at) = value.value.find("${{") {
+                    self.error(
+                        value.at.locate(&value.value, at),
+                        format!(
+                            "{label} export '{}': ${{{{ }}}} expressions are not evaluated in \
+                             exports; they are templates over the pool's instances, such as \
+                             {{{{ instances[0].ip }}}}",
+                            key.value
+                        ),
+                    );
+                } else if let Err(e) =
+                    crate::pool::check_export(&key.value, &value.value, &spec, ready)
+                {
+                    let at = e.offset.map_or(value.at.pos, |o| value.at.locate(&value.value, o));
+                    self.error(
+                        at,
+                        format!("{label} export '{}': {} (templates over `instances` and `service`; see docs/services.md)", key.value, e.message),
+                    );
+                }
+                export.insert(key.value.clone(), value.value.clone());
+            }
+            out.push(Pool {
+                name: name.value.clone(),
+                service: spec,
+                ready,
+                timeout: timeout.unwrap_or(crate::pool::DEFAULT_TIMEOUT),
+                export,
+            });
+        }
+        out
+    }
+
+    /// An error when `name`, set by `what` at `pos`, is also exported by a workflow pool.
+    fn exported_clash(&mut self, name: &str, pos: Pos, what: &str) {
+        if let Some((pool, at)) = self.shared_env.exports.get(name) {
+            self.error(
+                pos,
+                format!(
+                    "{what} '{name}' is also exported by service pool '{pool}' (line {}): set it \
+                     in one place",
+                    at.line
+                ),
+            );
         }
     }
 
@@ -1129,6 +1276,7 @@ impl<'d> Checker<'d> {
         }
         let cache = raw.cache.as_ref().map(|c| self.cache(c, scope));
         let artifacts = raw.artifacts.as_ref().map(|a| self.artifacts(a, scope));
+        let pools = self.job_pools(raw);
         Some(Job {
             id: JobId(id.clone()),
             base: id.clone(),
@@ -1149,7 +1297,48 @@ impl<'d> Checker<'d> {
             artifacts,
             scheduling: self.scheduling(raw),
             checkout: raw.checkout.as_ref().is_none_or(|c| c.value),
+            pools,
         })
+    }
+
+    /// A job's own pools, and the clashes of the names the job gets: its env against every
+    /// export, its pools' exports against the workflow's env and exports.
+    fn job_pools(&mut self, raw: &RawJob) -> Vec<Pool> {
+        let mut exports = BTreeMap::new();
+        let pools = match &raw.service_pools {
+            Some(p) => self.pools(p, &mut exports),
+            None => Vec::new(),
+        };
+        for (name, (_, pos)) in &exports {
+            if let Some(at) = self.shared_env.global.get(name) {
+                let line = at.line;
+                self.error(
+                    *pos,
+                    format!(
+                        "export '{name}' is also set by the workflow's env (line {line}): set it in \
+                         one place"
+                    ),
+                );
+            }
+            self.exported_clash(name, *pos, "export");
+        }
+        for (key, _) in raw.env.iter().flat_map(|e| &e.0) {
+            match exports.get(&key.value) {
+                Some((pool, at)) => {
+                    let line = at.line;
+                    self.error(
+                        key.at.pos,
+                        format!(
+                            "env '{}' is also exported by service pool '{pool}' (line {line}): set \
+                             it in one place",
+                            key.value
+                        ),
+                    );
+                }
+                None => self.exported_clash(&key.value, key.at.pos, "env"),
+            }
+        }
+        pools
     }
 
     /// `constraints`, `ports`, `network`, `priority`, `placement`, checked with the

@@ -103,6 +103,14 @@ impl Compiler<'_> {
                     .into(),
             );
         }
+        if let Some((key, _)) = raw.service_pools.as_ref().and_then(|p| p.0.first()) {
+            self.error(
+                name,
+                key.at.pos,
+                "a file with 'uses' runs the template's service-pools; it can not declare its own"
+                    .into(),
+            );
+        }
         if let Some((key, _)) = raw.params.as_ref().and_then(|p| p.0.first()) {
             self.error(
                 name,
@@ -156,6 +164,18 @@ impl Compiler<'_> {
             bind_with(&mut checker, with, &mut plan.params, &template.name);
         }
         if let Some(env) = &raw.env {
+            for (key, _) in &env.0 {
+                if let Some(pool) = plan.pools.iter().find(|p| p.export.contains_key(&key.value)) {
+                    checker.error(
+                        key.at.pos,
+                        format!(
+                            "env '{}' is also exported by the template's service pool '{}': set \
+                             it in one place",
+                            key.value, pool.name
+                        ),
+                    );
+                }
+            }
             let env = checker.global_env(env, &plan.params);
             plan.env.extend(env);
         }

@@ -19,6 +19,7 @@ pub mod metric;
 mod metric_file;
 mod params;
 pub mod plan;
+pub mod pool;
 mod raw;
 mod read;
 pub mod run_env;

@@ -134,6 +134,7 @@ mod tests {
             triggers: Default::default(),
             source: None,
             concurrency_group: None,
+            pools: Vec::new(),
         }
     }
 

@@ -70,6 +70,10 @@ pub struct Plan {
     /// `concurrency` per group: `concurrency` is then the limit of each group.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency_group: Option<crate::git::ConcurrencyGroup>,
+    /// Services started for the whole run (`service-pools`), in file order: every job waits
+    /// for them and gets their exports.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pools: Vec<crate::pool::Pool>,
 }
 
 /// What starts runs of a pipeline.
@@ -356,6 +360,9 @@ pub struct Job {
     /// default true; without a `source` there is nothing to check out).
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub checkout: bool,
+    /// Services started for this job alone (`service-pools` of the job), in file order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pools: Vec<crate::pool::Pool>,
 }
 
 /// What a job runs.

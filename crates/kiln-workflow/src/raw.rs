@@ -196,6 +196,11 @@ pub struct RawWorkflow {
     /// The git repository the workflow builds (checked out into every job's workspace).
     #[schemars(with = "Option<crate::git::SourceSchema>")]
     pub source: Option<Sp<crate::git::RawSource>>,
+    /// Services started for the run, by pool name (`[a-z0-9-]`): every job waits until
+    /// `ready` of a pool's instances are healthy, then gets its `export` env. Stopped and
+    /// deleted when the run ends.
+    #[schemars(rename = "service-pools", with = "Option<BTreeMap<String, RawPool>>")]
+    pub service_pools: Option<Entries<Sp<RawPool>>>,
 }
 
 impl RawWorkflow {
@@ -212,7 +217,62 @@ impl RawWorkflow {
         "with",
         "on",
         "source",
+        "service-pools",
     ];
+}
+
+/// A service pool as written (`service-pools: { <name>: ... }`).
+#[derive(Debug, Clone, PartialEq, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawPool {
+    /// The service: the keys of a `kind: service` file but `kind` and `name` (see
+    /// docs/services.md), checked the same way.
+    #[schemars(with = "PoolServiceSchema")]
+    pub service: Option<Sp<crate::service_file::RawServiceFile>>,
+    /// Healthy instances needed before the jobs that use the pool start: 1 to `replicas`
+    /// (default: `replicas`).
+    #[schemars(with = "Option<u32>")]
+    pub ready: Option<Sp<u32>>,
+    /// A job that waited this long for them fails (default 5m).
+    #[schemars(with = "Option<DurationText>")]
+    pub timeout: Option<Sp<String>>,
+    /// Env of the jobs that use the pool: minijinja templates over `instances` (each with
+    /// `id`, `slot`, `node`, `ip`, `ports.<name>`, `labels`) and `service`, rendered when a
+    /// job is dispatched from the instances healthy then, trimmed.
+    #[schemars(with = "Option<EnvMap>")]
+    pub export: Option<Entries<Sp<String>>>,
+}
+
+impl RawPool {
+    /// The keys of a pool.
+    pub const KEYS: &[&str] = &["service", "ready", "timeout", "export"];
+}
+
+/// Schema of a pool's `service`: a service file's, without `kind` and `name`.
+pub struct PoolServiceSchema;
+
+impl JsonSchema for PoolServiceSchema {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> Cow<'static, str> {
+        "PoolService".into()
+    }
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let mut schema = crate::service_file::RawServiceFile::json_schema(generator);
+        if let Some(obj) = schema.as_object_mut() {
+            obj.remove("title");
+            obj.insert(
+                "description".into(),
+                "The service: what a `kind: service` file says, without `kind` and `name`.".into(),
+            );
+            if let Some(props) = obj.get_mut("properties").and_then(|p| p.as_object_mut()) {
+                props.remove("kind");
+                props.remove("name");
+            }
+        }
+        schema
+    }
 }
 
 /// The triggers of a workflow (`on:`).
@@ -457,6 +517,10 @@ pub struct RawJob {
     /// `false`: the workflow's `source` commit is not checked out into this job's workspace
     /// (default `true`).
     pub checkout: Option<Sp<bool>>,
+    /// Services started for this job alone (as the workflow's `service-pools`): the job
+    /// waits for them, gets their `export` env, and they are deleted when the job ends.
+    #[schemars(rename = "service-pools", with = "Option<BTreeMap<String, RawPool>>")]
+    pub service_pools: Option<Entries<Sp<RawPool>>>,
 }
 
 /// One constraint test as written (any of its forms).
@@ -641,6 +705,7 @@ impl RawJob {
         "priority",
         "placement",
         "checkout",
+        "service-pools",
     ];
 }
 
@@ -997,5 +1062,13 @@ mod tests {
         assert_eq!(properties(&schema, Some("RawCache")), sorted(RawCache::KEYS));
         assert_eq!(properties(&schema, Some("RawArtifacts")), sorted(RawArtifacts::KEYS));
         assert_eq!(properties(&schema, Some("RawPort")), sorted(RawPort::KEYS));
+        assert_eq!(properties(&schema, Some("RawPool")), sorted(RawPool::KEYS));
+        let service = &schema["definitions"]["RawPool"]["properties"]["service"];
+        let mut keys: Vec<String> =
+            service["properties"].as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        let mut want = sorted(crate::service_file::RawServiceFile::KEYS);
+        want.retain(|k| k != "kind" && k != "name");
+        assert_eq!(keys, want);
     }
 }

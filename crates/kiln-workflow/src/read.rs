@@ -8,7 +8,7 @@ use crate::diag::{Diagnostic, Severity};
 use crate::git::{RawConcurrencyGroup, RawPullRequestTrigger, RawPushTrigger, RawSource};
 use crate::raw::{
     ArtifactWhenText, CachePolicyText, Entries, MissedText, NetworkText, ParamType, PlacementText,
-    RawArtifacts, RawCache, RawImageTrigger, RawJob, RawMatrix, RawOn, RawParam, RawPort,
+    RawArtifacts, RawCache, RawImageTrigger, RawJob, RawMatrix, RawOn, RawParam, RawPool, RawPort,
     RawResources, RawRetry, RawSchedule, RawService, RawStage, RawTerm, RawWorkflow, RetryOnText,
     Sp, StageType,
 };
@@ -332,6 +332,7 @@ impl<'d> Reader<'d> {
         let with = f.get("with").and_then(|n| self.text_map(n, "with"));
         let on = f.get("on").and_then(|n| self.on(n));
         let source = f.get("source").and_then(|n| self.source(n));
+        let service_pools = f.get("service-pools").and_then(|n| self.pools(n, "service-pools"));
         if stages.is_none() && uses.is_none() && f.get("stages").is_none() {
             self.error(
                 f.pos(),
@@ -350,7 +351,48 @@ impl<'d> Reader<'d> {
             with,
             on,
             source,
+            service_pools,
         })
+    }
+
+    /// `service-pools:`: pool name -> `{ service, ready, timeout, export }`.
+    fn pools(&mut self, node: &Node, what: &str) -> Option<Entries<Sp<RawPool>>> {
+        let Kind::Map(map) = &node.kind else {
+            self.error(
+                node.pos(),
+                format!(
+                    "{what}: expected a mapping of pool name -> {{ service, ready, timeout, \
+                     export }}, found {}",
+                    node.describe()
+                ),
+            );
+            return None;
+        };
+        let mut out = Vec::new();
+        for (k, v) in map {
+            let name = k.scalar().unwrap_or_default().to_owned();
+            let label = format!("service pool '{name}'");
+            let Some(f) = self.fields(v, &label, RawPool::KEYS) else { continue };
+            let service =
+                f.get("service").and_then(|n| self.pool_service(n, &format!("{label} service")));
+            if f.get("service").is_none() {
+                self.error(
+                    f.pos(),
+                    format!(
+                        "{label} has no 'service': add service: {{ command: [...], replicas: N, \
+                         ports: [...] }}"
+                    ),
+                );
+            }
+            let ready = f.get("ready").and_then(|n| self.count(n, &format!("{label} ready")));
+            let timeout = f.get("timeout").and_then(|n| self.text(n, &format!("{label} timeout")));
+            let export = f.get("export").and_then(|n| self.text_map(n, &format!("{label} export")));
+            out.push((
+                Sp::new(name, k.origin),
+                Sp::new(RawPool { service, ready, timeout, export }, v.origin),
+            ));
+        }
+        Some(Entries(out))
     }
 
     fn on(&mut self, node: &Node) -> Option<Sp<RawOn>> {
@@ -680,6 +722,7 @@ impl<'d> Reader<'d> {
             priority,
             placement,
             checkout: f.get("checkout").and_then(|n| self.bool(n, "checkout")),
+            service_pools: f.get("service-pools").and_then(|n| self.pools(n, "service-pools")),
         })
     }
 

@@ -153,6 +153,22 @@ pub struct RawServiceFile {
     pub update: Option<Sp<RawUpdate>>,
 }
 
+/// The keys of a service pool's `service`: a service file's but `kind` and `name`.
+pub(crate) const POOL_SERVICE_KEYS: &[&str] = &[
+    "image",
+    "command",
+    "args",
+    "env",
+    "resources",
+    "replicas",
+    "constraints",
+    "ports",
+    "labels",
+    "health",
+    "restart",
+    "update",
+];
+
 impl RawServiceFile {
     /// The keys of a service file.
     pub const KEYS: &[&str] = &[
@@ -390,13 +406,25 @@ fn spec(file: &str, text: &str, diags: &mut Vec<Diagnostic>) -> Option<ServiceSp
 impl Reader<'_> {
     /// Reads a service file's tree. `None` when the top level is not a mapping.
     fn service(&mut self, root: &Node) -> Option<RawServiceFile> {
-        let f = self.fields(root, "the service file", RawServiceFile::KEYS)?;
+        self.service_body(root, "the service file", RawServiceFile::KEYS)
+    }
+
+    /// Reads the `service` of a service pool: a service file's keys but `kind` and `name`.
+    pub(crate) fn pool_service(&mut self, node: &Node, what: &str) -> Option<Sp<RawServiceFile>> {
+        let raw = self.service_body(node, what, POOL_SERVICE_KEYS)?;
+        Some(Sp::new(raw, node.origin))
+    }
+
+    /// Reads a service's mapping with `keys` (a `name` is required when `keys` has one).
+    fn service_body(&mut self, root: &Node, what: &str, keys: &[&str]) -> Option<RawServiceFile> {
+        let f = self.fields(root, what, keys)?;
         let name = match f.get("name") {
             Some(n) => self.text(n, "name"),
-            None => {
+            None if keys.contains(&"name") => {
                 self.error(f.pos(), "the service has no 'name': add name: <lowercase-name>");
                 None
             }
+            None => None,
         };
         let image = f.get("image").and_then(|n| self.text(n, "image"));
         let command = f.get("command").and_then(|n| self.text_list(n, "command"));
@@ -545,8 +573,9 @@ fn is_label_key(s: &str) -> bool {
 }
 
 impl Checker<'_> {
-    /// Checks a read service file; always returns its best spec.
-    fn service(&mut self, raw: &RawServiceFile) -> ServiceSpec {
+    /// Checks a read service file (or a pool's service, without a name); always returns its
+    /// best spec.
+    pub(crate) fn service(&mut self, raw: &RawServiceFile) -> ServiceSpec {
         let name = raw.name.as_ref().map(|n| {
             if !is_service_name(&n.value) {
                 self.error(
@@ -961,6 +990,9 @@ mod tests {
         };
         let def = |name: &str| &schema["definitions"][name];
         assert_eq!(props(&schema), sorted(RawServiceFile::KEYS));
+        let mut pool = sorted(RawServiceFile::KEYS);
+        pool.retain(|k| k != "kind" && k != "name");
+        assert_eq!(sorted(POOL_SERVICE_KEYS), pool);
         assert_eq!(props(def("RawHealth")), sorted(RawHealth::KEYS));
         assert_eq!(props(def("RawHttpProbe")), sorted(RawHttpProbe::KEYS));
         assert_eq!(props(def("RawRestart")), sorted(RawRestart::KEYS));

@@ -277,6 +277,17 @@ pub(crate) async fn choose_executor(choice: ExecutorChoice, plan: &Plan) -> Resu
             let d = Arc::new(DockerExecutor::connect_default().await.map_err(|e| e.to_string())?);
             Ok(Chosen { executor: d.clone(), docker: Some(d) })
         }
+        // Service pools start on the process executor here: take it when nothing needs an
+        // image.
+        ExecutorChoice::Auto
+            if uses_pools(plan)
+                && plan.jobs.iter().all(|j| {
+                    j.image.is_none() && j.pools.iter().all(|p| p.service.image.is_none())
+                })
+                && plan.pools.iter().all(|p| p.service.image.is_none()) =>
+        {
+            process()
+        }
         ExecutorChoice::Auto => match DockerExecutor::connect_default().await {
             Ok(d) => {
                 let d = Arc::new(d);
@@ -293,6 +304,23 @@ pub(crate) async fn choose_executor(choice: ExecutorChoice, plan: &Plan) -> Resu
             }
         },
     }
+}
+
+/// Whether the workflow has service pools (its own or a job's).
+fn uses_pools(plan: &Plan) -> bool {
+    !plan.pools.is_empty() || plan.jobs.iter().any(|j| !j.pools.is_empty())
+}
+
+/// Where `service-pools:` is first written in `file` (`file:line:col`), for an error about it.
+fn pools_at(file: &str) -> String {
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    text.lines()
+        .enumerate()
+        .find_map(|(i, line)| {
+            let col = line.find("service-pools:")?;
+            line[..col].trim().is_empty().then(|| format!("{file}:{}:{}", i + 1, col + 1))
+        })
+        .unwrap_or_else(|| file.to_string())
 }
 
 /// Runs `kiln run` and returns the process exit code.
@@ -347,6 +375,11 @@ pub async fn run(args: RunArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => return invalid(e),
     };
+    if uses_pools(&plan)
+        && let Some(why) = kiln_runtime::pools::supported(chosen.executor.name())
+    {
+        return invalid(format!("{}: {why}", pools_at(file)));
+    }
     let plan = Arc::new(plan);
     let run_id = new_run_id();
     let mut view = View::new(&plan, args.output, args.timestamps);

@@ -80,6 +80,7 @@ fn build(spec: &PlanSpec) -> SharedPlan {
         triggers: Default::default(),
         source: None,
         concurrency_group: None,
+        pools: Vec::new(),
     };
     let mut previous: Vec<JobId> = Vec::new();
     let mut gate = None;

@@ -34,6 +34,7 @@ pub fn job(id: &str) -> JobDef {
             cache: None,
             artifacts: None,
             checkout: true,
+            pools: Vec::new(),
         },
         explicit_needs: false,
     }
@@ -140,6 +141,7 @@ impl PlanDef {
                 triggers: Default::default(),
                 source: None,
                 concurrency_group: None,
+                pools: Vec::new(),
             }),
             ..PlanDef::default()
         }

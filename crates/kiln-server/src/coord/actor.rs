@@ -18,6 +18,7 @@ use kiln_workflow::plan::{JobId, Plan};
 use tokio::sync::{mpsc, oneshot};
 
 use super::env::{RunEnv, job_env};
+use super::pools::{Admit, PoolCtx, PoolMsg, RunPools};
 use super::{
     Coord, LOST_ON_RESTART, MAX_BATCH, RunMsg, RunTx, Shared, attempt_exited, group_of,
     job_log_key, lock, run_log_key,
@@ -65,6 +66,8 @@ pub(super) struct Actor {
     started: HashMap<usize, Instant>,
     /// Per job, the attempt whose log was closed when it exited (0: none).
     closed: Vec<u32>,
+    /// The run's service pools and the attempts waiting for them.
+    pools: RunPools,
 }
 
 impl Actor {
@@ -79,6 +82,13 @@ impl Actor {
         tx: RunTx,
     ) -> Actor {
         let job_count = plan.jobs.len();
+        let pools = RunPools::new(PoolCtx {
+            services: coord.sh.services.clone(),
+            dispatch: coord.sh.dispatch.clone(),
+            store: coord.sh.store.clone(),
+            run: run.clone(),
+            tx: tx.clone(),
+        });
         Actor {
             sh: coord.sh.clone(),
             coord,
@@ -94,6 +104,7 @@ impl Actor {
             checkout: run_env.checkout,
             group: group_of(&plan, &run),
             closed: vec![0; job_count],
+            pools,
             run,
             engine: Run::new(plan.clone(), BTreeMap::new()),
             plan,
@@ -118,6 +129,9 @@ impl Actor {
         self.engine = engine;
         let step = self.step(Vec::new());
         self.persist(step).await?;
+        if !self.engine.state().is_final() {
+            self.pools.start_run_pools(&self.plan);
+        }
         Ok(cmds)
     }
 
@@ -141,6 +155,7 @@ impl Actor {
             }
             if status.state.is_final() && t.1.is_none() {
                 t.1 = Some(now);
+                self.pools.job_ended(id);
                 if let Some(at) = self.started.remove(&i) {
                     self.sh.metrics.job_finished(status.state.as_str(), at.elapsed());
                 }
@@ -255,6 +270,8 @@ impl Actor {
         self.persist(step).await?;
         if self.engine.state().is_final() {
             cmds.push(Command::Finish(self.engine.state()));
+        } else {
+            self.pools.start_run_pools(&self.plan);
         }
         Ok(cmds)
     }
@@ -291,8 +308,14 @@ impl Actor {
                     Err(_) => break,
                 }
             }
-            let batch = batch.into_iter().map(|RunMsg::Event { event, reply }| (event, reply));
-            let result = self.apply(batch.collect()).await;
+            let mut events = Vec::with_capacity(batch.len());
+            for m in batch {
+                match m {
+                    RunMsg::Event { event, reply } => events.push((event, reply)),
+                    RunMsg::Pool(news) => self.pool_news(news),
+                }
+            }
+            let result = self.apply(events).await;
             // The previous batch is stored whatever became of this one.
             answer(&mut held);
             match result {
@@ -450,6 +473,10 @@ impl Actor {
         for c in cmds {
             match c {
                 Command::StartJob(sj) => self.queue(*sj),
+                Command::CancelJob { job, attempt } if self.pools.forget(&job, attempt) => {
+                    // It waited for its pools: never queued.
+                    self.exited(job, attempt, Outcome::Canceled);
+                }
                 Command::CancelJob { job, attempt } => {
                     match self.sh.dispatch.cancel(&self.run.id, &job, attempt) {
                         Canceled::Dequeued(_) => self.exited(job, attempt, Outcome::Canceled),
@@ -480,8 +507,53 @@ impl Actor {
         done
     }
 
+    /// Takes news of the run's pools: a pool's new view (waiting attempts may go, or fail),
+    /// or the end of an attempt's wait.
+    fn pool_news(&mut self, news: PoolMsg) {
+        if self.engine.state().is_final() {
+            return;
+        }
+        match news {
+            PoolMsg::News { index, view } => {
+                for admit in self.pools.news(index, view) {
+                    self.admitted(admit);
+                }
+            }
+            PoolMsg::WaitOver { job, attempt } => {
+                if let Some(why) = self.pools.wait_over(&job, attempt) {
+                    self.exited(job, attempt, Outcome::Error(why));
+                }
+            }
+        }
+    }
+
+    /// Carries out what the pools say of an attempt.
+    fn admitted(&mut self, admit: Admit) {
+        match admit {
+            Admit::Go(sj, exports) => self.dispatch(sj, exports),
+            Admit::Fail(sj, why) => self.exited(sj.job.id, sj.attempt, Outcome::Error(why)),
+            Admit::Wait { job, attempt, after } => {
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(after).await;
+                    let _ = tx.send(RunMsg::Pool(PoolMsg::WaitOver { job, attempt }));
+                });
+            }
+        }
+    }
+
+    /// Queues an attempt once its pools (if any) are ready.
     fn queue(&mut self, sj: StartJob) {
         let Some(index) = self.plan.job_index(&sj.job.id) else { return };
+        let admit = self.pools.admit(&self.plan.jobs[index], sj);
+        self.admitted(admit);
+    }
+
+    /// Hands an attempt to the dispatcher, with `exports` (its pools') added to its env.
+    fn dispatch(&mut self, mut sj: StartJob, exports: BTreeMap<String, String>) {
+        let Some(index) = self.plan.job_index(&sj.job.id) else { return };
+        // Agents need nothing of the pools but their exports.
+        sj.job.pools.clear();
         let inputs: Vec<String> = sj
             .job
             .needs
@@ -492,6 +564,7 @@ impl Actor {
             .map(|n| n.to_string())
             .collect();
         let mut env = job_env(&self.env, &sj.job.id, sj.attempt);
+        env.extend(exports);
         // Its own discovery token, valid while this attempt's lease lives, masked in its log.
         let key = crate::dispatch::attempt_key(&self.run.id, &sj.job.id, sj.attempt);
         let name = format!("job {} of run {}", sj.job.id, self.run.full_name());
@@ -529,7 +602,9 @@ impl Actor {
         }
     }
 
-    async fn finish(self) {
+    async fn finish(mut self) {
+        // The run's pools end with it: their services are stopped and deleted.
+        self.pools.finish().await;
         // Every job's latest log ends here too (jobs that never ran get an empty one), so no
         // follower waits for lines that will not come.
         let keys: Vec<LogKey> = self

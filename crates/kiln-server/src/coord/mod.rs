@@ -35,6 +35,7 @@ use crate::secrets::SecretBox;
 mod actor;
 mod admission;
 mod env;
+mod pools;
 
 use actor::Actor;
 pub use admission::group_of;
@@ -57,6 +58,8 @@ pub enum RunMsg {
         /// Where to answer, for API calls that wait.
         reply: Option<oneshot::Sender<ApiResult<()>>>,
     },
+    /// News of one of the run's service pools (`pools.rs`).
+    Pool(pools::PoolMsg),
 }
 
 /// Sends messages to a run's actor.
@@ -95,6 +98,8 @@ struct Shared {
     plans: Mutex<HashMap<(PipelineId, u32), Arc<Plan>>>,
     /// Run events recorded, for `GET /api/v1/runs/events`.
     feed: RunFeed,
+    /// Services, for the runs' service pools.
+    services: crate::services::Services,
 }
 
 impl Shared {
@@ -160,6 +165,7 @@ impl Coord {
         metrics: Arc<Metrics>,
         secrets: Arc<SecretBox>,
         registry: (Arc<kiln_registry::Registry>, String),
+        services: crate::services::Services,
     ) -> Coord {
         // Tasks reach the server where they reach its registry.
         let tasks = crate::task_token::TaskTokens::new(&secrets, format!("http://{}", registry.1));
@@ -178,6 +184,7 @@ impl Coord {
                 admission: tokio::sync::Mutex::new(()),
                 plans: Mutex::new(HashMap::new()),
                 feed: RunFeed::new(),
+                services,
             }),
         }
     }
@@ -375,6 +382,12 @@ impl Coord {
         if let Err(e) = self.sh.record(&run.id, &step).await {
             tracing::error!("mark run {} failed: {e}", run.full_name());
         }
+    }
+
+    /// Deletes the service pools of runs (and jobs) that ended while the server was down;
+    /// call it before [`Coord::recover`] (and after the services recovered). How many.
+    pub async fn sweep_pools(&self) -> Result<usize, StoreError> {
+        pools::sweep(&self.sh.store, &self.sh.services).await
     }
 
     /// Resumes every unfinished run after a start: replays running and paused ones, fails or

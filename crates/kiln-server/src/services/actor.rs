@@ -234,6 +234,7 @@ impl Actor {
                     file: source.file,
                     note: Some(reason),
                     by: "kiln".into(),
+                    owner: None,
                 };
                 self.sh
                     .store
@@ -500,6 +501,7 @@ pub(super) fn instance_task(
         cache: None,
         artifacts: None,
         checkout: false,
+        pools: Vec::new(),
     };
     let lease = Lease {
         id: i.lease.clone().unwrap_or_default(),

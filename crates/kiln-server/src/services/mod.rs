@@ -271,6 +271,13 @@ impl Services {
             Err(kiln_store::StoreError::NotFound(_)) => None,
             Err(e) => return Err(e.into()),
         };
+        if let Some(owner) = existing.as_ref().and_then(|s| s.owner.as_ref()) {
+            return Err(ApiErr::conflict(format!(
+                "service `{project}/{}` is a service pool of run {}: it is deleted when the run \
+                 ends; apply your service under another name",
+                spec.name, owner.run
+            )));
+        }
         // The template ignores replicas: a change of replicas alone is a scale.
         let template_json = template_of(&json);
         let same = match &existing {
@@ -292,6 +299,7 @@ impl Services {
             file: file.to_string(),
             note,
             by: by.to_string(),
+            owner: None,
         };
         let (record, _) = self.sh.store.add_service_version(project, &spec.name, &version).await?;
         self.notify(&record);
@@ -322,10 +330,66 @@ impl Services {
             file: source.file,
             note: change.note,
             by: by.to_string(),
+            owner: None,
         };
         let (record, _) = self.sh.store.add_service_version(project, name, &version).await?;
         self.notify(&record);
         self.info(&record).await
+    }
+
+    /// The service `spec.name` of `project` that `owner` owns (a build-scoped pool): created
+    /// from `spec` (with `yaml` and `file` kept as its source) if it does not exist, else the
+    /// existing one when the same owner has it (a recovered run takes its pool back).
+    /// `Conflict` when another service (applied by hand, or another run's) has the name.
+    pub async fn ensure_owned(
+        &self,
+        project: &str,
+        spec: &kiln_workflow::service::ServiceSpec,
+        owner: &kiln_store::ServiceOwner,
+        source: (&str, &str),
+        by: &str,
+    ) -> ApiResult<ServiceRecord> {
+        match self.sh.store.service(project, &spec.name).await {
+            Ok(s) if s.owner.as_ref() == Some(owner) => {
+                self.ensure_actor(&s);
+                return Ok(s);
+            }
+            Ok(s) => {
+                let whose = match &s.owner {
+                    Some(o) => format!("it is a pool of run {}", o.run),
+                    None => "it was applied by hand".to_string(),
+                };
+                return Err(ApiErr::conflict(format!(
+                    "project `{project}` already has a service named `{}` ({whose})",
+                    spec.name
+                )));
+            }
+            Err(kiln_store::StoreError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let json = serde_json::to_value(spec).map_err(|e| ApiErr::internal(e.to_string()))?;
+        let version = NewServiceVersion {
+            kind: "apply".into(),
+            replicas: spec.replicas,
+            template: None,
+            spec: template_of(&json),
+            yaml: source.1.to_string(),
+            file: source.0.to_string(),
+            note: Some(format!("service pool `{}`", pool_name(&spec.labels, &spec.name))),
+            by: by.to_string(),
+            owner: Some(owner.clone()),
+        };
+        let (record, _) = self.sh.store.add_service_version(project, &spec.name, &version).await?;
+        self.notify(&record);
+        Ok(record)
+    }
+
+    /// Deletes the service `name` of `project` if it exists (a pool whose run ended).
+    pub async fn delete_if_present(&self, project: &str, name: &str) -> ApiResult<()> {
+        match self.delete(project, name).await {
+            Err(e) if e.status == axum::http::StatusCode::NOT_FOUND => Ok(()),
+            other => other,
+        }
     }
 
     /// Sets the replicas of a service (0 to 1000); its instances are not replaced.
@@ -482,6 +546,18 @@ impl Services {
         });
         let update = spec.as_ref().map(|spec| update_settings(&spec.update, s.replicas));
         let labels = spec.map(|spec| spec.labels).unwrap_or_default();
+        let owner = match &s.owner {
+            Some(o) => Some(kiln_api::service::ServiceOwner {
+                run: o.run.to_string(),
+                run_name: match self.sh.store.run(&o.run).await {
+                    Ok(run) => run.full_name(),
+                    Err(_) => o.run.to_string(),
+                },
+                job: o.job.clone(),
+                pool: pool_name(&labels, &s.name),
+            }),
+            None => None,
+        };
         let healthy = view
             .instances
             .iter()
@@ -514,6 +590,7 @@ impl Services {
                 .map(|w| SlotWait { slot: w.slot, reason: w.reason.clone() })
                 .collect(),
             updated_at: s.updated_at,
+            owner,
         })
     }
 }
@@ -528,6 +605,17 @@ fn update_settings(u: &kiln_workflow::service::UpdatePolicy, replicas: u32) -> U
         unavailable: f.unavailable,
         deadline_ms: u64::try_from(u.deadline.as_millis()).unwrap_or(u64::MAX),
     }
+}
+
+/// The label that names a pool's name in its workflow on the pool's service.
+pub const POOL_LABEL: &str = "kiln.pool";
+
+/// The label that names the run that owns a pool's service.
+pub const RUN_LABEL: &str = "kiln.run";
+
+/// The pool name a service's labels give (`kiln.pool`), else its name.
+fn pool_name(labels: &std::collections::BTreeMap<String, String>, name: &str) -> String {
+    labels.get(POOL_LABEL).cloned().unwrap_or_else(|| name.to_string())
 }
 
 /// The API form of an instance.

@@ -2,12 +2,14 @@
 //! main scenarios also on PostgreSQL (`postgres.rs`).
 
 mod api;
+mod distcc;
 mod files;
 mod gc;
 mod git;
 mod notify;
 mod openapi;
 mod pool;
+mod pools;
 mod postgres;
 mod schedules;
 mod service_access;

@@ -4,7 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{TimeDelta, Utc};
-use kiln_store::{InstanceRecord, NewServiceVersion, ServiceId, Store, StoreError};
+use kiln_store::{
+    InstanceRecord, NewServiceVersion, RunId, ServiceId, ServiceOwner, Store, StoreError,
+};
 use serde_json::json;
 use tempfile::TempDir;
 
@@ -24,6 +26,7 @@ fn apply(image: &str, replicas: u32) -> NewServiceVersion {
         file: "web.yml".into(),
         note: None,
         by: "user:alice".into(),
+        owner: None,
     }
 }
 
@@ -37,6 +40,7 @@ fn on(template: u32, kind: &str, replicas: u32) -> NewServiceVersion {
         file: String::new(),
         note: Some(format!("{kind} to {replicas}")),
         by: "user:bob".into(),
+        owner: None,
     }
 }
 
@@ -220,6 +224,31 @@ async fn services_are_listed_by_project_then_name() {
         assert!(store.services(Some("empty")).await.unwrap().is_empty());
         let err = store.services(Some("nope")).await.unwrap_err();
         assert_eq!(err.to_string(), "project `nope` not found");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_run_owns_the_services_it_creates_and_later_versions_keep_the_owner() {
+    on_both(|store| async move {
+        store.create_project("ci").await.unwrap();
+        let run = RunId::new();
+        let owner = |job: Option<&str>| ServiceOwner { run, job: job.map(str::to_string) };
+        let owned = |job| NewServiceVersion { owner: Some(owner(job)), ..apply("distccd", 3) };
+        let (pool, _) = store.add_service_version("ci", "b-1-distcc", &owned(None)).await.unwrap();
+        assert_eq!(pool.owner, Some(owner(None)));
+        let (job_pool, _) =
+            store.add_service_version("ci", "b-1-test-cache", &owned(Some("test"))).await.unwrap();
+        assert_eq!(job_pool.owner, Some(owner(Some("test"))));
+        store.add_service_version("ci", "by-hand", &apply("web", 1)).await.unwrap();
+        // A later version (a scale) neither drops nor changes the owner.
+        let other = NewServiceVersion { owner: None, ..on(1, "scale", 2) };
+        let (scaled, _) = store.add_service_version("ci", "b-1-distcc", &other).await.unwrap();
+        assert_eq!(scaled.owner, Some(owner(None)));
+        let names: Vec<String> =
+            store.owned_services().await.unwrap().into_iter().map(|s| s.name).collect();
+        assert_eq!(names, ["b-1-distcc", "b-1-test-cache"]);
+        assert_eq!(store.service("ci", "by-hand").await.unwrap().owner, None);
     })
     .await;
 }

@@ -152,6 +152,7 @@ pub async fn service(cmd: ServiceCmd) -> CmdResult {
             } else {
                 let mut t = table(&[
                     "PROJECT", "SERVICE", "STATE", "HEALTHY", "REPLICAS", "VERSION", "LABELS",
+                    "OWNER",
                 ]);
                 for s in &list {
                     let labels: Vec<String> =
@@ -164,6 +165,7 @@ pub async fn service(cmd: ServiceCmd) -> CmdResult {
                         Cell::new(s.replicas),
                         Cell::new(format!("{} (template {})", s.version, s.template)),
                         Cell::new(labels.join(",")),
+                        Cell::new(owner_text(s.owner.as_ref())),
                     ]);
                 }
                 outln!("{t}");
@@ -237,6 +239,17 @@ pub(crate) fn diagnostic(d: &kiln_workflow::Diagnostic) -> kiln_api::Diagnostic 
     }
 }
 
+/// Who owns a service: `run P/W#N` (`, job J`), `pool X`; `-` for one applied by hand.
+fn owner_text(owner: Option<&kiln_api::service::ServiceOwner>) -> String {
+    match owner {
+        Some(o) => {
+            let job = o.job.as_deref().map(|j| format!(", job {j}")).unwrap_or_default();
+            format!("run {}{job} (pool {})", o.run_name, o.pool)
+        }
+        None => "-".to_string(),
+    }
+}
+
 fn print_service(s: &ServiceInfo) {
     outln!(
         "service {}/{} {} — {}/{} healthy, version {} (template {}, stable {})",
@@ -249,6 +262,9 @@ fn print_service(s: &ServiceInfo) {
         s.template,
         s.stable
     );
+    if s.owner.is_some() {
+        outln!("owned by {}: deleted when it ends", owner_text(s.owner.as_ref()));
+    }
     if s.instances.is_empty() {
         outln!("no instances");
     } else {

@@ -9,6 +9,7 @@ mod completions;
 mod docker;
 mod multihost;
 mod parity;
+mod pools;
 mod process;
 mod recovery;
 mod replay;
