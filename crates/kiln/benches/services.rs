@@ -15,10 +15,18 @@
 //! 3. `rolling`: `kiln service restart` of a 10-replica service (defaults: surge 25%,
 //!    unavailable 25%) whose check passes at once, from the request to every slot healthy at
 //!    the new template with no old instance left. Target: < 5 s (median of 5).
+//! 4. `distcc`: seed 000's build: a generated C project of 120 files built by a run whose
+//!    `service-pools:` farm of 3 distccd (one per `city`, on three agents) compiles everything
+//!    (`make -j12 CC="distcc gcc"`, `DISTCC_FALLBACK=0`), beside plain `make -j<cores>` with
+//!    gcc on this machine, alternated, 3 rounds each. No target: the figure is the ratio. On
+//!    this benchmark's one machine the three "nodes" share its cores, so the farm can only
+//!    add its overhead (preprocessing here, sending, the pool's start and stop); on a real
+//!    farm each node brings its own.
 //!
 //! Run with `cargo xtask bench services` or `cargo bench -p kiln --bench services [-- failover|watch|rolling]`.
 //! Knobs (environment): `KILN_BENCH_FAILOVERS` (20), `KILN_BENCH_WATCHERS` (20),
-//! `KILN_BENCH_WATCH_CHANGES` (40 scale requests), `KILN_BENCH_ROLLS` (5), `KILN_BENCH_BIN`.
+//! `KILN_BENCH_WATCH_CHANGES` (40 scale requests), `KILN_BENCH_ROLLS` (5),
+//! `KILN_BENCH_DISTCC_ROUNDS` (3), `KILN_BENCH_C_FILES` (120), `KILN_BENCH_BIN`.
 //! Without `--bench` (as under `cargo test --all-targets`) it does nothing.
 
 #[allow(dead_code)]
@@ -76,6 +84,17 @@ struct Agent {
 
 impl Agent {
     fn start(server: &Server, name: &str, ports: &str, work: &std::path::Path) -> Result<Agent> {
+        Agent::start_with(server, name, ports, work, &[])
+    }
+
+    /// Like [`Agent::start`], with more attributes (`key=value`).
+    fn start_with(
+        server: &Server,
+        name: &str,
+        ports: &str,
+        work: &std::path::Path,
+        attributes: &[&str],
+    ) -> Result<Agent> {
         let log = std::fs::File::options()
             .create(true)
             .append(true)
@@ -84,6 +103,7 @@ impl Agent {
             .args(["agent", "--executor", "process", "--server", &server.url])
             .args(["--token", &server.token, "--name", name, "--capacity", "8"])
             .args(["--ip", "127.0.0.1", "--ports", ports, "-a", &format!("box={name}")])
+            .args(attributes.iter().flat_map(|a| ["-a", a]))
             .arg("--work-dir")
             .arg(work.join(name))
             .env_remove("KILN_EXECUTOR")
@@ -338,6 +358,131 @@ async fn rolling(rounds: usize) -> Result<Dist> {
     Ok(Dist::of(sample))
 }
 
+/// Seed 000's workflow: a pool of 3 distccd, one per city, and a job that builds the C
+/// project in `src` through them.
+fn distcc_workflow(src: &std::path::Path) -> String {
+    format!(
+        r#"name: distcc build
+service-pools:
+  distcc:
+    service:
+      command:
+        - sh
+        - -c
+        - '[ -n "$KILN_POOL_CLIENTS" ] || exit 2; for c in $KILN_POOL_CLIENTS; do set -- "$@" --allow "$c"; done; exec "$@"'
+        - distccd-pool
+      args: [distccd, --daemon, --no-detach, --log-stderr, --listen, 127.0.0.1, --port, "$(KILN_PORT_DISTCC)", --jobs, "4"]
+      replicas: 3
+      ports: [{{ name: distcc, container: 3632 }}]
+      constraints: [[city, UNIQUE]]
+      health: {{ tcp: distcc, interval: 100ms, timeout: 1s }}
+    timeout: 1m
+    export:
+      DISTCC_HOSTS: "{{% for i in instances %}}{{{{ i.ip }}}}:{{{{ i.ports.distcc }}}}/4 {{% endfor %}}"
+stages:
+  - name: build
+    jobs:
+      build:
+        env: {{ SRC: "{src}", DISTCC_FALLBACK: "0" }}
+        script:
+          - export DISTCC_DIR="$(mktemp -d)"
+          - cp -R "$SRC"/. .
+          - make -j12 CC="distcc gcc"
+          - ./prog
+"#,
+        src = src.display(),
+    )
+}
+
+/// Figures of benchmark 4, medians in ms.
+struct DistccFigures {
+    /// The whole run: trigger to end (pool started, ready, build, pool stopped).
+    run: f64,
+    /// The build job alone.
+    job: f64,
+    /// `make -j<cores>` with gcc on this machine.
+    make: f64,
+    cores: usize,
+}
+
+async fn distcc(rounds: usize, files: u32) -> Result<DistccFigures> {
+    println!(
+        "==> distcc: a {files}-file C project on a 3-daemon pool vs make -j on one machine, {rounds} rounds"
+    );
+    let _reaper = Reaper;
+    if !std::path::Path::new("/usr/bin/distccd").exists() {
+        bail!("distcc is not installed (apt-get install distcc, as cargo xtask ci does)");
+    }
+    let work = tempfile::tempdir()?;
+    let src = work.path().join("src");
+    let expected = kiln_testkit::c_project(&src, files)?;
+    let server = Server::start(&["--capacity", "0"], 0).await?;
+    let mut agents = Vec::new();
+    for (i, city) in ["shenzhen", "shanghai", "beijing"].iter().enumerate() {
+        let start = 32000 + 100 * i;
+        agents.push(Agent::start_with(
+            &server,
+            &format!("{city}-1"),
+            &format!("{start}-{}", start + 99),
+            work.path(),
+            &[&format!("city={city}")],
+        )?);
+    }
+    wait_agents(&server, 3).await?;
+    server.pipeline("distcc", &distcc_workflow(&src)).await?;
+    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+    let (mut runs, mut jobs, mut makes) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds {
+        // Plain make in a fresh copy.
+        let copy = work.path().join(format!("make-{round}"));
+        let status = Command::new("cp").arg("-R").arg(&src).arg(&copy).status()?;
+        if !status.success() {
+            bail!("cp -R failed");
+        }
+        let t = Instant::now();
+        let out = Command::new("make")
+            .arg(format!("-j{cores}"))
+            .arg("CC=gcc")
+            .current_dir(&copy)
+            .stdout(Stdio::null())
+            .output()?;
+        if !out.status.success() {
+            bail!("make failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        makes.push(ms(t.elapsed()));
+        let printed = Command::new(copy.join("prog")).output()?;
+        if String::from_utf8_lossy(&printed.stdout).trim() != expected.trim() {
+            bail!("the plain build printed something else");
+        }
+        // The same build through the pool.
+        let t = Instant::now();
+        let run =
+            server.client.trigger("bench", "distcc", &kiln_api::TriggerRequest::default()).await?;
+        let d = loop {
+            let d = server.client.run(&run.id).await?;
+            if matches!(d.run.state.as_str(), "success" | "failure" | "canceled" | "timeout") {
+                break d;
+            }
+            if t.elapsed() > Duration::from_secs(600) {
+                bail!("the distcc run did not end in 10 minutes");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        if d.run.state != "success" {
+            bail!("the distcc run ended {}: {d:#?}\n{}", d.run.state, server.log());
+        }
+        runs.push(ms(t.elapsed()));
+        let job = &d.jobs[0];
+        let (Some(a), Some(b)) = (job.started_at, job.finished_at) else {
+            bail!("the build job has no times: {job:#?}");
+        };
+        jobs.push(diff_ms(b, a));
+    }
+    drop(agents);
+    let p50 = |v: Vec<f64>| Dist::of(v).p50;
+    Ok(DistccFigures { run: p50(runs), job: p50(jobs), make: p50(makes), cores })
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -379,6 +524,25 @@ async fn main() -> Result<()> {
             d.max,
             TARGET_ROLLING_MS,
             verdict(d.max < TARGET_ROLLING_MS)
+        ));
+    }
+    if want("distcc") {
+        let files = u32::try_from(env_usize("KILN_BENCH_C_FILES", 120)).unwrap_or(120);
+        let f = distcc(env_usize("KILN_BENCH_DISTCC_ROUNDS", 3), files).await?;
+        println!(
+            "  make -j{}: {:.0} ms; pool build job: {:.0} ms ({:.2}x); whole run with the pool: {:.0} ms ({:.2}x)",
+            f.cores,
+            f.make,
+            f.job,
+            f.job / f.make,
+            f.run,
+            f.run / f.make
+        );
+        report.push(format!(
+            "| {files}-file C build: 3-daemon distcc pool vs make -j{} on one machine | job {:.2}x, run {:.2}x | ratio | (all daemons share this machine's cores) |",
+            f.cores,
+            f.job / f.make,
+            f.run / f.make
         ));
     }
     println!("\n| benchmark | figure | target | verdict |\n|---|---|---|---|");

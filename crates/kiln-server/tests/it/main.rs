@@ -12,7 +12,7 @@ mod pool;
 mod pools;
 mod postgres;
 mod schedules;
-mod service_access;
 mod scrape;
+mod service_access;
 mod services;
 mod support;
