@@ -29,7 +29,7 @@ use crate::step::{self, cargo};
 
 /// The crates that do no I/O, read no clock and do not depend on tokio.
 pub const PURE_CRATES: &[&str] =
-    &["kiln-workflow", "kiln-engine", "kiln-scheduler", "kiln-service"];
+    &["kiln-workflow", "kiln-engine", "kiln-scheduler", "kiln-service", "kiln-config"];
 
 /// Crates that do I/O (or exist to serve it), forbidden anywhere in a pure crate's normal
 /// tree. Not exhaustive: the async runtimes and what is built on them, HTTP, databases, the
