@@ -1,6 +1,6 @@
 //! Kiln's server: pipelines and runs kept in the store, run coordination through the engine,
 //! job attempts leased to agents, logs with live follow, artifacts and caches in a blob
-//! directory, project secrets, schedules, bearer-token auth, the REST API under `/api/v1` with its
+//! directory, project secrets, schedules, environments and the config center, bearer-token auth, the REST API under `/api/v1` with its
 //! OpenAPI document, Prometheus metrics, and the OCI registry (`kiln-registry`) at `/v2/`.
 //!
 //! The server never runs a container itself and depends on no executor: agents (the embedded
@@ -17,8 +17,10 @@ use tokio_util::sync::CancellationToken;
 
 pub mod auth;
 pub mod blobs;
+pub mod config_center;
 pub mod coord;
 pub mod dispatch;
+pub mod environments;
 pub mod error;
 pub mod gc;
 pub mod metrics;
@@ -132,6 +134,10 @@ pub struct AppState {
     pub scheduler: schedules::Scheduler,
     /// Services and their instances.
     pub services: services::Services,
+    /// Environments of projects and their variables.
+    pub environments: environments::Environments,
+    /// The config center: applications' config, releases and their delivery.
+    pub config: config_center::ConfigCenter,
     /// [`ServerConfig::crash_after_claim`]: a fault for tests only.
     #[doc(hidden)]
     pub crash_after_claim: bool,
@@ -287,6 +293,8 @@ pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
     let services =
         services::Services::new(store.clone(), logs.clone(), dispatch.clone(), metrics.clone());
     let app = Arc::new(AppState {
+        environments: environments::Environments::new(store.clone(), secrets.clone()),
+        config: config_center::ConfigCenter::new(store.clone()),
         services: services.clone(),
         store,
         logs,

@@ -10,7 +10,7 @@
 //!   never change once stored, and no release is ever deleted (only its environment's or
 //!   application's deletion removes it);
 //! - a change of a head ([`Store::add_config_release`], [`Store::decide_config_release`])
-//!   names the head revision it was decided on and is refused (`Conflict`) if another change
+//!   names the head revision it was decided on and is refused (`Moved`) if another change
 //!   came first, so a decision is never applied to a head it did not see.
 
 use std::collections::BTreeMap;
@@ -417,7 +417,7 @@ macro_rules! bump_head {
         .await
         .ctx($what)?
         .ok_or_else(|| {
-            StoreError::Conflict(format!(
+            StoreError::Moved(format!(
                 "the config of {} changed while this was decided: try again",
                 $names
             ))
@@ -754,7 +754,7 @@ impl Store {
     /// Adds a release of application `app` in environment `env` if the head is still at
     /// `revision`: number = the last one + 1; the head's current (a release to everyone; the
     /// gray one is cleared), gray (a gray release) or pending (waiting for approval) becomes
-    /// it. One transaction with its audit entry. `Conflict` if the head moved.
+    /// it. One transaction with its audit entry. `Moved` if the head moved.
     pub async fn add_config_release(
         &self,
         project: &str,
@@ -841,7 +841,7 @@ impl Store {
 
     /// Approves or rejects the waiting release `number`, or releases the gray release
     /// `number` to everyone, if the head is still at `revision`. One transaction with its
-    /// audit entry. `Conflict` if the head moved or the release is not waiting (approve,
+    /// audit entry. `Moved` if the head moved; `Conflict` if the release is not waiting (approve,
     /// reject) or not the gray one (promote).
     pub async fn decide_config_release(
         &self,

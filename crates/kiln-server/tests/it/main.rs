@@ -2,6 +2,8 @@
 //! main scenarios also on PostgreSQL (`postgres.rs`).
 
 mod api;
+mod config;
+mod environments;
 mod files;
 mod gc;
 mod git;

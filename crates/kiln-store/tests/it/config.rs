@@ -115,7 +115,7 @@ async fn releases_move_the_head_only_from_the_revision_they_saw() {
             .add_config_release("shop", "api", "prod", 0, &release("d2", false, &[]))
             .await
             .unwrap_err();
-        assert!(matches!(&stale, StoreError::Conflict(m) if m.contains("try again")), "{stale}");
+        assert!(matches!(&stale, StoreError::Moved(m) if m.contains("try again")), "{stale}");
 
         let r2 = store
             .add_config_release("shop", "api", "prod", 1, &release("d2", true, &[]))
