@@ -431,6 +431,14 @@ fn n64(v: u32) -> i64 {
     i64::from(v)
 }
 
+/// `1 line`, `12 lines`.
+fn lines(text: &str) -> String {
+    match text.lines().count() {
+        1 => "1 line".into(),
+        n => format!("{n} lines"),
+    }
+}
+
 /// Refuses text with a NUL character (PostgreSQL's JSON and TEXT cannot hold one).
 fn check_text(what: &str, text: &str) -> Result<()> {
     if text.contains('\0') {
@@ -564,10 +572,10 @@ impl Store {
                     .execute(&mut *tx)
                     .await
                     .ctx(what)?;
-                let lines = template.lines().count();
+                let lines = lines(template);
                 let detail = match old {
-                    None => format!("added `{file}` ({lines} lines)"),
-                    Some(_) => format!("changed `{file}` ({lines} lines)"),
+                    None => format!("added `{file}` ({lines})"),
+                    Some(_) => format!("changed `{file}` ({lines})"),
                 };
                 audit!(tx, what, &project_id, app, None::<&str>, "template", detail, by, at);
                 true
@@ -685,10 +693,10 @@ impl Store {
                             .ctx(what)?;
                     }
                 }
-                let lines = yaml.lines().count();
+                let lines = lines(yaml);
                 let detail = match env {
-                    None => format!("set the shared values ({lines} lines)"),
-                    Some(e) => format!("set the values of `{e}` ({lines} lines)"),
+                    None => format!("set the shared values ({lines})"),
+                    Some(e) => format!("set the values of `{e}` ({lines})"),
                 };
                 audit!(tx, what, &project_id, app, env, "values", detail, by, at);
                 true

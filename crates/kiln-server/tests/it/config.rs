@@ -311,7 +311,7 @@ async fn a_rollback_is_a_new_release_with_the_old_files() {
         (r.number, r.kind.as_str(), r.rollback_of, r.digest.as_str()),
         (3, "rollback", Some(1), one.digest.as_str())
     );
-    assert_eq!(r.note.as_deref(), Some("rollback to release 1"));
+    assert_eq!(r.note, None);
     let got = a.fetch_config("shop", "api", "staging", None, None, None).await.unwrap().unwrap();
     assert_eq!((got.release, got.digest.as_str()), (3, one.digest.as_str()));
     assert!(got.files["app.yaml"].contains("port: 8080"));
@@ -346,7 +346,7 @@ async fn a_gray_release_reaches_the_named_instance_then_everyone() {
     values(a, Some("dev"), "db:\n  pool: 50\n").await.unwrap();
     let out = a.config_release("shop", "api", "dev", &gray).await.unwrap();
     assert_eq!((out.outcome.as_str(), out.release.number, out.release.gray), ("gray", 2, true));
-    assert!(out.message.contains("api-1 get it, the others keep release 1"), "{}", out.message);
+    assert!(out.message.contains("api-1 gets it, the others keep release 1"), "{}", out.message);
     let get =
         |instance: Option<&'static str>| a.fetch_config("shop", "api", "dev", instance, None, None);
     let one = get(Some("api-1")).await.unwrap().unwrap();
