@@ -217,11 +217,7 @@ impl ConfigCenter {
                 digest: source.digest.clone(),
                 files: source.files.clone(),
                 snapshot: source.snapshot.clone(),
-                note: Some(
-                    req.note
-                        .clone()
-                        .unwrap_or_else(|| format!("rollback to release {}", source.number)),
-                ),
+                note: req.note.clone(),
                 by: by.to_string(),
             };
             if let Step::Done(outcome) = self.record(&head, outcome, new).await? {
@@ -274,8 +270,9 @@ impl ConfigCenter {
             (
                 "gray",
                 format!(
-                    "gray release {n} of `{app}` in `{env}`: {} get it, the others keep release {}",
+                    "gray release {n} of `{app}` in `{env}`: {} {} it, the others keep release {}",
                     r.instances.join(", "),
+                    gets(&r.instances),
                     target.current.map_or_else(|| "-".into(), |c| c.to_string())
                 ),
             )
@@ -331,8 +328,9 @@ impl ConfigCenter {
                 (true, false) => (
                     "gray",
                     format!(
-                        "release {number} of `{app}` in `{env}` approved by {by}: {} get it",
-                        r.instances.join(", ")
+                        "release {number} of `{app}` in `{env}` approved by {by}: {} {} it",
+                        r.instances.join(", "),
+                        gets(&r.instances)
                     ),
                 ),
                 (false, _) => (
@@ -387,6 +385,11 @@ impl ConfigCenter {
     async fn refresh(&self, project: &str, app: &str, env: &str) -> ApiResult<ConfigTarget> {
         Ok(self.publish(project, app, env).await?.0)
     }
+}
+
+/// `gets` after one instance, `get` after several.
+fn gets(instances: &[String]) -> &'static str {
+    if instances.len() == 1 { "gets" } else { "get" }
 }
 
 fn names(h: &ConfigHead) -> (&str, &str, &str) {
