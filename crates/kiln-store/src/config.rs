@@ -181,6 +181,17 @@ pub enum ConfigDecision {
     Promote,
 }
 
+/// A decision to store with [`Store::decide_config_release`]: which release, what, by whom.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConfigDecided<'a> {
+    /// The release decided.
+    pub number: u32,
+    /// What is decided.
+    pub decision: ConfigDecision,
+    /// Who decides.
+    pub by: &'a str,
+}
+
 /// One entry of an application's audit log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigAuditRecord {
@@ -759,6 +770,30 @@ impl Store {
         })
     }
 
+    /// The revision of the head of application `app` in environment `env` (0 before its
+    /// first release), in one indexed read; `None` when there is no such project, application
+    /// or environment.
+    pub async fn config_revision(
+        &self,
+        project: &str,
+        app: &str,
+        env: &str,
+    ) -> Result<Option<u64>> {
+        let what = || format!("get the config revision of `{project}/{app}` in `{env}`");
+        let row: Option<(Option<i64>,)> = with_db!(&self.db, p => sqlx::query_as(
+            "SELECT t.revision FROM config_apps a JOIN projects p ON p.id = a.project_id \
+             JOIN environments e ON e.project_id = p.id \
+             LEFT JOIN config_targets t ON t.app_id = a.id AND t.environment_id = e.id \
+             WHERE p.name = $1 AND a.name = $2 AND e.name = $3")
+            .bind(project)
+            .bind(app)
+            .bind(env)
+            .fetch_optional(p)
+            .await)
+        .ctx(what)?;
+        row.map(|(r,)| int(r.unwrap_or(0), "config head revision")).transpose()
+    }
+
     /// Adds a release of application `app` in environment `env` if the head is still at
     /// `revision`: number = the last one + 1; the head's current (a release to everyone; the
     /// gray one is cleared), gray (a gray release) or pending (waiting for approval) becomes
@@ -784,7 +819,7 @@ impl Store {
             let head = bump_head!(tx, what, &a_id, &e_id, revision, names);
             let number = head.last_number + 1;
             let state = if r.pending { "pending" } else { "released" };
-            let instances = (!r.instances.is_empty()).then(|| Json(&r.instances));
+            let instances = (!r.instances.is_empty()).then_some(Json(&r.instances));
             sqlx::query(
                 "INSERT INTO config_releases (app_id, environment_id, number, state, kind, \
                  rollback_of, instances, digest, files, snapshot, note, requested_by, \
@@ -857,10 +892,9 @@ impl Store {
         app: &str,
         env: &str,
         revision: u64,
-        number: u32,
-        decision: ConfigDecision,
-        by: &str,
+        decided: &ConfigDecided<'_>,
     ) -> Result<ConfigReleaseRecord> {
+        let ConfigDecided { number, decision, by } = *decided;
         let a = self.config_app(project, app).await?;
         let e = self.environment(project, env).await?;
         let what = || format!("decide release {number} of `{project}/{app}` in `{env}`");

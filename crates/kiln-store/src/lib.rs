@@ -116,8 +116,9 @@ mod tokens;
 mod webhooks;
 
 pub use config::{
-    ConfigAppRecord, ConfigAuditRecord, ConfigDecision, ConfigHead, ConfigItemRecord,
-    ConfigReleaseRecord, ConfigSnapshot, ConfigTarget, ConfigValuesRecord, NewConfigRelease,
+    ConfigAppRecord, ConfigAuditRecord, ConfigDecided, ConfigDecision, ConfigHead,
+    ConfigItemRecord, ConfigReleaseRecord, ConfigSnapshot, ConfigTarget, ConfigValuesRecord,
+    NewConfigRelease,
 };
 pub use environments::{EnvValue, EnvVariableRecord, EnvironmentRecord};
 pub use error::{Result, StoreError};

@@ -328,7 +328,8 @@ impl ConfigCenter {
             .collect())
     }
 
-    /// A receiver of the head of `app` in `env` (loaded from the store on first use).
+    /// A receiver of the head of `app` in `env`: the hub's, unless the store holds a newer
+    /// head (a release through another server sharing the database), which is loaded first.
     /// `NotFound` for an unknown project, application or environment.
     pub async fn watch(
         &self,
@@ -337,7 +338,13 @@ impl ConfigCenter {
         env: &str,
     ) -> ApiResult<watch::Receiver<Arc<Head>>> {
         if let Some(rx) = self.hub.get(project, app, env) {
-            return Ok(rx);
+            let held = rx.borrow().revision;
+            match self.store.config_revision(project, app, env).await? {
+                Some(stored) if stored <= held => return Ok(rx),
+                Some(_) => {}
+                // Deleted meanwhile (through another server): forget it, and say so below.
+                None => self.hub.forget_environment(project, env),
+            }
         }
         Ok(self.publish(project, app, env).await?.1)
     }

@@ -10,7 +10,7 @@ use kiln_api::config::{
 };
 use kiln_config::release::{Ask, Gray, Head as PureHead, Outcome, Ref, Refusal, Waiting, decide};
 use kiln_store::{
-    ConfigDecision, ConfigHead, ConfigReleaseRecord, ConfigSnapshot, ConfigTarget,
+    ConfigDecided, ConfigDecision, ConfigHead, ConfigReleaseRecord, ConfigSnapshot, ConfigTarget,
     NewConfigRelease, StoreError,
 };
 
@@ -139,9 +139,7 @@ impl ConfigCenter {
                 app,
                 env,
                 head.target.revision,
-                number,
-                ConfigDecision::Promote,
-                by,
+                &ConfigDecided { number, decision: ConfigDecision::Promote, by },
             )
             .await;
         let Step::Done(r) = step(stored)? else { return Ok(Step::Moved) };
@@ -311,9 +309,7 @@ impl ConfigCenter {
                     app,
                     env,
                     head.target.revision,
-                    number,
-                    decision,
-                    by,
+                    &ConfigDecided { number, decision, by },
                 )
                 .await;
             let Step::Done(r) = step(stored)? else { continue };

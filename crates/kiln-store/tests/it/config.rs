@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use kiln_store::{ConfigDecision, ConfigSnapshot, NewConfigRelease, Store, StoreError};
+use kiln_store::{
+    ConfigDecided, ConfigDecision, ConfigSnapshot, NewConfigRelease, Store, StoreError,
+};
 
 use crate::on_both;
 
@@ -105,6 +107,9 @@ async fn releases_move_the_head_only_from_the_revision_they_saw() {
         store.set_config_item("shop", "api", "app.yaml", "x\n", "alice").await.unwrap();
         let head = store.config_head("shop", "api", "prod").await.unwrap();
         assert_eq!((head.target.revision, head.current.as_ref()), (0, None));
+        assert_eq!(store.config_revision("shop", "api", "prod").await.unwrap(), Some(0));
+        assert_eq!(store.config_revision("shop", "api", "qa").await.unwrap(), None);
+        assert_eq!(store.config_revision("shop", "web", "prod").await.unwrap(), None);
 
         let r1 = store
             .add_config_release("shop", "api", "prod", 0, &release("d1", false, &[]))
@@ -128,7 +133,13 @@ async fn releases_move_the_head_only_from_the_revision_they_saw() {
         assert_eq!(head.pending.as_ref().map(|r| r.number), Some(2));
 
         let approved = store
-            .decide_config_release("shop", "api", "prod", 2, 2, ConfigDecision::Approve, "bob")
+            .decide_config_release(
+                "shop",
+                "api",
+                "prod",
+                2,
+                &ConfigDecided { number: 2, decision: ConfigDecision::Approve, by: "bob" },
+            )
             .await
             .unwrap();
         assert_eq!(
@@ -137,7 +148,13 @@ async fn releases_move_the_head_only_from_the_revision_they_saw() {
         );
         assert!(approved.decided_at.is_some());
         let again = store
-            .decide_config_release("shop", "api", "prod", 3, 2, ConfigDecision::Approve, "bob")
+            .decide_config_release(
+                "shop",
+                "api",
+                "prod",
+                3,
+                &ConfigDecided { number: 2, decision: ConfigDecision::Approve, by: "bob" },
+            )
             .await
             .unwrap_err();
         assert!(matches!(again, StoreError::Conflict(_)), "{again}");
@@ -157,9 +174,7 @@ async fn releases_move_the_head_only_from_the_revision_they_saw() {
                 "api",
                 "prod",
                 4,
-                r3.number,
-                ConfigDecision::Reject,
-                "bob",
+                &ConfigDecided { number: r3.number, decision: ConfigDecision::Reject, by: "bob" },
             )
             .await
             .unwrap();
@@ -182,9 +197,7 @@ async fn releases_move_the_head_only_from_the_revision_they_saw() {
                 "api",
                 "prod",
                 6,
-                g.number,
-                ConfigDecision::Promote,
-                "carol",
+                &ConfigDecided { number: g.number, decision: ConfigDecision::Promote, by: "carol" },
             )
             .await
             .unwrap();
@@ -195,6 +208,7 @@ async fn releases_move_the_head_only_from_the_revision_they_saw() {
         );
         assert_eq!(head.gray, None);
 
+        assert_eq!(store.config_revision("shop", "api", "prod").await.unwrap(), Some(7));
         let history = store.config_releases("shop", "api", "prod").await.unwrap();
         let numbers: Vec<(u32, &str)> =
             history.iter().map(|r| (r.number, r.state.as_str())).collect();
