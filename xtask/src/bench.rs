@@ -15,6 +15,9 @@
 //! - services through the server (`kiln/benches/services.rs`): an agent lost to its
 //!   instance's replacement healthy elsewhere, an instance change to discovery watchers, a
 //!   rolling update of 10 instances, each beside its target;
+//! - the config center through the server (`kiln/benches/config.rs`): a release reaching
+//!   1,000 SSE watchers and 1,000 long polls, beside Debian's etcd 3.4 watched by 1,000
+//!   clients in the same run (`etcd-server` is installed when missing);
 //! - the registry beside CNCF distribution 2.8.2 (`kiln-registry/benches/registry.rs`):
 //!   manifest GETs/s, blob GET throughput, pushes/s, as ratios.
 
@@ -58,6 +61,9 @@ pub fn run(only: Option<&str>) -> Result<()> {
             "==> services: failover after a lost agent, discovery watch latency, rolling update of 10"
         );
         cargo(&["bench", "-p", "kiln", "--bench", "services"])?;
+    }
+    if want("config") {
+        config()?;
     }
     if want("placement") {
         println!("==> placement: 100,000 8-CPU tasks with constraints on 10,000 nodes (criterion)");
@@ -114,6 +120,17 @@ fn server() -> Result<()> {
             .args(["bench", "-p", "kiln", "--bench", "server"])
             .env("DOCKER_HOST", &docker_host),
     )
+}
+
+/// The config benchmark (`crates/kiln/benches/config.rs`) beside Debian's etcd.
+fn config() -> Result<()> {
+    if !crate::apt::is_installed("etcd-server") {
+        Apt::default().install(&["etcd-server"])?;
+    }
+    println!(
+        "==> config: a release to 1,000 SSE watchers and 1,000 long polls, beside etcd 3.4 watched by 1,000 clients"
+    );
+    cargo(&["bench", "-p", "kiln", "--bench", "config"])
 }
 
 /// The registry beside CNCF distribution (`crates/kiln-registry/benches/registry.rs`).

@@ -28,8 +28,14 @@ use serde_json::Value;
 use crate::step::{self, cargo};
 
 /// The crates that do no I/O, read no clock and do not depend on tokio.
-pub const PURE_CRATES: &[&str] =
-    &["kiln-workflow", "kiln-engine", "kiln-scheduler", "kiln-service", "kiln-scrape"];
+pub const PURE_CRATES: &[&str] = &[
+    "kiln-workflow",
+    "kiln-engine",
+    "kiln-scheduler",
+    "kiln-service",
+    "kiln-scrape",
+    "kiln-config",
+];
 
 /// Crates that do I/O (or exist to serve it), forbidden anywhere in a pure crate's normal
 /// tree. Not exhaustive: the async runtimes and what is built on them, HTTP, databases, the

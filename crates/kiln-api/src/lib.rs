@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 pub mod agent;
+pub mod config;
+pub mod environments;
 pub mod metric;
 pub mod pool;
 pub mod service;
@@ -66,6 +68,9 @@ pub mod codes {
     /// 404: the artifacts asked for existed but the garbage collector removed them (their
     /// run ended longer ago than the server's `--artifact-max-age`); the message says when.
     pub const ARTIFACTS_EXPIRED: &str = "artifacts_expired";
+    /// 422: a config item's template or a values file has errors, or a render failed;
+    /// `diagnostics` lists every problem with its file and line.
+    pub const INVALID_CONFIG: &str = "invalid_config";
     /// 500: a fault on the server's side; the message says what failed.
     pub const INTERNAL: &str = "internal";
 }

@@ -115,7 +115,8 @@ impl Client {
 
     async fn send(&self, req: RequestBuilder) -> Result<reqwest::Response> {
         let resp = req.send().await.map_err(|e| ClientError::Transport(transport(&e)))?;
-        if resp.status().is_success() {
+        // 304 answers a conditional request (a config long poll): not an error.
+        if resp.status().is_success() || resp.status() == StatusCode::NOT_MODIFIED {
             return Ok(resp);
         }
         let status = resp.status();
@@ -663,6 +664,293 @@ impl Client {
     pub async fn scraped(&self) -> Result<String> {
         let resp = self.send(self.request(Method::GET, self.url(&["metrics", "scraped"]))).await?;
         resp.text().await.map_err(|e| ClientError::Transport(format!("bad answer: {e}")))
+    }
+
+    // ---- environments ----
+
+    /// The environments of `project`, in their order (secrets' values masked).
+    pub async fn environments(
+        &self,
+        project: &str,
+    ) -> Result<Vec<kiln_api::environments::Environment>> {
+        self.get(&["projects", project, "environments"]).await
+    }
+
+    /// Creates an environment.
+    pub async fn create_environment(
+        &self,
+        project: &str,
+        req: &kiln_api::environments::CreateEnvironment,
+    ) -> Result<kiln_api::environments::Environment> {
+        let u = self.url(&["projects", project, "environments"]);
+        self.json(self.request(Method::POST, u).json(req)).await
+    }
+
+    /// One environment with its variables (secrets' values masked).
+    pub async fn environment(
+        &self,
+        project: &str,
+        env: &str,
+    ) -> Result<kiln_api::environments::Environment> {
+        self.get(&["projects", project, "environments", env]).await
+    }
+
+    /// Changes an environment's order or protected flag.
+    pub async fn update_environment(
+        &self,
+        project: &str,
+        env: &str,
+        req: &kiln_api::environments::UpdateEnvironment,
+    ) -> Result<kiln_api::environments::Environment> {
+        let u = self.url(&["projects", project, "environments", env]);
+        self.json(self.request(Method::PATCH, u).json(req)).await
+    }
+
+    /// Deletes an environment.
+    pub async fn delete_environment(&self, project: &str, env: &str) -> Result<()> {
+        let u = self.url(&["projects", project, "environments", env]);
+        self.send(self.request(Method::DELETE, u)).await.map(|_| ())
+    }
+
+    /// Sets a variable (or, with `secret`, a sealed secret) of an environment.
+    pub async fn set_env_variable(
+        &self,
+        project: &str,
+        env: &str,
+        name: &str,
+        req: &kiln_api::environments::SetVariable,
+    ) -> Result<kiln_api::environments::EnvVariable> {
+        let u = self.url(&["projects", project, "environments", env, "variables", name]);
+        self.json(self.request(Method::PUT, u).json(req)).await
+    }
+
+    /// Removes a variable of an environment.
+    pub async fn unset_env_variable(&self, project: &str, env: &str, name: &str) -> Result<()> {
+        let u = self.url(&["projects", project, "environments", env, "variables", name]);
+        self.send(self.request(Method::DELETE, u)).await.map(|_| ())
+    }
+
+    // ---- config center ----
+
+    /// The applications with config in `project`.
+    pub async fn config_apps(
+        &self,
+        project: &str,
+    ) -> Result<Vec<kiln_api::config::ConfigAppSummary>> {
+        self.get(&["projects", project, "apps"]).await
+    }
+
+    /// An application's items and values.
+    pub async fn config_app(
+        &self,
+        project: &str,
+        app: &str,
+    ) -> Result<kiln_api::config::ConfigApp> {
+        self.get(&["projects", project, "apps", app]).await
+    }
+
+    /// Sets the template of config item `file`.
+    pub async fn set_config_template(
+        &self,
+        project: &str,
+        app: &str,
+        file: &str,
+        template: &str,
+    ) -> Result<kiln_api::config::EditResult> {
+        let u = self.url(&["projects", project, "apps", app, "templates", file]);
+        let body = kiln_api::config::SetTemplate { template: template.to_string() };
+        self.json(self.request(Method::PUT, u).json(&body)).await
+    }
+
+    /// Removes config item `file`.
+    pub async fn remove_config_template(&self, project: &str, app: &str, file: &str) -> Result<()> {
+        let u = self.url(&["projects", project, "apps", app, "templates", file]);
+        self.send(self.request(Method::DELETE, u)).await.map(|_| ())
+    }
+
+    /// Sets the shared values (`env` None) or an environment's.
+    pub async fn set_config_values(
+        &self,
+        project: &str,
+        app: &str,
+        env: Option<&str>,
+        req: &kiln_api::config::SetValues,
+    ) -> Result<kiln_api::config::EditResult> {
+        let u = match env {
+            None => self.url(&["projects", project, "apps", app, "values"]),
+            Some(e) => self.url(&["projects", project, "apps", app, "values", e]),
+        };
+        self.json(self.request(Method::PUT, u).json(req)).await
+    }
+
+    fn app_env_url(&self, project: &str, app: &str, env: &str, rest: &[&str]) -> Url {
+        let mut segments = vec!["projects", project, "apps", app, "environments", env];
+        segments.extend_from_slice(rest);
+        self.url(&segments)
+    }
+
+    /// The draft of an application in an environment, rendered (nothing is stored).
+    pub async fn config_render(
+        &self,
+        project: &str,
+        app: &str,
+        env: &str,
+    ) -> Result<kiln_api::config::Rendered> {
+        self.json(self.request(Method::GET, self.app_env_url(project, app, env, &["render"]))).await
+    }
+
+    /// A diff: the draft against the current release (no option), against another
+    /// environment (`against`), or two releases (`releases`).
+    pub async fn config_diff(
+        &self,
+        project: &str,
+        app: &str,
+        env: &str,
+        against: Option<&str>,
+        releases: Option<(u32, u32)>,
+    ) -> Result<kiln_api::config::ConfigDiff> {
+        let mut u = self.app_env_url(project, app, env, &["diff"]);
+        if let Some(a) = against {
+            u.query_pairs_mut().append_pair("against", a);
+        }
+        if let Some((from, to)) = releases {
+            u.query_pairs_mut()
+                .append_pair("from", &from.to_string())
+                .append_pair("to", &to.to_string());
+        }
+        self.json(self.request(Method::GET, u)).await
+    }
+
+    /// Releases the draft (or a gray release, or the gray release to all).
+    pub async fn config_release(
+        &self,
+        project: &str,
+        app: &str,
+        env: &str,
+        req: &kiln_api::config::ReleaseRequest,
+    ) -> Result<kiln_api::config::ReleaseOutcome> {
+        let u = self.app_env_url(project, app, env, &["releases"]);
+        self.json(self.request(Method::POST, u).json(req)).await
+    }
+
+    /// Every release of an application in an environment, oldest first.
+    pub async fn config_history(
+        &self,
+        project: &str,
+        app: &str,
+        env: &str,
+    ) -> Result<Vec<kiln_api::config::ConfigRelease>> {
+        self.json(self.request(Method::GET, self.app_env_url(project, app, env, &["releases"])))
+            .await
+    }
+
+    /// One release with its files and what they were rendered from.
+    pub async fn config_release_detail(
+        &self,
+        project: &str,
+        app: &str,
+        env: &str,
+        number: u32,
+    ) -> Result<kiln_api::config::ConfigReleaseDetail> {
+        let n = number.to_string();
+        self.json(self.request(Method::GET, self.app_env_url(project, app, env, &["releases", &n])))
+            .await
+    }
+
+    /// Approves (`approve`) or rejects the release waiting for approval.
+    pub async fn config_decide(
+        &self,
+        project: &str,
+        app: &str,
+        env: &str,
+        number: u32,
+        approve: bool,
+    ) -> Result<kiln_api::config::ReleaseOutcome> {
+        let n = number.to_string();
+        let action = if approve { "approve" } else { "reject" };
+        let u = self.app_env_url(project, app, env, &["releases", &n, action]);
+        self.json(self.request(Method::POST, u)).await
+    }
+
+    /// Rolls back: a new release with an earlier release's files.
+    pub async fn config_rollback(
+        &self,
+        project: &str,
+        app: &str,
+        env: &str,
+        req: &kiln_api::config::RollbackRequest,
+    ) -> Result<kiln_api::config::ReleaseOutcome> {
+        let u = self.app_env_url(project, app, env, &["rollback"]);
+        self.json(self.request(Method::POST, u).json(req)).await
+    }
+
+    /// The audit log of an application.
+    pub async fn config_audit(
+        &self,
+        project: &str,
+        app: &str,
+    ) -> Result<Vec<kiln_api::config::AuditEntry>> {
+        self.get(&["projects", project, "apps", app, "audit"]).await
+    }
+
+    /// The release consumer `instance` gets; with `known` (the digest it has) and `wait`, a
+    /// long poll that returns `None` (304) when no other release came within `wait`.
+    pub async fn fetch_config(
+        &self,
+        project: &str,
+        app: &str,
+        env: &str,
+        instance: Option<&str>,
+        known: Option<&str>,
+        wait: Option<Duration>,
+    ) -> Result<Option<kiln_api::config::DeliveredConfig>> {
+        let mut u = self.url(&["projects", project, "config", app, env]);
+        if let Some(i) = instance {
+            u.query_pairs_mut().append_pair("instance", i);
+        }
+        if let Some(w) = wait {
+            u.query_pairs_mut().append_pair("wait", &format!("{}ms", w.as_millis()));
+        }
+        let mut req = self.request(Method::GET, u);
+        if let Some(k) = known {
+            req = req.header(reqwest::header::IF_NONE_MATCH, format!("\"{k}\""));
+        }
+        let resp = self.send(req).await?;
+        if resp.status() == StatusCode::NOT_MODIFIED {
+            return Ok(None);
+        }
+        resp.json().await.map(Some).map_err(|e| ClientError::Transport(format!("bad answer: {e}")))
+    }
+
+    /// Every release consumer `instance` gets, as it happens (the config watch, over SSE),
+    /// after release `after` (the one it has). Yields releases until the server goes away.
+    pub async fn watch_config(
+        &self,
+        project: &str,
+        app: &str,
+        env: &str,
+        instance: Option<&str>,
+        after: Option<u32>,
+    ) -> Result<impl Stream<Item = Result<kiln_api::config::DeliveredConfig>> + use<>> {
+        use eventsource_stream::Eventsource;
+        let mut u = self.url(&["projects", project, "config", app, env, "watch"]);
+        if let Some(i) = instance {
+            u.query_pairs_mut().append_pair("instance", i);
+        }
+        if let Some(a) = after {
+            u.query_pairs_mut().append_pair("after", &a.to_string());
+        }
+        let resp = self.send(self.request(Method::GET, u)).await?;
+        Ok(resp.bytes_stream().eventsource().filter_map(|e| async move {
+            match e {
+                Ok(ev) if ev.event == "release" => Some(
+                    serde_json::from_str(&ev.data)
+                        .map_err(|e| ClientError::Transport(format!("bad config release: {e}"))),
+                ),
+                Ok(_) => None,
+                Err(e) => Some(Err(ClientError::Transport(format!("config watch: {e}")))),
+            }
+        }))
     }
 
     // ---- agent protocol ----

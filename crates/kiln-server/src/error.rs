@@ -63,7 +63,7 @@ impl From<StoreError> for ApiErr {
     fn from(e: StoreError) -> ApiErr {
         match &e {
             StoreError::NotFound(what) => ApiErr::not_found(format!("{what} does not exist")),
-            StoreError::Conflict(m) => ApiErr::conflict(m.clone()),
+            StoreError::Conflict(m) | StoreError::Moved(m) => ApiErr::conflict(m.clone()),
             StoreError::Invalid(m) => ApiErr::bad_request(m.clone()),
             _ => {
                 tracing::error!("store: {e}");

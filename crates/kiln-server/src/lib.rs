@@ -1,7 +1,7 @@
 //! Kiln's server: pipelines and runs kept in the store, run coordination through the engine,
 //! job attempts leased to agents, logs with live follow, artifacts and caches in a blob
 //! directory, project secrets, schedules, services and the scraping of their metrics,
-//! bearer-token auth, the REST API under `/api/v1` with its
+//! environments and the config center, bearer-token auth, the REST API under `/api/v1` with its
 //! OpenAPI document, Prometheus metrics, and the OCI registry (`kiln-registry`) at `/v2/`.
 //!
 //! The server never runs a container itself and depends on no executor: agents (the embedded
@@ -18,8 +18,10 @@ use tokio_util::sync::CancellationToken;
 
 pub mod auth;
 pub mod blobs;
+pub mod config_center;
 pub mod coord;
 pub mod dispatch;
+pub mod environments;
 pub mod error;
 pub mod gc;
 pub mod metrics;
@@ -139,6 +141,10 @@ pub struct AppState {
     pub task_tokens: task_token::TaskTokens,
     /// Metric rules and what they scraped.
     pub scraper: scrape::Scraper,
+    /// Environments of projects and their variables.
+    pub environments: environments::Environments,
+    /// The config center: applications' config, releases and their delivery.
+    pub config: config_center::ConfigCenter,
     /// [`ServerConfig::crash_after_claim`]: a fault for tests only.
     #[doc(hidden)]
     pub crash_after_claim: bool,
@@ -306,6 +312,8 @@ pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
         services.clone(),
     );
     let app = Arc::new(AppState {
+        environments: environments::Environments::new(store.clone(), secrets.clone()),
+        config: config_center::ConfigCenter::new(store.clone()),
         services: services.clone(),
         task_tokens,
         scraper: scraper.clone(),

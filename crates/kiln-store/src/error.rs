@@ -13,6 +13,10 @@ pub enum StoreError {
     /// The change contradicts what is stored (a duplicate name, a finished run, a decided stage).
     #[error("{0}")]
     Conflict(String),
+    /// What the change was decided on moved meanwhile (another change came first): read it
+    /// again, decide again, retry.
+    #[error("{0}")]
+    Moved(String),
     /// The caller's input is not acceptable (a bad name, an empty field).
     #[error("{0}")]
     Invalid(String),

@@ -83,3 +83,13 @@ id_type!(
     ServiceId,
     "service"
 );
+id_type!(
+    /// Identifies an environment of a project.
+    EnvironmentId,
+    "environment"
+);
+id_type!(
+    /// Identifies an application's config.
+    ConfigAppId,
+    "config app"
+);

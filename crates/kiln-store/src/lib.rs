@@ -1,7 +1,8 @@
 //! Kiln's persistence: projects, pipelines, runs and their event logs, jobs, approvals, API
 //! tokens, sealed secrets, artifact and cache records, pipelines' schedules, webhook deliveries
 //! and the runs triggers intend (the trigger outbox), services (their versions, instances and
-//! store-wide event log), metric scraping rules, the OCI registry's repositories,
+//! store-wide event log), metric scraping rules, environments and their variables, the config
+//! center (applications' templates and values, releases, heads, audit log), the OCI registry's repositories,
 //! manifests, tags, push events and webhook outbox, in SQLite (the default) or PostgreSQL,
 //! through one [`Store`].
 //!
@@ -96,6 +97,8 @@ macro_rules! with_tx {
 
 mod artifacts;
 mod caches;
+mod config;
+mod environments;
 mod error;
 mod ids;
 mod intents;
@@ -113,8 +116,14 @@ mod services;
 mod tokens;
 mod webhooks;
 
+pub use config::{
+    ConfigAppRecord, ConfigAuditRecord, ConfigDecided, ConfigDecision, ConfigHead,
+    ConfigItemRecord, ConfigReleaseRecord, ConfigSnapshot, ConfigTarget, ConfigValuesRecord,
+    NewConfigRelease,
+};
+pub use environments::{EnvValue, EnvVariableRecord, EnvironmentRecord};
 pub use error::{Result, StoreError};
-pub use ids::{PipelineId, ProjectId, RunId, ServiceId, TokenId};
+pub use ids::{ConfigAppId, EnvironmentId, PipelineId, ProjectId, RunId, ServiceId, TokenId};
 pub use intents::{IntentRun, RunIntent};
 pub use metric_rules::{MetricRuleRecord, RuleChange};
 pub use model::{

@@ -33,7 +33,7 @@ struct SealedRow {
 
 /// Checks a secret name: an environment variable name, `[A-Z_][A-Z0-9_]*`, at most 128 bytes
 /// (jobs see secrets as environment variables).
-fn check_secret_name(name: &str) -> Result<()> {
+pub(crate) fn check_secret_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= MAX_NAME
         && !name.starts_with(|c: char| c.is_ascii_digit())

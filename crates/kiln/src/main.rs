@@ -79,6 +79,12 @@ enum Cmd {
     /// Metric rules: scrape the instances of services picked by labels (apply, list, show,
     /// delete).
     Metric(remote::metrics::MetricCmd),
+    /// A project's environments (dev, staging, prod): order, protection, variables and
+    /// secrets (create, list, show, update, delete, set-var, set-secret, unset).
+    Env(remote::environments::EnvCmd),
+    /// The config center: config items rendered from templates and per-environment values
+    /// (set-template, set-values, render, diff, release, approve, history, rollback, audit).
+    Config(remote::config::ConfigCmd),
     /// Evict caches and expire artifacts past the server's limits now (admin); prints what
     /// was removed.
     Gc(remote::gc::GcArgs),
@@ -184,6 +190,8 @@ fn main() -> ExitCode {
         Cmd::Registry(cmd) => block_on(remote::exit(remote::registry::registry(cmd))),
         Cmd::Service(cmd) => block_on(remote::exit(remote::services::service(cmd))),
         Cmd::Metric(cmd) => block_on(remote::exit(remote::metrics::metric(cmd))),
+        Cmd::Env(cmd) => block_on(remote::exit(remote::environments::env(cmd))),
+        Cmd::Config(cmd) => block_on(remote::exit(remote::config::config(cmd))),
         Cmd::Gc(args) => block_on(remote::exit(remote::gc::gc(args))),
         Cmd::Webhook(cmd) => block_on(remote::exit(remote::webhooks::webhook(cmd))),
         Cmd::Server(args) => block_on(server_cmd::server(args)),

@@ -20,7 +20,10 @@ use crate::App;
 use crate::error::ApiErr;
 
 pub mod agents;
+pub mod config;
+pub mod config_delivery;
 pub mod discovery;
+pub mod environments;
 pub mod gc;
 pub mod hooks;
 pub mod logs;
@@ -45,14 +48,15 @@ pub struct Body<T>(pub T);
 #[openapi(
     info(
         title = "Kiln API",
-        description = "Pipelines, runs, logs, approvals, artifacts, secrets, tokens and the agent lease protocol. Every call needs `Authorization: Bearer <token>`. Errors are `{\"error\": {\"code\", \"message\", \"diagnostics\"}}` with a stable code."
+        description = "Pipelines, runs, logs, approvals, artifacts, secrets, tokens, services, environments, the config center and the agent lease protocol. Every call needs `Authorization: Bearer <token>`. Errors are `{\"error\": {\"code\", \"message\", \"diagnostics\"}}` with a stable code."
     ),
     modifiers(&Bearer),
     security(("bearer" = [])),
     tags(
         (name = "projects"), (name = "pipelines"), (name = "runs"), (name = "logs"),
         (name = "artifacts"), (name = "secrets"), (name = "tokens"), (name = "agents"), (name = "pool"),
-        (name = "server"), (name = "registry"), (name = "hooks"), (name = "services")
+        (name = "server"), (name = "registry"), (name = "hooks"), (name = "services"),
+        (name = "environments"), (name = "config")
     )
 )]
 struct ApiDoc;
@@ -99,6 +103,24 @@ fn api_router() -> OpenApiRouter<App> {
         .routes(routes!(scrape::get, scrape::apply, scrape::delete))
         .routes(routes!(scrape::scraped))
         .routes(routes!(scrape::service_metrics))
+        .routes(routes!(environments::list, environments::create))
+        .routes(routes!(environments::show, environments::update, environments::delete))
+        .routes(routes!(environments::set_variable, environments::unset_variable))
+        .routes(routes!(config::apps))
+        .routes(routes!(config::show))
+        .routes(routes!(config::set_template, config::remove_template))
+        .routes(routes!(config::set_shared_values))
+        .routes(routes!(config::set_env_values))
+        .routes(routes!(config::render))
+        .routes(routes!(config::diff))
+        .routes(routes!(config::history, config::release))
+        .routes(routes!(config::release_show))
+        .routes(routes!(config::approve))
+        .routes(routes!(config::reject))
+        .routes(routes!(config::rollback))
+        .routes(routes!(config::audit))
+        .routes(routes!(config_delivery::get))
+        .routes(routes!(config_delivery::watch))
         .routes(routes!(runs::trigger))
         .routes(routes!(runs::show_by_number))
         .routes(routes!(runs::list))

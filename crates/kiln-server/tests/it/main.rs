@@ -2,7 +2,9 @@
 //! main scenarios also on PostgreSQL (`postgres.rs`).
 
 mod api;
+mod config;
 mod distcc;
+mod environments;
 mod files;
 mod gc;
 mod git;

@@ -3,7 +3,7 @@
 //! `KILN_REQUIRE_POSTGRES=1` so that these fail rather than skip without it).
 
 use crate::support::{Backend, TestServer};
-use crate::{api, files, git, schedules, scrape};
+use crate::{api, config, environments, files, git, schedules, scrape};
 
 /// `#[tokio::test] fn NAME` running `SCENARIO` on a fresh PostgreSQL database, or skipping it.
 macro_rules! on_postgres {
@@ -39,6 +39,14 @@ on_postgres! {
         git::a_crash_after_a_delivery_is_claimed_loses_and_doubles_nothing_on;
     metric_rules_on_postgres =>
         scrape::a_bad_rule_file_is_refused_with_positions_and_nothing_is_stored_on;
+    environments_on_postgres =>
+        environments::environments_keep_their_order_and_variables_with_secrets_masked_on;
+    config_render_errors_on_postgres =>
+        config::render_errors_name_file_and_line_and_store_nothing_on;
+    config_approvals_on_postgres =>
+        config::a_protected_environment_needs_a_second_person_to_approve_on;
+    config_watch_resumes_on_postgres =>
+        config::a_watch_resumes_after_a_server_restart_with_the_latest_release_and_no_duplicate_on;
 }
 
 /// On PostgreSQL nothing of the state is in the data directory: a second server on the same

@@ -16,6 +16,8 @@ use tempfile::TempDir;
 
 mod artifacts;
 mod caches;
+mod config;
+mod environments;
 mod intents;
 mod metric_rules;
 mod nodes;

@@ -156,7 +156,7 @@ pub async fn token(cmd: TokenCmd) -> CmdResult {
 }
 
 /// The secret's value: `--value`, else stdin (a hidden prompt on a terminal).
-fn secret_value(value: Option<String>, name: &str) -> Result<String, Fail> {
+pub(crate) fn secret_value(value: Option<String>, name: &str) -> Result<String, Fail> {
     if let Some(v) = value {
         return Ok(v);
     }
@@ -177,7 +177,7 @@ fn secret_value(value: Option<String>, name: &str) -> Result<String, Fail> {
     let text = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text);
     if text.is_empty() {
         return Err(Fail::invalid(format!(
-            "no value for {name}: pipe it on stdin (`printf %s \"$VALUE\" | kiln secret set …`) or pass --value"
+            "no value for {name}: pipe it on stdin (`printf %s \"$VALUE\" | kiln …`) or pass --value"
         )));
     }
     Ok(text.to_string())

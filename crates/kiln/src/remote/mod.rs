@@ -1,5 +1,5 @@
 //! The client commands: `kiln pipeline`, `project`, `trigger`, `runs`, `run show`, `logs`,
-//! `approve`, `reject`, `cancel`, `retry`, `artifacts`, `token`, `secret`, `registry` and `triggers` talk to a Kiln
+//! `approve`, `reject`, `cancel`, `retry`, `artifacts`, `token`, `secret`, `registry`, `triggers`, `env` and `config` talk to a Kiln
 //! server through `kiln_client::Client`. This module holds what they share: the connection
 //! options, the error type with its exit codes, and table and time formatting.
 //!
@@ -23,6 +23,8 @@ use crate::{EXIT_FAILED, EXIT_INVALID, Format};
 
 pub mod access;
 pub mod artifacts;
+pub mod config;
+pub mod environments;
 pub mod gc;
 pub mod logs;
 pub mod metrics;

@@ -29,7 +29,7 @@ impl Drop for Server {
 
 impl Server {
     /// Starts a server on a free port and waits until it says where it listens.
-    fn start() -> Server {
+    pub(crate) fn start() -> Server {
         Server::start_on("process")
     }
 
@@ -40,9 +40,32 @@ impl Server {
 
     /// [`Server::start_on`] with more `kiln server` flags.
     pub(crate) fn start_with(executor: &str, flags: &[&str]) -> Server {
+        Server::start_full(executor, flags, false)
+    }
+
+    /// [`Server::start`] logging at debug level into a file that [`Server::log`] reads.
+    pub(crate) fn start_logged() -> Server {
+        Server::start_full("process", &[], true)
+    }
+
+    /// What the server wrote to its log file (see [`Server::start_logged`]).
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(self.data.path().join("server.log")).unwrap_or_default()
+    }
+
+    fn start_full(executor: &str, flags: &[&str], logged: bool) -> Server {
         let data = tempfile::tempdir().unwrap();
+        let stderr = if logged {
+            Stdio::from(std::fs::File::create(data.path().join("server.log")).unwrap())
+        } else {
+            Stdio::inherit()
+        };
         let work = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kiln"));
+        if logged {
+            command.env("KILN_LOG", "debug");
+        }
+        let mut child = command
             .args(["server", "--data"])
             .arg(data.path())
             .args(["--listen", "127.0.0.1:0", "--executor", executor])
@@ -53,7 +76,7 @@ impl Server {
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("kiln server starts");
         let stdout = child.stdout.take().unwrap();
