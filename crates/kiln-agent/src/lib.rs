@@ -18,6 +18,7 @@ pub mod host;
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -87,6 +88,10 @@ struct Held {
     /// For a service instance: its last reported health, sent again after the agent
     /// registers anew (the server may have restarted and missed it).
     health: Option<Arc<Mutex<Option<AgentEvent>>>>,
+    /// Its task ended (the process is gone); only its `exited` report may still be on its
+    /// way. It no longer takes one of the agent's slots: the server frees its lease the moment
+    /// that report lands and wakes the agent's poll, which must then ask for new work.
+    ended: Arc<AtomicBool>,
 }
 
 /// Runs the agent until `stop` is cancelled: registers, polls, runs leases. Transport errors
@@ -169,8 +174,9 @@ pub async fn run(
             let (ids, free) = {
                 let h = held.lock().unwrap_or_else(|p| p.into_inner());
                 let ids: Vec<String> = h.keys().cloned().collect();
+                let busy = h.values().filter(|x| !x.ended.load(Ordering::SeqCst)).count();
                 let free =
-                    register.capacity.saturating_sub(u32::try_from(ids.len()).unwrap_or(u32::MAX));
+                    register.capacity.saturating_sub(u32::try_from(busy).unwrap_or(u32::MAX));
                 (ids, free)
             };
             let req = LeaseRequest { held: ids, free, wait_ms: 20_000 };
@@ -200,9 +206,10 @@ pub async fn run(
             for lease in resp.leases {
                 let cancel = stop.child_token();
                 let health = lease.instance.as_ref().map(|_| Arc::new(Mutex::new(None)));
+                let ended = Arc::new(AtomicBool::new(false));
                 held.lock().unwrap_or_else(|p| p.into_inner()).insert(
                     lease.id.clone(),
-                    Held { cancel: cancel.clone(), health: health.clone() },
+                    Held { cancel: cancel.clone(), health: health.clone(), ended: ended.clone() },
                 );
                 let (client, executor, held, config, reports) = (
                     client.clone(),
@@ -216,11 +223,12 @@ pub async fn run(
                     match health {
                         Some(health) => {
                             let ex = executor.as_ref();
-                            run_instance_lease(&reports, ex, &config, lease, cancel, health).await;
+                            let (r, c) = (&reports, &config);
+                            run_instance_lease(r, ex, c, lease, cancel, health, &ended).await;
                         }
                         None => {
                             let ex = executor.as_ref();
-                            run_lease(&client, &reports, ex, &config, lease, cancel).await;
+                            run_lease(&client, &reports, ex, &config, lease, cancel, &ended).await;
                         }
                     }
                     held.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
@@ -369,12 +377,14 @@ async fn run_lease(
     config: &AgentConfig,
     lease: Lease,
     cancel: CancellationToken,
+    ended: &AtomicBool,
 ) {
     let (tx, rx) = mpsc::unbounded_channel();
     let sender =
         tokio::spawn(forward_events(lease.id.clone(), rx, reports.clone(), cancel.clone(), false));
     let dir = config.work_dir.join(&lease.id);
     let outcome = wrapped(client, executor, config, &lease, &dir, &tx, &cancel).await;
+    ended.store(true, Ordering::SeqCst);
     let _ = tx.send(AgentEvent::Exited { outcome });
     drop(tx);
     let _ = sender.await;
@@ -509,6 +519,7 @@ async fn run_instance_lease(
     lease: Lease,
     cancel: CancellationToken,
     last_health: Arc<Mutex<Option<AgentEvent>>>,
+    ended: &AtomicBool,
 ) {
     let (tx, rx) = mpsc::unbounded_channel();
     let sender =
@@ -536,6 +547,7 @@ async fn run_instance_lease(
         });
     })
     .await;
+    ended.store(true, Ordering::SeqCst);
     let _ = tx.send(AgentEvent::Exited { outcome });
     drop(tx);
     let _ = sender.await;

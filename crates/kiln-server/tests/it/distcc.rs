@@ -21,7 +21,7 @@ fn three_cities(s: &TestServer) -> Vec<TestAgent> {
         .enumerate()
         .map(|(n, city)| {
             let attrs = [("city", AttrValue::Text(city.to_string()))];
-            let first = 43000 + 100 * u16::try_from(n).unwrap();
+            let first = 45000 + 100 * u16::try_from(n).unwrap();
             s.agent(&format!("{city}-1"), 4, on_loopback(&attrs, first))
         })
         .collect()

@@ -462,8 +462,8 @@ async fn prometheus_follows_kiln_s_targets_and_reads_the_scraped_endpoint() {
     let Some(bin) = kiln_testkit::peer("prometheus", "/usr/bin/prometheus") else { return };
     let s = TestServer::start_full(Backend::Sqlite, 0, Duration::from_secs(30)).await;
     let dir = tempfile::tempdir().unwrap();
-    let a = s.agent("a", 4, on_loopback(&[], 44000));
-    let b = s.agent("b", 4, on_loopback(&[], 44100));
+    let a = s.agent("a", 4, on_loopback(&[], 46000));
+    let b = s.agent("b", 4, on_loopback(&[], 46100));
     apply(&s, "shop", &exporter_yaml("exporter", dir.path(), 2, "{ app: exporter, team: build }"))
         .await;
     wait_service(&s, "exporter", "2 healthy", |_| {}, |i| i.healthy == 2).await;
