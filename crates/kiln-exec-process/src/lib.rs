@@ -18,8 +18,22 @@
 //!   the task, as in a container. A process that leaves the group (`setsid`) escapes.
 //! - The task's `image` is ignored: scripts run on the host (the caller warns about it).
 //! - Services are refused by `check`; limits are accepted but **not enforced**.
-//! - `start` does no file system work and no waiting: it spawns the process and returns, so
-//!   the process runs well under a millisecond after `start` is called.
+//! - `start` does no waiting: it spawns the process and returns, so the process runs well
+//!   under a millisecond after `start` is called. With a records directory
+//!   ([`ProcessConfig::records`]) it first writes the task's pending record there (one small
+//!   file, renamed into place; the pid is added by the reaping task, off `start`'s path).
+//! - With a records directory, no process the executor starts goes unrecorded: its record
+//!   is written before it is spawned (the pid follows right after) and removed once it is
+//!   reaped, or when the executor is dropped, which kills it. A later executor's
+//!   [`ProcessExecutor::sweep`] ends the process groups that a killed executor (`kill -9`,
+//!   a crash) left running, and never a process the pid of a record no longer names
+//!   (`sweep.rs`).
+
+mod procfs;
+mod records;
+mod sweep;
+
+pub use sweep::Swept;
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -36,6 +50,7 @@ use kiln_exec::lines::OutputSplitter;
 use kiln_exec::{
     Entry, ExecError, Executor, ExitStatus, LogLine, LogStream, Stream, TaskId, TaskSpec,
 };
+use records::{Record, Records, Spawned};
 use rustix::process::{Pid, Signal, kill_process_group};
 use tokio::io::AsyncReadExt;
 use tokio::process::{Child, ChildStderr, ChildStdout, Command};
@@ -63,14 +78,21 @@ pub struct ProcessConfig {
     pub root: PathBuf,
     /// Host environment variables passed to every task (under the task's own env).
     pub inherit_env: Vec<String>,
+    /// Directory where each started process is recorded (`DIR/TASKID.json`: pid, process
+    /// group, start time) until it is reaped, for [`ProcessExecutor::sweep`] in the next
+    /// executor on the same directory; an agent uses `WORK_DIR/procs`. `None` (the
+    /// default): nothing is recorded.
+    pub records: Option<PathBuf>,
 }
 
 impl Default for ProcessConfig {
-    /// Workspaces in the system temp dir; `PATH`, `HOME`, `LANG` and `TMPDIR` inherited.
+    /// Workspaces in the system temp dir; `PATH`, `HOME`, `LANG` and `TMPDIR` inherited;
+    /// nothing recorded.
     fn default() -> Self {
         ProcessConfig {
             root: std::env::temp_dir(),
             inherit_env: ["PATH", "HOME", "LANG", "TMPDIR"].map(str::to_string).to_vec(),
+            records: None,
         }
     }
 }
@@ -82,6 +104,11 @@ pub struct ProcessExecutor {
     /// Inherited variables, read once at construction.
     base_env: Vec<(OsString, OsString)>,
     tasks: Mutex<HashMap<TaskId, Arc<Mutex<ProcTask>>>>,
+    /// Where started processes are recorded, if anywhere.
+    records: Option<Arc<Records>>,
+    /// Why not, when a records directory was asked for but `/proc` cannot identify
+    /// processes (not Linux): tasks still run, unrecorded, and `sweep` says this.
+    unrecorded: Option<String>,
 }
 
 #[derive(Debug)]
@@ -90,6 +117,8 @@ struct ProcTask {
     /// The task's env and working directory, for `exec`.
     env: std::collections::BTreeMap<String, String>,
     workdir: PathBuf,
+    /// The task's labels, for its record.
+    labels: std::collections::BTreeMap<String, String>,
     phase: Phase,
     status: Arc<watch::Sender<Option<Result<ExitStatus, ExecError>>>>,
 }
@@ -123,7 +152,50 @@ impl ProcessExecutor {
         if !base_env.iter().any(|(key, _)| key == "PATH") {
             base_env.push(("PATH".into(), DEFAULT_PATH.into()));
         }
-        ProcessExecutor { root: config.root, base_env, tasks: Mutex::new(HashMap::new()) }
+        let (records, unrecorded) = match config.records.map(|dir| (Records::new(dir.clone()), dir))
+        {
+            None => (None, None),
+            Some((Ok(records), _)) => (Some(Arc::new(records)), None),
+            Some((Err(why), dir)) => {
+                let why = format!("process: cannot record processes in {}: {why}", dir.display());
+                tracing::warn!("{why}");
+                (None, Some(why))
+            }
+        };
+        ProcessExecutor {
+            root: config.root,
+            base_env,
+            tasks: Mutex::new(HashMap::new()),
+            records,
+            unrecorded,
+        }
+    }
+
+    /// Ends what a previous executor on the same records directory left running when it was
+    /// killed without stopping its tasks (`kill -9` of the agent, a crash): for each record
+    /// whose owner process is gone and whose pid still names the recorded process (same
+    /// start time, same boot), the whole process group gets SIGTERM, two seconds, then
+    /// SIGKILL; the record and the task's workspace are removed. Records of executors that
+    /// still run (another agent sharing the directory) are left alone. Call it once, before
+    /// the first task starts (the agent's start); it answers what it ended. `Ok` and empty
+    /// without a records directory.
+    pub async fn sweep(&self) -> Result<Vec<Swept>, ExecError> {
+        if let Some(why) = &self.unrecorded {
+            return Err(ExecError::Engine(why.clone()));
+        }
+        let Some(records) = self.records.clone() else { return Ok(Vec::new()) };
+        tokio::task::spawn_blocking(move || sweep::sweep(&records, remove_workspace))
+            .await
+            .unwrap_or_else(|e| Err(ExecError::Engine(format!("process: sweeping: {e}"))))
+    }
+
+    /// Forgets the record of task `id` (its process is gone).
+    fn unrecord(records: Option<&Records>, id: &TaskId) {
+        if let Some(records) = records
+            && let Err(e) = records.remove(id.as_str())
+        {
+            tracing::warn!("process: removing the record of task {id}: {e}");
+        }
     }
 
     /// The workspace directory of task `id` (whether or not it exists). Errs for an id that
@@ -141,12 +213,17 @@ impl ProcessExecutor {
         }
     }
 
-    /// What still exists for task `id`: its workspace directory and its in-memory state.
-    /// Empty after `destroy`; the leak hook of the conformance suite.
+    /// What still exists for task `id`: its workspace directory, its in-memory state and its
+    /// record. Empty after `destroy`; the leak hook of the conformance suite.
     pub fn leftovers(&self, id: &TaskId) -> Vec<String> {
         let mut left = Vec::new();
         if self.lock_tasks().contains_key(id) {
             left.push(format!("state of task {id}"));
+        }
+        if let Some(record) = self.records.as_deref().map(|r| r.path(id.as_str()))
+            && record.exists()
+        {
+            left.push(record.display().to_string());
         }
         if let Ok(dir) = self.workspace_dir(id)
             && dir.symlink_metadata().is_ok()
@@ -206,10 +283,13 @@ impl ProcessExecutor {
 impl Drop for ProcessExecutor {
     /// Kills the process groups of tasks still running, so none outlives the executor.
     fn drop(&mut self) {
-        for task in self.lock_tasks().values() {
+        let records = self.records.clone();
+        for (id, task) in self.lock_tasks().iter() {
             let task = task.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Phase::Running(pgid) = task.phase {
-                let _ = kill_group(pgid);
+            if let Phase::Running(pgid) = task.phase
+                && kill_group(pgid).is_ok()
+            {
+                Self::unrecord(records.as_deref(), id);
             }
         }
     }
@@ -296,6 +376,7 @@ impl Executor for ProcessExecutor {
         let entry = Arc::new(Mutex::new(ProcTask {
             env: task.env.clone(),
             workdir: Self::workdir(task, &workspace),
+            labels: task.labels.clone(),
             workspace,
             phase: Phase::Ready,
             status: Arc::new(status),
@@ -318,12 +399,33 @@ impl Executor for ProcessExecutor {
             }
         }
         let mut cmd = self.command(task, &state.workspace)?;
-        let mut child = cmd.spawn().map_err(|e| {
-            let program = cmd.as_std().get_program().to_string_lossy().into_owned();
-            let dir =
-                cmd.as_std().get_current_dir().map(|d| d.display().to_string()).unwrap_or_default();
-            ExecError::Engine(format!("process: cannot run {program} in {dir}: {e}"))
-        })?;
+        let records = self.records.clone();
+        // Recorded before it exists, so that a `kill -9` right after the spawn leaves a
+        // record (found by its workspace) rather than an unknown process.
+        let record = records
+            .as_deref()
+            .map(|r| r.pending(task.id.as_str(), &state.workspace, &state.labels));
+        if let (Some(records), Some(record)) = (records.as_deref(), &record) {
+            records.write(record).map_err(|e| {
+                ExecError::Engine(format!(
+                    "process: recording task {} in {}: {e}",
+                    task.id,
+                    records.dir().display()
+                ))
+            })?;
+        }
+        let mut child = match cmd.spawn() {
+            Ok(child) => child,
+            Err(e) => {
+                Self::unrecord(records.as_deref(), &task.id);
+                let program = cmd.as_std().get_program().to_string_lossy().into_owned();
+                let dir = cmd.as_std().get_current_dir().map(|d| d.display().to_string());
+                let dir = dir.unwrap_or_default();
+                return Err(ExecError::Engine(format!(
+                    "process: cannot run {program} in {dir}: {e}"
+                )));
+            }
+        };
         let pgid = child
             .id()
             .and_then(|pid| Pid::from_raw(i32::try_from(pid).ok()?))
@@ -342,7 +444,8 @@ impl Executor for ProcessExecutor {
 
         let (tx, mut rx) = mpsc::channel(CHANNEL_LINES);
         tokio::spawn(pump(stdout, stderr, tx));
-        tokio::spawn(reap(child, pgid, handle));
+        let record = records.zip(record);
+        tokio::spawn(reap(child, pgid, handle, record));
         Ok(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed())
     }
 
@@ -478,8 +581,32 @@ fn make_writable(dir: &Path) {
     }
 }
 
-/// Waits for the main process, kills what is left of its group, and publishes the status.
-async fn reap(mut child: Child, pgid: Pid, handle: Arc<Mutex<ProcTask>>) {
+/// Completes a pending record with the spawned main process (it leads its own group). If
+/// that fails the pending record stays, which still finds the process by its workspace.
+fn finish_record(records: &Records, record: &mut Record, pid: Pid) {
+    let raw = pid.as_raw_pid();
+    let Some(stat) = procfs::stat(raw) else {
+        tracing::warn!("process: /proc does not show the start time of pid {raw}");
+        return;
+    };
+    record.process = Some(Spawned { pid: raw, pgid: raw, start: stat.start });
+    if let Err(e) = records.write(record) {
+        tracing::warn!("process: recording pid {raw} of task {}: {e}", record.task);
+    }
+}
+
+/// Completes the process's record (off `start`'s path: until then the pending record finds
+/// it), waits for the main process, kills what is left of its group, forgets its record,
+/// and publishes the status.
+async fn reap(
+    mut child: Child,
+    pgid: Pid,
+    handle: Arc<Mutex<ProcTask>>,
+    mut record: Option<(Arc<Records>, Record)>,
+) {
+    if let Some((records, record)) = &mut record {
+        finish_record(records, record, pgid);
+    }
     let result = match child.wait().await {
         Ok(status) => Ok(ExitStatus {
             code: status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
@@ -487,8 +614,15 @@ async fn reap(mut child: Child, pgid: Pid, handle: Arc<Mutex<ProcTask>>) {
         Err(e) => Err(ExecError::Engine(format!("process: waiting: {e}"))),
     };
     // Like a container: when the main process ends, so does everything it started.
-    if let Err(e) = kill_group(pgid) {
-        tracing::warn!("{e}");
+    match kill_group(pgid) {
+        Err(e) => tracing::warn!("{e}"),
+        Ok(()) => {
+            if let Some((records, record)) = &record
+                && let Err(e) = records.remove(&record.task)
+            {
+                tracing::warn!("process: removing the record of task {}: {e}", record.task);
+            }
+        }
     }
     let mut state = lock(&handle);
     state.phase = Phase::Exited;

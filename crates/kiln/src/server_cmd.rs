@@ -153,12 +153,17 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(EXIT_INVALID)
 }
 
-/// Picks the executor; a Docker one first removes what a previous agent of this name left.
-async fn executor(choice: ExecutorChoice, agent: &str) -> Result<Arc<dyn Executor>, String> {
-    let process =
-        || -> Arc<dyn Executor> { Arc::new(ProcessExecutor::new(ProcessConfig::default())) };
+/// Picks the executor. First the processes a previous agent on this work directory left
+/// running are ended, whichever executor it used ([`process_executor`]); a Docker executor
+/// then removes what a previous agent of this name left.
+async fn executor(
+    choice: ExecutorChoice,
+    agent: &str,
+    work_dir: &std::path::Path,
+) -> Result<Arc<dyn Executor>, String> {
+    let process = process_executor(work_dir).await;
     let docker = match choice {
-        ExecutorChoice::Process => return Ok(process()),
+        ExecutorChoice::Process => return Ok(process),
         ExecutorChoice::Noop => return Ok(Arc::new(kiln_exec::noop::NoopExecutor::new())),
         ExecutorChoice::Docker => {
             DockerExecutor::connect_default().await.map_err(|e| e.to_string())?
@@ -170,7 +175,7 @@ async fn executor(choice: ExecutorChoice, agent: &str) -> Result<Arc<dyn Executo
                     "{} {e}; the agent runs jobs as host processes (their images are not used)",
                     console::style("warning:").yellow().bold()
                 );
-                return Ok(process());
+                return Ok(process);
             }
         },
     };
@@ -187,6 +192,26 @@ async fn executor(choice: ExecutorChoice, agent: &str) -> Result<Arc<dyn Executo
         }
     }
     Ok(Arc::new(docker))
+}
+
+/// The process executor of an agent working in `work_dir`: it records the processes it
+/// starts in `WORK_DIR/procs`, and first ends those a previous agent there left running
+/// when it was killed (`kill -9`, a crash): their attempts were failed by the server, or
+/// their instances lost, and would otherwise run twice beside their replacements.
+async fn process_executor(work_dir: &std::path::Path) -> Arc<dyn Executor> {
+    let records = Some(work_dir.join("procs"));
+    let process = ProcessExecutor::new(ProcessConfig { records, ..ProcessConfig::default() });
+    match process.sweep().await {
+        Ok(swept) => {
+            for s in swept {
+                eprintln!("{s}");
+            }
+        }
+        Err(e) => {
+            eprintln!("{} clean-up of old processes: {e}", console::style("warning:").yellow())
+        }
+    }
+    Arc::new(process)
 }
 
 /// `embedded-<8 hex digits of the data directory's path>`.
@@ -248,7 +273,8 @@ pub async fn server(args: ServerArgs) -> ExitCode {
         // Unique per data directory, so two servers sharing a Docker engine never clean up
         // each other's containers.
         let name = embedded_name(&args.data);
-        let exec = match executor(args.executor, &name).await {
+        let work_dir = args.data.join("agent");
+        let exec = match executor(args.executor, &name, &work_dir).await {
             Ok(e) => e,
             Err(e) => return fail(e),
         };
@@ -257,7 +283,6 @@ pub async fn server(args: ServerArgs) -> ExitCode {
             Ok(c) => c,
             Err(e) => return fail(e),
         };
-        let work_dir = args.data.join("agent");
         let host = host_facts(
             &server.url,
             &work_dir,
@@ -337,7 +362,7 @@ async fn shutdown_signal() {
 /// Runs `kiln agent` until Ctrl-C or SIGTERM.
 pub async fn agent(args: AgentArgs) -> ExitCode {
     let name = args.name.clone().unwrap_or_else(host_name);
-    let exec = match executor(args.executor, &name).await {
+    let exec = match executor(args.executor, &name, &args.work_dir).await {
         Ok(e) => e,
         Err(e) => return fail(e),
     };

@@ -18,7 +18,7 @@ use crate::recovery::ServerProc;
 const LOST_AFTER: Duration = Duration::from_secs(5);
 
 /// An HTTP server on `$KILN_PORT_WEB` answering its pid; it says where it serves on stdout.
-const SERVER: &str = r#"
+pub(crate) const SERVER: &str = r#"
 import http.server, os
 class H(http.server.BaseHTTPRequestHandler):
     def log_message(self, *a): pass
@@ -79,7 +79,7 @@ impl Drop for Agent {
 
 /// Kills, when dropped, whatever process of the test is left (by the marker in its
 /// arguments): a failed test leaves no instance running.
-struct Leftovers(String);
+pub(crate) struct Leftovers(pub(crate) String);
 
 impl Drop for Leftovers {
     fn drop(&mut self) {
@@ -90,12 +90,12 @@ impl Drop for Leftovers {
 }
 
 /// A port nothing listens on now (for a server that must come back at the same address).
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// The pids of the processes with `marker` among their arguments.
-fn marked(marker: &str) -> BTreeSet<u32> {
+pub(crate) fn marked(marker: &str) -> BTreeSet<u32> {
     let mut out = BTreeSet::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
@@ -108,7 +108,7 @@ fn marked(marker: &str) -> BTreeSet<u32> {
 }
 
 /// What answers on `port`: the pid of the instance serving there.
-async fn pid_on(port: u16) -> Option<u32> {
+pub(crate) async fn pid_on(port: u16) -> Option<u32> {
     let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
     let body = client.get(format!("http://127.0.0.1:{port}/")).send().await.ok()?.text().await;
     body.ok()?.trim().parse().ok()

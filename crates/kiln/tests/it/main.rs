@@ -1,15 +1,17 @@
 //! End-to-end tests of the `kiln` binary: validation, runs on the process executor, runs
 //! of every example in real containers, the client commands against a real server, the
 //! parity of `kiln run` with the server (artifacts, caches, `source:`, the examples), the
-//! environments and the config center (`config.rs`), and the
-//! pool across hosts (a server and three agents in containers), and `kill -9` of a server
-//! that then adopts the service instances its agents run.
+//! environments and the config center (`config.rs`), the pool across hosts (a server and
+//! three agents in containers), `kill -9` of a server that then adopts the service instances
+//! its agents run, and `kill -9` of a server whose embedded agent's processes are swept when
+//! it starts again.
 
 mod adoption;
 mod completions;
 mod config;
 mod docker;
 mod multihost;
+mod orphans;
 mod parity;
 mod pools;
 mod process;
