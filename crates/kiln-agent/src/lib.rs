@@ -698,7 +698,16 @@ stages:
         let run = {
             let (cancel, last) = (cancel.clone(), last.clone());
             async move {
-                run_instance_lease(&reports, &executor, &config, lease, cancel, last).await;
+                run_instance_lease(
+                    &reports,
+                    &executor,
+                    &config,
+                    lease,
+                    cancel,
+                    last,
+                    &AtomicBool::new(false),
+                )
+                .await;
                 executor
             }
         };
