@@ -422,8 +422,16 @@ async fn a_full_pool_is_shared_between_projects_and_quotas_hold_one_back() {
     s.apply("shop", "share", &yaml).await;
     let ads = s.trigger("ads", "share", &[]).await;
     let shop = s.trigger("shop", "share", &[]).await;
+    // Queued in the run is not yet in the dispatcher's queue: wait until every job says why
+    // no node takes it (the dispatcher's answer), so that the enabled node sees all eight.
     for run in [&ads, &shop] {
-        let d = s.wait_for(&run.id, "scheduling", |d| d.run.state == "scheduling").await;
+        let d = s
+            .wait_for(&run.id, "four jobs waiting for a node", |d| {
+                d.run.state == "scheduling"
+                    && d.jobs.iter().filter(|j| j.state == "queued" && j.waiting.is_some()).count()
+                        == 4
+            })
+            .await;
         assert_eq!(count(&d, "queued"), 4, "{d:#?}");
     }
     // Four slots for eight jobs: each project gets two, though `ads` queued first.

@@ -830,9 +830,13 @@ fn webhook_commands_add_list_and_remove_run_webhooks() {
 fn service_commands_run_an_instance_and_sigterm_stops_it_with_the_server() {
     let mut s = Server::start_on("process");
     s.ok(&["project", "create", "shop"], 0);
+    // The directory it serves marks its process (other tests' instances may take the same
+    // host port once this one is gone).
+    let served = tempfile::tempdir().unwrap();
+    let marker = served.path().display().to_string();
     let file = s.file(
         "web.yml",
-        "kind: service\nname: web\ncommand: [sh, -c, \"exec python3 -m http.server --bind 127.0.0.1 $KILN_PORT_WEB\"]\nports:\n  - { name: web, container: 8000 }\nhealth:\n  tcp: web\n  grace: 3s\n  interval: 200ms\n",
+        &format!("kind: service\nname: web\ncommand: [sh, -c, \"exec python3 -m http.server --bind 127.0.0.1 --directory {marker} $KILN_PORT_WEB\"]\nports:\n  - {{ name: web, container: 8000 }}\nhealth:\n  tcp: web\n  grace: 3s\n  interval: 200ms\n"),
     );
     let (out, _) = s.ok(&["service", "apply", &file, "--project", "shop"], 0);
     assert!(out.contains("service shop/web at version 1 (template 1), 1 replica"), "{out}");
@@ -850,12 +854,14 @@ fn service_commands_run_an_instance_and_sigterm_stops_it_with_the_server() {
     let (table, _) = s.ok(&["service", "show", "web", "--project", "shop"], 0);
     assert!(table.contains("healthy") && table.contains(&format!("web={port}")), "{table}");
     assert!(std::net::TcpStream::connect(("127.0.0.1", port as u16)).is_ok());
+    assert_eq!(crate::adoption::marked(&marker).len(), 1, "one instance process");
     let killed = Command::new("kill").args(["-TERM", &s.child.id().to_string()]).status().unwrap();
     assert!(killed.success());
     let status = s.child.wait().unwrap();
     assert!(status.success(), "a SIGTERM stops the server gracefully: {status:?}");
-    assert!(
-        std::net::TcpStream::connect(("127.0.0.1", port as u16)).is_err(),
+    assert_eq!(
+        crate::adoption::marked(&marker),
+        std::collections::BTreeSet::new(),
         "the instance stopped with the server"
     );
 }
