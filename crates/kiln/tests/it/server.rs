@@ -832,11 +832,17 @@ fn service_commands_run_an_instance_and_sigterm_stops_it_with_the_server() {
     s.ok(&["project", "create", "shop"], 0);
     // The directory it serves marks its process (other tests' instances may take the same
     // host port once this one is gone).
+    // A host port of its own: the embedded agents of the tests running beside this one hand
+    // out the same default range (31000-32000) from its bottom, so take a free one at its top.
     let served = tempfile::tempdir().unwrap();
     let marker = served.path().display().to_string();
+    let host_port = (31900..32000)
+        .rev()
+        .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        .expect("a free port in 31900-31999");
     let file = s.file(
         "web.yml",
-        &format!("kind: service\nname: web\ncommand: [sh, -c, \"exec python3 -m http.server --bind 127.0.0.1 --directory {marker} $KILN_PORT_WEB\"]\nports:\n  - {{ name: web, container: 8000 }}\nhealth:\n  tcp: web\n  grace: 3s\n  interval: 200ms\n"),
+        &format!("kind: service\nname: web\ncommand: [sh, -c, \"exec python3 -m http.server --bind 127.0.0.1 --directory {marker} $KILN_PORT_WEB\"]\nports:\n  - {{ name: web, container: 8000, host: {host_port} }}\nhealth:\n  tcp: web\n  grace: 3s\n  interval: 200ms\n"),
     );
     let (out, _) = s.ok(&["service", "apply", &file, "--project", "shop"], 0);
     assert!(out.contains("service shop/web at version 1 (template 1), 1 replica"), "{out}");
