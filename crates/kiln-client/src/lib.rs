@@ -291,7 +291,11 @@ impl Client {
         from: u64,
         limit: u32,
     ) -> Result<LogPage> {
-        let mut url = self.log_url(run_id, job, attempt, &[]);
+        self.log_page(self.log_url(run_id, job, attempt, &[]), from, limit).await
+    }
+
+    /// A page of the log at `url` from line `from`, at most `limit` lines.
+    async fn log_page(&self, mut url: Url, from: u64, limit: u32) -> Result<LogPage> {
         url.query_pairs_mut()
             .append_pair("from", &from.to_string())
             .append_pair("limit", &limit.to_string());
@@ -585,11 +589,7 @@ impl Client {
         from: u64,
         limit: u32,
     ) -> Result<LogPage> {
-        let mut url = self.instance_log_url(project, service, instance, &[]);
-        url.query_pairs_mut()
-            .append_pair("from", &from.to_string())
-            .append_pair("limit", &limit.to_string());
-        self.json(self.request(Method::GET, url)).await
+        self.log_page(self.instance_log_url(project, service, instance, &[]), from, limit).await
     }
 
     /// Follows a service instance's log live over SSE from line `from`: yields lines until

@@ -263,3 +263,14 @@ async fn track(State(app): State<App>, req: Request, next: Next) -> Response {
     }
     resp
 }
+
+/// Refuses a file applied under another name than its own (`kind`: `service`, `metric rule`):
+/// the file's `name` (when it compiled far enough to have one) must be the path's.
+pub(crate) fn file_names_path(kind: &str, named: Option<String>, path: &str) -> Result<(), ApiErr> {
+    match named {
+        Some(n) if n != path => Err(ApiErr::bad_request(format!(
+            "the file names {kind} `{n}`, the request `{path}`: apply it as `{n}`"
+        ))),
+        _ => Ok(()),
+    }
+}

@@ -14,7 +14,7 @@ use super::Body;
 use super::projects::project_for;
 use crate::App;
 use crate::auth::Caller;
-use crate::error::{ApiErr, ApiResult};
+use crate::error::ApiResult;
 
 /// The metric rules of a project, with their targets as their last round saw them.
 #[utoipa::path(get, path = "/api/v1/projects/{project}/metrics", tag = "services",
@@ -57,13 +57,7 @@ pub async fn apply(
     project_for(&app, &caller, &project, Role::Developer).await?;
     let file = req.file.clone().unwrap_or_else(|| format!("{name}.yml"));
     let named = kiln_workflow::compile_metric(&file, &req.yaml).rule.map(|r| r.name);
-    if let Some(n) = named
-        && n != name
-    {
-        return Err(ApiErr::bad_request(format!(
-            "the file names metric rule `{n}`, the request `{name}`: apply it as `{n}`"
-        )));
-    }
+    super::file_names_path("metric rule", named, &name)?;
     let (info, change) = app.scraper.apply(&project, &file, &req.yaml, &caller.name).await?;
     let status = if change == RuleChange::Created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(info)))

@@ -84,13 +84,7 @@ pub async fn apply(
     project_for(&app, &caller, &project, Role::Developer).await?;
     let file = req.file.clone().unwrap_or_else(|| format!("{name}.yml"));
     let named = kiln_workflow::compile_service(&file, &req.yaml).spec.map(|s| s.name);
-    if let Some(n) = named
-        && n != name
-    {
-        return Err(crate::error::ApiErr::bad_request(format!(
-            "the file names service `{n}`, the request `{name}`: apply it as `{n}`"
-        )));
-    }
+    super::file_names_path("service", named, &name)?;
     let (info, change) =
         app.services.apply(&project, &file, &req.yaml, req.note, &caller.name).await?;
     let status = if change == "created" { StatusCode::CREATED } else { StatusCode::OK };
