@@ -253,6 +253,8 @@ mod tests {
             health: None,
             restart: crate::service::RestartPolicy::default(),
             update: crate::service::UpdatePolicy::default(),
+            environment: None,
+            config: None,
         };
         let e = check_export("H", "{% for i in instances %}{{ i.ip }", &spec, 3).unwrap_err();
         assert!(e.message.contains("syntax error"), "{e}");

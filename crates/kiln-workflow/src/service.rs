@@ -49,6 +49,13 @@ pub struct ServiceSpec {
     pub restart: RestartPolicy,
     /// How a new version replaces the running one.
     pub update: UpdatePolicy,
+    /// The project environment the service runs in: every instance gets its variables and
+    /// secrets, and `config` reads that environment's releases. A deploy sets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    /// Config files of the config center written into every instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<ServiceConfig>,
 }
 
 impl ServiceSpec {
@@ -64,6 +71,49 @@ impl ServiceSpec {
     ) -> Result<kiln_scheduler::Ask, kiln_scheduler::ConstraintError> {
         self.scheduling.ask(&self.resources, task, group, project, defaults)
     }
+}
+
+/// The config center's files of one application, written into every instance of a service
+/// (the release of the service's environment the instance gets, gray releases included).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceConfig {
+    /// The config center's application; `None`: the service's own name (a deploy's: the
+    /// name in its service file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+    /// Where the files appear in the instance's container (an absolute path; default
+    /// [`ServiceConfig::DEFAULT_PATH`]). Every instance also gets `KILN_CONFIG_DIR`.
+    pub path: String,
+    /// What a new release does to a running instance.
+    pub on_change: OnChange,
+}
+
+impl ServiceConfig {
+    /// Where the files are when the file does not say.
+    pub const DEFAULT_PATH: &str = "/etc/kiln/config";
+
+    /// The application whose files the service of this name gets.
+    pub fn app_or<'a>(&'a self, service: &'a str) -> &'a str {
+        self.app.as_deref().unwrap_or(service)
+    }
+}
+
+/// What a new config release does to a running instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnChange {
+    /// A rolling restart: every instance is replaced, as `kiln service restart` does.
+    Restart,
+    /// The files are rewritten in place, then the instance gets this signal (`HUP`, `USR1`…:
+    /// the name without `SIG`).
+    Signal(String),
+    /// The files are rewritten in place; the program watches them itself.
+    None,
+}
+
+impl OnChange {
+    /// The signals a service may ask for.
+    pub const SIGNALS: &[&str] = &["HUP", "USR1", "USR2", "INT", "QUIT", "TERM", "WINCH"];
 }
 
 /// What an instance runs: the image's entrypoint (or `command`) with `args`.

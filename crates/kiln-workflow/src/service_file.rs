@@ -21,8 +21,8 @@ use crate::raw::{
 };
 use crate::read::{Reader, suggest};
 use crate::service::{
-    Amount, HealthCheck, MAX_REPLICAS, Probe, Restart, RestartPolicy, ServiceRun, ServiceSpec,
-    UpdatePolicy,
+    Amount, HealthCheck, MAX_REPLICAS, OnChange, Probe, Restart, RestartPolicy, ServiceConfig,
+    ServiceRun, ServiceSpec, UpdatePolicy,
 };
 use crate::yaml::{self, Kind as NodeKind, Node, Pos};
 use crate::{CompiledService, Kind};
@@ -151,6 +151,49 @@ pub struct RawServiceFile {
     pub restart: Option<Sp<RawRestart>>,
     /// How a new version replaces the running one.
     pub update: Option<Sp<RawUpdate>>,
+    /// The project environment the service runs in: its instances get the environment's
+    /// variables and secrets (a deploy sets it).
+    #[schemars(with = "Option<String>")]
+    pub environment: Option<Sp<String>>,
+    /// Config files of the config center written into every instance:
+    /// `{ app, path, on-change, signal }`.
+    pub config: Option<Sp<RawServiceConfig>>,
+}
+
+/// A service's `config` as written.
+#[derive(Debug, Clone, PartialEq, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawServiceConfig {
+    /// The config center's application (default: the service's name).
+    #[schemars(with = "Option<String>")]
+    pub app: Option<Sp<String>>,
+    /// Where the files appear in the container: an absolute path (default
+    /// `/etc/kiln/config`).
+    #[schemars(with = "Option<String>")]
+    pub path: Option<Sp<String>>,
+    /// What a new release does: `restart` (rolling, the default), `signal` (rewrite the files,
+    /// then send `signal`) or `none` (rewrite the files).
+    #[schemars(rename = "on-change", with = "Option<OnChangeSchema>")]
+    pub on_change: Option<Sp<String>>,
+    /// The signal of `on-change: signal` (default `HUP`): HUP, USR1, USR2, INT, QUIT, TERM or
+    /// WINCH, with or without `SIG`.
+    #[schemars(with = "Option<String>")]
+    pub signal: Option<Sp<String>>,
+}
+
+impl RawServiceConfig {
+    /// The keys of `config`.
+    pub const KEYS: &[&str] = &["app", "path", "on-change", "signal"];
+}
+
+/// `on-change` in the schema.
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+#[serde(rename_all = "lowercase")]
+enum OnChangeSchema {
+    Restart,
+    Signal,
+    None,
 }
 
 /// The keys of a service pool's `service`: a service file's but `kind` and `name`.
@@ -167,6 +210,8 @@ pub(crate) const POOL_SERVICE_KEYS: &[&str] = &[
     "health",
     "restart",
     "update",
+    "environment",
+    "config",
 ];
 
 impl RawServiceFile {
@@ -186,6 +231,8 @@ impl RawServiceFile {
         "health",
         "restart",
         "update",
+        "environment",
+        "config",
     ];
 }
 
@@ -439,6 +486,8 @@ impl Reader<'_> {
         let health = f.get("health").and_then(|n| self.health(n));
         let restart = f.get("restart").and_then(|n| self.restart(n));
         let update = f.get("update").and_then(|n| self.update(n));
+        let environment = f.get("environment").and_then(|n| self.text(n, "environment"));
+        let config = f.get("config").and_then(|n| self.service_config(n));
         Some(RawServiceFile {
             kind: f.get("kind").and_then(|n| self.text(n, "kind")),
             name,
@@ -454,7 +503,18 @@ impl Reader<'_> {
             health,
             restart,
             update,
+            environment,
+            config,
         })
+    }
+
+    fn service_config(&mut self, node: &Node) -> Option<Sp<RawServiceConfig>> {
+        let f = self.fields(node, "config", RawServiceConfig::KEYS)?;
+        let app = f.get("app").and_then(|n| self.text(n, "config app"));
+        let path = f.get("path").and_then(|n| self.text(n, "config path"));
+        let on_change = f.get("on-change").and_then(|n| self.text(n, "config on-change"));
+        let signal = f.get("signal").and_then(|n| self.text(n, "config signal"));
+        Some(Sp::new(RawServiceConfig { app, path, on_change, signal }, node.origin))
     }
 
     fn health(&mut self, node: &Node) -> Option<Sp<RawHealth>> {
@@ -529,6 +589,15 @@ impl Reader<'_> {
         let deadline = f.get("deadline").and_then(|n| self.text(n, "update deadline"));
         Some(Sp::new(RawUpdate { max_surge, max_unavailable, deadline }, node.origin))
     }
+}
+
+/// A name as the store takes it (an environment's, a config application's): 1 to 64
+/// letters, digits, `.`, `_` and `-`, starting with a letter or digit.
+fn is_store_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 /// `[a-z0-9-]`, 1 to 63, a letter or digit at both ends: a service name (a DNS label, as a
@@ -638,6 +707,21 @@ impl Checker<'_> {
         let health = raw.health.as_ref().and_then(|h| self.health(h, &scheduling.ports));
         let restart = raw.restart.as_ref().map(|r| self.restart(r)).unwrap_or_default();
         let update = raw.update.as_ref().map(|u| self.update(u)).unwrap_or_default();
+        let environment = raw.environment.as_ref().map(|e| {
+            self.literal(e);
+            if !is_store_name(&e.value) {
+                self.error(
+                    e.at.pos,
+                    format!(
+                        "environment: expected an environment's name (letters, digits, ., _ \
+                         and -, starting with a letter or digit), found '{}'",
+                        e.value
+                    ),
+                );
+            }
+            e.value.clone()
+        });
+        let config = raw.config.as_ref().map(|c| self.service_config(c));
         ServiceSpec {
             name: name.unwrap_or_default(),
             image: raw.image.as_ref().map(|i| i.value.clone()),
@@ -650,7 +734,80 @@ impl Checker<'_> {
             health,
             restart,
             update,
+            environment,
+            config,
         }
+    }
+
+    fn service_config(&mut self, c: &Sp<RawServiceConfig>) -> ServiceConfig {
+        let raw = &c.value;
+        for t in [&raw.app, &raw.path, &raw.on_change, &raw.signal].into_iter().flatten() {
+            self.literal(t);
+        }
+        if let Some(app) = &raw.app
+            && !is_store_name(&app.value)
+        {
+            self.error(
+                app.at.pos,
+                format!(
+                    "config app: expected an application's name (letters, digits, ., _ and -, \
+                     starting with a letter or digit), found '{}'",
+                    app.value
+                ),
+            );
+        }
+        let path = match &raw.path {
+            Some(p) => {
+                let v = p.value.trim_end_matches('/');
+                if !v.starts_with('/') || v.split('/').any(|s| s == "..") || v.is_empty() {
+                    self.error(
+                        p.at.pos,
+                        format!(
+                            "config path: expected an absolute directory in the container, \
+                             without `..`, found '{}'",
+                            p.value
+                        ),
+                    );
+                }
+                v.to_string()
+            }
+            None => ServiceConfig::DEFAULT_PATH.to_string(),
+        };
+        let signal = raw.signal.as_ref().map(|s| {
+            let name = s.value.trim().trim_start_matches("SIG").to_ascii_uppercase();
+            if !OnChange::SIGNALS.contains(&name.as_str()) {
+                self.error(
+                    s.at.pos,
+                    format!(
+                        "config signal: expected one of {}, found '{}'",
+                        OnChange::SIGNALS.join(", "),
+                        s.value
+                    ),
+                );
+            }
+            name
+        });
+        let on_change = match raw.on_change.as_ref().map(|o| (o, o.value.trim())) {
+            None | Some((_, "restart")) => OnChange::Restart,
+            Some((_, "signal")) => OnChange::Signal(signal.clone().unwrap_or_else(|| "HUP".into())),
+            Some((_, "none")) => OnChange::None,
+            Some((o, other)) => {
+                self.error(
+                    o.at.pos,
+                    format!(
+                        "config on-change: expected one of restart, signal, none, found '{other}'"
+                    ),
+                );
+                OnChange::Restart
+            }
+        };
+        if let (Some(s), false) = (&raw.signal, matches!(on_change, OnChange::Signal(_))) {
+            self.error(
+                s.at.pos,
+                "config signal: only with on-change: signal (a restart or none sends no signal)",
+            );
+        }
+        ServiceConfig { app: raw.app.as_ref().map(|a| a.value.clone()), path, on_change }
     }
 
     /// Service files hold literal values: an expression is an error.
@@ -998,6 +1155,7 @@ mod tests {
         assert_eq!(props(def("RawRestart")), sorted(RawRestart::KEYS));
         assert_eq!(props(def("RawBackoff")), sorted(RawBackoff::KEYS));
         assert_eq!(props(def("RawUpdate")), sorted(RawUpdate::KEYS));
+        assert_eq!(props(def("RawServiceConfig")), sorted(RawServiceConfig::KEYS));
         assert_eq!(props(def("RawResources")), sorted(RawResources::KEYS));
         assert_eq!(props(def("RawPort")), sorted(RawPort::KEYS));
     }
