@@ -452,6 +452,11 @@ fn lease_spec(config: &AgentConfig, lease: &Lease) -> kiln_exec::TaskSpec {
     }
     spec.labels.insert("kiln.agent".into(), config.name.clone());
     spec.labels.insert("kiln.lease".into(), lease.id.clone());
+    spec.pull_auth = lease.pull.as_ref().map(|p| kiln_exec::RegistryAuth {
+        registry: p.registry.clone(),
+        username: p.username.clone(),
+        password: p.password.clone(),
+    });
     spec
 }
 
@@ -661,6 +666,7 @@ stages:
                 version: 1,
                 health: Some(check),
             }),
+            pull: None,
         }
     }
 

@@ -179,6 +179,31 @@ pub struct Lease {
     /// no artifacts or caches), its health checked by the agent (`health` events).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance: Option<InstanceLease>,
+    /// Credentials to pull the job's or instance's images from Kiln's own registry: a
+    /// pull-only token of the lease's project. Absent when its image is elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull: Option<PullAuth>,
+}
+
+/// Credentials for pulling from one registry.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PullAuth {
+    /// The registry's `host:port`, as image names start.
+    pub registry: String,
+    /// User name.
+    pub username: String,
+    /// The token (never logged).
+    pub password: String,
+}
+
+impl std::fmt::Debug for PullAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PullAuth")
+            .field("registry", &self.registry)
+            .field("username", &self.username)
+            .field("password", &"***")
+            .finish()
+    }
 }
 
 /// What makes a lease an instance of a service.

@@ -27,6 +27,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bollard::auth::DockerCredentials;
 use bollard::errors::Error as BollardError;
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, KillContainerOptions, ListContainersOptions,
@@ -210,7 +211,11 @@ impl DockerExecutor {
 
     /// Makes sure `image` is present: inspects it, and pulls it when the engine does not
     /// know it. A failed pull is `ImageNotFound`.
-    async fn ensure_image(&self, image: &str) -> Result<(), ExecError> {
+    async fn ensure_image(
+        &self,
+        image: &str,
+        auth: Option<&kiln_exec::RegistryAuth>,
+    ) -> Result<(), ExecError> {
         let what = format!("inspecting image {image}");
         match self.timed(&what, self.docker.inspect_image(image)).await? {
             Ok(_) => return Ok(()),
@@ -223,8 +228,14 @@ impl DockerExecutor {
             from_image: Some(spec::pull_reference(image)),
             ..Default::default()
         };
+        let credentials = auth.filter(|a| a.covers(image)).map(|a| DockerCredentials {
+            username: Some(a.username.clone()),
+            password: Some(a.password.clone()),
+            serveraddress: Some(a.registry.clone()),
+            ..Default::default()
+        });
         let pull = async {
-            let mut progress = self.docker.create_image(Some(options), None, None);
+            let mut progress = self.docker.create_image(Some(options), None, credentials);
             while let Some(step) = progress.next().await {
                 step?;
             }
@@ -543,7 +554,7 @@ impl Executor for DockerExecutor {
         images.extend(task.services.iter().map(|s| s.image.clone()));
         dedup(&mut images);
         for image in &images {
-            self.ensure_image(image).await?;
+            self.ensure_image(image, task.pull_auth.as_ref()).await?;
         }
 
         for service in &task.services {

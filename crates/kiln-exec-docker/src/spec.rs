@@ -223,6 +223,7 @@ mod tests {
             seed: None,
             ports: Vec::new(),
             host_network: false,
+            pull_auth: None,
         }
     }
 

@@ -217,6 +217,7 @@ fn task(id: &str, entry: Entry) -> TaskSpec {
         seed: None,
         ports: Vec::new(),
         host_network: false,
+        pull_auth: None,
     }
 }
 

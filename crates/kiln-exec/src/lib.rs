@@ -97,6 +97,38 @@ pub struct TaskSpec {
     /// The main container uses the host's network namespace (`--network host`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub host_network: bool,
+    /// Credentials for pulling images from one registry (Kiln's own, with a pull token of
+    /// the task's project); images of other registries are pulled anonymously.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_auth: Option<RegistryAuth>,
+}
+
+/// Credentials an executor pulls images of one registry with.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistryAuth {
+    /// The registry's `host:port`, as images name it (`127.0.0.1:7171/shop/web:1`).
+    pub registry: String,
+    /// User name.
+    pub username: String,
+    /// Password or token (never logged).
+    pub password: String,
+}
+
+impl RegistryAuth {
+    /// Whether `image` is in this registry (its first path component is the registry).
+    pub fn covers(&self, image: &str) -> bool {
+        image.strip_prefix(&self.registry).is_some_and(|rest| rest.starts_with('/'))
+    }
+}
+
+impl fmt::Debug for RegistryAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegistryAuth")
+            .field("registry", &self.registry)
+            .field("username", &self.username)
+            .field("password", &"***")
+            .finish()
+    }
 }
 
 /// A host port published to a container port (TCP).

@@ -141,6 +141,9 @@ struct JobClaims {
     project: ProjectId,
     name: String,
     exp: u64,
+    /// A pull token (viewer rights), such as an instance's for its image.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pull_only: bool,
 }
 
 /// The registry's signing key (HS256: tokens are only ever verified by this server).
@@ -255,7 +258,22 @@ impl Keys {
     /// A token a job uses to push to (and pull from) its project's repositories, valid for
     /// `ttl`. It is never stored: the signature proves it.
     pub fn job_token(&self, project: ProjectId, name: &str, ttl: Duration) -> String {
-        let claims = JobClaims { project, name: name.to_string(), exp: now_secs() + ttl.as_secs() };
+        self.task_token(project, name, ttl, false)
+    }
+
+    /// A token an agent pulls a task's images from its project's repositories with (viewer
+    /// rights: pull only), valid for `ttl`.
+    pub fn pull_token(&self, project: ProjectId, name: &str, ttl: Duration) -> String {
+        self.task_token(project, name, ttl, true)
+    }
+
+    fn task_token(&self, project: ProjectId, name: &str, ttl: Duration, pull_only: bool) -> String {
+        let claims = JobClaims {
+            project,
+            name: name.to_string(),
+            exp: now_secs() + ttl.as_secs(),
+            pull_only,
+        };
         let payload = B64.encode(serde_json::to_vec(&claims).unwrap_or_default());
         let sig = B64.encode(self.mac(format!("job.{payload}").as_bytes()));
         format!("{JOB_PREFIX}{payload}.{sig}")
@@ -272,7 +290,7 @@ impl Keys {
         let claims: JobClaims = serde_json::from_slice(&B64.decode(payload).ok()?).ok()?;
         (claims.exp > now_secs()).then_some(Principal {
             name: claims.name,
-            role: Role::Developer,
+            role: if claims.pull_only { Role::Viewer } else { Role::Developer },
             project: Some(claims.project),
         })
     }
@@ -353,6 +371,8 @@ mod tests {
         assert_eq!(p.project, Some(project));
         assert_eq!(p.role, Role::Developer);
         assert!(k.verify_job_token(&t.replace("kiln_job_e", "kiln_job_f")).is_none());
+        let pull = k.verify_job_token(&k.pull_token(project, "web/0", Duration::from_secs(60)));
+        assert_eq!(pull.map(|p| (p.project, p.role)), Some((Some(project), Role::Viewer)));
         let expired = k.job_token(project, "old", Duration::ZERO);
         assert!(k.verify_job_token(&expired).is_none());
     }

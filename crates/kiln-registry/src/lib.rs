@@ -161,6 +161,12 @@ impl Registry {
         self.keys.job_token(project, name, ttl)
     }
 
+    /// A token an agent pulls a task's images from its project's repositories with (pull
+    /// only), valid for `ttl`.
+    pub fn pull_token(&self, project: ProjectId, name: &str, ttl: Duration) -> String {
+        self.keys.pull_token(project, name, ttl)
+    }
+
     /// The database.
     pub fn store(&self) -> &Store {
         &self.store

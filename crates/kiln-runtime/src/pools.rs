@@ -153,6 +153,7 @@ impl LocalPool {
                     .map(|(host, container)| PortMap { host: *host, container: *container })
                     .collect(),
                 host_network: false,
+                pull_auth: None,
             };
             let reach: Ports = ports
                 .iter()

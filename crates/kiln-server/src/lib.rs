@@ -293,7 +293,8 @@ pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
         None => addr.to_string(),
     };
     // Tasks reach the server where they reach its registry.
-    let task_tokens = task_token::TaskTokens::new(&secrets, format!("http://{registry_host}"));
+    let task_tokens = task_token::TaskTokens::new(&secrets, format!("http://{registry_host}"))
+        .with_registry(registry.clone(), registry_host.clone());
     let services = services::Services::new(
         store.clone(),
         logs.clone(),

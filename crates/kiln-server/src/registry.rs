@@ -46,5 +46,8 @@ impl Authenticator for TokenAuth {
     }
 }
 
+/// How long a lease's pull token is valid: its agent pulls the images when the task starts.
+pub const PULL_TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// How long a job's registry token is valid.
 pub const JOB_TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(6 * 3600);

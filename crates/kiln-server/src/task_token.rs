@@ -46,6 +46,8 @@ pub struct TaskClaims {
 pub struct TaskTokens {
     key: [u8; 32],
     server: String,
+    /// The server's registry and its `host:port`, for pull tokens.
+    registry: Option<(std::sync::Arc<kiln_registry::Registry>, String)>,
 }
 
 impl std::fmt::Debug for TaskTokens {
@@ -58,7 +60,29 @@ impl TaskTokens {
     /// Tokens signed with a key derived from `secrets`; tasks reach the server at `server`
     /// (`http://host:port`).
     pub fn new(secrets: &SecretBox, server: String) -> TaskTokens {
-        TaskTokens { key: secrets.derive_key("task-tokens"), server }
+        TaskTokens { key: secrets.derive_key("task-tokens"), server, registry: None }
+    }
+
+    /// These tokens, also minting pull credentials for `registry` at `host` (`host:port`).
+    pub fn with_registry(
+        mut self,
+        registry: std::sync::Arc<kiln_registry::Registry>,
+        host: String,
+    ) -> TaskTokens {
+        self.registry = Some((registry, host));
+        self
+    }
+
+    /// The credentials the agent of a lease of `project` pulls the task's images from the
+    /// server's registry with: a pull-only token (`name` says whose, for people), valid for
+    /// [`crate::registry::PULL_TOKEN_TTL`].
+    pub fn pull_auth(&self, project: ProjectId, name: &str) -> Option<kiln_api::agent::PullAuth> {
+        let (registry, host) = self.registry.as_ref()?;
+        Some(kiln_api::agent::PullAuth {
+            registry: host.clone(),
+            username: "kiln".into(),
+            password: registry.pull_token(project, name, crate::registry::PULL_TOKEN_TTL),
+        })
     }
 
     fn mac(&self) -> Hmac<Sha256> {

@@ -148,6 +148,11 @@ fn lease_poll_and_a_typed_start_job() {
             credentials: None,
         }),
         instance: None,
+        pull: Some(kiln_api::agent::PullAuth {
+            registry: "10.0.0.5:7474".into(),
+            username: "kiln".into(),
+            password: "kiln_job_eyJwcm9qZWN0Ijoi.c2ln".into(),
+        }),
     };
     let resp = LeaseResponse {
         leases: vec![lease],
@@ -184,6 +189,7 @@ fn an_instance_lease_and_its_health() {
                 failures: 3,
             }),
         }),
+        pull: None,
     };
     insta::assert_snapshot!("instance_lease", json(&lease));
     let health = vec![

@@ -596,6 +596,10 @@ impl Actor {
             inputs,
             checkout,
             instance: None,
+            pull: self
+                .sh
+                .tasks
+                .pull_auth(self.project_id, &format!("run {}", self.run.full_name())),
         };
         if let Err((ctx, why)) = self.sh.dispatch.enqueue(Queued { lease, ctx }) {
             ctx.exited(Outcome::Error(format!("cannot be placed: {why}")));

@@ -168,7 +168,8 @@ impl Coord {
         services: crate::services::Services,
     ) -> Coord {
         // Tasks reach the server where they reach its registry.
-        let tasks = crate::task_token::TaskTokens::new(&secrets, format!("http://{}", registry.1));
+        let tasks = crate::task_token::TaskTokens::new(&secrets, format!("http://{}", registry.1))
+            .with_registry(registry.0.clone(), registry.1.clone());
         Coord {
             sh: Arc::new(Shared {
                 store,

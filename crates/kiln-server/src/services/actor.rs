@@ -520,6 +520,9 @@ pub(super) fn instance_task(
             version: i.version,
             health: spec.health.as_ref().map(health_wire),
         }),
+        pull: sh
+            .tasks
+            .pull_auth(record.project_id, &format!("instance {} of {}", i.id, record.name)),
     };
     let ctx = Arc::new(TaskCtx {
         project: record.project_id,

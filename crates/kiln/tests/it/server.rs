@@ -1010,3 +1010,46 @@ fn metric_commands_apply_show_and_delete_a_scraping_rule() {
     assert!(killed.success());
     assert!(s.child.wait().unwrap().success());
 }
+
+/// A job on a docker agent whose image is a private image of the server's own registry: the
+/// agent pulls it with the pull-only token its lease carries (no `docker login` on the agent).
+#[test]
+fn a_docker_job_pulls_a_private_image_of_the_registry() {
+    crate::support::require_docker();
+    let s = Server::start_on("docker");
+    let host = s.url.trim_start_matches("http://").to_string();
+    let image = format!("{host}/default/tools:1");
+    // The test's own docker CLI logs in with its own config, pushes, and forgets the image, so
+    // that the agent has to pull it.
+    let config = tempfile::tempdir().unwrap();
+    let docker = |args: &[&str], input: Option<&str>| {
+        let mut c = Command::new("docker");
+        c.args(args).env("DOCKER_CONFIG", config.path()).stdin(Stdio::piped());
+        c.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = c.spawn().expect("docker CLI runs");
+        if let Some(text) = input {
+            child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "docker {args:?}: {err}");
+    };
+    s.ok(&["project", "create", "default"], 0);
+    docker(&["login", &host, "-u", "admin", "--password-stdin"], Some(&s.token));
+    docker(&["tag", "busybox:latest", &image], None);
+    docker(&["push", &image], None);
+    docker(&["rmi", &image], None);
+    let gone = Command::new("docker").args(["image", "inspect", &image]).output().unwrap();
+    assert!(!gone.status.success(), "{image} is still on the engine");
+
+    s.pipeline(
+        "private",
+        &format!(
+            "name: private\nstages:\n  - name: s\n    jobs:\n      hello:\n        image: {image}\n        script: echo pulled and ran\n"
+        ),
+    );
+    let (stdout, stderr) = s.ok(&["trigger", "default/private", "--follow"], 0);
+    assert!(stdout.contains("pulled and ran"), "{stdout}\n{stderr}");
+    assert!(stdout.contains("run default/private#1 success"), "{stdout}");
+    let _ = Command::new("docker").args(["rmi", &image]).output();
+}
