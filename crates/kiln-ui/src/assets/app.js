@@ -2517,7 +2517,7 @@
         ed = tplEditors.get(d.file);
       }
       if (ed) {
-        ed.problems(h('div', { class: 'error problems', role: 'alert' }, h('b', {}, 'Where it fails'), diagList([d], (x) => ed.goTo(x.line, x.column))), [d.line]);
+        ed.problems(h('div', { class: 'error problems', role: 'alert' }, h('b', {}, 'Does not render in ' + env), diagList([d], (x) => ed.goTo(x.line, x.column))), [d.line]);
         ed.goTo(d.line, d.column);
       }
     };
@@ -2643,15 +2643,23 @@
         form = h('div', { class: 'notice small', 'data-blocked': waiting.number }, 'One release waits at a time: approve or reject release ' + waiting.number + ' before releasing again.');
       } else if (who.developer) {
         const note = h('input', { id: 'release-note', placeholder: 'why (kept with the release)', autocomplete: 'off' });
+        const only = h('input', { id: 'release-instances', class: 'mono', placeholder: 'every consumer', autocomplete: 'off', spellcheck: 'false' });
         const changes = !(d instanceof Error) ? (d.files.length ? diffView(d) : h('div', { class: 'empty', 'data-diff': 'none' }, 'Nothing to release: ', h('b', {}, env), ' already gets these files', cur ? ' from release ' + cur.number : '', '.'))
           : problemBox('The draft does not render in ' + env, d, pick);
         form = h('section', { class: 'panel', 'aria-label': 'Release' }, h('h2', {}, 'Release the draft to ' + env, e.protected ? protectedBadge() : null),
           h('div', { class: 'body' },
             h('p', { class: 'muted small' }, 'What changes for ', env, ' (the draft against ', cur ? 'release ' + cur.number : 'no release', '):'),
             unsavedNote(), changes,
-            h('form', { class: 'inline-form release-form', onsubmit: (ev) => { ev.preventDefault(); decide('Release', 'POST', envPath(env) + '/releases', { note: note.value.trim() || null }); } },
-              h('div', { class: 'field grow' }, h('label', { for: 'release-note' }, 'Note'), note),
-              h('button', { class: 'primary', type: 'submit', id: 'release' }, 'Release to ' + env)),
+            h('form', {
+              class: 'inline-form release-form',
+              onsubmit: (ev) => {
+                ev.preventDefault();
+                decide('Release', 'POST', envPath(env) + '/releases', { note: note.value.trim() || null, instances: only.value.split(/[\s,]+/).filter(Boolean) });
+              },
+            },
+            h('div', { class: 'field grow' }, h('label', { for: 'release-note' }, 'Note'), note),
+            h('div', { class: 'field' }, h('label', { for: 'release-instances' }, 'Only to instances ', h('span', { class: 'help' }, 'a gray release')), only),
+            h('button', { class: 'primary', type: 'submit', id: 'release' }, 'Release to ' + env)),
             e.protected ? h('p', { class: 'muted small' }, env + ' is protected: the release waits until someone other than you approves it.') : null));
       }
       put(panels.releases, out, banners, grayBanner, form,
@@ -2662,7 +2670,8 @@
       return h('div', { class: 'scroll' }, h('table', { class: 'releases' },
         h('thead', {}, h('tr', {}, h('th', { class: 'num' }, 'Release'), h('th', {}, 'State'), h('th', {}, 'Kind'), h('th', { class: 'hide-sm' }, 'Digest'),
           h('th', { class: 'hide-sm' }, 'Note'), h('th', {}, 'Asked'), h('th', { class: 'hide-sm' }, 'Decided'), h('th', {}, h('span', { class: 'sr' }, 'Actions')))),
-        h('tbody', {}, list.slice().reverse().map((r) => h('tr', { 'data-release': r.number, 'data-state': r.state, 'data-kind': r.kind },
+        // A release with the current files: nothing to compare or roll back to (the server would say so).
+        h('tbody', {}, list.slice().reverse().map((r) => [r, !!cur && r.digest === cur.digest]).map(([r, same]) => h('tr', { 'data-release': r.number, 'data-state': r.state, 'data-kind': r.kind },
           h('td', { class: 'num' }, h('b', {}, r.number)),
           h('td', {}, stateBadge(RELEASE_STATE, r.state), r.current ? h('span', { class: 'tag cur' }, 'current') : null, r.gray ? h('span', { class: 'tag', title: r.instances.join(', ') }, 'gray') : null),
           h('td', { class: 'kind' }, r.kind === 'rollback' ? 'rollback to ' + r.rollback_of : r.instances.length ? 'gray: ' + r.instances.join(', ') : 'release'),
@@ -2671,9 +2680,9 @@
           h('td', { class: 'nowrap' }, r.requested_by, ' ', h('span', { class: 'muted', title: fmtTime(r.requested_at) }, fmtAgo(r.requested_at))),
           h('td', { class: 'hide-sm' }, r.decided_by ? [r.state === 'rejected' ? 'rejected by ' : 'approved by ', r.decided_by] : '', r.promoted_by ? [' to everyone by ', r.promoted_by] : ''),
           h('td', { class: 'num nowrap' },
-            cur && r.number !== cur.number ? h('button', { type: 'button', class: 'small-btn', 'data-compare': r.number, title: 'Diff release ' + r.number + ' against release ' + cur.number,
+            cur && !same ? h('button', { type: 'button', class: 'small-btn', 'data-compare': r.number, title: 'Diff release ' + r.number + ' against release ' + cur.number,
               onclick: () => { Object.assign(diffState, { mode: 'releases', from: r.number, to: cur.number }); showTab('diff'); } }, 'Diff') : null,
-            who.developer && r.state === 'released' && !r.current && !r.gray ? h('button', {
+            who.developer && r.state === 'released' && !same && !r.gray ? h('button', {
               type: 'button', class: 'small-btn rollback', 'data-rollback': r.number,
               onclick: () => decide('Roll back', 'POST', envPath(env) + '/rollback', { to: r.number },
                 'Roll back ' + name + ' in ' + env + ' to release ' + r.number + '? A new release with release ' + r.number + '’s files' + (envOf(env).protected ? ', waiting for approval (' + env + ' is protected).' : '.')),

@@ -312,6 +312,10 @@ async fn the_config_editor_edits_previews_diffs_releases_and_rolls_back() {
         (&history[0][0], &history[0][2], &history[0][4]),
         (&json!(3), &json!("rollback to 1"), &json!(true))
     );
+    let offered = b
+        .js("return [...document.querySelectorAll('button[data-rollback]')].map(x => Number(x.dataset.rollback))")
+        .await;
+    assert_eq!(offered, json!([2]), "release 1's files are current again: only 2 differs");
     let one = s.admin.config_release_detail("shop", "api", "staging", 1).await.unwrap();
     let three = s.admin.config_release_detail("shop", "api", "staging", 3).await.unwrap();
     assert_eq!(three.files, one.files, "the rollback serves release 1's files");
