@@ -17,6 +17,8 @@ use serde_json::{Value, json};
 
 use crate::support::{CuttableProxy, TestServer, host};
 
+mod config;
+mod environments;
 mod services;
 
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
