@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 
 use crate::error::{Ctx, is_unique};
 use crate::model::check_name;
-use crate::secrets::check_secret_name;
+use crate::secrets::check_variable_name;
 use crate::{EnvironmentId, ProjectId, Result, SealedSecret, Store, StoreError, now};
 
 /// An environment as stored.
@@ -361,7 +361,8 @@ impl Store {
         name: &str,
         value: &EnvValue,
     ) -> Result<EnvVariableRecord> {
-        check_secret_name(name)?;
+        let what = if matches!(value, EnvValue::Plain(_)) { "variable" } else { "secret" };
+        check_variable_name(what, name)?;
         let (plain, sealed) = match value {
             EnvValue::Plain(v) => (Some(v.as_str()), None),
             EnvValue::Sealed(s) => {

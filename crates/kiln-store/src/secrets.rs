@@ -34,6 +34,11 @@ struct SealedRow {
 /// Checks a secret name: an environment variable name, `[A-Z_][A-Z0-9_]*`, at most 128 bytes
 /// (jobs see secrets as environment variables).
 pub(crate) fn check_secret_name(name: &str) -> Result<()> {
+    check_variable_name("secret", name)
+}
+
+/// Checks the name of a secret or a variable (`what`) as [`check_secret_name`] does.
+pub(crate) fn check_variable_name(what: &str, name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= MAX_NAME
         && !name.starts_with(|c: char| c.is_ascii_digit())
@@ -42,7 +47,7 @@ pub(crate) fn check_secret_name(name: &str) -> Result<()> {
         Ok(())
     } else {
         Err(StoreError::Invalid(format!(
-            "secret name `{name}` is not valid: use 1 to {MAX_NAME} upper-case letters `A-Z`, \
+            "{what} name `{name}` is not valid: use 1 to {MAX_NAME} upper-case letters `A-Z`, \
              digits or `_`, not starting with a digit (like `DEPLOY_TOKEN`)"
         )))
     }

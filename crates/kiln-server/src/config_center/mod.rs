@@ -61,13 +61,18 @@ fn diagnostic(p: &Problem) -> Diagnostic {
     }
 }
 
-/// 422 `invalid_config` listing every problem.
+/// 422 `invalid_config` listing every problem, for an edit (nothing was stored).
 fn invalid(what: &str, problems: &[Problem]) -> ApiErr {
+    invalid_as(what, problems, ", nothing was stored")
+}
+
+/// 422 `invalid_config` listing every problem; `outcome` says what did not happen.
+fn invalid_as(what: &str, problems: &[Problem], outcome: &str) -> ApiErr {
     let first = problems.first().map(ToString::to_string).unwrap_or_default();
     let mut e = ApiErr::new(
         StatusCode::UNPROCESSABLE_ENTITY,
         kiln_api::codes::INVALID_CONFIG,
-        format!("{what} has {} error(s), nothing was stored; the first: {first}", problems.len()),
+        format!("{what} has {} error(s){outcome}; the first: {first}", problems.len()),
     );
     e.diagnostics = problems.iter().map(diagnostic).collect();
     e
@@ -218,12 +223,14 @@ impl ConfigCenter {
     }
 
     /// Renders a draft (or a release's snapshot) of `app` in `env`; every problem found is a
-    /// 422 with positions.
+    /// 422 with positions, its message saying what did not happen (`outcome`, such as
+    /// `, nothing was released`; empty for a preview).
     pub(crate) fn render_draft(
         &self,
         a: &ConfigAppRecord,
         env: &str,
         d: &Draft,
+        outcome: &str,
     ) -> ApiResult<kiln_config::Rendered> {
         let what = format!("the config of `{}` in `{env}`", a.name);
         if d.templates.is_empty() {
@@ -238,20 +245,20 @@ impl ConfigCenter {
             (Ok(s), Ok(o)) => (s, o),
             (s, o) => {
                 let problems: Vec<Problem> = [s.err(), o.err()].into_iter().flatten().collect();
-                return Err(invalid(&what, &problems));
+                return Err(invalid_as(&what, &problems, outcome));
             }
         };
         let merged = kiln_config::merge(&shared, &over);
         let meta = Meta { project: &a.project, app: &a.name, environment: env };
         kiln_config::render(&d.templates, &merged, &meta, &self.limits)
-            .map_err(|problems| invalid(&what, &problems))
+            .map_err(|problems| invalid_as(&what, &problems, outcome))
     }
 
     /// A preview of `app` in `env`: its draft rendered, nothing stored.
     pub async fn render(&self, project: &str, app: &str, env: &str) -> ApiResult<Rendered> {
         let a = self.store.config_app(project, app).await?;
         let draft = self.draft(&a, env).await?;
-        let r = self.render_draft(&a, env, &draft)?;
+        let r = self.render_draft(&a, env, &draft, "")?;
         Ok(Rendered {
             project: a.project,
             app: a.name,
@@ -274,15 +281,15 @@ impl ConfigCenter {
             DiffOf::Current => {
                 let head = self.store.config_head(project, app, env).await?;
                 let draft = self.draft(&a, env).await?;
-                let new = self.render_draft(&a, env, &draft)?.files;
+                let new = self.render_draft(&a, env, &draft, "")?.files;
                 match head.current {
                     Some(r) => (format!("release-{}", r.number), r.files, "draft".into(), new),
                     None => ("none".into(), Files::new(), "draft".into(), new),
                 }
             }
             DiffOf::Environment(other) => {
-                let old = self.render_draft(&a, other, &self.draft(&a, other).await?)?.files;
-                let new = self.render_draft(&a, env, &self.draft(&a, env).await?)?.files;
+                let old = self.render_draft(&a, other, &self.draft(&a, other).await?, "")?.files;
+                let new = self.render_draft(&a, env, &self.draft(&a, env).await?, "")?.files;
                 (other.clone(), old, env.to_string(), new)
             }
             DiffOf::Releases(x, y) => {

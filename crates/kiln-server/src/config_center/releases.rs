@@ -164,7 +164,7 @@ impl ConfigCenter {
     ) -> ApiResult<Step<ReleaseOutcome>> {
         let env = &head.environment.name;
         let draft = self.draft(&head.app, env).await?;
-        let rendered = self.render_draft(&head.app, env, &draft)?;
+        let rendered = self.render_draft(&head.app, env, &draft, ", nothing was released")?;
         let ask = Ask::Release { digest: &rendered.digest, instances: gray };
         let outcome = decide(&pure(head), head.environment.protected, &ask).map_err(refused)?;
         let new = NewConfigRelease {

@@ -112,7 +112,7 @@ pub async fn render_errors_name_file_and_line_and_store_nothing_on(backend: Back
     values(a, None, "port: 8080\n").await.unwrap();
     let e = a.config_release("shop", "api", "prod", &note("first")).await.unwrap_err();
     assert_eq!(e.code(), Some("invalid_config"), "{e}");
-    assert!(e.to_string().contains("nothing was stored"), "{e}");
+    assert!(e.to_string().contains("nothing was released"), "{e}");
     assert_eq!(
         diagnostics(&e),
         [
