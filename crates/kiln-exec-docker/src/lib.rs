@@ -492,6 +492,15 @@ impl Executor for DockerExecutor {
                     .to_owned(),
             ));
         }
+        for bind in &task.binds {
+            if !bind.host.is_absolute() || !bind.container.starts_with('/') {
+                return Err(unsupported(format!(
+                    "a bind mount of {} at {:?}: both paths must be absolute",
+                    bind.host.display(),
+                    bind.container
+                )));
+            }
+        }
         let mut seen = BTreeSet::new();
         for service in &task.services {
             if !spec::is_host_label(&service.name) {
@@ -669,6 +678,26 @@ impl Executor for DockerExecutor {
             )));
         };
         self.download_workspace(id, &container, dest).await
+    }
+
+    /// `docker kill --signal` of the main container: its first process gets it (the
+    /// program itself when the image runs it directly, as Docker and Nomad signal). A
+    /// container that is not running (any more) is `Ok`.
+    async fn signal(&self, id: &TaskId, signal: &str) -> Result<(), ExecError> {
+        let name = signal.strip_prefix("SIG").unwrap_or(signal);
+        if kiln_exec::signal_number(name).is_none() {
+            return Err(kiln_exec::unknown_signal("docker", signal));
+        }
+        let Some(main) = self.with_state(id, |s| s.main.clone())? else {
+            return Err(ExecError::Engine(format!("docker: task {id} is not running yet")));
+        };
+        let what = format!("sending SIG{name} to container {main}");
+        let options = KillContainerOptions { signal: format!("SIG{name}") };
+        match self.timed(&what, self.docker.kill_container(&main, Some(options))).await? {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) || is_conflict(&e) => Ok(()),
+            Err(e) => Err(engine(what, &e)),
+        }
     }
 
     /// `docker exec` in the main container: created, started attached, its output drained,

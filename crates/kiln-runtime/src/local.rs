@@ -303,6 +303,7 @@ pub fn task_spec(run_id: &str, job_index: usize, start: &StartJob) -> TaskSpec {
         seed: None,
         ports: Vec::new(),
         host_network: false,
+        binds: Vec::new(),
     }
 }
 

@@ -153,6 +153,7 @@ impl LocalPool {
                     .map(|(host, container)| PortMap { host: *host, container: *container })
                     .collect(),
                 host_network: false,
+                binds: Vec::new(),
             };
             let reach: Ports = ports
                 .iter()

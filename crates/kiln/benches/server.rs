@@ -227,6 +227,7 @@ async fn raw_start(exec: &DockerExecutor, n: usize, seed: Option<&Path>) -> Resu
         seed: seed.map(Path::to_path_buf),
         ports: Vec::new(),
         host_network: false,
+        binds: Vec::new(),
     };
     let t = Instant::now();
     let started = async {

@@ -50,6 +50,7 @@ pub fn script_task(name: &str, script: &str) -> TaskSpec {
         seed: None,
         ports: Vec::new(),
         host_network: false,
+        binds: Vec::new(),
     }
 }
 

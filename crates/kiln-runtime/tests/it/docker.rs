@@ -55,6 +55,7 @@ fn httpd(name: &str, host_port: u16) -> TaskSpec {
         seed: None,
         ports: vec![PortMap { host: host_port, container: 8080 }],
         host_network: false,
+        binds: Vec::new(),
     }
 }
 

@@ -121,6 +121,7 @@ fn spec(name: &str, argv: &[&str], env: &[(&str, String)]) -> TaskSpec {
         seed: None,
         ports: Vec::new(),
         host_network: false,
+        binds: Vec::new(),
     }
 }
 
