@@ -294,12 +294,15 @@ pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
     };
     // Tasks reach the server where they reach its registry.
     let task_tokens = task_token::TaskTokens::new(&secrets, format!("http://{registry_host}"));
+    let environments = environments::Environments::new(store.clone(), secrets.clone());
+    let config_center = config_center::ConfigCenter::new(store.clone());
     let services = services::Services::new(
         store.clone(),
         logs.clone(),
         dispatch.clone(),
         metrics.clone(),
         task_tokens.clone(),
+        (environments.clone(), config_center.clone()),
     );
     let scraper = scrape::Scraper::new(store.clone(), services.clone(), metrics.clone());
     let coord = Coord::new(
@@ -312,8 +315,8 @@ pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
         services.clone(),
     );
     let app = Arc::new(AppState {
-        environments: environments::Environments::new(store.clone(), secrets.clone()),
-        config: config_center::ConfigCenter::new(store.clone()),
+        environments,
+        config: config_center,
         services: services.clone(),
         task_tokens,
         scraper: scraper.clone(),
