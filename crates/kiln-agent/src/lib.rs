@@ -31,10 +31,10 @@ use kiln_client::{Client, ClientError};
 use kiln_engine::Outcome;
 use kiln_exec::{Executor, Stream, TaskId};
 use kiln_runtime::checkout::Checkout;
+use kiln_runtime::config_files::ConfigFiles;
 use kiln_runtime::instance::{HealthCheck, Ports, Probe};
 use kiln_runtime::task::TaskEvent;
 use kiln_runtime::wrapper::{Attempt, Files, FilesError, run_attempt};
-use kiln_runtime::config_files::ConfigFiles;
 use kiln_runtime::{
     ConfigChange, InstanceConfig, InstanceEvent, InstanceRequest, run_instance_configured,
 };
@@ -230,13 +230,14 @@ pub async fn run(
                 let cancel = stop.child_token();
                 let health = lease.instance.as_ref().map(|_| Arc::new(Mutex::new(None)));
                 let ended = Arc::new(AtomicBool::new(false));
-                let (config_tx, updates) = match lease.instance.as_ref().and_then(|i| i.config.as_ref()) {
-                    Some(_) => {
-                        let (tx, rx) = mpsc::unbounded_channel();
-                        (Some(tx), Some(rx))
-                    }
-                    None => (None, None),
-                };
+                let (config_tx, updates) =
+                    match lease.instance.as_ref().and_then(|i| i.config.as_ref()) {
+                        Some(_) => {
+                            let (tx, rx) = mpsc::unbounded_channel();
+                            (Some(tx), Some(rx))
+                        }
+                        None => (None, None),
+                    };
                 held.lock().unwrap_or_else(|p| p.into_inner()).insert(
                     lease.id.clone(),
                     Held {
@@ -259,7 +260,12 @@ pub async fn run(
                         Some(health) => {
                             let ex = executor.as_ref();
                             let (r, c) = (&reports, &config);
-                            let running = RunningInstance { cancel, last_health: health, ended: &ended, updates };
+                            let running = RunningInstance {
+                                cancel,
+                                last_health: health,
+                                ended: &ended,
+                                updates,
+                            };
                             run_instance_lease(r, ex, c, lease, running).await;
                         }
                         None => {
@@ -599,11 +605,7 @@ async fn run_instance_lease(
     let instance_config = files.zip(dir.clone()).map(|((_, c), dir)| InstanceConfig {
         dir,
         path: c.path.clone(),
-        first: ConfigFiles {
-            release: c.release,
-            digest: c.digest.clone(),
-            files: c.files.clone(),
-        },
+        first: ConfigFiles { release: c.release, digest: c.digest.clone(), files: c.files.clone() },
         updates: updates.unwrap_or_else(|| mpsc::unbounded_channel().1),
     });
     let outcome = run_instance_configured(executor, req, instance_config, cancel.clone(), |ev| {

@@ -717,8 +717,7 @@ impl Shell {
     /// `trap 'ACTION' SIG…` (names with or without `SIG`; `trap - SIG` removes the trap).
     async fn trap(&mut self, args: &[String]) -> Flow {
         let Some((action, signals)) = args.split_first().filter(|(_, s)| !s.is_empty()) else {
-            self.print(Stream::Stderr, "fake: trap: only `trap 'ACTION' SIG…` is understood")
-                .await;
+            self.print(Stream::Stderr, "fake: trap: only `trap 'ACTION' SIG…` is understood").await;
             return Flow::Status(2);
         };
         for signal in signals {

@@ -164,7 +164,8 @@ fn remove_any(path: &Path) -> Result<(), ConfigFilesError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(io_err("reading", path)(e)),
     };
-    let removed = if meta.is_dir() { std::fs::remove_dir_all(path) } else { std::fs::remove_file(path) };
+    let removed =
+        if meta.is_dir() { std::fs::remove_dir_all(path) } else { std::fs::remove_file(path) };
     removed.map_err(io_err("removing", path))
 }
 
@@ -238,10 +239,11 @@ mod tests {
     fn files_are_read_through_data_and_relative_links() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("config");
-        let r1 = release(1, "sha256:aaaa11112222333344", &[
-            ("app.yaml", "port: 8080\n"),
-            ("conf.d/db.conf", "host=db\n"),
-        ]);
+        let r1 = release(
+            1,
+            "sha256:aaaa11112222333344",
+            &[("app.yaml", "port: 8080\n"), ("conf.d/db.conf", "host=db\n")],
+        );
         assert!(write(&dir, &r1).unwrap());
         assert_eq!(entries(&dir), set(&["..data", "..1_aaaa11112222", "app.yaml", "conf.d"]));
         assert_eq!(std::fs::read_link(dir.join("..data")).unwrap(), Path::new("..1_aaaa11112222"));

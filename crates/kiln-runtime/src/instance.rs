@@ -445,7 +445,9 @@ pub async fn run_instance_configured(
     expand_entry(&mut spec);
     let id = spec.id.clone();
     let checks: BoxStream<'_, InstanceEvent> = match &health {
-        Some(check) => health_changes(executor, &id, check, &ports).map(InstanceEvent::Health).boxed(),
+        Some(check) => {
+            health_changes(executor, &id, check, &ports).map(InstanceEvent::Health).boxed()
+        }
         None => Box::pin(futures::stream::pending()),
     };
     let changes: BoxStream<'_, InstanceEvent> = match updates {

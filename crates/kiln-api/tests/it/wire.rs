@@ -188,10 +188,12 @@ fn an_instance_config_and_its_updates() {
         ..LeaseResponse::default()
     };
     insta::assert_snapshot!("config_update", json(&resp));
-    let applied = vec![AgentEvent::ConfigApplied { release: 4, digest: "sha256:77e1d0c2a9b3".into() }];
+    let applied =
+        vec![AgentEvent::ConfigApplied { release: 4, digest: "sha256:77e1d0c2a9b3".into() }];
     insta::assert_snapshot!("config_applied", json(&applied));
     // A poll answer of an older server has no `config`.
-    let old: LeaseResponse = serde_json::from_str(r#"{"leases":[],"cancel":[],"unknown":[]}"#).unwrap();
+    let old: LeaseResponse =
+        serde_json::from_str(r#"{"leases":[],"cancel":[],"unknown":[]}"#).unwrap();
     assert!(old.config.is_empty());
 }
 

@@ -161,7 +161,9 @@ pub(super) async fn extras(
         files: d.files,
         on_change: match &config.on_change {
             OnChange::Restart => kiln_api::agent::OnChange::Restart,
-            OnChange::Signal(signal) => kiln_api::agent::OnChange::Signal { signal: signal.clone() },
+            OnChange::Signal(signal) => {
+                kiln_api::agent::OnChange::Signal { signal: signal.clone() }
+            }
             OnChange::None => kiln_api::agent::OnChange::None,
         },
     });
@@ -183,7 +185,10 @@ async fn follow_config(
                 return;
             }
             Err(e) => {
-                tracing::warn!("config of `{project}/{app}` in `{env}`: {}; again in 5s", e.message);
+                tracing::warn!(
+                    "config of `{project}/{app}` in `{env}`: {}; again in 5s",
+                    e.message
+                );
                 tokio::time::sleep(Duration::from_secs(5)).await;
             }
         }
@@ -263,7 +268,8 @@ impl Actor {
     async fn config_head(&mut self, head: Arc<crate::config_center::Head>) -> Result<()> {
         let number = |h: &crate::config_center::Head| h.current.as_ref().map(|s| s.number);
         let before = self.config_head.replace(head.clone());
-        let restart = matches!(self.spec.config.as_ref().map(|c| &c.on_change), Some(OnChange::Restart));
+        let restart =
+            matches!(self.spec.config.as_ref().map(|c| &c.on_change), Some(OnChange::Restart));
         if let (true, Some(before), Some(now)) = (restart, before, number(&head))
             && number(&before) != Some(now)
         {
@@ -289,7 +295,10 @@ impl Actor {
             owner: self.record.owner.clone(),
         };
         tracing::info!("service {}: config release {n} of {app}: rolling restart", self.name());
-        self.sh.store.add_service_version(&self.record.project, &self.record.name, &version).await?;
+        self.sh
+            .store
+            .add_service_version(&self.record.project, &self.record.name, &version)
+            .await?;
         self.reload().await
     }
 
@@ -298,7 +307,8 @@ impl Actor {
     /// `on-change: restart`, only instances of the current template (the others are being
     /// replaced).
     fn sync_config(&mut self) {
-        let (Some(head), Some(config)) = (self.config_head.clone(), self.spec.config.clone()) else {
+        let (Some(head), Some(config)) = (self.config_head.clone(), self.spec.config.clone())
+        else {
             return;
         };
         let signal = match &config.on_change {

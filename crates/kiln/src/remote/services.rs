@@ -288,7 +288,9 @@ fn print_service(s: &ServiceInfo) {
                 Cell::new(ports.join(",")),
             ];
             if config {
-                row.push(Cell::new(i.config_release.map_or_else(|| "-".into(), |r| format!("r{r}"))));
+                row.push(Cell::new(
+                    i.config_release.map_or_else(|| "-".into(), |r| format!("r{r}")),
+                ));
             }
             row.extend([Cell::new(i.restarts), Cell::new(i.reason.as_deref().unwrap_or(""))]);
             t.add_row(row);
