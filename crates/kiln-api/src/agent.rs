@@ -236,8 +236,8 @@ pub struct InstanceConfig {
     pub digest: String,
     /// Relative file name to contents.
     pub files: BTreeMap<String, String>,
-    /// What a later release does to the instance (told for the agent's log; updates carry
-    /// their signal).
+    /// What a later release does to the instance, as the service says (updates carry their
+    /// own signal: the agent needs nothing more).
     pub on_change: OnChange,
 }
 

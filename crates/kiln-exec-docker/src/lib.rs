@@ -481,6 +481,10 @@ impl Executor for DockerExecutor {
         "docker"
     }
 
+    fn containers(&self) -> bool {
+        true
+    }
+
     fn check(&self, task: &TaskSpec) -> Result<(), ExecError> {
         let unsupported = |what: String| ExecError::Unsupported { executor: "docker", what };
         if task.image.as_deref().is_none_or(|i| i.trim().is_empty()) {

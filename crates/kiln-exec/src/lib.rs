@@ -270,6 +270,13 @@ pub trait Executor: Send + Sync + 'static {
     /// Short name for messages (`docker`, `process`, `fake`, `noop`).
     fn name(&self) -> &'static str;
 
+    /// Whether tasks run in containers with their own file system, which sees a host
+    /// directory only through [`TaskSpec::binds`] (`docker`); `false` (the default): tasks
+    /// see the host's files themselves and take no binds.
+    fn containers(&self) -> bool {
+        false
+    }
+
     /// Says whether this executor can run `task`, without side effects.
     fn check(&self, task: &TaskSpec) -> Result<(), ExecError>;
 

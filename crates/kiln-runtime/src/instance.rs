@@ -14,8 +14,8 @@
 //!
 //! An instance of a service with config files ([`InstanceConfig`]) gets them before it
 //! starts, written by [`crate::config_files`] into a directory of this host: bind-mounted
-//! read-only at the service's `path` in a container (`KILN_CONFIG_DIR` is that path), or
-//! named by `KILN_CONFIG_DIR` itself for a process; `KILN_CONFIG_RELEASE` is the release it
+//! read-only at the service's `path` in a container ([`Executor::containers`];
+//! `KILN_CONFIG_DIR` is that path), or named by `KILN_CONFIG_DIR` itself for a process; `KILN_CONFIG_RELEASE` is the release it
 //! started with. Each update that comes while it runs is written the same way (nothing when
 //! the bytes did not change), then its signal, if any, is sent through
 //! [`Executor::signal`]; each written or unchanged release is reported as
@@ -422,7 +422,7 @@ pub async fn run_instance_configured(
     let InstanceRequest { mut spec, health, ports } = req;
     let mut updates = None;
     if let Some(c) = config {
-        let seen = if spec.image.is_some() {
+        let seen = if executor.containers() {
             spec.binds.push(kiln_exec::Bind {
                 host: c.dir.clone(),
                 container: c.path.clone(),
