@@ -9,7 +9,11 @@
 //! A lease of a service instance ([`Lease::instance`]) runs without the wrapper through
 //! [`kiln_runtime::run_instance`]: no timeout, its health checked here, next to it, and
 //! each change reported as a `health` event; it holds its slot until it is canceled or
-//! exits, and stays listed as held when the agent registers again.
+//! exits, and stays listed as held when the agent registers again. Its config files (a
+//! service with `config:`) are written under `WORK_DIR/instances/<instance>/config` before
+//! it starts, and again for each release the server sends in a poll's answer
+//! ([`kiln_api::agent::ConfigUpdate`]: written only when the bytes changed, then signalled),
+//! each reported as `config_applied`; the directory goes when the instance ends.
 //!
 //! The embedded agent of `kiln server` is this same code over loopback HTTP.
 
@@ -27,10 +31,13 @@ use kiln_client::{Client, ClientError};
 use kiln_engine::Outcome;
 use kiln_exec::{Executor, Stream, TaskId};
 use kiln_runtime::checkout::Checkout;
+use kiln_runtime::config_files::ConfigFiles;
 use kiln_runtime::instance::{HealthCheck, Ports, Probe};
 use kiln_runtime::task::TaskEvent;
 use kiln_runtime::wrapper::{Attempt, Files, FilesError, run_attempt};
-use kiln_runtime::{InstanceEvent, InstanceRequest, run_instance};
+use kiln_runtime::{
+    ConfigChange, InstanceConfig, InstanceEvent, InstanceRequest, run_instance_configured,
+};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -92,6 +99,8 @@ struct Held {
     /// way. It no longer takes one of the agent's slots: the server frees its lease the moment
     /// that report lands and wakes the agent's poll, which must then ask for new work.
     ended: Arc<AtomicBool>,
+    /// For a service instance with config files: where its new releases go.
+    config: Option<mpsc::UnboundedSender<ConfigChange>>,
 }
 
 /// Runs the agent until `stop` is cancelled: registers, polls, runs leases. Transport errors
@@ -202,14 +211,41 @@ pub async fn run(
                     x.cancel.cancel();
                 }
             }
+            for update in resp.config {
+                match h.get(&update.lease).and_then(|x| x.config.as_ref()) {
+                    Some(tx) => {
+                        let _ = tx.send(config_change(update));
+                    }
+                    None => tracing::warn!(
+                        "agent {}: config release {} for lease {}, which runs no instance with \
+                         config files here",
+                        config.name,
+                        update.release,
+                        update.lease
+                    ),
+                }
+            }
             drop(h);
             for lease in resp.leases {
                 let cancel = stop.child_token();
                 let health = lease.instance.as_ref().map(|_| Arc::new(Mutex::new(None)));
                 let ended = Arc::new(AtomicBool::new(false));
+                let (config_tx, updates) =
+                    match lease.instance.as_ref().and_then(|i| i.config.as_ref()) {
+                        Some(_) => {
+                            let (tx, rx) = mpsc::unbounded_channel();
+                            (Some(tx), Some(rx))
+                        }
+                        None => (None, None),
+                    };
                 held.lock().unwrap_or_else(|p| p.into_inner()).insert(
                     lease.id.clone(),
-                    Held { cancel: cancel.clone(), health: health.clone(), ended: ended.clone() },
+                    Held {
+                        cancel: cancel.clone(),
+                        health: health.clone(),
+                        ended: ended.clone(),
+                        config: config_tx,
+                    },
                 );
                 let (client, executor, held, config, reports) = (
                     client.clone(),
@@ -224,7 +260,13 @@ pub async fn run(
                         Some(health) => {
                             let ex = executor.as_ref();
                             let (r, c) = (&reports, &config);
-                            run_instance_lease(r, ex, c, lease, cancel, health, &ended).await;
+                            let running = RunningInstance {
+                                cancel,
+                                last_health: health,
+                                ended: &ended,
+                                updates,
+                            };
+                            run_instance_lease(r, ex, c, lease, running).await;
                         }
                         None => {
                             let ex = executor.as_ref();
@@ -514,18 +556,41 @@ fn log_event(line: kiln_exec::LogLine) -> AgentEvent {
     AgentEvent::Log { stream: stream.into(), time: line.time, text: line.text }
 }
 
+/// The runtime's form of a config update.
+fn config_change(u: kiln_api::agent::ConfigUpdate) -> ConfigChange {
+    ConfigChange {
+        files: ConfigFiles { release: u.release, digest: u.digest, files: u.files },
+        signal: u.signal,
+    }
+}
+
+/// Where an instance's config files are written on this host.
+pub fn instance_config_dir(config: &AgentConfig, instance: &str) -> PathBuf {
+    config.work_dir.join("instances").join(instance).join("config")
+}
+
+/// What the agent keeps of a running instance, beside its lease.
+struct RunningInstance<'a> {
+    cancel: CancellationToken,
+    /// Its last health report, sent again after the agent registers anew.
+    last_health: Arc<Mutex<Option<AgentEvent>>>,
+    /// Set once its task ended.
+    ended: &'a AtomicBool,
+    /// Config releases for it (an instance with config files).
+    updates: Option<mpsc::UnboundedReceiver<ConfigChange>>,
+}
+
 /// A service instance's lease: no wrapper (no checkout, artifacts or caches) and no
 /// timeout; it runs until the lease is canceled or it exits, reporting `started`, `log`
-/// lines, `health` changes (the last kept in `last_health`) and `exited`.
+/// lines, `health` changes (the last kept in `last_health`), `config_applied` and `exited`.
 async fn run_instance_lease(
     reports: &mpsc::UnboundedSender<Report>,
     executor: &dyn Executor,
     config: &AgentConfig,
     lease: Lease,
-    cancel: CancellationToken,
-    last_health: Arc<Mutex<Option<AgentEvent>>>,
-    ended: &AtomicBool,
+    running: RunningInstance<'_>,
 ) {
+    let RunningInstance { cancel, last_health, ended, updates } = running;
     let (tx, rx) = mpsc::unbounded_channel();
     let sender =
         tokio::spawn(forward_events(lease.id.clone(), rx, reports.clone(), cancel.clone(), true));
@@ -540,7 +605,15 @@ async fn run_instance_lease(
         health: instance.and_then(|i| i.health.as_ref()).map(health_check),
         ports: instance_ports(executor.name(), &lease),
     };
-    let outcome = run_instance(executor, req, cancel.clone(), |ev| {
+    let files = instance.and_then(|i| Some((i, i.config.as_ref()?)));
+    let dir = files.map(|(i, _)| instance_config_dir(config, &i.instance));
+    let instance_config = files.zip(dir.clone()).map(|((_, c), dir)| InstanceConfig {
+        dir,
+        path: c.path.clone(),
+        first: ConfigFiles { release: c.release, digest: c.digest.clone(), files: c.files.clone() },
+        updates: updates.unwrap_or_else(|| mpsc::unbounded_channel().1),
+    });
+    let outcome = run_instance_configured(executor, req, instance_config, cancel.clone(), |ev| {
         let _ = tx.send(match ev {
             InstanceEvent::Started => AgentEvent::Started,
             InstanceEvent::Log(line) => log_event(line),
@@ -549,9 +622,16 @@ async fn run_instance_lease(
                 *last_health.lock().unwrap_or_else(|p| p.into_inner()) = Some(event.clone());
                 event
             }
+            InstanceEvent::ConfigApplied { release, digest } => {
+                AgentEvent::ConfigApplied { release, digest }
+            }
         });
     })
     .await;
+    // The instance is gone (its container destroyed): so are its files.
+    if let Some(instance_dir) = dir.as_deref().and_then(Path::parent) {
+        let _ = tokio::fs::remove_dir_all(instance_dir).await;
+    }
     ended.store(true, Ordering::SeqCst);
     let _ = tx.send(AgentEvent::Exited { outcome });
     drop(tx);
@@ -665,6 +745,7 @@ stages:
                 slot: 0,
                 version: 1,
                 health: Some(check),
+                config: None,
             }),
             pull: None,
         }
@@ -704,16 +785,10 @@ stages:
         let run = {
             let (cancel, last) = (cancel.clone(), last.clone());
             async move {
-                run_instance_lease(
-                    &reports,
-                    &executor,
-                    &config,
-                    lease,
-                    cancel,
-                    last,
-                    &AtomicBool::new(false),
-                )
-                .await;
+                let ended = AtomicBool::new(false);
+                let running =
+                    RunningInstance { cancel, last_health: last, ended: &ended, updates: None };
+                run_instance_lease(&reports, &executor, &config, lease, running).await;
                 executor
             }
         };

@@ -30,7 +30,9 @@ pub const LEASE_TTL_MS: u64 = 30_000;
 /// 1: the first protocol (agents that send no `protocol` speak it). 2: `RegisterAgent`
 /// and `AgentInfo` carry `protocol` and `version`. 3: leases of service instances
 /// ([`Lease::instance`]: run until stopped, health checked on the agent, `health` events).
-pub const PROTOCOL: u32 = 3;
+/// 4: instances' config files ([`InstanceLease::config`], [`LeaseResponse::config`] updates,
+/// `config_applied` events).
+pub const PROTOCOL: u32 = 4;
 
 /// The protocol of an agent that sends no `protocol` field (it predates versioning).
 pub const UNVERSIONED_PROTOCOL: u32 = 1;
@@ -150,6 +152,27 @@ pub struct LeaseResponse {
     /// Held leases the server does not know (lost or ended): stop them, report nothing.
     #[serde(default)]
     pub unknown: Vec<String>,
+    /// New config releases for held service instances: write each (only when its digest is
+    /// not the one written), send its signal, report `config_applied`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub config: Vec<ConfigUpdate>,
+}
+
+/// A config release for a running service instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ConfigUpdate {
+    /// The instance's lease.
+    pub lease: String,
+    /// The release's number.
+    pub release: u32,
+    /// Its files' digest (`sha256:…`).
+    pub digest: String,
+    /// Relative file name to contents.
+    pub files: BTreeMap<String, String>,
+    /// The signal to send once the files changed (`HUP`; no `SIG`), if the service asks for
+    /// one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
 }
 
 /// One attempt of one job, leased to an agent.
@@ -220,6 +243,42 @@ pub struct InstanceLease {
     /// How the agent checks its health; none: healthy once running.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<HealthCheck>,
+    /// The config center's files it gets, written before it starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<InstanceConfig>,
+}
+
+/// An instance's config files: the release of its service's application in its
+/// environment that it gets (a gray release naming it included).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct InstanceConfig {
+    /// Where a container sees them (bind-mounted read-only; `KILN_CONFIG_DIR`). A process
+    /// gets the agent's directory of them in `KILN_CONFIG_DIR` instead.
+    pub path: String,
+    /// The release's number (`KILN_CONFIG_RELEASE`).
+    pub release: u32,
+    /// Its files' digest (`sha256:…`).
+    pub digest: String,
+    /// Relative file name to contents.
+    pub files: BTreeMap<String, String>,
+    /// What a later release does to the instance, as the service says (updates carry their
+    /// own signal: the agent needs nothing more).
+    pub on_change: OnChange,
+}
+
+/// What a new config release does to a running instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub enum OnChange {
+    /// The service is updated by a rolling restart (a gray release is written in place).
+    Restart,
+    /// The files are rewritten in place, then the instance gets this signal.
+    Signal {
+        /// Its name without `SIG` (`HUP`).
+        signal: String,
+    },
+    /// The files are rewritten in place; the program watches them itself.
+    None,
 }
 
 /// A health check the agent runs next to an instance (as Marathon's and Nomad's local
@@ -307,6 +366,14 @@ pub enum AgentEvent {
         healthy: bool,
         /// What the last check saw (`connection refused`, `HTTP 503`, `exit 1`).
         detail: String,
+    },
+    /// A service instance's config files are those of this release (written, or the same
+    /// bytes already there).
+    ConfigApplied {
+        /// The release.
+        release: u32,
+        /// Its digest.
+        digest: String,
     },
     /// A `JOB_OUT key=value` line.
     Output {

@@ -126,6 +126,10 @@ pub struct InstanceInfo {
     pub restarts: u32,
     /// When it entered its state.
     pub since: DateTime<Utc>,
+    /// The config release its files are from, as its agent last reported (a service with
+    /// `config:`; none before the files were written).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_release: Option<u32>,
 }
 
 /// Why a slot waits.

@@ -492,6 +492,10 @@ impl Executor for DockerExecutor {
         "docker"
     }
 
+    fn containers(&self) -> bool {
+        true
+    }
+
     fn check(&self, task: &TaskSpec) -> Result<(), ExecError> {
         let unsupported = |what: String| ExecError::Unsupported { executor: "docker", what };
         if task.image.as_deref().is_none_or(|i| i.trim().is_empty()) {
@@ -502,6 +506,15 @@ impl Executor for DockerExecutor {
                 "services beside a job on the host network (they share a private network)"
                     .to_owned(),
             ));
+        }
+        for bind in &task.binds {
+            if !bind.host.is_absolute() || !bind.container.starts_with('/') {
+                return Err(unsupported(format!(
+                    "a bind mount of {} at {:?}: both paths must be absolute",
+                    bind.host.display(),
+                    bind.container
+                )));
+            }
         }
         let mut seen = BTreeSet::new();
         for service in &task.services {
@@ -680,6 +693,26 @@ impl Executor for DockerExecutor {
             )));
         };
         self.download_workspace(id, &container, dest).await
+    }
+
+    /// `docker kill --signal` of the main container: its first process gets it (the
+    /// program itself when the image runs it directly, as Docker and Nomad signal). A
+    /// container that is not running (any more) is `Ok`.
+    async fn signal(&self, id: &TaskId, signal: &str) -> Result<(), ExecError> {
+        let name = signal.strip_prefix("SIG").unwrap_or(signal);
+        if kiln_exec::signal_number(name).is_none() {
+            return Err(kiln_exec::unknown_signal("docker", signal));
+        }
+        let Some(main) = self.with_state(id, |s| s.main.clone())? else {
+            return Err(ExecError::Engine(format!("docker: task {id} is not running yet")));
+        };
+        let what = format!("sending SIG{name} to container {main}");
+        let options = KillContainerOptions { signal: format!("SIG{name}") };
+        match self.timed(&what, self.docker.kill_container(&main, Some(options))).await? {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) || is_conflict(&e) => Ok(()),
+            Err(e) => Err(engine(what, &e)),
+        }
     }
 
     /// `docker exec` in the main container: created, started attached, its output drained,

@@ -67,6 +67,18 @@ fn networking(task: &TaskSpec, aliases: Option<Vec<String>>) -> NetworkingConfig
     }
 }
 
+/// The workspace, then the task's bind mounts (a service instance's config directory).
+fn main_mounts(task: &TaskSpec) -> Vec<Mount> {
+    let binds = task.binds.iter().map(|b| Mount {
+        target: Some(b.container.clone()),
+        source: Some(b.host.display().to_string()),
+        typ: Some(MountType::BIND),
+        read_only: Some(b.read_only),
+        ..Default::default()
+    });
+    std::iter::once(workspace_mount(task)).chain(binds).collect()
+}
+
 /// A sidecar: on the task network under its service name, with the workspace mounted.
 pub(crate) fn service_container(task: &TaskSpec, service: &ServiceSpec) -> ContainerCreateBody {
     let labels = labels(
@@ -145,7 +157,7 @@ pub(crate) fn main_container(task: &TaskSpec, image: &str) -> ContainerCreateBod
             },
             port_bindings: (!task.host_network && !task.ports.is_empty())
                 .then(|| port_bindings(&task.ports)),
-            mounts: Some(vec![workspace_mount(task)]),
+            mounts: Some(main_mounts(task)),
             nano_cpus: task.limits.cpu_millis.map(nano_cpus),
             memory,
             // Equal to `memory`: no swap on top of the limit.
@@ -224,6 +236,7 @@ mod tests {
             ports: Vec::new(),
             host_network: false,
             pull_auth: None,
+            binds: Vec::new(),
         }
     }
 
@@ -264,6 +277,32 @@ mod tests {
         let mount = &host.mounts.unwrap()[0];
         assert_eq!(mount.source.as_deref(), Some("kiln-t1-ws"));
         assert_eq!(mount.target.as_deref(), Some(WORKSPACE_PATH));
+    }
+
+    #[test]
+    fn binds_are_mounted_after_the_workspace_read_only_when_asked() {
+        let mut t = task(Entry::Script(String::new()));
+        t.binds.push(kiln_exec::Bind {
+            host: "/var/lib/kiln/instances/i1/config".into(),
+            container: "/etc/kiln/config".into(),
+            read_only: true,
+        });
+        let mounts = main_container(&t, "i").host_config.unwrap().mounts.unwrap();
+        assert_eq!(mounts.len(), 2);
+        assert_eq!(mounts[0].typ, Some(MountType::VOLUME));
+        assert_eq!(mounts[1].typ, Some(MountType::BIND));
+        assert_eq!(mounts[1].source.as_deref(), Some("/var/lib/kiln/instances/i1/config"));
+        assert_eq!(mounts[1].target.as_deref(), Some("/etc/kiln/config"));
+        assert_eq!(mounts[1].read_only, Some(true));
+        // Sidecars do not get them.
+        let service = ServiceSpec {
+            name: "db".into(),
+            image: "busybox".into(),
+            env: BTreeMap::new(),
+            command: None,
+        };
+        let sidecar = service_container(&t, &service).host_config.unwrap().mounts.unwrap();
+        assert_eq!(sidecar.len(), 1);
     }
 
     #[test]

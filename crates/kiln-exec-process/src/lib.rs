@@ -310,6 +310,21 @@ fn empty_command() -> ExecError {
     unsupported("an empty command: nothing to run".to_string())
 }
 
+/// The signal of a name of [`kiln_exec::SIGNALS`] (without `SIG`).
+fn signal_of(name: &str) -> Option<Signal> {
+    Some(match name.strip_prefix("SIG").unwrap_or(name) {
+        "HUP" => Signal::HUP,
+        "INT" => Signal::INT,
+        "QUIT" => Signal::QUIT,
+        "KILL" => Signal::KILL,
+        "USR1" => Signal::USR1,
+        "USR2" => Signal::USR2,
+        "TERM" => Signal::TERM,
+        "WINCH" => Signal::WINCH,
+        _ => return None,
+    })
+}
+
 /// SIGKILLs process group `pgid`; a group that is already gone is fine.
 fn kill_group(pgid: Pid) -> Result<(), ExecError> {
     match kill_process_group(pgid, Signal::KILL) {
@@ -338,6 +353,13 @@ impl Executor for ProcessExecutor {
             return Err(unsupported(format!(
                 "services ({}) need containers, which the process executor does not run",
                 names.join(", ")
+            )));
+        }
+        if let Some(bind) = task.binds.first() {
+            return Err(unsupported(format!(
+                "a directory mounted at {} needs a container; processes read {} itself",
+                bind.container,
+                bind.host.display()
             )));
         }
         match &task.entry {
@@ -519,6 +541,28 @@ impl Executor for ProcessExecutor {
             .await
             .map_err(|e| ExecError::Engine(format!("process: cannot run {program}: {e}")))?;
         Ok(ExitStatus { code: status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)) })
+    }
+
+    /// Sends the signal to the task's whole process group (`kill(-pgid, sig)`), as a
+    /// terminal sends SIGHUP: the shell of a script and what it runs alike.
+    async fn signal(&self, id: &TaskId, signal: &str) -> Result<(), ExecError> {
+        let sig = signal_of(signal).ok_or_else(|| kiln_exec::unknown_signal("process", signal))?;
+        let handle = self.task(id)?;
+        let state = lock(&handle);
+        match state.phase {
+            Phase::Running(pgid) => match kill_process_group(pgid, sig) {
+                Ok(()) => Ok(()),
+                Err(e) if e == rustix::io::Errno::SRCH => Ok(()),
+                Err(e) => Err(ExecError::Engine(format!(
+                    "process: signalling process group {} with SIG{signal}: {e}",
+                    pgid.as_raw_pid()
+                ))),
+            },
+            Phase::Ready => {
+                Err(ExecError::Engine(format!("process: task {id} is not running yet")))
+            }
+            Phase::KilledEarly | Phase::Exited => Ok(()),
+        }
     }
 
     async fn destroy(&self, id: &TaskId) -> Result<(), ExecError> {

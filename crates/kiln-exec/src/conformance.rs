@@ -218,6 +218,7 @@ fn task(id: &str, entry: Entry) -> TaskSpec {
         ports: Vec::new(),
         host_network: false,
         pull_auth: None,
+        binds: Vec::new(),
     }
 }
 
@@ -258,6 +259,7 @@ macro_rules! conformance_tests {
             command_entry_runs,
             kill_stops_sleeping_task,
             kill_before_start_runs_nothing,
+            signal_reaches_the_task,
             destroy_is_idempotent,
             missing_image_is_image_not_found,
             destroy_after_failed_setup,
@@ -499,6 +501,59 @@ pub async fn kill_stops_sleeping_task(subject: Subject) {
         );
         assert!(killed_at.elapsed() < KILL_DEADLINE);
         ex.kill(&task.id).await.expect("kill after exit is Ok");
+        ex.destroy(&task.id).await.expect("destroy");
+        subject.assert_no_leaks(&task.id).await;
+    })
+    .await;
+}
+
+/// `signal` reaches a running script that traps it (the trap runs within a second, even
+/// when only the script's first process gets it, as in a container); a signal to a task
+/// that ended is `Ok`, to an id never set up `UnknownTask`, and a name that is no signal is
+/// `Unsupported`.
+pub async fn signal_reaches_the_task(subject: Subject) {
+    within(&subject, "signal_reaches_the_task", async {
+        let ex = subject.executor.clone();
+        let never = TaskId::sanitized(&unique_id("nosignal"));
+        match ex.signal(&never, "HUP").await {
+            Err(ExecError::UnknownTask(id)) => assert_eq!(id, never),
+            other => panic!("{}: signal of an unknown task: {other:?}", subject.name()),
+        }
+        // One-second sleeps: a container's first process runs its trap once the `sleep` in
+        // front of it ends (a process group's `sleep` gets the signal too and ends at once).
+        let mut script = vec!["trap 'echo got HUP; exit 3' HUP", "echo ready"];
+        script.extend(std::iter::repeat_n("sleep 1", 30));
+        let task = subject.script_task("signal", &script);
+        ex.check(&task).expect("check");
+        ex.setup(&task).await.expect("setup");
+        let mut stream = ex.start(&task).await.expect("start");
+        loop {
+            match stream.next().await {
+                Some(Ok(line)) if line.text == "ready" => break,
+                Some(Ok(_)) => {}
+                Some(Err(e)) => panic!("{}: log stream failed: {e}", subject.name()),
+                None => panic!("{}: stream ended before `ready`", subject.name()),
+            }
+        }
+        ex.signal(&task.id, "HUP").await.expect("signal");
+        let rest = futures::future::join(stream.collect::<Vec<_>>(), ex.wait(&task.id));
+        let Ok((lines, status)) = tokio::time::timeout(KILL_DEADLINE, rest).await else {
+            panic!("{}: the trapped signal did not end the script", subject.name());
+        };
+        let status = status.expect("wait");
+        let stdout: Vec<String> = lines
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter(|l| l.stream == Stream::Stdout)
+            .map(|l| l.text)
+            .collect();
+        assert!(stdout.iter().any(|l| l == "got HUP"), "{}: {stdout:?}", subject.name());
+        assert_eq!(status, ExitStatus { code: 3 }, "{}: {stdout:?}", subject.name());
+        ex.signal(&task.id, "HUP").await.expect("a signal to a task that ended is Ok");
+        match ex.signal(&task.id, "NOSUCH").await {
+            Err(ExecError::Unsupported { .. }) => {}
+            other => panic!("{}: signal NOSUCH: {other:?}", subject.name()),
+        }
         ex.destroy(&task.id).await.expect("destroy");
         subject.assert_no_leaks(&task.id).await;
     })

@@ -4,10 +4,15 @@
 //! Understood, one command per script line (blank lines and `#` comments are skipped):
 //! `echo WORDS` (with `'…'`, `"…"`, `\` quoting and `$VAR` / `${VAR}` from the task env),
 //! `echo WORDS >&2`, `sleep SECONDS` (real, cancelled by `kill`), `exit [N]`, `pwd`, `true`,
-//! `:`, `false`, `sh [-e] -c SCRIPT`, `cat FILE…`, `mkdir [-p] DIR…`, and output redirection
-//! to a file with `> FILE` or `>> FILE` (also `>FILE`). Any other command prints
-//! `fake: unknown command: NAME` on stderr and exits 127. Scripts run as with `sh -e`: the
-//! first failing command ends them with its status. A killed task exits 137.
+//! `:`, `false`, `sh [-e] -c SCRIPT`, `cat FILE…`, `mkdir [-p] DIR…`, `trap 'ACTION' SIG…`,
+//! and output redirection to a file with `> FILE` or `>> FILE` (also `>FILE`). Any other
+//! command prints `fake: unknown command: NAME` on stderr and exits 127. Scripts run as with
+//! `sh -e`: the first failing command ends them with its status. A killed task exits 137.
+//!
+//! Signals ([`Executor::signal`]) reach the script between commands and during `sleep`: a
+//! trapped one interrupts `sleep` and runs its action (commands separated by `;`; an `exit`
+//! there ends the script), then the script goes on; one trapped with an empty action is
+//! ignored; any other ends the script with 128 + its number, as a shell killed by it.
 //!
 //! Each task has a real workspace: a temporary directory standing for
 //! [`WORKSPACE_PATH`], created by `setup` (with the task's seed copied in and a relative
@@ -57,6 +62,8 @@ pub struct FakeCalls {
     pub destroyed: Vec<TaskId>,
     /// Ids passed to `export_workspace`.
     pub exported: Vec<TaskId>,
+    /// Ids and signal names passed to `signal`.
+    pub signalled: Vec<(TaskId, String)>,
 }
 
 /// An in-memory [`Executor`] for tests; see the module docs for the shell it understands.
@@ -86,6 +93,9 @@ struct FakeTask {
     workdir: Option<String>,
     /// `true` once killed; dropping the sender (on destroy) also counts as a kill.
     kill: watch::Sender<bool>,
+    /// Signals for the script (names without `SIG`); the receiver is the started shell's.
+    signals: mpsc::UnboundedSender<String>,
+    signals_rx: Option<mpsc::UnboundedReceiver<String>>,
     status: Arc<watch::Sender<Option<ExitStatus>>>,
 }
 
@@ -180,6 +190,7 @@ impl Executor for FakeExecutor {
             }
             let (status, _) = watch::channel(None);
             let (kill, _) = watch::channel(false);
+            let (signals, signals_rx) = mpsc::unbounded_channel();
             state.tasks.insert(
                 task.id.clone(),
                 FakeTask {
@@ -189,6 +200,8 @@ impl Executor for FakeExecutor {
                     env: task.env.clone(),
                     workdir: task.workdir.clone(),
                     kill,
+                    signals,
+                    signals_rx: Some(signals_rx),
                     status: Arc::new(status),
                 },
             );
@@ -229,7 +242,7 @@ impl Executor for FakeExecutor {
     }
 
     async fn start(&self, task: &TaskSpec) -> Result<LogStream, ExecError> {
-        let (kill, status, workspace) = {
+        let (kill, status, workspace, signals) = {
             let mut state = self.lock();
             state.calls.started.push(task.id.clone());
             let entry = state
@@ -249,7 +262,13 @@ impl Executor for FakeExecutor {
                 )));
             }
             entry.started = true;
-            (entry.kill.subscribe(), entry.status.clone(), entry.workspace.path().to_path_buf())
+            let signals = entry.signals_rx.take().unwrap_or_else(|| mpsc::unbounded_channel().1);
+            (
+                entry.kill.subscribe(),
+                entry.status.clone(),
+                entry.workspace.path().to_path_buf(),
+                signals,
+            )
         };
         let entry = task.entry.clone();
         let (tx, mut rx) = mpsc::channel(CHANNEL_LINES);
@@ -261,6 +280,8 @@ impl Executor for FakeExecutor {
             out: OutputSplitter::new(),
             tx,
             kill,
+            signals,
+            traps: BTreeMap::new(),
         };
         tokio::spawn(async move {
             let code = match entry {
@@ -332,9 +353,28 @@ impl Executor for FakeExecutor {
                 out: OutputSplitter::new(),
                 tx: mpsc::channel(1).0,
                 kill: entry.kill.subscribe(),
+                signals: mpsc::unbounded_channel().1,
+                traps: BTreeMap::new(),
             }
         };
         Ok(ExitStatus { code: shell.run_argv(argv.to_vec()).await })
+    }
+
+    /// Hands the signal to the running script (see the module docs for what it does).
+    async fn signal(&self, id: &TaskId, signal: &str) -> Result<(), ExecError> {
+        let name = signal.strip_prefix("SIG").unwrap_or(signal).to_string();
+        let mut state = self.lock();
+        state.calls.signalled.push((id.clone(), name.clone()));
+        if crate::signal_number(&name).is_none() {
+            return Err(crate::unknown_signal("fake", signal));
+        }
+        let entry = state.tasks.get(id).ok_or_else(|| ExecError::UnknownTask(id.clone()))?;
+        if !entry.started {
+            return Err(ExecError::Engine(format!("fake: task {id} is not running yet")));
+        }
+        // A script that ended has dropped its receiver: nothing to tell, as with a process.
+        let _ = entry.signals.send(name);
+        Ok(())
     }
 
     async fn destroy(&self, id: &TaskId) -> Result<(), ExecError> {
@@ -375,6 +415,10 @@ struct Shell {
     out: OutputSplitter,
     tx: mpsc::Sender<Result<LogLine, ExecError>>,
     kill: watch::Receiver<bool>,
+    /// Signals sent to the task, by name.
+    signals: mpsc::UnboundedReceiver<String>,
+    /// `trap` actions by signal name (an empty action ignores the signal).
+    traps: BTreeMap<String, String>,
 }
 
 impl Shell {
@@ -404,9 +448,15 @@ impl Shell {
                 if line.is_empty() || line.starts_with('#') {
                     continue;
                 }
-                let flow = self.command(line).await;
+                let mut flow = self.command(line).await;
                 if self.killed() {
                     return KILLED;
+                }
+                while let Ok(signal) = self.signals.try_recv() {
+                    if let Some(exit) = self.deliver(&signal).await {
+                        flow = exit;
+                        break;
+                    }
                 }
                 match flow {
                     Flow::Exit(code) => return code,
@@ -568,6 +618,7 @@ impl Shell {
                 }
             },
             "sleep" => self.sleep(&args[1..]).await,
+            "trap" => self.trap(&args[1..]).await,
             "sh" => {
                 let outer = std::mem::replace(&mut self.default_out, out);
                 let flow = self.sh(&args[1..]).await;
@@ -630,10 +681,57 @@ impl Shell {
             self.print(Stream::Stderr, &msg).await;
             return Flow::Status(1);
         };
-        tokio::select! {
-            _ = tokio::time::sleep(duration) => Flow::Status(0),
-            _ = Self::kill_signal(&mut self.kill) => Flow::Exit(KILLED),
+        let signal = tokio::select! {
+            _ = tokio::time::sleep(duration) => return Flow::Status(0),
+            _ = Self::kill_signal(&mut self.kill) => return Flow::Exit(KILLED),
+            Some(signal) = self.signals.recv() => signal,
+        };
+        // Interrupted: the trap's action runs, and the script goes on after the `sleep`.
+        self.deliver(&signal).await.unwrap_or(Flow::Status(0))
+    }
+
+    /// What signal `name` does to the script: its trap's action runs (`Some` when that
+    /// ended the script), an ignored one does nothing, any other ends the script.
+    fn deliver<'a>(
+        &'a mut self,
+        name: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Option<Flow>> + Send + 'a>> {
+        Box::pin(async move {
+            let number = crate::signal_number(name).unwrap_or(0);
+            let Some(action) = self.traps.get(name).cloned() else {
+                return Some(Flow::Exit(128 + number));
+            };
+            for part in action.split(';') {
+                let part = part.trim();
+                if part.is_empty() {
+                    continue;
+                }
+                if let Flow::Exit(code) = self.command(part).await {
+                    return Some(Flow::Exit(code));
+                }
+            }
+            None
+        })
+    }
+
+    /// `trap 'ACTION' SIG…` (names with or without `SIG`; `trap - SIG` removes the trap).
+    async fn trap(&mut self, args: &[String]) -> Flow {
+        let Some((action, signals)) = args.split_first().filter(|(_, s)| !s.is_empty()) else {
+            self.print(Stream::Stderr, "fake: trap: only `trap 'ACTION' SIG…` is understood").await;
+            return Flow::Status(2);
+        };
+        for signal in signals {
+            let name = signal.strip_prefix("SIG").unwrap_or(signal);
+            if crate::signal_number(name).is_none() {
+                self.print(Stream::Stderr, &format!("fake: trap: {signal}: bad trap")).await;
+                return Flow::Status(1);
+            }
+            match action.as_str() {
+                "-" => self.traps.remove(name),
+                _ => self.traps.insert(name.to_string(), action.clone()),
+            };
         }
+        Flow::Status(0)
     }
 
     async fn sh(&mut self, args: &[String]) -> Flow {

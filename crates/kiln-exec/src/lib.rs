@@ -97,6 +97,11 @@ pub struct TaskSpec {
     /// The main container uses the host's network namespace (`--network host`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub host_network: bool,
+    /// Host directories bind-mounted into the main container (a service instance's config
+    /// files). Executors without containers refuse them in `check`: their processes read
+    /// the host directory itself.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub binds: Vec<Bind>,
     /// Credentials for pulling images from one registry (Kiln's own, with a pull token of
     /// the task's project); images of other registries are pulled anonymously.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -131,6 +136,17 @@ impl fmt::Debug for RegistryAuth {
     }
 }
 
+/// A host directory mounted into the main container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bind {
+    /// The directory on the executor's host (absolute).
+    pub host: PathBuf,
+    /// Where it appears in the container (absolute).
+    pub container: String,
+    /// Mounted read-only.
+    pub read_only: bool,
+}
+
 /// A host port published to a container port (TCP).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortMap {
@@ -138,6 +154,35 @@ pub struct PortMap {
     pub host: u16,
     /// Port inside the container.
     pub container: u16,
+}
+
+/// The signals [`Executor::signal`] sends, by name (without `SIG`), with their Linux
+/// numbers: what a service's `on-change: signal` may ask for, and `KILL`.
+pub const SIGNALS: &[(&str, i32)] = &[
+    ("HUP", 1),
+    ("INT", 2),
+    ("QUIT", 3),
+    ("KILL", 9),
+    ("USR1", 10),
+    ("USR2", 12),
+    ("TERM", 15),
+    ("WINCH", 28),
+];
+
+/// The Linux number of signal `name` (`HUP` or `SIGHUP`); `None` for a name not in
+/// [`SIGNALS`].
+pub fn signal_number(name: &str) -> Option<i32> {
+    let name = name.strip_prefix("SIG").unwrap_or(name);
+    SIGNALS.iter().find(|(n, _)| *n == name).map(|(_, number)| *number)
+}
+
+/// The error of a signal name not in [`SIGNALS`].
+pub fn unknown_signal(executor: &'static str, name: &str) -> ExecError {
+    let known: Vec<&str> = SIGNALS.iter().map(|(n, _)| *n).collect();
+    ExecError::Unsupported {
+        executor,
+        what: format!("the signal `{name}` (known: {})", known.join(", ")),
+    }
 }
 
 /// Where a job's workspace is mounted inside its containers.
@@ -243,8 +288,9 @@ pub enum ExecError {
 /// Concurrency: calls for different tasks may run concurrently. For one task the steps
 /// above are called in order, except that reading the log stream and `wait` run together,
 /// and [`kill`](Executor::kill) may be called at any time from another task (cancel,
-/// timeout); after `kill`, `wait` resolves promptly. [`exec`](Executor::exec) may be called
-/// while the main container or process runs, alongside the rest.
+/// timeout); after `kill`, `wait` resolves promptly. [`exec`](Executor::exec) and
+/// [`signal`](Executor::signal) may be called while the main container or process runs,
+/// alongside the rest.
 ///
 /// A task killed after `setup` but before `start` never runs: `start` then returns an empty
 /// log stream (and `wait` a non-zero status) or an error.
@@ -255,6 +301,13 @@ pub enum ExecError {
 pub trait Executor: Send + Sync + 'static {
     /// Short name for messages (`docker`, `process`, `fake`, `noop`).
     fn name(&self) -> &'static str;
+
+    /// Whether tasks run in containers with their own file system, which sees a host
+    /// directory only through [`TaskSpec::binds`] (`docker`); `false` (the default): tasks
+    /// see the host's files themselves and take no binds.
+    fn containers(&self) -> bool {
+        false
+    }
 
     /// Says whether this executor can run `task`, without side effects.
     fn check(&self, task: &TaskSpec) -> Result<(), ExecError>;
@@ -300,6 +353,21 @@ pub trait Executor: Send + Sync + 'static {
         Err(ExecError::Unsupported {
             executor: self.name(),
             what: "commands run beside a task (exec)".to_string(),
+        })
+    }
+
+    /// Sends signal `signal` (a name of [`SIGNALS`], without `SIG`: `HUP`) to the task's
+    /// running main container (`docker kill --signal`: its first process) or process group
+    /// (every process of the task), as a service instance's `on-change: signal` asks after
+    /// its config files changed. `Ok` once sent, whatever the task does with it; a task
+    /// that already ended is `Ok` too (nothing to tell). `UnknownTask` for an id not set up;
+    /// `Unsupported` for a name not in [`SIGNALS`], and from executors that cannot (the
+    /// default).
+    async fn signal(&self, id: &TaskId, signal: &str) -> Result<(), ExecError> {
+        let _ = (id, signal);
+        Err(ExecError::Unsupported {
+            executor: self.name(),
+            what: "signals sent to a running task".to_string(),
         })
     }
 }

@@ -12,22 +12,41 @@
 //! command run through [`Executor::exec`]. Each says what it saw in a short `detail`
 //! (`connection refused`, `HTTP 503`, `timed out after 2s`, `exit 1`).
 //!
+//! An instance of a service with config files ([`InstanceConfig`]) gets them before it
+//! starts, written by [`crate::config_files`] into a directory of this host: bind-mounted
+//! read-only at the service's `path` in a container ([`Executor::containers`];
+//! `KILN_CONFIG_DIR` is that path), or named by `KILN_CONFIG_DIR` itself for a process; `KILN_CONFIG_RELEASE` is the release it
+//! started with. Each update that comes while it runs is written the same way (nothing when
+//! the bytes did not change), then its signal, if any, is sent through
+//! [`Executor::signal`]; each written or unchanged release is reported as
+//! [`InstanceEvent::ConfigApplied`].
+//!
 //! These types mirror `kiln_api::agent::{HealthCheck, Probe}`: this crate speaks no wire
 //! format (the agent converts).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use futures::StreamExt;
 use futures::stream::BoxStream;
 use kiln_engine::Outcome;
-use kiln_exec::{Executor, LogLine, TaskId, TaskSpec};
+use kiln_exec::{Executor, LogLine, Stream, TaskId, TaskSpec};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::config_files::{self, ConfigFiles};
 use crate::task::{Driven, TaskEvent, TaskRequest, drive_beside};
+
+/// The variable naming the directory of an instance's config files, as it sees it.
+pub const CONFIG_DIR_VAR: &str = "KILN_CONFIG_DIR";
+
+/// The variable holding the config release an instance started with.
+pub const CONFIG_RELEASE_VAR: &str = "KILN_CONFIG_RELEASE";
 
 /// How an instance's health is checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -287,8 +306,31 @@ pub struct InstanceRequest {
     pub ports: Ports,
 }
 
-/// What happens to a running instance, in order: `Started`, then `Log` lines and
-/// `Health` changes interleaved.
+/// The config files of a service instance ([`run_instance_configured`]).
+#[derive(Debug)]
+pub struct InstanceConfig {
+    /// Where they are written on this host (one directory per instance).
+    pub dir: PathBuf,
+    /// Where a container sees them (an absolute path; bind-mounted read-only).
+    pub path: String,
+    /// The release the instance starts with.
+    pub first: ConfigFiles,
+    /// Releases that come while it runs, in order.
+    pub updates: mpsc::UnboundedReceiver<ConfigChange>,
+}
+
+/// A release for a running instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigChange {
+    /// Its files.
+    pub files: ConfigFiles,
+    /// The signal to send once they are written (`HUP`), if the files changed.
+    pub signal: Option<String>,
+}
+
+/// What happens to a running instance, in order: a first `ConfigApplied` for an instance
+/// with config files, `Started`, then `Log` lines, `Health` changes and `ConfigApplied`
+/// interleaved.
 #[derive(Debug, Clone, PartialEq)]
 pub enum InstanceEvent {
     /// The main container or process started.
@@ -297,6 +339,57 @@ pub enum InstanceEvent {
     Log(LogLine),
     /// Its health changed (or was first established).
     Health(HealthChange),
+    /// Its config files are those of this release (written, or already the same bytes).
+    ConfigApplied {
+        /// The release.
+        release: u32,
+        /// Its digest.
+        digest: String,
+    },
+}
+
+/// A line of Kiln's own in an instance's log.
+fn note(text: String) -> InstanceEvent {
+    InstanceEvent::Log(LogLine { stream: Stream::Stderr, time: chrono::Utc::now(), text })
+}
+
+/// Writes `files` into `dir` off the async threads; whether anything was written.
+async fn write_files(dir: &Path, files: &ConfigFiles) -> Result<bool, String> {
+    let (dir, files) = (dir.to_path_buf(), files.clone());
+    tokio::task::spawn_blocking(move || config_files::write(&dir, &files))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
+}
+
+/// Writes a release for a running instance, then sends its signal if the files changed;
+/// what to report.
+async fn apply_change(
+    executor: &dyn Executor,
+    task: &TaskId,
+    dir: &Path,
+    change: ConfigChange,
+) -> Vec<InstanceEvent> {
+    let ConfigFiles { release, digest, .. } = change.files.clone();
+    let applied = InstanceEvent::ConfigApplied { release, digest: digest.clone() };
+    match write_files(dir, &change.files).await {
+        Err(e) => vec![note(format!("kiln: config release {release} could not be written: {e}"))],
+        Ok(false) => vec![
+            note(format!("kiln: config release {release} has the files it has: nothing written")),
+            applied,
+        ],
+        Ok(true) => {
+            let mut out = vec![note(format!("kiln: config release {release} written ({digest})"))];
+            if let Some(signal) = &change.signal {
+                out.push(match executor.signal(task, signal).await {
+                    Ok(()) => note(format!("kiln: sent SIG{signal}")),
+                    Err(e) => note(format!("kiln: could not send SIG{signal}: {e}")),
+                });
+            }
+            out.push(applied);
+            out
+        }
+    }
 }
 
 /// Detail of the health an instance without a health check gets once started.
@@ -311,18 +404,69 @@ pub async fn run_instance(
     executor: &dyn Executor,
     req: InstanceRequest,
     cancel: CancellationToken,
+    on_event: impl FnMut(InstanceEvent) + Send,
+) -> Outcome {
+    run_instance_configured(executor, req, None, cancel, on_event).await
+}
+
+/// [`run_instance`] with config files (see the module docs): they are written before the
+/// instance starts (a failure is `Outcome::Error`, nothing started), and each update is
+/// written, then signalled, while it runs.
+pub async fn run_instance_configured(
+    executor: &dyn Executor,
+    req: InstanceRequest,
+    config: Option<InstanceConfig>,
+    cancel: CancellationToken,
     mut on_event: impl FnMut(InstanceEvent) + Send,
 ) -> Outcome {
     let InstanceRequest { mut spec, health, ports } = req;
+    let mut updates = None;
+    if let Some(c) = config {
+        let seen = if executor.containers() {
+            spec.binds.push(kiln_exec::Bind {
+                host: c.dir.clone(),
+                container: c.path.clone(),
+                read_only: true,
+            });
+            c.path.clone()
+        } else {
+            c.dir.display().to_string()
+        };
+        spec.env.insert(CONFIG_DIR_VAR.to_string(), seen.clone());
+        spec.env.insert(CONFIG_RELEASE_VAR.to_string(), c.first.release.to_string());
+        let (release, digest) = (c.first.release, c.first.digest.clone());
+        if let Err(e) = write_files(&c.dir, &c.first).await {
+            return Outcome::Error(format!("config release {release} could not be written: {e}"));
+        }
+        on_event(note(format!("kiln: config release {release} ({digest}) in {seen}")));
+        on_event(InstanceEvent::ConfigApplied { release, digest });
+        updates = Some((c.dir, c.updates));
+    }
     expand_entry(&mut spec);
     let id = spec.id.clone();
-    let checks: BoxStream<'_, HealthChange> = match &health {
-        Some(check) => health_changes(executor, &id, check, &ports),
+    let checks: BoxStream<'_, InstanceEvent> = match &health {
+        Some(check) => {
+            health_changes(executor, &id, check, &ports).map(InstanceEvent::Health).boxed()
+        }
         None => Box::pin(futures::stream::pending()),
     };
+    let changes: BoxStream<'_, InstanceEvent> = match updates {
+        Some((dir, rx)) => {
+            let id = &id;
+            futures::stream::unfold((rx, dir), move |(mut rx, dir)| async move {
+                let change = rx.recv().await?;
+                let events = apply_change(executor, id, &dir, change).await;
+                Some((futures::stream::iter(events), (rx, dir)))
+            })
+            .flatten()
+            .boxed()
+        }
+        None => Box::pin(futures::stream::pending()),
+    };
+    let beside = futures::stream::select(checks, changes);
     let unchecked = health.is_none();
     let request = TaskRequest { spec, timeout: None, export: None };
-    let result = drive_beside(executor, request, cancel, checks, |ev| match ev {
+    let result = drive_beside(executor, request, cancel, beside, |ev| match ev {
         Driven::Task(TaskEvent::Started) => {
             on_event(InstanceEvent::Started);
             if unchecked {
@@ -334,7 +478,7 @@ pub async fn run_instance(
         }
         Driven::Task(TaskEvent::Log(line)) => on_event(InstanceEvent::Log(line)),
         Driven::Task(TaskEvent::Output { .. }) => {}
-        Driven::Beside(change) => on_event(InstanceEvent::Health(change)),
+        Driven::Beside(event) => on_event(event),
     })
     .await;
     result.outcome

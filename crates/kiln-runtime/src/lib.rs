@@ -2,7 +2,8 @@
 //! job attempt ([`wrapper`]: the `source` checkout ([`checkout`]), artifacts of needed jobs,
 //! caches), a whole run on one machine ([`local`], what `kiln run` uses), the file-system
 //! side of caches and artifacts ([`archive`]), and service instances with their health
-//! checks ([`instance`], what agents run for long leases), and service pools on one machine
+//! checks ([`instance`], what agents run for long leases; their config files written as
+//! Kubernetes writes ConfigMap volumes by [`config_files`]), and service pools on one machine
 //! ([`pools`], what `kiln run` starts for `service-pools`). Shared by `kiln run` and the
 //! agents, so a job gets the same workspace on a laptop as on the server.
 //!
@@ -13,12 +14,16 @@
 
 pub mod archive;
 pub mod checkout;
+pub mod config_files;
 pub mod instance;
 pub mod local;
 pub mod pools;
 pub mod task;
 pub mod wrapper;
 
-pub use instance::{InstanceEvent, InstanceRequest, run_instance};
+pub use instance::{
+    ConfigChange, InstanceConfig, InstanceEvent, InstanceRequest, run_instance,
+    run_instance_configured,
+};
 pub use local::{Control, JobReport, LocalRun, LocalSetup, Report, Update};
 pub use task::{TaskEvent, TaskRequest, TaskResult, drive_task, parse_job_out};

@@ -304,6 +304,7 @@ pub fn task_spec(run_id: &str, job_index: usize, start: &StartJob) -> TaskSpec {
         ports: Vec::new(),
         host_network: false,
         pull_auth: None,
+        binds: Vec::new(),
     }
 }
 

@@ -37,6 +37,35 @@ pub fn supported(executor: &str) -> Option<String> {
     })
 }
 
+/// Why `kiln run` cannot start `pool` (`owner`: `job build`, or `the run`): an
+/// environment's variables and the config center's files live on a server. `None` when
+/// the pool asks for neither.
+pub fn needs_server(pool: &Pool, owner: &str) -> Option<String> {
+    let spec = &pool.service;
+    let what = match (&spec.environment, &spec.config) {
+        (None, None) => return None,
+        (Some(e), None) => format!("`environment: {e}`"),
+        (None, Some(_)) => "`config:`".to_string(),
+        (Some(e), Some(_)) => format!("`environment: {e}` and `config:`"),
+    };
+    Some(format!(
+        "kiln run cannot give service-pools an environment's variables or config: they live \
+         on a server (pool `{}` of {owner} sets {what}); run the workflow on a server \
+         (kiln pipeline run), or take those keys out of the pool to run it here",
+        pool.name
+    ))
+}
+
+/// [`needs_server`] for every pool of `plan` (the run's, then each job's), for `kiln run`
+/// to say before anything runs.
+pub fn server_only(plan: &kiln_workflow::plan::Plan) -> Vec<String> {
+    let run = plan.pools.iter().filter_map(|p| needs_server(p, "the run"));
+    let jobs = plan.jobs.iter().flat_map(|j| {
+        j.pools.iter().filter_map(move |p| needs_server(p, &format!("job {}", j.id)))
+    });
+    run.chain(jobs).collect()
+}
+
 /// How one replica is doing.
 #[derive(Debug, Clone, Default)]
 struct Slot {
@@ -92,6 +121,10 @@ impl LocalPool {
         pool: &Pool,
         log: impl Fn(&str, LogLine) + Send + Sync + 'static,
     ) -> std::io::Result<LocalPool> {
+        let owner = if scope.is_empty() { "the run".to_string() } else { format!("job {scope}") };
+        if let Some(why) = needs_server(pool, &owner) {
+            return Err(std::io::Error::other(why));
+        }
         let service =
             if scope.is_empty() { pool.name.clone() } else { format!("{scope}-{}", pool.name) };
         let spec = &pool.service;
@@ -154,6 +187,7 @@ impl LocalPool {
                     .collect(),
                 host_network: false,
                 pull_auth: None,
+                binds: Vec::new(),
             };
             let reach: Ports = ports
                 .iter()
@@ -178,7 +212,7 @@ impl LocalPool {
             started.tasks.push(tokio::spawn(async move {
                 let at = slot as usize;
                 let outcome = run_instance(&*executor, req, stop, |ev| match ev {
-                    InstanceEvent::Started => {}
+                    InstanceEvent::Started | InstanceEvent::ConfigApplied { .. } => {}
                     InstanceEvent::Log(line) => log(&name, line),
                     InstanceEvent::Health(h) => {
                         let mut s = lock(&slots);

@@ -33,7 +33,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use kiln_api::agent::{AgentInfo, LEASE_TTL_MS, Lease, LeaseRequest, LeaseResponse, RegisterAgent};
+use kiln_api::agent::{
+    AgentInfo, ConfigUpdate, LEASE_TTL_MS, Lease, LeaseRequest, LeaseResponse, RegisterAgent,
+};
 use kiln_api::pool::JobPlacement;
 use kiln_api::pool::{NodeInfo, Offer, QuotaUsage};
 use kiln_logs::Masker;
@@ -230,6 +232,8 @@ struct Leased {
     placement: Option<kiln_scheduler::Placement>,
     renewed: Instant,
     cancel: bool,
+    /// A config release for its instance, for its agent's next poll (the newest wins).
+    config: Option<ConfigUpdate>,
 }
 
 #[derive(Debug)]
@@ -802,9 +806,38 @@ impl Dispatch {
                 placement: Some(placement),
                 renewed: Instant::now(),
                 cancel: a.cancel,
+                config: None,
             },
         );
         Ok(())
+    }
+
+    /// Hands a config release to the instance task whose [`TaskCtx::key`] is `key`: a task
+    /// still queued or placed gets it in its lease (it starts with it); a leased one gets it
+    /// in its agent's next poll (replacing one not delivered yet), the agent woken. `false`
+    /// when no such task is known here.
+    pub fn update_config(&self, key: &str, update: ConfigUpdate) -> bool {
+        let mut guard = self.lock();
+        let st = &mut *guard;
+        let same = |c: &TaskCtx| c.key() == key;
+        let mut waiting = st.queue.iter_mut().chain(st.placed.values_mut().flatten());
+        if let Some(w) = waiting.find(|w| same(&w.q.ctx)) {
+            if let Some(c) = w.q.lease.instance.as_mut().and_then(|i| i.config.as_mut()) {
+                c.release = update.release;
+                c.digest = update.digest;
+                c.files = update.files;
+            }
+            return true;
+        }
+        let Some((id, l)) = st.leases.iter_mut().find(|(_, l)| same(&l.ctx)) else {
+            return false;
+        };
+        l.config = Some(ConfigUpdate { lease: id.clone(), ..update });
+        let agent = l.agent.clone();
+        if let Some(s) = agent.and_then(|a| st.agents.get(&a)) {
+            s.notify.notify_one();
+        }
+        true
     }
 
     /// Whether the task whose [`TaskCtx::key`] is `key` holds a live lease (one awaiting
@@ -867,6 +900,9 @@ impl Dispatch {
                             if l.cancel {
                                 resp.cancel.push(id.clone());
                             }
+                            if let Some(update) = l.config.take() {
+                                resp.config.push(update);
+                            }
                         }
                         _ => resp.unknown.push(id.clone()),
                     }
@@ -892,6 +928,7 @@ impl Dispatch {
                             node: node_name.clone(),
                             renewed: now,
                             cancel: false,
+                            config: None,
                         },
                     );
                     resp.leases.push(lease);
@@ -904,6 +941,7 @@ impl Dispatch {
                     || !resp.leases.is_empty()
                     || !resp.cancel.is_empty()
                     || !resp.unknown.is_empty()
+                    || !resp.config.is_empty()
                     || now >= deadline
                 {
                     return Some(resp);

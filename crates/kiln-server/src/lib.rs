@@ -295,12 +295,15 @@ pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
     // Tasks reach the server where they reach its registry.
     let task_tokens = task_token::TaskTokens::new(&secrets, format!("http://{registry_host}"))
         .with_registry(registry.clone(), registry_host.clone());
+    let environments = environments::Environments::new(store.clone(), secrets.clone());
+    let config_center = config_center::ConfigCenter::new(store.clone());
     let services = services::Services::new(
         store.clone(),
         logs.clone(),
         dispatch.clone(),
         metrics.clone(),
         task_tokens.clone(),
+        (environments.clone(), config_center.clone()),
     );
     let scraper = scrape::Scraper::new(store.clone(), services.clone(), metrics.clone());
     let coord = Coord::new(
@@ -313,8 +316,8 @@ pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
         services.clone(),
     );
     let app = Arc::new(AppState {
-        environments: environments::Environments::new(store.clone(), secrets.clone()),
-        config: config_center::ConfigCenter::new(store.clone()),
+        environments,
+        config: config_center,
         services: services.clone(),
         task_tokens,
         scraper: scraper.clone(),

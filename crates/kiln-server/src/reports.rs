@@ -60,8 +60,8 @@ impl Reports<'_> {
                     let value = ctx.masker.mask(&value).into_owned();
                     Event::JobOutput { job: a.job.clone(), attempt: a.attempt, key, value }
                 }
-                // Only instances have health checks.
-                AgentEvent::Health { .. } => continue,
+                // Only instances have health checks and config files.
+                AgentEvent::Health { .. } | AgentEvent::ConfigApplied { .. } => continue,
                 AgentEvent::Exited { outcome } => {
                     // Reported once: a second `exited` (or anything after it) finds no lease.
                     if self.dispatch.finish(lease).is_none() {
@@ -92,6 +92,9 @@ impl Reports<'_> {
                         healthy,
                         ctx.masker.mask(&detail).into_owned(),
                     );
+                }
+                AgentEvent::ConfigApplied { release, .. } => {
+                    crate::services::instance_config_applied(i, release);
                 }
                 AgentEvent::Output { .. } => {}
                 AgentEvent::Exited { outcome } => {

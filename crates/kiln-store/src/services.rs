@@ -150,6 +150,10 @@ pub struct InstanceRecord {
     pub exit_code: Option<i32>,
     /// Out of the live set, kept as history.
     pub forgotten: bool,
+    /// The config release its files are from, as its agent reported (none without config
+    /// files, or before they were written).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_release: Option<u32>,
 }
 
 /// One change, numbered store-wide (a discovery watch resumes from a revision).
@@ -283,6 +287,7 @@ struct InstanceRow {
     restarts: i64,
     exit_code: Option<i64>,
     forgotten: bool,
+    config_release: Option<i64>,
 }
 
 impl InstanceRow {
@@ -303,6 +308,10 @@ impl InstanceRow {
             restarts: int(self.restarts, "instance restarts")?,
             exit_code: self.exit_code.map(|c| int(c, "instance exit code")).transpose()?,
             forgotten: self.forgotten,
+            config_release: self
+                .config_release
+                .map(|r| int(r, "instance config release"))
+                .transpose()?,
         })
     }
 }
@@ -312,7 +321,8 @@ macro_rules! instance_select {
     ($rest:literal) => {
         concat!(
             "SELECT id, service_id, slot, version, state, reason, node, host_ip, ports, lease, \
-             since, started_at, restarts, exit_code, forgotten FROM service_instances ",
+             since, started_at, restarts, exit_code, forgotten, config_release \
+             FROM service_instances ",
             $rest
         )
     };
@@ -705,14 +715,16 @@ impl Store {
                 .ok_or_else(|| StoreError::NotFound(format!("service {service}")))?;
             let written = sqlx::query(
                 "INSERT INTO service_instances (id, service_id, slot, version, state, reason, \
-                 node, host_ip, ports, lease, since, started_at, restarts, exit_code, forgotten) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+                 node, host_ip, ports, lease, since, started_at, restarts, exit_code, forgotten, \
+                 config_release) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
                  ON CONFLICT (id) DO UPDATE SET slot = excluded.slot, \
                  version = excluded.version, state = excluded.state, reason = excluded.reason, \
                  node = excluded.node, host_ip = excluded.host_ip, ports = excluded.ports, \
                  lease = excluded.lease, since = excluded.since, \
                  started_at = excluded.started_at, restarts = excluded.restarts, \
-                 exit_code = excluded.exit_code, forgotten = excluded.forgotten \
+                 exit_code = excluded.exit_code, forgotten = excluded.forgotten, \
+                 config_release = excluded.config_release \
                  WHERE service_instances.service_id = excluded.service_id")
                 .bind(&i.id)
                 .bind(service.text())
@@ -729,6 +741,7 @@ impl Store {
                 .bind(u32_of(i.restarts))
                 .bind(i.exit_code.map(i64::from))
                 .bind(i.forgotten)
+                .bind(i.config_release.map(u32_of))
                 .execute(&mut *tx)
                 .await;
             match written {

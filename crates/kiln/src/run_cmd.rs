@@ -371,6 +371,9 @@ pub async fn run(args: RunArgs) -> ExitCode {
     {
         return invalid(format!("--project {:?}: not a usable project name", args.project));
     }
+    if let Some(why) = kiln_runtime::pools::server_only(&plan).into_iter().next() {
+        return invalid(format!("{}: {why}", pools_at(file)));
+    }
     let chosen = match choose_executor(args.executor, &plan).await {
         Ok(c) => c,
         Err(e) => return invalid(e),

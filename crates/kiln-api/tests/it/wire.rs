@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 
 use chrono::{TimeZone, Utc};
 use kiln_api::agent::{
-    AgentEvent, AgentInfo, CacheQuery, Checkout, EventsResponse, Lease, LeaseReport, LeaseRequest,
-    LeaseResponse, PROTOCOL, RegisterAgent, ReportsResponse,
+    AgentEvent, AgentInfo, CacheQuery, Checkout, ConfigUpdate, EventsResponse, InstanceConfig,
+    Lease, LeaseReport, LeaseRequest, LeaseResponse, OnChange, PROTOCOL, RegisterAgent,
+    ReportsResponse,
 };
 use kiln_api::pool::{AttrValue, PortRange, Resources};
 use kiln_engine::{Command, Outcome, Run, StartJob};
@@ -158,8 +159,47 @@ fn lease_poll_and_a_typed_start_job() {
         leases: vec![lease],
         cancel: vec!["l2".into()],
         unknown: vec!["l3".into()],
+        config: vec![],
     };
     insta::assert_snapshot!("lease_response", json(&resp));
+}
+
+#[test]
+fn an_instance_config_and_its_updates() {
+    let files = BTreeMap::from([
+        ("app.yaml".to_string(), "port: 8080\nlog: warn\n".to_string()),
+        ("conf.d/db.conf".to_string(), "host=db.staging\n".to_string()),
+    ]);
+    let config = InstanceConfig {
+        path: "/etc/kiln/config".into(),
+        release: 3,
+        digest: "sha256:4f2a9c1b7e0d".into(),
+        files: files.clone(),
+        on_change: OnChange::Signal { signal: "HUP".into() },
+    };
+    insta::assert_snapshot!("instance_config", json(&config));
+    for mode in [OnChange::Restart, OnChange::None] {
+        let text = serde_json::to_string(&mode).unwrap();
+        assert_eq!(serde_json::from_str::<OnChange>(&text).unwrap(), mode, "{text}");
+    }
+    let resp = LeaseResponse {
+        config: vec![ConfigUpdate {
+            lease: "0190a1b2c3d5".into(),
+            release: 4,
+            digest: "sha256:77e1d0c2a9b3".into(),
+            files,
+            signal: Some("HUP".into()),
+        }],
+        ..LeaseResponse::default()
+    };
+    insta::assert_snapshot!("config_update", json(&resp));
+    let applied =
+        vec![AgentEvent::ConfigApplied { release: 4, digest: "sha256:77e1d0c2a9b3".into() }];
+    insta::assert_snapshot!("config_applied", json(&applied));
+    // A poll answer of an older server has no `config`.
+    let old: LeaseResponse =
+        serde_json::from_str(r#"{"leases":[],"cancel":[],"unknown":[]}"#).unwrap();
+    assert!(old.config.is_empty());
 }
 
 #[test]
@@ -188,6 +228,7 @@ fn an_instance_lease_and_its_health() {
                 timeout_ms: 1000,
                 failures: 3,
             }),
+            config: None,
         }),
         pull: None,
     };

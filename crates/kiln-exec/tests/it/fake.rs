@@ -39,6 +39,7 @@ async fn records_calls_and_what_exists() {
             killed: vec![],
             destroyed: ids(&["ok", "bad"]),
             exported: vec![],
+            signalled: vec![],
         }
     );
 }

@@ -16,7 +16,7 @@ use kiln_runtime::instance::{HealthChange, Ports, Probe};
 use crate::instance::{Watched, answers, check, free_port};
 
 /// The engine, or `None` (the test is skipped) unless `KILN_REQUIRE_DOCKER=1`.
-async fn engine(test: &str) -> Option<Arc<DockerExecutor>> {
+pub async fn engine(test: &str) -> Option<Arc<DockerExecutor>> {
     match DockerExecutor::connect(DockerConfig::default()).await {
         Ok(executor) => Some(Arc::new(executor)),
         Err(e) if std::env::var("KILN_REQUIRE_DOCKER").as_deref() != Ok("1") => {
@@ -28,7 +28,7 @@ async fn engine(test: &str) -> Option<Arc<DockerExecutor>> {
 }
 
 /// Containers still carrying `kiln.task=<id>`.
-async fn containers(executor: &DockerExecutor, id: &TaskId) -> Vec<String> {
+pub async fn containers(executor: &DockerExecutor, id: &TaskId) -> Vec<String> {
     let options = ListContainersOptions {
         all: true,
         filters: Some(HashMap::from([("label".to_owned(), vec![format!("kiln.task={id}")])])),
@@ -56,6 +56,7 @@ fn httpd(name: &str, host_port: u16) -> TaskSpec {
         ports: vec![PortMap { host: host_port, container: 8080 }],
         host_network: false,
         pull_auth: None,
+        binds: Vec::new(),
     }
 }
 

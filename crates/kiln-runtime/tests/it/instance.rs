@@ -12,7 +12,7 @@ use kiln_engine::Outcome;
 use kiln_exec::{Entry, Executor, TaskId, TaskSpec};
 use kiln_exec_process::{ProcessConfig, ProcessExecutor};
 use kiln_runtime::instance::{HealthChange, HealthCheck, NO_CHECK, Ports, Probe};
-use kiln_runtime::{InstanceEvent, InstanceRequest, run_instance};
+use kiln_runtime::{InstanceConfig, InstanceEvent, InstanceRequest, run_instance_configured};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -54,16 +54,42 @@ pub struct Watched {
 impl Watched {
     /// Starts `req` on `executor`.
     pub fn start(executor: Arc<dyn Executor>, req: InstanceRequest) -> Watched {
+        Watched::start_configured(executor, req, None)
+    }
+
+    /// Starts `req` on `executor` with config files.
+    pub fn start_configured(
+        executor: Arc<dyn Executor>,
+        req: InstanceRequest,
+        config: Option<InstanceConfig>,
+    ) -> Watched {
         let (tx, rx) = mpsc::unbounded_channel();
         let cancel = CancellationToken::new();
         let c = cancel.clone();
         let handle = tokio::spawn(async move {
-            run_instance(executor.as_ref(), req, c, |e| {
+            run_instance_configured(executor.as_ref(), req, config, c, |e| {
                 let _ = tx.send(e);
             })
             .await
         });
         Watched { seen: Vec::new(), rx, cancel, handle }
+    }
+
+    /// The next event `want` accepts; panics after [`PATIENCE`] or when the instance ended.
+    pub async fn until(&mut self, what: &str, want: impl Fn(&InstanceEvent) -> bool) {
+        loop {
+            match tokio::time::timeout(PATIENCE, self.rx.recv()).await {
+                Ok(Some(e)) => {
+                    let done = want(&e);
+                    self.seen.push(e);
+                    if done {
+                        return;
+                    }
+                }
+                Ok(None) => panic!("the instance ended before {what}; events: {:?}", self.seen),
+                Err(_) => panic!("no {what} within {PATIENCE:?}; events: {:?}", self.seen),
+            }
+        }
     }
 
     /// The next health change; panics after [`PATIENCE`] or when the instance ended.
@@ -122,6 +148,7 @@ fn spec(name: &str, argv: &[&str], env: &[(&str, String)]) -> TaskSpec {
         ports: Vec::new(),
         host_network: false,
         pull_auth: None,
+        binds: Vec::new(),
     }
 }
 

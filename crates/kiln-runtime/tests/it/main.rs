@@ -1,8 +1,9 @@
 //! The runtime against the fake executor: one task driven to each kind of end (always
 //! destroyed), and whole local runs steered through approvals, rejection and cancel.
 //! Service instances with their health checks: on the process executor with real listeners
-//! (`instance`), and in a Docker container (`docker`).
+//! (`instance`), and in a Docker container (`docker`); their config files (`config`).
 
+mod config;
 mod docker;
 mod instance;
 

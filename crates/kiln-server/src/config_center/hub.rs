@@ -22,6 +22,13 @@ pub struct Served {
     pub body: Bytes,
 }
 
+impl Served {
+    /// The release as consumers get it, files included (read back from its body).
+    pub fn delivered(&self) -> Result<kiln_api::config::DeliveredConfig, serde_json::Error> {
+        serde_json::from_slice(&self.body)
+    }
+}
+
 /// What an application's consumers in one environment get.
 #[derive(Debug, Default)]
 pub struct Head {

@@ -391,6 +391,24 @@ impl ConfigCenter {
         Ok((h.target, self.hub.put(project, app, env, head)))
     }
 
+    /// What consumer `instance` (a service instance's id) gets of `app` in `env` now, gray
+    /// releases naming it included; `None` before the first release. `NotFound` for an
+    /// unknown project, application or environment.
+    pub async fn served(
+        &self,
+        project: &str,
+        app: &str,
+        env: &str,
+        instance: &str,
+    ) -> ApiResult<Option<DeliveredConfig>> {
+        let rx = self.watch(project, app, env).await?;
+        let served = rx.borrow().serves(Some(instance)).cloned();
+        served
+            .map(|s| s.delivered())
+            .transpose()
+            .map_err(|e| ApiErr::internal(format!("read release of `{app}` in `{env}`: {e}")))
+    }
+
     /// Forgets the delivery heads of a deleted environment (their watches end).
     pub fn forget_environment(&self, project: &str, env: &str) {
         self.hub.forget_environment(project, env);

@@ -3,22 +3,29 @@
 //! `kiln_service::reconcile` what to do and does it: places instances through the
 //! dispatcher, cancels their leases, records roll-backs and completed updates.
 //!
+//! A service with `config:` is followed by a watcher task (`follow_config`) that hands the
+//! actor each head of its config application in its environment (`ServiceMsg::ConfigHead`);
+//! the actor then restarts the service (`on-change: restart` and a new release to
+//! everyone) and sends each live instance whose release changed its files
+//! (`sync_config`).
+//!
 //! Invariant: every instance change is stored before the next decision is taken, so what
 //! discovery serves is what the controller decided on.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use kiln_api::agent::{InstanceLease, Lease};
+use kiln_api::agent::{ConfigUpdate, InstanceConfig, InstanceLease, Lease};
 use kiln_engine::{Outcome, StartJob};
 use kiln_logs::Masker;
 use kiln_service::{Action, Desired, Instance, InstanceId, InstanceState, Observed, Restart};
 use kiln_store::{InstanceRecord, NewServiceVersion, ServiceId, ServiceRecord};
 use kiln_workflow::plan::{Job, JobId, RetryPolicy};
-use kiln_workflow::service::ServiceSpec;
+use kiln_workflow::service::{OnChange, ServiceSpec};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use super::{ServiceMsg, ServiceTx, Shared, View, lock, with_replicas};
 use crate::dispatch::{Canceled, InstanceCtx, Owner, Queued, TaskCtx, instance_key};
@@ -87,6 +94,112 @@ struct Actor {
     /// Instances being stopped because they failed their health check (their end counts
     /// as a failure, with backoff).
     unhealthy: HashSet<String>,
+    /// The config application and environment followed, and the task that follows them.
+    follower: Option<((String, String), JoinHandle<()>)>,
+    /// Their head, as last heard.
+    config_head: Option<Arc<crate::config_center::Head>>,
+    /// The config release last handed to each instance (in its lease or an update).
+    sent: HashMap<String, u32>,
+}
+
+impl Drop for Actor {
+    fn drop(&mut self) {
+        if let Some((_, task)) = self.follower.take() {
+            task.abort();
+        }
+    }
+}
+
+/// What an instance gets beyond its spec: its environment's variables (secrets opened),
+/// the values its log masks, and its config files.
+#[derive(Debug, Default)]
+pub(super) struct Extras {
+    env: BTreeMap<String, String>,
+    masked: Vec<String>,
+    config: Option<InstanceConfig>,
+}
+
+/// The variable naming an instance's environment.
+pub const ENVIRONMENT_VAR: &str = "KILN_ENVIRONMENT";
+
+/// What instance `instance` of `spec` (a service of `project`) gets now: `Err` says why it
+/// cannot start (an environment deleted since, a release gone). `with_config`: its config
+/// files too (not for an adopted instance, whose lease is not sent again).
+pub(super) async fn extras(
+    sh: &Shared,
+    project: &str,
+    spec: &ServiceSpec,
+    instance: &str,
+    with_config: bool,
+) -> std::result::Result<Extras, String> {
+    let mut out = Extras::default();
+    let Some(env) = &spec.environment else { return Ok(out) };
+    let vars = sh
+        .environments
+        .variables(project, env)
+        .await
+        .map_err(|e| format!("environment `{env}`: {}", e.message))?;
+    out.env = vars.env;
+    out.masked = vars.masked;
+    out.env.insert(ENVIRONMENT_VAR.to_string(), env.clone());
+    let (Some(config), true) = (&spec.config, with_config) else { return Ok(out) };
+    let app = config.app_or(&spec.name);
+    let served = sh
+        .config
+        .served(project, app, env, instance)
+        .await
+        .map_err(|e| format!("config `{app}` in `{env}`: {}", e.message))?;
+    let Some(d) = served else {
+        return Err(format!(
+            "no release of config `{app}` in `{env}` yet: kiln config release {app} --env {env}"
+        ));
+    };
+    out.config = Some(InstanceConfig {
+        path: config.path.clone(),
+        release: d.release,
+        digest: d.digest,
+        files: d.files,
+        on_change: match &config.on_change {
+            OnChange::Restart => kiln_api::agent::OnChange::Restart,
+            OnChange::Signal(signal) => {
+                kiln_api::agent::OnChange::Signal { signal: signal.clone() }
+            }
+            OnChange::None => kiln_api::agent::OnChange::None,
+        },
+    });
+    Ok(out)
+}
+
+/// Hands the actor behind `tx` every head of `app` in `env` of `project`, the first at
+/// once; ends when the actor does, or the head goes (its environment deleted).
+async fn follow_config(
+    config: crate::config_center::ConfigCenter,
+    (project, app, env): (String, String, String),
+    tx: ServiceTx,
+) {
+    let mut rx = loop {
+        match config.watch(&project, &app, &env).await {
+            Ok(rx) => break rx,
+            Err(e) if e.status == axum::http::StatusCode::NOT_FOUND => {
+                tracing::warn!("config of `{project}/{app}` in `{env}`: {}", e.message);
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "config of `{project}/{app}` in `{env}`: {}; again in 5s",
+                    e.message
+                );
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        }
+    };
+    loop {
+        let head = rx.borrow_and_update().clone();
+        let msg = ServiceMsg::ConfigHead { app: app.clone(), env: env.clone(), head };
+        if tx.send(msg).is_err() || rx.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 type Result<T> = std::result::Result<T, kiln_store::StoreError>;
@@ -109,7 +222,136 @@ impl Actor {
         let record = sh.store.service_by_id(&id).await?;
         let spec = spec_of(&sh, &record).await?;
         let instances = sh.store.instances(&id, false).await?;
-        Ok(Actor { sh, id, tx, view, record, spec, instances, unhealthy: HashSet::new() })
+        let mut actor = Actor {
+            sh,
+            id,
+            tx,
+            view,
+            record,
+            spec,
+            instances,
+            unhealthy: HashSet::new(),
+            follower: None,
+            config_head: None,
+            sent: HashMap::new(),
+        };
+        actor.follow();
+        Ok(actor)
+    }
+
+    /// The config application and environment the spec follows, if any.
+    fn config_key(&self) -> Option<(String, String)> {
+        let env = self.spec.environment.as_ref()?;
+        let app = self.spec.config.as_ref()?.app_or(&self.spec.name);
+        Some((app.to_string(), env.clone()))
+    }
+
+    /// Follows the head the spec names (a new follower when it changed).
+    fn follow(&mut self) {
+        let key = self.config_key();
+        if self.follower.as_ref().map(|(k, _)| k) == key.as_ref() {
+            return;
+        }
+        if let Some((_, task)) = self.follower.take() {
+            task.abort();
+        }
+        self.config_head = None;
+        if let Some((app, env)) = key {
+            let what = (self.record.project.clone(), app.clone(), env.clone());
+            let task = tokio::spawn(follow_config(self.sh.config.clone(), what, self.tx.clone()));
+            self.follower = Some(((app, env), task));
+        }
+    }
+
+    /// A new head of the followed config: a rolling restart when the service asks for one
+    /// and everyone's release changed, then updates for the instances whose release did.
+    async fn config_head(&mut self, head: Arc<crate::config_center::Head>) -> Result<()> {
+        let number = |h: &crate::config_center::Head| h.current.as_ref().map(|s| s.number);
+        let before = self.config_head.replace(head.clone());
+        let restart =
+            matches!(self.spec.config.as_ref().map(|c| &c.on_change), Some(OnChange::Restart));
+        if let (true, Some(before), Some(now)) = (restart, before, number(&head))
+            && number(&before) != Some(now)
+        {
+            self.config_restart(now).await?;
+        }
+        self.sync_config();
+        Ok(())
+    }
+
+    /// Replaces every instance (a new version of the same spec), for config release `n`.
+    async fn config_restart(&mut self, n: u32) -> Result<()> {
+        let app = self.config_key().map(|(app, _)| app).unwrap_or_default();
+        let source = self.sh.store.service_version(&self.id, self.record.template).await?;
+        let version = NewServiceVersion {
+            kind: "restart".into(),
+            replicas: self.record.replicas,
+            template: None,
+            spec: source.spec,
+            yaml: source.yaml,
+            file: source.file,
+            note: Some(format!("config release {n} of {app}")),
+            by: "kiln".into(),
+            owner: self.record.owner.clone(),
+        };
+        tracing::info!("service {}: config release {n} of {app}: rolling restart", self.name());
+        self.sh
+            .store
+            .add_service_version(&self.record.project, &self.record.name, &version)
+            .await?;
+        self.reload().await
+    }
+
+    /// Sends each live instance whose release changed the one it gets now (with the
+    /// service's signal; none for a rolling restart's in-place gray or late updates). With
+    /// `on-change: restart`, only instances of the current template (the others are being
+    /// replaced).
+    fn sync_config(&mut self) {
+        let (Some(head), Some(config)) = (self.config_head.clone(), self.spec.config.clone())
+        else {
+            return;
+        };
+        let signal = match &config.on_change {
+            OnChange::Signal(s) => Some(s.clone()),
+            OnChange::Restart | OnChange::None => None,
+        };
+        let restart = config.on_change == OnChange::Restart;
+        for i in &self.instances {
+            let live = matches!(
+                InstanceState::parse(&i.state),
+                Some(
+                    InstanceState::Staging
+                        | InstanceState::Starting
+                        | InstanceState::Healthy
+                        | InstanceState::Unhealthy
+                )
+            );
+            if !live || (restart && i.version != self.record.template) {
+                continue;
+            }
+            let Some(served) = head.serves(Some(&i.id)) else { continue };
+            let has = self.sent.get(&i.id).copied().or(i.config_release);
+            if has == Some(served.number) {
+                continue;
+            }
+            let delivered = match served.delivered() {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!("service {}: release {}: {e}", self.name(), served.number);
+                    continue;
+                }
+            };
+            let update = ConfigUpdate {
+                lease: String::new(),
+                release: delivered.release,
+                digest: delivered.digest,
+                files: delivered.files,
+                signal: signal.clone(),
+            };
+            if self.sh.dispatch.update_config(&instance_key(&self.id, &i.id), update) {
+                self.sent.insert(i.id.clone(), served.number);
+            }
+        }
     }
 
     fn label(&self) -> crate::metrics::ServiceLabel {
@@ -126,6 +368,7 @@ impl Actor {
     async fn reload(&mut self) -> Result<()> {
         self.record = self.sh.store.service_by_id(&self.id).await?;
         self.spec = spec_of(&self.sh, &self.record).await?;
+        self.follow();
         Ok(())
     }
 
@@ -291,9 +534,25 @@ impl Actor {
             restarts,
             exit_code: None,
             forgotten: false,
+            config_release: None,
         };
         self.put(record.clone(), "staging").await?;
-        let task = instance_task(&self.sh, &self.record, &spec, &record, &self.tx);
+        let extras = match extras(&self.sh, &self.record.project, &spec, &id, true).await {
+            Ok(x) => x,
+            Err(why) => {
+                let failed = InstanceRecord {
+                    state: InstanceState::Failed.as_str().into(),
+                    reason: Some(format!("cannot start: {why}")),
+                    since: Utc::now(),
+                    ..record
+                };
+                return self.put(failed, "failed").await;
+            }
+        };
+        if let Some(c) = &extras.config {
+            self.sent.insert(id.clone(), c.release);
+        }
+        let task = instance_task(&self.sh, &self.record, &spec, &record, &self.tx, extras);
         if let Err((_, why)) = self.sh.dispatch.enqueue(task) {
             let failed = InstanceRecord {
                 state: InstanceState::Failed.as_str().into(),
@@ -334,6 +593,7 @@ impl Actor {
     /// Records how instance `i` ended.
     async fn ended(&mut self, i: InstanceRecord, outcome: Outcome, lost: bool) -> Result<()> {
         let unhealthy = self.unhealthy.remove(&i.id);
+        self.sent.remove(&i.id);
         // Its log ends here: whoever follows it hears the end.
         let _ = self.sh.logs.close(&super::instance_log_key(&self.id, &i.id));
         let now = Utc::now();
@@ -448,6 +708,20 @@ impl Actor {
                     self.put(i, "adopted").await?;
                 }
             }
+            ServiceMsg::ConfigApplied { instance, release } => {
+                if let Some(i) = self.instances.iter().find(|i| i.id == instance).cloned()
+                    && i.config_release != Some(release)
+                {
+                    self.put(InstanceRecord { config_release: Some(release), ..i }, "config")
+                        .await?;
+                }
+            }
+            ServiceMsg::ConfigHead { app, env, head } => {
+                // A follower of what the spec no longer names may still have spoken.
+                if self.config_key() == Some((app, env)) {
+                    self.config_head(head).await?;
+                }
+            }
             ServiceMsg::Changed => self.reload().await?,
             ServiceMsg::Delete => {
                 for i in std::mem::take(&mut self.instances) {
@@ -469,11 +743,17 @@ pub(super) fn instance_task(
     spec: &ServiceSpec,
     i: &InstanceRecord,
     tx: &ServiceTx,
+    extras: Extras,
 ) -> Queued {
     let service = format!("{}/{}", record.project, record.name);
     let key = instance_key(&record.id, &i.id);
     let name = format!("instance {} of service {service}", i.id);
-    let (mut env, token) = sh.tasks.env(record.project_id, &key, &name, &spec.env);
+    // The environment's variables win over the file's `env` (as GitLab's environment-scoped
+    // variables do over defaults), and Kiln's own over both.
+    let mut own = spec.env.clone();
+    own.extend(extras.env.clone());
+    let (mut env, token) = sh.tasks.env(record.project_id, &key, &name, &own);
+    env.extend(extras.env);
     env.extend([
         ("KILN_PROJECT".to_string(), record.project.clone()),
         ("KILN_SERVICE".to_string(), record.name.clone()),
@@ -519,6 +799,7 @@ pub(super) fn instance_task(
             slot: i.slot,
             version: i.version,
             health: spec.health.as_ref().map(health_wire),
+            config: extras.config,
         }),
         pull: sh
             .tasks
@@ -526,7 +807,7 @@ pub(super) fn instance_task(
     };
     let ctx = Arc::new(TaskCtx {
         project: record.project_id,
-        masker: Arc::new(Masker::new([token])),
+        masker: Arc::new(Masker::new(std::iter::once(token).chain(extras.masked))),
         queued_at: Instant::now(),
         owner: Owner::Instance(InstanceCtx {
             service: record.id,

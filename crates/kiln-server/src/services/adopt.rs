@@ -16,7 +16,7 @@ use chrono::Utc;
 use kiln_service::InstanceState;
 use kiln_store::{InstanceRecord, ServiceRecord, StoreError};
 
-use super::actor::{instance_task, spec_of_version};
+use super::actor::{extras, instance_task, spec_of_version};
 use super::{ServiceTx, Shared};
 use crate::dispatch::Adoption;
 
@@ -64,7 +64,12 @@ async fn adopt(
     let spec = spec_of_version(sh, &s.id, i.version, s.replicas)
         .await
         .map_err(|e| format!("the server restarted and cannot read its version: {e}"))?;
-    let task = instance_task(sh, s, &spec, i, tx);
+    // Its lease is not sent again, but its log must mask its environment's secrets.
+    let extras = extras(sh, &s.project, &spec, &i.id, false).await.unwrap_or_else(|why| {
+        tracing::warn!("service {}/{}: instance {}: {why}", s.project, s.name, i.id);
+        Default::default()
+    });
+    let task = instance_task(sh, s, &spec, i, tx, extras);
     let adoption = Adoption {
         lease: task.lease,
         ctx: task.ctx,

@@ -5,6 +5,16 @@
 //! dispatcher and scheduler as job attempts and run by agents as long leases; agents report
 //! their starts, health and ends back through `reports.rs`, which calls the functions below.
 //!
+//! A service with `environment: E` gives every instance E's variables and secrets (secrets
+//! masked in its log) and `KILN_ENVIRONMENT`; with `config:`, the release of its config
+//! application in E that the instance gets (`kiln_config::release::serves`: a gray release
+//! naming its id included) goes into its lease, and its actor follows that application's
+//! head in the config center's hub: a release to everyone with `on-change: restart` is a
+//! rolling restart (a new version), anything else goes to each live instance whose release
+//! changed as an update through its agent (`Dispatch::update_config`), which writes the
+//! files and sends the service's signal; the agent's `config_applied` is stored on the
+//! instance (`config_release`).
+//!
 //! After a server restart (`adopt.rs`), the instances stored as running are not replaced:
 //! their leases await adoption by their nodes' agents in the dispatcher, and each keeps its
 //! id, slot, state and health when its agent registers again listing it.
@@ -68,6 +78,23 @@ pub enum ServiceMsg {
         /// Instance id.
         instance: String,
     },
+    /// An instance's agent wrote (or found already written) its config files of a release.
+    ConfigApplied {
+        /// Instance id.
+        instance: String,
+        /// The release.
+        release: u32,
+    },
+    /// The head of the service's config application in its environment, as the config
+    /// center's hub holds it (first at once, then after every change).
+    ConfigHead {
+        /// The application.
+        app: String,
+        /// The environment.
+        env: String,
+        /// The head.
+        head: Arc<crate::config_center::Head>,
+    },
     /// The service's desired state changed in the store: read it again.
     Changed,
     /// The service was deleted: stop every instance, then end.
@@ -101,6 +128,12 @@ pub fn instance_health(i: &InstanceCtx, healthy: bool, detail: String) {
 /// restart.
 pub fn instance_adopted(i: &InstanceCtx) {
     let _ = i.actor.send(ServiceMsg::Adopted { instance: i.instance.clone() });
+}
+
+/// Tells the actor of `i`'s service that the instance's files are those of config release
+/// `release`.
+pub fn instance_config_applied(i: &InstanceCtx, release: u32) {
+    let _ = i.actor.send(ServiceMsg::ConfigApplied { instance: i.instance.clone(), release });
 }
 
 /// Tells the actor of `i`'s service that the instance ended (`lost`: with its agent).
@@ -140,6 +173,10 @@ struct Shared {
     metrics: Arc<crate::metrics::Metrics>,
     /// Mints each instance's discovery token.
     tasks: crate::task_token::TaskTokens,
+    /// The variables and secrets of services' environments.
+    environments: crate::environments::Environments,
+    /// The config center: what instances get, and its heads to follow.
+    config: crate::config_center::ConfigCenter,
 }
 
 /// Applies, steers and shows services. Cheap to clone.
@@ -171,14 +208,16 @@ enum Template {
 }
 
 impl Services {
-    /// The services of this store, placed through `dispatch`. Call [`Services::recover`]
-    /// once before serving.
+    /// The services of this store, placed through `dispatch`, with their environments'
+    /// variables and the config center's files. Call [`Services::recover`] once before
+    /// serving.
     pub fn new(
         store: Store,
         logs: LogStore,
         dispatch: Arc<Dispatch>,
         metrics: Arc<crate::metrics::Metrics>,
         tasks: crate::task_token::TaskTokens,
+        delivery: (crate::environments::Environments, crate::config_center::ConfigCenter),
     ) -> Services {
         Services {
             sh: Arc::new(Shared {
@@ -189,6 +228,8 @@ impl Services {
                 revision: tokio::sync::watch::Sender::new(0),
                 metrics,
                 tasks,
+                environments: delivery.0,
+                config: delivery.1,
             }),
         }
     }
@@ -265,6 +306,7 @@ impl Services {
             e.diagnostics = diagnostics;
             return Err(e);
         };
+        self.check_delivery(project, &spec).await?;
         let json = serde_json::to_value(&spec).map_err(|e| ApiErr::internal(e.to_string()))?;
         let existing = match self.sh.store.service(project, &spec.name).await {
             Ok(s) => Some(s),
@@ -305,6 +347,60 @@ impl Services {
         self.notify(&record);
         let change = if existing.is_some() { "updated" } else { "created" };
         Ok((self.info(&record).await?, change))
+    }
+
+    /// Refuses (422 `invalid_service`, nothing stored) a spec of `project` whose
+    /// `environment` is not one of the project's, whose `config` has no environment, or
+    /// whose config application has no release in that environment yet.
+    pub async fn check_delivery(
+        &self,
+        project: &str,
+        spec: &kiln_workflow::service::ServiceSpec,
+    ) -> ApiResult<()> {
+        let invalid = |message: String| {
+            ApiErr::new(
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                kiln_api::codes::INVALID_SERVICE,
+                message,
+            )
+        };
+        let env = match (&spec.environment, &spec.config) {
+            (None, None) => return Ok(()),
+            (None, Some(_)) => {
+                return Err(invalid(format!(
+                    "service `{}`: config needs an environment: add environment: <name>, or \
+                     deploy the service to one",
+                    spec.name
+                )));
+            }
+            (Some(env), _) => env,
+        };
+        let names: Vec<String> =
+            self.sh.store.environments(project).await?.into_iter().map(|e| e.name).collect();
+        if !names.contains(env) {
+            let known = if names.is_empty() { "none yet".to_string() } else { names.join(", ") };
+            return Err(invalid(format!(
+                "service `{}`: environment `{env}` is not an environment of project \
+                 `{project}` (it has {known}): create it with `kiln env create {env} --project \
+                 {project}`, or name another",
+                spec.name
+            )));
+        }
+        let Some(config) = &spec.config else { return Ok(()) };
+        let app = config.app_or(&spec.name);
+        let current = match self.sh.store.config_head(project, app, env).await {
+            Ok(head) => head.current,
+            Err(kiln_store::StoreError::NotFound(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        if current.is_none() {
+            return Err(invalid(format!(
+                "service `{}`: no release of config `{app}` in `{env}` yet: kiln config \
+                 release {app} --env {env}",
+                spec.name
+            )));
+        }
+        Ok(())
     }
 
     async fn change(
@@ -367,6 +463,7 @@ impl Services {
             Err(kiln_store::StoreError::NotFound(_)) => {}
             Err(e) => return Err(e.into()),
         }
+        self.check_delivery(project, spec).await?;
         let json = serde_json::to_value(spec).map_err(|e| ApiErr::internal(e.to_string()))?;
         let version = NewServiceVersion {
             kind: "apply".into(),
@@ -631,6 +728,7 @@ pub fn instance_info(i: &InstanceRecord) -> InstanceInfo {
         ports: i.ports.clone(),
         restarts: i.restarts,
         since: i.since,
+        config_release: i.config_release,
     }
 }
 

@@ -8,6 +8,7 @@ mod environments;
 mod files;
 mod gc;
 mod git;
+mod instance_config;
 mod notify;
 mod openapi;
 mod pool;

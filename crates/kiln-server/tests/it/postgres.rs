@@ -3,7 +3,7 @@
 //! `KILN_REQUIRE_POSTGRES=1` so that these fail rather than skip without it).
 
 use crate::support::{Backend, TestServer};
-use crate::{api, config, environments, files, git, schedules, scrape};
+use crate::{api, config, environments, files, git, instance_config, schedules, scrape};
 
 /// `#[tokio::test] fn NAME` running `SCENARIO` on a fresh PostgreSQL database, or skipping it.
 macro_rules! on_postgres {
@@ -47,6 +47,17 @@ on_postgres! {
         config::a_protected_environment_needs_a_second_person_to_approve_on;
     config_watch_resumes_on_postgres =>
         config::a_watch_resumes_after_a_server_restart_with_the_latest_release_and_no_duplicate_on;
+}
+
+/// Instances in an environment with config files, on PostgreSQL (host ports 47050-47099).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn instance_config_on_postgres() {
+    if let Some(backend) = Backend::postgres("instance_config_on_postgres").await {
+        instance_config::instances_get_their_environment_and_config_and_releases_are_written_in_place_on(
+            backend, 47050,
+        )
+        .await;
+    }
 }
 
 /// On PostgreSQL nothing of the state is in the data directory: a second server on the same

@@ -61,6 +61,7 @@ fn instance(service: ServiceId, id: &str, slot: u32, version: u32) -> InstanceRe
         restarts: 0,
         exit_code: None,
         forgotten: false,
+        config_release: None,
     }
 }
 
@@ -278,6 +279,7 @@ async fn instances_upsert_and_events_resume_exactly() {
         a.ports.insert("admin".into(), 20002);
         a.exit_code = Some(-9);
         a.restarts = 3;
+        a.config_release = Some(7);
         let r4 = store.put_instance(&a, "instance").await.unwrap();
         assert!(r4 > r3);
         let listed = store.instances(&web.id, false).await.unwrap();

@@ -268,13 +268,17 @@ fn print_service(s: &ServiceInfo) {
     if s.instances.is_empty() {
         outln!("no instances");
     } else {
-        let mut t = table(&[
-            "SLOT", "INSTANCE", "VERSION", "STATE", "NODE", "HOST IP", "PORTS", "RESTARTS",
-            "REASON",
-        ]);
+        // The config release of each instance, for services with config files.
+        let config = s.instances.iter().any(|i| i.config_release.is_some());
+        let mut header = vec!["SLOT", "INSTANCE", "VERSION", "STATE", "NODE", "HOST IP", "PORTS"];
+        if config {
+            header.push("CONFIG");
+        }
+        header.extend(["RESTARTS", "REASON"]);
+        let mut t = table(&header);
         for i in &s.instances {
             let ports: Vec<String> = i.ports.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            t.add_row(vec![
+            let mut row = vec![
                 Cell::new(i.slot),
                 Cell::new(&i.id),
                 Cell::new(i.version),
@@ -282,9 +286,14 @@ fn print_service(s: &ServiceInfo) {
                 Cell::new(i.node.as_deref().unwrap_or("-")),
                 Cell::new(i.host_ip.as_deref().unwrap_or("-")),
                 Cell::new(ports.join(",")),
-                Cell::new(i.restarts),
-                Cell::new(i.reason.as_deref().unwrap_or("")),
-            ]);
+            ];
+            if config {
+                row.push(Cell::new(
+                    i.config_release.map_or_else(|| "-".into(), |r| format!("r{r}")),
+                ));
+            }
+            row.extend([Cell::new(i.restarts), Cell::new(i.reason.as_deref().unwrap_or(""))]);
+            t.add_row(row);
         }
         outln!("{t}");
     }

@@ -1,7 +1,8 @@
 //! `kiln env` and `kiln config` against a real `kiln server`: environments with secrets that
 //! show as *** and never reach the server's log; config items and values checked with
 //! file:line, renders, diffs, releases (a no-op when nothing changed), a protected environment
-//! approved by a second user, rollbacks, gray releases, the history and the audit log.
+//! approved by a second user, rollbacks, gray releases, the history and the audit log; a
+//! service serving its config release, then the next one.
 
 use std::io::Write;
 use std::process::Stdio;
@@ -223,4 +224,66 @@ fn config_commands_render_diff_release_approve_roll_back_and_audit() {
     );
     let (stdout, _) = shop(&s, &["config", "list"], 0);
     assert!(stdout.contains("api") && stdout.contains("app.yaml"), "{stdout}");
+}
+
+/// A service in `staging` with the config of `web`, as a user runs it: `kiln service apply`
+/// is refused before the first release, then the instance serves release 1's file from
+/// `$KILN_CONFIG_DIR`, `kiln service show` has its release in a `CONFIG` column, and a new
+/// release is served by the same instance.
+#[test]
+fn a_service_serves_its_config_release_and_the_next_one_in_place() {
+    let s = Server::start_on("process");
+    s.ok(&["project", "create", "shop"], 0);
+    shop(&s, &["env", "create", "staging"], 0);
+    let template = s.file("app.conf.j2", "greeting={{ greeting }}\n");
+    shop(&s, &["config", "set-template", "web", "app.conf", "--from", &template], 0);
+    let values = s.file("shared.yml", "greeting: hello\n");
+    shop(&s, &["config", "set-values", "web", "--from", &values], 0);
+    let service = s.file(
+        "web.yml",
+        "kind: service\nname: web\ncommand: [sh, -c, 'exec python3 -m http.server --bind 127.0.0.1 --directory \"$KILN_CONFIG_DIR\" \"$KILN_PORT_WEB\"']\nports:\n  - { name: web, container: 8080 }\nhealth:\n  http: { port: web, path: /app.conf }\n  interval: 200ms\n  grace: 10s\nenvironment: staging\nconfig: { on-change: none }\n",
+    );
+    let (_, stderr) = shop(&s, &["service", "apply", &service], 2);
+    assert!(
+        stderr.contains(
+            "no release of config `web` in `staging` yet: kiln config release web --env staging"
+        ),
+        "{stderr}"
+    );
+    shop(&s, &["config", "release", "web", "--env", "staging"], 0);
+    shop(&s, &["service", "apply", &service], 0);
+    let get = |port: u64| {
+        let out = std::process::Command::new("python3")
+            .args(["-c", "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).read().decode(), end='')"])
+            .arg(format!("http://127.0.0.1:{port}/app.conf"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let at = |release: u64| {
+        let started = std::time::Instant::now();
+        loop {
+            let (json, _) = shop(&s, &["service", "show", "web", "-o", "json"], 0);
+            let info: serde_json::Value = serde_json::from_str(&json).unwrap();
+            let i = &info["instances"][0];
+            if i["state"] == "healthy" && i["config_release"] == release {
+                break (i["id"].as_str().unwrap().to_string(), i["ports"]["web"].as_u64().unwrap());
+            }
+            assert!(started.elapsed() < std::time::Duration::from_secs(30), "{info:#}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    let (id, port) = at(1);
+    assert_eq!(get(port), "greeting=hello\n");
+    let (table, _) = shop(&s, &["service", "show", "web"], 0);
+    assert!(table.contains("CONFIG") && table.contains(" r1 "), "{table}");
+
+    let values = s.file("shared.yml", "greeting: hola\n");
+    shop(&s, &["config", "set-values", "web", "--from", &values], 0);
+    shop(&s, &["config", "release", "web", "--env", "staging"], 0);
+    assert_eq!(at(2), (id, port), "the same instance");
+    assert_eq!(get(port), "greeting=hola\n");
+    let (table, _) = shop(&s, &["service", "show", "web"], 0);
+    assert!(table.contains(" r2 "), "{table}");
+    shop(&s, &["service", "delete", "web"], 0);
 }

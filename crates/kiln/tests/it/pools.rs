@@ -114,3 +114,30 @@ fn an_executor_that_can_not_run_pools_is_refused_with_the_position() {
     );
     assert!(stderr.contains(&want), "{stderr}");
 }
+
+#[test]
+fn a_pool_with_an_environment_or_config_is_refused_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("env.yml");
+    let marker = dir.path().join("ran");
+    std::fs::write(
+        &file,
+        format!(
+            "name: env pool\nstages:\n  - name: s\n    jobs:\n      test:\n        script: [touch {}]\n        service-pools:\n          db:\n            service:\n              command: [sleep, '60']\n              environment: staging\n              config: {{ app: db }}\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    let out =
+        kiln().args(["run", file.to_str().unwrap(), "--executor", "process"]).output().unwrap();
+    let (stdout, stderr) = assert_code(&out, 2);
+    let want = format!(
+        "error: {}:7:9: kiln run cannot give service-pools an environment's variables or \
+         config: they live on a server (pool `db` of job test sets `environment: staging` and \
+         `config:`)",
+        file.display()
+    );
+    assert!(stderr.contains(&want), "{stderr}");
+    assert!(!stdout.contains("run "), "nothing started: {stdout}");
+    assert!(!marker.exists(), "the job ran");
+}
