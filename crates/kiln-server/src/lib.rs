@@ -304,16 +304,17 @@ pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
         task_tokens.clone(),
     );
     let scraper = scrape::Scraper::new(store.clone(), services.clone(), metrics.clone());
-    let coord = Coord::new(
-        store.clone(),
-        logs.clone(),
-        dispatch.clone(),
-        metrics.clone(),
-        secrets.clone(),
-        (registry.clone(), registry_host.clone()),
-        services.clone(),
-        environments::Environments::new(store.clone(), secrets.clone()),
-    );
+    let coord = Coord::new(coord::CoordParts {
+        store: store.clone(),
+        logs: logs.clone(),
+        dispatch: dispatch.clone(),
+        metrics: metrics.clone(),
+        secrets: secrets.clone(),
+        registry: registry.clone(),
+        registry_host: registry_host.clone(),
+        services: services.clone(),
+        environments: environments::Environments::new(store.clone(), secrets.clone()),
+    });
     let app = Arc::new(AppState {
         environments: environments::Environments::new(store.clone(), secrets.clone()),
         config: config_center::ConfigCenter::new(store.clone()),

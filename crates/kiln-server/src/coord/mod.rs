@@ -166,20 +166,45 @@ fn bind(plan: &Plan, stored: &serde_json::Value) -> Result<Params, Vec<String>> 
     kiln_workflow::bind_params(plan, &given)
 }
 
+/// What a coordinator works with: the server's parts it drives runs through.
+#[derive(Debug)]
+pub struct CoordParts {
+    /// Runs, events, jobs.
+    pub store: Store,
+    /// Job logs.
+    pub logs: LogStore,
+    /// Where attempts are queued and leased.
+    pub dispatch: Arc<Dispatch>,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// Opens project secrets.
+    pub secrets: Arc<SecretBox>,
+    /// Mints each run's registry token.
+    pub registry: Arc<kiln_registry::Registry>,
+    /// `host:port` of the registry as jobs reach it (`KILN_REGISTRY`).
+    pub registry_host: String,
+    /// Services, for the runs' service pools.
+    pub services: crate::services::Services,
+    /// Environments' variables, for the jobs that run in one.
+    pub environments: crate::environments::Environments,
+}
+
 impl Coord {
     /// A coordinator over these parts. Call [`Coord::recover`] once before serving.
-    pub fn new(
-        store: Store,
-        logs: LogStore,
-        dispatch: Arc<Dispatch>,
-        metrics: Arc<Metrics>,
-        secrets: Arc<SecretBox>,
-        registry: (Arc<kiln_registry::Registry>, String),
-        services: crate::services::Services,
-        environments: crate::environments::Environments,
-    ) -> Coord {
+    pub fn new(parts: CoordParts) -> Coord {
+        let CoordParts {
+            store,
+            logs,
+            dispatch,
+            metrics,
+            secrets,
+            registry,
+            registry_host,
+            services,
+            environments,
+        } = parts;
         // Tasks reach the server where they reach its registry.
-        let tasks = crate::task_token::TaskTokens::new(&secrets, format!("http://{}", registry.1));
+        let tasks = crate::task_token::TaskTokens::new(&secrets, format!("http://{registry_host}"));
         Coord {
             sh: Arc::new(Shared {
                 store,
@@ -188,8 +213,8 @@ impl Coord {
                 metrics,
                 secrets,
                 tasks,
-                registry: registry.0,
-                registry_host: registry.1,
+                registry,
+                registry_host,
                 actors: Mutex::new(HashMap::new()),
                 active: Mutex::new(HashMap::new()),
                 admission: tokio::sync::Mutex::new(()),

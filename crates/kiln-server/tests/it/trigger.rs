@@ -2,8 +2,9 @@
 //! carries out itself: a downstream run gets params from an upstream job's output and gives
 //! back its jobs' outputs; its failure fails the trigger job; `wait: false`; the author's rights
 //! across projects; groups over two projects (a trigger list, and `POST /api/v1/run-groups`);
-//! cancel going downstream; a restart while a trigger job waits; `environment:` jobs with the
-//! environment's variables and masked secrets; `deploy:` jobs until deploys are wired in.
+//! cancel going downstream; a restart while a trigger job waits; no pipeline starting itself;
+//! `environment:` jobs with the environment's variables and masked secrets; `deploy:` jobs
+//! until deploys are wired in.
 
 use std::path::Path;
 
@@ -11,7 +12,7 @@ use kiln_api::environments::{CreateEnvironment, SetVariable};
 use kiln_api::{CreateToken, RunDetail, StartGroup};
 use kiln_client::Client;
 
-use crate::support::{TestServer, job, log_text, on_loopback};
+use crate::support::{Backend, TestServer, job, log_text, on_loopback};
 
 /// A pipeline whose job prints what it publishes, outputs it, then waits for `marker` to
 /// exist when given (`-` for no wait); `fail` makes it exit 3.
@@ -84,7 +85,17 @@ fn only_downstream(d: &RunDetail) -> &kiln_api::RunSummary {
 
 #[tokio::test]
 async fn a_trigger_job_passes_an_output_as_a_param_waits_and_gets_the_downstream_outputs() {
-    let s = TestServer::start().await;
+    a_trigger_job_passes_an_output_as_a_param_waits_and_gets_the_downstream_outputs_on(
+        Backend::Sqlite,
+    )
+    .await;
+}
+
+/// The test above on `backend` (`postgres.rs` runs it on PostgreSQL).
+pub async fn a_trigger_job_passes_an_output_as_a_param_waits_and_gets_the_downstream_outputs_on(
+    backend: Backend,
+) {
+    let s = TestServer::start_on(backend).await;
     s.apply("shop", "child", CHILD).await;
     s.apply("shop", "parent", &parent("shop", "", true)).await;
     let run = s.trigger("shop", "parent", &[]).await;
@@ -331,7 +342,14 @@ stages:
 
 #[tokio::test]
 async fn a_restart_while_a_trigger_job_waits_resumes_it_without_a_second_run() {
-    let mut s = TestServer::start().await;
+    a_restart_while_a_trigger_job_waits_resumes_it_without_a_second_run_on(Backend::Sqlite).await;
+}
+
+/// The test above on `backend` (`postgres.rs` runs it on PostgreSQL).
+pub async fn a_restart_while_a_trigger_job_waits_resumes_it_without_a_second_run_on(
+    backend: Backend,
+) {
+    let mut s = TestServer::start_on(backend).await;
     s.apply("shop", "child", GATED_CHILD).await;
     let parent_yaml = r#"
 name: parent
@@ -436,5 +454,30 @@ stages:
     let deploy = job(&d, "deploy");
     assert_eq!(deploy.state, "failure");
     assert_eq!(deploy.reason.as_deref(), Some(kiln_server::coord::DEPLOY_NOT_WIRED));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_pipeline_may_not_start_itself_through_another() {
+    let s = TestServer::start().await;
+    let ping =
+        "name: ping\nstages:\n  - name: s\n    jobs:\n      go: { trigger: { pipeline: pong } }\n";
+    let pong =
+        "name: pong\nstages:\n  - name: s\n    jobs:\n      go: { trigger: { pipeline: ping } }\n";
+    s.apply("shop", "ping", ping).await;
+    s.apply("shop", "pong", pong).await;
+    let run = s.trigger("shop", "ping", &[]).await;
+    let d = s.wait_final(&run.id).await;
+    assert_eq!(d.run.state, "failure", "{d:#?}");
+    let pong_run = only_downstream(&d);
+    let p = s.wait_final(&pong_run.id).await;
+    assert_eq!(
+        job(&p, "go").reason.as_deref(),
+        Some(
+            "cannot start shop/ping: its run shop/ping#1 is upstream of this job (shop/pong#1 <- \
+             shop/ping#1); a pipeline may not start itself, directly or through other pipelines"
+        )
+    );
+    assert_eq!(runs_of(&s, "shop", "ping").await.len(), 1, "no second ping");
     s.stop().await;
 }
