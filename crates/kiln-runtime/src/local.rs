@@ -265,11 +265,14 @@ pub fn local_limits(plan: &Plan) -> Vec<String> {
     out
 }
 
-/// Why `kiln run` refuses `plan` before anything runs: one line per job that only a server
-/// can carry out (`trigger:`, `deploy:`, `environment:`). Empty when it runs here.
-pub fn server_only(plan: &Plan) -> Vec<String> {
+/// Why `kiln run` refuses to run `jobs` (a plan's, or the one `--replay` runs) before
+/// anything runs: one line per job that only a server can carry out (`trigger:`, `deploy:`,
+/// `environment:`). Empty when they run here.
+pub fn server_only<'a>(
+    jobs: impl IntoIterator<Item = &'a kiln_workflow::plan::Job>,
+) -> Vec<String> {
     let mut out = Vec::new();
-    for j in &plan.jobs {
+    for j in jobs {
         let what = match (j.run.on_server(), &j.environment) {
             (Some("trigger"), _) => "starts pipelines (trigger:)",
             (Some(_), _) => "deploys a service (deploy:)",

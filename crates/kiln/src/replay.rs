@@ -96,7 +96,9 @@ pub async fn replay(args: RunArgs) -> CmdResult {
         reused.insert(needed.id.clone(), info.map(|i| i.outputs.clone()).unwrap_or_default());
     }
 
-    if let Some(why) = kiln_runtime::local::server_only(&cut).into_iter().next() {
+    // Only the job replayed runs here: the jobs it needs count as done.
+    let target_job = std::slice::from_ref(&cut.jobs[target]);
+    if let Some(why) = kiln_runtime::local::server_only(target_job).into_iter().next() {
         return Err(Fail::invalid(why));
     }
     let chosen = run_cmd::choose_executor(args.executor, &cut).await.map_err(Fail::invalid)?;

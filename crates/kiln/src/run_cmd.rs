@@ -349,7 +349,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(EXIT_INVALID);
         }
     };
-    let refused = kiln_runtime::local::server_only(&plan);
+    let refused = kiln_runtime::local::server_only(&plan.jobs);
     if !refused.is_empty() {
         for why in &refused {
             eprintln!("{} {why}", console::style("error:").red().bold());

@@ -444,6 +444,8 @@ impl Actor {
                     if self.server_jobs.get(job).is_some_and(|(a, _)| a == attempt) {
                         self.server_jobs.remove(job);
                     }
+                    // Read for an attempt that ended before it was dispatched.
+                    self.job_envs.remove(&(job.clone(), *attempt));
                     if let Some(i) = self.plan.job_index(job) {
                         closes.push(job_log_key(&self.run.id, i, *attempt));
                         self.closed[i] = self.closed[i].max(*attempt);
