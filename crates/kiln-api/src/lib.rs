@@ -238,6 +238,52 @@ pub struct RunSummary {
     /// The commit it builds, when a git push or pull request started it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<SourceInfo>,
+    /// The run and job that started it (a `trigger:` job), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<RunParent>,
+    /// The group it was started in (`GET /api/v1/run-groups/{group}` shows it), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+}
+
+/// The run and job that started a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RunParent {
+    /// The upstream run's id.
+    pub run: String,
+    /// Its `project/pipeline#number`.
+    pub name: String,
+    /// The `trigger:` job that started this run.
+    pub job: String,
+}
+
+/// Body of `POST /api/v1/run-groups`: pipelines started together as one group.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct StartGroup {
+    /// The pipelines, `project/pipeline`, in order (at least one).
+    pub pipelines: Vec<String>,
+    /// Param values as text, given to every pipeline that declares them (a pipeline that
+    /// does not declare one does not get it).
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+}
+
+/// Runs started together: a `trigger:` job's list, or `POST /api/v1/run-groups`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RunGroup {
+    /// Id (a uuid).
+    pub id: String,
+    /// Who or what started it: a token's name, or `run <project/pipeline#n> job <job>`.
+    pub created_by: String,
+    /// When.
+    pub created_at: DateTime<Utc>,
+    /// The runs' states together: `pending` while none started, `running` while one has not
+    /// ended, then `failure` if one failed or timed out, `canceled` if one was canceled, else
+    /// `success`.
+    #[schema(schema_with = run_state_schema)]
+    pub state: String,
+    /// The runs, in order.
+    pub runs: Vec<RunSummary>,
 }
 
 /// The commit a run builds and what in its repository started it.
@@ -301,6 +347,9 @@ pub struct RunDetail {
     pub stages: Vec<StageInfo>,
     /// Jobs in plan order.
     pub jobs: Vec<JobInfo>,
+    /// The runs its `trigger:` jobs started (their `parent.job` names the job), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub downstream: Vec<RunSummary>,
 }
 
 /// A stage of a run.

@@ -248,6 +248,16 @@ impl Client {
         self.json(self.request(Method::POST, self.url(&segs)).json(&serde_json::json!({}))).await
     }
 
+    /// Starts pipelines together as one group (`kiln group start`).
+    pub async fn start_group(&self, req: &kiln_api::StartGroup) -> Result<kiln_api::RunGroup> {
+        self.json(self.request(Method::POST, self.url(&["run-groups"])).json(req)).await
+    }
+
+    /// A group of runs with their states.
+    pub async fn group(&self, id: &str) -> Result<kiln_api::RunGroup> {
+        self.get(&["run-groups", id]).await
+    }
+
     /// Cancels a run.
     pub async fn cancel(&self, run: &str) -> Result<RunSummary> {
         self.post_run(run, &["cancel"]).await

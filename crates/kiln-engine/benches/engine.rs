@@ -54,6 +54,7 @@ fn plan() -> Plan {
                 artifacts: None,
                 checkout: true,
                 pools: Vec::new(),
+                environment: None,
             };
             ids.push(job.id.clone());
             jobs.push(job);

@@ -10,6 +10,7 @@ use kiln_workflow::expr::{ExprError, Scope, Value, eval_condition, render};
 use kiln_workflow::plan::{
     ArtifactSpec, CacheSpec, Job, Plan, RunSpec, Service, workspace_path_problem,
 };
+use kiln_workflow::server_job::{DeploySpec, TriggerSpec, TriggerTarget};
 
 use crate::graph::Graph;
 use crate::{JobState, JobStatus, Params};
@@ -124,7 +125,29 @@ impl JobScope<'_> {
                 command: command.as_deref().map(|c| self.texts(c, "command")).transpose()?,
                 args: self.texts(args, "arg")?,
             },
+            RunSpec::Trigger(t) => {
+                let mut targets = Vec::with_capacity(t.targets.len());
+                for target in &t.targets {
+                    let mut params = BTreeMap::new();
+                    for (k, v) in &target.params {
+                        let what = || format!("trigger param `{k}` of {}", target.pipeline);
+                        params.insert(k.clone(), self.text(v, what)?);
+                    }
+                    targets.push(TriggerTarget { params, ..target.clone() });
+                }
+                RunSpec::Trigger(TriggerSpec { targets, group: t.group })
+            }
+            RunSpec::Deploy(d) => RunSpec::Deploy(Box::new(DeploySpec {
+                image: self.text(&d.image, || "deploy image".to_owned())?,
+                environment: self.text(&d.environment, || "deploy environment".to_owned())?,
+                ..(**d).clone()
+            })),
         };
+        let environment = job
+            .environment
+            .as_deref()
+            .map(|e| self.text(e, || "environment".to_owned()))
+            .transpose()?;
         let workdir =
             job.workdir.as_deref().map(|w| self.text(w, || "workdir".to_owned())).transpose()?;
         let services = job
@@ -191,6 +214,7 @@ impl JobScope<'_> {
             artifacts,
             checkout: job.checkout,
             pools: job.pools.clone(),
+            environment,
         })
     }
 }

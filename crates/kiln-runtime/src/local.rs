@@ -251,6 +251,7 @@ pub fn local_limits(plan: &Plan) -> Vec<String> {
             RunSpec::Command { command, args } => {
                 command.iter().flatten().chain(args).any(|a| registry(a))
             }
+            RunSpec::Trigger(_) | RunSpec::Deploy(_) => false,
         };
         run || j.env.values().any(|v| registry(v))
             || plan.env.values().any(|v| registry(v))
@@ -264,6 +265,29 @@ pub fn local_limits(plan: &Plan) -> Vec<String> {
     out
 }
 
+/// Why `kiln run` refuses to run `jobs` (a plan's, or the one `--replay` runs) before
+/// anything runs: one line per job that only a server can carry out (`trigger:`, `deploy:`,
+/// `environment:`). Empty when they run here.
+pub fn server_only<'a>(
+    jobs: impl IntoIterator<Item = &'a kiln_workflow::plan::Job>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for j in jobs {
+        let what = match (j.run.on_server(), &j.environment) {
+            (Some("trigger"), _) => "starts pipelines (trigger:)",
+            (Some(_), _) => "deploys a service (deploy:)",
+            (None, Some(_)) => "runs in an environment (environment:), whose variables live",
+            (None, None) => continue,
+        };
+        out.push(format!(
+            "job `{}` {what} on a server: kiln run cannot do that; store the workflow with \
+             kiln pipeline apply and start it there with kiln trigger",
+            j.id
+        ));
+    }
+    out
+}
+
 /// Builds the executor task for one job attempt.
 pub fn task_spec(run_id: &str, job_index: usize, start: &StartJob) -> TaskSpec {
     let job = &start.job;
@@ -272,6 +296,12 @@ pub fn task_spec(run_id: &str, job_index: usize, start: &StartJob) -> TaskSpec {
         RunSpec::Command { command, args } => {
             Entry::Command { command: command.clone(), args: args.clone() }
         }
+        // Never handed to an executor: the server carries these out and `kiln run` refuses
+        // them first. Should one get here, it fails saying so.
+        RunSpec::Trigger(_) | RunSpec::Deploy(_) => Entry::Script(format!(
+            "echo 'this job runs on the server only ({}:): an agent cannot run it' >&2; exit 2",
+            job.run.on_server().unwrap_or_default()
+        )),
     };
     let short: String = run_id.chars().filter(|c| c.is_ascii_alphanumeric()).take(12).collect();
     let labels = BTreeMap::from([
@@ -528,6 +558,13 @@ impl Driver {
                 attempt,
                 outcome: Outcome::Error(why.clone()),
             });
+            return;
+        }
+        if let Some(kind) = start.job.run.on_server() {
+            // `server_only` names these before a run starts; here only as a last guard.
+            let why = format!("job `{job}` ({kind}:) runs on a server only; kiln run cannot");
+            let _ =
+                self.events.send(Event::JobExited { job, attempt, outcome: Outcome::Error(why) });
             return;
         }
         let index = self.plan.job_index(&job).unwrap_or(0);

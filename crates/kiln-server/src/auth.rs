@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use kiln_store::{ProjectId, Role, Token};
+use kiln_store::{ProjectId, Role, Token, TokenId};
 use sha2::{Digest, Sha256};
 
 use crate::App;
@@ -35,6 +35,9 @@ pub struct Caller {
     pub project: Option<ProjectId>,
     /// The embedded agent's session token.
     pub internal: bool,
+    /// The API token's id (not for the embedded agent or a task's discovery token): the
+    /// runs it starts act with its rights (`Run::author`).
+    pub token: Option<TokenId>,
 }
 
 impl Caller {
@@ -143,6 +146,7 @@ impl FromRequestParts<App> for Caller {
                 role: Role::Admin,
                 project: None,
                 internal: true,
+                token: None,
             });
         }
         if let Some(claims) = app.task_tokens.verify(secret) {
@@ -178,7 +182,13 @@ impl FromRequestParts<App> for Caller {
                 token.name
             )));
         }
-        Ok(Caller { name: token.name, role: token.role, project: token.project, internal: false })
+        Ok(Caller {
+            name: token.name,
+            role: token.role,
+            project: token.project,
+            internal: false,
+            token: Some(token.id),
+        })
     }
 }
 
@@ -206,5 +216,6 @@ fn task_caller(app: &App, parts: &Parts, c: crate::task_token::TaskClaims) -> Ap
         role: Role::Viewer,
         project: Some(c.project),
         internal: false,
+        token: None,
     })
 }

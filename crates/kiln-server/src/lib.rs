@@ -231,6 +231,7 @@ pub struct Server {
 impl Server {
     /// Stops accepting requests and waits for the listener to close.
     pub async fn stop(self) {
+        self.app.coord.stop();
         self.shutdown.cancel();
         let _ = self.task.await;
         let _ = self.scheduler.await;
@@ -241,6 +242,7 @@ impl Server {
     /// Waits until the server stops (it runs until [`Server::stop`] or an error).
     pub async fn wait(self) {
         let _ = self.task.await;
+        self.app.coord.stop();
         self.shutdown.cancel();
         let _ = self.scheduler.await;
         let _ = self.gc.await;
@@ -306,15 +308,17 @@ pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
         (environments.clone(), config_center.clone()),
     );
     let scraper = scrape::Scraper::new(store.clone(), services.clone(), metrics.clone());
-    let coord = Coord::new(
-        store.clone(),
-        logs.clone(),
-        dispatch.clone(),
-        metrics.clone(),
-        secrets.clone(),
-        (registry.clone(), registry_host.clone()),
-        services.clone(),
-    );
+    let coord = Coord::new(coord::CoordParts {
+        store: store.clone(),
+        logs: logs.clone(),
+        dispatch: dispatch.clone(),
+        metrics: metrics.clone(),
+        secrets: secrets.clone(),
+        registry: registry.clone(),
+        registry_host: registry_host.clone(),
+        services: services.clone(),
+        environments: environments::Environments::new(store.clone(), secrets.clone()),
+    });
     let app = Arc::new(AppState {
         environments,
         config: config_center,

@@ -74,6 +74,12 @@ id_type!(
     "run"
 );
 id_type!(
+    /// Identifies a group of runs started together.
+    GroupId,
+    "run group"
+);
+
+id_type!(
     /// Identifies an API token (not its secret).
     TokenId,
     "token"

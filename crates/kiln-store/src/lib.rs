@@ -102,6 +102,7 @@ mod environments;
 mod error;
 mod ids;
 mod intents;
+mod links;
 mod metric_rules;
 mod model;
 mod nodes;
@@ -123,13 +124,16 @@ pub use config::{
 };
 pub use environments::{EnvValue, EnvVariableRecord, EnvironmentRecord};
 pub use error::{Result, StoreError};
-pub use ids::{ConfigAppId, EnvironmentId, PipelineId, ProjectId, RunId, ServiceId, TokenId};
+pub use ids::{
+    ConfigAppId, EnvironmentId, GroupId, PipelineId, ProjectId, RunId, ServiceId, TokenId,
+};
 pub use intents::{IntentRun, RunIntent};
+pub use links::{NewRunSet, RunGroup, RunSet};
 pub use metric_rules::{MetricRuleRecord, RuleChange};
 pub use model::{
     ApprovalDecision, ApprovalRecord, ArtifactFile, ArtifactRecord, CacheRecord, ExpiredArtifacts,
     JobRecord, NewArtifact, NewRun, NewToken, Pipeline, PipelineSource, Project, PullRequestRef,
-    Role, Run, RunFilter, RunSource, SealedSecret, SecretInfo, Step, StoredEvent, Token,
+    Role, Run, RunFilter, RunParent, RunSource, SealedSecret, SecretInfo, Step, StoredEvent, Token,
     TokenSecret, is_valid_name,
 };
 pub use nodes::{NodeChange, NodeRecord};

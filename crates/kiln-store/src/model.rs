@@ -161,6 +161,27 @@ pub struct Run {
     /// The commit it builds, when git started it.
     #[serde(default)]
     pub source: Option<RunSource>,
+    /// The run and job that started it (a trigger job), if any.
+    #[serde(default)]
+    pub parent: Option<RunParent>,
+    /// The group it was started in (with other runs, shown together), if any.
+    #[serde(default)]
+    pub group: Option<crate::GroupId>,
+    /// The token whose rights its trigger jobs act with: that of the API call that started
+    /// it, or its upstream run's. `None`: the server started it (a push, a schedule).
+    #[serde(default)]
+    pub author: Option<TokenId>,
+}
+
+/// The run and job that started a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunParent {
+    /// The upstream run.
+    pub run: RunId,
+    /// `project/pipeline#number` of the upstream run.
+    pub name: String,
+    /// The trigger job's id.
+    pub job: String,
 }
 
 impl Run {

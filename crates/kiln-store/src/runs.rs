@@ -45,6 +45,13 @@ pub(crate) struct RunRow {
     finished_at: Option<DateTime<Utc>>,
     retry_of: Option<String>,
     source: Option<Json<crate::RunSource>>,
+    parent_run_id: Option<String>,
+    parent_job: Option<String>,
+    parent_number: Option<i64>,
+    parent_pipeline: Option<String>,
+    parent_project: Option<String>,
+    group_id: Option<String>,
+    author_token: Option<String>,
 }
 
 impl RunRow {
@@ -65,6 +72,21 @@ impl RunRow {
             finished_at: self.finished_at,
             retry_of: self.retry_of.as_deref().map(RunId::from_db).transpose()?,
             source: self.source.map(|s| s.0),
+            parent: match (self.parent_run_id, self.parent_job) {
+                (Some(run), Some(job)) => Some(crate::RunParent {
+                    run: RunId::from_db(&run)?,
+                    name: format!(
+                        "{}/{}#{}",
+                        self.parent_project.unwrap_or_default(),
+                        self.parent_pipeline.unwrap_or_default(),
+                        self.parent_number.unwrap_or_default()
+                    ),
+                    job,
+                }),
+                _ => None,
+            },
+            group: self.group_id.as_deref().map(crate::GroupId::from_db).transpose()?,
+            author: self.author_token.as_deref().map(crate::TokenId::from_db).transpose()?,
         })
     }
 }
@@ -75,9 +97,16 @@ macro_rules! run_select {
         concat!(
             "SELECT r.id, r.pipeline_id, pr.name AS project, pl.name AS pipeline, r.number, \
              r.pipeline_version, r.state, r.params, r.triggered_by, r.reason, r.created_at, \
-             r.started_at, r.finished_at, r.retry_of, r.source \
+             r.started_at, r.finished_at, r.retry_of, r.source, \
+             lk.parent_run_id, lk.parent_job, up.number AS parent_number, \
+             upl.name AS parent_pipeline, upr.name AS parent_project, lk.group_id, \
+             lk.author_token \
              FROM runs r JOIN pipelines pl ON pl.id = r.pipeline_id \
-             JOIN projects pr ON pr.id = pl.project_id ",
+             JOIN projects pr ON pr.id = pl.project_id \
+             LEFT JOIN run_links lk ON lk.run_id = r.id \
+             LEFT JOIN runs up ON up.id = lk.parent_run_id \
+             LEFT JOIN pipelines upl ON upl.id = up.pipeline_id \
+             LEFT JOIN projects upr ON upr.id = upl.project_id ",
             $rest
         )
     };

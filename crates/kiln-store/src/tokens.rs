@@ -108,6 +108,19 @@ impl Store {
         rows.into_iter().map(TokenRow::into_token).collect()
     }
 
+    /// One token by id (revoked or not); `NotFound` if there is none.
+    pub async fn token(&self, id: &TokenId) -> Result<Token> {
+        let what = || format!("get token {id}");
+        let row = with_db!(&self.db, p => sqlx::query_as::<_, TokenRow>(
+            "SELECT id, name, role, project_id, created_at, last_used_at, revoked_at \
+             FROM tokens WHERE id = $1")
+            .bind(id.text())
+            .fetch_optional(p)
+            .await)
+        .ctx(what)?;
+        row.ok_or_else(|| StoreError::NotFound(format!("token {id}")))?.into_token()
+    }
+
     /// Revokes a token; from now on it never verifies. Revoking a revoked token keeps the
     /// first revocation time.
     pub async fn revoke_token(&self, id: &TokenId) -> Result<Token> {

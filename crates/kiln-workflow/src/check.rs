@@ -65,7 +65,7 @@ struct Base<'r> {
 }
 
 /// What an expression may read where it stands.
-struct RefScope<'a> {
+pub(crate) struct RefScope<'a> {
     /// Declared params, in file order.
     params: &'a [String],
     job: Option<JobScope<'a>>,
@@ -662,7 +662,7 @@ impl<'d> Checker<'d> {
     }
 
     /// Checks the syntax and references of a template (or of a condition).
-    fn template(&mut self, text: &Sp<String>, scope: &RefScope<'_>, condition: bool) {
+    pub(crate) fn template(&mut self, text: &Sp<String>, scope: &RefScope<'_>, condition: bool) {
         let found = if condition {
             expr::condition_references(&text.value)
         } else {
@@ -1198,7 +1198,12 @@ impl<'d> Checker<'d> {
         if let Some(image) = &raw.image {
             check_all(self, std::slice::from_ref(image));
         }
-        let run = if let Some(script) = &raw.script {
+        let run = if let Some(t) = &raw.trigger {
+            RunSpec::Trigger(self.trigger(t, scope))
+        } else if let Some(d) = &raw.deploy {
+            // A deploy with a problem was reported; the job is dropped from the plan.
+            RunSpec::Deploy(Box::new(self.deploy(d, scope)?))
+        } else if let Some(script) = &raw.script {
             if script.value.is_empty() {
                 self.error(script.at.pos, "script is empty");
             }
@@ -1277,6 +1282,7 @@ impl<'d> Checker<'d> {
         let cache = raw.cache.as_ref().map(|c| self.cache(c, scope));
         let artifacts = raw.artifacts.as_ref().map(|a| self.artifacts(a, scope));
         let pools = self.job_pools(raw);
+        let environment = self.job_environment(raw, id, scope);
         Some(Job {
             id: JobId(id.clone()),
             base: id.clone(),
@@ -1298,7 +1304,40 @@ impl<'d> Checker<'d> {
             scheduling: self.scheduling(raw),
             checkout: raw.checkout.as_ref().is_none_or(|c| c.value),
             pools,
+            environment,
         })
+    }
+
+    /// The environment a job runs in: its `environment:`, or the one its deploy goes to
+    /// (both written: the same one). A trigger job runs nothing that could use one.
+    fn job_environment(&mut self, raw: &RawJob, id: &str, scope: &RefScope<'_>) -> Option<String> {
+        let deploy_env = raw.deploy.as_ref().and_then(|d| d.value.environment.as_ref());
+        let Some(env) = &raw.environment else { return deploy_env.map(|e| e.value.clone()) };
+        if raw.trigger.is_some() {
+            self.error(
+                env.at.pos,
+                format!(
+                    "job '{id}' starts pipelines (trigger): it runs nothing that could use an \
+                     environment; set environment: in the jobs of the pipelines it starts"
+                ),
+            );
+            return None;
+        }
+        if let Some(d) = deploy_env
+            && d.value != env.value
+        {
+            self.error(
+                env.at.pos,
+                format!(
+                    "job '{id}' deploys to '{}' (deploy.environment), so that is its \
+                     environment: remove environment: '{}' or make it the same",
+                    d.value, env.value
+                ),
+            );
+            return Some(d.value.clone());
+        }
+        self.environment_name(env, scope, "environment");
+        Some(env.value.clone())
     }
 
     /// A job's own pools, and the clashes of the names the job gets: its env against every

@@ -24,6 +24,7 @@ mod raw;
 mod read;
 pub mod run_env;
 pub mod schedule;
+pub mod server_job;
 pub mod service;
 mod service_file;
 pub mod units;

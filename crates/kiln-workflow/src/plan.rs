@@ -363,6 +363,10 @@ pub struct Job {
     /// Services started for this job alone (`service-pools` of the job), in file order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pools: Vec<crate::pool::Pool>,
+    /// The project environment the job runs in (`environment:`, or the one a deploy goes
+    /// to): it gets the environment's variables and `KILN_ENVIRONMENT`. May hold templates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
 }
 
 /// What a job runs.
@@ -377,6 +381,23 @@ pub enum RunSpec {
         /// Arguments.
         args: Vec<String>,
     },
+    /// Starts other pipelines (`trigger:`); the server carries it out, never an agent.
+    Trigger(crate::server_job::TriggerSpec),
+    /// Deploys a service to an environment (`deploy:`); the server carries it out, never an
+    /// agent.
+    Deploy(Box<crate::server_job::DeploySpec>),
+}
+
+impl RunSpec {
+    /// `trigger` or `deploy` for what the server carries out itself; `None` for what an
+    /// agent (or `kiln run`) runs.
+    pub fn on_server(&self) -> Option<&'static str> {
+        match self {
+            RunSpec::Script(_) | RunSpec::Command { .. } => None,
+            RunSpec::Trigger(_) => Some("trigger"),
+            RunSpec::Deploy(_) => Some("deploy"),
+        }
+    }
 }
 
 /// When and how often a failed attempt is retried.

@@ -521,6 +521,20 @@ pub struct RawJob {
     /// waits for them, gets their `export` env, and they are deleted when the job ends.
     #[schemars(rename = "service-pools", with = "Option<BTreeMap<String, RawPool>>")]
     pub service_pools: Option<Entries<Sp<RawPool>>>,
+    /// Starts other pipelines on the server instead of running anything (GitLab's
+    /// `trigger:`): `{ pipeline, project, params, wait }`, or a list of them started as one
+    /// group. Only `needs`, `if`, `timeout`, `retry` and `matrix` go with it.
+    #[schemars(with = "Option<crate::server_job::TriggerSchema>")]
+    pub trigger: Option<Sp<crate::server_job::RawTrigger>>,
+    /// Deploys a service to an environment on the server instead of running anything:
+    /// `{ service, environment, image, timeout }`. Only `needs`, `if`, `timeout`, `retry`,
+    /// `matrix` and `environment` go with it.
+    pub deploy: Option<Sp<crate::server_job::RawDeploy>>,
+    /// The project environment the job runs in (GitLab's `environment:`): it gets the
+    /// environment's variables and secrets (masked in its log) and `KILN_ENVIRONMENT`. May use
+    /// `${{ }}`. A deploy job runs in the environment it deploys to.
+    #[schemars(with = "Option<String>")]
+    pub environment: Option<Sp<String>>,
 }
 
 /// One constraint test as written (any of its forms).
@@ -706,6 +720,9 @@ impl RawJob {
         "placement",
         "checkout",
         "service-pools",
+        "trigger",
+        "deploy",
+        "environment",
     ];
 }
 
@@ -1063,6 +1080,14 @@ mod tests {
         assert_eq!(properties(&schema, Some("RawArtifacts")), sorted(RawArtifacts::KEYS));
         assert_eq!(properties(&schema, Some("RawPort")), sorted(RawPort::KEYS));
         assert_eq!(properties(&schema, Some("RawPool")), sorted(RawPool::KEYS));
+        use crate::server_job::{RawDeploy, RawTriggerTarget};
+        assert_eq!(properties(&schema, Some("RawTriggerTarget")), sorted(RawTriggerTarget::KEYS));
+        assert_eq!(properties(&schema, Some("RawDeploy")), sorted(RawDeploy::KEYS));
+        let deploy_service = &schema["definitions"]["RawDeploy"]["properties"]["service"];
+        let mut keys: Vec<String> =
+            deploy_service["properties"].as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        assert_eq!(keys, sorted(crate::server_job::DEPLOY_SERVICE_KEYS));
         let service = &schema["definitions"]["RawPool"]["properties"]["service"];
         let mut keys: Vec<String> =
             service["properties"].as_object().unwrap().keys().cloned().collect();

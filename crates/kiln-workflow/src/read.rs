@@ -671,8 +671,42 @@ impl<'d> Reader<'d> {
                 ),
             );
         }
-        if f.get("script").is_none() && f.get("command").is_none() && f.get("args").is_none() {
-            self.error(at, format!("{what} has nothing to run: add script, or command/args"));
+        let trigger = f.get("trigger").and_then(|n| self.trigger(n));
+        let deploy = f.get("deploy").and_then(|n| self.deploy(n));
+        let server = match (f.key("trigger"), f.key("deploy")) {
+            (Some(_), Some(d)) => {
+                self.error(
+                    d.pos(),
+                    format!("{what} has both trigger and deploy: a job does one; split it in two"),
+                );
+                Some("trigger")
+            }
+            (Some(_), None) => Some("trigger"),
+            (None, Some(_)) => Some("deploy"),
+            (None, None) => None,
+        };
+        if let Some(kind) = server {
+            // What an agent would use means nothing to a job the server carries out.
+            let does = if kind == "trigger" { "starts pipelines" } else { "deploys a service" };
+            for key in crate::server_job::AGENT_KEYS {
+                if let Some(k) = f.key(key) {
+                    self.error(
+                        k.pos(),
+                        format!(
+                            "{what} {does} on the server ({kind}): '{key}' has no meaning beside \
+                             {kind}; remove it (or run it in a job of its own)"
+                        ),
+                    );
+                }
+            }
+        } else if f.get("script").is_none() && f.get("command").is_none() && f.get("args").is_none()
+        {
+            self.error(
+                at,
+                format!(
+                    "{what} has nothing to run: add script, or command/args (or trigger, or deploy)"
+                ),
+            );
         }
         let env = f.get("env").and_then(|n| self.text_map(n, "env"));
         let workdir = f.get("workdir").and_then(|n| self.text(n, "workdir"));
@@ -723,6 +757,9 @@ impl<'d> Reader<'d> {
             placement,
             checkout: f.get("checkout").and_then(|n| self.bool(n, "checkout")),
             service_pools: f.get("service-pools").and_then(|n| self.pools(n, "service-pools")),
+            trigger,
+            deploy,
+            environment: f.get("environment").and_then(|n| self.text(n, "environment")),
         })
     }
 

@@ -453,17 +453,51 @@ fn spec(file: &str, text: &str, diags: &mut Vec<Diagnostic>) -> Option<ServiceSp
 impl Reader<'_> {
     /// Reads a service file's tree. `None` when the top level is not a mapping.
     fn service(&mut self, root: &Node) -> Option<RawServiceFile> {
-        self.service_body(root, "the service file", RawServiceFile::KEYS)
+        self.service_body(root, "the service file", RawServiceFile::KEYS, true)
     }
 
     /// Reads the `service` of a service pool: a service file's keys but `kind` and `name`.
     pub(crate) fn pool_service(&mut self, node: &Node, what: &str) -> Option<Sp<RawServiceFile>> {
-        let raw = self.service_body(node, what, POOL_SERVICE_KEYS)?;
+        let raw = self.service_body(node, what, POOL_SERVICE_KEYS, true)?;
         Some(Sp::new(raw, node.origin))
     }
 
-    /// Reads a service's mapping with `keys` (a `name` is required when `keys` has one).
-    fn service_body(&mut self, root: &Node, what: &str, keys: &[&str]) -> Option<RawServiceFile> {
+    /// Reads the `service` of a deploy job: a service file's keys but `kind` and `image`
+    /// (the deploy's `image` is what runs).
+    pub(crate) fn deploy_service(&mut self, node: &Node, what: &str) -> Option<Sp<RawServiceFile>> {
+        let without_image;
+        let body = match &node.kind {
+            NodeKind::Map(entries) if entries.iter().any(|(k, _)| k.scalar() == Some("image")) => {
+                for (k, _) in entries.iter().filter(|(k, _)| k.scalar() == Some("image")) {
+                    self.error(
+                        k.pos(),
+                        format!(
+                            "{what}: the image is the deploy's own `image` (what a build job \
+                             made): remove it here"
+                        ),
+                    );
+                }
+                let entries =
+                    entries.iter().filter(|(k, _)| k.scalar() != Some("image")).cloned().collect();
+                without_image = Node { origin: node.origin, kind: NodeKind::Map(entries) };
+                &without_image
+            }
+            _ => node,
+        };
+        let keys = crate::server_job::DEPLOY_SERVICE_KEYS;
+        let raw = self.service_body(body, what, keys, false)?;
+        Some(Sp::new(raw, node.origin))
+    }
+
+    /// Reads a service's mapping with `keys` (a `name` is required when `keys` has one);
+    /// with `needs_run`, an image or a command is required.
+    fn service_body(
+        &mut self,
+        root: &Node,
+        what: &str,
+        keys: &[&str],
+        needs_run: bool,
+    ) -> Option<RawServiceFile> {
         let f = self.fields(root, what, keys)?;
         let name = match f.get("name") {
             Some(n) => self.text(n, "name"),
@@ -476,7 +510,7 @@ impl Reader<'_> {
         let image = f.get("image").and_then(|n| self.text(n, "image"));
         let command = f.get("command").and_then(|n| self.text_list(n, "command"));
         let args = f.get("args").and_then(|n| self.text_list(n, "args"));
-        if f.get("image").is_none() && f.get("command").is_none() {
+        if needs_run && f.get("image").is_none() && f.get("command").is_none() {
             self.error(
                 f.pos(),
                 "the service has nothing to run: add image (a container image), or command (run \
@@ -593,7 +627,7 @@ impl Reader<'_> {
 
 /// A name as the store takes it (an environment's, a config application's): 1 to 64
 /// letters, digits, `.`, `_` and `-`, starting with a letter or digit.
-fn is_store_name(s: &str) -> bool {
+pub(crate) fn is_store_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.starts_with(|c: char| c.is_ascii_alphanumeric())

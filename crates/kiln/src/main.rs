@@ -49,6 +49,9 @@ enum Cmd {
     Triggers(remote::triggers::TriggersArgs),
     /// List a server's runs, newest first.
     Runs(remote::runs::RunsArgs),
+    /// Groups of runs started together: start several pipelines as one group, show one.
+    #[command(subcommand)]
+    Group(remote::groups::GroupCmd),
     /// Print a run's log (every job's, or one job's), or follow it live.
     Logs(remote::logs::LogsArgs),
     /// Approve an approval stage a run waits at.
@@ -176,6 +179,7 @@ fn main() -> ExitCode {
         Cmd::Trigger(args) => block_on(remote::exit(remote::runs::trigger(args))),
         Cmd::Triggers(args) => block_on(remote::exit(remote::triggers::triggers(args))),
         Cmd::Runs(args) => block_on(remote::exit(remote::runs::runs(args))),
+        Cmd::Group(cmd) => block_on(remote::exit(remote::groups::group(cmd))),
         Cmd::Logs(args) => block_on(remote::exit(remote::logs::logs(args))),
         Cmd::Approve(args) => block_on(remote::exit(remote::runs::decide(args, true))),
         Cmd::Reject(args) => block_on(remote::exit(remote::runs::decide(args, false))),

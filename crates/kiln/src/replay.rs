@@ -96,6 +96,11 @@ pub async fn replay(args: RunArgs) -> CmdResult {
         reused.insert(needed.id.clone(), info.map(|i| i.outputs.clone()).unwrap_or_default());
     }
 
+    // Only the job replayed runs here: the jobs it needs count as done.
+    let target_job = std::slice::from_ref(&cut.jobs[target]);
+    if let Some(why) = kiln_runtime::local::server_only(target_job).into_iter().next() {
+        return Err(Fail::invalid(why));
+    }
     let chosen = run_cmd::choose_executor(args.executor, &cut).await.map_err(Fail::invalid)?;
     let local_id = new_run_id();
     let run_dir = args
@@ -392,6 +397,7 @@ fn job_text(job: &Job) -> String {
         RunSpec::Command { command, args } => {
             command.iter().flatten().chain(args).cloned().collect::<Vec<_>>().join(" ")
         }
+        RunSpec::Trigger(_) | RunSpec::Deploy(_) => String::new(),
     };
     for v in job.env.values().chain(job.services.iter().flat_map(|s| s.env.values())) {
         text.push('\n');

@@ -349,6 +349,13 @@ pub async fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(EXIT_INVALID);
         }
     };
+    let refused = kiln_runtime::local::server_only(&plan.jobs);
+    if !refused.is_empty() {
+        for why in &refused {
+            eprintln!("{} {why}", console::style("error:").red().bold());
+        }
+        return ExitCode::from(EXIT_INVALID);
+    }
     let approval_stages: BTreeSet<&str> = plan
         .stages
         .iter()

@@ -1,5 +1,7 @@
 //! Scenario tests: a plan, a scripted driver, a snapshot of every event, command and final state.
 
+use std::collections::BTreeMap;
+
 use kiln_engine::{Command, Decision, Event, GateState, JobState, Outcome, Run, RunState, Timer};
 use kiln_workflow::plan::{JobId, ParamKind, ParamSpec, ParamValue, RetryOn, RunSpec};
 
@@ -742,4 +744,82 @@ stages:
     let package = started(&t.commands, "package");
     assert_eq!(package.env.get("version").map(String::as_str), Some("1.0"));
     assert_eq!(t.run.state(), RunState::Success);
+}
+
+#[test]
+fn trigger_params_and_deploy_image_and_environment_are_rendered_when_the_job_starts() {
+    use kiln_workflow::server_job::{DeploySpec, TriggerSpec, TriggerTarget};
+    let target = TriggerTarget {
+        project: Some("docs".into()),
+        pipeline: "publish".into(),
+        params: BTreeMap::from([
+            ("IMAGE".to_owned(), "${{ jobs.build.outputs.image }}".to_owned()),
+            ("ENV".to_owned(), "${{ params.env }}".to_owned()),
+        ]),
+        wait: true,
+    };
+    let service = kiln_workflow::compile_service(
+        "web.yml",
+        "kind: service\nname: web\ncommand: [sleep, '60']\n",
+    )
+    .spec
+    .unwrap();
+    let deploy = DeploySpec {
+        service,
+        environment: "${{ params.env }}".into(),
+        image: "${{ jobs.build.outputs.image }}".into(),
+        timeout: None,
+    };
+    let plan = PlanDef::new("ship")
+        .param(ParamSpec {
+            name: "env".into(),
+            kind: ParamKind::String,
+            default: Some(ParamValue::String("staging".into())),
+            required: false,
+            description: None,
+        })
+        .stage("build", vec![job("build")])
+        .stage(
+            "ship",
+            vec![
+                job("docs").run(RunSpec::Trigger(TriggerSpec {
+                    targets: vec![target.clone()],
+                    group: false,
+                })),
+                job("deploy")
+                    .run(RunSpec::Deploy(Box::new(deploy)))
+                    .environment("${{ params.env }}"),
+            ],
+        )
+        .build();
+    let t = Driver::new().on("build", vec![exits(0).out("image", "shop/web:7")]).drive(plan);
+    let RunSpec::Trigger(docs) = &started(&t.commands, "docs").run else { panic!("{}", t.text) };
+    assert_eq!(docs.targets[0].params["IMAGE"], "shop/web:7");
+    assert_eq!(docs.targets[0].params["ENV"], "staging");
+    assert_eq!(docs.targets[0].pipeline, target.pipeline);
+    let started_deploy = started(&t.commands, "deploy");
+    let RunSpec::Deploy(d) = &started_deploy.run else { panic!("{}", t.text) };
+    assert_eq!((d.image.as_str(), d.environment.as_str()), ("shop/web:7", "staging"));
+    assert_eq!(started_deploy.environment.as_deref(), Some("staging"));
+
+    // A template that does not render fails the job before it starts, naming the param.
+    let broken = TriggerTarget {
+        params: BTreeMap::from([("X".to_owned(), "${{ jobs. }}".to_owned())]),
+        ..target
+    };
+    let plan = PlanDef::new("broken")
+        .stage("build", vec![job("build")])
+        .stage(
+            "ship",
+            vec![
+                job("docs")
+                    .run(RunSpec::Trigger(TriggerSpec { targets: vec![broken], group: false })),
+            ],
+        )
+        .build();
+    let t = Driver::new().drive(plan);
+    let docs = t.run.job(&JobId::from("docs")).unwrap();
+    assert_eq!(docs.state, JobState::Failure);
+    let reason = docs.reason.as_deref().unwrap_or_default();
+    assert!(reason.contains("trigger param `X` of publish"), "{reason}");
 }

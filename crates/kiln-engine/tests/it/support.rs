@@ -35,6 +35,7 @@ pub fn job(id: &str) -> JobDef {
             artifacts: None,
             checkout: true,
             pools: Vec::new(),
+            environment: None,
         },
         explicit_needs: false,
     }
@@ -63,6 +64,18 @@ impl JobDef {
     /// Script lines.
     pub fn script(mut self, lines: &[&str]) -> Self {
         self.job.run = RunSpec::Script(lines.iter().map(|&l| l.to_owned()).collect());
+        self
+    }
+
+    /// What it runs (a trigger or a deploy, say).
+    pub fn run(mut self, run: RunSpec) -> Self {
+        self.job.run = run;
+        self
+    }
+
+    /// `environment:`.
+    pub fn environment(mut self, env: &str) -> Self {
+        self.job.environment = Some(env.to_owned());
         self
     }
 
@@ -434,6 +447,16 @@ pub fn show(c: &Command) -> String {
                 RunSpec::Command { command, args } => {
                     write!(line, " command={command:?} args={args:?}").unwrap()
                 }
+                RunSpec::Trigger(t) => write!(line, " trigger={:?}", t.targets).unwrap(),
+                RunSpec::Deploy(d) => write!(
+                    line,
+                    " deploy={} to {} image={}",
+                    d.service.name, d.environment, d.image
+                )
+                .unwrap(),
+            }
+            if let Some(e) = &s.job.environment {
+                write!(line, " environment={e}").unwrap();
             }
             if !s.job.env.is_empty() {
                 write!(line, " env={:?}", s.job.env).unwrap();

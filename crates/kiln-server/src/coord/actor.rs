@@ -16,9 +16,13 @@ use kiln_logs::{LogKey, Masker};
 use kiln_store::{ApprovalDecision, JobRecord, ProjectId, Step};
 use kiln_workflow::plan::{JobId, Plan};
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::environments::EnvVars;
 
 use super::env::{RunEnv, job_env};
 use super::pools::{Admit, PoolCtx, PoolMsg, RunPools};
+use super::server_jobs::JobTask;
 use super::{
     Coord, LOST_ON_RESTART, MAX_BATCH, RunMsg, RunTx, Shared, attempt_exited, group_of,
     job_log_key, lock, run_log_key,
@@ -68,6 +72,11 @@ pub(super) struct Actor {
     closed: Vec<u32>,
     /// The run's service pools and the attempts waiting for them.
     pools: RunPools,
+    /// The attempts of jobs the server carries out (`server_jobs.rs`), by job: the attempt
+    /// and what cancels it.
+    server_jobs: HashMap<JobId, (u32, CancellationToken)>,
+    /// The variables of the environment each attempt runs in (`environment:`), once read.
+    job_envs: HashMap<(JobId, u32), EnvVars>,
 }
 
 impl Actor {
@@ -105,6 +114,8 @@ impl Actor {
             group: group_of(&plan, &run),
             closed: vec![0; job_count],
             pools,
+            server_jobs: HashMap::new(),
+            job_envs: HashMap::new(),
             run,
             engine: Run::new(plan.clone(), BTreeMap::new()),
             plan,
@@ -248,6 +259,24 @@ impl Actor {
             .map(|(id, s)| (id.clone(), s.state, s.attempts))
             .collect();
         for (job, state, attempt) in inflight {
+            let on_server = self
+                .plan
+                .job_index(&job)
+                .is_some_and(|i| self.plan.jobs[i].run.on_server().is_some());
+            if on_server {
+                // Its task starts again and finds what it started (runs under its key):
+                // waiting resumes, or, if the run was stopping, what it started is canceled.
+                match starts.remove(&job) {
+                    Some(sj) if sj.attempt == attempt => {
+                        cmds.push(Command::StartJob(Box::new(sj)));
+                        if stopping {
+                            cmds.push(Command::CancelJob { job, attempt });
+                        }
+                    }
+                    _ => self.exited(job, attempt, Outcome::Error(LOST_ON_RESTART.into())),
+                }
+                continue;
+            }
             match state {
                 JobState::Queued if !stopping => match starts.remove(&job) {
                     Some(sj) if sj.attempt == attempt => cmds.push(Command::StartJob(Box::new(sj))),
@@ -313,6 +342,7 @@ impl Actor {
                 match m {
                     RunMsg::Event { event, reply } => events.push((event, reply)),
                     RunMsg::Pool(news) => self.pool_news(news),
+                    RunMsg::Environment(sj, vars) => self.environment_read(*sj, vars),
                 }
             }
             let result = self.apply(events).await;
@@ -411,6 +441,11 @@ impl Actor {
                     }
                 }
                 Event::JobExited { job, attempt, .. } => {
+                    if self.server_jobs.get(job).is_some_and(|(a, _)| a == attempt) {
+                        self.server_jobs.remove(job);
+                    }
+                    // Read for an attempt that ended before it was dispatched.
+                    self.job_envs.remove(&(job.clone(), *attempt));
                     if let Some(i) = self.plan.job_index(job) {
                         closes.push(job_log_key(&self.run.id, i, *attempt));
                         self.closed[i] = self.closed[i].max(*attempt);
@@ -473,6 +508,14 @@ impl Actor {
         for c in cmds {
             match c {
                 Command::StartJob(sj) => self.queue(*sj),
+                Command::CancelJob { job, attempt }
+                    if self.server_jobs.get(&job).is_some_and(|(a, _)| *a == attempt) =>
+                {
+                    // Its task cancels what it started, then reports the end.
+                    if let Some((_, cancel)) = self.server_jobs.get(&job) {
+                        cancel.cancel();
+                    }
+                }
                 Command::CancelJob { job, attempt } if self.pools.forget(&job, attempt) => {
                     // It waited for its pools: never queued.
                     self.exited(job, attempt, Outcome::Canceled);
@@ -542,11 +585,77 @@ impl Actor {
         }
     }
 
-    /// Queues an attempt once its pools (if any) are ready.
+    /// Queues an attempt once its environment's variables are read and its pools (if any)
+    /// are ready; a job the server carries out starts its task instead.
     fn queue(&mut self, sj: StartJob) {
         let Some(index) = self.plan.job_index(&sj.job.id) else { return };
+        if sj.job.run.on_server().is_some() {
+            self.on_server(index, sj);
+            return;
+        }
+        if let Some(env) = sj.job.environment.clone()
+            && !self.job_envs.contains_key(&(sj.job.id.clone(), sj.attempt))
+        {
+            // Read off the actor; the answer comes back as `RunMsg::Environment`.
+            let environments = self.sh.environments.clone();
+            let project = self.run.project.clone();
+            let tx = self.tx.clone();
+            tokio::spawn(async move {
+                let vars = environments.variables(&project, &env).await.map_err(|e| {
+                    if e.status == axum::http::StatusCode::NOT_FOUND {
+                        format!(
+                            "environment `{env}` does not exist in project `{project}`: create \
+                             it with kiln env create {env} --project {project}"
+                        )
+                    } else {
+                        format!("the variables of environment `{env}`: {}", e.message)
+                    }
+                });
+                let _ = tx.send(RunMsg::Environment(Box::new(sj), vars));
+            });
+            return;
+        }
         let admit = self.pools.admit(&self.plan.jobs[index], sj);
         self.admitted(admit);
+    }
+
+    /// The variables of an attempt's environment were read: queue it on, or fail it.
+    fn environment_read(
+        &mut self,
+        sj: StartJob,
+        vars: Result<crate::environments::EnvVars, String>,
+    ) {
+        let current = self
+            .engine
+            .job(&sj.job.id)
+            .is_some_and(|s| s.state == JobState::Queued && s.attempts == sj.attempt);
+        if self.engine.state().is_final() || !current {
+            return; // canceled meanwhile
+        }
+        match vars {
+            Ok(vars) => {
+                self.job_envs.insert((sj.job.id.clone(), sj.attempt), vars);
+                self.queue(sj);
+            }
+            Err(why) => self.exited(sj.job.id, sj.attempt, Outcome::Error(why)),
+        }
+    }
+
+    /// Starts the task of a job the server carries out (`server_jobs.rs`).
+    fn on_server(&mut self, index: usize, sj: StartJob) {
+        let cancel = CancellationToken::new();
+        self.server_jobs.insert(sj.job.id.clone(), (sj.attempt, cancel.clone()));
+        let task = JobTask {
+            coord: self.coord.clone(),
+            run: self.run.clone(),
+            job: sj.job.id.clone(),
+            index,
+            attempt: sj.attempt,
+            tx: self.tx.clone(),
+            masker: Arc::new(Masker::new(self.masked.iter().map(String::as_str))),
+            cancel,
+        };
+        tokio::spawn(task.run(sj));
     }
 
     /// Hands an attempt to the dispatcher, with `exports` (its pools') added to its env.
@@ -565,12 +674,21 @@ impl Actor {
             .collect();
         let mut env = job_env(&self.env, &sj.job.id, sj.attempt);
         env.extend(exports);
+        // Its environment's variables win over the file's env (like project secrets), its
+        // secrets masked like theirs.
+        let environment = self.job_envs.remove(&(sj.job.id.clone(), sj.attempt));
+        if let (Some(vars), Some(name)) = (&environment, &sj.job.environment) {
+            env.extend(vars.env.clone());
+            env.insert("KILN_ENVIRONMENT".into(), name.clone());
+        }
+        let env_secrets = environment.iter().flat_map(|v| v.masked.iter().map(String::as_str));
         // Its own discovery token, valid while this attempt's lease lives, masked in its log.
         let key = crate::dispatch::attempt_key(&self.run.id, &sj.job.id, sj.attempt);
         let name = format!("job {} of run {}", sj.job.id, self.run.full_name());
         let (token_env, token) = self.sh.tasks.env(self.project_id, &key, &name, &sj.job.env);
         env.extend(token_env);
-        let masked = self.masked.iter().map(String::as_str).chain([token.as_str()]);
+        let masked =
+            self.masked.iter().map(String::as_str).chain(env_secrets).chain([token.as_str()]);
         let ctx = Arc::new(TaskCtx {
             project: self.project_id,
             masker: Arc::new(Masker::new(masked)),

@@ -16,11 +16,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use kiln_engine::{Event, JobState, Outcome, Params, Run, RunState};
+use kiln_engine::{Event, JobState, Outcome, Params, Run, RunState, StartJob};
 use kiln_logs::{LogKey, LogStore};
 use kiln_store::{
-    ApprovalDecision, IntentRun, JobRecord, NewRun, PipelineId, RunId, RunIntent, Step, Store,
-    StoreError,
+    ApprovalDecision, IntentRun, JobRecord, NewRun, NewRunSet, PipelineId, RunId, RunIntent,
+    RunSet, Step, Store, StoreError, TokenId,
 };
 use kiln_workflow::plan::{JobId, Plan};
 use tokio::sync::{mpsc, oneshot};
@@ -36,9 +36,11 @@ mod actor;
 mod admission;
 mod env;
 mod pools;
+mod server_jobs;
 
 use actor::Actor;
 pub use admission::group_of;
+pub use server_jobs::{DEPLOY_NOT_WIRED, declared_params, group_state, output_name};
 
 /// Tells a run's actor that an attempt ended: the one way back for an attempt's end, whether
 /// its agent reported it, the agent was lost, its lease expired, or it never left the queue.
@@ -60,6 +62,9 @@ pub enum RunMsg {
     },
     /// News of one of the run's service pools (`pools.rs`).
     Pool(pools::PoolMsg),
+    /// The variables of the environment an attempt runs in (`environment:`), read for it
+    /// (or why they could not be).
+    Environment(Box<StartJob>, Result<crate::environments::EnvVars, String>),
 }
 
 /// Sends messages to a run's actor.
@@ -100,6 +105,11 @@ struct Shared {
     feed: RunFeed,
     /// Services, for the runs' service pools.
     services: crate::services::Services,
+    /// Environments' variables, for the jobs that run in one (`environment:`).
+    environments: crate::environments::Environments,
+    /// Cancelled when the server stops: the tasks of server-side jobs end without a word
+    /// (the next start resumes them).
+    stopping: tokio_util::sync::CancellationToken,
 }
 
 impl Shared {
@@ -156,20 +166,46 @@ fn bind(plan: &Plan, stored: &serde_json::Value) -> Result<Params, Vec<String>> 
     kiln_workflow::bind_params(plan, &given)
 }
 
+/// What a coordinator works with: the server's parts it drives runs through.
+#[derive(Debug)]
+pub struct CoordParts {
+    /// Runs, events, jobs.
+    pub store: Store,
+    /// Job logs.
+    pub logs: LogStore,
+    /// Where attempts are queued and leased.
+    pub dispatch: Arc<Dispatch>,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// Opens project secrets.
+    pub secrets: Arc<SecretBox>,
+    /// Mints each run's registry token.
+    pub registry: Arc<kiln_registry::Registry>,
+    /// `host:port` of the registry as jobs reach it (`KILN_REGISTRY`).
+    pub registry_host: String,
+    /// Services, for the runs' service pools.
+    pub services: crate::services::Services,
+    /// Environments' variables, for the jobs that run in one.
+    pub environments: crate::environments::Environments,
+}
+
 impl Coord {
     /// A coordinator over these parts. Call [`Coord::recover`] once before serving.
-    pub fn new(
-        store: Store,
-        logs: LogStore,
-        dispatch: Arc<Dispatch>,
-        metrics: Arc<Metrics>,
-        secrets: Arc<SecretBox>,
-        registry: (Arc<kiln_registry::Registry>, String),
-        services: crate::services::Services,
-    ) -> Coord {
+    pub fn new(parts: CoordParts) -> Coord {
+        let CoordParts {
+            store,
+            logs,
+            dispatch,
+            metrics,
+            secrets,
+            registry,
+            registry_host,
+            services,
+            environments,
+        } = parts;
         // Tasks reach the server where they reach its registry.
-        let tasks = crate::task_token::TaskTokens::new(&secrets, format!("http://{}", registry.1))
-            .with_registry(registry.0.clone(), registry.1.clone());
+        let tasks = crate::task_token::TaskTokens::new(&secrets, format!("http://{registry_host}"))
+            .with_registry(registry.clone(), registry_host.clone());
         Coord {
             sh: Arc::new(Shared {
                 store,
@@ -178,16 +214,24 @@ impl Coord {
                 metrics,
                 secrets,
                 tasks,
-                registry: registry.0,
-                registry_host: registry.1,
+                registry,
+                registry_host,
                 actors: Mutex::new(HashMap::new()),
                 active: Mutex::new(HashMap::new()),
                 admission: tokio::sync::Mutex::new(()),
                 plans: Mutex::new(HashMap::new()),
                 feed: RunFeed::new(),
                 services,
+                environments,
+                stopping: tokio_util::sync::CancellationToken::new(),
             }),
         }
+    }
+
+    /// The server is stopping: the jobs it carries out itself stop waiting, reporting
+    /// nothing (a server started again on the same store resumes them).
+    pub fn stop(&self) {
+        self.sh.stopping.cancel();
     }
 
     /// The run events recorded since this server started.
@@ -233,6 +277,57 @@ impl Coord {
         by: &str,
     ) -> ApiResult<kiln_store::Run> {
         self.trigger_from(pipeline, given, by, None).await
+    }
+
+    /// [`Coord::trigger`] by an API token (`author`), whose rights the run's trigger jobs
+    /// act with.
+    pub async fn trigger_as(
+        &self,
+        pipeline: &kiln_store::Pipeline,
+        given: &BTreeMap<String, String>,
+        by: &str,
+        author: Option<TokenId>,
+    ) -> ApiResult<kiln_store::Run> {
+        let plan = self.plan_of(pipeline)?;
+        check_params(&plan, given)?;
+        let set = NewRunSet {
+            key: None,
+            group: None,
+            parent: None,
+            author,
+            runs: vec![NewRun {
+                pipeline: pipeline.id,
+                params: serde_json::to_value(given).expect("a string map is JSON"),
+                triggered_by: by.to_string(),
+                retry_of: None,
+                source: None,
+            }],
+        };
+        let made = self.start_set(&set).await?;
+        made.runs.into_iter().next().ok_or_else(|| ApiErr::internal("no run was created"))
+    }
+
+    /// Creates a set of runs (see [`kiln_store::Store::create_run_set`]: under a key, only
+    /// once) and starts them when their pipelines have a free slot; the runs as they are then.
+    pub async fn start_set(&self, set: &NewRunSet) -> ApiResult<RunSet> {
+        let mut made = self.sh.store.create_run_set(set).await?;
+        if made.created {
+            for run in &made.runs {
+                let plan = self.plan_of_run(run).await?;
+                self.cancel_older_in_group(&plan, run).await?;
+            }
+        }
+        let mut admitted = Vec::new();
+        for run in &made.runs {
+            if !admitted.contains(&run.pipeline_id) {
+                admitted.push(run.pipeline_id);
+                self.admit(run.pipeline_id).await;
+            }
+        }
+        for run in &mut made.runs {
+            *run = self.sh.store.run(&run.id).await?;
+        }
+        Ok(made)
     }
 
     /// [`Coord::trigger`] for a run that builds a git commit (`source`).
@@ -295,6 +390,17 @@ impl Coord {
     /// Retries a failed, canceled or timed-out run: a new run of the same workflow and params
     /// that reuses every job that succeeded (outputs and artifacts kept) and runs the others.
     pub async fn retry(&self, run: &kiln_store::Run, by: &str) -> ApiResult<kiln_store::Run> {
+        self.retry_as(run, by, None).await
+    }
+
+    /// [`Coord::retry`] by an API token (`author`), whose rights the new run's trigger jobs
+    /// act with.
+    pub async fn retry_as(
+        &self,
+        run: &kiln_store::Run,
+        by: &str,
+        author: Option<TokenId>,
+    ) -> ApiResult<kiln_store::Run> {
         if !run.state.is_final() {
             return Err(ApiErr::conflict(format!(
                 "run {} is still {}; cancel it or wait for it to end before retrying",
@@ -311,17 +417,20 @@ impl Coord {
         let jobs = self.sh.store.jobs(&run.id).await?;
         let reused: Vec<&JobRecord> =
             jobs.iter().filter(|j| j.state == JobState::Success).collect();
-        let new = self
-            .sh
-            .store
-            .create_run(&NewRun {
+        let set = NewRunSet {
+            key: None,
+            group: None,
+            parent: None,
+            author,
+            runs: vec![NewRun {
                 pipeline: run.pipeline_id,
                 params: run.params.clone(),
                 triggered_by: by.to_string(),
                 retry_of: Some(run.id),
                 source: run.source.clone(),
-            })
-            .await?;
+            }],
+        };
+        let new = self.sh.store.create_run_set(&set).await?.runs.remove(0);
         let events: Vec<Event> = reused
             .iter()
             .map(|j| Event::JobReused { job: j.job.clone(), outputs: j.outputs.clone() })
@@ -476,7 +585,7 @@ impl Coord {
 }
 
 /// Refuses `given` params that do not bind to `plan`'s (`invalid_params`).
-fn check_params(plan: &Plan, given: &BTreeMap<String, String>) -> ApiResult<()> {
+pub fn check_params(plan: &Plan, given: &BTreeMap<String, String>) -> ApiResult<()> {
     let pairs: Vec<(String, String)> = given.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     if let Err(errors) = kiln_workflow::bind_params(plan, &pairs) {
         let mut e = ApiErr::new(

@@ -32,6 +32,7 @@ pub mod projects;
 pub mod quotas;
 pub mod registry;
 pub mod run_events;
+pub mod run_groups;
 pub mod runs;
 pub mod scrape;
 pub mod services;
@@ -130,6 +131,8 @@ fn api_router() -> OpenApiRouter<App> {
         .routes(routes!(runs::cancel))
         .routes(routes!(runs::retry))
         .routes(routes!(runs::decide))
+        .routes(routes!(run_groups::start))
+        .routes(routes!(run_groups::show))
         .routes(routes!(logs::run_page))
         .routes(routes!(logs::run_stream))
         .routes(routes!(logs::job_page))

@@ -41,6 +41,12 @@ pub fn summary(r: &kiln_store::Run) -> RunSummary {
         finished_at: r.finished_at,
         duration_ms: ms(r.started_at, r.finished_at),
         source: r.source.as_ref().map(source_info),
+        parent: r.parent.as_ref().map(|p| kiln_api::RunParent {
+            run: p.run.to_string(),
+            name: p.name.clone(),
+            job: p.job.clone(),
+        }),
+        group: r.group.map(|g| g.to_string()),
     }
 }
 
@@ -103,7 +109,7 @@ pub async fn trigger(
              `kiln triggers --project {project}` lists them"
         )));
     }
-    let run = app.coord.trigger(&p, &req.params, &caller.name).await?;
+    let run = app.coord.trigger_as(&p, &req.params, &caller.name, caller.token).await?;
     Ok((StatusCode::CREATED, Json(summary(&run))))
 }
 
@@ -285,7 +291,15 @@ pub async fn detail(app: &App, run: kiln_store::Run) -> ApiResult<RunDetail> {
             StageInfo { name: s.name.clone(), kind: kind.to_string(), gate, description, decision }
         })
         .collect();
-    Ok(RunDetail { run: summary(&run), params: run.params.clone(), paused_at, stages, jobs })
+    let downstream = app.store.downstream_runs(&run.id).await?.iter().map(summary).collect();
+    Ok(RunDetail {
+        run: summary(&run),
+        params: run.params.clone(),
+        paused_at,
+        stages,
+        jobs,
+        downstream,
+    })
 }
 
 /// Cancels a run: nothing new starts, running jobs are killed; a queued run ends at once.
@@ -311,7 +325,7 @@ pub async fn retry(
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<RunSummary>)> {
     let run = run_for(&app, &caller, &id, Role::Developer).await?;
-    let new = app.coord.retry(&run, &caller.name).await?;
+    let new = app.coord.retry_as(&run, &caller.name, caller.token).await?;
     Ok((StatusCode::CREATED, Json(summary(&new))))
 }
 

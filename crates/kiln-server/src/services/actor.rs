@@ -782,6 +782,7 @@ pub(super) fn instance_task(
         artifacts: None,
         checkout: false,
         pools: Vec::new(),
+        environment: None,
     };
     let lease = Lease {
         id: i.lease.clone().unwrap_or_default(),

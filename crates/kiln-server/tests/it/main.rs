@@ -19,3 +19,4 @@ mod scrape;
 mod service_access;
 mod services;
 mod support;
+mod trigger;

@@ -3,7 +3,7 @@
 //! `KILN_REQUIRE_POSTGRES=1` so that these fail rather than skip without it).
 
 use crate::support::{Backend, TestServer};
-use crate::{api, config, environments, files, git, instance_config, schedules, scrape};
+use crate::{api, config, environments, files, git, instance_config, schedules, scrape, trigger};
 
 /// `#[tokio::test] fn NAME` running `SCENARIO` on a fresh PostgreSQL database, or skipping it.
 macro_rules! on_postgres {
@@ -37,6 +37,10 @@ on_postgres! {
         schedules::a_crash_after_a_fire_is_claimed_loses_and_doubles_nothing_on;
     crash_after_delivery_claim_on_postgres =>
         git::a_crash_after_a_delivery_is_claimed_loses_and_doubles_nothing_on;
+    trigger_job_on_postgres =>
+        trigger::a_trigger_job_passes_an_output_as_a_param_waits_and_gets_the_downstream_outputs_on;
+    trigger_job_restart_on_postgres =>
+        trigger::a_restart_while_a_trigger_job_waits_resumes_it_without_a_second_run_on;
     metric_rules_on_postgres =>
         scrape::a_bad_rule_file_is_refused_with_positions_and_nothing_is_stored_on;
     environments_on_postgres =>

@@ -19,6 +19,7 @@ mod caches;
 mod config;
 mod environments;
 mod intents;
+mod links;
 mod metric_rules;
 mod nodes;
 mod quotas;

@@ -95,6 +95,8 @@ pub fn summary(plan: &Plan) -> String {
         let run = match &j.run {
             RunSpec::Script(lines) => format!("script {lines:?}"),
             RunSpec::Command { command, args } => format!("command {command:?} args {args:?}"),
+            RunSpec::Trigger(t) => format!("trigger {:?}", t.targets),
+            RunSpec::Deploy(d) => format!("deploy {} to {}", d.service.name, d.environment),
         };
         let _ = writeln!(
             out,

@@ -1,4 +1,4 @@
-//! The client commands: `kiln pipeline`, `project`, `trigger`, `runs`, `run show`, `logs`,
+//! The client commands: `kiln pipeline`, `project`, `trigger`, `runs`, `run show`, `group`, `logs`,
 //! `approve`, `reject`, `cancel`, `retry`, `artifacts`, `token`, `secret`, `registry`, `triggers`, `env` and `config` talk to a Kiln
 //! server through `kiln_client::Client`. This module holds what they share: the connection
 //! options, the error type with its exit codes, and table and time formatting.
@@ -26,6 +26,7 @@ pub mod artifacts;
 pub mod config;
 pub mod environments;
 pub mod gc;
+pub mod groups;
 pub mod logs;
 pub mod metrics;
 pub mod pipelines;

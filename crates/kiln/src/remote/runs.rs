@@ -1,5 +1,5 @@
-//! `kiln trigger`, `kiln runs`, `kiln run show`, `kiln approve|reject`, `kiln cancel` and
-//! `kiln retry`.
+//! `kiln trigger`, `kiln runs`, `kiln run show` (with the runs a run's trigger jobs
+//! started), `kiln approve|reject`, `kiln cancel` and `kiln retry`.
 
 use std::process::ExitCode;
 
@@ -43,6 +43,10 @@ pub struct RunsArgs {
     /// Only runs in this state (pending, running, paused, success, failure, canceled, timeout).
     #[arg(long)]
     state: Option<String>,
+    /// Only the runs of this group (started together), in their order, with their states
+    /// together (`kiln group show`).
+    #[arg(long, conflicts_with_all = ["project", "pipeline", "state", "watch"])]
+    group: Option<String>,
     /// At most this many, newest first.
     #[arg(long, default_value_t = 20)]
     limit: u32,
@@ -152,6 +156,15 @@ pub async fn trigger(args: TriggerArgs) -> CmdResult {
 
 /// Runs `kiln runs`.
 pub async fn runs(args: RunsArgs) -> CmdResult {
+    if let Some(group) = &args.group {
+        let g = args.conn.client()?.group(group).await?;
+        if args.conn.output == Format::Json {
+            print_json(&g.runs)?;
+        } else {
+            super::groups::print_group(&g);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let (project, pipeline) = match (&args.project, &args.pipeline) {
         (_, Some(p)) => match p.split_once('/') {
             Some((project, name)) => (Some(project.to_string()), Some(name.to_string())),
@@ -267,6 +280,12 @@ fn print_detail(run: &RunDetail) {
     if let Some(retry_of) = &s.retry_of {
         fields.push(("retry of", retry_of.clone()));
     }
+    if let Some(p) = &s.parent {
+        fields.push(("started by", format!("job {} of run {} ({})", p.job, p.name, p.run)));
+    }
+    if let Some(group) = &s.group {
+        fields.push(("group", format!("{group} (`kiln group show {group}`)")));
+    }
     if let Some(src) = &s.source {
         fields.extend(source_fields(src));
     }
@@ -325,6 +344,20 @@ fn print_detail(run: &RunDetail) {
         ]);
     }
     outln!("{jobs}");
+    if !run.downstream.is_empty() {
+        let mut down = table(&["JOB", "STARTED RUN", "STATE", "GROUP", "DURATION", "ID"]);
+        for r in &run.downstream {
+            down.add_row(vec![
+                Cell::new(r.parent.as_ref().map_or("-", |p| p.job.as_str())),
+                Cell::new(r.full_name()),
+                state_cell(&r.state),
+                Cell::new(r.group.as_deref().unwrap_or("-")),
+                Cell::new(duration(r.duration_ms)),
+                Cell::new(&r.id),
+            ]);
+        }
+        outln!("{down}");
+    }
     print_failed_jobs(run);
 }
 

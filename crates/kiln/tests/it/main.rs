@@ -19,4 +19,5 @@ mod recovery;
 mod replay;
 mod server;
 mod support;
+mod trigger;
 mod validate;
