@@ -448,7 +448,8 @@ impl Services {
     }
 
     /// Returns to version `to` (the one before the current template when `None`): a new
-    /// version running that version's spec and replicas.
+    /// version running that version's spec and replicas. A deployed service is refused: its
+    /// rollbacks are deployments (`Deploys::rollback`).
     pub async fn rollback(
         &self,
         project: &str,
@@ -457,6 +458,14 @@ impl Services {
         by: &str,
     ) -> ApiResult<ServiceInfo> {
         let s = self.sh.store.service(project, name).await?;
+        if let Some(d) = &s.deployed {
+            // Its versions are deployments': go back to one of those, so the history says so.
+            return Err(ApiErr::conflict(format!(
+                "service `{project}/{name}` runs the deployments of `{}` to `{}`: roll it back \
+                 with `kiln rollback {} --env {}` (`kiln deploy history` lists them)",
+                d.service, d.environment, d.service, d.environment
+            )));
+        }
         let versions = self.sh.store.service_versions(&s.id).await?;
         let target = match to {
             Some(n) => versions.iter().find(|v| v.version == n).ok_or_else(|| {

@@ -191,6 +191,11 @@ pub async fn deploys_supersede_and_roll_back_by_themselves_and_by_hand_on(backen
         api_error(s.admin.apply_service("shop", "web-dev", &by_hand).await.unwrap_err());
     assert_eq!(status, 409);
     assert!(message.contains("runs the deployments of `web` to `dev`"), "{message}");
+    let back = kiln_api::service::RollbackService { to: Some(1) };
+    let (status, _, message) =
+        api_error(s.admin.service_action("shop", "web-dev", "rollback", &back).await.unwrap_err());
+    assert_eq!(status, 409);
+    assert!(message.contains("roll it back with `kiln rollback web --env dev`"), "{message}");
 
     // A second deploy supersedes the first.
     s.admin

@@ -446,8 +446,8 @@ async fn follow(client: &Client, mut d: Deployment, notes: bool) -> Result<Deplo
             "running" => match client.service(&d.project, &d.service_name).await {
                 Ok(s) if d.service_version.is_some() => {
                     format!(
-                        "{}/{} healthy (service {} version {})",
-                        s.healthy, s.replicas, s.name, s.template
+                        "{}/{} healthy at version {} of service {}",
+                        s.healthy, s.replicas, s.template, s.name
                     )
                 }
                 _ => "starting".to_string(),
