@@ -17,8 +17,8 @@ use kiln_store::{
 };
 use kiln_workflow::service::ServiceSpec;
 
-use super::{KILN, POLL, Shared, lock, plan, ran};
-use crate::error::{ApiErr, ApiResult};
+use super::{KILN, POLL, Shared, invalid, lock, plan, ran};
+use crate::error::ApiResult;
 
 /// How long past its deadline an update may stay incomplete before the deployment gives up
 /// waiting for the controller's rollback.
@@ -86,7 +86,12 @@ async fn attempt(
         Some(v) => v,
         None => match apply(sh, d).await {
             Ok(v) => {
-                sh.store.set_deployment_version(d, v).await?;
+                match sh.store.set_deployment_version(d, v).await {
+                    Ok(()) => {}
+                    // Ended meanwhile (by another server): nothing more to do here.
+                    Err(StoreError::Conflict(_)) => return Ok(None),
+                    Err(e) => return Err(e.into()),
+                }
                 d.service_version = Some(v);
                 v
             }
@@ -103,8 +108,9 @@ async fn attempt(
 
 /// Applies `d`'s spec to its service; the version that runs it (made, or found unchanged).
 async fn apply(sh: &Shared, d: &DeploymentRecord) -> ApiResult<u32> {
+    // A spec this server cannot read (stored by a newer one) fails the deployment.
     let spec: ServiceSpec = serde_json::from_value(d.spec.clone())
-        .map_err(|e| ApiErr::internal(format!("deployment {}: its spec: {e}", d.number)))?;
+        .map_err(|e| invalid(format!("deployment {}: its stored spec: {e}", d.number)))?;
     let deployed = DeployedAs { service: d.service.clone(), environment: d.environment.clone() };
     let note =
         format!("deployment {} of {} to {} ({})", d.number, d.service, d.environment, d.kind);

@@ -378,7 +378,7 @@ impl Deploys {
     ) -> ApiResult<DeploymentRecord> {
         self.environment(project, env).await?;
         let history = self.sh.store.deployments(project, Some(service), Some(env)).await?;
-        if let Some(a) = history.iter().find(|d| !d.is_final()) {
+        if let Some(a) = history.iter().find(|d| !is_final(d)) {
             return Err(ApiErr::conflict(format!(
                 "deployment {} of `{service}` to `{env}` is {}: let it end first{}",
                 a.number,
@@ -528,7 +528,7 @@ impl Deploys {
             let Some(shown) = list.iter().find(|d| d.state == "succeeded").or(list.first()) else {
                 continue;
             };
-            let active = list.iter().find(|d| !d.is_final());
+            let active = list.iter().find(|d| !is_final(d));
             let (healthy, replicas) = match self.sh.services.get(project, &shown.service_name).await
             {
                 Ok(s) => (s.healthy, s.replicas),
@@ -583,7 +583,7 @@ impl Deploys {
                 }
                 last = line;
             }
-            if now.is_final() {
+            if is_final(&now) {
                 return Ok(now);
             }
             tokio::time::sleep(POLL).await;
@@ -630,16 +630,9 @@ impl Deploys {
     }
 }
 
-impl DeploymentRecordExt for DeploymentRecord {
-    fn is_final(&self) -> bool {
-        !matches!(self.state.as_str(), "pending" | "running")
-    }
-}
-
-/// What the server asks of a stored deployment.
-trait DeploymentRecordExt {
-    /// Whether its state no longer changes (but to `superseded`).
-    fn is_final(&self) -> bool;
+/// Whether `d`'s state no longer changes (but to `superseded`).
+fn is_final(d: &DeploymentRecord) -> bool {
+    !matches!(d.state.as_str(), "pending" | "running")
 }
 
 /// A new deployment of what `d` deployed (same service, environment, image, spec, source);

@@ -38,8 +38,9 @@ class H(http.server.BaseHTTPRequestHandler):
 http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["KILN_PORT_WEB"])), H).serve_forever()
 "#;
 
-/// Service file `web`: 2 replicas of [`SERVER`] at `version`, checked on `health`, replaced
-/// one at a time (surge 1, none unavailable); `extra` lines appended.
+/// Service file `web`: 2 replicas of [`SERVER`] at `version`, checked on `health` (patient
+/// enough for a loaded machine), replaced one at a time (surge 1, none unavailable); `extra`
+/// lines appended.
 fn web(version: &str, health: &str, extra: &str) -> String {
     format!(
         r#"kind: service
@@ -52,10 +53,13 @@ ports:
   - {{ name: web, container: 8080 }}
 health:
   http: {{ port: web, path: {health} }}
-  grace: 2s
+  grace: 5s
   interval: 100ms
   timeout: 1s
-  failures: 2
+  failures: 5
+restart:
+  policy: always
+  backoff: {{ initial: 200ms, max: 2s }}
 update: {{ max-surge: 1, max-unavailable: 0, deadline: 60s }}
 {extra}"#,
         script = serde_json::to_string(SERVER).unwrap(),
@@ -537,7 +541,7 @@ async fn a_deployment_running_when_the_server_restarts_completes_once() {
     // Slow to listen: the deployment still runs when the server stops.
     let yaml = web("1", "/healthz", "")
         .replace("env:\n", "env:\n  SLOW: \"3\"\n")
-        .replace("grace: 2s", "grace: 10s");
+        .replace("grace: 5s", "grace: 10s");
     s.admin.deploy("shop", &ask("dev", &yaml, "shop/web:1", None)).await.unwrap();
     let running = until(
         "the deployment applied and its instances started",
