@@ -40,7 +40,7 @@ mod server_jobs;
 
 use actor::Actor;
 pub use admission::group_of;
-pub use server_jobs::{DEPLOY_NOT_WIRED, declared_params, group_state, output_name};
+pub use server_jobs::{declared_params, group_state, output_name};
 
 /// Tells a run's actor that an attempt ended: the one way back for an attempt's end, whether
 /// its agent reported it, the agent was lost, its lease expired, or it never left the queue.
@@ -107,6 +107,8 @@ struct Shared {
     services: crate::services::Services,
     /// Environments' variables, for the jobs that run in one (`environment:`).
     environments: crate::environments::Environments,
+    /// Deploys, for `deploy:` jobs.
+    deploys: crate::deploys::Deploys,
     /// Cancelled when the server stops: the tasks of server-side jobs end without a word
     /// (the next start resumes them).
     stopping: tokio_util::sync::CancellationToken,
@@ -187,6 +189,8 @@ pub struct CoordParts {
     pub services: crate::services::Services,
     /// Environments' variables, for the jobs that run in one.
     pub environments: crate::environments::Environments,
+    /// Deploys, for `deploy:` jobs.
+    pub deploys: crate::deploys::Deploys,
 }
 
 impl Coord {
@@ -202,6 +206,7 @@ impl Coord {
             registry_host,
             services,
             environments,
+            deploys,
         } = parts;
         // Tasks reach the server where they reach its registry.
         let tasks = crate::task_token::TaskTokens::new(&secrets, format!("http://{registry_host}"))
@@ -223,6 +228,7 @@ impl Coord {
                 feed: RunFeed::new(),
                 services,
                 environments,
+                deploys,
                 stopping: tokio_util::sync::CancellationToken::new(),
             }),
         }

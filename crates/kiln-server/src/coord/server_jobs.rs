@@ -22,7 +22,7 @@ use kiln_engine::{Event, Outcome, RunState, StartJob};
 use kiln_logs::{LogLine, Masker, Stream};
 use kiln_store::{NewRun, NewRunSet, Role, Run, RunId};
 use kiln_workflow::plan::{JobId, RunSpec};
-use kiln_workflow::server_job::TriggerSpec;
+use kiln_workflow::server_job::{DeploySpec, TriggerSpec};
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -36,9 +36,6 @@ const MAX_DEPTH: usize = 8;
 
 /// How often a waiting trigger job looks at its runs, besides each run event it hears.
 const LOOK_EVERY: Duration = Duration::from_secs(2);
-
-/// What the deploy arm says until deploys are wired in.
-pub const DEPLOY_NOT_WIRED: &str = "deploy jobs: not wired yet";
 
 /// One attempt of a job the server carries out.
 pub(super) struct JobTask {
@@ -107,8 +104,10 @@ impl JobTask {
                 Some(outcome) => outcome,
                 None => return,
             },
-            // The lead wires this arm to `Deploys::deploy_for_job` (part B) at merge.
-            RunSpec::Deploy(_) => Outcome::Error(DEPLOY_NOT_WIRED.into()),
+            RunSpec::Deploy(spec) => match self.deploy(spec).await {
+                Some(outcome) => outcome,
+                None => return,
+            },
             RunSpec::Script(_) | RunSpec::Command { .. } => {
                 Outcome::Error("an agent's job reached the server's own runner".into())
             }
@@ -144,6 +143,107 @@ impl JobTask {
 
     fn say(&self, text: &str) {
         self.log(Stream::Stdout, text);
+    }
+
+    /// A deploy attempt: its deployment made (or, after a server restart, found again) and
+    /// followed to its end, each change logged; `None` when the server is stopping (the next
+    /// start follows the same deployment). Outputs: `deployment`, `digest`, `service`.
+    async fn deploy(&self, spec: &DeploySpec) -> Option<Outcome> {
+        let asked_by = match self.deployer(&spec.environment).await {
+            Ok(name) => name,
+            Err(why) => return Some(Outcome::Error(why)),
+        };
+        let (progress, mut lines) = tokio::sync::mpsc::unbounded_channel();
+        let job = match self.attempt {
+            1 => self.job.to_string(),
+            n => format!("{} (attempt {n})", self.job),
+        };
+        let req = crate::deploys::DeployJob {
+            project: self.run.project.clone(),
+            spec: spec.service.clone(),
+            environment: spec.environment.clone(),
+            image: spec.image.clone(),
+            run: crate::deploys::RunRef {
+                id: self.run.id.to_string(),
+                name: self.run.full_name(),
+                job,
+            },
+            asked_by,
+            timeout: spec.timeout,
+            progress,
+        };
+        let deploys = self.coord.sh.deploys.clone();
+        let work = deploys.deploy_for_job(req);
+        tokio::pin!(work);
+        let ended = loop {
+            tokio::select! {
+                Some(line) = lines.recv() => self.say(&line),
+                ended = &mut work => break ended,
+                () = self.cancel.cancelled() => {
+                    self.say(
+                        "the job was canceled; its deployment goes on (kiln deploy history \
+                         shows it, kiln rollback undoes it)",
+                    );
+                    return Some(Outcome::Canceled);
+                }
+                () = self.coord.sh.stopping.cancelled() => return None,
+            }
+        };
+        while let Ok(line) = lines.try_recv() {
+            self.say(&line);
+        }
+        let d = match ended {
+            Ok(d) => d,
+            Err(e) => return Some(Outcome::Error(e.message)),
+        };
+        self.output("deployment", &d.number.to_string());
+        self.output("digest", &d.digest);
+        self.output("service", &d.service_name);
+        Some(match d.state.as_str() {
+            "succeeded" => Outcome::Exited(0),
+            state => Outcome::Error(format!(
+                "deployment {} of {} to {} ended {state}{}",
+                d.number,
+                d.service,
+                d.environment,
+                d.reason.map(|r| format!(": {r}")).unwrap_or_default()
+            )),
+        })
+    }
+
+    /// Who asks for a deploy job's deployment: the run's author, who must be a developer of
+    /// its project; a run the server started itself (a push, a schedule) deploys in its own
+    /// project as what started it (`triggered_by`).
+    async fn deployer(&self, env: &str) -> Result<String, String> {
+        let name = self.run.full_name();
+        let Some(id) = self.run.author else {
+            return Ok(self.run.triggered_by.clone());
+        };
+        let store = &self.coord.sh.store;
+        let token = store.token(&id).await.map_err(|e| {
+            format!("run {name} may not deploy to `{env}`: its author's token: {e}")
+        })?;
+        if token.revoked_at.is_some() {
+            return Err(format!(
+                "run {name} may not deploy to `{env}`: the token of its author, `{}`, was revoked",
+                token.name
+            ));
+        }
+        let project = store
+            .project(&self.run.project)
+            .await
+            .map_err(|e| format!("run {name} may not deploy to `{env}`: {e}"))?;
+        let author = crate::auth::Caller {
+            name: token.name.clone(),
+            role: token.role,
+            project: token.project,
+            internal: false,
+            token: Some(id),
+        };
+        author.require_on(Role::Developer, &project).map_err(|e| {
+            format!("run {name} may not deploy to `{env}` as its author: {}", e.message)
+        })?;
+        Ok(token.name)
     }
 
     /// A trigger attempt; `None` when the server is stopping.

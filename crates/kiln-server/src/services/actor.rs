@@ -293,6 +293,7 @@ impl Actor {
             note: Some(format!("config release {n} of {app}")),
             by: "kiln".into(),
             owner: self.record.owner.clone(),
+            deployed: None,
         };
         tracing::info!("service {}: config release {n} of {app}: rolling restart", self.name());
         self.sh
@@ -478,6 +479,7 @@ impl Actor {
                     note: Some(reason),
                     by: "kiln".into(),
                     owner: None,
+                    deployed: None,
                 };
                 self.sh
                     .store
