@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 
 pub mod agent;
 pub mod config;
+pub mod deploy;
 pub mod environments;
 pub mod metric;
 pub mod pool;
@@ -71,6 +72,10 @@ pub mod codes {
     /// 422: a config item's template or a values file has errors, or a render failed;
     /// `diagnostics` lists every problem with its file and line.
     pub const INVALID_CONFIG: &str = "invalid_config";
+    /// 422: a deploy, rollback or promotion cannot be done as asked: the image is not in
+    /// Kiln's registry, the environment does not exist, the service file names another
+    /// environment, or its config has no release there yet. Nothing was stored.
+    pub const INVALID_DEPLOY: &str = "invalid_deploy";
     /// 500: a fault on the server's side; the message says what failed.
     pub const INTERNAL: &str = "internal";
 }

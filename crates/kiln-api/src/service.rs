@@ -70,6 +70,19 @@ pub struct ServiceInfo {
     /// deleted when that run (or job) ends. Absent for a service applied by hand.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<ServiceOwner>,
+    /// The deployments it runs, for a deployed service (`<name>-<environment>`, made by
+    /// `kiln deploy`): only deploys change it. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployed: Option<ServiceDeployed>,
+}
+
+/// What a deployed service runs: the deployments of a service file to an environment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ServiceDeployed {
+    /// The service file's name.
+    pub service: String,
+    /// The environment.
+    pub environment: String,
 }
 
 /// The run (and job) that owns a service.

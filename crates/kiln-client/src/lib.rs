@@ -730,6 +730,102 @@ impl Client {
         self.send(self.request(Method::DELETE, u)).await.map(|_| ())
     }
 
+    // ---- deploys ----
+
+    /// Deploys a service file to an environment with an image of the server's registry.
+    pub async fn deploy(
+        &self,
+        project: &str,
+        req: &kiln_api::deploy::DeployRequest,
+    ) -> Result<kiln_api::deploy::Deployment> {
+        let u = self.url(&["projects", project, "deployments"]);
+        self.json(self.request(Method::POST, u).json(req)).await
+    }
+
+    /// The deployments of `project` (of one service and/or environment), newest first.
+    pub async fn deployments(
+        &self,
+        project: &str,
+        service: Option<&str>,
+        env: Option<&str>,
+    ) -> Result<Vec<kiln_api::deploy::Deployment>> {
+        let mut u = self.url(&["projects", project, "deployments"]);
+        if let Some(s) = service {
+            u.query_pairs_mut().append_pair("service", s);
+        }
+        if let Some(e) = env {
+            u.query_pairs_mut().append_pair("environment", e);
+        }
+        self.json(self.request(Method::GET, u)).await
+    }
+
+    /// The deployments of `service` to `env`, newest first.
+    pub async fn deployment_history(
+        &self,
+        project: &str,
+        service: &str,
+        env: &str,
+    ) -> Result<Vec<kiln_api::deploy::Deployment>> {
+        self.get(&["projects", project, "deployments", service, env]).await
+    }
+
+    /// Deployment `number` of `service` to `env`.
+    pub async fn deployment(
+        &self,
+        project: &str,
+        service: &str,
+        env: &str,
+        number: u32,
+    ) -> Result<kiln_api::deploy::Deployment> {
+        self.get(&["projects", project, "deployments", service, env, &number.to_string()]).await
+    }
+
+    /// Approves (`approve`) or rejects a deployment waiting on a protected environment.
+    pub async fn decide_deployment(
+        &self,
+        project: &str,
+        service: &str,
+        env: &str,
+        number: u32,
+        approve: bool,
+    ) -> Result<kiln_api::deploy::Deployment> {
+        let n = number.to_string();
+        let action = if approve { "approve" } else { "reject" };
+        let u = self.url(&["projects", project, "deployments", service, env, &n, action]);
+        self.json(self.request(Method::POST, u)).await
+    }
+
+    /// Rolls `service` in `env` back to an earlier deployment.
+    pub async fn rollback_deployment(
+        &self,
+        project: &str,
+        service: &str,
+        env: &str,
+        req: &kiln_api::deploy::RollbackDeployment,
+    ) -> Result<kiln_api::deploy::Deployment> {
+        let u = self.url(&["projects", project, "deployments", service, env, "rollback"]);
+        self.json(self.request(Method::POST, u).json(req)).await
+    }
+
+    /// Promotes `service` from one environment to the next (or says what would change).
+    pub async fn promote(
+        &self,
+        project: &str,
+        service: &str,
+        req: &kiln_api::deploy::PromoteRequest,
+    ) -> Result<kiln_api::deploy::PromoteOutcome> {
+        let u = self.url(&["projects", project, "deployments", service, "promote"]);
+        self.json(self.request(Method::POST, u).json(req)).await
+    }
+
+    /// The environments board of `project`: what runs where.
+    pub async fn environment_board(
+        &self,
+        project: &str,
+    ) -> Result<kiln_api::deploy::EnvironmentBoard> {
+        self.get(&["projects", project, "environments", "board"]).await
+    }
+
     // ---- config center ----
 
     /// The applications with config in `project`.

@@ -1,8 +1,9 @@
 //! Kiln's server: pipelines and runs kept in the store, run coordination through the engine,
 //! job attempts leased to agents, logs with live follow, artifacts and caches in a blob
 //! directory, project secrets, schedules, services and the scraping of their metrics,
-//! environments and the config center, bearer-token auth, the REST API under `/api/v1` with its
-//! OpenAPI document, Prometheus metrics, and the OCI registry (`kiln-registry`) at `/v2/`.
+//! environments and the config center, deploys (rollbacks, promotions), bearer-token auth,
+//! the REST API under `/api/v1` with its OpenAPI document, Prometheus metrics, and the OCI
+//! registry (`kiln-registry`) at `/v2/`.
 //!
 //! The server never runs a container itself and depends on no executor: agents (the embedded
 //! one included, wired by the `kiln` binary) lease attempts over HTTP. See ARCHITECTURE.md.
@@ -20,6 +21,7 @@ pub mod auth;
 pub mod blobs;
 pub mod config_center;
 pub mod coord;
+pub mod deploys;
 pub mod dispatch;
 pub mod environments;
 pub mod error;
@@ -145,6 +147,8 @@ pub struct AppState {
     pub environments: environments::Environments,
     /// The config center: applications' config, releases and their delivery.
     pub config: config_center::ConfigCenter,
+    /// Deploys of services to environments, rollbacks and promotions.
+    pub deploys: deploys::Deploys,
     /// [`ServerConfig::crash_after_claim`]: a fault for tests only.
     #[doc(hidden)]
     pub crash_after_claim: bool,
@@ -312,9 +316,19 @@ pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
         (registry.clone(), registry_host.clone()),
         services.clone(),
     );
+    let shutdown = CancellationToken::new();
+    let config_center = config_center::ConfigCenter::new(store.clone());
+    let deploys = deploys::Deploys::new(
+        store.clone(),
+        services.clone(),
+        config_center.clone(),
+        registry_host.clone(),
+        shutdown.clone(),
+    );
     let app = Arc::new(AppState {
         environments: environments::Environments::new(store.clone(), secrets.clone()),
-        config: config_center::ConfigCenter::new(store.clone()),
+        config: config_center,
+        deploys: deploys.clone(),
         services: services.clone(),
         task_tokens,
         scraper: scraper.clone(),
@@ -340,9 +354,10 @@ pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
     // ended while the server was down are deleted before any run resumes.
     services.recover().await?;
     coord.sweep_pools().await?;
+    // Running deployments wait for their services' versions again (never a second one).
+    deploys.recover().await?;
     let resumed = coord.recover().await?;
     triggers::recover_intents(&app).await?;
-    let shutdown = CancellationToken::new();
     spawn_reaper(app.clone(), shutdown.clone());
     stats::spawn_sampler(app.clone(), shutdown.clone());
     app.registry.spawn_workers(shutdown.clone());

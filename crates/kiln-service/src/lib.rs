@@ -18,7 +18,8 @@
 //! - never two live instances of one version in one slot;
 //! - an instance lost with its node is replaced at once; one that failed is replaced after
 //!   its slot's backoff, unless the restart policy says not to;
-//! - an update that is not complete by its deadline is rolled back ([`Action::RollBack`]).
+//! - an update that is not complete by its deadline is rolled back ([`Action::RollBack`]) to
+//!   the stable version; a first version, with none to go back to, keeps trying.
 
 mod reconcile;
 pub mod selector;

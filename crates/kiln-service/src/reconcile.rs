@@ -58,8 +58,13 @@ pub fn reconcile(o: Observed<'_>) -> Decision {
     let mut out = Decision::default();
     let updating = d.version != o.stable_version;
 
-    // An update that missed its deadline goes back to the stable version, first of all.
-    if updating && let Some(started) = o.update_started_ms {
+    // An update that missed its deadline goes back to the stable version, first of all. A
+    // first version (none ran healthy everywhere yet) has nothing to go back to: it keeps
+    // trying.
+    if updating
+        && o.stable_version > 0
+        && let Some(started) = o.update_started_ms
+    {
         let due = started.saturating_add(d.deadline_ms);
         if !complete(&o) {
             if o.now_ms >= due {

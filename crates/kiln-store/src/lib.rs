@@ -2,7 +2,7 @@
 //! tokens, sealed secrets, artifact and cache records, pipelines' schedules, webhook deliveries
 //! and the runs triggers intend (the trigger outbox), services (their versions, instances and
 //! store-wide event log), metric scraping rules, environments and their variables, the config
-//! center (applications' templates and values, releases, heads, audit log), the OCI registry's repositories,
+//! center (applications' templates and values, releases, heads, audit log), deployments, the OCI registry's repositories,
 //! manifests, tags, push events and webhook outbox, in SQLite (the default) or PostgreSQL,
 //! through one [`Store`].
 //!
@@ -98,6 +98,7 @@ macro_rules! with_tx {
 mod artifacts;
 mod caches;
 mod config;
+mod deployments;
 mod environments;
 mod error;
 mod ids;
@@ -121,6 +122,10 @@ pub use config::{
     ConfigItemRecord, ConfigReleaseRecord, ConfigSnapshot, ConfigTarget, ConfigValuesRecord,
     NewConfigRelease,
 };
+pub use deployments::{
+    DEPLOYMENT_KINDS, DEPLOYMENT_STATES, DeploymentEnd, DeploymentRecord, DeploymentRun,
+    NewDeployment,
+};
 pub use environments::{EnvValue, EnvVariableRecord, EnvironmentRecord};
 pub use error::{Result, StoreError};
 pub use ids::{ConfigAppId, EnvironmentId, PipelineId, ProjectId, RunId, ServiceId, TokenId};
@@ -142,7 +147,7 @@ pub use registry::{
 };
 pub use schedules::{ScheduleEntry, ScheduleRecord};
 pub use services::{
-    InstanceRecord, NewServiceVersion, ServiceEvent, ServiceOwner, ServiceRecord,
+    DeployedAs, InstanceRecord, NewServiceVersion, ServiceEvent, ServiceOwner, ServiceRecord,
     ServiceVersionRecord,
 };
 pub use webhooks::{Delivery, NewDelivery};

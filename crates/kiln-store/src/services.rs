@@ -55,6 +55,17 @@ pub struct ServiceRecord {
     /// The run (and job) that owns it, for a build-scoped pool; `None` for a service applied
     /// by hand.
     pub owner: Option<ServiceOwner>,
+    /// The deployments it runs, for a deployed service (`<name>-<environment>`).
+    pub deployed: Option<DeployedAs>,
+}
+
+/// What a deployed service runs: the deployments of service file `service` to `environment`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeployedAs {
+    /// The service file's name.
+    pub service: String,
+    /// The environment.
+    pub environment: String,
 }
 
 /// The run, and the job of it, that owns a service (a workflow's `service-pools`).
@@ -115,6 +126,8 @@ pub struct NewServiceVersion {
     pub by: String,
     /// The owner of a service this version creates (ignored for an existing service).
     pub owner: Option<ServiceOwner>,
+    /// The deployments a service this version creates runs (ignored for an existing one).
+    pub deployed: Option<DeployedAs>,
 }
 
 /// An instance of a service, as stored.
@@ -187,6 +200,8 @@ struct ServiceRow {
     updated_at: DateTime<Utc>,
     owner_run: Option<String>,
     owner_job: Option<String>,
+    deployed_as: Option<String>,
+    environment: Option<String>,
 }
 
 impl ServiceRow {
@@ -207,6 +222,10 @@ impl ServiceRow {
                 Some(run) => Some(ServiceOwner { run: RunId::from_db(&run)?, job: self.owner_job }),
                 None => None,
             },
+            deployed: match (self.deployed_as, self.environment) {
+                (Some(service), Some(environment)) => Some(DeployedAs { service, environment }),
+                _ => None,
+            },
         })
     }
 }
@@ -217,7 +236,7 @@ macro_rules! service_select {
         concat!(
             "SELECT s.id, s.project_id, p.name AS project, s.name, s.version, s.template, \
              s.stable, s.replicas, s.update_started_at, s.created_at, s.updated_at, \
-             s.owner_run, s.owner_job \
+             s.owner_run, s.owner_job, s.deployed_as, s.environment \
              FROM services s JOIN projects p ON p.id = s.project_id ",
             $rest
         )
@@ -419,8 +438,9 @@ impl Store {
                 project_id.ok_or_else(|| StoreError::NotFound(format!("project `{project}`")))?;
             sqlx::query(
                 "INSERT INTO services (id, project_id, name, version, template, stable, replicas, \
-                 update_started_at, created_at, updated_at, owner_run, owner_job) \
-                 VALUES ($1, $2, $3, 0, 0, 0, 0, NULL, $4, $4, $5, $6) \
+                 update_started_at, created_at, updated_at, owner_run, owner_job, deployed_as, \
+                 environment) \
+                 VALUES ($1, $2, $3, 0, 0, 0, 0, NULL, $4, $4, $5, $6, $7, $8) \
                  ON CONFLICT (project_id, name) DO NOTHING")
                 .bind(ServiceId::new().text())
                 .bind(&project_id)
@@ -428,6 +448,8 @@ impl Store {
                 .bind(at)
                 .bind(v.owner.as_ref().map(|o| o.run.text()))
                 .bind(v.owner.as_ref().and_then(|o| o.job.clone()))
+                .bind(v.deployed.as_ref().map(|d| d.service.clone()))
+                .bind(v.deployed.as_ref().map(|d| d.environment.clone()))
                 .execute(&mut *tx)
                 .await
                 .ctx(what)?;

@@ -2,10 +2,12 @@
 //! server on loopback with a temporary data directory and an agent on the process executor),
 //! fresh PostgreSQL databases ([`postgres`]), host facts as agents declare them ([`host`]),
 //! waiting with a deadline ([`wait`]), a TCP proxy whose connections a test can cut
-//! ([`CuttableProxy`]), the real peers some tests run against ([`peer`]) and a generated C
-//! project to build ([`c_project`]). A dev-dependency only: no library or binary depends on it.
+//! ([`CuttableProxy`]), the real peers some tests run against ([`peer`]), a generated C
+//! project to build ([`c_project`]) and tiny images pushed to a server's registry
+//! ([`push_image`]). A dev-dependency only: no library or binary depends on it.
 
 mod cproject;
+mod image;
 pub mod postgres;
 mod proxy;
 mod server;
@@ -14,6 +16,7 @@ pub mod wait;
 use kiln_api::pool::{AttrValue, PortRange, Resources};
 
 pub use cproject::c_project;
+pub use image::push_image;
 pub use proxy::CuttableProxy;
 pub use server::{Backend, TestAgent, TestServer};
 pub use wait::is_final;

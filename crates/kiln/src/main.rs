@@ -85,6 +85,14 @@ enum Cmd {
     /// The config center: config items rendered from templates and per-environment values
     /// (set-template, set-values, render, diff, release, approve, history, rollback, audit).
     Config(remote::config::ConfigCmd),
+    /// Deploy a service file to an environment with an image of the server's registry, and
+    /// follow it (or: history, list, show, approve, reject).
+    Deploy(remote::deploys::DeployCmd),
+    /// Roll a deployed service back to an earlier deployment (its image and config again).
+    Rollback(remote::deploys::RollbackArgs),
+    /// Promote a service's current deployment to the next environment (same image, that
+    /// environment's config), after showing what changes.
+    Promote(remote::deploys::PromoteArgs),
     /// Evict caches and expire artifacts past the server's limits now (admin); prints what
     /// was removed.
     Gc(remote::gc::GcArgs),
@@ -192,6 +200,9 @@ fn main() -> ExitCode {
         Cmd::Metric(cmd) => block_on(remote::exit(remote::metrics::metric(cmd))),
         Cmd::Env(cmd) => block_on(remote::exit(remote::environments::env(cmd))),
         Cmd::Config(cmd) => block_on(remote::exit(remote::config::config(cmd))),
+        Cmd::Deploy(cmd) => block_on(remote::exit(remote::deploys::deploy(cmd))),
+        Cmd::Rollback(args) => block_on(remote::exit(remote::deploys::rollback(args))),
+        Cmd::Promote(args) => block_on(remote::exit(remote::deploys::promote(args))),
         Cmd::Gc(args) => block_on(remote::exit(remote::gc::gc(args))),
         Cmd::Webhook(cmd) => block_on(remote::exit(remote::webhooks::webhook(cmd))),
         Cmd::Server(args) => block_on(server_cmd::server(args)),

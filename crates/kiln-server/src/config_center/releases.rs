@@ -194,6 +194,43 @@ impl ConfigCenter {
         req: &RollbackRequest,
         by: &str,
     ) -> ApiResult<ReleaseOutcome> {
+        self.roll_back(project, app, env, req, by, true).await
+    }
+
+    /// A rollback that a deploy rollback makes: released at once even on a protected
+    /// environment (it returns to the release a deployment approved there ran with). Still
+    /// refused while another release waits for approval.
+    pub(crate) async fn rollback_for_deploy(
+        &self,
+        project: &str,
+        app: &str,
+        env: &str,
+        req: &RollbackRequest,
+        by: &str,
+    ) -> ApiResult<ReleaseOutcome> {
+        self.roll_back(project, app, env, req, by, false).await
+    }
+
+    /// The number of the release everyone gets of `app` in `env` (none before the first).
+    /// `NotFound` for an unknown project, application or environment.
+    pub(crate) async fn current_release(
+        &self,
+        project: &str,
+        app: &str,
+        env: &str,
+    ) -> ApiResult<Option<u32>> {
+        Ok(self.store.config_head(project, app, env).await?.target.current)
+    }
+
+    async fn roll_back(
+        &self,
+        project: &str,
+        app: &str,
+        env: &str,
+        req: &RollbackRequest,
+        by: &str,
+        gated: bool,
+    ) -> ApiResult<ReleaseOutcome> {
         let source = self.store.config_release(project, app, env, req.to).await?;
         if source.state != "released" {
             return Err(ApiErr::conflict(format!(
@@ -204,9 +241,9 @@ impl ConfigCenter {
         for _ in 0..ATTEMPTS {
             let head = self.store.config_head(project, app, env).await?;
             let to = Ref { number: source.number, digest: source.digest.clone() };
+            let protected = head.environment.protected && gated;
             let outcome =
-                decide(&pure(&head), head.environment.protected, &Ask::Rollback { to: &to })
-                    .map_err(refused)?;
+                decide(&pure(&head), protected, &Ask::Rollback { to: &to }).map_err(refused)?;
             let new = NewConfigRelease {
                 pending: false,
                 kind: "rollback".into(),

@@ -22,6 +22,7 @@ use crate::error::ApiErr;
 pub mod agents;
 pub mod config;
 pub mod config_delivery;
+pub mod deploys;
 pub mod discovery;
 pub mod environments;
 pub mod gc;
@@ -48,7 +49,7 @@ pub struct Body<T>(pub T);
 #[openapi(
     info(
         title = "Kiln API",
-        description = "Pipelines, runs, logs, approvals, artifacts, secrets, tokens, services, environments, the config center and the agent lease protocol. Every call needs `Authorization: Bearer <token>`. Errors are `{\"error\": {\"code\", \"message\", \"diagnostics\"}}` with a stable code."
+        description = "Pipelines, runs, logs, approvals, artifacts, secrets, tokens, services, environments, the config center, deploys and the agent lease protocol. Every call needs `Authorization: Bearer <token>`. Errors are `{\"error\": {\"code\", \"message\", \"diagnostics\"}}` with a stable code."
     ),
     modifiers(&Bearer),
     security(("bearer" = [])),
@@ -56,7 +57,7 @@ pub struct Body<T>(pub T);
         (name = "projects"), (name = "pipelines"), (name = "runs"), (name = "logs"),
         (name = "artifacts"), (name = "secrets"), (name = "tokens"), (name = "agents"), (name = "pool"),
         (name = "server"), (name = "registry"), (name = "hooks"), (name = "services"),
-        (name = "environments"), (name = "config")
+        (name = "environments"), (name = "config"), (name = "deploys")
     )
 )]
 struct ApiDoc;
@@ -121,6 +122,14 @@ fn api_router() -> OpenApiRouter<App> {
         .routes(routes!(config::audit))
         .routes(routes!(config_delivery::get))
         .routes(routes!(config_delivery::watch))
+        .routes(routes!(deploys::list, deploys::deploy))
+        .routes(routes!(deploys::history))
+        .routes(routes!(deploys::show))
+        .routes(routes!(deploys::approve))
+        .routes(routes!(deploys::reject))
+        .routes(routes!(deploys::rollback))
+        .routes(routes!(deploys::promote))
+        .routes(routes!(deploys::board))
         .routes(routes!(runs::trigger))
         .routes(routes!(runs::show_by_number))
         .routes(routes!(runs::list))

@@ -235,6 +235,7 @@ impl Actor {
                     note: Some(reason),
                     by: "kiln".into(),
                     owner: None,
+                    deployed: None,
                 };
                 self.sh
                     .store

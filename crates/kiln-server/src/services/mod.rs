@@ -247,25 +247,25 @@ impl Services {
         note: Option<String>,
         by: &str,
     ) -> ApiResult<(ServiceInfo, &'static str)> {
-        let compiled = kiln_workflow::compile_service(file, yaml);
-        let Some(spec) = compiled.spec else {
-            let diagnostics: Vec<_> =
-                compiled.diagnostics.iter().map(crate::plans::diagnostic).collect();
-            let count = diagnostics.iter().filter(|d| d.severity == "error").count();
-            let first = diagnostics
-                .iter()
-                .find(|d| d.severity == "error")
-                .map(ToString::to_string)
-                .unwrap_or_default();
-            let mut e = ApiErr::new(
-                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-                kiln_api::codes::INVALID_SERVICE,
-                format!("the service file has {count} error(s); the first: {first}"),
-            );
-            e.diagnostics = diagnostics;
-            return Err(e);
-        };
-        let json = serde_json::to_value(&spec).map_err(|e| ApiErr::internal(e.to_string()))?;
+        let spec = compile_file(file, yaml)?;
+        self.apply_spec(project, &spec, (file, yaml), note, by, None).await
+    }
+
+    /// Applies a checked `spec` (from `source`: file name and YAML) as [`Services::apply`]
+    /// does. `deployed`: a deploy's, which creates the service as running these deployments
+    /// or changes the one that already does; without it, a deployed service is refused (only
+    /// deploys change it), as is a pool's. `Conflict` names whose the service is.
+    pub async fn apply_spec(
+        &self,
+        project: &str,
+        spec: &kiln_workflow::service::ServiceSpec,
+        source: (&str, &str),
+        note: Option<String>,
+        by: &str,
+        deployed: Option<&kiln_store::DeployedAs>,
+    ) -> ApiResult<(ServiceInfo, &'static str)> {
+        let (file, yaml) = source;
+        let json = serde_json::to_value(spec).map_err(|e| ApiErr::internal(e.to_string()))?;
         let existing = match self.sh.store.service(project, &spec.name).await {
             Ok(s) => Some(s),
             Err(kiln_store::StoreError::NotFound(_)) => None,
@@ -277,6 +277,9 @@ impl Services {
                  ends; apply your service under another name",
                 spec.name, owner.run
             )));
+        }
+        if let Some(s) = &existing {
+            refuse_other_deployer(project, s, deployed)?;
         }
         // The template ignores replicas: a change of replicas alone is a scale.
         let template_json = template_of(&json);
@@ -300,6 +303,7 @@ impl Services {
             note,
             by: by.to_string(),
             owner: None,
+            deployed: deployed.cloned(),
         };
         let (record, _) = self.sh.store.add_service_version(project, &spec.name, &version).await?;
         self.notify(&record);
@@ -331,6 +335,7 @@ impl Services {
             note: change.note,
             by: by.to_string(),
             owner: None,
+            deployed: None,
         };
         let (record, _) = self.sh.store.add_service_version(project, name, &version).await?;
         self.notify(&record);
@@ -355,9 +360,12 @@ impl Services {
                 return Ok(s);
             }
             Ok(s) => {
-                let whose = match &s.owner {
-                    Some(o) => format!("it is a pool of run {}", o.run),
-                    None => "it was applied by hand".to_string(),
+                let whose = match (&s.owner, &s.deployed) {
+                    (Some(o), _) => format!("it is a pool of run {}", o.run),
+                    (None, Some(d)) => {
+                        format!("it runs the deployments of `{}` to `{}`", d.service, d.environment)
+                    }
+                    (None, None) => "it was applied by hand".to_string(),
                 };
                 return Err(ApiErr::conflict(format!(
                     "project `{project}` already has a service named `{}` ({whose})",
@@ -378,6 +386,7 @@ impl Services {
             note: Some(format!("service pool `{}`", pool_name(&spec.labels, &spec.name))),
             by: by.to_string(),
             owner: Some(owner.clone()),
+            deployed: None,
         };
         let (record, _) = self.sh.store.add_service_version(project, &spec.name, &version).await?;
         self.notify(&record);
@@ -591,7 +600,64 @@ impl Services {
                 .collect(),
             updated_at: s.updated_at,
             owner,
+            deployed: s.deployed.as_ref().map(|d| kiln_api::service::ServiceDeployed {
+                service: d.service.clone(),
+                environment: d.environment.clone(),
+            }),
         })
+    }
+}
+
+/// Compiles a service file; a file with errors is a 422 `invalid_service` with every
+/// diagnostic.
+pub fn compile_file(file: &str, yaml: &str) -> ApiResult<kiln_workflow::service::ServiceSpec> {
+    let compiled = kiln_workflow::compile_service(file, yaml);
+    let Some(spec) = compiled.spec else {
+        let diagnostics: Vec<_> =
+            compiled.diagnostics.iter().map(crate::plans::diagnostic).collect();
+        let count = diagnostics.iter().filter(|d| d.severity == "error").count();
+        let first = diagnostics
+            .iter()
+            .find(|d| d.severity == "error")
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        let mut e = ApiErr::new(
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            kiln_api::codes::INVALID_SERVICE,
+            format!("the service file has {count} error(s); the first: {first}"),
+        );
+        e.diagnostics = diagnostics;
+        return Err(e);
+    };
+    Ok(spec)
+}
+
+/// Refuses to change service `s` unless `deployed` says the same deployments it runs (none
+/// for a service applied by hand).
+fn refuse_other_deployer(
+    project: &str,
+    s: &ServiceRecord,
+    deployed: Option<&kiln_store::DeployedAs>,
+) -> ApiResult<()> {
+    match (&s.deployed, deployed) {
+        (Some(d), None) => Err(ApiErr::conflict(format!(
+            "service `{project}/{}` runs the deployments of `{}` to `{}`: change it with `kiln \
+             deploy {}.yml --env {}` (or `kiln rollback`), or apply your service under another \
+             name",
+            s.name, d.service, d.environment, d.service, d.environment
+        ))),
+        (Some(d), Some(want)) if d != want => Err(ApiErr::conflict(format!(
+            "service `{project}/{}` runs the deployments of `{}` to `{}`, not of `{}` to `{}`: \
+             rename one of the service files",
+            s.name, d.service, d.environment, want.service, want.environment
+        ))),
+        (None, Some(want)) => Err(ApiErr::conflict(format!(
+            "project `{project}` already has a service named `{}`, applied by hand: a deploy of \
+             `{}` to `{}` runs as that name; delete that service first (`kiln service delete \
+             {}`) or rename the service file",
+            s.name, want.service, want.environment, s.name
+        ))),
+        _ => Ok(()),
     }
 }
 

@@ -237,6 +237,13 @@ fn an_update_past_its_deadline_rolls_back() {
 }
 
 #[test]
+fn a_first_version_past_its_deadline_has_nothing_to_roll_back_to_and_keeps_trying() {
+    // Version 1 of a new service: no stable version (0) to go back to.
+    let failed = Instance { exit_code: Some(1), ..inst("a", 0, 1, Failed, NOW - 2_000) };
+    check(&desired(1), 0, Some(NOW - 300_000), &[failed], "forget a\nstart slot 0 v1 (restarts 1)");
+}
+
+#[test]
 fn a_second_instance_of_one_version_in_a_slot_is_stopped() {
     check(
         &desired(1),

@@ -17,6 +17,7 @@ use tempfile::TempDir;
 mod artifacts;
 mod caches;
 mod config;
+mod deployments;
 mod environments;
 mod intents;
 mod metric_rules;

@@ -27,6 +27,7 @@ fn apply(image: &str, replicas: u32) -> NewServiceVersion {
         note: None,
         by: "user:alice".into(),
         owner: None,
+        deployed: None,
     }
 }
 
@@ -41,6 +42,7 @@ fn on(template: u32, kind: &str, replicas: u32) -> NewServiceVersion {
         note: Some(format!("{kind} to {replicas}")),
         by: "user:bob".into(),
         owner: None,
+        deployed: None,
     }
 }
 

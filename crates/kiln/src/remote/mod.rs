@@ -1,5 +1,6 @@
 //! The client commands: `kiln pipeline`, `project`, `trigger`, `runs`, `run show`, `logs`,
-//! `approve`, `reject`, `cancel`, `retry`, `artifacts`, `token`, `secret`, `registry`, `triggers`, `env` and `config` talk to a Kiln
+//! `approve`, `reject`, `cancel`, `retry`, `artifacts`, `token`, `secret`, `registry`,
+//! `triggers`, `env`, `config`, `deploy`, `rollback` and `promote` talk to a Kiln
 //! server through `kiln_client::Client`. This module holds what they share: the connection
 //! options, the error type with its exit codes, and table and time formatting.
 //!
@@ -24,6 +25,7 @@ use crate::{EXIT_FAILED, EXIT_INVALID, Format};
 pub mod access;
 pub mod artifacts;
 pub mod config;
+pub mod deploys;
 pub mod environments;
 pub mod gc;
 pub mod logs;

@@ -165,7 +165,7 @@ pub async fn service(cmd: ServiceCmd) -> CmdResult {
                         Cell::new(s.replicas),
                         Cell::new(format!("{} (template {})", s.version, s.template)),
                         Cell::new(labels.join(",")),
-                        Cell::new(owner_text(s.owner.as_ref())),
+                        Cell::new(owner_of(s)),
                     ]);
                 }
                 outln!("{t}");
@@ -239,6 +239,15 @@ pub(crate) fn diagnostic(d: &kiln_workflow::Diagnostic) -> kiln_api::Diagnostic 
     }
 }
 
+/// Who owns a service: a run's pool (see [`owner_text`]), `deploy api to prod` for a
+/// deployed one; `-` for one applied by hand.
+fn owner_of(s: &ServiceInfo) -> String {
+    match &s.deployed {
+        Some(d) => format!("deploy {} to {}", d.service, d.environment),
+        None => owner_text(s.owner.as_ref()),
+    }
+}
+
 /// Who owns a service: `run P/W#N` (`, job J`), `pool X`; `-` for one applied by hand.
 fn owner_text(owner: Option<&kiln_api::service::ServiceOwner>) -> String {
     match owner {
@@ -264,6 +273,15 @@ fn print_service(s: &ServiceInfo) {
     );
     if s.owner.is_some() {
         outln!("owned by {}: deleted when it ends", owner_text(s.owner.as_ref()));
+    }
+    if let Some(d) = &s.deployed {
+        outln!(
+            "runs the deployments of {} to {}: `kiln deploy history {} --env {}`",
+            d.service,
+            d.environment,
+            d.service,
+            d.environment
+        );
     }
     if s.instances.is_empty() {
         outln!("no instances");
