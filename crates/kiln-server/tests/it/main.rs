@@ -3,6 +3,7 @@
 
 mod api;
 mod config;
+mod deploys;
 mod distcc;
 mod environments;
 mod files;

@@ -3,7 +3,7 @@
 //! `KILN_REQUIRE_POSTGRES=1` so that these fail rather than skip without it).
 
 use crate::support::{Backend, TestServer};
-use crate::{api, config, environments, files, git, schedules, scrape};
+use crate::{api, config, deploys, environments, files, git, schedules, scrape};
 
 /// `#[tokio::test] fn NAME` running `SCENARIO` on a fresh PostgreSQL database, or skipping it.
 macro_rules! on_postgres {
@@ -47,6 +47,8 @@ on_postgres! {
         config::a_protected_environment_needs_a_second_person_to_approve_on;
     config_watch_resumes_on_postgres =>
         config::a_watch_resumes_after_a_server_restart_with_the_latest_release_and_no_duplicate_on;
+    deploys_on_postgres => deploys::deploys_supersede_and_roll_back_by_themselves_and_by_hand_on;
+    bad_deploys_on_postgres => deploys::bad_deploys_are_refused_and_nothing_is_stored_on;
 }
 
 /// On PostgreSQL nothing of the state is in the data directory: a second server on the same

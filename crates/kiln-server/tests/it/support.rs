@@ -24,7 +24,7 @@ pub async fn log_text(s: &TestServer, run: &str, job: Option<&str>) -> Vec<Strin
 /// A host on 127.0.0.1 (every test agent shares it) with its own range of 100 host ports,
 /// as separate machines would not collide. Tests of this binary run at once, so each takes
 /// ranges of its own: services 41000-42199, scrape 43000-43199 and 46000-46199,
-/// service_access 43200-43299, pools 44000-44199, distcc 45000-45299.
+/// service_access 43200-43299, pools 44000-44199, distcc 45000-45299, deploys 47300-47699.
 pub fn on_loopback(attrs: &[(&str, AttrValue)], first_port: u16) -> kiln_agent::HostFacts {
     let mut h = host("127.0.0.1", 8, attrs);
     h.ports = Some(kiln_api::pool::PortRange { start: first_port, end: first_port + 99 });

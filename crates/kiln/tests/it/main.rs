@@ -9,6 +9,7 @@
 mod adoption;
 mod completions;
 mod config;
+mod deploys;
 mod docker;
 mod multihost;
 mod orphans;

@@ -14,7 +14,8 @@ pub(crate) struct Server {
     child: Child,
     /// Base URL.
     pub(crate) url: String,
-    token: String,
+    /// The first admin token.
+    pub(crate) token: String,
     data: tempfile::TempDir,
     /// Where workflow files of the test are written, and the CLI's working directory.
     pub(crate) work: tempfile::TempDir,
