@@ -120,6 +120,8 @@ fn cell_shows(key: &str, n: u32, state: &str) -> String {
 async fn the_board_shows_what_runs_where_and_rolls_back_promotes_and_approves() {
     let s = TestServer::start_with(0).await;
     let mut facts = host("127.0.0.1", 8, &[]);
+    // Host ports of its own (the service asks for none): kiln-server's tests/it/support.rs
+    // lists the ranges other tests take.
     facts.ports = Some(PortRange { start: 47900, end: 47999 });
     let _agent = s.agent("node-1", 4, facts);
     s.admin.create_project("shop").await.unwrap();
