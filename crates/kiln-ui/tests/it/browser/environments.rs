@@ -32,7 +32,7 @@ async fn cards_of(s: &TestServer) -> Value {
     )
 }
 
-async fn token(s: &TestServer, name: &str, role: &str) -> String {
+pub(super) async fn token(s: &TestServer, name: &str, role: &str) -> String {
     let req = kiln_api::CreateToken { name: name.into(), role: role.into(), project: None };
     s.admin.create_token(&req).await.unwrap().secret
 }
