@@ -26,7 +26,7 @@ use axum::http::StatusCode;
 use kiln_api::deploy::{
     BoardCell, DeployConfig, DeployRun, Deployment, EnvironmentBoard, PromoteChanges,
 };
-use kiln_store::{DeploymentRecord, DeploymentRun, NewDeployment, Store, StoreError};
+use kiln_store::{DeployedAs, DeploymentRecord, DeploymentRun, NewDeployment, Store, StoreError};
 use kiln_workflow::service::ServiceSpec;
 use tokio_util::sync::CancellationToken;
 
@@ -300,6 +300,8 @@ impl Deploys {
             plan::deployed_spec(&ask.spec, &service, &env.name, &resolved.image_ref, ask.timeout)
                 .map_err(invalid)?;
         let config = self.config_of(&ask.project, &spec, &service, &env.name).await?;
+        let deployed = DeployedAs { service: service.clone(), environment: env.name.clone() };
+        self.sh.services.check_deployable(&ask.project, &spec.name, &deployed).await?;
         let new = NewDeployment {
             service: service.clone(),
             environment: env.name.clone(),

@@ -36,7 +36,7 @@ pub struct DeploymentQuery {
     params(("project" = String, Path)), request_body = DeployRequest,
     responses((status = 201, body = Deployment), (status = 400, body = ErrorBody),
               (status = 403, body = ErrorBody),
-              (status = 409, description = "another deployment of the service to the environment is pending or running", body = ErrorBody),
+              (status = 409, description = "another deployment of the service to the environment is pending or running, or its service name `<name>-<environment>` is another service's", body = ErrorBody),
               (status = 422, description = "the file has errors (`invalid_service`), or the image, environment or config release is missing (`invalid_deploy`)", body = ErrorBody)))]
 pub async fn deploy(
     State(app): State<App>,

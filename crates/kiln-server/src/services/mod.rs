@@ -490,6 +490,26 @@ impl Services {
         Ok(record)
     }
 
+    /// Refuses (409) unless service `name` of `project` is free or runs `deployed`: what a
+    /// deploy checks before it stores anything.
+    pub async fn check_deployable(
+        &self,
+        project: &str,
+        name: &str,
+        deployed: &kiln_store::DeployedAs,
+    ) -> ApiResult<()> {
+        match self.sh.store.service(project, name).await {
+            Ok(s) if s.owner.is_some() => Err(ApiErr::conflict(format!(
+                "service `{project}/{name}` is a service pool of a run: a deploy of `{}` to `{}` \
+                 runs as that name; rename the service file",
+                deployed.service, deployed.environment
+            ))),
+            Ok(s) => refuse_other_deployer(project, &s, Some(deployed)),
+            Err(kiln_store::StoreError::NotFound(_)) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Deletes the service `name` of `project` if it exists (a pool whose run ended).
     pub async fn delete_if_present(&self, project: &str, name: &str) -> ApiResult<()> {
         match self.delete(project, name).await {

@@ -506,6 +506,17 @@ pub async fn bad_deploys_are_refused_and_nothing_is_stored_on(backend: Backend) 
     let (status, _, _) = refused(olga, ask("dev", &yaml, "shop/web:1", None)).await;
     assert_eq!(status, 403);
 
+    // A service applied by hand under the name the deploy runs as.
+    let by_hand = web("1", "/healthz", "").replace("name: web\n", "name: web-dev\n");
+    let apply = ApplyService { yaml: by_hand, file: None, note: None };
+    a.apply_service("shop", "web-dev", &apply).await.unwrap();
+    let (status, _, message) = refused(a.clone(), ask("dev", &yaml, "shop/web:1", None)).await;
+    assert_eq!(status, 409);
+    assert!(
+        message.contains("already has a service named `web-dev`, applied by hand"),
+        "{message}"
+    );
+    a.delete_service("shop", "web-dev").await.unwrap();
     // Nothing to roll back or promote yet.
     let (status, _, message) = api_error(
         a.rollback_deployment("shop", "web", "dev", &RollbackDeployment::default())
