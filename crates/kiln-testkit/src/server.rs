@@ -205,6 +205,31 @@ impl TestServer {
         self.agent_with(&token, name, capacity, host)
     }
 
+    /// Starts another agent on the Docker executor (the engine of `DOCKER_HOST`), named
+    /// `name`, declaring `host`: its jobs and instances run in real containers. Panics when no
+    /// engine answers (the test command starts one).
+    pub async fn docker_agent(
+        &self,
+        name: &str,
+        capacity: u32,
+        host: kiln_agent::HostFacts,
+    ) -> TestAgent {
+        let token = self.server.as_ref().expect("server runs").agent_token.clone();
+        let client = Client::new(&self.url, &token).unwrap();
+        let exec = kiln_exec_docker::DockerExecutor::connect(Default::default())
+            .await
+            .unwrap_or_else(|e| panic!("no Docker engine: run `cargo xtask ci` ({e})"));
+        let config = kiln_agent::AgentConfig {
+            name: name.into(),
+            capacity,
+            work_dir: self.dir().join(format!("agent-{name}")),
+            host,
+        };
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(kiln_agent::run(client, Arc::new(exec), config, stop.clone()));
+        TestAgent { stop, task: Some(task) }
+    }
+
     /// [`TestServer::agent`] authenticating with `token`.
     pub fn agent_with(
         &self,

@@ -20,14 +20,14 @@ use tokio::io::AsyncWriteExt;
 
 use crate::support::{Backend, TestServer, host, log_text};
 
-const USER: &str = "kiln-bot";
-const TOKEN: &str = "glpat-s3cr3t-clone-token";
-const HOOK_SECRET: &str = "hook-secret-1";
+pub(crate) const USER: &str = "kiln-bot";
+pub(crate) const TOKEN: &str = "glpat-s3cr3t-clone-token";
+pub(crate) const HOOK_SECRET: &str = "hook-secret-1";
 
 /// Bare repositories under `root`, served by `git http-backend` at `url`.
-struct GitServer {
+pub(crate) struct GitServer {
     root: PathBuf,
-    url: String,
+    pub(crate) url: String,
     _dir: tempfile::TempDir,
 }
 
@@ -38,7 +38,7 @@ struct GitState {
 }
 
 impl GitServer {
-    async fn start() -> GitServer {
+    pub(crate) async fn start() -> GitServer {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("repos");
         std::fs::create_dir_all(&root).unwrap();
@@ -55,14 +55,14 @@ impl GitServer {
     }
 
     /// Creates the bare repository `name` (`shop/app`) and returns its clone URL.
-    fn create(&self, name: &str) -> String {
+    pub(crate) fn create(&self, name: &str) -> String {
         let path = self.root.join(format!("{name}.git"));
         std::fs::create_dir_all(&path).unwrap();
         git(&path, &["init", "-q", "--bare", "-b", "main"]);
         format!("{}/{name}.git", self.url)
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.root.join(format!("{name}.git"))
     }
 }
@@ -155,12 +155,12 @@ fn git_output(dir: &Path, args: &[&str]) -> std::process::Output {
 }
 
 /// A working copy that pushes to a bare repository with `git push`.
-struct WorkingCopy {
+pub(crate) struct WorkingCopy {
     dir: tempfile::TempDir,
 }
 
 /// What a push did, for building the delivery.
-struct Pushed {
+pub(crate) struct Pushed {
     before: String,
     after: String,
     git_ref: String,
@@ -169,7 +169,7 @@ struct Pushed {
 }
 
 impl WorkingCopy {
-    fn new(bare: &Path) -> WorkingCopy {
+    pub(crate) fn new(bare: &Path) -> WorkingCopy {
         let dir = tempfile::tempdir().unwrap();
         git(dir.path(), &["init", "-q", "-b", "main"]);
         git(dir.path(), &["remote", "add", "origin", bare.to_str().unwrap()]);
@@ -177,7 +177,7 @@ impl WorkingCopy {
     }
 
     /// Writes `files`, commits them on `branch` and pushes it.
-    fn push(&self, branch: &str, files: &[(&str, &str)], message: &str) -> Pushed {
+    pub(crate) fn push(&self, branch: &str, files: &[(&str, &str)], message: &str) -> Pushed {
         let d = self.dir.path();
         let head = git_output(d, &["rev-parse", "--verify", "-q", &format!("refs/heads/{branch}")]);
         let before = String::from_utf8_lossy(&head.stdout).trim().to_string();
@@ -208,7 +208,12 @@ impl WorkingCopy {
 }
 
 /// The push payload `provider` sends for `p` on repository `full_name` at `clone_url`.
-fn push_payload(provider: Provider, full_name: &str, clone_url: &str, p: &Pushed) -> Value {
+pub(crate) fn push_payload(
+    provider: Provider,
+    full_name: &str,
+    clone_url: &str,
+    p: &Pushed,
+) -> Value {
     let before = if p.before.is_empty() { "0".repeat(40) } else { p.before.clone() };
     let commit = json!({
         "id": p.after, "message": p.message, "timestamp": "2026-11-30T10:00:00Z",
@@ -238,7 +243,7 @@ fn push_payload(provider: Provider, full_name: &str, clone_url: &str, p: &Pushed
 }
 
 /// Posts a delivery as `provider` would, signed with `secret`; the status and JSON answer.
-async fn deliver(
+pub(crate) async fn deliver(
     s: &TestServer,
     provider: Provider,
     event: &str,
@@ -266,7 +271,7 @@ async fn deliver(
     (status, resp.json().await.unwrap())
 }
 
-fn push_event(provider: Provider) -> &'static str {
+pub(crate) fn push_event(provider: Provider) -> &'static str {
     if provider == Provider::GitLab { "Push Hook" } else { "push" }
 }
 

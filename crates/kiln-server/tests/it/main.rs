@@ -17,6 +17,7 @@ mod pools;
 mod postgres;
 mod schedules;
 mod scrape;
+mod seed003;
 mod service_access;
 mod services;
 mod support;
