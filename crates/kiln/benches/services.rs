@@ -22,11 +22,17 @@
 //!    this benchmark's one machine the three "nodes" share its cores, so the farm can only
 //!    add its overhead (preprocessing here, sending, the pool's start and stop); on a real
 //!    farm each node brings its own.
+//! 5. `rollback`: seed 003's rollback. A service of 4 instances deployed to an environment
+//!    (two images pushed to Kiln's registry); each round deploys the other image, timed from
+//!    the request to the deployment `succeeded` (every instance healthy at the new version,
+//!    surge 25%, unavailable 25%), then `kiln rollback` to the deployment before, timed the
+//!    same way. The figure is the rollback beside the update: a rollback runs no build and no
+//!    gate, so it should take no longer than the update it undoes.
 //!
-//! Run with `cargo xtask bench services` or `cargo bench -p kiln --bench services [-- failover|watch|rolling]`.
+//! Run with `cargo xtask bench services` or `cargo bench -p kiln --bench services [-- failover|watch|rolling|rollback|distcc]`.
 //! Knobs (environment): `KILN_BENCH_FAILOVERS` (20), `KILN_BENCH_WATCHERS` (20),
 //! `KILN_BENCH_WATCH_CHANGES` (40 scale requests), `KILN_BENCH_ROLLS` (5),
-//! `KILN_BENCH_DISTCC_ROUNDS` (3), `KILN_BENCH_C_FILES` (120), `KILN_BENCH_BIN`.
+//! `KILN_BENCH_DISTCC_ROUNDS` (3), `KILN_BENCH_ROLLBACKS` (5), `KILN_BENCH_C_FILES` (120), `KILN_BENCH_BIN`.
 //! Without `--bench` (as under `cargo test --all-targets`) it does nothing.
 
 #[allow(dead_code)]
@@ -358,6 +364,82 @@ async fn rolling(rounds: usize) -> Result<Dist> {
     Ok(Dist::of(sample))
 }
 
+/// The deployed service of benchmark 5: 4 busybox httpd instances on the process executor
+/// (the image is a record of what was deployed: the instances run `command`), checked over
+/// TCP every 100 ms.
+fn deployed_yaml() -> String {
+    service_yaml("web", 4, "")
+}
+
+/// Deploys `image` of the bench project's registry to `prod`; the deployment's number.
+async fn deploy(server: &Server, image: &str) -> Result<u32> {
+    let req = kiln_api::deploy::DeployRequest {
+        yaml: deployed_yaml(),
+        file: None,
+        environment: "prod".into(),
+        image: image.into(),
+        note: None,
+        timeout_ms: None,
+    };
+    Ok(server.client.deploy("bench", &req).await?.number)
+}
+
+/// Waits until deployment `n` of `web` in `prod` is final; fails unless it succeeded.
+async fn deployed(server: &Server, n: u32) -> Result<()> {
+    let t = Instant::now();
+    loop {
+        let d = server.client.deployment("bench", "web", "prod", n).await?;
+        match d.state.as_str() {
+            "succeeded" => return Ok(()),
+            "pending" | "running" => {}
+            other => bail!("deployment {n} ended {other}: {:?}\n{}", d.reason, server.log()),
+        }
+        if t.elapsed() > Duration::from_secs(120) {
+            bail!("deployment {n} not final after 2 minutes: {d:#?}\n{}", server.log());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Benchmark 5: the update to a new image, then `kiln rollback` to the one before, each from
+/// the request to every instance healthy at its version (the deployment `succeeded`).
+async fn rollback(rounds: usize) -> Result<(Dist, Dist)> {
+    let _reaper = Reaper;
+    println!(
+        "==> rollback: a deployed service of 4 instances, update vs rollback, {rounds} rounds"
+    );
+    let server = Server::start(&["--capacity", "0"], 0).await?;
+    let work = tempfile::tempdir()?;
+    let _agents = agents(&server, 2, work.path()).await?;
+    server.client.create_project("bench").await?;
+    let prod = kiln_api::environments::CreateEnvironment {
+        name: "prod".into(),
+        after: None,
+        protected: false,
+    };
+    server.client.create_environment("bench", &prod).await?;
+    let mut images = Vec::new();
+    for (tag, label) in [("1", "one"), ("2", "two")] {
+        kiln_testkit::push_image(&server.url, &server.token, "bench/web", tag, label).await;
+        images.push(format!("bench/web:{tag}"));
+    }
+    let first = deploy(&server, &images[0]).await?;
+    deployed(&server, first).await?;
+    let (mut updates, mut rollbacks) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let t = Instant::now();
+        let n = deploy(&server, &images[1]).await?;
+        deployed(&server, n).await?;
+        updates.push(ms(t.elapsed()));
+        let t = Instant::now();
+        let back = kiln_api::deploy::RollbackDeployment { to: None, note: None };
+        let r = server.client.rollback_deployment("bench", "web", "prod", &back).await?;
+        deployed(&server, r.number).await?;
+        rollbacks.push(ms(t.elapsed()));
+    }
+    Ok((Dist::of(updates), Dist::of(rollbacks)))
+}
+
 /// Seed 000's workflow: a pool of 3 distccd, one per city, and a job that builds the C
 /// project in `src` through them.
 fn distcc_workflow(src: &std::path::Path) -> String {
@@ -524,6 +606,18 @@ async fn main() -> Result<()> {
             d.max,
             TARGET_ROLLING_MS,
             verdict(d.max < TARGET_ROLLING_MS)
+        ));
+    }
+    if want("rollback") {
+        let (update, back) = rollback(env_usize("KILN_BENCH_ROLLBACKS", 5)).await?;
+        println!("  update:   {}", update.line());
+        println!("  rollback: {}", back.line());
+        report.push(format!(
+            "| deployed service of 4: rollback to the previous deployment vs the update itself | rollback median {:.0} ms, update median {:.0} ms ({:.2}x) | rollback <= update | {} |",
+            back.p50,
+            update.p50,
+            back.p50 / update.p50,
+            verdict(back.p50 <= update.p50 * 1.1)
         ));
     }
     if want("distcc") {
