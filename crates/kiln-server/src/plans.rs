@@ -58,6 +58,26 @@ pub fn diagnostic(d: &kiln_workflow::Diagnostic) -> Diagnostic {
     }
 }
 
+/// The 422 of a file that does not compile: `code`, every diagnostic, and a message naming
+/// `what` (`the workflow`, `the service file`), how many errors it has and the first.
+pub fn refused(
+    code: &'static str,
+    what: &str,
+    diagnostics: &[kiln_workflow::Diagnostic],
+) -> crate::error::ApiErr {
+    let diagnostics: Vec<Diagnostic> = diagnostics.iter().map(diagnostic).collect();
+    let errors = diagnostics.iter().filter(|d| d.severity == "error");
+    let count = errors.clone().count();
+    let first = errors.map(ToString::to_string).next().unwrap_or_default();
+    let mut e = crate::error::ApiErr::new(
+        axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+        code,
+        format!("{what} has {count} error(s); the first: {first}"),
+    );
+    e.diagnostics = diagnostics;
+    e
+}
+
 /// The API form of a plan's parameters.
 pub fn params(plan: &Plan) -> Vec<ParamInfo> {
     plan.params

@@ -131,22 +131,11 @@ pub async fn apply(
     project_for(&app, &caller, &project, Role::Developer).await?;
     let file = req.file.clone().unwrap_or_else(|| format!("{name}.yml"));
     let compiled = plans::compile(&file, &req.yaml, &req.files);
-    let diagnostics: Vec<_> = compiled.diagnostics.iter().map(plans::diagnostic).collect();
     if compiled.plan.is_none() {
-        let count = diagnostics.iter().filter(|d| d.severity == "error").count();
-        let first = diagnostics
-            .iter()
-            .find(|d| d.severity == "error")
-            .map(|d| d.to_string())
-            .unwrap_or_default();
-        let mut e = ApiErr::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            kiln_api::codes::INVALID_WORKFLOW,
-            format!("the workflow has {count} error(s); the first: {first}"),
-        );
-        e.diagnostics = diagnostics;
-        return Err(e);
+        let what = "the workflow";
+        return Err(plans::refused(kiln_api::codes::INVALID_WORKFLOW, what, &compiled.diagnostics));
     }
+    let diagnostics: Vec<_> = compiled.diagnostics.iter().map(plans::diagnostic).collect();
     let source = kiln_store::PipelineSource { file, yaml: req.yaml, files: req.files };
     let (p, change) = app.store.upsert_pipeline(&project, &name, &source).await?;
     let plan = app.coord.plan_of(&p)?;

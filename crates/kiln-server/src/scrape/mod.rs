@@ -114,21 +114,11 @@ impl Scraper {
     ) -> ApiResult<(MetricRuleInfo, RuleChange)> {
         let compiled = kiln_workflow::compile_metric(file, yaml);
         let Some(rule) = compiled.rule else {
-            let diagnostics: Vec<_> =
-                compiled.diagnostics.iter().map(crate::plans::diagnostic).collect();
-            let count = diagnostics.iter().filter(|d| d.severity == "error").count();
-            let first = diagnostics
-                .iter()
-                .find(|d| d.severity == "error")
-                .map(ToString::to_string)
-                .unwrap_or_default();
-            let mut e = ApiErr::new(
-                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            return Err(crate::plans::refused(
                 kiln_api::codes::INVALID_METRIC,
-                format!("the metric rule file has {count} error(s); the first: {first}"),
-            );
-            e.diagnostics = diagnostics;
-            return Err(e);
+                "the metric rule file",
+                &compiled.diagnostics,
+            ));
         };
         let spec = serde_json::to_value(&rule).map_err(|e| ApiErr::internal(e.to_string()))?;
         let (record, change) =

@@ -739,21 +739,11 @@ impl Services {
 pub fn compile_file(file: &str, yaml: &str) -> ApiResult<kiln_workflow::service::ServiceSpec> {
     let compiled = kiln_workflow::compile_service(file, yaml);
     let Some(spec) = compiled.spec else {
-        let diagnostics: Vec<_> =
-            compiled.diagnostics.iter().map(crate::plans::diagnostic).collect();
-        let count = diagnostics.iter().filter(|d| d.severity == "error").count();
-        let first = diagnostics
-            .iter()
-            .find(|d| d.severity == "error")
-            .map(ToString::to_string)
-            .unwrap_or_default();
-        let mut e = ApiErr::new(
-            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+        return Err(crate::plans::refused(
             kiln_api::codes::INVALID_SERVICE,
-            format!("the service file has {count} error(s); the first: {first}"),
-        );
-        e.diagnostics = diagnostics;
-        return Err(e);
+            "the service file",
+            &compiled.diagnostics,
+        ));
     };
     Ok(spec)
 }
