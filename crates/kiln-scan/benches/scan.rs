@@ -44,7 +44,7 @@ impl Rng {
 /// The installed version of source package `i`, and a version below and above it.
 fn versions(i: usize) -> (String, String, String) {
     let (major, minor, rev) = (1 + i % 7, i % 23, 1 + i % 5);
-    let epoch = if i % 3 == 0 { format!("{}:", 1 + i % 2) } else { String::new() };
+    let epoch = if i.is_multiple_of(3) { format!("{}:", 1 + i % 2) } else { String::new() };
     let installed = match i % 4 {
         0 => format!("{epoch}{major}.{minor}.{}-{rev}+deb12u{}", i % 9, 1 + i % 3),
         1 => format!("{epoch}{major}.{minor}~rc{}-{rev}", 1 + i % 2),
@@ -64,7 +64,7 @@ fn status() -> String {
     let mut out = String::new();
     for i in 0..SOURCES {
         let (version, _, _) = versions(i);
-        let binaries = if i % 3 == 0 { 2 } else { 1 };
+        let binaries = if i.is_multiple_of(3) { 2 } else { 1 };
         for b in 0..binaries {
             out.push_str(&format!(
                 "Package: lib{}-{b}\nStatus: install ok installed\nPriority: optional\nSection: libs\nInstalled-Size: {}\nMaintainer: Debian Maintainers <maint@debian.org>\nArchitecture: amd64\nMulti-Arch: same\nSource: {}\nVersion: {version}\nDepends: libc6 (>= 2.34)\nDescription: library number {i}\n This is the long description\n of a generated package.\n\n",
@@ -138,7 +138,7 @@ fn advisories_jsonl() -> String {
         };
         let mut affected =
             vec![entry(11, &format!(r#",{{"fixed":"{below}+deb11u1"}}"#)), entry(12, &fix12)];
-        if n % 3 == 0 {
+        if n.is_multiple_of(3) {
             affected.push(entry(13, &format!(r#",{{"fixed":"{above}"}}"#)));
         }
         out.push_str(&format!(
