@@ -164,7 +164,7 @@ fn a_malformed_file_is_refused_with_its_name_and_position() {
 
 #[test]
 fn every_fixture_advisory_parses() {
-    for dir in ["advisories", "advisories-later"] {
+    for dir in ["advisories", "advisories-later", "osv-samples"] {
         for entry in std::fs::read_dir(crate::support::fixture(dir)).expect("dir") {
             let path = entry.expect("entry").path();
             let bytes = std::fs::read(&path).expect("read");
