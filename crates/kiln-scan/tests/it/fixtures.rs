@@ -87,7 +87,7 @@ fn the_fixture_image_has_exactly_the_expected_findings() {
     );
     let glibc = &findings[3];
     assert_eq!(glibc.source, "var/lib/dpkg/status");
-    assert_eq!(glibc.aliases, ["CVE-2023-4911"]);
+    assert_eq!(glibc.aliases, ["CVE-2023-4911", "DEBIAN-CVE-2023-4911"]);
     assert_eq!(glibc.summary, "glibc - security update");
     let smallvec = &findings[10];
     assert_eq!(smallvec.source, "app/Cargo.lock");
