@@ -34,7 +34,10 @@ fn keys(i: &ImageInfo) -> impl Iterator<Item = String> + '_ {
 }
 
 /// When `image` was last used according to `last_used` (the latest of its names), if ever.
-fn last_use(image: &ImageInfo, last_used: &BTreeMap<String, DateTime<Utc>>) -> Option<DateTime<Utc>> {
+fn last_use(
+    image: &ImageInfo,
+    last_used: &BTreeMap<String, DateTime<Utc>>,
+) -> Option<DateTime<Utc>> {
     keys(image).filter_map(|k| last_used.get(&k).copied()).max()
 }
 
@@ -124,7 +127,11 @@ impl Drop for InUse {
 impl ImageCache {
     /// A cache over `executor`'s images, keeping its records in `work_dir`, evicting down to
     /// `budget` bytes when one is given.
-    pub fn new(executor: Arc<dyn Executor>, work_dir: &std::path::Path, budget: Option<u64>) -> Arc<ImageCache> {
+    pub fn new(
+        executor: Arc<dyn Executor>,
+        work_dir: &std::path::Path,
+        budget: Option<u64>,
+    ) -> Arc<ImageCache> {
         let path = work_dir.join("images.json");
         let last_used = std::fs::read(&path)
             .ok()
@@ -214,7 +221,12 @@ impl ImageCache {
     /// Evicts (when over budget), then reports to the server what changed, until `stop`:
     /// woken by tasks ending and prepulls, else every [`TICK`]. `session` is the agent's
     /// live session id.
-    pub async fn keep(self: Arc<Self>, client: Client, session: Arc<Mutex<String>>, stop: CancellationToken) {
+    pub async fn keep(
+        self: Arc<Self>,
+        client: Client,
+        session: Arc<Mutex<String>>,
+        stop: CancellationToken,
+    ) {
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
@@ -238,7 +250,12 @@ impl ImageCache {
         }
     }
 
-    async fn report(&self, client: &Client, session: &Mutex<String>, images: Option<Vec<NodeImage>>) {
+    async fn report(
+        &self,
+        client: &Client,
+        session: &Mutex<String>,
+        images: Option<Vec<NodeImage>>,
+    ) {
         let prepulls = std::mem::take(&mut self.lock().done);
         let report = ImagesReport { images: images.clone(), prepulls: prepulls.clone() };
         let id = session.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -283,7 +300,9 @@ impl ImageCache {
             match self.executor.remove_image(&id).await {
                 Ok(()) => {
                     let names: Vec<String> = image.map(|i| i.tags.clone()).unwrap_or_default();
-                    tracing::info!("evicted image {id} {names:?} (image cache over {budget} bytes)");
+                    tracing::info!(
+                        "evicted image {id} {names:?} (image cache over {budget} bytes)"
+                    );
                     let mut st = self.lock();
                     if let Some(i) = image {
                         for k in keys(i) {

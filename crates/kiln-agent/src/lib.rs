@@ -128,7 +128,8 @@ pub async fn run(
     let live: Arc<Mutex<String>> = Arc::default();
     let (reports, rx) = mpsc::unbounded_channel();
     let reporter = tokio::spawn(report_events(client.clone(), live.clone(), rx));
-    let images = images::ImageCache::new(executor.clone(), &config.work_dir, config.image_cache_size);
+    let images =
+        images::ImageCache::new(executor.clone(), &config.work_dir, config.image_cache_size);
     // The cache's keeper ends with this function, however it returns.
     let keeper_stop = stop.child_token();
     let _keeper = keeper_stop.clone().drop_guard();
@@ -275,7 +276,10 @@ pub async fn run(
                 );
                 let job = &lease.start.job;
                 let in_use = images.using(
-                    job.image.iter().map(String::as_str).chain(job.services.iter().map(|s| s.image.as_str())),
+                    job.image
+                        .iter()
+                        .map(String::as_str)
+                        .chain(job.services.iter().map(|s| s.image.as_str())),
                 );
                 tokio::spawn(async move {
                     let _in_use = in_use;

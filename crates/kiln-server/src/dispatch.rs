@@ -37,9 +37,9 @@ use kiln_api::agent::{
     AgentInfo, ConfigUpdate, ImagesReport, LEASE_TTL_MS, Lease, LeaseRequest, LeaseResponse,
     PrepullOrder, PullAuth, RegisterAgent,
 };
-use kiln_api::pool::{PrepullNode, PrepullStatus};
 use kiln_api::pool::JobPlacement;
 use kiln_api::pool::{NodeInfo, Offer, QuotaUsage};
+use kiln_api::pool::{PrepullNode, PrepullStatus};
 use kiln_logs::Masker;
 use kiln_store::{NodeRecord, ProjectId, RunId};
 use kiln_workflow::plan::JobId;
@@ -335,7 +335,8 @@ fn ask_of(lease: &Lease, ctx: &TaskCtx) -> Result<kiln_scheduler::Ask, String> {
         .ask(&task.0, &group, &lease.project, kiln_scheduler::Resources::default())
         .map_err(|e| format!("job `{id}`: {e}"))?;
     // ImageLocality: nodes holding the job's image score higher.
-    ask.image = job.image.as_deref().filter(|i| !i.trim().is_empty()).map(kiln_scheduler::image_key);
+    ask.image =
+        job.image.as_deref().filter(|i| !i.trim().is_empty()).map(kiln_scheduler::image_key);
     Ok(ask)
 }
 
@@ -1042,8 +1043,12 @@ impl Dispatch {
                 if let Some(s) = n.session.as_ref().and_then(|s| st.agents.get(s)) {
                     s.notify.notify_one();
                 }
-                let pulling =
-                    PrepullNode { node: n.name.clone(), state: "pulling".into(), detail: None, millis: None };
+                let pulling = PrepullNode {
+                    node: n.name.clone(),
+                    state: "pulling".into(),
+                    detail: None,
+                    millis: None,
+                };
                 (n.session.clone(), pulling)
             };
             nodes.insert(n.name.clone(), entry);

@@ -90,12 +90,13 @@ impl PrivateEngine {
         self.docker(&["image", "inspect", image]).status.success()
     }
 
-    /// Makes image `name` (a tag) of its own on this engine: busybox with a file of
-    /// `size_kib` KiB of random bytes and a label of `name`, so each has its own id and size.
-    pub fn make_image(&self, name: &str, size_kib: u32) {
+    /// Makes image `name` (a tag) of its own on this engine: `base` (an image with busybox's
+    /// `sh`) with a file of `size_kib` KiB of random bytes and a label of `name`, so each has
+    /// its own id and size.
+    pub fn make_image(&self, base: &str, name: &str, size_kib: u32) {
         let cid = format!("kiln-mk-{}", uuid::Uuid::new_v4().simple());
-        let script = format!("head -c {}k /dev/urandom > /blob", size_kib);
-        let out = self.docker(&["run", "--name", &cid, "busybox:latest", "sh", "-c", &script]);
+        let script = format!("head -c {size_kib}k /dev/urandom > /blob-{cid}");
+        let out = self.docker(&["run", "--name", &cid, base, "sh", "-c", &script]);
         assert!(out.status.success(), "make {name}: {}", String::from_utf8_lossy(&out.stderr));
         let label = format!("LABEL kiln.test={name}");
         let out = self.docker(&["commit", "-c", &label, &cid, name]);

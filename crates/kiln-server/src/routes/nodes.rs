@@ -160,10 +160,7 @@ pub async fn prepull(
 
 /// Pull credentials for `image` when it is in Kiln's registry: a pull token of its project
 /// (`host:port/<project>/...`); 404 when that project does not exist.
-pub async fn registry_pull(
-    app: &App,
-    image: &str,
-) -> ApiResult<Option<kiln_api::agent::PullAuth>> {
+pub async fn registry_pull(app: &App, image: &str) -> ApiResult<Option<kiln_api::agent::PullAuth>> {
     let Some(rest) = image.strip_prefix(&format!("{}/", app.registry_host)) else {
         return Ok(None);
     };
