@@ -54,6 +54,7 @@ fn plan() -> Plan {
                 artifacts: None,
                 checkout: true,
                 pools: Vec::new(),
+                prepull: Vec::new(),
                 environment: None,
             };
             ids.push(job.id.clone());

@@ -35,6 +35,7 @@ pub fn job(id: &str) -> JobDef {
             artifacts: None,
             checkout: true,
             pools: Vec::new(),
+            prepull: Vec::new(),
             environment: None,
         },
         explicit_needs: false,

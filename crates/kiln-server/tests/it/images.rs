@@ -1,7 +1,8 @@
 //! The agents' image cache with real containers, each agent on a Docker engine of its own
 //! (`PrivateEngine`: nodes of a real pool do not share an engine): a job whose image is on
-//! one node only lands there when both fit (ImageLocality), `prepull` puts an image of
-//! Kiln's registry on the selected nodes only (with a pull token of its project), and an
+//! one node only lands there when both fit (ImageLocality), `prepull` (the API and a
+//! workflow's `prepull:`) puts an image of Kiln's registry on the selected nodes only (with
+//! a pull token of its project), and an
 //! agent evicts least recently used images under its budget but never one a running task
 //! uses. (A job pulling a private image with its job token is `kiln`'s
 //! `a_docker_job_pulls_a_private_image_of_the_registry`.) Host ports 48300-48399 and
@@ -137,6 +138,20 @@ async fn prepull_puts_an_image_of_the_registry_on_the_selected_nodes_only() {
     assert!(engine_a.has(&image), "a holds it");
     assert!(!engine_b.has(&image), "b was not selected");
     nodes_until(&s, "a to report the image", |n| holds(n, "a", &image)).await;
+
+    // A workflow's `prepull:` warms the nodes its jobs can run on when a run starts: here
+    // the job is held to zone b, so b only.
+    let second = image.replace(":1", ":2");
+    push_busybox(&s, &second);
+    let yaml = format!(
+        "name: warm\nprepull: [\"{second}\"]\nstages:\n  - name: s\n    jobs:\n      j:\n        \
+         image: busybox\n        constraints: [[zone, LIKE, b]]\n        script: echo warm\n"
+    );
+    s.apply("cache", "warm", &yaml).await;
+    let run = s.trigger("cache", "warm", &[]).await;
+    assert_eq!(s.wait_final(&run.id).await.run.state, "success");
+    nodes_until(&s, "b to report the prepulled image", |n| holds(n, "b", &second)).await;
+    assert!(engine_b.has(&second) && !engine_a.has(&second), "only zone b was warmed");
 
     // A tag the registry lacks fails on the node, saying why; the other node is untouched.
     let req = PrepullRequest { image: format!("{image}-missing"), selector: BTreeMap::new() };
