@@ -19,7 +19,9 @@
 //!   1,000 SSE watchers and 1,000 long polls, beside Debian's etcd 3.4 watched by 1,000
 //!   clients in the same run (`etcd-server` is installed when missing);
 //! - the registry beside CNCF distribution 2.8.2 (`kiln-registry/benches/registry.rs`):
-//!   manifest GETs/s, blob GET throughput, pushes/s, as ratios.
+//!   manifest GETs/s, blob GET throughput, pushes/s, as ratios;
+//! - a job's start on a node holding its image beside one that must pull it from Kiln's
+//!   registry (`kiln-server/benches/imagecache.rs`), as a ratio.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -72,7 +74,22 @@ pub fn run(only: Option<&str>) -> Result<()> {
     if want("registry") {
         registry()?;
     }
+    if want("imagecache") {
+        imagecache()?;
+    }
     Ok(())
+}
+
+/// Job start on a node holding its image beside one pulling it from Kiln's registry
+/// (`crates/kiln-server/benches/imagecache.rs`, on an engine of its own).
+fn imagecache() -> Result<()> {
+    let docker_host = docker_host()?;
+    println!("==> imagecache: job start, image on the node vs pulled from Kiln's registry");
+    step::run(
+        step::cargo()
+            .args(["bench", "-p", "kiln-server", "--bench", "imagecache"])
+            .env("DOCKER_HOST", &docker_host),
+    )
 }
 
 fn cargo(args: &[&str]) -> Result<()> {
