@@ -54,7 +54,6 @@ fn plan() -> Plan {
                 artifacts: None,
                 checkout: true,
                 pools: Vec::new(),
-                prepull: Vec::new(),
                 environment: None,
             };
             ids.push(job.id.clone());
@@ -74,6 +73,7 @@ fn plan() -> Plan {
         source: None,
         concurrency_group: None,
         pools: Vec::new(),
+        prepull: Vec::new(),
     }
 }
 

@@ -35,7 +35,6 @@ pub fn job(id: &str) -> JobDef {
             artifacts: None,
             checkout: true,
             pools: Vec::new(),
-            prepull: Vec::new(),
             environment: None,
         },
         explicit_needs: false,
@@ -156,6 +155,7 @@ impl PlanDef {
                 source: None,
                 concurrency_group: None,
                 pools: Vec::new(),
+                prepull: Vec::new(),
             }),
             ..PlanDef::default()
         }
