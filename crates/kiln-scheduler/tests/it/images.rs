@@ -125,3 +125,34 @@ fn nodes_with_the_image_are_scored_past_the_score_limit() {
     t.image = Some(image_key("app:1"));
     assert_eq!(pool.place(&t).unwrap().node, NodeId::from("last"));
 }
+
+proptest::proptest! {
+    /// Over random pools: whether a task is placed never depends on the images nodes hold,
+    /// and the node chosen always fits it (and its constraints).
+    #[test]
+    fn images_never_decide_whether_a_task_fits(
+        nodes in proptest::collection::vec((1u64..9, 1u64..17, 0u8..4, proptest::bool::ANY), 1..8),
+        cores in 1u64..9,
+        mem in 1u64..17,
+        rack in proptest::option::of(0u8..4),
+    ) {
+        let pool = Pool::with_nodes(
+            Options::default(),
+            nodes.iter().enumerate().map(|(i, (c, m, r, has))| {
+                let n = node(&format!("n{i}"), *c, *m, &[("rack", &format!("r{r}"))]);
+                if *has { with_image(n, "app:1", 300 * MI) } else { n }
+            }),
+        );
+        let mut plain = ask("t", "g", cores, mem);
+        if let Some(r) = rack {
+            plain.constraints = all(&[("rack", "LIKE", Some(&format!("r{r}")))]);
+        }
+        let mut with = plain.clone();
+        with.image = Some(image_key("app:1"));
+        let (a, b) = (pool.place(&plain), pool.place(&with));
+        proptest::prop_assert_eq!(a.is_ok(), b.is_ok());
+        if let Ok(p) = b {
+            proptest::prop_assert_eq!(pool.why_not(&with, &p.node), None);
+        }
+    }
+}
