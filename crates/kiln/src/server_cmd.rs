@@ -61,6 +61,10 @@ pub struct ServerArgs {
     /// Attribute of the embedded agent's node, `key=value` (repeatable; see `kiln agent`).
     #[arg(long = "agent-attribute", value_name = "KEY=VALUE", value_parser = parse_attribute)]
     agent_attributes: Vec<(String, AttrValue)>,
+    /// Most space the embedded agent's engine images may take (see `kiln agent
+    /// --image-cache-size`) [default: no limit].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    agent_image_cache_size: Option<u64>,
 }
 
 /// `kiln agent`.
@@ -300,7 +304,7 @@ pub async fn server(args: ServerArgs) -> ExitCode {
             capacity: args.capacity,
             work_dir,
             host,
-            image_cache_size: None,
+            image_cache_size: args.agent_image_cache_size,
         };
         let stop = stop.clone();
         agent_task = Some(tokio::spawn(kiln_agent::run(client, exec, config, stop)));
