@@ -21,7 +21,9 @@
 //! - the registry beside CNCF distribution 2.8.2 (`kiln-registry/benches/registry.rs`):
 //!   manifest GETs/s, blob GET throughput, pushes/s, as ratios;
 //! - scanning an image of 300 Debian packages against 10,000 advisories (criterion,
-//!   `kiln-scan/benches/scan.rs`), as a share of its 1 s target.
+//!   `kiln-scan/benches/scan.rs`), as a share of its 1 s target;
+//! - a job's start on a node holding its image beside one that must pull it from Kiln's
+//!   registry (`kiln-server/benches/imagecache.rs`), as a ratio.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -78,7 +80,22 @@ pub fn run(only: Option<&str>) -> Result<()> {
         println!("==> scan: an image of 300 Debian packages against 10,000 advisories (criterion)");
         cargo(&["bench", "-p", "kiln-scan", "--bench", "scan", "--", "--noplot"])?;
     }
+    if want("imagecache") {
+        imagecache()?;
+    }
     Ok(())
+}
+
+/// Job start on a node holding its image beside one pulling it from Kiln's registry
+/// (`crates/kiln-server/benches/imagecache.rs`, on an engine of its own).
+fn imagecache() -> Result<()> {
+    let docker_host = docker_host()?;
+    println!("==> imagecache: job start, image on the node vs pulled from Kiln's registry");
+    step::run(
+        step::cargo()
+            .args(["bench", "-p", "kiln-server", "--bench", "imagecache"])
+            .env("DOCKER_HOST", &docker_host),
+    )
 }
 
 fn cargo(args: &[&str]) -> Result<()> {

@@ -15,9 +15,14 @@
 //! ([`kiln_api::agent::ConfigUpdate`]: written only when the bytes changed, then signalled),
 //! each reported as `config_applied`; the directory goes when the instance ends.
 //!
+//! Its engine's images are reported to the server when it registers and whenever they
+//! change, prepull orders are pulled beside the work, and with a size budget the least
+//! recently used images no task uses are evicted ([`images`]).
+//!
 //! The embedded agent of `kiln server` is this same code over loopback HTTP.
 
 pub mod host;
+pub mod images;
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -53,6 +58,9 @@ pub struct AgentConfig {
     /// What the agent declares of its host: host name, IP (empty: the address the server
     /// sees), resources, host ports and attributes (`held` is filled in by [`run`]).
     pub host: HostFacts,
+    /// Most bytes of images its engine keeps (`--image-cache-size`): beyond it the least
+    /// recently used images no task uses are removed. `None`: none are.
+    pub image_cache_size: Option<u64>,
 }
 
 /// What an agent declares of its host when it registers.
@@ -120,6 +128,12 @@ pub async fn run(
     let live: Arc<Mutex<String>> = Arc::default();
     let (reports, rx) = mpsc::unbounded_channel();
     let reporter = tokio::spawn(report_events(client.clone(), live.clone(), rx));
+    let images =
+        images::ImageCache::new(executor.clone(), &config.work_dir, config.image_cache_size);
+    // The cache's keeper ends with this function, however it returns.
+    let keeper_stop = stop.child_token();
+    let _keeper = keeper_stop.clone().drop_guard();
+    tokio::spawn(images.clone().keep(client.clone(), live.clone(), keeper_stop));
     let mut register = RegisterAgent {
         name: config.name.clone(),
         executor: executor.name().to_string(),
@@ -132,6 +146,7 @@ pub async fn run(
         held: Vec::new(),
         protocol: kiln_api::agent::PROTOCOL,
         version: env!("CARGO_PKG_VERSION").to_string(),
+        images: None,
     };
     // The live session's id (set before any `break 'session`).
     let mut session: String;
@@ -141,6 +156,7 @@ pub async fn run(
         // Service instances are listed too: a server restart adopts them rather than
         // starting copies.
         register.held = held.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect();
+        register.images = images.list().await;
         let info = loop {
             tokio::select! {
                 () = stop.cancelled() => return Ok(()),
@@ -167,6 +183,7 @@ pub async fn run(
             return Err(AgentError::Protocol(why));
         }
         tracing::info!("agent {} registered as {}", config.name, info.id);
+        images.registered(register.images.clone());
         session = info.id.clone();
         *live.lock().unwrap_or_else(|p| p.into_inner()) = session.clone();
         // Tell the (perhaps restarted) server how each instance it keeps is doing.
@@ -226,6 +243,9 @@ pub async fn run(
                 }
             }
             drop(h);
+            for order in resp.prepull {
+                images.prepull(order);
+            }
             for lease in resp.leases {
                 let cancel = stop.child_token();
                 let health = lease.instance.as_ref().map(|_| Arc::new(Mutex::new(None)));
@@ -254,7 +274,15 @@ pub async fn run(
                     config.clone(),
                     reports.clone(),
                 );
+                let job = &lease.start.job;
+                let in_use = images.using(
+                    job.image
+                        .iter()
+                        .map(String::as_str)
+                        .chain(job.services.iter().map(|s| s.image.as_str())),
+                );
                 tokio::spawn(async move {
+                    let _in_use = in_use;
                     let id = lease.id.clone();
                     match health {
                         Some(health) => {
@@ -776,6 +804,7 @@ stages:
             capacity: 1,
             work_dir: root.path().join("work"),
             host: HostFacts::default(),
+            image_cache_size: None,
         };
         let (reports, mut rx) = mpsc::unbounded_channel();
         let cancel = CancellationToken::new();

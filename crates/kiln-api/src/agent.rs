@@ -31,8 +31,9 @@ pub const LEASE_TTL_MS: u64 = 30_000;
 /// and `AgentInfo` carry `protocol` and `version`. 3: leases of service instances
 /// ([`Lease::instance`]: run until stopped, health checked on the agent, `health` events).
 /// 4: instances' config files ([`InstanceLease::config`], [`LeaseResponse::config`] updates,
-/// `config_applied` events).
-pub const PROTOCOL: u32 = 4;
+/// `config_applied` events). 5: the image cache ([`RegisterAgent::images`],
+/// [`LeaseResponse::prepull`] orders, `POST /api/v1/agents/{id}/images` reports).
+pub const PROTOCOL: u32 = 5;
 
 /// The protocol of an agent that sends no `protocol` field (it predates versioning).
 pub const UNVERSIONED_PROTOCOL: u32 = 1;
@@ -103,6 +104,49 @@ pub struct RegisterAgent {
     /// Its Kiln version, for messages (`0.1.0`).
     #[serde(default)]
     pub version: String,
+    /// The images its engine holds (`None`: its executor has none, as the process
+    /// executor); later changes come in image reports ([`ImagesReport`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images: Option<Vec<crate::pool::NodeImage>>,
+}
+
+/// Body of `POST /api/v1/agents/{id}/images`: what changed in the agent's image cache, sent
+/// only when something did (a pull, a job's image, an eviction, a prepull's end).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ImagesReport {
+    /// Every image its engine holds now, when that changed since the last report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images: Option<Vec<crate::pool::NodeImage>>,
+    /// Prepull orders that ended since the last report.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prepulls: Vec<PrepullDone>,
+}
+
+/// A prepull order the agent finished.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PrepullDone {
+    /// The order's id ([`PrepullOrder::id`]).
+    pub id: String,
+    /// Why the pull failed; `None`: the image is on the node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// How long the pull took, in milliseconds.
+    #[serde(default)]
+    pub millis: u64,
+}
+
+/// An image for the agent to pull now (`kiln nodes prepull`, a workflow's `prepull:`),
+/// reported back as a [`PrepullDone`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PrepullOrder {
+    /// The order's id.
+    pub id: String,
+    /// The image reference.
+    pub image: String,
+    /// Credentials for Kiln's registry when the image is there (a pull-only token of the
+    /// image's project).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull: Option<PullAuth>,
 }
 
 /// A connected agent.
@@ -156,6 +200,9 @@ pub struct LeaseResponse {
     /// not the one written), send its signal, report `config_applied`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub config: Vec<ConfigUpdate>,
+    /// Images to pull now, beside any work; each answered in an image report.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prepull: Vec<PrepullOrder>,
 }
 
 /// A config release for a running service instance.

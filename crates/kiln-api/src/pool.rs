@@ -193,6 +193,73 @@ pub struct NodeInfo {
     pub running: u32,
     /// Its agent's last poll.
     pub last_seen: Option<DateTime<Utc>>,
+    /// The images its engine holds, as its agent last reported them (none for executors
+    /// without images).
+    #[serde(default)]
+    pub images: Vec<NodeImage>,
+}
+
+/// An image a node's engine holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct NodeImage {
+    /// The engine's image id (`sha256:…`).
+    pub id: String,
+    /// Repo tags (`busybox:latest`, `127.0.0.1:7171/shop/web:1`).
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Repo digests (`127.0.0.1:7171/shop/web@sha256:…`).
+    #[serde(default)]
+    pub digests: Vec<String>,
+    /// Size in bytes.
+    pub size: u64,
+    /// When a task on the node last used it, or it was pulled there (the agent's clock);
+    /// absent: not since the agent started keeping track.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used: Option<DateTime<Utc>>,
+}
+
+/// Body of `POST /api/v1/nodes/prepull`: pull an image onto nodes ahead of the jobs that
+/// need it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PrepullRequest {
+    /// The image (`busybox:latest`, `127.0.0.1:7171/shop/web:1`); an image of Kiln's
+    /// registry is pulled with a pull token of its project.
+    pub image: String,
+    /// Only nodes whose attributes have these values (`city=shenzhen`; the built-in
+    /// `hostname` and `ip`, and `name`, the node's name, too); empty: every node.
+    #[serde(default)]
+    pub selector: BTreeMap<String, String>,
+}
+
+/// A prepull and how far it got on each node (`kiln nodes prepull`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PrepullStatus {
+    /// Its id (`GET /api/v1/nodes/prepull/{id}`).
+    pub id: String,
+    /// The image.
+    pub image: String,
+    /// When it was asked for.
+    pub started_at: DateTime<Utc>,
+    /// Every node has answered (or was skipped).
+    pub done: bool,
+    /// The selected nodes, by name.
+    pub nodes: Vec<PrepullNode>,
+}
+
+/// One node's part of a prepull.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PrepullNode {
+    /// The node's name.
+    pub node: String,
+    /// `pulling`, `pulled`, `failed` or `skipped` (its executor has no images, or its agent
+    /// is not connected).
+    pub state: String,
+    /// Why it failed or was skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// How long the pull took, in milliseconds, once it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub millis: Option<u64>,
 }
 
 /// A node's free capacity (`kiln offers`, like `bcs-client offer`).

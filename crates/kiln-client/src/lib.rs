@@ -1086,6 +1086,30 @@ impl Client {
         self.send(self.request(Method::DELETE, self.url(&["nodes", node]))).await.map(|_| ())
     }
 
+    /// Pulls an image onto the nodes the request selects; answers at once with each node's
+    /// state (follow it with [`Client::prepull_status`]).
+    pub async fn prepull(
+        &self,
+        req: &kiln_api::pool::PrepullRequest,
+    ) -> Result<kiln_api::pool::PrepullStatus> {
+        self.json(self.request(Method::POST, self.url(&["nodes", "prepull"])).json(req)).await
+    }
+
+    /// How far prepull `id` got on each node.
+    pub async fn prepull_status(&self, id: &str) -> Result<kiln_api::pool::PrepullStatus> {
+        self.json(self.request(Method::GET, self.url(&["nodes", "prepull", id]))).await
+    }
+
+    /// Reports what changed in an agent's image cache (images, finished prepulls).
+    pub async fn report_images(
+        &self,
+        agent: &str,
+        report: &kiln_api::agent::ImagesReport,
+    ) -> Result<()> {
+        let url = self.url(&["agents", agent, "images"]);
+        self.send(self.request(Method::POST, url).json(report)).await.map(|_| ())
+    }
+
     /// The free capacity of each connected, enabled node.
     pub async fn offers(&self) -> Result<Vec<Offer>> {
         self.json(self.request(Method::GET, self.url(&["offers"]))).await

@@ -73,6 +73,7 @@ fn plan() -> Plan {
         source: None,
         concurrency_group: None,
         pools: Vec::new(),
+        prepull: Vec::new(),
     }
 }
 

@@ -222,6 +222,17 @@ impl DockerExecutor {
             Err(e) if is_not_found(&e) => {}
             Err(e) => return Err(engine(what, &e)),
         }
+        self.pull(image, auth).await
+    }
+
+    /// Pulls `image` with `auth` when it covers its registry, then checks the engine knows
+    /// it. A failed pull is `ImageNotFound`.
+    async fn pull(
+        &self,
+        image: &str,
+        auth: Option<&kiln_exec::RegistryAuth>,
+    ) -> Result<(), ExecError> {
+        let what = format!("inspecting image {image}");
         let not_found =
             |detail: String| ExecError::ImageNotFound { image: image.to_owned(), detail };
         let options = CreateImageOptions {
@@ -748,6 +759,65 @@ impl Executor for DockerExecutor {
             .map_err(|e| engine(&what, &e))?;
         let code = inspected.exit_code.unwrap_or(-1);
         Ok(ExitStatus { code: i32::try_from(code).unwrap_or(i32::MAX) })
+    }
+
+    async fn list_images(&self) -> Result<Vec<kiln_exec::ImageInfo>, ExecError> {
+        let what = "listing images";
+        let options = bollard::query_parameters::ListImagesOptions::default();
+        let images = self
+            .timed(what, self.docker.list_images(Some(options)))
+            .await?
+            .map_err(|e| engine(what, &e))?;
+        Ok(images
+            .into_iter()
+            .map(|i| kiln_exec::ImageInfo {
+                id: i.id,
+                tags: i.repo_tags.into_iter().filter(|t| t != "<none>:<none>").collect(),
+                digests: i.repo_digests.into_iter().filter(|d| d != "<none>@<none>").collect(),
+                size: u64::try_from(i.size).unwrap_or(0),
+                created: i.created,
+            })
+            .collect())
+    }
+
+    async fn pull_image(
+        &self,
+        image: &str,
+        auth: Option<&kiln_exec::RegistryAuth>,
+    ) -> Result<(), ExecError> {
+        if image.trim().is_empty() {
+            return Err(ExecError::ImageNotFound {
+                image: image.to_owned(),
+                detail: "empty image reference".to_owned(),
+            });
+        }
+        self.pull(image, auth).await
+    }
+
+    async fn remove_image(&self, id: &str) -> Result<(), ExecError> {
+        let what = format!("inspecting image {id}");
+        let info = match self.timed(&what, self.docker.inspect_image(id)).await? {
+            Ok(info) => info,
+            Err(e) if is_not_found(&e) => return Ok(()),
+            Err(e) => return Err(engine(what, &e)),
+        };
+        // Every tag first (an image of several repositories is refused by id), then the id.
+        let mut names: Vec<String> = info.repo_tags.unwrap_or_default();
+        names.push(info.id.unwrap_or_else(|| id.to_owned()));
+        for name in names {
+            let what = format!("removing image {name}");
+            let options = bollard::query_parameters::RemoveImageOptions {
+                force: false,
+                noprune: false,
+                ..Default::default()
+            };
+            match self.timed(&what, self.docker.remove_image(&name, Some(options), None)).await? {
+                Ok(_) => {}
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(engine(what, &e)),
+            }
+        }
+        Ok(())
     }
 
     async fn destroy(&self, id: &TaskId) -> Result<(), ExecError> {

@@ -370,4 +370,41 @@ pub trait Executor: Send + Sync + 'static {
             what: "signals sent to a running task".to_string(),
         })
     }
+
+    /// The images the engine holds (an agent reports them for placement and evicts from
+    /// them). `Unsupported` from executors without images (the default).
+    async fn list_images(&self) -> Result<Vec<ImageInfo>, ExecError> {
+        Err(ExecError::Unsupported { executor: self.name(), what: "image lists".to_string() })
+    }
+
+    /// Pulls `image` (again, if present: a moved tag is refreshed), with `auth` when it
+    /// covers the image's registry. A failed pull is `ImageNotFound`. `Unsupported` from
+    /// executors without images (the default).
+    async fn pull_image(&self, image: &str, auth: Option<&RegistryAuth>) -> Result<(), ExecError> {
+        let _ = (image, auth);
+        Err(ExecError::Unsupported { executor: self.name(), what: "image pulls".to_string() })
+    }
+
+    /// Removes the image `id` (an [`ImageInfo::id`]) with all its tags; refused by the
+    /// engine while a container uses it. Removing an image that is gone is `Ok`.
+    /// `Unsupported` from executors without images (the default).
+    async fn remove_image(&self, id: &str) -> Result<(), ExecError> {
+        let _ = id;
+        Err(ExecError::Unsupported { executor: self.name(), what: "image removal".to_string() })
+    }
+}
+
+/// An image an engine holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageInfo {
+    /// The engine's id (`sha256:…` of its config).
+    pub id: String,
+    /// Its repo tags (`busybox:latest`, `127.0.0.1:7171/shop/web:1`).
+    pub tags: Vec<String>,
+    /// Its repo digests (`127.0.0.1:7171/shop/web@sha256:…`).
+    pub digests: Vec<String>,
+    /// Size in bytes (layers shared with other images counted in each).
+    pub size: u64,
+    /// When it was made (seconds since the epoch), for images never used here.
+    pub created: i64,
 }

@@ -235,6 +235,13 @@ pub fn local_limits(plan: &Plan) -> Vec<String> {
              ignored here (jobs {jobs})"
         ));
     }
+    if !plan.prepull.is_empty() {
+        out.push(
+            "`prepull:` warms the nodes of a pool: ignored here (each job pulls its image when \
+             it starts)"
+                .to_string(),
+        );
+    }
     let pooled = jobs_where(&|j| !j.pools.is_empty());
     if !plan.pools.is_empty() || pooled.is_some() {
         out.push(

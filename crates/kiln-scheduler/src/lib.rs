@@ -9,6 +9,9 @@
 //!   scores and selects; [`Pool::commit`] re-checks and reserves; [`Pool::release`] gives back;
 //!   [`Pool::place_batch`] places a queue with quotas, priorities and fair share.
 //! - [`Unplaced`]: why a task waits, summed up over the nodes.
+//! - ImageLocality: among the nodes a task fits on, those whose engine holds its image
+//!   ([`Ask::image`], [`Node::images`]) score higher, by the image's size and how few nodes
+//!   have it (kube-scheduler's plugin); a score only, never a filter.
 //!
 //! Invariants: nothing is reserved except through `commit` (and `reserve`/`place_batch`,
 //! which call it), and `commit` refuses anything that does not fit the node as it is now, so
@@ -28,6 +31,6 @@ pub use constraint::{ConstraintError, Constraints, Op, Predicate};
 pub use explain::{Reason, Unplaced};
 pub use model::{
     Ask, AskError, AssignedPort, AttrError, AttrValue, GroupKey, Network, Node, NodeId, Placement,
-    PortAsk, PortRange, Resources, Strategy, TaskId, port_env_name,
+    PortAsk, PortRange, Resources, Strategy, TaskId, image_key, port_env_name,
 };
 pub use pool::{CommitError, NodeUsage, Options, Pool, ProjectUsage};

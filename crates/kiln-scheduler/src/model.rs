@@ -261,6 +261,10 @@ pub struct Node {
     pub attributes: BTreeMap<String, AttrValue>,
     /// Tasks it runs at once at most (an agent's slots); `None`: only resources limit it.
     pub slots: Option<u32>,
+    /// The container images its engine holds, by [`image_key`] (every repo tag and repo
+    /// digest of an image), with the image's size in bytes. A score only (ImageLocality):
+    /// changing them never changes the node's version or what fits.
+    pub images: BTreeMap<String, u64>,
 }
 
 impl Node {
@@ -277,6 +281,7 @@ impl Node {
             ports: vec![PortRange::DEFAULT],
             attributes: BTreeMap::new(),
             slots: None,
+            images: BTreeMap::new(),
         }
     }
 
@@ -349,6 +354,9 @@ pub struct Ask {
     pub constraints: Constraints,
     /// Bin-pack (default) or spread.
     pub strategy: Strategy,
+    /// The task's container image, by [`image_key`]: nodes that hold it score higher
+    /// (ImageLocality), never overriding constraints or fit. `None`: no preference.
+    pub image: Option<String>,
 }
 
 impl Ask {
@@ -365,6 +373,7 @@ impl Ask {
             network: Network::Bridge,
             constraints: Constraints::default(),
             strategy: Strategy::BinPack,
+            image: None,
         }
     }
 
@@ -508,4 +517,33 @@ pub fn format_bytes(bytes: u64) -> String {
         }
     }
     format!("{bytes}B")
+}
+
+/// The one spelling of an image reference that nodes' image lists and asks are compared in,
+/// as Docker resolves short names: `busybox` and `docker.io/library/busybox:latest` are
+/// `busybox:latest`, `user/app` is `user/app:latest`; a reference by digest
+/// (`repo@sha256:…`) keeps its digest and drops any tag; other registries are kept as they
+/// are (`127.0.0.1:7171/shop/web:1`).
+pub fn image_key(reference: &str) -> String {
+    let r = reference.trim();
+    let (name, digest) = match r.split_once('@') {
+        Some((n, d)) => (n, Some(d)),
+        None => (r, None),
+    };
+    // A tag is after the last ':' that follows the last '/' (a registry's port is not one).
+    let slash = name.rfind('/').map_or(0, |i| i + 1);
+    let (repo, tag) = match name[slash..].rfind(':') {
+        Some(i) => (&name[..slash + i], Some(&name[slash + i + 1..])),
+        None => (name, None),
+    };
+    let repo = repo
+        .strip_prefix("docker.io/")
+        .or_else(|| repo.strip_prefix("index.docker.io/"))
+        .unwrap_or(repo);
+    let repo = repo.strip_prefix("library/").filter(|r| !r.contains('/')).unwrap_or(repo);
+    match (digest, tag) {
+        (Some(d), _) => format!("{repo}@{d}"),
+        (None, Some(t)) if !t.is_empty() => format!("{repo}:{t}"),
+        (None, _) => format!("{repo}:latest"),
+    }
 }

@@ -167,6 +167,8 @@ pub struct Pool {
     projects: BTreeMap<String, ProjectUsage>,
     next_version: u64,
     masks: Mutex<HashMap<String, Feasible>>,
+    /// Image key -> the nodes holding it (ImageLocality).
+    images: HashMap<String, Vec<usize>>,
 }
 
 impl Default for Pool {
@@ -187,6 +189,13 @@ impl std::fmt::Debug for Pool {
 /// Classes kept at once; every reservation updates each class holding its node.
 const MASK_CACHE_MAX: usize = 64;
 
+/// ImageLocality's share for holding an image at all, whatever its size: the pull it saves
+/// costs a round trip to the registry (auth, manifest) even for a tiny image.
+const IMAGE_BASE: f64 = 0.5;
+
+/// Images this big or bigger get ImageLocality's full size share (1 GiB).
+const IMAGE_MAX: u64 = 1 << 30;
+
 impl Pool {
     /// An empty pool.
     pub fn new(options: Options) -> Pool {
@@ -202,6 +211,7 @@ impl Pool {
             projects: BTreeMap::new(),
             next_version: 1,
             masks: Mutex::new(HashMap::default()),
+            images: HashMap::default(),
         }
     }
 
@@ -220,13 +230,16 @@ impl Pool {
     }
 
     /// Adds a node or replaces its registration; returns its version (unchanged when the
-    /// node is identical, so heartbeats that repeat a registration cost nothing). Tasks on
-    /// it keep their reservations even if it shrank (its free amounts then read zero until
-    /// they end).
-    pub fn upsert_node(&mut self, node: Node) -> u64 {
+    /// node is identical, so heartbeats that repeat a registration cost nothing, and when
+    /// only its images changed: they are a score, not what fits). Tasks on it keep their
+    /// reservations even if it shrank (its free amounts then read zero until they end).
+    pub fn upsert_node(&mut self, mut node: Node) -> u64 {
         let version = self.next_version;
         if let Some(&i) = self.by_id.get(&node.id) {
+            let images = std::mem::take(&mut node.images);
+            self.set_images_at(i, images);
             let slot = self.slots[i].as_mut().expect("indexed slot");
+            node.images = slot.node.images.clone();
             if slot.node == node {
                 return slot.version;
             }
@@ -267,6 +280,11 @@ impl Pool {
             let id = self.slots[i].as_ref().expect("slot just filled").node.id.clone();
             self.by_id.insert(id, i);
             self.index_node(i);
+            let keys: Vec<String> =
+                self.slots[i].as_ref().expect("slot").node.images.keys().cloned().collect();
+            for k in keys {
+                self.images.entry(k).or_default().push(i);
+            }
         }
         self.next_version += 1;
         self.masks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
@@ -285,6 +303,7 @@ impl Pool {
         for t in &lost {
             self.release(t);
         }
+        self.set_images_at(i, BTreeMap::new());
         self.unindex(i);
         self.slots[i] = None;
         self.vacant.push(i);
@@ -292,6 +311,43 @@ impl Pool {
         self.next_version += 1;
         self.masks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
         lost
+    }
+
+    /// Replaces what node `id`'s engine holds (see [`Node::images`]); its version and
+    /// what fits stay as they are. `false` when the node is not in the pool.
+    pub fn set_images(&mut self, id: &NodeId, images: BTreeMap<String, u64>) -> bool {
+        match self.by_id.get(id) {
+            Some(&i) => {
+                self.set_images_at(i, images);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn set_images_at(&mut self, i: usize, images: BTreeMap<String, u64>) {
+        let slot = self.slots[i].as_mut().expect("indexed slot");
+        if slot.node.images == images {
+            return;
+        }
+        let old = std::mem::replace(&mut slot.node.images, images);
+        for k in old.keys() {
+            if let Some(nodes) = self.images.get_mut(k) {
+                nodes.retain(|n| *n != i);
+                if nodes.is_empty() {
+                    self.images.remove(k);
+                }
+            }
+        }
+        let keys: Vec<String> = slot.node.images.keys().cloned().collect();
+        for k in keys {
+            self.images.entry(k).or_default().push(i);
+        }
+    }
+
+    /// How many nodes hold image `key` (an [`crate::image_key`]).
+    pub fn image_nodes(&self, key: &str) -> usize {
+        self.images.get(key).map_or(0, Vec::len)
     }
 
     fn attr_names(node: &Node) -> impl Iterator<Item = &str> {
@@ -680,10 +736,26 @@ impl Pool {
             |free: u64, total: u64| if total == 0 { 0.0 } else { free as f64 / total as f64 };
         let left =
             frac(free.cpu_millis, alloc.cpu_millis) + frac(free.memory_bytes, alloc.memory_bytes);
-        match ask.strategy {
+        let fit = match ask.strategy {
             Strategy::BinPack => -left,
             Strategy::Spread => left,
-        }
+        };
+        fit + self.image_locality(ask, &slot.node)
+    }
+
+    /// ImageLocality (kube-scheduler's plugin): 0 when the node lacks the task's image, else
+    /// `spread * (IMAGE_BASE + (1 - IMAGE_BASE) * min(size, IMAGE_MAX) / IMAGE_MAX)`, where
+    /// `spread` is the share of the pool's nodes holding it (an image on every node tells
+    /// nodes apart by nothing and must not pile tasks onto one). At most 1, against the fit
+    /// score's range of 2 (CPU and memory shares left): a node with the image wins among
+    /// nodes that fit about equally well, never over a constraint or a node that does not fit.
+    fn image_locality(&self, ask: &Ask, node: &Node) -> f64 {
+        let Some(key) = ask.image.as_deref() else { return 0.0 };
+        let Some(&size) = node.images.get(key) else { return 0.0 };
+        let total = self.by_id.len().max(1) as f64;
+        let spread = self.image_nodes(key) as f64 / total;
+        let scaled = size.min(IMAGE_MAX) as f64 / IMAGE_MAX as f64;
+        spread * (IMAGE_BASE + (1.0 - IMAGE_BASE) * scaled)
     }
 
     // ---- place -------------------------------------------------------------------------
@@ -734,6 +806,15 @@ impl Pool {
         match ask.strategy {
             Strategy::BinPack => _ = f.by_free.range(from).map(|e| e.1).all(&mut walk),
             Strategy::Spread => _ = f.by_free.range(from).rev().map(|e| e.1).all(&mut walk),
+        }
+        // Nodes holding the image are scored even past the limit of the walk, in node order.
+        if let Some(nodes) = ask.image.as_deref().and_then(|k| self.images.get(k)) {
+            let mut nodes: Vec<usize> =
+                nodes.iter().copied().filter(|&i| f.mask.contains(i)).collect();
+            nodes.sort_unstable();
+            for i in nodes {
+                consider(i, &mut best);
+            }
         }
         best.map(|(_, i)| i)
     }

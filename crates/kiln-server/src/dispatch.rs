@@ -34,10 +34,12 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use kiln_api::agent::{
-    AgentInfo, ConfigUpdate, LEASE_TTL_MS, Lease, LeaseRequest, LeaseResponse, RegisterAgent,
+    AgentInfo, ConfigUpdate, ImagesReport, LEASE_TTL_MS, Lease, LeaseRequest, LeaseResponse,
+    PrepullOrder, PullAuth, RegisterAgent,
 };
 use kiln_api::pool::JobPlacement;
 use kiln_api::pool::{NodeInfo, Offer, QuotaUsage};
+use kiln_api::pool::{PrepullNode, PrepullStatus};
 use kiln_logs::Masker;
 use kiln_store::{NodeRecord, ProjectId, RunId};
 use kiln_workflow::plan::JobId;
@@ -257,6 +259,22 @@ struct State {
     sched: kiln_scheduler::Pool,
     /// Per-project quotas, by project name.
     quotas: BTreeMap<String, kiln_scheduler::Quota>,
+    /// Prepulls, by id (the last [`PREPULLS_KEPT`]).
+    prepulls: BTreeMap<String, Prepull>,
+    /// Prepull orders for each node's agent's next poll, by node.
+    orders: HashMap<String, Vec<PrepullOrder>>,
+}
+
+/// Prepulls kept for `GET /api/v1/nodes/prepull/{id}`; older ones are forgotten.
+const PREPULLS_KEPT: usize = 100;
+
+/// A prepull: an image ordered onto some nodes.
+#[derive(Debug)]
+struct Prepull {
+    image: String,
+    started_at: chrono::DateTime<Utc>,
+    /// By node name: the session the order went to and what became of it.
+    nodes: BTreeMap<String, (Option<String>, PrepullNode)>,
 }
 
 /// The queue of attempts, the nodes of the pool and the leases of connected agents.
@@ -313,8 +331,13 @@ fn ask_of(lease: &Lease, ctx: &TaskCtx) -> Result<kiln_scheduler::Ask, String> {
         Owner::Instance(i) => format!("svc/{}", i.service),
     };
     let task = task_id(ctx);
-    job.ask(&task.0, &group, &lease.project, kiln_scheduler::Resources::default())
-        .map_err(|e| format!("job `{id}`: {e}"))
+    let mut ask = job
+        .ask(&task.0, &group, &lease.project, kiln_scheduler::Resources::default())
+        .map_err(|e| format!("job `{id}`: {e}"))?;
+    // ImageLocality: nodes holding the job's image score higher.
+    ask.image =
+        job.image.as_deref().filter(|i| !i.trim().is_empty()).map(kiln_scheduler::image_key);
+    Ok(ask)
 }
 
 /// Keeps the scheduler's copy of `name` in step with the server's node.
@@ -739,8 +762,10 @@ impl Dispatch {
             last_seen: None,
             running: 0,
             ports_used: Default::default(),
+            images: None,
         });
         node.facts = NodeFacts::of(req);
+        node.images = req.images.clone();
         node.state = NodeState::Ready;
         node.session = Some(info.id.clone());
         node.last_seen = Some(Utc::now());
@@ -934,6 +959,10 @@ impl Dispatch {
                     resp.leases.push(lease);
                     free -= 1;
                 }
+                let current = st.nodes.get(&node_name).and_then(|n| n.session.as_deref());
+                if current == Some(agent) {
+                    resp.prepull = st.orders.remove(&node_name).unwrap_or_default();
+                }
                 // A wake-up with nothing for this agent still answers: something changed
                 // (one of its leases ended, or work came while it had no free slot), and
                 // the agent polls again with its current free slots.
@@ -942,6 +971,7 @@ impl Dispatch {
                     || !resp.cancel.is_empty()
                     || !resp.unknown.is_empty()
                     || !resp.config.is_empty()
+                    || !resp.prepull.is_empty()
                     || now >= deadline
                 {
                     return Some(resp);
@@ -950,6 +980,119 @@ impl Dispatch {
             };
             woken = tokio::time::timeout_at(deadline.into(), notify.notified()).await.is_ok();
         }
+    }
+
+    /// Takes an image report of agent session `agent`: its node's images (the scheduler's
+    /// copy too, which changes no placement's version) and the prepull orders it finished.
+    /// `false` when the session is unknown (re-register).
+    pub fn report_images(&self, agent: &str, report: &ImagesReport) -> bool {
+        let mut st = self.lock();
+        let Some(session) = st.agents.get_mut(agent) else { return false };
+        session.seen = Instant::now();
+        let name = session.info.name.clone();
+        if let Some(images) = &report.images
+            && let Some(n) = st.nodes.get_mut(&name)
+        {
+            n.images = Some(images.clone());
+            let keys = n.image_keys();
+            st.sched.set_images(&kiln_scheduler::NodeId(name.clone()), keys);
+        }
+        for done in &report.prepulls {
+            let Some(p) = st.prepulls.get_mut(&done.id) else { continue };
+            if let Some((_, n)) = p.nodes.get_mut(&name) {
+                n.state = if done.error.is_some() { "failed" } else { "pulled" }.to_string();
+                n.detail = done.error.clone();
+                n.millis = Some(done.millis);
+            }
+        }
+        true
+    }
+
+    /// Orders `image` onto the nodes that `select` picks among the known ones (by name,
+    /// with their scheduler view): each connected one whose executor holds images gets it in
+    /// its agent's next poll (woken now), with `pull` as credentials; the others are listed
+    /// as skipped, with why. `None` when no node is selected.
+    pub fn prepull(
+        &self,
+        image: &str,
+        select: impl Fn(&str, &kiln_scheduler::Node) -> bool,
+        pull: Option<PullAuth>,
+    ) -> Option<PrepullStatus> {
+        let mut guard = self.lock();
+        let st = &mut *guard;
+        let id = uuid::Uuid::now_v7().simple().to_string();
+        let mut nodes = BTreeMap::new();
+        for n in st.nodes.values() {
+            if !select(&n.name, &n.sched_node()) {
+                continue;
+            }
+            let skipped = |why: String| PrepullNode {
+                node: n.name.clone(),
+                state: "skipped".into(),
+                detail: Some(why),
+                millis: None,
+            };
+            let entry = if let Err(why) = n.gate() {
+                (None, skipped(why))
+            } else if n.images.is_none() {
+                (None, skipped(format!("its {} executor holds no images", n.facts.executor)))
+            } else {
+                let order =
+                    PrepullOrder { id: id.clone(), image: image.to_string(), pull: pull.clone() };
+                st.orders.entry(n.name.clone()).or_default().push(order);
+                if let Some(s) = n.session.as_ref().and_then(|s| st.agents.get(s)) {
+                    s.notify.notify_one();
+                }
+                let pulling = PrepullNode {
+                    node: n.name.clone(),
+                    state: "pulling".into(),
+                    detail: None,
+                    millis: None,
+                };
+                (n.session.clone(), pulling)
+            };
+            nodes.insert(n.name.clone(), entry);
+        }
+        if nodes.is_empty() {
+            return None;
+        }
+        let prepull = Prepull { image: image.to_string(), started_at: Utc::now(), nodes };
+        st.prepulls.insert(id.clone(), prepull);
+        while st.prepulls.len() > PREPULLS_KEPT {
+            st.prepulls.pop_first();
+        }
+        drop(guard);
+        self.prepull_status(&id)
+    }
+
+    /// How far prepull `id` got: a node still `pulling` whose agent session ended since is
+    /// `failed` (its agent left before answering).
+    pub fn prepull_status(&self, id: &str) -> Option<PrepullStatus> {
+        let st = self.lock();
+        let p = st.prepulls.get(id)?;
+        let nodes: Vec<PrepullNode> = p
+            .nodes
+            .iter()
+            .map(|(name, (session, n))| {
+                let live = st.nodes.get(name).and_then(|x| x.session.as_ref()) == session.as_ref();
+                if n.state == "pulling" && !live {
+                    PrepullNode {
+                        state: "failed".into(),
+                        detail: Some("its agent left before the pull ended".into()),
+                        ..n.clone()
+                    }
+                } else {
+                    n.clone()
+                }
+            })
+            .collect();
+        Some(PrepullStatus {
+            id: id.to_string(),
+            image: p.image.clone(),
+            started_at: p.started_at,
+            done: nodes.iter().all(|n| n.state != "pulling"),
+            nodes,
+        })
     }
 
     /// The context of a live lease, and whether it is to be canceled.
@@ -1039,6 +1182,7 @@ impl Dispatch {
             n.session = None;
         }
         unplace_node(st, &name);
+        st.orders.remove(&name);
         sync_node(st, &name);
     }
 }

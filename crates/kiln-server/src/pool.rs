@@ -101,6 +101,9 @@ pub struct Node {
     pub running: u32,
     /// Host ports handed out now.
     pub ports_used: BTreeSet<u16>,
+    /// The images its engine holds, as its agent last reported them (in memory only: an
+    /// agent reports them again when it registers); `None`: its executor has no images.
+    pub images: Option<Vec<kiln_api::pool::NodeImage>>,
 }
 
 impl Node {
@@ -124,6 +127,7 @@ impl Node {
             last_seen: Some(r.last_seen),
             running: 0,
             ports_used: BTreeSet::new(),
+            images: None,
         }
     }
 
@@ -185,7 +189,20 @@ impl Node {
             ports: vec![kiln_scheduler::PortRange { start: range.start, end: range.end }],
             attributes: self.attributes().into_iter().map(|(k, v)| (k, sched_value(v))).collect(),
             slots: Some(self.capacity()),
+            images: self.image_keys(),
         }
+    }
+
+    /// Its images for the scheduler: every tag and digest by `kiln_scheduler::image_key`,
+    /// with the image's size.
+    pub fn image_keys(&self) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for i in self.images.iter().flatten() {
+            for name in i.tags.iter().chain(&i.digests) {
+                out.insert(kiln_scheduler::image_key(name), i.size);
+            }
+        }
+        out
     }
 
     /// The operators' view of it.
@@ -205,6 +222,7 @@ impl Node {
             operator_attributes: self.operator.clone(),
             running: self.running,
             last_seen: self.last_seen,
+            images: self.images.clone().unwrap_or_default(),
         }
     }
 
@@ -293,6 +311,7 @@ mod tests {
             last_seen: None,
             running: 0,
             ports_used: BTreeSet::new(),
+            images: None,
         }
     }
 

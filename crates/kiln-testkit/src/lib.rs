@@ -3,10 +3,12 @@
 //! fresh PostgreSQL databases ([`postgres`]), host facts as agents declare them ([`host`]),
 //! waiting with a deadline ([`wait`]), a TCP proxy whose connections a test can cut
 //! ([`CuttableProxy`]), the real peers some tests run against ([`peer`]), a generated C
-//! project to build ([`c_project`]) and tiny images pushed to a server's registry
-//! ([`push_image`]). A dev-dependency only: no library or binary depends on it.
+//! project to build ([`c_project`]), tiny images pushed to a server's registry
+//! ([`push_image`]) and Docker engines of a test's own ([`PrivateEngine`]). A dev-dependency
+//! only: no library or binary depends on it.
 
 mod cproject;
+mod engine;
 mod image;
 pub mod postgres;
 mod proxy;
@@ -16,6 +18,7 @@ pub mod wait;
 use kiln_api::pool::{AttrValue, PortRange, Resources};
 
 pub use cproject::c_project;
+pub use engine::PrivateEngine;
 pub use image::push_image;
 pub use proxy::CuttableProxy;
 pub use server::{Backend, TestAgent, TestServer};

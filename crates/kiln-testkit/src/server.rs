@@ -130,6 +130,7 @@ impl TestServer {
             capacity: capacity.max(1),
             work_dir: data.join("agent"),
             host: kiln_agent::HostFacts::default(),
+            image_cache_size: None,
         };
         let stop = stop_agent.clone();
         // Capacity 0: no agent (tests that bring their own).
@@ -224,6 +225,39 @@ impl TestServer {
             capacity,
             work_dir: self.dir().join(format!("agent-{name}")),
             host,
+            image_cache_size: None,
+        };
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(kiln_agent::run(client, Arc::new(exec), config, stop.clone()));
+        TestAgent { stop, task: Some(task) }
+    }
+
+    /// Starts another agent on the Docker executor of the engine at `endpoint` (a
+    /// [`crate::PrivateEngine`]'s `host`), named `name`, declaring `host`, keeping at most
+    /// `image_cache_size` bytes of images when given.
+    pub async fn docker_agent_on(
+        &self,
+        endpoint: &str,
+        name: &str,
+        capacity: u32,
+        host: kiln_agent::HostFacts,
+        image_cache_size: Option<u64>,
+    ) -> TestAgent {
+        let token = self.server.as_ref().expect("server runs").agent_token.clone();
+        let client = Client::new(&self.url, &token).unwrap();
+        let config = kiln_exec_docker::DockerConfig {
+            endpoint: Some(endpoint.to_string()),
+            ..Default::default()
+        };
+        let exec = kiln_exec_docker::DockerExecutor::connect(config)
+            .await
+            .unwrap_or_else(|e| panic!("no Docker engine at {endpoint}: {e}"));
+        let config = kiln_agent::AgentConfig {
+            name: name.into(),
+            capacity,
+            work_dir: self.dir().join(format!("agent-{name}")),
+            host,
+            image_cache_size,
         };
         let stop = CancellationToken::new();
         let task = tokio::spawn(kiln_agent::run(client, Arc::new(exec), config, stop.clone()));
@@ -248,6 +282,7 @@ impl TestServer {
             capacity,
             work_dir: self.dir().join(format!("agent-{name}")),
             host,
+            image_cache_size: None,
         };
         let stop = CancellationToken::new();
         let task = tokio::spawn(kiln_agent::run(client, exec, config, stop.clone()));

@@ -243,6 +243,7 @@ impl<'d> Checker<'d> {
         let concurrency_group =
             raw.concurrency_group.as_ref().and_then(|g| self.concurrency_group(g, &params));
         self.git_triggers_need_source(&triggers, source.as_ref(), raw.on.as_ref());
+        let prepull = raw.prepull.as_ref().map(|p| self.prepull(p)).unwrap_or_default();
         Plan {
             name: raw.name.value.clone(),
             params,
@@ -255,7 +256,30 @@ impl<'d> Checker<'d> {
             source,
             concurrency_group,
             pools,
+            prepull,
         }
+    }
+
+    /// `prepull:`: image references, non-empty, without blanks, each once.
+    fn prepull(&mut self, images: &Sp<Vec<Sp<String>>>) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for image in &images.value {
+            let v = image.value.trim();
+            if v.is_empty() || v.contains(char::is_whitespace) {
+                self.error(
+                    image.at.pos,
+                    format!(
+                        "prepull: '{}' is not an image reference (such as busybox:latest)",
+                        image.value
+                    ),
+                );
+            } else if out.iter().any(|o| o == v) {
+                self.error(image.at.pos, format!("prepull: '{v}' is listed twice"));
+            } else {
+                out.push(v.to_string());
+            }
+        }
+        out
     }
 
     /// Checks `service-pools` (of the workflow or of a job); the names they export go into

@@ -111,6 +111,13 @@ impl Compiler<'_> {
                     .into(),
             );
         }
+        if let Some(prepull) = &raw.prepull {
+            self.error(
+                name,
+                prepull.at.pos,
+                "a file with 'uses' runs the template's prepull; it can not declare its own".into(),
+            );
+        }
         if let Some((key, _)) = raw.params.as_ref().and_then(|p| p.0.first()) {
             self.error(
                 name,

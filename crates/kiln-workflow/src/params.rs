@@ -135,6 +135,7 @@ mod tests {
             source: None,
             concurrency_group: None,
             pools: Vec::new(),
+            prepull: Vec::new(),
         }
     }
 

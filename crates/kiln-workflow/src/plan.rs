@@ -74,6 +74,9 @@ pub struct Plan {
     /// for them and gets their exports.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pools: Vec<crate::pool::Pool>,
+    /// Images pulled onto the nodes that can run the jobs when a run starts (`prepull:`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prepull: Vec<String>,
 }
 
 /// What starts runs of a pipeline.

@@ -201,6 +201,10 @@ pub struct RawWorkflow {
     /// deleted when the run ends.
     #[schemars(rename = "service-pools", with = "Option<BTreeMap<String, RawPool>>")]
     pub service_pools: Option<Entries<Sp<RawPool>>>,
+    /// Images to pull onto the nodes that can run this workflow's jobs when a run starts
+    /// (`kiln nodes prepull` for each), so its jobs find them there.
+    #[schemars(with = "Option<Vec<String>>")]
+    pub prepull: Option<Sp<Vec<Sp<String>>>>,
 }
 
 impl RawWorkflow {
@@ -218,6 +222,7 @@ impl RawWorkflow {
         "on",
         "source",
         "service-pools",
+        "prepull",
     ];
 }
 

@@ -333,6 +333,7 @@ impl<'d> Reader<'d> {
         let on = f.get("on").and_then(|n| self.on(n));
         let source = f.get("source").and_then(|n| self.source(n));
         let service_pools = f.get("service-pools").and_then(|n| self.pools(n, "service-pools"));
+        let prepull = f.get("prepull").and_then(|n| self.text_list(n, "prepull"));
         if stages.is_none() && uses.is_none() && f.get("stages").is_none() {
             self.error(
                 f.pos(),
@@ -352,6 +353,7 @@ impl<'d> Reader<'d> {
             on,
             source,
             service_pools,
+            prepull,
         })
     }
 

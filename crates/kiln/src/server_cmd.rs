@@ -61,6 +61,10 @@ pub struct ServerArgs {
     /// Attribute of the embedded agent's node, `key=value` (repeatable; see `kiln agent`).
     #[arg(long = "agent-attribute", value_name = "KEY=VALUE", value_parser = parse_attribute)]
     agent_attributes: Vec<(String, AttrValue)>,
+    /// Most space the embedded agent's engine images may take (see `kiln agent
+    /// --image-cache-size`) [default: no limit].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    agent_image_cache_size: Option<u64>,
 }
 
 /// `kiln agent`.
@@ -98,6 +102,11 @@ pub struct AgentArgs {
     /// to reach the server].
     #[arg(long)]
     ip: Option<std::net::IpAddr>,
+    /// Most space the engine's images may take (`20GiB`): beyond it the least recently
+    /// used images that no running task uses are removed (each image's full size counts)
+    /// [default: no limit, nothing is removed].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    image_cache_size: Option<u64>,
 }
 
 /// The socket address of a server URL (`http://host[:port]/…`), resolved.
@@ -290,7 +299,13 @@ pub async fn server(args: ServerArgs) -> ExitCode {
             PortRange::DEFAULT,
             args.agent_attributes.clone(),
         );
-        let config = kiln_agent::AgentConfig { name, capacity: args.capacity, work_dir, host };
+        let config = kiln_agent::AgentConfig {
+            name,
+            capacity: args.capacity,
+            work_dir,
+            host,
+            image_cache_size: args.agent_image_cache_size,
+        };
         let stop = stop.clone();
         agent_task = Some(tokio::spawn(kiln_agent::run(client, exec, config, stop)));
         println!(
@@ -384,8 +399,13 @@ pub async fn agent(args: AgentArgs) -> ExitCode {
         args.server
     );
     let stop = CancellationToken::new();
-    let config =
-        kiln_agent::AgentConfig { name, capacity: args.capacity, work_dir: args.work_dir, host };
+    let config = kiln_agent::AgentConfig {
+        name,
+        capacity: args.capacity,
+        work_dir: args.work_dir,
+        host,
+        image_cache_size: args.image_cache_size,
+    };
     let mut task = tokio::spawn(kiln_agent::run(client, exec, config, stop.clone()));
     let ended = tokio::select! {
         () = shutdown_signal() => {

@@ -97,6 +97,7 @@ fn register_and_session() {
         held: vec!["0190a1b2c3d4".into()],
         protocol: PROTOCOL,
         version: "0.1.0".into(),
+        images: Some(vec![busybox()]),
     };
     insta::assert_snapshot!("register_agent", json(&register));
     let info = AgentInfo {
@@ -110,6 +111,50 @@ fn register_and_session() {
         version: "0.1.0".into(),
     };
     insta::assert_snapshot!("agent_info", json(&info));
+}
+
+/// An image as an agent reports it.
+fn busybox() -> kiln_api::pool::NodeImage {
+    kiln_api::pool::NodeImage {
+        id: "sha256:7c6867712e15".into(),
+        tags: vec!["busybox:latest".into()],
+        digests: vec!["10.0.0.5:7474/shop/busybox@sha256:9ae97d36d261".into()],
+        size: 1_980_000,
+        last_used: Some(Utc.with_ymd_and_hms(2026, 12, 7, 6, 0, 0).unwrap()),
+    }
+}
+
+#[test]
+fn prepull_orders_and_image_reports() {
+    let resp = LeaseResponse {
+        prepull: vec![kiln_api::agent::PrepullOrder {
+            id: "0190a1b2c3d7".into(),
+            image: "10.0.0.5:7474/shop/web:2".into(),
+            pull: Some(kiln_api::agent::PullAuth {
+                registry: "10.0.0.5:7474".into(),
+                username: "kiln".into(),
+                password: "kiln_pull_x.sig".into(),
+            }),
+        }],
+        ..LeaseResponse::default()
+    };
+    insta::assert_snapshot!("prepull_order", json(&resp));
+    let report = kiln_api::agent::ImagesReport {
+        images: Some(vec![busybox()]),
+        prepulls: vec![
+            kiln_api::agent::PrepullDone { id: "0190a1b2c3d7".into(), error: None, millis: 812 },
+            kiln_api::agent::PrepullDone {
+                id: "0190a1b2c3d8".into(),
+                error: Some("image \"x:1\" not found: pull failed: manifest unknown".into()),
+                millis: 20,
+            },
+        ],
+    };
+    insta::assert_snapshot!("images_report", json(&report));
+    // An agent of an executor without images sends none, and an older one no field.
+    let old: RegisterAgent =
+        serde_json::from_str(r#"{"name":"old","executor":"process","capacity":1}"#).unwrap();
+    assert_eq!(old.images, None);
 }
 
 #[test]
@@ -160,6 +205,7 @@ fn lease_poll_and_a_typed_start_job() {
         cancel: vec!["l2".into()],
         unknown: vec!["l3".into()],
         config: vec![],
+        prepull: vec![],
     };
     insta::assert_snapshot!("lease_response", json(&resp));
 }

@@ -81,6 +81,7 @@ fn build(spec: &PlanSpec) -> SharedPlan {
         source: None,
         concurrency_group: None,
         pools: Vec::new(),
+        prepull: Vec::new(),
     };
     let mut previous: Vec<JobId> = Vec::new();
     let mut gate = None;

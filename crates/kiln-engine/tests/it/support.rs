@@ -155,6 +155,7 @@ impl PlanDef {
                 source: None,
                 concurrency_group: None,
                 pools: Vec::new(),
+                prepull: Vec::new(),
             }),
             ..PlanDef::default()
         }

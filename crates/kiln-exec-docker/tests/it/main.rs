@@ -4,6 +4,7 @@
 
 mod conformance;
 mod docker;
+mod images;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU32, Ordering};

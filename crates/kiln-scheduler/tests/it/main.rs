@@ -3,6 +3,7 @@
 
 mod batch;
 mod constraints;
+mod images;
 mod place;
 mod props;
 mod support;

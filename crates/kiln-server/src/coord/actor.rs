@@ -142,8 +142,43 @@ impl Actor {
         self.persist(step).await?;
         if !self.engine.state().is_final() {
             self.pools.start_run_pools(&self.plan);
+            self.prepull();
         }
         Ok(cmds)
+    }
+
+    /// The workflow's `prepull:` images, ordered onto every node where at least one of its
+    /// jobs may run (its node tests hold there), with the run's pull token for Kiln's
+    /// registry. Fire and forget: a job on a node the pull has not reached pulls it itself.
+    fn prepull(&self) {
+        if self.plan.prepull.is_empty() {
+            return;
+        }
+        let constraints: Vec<_> =
+            self.plan.jobs.iter().filter_map(|j| j.scheduling.constraints().ok()).collect();
+        let select = |_: &str, node: &kiln_scheduler::Node| {
+            constraints.iter().any(|c| {
+                c.groups().iter().all(|g| {
+                    g.iter().any(|p| p.matches_value(node.attribute(&p.attribute).as_ref()))
+                })
+            })
+        };
+        let pull =
+            self.sh.tasks.pull_auth(self.project_id, &format!("run {}", self.run.full_name()));
+        for image in &self.plan.prepull {
+            match self.sh.dispatch.prepull(image, select, pull.clone()) {
+                Some(status) => tracing::info!(
+                    "run {}: prepull of {image} onto {} node(s) ({})",
+                    self.run.full_name(),
+                    status.nodes.len(),
+                    status.id
+                ),
+                None => tracing::info!(
+                    "run {}: prepull of {image}: no node can run its jobs",
+                    self.run.full_name()
+                ),
+            }
+        }
     }
 
     /// Ends an attempt through the actor's own queue (stored with the next batch).

@@ -7,8 +7,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use kiln_api::agent::{
-    AgentEvent, AgentInfo, CacheQuery, EventsResponse, LeaseReport, LeaseRequest, LeaseResponse,
-    RegisterAgent, ReportsResponse,
+    AgentEvent, AgentInfo, CacheQuery, EventsResponse, ImagesReport, LeaseReport, LeaseRequest,
+    LeaseResponse, RegisterAgent, ReportsResponse,
 };
 use kiln_api::{Artifact, ArtifactFile, ErrorBody};
 use kiln_store::{ArtifactRecord, NewArtifact, Role, StoreError};
@@ -139,6 +139,25 @@ pub async fn lease(
         .ok_or_else(|| ApiErr::not_found(format!("agent session `{agent}`: register again")))?;
     app.metrics.leases.set(app.dispatch.lease_count() as i64);
     Ok(Json(resp))
+}
+
+/// Reports what changed in an agent's image cache: the images its engine holds now (for
+/// ImageLocality placement and `kiln nodes`) and the prepull orders it finished.
+#[utoipa::path(post, path = "/api/v1/agents/{agent}/images", tag = "agents",
+    params(("agent" = String, Path)), request_body = ImagesReport,
+    responses((status = 204),
+              (status = 404, description = "unknown session: register again", body = ErrorBody)))]
+pub async fn images(
+    State(app): State<App>,
+    caller: Caller,
+    Path(agent): Path<String>,
+    Body(report): Body<ImagesReport>,
+) -> ApiResult<StatusCode> {
+    agent_caller(&caller)?;
+    if !app.dispatch.report_images(&agent, &report) {
+        return Err(ApiErr::not_found(format!("agent session `{agent}`: register again")));
+    }
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The context of a live lease of a job attempt (files belong to attempts only).

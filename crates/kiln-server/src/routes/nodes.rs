@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use kiln_api::ErrorBody;
-use kiln_api::pool::{NodeInfo, NodeUpdate, Offer, check_attr_key};
+use kiln_api::pool::{NodeInfo, NodeUpdate, Offer, PrepullRequest, PrepullStatus, check_attr_key};
 use kiln_store::{NodeChange, Role};
 
 use super::Body;
@@ -113,4 +113,75 @@ pub async fn forget(
     responses((status = 200, body = Vec<Offer>), (status = 401, body = ErrorBody)))]
 pub async fn offers(State(app): State<App>, _caller: Caller) -> Json<Vec<Offer>> {
     Json(app.dispatch.offers())
+}
+
+/// Pulls an image onto the nodes the selector picks (admin), ahead of the jobs that need it:
+/// each connected node whose executor holds images gets the order in its agent's next poll.
+/// An image of Kiln's own registry is pulled with a pull-only token of its project. Answers
+/// at once; `GET /api/v1/nodes/prepull/{id}` follows it.
+#[utoipa::path(post, path = "/api/v1/nodes/prepull", tag = "pool", request_body = PrepullRequest,
+    responses((status = 200, body = PrepullStatus), (status = 400, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn prepull(
+    State(app): State<App>,
+    caller: Caller,
+    Body(req): Body<PrepullRequest>,
+) -> ApiResult<Json<PrepullStatus>> {
+    caller.require(Role::Admin)?;
+    let image = req.image.trim();
+    if image.is_empty() || image.contains(char::is_whitespace) {
+        return Err(ApiErr::bad_request(format!(
+            "image `{}`: expected an image reference such as busybox:latest or {}/project/repo:tag",
+            req.image, app.registry_host
+        )));
+    }
+    for key in req.selector.keys() {
+        if key != "name" {
+            check_attr_key(key).map_err(|e| ApiErr::bad_request(format!("selector: {e}")))?;
+        }
+    }
+    let pull = registry_pull(&app, image).await?;
+    let selector = req.selector.clone();
+    let select = |name: &str, node: &kiln_scheduler::Node| {
+        selector.iter().all(|(k, v)| match k.as_str() {
+            "name" => name == v,
+            _ => node.attribute(k).is_some_and(|a| a.canonical() == *v),
+        })
+    };
+    app.dispatch.prepull(image, select, pull).map(Json).ok_or_else(|| {
+        let wanted = req.selector.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>();
+        ApiErr::not_found(if wanted.is_empty() {
+            "no node has registered: start an agent first".to_string()
+        } else {
+            format!("no node matches {} (`kiln nodes` lists them)", wanted.join(", "))
+        })
+    })
+}
+
+/// Pull credentials for `image` when it is in Kiln's registry: a pull token of its project
+/// (`host:port/<project>/...`); 404 when that project does not exist.
+pub async fn registry_pull(app: &App, image: &str) -> ApiResult<Option<kiln_api::agent::PullAuth>> {
+    let Some(rest) = image.strip_prefix(&format!("{}/", app.registry_host)) else {
+        return Ok(None);
+    };
+    let project = rest.split('/').next().unwrap_or_default();
+    let record = app.store.project(project).await.map_err(|_| {
+        ApiErr::not_found(format!(
+            "image `{image}`: project `{project}` of Kiln's registry does not exist"
+        ))
+    })?;
+    Ok(app.task_tokens.pull_auth(record.id, &format!("prepull of {image}")))
+}
+
+/// How far a prepull got on each of its nodes.
+#[utoipa::path(get, path = "/api/v1/nodes/prepull/{id}", tag = "pool", params(("id" = String, Path)),
+    responses((status = 200, body = PrepullStatus), (status = 404, body = ErrorBody)))]
+pub async fn prepull_status(
+    State(app): State<App>,
+    _caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<PrepullStatus>> {
+    app.dispatch.prepull_status(&id).map(Json).ok_or_else(|| {
+        ApiErr::not_found(format!("prepull `{id}` is not known (the last 100 are kept)"))
+    })
 }

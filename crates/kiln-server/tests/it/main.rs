@@ -9,6 +9,7 @@ mod environments;
 mod files;
 mod gc;
 mod git;
+mod images;
 mod instance_config;
 mod notify;
 mod openapi;

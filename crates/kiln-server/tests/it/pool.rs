@@ -301,6 +301,7 @@ fn registration(name: &str) -> kiln_api::agent::RegisterAgent {
         held: vec![],
         protocol: kiln_api::agent::PROTOCOL,
         version: "0.1.0".into(),
+        images: None,
     }
 }
 

@@ -1,5 +1,6 @@
-//! The pool, for operators: `kiln nodes` (list, set, unset, disable, enable, forget) and
-//! `kiln offers`, shaped like `bcs-client as -l` and `bcs-client offer`; `kiln quota`.
+//! The pool, for operators: `kiln nodes` (list, set, unset, disable, enable, forget, images,
+//! prepull) and `kiln offers`, shaped like `bcs-client as -l` and `bcs-client offer`;
+//! `kiln quota`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;
@@ -7,7 +8,8 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 use comfy_table::Cell;
 use kiln_api::pool::{
-    AttrValue, NodeInfo, NodeUpdate, Offer, PortRange, QuotaInfo, QuotaLimits, parse_attr,
+    AttrValue, NodeInfo, NodeUpdate, Offer, PortRange, PrepullRequest, PrepullStatus, QuotaInfo,
+    QuotaLimits, parse_attr,
 };
 
 use super::{CmdResult, Conn, Fail, human_size, outln, print_json, state_cell, table};
@@ -60,6 +62,23 @@ enum NodesSub {
     Forget {
         /// The node's name or IP.
         node: String,
+    },
+    /// List the images a node's engine holds, as its agent last reported them (placement
+    /// prefers nodes holding a job's image).
+    Images {
+        /// The node's name or IP.
+        node: String,
+    },
+    /// Pull an image onto nodes ahead of the jobs that need it (admin): every connected
+    /// node, or those the selector picks. An image of Kiln's registry is pulled with a pull
+    /// token of its project. Shows each node's result as it comes, then a table.
+    Prepull {
+        /// The image (`busybox:latest`, `HOST:PORT/project/repo:tag`).
+        image: String,
+        /// Only nodes whose attribute has this value (`city=shenzhen`; also `hostname`,
+        /// `ip` and `name`); repeatable, all must hold.
+        #[arg(long = "selector", short = 'l', value_name = "KEY=VALUE")]
+        selector: Vec<String>,
     },
 }
 
@@ -213,6 +232,40 @@ pub async fn nodes(cmd: NodesCmd) -> CmdResult {
         NodesSub::Enable { node } => {
             update(node, NodeUpdate { disabled: Some(false), ..NodeUpdate::default() }).await
         }
+        NodesSub::Images { node } => {
+            let nodes = client.nodes().await?;
+            let Some(n) = nodes.iter().find(|n| n.name == node || n.ip == node) else {
+                return Err(Fail::invalid(format!(
+                    "no node is named `{node}` or has that IP (`kiln nodes` lists them)"
+                )));
+            };
+            if json {
+                print_json(&n.images)?;
+            } else if n.images.is_empty() {
+                outln!("node {} reports no images", n.name);
+            } else {
+                print_images(n);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        NodesSub::Prepull { image, selector } => {
+            let mut wanted = BTreeMap::new();
+            for s in &selector {
+                let (k, v) = s.split_once('=').ok_or_else(|| {
+                    Fail::invalid(format!("selector `{s}`: expected key=value (zone=a)"))
+                })?;
+                wanted.insert(k.trim().to_string(), v.trim().to_string());
+            }
+            let req = PrepullRequest { image, selector: wanted };
+            let status = prepull(&client, &req, json).await?;
+            if json {
+                print_json(&status)?;
+            } else {
+                print_prepull(&status);
+            }
+            let failed = status.nodes.iter().filter(|n| n.state == "failed").count();
+            Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
         NodesSub::Forget { node } => {
             client.forget_node(&node).await?;
             if json {
@@ -223,6 +276,67 @@ pub async fn nodes(cmd: NodesCmd) -> CmdResult {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Starts a prepull and follows it to its end, telling each node's result on stderr as it
+/// comes (unless `quiet`).
+async fn prepull(
+    client: &kiln_client::Client,
+    req: &PrepullRequest,
+    quiet: bool,
+) -> Result<PrepullStatus, Fail> {
+    let mut status = client.prepull(req).await?;
+    let total = status.nodes.len();
+    if !quiet {
+        eprintln!("pulling {} onto {total} node(s)", status.image);
+    }
+    let mut told = BTreeSet::new();
+    loop {
+        for n in status.nodes.iter().filter(|n| n.state != "pulling") {
+            if !quiet && told.insert(n.node.clone()) {
+                let detail = n.detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default();
+                eprintln!("  [{}/{total}] {} {}{detail}", told.len(), n.node, n.state);
+            }
+        }
+        if status.done {
+            return Ok(status);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        status = client.prepull_status(&status.id).await?;
+    }
+}
+
+fn print_prepull(status: &PrepullStatus) {
+    let mut t = table(&["NODE", "STATE", "TIME", "DETAIL"]);
+    for n in &status.nodes {
+        let time =
+            n.millis.map_or_else(|| "-".to_string(), |m| format!("{:.1}s", m as f64 / 1000.0));
+        t.add_row(vec![
+            Cell::new(&n.node),
+            state_cell(&n.state),
+            Cell::new(time),
+            Cell::new(n.detail.as_deref().unwrap_or("-")),
+        ]);
+    }
+    outln!("{t}");
+}
+
+fn print_images(n: &NodeInfo) {
+    let mut t = table(&["ID", "TAGS", "SIZE", "LAST USED"]);
+    for i in &n.images {
+        let id = i.id.strip_prefix("sha256:").unwrap_or(&i.id);
+        let tags = if i.tags.is_empty() { i.digests.join(",") } else { i.tags.join(",") };
+        let used = i
+            .last_used
+            .map_or_else(|| "-".to_string(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string());
+        t.add_row(vec![
+            Cell::new(&id[..id.len().min(12)]),
+            Cell::new(if tags.is_empty() { "-".to_string() } else { tags }),
+            Cell::new(human_size(i.size)),
+            Cell::new(used),
+        ]);
+    }
+    outln!("{t}");
 }
 
 /// Runs `kiln offers`.

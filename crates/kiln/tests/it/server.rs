@@ -1054,3 +1054,42 @@ fn a_docker_job_pulls_a_private_image_of_the_registry() {
     assert!(stdout.contains("run default/private#1 success"), "{stdout}");
     let _ = Command::new("docker").args(["rmi", &image]).output();
 }
+
+/// `kiln nodes prepull` and `kiln nodes images` on a server whose only node runs processes:
+/// it holds no images, so the prepull skips it and says why (the pulls themselves are
+/// kiln-server's `images.rs`, in real containers).
+#[test]
+fn nodes_prepull_and_images_say_what_a_process_node_does() {
+    let s = Server::start();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let node = loop {
+        let (stdout, _) = s.ok(&["nodes", "-o", "json"], 0);
+        let nodes: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        if nodes.as_array().is_some_and(|n| n.len() == 1 && n[0]["state"] == "ready") {
+            break nodes[0]["name"].as_str().unwrap().to_string();
+        }
+        assert!(Instant::now() < deadline, "{nodes:#}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let (stdout, stderr) = s.ok(&["nodes", "prepull", "busybox:latest"], 0);
+    assert!(stderr.contains("pulling busybox:latest onto 1 node(s)"), "{stderr}");
+    assert!(stderr.contains(&format!("[1/1] {node} skipped")), "{stderr}");
+    assert!(
+        stdout.contains("NODE") && stdout.contains("its process executor holds no images"),
+        "{stdout}"
+    );
+    let (stdout, _) = s.ok(&["nodes", "prepull", "busybox:latest", "-o", "json"], 0);
+    let status: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(status["done"], true, "{status:#}");
+    assert_eq!(status["nodes"][0]["state"], "skipped", "{status:#}");
+    let (stdout, _) = s.ok(&["nodes", "images", &node], 0);
+    assert_eq!(stdout.trim(), format!("node {node} reports no images"));
+    let (stdout, _) = s.ok(&["nodes", "images", &node, "-o", "json"], 0);
+    assert_eq!(stdout.trim(), "[]");
+    // Bad input: a selector no node matches, a selector that is not key=value.
+    let (_, stderr) =
+        s.ok(&["nodes", "prepull", "busybox:latest", "--selector", "city=nowhere"], 2);
+    assert!(stderr.contains("no node matches city=nowhere"), "{stderr}");
+    let (_, stderr) = s.ok(&["nodes", "prepull", "busybox:latest", "--selector", "city"], 2);
+    assert!(stderr.contains("expected key=value"), "{stderr}");
+}
