@@ -1,0 +1,3 @@
+//! Scanning benchmark (placeholder until the real one lands).
+
+fn main() {}
