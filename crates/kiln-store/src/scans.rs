@@ -53,6 +53,8 @@ pub struct PackageRecord {
     pub version: String,
     /// The file of the image it was read from.
     pub source: String,
+    /// The distribution release of an OS package (`12` for Debian 12).
+    pub release: Option<String>,
 }
 
 /// What an advisory says about a package of an image.
@@ -409,13 +411,14 @@ impl Store {
                     .ctx(what)?;
                 for p in packages {
                     sqlx::query(
-                        "INSERT INTO image_packages (digest, ecosystem, name, version, source) \
-                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING")
+                        "INSERT INTO image_packages (digest, ecosystem, name, version, source, \
+                         release) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING")
                         .bind(digest)
                         .bind(&p.ecosystem)
                         .bind(&p.name)
                         .bind(&p.version)
                         .bind(&p.source)
+                        .bind(&p.release)
                         .execute(&mut *tx)
                         .await
                         .ctx(what)?;
@@ -456,8 +459,8 @@ impl Store {
     /// The packages the last successful scan of `digest` found.
     pub async fn image_packages(&self, digest: &str) -> Result<Vec<PackageRecord>> {
         let what = || format!("list the packages of {digest}");
-        let rows: Vec<(String, String, String, String)> = with_db!(&self.db, p => sqlx::query_as(
-            "SELECT ecosystem, name, version, source FROM image_packages WHERE digest = $1 \
+        let rows: Vec<(String, String, String, String, Option<String>)> = with_db!(&self.db, p => sqlx::query_as(
+            "SELECT ecosystem, name, version, source, release FROM image_packages WHERE digest = $1 \
              ORDER BY ecosystem, name, version, source")
             .bind(digest)
             .fetch_all(p)
@@ -465,11 +468,12 @@ impl Store {
         .ctx(what)?;
         Ok(rows
             .into_iter()
-            .map(|(ecosystem, name, version, source)| PackageRecord {
+            .map(|(ecosystem, name, version, source, release)| PackageRecord {
                 ecosystem,
                 name,
                 version,
                 source,
+                release,
             })
             .collect())
     }

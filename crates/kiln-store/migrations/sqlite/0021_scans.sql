@@ -42,6 +42,8 @@ CREATE TABLE image_packages (
     version    TEXT NOT NULL,
     -- the file of the image it was read from
     source     TEXT NOT NULL,
+    -- the distribution release of an OS package (`12` for Debian 12), from etc/os-release
+    release    TEXT,
     PRIMARY KEY (digest, ecosystem, name, version, source)
 );
 
