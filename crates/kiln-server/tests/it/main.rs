@@ -16,6 +16,7 @@ mod pool;
 mod pools;
 mod postgres;
 mod schedules;
+mod scans;
 mod scrape;
 mod seed003;
 mod service_access;
