@@ -64,10 +64,7 @@ impl AdvisoryIndex {
                     .push((a, e));
             }
         }
-        AdvisoryIndex {
-            advisories,
-            by_package,
-        }
+        AdvisoryIndex { advisories, by_package }
     }
 
     /// How many advisories it holds.
@@ -119,11 +116,7 @@ impl AdvisoryIndex {
                 let Some(fixed) = affects(affected, &package.version) else {
                     continue;
                 };
-                let candidate = Candidate {
-                    advisory: a,
-                    same_release,
-                    fixed,
-                };
+                let candidate = Candidate { advisory: a, same_release, fixed };
                 let key = (
                     package.name.clone(),
                     package.ecosystem,
@@ -186,10 +179,7 @@ impl Candidate {
 
 /// Whether an advisory's release (`12`, `3.19`) names the package's (`12`, `3.19.1`).
 fn release_matches(advisory: &str, package: &str) -> bool {
-    advisory == package
-        || package
-            .strip_prefix(advisory)
-            .is_some_and(|rest| rest.starts_with('.'))
+    advisory == package || package.strip_prefix(advisory).is_some_and(|rest| rest.starts_with('.'))
 }
 
 /// Whether the entry affects `version`; `Some(fix)` if it does, the fix being the one of
@@ -201,10 +191,7 @@ fn affects(affected: &Affected, version: &str) -> Option<Option<String>> {
             return Some(range.fixed.clone());
         }
     }
-    if affected
-        .versions
-        .iter()
-        .any(|v| v == version || compare(eco, v, version) == Ordering::Equal)
+    if affected.versions.iter().any(|v| v == version || compare(eco, v, version) == Ordering::Equal)
     {
         let fix = affected
             .ranges

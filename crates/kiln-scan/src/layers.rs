@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
 
-use crate::parsers::{self, Kind, gobin};
 use crate::Package;
+use crate::parsers::{self, Kind, gobin};
 
 /// The largest file kept for parsing; a bigger recognised file is an error.
 const MAX_FILE: u64 = 256 * 1024 * 1024;
@@ -34,7 +34,9 @@ pub enum ScanError {
         message: String,
     },
     /// A file whose path no parser recognises.
-    #[error("{path}: not a file Kiln reads packages from (expected var/lib/dpkg/status, var/lib/dpkg/status.d/*, lib/apk/db/installed, Cargo.lock, package-lock.json, poetry.lock, requirements*.txt or a Go binary)")]
+    #[error(
+        "{path}: not a file Kiln reads packages from (expected var/lib/dpkg/status, var/lib/dpkg/status.d/*, lib/apk/db/installed, Cargo.lock, package-lock.json, poetry.lock, requirements*.txt or a Go binary)"
+    )]
     Unrecognised {
         /// The path given.
         path: String,
@@ -58,14 +60,14 @@ pub fn packages_from_layers<R: Read>(
     for (index, layer) in layers.into_iter().enumerate() {
         read_layer(index, layer, &mut files)?;
     }
-    let release = files
-        .get("etc/os-release")
-        .or_else(|| files.get("usr/lib/os-release"))
-        .and_then(|kept| match kept {
-            Kept::Parsed(_, bytes) => {
-                parsers::os_release::release(&String::from_utf8_lossy(bytes))
+    let release =
+        files.get("etc/os-release").or_else(|| files.get("usr/lib/os-release")).and_then(|kept| {
+            match kept {
+                Kept::Parsed(_, bytes) => {
+                    parsers::os_release::release(&String::from_utf8_lossy(bytes))
+                }
+                Kept::GoBinary(_) => None,
             }
-            Kept::GoBinary(_) => None,
         });
     let mut out = Vec::new();
     for (path, kept) in &files {
@@ -94,9 +96,7 @@ pub fn packages_from_file(path: &str, bytes: &[u8]) -> Result<Vec<Package>, Scan
     let clean = parsers::clean_path(path);
     match parsers::kind(clean) {
         Some(Kind::OsRelease) | None if gobin::is_elf(bytes) => Ok(gobin::parse(clean, bytes)),
-        Some(Kind::OsRelease) | None => Err(ScanError::Unrecognised {
-            path: path.to_string(),
-        }),
+        Some(Kind::OsRelease) | None => Err(ScanError::Unrecognised { path: path.to_string() }),
         Some(kind) => parse_bytes(kind, clean, bytes),
     }
 }
@@ -131,14 +131,9 @@ fn read_layer<R: Read>(
     layer: R,
     files: &mut BTreeMap<String, Kept>,
 ) -> Result<(), ScanError> {
-    let fail = |message: String| ScanError::Layer {
-        layer: index,
-        message,
-    };
+    let fail = |message: String| ScanError::Layer { layer: index, message };
     let mut reader = BufReader::new(layer);
-    let head = reader
-        .fill_buf()
-        .map_err(|e| fail(format!("cannot read: {e}")))?;
+    let head = reader.fill_buf().map_err(|e| fail(format!("cannot read: {e}")))?;
     let decoded: Box<dyn Read> = if head.starts_with(&[0x1f, 0x8b]) {
         Box::new(flate2::read::MultiGzDecoder::new(reader))
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
@@ -153,9 +148,7 @@ fn read_layer<R: Read>(
     let mut added: BTreeMap<String, Option<Kept>> = BTreeMap::new();
     let mut whiteouts: Vec<String> = Vec::new();
     let mut opaque: Vec<String> = Vec::new();
-    let entries = archive
-        .entries()
-        .map_err(|e| fail(format!("not a tar archive: {e}")))?;
+    let entries = archive.entries().map_err(|e| fail(format!("not a tar archive: {e}")))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| fail(format!("not a tar archive: {e}")))?;
         let raw_path = entry
@@ -201,18 +194,14 @@ fn read_layer<R: Read>(
         if recognised.is_none() {
             // Only ELF executables are read whole (for Go build info).
             let mut head = [0u8; 4];
-            entry
-                .read_exact(&mut head)
-                .map_err(|e| fail(format!("cannot read {path}: {e}")))?;
+            entry.read_exact(&mut head).map_err(|e| fail(format!("cannot read {path}: {e}")))?;
             if !gobin::is_elf(&head) {
                 added.insert(path, None);
                 continue;
             }
             bytes.extend_from_slice(&head);
         }
-        entry
-            .read_to_end(&mut bytes)
-            .map_err(|e| fail(format!("cannot read {path}: {e}")))?;
+        entry.read_to_end(&mut bytes).map_err(|e| fail(format!("cannot read {path}: {e}")))?;
         let kept = match recognised {
             Some(kind) => Some(Kept::Parsed(kind, bytes)),
             None => {
@@ -244,10 +233,5 @@ fn read_layer<R: Read>(
 }
 
 fn join(dir: &str, name: &str) -> String {
-    if dir.is_empty() {
-        name.to_string()
-    } else {
-        format!("{dir}/{name}")
-    }
+    if dir.is_empty() { name.to_string() } else { format!("{dir}/{name}") }
 }
-

@@ -158,13 +158,8 @@ pub enum Severity {
 
 impl Severity {
     /// Every severity, lowest first.
-    pub const ALL: [Severity; 5] = [
-        Severity::Unknown,
-        Severity::Low,
-        Severity::Medium,
-        Severity::High,
-        Severity::Critical,
-    ];
+    pub const ALL: [Severity; 5] =
+        [Severity::Unknown, Severity::Low, Severity::Medium, Severity::High, Severity::Critical];
 
     /// The lowercase name: `unknown`, `low`, `medium`, `high`, `critical`.
     pub fn as_str(&self) -> &'static str {
@@ -193,11 +188,12 @@ impl FromStr for Severity {
     type Err = SeverityError;
 
     /// Reads a severity, case-insensitively; OSV's and distributions' synonyms are accepted
-    /// (`moderate` = medium, `important` = high, `negligible` = low).
+    /// (`moderate` = medium, `important` = high, `negligible` and Debian's `unimportant` =
+    /// low, `not yet assigned` = unknown).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.trim().to_ascii_lowercase().as_str() {
-            "unknown" | "unimportant" | "not yet assigned" | "" => Ok(Severity::Unknown),
-            "low" | "negligible" => Ok(Severity::Low),
+            "unknown" | "not yet assigned" | "" => Ok(Severity::Unknown),
+            "low" | "negligible" | "unimportant" => Ok(Severity::Low),
             "medium" | "moderate" => Ok(Severity::Medium),
             "high" | "important" => Ok(Severity::High),
             "critical" => Ok(Severity::Critical),

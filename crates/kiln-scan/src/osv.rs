@@ -32,6 +32,8 @@ struct RawOsv {
     #[serde(default)]
     aliases: Vec<String>,
     #[serde(default)]
+    upstream: Vec<String>,
+    #[serde(default)]
     summary: Option<String>,
     #[serde(default)]
     details: Option<String>,
@@ -95,11 +97,12 @@ struct RawEvent {
 /// expected there.
 ///
 /// Withdrawn records are left out. Affected entries of ecosystems Kiln does not scan are
-/// dropped, and so are `GIT` ranges. The severity is, in this order: the record's
-/// `database_specific.severity`, the highest `affected[].ecosystem_specific.severity` or
-/// `affected[].database_specific.severity`, the highest score of the CVSS vectors (v2, v3,
-/// v4) or textual ratings (Ubuntu's) in `severity[]` and `affected[].severity[]`, else
-/// `Unknown`.
+/// dropped, and so are `GIT` ranges and RustSec's informational entries (unmaintained,
+/// unsound, notice). `upstream` ids (Debian's records name their CVEs there) join the
+/// aliases. The severity is, in this order: the record's `database_specific.severity`, the
+/// highest `affected[].ecosystem_specific.severity` or `affected[].database_specific.severity`,
+/// the highest score of the CVSS vectors (v2, v3, v4) or textual ratings (Ubuntu's) in
+/// `severity[]` and `affected[].severity[]`, the highest Debian `urgency`, else `Unknown`.
 pub fn parse_osv(bytes: &[u8], origin: &str) -> Result<Vec<Advisory>, OsvError> {
     let err = |e: serde_json::Error| OsvError {
         origin: origin.to_string(),
@@ -129,15 +132,13 @@ pub fn parse_osv(bytes: &[u8], origin: &str) -> Result<Vec<Advisory>, OsvError> 
                 origin: origin.to_string(),
                 line,
                 column,
-                message: "expected `{` (an OSV object, or JSON lines of them) or `[` (an array of them)".to_string(),
+                message:
+                    "expected `{` (an OSV object, or JSON lines of them) or `[` (an array of them)"
+                        .to_string(),
             });
         }
     };
-    Ok(raws
-        .into_iter()
-        .filter(|raw| raw.withdrawn.is_none())
-        .map(convert)
-        .collect())
+    Ok(raws.into_iter().filter(|raw| raw.withdrawn.is_none()).map(convert).collect())
 }
 
 /// serde_json's message without its own " at line L column C" tail (the error has them).
@@ -185,6 +186,15 @@ fn convert(raw: RawOsv) -> Advisory {
             .filter_map(rated)
             .max();
     }
+    if severity.is_none() {
+        // Debian's tracker calls its rating `urgency`.
+        severity = raw
+            .affected
+            .iter()
+            .filter_map(|a| a.ecosystem_specific.as_ref()?.get("urgency")?.as_str()?.parse().ok())
+            .filter(|s| *s != Severity::Unknown)
+            .max();
+    }
     let summary = raw
         .summary
         .filter(|s| !s.trim().is_empty())
@@ -198,9 +208,15 @@ fn convert(raw: RawOsv) -> Advisory {
         .trim()
         .to_string();
     let affected = raw.affected.into_iter().filter_map(convert_affected).collect();
+    let mut aliases = raw.aliases;
+    for id in raw.upstream {
+        if !aliases.contains(&id) && id != raw.id {
+            aliases.push(id);
+        }
+    }
     Advisory {
         id: raw.id,
-        aliases: raw.aliases,
+        aliases,
         summary,
         severity: severity.unwrap_or(Severity::Unknown),
         modified: raw.modified,
@@ -229,6 +245,16 @@ fn rated(s: &RawSeverity) -> Option<Severity> {
 }
 
 fn convert_affected(raw: RawAffected) -> Option<Affected> {
+    // RustSec's informational advisories (unmaintained, unsound, notice) are not
+    // vulnerabilities.
+    let informational = raw
+        .database_specific
+        .as_ref()
+        .and_then(|d| d.get("informational"))
+        .is_some_and(|i| !i.is_null());
+    if informational {
+        return None;
+    }
     let package = raw.package?;
     let ecosystem = Ecosystem::from_osv(&package.ecosystem)?;
     let release = package
@@ -243,13 +269,7 @@ fn convert_affected(raw: RawAffected) -> Option<Affected> {
         }
         intervals(&range.events, &mut ranges);
     }
-    Some(Affected {
-        ecosystem,
-        package: package.name,
-        ranges,
-        versions: raw.versions,
-        release,
-    })
+    Some(Affected { ecosystem, package: package.name, ranges, versions: raw.versions, release })
 }
 
 /// A release as [`crate::Package::release`] writes it: `v3.19` is `3.19`, `12` stays.
@@ -267,11 +287,7 @@ fn intervals(events: &[RawEvent], out: &mut Vec<Range>) {
     for event in events {
         if let Some(introduced) = &event.introduced {
             if let Some(start) = open.take() {
-                out.push(Range {
-                    introduced: start,
-                    fixed: None,
-                    last_affected: None,
-                });
+                out.push(Range { introduced: start, fixed: None, last_affected: None });
             }
             let start = (introduced != "0").then(|| introduced.clone());
             open = Some(start);
@@ -289,10 +305,6 @@ fn intervals(events: &[RawEvent], out: &mut Vec<Range>) {
         }
     }
     if let Some(start) = open {
-        out.push(Range {
-            introduced: start,
-            fixed: None,
-            last_affected: None,
-        });
+        out.push(Range { introduced: start, fixed: None, last_affected: None });
     }
 }

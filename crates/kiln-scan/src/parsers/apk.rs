@@ -21,14 +21,12 @@ pub(crate) fn parse(path: &str, text: &str) -> Result<Vec<Package>, ParseError> 
                 out.push(Package::new(Ecosystem::Alpine, o.unwrap_or(n), v, path));
                 Ok(())
             }
-            (Some(n), None, _) => Err(ParseError::at(
-                start,
-                format!("package `{n}` has no `V:` line"),
-            )),
-            (None, Some(_), _) => Err(ParseError::at(
-                start,
-                "a package without a `P:` line: expected `P:NAME`",
-            )),
+            (Some(n), None, _) => {
+                Err(ParseError::at(start, format!("package `{n}` has no `V:` line")))
+            }
+            (None, Some(_), _) => {
+                Err(ParseError::at(start, "a package without a `P:` line: expected `P:NAME`"))
+            }
         }
     };
     for (n, line) in text.lines().enumerate() {
@@ -39,10 +37,7 @@ pub(crate) fn parse(path: &str, text: &str) -> Result<Vec<Package>, ParseError> 
             continue;
         }
         let Some((key, value)) = line.split_once(':') else {
-            return Err(ParseError::at(
-                n,
-                format!("`{line}` is not a `K:value` line"),
-            ));
+            return Err(ParseError::at(n, format!("`{line}` is not a `K:value` line")));
         };
         match key {
             "P" => name = Some(value.trim()),

@@ -52,10 +52,7 @@ fn finish(
         return Ok(());
     }
     let get = |name: &str| {
-        stanza
-            .iter()
-            .find(|(_, f, _)| f.eq_ignore_ascii_case(name))
-            .map(|(_, _, v)| v.as_str())
+        stanza.iter().find(|(_, f, _)| f.eq_ignore_ascii_case(name)).map(|(_, _, v)| v.as_str())
     };
     // Distroless status.d files have no Status field: every stanza there is installed.
     if let Some(status) = get("Status")
@@ -70,10 +67,7 @@ fn finish(
         ));
     };
     let Some(version) = get("Version") else {
-        return Err(ParseError::at(
-            start,
-            format!("package `{name}` has no `Version:` field"),
-        ));
+        return Err(ParseError::at(start, format!("package `{name}` has no `Version:` field")));
     };
     let (source, source_version) = match get("Source") {
         Some(source) => match source.split_once('(') {

@@ -28,19 +28,25 @@ pub(crate) fn parse(path: &str, bytes: &[u8]) -> Vec<Package> {
         return Vec::new();
     }
     let mut rest = &bytes[at + 32..];
-    let Some(go_version) = varint_string(&mut rest) else {
+    let Some(go_version) = varint_bytes(&mut rest) else {
         return Vec::new();
     };
-    let Some(mod_info) = varint_string(&mut rest) else {
+    let go_version = String::from_utf8_lossy(go_version);
+    let Some(mut mod_info) = varint_bytes(&mut rest) else {
         return Vec::new();
     };
+    // The module text is wrapped in two 16-byte sentinels.
+    if mod_info.len() >= 33 && mod_info[mod_info.len() - 17] == b'\n' {
+        mod_info = &mod_info[16..mod_info.len() - 16];
+    }
+    let mod_info = String::from_utf8_lossy(mod_info);
     let mut out = Vec::new();
     if let Some(v) = go_version.strip_prefix("go") {
         // `go1.21.5`, maybe with ` X:...` experiments after it.
         let v = v.split_whitespace().next().unwrap_or(v);
         out.push(package(Ecosystem::Go, "stdlib", &format!("v{v}"), path));
     }
-    // The module info is wrapped in 16-byte sentinels; lines are tab separated.
+    // Lines of tab-separated fields.
     let mut last: Option<usize> = None;
     for line in mod_info.lines() {
         let fields: Vec<&str> = line.split('\t').collect();
@@ -66,7 +72,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-fn varint_string<'a>(rest: &mut &'a [u8]) -> Option<&'a str> {
+fn varint_bytes<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
     let mut len: u64 = 0;
     let mut shift = 0;
     loop {
@@ -84,5 +90,5 @@ fn varint_string<'a>(rest: &mut &'a [u8]) -> Option<&'a str> {
     let len = usize::try_from(len).ok()?;
     let s = rest.get(..len)?;
     *rest = &rest[len..];
-    std::str::from_utf8(s).ok()
+    Some(s)
 }

@@ -24,11 +24,7 @@ pub(crate) struct ParseError {
 
 impl ParseError {
     pub(crate) fn at(line: usize, message: impl Into<String>) -> ParseError {
-        ParseError {
-            line,
-            column: 0,
-            message: message.into(),
-        }
+        ParseError { line, column: 0, message: message.into() }
     }
 }
 
@@ -87,9 +83,7 @@ pub(crate) fn kind(path: &str) -> Option<Kind> {
         "Cargo.lock" => Some(Kind::CargoLock),
         "package-lock.json" => Some(Kind::NpmLock),
         "poetry.lock" => Some(Kind::PoetryLock),
-        _ if base.starts_with("requirements") && base.ends_with(".txt") => {
-            Some(Kind::Requirements)
-        }
+        _ if base.starts_with("requirements") && base.ends_with(".txt") => Some(Kind::Requirements),
         _ => None,
     }
 }

@@ -32,17 +32,11 @@ pub(crate) fn parse_requirements(path: &str, text: &str) -> Vec<Package> {
             continue;
         };
         let name = name.split('[').next().unwrap_or(name).trim();
-        let version = version
-            .trim_start_matches('=')
-            .split_whitespace()
-            .next()
-            .unwrap_or("");
+        let version = version.trim_start_matches('=').split_whitespace().next().unwrap_or("");
         if name.is_empty()
             || version.is_empty()
             || version.contains('*')
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            || !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         {
             continue;
         }

@@ -14,10 +14,7 @@ pub(crate) struct Table<'a> {
 impl Table<'_> {
     /// A string value.
     pub(crate) fn get(&self, key: &str) -> Option<&str> {
-        self.keys
-            .iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, v)| v.as_str())
+        self.keys.iter().find(|(k, _)| *k == key).map(|(_, v)| v.as_str())
     }
 
     /// A string value that must be there.
@@ -60,11 +57,7 @@ pub(crate) fn array_tables<'a>(text: &'a str, name: &str) -> Result<Vec<Table<'a
                 ));
             }
             if line.starts_with("[[") && header == name {
-                current = Some(Table {
-                    line: n,
-                    header: name_static(raw),
-                    keys: Vec::new(),
-                });
+                current = Some(Table { line: n, header: name_static(raw), keys: Vec::new() });
             }
             continue;
         }

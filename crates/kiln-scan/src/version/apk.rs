@@ -44,28 +44,18 @@ fn parse(v: &str) -> Option<ApkVersion<'_>> {
         _ => (core, None),
     };
     let numbers: Vec<&str> = digits.split('.').collect();
-    if numbers
-        .iter()
-        .any(|n| n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()))
-    {
+    if numbers.iter().any(|n| n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit())) {
         return None;
     }
     let mut suffixes = Vec::new();
     for suffix in parts {
-        let split = suffix
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(suffix.len());
+        let split = suffix.find(|c: char| c.is_ascii_digit()).unwrap_or(suffix.len());
         let (name, num) = suffix.split_at(split);
         let rank = suffix_rank(name)?;
         let num = if num.is_empty() { 0 } else { num.parse().ok()? };
         suffixes.push((rank, num));
     }
-    Some(ApkVersion {
-        numbers,
-        letter,
-        suffixes,
-        revision,
-    })
+    Some(ApkVersion { numbers, letter, suffixes, revision })
 }
 
 /// Compares one dot-separated number: the first numerically, later ones with a leading zero

@@ -21,11 +21,7 @@ fn split(v: &str) -> Parts<'_> {
         Some((u, r)) => (u, r),
         None => (rest, ""),
     };
-    Parts {
-        epoch,
-        upstream,
-        revision,
-    }
+    Parts { epoch, upstream, revision }
 }
 
 /// Compares two Debian versions as `dpkg --compare-versions` does.

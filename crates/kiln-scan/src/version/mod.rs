@@ -59,10 +59,7 @@ fn compare_semver(a: &str, b: &str) -> Ordering {
 }
 
 fn compare_pep440(a: &str, b: &str) -> Ordering {
-    match (
-        a.trim().parse::<pep440_rs::Version>(),
-        b.trim().parse::<pep440_rs::Version>(),
-    ) {
+    match (a.trim().parse::<pep440_rs::Version>(), b.trim().parse::<pep440_rs::Version>()) {
         (Ok(a), Ok(b)) => a.cmp(&b),
         _ => natural(a, b),
     }
