@@ -20,7 +20,7 @@ use kiln_api::scan::{AdvisoryFile, AdvisoryImportReport, ImageScan, ImagePolicy,
 use kiln_client::{Client, ClientError};
 use sha2::{Digest as _, Sha256};
 
-use crate::support::TestServer;
+use crate::support::{Backend, TestServer};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../kiln-scan/tests/fixtures")
@@ -225,7 +225,17 @@ fn api_error(e: ClientError) -> (u16, String) {
 
 #[tokio::test]
 async fn a_pushed_image_has_exactly_the_expected_findings_and_a_later_advisory_notifies_it_once() {
-    let s = TestServer::start_with(0).await;
+    a_pushed_image_has_exactly_the_expected_findings_and_a_later_advisory_notifies_it_once_on(
+        Backend::Sqlite,
+    )
+    .await;
+}
+
+/// The test above on `backend` (`postgres.rs` runs it on PostgreSQL).
+pub async fn a_pushed_image_has_exactly_the_expected_findings_and_a_later_advisory_notifies_it_once_on(
+    backend: Backend,
+) {
+    let s = TestServer::start_on_with(backend, 0).await;
     let c = &s.admin;
     c.create_project("shop").await.unwrap();
     let (hook_url, got) = receiver().await;
@@ -311,7 +321,17 @@ async fn a_pushed_image_has_exactly_the_expected_findings_and_a_later_advisory_n
 
 #[tokio::test]
 async fn the_image_policy_refuses_latest_and_deploys_of_an_image_with_a_critical_finding() {
-    let s = TestServer::start_with(0).await;
+    the_image_policy_refuses_latest_and_deploys_of_an_image_with_a_critical_finding_on(
+        Backend::Sqlite,
+    )
+    .await;
+}
+
+/// The test above on `backend` (`postgres.rs` runs it on PostgreSQL).
+pub async fn the_image_policy_refuses_latest_and_deploys_of_an_image_with_a_critical_finding_on(
+    backend: Backend,
+) {
+    let s = TestServer::start_on_with(backend, 0).await;
     let c = &s.admin;
     c.create_project("shop").await.unwrap();
     import(c, osv_files("advisories")).await;
