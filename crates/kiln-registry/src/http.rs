@@ -642,7 +642,7 @@ async fn put_manifest(
     };
     match reg.store.registry_put_manifest(&new).await? {
         ManifestPut::Stored(event) => {
-            let _ = reg.events.send(event);
+            let _ = reg.events.send(*event);
             reg.webhook_wake.notify_one();
         }
         ManifestPut::MissingBlob(d) => {

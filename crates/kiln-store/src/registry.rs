@@ -72,7 +72,7 @@ pub struct NewRegistryManifest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ManifestPut {
     /// Stored; the push event.
-    Stored(RegistryEvent),
+    Stored(Box<RegistryEvent>),
     /// A blob it names is not in the repository.
     MissingBlob(String),
     /// A manifest it names is not in the repository.
@@ -646,7 +646,7 @@ impl Store {
                     .await
                     .ctx(what)?;
             }
-            ManifestPut::Stored(event.into_event()?)
+            ManifestPut::Stored(Box::new(event.into_event()?))
         });
         Ok(put)
     }
