@@ -19,7 +19,9 @@
 //!   1,000 SSE watchers and 1,000 long polls, beside Debian's etcd 3.4 watched by 1,000
 //!   clients in the same run (`etcd-server` is installed when missing);
 //! - the registry beside CNCF distribution 2.8.2 (`kiln-registry/benches/registry.rs`):
-//!   manifest GETs/s, blob GET throughput, pushes/s, as ratios.
+//!   manifest GETs/s, blob GET throughput, pushes/s, as ratios;
+//! - scanning an image of 300 Debian packages against 10,000 advisories (criterion,
+//!   `kiln-scan/benches/scan.rs`), as a share of its 1 s target.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -71,6 +73,10 @@ pub fn run(only: Option<&str>) -> Result<()> {
     }
     if want("registry") {
         registry()?;
+    }
+    if want("scan") {
+        println!("==> scan: an image of 300 Debian packages against 10,000 advisories (criterion)");
+        cargo(&["bench", "-p", "kiln-scan", "--bench", "scan", "--", "--noplot"])?;
     }
     Ok(())
 }

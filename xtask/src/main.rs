@@ -42,10 +42,10 @@ enum Task {
     /// Makes sure a Docker engine answers and holds the test images; prints its DOCKER_HOST.
     Images,
     /// The benchmarks, side by side with their floors: docker, engine, gap, server, pool,
-    /// services, config, placement, registry (or one).
+    /// services, config, placement, registry, scan (or one).
     Bench {
         /// Only this benchmark: `docker`, `engine`, `gap`, `server`, `pool`, `services`,
-        /// `config`, `placement` or `registry`.
+        /// `config`, `placement`, `registry` or `scan`.
         only: Option<String>,
     },
 }

@@ -35,6 +35,7 @@ pub const PURE_CRATES: &[&str] = &[
     "kiln-service",
     "kiln-scrape",
     "kiln-config",
+    "kiln-scan",
 ];
 
 /// Crates that do I/O (or exist to serve it), forbidden anywhere in a pure crate's normal

@@ -4,7 +4,7 @@
 use super::ParseError;
 use crate::{Ecosystem, Package};
 
-/// The installed packages, named and versioned by their source package (`Source: openssl`,
+/// The installed packages (state `installed`), named and versioned by their source package (`Source: openssl`,
 /// or `Source: glibc (2.36-9)` with its own version), one per source package and version.
 pub(crate) fn parse(path: &str, text: &str) -> Result<Vec<Package>, ParseError> {
     let mut out = Vec::new();
@@ -54,9 +54,10 @@ fn finish(
     let get = |name: &str| {
         stanza.iter().find(|(_, f, _)| f.eq_ignore_ascii_case(name)).map(|(_, _, v)| v.as_str())
     };
+    // `Status: WANT FLAG STATE`: installed whatever is wanted (`hold ok installed` too).
     // Distroless status.d files have no Status field: every stanza there is installed.
     if let Some(status) = get("Status")
-        && !status.split_whitespace().eq(["install", "ok", "installed"])
+        && status.split_whitespace().nth(2) != Some("installed")
     {
         return Ok(());
     }

@@ -15,7 +15,7 @@ pub(crate) fn is_elf(head: &[u8]) -> bool {
 /// The Go modules a binary was built from, with the Go standard library as `stdlib`; empty
 /// when the binary has no (inline, Go 1.18+) build info.
 pub(crate) fn parse(path: &str, bytes: &[u8]) -> Vec<Package> {
-    let Some(at) = find(bytes, MAGIC) else {
+    let Some(at) = memchr::memmem::find(bytes, MAGIC) else {
         return Vec::new();
     };
     // Header: 14 bytes magic, pointer size, flags; 32 bytes in all.
@@ -66,10 +66,6 @@ pub(crate) fn parse(path: &str, bytes: &[u8]) -> Vec<Package> {
     out.sort();
     out.dedup();
     out
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 fn varint_bytes<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {

@@ -79,6 +79,11 @@ pub(crate) fn kind(path: &str) -> Option<Kind> {
         }
         return None;
     }
+    // Lock files that come with downloaded dependencies (npm's `node_modules`, Cargo's
+    // registry cache) describe those dependencies' own builds, not what is installed.
+    if path.contains("node_modules/") || path.contains(".cargo/registry/") {
+        return None;
+    }
     match base {
         "Cargo.lock" => Some(Kind::CargoLock),
         "package-lock.json" => Some(Kind::NpmLock),

@@ -73,8 +73,9 @@ fn compare_number(a: &str, b: &str, first: bool) -> Ordering {
 
 /// Compares two Alpine versions as `apk version -t` does.
 pub(super) fn compare(a: &str, b: &str) -> Ordering {
-    let (Some(pa), Some(pb)) = (parse(a), parse(b)) else {
-        return super::natural(a, b);
+    let (pa, pb) = match (parse(a), parse(b)) {
+        (Some(pa), Some(pb)) => (pa, pb),
+        (pa, pb) => return super::unreadable_first(pa.is_some(), pb.is_some(), a, b),
     };
     for (i, (na, nb)) in pa.numbers.iter().zip(&pb.numbers).enumerate() {
         let ord = compare_number(na, nb, i == 0);

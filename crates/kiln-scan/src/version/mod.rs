@@ -8,8 +8,10 @@
 //!   a leading `v` (Go) or `=` is dropped and missing minor/patch numbers count as 0;
 //! - PyPI: PEP 440 (`pep440_rs`: `1.0.dev0 < 1.0a1 < 1.0rc1 < 1.0 < 1.0.post1`, epochs).
 //!
-//! A version an ecosystem's parser refuses is still ordered, by a natural comparison
-//! (runs of digits as numbers, other runs as text), so a malformed version never panics.
+//! A version an ecosystem's parser refuses is still ordered: below every version it can
+//! read, and among such versions by a natural comparison (runs of digits as numbers, other
+//! runs as text). So the order stays total (a malformed installed version counts as older
+//! than any fix) and nothing panics.
 
 mod apk;
 mod dpkg;
@@ -53,15 +55,21 @@ fn lenient_semver(v: &str) -> Option<semver::Version> {
 
 fn compare_semver(a: &str, b: &str) -> Ordering {
     match (lenient_semver(a), lenient_semver(b)) {
-        (Some(a), Some(b)) => a.cmp_precedence(&b),
-        _ => natural(a, b),
+        (Some(pa), Some(pb)) => pa.cmp_precedence(&pb),
+        (pa, pb) => unreadable_first(pa.is_some(), pb.is_some(), a, b),
     }
+}
+
+/// The order between versions of which at least one could not be read: unreadable ones
+/// first, naturally ordered among themselves.
+pub(crate) fn unreadable_first(a_read: bool, b_read: bool, a: &str, b: &str) -> Ordering {
+    a_read.cmp(&b_read).then_with(|| natural(a, b))
 }
 
 fn compare_pep440(a: &str, b: &str) -> Ordering {
     match (a.trim().parse::<pep440_rs::Version>(), b.trim().parse::<pep440_rs::Version>()) {
-        (Ok(a), Ok(b)) => a.cmp(&b),
-        _ => natural(a, b),
+        (Ok(pa), Ok(pb)) => pa.cmp(&pb),
+        (pa, pb) => unreadable_first(pa.is_ok(), pb.is_ok(), a, b),
     }
 }
 

@@ -87,7 +87,7 @@ fn the_fixture_image_has_exactly_the_expected_findings() {
     );
     let glibc = &findings[3];
     assert_eq!(glibc.source, "var/lib/dpkg/status");
-    assert_eq!(glibc.aliases, ["CVE-2023-4911"]);
+    assert_eq!(glibc.aliases, ["CVE-2023-4911", "DEBIAN-CVE-2023-4911"]);
     assert_eq!(glibc.summary, "glibc - security update");
     let smallvec = &findings[10];
     assert_eq!(smallvec.source, "app/Cargo.lock");
@@ -108,4 +108,35 @@ fn one_later_advisory_adds_exactly_one_finding() {
     assert_eq!(new[0].package, "glibc");
     assert_eq!(new[0].fixed.as_deref(), Some("2.36-9+deb12u6"));
     assert_eq!(after.len(), before.len() + 1);
+}
+
+/// Real records of the other ecosystems' databases (GitHub's, Go's), verbatim.
+#[test]
+fn real_github_and_go_records_match_npm_and_go_packages() {
+    let index = AdvisoryIndex::new(advisories("osv-samples"));
+    let ghsa = index.get("GHSA-35jh-r3h4-6jhm").expect("GHSA");
+    assert_eq!(ghsa.severity, Severity::High, "database_specific.severity");
+    assert_eq!(ghsa.aliases, ["CVE-2021-23337"]);
+
+    let lock = br#"{"lockfileVersion":3,"packages":{"":{"name":"web"},
+      "node_modules/lodash":{"version":"4.17.20"},
+      "node_modules/lodash-es":{"version":"4.17.21"}}}"#;
+    let mut packages = kiln_scan::packages_from_file("srv/package-lock.json", lock).expect("npm");
+    let mut bin = |go: &str| {
+        let mut blob = crate::parsers::go_binary();
+        let at = blob.windows(8).position(|w| w == b"go1.21.5").expect("version in blob");
+        blob.splice(at..at + 8, go.bytes());
+        packages.extend(kiln_scan::packages_from_file("usr/bin/app", &blob).expect("go"));
+    };
+    bin("go1.21.4");
+    bin("go1.20.3");
+    let findings = index.matches(&packages);
+    assert_eq!(
+        rows(&findings),
+        [
+            ("lodash", "4.17.20", "GHSA-35jh-r3h4-6jhm", Some("4.17.21"), Severity::High),
+            ("stdlib", "v1.20.3", "GO-2023-2382", Some("1.20.12"), Severity::Unknown),
+            ("stdlib", "v1.21.4", "GO-2023-2382", Some("1.21.5"), Severity::Unknown),
+        ]
+    );
 }

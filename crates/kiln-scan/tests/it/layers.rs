@@ -117,3 +117,23 @@ fn an_empty_image_has_no_packages() {
     let empty = tar(&[]);
     assert!(packages_from_layers([empty.as_slice()]).expect("scan").is_empty());
 }
+
+#[test]
+fn lock_files_of_downloaded_dependencies_are_not_read() {
+    let layer = tar(&[
+        Entry::File(
+            "app/package-lock.json",
+            br#"{"packages":{"node_modules/lodash":{"version":"4.17.20"}}}"#,
+        ),
+        Entry::File(
+            "app/node_modules/some-dep/package-lock.json",
+            br#"{"packages":{"node_modules/left-pad":{"version":"1.0.0"}}}"#,
+        ),
+        Entry::File(
+            "root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/regex-1.5.4/Cargo.lock",
+            LOCK,
+        ),
+    ]);
+    let got = packages_from_layers([layer.as_slice()]).expect("scan");
+    assert_eq!(list(&got), ["npm lodash 4.17.20 app/package-lock.json None"]);
+}

@@ -6,5 +6,6 @@ mod layers;
 mod matching;
 mod osv;
 mod parsers;
+mod props;
 mod support;
 mod version;

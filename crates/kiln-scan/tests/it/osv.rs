@@ -45,7 +45,7 @@ fn a_debian_record_names_its_release_and_its_cves() {
         parse_osv(&read("advisories/DSA-5514-1.json"), "DSA-5514-1.json").expect("parse");
     let a = &advisories[0];
     assert_eq!(a.summary, "glibc - security update");
-    assert_eq!(a.aliases, ["CVE-2023-4911"]);
+    assert_eq!(a.aliases, ["CVE-2023-4911", "DEBIAN-CVE-2023-4911"]);
     assert_eq!(a.severity, Severity::Unknown);
     let releases: Vec<_> = a.affected.iter().map(|x| x.release.as_deref()).collect();
     assert_eq!(releases, [Some("11"), Some("12")]);
@@ -164,7 +164,7 @@ fn a_malformed_file_is_refused_with_its_name_and_position() {
 
 #[test]
 fn every_fixture_advisory_parses() {
-    for dir in ["advisories", "advisories-later"] {
+    for dir in ["advisories", "advisories-later", "osv-samples"] {
         for entry in std::fs::read_dir(crate::support::fixture(dir)).expect("dir") {
             let path = entry.expect("entry").path();
             let bytes = std::fs::read(&path).expect("read");

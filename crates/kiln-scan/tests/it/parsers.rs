@@ -41,6 +41,13 @@ fn dpkg_status_gives_installed_source_packages() {
 }
 
 #[test]
+fn held_packages_are_installed_and_half_installed_ones_are_not() {
+    let text = b"Package: a\nStatus: hold ok installed\nVersion: 1.0-1\n\nPackage: b\nStatus: install reinstreq half-installed\nVersion: 2.0-1\n\nPackage: c\nStatus: purge ok not-installed\nVersion: 3.0-1\n";
+    let got = packages_from_file("var/lib/dpkg/status", text).expect("parse");
+    assert_eq!(names(&got), pairs(&[("a", "1.0-1")]));
+}
+
+#[test]
 fn distroless_status_d_files_have_no_status_field() {
     let stanza =
         b"Package: libssl3\nVersion: 3.0.11-1~deb12u2\nArchitecture: amd64\nSource: openssl\n";

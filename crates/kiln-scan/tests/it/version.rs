@@ -122,3 +122,48 @@ fn malformed_versions_are_still_ordered() {
         assert_eq!(a.reverse(), compare(eco, "abd!", "abc!"), "{eco}");
     }
 }
+
+/// Every pair of the Debian versions in the fixtures (the dpkg status and the advisories'
+/// fixes) and the cases above, compared by Kiln and by `dpkg --compare-versions`.
+#[test]
+fn dpkg_comparison_agrees_with_dpkg_on_the_fixture_versions() {
+    let status = String::from_utf8(crate::support::read("debian-12-status")).expect("utf-8");
+    let mut versions: Vec<String> =
+        status.lines().filter_map(|l| l.strip_prefix("Version: ")).map(str::to_string).collect();
+    for entry in std::fs::read_dir(crate::support::fixture("advisories")).expect("dir") {
+        let bytes = std::fs::read(entry.expect("entry").path()).expect("read");
+        for advisory in kiln_scan::parse_osv(&bytes, "fixture").expect("parse") {
+            for affected in advisory.affected {
+                if affected.ecosystem == Ecosystem::Debian {
+                    versions.extend(affected.ranges.into_iter().filter_map(|r| r.fixed));
+                }
+            }
+        }
+    }
+    versions.extend(
+        ["1.0~rc1", "1.0~~", "1.0+b1", "1.16.2+ds0-1", "1.16.2+ds-1", "1:1.0", "2.0", "1.0a"]
+            .map(str::to_string),
+    );
+    versions.sort();
+    versions.dedup();
+    assert!(versions.len() > 40, "{}", versions.len());
+    let mut disagreements = Vec::new();
+    for (i, a) in versions.iter().enumerate() {
+        for b in &versions[i + 1..] {
+            let ours = compare(Ecosystem::Debian, a, b);
+            let op = match ours {
+                Less => "lt",
+                Equal => "eq",
+                Greater => "gt",
+            };
+            let status = std::process::Command::new("dpkg")
+                .args(["--compare-versions", a, op, b])
+                .status()
+                .expect("this test runs Debian's dpkg (package dpkg)");
+            if !status.success() {
+                disagreements.push(format!("{a} {op} {b}"));
+            }
+        }
+    }
+    assert!(disagreements.is_empty(), "dpkg disagrees: {disagreements:#?}");
+}
