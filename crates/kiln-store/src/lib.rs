@@ -152,8 +152,8 @@ pub use registry::{
     RegistryWebhook, WEBHOOK_EVENTS,
 };
 pub use scans::{
-    AdvisoryImport, FindingRecord, ImagePolicy, NewAdvisory, PackageRecord, ScanOutcome, ScanRecord,
-    StoredAdvisory,
+    AdvisoryImport, FindingRecord, ImagePolicy, NewAdvisory, PackageRecord, ScanOutcome,
+    ScanRecord, StoredAdvisory,
 };
 pub use schedules::{ScheduleEntry, ScheduleRecord};
 pub use services::{

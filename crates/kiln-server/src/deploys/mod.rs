@@ -306,8 +306,10 @@ impl Deploys {
         let resolved =
             image::resolve(&self.sh.store, &self.sh.registry_host, &project.id, &ask.image).await?;
         if let Some(scanner) = self.sh.scanner.get()
-            && let Some((repo, _)) = resolved.image_ref.split_once('/').and_then(|(_, r)| r.split_once('@'))
-            && let Some(refusal) = scanner.deploy_refusal(&project.id, repo, &resolved.digest).await?
+            && let Some((repo, _)) =
+                resolved.image_ref.split_once('/').and_then(|(_, r)| r.split_once('@'))
+            && let Some(refusal) =
+                scanner.deploy_refusal(&project.id, repo, &resolved.digest).await?
         {
             return Err(invalid(refusal));
         }

@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use kiln_api::ErrorBody;
-use kiln_api::scan::{AdvisoryImportReport, ImageScan, ImagePolicy, ImportAdvisories};
+use kiln_api::scan::{AdvisoryImportReport, ImagePolicy, ImageScan, ImportAdvisories};
 use kiln_scan::Severity;
 use kiln_store::Role;
 use serde::Deserialize;

@@ -75,9 +75,7 @@ enum Contents {
 impl Scanner {
     /// A scanner of `registry`'s images with no advisories yet (see [`Scanner::load`]).
     pub fn new(store: Store, registry: Arc<Registry>) -> Scanner {
-        Scanner {
-            inner: Arc::new(Inner { store, registry, advisories: RwLock::default() }),
-        }
+        Scanner { inner: Arc::new(Inner { store, registry, advisories: RwLock::default() }) }
     }
 
     /// Loads the stored advisories into memory. A stored advisory this version cannot read
@@ -146,7 +144,9 @@ impl Scanner {
                 tracing::warn!("scan of {digest} failed: {e}");
                 self.inner.store.record_scan(digest, &ScanOutcome::Failed(e)).await
             }
-            Contents::Skipped(e) => self.inner.store.record_scan(digest, &ScanOutcome::Skipped(e)).await,
+            Contents::Skipped(e) => {
+                self.inner.store.record_scan(digest, &ScanOutcome::Skipped(e)).await
+            }
         }
     }
 

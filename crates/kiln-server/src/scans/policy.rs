@@ -37,7 +37,11 @@ impl Scanner {
 
     /// The critical advisories of stored manifest `digest` of `repository`, scanning it first
     /// if it was not scanned.
-    pub async fn critical(&self, repository: &str, digest: &str) -> Result<Vec<String>, StoreError> {
+    pub async fn critical(
+        &self,
+        repository: &str,
+        digest: &str,
+    ) -> Result<Vec<String>, StoreError> {
         let scanned = self.store().image_scan(digest).await?;
         if scanned.is_none_or(|s| s.state == "queued") {
             self.scan(repository, digest).await?;

@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 use axum::http::{HeaderMap, StatusCode};
 use base64::Engine as _;
 use kiln_api::CreateWebhook;
-use kiln_api::scan::{AdvisoryFile, AdvisoryImportReport, ImageScan, ImagePolicy, ImportAdvisories};
+use kiln_api::scan::{
+    AdvisoryFile, AdvisoryImportReport, ImagePolicy, ImageScan, ImportAdvisories,
+};
 use kiln_client::{Client, ClientError};
 use sha2::{Digest as _, Sha256};
 
@@ -162,7 +164,10 @@ async fn scanned(c: &Client, image: &str) -> ImageScan {
 
 /// What `kiln-scan` itself finds in `layers` with the advisories of fixture directories
 /// `dirs`: (advisory, package, installed, fixed, severity), sorted.
-fn expected(layers: &[Vec<u8>], dirs: &[&str]) -> Vec<(String, String, String, Option<String>, String)> {
+fn expected(
+    layers: &[Vec<u8>],
+    dirs: &[&str],
+) -> Vec<(String, String, String, Option<String>, String)> {
     let packages = kiln_scan::packages_from_layers(layers.iter().map(|l| l.as_slice())).unwrap();
     let mut advisories = Vec::new();
     for dir in dirs {
@@ -185,7 +190,13 @@ fn found(s: &ImageScan) -> Vec<(String, String, String, Option<String>, String)>
         .findings
         .iter()
         .map(|f| {
-            (f.advisory.clone(), f.package.clone(), f.installed.clone(), f.fixed.clone(), f.severity.clone())
+            (
+                f.advisory.clone(),
+                f.package.clone(),
+                f.installed.clone(),
+                f.fixed.clone(),
+                f.severity.clone(),
+            )
         })
         .collect();
     out.sort();
@@ -361,7 +372,8 @@ pub async fn the_image_policy_refuses_latest_and_deploys_of_an_image_with_a_crit
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("DENIED"), "{body}");
     assert!(body.contains(&format!("({})", critical.join(", "))), "{body}");
-    let other = push.image("shop/other", &[app_layer(), layer(&[("etc/motd", b"hi\n".to_vec())])]).await;
+    let other =
+        push.image("shop/other", &[app_layer(), layer(&[("etc/motd", b"hi\n".to_vec())])]).await;
     let (status, body) = push.manifest("shop/other", "latest", &other).await;
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("RUSTSEC-2021-0003"), "{body}");
@@ -372,7 +384,11 @@ pub async fn the_image_policy_refuses_latest_and_deploys_of_an_image_with_a_crit
     // A deploy of it is refused before anything is stored.
     c.create_environment(
         "shop",
-        &kiln_api::environments::CreateEnvironment { name: "dev".into(), after: None, protected: false },
+        &kiln_api::environments::CreateEnvironment {
+            name: "dev".into(),
+            after: None,
+            protected: false,
+        },
     )
     .await
     .unwrap();
@@ -409,9 +425,8 @@ async fn bad_input_is_refused_clearly_and_stores_nothing() {
         name: "broken/DSA-0000-1.json".into(),
         content: "{\n  \"id\": \"DSA-0000-1\",\n  \"modified\": 12,\n".into(),
     });
-    let (status, message) = api_error(
-        c.import_advisories(&ImportAdvisories { files }).await.unwrap_err(),
-    );
+    let (status, message) =
+        api_error(c.import_advisories(&ImportAdvisories { files }).await.unwrap_err());
     assert_eq!(status, 400, "{message}");
     assert!(message.contains("broken/DSA-0000-1.json:"), "{message}");
     assert!(message.contains("nothing was imported"), "{message}");

@@ -26,8 +26,8 @@ pub enum AdvisoriesSub {
 
 /// The OSV files under `path` (itself if a file), sorted.
 fn files_of(path: &Path) -> Result<Vec<PathBuf>, Fail> {
-    let meta = std::fs::metadata(path)
-        .map_err(|e| Fail::invalid(format!("{}: {e}", path.display())))?;
+    let meta =
+        std::fs::metadata(path).map_err(|e| Fail::invalid(format!("{}: {e}", path.display())))?;
     if meta.is_file() {
         return Ok(vec![path.to_path_buf()]);
     }

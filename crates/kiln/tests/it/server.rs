@@ -618,16 +618,21 @@ fn scan_commands_import_advisories_show_findings_and_set_the_image_policy() {
     assert!(stdout.contains("new") && stdout.contains("unchanged"), "{stdout}");
     let (stdout, _) = s.ok(&["registry", "advisories", "import", dir, "-o", "json"], 0);
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!((report["new"].as_u64(), report["unchanged"].as_u64()), (Some(0), report["read"].as_u64()));
+    assert_eq!(
+        (report["new"].as_u64(), report["unchanged"].as_u64()),
+        (Some(0), report["read"].as_u64())
+    );
     assert_eq!(report["files"], count);
 
     // A malformed file: its name and position, exit 2, nothing imported.
     let bad = tempfile::tempdir().unwrap();
     let file = bad.path().join("broken.json");
-    std::fs::write(&file, "[\n  {\"id\": \"X-1\", \"modified\": \"2024-01-01T00:00:00Z\",}\n]\n").unwrap();
+    std::fs::write(&file, "[\n  {\"id\": \"X-1\", \"modified\": \"2024-01-01T00:00:00Z\",}\n]\n")
+        .unwrap();
     let (_, stderr) = s.ok(&["registry", "advisories", "import", file.to_str().unwrap()], 2);
     assert!(stderr.contains("broken.json:2:"), "{stderr}");
-    let (_, stderr) = s.ok(&["registry", "advisories", "import", bad.path().join("nope").to_str().unwrap()], 2);
+    let (_, stderr) =
+        s.ok(&["registry", "advisories", "import", bad.path().join("nope").to_str().unwrap()], 2);
     assert!(stderr.contains("nope"), "{stderr}");
 
     let (_, stderr) = s.ok(&["registry", "vulns", "team/app:1"], 2);
@@ -637,13 +642,27 @@ fn scan_commands_import_advisories_show_findings_and_set_the_image_policy() {
     assert!(stdout.contains("POLICY") && stdout.matches(" off ").count() == 2, "{stdout}");
     let (stdout, _) = s.ok(&["project", "policy", "team", "--no-critical-latest", "-o", "json"], 0);
     let policy: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(policy, serde_json::json!({"block_critical_deploys": false, "no_critical_latest": true}));
+    assert_eq!(
+        policy,
+        serde_json::json!({"block_critical_deploys": false, "no_critical_latest": true})
+    );
     let (stdout, _) = s.ok(
-        &["project", "policy", "team", "--block-critical-deploys", "--no-critical-latest=false", "-o", "json"],
+        &[
+            "project",
+            "policy",
+            "team",
+            "--block-critical-deploys",
+            "--no-critical-latest=false",
+            "-o",
+            "json",
+        ],
         0,
     );
     let policy: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(policy, serde_json::json!({"block_critical_deploys": true, "no_critical_latest": false}));
+    assert_eq!(
+        policy,
+        serde_json::json!({"block_critical_deploys": true, "no_critical_latest": false})
+    );
 }
 
 #[test]

@@ -94,7 +94,14 @@ async fn the_repository_page_shows_an_images_findings_by_severity() {
     let want: Vec<_> = scan
         .findings
         .iter()
-        .map(|f| json!([f.advisory, f.package, f.severity, f.fixed.clone().unwrap_or("no fix yet".into())]))
+        .map(|f| {
+            json!([
+                f.advisory,
+                f.package,
+                f.severity,
+                f.fixed.clone().unwrap_or("no fix yet".into())
+            ])
+        })
         .collect();
     assert_eq!(rows, json!(want));
     b.shot("vulnerabilities").await;
