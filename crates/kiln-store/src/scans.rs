@@ -445,11 +445,12 @@ impl Store {
         row.map(scan_record).transpose()
     }
 
-    /// The digests scanned successfully, by digest.
+    /// The digests scanned successfully that a repository still holds, by digest.
     pub async fn scanned_digests(&self) -> Result<Vec<String>> {
         let what = || "list scanned images".to_string();
         let rows = with_db!(&self.db, p => sqlx::query_scalar(
-            "SELECT digest FROM image_scans WHERE state = 'scanned' ORDER BY digest")
+            "SELECT s.digest FROM image_scans s WHERE s.state = 'scanned' AND EXISTS \
+             (SELECT 1 FROM registry_manifests m WHERE m.digest = s.digest) ORDER BY s.digest")
             .fetch_all(p)
             .await)
         .ctx(what)?;

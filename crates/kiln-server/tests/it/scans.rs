@@ -460,6 +460,19 @@ async fn bad_input_is_refused_clearly_and_stores_nothing() {
     // Scanning it again on demand says the same.
     let again = c.scan_image("shop/lost:1").await.unwrap();
     assert_eq!((again.state.as_str(), again.error), ("failed", scan.error));
+    // The layer uploaded again and the image pushed again: scanned.
+    push.blob("shop/lost", &lost).await;
+    assert_eq!(push.manifest("shop/lost", "1", &manifest).await.0, 201);
+    let start = Instant::now();
+    let fixed = loop {
+        let s = c.image_vulns("shop/lost:1", None).await.unwrap();
+        if s.state == "scanned" {
+            break s;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "never scanned again: {s:#?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(fixed.packages > 0 && fixed.error.is_none(), "{fixed:#?}");
 
     // Unknown images and bad severities.
     let (status, message) = api_error(c.image_vulns("shop/nope:1", None).await.unwrap_err());
