@@ -5,8 +5,9 @@
 //! layer, with the fixed versions; importing one more advisory later notifies the image once
 //! (a `vulnerability` registry event and one signed webhook delivery naming its repository,
 //! tag and the advisory). The project image policy refuses `latest` and deploys of an image
-//! with a critical finding, naming the advisories. Bad input (a malformed advisory file, an
-//! image whose layer is missing, an unknown image) stores nothing.
+//! with a critical finding, naming the advisories. An index is scanned through its
+//! linux/amd64 image and notified once. Bad input (a malformed advisory file, an image whose
+//! layer is missing, an unknown image) stores nothing; a failed scan is retried on a new push.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -136,11 +137,22 @@ impl Pusher {
 
     /// PUTs a manifest under `reference`: the status and the body.
     async fn manifest(&self, repo: &str, reference: &str, body: &[u8]) -> (u16, String) {
+        self.put(repo, reference, "application/vnd.oci.image.manifest.v1+json", body).await
+    }
+
+    /// PUTs a manifest of `media_type` under `reference`: the status and the body.
+    async fn put(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        body: &[u8],
+    ) -> (u16, String) {
         let resp = self
             .http
             .put(format!("{}/v2/{repo}/manifests/{reference}", self.url))
             .header("Authorization", &self.auth)
-            .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+            .header("Content-Type", media_type)
             .body(body.to_vec())
             .send()
             .await
@@ -513,5 +525,46 @@ async fn manifests_left_unscanned_by_a_stopped_server_are_scanned_at_start() {
     // Scanned again with the advisories loaded at start: the same findings.
     assert_eq!(found(&again), found(&first));
     assert!(!again.findings.is_empty());
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn an_index_is_scanned_through_its_linux_amd64_image_and_notified_once() {
+    let s = TestServer::start_with(0).await;
+    let c = &s.admin;
+    c.create_project("shop").await.unwrap();
+    import(c, osv_files("advisories")).await;
+    let push = Pusher::new(&s);
+    // arm64: an image with nothing Kiln reads; amd64: the app.
+    let arm = push.image("shop/multi", &[layer(&[("etc/motd", b"arm\n".to_vec())])]).await;
+    let amd = push.image("shop/multi", &[app_layer()]).await;
+    for m in [&arm, &amd] {
+        assert_eq!(push.manifest("shop/multi", &digest(m), m).await.0, 201);
+    }
+    let entry = |m: &[u8], arch: &str| {
+        serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest(m),
+            "size": m.len(), "platform": {"os": "linux", "architecture": arch},
+        })
+    };
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [entry(&arm, "arm64"), entry(&amd, "amd64")],
+    }))
+    .unwrap();
+    let (status, body) =
+        push.put("shop/multi", "2.0", "application/vnd.oci.image.index.v1+json", &index).await;
+    assert_eq!(status, 201, "{body}");
+    let scan = scanned(c, "shop/multi:2.0").await;
+    assert_eq!(scan.digest, digest(&index));
+    assert_eq!(found(&scan), expected(&[app_layer()], &["advisories"]));
+
+    // The later advisory names the index's tag once: its platform images are part of it.
+    let r = import(c, osv_files("advisories-later")).await;
+    assert_eq!(r.notices.len(), 1, "{r:#?}");
+    assert_eq!(
+        (r.notices[0].tags.as_slice(), r.notices[0].digest.as_str()),
+        (&["2.0".to_string()][..], scan.digest.as_str())
+    );
     s.stop().await;
 }
