@@ -217,18 +217,16 @@ impl Store {
     ) -> Result<HashMap<String, StoredAdvisory>> {
         let what = || "read advisories".to_string();
         let mut out = HashMap::new();
-        for chunk in ids.chunks(500) {
-            for id in chunk {
-                let row: Option<(String, Json<serde_json::Value>)> =
-                    with_db!(&self.db, p => sqlx::query_as(
-                    "SELECT modified, osv FROM advisories WHERE id = $1")
-                    .bind(id)
-                    .fetch_optional(p)
-                    .await)
-                    .ctx(what)?;
-                if let Some((modified, osv)) = row {
-                    out.insert(id.clone(), StoredAdvisory { modified, osv: osv.0 });
-                }
+        for id in ids {
+            let row: Option<(String, Json<serde_json::Value>)> =
+                with_db!(&self.db, p => sqlx::query_as(
+                "SELECT modified, osv FROM advisories WHERE id = $1")
+                .bind(id)
+                .fetch_optional(p)
+                .await)
+                .ctx(what)?;
+            if let Some((modified, osv)) = row {
+                out.insert(id.clone(), StoredAdvisory { modified, osv: osv.0 });
             }
         }
         Ok(out)
