@@ -69,7 +69,7 @@ async fn scans_findings_notices_and_policies_are_stored_as_decided() {
         assert_eq!(store.image_findings(&d).await.unwrap(), [finding("RUSTSEC-2021-0003")]);
         assert_eq!(store.image_packages(&d).await.unwrap(), packages);
         store.record_scan(&d, &good).await.unwrap();
-        assert_eq!(store.scanned_digests().await.unwrap(), [d.clone()]);
+        assert_eq!(store.scanned_digests().await.unwrap(), vec![d.clone()]);
 
         // An import: the advisory, the image's new findings and one event for its repository.
         let hook = store
