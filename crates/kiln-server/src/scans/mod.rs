@@ -78,14 +78,20 @@ impl Scanner {
         Scanner { inner: Arc::new(Inner { store, registry, advisories: RwLock::default() }) }
     }
 
-    /// Loads the stored advisories into memory. A stored advisory this version cannot read
-    /// is a `Corrupt` error.
+    /// Loads the stored advisories into memory; returns how many. A stored advisory this
+    /// version cannot read is left out with a warning (importing it again replaces it).
     pub async fn load(&self) -> Result<usize, StoreError> {
         let mut by_id = BTreeMap::new();
         for json in self.inner.store.advisories().await? {
-            let a: Advisory = serde_json::from_value(json)
-                .map_err(|e| StoreError::Corrupt(format!("a stored advisory: {e}")))?;
-            by_id.insert(a.id.clone(), a);
+            match serde_json::from_value::<Advisory>(json.clone()) {
+                Ok(a) => {
+                    by_id.insert(a.id.clone(), a);
+                }
+                Err(e) => tracing::warn!(
+                    "stored advisory {} cannot be read and is not used (import it again): {e}",
+                    json.get("id").and_then(serde_json::Value::as_str).unwrap_or("without an id")
+                ),
+            }
         }
         let n = by_id.len();
         *self.inner.advisories.write().await = Advisories::new(by_id);
