@@ -16,6 +16,7 @@ pub mod deploy;
 pub mod environments;
 pub mod metric;
 pub mod pool;
+pub mod scan;
 pub mod service;
 pub mod triggers;
 
@@ -667,6 +668,19 @@ pub struct RegistryEvent {
     pub actor: String,
     /// When.
     pub created_at: DateTime<Utc>,
+    /// `push`, or `vulnerability`: newly imported advisories match this stored image.
+    #[serde(default = "push_action")]
+    pub action: String,
+    /// A `vulnerability` event's image's tags.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// A `vulnerability` event's new advisory ids.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub advisories: Vec<String>,
+}
+
+fn push_action() -> String {
+    "push".to_string()
 }
 
 /// A project's webhook: the events it takes are POSTed to it as JSON.
@@ -678,7 +692,8 @@ pub struct Webhook {
     pub project: String,
     /// Target URL.
     pub url: String,
-    /// What it takes: `push` (registry pushes), `run` (runs started, waiting, ended).
+    /// What it takes: `push` (registry pushes), `run` (runs started, waiting, ended),
+    /// `vulnerability` (newly imported advisories match a stored image).
     #[serde(default)]
     pub events: Vec<String>,
     /// Whether its deliveries carry `X-Kiln-Signature`.
@@ -696,7 +711,7 @@ pub struct Webhook {
 pub struct CreateWebhook {
     /// Target URL (`http://` or `https://`).
     pub url: String,
-    /// What it takes: `push`, `run` or both (default: `push`).
+    /// What it takes: any of `push`, `run`, `vulnerability` (default: `push`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub events: Option<Vec<String>>,
     /// The key deliveries are signed with (HMAC-SHA256, `X-Kiln-Signature: sha256=<hex>`);

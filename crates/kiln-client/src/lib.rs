@@ -460,6 +460,54 @@ impl Client {
         self.json(self.request(Method::POST, self.url(&["registry", "gc"])).json(req)).await
     }
 
+    /// Imports OSV advisory files (admin), all or nothing.
+    pub async fn import_advisories(
+        &self,
+        req: &kiln_api::scan::ImportAdvisories,
+    ) -> Result<kiln_api::scan::AdvisoryImportReport> {
+        let url = self.url(&["registry", "advisories"]);
+        self.json(self.request(Method::POST, url).json(req)).await
+    }
+
+    /// An image's scan and findings, at least `severity` if given.
+    pub async fn image_vulns(
+        &self,
+        image: &str,
+        severity: Option<&str>,
+    ) -> Result<kiln_api::scan::ImageScan> {
+        let mut url = self.url(&["registry", "vulns"]);
+        {
+            let mut pairs = url.query_pairs_mut();
+            pairs.append_pair("image", image);
+            if let Some(s) = severity {
+                pairs.append_pair("severity", s);
+            }
+        }
+        self.json(self.request(Method::GET, url)).await
+    }
+
+    /// Scans an image again now and answers its findings.
+    pub async fn scan_image(&self, image: &str) -> Result<kiln_api::scan::ImageScan> {
+        let url = self.url(&["registry", "scan"]);
+        self.json(self.request(Method::POST, url).json(&serde_json::json!({ "image": image })))
+            .await
+    }
+
+    /// A project's image policy.
+    pub async fn image_policy(&self, project: &str) -> Result<kiln_api::scan::ImagePolicy> {
+        self.get(&["projects", project, "image-policy"]).await
+    }
+
+    /// Sets a project's image policy.
+    pub async fn set_image_policy(
+        &self,
+        project: &str,
+        policy: &kiln_api::scan::ImagePolicy,
+    ) -> Result<kiln_api::scan::ImagePolicy> {
+        let url = self.url(&["projects", project, "image-policy"]);
+        self.json(self.request(Method::PUT, url).json(policy)).await
+    }
+
     /// Collects caches' and artifacts' garbage now (admin): what was removed.
     pub async fn gc(&self) -> Result<GcReport> {
         self.json(self.request(Method::POST, self.url(&["gc"]))).await

@@ -619,6 +619,14 @@ async fn put_manifest(
     }
     let parsed = manifest::parse(content_type.as_deref(), &body)?;
     reg.ensure_repository(name).await?;
+    if let Some(policy) = reg.tag_policy.get()
+        && !reference.contains(':')
+    {
+        policy
+            .check_tag(name, reference, &digest, &parsed.media_type, &body)
+            .await
+            .map_err(|message| RegError::new(Code::Denied, message))?;
+    }
     let new = kiln_store::NewRegistryManifest {
         repository: name.to_string(),
         digest: digest.clone(),
@@ -634,7 +642,7 @@ async fn put_manifest(
     };
     match reg.store.registry_put_manifest(&new).await? {
         ManifestPut::Stored(event) => {
-            let _ = reg.events.send(event);
+            let _ = reg.events.send(*event);
             reg.webhook_wake.notify_one();
         }
         ManifestPut::MissingBlob(d) => {

@@ -20,7 +20,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use kiln_store::{ProjectId, Store};
@@ -42,6 +42,23 @@ pub use error::{Code, RegError, RegResult};
 pub use gc::GcReport;
 /// A manifest push: repository, tag, digest, who.
 pub use kiln_store::RegistryEvent as PushEvent;
+
+/// A check the server adds to manifest pushes (the image policy): asked before a manifest
+/// pushed with a tag is stored; an `Err` refuses the push with its message (`DENIED`).
+#[async_trait::async_trait]
+pub trait TagPolicy: Send + Sync + std::fmt::Debug {
+    /// Whether manifest `digest` (`media_type`, `content`) of `repository` may be stored
+    /// under `tag`. What it names may be missing (the store refuses that after this check):
+    /// a check that cannot read it should let the push go on.
+    async fn check_tag(
+        &self,
+        repository: &str,
+        tag: &str,
+        digest: &str,
+        media_type: &str,
+        content: &[u8],
+    ) -> Result<(), String>;
+}
 
 /// How long cached project ids and repository visibility are trusted.
 const CACHE_TTL: Duration = Duration::from_secs(5);
@@ -94,6 +111,7 @@ pub struct Registry {
     events: broadcast::Sender<PushEvent>,
     webhook_wake: Notify,
     http: reqwest::Client,
+    tag_policy: OnceLock<Arc<dyn TagPolicy>>,
 }
 
 impl Registry {
@@ -136,6 +154,7 @@ impl Registry {
             events: broadcast::channel(1024).0,
             webhook_wake: Notify::new(),
             http,
+            tag_policy: OnceLock::new(),
         }))
     }
 
@@ -165,6 +184,16 @@ impl Registry {
     /// only), valid for `ttl`.
     pub fn pull_token(&self, project: ProjectId, name: &str, ttl: Duration) -> String {
         self.keys.pull_token(project, name, ttl)
+    }
+
+    /// The blob store (to read image layers).
+    pub fn blob_store(&self) -> &Arc<dyn BlobStore> {
+        &self.blobs
+    }
+
+    /// Sets the check of tagged manifest pushes (once; later calls are ignored).
+    pub fn set_tag_policy(&self, policy: Arc<dyn TagPolicy>) {
+        let _ = self.tag_policy.set(policy);
     }
 
     /// The database.

@@ -24,10 +24,11 @@ pub const SIGNATURE_HEADER: &str = "X-Kiln-Signature";
 /// The header naming what a delivery reports: `push`, or the run event (`run.failed`…).
 pub const EVENT_HEADER: &str = "X-Kiln-Event";
 
-/// The JSON body POSTed to a webhook for a push.
+/// The JSON body POSTed to a webhook for a registry event.
 #[derive(Debug, Clone, Serialize)]
 pub struct WebhookBody<'a> {
-    /// Always `push`.
+    /// `push`, or `vulnerability` (newly imported advisories match a stored image: the event
+    /// names its repository, `tags`, `digest` and the new `advisories`).
     pub action: &'static str,
     /// The event.
     pub event: &'a PushEvent,
@@ -68,6 +69,10 @@ fn body(payload: &DeliveryPayload) -> serde_json::Result<(Vec<u8>, &'static str)
         DeliveryPayload::Push(event) => {
             Ok((serde_json::to_vec(&WebhookBody { action: "push", event })?, "push"))
         }
+        DeliveryPayload::Vulnerability(event) => Ok((
+            serde_json::to_vec(&WebhookBody { action: "vulnerability", event })?,
+            "vulnerability",
+        )),
         DeliveryPayload::Run(notice) => Ok((serde_json::to_vec(notice)?, notice.event.as_str())),
     }
 }

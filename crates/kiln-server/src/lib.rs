@@ -33,6 +33,7 @@ pub mod registry;
 pub mod reports;
 pub mod routes;
 pub mod run_events;
+pub mod scans;
 pub mod schedules;
 pub mod scrape;
 pub mod secrets;
@@ -149,6 +150,8 @@ pub struct AppState {
     pub config: config_center::ConfigCenter,
     /// Deploys of services to environments, rollbacks and promotions.
     pub deploys: deploys::Deploys,
+    /// Vulnerability scanning of the registry's images.
+    pub scanner: scans::Scanner,
     /// [`ServerConfig::crash_after_claim`]: a fault for tests only.
     #[doc(hidden)]
     pub crash_after_claim: bool,
@@ -313,13 +316,17 @@ pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
     );
     let scraper = scrape::Scraper::new(store.clone(), services.clone(), metrics.clone());
     let shutdown = CancellationToken::new();
+    let scanner = scans::Scanner::new(store.clone(), registry.clone());
+    scanner.load().await?;
+    registry.set_tag_policy(Arc::new(scanner.clone()));
     let deploys = deploys::Deploys::new(
         store.clone(),
         services.clone(),
         config_center.clone(),
         registry_host.clone(),
         shutdown.clone(),
-    );
+    )
+    .with_scanner(scanner.clone());
     let coord = Coord::new(coord::CoordParts {
         store: store.clone(),
         logs: logs.clone(),
@@ -336,6 +343,7 @@ pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
         environments,
         config: config_center,
         deploys: deploys.clone(),
+        scanner: scanner.clone(),
         services: services.clone(),
         task_tokens,
         scraper: scraper.clone(),
@@ -369,6 +377,7 @@ pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
     stats::spawn_sampler(app.clone(), shutdown.clone());
     app.registry.spawn_workers(shutdown.clone());
     triggers::spawn_image_triggers(app.clone(), shutdown.clone());
+    scans::worker::spawn(scanner, shutdown.clone());
     schedules::reconcile(&app).await?;
     let scheduler = schedules::spawn(app.clone(), shutdown.clone());
     let gc = gc::spawn(app.clone(), shutdown.clone());

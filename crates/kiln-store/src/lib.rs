@@ -3,7 +3,8 @@
 //! and the runs triggers intend (the trigger outbox), services (their versions, instances and
 //! store-wide event log), metric scraping rules, environments and their variables, the config
 //! center (applications' templates and values, releases, heads, audit log), deployments, the OCI registry's repositories,
-//! manifests, tags, push events and webhook outbox, in SQLite (the default) or PostgreSQL,
+//! manifests, tags, push events and webhook outbox, vulnerability scanning (advisories, scans,
+//! findings, image policies), in SQLite (the default) or PostgreSQL,
 //! through one [`Store`].
 //!
 //! One implementation serves both databases: [`Db`] holds a typed pool per backend and the
@@ -112,6 +113,7 @@ mod projects;
 mod quotas;
 mod registry;
 mod runs;
+mod scans;
 mod schedules;
 mod secrets;
 mod services;
@@ -148,6 +150,10 @@ pub use registry::{
     DeliveryPayload, ManifestPut, NewRegistryManifest, RegistryDelivery, RegistryDeliveryInfo,
     RegistryEvent, RegistryGcRows, RegistryManifest, RegistryReferrer, RegistryRepository,
     RegistryWebhook, WEBHOOK_EVENTS,
+};
+pub use scans::{
+    AdvisoryImport, FindingRecord, ImagePolicy, NewAdvisory, PackageRecord, ScanOutcome,
+    ScanRecord, StoredAdvisory,
 };
 pub use schedules::{ScheduleEntry, ScheduleRecord};
 pub use services::{

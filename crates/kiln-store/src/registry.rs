@@ -72,7 +72,7 @@ pub struct NewRegistryManifest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ManifestPut {
     /// Stored; the push event.
-    Stored(RegistryEvent),
+    Stored(Box<RegistryEvent>),
     /// A blob it names is not in the repository.
     MissingBlob(String),
     /// A manifest it names is not in the repository.
@@ -113,11 +113,25 @@ pub struct RegistryEvent {
     pub actor: String,
     /// When.
     pub created_at: DateTime<Utc>,
+    /// `push`, or `vulnerability`: newly imported advisories match this stored image.
+    #[serde(default = "push_action")]
+    pub action: String,
+    /// A `vulnerability` event's image's tags (a push names its one `tag`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// A `vulnerability` event's new advisory ids.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub advisories: Vec<String>,
 }
 
-/// The kinds of events a webhook may take: `push` (registry pushes) and `run` (runs
-/// started, waiting for approval, ended).
-pub const WEBHOOK_EVENTS: [&str; 2] = ["push", "run"];
+fn push_action() -> String {
+    "push".to_string()
+}
+
+/// The kinds of events a webhook may take: `push` (registry pushes), `run` (runs
+/// started, waiting for approval, ended) and `vulnerability` (newly imported advisories match
+/// a stored image).
+pub const WEBHOOK_EVENTS: [&str; 3] = ["push", "run", "vulnerability"];
 
 /// Whether a webhook whose stored `events` list is `events` takes `kind`.
 pub(crate) fn takes(events: &str, kind: &str) -> bool {
@@ -148,6 +162,8 @@ pub struct RegistryWebhook {
 pub enum DeliveryPayload {
     /// A registry push.
     Push(RegistryEvent),
+    /// A registry `vulnerability` event.
+    Vulnerability(RegistryEvent),
     /// A run event.
     Run(crate::RunNotice),
 }
@@ -223,7 +239,7 @@ impl RepoRow {
 }
 
 #[derive(sqlx::FromRow)]
-struct EventRow {
+pub(crate) struct EventRow {
     id: String,
     project_id: String,
     repository: String,
@@ -232,10 +248,21 @@ struct EventRow {
     media_type: String,
     actor: String,
     created_at: DateTime<Utc>,
+    action: String,
+    tags: Option<String>,
+    advisories: Option<String>,
+}
+
+fn json_list(text: Option<&str>, what: &str) -> Result<Vec<String>> {
+    match text {
+        None => Ok(Vec::new()),
+        Some(t) => serde_json::from_str(t)
+            .map_err(|e| StoreError::Corrupt(format!("registry event {what}: {e}"))),
+    }
 }
 
 impl EventRow {
-    fn into_event(self) -> Result<RegistryEvent> {
+    pub(crate) fn into_event(self) -> Result<RegistryEvent> {
         Ok(RegistryEvent {
             id: self.id,
             project_id: ProjectId::from_db(&self.project_id)?,
@@ -245,6 +272,9 @@ impl EventRow {
             media_type: self.media_type,
             actor: self.actor,
             created_at: self.created_at,
+            tags: json_list(self.tags.as_deref(), "tags")?,
+            advisories: json_list(self.advisories.as_deref(), "advisories")?,
+            action: self.action,
         })
     }
 }
@@ -585,7 +615,8 @@ impl Store {
             let id = uuid::Uuid::now_v7().to_string();
             let event = sqlx::query_as::<_, EventRow>(
                 "INSERT INTO registry_events (id, project_id, repository, tag, digest, media_type, actor, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id, project_id, repository, tag, digest, media_type, actor, created_at")
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id, project_id, repository, tag, digest, media_type, actor, created_at, \
+                 action, tags, advisories")
                 .bind(&id)
                 .bind(&project)
                 .bind(&m.repository)
@@ -615,7 +646,7 @@ impl Store {
                     .await
                     .ctx(what)?;
             }
-            ManifestPut::Stored(event.into_event()?)
+            ManifestPut::Stored(Box::new(event.into_event()?))
         });
         Ok(put)
     }
@@ -800,7 +831,8 @@ impl Store {
     ) -> Result<Vec<RegistryEvent>> {
         let what = || "list registry events".to_string();
         let rows = with_db!(&self.db, p => sqlx::query_as::<_, EventRow>(
-            "SELECT id, project_id, repository, tag, digest, media_type, actor, created_at FROM registry_events WHERE ($1 = '' OR project_id = $1) \
+            "SELECT id, project_id, repository, tag, digest, media_type, actor, created_at, \
+             action, tags, advisories FROM registry_events WHERE ($1 = '' OR project_id = $1) \
              ORDER BY id DESC LIMIT $2")
             .bind(project_id.map(|p| p.text()).unwrap_or_default())
             .bind(i64::from(limit))
@@ -931,16 +963,17 @@ impl Store {
         for r in rows {
             let corrupt = |why: &str| StoreError::Corrupt(format!("outbox row {}: {why}", r.id));
             let payload = match (r.kind.as_str(), &r.event_id, &r.payload) {
-                ("push", Some(event), _) => {
+                (kind @ ("push" | "vulnerability"), Some(event), _) => {
                     let row = with_db!(&self.db, p => sqlx::query_as::<_, EventRow>(
                         "SELECT id, project_id, repository, tag, digest, media_type, actor, \
-                         created_at FROM registry_events WHERE id = $1")
+                         created_at, action, tags, advisories FROM registry_events WHERE id = $1")
                         .bind(event)
                         .fetch_optional(p)
                         .await)
                     .ctx(what)?;
                     match row {
-                        Some(row) => DeliveryPayload::Push(row.into_event()?),
+                        Some(row) if kind == "push" => DeliveryPayload::Push(row.into_event()?),
+                        Some(row) => DeliveryPayload::Vulnerability(row.into_event()?),
                         // Deleted since (with its project): the row goes with it.
                         None => continue,
                     }

@@ -132,6 +132,8 @@ struct Shared {
     drivers: Mutex<HashSet<(String, String, String, u32)>>,
     /// Ends every driver (the server stops).
     stop: CancellationToken,
+    /// The image policy's check (`block_critical_deploys`), when scanning is on.
+    scanner: std::sync::OnceLock<crate::scans::Scanner>,
 }
 
 /// Deploys, rollbacks, promotions and their drivers. Cheap to clone.
@@ -217,8 +219,15 @@ impl Deploys {
                 registry_host,
                 drivers: Mutex::default(),
                 stop,
+                scanner: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// Checks deployed images against their project's image policy with `scanner`.
+    pub fn with_scanner(self, scanner: crate::scans::Scanner) -> Deploys {
+        let _ = self.sh.scanner.set(scanner);
+        self
     }
 
     /// Picks up every running deployment again (after a restart): its driver applies it if
@@ -296,6 +305,14 @@ impl Deploys {
         let service = ask.spec.name.clone();
         let resolved =
             image::resolve(&self.sh.store, &self.sh.registry_host, &project.id, &ask.image).await?;
+        if let Some(scanner) = self.sh.scanner.get()
+            && let Some((repo, _)) =
+                resolved.image_ref.split_once('/').and_then(|(_, r)| r.split_once('@'))
+            && let Some(refusal) =
+                scanner.deploy_refusal(&project.id, repo, &resolved.digest).await?
+        {
+            return Err(invalid(refusal));
+        }
         let spec =
             plan::deployed_spec(&ask.spec, &service, &env.name, &resolved.image_ref, ask.timeout)
                 .map_err(invalid)?;

@@ -35,6 +35,7 @@ pub mod registry;
 pub mod run_events;
 pub mod run_groups;
 pub mod runs;
+pub mod scans;
 pub mod scrape;
 pub mod services;
 pub mod stats;
@@ -175,6 +176,10 @@ fn api_router() -> OpenApiRouter<App> {
         .routes(routes!(registry::events))
         .routes(routes!(registry::webhooks, registry::add_webhook))
         .routes(routes!(registry::delete_webhook))
+        .routes(routes!(scans::import).layer(DefaultBodyLimit::max(scans::MAX_IMPORT)))
+        .routes(routes!(scans::vulns))
+        .routes(routes!(scans::scan))
+        .routes(routes!(scans::policy, scans::set_policy))
         // GitHub sends deliveries of up to 25 MB; every other body keeps axum's 2 MB cap.
         .routes(routes!(hooks::deliver).layer(DefaultBodyLimit::max(hooks::MAX_BODY)))
 }

@@ -164,6 +164,9 @@ pub async fn events(
                 media_type: e.media_type,
                 actor: e.actor,
                 created_at: e.created_at,
+                action: e.action,
+                tags: e.tags,
+                advisories: e.advisories,
             })
             .collect(),
     ))

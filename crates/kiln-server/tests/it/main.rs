@@ -16,6 +16,7 @@ mod openapi;
 mod pool;
 mod pools;
 mod postgres;
+mod scans;
 mod schedules;
 mod scrape;
 mod seed003;

@@ -4,7 +4,8 @@
 
 use crate::support::{Backend, TestServer};
 use crate::{
-    api, config, deploys, environments, files, git, instance_config, schedules, scrape, trigger,
+    api, config, deploys, environments, files, git, instance_config, scans, schedules, scrape,
+    trigger,
 };
 
 /// `#[tokio::test] fn NAME` running `SCENARIO` on a fresh PostgreSQL database, or skipping it.
@@ -20,6 +21,10 @@ macro_rules! on_postgres {
 }
 
 on_postgres! {
+    scan_findings_and_notices_on_postgres =>
+        scans::a_pushed_image_has_exactly_the_expected_findings_and_a_later_advisory_notifies_it_once_on;
+    scan_policy_on_postgres =>
+        scans::the_image_policy_refuses_latest_and_deploys_of_an_image_with_a_critical_finding_on;
     apply_keeps_versions_on_postgres =>
         api::invalid_workflow_is_refused_with_positions_and_nothing_is_stored_on;
     trigger_records_outputs_on_postgres =>

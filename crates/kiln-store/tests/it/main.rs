@@ -24,6 +24,7 @@ mod links;
 mod metric_rules;
 mod nodes;
 mod quotas;
+mod scans;
 mod schedules;
 mod secrets;
 mod services;

@@ -1784,10 +1784,40 @@
       h('thead', {}, h('tr', {}, withRepo ? h('th', {}, 'Repository') : null, h('th', {}, 'Tag'), h('th', { class: withRepo ? 'hide-sm' : null }, 'Digest'), h('th', {}, 'Who'), h('th', {}, 'When'))),
       h('tbody', {}, events.map((e) => h('tr', { 'data-event': e.id },
         withRepo ? h('td', {}, h('a', { href: '/registry/' + e.repository }, e.repository)) : null,
-        h('td', { class: 'tag' }, e.tag || h('span', { class: 'muted' }, 'by digest')),
+        h('td', { class: 'tag' }, e.action === 'vulnerability'
+          ? h('span', { 'data-action': 'vulnerability', title: 'newly imported advisories match this image' }, severityBadge('advisory'), ' ', (e.tags || []).join(', ') || 'untagged', h('span', { class: 'muted' }, ': ' + (e.advisories || []).join(', ')))
+          : (e.tag || h('span', { class: 'muted' }, 'by digest'))),
         h('td', { class: withRepo ? 'hide-sm' : null }, shortDigest(e.digest)),
         h('td', { class: 'actor' }, e.actor),
         h('td', { class: 'nowrap' }, h('span', { title: fmtTime(e.created_at) }, fmtAgo(e.created_at))))))));
+  }
+
+  const SEVERITIES = ['critical', 'high', 'medium', 'low', 'unknown'];
+  function severityBadge(sev) {
+    const cls = { critical: 's-failure', high: 's-failure', medium: 's-waiting', low: 's-canceled', unknown: 's-canceled' }[sev] || 's-canceled';
+    return h('span', { class: 'badge sev ' + cls, 'data-severity': sev }, sev);
+  }
+  /** An image's findings counted by severity (`2 critical · 1 high`), or its scan's state. */
+  function vulnSummary(s) {
+    if (s.state !== 'scanned') return h('span', { class: 'muted', title: s.error || '', 'data-scan': s.state }, s.state === 'failed' ? 'scan failed' : s.state);
+    if (!s.findings.length) return h('span', { class: 'muted', 'data-scan': 'clean' }, 'none found');
+    const counts = SEVERITIES.map((sev) => [sev, s.findings.filter((f) => f.severity === sev).length]).filter(([, n]) => n);
+    return h('span', { 'data-scan': 'findings', 'data-count': s.findings.length }, counts.map(([sev, n], i) => [i ? ' · ' : '', h('b', { class: 'sev-' + sev }, n + ' ' + sev)]));
+  }
+  function vulnTable(s) {
+    const when = s.scanned_at ? h('span', { title: fmtTime(s.scanned_at) }, 'scanned ' + fmtAgo(s.scanned_at)) : 'not scanned yet';
+    const meta = h('div', { class: 'body muted' }, shortDigest(s.digest), ' · ', s.packages + ' packages · ', when,
+      s.error ? [' · ', h('span', { class: 'scan-error' }, s.error)] : null);
+    if (!s.findings.length) return [meta, h('div', { class: 'body empty' }, s.state === 'scanned' ? 'No known vulnerability in its packages.' : 'No findings.')];
+    return [meta, h('div', { class: 'scroll' }, h('table', { class: 'findings' },
+      h('thead', {}, h('tr', {}, h('th', {}, 'Severity'), h('th', {}, 'Advisory'), h('th', {}, 'Package'), h('th', {}, 'Installed'), h('th', {}, 'Fixed in'), h('th', { class: 'hide-sm' }, 'Found in'))),
+      h('tbody', {}, s.findings.map((f) => h('tr', { 'data-advisory': f.advisory, 'data-package': f.package },
+        h('td', {}, severityBadge(f.severity)),
+        h('td', { title: f.summary }, h('b', {}, f.advisory), f.aliases.length ? h('span', { class: 'muted' }, ' ' + f.aliases.join(', ')) : null),
+        h('td', {}, f.package, h('span', { class: 'muted' }, ' (' + f.ecosystem + ')')),
+        h('td', { class: 'mono' }, f.installed),
+        h('td', { class: 'mono fixed' }, f.fixed || h('span', { class: 'muted' }, 'no fix yet')),
+        h('td', { class: 'mono hide-sm' }, f.source))))))];
   }
 
   /** Whether the server has a registry: `GET /v2/` answers 404 on one without. */
@@ -1885,8 +1915,25 @@
       (e) => { if (e.name !== 'AbortError') put(td, h('span', { class: 'muted', title: e.message }, '?')); });
       return td;
     };
+    const vulnsPanel = h('section', { class: 'panel', 'aria-label': 'Vulnerabilities', id: 'vulns' }, h('h2', {}, 'Vulnerabilities'),
+      h('div', { class: 'body muted' }, tags.length ? 'Loading…' : 'No tagged image to show.'));
+    tagsPanel.after(vulnsPanel);
+    const scans = new Map();
+    const scanOf = (digest) => {
+      if (!scans.has(digest)) scans.set(digest, api('GET', '/registry/vulns?image=' + enc(repo + '@' + digest), undefined, opts));
+      return scans.get(digest);
+    };
+    const showVulns = (t) => scanOf(t.digest).then((s) => put(vulnsPanel, h('h2', {}, 'Vulnerabilities of ', h('span', { class: 'tag' }, t.tag)),
+      vulnTable(s)), (e) => { if (e.name !== 'AbortError') put(vulnsPanel, h('h2', {}, 'Vulnerabilities'), h('div', { class: 'body' }, errorBox('Could not load the findings', e))); });
+    const vulnCell = (t) => {
+      const td = h('td', { class: 'vulns hide-sm' }, h('span', { class: 'muted' }, '…'));
+      scanOf(t.digest).then((s) => put(td, h('button', { type: 'button', class: 'link', 'data-vulns': t.tag, onclick: () => showVulns(t) }, vulnSummary(s))),
+        (e) => { if (e.name !== 'AbortError') put(td, h('span', { class: 'muted', title: e.message }, '?')); });
+      return td;
+    };
+    if (tags.length) showVulns(tags.find((t) => t.tag === 'latest') || tags[0]);
     put(tagsPanel, h('h2', {}, 'Tags'), tags.length ? h('div', { class: 'scroll' }, h('table', { class: 'tags' },
-      h('thead', {}, h('tr', {}, h('th', {}, 'Tag'), h('th', {}, 'Digest'), h('th', { class: 'num hide-sm' }, 'Size'), h('th', { class: 'hide-sm' }, 'Pushed'), h('th', {}, 'Pull'))),
+      h('thead', {}, h('tr', {}, h('th', {}, 'Tag'), h('th', {}, 'Digest'), h('th', { class: 'num hide-sm' }, 'Size'), h('th', { class: 'hide-sm' }, 'Pushed'), h('th', { class: 'hide-sm' }, 'Vulnerabilities'), h('th', {}, 'Pull'))),
       h('tbody', {}, tags.map((t) => {
         const e = pushed(t);
         return h('tr', { 'data-tag': t.tag },
@@ -1894,6 +1941,7 @@
           h('td', {}, shortDigest(t.digest)),
           sizeCell(t),
           h('td', { class: 'hide-sm' }, e ? h('span', { title: fmtTime(e.created_at) }, fmtAgo(e.created_at), h('span', { class: 'muted' }, ' by ' + e.actor)) : h('span', { class: 'muted' }, '–')),
+          vulnCell(t),
           h('td', {}, pullCommand(repo, t.tag)));
       }))))
       : h('div', { class: 'body empty' }, 'No tag: every manifest is untagged.'));

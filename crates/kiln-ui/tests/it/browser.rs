@@ -20,6 +20,7 @@ use crate::support::{CuttableProxy, TestServer, host};
 mod config;
 mod deploys;
 mod environments;
+mod scans;
 mod services;
 
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -909,7 +910,13 @@ async fn the_pool_page_shows_nodes_with_attributes_offers_as_bars_and_why_a_job_
 /// Pushes a one-layer image to `repo:tag` through the distribution API (monolithic blob
 /// uploads, then the manifest), with basic auth and a Kiln token as the password, as `docker
 /// login` would. Returns the manifest's digest and the image's size (config and layer).
-async fn push_image(url: &str, token: &str, repo: &str, tag: &str, layer: &[u8]) -> (String, u64) {
+pub(crate) async fn push_image(
+    url: &str,
+    token: &str,
+    repo: &str,
+    tag: &str,
+    layer: &[u8],
+) -> (String, u64) {
     use sha2::Digest;
     let http = reqwest::Client::new();
     let digest = |b: &[u8]| format!("sha256:{}", hex::encode(sha2::Sha256::digest(b)));

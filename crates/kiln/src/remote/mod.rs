@@ -35,6 +35,7 @@ pub mod pipelines;
 pub mod pool;
 pub mod registry;
 pub mod runs;
+pub mod scans;
 pub mod service_logs;
 pub mod services;
 pub mod triggers;

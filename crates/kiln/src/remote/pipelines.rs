@@ -68,6 +68,17 @@ enum ProjectSub {
         /// 1 to 64 letters, digits, `.`, `_` or `-`.
         name: String,
     },
+    /// Show a project's image policy, or change it (admin of the project).
+    Policy {
+        /// The project.
+        name: String,
+        /// Refuse deploys of images with a critical finding (`=false` to allow them).
+        #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+        block_critical_deploys: Option<bool>,
+        /// Refuse the tag `latest` on images with a critical finding (`=false` to allow).
+        #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+        no_critical_latest: Option<bool>,
+    },
 }
 
 /// Wraps the file loader and keeps every template file read (not the entry file), by the
@@ -246,6 +257,10 @@ pub async fn project(cmd: ProjectCmd) -> CmdResult {
                 t.add_row(vec![p.name.clone(), super::local_time(p.created_at)]);
             }
             outln!("{t}");
+        }
+        ProjectSub::Policy { name, block_critical_deploys, no_critical_latest } => {
+            let change = (block_critical_deploys, no_critical_latest);
+            return super::scans::policy(&client, &name, change, format == Format::Json).await;
         }
         ProjectSub::Create { name } => {
             let p = client.create_project(&name).await?;

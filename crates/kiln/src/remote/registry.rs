@@ -1,5 +1,5 @@
 //! `kiln registry`: the server's OCI registry: repositories, tags, visibility, garbage
-//! collection, push events and project webhooks.
+//! collection, push events, project webhooks and vulnerability scanning (`scans.rs`).
 
 use std::process::ExitCode;
 
@@ -7,6 +7,7 @@ use clap::{Args, Subcommand};
 use comfy_table::Cell;
 use kiln_api::{RegistryGcRequest, SetVisibility};
 
+use super::scans::AdvisoriesSub;
 use super::webhooks::WebhookSub;
 use super::{CmdResult, Conn, local_time, outln, print_json, table};
 use crate::Format;
@@ -55,6 +56,22 @@ enum RegistrySub {
     /// A project's webhooks (list, add, rm): `kiln webhook`, adding push-only webhooks.
     #[command(subcommand)]
     Webhooks(WebhookSub),
+    /// Vulnerability advisories (OSV): `import DIR|FILE` (admin).
+    #[command(subcommand)]
+    Advisories(AdvisoriesSub),
+    /// Scan an image again now and show its findings.
+    Scan {
+        /// `<project>/<name>:<tag>` or `<project>/<name>@sha256:…`.
+        image: String,
+    },
+    /// An image's vulnerabilities (findings), most severe first.
+    Vulns {
+        /// `<project>/<name>:<tag>` or `<project>/<name>@sha256:…`.
+        image: String,
+        /// Only findings at least this severe: low, medium, high, critical.
+        #[arg(long)]
+        severity: Option<String>,
+    },
 }
 
 fn size(bytes: u64) -> String {
@@ -132,12 +149,20 @@ pub async fn registry(cmd: RegistryCmd) -> CmdResult {
                 print_json(&list)?;
                 return Ok(ExitCode::SUCCESS);
             }
-            let mut t = table(&["WHEN", "REPOSITORY", "TAG", "DIGEST", "BY"]);
+            let mut t = table(&["WHEN", "EVENT", "REPOSITORY", "TAG", "DIGEST", "BY"]);
             for e in &list {
+                let tag = match (&e.tag, e.action.as_str()) {
+                    (Some(t), _) => t.clone(),
+                    (None, "vulnerability") => {
+                        format!("{} ({})", e.tags.join(", "), e.advisories.join(", "))
+                    }
+                    (None, _) => "-".to_string(),
+                };
                 t.add_row(vec![
                     Cell::new(local_time(e.created_at)),
+                    Cell::new(&e.action),
                     Cell::new(&e.repository),
-                    Cell::new(e.tag.as_deref().unwrap_or("-")),
+                    Cell::new(tag),
                     Cell::new(&e.digest),
                     Cell::new(&e.actor),
                 ]);
@@ -146,6 +171,18 @@ pub async fn registry(cmd: RegistryCmd) -> CmdResult {
         }
         RegistrySub::Webhooks(sub) => {
             return super::webhooks::run(&client, sub, json, &["push"]).await;
+        }
+        RegistrySub::Advisories(sub) => return super::scans::advisories(&client, sub, json).await,
+        RegistrySub::Scan { image } => {
+            if !json {
+                eprintln!("scanning {image}…");
+            }
+            let s = client.scan_image(&image).await?;
+            return super::scans::print_scan(&s, json);
+        }
+        RegistrySub::Vulns { image, severity } => {
+            let s = client.image_vulns(&image, severity.as_deref()).await?;
+            return super::scans::print_scan(&s, json);
         }
     }
     Ok(ExitCode::SUCCESS)

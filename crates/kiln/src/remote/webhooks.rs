@@ -36,9 +36,10 @@ pub enum WebhookSub {
         /// Target URL (`http://` or `https://`).
         url: String,
         /// What it receives: `run` (runs started, waiting for approval, ended), `push`
-        /// (registry pushes), or both: `--events run,push`. Default: `run,push` for
+        /// (registry pushes), `vulnerability` (new advisories hit a stored image), or several:
+        /// `--events run,push`. Default: `run,push` for
         /// `kiln webhook add`, `push` for `kiln registry webhooks add`.
-        #[arg(long, value_delimiter = ',', value_parser = ["run", "push"])]
+        #[arg(long, value_delimiter = ',', value_parser = ["run", "push", "vulnerability"])]
         events: Vec<String>,
         /// The signing secret (default: one is generated). Receivers check
         /// `X-Kiln-Signature: sha256=<hex HMAC-SHA256 of the body>` with it.

@@ -606,6 +606,66 @@ fn gc_prints_what_it_removed_and_refuses_a_viewer() {
 }
 
 #[test]
+fn scan_commands_import_advisories_show_findings_and_set_the_image_policy() {
+    let s = Server::start();
+    s.ok(&["project", "create", "team"], 0);
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../kiln-scan/tests/fixtures/advisories");
+    let count = std::fs::read_dir(&fixtures).unwrap().count() as u64;
+    let dir = fixtures.to_str().unwrap();
+    let (stdout, stderr) = s.ok(&["registry", "advisories", "import", dir], 0);
+    assert!(stderr.contains(&format!("importing {count} files")), "{stderr}");
+    assert!(stdout.contains("new") && stdout.contains("unchanged"), "{stdout}");
+    let (stdout, _) = s.ok(&["registry", "advisories", "import", dir, "-o", "json"], 0);
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        (report["new"].as_u64(), report["unchanged"].as_u64()),
+        (Some(0), report["read"].as_u64())
+    );
+    assert_eq!(report["files"], count);
+
+    // A malformed file: its name and position, exit 2, nothing imported.
+    let bad = tempfile::tempdir().unwrap();
+    let file = bad.path().join("broken.json");
+    std::fs::write(&file, "[\n  {\"id\": \"X-1\", \"modified\": \"2024-01-01T00:00:00Z\",}\n]\n")
+        .unwrap();
+    let (_, stderr) = s.ok(&["registry", "advisories", "import", file.to_str().unwrap()], 2);
+    assert!(stderr.contains("broken.json:2:"), "{stderr}");
+    let (_, stderr) =
+        s.ok(&["registry", "advisories", "import", bad.path().join("nope").to_str().unwrap()], 2);
+    assert!(stderr.contains("nope"), "{stderr}");
+
+    let (_, stderr) = s.ok(&["registry", "vulns", "team/app:1"], 2);
+    assert!(stderr.contains("image `team/app:1` is not in the registry"), "{stderr}");
+
+    let (stdout, _) = s.ok(&["project", "policy", "team"], 0);
+    assert!(stdout.contains("POLICY") && stdout.matches(" off ").count() == 2, "{stdout}");
+    let (stdout, _) = s.ok(&["project", "policy", "team", "--no-critical-latest", "-o", "json"], 0);
+    let policy: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        policy,
+        serde_json::json!({"block_critical_deploys": false, "no_critical_latest": true})
+    );
+    let (stdout, _) = s.ok(
+        &[
+            "project",
+            "policy",
+            "team",
+            "--block-critical-deploys",
+            "--no-critical-latest=false",
+            "-o",
+            "json",
+        ],
+        0,
+    );
+    let policy: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        policy,
+        serde_json::json!({"block_critical_deploys": true, "no_critical_latest": false})
+    );
+}
+
+#[test]
 fn registry_commands_list_as_tables_and_json() {
     let s = Server::start();
     s.ok(&["project", "create", "team"], 0);
