@@ -236,6 +236,7 @@ mod tests {
             ports: Vec::new(),
             host_network: false,
             pull_auth: None,
+            builder: false,
             binds: Vec::new(),
         }
     }

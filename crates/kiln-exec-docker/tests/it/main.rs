@@ -51,6 +51,7 @@ pub fn script_task(name: &str, script: &str) -> TaskSpec {
         ports: Vec::new(),
         host_network: false,
         pull_auth: None,
+        builder: false,
         binds: Vec::new(),
     }
 }
