@@ -2,6 +2,7 @@
 //! `/var/run/docker.sock`), which must hold the `busybox:latest` image `cargo xtask images`
 //! makes. Without an engine every test fails with a message saying how to get one.
 
+mod builder;
 mod conformance;
 mod docker;
 
