@@ -20,6 +20,8 @@
 //!   clients in the same run (`etcd-server` is installed when missing);
 //! - the registry beside CNCF distribution 2.8.2 (`kiln-registry/benches/registry.rs`):
 //!   manifest GETs/s, blob GET throughput, pushes/s, as ratios.
+//! - image builds (`kiln/benches/builds.rs`): a rebuild all from the registry's layer cache
+//!   beside a cold build of the same Dockerfile, as a ratio.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -71,6 +73,9 @@ pub fn run(only: Option<&str>) -> Result<()> {
     }
     if want("registry") {
         registry()?;
+    }
+    if want("builds") {
+        builds()?;
     }
     Ok(())
 }
@@ -131,6 +136,18 @@ fn config() -> Result<()> {
         "==> config: a release to 1,000 SSE watchers and 1,000 long polls, beside etcd 3.4 watched by 1,000 clients"
     );
     cargo(&["bench", "-p", "kiln", "--bench", "config"])
+}
+
+/// Image builds (`crates/kiln/benches/builds.rs`): a build all from the registry's layer
+/// cache beside a cold one, on the Docker engine `docker_host` (buildah installed).
+fn builds() -> Result<()> {
+    let docker_host = docker_host()?;
+    println!("==> builds: a cached rebuild vs a cold build of the same Dockerfile (buildah)");
+    step::run(
+        step::cargo()
+            .args(["bench", "-p", "kiln", "--bench", "builds"])
+            .env("DOCKER_HOST", &docker_host),
+    )
 }
 
 /// The registry beside CNCF distribution (`crates/kiln-registry/benches/registry.rs`).
