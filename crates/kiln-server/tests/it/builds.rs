@@ -4,7 +4,8 @@
 //! registry with the job's token; a second job runs the pushed image by the digest output;
 //! a rebuild of the same commit takes every step from the layer cache in the registry.
 //! Bad input fails the job with a clear last line: a broken Dockerfile (its line), a
-//! Dockerfile that does not exist, a tag in another project. Ports 48200-48299.
+//! Dockerfile that does not exist, a tag in another project. A process agent builds with
+//! the host's buildah. Ports 48200-48299.
 
 use std::time::Duration;
 
@@ -234,5 +235,31 @@ async fn a_broken_or_missing_dockerfile_or_a_tag_of_another_project_fails_clearl
     let repos = s.admin.registry_repositories().await.unwrap();
     let names: Vec<&str> = repos.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, ["shop/broken/cache"]);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_process_agent_builds_with_the_hosts_buildah_and_pushes() {
+    let gits = GitServer::start().await;
+    let url = repository(&gits);
+    let s = TestServer::start_full(Backend::Sqlite, 0, Duration::from_secs(30)).await;
+    let _agent = s.agent("builds-host", 2, on_loopback(&[], 48280));
+    s.admin.create_project("shop").await.unwrap();
+    s.admin.set_secret("shop", "GIT_TOKEN", &format!("{USER}:{TOKEN}")).await.unwrap();
+    let yaml = format!(
+        "name: host\nsource: {{ repository: '{url}', credentials: GIT_TOKEN }}\n\
+         stages:\n  - name: build\n    jobs:\n      image:\n        build: {{ tags: [host:1] }}\n"
+    );
+    s.apply("shop", "host", &yaml).await;
+    let run = s.trigger("shop", "host", &[]).await;
+    let d = s.wait_final(&run.id).await;
+    let log = log_text(&s, &run.id, Some("image")).await;
+    assert_eq!(d.run.state, "success", "{d:#?}\n{log:#?}");
+    let digest = &job(&d, "image").outputs["digest"];
+    let tags = s.admin.registry_tags("shop/host").await.unwrap();
+    assert_eq!(tags.len(), 1, "{tags:#?}");
+    assert_eq!(&tags[0].digest, digest);
+    // buildah's storage is the agent's, under its workspaces directory.
+    assert!(s.dir().join("ws-builds-host/buildah").is_dir(), "{log:#?}");
     s.stop().await;
 }
