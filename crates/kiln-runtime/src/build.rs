@@ -1,7 +1,7 @@
 //! A `build:` job as the script the image builder runs (pure: text in, text out): checks
 //! before buildah starts (the Dockerfile exists, buildah is there, every tag is in Kiln's
-//! registry and the run's project), `buildah login` with the job's registry token,
-//! `buildah bud --layers` with the layer cache in the registry (`--cache-from`/`--cache-to`
+//! registry and the run's project), `buildah login` with the job's registry token (Kiln's
+//! registry alone marked insecure, as it may serve plain HTTP), `buildah bud --layers` with the layer cache in the registry (`--cache-from`/`--cache-to`
 //! `<name>/cache`), the Dockerfile line of a failed step as the log's last line, how many
 //! steps came from the cache, `buildah push --digestfile`, and the outputs
 //! `JOB_OUT digest=sha256:…` and `JOB_OUT image=<registry>/<project>/<name>@sha256:…`.
@@ -136,6 +136,13 @@ pub fn script(spec: &BuildSpec) -> String {
         line(&format!("set -- \"$@\" --target {}", sq(t)));
     }
     line(r#"if [ "$kiln_push" = 1 ]; then"#);
+    // Kiln's registry may serve plain HTTP: it alone is marked insecure (TLS is still
+    // verified for every other registry, such as the base images' ones).
+    line(r#"  kiln_conf="$kiln_tmp/registries.conf""#);
+    line(
+        r#"  { cat /etc/containers/registries.conf 2>/dev/null || true; printf '\n[[registry]]\nlocation = "%s"\ninsecure = true\n' "$kiln_reg"; } >"$kiln_conf""#,
+    );
+    line(r#"  export CONTAINERS_REGISTRIES_CONF="$kiln_conf""#);
     line(r#"  export REGISTRY_AUTH_FILE="$kiln_tmp/auth.json""#);
     line(
         r#"  [ -n "${KILN_REGISTRY_TOKEN:-}" ] || kiln_fail "KILN_REGISTRY_TOKEN is not set: the job has no token to push to $kiln_reg with""#,
@@ -148,9 +155,7 @@ pub fn script(spec: &BuildSpec) -> String {
     {
         line(&format!("  kiln_cache={first}/cache"));
         line(r#"  echo "kiln build: layer cache $kiln_cache""#);
-        line(
-            r#"  set -- "$@" --tls-verify=false --cache-from "$kiln_cache" --cache-to "$kiln_cache""#,
-        );
+        line(r#"  set -- "$@" --cache-from "$kiln_cache" --cache-to "$kiln_cache""#);
     }
     line("fi");
     line(&format!("set -- \"$@\" {ctx}"));
@@ -182,7 +187,7 @@ pub fn script(spec: &BuildSpec) -> String {
     line(r#"if [ "$kiln_push" = 1 ]; then"#);
     for (var, _) in &repos {
         line(&format!(
-            "  kiln_b push --tls-verify=false --digestfile \"$kiln_tmp/digest\" \"${var}\" \
+            "  kiln_b push --digestfile \"$kiln_tmp/digest\" \"${var}\" \
              \"docker://${var}\""
         ));
         line(&format!("  echo \"kiln build: pushed ${var}\""));
@@ -235,7 +240,11 @@ mod tests {
         assert!(text.contains("--cache-from \"$kiln_cache\" --cache-to \"$kiln_cache\""));
         assert!(text.contains("--build-arg 'V=a b'"));
         assert!(text.contains("--target 'release'"));
+        // TLS unverified only towards Kiln's registry: login, and the registry marked insecure
+        // for bud (base images keep their checks) and push.
         assert!(text.contains("login --tls-verify=false -u kiln --password-stdin"));
+        assert!(text.contains("insecure = true"), "{text}");
+        assert_eq!(text.matches("tls-verify").count(), 1, "{text}");
         assert!(text.contains(r#"--digestfile "$kiln_tmp/digest" "$kiln_t1" "docker://$kiln_t1""#));
         assert!(text.contains(r#"kiln_image="$kiln_reg"/"$kiln_project"/'web'"#), "{text}");
     }
