@@ -31,8 +31,9 @@ pub const LEASE_TTL_MS: u64 = 30_000;
 /// and `AgentInfo` carry `protocol` and `version`. 3: leases of service instances
 /// ([`Lease::instance`]: run until stopped, health checked on the agent, `health` events).
 /// 4: instances' config files ([`InstanceLease::config`], [`LeaseResponse::config`] updates,
-/// `config_applied` events).
-pub const PROTOCOL: u32 = 4;
+/// `config_applied` events). 5: image builds (a lease's job may be `build:`,
+/// `RunSpec::Build`, run by the agent's image builder).
+pub const PROTOCOL: u32 = 5;
 
 /// The protocol of an agent that sends no `protocol` field (it predates versioning).
 pub const UNVERSIONED_PROTOCOL: u32 = 1;
