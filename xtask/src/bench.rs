@@ -23,7 +23,9 @@
 //! - scanning an image of 300 Debian packages against 10,000 advisories (criterion,
 //!   `kiln-scan/benches/scan.rs`), as a share of its 1 s target;
 //! - a job's start on a node holding its image beside one that must pull it from Kiln's
-//!   registry (`kiln-server/benches/imagecache.rs`), as a ratio.
+//!   registry (`kiln-server/benches/imagecache.rs`), as a ratio;
+//! - image builds (`kiln/benches/builds.rs`): a rebuild all from the registry's layer cache
+//!   beside a cold build of the same Dockerfile, as a ratio.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -82,6 +84,9 @@ pub fn run(only: Option<&str>) -> Result<()> {
     }
     if want("imagecache") {
         imagecache()?;
+    }
+    if want("builds") {
+        builds()?;
     }
     Ok(())
 }
@@ -154,6 +159,18 @@ fn config() -> Result<()> {
         "==> config: a release to 1,000 SSE watchers and 1,000 long polls, beside etcd 3.4 watched by 1,000 clients"
     );
     cargo(&["bench", "-p", "kiln", "--bench", "config"])
+}
+
+/// Image builds (`crates/kiln/benches/builds.rs`): a build all from the registry's layer
+/// cache beside a cold one, on the Docker engine `docker_host` (buildah installed).
+fn builds() -> Result<()> {
+    let docker_host = docker_host()?;
+    println!("==> builds: a cached rebuild vs a cold build of the same Dockerfile (buildah)");
+    step::run(
+        step::cargo()
+            .args(["bench", "-p", "kiln", "--bench", "builds"])
+            .env("DOCKER_HOST", &docker_host),
+    )
 }
 
 /// The registry beside CNCF distribution (`crates/kiln-registry/benches/registry.rs`).

@@ -37,6 +37,24 @@ pub fn run() -> Result<()> {
 /// (the benchmark's anchor), wrk (its load generator).
 const REGISTRY_PACKAGES: [&str; 3] = ["skopeo", "docker-registry", "wrk"];
 
+/// Debian packages of image builds (`build:` jobs): buildah, which the Docker executor's
+/// builder image is made from and the process executor runs, and the static busybox the
+/// builder image's shell and the build tests' Dockerfiles use.
+const BUILD_PACKAGES: [&str; 2] = ["buildah", "busybox-static"];
+
+/// Installs what image builds need that is missing: [`BUILD_PACKAGES`].
+pub fn ensure_build_tools(apt: &mut Apt) -> Result<()> {
+    let missing: Vec<&str> =
+        BUILD_PACKAGES.iter().copied().filter(|p| !apt::is_installed(p)).collect();
+    if missing.is_empty() {
+        println!("{} are installed", BUILD_PACKAGES.join(", "));
+    } else {
+        println!("installing {}", missing.join(", "));
+        apt.install(&missing)?;
+    }
+    Ok(())
+}
+
 /// Installs the registry's test clients that are missing: the Debian packages above and the
 /// `oras` Python package (oras-py, from PyPI through pip).
 pub fn ensure_registry_clients(apt: &mut Apt) -> Result<()> {
@@ -62,9 +80,10 @@ pub fn ensure_registry_clients(apt: &mut Apt) -> Result<()> {
 }
 
 /// Makes sure the engine at `host` has every test image, building the missing ones, and that
-/// the registry's test clients are installed.
+/// the registry's test clients and the image builds' tools are installed.
 pub fn ensure(host: &str, apt: &mut Apt) -> Result<()> {
     ensure_registry_clients(apt)?;
+    ensure_build_tools(apt)?;
     let endpoint = Endpoint::parse(host)?;
     let (repo, tag) = BUSYBOX;
     if image_exists(&endpoint, repo, tag)? {

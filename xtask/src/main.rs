@@ -42,10 +42,10 @@ enum Task {
     /// Makes sure a Docker engine answers and holds the test images; prints its DOCKER_HOST.
     Images,
     /// The benchmarks, side by side with their floors: docker, engine, gap, server, pool,
-    /// services, config, placement, registry, scan, imagecache (or one).
+    /// services, config, placement, registry, scan, imagecache, builds (or one).
     Bench {
         /// Only this benchmark: `docker`, `engine`, `gap`, `server`, `pool`, `services`,
-        /// `config`, `placement`, `registry`, `scan` or `imagecache`.
+        /// `config`, `placement`, `registry`, `scan`, `imagecache` or `builds`.
         only: Option<String>,
     },
 }

@@ -33,7 +33,9 @@ pub const LEASE_TTL_MS: u64 = 30_000;
 /// 4: instances' config files ([`InstanceLease::config`], [`LeaseResponse::config`] updates,
 /// `config_applied` events). 5: the image cache ([`RegisterAgent::images`],
 /// [`LeaseResponse::prepull`] orders, `POST /api/v1/agents/{id}/images` reports).
-pub const PROTOCOL: u32 = 5;
+/// 6: image builds (a lease's job may be `build:`, `RunSpec::Build`, run by the agent's
+/// image builder).
+pub const PROTOCOL: u32 = 6;
 
 /// The protocol of an agent that sends no `protocol` field (it predates versioning).
 pub const UNVERSIONED_PROTOCOL: u32 = 1;

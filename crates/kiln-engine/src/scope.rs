@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use kiln_workflow::build::BuildSpec;
 use kiln_workflow::expr::{ExprError, Scope, Value, eval_condition, render};
 use kiln_workflow::plan::{
     ArtifactSpec, CacheSpec, Job, Plan, RunSpec, Service, workspace_path_problem,
@@ -142,6 +143,28 @@ impl JobScope<'_> {
                 environment: self.text(&d.environment, || "deploy environment".to_owned())?,
                 ..(**d).clone()
             })),
+            RunSpec::Build(b) => {
+                let mut build_args = BTreeMap::new();
+                for (k, v) in &b.build_args {
+                    build_args.insert(k.clone(), self.text(v, || format!("build-arg `{k}`"))?);
+                }
+                let mut paths =
+                    self.paths(&[b.context.clone(), b.dockerfile.clone()], "build path")?;
+                let dockerfile = paths.pop().unwrap_or_default();
+                let context = paths.pop().unwrap_or_default();
+                RunSpec::Build(Box::new(BuildSpec {
+                    context,
+                    dockerfile,
+                    tags: self.texts(&b.tags, "build tag")?,
+                    build_args,
+                    target: b
+                        .target
+                        .as_deref()
+                        .map(|t| self.text(t, || "build target".to_owned()))
+                        .transpose()?,
+                    ..(**b).clone()
+                }))
+            }
         };
         let environment = job
             .environment

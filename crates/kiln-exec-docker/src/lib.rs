@@ -14,6 +14,7 @@
 //! by pinging the engine instead of being cut.
 
 mod archive;
+pub mod builder;
 mod error;
 mod logs;
 pub mod names;
@@ -62,6 +63,10 @@ pub struct DockerConfig {
     pub liveness_interval: Duration,
     /// Limit for copying a seed into a container, or a workspace out of one.
     pub transfer_timeout: Duration,
+    /// The image `build:` tasks run in (`kiln agent --builder-image`): it must hold buildah
+    /// and a POSIX shell (see docs/builds.md). `None`: [`builder::default_builder_image`],
+    /// made from this host's buildah when the engine lacks it.
+    pub builder_image: Option<String>,
 }
 
 impl Default for DockerConfig {
@@ -73,6 +78,7 @@ impl Default for DockerConfig {
             pull_timeout: Duration::from_secs(600),
             liveness_interval: Duration::from_secs(5),
             transfer_timeout: Duration::from_secs(600),
+            builder_image: None,
         }
     }
 }
@@ -118,6 +124,8 @@ pub struct DockerExecutor {
     endpoint: String,
     config: DockerConfig,
     tasks: Mutex<HashMap<TaskId, TaskState>>,
+    /// Held while the default builder image is looked for and made (once).
+    builder_lock: tokio::sync::Mutex<()>,
 }
 
 impl DockerExecutor {
@@ -156,7 +164,18 @@ impl DockerExecutor {
             }
             Err(_) => return Err(silent()),
         };
-        Ok(DockerExecutor { docker, endpoint, config, tasks: Mutex::new(HashMap::new()) })
+        Ok(DockerExecutor {
+            docker,
+            endpoint,
+            config,
+            tasks: Mutex::new(HashMap::new()),
+            builder_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The image `build:` tasks run in: the configured one, else the default.
+    fn builder_image(&self) -> String {
+        self.config.builder_image.clone().unwrap_or_else(builder::default_builder_image)
     }
 
     /// [`connect`](Self::connect) with [`DockerConfig::default`]: `DOCKER_HOST`, else
@@ -509,8 +528,11 @@ impl Executor for DockerExecutor {
 
     fn check(&self, task: &TaskSpec) -> Result<(), ExecError> {
         let unsupported = |what: String| ExecError::Unsupported { executor: "docker", what };
-        if task.image.as_deref().is_none_or(|i| i.trim().is_empty()) {
+        if !task.builder && task.image.as_deref().is_none_or(|i| i.trim().is_empty()) {
             return Err(unsupported("a job without an image (it runs containers)".to_owned()));
+        }
+        if task.builder && !task.services.is_empty() {
+            return Err(unsupported("services beside the image builder".to_owned()));
         }
         if task.host_network && !task.services.is_empty() {
             return Err(unsupported(
@@ -574,7 +596,12 @@ impl Executor for DockerExecutor {
             .map_err(|e| engine(&what, &e))?;
         self.with_state(&task.id, |s| s.volume = Some(volume.name))?;
 
-        let mut images: Vec<String> = task.image.iter().cloned().collect();
+        let mut images: Vec<String> = Vec::new();
+        if task.builder {
+            self.ensure_builder(task).await?;
+        } else {
+            images.extend(task.image.iter().cloned());
+        }
         images.extend(task.services.iter().map(|s| s.image.clone()));
         dedup(&mut images);
         for image in &images {
@@ -594,10 +621,12 @@ impl Executor for DockerExecutor {
     }
 
     async fn start(&self, task: &TaskSpec) -> Result<LogStream, ExecError> {
-        let image = task.image.as_deref().ok_or_else(|| ExecError::Unsupported {
-            executor: "docker",
-            what: "a job without an image (it runs containers)".to_owned(),
-        })?;
+        let builder = task.builder.then(|| self.builder_image());
+        let image =
+            builder.as_deref().or(task.image.as_deref()).ok_or_else(|| ExecError::Unsupported {
+                executor: "docker",
+                what: "a job without an image (it runs containers)".to_owned(),
+            })?;
         let (killed, started) = self.with_state(&task.id, |s| (s.killed, s.main.is_some()))?;
         if killed {
             return Err(ExecError::Engine(format!(

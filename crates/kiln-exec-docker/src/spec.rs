@@ -150,7 +150,13 @@ pub(crate) fn main_container(task: &TaskSpec, image: &str) -> ContainerCreateBod
         exposed_ports: (!task.host_network && !task.ports.is_empty())
             .then(|| task.ports.iter().map(|p| format!("{}/tcp", p.container)).collect()),
         host_config: Some(HostConfig {
-            network_mode: if task.host_network {
+            // The image builder: buildah's chroot isolation unshares a user namespace, which
+            // Docker's default seccomp profile refuses. Nothing more: no privilege, no added
+            // capability, no Docker socket.
+            security_opt: task.builder.then(|| vec!["seccomp=unconfined".to_owned()]),
+            network_mode: if task.host_network
+                || (task.builder && crate::builder::needs_host_network(task))
+            {
                 Some("host".to_owned())
             } else {
                 has_network(task).then(|| names::network(&task.id))
@@ -236,6 +242,7 @@ mod tests {
             ports: Vec::new(),
             host_network: false,
             pull_auth: None,
+            builder: false,
             binds: Vec::new(),
         }
     }

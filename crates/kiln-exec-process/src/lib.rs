@@ -276,6 +276,10 @@ impl ProcessExecutor {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
+        if task.builder && !task.env.contains_key("KILN_BUILDAH_ROOT") {
+            // buildah's storage stays under the executor's own directory.
+            cmd.env("KILN_BUILDAH_ROOT", self.root.join("buildah"));
+        }
         Ok(cmd)
     }
 }
@@ -341,6 +345,15 @@ fn lock(task: &Mutex<ProcTask>) -> MutexGuard<'_, ProcTask> {
     task.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+impl ProcessExecutor {
+    /// Whether `name` is an executable file on the tasks' `PATH`.
+    fn has_program(&self, name: &str) -> bool {
+        let path = self.base_env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.clone());
+        let path = path.or_else(|| std::env::var_os("PATH")).unwrap_or_default();
+        std::env::split_paths(&path).any(|d| d.join(name).is_file())
+    }
+}
+
 #[async_trait]
 impl Executor for ProcessExecutor {
     fn name(&self) -> &'static str {
@@ -361,6 +374,14 @@ impl Executor for ProcessExecutor {
                 bind.container,
                 bind.host.display()
             )));
+        }
+        if task.builder && !self.has_program("buildah") {
+            return Err(unsupported(
+                "an image build (build:) needs buildah on this host, and it is not installed \
+                 (Debian: apt-get install buildah); or run it on an agent with the Docker \
+                 executor"
+                    .to_owned(),
+            ));
         }
         match &task.entry {
             Entry::Command { command: None, .. } => Err(needs_entrypoint()),

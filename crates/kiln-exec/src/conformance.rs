@@ -218,6 +218,7 @@ fn task(id: &str, entry: Entry) -> TaskSpec {
         ports: Vec::new(),
         host_network: false,
         pull_auth: None,
+        builder: false,
         binds: Vec::new(),
     }
 }

@@ -106,6 +106,13 @@ pub struct TaskSpec {
     /// the task's project); images of other registries are pulled anonymously.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pull_auth: Option<RegistryAuth>,
+    /// The main container is the image builder (a `build:` job, its entry a script of
+    /// buildah commands): the Docker executor runs it from its builder image (ignoring
+    /// `image`) with what buildah needs and no more (seccomp unconfined, no privilege, no
+    /// Docker socket); the process executor runs it on the host, with buildah's storage
+    /// under its own directory.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub builder: bool,
 }
 
 /// Credentials an executor pulls images of one registry with.

@@ -13,6 +13,7 @@
 //! archives come from and go to is the caller's [`wrapper::Files`].
 
 pub mod archive;
+pub mod build;
 pub mod checkout;
 pub mod config_files;
 pub mod instance;

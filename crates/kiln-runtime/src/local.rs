@@ -258,6 +258,7 @@ pub fn local_limits(plan: &Plan) -> Vec<String> {
             RunSpec::Command { command, args } => {
                 command.iter().flatten().chain(args).any(|a| registry(a))
             }
+            RunSpec::Build(_) => true,
             RunSpec::Trigger(_) | RunSpec::Deploy(_) => false,
         };
         run || j.env.values().any(|v| registry(v))
@@ -305,6 +306,7 @@ pub fn task_spec(run_id: &str, job_index: usize, start: &StartJob) -> TaskSpec {
         }
         // Never handed to an executor: the server carries these out and `kiln run` refuses
         // them first. Should one get here, it fails saying so.
+        RunSpec::Build(build) => Entry::Script(crate::build::script(build)),
         RunSpec::Trigger(_) | RunSpec::Deploy(_) => Entry::Script(format!(
             "echo 'this job runs on the server only ({}:): an agent cannot run it' >&2; exit 2",
             job.run.on_server().unwrap_or_default()
@@ -320,6 +322,7 @@ pub fn task_spec(run_id: &str, job_index: usize, start: &StartJob) -> TaskSpec {
         id: TaskId::sanitized(&format!("kiln-{short}-{job_index}-{}-{}", job.id, start.attempt)),
         labels,
         image: job.image.clone(),
+        builder: matches!(job.run, RunSpec::Build(_)),
         entry,
         env: job.env.clone(),
         workdir: job.workdir.clone(),

@@ -187,6 +187,7 @@ impl LocalPool {
                     .collect(),
                 host_network: false,
                 pull_auth: None,
+                builder: false,
                 binds: Vec::new(),
             };
             let reach: Ports = ports

@@ -153,7 +153,7 @@ fn is_host_name(s: &str) -> bool {
 
 /// `text` with every `${{ … }}` replaced by as many `x` bytes: checks of the literal text
 /// (paths) neither look into templates nor lose their offsets.
-fn mask_templates(text: &str) -> String {
+pub(crate) fn mask_templates(text: &str) -> String {
     let mut out = text.as_bytes().to_vec();
     let mut from = 0;
     while let Some(start) = text[from..].find("${{").map(|i| i + from) {
@@ -1222,7 +1222,10 @@ impl<'d> Checker<'d> {
         if let Some(image) = &raw.image {
             check_all(self, std::slice::from_ref(image));
         }
-        let run = if let Some(t) = &raw.trigger {
+        let run = if let Some(b) = &raw.build {
+            // A build with a problem was reported; the job is dropped from the plan.
+            RunSpec::Build(Box::new(self.build(b, scope)?))
+        } else if let Some(t) = &raw.trigger {
             RunSpec::Trigger(self.trigger(t, scope))
         } else if let Some(d) = &raw.deploy {
             // A deploy with a problem was reported; the job is dropped from the plan.

@@ -10,6 +10,7 @@
 //! [`plan::Plan`]; `compile` drives it across template files. Every stage reports all the
 //! problems it finds and goes on, so one pass gives every diagnostic.
 
+pub mod build;
 mod check;
 mod compile;
 pub mod diag;

@@ -389,6 +389,9 @@ pub enum RunSpec {
     /// Deploys a service to an environment (`deploy:`); the server carries it out, never an
     /// agent.
     Deploy(Box<crate::server_job::DeploySpec>),
+    /// Builds and pushes an image (`build:`); an agent runs it with the image builder
+    /// (`kiln-runtime` turns it into buildah commands).
+    Build(Box<crate::build::BuildSpec>),
 }
 
 impl RunSpec {
@@ -396,7 +399,7 @@ impl RunSpec {
     /// agent (or `kiln run`) runs.
     pub fn on_server(&self) -> Option<&'static str> {
         match self {
-            RunSpec::Script(_) | RunSpec::Command { .. } => None,
+            RunSpec::Script(_) | RunSpec::Command { .. } | RunSpec::Build(_) => None,
             RunSpec::Trigger(_) => Some("trigger"),
             RunSpec::Deploy(_) => Some("deploy"),
         }

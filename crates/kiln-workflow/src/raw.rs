@@ -535,6 +535,11 @@ pub struct RawJob {
     /// `{ service, environment, image, timeout }`. Only `needs`, `if`, `timeout`, `retry`,
     /// `matrix` and `environment` go with it.
     pub deploy: Option<Sp<crate::server_job::RawDeploy>>,
+    /// Builds an image from a Dockerfile of the workspace with buildah (no Docker socket, no
+    /// privileged container) and pushes it to Kiln's registry: `{ context, dockerfile, tags,
+    /// build-args, target, cache, push }`. The job's outputs `digest` and `image` name what
+    /// was pushed. Not with `image`, `script`, `command`, `args`, `services` or `workdir`.
+    pub build: Option<Sp<crate::build::RawBuild>>,
     /// The project environment the job runs in (GitLab's `environment:`): it gets the
     /// environment's variables and secrets (masked in its log) and `KILN_ENVIRONMENT`. May use
     /// `${{ }}`. A deploy job runs in the environment it deploys to.
@@ -727,6 +732,7 @@ impl RawJob {
         "service-pools",
         "trigger",
         "deploy",
+        "build",
         "environment",
     ];
 }
@@ -1088,6 +1094,8 @@ mod tests {
         use crate::server_job::{RawDeploy, RawTriggerTarget};
         assert_eq!(properties(&schema, Some("RawTriggerTarget")), sorted(RawTriggerTarget::KEYS));
         assert_eq!(properties(&schema, Some("RawDeploy")), sorted(RawDeploy::KEYS));
+        let build = crate::build::RawBuild::KEYS;
+        assert_eq!(properties(&schema, Some("RawBuild")), sorted(build));
         let deploy_service = &schema["definitions"]["RawDeploy"]["properties"]["service"];
         let mut keys: Vec<String> =
             deploy_service["properties"].as_object().unwrap().keys().cloned().collect();

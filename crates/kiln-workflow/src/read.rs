@@ -675,6 +675,14 @@ impl<'d> Reader<'d> {
         }
         let trigger = f.get("trigger").and_then(|n| self.trigger(n));
         let deploy = f.get("deploy").and_then(|n| self.deploy(n));
+        let build = f.get("build").and_then(|n| self.build(n));
+        if let (Some(_), Some(k)) = (f.key("build"), f.key("trigger").or(f.key("deploy"))) {
+            let other = k.scalar().unwrap_or_default();
+            self.error(
+                k.pos(),
+                format!("{what} has both build and {other}: a job does one; split it in two"),
+            );
+        }
         let server = match (f.key("trigger"), f.key("deploy")) {
             (Some(_), Some(d)) => {
                 self.error(
@@ -701,12 +709,27 @@ impl<'d> Reader<'d> {
                     );
                 }
             }
+        } else if f.key("build").is_some() {
+            // The image builder runs in the job's place: nothing of a container of its own.
+            for key in crate::build::NOT_WITH_BUILD {
+                if let Some(k) = f.key(key) {
+                    self.error(
+                        k.pos(),
+                        format!(
+                            "{what} builds an image (build:): '{key}' has no meaning beside \
+                             build, which runs in the image builder; remove it (or run it in a \
+                             job of its own)"
+                        ),
+                    );
+                }
+            }
         } else if f.get("script").is_none() && f.get("command").is_none() && f.get("args").is_none()
         {
             self.error(
                 at,
                 format!(
-                    "{what} has nothing to run: add script, or command/args (or trigger, or deploy)"
+                    "{what} has nothing to run: add script, or command/args (or build, trigger, \
+                     or deploy)"
                 ),
             );
         }
@@ -761,6 +784,7 @@ impl<'d> Reader<'d> {
             service_pools: f.get("service-pools").and_then(|n| self.pools(n, "service-pools")),
             trigger,
             deploy,
+            build,
             environment: f.get("environment").and_then(|n| self.text(n, "environment")),
         })
     }

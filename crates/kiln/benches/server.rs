@@ -228,6 +228,7 @@ async fn raw_start(exec: &DockerExecutor, n: usize, seed: Option<&Path>) -> Resu
         ports: Vec::new(),
         host_network: false,
         pull_auth: None,
+        builder: false,
         binds: Vec::new(),
     };
     let t = Instant::now();

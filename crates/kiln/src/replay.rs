@@ -397,6 +397,9 @@ fn job_text(job: &Job) -> String {
         RunSpec::Command { command, args } => {
             command.iter().flatten().chain(args).cloned().collect::<Vec<_>>().join(" ")
         }
+        RunSpec::Build(b) => {
+            b.tags.iter().chain(b.build_args.values()).cloned().collect::<Vec<_>>().join(" ")
+        }
         RunSpec::Trigger(_) | RunSpec::Deploy(_) => String::new(),
     };
     for v in job.env.values().chain(job.services.iter().flat_map(|s| s.env.values())) {

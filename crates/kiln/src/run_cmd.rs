@@ -264,6 +264,11 @@ pub(crate) struct Chosen {
 }
 
 pub(crate) async fn choose_executor(choice: ExecutorChoice, plan: &Plan) -> Result<Chosen, String> {
+    // `build:` jobs on Docker run in this image (as `kiln agent --builder-image`).
+    let docker_config = || kiln_exec_docker::DockerConfig {
+        builder_image: std::env::var("KILN_BUILDER_IMAGE").ok().filter(|i| !i.trim().is_empty()),
+        ..Default::default()
+    };
     let process = || -> Result<Chosen, String> {
         let exec = ProcessExecutor::new(kiln_exec_process::ProcessConfig::default());
         Ok(Chosen { executor: Arc::new(exec), docker: None })
@@ -274,7 +279,9 @@ pub(crate) async fn choose_executor(choice: ExecutorChoice, plan: &Plan) -> Resu
             Ok(Chosen { executor: Arc::new(kiln_exec::noop::NoopExecutor::new()), docker: None })
         }
         ExecutorChoice::Docker => {
-            let d = Arc::new(DockerExecutor::connect_default().await.map_err(|e| e.to_string())?);
+            let d = Arc::new(
+                DockerExecutor::connect(docker_config()).await.map_err(|e| e.to_string())?,
+            );
             Ok(Chosen { executor: d.clone(), docker: Some(d) })
         }
         // Service pools start on the process executor here: take it when nothing needs an
@@ -288,7 +295,7 @@ pub(crate) async fn choose_executor(choice: ExecutorChoice, plan: &Plan) -> Resu
         {
             process()
         }
-        ExecutorChoice::Auto => match DockerExecutor::connect_default().await {
+        ExecutorChoice::Auto => match DockerExecutor::connect(docker_config()).await {
             Ok(d) => {
                 let d = Arc::new(d);
                 Ok(Chosen { executor: d.clone(), docker: Some(d) })

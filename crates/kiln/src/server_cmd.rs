@@ -28,6 +28,10 @@ pub struct ServerArgs {
     /// Executor of the embedded agent.
     #[arg(long, value_enum, default_value_t = ExecutorChoice::Auto, env = "KILN_EXECUTOR")]
     executor: ExecutorChoice,
+    /// Image `build:` jobs run in on the Docker executor (buildah and a shell; see
+    /// docs/builds.md). Default: `kiln-builder:<version>`, made from this host's buildah.
+    #[arg(long, env = "KILN_BUILDER_IMAGE")]
+    builder_image: Option<String>,
     /// Jobs the embedded agent runs at once (0: no embedded agent).
     #[arg(long, env = "KILN_AGENT_CAPACITY", default_value_t = 4)]
     capacity: u32,
@@ -84,6 +88,10 @@ pub struct AgentArgs {
     /// Executor.
     #[arg(long, value_enum, default_value_t = ExecutorChoice::Auto, env = "KILN_EXECUTOR")]
     executor: ExecutorChoice,
+    /// Image `build:` jobs run in on the Docker executor (buildah and a shell; see
+    /// docs/builds.md). Default: `kiln-builder:<version>`, made from this host's buildah.
+    #[arg(long, env = "KILN_BUILDER_IMAGE")]
+    builder_image: Option<String>,
     /// Jobs at once.
     #[arg(long, default_value_t = 4)]
     capacity: u32,
@@ -169,15 +177,17 @@ async fn executor(
     choice: ExecutorChoice,
     agent: &str,
     work_dir: &std::path::Path,
+    builder_image: Option<String>,
 ) -> Result<Arc<dyn Executor>, String> {
     let process = process_executor(work_dir).await;
+    let config = kiln_exec_docker::DockerConfig { builder_image, ..Default::default() };
     let docker = match choice {
         ExecutorChoice::Process => return Ok(process),
         ExecutorChoice::Noop => return Ok(Arc::new(kiln_exec::noop::NoopExecutor::new())),
         ExecutorChoice::Docker => {
-            DockerExecutor::connect_default().await.map_err(|e| e.to_string())?
+            DockerExecutor::connect(config).await.map_err(|e| e.to_string())?
         }
-        ExecutorChoice::Auto => match DockerExecutor::connect_default().await {
+        ExecutorChoice::Auto => match DockerExecutor::connect(config).await {
             Ok(d) => d,
             Err(e) => {
                 eprintln!(
@@ -283,7 +293,8 @@ pub async fn server(args: ServerArgs) -> ExitCode {
         // each other's containers.
         let name = embedded_name(&args.data);
         let work_dir = args.data.join("agent");
-        let exec = match executor(args.executor, &name, &work_dir).await {
+        let exec = match executor(args.executor, &name, &work_dir, args.builder_image.clone()).await
+        {
             Ok(e) => e,
             Err(e) => return fail(e),
         };
@@ -377,10 +388,11 @@ async fn shutdown_signal() {
 /// Runs `kiln agent` until Ctrl-C or SIGTERM.
 pub async fn agent(args: AgentArgs) -> ExitCode {
     let name = args.name.clone().unwrap_or_else(host_name);
-    let exec = match executor(args.executor, &name, &args.work_dir).await {
-        Ok(e) => e,
-        Err(e) => return fail(e),
-    };
+    let exec =
+        match executor(args.executor, &name, &args.work_dir, args.builder_image.clone()).await {
+            Ok(e) => e,
+            Err(e) => return fail(e),
+        };
     let client = match Client::new(&args.server, &args.token) {
         Ok(c) => c,
         Err(e) => return fail(e),

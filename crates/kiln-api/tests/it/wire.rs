@@ -316,3 +316,34 @@ fn events_and_reports() {
     insta::assert_snapshot!("events_response", json(&EventsResponse { cancel: true }));
     insta::assert_snapshot!("cache_query", json(&CacheQuery { key: "deps-3f2a".into() }));
 }
+
+#[test]
+fn a_build_job_in_a_lease() {
+    const BUILD: &str = r#"
+name: shop
+params:
+  version: { default: "1.0" }
+stages:
+  - name: build
+    jobs:
+      image:
+        build:
+          context: app
+          tags: ["web:${{ params.version }}", "$KILN_REGISTRY/shop/web:latest"]
+          build-args: { VERSION: "${{ params.version }}" }
+          target: release
+"#;
+    let compiled = kiln_workflow::compile("shop.yml", &Text(BUILD));
+    let plan = compiled.plan.unwrap_or_else(|| panic!("{:?}", compiled.diagnostics));
+    let params = kiln_workflow::bind_params(&plan, &[]).expect("defaults bind");
+    let mut run = Run::new(std::sync::Arc::new(plan), params);
+    let start = run
+        .start()
+        .into_iter()
+        .find_map(|c| match c {
+            Command::StartJob(sj) => Some(*sj),
+            _ => None,
+        })
+        .expect("the build starts");
+    insta::assert_snapshot!("build_job_run", json(&start.job.run));
+}

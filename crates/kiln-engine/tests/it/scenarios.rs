@@ -823,3 +823,33 @@ fn trigger_params_and_deploy_image_and_environment_are_rendered_when_the_job_sta
     let reason = docs.reason.as_deref().unwrap_or_default();
     assert!(reason.contains("trigger param `X` of publish"), "{reason}");
 }
+
+#[test]
+fn a_build_job_starts_with_its_tags_args_and_paths_rendered() {
+    let build = kiln_workflow::build::BuildSpec {
+        context: "${{ jobs.prep.outputs.dir }}".into(),
+        dockerfile: "${{ jobs.prep.outputs.dir }}/Dockerfile".into(),
+        tags: vec!["web:${{ jobs.prep.outputs.version }}".into(), "web:latest".into()],
+        build_args: [("V".to_owned(), "${{ jobs.prep.outputs.version }}".to_owned())].into(),
+        target: Some("release".into()),
+        cache: true,
+        push: true,
+    };
+    let plan = PlanDef::new("build-run")
+        .stage("prep", vec![job("prep")])
+        .stage("image", vec![job("image").run(RunSpec::Build(Box::new(build.clone())))])
+        .build();
+    let t =
+        Driver::new().on("prep", vec![exits(0).out("dir", "app").out("version", "7")]).drive(plan);
+    let RunSpec::Build(got) = &started(&t.commands, "image").run else {
+        panic!("not a build: {:?}", t.commands);
+    };
+    let want = kiln_workflow::build::BuildSpec {
+        context: "app".into(),
+        dockerfile: "app/Dockerfile".into(),
+        tags: vec!["web:7".into(), "web:latest".into()],
+        build_args: [("V".to_owned(), "7".to_owned())].into(),
+        ..build
+    };
+    assert_eq!(**got, want);
+}

@@ -455,6 +455,9 @@ pub fn show(c: &Command) -> String {
                     d.service.name, d.environment, d.image
                 )
                 .unwrap(),
+                RunSpec::Build(b) => {
+                    write!(line, " build={} tags={:?}", b.dockerfile, b.tags).unwrap()
+                }
             }
             if let Some(e) = &s.job.environment {
                 write!(line, " environment={e}").unwrap();

@@ -2,6 +2,7 @@
 //! `/var/run/docker.sock`), which must hold the `busybox:latest` image `cargo xtask images`
 //! makes. Without an engine every test fails with a message saying how to get one.
 
+mod builder;
 mod conformance;
 mod docker;
 mod images;
@@ -52,6 +53,7 @@ pub fn script_task(name: &str, script: &str) -> TaskSpec {
         ports: Vec::new(),
         host_network: false,
         pull_auth: None,
+        builder: false,
         binds: Vec::new(),
     }
 }

@@ -56,6 +56,7 @@ fn httpd(name: &str, host_port: u16) -> TaskSpec {
         ports: vec![PortMap { host: host_port, container: 8080 }],
         host_network: false,
         pull_auth: None,
+        builder: false,
         binds: Vec::new(),
     }
 }

@@ -148,6 +148,7 @@ fn spec(name: &str, argv: &[&str], env: &[(&str, String)]) -> TaskSpec {
         ports: Vec::new(),
         host_network: false,
         pull_auth: None,
+        builder: false,
         binds: Vec::new(),
     }
 }

@@ -108,7 +108,7 @@ impl JobTask {
                 Some(outcome) => outcome,
                 None => return,
             },
-            RunSpec::Script(_) | RunSpec::Command { .. } => {
+            RunSpec::Script(_) | RunSpec::Command { .. } | RunSpec::Build(_) => {
                 Outcome::Error("an agent's job reached the server's own runner".into())
             }
         };

@@ -176,6 +176,11 @@ impl WorkingCopy {
         WorkingCopy { dir }
     }
 
+    /// The working copy's directory (to write files [`WorkingCopy::push`] commits too).
+    pub(crate) fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     /// Writes `files`, commits them on `branch` and pushes it.
     pub(crate) fn push(&self, branch: &str, files: &[(&str, &str)], message: &str) -> Pushed {
         let d = self.dir.path();

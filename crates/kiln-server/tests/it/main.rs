@@ -2,6 +2,7 @@
 //! main scenarios also on PostgreSQL (`postgres.rs`).
 
 mod api;
+mod builds;
 mod config;
 mod deploys;
 mod distcc;

@@ -26,7 +26,7 @@ pub async fn log_text(s: &TestServer, run: &str, job: Option<&str>) -> Vec<Strin
 /// ranges of its own: services 41000-42199, scrape 43000-43199 and 46000-46199,
 /// service_access 43200-43299, pools 44000-44199, distcc 45000-45299, instance_config
 /// 47000-47299 (its own hosts: 50 ports each), deploys 47300-47699, trigger 47700-47799,
-/// seed003 48000-48199.
+/// seed003 48000-48199, builds 48200-48299.
 pub fn on_loopback(attrs: &[(&str, AttrValue)], first_port: u16) -> kiln_agent::HostFacts {
     let mut h = host("127.0.0.1", 8, attrs);
     h.ports = Some(kiln_api::pool::PortRange { start: first_port, end: first_port + 99 });

@@ -97,6 +97,7 @@ pub fn summary(plan: &Plan) -> String {
             RunSpec::Command { command, args } => format!("command {command:?} args {args:?}"),
             RunSpec::Trigger(t) => format!("trigger {:?}", t.targets),
             RunSpec::Deploy(d) => format!("deploy {} to {}", d.service.name, d.environment),
+            RunSpec::Build(b) => format!("build {} tags {:?}", b.dockerfile, b.tags),
         };
         let _ = writeln!(
             out,

@@ -106,3 +106,48 @@ fn timestamps_prefix_log_lines_on_request() {
         "no HH:MM:SS.mmm stamp in {line:?}"
     );
 }
+
+#[test]
+fn a_build_job_builds_with_the_hosts_buildah_and_says_it_is_not_pushed() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::copy("/usr/bin/busybox", repo.join("busybox")).expect("busybox on this host");
+    std::fs::write(
+        repo.join("Dockerfile"),
+        "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"mkdir\", \"/out\"]\n",
+    )
+    .unwrap();
+    for args in [
+        &["init", "-q", "-b", "main"][..],
+        &["add", "-A"],
+        &["-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "-m", "x"],
+    ] {
+        let ok = std::process::Command::new("git").args(args).current_dir(&repo).status();
+        assert!(ok.unwrap().success(), "git {args:?}");
+    }
+    let file = dir.path().join("build.yml");
+    let yaml = format!(
+        "name: img\nsource: {{ repository: '{}' }}\nstages:\n  - name: b\n    jobs:\n      \
+         image:\n        build: {{ tags: [app:1] }}\n",
+        repo.display()
+    );
+    std::fs::write(&file, yaml).unwrap();
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let out = kiln()
+        .args(["run", file.to_str().unwrap(), "--executor", "process", "--source"])
+        .arg(&repo)
+        .env("TMPDIR", &tmp)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = assert_code(&out, 0);
+    assert!(stderr.contains("there is no registry here"), "{stderr}");
+    assert!(
+        stdout.contains("kiln build: not pushed: no registry (KILN_REGISTRY is not set)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("image-id=sha256:"), "{stdout}");
+    // buildah's storage was the executor's, under its directory.
+    assert!(tmp.join("buildah").is_dir());
+}
