@@ -11,6 +11,7 @@ mod gc;
 mod git;
 mod images;
 mod instance_config;
+mod masking;
 mod notify;
 mod openapi;
 mod pool;
