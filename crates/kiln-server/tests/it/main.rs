@@ -10,6 +10,7 @@ mod files;
 mod gc;
 mod git;
 mod images;
+mod injection;
 mod instance_config;
 mod masking;
 mod notify;
