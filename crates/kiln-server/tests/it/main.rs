@@ -12,6 +12,7 @@ mod git;
 mod images;
 mod injection;
 mod instance_config;
+mod limits;
 mod masking;
 mod notify;
 mod openapi;
