@@ -34,6 +34,17 @@ use crate::yaml::Pos;
 /// Most instances one matrix job may expand to.
 pub const MAX_MATRIX_INSTANCES: usize = 256;
 
+/// Most jobs in a workflow, matrix instances counted.
+pub const MAX_JOBS: usize = 10_000;
+
+/// Longest workflow name, stage name or job id, in characters.
+pub const MAX_NAME_CHARS: usize = 128;
+
+/// Largest script of a job, in bytes (its lines and their line breaks). A script is handed to
+/// `sh -c` as one argument, and Linux refuses an argument over 128 KiB ("Argument list too
+/// long"); the cap leaves room for what its templates add when the job starts.
+pub const MAX_SCRIPT_BYTES: usize = 64 * 1024;
+
 /// Checks one file, adding diagnostics to `diags`.
 pub struct Checker<'d> {
     file: &'d str,
@@ -217,6 +228,17 @@ impl<'d> Checker<'d> {
         self.report(Severity::Warning, pos, message);
     }
 
+    /// An error if `name` is longer than [`MAX_NAME_CHARS`].
+    fn name_length(&mut self, name: &str, pos: Pos, what: &str) {
+        let chars = name.chars().count();
+        if chars > MAX_NAME_CHARS {
+            self.error(
+                pos,
+                format!("{what} is {chars} characters; at most {MAX_NAME_CHARS} are allowed"),
+            );
+        }
+    }
+
     /// A warning, unless the same one was given (a matrix job's instances share lines).
     fn warning_once(&mut self, pos: Pos, message: String) {
         let (line, column) = (pos.line, pos.column);
@@ -279,6 +301,18 @@ impl<'d> Checker<'d> {
             Some(stages) => self.stages(stages, &params),
             None => (Vec::new(), Vec::new()),
         };
+        if jobs.len() > MAX_JOBS {
+            let at = raw.stages.as_ref().map_or(raw.name.at.pos, |s| s.at.pos);
+            self.error(
+                at,
+                format!(
+                    "the workflow has {} jobs (matrix instances counted); at most {MAX_JOBS} are \
+                     allowed",
+                    jobs.len()
+                ),
+            );
+        }
+        self.name_length(&raw.name.value, raw.name.at.pos, "workflow name");
         let triggers = raw.on.as_ref().map(|on| self.triggers(on, &params)).unwrap_or_default();
         let source = raw.source.as_ref().and_then(|s| self.source(s));
         let concurrency_group =
@@ -847,6 +881,7 @@ impl<'d> Checker<'d> {
         let mut kinds: Vec<StageType> = Vec::new();
         for (si, stage) in raw.value.iter().enumerate() {
             let name = stage.name.value.as_str();
+            self.name_length(name, stage.name.at.pos, "stage name");
             if name.trim().is_empty() {
                 self.error(stage.name.at.pos, "a stage name must not be empty");
             } else if let Some(first) = stage_names.get(name) {
@@ -885,6 +920,7 @@ impl<'d> Checker<'d> {
                     match &stage.jobs {
                         Some(jobs) if !jobs.0.is_empty() => {
                             for (id, job) in &jobs.0 {
+                                self.name_length(&id.value, id.at.pos, "job id");
                                 if !is_job_id(&id.value) {
                                     self.error(
                                         id.at.pos,
@@ -1358,6 +1394,17 @@ impl<'d> Checker<'d> {
         } else if let Some(script) = &raw.script {
             if script.value.is_empty() {
                 self.error(script.at.pos, "script is empty");
+            }
+            let bytes: usize = script.value.iter().map(|l| l.value.len() + 1).sum();
+            if bytes > MAX_SCRIPT_BYTES {
+                self.error(
+                    script.at.pos,
+                    format!(
+                        "script of job '{id}' is {bytes} bytes; at most {MAX_SCRIPT_BYTES} are \
+                         allowed (a script is one argument of `sh -c`): put it in a file of the \
+                         repository and run that"
+                    ),
+                );
             }
             let allow = raw.allow_untrusted_inline.as_ref().is_some_and(|a| a.value);
             for line in &script.value {

@@ -67,3 +67,44 @@ async fn bodies_over_the_cap_are_413_too_large_everywhere() {
     assert_eq!(token.status().as_u16(), 413, "POST /auth/token");
     s.stop().await;
 }
+
+/// Token and agent names refuse control characters (an `ESC` would rewrite a terminal that
+/// lists them) and run to at most 128 characters.
+#[tokio::test]
+async fn names_refuse_control_characters_and_excess_length() {
+    let s = TestServer::start_with(0).await;
+    let token = |name: &str| kiln_api::CreateToken {
+        name: name.into(),
+        role: "viewer".into(),
+        project: None,
+    };
+    for (name, says) in [
+        ("ops\u{1b}]0;pwned\u{7}", "control character"),
+        ("two\nlines", "control character"),
+        (&"n".repeat(129), "at most 128"),
+    ] {
+        let err = s.admin.create_token(&token(name)).await.unwrap_err();
+        assert_eq!(err.code(), Some("bad_request"), "{name:?}: {err}");
+        assert!(err.to_string().contains(says), "{name:?}: {err}");
+    }
+    s.admin.create_token(&token(&"n".repeat(128))).await.unwrap();
+    let mut req = kiln_api::agent::RegisterAgent {
+        name: "edge\u{1b}[2J".into(),
+        executor: "process".into(),
+        capacity: 1,
+        hostname: "edge".into(),
+        ip: "10.0.0.8".into(),
+        resources: None,
+        ports: None,
+        attributes: Default::default(),
+        held: vec![],
+        protocol: kiln_api::agent::PROTOCOL,
+        version: "0.1.0".into(),
+        images: None,
+    };
+    let err = s.admin.register_agent(&req).await.unwrap_err();
+    assert!(err.to_string().contains("agent name"), "{err}");
+    req.name = "edge".into();
+    s.admin.register_agent(&req).await.unwrap();
+    s.stop().await;
+}

@@ -580,3 +580,58 @@ stages:
         "{out}"
     );
 }
+
+/// Limits are checked when the file is compiled (`kiln validate`, apply), not found at run
+/// time: a script over 64 KiB (a 1.5 MB script used to fail with "Argument list too long"),
+/// more than 10,000 jobs, names and ids over 128 characters.
+#[test]
+fn limits_are_errors_at_validate_time() {
+    use std::fmt::Write as _;
+    let long = "x".repeat(kiln_workflow::MAX_SCRIPT_BYTES);
+    let out = check(&format!(
+        "name: big\nstages:\n  - name: s\n    jobs:\n      a:\n        script:\n          - echo {long}\n"
+    ));
+    assert!(
+        out.contains(
+            "main.yml:7:11: error: script of job 'a' is 65542 bytes; at most 65536 are allowed"
+        ),
+        "{}",
+        &out[..out.len().min(400)]
+    );
+    let fits = "x".repeat(kiln_workflow::MAX_SCRIPT_BYTES - 10);
+    let out = check(&format!(
+        "name: ok\nstages:\n  - name: s\n    jobs:\n      a: {{ script: 'echo {fits}' }}\n"
+    ));
+    assert!(!out.contains("error"), "{}", &out[..400]);
+
+    let mut many = String::from("name: many\nstages:\n  - name: s\n    jobs:\n");
+    for j in 0..=kiln_workflow::MAX_JOBS {
+        let _ = writeln!(many, "      j{j}: {{ script: echo }}");
+    }
+    let out = check(&many);
+    assert!(
+        out.contains("main.yml:3:3: error: the workflow has 10001 jobs (matrix instances counted); at most 10000 are allowed"),
+        "{}",
+        &out[..out.len().min(400)]
+    );
+
+    let id = "j".repeat(129);
+    let stage = "s".repeat(129);
+    let out = check(&format!(
+        "name: {id}\nstages:\n  - name: {stage}\n    jobs:\n      {id}: {{ script: echo }}\n"
+    ));
+    assert!(
+        out.contains(
+            "main.yml:1:7: error: workflow name is 129 characters; at most 128 are allowed"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("main.yml:3:11: error: stage name is 129 characters; at most 128 are allowed"),
+        "{out}"
+    );
+    assert!(
+        out.contains("main.yml:5:7: error: job id is 129 characters; at most 128 are allowed"),
+        "{out}"
+    );
+}
