@@ -273,9 +273,11 @@ async fn issue_token(reg: &Registry, req: Request) -> RegResult<Response> {
     let mut pairs = query_pairs(&req);
     if req.method() == Method::POST {
         // OAuth2 form posts carry the same parameters in the body.
-        let body = axum::body::to_bytes(req.into_body(), 64 * 1024)
-            .await
-            .map_err(|e| RegError::new(Code::Unsupported, format!("unreadable body: {e}")))?;
+        let body = axum::body::to_bytes(req.into_body(), 64 * 1024).await.map_err(|e| {
+            // Past the cap (the only way a buffered body fails to read whole): 413.
+            RegError::new(Code::Unsupported, format!("unreadable body (at most 65536 bytes): {e}"))
+                .with_status(StatusCode::PAYLOAD_TOO_LARGE)
+        })?;
         let text = String::from_utf8_lossy(&body).to_string();
         for p in text.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
@@ -608,6 +610,7 @@ async fn put_manifest(
                     manifest::MAX_MANIFEST
                 ),
             )
+            .with_status(StatusCode::PAYLOAD_TOO_LARGE)
         })?;
     // Pushed by tag: the canonical sha256 digest; by digest: stored under that digest.
     let digest = algorithm.digest(&body);

@@ -81,10 +81,11 @@ fn check_descriptor(what: &str, d: &Descriptor) -> RegResult<()> {
 /// Parses and validates a manifest sent with `content_type` (the request's `Content-Type`).
 pub fn parse(content_type: Option<&str>, body: &[u8]) -> RegResult<Parsed> {
     if body.len() > MAX_MANIFEST {
-        return Err(invalid(format!(
+        let too_large = invalid(format!(
             "the manifest is {} bytes; at most {MAX_MANIFEST} are accepted",
             body.len()
-        )));
+        ));
+        return Err(too_large.with_status(axum::http::StatusCode::PAYLOAD_TOO_LARGE));
     }
     let raw: Raw = serde_json::from_slice(body)
         .map_err(|e| invalid(format!("the manifest is not valid JSON: {e}")))?;

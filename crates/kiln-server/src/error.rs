@@ -100,6 +100,31 @@ impl IntoResponse for ApiErr {
     }
 }
 
+/// The longest free-text name accepted (a token's, an agent's), in characters.
+pub const MAX_NAME_CHARS: usize = 128;
+
+/// Checks a free-text name (`what` says whose, e.g. "token name"): not blank, at most
+/// [`MAX_NAME_CHARS`] characters, no control character (a name is shown in tables, logs and
+/// the UI, where an `ESC` or a line break would forge what people read).
+pub fn check_name(what: &str, name: &str) -> ApiResult<()> {
+    if name.trim().is_empty() {
+        return Err(ApiErr::bad_request(format!("{what}: must not be empty")));
+    }
+    let chars = name.chars().count();
+    if chars > MAX_NAME_CHARS {
+        return Err(ApiErr::bad_request(format!(
+            "{what}: {chars} characters; at most {MAX_NAME_CHARS} are accepted"
+        )));
+    }
+    if let Some(c) = name.chars().find(|c| c.is_control()) {
+        return Err(ApiErr::bad_request(format!(
+            "{what} {name:?}: holds the control character {:?}; names are printable text",
+            c
+        )));
+    }
+    Ok(())
+}
+
 impl From<axum::extract::rejection::JsonRejection> for ApiErr {
     fn from(r: axum::extract::rejection::JsonRejection) -> ApiErr {
         // A body over the size cap is 413 (`too_large`), not a malformed one.

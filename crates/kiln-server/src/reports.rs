@@ -5,13 +5,14 @@
 //!
 //! Invariants: a lease's events reach its run's actor in the order the agent sent them; a
 //! lease ends at most once (a second `exited`, or anything after it, finds no live lease);
-//! a log line is masked before it is stored, and stored before anyone can follow it.
+//! a log line is masked before it is stored, and stored before anyone can follow it; an
+//! output's key and value and an error's text are masked as a log line is.
 
 use kiln_api::agent::AgentEvent;
-use kiln_engine::Event;
+use kiln_engine::{Event, Outcome};
 use kiln_logs::{LogLine, LogStore, Stream};
 
-use crate::coord::{RunMsg, job_log_key, run_log_key};
+use crate::coord::{RunMsg, job_log_key, mask_event, run_log_key};
 use crate::dispatch::{AttemptCtx, Dispatch, InstanceCtx, Owner, TaskCtx};
 use crate::metrics::Metrics;
 
@@ -56,9 +57,11 @@ impl Reports<'_> {
                     continue;
                 }
                 AgentEvent::Output { key, value } => {
-                    // An output is stored and shown like a log line: secrets in it are masked.
-                    let value = ctx.masker.mask(&value).into_owned();
-                    Event::JobOutput { job: a.job.clone(), attempt: a.attempt, key, value }
+                    // An output is stored and shown like a log line: secrets in its key and
+                    // value are masked (with this attempt's own token and environment).
+                    let output =
+                        Event::JobOutput { job: a.job.clone(), attempt: a.attempt, key, value };
+                    mask_event(&ctx.masker, output)
                 }
                 // Only instances have health checks and config files.
                 AgentEvent::Health { .. } | AgentEvent::ConfigApplied { .. } => continue,
@@ -67,6 +70,11 @@ impl Reports<'_> {
                     if self.dispatch.finish(lease).is_none() {
                         break;
                     }
+                    // An error's text is stored and shown too: masked like an output.
+                    let outcome = match outcome {
+                        Outcome::Error(why) => Outcome::Error(ctx.masker.mask(&why).into_owned()),
+                        other => other,
+                    };
                     ctx.exited(outcome);
                     continue;
                 }

@@ -34,6 +34,17 @@ use crate::yaml::Pos;
 /// Most instances one matrix job may expand to.
 pub const MAX_MATRIX_INSTANCES: usize = 256;
 
+/// Most jobs in a workflow, matrix instances counted.
+pub const MAX_JOBS: usize = 10_000;
+
+/// Longest workflow name, stage name or job id, in characters.
+pub const MAX_NAME_CHARS: usize = 128;
+
+/// Largest script of a job, in bytes (its lines and their line breaks). A script is handed to
+/// `sh -c` as one argument, and Linux refuses an argument over 128 KiB ("Argument list too
+/// long"); the cap leaves room for what its templates add when the job starts.
+pub const MAX_SCRIPT_BYTES: usize = 64 * 1024;
+
 /// Checks one file, adding diagnostics to `diags`.
 pub struct Checker<'d> {
     file: &'d str,
@@ -41,6 +52,30 @@ pub struct Checker<'d> {
     /// What every job gets besides its own env: the names the workflow's pools export (with
     /// the pool and where), and the global env's names (with where).
     shared_env: SharedEnv,
+    /// Params whose values come from outside: those an image push fills, when the workflow
+    /// has `on.image` (`PUSH_PARAMS`).
+    outside: Vec<String>,
+}
+
+/// The params an image push fills, when a workflow declares them (the server's image
+/// trigger): their values come from whoever pushed.
+pub const PUSH_PARAMS: &[&str] = &["image", "repository", "tag", "digest"];
+
+/// The `KILN_*` variable holding a commit fact a git webhook gave (`source.<field>`).
+fn source_variable(field: &str) -> Option<&'static str> {
+    Some(match field {
+        "branch" => "KILN_BRANCH",
+        "tag" => "KILN_TAG",
+        "ref" => "KILN_REF",
+        "event" => "KILN_EVENT",
+        "repository" => "KILN_REPOSITORY",
+        "commit" | "sha" => "KILN_COMMIT_SHA",
+        "message" => "KILN_COMMIT_MESSAGE",
+        "author" => "KILN_COMMIT_AUTHOR",
+        "pull_request" | "pull-request" => "KILN_PULL_REQUEST",
+        "target_branch" | "target-branch" => "KILN_TARGET_BRANCH",
+        _ => return None,
+    })
 }
 
 /// Env names every job gets, for the checks of name clashes with pools' exports.
@@ -172,7 +207,7 @@ fn listing(items: &[&str]) -> String {
 impl<'d> Checker<'d> {
     /// A checker for `file` that adds its problems to `diags`.
     pub fn new(file: &'d str, diags: &'d mut Vec<Diagnostic>) -> Self {
-        Checker { file, diags, shared_env: SharedEnv::default() }
+        Checker { file, diags, shared_env: SharedEnv::default(), outside: Vec::new() }
     }
 
     fn report(&mut self, severity: Severity, pos: Pos, message: impl Into<String>) {
@@ -191,6 +226,26 @@ impl<'d> Checker<'d> {
 
     pub(crate) fn warning(&mut self, pos: Pos, message: impl Into<String>) {
         self.report(Severity::Warning, pos, message);
+    }
+
+    /// An error if `name` is longer than [`MAX_NAME_CHARS`].
+    fn name_length(&mut self, name: &str, pos: Pos, what: &str) {
+        let chars = name.chars().count();
+        if chars > MAX_NAME_CHARS {
+            self.error(
+                pos,
+                format!("{what} is {chars} characters; at most {MAX_NAME_CHARS} are allowed"),
+            );
+        }
+    }
+
+    /// A warning, unless the same one was given (a matrix job's instances share lines).
+    fn warning_once(&mut self, pos: Pos, message: String) {
+        let (line, column) = (pos.line, pos.column);
+        let same = |d: &Diagnostic| d.line == line && d.column == column && d.message == message;
+        if !self.diags.iter().any(same) {
+            self.warning(pos, message);
+        }
     }
 
     /// A duration, or an error at its position.
@@ -234,10 +289,30 @@ impl<'d> Checker<'d> {
         if let Some((key, _)) = raw.with.as_ref().and_then(|w| w.0.first()) {
             self.error(key.at.pos, "'with' gives values to a template: it needs 'uses'");
         }
+        let pushed = raw.on.as_ref().and_then(|on| on.value.image.as_ref());
+        if pushed.is_some_and(|list| !list.value.is_empty()) {
+            self.outside = params
+                .iter()
+                .filter(|p| PUSH_PARAMS.contains(&p.name.as_str()))
+                .map(|p| p.name.clone())
+                .collect();
+        }
         let (stages, jobs) = match &raw.stages {
             Some(stages) => self.stages(stages, &params),
             None => (Vec::new(), Vec::new()),
         };
+        if jobs.len() > MAX_JOBS {
+            let at = raw.stages.as_ref().map_or(raw.name.at.pos, |s| s.at.pos);
+            self.error(
+                at,
+                format!(
+                    "the workflow has {} jobs (matrix instances counted); at most {MAX_JOBS} are \
+                     allowed",
+                    jobs.len()
+                ),
+            );
+        }
+        self.name_length(&raw.name.value, raw.name.at.pos, "workflow name");
         let triggers = raw.on.as_ref().map(|on| self.triggers(on, &params)).unwrap_or_default();
         let source = raw.source.as_ref().and_then(|s| self.source(s));
         let concurrency_group =
@@ -708,6 +783,93 @@ impl<'d> Checker<'d> {
         }
     }
 
+    /// A script line's template: checked as any template, then each value written inline
+    /// that is not the file's own is a warning naming the variable to use instead (`${{ }}`
+    /// is spliced into the shell script as text, so a value holding `"` or `;` runs as
+    /// commands); a value from outside (`self.outside`) is an error unless `allow`, and the
+    /// commit's facts (`source.*`) are no expression: their `KILN_*` variable is named.
+    fn script_line(&mut self, line: &Sp<String>, scope: &RefScope<'_>, allow: bool) {
+        let refs = match expr::references(&line.value) {
+            Ok(refs) => refs,
+            Err(e) => {
+                let field = line.value[e.offset..]
+                    .strip_prefix("source.")
+                    .map(|rest| {
+                        rest.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '-'))
+                    })
+                    .and_then(|mut parts| parts.next());
+                match field.and_then(|f| source_variable(f).map(|v| (f, v))) {
+                    Some((field, var)) => {
+                        let pos = line.at.locate(&line.value, e.offset);
+                        self.error(
+                            pos,
+                            format!(
+                                "`source.{field}` is not spliced into scripts: it comes from \
+                                 outside (a git webhook) and could run commands; use the \
+                                 variable \"${var}\""
+                            ),
+                        );
+                    }
+                    None => self.template(line, scope, false),
+                }
+                return;
+            }
+        };
+        self.template(line, scope, false);
+        for r in refs {
+            if check_reference(&r.reference, scope).is_err() {
+                continue; // reported as an error above
+            }
+            let pos = line.at.locate(&line.value, r.offset);
+            let (text, use_instead) = match &r.reference {
+                Reference::Param(name) => {
+                    (format!("params.{name}"), format!("use the variable \"${name}\" instead"))
+                }
+                Reference::Output { job, key } => {
+                    let direct = scope.job.as_ref().is_some_and(|j| {
+                        j.graph
+                            .index
+                            .get(job.as_str())
+                            .is_some_and(|t| j.graph.needs[j.at].contains(t))
+                    });
+                    let text = format!("jobs.{job}.outputs.{key}");
+                    let hint = if direct && is_env_name(key) {
+                        format!("use the variable \"${key}\" instead")
+                    } else {
+                        format!(
+                            "set it in the job's env (`OUT: ${{{{ {text} }}}}`) and use \"$OUT\" \
+                             instead"
+                        )
+                    };
+                    (text, hint)
+                }
+                // The file's own values and fixed words.
+                Reference::Matrix(_) | Reference::Result(_) => continue,
+            };
+            let outside = matches!(&r.reference, Reference::Param(p) if self.outside.contains(p));
+            if outside {
+                let message = format!(
+                    "`${{{{ {text} }}}}` comes from outside (an image push fills it) and is \
+                     spliced into the script as text, where it can run commands; {use_instead}, \
+                     or set allow-untrusted-inline: true on the job"
+                );
+                if allow {
+                    self.warning_once(pos, message);
+                } else {
+                    self.error(pos, message);
+                }
+            } else {
+                self.warning_once(
+                    pos,
+                    format!(
+                        "`${{{{ {text} }}}}` is spliced into the script as text: a value holding \
+                         `\"` or `;` runs as commands; {use_instead}"
+                    ),
+                );
+            }
+        }
+    }
+
     fn stages(&mut self, raw: &Sp<Vec<RawStage>>, params: &[ParamSpec]) -> (Vec<Stage>, Vec<Job>) {
         if raw.value.is_empty() {
             self.error(raw.at.pos, "stages is empty: a workflow needs at least one stage");
@@ -719,6 +881,7 @@ impl<'d> Checker<'d> {
         let mut kinds: Vec<StageType> = Vec::new();
         for (si, stage) in raw.value.iter().enumerate() {
             let name = stage.name.value.as_str();
+            self.name_length(name, stage.name.at.pos, "stage name");
             if name.trim().is_empty() {
                 self.error(stage.name.at.pos, "a stage name must not be empty");
             } else if let Some(first) = stage_names.get(name) {
@@ -757,6 +920,7 @@ impl<'d> Checker<'d> {
                     match &stage.jobs {
                         Some(jobs) if !jobs.0.is_empty() => {
                             for (id, job) in &jobs.0 {
+                                self.name_length(&id.value, id.at.pos, "job id");
                                 if !is_job_id(&id.value) {
                                     self.error(
                                         id.at.pos,
@@ -1234,7 +1398,21 @@ impl<'d> Checker<'d> {
             if script.value.is_empty() {
                 self.error(script.at.pos, "script is empty");
             }
-            check_all(self, &script.value);
+            let bytes: usize = script.value.iter().map(|l| l.value.len() + 1).sum();
+            if bytes > MAX_SCRIPT_BYTES {
+                self.error(
+                    script.at.pos,
+                    format!(
+                        "script of job '{id}' is {bytes} bytes; at most {MAX_SCRIPT_BYTES} are \
+                         allowed (a script is one argument of `sh -c`): put it in a file of the \
+                         repository and run that"
+                    ),
+                );
+            }
+            let allow = raw.allow_untrusted_inline.as_ref().is_some_and(|a| a.value);
+            for line in &script.value {
+                self.script_line(line, scope, allow);
+            }
             RunSpec::Script(script.value.iter().map(|l| l.value.clone()).collect())
         } else {
             if let Some(command) = &raw.command {

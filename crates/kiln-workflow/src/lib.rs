@@ -37,6 +37,7 @@ pub use params::{bind_params, param_value};
 
 /// Most instances one matrix job may expand to.
 pub const MAX_MATRIX_INSTANCES: usize = check::MAX_MATRIX_INSTANCES;
+pub use check::{MAX_JOBS, MAX_NAME_CHARS, MAX_SCRIPT_BYTES};
 
 /// Reads files named by a workflow (its `uses:` template). The binary passes one over the
 /// file system; tests pass an in-memory map.

@@ -522,6 +522,10 @@ pub struct RawJob {
     /// `false`: the workflow's `source` commit is not checked out into this job's workspace
     /// (default `true`).
     pub checkout: Option<Sp<bool>>,
+    /// `true`: values from outside (params an image push fills) may be written inline as
+    /// `${{ }}` in `script` (an error otherwise; use their env variables instead).
+    #[schemars(rename = "allow-untrusted-inline", with = "Option<bool>")]
+    pub allow_untrusted_inline: Option<Sp<bool>>,
     /// Services started for this job alone (as the workflow's `service-pools`): the job
     /// waits for them, gets their `export` env, and they are deleted when the job ends.
     #[schemars(rename = "service-pools", with = "Option<BTreeMap<String, RawPool>>")]
@@ -729,6 +733,7 @@ impl RawJob {
         "priority",
         "placement",
         "checkout",
+        "allow-untrusted-inline",
         "service-pools",
         "trigger",
         "deploy",

@@ -781,6 +781,9 @@ impl<'d> Reader<'d> {
             priority,
             placement,
             checkout: f.get("checkout").and_then(|n| self.bool(n, "checkout")),
+            allow_untrusted_inline: f
+                .get("allow-untrusted-inline")
+                .and_then(|n| self.bool(n, "allow-untrusted-inline")),
             service_pools: f.get("service-pools").and_then(|n| self.pools(n, "service-pools")),
             trigger,
             deploy,

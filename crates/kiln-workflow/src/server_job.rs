@@ -194,6 +194,7 @@ pub(crate) const AGENT_KEYS: &[&str] = &[
     "priority",
     "placement",
     "checkout",
+    "allow-untrusted-inline",
     "service-pools",
 ];
 

@@ -224,7 +224,8 @@ impl View {
                 outputs.join("\n"),
             ]);
         }
-        println!("{table}");
+        // Outputs are a job's text: no terminal escape of theirs is printed raw.
+        println!("{}", crate::remote::escape_controls(&table.to_string(), table.is_tty()));
         let style = match report.state {
             RunState::Success => Style::new().green().bold(),
             _ => Style::new().red().bold(),

@@ -56,8 +56,12 @@ pub(super) struct Actor {
     times: Vec<Span>,
     /// Run state as last stored.
     state: RunState,
-    /// Values masked in every job's logs and outputs (each attempt adds its own token).
+    /// Values masked in every job's logs and outputs (each attempt adds its own token), the
+    /// secrets of environments its jobs read included once read.
     masked: Vec<String>,
+    /// Masks `masked` in every event before it is applied and stored (`apply`): the one door
+    /// of a run's events, job records and reason into the store.
+    masker: Arc<Masker>,
     env: BTreeMap<String, String>,
     /// Stages approved in the run this one retries, with who approved them.
     prior: HashMap<String, String>,
@@ -105,6 +109,7 @@ impl Actor {
             persisted: vec![None; job_count],
             times: vec![(None, None); job_count],
             state: run.state,
+            masker: Arc::new(Masker::new(&run_env.masked)),
             masked: run_env.masked,
             env: run_env.env,
             prior,
@@ -447,6 +452,9 @@ impl Actor {
             if self.engine.state().is_final() {
                 break;
             }
+            // Whatever brought it (an agent, a server job, the API, the actor itself), no
+            // secret of the run is stored or served in it.
+            let event = super::mask_event(&self.masker, event);
             if let Some(e) = self.refuse(&event) {
                 if let Some(r) = reply {
                     let _ = r.send(Err(e));
@@ -669,6 +677,12 @@ impl Actor {
         }
         match vars {
             Ok(vars) => {
+                let new: Vec<String> =
+                    vars.masked.iter().filter(|v| !self.masked.contains(v)).cloned().collect();
+                if !new.is_empty() {
+                    self.masked.extend(new);
+                    self.masker = Arc::new(Masker::new(&self.masked));
+                }
                 self.job_envs.insert((sj.job.id.clone(), sj.attempt), vars);
                 self.queue(sj);
             }

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use kiln_engine::{Event, JobState, Outcome, Params, Run, RunState, StartJob};
-use kiln_logs::{LogKey, LogStore};
+use kiln_logs::{LogKey, LogStore, Masker};
 use kiln_store::{
     ApprovalDecision, IntentRun, JobRecord, NewRun, NewRunSet, PipelineId, RunId, RunIntent,
     RunSet, Step, Store, StoreError, TokenId,
@@ -48,6 +48,33 @@ pub use server_jobs::{declared_params, group_state, output_name};
 pub fn attempt_exited(actor: &RunTx, job: JobId, attempt: u32, outcome: Outcome) {
     let _ = actor
         .send(RunMsg::Event { event: Event::JobExited { job, attempt, outcome }, reply: None });
+}
+
+/// `event` with every secret in its free text masked (an output's key and value, an error's
+/// text, outputs of a reused job): what is stored and served of an event never shows a
+/// secret. Names of jobs and stages come from the workflow and people's names from tokens,
+/// neither from a job: they are left as they are.
+pub fn mask_event(masker: &Masker, event: Event) -> Event {
+    if masker.is_empty() {
+        return event;
+    }
+    let m = |text: String| match masker.mask(&text) {
+        std::borrow::Cow::Borrowed(_) => text,
+        std::borrow::Cow::Owned(masked) => masked,
+    };
+    match event {
+        Event::JobOutput { job, attempt, key, value } => {
+            Event::JobOutput { job, attempt, key: m(key), value: m(value) }
+        }
+        Event::JobExited { job, attempt, outcome: Outcome::Error(why) } => {
+            Event::JobExited { job, attempt, outcome: Outcome::Error(m(why)) }
+        }
+        Event::JobReused { job, outputs } => Event::JobReused {
+            job,
+            outputs: outputs.into_iter().map(|(k, v)| (m(k), m(v))).collect(),
+        },
+        other => other,
+    }
 }
 
 /// A message to a run's actor.

@@ -60,6 +60,10 @@ pub async fn register(
     if req.name.trim().is_empty() {
         return Err(ApiErr::bad_request("an agent needs a name"));
     }
+    crate::error::check_name("agent name", &req.name)?;
+    if !req.hostname.is_empty() {
+        crate::error::check_name("agent hostname", &req.hostname)?;
+    }
     for key in req.attributes.keys() {
         kiln_api::pool::check_attr_key(key).map_err(|e| {
             tracing::warn!("agent `{}` refused: {e}", req.name);

@@ -48,6 +48,7 @@ pub async fn create(
     Body(req): Body<CreateToken>,
 ) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
     caller.require(Role::Admin)?;
+    crate::error::check_name("token name", &req.name)?;
     let role = parse_role(&req.role)?;
     if role == Role::Agent && req.project.is_some() {
         return Err(ApiErr::bad_request(

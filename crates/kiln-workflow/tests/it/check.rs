@@ -108,6 +108,7 @@ stages:
   - name: three
     jobs: { c: { script: "echo ${{ jobs.a.outputs.k }} ${{ jobs['b'].result }}" } }
 "#), @r#"
+    main.yml:9:36: warning: `${{ jobs.a.outputs.k }}` is spliced into the script as text: a value holding `"` or `;` runs as commands; set it in the job's env (`OUT: ${{ jobs.a.outputs.k }}`) and use "$OUT" instead
     plan t
     stage 0 one: a
     stage 1 two: b
@@ -158,8 +159,8 @@ stages:
     main.yml:3:33: error: unknown key 'tgas' in image trigger (did you mean 'tags'?); expected one of: repository, tags
     main.yml:4:1: error: unknown key 'jobs' in the workflow file; expected one of: name, timeout, concurrency, params, env, stages, uses, with, on, source, service-pools, prepull
     main.yml:7:5: error: unknown key 'runs-on' in stage 's'; expected one of: name, type, description, jobs
-    main.yml:9:26: error: unknown key 'steps' in job 'a'; expected one of: image, script, command, args, env, workdir, timeout, retry, resources, needs, if, matrix, services, cache, artifacts, constraints, ports, network, priority, placement, checkout, service-pools, trigger, deploy, build, environment
-    main.yml:9:37: error: unknown key 'imgae' in job 'a' (did you mean 'image'?); expected one of: image, script, command, args, env, workdir, timeout, retry, resources, needs, if, matrix, services, cache, artifacts, constraints, ports, network, priority, placement, checkout, service-pools, trigger, deploy, build, environment
+    main.yml:9:26: error: unknown key 'steps' in job 'a'; expected one of: image, script, command, args, env, workdir, timeout, retry, resources, needs, if, matrix, services, cache, artifacts, constraints, ports, network, priority, placement, checkout, allow-untrusted-inline, service-pools, trigger, deploy, build, environment
+    main.yml:9:37: error: unknown key 'imgae' in job 'a' (did you mean 'image'?); expected one of: image, script, command, args, env, workdir, timeout, retry, resources, needs, if, matrix, services, cache, artifacts, constraints, ports, network, priority, placement, checkout, allow-untrusted-inline, service-pools, trigger, deploy, build, environment
     ");
 }
 
@@ -289,8 +290,10 @@ fn ten_thousand_jobs_compile_quickly() {
             } else {
                 String::new()
             };
-            let _ =
-                writeln!(text, "      j{s}_{j}: {{ script: 'echo ${{{{ params.v }}}}{read}' }}");
+            let _ = writeln!(
+                text,
+                "      j{s}_{j}: {{ env: {{ V: '${{{{ params.v }}}}{read}' }}, script: 'echo \"$V\"' }}"
+            );
         }
     }
     let started = std::time::Instant::now();
@@ -485,4 +488,150 @@ fn concurrency_groups_compile_and_render() {
     main.yml:2:57: error: concurrency: must be at least 1 (how many runs of this workflow may run at once)
     main.yml:2:60: error: unknown key 'cancel' in concurrency; expected one of: group, limit, cancel-in-progress
     ");
+}
+
+/// `${{ }}` is spliced into a script as text, so a value holding `"; touch pwned; echo "`
+/// runs as commands. A param or an upstream job's output written inline is a warning naming
+/// the variable to use instead; a value that comes from outside (a param an image push fills)
+/// is an error unless the job opts in with `allow-untrusted-inline: true`; the commit's facts
+/// from a webhook are named by their `KILN_*` variables.
+#[test]
+fn untrusted_values_inline_in_a_script_are_warned_about_or_refused() {
+    let out = check(
+        r#"
+name: inj
+params:
+  msg: { type: string }
+stages:
+  - name: s
+    jobs:
+      a:
+        matrix: { os: [linux] }
+        script:
+          - echo "${{ params.msg }}"
+          - echo "${{ matrix.os }}"
+  - name: t
+    jobs:
+      b:
+        script: echo "JOB_OUT title=x"
+      c:
+        needs: [b]
+        command: [echo, "${{ params.msg }}"]
+        env: { TITLE: "${{ jobs.b.outputs.title }}" }
+      d:
+        needs: [b]
+        script: echo "${{ jobs.b.outputs.title }}"
+"#,
+    );
+    assert!(
+        out.contains(
+            "main.yml:11:23: warning: `${{ params.msg }}` is spliced into the script as text: a \
+             value holding `\"` or `;` runs as commands; use the variable \"$msg\" instead"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "main.yml:23:27: warning: `${{ jobs.b.outputs.title }}` is spliced into the script \
+             as text: a value holding `\"` or `;` runs as commands; use the variable \"$title\" \
+             instead"
+        ),
+        "{out}"
+    );
+    // The file's own values (a matrix axis) and other fields (argv, env) are fine.
+    assert_eq!(out.matches("warning").count(), 2, "{out}");
+    assert!(!out.contains("error"), "{out}");
+
+    // A param an image push fills comes from outside: an error unless the job opts in.
+    let pushed = r#"
+name: pushed
+on: { image: { repository: app } }
+params:
+  tag: { type: string }
+stages:
+  - name: s
+    jobs:
+      a:
+        script: docker run "app:${{ params.tag }}"
+"#;
+    let out = check(pushed);
+    assert!(
+        out.contains(
+            "main.yml:10:37: error: `${{ params.tag }}` comes from outside (an image push fills \
+             it) and is spliced into the script as text, where it can run commands; use the \
+             variable \"$tag\" instead, or set allow-untrusted-inline: true on the job"
+        ),
+        "{out}"
+    );
+    let allowed = pushed.replace("      a:\n", "      a:\n        allow-untrusted-inline: true\n");
+    let out = check(&allowed);
+    assert!(!out.contains("error"), "{out}");
+    assert!(out.contains("warning: `${{ params.tag }}` comes from outside"), "{out}");
+
+    // The commit's facts from a git webhook are variables, never spliced.
+    let out = check(
+        "name: git\nstages:\n  - name: s\n    jobs:\n      a: { script: 'echo \"${{ source.branch }}\"' }\n",
+    );
+    assert!(
+        out.contains(
+            "error: `source.branch` is not spliced into scripts: it comes from outside (a git \
+             webhook) and could run commands; use the variable \"$KILN_BRANCH\""
+        ),
+        "{out}"
+    );
+}
+
+/// Limits are checked when the file is compiled (`kiln validate`, apply), not found at run
+/// time: a script over 64 KiB (a 1.5 MB script used to fail with "Argument list too long"),
+/// more than 10,000 jobs, names and ids over 128 characters.
+#[test]
+fn limits_are_errors_at_validate_time() {
+    use std::fmt::Write as _;
+    let long = "x".repeat(kiln_workflow::MAX_SCRIPT_BYTES);
+    let out = check(&format!(
+        "name: big\nstages:\n  - name: s\n    jobs:\n      a:\n        script:\n          - echo {long}\n"
+    ));
+    assert!(
+        out.contains(
+            "main.yml:7:11: error: script of job 'a' is 65542 bytes; at most 65536 are allowed"
+        ),
+        "{}",
+        &out[..out.len().min(400)]
+    );
+    let fits = "x".repeat(kiln_workflow::MAX_SCRIPT_BYTES - 10);
+    let out = check(&format!(
+        "name: ok\nstages:\n  - name: s\n    jobs:\n      a: {{ script: 'echo {fits}' }}\n"
+    ));
+    assert!(!out.contains("error"), "{}", &out[..400]);
+
+    let mut many = String::from("name: many\nstages:\n  - name: s\n    jobs:\n");
+    for j in 0..=kiln_workflow::MAX_JOBS {
+        let _ = writeln!(many, "      j{j}: {{ script: echo }}");
+    }
+    let out = check(&many);
+    assert!(
+        out.contains("main.yml:3:3: error: the workflow has 10001 jobs (matrix instances counted); at most 10000 are allowed"),
+        "{}",
+        &out[..out.len().min(400)]
+    );
+
+    let id = "j".repeat(129);
+    let stage = "s".repeat(129);
+    let out = check(&format!(
+        "name: {id}\nstages:\n  - name: {stage}\n    jobs:\n      {id}: {{ script: echo }}\n"
+    ));
+    assert!(
+        out.contains(
+            "main.yml:1:7: error: workflow name is 129 characters; at most 128 are allowed"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("main.yml:3:11: error: stage name is 129 characters; at most 128 are allowed"),
+        "{out}"
+    );
+    assert!(
+        out.contains("main.yml:5:7: error: job id is 129 characters; at most 128 are allowed"),
+        "{out}"
+    );
 }

@@ -49,6 +49,7 @@ fn in_memory_templates_resolve_relative_to_the_caller() {
         ),
     ]);
     insta::assert_snapshot!(out, @r#"
+    lib/t.yml:5:36: warning: `${{ params.n }}` is spliced into the script as text: a value holding `"` or `;` runs as commands; use the variable "$n" instead
     plan m
     param n: Number = 2
     stage 0 s: a

@@ -211,7 +211,7 @@ pub fn print_json<T: Serialize + ?Sized>(value: &T) -> Result<(), Fail> {
 }
 
 /// An empty table in the CLI's style, with `headers`.
-pub fn table(headers: &[&str]) -> Table {
+pub fn table(headers: &[&str]) -> CliTable {
     let mut t = Table::new();
     t.load_style(UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic)
@@ -219,7 +219,64 @@ pub fn table(headers: &[&str]) -> Table {
     if !console::colors_enabled() {
         t.force_no_tty();
     }
-    t
+    CliTable(t)
+}
+
+/// A table of the CLI that prints no terminal escape it was given: every control character
+/// of its cells (`ESC`, `BEL`, C1 codes, `\r`, …) is shown escaped (`\u{1b}`), so a name or an
+/// output from a server cannot move the cursor, retitle the terminal or hide text. Line
+/// breaks stay (cells may hold several lines), and so do the colours the table itself gives
+/// to states (`ESC [ … m`, only when colours are on).
+#[derive(Debug)]
+pub struct CliTable(pub Table);
+
+impl std::ops::Deref for CliTable {
+    type Target = Table;
+    fn deref(&self) -> &Table {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for CliTable {
+    fn deref_mut(&mut self) -> &mut Table {
+        &mut self.0
+    }
+}
+
+impl std::fmt::Display for CliTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let colors = self.0.is_tty() && console::colors_enabled();
+        f.write_str(&escape_controls(&self.0.to_string(), colors))
+    }
+}
+
+/// `text` with every control character but `\n` escaped; with `keep_colors`, SGR sequences
+/// (`ESC [` digits and `;` `m`: colours only) are kept.
+pub fn escape_controls(text: &str, keep_colors: bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if c == '\u{1b}' && keep_colors {
+            let body = &rest[1..];
+            let params = body.strip_prefix('[').map(|b| {
+                b.len() - b.trim_start_matches(|x: char| x.is_ascii_digit() || x == ';').len()
+            });
+            if let Some(n) = params
+                && body[1 + n..].starts_with('m')
+            {
+                out.push_str(&rest[..n + 3]);
+                rest = &rest[n + 3..];
+                continue;
+            }
+        }
+        if c.is_control() && c != '\n' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+        rest = &rest[c.len_utf8()..];
+    }
+    out
 }
 
 /// A table cell with a run, job or gate state, coloured by what it means.
@@ -321,4 +378,27 @@ pub fn check_run(run: &str) -> Result<(), Fail> {
 /// Exit code of a run that ended in `state`: 0 for success, [`EXIT_FAILED`] otherwise.
 pub fn run_exit(state: &str) -> ExitCode {
     if state == "success" { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILED) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_print_no_terminal_escape_they_were_given() {
+        let mut t = table(&["name", "reason"]);
+        t.force_no_tty();
+        t.add_row(vec!["\u{1b}]0;owned\u{7}evil\u{1b}[2J", "two\nlines\r\u{9b}31m"]);
+        let text = t.to_string();
+        assert!(!text.chars().any(|c| c.is_control() && c != '\n'), "{text:?}");
+        assert!(text.contains("\\u{1b}]0;owned\\u{7}evil\\u{1b}[2J"), "{text}");
+        assert!(text.contains("two") && text.contains("lines\\r\\u{9b}31m"), "{text}");
+    }
+
+    #[test]
+    fn colours_the_table_gives_are_kept_and_nothing_else() {
+        let kept = escape_controls("\u{1b}[38;5;2msuccess\u{1b}[39m \u{1b}]8;;x\u{7}", true);
+        assert_eq!(kept, "\u{1b}[38;5;2msuccess\u{1b}[39m \\u{1b}]8;;x\\u{7}");
+        assert_eq!(escape_controls("\u{1b}[31m", false), "\\u{1b}[31m");
+    }
 }
