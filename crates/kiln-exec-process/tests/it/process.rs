@@ -137,7 +137,7 @@ async fn signal_deaths_are_128_plus_signal() {
     let (ex, _root) = executor();
     let task = script_task(&id("signal"), &["kill -TERM $$"]);
     let run = run_task(ex.as_ref(), &task).await.expect("run");
-    assert_eq!(run.status, ExitStatus { code: 128 + 15 });
+    assert_eq!(run.status, ExitStatus { code: 128 + 15, killed: None });
 }
 
 #[tokio::test]
@@ -169,7 +169,7 @@ async fn kill_reaches_the_whole_group() {
     .await
     .expect("ended after kill");
     assert!(lines.is_empty());
-    assert_eq!(status, Ok(ExitStatus { code: 137 }));
+    assert_eq!(status, Ok(ExitStatus { code: 137, killed: None }));
     ex.destroy(&task.id).await.expect("destroy");
 }
 
@@ -220,7 +220,7 @@ async fn dropped_log_stream_does_not_block_the_process() {
     let status = tokio::time::timeout(Duration::from_secs(20), ex.wait(&task.id))
         .await
         .expect("process finished");
-    assert_eq!(status, Ok(ExitStatus { code: 0 }));
+    assert_eq!(status, Ok(ExitStatus { code: 0, killed: None }));
     ex.destroy(&task.id).await.expect("destroy");
 }
 
