@@ -413,7 +413,6 @@ impl Executor for ProcessExecutor {
     async fn start(&self, task: &TaskSpec) -> Result<LogStream, ExecError> {
         let handle = self.task(&task.id)?;
         let mut state = lock(&handle);
-        state.killed = true;
         match state.phase {
             Phase::Ready => {}
             Phase::KilledEarly => return Ok(futures::stream::empty().boxed()),
