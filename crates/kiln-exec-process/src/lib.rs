@@ -544,7 +544,10 @@ impl Executor for ProcessExecutor {
             .status()
             .await
             .map_err(|e| ExecError::Engine(format!("process: cannot run {program}: {e}")))?;
-        Ok(ExitStatus { code: status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)), killed: None })
+        Ok(ExitStatus {
+            code: status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
+            killed: None,
+        })
     }
 
     /// Sends the signal to the task's whole process group (`kill(-pgid, sig)`), as a

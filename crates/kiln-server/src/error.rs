@@ -91,7 +91,9 @@ impl From<kiln_logs::LogError> for ApiErr {
     fn from(e: kiln_logs::LogError) -> ApiErr {
         tracing::error!("logs: {e}");
         match &e {
-            kiln_logs::LogError::Io { source, .. } => storage_io(source, format!("log storage: {e}")),
+            kiln_logs::LogError::Io { source, .. } => {
+                storage_io(source, format!("log storage: {e}"))
+            }
             _ => ApiErr::internal(format!("log storage: {e}")),
         }
     }

@@ -194,7 +194,7 @@ async fn a_container_killed_by_the_oom_killer_says_so() {
 }
 
 #[tokio::test]
-async fn a_job_killed_by_kiln_or_exiting_137_by_itself_is_no_outside_kill() {
+async fn a_job_killed_by_kiln_or_failing_by_itself_is_no_outside_kill() {
     let executor = executor().await;
     let task = script_task("ours", "echo started; sleep 600");
     let _stream = started(&executor, &task).await;

@@ -175,7 +175,10 @@ async fn a_log_line_that_cannot_be_stored_fails_the_job_with_that_cause_and_a_ma
         }
         if started.elapsed() > Duration::from_secs(30) {
             std::fs::write(&stop, "").unwrap();
-            panic!("no marker in the job's log: {:?}", lines.iter().rev().take(3).collect::<Vec<_>>());
+            panic!(
+                "no marker in the job's log: {:?}",
+                lines.iter().rev().take(3).collect::<Vec<_>>()
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
