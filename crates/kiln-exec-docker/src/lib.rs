@@ -108,6 +108,8 @@ struct TaskState {
     main: Option<String>,
     /// `kill` was called: a container started afterwards is killed at once.
     killed: bool,
+    /// `signal` was called: a death by signal is Kiln's doing, not one from outside.
+    signaled: bool,
 }
 
 /// Runs tasks as Docker containers. Cheap to share behind an `Arc`; calls for different tasks
@@ -694,7 +696,7 @@ impl Executor for DockerExecutor {
             }
         };
         let code = i32::try_from(code).unwrap_or(i32::MAX);
-        let killed = if code == 0 || self.with_state(id, |s| s.killed)? {
+        let killed = if code == 0 || self.with_state(id, |s| s.killed || s.signaled)? {
             None
         } else {
             self.killed_by(&container, code).await
@@ -738,7 +740,11 @@ impl Executor for DockerExecutor {
         if kiln_exec::signal_number(name).is_none() {
             return Err(kiln_exec::unknown_signal("docker", signal));
         }
-        let Some(main) = self.with_state(id, |s| s.main.clone())? else {
+        let Some(main) = self.with_state(id, |s| {
+            s.signaled = true;
+            s.main.clone()
+        })?
+        else {
             return Err(ExecError::Engine(format!("docker: task {id} is not running yet")));
         };
         let what = format!("sending SIG{name} to container {main}");
