@@ -79,6 +79,12 @@ pub mod codes {
     pub const INVALID_DEPLOY: &str = "invalid_deploy";
     /// 500: a fault on the server's side; the message says what failed.
     pub const INTERNAL: &str = "internal";
+    /// 507: the server's disk (or its database's) is full; nothing was stored. The server
+    /// takes writes again by itself once space is freed.
+    pub const INSUFFICIENT_STORAGE: &str = "insufficient_storage";
+    /// 503: the server's storage cannot be written for now (a read-only or vanished data
+    /// directory, an I/O error, the database server away); the message names the cause.
+    pub const UNAVAILABLE: &str = "unavailable";
 }
 
 /// One problem in a workflow file.

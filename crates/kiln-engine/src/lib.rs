@@ -179,6 +179,14 @@ pub enum Outcome {
     Canceled,
     /// It could not be run (missing image, engine error); the text says why.
     Error(String),
+    /// Something other than Kiln killed it (the out-of-memory killer, a signal from outside):
+    /// its exit code and what killed it.
+    Killed {
+        /// The exit code (128 + the signal).
+        code: i32,
+        /// What killed it (`killed by the out-of-memory killer …`).
+        why: String,
+    },
 }
 
 /// Something that happened, fed to [`Run::handle`].

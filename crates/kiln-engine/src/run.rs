@@ -535,6 +535,12 @@ impl Run {
                 format!("exited with code {n}"),
                 Some(n),
             ),
+            Outcome::Killed { code, why } => (
+                Some(RetryOn::Failure),
+                JobState::Failure,
+                format!("{why} (exit code {code})"),
+                Some(code),
+            ),
             Outcome::TimedOut => {
                 (Some(RetryOn::Timeout), JobState::Timeout, "timed out".to_owned(), None)
             }

@@ -114,6 +114,8 @@ struct TaskState {
     main: Option<String>,
     /// `kill` was called: a container started afterwards is killed at once.
     killed: bool,
+    /// `signal` was called: a death by signal is Kiln's doing, not one from outside.
+    signaled: bool,
 }
 
 /// Runs tasks as Docker containers. Cheap to share behind an `Arc`; calls for different tasks
@@ -129,6 +131,24 @@ pub struct DockerExecutor {
 }
 
 impl DockerExecutor {
+    /// What killed `container`, which exited with `code` and was not killed by Kiln: the
+    /// out-of-memory killer if the engine says so (`State.OOMKilled`), else SIGKILL or SIGTERM
+    /// from outside (`docker kill`, `docker stop`) for codes 137 and 143; `None` for any other
+    /// code (the script's own exit) or when the engine cannot tell.
+    async fn killed_by(&self, container: &str, code: i32) -> Option<kiln_exec::Killed> {
+        let what = format!("inspecting container {container}");
+        let inspected = self.timed(&what, self.docker.inspect_container(container, None)).await;
+        let oom = match inspected {
+            Ok(Ok(c)) => c.state.and_then(|s| s.oom_killed).unwrap_or(false),
+            _ => false,
+        };
+        match code {
+            _ if oom => Some(kiln_exec::Killed::OutOfMemory),
+            137 | 143 => Some(kiln_exec::Killed::Signal(code - 128)),
+            _ => None,
+        }
+    }
+
     /// Connects to the engine at [`DockerConfig::resolved_endpoint`], pings it within
     /// [`DockerConfig::connect_timeout`] and negotiates the API version (Debian's engine
     /// speaks 1.41, older than bollard's default).
@@ -704,7 +724,13 @@ impl Executor for DockerExecutor {
                 )));
             }
         };
-        Ok(ExitStatus { code: i32::try_from(code).unwrap_or(i32::MAX) })
+        let code = i32::try_from(code).unwrap_or(i32::MAX);
+        let killed = if code == 0 || self.with_state(id, |s| s.killed || s.signaled)? {
+            None
+        } else {
+            self.killed_by(&container, code).await
+        };
+        Ok(ExitStatus { code, killed })
     }
 
     async fn kill(&self, id: &TaskId) -> Result<(), ExecError> {
@@ -743,7 +769,11 @@ impl Executor for DockerExecutor {
         if kiln_exec::signal_number(name).is_none() {
             return Err(kiln_exec::unknown_signal("docker", signal));
         }
-        let Some(main) = self.with_state(id, |s| s.main.clone())? else {
+        let Some(main) = self.with_state(id, |s| {
+            s.signaled = true;
+            s.main.clone()
+        })?
+        else {
             return Err(ExecError::Engine(format!("docker: task {id} is not running yet")));
         };
         let what = format!("sending SIG{name} to container {main}");
@@ -787,7 +817,7 @@ impl Executor for DockerExecutor {
             .await?
             .map_err(|e| engine(&what, &e))?;
         let code = inspected.exit_code.unwrap_or(-1);
-        Ok(ExitStatus { code: i32::try_from(code).unwrap_or(i32::MAX) })
+        Ok(ExitStatus { code: i32::try_from(code).unwrap_or(i32::MAX), killed: None })
     }
 
     async fn list_images(&self) -> Result<Vec<kiln_exec::ImageInfo>, ExecError> {

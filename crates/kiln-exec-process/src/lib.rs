@@ -120,6 +120,8 @@ struct ProcTask {
     /// The task's labels, for its record.
     labels: std::collections::BTreeMap<String, String>,
     phase: Phase,
+    /// `kill` was called (a signal that ends it then is Kiln's, not from outside).
+    killed: bool,
     status: Arc<watch::Sender<Option<Result<ExitStatus, ExecError>>>>,
 }
 
@@ -422,6 +424,7 @@ impl Executor for ProcessExecutor {
             labels: task.labels.clone(),
             workspace,
             phase: Phase::Ready,
+            killed: false,
             status: Arc::new(status),
         }));
         self.lock_tasks().entry(task.id.clone()).or_insert(entry);
@@ -511,10 +514,11 @@ impl Executor for ProcessExecutor {
     async fn kill(&self, id: &TaskId) -> Result<(), ExecError> {
         let handle = self.task(id)?;
         let mut state = lock(&handle);
+        state.killed = true;
         match state.phase {
             Phase::Ready => {
                 state.phase = Phase::KilledEarly;
-                state.status.send_replace(Some(Ok(ExitStatus { code: KILLED })));
+                state.status.send_replace(Some(Ok(ExitStatus { code: KILLED, killed: None })));
                 Ok(())
             }
             Phase::Running(pgid) => kill_group(pgid),
@@ -561,7 +565,10 @@ impl Executor for ProcessExecutor {
             .status()
             .await
             .map_err(|e| ExecError::Engine(format!("process: cannot run {program}: {e}")))?;
-        Ok(ExitStatus { code: status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)) })
+        Ok(ExitStatus {
+            code: status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
+            killed: None,
+        })
     }
 
     /// Sends the signal to the task's whole process group (`kill(-pgid, sig)`), as a
@@ -569,7 +576,8 @@ impl Executor for ProcessExecutor {
     async fn signal(&self, id: &TaskId, signal: &str) -> Result<(), ExecError> {
         let sig = signal_of(signal).ok_or_else(|| kiln_exec::unknown_signal("process", signal))?;
         let handle = self.task(id)?;
-        let state = lock(&handle);
+        let mut state = lock(&handle);
+        state.killed = true;
         match state.phase {
             Phase::Running(pgid) => match kill_process_group(pgid, sig) {
                 Ok(()) => Ok(()),
@@ -675,6 +683,11 @@ async fn reap(
     let result = match child.wait().await {
         Ok(status) => Ok(ExitStatus {
             code: status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
+            // Kiln's own kill marks the task first; any other signal came from outside.
+            killed: status
+                .signal()
+                .filter(|_| !lock(&handle).killed)
+                .map(kiln_exec::Killed::Signal),
         }),
         Err(e) => Err(ExecError::Engine(format!("process: waiting: {e}"))),
     };

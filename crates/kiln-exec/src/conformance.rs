@@ -349,7 +349,7 @@ pub async fn output_streams_in_order(subject: Subject) {
             "{}",
             subject.name()
         );
-        assert_eq!(run.status, ExitStatus { code: 0 });
+        assert_eq!(run.status, ExitStatus { code: 0, killed: None });
         for pair in run.lines.windows(2) {
             assert!(
                 pair[0].time <= pair[1].time,
@@ -368,12 +368,12 @@ pub async fn output_streams_in_order(subject: Subject) {
     .await;
 }
 
-/// `exit N` is `Ok(ExitStatus { code: N })`, with the output before it.
+/// `exit N` is `Ok(ExitStatus { code: N, killed: None })`, with the output before it.
 pub async fn exit_code_is_ok(subject: Subject) {
     within(&subject, "exit_code_is_ok", async {
         let task = subject.script_task("exit", &["echo before", "exit 3", "echo after"]);
         let run = run_ok(&subject, &task).await;
-        assert_eq!(run.status, ExitStatus { code: 3 }, "{}", subject.name());
+        assert_eq!(run.status, ExitStatus { code: 3, killed: None }, "{}", subject.name());
         assert_eq!(run.stdout(), ["before"], "{}", subject.name());
     })
     .await;
@@ -384,7 +384,7 @@ pub async fn failing_command_ends_script(subject: Subject) {
     within(&subject, "failing_command_ends_script", async {
         let task = subject.script_task("errexit", &["echo before", "false", "echo after"]);
         let run = run_ok(&subject, &task).await;
-        assert_eq!(run.status, ExitStatus { code: 1 }, "{}", subject.name());
+        assert_eq!(run.status, ExitStatus { code: 1, killed: None }, "{}", subject.name());
         assert_eq!(run.stdout(), ["before"], "{}", subject.name());
     })
     .await;
@@ -395,7 +395,7 @@ pub async fn unknown_command_exits_127(subject: Subject) {
     within(&subject, "unknown_command_exits_127", async {
         let task = subject.script_task("unknown", &["kiln-no-such-command-3f9a", "echo after"]);
         let run = run_ok(&subject, &task).await;
-        assert_eq!(run.status, ExitStatus { code: 127 }, "{}", subject.name());
+        assert_eq!(run.status, ExitStatus { code: 127, killed: None }, "{}", subject.name());
         assert!(run.stdout().is_empty(), "{}: {run:?}", subject.name());
         assert!(!run.stderr().is_empty(), "{}: {run:?}", subject.name());
     })
@@ -461,7 +461,7 @@ pub async fn command_entry_runs(subject: Subject) {
         task.image = subject.image.clone();
         let run = run_ok(&subject, &task).await;
         assert_eq!(run.stdout(), ["hello from-command"], "{}", subject.name());
-        assert_eq!(run.status, ExitStatus { code: 4 }, "{}", subject.name());
+        assert_eq!(run.status, ExitStatus { code: 4, killed: None }, "{}", subject.name());
     })
     .await;
 }
@@ -549,7 +549,7 @@ pub async fn signal_reaches_the_task(subject: Subject) {
             .map(|l| l.text)
             .collect();
         assert!(stdout.iter().any(|l| l == "got HUP"), "{}: {stdout:?}", subject.name());
-        assert_eq!(status, ExitStatus { code: 3 }, "{}: {stdout:?}", subject.name());
+        assert_eq!(status, ExitStatus { code: 3, killed: None }, "{}: {stdout:?}", subject.name());
         ex.signal(&task.id, "HUP").await.expect("a signal to a task that ended is Ok");
         match ex.signal(&task.id, "NOSUCH").await {
             Err(ExecError::Unsupported { .. }) => {}
@@ -981,7 +981,7 @@ pub async fn export_works_after_a_failure(subject: Subject) {
         let task = subject.script_task("exportfail", &["echo partial > partial.txt", "exit 3"]);
         let dest = tmp.path().join("export.tar");
         let run = run_and_export(&subject, &task, &dest).await;
-        assert_eq!(run.status, ExitStatus { code: 3 }, "{}", subject.name());
+        assert_eq!(run.status, ExitStatus { code: 3, killed: None }, "{}", subject.name());
         let expected = BTreeMap::from([("partial.txt".to_string(), file("partial\n"))]);
         assert_eq!(tar_entries(&dest), expected, "{}", subject.name());
     })

@@ -293,7 +293,7 @@ impl Executor for FakeExecutor {
             };
             shell.flush().await;
             drop(shell);
-            status.send_replace(Some(ExitStatus { code }));
+            status.send_replace(Some(ExitStatus { code, killed: None }));
         });
         Ok(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed())
     }
@@ -357,7 +357,7 @@ impl Executor for FakeExecutor {
                 traps: BTreeMap::new(),
             }
         };
-        Ok(ExitStatus { code: shell.run_argv(argv.to_vec()).await })
+        Ok(ExitStatus { code: shell.run_argv(argv.to_vec()).await, killed: None })
     }
 
     /// Hands the signal to the running script (see the module docs for what it does).

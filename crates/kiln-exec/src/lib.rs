@@ -236,6 +236,35 @@ pub struct Limits {
 pub struct ExitStatus {
     /// Exit code (128 + signal when killed by a signal).
     pub code: i32,
+    /// What killed it when that was not Kiln (`kill`, a timeout and a cancel are Kiln's):
+    /// `None` when it exited by itself.
+    #[serde(default)]
+    pub killed: Option<Killed>,
+}
+
+/// What killed a task when it was not Kiln.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Killed {
+    /// The kernel's out-of-memory killer: the task used more memory than its limit (or than
+    /// the host had).
+    OutOfMemory,
+    /// A signal sent from outside Kiln (`docker kill`, `kill`, the host): its number.
+    Signal(i32),
+}
+
+impl std::fmt::Display for Killed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Killed::OutOfMemory => f.write_str(
+                "killed by the out-of-memory killer (it used more memory than its limit or the \
+                 host had)",
+            ),
+            Killed::Signal(n) => match SIGNALS.iter().find(|(_, number)| number == n) {
+                Some((name, _)) => write!(f, "killed by SIG{name} from outside Kiln"),
+                None => write!(f, "killed by signal {n} from outside Kiln"),
+            },
+        }
+    }
 }
 
 impl ExitStatus {

@@ -68,7 +68,7 @@ impl Executor for NoopExecutor {
 
     async fn wait(&self, id: &TaskId) -> Result<ExitStatus, ExecError> {
         let killed = self.killed(id)?;
-        Ok(ExitStatus { code: if killed { KILLED } else { 0 } })
+        Ok(ExitStatus { code: if killed { KILLED } else { 0 }, killed: None })
     }
 
     async fn kill(&self, id: &TaskId) -> Result<(), ExecError> {

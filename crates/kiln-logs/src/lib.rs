@@ -64,6 +64,12 @@ pub enum LogError {
 }
 
 impl LogError {
+    /// True when the disk (or the user's quota) is full.
+    pub fn is_full(&self) -> bool {
+        matches!(self, LogError::Io { source, .. }
+            if matches!(source.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded))
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> LogError {
         let path = path.into();
         move |source| LogError::Io { path, source }

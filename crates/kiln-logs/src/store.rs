@@ -67,6 +67,26 @@ struct Inner {
     root: PathBuf,
     config: LogStoreConfig,
     logs: Mutex<HashMap<LogKey, Arc<KeyLog>>>,
+    reserve: Mutex<Reserve>,
+    /// `reserve.missing`, read without the lock on every append.
+    reserve_missing: std::sync::atomic::AtomicBool,
+}
+
+/// The size of the reserve file: room for the markers and end records of the logs that are
+/// stopped while the disk is full.
+const RESERVE_BYTES: usize = 64 * 1024;
+
+/// How often a missing reserve file is made again (on a successful append).
+const RESERVE_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The reserve file `<root>/.reserve`: space set aside while the disk has room, given back
+/// when it is full so that a log can still say why it stopped and be closed.
+#[derive(Debug, Default)]
+struct Reserve {
+    /// It was given back (or never made) and not made again yet.
+    missing: bool,
+    /// When making it again was last tried.
+    tried: Option<std::time::Instant>,
 }
 
 /// One log: its file, its writer state and its channel.
@@ -123,7 +143,17 @@ impl LogStore {
             channel_capacity: config.channel_capacity.max(1),
             index_every: config.index_every.max(1),
         };
-        Ok(LogStore { inner: Arc::new(Inner { root, config, logs: Mutex::new(HashMap::new()) }) })
+        let store = LogStore {
+            inner: Arc::new(Inner {
+                root,
+                config,
+                logs: Mutex::new(HashMap::new()),
+                reserve: Mutex::new(Reserve { missing: true, tried: None }),
+                reserve_missing: std::sync::atomic::AtomicBool::new(true),
+            }),
+        };
+        store.refill_reserve();
+        Ok(store)
     }
 
     /// The directory the store lives in.
@@ -155,7 +185,60 @@ impl LogStore {
         self.append_text(key, line, &masker.mask(&line.text))
     }
 
+    /// Appends `line` as is even when the disk is full: if it does not fit, the store's
+    /// reserve file is given back first and the append tried again. For the few lines that
+    /// say why a log stops (a job failed because its output could not be stored).
+    pub fn append_marker(&self, key: &LogKey, line: &LogLine) -> Result<u64, LogError> {
+        match self.append_text(key, line, &line.text) {
+            Err(e) if e.is_full() && self.release_reserve() => {
+                self.append_text(key, line, &line.text)
+            }
+            other => other,
+        }
+    }
+
+    /// Gives back the reserve file's space; true if there was one.
+    fn release_reserve(&self) -> bool {
+        let mut reserve = self.inner.reserve.lock().unwrap_or_else(|p| p.into_inner());
+        let path = self.inner.root.join(".reserve");
+        let had = !reserve.missing && fs::remove_file(&path).is_ok();
+        reserve.missing = true;
+        self.inner.reserve_missing.store(true, std::sync::atomic::Ordering::Relaxed);
+        reserve.tried = Some(std::time::Instant::now());
+        had
+    }
+
+    /// Makes the reserve file again if it is missing (at most every [`RESERVE_RETRY`]); a
+    /// disk still too full for it is left alone.
+    fn refill_reserve(&self) {
+        if !self.inner.reserve_missing.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        let mut reserve = self.inner.reserve.lock().unwrap_or_else(|p| p.into_inner());
+        if !reserve.missing || reserve.tried.is_some_and(|t| t.elapsed() < RESERVE_RETRY) {
+            return;
+        }
+        reserve.tried = Some(std::time::Instant::now());
+        let path = self.inner.root.join(".reserve");
+        let made = File::create(&path).and_then(|mut f| f.write_all(&[0u8; RESERVE_BYTES]));
+        match made {
+            Ok(()) => {
+                reserve.missing = false;
+                self.inner.reserve_missing.store(false, std::sync::atomic::Ordering::Relaxed);
+            }
+            Err(_) => {
+                let _ = fs::remove_file(&path);
+            }
+        }
+    }
+
     fn append_text(&self, key: &LogKey, line: &LogLine, text: &str) -> Result<u64, LogError> {
+        let seq = self.append_once(key, line, text)?;
+        self.refill_reserve();
+        Ok(seq)
+    }
+
+    fn append_once(&self, key: &LogKey, line: &LogLine, text: &str) -> Result<u64, LogError> {
         let log = self.log(key);
         let mut writer = log.lock()?;
         if writer.closed {
@@ -186,8 +269,16 @@ impl LogStore {
     /// everything. Idempotent; closing a log that has no line creates an empty, closed log.
     ///
     /// A closed log's state (its open file, its channel) is dropped from the store: a closed
-    /// log never changes, and readers rebuild what they need from the file.
+    /// log never changes, and readers rebuild what they need from the file. On a full disk
+    /// the reserve file is given back for it (see [`LogStore::append_marker`]).
     pub fn close(&self, key: &LogKey) -> Result<(), LogError> {
+        match self.close_once(key) {
+            Err(e) if e.is_full() && self.release_reserve() => self.close_once(key),
+            other => other,
+        }
+    }
+
+    fn close_once(&self, key: &LogKey) -> Result<(), LogError> {
         let log = self.log(key);
         {
             let mut writer = log.lock()?;

@@ -228,6 +228,7 @@ impl LocalPool {
                 s[at].healthy = false;
                 s[at].note = match outcome {
                     Outcome::Exited(code) => format!("exited with code {code}"),
+                    Outcome::Killed { code, why } => format!("{why} (exit code {code})"),
                     Outcome::Error(e) => e,
                     Outcome::Canceled => "stopped".to_string(),
                     Outcome::TimedOut => "timed out".to_string(),

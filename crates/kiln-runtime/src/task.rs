@@ -203,7 +203,10 @@ async fn run_until_exit<X>(
         }
     };
     match waited {
-        Some(Ok(Ok(status))) => Outcome::Exited(status.code),
+        Some(Ok(Ok(status))) => match status.killed {
+            Some(killed) => Outcome::Killed { code: status.code, why: killed.to_string() },
+            None => Outcome::Exited(status.code),
+        },
         Some(Ok(Err(e))) => Outcome::Error(e.to_string()),
         Some(Err(timeout)) => {
             let _ = executor.kill(&spec.id).await;

@@ -251,7 +251,10 @@ async fn wrapped<F: Files>(
     if let (Some(spec), Some(ws)) = (&job.artifacts, &exported) {
         let wanted = match spec.when {
             ArtifactWhen::OnSuccess => outcome == Outcome::Exited(0),
-            ArtifactWhen::OnFailure => matches!(outcome, Outcome::Exited(c) if c != 0),
+            ArtifactWhen::OnFailure => {
+                matches!(outcome, Outcome::Exited(c) if c != 0)
+                    || matches!(outcome, Outcome::Killed { .. })
+            }
             ArtifactWhen::Always => true,
         };
         if wanted {

@@ -53,6 +53,16 @@ impl ApiErr {
         ApiErr::new(StatusCode::UNAUTHORIZED, codes::UNAUTHORIZED, message)
     }
 
+    /// A storage fault: 507 `insufficient_storage` when the disk is `full`, else 503
+    /// `unavailable`; `message` names the cause.
+    pub fn storage(full: bool, message: impl Into<String>) -> ApiErr {
+        if full {
+            ApiErr::new(StatusCode::INSUFFICIENT_STORAGE, codes::INSUFFICIENT_STORAGE, message)
+        } else {
+            ApiErr::new(StatusCode::SERVICE_UNAVAILABLE, codes::UNAVAILABLE, message)
+        }
+    }
+
     /// 500 `internal`.
     pub fn internal(message: impl Into<String>) -> ApiErr {
         ApiErr::new(StatusCode::INTERNAL_SERVER_ERROR, codes::INTERNAL, message)
@@ -65,6 +75,10 @@ impl From<StoreError> for ApiErr {
             StoreError::NotFound(what) => ApiErr::not_found(format!("{what} does not exist")),
             StoreError::Conflict(m) | StoreError::Moved(m) => ApiErr::conflict(m.clone()),
             StoreError::Invalid(m) => ApiErr::bad_request(m.clone()),
+            _ if e.fault().is_some() => {
+                tracing::error!("store: {e}");
+                ApiErr::storage(e.fault() == Some(kiln_store::Fault::Full), e.to_string())
+            }
             _ => {
                 tracing::error!("store: {e}");
                 ApiErr::internal(e.to_string())
@@ -76,14 +90,30 @@ impl From<StoreError> for ApiErr {
 impl From<kiln_logs::LogError> for ApiErr {
     fn from(e: kiln_logs::LogError) -> ApiErr {
         tracing::error!("logs: {e}");
-        ApiErr::internal(format!("log storage: {e}"))
+        match &e {
+            kiln_logs::LogError::Io { source, .. } => {
+                storage_io(source, format!("log storage: {e}"))
+            }
+            _ => ApiErr::internal(format!("log storage: {e}")),
+        }
     }
 }
 
 impl From<std::io::Error> for ApiErr {
     fn from(e: std::io::Error) -> ApiErr {
         tracing::error!("io: {e}");
-        ApiErr::internal(format!("blob storage: {e}"))
+        storage_io(&e, format!("blob storage: {e}"))
+    }
+}
+
+/// An I/O error of the data directory as an answer: a full disk is 507, a read-only or
+/// vanished directory 503, anything else 500.
+fn storage_io(e: &std::io::Error, message: String) -> ApiErr {
+    use std::io::ErrorKind;
+    match e.kind() {
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded => ApiErr::storage(true, message),
+        ErrorKind::ReadOnlyFilesystem | ErrorKind::NotFound => ApiErr::storage(false, message),
+        _ => ApiErr::internal(message),
     }
 }
 

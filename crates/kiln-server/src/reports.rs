@@ -50,9 +50,18 @@ impl Reports<'_> {
             let event = match ev {
                 AgentEvent::Started => Event::JobStarted { job: a.job.clone(), attempt: a.attempt },
                 AgentEvent::Log { stream, time, text } => {
-                    if let Some(line) = self.log(ctx, &job_key, &stream, time, &text) {
-                        let tagged = LogLine { text: format!("{}\t{}", a.job, line.text), ..line };
-                        let _ = self.logs.append(&run_key, &tagged);
+                    match self.log(ctx, &job_key, &stream, time, &text) {
+                        Ok(line) => {
+                            let tagged =
+                                LogLine { text: format!("{}\t{}", a.job, line.text), ..line };
+                            let _ = self.logs.append(&run_key, &tagged);
+                        }
+                        Err(kiln_logs::LogError::Io { source, .. }) => {
+                            self.unstorable(lease, ctx, a, &source);
+                            break;
+                        }
+                        // A closed log: the attempt already ended.
+                        Err(_) => {}
                     }
                     continue;
                 }
@@ -92,7 +101,7 @@ impl Reports<'_> {
                     crate::services::instance_started(i, lease, node, placement.flatten());
                 }
                 AgentEvent::Log { stream, time, text } => {
-                    self.log(ctx, &key, &stream, time, &text);
+                    let _ = self.log(ctx, &key, &stream, time, &text);
                 }
                 AgentEvent::Health { healthy, detail } => {
                     crate::services::instance_health(
@@ -115,7 +124,7 @@ impl Reports<'_> {
         }
     }
 
-    /// Masks and stores one log line; the stored line, if it was stored.
+    /// Masks and stores one log line; the stored line.
     fn log(
         &self,
         ctx: &TaskCtx,
@@ -123,12 +132,33 @@ impl Reports<'_> {
         stream: &str,
         time: chrono::DateTime<chrono::Utc>,
         text: &str,
-    ) -> Option<LogLine> {
+    ) -> Result<LogLine, kiln_logs::LogError> {
         let stream = if stream == "stderr" { Stream::Stderr } else { Stream::Stdout };
         let line = LogLine { stream, time, text: ctx.masker.mask(text).into_owned() };
-        self.logs.append(key, &line).ok()?;
+        self.logs.append(key, &line)?;
         self.metrics.log_line(line.text.len());
-        Some(line)
+        Ok(line)
+    }
+
+    /// An attempt's log line could not be stored (`cause`): the attempt ends at once with that
+    /// cause (its lease ends, so the agent stops the job), after a marker line saying so in the
+    /// job's and the run's logs (written even on a full disk, see
+    /// [`LogStore::append_marker`]). A log with a hole is never passed off as whole.
+    fn unstorable(&self, lease: &str, ctx: &TaskCtx, a: &AttemptCtx, cause: &std::io::Error) {
+        if self.dispatch.finish(lease).is_none() {
+            return;
+        }
+        let why = format!("a log line could not be stored: {cause}");
+        tracing::error!("run {} job {}: {why}", a.run, a.job);
+        let marker = LogLine {
+            stream: Stream::Stderr,
+            time: chrono::Utc::now(),
+            text: format!("kiln: {why}; the job was stopped"),
+        };
+        let _ = self.logs.append_marker(&job_log_key(&a.run, a.job_index, a.attempt), &marker);
+        let tagged = LogLine { text: format!("{}\t{}", a.job, marker.text), ..marker };
+        let _ = self.logs.append_marker(&run_log_key(&a.run), &tagged);
+        ctx.exited(kiln_engine::Outcome::Error(why));
     }
 }
 

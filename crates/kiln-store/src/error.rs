@@ -53,6 +53,64 @@ impl StoreError {
     }
 }
 
+/// A fault of what the store stands on, not of the request: it passes once the disk has room
+/// again, the data directory is writable again or the database server is back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The disk (or the database server's) is full.
+    Full,
+    /// The database cannot be written: a read-only or vanished data directory, an I/O error.
+    ReadOnly,
+    /// The database server cannot be reached or is shutting down.
+    Unavailable,
+}
+
+impl StoreError {
+    /// The storage fault behind this error, if it is one (see [`Fault`]).
+    pub fn fault(&self) -> Option<Fault> {
+        match self {
+            StoreError::Connect(_) => Some(Fault::Unavailable),
+            StoreError::Db { source, .. } => fault_of(source),
+            _ => None,
+        }
+    }
+}
+
+/// The storage fault behind a driver error: SQLite's result codes (the primary code is the
+/// low byte of the extended one), PostgreSQL's SQLSTATE classes, and lost connections.
+fn fault_of(err: &sqlx::Error) -> Option<Fault> {
+    match err {
+        sqlx::Error::Database(db) => {
+            let code = db.code()?;
+            let sqlite = db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some();
+            if sqlite && let Ok(n) = code.parse::<i32>() {
+                // SQLite: FULL 13; READONLY 8, IOERR 10, CANTOPEN 14, NOTADB 26.
+                return match n & 0xff {
+                    13 => Some(Fault::Full),
+                    8 | 10 | 14 | 26 => Some(Fault::ReadOnly),
+                    _ => None,
+                };
+            }
+            match code.as_ref() {
+                "53100" => Some(Fault::Full),
+                c if c.starts_with("08") || c.starts_with("57P") || c.starts_with("53") => {
+                    Some(Fault::Unavailable)
+                }
+                "25006" => Some(Fault::ReadOnly),
+                _ => None,
+            }
+        }
+        sqlx::Error::Io(e) if e.raw_os_error() == Some(28) => Some(Fault::Full),
+        sqlx::Error::Io(e) if e.raw_os_error() == Some(30) => Some(Fault::ReadOnly),
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => Some(Fault::Unavailable),
+        _ => None,
+    }
+}
+
 /// Attaches what was being done to a driver error.
 pub(crate) trait Ctx<T> {
     /// Wraps an error as [`StoreError::Db`] described by `what`.

@@ -130,7 +130,7 @@ pub use deployments::{
     NewDeployment,
 };
 pub use environments::{EnvValue, EnvVariableRecord, EnvironmentRecord};
-pub use error::{Result, StoreError};
+pub use error::{Fault, Result, StoreError};
 pub use ids::{
     ConfigAppId, EnvironmentId, GroupId, PipelineId, ProjectId, RunId, ServiceId, TokenId,
 };
@@ -225,8 +225,12 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
-        let pool =
-            SqlitePoolOptions::new().max_connections(8).connect_with(options).await.ctx(what)?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .after_release(|conn, _| Box::pin(release_settled(conn)))
+            .connect_with(options)
+            .await
+            .ctx(what)?;
         Store::with_db(Db::Sqlite(pool)).await
     }
 
@@ -310,6 +314,20 @@ impl Store {
     pub async fn close(&self) {
         with_db!(&self.db, p => p.close().await)
     }
+}
+
+/// Whether a SQLite connection given back to the pool may serve again: not if it is still
+/// inside a transaction. A commit that fails on a full disk (or a failing file system) may
+/// already have been rolled back by SQLite, so the driver's own rollback then fails and the
+/// connection keeps counting a transaction that no longer exists: every later `BEGIN` on it
+/// would fail ("non-zero transaction depth") until the server restarted. Such a connection is
+/// closed instead, and the pool opens a fresh one when needed.
+async fn release_settled(conn: &mut sqlx::SqliteConnection) -> Result<bool, sqlx::Error> {
+    use sqlx::Connection;
+    // Queued after the rollback that dropping the transaction started: once it answers, the
+    // rollback has been tried.
+    conn.ping().await?;
+    Ok(!conn.is_in_transaction())
 }
 
 /// The current time, truncated to microseconds so that it round-trips through PostgreSQL.

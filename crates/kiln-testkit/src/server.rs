@@ -102,8 +102,22 @@ impl TestServer {
         lost_after: Duration,
         gc: kiln_server::GcConfig,
     ) -> TestServer {
+        TestServer::start_prepared(backend, capacity, lost_after, gc, |_| {}).await
+    }
+
+    /// A server like [`TestServer::start_gc`] whose data directory is made by the test
+    /// first: `prepare` gets its path (which does not exist yet) before the server starts,
+    /// to mount a small file system there, say.
+    pub async fn start_prepared(
+        backend: Backend,
+        capacity: u32,
+        lost_after: Duration,
+        gc: kiln_server::GcConfig,
+        prepare: impl FnOnce(&std::path::Path),
+    ) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
+        prepare(&data);
         let server = kiln_server::start(kiln_server::ServerConfig {
             database: backend.database_url(),
             agent_lost_after: lost_after,

@@ -306,6 +306,12 @@ fn events_and_reports() {
         AgentEvent::Exited { outcome: Outcome::TimedOut },
         AgentEvent::Exited { outcome: Outcome::Canceled },
         AgentEvent::Exited { outcome: Outcome::Error("image not found".into()) },
+        AgentEvent::Exited {
+            outcome: Outcome::Killed {
+                code: 137,
+                why: "killed by the out-of-memory killer".into(),
+            },
+        },
     ];
     let report = vec![LeaseReport { lease: "l1".into(), events }];
     insta::assert_snapshot!("lease_reports", json(&report));

@@ -360,6 +360,21 @@ fn run_timeout() {
 }
 
 #[test]
+fn a_job_killed_from_outside_fails_saying_what_killed_it() {
+    let plan = PlanDef::new("killed").stage("work", vec![job("big")]).build();
+    let why = "killed by the out-of-memory killer (it used more memory than its limit or the \
+               host had)";
+    let t = Driver::new()
+        .on("big", vec![ends(Outcome::Killed { code: 137, why: why.to_owned() })])
+        .drive(plan);
+    assert_eq!(state(&t, "big"), JobState::Failure);
+    let big = t.run.job(&JobId::from("big")).unwrap();
+    assert_eq!(big.reason.as_deref(), Some(format!("{why} (exit code 137)").as_str()));
+    assert_eq!(big.exit_code, Some(137));
+    assert_eq!(t.run.state(), RunState::Failure);
+}
+
+#[test]
 fn job_timeout_outcome() {
     let plan = PlanDef::new("job-timeout")
         .stage("work", vec![job("slow").timeout(30), job("retried").timeout(30).retry(1, &[])])

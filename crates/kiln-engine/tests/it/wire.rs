@@ -18,7 +18,19 @@ fn event_json_is_stable() {
         Event::JobExited { job: job.clone(), attempt: 1, outcome: Outcome::Exited(3) },
         Event::JobExited { job: job.clone(), attempt: 2, outcome: Outcome::TimedOut },
         Event::JobExited { job: job.clone(), attempt: 3, outcome: Outcome::Canceled },
-        Event::JobExited { job, attempt: 4, outcome: Outcome::Error("image not found".into()) },
+        Event::JobExited {
+            job: job.clone(),
+            attempt: 4,
+            outcome: Outcome::Error("image not found".into()),
+        },
+        Event::JobExited {
+            job,
+            attempt: 5,
+            outcome: Outcome::Killed {
+                code: 137,
+                why: "killed by SIGKILL from outside Kiln".into(),
+            },
+        },
         Event::Approved { stage: "prod".into(), by: "ann".into() },
         Event::Rejected { stage: "prod".into(), by: "bob".into() },
         Event::Cancel { by: "cli".into() },

@@ -152,6 +152,65 @@ async fn kill_stops_a_running_job_and_its_sidecars() {
     assert_eq!(running, Some(false), "the sidecar was killed too");
 }
 
+/// Starts `task` and waits for its first line (the script is running).
+async fn started(executor: &DockerExecutor, task: &TaskSpec) -> kiln_exec::LogStream {
+    executor.setup(task).await.expect("setup");
+    let mut stream = executor.start(task).await.expect("start");
+    let first = tokio::time::timeout(Duration::from_secs(30), stream.next())
+        .await
+        .expect("first line within 30 s");
+    assert_eq!(first.map(|l| l.expect("line").text).as_deref(), Some("started"));
+    stream
+}
+
+#[tokio::test]
+async fn a_container_killed_from_outside_says_so() {
+    let executor = executor().await;
+    let task = script_task("outside", "echo started; sleep 600");
+    let _stream = started(&executor, &task).await;
+    executor
+        .client()
+        .kill_container(&names::main_container(&task.id), None)
+        .await
+        .expect("docker kill");
+    let status = executor.wait(&task.id).await.expect("wait");
+    executor.destroy(&task.id).await.expect("destroy");
+    assert_eq!(status.code, 137, "128 + SIGKILL");
+    assert_eq!(status.killed, Some(kiln_exec::Killed::Signal(9)));
+    assert_eq!(status.killed.unwrap().to_string(), "killed by SIGKILL from outside Kiln");
+}
+
+#[tokio::test]
+async fn a_container_killed_by_the_oom_killer_says_so() {
+    let executor = executor().await;
+    // `tail` keeps its whole last line: one without end fills any memory.
+    let mut task = script_task("oom", "echo started; tail /dev/zero");
+    task.limits = Limits { memory_bytes: Some(16 * 1024 * 1024), ..Default::default() };
+    let _stream = started(&executor, &task).await;
+    let status = executor.wait(&task.id).await.expect("wait");
+    executor.destroy(&task.id).await.expect("destroy");
+    assert_eq!(status.killed, Some(kiln_exec::Killed::OutOfMemory), "{status:?}");
+    assert!(status.killed.unwrap().to_string().contains("out-of-memory killer"));
+}
+
+#[tokio::test]
+async fn a_job_killed_by_kiln_or_failing_by_itself_is_no_outside_kill() {
+    let executor = executor().await;
+    let task = script_task("ours", "echo started; sleep 600");
+    let _stream = started(&executor, &task).await;
+    executor.kill(&task.id).await.expect("kill");
+    let status = executor.wait(&task.id).await.expect("wait");
+    executor.destroy(&task.id).await.expect("destroy");
+    assert_eq!((status.code, status.killed), (137, None));
+
+    let task = script_task("exit1", "exit 1");
+    executor.setup(&task).await.expect("setup");
+    let _stream = executor.start(&task).await.expect("start");
+    let status = executor.wait(&task.id).await.expect("wait");
+    executor.destroy(&task.id).await.expect("destroy");
+    assert_eq!((status.code, status.killed), (1, None));
+}
+
 #[tokio::test]
 async fn destroy_leaves_nothing_and_is_idempotent() {
     let executor = executor().await;

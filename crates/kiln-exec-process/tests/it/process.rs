@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use kiln_exec::conformance::{command_task, run_task, script_task, unique_id};
-use kiln_exec::{Entry, ExecError, Executor, ExitStatus, Limits, ServiceSpec};
+use kiln_exec::{Entry, ExecError, Executor, ExitStatus, Killed, Limits, ServiceSpec};
 use kiln_exec_process::ProcessExecutor;
 
 use crate::executor;
@@ -137,7 +137,28 @@ async fn signal_deaths_are_128_plus_signal() {
     let (ex, _root) = executor();
     let task = script_task(&id("signal"), &["kill -TERM $$"]);
     let run = run_task(ex.as_ref(), &task).await.expect("run");
-    assert_eq!(run.status, ExitStatus { code: 128 + 15 });
+    assert_eq!(run.status, ExitStatus { code: 128 + 15, killed: Some(Killed::Signal(15)) });
+}
+
+#[tokio::test]
+async fn a_process_killed_from_outside_says_so_and_never_speaks_of_containers() {
+    let (ex, root) = executor();
+    let pid_file = root.path().join("outside.pid");
+    let script = format!("echo $$ > {}; echo started; sleep 600", pid_file.display());
+    let task = script_task(&id("outside"), &[script.as_str()]);
+    ex.setup(&task).await.expect("setup");
+    let mut stream = ex.start(&task).await.expect("start");
+    let first = stream.next().await.expect("a line").expect("line");
+    assert_eq!(first.text, "started");
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    let killed = std::process::Command::new("kill").args(["-KILL", pid.trim()]).status().unwrap();
+    assert!(killed.success());
+    let status = ex.wait(&task.id).await.expect("wait");
+    ex.destroy(&task.id).await.expect("destroy");
+    assert_eq!(status, ExitStatus { code: 137, killed: Some(Killed::Signal(9)) });
+    let why = status.killed.unwrap().to_string();
+    assert_eq!(why, "killed by SIGKILL from outside Kiln");
+    assert!(!why.contains("container"));
 }
 
 #[tokio::test]
@@ -169,7 +190,7 @@ async fn kill_reaches_the_whole_group() {
     .await
     .expect("ended after kill");
     assert!(lines.is_empty());
-    assert_eq!(status, Ok(ExitStatus { code: 137 }));
+    assert_eq!(status, Ok(ExitStatus { code: 137, killed: None }));
     ex.destroy(&task.id).await.expect("destroy");
 }
 
@@ -220,7 +241,7 @@ async fn dropped_log_stream_does_not_block_the_process() {
     let status = tokio::time::timeout(Duration::from_secs(20), ex.wait(&task.id))
         .await
         .expect("process finished");
-    assert_eq!(status, Ok(ExitStatus { code: 0 }));
+    assert_eq!(status, Ok(ExitStatus { code: 0, killed: None }));
     ex.destroy(&task.id).await.expect("destroy");
 }
 

@@ -67,7 +67,7 @@ async fn shell_subset() {
     let run = run_task(&fake, &task).await.expect("run");
     assert_eq!(run.stdout(), ["plain words", "kiln kiln .", "/workspace/src", "nested; exit 0"]);
     assert_eq!(run.stderr(), ["to-stderr"]);
-    assert_eq!(run.status, ExitStatus { code: 1 });
+    assert_eq!(run.status, ExitStatus { code: 1, killed: None });
     for (workdir, pwd) in [(".", "/workspace"), ("/", "/"), ("//a/./b/", "/a/b")] {
         let mut task = script_task("pwd", &["pwd"]);
         task.workdir = Some(workdir.to_string());
@@ -145,8 +145,8 @@ async fn wrong_call_order_is_an_error() {
     assert_eq!(lines.len(), 1);
     assert!(matches!(&lines[0], Ok(l) if l.stream == Stream::Stdout && l.text == "x"));
     // `wait` may be called more than once.
-    assert_eq!(fake.wait(&task.id).await, Ok(ExitStatus { code: 0 }));
-    assert_eq!(fake.wait(&task.id).await, Ok(ExitStatus { code: 0 }));
+    assert_eq!(fake.wait(&task.id).await, Ok(ExitStatus { code: 0, killed: None }));
+    assert_eq!(fake.wait(&task.id).await, Ok(ExitStatus { code: 0, killed: None }));
     fake.destroy(&task.id).await.expect("destroy");
 }
 

@@ -248,7 +248,25 @@ impl Actor {
             return Ok(());
         }
         let new_state = step.state.as_ref().map(|(s, _)| *s);
-        self.sh.record(&self.run.id, &step).await?;
+        // A storage fault (full disk, read-only data directory, database away) passes: the
+        // step is kept and stored once it does, so the run neither stalls for good nor is
+        // rebuilt without what happened meanwhile.
+        let mut wait = std::time::Duration::from_millis(100);
+        loop {
+            match self.sh.record(&self.run.id, &step).await {
+                Ok(_) => break,
+                Err(e) if e.fault().is_some() && !self.sh.stopping.is_cancelled() => {
+                    tracing::warn!(
+                        "run {}: {e}; storing it again in {} ms",
+                        self.run.full_name(),
+                        wait.as_millis()
+                    );
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(std::time::Duration::from_secs(2));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         if let Some(s) = new_state {
             self.state = s;
             self.run.state = s;

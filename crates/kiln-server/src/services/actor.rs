@@ -623,6 +623,9 @@ impl Actor {
             (Outcome::Exited(code), _) => {
                 (InstanceState::Failed, format!("exited with code {code}"), Some(*code))
             }
+            (Outcome::Killed { code, why }, _) => {
+                (InstanceState::Failed, format!("{why} (exit code {code})"), Some(*code))
+            }
             (Outcome::Error(e), false) => (InstanceState::Failed, e.clone(), None),
             (Outcome::TimedOut, _) => (InstanceState::Failed, "timed out".to_string(), None),
             (Outcome::Canceled, _) => (InstanceState::Failed, "canceled".to_string(), None),

@@ -7,6 +7,7 @@ mod config;
 mod deploys;
 mod distcc;
 mod environments;
+mod faults;
 mod files;
 mod gc;
 mod git;

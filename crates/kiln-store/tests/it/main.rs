@@ -19,6 +19,7 @@ mod caches;
 mod config;
 mod deployments;
 mod environments;
+mod faults;
 mod intents;
 mod links;
 mod metric_rules;
