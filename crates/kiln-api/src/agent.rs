@@ -34,8 +34,9 @@ pub const LEASE_TTL_MS: u64 = 30_000;
 /// `config_applied` events). 5: the image cache ([`RegisterAgent::images`],
 /// [`LeaseResponse::prepull`] orders, `POST /api/v1/agents/{id}/images` reports).
 /// 6: image builds (a lease's job may be `build:`, `RunSpec::Build`, run by the agent's
-/// image builder).
-pub const PROTOCOL: u32 = 6;
+/// image builder). 7: an attempt's outcome may be `killed` (out of memory, or a signal from
+/// outside Kiln).
+pub const PROTOCOL: u32 = 7;
 
 /// The protocol of an agent that sends no `protocol` field (it predates versioning).
 pub const UNVERSIONED_PROTOCOL: u32 = 1;
