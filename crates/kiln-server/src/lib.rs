@@ -127,6 +127,8 @@ pub struct AppState {
     pub secrets: Arc<SecretBox>,
     /// Verified tokens.
     pub tokens: auth::TokenCache,
+    /// The registry's check of Kiln tokens (told of revokes).
+    pub token_auth: Arc<registry::TokenAuth>,
     /// The embedded agent's bearer secret (this process only, never stored).
     pub agent_secret: String,
     /// Queue and pool samples of the last hour.
@@ -284,9 +286,10 @@ pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
     let addr = listener
         .local_addr()
         .map_err(|source| StartError::Listen { addr: config.listen, source })?;
+    let token_auth = Arc::new(registry::TokenAuth::load(store.clone()).await?);
     let registry = kiln_registry::Registry::open(
         store.clone(),
-        Arc::new(registry::TokenAuth::new(store.clone())),
+        token_auth.clone(),
         kiln_registry::RegistryConfig {
             webhook_backoff: config.webhook_backoff,
             ..kiln_registry::RegistryConfig::new(data.join("registry"))
@@ -347,6 +350,7 @@ pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
         metrics,
         secrets,
         tokens: auth::TokenCache::default(),
+        token_auth,
         agent_secret: agent_secret.clone(),
         stats: stats::History::default(),
         registry,

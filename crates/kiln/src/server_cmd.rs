@@ -73,11 +73,17 @@ pub struct AgentArgs {
     /// Server URL.
     #[arg(long, env = "KILN_SERVER", default_value = "http://127.0.0.1:7171")]
     server: String,
-    /// Agent token: create one with `kiln token create NAME --role agent` (it reaches only the
-    /// agent paths). An admin token also works, but gives the agent's host far more than it
-    /// needs.
-    #[arg(long, env = "KILN_TOKEN", hide_env_values = true)]
-    token: String,
+    /// File holding the agent token (default: `KILN_TOKEN`).
+    ///
+    /// Create one with `kiln token create NAME --role agent`: it reaches only the agent
+    /// paths. An admin token also works, but gives the agent's host far more than it needs.
+    #[arg(long, value_name = "PATH")]
+    token_file: Option<PathBuf>,
+    /// The agent token on the command line: kept for old scripts only, with a warning, since
+    /// every local user (and every process-executor job) reads it in `ps`. Use `--token-file`
+    /// or `KILN_TOKEN`.
+    #[arg(long, hide = true)]
+    token: Option<String>,
     /// Agent name (default: the host name).
     #[arg(long)]
     name: Option<String>,
@@ -374,14 +380,49 @@ async fn shutdown_signal() {
     }
 }
 
+/// The agent's token: `--token-file`, else `KILN_TOKEN`, else `--token` (with a warning);
+/// or why there is none.
+fn agent_token(args: &AgentArgs) -> Result<String, String> {
+    if let Some(path) = &args.token_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the token file `{}`: {e}", path.display()))?;
+        let token = text.trim();
+        if token.is_empty() || token.contains(char::is_whitespace) {
+            return Err(format!(
+                "the token file `{}` should hold one token on one line",
+                path.display()
+            ));
+        }
+        return Ok(token.to_string());
+    }
+    if let Some(token) = std::env::var("KILN_TOKEN").ok().filter(|t| !t.trim().is_empty()) {
+        return Ok(token.trim().to_string());
+    }
+    if let Some(token) = &args.token {
+        eprintln!(
+            "{} --token shows the token to every local user (and every process-executor job) \
+             in `ps`; use --token-file PATH or KILN_TOKEN instead",
+            console::style("warning:").yellow().bold()
+        );
+        return Ok(token.clone());
+    }
+    Err("no agent token: pass --token-file PATH or set KILN_TOKEN (create one with `kiln \
+         token create NAME --role agent`)"
+        .to_string())
+}
+
 /// Runs `kiln agent` until Ctrl-C or SIGTERM.
 pub async fn agent(args: AgentArgs) -> ExitCode {
+    let token = match agent_token(&args) {
+        Ok(t) => t,
+        Err(e) => return fail(e),
+    };
     let name = args.name.clone().unwrap_or_else(host_name);
     let exec = match executor(args.executor, &name, &args.work_dir).await {
         Ok(e) => e,
         Err(e) => return fail(e),
     };
-    let client = match Client::new(&args.server, &args.token) {
+    let client = match Client::new(&args.server, &token) {
         Ok(c) => c,
         Err(e) => return fail(e),
     };

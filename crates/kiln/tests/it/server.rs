@@ -730,6 +730,61 @@ fn a_noop_agent_ends_the_jobs_placed_on_it_without_running_them() {
     let _ = agent.wait();
 }
 
+#[test]
+fn an_agent_takes_its_token_from_a_file_or_the_environment_and_warns_about_the_flag() {
+    let s = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    // A file that is not there is named.
+    let out = s
+        .cmd(&["agent", "--executor", "noop", "--token-file", "/nonexistent/agent.token"])
+        .env_remove("KILN_TOKEN")
+        .output()
+        .unwrap();
+    let (_, stderr) = (String::new(), String::from_utf8_lossy(&out.stderr).to_string());
+    assert!(!out.status.success());
+    assert!(stderr.contains("/nonexistent/agent.token"), "{stderr}");
+
+    let file = work.path().join("agent.token");
+    std::fs::write(&file, format!("{}\n", s.token)).unwrap();
+    let joined = |name: &str, args: &[&str], env: bool| {
+        let log = work.path().join(format!("{name}.log"));
+        let mut cmd = s.cmd(&["agent", "--executor", "noop", "--name", name]);
+        cmd.args(args).arg("--work-dir").arg(work.path().join(name));
+        if !env {
+            cmd.env_remove("KILN_TOKEN");
+        }
+        let mut agent = cmd
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("kiln agent starts");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (stdout, _) = s.ok(&["nodes", "-o", "json"], 0);
+            let nodes: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+            let node = nodes.as_array().and_then(|n| n.iter().find(|n| n["name"] == name));
+            if node.is_some_and(|n| n["state"] == "ready") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "agent {name} never joined: {nodes:#}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = agent.kill();
+        let _ = agent.wait();
+        std::fs::read_to_string(log).unwrap()
+    };
+    let file_arg = file.display().to_string();
+    let from_file = joined("from-file", &["--token-file", &file_arg], false);
+    assert!(!from_file.contains("warning"), "{from_file}");
+    let from_env = joined("from-env", &[], true);
+    assert!(!from_env.contains("warning"), "{from_env}");
+    let from_flag = joined("from-flag", &["--token", &s.token], false);
+    assert!(
+        from_flag.contains("warning: --token shows the token to every local user"),
+        "{from_flag}"
+    );
+}
+
 /// Reads `child`'s stdout lines on a thread; lines arrive on the returned channel.
 fn stdout_lines(child: &mut Child) -> mpsc::Receiver<String> {
     let stdout = child.stdout.take().unwrap();
