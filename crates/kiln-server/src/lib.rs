@@ -193,6 +193,10 @@ pub struct ServerConfig {
     /// The first wait before a failed webhook delivery is tried again (it doubles with each
     /// failure, up to 10 minutes); default 1 s. Tests shorten it.
     pub webhook_backoff: Duration,
+    /// Whether webhooks may target loopback, link-local and private addresses (default no:
+    /// a project admin could otherwise make the server call its own network, or a cloud
+    /// metadata service).
+    pub allow_private_webhooks: bool,
 }
 
 impl ServerConfig {
@@ -208,6 +212,7 @@ impl ServerConfig {
             crash_after_claim: false,
             gc: GcConfig::default(),
             webhook_backoff: Duration::from_secs(1),
+            allow_private_webhooks: false,
         }
     }
 }
@@ -292,6 +297,7 @@ pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
         token_auth.clone(),
         kiln_registry::RegistryConfig {
             webhook_backoff: config.webhook_backoff,
+            webhook_private_targets: config.allow_private_webhooks,
             ..kiln_registry::RegistryConfig::new(data.join("registry"))
         },
     )

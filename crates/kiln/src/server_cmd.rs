@@ -58,6 +58,10 @@ pub struct ServerArgs {
     /// old (younger ones may be uploads in flight) (`1h`).
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = kiln_workflow::units::duration)]
     blob_gc_grace: std::time::Duration,
+    /// Let webhooks target loopback, link-local and private addresses (refused by default: a
+    /// project admin could make the server call inward, a cloud metadata service included).
+    #[arg(long)]
+    allow_private_webhooks: bool,
     /// Attribute of the embedded agent's node, `key=value` (repeatable; see `kiln agent`).
     #[arg(long = "agent-attribute", value_name = "KEY=VALUE", value_parser = parse_attribute)]
     agent_attributes: Vec<(String, AttrValue)>,
@@ -264,6 +268,7 @@ pub async fn server(args: ServerArgs) -> ExitCode {
         database: args.database.clone(),
         agent_lost_after: args.agent_lost_after,
         registry_host: args.registry_host.clone(),
+        allow_private_webhooks: args.allow_private_webhooks,
         gc: kiln_server::GcConfig {
             cache_max_size: args.cache_max_size,
             cache_max_age: args.cache_max_age,

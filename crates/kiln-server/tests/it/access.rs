@@ -134,3 +134,35 @@ async fn another_project_s_resources_are_404_like_missing_ones() {
     assert_eq!(other.to_string().replace(&theirs.id, "X"), missing.to_string().replace(fake, "X"));
     s.stop().await;
 }
+
+#[tokio::test]
+async fn webhook_targets_inward_are_refused_unless_an_admin_allows_them() {
+    let mut s = TestServer::start_on_with(Backend::Sqlite, 0).await;
+    s.stop_server().await;
+    s.start_again_with(|c| c.allow_private_webhooks = false).await;
+    s.admin.create_project("hooks").await.unwrap();
+    let hook = |url: &str| kiln_api::CreateWebhook {
+        url: url.into(),
+        events: Some(vec!["run".into()]),
+        secret: None,
+    };
+    for url in [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://127.0.0.1:9/hook",
+        "http://localhost/hook",
+        "http://10.0.0.1/hook",
+        "http://192.168.1.1/hook",
+        "http://[::1]/hook",
+        "http://[fe80::1]/hook",
+    ] {
+        let err = s.admin.add_webhook("hooks", &hook(url)).await.unwrap_err();
+        assert_eq!(status(&err), 400, "{url}: {err}");
+        assert!(err.to_string().contains("--allow-private-webhooks"), "{err}");
+    }
+    assert!(s.admin.webhooks("hooks").await.unwrap().is_empty());
+    // Allowed by the server's setting.
+    s.stop_server().await;
+    s.start_again_with(|c| c.allow_private_webhooks = true).await;
+    s.admin.add_webhook("hooks", &hook("http://127.0.0.1:9/hook")).await.unwrap();
+    s.stop().await;
+}

@@ -607,7 +607,7 @@ fn gc_prints_what_it_removed_and_refuses_a_viewer() {
 
 #[test]
 fn registry_commands_list_as_tables_and_json() {
-    let s = Server::start();
+    let s = Server::start_with("process", &["--allow-private-webhooks"]);
     s.ok(&["project", "create", "team"], 0);
     let (stdout, _) = s.ok(&["registry", "repos"], 0);
     assert!(stdout.contains("REPOSITORY") && stdout.contains("VISIBILITY"), "{stdout}");
@@ -853,7 +853,7 @@ fn runs_watch_prints_a_line_when_a_run_starts_and_one_when_it_ends() {
 
 #[test]
 fn webhook_commands_add_list_and_remove_run_webhooks() {
-    let s = Server::start();
+    let s = Server::start_with("process", &["--allow-private-webhooks"]);
     s.ok(&["project", "create", "team"], 0);
     let (stdout, _) = s.ok(&["webhook", "add", "team", "http://127.0.0.1:9/hook"], 0);
     assert!(stdout.contains("added webhook") && stdout.contains("(push,run)"), "{stdout}");
