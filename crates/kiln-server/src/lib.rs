@@ -261,6 +261,25 @@ impl Server {
     }
 }
 
+/// Keeps the data directory from other users (and from process-executor jobs, which run as
+/// `nobody` when the server is root): the directory itself is `0711` (no listing), each of
+/// its files `0600` and directories `0700`, except the embedded agent's work directory
+/// `agent/`, whose service instances read their config files as the jobs' user.
+fn tighten_data_dir(data: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |m| std::fs::Permissions::from_mode(m);
+    std::fs::set_permissions(data, mode(0o711))?;
+    for entry in std::fs::read_dir(data)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if entry.file_name() == "agent" || kind.is_symlink() {
+            continue;
+        }
+        std::fs::set_permissions(entry.path(), mode(if kind.is_dir() { 0o700 } else { 0o600 }))?;
+    }
+    Ok(())
+}
+
 /// Opens (or creates) the data directory and the database (SQLite in it, or the PostgreSQL
 /// one of [`ServerConfig::database`]), recovers unfinished runs, creates the runs of triggers
 /// claimed before a crash (webhook deliveries, schedule fires) and starts serving.
@@ -302,6 +321,9 @@ pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
         },
     )
     .map_err(StartError::Registry)?;
+    if let Err(e) = tighten_data_dir(data) {
+        tracing::warn!("could not restrict the permissions of {}: {e}", data.display());
+    }
     let registry_host = match &config.registry_host {
         Some(host) => host.clone(),
         None if addr.ip().is_unspecified() => format!("127.0.0.1:{}", addr.port()),

@@ -62,6 +62,10 @@ pub struct ServerArgs {
     /// project admin could make the server call inward, a cloud metadata service included).
     #[arg(long)]
     allow_private_webhooks: bool,
+    /// The user the embedded agent's process-executor jobs run as (see `kiln agent
+    /// --process-user`; default `nobody` when the server runs as root).
+    #[arg(long, value_name = "USER")]
+    agent_process_user: Option<String>,
     /// Attribute of the embedded agent's node, `key=value` (repeatable; see `kiln agent`).
     #[arg(long = "agent-attribute", value_name = "KEY=VALUE", value_parser = parse_attribute)]
     agent_attributes: Vec<(String, AttrValue)>,
@@ -100,6 +104,11 @@ pub struct AgentArgs {
     /// Scratch directory.
     #[arg(long, default_value_os_t = std::env::temp_dir().join("kiln-agent"))]
     work_dir: PathBuf,
+    /// The user process-executor jobs run as (a name, `uid` or `uid:gid`). Default: `nobody`
+    /// when the agent runs as root, so a job cannot read the agent's token or files; else the
+    /// agent's own user. `root` keeps root.
+    #[arg(long, value_name = "USER")]
+    process_user: Option<String>,
     /// Attribute of this node, `key=value`, repeatable (like Mesos agents' `--attributes`):
     /// a number if it parses as one (`cores=8`), a set written `{a,b}`, else text
     /// (`city=shenzhen`). Operators can add or override attributes with `kiln nodes set`.
@@ -179,8 +188,10 @@ async fn executor(
     choice: ExecutorChoice,
     agent: &str,
     work_dir: &std::path::Path,
+    process_user: Option<&str>,
 ) -> Result<Arc<dyn Executor>, String> {
-    let process = process_executor(work_dir).await;
+    let run_as = run_as(process_user)?;
+    let process = process_executor(work_dir, run_as).await;
     let docker = match choice {
         ExecutorChoice::Process => return Ok(process),
         ExecutorChoice::Noop => return Ok(Arc::new(kiln_exec::noop::NoopExecutor::new())),
@@ -217,9 +228,13 @@ async fn executor(
 /// starts in `WORK_DIR/procs`, and first ends those a previous agent there left running
 /// when it was killed (`kill -9`, a crash): their attempts were failed by the server, or
 /// their instances lost, and would otherwise run twice beside their replacements.
-async fn process_executor(work_dir: &std::path::Path) -> Arc<dyn Executor> {
+async fn process_executor(
+    work_dir: &std::path::Path,
+    run_as: Option<kiln_exec_process::RunAs>,
+) -> Arc<dyn Executor> {
     let records = Some(work_dir.join("procs"));
-    let process = ProcessExecutor::new(ProcessConfig { records, ..ProcessConfig::default() });
+    let process =
+        ProcessExecutor::new(ProcessConfig { records, run_as, ..ProcessConfig::default() });
     match process.sweep().await {
         Ok(swept) => {
             for s in swept {
@@ -231,6 +246,29 @@ async fn process_executor(work_dir: &std::path::Path) -> Arc<dyn Executor> {
         }
     }
     Arc::new(process)
+}
+
+/// The user process-executor jobs run as: `user`, else `nobody` when this process is root;
+/// `None` when that is this process's own user.
+fn run_as(user: Option<&str>) -> Result<Option<kiln_exec_process::RunAs>, String> {
+    let me = rustix::process::geteuid().as_raw();
+    let who = match user {
+        Some(name) => kiln_exec_process::RunAs::lookup(name)
+            .map_err(|e| format!("--process-user {name}: {e}"))?,
+        None if me == 0 => match kiln_exec_process::RunAs::lookup("nobody") {
+            Ok(who) => who,
+            Err(e) => {
+                eprintln!(
+                    "{} {e}: process-executor jobs run as root; name a user with \
+                     --process-user",
+                    console::style("warning:").yellow().bold()
+                );
+                return Ok(None);
+            }
+        },
+        None => return Ok(None),
+    };
+    Ok((who.uid != me).then_some(who))
 }
 
 /// `embedded-<8 hex digits of the data directory's path>`.
@@ -294,7 +332,8 @@ pub async fn server(args: ServerArgs) -> ExitCode {
         // each other's containers.
         let name = embedded_name(&args.data);
         let work_dir = args.data.join("agent");
-        let exec = match executor(args.executor, &name, &work_dir).await {
+        let user = args.agent_process_user.as_deref();
+        let exec = match executor(args.executor, &name, &work_dir, user).await {
             Ok(e) => e,
             Err(e) => return fail(e),
         };
@@ -423,10 +462,11 @@ pub async fn agent(args: AgentArgs) -> ExitCode {
         Err(e) => return fail(e),
     };
     let name = args.name.clone().unwrap_or_else(host_name);
-    let exec = match executor(args.executor, &name, &args.work_dir).await {
-        Ok(e) => e,
-        Err(e) => return fail(e),
-    };
+    let exec =
+        match executor(args.executor, &name, &args.work_dir, args.process_user.as_deref()).await {
+            Ok(e) => e,
+            Err(e) => return fail(e),
+        };
     let client = match Client::new(&args.server, &token) {
         Ok(c) => c,
         Err(e) => return fail(e),

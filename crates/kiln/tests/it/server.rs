@@ -730,6 +730,40 @@ fn a_noop_agent_ends_the_jobs_placed_on_it_without_running_them() {
     let _ = agent.wait();
 }
 
+/// Issue 20: a process-executor job of a server running as root runs as `nobody` and cannot
+/// read the data directory (the database, the admin token) nor the agent's token.
+#[test]
+fn a_process_job_cannot_read_the_data_directory() {
+    if !std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+    {
+        eprintln!("skipped: the server must run as root to drop to another user");
+        return;
+    }
+    let s = Server::start();
+    let data = s.data.path().display().to_string();
+    let script = [
+        "id -un".to_string(),
+        format!("cat {data}/admin.token || echo no token"),
+        format!("head -c 16 {data}/kiln.db || echo no database"),
+        format!("ls {data} || echo no listing"),
+        "env | grep -c KILN_TOKEN || echo no agent token in the env".to_string(),
+    ];
+    let yaml = format!(
+        "name: peek\nstages:\n  - name: s\n    jobs:\n      peek:\n        script:\n{}\n",
+        script.iter().map(|l| format!("          - {l:?}")).collect::<Vec<_>>().join("\n")
+    );
+    s.pipeline("peek", &yaml);
+    let (stdout, _) = s.ok(&["trigger", "default/peek", "-f"], 0);
+    assert!(stdout.contains("run default/peek#1 success"), "{stdout}");
+    for line in ["| nobody", "| no token", "| no database", "| no listing", "| no agent token"] {
+        assert!(stdout.contains(line), "{line}: {stdout}");
+    }
+    assert!(!stdout.contains("SQLite format"), "{stdout}");
+}
+
 #[test]
 fn an_agent_takes_its_token_from_a_file_or_the_environment_and_warns_about_the_flag() {
     let s = Server::start();
