@@ -83,6 +83,64 @@ pub struct ProcessConfig {
     /// executor on the same directory; an agent uses `WORK_DIR/procs`. `None` (the
     /// default): nothing is recorded.
     pub records: Option<PathBuf>,
+    /// The user tasks run as (an agent running as root drops to an unprivileged one, so a
+    /// job cannot read the server's data directory or the agent's token); its workspace is
+    /// handed to that user before the task starts, and `HOME` is the workspace. `None`: the
+    /// executor's own user.
+    pub run_as: Option<RunAs>,
+}
+
+/// A user and group to run tasks as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunAs {
+    /// User id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+}
+
+impl RunAs {
+    /// The user `name` (or a numeric `uid[:gid]`) from `/etc/passwd`.
+    pub fn lookup(name: &str) -> Result<RunAs, String> {
+        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+        RunAs::find(name, &passwd)
+    }
+
+    /// [`RunAs::lookup`] in the text of a passwd file.
+    pub fn find(name: &str, passwd: &str) -> Result<RunAs, String> {
+        if let Some((uid, gid)) = name.split_once(':')
+            && let (Ok(uid), Ok(gid)) = (uid.parse(), gid.parse())
+        {
+            return Ok(RunAs { uid, gid });
+        }
+        let by_uid = name.parse::<u32>().ok();
+        for line in passwd.lines() {
+            let f: Vec<&str> = line.split(':').collect();
+            if f.len() < 4 {
+                continue;
+            }
+            let (Ok(uid), Ok(gid)) = (f[2].parse::<u32>(), f[3].parse::<u32>()) else { continue };
+            if f[0] == name || by_uid == Some(uid) {
+                return Ok(RunAs { uid, gid });
+            }
+        }
+        match by_uid {
+            Some(uid) => Ok(RunAs { uid, gid: uid }),
+            None => Err(format!("no user `{name}` in /etc/passwd")),
+        }
+    }
+}
+
+/// Hands `dir` and everything under it (symlinks themselves, not what they name) to `who`.
+fn chown_tree(dir: &Path, who: RunAs) -> io::Result<()> {
+    std::os::unix::fs::lchown(dir, Some(who.uid), Some(who.gid))?;
+    if dir.is_symlink() || !dir.is_dir() {
+        return Ok(());
+    }
+    for entry in std::fs::read_dir(dir)? {
+        chown_tree(&entry?.path(), who)?;
+    }
+    Ok(())
 }
 
 impl Default for ProcessConfig {
@@ -93,6 +151,7 @@ impl Default for ProcessConfig {
             root: std::env::temp_dir(),
             inherit_env: ["PATH", "HOME", "LANG", "TMPDIR"].map(str::to_string).to_vec(),
             records: None,
+            run_as: None,
         }
     }
 }
@@ -109,6 +168,8 @@ pub struct ProcessExecutor {
     /// Why not, when a records directory was asked for but `/proc` cannot identify
     /// processes (not Linux): tasks still run, unrecorded, and `sweep` says this.
     unrecorded: Option<String>,
+    /// The user tasks run as, if not this process's.
+    run_as: Option<RunAs>,
 }
 
 #[derive(Debug)]
@@ -170,6 +231,7 @@ impl ProcessExecutor {
             tasks: Mutex::new(HashMap::new()),
             records,
             unrecorded,
+            run_as: config.run_as,
         }
     }
 
@@ -281,6 +343,11 @@ impl ProcessExecutor {
         if task.builder && !task.env.contains_key("KILN_BUILDAH_ROOT") {
             // buildah's storage stays under the executor's own directory.
             cmd.env("KILN_BUILDAH_ROOT", self.root.join("buildah"));
+        }
+        // A build (buildah in chroot isolation) needs the agent's own user: it is the one
+        // task kind not handed to `run_as` (docs/pool.md).
+        if let Some(who) = self.run_as.filter(|_| !task.builder) {
+            cmd.uid(who.uid).gid(who.gid).env("HOME", workspace);
         }
         Ok(cmd)
     }
@@ -433,6 +500,19 @@ impl Executor for ProcessExecutor {
 
     async fn start(&self, task: &TaskSpec) -> Result<LogStream, ExecError> {
         let handle = self.task(&task.id)?;
+        if let Some(who) = self.run_as {
+            // The seed came in as this process's user: the task's user gets it all.
+            let workspace = lock(&handle).workspace.clone();
+            tokio::task::spawn_blocking(move || chown_tree(&workspace, who))
+                .await
+                .unwrap_or_else(|e| Err(io::Error::other(e)))
+                .map_err(|e| {
+                    ExecError::Engine(format!(
+                        "process: handing the workspace to uid {}: {e}",
+                        who.uid
+                    ))
+                })?;
+        }
         let mut state = lock(&handle);
         match state.phase {
             Phase::Ready => {}
@@ -560,6 +640,9 @@ impl Executor for ProcessExecutor {
                 .stderr(Stdio::null())
                 .process_group(pgid.as_raw_pid())
                 .kill_on_drop(true);
+            if let Some(who) = self.run_as {
+                cmd.uid(who.uid).gid(who.gid).env("HOME", &state.workspace);
+            }
         }
         let status = cmd
             .status()

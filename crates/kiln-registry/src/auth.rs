@@ -7,8 +7,10 @@
 //! (`kiln_job_…`, minted by [`Keys::job_token`] for each leased job) are checked here.
 //!
 //! Rights on a repository `<project>/<name>` come from the caller's role on the project:
-//! viewer pulls, developer also pushes, admin also deletes. A public repository may be pulled
-//! by anyone, without a token.
+//! viewer pulls, developer also pushes, admin also deletes; an agent token has no rights at
+//! all. A public repository may be pulled by anyone, without a token. A registry token names
+//! the Kiln token it was minted from, so revoking that token refuses it at once
+//! ([`Authenticator::revoked`]).
 
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -17,7 +19,7 @@ use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use hmac::{Hmac, KeyInit, Mac};
-use kiln_store::{ProjectId, Role};
+use kiln_store::{ProjectId, Role, TokenId};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
@@ -33,6 +35,9 @@ pub struct Principal {
     pub role: Role,
     /// The project the token is limited to, if any.
     pub project: Option<ProjectId>,
+    /// The Kiln token's id (none for job tokens): registry tokens minted from it die with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<TokenId>,
 }
 
 /// Checks Kiln tokens for the registry (the server's token table).
@@ -40,6 +45,14 @@ pub struct Principal {
 pub trait Authenticator: Send + Sync + std::fmt::Debug {
     /// The caller whose secret is `secret`; `None` for an unknown or revoked one.
     async fn authenticate(&self, secret: &str) -> Option<Principal>;
+
+    /// Whether the Kiln token behind `principal` was revoked since a registry token was
+    /// minted from it (checked on every request that shows one, so a revoke takes effect at
+    /// once).
+    fn revoked(&self, principal: &Principal) -> bool {
+        let _ = principal;
+        false
+    }
 }
 
 /// An action on a repository.
@@ -65,7 +78,7 @@ impl Action {
 }
 
 /// The actions `principal` has on a repository of project `project` (`None`: no such
-/// project), public or not.
+/// project), public or not. An agent token has none of its own: it runs agents only.
 pub fn allowed(
     principal: Option<&Principal>,
     project: Option<&ProjectId>,
@@ -73,6 +86,7 @@ pub fn allowed(
 ) -> Vec<Action> {
     let mut out = Vec::new();
     if let (Some(p), Some(project)) = (principal, project)
+        && p.role > Role::Agent
         && p.project.as_ref().is_none_or(|scope| scope == project)
     {
         out.push(Action::Pull);
@@ -292,6 +306,7 @@ impl Keys {
             name: claims.name,
             role: if claims.pull_only { Role::Viewer } else { Role::Developer },
             project: Some(claims.project),
+            token: None,
         })
     }
 }
@@ -381,13 +396,17 @@ mod tests {
     fn rights_follow_roles_and_projects() {
         let a = ProjectId::new();
         let b = ProjectId::new();
-        let dev = Principal { name: "d".into(), role: Role::Developer, project: Some(a) };
+        let dev =
+            Principal { name: "d".into(), role: Role::Developer, project: Some(a), token: None };
         assert_eq!(allowed(Some(&dev), Some(&a), false), vec![Action::Pull, Action::Push]);
         assert!(allowed(Some(&dev), Some(&b), false).is_empty());
         assert_eq!(allowed(Some(&dev), Some(&b), true), vec![Action::Pull]);
         assert_eq!(allowed(None, Some(&a), true), vec![Action::Pull]);
         assert!(allowed(None, Some(&a), false).is_empty());
-        let admin = Principal { name: "root".into(), role: Role::Admin, project: None };
+        let admin =
+            Principal { name: "root".into(), role: Role::Admin, project: None, token: None };
+        let agent = Principal { role: Role::Agent, name: "runner".into(), ..admin.clone() };
+        assert!(allowed(Some(&agent), Some(&a), false).is_empty());
         assert_eq!(allowed(Some(&admin), Some(&b), false).len(), 3);
     }
 

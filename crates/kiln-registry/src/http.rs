@@ -88,15 +88,21 @@ impl Registry {
             e
         };
         if let Some(token) = value.strip_prefix("Bearer ") {
-            return self.keys.verify(token.trim()).map(Cred::Bearer).ok_or_else(|| {
+            let claims = self.keys.verify(token.trim()).ok_or_else(|| {
                 unauthorized("the registry token is invalid or expired; log in again")
-            });
+            })?;
+            if claims.kiln.as_ref().is_some_and(|p| self.auth.revoked(p)) {
+                return Err(unauthorized(
+                    "the Kiln token this registry token was issued for was revoked",
+                ));
+            }
+            return Ok(Cred::Bearer(claims));
         }
         if let Some(b64) = value.strip_prefix("Basic ") {
             let principal = self.basic(b64).await.ok_or_else(|| {
                 unauthorized("the Kiln token (the password) is unknown or revoked")
             })?;
-            return Ok(Cred::Basic(principal));
+            return Ok(Cred::Basic(not_agent(principal)?));
         }
         Err(unauthorized(
             "the Authorization header must be `Bearer <token>` or `Basic <user:token>`",
@@ -197,9 +203,11 @@ impl Registry {
                 }
             }
             Cred::Basic(p) => {
-                if self.rights(Some(&p), repo).await?.contains(&action) {
+                let rights = self.rights(Some(&p), repo).await?;
+                if rights.contains(&action) {
                     Ok(p.name)
-                } else if self.project_id(check_repository(repo)?).await?.is_none() {
+                } else if !rights.contains(&Action::Pull) {
+                    // A repository the caller may not see is answered as a missing one.
                     Err(self.no_project(repo))
                 } else {
                     Err(RegError::new(
@@ -222,11 +230,16 @@ impl Registry {
         }
     }
 
+    /// The answer for a repository whose project does not exist or that the caller may not
+    /// see: the same in both cases, so it tells strangers nothing.
     fn no_project(&self, repo: &str) -> RegError {
         let project = repo.split('/').next().unwrap_or(repo);
         RegError::new(
             Code::NameUnknown,
-            format!("project `{project}` does not exist: repositories are `<project>/<name>`"),
+            format!(
+                "project `{project}` does not exist or your token may not see it: repositories \
+                 are `<project>/<name>`"
+            ),
         )
     }
 
@@ -290,7 +303,7 @@ async fn issue_token(reg: &Registry, req: Request) -> RegResult<Response> {
                     "the Kiln token (the password) is unknown or revoked",
                 )
             })?;
-            return grant(reg, Some(&p), &pairs).await;
+            return grant(reg, Some(&not_agent(p)?), &pairs).await;
         }
         return Err(RegError::new(Code::Unsupported, "POST /auth/token needs a `password`"));
     }
@@ -306,6 +319,21 @@ async fn issue_token(reg: &Registry, req: Request) -> RegResult<Response> {
         }
     };
     grant(reg, who.as_ref(), &pairs).await
+}
+
+/// Refuses an agent token: it runs agents and has no registry rights (it would pull every
+/// private repository otherwise).
+fn not_agent(p: Principal) -> RegResult<Principal> {
+    if p.role == kiln_store::Role::Agent {
+        return Err(RegError::new(
+            Code::Denied,
+            format!(
+                "token `{}` is an agent token: it runs agents and has no registry rights",
+                p.name
+            ),
+        ));
+    }
+    Ok(p)
 }
 
 impl Registry {

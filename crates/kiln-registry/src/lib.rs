@@ -78,6 +78,9 @@ pub struct RegistryConfig {
     /// The first wait before a failed webhook delivery is tried again; it doubles with each
     /// failure, up to 10 minutes (see [`webhooks::backoff`]).
     pub webhook_backoff: Duration,
+    /// Whether webhooks may be sent to loopback, link-local and private addresses (an
+    /// admin's choice: `kiln server --allow-private-webhooks`); default no.
+    pub webhook_private_targets: bool,
 }
 
 impl RegistryConfig {
@@ -90,6 +93,7 @@ impl RegistryConfig {
             gc_grace: Duration::from_secs(3600),
             gc_interval: Some(Duration::from_secs(6 * 3600)),
             webhook_backoff: Duration::from_secs(1),
+            webhook_private_targets: false,
         }
     }
 }
@@ -115,6 +119,12 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// Why a webhook may not be sent to `url`, under this registry's setting
+    /// ([`webhooks::target_refusal`]).
+    pub async fn webhook_refusal(&self, url: &str) -> Option<String> {
+        webhooks::target_refusal(url, self.config.webhook_private_targets).await
+    }
+
     /// Opens the registry in `config.root` with the filesystem blob store at `root/blobs`.
     pub fn open(
         store: Store,
@@ -138,6 +148,8 @@ impl Registry {
         let keys = Keys::load_or_create(&config.root, &config.service)?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
+            // A redirect could lead inward, past the check of the webhook's URL.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(std::io::Error::other)?;
         Ok(Arc::new(Registry {

@@ -53,17 +53,28 @@ impl Caller {
         self.require_role(role)
     }
 
-    /// Requires `role` on `project`.
+    /// Requires `role` on `project`. A project the token may not see is answered as a
+    /// missing one (404, the store's words), so a stranger learns nothing of it.
     pub fn require_on(&self, role: Role, project: &kiln_store::Project) -> ApiResult<()> {
-        if let Some(p) = &self.project
-            && p != &project.id
-        {
-            return Err(ApiErr::forbidden(format!(
-                "token `{}` is not valid for project `{}`",
-                self.name, project.name
-            )));
+        if !self.may_see(&project.id) {
+            return Err(ApiErr::not_found(format!("project `{}` does not exist", project.name)));
         }
         self.require_role(role)
+    }
+
+    /// Whether the token reaches project `id` at all (an agent token reaches none).
+    pub fn may_see(&self, id: &ProjectId) -> bool {
+        (self.internal || self.role > Role::Agent) && self.project.as_ref().is_none_or(|p| p == id)
+    }
+
+    /// The key of the agent sessions this caller may register and drive: its token's id
+    /// (the embedded agent has its own).
+    pub fn agent_owner(&self) -> String {
+        match (&self.token, self.internal) {
+            (_, true) => "embedded".to_string(),
+            (Some(id), false) => id.to_string(),
+            (None, false) => format!("name:{}", self.name),
+        }
     }
 
     fn require_role(&self, role: Role) -> ApiResult<()> {

@@ -241,6 +241,9 @@ struct Leased {
 #[derive(Debug)]
 struct Session {
     info: AgentInfo,
+    /// Who registered it ([`crate::auth::Caller::agent_owner`]): only they drive it and its
+    /// leases.
+    owner: String,
     notify: Arc<Notify>,
     seen: Instant,
 }
@@ -678,7 +681,7 @@ impl Dispatch {
     /// `held` (it still runs them) move to the new session; its other leases are returned as
     /// lost. So are the leases awaiting adoption on its node: those it lists are adopted
     /// into the new session, the others are lost (it no longer runs them).
-    pub fn register(&self, req: &RegisterAgent) -> Registered {
+    pub fn register(&self, req: &RegisterAgent, owner: &str) -> Registered {
         let mut st = self.lock();
         let old: Vec<String> = st
             .agents
@@ -743,7 +746,12 @@ impl Dispatch {
         };
         st.agents.insert(
             info.id.clone(),
-            Session { info: info.clone(), notify: Arc::new(Notify::new()), seen: Instant::now() },
+            Session {
+                info: info.clone(),
+                owner: owner.to_string(),
+                notify: Arc::new(Notify::new()),
+                seen: Instant::now(),
+            },
         );
         let now = Instant::now();
         for lease in kept {
@@ -1093,6 +1101,27 @@ impl Dispatch {
             done: nodes.iter().all(|n| n.state != "pulling"),
             nodes,
         })
+    }
+
+    /// Whether a live session of agent `name` belongs to someone other than `owner` (then
+    /// `owner` may not register that name: it would end the session and take its leases).
+    pub fn name_taken(&self, name: &str, owner: &str) -> bool {
+        self.lock().agents.values().any(|s| s.info.name == name && s.owner != owner)
+    }
+
+    /// Who registered session `agent`, if it is live.
+    pub fn session_owner(&self, agent: &str) -> Option<String> {
+        self.lock().agents.get(agent).map(|s| s.owner.clone())
+    }
+
+    /// Whether lease `id` is live on a session of `owner` (and of session `agent`, if given).
+    pub fn lease_owned(&self, id: &str, owner: &str, agent: Option<&str>) -> bool {
+        let st = self.lock();
+        let Some(session) = st.leases.get(id).and_then(|l| l.agent.as_deref()) else {
+            return false;
+        };
+        agent.is_none_or(|a| a == session)
+            && st.agents.get(session).is_some_and(|s| s.owner == owner)
     }
 
     /// The context of a live lease, and whether it is to be canceled.

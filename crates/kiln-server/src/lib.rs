@@ -128,6 +128,8 @@ pub struct AppState {
     pub secrets: Arc<SecretBox>,
     /// Verified tokens.
     pub tokens: auth::TokenCache,
+    /// The registry's check of Kiln tokens (told of revokes).
+    pub token_auth: Arc<registry::TokenAuth>,
     /// The embedded agent's bearer secret (this process only, never stored).
     pub agent_secret: String,
     /// Queue and pool samples of the last hour.
@@ -194,6 +196,10 @@ pub struct ServerConfig {
     /// The first wait before a failed webhook delivery is tried again (it doubles with each
     /// failure, up to 10 minutes); default 1 s. Tests shorten it.
     pub webhook_backoff: Duration,
+    /// Whether webhooks may target loopback, link-local and private addresses (default no:
+    /// a project admin could otherwise make the server call its own network, or a cloud
+    /// metadata service).
+    pub allow_private_webhooks: bool,
 }
 
 impl ServerConfig {
@@ -209,6 +215,7 @@ impl ServerConfig {
             crash_after_claim: false,
             gc: GcConfig::default(),
             webhook_backoff: Duration::from_secs(1),
+            allow_private_webhooks: false,
         }
     }
 }
@@ -257,6 +264,25 @@ impl Server {
     }
 }
 
+/// Keeps the data directory from other users (and from process-executor jobs, which run as
+/// `nobody` when the server is root): the directory itself is `0711` (no listing), each of
+/// its files `0600` and directories `0700`, except the embedded agent's work directory
+/// `agent/`, whose service instances read their config files as the jobs' user.
+fn tighten_data_dir(data: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |m| std::fs::Permissions::from_mode(m);
+    std::fs::set_permissions(data, mode(0o711))?;
+    for entry in std::fs::read_dir(data)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if entry.file_name() == "agent" || kind.is_symlink() {
+            continue;
+        }
+        std::fs::set_permissions(entry.path(), mode(if kind.is_dir() { 0o700 } else { 0o600 }))?;
+    }
+    Ok(())
+}
+
 /// Opens (or creates) the data directory and the database (SQLite in it, or the PostgreSQL
 /// one of [`ServerConfig::database`]), recovers unfinished runs, creates the runs of triggers
 /// claimed before a crash (webhook deliveries, schedule fires) and starts serving.
@@ -287,15 +313,20 @@ pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
     let addr = listener
         .local_addr()
         .map_err(|source| StartError::Listen { addr: config.listen, source })?;
+    let token_auth = Arc::new(registry::TokenAuth::load(store.clone()).await?);
     let registry = kiln_registry::Registry::open(
         store.clone(),
-        Arc::new(registry::TokenAuth::new(store.clone())),
+        token_auth.clone(),
         kiln_registry::RegistryConfig {
             webhook_backoff: config.webhook_backoff,
+            webhook_private_targets: config.allow_private_webhooks,
             ..kiln_registry::RegistryConfig::new(data.join("registry"))
         },
     )
     .map_err(StartError::Registry)?;
+    if let Err(e) = tighten_data_dir(data) {
+        tracing::warn!("could not restrict the permissions of {}: {e}", data.display());
+    }
     let registry_host = match &config.registry_host {
         Some(host) => host.clone(),
         None if addr.ip().is_unspecified() => format!("127.0.0.1:{}", addr.port()),
@@ -355,6 +386,7 @@ pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
         metrics,
         secrets,
         tokens: auth::TokenCache::default(),
+        token_auth,
         agent_secret: agent_secret.clone(),
         stats: stats::History::default(),
         registry,

@@ -123,6 +123,8 @@ impl TestServer {
             agent_lost_after: lost_after,
             gc: gc.clone(),
             webhook_backoff: WEBHOOK_BACKOFF,
+            // The tests' webhook receivers listen on loopback.
+            allow_private_webhooks: true,
             ..kiln_server::ServerConfig::new(data.clone(), "127.0.0.1:0".parse().unwrap())
         })
         .await
@@ -204,6 +206,7 @@ impl TestServer {
             agent_lost_after: self.lost_after,
             gc: self.gc.clone(),
             webhook_backoff: WEBHOOK_BACKOFF,
+            allow_private_webhooks: true,
             ..kiln_server::ServerConfig::new(self.data.clone(), "127.0.0.1:0".parse().unwrap())
         };
         configure(&mut config);

@@ -86,7 +86,8 @@ impl Agents {
             let log = std::fs::File::create(agents._dir.path().join(format!("a{i:02}.log")))?;
             let child = Command::new(kiln_bin())
                 .args(["agent", "--executor", "noop", "--server", &server.url])
-                .args(["--token", &server.token, "--name", &format!("bench-{i:02}")])
+                .env("KILN_TOKEN", &server.token)
+                .args(["--name", &format!("bench-{i:02}")])
                 .args(["--capacity", &capacity.to_string()])
                 .arg("--work-dir")
                 .arg(&work)

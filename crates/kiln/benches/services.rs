@@ -107,7 +107,8 @@ impl Agent {
             .open(work.join(format!("{name}.log")))?;
         let child = Command::new(kiln_bin())
             .args(["agent", "--executor", "process", "--server", &server.url])
-            .args(["--token", &server.token, "--name", name, "--capacity", "8"])
+            .env("KILN_TOKEN", &server.token)
+            .args(["--name", name, "--capacity", "8"])
             .args(["--ip", "127.0.0.1", "--ports", ports, "-a", &format!("box={name}")])
             .args(attributes.iter().flat_map(|a| ["-a", a]))
             .arg("--work-dir")

@@ -62,6 +62,14 @@ pub struct ServerArgs {
     /// old (younger ones may be uploads in flight) (`1h`).
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = kiln_workflow::units::duration)]
     blob_gc_grace: std::time::Duration,
+    /// Let webhooks target loopback, link-local and private addresses (refused by default: a
+    /// project admin could make the server call inward, a cloud metadata service included).
+    #[arg(long)]
+    allow_private_webhooks: bool,
+    /// The user the embedded agent's process-executor jobs run as (see `kiln agent
+    /// --process-user`; default `nobody` when the server runs as root).
+    #[arg(long, value_name = "USER")]
+    agent_process_user: Option<String>,
     /// Attribute of the embedded agent's node, `key=value` (repeatable; see `kiln agent`).
     #[arg(long = "agent-attribute", value_name = "KEY=VALUE", value_parser = parse_attribute)]
     agent_attributes: Vec<(String, AttrValue)>,
@@ -77,11 +85,17 @@ pub struct AgentArgs {
     /// Server URL.
     #[arg(long, env = "KILN_SERVER", default_value = "http://127.0.0.1:7171")]
     server: String,
-    /// Agent token: create one with `kiln token create NAME --role agent` (it reaches only the
-    /// agent paths). An admin token also works, but gives the agent's host far more than it
-    /// needs.
-    #[arg(long, env = "KILN_TOKEN", hide_env_values = true)]
-    token: String,
+    /// File holding the agent token (default: `KILN_TOKEN`).
+    ///
+    /// Create one with `kiln token create NAME --role agent`: it reaches only the agent
+    /// paths. An admin token also works, but gives the agent's host far more than it needs.
+    #[arg(long, value_name = "PATH")]
+    token_file: Option<PathBuf>,
+    /// The agent token on the command line: kept for old scripts only, with a warning, since
+    /// every local user (and every process-executor job) reads it in `ps`. Use `--token-file`
+    /// or `KILN_TOKEN`.
+    #[arg(long, hide = true)]
+    token: Option<String>,
     /// Agent name (default: the host name).
     #[arg(long)]
     name: Option<String>,
@@ -98,6 +112,11 @@ pub struct AgentArgs {
     /// Scratch directory.
     #[arg(long, default_value_os_t = std::env::temp_dir().join("kiln-agent"))]
     work_dir: PathBuf,
+    /// The user process-executor jobs run as (a name, `uid` or `uid:gid`). Default: `nobody`
+    /// when the agent runs as root, so a job cannot read the agent's token or files; else the
+    /// agent's own user. `root` keeps root.
+    #[arg(long, value_name = "USER")]
+    process_user: Option<String>,
     /// Attribute of this node, `key=value`, repeatable (like Mesos agents' `--attributes`):
     /// a number if it parses as one (`cores=8`), a set written `{a,b}`, else text
     /// (`city=shenzhen`). Operators can add or override attributes with `kiln nodes set`.
@@ -178,8 +197,10 @@ async fn executor(
     agent: &str,
     work_dir: &std::path::Path,
     builder_image: Option<String>,
+    process_user: Option<&str>,
 ) -> Result<Arc<dyn Executor>, String> {
-    let process = process_executor(work_dir).await;
+    let run_as = run_as(process_user)?;
+    let process = process_executor(work_dir, run_as).await;
     let config = kiln_exec_docker::DockerConfig { builder_image, ..Default::default() };
     let docker = match choice {
         ExecutorChoice::Process => return Ok(process),
@@ -217,9 +238,13 @@ async fn executor(
 /// starts in `WORK_DIR/procs`, and first ends those a previous agent there left running
 /// when it was killed (`kill -9`, a crash): their attempts were failed by the server, or
 /// their instances lost, and would otherwise run twice beside their replacements.
-async fn process_executor(work_dir: &std::path::Path) -> Arc<dyn Executor> {
+async fn process_executor(
+    work_dir: &std::path::Path,
+    run_as: Option<kiln_exec_process::RunAs>,
+) -> Arc<dyn Executor> {
     let records = Some(work_dir.join("procs"));
-    let process = ProcessExecutor::new(ProcessConfig { records, ..ProcessConfig::default() });
+    let process =
+        ProcessExecutor::new(ProcessConfig { records, run_as, ..ProcessConfig::default() });
     match process.sweep().await {
         Ok(swept) => {
             for s in swept {
@@ -231,6 +256,29 @@ async fn process_executor(work_dir: &std::path::Path) -> Arc<dyn Executor> {
         }
     }
     Arc::new(process)
+}
+
+/// The user process-executor jobs run as: `user`, else `nobody` when this process is root;
+/// `None` when that is this process's own user.
+fn run_as(user: Option<&str>) -> Result<Option<kiln_exec_process::RunAs>, String> {
+    let me = rustix::process::geteuid().as_raw();
+    let who = match user {
+        Some(name) => kiln_exec_process::RunAs::lookup(name)
+            .map_err(|e| format!("--process-user {name}: {e}"))?,
+        None if me == 0 => match kiln_exec_process::RunAs::lookup("nobody") {
+            Ok(who) => who,
+            Err(e) => {
+                eprintln!(
+                    "{} {e}: process-executor jobs run as root; name a user with \
+                     --process-user",
+                    console::style("warning:").yellow().bold()
+                );
+                return Ok(None);
+            }
+        },
+        None => return Ok(None),
+    };
+    Ok((who.uid != me).then_some(who))
 }
 
 /// `embedded-<8 hex digits of the data directory's path>`.
@@ -268,6 +316,7 @@ pub async fn server(args: ServerArgs) -> ExitCode {
         database: args.database.clone(),
         agent_lost_after: args.agent_lost_after,
         registry_host: args.registry_host.clone(),
+        allow_private_webhooks: args.allow_private_webhooks,
         gc: kiln_server::GcConfig {
             cache_max_size: args.cache_max_size,
             cache_max_age: args.cache_max_age,
@@ -293,7 +342,9 @@ pub async fn server(args: ServerArgs) -> ExitCode {
         // each other's containers.
         let name = embedded_name(&args.data);
         let work_dir = args.data.join("agent");
-        let exec = match executor(args.executor, &name, &work_dir, args.builder_image.clone()).await
+        let user = args.agent_process_user.as_deref();
+        let exec = match executor(args.executor, &name, &work_dir, args.builder_image.clone(), user)
+            .await
         {
             Ok(e) => e,
             Err(e) => return fail(e),
@@ -385,15 +436,57 @@ async fn shutdown_signal() {
     }
 }
 
+/// The agent's token: `--token-file`, else `KILN_TOKEN`, else `--token` (with a warning);
+/// or why there is none.
+fn agent_token(args: &AgentArgs) -> Result<String, String> {
+    if let Some(path) = &args.token_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the token file `{}`: {e}", path.display()))?;
+        let token = text.trim();
+        if token.is_empty() || token.contains(char::is_whitespace) {
+            return Err(format!(
+                "the token file `{}` should hold one token on one line",
+                path.display()
+            ));
+        }
+        return Ok(token.to_string());
+    }
+    if let Some(token) = std::env::var("KILN_TOKEN").ok().filter(|t| !t.trim().is_empty()) {
+        return Ok(token.trim().to_string());
+    }
+    if let Some(token) = &args.token {
+        eprintln!(
+            "{} --token shows the token to every local user (and every process-executor job) \
+             in `ps`; use --token-file PATH or KILN_TOKEN instead",
+            console::style("warning:").yellow().bold()
+        );
+        return Ok(token.clone());
+    }
+    Err("no agent token: pass --token-file PATH or set KILN_TOKEN (create one with `kiln \
+         token create NAME --role agent`)"
+        .to_string())
+}
+
 /// Runs `kiln agent` until Ctrl-C or SIGTERM.
 pub async fn agent(args: AgentArgs) -> ExitCode {
+    let token = match agent_token(&args) {
+        Ok(t) => t,
+        Err(e) => return fail(e),
+    };
     let name = args.name.clone().unwrap_or_else(host_name);
-    let exec =
-        match executor(args.executor, &name, &args.work_dir, args.builder_image.clone()).await {
-            Ok(e) => e,
-            Err(e) => return fail(e),
-        };
-    let client = match Client::new(&args.server, &args.token) {
+    let exec = match executor(
+        args.executor,
+        &name,
+        &args.work_dir,
+        args.builder_image.clone(),
+        args.process_user.as_deref(),
+    )
+    .await
+    {
+        Ok(e) => e,
+        Err(e) => return fail(e),
+    };
+    let client = match Client::new(&args.server, &token) {
         Ok(c) => c,
         Err(e) => return fail(e),
     };

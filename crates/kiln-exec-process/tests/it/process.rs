@@ -265,3 +265,56 @@ async fn start_is_fast() {
     eprintln!("start: median {median:?}, max {:?}", took[took.len() - 1]);
     assert!(median < Duration::from_millis(20), "median start took {median:?}");
 }
+
+/// Issue 20: a task of an executor running as root, told to run tasks as an unprivileged
+/// user, cannot read a data directory (mode 0700, like the server's) or a token file, and
+/// still owns its workspace (the seed included) with `HOME` there.
+#[tokio::test]
+async fn a_task_run_as_another_user_cannot_read_the_data_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: dropping to another user needs root");
+        return;
+    }
+    let nobody = kiln_exec_process::RunAs::lookup("nobody").expect("user nobody");
+    let data = tempfile::tempdir().expect("data dir");
+    std::fs::set_permissions(data.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::write(data.path().join("admin.token"), "kiln_secret_token").unwrap();
+    let root = tempfile::tempdir().expect("root");
+    std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let seed = tempfile::tempdir().expect("seed");
+    std::fs::write(seed.path().join("seeded.txt"), "from the seed\n").unwrap();
+    let ex = ProcessExecutor::new(kiln_exec_process::ProcessConfig {
+        root: root.path().to_path_buf(),
+        run_as: Some(nobody),
+        ..kiln_exec_process::ProcessConfig::default()
+    });
+    let data_dir = data.path().display();
+    let mut task = script_task(
+        &id("user"),
+        &[
+            "id -u",
+            &format!("cat {data_dir}/admin.token || echo cannot read the token"),
+            &format!("ls {data_dir} || echo cannot list the data directory"),
+            "echo more >> seeded.txt && cat seeded.txt",
+            "test \"$HOME\" = \"$KILN_WORKSPACE\" && echo home is the workspace",
+        ],
+    );
+    task.seed = Some(seed.path().to_path_buf());
+    let run = run_task(&ex, &task).await.expect("run");
+    let out = run.stdout().join("\n");
+    assert!(!out.contains("kiln_secret_token"), "{out}");
+    assert_eq!(
+        run.stdout(),
+        [
+            nobody.uid.to_string().as_str(),
+            "cannot read the token",
+            "cannot list the data directory",
+            "from the seed",
+            "more",
+            "home is the workspace",
+        ],
+        "{out}"
+    );
+    assert!(run.status.success());
+}

@@ -24,7 +24,7 @@ async fn repositories_tags_visibility_gc_events_and_webhooks() {
     let tags = viewer.registry_tags("team/app").await.unwrap();
     assert_eq!((tags[0].tag.as_str(), tags[0].digest.as_str()), ("v1", m.as_str()));
     let err = viewer.registry_tags("other/tool").await.unwrap_err();
-    assert!(matches!(err, ClientError::Api { status: 403, .. }), "{err:?}");
+    assert!(matches!(err, ClientError::Api { status: 404, .. }), "{err:?}");
 
     // Visibility: admins of the project only.
     let err = viewer

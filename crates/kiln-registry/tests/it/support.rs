@@ -31,6 +31,8 @@ impl Reg {
     pub async fn start_in(dir: TempDir, data: PathBuf, database: Option<String>) -> Reg {
         let server = kiln_server::start(kiln_server::ServerConfig {
             database,
+            // The tests' webhook receivers listen on loopback.
+            allow_private_webhooks: true,
             ..kiln_server::ServerConfig::new(data.clone(), "127.0.0.1:0".parse().unwrap())
         })
         .await
@@ -58,9 +60,12 @@ impl Reg {
         let server = self.server.take().unwrap();
         let addr = server.addr;
         server.stop().await;
-        let server = kiln_server::start(kiln_server::ServerConfig::new(self.data.clone(), addr))
-            .await
-            .unwrap();
+        let server = kiln_server::start(kiln_server::ServerConfig {
+            allow_private_webhooks: true,
+            ..kiln_server::ServerConfig::new(self.data.clone(), addr)
+        })
+        .await
+        .unwrap();
         self.server = Some(server);
         self
     }

@@ -78,12 +78,21 @@ pub async fn register(
             req.name
         )));
     }
+    let owner = caller.agent_owner();
+    if app.dispatch.name_taken(&req.name, &owner) {
+        tracing::warn!("agent `{}` refused: another token runs an agent of that name", req.name);
+        return Err(ApiErr::forbidden(format!(
+            "agent `{}` is connected with another token: its session is that token's; use \
+             another name, or wait until it is lost",
+            req.name
+        )));
+    }
     // Stored first: a node is never half-registered (known in memory but not stored).
     let facts = serde_json::to_value(crate::pool::NodeFacts::of(&req))
         .map_err(|e| ApiErr::bad_request(format!("agent `{}`: {e}", req.name)))?;
     let record = app.store.register_node(&req.name, &facts).await?;
     app.dispatch.node_changed(&record);
-    let registered = app.dispatch.register(&req);
+    let registered = app.dispatch.register(&req, &owner);
     for (ctx, why) in &registered.lost {
         ctx.lost(why);
     }
@@ -112,16 +121,41 @@ pub async fn leave(
     Path(agent): Path<String>,
 ) -> ApiResult<StatusCode> {
     agent_caller(&caller)?;
+    own_session(&app, &caller, &agent, true)?;
     app.dispatch.leave(&agent);
     app.metrics.agents.set(app.dispatch.agents().len() as i64);
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Lists connected agents.
+/// Refuses a session registered with another token as an unknown one (404); a session
+/// that is not live at all passes when `gone_ok` (leaving twice is no error).
+fn own_session(app: &App, caller: &Caller, agent: &str, gone_ok: bool) -> ApiResult<()> {
+    match app.dispatch.session_owner(agent) {
+        Some(owner) if owner == caller.agent_owner() => Ok(()),
+        None if gone_ok => Ok(()),
+        _ => Err(ApiErr::not_found(format!("agent session `{agent}`: register again"))),
+    }
+}
+
+/// Refuses a lease of a session registered with another token as a lease that is not live.
+fn own_lease(app: &App, caller: &Caller, lease: &str) -> ApiResult<()> {
+    if app.dispatch.lease_owned(lease, &caller.agent_owner(), None) {
+        return Ok(());
+    }
+    Err(ApiErr::not_found(format!("lease `{lease}` is not live (lost, canceled or ended)")))
+}
+
+/// Lists connected agents (viewers and up: an agent token reads nothing).
 #[utoipa::path(get, path = "/api/v1/agents", tag = "agents",
-    responses((status = 200, body = Vec<AgentInfo>)))]
-pub async fn list(State(app): State<App>, _caller: Caller) -> Json<Vec<AgentInfo>> {
-    Json(app.dispatch.agents())
+    responses((status = 200, body = Vec<AgentInfo>), (status = 403, body = ErrorBody)))]
+pub async fn list(State(app): State<App>, caller: Caller) -> ApiResult<Json<Vec<AgentInfo>>> {
+    if !caller.internal && caller.role < Role::Viewer {
+        return Err(ApiErr::forbidden(format!(
+            "token `{}` is an agent token: it runs agents and reads nothing",
+            caller.name
+        )));
+    }
+    Ok(Json(app.dispatch.agents()))
 }
 
 /// One lease long poll: renews held leases, answers with work, cancels and unknown leases.
@@ -136,6 +170,7 @@ pub async fn lease(
     Body(req): Body<LeaseRequest>,
 ) -> ApiResult<Json<LeaseResponse>> {
     agent_caller(&caller)?;
+    own_session(&app, &caller, &agent, false)?;
     let resp = app
         .dispatch
         .poll(&agent, &req)
@@ -158,14 +193,22 @@ pub async fn images(
     Body(report): Body<ImagesReport>,
 ) -> ApiResult<StatusCode> {
     agent_caller(&caller)?;
+    own_session(&app, &caller, &agent, false)?;
     if !app.dispatch.report_images(&agent, &report) {
         return Err(ApiErr::not_found(format!("agent session `{agent}`: register again")));
     }
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The context of a live lease of a job attempt (files belong to attempts only).
-fn live_lease(app: &App, lease: &str) -> ApiResult<(std::sync::Arc<TaskCtx>, bool)> {
+/// The context of a live lease of a job attempt (files belong to attempts only) that the
+/// caller's session holds.
+fn live_lease(
+    app: &App,
+    caller: &Caller,
+    lease: &str,
+) -> ApiResult<(std::sync::Arc<TaskCtx>, bool)> {
+    agent_caller(caller)?;
+    own_lease(app, caller, lease)?;
     let (ctx, cancel) = app.dispatch.lease(lease).ok_or_else(|| {
         ApiErr::not_found(format!("lease `{lease}` is not live (lost, canceled or ended)"))
     })?;
@@ -193,6 +236,7 @@ pub async fn events(
     Body(events): Body<Vec<AgentEvent>>,
 ) -> ApiResult<Json<EventsResponse>> {
     agent_caller(&caller)?;
+    own_lease(&app, &caller, &lease)?;
     let cancel = report(&app, &lease, events)?;
     Ok(Json(EventsResponse { cancel }))
 }
@@ -210,8 +254,14 @@ pub async fn reports(
     Body(reports): Body<Vec<LeaseReport>>,
 ) -> ApiResult<Json<ReportsResponse>> {
     agent_caller(&caller)?;
+    let owner = caller.agent_owner();
     let mut resp = ReportsResponse::default();
     for r in reports {
+        // Only the leases of this token's sessions: others are unknown to it.
+        if !app.dispatch.lease_owned(&r.lease, &owner, None) {
+            resp.unknown.push(r.lease);
+            continue;
+        }
         match report(&app, &r.lease, r.events) {
             Ok(true) => resp.cancel.push(r.lease),
             Ok(false) => {}
@@ -256,7 +306,7 @@ pub async fn input(
     Path((lease, job)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     agent_caller(&caller)?;
-    let (ctx, _) = live_lease(&app, &lease)?;
+    let (ctx, _) = live_lease(&app, &caller, &lease)?;
     let job_id = job.as_str().into();
     let run_id = attempt_of(&ctx).run;
     let rec = match app.store.artifact(&run_id, &job_id).await {
@@ -318,7 +368,7 @@ pub async fn get_cache(
     Query(q): Query<CacheQuery>,
 ) -> ApiResult<Response> {
     agent_caller(&caller)?;
-    let (ctx, _) = live_lease(&app, &lease)?;
+    let (ctx, _) = live_lease(&app, &caller, &lease)?;
     let miss = || ApiErr::not_found(format!("no cache `{}`", q.key));
     let rec = app.store.cache(&ctx.project, &q.key).await?.ok_or_else(miss)?;
     open_blob(&app, &rec.blob).await?.ok_or_else(miss)
@@ -336,7 +386,7 @@ pub async fn put_cache(
     body: RawBody,
 ) -> ApiResult<StatusCode> {
     agent_caller(&caller)?;
-    let (ctx, _) = live_lease(&app, &lease)?;
+    let (ctx, _) = live_lease(&app, &caller, &lease)?;
     if q.key.is_empty() || q.key.len() > 512 {
         return Err(ApiErr::bad_request("a cache key has 1 to 512 characters"));
     }
@@ -371,7 +421,7 @@ pub async fn put_artifacts(
     body: RawBody,
 ) -> ApiResult<Json<Artifact>> {
     agent_caller(&caller)?;
-    let (ctx, _) = live_lease(&app, &lease)?;
+    let (ctx, _) = live_lease(&app, &caller, &lease)?;
     let a = attempt_of(&ctx);
     let rel = Blobs::artifact_rel(&a.run.to_string(), a.job_index, a.attempt);
     let written = write_blob(&app, &rel, body).await?;

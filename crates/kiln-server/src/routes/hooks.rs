@@ -21,7 +21,9 @@ pub const MAX_BODY: usize = 25 * 1024 * 1024;
 /// Receives a webhook delivery from GitHub, GitLab or Gitea and starts the runs it triggers:
 /// every pipeline (in any project that trusts the delivery) whose `source:` is the delivered
 /// repository and whose `on.push`/`on.pull_request` wants the event. A delivery id seen
-/// before starts nothing again.
+/// before starts nothing again. A delivery for a repository no pipeline builds is answered
+/// as one with a wrong signature (401), so the endpoint does not reveal which repositories
+/// have pipelines.
 #[utoipa::path(post, path = "/api/v1/hooks/{provider}", tag = "hooks",
     params(("provider" = String, Path, description = "`github`, `gitlab` or `gitea`")),
     security(()),
@@ -29,7 +31,7 @@ pub const MAX_BODY: usize = 25 * 1024 * 1024;
     responses(
         (status = 200, body = HookOutcome, description = "Runs started, or why none"),
         (status = 400, body = ErrorBody, description = "Not a webhook of this provider"),
-        (status = 401, body = ErrorBody, description = "Signature or token does not match"),
+        (status = 401, body = ErrorBody, description = "Signature or token does not match that of a project building the repository (also when none builds it)"),
         (status = 404, body = ErrorBody, description = "Unknown provider")))]
 pub async fn deliver(
     State(app): State<App>,
@@ -45,17 +47,21 @@ pub async fn deliver(
     let delivery =
         parse(provider, &headers, &body).map_err(|e| ApiErr::bad_request(e.to_string()))?;
     match on_git(&app, &delivery, &headers, &body).await? {
-        GitOutcome::NoPipeline(outcome) => {
-            Ok(Json(HookOutcome { delivery: delivery.id, outcome, runs: Vec::new() }))
-        }
-        GitOutcome::BadSignature(why) => {
+        // The same answer whether or not pipelines build the repository, naming no project:
+        // the endpoint tells a stranger nothing. The log keeps the whole cause.
+        GitOutcome::NoPipeline(why) | GitOutcome::BadSignature(why) => {
             tracing::warn!(
                 "{} webhook delivery {} for {} refused: {why}",
                 provider.name(),
                 delivery.id,
                 delivery.repository
             );
-            Err(ApiErr::unauthorized(why))
+            Err(ApiErr::unauthorized(format!(
+                "the {} header does not match the WEBHOOK_SECRET of a project whose pipelines \
+                 build {}",
+                provider.signature_header(),
+                delivery.repository
+            )))
         }
         GitOutcome::Done(outcome, runs) => {
             Ok(Json(HookOutcome { delivery: delivery.id, outcome, runs }))

@@ -210,6 +210,9 @@ pub async fn add_webhook(
     Body(req): Body<CreateWebhook>,
 ) -> ApiResult<(StatusCode, Json<Webhook>)> {
     let p = project_for(&app, &caller, &project, Role::Admin).await?;
+    if let Some(why) = app.registry.webhook_refusal(&req.url).await {
+        return Err(ApiErr::bad_request(why));
+    }
     let events = req.events.unwrap_or_else(|| vec!["push".to_string()]);
     let secret = match req.secret {
         Some(s) if s.trim().is_empty() => {

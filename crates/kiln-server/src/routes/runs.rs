@@ -82,7 +82,12 @@ pub async fn run_for(
     role: Role,
 ) -> ApiResult<kiln_store::Run> {
     let run = app.store.run(&run_id(id)?).await?;
-    project_for(app, caller, &run.project, role).await?;
+    let project = app.store.project(&run.project).await?;
+    if !caller.may_see(&project.id) {
+        // The words of a missing run: nothing says it exists, nor whose it is.
+        return Err(kiln_store::StoreError::NotFound(format!("run {id}")).into());
+    }
+    caller.require_on(role, &project)?;
     Ok(run)
 }
 

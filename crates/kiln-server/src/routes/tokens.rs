@@ -78,6 +78,7 @@ pub async fn revoke(
         id.parse().map_err(|_| ApiErr::bad_request(format!("`{id}` is not a token id")))?;
     let t = app.store.revoke_token(&id).await?;
     app.tokens.clear();
+    app.token_auth.revoke(id);
     Ok(Json(dto(&app, t).await?))
 }
 

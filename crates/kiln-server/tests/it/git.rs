@@ -400,8 +400,7 @@ async fn bad_signatures_replays_and_unwanted_events_start_nothing() {
     let other = json!({ "ref": "refs/heads/main", "after": "a".repeat(40),
                         "repository": { "full_name": "else/where", "clone_url": "http://x/else/where.git" } });
     let (status, answer) = deliver(&s, Provider::Gitea, "push", "d-4", &other, HOOK_SECRET).await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(answer["outcome"], "no pipeline's source is else/where: nothing to do");
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "answered as a wrong signature: {answer}");
 
     let run = s.wait_final("shop/build#1").await;
     assert_eq!(run.run.state, "success");
@@ -633,9 +632,9 @@ async fn a_delivery_over_two_megabytes_is_accepted_other_bodies_keep_their_cap()
                       "repository": { "full_name": "else/where", "clone_url": "http://x/else/where.git" },
                       "head_commit": { "id": "a".repeat(40), "message": "x".repeat(3 << 20) } });
     let (status, answer) = deliver(&s, Provider::GitHub, "push", "big-1", &big, HOOK_SECRET).await;
-    assert_eq!(status, StatusCode::OK, "{answer}");
-    assert_eq!(answer["outcome"], "no pipeline's source is else/where: nothing to do");
-    assert_eq!(answer["delivery"], "big-1");
+    // Read whole (not 413): no pipeline builds it, answered as a wrong signature.
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().contains("build else/where"), "{answer}");
 
     // Over 25 MB is still refused, and so is a 3 MB body anywhere else in the API.
     let client = reqwest::Client::new();
@@ -713,4 +712,41 @@ pub async fn a_crash_after_a_delivery_is_claimed_loses_and_doubles_nothing_on(ba
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_crash_after_a_delivery_is_claimed_loses_and_doubles_nothing() {
     a_crash_after_a_delivery_is_claimed_loses_and_doubles_nothing_on(Backend::Sqlite).await;
+}
+
+/// Issue 20: the webhook endpoint tells a stranger nothing: a delivery for a repository no
+/// pipeline builds is answered as one whose signature does not match, and neither names a
+/// project.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_webhook_endpoint_does_not_reveal_which_repositories_have_pipelines() {
+    let s = TestServer::start().await;
+    linked_project(&s, "shop", "shop/app", "true").await;
+    // A project building it without a secret of its own, whose name must not leak.
+    linked_project(&s, "secretive", "shop/app", "true").await;
+    s.admin.delete_secret("secretive", "WEBHOOK_SECRET").await.unwrap();
+    let pushed = Pushed {
+        before: String::new(),
+        after: "a".repeat(40),
+        git_ref: "refs/heads/main".into(),
+        message: "m".into(),
+        changed: vec![],
+    };
+    let push = |provider, repo: &str| {
+        push_payload(provider, repo, &format!("http://x/{repo}.git"), &pushed)
+    };
+    for provider in [Provider::GitHub, Provider::GitLab, Provider::Gitea] {
+        let event = push_event(provider);
+        let built = push(provider, "shop/app");
+        let (status_built, built) = deliver(&s, provider, event, "s-1", &built, "guessed").await;
+        let unknown = push(provider, "nobody/else");
+        let (status_unknown, unknown) =
+            deliver(&s, provider, event, "s-2", &unknown, "guessed").await;
+        assert_eq!((status_built, status_unknown), (status_unknown, status_built));
+        assert_eq!(status_built, StatusCode::UNAUTHORIZED, "{built}");
+        let text = built.to_string();
+        assert_eq!(text.replace("shop/app", "R"), unknown.to_string().replace("nobody/else", "R"));
+        assert!(!text.contains("secretive") && !text.contains("\"shop\""), "{text}");
+    }
+    assert!(runs_of(&s, "shop").await.is_empty());
+    s.stop().await;
 }

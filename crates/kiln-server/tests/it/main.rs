@@ -1,6 +1,7 @@
 //! The server through its REST API, with a real agent running jobs as host processes; the
 //! main scenarios also on PostgreSQL (`postgres.rs`).
 
+mod access;
 mod api;
 mod builds;
 mod config;

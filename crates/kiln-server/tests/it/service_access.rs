@@ -127,12 +127,12 @@ async fn jobs_and_instances_read_their_own_projects_discovery_and_instance_logs_
     assert!(!targets.contains(&db.id), "another project's instance: {targets}");
     let other = line("GET /api/v1/discovery/targets?project=other ->");
     assert!(
-        other.contains("-> 403") && other.contains("is not valid for project `other`"),
+        other.contains("-> 404") && other.contains("project `other` does not exist"),
         "{other}"
     );
     let own = line("GET /api/v1/projects/shop/services/web ->");
     assert!(own.contains("-> 200") && own.contains(&web.id), "{own}");
-    assert!(line("GET /api/v1/projects/other/services ->").contains("-> 403"), "{log:#?}");
+    assert!(line("GET /api/v1/projects/other/services ->").contains("-> 404"), "{log:#?}");
     let runs = line("GET /api/v1/runs ->");
     assert!(
         runs.contains("-> 403") && runs.contains("only reads its project's discovery"),
@@ -151,9 +151,9 @@ async fn jobs_and_instances_read_their_own_projects_discovery_and_instance_logs_
     let (status, body) = get(&format!("{base}/projects/shop/services"), &token).await;
     assert!(status == 200 && body.contains(&web.id), "{body}");
     let (status, body) = get(&format!("{base}/discovery/targets?project=other"), &token).await;
-    assert!(status == 403 && body.contains("is not valid for project `other`"), "{body}");
+    assert!(status == 404 && body.contains("project `other` does not exist"), "{body}");
     let (status, body) = get(&format!("{base}/projects/other/services/db"), &token).await;
-    assert_eq!(status, 403, "{body}");
+    assert_eq!(status, 404, "{body}");
     let logs = format!("{base}/projects/shop/services/web/instances/{}/logs", web.id);
     let (status, body) = get(&logs, &token).await;
     assert!(status == 403 && body.contains("only reads its project's discovery"), "{body}");

@@ -667,7 +667,7 @@ fn scan_commands_import_advisories_show_findings_and_set_the_image_policy() {
 
 #[test]
 fn registry_commands_list_as_tables_and_json() {
-    let s = Server::start();
+    let s = Server::start_with("process", &["--allow-private-webhooks"]);
     s.ok(&["project", "create", "team"], 0);
     let (stdout, _) = s.ok(&["registry", "repos"], 0);
     assert!(stdout.contains("REPOSITORY") && stdout.contains("VISIBILITY"), "{stdout}");
@@ -790,6 +790,95 @@ fn a_noop_agent_ends_the_jobs_placed_on_it_without_running_them() {
     let _ = agent.wait();
 }
 
+/// Issue 20: a process-executor job of a server running as root runs as `nobody` and cannot
+/// read the data directory (the database, the admin token) nor the agent's token.
+#[test]
+fn a_process_job_cannot_read_the_data_directory() {
+    if !std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+    {
+        eprintln!("skipped: the server must run as root to drop to another user");
+        return;
+    }
+    let s = Server::start();
+    let data = s.data.path().display().to_string();
+    let script = [
+        "id -un".to_string(),
+        format!("cat {data}/admin.token || echo no token"),
+        format!("head -c 16 {data}/kiln.db || echo no database"),
+        format!("ls {data} || echo no listing"),
+        "env | grep -c KILN_TOKEN || echo no agent token in the env".to_string(),
+    ];
+    let yaml = format!(
+        "name: peek\nstages:\n  - name: s\n    jobs:\n      peek:\n        script:\n{}\n",
+        script.iter().map(|l| format!("          - {l:?}")).collect::<Vec<_>>().join("\n")
+    );
+    s.pipeline("peek", &yaml);
+    let (stdout, _) = s.ok(&["trigger", "default/peek", "-f"], 0);
+    assert!(stdout.contains("run default/peek#1 success"), "{stdout}");
+    for line in ["| nobody", "| no token", "| no database", "| no listing", "| no agent token"] {
+        assert!(stdout.contains(line), "{line}: {stdout}");
+    }
+    assert!(!stdout.contains("SQLite format"), "{stdout}");
+}
+
+#[test]
+fn an_agent_takes_its_token_from_a_file_or_the_environment_and_warns_about_the_flag() {
+    let s = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    // A file that is not there is named.
+    let out = s
+        .cmd(&["agent", "--executor", "noop", "--token-file", "/nonexistent/agent.token"])
+        .env_remove("KILN_TOKEN")
+        .output()
+        .unwrap();
+    let (_, stderr) = (String::new(), String::from_utf8_lossy(&out.stderr).to_string());
+    assert!(!out.status.success());
+    assert!(stderr.contains("/nonexistent/agent.token"), "{stderr}");
+
+    let file = work.path().join("agent.token");
+    std::fs::write(&file, format!("{}\n", s.token)).unwrap();
+    let joined = |name: &str, args: &[&str], env: bool| {
+        let log = work.path().join(format!("{name}.log"));
+        let mut cmd = s.cmd(&["agent", "--executor", "noop", "--name", name]);
+        cmd.args(args).arg("--work-dir").arg(work.path().join(name));
+        if !env {
+            cmd.env_remove("KILN_TOKEN");
+        }
+        let mut agent = cmd
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("kiln agent starts");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (stdout, _) = s.ok(&["nodes", "-o", "json"], 0);
+            let nodes: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+            let node = nodes.as_array().and_then(|n| n.iter().find(|n| n["name"] == name));
+            if node.is_some_and(|n| n["state"] == "ready") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "agent {name} never joined: {nodes:#}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = agent.kill();
+        let _ = agent.wait();
+        std::fs::read_to_string(log).unwrap()
+    };
+    let file_arg = file.display().to_string();
+    let from_file = joined("from-file", &["--token-file", &file_arg], false);
+    assert!(!from_file.contains("warning"), "{from_file}");
+    let from_env = joined("from-env", &[], true);
+    assert!(!from_env.contains("warning"), "{from_env}");
+    let from_flag = joined("from-flag", &["--token", &s.token], false);
+    assert!(
+        from_flag.contains("warning: --token shows the token to every local user"),
+        "{from_flag}"
+    );
+}
+
 /// Reads `child`'s stdout lines on a thread; lines arrive on the returned channel.
 fn stdout_lines(child: &mut Child) -> mpsc::Receiver<String> {
     let stdout = child.stdout.take().unwrap();
@@ -858,7 +947,7 @@ fn runs_watch_prints_a_line_when_a_run_starts_and_one_when_it_ends() {
 
 #[test]
 fn webhook_commands_add_list_and_remove_run_webhooks() {
-    let s = Server::start();
+    let s = Server::start_with("process", &["--allow-private-webhooks"]);
     s.ok(&["project", "create", "team"], 0);
     let (stdout, _) = s.ok(&["webhook", "add", "team", "http://127.0.0.1:9/hook"], 0);
     assert!(stdout.contains("added webhook") && stdout.contains("(push,run)"), "{stdout}");
