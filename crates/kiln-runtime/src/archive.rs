@@ -288,6 +288,78 @@ impl Counter<'_> {
     }
 }
 
+/// Largest long name, long link name or pax header accepted (bytes): the tar crate reads
+/// those whole into memory before it hands out the entry they describe.
+const MAX_METADATA: u64 = 1 << 20;
+
+/// A reader of an uncompressed tar stream that follows its headers and fails on a metadata
+/// entry (GNU long name or link, pax header) larger than [`MAX_METADATA`], so a compressed
+/// archive cannot make the tar reader hold gigabytes of "name" in memory.
+struct MetadataCap<R> {
+    inner: R,
+    /// Bytes of the current entry's data (with padding) still to pass.
+    remaining: u64,
+    /// The header being read, when at a header.
+    header: Vec<u8>,
+}
+
+impl<R: Read> MetadataCap<R> {
+    fn new(inner: R) -> MetadataCap<R> {
+        MetadataCap { inner, remaining: 0, header: Vec::with_capacity(512) }
+    }
+
+    /// Follows `bytes`, the next ones of the stream.
+    fn follow(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+        while !bytes.is_empty() {
+            if self.remaining > 0 {
+                let n = (self.remaining.min(bytes.len() as u64)) as usize;
+                self.remaining -= n as u64;
+                bytes = &bytes[n..];
+                continue;
+            }
+            let n = (512 - self.header.len()).min(bytes.len());
+            self.header.extend_from_slice(&bytes[..n]);
+            bytes = &bytes[n..];
+            if self.header.len() < 512 {
+                continue;
+            }
+            let size = header_size(&self.header);
+            let kind = self.header[156];
+            self.header.clear();
+            if matches!(kind, b'L' | b'K' | b'x' | b'g') && size > MAX_METADATA {
+                return Err(io::Error::other(format!(
+                    "a long name or pax header of {}, more than the {} accepted",
+                    size_text(size),
+                    size_text(MAX_METADATA)
+                )));
+            }
+            self.remaining = size.div_ceil(512).saturating_mul(512);
+        }
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for MetadataCap<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.follow(&buf[..n])?;
+        Ok(n)
+    }
+}
+
+/// The size field of a 512-byte tar header: octal text, or base-256 when its first byte has
+/// the high bit set (GNU); 0 when unreadable (the tar reader reports that itself).
+fn header_size(header: &[u8]) -> u64 {
+    let field = &header[124..136];
+    if field[0] & 0x80 != 0 {
+        return field[1..]
+            .iter()
+            .fold(0u64, |n, &b| n.saturating_mul(256).saturating_add(u64::from(b)));
+    }
+    let text: String = field.iter().map(|&b| b as char).filter(|c| c.is_digit(8)).collect();
+    u64::from_str_radix(&text, 8).unwrap_or(0)
+}
+
 /// A size for people, to a tenth: `12 B`, `3.4 KiB`, `1.2 MiB`, `16.0 GiB`.
 fn size_text(n: u64) -> String {
     const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
@@ -374,7 +446,7 @@ pub fn unpack_limited(
     fs::create_dir_all(dest).map_err(|error| ArchiveError::Io { path: dest.into(), error })?;
     let file =
         fs::File::open(tar_gz).map_err(|error| ArchiveError::Io { path: tar_gz.into(), error })?;
-    let mut archive = tar::Archive::new(GzDecoder::new(BufReader::new(file)));
+    let mut archive = tar::Archive::new(MetadataCap::new(GzDecoder::new(BufReader::new(file))));
     archive.set_overwrite(true);
     archive.set_preserve_permissions(false);
     archive.set_preserve_ownerships(false);
@@ -984,6 +1056,37 @@ mod tests {
         assert!(err.to_string().contains("more than 5 entries"), "{err}");
         assert!(!dest.join("f5").exists(), "the entry past the limit was written");
         assert!(unpack(&archive, &tmp.path().join("fine")).is_ok(), "the defaults allow it");
+    }
+
+    #[test]
+    fn a_huge_long_name_is_refused_before_it_is_held_in_memory() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let name = vec![b'a'; 4 << 20];
+        let archive = tmp.path().join("longname.tar.gz");
+        gz(
+            &raw_tar(&[
+                (EntryType::Regular, "ok.txt", "", b"ok"),
+                (EntryType::GNULongName, "././@LongLink", "", &name),
+                (EntryType::Regular, "x", "", b"x"),
+            ]),
+            &archive,
+        );
+        let err = unpack(&archive, &tmp.path().join("d")).expect_err("a 4 MiB name");
+        assert!(err.to_string().contains("long name or pax header of 4.0 MiB"), "{err}");
+        // Names of ordinary length, long ones included, still unpack.
+        let long = format!("{}/file.txt", "d".repeat(150));
+        let archive = tmp.path().join("fine.tar.gz");
+        let mut builder = tar::Builder::new(GzEncoder::new(
+            fs::File::create(&archive).expect("create"),
+            Compression::fast(),
+        ));
+        let mut header = Header::new_gnu();
+        header.set_size(2);
+        header.set_mode(0o644);
+        builder.append_data(&mut header, &long, &b"ok"[..]).expect("append");
+        builder.into_inner().expect("tar").finish().expect("gz");
+        let unpacked = unpack(&archive, &tmp.path().join("fine")).expect("a 160-byte name");
+        assert_eq!(paths(&unpacked.files), [long.as_str()]);
     }
 
     #[test]
