@@ -5,16 +5,17 @@
 //! skips PostgreSQL: those tests then run on SQLite only. Chromium and chromedriver are
 //! installed for the web UI's browser tests, which run with `KILN_REQUIRE_BROWSER=1`;
 //! Debian's prometheus and distcc for the services' tests, which run with `KILN_REQUIRE_PEERS=1`.
+//! Last, a short pass of every fuzz target (`cargo xtask fuzz --time 5`).
 
 use anyhow::Result;
 
 use crate::apt::Apt;
 use crate::step::{self, Steps, cargo};
-use crate::{browser, engine, images, peers, postgres, tidy};
+use crate::{browser, engine, fuzz, images, peers, postgres, tidy};
 
 /// Runs the CI steps in order.
 pub fn run() -> Result<()> {
-    let mut steps = Steps::new(9);
+    let mut steps = Steps::new(10);
     let result = run_steps(&mut steps);
     steps.summary();
     result
@@ -61,5 +62,11 @@ fn run_steps(steps: &mut Steps) -> Result<()> {
             test.env(postgres::URL_VAR, url).env("KILN_REQUIRE_POSTGRES", "1");
         }
         step::run(&mut test)
-    })
+    })?;
+    let title = format!("cargo xtask fuzz --time {CI_FUZZ_SECONDS}");
+    steps.run(&title, || fuzz::run(CI_FUZZ_SECONDS, &[]))
 }
+
+/// Seconds each fuzz target runs in CI: enough to replay the committed corpus (every input
+/// that once crashed) and try a little more, keeping the whole pass well under a minute.
+const CI_FUZZ_SECONDS: u64 = 5;

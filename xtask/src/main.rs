@@ -9,6 +9,7 @@ mod bench;
 mod browser;
 mod ci;
 mod engine;
+mod fuzz;
 mod http;
 mod images;
 mod peers;
@@ -41,6 +42,16 @@ enum Task {
     Tidy,
     /// Makes sure a Docker engine answers and holds the test images; prints its DOCKER_HOST.
     Images,
+    /// Runs each fuzz target (cargo-fuzz) for a bounded time, one after the other; prints
+    /// executions and crashes per target and fails on a crash.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = fuzz::DEFAULT_SECONDS)]
+        time: u64,
+        /// Only these targets: workflow_yaml, expr, constraints, agent_protocol,
+        /// oci_manifest, webhook.
+        targets: Vec<String>,
+    },
     /// The benchmarks, side by side with their floors: docker, engine, gap, server, pool,
     /// services, config, placement, registry, scan, imagecache, builds (or one).
     Bench {
@@ -68,6 +79,7 @@ fn run(task: Task) -> Result<()> {
         Task::Ci => ci::run(),
         Task::Tidy => tidy::run(),
         Task::Images => images::run(),
+        Task::Fuzz { time, targets } => fuzz::run(time, &targets),
         Task::Bench { only } => bench::run(only.as_deref()),
     }
 }

@@ -164,12 +164,18 @@ async fn wrapped<F: Files>(
         match files.fetch_input(input, &archive_path).await {
             Ok(true) => {
                 let seed2 = seed.clone();
-                let files = blocking(move || archive::unpack(&archive_path, &seed2))
+                let unpacked = blocking(move || archive::unpack(&archive_path, &seed2))
                     .await
                     .map_err(|e| format!("unpacking the artifacts of `{input}`: {e}"))?;
+                for skipped in &unpacked.skipped {
+                    note(on_event, format!("warning: artifacts of `{input}`: {skipped}"));
+                }
                 note(
                     on_event,
-                    format!("placed {} file(s) from the artifacts of `{input}`", files.len()),
+                    format!(
+                        "placed {} file(s) from the artifacts of `{input}`",
+                        unpacked.files.len()
+                    ),
                 );
             }
             Ok(false) => note(on_event, format!("job `{input}` stored no artifacts")),
@@ -193,14 +199,19 @@ async fn wrapped<F: Files>(
                         let size = file_size(&archive_path).await;
                         let s = seed.clone();
                         match blocking(move || archive::unpack(&archive_path, &s)).await {
-                            Ok(files) => note(
-                                on_event,
-                                format!(
-                                    "restored cache `{key}` ({} file(s), {})",
-                                    files.len(),
-                                    human_bytes(size)
-                                ),
-                            ),
+                            Ok(unpacked) => {
+                                for skipped in &unpacked.skipped {
+                                    note(on_event, format!("warning: cache `{key}`: {skipped}"));
+                                }
+                                note(
+                                    on_event,
+                                    format!(
+                                        "restored cache `{key}` ({} file(s), {})",
+                                        unpacked.files.len(),
+                                        human_bytes(size)
+                                    ),
+                                )
+                            }
                             Err(e) => note(
                                 on_event,
                                 format!("warning: cache `{key}` could not be restored: {e}"),
@@ -260,7 +271,11 @@ async fn wrapped<F: Files>(
         if wanted {
             let out = dir.join("artifacts.tar.gz");
             let (ws2, out2, paths) = (ws.clone(), out.clone(), spec.paths.clone());
-            let saved = match blocking(move || archive::select(&ws2, &paths, &out2)).await {
+            let selected = blocking(move || archive::select(&ws2, &paths, &out2)).await;
+            for skipped in selected.iter().flat_map(|c| &c.skipped) {
+                note(on_event, format!("warning: artifacts: {skipped}"));
+            }
+            let saved = match selected.map(|c| c.files) {
                 Ok(files) if files.is_empty() => {
                     note(
                         on_event,
@@ -301,7 +316,11 @@ async fn wrapped<F: Files>(
     {
         let out = dir.join("cache-out.tar.gz");
         let (ws2, out2, paths) = (ws.clone(), out.clone(), c.paths.clone());
-        let saved = match blocking(move || archive::select(&ws2, &paths, &out2)).await {
+        let selected = blocking(move || archive::select(&ws2, &paths, &out2)).await;
+        for skipped in selected.iter().flat_map(|c| &c.skipped) {
+            note(on_event, format!("warning: cache `{key}`: {skipped}"));
+        }
+        let saved = match selected.map(|c| c.files) {
             Ok(selected) if selected.is_empty() => {
                 Err(format!("no files match the cache paths {:?}", c.paths))
             }

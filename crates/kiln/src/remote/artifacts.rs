@@ -1,6 +1,7 @@
 //! `kiln artifacts RUN [--job JOB] [--download [DIR]]`: list a run's artifacts, or extract
-//! each job's archive into `DIR/<job>/` with `kiln_runtime::archive::unpack`, which refuses
-//! entries that would land outside it.
+//! each job's archive into `DIR/<job>/` with `kiln_runtime::archive::unpack`, under the same
+//! rule as a job's inputs: entries that would land outside are refused, symlinks leading out
+//! are skipped with a warning, and an archive past the limits (bytes, entries) is refused.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -10,6 +11,7 @@ use clap::Args;
 use futures::StreamExt;
 use kiln_api::Artifact;
 use kiln_client::Client;
+use kiln_runtime::archive::Skipped;
 use serde::Serialize;
 
 use super::{CmdResult, Conn, Fail, human_size, outln, print_json, table};
@@ -39,6 +41,9 @@ struct Extracted {
     job: String,
     dir: String,
     files: Vec<ExtractedFile>,
+    /// Symlinks left out (they lead outside the directory), each with why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    skipped: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -90,7 +95,10 @@ pub async fn artifacts(args: ArtifactsArgs) -> CmdResult {
     let mut written = Vec::new();
     for a in &list {
         let dest = dir.join(job_dir(&a.job));
-        let files = download(&client, &run.run.id, a, dir, &dest).await?;
+        let (files, skipped) = download(&client, &run.run.id, a, dir, &dest).await?;
+        for s in &skipped {
+            eprintln!("warning: artifacts of `{}`: {s}", a.job);
+        }
         if !json {
             outln!(
                 "{}: {} file{} ({}) → {}",
@@ -104,7 +112,13 @@ pub async fn artifacts(args: ArtifactsArgs) -> CmdResult {
                 outln!("  {}", dest.join(&f.path).display());
             }
         }
-        written.push(Extracted { job: a.job.clone(), dir: dest.display().to_string(), files });
+        let skipped = skipped.iter().map(ToString::to_string).collect();
+        written.push(Extracted {
+            job: a.job.clone(),
+            dir: dest.display().to_string(),
+            files,
+            skipped,
+        });
     }
     if json {
         print_json(&written)?;
@@ -138,14 +152,15 @@ fn print_table(list: &[Artifact]) {
     outln!("{t}");
 }
 
-/// Downloads one job's archive into a temporary file in `dir` and extracts it into `dest`.
+/// Downloads one job's archive into a temporary file in `dir` and extracts it into `dest`:
+/// the files written and the symlinks skipped.
 async fn download(
     client: &Client,
     run_id: &str,
     artifact: &Artifact,
     dir: &Path,
     dest: &Path,
-) -> Result<Vec<ExtractedFile>, Fail> {
+) -> Result<(Vec<ExtractedFile>, Vec<Skipped>), Fail> {
     std::fs::create_dir_all(dir)
         .map_err(|e| Fail::invalid(format!("cannot create {}: {e}", dir.display())))?;
     let mut tmp = tempfile::Builder::new()
@@ -171,5 +186,7 @@ async fn download(
     .await
     .map_err(|e| Fail::invalid(format!("extracting the artifacts of `{job}` stopped: {e}")))?
     .map_err(|e| Fail::invalid(format!("artifacts of `{}`: {e}", artifact.job)))?;
-    Ok(entries.into_iter().map(|e| ExtractedFile { path: e.path, size: e.size }).collect())
+    let files =
+        entries.files.into_iter().map(|e| ExtractedFile { path: e.path, size: e.size }).collect();
+    Ok((files, entries.skipped))
 }

@@ -441,6 +441,34 @@ fn artifacts_are_listed_and_downloaded() {
     assert!(s.work.path().join("make/out/sub/result.txt").is_file());
 }
 
+/// Symlinks leading out of the workspace are left out when the artifacts are packed, with a
+/// warning in the job's log, so the jobs that need them and `kiln artifacts --download`
+/// still get the rest (an absolute link used to be packed and then refused by every
+/// consumer).
+#[test]
+fn links_leading_out_are_left_out_of_artifacts_and_every_consumer_gets_the_rest() {
+    let s = Server::start();
+    s.pipeline(
+        "links",
+        "name: links\nstages:\n  - name: s\n    jobs:\n      make:\n        script:\n          - mkdir -p out\n          - echo real > out/real.txt\n          - ln -s real.txt out/ok\n          - ln -s /etc/hostname out/abs\n          - ln -s ../../elsewhere out/up\n        artifacts: { paths: [out/] }\n  - name: t\n    jobs:\n      use:\n        script: cat out/ok && test ! -e out/abs\n",
+    );
+    let (stdout, _) = s.ok(&["trigger", "default/links", "-f"], 0);
+    assert!(stdout.contains("use | real"), "the consumer read the kept link: {stdout}");
+    let (log, _) = s.ok(&["logs", "default/links#1"], 0);
+    assert!(
+        log.contains("warning: artifacts: symlink \"out/abs\" -> \"/etc/hostname\" left out"),
+        "{log}"
+    );
+    assert!(log.contains("symlink \"out/up\" -> \"../../elsewhere\" left out"), "{log}");
+
+    let (stdout, _) =
+        s.ok(&["artifacts", "default/links#1", "--download", "got", "--job", "make"], 0);
+    let dir = s.work.path().join("got/make/out");
+    assert_eq!(std::fs::read_to_string(dir.join("ok")).unwrap(), "real\n", "{stdout}");
+    assert!(std::fs::symlink_metadata(dir.join("abs")).is_err(), "{stdout}");
+    assert!(std::fs::symlink_metadata(dir.join("up")).is_err(), "{stdout}");
+}
+
 #[test]
 fn a_viewer_token_cannot_trigger() {
     let s = Server::start();
