@@ -23,7 +23,7 @@
 //! - scanning an image of 300 Debian packages against 10,000 advisories (criterion,
 //!   `kiln-scan/benches/scan.rs`), as a share of its 1 s target;
 //! - a job's start on a node holding its image beside one that must pull it from Kiln's
-//!   registry (`kiln-server/benches/imagecache.rs`), as a ratio;
+//!   registry (`kiln/benches/imagecache.rs`), as a ratio;
 //! - image builds (`kiln/benches/builds.rs`): a rebuild all from the registry's layer cache
 //!   beside a cold build of the same Dockerfile, as a ratio.
 
@@ -92,13 +92,13 @@ pub fn run(only: Option<&str>) -> Result<()> {
 }
 
 /// Job start on a node holding its image beside one pulling it from Kiln's registry
-/// (`crates/kiln-server/benches/imagecache.rs`, on an engine of its own).
+/// (`crates/kiln/benches/imagecache.rs`, on an engine of its own).
 fn imagecache() -> Result<()> {
     let docker_host = docker_host()?;
     println!("==> imagecache: job start, image on the node vs pulled from Kiln's registry");
     step::run(
         step::cargo()
-            .args(["bench", "-p", "kiln-server", "--bench", "imagecache"])
+            .args(["bench", "-p", "kiln", "--bench", "imagecache"])
             .env("DOCKER_HOST", &docker_host),
     )
 }

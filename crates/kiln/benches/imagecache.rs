@@ -7,7 +7,7 @@
 //! alternate: "holds" runs the job with the image on the engine; "pulls" removes it first,
 //! so the agent pulls it (with the job's pull token) before the container starts. Per run:
 //! `job.started_at - run.created_at` (the server's clock). Reported: medians and their
-//! ratio. Run with `cargo bench -p kiln-server --bench imagecache` (`DOCKER_HOST` must
+//! ratio. Run with `cargo bench -p kiln --bench imagecache` (`DOCKER_HOST` must
 //! answer and hold busybox; root, for the private engine) or `cargo xtask bench imagecache`.
 //! Knobs: `KILN_BENCH_ROUNDS` (10), `KILN_BENCH_IMAGE_MIB` (64).
 
