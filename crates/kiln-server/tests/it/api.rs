@@ -380,9 +380,10 @@ pub async fn every_call_needs_a_token_and_roles_limit_what_it_may_do_on(backend:
     let dave = Client::new(&s.url, &dev.secret).unwrap();
     let run = dave.trigger("api", "bt", &TriggerRequest::default()).await.unwrap();
     assert_eq!(run.triggered_by, "dave");
+    // Another project is answered as a missing one: its name tells a stranger nothing.
     assert_eq!(
         dave.trigger("web", "bt", &TriggerRequest::default()).await.unwrap_err().code(),
-        Some("forbidden")
+        Some("not_found")
     );
     assert_eq!(dave.create_project("x").await.unwrap_err().code(), Some("forbidden"));
     assert!(dave.runs(&Default::default()).await.unwrap().iter().all(|r| r.project == "api"));
