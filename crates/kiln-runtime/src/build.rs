@@ -79,20 +79,23 @@ pub fn script(spec: &BuildSpec) -> String {
     line("kiln_tmp=$(mktemp -d)");
     line(r#"trap 'rm -rf "$kiln_tmp"' EXIT"#);
     line(r#"kiln_project=${KILN_PROJECT:-local}"#);
-    line(r#"if [ -n "${KILN_REGISTRY:-}" ]; then kiln_reg=$KILN_REGISTRY; kiln_push=1; else"#);
-    line(r#"  kiln_reg=localhost; kiln_push=0"#);
-    line(
-        r#"  echo "kiln build: not pushed: no registry (KILN_REGISTRY is not set); building only""#,
-    );
+    // Kiln's registry: pushed to when the job has one (`kiln run` has none).
+    line(r#"if [ -n "${KILN_REGISTRY:-}" ]; then kiln_reg=$KILN_REGISTRY; kiln_here=1; else"#);
+    line(r#"  kiln_reg=localhost; kiln_here=0"#);
     line("fi");
+    let push = if spec.push { 1 } else { 0 };
+    line(&format!("kiln_push={push}"));
     if !spec.push {
-        line(r#"kiln_push=0; echo "kiln build: not pushed (build.push is false)""#);
+        line(r#"echo "kiln build: not pushed (build.push is false)""#);
     }
 
-    // Tags: each read as the checker read it (now rendered), placed in the registry.
-    let mut repos = Vec::new();
+    // Tags: each read as the checker read it (now rendered), placed in its registry:
+    // `kiln_tN` the reference, `kiln_pN` 1 when it is pushed.
+    let mut tags = Vec::new();
+    let mut kiln_unpushed = false;
     for (i, written) in spec.tags.iter().enumerate() {
         let var = format!("kiln_t{i}");
+        let pushed = format!("kiln_p{i}");
         let shown = sq(written);
         let tag = match parse_tag(written) {
             Ok(tag) => tag,
@@ -101,32 +104,66 @@ pub fn script(spec: &BuildSpec) -> String {
                 continue;
             }
         };
-        if let TagRegistry::Host(host) = &tag.registry {
+        let kiln = |line: &mut dyn FnMut(&str), indent: &str| {
+            let project = match &tag.project {
+                Some(p) => {
+                    line(&format!(
+                        "{indent}[ \"$kiln_project\" = {p} ] || kiln_fail \"tag \"{shown}\" is in \
+                         project \"{p}\": this job's registry token pushes to project \
+                         $kiln_project only; tag it <name>:<tag> or \
+                         \\$KILN_REGISTRY/$kiln_project/<name>:<tag>\"",
+                        p = sq(p)
+                    ));
+                    sq(p)
+                }
+                None => "\"$kiln_project\"".to_owned(),
+            };
             line(&format!(
-                "[ \"$kiln_reg\" = {h} ] || kiln_fail \"tag \"{shown}\" is in registry \
-                 \"{h}\", not Kiln's ($kiln_reg): a build pushes to Kiln's registry only\"",
-                h = sq(host)
+                "{indent}{var}=\"$kiln_reg\"/{project}/{}:{}",
+                sq(&tag.name),
+                sq(&tag.tag)
             ));
-        }
-        let project = match &tag.project {
-            Some(p) => {
-                line(&format!(
-                    "[ \"$kiln_project\" = {p} ] || kiln_fail \"tag \"{shown}\" is in project \
-                     \"{p}\": this job's registry token pushes to project $kiln_project only; \
-                     tag it <name>:<tag> or \\$KILN_REGISTRY/$kiln_project/<name>:<tag>\"",
-                    p = sq(p)
-                ));
-                sq(p)
-            }
-            None => "\"$kiln_project\"".to_owned(),
+            line(&format!("{indent}{pushed}=$((kiln_push * kiln_here))"));
         };
-        let repo = format!("\"$kiln_reg\"/{project}/{}", sq(&tag.name));
-        line(&format!("{var}={repo}:{}", sq(&tag.tag)));
-        repos.push((var, repo));
+        match &tag.registry {
+            TagRegistry::Host(host) => {
+                // Kiln's registry written out, or another one.
+                let path = match &tag.project {
+                    Some(p) => format!("{p}/{}", tag.name),
+                    None => tag.name.clone(),
+                };
+                line(&format!(
+                    "if [ \"$kiln_here\" = 1 ] && [ \"$kiln_reg\" = {} ]; then",
+                    sq(host)
+                ));
+                kiln(&mut line, "  ");
+                line("else");
+                line(&format!("  {var}={}/{}:{}", sq(host), sq(&path), sq(&tag.tag)));
+                line(&format!("  {pushed}=$kiln_push"));
+                if !spec.credentials.contains_key(host) {
+                    line(&format!(
+                        "  [ \"$kiln_push\" = 0 ] || echo \"kiln build: no credentials for {h} \
+                         (build.credentials): pushing {shown} without a login\"",
+                        h = host.replace(['"', '$', '`', '\\'], "_")
+                    ));
+                }
+                line("fi");
+            }
+            _ => {
+                kiln(&mut line, "");
+                kiln_unpushed = true;
+            }
+        }
+        tags.push((var, pushed));
+    }
+    if kiln_unpushed && spec.push {
+        line(
+            r#"[ "$kiln_here" = 1 ] || echo "kiln build: not pushed: no registry (KILN_REGISTRY is not set); building only""#,
+        );
     }
 
     line(&format!("set -- bud --isolation chroot --layers -f {df} --iidfile \"$kiln_tmp/iid\""));
-    for (var, _) in &repos {
+    for (var, _) in &tags {
         line(&format!("set -- \"$@\" -t \"${var}\""));
     }
     for (k, v) in &spec.build_args {
@@ -135,29 +172,72 @@ pub fn script(spec: &BuildSpec) -> String {
     if let Some(t) = &spec.target {
         line(&format!("set -- \"$@\" --target {}", sq(t)));
     }
-    line(r#"if [ "$kiln_push" = 1 ]; then"#);
-    // Kiln's registry may serve plain HTTP: it alone is marked insecure (TLS is still
-    // verified for every other registry, such as the base images' ones).
-    line(r#"  kiln_conf="$kiln_tmp/registries.conf""#);
+    // Kiln's registry may serve plain HTTP: it is marked insecure, with the registries the
+    // build names in `insecure-registries` (TLS is still verified for every other registry,
+    // such as the base images' ones).
+    line(r#"kiln_conf="$kiln_tmp/registries.conf""#);
+    line(r#"{ cat /etc/containers/registries.conf 2>/dev/null || true"#);
     line(
-        r#"  { cat /etc/containers/registries.conf 2>/dev/null || true; printf '\n[[registry]]\nlocation = "%s"\ninsecure = true\n' "$kiln_reg"; } >"$kiln_conf""#,
+        r#"  [ "$kiln_here" = 0 ] || printf '\n[[registry]]\nlocation = "%s"\ninsecure = true\n' "$kiln_reg""#,
     );
-    line(r#"  export CONTAINERS_REGISTRIES_CONF="$kiln_conf""#);
-    line(r#"  export REGISTRY_AUTH_FILE="$kiln_tmp/auth.json""#);
+    for host in &spec.insecure_registries {
+        line(&format!(
+            r#"  printf '\n[[registry]]\nlocation = "%s"\ninsecure = true\n' {}"#,
+            sq(host)
+        ));
+    }
+    line(r#"} >"$kiln_conf""#);
+    line(r#"export CONTAINERS_REGISTRIES_CONF="$kiln_conf""#);
+    line(r#"export REGISTRY_AUTH_FILE="$kiln_tmp/auth.json""#);
+    line(r#"if [ "$kiln_push" = 1 ] && [ "$kiln_here" = 1 ]; then"#);
     line(
         r#"  [ -n "${KILN_REGISTRY_TOKEN:-}" ] || kiln_fail "KILN_REGISTRY_TOKEN is not set: the job has no token to push to $kiln_reg with""#,
     );
     line(
         r#"  printf '%s\n' "$KILN_REGISTRY_TOKEN" | kiln_b login --tls-verify=false -u kiln --password-stdin "$kiln_reg" >/dev/null"#,
     );
+    line("fi");
+    // Other registries: `username:password` from the named variable, the password on stdin
+    // (never on a command line).
+    for (host, var) in &spec.credentials {
+        if !var.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') || var.is_empty() {
+            line(&format!(
+                "kiln_fail {}",
+                sq(&format!("build credentials: '{var}' is no variable name"))
+            ));
+            continue;
+        }
+        let h = sq(host);
+        let shown = host.replace(['"', '$', '`', '\\'], "_");
+        let verify =
+            if spec.insecure_registries.contains(host) { " --tls-verify=false" } else { "" };
+        line(r#"if [ "$kiln_push" = 1 ]; then"#);
+        line(&format!("  kiln_v=${{{var}:-}}"));
+        line(&format!(
+            "  [ -n \"$kiln_v\" ] || kiln_fail \"build.credentials: {var} (for {shown}) is not \
+             set: set a project secret {var} to username:password\""
+        ));
+        line(&format!(
+            "  case \"$kiln_v\" in *:*) ;; *) kiln_fail \"build.credentials: {var} (for {shown}) \
+             must be username:password\" ;; esac"
+        ));
+        line(&format!(
+            "  printf '%s\\n' \"${{kiln_v#*:}}\" | kiln_b login{verify} -u \"${{kiln_v%%:*}}\" \
+             --password-stdin {h} >/dev/null 2>\"$kiln_tmp/login\" || kiln_fail \"login to \
+             {shown} refused with the credentials in {var}: $(tail -n 1 \"$kiln_tmp/login\")\""
+        ));
+        line("  kiln_v=");
+        line("fi");
+    }
     if spec.cache
-        && let Some((_, first)) = repos.first()
+        && let Some((first, pushed)) = tags.first()
     {
-        line(&format!("  kiln_cache={first}/cache"));
+        line(&format!("if [ \"${pushed}\" = 1 ]; then"));
+        line(&format!("  kiln_cache=\"${{{first}%:*}}/cache\""));
         line(r#"  echo "kiln build: layer cache $kiln_cache""#);
         line(r#"  set -- "$@" --cache-from "$kiln_cache" --cache-to "$kiln_cache""#);
+        line("fi");
     }
-    line("fi");
     line(&format!("set -- \"$@\" {ctx}"));
     line(r#"echo "kiln build: buildah $*""#);
     // `sh -e` would end the group at a failed buildah: its status is taken by `if` instead.
@@ -184,20 +264,23 @@ pub fn script(spec: &BuildSpec) -> String {
     line(r#"kiln_from=$(grep -ci 'STEP [0-9]*/[0-9]*: FROM ' "$kiln_tmp/log" || true)"#);
     line(r#"kiln_cached=$(grep -c -e '--> Using cache ' "$kiln_tmp/log" || true)"#);
     line(r#"echo "kiln build: $kiln_cached of $((kiln_steps - kiln_from)) steps from the cache""#);
-    line(r#"if [ "$kiln_push" = 1 ]; then"#);
-    for (var, _) in &repos {
+    // Each pushed tag; the outputs name the first one pushed.
+    line("kiln_image=");
+    for (i, (var, pushed)) in tags.iter().enumerate() {
+        line(&format!("if [ \"${pushed}\" = 1 ]; then"));
         line(&format!(
-            "  kiln_b push --digestfile \"$kiln_tmp/digest\" \"${var}\" \
-             \"docker://${var}\""
+            "  kiln_b push --digestfile \"$kiln_tmp/digest{i}\" \"${var}\" \"docker://${var}\""
         ));
         line(&format!("  echo \"kiln build: pushed ${var}\""));
+        line(&format!(
+            "  [ -n \"$kiln_image\" ] || {{ kiln_image=\"${{{var}%:*}}\"; \
+             kiln_digest=$(cat \"$kiln_tmp/digest{i}\"); }}"
+        ));
+        line("fi");
     }
-    line(r#"  kiln_digest=$(cat "$kiln_tmp/digest")"#);
+    line(r#"if [ -n "$kiln_image" ]; then"#);
     line(r#"  echo "JOB_OUT digest=$kiln_digest""#);
-    if let Some((_, first)) = repos.first() {
-        line(&format!("  kiln_image={first}"));
-        line(r#"  echo "JOB_OUT image=$kiln_image@$kiln_digest""#);
-    }
+    line(r#"  echo "JOB_OUT image=$kiln_image@$kiln_digest""#);
     line("else");
     line(r#"  echo "JOB_OUT image-id=$(cat "$kiln_tmp/iid")""#);
     line("fi");
@@ -219,6 +302,8 @@ mod tests {
             target: None,
             cache: true,
             push: true,
+            credentials: BTreeMap::new(),
+            insecure_registries: Vec::new(),
         }
     }
 
@@ -227,46 +312,219 @@ mod tests {
         assert_eq!(sq("it's"), r"'it'\''s'");
     }
 
+    /// A stand-in `buildah` on `PATH` that records each call (`login` also its stdin, the
+    /// password) in `calls`, and answers `bud` and `push` with an image id and a digest.
+    const FAKE_BUILDAH: &str = r#"#!/bin/sh
+calls="$(dirname "$0")/calls"
+printf '%s\n' "$*" >>"$calls"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    login) read -r pw; printf 'password %s\n' "$pw" >>"$calls"; [ "$pw" != bad ] || { echo "Error: authentication required" >&2; exit 1; } ;;
+    --iidfile) echo iid123 >"$2" ;;
+    --digestfile) echo "sha256:$(printf %s "$4" | sha256sum | cut -c1-64)" >"$2" ;;
+  esac
+  shift
+done
+"#;
+
+    /// What running the script for `spec` did: its exit status, its output, the recorded
+    /// buildah calls, and the `registries.conf` it wrote (read by the fake at `bud`).
+    struct Ran {
+        ok: bool,
+        out: String,
+        calls: Vec<String>,
+    }
+
+    fn run(spec: &BuildSpec, env: &[(&str, &str)]) -> Ran {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        let fake = bin.join("buildah");
+        // Also keep the registries.conf each call sees.
+        let recording = FAKE_BUILDAH.replacen(
+            "printf '%s\\n' \"$*\" >>\"$calls\"",
+            "printf '%s\\n' \"$*\" >>\"$calls\"; [ -z \"$CONTAINERS_REGISTRIES_CONF\" ] || \
+             grep location \"$CONTAINERS_REGISTRIES_CONF\" | sed 's/^/conf /' >>\"$calls\"",
+            1,
+        );
+        std::fs::write(&fake, recording).unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\n").unwrap();
+        let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+        let out = std::process::Command::new("sh")
+            .args(["-e", "-c", &script(spec)])
+            .current_dir(dir.path())
+            .env_clear()
+            .env("PATH", path)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        let calls = std::fs::read_to_string(bin.join("calls")).unwrap_or_default();
+        Ran {
+            ok: out.status.success(),
+            out: String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+            calls: calls.lines().map(|l| l.replace(&bin.display().to_string(), "BIN")).collect(),
+        }
+    }
+
+    fn calls_of<'a>(ran: &'a Ran, verb: &str) -> Vec<&'a str> {
+        ran.calls.iter().map(String::as_str).filter(|c| c.contains(verb)).collect()
+    }
+
+    const KILN: &[(&str, &str)] = &[
+        ("KILN_REGISTRY", "127.0.0.1:7171"),
+        ("KILN_REGISTRY_TOKEN", "tok"),
+        ("KILN_PROJECT", "shop"),
+    ];
+
     #[test]
     fn a_build_logs_in_builds_with_the_registry_cache_and_pushes() {
         let mut s = spec(&["web:1", "$KILN_REGISTRY/shop/web:latest"]);
         s.build_args.insert("V".into(), "a b".into());
         s.target = Some("release".into());
-        let text = script(&s);
-        assert!(text.contains(r#"kiln_t0="$kiln_reg"/"$kiln_project"/'web':'1'"#), "{text}");
-        assert!(text.contains(r#"kiln_t1="$kiln_reg"/'shop'/'web':'latest'"#), "{text}");
-        assert!(text.contains(r#"[ "$kiln_project" = 'shop' ] || kiln_fail"#), "{text}");
-        assert!(text.contains(r#"kiln_cache="$kiln_reg"/"$kiln_project"/'web'/cache"#));
-        assert!(text.contains("--cache-from \"$kiln_cache\" --cache-to \"$kiln_cache\""));
-        assert!(text.contains("--build-arg 'V=a b'"));
-        assert!(text.contains("--target 'release'"));
-        // TLS unverified only towards Kiln's registry: login, and the registry marked insecure
-        // for bud (base images keep their checks) and push.
-        assert!(text.contains("login --tls-verify=false -u kiln --password-stdin"));
-        assert!(text.contains("insecure = true"), "{text}");
-        assert_eq!(text.matches("tls-verify").count(), 1, "{text}");
-        assert!(text.contains(r#"--digestfile "$kiln_tmp/digest" "$kiln_t1" "docker://$kiln_t1""#));
-        assert!(text.contains(r#"kiln_image="$kiln_reg"/"$kiln_project"/'web'"#), "{text}");
+        let ran = run(&s, KILN);
+        assert!(ran.ok, "{}\n{:#?}", ran.out, ran.calls);
+        // The token went on stdin to Kiln's registry, marked insecure (plain HTTP) alone.
+        assert_eq!(
+            calls_of(&ran, "login"),
+            [
+                "--storage-driver vfs login --tls-verify=false -u kiln --password-stdin 127.0.0.1:7171"
+            ]
+        );
+        assert!(ran.calls.contains(&"password tok".to_string()), "{:#?}", ran.calls);
+        assert!(ran.calls.contains(&"conf location = \"127.0.0.1:7171\"".to_string()));
+        let bud = calls_of(&ran, " bud ");
+        assert_eq!(bud.len(), 1, "{:#?}", ran.calls);
+        for part in [
+            "-t 127.0.0.1:7171/shop/web:1 -t 127.0.0.1:7171/shop/web:latest",
+            "--build-arg V=a b --target release",
+            "--cache-from 127.0.0.1:7171/shop/web/cache --cache-to 127.0.0.1:7171/shop/web/cache",
+        ] {
+            assert!(bud[0].contains(part), "{part} in {}", bud[0]);
+        }
+        assert_eq!(calls_of(&ran, " push ").len(), 2, "{:#?}", ran.calls);
+        // The outputs name the first tag's repository, at its digest.
+        assert!(ran.out.contains("JOB_OUT image=127.0.0.1:7171/shop/web@sha256:"), "{}", ran.out);
+        assert!(ran.out.contains("JOB_OUT digest=sha256:"), "{}", ran.out);
     }
 
     #[test]
-    fn without_cache_or_push_nothing_goes_to_the_registry() {
+    fn another_registry_is_logged_in_to_with_its_secret_on_stdin() {
+        let mut s = spec(&["harbor.example:8443/team/web:2", "web:2"]);
+        s.credentials.insert("harbor.example:8443".into(), "HARBOR_AUTH".into());
+        s.insecure_registries.push("harbor.example:8443".into());
+        let env = [KILN, &[("HARBOR_AUTH", "robot$ci:s3cret:x")]].concat();
+        let ran = run(&s, &env);
+        assert!(ran.ok, "{}\n{:#?}", ran.out, ran.calls);
+        assert_eq!(
+            calls_of(&ran, "login"),
+            [
+                "--storage-driver vfs login --tls-verify=false -u kiln --password-stdin 127.0.0.1:7171",
+                "--storage-driver vfs login --tls-verify=false -u robot$ci --password-stdin harbor.example:8443",
+            ]
+        );
+        // The password (everything after the first ':') only on stdin, never in arguments.
+        assert!(ran.calls.contains(&"password s3cret:x".to_string()), "{:#?}", ran.calls);
+        assert!(!ran.calls.iter().any(|c| !c.starts_with("password") && c.contains("s3cret")));
+        assert!(ran.calls.contains(&"conf location = \"harbor.example:8443\"".to_string()));
+        let push = calls_of(&ran, " push ");
+        assert!(push[0].ends_with("docker://harbor.example:8443/team/web:2"), "{push:#?}");
+        assert!(push[1].ends_with("docker://127.0.0.1:7171/shop/web:2"), "{push:#?}");
+        // The first tag is the output and holds the layer cache.
+        assert!(
+            ran.out.contains("JOB_OUT image=harbor.example:8443/team/web@sha256:"),
+            "{}",
+            ran.out
+        );
+        assert!(
+            calls_of(&ran, " bud ")[0].contains("--cache-to harbor.example:8443/team/web/cache")
+        );
+        assert!(!ran.out.contains("s3cret"), "{}", ran.out);
+    }
+
+    #[test]
+    fn a_registry_without_credentials_is_pushed_to_without_a_login_and_tls_verified() {
+        let s = spec(&["registry.example.com/web:1"]);
+        let ran = run(&s, KILN);
+        assert!(ran.ok, "{}\n{:#?}", ran.out, ran.calls);
+        assert!(
+            ran.out.contains(
+                "kiln build: no credentials for registry.example.com (build.credentials): \
+                 pushing 'registry.example.com/web:1' without a login"
+            ),
+            "{}",
+            ran.out
+        );
+        assert!(!ran.calls.iter().any(|c| c.contains("conf location = \"registry.example.com\"")));
+        assert!(calls_of(&ran, " push ")[0].ends_with("docker://registry.example.com/web:1"));
+    }
+
+    #[test]
+    fn missing_or_refused_credentials_fail_the_build_with_their_cause() {
+        let mut s = spec(&["r.example/team/web:1"]);
+        s.credentials.insert("r.example".into(), "R_AUTH".into());
+        let ran = run(&s, KILN);
+        assert!(!ran.ok);
+        assert!(
+            ran.out.contains(
+                "kiln build: build.credentials: R_AUTH (for r.example) is not set: set a project \
+                 secret R_AUTH to username:password"
+            ),
+            "{}",
+            ran.out
+        );
+        let ran = run(&s, &[KILN, &[("R_AUTH", "nocolon")]].concat());
+        assert!(
+            ran.out.contains("R_AUTH (for r.example) must be username:password"),
+            "{}",
+            ran.out
+        );
+        let ran = run(&s, &[KILN, &[("R_AUTH", "u:bad")]].concat());
+        assert!(!ran.ok);
+        assert!(
+            ran.out.contains(
+                "kiln build: login to r.example refused with the credentials in R_AUTH: Error: \
+                 authentication required"
+            ),
+            "{}",
+            ran.out
+        );
+        assert!(calls_of(&ran, " bud ").is_empty(), "nothing built: {:#?}", ran.calls);
+    }
+
+    #[test]
+    fn without_a_registry_or_with_push_off_nothing_is_pushed() {
         let mut s = spec(&["web"]);
         s.cache = false;
         s.push = false;
-        let text = script(&s);
-        assert!(!text.contains("--cache-to"), "{text}");
-        assert!(
-            text.contains("kiln_push=0; echo \"kiln build: not pushed (build.push is false)\"")
-        );
+        let ran = run(&s, KILN);
+        assert!(ran.ok, "{}", ran.out);
+        assert!(ran.out.contains("kiln build: not pushed (build.push is false)"));
+        assert!(calls_of(&ran, " push ").is_empty() && calls_of(&ran, "login").is_empty());
+        assert!(!calls_of(&ran, " bud ")[0].contains("--cache-to"));
+        assert!(ran.out.contains("JOB_OUT image-id=iid123"), "{}", ran.out);
+        // `kiln run`: no KILN_REGISTRY.
+        let ran = run(&spec(&["web"]), &[]);
+        assert!(ran.ok, "{}", ran.out);
+        assert!(ran.out.contains("kiln build: not pushed: no registry (KILN_REGISTRY is not set)"));
+        assert!(calls_of(&ran, " push ").is_empty(), "{:#?}", ran.calls);
+        assert!(ran.calls.iter().any(|c| c.contains("-t localhost/local/web:latest")));
     }
 
     #[test]
-    fn a_bad_rendered_tag_fails_before_buildah() {
-        let text = script(&spec(&["Bad:1"]));
+    fn a_bad_rendered_tag_or_another_project_fails_before_buildah() {
+        let ran = run(&spec(&["Bad:1"]), KILN);
+        assert!(!ran.ok);
+        assert!(ran.out.contains("kiln build: build tag: 'Bad:1': 'Bad' is not"), "{}", ran.out);
+        let ran = run(&spec(&["127.0.0.1:7171/other/web:1"]), KILN);
+        assert!(!ran.ok);
         assert!(
-            text.contains("kiln_fail 'build tag: '\\''Bad:1'\\'': '\\''Bad'\\'' is not"),
-            "{text}"
+            ran.out.contains("is in project 'other'") || ran.out.contains("is in project other"),
+            "{}",
+            ran.out
         );
+        assert!(ran.calls.is_empty(), "{:#?}", ran.calls);
     }
 }

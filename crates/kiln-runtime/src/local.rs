@@ -586,6 +586,15 @@ impl Driver {
         }
         spec.env.extend(self.setup.env.clone());
         spec.env.extend(kiln_workflow::run_env::attempt_env(job.as_str(), attempt));
+        // A build's `credentials` name project secrets on a server; here, variables of this
+        // environment (as `source.credentials` does), unless the job's env sets them.
+        if let RunSpec::Build(build) = &start.job.run {
+            for var in build.credentials.values() {
+                if let (false, Ok(value)) = (spec.env.contains_key(var), std::env::var(var)) {
+                    spec.env.insert(var.clone(), value);
+                }
+            }
+        }
         spec.host_network = start.job.scheduling.host_network;
         // As on the server: the artifacts of needed jobs that keep some, in `needs` order.
         let inputs: Vec<String> = start

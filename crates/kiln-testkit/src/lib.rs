@@ -4,10 +4,12 @@
 //! waiting with a deadline ([`wait`]), a TCP proxy whose connections a test can cut
 //! ([`CuttableProxy`]), the real peers some tests run against ([`peer`]), a generated C
 //! project to build ([`c_project`]), tiny images pushed to a server's registry
-//! ([`push_image`]) and Docker engines of a test's own ([`PrivateEngine`]). A dev-dependency
+//! ([`push_image`]), Docker engines of a test's own ([`PrivateEngine`]) and another registry
+//! with a login ([`Distribution`]). A dev-dependency
 //! only: no library or binary depends on it.
 
 mod cproject;
+mod distribution;
 mod engine;
 mod image;
 pub mod postgres;
@@ -18,6 +20,7 @@ pub mod wait;
 use kiln_api::pool::{AttrValue, PortRange, Resources};
 
 pub use cproject::c_project;
+pub use distribution::{DISTRIBUTION_PASSWORD, DISTRIBUTION_USER, Distribution};
 pub use engine::PrivateEngine;
 pub use image::push_image;
 pub use proxy::CuttableProxy;

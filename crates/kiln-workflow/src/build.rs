@@ -1,13 +1,15 @@
 //! Image builds in jobs (`build:`): a Dockerfile of the job's workspace built with buildah
 //! (daemonless, no Docker socket, no privileged container) and pushed to Kiln's registry with
-//! the job's own registry token. Its raw form as written (with the JSON Schema), reading it
+//! the job's own registry token, or to another registry with a login from a project secret
+//! (`credentials`). Its raw form as written (with the JSON Schema), reading it
 //! with the workflow's [`Reader`], checking it with its [`Checker`], the checked
 //! [`BuildSpec`] a plan carries in `RunSpec::Build`, and [`parse_tag`], the one reading of a
 //! tag (the checker's and `kiln-runtime`'s, which turns a build into buildah commands).
 //!
-//! Invariants (after `compile`): a build has at least one tag; literal tags are in Kiln's
-//! registry (`$KILN_REGISTRY/<project>/<name>:<tag>` or a short `<name>:<tag>` of the run's
-//! project); context and Dockerfile are relative paths that stay in the workspace; values
+//! Invariants (after `compile`): a build has at least one tag; literal tags read by
+//! [`parse_tag`] (Kiln's registry as `$KILN_REGISTRY/<project>/<name>:<tag>` or a short
+//! `<name>:<tag>` of the run's project, or a literal host); `credentials` and
+//! `insecure-registries` name hosts ([`check_host`]) and credentials name variables; context and Dockerfile are relative paths that stay in the workspace; values
 //! may hold templates (checked again once rendered). A job with `build:` has no `image`,
 //! `script`, `command`, `args`, `services` or `workdir` (the reader refuses them beside it).
 
@@ -41,6 +43,14 @@ pub struct BuildSpec {
     pub cache: bool,
     /// Push the tags (default true); `false` builds only.
     pub push: bool,
+    /// Registries other than Kiln's, by host (`host[:port]`), and the variable (a project
+    /// secret on a server) holding `username:password` to log in with.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub credentials: BTreeMap<String, String>,
+    /// Registries other than Kiln's reached without TLS verification (plain HTTP or a
+    /// self-signed certificate).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub insecure_registries: Vec<String>,
 }
 
 /// `build:` as written.
@@ -70,12 +80,28 @@ pub struct RawBuild {
     /// Push the tags (default `true`); `false` builds only.
     #[schemars(with = "Option<bool>")]
     pub push: Option<Sp<bool>>,
+    /// Logins for registries other than Kiln's: `host[:port]` to the name of a variable (a
+    /// project secret on a server) holding `username:password`.
+    #[schemars(with = "Option<BTreeMap<String, String>>")]
+    pub credentials: Option<Entries<Sp<String>>>,
+    /// Registries other than Kiln's to reach without TLS verification (plain HTTP).
+    #[schemars(rename = "insecure-registries", with = "Option<Vec<String>>")]
+    pub insecure_registries: Option<Sp<Vec<Sp<String>>>>,
 }
 
 impl RawBuild {
     /// The keys of `build`.
-    pub const KEYS: &[&str] =
-        &["context", "dockerfile", "tags", "build-args", "target", "cache", "push"];
+    pub const KEYS: &[&str] = &[
+        "context",
+        "dockerfile",
+        "tags",
+        "build-args",
+        "target",
+        "cache",
+        "push",
+        "credentials",
+        "insecure-registries",
+    ];
 }
 
 /// Keys of a job that mean nothing beside `build:` (the builder runs in the job's place).
@@ -89,7 +115,9 @@ pub enum TagRegistry {
     Kiln,
     /// A short `<name>:<tag>`: Kiln's registry and the run's project.
     Short,
-    /// A literal host (`127.0.0.1:7171/…`): pushed only when it is the job's `KILN_REGISTRY`.
+    /// A literal host (`127.0.0.1:7171/…`, `registry.example.com/…`): Kiln's registry when it
+    /// is the job's `KILN_REGISTRY`, else another registry (logged in to with
+    /// `credentials`).
     Host(String),
 }
 
@@ -98,7 +126,8 @@ pub enum TagRegistry {
 pub struct ImageTag {
     /// Its registry.
     pub registry: TagRegistry,
-    /// The project (the first path component); `None` for [`TagRegistry::Short`].
+    /// The project (the first path component); `None` for [`TagRegistry::Short`] and for a
+    /// one-component path on a literal host (`localhost:5000/web`, another registry's).
     pub project: Option<String>,
     /// The repository in the project (may hold `/`).
     pub name: String,
@@ -106,8 +135,8 @@ pub struct ImageTag {
     pub tag: String,
 }
 
-/// Reads a build tag: `$KILN_REGISTRY/<project>/<name>[:<tag>]`, `<host>/<project>/<name>[:<tag>]`
-/// or `<name>[:<tag>]`. The error says what was expected.
+/// Reads a build tag: `$KILN_REGISTRY/<project>/<name>[:<tag>]`, `<host>/<path>[:<tag>]` or
+/// `<name>[:<tag>]`. The error says what was expected.
 pub fn parse_tag(text: &str) -> Result<ImageTag, String> {
     let text = text.trim();
     if text.is_empty() {
@@ -151,6 +180,7 @@ pub fn parse_tag(text: &str) -> Result<ImageTag, String> {
     }
     let (project, name) = match registry {
         TagRegistry::Short => (None, repo.to_owned()),
+        TagRegistry::Host(_) if !repo.contains('/') => (None, repo.to_owned()),
         _ => match repo.split_once('/') {
             Some((project, name)) => (Some(project.to_owned()), name.to_owned()),
             None => {
@@ -162,6 +192,28 @@ pub fn parse_tag(text: &str) -> Result<ImageTag, String> {
         },
     };
     Ok(ImageTag { registry, project, name, tag: tag.to_owned() })
+}
+
+/// Checks a registry host as `credentials` and `insecure-registries` name it: `host[:port]`,
+/// no scheme and no path.
+pub fn check_host(host: &str) -> Result<(), String> {
+    let (name, port) = match host.rsplit_once(':') {
+        Some((name, port)) => (name, Some(port)),
+        None => (host, None),
+    };
+    let name_ok = !name.is_empty()
+        && name.len() <= 253
+        && name.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-'))
+        && !name.starts_with(['.', '-']);
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0));
+    if name_ok && port_ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "'{host}' is not a registry host: expected host[:port] such as \
+             registry.example.com or 10.0.0.5:5000 (no scheme, no path)"
+        ))
+    }
 }
 
 /// `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`, the distribution spec's tag.
@@ -220,6 +272,12 @@ impl Reader<'_> {
                 target: f.get("target").and_then(|n| self.text(n, "build target")),
                 cache: f.get("cache").and_then(|n| self.bool(n, "build cache")),
                 push: f.get("push").and_then(|n| self.bool(n, "build push")),
+                credentials: f
+                    .get("credentials")
+                    .and_then(|n| self.text_map(n, "build credentials")),
+                insecure_registries: f
+                    .get("insecure-registries")
+                    .and_then(|n| self.text_or_list(n, "build insecure-registries", false)),
             },
             node.origin,
         ))
@@ -281,6 +339,31 @@ impl Checker<'_> {
                 );
             }
         }
+        let mut credentials = BTreeMap::new();
+        for (host, var) in b.credentials.iter().flat_map(|c| &c.0) {
+            if let Err(e) = check_host(&host.value) {
+                self.error(host.at.pos, format!("build credentials: {e}"));
+            }
+            if !is_env_name(&var.value) {
+                self.error(
+                    var.at.pos,
+                    format!(
+                        "build credentials '{}': expected the name of a variable holding \
+                         username:password (a project secret on a server), such as \
+                         REGISTRY_AUTH, not '{}'",
+                        host.value, var.value
+                    ),
+                );
+            }
+            credentials.insert(host.value.clone(), var.value.clone());
+        }
+        let mut insecure_registries = Vec::new();
+        for host in b.insecure_registries.iter().flat_map(|h| &h.value) {
+            if let Err(e) = check_host(&host.value) {
+                self.error(host.at.pos, format!("build insecure-registries: {e}"));
+            }
+            insecure_registries.push(host.value.clone());
+        }
         let context = b.context.as_ref().map_or_else(|| ".".to_owned(), |c| c.value.clone());
         let dockerfile = b.dockerfile.as_ref().map_or_else(
             || match context.trim_end_matches('/') {
@@ -297,6 +380,8 @@ impl Checker<'_> {
             target: b.target.as_ref().map(|t| t.value.clone()),
             cache: b.cache.as_ref().is_none_or(|c| c.value),
             push: b.push.as_ref().is_none_or(|p| p.value),
+            credentials,
+            insecure_registries,
         })
     }
 }
@@ -326,6 +411,10 @@ mod tests {
             Ok(tag(TagRegistry::Kiln, Some("shop"), "a/b", "latest"))
         );
         assert_eq!(
+            parse_tag("localhost:5000/web"),
+            Ok(tag(TagRegistry::Host("localhost:5000".into()), None, "web", "latest"))
+        );
+        assert_eq!(
             parse_tag("127.0.0.1:7171/shop/web:2"),
             Ok(tag(TagRegistry::Host("127.0.0.1:7171".into()), Some("shop"), "web", "2"))
         );
@@ -339,5 +428,15 @@ mod tests {
         assert!(err("$KILN_REGISTRY/web:1").contains("the project is missing"));
         assert!(err("web@sha256:00").contains("names a digest"));
         assert!(err(" ").contains("must not be empty"));
+    }
+
+    #[test]
+    fn registry_hosts_are_host_and_port_only() {
+        assert_eq!(check_host("registry.example.com"), Ok(()));
+        assert_eq!(check_host("127.0.0.1:5000"), Ok(()));
+        for bad in ["https://r.example", "r.example/team", "r.example:0", "r.example:x", ""] {
+            let e = check_host(bad).unwrap_err();
+            assert!(e.contains("expected host[:port]"), "{bad}: {e}");
+        }
     }
 }

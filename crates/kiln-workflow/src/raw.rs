@@ -540,8 +540,9 @@ pub struct RawJob {
     /// `matrix` and `environment` go with it.
     pub deploy: Option<Sp<crate::server_job::RawDeploy>>,
     /// Builds an image from a Dockerfile of the workspace with buildah (no Docker socket, no
-    /// privileged container) and pushes it to Kiln's registry: `{ context, dockerfile, tags,
-    /// build-args, target, cache, push }`. The job's outputs `digest` and `image` name what
+    /// privileged container) and pushes it to Kiln's registry (or another, logged in to with
+    /// a secret): `{ context, dockerfile, tags, build-args, target, cache, push, credentials,
+    /// insecure-registries }`. The job's outputs `digest` and `image` name what
     /// was pushed. Not with `image`, `script`, `command`, `args`, `services` or `workdir`.
     pub build: Option<Sp<crate::build::RawBuild>>,
     /// The project environment the job runs in (GitLab's `environment:`): it gets the

@@ -5,12 +5,14 @@
 //! a rebuild of the same commit takes every step from the layer cache in the registry.
 //! Bad input fails the job with a clear last line: a broken Dockerfile (its line), a
 //! Dockerfile that does not exist, a tag in another project. A process agent builds with
-//! the host's buildah. Ports 48200-48299.
+//! the host's buildah, and pushes to another registry (CNCF distribution with a password
+//! file) with a login from a project secret. Ports 48200-48299.
 
 use std::time::Duration;
 
 use kiln_api::pool::AttrValue;
 use kiln_testkit::wait::until;
+use kiln_testkit::{DISTRIBUTION_PASSWORD, DISTRIBUTION_USER, Distribution};
 
 use crate::git::{GitServer, TOKEN, USER, WorkingCopy};
 use crate::support::{Backend, TestServer, job, log_text, on_loopback};
@@ -261,5 +263,74 @@ async fn a_process_agent_builds_with_the_hosts_buildah_and_pushes() {
     assert_eq!(&tags[0].digest, digest);
     // buildah's storage is the agent's, under its workspaces directory.
     assert!(s.dir().join("ws-builds-host/buildah").is_dir(), "{log:#?}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_build_pushes_to_another_registry_with_a_login_from_a_project_secret() {
+    let gits = GitServer::start().await;
+    let url = repository(&gits);
+    let registry = Distribution::start(48291).await;
+    let other = registry.host.clone();
+    let s = TestServer::start_full(Backend::Sqlite, 0, Duration::from_secs(30)).await;
+    let _agent = s.agent("builds-other", 2, on_loopback(&[], 48285));
+    s.admin.create_project("shop").await.unwrap();
+    s.admin.set_secret("shop", "GIT_TOKEN", &format!("{USER}:{TOKEN}")).await.unwrap();
+    s.admin
+        .set_secret("shop", "OTHER_AUTH", &format!("{DISTRIBUTION_USER}:{DISTRIBUTION_PASSWORD}"))
+        .await
+        .unwrap();
+    let build = |auth: &str| {
+        [
+            format!("name: other-{auth}"),
+            format!("source: {{ repository: '{url}', credentials: GIT_TOKEN }}"),
+            "stages:".into(),
+            "  - name: build".into(),
+            "    jobs:".into(),
+            "      image:".into(),
+            "        build:".into(),
+            format!("          tags: ['{other}/team/app:1', app:1]"),
+            format!("          credentials: {{ '{other}': {auth} }}"),
+            format!("          insecure-registries: ['{other}']"),
+        ]
+        .join("\n")
+    };
+    s.admin.set_secret("shop", "WRONG_AUTH", "robot:not-the-password").await.unwrap();
+    s.apply("shop", "other", &build("OTHER_AUTH")).await;
+    s.apply("shop", "wrong", &build("WRONG_AUTH")).await;
+
+    let run = s.trigger("shop", "other", &[]).await;
+    let d = s.wait_final(&run.id).await;
+    let log = log_text(&s, &run.id, Some("image")).await;
+    assert_eq!(d.run.state, "success", "{d:#?}\n{log:#?}");
+    let outputs = &job(&d, "image").outputs;
+    let digest = outputs["digest"].clone();
+    assert_eq!(outputs["image"], format!("{other}/team/app@{digest}"), "{outputs:#?}");
+    // The other registry has it, behind its login; Kiln's registry has the second tag.
+    assert_eq!(registry.digest("team/app:1", true), Ok(digest.clone()));
+    let anonymous = registry.digest("team/app:1", false).unwrap_err();
+    assert!(
+        anonymous.contains("unauthorized") || anonymous.contains("authentication required"),
+        "{anonymous}"
+    );
+    let tags = s.admin.registry_tags("shop/app").await.unwrap();
+    assert_eq!(tags.len(), 1, "{tags:#?}");
+    // The password is nowhere in the log.
+    assert!(!log.iter().any(|l| l.contains(DISTRIBUTION_PASSWORD)), "{log:#?}");
+
+    // A wrong password fails the job before anything is built, with the registry's answer.
+    let run = s.trigger("shop", "wrong", &[]).await;
+    let d = s.wait_final(&run.id).await;
+    assert_eq!(d.run.state, "failure", "{d:#?}");
+    let log = log_text(&s, &run.id, Some("image")).await;
+    let last =
+        log.iter().rev().find(|l| l.starts_with("kiln build: ")).cloned().unwrap_or_default();
+    assert!(
+        last.starts_with(&format!(
+            "kiln build: login to {other} refused with the credentials in WRONG_AUTH: "
+        )),
+        "{log:#?}"
+    );
+    assert!(!log.iter().any(|l| l.contains("not-the-password")), "{log:#?}");
     s.stop().await;
 }

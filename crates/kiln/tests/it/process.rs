@@ -107,10 +107,9 @@ fn timestamps_prefix_log_lines_on_request() {
     );
 }
 
-#[test]
-fn a_build_job_builds_with_the_hosts_buildah_and_says_it_is_not_pushed() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = dir.path().join("repo");
+/// A git repository in `dir/repo` whose Dockerfile copies busybox in and runs one step.
+fn build_repository(dir: &std::path::Path) -> std::path::PathBuf {
+    let repo = dir.join("repo");
     std::fs::create_dir_all(&repo).unwrap();
     std::fs::copy("/usr/bin/busybox", repo.join("busybox")).expect("busybox on this host");
     std::fs::write(
@@ -126,6 +125,13 @@ fn a_build_job_builds_with_the_hosts_buildah_and_says_it_is_not_pushed() {
         let ok = std::process::Command::new("git").args(args).current_dir(&repo).status();
         assert!(ok.unwrap().success(), "git {args:?}");
     }
+    repo
+}
+
+#[test]
+fn a_build_job_builds_with_the_hosts_buildah_and_says_it_is_not_pushed() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = build_repository(dir.path());
     let file = dir.path().join("build.yml");
     let yaml = format!(
         "name: img\nsource: {{ repository: '{}' }}\nstages:\n  - name: b\n    jobs:\n      \
@@ -150,4 +156,44 @@ fn a_build_job_builds_with_the_hosts_buildah_and_says_it_is_not_pushed() {
     assert!(stdout.contains("image-id=sha256:"), "{stdout}");
     // buildah's storage was the executor's, under its directory.
     assert!(tmp.join("buildah").is_dir());
+}
+
+/// `kiln run` pushes a tag on another registry, logged in to with the variable of this
+/// environment that `credentials` names (a project secret on a server).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_job_pushes_to_another_registry_with_credentials_from_the_environment() {
+    let registry = kiln_testkit::Distribution::start(48292).await;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = build_repository(dir.path());
+    let file = dir.path().join("build.yml");
+    let host = &registry.host;
+    let yaml = [
+        "name: img".to_string(),
+        format!("source: {{ repository: '{}' }}", repo.display()),
+        "stages:".into(),
+        "  - name: b".into(),
+        "    jobs:".into(),
+        "      image:".into(),
+        "        build:".into(),
+        format!("          tags: ['{host}/team/app:1']"),
+        format!("          credentials: {{ '{host}': REG_AUTH }}"),
+        format!("          insecure-registries: ['{host}']"),
+    ]
+    .join("\n");
+    std::fs::write(&file, yaml).unwrap();
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let auth =
+        format!("{}:{}", kiln_testkit::DISTRIBUTION_USER, kiln_testkit::DISTRIBUTION_PASSWORD);
+    let out = kiln()
+        .args(["run", file.to_str().unwrap(), "--executor", "process", "-o", "json", "--source"])
+        .arg(&repo)
+        .env("TMPDIR", &tmp)
+        .env("REG_AUTH", &auth)
+        .output()
+        .unwrap();
+    let (stdout, _) = assert_code(&out, 0);
+    let digest = registry.digest("team/app:1", true).expect("pushed to the other registry");
+    assert!(stdout.contains(&format!("{host}/team/app@{digest}")), "{stdout}");
+    assert!(!stdout.contains(kiln_testkit::DISTRIBUTION_PASSWORD), "{stdout}");
 }
