@@ -96,6 +96,36 @@ macro_rules! with_tx {
     };
 }
 
+/// Inside a `with_tx!` body: one pending `registry_outbox` row of `$kind` (`push`,
+/// `vulnerability`) for the registry event `$event` per webhook of `$project` that takes that
+/// kind, due at `$at`. The registry's push events and the scanner's vulnerability events queue
+/// their deliveries here, in the transaction that records the event.
+macro_rules! enqueue_deliveries {
+    ($tx:ident, $what:expr, $project:expr, $kind:expr, $event:expr, $at:expr) => {{
+        let hooks: Vec<(String, String)> = sqlx::query_as(
+            "SELECT id, events FROM registry_webhooks WHERE project_id = $1 ORDER BY id",
+        )
+        .bind($project)
+        .fetch_all(&mut *$tx)
+        .await
+        .ctx($what)?;
+        for (hook, _) in hooks.iter().filter(|(_, events)| crate::registry::takes(events, $kind)) {
+            sqlx::query(
+                "INSERT INTO registry_outbox (id, webhook_id, kind, event_id, attempts, next_at, \
+                 state, updated_at) VALUES ($1, $2, $3, $4, 0, $5, 'pending', $5)",
+            )
+            .bind(uuid::Uuid::now_v7().to_string())
+            .bind(hook)
+            .bind($kind)
+            .bind($event)
+            .bind($at)
+            .execute(&mut *$tx)
+            .await
+            .ctx($what)?;
+        }
+    }};
+}
+
 mod artifacts;
 mod caches;
 mod config;

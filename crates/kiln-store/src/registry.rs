@@ -628,24 +628,7 @@ impl Store {
                 .fetch_one(&mut *tx)
                 .await
                 .ctx(what)?;
-            let hooks: Vec<(String, String)> = sqlx::query_as(
-                "SELECT id, events FROM registry_webhooks WHERE project_id = $1 ORDER BY id")
-                .bind(&project)
-                .fetch_all(&mut *tx)
-                .await
-                .ctx(what)?;
-            for (hook, _) in hooks.iter().filter(|(_, events)| takes(events, "push")) {
-                sqlx::query(
-                    "INSERT INTO registry_outbox (id, webhook_id, kind, event_id, attempts, \
-                     next_at, state, updated_at) VALUES ($1, $2, 'push', $3, 0, $4, 'pending', $4)")
-                    .bind(uuid::Uuid::now_v7().to_string())
-                    .bind(hook)
-                    .bind(&id)
-                    .bind(at)
-                    .execute(&mut *tx)
-                    .await
-                    .ctx(what)?;
-            }
+            enqueue_deliveries!(tx, what, &project, "push", &id, at);
             ManifestPut::Stored(Box::new(event.into_event()?))
         });
         Ok(put)

@@ -17,7 +17,6 @@ use sqlx::types::Json;
 
 use crate::error::Ctx;
 use crate::model::{db_int, int};
-use crate::registry::takes;
 use crate::{ProjectId, RegistryEvent, Result, Store, StoreError, now};
 
 /// An advisory to store ([`Store::import_advisories`]).
@@ -326,25 +325,7 @@ impl Store {
                         .fetch_one(&mut *tx)
                         .await
                         .ctx(what)?;
-                    let hooks: Vec<(String, String)> = sqlx::query_as(
-                        "SELECT id, events FROM registry_webhooks WHERE project_id = $1 ORDER BY id")
-                        .bind(&project)
-                        .fetch_all(&mut *tx)
-                        .await
-                        .ctx(what)?;
-                    for (hook, _) in hooks.iter().filter(|(_, e)| takes(e, "vulnerability")) {
-                        sqlx::query(
-                            "INSERT INTO registry_outbox (id, webhook_id, kind, event_id, attempts, \
-                             next_at, state, updated_at) \
-                             VALUES ($1, $2, 'vulnerability', $3, 0, $4, 'pending', $4)")
-                            .bind(uuid::Uuid::now_v7().to_string())
-                            .bind(hook)
-                            .bind(&id)
-                            .bind(at)
-                            .execute(&mut *tx)
-                            .await
-                            .ctx(what)?;
-                    }
+                    enqueue_deliveries!(tx, what, &project, "vulnerability", &id, at);
                     events.push(row.into_event()?);
                 }
             }
