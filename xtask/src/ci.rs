@@ -5,9 +5,10 @@
 //! skips PostgreSQL: those tests then run on SQLite only. Chromium and chromedriver are
 //! installed for the web UI's browser tests, which run with `KILN_REQUIRE_BROWSER=1`;
 //! Debian's prometheus and distcc for the services' tests, which run with `KILN_REQUIRE_PEERS=1`.
-//! Last, with `KILN_CI_FUZZ=1`, a short pass of every fuzz target (`cargo xtask fuzz --time
-//! 5`): off by default for now, since the fuzz crate's first release build (sanitizers, the
-//! server included) takes longer on 2 cores than the rest of CI; `cargo xtask fuzz` runs it.
+//! Last, a short pass of every fuzz target (`cargo xtask fuzz --dev --time 5`): an
+//! unoptimised build (a release build of the fuzz crate, the server included, takes longer on
+//! 2 cores than the rest of CI), which replays the committed corpus and tries a little more;
+//! `KILN_CI_FUZZ=0` skips it. Long runs: `cargo xtask fuzz --time 600`.
 
 use anyhow::Result;
 
@@ -17,7 +18,7 @@ use crate::{browser, engine, fuzz, images, peers, postgres, tidy};
 
 /// Runs the CI steps in order.
 pub fn run() -> Result<()> {
-    let fuzz = std::env::var_os(FUZZ_VAR).is_some_and(|v| v == "1");
+    let fuzz = std::env::var_os(FUZZ_VAR).is_none_or(|v| v != "0");
     let mut steps = Steps::new(if fuzz { 10 } else { 9 });
     let result = run_steps(&mut steps, fuzz);
     steps.summary();
@@ -67,16 +68,14 @@ fn run_steps(steps: &mut Steps, with_fuzz: bool) -> Result<()> {
         step::run(&mut test)
     })?;
     if !with_fuzz {
-        println!(
-            "the fuzz pass is off ({FUZZ_VAR}=1 turns it on; `cargo xtask fuzz` runs it alone)"
-        );
+        println!("the fuzz pass is off ({FUZZ_VAR}=0; `cargo xtask fuzz` runs it alone)");
         return Ok(());
     }
-    let title = format!("cargo xtask fuzz --time {CI_FUZZ_SECONDS}");
-    steps.run(&title, || fuzz::run(CI_FUZZ_SECONDS, &[]))
+    let title = format!("cargo xtask fuzz --dev --time {CI_FUZZ_SECONDS}");
+    steps.run(&title, || fuzz::run(CI_FUZZ_SECONDS, true, &[]))
 }
 
-/// Turns the short fuzz pass on (`1`).
+/// Turns the short fuzz pass off (`0`).
 const FUZZ_VAR: &str = "KILN_CI_FUZZ";
 
 /// Seconds each fuzz target runs in CI: enough to replay the committed corpus (every input

@@ -71,23 +71,31 @@ pub fn parse_stats(output: &str) -> Stats {
     stats
 }
 
-/// Runs `only` (every target when empty) for `seconds` each.
-pub fn run(seconds: u64, only: &[String]) -> Result<()> {
+/// Runs `only` (every target when empty) for `seconds` each, built with optimisations unless
+/// `dev`.
+pub fn run(seconds: u64, dev: bool, only: &[String]) -> Result<()> {
     for name in only {
         if !TARGETS.contains(&name.as_str()) {
             bail!("no fuzz target {name:?}: the targets are {}", TARGETS.join(", "));
         }
     }
     ensure_cargo_fuzz()?;
-    println!("\n==> building the fuzz targets");
-    step::run(cargo().current_dir("fuzz").args(["fuzz", "build", "-s", "none"]).args(FEATURES))?;
+    let profile: &[&str] = if dev { &["--dev"] } else { &[] };
+    println!("\n==> building the fuzz targets{}", if dev { " (--dev)" } else { "" });
+    step::run(
+        cargo()
+            .current_dir("fuzz")
+            .args(["fuzz", "build", "-s", "none"])
+            .args(profile)
+            .args(FEATURES),
+    )?;
     let mut results = Vec::new();
     let mut failed = Vec::new();
     for target in TARGETS {
         if !only.is_empty() && !only.iter().any(|o| o == target) {
             continue;
         }
-        let (took, stats) = run_target(target, seconds)?;
+        let (took, stats) = run_target(target, seconds, profile)?;
         if !stats.crashes.is_empty() {
             failed.push(target);
         }
@@ -133,8 +141,9 @@ fn ensure_cargo_fuzz() -> Result<()> {
     Ok(())
 }
 
-/// Runs one (built) target for `seconds`; its duration and stats.
-fn run_target(target: &str, seconds: u64) -> Result<(Duration, Stats)> {
+/// Runs one (built) target for `seconds` (`profile`: `--dev` or nothing, as it was built);
+/// its duration and stats.
+fn run_target(target: &str, seconds: u64, profile: &[&str]) -> Result<(Duration, Stats)> {
     let fuzz = PathBuf::from("fuzz");
     let work = fuzz.join("target").join("corpus").join(target);
     let logs = fuzz.join("target").join("logs");
@@ -146,6 +155,7 @@ fn run_target(target: &str, seconds: u64) -> Result<(Duration, Stats)> {
     command
         .current_dir(&fuzz)
         .args(["fuzz", "run", "-s", "none"])
+        .args(profile)
         .args(FEATURES)
         .arg(target)
         .arg(relative(&work, &fuzz))

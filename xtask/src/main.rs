@@ -48,6 +48,10 @@ enum Task {
         /// Seconds per target.
         #[arg(long, default_value_t = fuzz::DEFAULT_SECONDS)]
         time: u64,
+        /// Build without optimisations (`cargo fuzz build --dev`): builds in a fraction of
+        /// the time, runs fewer inputs per second; what CI's short pass uses.
+        #[arg(long)]
+        dev: bool,
         /// Only these targets: workflow_yaml, expr, constraints, agent_protocol,
         /// oci_manifest, webhook.
         targets: Vec<String>,
@@ -79,7 +83,7 @@ fn run(task: Task) -> Result<()> {
         Task::Ci => ci::run(),
         Task::Tidy => tidy::run(),
         Task::Images => images::run(),
-        Task::Fuzz { time, targets } => fuzz::run(time, &targets),
+        Task::Fuzz { time, dev, targets } => fuzz::run(time, dev, &targets),
         Task::Bench { only } => bench::run(only.as_deref()),
     }
 }

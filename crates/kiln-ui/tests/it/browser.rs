@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use crate::support::{CuttableProxy, TestServer, host};
 
 mod config;
+mod contrast;
 mod deploys;
 mod environments;
 mod scans;
