@@ -253,3 +253,60 @@ fn block_on(f: impl std::future::Future<Output = ExitCode>) -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::Cli;
+
+    /// The `kiln …` commands the web UI shows as hints (`h('code', {}, …)` in app.js), with
+    /// each JavaScript expression between literals replaced by `x`.
+    fn ui_hints() -> Vec<String> {
+        let js = include_str!("../../kiln-ui/src/assets/app.js");
+        let mut hints = Vec::new();
+        for (start, _) in js.match_indices("h('code', {}, ") {
+            let rest = &js[start + "h('code', {}, ".len()..];
+            // The argument: quoted literals and expressions joined by `+`, up to the `)` that
+            // closes `h(` at depth 0.
+            let (mut depth, mut quoted, mut end) = (0i32, false, rest.len());
+            for (i, c) in rest.char_indices() {
+                match c {
+                    '\'' => quoted = !quoted,
+                    '(' if !quoted => depth += 1,
+                    ')' if !quoted && depth == 0 => {
+                        end = i;
+                        break;
+                    }
+                    ')' if !quoted => depth -= 1,
+                    _ => {}
+                }
+            }
+            let text: String = rest[..end]
+                .split(" + ")
+                .map(|part| {
+                    match part.trim().strip_prefix('\'').and_then(|p| p.strip_suffix('\'')) {
+                        Some(literal) => literal.to_string(),
+                        None => "x".to_string(),
+                    }
+                })
+                .collect();
+            if text.starts_with("kiln ") {
+                hints.push(text);
+            }
+        }
+        hints
+    }
+
+    #[test]
+    fn every_command_the_web_ui_suggests_parses() {
+        let hints = ui_hints();
+        assert!(hints.len() >= 8, "{hints:#?}");
+        for hint in &hints {
+            let args: Vec<&str> = hint.split_whitespace().collect();
+            if let Err(e) = Cli::try_parse_from(&args) {
+                panic!("the UI suggests `{hint}`, which kiln refuses:\n{e}");
+            }
+        }
+    }
+}

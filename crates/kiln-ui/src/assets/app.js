@@ -322,7 +322,7 @@
     }
     if (!pipelines.length) {
       body.append(h('div', { class: 'notice' }, h('b', {}, 'No pipelines yet. '),
-        'Store one with ', h('code', {}, 'kiln pipeline apply PROJECT NAME workflow.yml'), '.'));
+        'Store one with ', h('code', {}, 'kiln pipeline apply workflow.yml --project PROJECT'), '.'));
       return;
     }
     const byPipe = new Map();
@@ -1260,7 +1260,7 @@
 
   /** The nodes as `kiln nodes` lists them, with one column per attribute. */
   function nodeTable(nodes, admin, act) {
-    if (!nodes.length) return h('div', { class: 'empty' }, 'No node has joined: start one with ', h('code', {}, 'kiln agent --server … --token …'), '.');
+    if (!nodes.length) return h('div', { class: 'empty' }, 'No node has joined: start one with ', h('code', {}, 'kiln agent --server ' + location.origin + ' --token-file FILE'), '.');
     const keys = [...new Set(nodes.flatMap((n) => Object.keys(n.attributes)))].sort();
     return h('div', { class: 'scroll' }, h('table', { class: 'nodes' },
       h('thead', {}, h('tr', {}, h('th', { class: 'num' }, '#'), h('th', {}, 'Name'), h('th', { class: 'hide-sm' }, 'IP'), h('th', { class: 'hide-sm' }, 'Hostname'),
@@ -1690,7 +1690,7 @@
         ? h('div', { class: 'plots' }, [...byName].map(([metric, lines]) => h('div', { class: 'metric', 'data-metric': metric },
           h('h3', { class: 'mono' }, metric),
           linePlot(lines, fmtNum, metric + ' per instance over the last hour', { from, to }))))
-        : h('div', { class: 'notice', 'data-metrics': 'none' }, 'No scrape rule matches this service (see ', h('code', {}, 'kiln metric apply'), ').'));
+        : h('div', { class: 'notice', 'data-metrics': 'none' }, 'No scrape rule matches this service (see ', h('code', {}, 'kiln metric apply FILE --project P'), ').'));
       later(p, 5000, load);
     };
     load();
