@@ -1121,50 +1121,14 @@
 
   // ---------------------------------------------------------------- pool and registry
 
-  async function openapiPaths(p) {
-    const doc = await api('GET', '/api/openapi.json', undefined, { signal: p.ctl.signal });
-    return Object.keys(doc.paths || {});
-  }
-
   async function viewPool(p, el) {
     setTitle('Pool');
     el.append(h('div', { class: 'head' }, h('h1', {}, 'Pool')));
     const opts = { signal: p.ctl.signal };
-    let paths = null;
-    try {
-      paths = await openapiPaths(p);
-    } catch (e) {
-      if (e.name === 'AbortError') throw e;
-      el.append(errorBox('Could not read the API description', e));
-    }
     if (!whoami) {
       try { whoami = await api('GET', '/info', undefined, opts); renderWho(); } catch (e) { if (e.name === 'AbortError') throw e; }
     }
     const waiting = h('section', { class: 'panel', 'aria-label': 'Waiting work' }, h('h2', {}, 'Waiting work'), h('div', { class: 'body muted' }, 'Loading…'));
-    if (!paths || !paths.includes('/api/v1/nodes')) {
-      // A server without the pool API: connected agents only, and a note for the rest.
-      const agents = h('section', { class: 'panel', 'aria-label': 'Agents' }, h('h2', {}, 'Agents'), h('div', { class: 'body muted' }, 'Loading…'));
-      const nodes = h('section', { class: 'panel', 'aria-label': 'Nodes and offers' }, h('h2', {}, 'Nodes and offers'),
-        h('div', { class: 'body' }, h('div', { class: 'notice', 'data-unavailable': 'pool' }, h('b', {}, 'Not available on this server yet. '),
-          'Nodes with their attributes and CPU and memory offers appear here once the server has a pool API.')));
-      el.append(agents, waiting, nodes, h('div', { class: 'grid2' }, statsPanel(p)));
-      let list = null;
-      try {
-        list = await api('GET', '/agents', undefined, opts);
-        agents.lastChild.replaceWith(agentTable(list));
-      } catch (e) {
-        if (e.name === 'AbortError') throw e;
-        agents.lastChild.replaceWith(h('div', { class: 'body' }, errorBox('Could not load the agents', e)));
-      }
-      try {
-        waiting.lastChild.replaceWith(await waitingWork(p, list));
-      } catch (e) {
-        if (e.name === 'AbortError') throw e;
-        waiting.lastChild.replaceWith(h('div', { class: 'body' }, errorBox('Could not load the waiting work', e)));
-      }
-      return;
-    }
-
     const admin = !!whoami && whoami.role === 'admin';
     const problem = h('div');
     const nodesBody = h('div', { class: 'body muted' }, 'Loading…');
@@ -1212,7 +1176,7 @@
         put(nodesBody, errorBox('Could not load the nodes', e)).className = 'body';
       }
       try {
-        const w = await waitingWork(p, null, nodes);
+        const w = await waitingWork(p, nodes);
         waiting.lastChild.replaceWith(w);
       } catch (e) {
         if (e.name === 'AbortError') return;
@@ -1223,15 +1187,6 @@
     await refresh();
   }
 
-  function agentTable(list) {
-    if (!list.length) return h('div', { class: 'empty' }, 'No agent is connected: jobs wait in the queue until one registers.');
-    return h('div', { class: 'scroll' }, h('table', {},
-      h('thead', {}, h('tr', {}, h('th', {}, 'Agent'), h('th', {}, 'Executor'), h('th', {}, 'Slots in use'), h('th', { class: 'hide-sm' }, 'Connected'))),
-      h('tbody', {}, list.map((a) => h('tr', {},
-        h('td', {}, a.name), h('td', {}, a.executor),
-        h('td', {}, slotBar(a.running, a.capacity)),
-        h('td', { class: 'hide-sm' }, fmtAgo(a.connected_at)))))));
-  }
   function slotBar(running, capacity) {
     return h('div', { class: 'slots' }, h('div', { class: 'bar', role: 'img', 'aria-label': running + ' of ' + capacity + ' slots in use' },
       h('span', { 'data-w': capacity ? Math.min(100, Math.round((100 * running) / capacity)) : 0 })), h('span', { class: 'muted' }, running + ' / ' + capacity));
@@ -1359,7 +1314,7 @@
    * Runs waiting for a concurrency slot and jobs waiting for a node, each with why: the job's
    * own `waiting` reason when the server gives one, else what the agents' slots say.
    */
-  async function waitingWork(p, agents, nodes) {
+  async function waitingWork(p, nodes) {
     const opts = { signal: p.ctl.signal };
     // A run whose jobs all wait for a node is `scheduling`; one with some running, `running`.
     const [pending, scheduling, running] = await Promise.all([
@@ -1368,12 +1323,11 @@
       api('GET', '/runs?state=running&limit=30', undefined, opts)]);
     const active = scheduling.concat(running);
     const details = await Promise.all(active.map((r) => api('GET', '/runs/' + enc(r.id), undefined, opts)));
-    const pool = nodes ? nodes.filter((n) => n.state === 'ready' && !n.disabled) : agents;
-    const total = pool ? pool.reduce((n, a) => n + a.capacity, 0) : null;
-    const busy = pool ? pool.reduce((n, a) => n + Math.min(a.running, a.capacity), 0) : null;
-    const why = pool === null ? 'waits for an agent'
-      : !pool.length ? (nodes ? 'no node is ready and enabled' : 'no agent is connected')
-        : busy >= total ? 'all agent slots are busy (' + busy + ' of ' + total + ' in use)'
+    const pool = nodes.filter((n) => n.state === 'ready' && !n.disabled);
+    const total = pool.reduce((n, a) => n + a.capacity, 0);
+    const busy = pool.reduce((n, a) => n + Math.min(a.running, a.capacity), 0);
+    const why = !pool.length ? 'no node is ready and enabled'
+      : busy >= total ? 'all agent slots are busy (' + busy + ' of ' + total + ' in use)'
           : 'being handed to an agent (' + (total - busy) + ' slots free)';
     const rows = [];
     for (const r of pending.slice().reverse()) {

@@ -477,29 +477,6 @@ async fn cancel_retry_errors_that_say_what_failed_missing_apis_keyboard_and_a_ph
         .await;
     let reason = s.admin.run(&second.id).await.unwrap().jobs[0].waiting.clone().unwrap();
     assert_eq!(why, json!(format!("waits for a node: {reason}")), "the server's reason");
-    // A server whose API description lists no `/api/v1/nodes` (an older one): the connected
-    // agents and the "not available" note. Stand-in: the page's fetch of the description is
-    // rewritten in the browser to drop the pool paths; every other call reaches the server.
-    b.js("const f = window.fetch;
-          window.fetch = async (u, o) => {
-            const r = await f(u, o);
-            if (String(u) !== '/api/openapi.json') return r;
-            const d = await r.json();
-            for (const k of Object.keys(d.paths)) if (/\\/(nodes|offers)/.test(k)) delete d.paths[k];
-            return new Response(JSON.stringify(d), { status: 200, headers: { 'Content-Type': 'application/json' } });
-          };
-          return true")
-        .await;
-    b.click("#nav a[data-nav=pool]").await;
-    b.wait(
-        "the agents and the pool notice",
-        "return !!document.querySelector('[data-unavailable=pool]')
-            && !document.querySelector('table.nodes')
-            && [...document.querySelectorAll('section[aria-label=Agents] td')].some(t => t.textContent === 'embedded')
-            && !!document.querySelector('tr[data-waiting=\"slow#2/wait\"]')",
-    )
-    .await;
-    b.shot("pool-without-nodes-api").await;
     b.c.goto(&format!("{}/pool", s.url)).await.unwrap();
     b.wait("the nodes table", "return !!document.querySelector('table.nodes')").await;
     b.wait(
