@@ -113,7 +113,9 @@ pub enum ConnectError {
         cause: String,
     },
     /// The API server answered but refused what the executor needs.
-    #[error("kubernetes: the API server at {url} refuses to list pods in namespace {namespace}: {cause}")]
+    #[error(
+        "kubernetes: the API server at {url} refuses to list pods in namespace {namespace}: {cause}"
+    )]
     Refused {
         /// The server's URL.
         url: String,
@@ -216,7 +218,9 @@ impl KubeExecutor {
             None => match tokio::time::timeout(limit, kube::Config::infer()).await {
                 Ok(Ok(c)) => c,
                 Ok(Err(e)) => return Err(ConnectError::NoConfig(one_line(&e))),
-                Err(_) => return Err(ConnectError::NoConfig(format!("not resolved within {limit:?}"))),
+                Err(_) => {
+                    return Err(ConnectError::NoConfig(format!("not resolved within {limit:?}")));
+                }
             },
         };
         let url = client_config.cluster_url.to_string();
@@ -303,7 +307,8 @@ impl Inner {
                 removed += 1;
             }
         }
-        let secrets = self.call("listing secrets of earlier runs", || self.secrets.list(&lp)).await?;
+        let secrets =
+            self.call("listing secrets of earlier runs", || self.secrets.list(&lp)).await?;
         for secret in secrets.items {
             if let Some(name) = secret.metadata.name {
                 self.delete_secret(&name).await?;
@@ -316,9 +321,13 @@ impl Inner {
         let lp = ListParams::default().labels(&pod::task_selector(id));
         let pods = self.call("listing pods", || self.pods.list(&lp)).await?;
         let secrets = self.call("listing secrets", || self.secrets.list(&lp)).await?;
-        let pods = pods.items.into_iter().filter_map(|p| p.metadata.name).map(|n| format!("pod/{n}"));
-        let secrets =
-            secrets.items.into_iter().filter_map(|s| s.metadata.name).map(|n| format!("secret/{n}"));
+        let pods =
+            pods.items.into_iter().filter_map(|p| p.metadata.name).map(|n| format!("pod/{n}"));
+        let secrets = secrets
+            .items
+            .into_iter()
+            .filter_map(|s| s.metadata.name)
+            .map(|n| format!("secret/{n}"));
         Ok(pods.chain(secrets).collect())
     }
 
@@ -427,7 +436,11 @@ impl Inner {
                     }
                     Ok(WatchEvent::Bookmark(_)) => {}
                     Ok(WatchEvent::Error(status)) => {
-                        tracing::debug!("kubernetes: {what}: {} ({}); re-reading", status.message, status.code);
+                        tracing::debug!(
+                            "kubernetes: {what}: {} ({}); re-reading",
+                            status.message,
+                            status.code
+                        );
                         break;
                     }
                     Err(e) => {
@@ -543,9 +556,13 @@ impl Inner {
         let limit = self.config.transfer_timeout;
         match tokio::time::timeout(limit, copy).await {
             Ok(Ok(0)) => Ok(()),
-            Ok(Ok(code)) => Err(ExecError::Engine(format!("kubernetes: {what}: tar exited with {code}"))),
+            Ok(Ok(code)) => {
+                Err(ExecError::Engine(format!("kubernetes: {what}: tar exited with {code}")))
+            }
             Ok(Err(e)) => Err(e),
-            Err(_) => Err(ExecError::Engine(format!("kubernetes: {what}: not done within {limit:?}"))),
+            Err(_) => {
+                Err(ExecError::Engine(format!("kubernetes: {what}: not done within {limit:?}")))
+            }
         }
     }
 
@@ -565,14 +582,17 @@ impl Inner {
         };
         loop {
             cursor.reopen();
-            let request = log_request(&self.template.namespace, &name, which, follow, cursor.since());
+            let request =
+                log_request(&self.template.namespace, &name, which, follow, cursor.since());
             let reader = match self.client.request_stream(request).await {
                 Ok(reader) => reader,
                 Err(e) if api_code(&e) == Some(404) => return,
                 Err(e) => {
                     failures += 1;
                     if failures > 50 {
-                        let _ = tx.send(Err(engine(format!("reading the log of pod {name}"), &e))).await;
+                        let _ = tx
+                            .send(Err(engine(format!("reading the log of pod {name}"), &e)))
+                            .await;
                         return;
                     }
                     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -592,7 +612,8 @@ impl Inner {
                     continue;
                 }
                 failures = 0;
-                let line = LogLine { stream, time: time.unwrap_or_else(Utc::now), text: text.to_string() };
+                let line =
+                    LogLine { stream, time: time.unwrap_or_else(Utc::now), text: text.to_string() };
                 if tx.send(Ok(line)).await.is_err() {
                     return;
                 }
@@ -614,7 +635,9 @@ impl Inner {
     async fn log_is_over(&self, name: &str) -> bool {
         match self.get_pod(name).await {
             Ok(None) => true,
-            Ok(Some(pod)) => job_exit(&pod, false).is_some() || pod.metadata.deletion_timestamp.is_some(),
+            Ok(Some(pod)) => {
+                job_exit(&pod, false).is_some() || pod.metadata.deletion_timestamp.is_some()
+            }
             Err(_) => false,
         }
     }
@@ -623,8 +646,10 @@ impl Inner {
 /// `tar ARGS` in the keeper: its `tar`, else busybox's applet (images that ship the busybox
 /// binary without the `tar` link).
 fn tar_argv(args: &[&str]) -> Vec<String> {
-    let script = "if command -v tar >/dev/null 2>&1; then exec tar \"$@\"; else exec busybox tar \"$@\"; fi";
-    let mut argv = vec!["sh".to_string(), "-c".to_string(), script.to_string(), "kiln-tar".to_string()];
+    let script =
+        "if command -v tar >/dev/null 2>&1; then exec tar \"$@\"; else exec busybox tar \"$@\"; fi";
+    let mut argv =
+        vec!["sh".to_string(), "-c".to_string(), script.to_string(), "kiln-tar".to_string()];
     argv.extend(args.iter().map(|a| a.to_string()));
     argv
 }
@@ -704,9 +729,9 @@ impl Executor for KubeExecutor {
             // A retried create whose first try went through.
             Err(e) if api_code(&e) == Some(409) => {
                 let existing = ex.get_pod(&name).await?;
-                let ours = existing
-                    .and_then(|p| p.metadata.labels)
-                    .is_some_and(|l| l.get(pod::LABEL_TASK).map(String::as_str) == Some(task.id.as_str()));
+                let ours = existing.and_then(|p| p.metadata.labels).is_some_and(|l| {
+                    l.get(pod::LABEL_TASK).map(String::as_str) == Some(task.id.as_str())
+                });
                 if !ours {
                     return Err(engine(what, &e));
                 }
@@ -782,20 +807,21 @@ impl Executor for KubeExecutor {
         }
         drop(tx);
         // Lines of the two streams come from two reads: keep times from going backwards.
-        let lines = futures::stream::unfold((rx, None::<DateTime<Utc>>), |(mut rx, last)| async move {
-            let item = rx.recv().await?;
-            let mut newest = last;
-            let item = item.map(|mut line| {
-                if let Some(last) = last
-                    && line.time < last
-                {
-                    line.time = last;
-                }
-                newest = Some(line.time);
-                line
+        let lines =
+            futures::stream::unfold((rx, None::<DateTime<Utc>>), |(mut rx, last)| async move {
+                let item = rx.recv().await?;
+                let mut newest = last;
+                let item = item.map(|mut line| {
+                    if let Some(last) = last
+                        && line.time < last
+                    {
+                        line.time = last;
+                    }
+                    newest = Some(line.time);
+                    line
+                });
+                Some((item, (rx, newest)))
             });
-            Some((item, (rx, newest)))
-        });
         Ok(lines.boxed())
     }
 
@@ -842,10 +868,16 @@ impl Executor for KubeExecutor {
         match tokio::time::timeout(limit, copy).await {
             Ok(Ok(0)) => {}
             Ok(Ok(code)) => {
-                return Err(ExecError::Engine(format!("kubernetes: {what}: tar exited with {code}")));
+                return Err(ExecError::Engine(format!(
+                    "kubernetes: {what}: tar exited with {code}"
+                )));
             }
             Ok(Err(e)) => return Err(e),
-            Err(_) => return Err(ExecError::Engine(format!("kubernetes: {what}: not done within {limit:?}"))),
+            Err(_) => {
+                return Err(ExecError::Engine(format!(
+                    "kubernetes: {what}: not done within {limit:?}"
+                )));
+            }
         }
         let raw = raw.into_std().await;
         let dest = dest.to_path_buf();

@@ -112,7 +112,9 @@ pub fn is_label_key(key: &str) -> bool {
             && p.len() <= 253
             && p.split('.').all(|part| {
                 !part.is_empty()
-                    && part.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                    && part
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
                     && !part.starts_with('-')
                     && !part.ends_with('-')
             })
@@ -197,7 +199,8 @@ pub fn workdir(task: &TaskSpec) -> String {
 
 /// The job container's command: the gate, then the entry as `"$@"`.
 pub fn job_command(entry: &Entry) -> Vec<String> {
-    let mut argv = vec!["sh".to_string(), "-c".to_string(), GATE.to_string(), "kiln-job".to_string()];
+    let mut argv =
+        vec!["sh".to_string(), "-c".to_string(), GATE.to_string(), "kiln-job".to_string()];
     match entry {
         Entry::Script(script) => {
             argv.extend(["sh", "-e", "-c"].map(str::to_string));
@@ -214,7 +217,11 @@ pub fn job_command(entry: &Entry) -> Vec<String> {
 fn env(vars: &BTreeMap<String, String>) -> Option<Vec<EnvVar>> {
     let vars: Vec<EnvVar> = vars
         .iter()
-        .map(|(name, value)| EnvVar { name: name.clone(), value: Some(value.clone()), ..Default::default() })
+        .map(|(name, value)| EnvVar {
+            name: name.clone(),
+            value: Some(value.clone()),
+            ..Default::default()
+        })
         .collect();
     (!vars.is_empty()).then_some(vars)
 }
@@ -226,7 +233,11 @@ fn mounts() -> Option<Vec<VolumeMount>> {
             mount_path: WORKSPACE_PATH.to_string(),
             ..Default::default()
         },
-        VolumeMount { name: "kiln".to_string(), mount_path: CONTROL_PATH.to_string(), ..Default::default() },
+        VolumeMount {
+            name: "kiln".to_string(),
+            mount_path: CONTROL_PATH.to_string(),
+            ..Default::default()
+        },
     ])
 }
 
@@ -249,7 +260,10 @@ pub fn resources(task: &TaskSpec) -> Option<ResourceRequirements> {
 
 /// The labels (valid as labels) and annotations (the task labels that are not) of the
 /// objects made for `task`.
-fn labels(template: &PodTemplate, task: &TaskSpec) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+fn labels(
+    template: &PodTemplate,
+    task: &TaskSpec,
+) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
     let mut labels = BTreeMap::new();
     let mut annotations = BTreeMap::new();
     for (key, value) in &task.labels {

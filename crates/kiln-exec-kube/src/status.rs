@@ -52,7 +52,8 @@ pub fn startup(pod: &Pod) -> Startup {
         if let Some(w) = state.waiting {
             let reason = w.reason.unwrap_or_default();
             let message = w.message.unwrap_or_default();
-            let detail = if message.is_empty() { reason.clone() } else { format!("{reason}: {message}") };
+            let detail =
+                if message.is_empty() { reason.clone() } else { format!("{reason}: {message}") };
             match reason.as_str() {
                 "ErrImagePull" | "ImagePullBackOff" | "InvalidImageName" | "ErrImageNeverPull" => {
                     let image = pod
@@ -64,7 +65,9 @@ pub fn startup(pod: &Pod) -> Startup {
                         .unwrap_or_else(|| container.image.clone());
                     return Startup::PullFailed { image, detail };
                 }
-                "CreateContainerConfigError" | "CreateContainerError" | "RunContainerError"
+                "CreateContainerConfigError"
+                | "CreateContainerError"
+                | "RunContainerError"
                 | "CrashLoopBackOff" => {
                     return Startup::Failed(format!("container {}: {detail}", container.name));
                 }
@@ -128,7 +131,10 @@ mod tests {
             "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
               "reason": "Unschedulable", "message": "0/3 nodes are available: 3 Insufficient cpu."}]}
         }));
-        assert_eq!(startup(&p), Startup::Unschedulable("0/3 nodes are available: 3 Insufficient cpu.".into()));
+        assert_eq!(
+            startup(&p),
+            Startup::Unschedulable("0/3 nodes are available: 3 Insufficient cpu.".into())
+        );
     }
 
     #[test]
@@ -161,7 +167,10 @@ mod tests {
                "state": {"running": {}}}]}
         }));
         assert_eq!(startup(&p), Startup::Running);
-        assert_eq!(job_exit(&p, false), Some(ExitStatus { code: 137, killed: Some(Killed::OutOfMemory) }));
+        assert_eq!(
+            job_exit(&p, false),
+            Some(ExitStatus { code: 137, killed: Some(Killed::OutOfMemory) })
+        );
         assert!(!job_running(&p));
     }
 
@@ -177,7 +186,10 @@ mod tests {
             job_exit(&ended(143, "Error"), false),
             Some(ExitStatus { code: 143, killed: Some(Killed::Signal(15)) })
         );
-        assert_eq!(job_exit(&ended(143, "Error"), true), Some(ExitStatus { code: 143, killed: None }));
+        assert_eq!(
+            job_exit(&ended(143, "Error"), true),
+            Some(ExitStatus { code: 143, killed: None })
+        );
         assert_eq!(startup(&ended(0, "Completed")), Startup::Waiting(None));
     }
 }

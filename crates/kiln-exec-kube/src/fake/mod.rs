@@ -72,6 +72,9 @@ struct Faults {
     expire_watches: usize,
     /// Log reads still to cut, and after how many lines.
     drop_logs: Option<(usize, usize)>,
+    /// Every request under `/api/` is refused with 403, as for an identity without RBAC
+    /// access.
+    forbidden: bool,
 }
 
 #[derive(Debug, Default)]
@@ -109,7 +112,12 @@ impl Shared {
     fn emit(&self, store: &mut Store, kind: &'static str, namespace: &str, pod: &mut Pod) {
         store.version += 1;
         pod.metadata.resource_version = Some(store.version.to_string());
-        let event = Event { version: store.version, kind, namespace: namespace.to_string(), pod: pod.clone() };
+        let event = Event {
+            version: store.version,
+            kind,
+            namespace: namespace.to_string(),
+            pod: pod.clone(),
+        };
         store.history.push_back(event.clone());
         while store.history.len() > HISTORY {
             store.history.pop_front();
@@ -160,12 +168,14 @@ impl FakeApi {
     /// Starts a fake on a free loopback port, running pods on the Docker engine of
     /// `DOCKER_HOST` (else the default socket), with `busybox:latest` as the pause image.
     pub async fn start() -> Result<FakeApi, FakeError> {
-        let docker = Docker::connect_with_defaults().map_err(|e| FakeError::Docker(e.to_string()))?;
+        let docker =
+            Docker::connect_with_defaults().map_err(|e| FakeError::Docker(e.to_string()))?;
         let docker = tokio::time::timeout(Duration::from_secs(5), docker.negotiate_version())
             .await
             .map_err(|_| FakeError::Docker("no answer within 5s".to_string()))?
             .map_err(|e| FakeError::Docker(e.to_string()))?;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(FakeError::Listen)?;
+        let listener =
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(FakeError::Listen)?;
         let addr = listener.local_addr().map_err(FakeError::Listen)?;
         let (events, _) = broadcast::channel(4096);
         let shared = Arc::new(Shared {
@@ -209,6 +219,12 @@ impl FakeApi {
         self.shared.faults().fail.extend(std::iter::repeat_n(code, n));
     }
 
+    /// While set, every request under `/api/` is refused with 403 Forbidden (an identity
+    /// without access).
+    pub fn set_forbidden(&self, on: bool) {
+        self.shared.faults().forbidden = on;
+    }
+
     /// While set, new pods stay `Pending` with `PodScheduled=False` (`Unschedulable`).
     pub fn set_unschedulable(&self, on: bool) {
         self.shared.faults().unschedulable = on;
@@ -238,7 +254,13 @@ impl FakeApi {
 
     /// Names of the pods in `namespace`.
     pub fn pod_names(&self, namespace: &str) -> Vec<String> {
-        self.shared.store().pods.keys().filter(|(ns, _)| ns == namespace).map(|(_, n)| n.clone()).collect()
+        self.shared
+            .store()
+            .pods
+            .keys()
+            .filter(|(ns, _)| ns == namespace)
+            .map(|(_, n)| n.clone())
+            .collect()
     }
 
     /// Deletes every pod (and its containers and volumes).
@@ -259,20 +281,38 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/namespaces/{ns}/pods/{name}/exec", get(runtime::exec).post(runtime::exec))
         .route("/api/v1/namespaces/{ns}/secrets", get(list_secrets).post(create_secret))
         .route("/api/v1/namespaces/{ns}/secrets/{name}", get(get_secret).delete(delete_secret))
-        .fallback(|| async { status(StatusCode::NOT_FOUND, "NotFound", "the server could not find the requested resource", None) })
+        .fallback(|| async {
+            status(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                "the server could not find the requested resource",
+                None,
+            )
+        })
         .layer(axum::middleware::from_fn_with_state(shared.clone(), faults_and_journal))
         .with_state(shared)
 }
 
 /// Injects the queued failures and records every request.
-async fn faults_and_journal(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
+async fn faults_and_journal(
+    State(shared): State<Arc<Shared>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let line = format!(
         "{} {}",
         request.method(),
         request.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/")
     );
-    let fault = shared.faults().fail.pop_front();
+    let forbidden = shared.faults().forbidden && request.uri().path().starts_with("/api/");
+    let fault = if forbidden { Some(403) } else { shared.faults().fail.pop_front() };
     let response = match fault {
+        Some(403) => status(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            "pods is forbidden: User \"system:serviceaccount:ci:kiln\" cannot list resource \"pods\" in API group \"\" in the namespace \"kiln-ci\"",
+            Some(json!({"kind": "pods"})),
+        ),
         Some(429) => {
             let mut r = status(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -292,12 +332,21 @@ async fn faults_and_journal(State(shared): State<Arc<Shared>>, request: Request,
         None => next.run(request).await,
     };
     let code = response.status().as_u16();
-    shared.requests.lock().unwrap_or_else(PoisonError::into_inner).push(format!("{line} -> {code}"));
+    shared
+        .requests
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(format!("{line} -> {code}"));
     response
 }
 
 /// A `metav1.Status` error response.
-pub(crate) fn status(code: StatusCode, reason: &str, message: &str, details: Option<Value>) -> Response {
+pub(crate) fn status(
+    code: StatusCode,
+    reason: &str,
+    message: &str,
+    details: Option<Value>,
+) -> Response {
     let mut body = json!({
         "kind": "Status",
         "apiVersion": "v1",
@@ -390,7 +439,9 @@ async fn list_pods(
         .pods
         .iter()
         .filter(|((n, name), pod)| {
-            *n == ns && selects(labels.as_deref(), pod.metadata.labels.as_ref()) && fields(field.as_deref(), name)
+            *n == ns
+                && selects(labels.as_deref(), pod.metadata.labels.as_ref())
+                && fields(field.as_deref(), name)
         })
         .map(|(_, pod)| pod)
         .collect();
@@ -429,7 +480,8 @@ fn watch_pods(
     params: &[(String, String)],
 ) -> Response {
     let from = param(params, "resourceVersion").unwrap_or("").to_string();
-    let timeout = param(params, "timeoutSeconds").and_then(|t| t.parse::<u64>().ok()).unwrap_or(1800);
+    let timeout =
+        param(params, "timeoutSeconds").and_then(|t| t.parse::<u64>().ok()).unwrap_or(1800);
     let matches = {
         let ns = ns.clone();
         move |event_ns: &str, pod: &Pod| {
@@ -449,12 +501,12 @@ fn watch_pods(
             expire
         };
         let oldest = store.history.front().map(|e| e.version).unwrap_or(store.version + 1);
-        let too_old = from
-            .parse::<u64>()
-            .is_ok_and(|v| v != 0 && v + 1 < oldest && store.version >= oldest);
+        let too_old =
+            from.parse::<u64>().is_ok_and(|v| v != 0 && v + 1 < oldest && store.version >= oldest);
         if expire || too_old {
             let body = Body::from(gone_event(&from, store.version));
-            return (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+            return (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body)
+                .into_response();
         }
         let backlog: Vec<Bytes> = match from.parse::<u64>() {
             Ok(v) if v != 0 => store
@@ -472,15 +524,9 @@ fn watch_pods(
         };
         (backlog, shared.events.subscribe())
     };
+    // A lagging watcher is cut off (it re-reads and watches again), as a slow real one is.
     let live = futures::stream::unfold(receiver, |mut receiver| async move {
-        loop {
-            match receiver.recv().await {
-                Ok(event) => return Some((event, receiver)),
-                Err(broadcast::error::RecvError::Lagged(_)) | Err(broadcast::error::RecvError::Closed) => {
-                    return None;
-                }
-            }
-        }
+        receiver.recv().await.ok().map(|event| (event, receiver))
     })
     .filter(move |e| std::future::ready(matches(&e.namespace, &e.pod)))
     .map(|e| watch_line(e.kind, &e.pod));
@@ -488,7 +534,8 @@ fn watch_pods(
         .chain(live)
         .take_until(tokio::time::sleep(Duration::from_secs(timeout)))
         .map(Ok::<_, std::io::Error>);
-    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], Body::from_stream(stream)).into_response()
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], Body::from_stream(stream))
+        .into_response()
 }
 
 /// Why `pod` is invalid (422), field by field.
@@ -508,10 +555,10 @@ fn invalid(pod: &Pod) -> Vec<(String, String)> {
     }
     for (key, value) in pod.metadata.labels.iter().flatten() {
         if !is_label_key(key) {
-            causes.push((format!("metadata.labels"), format!("Invalid value: \"{key}\": name part must consist of alphanumeric characters, '-', '_' or '.'")));
+            causes.push(("metadata.labels".to_string(), format!("Invalid value: \"{key}\": name part must consist of alphanumeric characters, '-', '_' or '.'")));
         }
         if !is_label_value(value) {
-            causes.push((format!("metadata.labels"), format!("Invalid value: \"{value}\": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (max 63)")));
+            causes.push(("metadata.labels".to_string(), format!("Invalid value: \"{value}\": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (max 63)")));
         }
     }
     let containers = pod.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or(&[]);
@@ -527,7 +574,10 @@ fn invalid(pod: &Pod) -> Vec<(String, String)> {
             causes.push((format!("spec.containers[{i}].name"), format!("Invalid value: \"{}\": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-'", c.name)));
         }
         if !seen.insert(c.name.clone()) {
-            causes.push((format!("spec.containers[{i}].name"), format!("Duplicate value: \"{}\"", c.name)));
+            causes.push((
+                format!("spec.containers[{i}].name"),
+                format!("Duplicate value: \"{}\"", c.name),
+            ));
         }
         if c.image.as_deref().unwrap_or("").is_empty() {
             causes.push((format!("spec.containers[{i}].image"), "Required value".to_string()));
@@ -544,18 +594,29 @@ async fn create_pod(
     let mut pod: Pod = match serde_json::from_slice(&body) {
         Ok(pod) => pod,
         Err(e) => {
-            return status(StatusCode::BAD_REQUEST, "BadRequest", &format!("the object provided is unrecognized: {e}"), None);
+            return status(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                &format!("the object provided is unrecognized: {e}"),
+                None,
+            );
         }
     };
     let name = pod.metadata.name.clone().unwrap_or_default();
     let causes = invalid(&pod);
     if !causes.is_empty() {
-        let message = causes.iter().map(|(f, m)| format!("{f}: {m}")).collect::<Vec<_>>().join(", ");
+        let message =
+            causes.iter().map(|(f, m)| format!("{f}: {m}")).collect::<Vec<_>>().join(", ");
         let details = json!({
             "name": name, "kind": "Pod",
             "causes": causes.iter().map(|(f, m)| json!({"reason": "FieldValueInvalid", "message": m, "field": f})).collect::<Vec<_>>()
         });
-        return status(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", &format!("Pod \"{name}\" is invalid: {message}"), Some(details));
+        return status(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid",
+            &format!("Pod \"{name}\" is invalid: {message}"),
+            Some(details),
+        );
     }
     let uid = {
         let mut store = shared.store();
@@ -573,13 +634,21 @@ async fn create_pod(
         pod.metadata.namespace = Some(ns.clone());
         pod.metadata.uid = Some(uid.clone());
         pod.metadata.creation_timestamp = Some(now());
-        pod.status = Some(PodStatus { phase: Some("Pending".to_string()), qos_class: Some("BestEffort".to_string()), ..Default::default() });
+        pod.status = Some(PodStatus {
+            phase: Some("Pending".to_string()),
+            qos_class: Some("BestEffort".to_string()),
+            ..Default::default()
+        });
         shared.emit(&mut store, "ADDED", &ns, &mut pod);
         store.pods.insert(key, pod.clone());
         uid
     };
     let runtime = Arc::new(runtime::PodRuntime::default());
-    shared.runtimes.lock().unwrap_or_else(PoisonError::into_inner).insert(uid.clone(), runtime.clone());
+    shared
+        .runtimes
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(uid.clone(), runtime.clone());
     tokio::spawn(runtime::run_pod(shared.clone(), ns, name, uid, runtime));
     json_response(StatusCode::CREATED, &pod)
 }
@@ -592,10 +661,16 @@ pub(crate) fn now() -> Time {
 /// A chrono time as an API time.
 pub(crate) fn time_of(t: chrono::DateTime<Utc>) -> Time {
     let nanos = i128::from(t.timestamp_nanos_opt().unwrap_or(0));
-    Time(k8s_openapi::jiff::Timestamp::from_nanosecond(nanos).unwrap_or_else(|_| k8s_openapi::jiff::Timestamp::now()))
+    Time(
+        k8s_openapi::jiff::Timestamp::from_nanosecond(nanos)
+            .unwrap_or_else(|_| k8s_openapi::jiff::Timestamp::now()),
+    )
 }
 
-async fn get_pod(State(shared): State<Arc<Shared>>, Path((ns, name)): Path<(String, String)>) -> Response {
+async fn get_pod(
+    State(shared): State<Arc<Shared>>,
+    Path((ns, name)): Path<(String, String)>,
+) -> Response {
     match shared.store().pods.get(&(ns, name.clone())) {
         Some(pod) => json_response(StatusCode::OK, pod),
         None => not_found("pods", &name),
@@ -622,14 +697,21 @@ async fn delete_pod_now(shared: &Arc<Shared>, namespace: &str, name: &str) -> Op
     Some(pod)
 }
 
-async fn delete_pod(State(shared): State<Arc<Shared>>, Path((ns, name)): Path<(String, String)>) -> Response {
+async fn delete_pod(
+    State(shared): State<Arc<Shared>>,
+    Path((ns, name)): Path<(String, String)>,
+) -> Response {
     match delete_pod_now(&shared, &ns, &name).await {
         Some(pod) => json_response(StatusCode::OK, &pod),
         None => not_found("pods", &name),
     }
 }
 
-async fn list_secrets(State(shared): State<Arc<Shared>>, Path(ns): Path<String>, request: Request) -> Response {
+async fn list_secrets(
+    State(shared): State<Arc<Shared>>,
+    Path(ns): Path<String>,
+    request: Request,
+) -> Response {
     let params = query(request.uri().query());
     let labels = param(&params, "labelSelector");
     let store = shared.store();
@@ -645,16 +727,32 @@ async fn list_secrets(State(shared): State<Arc<Shared>>, Path(ns): Path<String>,
     )
 }
 
-async fn create_secret(State(shared): State<Arc<Shared>>, Path(ns): Path<String>, body: Bytes) -> Response {
+async fn create_secret(
+    State(shared): State<Arc<Shared>>,
+    Path(ns): Path<String>,
+    body: Bytes,
+) -> Response {
     let mut secret: Secret = match serde_json::from_slice(&body) {
         Ok(s) => s,
-        Err(e) => return status(StatusCode::BAD_REQUEST, "BadRequest", &format!("the object provided is unrecognized: {e}"), None),
+        Err(e) => {
+            return status(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                &format!("the object provided is unrecognized: {e}"),
+                None,
+            );
+        }
     };
     let name = secret.metadata.name.clone().unwrap_or_default();
     let mut store = shared.store();
     let key = (ns.clone(), name.clone());
     if store.secrets.contains_key(&key) {
-        return status(StatusCode::CONFLICT, "AlreadyExists", &format!("secrets \"{name}\" already exists"), Some(json!({"name": name, "kind": "secrets"})));
+        return status(
+            StatusCode::CONFLICT,
+            "AlreadyExists",
+            &format!("secrets \"{name}\" already exists"),
+            Some(json!({"name": name, "kind": "secrets"})),
+        );
     }
     store.version += 1;
     secret.metadata.namespace = Some(ns);
@@ -664,14 +762,20 @@ async fn create_secret(State(shared): State<Arc<Shared>>, Path(ns): Path<String>
     json_response(StatusCode::CREATED, &secret)
 }
 
-async fn get_secret(State(shared): State<Arc<Shared>>, Path((ns, name)): Path<(String, String)>) -> Response {
+async fn get_secret(
+    State(shared): State<Arc<Shared>>,
+    Path((ns, name)): Path<(String, String)>,
+) -> Response {
     match shared.store().secrets.get(&(ns, name.clone())) {
         Some(s) => json_response(StatusCode::OK, s),
         None => not_found("secrets", &name),
     }
 }
 
-async fn delete_secret(State(shared): State<Arc<Shared>>, Path((ns, name)): Path<(String, String)>) -> Response {
+async fn delete_secret(
+    State(shared): State<Arc<Shared>>,
+    Path((ns, name)): Path<(String, String)>,
+) -> Response {
     match shared.store().secrets.remove(&(ns, name.clone())) {
         Some(_) => json_response(
             StatusCode::OK,

@@ -12,15 +12,18 @@ use axum::response::{IntoResponse, Response};
 use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecResults};
-use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountType, VolumeCreateRequest};
+use bollard::models::{
+    ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountType, VolumeCreateRequest,
+};
 use bollard::query_parameters::{
-    CreateContainerOptions, LogsOptions, RemoveContainerOptions, RemoveVolumeOptions, WaitContainerOptions,
+    CreateContainerOptions, LogsOptions, RemoveContainerOptions, RemoveVolumeOptions,
+    WaitContainerOptions,
 };
 use chrono::{DateTime, Utc};
 use futures::{SinkExt, StreamExt};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
-    ContainerStatus, Pod, PodCondition,
+    Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
+    ContainerStateWaiting, ContainerStatus, Pod, PodCondition,
 };
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
@@ -77,7 +80,8 @@ impl PodRuntime {
         let (containers, volumes) = {
             let mut state = self.lock();
             state.deleted = true;
-            let mut ids: Vec<String> = std::mem::take(&mut state.containers).into_values().collect();
+            let mut ids: Vec<String> =
+                std::mem::take(&mut state.containers).into_values().collect();
             ids.extend(state.pause.take());
             (ids, std::mem::take(&mut state.volumes))
         };
@@ -133,8 +137,14 @@ pub(crate) fn nano_cpus(q: &str) -> Option<i64> {
 /// Parses a memory quantity (`67108864`, `64Mi`, `1G`, `128k`) into bytes.
 pub(crate) fn bytes(q: &str) -> Option<i64> {
     const UNITS: &[(&str, i64)] = &[
-        ("Ki", 1 << 10), ("Mi", 1 << 20), ("Gi", 1 << 30), ("Ti", 1 << 40),
-        ("k", 1_000), ("M", 1_000_000), ("G", 1_000_000_000), ("T", 1_000_000_000_000),
+        ("Ki", 1 << 10),
+        ("Mi", 1 << 20),
+        ("Gi", 1 << 30),
+        ("Ti", 1 << 40),
+        ("k", 1_000),
+        ("M", 1_000_000),
+        ("G", 1_000_000_000),
+        ("T", 1_000_000_000_000),
     ];
     for (suffix, factor) in UNITS {
         if let Some(n) = q.strip_suffix(suffix) {
@@ -146,16 +156,21 @@ pub(crate) fn bytes(q: &str) -> Option<i64> {
 
 /// Runs pod `namespace/name` (uid `uid`): schedules it, "pulls" its images, creates and
 /// starts its containers, then records each container's end.
-pub(crate) async fn run_pod(shared: Arc<Shared>, namespace: String, name: String, uid: String, runtime: Arc<PodRuntime>) {
-    let Some(pod) = shared.store().pods.get(&(namespace.clone(), name.clone())).cloned() else { return };
+pub(crate) async fn run_pod(
+    shared: Arc<Shared>,
+    namespace: String,
+    name: String,
+    uid: String,
+    runtime: Arc<PodRuntime>,
+) {
+    let Some(pod) = shared.store().pods.get(&(namespace.clone(), name.clone())).cloned() else {
+        return;
+    };
     let spec = pod.spec.clone().unwrap_or_default();
     // Scheduling.
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let selector_fits = spec
-        .node_selector
-        .iter()
-        .flatten()
-        .all(|(k, v)| shared.node_labels.get(k) == Some(v));
+    let selector_fits =
+        spec.node_selector.iter().flatten().all(|(k, v)| shared.node_labels.get(k) == Some(v));
     if shared.faults().unschedulable || !selector_fits {
         let message = if selector_fits {
             "0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod."
@@ -164,7 +179,8 @@ pub(crate) async fn run_pod(shared: Arc<Shared>, namespace: String, name: String
         };
         shared.update_pod(&namespace, &name, &uid, |pod| {
             let status = pod.status.get_or_insert_default();
-            status.conditions = Some(vec![condition("PodScheduled", false, Some("Unschedulable"), Some(message))]);
+            status.conditions =
+                Some(vec![condition("PodScheduled", false, Some("Unschedulable"), Some(message))]);
         });
         return;
     }
@@ -238,7 +254,9 @@ pub(crate) async fn run_pod(shared: Arc<Shared>, namespace: String, name: String
                             started: Some(true),
                             restart_count: 0,
                             state: Some(ContainerState {
-                                running: Some(ContainerStateRunning { started_at: Some(time_of(started)) }),
+                                running: Some(ContainerStateRunning {
+                                    started_at: Some(time_of(started)),
+                                }),
                                 ..Default::default()
                             }),
                             ..Default::default()
@@ -247,14 +265,24 @@ pub(crate) async fn run_pod(shared: Arc<Shared>, namespace: String, name: String
                 );
             });
             for (container, id) in ids {
-                tokio::spawn(watch_container(shared.clone(), namespace.clone(), name.clone(), uid.clone(), container, id));
+                tokio::spawn(watch_container(
+                    shared.clone(),
+                    namespace.clone(),
+                    name.clone(),
+                    uid.clone(),
+                    container,
+                    id,
+                ));
             }
         }
         Err(message) => {
             shared.update_pod(&namespace, &name, &uid, |pod| {
                 let status = pod.status.get_or_insert_default();
                 status.container_statuses = Some(
-                    spec.containers.iter().map(|c| waiting(c, "CreateContainerError", Some(message.clone()))).collect(),
+                    spec.containers
+                        .iter()
+                        .map(|c| waiting(c, "CreateContainerError", Some(message.clone())))
+                        .collect(),
                 );
             });
         }
@@ -262,7 +290,12 @@ pub(crate) async fn run_pod(shared: Arc<Shared>, namespace: String, name: String
 }
 
 /// Creates the pause container, the volumes and the pod's containers, and starts them.
-async fn start_containers(shared: &Arc<Shared>, pod: &Pod, uid: &str, runtime: &PodRuntime) -> Result<DateTime<Utc>, String> {
+async fn start_containers(
+    shared: &Arc<Shared>,
+    pod: &Pod,
+    uid: &str,
+    runtime: &PodRuntime,
+) -> Result<DateTime<Utc>, String> {
     let docker = &shared.docker;
     let spec = pod.spec.clone().unwrap_or_default();
     let labels = std::collections::HashMap::from([
@@ -290,12 +323,17 @@ async fn start_containers(shared: &Arc<Shared>, pod: &Pod, uid: &str, runtime: &
         .collect();
     let pause = ContainerCreateBody {
         image: Some(shared.infra_image.clone()),
-        cmd: Some(vec!["sh".into(), "-c".into(), "trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done".into()]),
+        cmd: Some(vec![
+            "sh".into(),
+            "-c".into(),
+            "trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done".into(),
+        ]),
         labels: Some(labels.clone()),
         host_config: Some(HostConfig { extra_hosts: Some(extra_hosts), ..Default::default() }),
         ..Default::default()
     };
-    let options = CreateContainerOptions { name: Some(format!("kfake-{uid}-pause")), ..Default::default() };
+    let options =
+        CreateContainerOptions { name: Some(format!("kfake-{uid}-pause")), ..Default::default() };
     let created = docker.create_container(Some(options), pause).await.map_err(|e| e.to_string())?;
     if !runtime.record(None, &created.id) {
         remove_container(docker, &created.id).await;
@@ -325,7 +363,11 @@ async fn start_containers(shared: &Arc<Shared>, pod: &Pod, uid: &str, runtime: &
             entrypoint: c.command.clone(),
             cmd: c.args.clone(),
             env: Some(
-                c.env.iter().flatten().map(|e| format!("{}={}", e.name, e.value.clone().unwrap_or_default())).collect(),
+                c.env
+                    .iter()
+                    .flatten()
+                    .map(|e| format!("{}={}", e.name, e.value.clone().unwrap_or_default()))
+                    .collect(),
             ),
             working_dir: c.working_dir.clone(),
             labels: Some(labels.clone()),
@@ -335,13 +377,20 @@ async fn start_containers(shared: &Arc<Shared>, pod: &Pod, uid: &str, runtime: &
                 memory,
                 memory_swap: memory,
                 nano_cpus: limits.get("cpu").and_then(|q| nano_cpus(&q.0)),
-                log_config: Some(HostConfigLogConfig { typ: Some("json-file".to_string()), config: None }),
+                log_config: Some(HostConfigLogConfig {
+                    typ: Some("json-file".to_string()),
+                    config: None,
+                }),
                 ..Default::default()
             }),
             ..Default::default()
         };
-        let options = CreateContainerOptions { name: Some(format!("kfake-{uid}-{}", c.name)), ..Default::default() };
-        let created = docker.create_container(Some(options), body).await.map_err(|e| e.to_string())?;
+        let options = CreateContainerOptions {
+            name: Some(format!("kfake-{uid}-{}", c.name)),
+            ..Default::default()
+        };
+        let created =
+            docker.create_container(Some(options), body).await.map_err(|e| e.to_string())?;
         if !runtime.record(Some(&c.name), &created.id) {
             remove_container(docker, &created.id).await;
             return Err("the pod was deleted".to_string());
@@ -358,7 +407,14 @@ async fn start_containers(shared: &Arc<Shared>, pod: &Pod, uid: &str, runtime: &
 }
 
 /// Waits for container `id` (pod container `container`) to end and records how.
-async fn watch_container(shared: Arc<Shared>, namespace: String, name: String, uid: String, container: String, id: String) {
+async fn watch_container(
+    shared: Arc<Shared>,
+    namespace: String,
+    name: String,
+    uid: String,
+    container: String,
+    id: String,
+) {
     let mut waits = shared.docker.wait_container(&id, None::<WaitContainerOptions>);
     while let Some(item) = waits.next().await {
         if item.is_err() {
@@ -370,9 +426,16 @@ async fn watch_container(shared: Arc<Shared>, namespace: String, name: String, u
     let code = i32::try_from(state.exit_code.unwrap_or(-1)).unwrap_or(-1);
     let oom = state.oom_killed.unwrap_or(false);
     let parse = |t: Option<String>| {
-        t.and_then(|t| DateTime::parse_from_rfc3339(&t).ok()).map(|t| time_of(t.with_timezone(&Utc)))
+        t.and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+            .map(|t| time_of(t.with_timezone(&Utc)))
     };
-    let reason = if oom { "OOMKilled" } else if code == 0 { "Completed" } else { "Error" };
+    let reason = if oom {
+        "OOMKilled"
+    } else if code == 0 {
+        "Completed"
+    } else {
+        "Error"
+    };
     shared.update_pod(&namespace, &name, &uid, |pod| {
         let status = pod.status.get_or_insert_default();
         for s in status.container_statuses.iter_mut().flatten() {
@@ -400,29 +463,47 @@ async fn watch_container(shared: Arc<Shared>, namespace: String, name: String, u
             .collect();
         let all = status.container_statuses.as_ref().map(Vec::len).unwrap_or(0);
         if ended.len() == all {
-            status.phase = Some(if ended.iter().all(|c| *c == 0) { "Succeeded" } else { "Failed" }.to_string());
+            status.phase = Some(
+                if ended.iter().all(|c| *c == 0) { "Succeeded" } else { "Failed" }.to_string(),
+            );
         }
     });
 }
 
 /// Finds the Docker container of `container` in pod `namespace/name`, or the error response
 /// a real API server gives.
-fn locate(shared: &Shared, namespace: &str, name: &str, container: Option<&str>) -> Result<(String, String), Response> {
+fn locate(
+    shared: &Shared,
+    namespace: &str,
+    name: &str,
+    container: Option<&str>,
+) -> Result<(String, String), Box<Response>> {
     let pod = shared.store().pods.get(&(namespace.to_string(), name.to_string())).cloned();
-    let Some(pod) = pod else { return Err(super::not_found("pods", name)) };
+    let Some(pod) = pod else { return Err(Box::new(super::not_found("pods", name))) };
     let spec = pod.spec.clone().unwrap_or_default();
     let container = match container {
         Some(c) => c.to_string(),
         None if spec.containers.len() == 1 => spec.containers[0].name.clone(),
         None => {
             let names: Vec<&str> = spec.containers.iter().map(|c| c.name.as_str()).collect();
-            return Err(status(StatusCode::BAD_REQUEST, "BadRequest", &format!(
-                "a container name must be specified for pod {name}, choose one of: [{}]", names.join(" ")
-            ), None));
+            return Err(Box::new(status(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                &format!(
+                    "a container name must be specified for pod {name}, choose one of: [{}]",
+                    names.join(" ")
+                ),
+                None,
+            )));
         }
     };
     if !spec.containers.iter().any(|c| c.name == container) {
-        return Err(status(StatusCode::BAD_REQUEST, "BadRequest", &format!("container {container} is not valid for pod {name}"), None));
+        return Err(Box::new(status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            &format!("container {container} is not valid for pod {name}"),
+            None,
+        )));
     }
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let runtime = shared.runtimes.lock().unwrap_or_else(PoisonError::into_inner).get(&uid).cloned();
@@ -436,21 +517,30 @@ fn locate(shared: &Shared, namespace: &str, name: &str, container: Option<&str>)
                 .find(|s| s.name == container)
                 .and_then(|s| s.state.as_ref()?.waiting.as_ref()?.reason.clone())
                 .unwrap_or_else(|| "ContainerCreating".to_string());
-            Err(status(StatusCode::BAD_REQUEST, "BadRequest", &format!(
-                "container \"{container}\" in pod \"{name}\" is waiting to start: {reason}"
-            ), None))
+            Err(Box::new(status(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                &format!(
+                    "container \"{container}\" in pod \"{name}\" is waiting to start: {reason}"
+                ),
+                None,
+            )))
         }
     }
 }
 
 /// `GET .../pods/{name}/log`: `container`, `follow`, `timestamps`, `sinceTime`,
 /// `sinceSeconds`, `tailLines` and `stream` (`All`, `Stdout`, `Stderr`).
-pub(crate) async fn logs(State(shared): State<Arc<Shared>>, Path((ns, name)): Path<(String, String)>, request: Request) -> Response {
+pub(crate) async fn logs(
+    State(shared): State<Arc<Shared>>,
+    Path((ns, name)): Path<(String, String)>,
+    request: Request,
+) -> Response {
     let params = query(request.uri().query());
     let get = |k: &str| params.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
     let (_, id) = match locate(&shared, &ns, &name, get("container").as_deref()) {
         Ok(found) => found,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let truthy = |k: &str| get(k).is_some_and(|v| v == "true" || v == "1");
     let which = get("stream").unwrap_or_else(|| "All".to_string());
@@ -459,7 +549,14 @@ pub(crate) async fn logs(State(shared): State<Arc<Shared>>, Path((ns, name)): Pa
         "Stdout" => (true, false),
         "Stderr" => (false, true),
         other => {
-            return status(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", &format!("PodLogOptions \"{name}\" is invalid: stream: Unsupported value: \"{other}\": supported values: \"All\", \"Stderr\", \"Stdout\""), None);
+            return status(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Invalid",
+                &format!(
+                    "PodLogOptions \"{name}\" is invalid: stream: Unsupported value: \"{other}\": supported values: \"All\", \"Stderr\", \"Stdout\""
+                ),
+                None,
+            );
         }
     };
     let since = match (get("sinceTime"), get("sinceSeconds")) {
@@ -489,11 +586,19 @@ pub(crate) async fn logs(State(shared): State<Arc<Shared>>, Path((ns, name)): Pa
     };
     let frames = shared.docker.logs(&id, Some(options)).filter_map(move |frame| {
         let line = match frame {
-            Ok(LogOutput::StdOut { message } | LogOutput::StdErr { message } | LogOutput::Console { message }) => {
+            Ok(
+                LogOutput::StdOut { message }
+                | LogOutput::StdErr { message }
+                | LogOutput::Console { message },
+            ) => {
                 if keep_stamps {
                     Some(Ok(message))
                 } else {
-                    let text = message.iter().position(|b| *b == b' ').map(|i| message.slice(i + 1..)).unwrap_or(message);
+                    let text = message
+                        .iter()
+                        .position(|b| *b == b' ')
+                        .map(|i| message.slice(i + 1..))
+                        .unwrap_or(message);
                     Some(Ok(text))
                 }
             }
@@ -505,43 +610,76 @@ pub(crate) async fn logs(State(shared): State<Arc<Shared>>, Path((ns, name)): Pa
     let body: futures::stream::BoxStream<'static, Result<Bytes, std::io::Error>> = match cut {
         Some(lines) => frames
             .take(lines)
-            .chain(futures::stream::once(async { Err(std::io::Error::other("log read cut by the fake")) }))
+            .chain(futures::stream::once(async {
+                Err(std::io::Error::other("log read cut by the fake"))
+            }))
             .boxed(),
         None => frames.boxed(),
     };
-    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], Body::from_stream(body)).into_response()
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], Body::from_stream(body))
+        .into_response()
 }
 
 /// `GET|POST .../pods/{name}/exec`: the WebSocket remote-command protocol
 /// (`v5.channel.k8s.io`, or `v4.channel.k8s.io` without stdin close): binary messages whose
 /// first byte is the channel (0 stdin, 1 stdout, 2 stderr, 3 status, 255 close).
-pub(crate) async fn exec(State(shared): State<Arc<Shared>>, Path((ns, name)): Path<(String, String)>, mut request: Request) -> Response {
+pub(crate) async fn exec(
+    State(shared): State<Arc<Shared>>,
+    Path((ns, name)): Path<(String, String)>,
+    mut request: Request,
+) -> Response {
     let params = query(request.uri().query());
     let get = |k: &str| params.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
-    let command: Vec<String> = params.iter().filter(|(k, _)| k == "command").map(|(_, v)| v.clone()).collect();
+    let command: Vec<String> =
+        params.iter().filter(|(k, _)| k == "command").map(|(_, v)| v.clone()).collect();
     let stdin = get("stdin").is_some_and(|v| v == "true" || v == "1");
     let (container, id) = match locate(&shared, &ns, &name, get("container").as_deref()) {
         Ok(found) => found,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
-    let running = shared.docker.inspect_container(&id, None).await.ok().and_then(|c| c.state?.running).unwrap_or(false);
+    let running = shared
+        .docker
+        .inspect_container(&id, None)
+        .await
+        .ok()
+        .and_then(|c| c.state?.running)
+        .unwrap_or(false);
     if !running {
-        return status(StatusCode::BAD_REQUEST, "BadRequest", &format!("container {container} is not running"), None);
+        return status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            &format!("container {container} is not running"),
+            None,
+        );
     }
     if command.is_empty() {
-        return status(StatusCode::BAD_REQUEST, "BadRequest", "you must specify at least 1 command", None);
+        return status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "you must specify at least 1 command",
+            None,
+        );
     }
     let headers = request.headers();
     let Some(key) = header_str(headers, "sec-websocket-key").map(str::to_string) else {
         return status(StatusCode::BAD_REQUEST, "BadRequest", "Upgrade request required", None);
     };
     let offered = header_str(headers, "sec-websocket-protocol").unwrap_or("").to_string();
-    let protocol = if offered.contains("v5.channel.k8s.io") { "v5.channel.k8s.io" } else { "v4.channel.k8s.io" };
+    let protocol = if offered.contains("v5.channel.k8s.io") {
+        "v5.channel.k8s.io"
+    } else {
+        "v4.channel.k8s.io"
+    };
     let upgrade = hyper::upgrade::on(&mut request);
     let docker = shared.docker.clone();
     tokio::spawn(async move {
         let Ok(upgraded) = upgrade.await else { return };
-        let ws = WebSocketStream::from_raw_socket(hyper_util::rt::TokioIo::new(upgraded), Role::Server, None).await;
+        let ws = WebSocketStream::from_raw_socket(
+            hyper_util::rt::TokioIo::new(upgraded),
+            Role::Server,
+            None,
+        )
+        .await;
         serve_exec(docker, ws, id, command, stdin).await;
     });
     let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
@@ -550,18 +688,27 @@ pub(crate) async fn exec(State(shared): State<Arc<Shared>>, Path((ns, name)): Pa
     let h = response.headers_mut();
     h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    h.insert(header::SEC_WEBSOCKET_ACCEPT, HeaderValue::from_str(&accept).expect("a valid accept key"));
+    h.insert(
+        header::SEC_WEBSOCKET_ACCEPT,
+        HeaderValue::from_str(&accept).expect("a valid accept key"),
+    );
     h.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(protocol));
     response
 }
 
-async fn serve_exec<S>(docker: Docker, ws: WebSocketStream<S>, id: String, command: Vec<String>, stdin: bool)
-where
+async fn serve_exec<S>(
+    docker: Docker,
+    ws: WebSocketStream<S>,
+    id: String,
+    command: Vec<String>,
+    stdin: bool,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let (mut sink, mut source) = ws.split();
     let failure = |message: String| {
-        json!({"metadata": {}, "status": "Failure", "message": message, "reason": "InternalError"}).to_string()
+        json!({"metadata": {}, "status": "Failure", "message": message, "reason": "InternalError"})
+            .to_string()
     };
     let options = CreateExecOptions {
         cmd: Some(command.clone()),
@@ -588,10 +735,10 @@ where
     let feeder = tokio::spawn(async move {
         while let Some(Ok(message)) = source.next().await {
             match message {
-                Message::Binary(data) if data.first() == Some(&0) => {
-                    if input.write_all(&data[1..]).await.is_err() {
-                        break;
-                    }
+                Message::Binary(data)
+                    if data.first() == Some(&0) && input.write_all(&data[1..]).await.is_err() =>
+                {
+                    break;
                 }
                 Message::Binary(data) if data.first() == Some(&255) && data.get(1) == Some(&0) => {
                     let _ = input.shutdown().await;
