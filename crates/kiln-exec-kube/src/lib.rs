@@ -169,15 +169,7 @@ fn describe(e: &kube::Error) -> String {
             }
             text
         }
-        other => {
-            let mut text = other.to_string();
-            let mut source = std::error::Error::source(other);
-            while let Some(s) = source {
-                text = format!("{text}: {s}");
-                source = s.source();
-            }
-            text
-        }
+        other => one_line(other),
     }
 }
 
@@ -675,11 +667,15 @@ fn log_request(
     http::Request::get(uri).body(Vec::new()).expect("a valid log request")
 }
 
+/// `e` and its sources on one line, each source once (many already say their source).
 fn one_line(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
-        text = format!("{text}: {s}");
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text = format!("{text}: {part}");
+        }
         source = s.source();
     }
     text.replace('\n', " ")

@@ -99,6 +99,9 @@ pub enum ExecutorChoice {
     /// Runs nothing: every job starts and exits 0 at once, with no output. For benchmarks
     /// and pool tests (what is measured is leases, reports and the store, not the job).
     Noop,
+    /// Pods on a Kubernetes cluster (`kiln agent` only; kubeconfig from `KUBECONFIG`,
+    /// `~/.kube/config` or the pod's service account; see docs/kubernetes.md).
+    Kubernetes,
 }
 
 pub(crate) fn warn(msg: impl std::fmt::Display) {
@@ -257,6 +260,10 @@ fn parse_params(raw: &[String]) -> Result<Vec<(String, String)>, String> {
         .collect()
 }
 
+/// Why `--executor kubernetes` is refused outside `kiln agent`.
+pub(crate) const KUBERNETES_AGENT_ONLY: &str = "the Kubernetes executor runs jobs for a server: \
+     start `kiln agent --executor kubernetes` (see docs/kubernetes.md)";
+
 /// The chosen executor, and the Docker one when it is Docker (for label clean-up).
 pub(crate) struct Chosen {
     pub(crate) executor: Arc<dyn Executor>,
@@ -274,6 +281,7 @@ pub(crate) async fn choose_executor(choice: ExecutorChoice, plan: &Plan) -> Resu
         Ok(Chosen { executor: Arc::new(exec), docker: None })
     };
     match choice {
+        ExecutorChoice::Kubernetes => Err(KUBERNETES_AGENT_ONLY.to_string()),
         ExecutorChoice::Process => process(),
         ExecutorChoice::Noop => {
             Ok(Chosen { executor: Arc::new(kiln_exec::noop::NoopExecutor::new()), docker: None })
