@@ -194,9 +194,11 @@ fn kubernetes_agent_with_an_api_server_that_does_not_answer_is_a_one_line_error(
 }
 
 #[test]
-fn kubernetes_executor_outside_kiln_agent_is_refused() {
+fn kubernetes_executor_for_the_embedded_agent_is_refused() {
+    let data = tempfile::tempdir().unwrap();
     let out = crate::support::kiln()
-        .args(["run", &example("matrix.yml"), "--executor", "kubernetes"])
+        .args(["server", "--listen", "127.0.0.1:0", "--executor", "kubernetes", "--data"])
+        .arg(data.path())
         .output()
         .unwrap();
     let (_, stderr) = assert_code(&out, 2);
