@@ -4,6 +4,7 @@
 //! involved anywhere.
 
 mod conformance;
+mod executor;
 mod faults;
 
 use std::sync::Arc;
