@@ -71,9 +71,83 @@ pub fn split_timestamp(line: &str) -> (Option<DateTime<Utc>>, &str) {
     (None, line)
 }
 
+/// Lines of one read remembered to recognise them in the other read.
+const WINDOW: usize = 512;
+
+/// Notices a cluster that ignores `stream=Stdout|Stderr` (without the
+/// `PodLogsQuerySplitStreams` feature gate both reads give every line): once a line (same
+/// timestamp, same text) comes from both reads, only the stdout read is used, and lines the
+/// stderr read already gave are not given again. Logs then arrive once each, as stdout.
+#[derive(Debug, Default)]
+pub struct Split {
+    given: [std::collections::VecDeque<(DateTime<Utc>, String)>; 2],
+    combined: bool,
+}
+
+impl Split {
+    /// A detector that has seen nothing.
+    pub fn new() -> Split {
+        Split::default()
+    }
+
+    /// Whether the streams turned out not to be split.
+    pub fn combined(&self) -> bool {
+        self.combined
+    }
+
+    /// Whether the line `text` stamped `time`, read with `stream=Stderr` when `stderr`, else
+    /// with `stream=Stdout`, is to be given (and remembers it when it is).
+    pub fn admit(&mut self, stderr: bool, time: Option<DateTime<Utc>>, text: &str) -> bool {
+        if self.combined && stderr {
+            return false;
+        }
+        let Some(time) = time else { return true };
+        let (mine, other) = if stderr { (1, 0) } else { (0, 1) };
+        if self.given[other].iter().any(|(t, s)| *t == time && s == text) {
+            self.combined = true;
+            return false;
+        }
+        let window = &mut self.given[mine];
+        window.push_back((time, text.to_string()));
+        if window.len() > WINDOW {
+            window.pop_front();
+        }
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn split_streams_are_left_alone() {
+        let mut split = Split::new();
+        assert!(split.admit(false, Some(t("2026-12-07T18:00:00.1Z")), "out"));
+        assert!(split.admit(true, Some(t("2026-12-07T18:00:00.2Z")), "err"));
+        assert!(split.admit(true, Some(t("2026-12-07T18:00:00.3Z")), "out"));
+        assert!(!split.combined());
+    }
+
+    #[test]
+    fn streams_that_are_not_split_give_each_line_once() {
+        let lines = [
+            ("2026-12-07T18:00:00.1Z", "a"),
+            ("2026-12-07T18:00:00.2Z", "b"),
+            ("2026-12-07T18:00:00.3Z", "c"),
+        ];
+        // The stderr read is two lines ahead of the stdout one, then both go on.
+        let mut split = Split::new();
+        let mut given = Vec::new();
+        for (stderr, i) in [(true, 0), (true, 1), (false, 0), (false, 1), (true, 2), (false, 2)] {
+            let (time, text) = lines[i];
+            if split.admit(stderr, Some(t(time)), text) {
+                given.push(text);
+            }
+        }
+        assert!(split.combined());
+        assert_eq!(given, ["a", "b", "c"]);
+    }
 
     fn t(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)

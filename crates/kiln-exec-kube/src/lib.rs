@@ -40,7 +40,7 @@ use kube::api::{AttachParams, DeleteParams, ListParams, PostParams, WatchEvent, 
 use kube::{Api, Client};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::cursor::{Cursor, split_timestamp};
+use crate::cursor::{Cursor, Split, split_timestamp};
 use crate::pod::{GO_FILE, JOB, KEEPER, NAME, PodTemplate};
 use crate::status::{Startup, job_exit, job_running, startup};
 
@@ -559,10 +559,12 @@ impl Inner {
     }
 
     /// Follows the job container's `stream` of pod `name`, sending each line once to `tx`.
+    /// `split` is shared with the other stream's reader (see [`Split`]).
     async fn follow_log(
         self: Arc<Self>,
         name: String,
         stream: Stream,
+        split: Arc<Mutex<Split>>,
         tx: tokio::sync::mpsc::Sender<Result<LogLine, ExecError>>,
     ) {
         let mut cursor = Cursor::new();
@@ -604,6 +606,16 @@ impl Inner {
                     continue;
                 }
                 failures = 0;
+                let admitted = {
+                    let mut split = split.lock().unwrap_or_else(PoisonError::into_inner);
+                    if split.combined() && stream == Stream::Stderr {
+                        return;
+                    }
+                    split.admit(stream == Stream::Stderr, time, text)
+                };
+                if !admitted {
+                    continue;
+                }
                 let line =
                     LogLine { stream, time: time.unwrap_or_else(Utc::now), text: text.to_string() };
                 if tx.send(Ok(line)).await.is_err() {
@@ -798,8 +810,9 @@ impl Executor for KubeExecutor {
             }
         }
         let (tx, rx) = tokio::sync::mpsc::channel(256);
+        let split = Arc::new(Mutex::new(Split::new()));
         for stream in [Stream::Stdout, Stream::Stderr] {
-            tokio::spawn(ex.clone().follow_log(name.clone(), stream, tx.clone()));
+            tokio::spawn(ex.clone().follow_log(name.clone(), stream, split.clone(), tx.clone()));
         }
         drop(tx);
         // Lines of the two streams come from two reads: keep times from going backwards.

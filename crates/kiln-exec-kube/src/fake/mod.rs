@@ -75,6 +75,8 @@ struct Faults {
     /// Every request under `/api/` is refused with 403, as for an identity without RBAC
     /// access.
     forbidden: bool,
+    /// Log reads ignore `stream` (a cluster without the `PodLogsQuerySplitStreams` gate).
+    unsplit_logs: bool,
 }
 
 #[derive(Debug, Default)]
@@ -223,6 +225,12 @@ impl FakeApi {
     /// without access).
     pub fn set_forbidden(&self, on: bool) {
         self.shared.faults().forbidden = on;
+    }
+
+    /// While set, log reads ignore `stream=Stdout|Stderr` and give both streams, as a
+    /// cluster without the `PodLogsQuerySplitStreams` feature gate does.
+    pub fn set_unsplit_logs(&self, on: bool) {
+        self.shared.faults().unsplit_logs = on;
     }
 
     /// While set, new pods stay `Pending` with `PodScheduled=False` (`Unschedulable`).

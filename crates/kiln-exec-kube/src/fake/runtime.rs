@@ -543,7 +543,8 @@ pub(crate) async fn logs(
         Err(response) => return *response,
     };
     let truthy = |k: &str| get(k).is_some_and(|v| v == "true" || v == "1");
-    let which = get("stream").unwrap_or_else(|| "All".to_string());
+    let unsplit = shared.faults().unsplit_logs;
+    let which = get("stream").filter(|_| !unsplit).unwrap_or_else(|| "All".to_string());
     let (stdout, stderr) = match which.as_str() {
         "All" => (true, true),
         "Stdout" => (true, false),

@@ -262,3 +262,18 @@ async fn a_start_without_access_or_server_fails_in_seconds_with_one_line() {
     }
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_that_does_not_split_log_streams_gives_each_line_once() {
+    let fake = fake().await;
+    fake.set_unsplit_logs(true);
+    let executor = executor(&fake, "unsplit").await;
+    let task = task(
+        "unsplit",
+        &["echo one", "sleep 0.2", "echo two >&2", "sleep 0.2", "echo three", "echo four >&2"],
+    );
+    let run = run_task(&executor, &task).await.expect("the task runs");
+    let texts: Vec<&str> = run.lines.iter().map(|l| l.text.as_str()).collect();
+    assert_eq!(texts, ["one", "two", "three", "four"], "{run:?}");
+    assert_clean(&executor, &task).await;
+}
