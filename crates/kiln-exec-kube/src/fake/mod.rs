@@ -176,6 +176,7 @@ impl FakeApi {
             .await
             .map_err(|_| FakeError::Docker("no answer within 5s".to_string()))?
             .map_err(|e| FakeError::Docker(e.to_string()))?;
+        remove_stale(&docker).await;
         let listener =
             tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(FakeError::Listen)?;
         let addr = listener.local_addr().map_err(FakeError::Listen)?;
@@ -276,6 +277,40 @@ impl FakeApi {
         let keys: Vec<(String, String)> = self.shared.store().pods.keys().cloned().collect();
         for (namespace, name) in keys {
             delete_pod_now(&self.shared, &namespace, &name).await;
+        }
+    }
+}
+
+/// Removes the containers and volumes of fakes whose process is gone (a test that panicked
+/// before its clean-up): their `kfake.instance` label starts with the pid.
+async fn remove_stale(docker: &Docker) {
+    use bollard::query_parameters::{
+        ListContainersOptions, ListVolumesOptions, RemoveVolumeOptions,
+    };
+    let gone = |labels: Option<&std::collections::HashMap<String, String>>| {
+        labels
+            .and_then(|l| l.get("kfake.instance"))
+            .and_then(|i| i.split('-').next()?.parse::<u32>().ok())
+            .is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+    };
+    let filters = Some(std::collections::HashMap::from([(
+        "label".to_string(),
+        vec!["kfake.instance".to_string()],
+    )]));
+    let options =
+        ListContainersOptions { all: true, filters: filters.clone(), ..Default::default() };
+    for container in docker.list_containers(Some(options)).await.unwrap_or_default() {
+        if gone(container.labels.as_ref())
+            && let Some(id) = container.id
+        {
+            runtime::remove_container(docker, &id).await;
+        }
+    }
+    let volumes = docker.list_volumes(Some(ListVolumesOptions { filters })).await;
+    for volume in volumes.ok().and_then(|v| v.volumes).unwrap_or_default() {
+        if gone(Some(&volume.labels)) {
+            let _ =
+                docker.remove_volume(&volume.name, Some(RemoveVolumeOptions { force: true })).await;
         }
     }
 }

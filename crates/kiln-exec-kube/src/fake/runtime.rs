@@ -94,7 +94,8 @@ impl PodRuntime {
     }
 }
 
-async fn remove_container(docker: &Docker, id: &str) {
+/// Force-removes container `id` with its anonymous volumes.
+pub(crate) async fn remove_container(docker: &Docker, id: &str) {
     let options = RemoveContainerOptions { force: true, v: true, ..Default::default() };
     let _ = docker.remove_container(id, Some(options)).await;
 }

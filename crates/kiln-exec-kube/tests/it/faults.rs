@@ -277,3 +277,19 @@ async fn a_cluster_that_does_not_split_log_streams_gives_each_line_once() {
     assert_eq!(texts, ["one", "two", "three", "four"], "{run:?}");
     assert_clean(&executor, &task).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fake_removes_the_containers_of_fakes_whose_process_is_gone() {
+    let docker = |args: &[&str]| {
+        let out = std::process::Command::new("docker").args(args).output().expect("docker CLI");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let name = format!("kfake-stale-{}", std::process::id());
+    // 4194305 is above Linux's largest pid: that process never exists.
+    let id =
+        docker(&["create", "--label", "kfake.instance=4194305-1", "--name", &name, IMAGE, "true"]);
+    assert!(!id.is_empty(), "docker create failed");
+    let _fake = fake().await;
+    let left = docker(&["ps", "-aq", "--filter", &format!("name={name}")]);
+    assert_eq!(left, "", "the stale container is gone");
+}
