@@ -145,6 +145,10 @@ pub struct AgentArgs {
     /// (it needs `sh`, `sleep` and `tar`).
     #[arg(long, value_name = "IMAGE", default_value = kiln_exec_kube::DEFAULT_HELPER_IMAGE)]
     helper_image: String,
+    /// Kubernetes executor: how long a job's pod may take to run (scheduling, image pulls)
+    /// before the attempt fails with the last reason Kubernetes gave (`10m`, `90s`).
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = humantime::parse_duration)]
+    pod_start_timeout: std::time::Duration,
 }
 
 fn parse_selector(text: &str) -> Result<(String, String), String> {
@@ -167,6 +171,7 @@ async fn kubernetes_executor(args: &AgentArgs, name: &str) -> Result<Arc<dyn Exe
         agent: name.to_string(),
         helper_image: args.helper_image.clone(),
         node_selector: args.node_selector.iter().cloned().collect(),
+        startup_timeout: args.pod_start_timeout,
         ..Default::default()
     };
     let executor =
