@@ -77,6 +77,9 @@ struct Faults {
     forbidden: bool,
     /// Log reads ignore `stream` (a cluster without the `PodLogsQuerySplitStreams` gate).
     unsplit_logs: bool,
+    /// Pod creations still to answer with 500 after they were made (a reply lost after the
+    /// commit).
+    lose_create_replies: usize,
 }
 
 #[derive(Debug, Default)]
@@ -232,6 +235,12 @@ impl FakeApi {
     /// cluster without the `PodLogsQuerySplitStreams` feature gate does.
     pub fn set_unsplit_logs(&self, on: bool) {
         self.shared.faults().unsplit_logs = on;
+    }
+
+    /// The next `n` pod creations are made but answered with 500 Internal Error, as when
+    /// the reply is lost after the object was stored: a retry then meets 409 AlreadyExists.
+    pub fn lose_create_replies(&self, n: usize) {
+        self.shared.faults().lose_create_replies += n;
     }
 
     /// While set, new pods stay `Pending` with `PodScheduled=False` (`Unschedulable`).
@@ -693,6 +702,22 @@ async fn create_pod(
         .unwrap_or_else(PoisonError::into_inner)
         .insert(uid.clone(), runtime.clone());
     tokio::spawn(runtime::run_pod(shared.clone(), ns, name, uid, runtime));
+    let lose = {
+        let mut faults = shared.faults();
+        let lose = faults.lose_create_replies > 0;
+        if lose {
+            faults.lose_create_replies -= 1;
+        }
+        lose
+    };
+    if lose {
+        return status(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            "Internal error occurred: the reply to this create was lost (fake fault)",
+            None,
+        );
+    }
     json_response(StatusCode::CREATED, &pod)
 }
 

@@ -293,3 +293,16 @@ async fn a_fake_removes_the_containers_of_fakes_whose_process_is_gone() {
     let left = docker(&["ps", "-aq", "--filter", &format!("name={name}")]);
     assert_eq!(left, "", "the stale container is gone");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_whose_reply_was_lost_is_retried_and_the_pod_taken_as_its_own() {
+    let fake = fake().await;
+    let executor = executor(&fake, "lost").await;
+    let task = task("lost", &["echo once"]);
+    fake.lose_create_replies(1);
+    let run = run_task(&executor, &task).await.expect("the task runs");
+    assert_eq!(run.stdout(), ["once"]);
+    assert_eq!(answered(&fake, "POST /api/v1/namespaces/kiln-ci/pods", 500), 1);
+    assert_eq!(answered(&fake, "POST /api/v1/namespaces/kiln-ci/pods", 409), 1);
+    assert_clean(&executor, &task).await;
+}
