@@ -268,9 +268,18 @@ async fn a_cluster_that_does_not_split_log_streams_gives_each_line_once() {
     let fake = fake().await;
     fake.set_unsplit_logs(true);
     let executor = executor(&fake, "unsplit").await;
+    // Sleeps between streams: the engine stamps stdout and stderr lines in two threads.
     let task = task(
         "unsplit",
-        &["echo one", "sleep 0.2", "echo two >&2", "sleep 0.2", "echo three", "echo four >&2"],
+        &[
+            "echo one",
+            "sleep 0.2",
+            "echo two >&2",
+            "sleep 0.2",
+            "echo three",
+            "sleep 0.2",
+            "echo four >&2",
+        ],
     );
     let run = run_task(&executor, &task).await.expect("the task runs");
     let texts: Vec<&str> = run.lines.iter().map(|l| l.text.as_str()).collect();
