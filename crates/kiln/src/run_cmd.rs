@@ -99,6 +99,9 @@ pub enum ExecutorChoice {
     /// Runs nothing: every job starts and exits 0 at once, with no output. For benchmarks
     /// and pool tests (what is measured is leases, reports and the store, not the job).
     Noop,
+    /// Pods on a Kubernetes cluster (`kiln agent` and `kiln run`; kubeconfig from
+    /// `KUBECONFIG`, `~/.kube/config` or the pod's service account; see docs/kubernetes.md).
+    Kubernetes,
 }
 
 pub(crate) fn warn(msg: impl std::fmt::Display) {
@@ -257,6 +260,11 @@ fn parse_params(raw: &[String]) -> Result<Vec<(String, String)>, String> {
         .collect()
 }
 
+/// Why `kiln server --executor kubernetes` is refused.
+pub(crate) const KUBERNETES_AGENT_ONLY: &str = "the embedded agent cannot use the Kubernetes \
+     executor: start the server with `--capacity 0` and a `kiln agent --executor kubernetes` \
+     (see docs/kubernetes.md)";
+
 /// The chosen executor, and the Docker one when it is Docker (for label clean-up).
 pub(crate) struct Chosen {
     pub(crate) executor: Arc<dyn Executor>,
@@ -274,6 +282,16 @@ pub(crate) async fn choose_executor(choice: ExecutorChoice, plan: &Plan) -> Resu
         Ok(Chosen { executor: Arc::new(exec), docker: None })
     };
     match choice {
+        ExecutorChoice::Kubernetes => {
+            // Named after this process: a `kiln run` never sweeps another's pods.
+            let config = kiln_exec_kube::KubeConfig {
+                agent: format!("kiln-run-{}", std::process::id()),
+                ..Default::default()
+            };
+            let exec =
+                kiln_exec_kube::KubeExecutor::connect(config).await.map_err(|e| e.to_string())?;
+            Ok(Chosen { executor: Arc::new(exec), docker: None })
+        }
         ExecutorChoice::Process => process(),
         ExecutorChoice::Noop => {
             Ok(Chosen { executor: Arc::new(kiln_exec::noop::NoopExecutor::new()), docker: None })

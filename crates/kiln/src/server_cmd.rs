@@ -134,6 +134,56 @@ pub struct AgentArgs {
     /// [default: no limit, nothing is removed].
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     image_cache_size: Option<u64>,
+    /// Kubernetes executor: namespace of the job pods [default: the kubeconfig context's,
+    /// else `default`].
+    #[arg(long, value_name = "NAMESPACE", env = "KILN_KUBE_NAMESPACE")]
+    namespace: Option<String>,
+    /// Kubernetes executor: node selector put on every job pod, `key=value` (repeatable).
+    #[arg(long = "node-selector", value_name = "KEY=VALUE", value_parser = parse_selector)]
+    node_selector: Vec<(String, String)>,
+    /// Kubernetes executor: image of the helper container that holds each pod's workspace
+    /// (it needs `sh`, `sleep` and `tar`).
+    #[arg(long, value_name = "IMAGE", default_value = kiln_exec_kube::DEFAULT_HELPER_IMAGE)]
+    helper_image: String,
+    /// Kubernetes executor: how long a job's pod may take to run (scheduling, image pulls)
+    /// before the attempt fails with the last reason Kubernetes gave (`10m`, `90s`).
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = humantime::parse_duration)]
+    pod_start_timeout: std::time::Duration,
+}
+
+fn parse_selector(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v))
+            if kiln_exec_kube::pod::is_label_key(k) && kiln_exec_kube::pod::is_label_value(v) =>
+        {
+            Ok((k.to_string(), v.to_string()))
+        }
+        _ => Err(format!("expected a node label KEY=VALUE (such as pool=ci), found '{text}'")),
+    }
+}
+
+/// The Kubernetes executor of agent `name`: connects (a one-line error within seconds when
+/// the kubeconfig is missing or the API server refuses) and deletes the pods an earlier run
+/// of this agent left.
+async fn kubernetes_executor(args: &AgentArgs, name: &str) -> Result<Arc<dyn Executor>, String> {
+    let config = kiln_exec_kube::KubeConfig {
+        namespace: args.namespace.clone(),
+        agent: name.to_string(),
+        helper_image: args.helper_image.clone(),
+        node_selector: args.node_selector.iter().cloned().collect(),
+        startup_timeout: args.pod_start_timeout,
+        ..Default::default()
+    };
+    let executor =
+        kiln_exec_kube::KubeExecutor::connect(config).await.map_err(|e| e.to_string())?;
+    if executor.swept() > 0 {
+        eprintln!(
+            "removed {} pod(s) left by an earlier run of agent `{name}` in namespace {}",
+            executor.swept(),
+            executor.namespace()
+        );
+    }
+    Ok(Arc::new(executor))
 }
 
 /// The socket address of a server URL (`http://host[:port]/…`), resolved.
@@ -199,12 +249,16 @@ async fn executor(
     builder_image: Option<String>,
     process_user: Option<&str>,
 ) -> Result<Arc<dyn Executor>, String> {
+    if choice == ExecutorChoice::Kubernetes {
+        return Err(crate::run_cmd::KUBERNETES_AGENT_ONLY.to_string());
+    }
     let run_as = run_as(process_user)?;
     let process = process_executor(work_dir, run_as).await;
     let config = kiln_exec_docker::DockerConfig { builder_image, ..Default::default() };
     let docker = match choice {
         ExecutorChoice::Process => return Ok(process),
         ExecutorChoice::Noop => return Ok(Arc::new(kiln_exec::noop::NoopExecutor::new())),
+        ExecutorChoice::Kubernetes => unreachable!("refused above"),
         ExecutorChoice::Docker => {
             DockerExecutor::connect(config).await.map_err(|e| e.to_string())?
         }
@@ -474,15 +528,19 @@ pub async fn agent(args: AgentArgs) -> ExitCode {
         Err(e) => return fail(e),
     };
     let name = args.name.clone().unwrap_or_else(host_name);
-    let exec = match executor(
-        args.executor,
-        &name,
-        &args.work_dir,
-        args.builder_image.clone(),
-        args.process_user.as_deref(),
-    )
-    .await
-    {
+    let exec = if args.executor == ExecutorChoice::Kubernetes {
+        kubernetes_executor(&args, &name).await
+    } else {
+        executor(
+            args.executor,
+            &name,
+            &args.work_dir,
+            args.builder_image.clone(),
+            args.process_user.as_deref(),
+        )
+        .await
+    };
+    let exec = match exec {
         Ok(e) => e,
         Err(e) => return fail(e),
     };

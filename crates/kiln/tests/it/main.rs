@@ -3,14 +3,15 @@
 //! parity of `kiln run` with the server (artifacts, caches, `source:`, the examples), the
 //! environments and the config center (`config.rs`), the pool across hosts (a server and
 //! three agents in containers), `kill -9` of a server that then adopts the service instances
-//! its agents run, and `kill -9` of a server whose embedded agent's processes are swept when
-//! it starts again.
+//! its agents run, `kill -9` of a server whose embedded agent's processes are swept when
+//! it starts again, and the examples as pods on the fake Kubernetes API server (`kube.rs`).
 
 mod adoption;
 mod completions;
 mod config;
 mod deploys;
 mod docker;
+mod kube;
 mod multihost;
 mod orphans;
 mod parity;

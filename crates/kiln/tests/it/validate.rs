@@ -145,3 +145,62 @@ fn server_on_an_unreachable_postgres_fails_fast_with_the_cause() {
     assert!(!stderr.contains("secret"), "{stderr}");
     assert!(elapsed < std::time::Duration::from_secs(10), "took {elapsed:?}");
 }
+
+/// `kiln agent --executor kubernetes` with a `KUBECONFIG` of `contents` (none when `None`)
+/// and no home kubeconfig: its exit code and stderr, and how long it took.
+fn kubernetes_agent(contents: Option<&str>) -> (std::process::Output, std::time::Duration) {
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join("kubeconfig");
+    if let Some(contents) = contents {
+        std::fs::write(&config, contents).unwrap();
+    }
+    let started = std::time::Instant::now();
+    let out = crate::support::kiln()
+        .args(["agent", "--executor", "kubernetes", "--server", "http://127.0.0.1:9"])
+        .env("KILN_TOKEN", "not-used")
+        .env("HOME", home.path())
+        .env("KUBECONFIG", &config)
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("KUBERNETES_SERVICE_PORT")
+        .output()
+        .unwrap();
+    (out, started.elapsed())
+}
+
+#[test]
+fn kubernetes_agent_without_a_kubeconfig_is_a_one_line_error() {
+    let (out, elapsed) = kubernetes_agent(None);
+    let (_, stderr) = assert_code(&out, 2);
+    assert!(stderr.contains("no usable kubeconfig"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(elapsed < std::time::Duration::from_secs(10), "took {elapsed:?}");
+}
+
+#[test]
+fn kubernetes_agent_with_an_api_server_that_does_not_answer_is_a_one_line_error() {
+    // A loopback port nothing listens on (bound, then released).
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: http://127.0.0.1:{port}\n\
+         users:\n- name: u\n  user: {{}}\ncontexts:\n- name: x\n  context:\n    cluster: c\n    user: u\n\
+         current-context: x\n"
+    );
+    let (out, elapsed) = kubernetes_agent(Some(&config));
+    let (_, stderr) = assert_code(&out, 2);
+    assert!(stderr.contains(&format!("127.0.0.1:{port}")), "{stderr}");
+    assert!(stderr.contains("does not answer"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(elapsed < std::time::Duration::from_secs(10), "took {elapsed:?}");
+}
+
+#[test]
+fn kubernetes_executor_for_the_embedded_agent_is_refused() {
+    let data = tempfile::tempdir().unwrap();
+    let out = crate::support::kiln()
+        .args(["server", "--listen", "127.0.0.1:0", "--executor", "kubernetes", "--data"])
+        .arg(data.path())
+        .output()
+        .unwrap();
+    let (_, stderr) = assert_code(&out, 2);
+    assert!(stderr.contains("kiln agent --executor kubernetes"), "{stderr}");
+}
