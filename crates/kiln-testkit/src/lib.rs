@@ -4,12 +4,14 @@
 //! waiting with a deadline ([`wait`]), a TCP proxy whose connections a test can cut
 //! ([`CuttableProxy`]), the real peers some tests run against ([`peer`]), a generated C
 //! project to build ([`c_project`]), tiny images pushed to a server's registry
-//! ([`push_image`]) and Docker engines of a test's own ([`PrivateEngine`]). A dev-dependency
-//! only: no library or binary depends on it.
+//! ([`push_image`]), Docker engines of a test's own ([`PrivateEngine`]) and faults of the
+//! file system under a data directory ([`Mount`]: a small tmpfs to [`fill`], a read-only
+//! one). A dev-dependency only: no library or binary depends on it.
 
 mod cproject;
 mod engine;
 mod image;
+mod mount;
 pub mod postgres;
 mod proxy;
 mod server;
@@ -20,6 +22,7 @@ use kiln_api::pool::{AttrValue, PortRange, Resources};
 pub use cproject::c_project;
 pub use engine::PrivateEngine;
 pub use image::push_image;
+pub use mount::{Mount, fill};
 pub use proxy::CuttableProxy;
 pub use server::{Backend, TestAgent, TestServer};
 pub use wait::is_final;
