@@ -4,7 +4,9 @@
 //! could not be stored fails with that cause and leaves a marker in its log. A read-only,
 //! vanished or replaced data directory refuses writes with 503 naming it while reads go on,
 //! and PostgreSQL going away (a proxy the test cuts) is answered 503 naming the database;
-//! in each case the server recovers by itself and a run in flight finishes.
+//! in each case the server recovers by itself and a run in flight finishes. A job the
+//! server runs itself fails like an agent's when its log line cannot be stored; a service
+//! instance keeps running and its log says how many lines were lost.
 
 use std::time::{Duration, Instant};
 
@@ -283,5 +285,111 @@ async fn postgres_going_away_is_answered_503_naming_it_and_runs_in_flight_finish
     assert!(log_text(&s, &inflight.id, Some("wait")).await.iter().any(|l| l == "done"));
     let after = trigger_until_accepted(&s, "api", "quick").await;
     assert_eq!(s.wait_final(&after).await.run.state, "success");
+    s.stop().await;
+}
+
+/// Waits, silently, until the file named by `stop` exists.
+const QUIET: &str = r#"
+name: quiet
+params:
+  stop: { type: string }
+stages:
+  - name: s
+    jobs:
+      wait:
+        script:
+          - 'while [ ! -f "${{ params.stop }}" ]; do sleep 0.05; done'
+"#;
+
+/// Starts `quiet` and waits for it: the server's own job, which logs what it starts and
+/// each state of it.
+const KICK: &str = r#"
+name: kick
+params:
+  stop: { type: string }
+stages:
+  - name: s
+    jobs:
+      kick:
+        trigger:
+          pipeline: quiet
+          params: { stop: "${{ params.stop }}" }
+"#;
+
+#[tokio::test]
+async fn a_server_job_whose_log_line_cannot_be_stored_fails_with_that_cause() {
+    let s = TestServer::start().await;
+    s.apply("api", "quiet", QUIET).await;
+    s.apply("api", "kick", KICK).await;
+    let stop = s.dir().join("stop");
+    std::fs::write(&stop, "").unwrap();
+    // No run's log can be made from now on (the rest of the data directory is writable).
+    let runs = s.data.join("logs").join("runs");
+    std::fs::create_dir_all(&runs).unwrap();
+    let read_only = Mount::read_only(&runs);
+    let run = s.trigger("api", "kick", &[("stop", stop.to_str().unwrap())]).await;
+    let d = s.wait_final(&run.id).await;
+    drop(read_only);
+    assert_eq!(d.run.state, "failure", "{d:#?}");
+    let reason = job(&d, "kick").reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("a log line could not be stored") && reason.contains("Read-only"),
+        "the cause is named: {d:#?}"
+    );
+    s.stop().await;
+}
+
+/// A service whose one instance says `tick` ten times a second.
+const TICKER: &str = "kind: service
+name: ticker
+replicas: 1
+command: [sh, -c, 'while true; do echo tick; sleep 0.1; done']
+";
+
+#[tokio::test]
+async fn a_service_instance_s_log_says_where_lines_could_not_be_stored_and_it_keeps_running() {
+    let s = TestServer::start().await;
+    // No instance's log can be made for now (the rest of the data directory is writable).
+    let services = s.data.join("logs").join("services");
+    std::fs::create_dir_all(&services).unwrap();
+    let read_only = Mount::read_only(&services);
+    crate::support::apply(&s, "shop", TICKER).await;
+    let info = crate::support::wait_service(
+        &s,
+        "ticker",
+        "a running instance",
+        |_| {},
+        |i| i.instances.iter().any(|i| i.state == "healthy"),
+    )
+    .await;
+    let instance = info.instances[0].id.clone();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Writable again: the lines go on, after a marker saying how many were lost.
+    drop(read_only);
+    let started = Instant::now();
+    let lines = loop {
+        let page = s.admin.instance_logs("shop", "ticker", &instance, 1, 1000).await;
+        let lines: Vec<String> =
+            page.map(|p| p.lines.into_iter().map(|l| l.text).collect()).unwrap_or_default();
+        if lines.iter().filter(|l| *l == "tick").count() >= 3 {
+            break lines;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "no line stored again: {lines:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let marker = lines
+        .iter()
+        .find(|l| l.contains("were lost"))
+        .unwrap_or_else(|| panic!("a marker says lines were lost: {lines:?}"));
+    let lost: u64 = marker
+        .trim_start_matches("kiln: log lines are stored again; ")
+        .trim_end_matches(" were lost")
+        .parse()
+        .unwrap_or_else(|_| panic!("the marker says how many: {marker}"));
+    assert!(lost >= 3, "about ten a second for half a second: {marker}");
+    let info = s.admin.service("shop", "ticker").await.unwrap();
+    assert_eq!(info.instances[0].id, instance, "the instance kept running: {info:#?}");
+    assert_eq!(info.instances[0].state, "healthy", "{info:#?}");
     s.stop().await;
 }
