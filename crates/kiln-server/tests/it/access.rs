@@ -135,8 +135,8 @@ async fn another_project_s_resources_are_404_like_missing_ones() {
     s.stop().await;
 }
 
-/// Every route that looks a resource up by project, with the body a real call would send:
-/// `{p}` is the project. A token limited to another project gets for each exactly what it
+/// Every route that looks a resource up by project (the live streams included: they answer
+/// before they stream), with the body a real call would send: `{p}` is the project. A token limited to another project gets for each exactly what it
 /// gets for a project that does not exist.
 const BY_PROJECT: &[(&str, &str, &str)] = &[
     ("GET", "/projects/{p}/pipelines", ""),
@@ -158,6 +158,7 @@ const BY_PROJECT: &[(&str, &str, &str)] = &[
     ("POST", "/projects/{p}/services/web/rollback", "{}"),
     ("GET", "/projects/{p}/services/web/metrics", ""),
     ("GET", "/projects/{p}/services/web/instances/web-1/logs", ""),
+    ("GET", "/projects/{p}/services/web/instances/web-1/logs/stream", ""),
     ("GET", "/projects/{p}/metrics", ""),
     ("GET", "/projects/{p}/metrics/rule", ""),
     ("PUT", "/projects/{p}/metrics/rule", r#"{"yaml":"kind: metrics"}"#),
@@ -186,6 +187,7 @@ const BY_PROJECT: &[(&str, &str, &str)] = &[
     ("POST", "/projects/{p}/apps/app/environments/prod/releases/1/reject", ""),
     ("POST", "/projects/{p}/apps/app/environments/prod/rollback", r#"{"to":1}"#),
     ("GET", "/projects/{p}/config/app/prod", ""),
+    ("GET", "/projects/{p}/config/app/prod/watch", ""),
     ("GET", "/projects/{p}/deployments", ""),
     (
         "POST",
@@ -204,6 +206,8 @@ const BY_PROJECT: &[(&str, &str, &str)] = &[
     ("POST", "/projects/{p}/webhooks", r#"{"url":"http://127.0.0.1:9/"}"#),
     ("DELETE", "/projects/{p}/webhooks/1", ""),
     ("GET", "/runs?project={p}", ""),
+    ("GET", "/runs/events?project={p}", ""),
+    ("GET", "/discovery/watch?project={p}", ""),
     ("GET", "/triggers?project={p}", ""),
     ("GET", "/services?project={p}", ""),
     ("GET", "/discovery/targets?project={p}", ""),
@@ -222,7 +226,9 @@ const BY_ID: &[(&str, &str, &str)] = &[
     ("GET", "/runs/{id}/artifacts", ""),
     ("GET", "/runs/{id}/artifacts/only", ""),
     ("GET", "/runs/{id}/logs", ""),
+    ("GET", "/runs/{id}/logs/stream", ""),
     ("GET", "/runs/{id}/jobs/only/logs", ""),
+    ("GET", "/runs/{id}/jobs/only/logs/stream", ""),
     ("POST", "/runs/{id}/cancel", ""),
     ("POST", "/runs/{id}/retry", ""),
     ("POST", "/runs/{id}/stages/s/decision", r#"{"decision":"approve"}"#),
