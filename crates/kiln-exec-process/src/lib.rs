@@ -20,8 +20,8 @@
 //! - Services are refused by `check`; limits are accepted but **not enforced**.
 //! - `start` does no waiting: it spawns the process and returns, so the process runs well
 //!   under a millisecond after `start` is called. With a records directory
-//!   ([`ProcessConfig::records`]) it first writes the task's pending record there (one small
-//!   file, renamed into place; the pid is added by the reaping task, off `start`'s path).
+//!   ([`ProcessConfig::records`]) the task's pending record is already there (one small file,
+//!   renamed into place by `setup`; the pid is added by the reaping task, off `start`'s path).
 //! - With a records directory, no workspace the executor makes and no process it starts
 //!   goes unrecorded: a task's record is written at `setup`, before its workspace is made,
 //!   gets the pid right after the spawn, loses it again once the process is reaped, and is
@@ -556,20 +556,11 @@ impl Executor for ProcessExecutor {
         }
         let mut cmd = self.command(task, &state.workspace)?;
         let records = self.records.clone();
-        // Recorded before it exists, so that a `kill -9` right after the spawn leaves a
+        // Its pending record was written at setup: a `kill -9` right after the spawn leaves a
         // record (found by its workspace) rather than an unknown process.
         let record = records
             .as_deref()
             .map(|r| r.pending(task.id.as_str(), &state.workspace, &state.labels));
-        if let (Some(records), Some(record)) = (records.as_deref(), &record) {
-            records.write(record).map_err(|e| {
-                ExecError::Engine(format!(
-                    "process: recording task {} in {}: {e}",
-                    task.id,
-                    records.dir().display()
-                ))
-            })?;
-        }
         let mut child = match cmd.spawn() {
             Ok(child) => child,
             Err(e) => {
