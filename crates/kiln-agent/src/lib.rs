@@ -489,15 +489,31 @@ pub fn attempts_dir(config: &AgentConfig) -> PathBuf {
 }
 
 /// Removes the scratch space of attempts an earlier run of this agent left when it was
-/// killed (nothing of this run exists yet: call it before the first lease); how many.
+/// killed (nothing of this run exists yet: call it before the first lease); how many. Also
+/// the scratch directories earlier versions kept right in the work directory
+/// (`WORK_DIR/<lease id>`, 32 hex digits), which no agent of this version uses.
 pub fn sweep_attempts(config: &AgentConfig) -> Result<usize, String> {
+    let mut removed = 0;
+    if let Ok(entries) = std::fs::read_dir(&config.work_dir) {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let old = name.to_str().is_some_and(|n| {
+                n.len() == 32 && n.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            });
+            let path = entry.path();
+            if old && path.is_dir() && !path.is_symlink() {
+                std::fs::remove_dir_all(&path)
+                    .map_err(|e| format!("removing {}: {e}", path.display()))?;
+                removed += 1;
+            }
+        }
+    }
     let dir = attempts_dir(config);
     let entries = match std::fs::read_dir(&dir) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(removed),
         Err(e) => return Err(format!("reading {}: {e}", dir.display())),
     };
-    let mut removed = 0;
     for entry in entries {
         let path = entry.map_err(|e| format!("reading {}: {e}", dir.display()))?.path();
         let gone = if path.is_dir() && !path.is_symlink() {
@@ -839,6 +855,37 @@ stages:
         assert_eq!(check.probe, Probe::Http { port: "web".into(), path: "/".into() });
         assert_eq!(check.interval, Duration::from_millis(100));
         assert_eq!((check.grace, check.failures), (Duration::from_secs(10), 3));
+    }
+
+    #[test]
+    fn the_sweep_removes_this_agent_s_attempts_and_old_scratch_and_nothing_else() {
+        let root = tempfile::tempdir().unwrap();
+        let work = root.path().join("work");
+        let config = |name: &str| AgentConfig {
+            name: name.into(),
+            capacity: 1,
+            work_dir: work.clone(),
+            host: HostFacts::default(),
+            image_cache_size: None,
+        };
+        let (me, other) = (config("build/1"), config("other"));
+        assert_eq!(attempts_dir(&me), work.join("attempts").join("build_1"));
+        assert_eq!(attempts_dir(&config("..")), work.join("attempts").join("_.."));
+        let mine = attempts_dir(&me).join("0190aaaabbbbccccddddeeeeffff0000");
+        let theirs = attempts_dir(&other).join("0190aaaabbbbccccddddeeeeffff0001");
+        let old = work.join("0190aaaabbbbccccddddeeeeffff0002");
+        for dir in [&mine, &theirs, &old, &work.join("procs"), &work.join("instances")] {
+            std::fs::create_dir_all(dir.join("seed")).unwrap();
+        }
+        std::fs::write(work.join("images.json"), "{}").unwrap();
+
+        assert_eq!(sweep_attempts(&me), Ok(2));
+        assert!(!mine.exists() && !old.exists(), "this agent's and the old layout's are gone");
+        for kept in [&theirs, &work.join("procs"), &work.join("instances")] {
+            assert!(kept.is_dir(), "{} is another's or not scratch", kept.display());
+        }
+        assert!(work.join("images.json").is_file());
+        assert_eq!(sweep_attempts(&me), Ok(0), "nothing twice");
     }
 
     #[tokio::test]
