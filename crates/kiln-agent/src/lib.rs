@@ -15,6 +15,12 @@
 //! ([`kiln_api::agent::ConfigUpdate`]: written only when the bytes changed, then signalled),
 //! each reported as `config_applied`; the directory goes when the instance ends.
 //!
+//! Each attempt's scratch space (seed, workspace export, archives) is
+//! `WORK_DIR/attempts/<agent name>/<lease>`, removed when the attempt ends; what a killed
+//! agent (`kill -9`, a crash) left there is removed when an agent of that name starts again
+//! on the work directory, before it registers ([`sweep_attempts`]), as its executor removes
+//! the containers or processes and workspaces of those attempts.
+//!
 //! Its engine's images are reported to the server when it registers and whenever they
 //! change, prepull orders are pulled beside the work, and with a size budget the least
 //! recently used images no task uses are evicted ([`images`]).
@@ -123,6 +129,14 @@ pub async fn run(
         path: config.work_dir.display().to_string(),
         source,
     })?;
+    match sweep_attempts(&config) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            "removed the scratch space of {n} attempt(s) an earlier run of agent `{}` left",
+            config.name
+        ),
+        Err(e) => tracing::warn!("{e}"),
+    }
     let held: Arc<Mutex<HashMap<String, Held>>> = Arc::default();
     // One reporter sends the events of every lease, several leases per request.
     let live: Arc<Mutex<String>> = Arc::default();
@@ -452,13 +466,65 @@ async fn run_lease(
     let (tx, rx) = mpsc::unbounded_channel();
     let sender =
         tokio::spawn(forward_events(lease.id.clone(), rx, reports.clone(), cancel.clone(), false));
-    let dir = config.work_dir.join(&lease.id);
+    let dir = attempts_dir(config).join(&lease.id);
     let outcome = wrapped(client, executor, config, &lease, &dir, &tx, &cancel).await;
     ended.store(true, Ordering::SeqCst);
     let _ = tx.send(AgentEvent::Exited { outcome });
     drop(tx);
     let _ = sender.await;
     let _ = tokio::fs::remove_dir_all(&dir).await;
+}
+
+/// Where the agent keeps its attempts' scratch space: `WORK_DIR/attempts/<name>` (the name
+/// with anything but letters, digits, `.`, `_` and `-` as `_`), so that agents sharing a
+/// work directory (each has its own name) never touch each other's.
+pub fn attempts_dir(config: &AgentConfig) -> PathBuf {
+    let name: String = config
+        .name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' })
+        .collect();
+    let name = if name.trim_matches('.').is_empty() { format!("_{name}") } else { name };
+    config.work_dir.join("attempts").join(name)
+}
+
+/// Removes the scratch space of attempts an earlier run of this agent left when it was
+/// killed (nothing of this run exists yet: call it before the first lease); how many. Also
+/// the scratch directories earlier versions kept right in the work directory
+/// (`WORK_DIR/<lease id>`, 32 hex digits), which no agent of this version uses.
+pub fn sweep_attempts(config: &AgentConfig) -> Result<usize, String> {
+    let mut removed = 0;
+    if let Ok(entries) = std::fs::read_dir(&config.work_dir) {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let old = name.to_str().is_some_and(|n| {
+                n.len() == 32 && n.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            });
+            let path = entry.path();
+            if old && path.is_dir() && !path.is_symlink() {
+                std::fs::remove_dir_all(&path)
+                    .map_err(|e| format!("removing {}: {e}", path.display()))?;
+                removed += 1;
+            }
+        }
+    }
+    let dir = attempts_dir(config);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(removed),
+        Err(e) => return Err(format!("reading {}: {e}", dir.display())),
+    };
+    for entry in entries {
+        let path = entry.map_err(|e| format!("reading {}: {e}", dir.display()))?.path();
+        let gone = if path.is_dir() && !path.is_symlink() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        gone.map_err(|e| format!("removing {}: {e}", path.display()))?;
+        removed += 1;
+    }
+    Ok(removed)
 }
 
 /// The lease endpoints of the server, as the wrapper's [`Files`]: inputs and caches are
@@ -789,6 +855,37 @@ stages:
         assert_eq!(check.probe, Probe::Http { port: "web".into(), path: "/".into() });
         assert_eq!(check.interval, Duration::from_millis(100));
         assert_eq!((check.grace, check.failures), (Duration::from_secs(10), 3));
+    }
+
+    #[test]
+    fn the_sweep_removes_this_agent_s_attempts_and_old_scratch_and_nothing_else() {
+        let root = tempfile::tempdir().unwrap();
+        let work = root.path().join("work");
+        let config = |name: &str| AgentConfig {
+            name: name.into(),
+            capacity: 1,
+            work_dir: work.clone(),
+            host: HostFacts::default(),
+            image_cache_size: None,
+        };
+        let (me, other) = (config("build/1"), config("other"));
+        assert_eq!(attempts_dir(&me), work.join("attempts").join("build_1"));
+        assert_eq!(attempts_dir(&config("..")), work.join("attempts").join("_.."));
+        let mine = attempts_dir(&me).join("0190aaaabbbbccccddddeeeeffff0000");
+        let theirs = attempts_dir(&other).join("0190aaaabbbbccccddddeeeeffff0001");
+        let old = work.join("0190aaaabbbbccccddddeeeeffff0002");
+        for dir in [&mine, &theirs, &old, &work.join("procs"), &work.join("instances")] {
+            std::fs::create_dir_all(dir.join("seed")).unwrap();
+        }
+        std::fs::write(work.join("images.json"), "{}").unwrap();
+
+        assert_eq!(sweep_attempts(&me), Ok(2));
+        assert!(!mine.exists() && !old.exists(), "this agent's and the old layout's are gone");
+        for kept in [&theirs, &work.join("procs"), &work.join("instances")] {
+            assert!(kept.is_dir(), "{} is another's or not scratch", kept.display());
+        }
+        assert!(work.join("images.json").is_file());
+        assert_eq!(sweep_attempts(&me), Ok(0), "nothing twice");
     }
 
     #[tokio::test]

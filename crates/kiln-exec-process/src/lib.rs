@@ -20,14 +20,16 @@
 //! - Services are refused by `check`; limits are accepted but **not enforced**.
 //! - `start` does no waiting: it spawns the process and returns, so the process runs well
 //!   under a millisecond after `start` is called. With a records directory
-//!   ([`ProcessConfig::records`]) it first writes the task's pending record there (one small
-//!   file, renamed into place; the pid is added by the reaping task, off `start`'s path).
-//! - With a records directory, no process the executor starts goes unrecorded: its record
-//!   is written before it is spawned (the pid follows right after) and removed once it is
-//!   reaped, or when the executor is dropped, which kills it. A later executor's
+//!   ([`ProcessConfig::records`]) the task's pending record is already there (one small file,
+//!   renamed into place by `setup`; the pid is added by the reaping task, off `start`'s path).
+//! - With a records directory, no workspace the executor makes and no process it starts
+//!   goes unrecorded: a task's record is written at `setup`, before its workspace is made,
+//!   gets the pid right after the spawn, loses it again once the process is reaped, and is
+//!   removed with the workspace by `destroy` (or when the executor is dropped, which kills
+//!   its processes and removes their workspaces). A later executor's
 //!   [`ProcessExecutor::sweep`] ends the process groups that a killed executor (`kill -9`,
-//!   a crash) left running, and never a process the pid of a record no longer names
-//!   (`sweep.rs`).
+//!   a crash) left running, never a process the pid of a record no longer names, and
+//!   removes the workspaces of its tasks, started or not (`sweep.rs`).
 
 mod procfs;
 mod records;
@@ -277,6 +279,30 @@ impl ProcessExecutor {
         }
     }
 
+    /// Makes the workspace of `task` at `workspace` (and its relative `workdir`), with the
+    /// task's seed copied in.
+    async fn make_workspace(&self, task: &TaskSpec, workspace: &Path) -> Result<(), ExecError> {
+        let mut dirs = vec![workspace.to_path_buf()];
+        if let Some(dir) = task.workdir.as_deref().filter(|d| Path::new(d).is_relative()) {
+            dirs.push(workspace.join(dir));
+        }
+        for dir in dirs {
+            tokio::fs::create_dir_all(&dir).await.map_err(|e| {
+                ExecError::Engine(format!("process: creating {}: {e}", dir.display()))
+            })?;
+        }
+        if let Some(seed) = task.seed.clone() {
+            let dest = workspace.to_path_buf();
+            tokio::task::spawn_blocking(move || {
+                kiln_exec::workspace::copy_dir_contents(&seed, &dest)
+            })
+            .await
+            .unwrap_or_else(|e| Err(io::Error::other(e)))
+            .map_err(|e| ExecError::Engine(format!("process: copying the seed: {e}")))?;
+        }
+        Ok(())
+    }
+
     /// What still exists for task `id`: its workspace directory, its in-memory state and its
     /// record. Empty after `destroy`; the leak hook of the conformance suite.
     pub fn leftovers(&self, id: &TaskId) -> Vec<String> {
@@ -354,14 +380,18 @@ impl ProcessExecutor {
 }
 
 impl Drop for ProcessExecutor {
-    /// Kills the process groups of tasks still running, so none outlives the executor.
+    /// Kills the process groups of tasks still running and removes the workspaces of the
+    /// tasks not destroyed, so none outlives the executor; a task whose group or workspace
+    /// would not go keeps its record, for the next executor's sweep.
     fn drop(&mut self) {
         let records = self.records.clone();
         for (id, task) in self.lock_tasks().iter() {
             let task = task.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Phase::Running(pgid) = task.phase
-                && kill_group(pgid).is_ok()
-            {
+            let ended = match task.phase {
+                Phase::Running(pgid) => kill_group(pgid).is_ok(),
+                _ => true,
+            };
+            if ended && remove_workspace(&task.workspace).is_ok() {
                 Self::unrecord(records.as_deref(), id);
             }
         }
@@ -466,24 +496,24 @@ impl Executor for ProcessExecutor {
         if self.lock_tasks().contains_key(&task.id) {
             return Err(ExecError::Engine(format!("process: task {} is already set up", task.id)));
         }
-        let mut dirs = vec![workspace.clone()];
-        if let Some(dir) = task.workdir.as_deref().filter(|d| Path::new(d).is_relative()) {
-            dirs.push(workspace.join(dir));
-        }
-        for dir in dirs {
-            tokio::fs::create_dir_all(&dir).await.map_err(|e| {
-                ExecError::Engine(format!("process: creating {}: {e}", dir.display()))
+        // Recorded before it exists, so that a `kill -9` from here on leaves a record (and
+        // the next executor's sweep removes the workspace) rather than an unknown directory.
+        if let Some(records) = self.records.as_deref() {
+            let record = records.pending(task.id.as_str(), &workspace, &task.labels);
+            records.write(&record).map_err(|e| {
+                ExecError::Engine(format!(
+                    "process: recording task {} in {}: {e}",
+                    task.id,
+                    records.dir().display()
+                ))
             })?;
         }
-        if let Some(seed) = task.seed.clone() {
-            let dest = workspace.clone();
-            tokio::task::spawn_blocking(move || {
-                kiln_exec::workspace::copy_dir_contents(&seed, &dest)
-            })
-            .await
-            .unwrap_or_else(|e| Err(io::Error::other(e)))
-            .map_err(|e| ExecError::Engine(format!("process: copying the seed: {e}")))?;
+        let made = self.make_workspace(task, &workspace).await;
+        if made.is_err() {
+            let _ = remove_workspace(&workspace);
+            Self::unrecord(self.records.as_deref(), &task.id);
         }
+        made?;
         let (status, _) = watch::channel(None);
         let entry = Arc::new(Mutex::new(ProcTask {
             env: task.env.clone(),
@@ -526,24 +556,15 @@ impl Executor for ProcessExecutor {
         }
         let mut cmd = self.command(task, &state.workspace)?;
         let records = self.records.clone();
-        // Recorded before it exists, so that a `kill -9` right after the spawn leaves a
+        // Its pending record was written at setup: a `kill -9` right after the spawn leaves a
         // record (found by its workspace) rather than an unknown process.
         let record = records
             .as_deref()
             .map(|r| r.pending(task.id.as_str(), &state.workspace, &state.labels));
-        if let (Some(records), Some(record)) = (records.as_deref(), &record) {
-            records.write(record).map_err(|e| {
-                ExecError::Engine(format!(
-                    "process: recording task {} in {}: {e}",
-                    task.id,
-                    records.dir().display()
-                ))
-            })?;
-        }
         let mut child = match cmd.spawn() {
             Ok(child) => child,
             Err(e) => {
-                Self::unrecord(records.as_deref(), &task.id);
+                // The pending record stays with the workspace, until `destroy`.
                 let program = cmd.as_std().get_program().to_string_lossy().into_owned();
                 let dir = cmd.as_std().get_current_dir().map(|d| d.display().to_string());
                 let dir = dir.unwrap_or_default();
@@ -700,6 +721,7 @@ impl Executor for ProcessExecutor {
             .unwrap_or_else(|e| Err(ExecError::Engine(format!("process: removing: {e}"))));
         killed?;
         removed?;
+        Self::unrecord(self.records.as_deref(), id);
         // Forget the task only when everything is gone, so a failed destroy can be retried.
         self.lock_tasks().remove(id);
         Ok(())
@@ -778,10 +800,12 @@ async fn reap(
     match kill_group(pgid) {
         Err(e) => tracing::warn!("{e}"),
         Ok(()) => {
-            if let Some((records, record)) = &record
-                && let Err(e) = records.remove(&record.task)
-            {
-                tracing::warn!("process: removing the record of task {}: {e}", record.task);
+            // No process left to end; the record stays for the workspace, until `destroy`.
+            if let Some((records, record)) = &mut record {
+                record.process = None;
+                if let Err(e) = records.write(record) {
+                    tracing::warn!("process: recording the end of task {}: {e}", record.task);
+                }
             }
         }
     }

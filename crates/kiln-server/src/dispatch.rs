@@ -100,6 +100,9 @@ pub struct InstanceCtx {
     pub instance: String,
     /// The service's actor.
     pub actor: crate::services::ServiceTx,
+    /// Lines of its log that could not be stored since the last one that could (a service
+    /// is not stopped for that, unlike a job: its log says which lines are missing).
+    pub unstored: std::sync::atomic::AtomicU64,
 }
 
 impl TaskCtx {

@@ -117,8 +117,23 @@ fn storage_io(e: &std::io::Error, message: String) -> ApiErr {
     }
 }
 
+/// Marks the answer of a storage fault (see [`ApiErr::storage`]) for the middleware that
+/// names its cause ([`crate::storage::guard`]).
+#[derive(Debug, Clone)]
+pub struct StorageAnswer {
+    /// 507 (the disk is full) rather than 503.
+    pub full: bool,
+    /// The message as the handler wrote it.
+    pub message: String,
+}
+
 impl IntoResponse for ApiErr {
     fn into_response(self) -> Response {
+        let storage = (self.code == codes::INSUFFICIENT_STORAGE || self.code == codes::UNAVAILABLE)
+            .then(|| StorageAnswer {
+                full: self.code == codes::INSUFFICIENT_STORAGE,
+                message: self.message.clone(),
+            });
         let body = ErrorBody {
             error: ApiError {
                 code: self.code.to_string(),
@@ -126,7 +141,11 @@ impl IntoResponse for ApiErr {
                 diagnostics: self.diagnostics,
             },
         };
-        (self.status, Json(body)).into_response()
+        let mut resp = (self.status, Json(body)).into_response();
+        if let Some(answer) = storage {
+            resp.extensions_mut().insert(answer);
+        }
+        resp
     }
 }
 

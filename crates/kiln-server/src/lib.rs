@@ -39,6 +39,7 @@ pub mod scrape;
 pub mod secrets;
 pub mod services;
 pub mod stats;
+pub mod storage;
 pub mod task_token;
 pub mod triggers;
 pub mod webhooks;
@@ -161,6 +162,8 @@ pub struct AppState {
     pub gc: GcConfig,
     /// Held by a garbage collection pass.
     pub gc_lock: gc::GcLock,
+    /// The data directory and the database, checked before each write of the API.
+    pub storage: storage::Storage,
 }
 
 /// Shared state of the API.
@@ -370,6 +373,7 @@ pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
         environments: environments.clone(),
         deploys: deploys.clone(),
     });
+    let storage = storage::Storage::new(data, &store);
     let app = Arc::new(AppState {
         environments,
         config: config_center,
@@ -395,6 +399,7 @@ pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
         crash_after_claim: config.crash_after_claim,
         gc: config.gc.clone(),
         gc_lock: gc::GcLock::default(),
+        storage,
     });
     routes::quotas::load(&app).await?;
     // Services first: a recovered run takes its service pools back, and pools whose run

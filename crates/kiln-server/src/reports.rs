@@ -56,8 +56,8 @@ impl Reports<'_> {
                                 LogLine { text: format!("{}\t{}", a.job, line.text), ..line };
                             let _ = self.logs.append(&run_key, &tagged);
                         }
-                        Err(kiln_logs::LogError::Io { source, .. }) => {
-                            self.unstorable(lease, ctx, a, &source);
+                        Err(e @ kiln_logs::LogError::Io { .. }) => {
+                            self.unstorable(lease, ctx, a, &e);
                             break;
                         }
                         // A closed log: the attempt already ended.
@@ -101,7 +101,8 @@ impl Reports<'_> {
                     crate::services::instance_started(i, lease, node, placement.flatten());
                 }
                 AgentEvent::Log { stream, time, text } => {
-                    let _ = self.log(ctx, &key, &stream, time, &text);
+                    let stored = self.log(ctx, &key, &stream, time, &text);
+                    self.instance_log_stored(i, &key, stored.err());
                 }
                 AgentEvent::Health { healthy, detail } => {
                     crate::services::instance_health(
@@ -124,6 +125,35 @@ impl Reports<'_> {
         }
     }
 
+    /// Keeps an instance's log honest about the lines it lost: when a line cannot be stored
+    /// (`failed`), the first time a marker line names the cause; when one is stored again, a
+    /// marker says how many were lost meanwhile. The instance keeps running.
+    fn instance_log_stored(
+        &self,
+        i: &InstanceCtx,
+        key: &kiln_logs::LogKey,
+        failed: Option<kiln_logs::LogError>,
+    ) {
+        use std::sync::atomic::Ordering;
+        let text = match failed {
+            Some(e @ kiln_logs::LogError::Io { .. }) => {
+                if i.unstored.fetch_add(1, Ordering::Relaxed) > 0 {
+                    return;
+                }
+                let why = format!("a log line could not be stored: {e}");
+                tracing::error!("instance {} of service {}: {why}", i.instance, i.service);
+                format!("kiln: {why}; lines are missing from here until it can be again")
+            }
+            Some(_) => return,
+            None => match i.unstored.swap(0, Ordering::Relaxed) {
+                0 => return,
+                n => format!("kiln: log lines are stored again; {n} were lost"),
+            },
+        };
+        let marker = LogLine { stream: Stream::Stderr, time: chrono::Utc::now(), text };
+        let _ = self.logs.append_marker(key, &marker);
+    }
+
     /// Masks and stores one log line; the stored line.
     fn log(
         &self,
@@ -144,7 +174,7 @@ impl Reports<'_> {
     /// cause (its lease ends, so the agent stops the job), after a marker line saying so in the
     /// job's and the run's logs (written even on a full disk, see
     /// [`LogStore::append_marker`]). A log with a hole is never passed off as whole.
-    fn unstorable(&self, lease: &str, ctx: &TaskCtx, a: &AttemptCtx, cause: &std::io::Error) {
+    fn unstorable(&self, lease: &str, ctx: &TaskCtx, a: &AttemptCtx, cause: &kiln_logs::LogError) {
         if self.dispatch.finish(lease).is_none() {
             return;
         }

@@ -4,14 +4,16 @@
 //! waiting with a deadline ([`wait`]), a TCP proxy whose connections a test can cut
 //! ([`CuttableProxy`]), the real peers some tests run against ([`peer`]), a generated C
 //! project to build ([`c_project`]), tiny images pushed to a server's registry
-//! ([`push_image`]), Docker engines of a test's own ([`PrivateEngine`]) and another registry
-//! with a login ([`Distribution`]). A dev-dependency
-//! only: no library or binary depends on it.
+//! ([`push_image`]), Docker engines of a test's own ([`PrivateEngine`]), another registry
+//! with a login ([`Distribution`]) and faults of the file system under a data directory
+//! ([`Mount`]: a small tmpfs to [`fill`], a read-only one). A dev-dependency only: no library
+//! or binary depends on it.
 
 mod cproject;
 mod distribution;
 mod engine;
 mod image;
+mod mount;
 pub mod postgres;
 mod proxy;
 mod server;
@@ -23,6 +25,7 @@ pub use cproject::c_project;
 pub use distribution::{DISTRIBUTION_PASSWORD, DISTRIBUTION_USER, Distribution};
 pub use engine::PrivateEngine;
 pub use image::push_image;
+pub use mount::{Mount, fill};
 pub use proxy::CuttableProxy;
 pub use server::{Backend, TestAgent, TestServer};
 pub use wait::is_final;

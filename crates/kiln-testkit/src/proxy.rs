@@ -10,6 +10,8 @@ pub struct CuttableProxy {
     cut: std::sync::Arc<std::sync::Mutex<CancellationToken>>,
     /// The head of every request that went through.
     pub requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// While set, every new connection is closed at once (see [`CuttableProxy::down`]).
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
     stop: CancellationToken,
 }
 
@@ -21,13 +23,19 @@ impl CuttableProxy {
         let cut = std::sync::Arc::new(std::sync::Mutex::new(CancellationToken::new()));
         let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let stop = CancellationToken::new();
-        let (cut2, requests2, stop2) = (cut.clone(), requests.clone(), stop.clone());
+        let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (cut2, requests2, stop2, down2) =
+            (cut.clone(), requests.clone(), stop.clone(), down.clone());
         tokio::spawn(async move {
             loop {
                 let (mut client, _) = tokio::select! {
                     () = stop2.cancelled() => return,
                     accepted = listener.accept() => accepted.unwrap(),
                 };
+                if down2.load(std::sync::atomic::Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
                 let token = cut2.lock().unwrap().clone();
                 let requests = requests2.clone();
                 tokio::spawn(async move {
@@ -59,7 +67,7 @@ impl CuttableProxy {
                 });
             }
         });
-        CuttableProxy { url, cut, requests, stop }
+        CuttableProxy { url, cut, requests, down, stop }
     }
 
     /// Drops every open connection (new ones go through).
@@ -67,6 +75,23 @@ impl CuttableProxy {
         let mut token = self.cut.lock().unwrap();
         token.cancel();
         *token = CancellationToken::new();
+    }
+
+    /// The server behind goes away, as far as its clients can tell: every open connection is
+    /// dropped and each new one closed at once, until [`CuttableProxy::up`].
+    pub fn down(&self) {
+        self.down.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.cut();
+    }
+
+    /// The server behind is back: new connections go through again.
+    pub fn up(&self) {
+        self.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The proxy's `127.0.0.1:port`.
+    pub fn addr(&self) -> &str {
+        self.url.trim_start_matches("http://")
     }
 }
 

@@ -100,6 +100,8 @@ async fn play_the_killed_agent(base: PathBuf) {
     writeln!(out, "pids a {main} {child}").unwrap();
     let (main, child) = start(&b, &sleeper("b")).await;
     writeln!(out, "pids b {main} {child}").unwrap();
+    // Set up, never started: its workspace is swept all the same.
+    a.setup(&script_task(&unique_id("unstarted"), &["true"])).await.expect("setup");
     out.flush().unwrap();
     std::future::pending::<()>().await;
 }
@@ -147,8 +149,20 @@ async fn the_next_executor_sweeps_the_groups_a_killed_one_left_and_nothing_else(
     let (a_main, a_child) = pids["a"];
     let (b_main, b_child) = pids["b"];
     let procs_a = base.path().join("procs-a");
-    let left_by_agent = records_in(&procs_a);
-    assert_eq!(left_by_agent.len(), 1, "one record per running task: {left_by_agent:?}");
+    let workspaces_of = |name: &str| {
+        let dir = base.path().join(format!("ws-{name}"));
+        std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+    };
+    let mut left_by_agent = records_in(&procs_a);
+    for _ in 0..500 {
+        if left_by_agent.len() == 2 && workspaces_of("a") == 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        left_by_agent = records_in(&procs_a);
+    }
+    assert_eq!(left_by_agent.len(), 2, "one record per task set up: {left_by_agent:?}");
+    assert_eq!(workspaces_of("a"), 2, "the workspaces of both");
 
     // kill -9 of the agent: its tasks keep running (they lead their own groups).
     agent.kill().unwrap();
@@ -249,10 +263,12 @@ async fn a_running_executors_processes_are_never_swept_and_records_end_with_them
     assert_eq!(records_in(&procs), Vec::<String>::new());
     let quick = script_task(&unique_id("quick"), &["true"]);
     live.setup(&quick).await.expect("setup");
+    assert_eq!(records_in(&procs).len(), 1, "recorded once set up, before it starts");
     live.start(&quick).await.expect("start").count().await;
     live.wait(&quick.id).await.expect("wait");
-    assert_eq!(records_in(&procs), Vec::<String>::new(), "an exited task leaves no record");
+    assert_eq!(records_in(&procs).len(), 1, "an exited task's record stays with its workspace");
     live.destroy(&quick.id).await.expect("destroy");
+    assert_eq!(records_in(&procs), Vec::<String>::new(), "and goes with it");
 
     // And when the executor is dropped (which kills its processes).
     let task = sleeper("dropped");

@@ -721,6 +721,7 @@ impl Actor {
             tx: self.tx.clone(),
             masker: Arc::new(Masker::new(self.masked.iter().map(String::as_str))),
             cancel,
+            unstored: std::sync::OnceLock::new(),
         };
         tokio::spawn(task.run(sj));
     }

@@ -55,6 +55,10 @@ pub(super) struct JobTask {
     pub masker: Arc<Masker>,
     /// Canceled by the actor (`CancelJob`).
     pub cancel: CancellationToken,
+    /// Why a line of its log could not be stored, once one could not: the attempt then ends
+    /// failed with that cause, as an agent's attempt does (a log with a hole is never passed
+    /// off as whole).
+    pub unstored: std::sync::OnceLock<String>,
 }
 
 /// How a wait for runs ended.
@@ -115,6 +119,10 @@ impl JobTask {
         if let Outcome::Error(why) = &outcome {
             self.log(Stream::Stderr, &format!("error: {why}"));
         }
+        let outcome = match self.unstored.get() {
+            Some(why) => Outcome::Error(why.clone()),
+            None => outcome,
+        };
         self.send(Event::JobExited { job: self.job.clone(), attempt: self.attempt, outcome });
     }
 
@@ -136,9 +144,36 @@ impl JobTask {
     fn log(&self, stream: Stream, text: &str) {
         let logs = &self.coord.sh.logs;
         let line = LogLine { stream, time: Utc::now(), text: self.masker.mask(text).into_owned() };
-        let _ = logs.append(&job_log_key(&self.run.id, self.index, self.attempt), &line);
+        let key = job_log_key(&self.run.id, self.index, self.attempt);
+        if let Err(e @ kiln_logs::LogError::Io { .. }) = logs.append(&key, &line) {
+            self.unstorable(&e);
+            return;
+        }
         let tagged = LogLine { text: format!("{}\t{}", self.job, line.text), ..line };
-        let _ = logs.append(&run_log_key(&self.run.id), &tagged);
+        if let Err(e @ kiln_logs::LogError::Io { .. }) =
+            logs.append(&run_log_key(&self.run.id), &tagged)
+        {
+            self.unstorable(&e);
+        }
+    }
+
+    /// A line of the attempt's log could not be stored (`e`): the first time, a marker line
+    /// saying so goes to its log and the run's (written even on a full disk, see
+    /// [`kiln_logs::LogStore::append_marker`]), and the attempt will end failed with that
+    /// cause.
+    fn unstorable(&self, e: &kiln_logs::LogError) {
+        let why = format!("a log line could not be stored: {e}");
+        if self.unstored.set(why.clone()).is_err() {
+            return;
+        }
+        tracing::error!("run {} job {}: {why}", self.run.full_name(), self.job);
+        let logs = &self.coord.sh.logs;
+        let marker =
+            LogLine { stream: Stream::Stderr, time: Utc::now(), text: format!("kiln: {why}") };
+        let key = job_log_key(&self.run.id, self.index, self.attempt);
+        let _ = logs.append_marker(&key, &marker);
+        let tagged = LogLine { text: format!("{}\t{}", self.job, marker.text), ..marker };
+        let _ = logs.append_marker(&run_log_key(&self.run.id), &tagged);
     }
 
     fn say(&self, text: &str) {

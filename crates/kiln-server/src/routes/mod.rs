@@ -194,6 +194,7 @@ pub fn router(app: App) -> Router {
         .merge(kiln_ui::router())
         .fallback(fallback)
         .layer(middleware::map_response(json_errors))
+        .layer(middleware::from_fn_with_state(app.clone(), crate::storage::guard))
         // The registry answers in the distribution spec's error shape: merged after the
         // layer above, so that it does not rewrite them.
         .merge(app.registry.router())

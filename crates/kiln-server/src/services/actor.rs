@@ -819,6 +819,7 @@ pub(super) fn instance_task(
             service: record.id,
             instance: i.id.clone(),
             actor: tx.clone(),
+            unstored: std::sync::atomic::AtomicU64::new(0),
         }),
     });
     Queued { lease, ctx }

@@ -3,49 +3,17 @@
 //! connection left counting a transaction SQLite already rolled back), and writes succeed
 //! again by themselves once space is freed.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
 use kiln_store::{Fault, Store};
+use kiln_testkit::{Mount, fill};
 use tempfile::TempDir;
 
 use crate::src;
-
-/// A tmpfs mounted for the test, unmounted when dropped.
-struct Mount(PathBuf);
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
-fn tmpfs(at: &Path, size: &str) -> Mount {
-    std::fs::create_dir_all(at).unwrap();
-    let status = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-        .arg(at)
-        .status()
-        .unwrap();
-    assert!(status.success(), "mount a tmpfs on {} (the tests run as root)", at.display());
-    Mount(at.to_path_buf())
-}
-
-/// Fills `dir`'s file system with `filler` until not one byte fits.
-fn fill(dir: &Path) -> PathBuf {
-    let path = dir.join("filler");
-    let mut file = std::fs::File::create(&path).unwrap();
-    while file.write(&[0u8; 4096]).is_ok_and(|n| n > 0) {}
-    while file.write(&[0]).is_ok_and(|n| n == 1) {}
-    path
-}
 
 #[tokio::test]
 async fn a_full_disk_fails_each_write_with_its_cause_and_never_wedges_the_store() {
     let dir = TempDir::new().unwrap();
     let data = dir.path().join("data");
-    let _mount = tmpfs(&data, "32m");
+    let _mount = Mount::tmpfs(&data, "32m");
     let store = Store::open(data.join("kiln.db")).await.unwrap();
     store.create_project("api").await.unwrap();
     // Pipelines of 3 MB each: more than SQLite's page cache, so a transaction spills to the
@@ -97,4 +65,30 @@ async fn a_transaction_rolled_back_by_sqlite_itself_does_not_wedge_later_writes(
             .unwrap_or_else(|e| panic!("write {i} after the rollbacks: {e}"));
     }
     store.close().await;
+}
+
+/// PostgreSQL going away for a while (a proxy between the store and the server, taken down
+/// and brought back): writes fail as [`Fault::Unavailable`] meanwhile, and work again by
+/// themselves once it is back.
+#[tokio::test]
+async fn postgres_going_away_fails_writes_as_unavailable_until_it_is_back() {
+    let Some(db) = kiln_testkit::postgres::fresh_database("kiln_test_store", "faults_pg").await
+    else {
+        return;
+    };
+    let (user, at) = db.server.trim_start_matches("postgres://").split_once('@').unwrap();
+    let proxy = kiln_testkit::CuttableProxy::start(at.parse().unwrap()).await;
+    let url = format!("postgres://{user}@{}/{}", proxy.addr(), db.name);
+    let store = Store::connect_postgres(&url).await.unwrap();
+    store.create_project("api").await.unwrap();
+
+    proxy.down();
+    let e = store.upsert_pipeline("api", "p", &src("version: 1\n")).await.unwrap_err();
+    assert_eq!(e.fault(), Some(Fault::Unavailable), "{e}");
+
+    proxy.up();
+    store.upsert_pipeline("api", "p", &src("version: 1\n")).await.expect("writes work again");
+    assert!(store.pipeline("api", "p").await.is_ok());
+    store.close().await;
+    db.drop_database().await;
 }

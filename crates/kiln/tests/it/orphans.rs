@@ -2,6 +2,10 @@
 //! instance: the instance's process outlives it, and the server started again on the same
 //! data directory ends it (the embedded agent's start-up sweep) before its agent registers
 //! and the instance is replaced: afterwards exactly one instance process runs, the new one.
+//!
+//! `kill -9` of a real `kiln agent` (process executor) in the middle of a job: started again
+//! on the same work directory, it removes the job's workspace and the attempt's scratch
+//! space before it registers, and the next job runs.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
@@ -119,4 +123,75 @@ async fn a_server_killed_with_its_embedded_agent_leaves_no_instance_running_twic
     let running: Vec<&str> =
         info.instances.iter().filter(|i| i.state == "healthy").map(|i| i.id.as_str()).collect();
     assert_eq!(running, [new.as_str()], "{info:#?}");
+}
+
+/// Prints its workspace, then waits for the file `stop` names, keeping an artifact.
+const LONG: &str = r#"
+name: long
+params:
+  stop: { type: string }
+stages:
+  - name: s
+    jobs:
+      work:
+        script:
+          - 'echo "workspace=$PWD"; echo x > out.txt'
+          - 'while [ ! -f "${{ params.stop }}" ]; do sleep 0.05; done'
+        artifacts: { paths: [out.txt] }
+"#;
+
+/// `kiln agent --name NAME --work-dir WORK` on the process executor, jobs as root (so they
+/// can see the test's files).
+fn agent(url: &str, token: &str, work: &Path, log: &Path) -> Child {
+    kiln()
+        .args(["agent", "--server", url, "--name", "w1", "--executor", "process"])
+        .args(["--capacity", "2", "--process-user", "root", "--work-dir"])
+        .arg(work)
+        .env("KILN_TOKEN", token)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("kiln agent starts")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_killed_mid_job_removes_the_job_s_workspace_when_it_starts_again() {
+    let s = kiln_testkit::TestServer::start_with(0).await;
+    let req = kiln_api::CreateToken { name: "agents".into(), role: "agent".into(), project: None };
+    let token = s.admin.create_token(&req).await.unwrap().secret;
+    let work = s.dir().join("work");
+    let mut first = agent(&s.url, &token, &work, &s.dir().join("agent-1.log"));
+    s.apply("shop", "long", LONG).await;
+    let stop = s.dir().join("stop");
+    let run = s.trigger("shop", "long", &[("stop", stop.to_str().unwrap())]).await;
+    let started = Instant::now();
+    let workspace = loop {
+        let page = s.admin.logs(&run.id, Some("work"), None, 1, 100).await.unwrap();
+        if let Some(line) = page.lines.iter().find_map(|l| l.text.strip_prefix("workspace=")) {
+            break std::path::PathBuf::from(line);
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the job never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let scratch = work.join("attempts").join("w1");
+    let attempts = || std::fs::read_dir(&scratch).map(|d| d.count()).unwrap_or(0);
+    assert!(workspace.is_dir(), "the job works in {}", workspace.display());
+    assert_eq!(attempts(), 1, "the attempt has its scratch space");
+
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert!(workspace.is_dir(), "a killed agent leaves the workspace behind");
+    assert_eq!(attempts(), 1, "and the scratch space");
+
+    let mut second = agent(&s.url, &token, &work, &s.dir().join("agent-2.log"));
+    // The next job runs (the restarted agent swept before it registered).
+    std::fs::write(&stop, "").unwrap();
+    let next = s.trigger("shop", "long", &[("stop", stop.to_str().unwrap())]).await;
+    let d = s.wait_final(&next.id).await;
+    assert_eq!(d.run.state, "success", "{d:#?}");
+    assert!(!workspace.exists(), "the old job's workspace is gone: {}", workspace.display());
+    assert_eq!(attempts(), 0, "and its scratch space (the next job's went with it)");
+    let _ = second.kill();
+    let _ = second.wait();
+    s.stop().await;
 }
