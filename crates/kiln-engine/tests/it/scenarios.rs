@@ -849,6 +849,8 @@ fn a_build_job_starts_with_its_tags_args_and_paths_rendered() {
         target: Some("release".into()),
         cache: true,
         push: true,
+        credentials: [("r.example".to_owned(), "R_AUTH".to_owned())].into(),
+        insecure_registries: vec![],
     };
     let plan = PlanDef::new("build-run")
         .stage("prep", vec![job("prep")])
