@@ -26,17 +26,9 @@ impl DockerExecutor {
         seed: &Path,
     ) -> Result<(), ExecError> {
         let what = format!("copying the seed {} into container {name}", seed.display());
-        let dir = seed.to_path_buf();
-        // An anonymous temp file: a seed may be a large cache, too large to hold in memory.
-        let tar = tokio::task::spawn_blocking(move || -> io::Result<std::fs::File> {
-            let mut file = kiln_exec::workspace::append_tree(&dir, tempfile::tempfile()?)?;
-            file.flush()?;
-            file.rewind()?;
-            Ok(file)
-        })
-        .await
-        .unwrap_or_else(|e| Err(io::Error::other(e)))
-        .map_err(|e| ExecError::Engine(format!("docker: {what}: {e}")))?;
+        let tar = kiln_exec::workspace::packed_tree(seed)
+            .await
+            .map_err(|e| ExecError::Engine(format!("docker: {what}: {e}")))?;
         let body = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(tar));
         let options =
             UploadToContainerOptions { path: WORKSPACE_PATH.to_owned(), ..Default::default() };

@@ -532,17 +532,9 @@ impl Inner {
     /// Copies the contents of host directory `seed` into the workspace of pod `name`.
     async fn copy_seed(&self, name: &str, seed: &Path) -> Result<(), ExecError> {
         let what = format!("copying the seed {} into pod {name}", seed.display());
-        let dir = seed.to_path_buf();
-        let tar = tokio::task::spawn_blocking(move || -> io::Result<std::fs::File> {
-            use std::io::{Seek, Write};
-            let mut file = kiln_exec::workspace::append_tree(&dir, tempfile::tempfile()?)?;
-            file.flush()?;
-            file.rewind()?;
-            Ok(file)
-        })
-        .await
-        .unwrap_or_else(|e| Err(io::Error::other(e)))
-        .map_err(|e| ExecError::Engine(format!("kubernetes: {what}: {e}")))?;
+        let tar = kiln_exec::workspace::packed_tree(seed)
+            .await
+            .map_err(|e| ExecError::Engine(format!("kubernetes: {what}: {e}")))?;
         let argv = tar_argv(&["xf", "-", "-C", kiln_exec::WORKSPACE_PATH]);
         let copy = self.exec_in(name, KEEPER, &argv, Some(tokio::fs::File::from_std(tar)), None);
         let limit = self.config.transfer_timeout;

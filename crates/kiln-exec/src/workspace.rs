@@ -71,6 +71,22 @@ pub fn write_tar(dir: &Path, dest: &Path) -> io::Result<()> {
     out.flush().map_err(|e| at(dest, e))
 }
 
+/// A tar of the contents of `dir` (as [`append_tree`] writes it) in an anonymous temporary
+/// file, rewound: what executors upload as a seed, which may be a cache too large to hold in
+/// memory. Runs on a blocking thread.
+pub async fn packed_tree(dir: &Path) -> io::Result<fs::File> {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || -> io::Result<fs::File> {
+        use std::io::Seek;
+        let mut file = append_tree(&dir, tempfile::tempfile()?)?;
+        file.flush()?;
+        file.rewind()?;
+        Ok(file)
+    })
+    .await
+    .unwrap_or_else(|e| Err(io::Error::other(e)))
+}
+
 /// Writes a tar of the contents of `dir` to `writer` as [`write_tar`] does, and returns the
 /// writer once the archive is complete.
 pub fn append_tree<W: Write>(dir: &Path, writer: W) -> io::Result<W> {

@@ -638,21 +638,26 @@ fn invalid(pod: &Pod) -> Vec<(String, String)> {
     causes
 }
 
+/// A created object's body, or the 400 a real API server answers for one it cannot read.
+fn object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Box<Response>> {
+    serde_json::from_slice(body).map_err(|e| {
+        Box::new(status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            &format!("the object provided is unrecognized: {e}"),
+            None,
+        ))
+    })
+}
+
 async fn create_pod(
     State(shared): State<Arc<Shared>>,
     Path(ns): Path<String>,
     body: Bytes,
 ) -> Response {
-    let mut pod: Pod = match serde_json::from_slice(&body) {
-        Ok(pod) => pod,
-        Err(e) => {
-            return status(
-                StatusCode::BAD_REQUEST,
-                "BadRequest",
-                &format!("the object provided is unrecognized: {e}"),
-                None,
-            );
-        }
+    let mut pod: Pod = match object(&body) {
+        Ok(o) => o,
+        Err(answer) => return *answer,
     };
     let name = pod.metadata.name.clone().unwrap_or_default();
     let causes = invalid(&pod);
@@ -800,16 +805,9 @@ async fn create_secret(
     Path(ns): Path<String>,
     body: Bytes,
 ) -> Response {
-    let mut secret: Secret = match serde_json::from_slice(&body) {
-        Ok(s) => s,
-        Err(e) => {
-            return status(
-                StatusCode::BAD_REQUEST,
-                "BadRequest",
-                &format!("the object provided is unrecognized: {e}"),
-                None,
-            );
-        }
+    let mut secret: Secret = match object(&body) {
+        Ok(o) => o,
+        Err(answer) => return *answer,
     };
     let name = secret.metadata.name.clone().unwrap_or_default();
     let mut store = shared.store();

@@ -173,7 +173,10 @@ async fn the_services_pages_show_instances_by_node_and_scale_roll_back_restart_a
             "const n = document.querySelector('[data-metrics=none]'); return n && n.textContent",
         )
         .await;
-    assert_eq!(none, json!("No scrape rule matches this service (see kiln metric apply FILE --project P)."));
+    assert_eq!(
+        none,
+        json!("No scrape rule matches this service (see kiln metric apply FILE --project P).")
+    );
     b.shot("service").await;
 
     // Scale to 3 (after confirming): a third instance, on the third rack, healthy.
