@@ -159,7 +159,7 @@ mod tests {
         };
         let e2 = Entry { seq: 2049, offset: 9000, prev: None, next: vec![] };
         let source = Source { key: LogKey::new("runs/r/0/1").unwrap(), label: "build".into() };
-        rewrite(&path, &[e1.clone()], std::slice::from_ref(&source)).unwrap();
+        rewrite(&path, std::slice::from_ref(&e1), std::slice::from_ref(&source)).unwrap();
         append(&path, &encode_entry(&e2)).unwrap();
         append(&path, &encode_entry(&e1)).unwrap();
         append(&path, b"3073\t9100\t-").unwrap();

@@ -765,7 +765,7 @@ impl Writer {
                 Some(Frame::Closed) => closed = true,
                 Some(frame) => {
                     let due = walk.seq > 0
-                        && walk.seq % index_every == 0
+                        && walk.seq.is_multiple_of(index_every)
                         && entries.last().is_none_or(|e| e.seq <= walk.seq);
                     if due && walk.is_record(&frame) {
                         entries.push(walk.entry(at));
@@ -793,7 +793,7 @@ impl Writer {
 
     /// Appends one record's frame, with its index entry when one is due.
     fn push(&mut self, log: &KeyLog, bytes: &[u8]) -> Result<(), LogError> {
-        let due = self.last_seq > 0 && self.last_seq % log.index_every == 0;
+        let due = self.last_seq > 0 && self.last_seq.is_multiple_of(log.index_every);
         let entry = due.then(|| Entry {
             seq: self.last_seq + 1,
             offset: self.len,

@@ -132,13 +132,16 @@ impl JobTask {
         });
     }
 
-    /// Logs a line of the job, masked, in its log and the run's.
+    /// Logs a line of the job, masked, in its log (shown in the run's, stored once).
     fn log(&self, stream: Stream, text: &str) {
-        let logs = &self.coord.sh.logs;
-        let line = LogLine { stream, time: Utc::now(), text: self.masker.mask(text).into_owned() };
-        let _ = logs.append(&job_log_key(&self.run.id, self.index, self.attempt), &line);
-        let tagged = LogLine { text: format!("{}\t{}", self.job, line.text), ..line };
-        let _ = logs.append(&run_log_key(&self.run.id), &tagged);
+        let line = LogLine { stream, time: Utc::now(), text: text.to_string() };
+        let _ = self.coord.sh.logs.append_viewed(
+            &job_log_key(&self.run.id, self.index, self.attempt),
+            &line,
+            Some(&self.masker),
+            &run_log_key(&self.run.id),
+            self.job.as_str(),
+        );
     }
 
     fn say(&self, text: &str) {
