@@ -59,7 +59,7 @@ fn append_and_read_ranges() {
     assert_eq!(mid[0].stream, Stream::Stderr);
     assert_eq!(mid[1].stream, Stream::Stdout);
     assert_eq!(mid[0].time, line("").time);
-    // Index boundaries (every 256 by default).
+    // Around where index entries would be with a smaller spacing.
     for from in [255, 256, 257, 258, 513, 769] {
         assert_eq!(seqs(&store.read(&k, from, 2).unwrap()), [from, from + 1]);
     }
