@@ -54,11 +54,15 @@ pub fn run(only: Option<&str>) -> Result<()> {
         cargo(&["bench", "-p", "kiln-engine", "--bench", "engine", "--", "--noplot"])?;
     }
     if want("logs") {
-        println!("==> logs: a page at the end of a 2,000,000-line log beside one at its start (criterion)");
+        println!(
+            "==> logs: a page at the end of a 2,000,000-line log beside one at its start (criterion)"
+        );
         cargo(&["bench", "-p", "kiln-logs", "--bench", "pages", "--", "--noplot"])?;
     }
     if want("logflood") {
-        println!("==> logflood: 200 MB of job output through the server: RSS idle/peak/after, log bytes on disk");
+        println!(
+            "==> logflood: 200 MB of job output through the server: RSS idle/peak/after, log bytes on disk"
+        );
         cargo(&["bench", "-p", "kiln", "--bench", "logflood"])?;
     }
     if want("gap") {

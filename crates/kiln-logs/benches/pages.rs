@@ -101,7 +101,10 @@ fn pages(c: &mut Criterion) {
             end.as_secs_f64() / start.as_secs_f64()
         );
     }
-    println!("reading the whole job log (what every page cost without the index): {:.0} ms", whole.as_secs_f64() * 1e3);
+    println!(
+        "reading the whole job log (what every page cost without the index): {:.0} ms",
+        whole.as_secs_f64() * 1e3
+    );
 }
 
 criterion_group!(benches, pages);

@@ -64,7 +64,9 @@ async fn flood() -> Result<()> {
     // A viewer of the run's log, as a browser tab would be.
     let viewer = {
         let follow = server.client.follow(&run.id, None, None, 1).await?;
-        tokio::spawn(async move { follow.fold(0usize, |n, l| async move { n + usize::from(l.is_ok()) }).await })
+        tokio::spawn(async move {
+            follow.fold(0usize, |n, l| async move { n + usize::from(l.is_ok()) }).await
+        })
     };
     let mut peak = idle;
     loop {
@@ -94,7 +96,10 @@ async fn flood() -> Result<()> {
     let disk = stored as f64 / output as f64;
     let last = after.last().map_or(0.0, |a| a.1);
 
-    println!("log flood: {mb} MB of output ({lines} lines) in {:.1} s, {seen} lines seen by a viewer of the run's log", took.as_secs_f64());
+    println!(
+        "log flood: {mb} MB of output ({lines} lines) in {:.1} s, {seen} lines seen by a viewer of the run's log",
+        took.as_secs_f64()
+    );
     println!("| measure | server | reference |");
     println!("|---|---|---|");
     println!("| VmRSS idle | {idle:.1} MB | |");
@@ -102,9 +107,7 @@ async fn flood() -> Result<()> {
     for (at, rss) in &after {
         println!("| VmRSS {at} s after | {rss:.1} MB | idle {idle:.1} MB (+{:.1}) |", rss - idle);
     }
-    println!(
-        "| log bytes on disk | {stored} ({disk:.3}x) | output {output} |",
-    );
+    println!("| log bytes on disk | {stored} ({disk:.3}x) | output {output} |",);
     println!(
         "memory after: {} (target: within {TARGET_AFTER_MB} MB of idle 15 s after); disk: {} (target <= {TARGET_DISK_RATIO}x)",
         verdict(last - idle <= TARGET_AFTER_MB),
