@@ -3,6 +3,10 @@
 //! - `kiln run` of a one-job pipeline vs `docker run --rm` of the same image and command,
 //!   alternated in one run; the figure is the ratio of medians (target <= 1.15);
 //! - the engine planning and stepping a 10,000-job DAG (criterion, `kiln-engine/benches`);
+//! - a page at the end of a 2,000,000-line log beside one at its start, job log and run log
+//!   (criterion, `kiln-logs/benches/pages.rs`), with the old cost (the whole log) as floor;
+//! - a 200 MB log flood through the server (`kiln/benches/logflood.rs`): its RSS idle, at
+//!   peak and after, and the log bytes on disk per byte of output;
 //! - the gap between a job's end and its dependent's start on the process executor
 //!   (`kiln-runtime/benches/gap.rs`, beside the floor of spawning `sh -c true`);
 //! - the server end to end (`kiln/benches/server.rs`): trigger to container start, log line
@@ -48,6 +52,18 @@ pub fn run(only: Option<&str>) -> Result<()> {
     if want("engine") {
         println!("==> engine: plan and step a 10,000-job DAG (criterion)");
         cargo(&["bench", "-p", "kiln-engine", "--bench", "engine", "--", "--noplot"])?;
+    }
+    if want("logs") {
+        println!(
+            "==> logs: a page at the end of a 2,000,000-line log beside one at its start (criterion)"
+        );
+        cargo(&["bench", "-p", "kiln-logs", "--bench", "pages", "--", "--noplot"])?;
+    }
+    if want("logflood") {
+        println!(
+            "==> logflood: 200 MB of job output through the server: RSS idle/peak/after, log bytes on disk"
+        );
+        cargo(&["bench", "-p", "kiln", "--bench", "logflood"])?;
     }
     if want("gap") {
         println!("==> gap: job end to dependent start, process executor");

@@ -56,10 +56,10 @@ enum Task {
         /// oci_manifest, webhook.
         targets: Vec<String>,
     },
-    /// The benchmarks, side by side with their floors: docker, engine, gap, server, pool,
+    /// The benchmarks, side by side with their floors: docker, engine, logs, logflood, gap, server, pool,
     /// services, config, placement, registry, scan, imagecache, builds (or one).
     Bench {
-        /// Only this benchmark: `docker`, `engine`, `gap`, `server`, `pool`, `services`,
+        /// Only this benchmark: `docker`, `engine`, `logs`, `logflood`, `gap`, `server`, `pool`, `services`,
         /// `config`, `placement`, `registry`, `scan`, `imagecache` or `builds`.
         only: Option<String>,
     },

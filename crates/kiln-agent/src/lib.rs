@@ -49,7 +49,7 @@ use kiln_runtime::wrapper::{Attempt, Files, FilesError, run_attempt};
 use kiln_runtime::{
     ConfigChange, InstanceConfig, InstanceEvent, InstanceRequest, run_instance_configured,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 /// How an agent presents itself and where it works.
@@ -141,7 +141,8 @@ pub async fn run(
     // One reporter sends the events of every lease, several leases per request.
     let live: Arc<Mutex<String>> = Arc::default();
     let (reports, rx) = mpsc::unbounded_channel();
-    let reporter = tokio::spawn(report_events(client.clone(), live.clone(), rx));
+    let gate = Arc::new(Semaphore::new(UNDELIVERED_LINES));
+    let reporter = tokio::spawn(report_events(client.clone(), live.clone(), rx, gate.clone()));
     let images =
         images::ImageCache::new(executor.clone(), &config.work_dir, config.image_cache_size);
     // The cache's keeper ends with this function, however it returns.
@@ -281,12 +282,13 @@ pub async fn run(
                         config: config_tx,
                     },
                 );
-                let (client, executor, held, config, reports) = (
+                let (client, executor, held, config, reports, gate) = (
                     client.clone(),
                     executor.clone(),
                     held.clone(),
                     config.clone(),
                     reports.clone(),
+                    gate.clone(),
                 );
                 let job = &lease.start.job;
                 let in_use = images.using(
@@ -311,8 +313,8 @@ pub async fn run(
                             run_instance_lease(r, ex, c, lease, running).await;
                         }
                         None => {
-                            let ex = executor.as_ref();
-                            run_lease(&client, &reports, ex, &config, lease, cancel, &ended).await;
+                            let ex = Paced { inner: executor, gate };
+                            run_lease(&client, &reports, &ex, &config, lease, cancel, &ended).await;
                         }
                     }
                     held.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
@@ -337,6 +339,97 @@ pub async fn run(
     Ok(())
 }
 
+/// Log lines of job attempts read from their executors and not yet delivered to the server,
+/// at most: an attempt's output is read no faster than the server takes it, so a job that
+/// floods its output holds a bounded amount of memory here (as a pipe would), not all of it.
+const UNDELIVERED_LINES: usize = 20_000;
+
+/// An executor whose tasks' output lines each take a permit of `gate` before they are read
+/// on; [`report_events`] gives them back once the lines are delivered (or given up).
+struct Paced {
+    inner: Arc<dyn Executor>,
+    gate: Arc<Semaphore>,
+}
+
+#[async_trait::async_trait]
+impl Executor for Paced {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    fn containers(&self) -> bool {
+        self.inner.containers()
+    }
+
+    fn check(&self, task: &kiln_exec::TaskSpec) -> Result<(), kiln_exec::ExecError> {
+        self.inner.check(task)
+    }
+
+    async fn setup(&self, task: &kiln_exec::TaskSpec) -> Result<(), kiln_exec::ExecError> {
+        self.inner.setup(task).await
+    }
+
+    async fn start(
+        &self,
+        task: &kiln_exec::TaskSpec,
+    ) -> Result<kiln_exec::LogStream, kiln_exec::ExecError> {
+        use futures::StreamExt;
+        let gate = self.gate.clone();
+        let lines = self.inner.start(task).await?;
+        Ok(lines
+            .then(move |line| {
+                let gate = gate.clone();
+                async move {
+                    if let Ok(permit) = gate.acquire().await {
+                        permit.forget();
+                    }
+                    line
+                }
+            })
+            .boxed())
+    }
+
+    async fn wait(&self, id: &TaskId) -> Result<kiln_exec::ExitStatus, kiln_exec::ExecError> {
+        self.inner.wait(id).await
+    }
+
+    async fn kill(&self, id: &TaskId) -> Result<(), kiln_exec::ExecError> {
+        self.inner.kill(id).await
+    }
+
+    async fn export_workspace(&self, id: &TaskId, dest: &Path) -> Result<(), kiln_exec::ExecError> {
+        self.inner.export_workspace(id, dest).await
+    }
+
+    async fn destroy(&self, id: &TaskId) -> Result<(), kiln_exec::ExecError> {
+        self.inner.destroy(id).await
+    }
+
+    async fn exec(
+        &self,
+        id: &TaskId,
+        argv: &[String],
+    ) -> Result<kiln_exec::ExitStatus, kiln_exec::ExecError> {
+        self.inner.exec(id, argv).await
+    }
+
+    async fn signal(&self, id: &TaskId, signal: &str) -> Result<(), kiln_exec::ExecError> {
+        self.inner.signal(id, signal).await
+    }
+
+    async fn list_images(&self) -> Result<Vec<kiln_exec::ImageInfo>, kiln_exec::ExecError> {
+        self.inner.list_images().await
+    }
+
+    async fn pull_image(
+        &self,
+        image: &str,
+        auth: Option<&kiln_exec::RegistryAuth>,
+    ) -> Result<(), kiln_exec::ExecError> {
+        self.inner.pull_image(image, auth).await
+    }
+}
+
 /// One event of a lease, on its way to the server.
 struct Report {
     lease: String,
@@ -359,6 +452,7 @@ async fn report_events(
     client: Client,
     live: Arc<Mutex<String>>,
     mut rx: mpsc::UnboundedReceiver<Report>,
+    gate: Arc<Semaphore>,
 ) {
     let mut gone: HashSet<String> = HashSet::new();
     while let Some(first) = rx.recv().await {
@@ -369,6 +463,14 @@ async fn report_events(
                 Err(_) => break,
             }
         }
+        // The permits of the attempts' lines in it come back once the batch is done with,
+        // however that goes (never more than were taken: a few lines, the wrapper's notes,
+        // took none).
+        let lines = batch
+            .iter()
+            .filter(|r| !r.instance && matches!(r.event, AgentEvent::Log { .. }))
+            .count();
+        let _give_back = GiveBack { gate: &gate, lines };
         let mut reports: Vec<LeaseReport> = Vec::new();
         let mut at: HashMap<String, usize> = HashMap::new();
         let mut tokens: HashMap<String, (CancellationToken, bool)> = HashMap::new();
@@ -427,6 +529,19 @@ async fn report_events(
             gone.remove(&lease);
             let _ = d.send(());
         }
+    }
+}
+
+/// Gives `lines` permits back to `gate` when dropped, never more than were taken.
+struct GiveBack<'a> {
+    gate: &'a Semaphore,
+    lines: usize,
+}
+
+impl Drop for GiveBack<'_> {
+    fn drop(&mut self) {
+        let taken = UNDELIVERED_LINES.saturating_sub(self.gate.available_permits());
+        self.gate.add_permits(self.lines.min(taken));
     }
 }
 
@@ -967,7 +1082,8 @@ stages:
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let client = Client::new(&format!("http://127.0.0.1:{port}"), "t").unwrap();
         let (tx, rx) = mpsc::unbounded_channel();
-        let reporter = tokio::spawn(report_events(client, Arc::default(), rx));
+        let gate = Arc::new(Semaphore::new(UNDELIVERED_LINES));
+        let reporter = tokio::spawn(report_events(client, Arc::default(), rx, gate));
         let (job, instance) = (CancellationToken::new(), CancellationToken::new());
         for (lease, cancel, is_instance) in [("job", &job, false), ("svc", &instance, true)] {
             let event = AgentEvent::Health { healthy: true, detail: "HTTP 200".into() };

@@ -1,13 +1,18 @@
 //! Job log lines and their storage for Kiln: the line type ([`LogLine`], shared with the
-//! executors), secret masking ([`Masker`]), one append-only file per log
-//! ([`LogStore`], keyed by [`LogKey`]) and gap-free live following ([`LogStore::follow`]).
+//! executors), secret masking ([`Masker`]), one append-only file per log with a line-offset
+//! index beside it ([`LogStore`], keyed by [`LogKey`]), views that show the lines of several
+//! logs in the order they came without copying them ([`LogStore::append_viewed`]), and
+//! gap-free live following ([`LogStore::follow`]).
 //!
 //! Invariants: records of one log have sequence numbers 1, 2, 3, … with no gap; a record is
 //! visible to readers and followers only once it is completely written; a follower sees every
-//! record from where it started exactly once, in order, and ends when the log is closed.
+//! record from where it started exactly once, in order, and ends when the log is closed; each
+//! line is stored once (a view stores a reference of a few bytes to it); a page of a log is
+//! read in a time that does not grow with the log.
 
 mod follow;
 mod format;
+mod index;
 mod key;
 mod line;
 mod mask;

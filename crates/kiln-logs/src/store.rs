@@ -1,22 +1,27 @@
-//! `LogStore`: one append-only JSON-lines file per [`LogKey`] under a root directory (format in
-//! `format.rs`), with a per-log broadcast channel for live followers.
+//! `LogStore`: one append-only file per [`LogKey`] under a root directory (format in
+//! `format.rs`) with its line-offset index beside it (`index.rs`), and a per-log broadcast
+//! channel for live followers. A *view* (a run's log) is a log whose records are references to
+//! lines of other logs (its jobs' logs), resolved when read: each line is stored once.
 //!
 //! Invariants: one process writes a store's directory at a time; every append, close and
 //! follower subscription of a log happens under that log's mutex, so the order of records in
-//! the file, in the channel and of subscriptions is one order. Readers only read up to the
+//! the file, in the channel and of subscriptions is one order. A line appended through a view
+//! is stored in its own log before the view's reference to it, both under the view's mutex
+//! (the view's mutex is always taken before a source's). Readers only read up to the
 //! committed length, never a half-written frame.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio::sync::broadcast;
 
 use crate::follow::Follow;
 use crate::format::{self, Frame};
+use crate::index::{self, Entry, Source};
 use crate::{LogError, LogKey, LogLine, Masker, Record};
 
 /// Tuning of a [`LogStore`].
@@ -26,14 +31,15 @@ pub struct LogStoreConfig {
     /// not lost: it re-reads the file from where it was, so this only trades memory for disk
     /// reads.
     pub channel_capacity: usize,
-    /// One in-memory index entry (seq, byte offset) every this many records, so a read from
-    /// the middle of a long log skips straight to the right place.
+    /// One index entry (seq, byte offset) every this many records, kept in memory and in the
+    /// index file beside the log, so a read from the middle of a long log seeks straight to
+    /// the right place.
     pub index_every: u64,
 }
 
 impl Default for LogStoreConfig {
     fn default() -> Self {
-        LogStoreConfig { channel_capacity: 1024, index_every: 256 }
+        LogStoreConfig { channel_capacity: 1024, index_every: 1024 }
     }
 }
 
@@ -50,13 +56,15 @@ pub struct LogInfo {
 
 /// Log files under one directory, with live following.
 ///
-/// Cheap to clone (shared state). Methods other than [`LogStore::follow`]'s stream do small,
-/// blocking file I/O (an append is one `write` to the page cache, no `fsync`), which is fine to
-/// call from async code on a local disk; use `spawn_blocking` for large reads if the disk is
-/// slow. All methods may be called concurrently from any thread, for the same or different
-/// keys. The first use of a key in a process scans its file once (to find the last seq and
-/// build the index); the store then keeps a small state (open file, live channel) per key
-/// until the log is closed.
+/// Cheap to clone (shared state). Methods other than [`LogStore::follow`]'s stream do
+/// blocking file I/O: an append is one `write` to the page cache (no `fsync`), fine to call
+/// from async code on a local disk; reads and closes belong in `spawn_blocking`. All methods
+/// may be called concurrently from any thread, for the same or different keys. The first use
+/// of a key in a process reads its index file and the records after the index's last entry
+/// (at most `index_every`), or scans the whole file once if the index is missing or wrong,
+/// and writes the index again; the store then keeps a small state (open file, live channel,
+/// sparse index) per key until the log is closed. Reading a closed log costs the same
+/// whatever its length.
 #[derive(Debug, Clone)]
 pub struct LogStore {
     inner: Arc<Inner>,
@@ -64,6 +72,8 @@ pub struct LogStore {
 
 #[derive(Debug)]
 struct Inner {
+    /// The store itself, for views reading their sources.
+    me: Weak<Inner>,
     root: PathBuf,
     config: LogStoreConfig,
     logs: Mutex<HashMap<LogKey, Arc<KeyLog>>>,
@@ -89,43 +99,6 @@ struct Reserve {
     tried: Option<std::time::Instant>,
 }
 
-/// One log: its file, its writer state and its channel.
-#[derive(Debug)]
-pub(crate) struct KeyLog {
-    path: PathBuf,
-    index_every: u64,
-    state: Mutex<Writer>,
-    tx: broadcast::Sender<Event>,
-}
-
-/// What followers receive live.
-#[derive(Debug, Clone)]
-pub(crate) enum Event {
-    Line(Record),
-    Closed,
-}
-
-/// A follower's starting point, taken under the log's mutex.
-pub(crate) struct Snapshot {
-    pub(crate) rx: broadcast::Receiver<Event>,
-    pub(crate) last_seq: u64,
-    pub(crate) closed: bool,
-}
-
-#[derive(Debug, Default)]
-struct Writer {
-    /// False until the file has been scanned (first use of the key in this process).
-    loaded: bool,
-    /// Opened on first append.
-    file: Option<File>,
-    last_seq: u64,
-    /// Committed length: everything before it is whole frames.
-    len: u64,
-    closed: bool,
-    /// `(seq, offset of its frame)`, sorted, one every `index_every` records.
-    index: Vec<(u64, u64)>,
-}
-
 impl LogStore {
     /// A store over `root` with the default configuration. Creates the directory if needed.
     pub fn open(root: impl Into<PathBuf>) -> Result<LogStore, LogError> {
@@ -144,7 +117,8 @@ impl LogStore {
             index_every: config.index_every.max(1),
         };
         let store = LogStore {
-            inner: Arc::new(Inner {
+            inner: Arc::new_cyclic(|weak| Inner {
+                me: weak.clone(),
                 root,
                 config,
                 logs: Mutex::new(HashMap::new()),
@@ -231,14 +205,158 @@ impl LogStore {
             }
         }
     }
+}
 
-    fn append_text(&self, key: &LogKey, line: &LogLine, text: &str) -> Result<u64, LogError> {
-        let seq = self.append_once(key, line, text)?;
-        self.refill_reserve();
-        Ok(seq)
+/// One log: its file, its writer state and its channel.
+#[derive(Debug)]
+pub(crate) struct KeyLog {
+    path: PathBuf,
+    index_every: u64,
+    state: Mutex<Writer>,
+    tx: broadcast::Sender<Event>,
+    /// The store, to read a view's sources.
+    store: Weak<Inner>,
+}
+
+/// What followers receive live.
+#[derive(Debug, Clone)]
+pub(crate) enum Event {
+    Line(Record),
+    Closed,
+}
+
+/// A follower's starting point, taken under the log's mutex.
+pub(crate) struct Snapshot {
+    pub(crate) rx: broadcast::Receiver<Event>,
+    pub(crate) last_seq: u64,
+    pub(crate) closed: bool,
+}
+
+#[derive(Debug, Default)]
+struct Writer {
+    /// False until the file has been read (first use of the key in this process).
+    loaded: bool,
+    /// Opened on first append.
+    file: Option<File>,
+    last_seq: u64,
+    /// Committed length: everything before it is whole frames.
+    len: u64,
+    closed: bool,
+    /// Time of the last line frame (the next one's is written relative to it).
+    last_time: Option<DateTime<Utc>>,
+    /// A view's sources, by number.
+    sources: Vec<Source>,
+    /// For each source, the line a bare reference means next.
+    next: Vec<u64>,
+    /// One entry every `index_every` records (none for seq 1), sorted; mirrored in the file.
+    index: Vec<Entry>,
+}
+
+/// A record as read before a view's references are resolved.
+enum Item {
+    Line(Record),
+    /// Record `seq` of a view is line `at` of source `n`.
+    Ref {
+        seq: u64,
+        n: usize,
+        at: u64,
+    },
+}
+
+/// Reading state while walking frames: the seq of the last record, the last line's time, and
+/// a view's cursors.
+#[derive(Debug, Clone, Default)]
+struct Walk {
+    seq: u64,
+    prev: Option<DateTime<Utc>>,
+    next: Vec<u64>,
+}
+
+impl Walk {
+    /// Where reading starts at `entry` (the start of the file when `None`) with `sources`
+    /// known.
+    fn at(entry: Option<&Entry>, sources: usize) -> Walk {
+        let mut next = entry.map_or_else(Vec::new, |e| e.next.clone());
+        next.resize(sources.max(next.len()), 1);
+        Walk { seq: entry.map_or(0, |e| e.seq - 1), prev: entry.and_then(|e| e.prev), next }
     }
 
-    fn append_once(&self, key: &LogKey, line: &LogLine, text: &str) -> Result<u64, LogError> {
+    /// True when `frame` makes a record (it takes the next seq).
+    fn is_record(&self, frame: &Frame) -> bool {
+        match frame {
+            Frame::Line { .. } => true,
+            Frame::Ref { n, .. } => *n < self.next.len(),
+            _ => false,
+        }
+    }
+
+    /// The index entry for a record that starts at `offset`, before it is applied.
+    fn entry(&self, offset: u64) -> Entry {
+        Entry { seq: self.seq + 1, offset, prev: self.prev, next: self.next.clone() }
+    }
+
+    /// Applies `frame`; the record it makes, if any. `sources` grows with a new declaration.
+    fn apply(&mut self, frame: Frame, sources: &mut Vec<Source>) -> Option<Item> {
+        match frame {
+            Frame::Line { when, stream, text } => {
+                let time = when.resolve(self.prev);
+                self.prev = Some(time);
+                self.seq += 1;
+                Some(Item::Line(Record { seq: self.seq, time, stream, text }))
+            }
+            Frame::Ref { n, at } if n < self.next.len() => {
+                let at = at.unwrap_or(self.next[n]);
+                self.next[n] = at + 1;
+                self.seq += 1;
+                Some(Item::Ref { seq: self.seq, n, at })
+            }
+            Frame::Source { n, label, key } => {
+                if n == sources.len() {
+                    sources.push(Source { key, label });
+                }
+                if n == self.next.len() {
+                    self.next.push(1);
+                }
+                None
+            }
+            Frame::Ref { .. } | Frame::Closed => None,
+        }
+    }
+}
+
+/// Reads whole frames from `reader`, calling `f(offset, frame bytes without '\n')` for each,
+/// from `offset`; stops at a torn frame or when `f` says so. Returns the offset after the last
+/// whole frame.
+fn frames(
+    path: &Path,
+    reader: impl Read,
+    mut offset: u64,
+    mut f: impl FnMut(u64, &[u8]) -> bool,
+) -> Result<u64, LogError> {
+    let mut reader = BufReader::with_capacity(64 * 1024, reader);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        let n = reader.read_until(b'\n', &mut buf).map_err(LogError::io(path))?;
+        if n == 0 || buf.last() != Some(&b'\n') {
+            return Ok(offset);
+        }
+        let at = offset;
+        offset += n as u64;
+        if !f(at, &buf[..n - 1]) {
+            return Ok(offset);
+        }
+    }
+}
+
+impl LogStore {
+    fn append_text(&self, key: &LogKey, line: &LogLine, text: &str) -> Result<u64, LogError> {
+        let record = self.append_once(key, line, text)?;
+        self.refill_reserve();
+        Ok(record.seq)
+    }
+
+    fn append_once(&self, key: &LogKey, line: &LogLine, text: &str) -> Result<Record, LogError> {
         let log = self.log(key);
         let mut writer = log.lock()?;
         if writer.closed {
@@ -246,31 +364,93 @@ impl LogStore {
             self.evict(key, &log);
             return Err(LogError::Closed(key.clone()));
         }
-        let seq = writer.last_seq + 1;
-        let bytes = format::encode_line(seq, line.time, line.stream, text);
-        let offset = writer.write(&log.path, &bytes)?;
-        writer.last_seq = seq;
-        if (seq - 1) % log.index_every == 0 {
-            writer.index.push((seq, offset));
-        }
+        let (us, time) = format::delta(writer.last_time, line.time);
+        let bytes = format::encode_line(us, line.stream, text);
+        writer.push(&log, &bytes)?;
+        writer.last_time = Some(time);
+        let record =
+            Record { seq: writer.last_seq, time, stream: line.stream, text: text.to_owned() };
         // Checked under the lock, where followers subscribe: none can be missed.
         if log.tx.receiver_count() > 0 {
-            let _ = log.tx.send(Event::Line(Record {
-                seq,
-                time: line.time,
-                stream: line.stream,
-                text: text.to_owned(),
-            }));
+            let _ = log.tx.send(Event::Line(record.clone()));
         }
+        Ok(record)
+    }
+
+    /// Appends `line` (its text masked by `masker`) to `key`'s log, and a reference to it to
+    /// the view `view`, where it shows as `label` + tab + text; returns its seq in `key`'s log.
+    ///
+    /// The line is stored once, in `key`'s log; the view holds a few bytes per line and is read
+    /// like any log ([`LogStore::read`], [`LogStore::follow`]). A closed view takes no more
+    /// references (the line is still stored); an error writing the reference leaves the view
+    /// without that line and is not reported (the line is stored).
+    pub fn append_viewed(
+        &self,
+        key: &LogKey,
+        line: &LogLine,
+        masker: Option<&Masker>,
+        view: &LogKey,
+        label: &str,
+    ) -> Result<u64, LogError> {
+        let text =
+            masker.map_or(std::borrow::Cow::Borrowed(line.text.as_str()), |m| m.mask(&line.text));
+        let seq = self.append_viewed_once(key, line, &text, view, label, false)?;
+        self.refill_reserve();
         Ok(seq)
+    }
+
+    /// [`LogStore::append_marker`] through a view: stored even on a full disk, in `key`'s log
+    /// and in the view.
+    pub fn append_marker_viewed(
+        &self,
+        key: &LogKey,
+        line: &LogLine,
+        view: &LogKey,
+        label: &str,
+    ) -> Result<u64, LogError> {
+        match self.append_viewed_once(key, line, &line.text, view, label, true) {
+            Err(e) if e.is_full() && self.release_reserve() => {
+                self.append_viewed_once(key, line, &line.text, view, label, true)
+            }
+            other => other,
+        }
+    }
+
+    fn append_viewed_once(
+        &self,
+        key: &LogKey,
+        line: &LogLine,
+        text: &str,
+        view: &LogKey,
+        label: &str,
+        marker: bool,
+    ) -> Result<u64, LogError> {
+        let vlog = self.log(view);
+        // The view's mutex first, held while the line is stored: references are written in
+        // the order of the lines.
+        let mut vw = vlog.lock()?;
+        let record = self.append_once(key, line, text)?;
+        if !vw.closed {
+            let mut added = vw.add_ref(&vlog, key, label, &record);
+            if marker && added.as_ref().is_err_and(LogError::is_full) && self.release_reserve() {
+                added = vw.add_ref(&vlog, key, label, &record);
+            }
+            drop(added);
+        }
+        let closed = vw.closed;
+        drop(vw);
+        if closed {
+            self.evict(view, &vlog);
+        }
+        Ok(record.seq)
     }
 
     /// Marks `key`'s log complete: later appends fail and followers end once they have
     /// everything. Idempotent; closing a log that has no line creates an empty, closed log.
     ///
     /// A closed log's state (its open file, its channel) is dropped from the store: a closed
-    /// log never changes, and readers rebuild what they need from the file. On a full disk
-    /// the reserve file is given back for it (see [`LogStore::append_marker`]).
+    /// log never changes, and readers rebuild what they need from the file and its index. On a
+    /// full disk the reserve file is given back for it (see [`LogStore::append_marker`]).
     pub fn close(&self, key: &LogKey) -> Result<(), LogError> {
         match self.close_once(key) {
             Err(e) if e.is_full() && self.release_reserve() => self.close_once(key),
@@ -283,7 +463,7 @@ impl LogStore {
         {
             let mut writer = log.lock()?;
             if !writer.closed {
-                writer.write(&log.path, &format::encode_closed(Utc::now()))?;
+                writer.write(&log.path, &format::encode_closed())?;
                 writer.closed = true;
                 writer.file = None;
                 let _ = log.tx.send(Event::Closed);
@@ -324,20 +504,67 @@ impl LogStore {
             index_every: self.inner.config.index_every,
             state: Mutex::new(Writer::default()),
             tx,
+            store: self.inner.me.clone(),
         }
     }
 
     /// Up to `limit` records with `seq >= from_seq`, in order (`from_seq` 0 and 1 both mean
-    /// from the start). Empty for a log that does not exist.
+    /// from the start). Empty for a log that does not exist. A view's records are its sources'
+    /// lines, each with its label and a tab before the text.
+    ///
+    /// Takes the same time wherever `from_seq` is in the log (one seek through the index).
     pub fn read(&self, key: &LogKey, from_seq: u64, limit: usize) -> Result<Vec<Record>, LogError> {
         self.log_for_read(key).read(from_seq, limit)
     }
 
+    /// [`LogStore::read`] and [`LogStore::info`] at once (one look at the index).
+    pub fn page(
+        &self,
+        key: &LogKey,
+        from_seq: u64,
+        limit: usize,
+    ) -> Result<(Vec<Record>, LogInfo), LogError> {
+        let log = self.log_for_read(key);
+        let records = log.read(from_seq, limit)?;
+        Ok((records, log.info()?))
+    }
+
+    /// Writes every line of `key`'s log from `from_seq` on to `out` as plain text, one line
+    /// each (`prefix(record)` before it); returns how many lines. Blocking: for a download,
+    /// run it in `spawn_blocking`.
+    pub fn export(
+        &self,
+        key: &LogKey,
+        from_seq: u64,
+        out: &mut dyn Write,
+    ) -> Result<u64, LogError> {
+        const BATCH: usize = 4096;
+        let log = self.log_for_read(key);
+        let mut from = from_seq.max(1);
+        let mut count = 0;
+        let mut buf = Vec::with_capacity(256 * 1024);
+        loop {
+            let records = log.read(from, BATCH)?;
+            let Some(last) = records.last() else { return Ok(count) };
+            from = last.seq + 1;
+            buf.clear();
+            for r in &records {
+                buf.extend_from_slice(r.text.as_bytes());
+                buf.push(b'\n');
+            }
+            count += records.len() as u64;
+            out.write_all(&buf).map_err(LogError::io(log.path()))?;
+        }
+    }
+
     /// Last seq, closed flag and size of `key`'s log (all zero/false when it does not exist).
     pub fn info(&self, key: &LogKey) -> Result<LogInfo, LogError> {
-        let log = self.log_for_read(key);
-        let writer = log.lock()?;
-        Ok(LogInfo { last_seq: writer.last_seq, closed: writer.closed, bytes: writer.len })
+        self.log_for_read(key).info()
+    }
+
+    /// The index file kept beside `key`'s log (it may not exist: short logs need none).
+    pub fn index_path(&self, key: &LogKey) -> PathBuf {
+        index::path_of(&self.path(key))
     }
 
     /// Follows `key`'s log: the records stored with `seq >= from_seq`, then each record as it
@@ -367,11 +594,12 @@ impl LogStore {
 }
 
 impl KeyLog {
-    /// Locks the writer state, scanning the file first if this is the first use.
+    /// Locks the writer state, reading the file (and its index) first if this is the first
+    /// use.
     fn lock(&self) -> Result<MutexGuard<'_, Writer>, LogError> {
         let mut guard = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if !guard.loaded {
-            *guard = Writer::scan(&self.path, self.index_every)?;
+            *guard = Writer::load(&self.path, self.index_every)?;
         }
         Ok(guard)
     }
@@ -381,92 +609,239 @@ impl KeyLog {
         &self.path
     }
 
+    fn info(&self) -> Result<LogInfo, LogError> {
+        let writer = self.lock()?;
+        Ok(LogInfo { last_seq: writer.last_seq, closed: writer.closed, bytes: writer.len })
+    }
+
     /// Subscribes to the live channel and notes what is already stored, atomically.
     pub(crate) fn snapshot(&self) -> Result<Snapshot, LogError> {
         let writer = self.lock()?;
         Ok(Snapshot { rx: self.tx.subscribe(), last_seq: writer.last_seq, closed: writer.closed })
     }
 
-    /// Up to `limit` records with `seq >= from_seq` among those committed now.
+    /// Up to `limit` records with `seq >= from_seq` among those committed now, a view's
+    /// references resolved.
     pub(crate) fn read(&self, from_seq: u64, limit: usize) -> Result<Vec<Record>, LogError> {
-        let (offset, end) = {
+        let (items, sources) = self.read_items(from_seq, limit)?;
+        if !items.iter().any(|i| matches!(i, Item::Ref { .. })) {
+            return Ok(items
+                .into_iter()
+                .filter_map(|i| match i {
+                    Item::Line(r) => Some(r),
+                    Item::Ref { .. } => None,
+                })
+                .collect());
+        }
+        self.resolve(items, &sources)
+    }
+
+    /// The records from `from_seq`, references unresolved, and the sources they name.
+    fn read_items(
+        &self,
+        from_seq: u64,
+        limit: usize,
+    ) -> Result<(Vec<Item>, Vec<Source>), LogError> {
+        let (start, end, mut sources) = {
             let writer = self.lock()?;
             if limit == 0 || from_seq > writer.last_seq {
-                return Ok(Vec::new());
+                return Ok((Vec::new(), Vec::new()));
             }
-            let at = writer.index.partition_point(|&(seq, _)| seq <= from_seq);
-            let offset = at
-                .checked_sub(1)
-                .and_then(|i| writer.index.get(i))
-                .map_or(0, |&(_, offset)| offset);
-            (offset, writer.len)
+            let at = writer.index.partition_point(|e| e.seq <= from_seq);
+            let entry = at.checked_sub(1).and_then(|i| writer.index.get(i)).cloned();
+            (entry, writer.len, writer.sources.clone())
         };
+        let offset = start.as_ref().map_or(0, |e| e.offset);
+        let mut walk = Walk::at(start.as_ref(), sources.len());
         let mut file = match File::open(&self.path) {
             Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), Vec::new())),
             Err(e) => return Err(LogError::io(&self.path)(e)),
         };
         file.seek(SeekFrom::Start(offset)).map_err(LogError::io(&self.path))?;
-        let mut reader = BufReader::new(file.take(end.saturating_sub(offset)));
         let mut out = Vec::new();
-        let mut buf = Vec::new();
-        loop {
-            buf.clear();
-            let n = reader.read_until(b'\n', &mut buf).map_err(LogError::io(&self.path))?;
-            if n == 0 || buf.last() != Some(&b'\n') {
-                break;
+        frames(&self.path, file.take(end.saturating_sub(offset)), offset, |_, bytes| {
+            let Some(frame) = format::decode(bytes) else { return true };
+            if matches!(frame, Frame::Closed) {
+                return false;
             }
-            match format::decode(&buf[..buf.len() - 1]) {
-                Some(Frame::Line(record)) if record.seq >= from_seq => {
-                    out.push(record);
-                    if out.len() >= limit {
-                        break;
-                    }
+            match walk.apply(frame, &mut sources) {
+                Some(Item::Line(r)) if r.seq >= from_seq => out.push(Item::Line(r)),
+                Some(Item::Ref { seq, n, at }) if seq >= from_seq => {
+                    out.push(Item::Ref { seq, n, at })
                 }
-                Some(Frame::Closed) => break,
                 _ => {}
             }
+            out.len() < limit
+        })?;
+        Ok((out, sources))
+    }
+
+    /// Replaces a view's references by the lines they name (read from the sources in runs of
+    /// consecutive lines); a reference to a line that is not there is left out.
+    fn resolve(&self, items: Vec<Item>, sources: &[Source]) -> Result<Vec<Record>, LogError> {
+        let store = self.store.upgrade().map(|inner| LogStore { inner });
+        let mut wanted: HashMap<usize, Vec<u64>> = HashMap::new();
+        for item in &items {
+            if let Item::Ref { n, at, .. } = item {
+                wanted.entry(*n).or_default().push(*at);
+            }
         }
-        Ok(out)
+        let mut lines: HashMap<(usize, u64), Record> = HashMap::new();
+        for (n, mut ats) in wanted {
+            let (Some(store), Some(source)) = (&store, sources.get(n)) else { continue };
+            ats.sort_unstable();
+            ats.dedup();
+            let log = store.log_for_read(&source.key);
+            let mut i = 0;
+            while i < ats.len() {
+                let mut j = i;
+                while j + 1 < ats.len() && ats[j + 1] == ats[j] + 1 {
+                    j += 1;
+                }
+                // Plain lines only: a source's own references are not followed.
+                let (records, _) = log.read_items(ats[i], j - i + 1)?;
+                for item in records {
+                    if let Item::Line(r) = item
+                        && r.seq <= ats[j]
+                    {
+                        lines.insert((n, r.seq), r);
+                    }
+                }
+                i = j + 1;
+            }
+        }
+        Ok(items
+            .into_iter()
+            .filter_map(|item| match item {
+                Item::Line(r) => Some(r),
+                Item::Ref { seq, n, at } => lines.remove(&(n, at)).map(|r| Record {
+                    seq,
+                    time: r.time,
+                    stream: r.stream,
+                    text: format!(
+                        "{}\t{}",
+                        sources.get(n).map_or("", |s| s.label.as_str()),
+                        r.text
+                    ),
+                }),
+            })
+            .collect())
     }
 }
 
 impl Writer {
-    /// Reads the file once: last seq, committed length (a torn last frame excluded), closed
-    /// flag and the sparse index. A missing file is an empty log.
-    fn scan(path: &Path, index_every: u64) -> Result<Writer, LogError> {
+    /// Reads the log's index file and the records after its last entry (the whole file when
+    /// the index is missing or does not fit), and writes the index again if it lagged: last
+    /// seq, committed length (a torn last frame excluded), closed flag, sources and the sparse
+    /// index. A missing file is an empty log.
+    fn load(path: &Path, index_every: u64) -> Result<Writer, LogError> {
         let mut writer = Writer { loaded: true, ..Writer::default() };
-        let file = match File::open(path) {
+        let mut file = match File::open(path) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(writer),
             Err(e) => return Err(LogError::io(path)(e)),
         };
-        let mut reader = BufReader::new(file);
-        let mut buf = Vec::new();
-        loop {
-            buf.clear();
-            let n = reader.read_until(b'\n', &mut buf).map_err(LogError::io(path))?;
-            if n == 0 || buf.last() != Some(&b'\n') {
-                // End of file, or a torn frame: the committed length stops before it.
-                break;
-            }
-            let offset = writer.len;
-            writer.len += n as u64;
-            match format::decode(&buf[..n - 1]) {
-                Some(Frame::Line(record))
-                    if !writer.closed && record.seq == writer.last_seq + 1 =>
-                {
-                    writer.last_seq = record.seq;
-                    if (record.seq - 1) % index_every == 0 {
-                        writer.index.push((record.seq, offset));
-                    }
-                }
-                Some(Frame::Closed) => writer.closed = true,
-                // A whole but unreadable or out-of-order frame: skipped, as readers skip it.
-                _ => {}
-            }
+        let file_len = file.metadata().map_err(LogError::io(path))?.len();
+        let idx_path = index::path_of(path);
+        let (mut entries, mut sources) = index::read(&idx_path);
+        let had = entries.len();
+        if !index::fits(&mut file, file_len, &entries, &sources) {
+            entries.clear();
+            sources.clear();
         }
+        let fitted = entries.len();
+        let known_sources = sources.len();
+        let start = entries.last().cloned();
+        let offset = start.as_ref().map_or(0, |e| e.offset);
+        let mut walk = Walk::at(start.as_ref(), sources.len());
+        file.seek(SeekFrom::Start(offset)).map_err(LogError::io(path))?;
+        let mut closed = false;
+        let len = frames(path, &mut file, offset, |at, bytes| {
+            if closed {
+                return true;
+            }
+            match format::decode(bytes) {
+                Some(Frame::Closed) => closed = true,
+                Some(frame) => {
+                    let due = walk.seq > 0
+                        && walk.seq.is_multiple_of(index_every)
+                        && entries.last().is_none_or(|e| e.seq <= walk.seq);
+                    if due && walk.is_record(&frame) {
+                        entries.push(walk.entry(at));
+                    }
+                    walk.apply(frame, &mut sources);
+                }
+                // A whole but unreadable frame: skipped, as readers skip it.
+                None => {}
+            }
+            true
+        })?;
+        if entries.len() > fitted || sources.len() > known_sources || fitted < had {
+            // Best effort: without it, the next first use reads more.
+            let _ = index::rewrite(&idx_path, &entries, &sources);
+        }
+        writer.last_seq = walk.seq;
+        writer.last_time = walk.prev;
+        writer.next = walk.next;
+        writer.len = len;
+        writer.closed = closed;
+        writer.sources = sources;
+        writer.index = entries;
         Ok(writer)
+    }
+
+    /// Appends one record's frame, with its index entry when one is due.
+    fn push(&mut self, log: &KeyLog, bytes: &[u8]) -> Result<(), LogError> {
+        let due = self.last_seq > 0 && self.last_seq.is_multiple_of(log.index_every);
+        let entry = due.then(|| Entry {
+            seq: self.last_seq + 1,
+            offset: self.len,
+            prev: self.last_time,
+            next: self.next.clone(),
+        });
+        self.write(&log.path, bytes)?;
+        self.last_seq += 1;
+        if let Some(entry) = entry {
+            let _ = index::append(&index::path_of(&log.path), &index::encode_entry(&entry));
+            self.index.push(entry);
+        }
+        Ok(())
+    }
+
+    /// Appends a view's reference to `record` of `key` (declared as a source first if new) and
+    /// sends the resolved line to followers.
+    fn add_ref(
+        &mut self,
+        log: &KeyLog,
+        key: &LogKey,
+        label: &str,
+        record: &Record,
+    ) -> Result<(), LogError> {
+        let n = match self.sources.iter().position(|s| &s.key == key) {
+            Some(n) => n,
+            None => {
+                let n = self.sources.len();
+                let bytes = format::encode_source(n, label, key);
+                self.write(&log.path, &bytes)?;
+                let _ = index::append(&index::path_of(&log.path), &bytes);
+                self.sources.push(Source { key: key.clone(), label: label.replace('\t', " ") });
+                self.next.resize(n + 1, 1);
+                n
+            }
+        };
+        let at = (self.next[n] != record.seq).then_some(record.seq);
+        self.push(log, &format::encode_ref(n, at))?;
+        self.next[n] = record.seq + 1;
+        if log.tx.receiver_count() > 0 {
+            let _ = log.tx.send(Event::Line(Record {
+                seq: self.last_seq,
+                time: record.time,
+                stream: record.stream,
+                text: format!("{}\t{}", self.sources[n].label, record.text),
+            }));
+        }
+        Ok(())
     }
 
     /// Appends whole frames; returns the offset they start at. On failure the file is cut

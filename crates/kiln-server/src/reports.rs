@@ -50,12 +50,9 @@ impl Reports<'_> {
             let event = match ev {
                 AgentEvent::Started => Event::JobStarted { job: a.job.clone(), attempt: a.attempt },
                 AgentEvent::Log { stream, time, text } => {
-                    match self.log(ctx, &job_key, &stream, time, &text) {
-                        Ok(line) => {
-                            let tagged =
-                                LogLine { text: format!("{}\t{}", a.job, line.text), ..line };
-                            let _ = self.logs.append(&run_key, &tagged);
-                        }
+                    let view = Some((&run_key, a.job.as_str()));
+                    match self.log(ctx, &job_key, &stream, time, &text, view) {
+                        Ok(()) => {}
                         Err(e @ kiln_logs::LogError::Io { .. }) => {
                             self.unstorable(lease, ctx, a, &e);
                             break;
@@ -101,7 +98,7 @@ impl Reports<'_> {
                     crate::services::instance_started(i, lease, node, placement.flatten());
                 }
                 AgentEvent::Log { stream, time, text } => {
-                    let stored = self.log(ctx, &key, &stream, time, &text);
+                    let stored = self.log(ctx, &key, &stream, time, &text, None);
                     self.instance_log_stored(i, &key, stored.err());
                 }
                 AgentEvent::Health { healthy, detail } => {
@@ -154,7 +151,8 @@ impl Reports<'_> {
         let _ = self.logs.append_marker(key, &marker);
     }
 
-    /// Masks and stores one log line; the stored line.
+    /// Masks and stores one log line, in `key`'s log, shown in the run's log `view` (with its
+    /// job's name) when given: the line is stored once.
     fn log(
         &self,
         ctx: &TaskCtx,
@@ -162,18 +160,22 @@ impl Reports<'_> {
         stream: &str,
         time: chrono::DateTime<chrono::Utc>,
         text: &str,
-    ) -> Result<LogLine, kiln_logs::LogError> {
+        view: Option<(&kiln_logs::LogKey, &str)>,
+    ) -> Result<(), kiln_logs::LogError> {
         let stream = if stream == "stderr" { Stream::Stderr } else { Stream::Stdout };
         let line = LogLine { stream, time, text: ctx.masker.mask(text).into_owned() };
-        self.logs.append(key, &line)?;
+        match view {
+            Some((view, job)) => self.logs.append_viewed(key, &line, None, view, job)?,
+            None => self.logs.append(key, &line)?,
+        };
         self.metrics.log_line(line.text.len());
-        Ok(line)
+        Ok(())
     }
 
     /// An attempt's log line could not be stored (`cause`): the attempt ends at once with that
     /// cause (its lease ends, so the agent stops the job), after a marker line saying so in the
-    /// job's and the run's logs (written even on a full disk, see
-    /// [`LogStore::append_marker`]). A log with a hole is never passed off as whole.
+    /// job's log, shown in the run's (written even on a full disk, see
+    /// [`LogStore::append_marker_viewed`]). A log with a hole is never passed off as whole.
     fn unstorable(&self, lease: &str, ctx: &TaskCtx, a: &AttemptCtx, cause: &kiln_logs::LogError) {
         if self.dispatch.finish(lease).is_none() {
             return;
@@ -185,9 +187,12 @@ impl Reports<'_> {
             time: chrono::Utc::now(),
             text: format!("kiln: {why}; the job was stopped"),
         };
-        let _ = self.logs.append_marker(&job_log_key(&a.run, a.job_index, a.attempt), &marker);
-        let tagged = LogLine { text: format!("{}\t{}", a.job, marker.text), ..marker };
-        let _ = self.logs.append_marker(&run_log_key(&a.run), &tagged);
+        let _ = self.logs.append_marker_viewed(
+            &job_log_key(&a.run, a.job_index, a.attempt),
+            &marker,
+            &run_log_key(&a.run),
+            a.job.as_str(),
+        );
         ctx.exited(kiln_engine::Outcome::Error(why));
     }
 }

@@ -59,7 +59,7 @@ fn append_and_read_ranges() {
     assert_eq!(mid[0].stream, Stream::Stderr);
     assert_eq!(mid[1].stream, Stream::Stdout);
     assert_eq!(mid[0].time, line("").time);
-    // Index boundaries (every 256 by default).
+    // Around where index entries would be with a smaller spacing.
     for from in [255, 256, 257, 258, 513, 769] {
         assert_eq!(seqs(&store.read(&k, from, 2).unwrap()), [from, from + 1]);
     }
@@ -305,4 +305,132 @@ async fn closed_logs_hold_no_file_or_channel_and_stay_readable() {
     store.close(&open).unwrap();
     assert_eq!(seqs(&collect(follower).await), [1, 2]);
     assert_eq!(store.cached(), 0);
+}
+
+/// Bytes of every file under `dir`.
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let meta = entry.metadata().unwrap();
+        total += if meta.is_dir() { dir_bytes(&entry.path()) } else { meta.len() };
+    }
+    total
+}
+
+#[tokio::test]
+async fn a_view_shows_its_sources_lines_in_arrival_order_and_stores_each_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogStoreConfig { channel_capacity: 64, index_every: 100 };
+    let store = LogStore::with_config(dir.path(), config).unwrap();
+    let (build, test, run) = (key("runs/r/0/1"), key("runs/r/1/1"), key("runs/r/all"));
+    let follower = store.follow(&run, 0).unwrap();
+    let masker = Masker::new(["hunter2hunter2"]);
+    let mut expected = Vec::new();
+    let mut text_bytes = 0;
+    for i in 1..=5000u64 {
+        let (k, label) = if i % 3 == 0 { (&test, "test") } else { (&build, "build") };
+        let text = format!("line {i} of {label} hunter2hunter2 {}", "x".repeat(60));
+        text_bytes += text.len() as u64 + 1;
+        store.append_viewed(k, &line(text), Some(&masker), &run, label).unwrap();
+        expected.push(format!("{label}\tline {i} of {label} *** {}", "x".repeat(60)));
+    }
+    // A line stored in a source without the view is not shown, and the next ones still are.
+    store.append(&build, &line("not in the view")).unwrap();
+    store.append_viewed(&build, &line("after"), None, &run, "build").unwrap();
+    expected.push("build\tafter".to_string());
+    for k in [&build, &test, &run] {
+        store.close(k).unwrap();
+    }
+    let texts = |records: Vec<Record>| records.into_iter().map(|r| r.text).collect::<Vec<_>>();
+    assert_eq!(texts(store.read(&run, 1, usize::MAX).unwrap()), expected);
+    for from in [1u64, 99, 100, 101, 2500, 4999, 5001] {
+        let page = store.read(&run, from, 3).unwrap();
+        assert_eq!(seqs(&page), (from..(from + 3).min(5002)).collect::<Vec<_>>(), "from {from}");
+        assert_eq!(texts(page), expected[from as usize - 1..(from as usize + 2).min(5001)]);
+    }
+    assert_eq!(texts(collect(follower).await), expected);
+    // Read again by a fresh store (from the index files), and followed after the end.
+    let again = LogStore::with_config(dir.path(), config).unwrap();
+    assert_eq!(texts(again.read(&run, 4000, 2).unwrap()), expected[3999..4001]);
+    assert_eq!(texts(collect(again.follow(&run, 4990).unwrap()).await), expected[4989..]);
+    assert!(again.index_path(&run).exists() && again.index_path(&build).exists());
+    // Each line once: the whole directory holds less than 1.3 times the text.
+    let stored = dir_bytes(dir.path()) - 64 * 1024; // less the reserve file
+    assert!(stored * 10 <= text_bytes * 13, "{stored} bytes stored for {text_bytes} of text");
+}
+
+#[test]
+fn logs_written_by_older_versions_still_read_and_continue() {
+    let dir = tempfile::tempdir().unwrap();
+    let (job, run) = (key("runs/old/0/1"), key("runs/old/all"));
+    std::fs::create_dir_all(dir.path().join("runs/old/0")).unwrap();
+    std::fs::write(
+        dir.path().join("runs/old/0/1.log"),
+        concat!(
+            r#"{"seq":1,"time":"2026-11-22T04:30:00.123456789Z","stream":"out","text":"one"}"#,
+            "\n",
+            r#"{"seq":2,"time":"2026-11-22T04:30:01Z","stream":"err","text":"two"}"#,
+            "\n",
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("runs/old/all.log"),
+        concat!(
+            r#"{"seq":1,"time":"2026-11-22T04:30:00.123456789Z","stream":"out","text":"build\tone"}"#, "\n",
+            r#"{"seq":2,"time":"2026-11-22T04:30:01Z","stream":"err","text":"build\ttwo"}"#, "\n",
+        ),
+    )
+    .unwrap();
+    let store = LogStore::open(dir.path()).unwrap();
+    let old = store.read(&run, 1, 10).unwrap();
+    assert_eq!(
+        old.iter().map(|r| r.text.as_str()).collect::<Vec<_>>(),
+        ["build\tone", "build\ttwo"]
+    );
+    assert_eq!(old[0].time.to_rfc3339(), "2026-11-22T04:30:00.123456789+00:00");
+    // A job that was running when the server was upgraded goes on in the new format.
+    store.append_viewed(&job, &line("three"), None, &run, "build").unwrap();
+    store.close(&job).unwrap();
+    store.close(&run).unwrap();
+    let all = store.read(&run, 1, 10).unwrap();
+    assert_eq!(seqs(&all), [1, 2, 3]);
+    assert_eq!(all[2].text, "build\tthree");
+    assert_eq!(all[2].time, line("").time);
+    let job_lines = store.read(&job, 2, 10).unwrap();
+    assert_eq!(
+        job_lines.iter().map(|r| (r.seq, r.text.as_str())).collect::<Vec<_>>(),
+        [(2, "two"), (3, "three")]
+    );
+    assert_eq!(job_lines[0].stream, Stream::Stderr);
+}
+
+#[test]
+fn a_page_at_the_end_of_a_2_000_000_line_log_seeks_through_its_index() {
+    let (_dir, store) = store();
+    let k = key("runs/big/0/1");
+    for i in 1..=2_000_000u64 {
+        store.append(&k, &line(format!("line {i}"))).unwrap();
+    }
+    store.close(&k).unwrap();
+    let index = store.index_path(&k);
+    assert!(index.exists(), "no index beside the log");
+    let check = |store: &LogStore| {
+        let (page, info) = store.page(&k, 1_999_000, 1000).unwrap();
+        assert_eq!(seqs(&page), (1_999_000..2_000_000).collect::<Vec<_>>());
+        assert_eq!(page[0].text, "line 1999000");
+        assert_eq!(page[999].text, "line 1999999");
+        assert_eq!((info.last_seq, info.closed), (2_000_000, true));
+        assert_eq!(store.read(&k, 2_000_000, 5).unwrap()[0].text, "line 2000000");
+    };
+    check(&store);
+    // An index that is lost, or wrong, is made again from the log.
+    std::fs::remove_file(&index).unwrap();
+    check(&LogStore::open(store.root()).unwrap());
+    assert!(index.exists(), "the index was not made again");
+    std::fs::write(&index, "1025\t999999999\t-\t\n").unwrap();
+    check(&LogStore::open(store.root()).unwrap());
+    let text = std::fs::read_to_string(&index).unwrap();
+    assert_eq!(text.lines().count(), 2_000_000 / 1024, "one entry every 1024 lines");
 }

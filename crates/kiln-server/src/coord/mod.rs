@@ -172,7 +172,9 @@ pub fn job_log_key(run: &RunId, job_index: usize, attempt: u32) -> LogKey {
     .expect("uuid and numbers make a valid key")
 }
 
-/// The whole-run log (every job's lines, each prefixed by its job id and a tab).
+/// The whole-run log: a view over its jobs' logs (see `LogStore::append_viewed`), read as
+/// every job's lines in the order they came, each prefixed by its job id and a tab. Older
+/// versions stored a copy of each line there instead (format 1): both read the same.
 pub fn run_log_key(run: &RunId) -> LogKey {
     LogKey::from_segments(["runs".to_string(), run.to_string(), "all".to_string()])
         .expect("uuid makes a valid key")

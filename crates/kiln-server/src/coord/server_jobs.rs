@@ -140,40 +140,38 @@ impl JobTask {
         });
     }
 
-    /// Logs a line of the job, masked, in its log and the run's.
+    /// Logs a line of the job, masked, in its log (shown in the run's, stored once).
     fn log(&self, stream: Stream, text: &str) {
-        let logs = &self.coord.sh.logs;
-        let line = LogLine { stream, time: Utc::now(), text: self.masker.mask(text).into_owned() };
-        let key = job_log_key(&self.run.id, self.index, self.attempt);
-        if let Err(e @ kiln_logs::LogError::Io { .. }) = logs.append(&key, &line) {
-            self.unstorable(&e);
-            return;
-        }
-        let tagged = LogLine { text: format!("{}\t{}", self.job, line.text), ..line };
-        if let Err(e @ kiln_logs::LogError::Io { .. }) =
-            logs.append(&run_log_key(&self.run.id), &tagged)
-        {
+        let line = LogLine { stream, time: Utc::now(), text: text.to_string() };
+        if let Err(e @ kiln_logs::LogError::Io { .. }) = self.coord.sh.logs.append_viewed(
+            &job_log_key(&self.run.id, self.index, self.attempt),
+            &line,
+            Some(&self.masker),
+            &run_log_key(&self.run.id),
+            self.job.as_str(),
+        ) {
             self.unstorable(&e);
         }
     }
 
     /// A line of the attempt's log could not be stored (`e`): the first time, a marker line
-    /// saying so goes to its log and the run's (written even on a full disk, see
-    /// [`kiln_logs::LogStore::append_marker`]), and the attempt will end failed with that
-    /// cause.
+    /// saying so goes to its log, shown in the run's (written even on a full disk, see
+    /// [`kiln_logs::LogStore::append_marker_viewed`]), and the attempt will end failed with
+    /// that cause.
     fn unstorable(&self, e: &kiln_logs::LogError) {
         let why = format!("a log line could not be stored: {e}");
         if self.unstored.set(why.clone()).is_err() {
             return;
         }
         tracing::error!("run {} job {}: {why}", self.run.full_name(), self.job);
-        let logs = &self.coord.sh.logs;
         let marker =
             LogLine { stream: Stream::Stderr, time: Utc::now(), text: format!("kiln: {why}") };
-        let key = job_log_key(&self.run.id, self.index, self.attempt);
-        let _ = logs.append_marker(&key, &marker);
-        let tagged = LogLine { text: format!("{}\t{}", self.job, marker.text), ..marker };
-        let _ = logs.append_marker(&run_log_key(&self.run.id), &tagged);
+        let _ = self.coord.sh.logs.append_marker_viewed(
+            &job_log_key(&self.run.id, self.index, self.attempt),
+            &marker,
+            &run_log_key(&self.run.id),
+            self.job.as_str(),
+        );
     }
 
     fn say(&self, text: &str) {

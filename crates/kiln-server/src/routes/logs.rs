@@ -1,13 +1,20 @@
-//! Job, run and service instance logs: pages by line number, and live follow over SSE (`id:`
+//! Job, run and service instance logs: pages by line number, live follow over SSE (`id:`
 //! is the line's seq, so a client that reconnects with `Last-Event-ID` resumes after the last
-//! line it saw). Every kind of log is served by the same two functions, [`page`] and [`sse`].
+//! line it saw), and downloads as plain text. Every kind of log is served by the same three
+//! functions, [`page`], [`sse`] and [`download`].
+//!
+//! Invariant: log files are read off the runtime's workers (`spawn_blocking`); a page costs
+//! one seek through the log's index, whatever its length.
 
 use std::convert::Infallible;
 
 use axum::Json;
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use futures::{Stream, StreamExt, stream};
 use kiln_api::{ErrorBody, LogLine, LogPage};
 use kiln_logs::{LogKey, Record, Stream as OutStream};
@@ -30,6 +37,13 @@ pub struct PageQuery {
     from: Option<u64>,
     /// At most this many lines (default 1000, at most 10000).
     limit: Option<usize>,
+    /// Attempt of the job (default: the latest).
+    attempt: Option<u32>,
+}
+
+/// Which attempt a download is of.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct DownloadQuery {
     /// Attempt of the job (default: the latest).
     attempt: Option<u32>,
 }
@@ -88,23 +102,73 @@ async fn job_key(
 }
 
 /// A page of the log `key`: up to `limit` lines (default 1000) from line `from` (default 1).
-fn page(
+async fn page(
     app: &App,
-    key: &LogKey,
+    key: LogKey,
     from: Option<u64>,
     limit: Option<usize>,
     whole_run: bool,
 ) -> ApiResult<Json<LogPage>> {
     let from = from.unwrap_or(1).max(1);
     let limit = limit.unwrap_or(1000).clamp(1, MAX_PAGE);
-    let records = app.logs.read(key, from, limit)?;
-    let info = app.logs.info(key)?;
+    let logs = app.logs.clone();
+    let (records, info) = tokio::task::spawn_blocking(move || logs.page(&key, from, limit))
+        .await
+        .map_err(|e| ApiErr::internal(format!("reading a log page: {e}")))??;
     let next = records.last().map_or(from, |r| r.seq + 1);
     Ok(Json(LogPage {
         closed: info.closed && next > info.last_seq,
         lines: records.into_iter().map(|r| line(r, whole_run)).collect(),
         next,
     }))
+}
+
+/// Chunks of a download in flight between the reading thread and the response.
+const DOWNLOAD_CHUNKS: usize = 4;
+
+/// Sends what is written to it to a response body, from a blocking thread.
+struct ToBody(tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>);
+
+impl std::io::Write for ToBody {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .blocking_send(Ok(Bytes::copy_from_slice(buf)))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client gone"))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The whole log `key` as plain text, one line each, streamed from the file as a download
+/// named `name`.
+fn download(app: &App, key: LogKey, name: &str) -> Response {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(DOWNLOAD_CHUNKS);
+    let logs = app.logs.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut out = ToBody(tx.clone());
+        if let Err(e) = logs.export(&key, 1, &mut out) {
+            // Cuts the response short: the client sees a failed download, not a short log.
+            let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+        }
+    });
+    let body = Body::from_stream(stream::poll_fn(move |cx| rx.poll_recv(cx)));
+    let file: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '-' })
+        .collect();
+    let disposition = HeaderValue::from_str(&format!("attachment; filename=\"{file}.log\""))
+        .unwrap_or(HeaderValue::from_static("attachment"));
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8")),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 fn resume_from(headers: &HeaderMap, from: Option<u64>) -> ApiResult<u64> {
@@ -118,13 +182,17 @@ fn resume_from(headers: &HeaderMap, from: Option<u64>) -> ApiResult<u64> {
     Ok(from.unwrap_or(1).max(1))
 }
 
-fn sse(
+async fn sse(
     app: &App,
-    key: &LogKey,
+    key: LogKey,
     from: u64,
     whole_run: bool,
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>> + use<>>> {
-    let follow = app.logs.follow(key, from)?;
+    let logs = app.logs.clone();
+    // Blocking: the first use of a log reads its index.
+    let follow = tokio::task::spawn_blocking(move || logs.follow(&key, from))
+        .await
+        .map_err(|e| ApiErr::internal(format!("following a log: {e}")))??;
     let lines = follow.map(move |r| match r {
         Ok(rec) => {
             let seq = rec.seq;
@@ -149,7 +217,7 @@ pub async fn job_page(
 ) -> ApiResult<Json<LogPage>> {
     let run = run_for(&app, &caller, &id, Role::Viewer).await?;
     let key = job_key(&app, &run, &job, q.attempt).await?;
-    page(&app, &key, q.from, q.limit, false)
+    page(&app, key, q.from, q.limit, false).await
 }
 
 /// A job's log, live (SSE): `line` events (`id` = seq, data = a LogLine), then `end`.
@@ -167,7 +235,43 @@ pub async fn job_stream(
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
     let run = run_for(&app, &caller, &id, Role::Viewer).await?;
     let key = job_key(&app, &run, &job, q.attempt).await?;
-    sse(&app, &key, resume_from(&headers, q.from)?, false)
+    sse(&app, key, resume_from(&headers, q.from)?, false).await
+}
+
+/// A job's stored log as plain text (one line each, as far as it is written now), as a
+/// download; `attempt` picks the attempt (default: the latest).
+#[utoipa::path(get, path = "/api/v1/runs/{run}/jobs/{job}/logs/download", tag = "logs",
+    params(("run" = String, Path), ("job" = String, Path), DownloadQuery),
+    responses((status = 200, content_type = "text/plain", body = String,
+               description = "the log's lines, `Content-Disposition: attachment`"),
+              (status = 404, body = ErrorBody)))]
+pub async fn job_download(
+    State(app): State<App>,
+    caller: Caller,
+    Path((id, job)): Path<(String, String)>,
+    Query(q): Query<DownloadQuery>,
+) -> ApiResult<Response> {
+    let run = run_for(&app, &caller, &id, Role::Viewer).await?;
+    let key = job_key(&app, &run, &job, q.attempt).await?;
+    let name = format!("{}-{}-{job}", run.pipeline, run.number);
+    Ok(download(&app, key, &name))
+}
+
+/// A run's stored log as plain text, every job's lines in the order they came, each as the
+/// job's id, a tab and the text; as a download.
+#[utoipa::path(get, path = "/api/v1/runs/{run}/logs/download", tag = "logs",
+    params(("run" = String, Path)),
+    responses((status = 200, content_type = "text/plain", body = String,
+               description = "the log's lines, `Content-Disposition: attachment`"),
+              (status = 404, body = ErrorBody)))]
+pub async fn run_download(
+    State(app): State<App>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let run = run_for(&app, &caller, &id, Role::Viewer).await?;
+    let name = format!("{}-{}", run.pipeline, run.number);
+    Ok(download(&app, run_log_key(&run.id), &name))
 }
 
 /// A page of a run's log: every job's lines interleaved, each with its job.
@@ -181,7 +285,7 @@ pub async fn run_page(
     Query(q): Query<PageQuery>,
 ) -> ApiResult<Json<LogPage>> {
     let run = run_for(&app, &caller, &id, Role::Viewer).await?;
-    page(&app, &run_log_key(&run.id), q.from, q.limit, true)
+    page(&app, run_log_key(&run.id), q.from, q.limit, true).await
 }
 
 /// A run's log, live (SSE), every job interleaved; ends when the run ends.
@@ -198,7 +302,7 @@ pub async fn run_stream(
     Query(q): Query<StreamQuery>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
     let run = run_for(&app, &caller, &id, Role::Viewer).await?;
-    sse(&app, &run_log_key(&run.id), resume_from(&headers, q.from)?, true)
+    sse(&app, run_log_key(&run.id), resume_from(&headers, q.from)?, true).await
 }
 
 /// Range of a page of an instance's log.
@@ -247,7 +351,7 @@ pub async fn instance_page(
     Query(q): Query<InstancePageQuery>,
 ) -> ApiResult<Json<LogPage>> {
     let key = instance_key(&app, &caller, &project, &service, &instance).await?;
-    page(&app, &key, q.from, q.limit, false)
+    page(&app, key, q.from, q.limit, false).await
 }
 
 /// A service instance's log, live (SSE): `line` events (`id` = seq, data = a LogLine), then
@@ -265,5 +369,5 @@ pub async fn instance_stream(
     Query(q): Query<InstanceStreamQuery>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
     let key = instance_key(&app, &caller, &project, &service, &instance).await?;
-    sse(&app, &key, resume_from(&headers, q.from)?, false)
+    sse(&app, key, resume_from(&headers, q.from)?, false).await
 }

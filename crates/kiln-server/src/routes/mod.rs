@@ -1,16 +1,21 @@
 //! The HTTP surface: `/api/v1` (described by `/api/openapi.json`), `/metrics`, `/healthz`,
 //! the web UI (`kiln-ui`) at `/` and every other GET path, and the registry's `/v2/` and
 //! `/auth/token`.
+//!
+//! Text answers of the API and the UI (JSON, HTML, scripts, plain text, metrics) are gzipped
+//! for clients that accept it; SSE streams and the registry's answers never are.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Request, State};
-use axum::http::{HeaderMap, Method, Uri};
+use axum::http::{Extensions, HeaderMap, Method, StatusCode, Uri, Version, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use tower_http::compression::CompressionLayer;
+use tower_http::compression::predicate::{DefaultPredicate, Predicate};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
@@ -147,6 +152,8 @@ fn api_router() -> OpenApiRouter<App> {
         .routes(routes!(logs::run_stream))
         .routes(routes!(logs::job_page))
         .routes(routes!(logs::job_stream))
+        .routes(routes!(logs::job_download))
+        .routes(routes!(logs::run_download))
         .routes(routes!(logs::instance_page))
         .routes(routes!(logs::instance_stream))
         .routes(routes!(agents::run_artifacts))
@@ -195,11 +202,23 @@ pub fn router(app: App) -> Router {
         .fallback(fallback)
         .layer(middleware::map_response(json_errors))
         .layer(middleware::from_fn_with_state(app.clone(), crate::storage::guard))
+        .layer(CompressionLayer::new().compress_when(DefaultPredicate::new().and(text_answer)))
         // The registry answers in the distribution spec's error shape: merged after the
         // layer above, so that it does not rewrite them.
         .merge(app.registry.router())
         .layer(middleware::from_fn_with_state(app.clone(), track))
         .with_state(app)
+}
+
+/// True for a text answer worth compressing (not an event stream, not a binary download).
+fn text_answer(_: StatusCode, _: Version, headers: &HeaderMap, _: &Extensions) -> bool {
+    let kind = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let kind = kind.split(';').next().unwrap_or("").trim();
+    (kind.starts_with("text/") && kind != "text/event-stream")
+        || kind == "application/json"
+        || kind == "application/javascript"
+        || kind.ends_with("+json")
+        || kind == "image/svg+xml"
 }
 
 /// A GET of a client-side route of the web UI gets the UI's page; anything else is the API's

@@ -16,6 +16,7 @@ mod images;
 mod injection;
 mod instance_config;
 mod limits;
+mod logs;
 mod masking;
 mod notify;
 mod openapi;

@@ -136,6 +136,11 @@ impl Server {
         }
     }
 
+    /// Its data directory.
+    pub fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
     /// Resident memory in MB.
     pub fn rss_mb(&self) -> Result<f64> {
         rss_mb(self.child.id())
