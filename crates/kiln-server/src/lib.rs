@@ -41,6 +41,7 @@ pub mod services;
 pub mod stats;
 pub mod task_token;
 pub mod triggers;
+pub mod usage;
 pub mod webhooks;
 
 use coord::Coord;
