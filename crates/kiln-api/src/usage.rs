@@ -167,7 +167,9 @@ mod tests {
         assert_eq!(t("7d").unwrap(), "2026-11-30T12:00:00+00:00");
         assert_eq!(t("90s").unwrap(), "2026-12-07T11:58:30+00:00");
         assert_eq!(t("2w").unwrap(), "2026-11-23T12:00:00+00:00");
-        for bad in ["garbage", "", "7", "-3d", "d", "99999999999d", "9223372036854775807w", "2026-13-01"] {
+        for bad in
+            ["garbage", "", "7", "-3d", "d", "99999999999d", "9223372036854775807w", "2026-13-01"]
+        {
             let e = t(bad).unwrap_err();
             assert!(e.contains("is not a time") && e.contains("7d"), "{bad}: {e}");
         }

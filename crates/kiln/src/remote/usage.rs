@@ -122,9 +122,8 @@ fn csv(r: &UsageReport) -> String {
         UsageBy::Pipeline => "pipeline",
         UsageBy::NodeGroup => "node_group",
     };
-    let mut out = format!(
-        "{key},attempts,seconds,cpu_core_seconds,memory_gib_seconds,disk_gib_seconds\n"
-    );
+    let mut out =
+        format!("{key},attempts,seconds,cpu_core_seconds,memory_gib_seconds,disk_gib_seconds\n");
     for g in &r.groups {
         let a = &g.amounts;
         out.push_str(&format!(
