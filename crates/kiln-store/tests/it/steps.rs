@@ -193,6 +193,7 @@ async fn a_thousand_steps_in_a_row() {
                 events: attempt("build", n + 1),
                 state: None,
                 jobs: vec![JobRecord { attempts: n + 1, ..job("build", JobState::Running) }],
+                ..Step::default()
             };
             let seqs = store.record_step(&run.id, &step).await.unwrap();
             let first = u64::from(n) * 3 + 1;
