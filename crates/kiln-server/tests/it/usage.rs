@@ -6,7 +6,7 @@
 use kiln_api::pool::AttrValue;
 use kiln_api::usage::{UsageAttempt, UsageBy, UsageReport};
 
-use crate::support::{TestServer, host};
+use crate::support::{Backend, TestServer, host};
 
 const SLEEPS: &str = r#"
 name: build
@@ -46,7 +46,14 @@ fn keyed(report: &UsageReport) -> Vec<UsageAttempt> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn usage_adds_up_to_reservations_times_seconds_and_survives_restarts() {
-    let mut s = TestServer::start_with(0).await;
+    usage_adds_up_to_reservations_times_seconds_and_survives_restarts_on(Backend::Sqlite).await;
+}
+
+/// The test above on `backend` (`postgres.rs` runs it on PostgreSQL).
+pub async fn usage_adds_up_to_reservations_times_seconds_and_survives_restarts_on(
+    backend: Backend,
+) {
+    let mut s = TestServer::start_on_with(backend, 0).await;
     let agent =
         s.agent("acct-a", 4, host("10.0.97.1", 4, &[("group", AttrValue::Text("ci".into()))]));
     s.admin.create_project("acct").await.unwrap();
