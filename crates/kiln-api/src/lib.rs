@@ -19,6 +19,7 @@ pub mod pool;
 pub mod scan;
 pub mod service;
 pub mod triggers;
+pub mod usage;
 
 /// The body of every 4xx and 5xx answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

@@ -188,6 +188,29 @@ impl Client {
         self.json(self.request(Method::GET, url)).await
     }
 
+    /// A project's usage of attempts that ended in `[since, until)` (RFC 3339, a day or an
+    /// age: [`kiln_api::usage::parse_time`]; the server's defaults when `None`), grouped `by`.
+    pub async fn usage(
+        &self,
+        project: &str,
+        since: Option<&str>,
+        until: Option<&str>,
+        by: kiln_api::usage::UsageBy,
+    ) -> Result<kiln_api::usage::UsageReport> {
+        let mut url = self.url(&["projects", project, "usage"]);
+        {
+            let mut pairs = url.query_pairs_mut();
+            if let Some(s) = since {
+                pairs.append_pair("since", s);
+            }
+            if let Some(u) = until {
+                pairs.append_pair("until", u);
+            }
+            pairs.append_pair("by", by.as_str());
+        }
+        self.json(self.request(Method::GET, url)).await
+    }
+
     /// Triggers a run.
     pub async fn trigger(
         &self,

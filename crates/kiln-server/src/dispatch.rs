@@ -320,6 +320,20 @@ pub enum Canceled {
     Unknown,
 }
 
+/// The node attribute that names a node's group in usage records.
+pub const USAGE_GROUP_ATTRIBUTE: &str = "group";
+
+/// What a lease holds on its node (usage accounting).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reserved {
+    /// The node.
+    pub node: String,
+    /// Its `group` attribute (`""` without one).
+    pub node_group: String,
+    /// CPU, memory and disk reserved there.
+    pub resources: kiln_scheduler::Resources,
+}
+
 /// The scheduler's task id of a task.
 fn task_id(ctx: &TaskCtx) -> kiln_scheduler::TaskId {
     kiln_scheduler::TaskId(ctx.key())
@@ -1137,6 +1151,25 @@ impl Dispatch {
         let st = self.lock();
         let l = st.leases.get(id)?;
         Some((l.node.clone(), l.placement.as_ref().map(job_placement)))
+    }
+
+    /// What a live lease holds for usage accounting: its node, the node's `group` attribute
+    /// (`""` without one) and what the scheduler reserved there (zero for a lease adopted
+    /// after a restart without a placement).
+    pub fn lease_reserved(&self, id: &str) -> Option<Reserved> {
+        let st = self.lock();
+        let l = st.leases.get(id)?;
+        let node_group = st
+            .nodes
+            .get(&l.node)
+            .and_then(|n| n.sched_node().attribute(USAGE_GROUP_ATTRIBUTE))
+            .map(|v| v.canonical())
+            .unwrap_or_default();
+        Some(Reserved {
+            node: l.node.clone(),
+            node_group,
+            resources: l.placement.as_ref().map(|p| p.resources).unwrap_or_default(),
+        })
     }
 
     /// Ends a lease (its attempt exited): its node's reservation is given back and what now

@@ -42,6 +42,7 @@ pub mod stats;
 pub mod storage;
 pub mod task_token;
 pub mod triggers;
+pub mod usage;
 pub mod webhooks;
 
 use coord::Coord;

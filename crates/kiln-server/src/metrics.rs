@@ -63,6 +63,18 @@ pub struct RuleLabel {
     pub rule: String,
 }
 
+/// Labels of the usage counters.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UsageLabel {
+    /// Project name.
+    pub project: String,
+    /// Pipeline name.
+    pub pipeline: String,
+}
+
+/// A counter of fractional amounts (core-seconds, GiB-seconds).
+type FloatCounter = Counter<f64, std::sync::atomic::AtomicU64>;
+
 /// Labels of the API latency histogram.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabel {
@@ -117,6 +129,16 @@ pub struct Metrics {
     pub scrape_samples: Family<RuleLabel, Counter>,
     /// How long each scrape took.
     pub scrape_duration: Histogram,
+    /// Reserved CPU × seconds of finished attempts (recorded usage), since start.
+    pub usage_cpu: Family<UsageLabel, FloatCounter>,
+    /// Reserved memory GiB × seconds of finished attempts, since start.
+    pub usage_memory: Family<UsageLabel, FloatCounter>,
+    /// Reserved disk GiB × seconds of finished attempts, since start.
+    pub usage_disk: Family<UsageLabel, FloatCounter>,
+    /// Seconds of finished attempts, since start.
+    pub usage_seconds: Family<UsageLabel, Counter>,
+    /// Finished attempts with a usage record, since start.
+    pub usage_attempts: Family<UsageLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -152,6 +174,36 @@ impl Metrics {
         let scrape_errors = Family::<RuleLabel, Counter>::default();
         let scrape_samples = Family::<RuleLabel, Counter>::default();
         let scrape_duration = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        let usage_cpu = Family::<UsageLabel, FloatCounter>::default();
+        let usage_memory = Family::<UsageLabel, FloatCounter>::default();
+        let usage_disk = Family::<UsageLabel, FloatCounter>::default();
+        let usage_seconds = Family::<UsageLabel, Counter>::default();
+        let usage_attempts = Family::<UsageLabel, Counter>::default();
+        registry.register(
+            "usage_cpu_core_seconds",
+            "Reserved CPU cores times seconds of finished job attempts",
+            usage_cpu.clone(),
+        );
+        registry.register(
+            "usage_memory_gib_seconds",
+            "Reserved memory GiB times seconds of finished job attempts",
+            usage_memory.clone(),
+        );
+        registry.register(
+            "usage_disk_gib_seconds",
+            "Reserved disk GiB times seconds of finished job attempts",
+            usage_disk.clone(),
+        );
+        registry.register(
+            "usage_attempt_seconds",
+            "Seconds (rounded up per attempt) of finished job attempts",
+            usage_seconds.clone(),
+        );
+        registry.register(
+            "usage_attempts",
+            "Finished job attempts with a usage record",
+            usage_attempts.clone(),
+        );
         registry.register(
             "scrapes",
             "Scrapes of instances by metric rules (one per target and interval)",
@@ -236,7 +288,23 @@ impl Metrics {
             scrape_errors,
             scrape_samples,
             scrape_duration,
+            usage_cpu,
+            usage_memory,
+            usage_disk,
+            usage_seconds,
+            usage_attempts,
         }
+    }
+
+    /// A finished attempt's usage record of `project` was stored (once per attempt).
+    pub fn usage_recorded(&self, project: &str, u: &kiln_store::UsageRecord) {
+        let label = UsageLabel { project: project.to_string(), pipeline: u.pipeline.clone() };
+        let t = crate::usage::Amounts::of(u);
+        self.usage_cpu.get_or_create(&label).inc_by(t.cpu_core_seconds);
+        self.usage_memory.get_or_create(&label).inc_by(t.memory_gib_seconds);
+        self.usage_disk.get_or_create(&label).inc_by(t.disk_gib_seconds);
+        self.usage_seconds.get_or_create(&label).inc_by(u.seconds);
+        self.usage_attempts.get_or_create(&label).inc();
     }
 
     /// Rule `rule` of `project` scraped one target in `took`: `Some(samples)` read, or `None`

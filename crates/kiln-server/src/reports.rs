@@ -48,7 +48,19 @@ impl Reports<'_> {
         let run_key = run_log_key(&a.run);
         for ev in events {
             let event = match ev {
-                AgentEvent::Started => Event::JobStarted { job: a.job.clone(), attempt: a.attempt },
+                AgentEvent::Started => {
+                    // What it holds, told ahead of its start (same queue, so in order): the
+                    // actor opens its usage record with the start.
+                    if let Some(reserved) = self.dispatch.lease_reserved(lease) {
+                        let _ = a.actor.send(RunMsg::Started {
+                            job: a.job.clone(),
+                            attempt: a.attempt,
+                            reserved,
+                            at: chrono::Utc::now(),
+                        });
+                    }
+                    Event::JobStarted { job: a.job.clone(), attempt: a.attempt }
+                }
                 AgentEvent::Log { stream, time, text } => {
                     let view = Some((&run_key, a.job.as_str()));
                     match self.log(ctx, &job_key, &stream, time, &text, view) {

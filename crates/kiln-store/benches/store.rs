@@ -44,6 +44,7 @@ fn step(n: u32) -> Step {
             started_at: None,
             finished_at: None,
         }],
+        ..Step::default()
     }
 }
 

@@ -148,6 +148,7 @@ mod schedules;
 mod secrets;
 mod services;
 mod tokens;
+mod usage;
 mod webhooks;
 
 pub use config::{
@@ -190,6 +191,7 @@ pub use services::{
     DeployedAs, InstanceRecord, NewServiceVersion, ServiceEvent, ServiceOwner, ServiceRecord,
     ServiceVersionRecord,
 };
+pub use usage::{UsageEnd, UsageRecord, UsageStart, billed_seconds};
 pub use webhooks::{Delivery, NewDelivery};
 
 use error::Ctx;

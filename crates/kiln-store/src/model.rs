@@ -245,6 +245,10 @@ pub struct Step {
     pub state: Option<(RunState, Option<String>)>,
     /// Job records to insert or replace.
     pub jobs: Vec<JobRecord>,
+    /// Attempts that started holding a reservation: their usage rows are opened.
+    pub usage_starts: Vec<crate::UsageStart>,
+    /// Attempts that ended: their usage rows are completed.
+    pub usage_ends: Vec<crate::UsageEnd>,
 }
 
 /// The decision on an approval stage.

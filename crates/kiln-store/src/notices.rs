@@ -138,6 +138,8 @@ pub struct Recorded {
     pub seqs: Vec<u64>,
     /// The run events, in order.
     pub notices: Vec<RunNotice>,
+    /// The usage records the step completed (attempts that ended), each once.
+    pub usage: Vec<crate::UsageRecord>,
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use sqlx::types::Json;
 use crate::error::{Ctx, is_foreign_key, is_unique};
 use crate::model::{DbText, int};
 use crate::notices::{NoticeRun, Recorded, RunEventKind, RunNotice};
+use crate::usage::{UsageEnd, UsageRecord, UsageRow, UsageStart, billed_seconds, db_u64};
 use crate::{
     ApprovalDecision, ApprovalRecord, JobRecord, NewRun, PipelineId, PipelineSource, Result, Run,
     RunFilter, RunId, Step, Store, StoreError, StoredEvent, now,
@@ -223,6 +224,16 @@ pub(crate) trait RunTx {
     /// Puts `notice` in the webhook outbox, one row per webhook of `run`'s project that takes
     /// `run` events.
     async fn enqueue_notice(&mut self, run: &RunId, notice: &RunNotice) -> Result<()>;
+
+    /// Opens the usage rows of attempts that started (a row already there is kept as is).
+    async fn start_usage(&mut self, run: &RunId, starts: &[UsageStart]) -> Result<()>;
+
+    /// Completes the open usage rows of attempts that ended; returns the rows it completed
+    /// (an attempt without an open row, never started or already ended, is skipped).
+    async fn end_usage(&mut self, run: &RunId, ends: &[UsageEnd]) -> Result<Vec<UsageRecord>>;
+
+    /// Completes every usage row of `run` still open, ended at `at` (the run ended).
+    async fn close_usage(&mut self, run: &RunId, at: DateTime<Utc>) -> Result<Vec<UsageRecord>>;
 }
 
 macro_rules! run_tx {
@@ -460,6 +471,98 @@ macro_rules! run_tx {
                 }
                 Ok(())
             }
+
+            async fn start_usage(&mut self, run: &RunId, starts: &[UsageStart]) -> Result<()> {
+                let what = || format!("record the usage of run {run}");
+                for s in starts {
+                    sqlx::query(
+                        "INSERT INTO usage (run_id, job_id, attempt, project_id, pipeline, \
+                         environment, node, node_group, cpu_millis, memory_bytes, disk_bytes, \
+                         started_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+                         ON CONFLICT (run_id, job_id, attempt) DO NOTHING")
+                        .bind(run.text())
+                        .bind(s.job.as_str())
+                        .bind(i64::from(s.attempt))
+                        .bind(s.project.text())
+                        .bind(&s.pipeline)
+                        .bind(&s.environment)
+                        .bind(&s.node)
+                        .bind(&s.node_group)
+                        .bind(db_u64(s.cpu_millis, "CPU reservation")?)
+                        .bind(db_u64(s.memory_bytes, "memory reservation")?)
+                        .bind(db_u64(s.disk_bytes, "disk reservation")?)
+                        .bind(s.started_at)
+                        .execute(&mut *self)
+                        .await
+                        .ctx(what)?;
+                }
+                Ok(())
+            }
+
+            async fn end_usage(
+                &mut self,
+                run: &RunId,
+                ends: &[UsageEnd],
+            ) -> Result<Vec<UsageRecord>> {
+                let what = || format!("record the usage of run {run}");
+                let mut done = Vec::new();
+                for e in ends {
+                    let started: Option<DateTime<Utc>> = sqlx::query_scalar(
+                        "SELECT started_at FROM usage WHERE run_id = $1 AND job_id = $2 \
+                         AND attempt = $3 AND ended_at IS NULL")
+                        .bind(run.text())
+                        .bind(e.job.as_str())
+                        .bind(i64::from(e.attempt))
+                        .fetch_optional(&mut *self)
+                        .await
+                        .ctx(what)?;
+                    let Some(started) = started else { continue };
+                    let seconds = db_u64(billed_seconds(started, e.ended_at), "usage seconds")?;
+                    let row = sqlx::query_as::<_, UsageRow>(concat!(
+                        "UPDATE usage SET ended_at = $4, seconds = $5 WHERE run_id = $1 \
+                         AND job_id = $2 AND attempt = $3 AND ended_at IS NULL RETURNING ",
+                        "run_id, job_id, attempt, project_id, pipeline, environment, node, \
+                         node_group, cpu_millis, memory_bytes, disk_bytes, started_at, ended_at, \
+                         seconds"))
+                        .bind(run.text())
+                        .bind(e.job.as_str())
+                        .bind(i64::from(e.attempt))
+                        .bind(e.ended_at)
+                        .bind(seconds)
+                        .fetch_optional(&mut *self)
+                        .await
+                        .ctx(what)?;
+                    if let Some(row) = row {
+                        done.push(row.into_record()?);
+                    }
+                }
+                Ok(done)
+            }
+
+            async fn close_usage(
+                &mut self,
+                run: &RunId,
+                at: DateTime<Utc>,
+            ) -> Result<Vec<UsageRecord>> {
+                let what = || format!("close the usage of run {run}");
+                let open: Vec<(String, i64)> = sqlx::query_as(
+                    "SELECT job_id, attempt FROM usage WHERE run_id = $1 AND ended_at IS NULL")
+                    .bind(run.text())
+                    .fetch_all(&mut *self)
+                    .await
+                    .ctx(what)?;
+                let ends = open
+                    .into_iter()
+                    .map(|(job, attempt)| {
+                        Ok(UsageEnd {
+                            job: JobId(job),
+                            attempt: int(attempt, "usage attempt")?,
+                            ended_at: at,
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                self.end_usage(run, &ends).await
+            }
         }
     )+};
 }
@@ -680,7 +783,12 @@ impl Store {
     /// takes `run` events: a step stored is a notification queued, once.
     pub async fn record_step_notified(&self, run: &RunId, step: &Step) -> Result<Recorded> {
         check_jobs(run, &step.jobs)?;
-        if step.events.is_empty() && step.state.is_none() && step.jobs.is_empty() {
+        if step.events.is_empty()
+            && step.state.is_none()
+            && step.jobs.is_empty()
+            && step.usage_starts.is_empty()
+            && step.usage_ends.is_empty()
+        {
             self.run(run).await?;
             return Ok(Recorded::default());
         }
@@ -703,7 +811,17 @@ impl Store {
                 }
             }
             tx.upsert_jobs(run, &step.jobs).await?;
-            Recorded { seqs, notices }
+            // An attempt's usage is recorded in the transaction that records its start, and
+            // completed in the one that records its end, once; a run that ends closes what
+            // is still open of it.
+            tx.start_usage(run, &step.usage_starts).await?;
+            let mut usage = tx.end_usage(run, &step.usage_ends).await?;
+            if let Some((state, _)) = &step.state
+                && state.is_final()
+            {
+                usage.extend(tx.close_usage(run, now()).await?);
+            }
+            Recorded { seqs, notices, usage }
         });
         Ok(recorded)
     }

@@ -68,7 +68,7 @@ pub fn validate(file: &str, format: Format) -> ExitCode {
             let doc = serde_json::json!({ "valid": compiled.plan.is_some(), "diagnostics": list });
             println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         }
-        Format::Table => {
+        Format::Table | Format::Csv => {
             print_diagnostics(&compiled.diagnostics);
             if let Some(plan) = &compiled.plan {
                 let jobs = plan.jobs.len();

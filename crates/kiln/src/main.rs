@@ -74,6 +74,9 @@ enum Cmd {
     Offers(remote::pool::OffersArgs),
     /// Per-project quotas on the pool (CPU, memory, jobs at once): list, set, unset.
     Quota(remote::pool::QuotaCmd),
+    /// A project's usage: reserved CPU, memory and disk times seconds of its job attempts,
+    /// by day, pipeline or node group (table, `-o json`, `-o csv`).
+    Usage(remote::usage::UsageArgs),
     /// The server's OCI registry (repos, tags, public, gc, events, webhooks).
     Registry(remote::registry::RegistryCmd),
     /// Services: long-running replicated workloads (apply, list, show, scale, restart, stop,
@@ -163,6 +166,8 @@ pub enum Format {
     Table,
     /// JSON on stdout.
     Json,
+    /// CSV on stdout, for commands that offer it (`kiln usage`); others print their table.
+    Csv,
 }
 
 /// Exit code for a run that did not succeed.
@@ -201,6 +206,7 @@ fn main() -> ExitCode {
         Cmd::Nodes(cmd) => block_on(remote::exit(remote::pool::nodes(cmd))),
         Cmd::Offers(args) => block_on(remote::exit(remote::pool::offers(args))),
         Cmd::Quota(cmd) => block_on(remote::exit(remote::pool::quota(cmd))),
+        Cmd::Usage(args) => block_on(remote::exit(remote::usage::usage(args))),
         Cmd::Registry(cmd) => block_on(remote::exit(remote::registry::registry(cmd))),
         Cmd::Service(cmd) => block_on(remote::exit(remote::services::service(cmd))),
         Cmd::Metric(cmd) => block_on(remote::exit(remote::metrics::metric(cmd))),

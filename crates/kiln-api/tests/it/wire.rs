@@ -353,3 +353,40 @@ stages:
         .expect("the build starts");
     insta::assert_snapshot!("build_job_run", json(&start.job.run));
 }
+
+#[test]
+fn a_usage_report() {
+    use kiln_api::usage::{UsageAmounts, UsageAttempt, UsageBy, UsageGroup, UsageReport};
+    let at = |h| Utc.with_ymd_and_hms(2026, 12, 7, h, 0, 0).unwrap();
+    let amounts = UsageAmounts {
+        attempts: 1,
+        seconds: 4,
+        cpu_core_seconds: 2.0,
+        memory_gib_seconds: 1.0,
+        disk_gib_seconds: 0.0,
+    };
+    let report = UsageReport {
+        project: "api".into(),
+        since: at(0),
+        until: at(12),
+        by: UsageBy::NodeGroup,
+        groups: vec![UsageGroup { key: "ci".into(), amounts }],
+        total: amounts,
+        attempts: vec![UsageAttempt {
+            run: "0193a1b2-0000-7000-8000-000000000001".into(),
+            job: "build".into(),
+            attempt: 1,
+            pipeline: "release".into(),
+            environment: String::new(),
+            node: "builder-1".into(),
+            node_group: "ci".into(),
+            cpu_millis: 500,
+            memory_bytes: 256 << 20,
+            disk_bytes: 0,
+            started_at: at(9),
+            ended_at: at(9) + chrono::Duration::seconds(4),
+            seconds: 4,
+        }],
+    };
+    insta::assert_snapshot!("usage_report", json(&report));
+}

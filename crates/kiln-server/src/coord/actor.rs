@@ -81,6 +81,12 @@ pub(super) struct Actor {
     server_jobs: HashMap<JobId, (u32, CancellationToken)>,
     /// The variables of the environment each attempt runs in (`environment:`), once read.
     job_envs: HashMap<(JobId, u32), EnvVars>,
+    /// The environment (`environment:`, rendered) of each attempt handed to the dispatcher,
+    /// until it starts (usage records name it).
+    attempt_envs: HashMap<(JobId, u32), String>,
+    /// What attempts whose agents said they started hold, until their `JobStarted` is
+    /// applied (`RunMsg::Started` comes just before it).
+    reserved: HashMap<(JobId, u32), (crate::dispatch::Reserved, DateTime<Utc>)>,
 }
 
 impl Actor {
@@ -121,6 +127,8 @@ impl Actor {
             pools,
             server_jobs: HashMap::new(),
             job_envs: HashMap::new(),
+            attempt_envs: HashMap::new(),
+            reserved: HashMap::new(),
             run,
             engine: Run::new(plan.clone(), BTreeMap::new()),
             plan,
@@ -225,7 +233,7 @@ impl Actor {
         }
         let state = self.engine.state();
         let state = (state != self.state).then(|| (state, self.reason(state)));
-        Step { events, state, jobs }
+        Step { events, state, jobs, ..Step::default() }
     }
 
     fn reason(&self, state: RunState) -> Option<String> {
@@ -243,8 +251,34 @@ impl Actor {
         None
     }
 
+    /// The usage record an attempt opens as it starts: what its agent's lease holds
+    /// (`RunMsg::Started`); `None` for an attempt that holds nothing on a node (a job the
+    /// server carries out).
+    fn usage_start(&mut self, job: &JobId, attempt: u32) -> Option<kiln_store::UsageStart> {
+        let key = (job.clone(), attempt);
+        let (reserved, at) = self.reserved.remove(&key)?;
+        Some(kiln_store::UsageStart {
+            job: job.clone(),
+            attempt,
+            project: self.project_id,
+            pipeline: self.run.pipeline.clone(),
+            environment: self.attempt_envs.remove(&key).unwrap_or_default(),
+            node: reserved.node,
+            node_group: reserved.node_group,
+            cpu_millis: reserved.resources.cpu_millis,
+            memory_bytes: reserved.resources.memory_bytes,
+            disk_bytes: reserved.resources.disk_bytes,
+            started_at: at,
+        })
+    }
+
     async fn persist(&mut self, step: Step) -> ApiResult<()> {
-        if step.events.is_empty() && step.state.is_none() && step.jobs.is_empty() {
+        if step.events.is_empty()
+            && step.state.is_none()
+            && step.jobs.is_empty()
+            && step.usage_starts.is_empty()
+            && step.usage_ends.is_empty()
+        {
             return Ok(());
         }
         let new_state = step.state.as_ref().map(|(s, _)| *s);
@@ -253,7 +287,7 @@ impl Actor {
         // rebuilt without what happened meanwhile.
         let mut wait = std::time::Duration::from_millis(100);
         loop {
-            match self.sh.record(&self.run.id, &step).await {
+            match self.sh.record(&self.run.id, &self.run.project, &step).await {
                 Ok(_) => break,
                 Err(e) if e.fault().is_some() && !self.sh.stopping.is_cancelled() => {
                     tracing::warn!(
@@ -401,6 +435,9 @@ impl Actor {
                     RunMsg::Event { event, reply } => events.push((event, reply)),
                     RunMsg::Pool(news) => self.pool_news(news),
                     RunMsg::Environment(sj, vars) => self.environment_read(*sj, vars),
+                    RunMsg::Started { job, attempt, reserved, at } => {
+                        self.reserved.insert((job, attempt), (reserved, at));
+                    }
                 }
             }
             let result = self.apply(events).await;
@@ -466,6 +503,8 @@ impl Actor {
         let mut replies = Vec::new();
         let mut decisions = Vec::new();
         let mut closes = Vec::new();
+        let mut usage_starts = Vec::new();
+        let mut usage_ends = Vec::new();
         for (event, reply) in batch {
             if self.engine.state().is_final() {
                 break;
@@ -487,7 +526,10 @@ impl Actor {
                 Event::Rejected { stage, by } => {
                     decisions.push((stage.clone(), ApprovalDecision::Rejected, by.clone()));
                 }
-                Event::JobStarted { job, .. } => {
+                Event::JobStarted { job, attempt } => {
+                    if let Some(start) = self.usage_start(job, *attempt) {
+                        usage_starts.push(start);
+                    }
                     // Noted here: the job may be over by the end of the batch.
                     if let Some(i) = self.plan.job_index(job)
                         && self.times[i].0.is_none()
@@ -507,6 +549,13 @@ impl Actor {
                     }
                     // Read for an attempt that ended before it was dispatched.
                     self.job_envs.remove(&(job.clone(), *attempt));
+                    self.attempt_envs.remove(&(job.clone(), *attempt));
+                    self.reserved.remove(&(job.clone(), *attempt));
+                    usage_ends.push(kiln_store::UsageEnd {
+                        job: job.clone(),
+                        attempt: *attempt,
+                        ended_at: Utc::now(),
+                    });
                     if let Some(i) = self.plan.job_index(job) {
                         closes.push(job_log_key(&self.run.id, i, *attempt));
                         self.closed[i] = self.closed[i].max(*attempt);
@@ -527,7 +576,9 @@ impl Actor {
                 }
             })
         });
-        let step = self.step(applied);
+        let mut step = self.step(applied);
+        step.usage_starts = usage_starts;
+        step.usage_ends = usage_ends;
         let stored = self.persist(step).await;
         if let Some(c) = closing {
             let _ = c.await;
@@ -750,6 +801,9 @@ impl Actor {
             env.insert("KILN_ENVIRONMENT".into(), name.clone());
         }
         let env_secrets = environment.iter().flat_map(|v| v.masked.iter().map(String::as_str));
+        if let Some(name) = &sj.job.environment {
+            self.attempt_envs.insert((sj.job.id.clone(), sj.attempt), name.clone());
+        }
         // Its own discovery token, valid while this attempt's lease lives, masked in its log.
         let key = crate::dispatch::attempt_key(&self.run.id, &sj.job.id, sj.attempt);
         let name = format!("job {} of run {}", sj.job.id, self.run.full_name());

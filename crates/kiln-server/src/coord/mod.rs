@@ -92,6 +92,18 @@ pub enum RunMsg {
     /// The variables of the environment an attempt runs in (`environment:`), read for it
     /// (or why they could not be).
     Environment(Box<StartJob>, Result<crate::environments::EnvVars, String>),
+    /// An attempt's agent says it started: what it holds on its node, and when the server
+    /// heard it (sent just before its `JobStarted`; usage accounting).
+    Started {
+        /// The job.
+        job: JobId,
+        /// The attempt.
+        attempt: u32,
+        /// Its node, node group and reservation.
+        reserved: crate::dispatch::Reserved,
+        /// When the server heard it.
+        at: chrono::DateTime<chrono::Utc>,
+    },
 }
 
 /// Sends messages to a run's actor.
@@ -145,8 +157,16 @@ impl Shared {
     /// Stores one step of a run (`Store::record_step_notified`: the run events it causes are
     /// queued for the project's webhooks in the same transaction), then publishes those
     /// events and wakes the webhook delivery.
-    async fn record(&self, run: &RunId, step: &Step) -> Result<Vec<u64>, StoreError> {
+    async fn record(
+        &self,
+        run: &RunId,
+        project: &str,
+        step: &Step,
+    ) -> Result<Vec<u64>, StoreError> {
         let recorded = self.store.record_step_notified(run, step).await?;
+        for u in &recorded.usage {
+            self.metrics.usage_recorded(project, u);
+        }
         if !recorded.notices.is_empty() {
             self.feed.publish(recorded.notices);
             self.registry.wake_webhooks();
@@ -471,7 +491,7 @@ impl Coord {
             .map(|j| Event::JobReused { job: j.job.clone(), outputs: j.outputs.clone() })
             .collect();
         if !events.is_empty() {
-            self.sh.record(&new.id, &Step { events, state: None, jobs: Vec::new() }).await?;
+            self.sh.record(&new.id, &new.project, &Step { events, ..Step::default() }).await?;
             let ids: Vec<JobId> = reused.iter().map(|j| j.job.clone()).collect();
             self.sh.store.copy_artifacts(&run.id, &new.id, &ids).await?;
         }
@@ -491,10 +511,11 @@ impl Coord {
                 self.sh
                     .record(
                         &run.id,
+                        &run.project,
                         &Step {
                             events: vec![event.clone()],
                             state: Some((RunState::Canceled, Some(reason))),
-                            jobs: Vec::new(),
+                            ..Step::default()
                         },
                     )
                     .await?;
@@ -522,9 +543,9 @@ impl Coord {
         let step = Step {
             events: Vec::new(),
             state: Some((RunState::Failure, Some(format!("could not start: {why}")))),
-            jobs: Vec::new(),
+            ..Step::default()
         };
-        if let Err(e) = self.sh.record(&run.id, &step).await {
+        if let Err(e) = self.sh.record(&run.id, &run.project, &step).await {
             tracing::error!("mark run {} failed: {e}", run.full_name());
         }
     }

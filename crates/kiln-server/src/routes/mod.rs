@@ -46,6 +46,7 @@ pub mod services;
 pub mod stats;
 pub mod tokens;
 pub mod triggers;
+pub mod usage;
 
 /// A JSON body whose errors come back in the API's error shape.
 #[derive(Debug, FromRequest)]
@@ -170,6 +171,7 @@ fn api_router() -> OpenApiRouter<App> {
         .routes(routes!(nodes::prepull_status))
         .routes(routes!(quotas::list))
         .routes(routes!(quotas::set, quotas::remove))
+        .routes(routes!(usage::report))
         .routes(routes!(agents::events))
         .routes(routes!(agents::reports))
         .routes(routes!(agents::images))

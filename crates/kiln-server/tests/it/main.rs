@@ -31,3 +31,4 @@ mod service_access;
 mod services;
 mod support;
 mod trigger;
+mod usage;

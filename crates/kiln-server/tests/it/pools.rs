@@ -154,6 +154,7 @@ async fn a_pool_keeps_its_name_and_is_deleted_at_start_when_its_run_ended_meanwh
         events: Vec::new(),
         state: Some((RunState::Canceled, Some("canceled while the server was down".into()))),
         jobs: Vec::new(),
+        ..kiln_store::Step::default()
     };
     store.record_step(&id, &ended).await.unwrap();
     store.close().await;

@@ -5,7 +5,7 @@
 use crate::support::{Backend, TestServer};
 use crate::{
     api, config, deploys, environments, files, git, instance_config, scans, schedules, scrape,
-    trigger,
+    trigger, usage,
 };
 
 /// `#[tokio::test] fn NAME` running `SCENARIO` on a fresh PostgreSQL database, or skipping it.
@@ -21,6 +21,8 @@ macro_rules! on_postgres {
 }
 
 on_postgres! {
+    usage_on_postgres =>
+        usage::usage_adds_up_to_reservations_times_seconds_and_survives_restarts_on;
     scan_findings_and_notices_on_postgres =>
         scans::a_pushed_image_has_exactly_the_expected_findings_and_a_later_advisory_notifies_it_once_on;
     scan_policy_on_postgres =>

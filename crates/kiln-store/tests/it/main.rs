@@ -30,6 +30,7 @@ mod schedules;
 mod secrets;
 mod services;
 mod steps;
+mod usage;
 mod webhooks;
 
 const YAML_V1: &str = "version: 1\njobs:\n  build:\n    image: busybox\n    run: echo one\n";

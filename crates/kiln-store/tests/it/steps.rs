@@ -60,6 +60,7 @@ async fn record_step_writes_events_state_and_jobs_together() {
             events: attempt("build", 1),
             state: Some((RunState::Running, None)),
             jobs: vec![job("build", JobState::Running), job("test", JobState::Pending)],
+            ..Step::default()
         };
         assert_eq!(store.record_step(&run.id, &step).await.unwrap(), [2, 3, 4]);
         let running = store.run(&run.id).await.unwrap();
@@ -91,6 +92,7 @@ async fn record_step_writes_events_state_and_jobs_together() {
             events: attempt("test", 1),
             state: Some((RunState::Success, None)),
             jobs: vec![job("build", JobState::Success), job("test", JobState::Success)],
+            ..Step::default()
         };
         assert_eq!(store.record_step(&run.id, &finish).await.unwrap(), [6, 7, 8]);
         let done = store.run(&run.id).await.unwrap();
@@ -125,6 +127,7 @@ async fn a_failed_step_stores_nothing() {
             events: attempt("build", 1),
             state: Some((RunState::Running, None)),
             jobs: vec![job("build", JobState::Success)],
+            ..Step::default()
         };
         store.record_step(&run.id, &start).await.unwrap();
         store.set_run_state(&run.id, RunState::Canceled, Some("canceled by bob")).await.unwrap();
@@ -140,6 +143,7 @@ async fn a_failed_step_stores_nothing() {
             events: attempt("test", 1),
             state: Some((RunState::Success, Some("all good".to_string()))),
             jobs: vec![job("build", JobState::Failure), job("test", JobState::Success)],
+            ..Step::default()
         };
         let err = store.record_step(&run.id, &late).await.unwrap_err();
         assert!(matches!(err, StoreError::Conflict(_)), "{err}");
@@ -159,6 +163,7 @@ async fn a_failed_step_stores_nothing() {
             events: attempt("test", 2),
             state: None,
             jobs: vec![job("", JobState::Running)],
+            ..Step::default()
         };
         let err = store.record_step(&run.id, &bad).await.unwrap_err();
         assert!(matches!(err, StoreError::Invalid(_)), "{err}");
@@ -188,6 +193,7 @@ async fn a_thousand_steps_in_a_row() {
                 events: attempt("build", n + 1),
                 state: None,
                 jobs: vec![JobRecord { attempts: n + 1, ..job("build", JobState::Running) }],
+                ..Step::default()
             };
             let seqs = store.record_step(&run.id, &step).await.unwrap();
             let first = u64::from(n) * 3 + 1;
@@ -215,6 +221,7 @@ async fn concurrent_steps_keep_their_numbers() {
                 events: attempt(&format!("job-{i}"), 1),
                 state: Some((RunState::Running, None)),
                 jobs: vec![job(&format!("job-{i}"), JobState::Running)],
+                ..Step::default()
             };
             tasks.push(tokio::spawn(async move { store.record_step(&run, &step).await }));
         }

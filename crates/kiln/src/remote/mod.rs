@@ -39,6 +39,7 @@ pub mod scans;
 pub mod service_logs;
 pub mod services;
 pub mod triggers;
+pub mod usage;
 pub mod watch;
 pub mod webhooks;
 

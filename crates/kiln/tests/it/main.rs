@@ -22,4 +22,5 @@ mod replay;
 mod server;
 mod support;
 mod trigger;
+mod usage;
 mod validate;
