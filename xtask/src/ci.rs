@@ -5,6 +5,7 @@
 //! skips PostgreSQL: those tests then run on SQLite only. Chromium and chromedriver are
 //! installed for the web UI's browser tests, which run with `KILN_REQUIRE_BROWSER=1`;
 //! Debian's prometheus and distcc for the services' tests, which run with `KILN_REQUIRE_PEERS=1`.
+//! The tests' fixed host ports are reserved from the kernel's ephemeral range first.
 //! Last, a short pass of every fuzz target (`cargo xtask fuzz --dev --time 5`): an
 //! unoptimised build (a release build of the fuzz crate, the server included, takes longer on
 //! 2 cores than the rest of CI), which replays the committed corpus and tries a little more;
@@ -54,6 +55,7 @@ fn run_steps(steps: &mut Steps, with_fuzz: bool) -> Result<()> {
     };
     steps.run(title, || {
         println!("DOCKER_HOST={host}");
+        reserve_test_ports();
         let mut test = cargo();
         // Every failing test binary is reported, not just the first.
         test.args(["test", "--workspace", "--no-fail-fast"])
@@ -73,6 +75,23 @@ fn run_steps(steps: &mut Steps, with_fuzz: bool) -> Result<()> {
     }
     let title = format!("cargo xtask fuzz --dev --time {CI_FUZZ_SECONDS}");
     steps.run(&title, || fuzz::run(CI_FUZZ_SECONDS, true, &[]))
+}
+
+/// The host ports tests bind on purpose (agents' port ranges, peers), kept out of the
+/// kernel's ephemeral range so that no client socket of another test holds one first: they
+/// lie inside it (32768-60999 by default). Written to `ip_local_reserved_ports`, which only
+/// takes effect for automatic choices; without the right to, a note says so.
+const TEST_PORTS: &str = "43000-49999";
+
+fn reserve_test_ports() {
+    let path = "/proc/sys/net/ipv4/ip_local_reserved_ports";
+    match std::fs::write(path, TEST_PORTS) {
+        Ok(()) => println!("reserved the tests' ports {TEST_PORTS} from ephemeral use ({path})"),
+        Err(e) => println!(
+            "note: could not reserve the tests' ports {TEST_PORTS} ({path}: {e}); a test's fixed \
+             port may then be taken by another test's outgoing connection"
+        ),
+    }
 }
 
 /// Turns the short fuzz pass off (`0`).
