@@ -154,12 +154,16 @@ async fn pods_of_a_killed_agent_are_swept_when_it_starts_again() {
     let log = dir.path().join("agent-2.log");
     let _agent = Agent::start(&server.url, &token, &config, &log);
     until_pods(&fake, "the sweep deletes the orphan", |p| !p.contains(&pods[0])).await;
-    let said = std::fs::read_to_string(&log).unwrap();
-    assert!(
-        said.contains(
-            "removed 1 pod(s) left by an earlier run of agent `k8s-1` in namespace kiln-e2e"
-        ),
-        "the agent says so: {said}"
-    );
+    // The agent says so once the deletions are done: the line may follow the pod's end.
+    let want = "removed 1 pod(s) left by an earlier run of agent `k8s-1` in namespace kiln-e2e";
+    let started = Instant::now();
+    loop {
+        let said = std::fs::read_to_string(&log).unwrap();
+        if said.contains(want) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "the agent says so: {said}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     fake.shutdown().await;
 }
