@@ -71,8 +71,13 @@ impl PrivateEngine {
     }
 }
 
-/// Longest wait for a starting engine to answer.
-const START_LIMIT: Duration = Duration::from_secs(60);
+/// Longest wait for a starting engine that writes nothing to its log. A dockerd that keeps
+/// logging is working (after a crash it removes every stale network sandbox first, one log line
+/// each, which can take minutes), so the wait goes on while its log grows.
+const SILENCE_LIMIT: Duration = Duration::from_secs(60);
+
+/// Longest wait for a starting engine in any case.
+const START_LIMIT: Duration = Duration::from_secs(900);
 
 /// The system engine's socket.
 const SYSTEM_SOCKET: &str = "/var/run/docker.sock";
@@ -159,14 +164,17 @@ pub fn start(engine: &PrivateEngine, apt: &mut Apt) -> Result<()> {
     wait_until_answering(&endpoint, Some(child), engine)
 }
 
-/// Polls `endpoint` until it answers, up to [`START_LIMIT`], printing progress. Fails early
-/// when `child` exits, quoting the end of the log.
+/// Polls `endpoint` until it answers, printing progress. Fails when `child` exits, when the
+/// log stays still for [`SILENCE_LIMIT`] or after [`START_LIMIT`], quoting the end of the log.
 fn wait_until_answering(
     endpoint: &Endpoint,
     mut child: Option<Child>,
     engine: &PrivateEngine,
 ) -> Result<()> {
     let started = Instant::now();
+    let log_len = || fs::metadata(&engine.log).map(|m| m.len()).unwrap_or(0);
+    let first_len = log_len();
+    let (mut last_len, mut last_growth) = (first_len, Instant::now());
     let mut next_report = Duration::from_secs(5);
     loop {
         if http::ping(endpoint) {
@@ -183,19 +191,46 @@ fn wait_until_answering(
             );
         }
         let waited = started.elapsed();
-        if waited >= START_LIMIT {
+        let len = log_len();
+        if len != last_len {
+            (last_len, last_growth) = (len, Instant::now());
+        }
+        let silent = last_growth.elapsed();
+        if waited >= START_LIMIT || silent >= SILENCE_LIMIT {
             bail!(
-                "the engine did not answer within {}s; end of {}:\n{}",
-                START_LIMIT.as_secs(),
+                "the engine did not answer within {}s ({}s without a new log line); end of {}:\n{}",
+                waited.as_secs(),
+                silent.as_secs(),
                 engine.log.display(),
                 log_tail(&engine.log)
             );
         }
         if waited >= next_report {
-            println!("  still waiting for dockerd ({}s)", waited.as_secs());
+            let stale = stale_sandboxes_logged(&engine.log, first_len);
+            let doing = if stale > 0 {
+                format!(", it has removed {stale} stale network sandbox(es) so far")
+            } else {
+                String::new()
+            };
+            println!("  still waiting for dockerd ({}s{doing})", waited.as_secs());
             next_report += Duration::from_secs(5);
         }
         std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// How many "Removing stale sandbox" lines the log gained after byte `from`: what a dockerd
+/// restarted after a crash spends its first minutes on.
+fn stale_sandboxes_logged(log: &Path, from: u64) -> usize {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut text = String::new();
+    let read = File::open(log).and_then(|mut f| {
+        f.seek(SeekFrom::Start(from))?;
+        f.read_to_string(&mut text)
+    });
+    match read {
+        Ok(_) => text.matches("Removing stale sandbox").count(),
+        Err(_) => 0,
     }
 }
 
