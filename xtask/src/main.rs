@@ -11,7 +11,9 @@ mod ci;
 mod engine;
 mod fuzz;
 mod http;
+mod image_cmd;
 mod images;
+mod kiln_image;
 mod peers;
 mod postgres;
 mod step;
@@ -42,6 +44,34 @@ enum Task {
     Tidy,
     /// Makes sure a Docker engine answers and holds the test images; prints its DOCKER_HOST.
     Images,
+    /// Builds Kiln's OCI image (server and agent in one) with buildah, no Docker daemon:
+    /// the binary, its shared libraries and a static busybox, user 10001, entrypoint
+    /// `kiln`; written to an OCI archive and/or pushed to a registry (docs/install.md).
+    Image {
+        /// The `kiln` binary [default: target/release/kiln, built with `cargo build
+        /// --release -p kiln` when missing].
+        #[arg(long, value_name = "PATH")]
+        binary: Option<PathBuf>,
+        /// Write an OCI archive here [default: target/kiln-image.oci.tar when no --push].
+        #[arg(long, value_name = "PATH")]
+        archive: Option<PathBuf>,
+        /// Push to this registry reference (`host:port/project/kiln:0.1.0`).
+        #[arg(long, value_name = "REF")]
+        push: Option<String>,
+        /// `user:password` for the registry (a Kiln token: `kiln:<token>`); default: the
+        /// environment variable KILN_IMAGE_CREDS.
+        #[arg(long, value_name = "USER:PASSWORD")]
+        creds: Option<String>,
+        /// Verify the registry's TLS certificate (`--tls-verify=false` for plain HTTP).
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        tls_verify: bool,
+        /// Strip debug information from the binary's copy (for debug builds).
+        #[arg(long)]
+        strip: bool,
+        /// Leave busybox (`/bin/sh`) out of the image.
+        #[arg(long)]
+        no_shell: bool,
+    },
     /// Runs each fuzz target (cargo-fuzz) for a bounded time, one after the other; prints
     /// executions and crashes per target and fails on a crash.
     Fuzz {
@@ -83,6 +113,17 @@ fn run(task: Task) -> Result<()> {
         Task::Ci => ci::run(),
         Task::Tidy => tidy::run(),
         Task::Images => images::run(),
+        Task::Image { binary, archive, push, creds, tls_verify, strip, no_shell } => {
+            image_cmd::run(image_cmd::Options {
+                binary,
+                archive,
+                push,
+                creds: creds.or_else(|| std::env::var("KILN_IMAGE_CREDS").ok()),
+                tls_verify,
+                strip,
+                shell: !no_shell,
+            })
+        }
         Task::Fuzz { time, dev, targets } => fuzz::run(time, dev, &targets),
         Task::Bench { only } => bench::run(only.as_deref()),
     }
