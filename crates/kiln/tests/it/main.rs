@@ -4,11 +4,14 @@
 //! environments and the config center (`config.rs`), the pool across hosts (a server and
 //! three agents in containers), `kill -9` of a server that then adopts the service instances
 //! its agents run, `kill -9` of a server whose embedded agent's processes are swept when
-//! it starts again, and the examples as pods on the fake Kubernetes API server (`kube.rs`).
+//! it starts again, the examples as pods on the fake Kubernetes API server (`kube.rs`), and
+//! the deployment files: Kiln's OCI image, the Kubernetes manifests, the systemd units
+//! (`deploy.rs`).
 
 mod adoption;
 mod completions;
 mod config;
+mod deploy;
 mod deploys;
 mod docker;
 mod kube;
