@@ -55,6 +55,29 @@ pub fn ensure_build_tools(apt: &mut Apt) -> Result<()> {
     Ok(())
 }
 
+/// What the deployment test (`crates/kiln/tests/it/deploy.rs`) runs, as (program, Debian
+/// package): kubectl for the manifests' dry run (Debian's is `kubernetes-client`; any
+/// kubectl on PATH will do), systemd-analyze for the units, strip for the image's binary.
+const DEPLOY_TOOLS: [(&str, &str); 3] =
+    [("kubectl", "kubernetes-client"), ("systemd-analyze", "systemd"), ("strip", "binutils")];
+
+/// Installs the Debian packages of [`DEPLOY_TOOLS`] whose program is not on PATH.
+pub fn ensure_deploy_tools(apt: &mut Apt) -> Result<()> {
+    let on_path = |program: &str| {
+        std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+    };
+    let missing: Vec<&str> =
+        DEPLOY_TOOLS.iter().filter(|(program, _)| !on_path(program)).map(|(_, p)| *p).collect();
+    if missing.is_empty() {
+        println!("kubectl, systemd-analyze and strip are installed");
+    } else {
+        println!("installing {}", missing.join(", "));
+        apt.install(&missing)?;
+    }
+    Ok(())
+}
+
 /// Installs the registry's test clients that are missing: the Debian packages above and the
 /// `oras` Python package (oras-py, from PyPI through pip).
 pub fn ensure_registry_clients(apt: &mut Apt) -> Result<()> {
@@ -80,10 +103,12 @@ pub fn ensure_registry_clients(apt: &mut Apt) -> Result<()> {
 }
 
 /// Makes sure the engine at `host` has every test image, building the missing ones, and that
-/// the registry's test clients and the image builds' tools are installed.
+/// the registry's test clients, the image builds' tools and the deployment test's tools are
+/// installed.
 pub fn ensure(host: &str, apt: &mut Apt) -> Result<()> {
     ensure_registry_clients(apt)?;
     ensure_build_tools(apt)?;
+    ensure_deploy_tools(apt)?;
     let endpoint = Endpoint::parse(host)?;
     let (repo, tag) = BUSYBOX;
     if image_exists(&endpoint, repo, tag)? {
