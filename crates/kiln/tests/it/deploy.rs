@@ -173,11 +173,23 @@ async fn the_image_builds_without_a_daemon_pushes_to_kiln_and_runs_kiln() {
 
     // Its default command is a server (user 10001, data in /var/lib/kiln) that answers.
     let name = format!("kiln-deploy-test-{}", std::process::id());
-    let _ = Command::new("docker").args(["rm", "-f", &name]).output();
+    remove_labelled();
     // The test engine has no bridge (`--bridge=none`): the host's network, the listen
     // address set as a deployment would, through the environment.
     let listen = format!("KILN_LISTEN=127.0.0.1:{SERVER_PORT}");
-    let run = ["run", "-d", "--name", &name, "--network", "host", "-e", &listen, &reference];
+    let run = [
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--label",
+        LABEL,
+        "--network",
+        "host",
+        "-e",
+        &listen,
+        &reference,
+    ];
     ok("docker", &run, None, &env);
     let healthy = wait_healthz(SERVER_PORT).await;
     let logs = Command::new("docker").args(["logs", &name]).output().unwrap();
@@ -192,6 +204,18 @@ async fn the_image_builds_without_a_daemon_pushes_to_kiln_and_runs_kiln() {
     );
     assert_eq!(String::from_utf8_lossy(&whoami.stdout).trim(), "10001");
     s.stop().await;
+}
+
+/// The label of this test's server container.
+const LABEL: &str = "kiln.deploy-test=server";
+
+/// Removes the containers a killed run of this test left (they would hold its port).
+fn remove_labelled() {
+    let filter = format!("label={LABEL}");
+    let out = Command::new("docker").args(["ps", "-aq", "--filter", &filter]).output().unwrap();
+    for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+        let _ = Command::new("docker").args(["rm", "-f", id]).output();
+    }
 }
 
 /// Whether `GET /healthz` on the host port answers `ok` within a minute.
