@@ -3,7 +3,7 @@
 //! names for it, a static busybox (a shell for debugging; optional) and `/etc` files, then
 //! `buildah commit` and `buildah push` to an OCI archive or a registry.
 //!
-//! Self-contained (std and anyhow only): `cargo xtask image` uses it, and the `kiln` crate's
+//! Self-contained (std, anyhow, serde_json and tempfile only): `cargo xtask image` uses it, and the `kiln` crate's
 //! deployment test includes this file as a module to build the image from its own binary.
 
 use std::os::unix::fs::{PermissionsExt, symlink};
@@ -168,8 +168,11 @@ fn configure_and_commit(
                     digest_file.to_string_lossy().into_owned(),
                 ];
                 if let Some(creds) = creds {
-                    args.push("--creds".into());
-                    args.push(creds.clone());
+                    // In a file of mode 0600, not on buildah's command line (`ps` shows that).
+                    let authfile = buildah.dir.join("auth.json");
+                    write_authfile(&authfile, reference, creds)?;
+                    args.push("--authfile".into());
+                    args.push(authfile.to_string_lossy().into_owned());
                 }
                 args.push(name.into());
                 args.push(format!("docker://{reference}"));
@@ -210,21 +213,51 @@ impl Buildah {
             .env("BUILDAH_ISOLATION", "chroot");
         let out = command.output().context("cannot run buildah (install Debian's buildah)")?;
         if !out.status.success() {
-            // The password of `--creds` never appears in the message.
-            let shown: Vec<&str> = args
-                .iter()
-                .enumerate()
-                .map(|(i, a)| if i > 0 && args[i - 1] == "--creds" { "***" } else { *a })
-                .collect();
             bail!(
                 "buildah {} exited with {}: {}",
-                shown.join(" "),
+                args.join(" "),
                 out.status,
                 String::from_utf8_lossy(&out.stderr).trim()
             );
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
+}
+
+/// Writes a containers-auth.json for the registry of `reference` with `user:password`
+/// (`creds`), readable by its owner only.
+fn write_authfile(path: &Path, reference: &str, creds: &str) -> Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let registry = reference.split('/').next().unwrap_or(reference);
+    let auth = serde_json::json!({"auths": {registry: {"auth": base64(creds.as_bytes())}}});
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("create {}", path.display()))?;
+    file.write_all(auth.to_string().as_bytes())?;
+    Ok(())
+}
+
+/// Standard base64 with padding (what auth.json's `auth` holds).
+fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> shift) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// `kiln --version` of `binary` (which also shows it runs on this host).
@@ -357,4 +390,37 @@ fn host_arch() -> &'static str {
 
 fn file_size(path: &Path) -> Result<u64> {
     Ok(std::fs::metadata(path).with_context(|| format!("stat {}", path.display()))?.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_is_the_standard_alphabet_with_padding() {
+        // RFC 4648's test vectors.
+        for (plain, encoded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(plain.as_bytes()), encoded, "{plain:?}");
+        }
+    }
+
+    #[test]
+    fn the_authfile_names_the_registry_of_the_reference_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("auth.json");
+        write_authfile(&path, "127.0.0.1:7171/ops/kiln:1", "kiln:secret").unwrap();
+        let auth: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(auth["auths"]["127.0.0.1:7171"]["auth"], base64(b"kiln:secret"));
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
 }

@@ -63,7 +63,8 @@ enum Task {
         #[arg(long, value_name = "USER:PASSWORD")]
         creds: Option<String>,
         /// Verify the registry's TLS certificate (`--tls-verify=false` for plain HTTP).
-        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        #[arg(long, value_name = "BOOL", default_value_t = true, num_args = 0..=1,
+              default_missing_value = "true", action = clap::ArgAction::Set)]
         tls_verify: bool,
         /// Strip debug information from the binary's copy (for debug builds).
         #[arg(long)]
