@@ -96,7 +96,7 @@ fn host_version() -> String {
 async fn the_image_builds_without_a_daemon_pushes_to_kiln_and_runs_kiln() {
     let test = "the_image_builds_without_a_daemon_pushes_to_kiln_and_runs_kiln";
     require_docker();
-    if !tool(test, "buildah") || !tool(test, "skopeo") {
+    if !tool(test, "buildah") || !tool(test, "skopeo") || !tool(test, "strip") {
         return;
     }
     let s = TestServer::start_with(0).await;
