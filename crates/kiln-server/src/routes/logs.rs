@@ -120,6 +120,7 @@ async fn page(
         closed: info.closed && next > info.last_seq,
         lines: records.into_iter().map(|r| line(r, whole_run)).collect(),
         next,
+        last: info.last_seq,
     }))
 }
 
