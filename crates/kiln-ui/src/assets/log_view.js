@@ -301,14 +301,18 @@ export async function viewLog(k, p, el, id, job) {
     const probe = h('div', { class: 'ln' }, h('a', { class: 'num' }, '0'),
       stamps.checked ? h('span', { class: 'ts' }, '00:00:00.000') : null,
       h('span', { class: 'txt' }, h('span', {}, 'x'.repeat(50))));
-    rows.append(probe);
+    // Measured in a hidden box at the top of the panel: far down a long log, client rects
+    // are floats too coarse for a row's height.
+    const meter = h('div', { class: 'log log-meter', 'aria-hidden': 'true' }, h('div', { class: 'log-rows' }, probe));
+    meter.style.width = log.clientWidth + 'px';
+    log.parentNode.append(meter);
     const r = probe.getBoundingClientRect();
     const txt = probe.querySelector('.txt');
     if (r.height > 0) rowH = r.height;
     const cw = txt.firstChild.getBoundingClientRect().width / 50;
     if (cw > 0) charW = cw;
     cols = Math.max(8, Math.floor(txt.clientWidth / charW));
-    probe.remove();
+    meter.remove();
     for (const pg of pages.values()) pg.rows = undefined;
     layoutDirty = true;
   };
@@ -430,10 +434,11 @@ export async function viewLog(k, p, el, id, job) {
     layout();
     const realTop = log.scrollTop * scale;
     const anchor = total ? seqAtRow(realTop / rowH) : 1;
+    const off = total ? Math.min(rowH, realTop - rowOf(anchor) * rowH) : 0;
     measure();
     for (const n of [...rowEls.keys()]) rowEls.delete(n);
     layout();
-    if (following) scrollToEnd(); else setScroll(rowOf(anchor) * rowH / scale);
+    if (following) scrollToEnd(); else setScroll((rowOf(anchor) * rowH + off) / scale);
     schedule();
   };
   if (window.ResizeObserver) {
