@@ -232,7 +232,8 @@ export async function viewLog(k, p, el, id, job) {
   log.classList.toggle('times', stamps.checked);
 
   // ------------------------------------------------ the lines known
-  const pages = new Map(); // page number -> { lines: [LogLine], used: tick }
+  // Page n holds lines from `start` (n*PAGE+1, or later for the end of a log's tail) on.
+  const pages = new Map(); // page number -> { start, lines: [LogLine], used: tick }
   const inflight = new Map(); // page number -> Promise
   let total = 0; // last seq known
   let closed = false;
@@ -243,11 +244,11 @@ export async function viewLog(k, p, el, id, job) {
 
   const lineAt = (seq) => {
     const pg = pages.get(Math.floor((seq - 1) / PAGE));
-    return pg ? pg.lines[(seq - 1) % PAGE] : undefined;
+    return pg && seq >= pg.start ? pg.lines[seq - pg.start] : undefined;
   };
   const pageComplete = (n) => {
     const pg = pages.get(n);
-    return !!pg && pg.lines.length >= Math.min(PAGE, total - n * PAGE);
+    return !!pg && pg.start === n * PAGE + 1 && pg.lines.length >= Math.min(PAGE, total - n * PAGE);
   };
   const fetchPage = (n) => {
     if (inflight.has(n)) return inflight.get(n);
@@ -256,8 +257,8 @@ export async function viewLog(k, p, el, id, job) {
       noteTotal(Math.max(pg.last || 0, pg.lines.length ? pg.lines[pg.lines.length - 1].seq : 0));
       if (pg.closed) closed = true;
       const had = pages.get(n);
-      if (!had || had.lines.length < pg.lines.length) {
-        changeRows(() => pages.set(n, { lines: pg.lines, used: ++tick }));
+      if (!had || had.start !== n * PAGE + 1 || had.lines.length < pg.lines.length) {
+        changeRows(() => pages.set(n, { start: n * PAGE + 1, lines: pg.lines, used: ++tick }));
       }
       evict();
       schedule();
@@ -270,6 +271,23 @@ export async function viewLog(k, p, el, id, job) {
     });
     return pr;
   };
+  /** The log's last PAGE lines (`?tail=`), in one request: the pages they fall in. */
+  const fetchTail = () => api('GET', base + '?tail=' + PAGE + (att ? '&' + att : ''), undefined, { signal }).then((pg) => {
+    noteTotal(Math.max(pg.last || 0, pg.lines.length ? pg.lines[pg.lines.length - 1].seq : 0));
+    if (pg.closed) closed = true;
+    changeRows(() => {
+      for (let i = 0; i < pg.lines.length; ) {
+        const n = Math.floor((pg.lines[i].seq - 1) / PAGE);
+        let j = i;
+        while (j < pg.lines.length && Math.floor((pg.lines[j].seq - 1) / PAGE) === n) j++;
+        if (!pageComplete(n)) pages.set(n, { start: pg.lines[i].seq, lines: pg.lines.slice(i, j), used: ++tick });
+        i = j;
+      }
+    });
+    evict();
+    schedule();
+    return pg;
+  });
   /** Drops the least recently shown pages beyond KEEP_PAGES (never the one at the tail). */
   const evict = () => {
     if (pages.size <= KEEP_PAGES) return;
@@ -281,8 +299,8 @@ export async function viewLog(k, p, el, id, job) {
   const addLive = (l) => {
     const n = Math.floor((l.seq - 1) / PAGE);
     const pg = pages.get(n);
-    if (pg && pg.lines.length === (l.seq - 1) % PAGE) pg.lines.push(l);
-    else if (!pg && (l.seq - 1) % PAGE === 0) pages.set(n, { lines: [l], used: ++tick });
+    if (pg && pg.start + pg.lines.length === l.seq) pg.lines.push(l);
+    else if (!pg && (l.seq - 1) % PAGE === 0) pages.set(n, { start: l.seq, lines: [l], used: ++tick });
     noteTotal(l.seq);
     if (pg) pg.rows = undefined;
   };
@@ -358,10 +376,9 @@ export async function viewLog(k, p, el, id, job) {
     if (!wrap.checked) return seq - 1;
     const n = Math.floor((seq - 1) / PAGE);
     let r = prefix[Math.min(n, prefix.length - 1)];
-    const pg = pages.get(n);
     const upto = seq - 1 - n * PAGE;
-    if (!pg) return r + upto;
-    for (let i = 0; i < upto; i++) r += rowsOf(pg.lines[i]);
+    if (!pages.has(n)) return r + upto;
+    for (let i = 0; i < upto; i++) r += rowsOf(lineAt(n * PAGE + 1 + i));
     return r;
   };
   /** The line at row `r`. */
@@ -370,10 +387,10 @@ export async function viewLog(k, p, el, id, job) {
     if (!wrap.checked) return Math.min(total, Math.floor(r) + 1);
     let lo = 0, hi = prefix.length - 2;
     while (lo < hi) { const mid = (lo + hi + 1) >> 1; if (prefix[mid] <= r) lo = mid; else hi = mid - 1; }
-    const pg = pages.get(lo);
     let at = prefix[lo], seq = lo * PAGE + 1;
-    if (!pg) return Math.min(total, seq + Math.floor(r - at));
-    for (const l of pg.lines) { const n = rowsOf(l); if (at + n > r) return seq; at += n; seq++; }
+    if (!pages.has(lo)) return Math.min(total, seq + Math.floor(r - at));
+    const end = Math.min(total, (lo + 1) * PAGE);
+    for (; seq <= end; seq++) { const n = rowsOf(lineAt(seq)); if (at + n > r) return seq; at += n; }
     return Math.min(total, seq + Math.floor(r - at));
   };
   /**
@@ -566,10 +583,8 @@ export async function viewLog(k, p, el, id, job) {
   };
   /** The next match after `seq` (dir 1) or before it (dir -1), wrapping round once; null if none. */
   const findFrom = async (seq, dir, gen) => {
-    let steps = 0;
-    let s = seq;
-    const span = total;
-    for (let seen = 0; seen < span; ) {
+    let s = seq, seen = 0, steps = 0;
+    while (seen < total) {
       s += dir;
       if (s > total) s = 1; else if (s < 1) s = total;
       const n = Math.floor((s - 1) / PAGE);
@@ -578,19 +593,17 @@ export async function viewLog(k, p, el, id, job) {
         count.textContent = 'searching… line ' + s;
         try { await fetchPage(n); } catch (_) { return null; }
         if (gen !== searchGen) return undefined;
+        if (!pageComplete(n)) return null;
       }
-      const pg = pages.get(n);
-      if (!pg) return null;
-      // Scan the rest of this page in the direction of travel.
-      const startI = (s - 1) % PAGE;
-      if (dir > 0) {
-        for (let i = startI; i < pg.lines.length && seen < span; i++, seen++) if (matches(pg.lines[i])) return pg.lines[i].seq;
-        s = n * PAGE + pg.lines.length; // the last line of the page
-      } else {
-        for (let i = Math.min(startI, pg.lines.length - 1); i >= 0 && seen < span; i--, seen++) if (matches(pg.lines[i])) return pg.lines[i].seq;
-        s = n * PAGE + 1;
+      // The rest of this page in the direction of travel.
+      const end = dir > 0 ? Math.min(total, (n + 1) * PAGE) : n * PAGE + 1;
+      for (;;) {
+        seen++;
+        if (matches(lineAt(s))) return s;
+        if (s === end || seen >= total) break;
+        s += dir;
       }
-      pg.used = ++tick;
+      pages.get(n).used = ++tick;
     }
     return null;
   };
@@ -658,10 +671,11 @@ export async function viewLog(k, p, el, id, job) {
   measure();
   let firstPage;
   try {
-    firstPage = await fetchPage(target ? Math.floor((target[0] - 1) / PAGE) : 0);
+    firstPage = await (target ? fetchPage(Math.floor((target[0] - 1) / PAGE)) : fetchTail());
   } catch (e) {
     if (e.name === 'AbortError') throw e;
-    return; // the error is shown
+    if (!target) put(problem, k.errorBox('Could not load the end of the log', e)); // else fetchPage showed it
+    return;
   }
   if (!firstPage) return;
   if (target && target[0] <= total) {
