@@ -45,8 +45,7 @@ impl Drop for Browser {
 
 impl Browser {
     async fn start() -> Browser {
-        let port =
-            std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let driver = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
@@ -126,7 +125,8 @@ impl Browser {
                 continue;
             };
             for line in text.lines().filter(|l| l.starts_with("Pss:")) {
-                total += line.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+                total +=
+                    line.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
             }
         }
         total
@@ -236,7 +236,9 @@ fn row(name: &str, f: &Figures, floor: &Figures) {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     if !Path::new(CHROMEDRIVER).exists() || !Path::new(CHROMIUM).exists() {
-        eprintln!("logview: {CHROMIUM} and {CHROMEDRIVER} are needed (cargo xtask bench logview installs them)");
+        eprintln!(
+            "logview: {CHROMIUM} and {CHROMEDRIVER} are needed (cargo xtask bench logview installs them)"
+        );
         std::process::exit(2);
     }
     let lines: u64 =

@@ -45,7 +45,11 @@ pub static ASSETS: LazyLock<Vec<Asset>> = LazyLock::new(|| {
     vec![
         asset("app.js", "text/javascript; charset=utf-8", include_bytes!("assets/app.js")),
         // An ES module: the job log page (`import()`ed by app.js, preloaded by index.html).
-        asset("log_view.js", "text/javascript; charset=utf-8", include_bytes!("assets/log_view.js")),
+        asset(
+            "log_view.js",
+            "text/javascript; charset=utf-8",
+            include_bytes!("assets/log_view.js"),
+        ),
         asset("app.css", "text/css; charset=utf-8", include_bytes!("assets/app.css")),
         asset("favicon.svg", "image/svg+xml", include_bytes!("assets/favicon.svg")),
     ]

@@ -38,10 +38,17 @@ async fn a_200000_line_log_opens_at_its_tail_follows_links_to_a_line_and_shows_t
     let last = loop {
         let page = s.admin.logs(&run.id, Some("big"), None, LINES, 1).await.unwrap();
         if let Some(l) = page.lines.first() {
-            assert_eq!((page.last, l.text.as_str()), (LINES, "200000"), "the page says its last line");
+            assert_eq!(
+                (page.last, l.text.as_str()),
+                (LINES, "200000"),
+                "the page says its last line"
+            );
             break l.clone();
         }
-        assert!(started.elapsed() < Duration::from_secs(120), "the job never printed {LINES} lines");
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the job never printed {LINES} lines"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let Some(b) = Browser::start("logview").await else {
@@ -97,7 +104,11 @@ async fn a_200000_line_log_opens_at_its_tail_follows_links_to_a_line_and_shows_t
     );
     // Scrolled up, following stops: the next line does not move the view.
     b.js("document.getElementById('log').scrollTop = 0; return true").await;
-    b.wait("follow off", "return !document.getElementById('follow').checked && !!document.getElementById('L1')").await;
+    b.wait(
+        "follow off",
+        "return !document.getElementById('follow').checked && !!document.getElementById('L1')",
+    )
+    .await;
     std::fs::write(&two, "").unwrap();
     s.wait_for(&run.id, "success", |d| d.run.state == "success").await;
     b.wait(
@@ -123,7 +134,11 @@ async fn a_200000_line_log_opens_at_its_tail_follows_links_to_a_line_and_shows_t
                      document.querySelectorAll('#log .ln.target').length, document.getElementById('follow').checked,
                      document.querySelectorAll('#log .ln').length]")
         .await;
-    assert_eq!(&linked.as_array().unwrap()[..4], &[json!(true), json!("150000"), json!(1), json!(false)], "{linked}");
+    assert_eq!(
+        &linked.as_array().unwrap()[..4],
+        &[json!(true), json!("150000"), json!(1), json!(false)],
+        "{linked}"
+    );
     assert!(linked[4].as_u64().unwrap() < 400, "{linked}");
     b.shot("03-linked").await;
 
@@ -142,7 +157,8 @@ async fn a_200000_line_log_opens_at_its_tail_follows_links_to_a_line_and_shows_t
     // Dragged to the very end by hand: the last line shows.
     b.js("const l = document.getElementById('log'); l.scrollTop = 0; return true").await;
     b.wait("the top", &format!("return {}", in_view(1))).await;
-    b.js("const l = document.getElementById('log'); l.scrollTop = l.scrollHeight; return true").await;
+    b.js("const l = document.getElementById('log'); l.scrollTop = l.scrollHeight; return true")
+        .await;
     b.wait("the last line again", &format!("return {}", in_view(LINES + 2))).await;
     b.shot("04-end").await;
     b.c.clone().close().await.unwrap();
