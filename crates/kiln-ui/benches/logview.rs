@@ -13,7 +13,8 @@
 //! viewer's `kiln-log-painted` mark; the floor's first contentful paint, and its load end, after
 //! which its last lines can be shown), elements in the DOM, the JS heap, and the browser's
 //! memory growth (PSS of chromedriver's process tree, from `about:blank` to the page shown).
-//! Ratios viewer/floor are printed side by side. Needs `/usr/bin/chromium` and
+//! Ratios viewer/floor are printed side by side; the viewer's figures are the median round of
+//! `KILN_BENCH_ROUNDS` (3). Needs `/usr/bin/chromium` and
 //! `/usr/bin/chromedriver` (`cargo xtask bench logview` installs them).
 //!
 //! Run: `cargo xtask bench logview`, or `cargo bench -p kiln-ui --bench logview`.
@@ -219,6 +220,12 @@ async fn floor(file: &Path) -> Figures {
     f
 }
 
+/// The round whose first lines came at the median time.
+fn median(mut v: Vec<Figures>) -> Figures {
+    v.sort_by(|a, b| a.first_ms.total_cmp(&b.first_ms));
+    v.swap_remove(v.len() / 2)
+}
+
 fn row(name: &str, f: &Figures, floor: &Figures) {
     println!(
         "{name:<22} {:>9.0} ms {:>9.0} ms {:>9} {:>9.1} MiB {:>9.1} MiB   x{:.3} first, x{:.3} to the end, x{:.3} memory",
@@ -271,8 +278,18 @@ async fn main() {
     let page = format!("/runs/{}/jobs/big", run.id);
     let mid = lines / 2;
     let fl = floor(&file).await;
-    let tail = viewer(&s.url, &s.admin_token, &page, lines).await;
-    let link = viewer(&s.url, &s.admin_token, &format!("{page}#L{mid}"), mid).await;
+    let rounds: usize =
+        std::env::var("KILN_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+    let (mut tails, mut links) = (Vec::new(), Vec::new());
+    for _ in 0..rounds.max(1) {
+        tails.push(viewer(&s.url, &s.admin_token, &page, lines).await);
+        links.push(viewer(&s.url, &s.admin_token, &format!("{page}#L{mid}"), mid).await);
+    }
+    let (tail, link) = (median(tails), median(links));
+    println!(
+        "    viewer: the median of {} rounds by first lines, each in a fresh browser",
+        rounds.max(1)
+    );
     println!(
         "{:<22} {:>12} {:>12} {:>9} {:>13} {:>13}   ratio to the floor",
         "page", "first lines", "loaded", "elements", "JS heap", "browser mem"
