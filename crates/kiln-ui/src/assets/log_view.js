@@ -236,7 +236,6 @@ export async function viewLog(k, p, el, id, job) {
   const pages = new Map(); // page number -> { start, lines: [LogLine], used: tick }
   const inflight = new Map(); // page number -> Promise
   let total = 0; // last seq known
-  let closed = false;
   let tick = 0;
   let target = parseTarget(location.hash); // [first, last] highlighted
   let following = false;
@@ -255,7 +254,6 @@ export async function viewLog(k, p, el, id, job) {
     const q = '?from=' + (n * PAGE + 1) + '&limit=' + PAGE + (att ? '&' + att : '');
     const pr = api('GET', base + q, undefined, { signal }).then((pg) => {
       noteTotal(Math.max(pg.last || 0, pg.lines.length ? pg.lines[pg.lines.length - 1].seq : 0));
-      if (pg.closed) closed = true;
       const had = pages.get(n);
       if (!had || had.start !== n * PAGE + 1 || had.lines.length < pg.lines.length) {
         changeRows(() => pages.set(n, { start: n * PAGE + 1, lines: pg.lines, used: ++tick }));
@@ -274,7 +272,6 @@ export async function viewLog(k, p, el, id, job) {
   /** The log's last PAGE lines (`?tail=`), in one request: the pages they fall in. */
   const fetchTail = () => api('GET', base + '?tail=' + PAGE + (att ? '&' + att : ''), undefined, { signal }).then((pg) => {
     noteTotal(Math.max(pg.last || 0, pg.lines.length ? pg.lines[pg.lines.length - 1].seq : 0));
-    if (pg.closed) closed = true;
     changeRows(() => {
       for (let i = 0; i < pg.lines.length; ) {
         const n = Math.floor((pg.lines[i].seq - 1) / PAGE);
@@ -714,7 +711,6 @@ export async function viewLog(k, p, el, id, job) {
     }[st] || '';
     status.dataset.state = st;
     if (st === 'ended') {
-      closed = true;
       if (!total && !batch.length) status.textContent = 'This job wrote no output.';
       refreshJob(false); // the job's final state, without waiting for the next poll
     }
