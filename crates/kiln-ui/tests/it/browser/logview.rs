@@ -2,7 +2,7 @@
 //! executor): the page opens at the tail with a bounded number of DOM nodes, follows new
 //! lines while at the end and stops when scrolled up, shows each line's time from the API,
 //! lands on a linked line (`#L150000`) not loaded before, scrolls to the last line, and
-//! finds a match pages away.
+//! finds a match pages away. Only a few hundred rows are ever in the page.
 
 use std::time::{Duration, Instant};
 
@@ -124,6 +124,17 @@ async fn a_200000_line_log_opens_at_its_tail_follows_links_to_a_line_and_shows_t
     b.click("#log-end").await;
     b.wait("the last line", &format!("return {}", in_view(LINES + 2))).await;
     assert_eq!(b.js("return document.getElementById('follow').checked").await, json!(true));
+    // Without wrapping, long lines scroll sideways; the end stays in view.
+    b.click("#wrap").await;
+    b.wait(
+        "the end, unwrapped",
+        &format!(
+            "return {} && document.getElementById('log').classList.contains('nowrap')",
+            in_view(LINES + 2)
+        ),
+    )
+    .await;
+    b.click("#wrap").await;
 
     // A link to a line far from both ends: that line, highlighted, in view.
     b.c.goto(&format!("{}/runs/{}/jobs/big#L150000", s.url, run.id)).await.unwrap();
