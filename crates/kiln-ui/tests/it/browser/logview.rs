@@ -152,6 +152,15 @@ async fn a_200000_line_log_opens_at_its_tail_follows_links_to_a_line_and_shows_t
     );
     assert!(linked[4].as_u64().unwrap() < 400, "{linked}");
     b.shot("03-linked").await;
+    // Shift+click on another line's number: the range, in the address.
+    b.js("document.querySelector('#L150002 a.num').dispatchEvent(new MouseEvent('click', { bubbles: true, cancelable: true, shiftKey: true })); return true").await;
+    let range = b
+        .wait(
+            "the range",
+            "const t = [...document.querySelectorAll('#log .ln.target')].map(e => e.dataset.seq); return t.length === 3 && [location.hash, t]",
+        )
+        .await;
+    assert_eq!(range, json!(["#L150000-L150002", ["150000", "150001", "150002"]]));
 
     // Search finds a match pages away (pages fetched as it goes), and says which line.
     b.type_into("#log-search", "199990").await;
