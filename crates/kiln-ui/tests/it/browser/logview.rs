@@ -1,7 +1,7 @@
 //! The windowed log viewer on a large log made by a real job (`seq 1 200000` on the process
 //! executor): the page opens at the tail with a bounded number of DOM nodes, follows new
 //! lines while at the end and stops when scrolled up, shows each line's time from the API,
-//! lands on a linked line (`#L150000`) not loaded before, scrolls to the last line, and
+//! lands on a linked line (`#L150000`) not loaded before, links a range by Shift+click, scrolls to the last line, and
 //! finds a match pages away. Only a few hundred rows are ever in the page.
 
 use std::time::{Duration, Instant};
