@@ -30,6 +30,9 @@
 //!   registry (`kiln/benches/imagecache.rs`), as a ratio;
 //! - image builds (`kiln/benches/builds.rs`): a rebuild all from the registry's layer cache
 //!   beside a cold build of the same Dockerfile, as a ratio.
+//! - the web UI's log page on a 1,000,000-line log in headless Chromium
+//!   (`kiln-ui/benches/logview.rs`): first lines painted, DOM elements, JS heap and browser
+//!   memory, at the tail and at a linked line, beside the same lines as one plain page.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -38,7 +41,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 
 use crate::apt::Apt;
-use crate::{engine, images, step};
+use crate::{browser, engine, images, step};
 
 /// Rounds of the side-by-side container benchmark (after one warm-up each).
 const ROUNDS: usize = 21;
@@ -103,6 +106,13 @@ pub fn run(only: Option<&str>) -> Result<()> {
     }
     if want("builds") {
         builds()?;
+    }
+    if want("logview") {
+        browser::ensure(&mut Apt::default())?;
+        println!(
+            "==> logview: the log page on a 1,000,000-line log in Chromium beside one plain <pre> page"
+        );
+        cargo(&["bench", "-p", "kiln-ui", "--bench", "logview"])?;
     }
     Ok(())
 }

@@ -88,10 +88,10 @@ enum Task {
         targets: Vec<String>,
     },
     /// The benchmarks, side by side with their floors: docker, engine, logs, logflood, gap, server, pool,
-    /// services, config, placement, registry, scan, imagecache, builds (or one).
+    /// services, config, placement, registry, scan, imagecache, builds, logview (or one).
     Bench {
         /// Only this benchmark: `docker`, `engine`, `logs`, `logflood`, `gap`, `server`, `pool`, `services`,
-        /// `config`, `placement`, `registry`, `scan`, `imagecache` or `builds`.
+        /// `config`, `placement`, `registry`, `scan`, `imagecache`, `builds` or `logview`.
         only: Option<String>,
     },
 }

@@ -462,6 +462,10 @@ pub struct LogPage {
     pub next: u64,
     /// The log is complete (the job ended).
     pub closed: bool,
+    /// Seq of the last line stored when the page was read (0 for an empty log): with it a
+    /// client opens a log at its tail, or sizes a view of the whole log, from any page.
+    #[serde(default)]
+    pub last: u64,
 }
 
 /// A job's stored artifacts.

@@ -44,6 +44,12 @@ pub static INDEX: LazyLock<Asset> = LazyLock::new(|| {
 pub static ASSETS: LazyLock<Vec<Asset>> = LazyLock::new(|| {
     vec![
         asset("app.js", "text/javascript; charset=utf-8", include_bytes!("assets/app.js")),
+        // An ES module: the job log page (`import()`ed by app.js, preloaded by index.html).
+        asset(
+            "log_view.js",
+            "text/javascript; charset=utf-8",
+            include_bytes!("assets/log_view.js"),
+        ),
         asset("app.css", "text/css; charset=utf-8", include_bytes!("assets/app.css")),
         asset("favicon.svg", "image/svg+xml", include_bytes!("assets/favicon.svg")),
     ]
@@ -151,6 +157,7 @@ mod tests {
             .map(|rest| rest.split(['"', '\'']).next().unwrap())
             .collect();
         assert!(named.contains(&"app.js") && named.contains(&"app.css"), "{named:?}");
+        assert!(named.contains(&"log_view.js"), "the log module is preloaded: {named:?}");
         for name in named {
             assert!(ASSETS.iter().any(|a| a.name == name), "index.html names /assets/{name}");
         }

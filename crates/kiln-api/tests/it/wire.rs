@@ -390,3 +390,24 @@ fn a_usage_report() {
     };
     insta::assert_snapshot!("usage_report", json(&report));
 }
+
+#[test]
+fn a_log_page_with_times_and_its_last_line() {
+    use kiln_api::{LogLine, LogPage};
+    let page = LogPage {
+        lines: vec![LogLine {
+            seq: 1024,
+            time: Utc.with_ymd_and_hms(2026, 12, 7, 9, 0, 1).unwrap(),
+            stream: "stderr".into(),
+            job: None,
+            text: "\u{1b}[31merror\u{1b}[0m: ***".into(),
+        }],
+        next: 1025,
+        closed: false,
+        last: 200_000,
+    };
+    insta::assert_snapshot!("log_page", json(&page));
+    // A page from a server before `last` reads as an empty log's.
+    let old: LogPage = serde_json::from_str(r#"{"lines":[],"next":1,"closed":true}"#).unwrap();
+    assert_eq!(old.last, 0);
+}

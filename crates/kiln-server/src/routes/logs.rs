@@ -37,6 +37,9 @@ pub struct PageQuery {
     from: Option<u64>,
     /// At most this many lines (default 1000, at most 10000).
     limit: Option<usize>,
+    /// The last `tail` lines stored (at most 10000) instead of a page from `from`: a log
+    /// opened at its end in one request.
+    tail: Option<usize>,
     /// Attempt of the job (default: the latest).
     attempt: Option<u32>,
 }
@@ -101,25 +104,33 @@ async fn job_key(
     Ok(job_log_key(&run.id, index, attempt))
 }
 
-/// A page of the log `key`: up to `limit` lines (default 1000) from line `from` (default 1).
+/// A page of the log `key`: up to `limit` lines (default 1000) from line `from` (default 1),
+/// or, with `tail`, its last `tail` lines.
 async fn page(
     app: &App,
     key: LogKey,
     from: Option<u64>,
     limit: Option<usize>,
+    tail: Option<usize>,
     whole_run: bool,
 ) -> ApiResult<Json<LogPage>> {
-    let from = from.unwrap_or(1).max(1);
-    let limit = limit.unwrap_or(1000).clamp(1, MAX_PAGE);
+    let limit = tail.or(limit).unwrap_or(1000).clamp(1, MAX_PAGE);
     let logs = app.logs.clone();
-    let (records, info) = tokio::task::spawn_blocking(move || logs.page(&key, from, limit))
-        .await
-        .map_err(|e| ApiErr::internal(format!("reading a log page: {e}")))??;
+    let (from, (records, info)) = tokio::task::spawn_blocking(move || {
+        let from = match tail {
+            Some(_) => logs.info(&key)?.last_seq.saturating_sub(limit as u64) + 1,
+            None => from.unwrap_or(1).max(1),
+        };
+        logs.page(&key, from, limit).map(|page| (from, page))
+    })
+    .await
+    .map_err(|e| ApiErr::internal(format!("reading a log page: {e}")))??;
     let next = records.last().map_or(from, |r| r.seq + 1);
     Ok(Json(LogPage {
         closed: info.closed && next > info.last_seq,
         lines: records.into_iter().map(|r| line(r, whole_run)).collect(),
         next,
+        last: info.last_seq,
     }))
 }
 
@@ -217,7 +228,7 @@ pub async fn job_page(
 ) -> ApiResult<Json<LogPage>> {
     let run = run_for(&app, &caller, &id, Role::Viewer).await?;
     let key = job_key(&app, &run, &job, q.attempt).await?;
-    page(&app, key, q.from, q.limit, false).await
+    page(&app, key, q.from, q.limit, q.tail, false).await
 }
 
 /// A job's log, live (SSE): `line` events (`id` = seq, data = a LogLine), then `end`.
@@ -285,7 +296,7 @@ pub async fn run_page(
     Query(q): Query<PageQuery>,
 ) -> ApiResult<Json<LogPage>> {
     let run = run_for(&app, &caller, &id, Role::Viewer).await?;
-    page(&app, run_log_key(&run.id), q.from, q.limit, true).await
+    page(&app, run_log_key(&run.id), q.from, q.limit, q.tail, true).await
 }
 
 /// A run's log, live (SSE), every job interleaved; ends when the run ends.
@@ -351,7 +362,7 @@ pub async fn instance_page(
     Query(q): Query<InstancePageQuery>,
 ) -> ApiResult<Json<LogPage>> {
     let key = instance_key(&app, &caller, &project, &service, &instance).await?;
-    page(&app, key, q.from, q.limit, false).await
+    page(&app, key, q.from, q.limit, None, false).await
 }
 
 /// A service instance's log, live (SSE): `line` events (`id` = seq, data = a LogLine), then

@@ -141,6 +141,17 @@ async fn a_page_at_the_end_of_a_2_000_000_line_log_and_gzip_on_text_answers() {
     let last = s.admin.logs(&run.id, Some("big"), None, 2_000_000, 1000).await.unwrap();
     assert_eq!(last.lines.len(), 1);
     assert!(last.closed);
+    assert_eq!((page.last, last.last), (2_000_000, 2_000_000), "a page says the last line");
+    // `tail`: the last lines in one request, as the web UI opens a log.
+    let tail: kiln_api::LogPage =
+        get(&s, &format!("/api/v1/runs/{}/jobs/big/logs?tail=3", run.id), false)
+            .await
+            .json()
+            .await
+            .unwrap();
+    let texts: Vec<&str> = tail.lines.iter().map(|l| l.text.as_str()).collect();
+    assert_eq!(texts, ["line 1999998", "line 1999999", "line 2000000"]);
+    assert_eq!((tail.next, tail.closed, tail.last), (2_000_001, true, 2_000_000));
 
     // Text answers are gzipped for a client that asks: API JSON, the UI's page, a log page.
     for path in [

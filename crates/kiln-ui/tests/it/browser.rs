@@ -21,6 +21,7 @@ mod config;
 mod contrast;
 mod deploys;
 mod environments;
+mod logview;
 mod scans;
 mod services;
 
@@ -106,11 +107,16 @@ impl Browser {
         Some(Browser { c, driver, test, _profile: profile })
     }
 
-    /// Runs `script` (a function body) until it returns something truthy; returns that.
+    /// Runs `script` (a function body) until it returns something truthy; returns that. A
+    /// script that throws (what it reads is not on the page yet) is tried again.
     async fn wait(&self, what: &str, script: &str) -> Value {
         let started = Instant::now();
         loop {
-            let v = self.c.execute(script, vec![]).await.unwrap();
+            let v = match self.c.execute(script, vec![]).await {
+                Ok(v) => v,
+                Err(e) if e.is_javascript_error() => Value::Null,
+                Err(e) => panic!("{}: waiting for {what}: {e}", self.test),
+            };
             let ok = match &v {
                 Value::Null => false,
                 Value::Bool(b) => *b,
