@@ -873,6 +873,7 @@ async fn wrapped(
             TaskEvent::Started => AgentEvent::Started,
             TaskEvent::Log(l) => log_event(l),
             TaskEvent::Output { key, value } => AgentEvent::Output { key, value },
+            TaskEvent::Waiting(reason) => AgentEvent::Waiting { reason },
         });
     })
     .await
