@@ -369,6 +369,10 @@ impl Executor for Paced {
         self.inner.setup(task).await
     }
 
+    fn waiting(&self, id: &TaskId) -> Option<String> {
+        self.inner.waiting(id)
+    }
+
     async fn start(
         &self,
         task: &kiln_exec::TaskSpec,

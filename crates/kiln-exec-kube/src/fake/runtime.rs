@@ -901,4 +901,37 @@ mod tests {
         assert_eq!(bytes("67108864"), Some(67108864));
         assert_eq!(bytes("1G"), Some(1_000_000_000));
     }
+
+    #[test]
+    fn the_scheduler_filters_as_kube_scheduler_and_says_why_in_its_words() {
+        use crate::fake::fake_node;
+        let nodes = vec![
+            fake_node("a", &[("disktype", "ssd")], "3920m", "15167428Ki"),
+            fake_node("b", &[("disktype", "hdd")], "3920m", "15167428Ki"),
+        ];
+        let pod = |cpu: &str| -> PodSpec {
+            serde_json::from_value(json!({
+                "nodeSelector": {"disktype": "ssd"},
+                "containers": [{"name": "job", "resources": {"limits": {"cpu": cpu}}}]
+            }))
+            .unwrap()
+        };
+        assert_eq!(schedule(&nodes, &[], &pod("2")), Ok("a".to_string()));
+        assert_eq!(
+            schedule(&nodes, &[], &pod("8")),
+            Err("0/2 nodes are available: 1 Insufficient cpu, 1 node(s) didn't match Pod's node \
+                 affinity/selector. preemption: 0/2 nodes are available: 1 No preemption victims \
+                 found for incoming pod, 1 Preemption is not helpful for scheduling."
+                .to_string())
+        );
+        // A pod bound to `a` and still running takes its room.
+        let mut bound = Pod { spec: Some(pod("3")), ..Default::default() };
+        bound.spec.as_mut().unwrap().node_name = Some("a".to_string());
+        assert!(schedule(&nodes, &[bound.clone()], &pod("1")).is_err());
+        bound.status = Some(k8s_openapi::api::core::v1::PodStatus {
+            phase: Some("Succeeded".to_string()),
+            ..Default::default()
+        });
+        assert_eq!(schedule(&nodes, &[bound], &pod("1")), Ok("a".to_string()));
+    }
 }

@@ -206,7 +206,7 @@ async fn a_pod_no_node_takes_shows_the_schedulers_reason_as_the_jobs_waiting_rea
     fake.set_unschedulable(false);
     loop {
         let detail = client.run(&run.id).await.unwrap();
-        if detail.run.state == "succeeded" {
+        if detail.run.state == "success" {
             assert_eq!(detail.jobs[0].waiting, None);
             break;
         }
