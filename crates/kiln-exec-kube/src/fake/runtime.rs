@@ -260,10 +260,10 @@ pub(crate) async fn run_pod(
         tokio::time::sleep(Duration::from_millis(20)).await;
         let pods: Vec<Pod> = {
             let store = shared.store();
-            if !store
+            if store
                 .pods
                 .get(&(namespace.clone(), name.clone()))
-                .is_some_and(|p| p.metadata.uid.as_deref() == Some(uid.as_str()))
+                .is_none_or(|p| p.metadata.uid.as_deref() != Some(uid.as_str()))
             {
                 return;
             }
