@@ -369,6 +369,10 @@ impl Executor for Paced {
         self.inner.setup(task).await
     }
 
+    fn waiting(&self, id: &TaskId) -> Option<String> {
+        self.inner.waiting(id)
+    }
+
     async fn start(
         &self,
         task: &kiln_exec::TaskSpec,
@@ -873,6 +877,7 @@ async fn wrapped(
             TaskEvent::Started => AgentEvent::Started,
             TaskEvent::Log(l) => log_event(l),
             TaskEvent::Output { key, value } => AgentEvent::Output { key, value },
+            TaskEvent::Waiting(reason) => AgentEvent::Waiting { reason },
         });
     })
     .await

@@ -6,8 +6,8 @@
 //!    canceled, or after `wait_ms`. Every poll renews the leases the agent lists as `held`;
 //!    a lease not renewed for [`LEASE_TTL_MS`] is lost and its attempt fails with an error
 //!    (the job's retry policy decides what follows).
-//! 3. Per lease, the agent reports events in order: `started`, then `log`/`output` lines,
-//!    then exactly one `exited`, either with `POST /api/v1/leases/{lease}/events` (one lease)
+//! 3. Per lease, the agent reports events in order: any `waiting`, `started`, then
+//!    `log`/`output` lines, then exactly one `exited`, either with `POST /api/v1/leases/{lease}/events` (one lease)
 //!    or, for several leases in one request, `POST /api/v1/agents/{id}/events` (a list of
 //!    [`LeaseReport`]s; what the agent uses). Files go through
 //!    `GET /api/v1/leases/{lease}/inputs/{job}` (artifacts of needed jobs),
@@ -35,8 +35,9 @@ pub const LEASE_TTL_MS: u64 = 30_000;
 /// [`LeaseResponse::prepull`] orders, `POST /api/v1/agents/{id}/images` reports).
 /// 6: image builds (a lease's job may be `build:`, `RunSpec::Build`, run by the agent's
 /// image builder). 7: an attempt's outcome may be `killed` (out of memory, or a signal from
-/// outside Kiln).
-pub const PROTOCOL: u32 = 7;
+/// outside Kiln). 8: `waiting` events (why a leased attempt is not started yet, such as a
+/// Kubernetes pod that no node takes: shown as the job's waiting reason).
+pub const PROTOCOL: u32 = 8;
 
 /// The protocol of an agent that sends no `protocol` field (it predates versioning).
 pub const UNVERSIONED_PROTOCOL: u32 = 1;
@@ -399,6 +400,13 @@ impl std::fmt::Debug for Checkout {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum AgentEvent {
+    /// Before `started`: why the attempt waits (its pod is created but no node takes it:
+    /// the scheduler's reason). Sent again when the reason changes; the server shows the
+    /// latest as the job's waiting reason until `started`.
+    Waiting {
+        /// The reason, one line (`Unschedulable: 0/3 nodes are available: …`).
+        reason: String,
+    },
     /// The main container or process started.
     Started,
     /// A line of output.

@@ -243,6 +243,7 @@ mod tests {
             host_network: false,
             pull_auth: None,
             builder: false,
+            constraints: Vec::new(),
             binds: Vec::new(),
         }
     }

@@ -17,6 +17,7 @@
 //!
 //! The `fake` feature adds [`fake`], the fake API server the tests run against.
 
+pub mod affinity;
 pub mod archive;
 pub mod cursor;
 #[cfg(feature = "fake")]
@@ -145,6 +146,8 @@ struct Inner {
     url: String,
     swept: usize,
     tasks: Mutex<HashMap<TaskId, TaskState>>,
+    /// Why the pod of a task in `setup` waits (`Unschedulable: …`), while it does.
+    waiting: Mutex<HashMap<TaskId, String>>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -252,6 +255,7 @@ impl KubeExecutor {
             url,
             swept: 0,
             tasks: Mutex::new(HashMap::new()),
+            waiting: Mutex::new(HashMap::new()),
         };
         match executor.sweep().await {
             Ok(n) => executor.swept = n,
@@ -702,7 +706,14 @@ impl Executor for KubeExecutor {
     }
 
     fn check(&self, task: &TaskSpec) -> Result<(), ExecError> {
-        pod::check(task)
+        pod::check(task)?;
+        affinity::translate(&self.inner.template.node_selector, &task.constraints)
+            .map(|_| ())
+            .map_err(|e| ExecError::Unsupported { executor: NAME, what: e.to_string() })
+    }
+
+    fn waiting(&self, id: &TaskId) -> Option<String> {
+        self.inner.waiting.lock().unwrap_or_else(PoisonError::into_inner).get(id).cloned()
     }
 
     async fn setup(&self, task: &TaskSpec) -> Result<(), ExecError> {
@@ -759,17 +770,24 @@ impl Executor for KubeExecutor {
                         tracing::warn!("kubernetes: pod {name} waits for a node: {why}");
                         warned = true;
                     }
+                    ex.waiting
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .insert(task.id.clone(), format!("Unschedulable: {why}"));
                     last = Some(format!("no node can take it: {why} (Unschedulable)"));
                     None
                 }
                 Startup::Waiting(why) => {
+                    ex.waiting.lock().unwrap_or_else(PoisonError::into_inner).remove(&task.id);
                     last = why;
                     None
                 }
             }
         });
         let limit = ex.config.startup_timeout;
-        match tokio::time::timeout(limit, started).await {
+        let started = tokio::time::timeout(limit, started).await;
+        ex.waiting.lock().unwrap_or_else(PoisonError::into_inner).remove(&task.id);
+        match started {
             Ok(result) => result??,
             Err(_) => {
                 let why = last.unwrap_or_else(|| "no reason given".to_string());
@@ -901,6 +919,7 @@ impl Executor for KubeExecutor {
         ex.delete_pod(&pod::pod_name(id)).await?;
         ex.delete_secret(&pod::secret_name(id)).await?;
         ex.tasks.lock().unwrap_or_else(PoisonError::into_inner).remove(id);
+        ex.waiting.lock().unwrap_or_else(PoisonError::into_inner).remove(id);
         Ok(())
     }
 

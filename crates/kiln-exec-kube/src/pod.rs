@@ -19,8 +19,8 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{
-    Container, EmptyDirVolumeSource, EnvVar, HostAlias, LocalObjectReference, Pod, PodSpec,
-    ResourceRequirements, Secret, Volume, VolumeMount,
+    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, HostAlias, LocalObjectReference, Pod,
+    PodSpec, ResourceRequirements, Secret, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -140,12 +140,6 @@ pub fn check(task: &TaskSpec) -> Result<(), ExecError> {
     if !task.binds.is_empty() {
         return Err(unsupported(
             "host directories mounted into the job (the pod runs on a cluster node, not on the \
-             agent's host)",
-        ));
-    }
-    if !task.ports.is_empty() {
-        return Err(unsupported(
-            "host ports published to the job (the pod runs on a cluster node, not on the \
              agent's host)",
         ));
     }
@@ -279,8 +273,39 @@ fn labels(
     (labels, annotations)
 }
 
-/// The pod that runs `task` (assumed to pass [`check`]).
+/// The job container's ports: each of the task's `ports:` as a TCP `containerPort` (no
+/// `hostPort`: the pod's IP reaches it; the host port the scheduler gave stays in
+/// `KILN_PORT_<NAME>`).
+pub fn container_ports(task: &TaskSpec) -> Option<Vec<ContainerPort>> {
+    let mut ports: Vec<ContainerPort> = Vec::new();
+    for p in &task.ports {
+        if ports.iter().all(|have| have.container_port != i32::from(p.container)) {
+            ports.push(ContainerPort {
+                container_port: i32::from(p.container),
+                protocol: Some("TCP".to_string()),
+                ..Default::default()
+            });
+        }
+    }
+    (!ports.is_empty()).then_some(ports)
+}
+
+/// Whether the pod needs the task's pull secret: it has credentials and they are for the
+/// registry of the job's image or of a service's.
+pub fn needs_pull_secret(task: &TaskSpec) -> bool {
+    task.pull_auth.as_ref().is_some_and(|auth| {
+        task.image.iter().chain(task.services.iter().map(|s| &s.image)).any(|i| auth.covers(i))
+    })
+}
+
+/// The pod that runs `task` (assumed to pass [`check`] and
+/// [`affinity::translate`](crate::affinity::translate)).
 pub fn pod(template: &PodTemplate, task: &TaskSpec) -> Pod {
+    let placement = crate::affinity::translate(&template.node_selector, &task.constraints)
+        .unwrap_or_else(|_| crate::affinity::NodePlacement {
+            node_selector: template.node_selector.clone(),
+            affinity: None,
+        });
     let (labels, annotations) = labels(template, task);
     let image = task.image.clone().unwrap_or_default();
     let mut containers = vec![
@@ -291,6 +316,7 @@ pub fn pod(template: &PodTemplate, task: &TaskSpec) -> Pod {
             env: env(&task.env),
             working_dir: Some(workdir(task)),
             resources: resources(task),
+            ports: container_ports(task),
             volume_mounts: mounts(),
             ..Default::default()
         },
@@ -335,12 +361,10 @@ pub fn pod(template: &PodTemplate, task: &TaskSpec) -> Pod {
             automount_service_account_token: Some(false),
             enable_service_links: Some(false),
             termination_grace_period_seconds: Some(1),
-            node_selector: (!template.node_selector.is_empty())
-                .then(|| template.node_selector.clone()),
-            image_pull_secrets: task
-                .pull_auth
-                .as_ref()
-                .map(|_| vec![LocalObjectReference { name: secret_name(&task.id) }]),
+            node_selector: (!placement.node_selector.is_empty()).then_some(placement.node_selector),
+            affinity: placement.affinity,
+            image_pull_secrets: needs_pull_secret(task)
+                .then(|| vec![LocalObjectReference { name: secret_name(&task.id) }]),
             host_aliases,
             volumes: Some(vec![empty_dir("workspace"), empty_dir("kiln")]),
             containers,
@@ -353,7 +377,7 @@ pub fn pod(template: &PodTemplate, task: &TaskSpec) -> Pod {
 /// The `kubernetes.io/dockerconfigjson` secret holding the task's pull credentials, when it
 /// has some.
 pub fn pull_secret(template: &PodTemplate, task: &TaskSpec) -> Option<Secret> {
-    let auth = task.pull_auth.as_ref()?;
+    let auth = task.pull_auth.as_ref().filter(|_| needs_pull_secret(task))?;
     let (labels, _) = labels(template, task);
     let basic = base64::engine::general_purpose::STANDARD
         .encode(format!("{}:{}", auth.username, auth.password));
@@ -467,9 +491,63 @@ mod tests {
     }
 
     #[test]
+    fn ports_become_container_ports_of_the_job() {
+        let mut task = task();
+        assert_eq!(container_ports(&task), None);
+        task.ports.push(kiln_exec::PortMap { host: 31005, container: 8080 });
+        task.ports.push(kiln_exec::PortMap { host: 31006, container: 3633 });
+        assert_eq!(check(&task), Ok(()));
+        let spec = pod(&template(), &task).spec.unwrap();
+        let ports = spec.containers[0].ports.clone().unwrap();
+        let numbers: Vec<i32> = ports.iter().map(|p| p.container_port).collect();
+        assert_eq!(numbers, [8080, 3633]);
+        assert!(
+            ports.iter().all(|p| p.host_port.is_none() && p.protocol.as_deref() == Some("TCP"))
+        );
+    }
+
+    #[test]
+    fn constraints_join_the_agents_node_selector() {
+        let mut task = task();
+        task.constraints = vec![
+            vec![kiln_exec::ConstraintTest {
+                attribute: "disktype".into(),
+                operator: "LIKE".into(),
+                value: Some("ssd".into()),
+            }],
+            vec![kiln_exec::ConstraintTest {
+                attribute: "zone".into(),
+                operator: "LIKE".into(),
+                value: Some("a|b".into()),
+            }],
+        ];
+        let spec = pod(&template(), &task).spec.unwrap();
+        let selector = spec.node_selector.unwrap();
+        assert_eq!((selector["pool"].as_str(), selector["disktype"].as_str()), ("ci", "ssd"));
+        let required = spec
+            .affinity
+            .unwrap()
+            .node_affinity
+            .unwrap()
+            .required_during_scheduling_ignored_during_execution
+            .unwrap();
+        let e = &required.node_selector_terms[0].match_expressions.as_ref().unwrap()[0];
+        assert_eq!((e.key.as_str(), e.operator.as_str()), ("zone", "In"));
+    }
+
+    #[test]
     fn pull_credentials_become_a_dockerconfigjson_secret() {
         let mut task = task();
         assert!(pull_secret(&template(), &task).is_none());
+        task.pull_auth = Some(RegistryAuth {
+            registry: "kiln.example:7171".to_string(),
+            username: "pull".to_string(),
+            password: "s3cret".to_string(),
+        });
+        // Credentials for another registry than the images': no secret, no reference.
+        assert!(pull_secret(&template(), &task).is_none());
+        assert_eq!(pod(&template(), &task).spec.unwrap().image_pull_secrets, None);
+        task.image = Some("kiln.example:7171/shop/app:1".to_string());
         task.pull_auth = Some(RegistryAuth {
             registry: "kiln.example:7171".to_string(),
             username: "pull".to_string(),
@@ -497,9 +575,6 @@ mod tests {
         let mut t = task();
         t.host_network = true;
         refused(t, "network");
-        let mut t = task();
-        t.ports.push(kiln_exec::PortMap { host: 8080, container: 80 });
-        refused(t, "ports");
         let mut t = task();
         t.builder = true;
         refused(t, "builds");

@@ -219,6 +219,7 @@ fn task(id: &str, entry: Entry) -> TaskSpec {
         host_network: false,
         pull_auth: None,
         builder: false,
+        constraints: Vec::new(),
         binds: Vec::new(),
     }
 }

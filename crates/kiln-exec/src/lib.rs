@@ -113,6 +113,35 @@ pub struct TaskSpec {
     /// under its own directory.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub builder: bool,
+    /// The job's `constraints:` (an AND of OR-groups of tests), for executors that place
+    /// the task themselves (Kubernetes: node selectors and node affinity). Kiln's own
+    /// scheduler has already matched them against the agent; other executors ignore them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub constraints: Vec<Vec<ConstraintTest>>,
+}
+
+/// One constraint test as the workflow wrote it (operator upper-cased): `attribute
+/// OPERATOR value`, as `kiln_workflow::ConstraintTerm` holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConstraintTest {
+    /// The node attribute.
+    pub attribute: String,
+    /// `LIKE`, `UNLIKE`, `UNIQUE`, `CLUSTER`, `GROUP_BY`, `MAX_PER`, `GREATER`, `LESS` or
+    /// `EXISTS`.
+    pub operator: String,
+    /// The value, when the operator takes one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
+impl fmt::Display for ConstraintTest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{}, {}", self.attribute, self.operator)?;
+        if let Some(v) = &self.value {
+            write!(f, ", {v}")?;
+        }
+        f.write_str("]")
+    }
 }
 
 /// Credentials an executor pulls images of one registry with.
@@ -350,6 +379,15 @@ pub trait Executor: Send + Sync + 'static {
 
     /// Prepares everything but the main container. `Err` leaves clean-up to `destroy`.
     async fn setup(&self, task: &TaskSpec) -> Result<(), ExecError>;
+
+    /// While `setup` of task `id` runs: why the task waits, when the engine says (a pod that
+    /// no node takes: the scheduler's reason), else `None` (the default). The runtime asks
+    /// this every second or so during `setup` and reports a change as the job's waiting
+    /// reason.
+    fn waiting(&self, id: &TaskId) -> Option<String> {
+        let _ = id;
+        None
+    }
 
     /// Starts the main container or process and returns its output, line by line.
     async fn start(&self, task: &TaskSpec) -> Result<LogStream, ExecError>;

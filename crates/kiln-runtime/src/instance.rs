@@ -477,7 +477,7 @@ pub async fn run_instance_configured(
             }
         }
         Driven::Task(TaskEvent::Log(line)) => on_event(InstanceEvent::Log(line)),
-        Driven::Task(TaskEvent::Output { .. }) => {}
+        Driven::Task(TaskEvent::Output { .. } | TaskEvent::Waiting(_)) => {}
         Driven::Beside(event) => on_event(event),
     })
     .await;

@@ -323,6 +323,21 @@ pub fn task_spec(run_id: &str, job_index: usize, start: &StartJob) -> TaskSpec {
         labels,
         image: job.image.clone(),
         builder: matches!(job.run, RunSpec::Build(_)),
+        constraints: job
+            .scheduling
+            .constraints
+            .iter()
+            .map(|group| {
+                group
+                    .iter()
+                    .map(|t| kiln_exec::ConstraintTest {
+                        attribute: t.attribute.clone(),
+                        operator: t.operator.clone(),
+                        value: t.value.clone(),
+                    })
+                    .collect()
+            })
+            .collect(),
         entry,
         env: job.env.clone(),
         workdir: job.workdir.clone(),
@@ -663,6 +678,14 @@ impl Driver {
                     let _ = events.send(Event::JobOutput { job: job.clone(), attempt, key, value });
                 }
                 TaskEvent::Log(line) => {
+                    let _ = updates.send(Update::Log { job: job.clone(), line });
+                }
+                TaskEvent::Waiting(why) => {
+                    let line = LogLine {
+                        stream: kiln_exec::Stream::Stderr,
+                        time: chrono::Utc::now(),
+                        text: format!("kiln: waiting: {why}"),
+                    };
                     let _ = updates.send(Update::Log { job: job.clone(), line });
                 }
             })

@@ -188,6 +188,7 @@ impl LocalPool {
                 host_network: false,
                 pull_auth: None,
                 builder: false,
+                constraints: Vec::new(),
                 binds: Vec::new(),
             };
             let reach: Ports = ports

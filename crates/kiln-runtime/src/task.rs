@@ -27,6 +27,9 @@ pub enum TaskEvent {
         /// Output value.
         value: String,
     },
+    /// While the task is set up: why it waits (the executor's [`Executor::waiting`], told
+    /// each time it changes), such as a pod that no node takes.
+    Waiting(String),
 }
 
 /// One task to run.
@@ -135,12 +138,29 @@ async fn run_until_exit<X>(
     if let Err(e) = executor.check(spec) {
         return Outcome::Error(e.to_string());
     }
-    let prepared = tokio::select! {
-        r = async {
-            executor.setup(spec).await?;
-            executor.start(spec).await
-        } => r,
-        () = cancel.cancelled() => return Outcome::Canceled,
+    let work = async {
+        executor.setup(spec).await?;
+        executor.start(spec).await
+    };
+    tokio::pin!(work);
+    // While it is set up, the executor may say why it waits: told on each change.
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut told: Option<String> = None;
+    let prepared = loop {
+        tokio::select! {
+            r = &mut work => break r,
+            () = cancel.cancelled() => return Outcome::Canceled,
+            _ = tick.tick() => {
+                let now = executor.waiting(&spec.id);
+                if let Some(why) = &now
+                    && now != told
+                {
+                    on_event(Driven::Task(TaskEvent::Waiting(why.clone())));
+                    told = now;
+                }
+            }
+        }
     };
     let mut logs = match prepared {
         Ok(logs) => logs,

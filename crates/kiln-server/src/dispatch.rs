@@ -239,6 +239,9 @@ struct Leased {
     cancel: bool,
     /// A config release for its instance, for its agent's next poll (the newest wins).
     config: Option<ConfigUpdate>,
+    /// Why its attempt waits on the agent before it starts (the agent's latest `waiting`
+    /// event: a pod no node takes); cleared by `started`.
+    waiting: Option<String>,
 }
 
 #[derive(Debug)]
@@ -606,6 +609,15 @@ impl Dispatch {
 
     fn waiting_where(&self, same: impl Fn(&TaskCtx) -> bool) -> Option<String> {
         let st = self.lock();
+        // Leased, not started: what its agent said (its engine's scheduler has no room).
+        if let Some((node, why)) = st
+            .leases
+            .values()
+            .filter(|l| same(&l.ctx))
+            .find_map(|l| Some((&l.node, l.waiting.as_ref()?)))
+        {
+            return Some(format!("placed on {node}, not started: {why}"));
+        }
         let w = st.queue.iter().find(|w| same(&w.q.ctx))?;
         if let Some(q) = kiln_scheduler::check_quota(&st.sched, &st.quotas, &w.ask) {
             return Some(q.to_string());
@@ -857,6 +869,7 @@ impl Dispatch {
                 renewed: Instant::now(),
                 cancel: a.cancel,
                 config: None,
+                waiting: None,
             },
         );
         Ok(())
@@ -979,6 +992,7 @@ impl Dispatch {
                             renewed: now,
                             cancel: false,
                             config: None,
+                            waiting: None,
                         },
                     );
                     resp.leases.push(lease);
@@ -1139,6 +1153,13 @@ impl Dispatch {
         };
         agent.is_none_or(|a| a == session)
             && st.agents.get(session).is_some_and(|s| s.owner == owner)
+    }
+
+    /// Records why live lease `id` waits before its start (`None`: it started).
+    pub fn lease_waiting(&self, id: &str, why: Option<String>) {
+        if let Some(l) = self.lock().leases.get_mut(id) {
+            l.waiting = why;
+        }
     }
 
     /// The context of a live lease, and whether it is to be canceled.

@@ -48,7 +48,13 @@ impl Reports<'_> {
         let run_key = run_log_key(&a.run);
         for ev in events {
             let event = match ev {
+                AgentEvent::Waiting { reason } => {
+                    let reason = ctx.masker.mask(&reason).into_owned();
+                    self.dispatch.lease_waiting(lease, Some(reason));
+                    continue;
+                }
                 AgentEvent::Started => {
+                    self.dispatch.lease_waiting(lease, None);
                     // What it holds, told ahead of its start (same queue, so in order): the
                     // actor opens its usage record with the start.
                     if let Some(reserved) = self.dispatch.lease_reserved(lease) {
@@ -123,7 +129,7 @@ impl Reports<'_> {
                 AgentEvent::ConfigApplied { release, .. } => {
                     crate::services::instance_config_applied(i, release);
                 }
-                AgentEvent::Output { .. } => {}
+                AgentEvent::Output { .. } | AgentEvent::Waiting { .. } => {}
                 AgentEvent::Exited { outcome } => {
                     if self.dispatch.finish(lease).is_none() {
                         break;

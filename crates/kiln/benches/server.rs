@@ -229,6 +229,7 @@ async fn raw_start(exec: &DockerExecutor, n: usize, seed: Option<&Path>) -> Resu
         host_network: false,
         pull_auth: None,
         builder: false,
+        constraints: Vec::new(),
         binds: Vec::new(),
     };
     let t = Instant::now();

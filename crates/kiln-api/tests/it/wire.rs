@@ -297,6 +297,9 @@ fn an_instance_lease_and_its_health() {
 fn events_and_reports() {
     let time = Utc.with_ymd_and_hms(2026, 12, 7, 6, 0, 1).unwrap();
     let events = vec![
+        AgentEvent::Waiting {
+            reason: "Unschedulable: 0/3 nodes are available: 3 Insufficient cpu.".into(),
+        },
         AgentEvent::Started,
         AgentEvent::Log { stream: "stdout".into(), time, text: "cc -c a.c".into() },
         AgentEvent::Log { stream: "stderr".into(), time, text: "warning: unused".into() },

@@ -54,6 +54,7 @@ pub fn script_task(name: &str, script: &str) -> TaskSpec {
         host_network: false,
         pull_auth: None,
         builder: false,
+        constraints: Vec::new(),
         binds: Vec::new(),
     }
 }

@@ -3,7 +3,12 @@
 //! endpoints the executor uses with the shapes a real API server gives (Pod and PodList
 //! objects, `metav1.Status` errors, watch event lines, the `v5.channel.k8s.io` exec
 //! WebSocket protocol). It is not Kubernetes: no scheduler, no kubelet, no admission, no
-//! authentication; it has one node, `fake-node`.
+//! authentication. Its nodes ([`FakeApi::set_nodes`], one `fake-node` by default) are
+//! `Node` objects shaped as a real cluster's (labels, `status.allocatable` cpu and memory);
+//! its scheduler binds a pod to the first node that matches its node selector and required
+//! node affinity and has room for its containers' requests, else leaves it `Pending` with
+//! `PodScheduled=False`, reason `Unschedulable` and kube-scheduler's message, and tries
+//! again as pods go.
 //!
 //! Pods really run: each becomes Docker containers on the engine of `DOCKER_HOST` (a
 //! `kfake-UID-pause` container holding the pod's network namespace and `/etc/hosts`, one
@@ -18,7 +23,7 @@
 //! Endpoints: `GET /version`; `GET|POST /api/v1/namespaces/{ns}/pods` (list, watch, create);
 //! `GET|DELETE /api/v1/namespaces/{ns}/pods/{name}`; `GET .../pods/{name}/log`;
 //! `GET|POST .../pods/{name}/exec` (WebSocket); the same list/create/get/delete for
-//! `secrets`. Anything else is a 404 `Status`.
+//! `secrets`; `GET /api/v1/nodes`. Anything else is a 404 `Status`.
 
 mod runtime;
 
@@ -37,7 +42,11 @@ use axum::routing::get;
 use bollard::Docker;
 use chrono::Utc;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Pod, PodStatus, Secret};
+use k8s_openapi::api::core::v1::{
+    Node, NodeAddress, NodeCondition, NodeSpec, NodeStatus, Pod, PodStatus, Secret,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
@@ -100,7 +109,7 @@ struct Shared {
     faults: Mutex<Faults>,
     runtimes: Mutex<HashMap<String, Arc<runtime::PodRuntime>>>,
     requests: Mutex<Vec<String>>,
-    node_labels: BTreeMap<String, String>,
+    nodes: Mutex<Vec<Node>>,
     infra_image: String,
 }
 
@@ -111,6 +120,10 @@ impl Shared {
 
     fn faults(&self) -> std::sync::MutexGuard<'_, Faults> {
         self.faults.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn nodes(&self) -> Vec<Node> {
+        self.nodes.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// Records a change (under the store lock, so that watches see no gap and no repeat).
@@ -192,11 +205,7 @@ impl FakeApi {
             faults: Mutex::new(Faults::default()),
             runtimes: Mutex::new(HashMap::new()),
             requests: Mutex::new(Vec::new()),
-            node_labels: BTreeMap::from([
-                ("kubernetes.io/hostname".to_string(), NODE.to_string()),
-                ("kubernetes.io/os".to_string(), "linux".to_string()),
-                ("kubernetes.io/arch".to_string(), "amd64".to_string()),
-            ]),
+            nodes: Mutex::new(vec![fake_node(NODE, &[], "64", "256Gi")]),
             infra_image: "busybox:latest".to_string(),
         });
         let app = router(shared.clone());
@@ -241,6 +250,26 @@ impl FakeApi {
     /// the reply is lost after the object was stored: a retry then meets 409 AlreadyExists.
     pub fn lose_create_replies(&self, n: usize) {
         self.shared.faults().lose_create_replies += n;
+    }
+
+    /// Replaces the cluster's nodes (see [`fake_node`]); pods already bound stay where they
+    /// are, pending ones are tried against the new list.
+    pub fn set_nodes(&self, nodes: Vec<Node>) {
+        *self.shared.nodes.lock().unwrap_or_else(PoisonError::into_inner) = nodes;
+    }
+
+    /// Gives the engine's image `source` the name `target` too (`docker tag`), so that pods
+    /// may name an image as if it came from another registry (the fake never pulls).
+    pub async fn tag_image(&self, source: &str, target: &str) -> Result<(), String> {
+        let (repo, tag) = match target.rsplit_once(':') {
+            Some((r, t)) if !t.contains('/') => (r, t),
+            _ => (target, "latest"),
+        };
+        let options = bollard::query_parameters::TagImageOptions {
+            repo: Some(repo.to_string()),
+            tag: Some(tag.to_string()),
+        };
+        self.shared.docker.tag_image(source, Some(options)).await.map_err(|e| e.to_string())
     }
 
     /// While set, new pods stay `Pending` with `PodScheduled=False` (`Unschedulable`).
@@ -331,6 +360,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/namespaces/{ns}/pods/{name}", get(get_pod).delete(delete_pod))
         .route("/api/v1/namespaces/{ns}/pods/{name}/log", get(runtime::logs))
         .route("/api/v1/namespaces/{ns}/pods/{name}/exec", get(runtime::exec).post(runtime::exec))
+        .route("/api/v1/nodes", get(list_nodes))
         .route("/api/v1/namespaces/{ns}/secrets", get(list_secrets).post(create_secret))
         .route("/api/v1/namespaces/{ns}/secrets/{name}", get(get_secret).delete(delete_secret))
         .fallback(|| async {
@@ -778,6 +808,59 @@ async fn delete_pod(
         Some(pod) => json_response(StatusCode::OK, &pod),
         None => not_found("pods", &name),
     }
+}
+
+/// A node as a real cluster shows it (a kind/kubeadm node's shape): the well-known labels
+/// (`kubernetes.io/hostname`, `kubernetes.io/os`, `kubernetes.io/arch`) plus `labels`,
+/// `status.capacity` and `status.allocatable` with `cpu` (`4`, `3920m`), `memory` (`16Gi`,
+/// `15167428Ki`) and `pods: 110`, `Ready`, an `InternalIP` address.
+pub fn fake_node(name: &str, labels: &[(&str, &str)], cpu: &str, memory: &str) -> Node {
+    let mut all = BTreeMap::from([
+        ("kubernetes.io/hostname".to_string(), name.to_string()),
+        ("kubernetes.io/os".to_string(), "linux".to_string()),
+        ("kubernetes.io/arch".to_string(), "amd64".to_string()),
+    ]);
+    all.extend(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let amounts = BTreeMap::from([
+        ("cpu".to_string(), Quantity(cpu.to_string())),
+        ("memory".to_string(), Quantity(memory.to_string())),
+        ("pods".to_string(), Quantity("110".to_string())),
+    ]);
+    Node {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            labels: Some(all),
+            uid: Some(format!("fake-node-{name}")),
+            creation_timestamp: Some(now()),
+            ..Default::default()
+        },
+        spec: Some(NodeSpec::default()),
+        status: Some(NodeStatus {
+            capacity: Some(amounts.clone()),
+            allocatable: Some(amounts),
+            addresses: Some(vec![
+                NodeAddress { type_: "InternalIP".to_string(), address: "127.0.0.1".to_string() },
+                NodeAddress { type_: "Hostname".to_string(), address: name.to_string() },
+            ]),
+            conditions: Some(vec![NodeCondition {
+                type_: "Ready".to_string(),
+                status: "True".to_string(),
+                reason: Some("KubeletReady".to_string()),
+                message: Some("kubelet is posting ready status".to_string()),
+                last_transition_time: Some(now()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+    }
+}
+
+async fn list_nodes(State(shared): State<Arc<Shared>>) -> Response {
+    let version = shared.store().version;
+    json_response(
+        StatusCode::OK,
+        &json!({"kind": "NodeList", "apiVersion": "v1", "metadata": {"resourceVersion": version.to_string()}, "items": shared.nodes()}),
+    )
 }
 
 async fn list_secrets(

@@ -23,7 +23,7 @@ use chrono::{DateTime, Utc};
 use futures::{SinkExt, StreamExt};
 use k8s_openapi::api::core::v1::{
     Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
-    ContainerStateWaiting, ContainerStatus, Pod, PodCondition,
+    ContainerStateWaiting, ContainerStatus, Node, Pod, PodCondition, PodSpec,
 };
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
@@ -31,7 +31,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
-use super::{NODE, Shared, header_str, now, query, status, time_of};
+use super::{Shared, header_str, now, query, status, time_of};
 
 /// The Docker objects of one pod.
 #[derive(Debug, Default)]
@@ -127,6 +127,92 @@ fn waiting(c: &Container, reason: &str, message: Option<String>) -> ContainerSta
     }
 }
 
+/// What a pod asks of a node: its containers' requests (limits where a request is not
+/// written, as the API server defaults them), in nano-CPUs and bytes.
+fn requests(spec: &PodSpec) -> (i64, i64) {
+    let mut cpu = 0;
+    let mut memory = 0;
+    for c in &spec.containers {
+        let r = c.resources.clone().unwrap_or_default();
+        let amount = |what: &str| {
+            r.requests
+                .as_ref()
+                .and_then(|m| m.get(what))
+                .or_else(|| r.limits.as_ref().and_then(|m| m.get(what)))
+                .map(|q| q.0.clone())
+        };
+        cpu += amount("cpu").and_then(|q| nano_cpus(&q)).unwrap_or(0);
+        memory += amount("memory").and_then(|q| bytes(&q)).unwrap_or(0);
+    }
+    (cpu, memory)
+}
+
+/// kube-scheduler's filters, in its order, for the fake's nodes: node selector and required
+/// node affinity, then room for the requests (allocatable minus what pods bound there and
+/// not ended ask). The node taken, or kube-scheduler's message (reasons counted, sorted).
+pub(crate) fn schedule(nodes: &[Node], pods: &[Pod], spec: &PodSpec) -> Result<String, String> {
+    let (cpu, memory) = requests(spec);
+    let mut reasons: BTreeMap<&str, usize> = BTreeMap::new();
+    let (mut helpless, mut victimless) = (0, 0);
+    for node in nodes {
+        let node_name = node.metadata.name.clone().unwrap_or_default();
+        let labels = node.metadata.labels.clone().unwrap_or_default();
+        if !crate::affinity::node_matches(
+            &labels,
+            spec.node_selector.as_ref(),
+            spec.affinity.as_ref(),
+        ) {
+            *reasons.entry("node(s) didn't match Pod's node affinity/selector").or_default() += 1;
+            helpless += 1;
+            continue;
+        }
+        let allocatable =
+            node.status.as_ref().and_then(|s| s.allocatable.clone()).unwrap_or_default();
+        let free_of = |what: &str, parse: fn(&str) -> Option<i64>| {
+            allocatable.get(what).and_then(|q| parse(&q.0)).unwrap_or(i64::MAX)
+        };
+        let (mut used_cpu, mut used_memory) = (0, 0);
+        for p in pods {
+            let on_node = p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(&node_name);
+            let ended = matches!(
+                p.status.as_ref().and_then(|s| s.phase.as_deref()),
+                Some("Succeeded" | "Failed")
+            );
+            if on_node && !ended {
+                let (c, m) = requests(p.spec.as_ref().unwrap_or(&PodSpec::default()));
+                used_cpu += c;
+                used_memory += m;
+            }
+        }
+        let short_cpu = cpu > 0 && used_cpu + cpu > free_of("cpu", nano_cpus);
+        let short_memory = memory > 0 && used_memory + memory > free_of("memory", bytes);
+        if short_cpu {
+            *reasons.entry("Insufficient cpu").or_default() += 1;
+        }
+        if short_memory {
+            *reasons.entry("Insufficient memory").or_default() += 1;
+        }
+        if !short_cpu && !short_memory {
+            return Ok(node_name);
+        }
+        victimless += 1;
+    }
+    let total = nodes.len();
+    let filters: Vec<String> = reasons.iter().map(|(r, n)| format!("{n} {r}")).collect();
+    let mut preemption = Vec::new();
+    if victimless > 0 {
+        preemption.push(format!("{victimless} No preemption victims found for incoming pod"));
+    }
+    if helpless > 0 {
+        preemption.push(format!("{helpless} Preemption is not helpful for scheduling"));
+    }
+    Err(format!(
+        "0/{total} nodes are available: {}. preemption: 0/{total} nodes are available: {}.",
+        filters.join(", "),
+        preemption.join(", ")
+    ))
+}
+
 /// Parses a CPU quantity (`500m`, `2`, `0.5`) into nano-CPUs.
 pub(crate) fn nano_cpus(q: &str) -> Option<i64> {
     if let Some(m) = q.strip_suffix('m') {
@@ -168,25 +254,47 @@ pub(crate) async fn run_pod(
         return;
     };
     let spec = pod.spec.clone().unwrap_or_default();
-    // Scheduling.
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    let selector_fits =
-        spec.node_selector.iter().flatten().all(|(k, v)| shared.node_labels.get(k) == Some(v));
-    if shared.faults().unschedulable || !selector_fits {
-        let message = if selector_fits {
-            "0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod."
-        } else {
-            "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector. preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling."
+    // Scheduling: tried again while no node takes it (pods going free room).
+    let mut told = None;
+    let node = loop {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let pods: Vec<Pod> = {
+            let store = shared.store();
+            if store
+                .pods
+                .get(&(namespace.clone(), name.clone()))
+                .is_none_or(|p| p.metadata.uid.as_deref() != Some(uid.as_str()))
+            {
+                return;
+            }
+            store.pods.values().cloned().collect()
         };
-        shared.update_pod(&namespace, &name, &uid, |pod| {
-            let status = pod.status.get_or_insert_default();
-            status.conditions =
-                Some(vec![condition("PodScheduled", false, Some("Unschedulable"), Some(message))]);
-        });
-        return;
-    }
+        let placed = if shared.faults().unschedulable {
+            Err("0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod.".to_string())
+        } else {
+            schedule(&shared.nodes(), &pods, &spec)
+        };
+        match placed {
+            Ok(node) => break node,
+            Err(message) => {
+                if told.as_ref() != Some(&message) {
+                    shared.update_pod(&namespace, &name, &uid, |pod| {
+                        let status = pod.status.get_or_insert_default();
+                        status.conditions = Some(vec![condition(
+                            "PodScheduled",
+                            false,
+                            Some("Unschedulable"),
+                            Some(&message),
+                        )]);
+                    });
+                    told = Some(message);
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
     shared.update_pod(&namespace, &name, &uid, |pod| {
-        pod.spec.get_or_insert_default().node_name = Some(NODE.to_string());
+        pod.spec.get_or_insert_default().node_name = Some(node.clone());
         let status = pod.status.get_or_insert_default();
         status.conditions = Some(vec![condition("PodScheduled", true, None, None)]);
         status.host_ip = Some("127.0.0.1".to_string());
@@ -792,5 +900,38 @@ mod tests {
         assert_eq!(bytes("64Mi"), Some(64 << 20));
         assert_eq!(bytes("67108864"), Some(67108864));
         assert_eq!(bytes("1G"), Some(1_000_000_000));
+    }
+
+    #[test]
+    fn the_scheduler_filters_as_kube_scheduler_and_says_why_in_its_words() {
+        use crate::fake::fake_node;
+        let nodes = vec![
+            fake_node("a", &[("disktype", "ssd")], "3920m", "15167428Ki"),
+            fake_node("b", &[("disktype", "hdd")], "3920m", "15167428Ki"),
+        ];
+        let pod = |cpu: &str| -> PodSpec {
+            serde_json::from_value(json!({
+                "nodeSelector": {"disktype": "ssd"},
+                "containers": [{"name": "job", "resources": {"limits": {"cpu": cpu}}}]
+            }))
+            .unwrap()
+        };
+        assert_eq!(schedule(&nodes, &[], &pod("2")), Ok("a".to_string()));
+        assert_eq!(
+            schedule(&nodes, &[], &pod("8")),
+            Err("0/2 nodes are available: 1 Insufficient cpu, 1 node(s) didn't match Pod's node \
+                 affinity/selector. preemption: 0/2 nodes are available: 1 No preemption victims \
+                 found for incoming pod, 1 Preemption is not helpful for scheduling."
+                .to_string())
+        );
+        // A pod bound to `a` and still running takes its room.
+        let mut bound = Pod { spec: Some(pod("3")), ..Default::default() };
+        bound.spec.as_mut().unwrap().node_name = Some("a".to_string());
+        assert!(schedule(&nodes, &[bound.clone()], &pod("1")).is_err());
+        bound.status = Some(k8s_openapi::api::core::v1::PodStatus {
+            phase: Some("Succeeded".to_string()),
+            ..Default::default()
+        });
+        assert_eq!(schedule(&nodes, &[bound], &pod("1")), Ok("a".to_string()));
     }
 }

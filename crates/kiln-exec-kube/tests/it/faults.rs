@@ -159,12 +159,16 @@ async fn pods_left_by_a_dead_agent_are_swept_when_it_starts_again() {
     let _ = first.start(&task).await.expect("start");
     let mut pulled = task.clone();
     pulled.id = kiln_exec::TaskId::sanitized(&unique_id("orphan-secret"));
+    let image = "127.0.0.1:7171/shop/busybox:latest";
+    fake.tag_image(crate::IMAGE, image).await.expect("tag");
+    pulled.image = Some(image.to_string());
     pulled.pull_auth = Some(RegistryAuth {
         registry: "127.0.0.1:7171".to_string(),
         username: "kiln".to_string(),
         password: "token".to_string(),
     });
     first.setup(&pulled).await.expect("setup with a pull secret");
+    assert_eq!(first.leftovers(&pulled.id).await.expect("list").len(), 2, "pod and secret");
     drop(first);
     // Another agent's pod must survive the sweep.
     let other = executor(&fake, "agent-8").await;
@@ -181,24 +185,6 @@ async fn pods_left_by_a_dead_agent_are_swept_when_it_starts_again() {
     assert_eq!(other.leftovers(&theirs.id).await.expect("list").len(), 1);
     other.destroy(&theirs.id).await.expect("destroy");
     assert!(fake.pod_names(NAMESPACE).is_empty());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pull_credentials_travel_in_a_secret_removed_with_the_task() {
-    let fake = fake().await;
-    let executor = executor(&fake, "secret").await;
-    let mut task = task("secret", &["echo ok"]);
-    task.pull_auth = Some(RegistryAuth {
-        registry: "127.0.0.1:7171".to_string(),
-        username: "kiln".to_string(),
-        password: "token".to_string(),
-    });
-    executor.setup(&task).await.expect("setup");
-    let mut left = executor.leftovers(&task.id).await.expect("list");
-    left.sort();
-    assert_eq!(left, [format!("pod/kiln-{}", task.id), format!("secret/kiln-{}-pull", task.id)]);
-    executor.destroy(&task.id).await.expect("destroy");
-    assert_clean(&executor, &task).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

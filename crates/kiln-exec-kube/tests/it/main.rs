@@ -6,6 +6,7 @@
 mod conformance;
 mod executor;
 mod faults;
+mod scheduling;
 
 use std::sync::Arc;
 use std::time::Duration;

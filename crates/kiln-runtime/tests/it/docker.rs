@@ -57,6 +57,7 @@ fn httpd(name: &str, host_port: u16) -> TaskSpec {
         host_network: false,
         pull_auth: None,
         builder: false,
+        constraints: Vec::new(),
         binds: Vec::new(),
     }
 }

@@ -149,6 +149,7 @@ fn spec(name: &str, argv: &[&str], env: &[(&str, String)]) -> TaskSpec {
         host_network: false,
         pull_auth: None,
         builder: false,
+        constraints: Vec::new(),
         binds: Vec::new(),
     }
 }

@@ -167,3 +167,51 @@ async fn pods_of_a_killed_agent_are_swept_when_it_starts_again() {
     }
     fake.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_no_node_takes_shows_the_schedulers_reason_as_the_jobs_waiting_reason() {
+    let fake = start_fake().await;
+    fake.set_unschedulable(true);
+    let dir = tempfile::tempdir().unwrap();
+    let config = kubeconfig(dir.path(), &fake);
+    let data = dir.path().join("data");
+    let flags = ["--listen", "127.0.0.1:0", "--capacity", "0"];
+    let server = crate::recovery::ServerProc::launch(&data, &flags);
+    let admin = std::fs::read_to_string(data.join("admin.token")).unwrap().trim().to_string();
+    let client = Client::new(&server.url, &admin).unwrap();
+    let req = kiln_api::CreateToken { name: "agents".into(), role: "agent".into(), project: None };
+    let token = client.create_token(&req).await.unwrap().secret;
+    client.create_project("shop").await.unwrap();
+    let yaml = "name: stuck\nstages:\n  - name: s\n    jobs:\n      stuck:\n        image: busybox\n        \
+                script:\n          - echo never\n";
+    let body =
+        kiln_api::ApplyPipeline { yaml: yaml.to_string(), file: None, files: Default::default() };
+    client.apply_pipeline("shop", "stuck", &body).await.unwrap();
+    let _agent = Agent::start(&server.url, &token, &config, &dir.path().join("agent.log"));
+    let run = client.trigger("shop", "stuck", &Default::default()).await.unwrap();
+    let started = Instant::now();
+    let waiting = loop {
+        let detail = client.run(&run.id).await.unwrap();
+        let job = &detail.jobs[0];
+        if let Some(why) = job.waiting.as_deref().filter(|w| w.contains("Unschedulable")) {
+            assert_eq!(job.state, "queued", "not started while its pod waits");
+            break why.to_string();
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "no waiting reason: {job:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(waiting.contains("placed on k8s-1, not started"), "{waiting}");
+    assert!(waiting.contains("0/1 nodes are available: 1 Insufficient cpu."), "{waiting}");
+    // A node frees up: the job runs, and the reason goes.
+    fake.set_unschedulable(false);
+    loop {
+        let detail = client.run(&run.id).await.unwrap();
+        if detail.run.state == "success" {
+            assert_eq!(detail.jobs[0].waiting, None);
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "the run ends: {detail:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    fake.shutdown().await;
+}
