@@ -28,16 +28,20 @@ use tokio::sync::{Notify, RwLock, broadcast};
 
 pub mod auth;
 pub mod blobstore;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 pub mod error;
 pub mod gc;
 mod http;
 pub mod manifest;
 pub mod names;
+pub mod s3;
 mod upload;
 pub mod webhooks;
 
 pub use auth::{Authenticator, Keys, Principal};
 pub use blobstore::{BlobRead, BlobStore, FsBlobStore};
+pub use s3::{S3BlobStore, S3Config, S3Credentials};
 pub use error::{Code, RegError, RegResult};
 pub use gc::GcReport;
 /// A manifest push: repository, tag, digest, who.
