@@ -14,6 +14,7 @@ mod http;
 mod images;
 mod peers;
 mod postgres;
+mod s3s;
 mod step;
 mod tidy;
 

@@ -41,11 +41,11 @@ pub mod webhooks;
 
 pub use auth::{Authenticator, Keys, Principal};
 pub use blobstore::{BlobRead, BlobStore, FsBlobStore};
-pub use s3::{S3BlobStore, S3Config, S3Credentials};
 pub use error::{Code, RegError, RegResult};
 pub use gc::GcReport;
 /// A manifest push: repository, tag, digest, who.
 pub use kiln_store::RegistryEvent as PushEvent;
+pub use s3::{S3BlobStore, S3Config, S3Credentials};
 
 /// A check the server adds to manifest pushes (the image policy): asked before a manifest
 /// pushed with a tag is stored; an `Err` refuses the push with its message (`DENIED`).

@@ -24,8 +24,8 @@ use futures::{StreamExt, TryStreamExt};
 use http_body_util::BodyExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::client::{
-    ClientOptions, HttpClient, HttpConnector, HttpError, HttpErrorKind, HttpRequest,
-    HttpResponse, HttpResponseBody, HttpService,
+    ClientOptions, HttpClient, HttpConnector, HttpError, HttpErrorKind, HttpRequest, HttpResponse,
+    HttpResponseBody, HttpService,
 };
 use object_store::path::Path as Key;
 use object_store::{
@@ -359,20 +359,45 @@ fn explain(e: &object_store::Error, config: &S3Config) -> String {
         all
     };
     let has = |needle: &str| chain.contains(needle);
-    if has("NoSuchBucket") {
-        format!("the bucket `{}` does not exist at {endpoint}", config.bucket)
-    } else if has("InvalidAccessKeyId") {
-        format!("the access key id was refused by {endpoint} (InvalidAccessKeyId)")
-    } else if has("SignatureDoesNotMatch") {
-        format!("the secret access key was refused by {endpoint} (SignatureDoesNotMatch)")
-    } else if has("AccessDenied") || has("403") {
-        format!("access denied by {endpoint} to bucket `{}` (check the credentials and the bucket policy)", config.bucket)
+    // The S3 error code of the answer, if any (`<Code>NoSuchBucket</Code>`).
+    let code = chain
+        .split_once("<Code>")
+        .and_then(|(_, rest)| rest.split_once("</Code>"))
+        .map(|(code, _)| code.to_string());
+    match code.as_deref() {
+        Some("NoSuchBucket") => {
+            return format!("the bucket `{}` does not exist at {endpoint}", config.bucket);
+        }
+        // AWS says InvalidAccessKeyId; s3s NotSignedUp.
+        Some(c @ ("InvalidAccessKeyId" | "NotSignedUp")) => {
+            return format!("the access key id was refused by {endpoint} ({c})");
+        }
+        Some(c @ "SignatureDoesNotMatch") => {
+            return format!("the secret access key was refused by {endpoint} ({c})");
+        }
+        Some(c @ ("AccessDenied" | "AllAccessDisabled" | "AccountProblem")) => {
+            return format!(
+                "access to bucket `{}` denied by {endpoint} ({c}: check the credentials and the bucket policy)",
+                config.bucket
+            );
+        }
+        Some(c) => return format!("{endpoint} refused the listing of the prefix ({c})"),
+        None => {}
+    }
+    if has("403 Forbidden") {
+        format!(
+            "access to bucket `{}` denied by {endpoint} (403: check the credentials and the bucket policy)",
+            config.bucket
+        )
     } else if has("Connection refused") || has("connection refused") {
         format!("cannot connect to {endpoint}: connection refused")
     } else if has("dns error") || has("failed to lookup") {
         format!("cannot resolve the host of {endpoint}")
     } else if has("onnect") && has("timed out") || has("connect timeout") {
-        format!("cannot connect to {endpoint}: timed out after {}s", PROBE_CONNECT_TIMEOUT.as_secs())
+        format!(
+            "cannot connect to {endpoint}: timed out after {}s",
+            PROBE_CONNECT_TIMEOUT.as_secs()
+        )
     } else if has("URL scheme is not allowed") || has("plain http") {
         format!("{endpoint} is plain HTTP; allow it with --s3-allow-http")
     } else if has("404") {
@@ -383,11 +408,7 @@ fn explain(e: &object_store::Error, config: &S3Config) -> String {
     }
 }
 
-fn build(
-    config: &S3Config,
-    connector: Connector,
-    retry: RetryConfig,
-) -> Result<AmazonS3, S3Error> {
+fn build(config: &S3Config, connector: Connector, retry: RetryConfig) -> Result<AmazonS3, S3Error> {
     let mut builder = AmazonS3Builder::new()
         .with_client_options(ClientOptions::new().with_allow_http(config.allow_http))
         .with_bucket_name(&config.bucket)
@@ -443,10 +464,10 @@ impl BlobStore for S3BlobStore {
         if let Some((start, end)) = range
             && start >= end
         {
-            return Ok(self.stat(digest).await?.map(|size| BlobRead {
-                size,
-                body: Box::pin(futures::stream::empty()),
-            }));
+            return Ok(self
+                .stat(digest)
+                .await?
+                .map(|size| BlobRead { size, body: Box::pin(futures::stream::empty()) }));
         }
         let options = GetOptions {
             range: range.map(|(start, end)| GetRange::Bounded(start..end)),
@@ -546,10 +567,7 @@ impl HttpConnector for HyperConnector {
                 tracing::warn!("no system CA certificates for S3 over https: {e}");
                 let tls = rustls::ClientConfig::builder_with_provider(provider)
                     .with_safe_default_protocol_versions()
-                    .map_err(|e| object_store::Error::Generic {
-                        store: "S3",
-                        source: Box::new(e),
-                    })?
+                    .map_err(|e| object_store::Error::Generic { store: "S3", source: Box::new(e) })?
                     .with_root_certificates(rustls::RootCertStore::empty())
                     .with_no_client_auth();
                 hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls)
@@ -564,11 +582,10 @@ impl HttpConnector for HyperConnector {
         } else {
             builder.https_only().enable_http1().wrap_connector(http)
         };
-        let client = hyper_util::client::legacy::Client::builder(
-            hyper_util::rt::TokioExecutor::new(),
-        )
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build(https);
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(30))
+                .build(https);
         Ok(HttpClient::new(HyperService { client, timeout: self.timeouts.timeout }))
     }
 }
@@ -584,11 +601,8 @@ impl HttpService for HyperService {
                 ));
             }
             Ok(Err(e)) => {
-                let kind = if e.is_connect() {
-                    HttpErrorKind::Connect
-                } else {
-                    HttpErrorKind::Request
-                };
+                let kind =
+                    if e.is_connect() { HttpErrorKind::Connect } else { HttpErrorKind::Request };
                 return Err(HttpError::new(kind, e));
             }
             Ok(Ok(r)) => r,

@@ -137,7 +137,10 @@ fn s3_config(
     config.virtual_hosted_style = args.s3_virtual_hosted_style;
     let profile = args.s3_profile.clone().or_else(|| env("AWS_PROFILE"));
     config.credentials = if let Some(path) = &args.s3_credentials_file {
-        Some(kiln_registry::s3::read_credentials_file(path, profile.as_deref()).map_err(|e| e.to_string())?)
+        Some(
+            kiln_registry::s3::read_credentials_file(path, profile.as_deref())
+                .map_err(|e| e.to_string())?,
+        )
     } else if let Some(access_key_id) = env("AWS_ACCESS_KEY_ID") {
         let secret_access_key = env("AWS_SECRET_ACCESS_KEY")
             .ok_or("AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not")?;

@@ -56,8 +56,10 @@ async fn the_s3_store_passes_the_suite_with_blobs_as_objects_under_its_prefix() 
         "the blob's object is in the bucket: {keys:?}"
     );
     assert!(keys.iter().all(|k| k.starts_with("team/registry/sha")), "only blobs: {keys:?}");
-    let stored = std::fs::read(server.root().join("kiln-blobs/team/registry/sha256").join(&hex[..2]).join(hex))
-        .unwrap();
+    let stored = std::fs::read(
+        server.root().join("kiln-blobs/team/registry/sha256").join(&hex[..2]).join(hex),
+    )
+    .unwrap();
     assert_eq!(stored, b"where is this blob");
     let listed = store.list().await.unwrap();
     assert_eq!(listed.len(), keys.len(), "each object is listed once: {listed:?}");
@@ -94,11 +96,19 @@ async fn a_wrong_key_a_missing_bucket_or_no_server_is_a_one_line_error_within_se
     let mut wrong_id = s3_config(&server, "kiln-blobs", "reg");
     wrong_id.credentials.as_mut().unwrap().access_key_id = "nobody".into();
     let (line, took) = refused(wrong_id).await;
-    assert!(line.starts_with("blob store s3://kiln-blobs/reg: the access key id was refused by"), "{line}");
+    assert!(
+        line.starts_with("blob store s3://kiln-blobs/reg: the access key id was refused by"),
+        "{line}"
+    );
     assert!(took < quick, "{took:?}");
 
     let (line, took) = refused(s3_config(&server, "nobucket", "kiln")).await;
-    assert_eq!(line, format!("blob store s3://nobucket/kiln: the bucket `nobucket` does not exist at {endpoint}"));
+    assert_eq!(
+        line,
+        format!(
+            "blob store s3://nobucket/kiln: the bucket `nobucket` does not exist at {endpoint}"
+        )
+    );
     assert!(took < quick, "{took:?}");
 
     let mut closed = s3_config(&server, "kiln-blobs", "reg");
@@ -131,7 +141,9 @@ async fn a_wrong_key_a_missing_bucket_or_no_server_is_a_one_line_error_within_se
     let (line, _) = refused(plain).await;
     assert_eq!(
         line,
-        format!("blob store s3://kiln-blobs/reg: {endpoint} is plain HTTP; allow it with --s3-allow-http")
+        format!(
+            "blob store s3://kiln-blobs/reg: {endpoint} is plain HTTP; allow it with --s3-allow-http"
+        )
     );
 
     // Nothing was written to the bucket by any of these.
@@ -152,7 +164,10 @@ async fn a_server_with_an_unusable_blob_store_refuses_to_start_and_creates_nothi
     .expect_err("the server refuses to start");
     assert_eq!(
         err.to_string(),
-        format!("blob store s3://nobucket/kiln: the bucket `nobucket` does not exist at {}", server.endpoint)
+        format!(
+            "blob store s3://nobucket/kiln: the bucket `nobucket` does not exist at {}",
+            server.endpoint
+        )
     );
     assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
     assert!(!data.exists(), "the data directory was not created");
@@ -176,12 +191,20 @@ async fn docker_and_skopeo_push_and_pull_through_a_registry_on_s3() {
     let creds = format!("kiln:{}", reg.admin);
     let (i, h) = (image.clone(), host.clone());
     tokio::task::spawn_blocking(move || {
-        ok("docker", &["--config", &cfg, "login", &h, "-u", "kiln", "--password-stdin"], Some(&format!("{dev}\n")));
+        ok(
+            "docker",
+            &["--config", &cfg, "login", &h, "-u", "kiln", "--password-stdin"],
+            Some(&format!("{dev}\n")),
+        );
         build(&work_path.join("one"), &i, "on-s3");
         ok("docker", &["--config", &cfg, "push", &i], None);
         ok("docker", &["rmi", &i], None);
         ok("docker", &["--config", &cfg, "pull", &i], None);
-        let out = ok("docker", &["run", "--rm", &i, "cat", "/data/a.txt", "/data/b.txt", "/data/c.txt"], None);
+        let out = ok(
+            "docker",
+            &["run", "--rm", &i, "cat", "/data/a.txt", "/data/b.txt", "/data/c.txt"],
+            None,
+        );
         assert_eq!(out, "first on-s3\nbuilt first on-s3\nthird on-s3\n");
         ok("docker", &["rmi", &i], None);
         // Registry to registry (another project), converted to OCI on the way.
@@ -204,11 +227,22 @@ async fn docker_and_skopeo_push_and_pull_through_a_registry_on_s3() {
         );
         let out = ok(
             "skopeo",
-            &["inspect", "--tls-verify=false", "--creds", &creds, &format!("docker://{h}/other/app:oci")],
+            &[
+                "inspect",
+                "--tls-verify=false",
+                "--creds",
+                &creds,
+                &format!("docker://{h}/other/app:oci"),
+            ],
             None,
         );
         let inspect: serde_json::Value = serde_json::from_str(&out).unwrap();
-        inspect["Layers"].as_array().unwrap().iter().map(|l| l.as_str().unwrap().to_string()).collect::<Vec<_>>()
+        inspect["Layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l.as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
     })
     .await
     .unwrap()
