@@ -290,33 +290,9 @@ impl S3BlobStore {
 
     /// The key of blob `digest`: `<prefix>/<algorithm>/<first two hex digits>/<hex>`.
     pub fn key(&self, digest: &str) -> io::Result<Key> {
-        let algorithm = parse_digest(digest).ok_or_else(|| {
+        key_of(&self.config.prefix, digest).map(Key::from).ok_or_else(|| {
             io::Error::new(io::ErrorKind::InvalidInput, format!("`{digest}` is not a digest"))
-        })?;
-        let hex = &digest[algorithm.as_str().len() + 1..];
-        let relative = format!("{}/{}/{hex}", algorithm.as_str(), &hex[..2]);
-        Ok(Key::from(if self.config.prefix.is_empty() {
-            relative
-        } else {
-            format!("{}/{relative}", self.config.prefix)
-        }))
-    }
-
-    /// The digest a listed key names, if it is a blob's key under the prefix.
-    fn digest_of(&self, key: &Key) -> Option<String> {
-        let key = key.as_ref();
-        let relative = if self.config.prefix.is_empty() {
-            key
-        } else {
-            key.strip_prefix(self.config.prefix.as_str())?.strip_prefix('/')?
-        };
-        let mut parts = relative.split('/');
-        let (algorithm, dir, hex) = (parts.next()?, parts.next()?, parts.next()?);
-        if parts.next().is_some() || !hex.starts_with(dir) || dir.len() != 2 {
-            return None;
-        }
-        let digest = format!("{algorithm}:{hex}");
-        parse_digest(&digest).map(|_| digest)
+        })
     }
 
     async fn upload_parts(&self, key: &Key, mut file: tokio::fs::File) -> io::Result<()> {
@@ -342,6 +318,27 @@ impl S3BlobStore {
         writer.finish().await.map_err(to_io)?;
         Ok(())
     }
+}
+
+/// The key of blob `digest` under `prefix`, if `digest` is one.
+fn key_of(prefix: &str, digest: &str) -> Option<String> {
+    let algorithm = parse_digest(digest)?;
+    let hex = &digest[algorithm.as_str().len() + 1..];
+    let relative = format!("{}/{}/{hex}", algorithm.as_str(), &hex[..2]);
+    Some(if prefix.is_empty() { relative } else { format!("{prefix}/{relative}") })
+}
+
+/// The digest a listed key names, if it is a blob's key under `prefix`.
+fn digest_of(prefix: &str, key: &str) -> Option<String> {
+    let relative =
+        if prefix.is_empty() { key } else { key.strip_prefix(prefix)?.strip_prefix('/')? };
+    let mut parts = relative.split('/');
+    let (algorithm, dir, hex) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || dir.len() != 2 || !hex.starts_with(dir) {
+        return None;
+    }
+    let digest = format!("{algorithm}:{hex}");
+    parse_digest(&digest).map(|_| digest)
 }
 
 /// A one-line cause for a failed probe.
@@ -519,7 +516,7 @@ impl BlobStore for S3BlobStore {
             let mut objects = self.store.list(Some(&prefix));
             while let Some(meta) = objects.next().await {
                 let meta = meta.map_err(to_io)?;
-                if let Some(digest) = self.digest_of(&meta.location) {
+                if let Some(digest) = digest_of(&self.config.prefix, meta.location.as_ref()) {
                     out.push((digest, SystemTime::from(meta.last_modified)));
                 }
             }
@@ -610,5 +607,74 @@ impl HttpService for HyperService {
         let (parts, body) = response.into_parts();
         let body = body.map_err(|e| HttpError::new(HttpErrorKind::Request, e));
         Ok(http::Response::from_parts(parts, HttpResponseBody::new(body)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{S3Config, digest_of, key_of, parse_credentials};
+
+    const HEX: &str = "ab34567890123456789012345678901234567890123456789012345678901234";
+
+    #[test]
+    fn an_s3_url_names_a_bucket_and_a_prefix() {
+        let c = S3Config::from_url("s3://kiln-blobs/team/registry/").unwrap();
+        assert_eq!((c.bucket.as_str(), c.prefix.as_str()), ("kiln-blobs", "team/registry"));
+        assert_eq!(c.url(), "s3://kiln-blobs/team/registry");
+        assert_eq!(c.shown_endpoint(), "https://s3.us-east-1.amazonaws.com");
+        let root = S3Config::from_url("s3://bucket").unwrap();
+        assert_eq!((root.prefix.as_str(), root.url().as_str()), ("", "s3://bucket"));
+        for bad in
+            ["kiln-blobs/x", "s3://", "s3:///x", "s3://Upper/x", "s3://b/a//c", "s3://b/../x"]
+        {
+            let e = S3Config::from_url(bad).expect_err(bad).to_string();
+            assert!(e.starts_with(&format!("blob store `{bad}`: ")), "{e}");
+        }
+    }
+
+    #[test]
+    fn keys_mirror_the_filesystem_layout_under_the_prefix() {
+        let digest = format!("sha256:{HEX}");
+        let key = format!("reg/sha256/ab/{HEX}");
+        assert_eq!(key_of("reg", &digest), Some(key.clone()));
+        assert_eq!(key_of("", &digest), Some(format!("sha256/ab/{HEX}")));
+        assert_eq!(key_of("reg", "sha256:short"), None);
+        assert_eq!(digest_of("reg", &key), Some(digest.clone()));
+        assert_eq!(digest_of("", &format!("sha256/ab/{HEX}")), Some(digest));
+        for other in [
+            format!("other/sha256/ab/{HEX}"),
+            format!("regx/sha256/ab/{HEX}"),
+            format!("reg/sha256/cd/{HEX}"),
+            format!("reg/sha256/ab/{HEX}/x"),
+            format!("reg/md5/ab/{HEX}"),
+            "reg/sha256/ab/abc".to_string(),
+        ] {
+            assert_eq!(digest_of("reg", &other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn credentials_come_from_an_aws_file_or_key_value_lines() {
+        let aws = "[default]\naws_access_key_id = AKIA1\naws_secret_access_key = s1\n\n\
+                   [profile ci]\naws_access_key_id=AKIA2\naws_secret_access_key=s2\naws_session_token=t2\n";
+        let d = parse_credentials(aws, None).unwrap();
+        assert_eq!((d.access_key_id.as_str(), d.secret_access_key.as_str()), ("AKIA1", "s1"));
+        assert_eq!(d.session_token, None);
+        let ci = parse_credentials(aws, Some("ci")).unwrap();
+        assert_eq!((ci.access_key_id.as_str(), ci.session_token.as_deref()), ("AKIA2", Some("t2")));
+        assert_eq!(
+            parse_credentials(aws, Some("prod")).unwrap_err(),
+            "profile `prod` has no aws_access_key_id"
+        );
+        let env = "# kiln\nexport AWS_ACCESS_KEY_ID=\"AKIA3\"\nAWS_SECRET_ACCESS_KEY='s3'\n";
+        let e = parse_credentials(env, None).unwrap();
+        assert_eq!((e.access_key_id.as_str(), e.secret_access_key.as_str()), ("AKIA3", "s3"));
+        assert_eq!(
+            parse_credentials("AWS_ACCESS_KEY_ID=x\n", None).unwrap_err(),
+            "the file has no aws_secret_access_key"
+        );
+        assert!(parse_credentials("garbage\n", None).unwrap_err().contains("`garbage`"));
+        // The secret never shows in debug output.
+        assert!(!format!("{d:?}").contains("s1"));
     }
 }

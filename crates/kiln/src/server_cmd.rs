@@ -681,7 +681,60 @@ pub async fn agent(args: AgentArgs) -> ExitCode {
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_size, server_addr, shown_database};
+    use super::{BlobStoreArgs, parse_size, s3_config, server_addr, shown_database};
+
+    fn blob_args(url: Option<&str>) -> BlobStoreArgs {
+        BlobStoreArgs {
+            blob_store: url.map(str::to_string),
+            s3_endpoint: Some("http://127.0.0.1:9000".into()),
+            s3_region: None,
+            s3_credentials_file: None,
+            s3_profile: None,
+            s3_allow_http: true,
+            s3_virtual_hosted_style: false,
+        }
+    }
+
+    #[test]
+    fn the_blob_store_is_the_data_directory_unless_an_s3_url_is_given() {
+        let no_env = |_: &str| None;
+        assert_eq!(s3_config(&blob_args(None), no_env), Ok(None));
+        assert_eq!(s3_config(&blob_args(Some(" ")), no_env), Ok(None));
+        let c = s3_config(&blob_args(Some("s3://kiln/reg")), no_env).unwrap().unwrap();
+        assert_eq!(
+            (c.bucket.as_str(), c.prefix.as_str(), c.region.as_str()),
+            ("kiln", "reg", "us-east-1")
+        );
+        assert_eq!(c.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert!(c.allow_http && c.credentials.is_none());
+        assert!(s3_config(&blob_args(Some("kiln/reg")), no_env).unwrap_err().contains("s3://"));
+    }
+
+    #[test]
+    fn s3_credentials_come_from_the_file_then_the_aws_variables() {
+        let env = |name: &str| match name {
+            "AWS_ACCESS_KEY_ID" => Some("AKIAENV".to_string()),
+            "AWS_SECRET_ACCESS_KEY" => Some("env-secret".to_string()),
+            "AWS_REGION" => Some("eu-west-3".to_string()),
+            _ => None,
+        };
+        let c = s3_config(&blob_args(Some("s3://kiln")), env).unwrap().unwrap();
+        let creds = c.credentials.unwrap();
+        assert_eq!((creds.access_key_id.as_str(), c.region.as_str()), ("AKIAENV", "eu-west-3"));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("credentials");
+        std::fs::write(&file, "[default]\naws_access_key_id=AKIAFILE\naws_secret_access_key=f\n")
+            .unwrap();
+        let mut args = blob_args(Some("s3://kiln"));
+        args.s3_credentials_file = Some(file);
+        let c = s3_config(&args, env).unwrap().unwrap();
+        assert_eq!(c.credentials.unwrap().access_key_id, "AKIAFILE");
+        let half = |name: &str| (name == "AWS_ACCESS_KEY_ID").then(|| "AKIA".to_string());
+        assert_eq!(
+            s3_config(&blob_args(Some("s3://kiln")), half).unwrap_err(),
+            "AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not"
+        );
+    }
 
     #[test]
     fn sizes_take_binary_and_decimal_units_with_or_without_b() {
