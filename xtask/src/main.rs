@@ -58,10 +58,10 @@ enum Task {
         targets: Vec<String>,
     },
     /// The benchmarks, side by side with their floors: docker, engine, logs, logflood, gap, server, pool,
-    /// services, config, placement, registry, scan, imagecache, builds (or one).
+    /// services, config, placement, registry, s3, scan, imagecache, builds (or one).
     Bench {
         /// Only this benchmark: `docker`, `engine`, `logs`, `logflood`, `gap`, `server`, `pool`, `services`,
-        /// `config`, `placement`, `registry`, `scan`, `imagecache` or `builds`.
+        /// `config`, `placement`, `registry`, `s3`, `scan`, `imagecache` or `builds`.
         only: Option<String>,
     },
 }

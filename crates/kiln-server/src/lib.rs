@@ -184,7 +184,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// A PostgreSQL database (`postgres://user[:password]@host[:port]/db`) to keep the state
     /// in instead of SQLite at `<data>/kiln.db`; its schema is migrated on start. Logs, blobs
-    /// and the secret key stay in the data directory either way.
+    /// and the secret key stay in the data directory either way (the registry's blobs unless
+    /// [`ServerConfig::registry_blobs`] is set).
     pub database: Option<String>,
     /// An agent that has not polled for this long is lost: its node shows `lost` and its
     /// attempts fail as "agent lost" (their jobs' retry policy decides what follows).
