@@ -54,7 +54,8 @@ pub struct S3Config {
     /// Whether a plain `http://` endpoint is allowed (off by default).
     pub allow_http: bool,
     /// `https://bucket.endpoint/key` requests rather than `https://endpoint/bucket/key`
-    /// (path style, the default: every S3 server takes it).
+    /// (path style, the default: every S3 server takes it). The bucket is put in front of
+    /// the endpoint's host unless it is there already.
     pub virtual_hosted_style: bool,
     /// Blobs larger than this are uploaded in parts of this size (at least 5 MiB, S3's
     /// smallest part); default 16 MiB.
@@ -345,15 +346,17 @@ fn digest_of(prefix: &str, key: &str) -> Option<String> {
 fn explain(e: &object_store::Error, config: &S3Config) -> String {
     let endpoint = config.shown_endpoint();
     let text = format!("{e}");
-    let chain = {
+    let (chain, deepest) = {
         let mut all = text.clone();
+        let mut deepest = text.clone();
         let mut source = std::error::Error::source(e);
         while let Some(s) = source {
             all.push_str(": ");
             all.push_str(&s.to_string());
+            deepest = s.to_string();
             source = s.source();
         }
-        all
+        (all, deepest.replace('\n', " "))
     };
     let has = |needle: &str| chain.contains(needle);
     // The S3 error code of the answer, if any (`<Code>NoSuchBucket</Code>`).
@@ -399,9 +402,14 @@ fn explain(e: &object_store::Error, config: &S3Config) -> String {
         format!("{endpoint} is plain HTTP; allow it with --s3-allow-http")
     } else if has("404") {
         format!("the bucket `{}` does not exist at {endpoint} (404)", config.bucket)
+    } else if has("no answer in time") {
+        format!("no answer from {endpoint} within {}s", PROBE_TIMEOUT.as_secs())
+    } else if has("(Connect)") {
+        // TLS failures land here (a plain-HTTP server, an unknown certificate authority).
+        format!("cannot connect to {endpoint}: {deepest}")
     } else {
-        // The last resort: object_store's message, on one line.
-        format!("{endpoint}: {}", chain.replace('\n', " "))
+        // The last resort: the innermost cause, on one line.
+        format!("{endpoint}: {deepest}")
     }
 }
 
@@ -420,7 +428,7 @@ fn build(config: &S3Config, connector: Connector, retry: RetryConfig) -> Result<
                 why: format!("{endpoint} is plain HTTP; allow it with --s3-allow-http"),
             });
         }
-        builder = builder.with_endpoint(endpoint);
+        builder = builder.with_endpoint(bucket_endpoint(endpoint, config));
     }
     match &config.credentials {
         Some(c) => {
@@ -436,6 +444,21 @@ fn build(config: &S3Config, connector: Connector, retry: RetryConfig) -> Result<
     builder
         .build()
         .map_err(|e| S3Error::Unusable { url: config.url(), why: e.to_string().replace('\n', " ") })
+}
+
+/// The endpoint object_store wants: with virtual-hosted-style requests, the bucket's own
+/// host (`https://bucket.s3.example.com`), made from `https://s3.example.com` unless given so.
+fn bucket_endpoint(endpoint: &str, config: &S3Config) -> String {
+    let endpoint = endpoint.trim_end_matches('/');
+    if !config.virtual_hosted_style {
+        return endpoint.to_string();
+    }
+    let (scheme, host) = endpoint.split_once("://").unwrap_or(("https", endpoint));
+    if host.starts_with(&format!("{}.", config.bucket)) {
+        endpoint.to_string()
+    } else {
+        format!("{scheme}://{}.{host}", config.bucket)
+    }
 }
 
 fn to_io(e: object_store::Error) -> io::Error {
@@ -630,6 +653,21 @@ mod tests {
             let e = S3Config::from_url(bad).expect_err(bad).to_string();
             assert!(e.starts_with(&format!("blob store `{bad}`: ")), "{e}");
         }
+    }
+
+    #[test]
+    fn a_virtual_hosted_endpoint_is_the_buckets_host() {
+        let mut c = S3Config::from_url("s3://kiln/reg").unwrap();
+        assert_eq!(super::bucket_endpoint("https://s3.example.com/", &c), "https://s3.example.com");
+        c.virtual_hosted_style = true;
+        assert_eq!(
+            super::bucket_endpoint("https://s3.example.com", &c),
+            "https://kiln.s3.example.com"
+        );
+        assert_eq!(
+            super::bucket_endpoint("https://kiln.s3.example.com", &c),
+            "https://kiln.s3.example.com"
+        );
     }
 
     #[test]
