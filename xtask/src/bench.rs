@@ -24,6 +24,8 @@
 //!   clients in the same run (`etcd-server` is installed when missing);
 //! - the registry beside CNCF distribution 2.8.2 (`kiln-registry/benches/registry.rs`):
 //!   manifest GETs/s, blob GET throughput, pushes/s, as ratios;
+//! - registry blob GETs with the blobs in S3 (s3s-fs, installed when missing) beside the
+//!   data directory (`kiln-registry/benches/s3blobs.rs`), as ratios;
 //! - scanning an image of 300 Debian packages against 10,000 advisories (criterion,
 //!   `kiln-scan/benches/scan.rs`), as a share of its 1 s target;
 //! - a job's start on a node holding its image beside one that must pull it from Kiln's
@@ -96,6 +98,15 @@ pub fn run(only: Option<&str>) -> Result<()> {
     }
     if want("registry") {
         registry()?;
+    }
+    if want("s3") {
+        let s3s_fs = crate::s3s::ensure()?;
+        println!("==> s3: registry blob GETs, blobs in S3 (s3s-fs) vs in the data directory");
+        step::run(
+            step::cargo()
+                .args(["bench", "-p", "kiln-registry", "--bench", "s3blobs"])
+                .env(crate::s3s::VAR, &s3s_fs),
+        )?;
     }
     if want("scan") {
         println!("==> scan: an image of 300 Debian packages against 10,000 advisories (criterion)");

@@ -16,6 +16,7 @@ mod images;
 mod kiln_image;
 mod peers;
 mod postgres;
+mod s3s;
 mod step;
 mod tidy;
 
@@ -88,10 +89,10 @@ enum Task {
         targets: Vec<String>,
     },
     /// The benchmarks, side by side with their floors: docker, engine, logs, logflood, gap, server, pool,
-    /// services, config, placement, registry, scan, imagecache, builds, logview (or one).
+    /// services, config, placement, registry, s3, scan, imagecache, builds, logview (or one).
     Bench {
         /// Only this benchmark: `docker`, `engine`, `logs`, `logflood`, `gap`, `server`, `pool`, `services`,
-        /// `config`, `placement`, `registry`, `scan`, `imagecache`, `builds` or `logview`.
+        /// `config`, `placement`, `registry`, `s3`, `scan`, `imagecache`, `builds` or `logview`.
         only: Option<String>,
     },
 }

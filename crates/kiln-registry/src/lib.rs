@@ -28,11 +28,14 @@ use tokio::sync::{Notify, RwLock, broadcast};
 
 pub mod auth;
 pub mod blobstore;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 pub mod error;
 pub mod gc;
 mod http;
 pub mod manifest;
 pub mod names;
+pub mod s3;
 mod upload;
 pub mod webhooks;
 
@@ -42,6 +45,7 @@ pub use error::{Code, RegError, RegResult};
 pub use gc::GcReport;
 /// A manifest push: repository, tag, digest, who.
 pub use kiln_store::RegistryEvent as PushEvent;
+pub use s3::{S3BlobStore, S3Config, S3Credentials};
 
 /// A check the server adds to manifest pushes (the image policy): asked before a manifest
 /// pushed with a tag is stored; an `Err` refuses the push with its message (`DENIED`).

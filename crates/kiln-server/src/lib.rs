@@ -101,6 +101,10 @@ pub enum StartError {
     /// The registry's directories could not be opened.
     #[error("open the registry: {0}")]
     Registry(std::io::Error),
+    /// The registry's S3 blob store is unusable (unreachable endpoint, refused credentials,
+    /// missing bucket), found by a probe before anything is stored.
+    #[error(transparent)]
+    BlobStore(#[from] kiln_registry::s3::S3Error),
     /// A pipeline's stored schedules could not be brought in step with it.
     #[error("schedules of pipeline {pipeline}: {message}")]
     Schedules {
@@ -180,7 +184,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// A PostgreSQL database (`postgres://user[:password]@host[:port]/db`) to keep the state
     /// in instead of SQLite at `<data>/kiln.db`; its schema is migrated on start. Logs, blobs
-    /// and the secret key stay in the data directory either way.
+    /// and the secret key stay in the data directory either way (the registry's blobs unless
+    /// [`ServerConfig::registry_blobs`] is set).
     pub database: Option<String>,
     /// An agent that has not polled for this long is lost: its node shows `lost` and its
     /// attempts fail as "agent lost" (their jobs' retry policy decides what follows).
@@ -204,6 +209,10 @@ pub struct ServerConfig {
     /// a project admin could otherwise make the server call its own network, or a cloud
     /// metadata service).
     pub allow_private_webhooks: bool,
+    /// Where the registry keeps blob bytes: `None` (the default) in the data directory
+    /// (`<data>/registry/blobs`), or an S3 bucket (`kiln server --blob-store s3://…`), probed
+    /// at start.
+    pub registry_blobs: Option<kiln_registry::S3Config>,
 }
 
 impl ServerConfig {
@@ -220,6 +229,7 @@ impl ServerConfig {
             gc: GcConfig::default(),
             webhook_backoff: Duration::from_secs(1),
             allow_private_webhooks: false,
+            registry_blobs: None,
         }
     }
 }
@@ -291,6 +301,12 @@ fn tighten_data_dir(data: &std::path::Path) -> std::io::Result<()> {
 /// one of [`ServerConfig::database`]), recovers unfinished runs, creates the runs of triggers
 /// claimed before a crash (webhook deliveries, schedule fires) and starts serving.
 pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
+    // First, before anything is created or stored: a wrong S3 endpoint, key or bucket
+    // stops the start here, in seconds.
+    let registry_blobs = match &config.registry_blobs {
+        Some(s3) => Some(kiln_registry::S3BlobStore::open(s3.clone()).await?),
+        None => None,
+    };
     let data = &config.data;
     std::fs::create_dir_all(data)
         .map_err(|source| StartError::DataDir { path: data.clone(), source })?;
@@ -318,15 +334,20 @@ pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
         .local_addr()
         .map_err(|source| StartError::Listen { addr: config.listen, source })?;
     let token_auth = Arc::new(registry::TokenAuth::load(store.clone()).await?);
-    let registry = kiln_registry::Registry::open(
-        store.clone(),
-        token_auth.clone(),
-        kiln_registry::RegistryConfig {
-            webhook_backoff: config.webhook_backoff,
-            webhook_private_targets: config.allow_private_webhooks,
-            ..kiln_registry::RegistryConfig::new(data.join("registry"))
-        },
-    )
+    let registry_config = kiln_registry::RegistryConfig {
+        webhook_backoff: config.webhook_backoff,
+        webhook_private_targets: config.allow_private_webhooks,
+        ..kiln_registry::RegistryConfig::new(data.join("registry"))
+    };
+    let registry = match registry_blobs {
+        Some(s3) => kiln_registry::Registry::with_blob_store(
+            store.clone(),
+            token_auth.clone(),
+            Arc::new(s3),
+            registry_config,
+        ),
+        None => kiln_registry::Registry::open(store.clone(), token_auth.clone(), registry_config),
+    }
     .map_err(StartError::Registry)?;
     if let Err(e) = tighten_data_dir(data) {
         tracing::warn!("could not restrict the permissions of {}: {e}", data.display());

@@ -6,7 +6,8 @@
 //! project to build ([`c_project`]), tiny images pushed to a server's registry
 //! ([`push_image`]), Docker engines of a test's own ([`PrivateEngine`]), another registry
 //! with a login ([`Distribution`]) and faults of the file system under a data directory
-//! ([`Mount`]: a small tmpfs to [`fill`], a read-only one). A dev-dependency only: no library
+//! ([`Mount`]: a small tmpfs to [`fill`], a read-only one), and a real S3 server
+//! ([`S3Server`], s3s-fs). A dev-dependency only: no library
 //! or binary depends on it.
 
 mod cproject;
@@ -16,6 +17,7 @@ mod image;
 mod mount;
 pub mod postgres;
 mod proxy;
+mod s3;
 mod server;
 pub mod wait;
 
@@ -27,6 +29,7 @@ pub use engine::PrivateEngine;
 pub use image::push_image;
 pub use mount::{Mount, fill};
 pub use proxy::CuttableProxy;
+pub use s3::{S3_ACCESS_KEY, S3_SECRET_KEY, S3S_FS_VAR, S3Server, s3s_fs};
 pub use server::{Backend, TestAgent, TestServer};
 pub use wait::is_final;
 

@@ -77,6 +77,92 @@ pub struct ServerArgs {
     /// --image-cache-size`) [default: no limit].
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     agent_image_cache_size: Option<u64>,
+    #[command(flatten)]
+    blob_store: BlobStoreArgs,
+}
+
+/// Where the registry keeps blob bytes (`kiln server --blob-store`).
+#[derive(Debug, Args)]
+pub struct BlobStoreArgs {
+    /// Keep the registry's blobs in an S3 bucket, `s3://bucket/prefix`, instead of the data
+    /// directory (the default). Credentials: `--s3-credentials-file`, else
+    /// `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` (+ `AWS_SESSION_TOKEN`), else the AWS
+    /// shared credentials file (`AWS_SHARED_CREDENTIALS_FILE`, `~/.aws/credentials`), else
+    /// unsigned requests.
+    #[arg(long, value_name = "s3://BUCKET/PREFIX", env = "KILN_BLOB_STORE")]
+    blob_store: Option<String>,
+    /// The S3 endpoint (`https://s3.example.com`, `http://127.0.0.1:9000`) [default: AWS's
+    /// endpoint of the region].
+    #[arg(long, value_name = "URL", env = "KILN_S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
+    /// The S3 region [default: `AWS_REGION`, `AWS_DEFAULT_REGION`, else `us-east-1`].
+    #[arg(long, value_name = "REGION", env = "KILN_S3_REGION")]
+    s3_region: Option<String>,
+    /// A file with the S3 key pair: an AWS credentials file (`[default]` with
+    /// `aws_access_key_id`, `aws_secret_access_key`) or `AWS_ACCESS_KEY_ID=…` lines.
+    #[arg(long, value_name = "PATH", env = "KILN_S3_CREDENTIALS_FILE")]
+    s3_credentials_file: Option<PathBuf>,
+    /// The profile (section) of the credentials file [default: `AWS_PROFILE`, else
+    /// `default`].
+    #[arg(long, value_name = "NAME")]
+    s3_profile: Option<String>,
+    /// Allow a plain `http://` S3 endpoint (refused by default).
+    #[arg(long, env = "KILN_S3_ALLOW_HTTP")]
+    s3_allow_http: bool,
+    /// Virtual-hosted-style requests (`bucket.endpoint/key`) rather than path style
+    /// (`endpoint/bucket/key`, the default, which every S3 server takes).
+    #[arg(long)]
+    s3_virtual_hosted_style: bool,
+}
+
+/// The registry's S3 blob store from `args` and the environment (`env` reads a variable),
+/// or `None` for the data directory.
+fn s3_config(
+    args: &BlobStoreArgs,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Option<kiln_registry::S3Config>, String> {
+    let Some(url) = args.blob_store.as_deref().map(str::trim).filter(|u| !u.is_empty()) else {
+        return Ok(None);
+    };
+    let mut config = kiln_registry::S3Config::from_url(url).map_err(|e| e.to_string())?;
+    let env = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+    config.endpoint = args.s3_endpoint.clone();
+    config.region = args
+        .s3_region
+        .clone()
+        .or_else(|| env("AWS_REGION"))
+        .or_else(|| env("AWS_DEFAULT_REGION"))
+        .unwrap_or(config.region);
+    config.allow_http = args.s3_allow_http;
+    config.virtual_hosted_style = args.s3_virtual_hosted_style;
+    let profile = args.s3_profile.clone().or_else(|| env("AWS_PROFILE"));
+    config.credentials = if let Some(path) = &args.s3_credentials_file {
+        Some(
+            kiln_registry::s3::read_credentials_file(path, profile.as_deref())
+                .map_err(|e| e.to_string())?,
+        )
+    } else if let Some(access_key_id) = env("AWS_ACCESS_KEY_ID") {
+        let secret_access_key = env("AWS_SECRET_ACCESS_KEY")
+            .ok_or("AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not")?;
+        Some(kiln_registry::S3Credentials {
+            access_key_id,
+            secret_access_key,
+            session_token: env("AWS_SESSION_TOKEN"),
+        })
+    } else {
+        let shared = env("AWS_SHARED_CREDENTIALS_FILE")
+            .map(PathBuf::from)
+            .or_else(|| env("HOME").map(|h| PathBuf::from(h).join(".aws/credentials")))
+            .filter(|p| p.is_file());
+        match shared {
+            Some(path) => Some(
+                kiln_registry::s3::read_credentials_file(&path, profile.as_deref())
+                    .map_err(|e| e.to_string())?,
+            ),
+            None => None,
+        }
+    };
+    Ok(Some(config))
 }
 
 /// `kiln agent`.
@@ -366,7 +452,16 @@ fn shown_database(url: &str) -> String {
 /// Runs `kiln server` until Ctrl-C or SIGTERM.
 pub async fn server(args: ServerArgs) -> ExitCode {
     let started = std::time::Instant::now();
+    let registry_blobs = match s3_config(&args.blob_store, |name| std::env::var(name).ok()) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let blobs_shown = match &registry_blobs {
+        Some(c) => format!(", registry blobs in {} at {}", c.url(), c.shown_endpoint()),
+        None => String::new(),
+    };
     let server = match kiln_server::start(kiln_server::ServerConfig {
+        registry_blobs,
         database: args.database.clone(),
         agent_lost_after: args.agent_lost_after,
         registry_host: args.registry_host.clone(),
@@ -386,8 +481,8 @@ pub async fn server(args: ServerArgs) -> ExitCode {
         Err(e) => return fail(format!("{e:#}")),
     };
     let database = match &args.database {
-        Some(url) => format!(", database {}", shown_database(url)),
-        None => String::new(),
+        Some(url) => format!(", database {}{blobs_shown}", shown_database(url)),
+        None => blobs_shown,
     };
     let stop = CancellationToken::new();
     let mut agent_task = None;
@@ -586,7 +681,60 @@ pub async fn agent(args: AgentArgs) -> ExitCode {
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_size, server_addr, shown_database};
+    use super::{BlobStoreArgs, parse_size, s3_config, server_addr, shown_database};
+
+    fn blob_args(url: Option<&str>) -> BlobStoreArgs {
+        BlobStoreArgs {
+            blob_store: url.map(str::to_string),
+            s3_endpoint: Some("http://127.0.0.1:9000".into()),
+            s3_region: None,
+            s3_credentials_file: None,
+            s3_profile: None,
+            s3_allow_http: true,
+            s3_virtual_hosted_style: false,
+        }
+    }
+
+    #[test]
+    fn the_blob_store_is_the_data_directory_unless_an_s3_url_is_given() {
+        let no_env = |_: &str| None;
+        assert_eq!(s3_config(&blob_args(None), no_env), Ok(None));
+        assert_eq!(s3_config(&blob_args(Some(" ")), no_env), Ok(None));
+        let c = s3_config(&blob_args(Some("s3://kiln/reg")), no_env).unwrap().unwrap();
+        assert_eq!(
+            (c.bucket.as_str(), c.prefix.as_str(), c.region.as_str()),
+            ("kiln", "reg", "us-east-1")
+        );
+        assert_eq!(c.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert!(c.allow_http && c.credentials.is_none());
+        assert!(s3_config(&blob_args(Some("kiln/reg")), no_env).unwrap_err().contains("s3://"));
+    }
+
+    #[test]
+    fn s3_credentials_come_from_the_file_then_the_aws_variables() {
+        let env = |name: &str| match name {
+            "AWS_ACCESS_KEY_ID" => Some("AKIAENV".to_string()),
+            "AWS_SECRET_ACCESS_KEY" => Some("env-secret".to_string()),
+            "AWS_REGION" => Some("eu-west-3".to_string()),
+            _ => None,
+        };
+        let c = s3_config(&blob_args(Some("s3://kiln")), env).unwrap().unwrap();
+        let creds = c.credentials.unwrap();
+        assert_eq!((creds.access_key_id.as_str(), c.region.as_str()), ("AKIAENV", "eu-west-3"));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("credentials");
+        std::fs::write(&file, "[default]\naws_access_key_id=AKIAFILE\naws_secret_access_key=f\n")
+            .unwrap();
+        let mut args = blob_args(Some("s3://kiln"));
+        args.s3_credentials_file = Some(file);
+        let c = s3_config(&args, env).unwrap().unwrap();
+        assert_eq!(c.credentials.unwrap().access_key_id, "AKIAFILE");
+        let half = |name: &str| (name == "AWS_ACCESS_KEY_ID").then(|| "AKIA".to_string());
+        assert_eq!(
+            s3_config(&blob_args(Some("s3://kiln")), half).unwrap_err(),
+            "AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not"
+        );
+    }
 
     #[test]
     fn sizes_take_binary_and_decimal_units_with_or_without_b() {

@@ -12,7 +12,7 @@ use crate::support::Reg;
 
 /// Whether `program args` runs and succeeds; if not, prints why the test is skipped (or
 /// fails it under `KILN_REQUIRE_DOCKER=1`).
-fn available(test: &str, program: &str, args: &[&str]) -> bool {
+pub(crate) fn available(test: &str, program: &str, args: &[&str]) -> bool {
     let ok = Command::new(program).args(args).output().is_ok_and(|o| o.status.success());
     if !ok {
         assert!(
@@ -29,12 +29,12 @@ fn available(test: &str, program: &str, args: &[&str]) -> bool {
     ok
 }
 
-fn docker_ok(test: &str) -> bool {
+pub(crate) fn docker_ok(test: &str) -> bool {
     available(test, "docker", &["version", "--format", "{{.Server.APIVersion}}"])
         && available(test, "docker", &["image", "inspect", "busybox:latest"])
 }
 
-fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Output {
+pub(crate) fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Output {
     let mut cmd = Command::new(program);
     cmd.args(args).env("DOCKER_BUILDKIT", "0");
     if let Some(input) = stdin {
@@ -50,7 +50,7 @@ fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Output {
     }
 }
 
-fn ok(program: &str, args: &[&str], stdin: Option<&str>) -> String {
+pub(crate) fn ok(program: &str, args: &[&str], stdin: Option<&str>) -> String {
     let out = run(program, args, stdin);
     assert!(
         out.status.success(),
@@ -63,7 +63,7 @@ fn ok(program: &str, args: &[&str], stdin: Option<&str>) -> String {
 }
 
 /// Builds a three-layer image from busybox in `dir`, tagged `tag`.
-fn build(dir: &Path, tag: &str, marker: &str) {
+pub(crate) fn build(dir: &Path, tag: &str, marker: &str) {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("a.txt"), format!("first {marker}\n")).unwrap();
     std::fs::write(dir.join("c.txt"), format!("third {marker}\n")).unwrap();

@@ -29,8 +29,26 @@ impl Reg {
     }
 
     pub async fn start_in(dir: TempDir, data: PathBuf, database: Option<String>) -> Reg {
+        Reg::start_with(dir, data, database, None).await
+    }
+
+    /// A server whose registry keeps its blobs in S3 (`s3`), with projects `team` and
+    /// `other`.
+    pub async fn start_s3(s3: kiln_registry::S3Config) -> Reg {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        Reg::start_with(dir, data, None, Some(s3)).await
+    }
+
+    async fn start_with(
+        dir: TempDir,
+        data: PathBuf,
+        database: Option<String>,
+        registry_blobs: Option<kiln_registry::S3Config>,
+    ) -> Reg {
         let server = kiln_server::start(kiln_server::ServerConfig {
             database,
+            registry_blobs,
             // The tests' webhook receivers listen on loopback.
             allow_private_webhooks: true,
             ..kiln_server::ServerConfig::new(data.clone(), "127.0.0.1:0".parse().unwrap())

@@ -146,6 +146,53 @@ fn server_on_an_unreachable_postgres_fails_fast_with_the_cause() {
     assert!(elapsed < std::time::Duration::from_secs(10), "took {elapsed:?}");
 }
 
+/// Issue 16: the registry's blobs on S3. A bucket that does not exist (or a wrong key, or no
+/// server) stops `kiln server` at once with a one-line cause, before the data directory is
+/// created. Host ports 44010-44019 (the S3 range is 44000-44099).
+#[tokio::test]
+async fn server_with_a_missing_s3_bucket_fails_fast_with_the_cause() {
+    let s3 = kiln_testkit::S3Server::start(44010, "kiln-blobs").await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let run = |bucket: &str, secret: &str| {
+        let started = std::time::Instant::now();
+        let out = crate::support::kiln()
+            .args(["server", "--listen", "127.0.0.1:0", "--capacity", "0"])
+            .args(["--blob-store", &format!("s3://{bucket}/kiln"), "--s3-allow-http"])
+            .args(["--s3-endpoint", &s3.endpoint])
+            .arg("--data")
+            .arg(&data)
+            .env("AWS_ACCESS_KEY_ID", kiln_testkit::S3_ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", secret)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        (out, started.elapsed())
+    };
+    let (out, elapsed) = run("nobucket", kiln_testkit::S3_SECRET_KEY);
+    let (_, stderr) = assert_code(&out, 2);
+    assert_eq!(
+        stderr.trim(),
+        format!(
+            "error: blob store s3://nobucket/kiln: the bucket `nobucket` does not exist at {}",
+            s3.endpoint
+        )
+    );
+    assert!(elapsed < std::time::Duration::from_secs(10), "took {elapsed:?}");
+    let (out, _) = run("kiln-blobs", "a-wrong-secret");
+    let (_, stderr) = assert_code(&out, 2);
+    assert_eq!(
+        stderr.trim(),
+        format!(
+            "error: blob store s3://kiln-blobs/kiln: the secret access key was refused by {} \
+             (SignatureDoesNotMatch)",
+            s3.endpoint
+        )
+    );
+    assert!(!stderr.contains("a-wrong-secret"), "{stderr}");
+    assert!(!data.exists(), "nothing was created");
+}
+
 /// `kiln agent --executor kubernetes` with a `KUBECONFIG` of `contents` (none when `None`)
 /// and no home kubeconfig: its exit code and stderr, and how long it took.
 fn kubernetes_agent(contents: Option<&str>) -> (std::process::Output, std::time::Duration) {
