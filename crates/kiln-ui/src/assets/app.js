@@ -244,6 +244,11 @@
     go(href);
   });
   window.addEventListener('popstate', render);
+  // A page the browser keeps in its back/forward cache would keep its event streams open
+  // (and the browser allows 6 connections to a server): close them when it goes, and load
+  // the page again if it comes back from that cache.
+  window.addEventListener('pagehide', () => leave());
+  window.addEventListener('pageshow', (ev) => { if (ev.persisted) render(); });
   /** Whether the page on screen may go: nothing unsaved in it, or the user says so. */
   function leaveUnsaved() {
     return !(page && page.unsaved && page.unsaved()) || confirm('Leave this page? Your unsaved changes are lost.');
@@ -620,18 +625,26 @@
     return 'api';
   }
 
-  // The runs list: filters in the URL (`?pipeline=P/N&state=S&trigger=T&branch=B`), kept
-  // fresh by the server's run events (GET /runs/events), not by polling.
+  // The runs list: filters in the URL (`?pipeline=P/N&state=S&trigger=T&branch=B`), pages of
+  // 200 (`&before=ID`, the last run of the page before; `&per_page=N`), kept fresh by the server's run
+  // events (GET /runs/events), not by polling.
   async function viewRuns(p, el) {
     setTitle('Runs');
     const q = new URLSearchParams(location.search);
     const f = { pipeline: q.get('pipeline') || '', state: q.get('state') || '', trigger: q.get('trigger') || '', branch: q.get('branch') || '' };
-    const apply = () => {
+    const before = q.get('before') || '';
+    // Runs a page: 200, or `per_page` (1 to 500).
+    const PAGE = Math.max(1, Math.min(500, Number(q.get('per_page')) || 200));
+    // The list's URL with these filters (a changed filter starts again at the newest).
+    const url = (b) => {
       const u = new URLSearchParams();
       for (const [k, v] of Object.entries(f)) if (v) u.set(k, v);
+      if (q.get('per_page')) u.set('per_page', String(PAGE));
+      if (b) u.set('before', b);
       const qs = u.toString();
-      go('/runs' + (qs ? '?' + qs : ''));
+      return '/runs' + (qs ? '?' + qs : '');
     };
+    const apply = () => go(url(''));
     const pick = (key, id, label, values, anyLabel) => h('select', { id, 'aria-label': label, onchange: (ev) => { f[key] = ev.target.value; apply(); } },
       ['', ...values].map((v) => h('option', { value: v, selected: v === f[key] }, v || anyLabel)));
     const pipeSel = pick('pipeline', 'pipeline-filter', 'Filter by pipeline', f.pipeline ? [f.pipeline] : [], 'any pipeline');
@@ -655,15 +668,23 @@
     el.append(panel);
     let shown = null, runs = null, loading = null, again = false;
     const slash = f.pipeline.indexOf('/');
-    const query = '/runs?limit=500' + (f.state ? '&state=' + enc(f.state) : '') +
-      (slash > 0 ? '&project=' + enc(f.pipeline.slice(0, slash)) + '&pipeline=' + enc(f.pipeline.slice(slash + 1)) : '');
+    const query = '/runs?limit=' + PAGE + (f.state ? '&state=' + enc(f.state) : '') +
+      (slash > 0 ? '&project=' + enc(f.pipeline.slice(0, slash)) + '&pipeline=' + enc(f.pipeline.slice(slash + 1)) : '') +
+      (before ? '&before=' + enc(before) : '');
     const draw = () => {
       const list = runs.filter((r) => (!f.trigger || runTrigger(r) === f.trigger) &&
         (!f.branch || (r.source && r.source.branch === f.branch)));
       // Redraw only on a change, so keyboard focus in the table survives
       // (and once a minute, for the times shown as "N min ago").
       const key = JSON.stringify([Math.floor(Date.now() / 60000), list.map((r) => [r.id, r.state])]);
-      if (key !== shown) { shown = key; put(panel, runTable(list.slice(0, 200), true)); }
+      if (key !== shown) {
+        shown = key;
+        const pager = h('nav', { class: 'pager', 'aria-label': 'Pages' },
+          before ? h('a', { href: url(''), id: 'newest-runs' }, '← Newest') : null,
+          runs.length === PAGE ? h('a', { href: url(runs[runs.length - 1].id), id: 'older-runs' }, 'Older runs →') : null);
+        put(panel, list.length ? runTable(list, true) : h('div', { class: 'empty' }, runs.length ? 'No run on this page matches.' : 'No runs match.'),
+          pager.firstChild ? pager : null);
+      }
     };
     const load = async () => {
       // One load at a time; events that come during one load once more after it.

@@ -163,6 +163,18 @@ async fn the_runs_list_follows_run_events_without_polling_and_keeps_its_filters_
     b.wait("no scheduled run", "return !!document.querySelector('section.panel .empty')").await;
     b.c.goto(&format!("{}/runs?trigger=api", proxy.url)).await.unwrap();
     b.wait("both runs started through the API", "return document.querySelectorAll('tr[data-run]').length === 2").await;
+
+    // Pages (of one run here): older, then back to the newest; the filters stay.
+    b.c.goto(&format!("{}/runs?trigger=api&per_page=1", proxy.url)).await.unwrap();
+    let only = |id: &str| format!("const ids = [...document.querySelectorAll('tr[data-run]')].map(r => r.dataset.run); return ids.length === 1 && ids[0] === '{id}'");
+    b.wait("the newest run", &only(&run.id)).await;
+    assert_eq!(b.js("return !!document.querySelector('#newest-runs')").await, json!(false));
+    b.click("#older-runs").await;
+    b.wait("the run before it", &only(&quick.id)).await;
+    let search = b.js("return location.search").await;
+    assert_eq!(search, json!(format!("?trigger=api&per_page=1&before={}", run.id)));
+    b.click("#newest-runs").await;
+    b.wait("the newest run again", &only(&run.id)).await;
     b.shot("03-filtered").await;
     b.c.clone().close().await.unwrap();
     drop(proxy);
