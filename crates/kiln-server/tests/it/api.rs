@@ -649,7 +649,7 @@ async fn the_runs_list_pages_on_after_a_run_and_filters_by_project_before_the_li
         async move { ids(http, s, &query).await }
     };
     // Newest first; a project's runs even when another project's are newer.
-    assert_eq!(list("limit=1".into()).await, [theirs.clone()]);
+    assert_eq!(list("limit=1".into()).await, [theirs.as_str()]);
     assert_eq!(list("project=api&limit=2".into()).await, [ours[2].clone(), ours[1].clone()]);
     // The next pages: after the last run of the page before.
     assert_eq!(list(format!("project=api&limit=2&before={}", ours[1])).await, [ours[0].clone()]);

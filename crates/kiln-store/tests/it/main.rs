@@ -229,7 +229,11 @@ async fn runs_lifecycle() {
             store.runs(&RunFilter { limit: Some(1), ..RunFilter::default() }).await.unwrap();
         assert_eq!(limited.iter().map(|r| r.id).collect::<Vec<_>>(), [other.id]);
         // Pages: the runs after a run of the list, then after the last of that page.
-        let page = |before, limit| RunFilter { before: Some(before), limit: Some(limit), ..RunFilter::default() };
+        let page = |before, limit| RunFilter {
+            before: Some(before),
+            limit: Some(limit),
+            ..RunFilter::default()
+        };
         let next = store.runs(&page(other.id, 1)).await.unwrap();
         assert_eq!(next.iter().map(|r| r.id).collect::<Vec<_>>(), [second.id]);
         let next = store.runs(&page(second.id, 5)).await.unwrap();

@@ -38,7 +38,11 @@ async fn a_banner_while_the_server_is_away_and_pages_that_recover_when_it_return
 
     // The runs list, then the server goes away: one banner, with a countdown and a button.
     b.c.goto(&format!("{}/runs", proxy.url)).await.unwrap();
-    b.wait("the run in the list", &format!("return !!document.querySelector('tr[data-run=\"{}\"]')", first.id)).await;
+    b.wait(
+        "the run in the list",
+        &format!("return !!document.querySelector('tr[data-run=\"{}\"]')", first.id),
+    )
+    .await;
     assert_eq!(b.js("return document.querySelector('#conn-banner')").await, json!(null));
     proxy.down();
     let text = b
@@ -49,7 +53,10 @@ async fn a_banner_while_the_server_is_away_and_pages_that_recover_when_it_return
         .await;
     assert!(text.as_str().unwrap().contains("The server cannot be reached."), "{text}");
     assert_eq!(b.js("return document.querySelectorAll('.conn-banner').length").await, json!(1));
-    assert_eq!(b.js("return document.querySelector('#conn-retry').textContent").await, json!("Retry now"));
+    assert_eq!(
+        b.js("return document.querySelector('#conn-retry').textContent").await,
+        json!("Retry now")
+    );
     b.shot("01-banner").await;
 
     // A run starts meanwhile; the server comes back and "Retry now" brings the list back
@@ -102,8 +109,12 @@ async fn the_runs_list_follows_run_events_without_polling_and_keeps_its_filters_
     let s = TestServer::start_with(2).await;
     let gate = s.dir().join("gate-b");
     s.apply("web", "slow", &gated("slow", &gate)).await;
-    s.apply("web", "quick", "name: quick\nstages:\n  - name: b\n    jobs:\n      hi: { script: echo hi }\n")
-        .await;
+    s.apply(
+        "web",
+        "quick",
+        "name: quick\nstages:\n  - name: b\n    jobs:\n      hi: { script: echo hi }\n",
+    )
+    .await;
     let quick = s.trigger("web", "quick", &[]).await;
     assert_eq!(s.wait_final(&quick.id).await.run.state, "success");
     let proxy = CuttableProxy::start(s.server.as_ref().unwrap().addr).await;
@@ -113,7 +124,11 @@ async fn the_runs_list_follows_run_events_without_polling_and_keeps_its_filters_
     };
     b.sign_in(&proxy.url, &s.admin_token).await;
     b.c.goto(&format!("{}/runs", proxy.url)).await.unwrap();
-    b.wait("the quick run", &format!("return !!document.querySelector('tr[data-run=\"{}\"]')", quick.id)).await;
+    b.wait(
+        "the quick run",
+        &format!("return !!document.querySelector('tr[data-run=\"{}\"]')", quick.id),
+    )
+    .await;
     let before = list_requests(&proxy);
 
     // A run started through the API shows up, then its end, without a reload.
@@ -130,7 +145,10 @@ async fn the_runs_list_follows_run_events_without_polling_and_keeps_its_filters_
     std::fs::write(&gate, "go").unwrap();
     b.wait(
         "the new run's success",
-        &format!("return !!document.querySelector('tr[data-run=\"{}\"][data-state=\"success\"]')", run.id),
+        &format!(
+            "return !!document.querySelector('tr[data-run=\"{}\"][data-state=\"success\"]')",
+            run.id
+        ),
     )
     .await;
     assert_eq!(b.js("return window.stillThisPage === true").await, json!(true), "no reload");
@@ -148,25 +166,50 @@ async fn the_runs_list_follows_run_events_without_polling_and_keeps_its_filters_
         quick.id
     ))
     .await;
-    assert_eq!(b.js("return document.querySelector('#pipeline-filter').value").await, json!("web/quick"));
-    b.wait("the pipelines to pick from", "return document.querySelectorAll('#pipeline-filter option').length === 3").await;
-    b.c.find(fantoccini::Locator::Css("#pipeline-filter")).await.unwrap().select_by_value("web/slow").await.unwrap();
+    assert_eq!(
+        b.js("return document.querySelector('#pipeline-filter').value").await,
+        json!("web/quick")
+    );
+    b.wait(
+        "the pipelines to pick from",
+        "return document.querySelectorAll('#pipeline-filter option').length === 3",
+    )
+    .await;
+    b.c.find(fantoccini::Locator::Css("#pipeline-filter"))
+        .await
+        .unwrap()
+        .select_by_value("web/slow")
+        .await
+        .unwrap();
     b.wait("the slow run only", &format!(
         "const ids = [...document.querySelectorAll('tr[data-run]')].map(r => r.dataset.run); return ids.length === 1 && ids[0] === '{}'",
         run.id
     ))
     .await;
     assert_eq!(b.js("return location.search").await, json!("?pipeline=web%2Fslow"));
-    b.c.find(fantoccini::Locator::Css("#state-filter")).await.unwrap().select_by_value("failure").await.unwrap();
+    b.c.find(fantoccini::Locator::Css("#state-filter"))
+        .await
+        .unwrap()
+        .select_by_value("failure")
+        .await
+        .unwrap();
     b.wait("no run", "return location.search.includes('state=failure') && document.querySelector('section.panel .empty')").await;
     b.c.goto(&format!("{}/runs?trigger=schedule", proxy.url)).await.unwrap();
     b.wait("no scheduled run", "return !!document.querySelector('section.panel .empty')").await;
     b.c.goto(&format!("{}/runs?trigger=api", proxy.url)).await.unwrap();
-    b.wait("both runs started through the API", "return document.querySelectorAll('tr[data-run]').length === 2").await;
+    b.wait(
+        "both runs started through the API",
+        "return document.querySelectorAll('tr[data-run]').length === 2",
+    )
+    .await;
 
     // Pages (of one run here): older, then back to the newest; the filters stay.
     b.c.goto(&format!("{}/runs?trigger=api&per_page=1", proxy.url)).await.unwrap();
-    let only = |id: &str| format!("const ids = [...document.querySelectorAll('tr[data-run]')].map(r => r.dataset.run); return ids.length === 1 && ids[0] === '{id}'");
+    let only = |id: &str| {
+        format!(
+            "const ids = [...document.querySelectorAll('tr[data-run]')].map(r => r.dataset.run); return ids.length === 1 && ids[0] === '{id}'"
+        )
+    };
     b.wait("the newest run", &only(&run.id)).await;
     assert_eq!(b.js("return !!document.querySelector('#newest-runs')").await, json!(false));
     b.click("#older-runs").await;
