@@ -200,6 +200,11 @@ pub struct RunFilter {
     pub state: Option<RunState>,
     /// At most this many (the newest); `None` is 100.
     pub limit: Option<u32>,
+    /// Only runs of this project (by name).
+    pub project: Option<String>,
+    /// Only runs listed after this one (older, in the list's order): the next page of a list
+    /// whose last run was this one. A run that does not exist matches nothing.
+    pub before: Option<RunId>,
 }
 
 /// One entry of a run's event log.

@@ -648,10 +648,15 @@ impl Store {
         let limit = filter.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
         let rows = with_db!(&self.db, p => sqlx::query_as::<_, RunRow>(run_select!(
             "WHERE ($1 IS NULL OR r.pipeline_id = $1) AND ($2 IS NULL OR r.state = $2) \
+             AND ($4 IS NULL OR pr.name = $4) \
+             AND ($5 IS NULL OR (r.created_at, r.id) < \
+                 (SELECT c.created_at, c.id FROM runs c WHERE c.id = $5)) \
              ORDER BY r.created_at DESC, r.id DESC LIMIT $3"))
             .bind(filter.pipeline.map(|p| p.text()))
             .bind(filter.state.map(|s| s.text()))
             .bind(i64::from(limit))
+            .bind(filter.project.clone())
+            .bind(filter.before.map(|r| r.text()))
             .fetch_all(p)
             .await)
         .ctx(what)?;

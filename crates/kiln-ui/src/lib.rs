@@ -50,6 +50,9 @@ pub static ASSETS: LazyLock<Vec<Asset>> = LazyLock::new(|| {
             "text/javascript; charset=utf-8",
             include_bytes!("assets/log_view.js"),
         ),
+        // An ES module: the connection banner and event streams (imported by app.js at
+        // start, preloaded by index.html).
+        asset("conn.js", "text/javascript; charset=utf-8", include_bytes!("assets/conn.js")),
         asset("app.css", "text/css; charset=utf-8", include_bytes!("assets/app.css")),
         asset("favicon.svg", "image/svg+xml", include_bytes!("assets/favicon.svg")),
     ]
@@ -158,6 +161,7 @@ mod tests {
             .collect();
         assert!(named.contains(&"app.js") && named.contains(&"app.css"), "{named:?}");
         assert!(named.contains(&"log_view.js"), "the log module is preloaded: {named:?}");
+        assert!(named.contains(&"conn.js"), "the connection module is preloaded: {named:?}");
         for name in named {
             assert!(ASSETS.iter().any(|a| a.name == name), "index.html names /assets/{name}");
         }

@@ -284,7 +284,7 @@ async fn a_push_starts_the_pipelines_whose_image_trigger_matches_with_the_push_a
     let (deploy, _) = store.upsert_pipeline("team", "deploy", &source(ON_PUSH)).await.unwrap();
     let (spy, _) = store.upsert_pipeline("other", "spy", &source(OTHER)).await.unwrap();
     let runs_of = |id| {
-        let filter = kiln_store::RunFilter { pipeline: Some(id), state: None, limit: None };
+        let filter = kiln_store::RunFilter { pipeline: Some(id), ..Default::default() };
         async move { store.runs(&filter).await.unwrap() }
     };
 

@@ -129,13 +129,15 @@ pub struct ListQuery {
     state: Option<String>,
     /// At most this many (default 50, at most 500).
     limit: Option<u32>,
+    /// The next page: runs listed after this run (the last of the page before).
+    before: Option<String>,
 }
 
 fn parse_state(s: &str) -> ApiResult<RunState> {
     s.parse().map_err(|e: kiln_engine::UnknownState| ApiErr::bad_request(e.to_string()))
 }
 
-/// Lists runs, newest first.
+/// Lists runs, newest first; `before` (a run's id) pages on after that run.
 #[utoipa::path(get, path = "/api/v1/runs", tag = "runs", params(ListQuery),
     responses((status = 200, body = Vec<RunSummary>), (status = 400, body = ErrorBody)))]
 pub async fn list(
@@ -146,6 +148,8 @@ pub async fn list(
     let mut filter = RunFilter {
         limit: q.limit,
         state: q.state.as_deref().map(parse_state).transpose()?,
+        project: q.project.clone(),
+        before: q.before.as_deref().map(run_id).transpose()?,
         ..RunFilter::default()
     };
     match (&q.project, &q.pipeline) {

@@ -621,3 +621,46 @@ stages:
     assert_eq!(claims["access"], serde_json::json!([]));
     s.stop().await;
 }
+
+#[tokio::test]
+async fn the_runs_list_pages_on_after_a_run_and_filters_by_project_before_the_limit() {
+    let s = TestServer::start().await;
+    s.apply("api", "bt", BUILD_TEST).await;
+    s.apply("other", "bt", BUILD_TEST).await;
+    let mut ours = Vec::new();
+    for _ in 0..3 {
+        ours.push(s.trigger("api", "bt", &[]).await.id);
+    }
+    let theirs = s.trigger("other", "bt", &[]).await.id;
+    let http = reqwest::Client::new();
+    async fn ids(http: &reqwest::Client, s: &TestServer, query: &str) -> Vec<String> {
+        let resp = http
+            .get(format!("{}/api/v1/runs?{query}", s.url))
+            .bearer_auth(&s.admin_token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "GET /api/v1/runs?{query}");
+        let runs: Vec<kiln_api::RunSummary> = resp.json().await.unwrap();
+        runs.into_iter().map(|r| r.id).collect()
+    }
+    let list = |query: String| {
+        let (http, s) = (&http, &s);
+        async move { ids(http, s, &query).await }
+    };
+    // Newest first; a project's runs even when another project's are newer.
+    assert_eq!(list("limit=1".into()).await, [theirs.as_str()]);
+    assert_eq!(list("project=api&limit=2".into()).await, [ours[2].clone(), ours[1].clone()]);
+    // The next pages: after the last run of the page before.
+    assert_eq!(list(format!("project=api&limit=2&before={}", ours[1])).await, [ours[0].clone()]);
+    assert!(list(format!("project=api&limit=2&before={}", ours[0])).await.is_empty());
+    assert_eq!(list(format!("limit=2&before={theirs}")).await, [ours[2].clone(), ours[1].clone()]);
+    let bad = http
+        .get(format!("{}/api/v1/runs?before=yesterday", s.url))
+        .bearer_auth(&s.admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    s.stop().await;
+}

@@ -228,6 +228,24 @@ async fn runs_lifecycle() {
         let limited =
             store.runs(&RunFilter { limit: Some(1), ..RunFilter::default() }).await.unwrap();
         assert_eq!(limited.iter().map(|r| r.id).collect::<Vec<_>>(), [other.id]);
+        // Pages: the runs after a run of the list, then after the last of that page.
+        let page = |before, limit| RunFilter {
+            before: Some(before),
+            limit: Some(limit),
+            ..RunFilter::default()
+        };
+        let next = store.runs(&page(other.id, 1)).await.unwrap();
+        assert_eq!(next.iter().map(|r| r.id).collect::<Vec<_>>(), [second.id]);
+        let next = store.runs(&page(second.id, 5)).await.unwrap();
+        assert_eq!(next.iter().map(|r| r.id).collect::<Vec<_>>(), [first.id]);
+        assert!(store.runs(&page(first.id, 5)).await.unwrap().is_empty(), "the last page");
+        let web = store
+            .runs(&RunFilter { project: Some(first.project.clone()), ..RunFilter::default() })
+            .await
+            .unwrap();
+        assert_eq!(web.len(), 3, "{web:?}");
+        let none = RunFilter { project: Some("nope".into()), ..RunFilter::default() };
+        assert!(store.runs(&none).await.unwrap().is_empty());
 
         // Recovery: everything not final, oldest first.
         let unfinished = store.unfinished_runs().await.unwrap();

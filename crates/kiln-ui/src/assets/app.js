@@ -86,6 +86,15 @@
 
   // ---------------------------------------------------------------- API
 
+  // The connection to the server (conn.js): the banner while it is away, live event streams.
+  let conn = null, connModule = null;
+  /** Follows a server event stream for the page `p` (see conn.js `followEvents`). */
+  function followEvents(p, url, onOpen, onEvent, onError) {
+    if (!connModule) return false;
+    connModule.followEvents(conn, url, { signal: p.ctl.signal, token, onOpen, onEvent, onError });
+    return true;
+  }
+
   class ApiError extends Error {
     constructor(what, status, code, message, diagnostics) {
       super(message);
@@ -107,8 +116,11 @@
       });
     } catch (e) {
       if (e.name === 'AbortError') throw e;
+      if (conn) conn.down('the server did not answer ' + what);
       throw new ApiError(what, 0, 'network', 'the server did not answer (' + e.message + ')');
     }
+    // A gateway's 502/503/504: the server is away too. Any other answer: it is there.
+    if (conn) { if ([502, 503, 504].includes(resp.status)) conn.down(what + ' answered ' + resp.status); else conn.up(); }
     if (resp.status === 401 && !(opts && opts.noSignOut)) {
       signOut('Your token was not accepted (it may have been revoked). Sign in again.');
       throw new ApiError(what, 401, 'unauthorized', 'not signed in');
@@ -232,6 +244,11 @@
     go(href);
   });
   window.addEventListener('popstate', render);
+  // A page the browser keeps in its back/forward cache would keep its event streams open
+  // (and the browser allows 6 connections to a server): close them when it goes, and load
+  // the page again if it comes back from that cache.
+  window.addEventListener('pagehide', () => leave());
+  window.addEventListener('pageshow', (ev) => { if (ev.persisted) render(); });
   /** Whether the page on screen may go: nothing unsaved in it, or the user says so. */
   function leaveUnsaved() {
     return !(page && page.unsaved && page.unsaved()) || confirm('Leave this page? Your unsaved changes are lost.');
@@ -307,51 +324,78 @@
     return lists.flat();
   }
 
+  // The pipelines page, kept fresh by the server's run events (GET /runs/events).
   async function viewPipelines(p, el) {
     setTitle('Pipelines');
     el.append(h('div', { class: 'head' }, h('h1', {}, 'Pipelines')));
     const body = h('div');
     el.append(body);
-    let pipelines, runs;
-    try {
-      [pipelines, runs] = await Promise.all([loadPipelines(p), api('GET', '/runs?limit=500', undefined, { signal: p.ctl.signal })]);
-    } catch (e) {
-      if (e.name === 'AbortError') throw e;
-      body.append(errorBox('Could not load the pipelines', e));
-      return;
-    }
-    if (!pipelines.length) {
-      body.append(h('div', { class: 'notice' }, h('b', {}, 'No pipelines yet. '),
-        'Store one with ', h('code', {}, 'kiln pipeline apply workflow.yml --project PROJECT'), '.'));
-      return;
-    }
-    const byPipe = new Map();
-    for (const r of runs) {
-      const k = r.project + '/' + r.pipeline;
-      if (!byPipe.has(k)) byPipe.set(k, []);
-      byPipe.get(k).push(r);
-    }
-    const rows = pipelines.map((pl) => {
-      const rs = byPipe.get(pl.project + '/' + pl.name) || [];
-      const last = rs[0];
-      return h('tr', { 'data-pipeline': pl.project + '/' + pl.name },
-        h('td', {}, last ? h('a', { href: '/runs/' + last.id, 'aria-label': 'last run ' + last.state }, badge(last.state)) : h('span', { class: 'muted' }, 'never run')),
-        h('td', {}, h('a', { class: 'pl-name', href: '/p/' + enc(pl.project) + '/' + enc(pl.name) }, pl.name),
-          h('div', { class: 'muted' }, pl.project)),
-        h('td', { class: 'hide-sm' }, last ? h('a', { href: '/runs/' + last.id }, '#' + last.number) : '–',
-          last ? h('div', { class: 'muted' }, fmtAgo(last.created_at)) : null),
-        h('td', { class: 'num hide-sm' }, last ? fmtDuration(last.duration_ms) : '–'),
-        h('td', { class: 'trend-cell hide-sm' }, sparkline(rs.slice(0, 20).reverse())),
-        h('td', { class: 'num' }, h('a', { class: 'btn', href: '/p/' + enc(pl.project) + '/' + enc(pl.name) + '#trigger' }, 'Trigger')));
-    });
-    body.append(h('div', { class: 'panel' }, h('div', { class: 'scroll' }, h('table', {},
-      h('thead', {}, h('tr', {}, h('th', {}, 'Last run'), h('th', {}, 'Pipeline'), h('th', { class: 'hide-sm' }, 'Latest'),
-        h('th', { class: 'num hide-sm' }, 'Duration'), h('th', { class: 'hide-sm' }, 'Duration trend'), h('th', { class: 'num' }, h('span', { class: 'hide-sm' }, 'Run')))),
-      h('tbody', {}, rows)))));
-    body.append(h('div', { class: 'grid2' },
-      h('section', { class: 'panel', 'aria-label': 'Run durations' }, h('h2', {}, 'Run durations per pipeline'),
-        h('div', { class: 'body' }, durationPlot(runs))),
-      statsPanel(p)));
+    let table = null, plot = null, shown = null, loading = null, again = false;
+    const draw = (pipelines, runs) => {
+      if (!pipelines.length) {
+        put(body, h('div', { class: 'notice' }, h('b', {}, 'No pipelines yet. '),
+          'Store one with ', h('code', {}, 'kiln pipeline apply workflow.yml --project PROJECT'), '.'));
+        table = null;
+        return;
+      }
+      const key = JSON.stringify([Math.floor(Date.now() / 60000), pipelines.map((pl) => pl.project + '/' + pl.name), runs.map((r) => [r.id, r.state])]);
+      if (key === shown) return;
+      shown = key;
+      const byPipe = new Map();
+      for (const r of runs) {
+        const k = r.project + '/' + r.pipeline;
+        if (!byPipe.has(k)) byPipe.set(k, []);
+        byPipe.get(k).push(r);
+      }
+      const rows = pipelines.map((pl) => {
+        const rs = byPipe.get(pl.project + '/' + pl.name) || [];
+        const last = rs[0];
+        return h('tr', { 'data-pipeline': pl.project + '/' + pl.name },
+          h('td', {}, last ? h('a', { href: '/runs/' + last.id, 'aria-label': 'last run ' + last.state }, badge(last.state)) : h('span', { class: 'muted' }, 'never run')),
+          h('td', {}, h('a', { class: 'pl-name', href: '/p/' + enc(pl.project) + '/' + enc(pl.name) }, pl.name),
+            h('div', { class: 'muted' }, pl.project)),
+          h('td', { class: 'hide-sm' }, last ? h('a', { href: '/runs/' + last.id }, '#' + last.number) : '–',
+            last ? h('div', { class: 'muted' }, fmtAgo(last.created_at)) : null),
+          h('td', { class: 'num hide-sm' }, last ? fmtDuration(last.duration_ms) : '–'),
+          h('td', { class: 'trend-cell hide-sm' }, sparkline(rs.slice(0, 20).reverse())),
+          h('td', { class: 'num' }, h('a', { class: 'btn', href: '/p/' + enc(pl.project) + '/' + enc(pl.name) + '#trigger' }, 'Trigger')));
+      });
+      const newTable = h('div', { class: 'panel' }, h('div', { class: 'scroll' }, h('table', {},
+        h('thead', {}, h('tr', {}, h('th', {}, 'Last run'), h('th', {}, 'Pipeline'), h('th', { class: 'hide-sm' }, 'Latest'),
+          h('th', { class: 'num hide-sm' }, 'Duration'), h('th', { class: 'hide-sm' }, 'Duration trend'), h('th', { class: 'num' }, h('span', { class: 'hide-sm' }, 'Run')))),
+        h('tbody', {}, rows))));
+      if (table) {
+        table.replaceWith(newTable);
+        put(plot, durationPlot(runs));
+      } else {
+        plot = h('div', { class: 'body' }, durationPlot(runs));
+        put(body, newTable, h('div', { class: 'grid2' },
+          h('section', { class: 'panel', 'aria-label': 'Run durations' }, h('h2', {}, 'Run durations per pipeline'), plot),
+          statsPanel(p)));
+      }
+      table = newTable;
+    };
+    const load = async () => {
+      // One load at a time; events that come during one load once more after it.
+      if (loading) { again = true; return loading; }
+      loading = (async () => {
+        do {
+          again = false;
+          let pipelines, runs;
+          try {
+            [pipelines, runs] = await Promise.all([loadPipelines(p), api('GET', '/runs?limit=500', undefined, { signal: p.ctl.signal })]);
+          } catch (e) {
+            if (e.name === 'AbortError') return;
+            put(body, errorBox('Could not load the pipelines', e));
+            table = null; shown = null;
+            return;
+          }
+          draw(pipelines, runs);
+        } while (again && !p.ctl.signal.aborted);
+      })();
+      try { await loading; } finally { loading = null; }
+    };
+    if (!followEvents(p, '/api/v1/runs/events', () => { load(); }, () => { load(); })) await load();
   }
 
   /** Bars of the last runs' durations, coloured by state. */
@@ -562,7 +606,7 @@
     return h('div', { class: 'scroll' }, h('table', {},
       h('thead', {}, h('tr', {}, h('th', {}, 'State'), h('th', {}, 'Run'), h('th', { class: 'hide-sm' }, 'By'),
         h('th', {}, 'Started'), h('th', { class: 'num' }, 'Duration'))),
-      h('tbody', {}, runs.map((r) => h('tr', {},
+      h('tbody', {}, runs.map((r) => h('tr', { 'data-run': r.id, 'data-state': r.state },
         h('td', {}, badge(r.state)),
         h('td', {}, h('a', { href: '/runs/' + r.id }, (showPipeline ? r.project + '/' + r.pipeline : '') + '#' + r.number),
           r.retry_of ? h('span', { class: 'muted' }, ' retry') : null),
@@ -571,32 +615,101 @@
         h('td', { class: 'num' }, fmtDuration(r.duration_ms)))))));
   }
 
+  /** What started a run, as the runs list filters it: `api`, `schedule`, a source event… */
+  function runTrigger(r) {
+    if (r.source) return r.source.provider + ' ' + r.source.event;
+    const by = r.triggered_by || '';
+    if (r.parent || by.startsWith('job ')) return 'pipeline';
+    if (by.startsWith('schedule ')) return 'schedule';
+    if (by.includes('(image push ')) return 'image push';
+    return 'api';
+  }
+
+  // The runs list: filters in the URL (`?pipeline=P/N&state=S&trigger=T&branch=B`), pages of
+  // 200 (`&before=ID`, the last run of the page before; `&per_page=N`), kept fresh by the server's run
+  // events (GET /runs/events), not by polling.
   async function viewRuns(p, el) {
     setTitle('Runs');
     const q = new URLSearchParams(location.search);
-    const state = q.get('state') || '';
-    const sel = h('select', { id: 'state-filter', 'aria-label': 'Filter by state', onchange: () => go('/runs' + (sel.value ? '?state=' + sel.value : '')) },
-      ['', 'pending', 'scheduling', 'running', 'paused', 'success', 'failure', 'canceled', 'timeout'].map((v) => h('option', { value: v, selected: v === state }, v || 'any state')));
-    el.append(h('div', { class: 'head' }, h('h1', {}, 'Runs'), h('div', { class: 'actions' }, sel)));
+    const f = { pipeline: q.get('pipeline') || '', state: q.get('state') || '', trigger: q.get('trigger') || '', branch: q.get('branch') || '' };
+    const before = q.get('before') || '';
+    // Runs a page: 200, or `per_page` (1 to 500).
+    const PAGE = Math.max(1, Math.min(500, Number(q.get('per_page')) || 200));
+    // The list's URL with these filters (a changed filter starts again at the newest).
+    const url = (b) => {
+      const u = new URLSearchParams();
+      for (const [k, v] of Object.entries(f)) if (v) u.set(k, v);
+      if (q.get('per_page')) u.set('per_page', String(PAGE));
+      if (b) u.set('before', b);
+      const qs = u.toString();
+      return '/runs' + (qs ? '?' + qs : '');
+    };
+    const apply = () => go(url(''));
+    const pick = (key, id, label, values, anyLabel) => h('select', { id, 'aria-label': label, onchange: (ev) => { f[key] = ev.target.value; apply(); } },
+      ['', ...values].map((v) => h('option', { value: v, selected: v === f[key] }, v || anyLabel)));
+    const pipeSel = pick('pipeline', 'pipeline-filter', 'Filter by pipeline', f.pipeline ? [f.pipeline] : [], 'any pipeline');
+    const triggers = ['api', 'schedule', 'pipeline', 'image push', 'github push', 'github pull_request', 'gitlab push', 'gitea push'];
+    if (f.trigger && !triggers.includes(f.trigger)) triggers.push(f.trigger);
+    const branch = h('input', { id: 'branch-filter', type: 'search', 'aria-label': 'Filter by branch', placeholder: 'branch', value: f.branch,
+      onchange: (ev) => { f.branch = ev.target.value.trim(); apply(); } });
+    el.append(h('div', { class: 'head' }, h('h1', {}, 'Runs'), h('div', { class: 'actions filters' },
+      pipeSel,
+      pick('state', 'state-filter', 'Filter by state', ['pending', 'scheduling', 'running', 'paused', 'success', 'failure', 'canceled', 'timeout'], 'any state'),
+      pick('trigger', 'trigger-filter', 'Filter by trigger', triggers, 'any trigger'),
+      branch)));
+    // The pipelines to pick from (the list loads without them).
+    loadPipelines(p).then((pls) => {
+      for (const pl of pls) {
+        const k = pl.project + '/' + pl.name;
+        if (k !== f.pipeline) pipeSel.append(h('option', { value: k }, k));
+      }
+    }).catch(() => {});
     const panel = h('section', { class: 'panel' });
     el.append(panel);
-    let shown = null;
-    const load = async () => {
-      let runs;
-      try {
-        runs = await api('GET', '/runs?limit=200' + (state ? '&state=' + enc(state) : ''), undefined, { signal: p.ctl.signal });
-      } catch (e) {
-        if (e.name === 'AbortError') return;
-        put(panel, errorBox('Could not load the runs', e));
-        return;
-      }
-      // Redraw only on a change, so keyboard focus in the table survives the refresh.
+    let shown = null, runs = null, loading = null, again = false;
+    const slash = f.pipeline.indexOf('/');
+    const query = '/runs?limit=' + PAGE + (f.state ? '&state=' + enc(f.state) : '') +
+      (slash > 0 ? '&project=' + enc(f.pipeline.slice(0, slash)) + '&pipeline=' + enc(f.pipeline.slice(slash + 1)) : '') +
+      (before ? '&before=' + enc(before) : '');
+    const draw = () => {
+      const list = runs.filter((r) => (!f.trigger || runTrigger(r) === f.trigger) &&
+        (!f.branch || (r.source && r.source.branch === f.branch)));
+      // Redraw only on a change, so keyboard focus in the table survives
       // (and once a minute, for the times shown as "N min ago").
-      const key = JSON.stringify([Math.floor(Date.now() / 60000), runs.map((r) => [r.id, r.state])]);
-      if (key !== shown) { shown = key; put(panel, runTable(runs, true)); }
-      later(p, 3000, load);
+      const key = JSON.stringify([Math.floor(Date.now() / 60000), list.map((r) => [r.id, r.state])]);
+      if (key !== shown) {
+        shown = key;
+        const pager = h('nav', { class: 'pager', 'aria-label': 'Pages' },
+          before ? h('a', { href: url(''), id: 'newest-runs' }, '← Newest') : null,
+          runs.length === PAGE ? h('a', { href: url(runs[runs.length - 1].id), id: 'older-runs' }, 'Older runs →') : null);
+        put(panel, list.length ? runTable(list, true) : h('div', { class: 'empty' }, runs.length ? 'No run on this page matches.' : 'No runs match.'),
+          pager.firstChild ? pager : null);
+      }
     };
-    await load();
+    const load = async () => {
+      // One load at a time; events that come during one load once more after it.
+      if (loading) { again = true; return loading; }
+      loading = (async () => {
+        do {
+          again = false;
+          try {
+            runs = await api('GET', query, undefined, { signal: p.ctl.signal });
+          } catch (e) {
+            if (e.name === 'AbortError') return;
+            put(panel, errorBox('Could not load the runs', e));
+            shown = null;
+            return;
+          }
+          draw();
+        } while (again && !p.ctl.signal.aborted);
+      })();
+      try { await loading; } finally { loading = null; }
+    };
+    const minute = () => { if (runs) draw(); later(p, 60000, minute); };
+    later(p, 60000, minute);
+    const live = followEvents(p, '/api/v1/runs/events' + (slash > 0 ? '?project=' + enc(f.pipeline.slice(0, slash)) : ''),
+      () => { load(); }, () => { load(); }, (msg) => { panel.dataset.live = 'off'; toast('Live updates are off: ' + msg); });
+    if (!live) await load();
   }
 
   // ---------------------------------------------------------------- one run
@@ -2841,5 +2954,17 @@
 
   // ---------------------------------------------------------------- start
 
-  render();
+  // The connection module (conn.js) is loaded before the first page: it must be in the
+  // browser before the server can go away. When the server answers again after it was
+  // away, the page on screen is loaded again (unless it holds unsaved changes).
+  import('/assets/conn.js').then((m) => {
+    connModule = m;
+    conn = m.createConnection({
+      onBack: () => {
+        toast('Connected to the server again');
+        if (page && page.unsaved && page.unsaved()) return;
+        render();
+      },
+    });
+  }).catch(() => { /* without it the pages work, only without the banner */ }).finally(render);
 })();
