@@ -556,13 +556,14 @@ export async function viewLog(k, p, el, id, job) {
       }
       if (m && m.kind === 'section_start') txt.append(h('b', {}, m.title || m.name || ''));
       else ansi(txt, l.text);
-      if (l.sec && l.sec.dur !== undefined) txt.append(h('span', { class: 'sec-dur' }, k.fmtDuration(l.sec.dur)));
+
     } else {
       el.classList.add('loading');
       if (stamps.checked) el.append(h('span', { class: 'ts' }, ''));
       txt.textContent = '…';
     }
     el.append(txt);
+    if (l && l.sec && l.sec.dur !== undefined) el.append(h('span', { class: 'sec-dur', title: 'Duration' }, k.fmtDuration(l.sec.dur)));
     rowEls.set(seq, { el, key });
     return el;
   };

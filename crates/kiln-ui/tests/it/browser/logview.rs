@@ -188,3 +188,89 @@ async fn a_200000_line_log_opens_at_its_tail_follows_links_to_a_line_and_shows_t
     b.c.clone().close().await.unwrap();
     s.stop().await;
 }
+
+/// A real job's log (process executor) with echoed script lines, a failed line's exit status,
+/// a `::group::` section (collapsed at first, expanded and collapsed again by its toggle, with
+/// its duration) and stdout and stderr in the order the job wrote them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn script_lines_are_echoed_with_a_failed_ones_status_and_groups_collapse() {
+    let s = TestServer::start_with(1).await;
+    let yaml = "name: marks\nstages:\n  - name: b\n    jobs:\n      m:\n        script:\n          - echo \"word $SECRET_WORD\"\n          - |\n            echo '::group::Compile things'\n            echo inside one\n            echo inside two\n            echo '::endgroup::'\n          - for i in $(seq 50); do echo out$i; echo err$i >&2; done\n          - sh -c 'exit 2'\n        env: { SECRET_WORD: swordfish }\n";
+    s.apply("web", "marks", yaml).await;
+    let run = s.admin.trigger("web", "marks", &Default::default()).await.unwrap();
+    s.wait_for(&run.id, "failed", |d| d.run.state == "failed").await;
+    let page = s.admin.logs(&run.id, Some("m"), None, 1, 1000).await.unwrap();
+    let kinds: Vec<(&str, Option<&str>)> = page
+        .lines
+        .iter()
+        .map(|l| (l.text.as_str(), l.mark.as_ref().map(|m| m.kind.as_str())))
+        .collect();
+    // Lines 1-11: echo, its output, the block's four lines echoed, the group (its end hidden).
+    assert_eq!(kinds[0].1, Some("command"), "{kinds:?}");
+    assert_eq!(kinds[1], ("word swordfish", None));
+    assert_eq!(kinds[2..6].iter().map(|k| k.1).collect::<Vec<_>>(), [
+        Some("command"),
+        Some("continued"),
+        Some("continued"),
+        Some("continued")
+    ]);
+    assert_eq!(kinds[6], ("::group::Compile things", Some("section_start")));
+    assert_eq!(kinds[9], ("::endgroup::", Some("section_end")));
+    let mixed: Vec<&str> = kinds[11..111].iter().map(|k| k.0).collect();
+    let want: Vec<String> = (1..=50).flat_map(|i| [format!("out{i}"), format!("err{i}")]).collect();
+    assert_eq!(mixed, want, "stdout and stderr in the order written");
+    assert_eq!(kinds[112].1, Some("exit"), "{kinds:?}");
+    assert_eq!(page.lines[112].mark.as_ref().unwrap().status, Some(2));
+
+    let Some(b) = Browser::start("logmarks").await else {
+        s.stop().await;
+        return;
+    };
+    b.sign_in(&s.url, &s.admin_token).await;
+    b.c.goto(&format!("{}/runs/{}/jobs/m#L1", s.url, run.id)).await.unwrap();
+    b.wait("the first line", &format!("return {}", in_view(1))).await;
+    let shown = b
+        .js("const t = (n) => document.querySelector('#L' + n + ' .txt').textContent;
+             return [t(1), document.getElementById('L1').classList.contains('mark-command'), t(2),
+                     t(4), t(7), !!document.getElementById('L8'), !!document.getElementById('L10'),
+                     document.querySelector('#L7 .sec-toggle').getAttribute('aria-expanded')]")
+        .await;
+    assert_eq!(
+        shown,
+        json!([
+            "$ echo \"word $SECRET_WORD\"",
+            true,
+            "word swordfish",
+            "> echo inside one",
+            "Compile things",
+            false,
+            false,
+            "false"
+        ]),
+        "echoes as written; the group collapsed, its lines and end marker hidden"
+    );
+    b.shot("marks-01-collapsed").await;
+    b.click("#L7 .sec-toggle").await;
+    let open = b
+        .wait(
+            "the group's lines",
+            "const e = document.querySelector('#L8 .txt'); return e && [e.textContent, document.querySelector('#L9 .txt').textContent,
+               !!document.getElementById('L10'), document.querySelector('#L7 .sec-toggle').getAttribute('aria-expanded'),
+               !!document.querySelector('#L7 .sec-dur')]",
+        )
+        .await;
+    assert_eq!(open, json!(["inside one", "inside two", false, "true", true]));
+    b.shot("marks-02-expanded").await;
+    b.click("#L7 .sec-toggle").await;
+    b.wait("collapsed again", "return !document.getElementById('L8')").await;
+    // The failed line's exit status, in view at the end of the log.
+    b.js("const l = document.getElementById('log'); l.scrollTop = l.scrollHeight; return true").await;
+    b.wait("the exit status", &format!("return {}", in_view(113))).await;
+    let exit = b
+        .js("const e = document.getElementById('L113'); return [e.querySelector('.txt').textContent, e.classList.contains('mark-exit')]")
+        .await;
+    assert_eq!(exit, json!(["exit status 2: sh -c 'exit 2'", true]));
+    b.shot("marks-03-exit").await;
+    b.c.clone().close().await.unwrap();
+    s.stop().await;
+}
