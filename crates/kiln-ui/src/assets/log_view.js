@@ -554,9 +554,7 @@ export async function viewLog(k, p, el, id, job) {
         el.classList.add('sec');
         el.append(h('button', { type: 'button', class: 'sec-toggle', 'aria-expanded': String(!l.sec.collapsed), 'aria-label': (l.sec.collapsed ? 'Expand' : 'Collapse') + ' section', 'data-seq': seq }, l.sec.collapsed ? '▸' : '▾'));
       }
-      if (m && m.kind === 'section_start') txt.append(h('b', {}, m.title || m.name || ''));
-      else ansi(txt, l.text);
-
+      if (m && m.kind === 'section_start') { const t = h('b'); ansi(t, m.title || m.name || ''); txt.append(t); } else ansi(txt, l.text);
     } else {
       el.classList.add('loading');
       if (stamps.checked) el.append(h('span', { class: 'ts' }, ''));
