@@ -198,7 +198,7 @@ async fn script_lines_are_echoed_with_a_failed_ones_status_and_groups_collapse()
     let yaml = "name: marks\nstages:\n  - name: b\n    jobs:\n      m:\n        script:\n          - echo \"word $SECRET_WORD\"\n          - |\n            echo '::group::Compile things'\n            echo inside one\n            echo inside two\n            echo '::endgroup::'\n          - for i in $(seq 50); do echo out$i; echo err$i >&2; done\n          - sh -c 'exit 2'\n        env: { SECRET_WORD: swordfish }\n";
     s.apply("web", "marks", yaml).await;
     let run = s.admin.trigger("web", "marks", &Default::default()).await.unwrap();
-    s.wait_for(&run.id, "failed", |d| d.run.state == "failed").await;
+    s.wait_for(&run.id, "failure", |d| d.run.state == "failure").await;
     let page = s.admin.logs(&run.id, Some("m"), None, 1, 1000).await.unwrap();
     let kinds: Vec<(&str, Option<&str>)> = page
         .lines
