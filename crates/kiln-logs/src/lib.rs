@@ -16,8 +16,8 @@ mod format;
 mod index;
 mod key;
 mod line;
-mod mask;
 pub mod marks;
+mod mask;
 mod store;
 
 use std::io;

@@ -133,7 +133,11 @@ mod tests {
     fn github_groups() {
         assert_eq!(
             mark("::group::Build the thing"),
-            Some(Mark::SectionStart { name: "Build the thing", title: "Build the thing", collapsed: true })
+            Some(Mark::SectionStart {
+                name: "Build the thing",
+                title: "Build the thing",
+                collapsed: true
+            })
         );
         assert_eq!(mark("::endgroup::"), Some(Mark::SectionEnd { name: None }));
         assert_eq!(mark("  ::group::x"), None, "only at the start of a line");

@@ -33,8 +33,11 @@ pub fn job_script(lines: &[String]) -> String {
     for entry in lines {
         let mut physical = entry.lines();
         let first = physical.next().unwrap_or_default();
-        let shown =
-            if entry.trim_end().contains('\n') { format!("{first} …") } else { first.to_string() };
+        let shown = if entry.trim_end().contains('\n') {
+            format!("{first} …")
+        } else {
+            first.to_string()
+        };
         s.push_str(&format!("__kiln_cmd={}\n", quote(&shown)));
         s.push_str(&format!("printf '{command}%s{end}\\n' {}\n", quote(first)));
         for more in physical {

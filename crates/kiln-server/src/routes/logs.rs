@@ -92,7 +92,9 @@ fn log_mark(text: &str) -> Option<kiln_api::LogMark> {
     Some(match kiln_logs::marks::mark(text)? {
         Mark::Command { text, continued: false } => m("command", text),
         Mark::Command { text, continued: true } => m("continued", text),
-        Mark::Exit { status, command } => kiln_api::LogMark { status: Some(status), ..m("exit", command) },
+        Mark::Exit { status, command } => {
+            kiln_api::LogMark { status: Some(status), ..m("exit", command) }
+        }
         Mark::SectionStart { name, title, collapsed } => kiln_api::LogMark {
             title: Some(title.to_string()),
             collapsed,

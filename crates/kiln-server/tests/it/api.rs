@@ -299,7 +299,10 @@ async fn logs_by_range_and_live_follow_resuming_from_last_event_id() {
     let echo = tokio::time::timeout(Duration::from_secs(20), live.next()).await.unwrap();
     let echo = echo.unwrap().unwrap();
     assert_eq!(echo.seq, 1);
-    assert_eq!(echo.mark.map(|m| m.name), Some(Some("for i in 1 2 3 4 5; do echo line $i; done".into())));
+    assert_eq!(
+        echo.mark.map(|m| m.name),
+        Some(Some("for i in 1 2 3 4 5; do echo line $i; done".into()))
+    );
     for i in 1..=5 {
         let l = tokio::time::timeout(Duration::from_secs(20), live.next())
             .await
@@ -310,12 +313,8 @@ async fn logs_by_range_and_live_follow_resuming_from_last_event_id() {
     }
     std::fs::write(&gate, "").unwrap();
     let rest: Vec<_> = live.collect().await;
-    let rest: Vec<String> = rest
-        .into_iter()
-        .map(|l| l.unwrap())
-        .filter(|l| l.mark.is_none())
-        .map(|l| l.text)
-        .collect();
+    let rest: Vec<String> =
+        rest.into_iter().map(|l| l.unwrap()).filter(|l| l.mark.is_none()).map(|l| l.text).collect();
     assert_eq!(rest, ["line 6", "line 7", "line 8"]);
     // Resume after line 6 (seq 9, after two more echoes) with Last-Event-ID: exactly 7 and 8,
     // then the end.

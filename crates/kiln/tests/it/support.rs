@@ -117,9 +117,7 @@ pub fn assert_interleaved(stdout: &str) {
     let mixed: Vec<&str> = texts
         .iter()
         .copied()
-        .filter(|t| {
-            (t.starts_with("out") || t.starts_with("err")) && t[3..].parse::<u32>().is_ok()
-        })
+        .filter(|t| (t.starts_with("out") || t.starts_with("err")) && t[3..].parse::<u32>().is_ok())
         .collect();
     let want: Vec<String> =
         (1..=200).flat_map(|i| [format!("out{i}"), format!("err{i}")]).collect();

@@ -208,12 +208,10 @@ async fn script_lines_are_echoed_with_a_failed_ones_status_and_groups_collapse()
     // Lines 1-11: echo, its output, the block's four lines echoed, the group (its end hidden).
     assert_eq!(kinds[0].1, Some("command"), "{kinds:?}");
     assert_eq!(kinds[1], ("word swordfish", None));
-    assert_eq!(kinds[2..6].iter().map(|k| k.1).collect::<Vec<_>>(), [
-        Some("command"),
-        Some("continued"),
-        Some("continued"),
-        Some("continued")
-    ]);
+    assert_eq!(
+        kinds[2..6].iter().map(|k| k.1).collect::<Vec<_>>(),
+        [Some("command"), Some("continued"), Some("continued"), Some("continued")]
+    );
     assert_eq!(kinds[6], ("::group::Compile things", Some("section_start")));
     assert_eq!(kinds[9], ("::endgroup::", Some("section_end")));
     let mixed: Vec<&str> = kinds[11..111].iter().map(|k| k.0).collect();
@@ -264,7 +262,8 @@ async fn script_lines_are_echoed_with_a_failed_ones_status_and_groups_collapse()
     b.click("#L7 .sec-toggle").await;
     b.wait("collapsed again", "return !document.getElementById('L8')").await;
     // The failed line's exit status, in view at the end of the log.
-    b.js("const l = document.getElementById('log'); l.scrollTop = l.scrollHeight; return true").await;
+    b.js("const l = document.getElementById('log'); l.scrollTop = l.scrollHeight; return true")
+        .await;
     b.wait("the exit status", &format!("return {}", in_view(113))).await;
     let exit = b
         .js("const e = document.getElementById('L113'); return [e.querySelector('.txt').textContent, e.classList.contains('mark-exit')]")
