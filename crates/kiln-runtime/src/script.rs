@@ -23,6 +23,11 @@ fn literal(text: &str) -> String {
 
 /// The script run (`sh -e -c`) for the `script:` entries `lines` (see the module docs).
 pub fn job_script(lines: &[String]) -> String {
+    // A heredoc may span entries (a `script: |` text is split into one entry per line): echo
+    // lines put between them would land in its body. Such a script runs as written.
+    if lines.iter().any(|l| l.contains("<<")) {
+        return format!("exec 2>&1\n{}", lines.join("\n"));
+    }
     let (command, continued) = (literal(COMMAND), literal(CONTINUED));
     let (exit, end) = (literal(EXIT), literal(END));
     let mut s = String::from("exec 2>&1\n__kiln_cmd=\n");
