@@ -451,6 +451,32 @@ pub struct LogLine {
     pub job: Option<String>,
     /// The text, secrets masked as `***`.
     pub text: String,
+    /// What the line marks, on marked lines only: a script line echoed before it ran, a failed
+    /// one's exit status, a section's start or end (see `kiln_logs::marks`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mark: Option<LogMark>,
+}
+
+/// What a log line marks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LogMark {
+    /// `command` (an echoed script line, `$ make test`), `continued` (a further line of a
+    /// multi-line entry), `exit` (the exit status of a failed entry), `section_start` or
+    /// `section_end` (`::group::`/`::endgroup::`, GitLab's `section_start:`/`section_end:`).
+    pub kind: String,
+    /// The command (`command`, `continued`, `exit`) or the section's name (a `section_end`
+    /// without one closes the innermost open section).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// A section's header text (`section_start`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// A section shown collapsed at first (`section_start`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub collapsed: bool,
+    /// The exit status (`exit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<i32>,
 }
 
 /// A page of a log.

@@ -2,7 +2,8 @@
 //! executors), secret masking ([`Masker`]), one append-only file per log with a line-offset
 //! index beside it ([`LogStore`], keyed by [`LogKey`]), views that show the lines of several
 //! logs in the order they came without copying them ([`LogStore::append_viewed`]), and
-//! gap-free live following ([`LogStore::follow`]).
+//! gap-free live following ([`LogStore::follow`]), and what a line marks ([`marks`]: echoed
+//! script lines, exit statuses, sections).
 //!
 //! Invariants: records of one log have sequence numbers 1, 2, 3, … with no gap; a record is
 //! visible to readers and followers only once it is completely written; a follower sees every
@@ -15,6 +16,7 @@ mod format;
 mod index;
 mod key;
 mod line;
+pub mod marks;
 mod mask;
 mod store;
 

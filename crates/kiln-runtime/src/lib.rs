@@ -1,6 +1,7 @@
 //! Runs jobs: the wrapper around one task ([`task`]), the PreStart/PostStop wrapper around a
 //! job attempt ([`wrapper`]: the `source` checkout ([`checkout`]), artifacts of needed jobs,
-//! caches), a whole run on one machine ([`local`], what `kiln run` uses), the file-system
+//! caches), a whole run on one machine ([`local`], what `kiln run` uses), the `sh -e` script of a job's `script:` lines
+//! ([`script`]: echo, exit status, stderr in order), the file-system
 //! side of caches and artifacts ([`archive`]), and service instances with their health
 //! checks ([`instance`], what agents run for long leases; their config files written as
 //! Kubernetes writes ConfigMap volumes by [`config_files`]), and service pools on one machine
@@ -19,6 +20,7 @@ pub mod config_files;
 pub mod instance;
 pub mod local;
 pub mod pools;
+pub mod script;
 pub mod task;
 pub mod wrapper;
 

@@ -300,7 +300,7 @@ pub fn server_only<'a>(
 pub fn task_spec(run_id: &str, job_index: usize, start: &StartJob) -> TaskSpec {
     let job = &start.job;
     let entry = match &job.run {
-        RunSpec::Script(lines) => Entry::Script(lines.join("\n")),
+        RunSpec::Script(lines) => Entry::Script(crate::script::job_script(lines)),
         RunSpec::Command { command, args } => {
             Entry::Command { command: command.clone(), args: args.clone() }
         }

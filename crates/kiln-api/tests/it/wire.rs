@@ -396,16 +396,34 @@ fn a_usage_report() {
 
 #[test]
 fn a_log_page_with_times_and_its_last_line() {
-    use kiln_api::{LogLine, LogPage};
+    use kiln_api::{LogLine, LogMark, LogPage};
+    let time = Utc.with_ymd_and_hms(2026, 12, 7, 9, 0, 1).unwrap();
     let page = LogPage {
-        lines: vec![LogLine {
-            seq: 1024,
-            time: Utc.with_ymd_and_hms(2026, 12, 7, 9, 0, 1).unwrap(),
-            stream: "stderr".into(),
-            job: None,
-            text: "\u{1b}[31merror\u{1b}[0m: ***".into(),
-        }],
-        next: 1025,
+        lines: vec![
+            LogLine {
+                seq: 1024,
+                time,
+                stream: "stderr".into(),
+                job: None,
+                text: "\u{1b}[31merror\u{1b}[0m: ***".into(),
+                mark: None,
+            },
+            LogLine {
+                seq: 1025,
+                time,
+                stream: "stdout".into(),
+                job: None,
+                text: "\u{1b}[0K\u{1b}[31;1mexit status 2: make test\u{1b}[0m".into(),
+                mark: Some(LogMark {
+                    kind: "exit".into(),
+                    name: Some("make test".into()),
+                    title: None,
+                    collapsed: false,
+                    status: Some(2),
+                }),
+            },
+        ],
+        next: 1026,
         closed: false,
         last: 200_000,
     };

@@ -73,9 +73,37 @@ fn line(r: Record, whole_run: bool) -> LogLine {
             OutStream::Stderr => "stderr",
         }
         .to_string(),
+        mark: log_mark(&text),
         job,
         text,
     }
+}
+
+/// What a stored line's text marks, as the API says it (parsed by [`kiln_logs::marks::mark`]).
+fn log_mark(text: &str) -> Option<kiln_api::LogMark> {
+    use kiln_logs::marks::Mark;
+    let m = |kind: &str, name: &str| kiln_api::LogMark {
+        kind: kind.to_string(),
+        name: Some(name.to_string()),
+        title: None,
+        collapsed: false,
+        status: None,
+    };
+    Some(match kiln_logs::marks::mark(text)? {
+        Mark::Command { text, continued: false } => m("command", text),
+        Mark::Command { text, continued: true } => m("continued", text),
+        Mark::Exit { status, command } => {
+            kiln_api::LogMark { status: Some(status), ..m("exit", command) }
+        }
+        Mark::SectionStart { name, title, collapsed } => kiln_api::LogMark {
+            title: Some(title.to_string()),
+            collapsed,
+            ..m("section_start", name)
+        },
+        Mark::SectionEnd { name } => {
+            kiln_api::LogMark { name: name.map(str::to_string), ..m("section_end", "") }
+        }
+    })
 }
 
 async fn job_key(

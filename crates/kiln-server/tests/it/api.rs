@@ -293,48 +293,58 @@ async fn logs_by_range_and_live_follow_resuming_from_last_event_id() {
     );
     s.apply("api", "lines", &yaml).await;
     let run = s.trigger("api", "lines", &[]).await;
-    // Follow live from the start: the first five lines come while the job still runs.
+    // Follow live from the start: the echo of the first script line, then the five lines it
+    // prints come while the job still runs.
     let mut live = Box::pin(s.admin.follow(&run.id, Some("count"), None, 1).await.unwrap());
+    let echo = tokio::time::timeout(Duration::from_secs(20), live.next()).await.unwrap();
+    let echo = echo.unwrap().unwrap();
+    assert_eq!(echo.seq, 1);
+    assert_eq!(
+        echo.mark.map(|m| m.name),
+        Some(Some("for i in 1 2 3 4 5; do echo line $i; done".into()))
+    );
     for i in 1..=5 {
         let l = tokio::time::timeout(Duration::from_secs(20), live.next())
             .await
             .unwrap()
             .unwrap()
             .unwrap();
-        assert_eq!((l.seq, l.text), (i, format!("line {i}")));
+        assert_eq!((l.seq, l.text), (i + 1, format!("line {i}")));
     }
     std::fs::write(&gate, "").unwrap();
     let rest: Vec<_> = live.collect().await;
-    let rest: Vec<String> = rest.into_iter().map(|l| l.unwrap().text).collect();
+    let rest: Vec<String> =
+        rest.into_iter().map(|l| l.unwrap()).filter(|l| l.mark.is_none()).map(|l| l.text).collect();
     assert_eq!(rest, ["line 6", "line 7", "line 8"]);
-    // Resume after line 6 with Last-Event-ID: exactly 7 and 8, then the end.
+    // Resume after line 6 (seq 9, after two more echoes) with Last-Event-ID: exactly 7 and 8,
+    // then the end.
     let resumed: Vec<_> =
-        s.admin.follow(&run.id, Some("count"), None, 7).await.unwrap().collect().await;
+        s.admin.follow(&run.id, Some("count"), None, 10).await.unwrap().collect().await;
     let resumed: Vec<(u64, String)> =
         resumed.into_iter().map(|l| l.map(|l| (l.seq, l.text)).unwrap()).collect();
-    assert_eq!(resumed, [(7, "line 7".to_string()), (8, "line 8".to_string())]);
+    assert_eq!(resumed, [(10, "line 7".to_string()), (11, "line 8".to_string())]);
     // The raw SSE carries the seq as the event id.
     let raw = reqwest::Client::new()
         .get(format!("{}/api/v1/runs/{}/jobs/count/logs/stream", s.url, run.id))
         .bearer_auth(&s.admin_token)
-        .header("Last-Event-ID", "7")
+        .header("Last-Event-ID", "10")
         .send()
         .await
         .unwrap()
         .text()
         .await
         .unwrap();
-    assert!(raw.contains("id: 8\n") || raw.contains("id:8\n"), "{raw}");
+    assert!(raw.contains("id: 11\n") || raw.contains("id:11\n"), "{raw}");
     assert!(!raw.contains("line 7"), "{raw}");
     // Pages by range.
-    let page = s.admin.logs(&run.id, Some("count"), None, 3, 2).await.unwrap();
+    let page = s.admin.logs(&run.id, Some("count"), None, 4, 2).await.unwrap();
     let texts: Vec<&str> = page.lines.iter().map(|l| l.text.as_str()).collect();
-    assert_eq!((texts, page.next), (vec!["line 3", "line 4"], 5));
-    let page = s.admin.logs(&run.id, Some("count"), None, 8, 100).await.unwrap();
+    assert_eq!((texts, page.next), (vec!["line 3", "line 4"], 6));
+    let page = s.admin.logs(&run.id, Some("count"), None, 11, 100).await.unwrap();
     assert!(page.closed);
     // The whole-run log names the job of each line.
     let all = s.admin.logs(&run.id, None, None, 1, 100).await.unwrap();
-    assert_eq!(all.lines.len(), 8);
+    assert_eq!(all.lines.len(), 11, "8 lines and 3 echoes");
     assert!(all.lines.iter().all(|l| l.job.as_deref() == Some("count")));
     s.stop().await;
 }

@@ -15,10 +15,15 @@ pub fn job<'a>(d: &'a RunDetail, id: &str) -> &'a kiln_api::JobInfo {
     d.jobs.iter().find(|j| j.id == id).unwrap_or_else(|| panic!("no job {id} in {d:#?}"))
 }
 
-/// The text of a run's log lines (one job's, or the whole run's).
+/// The text of a run's log lines (one job's, or the whole run's): what the jobs printed,
+/// without the lines their scripts echo before each line runs (`$ make test`) or print when
+/// one fails (`exit status 2: …`).
 pub async fn log_text(s: &TestServer, run: &str, job: Option<&str>) -> Vec<String> {
     let page = s.admin.logs(run, job, None, 1, 10_000).await.unwrap();
-    page.lines.into_iter().map(|l| l.text).collect()
+    let echoed = |l: &kiln_api::LogLine| {
+        l.mark.as_ref().is_some_and(|m| matches!(m.kind.as_str(), "command" | "continued" | "exit"))
+    };
+    page.lines.into_iter().filter(|l| !echoed(l)).map(|l| l.text).collect()
 }
 
 /// A host on 127.0.0.1 (every test agent shares it) with its own range of 100 host ports,

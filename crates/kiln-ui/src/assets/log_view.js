@@ -240,6 +240,13 @@ export async function viewLog(k, p, el, id, job) {
   let target = parseTarget(location.hash); // [first, last] highlighted
   let following = false;
   let painted = false;
+  // Sections: each echoed script line (mark `command`) opens one that the next closes, and
+  // a script's own markers (`::group::`, `section_start:`) open nested ones. Worked out over
+  // the lines held (`sectionize`): a header line gets `sec` { collapsed, dur }, the lines of a
+  // collapsed section `hid` (no rows), end markers always `hid`.
+  const open = new Map(); // header seq -> collapsed (as the user left it)
+  let sectioned = false; // some line takes no rows: the row math goes line by line
+  const simple = () => !wrap.checked && !sectioned;
 
   const lineAt = (seq) => {
     const pg = pages.get(Math.floor((seq - 1) / PAGE));
@@ -340,11 +347,11 @@ export async function viewLog(k, p, el, id, job) {
     }
     return l.n;
   };
-  const rowsOf = (l) => (!wrap.checked || !l ? 1 : Math.max(1, Math.ceil(plainLen(l) / cols)));
+  const rowsOf = (l) => (l && l.hid ? 0 : !wrap.checked || !l ? 1 : Math.max(1, Math.ceil(plainLen(l) / cols)));
   const pageRows = (n) => {
     const size = Math.max(0, Math.min(PAGE, total - n * PAGE));
     const pg = pages.get(n);
-    if (!wrap.checked || !pg) return size;
+    if (simple() || !pg) return size;
     if (pg.rows === undefined || pg.rowsFor !== size) {
       let r = size - pg.lines.length;
       for (const l of pg.lines) r += rowsOf(l);
@@ -356,7 +363,7 @@ export async function viewLog(k, p, el, id, job) {
     if (!layoutDirty) return;
     layoutDirty = false;
     const n = Math.ceil(total / PAGE);
-    if (!wrap.checked) {
+    if (simple()) {
       totalRows = total;
     } else {
       prefix = new Array(n + 1);
@@ -370,7 +377,7 @@ export async function viewLog(k, p, el, id, job) {
   };
   /** Rows before line `seq`. */
   const rowOf = (seq) => {
-    if (!wrap.checked) return seq - 1;
+    if (simple()) return seq - 1;
     const n = Math.floor((seq - 1) / PAGE);
     let r = prefix[Math.min(n, prefix.length - 1)];
     const upto = seq - 1 - n * PAGE;
@@ -381,7 +388,7 @@ export async function viewLog(k, p, el, id, job) {
   /** The line at row `r`. */
   const seqAtRow = (r) => {
     r = Math.max(0, Math.min(r, Math.max(0, totalRows - 1)));
-    if (!wrap.checked) return Math.min(total, Math.floor(r) + 1);
+    if (simple()) return Math.min(total, Math.floor(r) + 1);
     let lo = 0, hi = prefix.length - 2;
     while (lo < hi) { const mid = (lo + hi + 1) >> 1; if (prefix[mid] <= r) lo = mid; else hi = mid - 1; }
     let at = prefix[lo], seq = lo * PAGE + 1;
@@ -395,16 +402,72 @@ export async function viewLog(k, p, el, id, job) {
    * the top of the view where it is (unless following: then the end stays in view).
    */
   const changeRows = (f) => {
-    if (!wrap.checked || following || !total) { f(); layoutDirty = true; return; }
+    if (simple() && !changesSections || following || !total) { f(); sectionize(); layoutDirty = true; return; }
     layout();
     const realTop = log.scrollTop * scale;
     const anchor = seqAtRow(realTop / rowH);
     const off = realTop - rowOf(anchor) * rowH;
     f();
+    sectionize();
     for (const pg of pages.values()) pg.rows = undefined;
     layoutDirty = true;
     layout();
     setScroll((rowOf(anchor) * rowH + off) / scale);
+  };
+
+  /** Works out sections over the runs of consecutive lines held (see `open`). */
+  const sectionize = () => {
+    let any = false, stack = [], next = 0;
+    const close = (upto, at) => {
+      while (stack.length > upto) {
+        const s = stack.pop();
+        s.l.sec.dur = at ? Date.parse(at.time) - Date.parse(s.l.time) : undefined;
+      }
+    };
+    for (const n of [...pages.keys()].sort((a, b) => a - b)) {
+      const pg = pages.get(n);
+      if (pg.start !== next) { close(0); } // a gap: what was open is not known
+      for (const l of pg.lines) {
+        const seq = l.seq;
+        const m = l.mark;
+        const hidden = stack.some((x) => x.l.sec.collapsed);
+        let hid = hidden;
+        if (m && (m.kind === 'command' || m.kind === 'exit')) {
+          close(0, l);
+          hid = false;
+        }
+        if (m && m.kind === 'section_end') {
+          hid = true;
+          const i = m.name ? stack.findLastIndex((x) => x.name === m.name) : stack.findLastIndex((x) => x.name !== null);
+          if (i >= 0) close(i, l);
+        }
+        if (m && (m.kind === 'command' || m.kind === 'section_start')) {
+          const def = m.kind === 'section_start' && m.collapsed;
+          l.sec = { collapsed: open.has(seq) ? open.get(seq) : def, dur: l.sec ? l.sec.dur : undefined };
+          stack.push({ l, name: m.kind === 'command' ? null : m.name });
+        } else if (l.sec) {
+          l.sec = undefined;
+        }
+        if (hid !== !!l.hid) { l.hid = hid; pg.rows = undefined; }
+        if (hid || (l.sec && l.sec.collapsed)) any = true;
+      }
+      next = pg.start + pg.lines.length;
+    }
+    if (any !== sectioned) { sectioned = any; layoutDirty = true; }
+  };
+  let changesSections = false;
+  /** Collapses or expands the section whose header is line `seq`. */
+  const toggleSection = (seq) => {
+    const l = lineAt(seq);
+    if (!l || !l.sec) return;
+    open.set(seq, !l.sec.collapsed);
+    changesSections = true;
+    changeRows(() => {});
+    changesSections = false;
+    for (const pg of pages.values()) pg.rows = undefined;
+    for (const n of [...rowEls.keys()]) rowEls.delete(n);
+    layoutDirty = true;
+    schedule();
   };
 
   // ------------------------------------------------ scrolling
@@ -476,7 +539,7 @@ export async function viewLog(k, p, el, id, job) {
   };
   const rowFor = (seq) => {
     const l = lineAt(seq);
-    const key = (l ? 1 : 0) + (stamps.checked ? 2 : 0);
+    const key = (l ? 1 : 0) + (stamps.checked ? 2 : 0) + (l && l.sec ? (l.sec.collapsed ? 4 : 8) + ':' + l.sec.dur : '');
     const had = rowEls.get(seq);
     if (had && had.key === key) return had.el;
     const num = h('a', { class: 'num', href: '#L' + seq, tabindex: '-1', 'aria-hidden': 'true' }, String(seq));
@@ -485,13 +548,20 @@ export async function viewLog(k, p, el, id, job) {
     if (l) {
       if (l.stream === 'stderr') el.classList.add('err');
       if (stamps.checked) el.append(h('span', { class: 'ts', title: l.time }, fmtClock(l.time)));
-      ansi(txt, l.text);
+      const m = l.mark;
+      if (m) el.classList.add('mark-' + m.kind);
+      if (l.sec) {
+        el.classList.add('sec');
+        el.append(h('button', { type: 'button', class: 'sec-toggle', 'aria-expanded': String(!l.sec.collapsed), 'aria-label': (l.sec.collapsed ? 'Expand' : 'Collapse') + ' section', 'data-seq': seq }, l.sec.collapsed ? '▸' : '▾'));
+      }
+      if (m && m.kind === 'section_start') { const t = h('b'); ansi(t, m.title || m.name || ''); txt.append(t); } else ansi(txt, l.text);
     } else {
       el.classList.add('loading');
       if (stamps.checked) el.append(h('span', { class: 'ts' }, ''));
       txt.textContent = '…';
     }
     el.append(txt);
+    if (l && l.sec && l.sec.dur !== undefined) el.append(h('span', { class: 'sec-dur', title: 'Duration' }, k.fmtDuration(l.sec.dur)));
     rowEls.set(seq, { el, key });
     return el;
   };
@@ -516,8 +586,9 @@ export async function viewLog(k, p, el, id, job) {
     }
     let loaded = 0;
     for (let seq = from; seq <= to; seq++) {
-      const el = rowFor(seq);
       const l = lineAt(seq);
+      if (l && l.hid) continue;
+      const el = rowFor(seq);
       if (l) loaded++;
       el.classList.toggle('hit', matches(l));
       el.classList.toggle('cur', !!needle && seq === curHit);
@@ -548,6 +619,8 @@ export async function viewLog(k, p, el, id, job) {
     schedule();
   };
   rows.addEventListener('click', (ev) => {
+    const tg = ev.target.closest('button.sec-toggle');
+    if (tg) { toggleSection(Number(tg.dataset.seq)); return; }
     const a = ev.target.closest('a.num');
     if (!a) return;
     ev.preventDefault();

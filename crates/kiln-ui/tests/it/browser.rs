@@ -322,21 +322,21 @@ async fn sign_in_trigger_with_params_watch_the_graph_and_a_live_log_then_approve
         "return [...document.querySelectorAll('#log .ln')].some(l => l.textContent.includes('waiting for the go file'))",
     )
     .await;
-    let first = b.js("return document.querySelector('#L1 .txt').textContent").await;
+    let first = b.js("return document.querySelector('#L2 .txt').textContent").await;
     assert_eq!(first, json!("compiling version 2.5"), "the param reached the job");
     let d = s.admin.run(&run_id).await.unwrap();
     assert_eq!(d.jobs[0].state, "running", "the line was seen while the job ran");
     let green =
-        b.js("const e = document.querySelector('#log .ln .f2'); return e && e.textContent").await;
+        b.js("const e = document.querySelector('#log .ln:not(.mark-command) .f2'); return e && e.textContent").await;
     assert_eq!(green, json!("compiling"), "ANSI green is a span of class f2");
     assert_eq!(
         b.js("return document.querySelector('#log .ln .num').textContent").await,
         json!("1")
     );
-    let markup = b.js("return [!!document.querySelector('#log b'), document.querySelector('#L2 .txt').textContent]").await;
+    let markup = b.js("return [!!document.querySelector('#log b'), document.querySelector('#L5 .txt').textContent]").await;
     assert_eq!(markup, json!([false, "<b>markup</b> stays text"]), "log text is never markup");
     let colours = b
-        .js("const l = document.querySelector('#L3 .txt'); return [l.textContent,
+        .js("const l = document.querySelector('#L7 .txt'); return [l.textContent,
             l.querySelector('.a-b.f1').textContent, l.querySelector('span[style]').textContent,
             l.querySelector('span[style]').style.color]")
         .await;
@@ -361,10 +361,11 @@ async fn sign_in_trigger_with_params_watch_the_graph_and_a_live_log_then_approve
     b.type_into("#log-search", "build").await;
     b.wait(
         "a search hit",
-        "return document.querySelector('.log-tools .count').textContent === '1 of 1'",
+        "return document.querySelector('.log-tools .count').textContent === '1 of 2'",
     )
     .await;
-    assert_eq!(b.js("return document.querySelectorAll('#log .ln.hit').length").await, json!(1));
+    // The echoed `$ echo build done` and what it printed.
+    assert_eq!(b.js("return document.querySelectorAll('#log .ln.hit').length").await, json!(2));
     b.shot("05-log-done").await;
 
     // Back on the run: it pauses at the approval; approve it from the page.
@@ -596,7 +597,7 @@ async fn a_followed_log_resumes_after_a_dropped_connection_without_losing_or_rep
     b.c.goto(&format!("{}/runs/{}/jobs/drip", proxy.url, run.id)).await.unwrap();
     b.wait(
         "the first line, live",
-        "return document.querySelectorAll('#log .ln').length === 1
+        "return document.querySelectorAll('#log .ln').length === 3
             && document.querySelector('.log-panel .status').dataset.state === 'live'",
     )
     .await;
@@ -604,7 +605,8 @@ async fn a_followed_log_resumes_after_a_dropped_connection_without_losing_or_rep
     // The network drops; the job writes a line meanwhile.
     proxy.cut();
     std::fs::write(&one, "").unwrap();
-    b.wait("the second line", "return document.querySelectorAll('#log .ln').length >= 2").await;
+    // (Each script line is echoed before it runs: `first` is line 2, after `$ echo first`.)
+    b.wait("the second line", "return document.querySelectorAll('#log .ln').length >= 6").await;
     std::fs::write(&two, "").unwrap();
     b.wait(
         "the end of the log",
@@ -612,13 +614,13 @@ async fn a_followed_log_resumes_after_a_dropped_connection_without_losing_or_rep
     )
     .await;
     let rows = b
-        .js("return [...document.querySelectorAll('#log .ln')].map(l => l.dataset.seq + ' ' + l.querySelector('.txt').textContent)")
+        .js("return [...document.querySelectorAll('#log .ln:not(.mark-command)')].map(l => l.dataset.seq + ' ' + l.querySelector('.txt').textContent)")
         .await;
-    assert_eq!(rows, json!(["1 first", "2 second", "3 third"]), "no line lost or repeated");
+    assert_eq!(rows, json!(["2 first", "5 second", "8 third"]), "no line lost or repeated");
     let resumed = proxy.requests.lock().unwrap().iter().any(|r| {
-        r.contains("/logs/stream") && r.to_ascii_lowercase().contains("last-event-id: 1\r\n")
+        r.contains("/logs/stream") && r.to_ascii_lowercase().contains("last-event-id: 3\r\n")
     });
-    assert!(resumed, "the stream was asked again from after line 1");
+    assert!(resumed, "the stream was asked again from after line 3");
     b.c.clone().close().await.unwrap();
     drop(proxy);
     s.stop().await;

@@ -114,3 +114,10 @@ fn ctrl_c_cancels_and_removes_everything() {
     let left = leftovers(&id);
     assert!(left.is_empty(), "left behind after Ctrl-C: {left:?}");
 }
+
+#[test]
+fn script_lines_are_echoed_and_stderr_keeps_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let (stdout, _) = run_docker(&[&crate::support::interleaved(dir.path())], 1);
+    crate::support::assert_interleaved(&stdout);
+}

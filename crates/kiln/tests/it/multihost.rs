@@ -192,7 +192,8 @@ fn job<'a>(d: &'a RunDetail, id: &str) -> &'a JobInfo {
 /// The text of the log lines of attempt `attempt` of `job`.
 async fn log(client: &Client, run: &str, job: &str, attempt: u32) -> Vec<String> {
     let page = client.logs(run, Some(job), Some(attempt), 1, 1000).await.expect("job log");
-    page.lines.into_iter().map(|l| l.text).collect()
+    // What the job printed, without the echo of its script's lines.
+    page.lines.into_iter().filter(|l| l.mark.is_none()).map(|l| l.text).collect()
 }
 
 /// Applies `yaml` as pipeline `name` of project `multihost` and triggers it.

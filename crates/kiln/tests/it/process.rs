@@ -197,3 +197,11 @@ async fn a_build_job_pushes_to_another_registry_with_credentials_from_the_enviro
     assert!(stdout.contains(&format!("{host}/team/app@{digest}")), "{stdout}");
     assert!(!stdout.contains(kiln_testkit::DISTRIBUTION_PASSWORD), "{stdout}");
 }
+
+#[test]
+fn script_lines_are_echoed_and_stderr_keeps_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(&["run", &crate::support::interleaved(dir.path()), "--executor", "process"]);
+    let (stdout, _) = assert_code(&out, 1);
+    crate::support::assert_interleaved(&stdout);
+}

@@ -303,8 +303,10 @@ fn trigger_with_params_and_follow_prints_the_log_and_succeeds() {
     let (stdout, _) = s.ok(&["logs", "default/build#1"], 0);
     assert!(stdout.contains("compile | hi from compile"), "{stdout}");
     let (stdout, _) = s.ok(&["logs", "default/build#1", "compile", "-o", "json"], 0);
-    let first: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
-    assert_eq!(first["seq"], 1, "{first}");
+    let mut json = stdout.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap());
+    let (echo, first) = (json.next().unwrap(), json.next().unwrap());
+    assert_eq!((&echo["seq"], &echo["mark"]["kind"]), (&1.into(), &"command".into()), "{echo}");
+    assert_eq!(first["seq"], 2, "{first}");
     assert_eq!(first["text"], "hi from compile", "{first}");
 
     let (stdout, _) = s.ok(&["run", "show", "default/build#1"], 0);

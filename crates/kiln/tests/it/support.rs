@@ -83,3 +83,66 @@ pub fn leftovers(id: &str) -> Vec<String> {
     }
     left
 }
+
+/// Writes into `dir` a workflow whose job echoes `$SECRET_WORD`, alternates 200 lines of stdout
+/// (`outN`) and stderr (`errN`), then fails with `exit 2`; returns the file's path.
+pub fn interleaved(dir: &std::path::Path) -> String {
+    let path = dir.join("interleaved.yml");
+    std::fs::write(
+        &path,
+        "name: interleaved\nstages:\n  - name: s\n    jobs:\n      mix:\n        image: busybox\n        env: { SECRET_WORD: swordfish }\n        script:\n          - echo \"the word is $SECRET_WORD\"\n          - for i in $(seq 200); do echo out$i; echo err$i >&2; done\n          - sh -c 'exit 2'\n          - echo never runs\n",
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
+/// What `kiln run` printed for [`interleaved`]: each line echoed as written (`$SECRET_WORD`, not
+/// its value), the 400 lines in the order the job wrote them, and the failed line's status.
+pub fn assert_interleaved(stdout: &str) {
+    let texts: Vec<&str> =
+        stdout.lines().map(|l| l.rsplit_once(" | ").map_or(l, |(_, t)| t)).collect();
+    let plain = |t: &str| kiln_logs_strip(t);
+    let echoed: Vec<String> =
+        texts.iter().map(|t| plain(t)).filter(|t| t.starts_with("$ ")).collect();
+    assert_eq!(
+        echoed,
+        [
+            "$ echo \"the word is $SECRET_WORD\"",
+            "$ for i in $(seq 200); do echo out$i; echo err$i >&2; done",
+            "$ sh -c 'exit 2'"
+        ],
+        "{stdout}"
+    );
+    assert!(texts.contains(&"the word is swordfish"), "{stdout}");
+    let mixed: Vec<&str> = texts
+        .iter()
+        .copied()
+        .filter(|t| (t.starts_with("out") || t.starts_with("err")) && t[3..].parse::<u32>().is_ok())
+        .collect();
+    let want: Vec<String> =
+        (1..=200).flat_map(|i| [format!("out{i}"), format!("err{i}")]).collect();
+    assert_eq!(mixed, want, "stdout and stderr in the order written");
+    assert!(
+        texts.iter().any(|t| plain(t) == "exit status 2: sh -c 'exit 2'"),
+        "the failed line's status: {stdout}"
+    );
+    assert!(!stdout.contains("never runs\n"), "{stdout}");
+}
+
+/// `t` without ANSI escape sequences (`ESC [ … letter`).
+fn kiln_logs_strip(t: &str) -> String {
+    let mut out = String::new();
+    let mut chars = t.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}

@@ -129,7 +129,8 @@ async fn every_page_has_aa_contrast_line_numbers_and_error_text_included() {
         assert_contrast(&b, name).await;
     }
 
-    // The failed run and its log: line numbers and the error line (stderr).
+    // The failed run and its log: line numbers, the echoed script lines and the failed line's
+    // exit status (a script's stderr is in its stdout, in order).
     b.c.goto(&format!("{}/runs/{}", s.url, run.id)).await.unwrap();
     b.wait("the graph", "return !!document.querySelector('svg.graph a.node[data-job=\"broken\"]')")
         .await;
@@ -137,7 +138,8 @@ async fn every_page_has_aa_contrast_line_numbers_and_error_text_included() {
     b.c.goto(&format!("{}/runs/{}/jobs/broken", s.url, run.id)).await.unwrap();
     b.wait(
         "the error line",
-        "return [...document.querySelectorAll('.log .ln.err')].some(l => l.textContent.includes('the build broke'))",
+        "return [...document.querySelectorAll('.log .ln.mark-exit')].some(l => l.textContent.includes('exit status 3'))
+            && [...document.querySelectorAll('.log .ln')].some(l => l.textContent.includes('the build broke'))",
     )
     .await;
     assert_contrast(&b, "log").await;
