@@ -361,6 +361,10 @@ impl Executor for Paced {
         self.inner.containers()
     }
 
+    fn posix_shell(&self) -> bool {
+        self.inner.posix_shell()
+    }
+
     fn check(&self, task: &kiln_exec::TaskSpec) -> Result<(), kiln_exec::ExecError> {
         self.inner.check(task)
     }
@@ -693,9 +697,10 @@ impl Files for LeaseFiles<'_> {
 
 /// The task of a lease: the job's, with the lease's env, its id and labels, and the host
 /// ports the scheduler gave it.
-fn lease_spec(config: &AgentConfig, lease: &Lease) -> kiln_exec::TaskSpec {
+fn lease_spec(config: &AgentConfig, lease: &Lease, posix_shell: bool) -> kiln_exec::TaskSpec {
     let job = &lease.start.job;
-    let mut spec = kiln_runtime::local::task_spec(&lease.run, lease.job_index, &lease.start);
+    let mut spec =
+        kiln_runtime::local::task_spec(&lease.run, lease.job_index, &lease.start, posix_shell);
     let tail = &lease.id[lease.id.len().saturating_sub(12)..];
     spec.id = TaskId::sanitized(&format!("kiln-{tail}-{}-{}", job.id, lease.start.attempt));
     spec.env.extend(lease.env.clone());
@@ -807,7 +812,7 @@ async fn run_instance_lease(
     let (tx, rx) = mpsc::unbounded_channel();
     let sender =
         tokio::spawn(forward_events(lease.id.clone(), rx, reports.clone(), cancel.clone(), true));
-    let mut spec = lease_spec(config, &lease);
+    let mut spec = lease_spec(config, &lease, executor.posix_shell());
     let instance = lease.instance.as_ref();
     if let Some(i) = instance {
         spec.labels.insert("kiln.service".into(), i.service.clone());
@@ -862,7 +867,7 @@ async fn wrapped(
     cancel: &CancellationToken,
 ) -> Outcome {
     let job = &lease.start.job;
-    let spec = lease_spec(config, lease);
+    let spec = lease_spec(config, lease, executor.posix_shell());
     let checkout = lease.checkout.as_ref().map(|c| Checkout {
         repository: c.repository.clone(),
         git_ref: c.git_ref.clone(),
@@ -1027,7 +1032,7 @@ stages:
         let cancel = CancellationToken::new();
         let last = Arc::new(Mutex::new(None));
         let lease = instance_lease(port);
-        let id = lease_spec(&config, &lease).id;
+        let id = lease_spec(&config, &lease, true).id;
         let run = {
             let (cancel, last) = (cancel.clone(), last.clone());
             async move {

@@ -159,6 +159,10 @@ impl Executor for FakeExecutor {
         "fake"
     }
 
+    fn posix_shell(&self) -> bool {
+        false
+    }
+
     fn check(&self, task: &TaskSpec) -> Result<(), ExecError> {
         if self.no_services && !task.services.is_empty() {
             let names: Vec<&str> = task.services.iter().map(|s| s.name.as_str()).collect();

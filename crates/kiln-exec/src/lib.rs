@@ -374,6 +374,13 @@ pub trait Executor: Send + Sync + 'static {
         false
     }
 
+    /// Whether [`Entry::Script`] runs in a POSIX `sh` (`true`, the default: Docker, process,
+    /// Kubernetes). `false` (the fake's tiny interpreter): a job's `script:` lines are handed
+    /// over as written, without the echo and exit-status wrapper of a job script.
+    fn posix_shell(&self) -> bool {
+        true
+    }
+
     /// Says whether this executor can run `task`, without side effects.
     fn check(&self, task: &TaskSpec) -> Result<(), ExecError>;
 

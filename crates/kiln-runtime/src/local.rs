@@ -296,11 +296,14 @@ pub fn server_only<'a>(
     out
 }
 
-/// Builds the executor task for one job attempt.
-pub fn task_spec(run_id: &str, job_index: usize, start: &StartJob) -> TaskSpec {
+/// Builds the executor task for one job attempt. With `posix_shell` (see
+/// [`Executor::posix_shell`]) a `script:` becomes the job script that echoes each line;
+/// without, its lines are handed over as written.
+pub fn task_spec(run_id: &str, job_index: usize, start: &StartJob, posix_shell: bool) -> TaskSpec {
     let job = &start.job;
     let entry = match &job.run {
-        RunSpec::Script(lines) => Entry::Script(crate::script::job_script(lines)),
+        RunSpec::Script(lines) if posix_shell => Entry::Script(crate::script::job_script(lines)),
+        RunSpec::Script(lines) => Entry::Script(lines.join("\n")),
         RunSpec::Command { command, args } => {
             Entry::Command { command: command.clone(), args: args.clone() }
         }
@@ -593,7 +596,7 @@ impl Driver {
             return;
         }
         let index = self.plan.job_index(&job).unwrap_or(0);
-        let mut spec = task_spec(&self.run_id, index, &start);
+        let mut spec = task_spec(&self.run_id, index, &start, self.executor.posix_shell());
         if self.setup.pause_on_failure
             && let RunSpec::Script(lines) = &start.job.run
         {
