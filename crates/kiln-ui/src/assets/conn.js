@@ -108,6 +108,38 @@ export function createConnection(opts) {
 }
 
 /**
+ * Reads the SSE stream of the fetch() answer `resp` to its end, calling `onEvent(type, data,
+ * id)` for each event: `type` `message` unless named, `data` its data lines (an array), `id`
+ * null when it has none.
+ */
+export async function readSse(resp, onEvent) {
+  const reader = resp.body.getReader();
+  const dec = new TextDecoder();
+  let buf = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buf += dec.decode(value, { stream: true });
+    let cut;
+    while ((cut = buf.search(/\r?\n\r?\n/)) >= 0) {
+      const block = buf.slice(0, cut);
+      buf = buf.slice(cut + (buf[cut] === '\r' ? 4 : 2));
+      let type = 'message', id = null;
+      const data = [];
+      for (const line of block.split(/\r?\n/)) {
+        if (!line || line.startsWith(':')) continue;
+        const i = line.indexOf(':');
+        const f = i < 0 ? line : line.slice(0, i);
+        let v = i < 0 ? '' : line.slice(i + 1);
+        if (v.startsWith(' ')) v = v.slice(1);
+        if (f === 'event') type = v; else if (f === 'data') data.push(v); else if (f === 'id') id = v;
+      }
+      onEvent(type, data, id);
+    }
+  }
+}
+
+/**
  * Follows an SSE stream at `url`, calling `onEvent(type, data)` for each event and `onOpen()`
  * each time the stream is (re)opened, so the caller loads what it shows afresh. A stream that
  * drops is opened again at once when the server still answers; when it does not, the
@@ -133,30 +165,9 @@ export async function followEvents(conn, url, o) {
       }
       conn.up();
       o.onOpen();
-      const reader = resp.body.getReader();
-      const dec = new TextDecoder();
-      let buf = '';
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        buf += dec.decode(value, { stream: true });
-        let cut;
-        while ((cut = buf.search(/\r?\n\r?\n/)) >= 0) {
-          const block = buf.slice(0, cut);
-          buf = buf.slice(cut + (buf[cut] === '\r' ? 4 : 2));
-          let type = 'message';
-          const data = [];
-          for (const line of block.split(/\r?\n/)) {
-            if (!line || line.startsWith(':')) continue;
-            const i = line.indexOf(':');
-            const f = i < 0 ? line : line.slice(0, i);
-            let v = i < 0 ? '' : line.slice(i + 1);
-            if (v.startsWith(' ')) v = v.slice(1);
-            if (f === 'event') type = v; else if (f === 'data') data.push(v);
-          }
-          if (data.length) o.onEvent(type, data.join('\n'));
-        }
-      }
+      await readSse(resp, (type, data) => {
+        if (data.length) o.onEvent(type, data.join('\n'));
+      });
     } catch (e) {
       if (e.name === 'AbortError' || o.signal.aborted) return;
       dropped = 'the event stream failed: ' + e.message;

@@ -5,6 +5,8 @@
 // line or range (`#L42`, `#L10-L20`), then follows the live stream (SSE) while the view is at
 // the end. An ES module loaded by app.js on the first log page; it gets app.js' helpers as `k`.
 
+import { readSse } from '/assets/conn.js';
+
 /** Lines per fetched page (the server's pages are by seq: page n holds seqs n*PAGE+1…). */
 const PAGE = 1000;
 /** Pages kept in memory at most, besides those on screen. */
@@ -117,32 +119,11 @@ export async function followSse(k, p, url, onEvent, onState, lastId) {
       }
       onState('live');
       tries = 0;
-      const reader = resp.body.getReader();
-      const dec = new TextDecoder();
-      let buf = '';
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        buf += dec.decode(value, { stream: true });
-        let cut;
-        while ((cut = buf.search(/\r?\n\r?\n/)) >= 0) {
-          const block = buf.slice(0, cut);
-          buf = buf.slice(cut + (buf[cut] === '\r' ? 4 : 2));
-          let type = 'message', id = null;
-          const data = [];
-          for (const line of block.split(/\r?\n/)) {
-            if (!line || line.startsWith(':')) continue;
-            const i = line.indexOf(':');
-            const f = i < 0 ? line : line.slice(0, i);
-            let v = i < 0 ? '' : line.slice(i + 1);
-            if (v.startsWith(' ')) v = v.slice(1);
-            if (f === 'event') type = v; else if (f === 'data') data.push(v); else if (f === 'id') id = v;
-          }
-          if (id !== null) lastId = id;
-          if (type === 'end') ended = true;
-          if (data.length || type === 'end') onEvent(type, data.join('\n'), id);
-        }
-      }
+      await readSse(resp, (type, data, id) => {
+        if (id !== null) lastId = id;
+        if (type === 'end') ended = true;
+        if (data.length || type === 'end') onEvent(type, data.join('\n'), id);
+      });
     } catch (e) {
       if (e.name === 'AbortError' || p.ctl.signal.aborted) return;
     }
