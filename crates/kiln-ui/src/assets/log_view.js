@@ -28,15 +28,22 @@ export function stripAnsi(t) { return t.replace(ESCAPES, ''); }
 export function ansi(parent, text) {
   // eslint-disable-next-line no-control-regex
   const re = /\x1b\[([0-9;]*)([A-Za-z])|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[()][0-9A-Za-z]|\x1b[=>]/g;
-  let st = { fg: null, bg: null, b: false, d: false, i: false, u: false, fgRgb: null, bgRgb: null };
+  const reset = () => ({ fg: null, bg: null, b: false, d: false, i: false, u: false, r: false, fgRgb: null, bgRgb: null });
+  let st = reset();
   let last = 0, m;
   const flush = (chunk) => {
     if (!chunk) return;
-    const plain = st.fg === null && st.bg === null && !st.b && !st.d && !st.i && !st.u && !st.fgRgb && !st.bgRgb;
+    const plain = st.fg === null && st.bg === null && !st.b && !st.d && !st.i && !st.u && !st.r && !st.fgRgb && !st.bgRgb;
     if (plain) { parent.append(chunk); return; }
+    // Reverse video (SGR 7) swaps the two colours; a default one becomes the log's own
+    // background (a-rf) or text colour (a-rb), as a terminal shows it.
+    let { fg, bg, fgRgb, bgRgb } = st;
+    if (st.r) { [fg, bg, fgRgb, bgRgb] = [bg, fg, bgRgb, fgRgb]; }
     const cls = [];
-    if (st.fg !== null) cls.push('f' + st.fg);
-    if (st.bg !== null) cls.push('b' + st.bg);
+    if (fg !== null) cls.push('f' + fg);
+    if (bg !== null) cls.push('b' + bg);
+    if (st.r && fg === null && !fgRgb) cls.push('a-rf');
+    if (st.r && bg === null && !bgRgb) cls.push('a-rb');
     if (st.b) cls.push('a-b');
     if (st.d) cls.push('a-d');
     if (st.i) cls.push('a-i');
@@ -44,8 +51,8 @@ export function ansi(parent, text) {
     const sp = document.createElement('span');
     if (cls.length) sp.className = cls.join(' ');
     sp.textContent = chunk;
-    if (st.fgRgb) sp.style.color = st.fgRgb;
-    if (st.bgRgb) sp.style.background = st.bgRgb;
+    if (fgRgb) sp.style.color = fgRgb;
+    if (bgRgb) sp.style.background = bgRgb;
     parent.append(sp);
   };
   while ((m = re.exec(text))) {
@@ -55,11 +62,13 @@ export function ansi(parent, text) {
     const codes = (m[1] === '' ? '0' : m[1]).split(';').map(Number);
     for (let k = 0; k < codes.length; k++) {
       const c = codes[k];
-      if (c === 0) st = { fg: null, bg: null, b: false, d: false, i: false, u: false, fgRgb: null, bgRgb: null };
+      if (c === 0) st = reset();
       else if (c === 1) st.b = true;
       else if (c === 2) st.d = true;
       else if (c === 3) st.i = true;
       else if (c === 4) st.u = true;
+      else if (c === 7) st.r = true;
+      else if (c === 27) st.r = false;
       else if (c === 22) { st.b = false; st.d = false; }
       else if (c === 23) st.i = false;
       else if (c === 24) st.u = false;

@@ -242,7 +242,7 @@ stages:
           - printf '\033[32mcompiling\033[0m version %s\n' "${{ params.version }}"
           - mkdir -p out && echo binary > out/app
           - echo '<b>markup</b> stays text'
-          - printf '\033[1;31mbold red\033[0m \033[38;5;208morange\033[0m plain\033[K\n'
+          - printf '\033[1;31mbold red\033[0m \033[38;5;208morange\033[0m plain\033[K \033[7mrev\033[27m \033[32;7mgreen-rev\033[0m\n'
           - echo "waiting for the go file"
           - while [ ! -f GATE ]; do sleep 0.05; done
           - echo "build done"
@@ -342,8 +342,19 @@ async fn sign_in_trigger_with_params_watch_the_graph_and_a_live_log_then_approve
         .await;
     assert_eq!(
         colours,
-        json!(["bold red orange plain", "bold red", "orange", "rgb(255, 135, 0)"]),
+        json!(["bold red orange plain rev green-rev", "bold red", "orange", "rgb(255, 135, 0)"]),
         "SGR bold, red and 256 colours are spans; other escapes are dropped"
+    );
+    let reversed = b
+        .js("const l = document.querySelector('#L7 .txt');
+            const css = (t) => { const e = [...l.querySelectorAll('span')].find(s => s.textContent === t);
+              const c = getComputedStyle(e); return [c.color, c.backgroundColor]; };
+            return [css('rev'), css('green-rev')]")
+        .await;
+    assert_eq!(
+        reversed,
+        json!([["rgb(13, 17, 23)", "rgb(230, 237, 243)"], ["rgb(13, 17, 23)", "rgb(26, 99, 52)"]]),
+        "SGR 7 swaps the text and background colours (the log's own when none is set); SGR 27 ends it"
     );
     b.wait(
         "the live status",
