@@ -553,6 +553,8 @@
  * @property {string | null} [finished_at] Ended.
  * @property {string} id Job id (`test[linux]` for a matrix instance).
  * @property {string[]} needs Jobs it waits for.
+ * @property {string | null} [node] The node its latest attempt was placed on, kept after it ends (none before it is
+ *   placed, and for a job the server carries out itself).
  * @property {Record<string, string>} outputs `JOB_OUT` outputs of the latest attempt.
  * @property {JobPlacement | null} [placement] While its latest attempt is placed or running: the node, its IP and the host ports
  *   given (a port is reached at `ip:host`).
