@@ -3,7 +3,7 @@
 import { api, errorBox } from '../lib/api.js';
 import { badge, clear, enc, h, put, saveBlob, toast, truncate } from '../lib/dom.js';
 import { FINAL, fmtAgo, fmtBytes, fmtDuration, fmtTime } from '../lib/format.js';
-import { legend, runGraph } from '../lib/graph.js';
+import { jobFacts, legend, runGraph } from '../lib/graph.js';
 import { projectPath } from '../lib/project.js';
 import { go, later, setTitle } from '../lib/router.js';
 
@@ -21,6 +21,25 @@ export async function viewRun(p, el, id) {
     h('section', { class: 'panel', 'aria-label': 'Jobs' }, h('h2', {}, 'Jobs'), jobs),
     h('section', { class: 'panel', 'aria-label': 'Artifacts' }, h('h2', {}, 'Artifacts'), arts));
   let lastKey = null, artsLoaded = false, busy = false;
+  /** @type {import('../lib/api-types.js').RunDetail | null} */
+  let shownRun = null;
+  // The graph: matrix groups opened by a click stay open across refreshes; stages as rows on
+  // a phone's width, as columns on a wider screen (drawn again when that changes).
+  const narrow = matchMedia('(max-width: 599px)');
+  const open = new Set();
+  const drawGraph = () => {
+    if (!shownRun) return;
+    const focused = document.activeElement && graph.contains(document.activeElement)
+      ? document.activeElement.getAttribute('data-group') : null;
+    put(graph, runGraph(shownRun, {
+      open, vertical: narrow.matches,
+      toggle: (name) => { if (open.has(name)) open.delete(name); else open.add(name); drawGraph(); },
+    }));
+    const again = focused && graph.querySelector('[data-group="' + CSS.escape(focused) + '"].node');
+    if (again) /** @type {SVGElement} */ (again).focus();
+  };
+  narrow.addEventListener('change', drawGraph);
+  p.ctl.signal.addEventListener('abort', () => narrow.removeEventListener('change', drawGraph));
 
   // `label` names the action in an error ("Cancel failed"); `done` is the toast after it.
   const act = async (label, done, method, path, body, after) => {
@@ -53,7 +72,7 @@ export async function viewRun(p, el, id) {
       return;
     }
     const r = d;
-    const key = JSON.stringify([r.state, r.paused_at, r.jobs.map((j) => [j.state, j.attempts, j.duration_ms === null, j.waiting]), r.stages.map((x) => x.gate)]);
+    const key = JSON.stringify([r.state, r.paused_at, r.jobs.map((j) => [j.state, j.attempts, j.duration_ms === null, j.waiting, j.node, j.placement && j.placement.node]), r.stages.map((x) => x.gate)]);
     setTitle(r.pipeline + ' #' + r.number + ' ' + r.state);
     put(crumbs, h('a', { href: '/' }, 'Pipelines'), ' / ', h('a', { href: projectPath(r.project) }, r.project), ' / ', h('a', { href: '/p/' + enc(r.project) + '/' + enc(r.pipeline) }, r.pipeline));
     const actions = h('div', { class: 'actions' });
@@ -83,7 +102,8 @@ export async function viewRun(p, el, id) {
             if (confirm('Reject stage ' + r.paused_at + '? The run stops.')) act('Reject', 'Rejected', 'POST', '/runs/' + enc(id) + '/stages/' + enc(r.paused_at) + '/decision', { decision: 'reject' });
           } }, 'Reject')));
       }
-      put(graph, runGraph(r));
+      shownRun = r;
+      drawGraph();
       put(jobs, jobTable(r));
     } else {
       // Same states: only the clocks of running jobs move, updated in place (keeps focus).
@@ -102,13 +122,16 @@ export async function viewRun(p, el, id) {
 function jobTable(r) {
   return h('div', { class: 'scroll' }, h('table', {},
     h('thead', {}, h('tr', {}, h('th', {}, 'Job'), h('th', {}, 'State'), h('th', { class: 'hide-sm' }, 'Stage'),
-      h('th', { class: 'num hide-sm' }, 'Attempts'), h('th', { class: 'num hide-sm' }, 'Exit'), h('th', { class: 'num' }, 'Duration'), h('th', { class: 'hide-sm' }, 'Note'))),
-    h('tbody', {}, r.jobs.map((j) => h('tr', {},
+      h('th', { class: 'num hide-sm' }, 'Attempts'), h('th', { class: 'num hide-sm' }, 'Exit'), h('th', { class: 'hide-sm' }, 'Node'), h('th', { class: 'num hide-sm' }, 'Queued'),
+      h('th', { class: 'num' }, 'Duration'), h('th', { class: 'hide-sm' }, 'Note'))),
+    h('tbody', {}, r.jobs.map((j) => [j, jobFacts(r, j)]).map(([j, f]) => h('tr', { 'data-job': j.id },
       h('td', {}, h('a', { href: '/runs/' + r.id + '/jobs/' + enc(j.id) }, j.id)),
       h('td', {}, badge(j.state)),
       h('td', { class: 'hide-sm' }, j.stage),
       h('td', { class: 'num hide-sm' }, j.attempts),
       h('td', { class: 'num hide-sm' }, j.exit_code === null ? '–' : j.exit_code),
+      h('td', { class: 'hide-sm mono node' }, f.node || '–'),
+      h('td', { class: 'num hide-sm queued' }, f.queued === null ? '–' : fmtDuration(f.queued)),
       h('td', { class: 'num' }, fmtDuration(j.duration_ms)),
       h('td', { class: 'hide-sm muted note' }, j.reason
         || (j.state === 'queued' && j.waiting ? 'waits for a node: ' + j.waiting : '')
