@@ -110,7 +110,6 @@ export function runGraph(r, o) {
   const RG = 14; // between boxes of a layer
   const PAD = 8;
   const TITLE = V ? 0 : 22; // the stage titles above the columns
-  const LEFT = V ? 0 : 0;
 
   // ------------------------------------------------ the boxes
   /** @type {Item[]} */
@@ -201,7 +200,7 @@ export function runGraph(r, o) {
   }
   const maxSlots = Math.max(1, ...filled);
   const uOf = (col) => PAD + col * (NU + GAP) + (V ? GAP - 18 : 0);
-  const vOf = (slot) => PAD + LEFT + TITLE + slot * (NV + RG);
+  const vOf = (slot) => PAD + TITLE + slot * (NV + RG);
   const U = uOf(cols - 1) + NU + PAD;
   const Vsize = vOf(maxSlots - 1) + NV + PAD;
   const W = V ? Vsize : U, H = V ? U : Vsize;
@@ -315,7 +314,8 @@ export function runGraph(r, o) {
       g = svgEl('g', { class: 'node n-' + b.state, 'data-state': b.state, role: 'img', 'aria-label': b.label, 'data-gate': b.title });
     }
     const [w, hh] = [NW, NH];
-    g.append(svgEl('title', {}, b.label),
+    // (Element.append would write a null as the text `null`: left out here.)
+    g.append(...[svgEl('title', {}, b.label),
       b.group ? svgEl('rect', { class: 'stack', x: x + 4, y: y + 4, width: w, height: hh, rx: 8 }) : null,
       svgEl('rect', { class: 'box', x, y, width: w, height: hh, rx: 8 }),
       svgEl('rect', { class: 'stripe', x, y: y + 1, width: 5, height: hh - 2, rx: 2 }),
@@ -326,7 +326,7 @@ export function runGraph(r, o) {
         : svgEl('circle', { class: 'dot', cx: x + 18, cy: y + 18, r: 5 }),
       svgEl('text', { class: 'name', x: x + 30, y: y + 22 }, truncate(b.title, 22)),
       svgEl('text', { class: 'sub', x: x + 30, y: y + 39 }, truncate(b.sub, 28)),
-      b.facts ? svgEl('text', { class: 'facts', x: x + 30, y: y + 55 }, truncate(b.facts, 28)) : null);
+      b.facts ? svgEl('text', { class: 'facts', x: x + 30, y: y + 55 }, truncate(b.facts, 28)) : null].filter((c) => c !== null));
     return g;
   }
 }
