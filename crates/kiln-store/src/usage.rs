@@ -176,13 +176,14 @@ impl Store {
     /// job id.
     pub async fn job_nodes(&self, run: &RunId) -> Result<BTreeMap<String, String>> {
         let what = || format!("list the nodes of run {run}");
-        let rows: Vec<(String, i64, String)> = with_db!(&self.db, p => sqlx::query_as(
-            "SELECT job_id, attempt, node FROM usage WHERE run_id = $1 ORDER BY job_id, attempt")
+        let rows: Vec<(String, String)> = with_db!(&self.db, p => sqlx::query_as(
+            "SELECT job_id, node FROM usage WHERE run_id = $1 ORDER BY job_id, attempt")
             .bind(run.text())
             .fetch_all(p)
             .await)
         .ctx(what)?;
-        Ok(rows.into_iter().map(|(job, _, node)| (job, node)).collect())
+        // Ordered by attempt: the latest one's node is the one kept.
+        Ok(rows.into_iter().collect())
     }
 
     /// How many usage rows of `run` are still open (attempts started, not ended).

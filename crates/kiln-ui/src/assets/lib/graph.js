@@ -44,13 +44,13 @@ export function legend() {
 }
 
 /** A matrix instance's job name: `build` of `build[linux, 1.80]`; null for a plain job. */
-export function matrixName(id) {
+function matrixName(id) {
   const i = id.indexOf('[');
   return i > 0 && id.endsWith(']') ? id.slice(0, i) : null;
 }
 
 /** One state for many jobs: the most pressing of theirs. */
-export function groupState(jobs) {
+function groupState(jobs) {
   const has = (st) => jobs.some((j) => j.state === st);
   for (const st of ['running', 'failure', 'timeout', 'queued', 'pending', 'canceled']) if (has(st)) return st;
   return jobs.every((j) => j.state === 'skipped') ? 'skipped' : 'success';
