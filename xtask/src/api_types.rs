@@ -315,8 +315,8 @@ mod tests {
         let text = generate(&doc).unwrap();
         assert!(text.contains(
             "/**\n * A run.\n * @typedef {object} Run\n \
-             * @property {Job[]} [jobs]\n \
              * @property {string} id Its id.\n \
+             * @property {Job[]} [jobs]\n \
              * @property {Record<string, string>} [outputs]\n \
              * @property {Record<string, unknown>} [params]\n \
              * @property {Job | null} [parent] Who started it.\n \

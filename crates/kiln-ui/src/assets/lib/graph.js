@@ -104,7 +104,7 @@ export function jobFacts(r, j) {
 export function runGraph(r, o) {
   const V = o.vertical;
   // Sizes along the main axis (u: stage after stage) and the cross axis (v: box after box).
-  const NW = 196, NH = 62;
+  const NW = 214, NH = 62;
   const NU = V ? NH : NW, NV = V ? NW : NH;
   const GAP = V ? 52 : 64; // between layers (V: a stage's title sits in it)
   const RG = 14; // between boxes of a layer
