@@ -42,8 +42,10 @@ pub fn run() -> Result<()> {
 
 /// What [`OUT`] should hold, from the workspace at `root`.
 pub fn generate_file(root: &Path) -> Result<String> {
-    let doc = std::fs::read_to_string(root.join(OPENAPI)).with_context(|| format!("read {OPENAPI}"))?;
-    let doc: Value = serde_json::from_str(&doc).with_context(|| format!("{OPENAPI} is not JSON"))?;
+    let doc =
+        std::fs::read_to_string(root.join(OPENAPI)).with_context(|| format!("read {OPENAPI}"))?;
+    let doc: Value =
+        serde_json::from_str(&doc).with_context(|| format!("{OPENAPI} is not JSON"))?;
     generate(&doc)
 }
 
@@ -213,7 +215,8 @@ fn object(schema: &Value) -> String {
         let fields: Vec<String> = keys
             .into_iter()
             .map(|k| {
-                let name = if is_ident(k) { k.clone() } else { Value::from(k.as_str()).to_string() };
+                let name =
+                    if is_ident(k) { k.clone() } else { Value::from(k.as_str()).to_string() };
                 let opt = if required.contains(&k.as_str()) { "" } else { "?" };
                 format!("{name}{opt}: {}", ty(&props[k.as_str()]))
             })
@@ -313,8 +316,9 @@ mod tests {
             "Kind": {"type": "string", "enum": ["a", "b"]}
         }}});
         let text = generate(&doc).unwrap();
-        assert!(text.contains(
-            "/**\n * A run.\n * @typedef {object} Run\n \
+        assert!(
+            text.contains(
+                "/**\n * A run.\n * @typedef {object} Run\n \
              * @property {string} id Its id.\n \
              * @property {Job[]} [jobs]\n \
              * @property {Record<string, string>} [outputs]\n \
@@ -322,7 +326,9 @@ mod tests {
              * @property {Job | null} [parent] Who started it.\n \
              * @property {\"ok\" | \"bad\"} state\n \
              * @property {number | null} [took]\n */\n"
-        ), "{text}");
+            ),
+            "{text}"
+        );
         assert!(text.contains(
             " * @typedef {object} Detail\n * @property {number} n\n * @property {boolean} [more]\n"
         ), "{text}");

@@ -100,7 +100,9 @@ pub fn run() -> Result<()> {
         });
     }
     if problems.is_empty() {
-        println!("tidy: no problem (dependency rules, pure crates, anyhow, module docs, API types)");
+        println!(
+            "tidy: no problem (dependency rules, pure crates, anyhow, module docs, API types)"
+        );
         return Ok(());
     }
     for problem in &problems {

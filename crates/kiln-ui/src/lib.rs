@@ -33,7 +33,12 @@ pub struct Asset {
 
 fn asset(name: &'static str, body: Bytes) -> Asset {
     let hash = Sha256::digest(&body);
-    Asset { name, content_type: content_type(name), body, etag: format!("\"{}\"", hex::encode(&hash[..12])) }
+    Asset {
+        name,
+        content_type: content_type(name),
+        body,
+        etag: format!("\"{}\"", hex::encode(&hash[..12])),
+    }
 }
 
 /// The `Content-Type` of an asset, by its extension.

@@ -251,9 +251,7 @@ pub async fn detail(app: &App, run: kiln_store::Run) -> ApiResult<RunDetail> {
                     .filter(|r| r.state == JobState::Queued)
                     .and_then(|_| app.dispatch.waiting(&run.id, &j.id)),
                 placement: placement.clone(),
-                node: placement
-                    .map(|p| p.node)
-                    .or_else(|| nodes.get(j.id.as_str()).cloned()),
+                node: placement.map(|p| p.node).or_else(|| nodes.get(j.id.as_str()).cloned()),
                 started_at: rec.and_then(|r| r.started_at),
                 finished_at: rec.and_then(|r| r.finished_at),
                 duration_ms: rec.and_then(|r| ms(r.started_at, r.finished_at)),

@@ -73,7 +73,8 @@ async fn an_attempt_is_recorded_once_and_a_final_step_closes_the_rest() {
         };
         store.record_step_notified(&run.id, &second).await.unwrap();
         let nodes = store.job_nodes(&run.id).await.unwrap();
-        let nodes: Vec<(&str, &str)> = nodes.iter().map(|(j, n)| (j.as_str(), n.as_str())).collect();
+        let nodes: Vec<(&str, &str)> =
+            nodes.iter().map(|(j, n)| (j.as_str(), n.as_str())).collect();
         assert_eq!(nodes, [("a", "n2"), ("b", "n1")]);
 
         let all = store

@@ -70,7 +70,10 @@ async fn assets_have_their_content_types_and_unknown_ones_are_json_404s() {
     // The page preloads every module, so the browser asks for them all at once.
     let page = http.get(format!("{}/runs", s.url)).send().await.unwrap().text().await.unwrap();
     for module in ["/assets/lib/api.js", "/assets/pages/services.js", "/assets/conn.js"] {
-        assert!(page.contains(&format!("<link rel=\"modulepreload\" href=\"{module}\">")), "{page}");
+        assert!(
+            page.contains(&format!("<link rel=\"modulepreload\" href=\"{module}\">")),
+            "{page}"
+        );
     }
     for path in ["/assets/nope.js", "/assets/lib/nope.js", "/assets/lib/../nope.js"] {
         let r = http.get(format!("{}{path}", s.url)).send().await.unwrap();

@@ -37,7 +37,8 @@ fn tsc() -> Option<PathBuf> {
 /// Runs `node tsc ARGS` in `dir`: (success, stdout and stderr).
 fn run(tsc: &Path, dir: &Path, args: &[&str]) -> (bool, String) {
     let out = Command::new("node").arg(tsc).args(args).current_dir(dir).output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     (out.status.success(), text)
 }
 
@@ -48,8 +49,13 @@ fn the_ui_modules_type_check_against_the_api_types() {
     let (ok, out) = run(&tsc, crate_dir, &["-p", "tsconfig.json", "--listFilesOnly"]);
     assert!(ok, "{out}");
     // The check reads every module, the generated types included.
-    for module in ["app.js", "lib/api.js", "lib/api-types.js", "lib/graph.js", "pages/run.js", "log_view.js"] {
-        assert!(out.contains(&format!("src/assets/{module}")), "tsc does not read {module}:\n{out}");
+    for module in
+        ["app.js", "lib/api.js", "lib/api-types.js", "lib/graph.js", "pages/run.js", "log_view.js"]
+    {
+        assert!(
+            out.contains(&format!("src/assets/{module}")),
+            "tsc does not read {module}:\n{out}"
+        );
     }
     let (ok, out) = run(&tsc, crate_dir, &["-p", "tsconfig.json"]);
     assert!(ok, "tsc finds type errors in the UI's modules:\n{out}");
@@ -73,7 +79,16 @@ fn a_wrong_use_of_an_api_type_is_an_error() {
     let (ok, out) = run(
         &tsc,
         dir.path(),
-        &["--noEmit", "--allowJs", "--checkJs", "--target", "ES2023", "--module", "ES2022", "bad.js"],
+        &[
+            "--noEmit",
+            "--allowJs",
+            "--checkJs",
+            "--target",
+            "ES2023",
+            "--module",
+            "ES2022",
+            "bad.js",
+        ],
     );
     assert!(!ok, "{out}");
     assert!(out.contains("Property 'exit_status' does not exist on type 'JobInfo'"), "{out}");

@@ -77,7 +77,11 @@ async fn the_run_graph_routes_edges_around_boxes_groups_a_matrix_and_stands_up_o
     };
     b.sign_in(&s.url, &s.admin_token).await;
     b.c.goto(&format!("{}/runs/{}", s.url, run.id)).await.unwrap();
-    b.wait("the graph", "return !!document.querySelector('svg.graph a.node[data-job=pack][data-state=success]')").await;
+    b.wait(
+        "the graph",
+        "return !!document.querySelector('svg.graph a.node[data-job=pack][data-state=success]')",
+    )
+    .await;
 
     // The matrix is one box, closed: `build ×6`, all six succeeded; no instance box.
     let group = b
@@ -97,7 +101,12 @@ async fn the_run_graph_routes_edges_around_boxes_groups_a_matrix_and_stands_up_o
         .await;
     assert_eq!(
         edges,
-        json!(["group:build->job:pack", "job:compile->job:pack", "job:compile->job:unit", "job:unit->job:smoke"])
+        json!([
+            "group:build->job:pack",
+            "job:compile->job:pack",
+            "job:compile->job:unit",
+            "job:unit->job:smoke"
+        ])
     );
     let long = b.js("return document.querySelector('path.edge[data-from=\"job:compile\"][data-to=\"job:pack\"]').getAttribute('d')").await;
     assert!(long.as_str().unwrap().contains(" L"), "an edge over a stage runs in a lane: {long}");
@@ -158,7 +167,11 @@ async fn the_run_graph_routes_edges_around_boxes_groups_a_matrix_and_stands_up_o
 
     // A phone: the stages become rows, top to bottom; still no edge through a box.
     b.c.set_window_size(400, 844).await.unwrap();
-    b.wait("the graph standing up", "return !!document.querySelector('svg.graph[data-layout=vertical]')").await;
+    b.wait(
+        "the graph standing up",
+        "return !!document.querySelector('svg.graph[data-layout=vertical]')",
+    )
+    .await;
     let ys = b
         .js("const y = (j) => +document.querySelector('svg.graph a.node[data-job=' + j + '] rect.box').getAttribute('y');
              const x = (j) => +document.querySelector('svg.graph a.node[data-job=' + j + '] rect.box').getAttribute('x');
@@ -171,7 +184,11 @@ async fn the_run_graph_routes_edges_around_boxes_groups_a_matrix_and_stands_up_o
     assert_eq!(check["bad"], json!([]), "edges through boxes, standing up: {check}");
     b.shot("03-phone").await;
     b.c.set_window_size(1280, 800).await.unwrap();
-    b.wait("the graph lying down again", "return !!document.querySelector('svg.graph[data-layout=horizontal]')").await;
+    b.wait(
+        "the graph lying down again",
+        "return !!document.querySelector('svg.graph[data-layout=horizontal]')",
+    )
+    .await;
     s.stop().await;
 }
 
@@ -211,7 +228,11 @@ async fn the_duration_plot_has_a_series_per_pipeline_to_hide_and_colours_that_st
         [b.dataset.series, b.dataset.colour, b.getAttribute('aria-pressed'), getComputedStyle(b.querySelector('i')).backgroundColor])";
     let series = "return [...document.querySelectorAll('.duration-plot g.series-g')].map(g =>
         [g.dataset.series, g.querySelector('circle').getAttribute('stroke'), g.querySelectorAll('circle').length])";
-    b.wait("the plot's legend", "return document.querySelectorAll('.duration-plot .plot-legend button').length === 2").await;
+    b.wait(
+        "the plot's legend",
+        "return document.querySelectorAll('.duration-plot .plot-legend button').length === 2",
+    )
+    .await;
     let rgb = |hex: &str| {
         let v = |i: usize| u8::from_str_radix(&hex[i..i + 2], 16).unwrap();
         format!("rgb({}, {}, {})", v(1), v(3), v(5))
@@ -246,12 +267,26 @@ async fn the_duration_plot_has_a_series_per_pipeline_to_hide_and_colours_that_st
 
     // After a reload: still hidden, same colours.
     b.c.refresh().await.unwrap();
-    b.wait("the plot again", "return document.querySelectorAll('.duration-plot .plot-legend button').length === 2").await;
+    b.wait(
+        "the plot again",
+        "return document.querySelectorAll('.duration-plot .plot-legend button').length === 2",
+    )
+    .await;
     assert_eq!(b.js(legend).await, want("false", "true"));
-    assert!(b.js("return !document.querySelector('.duration-plot g.series-g[data-series=\"web/alpha\"]')").await == Value::Bool(true));
+    assert!(
+        b.js(
+            "return !document.querySelector('.duration-plot g.series-g[data-series=\"web/alpha\"]')"
+        )
+        .await
+            == Value::Bool(true)
+    );
     // Shown again.
     b.click(".duration-plot button[data-series=\"web/alpha\"]").await;
-    b.wait("alpha shown", "return !!document.querySelector('.duration-plot g.series-g[data-series=\"web/alpha\"]')").await;
+    b.wait(
+        "alpha shown",
+        "return !!document.querySelector('.duration-plot g.series-g[data-series=\"web/alpha\"]')",
+    )
+    .await;
     assert_eq!(b.js(legend).await, want("true", "true"));
 
     // The pipeline's own page plots it in the same colour.
