@@ -6,7 +6,8 @@
 //! installed for the web UI's browser tests, which run with `KILN_REQUIRE_BROWSER=1`;
 //! Debian's prometheus and distcc for the services' tests, which run with `KILN_REQUIRE_PEERS=1`;
 //! the S3 server s3s-fs (`cargo install`ed when missing) for the S3 blob-store tests, named by
-//! `KILN_TEST_S3S_FS`.
+//! `KILN_TEST_S3S_FS`; TypeScript's `tsc` (npm-installed when missing) for the check of the
+//! web UI's types, named by `KILN_TSC`.
 //! The tests' fixed host ports are reserved from the kernel's ephemeral range first.
 //! Last, a short pass of every fuzz target (`cargo xtask fuzz --dev --time 5`): an
 //! unoptimised build (a release build of the fuzz crate, the server included, takes longer on
@@ -17,12 +18,12 @@ use anyhow::Result;
 
 use crate::apt::Apt;
 use crate::step::{self, Steps, cargo};
-use crate::{browser, engine, fuzz, images, peers, postgres, s3s, tidy};
+use crate::{api_types, browser, engine, fuzz, images, peers, postgres, s3s, tidy};
 
 /// Runs the CI steps in order.
 pub fn run() -> Result<()> {
     let fuzz = std::env::var_os(FUZZ_VAR).is_none_or(|v| v != "0");
-    let mut steps = Steps::new(if fuzz { 11 } else { 10 });
+    let mut steps = Steps::new(if fuzz { 12 } else { 11 });
     let result = run_steps(&mut steps, fuzz);
     steps.summary();
     result
@@ -42,6 +43,7 @@ fn run_steps(steps: &mut Steps, with_fuzz: bool) -> Result<()> {
     steps.run("Chromium and chromedriver", || browser::ensure(&mut apt))?;
     steps.run("test peers (prometheus, distcc)", || peers::ensure(&mut apt))?;
     let s3s_fs = steps.run("S3 server (s3s-fs)", s3s::ensure)?;
+    let tsc = steps.run("TypeScript (tsc)", api_types::ensure_tsc)?;
     let skip_postgres = std::env::var("KILN_SKIP_POSTGRES").is_ok_and(|v| v == "1");
     let postgres = steps.run("PostgreSQL", || {
         if skip_postgres {
@@ -66,6 +68,7 @@ fn run_steps(steps: &mut Steps, with_fuzz: bool) -> Result<()> {
             .env("KILN_REQUIRE_BROWSER", "1")
             .env("KILN_REQUIRE_PEERS", "1")
             .env(s3s::VAR, &s3s_fs)
+            .env(api_types::TSC_VAR, &tsc)
             .env("DOCKER_HOST", &host);
         if let Some(url) = &postgres {
             println!("{}={url}", postgres::URL_VAR);

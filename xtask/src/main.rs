@@ -4,6 +4,7 @@
 //! Each subcommand lives in its own module and is one variant of [`Task`]; add a variant and
 //! a match arm to add one.
 
+mod api_types;
 mod apt;
 mod bench;
 mod browser;
@@ -43,6 +44,9 @@ enum Task {
     /// Checks the invariants of ARCHITECTURE.md a program can: dependency rules (pure crates,
     /// a server without executors), no anyhow in libraries, a module doc atop every file.
     Tidy,
+    /// Writes the web UI's JSDoc types for the API (`crates/kiln-ui/src/assets/lib/
+    /// api-types.js`) from `docs/openapi.json`.
+    ApiTypes,
     /// Makes sure a Docker engine answers and holds the test images; prints its DOCKER_HOST.
     Images,
     /// Builds Kiln's OCI image (server and agent in one) with buildah, no Docker daemon:
@@ -114,6 +118,7 @@ fn run(task: Task) -> Result<()> {
     match task {
         Task::Ci => ci::run(),
         Task::Tidy => tidy::run(),
+        Task::ApiTypes => api_types::run(),
         Task::Images => images::run(),
         Task::Image { binary, archive, push, creds, tls_verify, strip, no_shell } => {
             image_cmd::run(image_cmd::Options {

@@ -9,6 +9,8 @@
 //!   [`EXECUTOR_CRATES`] (its tests may use them);
 //! - `anyhow`: no crate but the binary and xtask ([`ANYHOW_ALLOWED`]) lists `anyhow` in its
 //!   `Cargo.toml` (dev-dependencies too) or writes `anyhow::` in its source;
+//! - `api-types`: the web UI's generated API types (`crates/kiln-ui/src/assets/lib/
+//!   api-types.js`) are what `cargo xtask api-types` writes from `docs/openapi.json`;
 //! - `module-doc`: every `.rs` file under a member's `src/`, `tests/`, `benches/` and
 //!   `examples/` (and its `build.rs`) starts with a `//!` line. Like rust-analyzer's tidy, the
 //!   doc comes first, before any `#![...]` attribute: the first line says what the file is.
@@ -88,9 +90,19 @@ const SERVER: &str = "kiln-server";
 pub fn run() -> Result<()> {
     let root = std::env::current_dir()?;
     let metadata = metadata()?;
-    let problems = check(&root, &metadata)?;
+    let mut problems = check(&root, &metadata)?;
+    if let Some(message) = crate::api_types::stale(&root)? {
+        problems.push(Problem {
+            file: crate::api_types::OUT.to_string(),
+            line: 1,
+            rule: Rule::ApiTypes,
+            message,
+        });
+    }
     if problems.is_empty() {
-        println!("tidy: no problem (dependency rules, pure crates, anyhow, module docs)");
+        println!(
+            "tidy: no problem (dependency rules, pure crates, anyhow, module docs, API types)"
+        );
         return Ok(());
     }
     for problem in &problems {
@@ -118,6 +130,8 @@ pub enum Rule {
     ServerExecutor,
     /// A library uses `anyhow`.
     Anyhow,
+    /// The web UI's generated API types are not current.
+    ApiTypes,
 }
 
 impl Rule {
@@ -129,6 +143,7 @@ impl Rule {
             Rule::PureSource => "pure-source",
             Rule::ServerExecutor => "server-executor",
             Rule::Anyhow => "anyhow",
+            Rule::ApiTypes => "api-types",
         }
     }
 }

@@ -421,6 +421,10 @@ pub struct JobInfo {
     /// given (a port is reached at `ip:host`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement: Option<pool::JobPlacement>,
+    /// The node its latest attempt was placed on, kept after it ends (none before it is
+    /// placed, and for a job the server carries out itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     /// First started.
     pub started_at: Option<DateTime<Utc>>,
     /// Ended.

@@ -6,6 +6,8 @@
 //! start is ignored and an end only completes a row still open. A run's final step closes
 //! every row of it left open. A restart therefore neither loses nor doubles a record.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use kiln_workflow::plan::JobId;
 
@@ -168,6 +170,20 @@ impl Store {
             .await)
         .ctx(what)?;
         rows.into_iter().map(UsageRow::into_record).collect()
+    }
+
+    /// The node each job of `run` was last placed on (its latest attempt's usage row), by
+    /// job id.
+    pub async fn job_nodes(&self, run: &RunId) -> Result<BTreeMap<String, String>> {
+        let what = || format!("list the nodes of run {run}");
+        let rows: Vec<(String, String)> = with_db!(&self.db, p => sqlx::query_as(
+            "SELECT job_id, node FROM usage WHERE run_id = $1 ORDER BY job_id, attempt")
+            .bind(run.text())
+            .fetch_all(p)
+            .await)
+        .ctx(what)?;
+        // Ordered by attempt: the latest one's node is the one kept.
+        Ok(rows.into_iter().collect())
     }
 
     /// How many usage rows of `run` are still open (attempts started, not ended).

@@ -11,6 +11,7 @@
 use std::sync::LazyLock;
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::Path;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -20,48 +21,100 @@ use sha2::{Digest, Sha256};
 /// One embedded file.
 #[derive(Debug)]
 pub struct Asset {
-    /// Name under `/assets/` (or `index.html`).
+    /// Name under `/assets/` (`app.js`, `lib/api.js`), or `index.html`.
     pub name: &'static str,
     /// `Content-Type`.
     pub content_type: &'static str,
     /// The bytes.
-    pub body: &'static [u8],
+    pub body: Bytes,
     /// Strong ETag: a hash of the bytes, quoted.
     pub etag: String,
 }
 
-fn asset(name: &'static str, content_type: &'static str, body: &'static [u8]) -> Asset {
-    let hash = Sha256::digest(body);
-    Asset { name, content_type, body, etag: format!("\"{}\"", hex::encode(&hash[..12])) }
+fn asset(name: &'static str, body: Bytes) -> Asset {
+    let hash = Sha256::digest(&body);
+    Asset {
+        name,
+        content_type: content_type(name),
+        body,
+        etag: format!("\"{}\"", hex::encode(&hash[..12])),
+    }
 }
 
-/// The app's page, served for `/` and every client-side route.
+/// The `Content-Type` of an asset, by its extension.
+fn content_type(name: &str) -> &'static str {
+    match name.rsplit('.').next() {
+        Some("js") => "text/javascript; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("svg") => "image/svg+xml",
+        Some("html") => "text/html; charset=utf-8",
+        _ => "application/octet-stream",
+    }
+}
+
+/// Embeds files of `src/assets/` by their names there.
+macro_rules! embed {
+    ($($name:literal),* $(,)?) => {
+        vec![$(asset($name, Bytes::from_static(include_bytes!(concat!("assets/", $name))))),*]
+    };
+}
+
+/// Where `index.html` wants the modules preloaded.
+const PRELOAD_MARK: &str = "<!-- modulepreload -->";
+
+/// The app's page, served for `/` and every client-side route: `index.html` with a
+/// `<link rel="modulepreload">` for every module in [`ASSETS`], so the browser fetches the
+/// whole import graph at once (not one level of imports after another) and has it all
+/// before the server can go away.
 pub static INDEX: LazyLock<Asset> = LazyLock::new(|| {
-    asset("index.html", "text/html; charset=utf-8", include_bytes!("assets/index.html"))
+    let page = include_str!("assets/index.html");
+    let links: String = ASSETS
+        .iter()
+        .filter(|a| a.name.ends_with(".js") && a.name != "app.js")
+        .map(|a| format!("<link rel=\"modulepreload\" href=\"/assets/{}\">\n", a.name))
+        .collect();
+    asset("index.html", Bytes::from(page.replacen(PRELOAD_MARK, links.trim_end(), 1)))
 });
 
-/// Everything served under `/assets/`.
+/// Everything served under `/assets/`: every file of `src/assets/` but `index.html` (a test
+/// checks none is left out). The scripts are native ES modules: `app.js` is the entry,
+/// `lib/` what pages share, `pages/` one module per page (see docs/ui.md).
 pub static ASSETS: LazyLock<Vec<Asset>> = LazyLock::new(|| {
-    vec![
-        asset("app.js", "text/javascript; charset=utf-8", include_bytes!("assets/app.js")),
-        // An ES module: the job log page (`import()`ed by app.js, preloaded by index.html).
-        asset(
-            "log_view.js",
-            "text/javascript; charset=utf-8",
-            include_bytes!("assets/log_view.js"),
-        ),
-        // An ES module: the connection banner and event streams (imported by app.js at
-        // start, preloaded by index.html).
-        asset("conn.js", "text/javascript; charset=utf-8", include_bytes!("assets/conn.js")),
-        asset("app.css", "text/css; charset=utf-8", include_bytes!("assets/app.css")),
-        asset("favicon.svg", "image/svg+xml", include_bytes!("assets/favicon.svg")),
+    embed![
+        "app.js",
+        "conn.js",
+        "log_view.js",
+        "lib/api.js",
+        "lib/api-types.js",
+        "lib/dom.js",
+        "lib/format.js",
+        "lib/graph.js",
+        "lib/plot.js",
+        "lib/project.js",
+        "lib/router.js",
+        "lib/runs.js",
+        "lib/session.js",
+        "lib/stats.js",
+        "pages/config.js",
+        "pages/deploys.js",
+        "pages/environments.js",
+        "pages/pipelines.js",
+        "pages/pool.js",
+        "pages/projects.js",
+        "pages/registry.js",
+        "pages/run.js",
+        "pages/runs.js",
+        "pages/services.js",
+        "pages/signin.js",
+        "app.css",
+        "favicon.svg",
     ]
 });
 
 /// The UI's routes: `/` and `/assets/{file}`. Mount the app page for client-side routes
 /// with [`page`] in the host router's fallback (see [`is_ui_path`]).
 pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    Router::new().route("/", get(index)).route("/assets/{file}", get(file))
+    Router::new().route("/", get(index)).route("/assets/{*file}", get(file))
 }
 
 /// Whether a GET of `path` is the UI's to answer (a client-side route), as opposed to the
@@ -118,7 +171,7 @@ fn serve(a: &Asset, headers: &HeaderMap) -> Response {
             (header::CACHE_CONTROL, cache),
             (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
         ],
-        a.body,
+        a.body.clone(),
     )
         .into_response();
     if a.content_type.starts_with("text/html") {
@@ -152,19 +205,99 @@ mod tests {
     }
 
     #[test]
-    fn every_asset_the_page_names_is_served() {
-        let page = std::str::from_utf8(INDEX.body).unwrap();
+    fn every_asset_the_page_names_is_served_and_every_module_is_preloaded() {
+        let page = std::str::from_utf8(&INDEX.body).unwrap();
+        assert!(!page.contains(PRELOAD_MARK), "the preload links replace the mark");
         let named: Vec<&str> = page
             .split("/assets/")
             .skip(1)
             .map(|rest| rest.split(['"', '\'']).next().unwrap())
             .collect();
         assert!(named.contains(&"app.js") && named.contains(&"app.css"), "{named:?}");
-        assert!(named.contains(&"log_view.js"), "the log module is preloaded: {named:?}");
-        assert!(named.contains(&"conn.js"), "the connection module is preloaded: {named:?}");
-        for name in named {
-            assert!(ASSETS.iter().any(|a| a.name == name), "index.html names /assets/{name}");
+        for name in &named {
+            assert!(ASSETS.iter().any(|a| a.name == *name), "index.html names /assets/{name}");
         }
+        for a in ASSETS.iter().filter(|a| a.name.ends_with(".js")) {
+            assert!(named.contains(&a.name), "{} is not preloaded", a.name);
+        }
+    }
+
+    /// The files under `dir` (relative to `root`, with `/`), sorted.
+    fn files(root: &std::path::Path, dir: &std::path::Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                files(root, &path, out);
+            } else {
+                let rel = path.strip_prefix(root).unwrap().to_string_lossy().replace('\\', "/");
+                out.push(rel);
+            }
+        }
+    }
+
+    #[test]
+    fn every_file_of_the_assets_folder_is_served() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/assets");
+        let mut all = Vec::new();
+        files(&root, &root, &mut all);
+        for name in all.iter().filter(|n| *n != "index.html") {
+            assert!(
+                ASSETS.iter().any(|a| a.name == name),
+                "src/assets/{name} is not in ASSETS (crates/kiln-ui/src/lib.rs): it would not be served"
+            );
+        }
+        for a in ASSETS.iter() {
+            assert_ne!(a.content_type, "application/octet-stream", "{}: no content type", a.name);
+        }
+    }
+
+    /// Where a module's `import … from './x.js'` points, from the
+    /// module `from`: its name under `/assets/`.
+    fn resolve(from: &str, spec: &str) -> String {
+        let spec = spec.strip_prefix("/assets/").map_or_else(
+            || {
+                let dir = from.rsplit_once('/').map_or("", |(d, _)| d);
+                if dir.is_empty() { spec.to_string() } else { format!("{dir}/{spec}") }
+            },
+            str::to_string,
+        );
+        let mut parts: Vec<&str> = Vec::new();
+        for part in spec.split('/') {
+            match part {
+                "." | "" => {}
+                ".." => {
+                    parts.pop();
+                }
+                p => parts.push(p),
+            }
+        }
+        parts.join("/")
+    }
+
+    #[test]
+    fn every_module_a_module_imports_is_served() {
+        let mut seen = 0;
+        for a in ASSETS.iter().filter(|a| a.name.ends_with(".js")) {
+            let text = std::str::from_utf8(&a.body).unwrap();
+            for line in text.lines() {
+                let line = line.trim_start();
+                let spec = if line.starts_with("import ") || line.starts_with("} from ") {
+                    line.rsplit_once(" from ").map(|(_, s)| s).or(line.strip_prefix("import "))
+                } else {
+                    None
+                };
+                let Some(spec) = spec.and_then(|s| s.trim().strip_prefix('\'')) else { continue };
+                let Some(spec) = spec.split('\'').next() else { continue };
+                let target = resolve(a.name, spec);
+                assert!(
+                    ASSETS.iter().any(|b| b.name == target),
+                    "{} imports {spec} ({target}), which is not served",
+                    a.name
+                );
+                seen += 1;
+            }
+        }
+        assert!(seen > 20, "the modules import each other: {seen} imports read");
     }
 
     #[test]

@@ -229,11 +229,15 @@ pub async fn detail(app: &App, run: kiln_store::Run) -> ApiResult<RunDetail> {
     let plan = app.coord.plan_of_run(&run).await?;
     let records = app.store.jobs(&run.id).await?;
     let approvals = app.store.approvals(&run.id).await?;
+    let nodes = app.store.job_nodes(&run.id).await?;
     let jobs: Vec<JobInfo> = plan
         .jobs
         .iter()
         .map(|j| {
             let rec = records.iter().find(|r| r.job == j.id);
+            let placement = rec
+                .filter(|r| matches!(r.state, JobState::Queued | JobState::Running))
+                .and_then(|_| app.dispatch.placement(&run.id, &j.id));
             JobInfo {
                 id: j.id.to_string(),
                 stage: plan.stages[j.stage].name.clone(),
@@ -246,9 +250,8 @@ pub async fn detail(app: &App, run: kiln_store::Run) -> ApiResult<RunDetail> {
                 waiting: rec
                     .filter(|r| r.state == JobState::Queued)
                     .and_then(|_| app.dispatch.waiting(&run.id, &j.id)),
-                placement: rec
-                    .filter(|r| matches!(r.state, JobState::Queued | JobState::Running))
-                    .and_then(|_| app.dispatch.placement(&run.id, &j.id)),
+                placement: placement.clone(),
+                node: placement.map(|p| p.node).or_else(|| nodes.get(j.id.as_str()).cloned()),
                 started_at: rec.and_then(|r| r.started_at),
                 finished_at: rec.and_then(|r| r.finished_at),
                 duration_ms: rec.and_then(|r| ms(r.started_at, r.finished_at)),

@@ -347,6 +347,7 @@ async fn constraints_and_ports_place_jobs_where_they_must_and_say_why_the_rest_w
     assert!(waiting.contains("1 node: city LIKE shenzhen|shanghai failed"), "{waiting}");
     assert!(waiting.contains("2 nodes:"), "{waiting}");
     let mut nodes = Vec::new();
+    let mut ran_on = Vec::new();
     for j in detail.jobs.iter().filter(|j| j.state == "running") {
         let log = loop {
             let log = log_text(&s, &run.id, Some(&j.id)).await;
@@ -366,6 +367,8 @@ async fn constraints_and_ports_place_jobs_where_they_must_and_say_why_the_rest_w
         assert_eq!(placed.ip, ip, "{placed:?}");
         assert_eq!(placed.ports.len(), 1, "{placed:?}");
         assert_eq!((placed.ports[0].name.as_str(), placed.ports[0].host), ("service", port));
+        assert_eq!(j.node.as_deref(), Some(node.as_str()), "{j:?}");
+        ran_on.push((j.id.clone(), node.clone()));
         nodes.push(node);
     }
     nodes.sort();
@@ -386,6 +389,12 @@ async fn constraints_and_ports_place_jobs_where_they_must_and_say_why_the_rest_w
     let done = s.wait_final(&run.id).await;
     assert_eq!(done.run.state, "success", "{done:#?}");
     assert!(done.jobs.iter().all(|j| j.placement.is_none()), "ended jobs hold no place: {done:#?}");
+    // Where each ran is kept after it ended.
+    for (job, node) in &ran_on {
+        let j = done.jobs.iter().find(|j| &j.id == job).unwrap();
+        assert_eq!(j.node.as_ref(), Some(node), "{j:?}");
+    }
+    assert!(done.jobs.iter().all(|j| j.node.is_some()), "{done:#?}");
     s.stop().await;
 }
 

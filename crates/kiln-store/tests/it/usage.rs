@@ -66,6 +66,16 @@ async fn an_attempt_is_recorded_once_and_a_final_step_closes_the_rest() {
         let closed = store.record_step_notified(&run.id, &finish).await.unwrap().usage;
         assert_eq!(closed.iter().map(|u| u.job.as_str()).collect::<Vec<_>>(), ["b"]);
         assert_eq!(store.open_usage_count(&run.id).await.unwrap(), 0);
+        // Where each job ran: its latest attempt's node, kept after it ended.
+        let second = Step {
+            usage_starts: vec![UsageStart { node: "n2".into(), ..start(&p, "a", 2, t0) }],
+            ..Step::default()
+        };
+        store.record_step_notified(&run.id, &second).await.unwrap();
+        let nodes = store.job_nodes(&run.id).await.unwrap();
+        let nodes: Vec<(&str, &str)> =
+            nodes.iter().map(|(j, n)| (j.as_str(), n.as_str())).collect();
+        assert_eq!(nodes, [("a", "n2"), ("b", "n1")]);
 
         let all = store
             .usage_records(&p.project_id, t0 - Duration::days(1), Utc::now() + Duration::days(1))

@@ -3,9 +3,13 @@
 // come into view (`GET …/logs?from=&limit=`, one seek on the server whatever the log's length)
 // and at most KEEP_PAGES of them are kept. The page opens at the log's tail, or at a linked
 // line or range (`#L42`, `#L10-L20`), then follows the live stream (SSE) while the view is at
-// the end. An ES module loaded by app.js on the first log page; it gets app.js' helpers as `k`.
+// the end. A page module (its `routes` are registered by app.js).
 
-import { readSse } from '/assets/conn.js';
+import { readSse } from './conn.js';
+import { api, errorBox, token } from './lib/api.js';
+import { badge, enc, h, put, saveBlob } from './lib/dom.js';
+import { FINAL, fmtDuration } from './lib/format.js';
+import { go, later, setTitle } from './lib/router.js';
 
 /** Lines per fetched page (the server's pages are by seq: page n holds seqs n*PAGE+1…). */
 const PAGE = 1000;
@@ -110,12 +114,12 @@ function xterm256(n) {
  * `end` event, the page leaving, or a refusal. `lastId`: the last event already seen (sent
  * as Last-Event-ID from the first request on), or null.
  */
-export async function followSse(k, p, url, onEvent, onState, lastId) {
+export async function followSse(p, url, onEvent, onState, lastId) {
   let tries = 0;
   if (lastId === undefined) lastId = null;
   for (;;) {
     if (p.ctl.signal.aborted) return;
-    const headers = { Authorization: 'Bearer ' + k.token(), Accept: 'text/event-stream' };
+    const headers = { Authorization: 'Bearer ' + token(), Accept: 'text/event-stream' };
     if (lastId !== null) headers['Last-Event-ID'] = String(lastId);
     let ended = false;
     try {
@@ -139,7 +143,7 @@ export async function followSse(k, p, url, onEvent, onState, lastId) {
     if (ended) { onState('ended'); return; }
     tries++;
     onState('reconnecting');
-    await new Promise((res) => k.later(p, Math.min(5000, 300 * tries), res));
+    await new Promise((res) => later(p, Math.min(5000, 300 * tries), () => res(undefined)));
   }
 }
 
@@ -155,15 +159,14 @@ const pad2 = (n) => (n < 10 ? '0' : '') + n;
 /** A line's time as the page shows it: local HH:MM:SS.mmm. */
 function fmtClock(iso) {
   const d = new Date(iso);
-  if (isNaN(d)) return '';
+  if (isNaN(d.getTime())) return '';
   return pad2(d.getHours()) + ':' + pad2(d.getMinutes()) + ':' + pad2(d.getSeconds()) + '.' + String(d.getMilliseconds()).padStart(3, '0');
 }
 
 /** The job log page: `/runs/ID/jobs/JOB[?attempt=N][#L42]`. */
-export async function viewLog(k, p, el, id, job) {
-  const { h, put, enc, api } = k;
+async function viewLog(p, el, id, job) {
   const signal = p.ctl.signal;
-  k.setTitle(job + ' log');
+  setTitle(job + ' log');
   const crumbs = h('div', { class: 'crumbs' }, h('a', { href: '/' }, 'Pipelines'), ' / …');
   const state = h('span');
   const head = h('div', { class: 'head' }, h('h1', {}, job), state);
@@ -176,7 +179,7 @@ export async function viewLog(k, p, el, id, job) {
     d = await api('GET', '/runs/' + enc(id), undefined, { signal });
   } catch (e) {
     if (e.name === 'AbortError') throw e;
-    el.append(k.errorBox('Could not load run ' + id, e));
+    el.append(errorBox('Could not load run ' + id, e));
     return;
   }
   const j0 = d.jobs.find((x) => x.id === job);
@@ -209,7 +212,7 @@ export async function viewLog(k, p, el, id, job) {
   const endBtn = h('button', { type: 'button', id: 'log-end', title: 'Go to the last line and follow new ones' }, 'Jump to end');
   const download = h('button', { type: 'button', id: 'download', title: 'The stored log as plain text, as the server has it' }, 'Download raw');
   const attemptSel = j0.attempts > 1
-    ? h('select', { 'aria-label': 'Attempt', onchange: (ev) => k.go('/runs/' + id + '/jobs/' + enc(job) + '?attempt=' + ev.target.value) },
+    ? h('select', { 'aria-label': 'Attempt', onchange: (ev) => go('/runs/' + id + '/jobs/' + enc(job) + '?attempt=' + ev.target.value) },
       Array.from({ length: j0.attempts }, (_, i) => h('option', { value: i + 1, selected: String(i + 1) === (attempt || String(j0.attempts)) }, 'attempt ' + (i + 1))))
     : null;
   el.append(h('div', { class: 'log-panel' },
@@ -262,7 +265,7 @@ export async function viewLog(k, p, el, id, job) {
     inflight.set(n, pr);
     pr.catch((e) => {
       if (e.name === 'AbortError') return;
-      put(problem, k.errorBox('Could not load lines ' + (n * PAGE + 1) + '–' + ((n + 1) * PAGE) + ' of the log', e));
+      put(problem, errorBox('Could not load lines ' + (n * PAGE + 1) + '–' + ((n + 1) * PAGE) + ' of the log', e));
     });
     return pr;
   };
@@ -551,7 +554,7 @@ export async function viewLog(k, p, el, id, job) {
       txt.textContent = '…';
     }
     el.append(txt);
-    if (l && l.sec && l.sec.dur !== undefined) el.append(h('span', { class: 'sec-dur', title: 'Duration' }, k.fmtDuration(l.sec.dur)));
+    if (l && l.sec && l.sec.dur !== undefined) el.append(h('span', { class: 'sec-dur', title: 'Duration' }, fmtDuration(l.sec.dur)));
     rowEls.set(seq, { el, key });
     return el;
   };
@@ -697,9 +700,9 @@ export async function viewLog(k, p, el, id, job) {
   download.addEventListener('click', async () => {
     try {
       const resp = await api('GET', base + '/download' + (att ? '?' + att : ''), undefined, { signal, raw: true });
-      k.saveBlob(await resp.blob(), d.pipeline + '-' + d.number + '-' + job + (attempt ? '-' + attempt : '') + '.log');
+      saveBlob(await resp.blob(), d.pipeline + '-' + d.number + '-' + job + (attempt ? '-' + attempt : '') + '.log');
     } catch (e) {
-      if (e.name !== 'AbortError') put(problem, k.errorBox('Download failed', e));
+      if (e.name !== 'AbortError') put(problem, errorBox('Download failed', e));
     }
   });
 
@@ -708,22 +711,22 @@ export async function viewLog(k, p, el, id, job) {
     try {
       d = await api('GET', '/runs/' + enc(id), undefined, { signal });
     } catch (e) {
-      if (e.name !== 'AbortError' && loop) k.later(p, 5000, refreshJob);
+      if (e.name !== 'AbortError' && loop) later(p, 5000, refreshJob);
       return;
     }
     const j = d.jobs.find((x) => x.id === job);
-    put(state, k.badge(j.state));
+    put(state, badge(j.state));
     put(info, h('span', {}, 'stage ', h('b', {}, j.stage)),
       h('span', {}, 'attempt ', h('b', {}, attempt || j.attempts || '–')),
-      h('span', {}, 'duration ', h('b', {}, k.fmtDuration(j.duration_ms))),
+      h('span', {}, 'duration ', h('b', {}, fmtDuration(j.duration_ms))),
       h('span', {}, 'lines ', h('b', { id: 'log-lines' }, total.toLocaleString('en'))),
       j.exit_code !== null ? h('span', {}, 'exit code ', h('b', {}, j.exit_code)) : null,
       j.reason ? h('span', {}, h('b', {}, j.reason)) : null);
-    if (j.attempts === 0 && (k.FINAL.includes(j.state) || j.state === 'skipped')) {
+    if (j.attempts === 0 && (FINAL.includes(j.state) || j.state === 'skipped')) {
       status.textContent = 'This job did not run' + (j.reason ? ': ' + j.reason : '.');
       status.dataset.state = 'not-run';
     }
-    if (loop && !k.FINAL.includes(j.state) && j.state !== 'skipped') k.later(p, 1500, refreshJob);
+    if (loop && !FINAL.includes(j.state) && j.state !== 'skipped') later(p, 1500, refreshJob);
   };
   refreshJob();
 
@@ -734,7 +737,7 @@ export async function viewLog(k, p, el, id, job) {
     firstPage = await (target ? fetchPage(Math.floor((target[0] - 1) / PAGE)) : fetchTail());
   } catch (e) {
     if (e.name === 'AbortError') throw e;
-    if (!target) put(problem, k.errorBox('Could not load the end of the log', e)); // else fetchPage showed it
+    if (!target) put(problem, errorBox('Could not load the end of the log', e)); // else fetchPage showed it
     return;
   }
   if (!firstPage) return;
@@ -757,7 +760,7 @@ export async function viewLog(k, p, el, id, job) {
     schedule();
   };
   const url = '/api/v1' + base + '/stream' + (att ? '?' + att : '');
-  followSse(k, p, url, (type, data) => {
+  followSse(p, url, (type, data) => {
     if (status.dataset.state === 'not-run') return;
     if (type === 'line') {
       if (!batch.length) requestAnimationFrame(flushLive);
@@ -783,3 +786,8 @@ export async function viewLog(k, p, el, id, job) {
     }
   }, total);
 }
+
+/** @type {import('./lib/router.js').Route[]} */
+export const routes = [
+  { path: /^\/runs\/([^/]+)\/jobs\/([^/]+)$/, view: viewLog, nav: 'runs' },
+];

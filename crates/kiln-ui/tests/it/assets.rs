@@ -37,8 +37,10 @@ async fn assets_have_their_content_types_and_unknown_ones_are_json_404s() {
     let s = TestServer::start_with(0).await;
     let http = reqwest::Client::new();
     for (file, ty, needle) in [
-        ("app.js", "text/javascript; charset=utf-8", "import('/assets/log_view.js')"),
-        ("log_view.js", "text/javascript; charset=utf-8", "export async function viewLog"),
+        ("app.js", "text/javascript; charset=utf-8", "register("),
+        ("log_view.js", "text/javascript; charset=utf-8", "export const routes"),
+        ("lib/router.js", "text/javascript; charset=utf-8", "export function register"),
+        ("pages/run.js", "text/javascript; charset=utf-8", "export const routes"),
         ("app.css", "text/css; charset=utf-8", "--st-success"),
         ("favicon.svg", "image/svg+xml", "<svg"),
     ] {
@@ -46,6 +48,36 @@ async fn assets_have_their_content_types_and_unknown_ones_are_json_404s() {
         assert_eq!(r.status(), StatusCode::OK, "{file}");
         assert_eq!(r.headers()[CONTENT_TYPE], ty, "{file}");
         assert!(r.text().await.unwrap().contains(needle), "{file}");
+    }
+    // Modules in folders are served gzip'd to a browser that takes it, revalidated by ETag.
+    let r = http
+        .get(format!("{}/assets/pages/config.js", s.url))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-encoding"], "gzip");
+    assert_eq!(r.headers()[CACHE_CONTROL], "no-cache");
+    let etag = r.headers()[ETAG].clone();
+    let again = http
+        .get(format!("{}/assets/pages/config.js", s.url))
+        .header(IF_NONE_MATCH, etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    // The page preloads every module, so the browser asks for them all at once.
+    let page = http.get(format!("{}/runs", s.url)).send().await.unwrap().text().await.unwrap();
+    for module in ["/assets/lib/api.js", "/assets/pages/services.js", "/assets/conn.js"] {
+        assert!(
+            page.contains(&format!("<link rel=\"modulepreload\" href=\"{module}\">")),
+            "{page}"
+        );
+    }
+    for path in ["/assets/nope.js", "/assets/lib/nope.js", "/assets/lib/../nope.js"] {
+        let r = http.get(format!("{}{path}", s.url)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
     }
     let r = http.get(format!("{}/assets/nope.js", s.url)).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);

@@ -21,6 +21,7 @@ mod config;
 mod contrast;
 mod deploys;
 mod environments;
+mod graph;
 mod live;
 mod logview;
 mod scans;
