@@ -108,7 +108,9 @@ pub fn run(only: Option<&str>) -> Result<()> {
                 .args(["bench", "-p", "kiln-registry", "--bench", "s3blobs"])
                 .env(crate::s3s::VAR, &s3s_fs),
         )?;
-        println!("==> s3: log page GETs, a finished job log in S3 (s3s-fs) vs in the data directory");
+        println!(
+            "==> s3: log page GETs, a finished job log in S3 (s3s-fs) vs in the data directory"
+        );
         step::run(
             step::cargo()
                 .args(["bench", "-p", "kiln-server", "--bench", "s3logs"])

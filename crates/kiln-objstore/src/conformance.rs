@@ -36,7 +36,11 @@ pub async fn put(store: &dyn Objects, staging: &Path, key: &str, data: &[u8]) {
 }
 
 /// The bytes of `key` (range `range`) with the object's size, or `None` if it is not stored.
-pub async fn read(store: &dyn Objects, key: &str, range: Option<(u64, u64)>) -> Option<(u64, Vec<u8>)> {
+pub async fn read(
+    store: &dyn Objects,
+    key: &str,
+    range: Option<(u64, u64)>,
+) -> Option<(u64, Vec<u8>)> {
     let object = store.get(key, range).await.unwrap_or_else(|e| panic!("get {key}: {e}"))?;
     let size = object.size;
     Some((size, object.bytes().await.unwrap_or_else(|e| panic!("body of {key}: {e}"))))

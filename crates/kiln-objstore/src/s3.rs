@@ -450,9 +450,11 @@ fn build(config: &S3Config, connector: Connector, retry: RetryConfig) -> Result<
         }
         None => builder = builder.with_skip_signature(true),
     }
-    builder
-        .build()
-        .map_err(|e| S3Error::Unusable { role: config.role, url: config.url(), why: e.to_string().replace('\n', " ") })
+    builder.build().map_err(|e| S3Error::Unusable {
+        role: config.role,
+        url: config.url(),
+        why: e.to_string().replace('\n', " "),
+    })
 }
 
 /// The endpoint object_store wants: with virtual-hosted-style requests, the bucket's own

@@ -349,7 +349,8 @@ pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
             (logs, blobs::Blobs::new(Arc::new(objects.clone()), &staging))
         }
         None => {
-            let fs = kiln_objstore::FsObjects::open(data.join("blobs")).map_err(StartError::Blobs)?;
+            let fs =
+                kiln_objstore::FsObjects::open(data.join("blobs")).map_err(StartError::Blobs)?;
             (LogStore::open(data.join("logs"))?, blobs::Blobs::new(Arc::new(fs), &staging))
         }
     };

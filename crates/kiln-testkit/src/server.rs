@@ -125,8 +125,15 @@ impl TestServer {
     /// ([`kiln_server::ServerConfig::object_store`]; restarts keep it).
     pub async fn start_on_s3(capacity: u32, object_store: kiln_objstore::S3Config) -> TestServer {
         let (lost_after, gc) = (Duration::from_secs(30), kiln_server::GcConfig::default());
-        TestServer::start_stored(Backend::Sqlite, capacity, lost_after, gc, |_| {}, Some(object_store))
-            .await
+        TestServer::start_stored(
+            Backend::Sqlite,
+            capacity,
+            lost_after,
+            gc,
+            |_| {},
+            Some(object_store),
+        )
+        .await
     }
 
     async fn start_stored(

@@ -89,7 +89,12 @@ pub struct BlobStoreArgs {
     /// `s3://bucket/prefix` (under `registry/`, `artifacts/`, `caches/`, `logs/`), instead of
     /// the data directory (the default; live logs stay there until their job ends).
     /// Credentials as for `--blob-store`.
-    #[arg(long, value_name = "s3://BUCKET/PREFIX", env = "KILN_OBJECT_STORE", conflicts_with = "blob_store")]
+    #[arg(
+        long,
+        value_name = "s3://BUCKET/PREFIX",
+        env = "KILN_OBJECT_STORE",
+        conflicts_with = "blob_store"
+    )]
     object_store: Option<String>,
     /// Keep only the registry's blobs in an S3 bucket, `s3://bucket/prefix`, instead of the
     /// data directory (the default). Credentials: `--s3-credentials-file`, else
@@ -752,7 +757,10 @@ mod tests {
         assert_eq!(super::object_store_config(&args, no_env), Ok(None));
         args.object_store = Some("s3://kiln/team".into());
         let c = super::object_store_config(&args, no_env).unwrap().unwrap();
-        assert_eq!((c.bucket.as_str(), c.prefix.as_str(), c.role), ("kiln", "team", "object store"));
+        assert_eq!(
+            (c.bucket.as_str(), c.prefix.as_str(), c.role),
+            ("kiln", "team", "object store")
+        );
         assert_eq!(c.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
         assert_eq!(s3_config(&args, no_env), Ok(None), "the registry's own store is not set");
         args.object_store = Some("kiln/team".into());

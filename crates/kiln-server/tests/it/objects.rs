@@ -39,7 +39,10 @@ async fn the_s3_store_passes_the_objects_suite_with_objects_under_its_prefix() {
     conformance::run(&store, staging.path(), BIG).await;
     let keys = server.keys("kiln");
     assert!(keys.contains(&"team/ci/suite/big".to_string()), "{keys:?}");
-    assert!(keys.iter().all(|k| k.starts_with("team/ci/suite/")), "only under the prefix: {keys:?}");
+    assert!(
+        keys.iter().all(|k| k.starts_with("team/ci/suite/")),
+        "only under the prefix: {keys:?}"
+    );
 }
 
 /// An object store that counts the reads made through it (requests and bytes asked for).
@@ -72,7 +75,11 @@ impl Objects for Counted {
     async fn head(&self, key: &str) -> std::io::Result<Option<ObjectMeta>> {
         self.inner.head(key).await
     }
-    async fn get(&self, key: &str, range: Option<(u64, u64)>) -> std::io::Result<Option<ObjectRead>> {
+    async fn get(
+        &self,
+        key: &str,
+        range: Option<(u64, u64)>,
+    ) -> std::io::Result<Option<ObjectRead>> {
         let got = self.inner.get(key, range).await?;
         if let Some(o) = &got {
             self.gets.fetch_add(1, Ordering::SeqCst);
@@ -118,7 +125,11 @@ async fn gone(path: &Path) {
 }
 
 /// The log store over `root` archiving job logs in `objects`' `logs/` part (with a counter).
-fn archiving_store(root: &Path, objects: &Arc<dyn Objects>, staging: &Path) -> (LogStore, Arc<Counted>) {
+fn archiving_store(
+    root: &Path,
+    objects: &Arc<dyn Objects>,
+    staging: &Path,
+) -> (LogStore, Arc<Counted>) {
     let counted = Arc::new(Counted::new(objects.scoped("logs")));
     let archive = LogObjects::new(counted.clone(), staging).unwrap();
     let config = LogStoreConfig { index_every: 64, ..LogStoreConfig::default() };
@@ -192,7 +203,10 @@ async fn finished_logs_are_archived_and_read_by_ranges(objects: Arc<dyn Objects>
     let lines = blocking(move || l.read(&v, 3001, 4).unwrap()).await;
     let shown: Vec<String> = lines.into_iter().map(|r| r.text).collect();
     let build_line = |i| format!("build\t{}", text(i));
-    assert_eq!(shown, [build_line(2999), build_line(3000), "test\ttest 3000".into(), build_line(3001)]);
+    assert_eq!(
+        shown,
+        [build_line(2999), build_line(3000), "test\ttest 3000".into(), build_line(3001)]
+    );
 
     // Following the archived log replays it and ends.
     let l = logs.clone();
@@ -217,7 +231,8 @@ async fn finished_logs_are_archived_and_read_by_ranges(objects: Arc<dyn Objects>
     // (as a killed server leaves it), and the other job's log was closed but never uploaded.
     // The next store uploads both again at start and removes them; nothing is lost.
     drop(logs);
-    let bytes = objects.get("logs/runs/r1/0/1.log", None).await.unwrap().unwrap().bytes().await.unwrap();
+    let bytes =
+        objects.get("logs/runs/r1/0/1.log", None).await.unwrap().unwrap().bytes().await.unwrap();
     std::fs::write(root.join("runs/r1/0/1.log"), &bytes).unwrap();
     let plain = LogStore::open(&root).unwrap();
     let t = test.clone();
@@ -251,7 +266,9 @@ async fn finished_logs_move_to_s3_and_are_read_by_ranged_gets() {
         Arc::new(S3Objects::open(server.object_store("team")).await.unwrap());
     finished_logs_are_archived_and_read_by_ranges(objects).await;
     let keys = server.keys("kiln");
-    for key in ["team/logs/runs/r1/0/1.log", "team/logs/runs/r1/0/1.idx", "team/logs/runs/r1/1/1.log"] {
+    for key in
+        ["team/logs/runs/r1/0/1.log", "team/logs/runs/r1/0/1.idx", "team/logs/runs/r1/1/1.log"]
+    {
         assert!(keys.contains(&key.to_string()), "{key} in {keys:?}");
     }
 }
@@ -294,7 +311,16 @@ async fn read_build_log(s: &TestServer, run: &str) {
     let middle: kiln_api::LogPage =
         get(format!("?from={}&limit=5", first + 1000)).await.unwrap().json().await.unwrap();
     let texts: Vec<&str> = middle.lines.iter().map(|l| l.text.as_str()).collect();
-    assert_eq!(texts, ["build line 1000", "build line 1001", "build line 1002", "build line 1003", "build line 1004"]);
+    assert_eq!(
+        texts,
+        [
+            "build line 1000",
+            "build line 1001",
+            "build line 1002",
+            "build line 1003",
+            "build line 1004"
+        ]
+    );
     let tail: kiln_api::LogPage = get("?tail=3".into()).await.unwrap().json().await.unwrap();
     let seqs: Vec<u64> = tail.lines.iter().map(|l| l.seq).collect();
     assert_eq!(seqs, [page.last - 2, page.last - 1, page.last], "the last three lines");
@@ -402,7 +428,10 @@ async fn a_server_on_s3_keeps_artifacts_caches_and_finished_logs_in_the_bucket()
     assert!(blobs.is_empty(), "nothing in the data directory's blobs: {blobs:?}");
     let logs = files_under(&s.data.join("logs"));
     let kept = |f: &String| {
-        f.ends_with("/all.log") || f.ends_with("/all.idx") || f.ends_with(".archived") || f == ".reserve"
+        f.ends_with("/all.log")
+            || f.ends_with("/all.idx")
+            || f.ends_with(".archived")
+            || f == ".reserve"
     };
     assert!(logs.iter().all(kept), "{logs:?}");
     for f in logs.iter().filter(|f| f.ends_with(".archived")) {
@@ -456,13 +485,20 @@ async fn a_wrong_key_a_missing_bucket_or_no_s3_server_stops_the_start_in_seconds
     let (line, took) = refused(wrong).await;
     assert_eq!(
         line,
-        format!("object store s3://kiln/team: the secret access key was refused by {endpoint} (SignatureDoesNotMatch)")
+        format!(
+            "object store s3://kiln/team: the secret access key was refused by {endpoint} (SignatureDoesNotMatch)"
+        )
     );
     assert!(took < quick, "{took:?}");
     let mut missing = s3.object_store("team");
     missing.bucket = "nobucket".into();
     let (line, took) = refused(missing).await;
-    assert_eq!(line, format!("object store s3://nobucket/team: the bucket `nobucket` does not exist at {endpoint}"));
+    assert_eq!(
+        line,
+        format!(
+            "object store s3://nobucket/team: the bucket `nobucket` does not exist at {endpoint}"
+        )
+    );
     assert!(took < quick, "{took:?}");
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut closed = s3.object_store("team");
@@ -470,7 +506,9 @@ async fn a_wrong_key_a_missing_bucket_or_no_s3_server_stops_the_start_in_seconds
     let (line, took) = refused(closed).await;
     assert_eq!(
         line,
-        format!("object store s3://kiln/team: cannot connect to http://127.0.0.1:{port}: connection refused")
+        format!(
+            "object store s3://kiln/team: cannot connect to http://127.0.0.1:{port}: connection refused"
+        )
     );
     assert!(took < quick, "{took:?}");
     // Nothing was written to the bucket by any of them.
