@@ -81,10 +81,17 @@ fn decode_entry(line: &str) -> Option<Entry> {
 /// Reads the index file: its entries (strictly increasing) and sources. Missing or unreadable
 /// means empty; reading stops at the first line that is torn or not understood.
 pub(crate) fn read(path: &Path) -> (Vec<Entry>, Vec<Source>) {
+    match fs::read(path) {
+        Ok(bytes) => parse(&bytes),
+        Err(_) => (Vec::new(), Vec::new()),
+    }
+}
+
+/// [`read`] on the bytes of an index (an archived one's trailer ends the reading).
+pub(crate) fn parse(bytes: &[u8]) -> (Vec<Entry>, Vec<Source>) {
     let mut entries: Vec<Entry> = Vec::new();
     let mut sources = Vec::new();
-    let Ok(bytes) = fs::read(path) else { return (entries, sources) };
-    let mut rest = &bytes[..];
+    let mut rest = bytes;
     while let Some(end) = rest.iter().position(|&b| b == b'\n') {
         let line = &rest[..end];
         rest = &rest[end + 1..];

@@ -2,8 +2,9 @@
 //! executors), secret masking ([`Masker`]), one append-only file per log with a line-offset
 //! index beside it ([`LogStore`], keyed by [`LogKey`]), views that show the lines of several
 //! logs in the order they came without copying them ([`LogStore::append_viewed`]), and
-//! gap-free live following ([`LogStore::follow`]), and what a line marks ([`marks`]: echoed
-//! script lines, exit statuses, sections).
+//! gap-free live following ([`LogStore::follow`]), finished logs moved to an archive and read
+//! from it by ranges ([`LogStore::with_archive`], [`LogArchive`]: S3 on a server), and what a
+//! line marks ([`marks`]: echoed script lines, exit statuses, sections).
 //!
 //! Invariants: records of one log have sequence numbers 1, 2, 3, … with no gap; a record is
 //! visible to readers and followers only once it is completely written; a follower sees every
@@ -11,6 +12,7 @@
 //! line is stored once (a view stores a reference of a few bytes to it); a page of a log is
 //! read in a time that does not grow with the log.
 
+mod archive;
 mod follow;
 mod format;
 mod index;
@@ -25,6 +27,7 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 
+pub use archive::LogArchive;
 pub use follow::Follow;
 pub use key::{LogKey, MAX_KEY_LEN, MAX_SEGMENT_LEN, MAX_SEGMENTS};
 pub use line::{LogLine, Stream};
@@ -59,6 +62,17 @@ pub enum LogError {
     /// An append to a log that was already closed.
     #[error("log {0} is closed")]
     Closed(LogKey),
+    /// The archive of finished logs could not be read or written.
+    #[error("archived log {key} in {place}: {source}")]
+    Archive {
+        /// The log.
+        key: LogKey,
+        /// The archive ([`LogArchive::describe`]).
+        place: String,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
     /// A file operation failed.
     #[error("log store I/O on {path}: {source}")]
     Io {

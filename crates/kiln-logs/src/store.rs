@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use chrono::{DateTime, Utc};
 use tokio::sync::broadcast;
 
+use crate::archive::{self, Archived, LogArchive};
 use crate::follow::Follow;
 use crate::format::{self, Frame};
 use crate::index::{self, Entry, Source};
@@ -80,7 +81,27 @@ struct Inner {
     reserve: Mutex<Reserve>,
     /// `reserve.missing`, read without the lock on every append.
     reserve_missing: std::sync::atomic::AtomicBool,
+    /// Where finished logs go, if anywhere.
+    archive: Option<ArchiveState>,
 }
+
+/// The archive of a store ([`LogStore::with_archive`]).
+#[derive(Debug)]
+struct ArchiveState {
+    archive: Arc<dyn LogArchive>,
+    /// Which logs are archived once closed.
+    which: fn(&LogKey) -> bool,
+    /// Archived logs' indexes (an archived log never changes); at most [`KNOWN_ARCHIVED`].
+    known: Mutex<HashMap<LogKey, Arc<Archived>>>,
+    /// Closed logs for the archiving thread.
+    queue: Mutex<std::sync::mpsc::Sender<LogKey>>,
+}
+
+/// Archived indexes kept in memory.
+const KNOWN_ARCHIVED: usize = 4096;
+
+/// How long the archiving thread waits before trying a failed log again.
+const ARCHIVE_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The size of the reserve file: room for the markers and end records of the logs that are
 /// stopped while the disk is full.
@@ -110,7 +131,41 @@ impl LogStore {
         root: impl Into<PathBuf>,
         config: LogStoreConfig,
     ) -> Result<LogStore, LogError> {
-        let root = root.into();
+        LogStore::build(root.into(), config, None)
+    }
+
+    /// A store over `root` whose closed logs that `which` picks are moved to `archive` (see
+    /// the `archive` module: uploaded, then removed here, then read from there by ranges).
+    /// A thread does the moving: first of the closed logs found under `root` (those a killed
+    /// process left), then of each log as it is closed; a failed move is tried again later,
+    /// the log staying readable here meanwhile.
+    pub fn with_archive(
+        root: impl Into<PathBuf>,
+        config: LogStoreConfig,
+        archive: Arc<dyn LogArchive>,
+        which: fn(&LogKey) -> bool,
+    ) -> Result<LogStore, LogError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let state = ArchiveState {
+            archive,
+            which,
+            known: Mutex::new(HashMap::new()),
+            queue: Mutex::new(tx),
+        };
+        let store = LogStore::build(root.into(), config, Some(state))?;
+        let weak = Arc::downgrade(&store.inner);
+        std::thread::Builder::new()
+            .name("kiln-log-archive".into())
+            .spawn(move || archiver(weak, rx))
+            .map_err(LogError::io(store.root()))?;
+        Ok(store)
+    }
+
+    fn build(
+        root: PathBuf,
+        config: LogStoreConfig,
+        archive: Option<ArchiveState>,
+    ) -> Result<LogStore, LogError> {
         fs::create_dir_all(&root).map_err(LogError::io(&root))?;
         let config = LogStoreConfig {
             channel_capacity: config.channel_capacity.max(1),
@@ -124,6 +179,7 @@ impl LogStore {
                 logs: Mutex::new(HashMap::new()),
                 reserve: Mutex::new(Reserve { missing: true, tried: None }),
                 reserve_missing: std::sync::atomic::AtomicBool::new(true),
+                archive,
             }),
         };
         store.refill_reserve();
@@ -207,9 +263,57 @@ impl LogStore {
     }
 }
 
+/// The archiving thread: the logs left under the root first (closed ones are moved), then
+/// each log as it is closed; those that failed again every [`ARCHIVE_RETRY`]. It ends with
+/// the store.
+fn archiver(store: Weak<Inner>, queue: std::sync::mpsc::Receiver<LogKey>) {
+    use std::sync::mpsc::RecvTimeoutError;
+    let mut failed: Vec<LogKey> = match store.upgrade() {
+        Some(inner) => LogStore { inner }.archivable(),
+        None => return,
+    };
+    let mut next_try = std::time::Instant::now();
+    loop {
+        let now = std::time::Instant::now();
+        if now >= next_try && !failed.is_empty() {
+            let Some(inner) = store.upgrade() else { return };
+            let s = LogStore { inner };
+            failed.retain(|key| !moved(&s, key));
+            next_try = std::time::Instant::now() + ARCHIVE_RETRY;
+        }
+        let wait = if failed.is_empty() {
+            ARCHIVE_RETRY
+        } else {
+            next_try.saturating_duration_since(std::time::Instant::now())
+        };
+        match queue.recv_timeout(wait) {
+            Ok(key) => {
+                let Some(inner) = store.upgrade() else { return };
+                if !moved(&LogStore { inner }, &key) {
+                    failed.push(key);
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
+/// Moves `key`'s log to the archive; false (and a warning) if that failed.
+fn moved(store: &LogStore, key: &LogKey) -> bool {
+    match store.archive(key) {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::warn!("log {key} stays on the local disk for now: {e}");
+            false
+        }
+    }
+}
+
 /// One log: its file, its writer state and its channel.
 #[derive(Debug)]
 pub(crate) struct KeyLog {
+    key: LogKey,
     path: PathBuf,
     index_every: u64,
     state: Mutex<Writer>,
@@ -250,6 +354,12 @@ struct Writer {
     next: Vec<u64>,
     /// One entry every `index_every` records (none for seq 1), sorted; mirrored in the file.
     index: Vec<Entry>,
+    /// There was no local file when it was loaded.
+    missing: bool,
+    /// It had been moved to the archive (its marker file `<key>.archived` is here).
+    moved: bool,
+    /// The log is archived: read from the archive, not the file.
+    archived: Option<Arc<Archived>>,
 }
 
 /// A record as read before a view's references are resolved.
@@ -358,7 +468,7 @@ impl LogStore {
 
     fn append_once(&self, key: &LogKey, line: &LogLine, text: &str) -> Result<Record, LogError> {
         let log = self.log(key);
-        let mut writer = log.lock()?;
+        let mut writer = log.lock_local()?;
         if writer.closed {
             drop(writer);
             self.evict(key, &log);
@@ -460,7 +570,7 @@ impl LogStore {
 
     fn close_once(&self, key: &LogKey) -> Result<(), LogError> {
         let log = self.log(key);
-        {
+        let archived = {
             let mut writer = log.lock()?;
             if !writer.closed {
                 writer.write(&log.path, &format::encode_closed())?;
@@ -468,9 +578,122 @@ impl LogStore {
                 writer.file = None;
                 let _ = log.tx.send(Event::Closed);
             }
-        }
+            writer.archived.is_some()
+        };
         self.evict(key, &log);
+        if let Some(state) = &self.inner.archive
+            && (state.which)(key)
+            && !archived
+        {
+            let _ = state.queue.lock().unwrap_or_else(|p| p.into_inner()).send(key.clone());
+        }
         Ok(())
+    }
+
+    /// The archived index of `key`'s log, if the store archives it and it is archived.
+    fn archived(&self, key: &LogKey) -> Result<Option<Arc<Archived>>, LogError> {
+        let Some(state) = &self.inner.archive else { return Ok(None) };
+        if !(state.which)(key) {
+            return Ok(None);
+        }
+        if let Some(a) = state.known.lock().unwrap_or_else(|p| p.into_inner()).get(key) {
+            return Ok(Some(a.clone()));
+        }
+        let fail = |source| LogError::Archive {
+            key: key.clone(),
+            place: state.archive.describe(),
+            source,
+        };
+        let (_, idx) = archive::names(key);
+        let Some(bytes) = state.archive.get(&idx, None).map_err(fail)? else { return Ok(None) };
+        let archived = Arc::new(archive::decode(&bytes).ok_or_else(|| {
+            fail(io::Error::new(io::ErrorKind::InvalidData, format!("{idx} is not a whole index")))
+        })?);
+        self.remember(key, &archived);
+        Ok(Some(archived))
+    }
+
+    fn remember(&self, key: &LogKey, archived: &Arc<Archived>) {
+        let Some(state) = &self.inner.archive else { return };
+        let mut known = state.known.lock().unwrap_or_else(|p| p.into_inner());
+        if known.len() >= KNOWN_ARCHIVED {
+            known.clear();
+        }
+        known.insert(key.clone(), archived.clone());
+    }
+
+    /// Moves `key`'s log to the store's archive if it is closed and here: its index, then the
+    /// log, then the local files removed (log first). True if it was moved. Doing it again
+    /// after a crash stores the same bytes again.
+    pub fn archive(&self, key: &LogKey) -> Result<bool, LogError> {
+        let Some(state) = &self.inner.archive else { return Ok(false) };
+        let path = self.path(key);
+        let writer = Writer::load(&path, self.inner.config.index_every)?;
+        if writer.missing || !writer.closed {
+            return Ok(false);
+        }
+        let archived = Arc::new(Archived {
+            entries: writer.index,
+            sources: writer.sources,
+            last_seq: writer.last_seq,
+            len: writer.len,
+        });
+        let fail = |source| LogError::Archive {
+            key: key.clone(),
+            place: state.archive.describe(),
+            source,
+        };
+        let (log_name, idx_name) = archive::names(key);
+        state.archive.put_bytes(&idx_name, archive::encode(&archived)).map_err(fail)?;
+        state.archive.put_file(&log_name, &path).map_err(fail)?;
+        self.remember(key, &archived);
+        // The marker first: from it on, readers look in the archive when the file is gone.
+        let marker = archive::marker(&path);
+        File::create(&marker).and_then(|f| f.sync_all()).map_err(LogError::io(&marker))?;
+        for file in [path.clone(), index::path_of(&path)] {
+            match fs::remove_file(&file) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    return Err(LogError::io(file)(e));
+                }
+                _ => {}
+            }
+        }
+        Ok(true)
+    }
+
+    /// The logs under the root that the archive takes (closed or not), by key.
+    fn archivable(&self) -> Vec<LogKey> {
+        let Some(state) = &self.inner.archive else { return Vec::new() };
+        let mut out = Vec::new();
+        let mut dirs = vec![self.inner.root.clone()];
+        while let Some(dir) = dirs.pop() {
+            let Ok(entries) = fs::read_dir(&dir) else { continue };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    dirs.push(path);
+                    continue;
+                }
+                if path.extension().is_none_or(|e| e != "log") {
+                    continue;
+                }
+                let bare = path.with_extension("");
+                let Ok(rel) = bare.strip_prefix(&self.inner.root).map(|r| {
+                    r.components()
+                        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                        .collect::<Vec<_>>()
+                }) else {
+                    continue;
+                };
+                if let Ok(key) = LogKey::new(rel.join("/"))
+                    && (state.which)(&key)
+                {
+                    out.push(key);
+                }
+            }
+        }
+        out.sort();
+        out
     }
 
     /// Forgets `key`'s state if it is still `log` (followers keep their own reference).
@@ -500,6 +723,7 @@ impl LogStore {
     fn new_log(&self, key: &LogKey, capacity: usize) -> KeyLog {
         let (tx, _) = broadcast::channel(capacity);
         KeyLog {
+            key: key.clone(),
             path: key.file_in(&self.inner.root),
             index_every: self.inner.config.index_every,
             state: Mutex::new(Writer::default()),
@@ -596,12 +820,69 @@ impl LogStore {
 impl KeyLog {
     /// Locks the writer state, reading the file (and its index) first if this is the first
     /// use.
+    /// A log with no local file is looked for in the store's archive (when the store archives
+    /// it).
     fn lock(&self) -> Result<MutexGuard<'_, Writer>, LogError> {
+        self.lock_as(true)
+    }
+
+    /// [`KeyLog::lock`] for an append: a log with no local file is a new one (the archive is
+    /// not asked; archived logs are closed and take no appends).
+    fn lock_local(&self) -> Result<MutexGuard<'_, Writer>, LogError> {
+        self.lock_as(false)
+    }
+
+    fn lock_as(&self, ask_archive: bool) -> Result<MutexGuard<'_, Writer>, LogError> {
         let mut guard = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if !guard.loaded {
             *guard = Writer::load(&self.path, self.index_every)?;
+            if guard.moved && ask_archive {
+                let archived = self.archived()?.ok_or_else(|| LogError::Archive {
+                    key: self.key.clone(),
+                    place: self.archive_place(),
+                    source: io::Error::new(io::ErrorKind::NotFound, "it is not in the archive"),
+                })?;
+                *guard = Writer::from_archived(archived);
+            }
         }
         Ok(guard)
+    }
+
+    /// This log's archived index, if the store archives it and it is archived.
+    fn archived(&self) -> Result<Option<Arc<Archived>>, LogError> {
+        match self.store.upgrade() {
+            Some(inner) => LogStore { inner }.archived(&self.key),
+            None => Ok(None),
+        }
+    }
+
+    /// Where the store's archive is, for errors.
+    fn archive_place(&self) -> String {
+        let inner = self.store.upgrade();
+        match inner.as_ref().and_then(|i| i.archive.as_ref()) {
+            Some(state) => state.archive.describe(),
+            None => "no archive (the store was opened without one)".to_string(),
+        }
+    }
+
+    /// The bytes `start..end` of this log in the archive.
+    fn archived_bytes(&self, start: u64, end: u64) -> Result<Vec<u8>, LogError> {
+        let inner = self.store.upgrade();
+        let Some(state) = inner.as_ref().and_then(|i| i.archive.as_ref()) else {
+            return Err(LogError::io(&self.path)(io::Error::other("the store has no archive")));
+        };
+        let (log, _) = archive::names(&self.key);
+        let fail = |source| LogError::Archive {
+            key: self.key.clone(),
+            place: state.archive.describe(),
+            source,
+        };
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        state.archive.get(&log, Some((start, end))).map_err(fail)?.ok_or_else(|| {
+            fail(io::Error::new(io::ErrorKind::NotFound, format!("{log} is not in the archive")))
+        })
     }
 
     /// The file of this log.
@@ -642,25 +923,42 @@ impl KeyLog {
         from_seq: u64,
         limit: usize,
     ) -> Result<(Vec<Item>, Vec<Source>), LogError> {
-        let (start, end, mut sources) = {
+        let (start, end, mut sources, archived) = {
             let writer = self.lock()?;
             if limit == 0 || from_seq > writer.last_seq {
                 return Ok((Vec::new(), Vec::new()));
             }
             let at = writer.index.partition_point(|e| e.seq <= from_seq);
             let entry = at.checked_sub(1).and_then(|i| writer.index.get(i)).cloned();
-            (entry, writer.len, writer.sources.clone())
+            // An archived log is read by ranges: up to the entry after the records wanted.
+            let past = from_seq.saturating_add(limit as u64);
+            let stop = writer.index.iter().find(|e| e.seq >= past).map_or(writer.len, |e| e.offset);
+            let end = if writer.archived.is_some() { stop } else { writer.len };
+            (entry, end, writer.sources.clone(), writer.archived.is_some())
         };
         let offset = start.as_ref().map_or(0, |e| e.offset);
         let mut walk = Walk::at(start.as_ref(), sources.len());
-        let mut file = match File::open(&self.path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), Vec::new())),
-            Err(e) => return Err(LogError::io(&self.path)(e)),
+        let source: Box<dyn Read> = if archived {
+            Box::new(io::Cursor::new(self.archived_bytes(offset, end)?))
+        } else {
+            let mut file = match File::open(&self.path) {
+                Ok(file) => file,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    // Archived (and removed here) since it was loaded: read it from there.
+                    if let Some(archived) = self.archived()? {
+                        *self.state.lock().unwrap_or_else(|p| p.into_inner()) =
+                            Writer::from_archived(archived);
+                        return self.read_items(from_seq, limit);
+                    }
+                    return Ok((Vec::new(), Vec::new()));
+                }
+                Err(e) => return Err(LogError::io(&self.path)(e)),
+            };
+            file.seek(SeekFrom::Start(offset)).map_err(LogError::io(&self.path))?;
+            Box::new(file.take(end.saturating_sub(offset)))
         };
-        file.seek(SeekFrom::Start(offset)).map_err(LogError::io(&self.path))?;
         let mut out = Vec::new();
-        frames(&self.path, file.take(end.saturating_sub(offset)), offset, |_, bytes| {
+        frames(&self.path, source, offset, |_, bytes| {
             let Some(frame) = format::decode(bytes) else { return true };
             if matches!(frame, Frame::Closed) {
                 return false;
@@ -731,6 +1029,20 @@ impl KeyLog {
 }
 
 impl Writer {
+    /// The state of an archived log: closed, read from the archive.
+    fn from_archived(a: Arc<Archived>) -> Writer {
+        Writer {
+            loaded: true,
+            closed: true,
+            last_seq: a.last_seq,
+            len: a.len,
+            sources: a.sources.clone(),
+            index: a.entries.clone(),
+            archived: Some(a),
+            ..Writer::default()
+        }
+    }
+
     /// Reads the log's index file and the records after its last entry (the whole file when
     /// the index is missing or does not fit), and writes the index again if it lagged: last
     /// seq, committed length (a torn last frame excluded), closed flag, sources and the sparse
@@ -739,7 +1051,13 @@ impl Writer {
         let mut writer = Writer { loaded: true, ..Writer::default() };
         let mut file = match File::open(path) {
             Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(writer),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                writer.missing = true;
+                writer.moved = archive::marker(path).exists();
+                // Moved logs are closed (appends need not ask the archive).
+                writer.closed = writer.moved;
+                return Ok(writer);
+            }
             Err(e) => return Err(LogError::io(path)(e)),
         };
         let file_len = file.metadata().map_err(LogError::io(path))?.len();

@@ -1,7 +1,8 @@
-//! Garbage collection of the blob directory: caches evicted (past their age, then least
+//! Garbage collection of the archives (the object store's `artifacts/` and `caches/`, in the
+//! data directory or on S3): caches evicted (past their age, then least
 //! recently used first until under the size budget), artifacts of long-ended runs expired,
-//! and files no record names (failed uploads, replaced caches and artifacts) deleted once
-//! older than a grace window. Run by a periodic task and by `POST /api/v1/gc`.
+//! and objects no record names (replaced caches and artifacts, uploads whose record was never
+//! written) deleted once older than a grace window. Run by a periodic task and by `POST /api/v1/gc`.
 //!
 //! Order: records are removed in the store first, then the files they named; a file is
 //! deleted only if no live record names it at that moment, so a blob a live record names is
@@ -9,7 +10,6 @@
 //! parameter).
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
@@ -103,8 +103,8 @@ pub enum GcError {
     /// The store could not be read or written.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The blob directory could not be read or a file not deleted.
-    #[error("blob directory: {0}")]
+    /// The object store could not be listed or an object not deleted.
+    #[error("object store: {0}")]
     Io(String),
 }
 
@@ -137,20 +137,17 @@ pub async fn collect(app: &App) -> Result<GcReport, GcError> {
     let mut doomed: Vec<String> = evicted.iter().map(|c| c.blob.clone()).collect();
     doomed.extend(expired.unnamed_blobs.iter().cloned());
     doomed.retain(|b| !named.contains(b));
-    let root = app.blobs.path("");
-    let grace = config.blob_gc_grace;
-    let (freed, orphans, orphan_bytes) =
-        tokio::task::spawn_blocking(move || -> std::io::Result<(u64, u64, u64)> {
-            let mut freed = 0;
-            for rel in &doomed {
-                freed += remove_file(&root.join(rel))?.unwrap_or(0);
-            }
-            let (orphans, orphan_bytes) = sweep(&root, &named, grace, SystemTime::now())?;
-            Ok((freed, orphans, orphan_bytes))
-        })
-        .await
-        .map_err(|e| GcError::Io(e.to_string()))?
-        .map_err(|e| GcError::Io(e.to_string()))?;
+    let objects = app.blobs.objects();
+    let io = |e: std::io::Error| GcError::Io(format!("{}: {e}", objects.describe()));
+    let mut freed = 0;
+    for rel in &doomed {
+        if let Some(meta) = objects.head(rel).await.map_err(io)? {
+            objects.delete(rel).await.map_err(io)?;
+            freed += meta.size;
+        }
+    }
+    let (orphans, orphan_bytes) =
+        sweep(&**objects, &named, config.blob_gc_grace, SystemTime::now()).await.map_err(io)?;
 
     let (_, cache_bytes) = app.store.cache_usage().await?;
     let m = &app.metrics;
@@ -169,69 +166,24 @@ pub async fn collect(app: &App) -> Result<GcReport, GcError> {
     })
 }
 
-/// Deletes a file, returning its size (`None` if it was already gone).
-fn remove_file(path: &Path) -> std::io::Result<Option<u64>> {
-    let size = match std::fs::metadata(path) {
-        Ok(m) => m.len(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    match std::fs::remove_file(path) {
-        Ok(()) => Ok(Some(size)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-/// Deletes the files under `root` that `named` does not list (paths relative to `root`, `/`
-/// separated) and that were last written before `now - grace`, and the empty directories as
-/// old; returns how many files and their bytes.
-fn sweep(
-    root: &Path,
+/// Deletes the archives (under `artifacts/` and `caches/`) that `named` does not list and
+/// that were last written before `now - grace`; returns how many and their bytes.
+async fn sweep(
+    objects: &dyn kiln_objstore::Objects,
     named: &HashSet<String>,
     grace: Duration,
     now: SystemTime,
 ) -> std::io::Result<(u64, u64)> {
-    let old = |meta: &std::fs::Metadata| {
-        meta.modified()
-            .ok()
-            .and_then(|m| now.duration_since(m).ok())
-            .is_some_and(|age| age >= grace)
-    };
     let (mut count, mut bytes) = (0, 0);
-    let mut dirs: Vec<PathBuf> = vec![root.to_path_buf()];
-    let mut seen_dirs = Vec::new();
-    while let Some(dir) = dirs.pop() {
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e),
-        };
-        for entry in entries {
-            let entry = entry?;
-            let path = entry.path();
-            let meta = entry.metadata()?;
-            if meta.is_dir() {
-                dirs.push(path.clone());
-                seen_dirs.push((path, meta));
+    for part in ["artifacts", "caches"] {
+        for object in objects.list(part).await? {
+            let old = now.duration_since(object.modified).is_ok_and(|age| age >= grace);
+            if named.contains(&object.key) || !old {
                 continue;
             }
-            let Ok(rel) = path.strip_prefix(root) else { continue };
-            let rel: Vec<_> = rel.components().map(|c| c.as_os_str().to_string_lossy()).collect();
-            if named.contains(&rel.join("/")) || !old(&meta) {
-                continue;
-            }
-            if let Some(size) = remove_file(&path)? {
-                count += 1;
-                bytes += size;
-            }
-        }
-    }
-    // Deepest first; `remove_dir` refuses a directory that is not empty.
-    seen_dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
-    for (dir, meta) in seen_dirs {
-        if old(&meta) && dir.parent() != Some(root) {
-            let _ = std::fs::remove_dir(&dir);
+            objects.delete(&object.key).await?;
+            count += 1;
+            bytes += object.size;
         }
     }
     Ok((count, bytes))

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kiln_logs::{LogError, LogStore};
+use kiln_objstore::Objects as _;
 use kiln_store::{NewToken, Role, Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
@@ -27,6 +28,7 @@ pub mod environments;
 pub mod error;
 pub mod gc;
 pub mod metrics;
+pub mod objects;
 pub mod plans;
 pub mod pool;
 pub mod registry;
@@ -73,7 +75,7 @@ pub enum StartError {
     /// The log directory could not be opened.
     #[error(transparent)]
     Logs(#[from] LogError),
-    /// The blob directory could not be opened.
+    /// The blob directory (or the staging directory of uploads) could not be opened.
     #[error("blob directory: {0}")]
     Blobs(std::io::Error),
     /// The secret key could not be loaded or created.
@@ -101,10 +103,10 @@ pub enum StartError {
     /// The registry's directories could not be opened.
     #[error("open the registry: {0}")]
     Registry(std::io::Error),
-    /// The registry's S3 blob store is unusable (unreachable endpoint, refused credentials,
-    /// missing bucket), found by a probe before anything is stored.
+    /// The S3 object store or the registry's S3 blob store is unusable (unreachable endpoint,
+    /// refused credentials, missing bucket), found by a probe before anything is stored.
     #[error(transparent)]
-    BlobStore(#[from] kiln_registry::s3::S3Error),
+    BlobStore(#[from] kiln_objstore::S3Error),
     /// A pipeline's stored schedules could not be brought in step with it.
     #[error("schedules of pipeline {pipeline}: {message}")]
     Schedules {
@@ -122,7 +124,7 @@ pub struct AppState {
     pub store: Store,
     /// Job logs.
     pub logs: LogStore,
-    /// Artifacts and caches.
+    /// Artifacts and caches (in the object store).
     pub blobs: blobs::Blobs,
     /// Runs.
     pub coord: Coord,
@@ -178,7 +180,7 @@ pub type App = Arc<AppState>;
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Data directory: `kiln.db` (unless [`ServerConfig::database`] is set), `logs/`,
-    /// `blobs/`, `secret.key`.
+    /// `blobs/` (unless [`ServerConfig::object_store`] is set), `secret.key`.
     pub data: PathBuf,
     /// Address to listen on.
     pub listen: SocketAddr,
@@ -213,6 +215,12 @@ pub struct ServerConfig {
     /// (`<data>/registry/blobs`), or an S3 bucket (`kiln server --blob-store s3://…`), probed
     /// at start.
     pub registry_blobs: Option<kiln_registry::S3Config>,
+    /// An S3 bucket and prefix for everything that is not a row (`kiln server --object-store
+    /// s3://…`), probed at start: the registry's blobs (`<prefix>/registry/`, unless
+    /// [`ServerConfig::registry_blobs`] says otherwise), artifacts (`artifacts/`), caches
+    /// (`caches/`) and finished job logs (`logs/`; live logs stay in the data directory until
+    /// their job ends). `None` (the default): all of it in the data directory.
+    pub object_store: Option<kiln_objstore::S3Config>,
 }
 
 impl ServerConfig {
@@ -230,6 +238,7 @@ impl ServerConfig {
             webhook_backoff: Duration::from_secs(1),
             allow_private_webhooks: false,
             registry_blobs: None,
+            object_store: None,
         }
     }
 }
@@ -303,9 +312,16 @@ fn tighten_data_dir(data: &std::path::Path) -> std::io::Result<()> {
 pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
     // First, before anything is created or stored: a wrong S3 endpoint, key or bucket
     // stops the start here, in seconds.
-    let registry_blobs = match &config.registry_blobs {
-        Some(s3) => Some(kiln_registry::S3BlobStore::open(s3.clone()).await?),
+    let objects = match &config.object_store {
+        Some(s3) => Some(kiln_objstore::S3Objects::open(s3.clone()).await?),
         None => None,
+    };
+    let registry_blobs = match (&config.registry_blobs, &objects) {
+        (Some(s3), _) => Some(kiln_registry::S3BlobStore::open(s3.clone()).await?),
+        (None, Some(objects)) => {
+            Some(kiln_registry::S3BlobStore::from_objects(objects.scope("registry")))
+        }
+        (None, None) => None,
     };
     let data = &config.data;
     std::fs::create_dir_all(data)
@@ -317,8 +333,28 @@ pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
         Some(_) => return Err(StartError::DatabaseUrl),
         None => Store::open(data.join("kiln.db")).await?,
     };
-    let logs = LogStore::open(data.join("logs"))?;
-    let blobs = blobs::Blobs::open(data.join("blobs")).map_err(StartError::Blobs)?;
+    // Uploads are staged in the data directory whatever the store (`blobs/.staging`, on the
+    // logs' filesystem: a finished log is linked there, not copied).
+    let staging = data.join("blobs").join(".staging");
+    let (logs, blobs) = match &objects {
+        Some(objects) => {
+            let archive = objects::LogObjects::new(objects.scoped("logs"), staging.join("logs"))
+                .map_err(StartError::Blobs)?;
+            let logs = LogStore::with_archive(
+                data.join("logs"),
+                kiln_logs::LogStoreConfig::default(),
+                Arc::new(archive),
+                objects::is_job_log,
+            )?;
+            (logs, blobs::Blobs::new(Arc::new(objects.clone()), &staging))
+        }
+        None => {
+            let fs =
+                kiln_objstore::FsObjects::open(data.join("blobs")).map_err(StartError::Blobs)?;
+            (LogStore::open(data.join("logs"))?, blobs::Blobs::new(Arc::new(fs), &staging))
+        }
+    };
+    let blobs = blobs.map_err(StartError::Blobs)?;
     let secrets = Arc::new(SecretBox::load_or_create(data)?);
     let metrics = Arc::new(Metrics::new());
     let dispatch = Arc::new(Dispatch::new(config.agent_lost_after));

@@ -83,6 +83,36 @@ impl S3Server {
         S3Server { child, endpoint, bucket: bucket.to_string(), dir }
     }
 
+    /// Starts one on a free port of 127.0.0.1 (port 0 taken and let go) with bucket
+    /// `bucket`.
+    pub async fn start_free(bucket: &str) -> S3Server {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        S3Server::start(port, bucket).await
+    }
+
+    /// The settings of an object store on this server: `s3://<bucket>/<prefix>`, the test
+    /// key pair, plain HTTP allowed, 5 MiB parts.
+    pub fn object_store(&self, prefix: &str) -> kiln_objstore::S3Config {
+        kiln_objstore::S3Config {
+            endpoint: Some(self.endpoint.clone()),
+            allow_http: true,
+            credentials: Some(kiln_objstore::S3Credentials {
+                access_key_id: S3_ACCESS_KEY.into(),
+                secret_access_key: S3_SECRET_KEY.into(),
+                session_token: None,
+            }),
+            part_size: kiln_objstore::s3::MIN_PART_SIZE,
+            ..kiln_objstore::S3Config::from_url_as(
+                &format!("s3://{}/{prefix}", self.bucket),
+                "object store",
+            )
+            .expect("a valid s3:// URL")
+        }
+    }
+
     /// The directory holding the buckets (`<root>/<bucket>/<key>` is an object's file).
     pub fn root(&self) -> &Path {
         self.dir.path()

@@ -64,6 +64,8 @@ pub struct TestServer {
     agent: Option<tokio::task::JoinHandle<()>>,
     lost_after: Duration,
     gc: kiln_server::GcConfig,
+    /// [`kiln_server::ServerConfig::object_store`], kept for restarts.
+    object_store: Option<kiln_objstore::S3Config>,
     _dir: TempDir,
 }
 
@@ -115,6 +117,33 @@ impl TestServer {
         gc: kiln_server::GcConfig,
         prepare: impl FnOnce(&std::path::Path),
     ) -> TestServer {
+        TestServer::start_stored(backend, capacity, lost_after, gc, prepare, None).await
+    }
+
+    /// A server on SQLite with an agent of `capacity` slots whose registry blobs,
+    /// artifacts, caches and finished job logs are in the S3 bucket of `object_store`
+    /// ([`kiln_server::ServerConfig::object_store`]; restarts keep it).
+    pub async fn start_on_s3(capacity: u32, object_store: kiln_objstore::S3Config) -> TestServer {
+        let (lost_after, gc) = (Duration::from_secs(30), kiln_server::GcConfig::default());
+        TestServer::start_stored(
+            Backend::Sqlite,
+            capacity,
+            lost_after,
+            gc,
+            |_| {},
+            Some(object_store),
+        )
+        .await
+    }
+
+    async fn start_stored(
+        backend: Backend,
+        capacity: u32,
+        lost_after: Duration,
+        gc: kiln_server::GcConfig,
+        prepare: impl FnOnce(&std::path::Path),
+        object_store: Option<kiln_objstore::S3Config>,
+    ) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         prepare(&data);
@@ -125,6 +154,7 @@ impl TestServer {
             webhook_backoff: WEBHOOK_BACKOFF,
             // The tests' webhook receivers listen on loopback.
             allow_private_webhooks: true,
+            object_store: object_store.clone(),
             ..kiln_server::ServerConfig::new(data.clone(), "127.0.0.1:0".parse().unwrap())
         })
         .await
@@ -167,6 +197,7 @@ impl TestServer {
             agent,
             lost_after,
             gc,
+            object_store,
             _dir: dir,
         }
     }
@@ -207,6 +238,7 @@ impl TestServer {
             gc: self.gc.clone(),
             webhook_backoff: WEBHOOK_BACKOFF,
             allow_private_webhooks: true,
+            object_store: self.object_store.clone(),
             ..kiln_server::ServerConfig::new(self.data.clone(), "127.0.0.1:0".parse().unwrap())
         };
         configure(&mut config);

@@ -81,11 +81,23 @@ pub struct ServerArgs {
     blob_store: BlobStoreArgs,
 }
 
-/// Where the registry keeps blob bytes (`kiln server --blob-store`).
+/// Where the server keeps bytes that are not rows (`kiln server --object-store`, or the
+/// registry's blobs only with `--blob-store`).
 #[derive(Debug, Args)]
 pub struct BlobStoreArgs {
-    /// Keep the registry's blobs in an S3 bucket, `s3://bucket/prefix`, instead of the data
-    /// directory (the default). Credentials: `--s3-credentials-file`, else
+    /// Keep the registry's blobs, artifacts, caches and finished job logs in an S3 bucket,
+    /// `s3://bucket/prefix` (under `registry/`, `artifacts/`, `caches/`, `logs/`), instead of
+    /// the data directory (the default; live logs stay there until their job ends).
+    /// Credentials as for `--blob-store`.
+    #[arg(
+        long,
+        value_name = "s3://BUCKET/PREFIX",
+        env = "KILN_OBJECT_STORE",
+        conflicts_with = "blob_store"
+    )]
+    object_store: Option<String>,
+    /// Keep only the registry's blobs in an S3 bucket, `s3://bucket/prefix`, instead of the
+    /// data directory (the default). Credentials: `--s3-credentials-file`, else
     /// `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` (+ `AWS_SESSION_TOKEN`), else the AWS
     /// shared credentials file (`AWS_SHARED_CREDENTIALS_FILE`, `~/.aws/credentials`), else
     /// unsigned requests.
@@ -121,10 +133,30 @@ fn s3_config(
     args: &BlobStoreArgs,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<Option<kiln_registry::S3Config>, String> {
-    let Some(url) = args.blob_store.as_deref().map(str::trim).filter(|u| !u.is_empty()) else {
+    s3_settings(args.blob_store.as_deref(), "blob store", args, env)
+}
+
+/// The S3 object store (`--object-store`) from `args` and the environment, or `None` for
+/// the data directory.
+fn object_store_config(
+    args: &BlobStoreArgs,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Option<kiln_registry::S3Config>, String> {
+    s3_settings(args.object_store.as_deref(), "object store", args, env)
+}
+
+/// The S3 settings of `url` (a store called `role` in errors) from the `--s3-*` options and
+/// the environment.
+fn s3_settings(
+    url: Option<&str>,
+    role: &'static str,
+    args: &BlobStoreArgs,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Option<kiln_registry::S3Config>, String> {
+    let Some(url) = url.map(str::trim).filter(|u| !u.is_empty()) else {
         return Ok(None);
     };
-    let mut config = kiln_registry::S3Config::from_url(url).map_err(|e| e.to_string())?;
+    let mut config = kiln_registry::S3Config::from_url_as(url, role).map_err(|e| e.to_string())?;
     let env = |name: &str| env(name).filter(|v| !v.trim().is_empty());
     config.endpoint = args.s3_endpoint.clone();
     config.region = args
@@ -456,12 +488,19 @@ pub async fn server(args: ServerArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    let blobs_shown = match &registry_blobs {
-        Some(c) => format!(", registry blobs in {} at {}", c.url(), c.shown_endpoint()),
-        None => String::new(),
+    let object_store = match object_store_config(&args.blob_store, |name| std::env::var(name).ok())
+    {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let blobs_shown = match (&registry_blobs, &object_store) {
+        (Some(c), _) => format!(", registry blobs in {} at {}", c.url(), c.shown_endpoint()),
+        (None, Some(c)) => format!(", objects in {} at {}", c.url(), c.shown_endpoint()),
+        (None, None) => String::new(),
     };
     let server = match kiln_server::start(kiln_server::ServerConfig {
         registry_blobs,
+        object_store,
         database: args.database.clone(),
         agent_lost_after: args.agent_lost_after,
         registry_host: args.registry_host.clone(),
@@ -685,6 +724,7 @@ mod tests {
 
     fn blob_args(url: Option<&str>) -> BlobStoreArgs {
         BlobStoreArgs {
+            object_store: None,
             blob_store: url.map(str::to_string),
             s3_endpoint: Some("http://127.0.0.1:9000".into()),
             s3_region: None,
@@ -708,6 +748,24 @@ mod tests {
         assert_eq!(c.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
         assert!(c.allow_http && c.credentials.is_none());
         assert!(s3_config(&blob_args(Some("kiln/reg")), no_env).unwrap_err().contains("s3://"));
+    }
+
+    #[test]
+    fn the_object_store_takes_the_same_s3_settings_and_names_itself_in_errors() {
+        let no_env = |_: &str| None;
+        let mut args = blob_args(None);
+        assert_eq!(super::object_store_config(&args, no_env), Ok(None));
+        args.object_store = Some("s3://kiln/team".into());
+        let c = super::object_store_config(&args, no_env).unwrap().unwrap();
+        assert_eq!(
+            (c.bucket.as_str(), c.prefix.as_str(), c.role),
+            ("kiln", "team", "object store")
+        );
+        assert_eq!(c.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(s3_config(&args, no_env), Ok(None), "the registry's own store is not set");
+        args.object_store = Some("kiln/team".into());
+        let e = super::object_store_config(&args, no_env).unwrap_err();
+        assert!(e.starts_with("object store `kiln/team`: "), "{e}");
     }
 
     #[test]

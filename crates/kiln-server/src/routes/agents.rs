@@ -279,19 +279,15 @@ fn report(app: &App, lease: &str, events: Vec<AgentEvent>) -> ApiResult<bool> {
     reports.take(lease, events).map_err(|e| ApiErr::not_found(e.to_string()))
 }
 
-fn file_response(file: tokio::fs::File) -> Response {
-    let stream = tokio_util::io::ReaderStream::new(file);
-    ([(axum::http::header::CONTENT_TYPE, "application/gzip")], RawBody::from_stream(stream))
-        .into_response()
-}
-
+/// The archive `rel` of the object store as a response (streamed from the directory or
+/// from S3), if stored.
 async fn open_blob(app: &App, rel: &str) -> ApiResult<Option<Response>> {
-    let path = app.blobs.path(rel);
-    match tokio::fs::File::open(&path).await {
-        Ok(f) => Ok(Some(file_response(f))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e.into()),
-    }
+    let Some(object) = app.blobs.open(rel).await? else { return Ok(None) };
+    let headers = [
+        (axum::http::header::CONTENT_TYPE, "application/gzip".to_string()),
+        (axum::http::header::CONTENT_LENGTH, object.size.to_string()),
+    ];
+    Ok(Some((headers, RawBody::from_stream(object.body)).into_response()))
 }
 
 /// Downloads the artifacts of a needed job into a lease's workspace; 404
@@ -397,7 +393,13 @@ pub async fn put_cache(
 }
 
 async fn write_blob(app: &App, rel: &str, body: RawBody) -> ApiResult<blobs::Written> {
-    app.blobs.write(rel, body.into_data_stream(), MAX_ARCHIVE).await.map_err(|e| {
+    let staged = stage_blob(app, body).await?;
+    Ok(app.blobs.commit(rel, staged).await?)
+}
+
+/// Receives an archive into a staged file (413 past [`MAX_ARCHIVE`]).
+async fn stage_blob(app: &App, body: RawBody) -> ApiResult<blobs::Staged> {
+    app.blobs.stage(body.into_data_stream(), MAX_ARCHIVE).await.map_err(|e| {
         if e.kind() == std::io::ErrorKind::FileTooLarge {
             ApiErr::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -424,14 +426,16 @@ pub async fn put_artifacts(
     let (ctx, _) = live_lease(&app, &caller, &lease)?;
     let a = attempt_of(&ctx);
     let rel = Blobs::artifact_rel(&a.run.to_string(), a.job_index, a.attempt);
-    let written = write_blob(&app, &rel, body).await?;
-    let path = app.blobs.path(&rel);
+    // Listed before it is stored: an archive that is not a tar.gz is refused and not kept.
+    let staged = stage_blob(&app, body).await?;
+    let path = staged.path().to_path_buf();
     let files = tokio::task::spawn_blocking(move || blobs::list_tar_gz(&path))
         .await
         .map_err(|e| ApiErr::internal(e.to_string()))?
         .map_err(|e| {
             ApiErr::bad_request(format!("the artifact archive is not a readable tar.gz: {e}"))
         })?;
+    let written = app.blobs.commit(&rel, staged).await?;
     let rec = app
         .store
         .record_artifact(&NewArtifact {

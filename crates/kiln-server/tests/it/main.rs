@@ -19,6 +19,7 @@ mod limits;
 mod logs;
 mod masking;
 mod notify;
+mod objects;
 mod openapi;
 mod pool;
 mod pools;

@@ -193,6 +193,53 @@ async fn server_with_a_missing_s3_bucket_fails_fast_with_the_cause() {
     assert!(!data.exists(), "nothing was created");
 }
 
+/// `kiln server --object-store` with a missing bucket or a wrong secret: exit 2 within
+/// seconds with the one-line cause naming the object store, nothing created.
+#[tokio::test]
+async fn server_with_an_unusable_object_store_fails_fast_with_the_cause() {
+    let s3 = kiln_testkit::S3Server::start_free("kiln").await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let run = |bucket: &str, secret: &str| {
+        let started = std::time::Instant::now();
+        let out = crate::support::kiln()
+            .args(["server", "--listen", "127.0.0.1:0", "--capacity", "0"])
+            .args(["--object-store", &format!("s3://{bucket}/team"), "--s3-allow-http"])
+            .args(["--s3-endpoint", &s3.endpoint])
+            .arg("--data")
+            .arg(&data)
+            .env("AWS_ACCESS_KEY_ID", kiln_testkit::S3_ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", secret)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        (out, started.elapsed())
+    };
+    let (out, elapsed) = run("nobucket", kiln_testkit::S3_SECRET_KEY);
+    let (_, stderr) = assert_code(&out, 2);
+    assert_eq!(
+        stderr.trim(),
+        format!(
+            "error: object store s3://nobucket/team: the bucket `nobucket` does not exist at {}",
+            s3.endpoint
+        )
+    );
+    assert!(elapsed < std::time::Duration::from_secs(10), "took {elapsed:?}");
+    let (out, _) = run("kiln", "a-wrong-secret");
+    let (_, stderr) = assert_code(&out, 2);
+    assert_eq!(
+        stderr.trim(),
+        format!(
+            "error: object store s3://kiln/team: the secret access key was refused by {} \
+             (SignatureDoesNotMatch)",
+            s3.endpoint
+        )
+    );
+    assert!(!stderr.contains("a-wrong-secret"), "{stderr}");
+    assert!(!data.exists(), "nothing was created");
+    assert!(s3.keys("kiln").is_empty(), "nothing was stored in the bucket");
+}
+
 /// `kiln agent --executor kubernetes` with a `KUBECONFIG` of `contents` (none when `None`)
 /// and no home kubeconfig: its exit code and stderr, and how long it took.
 fn kubernetes_agent(contents: Option<&str>) -> (std::process::Output, std::time::Duration) {
