@@ -26,7 +26,7 @@
 //!   manifest GETs/s, blob GET throughput, pushes/s, as ratios;
 //! - registry blob GETs with the blobs in S3 (s3s-fs, installed when missing) beside the
 //!   data directory (`kiln-registry/benches/s3blobs.rs`), and log page GETs of a finished
-//!   job log in S3 beside the data directory (`kiln-server/benches/s3logs.rs`), as ratios;
+//!   job log in S3 beside the data directory (`kiln/benches/s3logs.rs`), as ratios;
 //! - scanning an image of 300 Debian packages against 10,000 advisories (criterion,
 //!   `kiln-scan/benches/scan.rs`), as a share of its 1 s target;
 //! - a job's start on a node holding its image beside one that must pull it from Kiln's
@@ -113,7 +113,7 @@ pub fn run(only: Option<&str>) -> Result<()> {
         );
         step::run(
             step::cargo()
-                .args(["bench", "-p", "kiln-server", "--bench", "s3logs"])
+                .args(["bench", "-p", "kiln", "--bench", "s3logs"])
                 .env(crate::s3s::VAR, &s3s_fs),
         )?;
     }

@@ -7,7 +7,7 @@
 //! spread over the log, and the tail (`?tail=100`). Figures as requests/s and the ratio
 //! S3 / filesystem.
 //!
-//! Run with `cargo xtask bench s3` or `cargo bench -p kiln-server --bench s3logs` (needs
+//! Run with `cargo xtask bench s3` or `cargo bench -p kiln --bench s3logs` (needs
 //! s3s-fs: `KILN_TEST_S3S_FS` or `cargo install s3s-fs@0.14.1 --features binary --locked`).
 //! Knobs: `KILN_BENCH_SECONDS` (5), `KILN_BENCH_LOG_LINES` (100000).
 
