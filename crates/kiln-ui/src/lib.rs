@@ -53,6 +53,14 @@ pub static ASSETS: LazyLock<Vec<Asset>> = LazyLock::new(|| {
         // An ES module: the connection banner and event streams (imported by app.js at
         // start, preloaded by index.html).
         asset("conn.js", "text/javascript; charset=utf-8", include_bytes!("assets/conn.js")),
+        // ES modules: failure triage (run page, run lists) and approvals (the waiting-for-
+        // approval page, a run's approval box and decisions), imported by app.js on first use.
+        asset("triage.js", "text/javascript; charset=utf-8", include_bytes!("assets/triage.js")),
+        asset(
+            "approvals.js",
+            "text/javascript; charset=utf-8",
+            include_bytes!("assets/approvals.js"),
+        ),
         asset("app.css", "text/css; charset=utf-8", include_bytes!("assets/app.css")),
         asset("favicon.svg", "image/svg+xml", include_bytes!("assets/favicon.svg")),
     ]

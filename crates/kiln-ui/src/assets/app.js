@@ -186,6 +186,7 @@
     [/^\/p\/([^/]+)\/([^/]+)$/, viewPipeline, 'pipelines'],
     [/^\/runs\/([^/]+)$/, viewRun, 'runs'],
     [/^\/runs\/([^/]+)\/jobs\/([^/]+)$/, viewLog, 'runs'],
+    [/^\/approvals$/, viewApprovals, 'approvals'],
     [/^\/services$/, viewServices, 'services'],
     [/^\/services\/([^/]+)\/([^/]+)$/, viewService, 'services'],
     [/^\/pool$/, viewPool, 'pool'],
@@ -525,6 +526,7 @@
 
   async function viewPipeline(p, el, project, name) {
     setTitle(project + '/' + name);
+    await loadTriage();
     el.append(h('div', { class: 'crumbs' }, h('a', { href: '/' }, 'Pipelines'), ' / ', h('a', { href: projectPath(project) }, project)));
     const head = h('div', { class: 'head' }, h('h1', {}, name));
     el.append(head);
@@ -603,13 +605,15 @@
 
   function runTable(runs, showPipeline) {
     if (!runs.length) return h('div', { class: 'empty' }, 'No runs yet.');
+    const tri = triageMod; // the failed job and params columns (triage.js), once loaded
     return h('div', { class: 'scroll' }, h('table', {},
-      h('thead', {}, h('tr', {}, h('th', {}, 'State'), h('th', {}, 'Run'), h('th', { class: 'hide-sm' }, 'By'),
+      h('thead', {}, h('tr', {}, h('th', {}, 'State'), h('th', {}, 'Run'), tri ? tri.runHeads(kit()) : null, h('th', { class: 'hide-sm' }, 'By'),
         h('th', {}, 'Started'), h('th', { class: 'num' }, 'Duration'))),
       h('tbody', {}, runs.map((r) => h('tr', { 'data-run': r.id, 'data-state': r.state },
         h('td', {}, badge(r.state)),
         h('td', {}, h('a', { href: '/runs/' + r.id }, (showPipeline ? r.project + '/' + r.pipeline : '') + '#' + r.number),
           r.retry_of ? h('span', { class: 'muted' }, ' retry') : null),
+        tri ? tri.runCells(kit(), r) : null,
         h('td', { class: 'hide-sm' }, r.triggered_by),
         h('td', { title: fmtTime(r.created_at) }, fmtAgo(r.created_at)),
         h('td', { class: 'num' }, fmtDuration(r.duration_ms)))))));
@@ -630,6 +634,7 @@
   // events (GET /runs/events), not by polling.
   async function viewRuns(p, el) {
     setTitle('Runs');
+    await loadTriage();
     const q = new URLSearchParams(location.search);
     const f = { pipeline: q.get('pipeline') || '', state: q.get('state') || '', trigger: q.get('trigger') || '', branch: q.get('branch') || '' };
     const before = q.get('before') || '';
@@ -720,14 +725,17 @@
     const meta = h('div', { class: 'meta' });
     const banner = h('div');
     const problem = h('div');
+    const failures = h('div'); // why its jobs failed (triage.js)
+    const decided = h('div'); // its approvals' decisions and comments (approvals.js)
     const graph = h('div', { class: 'graph-wrap' });
     const jobs = h('div');
     const arts = h('div', { class: 'body' }, h('p', { class: 'muted' }, 'Loading…'));
-    el.append(crumbs, head, meta, problem, banner,
+    el.append(crumbs, head, meta, problem, banner, failures,
       h('section', { class: 'panel', 'aria-label': 'Graph' }, h('h2', {}, 'Graph'), graph, legend()),
       h('section', { class: 'panel', 'aria-label': 'Jobs' }, h('h2', {}, 'Jobs'), jobs),
-      h('section', { class: 'panel', 'aria-label': 'Artifacts' }, h('h2', {}, 'Artifacts'), arts));
+      h('section', { class: 'panel', 'aria-label': 'Artifacts' }, h('h2', {}, 'Artifacts'), arts), decided);
     let lastKey = null, artsLoaded = false, busy = false;
+    const [tri, appr] = await Promise.all([loadTriage(), loadApprovals()]);
 
     // `label` names the action in an error ("Cancel failed"); `done` is the toast after it.
     const act = async (label, done, method, path, body, after) => {
@@ -781,15 +789,9 @@
       if (key !== lastKey) {
         lastKey = key;
         clear(banner);
-        if (r.paused_at) {
-          const st = r.stages.find((x) => x.name === r.paused_at) || {};
-          banner.append(h('div', { class: 'approval', role: 'region', 'aria-label': 'Approval' },
-            h('div', { class: 'q' }, h('b', {}, 'Stage “' + r.paused_at + '” waits for approval'), st.description || 'Approve to go on, reject to stop the run.'),
-            h('button', { class: 'primary', type: 'button', id: 'approve', onclick: () => act('Approve', 'Approved', 'POST', '/runs/' + enc(id) + '/stages/' + enc(r.paused_at) + '/decision', { decision: 'approve' }) }, 'Approve'),
-            h('button', { class: 'danger', type: 'button', id: 'reject', onclick: () => {
-              if (confirm('Reject stage ' + r.paused_at + '? The run stops.')) act('Reject', 'Rejected', 'POST', '/runs/' + enc(id) + '/stages/' + enc(r.paused_at) + '/decision', { decision: 'reject' });
-            } }, 'Reject')));
-        }
+        if (r.paused_at && appr) banner.append(appr.approvalBox(kit(), r, act));
+        if (appr) put(decided, appr.decisions(kit(), r));
+        if (tri) tri.showFailures(kit(), p, failures, r);
         put(graph, runGraph(r));
         put(jobs, jobTable(r));
       } else {
@@ -945,6 +947,30 @@
     a.click();
     a.remove();
     setTimeout(() => URL.revokeObjectURL(url), 10000);
+  }
+
+  // ---------------------------------------------------------------- triage and approvals
+
+  // Failure triage (triage.js) and approvals (approvals.js) live in their own ES modules,
+  // loaded on first use; they get the helpers they share with the rest of the app from `kit`.
+  function kit() {
+    return { h, put, clear, enc, api, errorBox, badge, setTitle, fmtDuration, fmtAgo, fmtTime, later, toast, go, followEvents, FINAL };
+  }
+  let triageMod = null, triageLoad = null, approvalsLoad = null;
+  /** triage.js, or null if it could not be loaded (the pages work without it). */
+  function loadTriage() {
+    if (!triageLoad) triageLoad = import('/assets/triage.js').then((m) => (triageMod = m), () => { triageLoad = null; return null; });
+    return triageLoad;
+  }
+  /** approvals.js, or null if it could not be loaded. */
+  function loadApprovals() {
+    if (!approvalsLoad) approvalsLoad = import('/assets/approvals.js').catch(() => { approvalsLoad = null; return null; });
+    return approvalsLoad;
+  }
+  async function viewApprovals(p, el) {
+    const m = await import('/assets/approvals.js');
+    if (p.ctl.signal.aborted) return;
+    return m.viewApprovals(kit(), p, el);
   }
 
   // ---------------------------------------------------------------- logs
