@@ -58,7 +58,7 @@ async fn a_failed_run_says_which_step_failed_where_with_the_lines_before_it() {
     assert!(before[0].ends_with("sh -c 'exit 3'\u{1b}[0m"), "the echo just before: {before:?}");
     assert_eq!(before[1], "FAIL cart_total expected 3 got 2", "stderr in its place");
     assert!(before[2].ends_with("echo \"FAIL cart_total expected 3 got 2\" >&2\u{1b}[0m"));
-    assert_eq!(test.lines[0].text, "case 12 ok");
+    assert_eq!(test.lines[0].text, "case 14 ok");
     // The lines are the log's: the echo's line number points at the echo in the job's log.
     let page = s.admin.logs(&run.id, Some("test"), None, test.step_line.unwrap(), 1).await.unwrap();
     assert_eq!(page.lines[0].mark.as_ref().unwrap().kind, "command");
@@ -77,7 +77,8 @@ async fn a_failed_run_says_which_step_failed_where_with_the_lines_before_it() {
     assert_eq!(slow.step.as_deref(), Some("sleep 30"));
     assert_eq!((slow.step_status, slow.exit_line), (None, None));
     assert_eq!(slow.node.as_deref(), Some("embedded"));
-    assert_eq!(slow.lines.last().unwrap().mark.as_ref().unwrap().kind, "command");
+    let echo = slow.lines.iter().find(|l| Some(l.seq) == slow.step_line).unwrap();
+    assert_eq!(echo.mark.as_ref().unwrap().name.as_deref(), Some("sleep 30"), "{:#?}", slow.lines);
 
     // The runs list names the first failed job, how many failed, and the params given.
     let list = s
@@ -134,10 +135,9 @@ async fn runs_waiting_for_approval_are_listed_and_a_decision_keeps_its_comment()
     s.apply("shop", "release", GATED).await;
     s.admin.set_secret("shop", "DEPLOY_KEY", SECRET).await.unwrap();
     let first = s.trigger("shop", "release", &[("target", "arm64")]).await;
+    s.wait_for(&first.id, "to wait for approval", |d| d.paused_at.is_some()).await;
     let second = s.trigger("shop", "release", &[("target", "x86"), ("region", "us-east-1")]).await;
-    for r in [&first, &second] {
-        s.wait_for(&r.id, "to wait for approval", |d| d.paused_at.is_some()).await;
-    }
+    s.wait_for(&second.id, "to wait for approval", |d| d.paused_at.is_some()).await;
 
     let waiting = s.admin.approvals(None).await.unwrap();
     assert_eq!(waiting.len(), 2, "{waiting:#?}");

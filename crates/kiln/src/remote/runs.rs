@@ -319,9 +319,46 @@ fn print_failure(run: &str, f: &kiln_api::JobFailure) {
             f.job
         );
     }
+    let colors = console::colors_enabled();
     for l in &f.lines {
-        outln!("  {:>6} | {}", l.seq, l.text);
+        // As `kiln logs` prints a line on a terminal; without colours, without escapes.
+        let text = if colors { l.text.clone() } else { without_escapes(&l.text) };
+        outln!("  {:>6} | {text}", l.seq);
     }
+}
+
+/// `text` without its terminal escapes (CSI sequences such as colours and `ESC [ 0K`, OSC
+/// sequences, and any other control character but tab).
+fn without_escapes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\u{1b}' => match chars.next() {
+                // CSI: parameters and intermediates, then one final byte in `@`..=`~`.
+                Some('[') => {
+                    for c in chars.by_ref() {
+                        if ('@'..='~').contains(&c) {
+                            break;
+                        }
+                    }
+                }
+                // OSC: up to BEL or ESC `\`.
+                Some(']') => {
+                    while let Some(c) = chars.next() {
+                        if c == '\u{7}' || (c == '\u{1b}' && chars.next_if_eq(&'\\').is_some()) {
+                            break;
+                        }
+                    }
+                }
+                _ => {}
+            },
+            '\t' => out.push(c),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// The lines `kiln run show` prints for a run's commit.
@@ -588,7 +625,14 @@ pub async fn retry(args: RetryArgs) -> CmdResult {
 
 #[cfg(test)]
 mod source_tests {
-    use super::source_fields;
+    use super::{source_fields, without_escapes};
+
+    #[test]
+    fn excerpt_lines_lose_their_escapes_without_colours() {
+        assert_eq!(without_escapes("\u{1b}[0K\u{1b}[32;1m$ make test\u{1b}[0m"), "$ make test");
+        assert_eq!(without_escapes("a\u{1b}]8;;http://x\u{7}link\u{1b}]8;;\u{1b}\\ b\r"), "alink b");
+        assert_eq!(without_escapes("tab\there"), "tab\there");
+    }
 
     #[test]
     fn run_show_names_repository_ref_commit_and_request() {

@@ -81,7 +81,7 @@ async fn a_failed_runs_excerpt_the_runs_list_and_approvals_with_comments() {
     assert!(failure["last"].as_str().unwrap().contains("exit status 3: sh -c 'exit 3'"));
     assert_eq!(failure["lastFailed"], json!(true));
     assert_eq!(failure["before"], json!("FAIL cart_total expected 3 got 2"));
-    assert_eq!(failure["first"], json!("case 12 ok"));
+    assert_eq!(failure["first"], json!("case 14 ok"));
     let link = failure["link"].as_str().unwrap().to_string();
     assert!(link.starts_with(&format!("/runs/{}/jobs/test#L", failed.id)), "{link}");
     assert_eq!(
