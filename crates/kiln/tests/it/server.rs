@@ -339,11 +339,11 @@ fn a_failed_run_exits_one_shows_the_failed_job_and_can_be_retried() {
     assert!(fine.contains("success"), "{stdout}");
     // Why it failed, without opening the log: the entry, its status, the node, the lines.
     assert!(
-        stdout.contains("job broken failure: `exit 3` exited with status 3 on node embedded"),
+        stdout.contains("job broken failure: `exit 3` exited with status 3 on node embedded-"),
         "{stdout}"
     );
     let excerpt: Vec<&str> =
-        stdout.lines().skip_while(|l| !l.contains("job broken failure:")).skip(2).collect();
+        stdout.lines().skip_while(|l| !l.starts_with("job broken failure: `")).skip(2).collect();
     assert!(excerpt[0].ends_with("1 | $ echo about to fail"), "{excerpt:?}");
     assert!(excerpt[1].ends_with("| about to fail"), "{excerpt:?}");
     assert!(excerpt[3].contains("exit status 3: exit 3"), "{excerpt:?}");
