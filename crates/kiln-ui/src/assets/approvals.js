@@ -50,7 +50,7 @@ export function decisions(k, r) {
   if (!decided.length) return null;
   return h('section', { class: 'panel', 'aria-label': 'Approvals', id: 'decisions' }, h('h2', {}, 'Approvals'),
     h('ul', { class: 'decisions' }, decided.map((s) => h('li', { 'data-stage': s.name },
-      k.badge(s.decision.decision), ' ', h('b', {}, s.name), ' by ', h('b', {}, s.decision.by), ' ',
+      h('b', {}, s.name), ' ', k.badge(s.decision.decision), ' by ', h('b', {}, s.decision.by), ' ',
       h('span', { class: 'muted', title: k.fmtTime(s.decision.at) }, k.fmtAgo(s.decision.at)),
       s.decision.comment ? h('blockquote', { class: 'decision-comment' }, s.decision.comment) : null))));
 }
