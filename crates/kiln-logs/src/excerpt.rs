@@ -78,7 +78,10 @@ mod tests {
     fn a_short_log_is_shown_whole_up_to_its_exit_line() {
         let log = vec![echo("false"), exit(1, "false")];
         let e = excerpt(&log, 20);
-        assert_eq!((e.step.as_deref(), e.status, e.echo, e.exit), (Some("false"), Some(1), Some(0), Some(1)));
+        assert_eq!(
+            (e.step.as_deref(), e.status, e.echo, e.exit),
+            (Some("false"), Some(1), Some(0), Some(1))
+        );
         assert_eq!(e.lines, 0..2);
     }
 
@@ -87,7 +90,10 @@ mod tests {
         let mut log = vec![echo("make deps"), echo("sleep 600")];
         log.extend((0..5).map(|i| format!("waiting {i}")));
         let e = excerpt(&log, 3);
-        assert_eq!((e.step.as_deref(), e.status, e.echo, e.exit), (Some("sleep 600"), None, Some(1), None));
+        assert_eq!(
+            (e.step.as_deref(), e.status, e.echo, e.exit),
+            (Some("sleep 600"), None, Some(1), None)
+        );
         assert_eq!(e.lines, 4..7, "the last lines");
     }
 

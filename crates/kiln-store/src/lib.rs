@@ -177,12 +177,12 @@ pub use model::{
 pub use nodes::{NodeChange, NodeRecord};
 pub use notices::{NoticeRun, Recorded, RunEventKind, RunNotice};
 pub use quotas::{ProjectQuota, QuotaLimits};
-pub use runs::MAX_COMMENT_CHARS;
 pub use registry::{
     DeliveryPayload, ManifestPut, NewRegistryManifest, RegistryDelivery, RegistryDeliveryInfo,
     RegistryEvent, RegistryGcRows, RegistryManifest, RegistryReferrer, RegistryRepository,
     RegistryWebhook, WEBHOOK_EVENTS,
 };
+pub use runs::MAX_COMMENT_CHARS;
 pub use scans::{
     AdvisoryImport, FindingRecord, ImagePolicy, NewAdvisory, PackageRecord, ScanOutcome,
     ScanRecord, StoredAdvisory,

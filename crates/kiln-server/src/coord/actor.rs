@@ -437,8 +437,10 @@ impl Actor {
                 match m {
                     RunMsg::Event { event, reply } => events.push((event, reply)),
                     RunMsg::Decision { event, comment, reply } => {
-                        if let (Event::Approved { stage, .. } | Event::Rejected { stage, .. }, Some(c)) =
-                            (&event, comment)
+                        if let (
+                            Event::Approved { stage, .. } | Event::Rejected { stage, .. },
+                            Some(c),
+                        ) = (&event, comment)
                         {
                             self.comments.insert(stage.clone(), c);
                         }
@@ -526,10 +528,9 @@ impl Actor {
             // A decision's comment goes with it, masked like the event, whether it applies
             // or is refused.
             let comment = match &event {
-                Event::Approved { stage, .. } | Event::Rejected { stage, .. } => self
-                    .comments
-                    .remove(stage)
-                    .map(|c| self.masker.mask(&c).into_owned()),
+                Event::Approved { stage, .. } | Event::Rejected { stage, .. } => {
+                    self.comments.remove(stage).map(|c| self.masker.mask(&c).into_owned())
+                }
                 _ => None,
             };
             if let Some(e) = self.refuse(&event) {
@@ -541,10 +542,20 @@ impl Actor {
             cmds.extend(self.engine.handle(event.clone()));
             match &event {
                 Event::Approved { stage, by } => {
-                    decisions.push((stage.clone(), ApprovalDecision::Approved, by.clone(), comment));
+                    decisions.push((
+                        stage.clone(),
+                        ApprovalDecision::Approved,
+                        by.clone(),
+                        comment,
+                    ));
                 }
                 Event::Rejected { stage, by } => {
-                    decisions.push((stage.clone(), ApprovalDecision::Rejected, by.clone(), comment));
+                    decisions.push((
+                        stage.clone(),
+                        ApprovalDecision::Rejected,
+                        by.clone(),
+                        comment,
+                    ));
                 }
                 Event::JobStarted { job, attempt } => {
                     if let Some(start) = self.usage_start(job, *attempt) {

@@ -43,9 +43,9 @@ pub mod runs;
 pub mod scans;
 pub mod scrape;
 pub mod services;
-pub mod triage;
 pub mod stats;
 pub mod tokens;
+pub mod triage;
 pub mod triggers;
 pub mod usage;
 

@@ -305,13 +305,7 @@ pub async fn detail(app: &App, run: kiln_store::Run) -> ApiResult<RunDetail> {
         })
         .collect();
     let downstream = app.store.downstream_runs(&run.id).await?.iter().map(summary).collect();
-    Ok(RunDetail {
-        run: summary(&run),
-        paused_at,
-        stages,
-        jobs,
-        downstream,
-    })
+    Ok(RunDetail { run: summary(&run), paused_at, stages, jobs, downstream })
 }
 
 /// Cancels a run: nothing new starts, running jobs are killed; a queued run ends at once.

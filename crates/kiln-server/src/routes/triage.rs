@@ -150,13 +150,16 @@ pub async fn approvals(
         let since = app.store.last_event_at(&run.id).await?;
         let d = detail(&app, run.clone()).await?;
         let Some(stage) = d.paused_at else { continue };
-        let description = d.stages.iter().find(|s| s.name == stage).and_then(|s| s.description.clone());
+        let description =
+            d.stages.iter().find(|s| s.name == stage).and_then(|s| s.description.clone());
         let given: BTreeMap<String, String> = run
             .params
             .as_object()
             .map(|m| {
                 m.iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_string)))
+                    .map(|(k, v)| {
+                        (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_string))
+                    })
                     .collect()
             })
             .unwrap_or_default();

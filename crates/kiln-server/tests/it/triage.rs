@@ -54,7 +54,8 @@ async fn a_failed_run_says_which_step_failed_where_with_the_lines_before_it() {
     let last = test.lines.last().unwrap();
     assert_eq!(Some(last.seq), test.exit_line);
     assert_eq!(last.mark.as_ref().map(|m| (m.kind.as_str(), m.status)), Some(("exit", Some(3))));
-    let before: Vec<&str> = test.lines.iter().rev().skip(1).take(3).map(|l| l.text.as_str()).collect();
+    let before: Vec<&str> =
+        test.lines.iter().rev().skip(1).take(3).map(|l| l.text.as_str()).collect();
     assert!(before[0].ends_with("sh -c 'exit 3'\u{1b}[0m"), "the echo just before: {before:?}");
     assert_eq!(before[1], "FAIL cart_total expected 3 got 2", "stderr in its place");
     assert!(before[2].ends_with("echo \"FAIL cart_total expected 3 got 2\" >&2\u{1b}[0m"));
@@ -98,8 +99,12 @@ async fn a_failed_run_says_which_step_failed_where_with_the_lines_before_it() {
     assert_eq!(done.run.params, serde_json::json!({ "target": "arm64" }), "the run page too");
 
     // A run without failures has none; an unknown run is a 404.
-    s.apply("shop", "fine", "name: fine\nstages:\n  - name: s\n    jobs:\n      a: { script: [\"true\"] }\n")
-        .await;
+    s.apply(
+        "shop",
+        "fine",
+        "name: fine\nstages:\n  - name: s\n    jobs:\n      a: { script: [\"true\"] }\n",
+    )
+    .await;
     let fine = s.trigger("shop", "fine", &[]).await;
     assert_eq!(s.wait_final(&fine.id).await.run.state, "success");
     assert!(s.admin.failures(&fine.id, None).await.unwrap().is_empty());
@@ -146,7 +151,8 @@ async fn runs_waiting_for_approval_are_listed_and_a_decision_keeps_its_comment()
     assert_eq!(w.stage, "production");
     assert_eq!(w.description.as_deref(), Some("Ship to production?"));
     assert_eq!(w.run.state, "paused");
-    let params: Vec<(&str, &str)> = w.params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let params: Vec<(&str, &str)> =
+        w.params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     assert_eq!(params, [("region", "eu-west-1"), ("target", "arm64")], "defaults included");
     assert_eq!(w.defaults, ["region"]);
     assert!(w.waiting_since >= w.run.created_at && w.waiting_since <= chrono::Utc::now());

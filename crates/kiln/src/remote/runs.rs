@@ -311,7 +311,9 @@ fn print_failure(run: &str, f: &kiln_api::JobFailure) {
     }
     outln!();
     outln!("{head}");
-    if let (Some(first), Some(line)) = (f.lines.first(), f.exit_line.or(f.lines.last().map(|l| l.seq))) {
+    if let (Some(first), Some(line)) =
+        (f.lines.first(), f.exit_line.or(f.lines.last().map(|l| l.seq)))
+    {
         outln!(
             "  log lines {}-{line} of {} (`kiln logs '{run}' {}` for all):",
             first.seq,
@@ -578,7 +580,9 @@ pub async fn approvals(args: ApprovalsArgs) -> CmdResult {
         ]);
     }
     outln!("{t}");
-    eprintln!("approve with `kiln approve RUN STAGE -m WHY`, reject with `kiln reject RUN STAGE -m WHY`");
+    eprintln!(
+        "approve with `kiln approve RUN STAGE -m WHY`, reject with `kiln reject RUN STAGE -m WHY`"
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -630,7 +634,10 @@ mod source_tests {
     #[test]
     fn excerpt_lines_lose_their_escapes_without_colours() {
         assert_eq!(without_escapes("\u{1b}[0K\u{1b}[32;1m$ make test\u{1b}[0m"), "$ make test");
-        assert_eq!(without_escapes("a\u{1b}]8;;http://x\u{7}link\u{1b}]8;;\u{1b}\\ b\r"), "alink b");
+        assert_eq!(
+            without_escapes("a\u{1b}]8;;http://x\u{7}link\u{1b}]8;;\u{1b}\\ b\r"),
+            "alink b"
+        );
         assert_eq!(without_escapes("tab\there"), "tab\there");
     }
 

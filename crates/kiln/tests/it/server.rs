@@ -377,8 +377,7 @@ fn approval_stages_are_approved_and_rejected() {
     let (stdout, _) = s.ok(&["approvals", "-o", "json"], 0);
     let list: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(list[0]["stage"], "ship-it", "{list:#}");
-    let (stdout, _) =
-        s.ok(&["approve", "default/gated#1", "ship-it", "-m", "looks good to me"], 0);
+    let (stdout, _) = s.ok(&["approve", "default/gated#1", "ship-it", "-m", "looks good to me"], 0);
     assert!(stdout.contains("approved stage ship-it of default/gated#1"), "{stdout}");
     let run = s.wait("default/gated#1", "succeeded", |r| r["state"] == "success");
     let stage = run["stages"].as_array().unwrap().iter().find(|s| s["name"] == "ship-it").unwrap();

@@ -92,7 +92,8 @@ async fn a_failed_runs_excerpt_the_runs_list_and_approvals_with_comments() {
     b.shot("01-failed-run").await;
     // Its link opens the log at the exit status line.
     b.click("#failures .failure-more a").await;
-    b.wait("the log at the failing line", "return !!document.querySelector('#log .ln.target')").await;
+    b.wait("the log at the failing line", "return !!document.querySelector('#log .ln.target')")
+        .await;
 
     // The runs list: the failing job (linked to its log) and the params of each run.
     b.click("#nav a[data-nav=runs]").await;
@@ -168,7 +169,8 @@ async fn a_failed_runs_excerpt_the_runs_list_and_approvals_with_comments() {
     let second = s.trigger("web", "release", &[("target", "arm64")]).await;
     s.wait_for(&second.id, "to wait for approval", |d| d.paused_at.is_some()).await;
     b.c.goto(&format!("{}/runs/{}", s.url, second.id)).await.unwrap();
-    b.wait("the approval box", "return !!document.querySelector('.approval #approval-comment')").await;
+    b.wait("the approval box", "return !!document.querySelector('.approval #approval-comment')")
+        .await;
     b.type_into("#approval-comment", "error budget spent").await;
     b.click("#reject").await;
     assert!(b.c.get_alert_text().await.unwrap().contains("Reject stage production"));
