@@ -154,15 +154,14 @@ async fn a_failed_runs_excerpt_the_runs_list_and_approvals_with_comments() {
     );
 
     // The run's page shows the decision with its comment, after a reload too.
-    let shown = format!(
+    let shown =
         "const c = document.querySelector('#decisions li[data-stage=production] .decision-comment');
          return c && c.textContent === 'canary green, INC-41 closed'
-             && document.querySelector('#decisions li[data-stage=production]').textContent.includes('approved by admin')"
-    );
+             && document.querySelector('#decisions li[data-stage=production]').textContent.includes('approved by admin')";
     b.c.goto(&format!("{}/runs/{}", s.url, first.id)).await.unwrap();
-    b.wait("the decision's comment", &shown).await;
+    b.wait("the decision's comment", shown).await;
     b.c.refresh().await.unwrap();
-    b.wait("the decision's comment after a reload", &shown).await;
+    b.wait("the decision's comment after a reload", shown).await;
     b.shot("04-decided").await;
 
     // Rejected from the run's page, with a comment.
