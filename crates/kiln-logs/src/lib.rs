@@ -2,8 +2,9 @@
 //! executors), secret masking ([`Masker`]), one append-only file per log with a line-offset
 //! index beside it ([`LogStore`], keyed by [`LogKey`]), views that show the lines of several
 //! logs in the order they came without copying them ([`LogStore::append_viewed`]), and
-//! gap-free live following ([`LogStore::follow`]), and what a line marks ([`marks`]: echoed
-//! script lines, exit statuses, sections).
+//! gap-free live following ([`LogStore::follow`]), what a line marks ([`marks`]: echoed
+//! script lines, exit statuses, sections), and what to show of a failed job's log
+//! ([`excerpt`]: the failing entry and the lines before it).
 //!
 //! Invariants: records of one log have sequence numbers 1, 2, 3, … with no gap; a record is
 //! visible to readers and followers only once it is completely written; a follower sees every
@@ -11,6 +12,7 @@
 //! line is stored once (a view stores a reference of a few bytes to it); a page of a log is
 //! read in a time that does not grow with the log.
 
+pub mod excerpt;
 mod follow;
 mod format;
 mod index;
