@@ -257,6 +257,26 @@ pub struct RunSummary {
     /// The group it was started in (`GET /api/v1/run-groups/{group}` shows it), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// Parameter values given at trigger time, as text (defaults not included: see
+    /// `GET /api/v1/approvals` for a run's effective params).
+    #[serde(default = "empty_object")]
+    #[schema(value_type = Object)]
+    pub params: serde_json::Value,
+    /// The first of its jobs that failed or timed out (`GET /api/v1/runs/{run}/failures`
+    /// says why), if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_job: Option<String>,
+    /// How many of its jobs failed or timed out.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub failed_jobs: u32,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(serde_json::Map::new())
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// The run and job that started a run.
@@ -351,9 +371,6 @@ pub struct RunDetail {
     /// The summary.
     #[serde(flatten)]
     pub run: RunSummary,
-    /// Parameter values bound at trigger time.
-    #[schema(value_type = Object)]
-    pub params: serde_json::Value,
     /// The stage the run waits at, when paused.
     pub paused_at: Option<String>,
     /// Stages in order.
@@ -390,6 +407,9 @@ pub struct ApprovalInfo {
     pub by: String,
     /// When.
     pub at: DateTime<Utc>,
+    /// What they wrote with it (secrets of the run masked as `***`), if anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
 }
 
 /// A job of a run.
@@ -439,6 +459,65 @@ pub struct DecisionRequest {
     /// `approve` (default) or `reject`.
     #[serde(default)]
     pub decision: Option<String>,
+    /// Why, for the run's record (at most 4000 characters; stored with the decision, shown
+    /// with it, the run's secrets masked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+/// Why a job of a run failed, without opening its log: the script entry that failed, its
+/// exit status, the lines just before, the node it ran on (`GET /api/v1/runs/{run}/failures`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct JobFailure {
+    /// Job id.
+    pub job: String,
+    /// Its latest attempt, the one shown.
+    pub attempt: u32,
+    /// `failure` or `timeout`.
+    #[schema(schema_with = job_state_schema)]
+    pub state: String,
+    /// The attempt's exit code, if it exited.
+    pub exit_code: Option<i32>,
+    /// Why it failed, as the job's record says (`exited with code 2`, `agent lost`…).
+    pub reason: Option<String>,
+    /// The node it ran on, if it held one (jobs the server carries out hold none).
+    pub node: Option<String>,
+    /// The failing script entry as written (`make test`), from its `exit status N: CMD` line,
+    /// else the entry that was running when the job was stopped; none when the log has
+    /// neither (a job that failed before its script ran).
+    pub step: Option<String>,
+    /// The entry's exit status, from its exit status line.
+    pub step_status: Option<i32>,
+    /// Line (seq) of the entry's echo (`$ make test`) in the job's log, if it is in the part
+    /// read.
+    pub step_line: Option<u64>,
+    /// Line (seq) of its exit status line.
+    pub exit_line: Option<u64>,
+    /// The lines shown: up to `lines` (default 20) before the exit status line and that line,
+    /// or the log's last lines when there is none.
+    pub lines: Vec<LogLine>,
+    /// Lines in the job's log.
+    pub log_lines: u64,
+}
+
+/// A run waiting at an approval stage (`GET /api/v1/approvals`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PendingApproval {
+    /// The run.
+    pub run: RunSummary,
+    /// The stage it waits at.
+    pub stage: String,
+    /// The question the stage asks its approvers.
+    pub description: Option<String>,
+    /// The run's effective params: those given and the defaults of the others, as text.
+    pub params: BTreeMap<String, String>,
+    /// The params that took their default (not given at trigger time).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub defaults: Vec<String>,
+    /// Since when it waits.
+    pub waiting_since: DateTime<Utc>,
+    /// For how long, in milliseconds, when the list was read.
+    pub waited_ms: u64,
 }
 
 /// One stored log line.

@@ -293,12 +293,50 @@ impl Client {
 
     /// Approves (`approve = true`) or rejects a waiting approval stage.
     pub async fn decide(&self, run: &str, stage: &str, approve: bool) -> Result<RunSummary> {
+        self.decide_with(run, stage, approve, None).await
+    }
+
+    /// Approves (`approve = true`) or rejects a waiting approval stage, with a comment
+    /// stored with the decision.
+    pub async fn decide_with(
+        &self,
+        run: &str,
+        stage: &str,
+        approve: bool,
+        comment: Option<&str>,
+    ) -> Result<RunSummary> {
         let id = self.run_id(run).await?;
         let url = self.url(&["runs", &id, "stages", stage, "decision"]);
         let body = DecisionRequest {
             decision: Some(if approve { "approve" } else { "reject" }.to_string()),
+            comment: comment.map(str::to_string),
         };
         self.json(self.request(Method::POST, url).json(&body)).await
+    }
+
+    /// Why each failed job of a run failed (`run`: an id or `project/pipeline#number`): the
+    /// failing script entry, its exit status, the `lines` before it (default 20), the node.
+    pub async fn failures(
+        &self,
+        run: &str,
+        lines: Option<usize>,
+    ) -> Result<Vec<kiln_api::JobFailure>> {
+        let id = self.run_id(run).await?;
+        let mut url = self.url(&["runs", &id, "failures"]);
+        if let Some(n) = lines {
+            url.query_pairs_mut().append_pair("lines", &n.to_string());
+        }
+        self.json(self.request(Method::GET, url)).await
+    }
+
+    /// The runs waiting at an approval stage (of `project`, or every project the token sees),
+    /// the longest-waiting first.
+    pub async fn approvals(&self, project: Option<&str>) -> Result<Vec<kiln_api::PendingApproval>> {
+        let mut url = self.url(&["approvals"]);
+        if let Some(p) = project {
+            url.query_pairs_mut().append_pair("project", p);
+        }
+        self.json(self.request(Method::GET, url)).await
     }
 
     fn log_url(&self, run_id: &str, job: Option<&str>, attempt: Option<u32>, tail: &[&str]) -> Url {

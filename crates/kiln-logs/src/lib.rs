@@ -3,8 +3,9 @@
 //! index beside it ([`LogStore`], keyed by [`LogKey`]), views that show the lines of several
 //! logs in the order they came without copying them ([`LogStore::append_viewed`]), and
 //! gap-free live following ([`LogStore::follow`]), finished logs moved to an archive and read
-//! from it by ranges ([`LogStore::with_archive`], [`LogArchive`]: S3 on a server), and what a
-//! line marks ([`marks`]: echoed script lines, exit statuses, sections).
+//! from it by ranges ([`LogStore::with_archive`], [`LogArchive`]: S3 on a server), what a
+//! line marks ([`marks`]: echoed script lines, exit statuses, sections), and what to show of
+//! a failed job's log ([`excerpt`]: the failing entry and the lines before it).
 //!
 //! Invariants: records of one log have sequence numbers 1, 2, 3, … with no gap; a record is
 //! visible to readers and followers only once it is completely written; a follower sees every
@@ -13,6 +14,7 @@
 //! read in a time that does not grow with the log.
 
 mod archive;
+pub mod excerpt;
 mod follow;
 mod format;
 mod index;

@@ -182,6 +182,7 @@ pub use registry::{
     RegistryEvent, RegistryGcRows, RegistryManifest, RegistryReferrer, RegistryRepository,
     RegistryWebhook, WEBHOOK_EVENTS,
 };
+pub use runs::MAX_COMMENT_CHARS;
 pub use scans::{
     AdvisoryImport, FindingRecord, ImagePolicy, NewAdvisory, PackageRecord, ScanOutcome,
     ScanRecord, StoredAdvisory,

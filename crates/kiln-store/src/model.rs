@@ -171,6 +171,12 @@ pub struct Run {
     /// it, or its upstream run's. `None`: the server started it (a push, a schedule).
     #[serde(default)]
     pub author: Option<TokenId>,
+    /// The first of its jobs to fail or time out (the earliest end), if one did.
+    #[serde(default)]
+    pub failed_job: Option<String>,
+    /// How many of its jobs failed or timed out.
+    #[serde(default)]
+    pub failed_jobs: u32,
 }
 
 /// The run and job that started a run.
@@ -279,6 +285,9 @@ pub struct ApprovalRecord {
     pub by: String,
     /// When.
     pub at: DateTime<Utc>,
+    /// What they wrote with it (masked with the run's secrets), if anything.
+    #[serde(default)]
+    pub comment: Option<String>,
 }
 
 /// What an API token may do.

@@ -27,6 +27,8 @@ use crate::{
 
 /// Default and ceiling of [`RunFilter::limit`].
 const DEFAULT_LIMIT: u32 = 100;
+/// The longest comment an approval decision keeps, in characters.
+pub const MAX_COMMENT_CHARS: usize = 4000;
 const MAX_LIMIT: u32 = 10_000;
 
 #[derive(sqlx::FromRow)]
@@ -53,6 +55,8 @@ pub(crate) struct RunRow {
     parent_project: Option<String>,
     group_id: Option<String>,
     author_token: Option<String>,
+    failed_job: Option<String>,
+    failed_jobs: i64,
 }
 
 impl RunRow {
@@ -88,6 +92,8 @@ impl RunRow {
             },
             group: self.group_id.as_deref().map(crate::GroupId::from_db).transpose()?,
             author: self.author_token.as_deref().map(crate::TokenId::from_db).transpose()?,
+            failed_job: self.failed_job,
+            failed_jobs: int(self.failed_jobs, "failed job count")?,
         })
     }
 }
@@ -101,7 +107,12 @@ macro_rules! run_select {
              r.started_at, r.finished_at, r.retry_of, r.source, \
              lk.parent_run_id, lk.parent_job, up.number AS parent_number, \
              upl.name AS parent_pipeline, upr.name AS parent_project, lk.group_id, \
-             lk.author_token \
+             lk.author_token, \
+             (SELECT fj.job_id FROM jobs fj WHERE fj.run_id = r.id \
+               AND fj.state IN ('failure', 'timeout') \
+               ORDER BY fj.finished_at, fj.job_id LIMIT 1) AS failed_job, \
+             (SELECT COUNT(*) FROM jobs fj WHERE fj.run_id = r.id \
+               AND fj.state IN ('failure', 'timeout')) AS failed_jobs \
              FROM runs r JOIN pipelines pl ON pl.id = r.pipeline_id \
              JOIN projects pr ON pr.id = pl.project_id \
              LEFT JOIN run_links lk ON lk.run_id = r.id \
@@ -175,6 +186,7 @@ struct ApprovalRow {
     decision: String,
     decided_by: String,
     at: DateTime<Utc>,
+    comment: Option<String>,
 }
 
 impl ApprovalRow {
@@ -185,6 +197,7 @@ impl ApprovalRow {
             decision: ApprovalDecision::from_db(&self.decision)?,
             by: self.decided_by,
             at: self.at,
+            comment: self.comment,
         })
     }
 }
@@ -882,8 +895,9 @@ impl Store {
         rows.into_iter().map(JobRow::into_job).collect()
     }
 
-    /// Records the decision on approval stage `stage` of a run. A stage is decided once: a
-    /// second decision is a `Conflict`. (Whether the run waits at that stage is the engine's
+    /// Records the decision on approval stage `stage` of a run, with what the person wrote
+    /// (`comment`, already masked; an empty one is none). A stage is decided once: a second
+    /// decision is a `Conflict`. (Whether the run waits at that stage is the engine's
     /// business.)
     pub async fn record_approval(
         &self,
@@ -891,7 +905,15 @@ impl Store {
         stage: &str,
         decision: ApprovalDecision,
         by: &str,
+        comment: Option<&str>,
     ) -> Result<ApprovalRecord> {
+        let comment = comment.map(str::trim).filter(|c| !c.is_empty());
+        if comment.is_some_and(|c| c.chars().count() > MAX_COMMENT_CHARS) {
+            return Err(StoreError::Invalid(format!(
+                "the comment on stage `{stage}` of run {run} is longer than \
+                 {MAX_COMMENT_CHARS} characters"
+            )));
+        }
         if stage.is_empty() || by.trim().is_empty() {
             return Err(StoreError::Invalid(format!(
                 "an approval of run {run} needs a stage and who decided"
@@ -899,13 +921,15 @@ impl Store {
         }
         let what = || format!("record the decision on stage `{stage}` of run {run}");
         let row = with_write!(self, p => sqlx::query_as::<_, ApprovalRow>(
-            "INSERT INTO approvals (run_id, stage, decision, decided_by, at) \
-             VALUES ($1, $2, $3, $4, $5) RETURNING run_id, stage, decision, decided_by, at")
+            "INSERT INTO approvals (run_id, stage, decision, decided_by, at, comment) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             RETURNING run_id, stage, decision, decided_by, at, comment")
             .bind(run.text())
             .bind(stage)
             .bind(decision.text())
             .bind(by)
             .bind(now())
+            .bind(comment)
             .fetch_one(p)
             .await);
         match row {
@@ -922,7 +946,7 @@ impl Store {
     pub async fn approvals(&self, run: &RunId) -> Result<Vec<ApprovalRecord>> {
         let what = || format!("list approvals of run {run}");
         let rows = with_db!(&self.db, p => sqlx::query_as::<_, ApprovalRow>(
-            "SELECT run_id, stage, decision, decided_by, at FROM approvals \
+            "SELECT run_id, stage, decision, decided_by, at, comment FROM approvals \
              WHERE run_id = $1 ORDER BY at, stage")
             .bind(run.text())
             .fetch_all(p)
@@ -932,5 +956,34 @@ impl Store {
             self.run(run).await?;
         }
         rows.into_iter().map(ApprovalRow::into_approval).collect()
+    }
+
+    /// When the latest event of a run was stored (`None` before its first): for a paused
+    /// run, when it started to wait (nothing comes between the event that paused it and the
+    /// decision).
+    pub async fn last_event_at(&self, run: &RunId) -> Result<Option<DateTime<Utc>>> {
+        let what = || format!("get the last event of run {run}");
+        let at: Option<DateTime<Utc>> = with_db!(&self.db, p => sqlx::query_scalar(
+            "SELECT at FROM run_events WHERE run_id = $1 ORDER BY seq DESC LIMIT 1")
+            .bind(run.text())
+            .fetch_optional(p)
+            .await)
+        .ctx(what)?;
+        Ok(at)
+    }
+
+    /// The node each attempt of a run ran on, as its usage record says (attempts that held a
+    /// reservation on a node), in no particular order: (job, attempt, node).
+    pub async fn attempt_nodes(&self, run: &RunId) -> Result<Vec<(String, u32, String)>> {
+        let what = || format!("list the nodes of run {run}");
+        let rows: Vec<(String, i64, String)> = with_db!(&self.db, p => sqlx::query_as(
+            "SELECT job_id, attempt, node FROM usage WHERE run_id = $1")
+            .bind(run.text())
+            .fetch_all(p)
+            .await)
+        .ctx(what)?;
+        rows.into_iter()
+            .map(|(job, attempt, node)| Ok((job, int(attempt, "usage attempt")?, node)))
+            .collect()
     }
 }

@@ -95,6 +95,8 @@ pub static ASSETS: LazyLock<Vec<Asset>> = LazyLock::new(|| {
         "lib/runs.js",
         "lib/session.js",
         "lib/stats.js",
+        "lib/triage.js",
+        "pages/approvals.js",
         "pages/config.js",
         "pages/deploys.js",
         "pages/environments.js",

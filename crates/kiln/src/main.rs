@@ -58,6 +58,8 @@ enum Cmd {
     Approve(remote::runs::DecideArgs),
     /// Reject an approval stage a run waits at (the run ends canceled).
     Reject(remote::runs::DecideArgs),
+    /// List the runs waiting for approval: stage, question, effective params, waiting time.
+    Approvals(remote::runs::ApprovalsArgs),
     /// Cancel a run.
     Cancel(remote::runs::RunArg),
     /// Retry a run's failed jobs in a new run.
@@ -198,6 +200,7 @@ fn main() -> ExitCode {
         Cmd::Logs(args) => block_on(remote::exit(remote::logs::logs(args))),
         Cmd::Approve(args) => block_on(remote::exit(remote::runs::decide(args, true))),
         Cmd::Reject(args) => block_on(remote::exit(remote::runs::decide(args, false))),
+        Cmd::Approvals(args) => block_on(remote::exit(remote::runs::approvals(args))),
         Cmd::Cancel(args) => block_on(remote::exit(remote::runs::cancel(args))),
         Cmd::Retry(args) => block_on(remote::exit(remote::runs::retry(args))),
         Cmd::Artifacts(args) => block_on(remote::exit(remote::artifacts::artifacts(args))),

@@ -68,7 +68,7 @@ pub async fn replay(args: RunArgs) -> CmdResult {
         ));
     }
 
-    let given: Vec<(String, String)> = match &detail.params {
+    let given: Vec<(String, String)> = match &detail.run.params {
         serde_json::Value::Object(map) => map
             .iter()
             .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), String::from)))

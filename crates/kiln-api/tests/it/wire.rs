@@ -1,4 +1,5 @@
-//! The JSON of the agent lease protocol, pinned by snapshots: agents and servers of one
+//! The JSON of the agent lease protocol (and of the REST types of failure triage and
+//! approvals), pinned by snapshots: agents and servers of one
 //! protocol version must agree on every byte, so a change of shape shows in review (and,
 //! when it breaks old agents, bumps `kiln_api::agent::PROTOCOL`).
 
@@ -431,4 +432,123 @@ fn a_log_page_with_times_and_its_last_line() {
     // A page from a server before `last` reads as an empty log's.
     let old: LogPage = serde_json::from_str(r#"{"lines":[],"next":1,"closed":true}"#).unwrap();
     assert_eq!(old.last, 0);
+}
+
+/// A run summary as the run list serves it: its given params and its failed jobs.
+fn failed_run() -> kiln_api::RunSummary {
+    let at = Utc.with_ymd_and_hms(2026, 12, 7, 9, 0, 0).unwrap();
+    kiln_api::RunSummary {
+        id: "6f1c0e4a-3b7d-4a51-9d2e-8c0f1a2b3c4d".into(),
+        project: "shop".into(),
+        pipeline: "build".into(),
+        number: 42,
+        state: "failure".into(),
+        triggered_by: "ci".into(),
+        reason: Some("job `test` failed".into()),
+        retry_of: None,
+        created_at: at,
+        started_at: Some(at),
+        finished_at: Some(at + chrono::Duration::seconds(90)),
+        duration_ms: Some(90_000),
+        source: None,
+        parent: None,
+        group: None,
+        params: serde_json::json!({ "target": "linux" }),
+        failed_job: Some("test".into()),
+        failed_jobs: 2,
+    }
+}
+
+#[test]
+fn a_failed_run_in_the_list_and_why_its_job_failed() {
+    use kiln_api::{JobFailure, LogLine, LogMark};
+    insta::assert_snapshot!("failed_run_summary", json(&failed_run()));
+    // A summary from a server before params and failed jobs reads as one without them.
+    let mut old: serde_json::Value = serde_json::to_value(failed_run()).unwrap();
+    for key in ["params", "failed_job", "failed_jobs"] {
+        old.as_object_mut().unwrap().remove(key);
+    }
+    let old: kiln_api::RunSummary = serde_json::from_value(old).unwrap();
+    assert_eq!((old.params, old.failed_job, old.failed_jobs), (serde_json::json!({}), None, 0));
+
+    let time = Utc.with_ymd_and_hms(2026, 12, 7, 9, 1, 29).unwrap();
+    let line = |seq, text: &str, mark| LogLine {
+        seq,
+        time,
+        stream: "stdout".into(),
+        job: None,
+        text: text.into(),
+        mark,
+    };
+    let mark = |kind: &str, status| LogMark {
+        kind: kind.into(),
+        name: Some("make test".into()),
+        title: None,
+        collapsed: false,
+        status,
+    };
+    let failure = JobFailure {
+        job: "test".into(),
+        attempt: 1,
+        state: "failure".into(),
+        exit_code: Some(2),
+        reason: Some("exited with code 2".into()),
+        node: Some("builder-1".into()),
+        step: Some("make test".into()),
+        step_status: Some(2),
+        step_line: Some(1201),
+        exit_line: Some(1203),
+        lines: vec![
+            line(1201, "\u{1b}[0K\u{1b}[32;1m$ make test\u{1b}[0m", Some(mark("command", None))),
+            line(1202, "FAIL: cart_total (expected 3, got 2)", None),
+            line(
+                1203,
+                "\u{1b}[0K\u{1b}[31;1mexit status 2: make test\u{1b}[0m",
+                Some(mark("exit", Some(2))),
+            ),
+        ],
+        log_lines: 1210,
+    };
+    insta::assert_snapshot!("job_failure", json(&failure));
+}
+
+#[test]
+fn a_run_waiting_for_approval_and_a_decision_with_a_comment() {
+    use kiln_api::{ApprovalInfo, DecisionRequest, PendingApproval};
+    let since = Utc.with_ymd_and_hms(2026, 12, 7, 9, 30, 0).unwrap();
+    let waiting = PendingApproval {
+        run: kiln_api::RunSummary {
+            state: "paused".into(),
+            reason: None,
+            finished_at: None,
+            failed_job: None,
+            failed_jobs: 0,
+            ..failed_run()
+        },
+        stage: "production".into(),
+        description: Some("Ship to production?".into()),
+        params: BTreeMap::from([
+            ("region".to_string(), "eu-west-1".to_string()),
+            ("target".to_string(), "linux".to_string()),
+        ]),
+        defaults: vec!["region".into()],
+        waiting_since: since,
+        waited_ms: 754_000,
+    };
+    insta::assert_snapshot!("pending_approval", json(&waiting));
+    let ask = DecisionRequest {
+        decision: Some("reject".into()),
+        comment: Some("error budget spent: INC-42".into()),
+    };
+    insta::assert_snapshot!("decision_request", json(&ask));
+    // A decision asked without a comment, as older clients send it.
+    let old: DecisionRequest = serde_json::from_str(r#"{"decision":"approve"}"#).unwrap();
+    assert_eq!(old.comment, None);
+    let decided = ApprovalInfo {
+        decision: "rejected".into(),
+        by: "ann".into(),
+        at: since,
+        comment: Some("error budget spent: INC-42".into()),
+    };
+    insta::assert_snapshot!("approval_info", json(&decided));
 }

@@ -65,6 +65,8 @@ pub(super) struct Actor {
     env: BTreeMap<String, String>,
     /// Stages approved in the run this one retries, with who approved them.
     prior: HashMap<String, String>,
+    /// The comments of decisions received and not yet applied, by stage.
+    comments: HashMap<String, String>,
     tx: RunTx,
     /// When each running job started, for the duration histogram.
     /// What each job checks out first (`source:`), unless the job says `checkout: false`.
@@ -119,6 +121,7 @@ impl Actor {
             masked: run_env.masked,
             env: run_env.env,
             prior,
+            comments: HashMap::new(),
             tx,
             started: HashMap::new(),
             checkout: run_env.checkout,
@@ -433,6 +436,16 @@ impl Actor {
             for m in batch {
                 match m {
                     RunMsg::Event { event, reply } => events.push((event, reply)),
+                    RunMsg::Decision { event, comment, reply } => {
+                        if let (
+                            Event::Approved { stage, .. } | Event::Rejected { stage, .. },
+                            Some(c),
+                        ) = (&event, comment)
+                        {
+                            self.comments.insert(stage.clone(), c);
+                        }
+                        events.push((event, Some(reply)));
+                    }
                     RunMsg::Pool(news) => self.pool_news(news),
                     RunMsg::Environment(sj, vars) => self.environment_read(*sj, vars),
                     RunMsg::Started { job, attempt, reserved, at } => {
@@ -512,6 +525,14 @@ impl Actor {
             // Whatever brought it (an agent, a server job, the API, the actor itself), no
             // secret of the run is stored or served in it.
             let event = super::mask_event(&self.masker, event);
+            // A decision's comment goes with it, masked like the event, whether it applies
+            // or is refused.
+            let comment = match &event {
+                Event::Approved { stage, .. } | Event::Rejected { stage, .. } => {
+                    self.comments.remove(stage).map(|c| self.masker.mask(&c).into_owned())
+                }
+                _ => None,
+            };
             if let Some(e) = self.refuse(&event) {
                 if let Some(r) = reply {
                     let _ = r.send(Err(e));
@@ -521,10 +542,20 @@ impl Actor {
             cmds.extend(self.engine.handle(event.clone()));
             match &event {
                 Event::Approved { stage, by } => {
-                    decisions.push((stage.clone(), ApprovalDecision::Approved, by.clone()));
+                    decisions.push((
+                        stage.clone(),
+                        ApprovalDecision::Approved,
+                        by.clone(),
+                        comment,
+                    ));
                 }
                 Event::Rejected { stage, by } => {
-                    decisions.push((stage.clone(), ApprovalDecision::Rejected, by.clone()));
+                    decisions.push((
+                        stage.clone(),
+                        ApprovalDecision::Rejected,
+                        by.clone(),
+                        comment,
+                    ));
                 }
                 Event::JobStarted { job, attempt } => {
                     if let Some(start) = self.usage_start(job, *attempt) {
@@ -586,10 +617,13 @@ impl Actor {
         let stored = match stored {
             Ok(()) => {
                 let mut result = Ok(());
-                for (stage, decision, by) in decisions {
-                    if let Err(e) =
-                        self.sh.store.record_approval(&self.run.id, &stage, decision, &by).await
-                    {
+                for (stage, decision, by, comment) in decisions {
+                    let recorded = self
+                        .sh
+                        .store
+                        .record_approval(&self.run.id, &stage, decision, &by, comment.as_deref())
+                        .await;
+                    if let Err(e) = recorded {
                         result = Err(ApiErr::from(e));
                         break;
                     }

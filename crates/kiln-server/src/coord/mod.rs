@@ -87,6 +87,16 @@ pub enum RunMsg {
         /// Where to answer, for API calls that wait.
         reply: Option<oneshot::Sender<ApiResult<()>>>,
     },
+    /// Approve or reject a stage (`event`), with what the person wrote (`comment`, stored
+    /// with the decision once masked); answer on `reply` as for `Event`.
+    Decision {
+        /// `Event::Approved` or `Event::Rejected`.
+        event: Event,
+        /// The decision's comment, as written.
+        comment: Option<String>,
+        /// Where to answer.
+        reply: oneshot::Sender<ApiResult<()>>,
+    },
     /// News of one of the run's service pools (`pools.rs`).
     Pool(pools::PoolMsg),
     /// The variables of the environment an attempt runs in (`environment:`), read for it
@@ -501,6 +511,28 @@ impl Coord {
 
     /// Delivers an API event (approve, reject, cancel) to a run and waits until it is stored.
     pub async fn send(&self, run: &kiln_store::Run, event: Event) -> ApiResult<()> {
+        self.send_with(run, event, None).await
+    }
+
+    /// Approves or rejects a stage (`event`: `Approved` or `Rejected`) with a comment, which
+    /// the run's actor masks with the run's secrets and stores with the decision. Answers as
+    /// [`Coord::send`].
+    pub async fn decide(
+        &self,
+        run: &kiln_store::Run,
+        event: Event,
+        comment: Option<String>,
+    ) -> ApiResult<()> {
+        self.send_with(run, event, Some(comment)).await
+    }
+
+    /// [`Coord::send`], as a decision with its comment when `comment` is given.
+    async fn send_with(
+        &self,
+        run: &kiln_store::Run,
+        event: Event,
+        comment: Option<Option<String>>,
+    ) -> ApiResult<()> {
         let tx = lock(&self.sh.actors).get(&run.id).map(|a| a.tx.clone());
         let Some(tx) = tx else {
             // Not active: a queued run can be canceled; anything else has ended.
@@ -529,7 +561,11 @@ impl Coord {
             )));
         };
         let (reply, rx) = oneshot::channel();
-        tx.send(RunMsg::Event { event, reply: Some(reply) })
+        let msg = match comment {
+            Some(comment) => RunMsg::Decision { event, comment, reply },
+            None => RunMsg::Event { event, reply: Some(reply) },
+        };
+        tx.send(msg)
             .map_err(|_| ApiErr::conflict(format!("run {} has just ended", run.full_name())))?;
         rx.await.map_err(|_| ApiErr::conflict(format!("run {} has just ended", run.full_name())))?
     }

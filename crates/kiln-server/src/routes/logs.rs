@@ -60,7 +60,8 @@ pub struct StreamQuery {
     attempt: Option<u32>,
 }
 
-fn line(r: Record, whole_run: bool) -> LogLine {
+/// The API form of a stored line (`whole_run`: a run log's line, its job before a tab).
+pub(crate) fn line(r: Record, whole_run: bool) -> LogLine {
     let (job, text) = match (whole_run, r.text.split_once('\t')) {
         (true, Some((job, text))) => (Some(job.to_string()), text.to_string()),
         _ => (None, r.text),

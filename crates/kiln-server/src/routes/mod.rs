@@ -45,6 +45,7 @@ pub mod scrape;
 pub mod services;
 pub mod stats;
 pub mod tokens;
+pub mod triage;
 pub mod triggers;
 pub mod usage;
 
@@ -147,6 +148,8 @@ fn api_router() -> OpenApiRouter<App> {
         .routes(routes!(runs::cancel))
         .routes(routes!(runs::retry))
         .routes(routes!(runs::decide))
+        .routes(routes!(triage::failures))
+        .routes(routes!(triage::approvals))
         .routes(routes!(run_groups::start))
         .routes(routes!(run_groups::show))
         .routes(routes!(logs::run_page))

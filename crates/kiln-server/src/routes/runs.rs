@@ -47,6 +47,9 @@ pub fn summary(r: &kiln_store::Run) -> RunSummary {
             job: p.job.clone(),
         }),
         group: r.group.map(|g| g.to_string()),
+        params: r.params.clone(),
+        failed_job: r.failed_job.clone(),
+        failed_jobs: r.failed_jobs,
     }
 }
 
@@ -287,6 +290,7 @@ pub async fn detail(app: &App, run: kiln_store::Run) -> ApiResult<RunDetail> {
                 .to_string(),
                 by: a.by.clone(),
                 at: a.at,
+                comment: a.comment.clone(),
             });
             let (kind, description, gate) = match &s.kind {
                 StageKind::Jobs(_) => ("jobs", None, None),
@@ -304,14 +308,7 @@ pub async fn detail(app: &App, run: kiln_store::Run) -> ApiResult<RunDetail> {
         })
         .collect();
     let downstream = app.store.downstream_runs(&run.id).await?.iter().map(summary).collect();
-    Ok(RunDetail {
-        run: summary(&run),
-        params: run.params.clone(),
-        paused_at,
-        stages,
-        jobs,
-        downstream,
-    })
+    Ok(RunDetail { run: summary(&run), paused_at, stages, jobs, downstream })
 }
 
 /// Cancels a run: nothing new starts, running jobs are killed; a queued run ends at once.
@@ -341,10 +338,12 @@ pub async fn retry(
     Ok((StatusCode::CREATED, Json(summary(&new))))
 }
 
-/// Approves or rejects the approval stage a paused run waits at; who and when are recorded.
+/// Approves or rejects the approval stage a paused run waits at; who, when and the comment
+/// (the run's secrets masked) are recorded.
 #[utoipa::path(post, path = "/api/v1/runs/{run}/stages/{stage}/decision", tag = "runs",
     params(("run" = String, Path), ("stage" = String, Path)), request_body = DecisionRequest,
     responses((status = 200, body = RunSummary),
+              (status = 400, description = "an unknown decision, a comment too long", body = ErrorBody),
               (status = 409, description = "the stage is not waiting", body = ErrorBody),
               (status = 404, body = ErrorBody)))]
 pub async fn decide(
@@ -364,6 +363,16 @@ pub async fn decide(
             )));
         }
     };
-    app.coord.send(&run, event).await?;
+    let comment = req.comment.map(|c| c.trim().to_string()).filter(|c| !c.is_empty());
+    if let Some(c) = &comment {
+        let chars = c.chars().count();
+        if chars > kiln_store::MAX_COMMENT_CHARS {
+            return Err(ApiErr::bad_request(format!(
+                "the comment is {chars} characters long; at most {} are kept",
+                kiln_store::MAX_COMMENT_CHARS
+            )));
+        }
+    }
+    app.coord.decide(&run, event, comment).await?;
     Ok(Json(summary(&app.store.run(&run.id).await?)))
 }

@@ -97,7 +97,7 @@ pub async fn trigger_runs_jobs_and_records_states_outputs_durations_and_who_on(b
     );
     let test = job(&d, "test");
     assert_eq!(test.outputs.get("passed").map(String::as_str), Some("3"));
-    assert_eq!(d.params["version"], "2.5");
+    assert_eq!(d.run.params["version"], "2.5");
     let lines = log_text(&s, &run.id, Some("test")).await;
     assert!(lines.contains(&"testing app-2.5.tar".to_string()), "{lines:?}");
     // The same run by its number.

@@ -31,5 +31,6 @@ mod seed003;
 mod service_access;
 mod services;
 mod support;
+mod triage;
 mod trigger;
 mod usage;

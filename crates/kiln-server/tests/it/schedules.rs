@@ -75,7 +75,7 @@ async fn a_per_second_schedule_starts_runs_with_its_params_until_it_is_removed()
     for run in &list[..2] {
         assert_eq!(run.triggered_by, r#"schedule "* * * * * *" (UTC)"#);
         let detail = s.admin.run(&run.id).await.unwrap();
-        assert_eq!(detail.params, serde_json::json!({ "who": "cron" }));
+        assert_eq!(detail.run.params, serde_json::json!({ "who": "cron" }));
     }
     let done = s.wait_final(&list[0].id).await;
     assert_eq!(done.run.state, "success");

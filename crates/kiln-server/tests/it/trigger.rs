@@ -125,7 +125,7 @@ pub async fn a_trigger_job_passes_an_output_as_a_param_waits_and_gets_the_downst
     );
     assert_eq!(child.triggered_by, "job release of run shop/parent#1");
     let shown = s.admin.run(&child.id).await.unwrap();
-    assert_eq!(shown.params["VERSION"], "1.2.3", "the output became the param");
+    assert_eq!(shown.run.params["VERSION"], "1.2.3", "the output became the param");
     let child_log = log_text(&s, &child.id, Some("publish-docs")).await;
     assert!(child_log.contains(&"publishing 1.2.3".to_string()), "{child_log:?}");
 
@@ -288,7 +288,7 @@ async fn a_group_of_two_pipelines_in_two_projects_is_shown_together_and_waited_f
     for r in &started.runs {
         let done = s.wait_final(&r.id).await;
         assert_eq!(done.run.state, "success");
-        assert_eq!(done.params["VERSION"], "3.1");
+        assert_eq!(done.run.params["VERSION"], "3.1");
     }
     assert_eq!(s.admin.group(&started.id).await.unwrap().state, "success");
     let e = s

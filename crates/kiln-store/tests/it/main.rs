@@ -312,12 +312,16 @@ async fn event_log_round_trips_in_order() {
         let build = pipeline(&store, "api", "build").await;
         let run = store.create_run(&new_run(&build)).await.unwrap();
         assert!(store.events(&run.id).await.unwrap().is_empty());
+        assert_eq!(store.last_event_at(&run.id).await.unwrap(), None);
         for (i, event) in events().iter().enumerate() {
             let seq = store.append_event(&run.id, event).await.unwrap();
             assert_eq!(seq, i as u64 + 1);
         }
         let stored = store.events(&run.id).await.unwrap();
         assert_eq!(stored.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
+        // When the run last moved (a paused run's wait starts there): the last event's time.
+        let last = store.last_event_at(&run.id).await.unwrap();
+        assert_eq!(last, Some(stored[4].at));
         assert_eq!(stored.into_iter().map(|e| e.event).collect::<Vec<_>>(), events());
 
         let ghost = RunId::new();
@@ -401,6 +405,27 @@ async fn jobs_upsert_and_list() {
         let micros = |t: Option<chrono::DateTime<chrono::Utc>>| t.map(|t| t.timestamp_micros());
         assert_eq!(micros(got.finished_at), micros(test.finished_at));
 
+        // Every read of the run names its first failed job and how many failed; `lint`
+        // times out later than `test` failed.
+        let listed = |store: Store, id: RunId| async move {
+            let filter = RunFilter { project: Some("api".to_string()), ..RunFilter::default() };
+            let runs = store.runs(&filter).await.unwrap();
+            let r = runs.into_iter().find(|r| r.id == id).unwrap();
+            (r.failed_job, r.failed_jobs)
+        };
+        assert_eq!(listed(store.clone(), run.id).await, (Some("test".to_string()), 1));
+        let timed_out = JobRecord {
+            state: JobState::Timeout,
+            finished_at: Some(chrono::Utc::now() + chrono::Duration::seconds(5)),
+            ..lint.clone()
+        };
+        store.upsert_job(&run.id, &timed_out).await.unwrap();
+        assert_eq!(listed(store.clone(), run.id).await, (Some("test".to_string()), 2));
+        let one = store.run(&run.id).await.unwrap();
+        assert_eq!((one.failed_job.as_deref(), one.failed_jobs), (Some("test"), 2));
+        let other = store.create_run(&new_run(&build)).await.unwrap();
+        assert_eq!((other.failed_job, other.failed_jobs), (None, 0));
+
         let ghost = RunId::new();
         let err = store.upsert_job(&ghost, &test).await.unwrap_err();
         assert!(matches!(err, StoreError::NotFound(_)), "{err}");
@@ -420,16 +445,24 @@ async fn approvals_are_decided_once() {
         let run = store.create_run(&new_run(&build)).await.unwrap();
         assert!(store.approvals(&run.id).await.unwrap().is_empty());
         let staging = store
-            .record_approval(&run.id, "staging", ApprovalDecision::Approved, "alice")
+            .record_approval(&run.id, "staging", ApprovalDecision::Approved, "alice", Some("  "))
             .await
             .unwrap();
         assert_eq!((staging.run, staging.by.as_str()), (run.id, "alice"));
+        assert_eq!(staging.comment, None, "a blank comment is none");
         let prod = store
-            .record_approval(&run.id, "prod", ApprovalDecision::Rejected, "bob")
+            .record_approval(
+                &run.id,
+                "prod",
+                ApprovalDecision::Rejected,
+                "bob",
+                Some("the canary's error rate doubled: see INC-42"),
+            )
             .await
             .unwrap();
+        assert_eq!(prod.comment.as_deref(), Some("the canary's error rate doubled: see INC-42"));
         let err = store
-            .record_approval(&run.id, "prod", ApprovalDecision::Approved, "carol")
+            .record_approval(&run.id, "prod", ApprovalDecision::Approved, "carol", None)
             .await
             .unwrap_err();
         assert!(matches!(err, StoreError::Conflict(_)), "{err}");
@@ -438,15 +471,25 @@ async fn approvals_are_decided_once() {
 
         let ghost = RunId::new();
         let err = store
-            .record_approval(&ghost, "prod", ApprovalDecision::Approved, "alice")
+            .record_approval(&ghost, "prod", ApprovalDecision::Approved, "alice", None)
             .await
             .unwrap_err();
         assert!(matches!(err, StoreError::NotFound(_)), "{err}");
         let err = store
-            .record_approval(&run.id, "", ApprovalDecision::Approved, "alice")
+            .record_approval(&run.id, "", ApprovalDecision::Approved, "alice", None)
             .await
             .unwrap_err();
         assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+        let long = "x".repeat(kiln_store::MAX_COMMENT_CHARS + 1);
+        let err = store
+            .record_approval(&run.id, "qa", ApprovalDecision::Approved, "alice", Some(&long))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Invalid(m) if m.contains("stage `qa`") && m.contains("4000")),
+            "{err}"
+        );
+        assert_eq!(store.approvals(&run.id).await.unwrap().len(), 2, "nothing stored");
     })
     .await;
 }

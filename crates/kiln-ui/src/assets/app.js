@@ -6,7 +6,8 @@
 //
 //   lib/     what pages share: api (calls, errors, event streams), dom (elements, badges),
 //            format (durations, times, sizes), router (routes, the page on screen),
-//            session (who is signed in), plot, graph (the run graph), runs, project, stats,
+//            session (who is signed in), plot, graph (the run graph), runs, triage (why
+//            jobs failed; failed job and params of run tables), project, stats,
 //            api-types (JSDoc types generated from docs/openapi.json)
 //   pages/   one module per page or group of pages, each exporting its `routes`
 //
@@ -19,6 +20,7 @@ import { styleFromData, toast } from './lib/dom.js';
 import { current, register, render, signOut, start } from './lib/router.js';
 import { setSignOut } from './lib/session.js';
 import * as log from './log_view.js';
+import * as approvals from './pages/approvals.js';
 import * as config from './pages/config.js';
 import * as deploys from './pages/deploys.js';
 import * as environments from './pages/environments.js';
@@ -37,6 +39,7 @@ register(
   runs.routes,
   run.routes,
   log.routes,
+  approvals.routes,
   services.routes,
   pool.routes,
   registry.routes,

@@ -41,6 +41,12 @@ async fn assets_have_their_content_types_and_unknown_ones_are_json_404s() {
         ("log_view.js", "text/javascript; charset=utf-8", "export const routes"),
         ("lib/router.js", "text/javascript; charset=utf-8", "export function register"),
         ("pages/run.js", "text/javascript; charset=utf-8", "export const routes"),
+        ("lib/triage.js", "text/javascript; charset=utf-8", "export async function showFailures"),
+        (
+            "pages/approvals.js",
+            "text/javascript; charset=utf-8",
+            "export async function viewApprovals",
+        ),
         ("app.css", "text/css; charset=utf-8", "--st-success"),
         ("favicon.svg", "image/svg+xml", "<svg"),
     ] {

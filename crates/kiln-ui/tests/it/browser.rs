@@ -26,6 +26,7 @@ mod live;
 mod logview;
 mod scans;
 mod services;
+mod triage;
 
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -398,8 +399,8 @@ async fn sign_in_trigger_with_params_watch_the_graph_and_a_live_log_then_approve
 
     let d = s.admin.run(&run_id).await.unwrap();
     assert_eq!(d.run.state, "success");
-    assert_eq!(d.params["version"], json!("2.5"));
-    assert_eq!(d.params["target"], json!("prod"));
+    assert_eq!(d.run.params["version"], json!("2.5"));
+    assert_eq!(d.run.params["target"], json!("prod"));
     let gate = d.stages.iter().find(|st| st.name == "approve").unwrap();
     assert_eq!(
         gate.decision.as_ref().map(|a| (a.decision.as_str(), a.by.as_str())),

@@ -1,5 +1,6 @@
 //! `kiln trigger`, `kiln runs`, `kiln run show` (with the runs a run's trigger jobs
-//! started), `kiln approve|reject`, `kiln cancel` and `kiln retry`.
+//! started, and why each failed job failed), `kiln approve|reject` (with a comment),
+//! `kiln approvals`, `kiln cancel` and `kiln retry`.
 
 use std::process::ExitCode;
 
@@ -102,6 +103,19 @@ pub struct DecideArgs {
     run: String,
     /// The approval stage waiting for a decision.
     stage: String,
+    /// Why: stored with the decision and shown with it (`kiln run show`, the web UI).
+    #[arg(short = 'm', long)]
+    comment: Option<String>,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+/// `kiln approvals`.
+#[derive(Debug, Args)]
+pub struct ApprovalsArgs {
+    /// Only runs of this project.
+    #[arg(long)]
+    project: Option<String>,
     #[command(flatten)]
     conn: Conn,
 }
@@ -201,11 +215,22 @@ pub async fn runs(args: RunsArgs) -> CmdResult {
             None => Ok(ExitCode::SUCCESS),
         };
     }
-    let mut t = table(&["RUN", "STATE", "TRIGGERED BY", "CREATED", "DURATION", "ID"]);
+    let mut t = table(&[
+        "RUN",
+        "STATE",
+        "FAILED JOB",
+        "PARAMS",
+        "TRIGGERED BY",
+        "CREATED",
+        "DURATION",
+        "ID",
+    ]);
     for r in &list {
         t.add_row(vec![
             Cell::new(r.full_name()),
             state_cell(&r.state),
+            Cell::new(failed_job(r)),
+            Cell::new(params_text(&r.params)),
             Cell::new(&r.triggered_by),
             Cell::new(local_time(r.created_at)),
             Cell::new(duration(r.duration_ms)),
@@ -217,6 +242,29 @@ pub async fn runs(args: RunsArgs) -> CmdResult {
         Some(filter) => super::watch::watch(&client, filter, false).await,
         None => Ok(ExitCode::SUCCESS),
     }
+}
+
+/// A run's first failed job, with how many more failed: `test (+2)`; `-` when none did.
+fn failed_job(r: &RunSummary) -> String {
+    match &r.failed_job {
+        Some(job) if r.failed_jobs > 1 => format!("{job} (+{})", r.failed_jobs - 1),
+        Some(job) => job.clone(),
+        None => "-".to_string(),
+    }
+}
+
+/// Params as `k=v k=v` (`-` when none).
+fn params_text(params: &serde_json::Value) -> String {
+    let text: Vec<String> = params
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => format!("{k}={s}"),
+            other => format!("{k}={other}"),
+        })
+        .collect();
+    if text.is_empty() { "-".to_string() } else { text.join(" ") }
 }
 
 /// Runs `kiln run <COMMAND>`.
@@ -235,7 +283,84 @@ async fn show(args: ShowArgs) -> CmdResult {
         return Ok(ExitCode::SUCCESS);
     }
     print_detail(&run);
+    if run.run.failed_jobs > 0 {
+        for f in client.failures(&run.run.id, None).await? {
+            print_failure(&run.run.full_name(), &f);
+        }
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Why a job failed, as `kiln run show` prints it: the failing entry, its exit status, the
+/// node, then the lines before it, as the log has them (colours included).
+fn print_failure(run: &str, f: &kiln_api::JobFailure) {
+    let mut head = format!("job {} {}", f.job, styled_state(&f.state));
+    if let Some(step) = &f.step {
+        head.push_str(&format!(": `{step}`"));
+    }
+    match (f.step_status, f.exit_code) {
+        (Some(status), _) => head.push_str(&format!(" exited with status {status}")),
+        (None, Some(code)) => head.push_str(&format!(", exit code {code}")),
+        (None, None) => {}
+    }
+    if let Some(node) = &f.node {
+        head.push_str(&format!(" on node {node}"));
+    }
+    if f.attempt > 1 {
+        head.push_str(&format!(" (attempt {})", f.attempt));
+    }
+    outln!();
+    outln!("{head}");
+    if let (Some(first), Some(line)) =
+        (f.lines.first(), f.exit_line.or(f.lines.last().map(|l| l.seq)))
+    {
+        outln!(
+            "  log lines {}-{line} of {} (`kiln logs '{run}' {}` for all):",
+            first.seq,
+            f.log_lines,
+            f.job
+        );
+    }
+    let colors = console::colors_enabled();
+    for l in &f.lines {
+        // As `kiln logs` prints a line on a terminal; without colours, without escapes.
+        let text = if colors { l.text.clone() } else { without_escapes(&l.text) };
+        outln!("  {:>6} | {text}", l.seq);
+    }
+}
+
+/// `text` without its terminal escapes (CSI sequences such as colours and `ESC [ 0K`, OSC
+/// sequences, and any other control character but tab).
+fn without_escapes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\u{1b}' => match chars.next() {
+                // CSI: parameters and intermediates, then one final byte in `@`..=`~`.
+                Some('[') => {
+                    for c in chars.by_ref() {
+                        if ('@'..='~').contains(&c) {
+                            break;
+                        }
+                    }
+                }
+                // OSC: up to BEL or ESC `\`.
+                Some(']') => {
+                    while let Some(c) = chars.next() {
+                        if c == '\u{7}' || (c == '\u{1b}' && chars.next_if_eq(&'\\').is_some()) {
+                            break;
+                        }
+                    }
+                }
+                _ => {}
+            },
+            '\t' => out.push(c),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// The lines `kiln run show` prints for a run's commit.
@@ -295,7 +420,7 @@ fn print_detail(run: &RunDetail) {
             format!("stage {stage}: `kiln approve {} {stage}` or `kiln reject …`", s.full_name()),
         ));
     }
-    if let Some(params) = run.params.as_object().filter(|p| !p.is_empty()) {
+    if let Some(params) = run.run.params.as_object().filter(|p| !p.is_empty()) {
         let text: Vec<String> = params
             .iter()
             .map(|(k, v)| match v {
@@ -309,11 +434,16 @@ fn print_detail(run: &RunDetail) {
         outln!("  {:<13} {v}", format!("{k}:"));
     }
 
-    let mut stages = table(&["STAGE", "KIND", "GATE", "DECISION", "BY", "AT"]);
+    let mut stages = table(&["STAGE", "KIND", "GATE", "DECISION", "BY", "AT", "COMMENT"]);
     for st in &run.stages {
-        let (decision, by, at) = match &st.decision {
-            Some(d) => (Cell::new(&d.decision), d.by.clone(), local_time(d.at)),
-            None => (Cell::new("-"), "-".into(), "-".into()),
+        let (decision, by, at, comment) = match &st.decision {
+            Some(d) => (
+                Cell::new(&d.decision),
+                d.by.clone(),
+                local_time(d.at),
+                d.comment.clone().unwrap_or_else(|| "-".into()),
+            ),
+            None => (Cell::new("-"), "-".into(), "-".into(), "-".into()),
         };
         let name = match &st.description {
             Some(d) => format!("{}: {d}", st.name),
@@ -326,6 +456,7 @@ fn print_detail(run: &RunDetail) {
             decision,
             Cell::new(by),
             Cell::new(at),
+            Cell::new(comment),
         ]);
     }
     outln!("{stages}");
@@ -397,7 +528,7 @@ fn print_failed_jobs(run: &RunDetail) {
 pub async fn decide(args: DecideArgs, approve: bool) -> CmdResult {
     check_run(&args.run)?;
     let client = args.conn.client()?;
-    let run = client.decide(&args.run, &args.stage, approve).await?;
+    let run = client.decide_with(&args.run, &args.stage, approve, args.comment.as_deref()).await?;
     if args.conn.output == Format::Json {
         print_json(&run)?;
     } else {
@@ -409,6 +540,49 @@ pub async fn decide(args: DecideArgs, approve: bool) -> CmdResult {
             styled_state(&run.state)
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `kiln approvals`.
+pub async fn approvals(args: ApprovalsArgs) -> CmdResult {
+    let client = args.conn.client()?;
+    let list = client.approvals(args.project.as_deref()).await?;
+    if args.conn.output == Format::Json {
+        print_json(&list)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if list.is_empty() {
+        eprintln!("no run waits for approval");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut t = table(&["RUN", "STAGE", "WAITING", "SINCE", "PARAMS", "TRIGGERED BY", "ID"]);
+    for a in &list {
+        let params: Vec<String> = a
+            .params
+            .iter()
+            .map(|(k, v)| {
+                let default = if a.defaults.contains(k) { " (default)" } else { "" };
+                format!("{k}={v}{default}")
+            })
+            .collect();
+        let stage = match &a.description {
+            Some(d) => format!("{}: {d}", a.stage),
+            None => a.stage.clone(),
+        };
+        t.add_row(vec![
+            Cell::new(a.run.full_name()),
+            Cell::new(stage),
+            Cell::new(duration(Some(a.waited_ms))),
+            Cell::new(local_time(a.waiting_since)),
+            Cell::new(if params.is_empty() { "-".to_string() } else { params.join("\n") }),
+            Cell::new(&a.run.triggered_by),
+            Cell::new(&a.run.id),
+        ]);
+    }
+    outln!("{t}");
+    eprintln!(
+        "approve with `kiln approve RUN STAGE -m WHY`, reject with `kiln reject RUN STAGE -m WHY`"
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -455,7 +629,17 @@ pub async fn retry(args: RetryArgs) -> CmdResult {
 
 #[cfg(test)]
 mod source_tests {
-    use super::source_fields;
+    use super::{source_fields, without_escapes};
+
+    #[test]
+    fn excerpt_lines_lose_their_escapes_without_colours() {
+        assert_eq!(without_escapes("\u{1b}[0K\u{1b}[32;1m$ make test\u{1b}[0m"), "$ make test");
+        assert_eq!(
+            without_escapes("a\u{1b}]8;;http://x\u{7}link\u{1b}]8;;\u{1b}\\ b\r"),
+            "alink b"
+        );
+        assert_eq!(without_escapes("tab\there"), "tab\there");
+    }
 
     #[test]
     fn run_show_names_repository_ref_commit_and_request() {

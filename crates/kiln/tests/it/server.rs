@@ -337,6 +337,20 @@ fn a_failed_run_exits_one_shows_the_failed_job_and_can_be_retried() {
     assert!(broken.contains("failure") && broken.contains(" 3 "), "{stdout}");
     let fine = stdout.lines().find(|l| l.starts_with("│ fine ")).expect("fine job row");
     assert!(fine.contains("success"), "{stdout}");
+    // Why it failed, without opening the log: the entry, its status, the node, the lines.
+    assert!(
+        stdout.contains("job broken failure: `exit 3` exited with status 3 on node embedded-"),
+        "{stdout}"
+    );
+    let excerpt: Vec<&str> =
+        stdout.lines().skip_while(|l| !l.starts_with("job broken failure: `")).skip(2).collect();
+    assert!(excerpt[0].ends_with("1 | $ echo about to fail"), "{excerpt:?}");
+    assert!(excerpt[1].ends_with("| about to fail"), "{excerpt:?}");
+    assert!(excerpt[3].contains("exit status 3: exit 3"), "{excerpt:?}");
+    // The runs list names the failed job.
+    let (stdout, _) = s.ok(&["runs", "--pipeline", "default/flaky"], 0);
+    let row = stdout.lines().find(|l| l.contains("default/flaky#1")).expect("the run's row");
+    assert!(row.contains("broken"), "{stdout}");
 
     let (stdout, _) = s.ok(&["retry", "default/flaky#1"], 0);
     assert!(stdout.contains("default/flaky#2"), "{stdout}");
@@ -356,14 +370,25 @@ fn approval_stages_are_approved_and_rejected() {
     s.wait("default/gated#1", "paused", |r| r["state"] == "paused");
     let (stdout, _) = s.ok(&["run", "show", "default/gated#1"], 0);
     assert!(stdout.contains("waiting"), "{stdout}");
-    let (stdout, _) = s.ok(&["approve", "default/gated#1", "ship-it"], 0);
+    // The runs waiting for approval: a table, and JSON.
+    let (stdout, _) = s.ok(&["approvals"], 0);
+    let row = stdout.lines().find(|l| l.contains("default/gated#1")).expect("the run's row");
+    assert!(row.contains("ship-it: Deploy?") && row.contains("admin"), "{stdout}");
+    let (stdout, _) = s.ok(&["approvals", "-o", "json"], 0);
+    let list: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(list[0]["stage"], "ship-it", "{list:#}");
+    let (stdout, _) = s.ok(&["approve", "default/gated#1", "ship-it", "-m", "looks good to me"], 0);
     assert!(stdout.contains("approved stage ship-it of default/gated#1"), "{stdout}");
     let run = s.wait("default/gated#1", "succeeded", |r| r["state"] == "success");
     let stage = run["stages"].as_array().unwrap().iter().find(|s| s["name"] == "ship-it").unwrap();
     assert_eq!(stage["gate"], "approved", "{run:#}");
     assert_eq!(stage["decision"]["by"], "admin", "{run:#}");
+    assert_eq!(stage["decision"]["comment"], "looks good to me", "{run:#}");
     let (stdout, _) = s.ok(&["run", "show", "default/gated#1"], 0);
     assert!(stdout.contains("approved") && stdout.contains("admin"), "{stdout}");
+    assert!(stdout.contains("looks good to me"), "{stdout}");
+    let (_, stderr) = s.ok(&["approvals"], 0);
+    assert!(stderr.contains("no run waits for approval"), "{stderr}");
 
     s.ok(&["trigger", "default/gated"], 0);
     s.wait("default/gated#2", "paused", |r| r["state"] == "paused");

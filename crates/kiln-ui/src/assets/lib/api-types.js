@@ -85,6 +85,7 @@
  * @typedef {object} ApprovalInfo
  * @property {string} at When.
  * @property {string} by Who (a token's name).
+ * @property {string | null} [comment] What they wrote with it (secrets of the run masked as `***`), if anything.
  * @property {string} decision `approved` or `rejected`.
  */
 
@@ -262,6 +263,8 @@
 /**
  * Body of `POST /api/v1/runs/{run}/approvals/{stage}` (approve or reject).
  * @typedef {object} DecisionRequest
+ * @property {string | null} [comment] Why, for the run's record (at most 4000 characters; stored with the decision, shown
+ *   with it, the run's secrets masked).
  * @property {string | null} [decision] `approve` (default) or `reject`.
  */
 
@@ -545,6 +548,28 @@
  */
 
 /**
+ * Why a job of a run failed, without opening its log: the script entry that failed, its
+ * exit status, the lines just before, the node it ran on (`GET /api/v1/runs/{run}/failures`).
+ * @typedef {object} JobFailure
+ * @property {number} attempt Its latest attempt, the one shown.
+ * @property {number | null} [exit_code] The attempt's exit code, if it exited.
+ * @property {number | null} [exit_line] Line (seq) of its exit status line.
+ * @property {string} job Job id.
+ * @property {LogLine[]} lines The lines shown: up to `lines` (default 20) before the exit status line and that line,
+ *   or the log's last lines when there is none.
+ * @property {number} log_lines Lines in the job's log.
+ * @property {string | null} [node] The node it ran on, if it held one (jobs the server carries out hold none).
+ * @property {string | null} [reason] Why it failed, as the job's record says (`exited with code 2`, `agent lost`…).
+ * @property {"pending" | "queued" | "running" | "success" | "failure" | "skipped" | "canceled" | "timeout"} state A job's state.
+ * @property {string | null} [step] The failing script entry as written (`make test`), from its `exit status N: CMD` line,
+ *   else the entry that was running when the job was stopped; none when the log has
+ *   neither (a job that failed before its script ran).
+ * @property {number | null} [step_line] Line (seq) of the entry's echo (`$ make test`) in the job's log, if it is in the part
+ *   read.
+ * @property {number | null} [step_status] The entry's exit status, from its exit status line.
+ */
+
+/**
  * A job of a run.
  * @typedef {object} JobInfo
  * @property {number} attempts Attempts started (0 when reused from the retried run).
@@ -751,6 +776,18 @@
  * @property {string} kind `string`, `number`, `bool` or `choice`.
  * @property {string} name Name.
  * @property {boolean} required Must be given.
+ */
+
+/**
+ * A run waiting at an approval stage (`GET /api/v1/approvals`).
+ * @typedef {object} PendingApproval
+ * @property {string[]} [defaults] The params that took their default (not given at trigger time).
+ * @property {string | null} [description] The question the stage asks its approvers.
+ * @property {Record<string, string>} params The run's effective params: those given and the defaults of the others, as text.
+ * @property {RunSummary} run The run.
+ * @property {string} stage The stage it waits at.
+ * @property {number} waited_ms For how long, in milliseconds, when the list was read.
+ * @property {string} waiting_since Since when it waits.
  */
 
 /**
@@ -1058,10 +1095,15 @@
  * @typedef {object} RunDetail
  * @property {string} created_at Created (triggered).
  * @property {number | null} [duration_ms] From start to end (or to now while it runs).
+ * @property {string | null} [failed_job] The first of its jobs that failed or timed out (`GET /api/v1/runs/{run}/failures`
+ *   says why), if one did.
+ * @property {number} [failed_jobs] How many of its jobs failed or timed out.
  * @property {string | null} [finished_at] Ended.
  * @property {string | null} [group] The group it was started in (`GET /api/v1/run-groups/{group}` shows it), if any.
  * @property {string} id Id (a uuid).
  * @property {number} number Number within the pipeline, from 1.
+ * @property {Record<string, unknown>} [params] Parameter values given at trigger time, as text (defaults not included: see
+ *   `GET /api/v1/approvals` for a run's effective params).
  * @property {RunParent | null} [parent] The run and job that started it (a `trigger:` job), if any.
  * @property {string} pipeline Pipeline name.
  * @property {string} project Project name.
@@ -1073,7 +1115,6 @@
  * @property {string} triggered_by Who triggered it (a token's name).
  * @property {RunSummary[]} [downstream] The runs its `trigger:` jobs started (their `parent.job` names the job), oldest first.
  * @property {JobInfo[]} jobs Jobs in plan order.
- * @property {Record<string, unknown>} params Parameter values bound at trigger time.
  * @property {string | null} [paused_at] The stage the run waits at, when paused.
  * @property {StageInfo[]} stages Stages in order.
  */
@@ -1124,10 +1165,15 @@
  * @typedef {object} RunSummary
  * @property {string} created_at Created (triggered).
  * @property {number | null} [duration_ms] From start to end (or to now while it runs).
+ * @property {string | null} [failed_job] The first of its jobs that failed or timed out (`GET /api/v1/runs/{run}/failures`
+ *   says why), if one did.
+ * @property {number} [failed_jobs] How many of its jobs failed or timed out.
  * @property {string | null} [finished_at] Ended.
  * @property {string | null} [group] The group it was started in (`GET /api/v1/run-groups/{group}` shows it), if any.
  * @property {string} id Id (a uuid).
  * @property {number} number Number within the pipeline, from 1.
+ * @property {Record<string, unknown>} [params] Parameter values given at trigger time, as text (defaults not included: see
+ *   `GET /api/v1/approvals` for a run's effective params).
  * @property {RunParent | null} [parent] The run and job that started it (a `trigger:` job), if any.
  * @property {string} pipeline Pipeline name.
  * @property {string} project Project name.

@@ -1,4 +1,5 @@
-// Kiln web UI: A run's page: state, actions, the graph, the jobs, the artifacts.
+// Kiln web UI: A run's page: state, actions, why its jobs failed (lib/triage.js), the approval
+// box and decisions (pages/approvals.js), the graph, the jobs, the artifacts.
 
 import { api, errorBox } from '../lib/api.js';
 import { badge, clear, enc, h, put, saveBlob, toast, truncate } from '../lib/dom.js';
@@ -6,6 +7,8 @@ import { FINAL, fmtAgo, fmtBytes, fmtDuration, fmtTime } from '../lib/format.js'
 import { jobFacts, legend, runGraph } from '../lib/graph.js';
 import { projectPath } from '../lib/project.js';
 import { go, later, setTitle } from '../lib/router.js';
+import { paramTexts, showFailures } from '../lib/triage.js';
+import { approvalBox, decisions } from './approvals.js';
 
 export async function viewRun(p, el, id) {
   const crumbs = h('div', { class: 'crumbs' });
@@ -13,13 +16,15 @@ export async function viewRun(p, el, id) {
   const meta = h('div', { class: 'meta' });
   const banner = h('div');
   const problem = h('div');
+  const failures = h('div'); // why its jobs failed
+  const decided = h('div'); // its approvals' decisions and comments
   const graph = h('div', { class: 'graph-wrap' });
   const jobs = h('div');
   const arts = h('div', { class: 'body' }, h('p', { class: 'muted' }, 'Loading…'));
-  el.append(crumbs, head, meta, problem, banner,
+  el.append(crumbs, head, meta, problem, banner, failures,
     h('section', { class: 'panel', 'aria-label': 'Graph' }, h('h2', {}, 'Graph'), graph, legend()),
     h('section', { class: 'panel', 'aria-label': 'Jobs' }, h('h2', {}, 'Jobs'), jobs),
-    h('section', { class: 'panel', 'aria-label': 'Artifacts' }, h('h2', {}, 'Artifacts'), arts));
+    h('section', { class: 'panel', 'aria-label': 'Artifacts' }, h('h2', {}, 'Artifacts'), arts), decided);
   let lastKey = null, artsLoaded = false, busy = false;
   /** @type {import('../lib/api-types.js').RunDetail | null} */
   let shownRun = null;
@@ -87,21 +92,15 @@ export async function viewRun(p, el, id) {
     put(meta, 
       h('span', {}, 'triggered by ', h('b', {}, r.triggered_by), ' ', h('span', { title: fmtTime(r.created_at) }, fmtAgo(r.created_at))),
       h('span', {}, 'duration ', h('b', { id: 'run-duration' }, fmtDuration(r.duration_ms))),
-      Object.keys(r.params || {}).length ? h('span', {}, 'params ', h('b', { class: 'mono' }, Object.entries(r.params).map(([k, v]) => k + '=' + (typeof v === 'string' ? v : JSON.stringify(v))).join(' '))) : null,
+      Object.keys(r.params || {}).length ? h('span', {}, 'params ', h('b', { class: 'mono' }, paramTexts(r.params).join(' '))) : null,
       r.retry_of ? h('span', {}, 'retry of ', h('a', { href: '/runs/' + r.retry_of }, 'an earlier run')) : null,
       r.reason ? h('span', {}, 'reason ', h('b', {}, r.reason)) : null);
     if (key !== lastKey) {
       lastKey = key;
       clear(banner);
-      if (r.paused_at) {
-        const st = r.stages.find((x) => x.name === r.paused_at) || {};
-        banner.append(h('div', { class: 'approval', role: 'region', 'aria-label': 'Approval' },
-          h('div', { class: 'q' }, h('b', {}, 'Stage “' + r.paused_at + '” waits for approval'), st.description || 'Approve to go on, reject to stop the run.'),
-          h('button', { class: 'primary', type: 'button', id: 'approve', onclick: () => act('Approve', 'Approved', 'POST', '/runs/' + enc(id) + '/stages/' + enc(r.paused_at) + '/decision', { decision: 'approve' }) }, 'Approve'),
-          h('button', { class: 'danger', type: 'button', id: 'reject', onclick: () => {
-            if (confirm('Reject stage ' + r.paused_at + '? The run stops.')) act('Reject', 'Rejected', 'POST', '/runs/' + enc(id) + '/stages/' + enc(r.paused_at) + '/decision', { decision: 'reject' });
-          } }, 'Reject')));
-      }
+      if (r.paused_at) banner.append(approvalBox(r, act));
+      put(decided, decisions(r));
+      showFailures(p, failures, r);
       shownRun = r;
       drawGraph();
       put(jobs, jobTable(r));

@@ -2,8 +2,8 @@
 //! its own) against the background it is drawn on (the nearest backgrounds up the tree,
 //! translucent ones composited, and the element's opacity applied) must reach 4.5:1, or 3:1
 //! for large text (24 px, or 18.66 px bold). Checked in the browser on the pages a user goes
-//! through: pipelines, a pipeline, runs, a failed run with its log (line numbers, error
-//! lines), the pool, the registry, services, projects, the sign-in form and an error.
+//! through: pipelines, approvals, a pipeline, runs, a failed run (why it failed) with its log
+//! (line numbers, error lines), the pool, the registry, services, projects, the sign-in form and an error.
 
 use serde_json::Value;
 
@@ -113,8 +113,9 @@ async fn every_page_has_aa_contrast_line_numbers_and_error_text_included() {
     assert_contrast(&b, "sign-in").await;
     b.sign_in(&s.url, &s.admin_token).await;
 
-    let pages: [(&str, String, &str); 7] = [
+    let pages: [(&str, String, &str); 8] = [
         ("pipelines", "/".into(), "tr[data-pipeline]"),
+        ("approvals", "/approvals".into(), "main .empty"),
         ("pipeline", "/p/web/failing".into(), "#trigger-form"),
         ("runs", "/runs".into(), "table tr td"),
         ("pool", "/pool".into(), "tr[data-node]"),
@@ -132,8 +133,12 @@ async fn every_page_has_aa_contrast_line_numbers_and_error_text_included() {
     // The failed run and its log: line numbers, the echoed script lines and the failed line's
     // exit status (a script's stderr is in its stdout, in order).
     b.c.goto(&format!("{}/runs/{}", s.url, run.id)).await.unwrap();
-    b.wait("the graph", "return !!document.querySelector('svg.graph a.node[data-job=\"broken\"]')")
-        .await;
+    b.wait(
+        "the graph and why the job failed",
+        "return !!document.querySelector('svg.graph a.node[data-job=\"broken\"]')
+            && !!document.querySelector('#failures .excerpt .ln.mark-exit')",
+    )
+    .await;
     assert_contrast(&b, "run").await;
     b.c.goto(&format!("{}/runs/{}/jobs/broken", s.url, run.id)).await.unwrap();
     b.wait(
