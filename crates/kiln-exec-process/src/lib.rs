@@ -172,6 +172,23 @@ pub struct ProcessExecutor {
     unrecorded: Option<String>,
     /// The user tasks run as, if not this process's.
     run_as: Option<RunAs>,
+    /// `env --default-signal` when this host's `env` has it (GNU coreutils 8.31 and later):
+    /// tasks start with every signal's default action, as in a container, even when the
+    /// agent was started with some ignored (`nohup` ignores SIGHUP, `cmd &` in a script
+    /// SIGINT and SIGQUIT), which a job's shell could otherwise not `trap`.
+    default_signals: Option<&'static str>,
+}
+
+/// [`ProcessExecutor::default_signals`]: `/usr/bin/env` if it takes `--default-signal`.
+fn default_signals() -> Option<&'static str> {
+    const ENV: &str = "/usr/bin/env";
+    std::process::Command::new(ENV)
+        .args(["--default-signal", "true"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+        .then_some(ENV)
 }
 
 #[derive(Debug)]
@@ -234,6 +251,7 @@ impl ProcessExecutor {
             records,
             unrecorded,
             run_as: config.run_as,
+            default_signals: default_signals(),
         }
     }
 
@@ -339,10 +357,24 @@ impl ProcessExecutor {
         }
     }
 
+    /// A command running `program`, through `env --default-signal` where the host has it
+    /// (for the job's shell; a command entry is spawned as given, so that a missing program
+    /// stays a spawn error).
+    fn program(&self, program: &str) -> Command {
+        match self.default_signals {
+            Some(env) => {
+                let mut cmd = Command::new(env);
+                cmd.arg("--default-signal").arg(program);
+                cmd
+            }
+            None => Command::new(program),
+        }
+    }
+
     fn command(&self, task: &TaskSpec, workspace: &Path) -> Result<Command, ExecError> {
         let mut cmd = match &task.entry {
             Entry::Script(script) => {
-                let mut cmd = Command::new("/bin/sh");
+                let mut cmd = self.program("/bin/sh");
                 cmd.arg("-e").arg("-c").arg(script);
                 cmd
             }

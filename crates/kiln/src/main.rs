@@ -271,10 +271,34 @@ mod tests {
 
     use super::Cli;
 
-    /// The `kiln …` commands the web UI shows as hints (`h('code', {}, …)` in app.js), with
-    /// each JavaScript expression between literals replaced by `x`.
+    /// The web UI's JavaScript: every `.js` file under kiln-ui's assets (app.js, lib/, pages/).
+    fn ui_scripts() -> String {
+        fn walk(dir: &std::path::Path, out: &mut String) {
+            let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().flatten().collect();
+            entries.sort_by_key(|e| e.path());
+            for entry in entries {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(&path, out);
+                } else if path.extension().is_some_and(|e| e == "js") {
+                    out.push_str(&std::fs::read_to_string(&path).unwrap());
+                    out.push('\n');
+                }
+            }
+        }
+        let mut js = String::new();
+        walk(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../kiln-ui/src/assets"),
+            &mut js,
+        );
+        js
+    }
+
+    /// The `kiln …` commands the web UI shows as hints (`h('code', {}, …)` in its modules),
+    /// with each JavaScript expression between literals replaced by `x`.
     fn ui_hints() -> Vec<String> {
-        let js = include_str!("../../kiln-ui/src/assets/app.js");
+        let js = ui_scripts();
+        let js = js.as_str();
         let mut hints = Vec::new();
         for (start, _) in js.match_indices("h('code', {}, ") {
             let rest = &js[start + "h('code', {}, ".len()..];
