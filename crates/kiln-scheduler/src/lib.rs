@@ -9,6 +9,8 @@
 //!   scores and selects; [`Pool::commit`] re-checks and reserves; [`Pool::release`] gives back;
 //!   [`Pool::place_batch`] places a queue with quotas, priorities and fair share.
 //! - [`Unplaced`]: why a task waits, summed up over the nodes.
+//! - [`autoscale`]: the elastic pool's decisions: the nodes of which group the queue needs
+//!   (placed on template nodes by the same code), and which idle nodes go.
 //! - ImageLocality: among the nodes a task fits on, those whose engine holds its image
 //!   ([`Ask::image`], [`Node::images`]) score higher, by the image's size and how few nodes
 //!   have it (kube-scheduler's plugin); a score only, never a filter.
@@ -18,6 +20,7 @@
 //! the sum of reservations on a node never exceeds its allocatable resources and no host port
 //! is handed out twice. The same calls in the same order give the same placements.
 
+pub mod autoscale;
 mod batch;
 mod bitset;
 pub mod constraint;

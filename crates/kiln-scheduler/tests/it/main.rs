@@ -1,6 +1,7 @@
 //! Integration tests of kiln-scheduler: the constraint language, placement, the ledger,
-//! batches, and property tests of the invariants.
+//! batches, the elastic pool's planner, and property tests of the invariants.
 
+mod autoscale;
 mod batch;
 mod constraints;
 mod images;
