@@ -137,6 +137,7 @@ mod intents;
 mod links;
 mod metric_rules;
 mod model;
+mod node_groups;
 mod nodes;
 mod notices;
 mod projects;
@@ -174,6 +175,7 @@ pub use model::{
     Role, Run, RunFilter, RunParent, RunSource, SealedSecret, SecretInfo, Step, StoredEvent, Token,
     TokenSecret, is_valid_name,
 };
+pub use node_groups::{NodeGroupRecord, PoolEventRecord, PoolNodeRecord};
 pub use nodes::{NodeChange, NodeRecord};
 pub use notices::{NoticeRun, Recorded, RunEventKind, RunNotice};
 pub use quotas::{ProjectQuota, QuotaLimits};

@@ -23,6 +23,7 @@ mod faults;
 mod intents;
 mod links;
 mod metric_rules;
+mod node_groups;
 mod nodes;
 mod quotas;
 mod scans;
