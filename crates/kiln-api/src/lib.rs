@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 pub mod agent;
+pub mod autoscale;
 pub mod config;
 pub mod deploy;
 pub mod environments;

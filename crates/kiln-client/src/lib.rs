@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+mod pool_groups;
+
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use kiln_api::agent::{

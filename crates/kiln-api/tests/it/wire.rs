@@ -432,3 +432,66 @@ fn a_log_page_with_times_and_its_last_line() {
     let old: LogPage = serde_json::from_str(r#"{"lines":[],"next":1,"closed":true}"#).unwrap();
     assert_eq!(old.last, 0);
 }
+
+#[test]
+fn a_node_group_its_provider_request_and_a_pool_event() {
+    use kiln_api::autoscale::{
+        Amount, NodeGroupInfo, NodeGroupSpec, NodeTemplate, PoolEvent, PoolNode, ProviderAnswer,
+        ProviderFailure, ProviderRequest, ProviderSpec,
+    };
+    let at = Utc.with_ymd_and_hms(2026, 12, 7, 9, 0, 0).unwrap();
+    let spec = NodeGroupSpec {
+        kind: None,
+        name: "big".into(),
+        min: 0,
+        max: 8,
+        idle_time: Some("5m".into()),
+        node: NodeTemplate {
+            cpus: Amount::Number(8.0),
+            memory: Amount::Text("16Gi".into()),
+            disk: None,
+            ports: Some("31000-32000".into()),
+            capacity: Some(4),
+            attributes: BTreeMap::from([("city".into(), AttrValue::Text("paris".into()))]),
+        },
+        provider: ProviderSpec {
+            command: Some(vec!["/etc/kiln/pool-hook.sh".into()]),
+            http: None,
+            env: BTreeMap::from([("REGION".into(), "***".into())]),
+            timeout: None,
+            boot_timeout: Some("10m".into()),
+            backoff: Some("10s".into()),
+        },
+    };
+    let info = NodeGroupInfo {
+        spec,
+        nodes: vec![PoolNode { name: "big-1f2e3d4c".into(), state: "ready".into(), running: 2, idle_ms: None }],
+        failure: Some(ProviderFailure {
+            action: "up".into(),
+            error: "`/etc/kiln/pool-hook.sh up` exited with status 3: quota".into(),
+            failures: 2,
+            retry_at: at,
+        }),
+        updated_at: at,
+    };
+    insta::assert_snapshot!("node_group_info", json(&info));
+    let req = ProviderRequest {
+        action: "up".into(),
+        group: "big".into(),
+        count: 2,
+        nodes: vec!["big-1f2e3d4c".into(), "big-9a8b7c6d".into()],
+        server: "http://10.0.0.5:7171".into(),
+        agent_args: vec!["--attribute".into(), "group=big".into(), "--cpus".into(), "8".into()],
+    };
+    insta::assert_snapshot!("provider_request", json(&req));
+    insta::assert_snapshot!("provider_answer", json(&ProviderAnswer { nodes: vec!["i-0abc".into()] }));
+    let event = PoolEvent {
+        id: 7,
+        at,
+        group: "big".into(),
+        kind: "scale-out".into(),
+        nodes: vec!["big-1f2e3d4c".into()],
+        reason: "asked for 1 node(s): 3 tasks fit no current node".into(),
+    };
+    insta::assert_snapshot!("pool_event", json(&event));
+}
