@@ -48,6 +48,9 @@ use tokio::sync::Notify;
 use crate::coord::RunTx;
 use crate::pool::{Node, NodeFacts, NodeState, group_reasons};
 
+mod elastic;
+pub use elastic::PoolNodeView;
+
 /// Longest lease poll the server holds open.
 const MAX_WAIT: Duration = Duration::from_secs(30);
 
@@ -272,6 +275,11 @@ struct State {
     prepulls: BTreeMap<String, Prepull>,
     /// Prepull orders for each node's agent's next poll, by node.
     orders: HashMap<String, Vec<PrepullOrder>>,
+    /// Nodes the elastic pool drains: nothing new is placed there (`elastic.rs`).
+    draining: HashSet<String>,
+    /// What the elastic pool says of queued tasks, by task key (a node coming for it, or
+    /// why none will), added to their waiting reason.
+    pool_notes: HashMap<String, String>,
 }
 
 /// Prepulls kept for `GET /api/v1/nodes/prepull/{id}`; older ones are forgotten.
@@ -366,7 +374,8 @@ fn ask_of(lease: &Lease, ctx: &TaskCtx) -> Result<kiln_scheduler::Ask, String> {
 /// Keeps the scheduler's copy of `name` in step with the server's node.
 fn sync_node(st: &mut State, name: &str) {
     if let Some(n) = st.nodes.get(name) {
-        let node = n.sched_node();
+        let mut node = n.sched_node();
+        node.disabled |= st.draining.contains(name);
         st.sched.upsert_node(node);
     }
 }
@@ -624,12 +633,17 @@ impl Dispatch {
         }
         let reasons = st.nodes.values().map(|n| match n.gate() {
             Err(why) => why,
+            Ok(()) if st.draining.contains(&n.name) => "draining (node group scale-in)".into(),
             Ok(()) => match st.sched.why_not(&w.ask, &kiln_scheduler::NodeId(n.name.clone())) {
                 Some(reason) => reason.to_string(),
                 None => "fits; placed at the next change".to_string(),
             },
         });
-        Some(group_reasons(reasons))
+        let why = group_reasons(reasons);
+        match st.pool_notes.get(&w.q.ctx.key()) {
+            Some(note) => Some(format!("{why}; {note}")),
+            None => Some(why),
+        }
     }
 
     /// Where the latest attempt of `job` of `run` is placed or runs; `None` while it is

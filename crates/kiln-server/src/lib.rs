@@ -18,6 +18,7 @@ use kiln_store::{NewToken, Role, Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
 pub mod auth;
+pub mod autoscale;
 pub mod blobs;
 pub mod config_center;
 pub mod coord;
@@ -169,6 +170,8 @@ pub struct AppState {
     pub gc_lock: gc::GcLock,
     /// The data directory and the database, checked before each write of the API.
     pub storage: storage::Storage,
+    /// Node groups and the autoscaler (the elastic pool).
+    pub autoscaler: autoscale::Autoscaler,
 }
 
 /// Shared state of the API.
@@ -213,6 +216,8 @@ pub struct ServerConfig {
     /// (`<data>/registry/blobs`), or an S3 bucket (`kiln server --blob-store s3://…`), probed
     /// at start.
     pub registry_blobs: Option<kiln_registry::S3Config>,
+    /// How often the autoscaler looks at the queue and the node groups (default 1 s).
+    pub autoscale_interval: Duration,
 }
 
 impl ServerConfig {
@@ -230,6 +235,7 @@ impl ServerConfig {
             webhook_backoff: Duration::from_secs(1),
             allow_private_webhooks: false,
             registry_blobs: None,
+            autoscale_interval: Duration::from_secs(1),
         }
     }
 }
@@ -254,6 +260,7 @@ pub struct Server {
     scheduler: tokio::task::JoinHandle<()>,
     gc: tokio::task::JoinHandle<()>,
     scrapes: tokio::task::JoinHandle<()>,
+    autoscale: tokio::task::JoinHandle<()>,
 }
 
 impl Server {
@@ -265,6 +272,7 @@ impl Server {
         let _ = self.scheduler.await;
         let _ = self.gc.await;
         let _ = self.scrapes.await;
+        let _ = self.autoscale.await;
     }
 
     /// Waits until the server stops (it runs until [`Server::stop`] or an error).
@@ -275,6 +283,7 @@ impl Server {
         let _ = self.scheduler.await;
         let _ = self.gc.await;
         let _ = self.scrapes.await;
+        let _ = self.autoscale.await;
     }
 }
 
@@ -396,6 +405,12 @@ pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
         deploys: deploys.clone(),
     });
     let storage = storage::Storage::new(data, &store);
+    let autoscaler = autoscale::Autoscaler::new(
+        store.clone(),
+        dispatch.clone(),
+        metrics.clone(),
+        format!("http://{registry_host}"),
+    );
     let app = Arc::new(AppState {
         environments,
         config: config_center,
@@ -422,8 +437,10 @@ pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
         gc: config.gc.clone(),
         gc_lock: gc::GcLock::default(),
         storage,
+        autoscaler: autoscaler.clone(),
     });
     routes::quotas::load(&app).await?;
+    autoscaler.load().await?;
     // Services first: a recovered run takes its service pools back, and pools whose run
     // ended while the server was down are deleted before any run resumes.
     services.recover().await?;
@@ -441,6 +458,7 @@ pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
     let scheduler = schedules::spawn(app.clone(), shutdown.clone());
     let gc = gc::spawn(app.clone(), shutdown.clone());
     let scrapes = scrape::spawn(scraper, shutdown.clone());
+    let autoscale = autoscaler.spawn(config.autoscale_interval, shutdown.clone());
     let feed_app = app.clone();
     let closing = shutdown.clone();
     tokio::spawn(async move {
@@ -471,6 +489,7 @@ pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
         scheduler,
         gc,
         scrapes,
+        autoscale,
     })
 }
 

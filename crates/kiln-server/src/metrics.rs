@@ -1,7 +1,8 @@
 //! Prometheus metrics (OpenMetrics text at `/metrics`): runs by state, queue depths, job
 //! durations, log bytes, agents and leases, API latency, cache bytes and what the garbage
 //! collector removed, service instances by state, their restarts and health failures, and
-//! the metrics scraper's scrapes, errors, samples and durations.
+//! the metrics scraper's scrapes, errors, samples and durations, and the elastic pool's events
+//! and nodes.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -72,6 +73,24 @@ pub struct UsageLabel {
     pub pipeline: String,
 }
 
+/// Labels of the elastic pool's event counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolEventLabel {
+    /// Node group (empty for a task no group takes).
+    pub group: String,
+    /// Event kind (`scale-out`, `scale-in`, `provider-failed`...).
+    pub kind: String,
+}
+
+/// Labels of the elastic pool's nodes gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolNodeLabel {
+    /// Node group.
+    pub group: String,
+    /// `coming`, `ready`, `draining` or `removing`.
+    pub state: String,
+}
+
 /// A counter of fractional amounts (core-seconds, GiB-seconds).
 type FloatCounter = Counter<f64, std::sync::atomic::AtomicU64>;
 
@@ -139,6 +158,19 @@ pub struct Metrics {
     pub usage_seconds: Family<UsageLabel, Counter>,
     /// Finished attempts with a usage record, since start.
     pub usage_attempts: Family<UsageLabel, Counter>,
+    /// The elastic pool's events (decisions and what became of them), since start.
+    pub pool_events: Family<PoolEventLabel, Counter>,
+    /// Nodes of each node group, by state.
+    pub pool_nodes: Family<PoolNodeLabel, Gauge>,
+    /// Nodes asked for from providers, since start.
+    pub pool_nodes_requested: Family<GroupLabel, Counter>,
+}
+
+/// Labels of a node group's counters.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GroupLabel {
+    /// Node group.
+    pub group: String,
 }
 
 impl Default for Metrics {
@@ -179,6 +211,20 @@ impl Metrics {
         let usage_disk = Family::<UsageLabel, FloatCounter>::default();
         let usage_seconds = Family::<UsageLabel, Counter>::default();
         let usage_attempts = Family::<UsageLabel, Counter>::default();
+        let pool_events = Family::<PoolEventLabel, Counter>::default();
+        let pool_nodes = Family::<PoolNodeLabel, Gauge>::default();
+        let pool_nodes_requested = Family::<GroupLabel, Counter>::default();
+        registry.register(
+            "pool_events",
+            "The elastic pool's events by node group and kind (scale-out, scale-in, provider-failed...)",
+            pool_events.clone(),
+        );
+        registry.register("pool_nodes", "Nodes of each node group, by state", pool_nodes.clone());
+        registry.register(
+            "pool_nodes_requested",
+            "Nodes asked for from node groups' providers",
+            pool_nodes_requested.clone(),
+        );
         registry.register(
             "usage_cpu_core_seconds",
             "Reserved CPU cores times seconds of finished job attempts",
@@ -293,6 +339,9 @@ impl Metrics {
             usage_disk,
             usage_seconds,
             usage_attempts,
+            pool_events,
+            pool_nodes,
+            pool_nodes_requested,
         }
     }
 

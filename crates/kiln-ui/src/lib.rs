@@ -53,6 +53,12 @@ pub static ASSETS: LazyLock<Vec<Asset>> = LazyLock::new(|| {
         // An ES module: the connection banner and event streams (imported by app.js at
         // start, preloaded by index.html).
         asset("conn.js", "text/javascript; charset=utf-8", include_bytes!("assets/conn.js")),
+        // An ES module: the pool page's elastic pool section (`import()`ed by app.js there).
+        asset(
+            "pool_groups.js",
+            "text/javascript; charset=utf-8",
+            include_bytes!("assets/pool_groups.js"),
+        ),
         asset("app.css", "text/css; charset=utf-8", include_bytes!("assets/app.css")),
         asset("favicon.svg", "image/svg+xml", include_bytes!("assets/favicon.svg")),
     ]

@@ -34,6 +34,7 @@ pub mod gc;
 pub mod hooks;
 pub mod logs;
 pub mod nodes;
+pub mod pool_groups;
 pub mod projects;
 pub mod quotas;
 pub mod registry;
@@ -170,6 +171,9 @@ fn api_router() -> OpenApiRouter<App> {
         .routes(routes!(nodes::prepull))
         .routes(routes!(nodes::prepull_status))
         .routes(routes!(quotas::list))
+        .routes(routes!(pool_groups::list, pool_groups::apply))
+        .routes(routes!(pool_groups::show, pool_groups::delete))
+        .routes(routes!(pool_groups::events))
         .routes(routes!(quotas::set, quotas::remove))
         .routes(routes!(usage::report))
         .routes(routes!(agents::events))

@@ -982,10 +982,15 @@
     const offersBody = h('div', { class: 'body muted' }, 'Loading…');
     let nodes = [];
     const editor = admin ? attributeForm(() => nodes, (...a) => act(...a)) : null;
+    // The elastic pool's section lives in its own ES module (pool_groups.js).
+    const elastic = h('section', { class: 'panel', 'aria-label': 'Elastic pool', id: 'elastic' });
     el.append(problem,
       h('section', { class: 'panel', 'aria-label': 'Nodes' }, h('h2', {}, 'Nodes'), nodesBody, editor),
       h('section', { class: 'panel', 'aria-label': 'Offers' }, h('h2', {}, 'Offers ', h('span', { class: 'muted small' }, 'what each node has free')), offersBody),
-      waiting, h('div', { class: 'grid2' }, statsPanel(p)));
+      waiting, elastic, h('div', { class: 'grid2' }, statsPanel(p)));
+    import('/assets/pool_groups.js').then((m) => {
+      if (!p.ctl.signal.aborted) m.elasticSection({ h, api, put, errorBox, later, fmtTime, fmtAgo }, p, elastic);
+    }, (e) => elastic.append(errorBox('Could not load the elastic pool section', e)));
 
     let busy = false, shown = null;
     const act = async (label, done, node, body) => {

@@ -39,6 +39,7 @@ async fn assets_have_their_content_types_and_unknown_ones_are_json_404s() {
     for (file, ty, needle) in [
         ("app.js", "text/javascript; charset=utf-8", "import('/assets/log_view.js')"),
         ("log_view.js", "text/javascript; charset=utf-8", "export async function viewLog"),
+        ("pool_groups.js", "text/javascript; charset=utf-8", "export function elasticSection"),
         ("app.css", "text/css; charset=utf-8", "--st-success"),
         ("favicon.svg", "image/svg+xml", "<svg"),
     ] {

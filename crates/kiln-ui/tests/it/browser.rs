@@ -20,6 +20,7 @@ use crate::support::{CuttableProxy, TestServer, host};
 mod config;
 mod contrast;
 mod deploys;
+mod elastic;
 mod environments;
 mod live;
 mod logview;
