@@ -16,6 +16,9 @@
 //! - pure placement of 100,000 queued 8-CPU tasks with constraints on 10,000 simulated nodes
 //!   (criterion, `kiln-scheduler/benches/placement.rs`), with its ratio to kube-scheduler's and
 //!   Nomad's published rates.
+//! - the elastic pool 0 -> N -> 0 (`kiln/benches/autoscale.rs`): a command provider starting
+//!   and stopping real agents, the time from the first queued task to the last node removed
+//!   beside the work's own time;
 //! - services through the server (`kiln/benches/services.rs`): an agent lost to its
 //!   instance's replacement healthy elsewhere, an instance change to discovery watchers, a
 //!   rolling update of 10 instances, each beside its target;
@@ -82,6 +85,10 @@ pub fn run(only: Option<&str>) -> Result<()> {
             "==> pool: 10,000 matrix tasks on 50 agent processes (noop executor), idle agent RSS"
         );
         cargo(&["bench", "-p", "kiln", "--bench", "pool"])?;
+    }
+    if want("autoscale") {
+        println!("==> autoscale: the elastic pool 0 -> N -> 0 with a command provider, beside the work's own time");
+        cargo(&["bench", "-p", "kiln", "--bench", "autoscale"])?;
     }
     if want("services") {
         println!(

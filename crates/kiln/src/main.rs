@@ -74,6 +74,9 @@ enum Cmd {
     Offers(remote::pool::OffersArgs),
     /// Per-project quotas on the pool (CPU, memory, jobs at once): list, set, unset.
     Quota(remote::pool::QuotaCmd),
+    /// The elastic pool: node groups grown and shrunk with the queue through a provider
+    /// hook (groups, group apply|show|delete, events).
+    Pool(remote::pool_groups::PoolCmd),
     /// A project's usage: reserved CPU, memory and disk times seconds of its job attempts,
     /// by day, pipeline or node group (table, `-o json`, `-o csv`).
     Usage(remote::usage::UsageArgs),
@@ -206,6 +209,7 @@ fn main() -> ExitCode {
         Cmd::Nodes(cmd) => block_on(remote::exit(remote::pool::nodes(cmd))),
         Cmd::Offers(args) => block_on(remote::exit(remote::pool::offers(args))),
         Cmd::Quota(cmd) => block_on(remote::exit(remote::pool::quota(cmd))),
+        Cmd::Pool(cmd) => block_on(remote::exit(remote::pool_groups::pool(cmd))),
         Cmd::Usage(args) => block_on(remote::exit(remote::usage::usage(args))),
         Cmd::Registry(cmd) => block_on(remote::exit(remote::registry::registry(cmd))),
         Cmd::Service(cmd) => block_on(remote::exit(remote::services::service(cmd))),

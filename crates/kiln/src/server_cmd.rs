@@ -215,6 +215,17 @@ pub struct AgentArgs {
     /// to reach the server].
     #[arg(long)]
     ip: Option<std::net::IpAddr>,
+    /// CPUs this node declares (`4`, `0.5`, `500m`) [default: what this host has]; a node
+    /// group's provider passes its template's (`KILN_AGENT_ARGS`).
+    #[arg(long, value_name = "CPUS", value_parser = kiln_workflow::units::cpu_millis)]
+    cpus: Option<u64>,
+    /// Memory this node declares (`8Gi`) [default: what this host has].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    memory: Option<u64>,
+    /// Disk this node declares (`50Gi`; `0`: none) [default: the size of the work
+    /// directory's file system].
+    #[arg(long, value_name = "SIZE", value_parser = parse_disk)]
+    disk: Option<u64>,
     /// Most space the engine's images may take (`20GiB`): beyond it the least recently
     /// used images that no running task uses are removed (each image's full size counts)
     /// [default: no limit, nothing is removed].
@@ -302,19 +313,37 @@ fn parse_attribute(text: &str) -> Result<(String, AttrValue), String> {
 }
 
 /// What the agent declares of its host: detected resources, host name, IP towards `server`.
+/// A disk size for `--disk`: a size, or `0` for none.
+fn parse_disk(text: &str) -> Result<u64, String> {
+    if text.trim() == "0" { Ok(0) } else { parse_size(text) }
+}
+
+/// What `--cpus`, `--memory` and `--disk` declare instead of what the host has.
+#[derive(Debug, Clone, Copy, Default)]
+struct Declared {
+    cpus: Option<u64>,
+    memory: Option<u64>,
+    disk: Option<u64>,
+}
+
 fn host_facts(
     server: &str,
     work_dir: &std::path::Path,
     ip: Option<std::net::IpAddr>,
     ports: PortRange,
     attributes: Vec<(String, AttrValue)>,
+    declared: Declared,
 ) -> kiln_agent::HostFacts {
     let ip = ip.or_else(|| kiln_agent::host::ip_towards(server_addr(server)?));
     let _ = std::fs::create_dir_all(work_dir);
+    let mut resources = kiln_agent::host::resources(work_dir);
+    resources.cpu_millis = declared.cpus.unwrap_or(resources.cpu_millis);
+    resources.memory_bytes = declared.memory.unwrap_or(resources.memory_bytes);
+    resources.disk_bytes = declared.disk.unwrap_or(resources.disk_bytes);
     kiln_agent::HostFacts {
         hostname: host_name(),
         ip: ip.map(|i| i.to_string()).unwrap_or_default(),
-        resources: Some(kiln_agent::host::resources(work_dir)),
+        resources: Some(resources),
         ports: Some(ports),
         attributes: attributes.into_iter().collect(),
     }
@@ -509,6 +538,7 @@ pub async fn server(args: ServerArgs) -> ExitCode {
             None,
             PortRange::DEFAULT,
             args.agent_attributes.clone(),
+            Declared::default(),
         );
         let config = kiln_agent::AgentConfig {
             name,
@@ -643,7 +673,9 @@ pub async fn agent(args: AgentArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    let host = host_facts(&args.server, &args.work_dir, args.ip, args.ports, args.attributes);
+    let declared = Declared { cpus: args.cpus, memory: args.memory, disk: args.disk };
+    let host =
+        host_facts(&args.server, &args.work_dir, args.ip, args.ports, args.attributes, declared);
     let cpus = host.resources.map_or(0, |r| r.cpu_millis / 1000);
     let attrs: Vec<String> = host.attributes.iter().map(|(k, v)| format!("{k}={v}")).collect();
     println!(

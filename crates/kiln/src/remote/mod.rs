@@ -33,6 +33,7 @@ pub mod logs;
 pub mod metrics;
 pub mod pipelines;
 pub mod pool;
+pub mod pool_groups;
 pub mod registry;
 pub mod runs;
 pub mod scans;

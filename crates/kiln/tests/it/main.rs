@@ -14,6 +14,7 @@ mod config;
 mod deploy;
 mod deploys;
 mod docker;
+mod elastic;
 mod kube;
 mod multihost;
 mod orphans;
