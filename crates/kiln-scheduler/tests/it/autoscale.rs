@@ -176,7 +176,7 @@ fn the_template_is_what_a_node_of_the_group_registers_as() {
     assert_eq!(n.slots, Some(2));
     let mut pool = Pool::with_nodes(Options::default(), [n]);
     assert!(pool.reserve(&ask("a", "g", 4, 16)).is_ok());
-    assert!(pool.reserve(&ask("b", "g", 0, 0)).is_err(), "no CPU left");
+    assert!(pool.reserve(&ask("b", "g", 1, 0)).is_err(), "no CPU left");
 }
 
 proptest! {
