@@ -87,7 +87,9 @@ pub fn run(only: Option<&str>) -> Result<()> {
         cargo(&["bench", "-p", "kiln", "--bench", "pool"])?;
     }
     if want("autoscale") {
-        println!("==> autoscale: the elastic pool 0 -> N -> 0 with a command provider, beside the work's own time");
+        println!(
+            "==> autoscale: the elastic pool 0 -> N -> 0 with a command provider, beside the work's own time"
+        );
         cargo(&["bench", "-p", "kiln", "--bench", "autoscale"])?;
     }
     if want("services") {

@@ -244,7 +244,8 @@ impl Store {
             .fetch_all(p)
             .await)
         .ctx(what)?;
-        let mut events: Vec<PoolEventRecord> = rows.into_iter().map(EventRow::into_record).collect();
+        let mut events: Vec<PoolEventRecord> =
+            rows.into_iter().map(EventRow::into_record).collect();
         events.reverse();
         Ok(events)
     }

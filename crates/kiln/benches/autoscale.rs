@@ -107,7 +107,10 @@ async fn bench() -> Result<()> {
     }))?;
     server.client.apply_node_group(&spec).await?;
     server.pipeline("burst", &jobs(4 * nodes)).await?;
-    println!("==> 0 -> {nodes} -> 0: {} 1-CPU jobs of 2 s on 4-CPU nodes asked from a command hook", 4 * nodes);
+    println!(
+        "==> 0 -> {nodes} -> 0: {} 1-CPU jobs of 2 s on 4-CPU nodes asked from a command hook",
+        4 * nodes
+    );
     let t = Instant::now();
     let run = server.client.trigger("bench", "burst", &TriggerRequest::default()).await?;
     let queued = run.created_at;
@@ -124,18 +127,29 @@ async fn bench() -> Result<()> {
     if detail.run.state != "success" {
         bail!("the run ended {}:\n{}", detail.run.state, server.log());
     }
-    let first_start = detail.jobs.iter().filter_map(|j| j.started_at).min().context("no job started")?;
-    let last_end = detail.jobs.iter().filter_map(|j| j.finished_at).max().context("no job ended")?;
+    let first_start =
+        detail.jobs.iter().filter_map(|j| j.started_at).min().context("no job started")?;
+    let last_end =
+        detail.jobs.iter().filter_map(|j| j.finished_at).max().context("no job ended")?;
     let removed = loop {
         let groups = server.client.node_groups().await?;
         let events = server.client.pool_events(Some("bench"), None, 1000).await?;
         let removed: Vec<_> = events.iter().filter(|e| e.kind == "node-removed").collect();
         if groups[0].nodes.is_empty() && !removed.is_empty() {
-            let registered = events.iter().filter(|e| e.kind == "node-registered").collect::<Vec<_>>();
-            let asked: usize = events.iter().filter(|e| e.kind == "scale-out").map(|e| e.nodes.len()).sum();
-            println!("  nodes asked for: {asked} (the queue needs {nodes}); registered {}, removed {}", registered.len(), removed.len());
+            let registered =
+                events.iter().filter(|e| e.kind == "node-registered").collect::<Vec<_>>();
+            let asked: usize =
+                events.iter().filter(|e| e.kind == "scale-out").map(|e| e.nodes.len()).sum();
+            println!(
+                "  nodes asked for: {asked} (the queue needs {nodes}); registered {}, removed {}",
+                registered.len(),
+                removed.len()
+            );
             let first_node = registered.first().context("no node registered")?.at;
-            println!("  first node:  {:>7.0} ms after the first queued task", diff_ms(queued, first_node));
+            println!(
+                "  first node:  {:>7.0} ms after the first queued task",
+                diff_ms(queued, first_node)
+            );
             break removed.iter().map(|e| e.at).max().context("no removal")?;
         }
         if t.elapsed() > Duration::from_secs(300) {

@@ -465,7 +465,12 @@ fn a_node_group_its_provider_request_and_a_pool_event() {
     };
     let info = NodeGroupInfo {
         spec,
-        nodes: vec![PoolNode { name: "big-1f2e3d4c".into(), state: "ready".into(), running: 2, idle_ms: None }],
+        nodes: vec![PoolNode {
+            name: "big-1f2e3d4c".into(),
+            state: "ready".into(),
+            running: 2,
+            idle_ms: None,
+        }],
         failure: Some(ProviderFailure {
             action: "up".into(),
             error: "`/etc/kiln/pool-hook.sh up` exited with status 3: quota".into(),
@@ -484,7 +489,10 @@ fn a_node_group_its_provider_request_and_a_pool_event() {
         agent_args: vec!["--attribute".into(), "group=big".into(), "--cpus".into(), "8".into()],
     };
     insta::assert_snapshot!("provider_request", json(&req));
-    insta::assert_snapshot!("provider_answer", json(&ProviderAnswer { nodes: vec!["i-0abc".into()] }));
+    insta::assert_snapshot!(
+        "provider_answer",
+        json(&ProviderAnswer { nodes: vec!["i-0abc".into()] })
+    );
     let event = PoolEvent {
         id: 7,
         at,

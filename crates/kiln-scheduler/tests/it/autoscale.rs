@@ -127,7 +127,8 @@ fn min_is_kept_even_with_an_empty_queue() {
 
 #[test]
 fn the_least_wasteful_group_is_chosen() {
-    let groups = [state(group("large", 16, 64, 8, 0, 4), 0, 0), state(group("small", 2, 8, 8, 0, 4), 0, 0)];
+    let groups =
+        [state(group("large", 16, 64, 8, 0, 4), 0, 0), state(group("small", 2, 8, 8, 0, 4), 0, 0)];
     let p = plan(&groups, &[ask("t", "g", 2, 1)]);
     assert_eq!(p.out[0].group, "small");
     let p = plan(&groups, &[ask("t", "g", 4, 1)]);
@@ -141,8 +142,12 @@ fn member(name: &str, idle_secs: Option<u64>) -> Member {
 #[test]
 fn idle_nodes_go_down_to_min_longest_idle_first() {
     let g = group("big", 4, 16, 8, 1, 10);
-    let members =
-        [member("n1", Some(30)), member("n2", Some(90)), member("n3", None), member("n4", Some(61))];
+    let members = [
+        member("n1", Some(30)),
+        member("n2", Some(90)),
+        member("n3", None),
+        member("n4", Some(61)),
+    ];
     let out = scale_in(&g, Duration::from_secs(60), &members, 0);
     let names: Vec<_> = out.iter().map(|s| s.node.0.as_str()).collect();
     assert_eq!(names, ["n2", "n4"]);

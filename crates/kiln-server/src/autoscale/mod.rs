@@ -228,10 +228,8 @@ impl Autoscaler {
         if changed {
             let mut st = self.lock();
             let failure = st.groups.get(&name).and_then(|g| g.failure.clone());
-            st.groups.insert(
-                name.clone(),
-                GroupRt { spec, checked, updated_at: Utc::now(), failure },
-            );
+            st.groups
+                .insert(name.clone(), GroupRt { spec, checked, updated_at: Utc::now(), failure });
         }
         let change = match (existed, changed) {
             (_, false) => "unchanged",
@@ -282,23 +280,22 @@ impl Autoscaler {
         let st = self.lock();
         let g = st.groups.get(name)?;
         let now = Instant::now();
-        let mut nodes: Vec<PoolNode> = st
-            .nodes
-            .iter()
-            .filter(|(_, n)| n.group == name)
-            .map(|(node, n)| {
-                let v = view.iter().find(|v| &v.name == node);
-                PoolNode {
-                    name: node.clone(),
-                    state: n.state.as_str().to_string(),
-                    running: v.map_or(0, |v| v.running),
-                    idle_ms: st
-                        .idle_since
-                        .get(node)
-                        .map(|at| u64::try_from(now.duration_since(*at).as_millis()).unwrap_or(0)),
-                }
-            })
-            .collect();
+        let mut nodes: Vec<PoolNode> =
+            st.nodes
+                .iter()
+                .filter(|(_, n)| n.group == name)
+                .map(|(node, n)| {
+                    let v = view.iter().find(|v| &v.name == node);
+                    PoolNode {
+                        name: node.clone(),
+                        state: n.state.as_str().to_string(),
+                        running: v.map_or(0, |v| v.running),
+                        idle_ms: st.idle_since.get(node).map(|at| {
+                            u64::try_from(now.duration_since(*at).as_millis()).unwrap_or(0)
+                        }),
+                    }
+                })
+                .collect();
         nodes.sort_by(|a, b| a.name.cmp(&b.name));
         Some(NodeGroupInfo {
             spec: g.spec.clone(),
@@ -353,7 +350,10 @@ impl Autoscaler {
             e.state = state;
         }
         if let Err(e) = self.inner.store.set_pool_node(name, group, state.as_str()).await {
-            tracing::error!("elastic pool: could not store node `{name}` as {}: {e}", state.as_str());
+            tracing::error!(
+                "elastic pool: could not store node `{name}` as {}: {e}",
+                state.as_str()
+            );
         }
     }
 
@@ -465,9 +465,10 @@ impl Autoscaler {
                 if n.state != NodeState::Coming || view.iter().any(|v| &v.name == name && v.ready) {
                     continue;
                 }
-                let boot = st.groups.get(&n.group).map_or(Duration::from_secs(600), |g| {
-                    g.checked.boot_timeout
-                });
+                let boot = st
+                    .groups
+                    .get(&n.group)
+                    .map_or(Duration::from_secs(600), |g| g.checked.boot_timeout);
                 if now.duration_since(n.requested) >= boot {
                     timed_out.push((name.clone(), n.group.clone(), boot));
                 }
@@ -524,7 +525,9 @@ impl Autoscaler {
         let mut notes = HashMap::new();
         for (task, group) in &decided.covered {
             let note = if backing_off.contains(group) {
-                format!("node group `{group}` would take it; its provider is backing off after a failure")
+                format!(
+                    "node group `{group}` would take it; its provider is backing off after a failure"
+                )
             } else {
                 format!("a node of group `{group}` is coming for it")
             };
@@ -676,7 +679,8 @@ impl Autoscaler {
                 for n in &nodes {
                     self.set_node(n, &group, NodeState::Removing).await;
                 }
-                let reason = format!("asked the provider to remove {} drained node(s)", nodes.len());
+                let reason =
+                    format!("asked the provider to remove {} drained node(s)", nodes.len());
                 self.event(&group, "scale-in", &nodes, &reason).await;
             }
         }
@@ -726,7 +730,11 @@ impl Autoscaler {
     }
 
     /// Runs a tick every `interval` until `stop`.
-    pub fn spawn(&self, interval: Duration, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+    pub fn spawn(
+        &self,
+        interval: Duration,
+        stop: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
         let me = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(interval);

@@ -183,7 +183,11 @@ async fn http(
     let status = resp.status();
     let body = resp.text().await.map_err(|e| format!("POST {url}: reading the answer: {e}"))?;
     if !status.is_success() {
-        return Err(format!("POST {url} ({}) answered {status}: {}", req.action, shorten(&body, 200)));
+        return Err(format!(
+            "POST {url} ({}) answered {status}: {}",
+            req.action,
+            shorten(&body, 200)
+        ));
     }
     answer(&body)
 }

@@ -63,7 +63,9 @@ pub fn is_group_name(name: &str) -> bool {
 fn amount(v: &Amount, field: &str, cpu: bool, errors: &mut Vec<String>) -> u64 {
     let parsed = match (v, cpu) {
         (Amount::Number(n), false) if *n >= 1.0 && n.fract() == 0.0 => Ok(*n as u64),
-        (Amount::Number(_), false) => Err("expected a whole number of bytes or a size such as 8Gi".to_string()),
+        (Amount::Number(_), false) => {
+            Err("expected a whole number of bytes or a size such as 8Gi".to_string())
+        }
         (_, true) => units::cpu_millis(&v.text()),
         (Amount::Text(t), false) => units::memory_bytes(t),
     };
@@ -155,13 +157,18 @@ pub fn check(spec: &NodeGroupSpec) -> Result<Checked, String> {
             Provider::Command { argv: argv.clone(), env: p.env.clone() }
         }
         (Some(_), None) => {
-            errors.push("provider.command: expected a program and its arguments, found an empty list".into());
+            errors.push(
+                "provider.command: expected a program and its arguments, found an empty list"
+                    .into(),
+            );
             Provider::Command { argv: Vec::new(), env: BTreeMap::new() }
         }
         (None, Some(url)) => {
             match reqwest::Url::parse(url) {
                 Ok(u) if matches!(u.scheme(), "http" | "https") => {}
-                _ => errors.push(format!("provider.http: expected an http:// or https:// URL, found `{url}`")),
+                _ => errors.push(format!(
+                    "provider.http: expected an http:// or https:// URL, found `{url}`"
+                )),
             }
             Provider::Http { url: url.clone(), headers: p.env.clone() }
         }
@@ -174,15 +181,23 @@ pub fn check(spec: &NodeGroupSpec) -> Result<Checked, String> {
             Provider::Command { argv: Vec::new(), env: BTreeMap::new() }
         }
     };
-    let idle = duration(spec.idle_time.as_deref(), Duration::from_secs(600), "idle-time", &mut errors);
-    let timeout = duration(p.timeout.as_deref(), Duration::from_secs(60), "provider.timeout", &mut errors);
-    let boot_timeout =
-        duration(p.boot_timeout.as_deref(), Duration::from_secs(600), "provider.boot-timeout", &mut errors);
-    let backoff = duration(p.backoff.as_deref(), Duration::from_secs(10), "provider.backoff", &mut errors);
+    let idle =
+        duration(spec.idle_time.as_deref(), Duration::from_secs(600), "idle-time", &mut errors);
+    let timeout =
+        duration(p.timeout.as_deref(), Duration::from_secs(60), "provider.timeout", &mut errors);
+    let boot_timeout = duration(
+        p.boot_timeout.as_deref(),
+        Duration::from_secs(600),
+        "provider.boot-timeout",
+        &mut errors,
+    );
+    let backoff =
+        duration(p.backoff.as_deref(), Duration::from_secs(10), "provider.backoff", &mut errors);
     if !errors.is_empty() {
         return Err(format!("node group `{}`:\n  {}", spec.name, errors.join("\n  ")));
     }
-    let mut agent_args = vec!["--attribute".to_string(), format!("{GROUP_ATTRIBUTE}={}", spec.name)];
+    let mut agent_args =
+        vec!["--attribute".to_string(), format!("{GROUP_ATTRIBUTE}={}", spec.name)];
     for (k, v) in &n.attributes {
         agent_args.push("--attribute".into());
         agent_args.push(format!("{k}={}", flag_value(v)));
@@ -272,7 +287,13 @@ mod tests {
         s.idle_time = Some("soon".into());
         let e = check(&s).unwrap_err();
         assert!(e.starts_with("node group `big`:\n"), "{e}");
-        for want in ["min: 5 is more than max 3", "node.memory: expected memory", "node.attributes.group", "provider: expected one of", "idle-time: expected a duration"] {
+        for want in [
+            "min: 5 is more than max 3",
+            "node.memory: expected memory",
+            "node.attributes.group",
+            "provider: expected one of",
+            "idle-time: expected a duration",
+        ] {
             assert!(e.contains(want), "{want} missing in {e}");
         }
     }

@@ -59,11 +59,8 @@ impl Dispatch {
     /// and what runs finishes. Returns the tasks it holds now.
     pub fn set_draining(&self, node: &str, on: bool) -> u32 {
         let mut st = self.lock();
-        let changed = if on {
-            st.draining.insert(node.to_string())
-        } else {
-            st.draining.remove(node)
-        };
+        let changed =
+            if on { st.draining.insert(node.to_string()) } else { st.draining.remove(node) };
         if changed {
             sync_node(&mut st, node);
             if !on {

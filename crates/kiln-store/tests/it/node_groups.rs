@@ -52,9 +52,11 @@ async fn pool_nodes_keep_their_group_and_request_time_through_state_changes() {
 async fn pool_events_are_listed_oldest_first_by_group_and_after_an_id() {
     on_both(|store| async move {
         let nodes = vec!["big-1".to_string(), "big-2".to_string()];
-        let first = store.add_pool_event("big", "scale-out", &nodes, "2 tasks fit no node").await.unwrap();
+        let first =
+            store.add_pool_event("big", "scale-out", &nodes, "2 tasks fit no node").await.unwrap();
         store.add_pool_event("arm", "provider-failed", &[], "exit status 3").await.unwrap();
-        let third = store.add_pool_event("big", "scale-in", &nodes[..1], "idle for 5s").await.unwrap();
+        let third =
+            store.add_pool_event("big", "scale-in", &nodes[..1], "idle for 5s").await.unwrap();
         assert!(first.id < third.id);
         let all = store.pool_events(None, None, 100).await.unwrap();
         let kinds: Vec<_> = all.iter().map(|e| e.kind.as_str()).collect();

@@ -125,9 +125,9 @@ pub async fn pool(cmd: PoolCmd) -> CmdResult {
                             Cell::new(&n.name),
                             state_cell(&n.state),
                             Cell::new(n.running),
-                            Cell::new(n.idle_ms.map_or("-".to_string(), |ms| {
-                                format!("{}s", ms / 1000)
-                            })),
+                            Cell::new(
+                                n.idle_ms.map_or("-".to_string(), |ms| format!("{}s", ms / 1000)),
+                            ),
                         ]);
                     }
                     outln!("{t}");
@@ -164,7 +164,8 @@ pub async fn pool(cmd: PoolCmd) -> CmdResult {
 }
 
 fn print_groups(groups: &[NodeGroupInfo]) {
-    let mut t = table(&["GROUP", "MIN", "MAX", "READY", "COMING", "DRAINING", "PROVIDER", "FAILING"]);
+    let mut t =
+        table(&["GROUP", "MIN", "MAX", "READY", "COMING", "DRAINING", "PROVIDER", "FAILING"]);
     for g in groups {
         let count = |s: &str| g.nodes.iter().filter(|n| n.state == s).count();
         let provider = match (&g.spec.provider.command, &g.spec.provider.http) {
@@ -200,7 +201,14 @@ fn print_events(events: &[PoolEvent], json: bool, lines: bool) -> Result<(), Fai
     let group = |e: &PoolEvent| if e.group.is_empty() { "-".to_string() } else { e.group.clone() };
     if lines {
         for e in events {
-            outln!("{}  {:<10} {:<16} {}  {}", at(e), group(e), e.kind, e.nodes.join(","), e.reason);
+            outln!(
+                "{}  {:<10} {:<16} {}  {}",
+                at(e),
+                group(e),
+                e.kind,
+                e.nodes.join(","),
+                e.reason
+            );
         }
         return Ok(());
     }

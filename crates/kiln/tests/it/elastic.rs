@@ -100,7 +100,8 @@ fn until(s: &Server, secs: u64, what: &str, done: impl Fn() -> bool) {
 /// The nodes the hook was asked for in all (`up N` calls summed) and the `down` calls.
 fn calls(dir: &Path) -> (u32, Vec<String>) {
     let log = std::fs::read_to_string(dir.join("calls.log")).unwrap_or_default();
-    let up = log.lines().filter_map(|l| l.strip_prefix("up ")).map(|n| n.parse::<u32>().unwrap()).sum();
+    let up =
+        log.lines().filter_map(|l| l.strip_prefix("up ")).map(|n| n.parse::<u32>().unwrap()).sum();
     let down = log.lines().filter(|l| l.starts_with("down")).map(str::to_string).collect();
     (up, down)
 }
@@ -172,7 +173,9 @@ fn a_queue_brings_just_the_nodes_it_needs_and_the_pool_returns_to_zero() {
     assert_eq!(kinds(&ev, "big", "node-registered").len(), 2, "{ev:#?}");
 
     // Idle for 3 s: drained, removed through the hook, forgotten.
-    until(&s, 60, "the pool returns to 0", || group_nodes(&s, "big").is_empty() && registered(&s) == 0);
+    until(&s, 60, "the pool returns to 0", || {
+        group_nodes(&s, "big").is_empty() && registered(&s) == 0
+    });
     let ev = events(&s);
     assert_eq!(kinds(&ev, "big", "drain").len(), 2, "{ev:#?}");
     assert!(kinds(&ev, "big", "drain")[0]["reason"].as_str().unwrap().starts_with("idle for "));
@@ -181,16 +184,18 @@ fn a_queue_brings_just_the_nodes_it_needs_and_the_pool_returns_to_zero() {
     let downed: usize = down.iter().map(|l| l.split_whitespace().count() - 1).sum();
     assert_eq!(downed, 2, "{down:?}");
     // The agents really stopped.
-    let pids = std::fs::read_dir(dir.path()).unwrap().filter(|e| {
-        e.as_ref().unwrap().path().extension().is_some_and(|x| x == "pid")
-    });
+    let pids = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "pid"));
     assert_eq!(pids.count(), 0);
 
     // The table, the events table and the metrics.
     let (table, _) = s.ok(&["pool", "groups"], 0);
     assert!(table.contains("big") && table.contains("hook.sh"), "{table}");
     let (table, _) = s.ok(&["pool", "events", "--group", "big"], 0);
-    for kind in ["group-applied", "scale-out", "node-registered", "drain", "scale-in", "node-removed"] {
+    for kind in
+        ["group-applied", "scale-out", "node-registered", "drain", "scale-in", "node-removed"]
+    {
         assert!(table.contains(kind), "{kind} missing in\n{table}");
     }
     let m = metrics(&s);
@@ -239,7 +244,9 @@ fn min_and_max_hold_and_a_job_no_template_takes_brings_no_node() {
     s.pipeline("huge", huge);
     let run = trigger(&s, "default/huge");
     let doc = s.wait(&run, "says why it waits", |d| {
-        d["jobs"][0]["waiting"].as_str().is_some_and(|w| w.contains("fits no node group's template"))
+        d["jobs"][0]["waiting"]
+            .as_str()
+            .is_some_and(|w| w.contains("fits no node group's template"))
     });
     let why = doc["jobs"][0]["waiting"].as_str().unwrap();
     assert!(why.contains("arm: 1 node: arch LIKE x86_64 failed"), "{why}");
@@ -252,7 +259,9 @@ fn min_and_max_hold_and_a_job_no_template_takes_brings_no_node() {
     s.ok(&["cancel", &run], 0);
 
     // Back down to min 1, never 0.
-    until(&s, 60, "the extra node is removed", || registered(&s) == 1 && group_nodes(&s, "small").len() == 1);
+    until(&s, 60, "the extra node is removed", || {
+        registered(&s) == 1 && group_nodes(&s, "small").len() == 1
+    });
     std::thread::sleep(Duration::from_secs(4));
     assert_eq!(registered(&s), 1, "min 1 holds");
     assert_eq!(kinds(&events(&s), "small", "node-removed").len(), 1);
@@ -269,9 +278,14 @@ fn min_and_max_hold_and_a_job_no_template_takes_brings_no_node() {
         ),
     );
     s.ok(&["pool", "group", "apply", &zero], 0);
-    until(&s, 60, "max 0 empties the group", || registered(&s) == 0 && group_nodes(&s, "small").is_empty());
+    until(&s, 60, "max 0 empties the group", || {
+        registered(&s) == 0 && group_nodes(&s, "small").is_empty()
+    });
     let above = kinds(&events(&s), "small", "drain");
-    assert!(above.last().unwrap()["reason"].as_str().unwrap().contains("above its max 0"), "{above:#?}");
+    assert!(
+        above.last().unwrap()["reason"].as_str().unwrap().contains("above its max 0"),
+        "{above:#?}"
+    );
     s.ok(&["pool", "group", "delete", "small"], 0);
     let (_, err) = s.ok(&["pool", "group", "show", "small"], 2);
     assert!(err.contains("node group `small` does not exist"), "{err}");
@@ -306,7 +320,10 @@ fn a_failing_provider_is_retried_with_backoff_and_bad_providers_leave_nothing_be
 
     // Garbage on stdout, and a hook that hangs: clear errors, no node left coming.
     let garbage = s.file("garbage.sh", "#!/bin/sh\necho 'started 1 VM, have fun'\n");
-    let hang = s.file("hang.sh", &format!("#!/bin/sh\necho $$ > '{}/hang.pidfile'\nsleep 300\n", dir.path().display()));
+    let hang = s.file(
+        "hang.sh",
+        &format!("#!/bin/sh\necho $$ > '{}/hang.pidfile'\nsleep 300\n", dir.path().display()),
+    );
     for (name, script) in [("garbage", &garbage), ("hang", &hang)] {
         let f = group_file(
             &s,
@@ -334,7 +351,9 @@ fn a_failing_provider_is_retried_with_backoff_and_bad_providers_leave_nothing_be
     assert!(h.contains("did not finish within 1s: killed"), "{h}");
     // The hung hook was killed; nothing is left coming; the failure is shown.
     let pid = std::fs::read_to_string(dir.path().join("hang.pidfile")).unwrap();
-    until(&s, 10, "the hung hook is gone", || !Path::new(&format!("/proc/{}", pid.trim())).exists());
+    until(&s, 10, "the hung hook is gone", || {
+        !Path::new(&format!("/proc/{}", pid.trim())).exists()
+    });
     for name in ["garbage", "hang"] {
         let g = json(&s, &["pool", "group", "show", name, "-o", "json"]);
         assert_eq!(g["nodes"].as_array().unwrap().len(), 0, "{g:#}");
@@ -342,7 +361,10 @@ fn a_failing_provider_is_retried_with_backoff_and_bad_providers_leave_nothing_be
     }
     let (shown, _) = s.ok(&["pool", "group", "show", "hang"], 0);
     assert!(shown.contains("provider failing: `sh "), "{shown}");
-    assert!(shown.contains("did not finish within 1s: killed (1 in a row; next try at "), "{shown}");
+    assert!(
+        shown.contains("did not finish within 1s: killed (1 in a row; next try at "),
+        "{shown}"
+    );
     let doc = s.show(&runs[1]);
     let why = doc["jobs"][0]["waiting"].as_str().unwrap_or_default();
     assert!(why.contains("node group `hang` would take it; its provider is backing off"), "{why}");
@@ -356,7 +378,11 @@ fn a_failing_provider_is_retried_with_backoff_and_bad_providers_leave_nothing_be
         "kind: node-group\nname: bad\nmin: 3\nmax: 1\nnode: { cpus: lots, memory: 1Gi }\nprovider: {}\n",
     );
     let (_, err) = s.ok(&["pool", "group", "apply", &bad], 2);
-    for want in ["min: 3 is more than max 1", "node.cpus: expected CPU cores", "provider: expected `command"] {
+    for want in [
+        "min: 3 is more than max 1",
+        "node.cpus: expected CPU cores",
+        "provider: expected `command",
+    ] {
         assert!(err.contains(want), "{want} missing in {err}");
     }
     let typo = s.file("typo.yml", "kind: node-group\nname: t\nmax: 1\nnode: { cpus: 1, memory: 1Gi }\nprovider: { comand: [x] }\n");
