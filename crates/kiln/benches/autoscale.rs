@@ -98,7 +98,7 @@ async fn bench() -> Result<()> {
             project: None,
         })
         .await?;
-    std::fs::write(dir.path().join("agent.token"), token.secret.to_string())?;
+    std::fs::write(dir.path().join("agent.token"), &token.secret)?;
     let hook = hook(dir.path())?;
     let spec: NodeGroupSpec = serde_json::from_value(serde_json::json!({
         "name": "bench", "min": 0, "max": nodes, "idle-time": format!("{IDLE_S}s"),

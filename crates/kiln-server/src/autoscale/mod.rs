@@ -651,7 +651,7 @@ impl Autoscaler {
             } else {
                 s.reason.clone()
             };
-            self.event(&group, "drain", &[s.node.0.clone()], &reason).await;
+            self.event(&group, "drain", std::slice::from_ref(&s.node.0), &reason).await;
         }
         // Drained nodes that run nothing (or never registered) go, a call per group. Read
         // after the drains: nothing is placed on a draining node, so what runs nothing now

@@ -144,19 +144,21 @@ pub async fn pool(cmd: PoolCmd) -> CmdResult {
         }
         PoolSub::Events { group, limit, follow } => {
             let events = client.pool_events(group.as_deref(), None, limit).await?;
-            let mut last = events.last().map(|e| e.id);
+            let mut last = events.last().map_or(0, |e| e.id);
             if json && !follow {
                 print_json(&events)?;
             } else {
                 print_events(&events, json, follow)?;
             }
-            while follow {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                let new = client.pool_events(group.as_deref(), last, 1000).await?;
-                if let Some(e) = new.last() {
-                    last = Some(e.id);
+            if follow {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    let new = client.pool_events(group.as_deref(), Some(last), 1000).await?;
+                    if let Some(e) = new.last() {
+                        last = e.id;
+                    }
+                    print_events(&new, json, true)?;
                 }
-                print_events(&new, json, true)?;
             }
         }
     }
