@@ -55,6 +55,7 @@ fn plan() -> Plan {
                 checkout: true,
                 pools: Vec::new(),
                 environment: None,
+                array: None,
             };
             ids.push(job.id.clone());
             jobs.push(job);

@@ -20,10 +20,15 @@ use std::time::Duration;
 use kiln_workflow::plan::{Job, JobId, ParamValue, Plan};
 use serde::{Deserialize, Serialize};
 
+mod array;
 mod graph;
 mod run;
 mod scope;
 
+pub use array::{
+    ARRAY_WINDOW, ArrayProgress, DURATION_BUCKETS_MS, FailedIndex, IndexAttempt, IndexExit,
+    KEPT_REASONS, bucket, ranges,
+};
 pub use run::{Approval, Decision, GateState, JobCounts, REUSED_REASON, Run, StopReason};
 
 /// State of a whole run.
@@ -254,6 +259,22 @@ pub enum Event {
         /// Its outputs in the earlier run.
         outputs: BTreeMap<String, String>,
     },
+    /// Attempts of indexes of an array job started (one event may carry many). Stale ones
+    /// (not in flight, or already running) are ignored.
+    IndexesStarted {
+        /// The array job.
+        job: JobId,
+        /// Which index attempts.
+        indexes: Vec<IndexAttempt>,
+    },
+    /// Attempts of indexes of an array job ended (one event may carry many): each is
+    /// counted, or retried under the job's `retry`. Stale ones are ignored.
+    IndexesExited {
+        /// The array job.
+        job: JobId,
+        /// How each ended.
+        exits: Vec<IndexExit>,
+    },
 }
 
 /// Timers the engine asks the driver to keep.
@@ -292,6 +313,22 @@ pub enum Command {
     },
     /// The run ended in this final state. Issued exactly once.
     Finish(RunState),
+    /// Start these index attempts of an array job, each as `start` with its index in
+    /// `KILN_ARRAY_INDEX`; report them with `IndexesStarted` and `IndexesExited`.
+    StartIndexes {
+        /// The array job, rendered once (its `attempt` is 1; each index has its own).
+        start: Box<StartJob>,
+        /// Which index attempts.
+        indexes: Vec<IndexAttempt>,
+    },
+    /// Kill these queued or running index attempts of an array job; the driver then
+    /// reports each exited (`Outcome::Canceled`, or the real outcome if it had ended).
+    CancelIndexes {
+        /// The array job.
+        job: JobId,
+        /// Which index attempts.
+        indexes: Vec<IndexAttempt>,
+    },
 }
 
 /// A job ready to run: every template rendered, env complete.

@@ -31,10 +31,12 @@ use std::fmt;
 use kiln_workflow::plan::{JobId, RetryOn, StageKind};
 use serde::{Deserialize, Serialize};
 
+use crate::array::{ArrayRun, IndexAttempt, IndexExit};
 use crate::graph::Graph;
 use crate::scope::JobScope;
 use crate::{
-    Command, Event, JobState, JobStatus, Outcome, Params, RunState, SharedPlan, StartJob, Timer,
+    ArrayProgress, Command, Event, JobState, JobStatus, Outcome, Params, RunState, SharedPlan,
+    StartJob, Timer,
 };
 
 /// The `reason` of a job that ended `Success` because it was reused.
@@ -208,6 +210,8 @@ pub struct Run {
     approvals: Vec<Approval>,
     /// Outputs of each job reused from an earlier run (`Event::JobReused`), until considered.
     reused: Vec<Option<BTreeMap<String, String>>>,
+    /// The state of each array job (`None` for the others).
+    arrays: Vec<Option<ArrayRun>>,
 }
 
 /// Whether a job behind `gate` may be considered.
@@ -267,6 +271,7 @@ impl Run {
             state: RunState::Pending,
             approvals: Vec::new(),
             reused: vec![None; n],
+            arrays: plan.jobs.iter().map(|j| j.array.map(ArrayRun::new)).collect(),
             plan,
         }
     }
@@ -364,8 +369,76 @@ impl Run {
             Event::TimerFired(Timer::RunTimeout) => self.halt(StopReason::TimedOut, &mut out),
             // Too late: the job it would spare may already be running.
             Event::JobReused { .. } => {}
+            Event::IndexesStarted { job, indexes } => {
+                if let Some(i) = self.active_array(&job) {
+                    let array = self.arrays[i].as_mut().expect("an array job");
+                    let mut any = false;
+                    for ia in indexes {
+                        any |= array.started(ia);
+                    }
+                    if any && self.status[i].state == JobState::Queued {
+                        self.set_state(i, JobState::Running);
+                    }
+                }
+            }
+            Event::IndexesExited { job, exits } => {
+                if let Some(i) = self.active_array(&job) {
+                    self.indexes_exited(i, &exits, &mut out);
+                    self.settle(&mut out);
+                }
+            }
         }
         out
+    }
+
+    /// Where array job `job` stands; `None` for a job that is not an array.
+    pub fn array(&self, job: &JobId) -> Option<ArrayProgress> {
+        let &i = self.graph.index.get(job.as_str())?;
+        self.arrays[i].as_ref().map(ArrayRun::progress)
+    }
+
+    /// An array job's rendered job and the index attempts in flight (a driver that lost
+    /// them, restarted, hands them out again); `None` unless the array has started.
+    pub fn array_in_flight(&self, job: &JobId) -> Option<(&StartJob, Vec<IndexAttempt>)> {
+        let &i = self.graph.index.get(job.as_str())?;
+        let array = self.arrays[i].as_ref()?;
+        Some((array.template.as_deref()?, array.in_flight()))
+    }
+
+    /// Index of `job` if it is an array job that has started and not ended.
+    fn active_array(&self, job: &JobId) -> Option<usize> {
+        let &i = self.graph.index.get(job.as_str())?;
+        (self.arrays[i].is_some()
+            && matches!(self.status[i].state, JobState::Queued | JobState::Running))
+        .then_some(i)
+    }
+
+    /// Index attempts of array job `i` ended: count them or retry them, hand out more, and
+    /// end the job once every index has.
+    fn indexes_exited(&mut self, i: usize, exits: &[IndexExit], out: &mut Vec<Command>) {
+        let retry = self.plan.jobs[i].retry.clone();
+        let stop = self.stop.as_ref().map(ToString::to_string);
+        let array = self.arrays[i].as_mut().expect("an array job");
+        for exit in exits {
+            array.exited(exit, &retry);
+        }
+        if array.finished() {
+            let (state, reason) = array.outcome(stop);
+            self.finalize(i, state, reason);
+            return;
+        }
+        self.fill_array(i, out);
+    }
+
+    /// Hands out indexes of array job `i` up to its window.
+    fn fill_array(&mut self, i: usize, out: &mut Vec<Command>) {
+        let Some(array) = self.arrays[i].as_mut() else { return };
+        let indexes = array.fill();
+        if let Some(start) = &array.template
+            && !indexes.is_empty()
+        {
+            out.push(Command::StartIndexes { start: start.clone(), indexes });
+        }
     }
 
     /// The run's state. A running run whose active jobs all wait for a place to run (queued,
@@ -427,7 +500,10 @@ impl Run {
     fn current(&self, job: &JobId, attempt: u32) -> Option<usize> {
         let &i = self.graph.index.get(job.as_str())?;
         let s = &self.status[i];
-        (matches!(s.state, JobState::Queued | JobState::Running) && s.attempts == attempt)
+        // An array job's indexes have their own events.
+        (self.arrays[i].is_none()
+            && matches!(s.state, JobState::Queued | JobState::Running)
+            && s.attempts == attempt)
             .then_some(i)
     }
 
@@ -515,7 +591,14 @@ impl Run {
                 s.outputs.clear();
                 s.exit_code = None;
                 s.reason = None;
-                out.push(Command::StartJob(Box::new(StartJob { attempt, job })));
+                let start = Box::new(StartJob { attempt, job });
+                match self.arrays[i].as_mut() {
+                    Some(array) => {
+                        array.template = Some(start);
+                        self.fill_array(i, out);
+                    }
+                    None => out.push(Command::StartJob(start)),
+                }
             }
             Err(e) => self.finalize(i, JobState::Failure, Some(e)),
         }
@@ -657,6 +740,19 @@ impl Run {
             match self.status[i].state {
                 JobState::Pending => {
                     self.finalize(i, JobState::Canceled, Some(reason.clone()));
+                }
+                JobState::Queued | JobState::Running if self.arrays[i].is_some() => {
+                    let array = self.arrays[i].as_mut().expect("an array job");
+                    let indexes = array.halt();
+                    if array.finished() {
+                        let (state, why) = array.outcome(Some(reason.clone()));
+                        self.finalize(i, state, why);
+                    } else {
+                        out.push(Command::CancelIndexes {
+                            job: self.plan.jobs[i].id.clone(),
+                            indexes,
+                        });
+                    }
                 }
                 JobState::Queued | JobState::Running => out.push(Command::CancelJob {
                     job: self.plan.jobs[i].id.clone(),

@@ -238,6 +238,7 @@ impl JobScope<'_> {
             checkout: job.checkout,
             pools: job.pools.clone(),
             environment,
+            array: job.array,
         })
     }
 }

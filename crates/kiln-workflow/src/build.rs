@@ -106,7 +106,7 @@ impl RawBuild {
 
 /// Keys of a job that mean nothing beside `build:` (the builder runs in the job's place).
 pub(crate) const NOT_WITH_BUILD: &[&str] =
-    &["image", "script", "command", "args", "services", "workdir"];
+    &["image", "script", "command", "args", "services", "workdir", "array", "parallelism"];
 
 /// Where a tag pushes to, as [`parse_tag`] reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]

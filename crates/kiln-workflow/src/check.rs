@@ -16,9 +16,10 @@ use crate::git::{
 };
 use crate::params::param_value;
 use crate::plan::{
-    ArtifactSpec, ArtifactWhen, CachePolicy, CacheSpec, ConstraintTerm, ImageTrigger, Job, JobId,
-    ParamKind, ParamSpec, Plan, PortSpec, Resources, RetryOn, RetryPolicy, RunSpec,
-    ScheduleTrigger, Scheduling, Service, Stage, StageKind, Triggers, workspace_path_problem,
+    ArraySpec, ArtifactSpec, ArtifactWhen, CachePolicy, CacheSpec, ConstraintTerm, ImageTrigger,
+    Job, JobId, MAX_ARRAY_SIZE, ParamKind, ParamSpec, Plan, PortSpec, Resources, RetryOn,
+    RetryPolicy, RunSpec, ScheduleTrigger, Scheduling, Service, Stage, StageKind, Triggers,
+    workspace_path_problem,
 };
 use crate::pool::Pool;
 use crate::raw::{
@@ -85,6 +86,8 @@ struct SharedEnv {
     exports: BTreeMap<String, (String, Pos)>,
     /// Set by the workflow's `env`: name -> where.
     global: BTreeMap<String, Pos>,
+    /// Where the workflow's `service-pools` is written, if it has any.
+    run_pools: Option<Pos>,
 }
 
 /// A declared job before expansion.
@@ -278,6 +281,8 @@ impl<'d> Checker<'d> {
                 let mut exports = BTreeMap::new();
                 let pools = self.pools(p, &mut exports);
                 self.shared_env.exports = exports;
+                self.shared_env.run_pools =
+                    Some(p.0.first().map_or(Pos::default(), |(k, _)| k.at.pos));
                 pools
             }
             None => Vec::new(),
@@ -1488,6 +1493,7 @@ impl<'d> Checker<'d> {
         let artifacts = raw.artifacts.as_ref().map(|a| self.artifacts(a, scope));
         let pools = self.job_pools(raw);
         let environment = self.job_environment(raw, id, scope);
+        let array = self.array(raw, id);
         Some(Job {
             id: JobId(id.clone()),
             base: id.clone(),
@@ -1510,7 +1516,86 @@ impl<'d> Checker<'d> {
             checkout: raw.checkout.as_ref().is_none_or(|c| c.value),
             pools,
             environment,
+            array,
         })
+    }
+
+    /// `array:` and `parallelism:` of a job: the size within 1..=[`MAX_ARRAY_SIZE`], and
+    /// nothing beside them that an array cannot mean (see docs/workflow.md#job-arrays).
+    fn array(&mut self, raw: &RawJob, id: &str) -> Option<ArraySpec> {
+        let Some(size) = &raw.array else {
+            if let Some(p) = &raw.parallelism {
+                self.error(
+                    p.at.pos,
+                    format!(
+                        "job '{id}': parallelism limits how many indexes of an array run at \
+                         once; it needs array: N"
+                    ),
+                );
+            }
+            return None;
+        };
+        let pos = size.at.pos;
+        if size.value == 0 || size.value > MAX_ARRAY_SIZE {
+            self.error(
+                pos,
+                format!(
+                    "array of job '{id}' is {}; expected 1 to {MAX_ARRAY_SIZE} indexes",
+                    size.value
+                ),
+            );
+            return None;
+        }
+        let parallelism = match &raw.parallelism {
+            Some(p) if p.value == 0 => {
+                self.error(
+                    p.at.pos,
+                    "parallelism: must be at least 1 (how many indexes may run at once)",
+                );
+                None
+            }
+            Some(p) => Some(p.value),
+            None => None,
+        };
+        let refuse = |this: &mut Self, key: &str, why: &str| {
+            this.error(pos, format!("array of job '{id}' cannot go with {key}: {why}"));
+        };
+        if raw.matrix.is_some() {
+            refuse(
+                self,
+                "matrix",
+                "an array is already one job run N times; use the index (KILN_ARRAY_INDEX) to \
+                 pick what a matrix would, or split the job",
+            );
+        }
+        if raw.artifacts.is_some() {
+            refuse(
+                self,
+                "artifacts",
+                "every index would save over the others'; write results somewhere of your own, \
+                 keyed by KILN_ARRAY_INDEX",
+            );
+        }
+        if raw.service_pools.is_some() {
+            refuse(self, "service-pools", "pools are not supported for arrays yet");
+        }
+        if let Some(at) = self.shared_env.run_pools {
+            self.error(
+                pos,
+                format!(
+                    "array of job '{id}' cannot run in a workflow with service-pools (line {}): \
+                     pools are not supported for arrays yet",
+                    at.line
+                ),
+            );
+        }
+        if raw.environment.is_some() {
+            refuse(self, "environment", "environments are not supported for arrays yet");
+        }
+        if raw.ports.is_some() {
+            refuse(self, "ports", "indexes would ask for the same named ports");
+        }
+        Some(ArraySpec { size: size.value, parallelism })
     }
 
     /// The environment a job runs in: its `environment:`, or the one its deploy goes to

@@ -347,6 +347,10 @@ pub struct Job {
     pub retry: RetryPolicy,
     /// Matrix values of this instance (empty for a plain job).
     pub matrix: BTreeMap<String, String>,
+    /// `array:`: the job runs once per index, `0..size`, as one job (its indexes are not
+    /// jobs of the plan).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub array: Option<ArraySpec>,
     /// Sidecar containers.
     pub services: Vec<Service>,
     /// Container limits.
@@ -371,6 +375,25 @@ pub struct Job {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment: Option<String>,
 }
+
+/// A job array (`array:`, `parallelism:`): one job run once per index, each with
+/// `KILN_ARRAY_INDEX`, like Slurm job arrays and AWS Batch array jobs. `retry:` applies to
+/// each index alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArraySpec {
+    /// How many indexes, from 1 to [`MAX_ARRAY_SIZE`].
+    pub size: u32,
+    /// At most this many indexes queued or running at once; `None`: as many as the pool
+    /// takes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallelism: Option<u32>,
+}
+
+/// Most indexes of one job array.
+pub const MAX_ARRAY_SIZE: u32 = 1_000_000;
+
+/// The variable that holds an array index's number in its task's env.
+pub const ARRAY_INDEX_VAR: &str = "KILN_ARRAY_INDEX";
 
 /// What a job runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

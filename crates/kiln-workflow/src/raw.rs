@@ -494,6 +494,14 @@ pub struct RawJob {
     pub condition: Option<Sp<String>>,
     /// Run one instance per combination of values.
     pub matrix: Option<Sp<RawMatrix>>,
+    /// Run the job this many times (1 to 1,000,000), each index with `KILN_ARRAY_INDEX` set
+    /// (0 to N-1), like Slurm job arrays and AWS Batch array jobs: one job whose indexes are
+    /// kept as ranges, not N jobs. Not with `matrix`.
+    #[schemars(with = "Option<u32>")]
+    pub array: Option<Sp<u32>>,
+    /// With `array`: at most this many of its indexes run at once (Slurm's `%N`).
+    #[schemars(with = "Option<u32>")]
+    pub parallelism: Option<Sp<u32>>,
     /// Sidecar containers reachable by their `name`.
     pub services: Option<Sp<Vec<RawService>>>,
     /// Files kept between runs under a key (GitLab `cache`).
@@ -725,6 +733,8 @@ impl RawJob {
         "needs",
         "if",
         "matrix",
+        "array",
+        "parallelism",
         "services",
         "cache",
         "artifacts",

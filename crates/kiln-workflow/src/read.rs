@@ -742,6 +742,8 @@ impl<'d> Reader<'d> {
         let needs = f.get("needs").and_then(|n| self.text_or_list(n, "needs", false));
         let condition = f.get("if").and_then(|n| self.text(n, "if"));
         let matrix = f.get("matrix").and_then(|n| self.matrix(n));
+        let array = f.get("array").and_then(|n| self.count(n, "array"));
+        let parallelism = f.get("parallelism").and_then(|n| self.count(n, "parallelism"));
         let services = f.get("services").and_then(|n| self.services(n));
         let cache = f.get("cache").and_then(|n| self.cache(n));
         let artifacts = f.get("artifacts").and_then(|n| self.artifacts(n));
@@ -772,6 +774,8 @@ impl<'d> Reader<'d> {
             needs,
             condition,
             matrix,
+            array,
+            parallelism,
             services,
             cache,
             artifacts,

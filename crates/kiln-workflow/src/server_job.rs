@@ -196,6 +196,8 @@ pub(crate) const AGENT_KEYS: &[&str] = &[
     "checkout",
     "allow-untrusted-inline",
     "service-pools",
+    "array",
+    "parallelism",
 ];
 
 impl Reader<'_> {

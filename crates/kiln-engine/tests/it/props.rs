@@ -426,6 +426,9 @@ impl Sim {
                         }
                     }
                 }
+                Command::StartIndexes { .. } | Command::CancelIndexes { .. } => {
+                    prop_assert!(false, "an index command for a plan without arrays: {:?}", c);
+                }
                 Command::Pause { stage, .. } => {
                     prop_assert!(self.paused.is_none());
                     prop_assert_eq!(self.run.state(), RunState::Paused);

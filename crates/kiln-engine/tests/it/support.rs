@@ -36,6 +36,7 @@ pub fn job(id: &str) -> JobDef {
             checkout: true,
             pools: Vec::new(),
             environment: None,
+            array: None,
         },
         explicit_needs: false,
     }
@@ -393,6 +394,25 @@ impl Driver {
                     }
                     Command::ArmTimer { .. } => timer_armed = true,
                     Command::Finish(_) => finished += 1,
+                    // Every index succeeds at once (arrays have tests of their own).
+                    Command::StartIndexes { start, indexes } => {
+                        let job = start.job.id.clone();
+                        queue.push_back(Event::IndexesStarted {
+                            job: job.clone(),
+                            indexes: indexes.clone(),
+                        });
+                        let exits = indexes
+                            .iter()
+                            .map(|ia| kiln_engine::IndexExit {
+                                index: ia.index,
+                                attempt: ia.attempt,
+                                outcome: Outcome::Exited(0),
+                                millis: 1,
+                            })
+                            .collect();
+                        queue.push_back(Event::IndexesExited { job, exits });
+                    }
+                    Command::CancelIndexes { .. } => {}
                 }
             }
             all.extend(commands);
@@ -478,6 +498,12 @@ pub fn show(c: &Command) -> String {
         Command::Pause { stage, description } => format!("Pause {stage} {description:?}"),
         Command::ArmTimer { timer, after } => format!("ArmTimer {timer:?} {after:?}"),
         Command::Finish(state) => format!("Finish {state:?}"),
+        Command::StartIndexes { start, indexes } => {
+            format!("StartIndexes {} x{}", start.job.id, indexes.len())
+        }
+        Command::CancelIndexes { job, indexes } => {
+            format!("CancelIndexes {job} x{}", indexes.len())
+        }
     }
 }
 
@@ -496,6 +522,10 @@ pub fn show_event(e: &Event) -> String {
         Event::Cancel { by } => format!("Cancel by {by}"),
         Event::TimerFired(t) => format!("TimerFired {t:?}"),
         Event::JobReused { job, outputs } => format!("JobReused {job} outputs={outputs:?}"),
+        Event::IndexesStarted { job, indexes } => {
+            format!("IndexesStarted {job} x{}", indexes.len())
+        }
+        Event::IndexesExited { job, exits } => format!("IndexesExited {job} x{}", exits.len()),
     }
 }
 

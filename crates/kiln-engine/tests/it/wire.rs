@@ -1,7 +1,7 @@
 //! The JSON of every `Event`: it is stored in each run's event log and replayed after a
 //! restart, so a change of shape must show in review (and needs a migration).
 
-use kiln_engine::{Event, Outcome, Timer};
+use kiln_engine::{Event, IndexAttempt, IndexExit, Outcome, Timer};
 use kiln_workflow::plan::JobId;
 
 #[test]
@@ -40,6 +40,25 @@ fn event_json_is_stable() {
             outputs: [("digest".to_owned(), "sha256:abc".to_owned())].into(),
         },
         Event::JobReused { job: JobId::from("lint"), outputs: Default::default() },
+        Event::IndexesStarted {
+            job: JobId::from("shard"),
+            indexes: vec![
+                IndexAttempt { index: 0, attempt: 1 },
+                IndexAttempt { index: 7, attempt: 2 },
+            ],
+        },
+        Event::IndexesExited {
+            job: JobId::from("shard"),
+            exits: vec![
+                IndexExit { index: 0, attempt: 1, outcome: Outcome::Exited(0), millis: 12 },
+                IndexExit {
+                    index: 7,
+                    attempt: 2,
+                    outcome: Outcome::Error("agent lost".into()),
+                    millis: 0,
+                },
+            ],
+        },
     ];
     let lines: Vec<String> = events.iter().map(|e| serde_json::to_string(e).unwrap()).collect();
     insta::assert_snapshot!(lines.join("\n"));

@@ -159,8 +159,8 @@ stages:
     main.yml:3:33: error: unknown key 'tgas' in image trigger (did you mean 'tags'?); expected one of: repository, tags
     main.yml:4:1: error: unknown key 'jobs' in the workflow file; expected one of: name, timeout, concurrency, params, env, stages, uses, with, on, source, service-pools, prepull
     main.yml:7:5: error: unknown key 'runs-on' in stage 's'; expected one of: name, type, description, jobs
-    main.yml:9:26: error: unknown key 'steps' in job 'a'; expected one of: image, script, command, args, env, workdir, timeout, retry, resources, needs, if, matrix, services, cache, artifacts, constraints, ports, network, priority, placement, checkout, allow-untrusted-inline, service-pools, trigger, deploy, build, environment
-    main.yml:9:37: error: unknown key 'imgae' in job 'a' (did you mean 'image'?); expected one of: image, script, command, args, env, workdir, timeout, retry, resources, needs, if, matrix, services, cache, artifacts, constraints, ports, network, priority, placement, checkout, allow-untrusted-inline, service-pools, trigger, deploy, build, environment
+    main.yml:9:26: error: unknown key 'steps' in job 'a'; expected one of: image, script, command, args, env, workdir, timeout, retry, resources, needs, if, matrix, array, parallelism, services, cache, artifacts, constraints, ports, network, priority, placement, checkout, allow-untrusted-inline, service-pools, trigger, deploy, build, environment
+    main.yml:9:37: error: unknown key 'imgae' in job 'a' (did you mean 'image'?); expected one of: image, script, command, args, env, workdir, timeout, retry, resources, needs, if, matrix, array, parallelism, services, cache, artifacts, constraints, ports, network, priority, placement, checkout, allow-untrusted-inline, service-pools, trigger, deploy, build, environment
     ");
 }
 
