@@ -16,6 +16,8 @@
 //! - pure placement of 100,000 queued 8-CPU tasks with constraints on 10,000 simulated nodes
 //!   (criterion, `kiln-scheduler/benches/placement.rs`), with its ratio to kube-scheduler's and
 //!   Nomad's published rates.
+//! - a 100,000-index array job through the server and 50 `kiln agent` processes (no-op
+//!   executor, `kiln/benches/arrays.rs`), beside 10,000 matrix tasks; the server's peak RSS;
 //! - services through the server (`kiln/benches/services.rs`): an agent lost to its
 //!   instance's replacement healthy elsewhere, an instance change to discovery watchers, a
 //!   rolling update of 10 instances, each beside its target;
@@ -82,6 +84,12 @@ pub fn run(only: Option<&str>) -> Result<()> {
             "==> pool: 10,000 matrix tasks on 50 agent processes (noop executor), idle agent RSS"
         );
         cargo(&["bench", "-p", "kiln", "--bench", "pool"])?;
+    }
+    if want("arrays") {
+        println!(
+            "==> arrays: a 100,000-index array job on 50 agent processes (noop executor), beside 10,000 matrix tasks; server RSS"
+        );
+        cargo(&["bench", "-p", "kiln", "--bench", "arrays"])?;
     }
     if want("services") {
         println!(

@@ -427,6 +427,67 @@ pub struct JobInfo {
     pub finished_at: Option<DateTime<Utc>>,
     /// From start to end (or to now while it runs).
     pub duration_ms: Option<u64>,
+    /// For an array job (`array: N`): where its indexes stand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub array: Option<ArrayProgress>,
+}
+
+/// Where an array job's indexes stand (done, running, failed; which failed; how long they
+/// took), as Slurm's `sacct` and AWS Batch's array properties summarise an array.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ArrayProgress {
+    /// Indexes in all (`array: N`): `0..size`.
+    pub size: u32,
+    /// At most this many queued or running at once (`parallelism`, else the server's
+    /// window).
+    pub parallelism: u32,
+    /// Indexes that succeeded.
+    pub succeeded: u32,
+    /// Indexes that failed (or timed out) with no retry left.
+    pub failed: u32,
+    /// Indexes canceled when the run stopped.
+    pub canceled: u32,
+    /// Indexes running now.
+    pub running: u32,
+    /// Indexes handed to the pool, not started yet.
+    pub queued: u32,
+    /// Indexes not handed out yet (retries waiting included).
+    pub pending: u32,
+    /// Attempts started beyond each index's first (`retry:` applies per index).
+    pub retries: u32,
+    /// The failed indexes as ranges, `3,17-19` (empty: none).
+    pub failed_indexes: String,
+    /// The first failed indexes with why (at most 100).
+    pub failures: Vec<IndexFailure>,
+    /// How long index attempts took: one bucket per upper bound, the last unbounded.
+    pub durations: Vec<DurationBucket>,
+}
+
+impl ArrayProgress {
+    /// Indexes that ended for good (succeeded, failed, canceled).
+    pub fn done(&self) -> u32 {
+        self.succeeded + self.failed + self.canceled
+    }
+}
+
+/// A failed index of an array job.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct IndexFailure {
+    /// The index.
+    pub index: u32,
+    /// Attempts it had.
+    pub attempts: u32,
+    /// Why its last attempt failed.
+    pub reason: Option<String>,
+}
+
+/// One bucket of an array job's durations histogram.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DurationBucket {
+    /// Upper bound in milliseconds (inclusive); `None` for the last, unbounded bucket.
+    pub le_ms: Option<u64>,
+    /// Index attempts that ended within it (above the previous bound).
+    pub count: u32,
 }
 
 /// Body of `POST /api/v1/runs/{run}/approvals/{stage}` (approve or reject).

@@ -327,6 +327,36 @@ impl Client {
         self.log_page(self.log_url(run_id, job, attempt, &[]), from, limit).await
     }
 
+    /// A page of the log of index `index` of array job `job` from line `from` (`attempt`:
+    /// the index's; default the latest that printed).
+    pub async fn index_logs(
+        &self,
+        run_id: &str,
+        job: &str,
+        index: u32,
+        attempt: Option<u32>,
+        from: u64,
+        limit: u32,
+    ) -> Result<LogPage> {
+        let mut url = self.log_url(run_id, Some(job), attempt, &[]);
+        url.query_pairs_mut().append_pair("index", &index.to_string());
+        self.log_page(url, from, limit).await
+    }
+
+    /// Follows the log of index `index` of array job `job` live from line `from`.
+    pub async fn follow_index(
+        &self,
+        run_id: &str,
+        job: &str,
+        index: u32,
+        attempt: Option<u32>,
+        from: u64,
+    ) -> Result<impl Stream<Item = Result<LogLine>> + use<>> {
+        let mut url = self.log_url(run_id, Some(job), attempt, &["stream"]);
+        url.query_pairs_mut().append_pair("index", &index.to_string());
+        self.follow_url(url, from).await
+    }
+
     /// A page of the log at `url` from line `from`, at most `limit` lines.
     async fn log_page(&self, mut url: Url, from: u64, limit: u32) -> Result<LogPage> {
         url.query_pairs_mut()

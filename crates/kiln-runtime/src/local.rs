@@ -6,13 +6,19 @@
 //! For `kiln run --replay`, jobs can count as done with given outputs
 //! ([`LocalSetup::reused`]) and a failed script can wait for a look around
 //! ([`LocalSetup::pause_on_failure`], [`pausing_script`]).
+//! An array job's indexes (`array:`) run here too, as the engine hands them out, at most
+//! as many at once as the machine has CPUs (and the job's `parallelism`); each index's
+//! lines are those of the job `JOB[INDEX]`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kiln_engine::{Command, Event, JobState, JobStatus, Outcome, Params, Run, RunState, StartJob};
+use kiln_engine::{
+    Command, Event, IndexAttempt, IndexExit, JobState, JobStatus, Outcome, Params, Run, RunState,
+    StartJob,
+};
 use kiln_exec::{Entry, Executor, Limits, LogLine, ServiceSpec, TaskId, TaskSpec};
 use kiln_workflow::plan::{JobId, Plan, RunSpec};
 use serde::Serialize;
@@ -366,6 +372,11 @@ pub fn task_spec(run_id: &str, job_index: usize, start: &StartJob, posix_shell: 
     }
 }
 
+/// How an array job's index is named in a local run's tasks and lines: `JOB[INDEX]`.
+fn index_name(job: &JobId, index: u32) -> JobId {
+    JobId(format!("{job}[{index}]"))
+}
+
 /// A new run id: 16 hex digits, time-ordered.
 pub fn new_run_id() -> String {
     uuid::Uuid::now_v7().simple().to_string()[..16].to_string()
@@ -387,6 +398,11 @@ struct Driver {
     finished: Option<RunState>,
     /// Why every job fails at once: the run's service pools never got ready.
     pool_failure: Option<String>,
+    /// Array indexes the engine handed out that wait for a free slot of this machine.
+    index_queue: VecDeque<(Arc<StartJob>, IndexAttempt)>,
+    /// Array indexes running now, and how many may (the machine's CPUs).
+    index_running: usize,
+    index_slots: usize,
 }
 
 /// A pool instance's output as a watcher sees it: a line of the "job" `pool <name>/<slot>`.
@@ -474,9 +490,13 @@ impl LocalRun {
             durations: HashMap::new(),
             finished: None,
             pool_failure,
+            index_queue: VecDeque::new(),
+            index_running: 0,
+            index_slots: std::thread::available_parallelism().map_or(2, |n| n.get()),
         };
         let commands = d.engine.start();
         d.apply(commands);
+        d.start_indexes();
         for c in held {
             d.on_control(c);
         }
@@ -527,10 +547,33 @@ impl Driver {
                     self.durations.insert(job.clone(), now - *start);
                 }
             }
+            Event::IndexesStarted { job, .. } => {
+                self.first_start.entry(job.clone()).or_insert(now);
+            }
+            Event::IndexesExited { job, exits } => {
+                for e in exits {
+                    if self.tasks.remove(&(index_name(job, e.index), e.attempt)).is_some() {
+                        self.index_running -= 1;
+                    }
+                }
+                if let Some(start) = self.first_start.get(job) {
+                    self.durations.insert(job.clone(), now - *start);
+                }
+            }
             _ => {}
         }
         let commands = self.engine.handle(event);
         self.apply(commands);
+        self.start_indexes();
+    }
+
+    /// Starts queued array indexes while this machine has slots for them.
+    fn start_indexes(&mut self) {
+        while self.index_running < self.index_slots {
+            let Some((start, ia)) = self.index_queue.pop_front() else { break };
+            self.index_running += 1;
+            self.start_task((*start).clone(), Some(ia));
+        }
     }
 
     fn apply(&mut self, commands: Vec<Command>) {
@@ -538,7 +581,34 @@ impl Driver {
         self.publish_changes();
         for command in commands {
             match command {
-                Command::StartJob(start) => self.start(*start),
+                Command::StartJob(start) => self.start_task(*start, None),
+                Command::StartIndexes { start, indexes } => {
+                    let start = Arc::new(*start);
+                    self.index_queue.extend(indexes.into_iter().map(|ia| (start.clone(), ia)));
+                }
+                Command::CancelIndexes { job, indexes } => {
+                    let mut exits = Vec::new();
+                    for ia in indexes {
+                        if let Some(token) =
+                            self.tasks.get(&(index_name(&job, ia.index), ia.attempt))
+                        {
+                            token.cancel();
+                        } else if let Some(pos) =
+                            self.index_queue.iter().position(|(s, q)| s.job.id == job && *q == ia)
+                        {
+                            self.index_queue.remove(pos);
+                            exits.push(IndexExit {
+                                index: ia.index,
+                                attempt: ia.attempt,
+                                outcome: Outcome::Canceled,
+                                millis: 0,
+                            });
+                        }
+                    }
+                    if !exits.is_empty() {
+                        let _ = self.events.send(Event::IndexesExited { job, exits });
+                    }
+                }
                 Command::CancelJob { job, attempt } => {
                     if let Some(token) = self.tasks.get(&(job, attempt)) {
                         token.cancel();
@@ -577,33 +647,59 @@ impl Driver {
         }
     }
 
-    fn start(&mut self, start: StartJob) {
-        let job = start.job.id.clone();
-        let attempt = start.attempt;
+    /// Starts an attempt of a job, or of one index of an array job (`index`).
+    fn start_task(&mut self, mut start: StartJob, index: Option<IndexAttempt>) {
+        let base = start.job.id.clone();
+        let attempt = index.map_or(start.attempt, |ia| ia.attempt);
+        // An index runs as the job `JOB[INDEX]`: its task, its lines and its work directory.
+        let job = match index {
+            Some(ia) => index_name(&base, ia.index),
+            None => base.clone(),
+        };
+        let ended = {
+            let events = self.events.clone();
+            let base = base.clone();
+            let begun = Instant::now();
+            move |attempt: u32, outcome: Outcome| {
+                let event = match index {
+                    Some(ia) => Event::IndexesExited {
+                        job: base,
+                        exits: vec![IndexExit {
+                            index: ia.index,
+                            attempt,
+                            outcome,
+                            millis: begun.elapsed().as_millis() as u64,
+                        }],
+                    },
+                    None => Event::JobExited { job: base, attempt, outcome },
+                };
+                let _ = events.send(event);
+            }
+        };
+        start.job.id = job.clone();
+        start.attempt = attempt;
         if let Some(why) = &self.pool_failure {
-            let _ = self.events.send(Event::JobExited {
-                job,
-                attempt,
-                outcome: Outcome::Error(why.clone()),
-            });
+            ended(attempt, Outcome::Error(why.clone()));
             return;
         }
         if let Some(kind) = start.job.run.on_server() {
             // `server_only` names these before a run starts; here only as a last guard.
             let why = format!("job `{job}` ({kind}:) runs on a server only; kiln run cannot");
-            let _ =
-                self.events.send(Event::JobExited { job, attempt, outcome: Outcome::Error(why) });
+            ended(attempt, Outcome::Error(why));
             return;
         }
-        let index = self.plan.job_index(&job).unwrap_or(0);
-        let mut spec = task_spec(&self.run_id, index, &start, self.executor.posix_shell());
+        let job_index = self.plan.job_index(&base).unwrap_or(0);
+        let mut spec = task_spec(&self.run_id, job_index, &start, self.executor.posix_shell());
         if self.setup.pause_on_failure
             && let RunSpec::Script(lines) = &start.job.run
         {
             spec.entry = Entry::Script(pausing_script(lines));
         }
         spec.env.extend(self.setup.env.clone());
-        spec.env.extend(kiln_workflow::run_env::attempt_env(job.as_str(), attempt));
+        spec.env.extend(kiln_workflow::run_env::attempt_env(base.as_str(), attempt));
+        if let Some(ia) = index {
+            spec.env.insert(kiln_workflow::plan::ARRAY_INDEX_VAR.into(), ia.index.to_string());
+        }
         // A build's `credentials` name project secrets on a server; here, variables of this
         // environment (as `source.credentials` does), unless the job's env sets them.
         if let RunSpec::Build(build) = &start.job.run {
@@ -656,11 +752,7 @@ impl Driver {
                 Ok(env) => spec.env.extend(env),
                 Err(why) => {
                     pools::stop_all(job_pools).await;
-                    let _ = events.send(Event::JobExited {
-                        job,
-                        attempt,
-                        outcome: Outcome::Error(why),
-                    });
+                    ended(attempt, Outcome::Error(why));
                     return;
                 }
             }
@@ -675,8 +767,13 @@ impl Driver {
             };
             let outcome = run_attempt(&*executor, &files, wrapped, &token, |e| match e {
                 TaskEvent::Started => {
-                    let _ = events.send(Event::JobStarted { job: job.clone(), attempt });
+                    let _ = events.send(match index {
+                        Some(ia) => Event::IndexesStarted { job: base.clone(), indexes: vec![ia] },
+                        None => Event::JobStarted { job: job.clone(), attempt },
+                    });
                 }
+                // An array's indexes have no outputs (the engine keeps none of them).
+                TaskEvent::Output { .. } if index.is_some() => {}
                 TaskEvent::Output { key, value } => {
                     let _ = events.send(Event::JobOutput { job: job.clone(), attempt, key, value });
                 }
@@ -695,7 +792,7 @@ impl Driver {
             .await;
             pools::stop_all(job_pools).await;
             let _ = tokio::fs::remove_dir_all(&dir).await;
-            let _ = events.send(Event::JobExited { job, attempt, outcome });
+            ended(attempt, outcome);
         });
     }
 

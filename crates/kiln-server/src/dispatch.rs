@@ -89,6 +89,27 @@ pub struct AttemptCtx {
     pub actor: RunTx,
     /// `cache:` of the job, rendered (checked against the agent's cache requests).
     pub cache_prefix: Option<String>,
+    /// The index, when the attempt is one of an index of an array job (`attempt` is then
+    /// the index's).
+    pub index: Option<u32>,
+}
+
+impl AttemptCtx {
+    /// The attempt's log: the job attempt's, or the index attempt's.
+    pub fn log_key(&self) -> kiln_logs::LogKey {
+        match self.index {
+            Some(i) => crate::coord::index_log_key(&self.run, self.job_index, i, self.attempt),
+            None => crate::coord::job_log_key(&self.run, self.job_index, self.attempt),
+        }
+    }
+
+    /// How its lines are named in the run's log: the job, or `JOB[INDEX]`.
+    pub fn name(&self) -> String {
+        match self.index {
+            Some(i) => format!("{}[{i}]", self.job),
+            None => self.job.to_string(),
+        }
+    }
 }
 
 /// A service instance's side of a task.
@@ -125,7 +146,10 @@ impl TaskCtx {
     /// The task's key: the scheduler's task id, unique among live tasks.
     pub fn key(&self) -> String {
         match &self.owner {
-            Owner::Attempt(a) => attempt_key(&a.run, &a.job, a.attempt),
+            Owner::Attempt(a) => match a.index {
+                Some(i) => index_key(&a.run, &a.job, i, a.attempt),
+                None => attempt_key(&a.run, &a.job, a.attempt),
+            },
             Owner::Instance(i) => instance_key(&i.service, &i.instance),
         }
     }
@@ -134,9 +158,17 @@ impl TaskCtx {
     /// [`crate::coord::attempt_exited`]) or the service's.
     pub fn exited(&self, outcome: kiln_engine::Outcome) {
         match &self.owner {
-            Owner::Attempt(a) => {
-                crate::coord::attempt_exited(&a.actor, a.job.clone(), a.attempt, outcome);
-            }
+            Owner::Attempt(a) => match a.index {
+                Some(index) => crate::coord::index_exited(
+                    &a.actor,
+                    a.job.clone(),
+                    index,
+                    a.attempt,
+                    outcome,
+                    None,
+                ),
+                None => crate::coord::attempt_exited(&a.actor, a.job.clone(), a.attempt, outcome),
+            },
             Owner::Instance(i) => crate::services::instance_ended(i, outcome, false),
         }
     }
@@ -168,6 +200,11 @@ impl TaskCtx {
 /// The [`TaskCtx::key`] of attempt `attempt` of `job` of `run`.
 pub fn attempt_key(run: &RunId, job: &JobId, attempt: u32) -> String {
     format!("{run}/{job}/{attempt}")
+}
+
+/// The [`TaskCtx::key`] of attempt `attempt` of index `index` of array job `job` of `run`.
+pub fn index_key(run: &RunId, job: &JobId, index: u32, attempt: u32) -> String {
+    format!("{run}/{job}[{index}]/{attempt}")
 }
 
 /// The [`TaskCtx::key`] of instance `instance` of `service`.
@@ -660,6 +697,80 @@ impl Dispatch {
         st.queue.push_back(Waiting { q: task, ask, placement: None });
         place_queued(&mut st);
         Ok(())
+    }
+
+    /// Queues many tasks and places what fits in one pass (an array's indexes); those whose
+    /// placement request cannot be built come back with the reason.
+    pub fn enqueue_many(&self, tasks: Vec<Queued>) -> Vec<(Arc<TaskCtx>, String)> {
+        let mut refused = Vec::new();
+        let mut ready = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            match ask_of(&task.lease, &task.ctx) {
+                Ok(ask) => ready.push(Waiting { q: task, ask, placement: None }),
+                Err(why) => refused.push((task.ctx, why)),
+            }
+        }
+        if !ready.is_empty() {
+            let mut st = self.lock();
+            st.queue.extend(ready);
+            place_queued(&mut st);
+        }
+        refused
+    }
+
+    /// Cancels every task whose [`TaskCtx::key`] is in `keys`, in one pass over the queue,
+    /// the placed tasks and the leases (an array's indexes when its run stops): the
+    /// contexts of those taken off the queue or a node (nobody will report them), and the
+    /// keys of the leased ones, told to their agents (which report them).
+    pub fn cancel_many(&self, keys: &HashSet<String>) -> (Vec<Arc<TaskCtx>>, HashSet<String>) {
+        let mut st = self.lock();
+        let mut out = Vec::new();
+        let queue = std::mem::take(&mut st.queue);
+        for w in queue {
+            if keys.contains(&w.q.ctx.key()) {
+                out.push(w.q.ctx);
+            } else {
+                st.queue.push_back(w);
+            }
+        }
+        let nodes: Vec<String> = st.placed.keys().cloned().collect();
+        let mut freed = false;
+        for node in nodes {
+            let list = st.placed.remove(&node).unwrap_or_default();
+            let mut kept = VecDeque::with_capacity(list.len());
+            for mut w in list {
+                if keys.contains(&w.q.ctx.key()) {
+                    let ports = host_ports(w.placement.take().as_ref());
+                    unreserve(&mut st, &node, &task_id(&w.q.ctx), &ports);
+                    out.push(w.q.ctx);
+                    freed = true;
+                } else {
+                    kept.push_back(w);
+                }
+            }
+            if !kept.is_empty() {
+                st.placed.insert(node, kept);
+            }
+        }
+        let mut agents = HashSet::new();
+        let mut leased = HashSet::new();
+        for l in st.leases.values_mut() {
+            let key = l.ctx.key();
+            if keys.contains(&key) {
+                l.cancel = true;
+                agents.extend(l.agent.clone());
+                leased.insert(key);
+            }
+        }
+        for a in agents {
+            if let Some(s) = st.agents.get(&a) {
+                s.notify.notify_one();
+            }
+        }
+        if freed {
+            place_queued(&mut st);
+        }
+        (out, leased)
     }
 
     /// Cancels the attempt `(run, job, attempt)` wherever it is.

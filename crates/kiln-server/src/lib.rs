@@ -17,6 +17,7 @@ use kiln_logs::{LogError, LogStore};
 use kiln_store::{NewToken, Role, Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
+pub mod arrays;
 pub mod auth;
 pub mod blobs;
 pub mod config_center;

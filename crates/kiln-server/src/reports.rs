@@ -12,9 +12,13 @@ use kiln_api::agent::AgentEvent;
 use kiln_engine::{Event, Outcome};
 use kiln_logs::{LogLine, LogStore, Stream};
 
-use crate::coord::{RunMsg, job_log_key, mask_event, run_log_key};
+use crate::coord::{IndexMsg, RunMsg, index_exited, mask_event, run_log_key};
 use crate::dispatch::{AttemptCtx, Dispatch, InstanceCtx, Owner, TaskCtx};
 use crate::metrics::Metrics;
+
+/// Answered once an array index's reported end is stored (an error, or a dropped sender:
+/// not stored, and the index will run again).
+pub type Stored = tokio::sync::oneshot::Receiver<crate::error::ApiResult<()>>;
 
 /// The lease named in a report is not live (lost, canceled or ended).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -33,24 +37,46 @@ pub struct Reports<'a> {
 }
 
 impl Reports<'_> {
-    /// Takes a lease's events in order; answers whether the lease is to be canceled.
-    pub fn take(&self, lease: &str, events: Vec<AgentEvent>) -> Result<bool, NotLive> {
+    /// Takes a lease's events in order; answers whether the lease is to be canceled. The
+    /// end of an array index is acknowledged only once stored: its receiver is added to
+    /// `stored`, for the caller to wait on before it answers the agent.
+    pub fn take(
+        &self,
+        lease: &str,
+        events: Vec<AgentEvent>,
+        stored: &mut Vec<Stored>,
+    ) -> Result<bool, NotLive> {
         let (ctx, cancel) = self.dispatch.lease(lease).ok_or_else(|| NotLive(lease.into()))?;
         match &ctx.owner {
-            Owner::Attempt(a) => self.attempt(lease, &ctx, a, events),
+            Owner::Attempt(a) => self.attempt(lease, &ctx, a, events, stored),
             Owner::Instance(i) => self.instance(lease, &ctx, i, events),
         }
         Ok(cancel)
     }
 
-    fn attempt(&self, lease: &str, ctx: &TaskCtx, a: &AttemptCtx, events: Vec<AgentEvent>) {
-        let job_key = job_log_key(&a.run, a.job_index, a.attempt);
+    fn attempt(
+        &self,
+        lease: &str,
+        ctx: &TaskCtx,
+        a: &AttemptCtx,
+        events: Vec<AgentEvent>,
+        stored: &mut Vec<Stored>,
+    ) {
+        let job_key = a.log_key();
         let run_key = run_log_key(&a.run);
+        let name = a.name();
         for ev in events {
             let event = match ev {
                 AgentEvent::Waiting { reason } => {
                     let reason = ctx.masker.mask(&reason).into_owned();
                     self.dispatch.lease_waiting(lease, Some(reason));
+                    continue;
+                }
+                AgentEvent::Started if a.index.is_some() => {
+                    self.dispatch.lease_waiting(lease, None);
+                    let index = a.index.unwrap_or_default();
+                    let msg = IndexMsg::Started { job: a.job.clone(), index, attempt: a.attempt };
+                    let _ = a.actor.send(RunMsg::Index(msg));
                     continue;
                 }
                 AgentEvent::Started => {
@@ -68,7 +94,7 @@ impl Reports<'_> {
                     Event::JobStarted { job: a.job.clone(), attempt: a.attempt }
                 }
                 AgentEvent::Log { stream, time, text } => {
-                    let view = Some((&run_key, a.job.as_str()));
+                    let view = Some((&run_key, name.as_str()));
                     match self.log(ctx, &job_key, &stream, time, &text, view) {
                         Ok(()) => {}
                         Err(e @ kiln_logs::LogError::Io { .. }) => {
@@ -80,6 +106,8 @@ impl Reports<'_> {
                     }
                     continue;
                 }
+                // An array's indexes have no outputs (the engine keeps none of them).
+                AgentEvent::Output { .. } if a.index.is_some() => continue,
                 AgentEvent::Output { key, value } => {
                     // An output is stored and shown like a log line: secrets in its key and
                     // value are masked (with this attempt's own token and environment).
@@ -99,7 +127,17 @@ impl Reports<'_> {
                         Outcome::Error(why) => Outcome::Error(ctx.masker.mask(&why).into_owned()),
                         other => other,
                     };
-                    ctx.exited(outcome);
+                    if let Some(index) = a.index {
+                        // Its log ends here if it printed (an index that did not has none).
+                        if self.logs.path(&job_key).exists() {
+                            let _ = self.logs.close(&job_key);
+                        }
+                        let (tx, rx) = tokio::sync::oneshot::channel();
+                        index_exited(&a.actor, a.job.clone(), index, a.attempt, outcome, Some(tx));
+                        stored.push(rx);
+                    } else {
+                        ctx.exited(outcome);
+                    }
                     continue;
                 }
             };
@@ -205,12 +243,8 @@ impl Reports<'_> {
             time: chrono::Utc::now(),
             text: format!("kiln: {why}; the job was stopped"),
         };
-        let _ = self.logs.append_marker_viewed(
-            &job_log_key(&a.run, a.job_index, a.attempt),
-            &marker,
-            &run_log_key(&a.run),
-            a.job.as_str(),
-        );
+        let _ =
+            self.logs.append_marker_viewed(&a.log_key(), &marker, &run_log_key(&a.run), &a.name());
         ctx.exited(kiln_engine::Outcome::Error(why));
     }
 }

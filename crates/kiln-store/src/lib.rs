@@ -169,10 +169,10 @@ pub use intents::{IntentRun, RunIntent};
 pub use links::{NewRunSet, RunGroup, RunSet};
 pub use metric_rules::{MetricRuleRecord, RuleChange};
 pub use model::{
-    ApprovalDecision, ApprovalRecord, ArtifactFile, ArtifactRecord, CacheRecord, ExpiredArtifacts,
-    JobRecord, NewArtifact, NewRun, NewToken, Pipeline, PipelineSource, Project, PullRequestRef,
-    Role, Run, RunFilter, RunParent, RunSource, SealedSecret, SecretInfo, Step, StoredEvent, Token,
-    TokenSecret, is_valid_name,
+    ApprovalDecision, ApprovalRecord, ArrayRecord, ArtifactFile, ArtifactRecord, CacheRecord,
+    ExpiredArtifacts, JobRecord, NewArtifact, NewRun, NewToken, Pipeline, PipelineSource, Project,
+    PullRequestRef, Role, Run, RunFilter, RunParent, RunSource, SealedSecret, SecretInfo, Step,
+    StoredEvent, Token, TokenSecret, is_valid_name,
 };
 pub use nodes::{NodeChange, NodeRecord};
 pub use notices::{NoticeRun, Recorded, RunEventKind, RunNotice};

@@ -254,6 +254,17 @@ pub struct Step {
     pub usage_starts: Vec<crate::UsageStart>,
     /// Attempts that ended: their usage rows are completed.
     pub usage_ends: Vec<crate::UsageEnd>,
+    /// Array jobs whose progress changed: their rows are replaced.
+    pub arrays: Vec<ArrayRecord>,
+}
+
+/// Where an array job stands (`array: N`): one row per array job, never per index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArrayRecord {
+    /// The array job.
+    pub job: JobId,
+    /// The server's progress summary, as JSON (the API's `ArrayProgress`).
+    pub progress: String,
 }
 
 /// The decision on an approval stage.

@@ -215,6 +215,9 @@ pub(crate) trait RunTx {
     /// Inserts or replaces job records (checked by [`check_jobs`] beforehand).
     async fn upsert_jobs(&mut self, run: &RunId, jobs: &[JobRecord]) -> Result<()>;
 
+    /// Inserts or replaces the progress rows of array jobs.
+    async fn upsert_arrays(&mut self, run: &RunId, arrays: &[crate::ArrayRecord]) -> Result<()>;
+
     /// The run as it is now in this transaction.
     async fn run_row(&mut self, run: &RunId) -> Result<RunRow>;
 
@@ -386,6 +389,26 @@ macro_rules! run_tx {
                         state.text()
                     )),
                 })
+            }
+
+            async fn upsert_arrays(
+                &mut self,
+                run: &RunId,
+                arrays: &[crate::ArrayRecord],
+            ) -> Result<()> {
+                let what = || format!("save array progress of run {run}");
+                for a in arrays {
+                    sqlx::query(
+                        "INSERT INTO job_arrays (run_id, job_id, progress) VALUES ($1, $2, $3) \
+                         ON CONFLICT (run_id, job_id) DO UPDATE SET progress = excluded.progress")
+                        .bind(run.text())
+                        .bind(a.job.as_str())
+                        .bind(&a.progress)
+                        .execute(&mut *self)
+                        .await
+                        .ctx(what)?;
+                }
+                Ok(())
             }
 
             async fn upsert_jobs(&mut self, run: &RunId, jobs: &[JobRecord]) -> Result<()> {
@@ -793,6 +816,7 @@ impl Store {
             && step.jobs.is_empty()
             && step.usage_starts.is_empty()
             && step.usage_ends.is_empty()
+            && step.arrays.is_empty()
         {
             self.run(run).await?;
             return Ok(Recorded::default());
@@ -816,6 +840,7 @@ impl Store {
                 }
             }
             tx.upsert_jobs(run, &step.jobs).await?;
+            tx.upsert_arrays(run, &step.arrays).await?;
             // An attempt's usage is recorded in the transaction that records its start, and
             // completed in the one that records its end, once; a run that ends closes what
             // is still open of it.
@@ -880,6 +905,21 @@ impl Store {
             self.run(run).await?;
         }
         rows.into_iter().map(JobRow::into_job).collect()
+    }
+
+    /// The progress rows of a run's array jobs, by job id.
+    pub async fn arrays(&self, run: &RunId) -> Result<Vec<crate::ArrayRecord>> {
+        let what = || format!("list array jobs of run {run}");
+        let rows: Vec<(String, String)> = with_db!(&self.db, p => sqlx::query_as(
+            "SELECT job_id, progress FROM job_arrays WHERE run_id = $1 ORDER BY job_id")
+            .bind(run.text())
+            .fetch_all(p)
+            .await)
+        .ctx(what)?;
+        Ok(rows
+            .into_iter()
+            .map(|(job, progress)| crate::ArrayRecord { job: JobId(job), progress })
+            .collect())
     }
 
     /// Records the decision on approval stage `stage` of a run. A stage is decided once: a

@@ -53,6 +53,13 @@ pub static ASSETS: LazyLock<Vec<Asset>> = LazyLock::new(|| {
         // An ES module: the connection banner and event streams (imported by app.js at
         // start, preloaded by index.html).
         asset("conn.js", "text/javascript; charset=utf-8", include_bytes!("assets/conn.js")),
+        // An ES module: an array job's progress on the run page (imported by app.js at
+        // start, preloaded by index.html).
+        asset(
+            "array_progress.js",
+            "text/javascript; charset=utf-8",
+            include_bytes!("assets/array_progress.js"),
+        ),
         asset("app.css", "text/css; charset=utf-8", include_bytes!("assets/app.css")),
         asset("favicon.svg", "image/svg+xml", include_bytes!("assets/favicon.svg")),
     ]

@@ -5,13 +5,16 @@
 //! Invariant: an event reaches the engine only here, and is stored in the same transaction
 //! as the state it produces, so replaying the stored events rebuilds the run.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use kiln_api::agent::Lease;
-use kiln_engine::{Command, Event, JobState, JobStatus, Outcome, Run, RunState, StartJob};
+use kiln_engine::{
+    ArrayProgress, Command, Event, IndexAttempt, JobState, JobStatus, Outcome, Run, RunState,
+    StartJob,
+};
 use kiln_logs::{LogKey, Masker};
 use kiln_store::{ApprovalDecision, JobRecord, ProjectId, Step};
 use kiln_workflow::plan::{JobId, Plan};
@@ -20,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::environments::EnvVars;
 
+use super::arrays::{Clock, Gathered};
 use super::env::{RunEnv, job_env};
 use super::pools::{Admit, PoolCtx, PoolMsg, RunPools};
 use super::server_jobs::JobTask;
@@ -87,6 +91,10 @@ pub(super) struct Actor {
     /// What attempts whose agents said they started hold, until their `JobStarted` is
     /// applied (`RunMsg::Started` comes just before it).
     reserved: HashMap<(JobId, u32), (crate::dispatch::Reserved, DateTime<Utc>)>,
+    /// When each array index in flight started (its duration).
+    clock: Clock,
+    /// The progress of each array job as last stored, by job index.
+    arrays_stored: HashMap<usize, ArrayProgress>,
 }
 
 impl Actor {
@@ -129,6 +137,8 @@ impl Actor {
             job_envs: HashMap::new(),
             attempt_envs: HashMap::new(),
             reserved: HashMap::new(),
+            clock: Clock::default(),
+            arrays_stored: HashMap::new(),
             run,
             engine: Run::new(plan.clone(), BTreeMap::new()),
             plan,
@@ -231,9 +241,19 @@ impl Actor {
             });
             self.persisted[i] = Some(status.clone());
         }
+        let mut arrays = Vec::new();
+        for (i, job) in self.plan.jobs.iter().enumerate().filter(|(_, j)| j.array.is_some()) {
+            let Some(current) = self.engine.array(&job.id) else { continue };
+            if self.arrays_stored.get(&i) != Some(&current) {
+                let api = crate::arrays::progress(&current);
+                let progress = serde_json::to_string(&api).unwrap_or_default();
+                arrays.push(kiln_store::ArrayRecord { job: job.id.clone(), progress });
+                self.arrays_stored.insert(i, current);
+            }
+        }
         let state = self.engine.state();
         let state = (state != self.state).then(|| (state, self.reason(state)));
-        Step { events, state, jobs, ..Step::default() }
+        Step { events, state, jobs, arrays, ..Step::default() }
     }
 
     fn reason(&self, state: RunState) -> Option<String> {
@@ -278,6 +298,7 @@ impl Actor {
             && step.jobs.is_empty()
             && step.usage_starts.is_empty()
             && step.usage_ends.is_empty()
+            && step.arrays.is_empty()
         {
             return Ok(());
         }
@@ -351,6 +372,25 @@ impl Actor {
             .map(|(id, s)| (id.clone(), s.state, s.attempts))
             .collect();
         for (job, state, attempt) in inflight {
+            if let Some((start, indexes)) = self.engine.array_in_flight(&job) {
+                // The leases of its indexes died with the server: those that had not ended
+                // (as stored) are handed out again, or end canceled if the run stops.
+                if stopping {
+                    for ia in indexes {
+                        super::index_exited(
+                            &self.tx,
+                            job.clone(),
+                            ia.index,
+                            ia.attempt,
+                            Outcome::Canceled,
+                            None,
+                        );
+                    }
+                } else if !indexes.is_empty() {
+                    cmds.push(Command::StartIndexes { start: Box::new(start.clone()), indexes });
+                }
+                continue;
+            }
             let on_server = self
                 .plan
                 .job_index(&job)
@@ -430,8 +470,10 @@ impl Actor {
                 }
             }
             let mut events = Vec::with_capacity(batch.len());
+            let mut gathered = Gathered::default();
             for m in batch {
                 match m {
+                    RunMsg::Index(msg) => gathered.push(msg, &mut self.clock),
                     RunMsg::Event { event, reply } => events.push((event, reply)),
                     RunMsg::Pool(news) => self.pool_news(news),
                     RunMsg::Environment(sj, vars) => self.environment_read(*sj, vars),
@@ -440,15 +482,27 @@ impl Actor {
                     }
                 }
             }
+            // An array's index news: one event per job, stored with the batch.
+            let (index_events, index_replies) = gathered.finish();
+            events.extend(index_events.into_iter().map(|e| (e, None)));
             let result = self.apply(events).await;
             // The previous batch is stored whatever became of this one.
             answer(&mut held);
             match result {
                 Ok((cmds, replies)) => {
                     held = replies;
+                    held.extend(index_replies);
                     done = self.exec(cmds);
                 }
                 Err(e) => {
+                    for r in index_replies {
+                        let _ = r.send(Err(ApiErr {
+                            status: e.status,
+                            code: e.code,
+                            message: e.message.clone(),
+                            diagnostics: Vec::new(),
+                        }));
+                    }
                     tracing::warn!("run {}: {}", self.run.full_name(), e.message);
                     if e.status.is_server_error() {
                         // The engine moved ahead of the store: rebuild from what is stored.
@@ -657,9 +711,97 @@ impl Actor {
                     });
                 }
                 Command::Finish(_) => done = true,
+                Command::StartIndexes { start, indexes } => self.dispatch_indexes(&start, indexes),
+                Command::CancelIndexes { job, indexes } => self.cancel_indexes(&job, indexes),
             }
         }
         done
+    }
+
+    /// Hands index attempts of an array job to the dispatcher, a lease each, placed in one
+    /// pass: each is the job with its index in `KILN_ARRAY_INDEX` and its own discovery
+    /// token.
+    fn dispatch_indexes(&mut self, start: &StartJob, indexes: Vec<IndexAttempt>) {
+        let Some(job_index) = self.plan.job_index(&start.job.id) else { return };
+        let job = &start.job.id;
+        let inputs: Vec<String> = start
+            .job
+            .needs
+            .iter()
+            .filter(|n| {
+                self.plan.job_index(n).is_some_and(|i| self.plan.jobs[i].artifacts.is_some())
+            })
+            .map(|n| n.to_string())
+            .collect();
+        let checkout = if start.job.checkout { self.checkout.clone() } else { None };
+        let pull =
+            self.sh.tasks.pull_auth(self.project_id, &format!("run {}", self.run.full_name()));
+        let mut queued = Vec::with_capacity(indexes.len());
+        for ia in indexes {
+            let mut env = job_env(&self.env, job, ia.attempt);
+            env.insert(kiln_workflow::plan::ARRAY_INDEX_VAR.to_string(), ia.index.to_string());
+            let key = crate::dispatch::index_key(&self.run.id, job, ia.index, ia.attempt);
+            let name = format!("job {job}[{}] of run {}", ia.index, self.run.full_name());
+            let (token_env, token) =
+                self.sh.tasks.env(self.project_id, &key, &name, &start.job.env);
+            env.extend(token_env);
+            let masked = self.masked.iter().map(String::as_str).chain([token.as_str()]);
+            let ctx = Arc::new(TaskCtx {
+                project: self.project_id,
+                masker: Arc::new(Masker::new(masked)),
+                queued_at: Instant::now(),
+                owner: Owner::Attempt(AttemptCtx {
+                    run: self.run.id,
+                    job: job.clone(),
+                    job_index,
+                    attempt: ia.attempt,
+                    actor: self.tx.clone(),
+                    cache_prefix: start.job.cache.as_ref().map(|c| c.key.clone()),
+                    index: Some(ia.index),
+                }),
+            });
+            let lease = Lease {
+                id: String::new(),
+                run: self.run.id.to_string(),
+                run_name: self.run.full_name(),
+                project: self.run.project.clone(),
+                job_index,
+                start: StartJob { attempt: ia.attempt, job: start.job.clone() },
+                env,
+                inputs: inputs.clone(),
+                checkout: checkout.clone(),
+                instance: None,
+                pull: pull.clone(),
+            };
+            queued.push(Queued { lease, ctx });
+        }
+        for (ctx, why) in self.sh.dispatch.enqueue_many(queued) {
+            ctx.exited(Outcome::Error(format!("cannot be placed: {why}")));
+        }
+    }
+
+    /// Cancels index attempts of an array job wherever they are, in one pass: those taken
+    /// off the queue or a node, and those no agent holds, end canceled at once; agents stop
+    /// the leased ones and report them.
+    fn cancel_indexes(&mut self, job: &JobId, indexes: Vec<IndexAttempt>) {
+        let key =
+            |ia: &IndexAttempt| crate::dispatch::index_key(&self.run.id, job, ia.index, ia.attempt);
+        let keys: HashSet<String> = indexes.iter().map(key).collect();
+        let (dequeued, leased) = self.sh.dispatch.cancel_many(&keys);
+        let dequeued: HashSet<String> = dequeued.iter().map(|c| c.key()).collect();
+        for ia in indexes {
+            let k = key(&ia);
+            if dequeued.contains(&k) || !leased.contains(&k) {
+                super::index_exited(
+                    &self.tx,
+                    job.clone(),
+                    ia.index,
+                    ia.attempt,
+                    Outcome::Canceled,
+                    None,
+                );
+            }
+        }
     }
 
     /// Takes news of the run's pools: a pool's new view (waiting attempts may go, or fail),
@@ -822,6 +964,7 @@ impl Actor {
                 attempt: sj.attempt,
                 actor: self.tx.clone(),
                 cache_prefix: sj.job.cache.as_ref().map(|c| c.key.clone()),
+                index: None,
             }),
         });
         let checkout = if sj.job.checkout { self.checkout.clone() } else { None };

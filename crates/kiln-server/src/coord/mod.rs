@@ -34,12 +34,14 @@ use crate::secrets::SecretBox;
 
 mod actor;
 mod admission;
+mod arrays;
 mod env;
 mod pools;
 mod server_jobs;
 
 use actor::Actor;
 pub use admission::group_of;
+pub use arrays::{IndexMsg, index_exited};
 pub use server_jobs::{declared_params, group_state, output_name};
 
 /// Tells a run's actor that an attempt ended: the one way back for an attempt's end, whether
@@ -73,6 +75,18 @@ pub fn mask_event(masker: &Masker, event: Event) -> Event {
             job,
             outputs: outputs.into_iter().map(|(k, v)| (m(k), m(v))).collect(),
         },
+        Event::IndexesExited { job, exits } => Event::IndexesExited {
+            job,
+            exits: exits
+                .into_iter()
+                .map(|mut e| {
+                    if let Outcome::Error(why) = e.outcome {
+                        e.outcome = Outcome::Error(m(why));
+                    }
+                    e
+                })
+                .collect(),
+        },
         other => other,
     }
 }
@@ -104,6 +118,9 @@ pub enum RunMsg {
         /// When the server heard it.
         at: chrono::DateTime<chrono::Utc>,
     },
+    /// An index attempt of an array job started or ended (`arrays.rs`): gathered with the
+    /// others of its batch into one `IndexesStarted`/`IndexesExited` event per job.
+    Index(arrays::IndexMsg),
 }
 
 /// Sends messages to a run's actor.
@@ -187,6 +204,18 @@ pub fn job_log_key(run: &RunId, job_index: usize, attempt: u32) -> LogKey {
         "runs".to_string(),
         run.to_string(),
         job_index.to_string(),
+        attempt.to_string(),
+    ])
+    .expect("uuid and numbers make a valid key")
+}
+
+/// The log of one attempt of one index of an array job: created only if it prints.
+pub fn index_log_key(run: &RunId, job_index: usize, index: u32, attempt: u32) -> LogKey {
+    LogKey::from_segments([
+        "runs".to_string(),
+        run.to_string(),
+        job_index.to_string(),
+        format!("i{index}"),
         attempt.to_string(),
     ])
     .expect("uuid and numbers make a valid key")

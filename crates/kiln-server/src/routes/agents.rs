@@ -237,7 +237,9 @@ pub async fn events(
 ) -> ApiResult<Json<EventsResponse>> {
     agent_caller(&caller)?;
     own_lease(&app, &caller, &lease)?;
-    let cancel = report(&app, &lease, events)?;
+    let mut stored = Vec::new();
+    let cancel = report(&app, &lease, events, &mut stored)?;
+    wait_stored(stored).await?;
     Ok(Json(EventsResponse { cancel }))
 }
 
@@ -256,27 +258,46 @@ pub async fn reports(
     agent_caller(&caller)?;
     let owner = caller.agent_owner();
     let mut resp = ReportsResponse::default();
+    let mut stored = Vec::new();
     for r in reports {
         // Only the leases of this token's sessions: others are unknown to it.
         if !app.dispatch.lease_owned(&r.lease, &owner, None) {
             resp.unknown.push(r.lease);
             continue;
         }
-        match report(&app, &r.lease, r.events) {
+        match report(&app, &r.lease, r.events, &mut stored) {
             Ok(true) => resp.cancel.push(r.lease),
             Ok(false) => {}
             Err(_) => resp.unknown.push(r.lease),
         }
     }
+    wait_stored(stored).await?;
     Ok(Json(resp))
+}
+
+/// Waits until the reported ends of array indexes are stored, so that what the agent hears
+/// acknowledged survives a crash. A run that ended or restarted meanwhile drops its sender:
+/// that index runs again if it matters, so it is not an error for the agent.
+async fn wait_stored(stored: Vec<crate::reports::Stored>) -> ApiResult<()> {
+    for rx in stored {
+        if let Ok(Err(e)) = rx.await {
+            return Err(e);
+        }
+    }
+    Ok(())
 }
 
 /// Takes a lease's events through [`crate::reports::Reports`]; not found when the lease is
 /// not live.
-fn report(app: &App, lease: &str, events: Vec<AgentEvent>) -> ApiResult<bool> {
+fn report(
+    app: &App,
+    lease: &str,
+    events: Vec<AgentEvent>,
+    stored: &mut Vec<crate::reports::Stored>,
+) -> ApiResult<bool> {
     let reports =
         crate::reports::Reports { logs: &app.logs, dispatch: &app.dispatch, metrics: &app.metrics };
-    reports.take(lease, events).map_err(|e| ApiErr::not_found(e.to_string()))
+    reports.take(lease, events, stored).map_err(|e| ApiErr::not_found(e.to_string()))
 }
 
 fn file_response(file: tokio::fs::File) -> Response {

@@ -42,6 +42,8 @@ pub struct PageQuery {
     tail: Option<usize>,
     /// Attempt of the job (default: the latest).
     attempt: Option<u32>,
+    /// For an array job: the index whose log this is (`attempt` is then the index's).
+    index: Option<u32>,
 }
 
 /// Which attempt a download is of.
@@ -49,6 +51,8 @@ pub struct PageQuery {
 pub struct DownloadQuery {
     /// Attempt of the job (default: the latest).
     attempt: Option<u32>,
+    /// For an array job: the index whose log this is (`attempt` is then the index's).
+    index: Option<u32>,
 }
 
 /// Where a stream resumes.
@@ -58,6 +62,8 @@ pub struct StreamQuery {
     from: Option<u64>,
     /// Attempt of the job (default: the latest).
     attempt: Option<u32>,
+    /// For an array job: the index whose log this is (`attempt` is then the index's).
+    index: Option<u32>,
 }
 
 fn line(r: Record, whole_run: bool) -> LogLine {
@@ -111,12 +117,16 @@ async fn job_key(
     run: &kiln_store::Run,
     job: &str,
     attempt: Option<u32>,
+    array_index: Option<u32>,
 ) -> ApiResult<LogKey> {
     let plan = app.coord.plan_of_run(run).await?;
     let index =
         plan.jobs.iter().position(|j| j.id.as_str() == job).ok_or_else(|| {
             ApiErr::not_found(format!("run {} has no job `{job}`", run.full_name()))
         })?;
+    if let Some(i) = array_index {
+        return index_key(app, run, &plan.jobs[index], index, i, attempt);
+    }
     let jobs = app.store.jobs(&run.id).await?;
     let attempts = jobs.iter().find(|r| r.job.as_str() == job).map_or(0, |r| r.attempts);
     let attempt = match attempt {
@@ -130,6 +140,46 @@ async fn job_key(
         None => attempts.max(1),
     };
     Ok(job_log_key(&run.id, index, attempt))
+}
+
+/// The log of attempt `attempt` (default: the latest that printed) of index `i` of array
+/// job `job` (the `index`th of the plan). An index's log exists only if it printed.
+fn index_key(
+    app: &App,
+    run: &kiln_store::Run,
+    job: &kiln_workflow::plan::Job,
+    index: usize,
+    i: u32,
+    attempt: Option<u32>,
+) -> ApiResult<LogKey> {
+    let name = run.full_name();
+    let Some(spec) = job.array else {
+        return Err(ApiErr::bad_request(format!(
+            "job `{}` of run {name} is not an array job: it has no index {i} (leave out index)",
+            job.id
+        )));
+    };
+    if i >= spec.size {
+        return Err(ApiErr::not_found(format!(
+            "job `{}` of run {name} has indexes 0 to {}, not {i}",
+            job.id,
+            spec.size - 1
+        )));
+    }
+    let most = job.retry.max.saturating_add(1);
+    let key = |a: u32| crate::coord::index_log_key(&run.id, index, i, a);
+    match attempt {
+        Some(a) if a >= 1 && a <= most => Ok(key(a)),
+        Some(a) => Err(ApiErr::not_found(format!(
+            "index {i} of job `{}` of run {name} has no attempt {a} (at most {most})",
+            job.id
+        ))),
+        None => Ok((1..=most)
+            .rev()
+            .map(key)
+            .find(|k| app.logs.path(k).exists())
+            .unwrap_or_else(|| key(1))),
+    }
 }
 
 /// A page of the log `key`: up to `limit` lines (default 1000) from line `from` (default 1),
@@ -255,7 +305,11 @@ pub async fn job_page(
     Query(q): Query<PageQuery>,
 ) -> ApiResult<Json<LogPage>> {
     let run = run_for(&app, &caller, &id, Role::Viewer).await?;
-    let key = job_key(&app, &run, &job, q.attempt).await?;
+    let key = job_key(&app, &run, &job, q.attempt, q.index).await?;
+    if q.index.is_some() && !app.logs.path(&key).exists() {
+        // An index that printed nothing has no log file: an empty, ended log.
+        return Ok(Json(LogPage { closed: true, lines: Vec::new(), next: 1, last: 0 }));
+    }
     page(&app, key, q.from, q.limit, q.tail, false).await
 }
 
@@ -273,7 +327,15 @@ pub async fn job_stream(
     Query(q): Query<StreamQuery>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
     let run = run_for(&app, &caller, &id, Role::Viewer).await?;
-    let key = job_key(&app, &run, &job, q.attempt).await?;
+    let key = job_key(&app, &run, &job, q.attempt, q.index).await?;
+    if let Some(i) = q.index
+        && !app.logs.path(&key).exists()
+    {
+        return Err(ApiErr::not_found(format!(
+            "index {i} of job `{job}` of run {} printed nothing (yet)",
+            run.full_name()
+        )));
+    }
     sse(&app, key, resume_from(&headers, q.from)?, false).await
 }
 
@@ -291,7 +353,7 @@ pub async fn job_download(
     Query(q): Query<DownloadQuery>,
 ) -> ApiResult<Response> {
     let run = run_for(&app, &caller, &id, Role::Viewer).await?;
-    let key = job_key(&app, &run, &job, q.attempt).await?;
+    let key = job_key(&app, &run, &job, q.attempt, q.index).await?;
     let name = format!("{}-{}-{job}", run.pipeline, run.number);
     Ok(download(&app, key, &name))
 }

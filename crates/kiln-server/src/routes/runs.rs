@@ -229,6 +229,7 @@ pub async fn detail(app: &App, run: kiln_store::Run) -> ApiResult<RunDetail> {
     let plan = app.coord.plan_of_run(&run).await?;
     let records = app.store.jobs(&run.id).await?;
     let approvals = app.store.approvals(&run.id).await?;
+    let arrays = app.store.arrays(&run.id).await?;
     let jobs: Vec<JobInfo> = plan
         .jobs
         .iter()
@@ -246,12 +247,21 @@ pub async fn detail(app: &App, run: kiln_store::Run) -> ApiResult<RunDetail> {
                 waiting: rec
                     .filter(|r| r.state == JobState::Queued)
                     .and_then(|_| app.dispatch.waiting(&run.id, &j.id)),
+                // An array's indexes are on many nodes: none is the job's.
                 placement: rec
                     .filter(|r| matches!(r.state, JobState::Queued | JobState::Running))
+                    .filter(|_| j.array.is_none())
                     .and_then(|_| app.dispatch.placement(&run.id, &j.id)),
                 started_at: rec.and_then(|r| r.started_at),
                 finished_at: rec.and_then(|r| r.finished_at),
                 duration_ms: rec.and_then(|r| ms(r.started_at, r.finished_at)),
+                array: j.array.map(|spec| {
+                    arrays
+                        .iter()
+                        .find(|a| a.job == j.id)
+                        .and_then(|a| serde_json::from_str(&a.progress).ok())
+                        .unwrap_or_else(|| crate::arrays::not_started(spec))
+                }),
             }
         })
         .collect();

@@ -788,6 +788,7 @@ pub(super) fn instance_task(
         checkout: false,
         pools: Vec::new(),
         environment: None,
+        array: None,
     };
     let lease = Lease {
         id: i.lease.clone().unwrap_or_default(),

@@ -3,6 +3,7 @@
 
 mod access;
 mod api;
+mod arrays;
 mod builds;
 mod config;
 mod deploys;

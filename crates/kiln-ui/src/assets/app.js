@@ -88,6 +88,9 @@
 
   // The connection to the server (conn.js): the banner while it is away, live event streams.
   let conn = null, connModule = null;
+  // An array job's progress on the run page (array_progress.js), loaded at start.
+  let arrayModule = null;
+  import('/assets/array_progress.js').then((m) => { arrayModule = m; }).catch(() => { /* the note shows the reason instead */ });
   /** Follows a server event stream for the page `p` (see conn.js `followEvents`). */
   function followEvents(p, url, onOpen, onEvent, onError) {
     if (!connModule) return false;
@@ -760,7 +763,7 @@
         return;
       }
       const r = d;
-      const key = JSON.stringify([r.state, r.paused_at, r.jobs.map((j) => [j.state, j.attempts, j.duration_ms === null, j.waiting]), r.stages.map((x) => x.gate)]);
+      const key = JSON.stringify([r.state, r.paused_at, r.jobs.map((j) => [j.state, j.attempts, j.duration_ms === null, j.waiting, j.array && [j.array.succeeded, j.array.failed, j.array.running]]), r.stages.map((x) => x.gate)]);
       setTitle(r.pipeline + ' #' + r.number + ' ' + r.state);
       put(crumbs, h('a', { href: '/' }, 'Pipelines'), ' / ', h('a', { href: projectPath(r.project) }, r.project), ' / ', h('a', { href: '/p/' + enc(r.project) + '/' + enc(r.pipeline) }, r.pipeline));
       const actions = h('div', { class: 'actions' });
@@ -899,7 +902,7 @@
         h('td', { class: 'num hide-sm' }, j.attempts),
         h('td', { class: 'num hide-sm' }, j.exit_code === null ? '–' : j.exit_code),
         h('td', { class: 'num' }, fmtDuration(j.duration_ms)),
-        h('td', { class: 'hide-sm muted note' }, j.reason
+        h('td', { class: 'hide-sm muted note' }, j.array && arrayModule ? arrayModule.arrayProgress(h, r.id, j.id, j.array) : j.reason
           || (j.state === 'queued' && j.waiting ? 'waits for a node: ' + j.waiting : '')
           || Object.entries(j.outputs || {}).map(([k, v]) => k + '=' + v).join(' ')))))));
   }

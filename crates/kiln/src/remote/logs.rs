@@ -34,9 +34,12 @@ pub struct LogsArgs {
     /// Keep following the log until it ends.
     #[arg(short, long)]
     follow: bool,
-    /// The job's attempt (default: the latest).
+    /// The job's attempt (default: the latest); with `--index`, the index's.
     #[arg(long, requires = "job")]
     attempt: Option<u32>,
+    /// For an array job: the log of this index (0 to N-1; `KILN_ARRAY_INDEX`).
+    #[arg(long, requires = "job")]
+    index: Option<u32>,
     #[command(flatten)]
     conn: Conn,
 }
@@ -213,6 +216,9 @@ pub async fn logs(args: LogsArgs) -> CmdResult {
                 jobs.join(", ")
             )));
         };
+        if let Some(index) = args.index {
+            return index_logs(&client, &run, job, index, &args).await;
+        }
         if let Some(attempt) = args.attempt
             && (attempt == 0 || attempt > job.attempts)
         {
@@ -241,6 +247,58 @@ pub async fn logs(args: LogsArgs) -> CmdResult {
             break;
         }
         from = page.next;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `kiln logs RUN JOB --index N`: one index of an array job.
+async fn index_logs(
+    client: &Client,
+    run: &RunDetail,
+    job: &JobInfo,
+    index: u32,
+    args: &LogsArgs,
+) -> CmdResult {
+    let name = run.run.full_name();
+    let Some(array) = &job.array else {
+        return Err(Fail::invalid(format!(
+            "--index {index}: job `{}` of run {name} is not an array job",
+            job.id
+        )));
+    };
+    if index >= array.size {
+        return Err(Fail::invalid(format!(
+            "--index {index}: job `{}` of run {name} has indexes 0 to {}",
+            job.id,
+            array.size.saturating_sub(1)
+        )));
+    }
+    let label = format!("{}[{index}]", job.id);
+    let mut printer = LogPrinter::for_prefixes([label.as_str()], args.conn.output, false);
+    let id = &run.run.id;
+    if args.follow {
+        let stream = client.follow_index(id, &job.id, index, args.attempt, 1).await?;
+        let mut stream = std::pin::pin!(stream);
+        while let Some(line) = stream.next().await {
+            printer.line(&line?);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut from = 1;
+    let mut printed = 0;
+    loop {
+        let page = client.index_logs(id, &job.id, index, args.attempt, from, PAGE).await?;
+        for line in &page.lines {
+            printer.line(line);
+        }
+        printed += page.lines.len();
+        if page.closed || page.lines.is_empty() || page.next <= from {
+            break;
+        }
+        from = page.next;
+    }
+    if printed == 0 {
+        eprintln!("index {index} of job `{}` of run {name} printed nothing", job.id);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -23,6 +23,7 @@ use serde::Serialize;
 use crate::{EXIT_FAILED, EXIT_INVALID, Format};
 
 pub mod access;
+pub mod arrays;
 pub mod artifacts;
 pub mod config;
 pub mod deploys;

@@ -344,6 +344,7 @@ fn print_detail(run: &RunDetail) {
         ]);
     }
     outln!("{jobs}");
+    super::arrays::print(run);
     if !run.downstream.is_empty() {
         let mut down = table(&["JOB", "STARTED RUN", "STATE", "GROUP", "DURATION", "ID"]);
         for r in &run.downstream {

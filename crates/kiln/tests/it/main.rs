@@ -9,6 +9,7 @@
 //! (`deploy.rs`).
 
 mod adoption;
+mod arrays;
 mod completions;
 mod config;
 mod deploy;
