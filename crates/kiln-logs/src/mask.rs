@@ -28,11 +28,15 @@ pub const MIN_SECRET_CHARS: usize = 3;
 /// Matching uses one automaton and finds overlapping occurrences, then merges overlapping or
 /// touching spans, so with secrets `abcdef` and `defgh` the line `xabcdefghx` becomes `x***x`
 /// (a leftmost-longest, non-overlapping search would leave `gh` visible).
-#[derive(Debug, Clone)]
+///
+/// The automaton is built on the first line masked, not by [`Masker::new`]: a task that
+/// prints nothing (most indexes of a job array) never pays for it.
+#[derive(Debug, Clone, Default)]
 pub struct Masker {
-    /// `None` when there is nothing to mask.
-    matcher: Option<Matcher>,
-    patterns: usize,
+    /// The patterns, sorted and distinct; empty when there is nothing to mask.
+    patterns: Vec<String>,
+    /// Built from `patterns` when first needed.
+    matcher: std::sync::OnceLock<Matcher>,
 }
 
 /// How the patterns are searched.
@@ -44,16 +48,10 @@ enum Matcher {
     Plain(Vec<String>),
 }
 
-impl Default for Masker {
-    fn default() -> Self {
-        Masker::none()
-    }
-}
-
 impl Masker {
     /// A masker that masks nothing.
     pub fn none() -> Masker {
-        Masker { matcher: None, patterns: 0 }
+        Masker::default()
     }
 
     /// Builds a masker from secret values, applying the rule documented on [`Masker`].
@@ -76,36 +74,38 @@ impl Masker {
         }
         patterns.sort_unstable();
         patterns.dedup();
-        if patterns.is_empty() {
-            return Masker::none();
-        }
-        let count = patterns.len();
-        let matcher =
-            match AhoCorasickBuilder::new().match_kind(MatchKind::Standard).build(&patterns) {
+        Masker { patterns, matcher: std::sync::OnceLock::new() }
+    }
+
+    /// The automaton over the patterns, built on first use.
+    fn matcher(&self) -> &Matcher {
+        self.matcher.get_or_init(|| {
+            match AhoCorasickBuilder::new().match_kind(MatchKind::Standard).build(&self.patterns) {
                 Ok(automaton) => Matcher::Automaton(automaton),
                 // Only past the automaton's size limits (far beyond any real run): mask more
                 // slowly rather than not at all.
-                Err(_) => Matcher::Plain(patterns),
-            };
-        Masker { matcher: Some(matcher), patterns: count }
+                Err(_) => Matcher::Plain(self.patterns.clone()),
+            }
+        })
     }
 
     /// How many distinct patterns are masked.
     pub fn len(&self) -> usize {
-        self.patterns
+        self.patterns.len()
     }
 
     /// True when this masker masks nothing.
     pub fn is_empty(&self) -> bool {
-        self.matcher.is_none()
+        self.patterns.is_empty()
     }
 
     /// Returns `text` with every occurrence of a secret replaced by [`MASK`]; borrows `text`
     /// unchanged when it contains none (the common case costs one scan and no allocation).
     pub fn mask<'a>(&self, text: &'a str) -> Cow<'a, str> {
-        let Some(matcher) = &self.matcher else {
+        if self.patterns.is_empty() {
             return Cow::Borrowed(text);
-        };
+        }
+        let matcher = self.matcher();
         // Merge spans as they come: overlapping matches arrive ordered by end, so keep a
         // stack of disjoint spans and fold each new span into those it overlaps.
         let mut spans: Vec<(usize, usize)> = Vec::new();

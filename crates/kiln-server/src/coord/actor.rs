@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::environments::EnvVars;
 
-use super::arrays::{Clock, Gathered};
+use super::arrays::{Clock, Feed, Gathered};
 use super::env::{RunEnv, job_env};
 use super::pools::{Admit, PoolCtx, PoolMsg, RunPools};
 use super::server_jobs::JobTask;
@@ -95,6 +95,8 @@ pub(super) struct Actor {
     clock: Clock,
     /// The progress of each array job as last stored, by job index.
     arrays_stored: HashMap<usize, ArrayProgress>,
+    /// Index attempts on their way to the dispatcher.
+    feed: Feed,
 }
 
 impl Actor {
@@ -139,6 +141,7 @@ impl Actor {
             reserved: HashMap::new(),
             clock: Clock::default(),
             arrays_stored: HashMap::new(),
+            feed: Feed::default(),
             run,
             engine: Run::new(plan.clone(), BTreeMap::new()),
             plan,
@@ -473,7 +476,10 @@ impl Actor {
             let mut gathered = Gathered::default();
             for m in batch {
                 match m {
-                    RunMsg::Index(msg) => gathered.push(msg, &mut self.clock),
+                    RunMsg::Index(msg) => {
+                        self.feed.note(&msg);
+                        gathered.push(msg, &mut self.clock);
+                    }
                     RunMsg::Event { event, reply } => events.push((event, reply)),
                     RunMsg::Pool(news) => self.pool_news(news),
                     RunMsg::Environment(sj, vars) => self.environment_read(*sj, vars),
@@ -493,6 +499,9 @@ impl Actor {
                     held = replies;
                     held.extend(index_replies);
                     done = self.exec(cmds);
+                    if !done {
+                        self.top_up();
+                    }
                 }
                 Err(e) => {
                     for r in index_replies {
@@ -711,11 +720,21 @@ impl Actor {
                     });
                 }
                 Command::Finish(_) => done = true,
-                Command::StartIndexes { start, indexes } => self.dispatch_indexes(&start, indexes),
+                Command::StartIndexes { start, indexes } => {
+                    self.feed.hold(Arc::new(*start), indexes);
+                    self.top_up();
+                }
                 Command::CancelIndexes { job, indexes } => self.cancel_indexes(&job, indexes),
             }
         }
         done
+    }
+
+    /// Gives the dispatcher the index attempts it has room for (see `arrays.rs`' `Feed`).
+    fn top_up(&mut self) {
+        for (start, indexes) in self.feed.take() {
+            self.dispatch_indexes(&start, indexes);
+        }
     }
 
     /// Hands index attempts of an array job to the dispatcher, a lease each, placed in one
@@ -786,6 +805,20 @@ impl Actor {
     fn cancel_indexes(&mut self, job: &JobId, indexes: Vec<IndexAttempt>) {
         let key =
             |ia: &IndexAttempt| crate::dispatch::index_key(&self.run.id, job, ia.index, ia.attempt);
+        // Those still in the feed never reached the dispatcher.
+        let held: HashSet<IndexAttempt> = self.feed.forget(job, &indexes).into_iter().collect();
+        for ia in &held {
+            super::index_exited(
+                &self.tx,
+                job.clone(),
+                ia.index,
+                ia.attempt,
+                Outcome::Canceled,
+                None,
+            );
+        }
+        let indexes: Vec<IndexAttempt> =
+            indexes.into_iter().filter(|ia| !held.contains(ia)).collect();
         let keys: HashSet<String> = indexes.iter().map(key).collect();
         let (dequeued, leased) = self.sh.dispatch.cancel_many(&keys);
         let dequeued: HashSet<String> = dequeued.iter().map(|c| c.key()).collect();

@@ -4,14 +4,19 @@
 //! stores a few events for hundreds of indexes, and no job record, row or log file exists
 //! per index (an index's log file appears only if it prints).
 //!
+//! The indexes the engine hands out (its window) wait in a [`Feed`] until the dispatcher
+//! has fewer than [`AHEAD`] of them not started, so a placement pass never walks thousands
+//! of queued indexes.
+//!
 //! Invariant: the end of an index reported by its agent is acknowledged only once the step
 //! holding it is stored (its `reply`); an index whose end was not stored is still in flight
 //! in the stored events, so a restarted server hands it out again.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::Instant;
 
-use kiln_engine::{Event, IndexAttempt, IndexExit, Outcome};
+use kiln_engine::{Event, IndexAttempt, IndexExit, Outcome, StartJob};
 use kiln_workflow::plan::JobId;
 use tokio::sync::oneshot;
 
@@ -110,5 +115,64 @@ impl Gathered {
             self.exited.into_iter().map(|(job, exits)| Event::IndexesExited { job, exits }),
         );
         (events, self.replies)
+    }
+}
+
+/// Most index attempts of a run's arrays given to the dispatcher and not started yet: the
+/// dispatcher's queue holds at most this many of them whatever the window, so that each
+/// placement pass stays short; the rest wait here, a few bytes each.
+pub(super) const AHEAD: usize = 1024;
+
+/// The index attempts the engine handed out, on their way to the dispatcher.
+#[derive(Debug, Default)]
+pub(super) struct Feed {
+    /// Handed out by the engine, not yet given to the dispatcher, in order.
+    held: VecDeque<(Arc<StartJob>, IndexAttempt)>,
+    /// Given to the dispatcher, not started (nor ended) yet.
+    unstarted: HashSet<(JobId, IndexAttempt)>,
+}
+
+impl Feed {
+    /// Keeps index attempts of `start`'s job until there is room for them.
+    pub(super) fn hold(&mut self, start: Arc<StartJob>, indexes: Vec<IndexAttempt>) {
+        self.held.extend(indexes.into_iter().map(|ia| (start.clone(), ia)));
+    }
+
+    /// Notes what a message says of an index attempt given to the dispatcher.
+    pub(super) fn note(&mut self, msg: &IndexMsg) {
+        let (job, index, attempt) = match msg {
+            IndexMsg::Started { job, index, attempt } => (job, index, attempt),
+            IndexMsg::Exited { job, index, attempt, .. } => (job, index, attempt),
+        };
+        self.unstarted.remove(&(job.clone(), IndexAttempt { index: *index, attempt: *attempt }));
+    }
+
+    /// What may go to the dispatcher now (grouped by job, in order), counted as given.
+    pub(super) fn take(&mut self) -> Vec<(Arc<StartJob>, Vec<IndexAttempt>)> {
+        let room = AHEAD.saturating_sub(self.unstarted.len()).min(self.held.len());
+        let mut out: Vec<(Arc<StartJob>, Vec<IndexAttempt>)> = Vec::new();
+        for (start, ia) in self.held.drain(..room) {
+            self.unstarted.insert((start.job.id.clone(), ia));
+            match out.last_mut() {
+                Some((s, list)) if Arc::ptr_eq(s, &start) => list.push(ia),
+                _ => out.push((start, vec![ia])),
+            }
+        }
+        out
+    }
+
+    /// Takes index attempts of `job` that were never given to the dispatcher out of the
+    /// feed; returns those it took.
+    pub(super) fn forget(&mut self, job: &JobId, indexes: &[IndexAttempt]) -> Vec<IndexAttempt> {
+        let wanted: HashSet<IndexAttempt> = indexes.iter().copied().collect();
+        let mut taken = Vec::new();
+        self.held.retain(|(s, ia)| {
+            let hit = &s.job.id == job && wanted.contains(ia);
+            if hit {
+                taken.push(*ia);
+            }
+            !hit
+        });
+        taken
     }
 }
