@@ -148,7 +148,7 @@ async fn bench() -> Result<()> {
             let first_node = registered.first().context("no node registered")?.at;
             println!(
                 "  first node:  {:>7.0} ms after the first queued task",
-                diff_ms(queued, first_node)
+                diff_ms(first_node, queued)
             );
             break removed.iter().map(|e| e.at).max().context("no removal")?;
         }
@@ -157,9 +157,9 @@ async fn bench() -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let work = diff_ms(first_start, last_end);
-    let done = diff_ms(queued, last_end);
-    let total = diff_ms(queued, removed);
+    let work = diff_ms(last_end, first_start);
+    let done = diff_ms(last_end, queued);
+    let total = diff_ms(removed, queued);
     let overhead = total - work - (IDLE_S * 1000) as f64;
     println!("  work:        {work:>7.0} ms (first job start to last job end)");
     println!("  all done:    {done:>7.0} ms after the first queued task");

@@ -194,7 +194,78 @@ async fn http(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use axum::Json;
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::routing::post;
+
     use super::*;
+
+    /// A real HTTP hook on loopback: records what it got, answers as `mode` says.
+    async fn hook(mode: &'static str) -> (String, Arc<Mutex<Vec<(HeaderMap, ProviderRequest)>>>) {
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let seen = got.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            post(move |headers: HeaderMap, Json(req): Json<ProviderRequest>| {
+                let seen = seen.clone();
+                async move {
+                    seen.lock().unwrap().push((headers, req));
+                    match mode {
+                        "nodes" => (StatusCode::OK, r#"{"nodes":["i-0abc"]}"#.to_string()),
+                        "empty" => (StatusCode::OK, String::new()),
+                        "slow" => {
+                            tokio::time::sleep(Duration::from_secs(5)).await;
+                            (StatusCode::OK, String::new())
+                        }
+                        _ => (StatusCode::SERVICE_UNAVAILABLE, "no capacity in eu-west-3".into()),
+                    }
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (url, got)
+    }
+
+    fn request() -> ProviderRequest {
+        ProviderRequest {
+            action: "up".into(),
+            group: "big".into(),
+            count: 1,
+            nodes: vec!["big-1".into()],
+            server: "http://127.0.0.1:7171".into(),
+            agent_args: vec!["--attribute".into(), "group=big".into()],
+        }
+    }
+
+    #[tokio::test]
+    async fn the_http_hook_gets_the_request_and_its_answer_or_failure_is_read() {
+        let (url, got) = hook("nodes").await;
+        let headers = std::collections::BTreeMap::from([("x-cloud-key".into(), "k1".into())]);
+        let p = Provider::Http { url, headers };
+        let answer = call(&p, &request(), Duration::from_secs(5)).await.unwrap();
+        assert_eq!(answer.nodes, ["i-0abc"]);
+        let (h, req) = got.lock().unwrap().remove(0);
+        assert_eq!(req, request());
+        assert_eq!(h["x-cloud-key"], "k1");
+
+        let (url, _) = hook("empty").await;
+        let p = Provider::Http { url, headers: Default::default() };
+        assert_eq!(call(&p, &request(), Duration::from_secs(5)).await.unwrap().nodes.len(), 0);
+
+        let (url, _) = hook("fail").await;
+        let p = Provider::Http { url: url.clone(), headers: Default::default() };
+        let e = call(&p, &request(), Duration::from_secs(5)).await.unwrap_err();
+        assert_eq!(e, format!("POST {url} (up) answered 503 Service Unavailable: no capacity in eu-west-3"));
+
+        let (url, _) = hook("slow").await;
+        let p = Provider::Http { url: url.clone(), headers: Default::default() };
+        let e = call(&p, &request(), Duration::from_millis(300)).await.unwrap_err();
+        assert_eq!(e, format!("POST {url} (up) got no answer within 0.3s"));
+    }
 
     #[test]
     fn answers_are_nothing_or_a_list_of_nodes() {
