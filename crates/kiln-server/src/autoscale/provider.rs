@@ -259,7 +259,10 @@ mod tests {
         let (url, _) = hook("fail").await;
         let p = Provider::Http { url: url.clone(), headers: Default::default() };
         let e = call(&p, &request(), Duration::from_secs(5)).await.unwrap_err();
-        assert_eq!(e, format!("POST {url} (up) answered 503 Service Unavailable: no capacity in eu-west-3"));
+        assert_eq!(
+            e,
+            format!("POST {url} (up) answered 503 Service Unavailable: no capacity in eu-west-3")
+        );
 
         let (url, _) = hook("slow").await;
         let p = Provider::Http { url: url.clone(), headers: Default::default() };
